@@ -1,0 +1,112 @@
+// channel id -> Channel. A channel exists while it holds a buffered message or a subscriber
+// (PROTOCOL.md §3.2 "Lifetime"); an empty one is dropped at once.
+import { MessageBuffer } from './message-buffer.ts'
+import type { Message } from './message.ts'
+import type { Subscriber } from './subscriber.ts'
+
+export class Channel {
+  /** Raw id bytes, one per char (latin1): ids compare as byte strings. */
+  readonly key: string
+  readonly buffer: MessageBuffer
+  /** Id of the newest message that left the buffer; (created, -1) when none has (§11a). */
+  floorTime: number
+  floorTag: number
+  /** Newest id issued, (0, 0) before the first publish. */
+  lastTime: number
+  lastTag: number
+  /** ms of the last subscriber arrival or long-poll answer; -1 = never. */
+  lastRequested: number
+  /** Subscribers, and for each the position of this channel in its subscription. */
+  subs: Subscriber[]
+  subPos: number[]
+
+  constructor (key: string, capacity: number, nowSec: number) {
+    this.key = key
+    this.buffer = new MessageBuffer(capacity)
+    this.floorTime = nowSec
+    this.floorTag = -1
+    this.lastTime = 0
+    this.lastTag = 0
+    this.lastRequested = -1
+    this.subs = []
+    this.subPos = []
+  }
+
+  get subscriberCount (): number { return this.subs.length }
+
+  /** Next id for a publish at `nowSec`: strictly increasing even if the clock steps back (§2.1). */
+  nextId (nowSec: number): void {
+    if (nowSec > this.lastTime) {
+      this.lastTime = nowSec
+      this.lastTag = 0
+    } else {
+      this.lastTag++
+    }
+  }
+
+  /** Record that a message left the buffer. */
+  setFloor (m: Message): void {
+    this.floorTime = m.time
+    this.floorTag = m.tag
+  }
+
+  /** True when a message newer than the cursor (time, tag) has left the buffer. */
+  hasGapAfter (time: number, tag: number): boolean {
+    return this.floorTime > time || (this.floorTime === time && this.floorTag > tag)
+  }
+
+  addSub (sub: Subscriber, pos: number): number {
+    this.subs.push(sub)
+    this.subPos.push(pos)
+    return this.subs.length - 1
+  }
+
+  /** Swap-with-last removal; fixes the moved subscriber's slot. */
+  removeSub (slot: number): void {
+    const last = this.subs.length - 1
+    if (slot !== last) {
+      const moved = this.subs[last]!
+      const movedPos = this.subPos[last]!
+      this.subs[slot] = moved
+      this.subPos[slot] = movedPos
+      moved.slots[movedPos] = slot
+    }
+    this.subs.pop()
+    this.subPos.pop()
+  }
+
+  get isEmpty (): boolean { return this.subs.length === 0 && this.buffer.size === 0 }
+}
+
+export class ChannelRegistry {
+  readonly #channels = new Map<string, Channel>()
+  readonly capacity: number
+
+  constructor (capacity: number) {
+    this.capacity = capacity
+  }
+
+  get size (): number { return this.#channels.size }
+
+  get (key: string): Channel | undefined { return this.#channels.get(key) }
+
+  getOrCreate (key: string, nowSec: number): Channel {
+    let ch = this.#channels.get(key)
+    if (ch === undefined) {
+      ch = new Channel(key, this.capacity, nowSec)
+      this.#channels.set(key, ch)
+    }
+    return ch
+  }
+
+  /** Drop the channel if it holds nothing. */
+  release (ch: Channel): void {
+    if (ch.isEmpty && this.#channels.get(ch.key) === ch) this.#channels.delete(ch.key)
+  }
+
+  delete (ch: Channel): void {
+    if (this.#channels.get(ch.key) === ch) this.#channels.delete(ch.key)
+  }
+
+  values (): IterableIterator<Channel> { return this.#channels.values() }
+}

@@ -1,0 +1,154 @@
+// One table of options: name, type, default, doc. Validated and defaulted once, at boot
+// (nchan's src/nchan_commands.rb works the same way). conf/parkline.json documents the same keys.
+import { readFileSync } from 'node:fs'
+import { ConfigError } from './errors.ts'
+
+type Kind = 'int' | 'string' | 'bool' | 'list' | 'enum'
+
+interface OptionSpec {
+  name: keyof ParklineOptions
+  kind: Kind
+  default: unknown
+  doc: string
+  values?: readonly string[]
+  min?: number
+}
+
+export interface ParklineOptions {
+  port: number
+  host: string
+  pubPrefix: string
+  subPrefix: string
+  bufferLength: number
+  messageTimeout: number
+  maxMessageSize: number
+  maxChannelIdLength: number
+  maxChannelsPerSubscription: number
+  multiplexDelimiter: string
+  subscriberTimeout: number
+  keepalive: number
+  ping: 'comment' | 'event'
+  retryMin: number
+  retryMax: number
+  queueCap: number
+  queuePolicy: 'disconnect' | 'drop-oldest'
+  corsOrigins: string[]
+  maxSubscribers: number
+  drainWindow: number
+  statusPath: string
+  metricsPath: string
+  statusLoopbackOnly: boolean
+  headersTimeout: number
+  logLevel: string
+}
+
+export const OPTIONS: readonly OptionSpec[] = [
+  { name: 'port', kind: 'int', default: 8080, min: 0, doc: 'TCP port of the standalone server.' },
+  { name: 'host', kind: 'string', default: '0.0.0.0', doc: 'Address the standalone server listens on.' },
+  { name: 'pubPrefix', kind: 'string', default: '/pub/', doc: 'Publisher location; the channel id follows it.' },
+  { name: 'subPrefix', kind: 'string', default: '/sub/', doc: 'Subscriber location; the channel id(s) follow it.' },
+  { name: 'bufferLength', kind: 'int', default: 100, min: 1, doc: 'Messages kept per channel for resume.' },
+  { name: 'messageTimeout', kind: 'int', default: 3600, min: 0, doc: 'Seconds a message stays buffered; 0 = forever.' },
+  { name: 'maxMessageSize', kind: 'int', default: 1048576, min: 0, doc: 'Largest message body in bytes; above it 413.' },
+  { name: 'maxChannelIdLength', kind: 'int', default: 1024, min: 1, doc: 'Longest channel id (or multiplexed list) in bytes; above it 403.' },
+  { name: 'maxChannelsPerSubscription', kind: 'int', default: 255, min: 1, doc: 'Channels one multiplexed subscription may name; above it 403.' },
+  { name: 'multiplexDelimiter', kind: 'string', default: ',', doc: 'Separates channels in a subscriber URL; empty turns multiplexing off.' },
+  { name: 'subscriberTimeout', kind: 'int', default: 0, min: 0, doc: 'Seconds a subscriber may stay; 0 = forever (long-poll 408, SSE :408:).' },
+  { name: 'keepalive', kind: 'int', default: 25, min: 0, doc: 'Seconds between SSE keepalives from the one shared timer; 0 = off.' },
+  { name: 'ping', kind: 'enum', default: 'comment', values: ['comment', 'event'], doc: 'SSE keepalive form: `:` comment or Nchan\'s `event: ping`.' },
+  { name: 'retryMin', kind: 'int', default: 1000, min: 0, doc: 'Lower bound (ms) of the random SSE `retry:`; 0 with retryMax 0 = off.' },
+  { name: 'retryMax', kind: 'int', default: 5000, min: 0, doc: 'Upper bound (ms) of the random SSE `retry:`.' },
+  { name: 'queueCap', kind: 'int', default: 65536, min: 1, doc: 'Bytes queued in user space per streaming subscriber before the overflow policy runs.' },
+  { name: 'queuePolicy', kind: 'enum', default: 'disconnect', values: ['disconnect', 'drop-oldest'], doc: 'What happens past queueCap.' },
+  { name: 'corsOrigins', kind: 'list', default: [], doc: 'Allowed Origin values; empty = every origin.' },
+  { name: 'maxSubscribers', kind: 'int', default: 0, min: 0, doc: 'Subscribers per process before 503; 0 = 90% of the open-file limit.' },
+  { name: 'drainWindow', kind: 'int', default: 10, min: 0, doc: 'Seconds over which SIGTERM closes subscribers in waves.' },
+  { name: 'statusPath', kind: 'string', default: '/status', doc: 'Plain-text status page; empty = off.' },
+  { name: 'metricsPath', kind: 'string', default: '/metrics', doc: 'Prometheus metrics; empty = off.' },
+  { name: 'statusLoopbackOnly', kind: 'bool', default: true, doc: 'Answer /status and /metrics only to loopback clients.' },
+  { name: 'headersTimeout', kind: 'int', default: 60, min: 1, doc: 'Seconds a client has to send a complete header section.' },
+  { name: 'logLevel', kind: 'enum', default: 'warn', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'pino log level of the standalone server.' }
+]
+
+/** Environment variable of an option: bufferLength -> PARKLINE_BUFFER_LENGTH. */
+export function envName (name: string): string {
+  return 'PARKLINE_' + name.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase()
+}
+
+/** Command-line flag of an option: bufferLength -> --buffer-length. */
+export function flagName (name: string): string {
+  return '--' + name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
+}
+
+function coerce (spec: OptionSpec, value: unknown, from: string): unknown {
+  switch (spec.kind) {
+    case 'int': {
+      const n = typeof value === 'string' ? Number(value) : value
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < (spec.min ?? -Infinity)) {
+        throw new ConfigError(`${spec.name} (${from}) must be an integer${spec.min !== undefined ? ' >= ' + spec.min : ''}, got ${JSON.stringify(value)}`)
+      }
+      return n
+    }
+    case 'bool':
+      if (value === true || value === 'true' || value === '1') return true
+      if (value === false || value === 'false' || value === '0') return false
+      throw new ConfigError(`${spec.name} (${from}) must be true or false, got ${JSON.stringify(value)}`)
+    case 'list':
+      if (Array.isArray(value) && value.every((x) => typeof x === 'string')) return value
+      if (typeof value === 'string') return value.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+      throw new ConfigError(`${spec.name} (${from}) must be a list of strings`)
+    case 'enum':
+      if (typeof value === 'string' && spec.values!.includes(value)) return value
+      throw new ConfigError(`${spec.name} (${from}) must be one of ${spec.values!.join(', ')}, got ${JSON.stringify(value)}`)
+    default:
+      if (typeof value !== 'string') throw new ConfigError(`${spec.name} (${from}) must be a string`)
+      return value
+  }
+}
+
+/**
+ * Resolve options: defaults < config file < environment < explicit (flags / plugin options).
+ * Unknown keys are an error, so a typo never silently falls back to a default.
+ */
+export function resolveOptions (explicit: Partial<Record<string, unknown>> = {}, opts: { file?: string, env?: NodeJS.ProcessEnv } = {}): ParklineOptions {
+  const out: Record<string, unknown> = {}
+  const byName = new Map(OPTIONS.map((o) => [o.name as string, o]))
+  for (const o of OPTIONS) out[o.name] = Array.isArray(o.default) ? [...o.default] : o.default
+  const layers: Array<[string, Record<string, unknown>]> = []
+  if (opts.file !== undefined) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(readFileSync(opts.file, 'utf8'))
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${opts.file}: ${(err as Error).message}`)
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`config file ${opts.file} must hold a JSON object`)
+    const obj: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(parsed)) if (!k.startsWith('$') && !k.startsWith('//')) obj[k] = v
+    layers.push([opts.file, obj])
+  }
+  if (opts.env !== undefined) {
+    const env: Record<string, unknown> = {}
+    for (const o of OPTIONS) {
+      const v = opts.env[envName(o.name)]
+      if (v !== undefined && v !== '') env[o.name] = v
+    }
+    layers.push(['environment', env])
+  }
+  layers.push(['options', explicit])
+  for (const [from, layer] of layers) {
+    for (const [k, v] of Object.entries(layer)) {
+      if (v === undefined) continue
+      const spec = byName.get(k)
+      if (spec === undefined) throw new ConfigError(`unknown option "${k}" (${from})`)
+      out[k] = coerce(spec, v, from)
+    }
+  }
+  const o = out as unknown as ParklineOptions
+  if (!o.pubPrefix.startsWith('/') || !o.pubPrefix.endsWith('/')) throw new ConfigError('pubPrefix must start and end with "/"')
+  if (!o.subPrefix.startsWith('/') || !o.subPrefix.endsWith('/')) throw new ConfigError('subPrefix must start and end with "/"')
+  if (o.pubPrefix === o.subPrefix) throw new ConfigError('pubPrefix and subPrefix must differ')
+  if (o.retryMax < o.retryMin) throw new ConfigError('retryMax must be >= retryMin')
+  if (o.multiplexDelimiter.length > 1) throw new ConfigError('multiplexDelimiter must be one character or empty')
+  return o
+}

@@ -1,0 +1,231 @@
+// The in-memory engine: channels, ids, buffers, the connection table and fan-out.
+// Transports call in through register/unregister/nextMessage; the publisher through
+// publish/deleteChannel. Nothing here knows a wire format.
+import { ChannelRegistry, type Channel } from './channel-registry.ts'
+import { ConnectionTable } from './connection-table.ts'
+import type { ParklineOptions } from './config.ts'
+import { Message } from './message.ts'
+import { F_CATCHING_UP, F_CLOSED, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
+import { Stats } from './stats.ts'
+
+export interface Next { msg: Message, pos: number, gap: string | null }
+
+const GAP_EVICTED = 0
+const GAP_EXPIRED = 1
+
+export class Core {
+  readonly opts: ParklineOptions
+  readonly registry: ChannelRegistry
+  readonly table: ConnectionTable
+  readonly transports: readonly Transport[]
+  readonly stats: Stats
+  /** Coarse clock in whole seconds, refreshed by the shared timer and by publishes. */
+  nowSec: number
+  /** Subscriber limit of this process (EXTENSION b). */
+  readonly maxSubscribers: number
+  /** Set once SIGTERM/close() began: no new subscribers. */
+  draining: boolean
+  #floorCause: WeakMap<Channel, number>
+  #timer: NodeJS.Timeout | null
+
+  constructor (opts: ParklineOptions, transports: readonly TransportFactory[], fdLimit: number) {
+    this.opts = opts
+    this.registry = new ChannelRegistry(opts.bufferLength)
+    this.transports = transports.map((T, i) => new T(this, i))
+    this.table = new ConnectionTable(transports.length)
+    this.stats = new Stats(this.transports.map((t) => t.name))
+    this.nowSec = Math.floor(Date.now() / 1000)
+    this.maxSubscribers = opts.maxSubscribers > 0 ? opts.maxSubscribers : Math.max(1, Math.floor(fdLimit * 0.9))
+    this.draining = false
+    this.#floorCause = new WeakMap()
+    this.#timer = null
+  }
+
+  // ---- publishing ---------------------------------------------------------------------------
+
+  /** Publish; returns the message and whether the channel had a subscriber (201 vs 202). */
+  publish (key: string, data: Buffer, contentType: string | null, event: string | null): { msg: Message, channel: Channel, hadSubscribers: boolean } {
+    const now = Date.now()
+    const sec = Math.floor(now / 1000)
+    if (sec > this.nowSec) this.nowSec = sec
+    const ch = this.registry.getOrCreate(key, sec)
+    ch.nextId(sec)
+    const msg = new Message(ch.lastTime, ch.lastTag, data, contentType, event, now)
+    const evicted = ch.buffer.push(msg)
+    if (evicted !== null) {
+      ch.setFloor(evicted)
+      this.#floorCause.set(ch, GAP_EVICTED)
+    }
+    this.stats.published++
+    const hadSubscribers = ch.subs.length > 0
+    if (hadSubscribers) this.#fanout(ch, msg)
+    return { msg, channel: ch, hadSubscribers }
+  }
+
+  #fanout (ch: Channel, msg: Message): void {
+    const subs = ch.subs
+    const pos = ch.subPos
+    // Backwards: answering a long-poll removes it (swap-with-last brings in an already visited one).
+    for (let i = subs.length - 1; i >= 0; i--) {
+      if (i >= subs.length) continue
+      const sub = subs[i]!
+      if ((sub.flags & F_CATCHING_UP) !== 0) continue
+      sub.transport.deliver(sub, msg, pos[i]!)
+    }
+    this.stats.observeDelivery(Date.now() - msg.publishedAt)
+  }
+
+  /** DELETE: disconnect every subscriber (multiplexed ones whole) and drop the messages. */
+  deleteChannel (ch: Channel): void {
+    const subs = ch.subs.slice()
+    for (const sub of subs) {
+      if ((sub.flags & F_CLOSED) === 0) sub.transport.end(sub, 410)
+    }
+    ch.buffer.clear()
+    this.registry.delete(ch)
+  }
+
+  // ---- subscribers ----------------------------------------------------------------------------
+
+  /** Count the subscriber on each of its channels and in the table (§4.4). */
+  register (sub: Subscriber): void {
+    const now = Date.now()
+    for (let k = 0; k < sub.channels.length; k++) {
+      const ch = sub.channels[k]!
+      sub.slots[k] = ch.addSub(sub, k)
+      ch.lastRequested = now
+    }
+    this.table.add(sub)
+    if (this.opts.subscriberTimeout > 0) sub.deadline = this.nowSec + this.opts.subscriberTimeout
+  }
+
+  /** Remove at once (abort, answer, close); idempotent. */
+  unregister (sub: Subscriber): void {
+    if ((sub.flags & F_CLOSED) !== 0) return
+    sub.flags |= F_CLOSED
+    if (sub.tableIndex < 0) return
+    for (let k = 0; k < sub.channels.length; k++) {
+      const ch = sub.channels[k]!
+      const slot = sub.slots[k]!
+      if (slot >= 0 && ch.subs[slot] === sub) ch.removeSub(slot)
+      sub.slots[k] = -1
+      this.registry.release(ch)
+    }
+    this.table.remove(sub)
+  }
+
+  /** Channels for a subscription, created when missing (a waiting subscriber keeps one alive). */
+  channelsFor (keys: readonly string[]): Channel[] {
+    const out = new Array<Channel>(keys.length)
+    for (let i = 0; i < keys.length; i++) out[i] = this.registry.getOrCreate(keys[i]!, this.nowSec)
+    return out
+  }
+
+  /** Drop channels a rejected or answered request created but never used. */
+  releaseChannels (channels: readonly Channel[]): void {
+    for (const ch of channels) this.registry.release(ch)
+  }
+
+  /**
+   * The next buffered message after the subscriber's per-position cursors, merged by
+   * (seconds, tag, position) (§4.3), with the gap signal if its cursor fell below the floor.
+   */
+  nextMessage (sub: Subscriber): Next | null {
+    let best: Message | null = null
+    let bestPos = -1
+    for (let k = 0; k < sub.channels.length; k++) {
+      const m = sub.channels[k]!.buffer.firstAfter(sub.times[k]!, sub.tags[k]!)
+      if (m !== null && (best === null || best.time > m.time || (best.time === m.time && best.tag > m.tag))) {
+        best = m
+        bestPos = k
+      }
+    }
+    if (best === null) return null
+    const ch = sub.channels[bestPos]!
+    let gap: string | null = null
+    if (sub.times[bestPos]! > 0 && ch.hasGapAfter(sub.times[bestPos]!, sub.tags[bestPos]!)) {
+      gap = sub.requested(bestPos)
+      this.stats.gap(this.#floorCause.get(ch) === GAP_EXPIRED ? 'expired' : 'evicted')
+    }
+    return { msg: best, pos: bestPos, gap }
+  }
+
+  /** Mark a channel as requested (long-poll answered from the buffer). */
+  touch (channels: readonly Channel[]): void {
+    const now = Date.now()
+    for (const ch of channels) ch.lastRequested = now
+  }
+
+  get atCapacity (): boolean { return this.table.size >= this.maxSubscribers }
+
+  // ---- the one shared timer -------------------------------------------------------------------
+
+  start (): void {
+    if (this.#timer !== null) return
+    this.#timer = setInterval(onTick, 1000, this)
+    this.#timer.unref()
+  }
+
+  stop (): void {
+    if (this.#timer !== null) clearInterval(this.#timer)
+    this.#timer = null
+  }
+
+  tick (): void {
+    const now = Date.now()
+    this.nowSec = Math.max(this.nowSec, Math.floor(now / 1000))
+    if (this.opts.messageTimeout > 0) this.#expire(now)
+    const keepalive = this.opts.keepalive
+    const deadlines = this.opts.subscriberTimeout > 0 || this.draining
+    if (keepalive === 0 && !deadlines) return
+    const subs = this.table.subs
+    for (let i = subs.length - 1; i >= 0; i--) {
+      if (i >= subs.length) continue
+      const sub = subs[i]!
+      if (deadlines && sub.deadline > 0 && sub.deadline <= now / 1000) {
+        sub.transport.end(sub, this.draining ? 503 : 408)
+        continue
+      }
+      if (keepalive > 0 && this.nowSec - sub.lastWrite >= keepalive) sub.transport.keepalive(sub)
+    }
+  }
+
+  #expire (now: number): void {
+    const ttl = this.opts.messageTimeout * 1000
+    for (const ch of this.registry.values()) {
+      let m = ch.buffer.oldest()
+      if (m === null || m.publishedAt + ttl > now) continue
+      while (m !== null && m.publishedAt + ttl <= now) {
+        ch.buffer.shift()
+        ch.setFloor(m)
+        this.#floorCause.set(ch, GAP_EXPIRED)
+        m = ch.buffer.oldest()
+      }
+      this.registry.release(ch)
+    }
+  }
+
+  /**
+   * Graceful shutdown (EXTENSION b): no new subscribers; each one gets a random moment in the
+   * drain window, and the shared timer ends them in waves.
+   */
+  drain (windowSec: number): void {
+    this.draining = true
+    const now = Date.now() / 1000
+    for (const sub of this.table.subs) sub.deadline = now + Math.random() * windowSec
+  }
+
+  /** Cut every subscriber off now. */
+  closeAll (status: number): void {
+    const subs = this.table.subs
+    while (subs.length > 0) {
+      const sub = subs[subs.length - 1]!
+      sub.transport.end(sub, status)
+      if (subs[subs.length - 1] === sub) this.unregister(sub)
+    }
+  }
+}
+
+function onTick (core: Core): void {
+  core.tick()
+}

@@ -1,0 +1,42 @@
+// Every error code in one place (fastify lib/errors.js). Codes are part of the API: never reuse one.
+
+export class ParklineError extends Error {
+  code: string
+  statusCode: number
+  constructor (code: string, message: string, statusCode: number) {
+    super(message)
+    this.name = 'ParklineError'
+    this.code = code
+    this.statusCode = statusCode
+  }
+}
+
+export class ConfigError extends ParklineError {
+  constructor (message: string) {
+    super('PKL_ERR_CONFIG', message, 500)
+    this.name = 'ConfigError'
+  }
+}
+
+export interface ErrorSpec { code: string, statusCode: number, message: string }
+
+/** Answers to bad input: status and short text/plain body (PROTOCOL.md §10). */
+export const ERRORS = {
+  BAD_MESSAGE_ID: { code: 'PKL_ERR_BAD_MESSAGE_ID', statusCode: 400, message: 'Message ID invalid' },
+  NO_CHANNEL_ID: { code: 'PKL_ERR_NO_CHANNEL_ID', statusCode: 404, message: 'No channel id provided.' },
+  CHANNEL_ID_TOO_LONG: { code: 'PKL_ERR_CHANNEL_ID_TOO_LONG', statusCode: 403, message: '' },
+  TOO_MANY_CHANNELS: { code: 'PKL_ERR_TOO_MANY_CHANNELS', statusCode: 403, message: '' },
+  BAD_CHANNEL_ID: { code: 'PKL_ERR_BAD_CHANNEL_ID', statusCode: 400, message: 'Invalid channel id' },
+  BAD_PATH: { code: 'PKL_ERR_BAD_PATH', statusCode: 400, message: 'Bad Request' },
+  PAYLOAD_TOO_LARGE: { code: 'PKL_ERR_PAYLOAD_TOO_LARGE', statusCode: 413, message: 'Request Entity Too Large' },
+  URI_TOO_LONG: { code: 'PKL_ERR_URI_TOO_LONG', statusCode: 414, message: 'Request-URI Too Large' },
+  HEADER_TOO_LARGE: { code: 'PKL_ERR_HEADER_TOO_LARGE', statusCode: 400, message: 'Request Header Or Cookie Too Large' },
+  BAD_REQUEST: { code: 'PKL_ERR_BAD_REQUEST', statusCode: 400, message: 'Bad Request' },
+  HTTP_VERSION: { code: 'PKL_ERR_HTTP_VERSION', statusCode: 505, message: 'HTTP Version Not Supported' },
+  SUBSCRIBER_READ_ONLY: { code: 'PKL_ERR_SUBSCRIBER_READ_ONLY', statusCode: 403, message: '' },
+  METHOD_NOT_ALLOWED: { code: 'PKL_ERR_METHOD_NOT_ALLOWED', statusCode: 405, message: 'Method Not Allowed' },
+  ORIGIN_NOT_ALLOWED: { code: 'PKL_ERR_ORIGIN_NOT_ALLOWED', statusCode: 403, message: 'Origin not allowed' },
+  OVER_CAPACITY: { code: 'PKL_ERR_OVER_CAPACITY', statusCode: 503, message: 'Service Unavailable' },
+  BODY_ABORTED: { code: 'PKL_ERR_BODY_ABORTED', statusCode: 400, message: 'Request body aborted' },
+  NOT_LOOPBACK: { code: 'PKL_ERR_NOT_LOOPBACK', statusCode: 403, message: 'Forbidden' }
+} as const satisfies Record<string, ErrorSpec>

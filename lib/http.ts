@@ -1,0 +1,142 @@
+// Request-side helpers shared by the publisher and the subscriber: paths, channel ids, cursors,
+// CORS. Pure functions over strings; no Fastify here.
+import type { IncomingHttpHeaders } from 'node:http'
+import { ERRORS, type ErrorSpec } from './errors.ts'
+import {
+  ABSENT, INVALID, MAX_CURSOR_SOURCE_LENGTH, defaultCursor, makeCursor, parseCompound, parseHttpDate,
+  parseTags, percentDecode, type Cursor
+} from './message-id.ts'
+
+/**
+ * nginx-style normalisation: runs of `/` merged, `.` and `..` resolved. Null when `..` climbs above
+ * the root (answered 400).
+ */
+export function normalizePath (path: string): string | null {
+  if (path.indexOf('//') === -1 && path.indexOf('/.') === -1) return path
+  const segs = path.split('/')
+  const out: string[] = []
+  for (let i = 1; i < segs.length; i++) {
+    const s = segs[i]!
+    const last = i === segs.length - 1
+    if (s === '' && !last) continue
+    if (s === '.' || s === '..') {
+      if (s === '..') {
+        if (out.length === 0) return null
+        out.pop()
+      }
+      if (last) out.push('')
+      continue
+    }
+    out.push(s)
+  }
+  return '/' + out.join('/')
+}
+
+/** Split a raw URL into its normalised path and raw query string. */
+export function splitUrl (url: string): { path: string | null, query: string } {
+  const q = url.indexOf('?')
+  const rawPath = q === -1 ? url : url.slice(0, q)
+  return { path: normalizePath(rawPath), query: q === -1 ? '' : url.slice(q + 1) }
+}
+
+/** The first raw (still percent-encoded) value of a query parameter, or undefined. */
+export function queryParam (query: string, name: string): string | undefined {
+  if (query.length === 0) return undefined
+  let start = 0
+  while (start <= query.length) {
+    let end = query.indexOf('&', start)
+    if (end === -1) end = query.length
+    const eq = query.indexOf('=', start)
+    const keyEnd = eq !== -1 && eq < end ? eq : end
+    if (query.slice(start, keyEnd) === name) return eq !== -1 && eq < end ? query.slice(eq + 1, end) : ''
+    start = end + 1
+  }
+  return undefined
+}
+
+/**
+ * Channel ids from the path after the prefix (§1): percent-decoded to raw bytes (one per char),
+ * split on the multiplex delimiter when there is one.
+ */
+export function parseChannelIds (rawId: string, delimiter: string, maxLength: number, maxChannels: number): string[] | ErrorSpec {
+  const id = percentDecode(rawId)
+  if (id.indexOf('\0') !== -1) return ERRORS.BAD_CHANNEL_ID
+  if (id.length === 0) return ERRORS.NO_CHANNEL_ID
+  if (id.length > maxLength) return ERRORS.CHANNEL_ID_TOO_LONG
+  if (delimiter.length === 0 || id.indexOf(delimiter) === -1) return [id]
+  const ids = id.split(delimiter)
+  if (ids.length > maxChannels) return ERRORS.TOO_MANY_CHANNELS
+  for (const c of ids) if (c.length === 0) return ERRORS.BAD_CHANNEL_ID
+  return ids
+}
+
+function header (headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name]
+  return Array.isArray(v) ? v[0] : v
+}
+
+/** The starting cursor of a subscribe request (§4.2), or INVALID (answered 400). */
+export function requestCursor (headers: IncomingHttpHeaders, query: string, n: number): Cursor | typeof INVALID {
+  const ims = header(headers, 'if-modified-since')
+  const inm = header(headers, 'if-none-match')
+  if (ims !== undefined) {
+    const seconds = parseHttpDate(ims)
+    if (!(seconds > 0)) return defaultCursor(n)
+    if (inm === undefined) return INVALID
+    const p = parseTags(percentDecode(inm.trim()), n)
+    if (p === null) return INVALID
+    return makeCursor(seconds, p.tags, p.active)
+  }
+  if (inm !== undefined) {
+    const c = parseCompound(inm, n)
+    if (c === INVALID) return INVALID
+    return c === ABSENT ? defaultCursor(n) : c
+  }
+  const lastEventId = header(headers, 'last-event-id')
+  if (lastEventId !== undefined && lastEventId.length <= MAX_CURSOR_SOURCE_LENGTH) {
+    const c = parseCompound(lastEventId, n)
+    if (c === INVALID) return INVALID
+    if (c !== ABSENT) return c
+  }
+  const q = queryParam(query, 'last_event_id')
+  if (q !== undefined && q.length <= MAX_CURSOR_SOURCE_LENGTH) {
+    const c = parseCompound(q, n)
+    if (c === INVALID) return INVALID
+    if (c !== ABSENT) return c
+  }
+  // EXTENSION (§4.2 step 4): NchanSubscriber.js long-poll sends `Etag: <id>` on a cold start.
+  const etag = header(headers, 'etag')
+  if (etag !== undefined && etag.length <= MAX_CURSOR_SOURCE_LENGTH) {
+    const c = parseCompound(etag, n)
+    if (c !== INVALID && c !== ABSENT) return c
+  }
+  return defaultCursor(n)
+}
+
+export const PUB_ALLOW = 'GET, POST, PUT, DELETE'
+export const SUB_ALLOW = 'GET'
+export const PUB_ALLOW_HEADERS = 'Content-Type, X-EventSource-Event'
+export const SUB_ALLOW_HEADERS = 'If-None-Match, If-Modified-Since, Content-Type, Cache-Control, X-EventSource-Event, Etag, Last-Event-ID'
+export const EXPOSE_HEADERS = 'Last-Modified, Etag, Content-Type, Parkline-Gap'
+export const VARY = 'If-None-Match, If-Modified-Since'
+
+/** Origin of the request, or null. */
+export function requestOrigin (headers: IncomingHttpHeaders): string | null {
+  const o = header(headers, 'origin')
+  return o === undefined ? null : o
+}
+
+/** Is this origin allowed by the allow-list (empty list = all)? */
+export function originAllowed (origin: string | null, allowed: readonly string[]): boolean {
+  return origin === null || allowed.length === 0 || allowed.includes(origin)
+}
+
+/** CORS response header lines (raw `Name: value\r\n` form) for a request origin. */
+export function corsLines (origin: string | null): string {
+  return origin === null ? '' : 'Access-Control-Allow-Origin: ' + origin + '\r\nAccess-Control-Allow-Credentials: true\r\n'
+}
+
+/** Uniform random integer in [min, max]. */
+export function randomBetween (min: number, max: number): number {
+  return min + Math.floor(Math.random() * (max - min + 1))
+}

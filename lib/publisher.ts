@@ -1,0 +1,102 @@
+// The publisher location (PROTOCOL.md §3): POST/PUT publish, GET info, DELETE, OPTIONS, 405.
+import type { IncomingMessage } from 'node:http'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { channelInfo, infoFormat, renderInfo } from './channel-info.ts'
+import type { Core } from './core.ts'
+import { ERRORS } from './errors.ts'
+import { PUB_ALLOW, PUB_ALLOW_HEADERS } from './http.ts'
+import { percentDecode } from './message-id.ts'
+import { sendError, withCors } from './reply.ts'
+
+const TOO_LARGE = Symbol('too large')
+const ABORTED = Symbol('aborted')
+
+/** Read a request body up to `limit` bytes; stops at once when the limit is passed. */
+function readBody (req: IncomingMessage, limit: number): Promise<Buffer | typeof TOO_LARGE | typeof ABORTED> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length
+      if (size > limit) {
+        cleanup()
+        req.pause()
+        resolve(TOO_LARGE)
+        return
+      }
+      chunks.push(chunk)
+    }
+    const onEnd = (): void => { cleanup(); resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)) }
+    const onAbort = (): void => { cleanup(); resolve(ABORTED) }
+    const cleanup = (): void => {
+      req.removeListener('data', onData)
+      req.removeListener('end', onEnd)
+      req.removeListener('error', onAbort)
+      req.removeListener('aborted', onAbort)
+    }
+    req.on('data', onData)
+    req.on('end', onEnd)
+    req.on('error', onAbort)
+    req.on('aborted', onAbort)
+  })
+}
+
+function sendInfo (core: Core, request: FastifyRequest, reply: FastifyReply, status: number, key: string, origin: string | null): FastifyReply {
+  const ch = core.registry.get(key)
+  const info = ch === undefined
+    ? { messages: 0, requested: -1, subscribers: 0, lastMessageId: '0:0' }
+    : channelInfo(ch, Date.now())
+  const { contentType, body } = renderInfo(info, infoFormat(request.headers.accept))
+  return withCors(reply.code(status), origin).header('Content-Type', contentType).send(Buffer.from(body))
+}
+
+export async function handlePublisher (core: Core, request: FastifyRequest, reply: FastifyReply, rawId: string, origin: string | null): Promise<FastifyReply> {
+  const method = request.method
+  if (method === 'OPTIONS') {
+    reply.code(200).header('Allow', PUB_ALLOW).header('Content-Length', '0')
+    if (origin !== null) {
+      withCors(reply, origin)
+        .header('Access-Control-Allow-Methods', PUB_ALLOW)
+        .header('Access-Control-Allow-Headers', PUB_ALLOW_HEADERS)
+    }
+    return reply.send()
+  }
+  if (method !== 'GET' && method !== 'POST' && method !== 'PUT' && method !== 'DELETE') {
+    return sendError(reply.header('Allow', PUB_ALLOW), ERRORS.METHOD_NOT_ALLOWED, origin)
+  }
+  // On the publisher `,` is an ordinary byte: one channel (§1).
+  const key = percentDecode(rawId)
+  if (key.indexOf('\0') !== -1) return sendError(reply, ERRORS.BAD_CHANNEL_ID, origin)
+  if (key.length === 0) return sendError(reply, ERRORS.NO_CHANNEL_ID, origin)
+  if (key.length > core.opts.maxChannelIdLength) return sendError(reply, ERRORS.CHANNEL_ID_TOO_LONG, origin)
+
+  if (method === 'GET') {
+    if (core.registry.get(key) === undefined) return withCors(reply.code(404), origin).send()
+    return sendInfo(core, request, reply, 200, key, origin)
+  }
+  if (method === 'DELETE') {
+    const ch = core.registry.get(key)
+    if (ch === undefined) return withCors(reply.code(404), origin).send()
+    const { contentType, body } = renderInfo(channelInfo(ch, Date.now()), infoFormat(request.headers.accept))
+    core.deleteChannel(ch)
+    return withCors(reply.code(200), origin).header('Content-Type', contentType).send(Buffer.from(body))
+  }
+
+  // POST / PUT
+  const limit = core.opts.maxMessageSize
+  const declared = request.headers['content-length']
+  if (declared !== undefined && Number(declared) > limit) return tooLarge(reply, origin)
+  const body = await readBody(request.raw, limit)
+  if (body === TOO_LARGE) return tooLarge(reply, origin)
+  if (body === ABORTED) return sendError(reply.header('Connection', 'close'), ERRORS.BODY_ABORTED, origin)
+  const ct = request.headers['content-type']
+  const ev = request.headers['x-eventsource-event']
+  const event = typeof ev === 'string' && ev.length > 0 ? ev : null
+  const { channel, hadSubscribers } = core.publish(key, body, ct === undefined ? null : ct, event)
+  const { contentType, body: text } = renderInfo(channelInfo(channel, Date.now()), infoFormat(request.headers.accept))
+  return withCors(reply.code(hadSubscribers ? 201 : 202), origin).header('Content-Type', contentType).send(Buffer.from(text))
+}
+
+function tooLarge (reply: FastifyReply, origin: string | null): FastifyReply {
+  return sendError(reply.header('Connection', 'close'), ERRORS.PAYLOAD_TOO_LARGE, origin)
+}

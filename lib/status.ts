@@ -1,0 +1,46 @@
+// GET /status (nchan_stub_status style) and GET /metrics (Prometheus text) — EXTENSION f.
+import type { Core } from './core.ts'
+
+export const VERSION = '0.1.0'
+
+function storedMessages (core: Core): number {
+  let n = 0
+  for (const ch of core.registry.values()) n += ch.buffer.size
+  return n
+}
+
+export function renderStatus (core: Core): string {
+  const s = core.stats
+  let out = `total published messages: ${s.published}\n` +
+    `stored messages: ${storedMessages(core)}\n` +
+    `channels: ${core.registry.size}\n` +
+    `subscribers: ${core.table.size}\n`
+  for (let i = 0; i < core.transports.length; i++) out += `subscribers ${core.transports[i]!.name}: ${core.table.counts[i]}\n`
+  out += `overflows disconnect: ${s.overflowDisconnect}\n` +
+    `gaps: ${s.gapsEvicted + s.gapsExpired + s.gapsDropped}\n` +
+    'redis pending commands: 0\n' +
+    'redis connected servers: 0\n' +
+    `parkline version: ${VERSION}\n`
+  return out
+}
+
+export function renderMetrics (core: Core): string {
+  const s = core.stats
+  let out = '# TYPE parkline_subscribers gauge\n'
+  for (let i = 0; i < core.transports.length; i++) out += `parkline_subscribers{transport="${core.transports[i]!.name}"} ${core.table.counts[i]}\n`
+  out += `# TYPE parkline_channels gauge\nparkline_channels ${core.registry.size}\n`
+  out += `# TYPE parkline_messages_stored gauge\nparkline_messages_stored ${storedMessages(core)}\n`
+  out += `# TYPE parkline_messages_published_total counter\nparkline_messages_published_total ${s.published}\n`
+  out += '# TYPE parkline_messages_delivered_total counter\n'
+  for (let i = 0; i < core.transports.length; i++) out += `parkline_messages_delivered_total{transport="${core.transports[i]!.name}"} ${s.delivered[i]}\n`
+  out += '# TYPE parkline_gaps_total counter\n' +
+    `parkline_gaps_total{cause="evicted"} ${s.gapsEvicted}\n` +
+    `parkline_gaps_total{cause="expired"} ${s.gapsExpired}\n` +
+    `parkline_gaps_total{cause="dropped"} ${s.gapsDropped}\n`
+  out += '# TYPE parkline_overflows_total counter\n' +
+    `parkline_overflows_total{policy="disconnect"} ${s.overflowDisconnect}\n` +
+    `parkline_overflows_total{policy="drop-oldest"} ${s.overflowDropOldest}\n`
+  out += `# TYPE parkline_connections_refused_total counter\nparkline_connections_refused_total ${s.refused}\n`
+  out += s.histogramLines('parkline_publish_delivery_seconds')
+  return out
+}

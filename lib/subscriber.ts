@@ -1,0 +1,120 @@
+// The slim connection record: one per subscriber, the only thing that stays reachable for the
+// life of a parked connection. Fastify's request/reply and (for streams) Node's IncomingMessage,
+// ServerResponse and HTTP parser are let go once the head is written (see transports/sse.ts).
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Channel } from './channel-registry.ts'
+import type { Message } from './message.ts'
+import type { Cursor } from './message-id.ts'
+import type { Core } from './core.ts'
+
+/** Subscriber flags (bit field). */
+export const F_GAP_EVENT = 1 // ?parkline_gap=event: gap as an SSE event, not a comment
+export const F_CATCHING_UP = 2 // replaying from the buffer, paced by drain; live fan-out skips it
+export const F_CLOSED = 4 // removed from the table; late events are ignored
+
+export class Subscriber {
+  transport: Transport
+  socket: Socket
+  /** Long-poll only: the parked response (one HTTP response per request). */
+  res: ServerResponse | null
+  channels: Channel[]
+  /** Index of this subscriber in each channel's `subs`, by position. */
+  slots: number[]
+  /** Per-position cursor: the last id delivered (or the starting cursor). */
+  times: number[]
+  tags: number[]
+  /** Multiplexed id vector (§2.2); unused for one channel. */
+  vTime: number
+  vTags: number[]
+  tableIndex: number
+  /** Seconds (coarse clock) of the last write, for keepalive skipping. */
+  lastWrite: number
+  /** Seconds after which the subscriber times out; 0 = never. */
+  deadline: number
+  flags: number
+  origin: string | null
+
+  constructor (transport: Transport, socket: Socket, res: ServerResponse | null, channels: Channel[], cursor: Cursor, origin: string | null, flags: number) {
+    const n = channels.length
+    this.transport = transport
+    this.socket = socket
+    this.res = res
+    this.channels = channels
+    this.slots = new Array<number>(n).fill(-1)
+    this.times = new Array<number>(n).fill(cursor.time)
+    this.tags = cursor.tags.slice()
+    this.vTime = cursor.time
+    this.vTags = n > 1 ? cursor.tags.slice() : this.tags
+    this.tableIndex = -1
+    this.lastWrite = 0
+    this.deadline = 0
+    this.flags = flags
+    this.origin = origin
+  }
+
+  /** The id this subscriber sees for `msg` from position `pos`, advancing its cursor (§2.2). */
+  advance (msg: Message, pos: number): string {
+    this.times[pos] = msg.time
+    this.tags[pos] = msg.tag
+    if (this.channels.length === 1) return msg.id
+    if (msg.time !== this.vTime) {
+      this.vTime = msg.time
+      this.vTags.fill(-1)
+    }
+    this.vTags[pos] = msg.tag
+    let s = msg.time + ':'
+    for (let i = 0; i < this.vTags.length; i++) {
+      if (i > 0) s += ','
+      const t = this.vTags[i]!
+      const text = t < 0 ? '-' : String(t)
+      s += i === pos ? '[' + text + ']' : text
+    }
+    return s
+  }
+
+  /** The cursor of position `pos` in canonical form, for the gap signal (§11a). */
+  requested (pos: number): string {
+    if (this.channels.length === 1) return this.times[0] + ':' + (this.tags[0]! < 0 ? '-' : this.tags[0])
+    let s = this.vTime + ':'
+    for (let i = 0; i < this.vTags.length; i++) {
+      if (i > 0) s += ','
+      const t = this.vTags[i]!
+      const text = t < 0 ? '-' : String(t)
+      s += i === pos ? '[' + text + ']' : text
+    }
+    return s
+  }
+}
+
+/** What the core hands a transport to serve one subscribe request. */
+export interface SubscribeRequest {
+  req: IncomingMessage
+  res: ServerResponse
+  channels: Channel[]
+  cursor: Cursor
+  origin: string | null
+  flags: number
+}
+
+/**
+ * The transport contract (nchan's subscriber_fn_t, undici's connectH1 object): every transport
+ * implements these and the core calls nothing else. One instance per Core.
+ */
+export interface Transport {
+  readonly name: string
+  /** Index into per-transport counters (its place in negotiation order). */
+  readonly index: number
+  /** Does this request ask for this transport (§4.1)? Called in negotiation order. */
+  detect (req: IncomingMessage): boolean
+  /** Serve a validated subscribe request (cursor parsed, channels resolved, Fastify reply hijacked). */
+  serve (sr: SubscribeRequest): void
+  /** Deliver a live message published on the channel at position `pos`. */
+  deliver (sub: Subscriber, msg: Message, pos: number): void
+  /** End the subscription from the server side: 410 (deleted), 408 (timeout), 503 (shutdown). */
+  end (sub: Subscriber, status: number): void
+  /** Shared-timer tick: keepalive for this subscriber. */
+  keepalive (sub: Subscriber): void
+}
+
+export type TransportFactory = new (core: Core, index: number) => Transport

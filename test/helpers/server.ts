@@ -1,0 +1,224 @@
+// Test helpers: a real Parkline on 127.0.0.1 port 0, and small clients that speak raw bytes so
+// tests can assert exact wire formats.
+import net from 'node:net'
+import { once } from 'node:events'
+import type { ExecutionContext } from 'ava'
+import type { FastifyInstance } from 'fastify'
+import { resolveOptions, type ParklineOptions } from '../../lib/config.ts'
+import { buildServer } from '../../lib/server.ts'
+
+export interface Running {
+  app: FastifyInstance
+  port: number
+  base: string
+  opts: ParklineOptions
+}
+
+export async function startServer (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>> = {}): Promise<Running> {
+  const opts = resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'silent', ...options })
+  const app = await buildServer(opts)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const addr = app.server.address() as net.AddressInfo
+  return { app, port: addr.port, base: `http://127.0.0.1:${addr.port}`, opts }
+}
+
+export interface HttpAnswer { status: number, headers: Record<string, string>, body: string, raw: string }
+
+/** Parse one HTTP/1.1 response (Content-Length bodies) out of raw text. */
+export function parseResponse (raw: string): HttpAnswer {
+  const end = raw.indexOf('\r\n\r\n')
+  const head = end === -1 ? raw : raw.slice(0, end)
+  const lines = head.split('\r\n')
+  const status = Number(lines[0]!.split(' ')[1])
+  const headers: Record<string, string> = {}
+  for (const l of lines.slice(1)) {
+    const i = l.indexOf(':')
+    if (i > 0) headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim()
+  }
+  let body = end === -1 ? '' : raw.slice(end + 4)
+  if (headers['content-length'] !== undefined) body = body.slice(0, Number(headers['content-length']))
+  return { status, headers, body, raw }
+}
+
+/**
+ * Send raw bytes and collect what comes back until the server closes, `until` says enough, or
+ * `ms` passes. Latin1 in and out so any byte survives.
+ */
+export async function rawExchange (port: number, data: string | Buffer, opts: { until?: (text: string) => boolean, ms?: number } = {}): Promise<string> {
+  const socket = net.connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  let text = ''
+  const done = new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, opts.ms ?? 3000)
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('latin1')
+      if (opts.until?.(text) === true) { clearTimeout(timer); resolve() }
+    })
+    socket.on('close', () => { clearTimeout(timer); resolve() })
+  })
+  socket.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data)
+  await done
+  socket.destroy()
+  return text
+}
+
+/** One full response to a raw request (waits for a complete Content-Length body). */
+export async function rawRequest (port: number, data: string | Buffer, ms = 3000): Promise<HttpAnswer> {
+  const text = await rawExchange(port, data, {
+    ms,
+    until: (s) => {
+      const end = s.indexOf('\r\n\r\n')
+      if (end === -1) return false
+      const m = /\r\ncontent-length: *(\d+)/i.exec(s.slice(0, end))
+      return m !== null && s.length - end - 4 >= Number(m[1])
+    }
+  })
+  return parseResponse(text)
+}
+
+export interface SseEvent { id?: string, event?: string, data: string, comments: string[] }
+
+/**
+ * A raw EventSource client: parses the stream as the SSE spec does (LF, CR or CRLF line ends),
+ * keeping comments so tests can see `: hi`, keepalives and gap signals.
+ */
+export class SseClient {
+  socket: net.Socket
+  head = ''
+  status = 0
+  headers: Record<string, string> = {}
+  events: SseEvent[] = []
+  comments: string[] = []
+  retry: number | null = null
+  closed = false
+  #buf = ''
+  #pending: SseEvent = { data: '', comments: [] }
+  #hasData = false
+  #waiters: Array<() => void> = []
+
+  private constructor (socket: net.Socket) {
+    this.socket = socket
+  }
+
+  static async connect (port: number, path: string, headers: Record<string, string> = {}): Promise<SseClient> {
+    const socket = net.connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    await once(socket, 'connect')
+    const c = new SseClient(socket)
+    let req = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n`
+    for (const [k, v] of Object.entries(headers)) req += `${k}: ${v}\r\n`
+    socket.write(req + '\r\n')
+    socket.on('data', (d: Buffer) => c.#feed(d.toString('latin1')))
+    socket.on('close', () => { c.closed = true; c.#wake() })
+    await c.until(() => c.status !== 0)
+    return c
+  }
+
+  #wake (): void {
+    const w = this.#waiters
+    this.#waiters = []
+    for (const f of w) f()
+  }
+
+  #feed (s: string): void {
+    this.#buf += s
+    if (this.status === 0) {
+      const end = this.#buf.indexOf('\r\n\r\n')
+      if (end === -1) return
+      const r = parseResponse(this.#buf.slice(0, end + 4))
+      this.head = this.#buf.slice(0, end + 4)
+      this.status = r.status
+      this.headers = r.headers
+      this.#buf = this.#buf.slice(end + 4)
+      if (this.status !== 200) { this.#buf = ''; this.#wake(); return }
+    }
+    for (;;) {
+      const m = /\r\n|\r|\n/.exec(this.#buf)
+      if (m === null) break
+      if (m[0] === '\r' && m.index === this.#buf.length - 1) break // maybe a CRLF split across reads
+      const line = this.#buf.slice(0, m.index)
+      this.#buf = this.#buf.slice(m.index + m[0].length)
+      this.#line(line)
+    }
+    this.#wake()
+  }
+
+  #line (line: string): void {
+    if (line === '') {
+      if (this.#hasData) {
+        const ev = this.#pending
+        if (ev.data.endsWith('\n')) ev.data = ev.data.slice(0, -1)
+        this.events.push(ev)
+      }
+      this.#pending = { data: '', comments: [] }
+      this.#hasData = false
+      return
+    }
+    if (line.startsWith(':')) {
+      this.comments.push(line)
+      this.#pending.comments.push(line)
+      return
+    }
+    const i = line.indexOf(':')
+    const field = i === -1 ? line : line.slice(0, i)
+    let value = i === -1 ? '' : line.slice(i + 1)
+    if (value.startsWith(' ')) value = value.slice(1)
+    if (field === 'data') { this.#pending.data += value + '\n'; this.#hasData = true } else if (field === 'id') this.#pending.id = value
+    else if (field === 'event') this.#pending.event = value
+    else if (field === 'retry') this.retry = Number(value)
+  }
+
+  /** Wait until `pred` holds (or the stream closes, or `ms` passes: then it throws). */
+  async until (pred: () => boolean, ms = 5000): Promise<void> {
+    const deadline = Date.now() + ms
+    while (!pred()) {
+      if (this.closed) { if (pred()) return; throw new Error('stream closed while waiting') }
+      const left = deadline - Date.now()
+      if (left <= 0) throw new Error('timed out waiting on SSE stream')
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left)
+        this.#waiters.push(() => { clearTimeout(timer); resolve() })
+      })
+    }
+  }
+
+  async waitEvents (n: number, ms = 5000): Promise<SseEvent[]> {
+    await this.until(() => this.events.length >= n, ms)
+    return this.events
+  }
+
+  async waitClosed (ms = 5000): Promise<void> {
+    await this.until(() => this.closed, ms).catch(() => {})
+    if (!this.closed) throw new Error('stream still open')
+  }
+
+  close (): void {
+    this.socket.destroy()
+  }
+}
+
+/** Publish with fetch (undici, Node's own). */
+export async function publish (base: string, channel: string, body: string | Buffer = '', headers: Record<string, string> = {}): Promise<{ status: number, text: string, headers: Headers }> {
+  // a Buffer body, so fetch adds no Content-Type of its own
+  const res = await fetch(`${base}/pub/${channel}`, { method: 'POST', body: typeof body === 'string' ? Buffer.from(body) : body, headers })
+  return { status: res.status, text: await res.text(), headers: res.headers }
+}
+
+/** Channel info as JSON. */
+export async function info (base: string, channel: string): Promise<{ status: number, json: { messages: number, requested: number, subscribers: number, last_message_id: string } | null }> {
+  const res = await fetch(`${base}/pub/${channel}`, { headers: { Accept: 'text/json' } })
+  const text = await res.text()
+  return { status: res.status, json: res.status === 200 ? JSON.parse(text) : null }
+}
+
+/** Poll until `pred` is true; for counts that settle after a socket event. */
+export async function eventually (pred: () => Promise<boolean> | boolean, ms = 3000): Promise<boolean> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    if (await pred()) return true
+    if (Date.now() > deadline) return false
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}

@@ -1,0 +1,64 @@
+// Letting go of Node's per-request HTTP objects once a stream's head is written.
+//
+// A streaming subscriber (SSE) never sends another request on its connection, so after the head
+// the IncomingMessage, ServerResponse, HTTP parser and the server's per-connection closures are dead
+// weight: about 5 KB per subscriber. Node does exactly this release itself for an `upgrade`
+// (lib/_http_server.js, onParserExecuteCommon): remove its socket listeners, unconsume and free the
+// parser, detach the response. We do the same for a request Node does not see as an upgrade.
+// Everything used here is public or has been stable since Node 12; if a field is missing the
+// release is skipped, never half-done.
+import { Socket } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+
+interface NodeParser {
+  _consumed?: boolean
+  unconsume?: () => void
+  finish?: () => unknown
+  remove?: () => void
+  free?: () => void
+  close?: () => void
+  socket: unknown
+  incoming: unknown
+  onIncoming: unknown
+}
+
+type HttpSocket = Socket & { parser?: NodeParser | null, _httpMessage?: unknown }
+
+const NODE_EVENTS = ['data', 'end', 'close', 'drain', 'error', 'timeout', 'resume', 'pause'] as const
+const protoOn = Socket.prototype.on
+const protoAddListener = Socket.prototype.addListener
+const protoPrependListener = Socket.prototype.prependListener
+
+/**
+ * Detach `socket` from Node's HTTP server and return it as a plain net.Socket that nothing but
+ * the caller references. The caller must add its own 'close' and 'error' listeners.
+ */
+export function detachSocket (req: IncomingMessage, res: ServerResponse): Socket {
+  const socket = req.socket as HttpSocket
+  res.detachSocket(socket)
+  for (const ev of NODE_EVENTS) socket.removeAllListeners(ev)
+  // Node wraps these on the instance to unconsume the parser when a 'data' listener is added.
+  socket.on = protoOn
+  socket.addListener = protoAddListener
+  socket.prependListener = protoPrependListener
+  const parser = socket.parser
+  if (parser !== undefined && parser !== null) {
+    socket.parser = null
+    // We may be inside the parser's own execute() (Fastify runs the handler synchronously from
+    // 'request'): release it on the next turn, as Node does when its parser pool is full.
+    setImmediate(releaseParser, parser)
+  }
+  socket.setTimeout(0)
+  return socket
+}
+
+function releaseParser (parser: NodeParser): void {
+  if (parser._consumed === true && typeof parser.unconsume === 'function') parser.unconsume()
+  parser._consumed = false
+  parser.socket = null
+  parser.incoming = null
+  parser.onIncoming = null
+  if (typeof parser.remove === 'function') parser.remove() // out of the server's ConnectionsList
+  // Not returned to Node's pool (that list is internal): close its native half instead.
+  if (typeof parser.close === 'function') parser.close()
+}

@@ -1,0 +1,170 @@
+// EventSource (PROTOCOL.md §6). After the head, the subscriber is a net.Socket plus one Subscriber
+// record: Node's HTTP objects are released (detach.ts) and Fastify's never outlive the handler.
+// Every live message is one shared Buffer (Message.sseFrame) written to every single-channel
+// subscriber; listeners are module-level functions that find their record via a Symbol.
+import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Core } from '../lib/core.ts'
+import { corsLines, randomBetween } from '../lib/http.ts'
+import type { Message } from '../lib/message.ts'
+import { F_CATCHING_UP, F_CLOSED, F_GAP_EVENT, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
+import { kSubscriber } from '../lib/symbols.ts'
+import { detachSocket } from './detach.ts'
+
+const HEAD = 'HTTP/1.1 200 OK\r\n' +
+  'Content-Type: text/event-stream; charset=utf-8\r\n' +
+  'Cache-Control: no-cache, no-transform\r\n' +
+  'X-Accel-Buffering: no\r\n' +
+  'Connection: close\r\n'
+const HI = ': hi\n\n'
+const KEEPALIVE_COMMENT = Buffer.from(':\n\n')
+const KEEPALIVE_EVENT = Buffer.from('event: ping\n\n')
+const END_LINES: Record<number, Buffer> = {
+  400: Buffer.from(':400: 400 Bad Request\n\n'),
+  408: Buffer.from(':408: 408 Request Timeout\n\n'),
+  410: Buffer.from(':410: 410 Gone\n\n'),
+  503: Buffer.from(':503: 503 Service Unavailable\n\n')
+}
+
+type SseSocket = Socket & { [kSubscriber]?: Subscriber }
+
+export class SseTransport implements Transport {
+  readonly name = 'eventsource'
+  readonly index: number
+  readonly core: Core
+  readonly #keepalive: Buffer
+  readonly #overflowNotice: Buffer
+
+  constructor (core: Core, index: number) {
+    this.core = core
+    this.index = index
+    this.#keepalive = core.opts.ping === 'event' ? KEEPALIVE_EVENT : KEEPALIVE_COMMENT
+    this.#overflowNotice = Buffer.from(`event: parkline-overflow\ndata: {"policy":"disconnect","limit":${core.opts.queueCap}}\n\n`)
+  }
+
+  detect (req: IncomingMessage): boolean {
+    const accept = req.headers.accept
+    return accept !== undefined && accept.indexOf('text/event-stream') !== -1
+  }
+
+  #retryLine (): string {
+    const { retryMin, retryMax } = this.core.opts
+    return retryMax === 0 ? '' : 'retry: ' + randomBetween(retryMin, retryMax) + '\n\n'
+  }
+
+  serve (sr: SubscribeRequest): void {
+    const core = this.core
+    const head = HEAD + corsLines(sr.origin) + '\r\n' + HI + this.#retryLine()
+    const socket = detachSocket(sr.req, sr.res) as SseSocket
+    socket.on('error', onError)
+    socket.on('close', onClose)
+    if (core.draining || core.atCapacity) {
+      // EXTENSION b: a native EventSource gives up on any non-200, but honours retry:.
+      core.releaseChannels(sr.channels)
+      core.stats.refused++
+      socket.end(head + END_LINES[503]!.toString('latin1'), 'latin1')
+      return
+    }
+    const sub = new Subscriber(this, socket, null, sr.channels, sr.cursor, sr.origin, sr.flags | F_CATCHING_UP)
+    socket[kSubscriber] = sub
+    socket.on('data', onData)
+    socket.on('end', onEnd)
+    socket.on('drain', onDrain)
+    socket.setNoDelay(true)
+    core.register(sub)
+    socket.write(head, 'latin1')
+    sub.lastWrite = core.nowSec
+    this.pump(sub)
+  }
+
+  /**
+   * Replay from the buffer until caught up, paced by socket drain (EXTENSION e: the backlog is
+   * exempt from the cap). Live fan-out skips the subscriber meanwhile; the buffer holds what it
+   * publishes, so the switch to live is seamless.
+   */
+  pump (sub: Subscriber): void {
+    const socket = sub.socket
+    while ((sub.flags & F_CLOSED) === 0) {
+      if (socket.writableNeedDrain) return
+      const next = this.core.nextMessage(sub)
+      if (next === null) {
+        sub.flags &= ~F_CATCHING_UP
+        return
+      }
+      const id = sub.advance(next.msg, next.pos)
+      if (next.gap !== null) socket.write(gapText(sub, next.gap, id), 'latin1')
+      this.#write(sub, next.msg, id)
+    }
+  }
+
+  #write (sub: Subscriber, msg: Message, id: string): void {
+    const socket = sub.socket
+    if (sub.channels.length === 1) {
+      socket.write(msg.sseFrame())
+    } else {
+      socket.cork()
+      socket.write(msg.sseHead(id), 'latin1')
+      socket.write(msg.sseData())
+      socket.uncork()
+    }
+    sub.lastWrite = this.core.nowSec
+    this.core.stats.delivered[this.index]!++
+  }
+
+  deliver (sub: Subscriber, msg: Message, pos: number): void {
+    const socket = sub.socket
+    const queued = socket.writableLength
+    if (queued > 0 && queued + msg.data.length > this.core.opts.queueCap) {
+      // EXTENSION e, policy disconnect: tell the client, close; it resumes from its last id.
+      this.core.stats.overflowDisconnect++
+      this.core.unregister(sub)
+      socket.end(this.#overflowNotice)
+      return
+    }
+    this.#write(sub, msg, sub.advance(msg, pos))
+  }
+
+  end (sub: Subscriber, status: number): void {
+    this.core.unregister(sub)
+    sub.socket.end(END_LINES[status] ?? END_LINES[503]!)
+  }
+
+  keepalive (sub: Subscriber): void {
+    if (sub.socket.writableLength > 0) return
+    sub.socket.write(this.#keepalive)
+    sub.lastWrite = this.core.nowSec
+  }
+}
+
+function gapText (sub: Subscriber, requested: string, resumed: string): string {
+  const json = '{"requested":"' + requested + '","resumed":"' + resumed + '"}'
+  return (sub.flags & F_GAP_EVENT) !== 0 ? 'event: parkline-gap\ndata: ' + json + '\n\n' : ':parkline-gap ' + json + '\n'
+}
+
+function subOf (socket: SseSocket): Subscriber | undefined {
+  return socket[kSubscriber]
+}
+
+function onClose (this: SseSocket): void {
+  const sub = subOf(this)
+  if (sub !== undefined) (sub.transport as SseTransport).core.unregister(sub)
+}
+
+function onEnd (this: SseSocket): void {
+  this.end()
+}
+
+function onError (): void {
+  // 'close' follows and unregisters
+}
+
+function onData (this: SseSocket): void {
+  // An EventSource sends nothing after its request; bytes here are ignored.
+}
+
+function onDrain (this: SseSocket): void {
+  const sub = subOf(this)
+  if (sub !== undefined && (sub.flags & F_CATCHING_UP) !== 0 && (sub.flags & F_CLOSED) === 0) {
+    (sub.transport as SseTransport).pump(sub)
+  }
+}
