@@ -1,16 +1,22 @@
 #!/usr/bin/env node
 // parkline serve [--config FILE] [--port N] [--<option> VALUE]…
+// parkline doctor [--workers N] [--require N] [--json]: capacity of this host (lib/doctor.ts).
 // Options: defaults < conf/parkline.json (or --config) < PARKLINE_* environment < flags.
 import { existsSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { OPTIONS, flagName, resolveOptions } from '../lib/config.ts'
+import { Sequencer, WorkerEngine } from '../lib/cluster.ts'
+import { OPTIONS, flagName, resolveOptions, type ParklineOptions } from '../lib/config.ts'
+import { runDoctor } from '../lib/doctor.ts'
 import { ParklineError } from '../lib/errors.ts'
 import { buildServer, installShutdown } from '../lib/server.ts'
 
 const DEFAULT_CONFIG = fileURLToPath(new URL('../conf/parkline.json', import.meta.url))
 
 function usage (): string {
-  let s = 'usage: parkline serve [--config FILE] [options]\n\noptions (flag, env, default):\n'
+  let s = 'usage: parkline serve [--config FILE] [options]\n' +
+    '       parkline doctor [--workers N] [--require N] [--json] [--status-url URL]   capacity of this host (doctor --help)\n' +
+    '\noptions (flag, env, default):\n'
   for (const o of OPTIONS) s += `  ${flagName(o.name).padEnd(32)} ${JSON.stringify(o.default).padEnd(12)} ${o.doc}\n`
   return s
 }
@@ -37,15 +43,44 @@ function parseArgs (argv: string[]): { command: string, config: string | undefin
 }
 
 async function main (): Promise<void> {
+  if (process.argv[2] === 'doctor') {
+    process.exitCode = await runDoctor(process.argv.slice(3), existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined)
+    return
+  }
   const { command, config, flags } = parseArgs(process.argv.slice(2))
   if (command === 'help') { process.stdout.write(usage()); return }
-  if (command !== 'serve') throw new ParklineError('PKL_ERR_CONFIG', `unknown command "${command}"\n${usage()}`, 2)
+  if (command !== 'serve' && command !== 'worker') throw new ParklineError('PKL_ERR_CONFIG', `unknown command "${command}"\n${usage()}`, 2)
   const file = config ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined)
   const opts = resolveOptions(flags, { file, env: process.env })
+  const workers = opts.workers === 0 ? availableParallelism() : opts.workers
+  if (command === 'serve' && workers > 1) return primary(opts, workers)
   const app = await buildServer(opts)
   installShutdown(app, opts)
+  if (command === 'worker') {
+    // one of N processes on a shared port (SO_REUSEPORT); ids and counts come from the primary
+    const engine = new WorkerEngine(app.parkline)
+    app.parkline.engine = engine
+    await engine.ready
+    await app.listen({ port: opts.port, host: opts.host, reusePort: true } as { port: number, host: string })
+    return
+  }
   const address = await app.listen({ port: opts.port, host: opts.host })
   process.stdout.write(`parkline listening on ${address} (publisher ${opts.pubPrefix}<channel>, subscriber ${opts.subPrefix}<channel>)\n`)
+}
+
+/** The primary: the sequencer for N workers; SIGTERM drains them all, then exits. */
+function primary (opts: ParklineOptions, workers: number): void {
+  const seq = new Sequencer(opts, fileURLToPath(import.meta.url), process.argv.slice(2).filter((a) => a !== 'serve'))
+  seq.start(workers)
+  process.stdout.write(`parkline listening on http://${opts.host}:${opts.port} with ${workers} worker processes (publisher ${opts.pubPrefix}<channel>, subscriber ${opts.subPrefix}<channel>)\n`)
+  let stopping = false
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return
+    stopping = true
+    seq.stop(signal, opts.drainWindow * 1000 + 5000).then(() => process.exit(0), () => process.exit(1))
+  }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
 }
 
 main().catch((err: unknown) => {

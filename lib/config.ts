@@ -16,6 +16,7 @@ interface OptionSpec {
 
 export interface ParklineOptions {
   port: number
+  workers: number
   host: string
   pubPrefix: string
   subPrefix: string
@@ -44,6 +45,7 @@ export interface ParklineOptions {
 
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'port', kind: 'int', default: 8080, min: 0, doc: 'TCP port of the standalone server.' },
+  { name: 'workers', kind: 'int', default: 0, min: 0, doc: 'Worker processes sharing the port (parkline serve); 0 = one per core, 1 = a single process.' },
   { name: 'host', kind: 'string', default: '0.0.0.0', doc: 'Address the standalone server listens on.' },
   { name: 'pubPrefix', kind: 'string', default: '/pub/', doc: 'Publisher location; the channel id follows it.' },
   { name: 'subPrefix', kind: 'string', default: '/sub/', doc: 'Subscriber location; the channel id(s) follow it.' },
@@ -59,7 +61,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'retryMin', kind: 'int', default: 1000, min: 0, doc: 'Lower bound (ms) of the random SSE `retry:`; 0 with retryMax 0 = off.' },
   { name: 'retryMax', kind: 'int', default: 5000, min: 0, doc: 'Upper bound (ms) of the random SSE `retry:`.' },
   { name: 'queueCap', kind: 'int', default: 65536, min: 1, doc: 'Bytes queued in user space per streaming subscriber before the overflow policy runs.' },
-  { name: 'queuePolicy', kind: 'enum', default: 'disconnect', values: ['disconnect', 'drop-oldest'], doc: 'What happens past queueCap.' },
+  { name: 'queuePolicy', kind: 'enum', default: 'disconnect', values: ['disconnect', 'drop-oldest'], doc: 'Past queueCap: disconnect (client resumes from its last id) or drop-oldest (unsent messages dropped, gap signalled).' },
   { name: 'corsOrigins', kind: 'list', default: [], doc: 'Allowed Origin values; empty = every origin.' },
   { name: 'maxSubscribers', kind: 'int', default: 0, min: 0, doc: 'Subscribers per process before 503; 0 = 90% of the open-file limit.' },
   { name: 'drainWindow', kind: 'int', default: 10, min: 0, doc: 'Seconds over which SIGTERM closes subscribers in waves.' },

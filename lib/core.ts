@@ -7,6 +7,7 @@ import type { ParklineOptions } from './config.ts'
 import { Message } from './message.ts'
 import { F_CATCHING_UP, F_CLOSED, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
 import { Stats } from './stats.ts'
+import { MemoryEngine, type Engine } from './engine.ts'
 
 export interface Next { msg: Message, pos: number, gap: string | null }
 
@@ -25,6 +26,8 @@ export class Core {
   readonly maxSubscribers: number
   /** Set once SIGTERM/close() began: no new subscribers. */
   draining: boolean
+  /** Where ids, info and counts come from (in-memory, the worker sequencer, later Redis). */
+  engine: Engine
   #floorCause: WeakMap<Channel, number>
   #timer: NodeJS.Timeout | null
 
@@ -37,6 +40,7 @@ export class Core {
     this.nowSec = Math.floor(Date.now() / 1000)
     this.maxSubscribers = opts.maxSubscribers > 0 ? opts.maxSubscribers : Math.max(1, Math.floor(fdLimit * 0.9))
     this.draining = false
+    this.engine = new MemoryEngine(this)
     this.#floorCause = new WeakMap()
     this.#timer = null
   }
@@ -50,16 +54,39 @@ export class Core {
     if (sec > this.nowSec) this.nowSec = sec
     const ch = this.registry.getOrCreate(key, sec)
     ch.nextId(sec)
-    const msg = new Message(ch.lastTime, ch.lastTag, data, contentType, event, now)
+    const hadSubscribers = ch.subs.length > 0
+    const msg = this.#append(ch, new Message(ch.lastTime, ch.lastTag, data, contentType, event, now))
+    return { msg, channel: ch, hadSubscribers }
+  }
+
+  /** A message whose id another authority assigned (the worker sequencer, Redis). */
+  applyMessage (key: string, time: number, tag: number, data: Buffer, contentType: string | null, event: string | null, publishedAt: number): Message {
+    const ch = this.registry.getOrCreate(key, this.nowSec)
+    if (time > ch.lastTime || (time === ch.lastTime && tag > ch.lastTag)) {
+      ch.lastTime = time
+      ch.lastTag = tag
+    }
+    return this.#append(ch, new Message(time, tag, data, contentType, event, publishedAt))
+  }
+
+  /** Restore a channel's id state from a snapshot before its messages are applied. */
+  loadChannel (key: string, lastTime: number, lastTag: number, floorTime: number, floorTag: number): void {
+    const ch = this.registry.getOrCreate(key, this.nowSec)
+    ch.lastTime = lastTime
+    ch.lastTag = lastTag
+    ch.floorTime = floorTime
+    ch.floorTag = floorTag
+  }
+
+  #append (ch: Channel, msg: Message): Message {
     const evicted = ch.buffer.push(msg)
     if (evicted !== null) {
       ch.setFloor(evicted)
       this.#floorCause.set(ch, GAP_EVICTED)
     }
     this.stats.published++
-    const hadSubscribers = ch.subs.length > 0
-    if (hadSubscribers) this.#fanout(ch, msg)
-    return { msg, channel: ch, hadSubscribers }
+    if (ch.subs.length > 0) this.#fanout(ch, msg)
+    return msg
   }
 
   #fanout (ch: Channel, msg: Message): void {
@@ -85,10 +112,19 @@ export class Core {
     this.registry.delete(ch)
   }
 
+  /** A delete decided elsewhere (another worker): end local subscribers, drop the replica. */
+  deleteLocal (key: string): void {
+    const ch = this.registry.get(key)
+    if (ch !== undefined) this.deleteChannel(ch)
+  }
+
   // ---- subscribers ----------------------------------------------------------------------------
 
-  /** Count the subscriber on each of its channels and in the table (§4.4). */
-  register (sub: Subscriber): void {
+  /**
+   * Count the subscriber on each of its channels and in the table (§4.4). True when it already
+   * counts deployment-wide; otherwise the engine calls `sub.transport.ready(sub)` once it does.
+   */
+  register (sub: Subscriber): boolean {
     const now = Date.now()
     for (let k = 0; k < sub.channels.length; k++) {
       const ch = sub.channels[k]!
@@ -97,6 +133,7 @@ export class Core {
     }
     this.table.add(sub)
     if (this.opts.subscriberTimeout > 0) sub.deadline = this.nowSec + this.opts.subscriberTimeout
+    return this.engine.registered(sub)
   }
 
   /** Remove at once (abort, answer, close); idempotent. */
@@ -112,6 +149,7 @@ export class Core {
       this.registry.release(ch)
     }
     this.table.remove(sub)
+    this.engine.unregistered(sub)
   }
 
   /** Channels for a subscription, created when missing (a waiting subscriber keeps one alive). */
@@ -148,6 +186,19 @@ export class Core {
       this.stats.gap(this.#floorCause.get(ch) === GAP_EXPIRED ? 'expired' : 'evicted')
     }
     return { msg: best, pos: bestPos, gap }
+  }
+
+  /**
+   * Gap signal for a live delivery from position `pos` (§11a): a subscriber that parked with an
+   * explicit cursor below the floor (its messages expired, or the channel record is newer) learns
+   * of the loss together with the next message to arrive. Call before `sub.advance`.
+   */
+  liveGap (sub: Subscriber, pos: number): string | null {
+    const time = sub.times[pos]!
+    const ch = sub.channels[pos]!
+    if (time <= 0 || !ch.hasGapAfter(time, sub.tags[pos]!)) return null
+    this.stats.gap(this.#floorCause.get(ch) === GAP_EXPIRED ? 'expired' : 'evicted')
+    return sub.requested(pos)
   }
 
   /** Mark a channel as requested (long-poll answered from the buffer). */

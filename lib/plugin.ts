@@ -38,8 +38,8 @@ function isLoopback (addr: string | undefined): boolean {
 }
 
 /** §10 limits Node's parser does not enforce per line. */
-function checkLimits (req: IncomingMessage): typeof ERRORS[keyof typeof ERRORS] | null {
-  if ((req.url ?? '').length > MAX_LINE) return ERRORS.URI_TOO_LONG
+export function checkLimits (req: IncomingMessage): typeof ERRORS[keyof typeof ERRORS] | null {
+  if (((req as { originalUrl?: string }).originalUrl ?? req.url ?? '').length > MAX_LINE) return ERRORS.URI_TOO_LONG
   const raw = req.rawHeaders
   if (raw.length > MAX_HEADER_FIELDS * 2) return ERRORS.HEADER_TOO_LARGE
   for (let i = 0; i < raw.length; i += 2) {
@@ -74,7 +74,8 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
     const origin = requestOrigin(req.headers)
     const limited = checkLimits(req)
     if (limited !== null) return sendError(reply.header('Connection', 'close'), limited, origin)
-    const { path, query } = splitUrl(request.url)
+    // the URL as received: a host's rewriteUrl (or server.ts's routing escape) must not change ids
+    const { path, query } = splitUrl(request.originalUrl)
     if (path === null) return sendError(reply, ERRORS.BAD_PATH, origin)
     if (!originAllowed(origin, opts.corsOrigins)) return sendError(reply, ERRORS.ORIGIN_NOT_ALLOWED, origin)
     if (path.startsWith(opts.subPrefix)) {

@@ -1,7 +1,7 @@
 // The publisher location (PROTOCOL.md §3): POST/PUT publish, GET info, DELETE, OPTIONS, 405.
 import type { IncomingMessage } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { channelInfo, infoFormat, renderInfo } from './channel-info.ts'
+import { infoFormat, renderInfo, type ChannelInfo } from './channel-info.ts'
 import type { Core } from './core.ts'
 import { ERRORS } from './errors.ts'
 import { PUB_ALLOW, PUB_ALLOW_HEADERS } from './http.ts'
@@ -41,11 +41,7 @@ function readBody (req: IncomingMessage, limit: number): Promise<Buffer | typeof
   })
 }
 
-function sendInfo (core: Core, request: FastifyRequest, reply: FastifyReply, status: number, key: string, origin: string | null): FastifyReply {
-  const ch = core.registry.get(key)
-  const info = ch === undefined
-    ? { messages: 0, requested: -1, subscribers: 0, lastMessageId: '0:0' }
-    : channelInfo(ch, Date.now())
+function sendInfo (request: FastifyRequest, reply: FastifyReply, status: number, info: ChannelInfo, origin: string | null): FastifyReply {
   const { contentType, body } = renderInfo(info, infoFormat(request.headers.accept))
   return withCors(reply.code(status), origin).header('Content-Type', contentType).send(Buffer.from(body))
 }
@@ -70,16 +66,10 @@ export async function handlePublisher (core: Core, request: FastifyRequest, repl
   if (key.length === 0) return sendError(reply, ERRORS.NO_CHANNEL_ID, origin)
   if (key.length > core.opts.maxChannelIdLength) return sendError(reply, ERRORS.CHANNEL_ID_TOO_LONG, origin)
 
-  if (method === 'GET') {
-    if (core.registry.get(key) === undefined) return withCors(reply.code(404), origin).send()
-    return sendInfo(core, request, reply, 200, key, origin)
-  }
-  if (method === 'DELETE') {
-    const ch = core.registry.get(key)
-    if (ch === undefined) return withCors(reply.code(404), origin).send()
-    const { contentType, body } = renderInfo(channelInfo(ch, Date.now()), infoFormat(request.headers.accept))
-    core.deleteChannel(ch)
-    return withCors(reply.code(200), origin).header('Content-Type', contentType).send(Buffer.from(body))
+  if (method === 'GET' || method === 'DELETE') {
+    const info = method === 'GET' ? await core.engine.info(key) : await core.engine.delete(key)
+    if (info === null) return withCors(reply.code(404), origin).send()
+    return sendInfo(request, reply, 200, info, origin)
   }
 
   // POST / PUT
@@ -92,9 +82,8 @@ export async function handlePublisher (core: Core, request: FastifyRequest, repl
   const ct = request.headers['content-type']
   const ev = request.headers['x-eventsource-event']
   const event = typeof ev === 'string' && ev.length > 0 ? ev : null
-  const { channel, hadSubscribers } = core.publish(key, body, ct === undefined ? null : ct, event)
-  const { contentType, body: text } = renderInfo(channelInfo(channel, Date.now()), infoFormat(request.headers.accept))
-  return withCors(reply.code(hadSubscribers ? 201 : 202), origin).header('Content-Type', contentType).send(Buffer.from(text))
+  const { status, info } = await core.engine.publish(key, body, ct === undefined ? null : ct, event)
+  return sendInfo(request, reply, status, info, origin)
 }
 
 function tooLarge (reply: FastifyReply, origin: string | null): FastifyReply {

@@ -4,8 +4,10 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { Socket } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { ParklineOptions } from './config.ts'
-import { normalizePath } from './http.ts'
-import { MAX_LINE, parkline } from './plugin.ts'
+import { ERRORS } from './errors.ts'
+import { PUB_ALLOW, SUB_ALLOW, normalizePath, requestOrigin, splitUrl } from './http.ts'
+import { MAX_LINE, checkLimits, parkline } from './plugin.ts'
+import { sendError } from './reply.ts'
 
 /** Whole header section (request line included) before Node's parser gives up (§10: 32 KiB). */
 export const MAX_HEADER_SECTION = 32768 + MAX_LINE
@@ -18,8 +20,18 @@ function firstLineLength (raw: unknown): number {
   return i === -1 ? raw.length : i
 }
 
+/**
+ * The path of a well-formed request line whose method Node's parser does not know (`BREW /x
+ * HTTP/1.1`), or null for garbage: such a request gets 405, not 400 (§3.1, §4.1).
+ */
+function unknownMethodPath (raw: unknown): string | null {
+  if (!Buffer.isBuffer(raw)) return null
+  const m = /^[A-Z][A-Z_-]{0,31} (\/[\x21-\x7e]*) HTTP\/1\.[01]\r?\n/.exec(raw.toString('latin1', 0, Math.min(raw.length, MAX_LINE)))
+  return m === null ? null : m[1]!
+}
+
 /** Answer what Node's HTTP parser rejected (§10), then close. */
-export function clientErrorHandler (err: ClientError, socket: Socket): void {
+export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix = '/sub/'): void {
   const s = socket as Socket & { _httpMessage?: { headersSent?: boolean } | null }
   if (err.code === 'ECONNRESET' || !socket.writable || (s._httpMessage?.headersSent ?? false)) {
     socket.destroy()
@@ -27,7 +39,17 @@ export function clientErrorHandler (err: ClientError, socket: Socket): void {
   }
   let status = 400
   let text = 'Bad Request'
+  let allow = ''
   switch (err.code) {
+    case 'HPE_INVALID_METHOD': {
+      const path = unknownMethodPath(err.rawPacket)
+      if (path !== null) {
+        status = 405
+        text = 'Method Not Allowed'
+        allow = 'Allow: ' + ((normalizePath(path) ?? '').startsWith(subPrefix) ? SUB_ALLOW : PUB_ALLOW) + '\r\n'
+      }
+      break
+    }
     case 'HPE_HEADER_OVERFLOW':
       if (firstLineLength(err.rawPacket) > MAX_LINE) {
         status = 414
@@ -45,7 +67,7 @@ export function clientErrorHandler (err: ClientError, socket: Socket): void {
       text = 'Request Timeout'
       break
   }
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`)
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n${allow}\r\n${text}`)
 }
 
 export async function buildServer (opts: ParklineOptions): Promise<FastifyInstance> {
@@ -55,6 +77,9 @@ export async function buildServer (opts: ParklineOptions): Promise<FastifyInstan
       const server = createServer({
         maxHeaderSize: MAX_HEADER_SECTION,
         headersTimeout: opts.headersTimeout * 1000,
+        // Node checks that timeout only every connectionsCheckingInterval (default 30 s, which
+        // would let a slow header section live up to 90 s)
+        connectionsCheckingInterval: 1000,
         requestTimeout: 0,
         noDelay: true
       }, handler)
@@ -62,17 +87,29 @@ export async function buildServer (opts: ParklineOptions): Promise<FastifyInstan
       server.maxHeadersCount = 1001
       return server
     },
-    clientErrorHandler: clientErrorHandler as (err: Error, socket: Socket) => void,
+    clientErrorHandler: (err: Error, socket: Socket) => { clientErrorHandler(err, socket, opts.subPrefix) },
     rewriteUrl: (req) => {
       const url = req.url ?? '/'
       const q = url.indexOf('?')
-      const path = normalizePath(q === -1 ? url : url.slice(0, q))
+      let path = normalizePath(q === -1 ? url : url.slice(0, q))
       // `..` above the root: routed as-is to the handlers, which answer 400
-      return path === null ? url : (q === -1 ? path : path + url.slice(q))
+      if (path === null) return url
+      // Ids may be any bytes (%FF%FE, §1), which the router cannot decode: route on an escaped
+      // copy; the handlers read the original URL.
+      if (path.indexOf('%') !== -1) {
+        try { decodeURI(path) } catch { path = path.replaceAll('%', '%25') }
+      }
+      return q === -1 ? path : path + url.slice(q)
     },
     return503OnClosing: false
   })
   await app.register(parkline, { resolved: opts })
+  // The §10 limits and `..` above the root hold on every path, not only the plugin's locations.
+  app.addHook('onRequest', async (request, reply) => {
+    const limited = checkLimits(request.raw)
+    if (limited !== null) return sendError(reply.header('Connection', 'close'), limited, requestOrigin(request.headers))
+    if (splitUrl(request.originalUrl).path === null) return sendError(reply, ERRORS.BAD_PATH, requestOrigin(request.headers))
+  })
   return app
 }
 

@@ -1,5 +1,6 @@
 // GET /status (nchan_stub_status style) and GET /metrics (Prometheus text) — EXTENSION f.
 import type { Core } from './core.ts'
+import { readSockstat } from './doctor.ts'
 
 export const VERSION = '0.1.0'
 
@@ -9,15 +10,25 @@ function storedMessages (core: Core): number {
   return n
 }
 
+/** This host's TCP sockets from /proc/net/sockstat (no netstat); nothing off Linux. */
+function tcpLines (): string {
+  const k = readSockstat()
+  return k === null ? '' : `tcp sockets in use: ${k.inuse}\ntcp memory pages: ${k.mem}\n`
+}
+
 export function renderStatus (core: Core): string {
   const s = core.stats
-  let out = `total published messages: ${s.published}\n` +
-    `stored messages: ${storedMessages(core)}\n` +
-    `channels: ${core.registry.size}\n` +
-    `subscribers: ${core.table.size}\n`
+  // with worker processes, the sequencer's totals cover the whole host
+  const t = core.engine.totals()
+  let out = `total published messages: ${t?.published ?? s.published}\n` +
+    `stored messages: ${t?.stored ?? storedMessages(core)}\n` +
+    `channels: ${t?.channels ?? core.registry.size}\n` +
+    `subscribers: ${t?.subscribers ?? core.table.size}\n`
+  if (t !== null) out += `subscribers this worker: ${core.table.size}\n`
   for (let i = 0; i < core.transports.length; i++) out += `subscribers ${core.transports[i]!.name}: ${core.table.counts[i]}\n`
   out += `overflows disconnect: ${s.overflowDisconnect}\n` +
     `gaps: ${s.gapsEvicted + s.gapsExpired + s.gapsDropped}\n` +
+    tcpLines() +
     'redis pending commands: 0\n' +
     'redis connected servers: 0\n' +
     `parkline version: ${VERSION}\n`

@@ -34,6 +34,10 @@ export class Subscriber {
   deadline: number
   flags: number
   origin: string | null
+  /** A stream head held back until the engine has counted the subscriber (workers, Redis). */
+  pendingHead: string | null
+  /** Streams only, and only while the socket is backed up: frames not yet handed to it. */
+  backlog: { frames: Buffer[], ids: string[], bytes: number, lastSentId: string, gapFrom: string | null } | null
 
   constructor (transport: Transport, socket: Socket, res: ServerResponse | null, channels: Channel[], cursor: Cursor, origin: string | null, flags: number) {
     const n = channels.length
@@ -51,6 +55,8 @@ export class Subscriber {
     this.deadline = 0
     this.flags = flags
     this.origin = origin
+    this.pendingHead = null
+    this.backlog = null
   }
 
   /** The id this subscriber sees for `msg` from position `pos`, advancing its cursor (§2.2). */
@@ -115,6 +121,8 @@ export interface Transport {
   end (sub: Subscriber, status: number): void
   /** Shared-timer tick: keepalive for this subscriber. */
   keepalive (sub: Subscriber): void
+  /** The engine counted a subscriber deployment-wide (see Core.register): start streaming. */
+  ready (sub: Subscriber): void
 }
 
 export type TransportFactory = new (core: Core, index: number) => Transport

@@ -28,6 +28,8 @@ const NODE_EVENTS = ['data', 'end', 'close', 'drain', 'error', 'timeout', 'resum
 const protoOn = Socket.prototype.on
 const protoAddListener = Socket.prototype.addListener
 const protoPrependListener = Socket.prototype.prependListener
+/** Benchmarks only (benchmarks/connections.ts): keep Node's HTTP objects, to show what the release buys. */
+const NO_DETACH = process.env.PARKLINE_NO_DETACH === '1'
 
 /**
  * Detach `socket` from Node's HTTP server and return it as a plain net.Socket that nothing but
@@ -36,7 +38,12 @@ const protoPrependListener = Socket.prototype.prependListener
 export function detachSocket (req: IncomingMessage, res: ServerResponse): Socket {
   const socket = req.socket as HttpSocket
   res.detachSocket(socket)
+  if (NO_DETACH) return socket
   for (const ev of NODE_EVENTS) socket.removeAllListeners(ev)
+  // Dropping the last listener leaves `_events` a null-prototype dictionary (256 B a socket, the
+  // largest object left after the release): start again from the fast shape streams are born with.
+  const emitter = socket as unknown as { _events?: object, _eventsCount?: number }
+  if (emitter._eventsCount === 0) emitter._events = freshEvents()
   // Node wraps these on the instance to unconsume the parser when a 'data' listener is added.
   socket.on = protoOn
   socket.addListener = protoAddListener
@@ -50,6 +57,11 @@ export function detachSocket (req: IncomingMessage, res: ServerResponse): Socket
   }
   socket.setTimeout(0)
   return socket
+}
+
+/** The `_events` a new stream starts with (Node's lib/internal/streams/readable.js, duplex.js). */
+function freshEvents (): object {
+  return { close: undefined, error: undefined, prefinish: undefined, finish: undefined, drain: undefined, data: undefined, end: undefined, readable: undefined }
 }
 
 function releaseParser (parser: NodeParser): void {

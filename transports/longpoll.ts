@@ -46,12 +46,14 @@ export class LongpollTransport implements Transport {
     const socket = sub.socket as LpSocket
     socket[kSubscriber] = sub
     socket.on('close', onClose)
+    socket.on('data', onParkedData)
     core.register(sub)
   }
 
   deliver (sub: Subscriber, msg: Message, pos: number): void {
     this.#park(sub)
-    this.#respond(sub, msg, sub.advance(msg, pos), null)
+    const gap = this.core.liveGap(sub, pos)
+    this.#respond(sub, msg, sub.advance(msg, pos), gap)
   }
 
   end (sub: Subscriber, status: number): void {
@@ -63,6 +65,10 @@ export class LongpollTransport implements Transport {
     // long-poll gets no keepalive (EXTENSION c)
   }
 
+  ready (_sub: Subscriber): void {
+    // a parked poll has nothing to send until a message or a status answer
+  }
+
   /** Unpark: uncount and drop the socket's reference; the connection lives on for the next poll. */
   #park (sub: Subscriber): void {
     this.core.unregister(sub)
@@ -70,6 +76,7 @@ export class LongpollTransport implements Transport {
     if (socket[kSubscriber] === sub) {
       socket[kSubscriber] = undefined
       socket.removeListener('close', onClose)
+      socket.removeListener('data', onParkedData)
     }
   }
 
@@ -123,6 +130,14 @@ function onClose (this: LpSocket): void {
     sub.res = null
     ;(sub.transport as LongpollTransport).core.unregister(sub)
   }
+}
+
+/**
+ * Any byte on a parked connection, even half a request Node's parser keeps waiting on: 400 and
+ * close (§5). Node's own listener parsed it first, so a parse error has already been answered.
+ */
+function onParkedData (this: LpSocket): void {
+  if (this.writable) rejectIfParked(this)
 }
 
 /**

@@ -71,9 +71,17 @@ export class SseTransport implements Transport {
     socket.on('end', onEnd)
     socket.on('drain', onDrain)
     socket.setNoDelay(true)
-    core.register(sub)
-    socket.write(head, 'latin1')
-    sub.lastWrite = core.nowSec
+    sub.pendingHead = head
+    if (core.register(sub)) this.ready(sub)
+  }
+
+  /** Counted everywhere: the head goes out (§3.2: not before), then the replay. */
+  ready (sub: Subscriber): void {
+    const head = sub.pendingHead
+    if (head === null) return
+    sub.pendingHead = null
+    sub.socket.write(head, 'latin1')
+    sub.lastWrite = this.core.nowSec
     this.pump(sub)
   }
 
@@ -84,6 +92,7 @@ export class SseTransport implements Transport {
    */
   pump (sub: Subscriber): void {
     const socket = sub.socket
+    if (sub.pendingHead !== null) return
     while ((sub.flags & F_CLOSED) === 0) {
       if (socket.writableNeedDrain) return
       const next = this.core.nextMessage(sub)
@@ -111,28 +120,116 @@ export class SseTransport implements Transport {
     this.core.stats.delivered[this.index]!++
   }
 
+  /**
+   * Live delivery. While the socket takes bytes, the shared frame is written at once. Once Node's
+   * buffer is past its high-water mark, frames wait in the subscriber's backlog (messages not yet
+   * started) and leave together, in one writev, on 'drain'. Queued bytes (Node's + backlog) never
+   * pass queueCap by more than one message (EXTENSION e); past it the policy runs, in O(1) for
+   * disconnect and O(dropped) for drop-oldest, without touching any other subscriber.
+   */
   deliver (sub: Subscriber, msg: Message, pos: number): void {
     const socket = sub.socket
-    const queued = socket.writableLength
-    if (queued > 0 && queued + msg.data.length > this.core.opts.queueCap) {
-      // EXTENSION e, policy disconnect: tell the client, close; it resumes from its last id.
-      this.core.stats.overflowDisconnect++
-      this.core.unregister(sub)
-      socket.end(this.#overflowNotice)
+    // parked below the floor (expired, or a newer channel record): the gap rides on this message
+    const gap = this.core.liveGap(sub, pos)
+    const before = sub.backlog === null && socket.writableNeedDrain ? sub.requested(pos) : null
+    const id = sub.advance(msg, pos)
+    if (!socket.writableNeedDrain && (sub.backlog === null || sub.backlog.frames.length === 0)) {
+      // a backlog left with no frames only carries a drop gap to signal on this message
+      const pending = sub.backlog === null ? null : sub.backlog.gapFrom
+      sub.backlog = null
+      const g = pending ?? gap
+      if (g !== null) socket.write(gapText(sub, g, id), 'latin1')
+      this.#write(sub, msg, id)
       return
     }
-    this.#write(sub, msg, sub.advance(msg, pos))
+    let frame = sub.channels.length === 1 ? msg.sseFrame() : Buffer.concat([Buffer.from(msg.sseHead(id), 'latin1'), msg.sseData()])
+    if (gap !== null) frame = Buffer.concat([Buffer.from(gapText(sub, gap, id), 'latin1'), frame])
+    let backlog = sub.backlog
+    if (backlog === null) backlog = sub.backlog = new Backlog(before!)
+    const cap = this.core.opts.queueCap
+    if (socket.writableLength + backlog.bytes + frame.length > cap && (backlog.frames.length > 0 || socket.writableLength > 0)) {
+      if (this.core.opts.queuePolicy === 'disconnect') {
+        // finish what is being written, drop what has not started, say why, close;
+        // the client resumes from its last id, so nothing inside the buffer window is lost
+        this.core.stats.overflowDisconnect++
+        this.core.unregister(sub)
+        sub.backlog = null
+        socket.end(this.#overflowNotice)
+        return
+      }
+      // drop-oldest: make room; the next message delivered carries the gap signal. When even an
+      // empty backlog cannot take it (Node still holds a full cap in flight), it is dropped too.
+      let dropped = 0
+      while (backlog.frames.length > 0 && socket.writableLength + backlog.bytes + frame.length > cap) {
+        backlog.bytes -= backlog.frames.shift()!.length
+        backlog.ids.shift()
+        dropped++
+      }
+      const dropNew = socket.writableLength + frame.length > cap
+      if (dropped > 0 || dropNew) {
+        this.core.stats.overflowDropOldest++
+        if (backlog.gapFrom === null) {
+          backlog.gapFrom = backlog.lastSentId
+          this.core.stats.gap('dropped')
+        }
+      }
+      if (dropNew) return
+    }
+    backlog.frames.push(frame)
+    backlog.ids.push(id)
+    backlog.bytes += frame.length
+  }
+
+  /** 'drain': everything waiting leaves in one corked write. */
+  flush (sub: Subscriber): void {
+    const backlog = sub.backlog
+    if (backlog === null || backlog.frames.length === 0) return // (a pending gap waits for a message)
+    sub.backlog = null
+    const socket = sub.socket
+    socket.cork()
+    for (let i = 0; i < backlog.frames.length; i++) {
+      if (backlog.gapFrom !== null) {
+        socket.write(gapText(sub, backlog.gapFrom, backlog.ids[i]!), 'latin1')
+        backlog.gapFrom = null
+      }
+      socket.write(backlog.frames[i]!)
+    }
+    socket.uncork()
+    sub.lastWrite = this.core.nowSec
+    this.core.stats.delivered[this.index]! += backlog.frames.length
   }
 
   end (sub: Subscriber, status: number): void {
     this.core.unregister(sub)
-    sub.socket.end(END_LINES[status] ?? END_LINES[503]!)
+    sub.backlog = null
+    const line = END_LINES[status] ?? END_LINES[503]!
+    const head = sub.pendingHead
+    sub.pendingHead = null
+    if (head !== null) sub.socket.write(head, 'latin1')
+    sub.socket.end(line)
   }
 
   keepalive (sub: Subscriber): void {
-    if (sub.socket.writableLength > 0) return
+    if (sub.socket.writableLength > 0 || sub.pendingHead !== null) return
     sub.socket.write(this.#keepalive)
     sub.lastWrite = this.core.nowSec
+  }
+}
+
+/** Frames of one subscriber not yet handed to the socket (only exists while it is backed up). */
+export class Backlog {
+  frames: Buffer[]
+  ids: string[]
+  bytes: number
+  /** Id of the last frame handed to the socket: the `requested` of a drop gap. */
+  lastSentId: string
+  gapFrom: string | null
+  constructor (lastSentId: string) {
+    this.frames = []
+    this.ids = []
+    this.bytes = 0
+    this.lastSentId = lastSentId
+    this.gapFrom = null
   }
 }
 
@@ -164,7 +261,8 @@ function onData (this: SseSocket): void {
 
 function onDrain (this: SseSocket): void {
   const sub = subOf(this)
-  if (sub !== undefined && (sub.flags & F_CATCHING_UP) !== 0 && (sub.flags & F_CLOSED) === 0) {
-    (sub.transport as SseTransport).pump(sub)
-  }
+  if (sub === undefined || (sub.flags & F_CLOSED) !== 0) return
+  const t = sub.transport as SseTransport
+  if ((sub.flags & F_CATCHING_UP) !== 0) t.pump(sub)
+  else if (sub.backlog !== null) t.flush(sub)
 }

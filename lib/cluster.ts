@@ -1,0 +1,362 @@
+// Worker processes on one host (`parkline serve --workers N`).
+//
+// The primary process is the one sequencer: it assigns every id, keeps the authoritative channel
+// buffers and the exact subscriber counts (summed over workers). Workers accept connections on the
+// shared port (SO_REUSEPORT), send publishes and count changes to the primary, and receive one
+// ordered stream per worker of everything the sequencer decided: messages (each applied to the
+// worker's replica buffer and fanned out there, framed once per worker), deletes, count
+// acknowledgements and answers. Entries are batched: one IPC write per event-loop turn.
+//
+//   worker A ──pub──▶ primary (ids, buffers, counts) ──batch [m, m, a, r…]──▶ every worker
+//
+// A worker that dies is forked again; its subscribers' counts are withdrawn, its clients
+// reconnect (SSE retry:) to any worker and resume from the replicated buffers.
+import { fork, type ChildProcess } from 'node:child_process'
+import type { ChannelInfo } from './channel-info.ts'
+import { channelInfo } from './channel-info.ts'
+import type { ParklineOptions } from './config.ts'
+import { Core } from './core.ts'
+import type { Engine, PublishResult } from './engine.ts'
+import { F_CLOSED, type Subscriber } from './subscriber.ts'
+
+// ---- wire format (structured clone, `serialization: 'advanced'`) ------------------------------
+
+/** Worker → primary entries. */
+type Up =
+  | ['pub', number, string, Uint8Array, string | null, string | null]
+  | ['info', number, string]
+  | ['del', number, string]
+  | ['sub', string[], 1 | -1]
+  | ['stats', number, number]
+
+/** A buffered message in a snapshot: time, tag, data, content type, event, published at. */
+type SnapMessage = [number, number, Uint8Array, string | null, string | null, number]
+/** A channel in a snapshot: key, last id, floor, messages. */
+type SnapChannel = [string, number, number, number, number, SnapMessage[]]
+
+/** Primary → worker entries, applied in order. */
+type Down =
+  | ['m', string, number, number, Uint8Array, string | null, string | null, number]
+  | ['d', string]
+  | ['a', number]
+  | ['r', number, PublishResult | ChannelInfo | null]
+  | ['snap', SnapChannel[]]
+  | ['totals', number, number, number, number]
+
+function toBuffer (u: Uint8Array): Buffer {
+  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+}
+
+/** Batches entries into one `send` per event-loop turn. */
+class Outbox<T> {
+  #entries: T[] = []
+  #scheduled = false
+  readonly #send: (batch: T[]) => void
+
+  constructor (send: (batch: T[]) => void) {
+    this.#send = send
+  }
+
+  push (entry: T): void {
+    this.#entries.push(entry)
+    if (!this.#scheduled) {
+      this.#scheduled = true
+      setImmediate(flush, this)
+    }
+  }
+
+  flush (): void {
+    this.#scheduled = false
+    const batch = this.#entries
+    if (batch.length === 0) return
+    this.#entries = []
+    this.#send(batch)
+  }
+}
+
+function flush (box: { flush (): void }): void {
+  box.flush()
+}
+
+function onChildError (): void {
+  // a send to a worker that just died; its 'exit' handles the rest
+}
+
+// ---- primary: the sequencer -------------------------------------------------------------------
+
+interface WorkerSlot {
+  id: number
+  child: ChildProcess | null
+  out: Outbox<Down>
+  /** Subscriptions this worker holds, per channel, so its death withdraws them. */
+  counts: Map<string, number>
+  subscribers: number
+  delivered: number
+  restarts: number
+}
+
+export class Sequencer {
+  readonly core: Core
+  readonly counts = new Map<string, number>()
+  readonly workers: WorkerSlot[] = []
+  #stopping = false
+  readonly #script: string
+  readonly #args: string[]
+
+  constructor (opts: ParklineOptions, script: string, args: string[]) {
+    // the sequencer holds buffers and ids; it has no transports and no sockets
+    this.core = new Core(opts, [], 1 << 30)
+    this.#script = script
+    this.#args = args
+  }
+
+  start (n: number): void {
+    this.core.start()
+    // workers' /status shows deployment totals, refreshed once a second
+    setInterval(() => this.#broadcast(['totals', ...this.totals()]), 1000).unref()
+    for (let i = 0; i < n; i++) {
+      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, counts: new Map(), subscribers: 0, delivered: 0, restarts: 0 }
+      slot.out = new Outbox<Down>((batch) => { if (slot.child !== null && slot.child.connected) slot.child.send(batch) })
+      this.workers.push(slot)
+      this.#fork(slot)
+    }
+  }
+
+  #fork (slot: WorkerSlot): void {
+    const child = fork(this.#script, ['worker', ...this.#args], {
+      serialization: 'advanced',
+      env: { ...process.env, PARKLINE_WORKER_ID: String(slot.id) },
+      stdio: 'inherit'
+    })
+    slot.child = child
+    child.on('error', onChildError)
+    child.on('message', (batch: Up[]) => this.#onBatch(slot, batch))
+    child.on('exit', () => this.#onExit(slot, child))
+    // the snapshot goes first: the worker listens only once its replicas are filled
+    slot.out.push(['snap', this.#snapshot()])
+  }
+
+  #snapshot (): SnapChannel[] {
+    const out: SnapChannel[] = []
+    for (const ch of this.core.registry.values()) {
+      const msgs: SnapMessage[] = []
+      for (let i = 0; i < ch.buffer.size; i++) {
+        const m = ch.buffer.at(i)
+        msgs.push([m.time, m.tag, m.data, m.contentType, m.event, m.publishedAt])
+      }
+      out.push([ch.key, ch.lastTime, ch.lastTag, ch.floorTime, ch.floorTag, msgs])
+    }
+    return out
+  }
+
+  #onExit (slot: WorkerSlot, child: ChildProcess): void {
+    if (slot.child !== child) return
+    slot.child = null
+    for (const [key, n] of slot.counts) this.#count(key, -n)
+    slot.counts.clear()
+    slot.subscribers = 0
+    if (this.#stopping) return
+    slot.restarts++
+    // a crash loop backs off, up to 5 s
+    // (not unref'd: with every worker gone, this timer is what keeps the primary alive)
+    setTimeout(() => { if (!this.#stopping) this.#fork(slot) }, Math.min(5000, 100 * slot.restarts))
+  }
+
+  #count (key: string, delta: number): void {
+    const n = (this.counts.get(key) ?? 0) + delta
+    if (n <= 0) this.counts.delete(key)
+    else this.counts.set(key, n)
+  }
+
+  #info (key: string): ChannelInfo | null {
+    const ch = this.core.registry.get(key)
+    const subscribers = this.counts.get(key) ?? 0
+    if (ch === undefined) {
+      return subscribers === 0 ? null : { messages: 0, requested: 0, subscribers, lastMessageId: '0:0' }
+    }
+    const info = channelInfo(ch, Date.now())
+    info.subscribers = subscribers
+    return info
+  }
+
+  #broadcast (entry: Down): void {
+    for (const w of this.workers) w.out.push(entry)
+  }
+
+  #onBatch (slot: WorkerSlot, batch: Up[]): void {
+    let acks = 0
+    for (const e of batch) {
+      switch (e[0]) {
+        case 'pub': {
+          const data = toBuffer(e[3])
+          const { msg, channel } = this.core.publish(e[2], data, e[4], e[5])
+          const subscribers = this.counts.get(e[2]) ?? 0
+          const info = channelInfo(channel, Date.now())
+          info.subscribers = subscribers
+          this.#broadcast(['m', e[2], msg.time, msg.tag, data, msg.contentType, msg.event, msg.publishedAt])
+          slot.out.push(['r', e[1], { status: subscribers > 0 ? 201 : 202, info }])
+          break
+        }
+        case 'info':
+          slot.out.push(['r', e[1], this.#info(e[2])])
+          break
+        case 'del': {
+          const info = this.#info(e[2])
+          const ch = this.core.registry.get(e[2])
+          if (ch !== undefined) this.core.deleteChannel(ch)
+          if (info !== null) this.#broadcast(['d', e[2]])
+          slot.out.push(['r', e[1], info])
+          break
+        }
+        case 'sub': {
+          for (const key of e[1]) {
+            this.#count(key, e[2])
+            const n = (slot.counts.get(key) ?? 0) + e[2]
+            if (n <= 0) slot.counts.delete(key)
+            else slot.counts.set(key, n)
+            if (e[2] > 0) {
+              const ch = this.core.registry.getOrCreate(key, this.core.nowSec)
+              ch.lastRequested = Date.now()
+            }
+          }
+          if (e[2] > 0) acks++
+          break
+        }
+        case 'stats':
+          slot.subscribers = e[1]
+          slot.delivered = e[2]
+          break
+      }
+    }
+    if (acks > 0) slot.out.push(['a', acks])
+  }
+
+  /** Totals for a worker's /status. */
+  totals (): [number, number, number, number] {
+    let stored = 0
+    for (const ch of this.core.registry.values()) stored += ch.buffer.size
+    let subscribers = 0
+    for (const w of this.workers) subscribers += w.subscribers
+    return [this.core.stats.published, stored, this.core.registry.size, subscribers]
+  }
+
+  async stop (signal: NodeJS.Signals, graceMs: number): Promise<void> {
+    this.#stopping = true
+    this.core.stop()
+    const exits: Array<Promise<void>> = []
+    for (const w of this.workers) {
+      const child = w.child
+      if (child === null || child.exitCode !== null) continue
+      exits.push(new Promise((resolve) => child.once('exit', () => resolve())))
+      child.kill(signal)
+    }
+    const timer = setTimeout(() => { for (const w of this.workers) w.child?.kill('SIGKILL') }, graceMs)
+    await Promise.all(exits)
+    clearTimeout(timer)
+  }
+}
+
+// ---- worker: the engine that asks the sequencer -----------------------------------------------
+
+export class WorkerEngine implements Engine {
+  readonly name = 'workers'
+  readonly #core: Core
+  readonly #out: Outbox<Up>
+  readonly #pending = new Map<number, (v: unknown) => void>()
+  #seq = 0
+  /** Subscribers waiting for the sequencer to count them, in the order they were sent. */
+  #awaiting: Subscriber[] = []
+  #awaitHead = 0
+  #totals: [number, number, number, number] | null = null
+  #snapshotLoaded: (() => void) | null = null
+  readonly ready: Promise<void>
+
+  constructor (core: Core) {
+    this.#core = core
+    this.#out = new Outbox<Up>((batch) => { if (process.connected) process.send!(batch) })
+    this.ready = new Promise((resolve) => { this.#snapshotLoaded = resolve })
+    process.on('message', (batch: Down[]) => this.#onBatch(batch))
+    // the primary going away ends this worker
+    process.on('disconnect', () => process.exit(0))
+    setInterval(() => {
+      this.#out.push(['stats', core.table.size, core.stats.delivered.reduce((a, b) => a + b, 0)])
+    }, 1000).unref()
+  }
+
+  #request<T> (entry: (r: number) => Up): Promise<T> {
+    const r = ++this.#seq
+    return new Promise<T>((resolve) => {
+      this.#pending.set(r, resolve as (v: unknown) => void)
+      this.#out.push(entry(r))
+    })
+  }
+
+  publish (key: string, data: Buffer, contentType: string | null, event: string | null): Promise<PublishResult> {
+    return this.#request<PublishResult>((r) => ['pub', r, key, data, contentType, event])
+  }
+
+  info (key: string): Promise<ChannelInfo | null> {
+    return this.#request<ChannelInfo | null>((r) => ['info', r, key])
+  }
+
+  delete (key: string): Promise<ChannelInfo | null> {
+    return this.#request<ChannelInfo | null>((r) => ['del', r, key])
+  }
+
+  registered (sub: Subscriber): boolean {
+    this.#out.push(['sub', sub.channels.map((c) => c.key), 1])
+    this.#awaiting.push(sub)
+    return false
+  }
+
+  unregistered (sub: Subscriber): void {
+    this.#out.push(['sub', sub.channels.map((c) => c.key), -1])
+  }
+
+  totals (): { published: number, stored: number, channels: number, subscribers: number } | null {
+    const t = this.#totals
+    return t === null ? null : { published: t[0], stored: t[1], channels: t[2], subscribers: t[3] }
+  }
+
+  #onBatch (batch: Down[]): void {
+    const core = this.#core
+    for (const e of batch) {
+      switch (e[0]) {
+        case 'm':
+          core.applyMessage(e[1], e[2], e[3], toBuffer(e[4]), e[5], e[6], e[7])
+          break
+        case 'd':
+          core.deleteLocal(e[1])
+          break
+        case 'a':
+          for (let i = 0; i < e[1]; i++) {
+            const sub = this.#awaiting[this.#awaitHead]!
+            this.#awaiting[this.#awaitHead++] = undefined as unknown as Subscriber
+            if ((sub.flags & F_CLOSED) === 0) sub.transport.ready(sub)
+          }
+          if (this.#awaitHead > 1024 && this.#awaitHead * 2 > this.#awaiting.length) {
+            this.#awaiting = this.#awaiting.slice(this.#awaitHead)
+            this.#awaitHead = 0
+          }
+          break
+        case 'r': {
+          const resolve = this.#pending.get(e[1])
+          this.#pending.delete(e[1])
+          resolve?.(e[2])
+          break
+        }
+        case 'snap':
+          for (const [key, lastTime, lastTag, floorTime, floorTag, msgs] of e[1]) {
+            core.loadChannel(key, lastTime, lastTag, floorTime, floorTag)
+            for (const m of msgs) core.applyMessage(key, m[0], m[1], toBuffer(m[2]), m[3], m[4], m[5])
+          }
+          this.#snapshotLoaded?.()
+          this.#snapshotLoaded = null
+          break
+        case 'totals':
+          this.#totals = [e[1], e[2], e[3], e[4]]
+          break
+      }
+    }
+  }
+}

@@ -1,0 +1,68 @@
+// The engine interface: where ids are assigned, where channel info and subscriber counts live.
+// The in-memory engine answers from this process; the worker engine (cluster.ts) asks the one
+// sequencer in the primary process; a Redis engine will ask Redis. Fan-out always stays local:
+// every engine hands each message to Core.applyMessage once per process.
+import { channelInfo, type ChannelInfo } from './channel-info.ts'
+import type { Core } from './core.ts'
+import type { Subscriber } from './subscriber.ts'
+
+export interface PublishResult {
+  /** 201 when the channel had a subscriber anywhere in the deployment, else 202. */
+  status: 201 | 202
+  info: ChannelInfo
+}
+
+export interface Engine {
+  readonly name: string
+  publish (key: string, data: Buffer, contentType: string | null, event: string | null): PublishResult | Promise<PublishResult>
+  /** Channel info, or null when the channel does not exist. */
+  info (key: string): ChannelInfo | null | Promise<ChannelInfo | null>
+  /** Delete everywhere; resolves to the info as it was, or null when it did not exist. */
+  delete (key: string): ChannelInfo | null | Promise<ChannelInfo | null>
+  /**
+   * A subscriber was counted locally. True when it already counts deployment-wide; false when the
+   * engine will call `sub.transport.ready(sub)` once it does (§3.2: before the SSE head is sent).
+   */
+  registered (sub: Subscriber): boolean
+  unregistered (sub: Subscriber): void
+  /** Totals for /status and /metrics, summed over the deployment where the engine can. */
+  totals (): { published: number, stored: number, channels: number, subscribers: number } | null
+}
+
+export class MemoryEngine implements Engine {
+  readonly name = 'memory'
+  readonly #core: Core
+
+  constructor (core: Core) {
+    this.#core = core
+  }
+
+  publish (key: string, data: Buffer, contentType: string | null, event: string | null): PublishResult {
+    const core = this.#core
+    const { channel, hadSubscribers } = core.publish(key, data, contentType, event)
+    return { status: hadSubscribers ? 201 : 202, info: channelInfo(channel, Date.now()) }
+  }
+
+  info (key: string): ChannelInfo | null {
+    const ch = this.#core.registry.get(key)
+    return ch === undefined ? null : channelInfo(ch, Date.now())
+  }
+
+  delete (key: string): ChannelInfo | null {
+    const ch = this.#core.registry.get(key)
+    if (ch === undefined) return null
+    const info = channelInfo(ch, Date.now())
+    this.#core.deleteChannel(ch)
+    return info
+  }
+
+  registered (_sub: Subscriber): boolean {
+    return true
+  }
+
+  unregistered (_sub: Subscriber): void {}
+
+  totals (): null {
+    return null
+  }
+}

@@ -1,0 +1,62 @@
+// benchmarks/connections.ts in smoke mode (200 connections, one run): every server starts, takes
+// its connections and reports a positive per-connection figure, and the results file is written.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import test from 'ava'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const SERVERS = ['Parkline', 'bare node:net (floor)', 'Fastify 5, reply.raw kept open', 'Fastify 5, reply.hijack()', 'Parkline, PARKLINE_NO_DETACH=1']
+
+/** Table rows (label -> numeric cells) of each `**title**` section of the Markdown output. */
+function tables (text: string): Map<string, Map<string, number[]>> {
+  const out = new Map<string, Map<string, number[]>>()
+  let rows: Map<string, number[]> | null = null
+  for (const line of text.split('\n')) {
+    const title = /^\*\*(.+?)\*\*/.exec(line)
+    if (title !== null) {
+      rows = new Map()
+      out.set(title[1]!, rows)
+    } else if (rows !== null && line.startsWith('| ') && !line.startsWith('| server')) {
+      const cells = line.split('|').slice(1, -1).map((c) => c.trim())
+      rows.set(cells[0]!, cells.slice(1).map((c) => Number(c.replace(/,/g, ''))))
+    }
+  }
+  return out
+}
+
+test.serial('the memory benchmark runs in smoke mode and reports every server', async (t) => {
+  t.timeout(50000)
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'parkline-bench-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const outFile = path.join(dir, 'memory.md')
+  const child = spawn(process.execPath, ['benchmarks/connections.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, SUBSCRIBERS: '200', RUNS: '1', CONCURRENCY: '100', BENCH_OUT: outFile },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const killer = setTimeout(() => child.kill('SIGKILL'), 45000)
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const [code] = await once(child, 'exit') as [number | null]
+  clearTimeout(killer)
+  t.is(code, 0, stderr)
+  const found = tables(stdout)
+  t.deepEqual([...found.keys()], ['Idle SSE subscribers', 'Parked long-polls'])
+  for (const [title, rows] of found) {
+    t.deepEqual([...rows.keys()], SERVERS, title)
+    for (const [label, cells] of rows) {
+      // columns: RSS gc(), RSS reducing gc, V8 heap used, kernel, baseline; the heap is the steady one
+      t.true(cells[2]! > 0, `${title}, ${label}: V8 heap per connection ${cells[2]}`)
+    }
+  }
+  const doc = readFileSync(outFile, 'utf8')
+  t.regex(doc, /- commit: \S+/)
+  t.regex(doc, /- command: `SUBSCRIBERS=200 RUNS=1 CONCURRENCY=100 node benchmarks\/connections\.ts`/)
+  t.true(doc.includes('| Parkline |'))
+})

@@ -1,0 +1,107 @@
+// `parkline serve --workers 2`: real processes sharing one port (SO_REUSEPORT). Ids, order,
+// counts and buffers must be the same whichever worker a client lands on.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import net from 'node:net'
+import { once } from 'node:events'
+import test, { type ExecutionContext } from 'ava'
+import { SseClient, eventually, info, publish } from './helpers/server.ts'
+
+const NODE = process.execPath
+
+async function freePort (): Promise<number> {
+  const s = net.createServer()
+  s.listen(0, '127.0.0.1')
+  await once(s, 'listening')
+  const port = (s.address() as net.AddressInfo).port
+  s.close()
+  return port
+}
+
+function workerPids (primary: number): number[] {
+  try {
+    return execFileSync('ps', ['--ppid', String(primary), '-o', 'pid='], { encoding: 'utf8' }).trim().split(/\s+/).filter(Boolean).map(Number)
+  } catch {
+    return []
+  }
+}
+
+async function startCluster (t: ExecutionContext, workers = 2): Promise<{ base: string, port: number, child: ChildProcess }> {
+  const port = await freePort()
+  const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', String(workers), '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0'], { stdio: 'ignore' })
+  t.teardown(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    }
+  })
+  const base = `http://127.0.0.1:${port}`
+  const up = await eventually(async () => {
+    if (workerPids(child.pid!).length !== workers) return false
+    // every worker must answer: a run of successes across fresh connections
+    for (let i = 0; i < 6; i++) {
+      try {
+        const r = await fetch(`${base}/status`, { headers: { Connection: 'close' } })
+        if (r.status !== 200) return false
+      } catch { return false }
+    }
+    return true
+  }, 20000)
+  if (!up) throw new Error('cluster did not start')
+  return { base, port, child }
+}
+
+test.serial('a publish through any worker reaches every subscriber on every worker, same ids, same order; counts are exact', async (t) => {
+  const { base, port, child } = await startCluster(t)
+  t.is(workerPids(child.pid!).length, 2)
+  const clients: SseClient[] = []
+  for (let i = 0; i < 8; i++) {
+    clients.push(await SseClient.connect(port, '/sub/cl'))
+    await clients[i]!.until(() => clients[i]!.comments.includes(': hi'))
+    // §3.2: counted before the head was sent, so the count is exact right after it
+    t.is((await info(base, 'cl')).json!.subscribers, i + 1)
+  }
+  const statuses = new Set<number>()
+  for (let i = 0; i < 20; i++) statuses.add((await publish(base, 'cl', `m${i}`)).status)
+  t.deepEqual([...statuses], [201])
+  const lists = await Promise.all(clients.map(async (c) => (await c.waitEvents(20)).map((e) => `${e.id}=${e.data}`)))
+  for (const l of lists) t.deepEqual(l, lists[0])
+  t.deepEqual(lists[0]!.map((x) => x.split('=')[1]), Array.from({ length: 20 }, (_, i) => `m${i}`))
+  for (const c of clients) c.close()
+  t.true(await eventually(async () => (await info(base, 'cl')).json!.subscribers === 0))
+})
+
+test.serial('a subscriber that reconnects to any worker resumes with no loss and no duplicate', async (t) => {
+  const { base, port } = await startCluster(t)
+  for (let i = 0; i < 5; i++) await publish(base, 'rs', `a${i}`)
+  const got: string[] = []
+  let last = ''
+  for (let round = 0; round < 6; round++) {
+    const c = await SseClient.connect(port, '/sub/rs', last === '' ? {} : { 'Last-Event-ID': last })
+    await publish(base, 'rs', `b${round}`)
+    const expected = round === 0 ? 6 : 1
+    const evs = await c.waitEvents(expected)
+    for (const e of evs) { got.push(e.data); last = e.id! }
+    c.close()
+  }
+  t.deepEqual(got, ['a0', 'a1', 'a2', 'a3', 'a4', 'b0', 'b1', 'b2', 'b3', 'b4', 'b5'])
+})
+
+test.serial('a worker that dies is restarted; its subscribers resume from the buffer', async (t) => {
+  const { base, port, child } = await startCluster(t)
+  await publish(base, 'kd', 'before')
+  const c = await SseClient.connect(port, '/sub/kd')
+  const [first] = await c.waitEvents(1)
+  t.is(first!.data, 'before')
+  const pids = workerPids(child.pid!)
+  for (const pid of pids) process.kill(pid, 'SIGKILL')
+  await c.waitClosed()
+  t.true(await eventually(async () => (await info(base, 'kd').catch(() => ({ json: null }))).json?.subscribers === 0, 20000))
+  const after = workerPids(child.pid!)
+  t.is(after.length, 2)
+  for (const pid of after) t.false(pids.includes(pid))
+  await publish(base, 'kd', 'while away')
+  const again = await SseClient.connect(port, '/sub/kd', { 'Last-Event-ID': first!.id! })
+  const evs = await again.waitEvents(1)
+  t.is(evs[0]!.data, 'while away')
+  again.close()
+})

@@ -1,0 +1,32 @@
+import { readFileSync } from 'node:fs'
+import test from 'ava'
+import { OPTIONS, envName, flagName, resolveOptions } from '../../lib/config.ts'
+import { ConfigError } from '../../lib/errors.ts'
+
+test('the shipped config file documents every option and says 100 messages and 1 h', (t) => {
+  const file = JSON.parse(readFileSync(new URL('../../conf/parkline.json', import.meta.url), 'utf8'))
+  for (const o of OPTIONS) {
+    t.true(o.name in file, `conf/parkline.json lacks ${o.name}`)
+    t.true(('$' + o.name) in file || o.name === 'retryMax', `conf/parkline.json does not document ${o.name}`)
+  }
+  t.is(file.bufferLength, 100)
+  t.is(file.messageTimeout, 3600)
+  const resolved = resolveOptions({}, { file: 'conf/parkline.json' })
+  for (const o of OPTIONS) t.deepEqual(resolved[o.name], o.default, `${o.name}: shipped value differs from the default`)
+})
+
+test('flags beat environment beats file', (t) => {
+  const env = { PARKLINE_PORT: '9001', PARKLINE_BUFFER_LENGTH: '7' }
+  const o = resolveOptions({ port: '9002' }, { file: 'conf/parkline.json', env })
+  t.is(o.port, 9002)
+  t.is(o.bufferLength, 7)
+  t.is(envName('bufferLength'), 'PARKLINE_BUFFER_LENGTH')
+  t.is(flagName('bufferLength'), '--buffer-length')
+})
+
+test('bad values and unknown keys are clear errors', (t) => {
+  t.throws(() => resolveOptions({ bufferLength: 0 }), { instanceOf: ConfigError, message: /bufferLength.*>= 1/ })
+  t.throws(() => resolveOptions({ nope: 1 }), { instanceOf: ConfigError, message: /unknown option "nope"/ })
+  t.throws(() => resolveOptions({ queuePolicy: 'maybe' }), { instanceOf: ConfigError, message: /queuePolicy/ })
+  t.throws(() => resolveOptions({ pubPrefix: '/same/', subPrefix: '/same/' }), { instanceOf: ConfigError })
+})

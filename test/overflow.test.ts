@@ -1,0 +1,79 @@
+// EXTENSION e: a subscriber that stops reading never grows the server's memory past its cap and
+// never delays anyone else; past the cap, `disconnect` says so and closes, `drop-oldest` signals
+// the gap.
+import net from 'node:net'
+import { once } from 'node:events'
+import test from 'ava'
+import type { Core } from '../lib/core.ts'
+import { SseClient, eventually, publish, startServer } from './helpers/server.ts'
+
+const CAP = 65536
+const SIZE = 50_000
+const COUNT = 120
+
+/** An SSE connection that reads its head, then stops reading (the kernel buffers fill up). */
+async function stalledSubscriber (port: number, channel: string): Promise<{ socket: net.Socket, text: () => string }> {
+  const socket = net.connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  socket.write(`GET /sub/${channel} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`)
+  while (!text.includes(': hi')) await once(socket, 'data')
+  socket.pause()
+  return { socket, text: () => text }
+}
+
+function queuedBytes (core: Core): number {
+  let max = 0
+  for (const sub of core.table.subs) max = Math.max(max, sub.socket.writableLength + (sub.backlog?.bytes ?? 0))
+  return max
+}
+
+test('disconnect: the stalled subscriber gets parkline-overflow and is closed; the others get everything', async (t) => {
+  const { base, port, app } = await startServer(t, { queueCap: CAP, bufferLength: COUNT })
+  const stalled = await stalledSubscriber(port, 'ov')
+  const healthy = await SseClient.connect(port, '/sub/ov')
+  const body = 'x'.repeat(SIZE)
+  let maxQueued = 0
+  for (let i = 0; i < COUNT; i++) {
+    await publish(base, 'ov', `${i}:${body}`)
+    maxQueued = Math.max(maxQueued, queuedBytes(app.parkline))
+  }
+  t.true(maxQueued <= CAP + SIZE + 200, `queued ${maxQueued} bytes past the cap`)
+  t.true(app.parkline.stats.overflowDisconnect >= 1)
+  await healthy.waitEvents(COUNT, 20000)
+  t.deepEqual(healthy.events.map((e) => Number(e.data.split(':')[0])), Array.from({ length: COUNT }, (_, i) => i))
+  stalled.socket.resume()
+  await once(stalled.socket, 'close')
+  t.regex(stalled.text(), /event: parkline-overflow\ndata: \{"policy":"disconnect","limit":65536\}\n\n$/)
+  healthy.close()
+})
+
+test('drop-oldest: unsent messages are dropped within the cap and the next one carries the gap signal', async (t) => {
+  const { base, port, app } = await startServer(t, { queueCap: CAP, queuePolicy: 'drop-oldest', bufferLength: COUNT })
+  const stalled = await stalledSubscriber(port, 'dr')
+  const body = 'y'.repeat(SIZE)
+  let maxQueued = 0
+  for (let i = 0; i < COUNT; i++) {
+    await publish(base, 'dr', `${i}:${body}`)
+    maxQueued = Math.max(maxQueued, queuedBytes(app.parkline))
+  }
+  t.true(maxQueued <= CAP + SIZE + 200, `queued ${maxQueued} bytes past the cap`)
+  t.true(app.parkline.stats.gapsDropped >= 1)
+  t.is(app.parkline.table.size, 1)
+  // read everything now: ids strictly increase, a gap comment names the last id written
+  stalled.socket.resume()
+  // once the server's queue has drained, the next message goes out with the gap signal
+  t.true(await eventually(() => queuedBytes(app.parkline) === 0, 20000))
+  await publish(base, 'dr', 'last')
+  const deadline = Date.now() + 20000
+  while (!stalled.text().includes('data: last') && Date.now() < deadline) await once(stalled.socket, 'data')
+  const text = stalled.text()
+  const gap = /:parkline-gap \{"requested":"(\d+:\d+)","resumed":"(\d+:\d+)"\}\nid: (\d+:\d+)\n/.exec(text)
+  t.truthy(gap, 'no gap signal: ' + [...text.matchAll(/:parkline[^\n]*\n[^\n]*\n/g)].map((m) => m[0]).join(' | ') + ' stats ' + app.parkline.stats.gapsDropped)
+  t.is(gap![2], gap![3])
+  const ids = [...text.matchAll(/\nid: (\d+):(\d+)\n/g)].map((m) => [Number(m[1]), Number(m[2])] as const)
+  for (let i = 1; i < ids.length; i++) t.true(ids[i]![0] > ids[i - 1]![0] || (ids[i]![0] === ids[i - 1]![0] && ids[i]![1] > ids[i - 1]![1]))
+  t.true(ids.length < COUNT + 1, 'nothing was dropped')
+  stalled.socket.destroy()
+})
