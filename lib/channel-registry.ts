@@ -19,6 +19,8 @@ export class Channel {
   /** Subscribers, and for each the position of this channel in its subscription. */
   subs: Subscriber[]
   subPos: number[]
+  /** Slot in the SSE transport's per-turn batch list, or -1 (transports/sse.ts coalescing). */
+  batchIndex: number
 
   constructor (key: string, capacity: number, nowSec: number) {
     this.key = key
@@ -30,6 +32,7 @@ export class Channel {
     this.lastRequested = -1
     this.subs = []
     this.subPos = []
+    this.batchIndex = -1
   }
 
   get subscriberCount (): number { return this.subs.length }

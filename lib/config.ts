@@ -33,6 +33,7 @@ export interface ParklineOptions {
   retryMax: number
   queueCap: number
   queuePolicy: 'disconnect' | 'drop-oldest'
+  coalesce: boolean
   corsOrigins: string[]
   maxSubscribers: number
   drainWindow: number
@@ -62,6 +63,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'retryMax', kind: 'int', default: 5000, min: 0, doc: 'Upper bound (ms) of the random SSE `retry:`.' },
   { name: 'queueCap', kind: 'int', default: 65536, min: 1, doc: 'Bytes queued in user space per streaming subscriber before the overflow policy runs.' },
   { name: 'queuePolicy', kind: 'enum', default: 'disconnect', values: ['disconnect', 'drop-oldest'], doc: 'Past queueCap: disconnect (client resumes from its last id) or drop-oldest (unsent messages dropped, gap signalled).' },
+  { name: 'coalesce', kind: 'bool', default: true, doc: 'Send the messages a stream gets in one event-loop turn as one write (fewer syscalls per delivery).' },
   { name: 'corsOrigins', kind: 'list', default: [], doc: 'Allowed Origin values; empty = every origin.' },
   { name: 'maxSubscribers', kind: 'int', default: 0, min: 0, doc: 'Subscribers per process before 503; 0 = 90% of the open-file limit.' },
   { name: 'drainWindow', kind: 'int', default: 10, min: 0, doc: 'Seconds over which SIGTERM closes subscribers in waves.' },

@@ -12,6 +12,11 @@ import type { Core } from './core.ts'
 export const F_GAP_EVENT = 1 // ?parkline_gap=event: gap as an SSE event, not a comment
 export const F_CATCHING_UP = 2 // replaying from the buffer, paced by drain; live fan-out skips it
 export const F_CLOSED = 4 // removed from the table; late events are ignored
+export const F_BATCHED = 8 // has frames held in this turn's coalesced batch (transports/sse.ts)
+// WebSocket (transports/websocket.ts); high bits, clear of the other transports' flags
+export const F_WS_META = 1 << 10 // ws+meta.nchan or ws+meta.parkline: id/content-type lines in each frame
+export const F_WS_GAP = 1 << 11 // ws+meta.parkline: a gap: line may ride in the meta (§11a)
+export const F_WS_PING = 1 << 12 // keepalive ping sent, no pong since: dropped at the next tick (§11c)
 
 export class Subscriber {
   transport: Transport
@@ -36,6 +41,10 @@ export class Subscriber {
   origin: string | null
   /** A stream head held back until the engine has counted the subscriber (workers, Redis). */
   pendingHead: string | null
+  /** With F_BATCHED: index of its first message in this turn's channel batch. */
+  batchFrom: number
+  /** multipart/mixed only: this connection's `\r\n--<boundary>`, written after every part (§8). */
+  boundary: string | null
   /** Streams only, and only while the socket is backed up: frames not yet handed to it. */
   backlog: { frames: Buffer[], ids: string[], bytes: number, lastSentId: string, gapFrom: string | null } | null
 
@@ -56,6 +65,8 @@ export class Subscriber {
     this.flags = flags
     this.origin = origin
     this.pendingHead = null
+    this.batchFrom = 0
+    this.boundary = null
     this.backlog = null
   }
 
