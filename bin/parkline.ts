@@ -11,6 +11,11 @@ import { runDoctor } from '../lib/doctor.ts'
 import { ParklineError } from '../lib/errors.ts'
 import { buildServer, installShutdown } from '../lib/server.ts'
 
+/**
+ * Accept queue asked of the kernel (capped by net.core.somaxconn): a reconnect storm or a load
+ * generator's ramp must not overflow Node's default of 511 and wait out SYN retries.
+ */
+const LISTEN_BACKLOG = 65535
 const DEFAULT_CONFIG = fileURLToPath(new URL('../conf/parkline.json', import.meta.url))
 
 function usage (): string {
@@ -23,6 +28,7 @@ function usage (): string {
 
 function parseArgs (argv: string[]): { command: string, config: string | undefined, flags: Record<string, string> } {
   const byFlag = new Map(OPTIONS.map((o) => [flagName(o.name), o.name as string]))
+  byFlag.set('--redis', 'redisUrl')
   let command = 'serve'
   let config: string | undefined
   const flags: Record<string, string> = {}
@@ -31,7 +37,9 @@ function parseArgs (argv: string[]): { command: string, config: string | undefin
     if (!a.startsWith('--')) { command = a; continue }
     const eq = a.indexOf('=')
     const name = eq === -1 ? a : a.slice(0, eq)
-    const value = eq === -1 ? argv[++i] : a.slice(eq + 1)
+    // a boolean flag may stand alone (`--demo`): true unless an explicit true/false/1/0 follows
+    const bare = eq === -1 && OPTIONS.some((o) => o.kind === 'bool' && flagName(o.name) === name) && !/^(true|false|1|0)$/.test(argv[i + 1] ?? '')
+    const value = eq === -1 ? (bare ? 'true' : argv[++i]) : a.slice(eq + 1)
     if (name === '--help') { command = 'help'; continue }
     if (value === undefined) throw new ParklineError('PKL_ERR_CONFIG', `${name} needs a value`, 2)
     if (name === '--config') { config = value; continue }
@@ -57,14 +65,19 @@ async function main (): Promise<void> {
   const app = await buildServer(opts)
   installShutdown(app, opts)
   if (command === 'worker') {
-    // one of N processes on a shared port (SO_REUSEPORT); ids and counts come from the primary
-    const engine = new WorkerEngine(app.parkline)
-    app.parkline.engine = engine
-    await engine.ready
-    await app.listen({ port: opts.port, host: opts.host, reusePort: true } as { port: number, host: string })
+    // one of N processes on a shared port (SO_REUSEPORT); ids and counts come from the primary,
+    // or, with redisUrl, each worker is a Redis node of its own (the primary only forks)
+    if (opts.redisUrl === '') {
+      const engine = new WorkerEngine(app.parkline)
+      app.parkline.engine = engine
+      await engine.ready
+    } else {
+      process.on('disconnect', () => process.exit(0))
+    }
+    await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG, reusePort: true } as { port: number, host: string })
     return
   }
-  const address = await app.listen({ port: opts.port, host: opts.host })
+  const address = await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG })
   process.stdout.write(`parkline listening on ${address} (publisher ${opts.pubPrefix}<channel>, subscriber ${opts.subPrefix}<channel>)\n`)
 }
 

@@ -11,6 +11,8 @@ export class Channel {
   /** Id of the newest message that left the buffer; (created, -1) when none has (§11a). */
   floorTime: number
   floorTag: number
+  /** Why the floor message left: expiry (true) or eviction (false); for gap metrics. */
+  floorExpired: boolean
   /** Newest id issued, (0, 0) before the first publish. */
   lastTime: number
   lastTag: number
@@ -27,6 +29,7 @@ export class Channel {
     this.buffer = new MessageBuffer(capacity)
     this.floorTime = nowSec
     this.floorTag = -1
+    this.floorExpired = false
     this.lastTime = 0
     this.lastTag = 0
     this.lastRequested = -1
@@ -48,9 +51,10 @@ export class Channel {
   }
 
   /** Record that a message left the buffer. */
-  setFloor (m: Message): void {
+  setFloor (m: Message, expired: boolean): void {
     this.floorTime = m.time
     this.floorTag = m.tag
+    this.floorExpired = expired
   }
 
   /** True when a message newer than the cursor (time, tag) has left the buffer. */

@@ -34,15 +34,22 @@ export interface ParklineOptions {
   queueCap: number
   queuePolicy: 'disconnect' | 'drop-oldest'
   coalesce: boolean
+  transports: string[]
+  longpollMultipart: boolean
   corsOrigins: string[]
   maxSubscribers: number
   drainWindow: number
   statusPath: string
   metricsPath: string
   statusLoopbackOnly: boolean
+  demo: boolean
   headersTimeout: number
   logLevel: string
+  redisUrl: string
 }
+
+/** Subscriber transports in negotiation order (PROTOCOL.md §4.1); the registry is transports/index.ts. */
+export const TRANSPORT_NAMES = ['websocket', 'eventsource', 'chunked', 'multipart', 'longpoll'] as const
 
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'port', kind: 'int', default: 8080, min: 0, doc: 'TCP port of the standalone server.' },
@@ -63,6 +70,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'retryMax', kind: 'int', default: 5000, min: 0, doc: 'Upper bound (ms) of the random SSE `retry:`.' },
   { name: 'queueCap', kind: 'int', default: 65536, min: 1, doc: 'Bytes queued in user space per streaming subscriber before the overflow policy runs.' },
   { name: 'queuePolicy', kind: 'enum', default: 'disconnect', values: ['disconnect', 'drop-oldest'], doc: 'Past queueCap: disconnect (client resumes from its last id) or drop-oldest (unsent messages dropped, gap signalled).' },
+  { name: 'transports', kind: 'list', default: [...TRANSPORT_NAMES], doc: 'Subscriber transports served, of websocket, eventsource, chunked, multipart, longpoll; a request no enabled one claims gets 406.' },
+  { name: 'longpollMultipart', kind: 'bool', default: false, doc: 'A long-poll answer carries every buffered message after the cursor, as one multipart/mixed body (Nchan\'s nchan_longpoll_multipart_response).' },
   { name: 'coalesce', kind: 'bool', default: true, doc: 'Send the messages a stream gets in one event-loop turn as one write (fewer syscalls per delivery).' },
   { name: 'corsOrigins', kind: 'list', default: [], doc: 'Allowed Origin values; empty = every origin.' },
   { name: 'maxSubscribers', kind: 'int', default: 0, min: 0, doc: 'Subscribers per process before 503; 0 = 90% of the open-file limit.' },
@@ -70,8 +79,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'statusPath', kind: 'string', default: '/status', doc: 'Plain-text status page; empty = off.' },
   { name: 'metricsPath', kind: 'string', default: '/metrics', doc: 'Prometheus metrics; empty = off.' },
   { name: 'statusLoopbackOnly', kind: 'bool', default: true, doc: 'Answer /status and /metrics only to loopback clients.' },
+  { name: 'demo', kind: 'bool', default: false, doc: 'Serve the demo page (subscribe, publish, live log) at /demo/ with the browser client (client/).' },
   { name: 'headersTimeout', kind: 'int', default: 60, min: 1, doc: 'Seconds a client has to send a complete header section.' },
-  { name: 'logLevel', kind: 'enum', default: 'warn', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'pino log level of the standalone server.' }
+  { name: 'logLevel', kind: 'enum', default: 'warn', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'pino log level of the standalone server.' },
+  { name: 'redisUrl', kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db) of the store several nodes share; "" = in-memory engine.' }
 ]
 
 /** Environment variable of an option: bufferLength -> PARKLINE_BUFFER_LENGTH. */
@@ -153,6 +164,9 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   if (!o.subPrefix.startsWith('/') || !o.subPrefix.endsWith('/')) throw new ConfigError('subPrefix must start and end with "/"')
   if (o.pubPrefix === o.subPrefix) throw new ConfigError('pubPrefix and subPrefix must differ')
   if (o.retryMax < o.retryMin) throw new ConfigError('retryMax must be >= retryMin')
+  for (const name of o.transports) {
+    if (!(TRANSPORT_NAMES as readonly string[]).includes(name)) throw new ConfigError(`transports: unknown transport "${name}" (known: ${TRANSPORT_NAMES.join(', ')})`)
+  }
   if (o.multiplexDelimiter.length > 1) throw new ConfigError('multiplexDelimiter must be one character or empty')
   return o
 }

@@ -11,9 +11,6 @@ import { MemoryEngine, type Engine } from './engine.ts'
 
 export interface Next { msg: Message, pos: number, gap: string | null }
 
-const GAP_EVICTED = 0
-const GAP_EXPIRED = 1
-
 export class Core {
   readonly opts: ParklineOptions
   readonly registry: ChannelRegistry
@@ -28,7 +25,6 @@ export class Core {
   draining: boolean
   /** Where ids, info and counts come from (in-memory, the worker sequencer, later Redis). */
   engine: Engine
-  #floorCause: WeakMap<Channel, number>
   #timer: NodeJS.Timeout | null
 
   constructor (opts: ParklineOptions, transports: readonly TransportFactory[], fdLimit: number) {
@@ -41,7 +37,6 @@ export class Core {
     this.maxSubscribers = opts.maxSubscribers > 0 ? opts.maxSubscribers : Math.max(1, Math.floor(fdLimit * 0.9))
     this.draining = false
     this.engine = new MemoryEngine(this)
-    this.#floorCause = new WeakMap()
     this.#timer = null
   }
 
@@ -81,8 +76,7 @@ export class Core {
   #append (ch: Channel, msg: Message): Message {
     const evicted = ch.buffer.push(msg)
     if (evicted !== null) {
-      ch.setFloor(evicted)
-      this.#floorCause.set(ch, GAP_EVICTED)
+      ch.setFloor(evicted, false)
     }
     this.stats.published++
     if (ch.subs.length > 0) this.#fanout(ch, msg)
@@ -183,7 +177,7 @@ export class Core {
     let gap: string | null = null
     if (sub.times[bestPos]! > 0 && ch.hasGapAfter(sub.times[bestPos]!, sub.tags[bestPos]!)) {
       gap = sub.requested(bestPos)
-      this.stats.gap(this.#floorCause.get(ch) === GAP_EXPIRED ? 'expired' : 'evicted')
+      this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
     }
     return { msg: best, pos: bestPos, gap }
   }
@@ -197,7 +191,7 @@ export class Core {
     const time = sub.times[pos]!
     const ch = sub.channels[pos]!
     if (time <= 0 || !ch.hasGapAfter(time, sub.tags[pos]!)) return null
-    this.stats.gap(this.#floorCause.get(ch) === GAP_EXPIRED ? 'expired' : 'evicted')
+    this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
     return sub.requested(pos)
   }
 
@@ -248,8 +242,7 @@ export class Core {
       if (m === null || m.publishedAt + ttl > now) continue
       while (m !== null && m.publishedAt + ttl <= now) {
         ch.buffer.shift()
-        ch.setFloor(m)
-        this.#floorCause.set(ch, GAP_EXPIRED)
+        ch.setFloor(m, true)
         m = ch.buffer.oldest()
       }
       this.registry.release(ch)

@@ -27,6 +27,8 @@ export interface Engine {
   unregistered (sub: Subscriber): void
   /** Totals for /status and /metrics, summed over the deployment where the engine can. */
   totals (): { published: number, stored: number, channels: number, subscribers: number } | null
+  /** Engines with a shared store (Redis): its state, for /status and /health; absent = always up. */
+  health? (): { up: boolean, pendingCommands: number, connectedServers: number }
 }
 
 export class MemoryEngine implements Engine {

@@ -38,5 +38,10 @@ export const ERRORS = {
   ORIGIN_NOT_ALLOWED: { code: 'PKL_ERR_ORIGIN_NOT_ALLOWED', statusCode: 403, message: 'Origin not allowed' },
   OVER_CAPACITY: { code: 'PKL_ERR_OVER_CAPACITY', statusCode: 503, message: 'Service Unavailable' },
   BODY_ABORTED: { code: 'PKL_ERR_BODY_ABORTED', statusCode: 400, message: 'Request body aborted' },
-  NOT_LOOPBACK: { code: 'PKL_ERR_NOT_LOOPBACK', statusCode: 403, message: 'Forbidden' }
+  NOT_LOOPBACK: { code: 'PKL_ERR_NOT_LOOPBACK', statusCode: 403, message: 'Forbidden' },
+  NOT_ACCEPTABLE: { code: 'PKL_ERR_NOT_ACCEPTABLE', statusCode: 406, message: 'Not Acceptable' },
+  WS_NO_VERSION: { code: 'PKL_ERR_WS_NO_VERSION', statusCode: 400, message: 'No Sec-Websocket-Version header present' },
+  WS_BAD_VERSION: { code: 'PKL_ERR_WS_BAD_VERSION', statusCode: 400, message: 'Unsupported websocket protocol version (only version 13 is supported)' },
+  WS_NO_KEY: { code: 'PKL_ERR_WS_NO_KEY', statusCode: 400, message: 'No Sec-Websocket-Key header present' },
+  STORE_UNAVAILABLE: { code: 'PKL_ERR_STORE_UNAVAILABLE', statusCode: 503, message: 'Store unavailable' }
 } as const satisfies Record<string, ErrorSpec>

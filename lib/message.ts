@@ -2,6 +2,7 @@
 // transport (pino's precomputation; ws `Sender.frame`). Frames are built lazily: a transport's
 // frame exists only once a subscriber of that transport needed it.
 import { formatHttpDate, formatId } from './message-id.ts'
+import { OP_BINARY, OP_TEXT, frame, framePrefixed } from '../transports/websocket-frame.ts'
 
 const LF = 10
 const DATA_PREFIX = Buffer.from('data: ')
@@ -17,7 +18,13 @@ export class Message {
   readonly publishedAt: number
   #sseData: Buffer | null
   #sseFrame: Buffer | null
+  #wsFrame: Buffer | null
+  #wsMetaFrame: Buffer | null
   #lastModified: string | null
+  #longpollHeaders: string | null
+  #multipartPart: Buffer | null
+  #multipartBody: Buffer | null
+  #chunk: Buffer | null
 
   constructor (time: number, tag: number, data: Buffer, contentType: string | null, event: string | null, publishedAt: number) {
     this.time = time
@@ -29,7 +36,13 @@ export class Message {
     this.publishedAt = publishedAt
     this.#sseData = null
     this.#sseFrame = null
+    this.#wsFrame = null
+    this.#wsMetaFrame = null
     this.#lastModified = null
+    this.#longpollHeaders = null
+    this.#multipartPart = null
+    this.#multipartBody = null
+    this.#chunk = null
   }
 
   /** `data: ` lines (split on LF only, §6) plus the blank line that ends the event. */
@@ -47,6 +60,87 @@ export class Message {
   /** `event:` and `id:` lines for an id (multiplexed subscriptions print their own vector). */
   sseHead (id: string): string {
     return this.event === null ? 'id: ' + id + '\n' : 'event: ' + this.event + '\nid: ' + id + '\n'
+  }
+
+  /** WebSocket opcode (§7): binary exactly for `application/octet-stream`, else text. */
+  get wsOpcode (): number {
+    return this.contentType === 'application/octet-stream' ? OP_BINARY : OP_TEXT
+  }
+
+  /** The plain WebSocket frame (payload = body): one Buffer for every plain-mode subscriber. */
+  wsFrame (): Buffer {
+    if (this.#wsFrame === null) this.#wsFrame = frame(this.wsOpcode, this.data)
+    return this.#wsFrame
+  }
+
+  /** The `ws+meta.*` frame of a single-channel subscription without a gap: shared as well. */
+  wsMetaFrame (): Buffer {
+    if (this.#wsMetaFrame === null) this.#wsMetaFrame = framePrefixed(this.wsOpcode, this.wsMeta(this.id, null), this.data)
+    return this.#wsMetaFrame
+  }
+
+  /** `ws+meta` lines for an id (multiplexed ids differ per subscriber) and an optional gap (§7, §11a). */
+  wsMeta (id: string, gap: string | null): string {
+    let s = 'id: ' + id + '\n'
+    if (this.contentType !== null) s += 'content-type: ' + this.contentType + '\n'
+    if (gap !== null) s += 'gap: ' + gap + '\n'
+    return s + '\n'
+  }
+
+  /**
+   * The multipart/mixed part of a single-channel subscription (§8): `\r\nLast-Modified: …\r\nEtag: …\r\n`,
+   * the Content-Type line (or none), the blank line and the body. The boundary line that ends the
+   * part differs per connection and is written after it.
+   */
+  multipartPart (): Buffer {
+    if (this.#multipartPart === null) {
+      const ids = '\r\nLast-Modified: ' + this.lastModified + '\r\nEtag: ' + this.tag + '\r\n'
+      const type = this.contentType === null ? '\r\n' : 'Content-Type: ' + this.contentType + '\r\n\r\n'
+      const part = Buffer.allocUnsafe(ids.length + type.length + this.data.length)
+      let o = part.write(ids, 0, 'latin1')
+      o += part.write(type, o, 'latin1')
+      this.data.copy(part, o)
+      this.#multipartPart = part
+      this.#multipartBody = part.subarray(ids.length)
+    }
+    return this.#multipartPart
+  }
+
+  /** The part without its id lines (a view of multipartPart): for multiplexed ids and gap headers. */
+  multipartBody (): Buffer {
+    if (this.#multipartBody === null) this.multipartPart()
+    return this.#multipartBody!
+  }
+
+  /** The chunked-stream chunk `<hex length>\r\n<body>\r\n` (§8); never asked for an empty body. */
+  chunk (): Buffer {
+    if (this.#chunk === null) {
+      const size = this.data.length.toString(16) + '\r\n'
+      const out = Buffer.allocUnsafe(size.length + this.data.length + 2)
+      out.write(size, 0, 'latin1')
+      this.data.copy(out, size.length)
+      out[out.length - 2] = 13
+      out[out.length - 1] = 10
+      this.#chunk = out
+    }
+    return this.#chunk
+  }
+
+  /**
+   * The long-poll answer's header block (§5): `Last-Modified`, bare `Etag`, `Vary`,
+   * `Content-Length` and `Content-Type` if any. Built once per message and shared by every poll it
+   * answers; a multiplexed subscription passes its own tag list as `etag` (not cached).
+   */
+  longpollHeaders (etag?: string): string {
+    if (etag !== undefined) return this.#buildLongpollHeaders(etag)
+    if (this.#longpollHeaders === null) this.#longpollHeaders = this.#buildLongpollHeaders(String(this.tag))
+    return this.#longpollHeaders
+  }
+
+  #buildLongpollHeaders (etag: string): string {
+    return 'Last-Modified: ' + this.lastModified + '\r\nEtag: ' + etag +
+      '\r\nVary: If-None-Match, If-Modified-Since\r\nContent-Length: ' + this.data.length + '\r\n' +
+      (this.contentType === null ? '' : 'Content-Type: ' + this.contentType + '\r\n')
   }
 
   get lastModified (): string {

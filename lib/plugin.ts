@@ -3,16 +3,19 @@
 // the HTTP-level limits only a server owner can set.
 import { readFileSync } from 'node:fs'
 import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { resolveOptions, type ParklineOptions } from './config.ts'
 import { Core } from './core.ts'
+import { registerDemo } from './demo.ts'
 import { ERRORS } from './errors.ts'
 import { originAllowed, requestOrigin, splitUrl } from './http.ts'
 import { handlePublisher } from './publisher.ts'
 import { sendError, withCors } from './reply.ts'
 import { renderMetrics, renderStatus } from './status.ts'
-import { handleSubscriber } from './subscribe.ts'
+import { handleSubscriber, handleUpgrade } from './subscribe.ts'
 import { TRANSPORTS } from '../transports/index.ts'
+import { rejectUpgrade } from '../transports/websocket.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -59,6 +62,14 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   const core = new Core(opts, TRANSPORTS, fdLimit())
   fastify.decorate('parkline', core)
   core.start()
+  if (opts.redisUrl !== '') {
+    // several nodes share channels, buffers and ids through Redis; loaded only when asked for
+    const { RedisEngine } = await import('./redis-engine.ts')
+    const engine = new RedisEngine(core, opts.redisUrl)
+    core.engine = engine
+    await engine.start()
+    fastify.addHook('onClose', async () => { await engine.stop() })
+  }
 
   // Every method Node parses reaches our handlers, so HEAD, PATCH, PROPFIND… get a prompt 405.
   const methods: string[] = []
@@ -95,6 +106,12 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
     }
   })
 
+  // health check for load balancers: 503 while the engine's store (Redis) is unreachable
+  fastify.get('/health', { exposeHeadRoute: false }, async (_request, reply) => {
+    const up = core.engine.health?.().up ?? true
+    return reply.code(up ? 200 : 503).header('Content-Type', 'text/plain').send(up ? 'ok\n' : 'store unavailable\n')
+  })
+
   if (opts.statusPath.length > 0) {
     fastify.get(opts.statusPath, { exposeHeadRoute: false }, async (request, reply) => {
       if (opts.statusLoopbackOnly && !isLoopback(request.socket.remoteAddress)) return sendError(reply, ERRORS.NOT_LOOPBACK, null)
@@ -107,6 +124,7 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
       return reply.header('Content-Type', 'text/plain; version=0.0.4').send(Buffer.from(renderMetrics(core)))
     })
   }
+  if (opts.demo) registerDemo(fastify)
 
   // Expect: 100-continue: an immediate 413 when Content-Length is already over the limit (§3.1).
   const server = fastify.server
@@ -129,6 +147,36 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
       server.emit('request', req, res)
     })
   }
+
+  // WebSocket (§7): Node emits 'upgrade', never 'request', for `Connection: upgrade` requests, so
+  // Fastify's routes never see a handshake. Only WebSocket GETs under the subscriber prefix are
+  // claimed (Node ≥ 24.9 asks shouldUpgradeCallback); other upgrades stay requests, or belong to
+  // another 'upgrade' listener of the host app.
+  const websocket = opts.transports.includes('websocket') ? core.transports.find((t) => t.name === 'websocket') : undefined
+  const isSubscriberUpgrade = (req: IncomingMessage): boolean => {
+    if (websocket === undefined || req.method !== 'GET' || !websocket.detect(req)) return false
+    const { path } = splitUrl(req.url ?? '/')
+    return path !== null && path.startsWith(opts.subPrefix)
+  }
+  const srv = server as typeof server & { shouldUpgradeCallback?: (this: typeof server, req: IncomingMessage) => boolean }
+  const prevShouldUpgrade = srv.shouldUpgradeCallback
+  if (typeof prevShouldUpgrade === 'function') {
+    srv.shouldUpgradeCallback = function (req) {
+      return isSubscriberUpgrade(req) || (this.listenerCount('upgrade') > 1 && prevShouldUpgrade.call(this, req))
+    }
+  }
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const origin = requestOrigin(req.headers)
+    if (!isSubscriberUpgrade(req)) {
+      if (server.listenerCount('upgrade') === 1) rejectUpgrade(socket, ERRORS.BAD_REQUEST, origin)
+      return
+    }
+    const limited = checkLimits(req)
+    if (limited !== null) return rejectUpgrade(socket, limited, origin)
+    if (!originAllowed(origin, opts.corsOrigins)) return rejectUpgrade(socket, ERRORS.ORIGIN_NOT_ALLOWED, origin)
+    const { path, query } = splitUrl(req.url ?? '/')
+    handleUpgrade(core, req, socket, head, path!.slice(opts.subPrefix.length), query, origin)
+  })
 
   fastify.addHook('preClose', async () => {
     core.stop()

@@ -3,8 +3,9 @@ import type { IncomingMessage } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { infoFormat, renderInfo, type ChannelInfo } from './channel-info.ts'
 import type { Core } from './core.ts'
-import { ERRORS } from './errors.ts'
-import { PUB_ALLOW, PUB_ALLOW_HEADERS } from './http.ts'
+import type { PublishResult } from './engine.ts'
+import { ERRORS, ParklineError } from './errors.ts'
+import { PUB_ALLOW, PUB_ALLOW_HEADERS, randomBetween } from './http.ts'
 import { percentDecode } from './message-id.ts'
 import { sendError, withCors } from './reply.ts'
 
@@ -67,7 +68,12 @@ export async function handlePublisher (core: Core, request: FastifyRequest, repl
   if (key.length > core.opts.maxChannelIdLength) return sendError(reply, ERRORS.CHANNEL_ID_TOO_LONG, origin)
 
   if (method === 'GET' || method === 'DELETE') {
-    const info = method === 'GET' ? await core.engine.info(key) : await core.engine.delete(key)
+    let info: ChannelInfo | null
+    try {
+      info = method === 'GET' ? await core.engine.info(key) : await core.engine.delete(key)
+    } catch (err) {
+      return storeUnavailable(reply, err, origin)
+    }
     if (info === null) return withCors(reply.code(404), origin).send()
     return sendInfo(request, reply, 200, info, origin)
   }
@@ -82,8 +88,19 @@ export async function handlePublisher (core: Core, request: FastifyRequest, repl
   const ct = request.headers['content-type']
   const ev = request.headers['x-eventsource-event']
   const event = typeof ev === 'string' && ev.length > 0 ? ev : null
-  const { status, info } = await core.engine.publish(key, body, ct === undefined ? null : ct, event)
-  return sendInfo(request, reply, status, info, origin)
+  let result: PublishResult
+  try {
+    result = await core.engine.publish(key, body, ct === undefined ? null : ct, event)
+  } catch (err) {
+    return storeUnavailable(reply, err, origin)
+  }
+  return sendInfo(request, reply, result.status, result.info, origin)
+}
+
+/** The shared store (Redis) is away: 503 with a short Retry-After; any other error is rethrown. */
+function storeUnavailable (reply: FastifyReply, err: unknown, origin: string | null): FastifyReply {
+  if (!(err instanceof ParklineError) || err.code !== ERRORS.STORE_UNAVAILABLE.code) throw err
+  return sendError(reply.header('Retry-After', String(randomBetween(1, 5))), ERRORS.STORE_UNAVAILABLE, origin)
 }
 
 function tooLarge (reply: FastifyReply, origin: string | null): FastifyReply {

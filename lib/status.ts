@@ -20,6 +20,7 @@ export function renderStatus (core: Core): string {
   const s = core.stats
   // with worker processes, the sequencer's totals cover the whole host
   const t = core.engine.totals()
+  const h = core.engine.health?.()
   let out = `total published messages: ${t?.published ?? s.published}\n` +
     `stored messages: ${t?.stored ?? storedMessages(core)}\n` +
     `channels: ${t?.channels ?? core.registry.size}\n` +
@@ -29,8 +30,8 @@ export function renderStatus (core: Core): string {
   out += `overflows disconnect: ${s.overflowDisconnect}\n` +
     `gaps: ${s.gapsEvicted + s.gapsExpired + s.gapsDropped}\n` +
     tcpLines() +
-    'redis pending commands: 0\n' +
-    'redis connected servers: 0\n' +
+    `redis pending commands: ${h?.pendingCommands ?? 0}\n` +
+    `redis connected servers: ${h?.connectedServers ?? 0}\n` +
     `parkline version: ${VERSION}\n`
   return out
 }

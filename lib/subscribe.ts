@@ -1,15 +1,41 @@
 // The subscriber location (PROTOCOL.md §4): validate, parse the cursor, pick the transport, hand
 // over. From here on Fastify is out of the picture: the reply is hijacked and the transport owns
 // the connection.
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Core } from './core.ts'
-import { ERRORS } from './errors.ts'
+import { ERRORS, type ErrorSpec } from './errors.ts'
 import { SUB_ALLOW, SUB_ALLOW_HEADERS, parseChannelIds, queryParam, requestCursor } from './http.ts'
-import { INVALID } from './message-id.ts'
+import { INVALID, type Cursor } from './message-id.ts'
 import { sendError, withCors } from './reply.ts'
 import { F_GAP_EVENT } from './subscriber.ts'
 import { detect } from '../transports/index.ts'
 import { rejectIfParked } from '../transports/longpoll.ts'
+import { WebSocketTransport, rejectUpgrade } from '../transports/websocket.ts'
+
+/** Channel ids and starting cursor of a subscribe request (§1, §4.2), or the error to answer. */
+export function resolveSubscription (core: Core, headers: IncomingHttpHeaders, rawIds: string, query: string): { ids: string[], cursor: Cursor } | ErrorSpec {
+  const opts = core.opts
+  const ids = parseChannelIds(rawIds, opts.multiplexDelimiter, opts.maxChannelIdLength, opts.maxChannelsPerSubscription)
+  if (!Array.isArray(ids)) return ids
+  const cursor = requestCursor(headers, query, ids.length)
+  if (cursor === INVALID) return ERRORS.BAD_MESSAGE_ID
+  return { ids, cursor }
+}
+
+/**
+ * A WebSocket handshake under the subscriber prefix (Node emits 'upgrade' for it, not 'request'):
+ * the same validation as a GET, answered before the upgrade, then the WebSocket transport.
+ */
+export function handleUpgrade (core: Core, req: IncomingMessage, socket: Duplex, head: Buffer, rawIds: string, query: string, origin: string | null): void {
+  const r = resolveSubscription(core, req.headers, rawIds, query)
+  if (!('ids' in r)) return rejectUpgrade(socket, r, origin)
+  const ws = core.transports.find((t) => t instanceof WebSocketTransport) as WebSocketTransport | undefined
+  if (ws === undefined) return rejectUpgrade(socket, ERRORS.BAD_REQUEST, origin)
+  const flags = queryParam(query, 'parkline_gap') === 'event' ? F_GAP_EVENT : 0
+  ws.upgrade(req, socket, head, r.ids, r.cursor, origin, flags)
+}
 
 export async function handleSubscriber (core: Core, request: FastifyRequest, reply: FastifyReply, rawIds: string, query: string, origin: string | null): Promise<FastifyReply | undefined> {
   const req = request.raw
@@ -31,12 +57,12 @@ export async function handleSubscriber (core: Core, request: FastifyRequest, rep
   if (method !== 'GET') {
     return sendError(reply.header('Allow', SUB_ALLOW), ERRORS.METHOD_NOT_ALLOWED, origin)
   }
-  const opts = core.opts
-  const ids = parseChannelIds(rawIds, opts.multiplexDelimiter, opts.maxChannelIdLength, opts.maxChannelsPerSubscription)
-  if (!Array.isArray(ids)) return sendError(reply, ids, origin)
-  const cursor = requestCursor(req.headers, query, ids.length)
-  if (cursor === INVALID) return sendError(reply, ERRORS.BAD_MESSAGE_ID, origin)
+  const r = resolveSubscription(core, req.headers, rawIds, query)
+  if (!('ids' in r)) return sendError(reply, r, origin)
+  const { ids, cursor } = r
   const transport = detect(core, req)
+  // only when the `transports` option switched long-poll off and nothing else claimed the GET
+  if (transport === null) return sendError(reply, ERRORS.NOT_ACCEPTABLE, origin)
   const flags = queryParam(query, 'parkline_gap') === 'event' ? F_GAP_EVENT : 0
   reply.hijack()
   transport.serve({ req, res: reply.raw, channels: core.channelsFor(ids), cursor, origin, flags })

@@ -7,6 +7,7 @@
 // parser, detach the response. We do the same for a request Node does not see as an upgrade.
 // Everything used here is public or has been stable since Node 12; if a field is missing the
 // release is skipped, never half-done.
+import type { EventEmitter } from 'node:events'
 import { Socket } from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 
@@ -22,7 +23,11 @@ interface NodeParser {
   onIncoming: unknown
 }
 
-type HttpSocket = Socket & { parser?: NodeParser | null, _httpMessage?: unknown }
+type HttpSocket = Socket & { parser?: NodeParser | null, _httpMessage?: unknown, server?: EventEmitter & { keepAliveTimeout?: number }, _handle?: { _consumed?: boolean } | null, [kPendingParser]?: NodeParser | null }
+
+/** A released parser whose native half is not closed yet (see releaseSocket). */
+const kPendingParser = Symbol('parkline.pendingParser')
+const kReleased = Symbol('parkline.parserReleased')
 
 const NODE_EVENTS = ['data', 'end', 'close', 'drain', 'error', 'timeout', 'resume', 'pause'] as const
 const protoOn = Socket.prototype.on
@@ -39,6 +44,15 @@ export function detachSocket (req: IncomingMessage, res: ServerResponse): Socket
   const socket = req.socket as HttpSocket
   res.detachSocket(socket)
   if (NO_DETACH) return socket
+  return releaseSocket(socket)
+}
+
+/**
+ * The release itself, also for a socket Node handed to 'upgrade' (WebSocket): Node removed its
+ * listeners and freed the parser there, but leaves its per-socket listener wrappers and a
+ * dictionary-mode `_events` behind.
+ */
+export function releaseSocket (socket: HttpSocket): Socket {
   for (const ev of NODE_EVENTS) socket.removeAllListeners(ev)
   // Dropping the last listener leaves `_events` a null-prototype dictionary (256 B a socket, the
   // largest object left after the release): start again from the fast shape streams are born with.
@@ -53,7 +67,8 @@ export function detachSocket (req: IncomingMessage, res: ServerResponse): Socket
     socket.parser = null
     // We may be inside the parser's own execute() (Fastify runs the handler synchronously from
     // 'request'): release it on the next turn, as Node does when its parser pool is full.
-    setImmediate(releaseParser, parser)
+    socket[kPendingParser] = parser
+    setImmediate(releaseParser, parser, socket)
   }
   socket.setTimeout(0)
   return socket
@@ -64,7 +79,10 @@ function freshEvents (): object {
   return { close: undefined, error: undefined, prefinish: undefined, finish: undefined, drain: undefined, data: undefined, end: undefined, readable: undefined }
 }
 
-function releaseParser (parser: NodeParser): void {
+function releaseParser (parser: NodeParser & { [kReleased]?: boolean }, socket: HttpSocket): void {
+  if (parser[kReleased] === true) return
+  parser[kReleased] = true
+  if (socket[kPendingParser] === parser) socket[kPendingParser] = null
   if (parser._consumed === true && typeof parser.unconsume === 'function') parser.unconsume()
   parser._consumed = false
   parser.socket = null
@@ -73,4 +91,26 @@ function releaseParser (parser: NodeParser): void {
   if (typeof parser.remove === 'function') parser.remove() // out of the server's ConnectionsList
   // Not returned to Node's pool (that list is internal): close its native half instead.
   if (typeof parser.close === 'function') parser.close()
+}
+
+/**
+ * Hand a released keep-alive socket back to Node's HTTP server, as if it had just connected: a
+ * fresh parser reads the next request (a long-poll's next poll). Call it only from outside that
+ * socket's own parser callbacks, after removing every listener the caller added.
+ */
+export function reattachSocket (socket: Socket): void {
+  const s = socket as HttpSocket
+  const pending = s[kPendingParser]
+  if (pending !== undefined && pending !== null) releaseParser(pending, s)
+  const server = s.server
+  if (server === undefined || socket.destroyed) {
+    socket.destroy()
+    return
+  }
+  // the old parser no longer consumes the handle: let the new one read it natively again
+  if (s._handle !== undefined && s._handle !== null) s._handle._consumed = false
+  server.emit('connection', socket)
+  // Node arms its keep-alive timeout only after a response it wrote itself
+  const keepAlive = server.keepAliveTimeout ?? 5000
+  if (keepAlive > 0) socket.setTimeout(keepAlive + 1000)
 }

@@ -1,7 +1,9 @@
 // Long-poll (PROTOCOL.md §5): one message per request; parks when the cursor is at or past the
-// newest message. A parked request keeps Node's ServerResponse (the connection is reused for the
-// next poll) but no Fastify object and no closure: the socket's 'close' listener is shared.
-import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+// newest message. A parked request is, like an SSE stream, a bare socket plus its Subscriber
+// record: Node's request, response and parser are released (detach.ts). The answer is written
+// raw — status line, the message's header block built once, the shared body — and the socket is
+// then handed back to Node's HTTP server for the next poll on the same connection.
+import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
 import { EXPOSE_HEADERS, VARY, randomBetween } from '../lib/http.ts'
@@ -9,6 +11,13 @@ import type { Message } from '../lib/message.ts'
 import { formatTags } from '../lib/message-id.ts'
 import { F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
+import { detachSocket, reattachSocket } from './detach.ts'
+import { randomBoundary } from './multipart.ts'
+
+/** Parked on a released socket: answers are written raw, then the socket goes back to Node. */
+const F_LP_RAW = 1 << 16
+/** The request asked for the connection to close after the answer (HTTP/1.0, Connection: close). */
+const F_LP_CLOSE = 1 << 17
 
 type LpSocket = Socket & { [kSubscriber]?: Subscriber }
 
@@ -34,7 +43,8 @@ export class LongpollTransport implements Transport {
     const next = core.nextMessage(sub)
     if (next !== null) {
       core.touch(sr.channels)
-      this.#respond(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
+      if (core.opts.longpollMultipart) this.#respondAll(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
+      else this.#respond(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
       return
     }
     if (core.draining || core.atCapacity) {
@@ -42,6 +52,15 @@ export class LongpollTransport implements Transport {
       core.releaseChannels(sr.channels)
       this.#status(sub, 503)
       return
+    }
+    const req = sr.req
+    // A request whose body is still arriving stays with Node; every other parked poll is released.
+    if (req.complete && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
+      sub.flags |= F_LP_RAW | (sr.res.shouldKeepAlive ? 0 : F_LP_CLOSE)
+      sub.res = null
+      detachSocket(req, sr.res)
+      sub.socket.on('error', onError)
+      sub.socket.on('end', onEnd)
     }
     const socket = sub.socket as LpSocket
     socket[kSubscriber] = sub
@@ -65,8 +84,17 @@ export class LongpollTransport implements Transport {
     // long-poll gets no keepalive (EXTENSION c)
   }
 
-  ready (_sub: Subscriber): void {
-    // a parked poll has nothing to send until a message or a status answer
+  ready (sub: Subscriber): void {
+    // Counted. An engine that filled the channel's replica meanwhile (Redis, a node's first
+    // subscriber) may now hold a message for this cursor: answer as serve() would have; otherwise
+    // the poll stays parked until a message or a status answer.
+    if ((sub.flags & F_CLOSED) !== 0 || (sub.res === null && (sub.flags & F_LP_RAW) === 0)) return
+    const next = this.core.nextMessage(sub)
+    if (next === null) return
+    this.#park(sub)
+    this.core.touch(sub.channels)
+    if (this.core.opts.longpollMultipart) this.#respondAll(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
+    else this.#respond(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
   }
 
   /** Unpark: uncount and drop the socket's reference; the connection lives on for the next poll. */
@@ -77,50 +105,125 @@ export class LongpollTransport implements Transport {
       socket[kSubscriber] = undefined
       socket.removeListener('close', onClose)
       socket.removeListener('data', onParkedData)
+      socket.removeListener('error', onError)
+      socket.removeListener('end', onEnd)
     }
   }
 
-  #respond (sub: Subscriber, msg: Message, id: string, gap: string | null): void {
-    const res = sub.res!
+  /**
+   * Write one answer: through Node's response for a poll answered at once, raw on a released
+   * socket — which then goes back to Node's HTTP server for the next request, or is closed.
+   * `headers` is a flat [name, value, …] list; `block` is a prebuilt `Name: value\r\n` block.
+   */
+  #send (sub: Subscriber, status: number, reason: string, block: string, headers: string[], body: Buffer | null, close: boolean): void {
+    const res = sub.res
     sub.res = null
-    const etag = sub.channels.length === 1 ? String(msg.tag) : id.slice(id.indexOf(':') + 1)
-    const headers: OutgoingHttpHeaders = {
-      'Last-Modified': msg.lastModified,
-      Etag: etag,
-      Vary: VARY,
-      'Content-Length': msg.data.length
+    if (res !== null) {
+      if (res.headersSent) return
+      if (block.length > 0) headers = blockToList(block).concat(headers)
+      if (close) headers.push('Connection', 'close')
+      res.writeHead(status, reason, headers)
+      res.end(body ?? undefined)
+      return
     }
-    if (msg.contentType !== null) headers['Content-Type'] = msg.contentType
-    if (sub.origin !== null) addCors(headers, sub.origin)
-    if (gap !== null) headers['Parkline-Gap'] = gap
-    res.writeHead(200, headers)
-    res.end(msg.data)
+    if ((sub.flags & F_LP_RAW) === 0) return
+    sub.flags &= ~F_LP_RAW
+    const socket = sub.socket
+    if (socket.destroyed) return
+    close = close || (sub.flags & F_LP_CLOSE) !== 0
+    let head = 'HTTP/1.1 ' + status + ' ' + reason + '\r\n' + block
+    for (let i = 0; i < headers.length; i += 2) head += headers[i] + ': ' + headers[i + 1] + '\r\n'
+    head += close ? 'Connection: close\r\n\r\n' : 'Connection: keep-alive\r\n\r\n'
+    socket.cork()
+    socket.write(head, 'latin1')
+    if (body !== null && body.length > 0) socket.write(body)
+    socket.uncork()
+    if (close) socket.end()
+    else reattachSocket(socket)
+  }
+
+  #respond (sub: Subscriber, msg: Message, id: string, gap: string | null): void {
+    const extra: string[] = []
+    // one channel: the message's header block is shared by every poll it answers
+    const block = sub.channels.length === 1 ? msg.longpollHeaders() : msg.longpollHeaders(id.slice(id.indexOf(':') + 1))
+    if (sub.origin !== null) pushCors(extra, sub.origin)
+    if (gap !== null) extra.push('Parkline-Gap', gap)
+    this.#send(sub, 200, 'OK', block, extra, msg.data, false)
     this.core.stats.delivered[this.index]!++
+  }
+
+  /**
+   * Option longpollMultipart (Nchan's nchan_longpoll_multipart_response): every buffered message
+   * after the cursor in one answer. One message is answered as usual; several become one
+   * multipart/mixed body whose parts carry only their Content-Type (as Nchan's do), with the last
+   * message's id in Last-Modified/Etag so the next poll resumes after it.
+   */
+  #respondAll (sub: Subscriber, first: Message, firstId: string, gap: string | null): void {
+    const msgs: Message[] = [first]
+    let id = firstId
+    for (let next = this.core.nextMessage(sub); next !== null; next = this.core.nextMessage(sub)) {
+      msgs.push(next.msg)
+      id = sub.advance(next.msg, next.pos)
+      if (gap === null) gap = next.gap
+    }
+    if (msgs.length === 1) {
+      this.#respond(sub, first, firstId, gap)
+      return
+    }
+    const b = randomBoundary()
+    const chunks: Buffer[] = []
+    for (let i = 0; i < msgs.length; i++) {
+      const m = msgs[i]!
+      const type = m.contentType === null ? '\r\n\r\n' : '\r\nContent-Type: ' + m.contentType + '\r\n\r\n'
+      chunks.push(Buffer.from((i === 0 ? '--' : '\r\n--') + b + type, 'latin1'), m.data)
+    }
+    chunks.push(Buffer.from('\r\n--' + b + '--\r\n', 'latin1'))
+    const body = Buffer.concat(chunks)
+    const last = msgs[msgs.length - 1]!
+    const headers = [
+      'Content-Type', 'multipart/mixed; boundary=' + b,
+      'Last-Modified', last.lastModified,
+      'Etag', id.slice(id.indexOf(':') + 1),
+      'Vary', VARY,
+      'Content-Length', String(body.length)
+    ]
+    if (sub.origin !== null) pushCors(headers, sub.origin)
+    if (gap !== null) headers.push('Parkline-Gap', gap)
+    this.#send(sub, 200, 'OK', '', headers, body, false)
+    this.core.stats.delivered[this.index]! += msgs.length
   }
 
   /** 408/410/503/400 answers (§5 "Status answers"). */
   #status (sub: Subscriber, status: number): void {
-    const res = sub.res
-    sub.res = null
-    if (res === null || res.headersSent) return
-    const headers: OutgoingHttpHeaders = { Vary: VARY, 'Content-Length': 0 }
-    if (sub.vTime > 0) headers.Etag = formatTags(sub.vTags, -1)
-    if (sub.origin !== null) addCors(headers, sub.origin)
-    if (status === 503) {
-      headers['Retry-After'] = randomBetween(1, 10)
-      headers.Connection = 'close'
-    } else if (status === 400) {
-      headers.Connection = 'close'
-    }
-    res.writeHead(status, STATUS_TEXT[status], headers)
-    res.end()
+    const headers = ['Vary', VARY, 'Content-Length', '0']
+    if (sub.vTime > 0) headers.push('Etag', formatTags(sub.vTags, -1))
+    if (sub.origin !== null) pushCors(headers, sub.origin)
+    if (status === 503) headers.push('Retry-After', String(randomBetween(1, 10)))
+    this.#send(sub, status, STATUS_TEXT[status]!, '', headers, null, status === 503 || status === 400)
   }
 }
 
-function addCors (headers: OutgoingHttpHeaders, origin: string): void {
-  headers['Access-Control-Allow-Origin'] = origin
-  headers['Access-Control-Allow-Credentials'] = 'true'
-  headers['Access-Control-Expose-Headers'] = EXPOSE_HEADERS
+function pushCors (headers: string[], origin: string): void {
+  headers.push('Access-Control-Allow-Origin', origin, 'Access-Control-Allow-Credentials', 'true', 'Access-Control-Expose-Headers', EXPOSE_HEADERS)
+}
+
+/** `Name: value\r\n` lines back to a flat list, for Node's writeHead. */
+function blockToList (block: string): string[] {
+  const out: string[] = []
+  for (const line of block.split('\r\n')) {
+    const i = line.indexOf(': ')
+    if (i > 0) out.push(line.slice(0, i), line.slice(i + 2))
+  }
+  return out
+}
+
+function onError (): void {
+  // 'close' follows and unregisters
+}
+
+/** The client closed its side while parked (released sockets are half-open capable): close ours. */
+function onEnd (this: LpSocket): void {
+  this.end()
 }
 
 function onClose (this: LpSocket): void {
@@ -128,6 +231,7 @@ function onClose (this: LpSocket): void {
   if (sub !== undefined && (sub.flags & F_CLOSED) === 0) {
     this[kSubscriber] = undefined
     sub.res = null
+    sub.flags &= ~F_LP_RAW
     ;(sub.transport as LongpollTransport).core.unregister(sub)
   }
 }
@@ -146,7 +250,7 @@ function onParkedData (this: LpSocket): void {
  */
 export function rejectIfParked (socket: Socket): void {
   const sub = (socket as LpSocket)[kSubscriber]
-  if (sub !== undefined && sub.res !== null && (sub.flags & F_CLOSED) === 0 && sub.transport instanceof LongpollTransport) {
+  if (sub !== undefined && (sub.res !== null || (sub.flags & F_LP_RAW) !== 0) && (sub.flags & F_CLOSED) === 0 && sub.transport instanceof LongpollTransport) {
     sub.transport.end(sub, 400)
   }
 }

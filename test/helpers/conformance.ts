@@ -4,6 +4,7 @@ import http, { type IncomingHttpHeaders } from 'node:http'
 import net from 'node:net'
 import { once } from 'node:events'
 import { parseResponse, type Running } from './server.ts'
+import { RawStream, parseMultipart } from './stream.ts'
 
 // ---- ids --------------------------------------------------------------------------------------
 
@@ -293,7 +294,7 @@ export interface OpenOptions {
 }
 
 export interface Driver {
-  name: 'sse' | 'longpoll'
+  name: 'sse' | 'longpoll' | 'multipart' | 'websocket'
   open (srv: Running, path: string, opts?: OpenOptions): Promise<Session>
 }
 
@@ -437,6 +438,58 @@ export const longpollDriver: Driver = {
   name: 'longpoll',
   async open (srv, path, opts = {}) {
     return new LongpollSession(srv.port, path, opts)
+  }
+}
+
+/** multipart/mixed (§8): ids from each part's Last-Modified + Etag, gaps from Parkline-Gap. */
+class MultipartSession implements Session {
+  got: Got[] = []
+  ended: Promise<Ended>
+  c: RawStream
+  #seen = 0
+
+  constructor (c: RawStream) {
+    this.c = c
+    // the stream's end (`--\r\n`) is the same for DELETE, timeout and shutdown: no status to report
+    this.ended = c.waitClosed(600000).then(() => ({ status: 0, headers: {}, body: Buffer.alloc(0) }))
+  }
+
+  #collect (): void {
+    const parts = parseMultipart(this.c.text, this.c.boundary).parts
+    for (; this.#seen < parts.length; this.#seen++) {
+      const p = parts[this.#seen]!
+      this.got.push({
+        id: Date.parse(p.headers['last-modified']!) / 1000 + ':' + p.headers.etag,
+        data: p.body,
+        event: null,
+        contentType: p.headers['content-type'] ?? null,
+        gap: p.headers['parkline-gap'] ?? null,
+        raw: null
+      })
+    }
+  }
+
+  async wait (n: number, ms = 5000): Promise<Got[]> {
+    await this.c.until(() => { this.#collect(); return this.got.length >= n }, ms)
+    return this.got
+  }
+
+  close (): void { this.c.close() }
+
+  lastId (): string | null {
+    this.#collect()
+    return this.got.length === 0 ? null : this.got[this.got.length - 1]!.id
+  }
+}
+
+export const multipartDriver: Driver = {
+  name: 'multipart',
+  async open (srv, path, opts = {}) {
+    const headers: Record<string, string> = { ...opts.headers }
+    if (opts.cursor !== undefined) headers['Last-Event-ID'] = opts.cursor
+    const c = await RawStream.multipart(srv.port, path + (opts.query === undefined ? '' : '?' + opts.query), headers)
+    if (c.status !== 200) throw new Error('multipart answered ' + c.status)
+    return new MultipartSession(c)
   }
 }
 

@@ -1,0 +1,160 @@
+// Hold N idle SSE subscribers on this host for HOLD seconds (issue: 500,000 for 10 minutes on one
+// 2-core box, server and load generator together), then prove every one is alive by publishing
+// one message that all must receive.
+//
+//   SUBSCRIBERS=500000 HOLD=600 node benchmarks/hold.ts
+//
+// Knobs (env): SUBSCRIBERS (500000), HOLD (600 s), WORKERS (enough for ≤ 18,000 subscribers each),
+// PORT (18900), REPORT (10 s), OUT (results file; `-` = none).
+// The server is `parkline serve --workers W`; the load generator is benchmarks/loadgen.ts (child
+// processes of ≤ 18,000 sockets over many 127.x.y.z source addresses). Every 10 s it prints
+// subscribers seen by the load generator and by the server's /status, closes, and memory: server
+// RSS (primary + workers), load generator RSS, MemAvailable, kernel TCP memory from
+// /proc/net/sockstat. Loopback only; it stops by itself; it kills only what it started.
+import { spawn, execFileSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { LoadGenerator, MAX_PER_CHILD } from './loadgen.ts'
+
+const env = process.env
+const N = Number(env.SUBSCRIBERS ?? 500000)
+const HOLD = Math.min(3600, Number(env.HOLD ?? 600))
+const WORKERS = Number(env.WORKERS ?? Math.ceil(N / 18000))
+const PORT = Number(env.PORT ?? 18900)
+const REPORT = Number(env.REPORT ?? 10) * 1000
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const date = new Date().toISOString().slice(0, 10)
+const OUT = env.OUT ?? `${ROOT}benchmarks/results/hold-${date}.md`
+
+function log (line: string): void {
+  process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`)
+}
+
+function rssOf (pids: number[]): number {
+  let kb = 0
+  for (const pid of pids) {
+    try {
+      const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+      if (m !== null) kb += Number(m[1])
+    } catch {}
+  }
+  return kb * 1024
+}
+
+function childrenOf (pid: number): number[] {
+  try {
+    return execFileSync('ps', ['--ppid', String(pid), '-o', 'pid='], { encoding: 'utf8' }).trim().split(/\s+/).filter(Boolean).map(Number)
+  } catch {
+    return []
+  }
+}
+
+function meminfo (key: string): number {
+  const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/meminfo', 'utf8'))
+  return m === null ? 0 : Number(m[1]) * 1024
+}
+
+function sockstat (): { inuse: number, memPages: number } {
+  const m = /TCP: inuse (\d+) orphan \d+ tw \d+ alloc \d+ mem (\d+)/.exec(readFileSync('/proc/net/sockstat', 'utf8'))
+  return m === null ? { inuse: 0, memPages: 0 } : { inuse: Number(m[1]), memPages: Number(m[2]) }
+}
+
+async function serverSubscribers (): Promise<number> {
+  try {
+    const r = await fetch(`http://127.0.0.1:${PORT}/status`, { signal: AbortSignal.timeout(5000) })
+    const m = /^subscribers: (\d+)$/m.exec(await r.text())
+    return m === null ? -1 : Number(m[1])
+  } catch {
+    return -1
+  }
+}
+
+const gib = (b: number): string => (b / 1073741824).toFixed(2) + ' GiB'
+
+async function main (): Promise<void> {
+  const memAvailable0 = meminfo('MemAvailable')
+  const sock0 = sockstat()
+  log(`starting parkline with ${WORKERS} workers on 127.0.0.1:${PORT}`)
+  const server = spawn(process.execPath, [`${ROOT}bin/parkline.ts`, 'serve', '--workers', String(WORKERS), '--port', String(PORT),
+    '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0', '--max-subscribers', String(MAX_PER_CHILD + 1000)], { stdio: 'inherit' })
+  // few sockets per source address: bind(addr, 0) searches that address's ports, so a full one is slow
+  const lg = new LoadGenerator({ port: PORT, n: N, mode: 'sse', channel: 'hold', each: false, procs: Math.ceil(N / MAX_PER_CHILD), perAddr: Number(env.PER_ADDR ?? 1000), log })
+  const rows: string[] = []
+  let ok = false
+  let summary = ''
+  try {
+    for (let i = 0; i < 600; i++) {
+      if (childrenOf(server.pid!).length === WORKERS && await serverSubscribers() === 0) break
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    const base = rssOf([server.pid!, ...childrenOf(server.pid!)])
+    await lg.start()
+    const lgBase = rssOf(lg.pids())
+    const t0 = Date.now()
+    const ramped = await lg.ramp(20 * 60 * 1000)
+    const rampS = (Date.now() - t0) / 1000
+    log(`ramp: ${ramped.established}/${N} in ${rampS.toFixed(0)} s (${ramped.failed} failed)`)
+    const sample = async (t: number): Promise<{ closed: number, line: string }> => {
+      const c = await lg.counts()
+      const srv = await serverSubscribers()
+      const serverRss = rssOf([server.pid!, ...childrenOf(server.pid!)])
+      const lgRss = rssOf(lg.pids())
+      const s = sockstat()
+      const line = `| ${t} | ${c.established - c.closed} | ${srv} | ${c.closed} | ${gib(serverRss)} | ${gib(lgRss)} | ${gib(memAvailable0 - meminfo('MemAvailable'))} | ${s.inuse} | ${gib(s.memPages * 4096)} |`
+      log(line)
+      return { closed: c.closed, line }
+    }
+    const holdStart = Date.now()
+    let closed = 0
+    for (;;) {
+      const t = Math.round((Date.now() - holdStart) / 1000)
+      const s = await sample(t)
+      rows.push(s.line)
+      closed = s.closed
+      if (t >= HOLD) break
+      await new Promise((resolve) => setTimeout(resolve, Math.min(REPORT, HOLD * 1000 - (Date.now() - holdStart) + 50)))
+    }
+    // every subscriber alive: one broadcast, all N must receive it
+    const before = (await lg.counts()).messages
+    const pub = await fetch(`http://127.0.0.1:${PORT}/pub/hold`, { method: 'POST', body: Buffer.from('alive?') })
+    let got = 0
+    for (let i = 0; i < 1200 && got < N; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      got = (await lg.counts()).messages - before
+    }
+    const serverRss = rssOf([server.pid!, ...childrenOf(server.pid!)])
+    const perSub = (serverRss - base) / N
+    summary = [
+      `- subscribers: ${N} SSE on one channel, ${WORKERS} Parkline workers, ${lg.opts.procs} load-generator processes`,
+      `- ramp: ${ramped.established} established in ${rampS.toFixed(0)} s, ${ramped.failed} failed`,
+      `- held ${HOLD} s: ${closed} closed by the server or the network during the hold`,
+      `- final broadcast: POST answered ${pub.status}; received by ${got} of ${N} subscribers`,
+      `- server RSS: ${gib(base)} idle (all workers) → ${gib(serverRss)} held: ${Math.round(perSub)} B per subscriber, worker baselines excluded`,
+      `- load generator RSS: ${gib(lgBase)} → ${gib(rssOf(lg.pids()))}`,
+      `- host memory used (MemAvailable drop, kernel included): ${gib(memAvailable0 - meminfo('MemAvailable'))}; TCP sockets in use ${sock0.inuse} → ${sockstat().inuse}`
+    ].join('\n')
+    ok = ramped.failed === 0 && closed === 0 && got === N && pub.status === 201
+    log(summary.replaceAll('\n', '\n  '))
+  } finally {
+    await lg.stop().catch(() => {})
+    server.kill('SIGTERM')
+    await new Promise((resolve) => server.once('exit', resolve))
+  }
+  if (OUT !== '-') {
+    let commit = 'unknown'
+    try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim() } catch {}
+    writeFileSync(OUT, `# Holding ${N} SSE subscribers on one host (${date})\n\n` +
+      `- command: \`SUBSCRIBERS=${N} HOLD=${HOLD} WORKERS=${WORKERS} node benchmarks/hold.ts\`\n` +
+      `- commit ${commit}; Node ${process.version}; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, MemTotal ${gib(meminfo('MemTotal'))}\n` +
+      `- result: ${ok ? 'PASS' : 'FAIL'}\n${summary}\n\n` +
+      '| t (s) | connected (load generator) | subscribers (/status) | closed | server RSS | load gen RSS | host memory used | TCP sockets | kernel TCP mem |\n' +
+      '|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n' + rows.join('\n') + '\n')
+    log(`wrote ${OUT}`)
+  }
+  process.exit(ok ? 0 : 1)
+}
+
+main().catch((err: unknown) => {
+  log(`hold failed: ${err instanceof Error ? err.stack : String(err)}`)
+  process.exit(1)
+})

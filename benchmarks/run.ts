@@ -1,0 +1,607 @@
+// The benchmark suite (`npm run bench`): the same subscriber load generator (loadgen.ts) and
+// publisher (publisher.ts) against Parkline (N workers and a single process), Nchan (nginx +
+// libnginx-mod-nchan) and the floor (a bare node:net SSE server), one server after another, each a
+// child process on a loopback port. Scenarios (SCENARIOS, in this order per server):
+//   memory     N idle SSE subscribers on one channel: server PSS summed over its processes, kernel
+//              slab and TCP pages (machine wide), per subscriber
+//   rate       the same subscribers, 3 messages/s (100 B) for RATE_DURATION s: p99 latency
+//   broadcast  N subscribers on one fresh channel, 100 B messages from a closed-loop publisher
+//              (next POST when the previous answered, BROADCAST_CONCURRENCY loops) for DURATION s:
+//              deliveries/s and latency percentiles
+//   one2one    N subscribers each on its own channel, 512 B messages round-robin, open-loop publisher
+//              at ONE2ONE_RATES (msgs/s, STEP_DURATION s each) until a step is not clean (every
+//              message delivered, no late sends, p99 <= P99_BOUND_MS): highest clean rate, ceiling
+//   publish    autocannon against /pub/<channel> with no subscribers (-c 100 -p 10, DURATION s)
+// For every measurement window: loopback bandwidth (/proc/net/dev), per-process CPU (utime+stime
+// from /proc/<pid>/stat) of the server, load-generator children and publisher, machine busy time.
+//
+// Knobs (env): SUBSCRIBERS (10000), DURATION (10), RATE_DURATION (20), STEP_DURATION (5),
+// ONE2ONE_RATES (1000,2000,4000,8000,16000,32000), P99_BOUND_MS (100), WORKERS (2),
+// SCENARIOS (memory,rate,broadcast,one2one,publish), SERVERS (parkline,parkline1,nchan,floor),
+// BROADCAST_CONCURRENCY (1), LOADGEN_PROCS (2), CONCURRENCY (connects in flight per child, 256),
+// ADDR_CONNS (sockets per source address, 5000), REPORT_MS (5000), BENCH_OUT (report path),
+// BENCH_SMOKE=1 (200 subscribers, 2 s per scenario, parkline,nchan,floor; the other knobs still win).
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Histogram } from 'hdr-histogram-js'
+import { LoadGenerator, decodeHistogram, formatSummary, summarize, type Measurement, type Summary } from './loadgen.ts'
+import { PublisherProcess, type PublishJob, type PublishResult } from './publisher.ts'
+import { CpuMeter, kernelMem, loBytes, machineCpu, pssBytes, type KernelMem } from './suite/proc.ts'
+import { APT_LINE, SERVER_KINDS, killAllStarted, nchanConfig, nginxVersion, startServer, type ServerHandle } from './suite/servers.ts'
+import { PERCENTILE_TICKS, lineChart, percentileCurve } from './suite/svg.ts'
+
+const SELF = fileURLToPath(import.meta.url)
+const ROOT = path.resolve(path.dirname(SELF), '..')
+const env = process.env
+const SMOKE = env.BENCH_SMOKE === '1'
+const ALL_SCENARIOS = ['memory', 'rate', 'broadcast', 'one2one', 'publish'] as const
+type Scenario = typeof ALL_SCENARIOS[number]
+
+function knob (name: string, def: number, smoke: number): number {
+  const v = env[name]
+  const n = v === undefined || v === '' ? (SMOKE ? smoke : def) : Number(v)
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${v}`)
+  return n
+}
+
+const K = {
+  subscribers: Math.floor(knob('SUBSCRIBERS', 10000, 200)),
+  duration: knob('DURATION', 10, 2),
+  rateDuration: knob('RATE_DURATION', 20, 2),
+  stepDuration: knob('STEP_DURATION', 5, 2),
+  p99Bound: knob('P99_BOUND_MS', 100, 100),
+  workers: Math.max(1, Math.floor(knob('WORKERS', 2, 2))),
+  broadcastConcurrency: Math.max(1, Math.floor(knob('BROADCAST_CONCURRENCY', 1, 1))),
+  loadgenProcs: Math.max(1, Math.floor(knob('LOADGEN_PROCS', 2, 2))),
+  concurrency: Math.max(1, Math.floor(knob('CONCURRENCY', 256, 100))),
+  addrConns: Math.max(1, Math.floor(knob('ADDR_CONNS', 5000, 5000))),
+  reportMs: Math.max(200, knob('REPORT_MS', 5000, 1000)),
+  rates: (env.ONE2ONE_RATES ?? (SMOKE ? '100' : '1000,2000,4000,8000,16000,32000')).split(',').map(Number).filter((x) => x > 0),
+  scenarios: (env.SCENARIOS ?? ALL_SCENARIOS.join(',')).split(',').map((s) => s.trim()).filter((s) => s.length > 0),
+  servers: (env.SERVERS ?? (SMOKE ? 'parkline,nchan,floor' : 'parkline,parkline1,nchan,floor')).split(',').map((s) => s.trim()).filter((s) => s.length > 0),
+  broadcastSize: 100,
+  one2oneSize: 512,
+  settleMs: SMOKE ? 300 : 2000,
+  drainMs: SMOKE ? 2000 : 20000,
+  maxSeconds: knob('BENCH_MAX_SECONDS', 3600, 55)
+}
+for (const s of K.scenarios) if (!(ALL_SCENARIOS as readonly string[]).includes(s)) throw new Error(`unknown scenario "${s}" (known: ${ALL_SCENARIOS.join(', ')})`)
+for (const s of K.servers) if (SERVER_KINDS.find((k) => k.name === s) === undefined) throw new Error(`unknown server "${s}"`)
+if (K.subscribers < 1) throw new Error('SUBSCRIBERS must be >= 1')
+const has = (s: Scenario): boolean => K.scenarios.includes(s)
+
+const log = (line: string): void => { process.stderr.write(line + '\n') }
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+// ---- process bookkeeping: everything started is killed by PID on the way out ---------------------
+
+const livePublishers = new Set<PublisherProcess>()
+const liveLoadgens = new Set<LoadGenerator>()
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'parkline-suite-'))
+
+function killEverything (): void {
+  for (const p of livePublishers) { try { process.kill(p.pid, 'SIGKILL') } catch {} }
+  for (const lg of liveLoadgens) for (const pid of lg.pids()) { try { process.kill(pid, 'SIGKILL') } catch {} }
+  killAllStarted()
+  try { rmSync(tmp, { recursive: true, force: true }) } catch {}
+}
+process.on('exit', killEverything)
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { log(`${sig}: stopping`); killEverything(); process.exit(130) })
+const watchdog = setTimeout(() => { log(`suite exceeded BENCH_MAX_SECONDS=${K.maxSeconds}: stopping`); killEverything(); process.exit(1) }, K.maxSeconds * 1000)
+watchdog.unref()
+
+// ---- measurement helpers -------------------------------------------------------------------------
+
+interface CpuRow { label: string, pct: number }
+
+interface Window {
+  seconds: number
+  loBytesPerSec: number
+  cpu: CpuRow[]
+  machineBusyPct: number
+}
+
+/** CPU, bandwidth and machine load over one measurement window. */
+class WindowMeter {
+  #cpu = new CpuMeter()
+  #lo = 0
+  #m = { busy: 0, total: 0 }
+  #t0 = 0
+
+  start (procs: Array<{ pid: number, label: string }>): void {
+    this.#cpu.start(procs)
+    this.#lo = loBytes()
+    this.#m = machineCpu()
+    this.#t0 = performance.now()
+  }
+
+  stop (): Window {
+    const seconds = (performance.now() - this.#t0) / 1000
+    const m = machineCpu()
+    const cores = os.availableParallelism()
+    return {
+      seconds,
+      loBytesPerSec: (loBytes() - this.#lo) / seconds,
+      cpu: this.#cpu.stop().map((r) => ({ label: r.label, pct: r.pct })),
+      machineBusyPct: m.total > this.#m.total ? (m.busy - this.#m.busy) / (m.total - this.#m.total) * 100 * cores : 0
+    }
+  }
+}
+
+function procsOf (server: ServerHandle, lg: LoadGenerator | null, pub: PublisherProcess | null): Array<{ pid: number, label: string }> {
+  const out = [...server.procs()]
+  if (lg !== null) for (const pid of lg.pids()) out.push({ pid, label: 'loadgen child' })
+  if (pub !== null) out.push({ pid: pub.pid, label: 'publisher' })
+  out.push({ pid: process.pid, label: 'orchestrator' })
+  return out
+}
+
+function serverMemory (server: ServerHandle): number {
+  return server.procs().reduce((sum, p) => sum + pssBytes(p.pid), 0)
+}
+
+/** Which process (or the machine) bound the window. */
+function boundBy (w: Window): string {
+  const hot = w.cpu.filter((r) => r.pct >= 85).sort((a, b) => b.pct - a.pct)
+  const cores = os.availableParallelism()
+  const parts: string[] = []
+  if (hot.length > 0) parts.push(hot.map((r) => `${r.label} ${Math.round(r.pct)}%`).join(', '))
+  if (w.machineBusyPct >= cores * 100 * 0.9) parts.push(`machine CPU saturated (${Math.round(w.machineBusyPct)}% of ${cores * 100}%)`)
+  return parts.length > 0 ? parts.join('; ') : 'no process CPU-bound'
+}
+
+function cpuSummary (w: Window): Record<string, string> {
+  const group = (pred: (l: string) => boolean): string => {
+    const rows = w.cpu.filter((r) => pred(r.label))
+    if (rows.length === 0) return '-'
+    const sum = rows.reduce((a, r) => a + r.pct, 0)
+    return rows.length === 1 ? `${Math.round(sum)}` : `${Math.round(sum)} (${rows.map((r) => Math.round(r.pct)).join('+')})`
+  }
+  return {
+    server: group((l) => l.startsWith('parkline') || l.startsWith('nginx') || l === 'floor'),
+    loadgen: group((l) => l === 'loadgen child'),
+    publisher: group((l) => l === 'publisher'),
+    orchestrator: group((l) => l === 'orchestrator')
+  }
+}
+
+/** Wait until `target` messages arrived or the count stops moving for 1 s (bounded by maxMs). */
+async function drain (lg: LoadGenerator, target: number, maxMs: number): Promise<void> {
+  const deadline = performance.now() + maxMs
+  let last = -1
+  let still = performance.now()
+  while (performance.now() < deadline) {
+    const n = await lg.messages()
+    if (n >= target) return
+    if (n !== last) { last = n; still = performance.now() } else if (performance.now() - still > 1000) return
+    await sleep(100)
+  }
+}
+
+// ---- results -------------------------------------------------------------------------------------
+
+interface LatencyResult { summary: Summary, curve: Array<[number, number]> }
+
+function latency (h: Histogram): LatencyResult {
+  return { summary: summarize(h), curve: percentileCurve((p) => h.getValueAtPercentile(p) / 1000) }
+}
+
+interface MemoryResult {
+  subscribers: number
+  serverBytes: number
+  serverPerSub: number
+  slabPerConn: number
+  tcpMemPerConn: number
+  rampSeconds: number
+  timeline: Array<[number, number]>
+}
+
+interface FlowResult {
+  /** bytes the subscribers read per second (exact, ours; lo counts the whole machine) */
+  subscriberBytesPerSec: number
+  delivered: number
+  expected: number
+  seconds: number
+  deliveriesPerSec: number
+  published: PublishResult
+  publishedPerSec: number
+  closedByServer: number
+  latency: LatencyResult
+  pubLatency: Summary
+  window: Window
+}
+
+interface StepResult extends FlowResult { rate: number, clean: boolean, why: string }
+
+interface ServerResult {
+  name: string
+  label: string
+  describe: string
+  error: string | null
+  memory: MemoryResult | null
+  rate: FlowResult | null
+  broadcast: FlowResult | null
+  one2one: { steps: StepResult[], cleanRate: number, ceiling: number, rampSeconds: number, timeline: Array<[number, number]> } | null
+  publish: { result: PublishResult, window: Window } | null
+  nginxConf: string | null
+}
+
+async function flow (label: string, server: ServerHandle, lg: LoadGenerator, pub: PublisherProcess, job: PublishJob, perMessage: number): Promise<FlowResult> {
+  const meter = new WindowMeter()
+  const before = await lg.messages()
+  await lg.begin(label)
+  meter.start(procsOf(server, lg, pub))
+  const published = await pub.run(job)
+  await drain(lg, before + published.ok * perMessage, K.drainMs)
+  const window = meter.stop()
+  const m: Measurement = await lg.end()
+  const pubHist = decodeHistogram(published.hist)
+  const r: FlowResult = {
+    subscriberBytesPerSec: m.bytes / m.seconds,
+    delivered: m.messages,
+    expected: published.ok * perMessage,
+    seconds: m.seconds,
+    deliveriesPerSec: m.messages / m.seconds,
+    published,
+    publishedPerSec: published.ok / published.seconds,
+    closedByServer: m.closed,
+    latency: latency(m.hist),
+    pubLatency: summarize(pubHist),
+    window
+  }
+  log(`${label}: ${r.delivered}/${r.expected} delivered, ${Math.round(r.deliveriesPerSec)}/s, ${Math.round(r.publishedPerSec)} publishes/s, ` +
+    `${r.closedByServer} closed | ${formatSummary(r.latency.summary)} | bound: ${boundBy(window)}`)
+  return r
+}
+
+async function rampFresh (lg: LoadGenerator, channel: string, each: boolean): Promise<void> {
+  const c = await lg.ramp(60000 + K.subscribers * 5, { channel, each })
+  if (c.established < K.subscribers) throw new Error(`only ${c.established}/${K.subscribers} subscribers connected (${c.lastError}; ${JSON.stringify(c.statuses)})`)
+}
+
+async function benchServer (name: string): Promise<ServerResult> {
+  const res: ServerResult = {
+    name, label: SERVER_KINDS.find((k) => k.name === name)!.label, describe: '', error: null,
+    memory: null, rate: null, broadcast: null, one2one: null, publish: null, nginxConf: null
+  }
+  log(`== ${name}`)
+  const server = await startServer(name, { workers: K.workers, tmp })
+  res.label = server.kind.label
+  res.describe = server.describe
+  if (name === 'nchan') res.nginxConf = nchanConfig(tmp, server.port)
+  const pub = new PublisherProcess()
+  livePublishers.add(pub)
+  // one load generator (its children stay) for every phase; each phase ramps onto fresh channels,
+  // so no subscriber is replayed messages of an earlier phase
+  const lg = new LoadGenerator({
+    port: server.port, n: K.subscribers, mode: 'sse', channel: 'idle', each: false, procs: K.loadgenProcs,
+    concurrency: K.concurrency, perAddr: K.addrConns, reportMs: K.reportMs, log
+  })
+  liveLoadgens.add(lg)
+  const n = K.subscribers
+  const pause = SMOKE ? 100 : 1000
+  try {
+    await lg.start()
+    if (has('memory') || has('rate')) {
+      // idle subscribers on one channel: memory, then the 3 msg/s run on the same sockets
+      await sleep(K.settleMs / 2)
+      const mem0 = serverMemory(server)
+      const k0: KernelMem = kernelMem()
+      await rampFresh(lg, 'idle', false)
+      await sleep(K.settleMs)
+      const mem1 = serverMemory(server)
+      const k1 = kernelMem()
+      res.memory = {
+        subscribers: n,
+        serverBytes: mem1,
+        serverPerSub: (mem1 - mem0) / n,
+        slabPerConn: (k1.slab - k0.slab) / n,
+        tcpMemPerConn: (k1.tcpMem - k0.tcpMem) / n,
+        rampSeconds: lg.rampSeconds,
+        timeline: lg.timeline
+      }
+      log(`${name} memory: ${Math.round(res.memory.serverPerSub)} B/subscriber (server PSS ${(mem1 / 1048576).toFixed(1)} MiB), ` +
+        `slab ${Math.round(res.memory.slabPerConn)} B/connection, ramp ${lg.rampSeconds.toFixed(1)} s`)
+      if (has('rate')) {
+        res.rate = await flow(`${name} rate`, server, lg, pub, {
+          mode: 'open', port: server.port, prefix: 'idle', count: 1, size: K.broadcastSize, seconds: K.rateDuration, rate: 3, connections: 1
+        }, n)
+      }
+      await lg.closeAll()
+      await sleep(pause)
+    }
+    if (has('broadcast')) {
+      await rampFresh(lg, 'bcast', false)
+      await sleep(K.settleMs / 2)
+      res.broadcast = await flow(`${name} broadcast`, server, lg, pub, {
+        mode: 'closed', port: server.port, prefix: 'bcast', count: 1, size: K.broadcastSize, seconds: K.duration, concurrency: K.broadcastConcurrency
+      }, n)
+      await lg.closeAll()
+      await sleep(pause)
+    }
+    if (has('one2one')) {
+      await rampFresh(lg, 'o', true)
+      const timeline = lg.timeline
+      const rampSeconds = lg.rampSeconds
+      await sleep(K.settleMs / 2)
+      const steps: StepResult[] = []
+      for (const rate of K.rates) {
+        const f = await flow(`${name} one2one ${rate}/s`, server, lg, pub, {
+          mode: 'open', port: server.port, prefix: 'o', count: n, size: K.one2oneSize, seconds: K.stepDuration, rate,
+          connections: 32, maxInflight: 256
+        }, 1)
+        const why: string[] = []
+        if (f.published.failed > 0) why.push(`${f.published.failed} publishes failed`)
+        if (f.published.late > 0) why.push(`${f.published.late} sends late`)
+        if (f.published.ok < rate * K.stepDuration * 0.98) why.push(`published ${Math.round(f.publishedPerSec)}/s`)
+        if (f.delivered < f.expected) why.push(`${f.expected - f.delivered} not delivered`)
+        if (f.closedByServer > 0) why.push(`${f.closedByServer} subscribers closed`)
+        if (f.latency.summary.p99 > K.p99Bound) why.push(`p99 ${f.latency.summary.p99.toFixed(0)} ms`)
+        steps.push({ ...f, rate, clean: why.length === 0, why: why.join(', ') })
+        if (why.length > 0) break
+        await sleep(pause)
+      }
+      let cleanRate = 0
+      for (const s of steps) {
+        if (!s.clean) break
+        cleanRate = s.rate
+      }
+      res.one2one = { steps, cleanRate, ceiling: Math.max(0, ...steps.map((s) => s.deliveriesPerSec)), rampSeconds, timeline }
+      await lg.closeAll()
+      await sleep(pause)
+    }
+    if (has('publish')) {
+      const meter = new WindowMeter()
+      meter.start(procsOf(server, null, pub))
+      const result = await pub.run({ mode: 'autocannon', port: server.port, prefix: 'ac', count: 1, size: K.broadcastSize, seconds: Math.max(1, Math.round(K.duration)), concurrency: 100, pipelining: 10 })
+      const window = meter.stop()
+      res.publish = { result, window }
+      log(`${name} publish (autocannon): ${Math.round(result.rps ?? 0)} req/s, p99 ${result.p99} ms, ${result.failed} failed | bound: ${boundBy(window)}`)
+    }
+  } finally {
+    await lg.stop()
+    liveLoadgens.delete(lg)
+    await pub.stop()
+    livePublishers.delete(pub)
+    await server.stop()
+  }
+  return res
+}
+
+// ---- report --------------------------------------------------------------------------------------
+
+function shell (cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+  } catch {
+    return 'unknown'
+  }
+}
+
+function fmt (x: number | null | undefined, digits = 0): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return 'n/a'
+  return x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+}
+
+function ms (x: number | null | undefined): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return 'n/a'
+  return x < 10 ? fmt(x, 2) : x < 100 ? fmt(x, 1) : fmt(x, 0)
+}
+
+interface Row { label: string, better: 'higher' | 'lower', get: (r: ServerResult) => number | null | undefined, show?: (x: number | null | undefined) => string }
+
+const ROWS: Row[] = [
+  { label: 'memory: server PSS with N idle SSE subscribers (MiB)', better: 'lower', get: (r) => r.memory === null ? null : r.memory.serverBytes / 1048576, show: (x) => fmt(x, 1) },
+  { label: 'memory: server bytes per idle SSE subscriber', better: 'lower', get: (r) => r.memory?.serverPerSub },
+  { label: 'memory: kernel slab bytes per connection (both ends)', better: 'lower', get: (r) => r.memory?.slabPerConn },
+  { label: 'ramp: SSE subscribers connected per second', better: 'higher', get: (r) => r.memory === null ? null : r.memory.subscribers / r.memory.rampSeconds },
+  { label: 'rate 3 msg/s: latency p50 (ms)', better: 'lower', get: (r) => r.rate?.latency.summary.p50, show: ms },
+  { label: 'rate 3 msg/s: latency p99 (ms)', better: 'lower', get: (r) => r.rate?.latency.summary.p99, show: ms },
+  { label: 'rate 3 msg/s: latency max (ms)', better: 'lower', get: (r) => r.rate?.latency.summary.max, show: ms },
+  { label: 'broadcast: deliveries/s', better: 'higher', get: (r) => r.broadcast?.deliveriesPerSec },
+  { label: 'broadcast: publishes/s (closed loop)', better: 'higher', get: (r) => r.broadcast?.publishedPerSec },
+  { label: 'broadcast: latency p50 (ms)', better: 'lower', get: (r) => r.broadcast?.latency.summary.p50, show: ms },
+  { label: 'broadcast: latency p99 (ms)', better: 'lower', get: (r) => r.broadcast?.latency.summary.p99, show: ms },
+  { label: 'broadcast: latency p99.9 (ms)', better: 'lower', get: (r) => r.broadcast?.latency.summary.p999, show: ms },
+  { label: 'broadcast: delivered / expected (%)', better: 'higher', get: (r) => r.broadcast === null ? null : r.broadcast.delivered / Math.max(1, r.broadcast.expected) * 100, show: (x) => fmt(x, 1) },
+  { label: 'broadcast: subscribers closed by the server', better: 'lower', get: (r) => r.broadcast?.closedByServer },
+  { label: 'broadcast: MB/s read by the subscribers', better: 'higher', get: (r) => r.broadcast?.subscriberBytesPerSec == null ? null : r.broadcast.subscriberBytesPerSec / 1e6, show: (x) => fmt(x, 1) },
+  { label: 'broadcast: loopback MB/s (whole machine, /proc/net/dev)', better: 'higher', get: (r) => r.broadcast === null ? null : r.broadcast.window.loBytesPerSec / 1e6, show: (x) => fmt(x, 1) },
+  { label: 'one2one: highest clean rate (msgs/s)', better: 'higher', get: (r) => r.one2one?.cleanRate },
+  { label: 'one2one: ceiling (deliveries/s)', better: 'higher', get: (r) => r.one2one?.ceiling },
+  { label: 'one2one: p99 at the highest clean rate (ms)', better: 'lower', get: (r) => r.one2one?.steps.find((s) => s.rate === r.one2one!.cleanRate)?.latency.summary.p99, show: ms },
+  { label: 'publish (autocannon): requests/s', better: 'higher', get: (r) => r.publish?.result.rps },
+  { label: 'publish (autocannon): latency p99 (ms)', better: 'lower', get: (r) => r.publish?.result.p99, show: ms }
+]
+
+/** The headline figure of each scenario (what the smoke test checks is positive). */
+const HEADLINES: Record<Scenario, string> = {
+  memory: 'memory: server PSS with N idle SSE subscribers (MiB)',
+  rate: 'rate 3 msg/s: latency p99 (ms)',
+  broadcast: 'broadcast: deliveries/s',
+  one2one: 'one2one: ceiling (deliveries/s)',
+  publish: 'publish (autocannon): requests/s'
+}
+
+function ratio (a: number | null | undefined, b: number | null | undefined): string {
+  if (a === null || a === undefined || b === null || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return 'n/a'
+  return (a / b).toFixed(2)
+}
+
+function report (results: ServerResult[], started: Date, wall: number, loadBefore: number[], loadAfter: number[]): { md: string, svgs: Record<string, string> } {
+  const date = started.toISOString().slice(0, 10)
+  const knobs = ['BENCH_SMOKE', 'SUBSCRIBERS', 'DURATION', 'RATE_DURATION', 'STEP_DURATION', 'ONE2ONE_RATES', 'P99_BOUND_MS', 'WORKERS', 'SCENARIOS', 'SERVERS',
+    'BROADCAST_CONCURRENCY', 'LOADGEN_PROCS', 'CONCURRENCY', 'ADDR_CONNS', 'REPORT_MS']
+  const set = knobs.filter((k) => env[k] !== undefined).map((k) => `${k}=${env[k]}`)
+  const dirty = shell('git', ['status', '--porcelain', '--untracked-files=no']).length > 0 ? ' (+ uncommitted changes)' : ''
+  const memTotal = /MemTotal:\s+(\d+) kB/.exec(readFileSync('/proc/meminfo', 'utf8'))
+  const cpuModel = os.cpus()[0]?.model ?? '?'
+  const by = new Map(results.map((r) => [r.name, r]))
+  const cols = results.map((r) => r.name)
+  const ratioCols: Array<[string, string, string]> = []
+  for (const p of ['parkline', 'parkline1']) {
+    if (!by.has(p)) continue
+    const pl = p === 'parkline' ? `Parkline${K.workers === 1 ? '' : ` ×${K.workers}`}` : 'Parkline ×1'
+    if (by.has('nchan')) ratioCols.push([`${pl} / Nchan`, p, 'nchan'])
+    if (by.has('floor')) ratioCols.push([`${pl} / floor`, p, 'floor'])
+  }
+  const L: string[] = []
+  L.push(`# Parkline benchmark suite (${date})`, '')
+  L.push(`- command: \`${[...set, 'npm run bench'].join(' ')}\` (= \`${[...set, 'node benchmarks/run.ts'].join(' ')}\`)`)
+  L.push(`- commit: ${shell('git', ['rev-parse', '--short', 'HEAD'])}${dirty}; Node ${process.version}; ${nginxVersion()}; autocannon, undici, hdr-histogram-js (pure JS) from node_modules`)
+  L.push(`- machine: ${os.availableParallelism()} cores (${cpuModel}), MemTotal ${memTotal === null ? '?' : (Number(memTotal[1]) / 1048576).toFixed(1) + ' GiB'}, Linux ${os.release()}; ` +
+    `open files capped at 20,000 per process`)
+  L.push(`- **shared machine**: other agents ran on it too; load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${loadAfter.map((x) => x.toFixed(2)).join(' ')} after; ` +
+    'server, load generator and publisher all share its cores (see "machine busy" below)')
+  L.push(`- knobs: ${K.subscribers} subscribers, DURATION ${K.duration} s, RATE_DURATION ${K.rateDuration} s, STEP_DURATION ${K.stepDuration} s, one2one rates ${K.rates.join(', ')} msgs/s, ` +
+    `p99 bound ${K.p99Bound} ms, WORKERS ${K.workers}, scenarios ${K.scenarios.join(',')}, servers ${K.servers.join(',')}, broadcast closed-loop concurrency ${K.broadcastConcurrency}, ` +
+    `${K.loadgenProcs}+ load-generator processes, ${K.concurrency} connects in flight per process, ${K.addrConns} sockets per source address (127.0.x.y); total wall time ${wall.toFixed(0)} s`)
+  L.push('')
+  L.push('## Results', '')
+  L.push(`| measure | better | ${cols.map((c) => by.get(c)!.label).join(' | ')} | ${ratioCols.map((c) => c[0]).join(' | ')} |`)
+  L.push(`|---|---|${cols.map(() => '--:').join('|')}|${ratioCols.map(() => '--:').join('|')}|`)
+  for (const row of ROWS) {
+    const show = row.show ?? ((x: number | null | undefined) => fmt(x))
+    const vals = cols.map((c) => { const r = by.get(c)!; return r.error !== null ? 'failed' : show(row.get(r)) })
+    const ratios = ratioCols.map(([, a, b]) => ratio(row.get(by.get(a)!), row.get(by.get(b)!)))
+    L.push(`| ${row.label} | ${row.better} | ${vals.join(' | ')} | ${ratios.join(' | ')} |`)
+  }
+  L.push('')
+  const failed = results.filter((r) => r.error !== null)
+  if (failed.length > 0) {
+    L.push('**Failed runs**', '')
+    for (const r of failed) L.push(`- ${r.label}: ${r.error}`)
+    L.push('')
+  }
+  L.push('Ratios divide the Parkline figure by the other server\'s; whether > 1 is good depends on the "better" column.', '')
+
+  L.push('## What bound each run (CPU % of one core per process, over the measurement window)', '')
+  L.push('| server | scenario | server processes | load generator | publisher | orchestrator | machine busy (of ' + os.availableParallelism() * 100 + ') | of which not ours | subscribers MB/s | loopback MB/s (machine) | bound by |')
+  L.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|')
+  for (const r of results) {
+    const windows: Array<[string, Window | undefined, number | undefined]> = [
+      ['rate', r.rate?.window, r.rate?.subscriberBytesPerSec], ['broadcast', r.broadcast?.window, r.broadcast?.subscriberBytesPerSec],
+      ...(r.one2one?.steps ?? []).map((s): [string, Window, number] => [`one2one ${s.rate}/s`, s.window, s.subscriberBytesPerSec]),
+      ['publish', r.publish?.window, undefined]
+    ]
+    for (const [name, w, subBytes] of windows) {
+      if (w === undefined) continue
+      const c = cpuSummary(w)
+      const ours = w.cpu.reduce((a, x) => a + x.pct, 0)
+      L.push(`| ${r.label} | ${name} | ${c.server} | ${c.loadgen} | ${c.publisher} | ${c.orchestrator} | ${Math.round(w.machineBusyPct)} | ${Math.max(0, Math.round(w.machineBusyPct - ours))} | ` +
+        `${subBytes === undefined ? '-' : fmt(subBytes / 1e6, 1)} | ${fmt(w.loBytesPerSec / 1e6, 1)} | ${boundBy(w)} |`)
+    }
+  }
+  L.push('', 'A process at >= 85% of a core is CPU-bound (Node and nginx workers are single-threaded); "machine CPU saturated" means all cores were busy, whoever used them. ' +
+    '"Not ours" = machine busy (/proc/stat) minus the processes listed: other tenants of this shared machine, and the kernel\'s softirq work for loopback. ' +
+    '"Subscribers MB/s" is what the load generator read (exact); "loopback" is every byte on lo, other tenants included.', '')
+
+  L.push('## Latency detail (ms)', '')
+  L.push('| server | scenario | messages | min | mean | stddev | max | p50 | p99 | p99.9 | publish RTT p50 | publish RTT p99 |')
+  L.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|')
+  for (const r of results) {
+    const flows: Array<[string, FlowResult | null | undefined]> = [['rate 3/s', r.rate], ['broadcast', r.broadcast], ...(r.one2one?.steps ?? []).map((s): [string, FlowResult] => [`one2one ${s.rate}/s`, s])]
+    for (const [name, f] of flows) {
+      if (f === null || f === undefined) continue
+      const s = f.latency.summary
+      L.push(`| ${r.label} | ${name} | ${fmt(s.count)} | ${ms(s.min)} | ${ms(s.mean)} | ${ms(s.stddev)} | ${ms(s.max)} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.p999)} | ${ms(f.pubLatency.p50)} | ${ms(f.pubLatency.p99)} |`)
+    }
+  }
+  L.push('')
+  L.push('## one2one steps', '')
+  L.push('| server | target msgs/s | published/s | delivered / expected | deliveries/s | p99 (ms) | clean | why not |')
+  L.push('|---|--:|--:|--:|--:|--:|---|---|')
+  for (const r of results) {
+    for (const s of r.one2one?.steps ?? []) {
+      L.push(`| ${r.label} | ${fmt(s.rate)} | ${fmt(s.publishedPerSec)} | ${fmt(s.delivered)} / ${fmt(s.expected)} | ${fmt(s.deliveriesPerSec)} | ${ms(s.latency.summary.p99)} | ${s.clean ? 'yes' : 'no'} | ${s.why} |`)
+    }
+  }
+  L.push('')
+  const svgs: Record<string, string> = {}
+  const curves = (pick: (r: ServerResult) => FlowResult | null | undefined): Array<{ name: string, points: Array<[number, number]> }> =>
+    results.filter((r) => pick(r) != null).map((r) => ({ name: r.label, points: pick(r)!.latency.curve }))
+  if (results.some((r) => r.broadcast !== null)) {
+    svgs.broadcast = lineChart(curves((r) => r.broadcast), { title: `Broadcast latency by percentile (${K.subscribers} SSE subscribers, 1 channel)`, xLabel: 'percentile', yLabel: 'latency (ms, log)', yLog: true, xTicks: PERCENTILE_TICKS })
+  }
+  if (results.some((r) => r.rate !== null)) {
+    svgs.rate = lineChart(curves((r) => r.rate), { title: `Latency by percentile at 3 msg/s (${K.subscribers} SSE subscribers)`, xLabel: 'percentile', yLabel: 'latency (ms, log)', yLog: true, xTicks: PERCENTILE_TICKS })
+  }
+  const ramps = results.filter((r) => r.memory !== null || r.one2one !== null)
+    .map((r) => ({ name: r.label, points: r.memory?.timeline ?? r.one2one!.timeline }))
+  if (ramps.length > 0) {
+    svgs.ramp = lineChart(ramps, { title: `Connections over time during the ramp (${K.subscribers} SSE subscribers)`, xLabel: 'seconds', yLabel: 'connected subscribers' })
+  }
+  L.push('## Plots', '')
+  for (const name of Object.keys(svgs)) L.push(`![${name}](SVG:${name})`, '')
+  L.push('## Method', '')
+  L.push('- Servers under test, one after another, each a child process on a loopback port:')
+  for (const r of results) L.push(`  - ${r.label}: \`${r.describe}\``)
+  L.push('  - the floor answers any GET with an SSE head and fans each POSTed body out as `data: <body>\\n\\n`, one write per socket, no ids/buffer/backpressure.')
+  L.push('- Load generator (benchmarks/loadgen.ts): raw node:net SSE clients with a shared `onread` buffer, spread over child processes (<= 18,000 sockets each) and source addresses 127.0.x.y. ' +
+    'Latency = receive time - the publisher\'s send time embedded in the body (`performance.timeOrigin + performance.now()`), recorded for EVERY message in an HDR histogram per child ' +
+    '(µs, 3 significant digits), pulled encoded and merged by the parent.')
+  L.push('- Publisher (benchmarks/publisher.ts, its own process): undici Pool with keep-alive. rate: open loop, 3 msgs/s. broadcast: closed loop (next POST when the previous answered). ' +
+    'one2one: open loop at each rate over N channels round-robin (32 connections, <= 256 outstanding; more is counted "late"). publish: autocannon -c 100 -p 10 on a channel without subscribers.')
+  L.push('- Memory: PSS (shared pages split, so nginx\'s shared memory counts once) summed over the server\'s processes, before and ' +
+    `${K.settleMs} ms after the ramp, without forcing GC (benchmarks/connections.ts measures Parkline precisely after GC); kernel slab from /proc/meminfo, machine wide, so it includes the load generator's end of each connection.`)
+  L.push(`- Drain: after the publisher stops, the window stays open until every expected message arrived or none arrived for 1 s (at most ${K.drainMs / 1000} s); deliveries/s = messages received / window.`)
+  L.push('- Bandwidth: bytes received on `lo` (/proc/net/dev) over the window. CPU: utime+stime deltas from /proc/<pid>/stat; machine busy from /proc/stat.')
+  if (results.some((r) => r.nginxConf !== null)) {
+    L.push('', '<details><summary>generated nginx.conf</summary>', '', '```nginx', results.find((r) => r.nginxConf !== null)!.nginxConf!.trim(), '```', '', '</details>')
+  }
+  L.push('')
+  return { md: L.join('\n'), svgs }
+}
+
+async function main (): Promise<void> {
+  const started = new Date()
+  const t0 = performance.now()
+  const loadBefore = os.loadavg()
+  log(`bench suite: servers ${K.servers.join(',')}; scenarios ${K.scenarios.join(',')}; ${K.subscribers} subscribers${SMOKE ? ' (smoke)' : ''}`)
+  const results: ServerResult[] = []
+  for (const name of K.servers) {
+    try {
+      results.push(await benchServer(name))
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err)
+      log(`${name} failed: ${msg}`)
+      results.push({ name, label: SERVER_KINDS.find((k) => k.name === name)!.label, describe: '', error: msg, memory: null, rate: null, broadcast: null, one2one: null, publish: null, nginxConf: null })
+    }
+  }
+  const wall = (performance.now() - t0) / 1000
+  const { md, svgs } = report(results, started, wall, loadBefore, os.loadavg())
+  const out = env.BENCH_OUT !== undefined && env.BENCH_OUT !== ''
+    ? path.resolve(env.BENCH_OUT)
+    : path.join(ROOT, 'benchmarks', 'results', `suite-${started.toISOString().slice(0, 10)}${SMOKE ? '-smoke' : ''}.md`)
+  const base = out.replace(/\.md$/, '')
+  let doc = md
+  mkdirSync(path.dirname(out), { recursive: true })
+  for (const [name, svg] of Object.entries(svgs)) {
+    const file = `${base}-${name}.svg`
+    writeFileSync(file, svg)
+    doc = doc.replace(`(SVG:${name})`, `(${path.basename(file)})`)
+  }
+  writeFileSync(out, doc)
+  const headlines: Record<string, Record<string, number | null>> = {}
+  for (const r of results) {
+    headlines[r.name] = {}
+    for (const s of K.scenarios as Scenario[]) {
+      const row = ROWS.find((x) => x.label === HEADLINES[s])!
+      const v = r.error === null ? row.get(r) : null
+      headlines[r.name]![s] = v === undefined || v === null || !Number.isFinite(v) ? null : v
+    }
+  }
+  writeFileSync(`${base}.json`, JSON.stringify({ knobs: K, headlines, errors: Object.fromEntries(results.map((r) => [r.name, r.error])) }, null, 2) + '\n')
+  log(`wrote ${path.relative(process.cwd(), out)} (+ ${Object.keys(svgs).length} SVG, JSON)`)
+  if (results.some((r) => r.error !== null)) {
+    const nchan = results.find((r) => r.name === 'nchan' && r.error !== null)
+    if (nchan !== undefined) log(`Nchan did not run: ${nchan.error}\n  (install: ${APT_LINE})`)
+    process.exitCode = 1
+  }
+}
+
+await main()
+clearTimeout(watchdog)

@@ -1,0 +1,98 @@
+// The floor: the least a Node process can do to serve the benchmark's traffic. Plain node:net,
+// one tiny HTTP/1.1 parser (Content-Length bodies, keep-alive, pipelining):
+//   GET  /<anything>/<channel>  -> SSE head + `: hi`, then the socket is a subscriber of <channel>
+//   POST /<anything>/<channel>  -> `data: <body>\n\n` framed once, one write per subscriber socket,
+//                                  then 201 (had subscribers) or 202, empty body, kept alive
+// No ids, no buffer, no backpressure handling: what every real server must add costs on top.
+//
+//   node benchmarks/suite/floor-server.ts PORT [HOST]   prints "floor listening on PORT"
+import net from 'node:net'
+
+const SSE_HEAD = Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n' +
+  'Cache-Control: no-cache\r\nConnection: close\r\n\r\n: hi\n\n', 'latin1')
+const R201 = Buffer.from('HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n', 'latin1')
+const R202 = Buffer.from('HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n', 'latin1')
+const R405 = Buffer.from('HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n', 'latin1')
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1')
+const DATA = Buffer.from('data: ', 'latin1')
+const EOM = Buffer.from('\n\n', 'latin1')
+const CONTENT_LENGTH = /\r\ncontent-length:[ \t]*(\d+)/i
+
+const kBuf = Symbol('buf')
+const kChannel = Symbol('channel')
+
+type FloorSocket = net.Socket & { [kBuf]: Buffer | null, [kChannel]: Set<FloorSocket> | null }
+
+const channels = new Map<string, Set<FloorSocket>>()
+
+function channelId (path: string): string {
+  const q = path.indexOf('?')
+  const p = q === -1 ? path : path.slice(0, q)
+  return p.slice(p.lastIndexOf('/') + 1)
+}
+
+function publish (id: string, body: Buffer): number {
+  const subs = channels.get(id)
+  if (subs === undefined || subs.size === 0) return 0
+  const frame = Buffer.concat([DATA, body, EOM]) // serialized once, written to every subscriber
+  for (const s of subs) s.write(frame)
+  return subs.size
+}
+
+function onData (this: FloorSocket, chunk: Buffer): void {
+  if (this[kChannel] !== null) return // a subscriber sends nothing more
+  const buf = this[kBuf] === null ? chunk : Buffer.concat([this[kBuf], chunk])
+  let pos = 0
+  for (;;) {
+    const end = buf.indexOf(HEAD_END, pos)
+    if (end === -1) break
+    const head = buf.toString('latin1', pos, end)
+    const m = CONTENT_LENGTH.exec(head)
+    const len = m === null ? 0 : Number(m[1])
+    const bodyStart = end + 4
+    if (buf.length < bodyStart + len) break
+    pos = bodyStart + len
+    const sp1 = head.indexOf(' ')
+    const sp2 = head.indexOf(' ', sp1 + 1)
+    const method = head.slice(0, sp1)
+    const id = channelId(head.slice(sp1 + 1, sp2))
+    if (method === 'GET') {
+      let set = channels.get(id)
+      if (set === undefined) channels.set(id, set = new Set())
+      set.add(this)
+      this[kChannel] = set
+      this[kBuf] = null
+      this.write(SSE_HEAD)
+      return
+    }
+    if (method === 'POST' || method === 'PUT') this.write(publish(id, buf.subarray(bodyStart, pos)) > 0 ? R201 : R202)
+    else this.write(R405)
+  }
+  this[kBuf] = pos === buf.length ? null : Buffer.from(buf.subarray(pos))
+}
+
+function onClose (this: FloorSocket): void {
+  const set = this[kChannel]
+  if (set !== null) set.delete(this)
+  this[kChannel] = null
+  this[kBuf] = null
+}
+
+function onError (): void {}
+
+function onConnection (socket: net.Socket): void {
+  const s = socket as FloorSocket
+  s[kBuf] = null
+  s[kChannel] = null
+  s.on('data', onData)
+  s.on('close', onClose)
+  s.on('error', onError)
+}
+
+const port = Number(process.argv[2] ?? 0)
+const host = process.argv[3] ?? '127.0.0.1'
+const server = net.createServer({ noDelay: true }, onConnection)
+server.listen({ port, host, backlog: 4096 }, () => {
+  process.stdout.write(`floor listening on ${(server.address() as net.AddressInfo).port}\n`)
+})
+process.on('SIGTERM', () => process.exit(0))

@@ -1,0 +1,286 @@
+// Servers under test, each a child process on a loopback port: Parkline (`bin/parkline.ts serve`,
+// N workers or a single process), Nchan (nginx + libnginx-mod-nchan, config generated in a temp
+// dir) and the floor (suite/floor-server.ts). Every process started here is recorded by PID and
+// killed by PID in stop() or, at the latest, by killAllStarted() from the orchestrator's exit hooks.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { childrenOf } from './proc.ts'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+const NODE = process.execPath
+
+export const APT_LINE = 'apt-get install -y nginx libnginx-mod-nchan'
+
+export interface ServerKind { name: string, label: string }
+
+export const SERVER_KINDS: readonly ServerKind[] = [
+  { name: 'parkline', label: 'Parkline' },
+  { name: 'parkline1', label: 'Parkline --workers 1' },
+  { name: 'nchan', label: 'Nchan (nginx)' },
+  { name: 'floor', label: 'floor (bare node:net)' }
+]
+
+export interface ServerHandle {
+  kind: ServerKind
+  port: number
+  /** What exactly runs (command line / config summary), for the report. */
+  describe: string
+  /** The server's processes now, labelled (workers are looked up again on every call). */
+  procs (): Array<{ pid: number, label: string }>
+  stop (): Promise<void>
+}
+
+/** PIDs of every process this module started (and their recorded children), for exit hooks. */
+const startedPids = new Set<number>()
+
+export function killAllStarted (): void {
+  for (const pid of startedPids) {
+    try { process.kill(pid, 'SIGKILL') } catch {}
+  }
+  startedPids.clear()
+}
+
+export async function freePort (): Promise<number> {
+  const srv = net.createServer()
+  srv.listen(0, '127.0.0.1')
+  await once(srv, 'listening')
+  const port = (srv.address() as net.AddressInfo).port
+  await new Promise((resolve) => srv.close(resolve))
+  return port
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** One HTTP request on a fresh connection; resolves with the status code, or null. */
+function probe (port: number, ms: number): Promise<number | null> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1' })
+    let buf = ''
+    const done = (v: number | null): void => { clearTimeout(t); s.destroy(); resolve(v) }
+    const t = setTimeout(() => done(null), ms)
+    s.on('connect', () => s.write('GET /pub/bench-ready-probe HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'))
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('latin1')
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(buf)
+      if (m !== null) done(Number(m[1]))
+    })
+    s.on('error', () => done(null))
+  })
+}
+
+/** Wait until `count` probes in a row get an HTTP answer (with SO_REUSEPORT they land on random workers). */
+async function waitReady (port: number, child: ChildProcess, ms: number, log: () => string): Promise<void> {
+  const deadline = Date.now() + ms
+  let ok = 0
+  while (ok < 8) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`server exited (${child.exitCode ?? child.signalCode}): ${log()}`)
+    if (Date.now() > deadline) throw new Error(`server on port ${port} not ready after ${ms} ms: ${log()}`)
+    if (await probe(port, 1000) !== null) ok++
+    else { ok = 0; await sleep(100) }
+  }
+}
+
+function capture (child: ChildProcess): () => string {
+  let tail = ''
+  const add = (d: Buffer): void => { tail = (tail + d.toString()).slice(-4000) }
+  child.stdout?.on('data', add)
+  child.stderr?.on('data', add)
+  return () => tail.trim()
+}
+
+async function stopProcessTree (child: ChildProcess, extra: () => number[], signal: NodeJS.Signals, ms: number): Promise<void> {
+  const kids = extra()
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = once(child, 'exit')
+    child.kill(signal)
+    const timer = sleep(ms).then(() => 'timeout')
+    if (await Promise.race([exited.then(() => 'exit'), timer]) === 'timeout') {
+      child.kill('SIGKILL')
+      await exited
+    }
+  }
+  // children that outlived their parent (they were started on our behalf): by PID
+  for (const pid of kids) {
+    try { process.kill(pid, 'SIGKILL') } catch {}
+    startedPids.delete(pid)
+  }
+  if (child.pid !== undefined) startedPids.delete(child.pid)
+}
+
+async function startParkline (kind: ServerKind, workers: number): Promise<ServerHandle> {
+  const port = await freePort()
+  const args = ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', String(workers),
+    '--drain-window', '0', '--log-level', 'warn']
+  const child = spawn(NODE, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  startedPids.add(child.pid!)
+  const log = capture(child)
+  const workerPids = (): number[] => workers > 1 ? childrenOf(child.pid!) : []
+  try {
+    if (workers > 1) {
+      const deadline = Date.now() + 20000
+      while (workerPids().length < workers) {
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`parkline workers did not start: ${log()}`)
+        await sleep(100)
+      }
+    }
+    await waitReady(port, child, 20000, log)
+  } catch (err) {
+    await stopProcessTree(child, workerPids, 'SIGKILL', 1000)
+    throw err
+  }
+  for (const pid of workerPids()) startedPids.add(pid)
+  return {
+    kind,
+    port,
+    describe: `node ${args.join(' ')} (conf/parkline.json defaults otherwise)`,
+    procs: () => workers > 1
+      ? [{ pid: child.pid!, label: 'parkline primary' }, ...workerPids().map((pid) => ({ pid, label: 'parkline worker' }))]
+      : [{ pid: child.pid!, label: 'parkline' }],
+    stop: () => stopProcessTree(child, workerPids, 'SIGTERM', 5000)
+  }
+}
+
+/** The nchan module's .so, or null when nginx or the module is not installed. */
+export function nchanModule (): string | null {
+  const nginx = ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p))
+  if (nginx === undefined) return null
+  for (const dir of ['/usr/lib/nginx/modules', '/usr/share/nginx/modules']) {
+    const so = path.join(dir, 'ngx_nchan_module.so')
+    if (existsSync(so)) return so
+  }
+  // modules-available/mod-nchan.conf names the module relative to nginx's prefix
+  for (const conf of ['/usr/share/nginx/modules-available/mod-nchan.conf', '/etc/nginx/modules-enabled/50-mod-nchan.conf']) {
+    if (!existsSync(conf)) continue
+    const m = /load_module\s+([^;]+);/.exec(readFileSync(conf, 'utf8'))
+    if (m !== null) {
+      const so = path.isAbsolute(m[1]!) ? m[1]! : path.join('/usr/share/nginx', m[1]!)
+      if (existsSync(so)) return so
+    }
+  }
+  return null
+}
+
+export function nginxBinary (): string | null {
+  return ['/usr/sbin/nginx', '/usr/local/sbin/nginx'].find((p) => existsSync(p)) ?? null
+}
+
+export function nginxVersion (): string {
+  const bin = nginxBinary()
+  if (bin === null) return 'not installed'
+  try {
+    const dpkg = readFileSync('/var/lib/dpkg/status', 'utf8')
+    const v = (pkg: string): string => new RegExp(`Package: ${pkg}\\n(?:.+\\n)*?Version: (.+)`).exec(dpkg)?.[1] ?? '?'
+    return `nginx ${v('nginx')}, libnginx-mod-nchan ${v('libnginx-mod-nchan')}`
+  } catch {
+    return 'nginx (version unknown)'
+  }
+}
+
+async function startNchan (kind: ServerKind, tmp: string): Promise<ServerHandle> {
+  const so = nchanModule()
+  const bin = nginxBinary()
+  if (so === null || bin === null) {
+    throw new Error(`Nchan is not installed (nginx ${bin ?? 'missing'}, nchan module ${so ?? 'missing'}); install it with: ${APT_LINE}`)
+  }
+  const port = await freePort()
+  const dir = path.join(tmp, `nginx-${port}`)
+  mkdirSync(path.join(dir, 'logs'), { recursive: true })
+  const conf = `# generated by benchmarks/suite/servers.ts
+load_module ${so};
+worker_processes 2;
+worker_rlimit_nofile 20000;
+daemon off;
+master_process on;
+pid ${dir}/nginx.pid;
+error_log ${dir}/logs/error.log warn;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  client_body_buffer_size 64k;
+  keepalive_requests 1000000;
+  nchan_shared_memory_size 2048m;
+  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    location ~ ^/pub/(.+)$ {
+      nchan_publisher;
+      nchan_channel_id $1;
+      nchan_message_buffer_length 100;
+    }
+    location ~ ^/sub/(.+)$ {
+      nchan_subscriber;
+      nchan_channel_id $1;
+      nchan_message_buffer_length 100;
+    }
+  }
+}
+`
+  const confFile = path.join(dir, 'nginx.conf')
+  writeFileSync(confFile, conf)
+  const args = ['-p', dir, '-c', confFile, '-e', path.join(dir, 'logs', 'error.log')]
+  const child = spawn(bin, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+  startedPids.add(child.pid!)
+  const log = (): string => {
+    try { return readFileSync(path.join(dir, 'logs', 'error.log'), 'utf8').slice(-2000) } catch { return '' }
+  }
+  const workerPids = (): number[] => childrenOf(child.pid!)
+  capture(child)
+  try {
+    await waitReady(port, child, 15000, log)
+  } catch (err) {
+    await stopProcessTree(child, workerPids, 'SIGKILL', 1000)
+    throw err
+  }
+  for (const pid of workerPids()) startedPids.add(pid)
+  return {
+    kind,
+    port,
+    describe: `${bin} ${args.join(' ')}: worker_processes 2, nchan_message_buffer_length 100, nchan_shared_memory_size 2048m (config written next to the report)`,
+    procs: () => [{ pid: child.pid!, label: 'nginx master' }, ...workerPids().map((pid) => ({ pid, label: 'nginx worker' }))],
+    stop: () => stopProcessTree(child, workerPids, 'SIGTERM', 5000)
+  }
+}
+
+export function nchanConfig (tmp: string, port: number): string | null {
+  try { return readFileSync(path.join(tmp, `nginx-${port}`, 'nginx.conf'), 'utf8') } catch { return null }
+}
+
+async function startFloor (kind: ServerKind): Promise<ServerHandle> {
+  const port = await freePort()
+  const args = ['benchmarks/suite/floor-server.ts', String(port), '127.0.0.1']
+  const child = spawn(NODE, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  startedPids.add(child.pid!)
+  const log = capture(child)
+  try {
+    await waitReady(port, child, 15000, log)
+  } catch (err) {
+    await stopProcessTree(child, () => [], 'SIGKILL', 1000)
+    throw err
+  }
+  return {
+    kind,
+    port,
+    describe: `node ${args.join(' ')}`,
+    procs: () => [{ pid: child.pid!, label: 'floor' }],
+    stop: () => stopProcessTree(child, () => [], 'SIGTERM', 3000)
+  }
+}
+
+export async function startServer (name: string, opts: { workers: number, tmp: string }): Promise<ServerHandle> {
+  const kind = SERVER_KINDS.find((k) => k.name === name)
+  if (kind === undefined) throw new Error(`unknown server "${name}" (known: ${SERVER_KINDS.map((k) => k.name).join(', ')})`)
+  switch (name) {
+    case 'parkline': return startParkline({ ...kind, label: `Parkline --workers ${opts.workers}` }, opts.workers)
+    case 'parkline1': return startParkline(kind, 1)
+    case 'nchan': return startNchan(kind, opts.tmp)
+    default: return startFloor(kind)
+  }
+}

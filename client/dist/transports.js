@@ -1,0 +1,508 @@
+// Generated from client/transports.ts by client/build.ts: edit the .ts file, then run `node client/build.ts`.
+// The Parkline client's transports, one small class each with the same shape (centrifuge-js
+// src/transport_*.ts): `supported()`, `open(lastId)`, `close()`, and four callbacks. A transport
+// delivers messages of one connection and reports how it ended; choosing the next transport and the
+// delay is the Parkline class's job (parkline.ts).
+//
+//   websocket    WebSocket with the `ws+meta.parkline` (or `ws+meta.nchan`) subprotocol (§7)
+//   eventsource  text/event-stream read with fetch (§6), so `: hi` is visible (buffering proxies)
+//                and it works the same in browsers and Node 24 (which has no global EventSource)
+//   longpoll     one GET per message, walking with If-Modified-Since / If-None-Match (§5)
+import {
+                 SseParser, cursorHeaders, longpollId, parseWsMeta, parseWsMetaBytes, retryAfterMs, withQuery
+} from './wire.js'
+
+
+
+export const TRANSPORT_NAMES                           = ['websocket', 'eventsource', 'longpoll']
+
+/** The subset of the WebSocket API the client uses (browsers' and Node 24's global WebSocket). */
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** Everything a transport needs; built once by the Parkline client. */
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/** How a connection ended. */
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+function closeInfo (opened         , reason        , extra                     = {})            {
+  return { opened, reason, hint: null, refused: false, fallback: false, badCursor: false, clean: false, ...extra }
+}
+
+/** Ask for the next message after `lastId` with one long-poll GET: the id it answers with, or null. */
+async function probeOnce (ctx                  , lastId               , signal             )                                     {
+  const res = await ctx.fetch (ctx.url, {
+    headers: lastId === null ? {} : (cursorHeaders(lastId) ?? {}), signal, cache: 'no-store', credentials: ctx.credentials
+  })
+  if (res.status !== 200) return null
+  return longpollId(res.headers.get('Last-Modified'), res.headers.get('Etag'))
+}
+
+// Node: undici publishes every ping a WebSocket receives on a diagnostics channel, so the silence
+// watchdog can count pings there (browsers hide pings from scripts: there the watchdog probes).
+
+const pingTargets = new WeakMap                    ()
+let pingHooked = false
+function hookPings ()       {
+  if (pingHooked) return
+  pingHooked = true
+  try {
+    const p = (globalThis                                                                ).process
+    const dc = p?.getBuiltinModule?.('node:diagnostics_channel')
+    dc?.subscribe?.('undici:websocket:ping', (msg) => {
+      const ws = (msg                                 )?.websocket
+      if (ws !== undefined) pingTargets.get(ws)?.()
+    })
+  } catch {}
+}
+
+const WS_PROTOCOLS = ['ws+meta.nchan', 'ws+meta.parkline']
+
+/**
+ * WebSocket (§7). Offers `ws+meta.nchan` first: Nchan only answers a header that starts with it,
+ * while Parkline picks `ws+meta.parkline` from anywhere in the list (and so adds `gap:` lines).
+ * Fails over when the socket does not open within connectTimeout, and when it stays silent (no
+ * message, no ping) for `keepalive` ms while a long-poll probe shows a message it never delivered.
+ */
+export class WebSocketTransport                            {
+           name = 'websocket'
+  #ctx
+  #cb
+  #ws                       = null
+  #timer                                       = null
+  #probe                         = null
+  #opened = false
+  #done = true
+  #lastId                = null
+  #seen           = []
+
+  constructor (ctx                  , cb                    ) {
+    this.#ctx = ctx
+    this.#cb = cb
+  }
+
+  supported ()          {
+    return typeof this.#ctx.WebSocket === 'function'
+  }
+
+  open (lastId               )       {
+    this.#done = false
+    this.#opened = false
+    this.#lastId = lastId
+    this.#seen = []
+    const url = lastId === null ? this.#ctx.wsUrl : withQuery(this.#ctx.wsUrl, 'last_event_id', lastId)
+    let ws
+    try {
+      ws = new this.#ctx.WebSocket (url, WS_PROTOCOLS)
+    } catch (err) {
+      this.#finish(closeInfo(false, `websocket: ${(err         ).message}`, { fallback: true }))
+      return
+    }
+    this.#ws = ws
+    ws.binaryType = 'arraybuffer'
+    this.#arm(this.#ctx.connectTimeout, () => {
+      this.#finish(closeInfo(false, `websocket: not open after ${this.#ctx.connectTimeout} ms`, { fallback: true }))
+    })
+    ws.onopen = () => {
+      if (this.#done) return
+      this.#opened = true
+      this.#quiet()
+      this.#cb.onOpen()
+    }
+    ws.onmessage = (ev) => {
+      if (this.#done) return
+      this.#quiet()
+      this.#frame(ev.data)
+    }
+    ws.onclose = (ev) => {
+      if (this.#done) return
+      const reason = `websocket close ${ev.code}${ev.reason === '' ? '' : ' ' + ev.reason}`
+      // 1001 503 (shutdown), 1013 (overflow): the server wants us back, just not at once
+      const refused = ev.code === 1013 || (ev.code === 1001 && ev.reason.startsWith('503'))
+      this.#finish(closeInfo(this.#opened, reason, { refused, fallback: !this.#opened, clean: ev.code !== 1006 }))
+    }
+    ws.onerror = () => {}
+    if (this.#ctx.keepalive > 0) {
+      hookPings()
+      pingTargets.set(ws, () => { if (!this.#done && this.#opened) this.#quiet() })
+    }
+  }
+
+  /** (Re)start the silence watchdog. */
+  #quiet ()       {
+    if (this.#ctx.keepalive <= 0 || this.#probe !== null) return
+    this.#arm(this.#ctx.keepalive, () => { this.#checkSilence() })
+  }
+
+  #arm (ms        , fn            )       {
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => { this.#timer = null; fn() }, ms)
+  }
+
+  /**
+   * Silent for a whole keepalive window. Browsers hide pings, so ask the server directly: one
+   * long-poll for the next message after our cursor. An answer this socket never delivered means
+   * the socket is dead (a proxy that passed the handshake and swallows frames); a park means the
+   * channel is simply idle.
+   */
+  #checkSilence ()       {
+    if (this.#done || this.#ctx.fetch === undefined) return
+    const ac = new AbortController()
+    this.#probe = ac
+    const stop = setTimeout(() => ac.abort(), this.#ctx.probeTimeout)
+    probeOnce(this.#ctx, this.#lastId, ac.signal).then(async (id) => {
+      if (id !== undefined && id !== null && !this.#seen.includes(id)) {
+        // give the socket a moment in case the message is on its way on both paths
+        await new Promise((resolve) => setTimeout(resolve, 250))
+        if (!this.#done && !this.#seen.includes(id)) {
+          this.#finish(closeInfo(true, `websocket silent for ${this.#ctx.keepalive} ms and missed ${id}`, { fallback: true }))
+        }
+      }
+    }, () => {}).finally(() => {
+      clearTimeout(stop)
+      if (this.#probe === ac) this.#probe = null
+      if (!this.#done) this.#quiet()
+    })
+  }
+
+  #frame (data         )       {
+    const isText = typeof data === 'string'
+    let meta = null
+    let body
+    if (isText) {
+      meta = this.#ws .protocol === '' ? null : parseWsMeta(data)
+      body = meta === null ? data : data.slice(meta.length)
+    } else {
+      const buf = data
+      meta = this.#ws .protocol === '' ? null : parseWsMetaBytes(new Uint8Array(buf))
+      body = meta === null ? buf : buf.slice(meta.length)
+    }
+    if (meta?.id !== undefined) {
+      this.#lastId = meta.id
+      this.#seen.push(meta.id)
+      if (this.#seen.length > 64) this.#seen.shift()
+    }
+    if (meta?.gap !== undefined) this.#cb.onGap(meta.gap, meta.id)
+    this.#cb.onMessage(body, { id: meta?.id, contentType: meta?.contentType ?? (isText ? undefined : 'application/octet-stream'), event: undefined })
+  }
+
+  #finish (info           )       {
+    if (this.#done) return
+    this.close()
+    this.#cb.onClose(info)
+  }
+
+  close ()       {
+    this.#done = true
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    this.#probe?.abort()
+    this.#probe = null
+    const ws = this.#ws
+    this.#ws = null
+    if (ws !== null) {
+      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null
+      try { ws.close() } catch {}
+    }
+  }
+}
+
+/**
+ * EventSource stream (§6) read with fetch. Resumes with `?last_event_id=` (a header would force a
+ * CORS preflight, which Nchan does not allow) and asks for gap events with `?parkline_gap=event`
+ * (§11a). The stream counts as open only once body bytes arrive: Parkline and Nchan both send
+ * `: hi` at once, so nothing within connectTimeout means a buffering proxy sits in between.
+ */
+export class EventSourceTransport                            {
+           name = 'eventsource'
+  #ctx
+  #cb
+  #ac                         = null
+  #timer                                       = null
+  #done = true
+  #opened = false
+  #retry                = null
+  #ended                = null
+
+  constructor (ctx                  , cb                    ) {
+    this.#ctx = ctx
+    this.#cb = cb
+  }
+
+  supported ()          {
+    return typeof this.#ctx.fetch === 'function' && typeof TextDecoder === 'function'
+  }
+
+  open (lastId               )       {
+    this.#done = false
+    const ac = new AbortController()
+    this.#ac = ac
+    let url = withQuery(this.#ctx.url, 'parkline_gap', 'event')
+    if (lastId !== null) url = withQuery(url, 'last_event_id', lastId)
+    this.#timer = setTimeout(() => {
+      this.#finish(closeInfo(false, `eventsource: no first byte in ${this.#ctx.connectTimeout} ms`, { fallback: true }))
+    }, this.#ctx.connectTimeout)
+    this.#run(url, ac.signal).catch((err         ) => {
+      this.#finish(closeInfo(this.#opened, `eventsource: ${(err         )?.message ?? String(err)}`, { hint: this.#retry, fallback: !this.#opened }))
+    })
+  }
+
+  async #run (url        , signal             )                {
+    this.#opened = false
+    this.#retry = null
+    this.#ended = null
+    const res = await this.#ctx.fetch (url, {
+      headers: { Accept: 'text/event-stream' }, signal, cache: 'no-store', credentials: this.#ctx.credentials
+    })
+    if (this.#done) return
+    if (res.status !== 200) {
+      const hint = retryAfterMs(res.headers.get('Retry-After'))
+      const refused = res.status === 503 || res.status === 429
+      this.#finish(closeInfo(false, `eventsource: HTTP ${res.status}`, {
+        hint, refused, badCursor: res.status === 400, fallback: !refused && res.status !== 400
+      }))
+      return
+    }
+    const type = res.headers.get('Content-Type') ?? ''
+    if (!type.startsWith('text/event-stream') || res.body === null) {
+      this.#finish(closeInfo(false, `eventsource: answered ${type === '' ? 'without a type' : type}`, { fallback: true }))
+      return
+    }
+    const parser = new SseParser(
+      (ev) => { this.#event(ev) },
+      (text) => {
+        // `:503: 503 Service Unavailable`, `:410: 410 Gone`, `:408: …`: the server ends the stream
+        const m = /^(\d{3}): ?(.*)$/.exec(text)
+        if (m !== null) this.#ended = m[2] === '' ? m[1]  : m[2]
+      },
+      (ms) => { this.#retry = ms }
+    )
+    const reader = res.body.getReader()
+    const decoder = new TextDecoder()
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (this.#done) { reader.cancel().catch(() => {}); return }
+      if (done) break
+      if (value !== undefined && value.length > 0) {
+        if (!this.#opened) {
+          this.#opened = true
+          if (this.#timer !== null) clearTimeout(this.#timer)
+          this.#timer = null
+          this.#cb.onOpen()
+          if (this.#done) return
+        }
+        parser.feed(decoder.decode(value, { stream: true }))
+        if (this.#done) return
+      }
+    }
+    const ended = this.#ended                  // set by the parser callbacks
+    const refused = ended !== null && (ended.startsWith('503') || ended === 'overflow')
+    this.#finish(closeInfo(this.#opened, ended === null ? 'eventsource: stream ended' : `eventsource: ${ended}`, {
+      hint: this.#retry, refused, fallback: !this.#opened, clean: ended !== null
+    }))
+  }
+
+  #event (ev          )       {
+    if (ev.event === 'parkline-gap') {
+      try {
+        const g = JSON.parse(ev.data)
+        if (typeof g.requested === 'string') this.#cb.onGap(g.requested, g.resumed)
+      } catch {}
+      return
+    }
+    if (ev.event === 'parkline-overflow') {
+      this.#ended = 'overflow'
+      return
+    }
+    if (ev.event === 'ping') return
+    this.#cb.onMessage(ev.data, { id: ev.id === '' ? undefined : ev.id, contentType: undefined, event: ev.event })
+  }
+
+  #finish (info           )       {
+    if (this.#done) return
+    this.close()
+    this.#cb.onClose(info)
+  }
+
+  close ()       {
+    this.#done = true
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    this.#ac?.abort()
+    this.#ac = null
+  }
+}
+
+/**
+ * Long-poll (§5): one message per answer; the next request carries `If-Modified-Since` and
+ * `If-None-Match` built from the last id (also on a cold start with a saved id, which Nchan
+ * understands too). A request still parked after connectTimeout counts as open.
+ */
+export class LongPollTransport                            {
+           name = 'longpoll'
+  #ctx
+  #cb
+  #ac                         = null
+  #timer                                       = null
+  #done = true
+  #opened = false
+  #lastId                = null
+
+  constructor (ctx                  , cb                    ) {
+    this.#ctx = ctx
+    this.#cb = cb
+  }
+
+  supported ()          {
+    return typeof this.#ctx.fetch === 'function'
+  }
+
+  open (lastId               )       {
+    this.#done = false
+    this.#opened = false
+    this.#lastId = lastId
+    this.#loop().catch((err         ) => {
+      this.#finish(closeInfo(this.#opened, `longpoll: ${(err         )?.message ?? String(err)}`, { fallback: !this.#opened }))
+    })
+  }
+
+  #markOpen ()       {
+    if (this.#opened || this.#done) return
+    this.#opened = true
+    this.#cb.onOpen()
+  }
+
+  async #loop ()                {
+    while (!this.#done) {
+      const ac = new AbortController()
+      this.#ac = ac
+      if (!this.#opened) this.#timer = setTimeout(() => { this.#timer = null; this.#markOpen() }, this.#ctx.connectTimeout)
+      const headers = this.#lastId === null ? {} : (cursorHeaders(this.#lastId) ?? {})
+      const res = await this.#ctx.fetch (this.#ctx.url, { headers, signal: ac.signal, cache: 'no-store', credentials: this.#ctx.credentials })
+      if (this.#timer !== null) clearTimeout(this.#timer)
+      this.#timer = null
+      if (this.#done) return
+      const status = res.status
+      if (status === 200) {
+        const type = res.headers.get('Content-Type') ?? undefined
+        const body = type === 'application/octet-stream' ? await res.arrayBuffer() : await res.text()
+        if (this.#done) return
+        this.#markOpen()
+        if (this.#done) return
+        const id = longpollId(res.headers.get('Last-Modified'), res.headers.get('Etag'))
+        const gap = res.headers.get('Parkline-Gap')
+        if (id !== undefined) this.#lastId = id
+        if (gap !== null) this.#cb.onGap(gap, id)
+        if (this.#done) return
+        this.#cb.onMessage(body, { id, contentType: type, event: undefined })
+        continue
+      }
+      await res.text().catch(() => '')
+      if (this.#done) return
+      if (status === 408 || status === 304) {
+        // subscriber timeout: poll again from the same cursor
+        this.#markOpen()
+        continue
+      }
+      const hint = retryAfterMs(res.headers.get('Retry-After'))
+      const refused = status === 503 || status === 429
+      this.#finish(closeInfo(this.#opened, `longpoll: HTTP ${status}${status === 410 ? ' Gone' : ''}`, {
+        hint, refused, badCursor: status === 400, fallback: !refused && !this.#opened && status !== 400 && status !== 410, clean: true
+      }))
+      return
+    }
+  }
+
+  #finish (info           )       {
+    if (this.#done) return
+    this.close()
+    this.#cb.onClose(info)
+  }
+
+  close ()       {
+    this.#done = true
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    this.#ac?.abort()
+    this.#ac = null
+  }
+}
+
+export const TRANSPORT_CLASSES                                                                                                = {
+  websocket: WebSocketTransport,
+  eventsource: EventSourceTransport,
+  longpoll: LongPollTransport
+}

@@ -1,0 +1,230 @@
+// Generated from client/wire.ts by client/build.ts: edit the .ts file, then run `node client/build.ts`.
+// Wire helpers of the Parkline client (PROTOCOL.md §2, §5, §6, §7): message ids, long-poll cursor
+// headers, ws+meta frame heads, an incremental SSE parser and the reconnect delay. Pure functions
+// and one small class: no I/O, no globals, so they run unchanged in browsers and in Node.
+
+/** A message id split into seconds, one tag per position (−1 = `-`) and the bracketed position. */
+
+
+
+
+
+
+
+/** Parse `T:G` or a multiplexed `T:[0],-` (§2). Null for anything else. */
+export function parseId (id        )                  {
+  const colon = id.indexOf(':')
+  if (colon <= 0) return null
+  const seconds = Number(id.slice(0, colon))
+  if (!Number.isSafeInteger(seconds) || seconds < 0) return null
+  const parts = id.slice(colon + 1).split(',')
+  const tags           = []
+  let active = parts.length === 1 ? 0 : -1
+  for (let i = 0; i < parts.length; i++) {
+    let p = parts[i] .trim()
+    if (p.startsWith('[') && p.endsWith(']')) {
+      p = p.slice(1, -1)
+      active = i
+    }
+    if (p === '-') { tags.push(-1); continue }
+    if (!/^\d+$/.test(p)) return null
+    tags.push(Number(p))
+  }
+  if (active === -1) return null
+  return { seconds, tags, active }
+}
+
+/** Position of the sending channel in a (multiplexed) id; 0 when the id says nothing. */
+export function activePosition (id                    )         {
+  if (id === undefined) return 0
+  const p = parseId(id)
+  return p === null ? 0 : p.active
+}
+
+/**
+ * The long-poll cursor headers for an id (§5): `If-Modified-Since` carries the seconds as an
+ * IMF-fixdate, `If-None-Match` the tag part verbatim (`3`, or `[1],0` for a multiplexed id).
+ */
+export function cursorHeaders (id        )                                {
+  const colon = id.indexOf(':')
+  if (colon <= 0) return null
+  const seconds = Number(id.slice(0, colon))
+  if (!Number.isSafeInteger(seconds) || seconds <= 0) return null
+  return { 'If-Modified-Since': new Date(seconds * 1000).toUTCString(), 'If-None-Match': id.slice(colon + 1) }
+}
+
+/** The id of a long-poll answer: `Date.parse(Last-Modified)/1000 + ":" + Etag` (§5). */
+export function longpollId (lastModified               , etag               )                     {
+  if (etag === null) return undefined
+  const tag = etag.replace(/^W\//, '').replace(/"/g, '')
+  if (lastModified === null) return tag.includes(':') ? tag : undefined
+  const ms = Date.parse(lastModified)
+  if (Number.isNaN(ms)) return undefined
+  return `${Math.floor(ms / 1000)}:${tag}`
+}
+
+/** What a `ws+meta.*` frame head says (§7): `id: …\n[content-type: …\n][gap: …\n]\n`. */
+
+
+
+
+
+
+
+
+/** Parse the meta head of a frame; null when the frame does not start with one. */
+export function parseWsMeta (head        )                {
+  if (!head.startsWith('id: ')) return null
+  const end = head.indexOf('\n\n')
+  if (end === -1) return null
+  const meta         = { id: undefined, contentType: undefined, gap: undefined, length: end + 2 }
+  // unknown meta lines are ignored (§7: clients MUST ignore meta lines they do not know)
+  for (const line of head.slice(0, end).split('\n')) {
+    const i = line.indexOf(': ')
+    if (i === -1) continue
+    const key = line.slice(0, i)
+    const value = line.slice(i + 2)
+    if (key === 'id') meta.id = value
+    else if (key === 'content-type') meta.contentType = value
+    else if (key === 'gap') meta.gap = value
+  }
+  return meta
+}
+
+/** The head of a binary frame: the bytes up to the first blank line, read as latin1 (ids are ASCII). */
+export function parseWsMetaBytes (bytes            )                {
+  const n = Math.min(bytes.length, 4096)
+  for (let i = 0; i + 1 < n; i++) {
+    if (bytes[i] === 10 && bytes[i + 1] === 10) {
+      let head = ''
+      for (let j = 0; j < i + 2; j++) head += String.fromCharCode(bytes[j] )
+      const meta = parseWsMeta(head)
+      if (meta === null) return null
+      meta.length = i + 2
+      return meta
+    }
+  }
+  return null
+}
+
+
+
+
+
+
+
+
+
+/**
+ * Incremental text/event-stream parser (the HTML spec's algorithm): lines end in CRLF, LF or CR;
+ * `data:` lines join with LF; an event is dispatched at a blank line when it has data. Comments
+ * (`: hi`, `:503: …`) and `retry:` go to their own callbacks.
+ */
+export class SseParser {
+  onEvent
+  onComment
+  onRetry
+  lastEventId
+  #buf = ''
+  #data = ''
+  #hasData = false
+  #event                     = undefined
+
+  constructor (onEvent                        , onComment                         = () => {}, onRetry                       = () => {}) {
+    this.onEvent = onEvent
+    this.onComment = onComment
+    this.onRetry = onRetry
+    this.lastEventId = ''
+  }
+
+  feed (text        )       {
+    this.#buf += text
+    let start = 0
+    const buf = this.#buf
+    for (let i = 0; i < buf.length; i++) {
+      const c = buf.charCodeAt(i)
+      if (c !== 10 && c !== 13) continue
+      // a CR at the very end may be the first half of a CRLF: wait for the next chunk
+      if (c === 13 && i === buf.length - 1) break
+      this.#line(buf.slice(start, i))
+      if (c === 13 && buf.charCodeAt(i + 1) === 10) i++
+      start = i + 1
+    }
+    this.#buf = buf.slice(start)
+  }
+
+  #line (line        )       {
+    if (line === '') {
+      if (this.#hasData) {
+        this.onEvent({ event: this.#event, data: this.#data, id: this.lastEventId })
+      }
+      this.#data = ''
+      this.#hasData = false
+      this.#event = undefined
+      return
+    }
+    if (line.charCodeAt(0) === 58) { // ':'
+      this.onComment(line.slice(1))
+      return
+    }
+    const i = line.indexOf(':')
+    const field = i === -1 ? line : line.slice(0, i)
+    let value = i === -1 ? '' : line.slice(i + 1)
+    if (value.charCodeAt(0) === 32) value = value.slice(1)
+    switch (field) {
+      case 'data':
+        this.#data = this.#hasData ? this.#data + '\n' + value : value
+        this.#hasData = true
+        break
+      case 'id':
+        if (!value.includes('\0')) this.lastEventId = value
+        break
+      case 'event':
+        this.#event = value
+        break
+      case 'retry':
+        if (/^\d+$/.test(value)) this.onRetry(Number(value))
+        break
+    }
+  }
+}
+
+/**
+ * The delay before reconnect attempt `attempt` (0-based): exponential from `min`, capped at `max`,
+ * with "equal jitter" (a uniform draw in the upper half), so a crowd that lost the server at the
+ * same moment comes back spread out. A server's wish (`retry:`, `Retry-After`) is a floor.
+ */
+export function backoffDelay (attempt        , min        , max        , random              , serverHint                = null)         {
+  const base = Math.min(max, min * 2 ** Math.min(attempt, 30))
+  const jittered = Math.round(base / 2 + random() * base / 2)
+  return serverHint === null ? jittered : Math.max(serverHint, jittered)
+}
+
+/** `Retry-After` in ms: delta-seconds or an HTTP date (RFC 9110 §10.2.3); null when absent or bad. */
+export function retryAfterMs (value               , now = Date.now())                {
+  if (value === null) return null
+  const v = value.trim()
+  if (/^\d+$/.test(v)) return Number(v) * 1000
+  const t = Date.parse(v)
+  return Number.isNaN(t) ? null : Math.max(0, t - now)
+}
+
+/**
+ * Channel names of a subscriber URL's path (§1): the part after `prefix` (or after the last `/`),
+ * split on the multiplex delimiter and percent-decoded; position k names bracket k of an id.
+ */
+export function channelsOf (pathname        , prefix        , delimiter = ',')           {
+  let rest = pathname.startsWith(prefix) ? pathname.slice(prefix.length) : pathname.slice(pathname.lastIndexOf('/') + 1)
+  if (rest.length === 0) rest = pathname
+  const parts = delimiter === '' ? [rest] : rest.split(delimiter)
+  return parts.map((p) => {
+    try { return decodeURIComponent(p) } catch { return p }
+  })
+}
+
+/** `url` with `name=value` added to its query. */
+export function withQuery (url        , name        , value        )         {
+  const hash = url.indexOf('#')
+  const base = hash === -1 ? url : url.slice(0, hash)
+  return base + (base.includes('?') ? '&' : '?') + name + '=' + encodeURIComponent(value)
+}

@@ -1,0 +1,66 @@
+// benchmarks/run.ts in smoke mode (BENCH_SMOKE=1: 200 subscribers, 2 s per scenario): Parkline,
+// Nchan and the floor each start, and every scenario reports a positive headline figure for each.
+// Nchan is not optional: without nginx + libnginx-mod-nchan this test fails and says how to install them.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import test from 'ava'
+import { APT_LINE, nchanModule, nginxBinary } from '../benchmarks/suite/servers.ts'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const SERVERS = ['parkline', 'nchan', 'floor']
+const SCENARIOS = ['memory', 'rate', 'broadcast', 'one2one', 'publish']
+
+test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan and the floor', async (t) => {
+  t.timeout(58000)
+  if (nginxBinary() === null || nchanModule() === null) {
+    t.fail(`the suite needs nginx with the nchan module (nginx: ${nginxBinary() ?? 'missing'}, nchan module: ${nchanModule() ?? 'missing'}); install them with: ${APT_LINE}`)
+    return
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'parkline-suite-test-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const out = path.join(dir, 'suite.md')
+  const child = spawn(process.execPath, ['benchmarks/run.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, BENCH_SMOKE: '1', BENCH_OUT: out, SERVERS: SERVERS.join(','), SCENARIOS: SCENARIOS.join(',') },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const killer = setTimeout(() => child.kill('SIGKILL'), 55000)
+  let stderr = ''
+  child.stdout.on('data', () => {})
+  child.stderr.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-8000) })
+  const [code] = await once(child, 'exit') as [number | null]
+  clearTimeout(killer)
+  t.is(code, 0, stderr)
+
+  const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as {
+    headlines: Record<string, Record<string, number | null>>
+    errors: Record<string, string | null>
+  }
+  for (const server of SERVERS) {
+    t.is(json.errors[server], null, `${server} failed`)
+    for (const scenario of SCENARIOS) {
+      const v = json.headlines[server]?.[scenario]
+      t.true(typeof v === 'number' && v > 0, `${server} ${scenario}: ${String(v)}`)
+    }
+  }
+
+  const doc = readFileSync(out, 'utf8')
+  t.regex(doc, /- commit: \S+/)
+  t.regex(doc, /- command: `BENCH_SMOKE=1 .*npm run bench`/)
+  // the results table: one column per server, ratio columns, a positive cell in each headline row
+  const header = doc.split('\n').find((l) => l.startsWith('| measure |'))
+  t.truthy(header)
+  t.true(header!.includes('Nchan') && header!.includes('floor') && header!.includes('/ Nchan') && header!.includes('/ floor'))
+  for (const label of ['memory: server PSS with N idle SSE subscribers (MiB)', 'rate 3 msg/s: latency p99 (ms)', 'broadcast: deliveries/s',
+    'one2one: ceiling (deliveries/s)', 'publish (autocannon): requests/s']) {
+    const row = doc.split('\n').find((l) => l.startsWith(`| ${label} |`))
+    t.truthy(row, label)
+    const cells = row!.split('|').slice(3, 3 + SERVERS.length).map((c) => Number(c.trim().replace(/,/g, '')))
+    t.true(cells.every((x) => x > 0), `${label}: ${cells.join(', ')}`)
+  }
+  for (const svg of ['broadcast', 'rate', 'ramp']) t.true(existsSync(out.replace(/\.md$/, `-${svg}.svg`)), svg)
+})

@@ -1,0 +1,179 @@
+// Run-time fallback and reconnect pacing of the Parkline client, with the test proxy between the
+// client and a real Parkline: WebSocket refused, black-holed or muted, event streams held back by a
+// buffering proxy, and the delays chosen against the server's `retry:` and `Retry-After`. Delays
+// are asserted as the values the client chose (its `retry` events), never by wall-clock timing.
+import test from 'ava'
+import { backoffDelay } from '../../client/parkline.ts'
+import { publishedId, subscribe } from '../helpers/client.ts'
+import { TestProxy, type ProxyModes } from '../helpers/proxy.ts'
+import { SseClient, publish, startServer } from '../helpers/server.ts'
+
+async function pub (base: string, channel: string, body: string): Promise<string> {
+  return publishedId((await publish(base, channel, body)).text)
+}
+
+async function setup (t: Parameters<typeof startServer>[0], modes: Partial<ProxyModes>, options: Parameters<typeof startServer>[1] = {}): Promise<{ base: string, port: number, proxy: TestProxy }> {
+  const { base, port } = await startServer(t, options)
+  const proxy = await TestProxy.start(port, modes)
+  t.teardown(() => proxy.close())
+  return { base, port, proxy }
+}
+
+const ALL = ['websocket', 'eventsource', 'longpoll'] as const
+
+for (const mode of ['refuse', 'blackhole'] as const) {
+  test(`websocket ${mode === 'refuse' ? 'refused (502)' : 'black-holed (never answered)'}: falls back to eventsource and resumes from the same id`, async (t) => {
+    const { base, proxy } = await setup(t, { websocket: mode })
+    const ids = [await pub(base, 'f', 'before')]
+    const rec = subscribe(t, `${proxy.base}/sub/f`, { transports: ALL, connectTimeout: 800 })
+    await rec.waitConnected('eventsource')
+    ids.push(await pub(base, 'f', 'after'))
+    await rec.waitMessages(2)
+    t.deepEqual(rec.ids, ids)
+    t.deepEqual(rec.transports, ['eventsource'])
+    const r = rec.retries[0]!
+    t.like(r, { transport: 'websocket', next: 'eventsource', failed: true, delay: 0 })
+    t.regex(r.reason, mode === 'refuse' ? /websocket close 1006/ : /not open after 800 ms/)
+    t.true(proxy.requests.some((h) => /upgrade: websocket/i.test(h)), 'the WebSocket was tried first')
+  })
+}
+
+test('websocket muted (101 passes, frames swallowed): the silence probe catches it, eventsource resumes with no loss', async (t) => {
+  const { base, proxy } = await setup(t, { websocket: 'mute' })
+  const rec = subscribe(t, `${proxy.base}/sub/m`, { transports: ALL, keepalive: 400, probeTimeout: 500 })
+  await rec.waitConnected('websocket')
+  const ids = [await pub(base, 'm', 'lost on the ws'), await pub(base, 'm', 'and this')]
+  await rec.waitMessages(2)
+  t.deepEqual(rec.ids, ids, 'both arrive exactly once, over eventsource')
+  t.deepEqual(rec.transports, ['websocket', 'eventsource'])
+  t.true(rec.messages.every((m) => m.meta.transport === 'eventsource'))
+  const r = rec.retries.find((x) => x.transport === 'websocket')!
+  t.regex(r.reason, /silent for 400 ms and missed/)
+  t.is(r.next, 'eventsource')
+})
+
+test('an idle websocket is kept: the probe parks, nothing was missed', async (t) => {
+  const { base, proxy } = await setup(t, {})
+  const rec = subscribe(t, `${proxy.base}/sub/idle`, { transports: ALL, keepalive: 300, probeTimeout: 300 })
+  await rec.waitConnected('websocket')
+  await new Promise((resolve) => setTimeout(resolve, 1500)) // several windows, several probes
+  t.true(proxy.requests.filter((h) => h.startsWith('GET /sub/idle HTTP')).length >= 2, 'probes were sent')
+  await pub(base, 'idle', 'late')
+  await rec.waitMessages(1)
+  t.deepEqual(rec.transports, ['websocket'])
+  t.is(rec.retries.length, 0)
+})
+
+test('websocket blocked and eventsource buffered: falls back to longpoll with no message lost', async (t) => {
+  const { base, proxy } = await setup(t, { websocket: 'refuse', eventsource: 'buffer' })
+  const ids = [await pub(base, 'b', 'one'), await pub(base, 'b', 'two')]
+  const rec = subscribe(t, `${proxy.base}/sub/b`, { transports: ALL, connectTimeout: 700 })
+  await rec.waitMessages(2)
+  ids.push(await pub(base, 'b', 'three'))
+  await rec.waitMessages(3)
+  t.deepEqual(rec.ids, ids)
+  t.deepEqual(rec.texts, ['one', 'two', 'three'])
+  t.deepEqual(rec.transports, ['longpoll'])
+  t.deepEqual(rec.retries.map((r) => [r.transport, r.next, r.delay]), [['websocket', 'eventsource', 0], ['eventsource', 'longpoll', 0]])
+  t.regex(rec.retries[1]!.reason, /no first byte in 700 ms/)
+})
+
+test('fallback at run time: a working websocket later blocked hands over to eventsource from the same id', async (t) => {
+  const { base, proxy } = await setup(t, {})
+  const rec = subscribe(t, `${proxy.base}/sub/rt`, { transports: ALL })
+  await rec.waitConnected('websocket')
+  const ids = [await pub(base, 'rt', 'a'), await pub(base, 'rt', 'b')]
+  await rec.waitMessages(2)
+  proxy.modes.websocket = 'refuse'
+  proxy.dropAll()
+  ids.push(await pub(base, 'rt', 'c'))
+  await rec.waitConnected('eventsource')
+  ids.push(await pub(base, 'rt', 'd'))
+  await rec.waitMessages(4)
+  t.deepEqual(rec.ids, ids)
+  t.deepEqual(rec.transports, ['websocket', 'eventsource'])
+  // the drop of a working websocket is retried on websocket first, then the refusal falls back
+  t.deepEqual(rec.retries.map((r) => [r.transport, r.next, r.failed]), [['websocket', 'websocket', false], ['websocket', 'eventsource', true]])
+})
+
+test('every transport failing: wraps to the first with exponential backoff', async (t) => {
+  // a port with nothing listening: every attempt fails before connecting
+  const { port } = await startServer(t)
+  const proxy = await TestProxy.start(port)
+  await proxy.close()
+  const rec = subscribe(t, `${proxy.base}/sub/x`, { transports: ALL, minDelay: 40, maxDelay: 200, random: () => 1 })
+  await rec.until(() => rec.retries.length >= 15, 8000, '15 retries')
+  rec.client.stop()
+  const wraps = rec.retries.filter((r) => r.next === 'websocket').map((r) => r.delay)
+  t.deepEqual(wraps.slice(0, 5), [40, 80, 160, 200, 200], 'doubling from minDelay, capped at maxDelay')
+  t.true(rec.retries.filter((r) => r.next !== 'websocket').every((r) => r.delay === 0), 'falling back within one round is immediate')
+})
+
+test('eventsource honours the server\'s retry: after a drop', async (t) => {
+  const { base, proxy } = await setup(t, {}, { retryMin: 2345, retryMax: 2345 })
+  const rec = subscribe(t, `${proxy.base}/sub/rr`, { transports: ['eventsource'], random: () => 0 })
+  await rec.waitConnected('eventsource')
+  await pub(base, 'rr', 'x')
+  await rec.waitMessages(1)
+  proxy.dropAll()
+  await rec.until(() => rec.disconnects.length === 1, 3000, 'a disconnect')
+  const d = rec.disconnects[0]!
+  t.is(d.hint, 2345)
+  t.true(d.delay >= 2345, `delay ${d.delay} respects retry: 2345`)
+  t.is(rec.retries[0]!.next, 'eventsource')
+})
+
+test('eventsource at the server\'s connection limit: waits the retry: the :503: stream carries', async (t) => {
+  const { base, port } = await startServer(t, { maxSubscribers: 1, retryMin: 3210, retryMax: 3210 })
+  const occupant = await SseClient.connect(port, '/sub/other')
+  t.teardown(() => occupant.close())
+  const rec = subscribe(t, `${base}/sub/full`, { transports: ['eventsource'], random: () => 0 })
+  await rec.until(() => rec.retries.length >= 1, 4000, 'a retry')
+  const r = rec.retries[0]!
+  t.regex(r.reason, /503/)
+  t.is(r.hint, 3210)
+  t.true(r.delay >= 3210, `delay ${r.delay} respects retry: 3210`)
+  t.is(r.next, 'eventsource', 'a refusal is not a reason to change transport')
+  t.false(r.failed)
+})
+
+test('longpoll 503 with Retry-After: the next attempt waits at least that long', async (t) => {
+  const { port, proxy } = await setup(t, {}, { maxSubscribers: 1 })
+  const occupant = await SseClient.connect(port, '/sub/other')
+  t.teardown(() => occupant.close())
+  const rec = subscribe(t, `${proxy.base}/sub/lp`, { transports: ['longpoll'], random: () => 0 })
+  await rec.until(() => rec.retries.length >= 1, 4000, 'a retry')
+  rec.client.stop()
+  const head = proxy.responses.find((h) => h.startsWith('HTTP/1.1 503'))
+  t.truthy(head, 'the server answered 503')
+  const seconds = Number(/\r\nretry-after: *(\d+)/i.exec(head!)?.[1])
+  t.true(seconds >= 1 && seconds <= 10)
+  const r = rec.retries[0]!
+  t.is(r.hint, seconds * 1000)
+  t.true(r.delay >= seconds * 1000, `delay ${r.delay} respects Retry-After: ${seconds}`)
+  t.is(r.next, 'longpoll')
+})
+
+test('backoffDelay: exponential, equal jitter, capped, server hint as a floor', (t) => {
+  t.is(backoffDelay(0, 500, 30000, () => 0), 250)
+  t.is(backoffDelay(0, 500, 30000, () => 1), 500)
+  t.is(backoffDelay(3, 500, 30000, () => 1), 4000)
+  t.is(backoffDelay(3, 500, 30000, () => 0.5), 3000)
+  t.is(backoffDelay(20, 500, 30000, () => 1), 30000)
+  t.is(backoffDelay(1000, 500, 30000, () => 1), 30000)
+  t.is(backoffDelay(0, 500, 30000, () => 1, 7000), 7000)
+  t.is(backoffDelay(6, 500, 30000, () => 1, 7000), 30000)
+  for (let i = 0; i < 200; i++) {
+    const d = backoffDelay(2, 100, 1000, Math.random)
+    t.true(d >= 200 && d <= 400)
+  }
+})
+
+test('in Node the server\'s WebSocket pings count as life: an idle websocket needs no probe', async (t) => {
+  const { proxy } = await setup(t, {}, { keepalive: 1 })
+  const rec = subscribe(t, `${proxy.base}/sub/pinged`, { transports: ALL, keepalive: 1600, probeTimeout: 300 })
+  await rec.waitConnected('websocket')
+  await new Promise((resolve) => setTimeout(resolve, 3500)) // two watchdog windows, three server pings
+  t.is(proxy.requests.filter((h) => h.startsWith('GET /sub/pinged HTTP') && !/upgrade: websocket/i.test(h)).length, 0, 'no probe was needed')
+  t.deepEqual(rec.transports, ['websocket'])
+})

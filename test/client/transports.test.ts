@@ -1,0 +1,162 @@
+// The Parkline client (client/) in Node 24 against a real Parkline, once per transport: it
+// receives with the publisher's ids, names multiplexed channels, resumes after a dropped connection
+// with no loss and no duplicate, reports gaps, and keeps its cursor across restarts.
+import test, { type ExecutionContext } from 'ava'
+import { Parkline, type TransportName } from '../../client/parkline.ts'
+import { Recorder, publishedId, subscribe } from '../helpers/client.ts'
+import { TestProxy } from '../helpers/proxy.ts'
+import { publish, startServer } from '../helpers/server.ts'
+
+const TRANSPORTS: TransportName[] = ['websocket', 'eventsource', 'longpoll']
+
+async function pub (base: string, channel: string, body: string | Buffer, type?: string): Promise<string> {
+  const r = await publish(base, channel, body, type === undefined ? {} : { 'Content-Type': type })
+  return publishedId(r.text)
+}
+
+const receives = test.macro({
+  async exec (t: ExecutionContext, transport: TransportName) {
+    const { base } = await startServer(t)
+    const ids = [await pub(base, 'ch', 'one', 'text/plain'), await pub(base, 'ch', 'two')]
+    const rec = subscribe(t, `${base}/sub/ch`, { transports: [transport] })
+    await rec.waitConnected(transport)
+    ids.push(await pub(base, 'ch', 'three\nlines', 'text/plain; charset=utf-8'))
+    if (transport !== 'eventsource') ids.push(await pub(base, 'ch', Buffer.from([0, 1, 2, 255]), 'application/octet-stream'))
+    await rec.waitMessages(ids.length)
+    t.deepEqual(rec.ids, ids, 'ids equal the publisher\'s')
+    t.deepEqual(rec.texts.slice(0, 3), ['one', 'two', 'three\nlines'])
+    t.true(rec.messages.every((m) => m.meta.channel === 'ch' && m.meta.transport === transport))
+    t.deepEqual(rec.connects, [transport])
+    t.deepEqual(rec.transports, [transport])
+    if (transport !== 'eventsource') {
+      // SSE carries no content type (§6); the others do, and octet-stream arrives as bytes
+      t.is(rec.messages[0]!.meta.contentType, 'text/plain')
+      t.is(rec.messages[1]!.meta.contentType, undefined)
+      t.is(rec.messages[2]!.meta.contentType, 'text/plain; charset=utf-8')
+      const bin = rec.messages[3]!
+      t.true(bin.data instanceof ArrayBuffer)
+      t.deepEqual([...new Uint8Array(bin.data as ArrayBuffer)], [0, 1, 2, 255])
+      t.is(bin.meta.contentType, 'application/octet-stream')
+    }
+    t.is(rec.client.lastId, ids.at(-1) ?? null)
+  },
+  title: (_, transport: TransportName) => `${transport}: receives in order with the publisher's ids and types`
+})
+
+const multiplexed = test.macro({
+  async exec (t: ExecutionContext, transport: TransportName) {
+    const { base } = await startServer(t)
+    const rec = subscribe(t, `${base}/sub/news,alerts`, { transports: [transport] })
+    await rec.waitConnected(transport)
+    await pub(base, 'news', 'n1')
+    await pub(base, 'alerts', 'a1')
+    await pub(base, 'news', 'n2')
+    await rec.waitMessages(3)
+    t.deepEqual(rec.texts, ['n1', 'a1', 'n2'])
+    t.deepEqual(rec.messages.map((m) => m.meta.channel), ['news', 'alerts', 'news'])
+    // the bracket names the sending position (§2.2)
+    t.regex(rec.ids[0]!, /^\d+:\[0\],-$/)
+    t.regex(rec.ids[1]!, /^\d+:0,\[0\]$|^\d+:-,\[0\]$/)
+    t.deepEqual(rec.client.channels, ['news', 'alerts'])
+  },
+  title: (_, transport: TransportName) => `${transport}: multiplexed /sub/a,b names each message's channel`
+})
+
+const resumes = test.macro({
+  async exec (t: ExecutionContext, transport: TransportName) {
+    const { base, port } = await startServer(t)
+    const proxy = await TestProxy.start(port)
+    t.teardown(() => proxy.close())
+    const rec = subscribe(t, `${proxy.base}/sub/r`, { transports: [transport] })
+    await rec.waitConnected(transport)
+    const ids: string[] = []
+    for (let i = 0; i < 5; i++) ids.push(await pub(base, 'r', `m${i}`))
+    await rec.waitMessages(5)
+    t.true(proxy.dropAll() > 0)
+    // published while the client is cut off: must arrive after the reconnect, once
+    for (let i = 5; i < 10; i++) ids.push(await pub(base, 'r', `m${i}`))
+    await rec.waitMessages(10)
+    for (let i = 10; i < 12; i++) ids.push(await pub(base, 'r', `m${i}`))
+    await rec.waitMessages(12)
+    await new Promise((resolve) => setTimeout(resolve, 200)) // room for a duplicate to show up
+    t.deepEqual(rec.ids, ids, 'no loss, no duplicate, in order')
+    t.deepEqual(rec.texts, ids.map((_, i) => `m${i}`))
+    t.true(rec.disconnects.length >= 1, 'the drop was noticed')
+    t.true(rec.connects.length >= 2, 'and the client came back')
+    t.true(rec.connects.every((c) => c === transport), 'on the same transport')
+  },
+  title: (_, transport: TransportName) => `${transport}: resumes after a dropped connection with no loss and no duplicate`
+})
+
+const gap = test.macro({
+  async exec (t: ExecutionContext, transport: TransportName) {
+    const { base } = await startServer(t, { bufferLength: 3 })
+    const first = await pub(base, 'g', 'first')
+    const rec = subscribe(t, `${base}/sub/g`, { transports: [transport] })
+    await rec.waitMessages(1)
+    rec.client.stop()
+    const later: string[] = []
+    for (let i = 0; i < 6; i++) later.push(await pub(base, 'g', `later${i}`))
+    rec.client.start()
+    await rec.waitMessages(4)
+    await rec.until(() => rec.gaps.length === 1, 3000, 'a gap event')
+    const g = rec.gaps[0]!
+    t.is(g.requested, first)
+    t.is(g.resumed, later[3], 'resumed at the oldest message still buffered')
+    t.is(g.channel, 'g')
+    t.deepEqual(rec.texts, ['first', 'later3', 'later4', 'later5'])
+    // the gap is reported just before the message it came with
+    const gi = rec.log.indexOf('gap ' + first)
+    t.is(rec.log[gi + 1], 'message ' + later[3])
+  },
+  title: (_, transport: TransportName) => `${transport}: a cursor below the buffer gives one gap event, then the oldest buffered message`
+})
+
+const persists = test.macro({
+  async exec (t: ExecutionContext, transport: TransportName) {
+    const { base } = await startServer(t)
+    const store = new Map<string, string>()
+    const storage = { getItem: (k: string) => store.get(k) ?? null, setItem: (k: string, v: string) => { store.set(k, v) }, removeItem: (k: string) => { store.delete(k) } }
+    await pub(base, 'p', 'a')
+    const second = await pub(base, 'p', 'b')
+    const one = subscribe(t, `${base}/sub/p`, { transports: [transport], persist: 'my-key', storage })
+    await one.waitMessages(2)
+    one.client.stop()
+    t.is(store.get('my-key'), second)
+    await pub(base, 'p', 'c')
+    // a new client (a page reload) with the same storage resumes after b
+    const two = subscribe(t, `${base}/sub/p`, { transports: [transport], persist: 'my-key', storage })
+    t.is(two.client.lastId, second)
+    await two.waitMessages(1)
+    await pub(base, 'p', 'd')
+    await two.waitMessages(2)
+    t.deepEqual(two.texts, ['c', 'd'])
+  },
+  title: (_, transport: TransportName) => `${transport}: persist keeps the last id across instances (reloads)`
+})
+
+for (const transport of TRANSPORTS) {
+  test(receives, transport)
+  test(multiplexed, transport)
+  test(resumes, transport)
+  test(gap, transport)
+  test(persists, transport)
+}
+
+test('the default order starts with websocket; stop() then start() resumes without loss', async (t) => {
+  const { base } = await startServer(t)
+  const client = new Parkline(`${base}/sub/d`, { minDelay: 50 })
+  const rec = new Recorder(client)
+  t.teardown(() => client.stop())
+  client.start()
+  await rec.waitConnected('websocket')
+  await pub(base, 'd', 'x')
+  await rec.waitMessages(1)
+  client.stop()
+  t.false(client.connected)
+  t.is(rec.disconnects.at(-1)?.reason, 'stopped')
+  await pub(base, 'd', 'y')
+  client.start()
+  await rec.waitMessages(2)
+  t.deepEqual(rec.texts, ['x', 'y'])
+})

@@ -1,0 +1,244 @@
+// The Redis engine: separate Parkline processes (`serve --workers 1 --redis-url …`) share one real
+// redis-server started here on a free loopback port. Ids, buffers, counts and deletes must be the
+// same on every node; a Redis restart must never crash a node, and delivery must resume after it.
+// redis-server is required: without it these tests fail (install: apt-get install -y redis-server).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import net from 'node:net'
+import { once } from 'node:events'
+import test, { type ExecutionContext } from 'ava'
+import { SseClient, eventually, info, publish } from './helpers/server.ts'
+
+const NODE = process.execPath
+
+async function freePort (): Promise<number> {
+  const s = net.createServer()
+  s.listen(0, '127.0.0.1')
+  await once(s, 'listening')
+  const port = (s.address() as net.AddressInfo).port
+  s.close()
+  await once(s, 'close')
+  return port
+}
+
+function redisInstalled (): boolean {
+  const r = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
+  return r.status === 0
+}
+
+/** One inline command to Redis; resolves with the raw reply, or null when it cannot connect. */
+async function redisCommand (port: number, command: string): Promise<string | null> {
+  return await new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1')
+    let buf = ''
+    const done = (v: string | null): void => { s.destroy(); resolve(v) }
+    s.setTimeout(1000, () => done(null))
+    s.on('error', () => done(null))
+    s.on('data', (d: Buffer) => { buf += d.toString(); if (buf.endsWith('\r\n')) done(buf) })
+    s.on('connect', () => s.write(command + '\r\n'))
+  })
+}
+
+interface Redis { port: number, proc: ChildProcess, restart: () => Promise<void>, kill: () => Promise<void> }
+
+async function startRedis (t: ExecutionContext, port?: number): Promise<Redis> {
+  if (!redisInstalled()) throw new Error('redis-server is not installed; these tests need it: apt-get install -y redis-server')
+  const p = port ?? await freePort()
+  const r: Redis = { port: p, proc: null as unknown as ChildProcess, restart: async () => {}, kill: async () => {} }
+  const launch = async (): Promise<void> => {
+    const proc = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    r.proc = proc
+    const up = await eventually(async () => (await redisCommand(p, 'PING')) === '+PONG\r\n', 10000)
+    if (!up) throw new Error(`redis-server did not start on port ${p}`)
+  }
+  r.kill = async () => {
+    const proc = r.proc
+    if (proc.exitCode !== null || proc.signalCode !== null) return
+    process.kill(proc.pid!, 'SIGKILL')
+    await once(proc, 'exit')
+  }
+  r.restart = launch
+  await launch()
+  t.teardown(() => r.kill())
+  return r
+}
+
+interface ParklineNode { base: string, port: number, proc: ChildProcess }
+
+async function startNode (t: ExecutionContext, redisPort: number): Promise<ParklineNode> {
+  const port = await freePort()
+  const proc = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1',
+    '--redis-url', `redis://127.0.0.1:${redisPort}`, '--log-level', 'error', '--drain-window', '0'], { stdio: ['ignore', 'ignore', 'inherit'] })
+  t.teardown(async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      process.kill(proc.pid!, 'SIGKILL')
+      await once(proc, 'exit')
+    }
+  })
+  const base = `http://127.0.0.1:${port}`
+  const up = await eventually(async () => {
+    try { return (await fetch(`${base}/health`)).status === 200 } catch { return false }
+  }, 20000)
+  if (!up) throw new Error('parkline node did not start')
+  return { base, port, proc }
+}
+
+async function cluster (t: ExecutionContext, n: number): Promise<{ redis: Redis, nodes: ParklineNode[] }> {
+  const redis = await startRedis(t)
+  const nodes = await Promise.all(Array.from({ length: n }, async () => await startNode(t, redis.port)))
+  return { redis, nodes }
+}
+
+function lastId (text: string): string {
+  return /last message id: (\S+)/.exec(text)![1]!
+}
+
+test.serial('a message published on node A reaches an SSE subscriber on node B with the same id; a cold node replays the buffer byte for byte', async (t) => {
+  const { nodes: [a, b, c] } = await cluster(t, 3)
+  const sub = await SseClient.connect(b!.port, '/sub/cross')
+  t.is(sub.status, 200)
+  const ids: string[] = []
+  for (let i = 0; i < 5; i++) {
+    const r = await publish(a!.base, 'cross', `m${i}`)
+    t.is(r.status, 201)
+    ids.push(lastId(r.text))
+  }
+  const ev = await publish(a!.base, 'cross', 'l1\nl2', { 'X-EventSource-Event': 'tick' })
+  ids.push(lastId(ev.text))
+  const events = await sub.waitEvents(6)
+  t.deepEqual(events.map((e) => e.id), ids)
+  t.deepEqual(events.map((e) => e.data), ['m0', 'm1', 'm2', 'm3', 'm4', 'l1\nl2'])
+  t.is(events[5]!.event, 'tick')
+  sub.close()
+
+  // binary body and Content-Type survive Redis; node C has no replica yet and loads it first
+  const bin = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
+  const r = await publish(a!.base, 'bin', bin, { 'Content-Type': 'application/x-thing; q=1' })
+  t.is(r.status, 202)
+  const lp = await fetch(`${c!.base}/sub/bin`)
+  t.is(lp.status, 200)
+  t.is(lp.headers.get('content-type'), 'application/x-thing; q=1')
+  t.deepEqual(Buffer.from(await lp.arrayBuffer()), bin)
+  t.is(`${Date.parse(lp.headers.get('last-modified')!) / 1000}:${lp.headers.get('etag')}`, lastId(r.text))
+})
+
+test.serial('a Last-Event-ID from node A resumes exactly on node B', async (t) => {
+  const { nodes: [a, b] } = await cluster(t, 2)
+  for (let i = 0; i < 5; i++) await publish(a!.base, 'resume', `r${i}`)
+  const onA = await SseClient.connect(a!.port, '/sub/resume')
+  const first = await onA.waitEvents(5)
+  onA.close()
+  const onB = await SseClient.connect(b!.port, '/sub/resume', { 'Last-Event-ID': first[2]!.id! })
+  const rest = await onB.waitEvents(2)
+  t.deepEqual(rest.map((e) => e.data), ['r3', 'r4'])
+  t.deepEqual(rest.map((e) => e.id), [first[3]!.id, first[4]!.id])
+  const live = await publish(a!.base, 'resume', 'r5')
+  const all = await onB.waitEvents(3)
+  t.is(all[2]!.data, 'r5')
+  t.is(all[2]!.id, lastId(live.text))
+  t.is(all.length, 3)
+  onB.close()
+})
+
+test.serial('subscriber counts are exact across nodes right after each SSE head', async (t) => {
+  const { nodes: [a, b] } = await cluster(t, 2)
+  const clients: SseClient[] = []
+  for (let i = 0; i < 6; i++) {
+    const node = i % 2 === 0 ? a! : b!
+    const other = i % 2 === 0 ? b! : a!
+    clients.push(await SseClient.connect(node.port, '/sub/counted'))
+    // §3.2: written to the store before the head, so the other node already counts it
+    t.is((await info(other.base, 'counted')).json!.subscribers, i + 1)
+  }
+  t.is((await publish(b!.base, 'counted', 'x')).status, 201)
+  for (const c of clients) c.close()
+  t.true(await eventually(async () => (await info(a!.base, 'counted')).json?.subscribers === 0, 5000))
+  t.is((await publish(a!.base, 'counted', 'y')).status, 202)
+})
+
+test.serial('DELETE on node A ends subscribers on node B with :410: and the channel is gone there', async (t) => {
+  const { nodes: [a, b] } = await cluster(t, 2)
+  await publish(a!.base, 'gone', 'before')
+  const sub = await SseClient.connect(b!.port, '/sub/gone')
+  await sub.waitEvents(1)
+  const del = await fetch(`${a!.base}/pub/gone`, { method: 'DELETE', headers: { Accept: 'text/json' } })
+  t.is(del.status, 200)
+  t.is(JSON.parse(await del.text()).subscribers, 1)
+  await sub.waitClosed()
+  t.true(sub.comments.includes(':410: 410 Gone'))
+  t.true(await eventually(async () => (await info(b!.base, 'gone')).status === 404))
+  // a later subscriber on B finds an empty channel and none of the deleted messages
+  const after = await SseClient.connect(b!.port, '/sub/gone')
+  await publish(a!.base, 'gone', 'new')
+  const evs = await after.waitEvents(1)
+  t.deepEqual(evs.map((e) => e.data), ['new'])
+  after.close()
+})
+
+test.serial('Redis killed and restarted mid-stream: 503 + Retry-After, /status and /health say so, then delivery resumes; no node crashes', async (t) => {
+  t.timeout(60000)
+  const { redis, nodes: [a, b] } = await cluster(t, 2)
+  const sub = await SseClient.connect(b!.port, '/sub/outage')
+  const before = await publish(a!.base, 'outage', 'before')
+  t.is(before.status, 201)
+  await sub.waitEvents(1)
+
+  await redis.kill()
+  let down: Awaited<ReturnType<typeof publish>> | null = null
+  t.true(await eventually(async () => {
+    down = await publish(a!.base, 'outage', 'lost?')
+    return down.status === 503
+  }, 10000))
+  t.is(down!.status, 503)
+  t.regex(down!.headers.get('retry-after') ?? '', /^\d+$/)
+  const status = await (await fetch(`${a!.base}/status`)).text()
+  t.regex(status, /redis connected servers: 0\n/)
+  t.regex(status, /redis pending commands: \d+\n/)
+  t.is((await fetch(`${b!.base}/health`)).status, 503)
+  t.is((await fetch(`${a!.base}/pub/outage`)).status, 503)
+
+  await redis.restart()
+  t.true(await eventually(async () => {
+    const [ha, hb] = await Promise.all([fetch(`${a!.base}/health`), fetch(`${b!.base}/health`)])
+    return ha.status === 200 && hb.status === 200
+  }, 20000))
+  const after = await publish(a!.base, 'outage', 'after')
+  t.true(after.status === 201 || after.status === 202)
+  const evs = await sub.waitEvents(2, 10000)
+  t.deepEqual(evs.map((e) => e.data), ['before', 'after'])
+  t.is(evs[1]!.id, lastId(after.text))
+  // ids kept increasing across the restart (the node seeded its last id back)
+  const [s0, g0] = evs[0]!.id!.split(':').map(Number)
+  const [s1, g1] = evs[1]!.id!.split(':').map(Number)
+  t.true(s1! > s0! || (s1 === s0 && g1! > g0!))
+  t.false(sub.closed)
+  // counts are back too: B rewrote its count after the reconnect
+  t.true(await eventually(async () => (await info(a!.base, 'outage')).json?.subscribers === 1, 5000))
+  t.is(a!.proc.exitCode, null)
+  t.is(b!.proc.exitCode, null)
+  sub.close()
+})
+
+test.serial('pub/sub connections dropped while publishing: a node re-reads what it missed, no loss, no duplicate', async (t) => {
+  t.timeout(60000)
+  const { redis, nodes: [a, b] } = await cluster(t, 2)
+  const onA = await SseClient.connect(a!.port, '/sub/drops')
+  const onB = await SseClient.connect(b!.port, '/sub/drops')
+  const sent: string[] = []
+  for (let i = 0; i < 30; i++) {
+    // every few messages, cut every node's pub/sub connection (they reconnect with backoff)
+    if (i % 6 === 3) t.regex((await redisCommand(redis.port, 'CLIENT KILL TYPE pubsub')) ?? '', /^:\d+/)
+    const body = `d${i}`
+    t.true(await eventually(async () => {
+      const r = await publish(i % 2 === 0 ? a!.base : b!.base, 'drops', body)
+      return r.status === 201 || r.status === 202
+    }, 10000))
+    sent.push(body)
+  }
+  for (const c of [onA, onB]) {
+    const evs = await c.waitEvents(30, 10000)
+    t.deepEqual(evs.map((e) => e.data), sent)
+    const ids = evs.map((e) => e.id)
+    t.is(new Set(ids).size, 30)
+    c.close()
+  }
+})

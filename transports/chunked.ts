@@ -1,0 +1,70 @@
+// Chunked stream (PROTOCOL.md §8): each non-empty message is one HTTP/1.1 chunk, built once per
+// message (Message.chunk) and written as is to every subscriber; ids and content types are not
+// sent, so the start position comes from the connect-time cursor only. An empty message is
+// skipped: a zero-length chunk would end the stream.
+import type { IncomingMessage } from 'node:http'
+import { corsLines } from '../lib/http.ts'
+import type { Message } from '../lib/message.ts'
+import type { Subscriber, SubscribeRequest } from '../lib/subscriber.ts'
+import { HttpStreamTransport } from './http-stream.ts'
+
+const HEAD = 'HTTP/1.1 200 OK\r\n' +
+  'Transfer-Encoding: chunked\r\n' +
+  'X-Accel-Buffering: no\r\n' +
+  'Connection: close\r\n'
+const END = Buffer.from('0\r\n\r\n')
+
+/**
+ * Does a `TE` value list `chunked` with q > 0 (RFC 9110 §10.1.4)? `chunked;q=0` and a malformed
+ * weight do not count; no weight means q = 1.
+ */
+export function teAcceptsChunked (te: string): boolean {
+  let start = 0
+  while (start <= te.length) {
+    let end = te.indexOf(',', start)
+    if (end === -1) end = te.length
+    const element = te.slice(start, end)
+    start = end + 1
+    const semi = element.indexOf(';')
+    if ((semi === -1 ? element : element.slice(0, semi)).trim().toLowerCase() !== 'chunked') continue
+    if (semi === -1) return true
+    let q = 1
+    for (const param of element.slice(semi + 1).split(';')) {
+      const eq = param.indexOf('=')
+      if (eq === -1 || param.slice(0, eq).trim().toLowerCase() !== 'q') continue
+      const v = param.slice(eq + 1).trim()
+      q = /^(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$/.test(v) ? Number(v) : 0
+    }
+    if (q > 0) return true
+  }
+  return false
+}
+
+export class ChunkedTransport extends HttpStreamTransport {
+  readonly name = 'chunked'
+  // a chunk carries no metadata: drop-oldest could not tell the client, so it disconnects (§11e)
+  protected readonly signalsGap = false
+  protected readonly endBytes = END
+
+  detect (req: IncomingMessage): boolean {
+    const te = req.headers.te
+    // RFC 9112 §6.1: no Transfer-Encoding in answer to an HTTP/1.0 request
+    return typeof te === 'string' && req.httpVersionMinor >= 1 && teAcceptsChunked(te)
+  }
+
+  protected open (_sub: Subscriber, sr: SubscribeRequest): string {
+    return HEAD + corsLines(sr.origin) + '\r\n'
+  }
+
+  protected payload (_sub: Subscriber, msg: Message): Buffer | null {
+    return msg.data.length === 0 ? null : msg.chunk()
+  }
+
+  protected size (_sub: Subscriber, payload: Buffer, _id: string): number {
+    return payload.length
+  }
+
+  protected write (sub: Subscriber, _msg: Message | null, payload: Buffer, _id: string, _gap: string | null): void {
+    sub.socket.write(payload)
+  }
+}

@@ -1,0 +1,215 @@
+// The plain HTTP streams of PROTOCOL.md §8 (multipart/mixed and chunked) share everything but their
+// framing, which is what SSE (sse.ts) does too: after the head Node's HTTP objects are released
+// (detach.ts), the socket's listeners are module-level functions that find the Subscriber via
+// socket[kSubscriber], the replay is paced by drain, and live messages wait in a bounded backlog
+// while the socket is backed up (EXTENSION e). Subclasses supply only the bytes.
+import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Core } from '../lib/core.ts'
+import { randomBetween } from '../lib/http.ts'
+import type { Message } from '../lib/message.ts'
+import { F_CATCHING_UP, F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
+import { kSubscriber } from '../lib/symbols.ts'
+import { detachSocket } from './detach.ts'
+import { Backlog } from './sse.ts'
+
+type StreamSocket = Socket & { [kSubscriber]?: Subscriber }
+
+export abstract class HttpStreamTransport implements Transport {
+  abstract readonly name: string
+  readonly index: number
+  readonly core: Core
+  /** Whether an overflow under drop-oldest can be signalled (§11e); if not, it disconnects. */
+  protected abstract readonly signalsGap: boolean
+  /** What ends the stream (DELETE, timeout, shutdown, overflow): the transport's last bytes. */
+  protected abstract readonly endBytes: Buffer
+
+  constructor (core: Core, index: number) {
+    this.core = core
+    this.index = index
+  }
+
+  abstract detect (req: IncomingMessage): boolean
+
+  /** The head and the stream's first bytes; may set per-connection state on `sub`. */
+  protected abstract open (sub: Subscriber, sr: SubscribeRequest): string
+
+  /**
+   * The shared bytes of `msg` for this transport (cached on the Message), or null when the message
+   * is not sent at all (chunked: an empty message would end the stream).
+   */
+  protected abstract payload (sub: Subscriber, msg: Message): Buffer | null
+
+  /** Bytes one queued message takes on this subscriber's wire: payload plus per-connection framing. */
+  protected abstract size (sub: Subscriber, payload: Buffer, id: string): number
+
+  /** Write one message: the per-subscriber framing around the shared payload. */
+  protected abstract write (sub: Subscriber, msg: Message | null, payload: Buffer, id: string, gap: string | null): void
+
+  serve (sr: SubscribeRequest): void {
+    const core = this.core
+    if (core.draining || core.atCapacity) {
+      // EXTENSION b: 503 with a jittered Retry-After, before any stream bytes
+      core.releaseChannels(sr.channels)
+      core.stats.refused++
+      const headers: Record<string, string | number> = { 'Retry-After': randomBetween(1, 10), Connection: 'close', 'Content-Length': 0 }
+      if (sr.origin !== null) {
+        headers['Access-Control-Allow-Origin'] = sr.origin
+        headers['Access-Control-Allow-Credentials'] = 'true'
+      }
+      sr.res.writeHead(503, headers)
+      sr.res.end()
+      return
+    }
+    const sub = new Subscriber(this, sr.req.socket, null, sr.channels, sr.cursor, sr.origin, sr.flags | F_CATCHING_UP)
+    const head = this.open(sub, sr)
+    const socket = detachSocket(sr.req, sr.res) as StreamSocket
+    sub.socket = socket
+    socket[kSubscriber] = sub
+    socket.on('error', onError)
+    socket.on('close', onClose)
+    socket.on('data', onData)
+    socket.on('end', onEnd)
+    socket.on('drain', onDrain)
+    socket.setNoDelay(true)
+    sub.pendingHead = head
+    if (core.register(sub)) this.ready(sub)
+  }
+
+  /** Counted everywhere (§3.2): the head goes out, then the replay. */
+  ready (sub: Subscriber): void {
+    const head = sub.pendingHead
+    if (head === null) return
+    sub.pendingHead = null
+    sub.socket.write(head, 'latin1')
+    sub.lastWrite = this.core.nowSec
+    this.pump(sub)
+  }
+
+  /** Replay from the buffer until caught up, paced by drain (the backlog is exempt from the cap). */
+  pump (sub: Subscriber): void {
+    const socket = sub.socket
+    if (sub.pendingHead !== null) return
+    while ((sub.flags & F_CLOSED) === 0) {
+      if (socket.writableNeedDrain) return
+      const next = this.core.nextMessage(sub)
+      if (next === null) {
+        sub.flags &= ~F_CATCHING_UP
+        return
+      }
+      const id = sub.advance(next.msg, next.pos)
+      const payload = this.payload(sub, next.msg)
+      if (payload !== null) this.#send(sub, next.msg, payload, id, next.gap)
+    }
+  }
+
+  #send (sub: Subscriber, msg: Message | null, payload: Buffer, id: string, gap: string | null): void {
+    this.write(sub, msg, payload, id, gap)
+    sub.lastWrite = this.core.nowSec
+    this.core.stats.delivered[this.index]!++
+  }
+
+  /** Live delivery, with sse.ts's backlog and queue-cap rules (EXTENSION e). */
+  deliver (sub: Subscriber, msg: Message, pos: number): void {
+    const socket = sub.socket
+    const gap = this.core.liveGap(sub, pos)
+    const before = sub.backlog === null && socket.writableNeedDrain ? sub.requested(pos) : null
+    const id = sub.advance(msg, pos)
+    const payload = this.payload(sub, msg)
+    if (payload === null) return
+    if (!socket.writableNeedDrain && (sub.backlog === null || sub.backlog.frames.length === 0)) {
+      // a backlog left with no frames only carries a drop gap to signal on this message
+      const pending = sub.backlog === null ? null : sub.backlog.gapFrom
+      sub.backlog = null
+      this.#send(sub, msg, payload, id, pending ?? gap)
+      return
+    }
+    let backlog = sub.backlog
+    if (backlog === null) backlog = sub.backlog = new Backlog(before ?? id)
+    // a live gap (§11a) rides on the first queued message (the queue is empty but in rare cases)
+    if (gap !== null && backlog.gapFrom === null) backlog.gapFrom = gap
+    const size = this.size(sub, payload, id)
+    const cap = this.core.opts.queueCap
+    if (socket.writableLength + backlog.bytes + size > cap && (backlog.frames.length > 0 || socket.writableLength > 0)) {
+      if (this.core.opts.queuePolicy === 'disconnect' || !this.signalsGap) {
+        // finish what is being written, drop what has not started, end the stream, close
+        this.core.stats.overflowDisconnect++
+        this.core.unregister(sub)
+        sub.backlog = null
+        socket.end(this.endBytes)
+        return
+      }
+      let dropped = 0
+      while (backlog.frames.length > 0 && socket.writableLength + backlog.bytes + size > cap) {
+        backlog.bytes -= this.size(sub, backlog.frames.shift()!, backlog.ids.shift()!)
+        dropped++
+      }
+      const dropNew = socket.writableLength + size > cap
+      if (dropped > 0 || dropNew) {
+        this.core.stats.overflowDropOldest++
+        if (backlog.gapFrom === null) {
+          backlog.gapFrom = backlog.lastSentId
+          this.core.stats.gap('dropped')
+        }
+      }
+      if (dropNew) return
+    }
+    backlog.frames.push(payload)
+    backlog.ids.push(id)
+    backlog.bytes += size
+  }
+
+  /** 'drain': everything waiting leaves in one corked write. */
+  flush (sub: Subscriber): void {
+    const backlog = sub.backlog
+    if (backlog === null || backlog.frames.length === 0) return
+    sub.backlog = null
+    const socket = sub.socket
+    socket.cork()
+    for (let i = 0; i < backlog.frames.length; i++) {
+      this.write(sub, null, backlog.frames[i]!, backlog.ids[i]!, backlog.gapFrom)
+      backlog.gapFrom = null
+    }
+    socket.uncork()
+    sub.lastWrite = this.core.nowSec
+    this.core.stats.delivered[this.index]! += backlog.frames.length
+  }
+
+  end (sub: Subscriber, _status: number): void {
+    this.core.unregister(sub)
+    sub.backlog = null
+    const head = sub.pendingHead
+    sub.pendingHead = null
+    if (head !== null) sub.socket.write(head, 'latin1')
+    sub.socket.end(this.endBytes)
+  }
+
+  keepalive (_sub: Subscriber): void {
+    // multipart and chunked get no keepalive (EXTENSION c)
+  }
+}
+
+function onClose (this: StreamSocket): void {
+  const sub = this[kSubscriber]
+  if (sub !== undefined) (sub.transport as HttpStreamTransport).core.unregister(sub)
+}
+
+function onEnd (this: StreamSocket): void {
+  this.end()
+}
+
+function onError (): void {
+  // 'close' follows and unregisters
+}
+
+function onData (this: StreamSocket): void {
+  // a stream client sends nothing after its request; bytes here are ignored
+}
+
+function onDrain (this: StreamSocket): void {
+  const sub = this[kSubscriber]
+  if (sub === undefined || (sub.flags & F_CLOSED) !== 0) return
+  const t = sub.transport as HttpStreamTransport
+  if ((sub.flags & F_CATCHING_UP) !== 0) t.pump(sub)
+  else if (sub.backlog !== null) t.flush(sub)
+}

@@ -1,0 +1,442 @@
+// WebSocket (PROTOCOL.md §7): RFC 6455, push only. Node hands the handshake to the server's
+// 'upgrade' event (lib/plugin.ts → lib/subscribe.ts handleUpgrade → `upgrade()` here), with its
+// parser already released, so after the `101` a subscriber is a net.Socket plus one Subscriber
+// record, as for SSE. Every live message is one shared frame per variant (Message.wsFrame,
+// wsMetaFrame) written to every single-channel subscriber; listeners are module-level functions
+// that find their record via a Symbol. Framing and the header-first decoder: websocket-frame.ts.
+import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { Channel } from '../lib/channel-registry.ts'
+import type { Core } from '../lib/core.ts'
+import { ERRORS, type ErrorSpec } from '../lib/errors.ts'
+import { corsLines, randomBetween } from '../lib/http.ts'
+import type { Message } from '../lib/message.ts'
+import type { Cursor } from '../lib/message-id.ts'
+import {
+  F_CATCHING_UP, F_CLOSED, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, type SubscribeRequest, type Transport
+} from '../lib/subscriber.ts'
+import { kSubscriber } from '../lib/symbols.ts'
+import { Backlog } from './sse.ts'
+import { detachSocket, releaseSocket } from './detach.ts'
+import {
+  CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG,
+  CLOSE_TRY_AGAIN_LATER, FrameHeader, MAX_CONTROL_FRAME, NEED_MORE, OP_CLOSE, OP_PING, OP_PONG, acceptKey,
+  closeCode, closeFrame, frame, framePrefixHead, framePrefixed, readHeader, unmaskPayload
+} from './websocket-frame.ts'
+
+const HEAD = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n'
+/** A client data frame larger than this is answered 1009 rather than 1008 (its payload is never read). */
+export const MAX_PAYLOAD = 65536
+/** How long a closed connection waits for the peer's FIN before it is destroyed (ws: 30 s). */
+const CLOSE_TIMEOUT = 10000
+/** Bodies above this are written after their per-subscriber meta head instead of copied into it. */
+const COPY_LIMIT = 4096
+
+const EMPTY = Buffer.alloc(0)
+const PING = frame(OP_PING, EMPTY)
+const CLOSE_EMPTY = frame(OP_CLOSE, EMPTY)
+const END_FRAMES: Record<number, Buffer> = {
+  408: closeFrame(CLOSE_NORMAL, '408 Request Timeout'),
+  410: closeFrame(CLOSE_GOING_AWAY, '410 Gone'),
+  503: closeFrame(CLOSE_GOING_AWAY, '503 Service Unavailable')
+}
+const INTERNAL_ERROR = closeFrame(CLOSE_INTERNAL_ERROR)
+const OVERFLOW = closeFrame(CLOSE_TRY_AGAIN_LATER, 'Overflow')
+const PUBLISHING = closeFrame(CLOSE_POLICY, 'Publishing not allowed.')
+const TOO_BIG = closeFrame(CLOSE_TOO_BIG, 'Message too big')
+const PROTOCOL_ERROR = closeFrame(CLOSE_PROTOCOL_ERROR)
+
+const PROTO_NONE = 0
+const PROTO_NCHAN = 1
+const PROTO_PARKLINE = 2
+
+/** Bytes after an incomplete control frame (or before the 101), kept until the next read. */
+const kPartial = Symbol('parkline.ws.partial')
+
+type WsSocket = Socket & { [kSubscriber]?: Subscriber, [kPartial]?: Buffer | null }
+
+/** The one header record the decoder fills; reads are synchronous, so one is enough. */
+const header = new FrameHeader()
+
+/** A handshake problem (§7 table), or null when the handshake can be answered 101. */
+export function handshakeError (headers: IncomingHttpHeaders): ErrorSpec | null {
+  const version = headers['sec-websocket-version']
+  if (version === undefined || version === '') return ERRORS.WS_NO_VERSION
+  if (version.trim() !== '13') return ERRORS.WS_BAD_VERSION
+  const key = headers['sec-websocket-key']
+  if (key === undefined || key.trim() === '') return ERRORS.WS_NO_KEY
+  return null
+}
+
+/**
+ * Answer a handshake that will not be upgraded: a short HTTP response (§7: with
+ * `Sec-WebSocket-Version: 13`, CORS when there is an Origin), then close (ws `abortHandshake`).
+ */
+export function rejectUpgrade (socket: Duplex, err: ErrorSpec, origin: string | null, extra = ''): void {
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  const status = err.statusCode
+  let text = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nSec-WebSocket-Version: 13\r\n`
+  if (err.message.length > 0) text += 'Content-Type: text/plain\r\n'
+  text += `Content-Length: ${Buffer.byteLength(err.message)}\r\n` + extra + corsLines(origin) + 'Connection: close\r\n\r\n' + err.message
+  socket.on('error', onError)
+  socket.once('finish', destroyThis)
+  socket.end(text)
+}
+
+export class WebSocketTransport implements Transport {
+  readonly name = 'websocket'
+  readonly index: number
+  readonly core: Core
+
+  constructor (core: Core, index: number) {
+    this.core = core
+    this.index = index
+  }
+
+  /** §4.1: `Upgrade: websocket` (whole value) and a Connection header with the token `upgrade`. */
+  detect (req: IncomingMessage): boolean {
+    const upgrade = req.headers.upgrade
+    if (upgrade === undefined || upgrade.toLowerCase() !== 'websocket') return false
+    const connection = req.headers.connection
+    if (connection === undefined) return false
+    for (const token of connection.split(',')) if (token.trim().toLowerCase() === 'upgrade') return true
+    return false
+  }
+
+  /** A validated handshake from the server's 'upgrade' event (ids and cursor already parsed). */
+  upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, keys: string[], cursor: Cursor, origin: string | null, flags: number): void {
+    const err = handshakeError(req.headers)
+    if (err !== null) return rejectUpgrade(socket, err, origin)
+    if (this.#refuse(socket, origin)) return
+    this.#start(releaseSocket(socket as Socket), req.headers, head, this.core.channelsFor(keys), cursor, origin, flags)
+  }
+
+  /**
+   * A handshake that reached Fastify as a request (a host's `shouldUpgradeCallback` declined it):
+   * take the socket from Node's HTTP objects and go on as for an upgrade.
+   */
+  serve (sr: SubscribeRequest): void {
+    const socket = detachSocket(sr.req, sr.res)
+    const err = handshakeError(sr.req.headers)
+    if (err !== null || this.#refuse(socket, sr.origin)) {
+      this.core.releaseChannels(sr.channels)
+      if (err !== null) rejectUpgrade(socket, err, sr.origin)
+      return
+    }
+    this.#start(socket, sr.req.headers, EMPTY, sr.channels, sr.cursor, sr.origin, sr.flags)
+  }
+
+  /** Shutdown or the connection limit (EXTENSION b): 503 with a jittered Retry-After. */
+  #refuse (socket: Duplex, origin: string | null): boolean {
+    const core = this.core
+    if (!core.draining && !core.atCapacity) return false
+    core.stats.refused++
+    rejectUpgrade(socket, ERRORS.OVER_CAPACITY, origin, 'Retry-After: ' + randomBetween(1, 10) + '\r\n')
+    return true
+  }
+
+  #start (socket: WsSocket, headers: IncomingHttpHeaders, head: Buffer, channels: Channel[], cursor: Cursor, origin: string | null, flags: number): void {
+    const proto = pickProtocol(headers['sec-websocket-protocol'])
+    let f = flags | F_CATCHING_UP
+    let h = HEAD + 'Sec-WebSocket-Accept: ' + acceptKey(String(headers['sec-websocket-key']).trim()) + '\r\n'
+    if (proto !== PROTO_NONE) {
+      f |= F_WS_META
+      if (proto === PROTO_PARKLINE) f |= F_WS_GAP
+      h += 'Sec-WebSocket-Protocol: ' + (proto === PROTO_PARKLINE ? 'ws+meta.parkline' : 'ws+meta.nchan') + '\r\n'
+    }
+    h += corsLines(origin) + '\r\n'
+    const sub = new Subscriber(this, socket, null, channels, cursor, origin, f)
+    socket[kSubscriber] = sub
+    // bytes that came with the handshake wait for the 101 (the pooled chunk is not kept)
+    socket[kPartial] = head.length > 0 ? Buffer.from(head) : null
+    socket.on('data', onData)
+    socket.on('end', onEnd)
+    socket.on('close', onClose)
+    socket.on('error', onError)
+    socket.on('drain', onDrain)
+    socket.setNoDelay(true)
+    sub.pendingHead = h
+    if (this.core.register(sub)) this.ready(sub)
+  }
+
+  /** Counted everywhere: the `101` goes out (§3.2: not before), then the replay. */
+  ready (sub: Subscriber): void {
+    const head = sub.pendingHead
+    if (head === null) return
+    sub.pendingHead = null
+    const socket = sub.socket as WsSocket
+    socket.write(head, 'latin1')
+    sub.lastWrite = this.core.nowSec
+    const early = socket[kPartial]
+    if (early !== null && early !== undefined) {
+      socket[kPartial] = null
+      this.read(sub, early)
+    }
+    this.pump(sub)
+  }
+
+  /** Replay from the buffer until caught up, paced by drain (as SSE's pump; EXTENSION e exempt). */
+  pump (sub: Subscriber): void {
+    const socket = sub.socket
+    if (sub.pendingHead !== null) return
+    while ((sub.flags & F_CLOSED) === 0) {
+      if (socket.writableNeedDrain) return
+      const next = this.core.nextMessage(sub)
+      if (next === null) {
+        sub.flags &= ~F_CATCHING_UP
+        return
+      }
+      this.#write(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
+    }
+  }
+
+  /** The frame this subscriber gets for `msg`: shared unless its meta lines are its own. */
+  #frame (sub: Subscriber, msg: Message, id: string, gap: string | null): Buffer {
+    const flags = sub.flags
+    if ((flags & F_WS_META) === 0) return msg.wsFrame()
+    const g = (flags & F_WS_GAP) !== 0 ? gap : null
+    if (sub.channels.length === 1 && g === null) return msg.wsMetaFrame()
+    return framePrefixed(msg.wsOpcode, msg.wsMeta(id, g), msg.data)
+  }
+
+  #write (sub: Subscriber, msg: Message, id: string, gap: string | null): void {
+    const socket = sub.socket
+    const flags = sub.flags
+    const g = (flags & F_WS_GAP) !== 0 ? gap : null
+    if ((flags & F_WS_META) !== 0 && (sub.channels.length > 1 || g !== null) && msg.data.length > COPY_LIMIT) {
+      // per-subscriber meta lines in front of a large shared body: two writes, one syscall
+      socket.cork()
+      socket.write(framePrefixHead(msg.wsOpcode, msg.wsMeta(id, g), msg.data.length))
+      socket.write(msg.data)
+      socket.uncork()
+    } else {
+      socket.write(this.#frame(sub, msg, id, gap))
+    }
+    sub.lastWrite = this.core.nowSec
+    this.core.stats.delivered[this.index]!++
+  }
+
+  /**
+   * Live delivery, as SSE's: frames go to the socket while it takes them, then wait in the
+   * subscriber's backlog (messages not yet started) until 'drain'. Past queueCap the policy runs
+   * (EXTENSION e); drop-oldest needs a gap signal, so only ws+meta.parkline gets it, every other
+   * WebSocket subscriber is disconnected with 1013 `Overflow`.
+   */
+  deliver (sub: Subscriber, msg: Message, pos: number): void {
+    const socket = sub.socket
+    const gap = this.core.liveGap(sub, pos)
+    const before = sub.backlog === null && socket.writableNeedDrain ? sub.requested(pos) : null
+    const id = sub.advance(msg, pos)
+    if (!socket.writableNeedDrain && (sub.backlog === null || sub.backlog.frames.length === 0)) {
+      // a backlog left with no frames only carries a drop gap to signal on this message
+      const pending = sub.backlog === null ? null : sub.backlog.gapFrom
+      sub.backlog = null
+      this.#write(sub, msg, id, pending ?? gap)
+      return
+    }
+    const frame = this.#frame(sub, msg, id, gap)
+    let backlog = sub.backlog as WsBacklog | null
+    if (backlog === null) backlog = (sub.backlog = new WsBacklog(before!)) as WsBacklog
+    const opts = this.core.opts
+    const cap = opts.queueCap
+    if (socket.writableLength + backlog.bytes + frame.length > cap && (backlog.frames.length > 0 || socket.writableLength > 0)) {
+      if (opts.queuePolicy === 'disconnect' || (sub.flags & F_WS_GAP) === 0) {
+        this.core.stats.overflowDisconnect++
+        this.core.unregister(sub)
+        sub.backlog = null
+        closeWith(socket, OVERFLOW)
+        return
+      }
+      let dropped = 0
+      while (backlog.frames.length > 0 && socket.writableLength + backlog.bytes + frame.length > cap) {
+        backlog.bytes -= backlog.frames.shift()!.length
+        backlog.ids.shift()
+        backlog.msgs.shift()
+        dropped++
+      }
+      const dropNew = socket.writableLength + frame.length > cap
+      if (dropped > 0 || dropNew) {
+        this.core.stats.overflowDropOldest++
+        if (backlog.gapFrom === null) {
+          backlog.gapFrom = backlog.lastSentId
+          this.core.stats.gap('dropped')
+        }
+      }
+      if (dropNew) return
+    }
+    backlog.frames.push(frame)
+    backlog.ids.push(id)
+    backlog.msgs.push(msg)
+    backlog.bytes += frame.length
+  }
+
+  /** 'drain': everything waiting leaves in one corked write; a drop gap rides on the first frame. */
+  flush (sub: Subscriber): void {
+    const backlog = sub.backlog as WsBacklog | null
+    if (backlog === null || backlog.frames.length === 0) return
+    sub.backlog = null
+    if (backlog.gapFrom !== null) backlog.frames[0] = this.#frame(sub, backlog.msgs[0]!, backlog.ids[0]!, backlog.gapFrom)
+    const socket = sub.socket
+    socket.cork()
+    for (let i = 0; i < backlog.frames.length; i++) socket.write(backlog.frames[i]!)
+    socket.uncork()
+    sub.lastWrite = this.core.nowSec
+    this.core.stats.delivered[this.index]! += backlog.frames.length
+  }
+
+  /** 410 → 1001 `410 Gone`, 408 → 1000 `408 Request Timeout`, 503 → 1001 `503 Service Unavailable`. */
+  end (sub: Subscriber, status: number): void {
+    this.core.unregister(sub)
+    sub.backlog = null
+    const head = sub.pendingHead
+    sub.pendingHead = null
+    if (head !== null) sub.socket.write(head, 'latin1')
+    closeWith(sub.socket, END_FRAMES[status] ?? INTERNAL_ERROR)
+  }
+
+  /**
+   * Shared tick (EXTENSION c): an empty ping; a connection that has not answered the previous
+   * one with a pong by now is dropped.
+   */
+  keepalive (sub: Subscriber): void {
+    if (sub.pendingHead !== null) return
+    const socket = sub.socket
+    if ((sub.flags & F_WS_PING) !== 0) {
+      this.core.unregister(sub)
+      socket.destroy()
+      return
+    }
+    if (socket.writableLength > 0) return
+    socket.write(PING)
+    sub.flags |= F_WS_PING
+    sub.lastWrite = this.core.nowSec
+  }
+
+  /**
+   * Client frames (RFC 6455 §5): pings are answered, pongs clear the keepalive flag, a close is
+   * echoed; data frames are refused from their header alone (1009 past MAX_PAYLOAD, else 1008),
+   * malformed frames get 1002. What is left over is at most one incomplete control frame.
+   */
+  read (sub: Subscriber, buf: Buffer): void {
+    const socket = sub.socket as WsSocket
+    const h = header
+    let off = 0
+    while (off < buf.length) {
+      if ((sub.flags & F_CLOSED) !== 0) return
+      const n = readHeader(buf, off, h)
+      if (n === NEED_MORE) break
+      if (n < 0) return this.#fail(sub, PROTOCOL_ERROR)
+      if (h.opcode < OP_CLOSE) return this.#fail(sub, h.length > MAX_PAYLOAD ? TOO_BIG : PUBLISHING)
+      if (off + n + h.length > buf.length) break
+      const payload = unmaskPayload(buf, h)
+      off += n + h.length
+      if (h.opcode === OP_PING) {
+        // a peer that pings without reading gets no more pongs (RFC 6455 §5.5.3: the latest is enough)
+        if (socket.writableLength <= this.core.opts.queueCap) socket.write(frame(OP_PONG, payload))
+      } else if (h.opcode === OP_PONG) {
+        sub.flags &= ~F_WS_PING
+      } else {
+        const code = closeCode(payload)
+        if (code < 0) return this.#fail(sub, closeFrame(-code))
+        this.core.unregister(sub)
+        sub.backlog = null
+        closeWith(socket, code === 1005 ? CLOSE_EMPTY : closeFrame(code))
+        return
+      }
+    }
+    socket[kPartial] = off < buf.length ? Buffer.from(buf.subarray(off)) : null
+  }
+
+  #fail (sub: Subscriber, close: Buffer): void {
+    this.core.unregister(sub)
+    sub.backlog = null
+    closeWith(sub.socket, close)
+  }
+}
+
+/** A backlog that keeps each frame's message, so a drop gap can be framed into the first one. */
+class WsBacklog extends Backlog {
+  msgs: Message[]
+  constructor (lastSentId: string) {
+    super(lastSentId)
+    this.msgs = []
+  }
+}
+
+/** `ws+meta.parkline` > `ws+meta.nchan` > none, from the client's list (§7). */
+function pickProtocol (value: string | string[] | undefined): number {
+  if (value === undefined) return PROTO_NONE
+  const list = Array.isArray(value) ? value.join(',') : value
+  let found = PROTO_NONE
+  for (const p of list.split(',')) {
+    const t = p.trim()
+    if (t === 'ws+meta.parkline') return PROTO_PARKLINE
+    if (t === 'ws+meta.nchan') found = PROTO_NCHAN
+  }
+  return found
+}
+
+/** Send a close frame and end our side; a peer that never closes its side is destroyed later. */
+function closeWith (socket: Socket, close: Buffer): void {
+  const s = socket as WsSocket
+  s[kPartial] = null
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  socket.end(close)
+  socket.setTimeout(CLOSE_TIMEOUT)
+  socket.on('timeout', destroyThis)
+}
+
+function destroyThis (this: Duplex): void {
+  this.destroy()
+}
+
+function onData (this: WsSocket, chunk: Buffer): void {
+  const sub = this[kSubscriber]
+  // after our close frame, the peer's echo (and anything else) is ignored
+  if (sub === undefined || (sub.flags & F_CLOSED) !== 0) return
+  let buf = chunk
+  const partial = this[kPartial]
+  if (partial !== null && partial !== undefined) {
+    buf = Buffer.concat([partial, chunk])
+    this[kPartial] = null
+  }
+  if (sub.pendingHead !== null) {
+    // not counted yet (workers, Redis): a client that sends more than a close handshake is dropped
+    if (buf.length > MAX_CONTROL_FRAME * 2) {
+      ;(sub.transport as WebSocketTransport).core.unregister(sub)
+      this.destroy()
+      return
+    }
+    this[kPartial] = buf === chunk ? Buffer.from(chunk) : buf
+    return
+  }
+  ;(sub.transport as WebSocketTransport).read(sub, buf)
+}
+
+function onEnd (this: WsSocket): void {
+  this.end()
+}
+
+function onClose (this: WsSocket): void {
+  const sub = this[kSubscriber]
+  if (sub !== undefined) (sub.transport as WebSocketTransport).core.unregister(sub)
+}
+
+function onError (): void {
+  // 'close' follows and unregisters
+}
+
+function onDrain (this: WsSocket): void {
+  const sub = this[kSubscriber]
+  if (sub === undefined || (sub.flags & F_CLOSED) !== 0) return
+  const t = sub.transport as WebSocketTransport
+  if ((sub.flags & F_CATCHING_UP) !== 0) t.pump(sub)
+  else if (sub.backlog !== null) t.flush(sub)
+}
