@@ -66,7 +66,7 @@ const K = {
   one2oneSize: 512,
   settleMs: SMOKE ? 300 : 2000,
   drainMs: SMOKE ? 2000 : 20000,
-  maxSeconds: knob('BENCH_MAX_SECONDS', 3600, 55)
+  maxSeconds: knob('BENCH_MAX_SECONDS', 3600, 160)
 }
 for (const s of K.scenarios) if (!(ALL_SCENARIOS as readonly string[]).includes(s)) throw new Error(`unknown scenario "${s}" (known: ${ALL_SCENARIOS.join(', ')})`)
 for (const s of K.servers) if (SERVER_KINDS.find((k) => k.name === s) === undefined) throw new Error(`unknown server "${s}"`)

@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Channel } from './channel-registry.ts'
 import type { Message } from './message.ts'
-import type { Cursor } from './message-id.ts'
+import { formatId, formatVector, type Cursor } from './message-id.ts'
 import type { Core } from './core.ts'
 
 /** Subscriber flags (bit field). */
@@ -80,27 +80,12 @@ export class Subscriber {
       this.vTags.fill(-1)
     }
     this.vTags[pos] = msg.tag
-    let s = msg.time + ':'
-    for (let i = 0; i < this.vTags.length; i++) {
-      if (i > 0) s += ','
-      const t = this.vTags[i]!
-      const text = t < 0 ? '-' : String(t)
-      s += i === pos ? '[' + text + ']' : text
-    }
-    return s
+    return formatVector(msg.time, this.vTags, pos)
   }
 
   /** The cursor of position `pos` in canonical form, for the gap signal (§11a). */
   requested (pos: number): string {
-    if (this.channels.length === 1) return this.times[0] + ':' + (this.tags[0]! < 0 ? '-' : this.tags[0])
-    let s = this.vTime + ':'
-    for (let i = 0; i < this.vTags.length; i++) {
-      if (i > 0) s += ','
-      const t = this.vTags[i]!
-      const text = t < 0 ? '-' : String(t)
-      s += i === pos ? '[' + text + ']' : text
-    }
-    return s
+    return this.channels.length === 1 ? formatId(this.times[0]!, this.tags[0]!) : formatVector(this.vTime, this.vTags, pos)
   }
 }
 
