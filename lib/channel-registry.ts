@@ -21,8 +21,6 @@ export class Channel {
   /** Subscribers, and for each the position of this channel in its subscription. */
   subs: Subscriber[]
   subPos: number[]
-  /** Slot in the SSE transport's per-turn batch list, or -1 (transports/sse.ts coalescing). */
-  batchIndex: number
 
   constructor (key: string, capacity: number, nowSec: number) {
     this.key = key
@@ -35,7 +33,6 @@ export class Channel {
     this.lastRequested = -1
     this.subs = []
     this.subPos = []
-    this.batchIndex = -1
   }
 
   get subscriberCount (): number { return this.subs.length }

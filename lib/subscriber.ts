@@ -12,7 +12,7 @@ import type { Core } from './core.ts'
 export const F_GAP_EVENT = 1 // ?parkline_gap=event: gap as an SSE event, not a comment
 export const F_CATCHING_UP = 2 // replaying from the buffer, paced by drain; live fan-out skips it
 export const F_CLOSED = 4 // removed from the table; late events are ignored
-export const F_BATCHED = 8 // has frames held in this turn's coalesced batch (transports/sse.ts)
+export const F_BATCHED = 8 // has frames held in this turn's coalesced batch (transports/coalesce.ts)
 // WebSocket (transports/websocket.ts); high bits, clear of the other transports' flags
 export const F_WS_META = 1 << 10 // ws+meta.nchan or ws+meta.parkline: id/content-type lines in each frame
 export const F_WS_GAP = 1 << 11 // ws+meta.parkline: a gap: line may ride in the meta (§11a)

@@ -2,6 +2,7 @@
 // Whatever the batching, every subscriber gets every message once, in order, with its own start.
 import test from 'ava'
 import { SseClient, info, startServer } from './helpers/server.ts'
+import { RawWs, parseMeta } from './helpers/websocket.ts'
 
 for (const coalesce of [true, false]) {
   test(`coalesce ${coalesce}: bursts published in one turn arrive complete and in order, late joiners included`, async (t) => {
@@ -25,3 +26,36 @@ for (const coalesce of [true, false]) {
     early.close(); late.close(); multi.close()
   })
 }
+
+for (const coalesce of [true, false]) {
+  test(`coalesce ${coalesce}: WebSocket plain and ws+meta subscribers get a turn's burst complete, in order, with their ids`, async (t) => {
+    const { port, app } = await startServer(t, { coalesce })
+    const core = app.parkline
+    const plain = await RawWs.connect(port, '/sub/wc')
+    const meta = await RawWs.connect(port, '/sub/wc', { 'Sec-WebSocket-Protocol': 'ws+meta.nchan' })
+    const ids: string[] = []
+    for (let i = 0; i < 5; i++) ids.push(core.publish('wc', Buffer.from(`m${i}`), 'text/plain', null).msg.id)
+    const late = await RawWs.connect(port, `/sub/wc?last_event_id=${ids[2]}`)
+    for (let i = 5; i < 8; i++) ids.push(core.publish('wc', Buffer.from(`m${i}`), 'text/plain', null).msg.id)
+    const all = ids.map((_, i) => `m${i}`)
+    t.deepEqual((await plain.waitMessages(8)).map((f) => f.payload.toString()), all)
+    const metas = (await meta.waitMessages(8)).map((f) => parseMeta(f.payload))
+    t.deepEqual(metas.map((m) => m.body.toString()), all)
+    t.deepEqual(metas.map((m) => m.meta.id), ids)
+    t.deepEqual((await late.waitMessages(5)).map((f) => f.payload.toString()), all.slice(3))
+    plain.close(); meta.close(); late.close()
+  })
+}
+
+test('SSE and WebSocket subscribers of one channel each get their own frames from one turn', async (t) => {
+  const { port, app } = await startServer(t)
+  const core = app.parkline
+  const sse = await SseClient.connect(port, '/sub/mix')
+  await sse.until(() => sse.comments.includes(': hi'))
+  const ws = await RawWs.connect(port, '/sub/mix')
+  for (let i = 0; i < 4; i++) core.publish('mix', Buffer.from(`x${i}`), null, null)
+  t.deepEqual((await sse.waitEvents(4)).map((e) => e.data), ['x0', 'x1', 'x2', 'x3'])
+  t.deepEqual((await ws.waitMessages(4)).map((f) => f.payload.toString()), ['x0', 'x1', 'x2', 'x3'])
+  t.false(sse.events.some((e) => e.data.includes('\x81')))
+  sse.close(); ws.close()
+})

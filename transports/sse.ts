@@ -4,12 +4,12 @@
 // subscriber; listeners are module-level functions that find their record via a Symbol.
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
-import type { Channel } from '../lib/channel-registry.ts'
 import type { Core } from '../lib/core.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
 import type { Message } from '../lib/message.ts'
-import { F_BATCHED, F_CATCHING_UP, F_CLOSED, F_GAP_EVENT, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
+import { F_CATCHING_UP, F_CLOSED, F_GAP_EVENT, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
+import { Coalescer } from './coalesce.ts'
 import { detachSocket } from './detach.ts'
 
 const HEAD = 'HTTP/1.1 200 OK\r\n' +
@@ -35,19 +35,13 @@ export class SseTransport implements Transport {
   readonly core: Core
   readonly #keepalive: Buffer
   readonly #overflowNotice: Buffer
-  readonly #coalesce: boolean
-  /** Channels with frames held for this event-loop turn, and each one's messages in order. */
-  #batchChannels: Channel[]
-  #batches: Message[][]
-  #batchScheduled: boolean
+  /** Option `coalesce`: a turn's messages leave in one write per subscriber (coalesce.ts). */
+  readonly #coalescer: Coalescer | null
 
   constructor (core: Core, index: number) {
     this.core = core
     this.index = index
-    this.#coalesce = core.opts.coalesce
-    this.#batchChannels = []
-    this.#batches = []
-    this.#batchScheduled = false
+    this.#coalescer = core.opts.coalesce ? new Coalescer(core, index, [sseFrameOf], sseVariant) : null
     this.#keepalive = core.opts.ping === 'event' ? KEEPALIVE_EVENT : KEEPALIVE_COMMENT
     this.#overflowNotice = Buffer.from(`event: parkline-overflow\ndata: {"policy":"disconnect","limit":${core.opts.queueCap}}\n\n`)
   }
@@ -149,8 +143,8 @@ export class SseTransport implements Transport {
       sub.backlog = null
       const g = pending ?? gap
       if (g !== null) socket.write(gapText(sub, g, id), 'latin1')
-      else if (this.#coalesce && sub.channels.length === 1) {
-        this.#hold(sub, msg)
+      else if (this.#coalescer !== null && sub.channels.length === 1) {
+        this.#coalescer.hold(sub, msg)
         return
       }
       this.#write(sub, msg, id)
@@ -192,63 +186,6 @@ export class SseTransport implements Transport {
     backlog.frames.push(frame)
     backlog.ids.push(id)
     backlog.bytes += frame.length
-  }
-
-  /**
-   * Coalescing (option `coalesce`): the live messages a channel receives in one event-loop turn
-   * leave as one Buffer, built once per channel and written once per subscriber at the end of the
-   * turn (setImmediate) — one syscall per subscriber per turn instead of one per message. The
-   * latency budget is the rest of the current turn.
-   */
-  #hold (sub: Subscriber, msg: Message): void {
-    const ch = sub.channels[0]!
-    let i = ch.batchIndex
-    if (i < 0 || this.#batchChannels[i] !== ch) {
-      i = ch.batchIndex = this.#batchChannels.length
-      this.#batchChannels.push(ch)
-      this.#batches.push([msg])
-      if (!this.#batchScheduled) {
-        this.#batchScheduled = true
-        setImmediate(flushBatches, this)
-      }
-    } else {
-      const list = this.#batches[i]!
-      if (list[list.length - 1] !== msg) list.push(msg)
-    }
-    if ((sub.flags & F_BATCHED) === 0) {
-      sub.flags |= F_BATCHED
-      sub.batchFrom = this.#batches[i]!.length - 1
-    }
-    this.core.stats.delivered[this.index]!++
-  }
-
-  flushBatches (): void {
-    const channels = this.#batchChannels
-    const batches = this.#batches
-    this.#batchChannels = []
-    this.#batches = []
-    this.#batchScheduled = false
-    const now = this.core.nowSec
-    for (let c = 0; c < channels.length; c++) {
-      const ch = channels[c]!
-      const msgs = batches[c]!
-      ch.batchIndex = -1
-      let all: Buffer | null = null
-      const subs = ch.subs
-      for (let i = subs.length - 1; i >= 0; i--) {
-        if (i >= subs.length) continue
-        const sub = subs[i]!
-        if ((sub.flags & F_BATCHED) === 0) continue
-        sub.flags &= ~F_BATCHED
-        if ((sub.flags & F_CLOSED) !== 0) continue
-        let out: Buffer
-        if (msgs.length === 1) out = msgs[0]!.sseFrame()
-        else if (sub.batchFrom === 0) out = all ??= Buffer.concat(msgs.map(sseFrameOf))
-        else out = Buffer.concat(msgs.slice(sub.batchFrom).map(sseFrameOf))
-        sub.socket.write(out)
-        sub.lastWrite = now
-      }
-    }
   }
 
   /** 'drain': everything waiting leaves in one corked write. */
@@ -308,8 +245,8 @@ function sseFrameOf (m: Message): Buffer {
   return m.sseFrame()
 }
 
-function flushBatches (t: SseTransport): void {
-  t.flushBatches()
+function sseVariant (): number {
+  return 0
 }
 
 function gapText (sub: Subscriber, requested: string, resumed: string): string {

@@ -18,6 +18,7 @@ import {
 } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
 import { Backlog } from './sse.ts'
+import { Coalescer } from './coalesce.ts'
 import { detachSocket, releaseSocket } from './detach.ts'
 import {
   CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG,
@@ -91,10 +92,14 @@ export class WebSocketTransport implements Transport {
   readonly name = 'websocket'
   readonly index: number
   readonly core: Core
+  /** Option `coalesce`: a turn's messages leave in one write per subscriber (coalesce.ts). */
+  readonly #coalescer: Coalescer | null
 
   constructor (core: Core, index: number) {
     this.core = core
     this.index = index
+    // variants: plain frames, and ws+meta frames of a single-channel subscription (both shared)
+    this.#coalescer = core.opts.coalesce ? new Coalescer(core, index, [wsFrameOf, wsMetaFrameOf], wsVariant) : null
   }
 
   /** §4.1: `Upgrade: websocket` (whole value) and a Connection header with the token `upgrade`. */
@@ -235,7 +240,12 @@ export class WebSocketTransport implements Transport {
       // a backlog left with no frames only carries a drop gap to signal on this message
       const pending = sub.backlog === null ? null : sub.backlog.gapFrom
       sub.backlog = null
-      this.#write(sub, msg, id, pending ?? gap)
+      const g = pending ?? gap
+      if (g === null && this.#coalescer !== null && sub.channels.length === 1) {
+        this.#coalescer.hold(sub, msg)
+        return
+      }
+      this.#write(sub, msg, id, g)
       return
     }
     const frame = this.#frame(sub, msg, id, gap)
@@ -439,4 +449,17 @@ function onDrain (this: WsSocket): void {
   const t = sub.transport as WebSocketTransport
   if ((sub.flags & F_CATCHING_UP) !== 0) t.pump(sub)
   else if (sub.backlog !== null) t.flush(sub)
+}
+
+function wsFrameOf (m: Message): Buffer {
+  return m.wsFrame()
+}
+
+function wsMetaFrameOf (m: Message): Buffer {
+  return m.wsMetaFrame()
+}
+
+/** 0: plain frames; 1: ws+meta.nchan / ws+meta.parkline (one channel, no gap line). */
+function wsVariant (sub: Subscriber): number {
+  return (sub.flags & F_WS_META) === 0 ? 0 : 1
 }

@@ -1,0 +1,115 @@
+// Coalescing (option `coalesce`), shared by the stream transports: the live messages a channel
+// receives in one event-loop turn leave as one Buffer per frame variant, concatenated once per
+// channel and written once per subscriber at the end of the turn (setImmediate): one syscall per
+// subscriber per turn instead of one per message. The latency budget is the rest of the turn.
+//
+//   deliver(sub, m1) ─┐                       ┌─ sub A (from m1): write(concat(m1, m2))  ← shared
+//   deliver(sub, m2) ─┴─ batch[ch] = [m1, m2] ┼─ sub B (from m1): write(same Buffer)
+//                         (setImmediate)      └─ sub C (from m2, joined mid-turn): write(m2)
+//
+// Only single-channel subscribers whose socket takes bytes and who have no signal to carry are
+// held; everyone else is written at once by the transport. A subscriber remembers where in the
+// channel's batch it joined (Subscriber.batchFrom) and is flagged F_BATCHED until the flush.
+import type { Channel } from '../lib/channel-registry.ts'
+import type { Core } from '../lib/core.ts'
+import type { Message } from '../lib/message.ts'
+import { F_BATCHED, F_CLOSED, type Subscriber } from '../lib/subscriber.ts'
+
+export type Framer = (m: Message) => Buffer
+
+export class Coalescer {
+  readonly #core: Core
+  readonly #transportIndex: number
+  /** One framer per variant (SSE: one; WebSocket: plain and meta). */
+  readonly #framers: readonly Framer[]
+  readonly #variantOf: (sub: Subscriber) => number
+  #channels: Channel[]
+  #batches: Message[][]
+  #slot: Map<Channel, number>
+  /** Fan-out hands the same message to every subscriber in a row: skip the map for those. */
+  #lastMsg: Message | null
+  #lastSlot: number
+  #scheduled: boolean
+
+  constructor (core: Core, transportIndex: number, framers: readonly Framer[], variantOf: (sub: Subscriber) => number) {
+    this.#core = core
+    this.#transportIndex = transportIndex
+    this.#framers = framers
+    this.#variantOf = variantOf
+    this.#channels = []
+    this.#batches = []
+    this.#slot = new Map()
+    this.#lastMsg = null
+    this.#lastSlot = -1
+    this.#scheduled = false
+  }
+
+  /** Hold `msg` for `sub` (single-channel, live, socket not backed up) until the end of the turn. */
+  hold (sub: Subscriber, msg: Message): void {
+    let i = this.#lastSlot
+    if (msg !== this.#lastMsg) {
+      const ch = sub.channels[0]!
+      const found = this.#slot.get(ch)
+      if (found === undefined) {
+        i = this.#channels.length
+        this.#slot.set(ch, i)
+        this.#channels.push(ch)
+        this.#batches.push([msg])
+        if (!this.#scheduled) {
+          this.#scheduled = true
+          setImmediate(flushCoalescer, this)
+        }
+      } else {
+        i = found
+        const list = this.#batches[i]!
+        if (list[list.length - 1] !== msg) list.push(msg)
+      }
+      this.#lastMsg = msg
+      this.#lastSlot = i
+    }
+    if ((sub.flags & F_BATCHED) === 0) {
+      sub.flags |= F_BATCHED
+      sub.batchFrom = this.#batches[i]!.length - 1
+    }
+    this.#core.stats.delivered[this.#transportIndex]!++
+  }
+
+  flush (): void {
+    const channels = this.#channels
+    const batches = this.#batches
+    this.#channels = []
+    this.#batches = []
+    this.#slot = new Map()
+    this.#lastMsg = null
+    this.#lastSlot = -1
+    this.#scheduled = false
+    const now = this.#core.nowSec
+    const framers = this.#framers
+    const all: Array<Buffer | null> = new Array<Buffer | null>(framers.length)
+    for (let c = 0; c < channels.length; c++) {
+      const msgs = batches[c]!
+      all.fill(null)
+      const subs = channels[c]!.subs
+      for (let i = subs.length - 1; i >= 0; i--) {
+        if (i >= subs.length) continue
+        const sub = subs[i]!
+        // a channel's subscribers mix transports, each with its own coalescer and frames
+        if ((sub.flags & F_BATCHED) === 0 || sub.transport.index !== this.#transportIndex) continue
+        sub.flags &= ~F_BATCHED
+        if ((sub.flags & F_CLOSED) !== 0) continue
+        const v = this.#variantOf(sub)
+        const framer = framers[v]!
+        let out: Buffer
+        if (msgs.length === 1) out = framer(msgs[0]!)
+        else if (sub.batchFrom === 0) out = all[v] ??= Buffer.concat(msgs.map(framer))
+        else out = Buffer.concat(msgs.slice(sub.batchFrom).map(framer))
+        sub.socket.write(out)
+        sub.lastWrite = now
+      }
+    }
+  }
+}
+
+function flushCoalescer (c: Coalescer): void {
+  c.flush()
+}
