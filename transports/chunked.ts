@@ -3,9 +3,11 @@
 // sent, so the start position comes from the connect-time cursor only. An empty message is
 // skipped: a zero-length chunk would end the stream.
 import type { IncomingMessage } from 'node:http'
+import type { Core } from '../lib/core.ts'
 import { corsLines } from '../lib/http.ts'
 import type { Message } from '../lib/message.ts'
 import type { Subscriber, SubscribeRequest } from '../lib/subscriber.ts'
+import { Coalescer } from './coalesce.ts'
 import { HttpStreamTransport } from './http-stream.ts'
 
 const HEAD = 'HTTP/1.1 200 OK\r\n' +
@@ -44,7 +46,15 @@ export class ChunkedTransport extends HttpStreamTransport {
   readonly name = 'chunked'
   // a chunk carries no metadata: drop-oldest could not tell the client, so it disconnects (§11e)
   protected readonly signalsGap = false
-  protected readonly endBytes = END
+  protected endBytes (_status: number): Buffer {
+    return END
+  }
+
+  constructor (core: Core, index: number) {
+    super(core, index)
+    // every subscriber's chunk is the same bytes: a turn's chunks leave in one write
+    this.coalescer = core.opts.coalesce ? new Coalescer(core, index, [chunkOf], onlyVariant) : null
+  }
 
   detect (req: IncomingMessage): boolean {
     const te = req.headers.te
@@ -56,7 +66,7 @@ export class ChunkedTransport extends HttpStreamTransport {
     return HEAD + corsLines(sr.origin) + '\r\n'
   }
 
-  protected payload (_sub: Subscriber, msg: Message): Buffer | null {
+  protected payload (_sub: Subscriber, msg: Message, _id: string): Buffer | null {
     return msg.data.length === 0 ? null : msg.chunk()
   }
 
@@ -67,4 +77,15 @@ export class ChunkedTransport extends HttpStreamTransport {
   protected write (sub: Subscriber, _msg: Message | null, payload: Buffer, _id: string, _gap: string | null): void {
     sub.socket.write(payload)
   }
+}
+
+const NOTHING = Buffer.alloc(0)
+
+/** An empty message is skipped (a zero-length chunk would end the stream). */
+function chunkOf (m: Message): Buffer {
+  return m.data.length === 0 ? NOTHING : m.chunk()
+}
+
+function onlyVariant (): number {
+  return 0
 }

@@ -1,8 +1,9 @@
-// The plain HTTP streams of PROTOCOL.md §8 (multipart/mixed and chunked) share everything but their
-// framing, which is what SSE (sse.ts) does too: after the head Node's HTTP objects are released
-// (detach.ts), the socket's listeners are module-level functions that find the Subscriber via
-// socket[kSubscriber], the replay is paced by drain, and live messages wait in a bounded backlog
-// while the socket is backed up (EXTENSION e). Subclasses supply only the bytes.
+// The HTTP streams — EventSource (§6), multipart/mixed and chunked (§8) — share everything but
+// their bytes: after the head Node's HTTP objects are released (detach.ts), the socket's listeners
+// are module-level functions that find the Subscriber via socket[kSubscriber], the replay is paced
+// by drain, live messages are coalesced per event-loop turn where the frame is shared
+// (coalesce.ts) and wait in a bounded backlog while the socket is backed up (EXTENSION e).
+// Subclasses supply only the bytes.
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
@@ -11,7 +12,8 @@ import type { Message } from '../lib/message.ts'
 import { F_CATCHING_UP, F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
 import { detachSocket } from './detach.ts'
-import { Backlog } from './sse.ts'
+import { Backlog } from './backlog.ts'
+import type { Coalescer } from './coalesce.ts'
 
 type StreamSocket = Socket & { [kSubscriber]?: Subscriber }
 
@@ -21,12 +23,35 @@ export abstract class HttpStreamTransport implements Transport {
   readonly core: Core
   /** Whether an overflow under drop-oldest can be signalled (§11e); if not, it disconnects. */
   protected abstract readonly signalsGap: boolean
-  /** What ends the stream (DELETE, timeout, shutdown, overflow): the transport's last bytes. */
-  protected abstract readonly endBytes: Buffer
+  /**
+   * Set by a subclass whose single-channel frame is the same for every subscriber (option
+   * `coalesce`): its framer must give exactly what write() sends for such a subscriber.
+   */
+  protected coalescer: Coalescer | null
 
   constructor (core: Core, index: number) {
     this.core = core
     this.index = index
+    this.coalescer = null
+  }
+
+  /** What ends the stream for a status (410 DELETE, 408 timeout, 503 shutdown): its last bytes. */
+  protected abstract endBytes (status: number): Buffer
+
+  /** What ends the stream on overflow under policy `disconnect`. */
+  protected overflowBytes (): Buffer {
+    return this.endBytes(503)
+  }
+
+  /** At the connection limit or while draining (EXTENSION b): 503 with a jittered Retry-After. */
+  protected refuse (sr: SubscribeRequest): void {
+    const headers: Record<string, string | number> = { 'Retry-After': randomBetween(1, 10), Connection: 'close', 'Content-Length': 0 }
+    if (sr.origin !== null) {
+      headers['Access-Control-Allow-Origin'] = sr.origin
+      headers['Access-Control-Allow-Credentials'] = 'true'
+    }
+    sr.res.writeHead(503, headers)
+    sr.res.end()
   }
 
   abstract detect (req: IncomingMessage): boolean
@@ -35,10 +60,11 @@ export abstract class HttpStreamTransport implements Transport {
   protected abstract open (sub: Subscriber, sr: SubscribeRequest): string
 
   /**
-   * The shared bytes of `msg` for this transport (cached on the Message), or null when the message
-   * is not sent at all (chunked: an empty message would end the stream).
+   * The bytes of `msg` for this subscriber — shared and cached on the Message wherever the id is
+   * not the subscriber's own — or null when the message is not sent at all (chunked: an empty
+   * message would end the stream).
    */
-  protected abstract payload (sub: Subscriber, msg: Message): Buffer | null
+  protected abstract payload (sub: Subscriber, msg: Message, id: string): Buffer | null
 
   /** Bytes one queued message takes on this subscriber's wire: payload plus per-connection framing. */
   protected abstract size (sub: Subscriber, payload: Buffer, id: string): number
@@ -49,16 +75,9 @@ export abstract class HttpStreamTransport implements Transport {
   serve (sr: SubscribeRequest): void {
     const core = this.core
     if (core.draining || core.atCapacity) {
-      // EXTENSION b: 503 with a jittered Retry-After, before any stream bytes
       core.releaseChannels(sr.channels)
       core.stats.refused++
-      const headers: Record<string, string | number> = { 'Retry-After': randomBetween(1, 10), Connection: 'close', 'Content-Length': 0 }
-      if (sr.origin !== null) {
-        headers['Access-Control-Allow-Origin'] = sr.origin
-        headers['Access-Control-Allow-Credentials'] = 'true'
-      }
-      sr.res.writeHead(503, headers)
-      sr.res.end()
+      this.refuse(sr)
       return
     }
     const sub = new Subscriber(this, sr.req.socket, null, sr.channels, sr.cursor, sr.origin, sr.flags | F_CATCHING_UP)
@@ -98,7 +117,7 @@ export abstract class HttpStreamTransport implements Transport {
         return
       }
       const id = sub.advance(next.msg, next.pos)
-      const payload = this.payload(sub, next.msg)
+      const payload = this.payload(sub, next.msg, id)
       if (payload !== null) this.#send(sub, next.msg, payload, id, next.gap)
     }
   }
@@ -115,15 +134,21 @@ export abstract class HttpStreamTransport implements Transport {
     const gap = this.core.liveGap(sub, pos)
     const before = sub.backlog === null && socket.writableNeedDrain ? sub.requested(pos) : null
     const id = sub.advance(msg, pos)
-    const payload = this.payload(sub, msg)
-    if (payload === null) return
     if (!socket.writableNeedDrain && (sub.backlog === null || sub.backlog.frames.length === 0)) {
       // a backlog left with no frames only carries a drop gap to signal on this message
       const pending = sub.backlog === null ? null : sub.backlog.gapFrom
       sub.backlog = null
-      this.#send(sub, msg, payload, id, pending ?? gap)
+      const g = pending ?? gap
+      if (g === null && this.coalescer !== null && sub.channels.length === 1) {
+        this.coalescer.hold(sub, msg)
+        return
+      }
+      const payload = this.payload(sub, msg, id)
+      if (payload !== null) this.#send(sub, msg, payload, id, g)
       return
     }
+    const payload = this.payload(sub, msg, id)
+    if (payload === null) return
     let backlog = sub.backlog
     if (backlog === null) backlog = sub.backlog = new Backlog(before ?? id)
     // a live gap (§11a) rides on the first queued message (the queue is empty but in rare cases)
@@ -136,7 +161,7 @@ export abstract class HttpStreamTransport implements Transport {
         this.core.stats.overflowDisconnect++
         this.core.unregister(sub)
         sub.backlog = null
-        socket.end(this.endBytes)
+        socket.end(this.overflowBytes())
         return
       }
       let dropped = 0
@@ -175,17 +200,17 @@ export abstract class HttpStreamTransport implements Transport {
     this.core.stats.delivered[this.index]! += backlog.frames.length
   }
 
-  end (sub: Subscriber, _status: number): void {
+  end (sub: Subscriber, status: number): void {
     this.core.unregister(sub)
     sub.backlog = null
     const head = sub.pendingHead
     sub.pendingHead = null
     if (head !== null) sub.socket.write(head, 'latin1')
-    sub.socket.end(this.endBytes)
+    sub.socket.end(this.endBytes(status))
   }
 
   keepalive (_sub: Subscriber): void {
-    // multipart and chunked get no keepalive (EXTENSION c)
+    // multipart and chunked get no keepalive (EXTENSION c); SSE overrides
   }
 }
 

@@ -31,7 +31,9 @@ export function randomBoundary (): string {
 export class MultipartTransport extends HttpStreamTransport {
   readonly name = 'multipart'
   protected readonly signalsGap = true
-  protected readonly endBytes = END
+  protected endBytes (_status: number): Buffer {
+    return END
+  }
 
   detect (req: IncomingMessage): boolean {
     const accept = req.headers.accept
@@ -44,7 +46,7 @@ export class MultipartTransport extends HttpStreamTransport {
     return STATUS_LINE + b + '\r\n' + HEAD_REST + corsLines(sr.origin) + '\r\n--' + b
   }
 
-  protected payload (_sub: Subscriber, msg: Message): Buffer {
+  protected payload (_sub: Subscriber, msg: Message, _id: string): Buffer {
     return msg.multipartBody()
   }
 

@@ -17,7 +17,7 @@ import {
   F_CATCHING_UP, F_CLOSED, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, type SubscribeRequest, type Transport
 } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
-import { Backlog } from './sse.ts'
+import { Backlog } from './backlog.ts'
 import { Coalescer } from './coalesce.ts'
 import { detachSocket, releaseSocket } from './detach.ts'
 import {
