@@ -6,6 +6,7 @@ import type { Socket } from 'node:net'
 import type { Channel } from './channel-registry.ts'
 import type { Message } from './message.ts'
 import { formatId, formatVector, type Cursor } from './message-id.ts'
+import type { Backlog } from './backlog.ts'
 import type { Core } from './core.ts'
 
 /** Subscriber flags (bit field). */
@@ -46,7 +47,7 @@ export class Subscriber {
   /** multipart/mixed only: this connection's `\r\n--<boundary>`, written after every part (§8). */
   boundary: string | null
   /** Streams only, and only while the socket is backed up: frames not yet handed to it. */
-  backlog: { frames: Buffer[], ids: string[], bytes: number, lastSentId: string, gapFrom: string | null } | null
+  backlog: Backlog | null
 
   constructor (transport: Transport, socket: Socket, res: ServerResponse | null, channels: Channel[], cursor: Cursor, origin: string | null, flags: number) {
     const n = channels.length

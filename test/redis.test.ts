@@ -6,19 +6,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import net from 'node:net'
 import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
-import { SseClient, eventually, info, publish } from './helpers/server.ts'
+import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
 
 const NODE = process.execPath
-
-async function freePort (): Promise<number> {
-  const s = net.createServer()
-  s.listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const port = (s.address() as net.AddressInfo).port
-  s.close()
-  await once(s, 'close')
-  return port
-}
 
 function redisInstalled (): boolean {
   const r = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })

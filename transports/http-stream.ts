@@ -12,7 +12,7 @@ import type { Message } from '../lib/message.ts'
 import { F_CATCHING_UP, F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
 import { detachSocket } from './detach.ts'
-import { Backlog } from './backlog.ts'
+import { OVERFLOW, enqueue } from '../lib/backlog.ts'
 import type { Coalescer } from './coalesce.ts'
 
 type StreamSocket = Socket & { [kSubscriber]?: Subscriber }
@@ -128,7 +128,7 @@ export abstract class HttpStreamTransport implements Transport {
     this.core.stats.delivered[this.index]!++
   }
 
-  /** Live delivery, with sse.ts's backlog and queue-cap rules (EXTENSION e). */
+  /** Live delivery: written at once, coalesced, or queued under the cap (lib/backlog.ts). */
   deliver (sub: Subscriber, msg: Message, pos: number): void {
     const socket = sub.socket
     const gap = this.core.liveGap(sub, pos)
@@ -149,39 +149,10 @@ export abstract class HttpStreamTransport implements Transport {
     }
     const payload = this.payload(sub, msg, id)
     if (payload === null) return
-    let backlog = sub.backlog
-    if (backlog === null) backlog = sub.backlog = new Backlog(before ?? id)
-    // a live gap (§11a) rides on the first queued message (the queue is empty but in rare cases)
-    if (gap !== null && backlog.gapFrom === null) backlog.gapFrom = gap
-    const size = this.size(sub, payload, id)
-    const cap = this.core.opts.queueCap
-    if (socket.writableLength + backlog.bytes + size > cap && (backlog.frames.length > 0 || socket.writableLength > 0)) {
-      if (this.core.opts.queuePolicy === 'disconnect' || !this.signalsGap) {
-        // finish what is being written, drop what has not started, end the stream, close
-        this.core.stats.overflowDisconnect++
-        this.core.unregister(sub)
-        sub.backlog = null
-        socket.end(this.overflowBytes())
-        return
-      }
-      let dropped = 0
-      while (backlog.frames.length > 0 && socket.writableLength + backlog.bytes + size > cap) {
-        backlog.bytes -= this.size(sub, backlog.frames.shift()!, backlog.ids.shift()!)
-        dropped++
-      }
-      const dropNew = socket.writableLength + size > cap
-      if (dropped > 0 || dropNew) {
-        this.core.stats.overflowDropOldest++
-        if (backlog.gapFrom === null) {
-          backlog.gapFrom = backlog.lastSentId
-          this.core.stats.gap('dropped')
-        }
-      }
-      if (dropNew) return
+    if (enqueue(this.core, sub, before, msg, payload, id, this.size(sub, payload, id), gap, this.signalsGap) === OVERFLOW) {
+      // finish what is being written, drop what has not started, end the stream, close
+      socket.end(this.overflowBytes())
     }
-    backlog.frames.push(payload)
-    backlog.ids.push(id)
-    backlog.bytes += size
   }
 
   /** 'drain': everything waiting leaves in one corked write. */

@@ -17,7 +17,7 @@ import {
   F_CATCHING_UP, F_CLOSED, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, type SubscribeRequest, type Transport
 } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
-import { Backlog } from './backlog.ts'
+import { OVERFLOW, enqueue } from '../lib/backlog.ts'
 import { Coalescer } from './coalesce.ts'
 import { detachSocket, releaseSocket } from './detach.ts'
 import {
@@ -43,7 +43,7 @@ const END_FRAMES: Record<number, Buffer> = {
   503: closeFrame(CLOSE_GOING_AWAY, '503 Service Unavailable')
 }
 const INTERNAL_ERROR = closeFrame(CLOSE_INTERNAL_ERROR)
-const OVERFLOW = closeFrame(CLOSE_TRY_AGAIN_LATER, 'Overflow')
+const OVERFLOW_CLOSE = closeFrame(CLOSE_TRY_AGAIN_LATER, 'Overflow')
 const PUBLISHING = closeFrame(CLOSE_POLICY, 'Publishing not allowed.')
 const TOO_BIG = closeFrame(CLOSE_TOO_BIG, 'Message too big')
 const PROTOCOL_ERROR = closeFrame(CLOSE_PROTOCOL_ERROR)
@@ -249,44 +249,15 @@ export class WebSocketTransport implements Transport {
       return
     }
     const frame = this.#frame(sub, msg, id, gap)
-    let backlog = sub.backlog as WsBacklog | null
-    if (backlog === null) backlog = (sub.backlog = new WsBacklog(before!)) as WsBacklog
-    const opts = this.core.opts
-    const cap = opts.queueCap
-    if (socket.writableLength + backlog.bytes + frame.length > cap && (backlog.frames.length > 0 || socket.writableLength > 0)) {
-      if (opts.queuePolicy === 'disconnect' || (sub.flags & F_WS_GAP) === 0) {
-        this.core.stats.overflowDisconnect++
-        this.core.unregister(sub)
-        sub.backlog = null
-        closeWith(socket, OVERFLOW)
-        return
-      }
-      let dropped = 0
-      while (backlog.frames.length > 0 && socket.writableLength + backlog.bytes + frame.length > cap) {
-        backlog.bytes -= backlog.frames.shift()!.length
-        backlog.ids.shift()
-        backlog.msgs.shift()
-        dropped++
-      }
-      const dropNew = socket.writableLength + frame.length > cap
-      if (dropped > 0 || dropNew) {
-        this.core.stats.overflowDropOldest++
-        if (backlog.gapFrom === null) {
-          backlog.gapFrom = backlog.lastSentId
-          this.core.stats.gap('dropped')
-        }
-      }
-      if (dropNew) return
+    // drop-oldest needs a gap line: only ws+meta.parkline can carry one
+    if (enqueue(this.core, sub, before, msg, frame, id, frame.length, null, (sub.flags & F_WS_GAP) !== 0) === OVERFLOW) {
+      closeWith(socket, OVERFLOW_CLOSE)
     }
-    backlog.frames.push(frame)
-    backlog.ids.push(id)
-    backlog.msgs.push(msg)
-    backlog.bytes += frame.length
   }
 
   /** 'drain': everything waiting leaves in one corked write; a drop gap rides on the first frame. */
   flush (sub: Subscriber): void {
-    const backlog = sub.backlog as WsBacklog | null
+    const backlog = sub.backlog
     if (backlog === null || backlog.frames.length === 0) return
     sub.backlog = null
     if (backlog.gapFrom !== null) backlog.frames[0] = this.#frame(sub, backlog.msgs[0]!, backlog.ids[0]!, backlog.gapFrom)
@@ -369,14 +340,6 @@ export class WebSocketTransport implements Transport {
 }
 
 /** A backlog that keeps each frame's message, so a drop gap can be framed into the first one. */
-class WsBacklog extends Backlog {
-  msgs: Message[]
-  constructor (lastSentId: string) {
-    super(lastSentId)
-    this.msgs = []
-  }
-}
-
 /** `ws+meta.parkline` > `ws+meta.nchan` > none, from the client's list (§7). */
 function pickProtocol (value: string | string[] | undefined): number {
   if (value === undefined) return PROTO_NONE

@@ -213,6 +213,17 @@ export async function info (base: string, channel: string): Promise<{ status: nu
   return { status: res.status, json: res.status === 200 ? JSON.parse(text) : null }
 }
 
+/** A loopback port free right now, for servers the tests start as separate processes. */
+export async function freePort (): Promise<number> {
+  const s = net.createServer()
+  s.listen(0, '127.0.0.1')
+  await once(s, 'listening')
+  const port = (s.address() as net.AddressInfo).port
+  s.close()
+  await once(s, 'close')
+  return port
+}
+
 /** Poll until `pred` is true; for counts that settle after a socket event. */
 export async function eventually (pred: () => Promise<boolean> | boolean, ms = 3000): Promise<boolean> {
   const deadline = Date.now() + ms

@@ -1,0 +1,79 @@
+// Frames of one streaming subscriber not yet handed to its socket: exists only while the socket is
+// backed up (EXTENSION e). Shared by the HTTP streams (transports/http-stream.ts) and WebSocket, with the one
+// implementation of the queue cap and its policies (enqueue).
+import type { Core } from './core.ts'
+import type { Message } from './message.ts'
+import type { Subscriber } from './subscriber.ts'
+
+export class Backlog {
+  frames: Buffer[]
+  ids: string[]
+  msgs: Message[]
+  /** Bytes each frame takes on the wire (a transport may add per-connection framing). */
+  sizes: number[]
+  bytes: number
+  /** Id of the last frame handed to the socket: the `requested` of a drop gap. */
+  lastSentId: string
+  gapFrom: string | null
+  constructor (lastSentId: string) {
+    this.frames = []
+    this.ids = []
+    this.msgs = []
+    this.sizes = []
+    this.bytes = 0
+    this.lastSentId = lastSentId
+    this.gapFrom = null
+  }
+}
+
+export const QUEUED = 0
+export const DROPPED = 1
+export const OVERFLOW = 2
+
+/**
+ * Queue a live frame on a backed-up subscriber (§11e). A message overflows when Node's buffered
+ * bytes + the backlog + its size pass queueCap and something is already queued. Policy
+ * `disconnect` (or a transport that cannot signal a gap): the subscriber is unregistered and
+ * OVERFLOW returned — the caller writes its notice and closes. `drop-oldest`: unsent frames are
+ * dropped until the new one fits (the new one too, when Node alone holds a full cap), and the next
+ * frame delivered carries a gap from the last id written. O(1), or O(dropped); nobody else is
+ * touched. `gap` is a live gap (§11a) to ride on the first queued frame.
+ */
+export function enqueue (core: Core, sub: Subscriber, before: string | null, msg: Message, frame: Buffer, id: string, size: number, gap: string | null, canSignal: boolean): number {
+  const socket = sub.socket
+  let backlog = sub.backlog as Backlog | null
+  if (backlog === null) backlog = sub.backlog = new Backlog(before ?? id)
+  if (gap !== null && backlog.gapFrom === null) backlog.gapFrom = gap
+  const cap = core.opts.queueCap
+  if (socket.writableLength + backlog.bytes + size > cap && (backlog.frames.length > 0 || socket.writableLength > 0)) {
+    if (core.opts.queuePolicy === 'disconnect' || !canSignal) {
+      core.stats.overflowDisconnect++
+      core.unregister(sub)
+      sub.backlog = null
+      return OVERFLOW
+    }
+    let dropped = 0
+    while (backlog.frames.length > 0 && socket.writableLength + backlog.bytes + size > cap) {
+      backlog.bytes -= backlog.sizes.shift()!
+      backlog.frames.shift()
+      backlog.ids.shift()
+      backlog.msgs.shift()
+      dropped++
+    }
+    const dropNew = socket.writableLength + size > cap
+    if (dropped > 0 || dropNew) {
+      core.stats.overflowDropOldest++
+      if (backlog.gapFrom === null) {
+        backlog.gapFrom = backlog.lastSentId
+        core.stats.gap('dropped')
+      }
+    }
+    if (dropNew) return DROPPED
+  }
+  backlog.frames.push(frame)
+  backlog.ids.push(id)
+  backlog.msgs.push(msg)
+  backlog.sizes.push(size)
+  backlog.bytes += size
+  return QUEUED
+}
