@@ -17,14 +17,14 @@ import { ParklineError } from './errors.ts'
 export type DoctorTransport = 'eventsource' | 'longpoll'
 
 /**
- * User-space bytes one idle subscriber costs a worker (JS heap + Node's socket objects), by transport.
- * The figures come from benchmarks/results/ (`npm run bench:memory`: RSS and heap delta over N idle
- * subscribers, divided by N).
- * PLACEHOLDERS: 5,000 B (SSE) and 10,000 B (long-poll) until the memory benchmark's numbers land.
+ * User-space bytes one idle subscriber costs a worker (JS heap + Node's socket objects), by transport:
+ * the RSS delta per subscriber after a plain gc() at 15,000 idle subscribers, the larger of Parkline's
+ * two RSS columns in benchmarks/results/memory-2026-11-22.md (`SUBSCRIBERS=15000 RUNS=2 npm run
+ * bench:memory`). A parked long-poll is counted at its parked cost.
  */
 export const SUBSCRIBER_BYTES: Readonly<Record<DoctorTransport, number>> = {
-  eventsource: 5000, // placeholder, see above
-  longpoll: 10000 // placeholder, see above
+  eventsource: 4749,
+  longpoll: 5432
 }
 
 /**
@@ -47,17 +47,18 @@ export const FD_RESERVE = 64
 export const KERNEL_SOCKET_SLAB_BYTES = 4096
 
 /**
- * TCP buffer memory (charged to tcp_mem) an idle subscriber is counted for: its minimum receive and
- * send buffers, tcp_rmem[0] + tcp_wmem[0] (4 KiB + 4 KiB with conf/sysctl.d). A socket whose queues
- * are empty holds ~0 pages, but each fan-out queues a message on every socket until it is acked, and
- * the kernel guarantees every socket its minimum buffers even under memory pressure; so this is the
- * figure for a host where every subscriber has had traffic recently (an upper estimate). Used when
- * the host's tcp_rmem/tcp_wmem cannot be read.
+ * TCP buffer memory (charged to tcp_mem) a subscriber is counted for: one page. An idle socket's
+ * queues are empty and hold none (measured: 1,000,000 loopback sockets of 500,000 idle subscribers
+ * held 0 pages, benchmarks/results/hold-2026-11-22.md); a broadcast queues one small message on every
+ * socket at once until it is acknowledged, and the kernel charges a queued message in whole pages
+ * (SK_MEM_QUANTUM). That run's final broadcast reached all 500,000 under a tcp_mem high of 575,796
+ * pages. Messages larger than a page, or clients that stop reading, cost more: the queue cap
+ * (queueCap) bounds Parkline's side of that.
  */
-export const TCP_BUFFER_BYTES_FALLBACK = 4096 + 4096
+export const TCP_PAGES_PER_SUBSCRIBER = 1
 
-/** Node's default listen() backlog (lib/net.js), which Parkline does not change. */
-export const NODE_LISTEN_BACKLOG = 511
+/** The accept backlog `parkline serve` asks for (bin/parkline.ts); the kernel caps it at somaxconn. */
+export const LISTEN_BACKLOG = 65535
 
 /** Subscriber count the shipped conf/ files are sized for. */
 export const SIZED_FOR = 500000
@@ -89,6 +90,8 @@ export interface HostLimits {
   tcpMaxOrphans: number
   /** nf_conntrack_max when the conntrack module is loaded, else null. */
   conntrackMax: number | null
+  /** nf_conntrack_count: connections tracked now (null when unreadable). */
+  conntrackCount?: number | null
   memTotal: number
   memAvailable: number
   /** A cgroup memory limit below MemTotal, else null. */
@@ -184,6 +187,7 @@ export function readHostLimits (): HostLimits {
     tcpMaxSynBacklog: first(sys('net/ipv4/tcp_max_syn_backlog')),
     tcpMaxOrphans: first(sys('net/ipv4/tcp_max_orphans')),
     conntrackMax: conntrack === null ? null : first(conntrack),
+    conntrackCount: conntrack === null ? null : first(sys('net/netfilter/nf_conntrack_count')),
     memTotal,
     memAvailable: mem.MemAvailable ?? NaN,
     cgroupMemLimit: readCgroupMemLimit(memTotal),
@@ -252,17 +256,15 @@ export function bytes (n: number): string {
 }
 
 export function perSubscriber (h: HostLimits, transport: DoctorTransport): PerSubscriber {
-  const rmin = h.tcpRmem[0]
-  const wmin = h.tcpWmem[0]
-  const tcpBufferBytes = rmin !== undefined && wmin !== undefined && ok(rmin) && ok(wmin) ? rmin + wmin : TCP_BUFFER_BYTES_FALLBACK
   const userBytes = SUBSCRIBER_BYTES[transport]
   const page = h.pageSize > 0 ? h.pageSize : 4096
+  const tcpBufferBytes = TCP_PAGES_PER_SUBSCRIBER * page
   return {
     userBytes,
     kernelSlabBytes: KERNEL_SOCKET_SLAB_BYTES,
     tcpBufferBytes,
     totalBytes: userBytes + KERNEL_SOCKET_SLAB_BYTES + tcpBufferBytes,
-    tcpPages: Math.max(1, Math.ceil(tcpBufferBytes / page))
+    tcpPages: TCP_PAGES_PER_SUBSCRIBER
   }
 }
 
@@ -358,16 +360,18 @@ export function computeCapacity (h: HostLimits, input: DoctorInput): Report {
     value: ok(tcpHigh) ? `${tcpHigh} (${bytes(tcpHigh * h.pageSize)})` : 'unknown',
     allows: floorOrNull(tcpHigh / per.tcpPages),
     binding: false,
-    note: `${per.tcpPages} pages (tcp_rmem[0] + tcp_wmem[0]) per subscriber`
+    note: `${per.tcpPages} page per subscriber: one small message queued on every socket by a broadcast`
   })
   if (h.conntrackMax !== null) {
+    // the module can be loaded with no rule tracking anything (then nf_conntrack_count stays 0)
+    const tracking = h.conntrackCount === undefined || h.conntrackCount === null || h.conntrackCount > 0
     rows.push({
       key: 'conntrack',
       name: 'net.netfilter.nf_conntrack_max',
-      value: String(h.conntrackMax),
-      allows: floorOrNull(h.conntrackMax),
+      value: String(h.conntrackMax) + (h.conntrackCount !== undefined && h.conntrackCount !== null ? ` (${h.conntrackCount} tracked now)` : ''),
+      allows: tracking ? floorOrNull(h.conntrackMax) : null,
       binding: false,
-      note: 'binds only when the firewall tracks connections (conntrack loaded)'
+      note: tracking ? 'the firewall tracks connections: every subscriber takes an entry' : 'nothing is tracked now, so it does not bind'
     })
   }
   let best: LimitRow | null = null
@@ -377,8 +381,8 @@ export function computeCapacity (h: HostLimits, input: DoctorInput): Report {
 
   const warnings: string[] = []
   if (ok(h.somaxconn)) {
-    const burst = Math.min(h.somaxconn, NODE_LISTEN_BACKLOG)
-    warnings.push(`accept burst: net.core.somaxconn ${h.somaxconn} and Node's listen backlog ${NODE_LISTEN_BACKLOG} queue ${burst} connections ` +
+    const burst = Math.min(h.somaxconn, LISTEN_BACKLOG)
+    warnings.push(`accept burst: net.core.somaxconn ${h.somaxconn} and Parkline's listen backlog ${LISTEN_BACKLOG} queue ${burst} connections ` +
       `per listening socket; a larger reconnect storm is paced by SYN retries (it limits the burst, not the total)`)
   }
   if (ok(h.tcpMaxSynBacklog) && h.tcpMaxSynBacklog < 65535) {
@@ -472,8 +476,8 @@ function table (rows: string[][]): string {
 export function formatReport (h: HostLimits, r: Report, live: LiveStatus | null): string {
   const p = r.perSubscriber
   let s = `parkline doctor: ${r.workers} worker${r.workers === 1 ? '' : 's'} (${h.cores} cores), ${r.transport} subscribers\n\n`
-  s += `per subscriber: ${fmt(p.userBytes)} B user space (placeholder figure) + ${fmt(p.kernelSlabBytes)} B kernel socket + ` +
-    `${fmt(p.tcpBufferBytes)} B TCP buffers (tcp_rmem[0] + tcp_wmem[0]) = ${fmt(p.totalBytes)} B\n`
+  s += `per subscriber: ${fmt(p.userBytes)} B user space + ${fmt(p.kernelSlabBytes)} B kernel socket + ` +
+    `${fmt(p.tcpBufferBytes)} B TCP send queue in a broadcast (one page) = ${fmt(p.totalBytes)} B\n`
   s += `per worker: ${bytes(r.idleWorkerRssBytes)} idle RSS, ${r.fdReserve} descriptors reserved\n\n`
   const rows = [[' ', 'limit', 'value', 'subscribers', '']]
   for (const row of r.rows) {

@@ -65,7 +65,7 @@ test('memory-bound: MemAvailable minus idle workers over bytes per subscriber', 
   const h = host({ memAvailable: 2 * GiB })
   const r = computeCapacity(h, { workers: 2, transport: 'eventsource', maxSubscribers: 0 })
   t.is(r.binding, 'memory')
-  const per = SUBSCRIBER_BYTES.eventsource + 4096 + 8192
+  const per = SUBSCRIBER_BYTES.eventsource + 4096 + 4096
   t.is(r.perSubscriber.totalBytes, per)
   t.is(r.capacity, Math.floor((2 * GiB - 2 * IDLE_WORKER_RSS_BYTES) / per))
   // long-poll subscribers cost more user space, so fewer fit
@@ -80,17 +80,24 @@ test('a cgroup limit below MemAvailable is the memory budget', (t) => {
   t.regex(r.rows.find((x) => x.key === 'memory')!.name, /cgroup/)
 })
 
-test('tcp_mem-bound: its high value in pages over 2 pages (4 KiB rmem + 4 KiB wmem) per subscriber', (t) => {
-  const h = host({ tcpMem: [50000, 80000, 100000] })
+test('tcp_mem-bound: its high value in pages, one page per subscriber (a broadcast queues one message on each)', (t) => {
+  const h = host({ tcpMem: [20000, 30000, 40000] })
   const r = computeCapacity(h, { workers: 4, transport: 'eventsource', maxSubscribers: 0 })
   t.is(r.binding, 'tcp_mem')
-  t.is(r.capacity, 50000)
+  t.is(r.perSubscriber.tcpPages, 1)
+  t.is(r.capacity, 40000)
   t.true(r.raise.sysctl.includes('net.ipv4.tcp_mem = 786432 1048576 1572864'))
-  // bigger minimum buffers cost more pages per socket
-  const big = computeCapacity(host({ tcpMem: [50000, 80000, 100000], tcpRmem: [8192, 87380, 6291456] }), { workers: 4, transport: 'eventsource', maxSubscribers: 0 })
-  t.is(big.perSubscriber.tcpPages, 3)
-  t.is(big.capacity, Math.floor(100000 / 3))
+  // larger minimum buffers are still brought back to 4 KiB by the shipped lines
+  const big = computeCapacity(host({ tcpMem: [20000, 30000, 40000], tcpRmem: [8192, 87380, 6291456] }), { workers: 4, transport: 'eventsource', maxSubscribers: 0 })
   t.true(big.raise.sysctl.includes('net.ipv4.tcp_rmem = 4096 4096 16777216'))
+})
+
+test('conntrack binds only while it tracks connections', (t) => {
+  const idle = computeCapacity(host({ conntrackMax: 65536, conntrackCount: 0 }), { workers: 4, transport: 'eventsource', maxSubscribers: 0 })
+  t.not(idle.binding, 'conntrack')
+  t.is(idle.rows.find((x) => x.key === 'conntrack')!.allows, null)
+  const busy = computeCapacity(host({ conntrackMax: 65536, conntrackCount: 12 }), { workers: 4, transport: 'eventsource', maxSubscribers: 0 })
+  t.is(busy.binding, 'conntrack')
 })
 
 test('file-max and conntrack can bind; unknown values never do', (t) => {
@@ -109,7 +116,7 @@ test('file-max and conntrack can bind; unknown values never do', (t) => {
 test('somaxconn is a warning about the accept burst, ephemeral ports a per-source-address client limit', (t) => {
   const r = computeCapacity(host({ somaxconn: 4096, portRange: [32768, 60999], tcpMaxOrphans: 1000 }), { workers: 1, transport: 'eventsource', maxSubscribers: 0 })
   t.false(r.rows.some((x) => x.key.includes('somaxconn')))
-  t.true(r.warnings.some((w) => w.includes('somaxconn 4096') && w.includes('511')))
+  t.true(r.warnings.some((w) => w.includes('somaxconn 4096') && w.includes('65535') && w.includes('queue 4096')))
   t.true(r.warnings.some((w) => w.includes('tcp_max_orphans 1000')))
   t.is(r.clientPortsPerSourceAddress, 60999 - 32768 + 1)
   t.true(r.raise.sysctl.includes('net.core.somaxconn = 65535'))
