@@ -33,6 +33,7 @@ export const ERRORS = {
   HEADER_TOO_LARGE: { code: 'PKL_ERR_HEADER_TOO_LARGE', statusCode: 400, message: 'Request Header Or Cookie Too Large' },
   BAD_REQUEST: { code: 'PKL_ERR_BAD_REQUEST', statusCode: 400, message: 'Bad Request' },
   HTTP_VERSION: { code: 'PKL_ERR_HTTP_VERSION', statusCode: 505, message: 'HTTP Version Not Supported' },
+  REQUEST_TIMEOUT: { code: 'PKL_ERR_REQUEST_TIMEOUT', statusCode: 408, message: 'Request Timeout' },
   SUBSCRIBER_READ_ONLY: { code: 'PKL_ERR_SUBSCRIBER_READ_ONLY', statusCode: 403, message: '' },
   METHOD_NOT_ALLOWED: { code: 'PKL_ERR_METHOD_NOT_ALLOWED', statusCode: 405, message: 'Method Not Allowed' },
   ORIGIN_NOT_ALLOWED: { code: 'PKL_ERR_ORIGIN_NOT_ALLOWED', statusCode: 403, message: 'Origin not allowed' },

@@ -4,7 +4,7 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { Socket } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { ParklineOptions } from './config.ts'
-import { ERRORS } from './errors.ts'
+import { ERRORS, type ErrorSpec } from './errors.ts'
 import { PUB_ALLOW, SUB_ALLOW, normalizePath, requestOrigin, splitUrl } from './http.ts'
 import { MAX_LINE, checkLimits, parkline } from './plugin.ts'
 import { sendError } from './reply.ts'
@@ -37,36 +37,29 @@ export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix 
     socket.destroy()
     return
   }
-  let status = 400
-  let text = 'Bad Request'
+  let e: ErrorSpec = ERRORS.BAD_REQUEST
   let allow = ''
   switch (err.code) {
     case 'HPE_INVALID_METHOD': {
       const path = unknownMethodPath(err.rawPacket)
       if (path !== null) {
-        status = 405
-        text = 'Method Not Allowed'
+        e = ERRORS.METHOD_NOT_ALLOWED
         allow = 'Allow: ' + ((normalizePath(path) ?? '').startsWith(subPrefix) ? SUB_ALLOW : PUB_ALLOW) + '\r\n'
       }
       break
     }
     case 'HPE_HEADER_OVERFLOW':
-      if (firstLineLength(err.rawPacket) > MAX_LINE) {
-        status = 414
-        text = 'Request-URI Too Large'
-      } else {
-        text = 'Request Header Or Cookie Too Large'
-      }
+      e = firstLineLength(err.rawPacket) > MAX_LINE ? ERRORS.URI_TOO_LONG : ERRORS.HEADER_TOO_LARGE
       break
     case 'HPE_INVALID_VERSION':
-      status = 505
-      text = 'HTTP Version Not Supported'
+      e = ERRORS.HTTP_VERSION
       break
     case 'ERR_HTTP_REQUEST_TIMEOUT':
-      status = 408
-      text = 'Request Timeout'
+      e = ERRORS.REQUEST_TIMEOUT
       break
   }
+  const status = e.statusCode
+  const text = e.message
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n${allow}\r\n${text}`)
 }
 

@@ -52,7 +52,7 @@ export async function handleSubscriber (core: Core, request: FastifyRequest, rep
   }
   if (method === 'POST' || method === 'PUT' || method === 'DELETE') {
     // The unread body must not be read as the next request (§4.1): close after answering.
-    return withCors(reply.code(403), origin).header('Connection', 'close').header('Content-Length', '0').send()
+    return sendError(reply.header('Connection', 'close'), ERRORS.SUBSCRIBER_READ_ONLY, origin)
   }
   if (method !== 'GET') {
     return sendError(reply.header('Allow', SUB_ALLOW), ERRORS.METHOD_NOT_ALLOWED, origin)
