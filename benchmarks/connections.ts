@@ -23,6 +23,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import v8 from 'node:v8'
+import { coreOf } from '../lib/plugin.ts'
 
 const SELF = fileURLToPath(import.meta.url)
 const ROOT = path.resolve(path.dirname(SELF), '..')
@@ -88,7 +89,7 @@ async function startServer (kind: string, n: number): Promise<{ port: number, ac
     const opts = resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'silent', maxSubscribers: n + 1000 })
     const app = await buildServer(opts)
     await app.listen({ port: 0, host: '127.0.0.1' })
-    return { port: (app.server.address() as net.AddressInfo).port, active: () => app.parkline.table.size }
+    return { port: (app.server.address() as net.AddressInfo).port, active: () => coreOf(app).table.size }
   }
   const { default: Fastify } = await import('fastify')
   const app = Fastify({ logger: false })

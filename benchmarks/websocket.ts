@@ -21,6 +21,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { coreOf } from '../lib/plugin.ts'
 
 const SELF = fileURLToPath(import.meta.url)
 const ROOT = path.resolve(path.dirname(SELF), '..')
@@ -54,7 +55,7 @@ async function server (kind: Kind): Promise<void> {
     const app = await buildServer(resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'silent', keepalive: 0, maxSubscribers: 100000 }))
     await app.listen({ port: 0, host: '127.0.0.1' })
     port = (app.server.address() as net.AddressInfo).port
-    const core = app.parkline
+    const core = coreOf(app)
     broadcast = () => { core.publish('bench', body, null, null) }
     count = () => core.table.size
   } else {

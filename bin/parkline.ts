@@ -5,18 +5,21 @@
 import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
+import pino from 'pino'
 import { Sequencer, WorkerEngine } from '../lib/cluster.ts'
 import { OPTIONS, flagName, resolveOptions, type ParklineOptions } from '../lib/config.ts'
 import { runDoctor } from '../lib/doctor.ts'
 import { ParklineError } from '../lib/errors.ts'
+import { packageFile } from '../lib/paths.ts'
 import { buildServer, installShutdown } from '../lib/server.ts'
+import { coreOf } from '../lib/plugin.ts'
 
 /**
  * Accept queue asked of the kernel (capped by net.core.somaxconn): a reconnect storm or a load
  * generator's ramp must not overflow Node's default of 511 and wait out SYN retries.
  */
 const LISTEN_BACKLOG = 65535
-const DEFAULT_CONFIG = fileURLToPath(new URL('../conf/parkline.json', import.meta.url))
+const DEFAULT_CONFIG = fileURLToPath(packageFile('conf/parkline.json'))
 
 function usage (): string {
   let s = 'usage: parkline serve [--config FILE] [options]\n' +
@@ -68,8 +71,8 @@ async function main (): Promise<void> {
     // one of N processes on a shared port (SO_REUSEPORT); ids and counts come from the primary,
     // or, with redisUrl, each worker is a Redis node of its own (the primary only forks)
     if (opts.redisUrl === '') {
-      const engine = new WorkerEngine(app.parkline)
-      app.parkline.engine = engine
+      const engine = new WorkerEngine(coreOf(app))
+      coreOf(app).engine = engine
       await engine.ready
     } else {
       process.on('disconnect', () => process.exit(0))
@@ -78,14 +81,16 @@ async function main (): Promise<void> {
     return
   }
   const address = await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG })
-  process.stdout.write(`parkline listening on ${address} (publisher ${opts.pubPrefix}<channel>, subscriber ${opts.subPrefix}<channel>)\n`)
+  app.log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers: 1 }, `parkline listening on ${address}`)
 }
 
 /** The primary: the sequencer for N workers; SIGTERM drains them all, then exits. */
 function primary (opts: ParklineOptions, workers: number): void {
   const seq = new Sequencer(opts, fileURLToPath(import.meta.url), process.argv.slice(2).filter((a) => a !== 'serve'))
   seq.start(workers)
-  process.stdout.write(`parkline listening on http://${opts.host}:${opts.port} with ${workers} worker processes (publisher ${opts.pubPrefix}<channel>, subscriber ${opts.subPrefix}<channel>)\n`)
+  const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
+  const address = `http://${opts.host}:${opts.port}`
+  log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers }, `parkline listening on ${address} with ${workers} worker processes`)
   let stopping = false
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return

@@ -12,6 +12,8 @@ interface OptionSpec {
   doc: string
   values?: readonly string[]
   min?: number
+  /** Default when Parkline is embedded as a Fastify plugin, where it differs from the standalone server's. */
+  embedded?: unknown
 }
 
 export interface ParklineOptions {
@@ -39,6 +41,7 @@ export interface ParklineOptions {
   corsOrigins: string[]
   maxSubscribers: number
   drainWindow: number
+  healthPath: string
   statusPath: string
   metricsPath: string
   statusLoopbackOnly: boolean
@@ -76,12 +79,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'corsOrigins', kind: 'list', default: [], doc: 'Allowed Origin values; empty = every origin.' },
   { name: 'maxSubscribers', kind: 'int', default: 0, min: 0, doc: 'Subscribers per process before 503; 0 = 90% of the open-file limit.' },
   { name: 'drainWindow', kind: 'int', default: 10, min: 0, doc: 'Seconds over which SIGTERM closes subscribers in waves.' },
-  { name: 'statusPath', kind: 'string', default: '/status', doc: 'Plain-text status page; empty = off.' },
-  { name: 'metricsPath', kind: 'string', default: '/metrics', doc: 'Prometheus metrics; empty = off.' },
+  { name: 'healthPath', kind: 'string', default: '/health', embedded: '/parkline/health', doc: 'Health check for load balancers (200, or 503 while the shared store is down); empty = off. Embedded: /parkline/health under the register prefix.' },
+  { name: 'statusPath', kind: 'string', default: '/status', embedded: '/parkline/status', doc: 'Plain-text status page; empty = off. Embedded: /parkline/status under the register prefix.' },
+  { name: 'metricsPath', kind: 'string', default: '/metrics', embedded: '/parkline/metrics', doc: 'Prometheus metrics; empty = off. Embedded: /parkline/metrics under the register prefix.' },
   { name: 'statusLoopbackOnly', kind: 'bool', default: true, doc: 'Answer /status and /metrics only to loopback clients.' },
   { name: 'demo', kind: 'bool', default: false, doc: 'Serve the demo page (subscribe, publish, live log) at /demo/ with the browser client (client/).' },
   { name: 'headersTimeout', kind: 'int', default: 60, min: 1, doc: 'Seconds a client has to send a complete header section.' },
-  { name: 'logLevel', kind: 'enum', default: 'warn', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'pino log level of the standalone server.' },
+  { name: 'logLevel', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'pino level of the standalone server\'s JSON log (info: lifecycle lines; requests are not logged).' },
   { name: 'redisUrl', kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db) of the store several nodes share; "" = in-memory engine.' }
 ]
 
@@ -125,10 +129,13 @@ function coerce (spec: OptionSpec, value: unknown, from: string): unknown {
  * Resolve options: defaults < config file < environment < explicit (flags / plugin options).
  * Unknown keys are an error, so a typo never silently falls back to a default.
  */
-export function resolveOptions (explicit: Partial<Record<string, unknown>> = {}, opts: { file?: string, env?: NodeJS.ProcessEnv } = {}): ParklineOptions {
+export function resolveOptions (explicit: Partial<Record<string, unknown>> = {}, opts: { file?: string, env?: NodeJS.ProcessEnv, embedded?: boolean } = {}): ParklineOptions {
   const out: Record<string, unknown> = {}
   const byName = new Map(OPTIONS.map((o) => [o.name as string, o]))
-  for (const o of OPTIONS) out[o.name] = Array.isArray(o.default) ? [...o.default] : o.default
+  for (const o of OPTIONS) {
+    const d = opts.embedded === true && 'embedded' in o ? o.embedded : o.default
+    out[o.name] = Array.isArray(d) ? [...d] : d
+  }
   const layers: Array<[string, Record<string, unknown>]> = []
   if (opts.file !== undefined) {
     let parsed: unknown
@@ -166,6 +173,9 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   if (o.retryMax < o.retryMin) throw new ConfigError('retryMax must be >= retryMin')
   for (const name of o.transports) {
     if (!(TRANSPORT_NAMES as readonly string[]).includes(name)) throw new ConfigError(`transports: unknown transport "${name}" (known: ${TRANSPORT_NAMES.join(', ')})`)
+  }
+  for (const name of ['healthPath', 'statusPath', 'metricsPath'] as const) {
+    if (o[name] !== '' && !o[name].startsWith('/')) throw new ConfigError(`${name} must start with "/" (or be "" to turn it off)`)
   }
   if (o.multiplexDelimiter.length > 1) throw new ConfigError('multiplexDelimiter must be one character or empty')
   return o

@@ -2,13 +2,13 @@
 // browser build of the client (client/dist/*.js) next to it. A few static files, read once at boot.
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
+import { packageFile } from './paths.ts'
 
-const CLIENT = new URL('../client/', import.meta.url)
 const SCRIPTS = ['parkline.js', 'transports.js', 'wire.js']
 
 export function registerDemo (fastify: FastifyInstance, prefix = '/demo/'): void {
-  const page = readFileSync(new URL('demo.html', CLIENT))
-  const scripts = new Map(SCRIPTS.map((name) => [name, readFileSync(new URL('dist/' + name, CLIENT))]))
+  const page = readFileSync(packageFile('client/demo.html'))
+  const scripts = new Map(SCRIPTS.map((name) => [name, readFileSync(packageFile('client/dist/' + name))]))
   fastify.get(prefix.slice(0, -1), { exposeHeadRoute: false }, async (_request, reply) => reply.redirect(prefix))
   fastify.get(prefix, { exposeHeadRoute: false }, async (_request, reply) =>
     reply.header('Content-Type', 'text/html; charset=utf-8').header('Cache-Control', 'no-cache').send(page))

@@ -44,5 +44,9 @@ export const ERRORS = {
   WS_NO_VERSION: { code: 'PKL_ERR_WS_NO_VERSION', statusCode: 400, message: 'No Sec-Websocket-Version header present' },
   WS_BAD_VERSION: { code: 'PKL_ERR_WS_BAD_VERSION', statusCode: 400, message: 'Unsupported websocket protocol version (only version 13 is supported)' },
   WS_NO_KEY: { code: 'PKL_ERR_WS_NO_KEY', statusCode: 400, message: 'No Sec-Websocket-Key header present' },
-  STORE_UNAVAILABLE: { code: 'PKL_ERR_STORE_UNAVAILABLE', statusCode: 503, message: 'Store unavailable' }
+  STORE_UNAVAILABLE: { code: 'PKL_ERR_STORE_UNAVAILABLE', statusCode: 503, message: 'Store unavailable' },
+  // thrown to server-side consumers (`app.parkline.subscribe`), never written to a socket
+  CONSUMER_OVERFLOW: { code: 'PKL_ERR_CONSUMER_OVERFLOW', statusCode: 503, message: 'consumer fell behind its queueLimit; resubscribe from the last id read' },
+  CONSUMER_ENDED: { code: 'PKL_ERR_CONSUMER_ENDED', statusCode: 503, message: 'subscription ended by the server' },
+  DRAINING: { code: 'PKL_ERR_DRAINING', statusCode: 503, message: 'server shutting down' }
 } as const satisfies Record<string, ErrorSpec>

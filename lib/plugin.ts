@@ -1,31 +1,57 @@
-// The Fastify plugin: `app.register(parkline, options)` adds the publisher and subscriber locations,
-// /status and /metrics to any Fastify 5 app. The standalone server (server.ts) is this plugin plus
-// the HTTP-level limits only a server owner can set.
+// The Fastify plugin: `app.register(parkline, { prefix, ...options })` adds the publisher and
+// subscriber locations and the health, status and metrics paths under `prefix`, and decorates the
+// app with `app.parkline` (facade.ts). It follows Fastify's plugin conventions (fastify-plugin,
+// name, `fastify: '5.x'`): the decorator is visible to the host, the routes live in an
+// encapsulated child with the host's prefix, and every subscriber request, the WebSocket handshake
+// included, passes through the host's onRequest/preHandler hooks. The standalone server
+// (server.ts) is this plugin plus what only a server owner may set.
 import { readFileSync } from 'node:fs'
-import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http'
+import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
 import type { Socket } from 'node:net'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
 import { resolveOptions, type ParklineOptions } from './config.ts'
+import { ConsumerTransport } from './consumer.ts'
 import { Core } from './core.ts'
 import { registerDemo } from './demo.ts'
 import { ERRORS } from './errors.ts'
+import { createFacade, type Parkline } from './facade.ts'
 import { originAllowed, requestOrigin, splitUrl } from './http.ts'
 import { handlePublisher } from './publisher.ts'
 import { sendError, withCors } from './reply.ts'
 import { renderMetrics, renderStatus } from './status.ts'
-import { handleSubscriber, handleUpgrade } from './subscribe.ts'
+import { handleSubscriber } from './subscribe.ts'
+import { kUpgradeHead } from './symbols.ts'
 import { TRANSPORTS } from '../transports/index.ts'
-import { rejectUpgrade } from '../transports/websocket.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    parkline: Core
+    /** Parkline's API for the host's own code: publish, info, delete, subscribe. */
+    parkline: Parkline
   }
 }
 
 /** Per-line and per-URL limits of §10 (the whole header section is capped by maxHeaderSize). */
 export const MAX_LINE = 8192
 export const MAX_HEADER_FIELDS = 1000
+
+/** Options only the standalone server uses (listening, processes, its own logger). */
+type ServerOnly = 'port' | 'host' | 'workers' | 'logLevel' | 'headersTimeout' | 'drainWindow'
+
+/** Options of `app.register(parkline, options)`: Parkline's options, plus Fastify's `prefix`. */
+export interface ParklinePluginOptions extends Partial<Omit<ParklineOptions, ServerOnly>> {
+  /** Mount point of every Parkline route (`/rt` → `/rt/pub/<channel>`, `/rt/parkline/health`). */
+  prefix?: string
+}
+
+/** The standalone server hands its already resolved options under this key (not public). */
+export const kResolved = Symbol('parkline.resolvedOptions')
+const kCore = Symbol('parkline.core')
+
+/** The core behind `app.parkline` (the standalone server, the CLI, tests). Not part of the API. */
+export function coreOf (app: FastifyInstance): Core {
+  return (app.parkline as Parkline & { [kCore]: Core })[kCore]
+}
 
 function fdLimit (): number {
   // Node raises the soft limit to the hard one at start; /proc tells what it is.
@@ -51,16 +77,14 @@ export function checkLimits (req: IncomingMessage): typeof ERRORS[keyof typeof E
   return null
 }
 
-export interface ParklinePluginOptions extends Partial<ParklineOptions> {
-  /** Resolved options (the CLI passes these); otherwise the plugin options are resolved here. */
-  resolved?: ParklineOptions
-}
-
 async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePluginOptions): Promise<void> {
-  const { resolved, ...rest } = pluginOpts
-  const opts = resolved ?? resolveOptions(rest as Record<string, unknown>)
-  const core = new Core(opts, TRANSPORTS, fdLimit())
-  fastify.decorate('parkline', core)
+  const { prefix, ...rest } = pluginOpts as ParklinePluginOptions & { [kResolved]?: ParklineOptions }
+  const resolved = (pluginOpts as { [kResolved]?: ParklineOptions })[kResolved]
+  const opts = resolved ?? resolveOptions(rest as Record<string, unknown>, { embedded: true })
+  const core = new Core(opts, [...TRANSPORTS, ConsumerTransport], fdLimit())
+  const facade = createFacade(core, core.transports[core.transports.length - 1] as ConsumerTransport)
+  Object.defineProperty(facade, kCore, { value: core, enumerable: false })
+  fastify.decorate('parkline', facade)
   core.start()
   if (opts.redisUrl !== '') {
     // several nodes share channels, buffers and ids through Redis; loaded only when asked for
@@ -70,16 +94,27 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
     await engine.start()
     fastify.addHook('onClose', async () => { await engine.stop() })
   }
+  fastify.addHook('preClose', async () => {
+    core.stop()
+    core.closeAll(503)
+  })
+  // fastify-plugin drops `prefix` (the decorator must reach the host): the routes get it here
+  await fastify.register(routes, { prefix: prefix ?? '', core, opts } as RoutesOptions)
+}
 
-  // Every method Node parses reaches our handlers, so HEAD, PATCH, PROPFIND… get a prompt 405.
-  const methods: string[] = []
-  for (const m of METHODS) {
-    if (m === 'CONNECT') continue
-    if (!fastify.supportedMethods.includes(m)) fastify.addHttpMethod(m, { hasBody: true })
-    methods.push(m)
-  }
+interface RoutesOptions { prefix: string, core: Core, opts: ParklineOptions }
+
+/** The routes, in an encapsulated child: its content-type parser and prefix stay Parkline's. */
+async function routes (child: FastifyInstance, { core, opts }: RoutesOptions): Promise<void> {
+  // the whole prefix the child's routes get (the host's own prefixes included)
+  const base = child.prefix
+  const pubPath = base + opts.pubPrefix
+  const subPath = base + opts.subPrefix
+  const websocket = opts.transports.includes('websocket') ? core.transports.find((t) => t.name === 'websocket') : undefined
 
   // The publisher needs the raw body (any type, byte for byte): the stream is left unread.
+  child.removeAllContentTypeParsers()
+  child.addContentTypeParser('*', passThrough)
   const route = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
     const req = request.raw
     const origin = requestOrigin(req.headers)
@@ -89,50 +124,50 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
     const { path, query } = splitUrl(request.originalUrl)
     if (path === null) return sendError(reply, ERRORS.BAD_PATH, origin)
     if (!originAllowed(origin, opts.corsOrigins)) return sendError(reply, ERRORS.ORIGIN_NOT_ALLOWED, origin)
-    if (path.startsWith(opts.subPrefix)) {
-      return handleSubscriber(core, request, reply, path.slice(opts.subPrefix.length), query, origin)
+    if (path.startsWith(subPath)) {
+      // a refused WebSocket handshake says which version it speaks (§7, RFC 6455 §4.4)
+      if (websocket?.detect(req) === true) reply.header('Sec-WebSocket-Version', '13')
+      return handleSubscriber(core, request, reply, path.slice(subPath.length), query, origin)
     }
-    if (path.startsWith(opts.pubPrefix)) {
-      return handlePublisher(core, request, reply, path.slice(opts.pubPrefix.length), origin)
-    }
+    if (path.startsWith(pubPath)) return handlePublisher(core, request, reply, path.slice(pubPath.length), origin)
     return withCors(reply.code(404), origin).send()
   }
-  // Encapsulated, so the pass-through body parser does not change the host app's parsing.
-  await fastify.register(async (child) => {
-    child.removeAllContentTypeParsers()
-    child.addContentTypeParser('*', passThrough)
-    for (const prefix of [opts.pubPrefix, opts.subPrefix]) {
-      child.route({ method: methods, url: prefix + '*', exposeHeadRoute: false, handler: route })
-    }
-  })
+  // Every method the host's Fastify knows; unknown ones get 405 from the handlers (the standalone
+  // server adds every method Node parses, a host app keeps its own list).
+  const methods = child.supportedMethods.filter((m) => m !== 'CONNECT')
+  for (const prefix of [opts.pubPrefix, opts.subPrefix]) {
+    child.route({ method: methods, url: prefix + '*', exposeHeadRoute: false, handler: route })
+  }
 
-  // health check for load balancers: 503 while the engine's store (Redis) is unreachable
-  fastify.get('/health', { exposeHeadRoute: false }, async (_request, reply) => {
-    const up = core.engine.health?.().up ?? true
-    return reply.code(up ? 200 : 503).header('Content-Type', 'text/plain').send(up ? 'ok\n' : 'store unavailable\n')
-  })
-
-  if (opts.statusPath.length > 0) {
-    fastify.get(opts.statusPath, { exposeHeadRoute: false }, async (request, reply) => {
+  if (opts.healthPath !== '') {
+    // for load balancers: 503 while the engine's store (Redis) is unreachable
+    child.get(opts.healthPath, { exposeHeadRoute: false }, async (_request, reply) => {
+      const up = core.engine.health?.().up ?? true
+      return reply.code(up ? 200 : 503).header('Content-Type', 'text/plain').send(up ? 'ok\n' : 'store unavailable\n')
+    })
+  }
+  if (opts.statusPath !== '') {
+    child.get(opts.statusPath, { exposeHeadRoute: false }, async (request, reply) => {
       if (opts.statusLoopbackOnly && !isLoopback(request.socket.remoteAddress)) return sendError(reply, ERRORS.NOT_LOOPBACK, null)
       return reply.header('Content-Type', 'text/plain').send(Buffer.from(renderStatus(core)))
     })
   }
-  if (opts.metricsPath.length > 0) {
-    fastify.get(opts.metricsPath, { exposeHeadRoute: false }, async (request, reply) => {
+  if (opts.metricsPath !== '') {
+    child.get(opts.metricsPath, { exposeHeadRoute: false }, async (request, reply) => {
       if (opts.statusLoopbackOnly && !isLoopback(request.socket.remoteAddress)) return sendError(reply, ERRORS.NOT_LOOPBACK, null)
       return reply.header('Content-Type', 'text/plain; version=0.0.4').send(Buffer.from(renderMetrics(core)))
     })
   }
-  if (opts.demo) registerDemo(fastify)
+  if (opts.demo) registerDemo(child)
 
+  const server = child.server
   // Expect: 100-continue: an immediate 413 when Content-Length is already over the limit (§3.1).
-  const server = fastify.server
+  // Only when the host has no checkContinue handler of its own; other paths get Node's default.
   if (server.listenerCount('checkContinue') === 0) {
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
       const { path } = splitUrl(req.url ?? '/')
       const declared = Number(req.headers['content-length'])
-      if (path !== null && path.startsWith(opts.pubPrefix) && declared > opts.maxMessageSize) {
+      if (path !== null && path.startsWith(pubPath) && declared > opts.maxMessageSize) {
         const origin = requestOrigin(req.headers)
         const headers: Record<string, string> = { 'Content-Type': 'text/plain', Connection: 'close' }
         if (origin !== null) {
@@ -148,49 +183,122 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
     })
   }
 
-  // WebSocket (§7): Node emits 'upgrade', never 'request', for `Connection: upgrade` requests, so
-  // Fastify's routes never see a handshake. Only WebSocket GETs under the subscriber prefix are
-  // claimed (Node ≥ 24.9 asks shouldUpgradeCallback); other upgrades stay requests, or belong to
-  // another 'upgrade' listener of the host app.
-  const websocket = opts.transports.includes('websocket') ? core.transports.find((t) => t.name === 'websocket') : undefined
-  const isSubscriberUpgrade = (req: IncomingMessage): boolean => {
-    if (websocket === undefined || req.method !== 'GET' || !websocket.detect(req)) return false
-    const { path } = splitUrl(req.url ?? '/')
-    return path !== null && path.startsWith(opts.subPrefix)
+  // WebSocket (§7): a handshake under the subscriber prefix is routed through Fastify like any
+  // request, so the host's hooks (auth) run before the transport takes the socket.
+  if (websocket !== undefined) {
+    claimUpgrades(child, (req) => {
+      if (req.method !== 'GET' || !websocket.detect(req)) return false
+      const { path } = splitUrl(req.url ?? '/')
+      return path !== null && path.startsWith(subPath)
+    })
   }
-  const srv = server as typeof server & { shouldUpgradeCallback?: (this: typeof server, req: IncomingMessage) => boolean }
-  const prevShouldUpgrade = srv.shouldUpgradeCallback
-  if (typeof prevShouldUpgrade === 'function') {
-    srv.shouldUpgradeCallback = function (req) {
-      return isSubscriberUpgrade(req) || (this.listenerCount('upgrade') > 1 && prevShouldUpgrade.call(this, req))
-    }
-  }
-  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const origin = requestOrigin(req.headers)
-    if (!isSubscriberUpgrade(req)) {
-      if (server.listenerCount('upgrade') === 1) rejectUpgrade(socket, ERRORS.BAD_REQUEST, origin)
-      return
-    }
-    const limited = checkLimits(req)
-    if (limited !== null) return rejectUpgrade(socket, limited, origin)
-    if (!originAllowed(origin, opts.corsOrigins)) return rejectUpgrade(socket, ERRORS.ORIGIN_NOT_ALLOWED, origin)
-    const { path, query } = splitUrl(req.url ?? '/')
-    handleUpgrade(core, req, socket, head, path!.slice(opts.subPrefix.length), query, origin)
-  })
+}
 
-  fastify.addHook('preClose', async () => {
-    core.stop()
-    core.closeAll(503)
+// ---- WebSocket handshakes through Fastify's router -------------------------------------------
+//
+// Node emits a request with `Upgrade:` as 'upgrade', never as 'request', so Fastify's hooks would
+// not see it. One dispatcher per server listens to 'upgrade': Parkline's handshakes are routed
+// into Fastify with a ServerResponse on the socket (as @fastify/websocket does), so the host's
+// onRequest/preHandler hooks run, then the WebSocket transport takes the socket (its `serve`). The
+// bytes after the handshake travel with the request (kUpgradeHead). Other 'upgrade' listeners
+// (@fastify/websocket's, the host's) are moved behind the dispatcher when the app is ready and get
+// every upgrade Parkline does not claim: both plugins work in one app, registered in either order.
+// Node ≥ 24.9 also asks `shouldUpgradeCallback`; it is told yes for Parkline's handshakes and
+// keeps its own answer for the rest.
+
+type Claim = (req: IncomingMessage) => boolean
+type UpgradeListener = (req: IncomingMessage, socket: Socket, head: Buffer) => void
+type UpgradeServer = Server & { shouldUpgradeCallback?: (this: Server, req: IncomingMessage) => boolean }
+
+interface Dispatcher {
+  claims: Array<{ claim: Claim, app: FastifyInstance }>
+  others: UpgradeListener[]
+  listener: UpgradeListener
+}
+
+const dispatchers = new WeakMap<Server, Dispatcher>()
+
+function claimUpgrades (app: FastifyInstance, claim: Claim): void {
+  const server = app.server as UpgradeServer
+  let d = dispatchers.get(server)
+  if (d === undefined) {
+    const disp: Dispatcher = {
+      claims: [],
+      others: [],
+      listener: (req, socket, head) => {
+        for (const c of disp.claims) {
+          if (c.claim(req)) return routeUpgrade(c.app, req, socket, head)
+        }
+        if (disp.others.length > 0) {
+          for (const l of disp.others) l.call(server, req, socket, head)
+          return
+        }
+        // nobody upgrades it (older Node asks no shouldUpgradeCallback): an ordinary request for
+        // the host's routes, and the connection ends with its answer
+        routeUpgrade(app, req, socket, head)
+      }
+    }
+    d = disp
+    dispatchers.set(server, d)
+    server.on('upgrade', d.listener)
+    const prev = server.shouldUpgradeCallback
+    if (typeof prev === 'function') {
+      server.shouldUpgradeCallback = function (req) {
+        if (disp.claims.some((c) => c.claim(req))) return true
+        // what Node would say without Parkline's listener
+        return (disp.others.length > 0 || this.listenerCount('upgrade') > 1) && prev.call(this, req)
+      }
+    }
+  }
+  d.claims.push({ claim, app })
+  const disp = d
+  app.addHook('onReady', async () => {
+    for (const l of server.listeners('upgrade') as UpgradeListener[]) {
+      if (l === disp.listener) continue
+      server.removeListener('upgrade', l)
+      disp.others.push(l)
+    }
   })
+  app.addHook('onClose', async () => {
+    disp.claims = disp.claims.filter((c) => c.app !== app)
+    if (disp.claims.length > 0) return
+    server.removeListener('upgrade', disp.listener)
+    dispatchers.delete(server)
+  })
+}
+
+function routeUpgrade (app: FastifyInstance, req: IncomingMessage, socket: Socket, head: Buffer): void {
+  socket.on('error', destroyOnError)
+  ;(req as IncomingMessage & { [kUpgradeHead]?: Buffer })[kUpgradeHead] = head.length > 0 ? Buffer.from(head) : undefined
+  const res = new ServerResponse(req)
+  // an answer written through Fastify (a hook's 401, a 400): `Connection: close`, and the
+  // connection ends with it (Node's parser no longer reads this socket)
+  res.shouldKeepAlive = false
+  res.assignSocket(socket)
+  res.on('finish', endAfterAnswer)
+  try {
+    app.routing(req, res)
+  } catch {
+    socket.destroy()
+  }
+}
+
+function endAfterAnswer (this: ServerResponse): void {
+  const socket = this.socket
+  if (socket === null) return
+  this.detachSocket(socket)
+  socket.end()
+}
+
+function destroyOnError (this: Socket): void {
+  this.destroy()
 }
 
 function passThrough (_req: FastifyRequest, _payload: IncomingMessage, done: (err: Error | null, body?: unknown) => void): void {
   done(null)
 }
 
-// Like fastify-plugin: register without encapsulation so `app.parkline` is visible to the app.
-;(parklinePlugin as unknown as Record<symbol, unknown>)[Symbol.for('skip-override')] = true
-;(parklinePlugin as unknown as Record<symbol, unknown>)[Symbol.for('fastify.display-name')] = 'parkline'
+const plugin: FastifyPluginAsync<ParklinePluginOptions> = fp(parklinePlugin, { name: 'parkline', fastify: '5.x' })
 
-export default parklinePlugin
-export { parklinePlugin as parkline }
+export default plugin
+export { plugin as parkline }

@@ -1,12 +1,12 @@
 // The standalone server: Fastify 5 with the HTTP limits of PROTOCOL.md §10 (only a server owner can
 // set them), the plugin, and graceful shutdown.
-import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer, METHODS, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { ParklineOptions } from './config.ts'
 import { ERRORS, type ErrorSpec } from './errors.ts'
 import { PUB_ALLOW, SUB_ALLOW, normalizePath, requestOrigin, splitUrl } from './http.ts'
-import { MAX_LINE, checkLimits, parkline } from './plugin.ts'
+import { MAX_LINE, checkLimits, coreOf, kResolved, parkline } from './plugin.ts'
 import { sendError } from './reply.ts'
 
 /** Whole header section (request line included) before Node's parser gives up (§10: 32 KiB). */
@@ -66,6 +66,8 @@ export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix 
 export async function buildServer (opts: ParklineOptions): Promise<FastifyInstance> {
   const app: FastifyInstance = Fastify({
     logger: opts.logLevel === 'silent' ? false : { level: opts.logLevel },
+    // a push server's requests are its subscribers: one log line each would be the hot path
+    logController: new LogController({ disableRequestLogging: true }),
     serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void): Server => {
       const server = createServer({
         maxHeaderSize: MAX_HEADER_SECTION,
@@ -96,7 +98,12 @@ export async function buildServer (opts: ParklineOptions): Promise<FastifyInstan
     },
     return503OnClosing: false
   })
-  await app.register(parkline, { resolved: opts })
+  // The server owner's choice: every method Node parses reaches the handlers, so PROPFIND, BREW…
+  // get a prompt 405 rather than a 404 (an embedding host keeps its own method list).
+  for (const m of METHODS) {
+    if (m !== 'CONNECT' && !app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true })
+  }
+  await app.register(parkline, { [kResolved]: opts } as Parameters<typeof parkline>[1])
   // The §10 limits and `..` above the root hold on every path, not only the plugin's locations.
   app.addHook('onRequest', async (request, reply) => {
     const limited = checkLimits(request.raw)
@@ -114,7 +121,7 @@ export function installShutdown (app: FastifyInstance, opts: ParklineOptions): v
       process.exit(1)
     }
     closing = true
-    app.parkline.drain(opts.drainWindow)
+    coreOf(app).drain(opts.drainWindow)
     const t = setTimeout(() => {
       app.close().then(() => process.exit(0), () => process.exit(1))
     }, opts.drainWindow * 1000 + 500)

@@ -1,8 +1,7 @@
 // The subscriber location (PROTOCOL.md §4): validate, parse the cursor, pick the transport, hand
 // over. From here on Fastify is out of the picture: the reply is hijacked and the transport owns
 // the connection.
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
-import type { Duplex } from 'node:stream'
+import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Core } from './core.ts'
 import { ERRORS, type ErrorSpec } from './errors.ts'
@@ -12,7 +11,6 @@ import { sendError, withCors } from './reply.ts'
 import { F_GAP_EVENT } from './subscriber.ts'
 import { detect } from '../transports/index.ts'
 import { rejectIfParked } from '../transports/longpoll.ts'
-import { WebSocketTransport, rejectUpgrade } from '../transports/websocket.ts'
 
 /** Channel ids and starting cursor of a subscribe request (§1, §4.2), or the error to answer. */
 export function resolveSubscription (core: Core, headers: IncomingHttpHeaders, rawIds: string, query: string): { ids: string[], cursor: Cursor } | ErrorSpec {
@@ -22,19 +20,6 @@ export function resolveSubscription (core: Core, headers: IncomingHttpHeaders, r
   const cursor = requestCursor(headers, query, ids.length)
   if (cursor === INVALID) return ERRORS.BAD_MESSAGE_ID
   return { ids, cursor }
-}
-
-/**
- * A WebSocket handshake under the subscriber prefix (Node emits 'upgrade' for it, not 'request'):
- * the same validation as a GET, answered before the upgrade, then the WebSocket transport.
- */
-export function handleUpgrade (core: Core, req: IncomingMessage, socket: Duplex, head: Buffer, rawIds: string, query: string, origin: string | null): void {
-  const r = resolveSubscription(core, req.headers, rawIds, query)
-  if (!('ids' in r)) return rejectUpgrade(socket, r, origin)
-  const ws = core.transports.find((t) => t instanceof WebSocketTransport) as WebSocketTransport | undefined
-  if (ws === undefined) return rejectUpgrade(socket, ERRORS.BAD_REQUEST, origin)
-  const flags = queryParam(query, 'parkline_gap') === 'event' ? F_GAP_EVENT : 0
-  ws.upgrade(req, socket, head, r.ids, r.cursor, origin, flags)
 }
 
 export async function handleSubscriber (core: Core, request: FastifyRequest, reply: FastifyReply, rawIds: string, query: string, origin: string | null): Promise<FastifyReply | undefined> {

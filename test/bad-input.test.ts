@@ -5,6 +5,7 @@ import net from 'node:net'
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { SseClient, info, parseResponse, publish, startServer, type HttpAnswer } from './helpers/server.ts'
+import { coreOf } from '../lib/plugin.ts'
 
 const MiB = 1048576
 const H = 'Host: 127.0.0.1\r\n'
@@ -480,6 +481,6 @@ test('isolation: after every kind of bad input, a normal subscriber on the same 
   const lp = await fetch(`${base}/sub/iso`)
   t.is(await lp.text(), 'still here')
   t.is((await info(base, 'iso')).json!.subscribers, 1)
-  t.is(app.parkline.table.size, 1)
+  t.is(coreOf(app).table.size, 1)
   sse.close()
 })

@@ -3,11 +3,12 @@
 import test from 'ava'
 import { SseClient, info, startServer } from './helpers/server.ts'
 import { RawWs, parseMeta } from './helpers/websocket.ts'
+import { coreOf } from '../lib/plugin.ts'
 
 for (const coalesce of [true, false]) {
   test(`coalesce ${coalesce}: bursts published in one turn arrive complete and in order, late joiners included`, async (t) => {
     const { port, base, app } = await startServer(t, { coalesce })
-    const core = app.parkline
+    const core = coreOf(app)
     const early = await SseClient.connect(port, '/sub/co')
     await early.until(() => early.comments.includes(': hi'))
     // three messages in one synchronous turn: one batch for the channel
@@ -30,7 +31,7 @@ for (const coalesce of [true, false]) {
 for (const coalesce of [true, false]) {
   test(`coalesce ${coalesce}: WebSocket plain and ws+meta subscribers get a turn's burst complete, in order, with their ids`, async (t) => {
     const { port, app } = await startServer(t, { coalesce })
-    const core = app.parkline
+    const core = coreOf(app)
     const plain = await RawWs.connect(port, '/sub/wc')
     const meta = await RawWs.connect(port, '/sub/wc', { 'Sec-WebSocket-Protocol': 'ws+meta.nchan' })
     const ids: string[] = []
@@ -49,7 +50,7 @@ for (const coalesce of [true, false]) {
 
 test('SSE and WebSocket subscribers of one channel each get their own frames from one turn', async (t) => {
   const { port, app } = await startServer(t)
-  const core = app.parkline
+  const core = coreOf(app)
   const sse = await SseClient.connect(port, '/sub/mix')
   await sse.until(() => sse.comments.includes(': hi'))
   const ws = await RawWs.connect(port, '/sub/mix')

@@ -6,6 +6,7 @@ import { once } from 'node:events'
 import test from 'ava'
 import type { Core } from '../lib/core.ts'
 import { SseClient, eventually, publish, startServer } from './helpers/server.ts'
+import { coreOf } from '../lib/plugin.ts'
 
 const CAP = 65536
 const SIZE = 50_000
@@ -37,10 +38,10 @@ test('disconnect: the stalled subscriber gets parkline-overflow and is closed; t
   let maxQueued = 0
   for (let i = 0; i < COUNT; i++) {
     await publish(base, 'ov', `${i}:${body}`)
-    maxQueued = Math.max(maxQueued, queuedBytes(app.parkline))
+    maxQueued = Math.max(maxQueued, queuedBytes(coreOf(app)))
   }
   t.true(maxQueued <= CAP + SIZE + 200, `queued ${maxQueued} bytes past the cap`)
-  t.true(app.parkline.stats.overflowDisconnect >= 1)
+  t.true(coreOf(app).stats.overflowDisconnect >= 1)
   await healthy.waitEvents(COUNT, 20000)
   t.deepEqual(healthy.events.map((e) => Number(e.data.split(':')[0])), Array.from({ length: COUNT }, (_, i) => i))
   stalled.socket.resume()
@@ -56,21 +57,21 @@ test('drop-oldest: unsent messages are dropped within the cap and the next one c
   let maxQueued = 0
   for (let i = 0; i < COUNT; i++) {
     await publish(base, 'dr', `${i}:${body}`)
-    maxQueued = Math.max(maxQueued, queuedBytes(app.parkline))
+    maxQueued = Math.max(maxQueued, queuedBytes(coreOf(app)))
   }
   t.true(maxQueued <= CAP + SIZE + 200, `queued ${maxQueued} bytes past the cap`)
-  t.true(app.parkline.stats.gapsDropped >= 1)
-  t.is(app.parkline.table.size, 1)
+  t.true(coreOf(app).stats.gapsDropped >= 1)
+  t.is(coreOf(app).table.size, 1)
   // read everything now: ids strictly increase, a gap comment names the last id written
   stalled.socket.resume()
   // once the server's queue has drained, the next message goes out with the gap signal
-  t.true(await eventually(() => queuedBytes(app.parkline) === 0, 20000))
+  t.true(await eventually(() => queuedBytes(coreOf(app)) === 0, 20000))
   await publish(base, 'dr', 'last')
   const deadline = Date.now() + 20000
   while (!stalled.text().includes('data: last') && Date.now() < deadline) await once(stalled.socket, 'data')
   const text = stalled.text()
   const gap = /:parkline-gap \{"requested":"(\d+:\d+)","resumed":"(\d+:\d+)"\}\nid: (\d+:\d+)\n/.exec(text)
-  t.truthy(gap, 'no gap signal: ' + [...text.matchAll(/:parkline[^\n]*\n[^\n]*\n/g)].map((m) => m[0]).join(' | ') + ' stats ' + app.parkline.stats.gapsDropped)
+  t.truthy(gap, 'no gap signal: ' + [...text.matchAll(/:parkline[^\n]*\n[^\n]*\n/g)].map((m) => m[0]).join(' | ') + ' stats ' + coreOf(app).stats.gapsDropped)
   t.is(gap![2], gap![3])
   const ids = [...text.matchAll(/\nid: (\d+):(\d+)\n/g)].map((m) => [Number(m[1]), Number(m[2])] as const)
   for (let i = 1; i < ids.length; i++) t.true(ids[i]![0] > ids[i - 1]![0] || (ids[i]![0] === ids[i - 1]![0] && ids[i]![1] > ids[i - 1]![1]))

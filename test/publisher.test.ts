@@ -2,6 +2,7 @@
 import test from 'ava'
 import { RawSse, lpCursor, lpGet, lpId, pub, splitId } from './helpers/conformance.ts'
 import { eventually, info, rawRequest, startServer } from './helpers/server.ts'
+import { coreOf } from '../lib/plugin.ts'
 
 const ORIGIN = 'https://app.example'
 
@@ -22,12 +23,12 @@ test('POST without a subscriber is 202; with an SSE or a parked long-poll subscr
   await sse.waitEvents(1)
   t.is((await pub(base, 'st', 'b')).status, 201)
   sse.close()
-  t.true(await eventually(() => app.parkline.table.size === 0))
+  t.true(await eventually(() => coreOf(app).table.size === 0))
   t.is((await pub(base, 'st', 'c')).status, 202)
   // a long-poll past the newest message parks, and counts once parked
   const last = (await info(base, 'st')).json!.last_message_id
   const poll = lpGet(port, '/sub/st', lpCursor(last))
-  t.true(await eventually(() => app.parkline.table.size === 1))
+  t.true(await eventually(() => coreOf(app).table.size === 1))
   const d = await pub(base, 'st', 'd')
   t.is(d.status, 201)
   const a = await poll.done
@@ -35,7 +36,7 @@ test('POST without a subscriber is 202; with an SSE or a parked long-poll subscr
   t.is(a.body.toString(), 'd')
   t.is(lpId(a), d.id)
   // answered: no longer counted
-  t.true(await eventually(() => app.parkline.table.size === 0))
+  t.true(await eventually(() => coreOf(app).table.size === 0))
   t.is((await pub(base, 'st', 'e')).status, 202)
 })
 
@@ -294,7 +295,7 @@ test('CORS: long-poll answers echo the Origin and expose Last-Modified, Etag, Co
   t.is(lpId(a), p.id)
   // status answers (410 here) carry them as well
   const parked = lpGet(port, '/sub/clp', { Origin: ORIGIN, ...lpCursor(p.id) })
-  t.true(await eventually(() => app.parkline.table.size === 1))
+  t.true(await eventually(() => coreOf(app).table.size === 1))
   t.is((await fetch(`${base}/pub/clp`, { method: 'DELETE' })).status, 200)
   const g = await parked.done
   t.is(g.status, 410)

@@ -2,55 +2,13 @@
 // redis-server started here on a free loopback port. Ids, buffers, counts and deletes must be the
 // same on every node; a Redis restart must never crash a node, and delivery must resume after it.
 // redis-server is required: without it these tests fail (install: apt-get install -y redis-server).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import net from 'node:net'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
+import { redisCommand, startRedis, type Redis } from './helpers/redis.ts'
 import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
 
 const NODE = process.execPath
-
-function redisInstalled (): boolean {
-  const r = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
-  return r.status === 0
-}
-
-/** One inline command to Redis; resolves with the raw reply, or null when it cannot connect. */
-async function redisCommand (port: number, command: string): Promise<string | null> {
-  return await new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1')
-    let buf = ''
-    const done = (v: string | null): void => { s.destroy(); resolve(v) }
-    s.setTimeout(1000, () => done(null))
-    s.on('error', () => done(null))
-    s.on('data', (d: Buffer) => { buf += d.toString(); if (buf.endsWith('\r\n')) done(buf) })
-    s.on('connect', () => s.write(command + '\r\n'))
-  })
-}
-
-interface Redis { port: number, proc: ChildProcess, restart: () => Promise<void>, kill: () => Promise<void> }
-
-async function startRedis (t: ExecutionContext, port?: number): Promise<Redis> {
-  if (!redisInstalled()) throw new Error('redis-server is not installed; these tests need it: apt-get install -y redis-server')
-  const p = port ?? await freePort()
-  const r: Redis = { port: p, proc: null as unknown as ChildProcess, restart: async () => {}, kill: async () => {} }
-  const launch = async (): Promise<void> => {
-    const proc = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
-    r.proc = proc
-    const up = await eventually(async () => (await redisCommand(p, 'PING')) === '+PONG\r\n', 10000)
-    if (!up) throw new Error(`redis-server did not start on port ${p}`)
-  }
-  r.kill = async () => {
-    const proc = r.proc
-    if (proc.exitCode !== null || proc.signalCode !== null) return
-    process.kill(proc.pid!, 'SIGKILL')
-    await once(proc, 'exit')
-  }
-  r.restart = launch
-  await launch()
-  t.teardown(() => r.kill())
-  return r
-}
 
 interface ParklineNode { base: string, port: number, proc: ChildProcess }
 

@@ -6,6 +6,7 @@ import net from 'node:net'
 import { once } from 'node:events'
 import type { FastifyInstance } from 'fastify'
 import { SseClient, eventually, info, parseResponse, publish, startServer } from './helpers/server.ts'
+import { coreOf } from '../lib/plugin.ts'
 
 const H = 'Host: 127.0.0.1\r\n'
 
@@ -64,10 +65,10 @@ async function batch (app: FastifyInstance, port: number, kind: Kind, n: number,
     ok = (await Promise.all(heads)).every((text) => text.includes(': hi\n\n'))
   } else if (kind === 'parked-longpoll') {
     // earlier aborts are still being closed by the server: start from a clean count
-    ok = await eventually(() => app.parkline.table.size === 0, 5000)
+    ok = await eventually(() => coreOf(app).table.size === 0, 5000)
     for (const s of sockets) s.write(`GET /sub/storm HTTP/1.1\r\n${H}\r\n`)
     // every poll is parked (counted) before it is aborted
-    ok = ok && await eventually(() => app.parkline.table.size === n, 5000)
+    ok = ok && await eventually(() => coreOf(app).table.size === n, 5000)
   } else {
     sockets.forEach((s, i) => s.write(HALF_REQUESTS[(i + round) % HALF_REQUESTS.length]!))
     // wait until the server has read the bytes: it answers nothing, so give it a turn of the loop
@@ -90,8 +91,8 @@ test.serial('abort storm: 2 000 connect-then-abort cycles, 50 at a time, leave t
   t.deepEqual(failed, [])
   // once the server has seen every close, nothing may still be counted
   t.true(await eventually(async () => await serverConnections(app) === 0, 10000))
-  t.is(app.parkline.table.size, 0)
-  t.deepEqual(app.parkline.table.counts, app.parkline.table.counts.map(() => 0))
+  t.is(coreOf(app).table.size, 0)
+  t.deepEqual(coreOf(app).table.counts, coreOf(app).table.counts.map(() => 0))
   const i = await info(base, 'storm')
   t.true(i.status === 404 || i.json!.subscribers === 0)
   // the half POSTs queued nothing
@@ -107,7 +108,7 @@ test.serial('abort storm: 2 000 connect-then-abort cycles, 50 at a time, leave t
   const lp = await fetch(`${base}/sub/storm`)
   t.is(await lp.text(), 'after the storm')
   sse.close()
-  t.true(await eventually(() => app.parkline.table.size === 0))
+  t.true(await eventually(() => coreOf(app).table.size === 0))
 })
 
 test.serial('slowloris: 200 connections sending 1 header byte a second do not stop delivery or new subscribers', async (t) => {
@@ -137,7 +138,7 @@ test.serial('slowloris: 200 connections sending 1 header byte a second do not st
   }
   // the slow connections were not closed and are not subscribers
   t.is(closedEarly, 0)
-  t.is(app.parkline.table.size, 1 + late.length)
+  t.is(coreOf(app).table.size, 1 + late.length)
   t.is((await info(base, 'slow')).json!.subscribers, 1 + late.length)
   // every late subscriber got the replay and then the live message
   t.is((await publish(base, 'slow', 'last')).status, 201)
@@ -184,7 +185,7 @@ test.serial('bytes arriving on a connection whose long-poll is parked: that poll
     s.on('close', () => { closed = true })
     const answer = receive(s, '\r\n\r\n')
     s.write(`GET /sub/parked HTTP/1.1\r\n${H}\r\n`)
-    t.true(await eventually(() => app.parkline.table.size === 1), JSON.stringify(extra))
+    t.true(await eventually(() => coreOf(app).table.size === 1), JSON.stringify(extra))
     t.is((await info(base, 'parked')).json!.subscribers, 1)
     s.write(extra)
     const text = await answer
@@ -192,13 +193,13 @@ test.serial('bytes arriving on a connection whose long-poll is parked: that poll
     t.regex(text, /^HTTP\/1\.1 400 /, JSON.stringify(extra))
     t.is(parseResponse(text).headers.connection, 'close', JSON.stringify(extra))
     t.true(closed, JSON.stringify(extra))
-    t.is(app.parkline.table.size, 0)
+    t.is(coreOf(app).table.size, 0)
     s.destroy()
   }
   // nothing was published by the pipelined POST, and the channel still works
   t.is((await info(base, 'parked')).json?.subscribers ?? 0, 0)
   const poll = fetch(`${base}/sub/parked`)
-  t.true(await eventually(() => app.parkline.table.size === 1))
+  t.true(await eventually(() => coreOf(app).table.size === 1))
   t.is((await publish(base, 'parked', 'fine')).status, 201)
   t.is(await (await poll).text(), 'fine')
 })
@@ -213,7 +214,7 @@ test.serial('fan-out: 2 000 SSE subscribers, 20 messages: info shows 2000, every
   t.is(clients.length, 2000)
   t.true(clients.every((c) => c.status === 200))
   t.is((await info(base, 'fan')).json!.subscribers, 2000)
-  t.is(app.parkline.table.size, 2000)
+  t.is(coreOf(app).table.size, 2000)
   const ids: string[] = []
   for (let m = 0; m < 20; m++) {
     const r = await publish(base, 'fan', `message ${m}`)
@@ -231,5 +232,5 @@ test.serial('fan-out: 2 000 SSE subscribers, 20 messages: info shows 2000, every
   t.is(total, 40000)
   t.is(inOrder, 2000)
   for (const c of clients) c.close()
-  t.true(await eventually(() => app.parkline.table.size === 0, 5000))
+  t.true(await eventually(() => coreOf(app).table.size === 0, 5000))
 })

@@ -1,6 +1,6 @@
-// WebSocket (PROTOCOL.md §7): RFC 6455, push only. Node hands the handshake to the server's
-// 'upgrade' event (lib/plugin.ts → lib/subscribe.ts handleUpgrade → `upgrade()` here), with its
-// parser already released, so after the `101` a subscriber is a net.Socket plus one Subscriber
+// WebSocket (PROTOCOL.md §7): RFC 6455, push only. The handshake is routed through Fastify
+// (lib/plugin.ts), so the host's hooks run, then `serve()` here takes the socket with its HTTP
+// parser released, so after the `101` a subscriber is a net.Socket plus one Subscriber
 // record, as for SSE. Every live message is one shared frame per variant (Message.wsFrame,
 // wsMetaFrame) written to every single-channel subscriber; listeners are module-level functions
 // that find their record via a Symbol. Framing and the header-first decoder: websocket-frame.ts.
@@ -16,10 +16,10 @@ import type { Cursor } from '../lib/message-id.ts'
 import {
   F_CATCHING_UP, F_CLOSED, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, type SubscribeRequest, type Transport
 } from '../lib/subscriber.ts'
-import { kSubscriber } from '../lib/symbols.ts'
+import { kSubscriber, kUpgradeHead } from '../lib/symbols.ts'
 import { OVERFLOW, enqueue } from '../lib/backlog.ts'
 import { Coalescer } from './coalesce.ts'
-import { detachSocket, releaseSocket } from './detach.ts'
+import { detachSocket } from './detach.ts'
 import {
   CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG,
   CLOSE_TRY_AGAIN_LATER, FrameHeader, MAX_CONTROL_FRAME, NEED_MORE, OP_CLOSE, OP_PING, OP_PONG, acceptKey,
@@ -112,17 +112,10 @@ export class WebSocketTransport implements Transport {
     return false
   }
 
-  /** A validated handshake from the server's 'upgrade' event (ids and cursor already parsed). */
-  upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, keys: string[], cursor: Cursor, origin: string | null, flags: number): void {
-    const err = handshakeError(req.headers)
-    if (err !== null) return rejectUpgrade(socket, err, origin)
-    if (this.#refuse(socket, origin)) return
-    this.#start(releaseSocket(socket as Socket), req.headers, head, this.core.channelsFor(keys), cursor, origin, flags)
-  }
-
   /**
-   * A handshake that reached Fastify as a request (a host's `shouldUpgradeCallback` declined it):
-   * take the socket from Node's HTTP objects and go on as for an upgrade.
+   * A handshake routed through Fastify (so the host's hooks ran): Node emitted it as a request
+   * (shouldUpgradeCallback declined it) or the plugin routed it from 'upgrade' (lib/plugin.ts).
+   * Take the socket from Node's HTTP objects and go on as for an upgrade.
    */
   serve (sr: SubscribeRequest): void {
     const socket = detachSocket(sr.req, sr.res)
@@ -132,7 +125,8 @@ export class WebSocketTransport implements Transport {
       if (err !== null) rejectUpgrade(socket, err, sr.origin)
       return
     }
-    this.#start(socket, sr.req.headers, EMPTY, sr.channels, sr.cursor, sr.origin, sr.flags)
+    const head = (sr.req as IncomingMessage & { [kUpgradeHead]?: Buffer })[kUpgradeHead] ?? EMPTY
+    this.#start(socket, sr.req.headers, head, sr.channels, sr.cursor, sr.origin, sr.flags)
   }
 
   /** Shutdown or the connection limit (EXTENSION b): 503 with a jittered Retry-After. */

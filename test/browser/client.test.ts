@@ -142,14 +142,14 @@ test('Parkline client: persist keeps the last id in localStorage across a page r
 
 test('`parkline serve --demo`: the demo page subscribes, publishes and shows the live log (screenshot)', async (t) => {
   const root = path.resolve(import.meta.dirname, '..', '..')
-  const child = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--demo', '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-level', 'silent'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--demo', '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--log-level', 'info'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { child.kill('SIGKILL') })
   let out = ''
   const base = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('parkline serve --demo did not start: ' + out)), 15000)
     const onData = (d: Buffer): void => {
       out += d.toString()
-      const m = /listening on (http:\/\/\S+)/.exec(out)
+      const m = /listening on (http:\/\/[^\s"]+)/.exec(out)
       if (m !== null) { clearTimeout(timer); resolve(m[1]!) }
     }
     child.stdout.on('data', onData)

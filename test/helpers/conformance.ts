@@ -5,6 +5,7 @@ import net from 'node:net'
 import { once } from 'node:events'
 import { parseResponse, type Running } from './server.ts'
 import { RawStream, parseMultipart } from './stream.ts'
+import { coreOf } from '../../lib/plugin.ts'
 
 // ---- ids --------------------------------------------------------------------------------------
 
@@ -497,5 +498,5 @@ export const DRIVERS: readonly Driver[] = [sseDriver, longpollDriver]
 
 /** Subscribers the core holds right now (parked long-polls and open streams). */
 export function liveSubs (srv: Running): number {
-  return srv.app.parkline.table.size
+  return coreOf(srv.app).table.size
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import test from 'ava'
 import { OPTIONS, envName, flagName, resolveOptions } from '../../lib/config.ts'
 import { ConfigError } from '../../lib/errors.ts'
@@ -29,4 +29,23 @@ test('bad values and unknown keys are clear errors', (t) => {
   t.throws(() => resolveOptions({ nope: 1 }), { instanceOf: ConfigError, message: /unknown option "nope"/ })
   t.throws(() => resolveOptions({ queuePolicy: 'maybe' }), { instanceOf: ConfigError, message: /queuePolicy/ })
   t.throws(() => resolveOptions({ pubPrefix: '/same/', subPrefix: '/same/' }), { instanceOf: ConfigError })
+})
+
+test('docs/configuration.md documents every option', (t) => {
+  const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8')
+  for (const o of OPTIONS) t.true(doc.includes('`' + o.name + '`'), `docs/configuration.md lacks ${o.name}`)
+})
+
+test('user-facing docs point only inside the repository', (t) => {
+  const root = new URL('../../', import.meta.url)
+  const docs = ['README.md', 'conf/README.md', ...readdirSync(new URL('docs/', root)).map((f) => 'docs/' + f)]
+  for (const file of docs) {
+    const text = readFileSync(new URL(file, root), 'utf8')
+    t.false(/\.\.\/shared|PROTOCOL\.md/.test(text), `${file} points outside the repository`)
+    t.false(/node bin\/parkline\.ts/.test(text), `${file} uses a bare node bin/parkline.ts`)
+    // relative links resolve to files that exist
+    for (const m of text.matchAll(/\]\((?!https?:|#)([^)#\s]+)/g)) {
+      t.true(existsSync(new URL(m[1]!, new URL(file, root))), `${file} links to missing ${m[1]}`)
+    }
+  }
 })

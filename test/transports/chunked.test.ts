@@ -10,6 +10,7 @@ import { teAcceptsChunked } from '../../transports/chunked.ts'
 import { pub } from '../helpers/conformance.ts'
 import { eventually, info, rawExchange, rawRequest, startServer } from '../helpers/server.ts'
 import { RawStream, parseChunked } from '../helpers/stream.ts'
+import { coreOf } from '../../lib/plugin.ts'
 
 test('TE parsing: chunked with q > 0 counts; q=0, malformed weights and look-alikes do not', (t) => {
   for (const v of ['chunked', 'CHUNKED', 'trailers, chunked', 'chunked;q=1', 'chunked; q=0.5', 'deflate;q=0, chunked;q=0.001', 'chunked;Q=1.000', 'chunked;foo=bar', ' chunked ']) {
@@ -88,16 +89,16 @@ test('DELETE ends the stream with 0\\r\\n\\r\\n, then close; timeout and shutdow
     t.is(c.text, '1\r\nx\r\n0\r\n\r\n')
     t.true(parseChunked(c.text).ended)
   }
-  t.is(srv.app.parkline.table.size, 0)
+  t.is(coreOf(srv.app).table.size, 0)
   const s = await RawStream.chunked(srv.port, '/sub/down')
-  srv.app.parkline.closeAll(503)
+  coreOf(srv.app).closeAll(503)
   await s.waitClosed()
   t.is(s.text, '0\r\n\r\n')
   const slow = await startServer(t, { subscriberTimeout: 1 })
   const d = await RawStream.chunked(slow.port, '/sub/to')
   await d.waitClosed()
   t.is(d.text, '0\r\n\r\n')
-  t.is(slow.app.parkline.table.size, 0)
+  t.is(coreOf(slow.app).table.size, 0)
 })
 
 test('counts are exact after connect and after an abort', async (t) => {
@@ -110,7 +111,7 @@ test('counts are exact after connect and after an abort', async (t) => {
   t.is((await pub(srv.base, 'cnt', 'x')).status, 201)
   for (const c of cs) c.close()
   t.true(await eventually(async () => (await info(srv.base, 'cnt')).json?.subscribers === 0))
-  t.is(srv.app.parkline.table.size, 0)
+  t.is(coreOf(srv.app).table.size, 0)
   t.regex(await (await fetch(`${srv.base}/status`)).text(), /\nsubscribers chunked: 0\n/)
 })
 
@@ -140,10 +141,10 @@ test('overflow: chunked cannot signal a drop, so drop-oldest disconnects too, af
   while (!text.includes('\r\n\r\n')) await once(socket, 'data')
   socket.pause()
   const body = 'x'.repeat(50_000)
-  for (let i = 0; i < 120 && srv.app.parkline.stats.overflowDisconnect === 0; i++) await pub(srv.base, 'ov', `${i}:${body}`)
-  t.is(srv.app.parkline.stats.overflowDisconnect, 1)
-  t.is(srv.app.parkline.stats.overflowDropOldest, 0)
-  t.is(srv.app.parkline.stats.gapsDropped, 0)
+  for (let i = 0; i < 120 && coreOf(srv.app).stats.overflowDisconnect === 0; i++) await pub(srv.base, 'ov', `${i}:${body}`)
+  t.is(coreOf(srv.app).stats.overflowDisconnect, 1)
+  t.is(coreOf(srv.app).stats.overflowDropOldest, 0)
+  t.is(coreOf(srv.app).stats.gapsDropped, 0)
   socket.resume()
   await once(socket, 'close')
   const p = parseChunked(text.slice(text.indexOf('\r\n\r\n') + 4))

@@ -6,6 +6,7 @@ import {
 } from '../helpers/conformance.ts'
 import { eventually, info, startServer, type Running } from '../helpers/server.ts'
 import { websocketDriver } from '../helpers/websocket.ts'
+import { coreOf } from '../../lib/plugin.ts'
 
 const ids = (got: Got[]): string[] => got.map((g) => g.id)
 const texts = (got: Got[]): string[] => got.map((g) => g.data.toString('utf8'))
@@ -87,7 +88,7 @@ const resumeAfterDrop = test.macro({
     await s1.wait(3)
     await subsAre(t, srv, 1)
     if (side === 'server') {
-      for (const sub of srv.app.parkline.table.subs.slice()) sub.socket.destroy()
+      for (const sub of coreOf(srv.app).table.subs.slice()) sub.socket.destroy()
       const end = await s1.ended
       t.is(end.status, 0)
     } else {

@@ -6,6 +6,7 @@ import { EventSource as EventSourcePkg } from 'eventsource'
 import { EventSource as UndiciEventSource } from 'undici'
 import { pub } from '../helpers/conformance.ts'
 import { eventually, startServer, type Running } from '../helpers/server.ts'
+import { coreOf } from '../../lib/plugin.ts'
 
 interface EsLike extends EventTarget {
   close (): void
@@ -56,7 +57,7 @@ async function publishN (srv: Running, channel: string, prefix: string, n: numbe
 
 /** Destroy every subscriber socket on the server side (no `:4xx:` notice, just a dropped TCP). */
 function dropAll (srv: Running): number {
-  const subs = srv.app.parkline.table.subs.slice()
+  const subs = coreOf(srv.app).table.subs.slice()
   for (const sub of subs) sub.socket.destroy()
   return subs.length
 }
@@ -86,7 +87,7 @@ const reconnectAfterDrop = test.macro({
     t.true(await eventually(() => r.opens === 3 && r.messages.length >= 11, 5000))
     t.deepEqual(r.messages, expected, 'every message exactly once, in order, with the publisher ids')
     t.is(r.gaps.length, 0)
-    t.true(await eventually(() => srv.app.parkline.table.size === 1))
+    t.true(await eventually(() => coreOf(srv.app).table.size === 1))
   },
   title: (providedTitle = '', client: Client) => `[${client.name}] ${providedTitle}`
 })

@@ -6,6 +6,7 @@ import test from 'ava'
 import { httpDate, lpCursor, lpGet, nextSecond, pub, splitId } from '../helpers/conformance.ts'
 import { eventually, info, rawRequest, startServer } from '../helpers/server.ts'
 import { RawStream, parseMultipart } from '../helpers/stream.ts'
+import { coreOf } from '../../lib/plugin.ts'
 
 /** The part a single-channel message must produce, built independently of the server. */
 function part (id: string, body: string, ct: string | null, gap: string | null = null, etag = splitId(id).tags): string {
@@ -94,7 +95,7 @@ test('DELETE ends the stream with --\\r\\n, then close; counts return to 0', asy
   await c.waitClosed()
   t.is(c.text, `--${c.boundary}` + part(m.id, 'x', null) + `\r\n--${c.boundary}--\r\n`)
   t.true(parseMultipart(c.text, c.boundary).ended)
-  t.is(srv.app.parkline.table.size, 0)
+  t.is(coreOf(srv.app).table.size, 0)
   t.is((await info(srv.base, 'del')).status, 404)
 })
 
@@ -106,17 +107,17 @@ test('an empty channel: --B--\\r\\n on DELETE; subscriberTimeout and shutdown en
   t.is(c.text, `--${c.boundary}--\r\n`)
   // shutdown (EXTENSION b): every stream is ended the same way
   const e = await RawStream.multipart(srv.port, '/sub/quiet2')
-  srv.app.parkline.closeAll(503)
+  coreOf(srv.app).closeAll(503)
   await e.waitClosed()
   t.is(e.text, `--${e.boundary}--\r\n`)
-  t.is(srv.app.parkline.table.size, 0)
+  t.is(coreOf(srv.app).table.size, 0)
   // the 1 s subscriber timeout of the shared timer
   const slow = await startServer(t, { subscriberTimeout: 1 })
   const d = await RawStream.multipart(slow.port, '/sub/quiet')
-  t.is(slow.app.parkline.table.size, 1)
+  t.is(coreOf(slow.app).table.size, 1)
   await d.waitClosed(5000)
   t.is(d.text, `--${d.boundary}--\r\n`)
-  t.is(slow.app.parkline.table.size, 0)
+  t.is(coreOf(slow.app).table.size, 0)
 })
 
 test('a cursor below the buffer gets the oldest message with a Parkline-Gap part header, once', async (t) => {
@@ -128,7 +129,7 @@ test('a cursor below the buffer gets the oldest message with a Parkline-Gap part
   await c.waitParts(3)
   const B = c.boundary
   t.is(c.text, `--${B}` + part(ids[2]!, 'g2', null, ids[0]!) + `\r\n--${B}` + part(ids[3]!, 'g3', null) + `\r\n--${B}` + part(ids[4]!, 'g4', null) + `\r\n--${B}`)
-  t.is(srv.app.parkline.stats.gapsEvicted, 1)
+  t.is(coreOf(srv.app).stats.gapsEvicted, 1)
 })
 
 test('multiplexed: the Etag part header is the tag list with the sending channel bracketed', async (t) => {
@@ -178,7 +179,7 @@ test('counts are exact right after connect and after close', async (t) => {
   t.true(await eventually(async () => (await info(srv.base, 'cnt')).json!.subscribers === 1))
   cs[2]!.close()
   t.true(await eventually(async () => (await info(srv.base, 'cnt')).json!.subscribers === 0))
-  t.is(srv.app.parkline.table.size, 0)
+  t.is(coreOf(srv.app).table.size, 0)
   const status = await (await fetch(`${srv.base}/status`)).text()
   t.regex(status, /\nsubscribers multipart: 0\n/)
 })
@@ -188,10 +189,10 @@ test('negotiation: SSE and chunked come before multipart (§4.1); at the subscri
   const sse = await RawStream.connect(srv.port, '/sub/neg', { Accept: 'multipart/mixed, text/event-stream' })
   t.is(sse.headers['content-type'], 'text/event-stream; charset=utf-8')
   sse.close()
-  t.true(await eventually(() => srv.app.parkline.table.size === 0))
+  t.true(await eventually(() => coreOf(srv.app).table.size === 0))
   const chunked = await RawStream.connect(srv.port, '/sub/neg', { Accept: 'multipart/mixed', TE: 'chunked' })
   t.is(chunked.headers['transfer-encoding'], 'chunked')
-  t.is(srv.app.parkline.table.size, 1)
+  t.is(coreOf(srv.app).table.size, 1)
   const refused = await RawStream.multipart(srv.port, '/sub/neg')
   t.is(refused.status, 503)
   t.regex(refused.headers['retry-after']!, /^([1-9]|10)$/)
@@ -221,8 +222,8 @@ test('overflow, disconnect: the part being written is finished, then --\\r\\n an
   const srv = await startServer(t, { queueCap: CAP, bufferLength: COUNT })
   const s = await stalled(srv.port, '/sub/ov')
   const body = 'x'.repeat(SIZE)
-  for (let i = 0; i < COUNT && srv.app.parkline.stats.overflowDisconnect === 0; i++) await pub(srv.base, 'ov', `${i}:${body}`)
-  t.is(srv.app.parkline.stats.overflowDisconnect, 1)
+  for (let i = 0; i < COUNT && coreOf(srv.app).stats.overflowDisconnect === 0; i++) await pub(srv.base, 'ov', `${i}:${body}`)
+  t.is(coreOf(srv.app).stats.overflowDisconnect, 1)
   s.socket.resume()
   await once(s.socket, 'close')
   const text = s.text()
@@ -238,10 +239,10 @@ test('overflow, drop-oldest: dropped messages are signalled by Parkline-Gap on t
   const s = await stalled(srv.port, '/sub/dr')
   const body = 'y'.repeat(SIZE)
   for (let i = 0; i < COUNT; i++) await pub(srv.base, 'dr', `${i}:${body}`)
-  t.true(srv.app.parkline.stats.gapsDropped >= 1)
-  t.is(srv.app.parkline.table.size, 1)
+  t.true(coreOf(srv.app).stats.gapsDropped >= 1)
+  t.is(coreOf(srv.app).table.size, 1)
   s.socket.resume()
-  t.true(await eventually(() => srv.app.parkline.table.subs.every((x) => x.socket.writableLength + (x.backlog?.bytes ?? 0) === 0), 20000))
+  t.true(await eventually(() => coreOf(srv.app).table.subs.every((x) => x.socket.writableLength + (x.backlog?.bytes ?? 0) === 0), 20000))
   await pub(srv.base, 'dr', 'last')
   const deadline = Date.now() + 20000
   while (!s.text().includes('\r\n\r\nlast\r\n--') && Date.now() < deadline) await once(s.socket, 'data')
@@ -294,13 +295,13 @@ test('longpollMultipart: every buffered message after the cursor in one multipar
   t.is(c.headers.etag, splitId(three.id).tags)
   // past the newest: parks, and the live message is an ordinary answer too
   const parked = lpGet(srv.port, '/sub/lpm', lpCursor(three.id))
-  t.true(await eventually(() => srv.app.parkline.table.size === 1))
+  t.true(await eventually(() => coreOf(srv.app).table.size === 1))
   const four = await pub(srv.base, 'lpm', 'four', { 'Content-Type': 'text/x' })
   t.is(four.status, 201)
   const d = await parked.done
   t.is(d.headers['content-type'], 'text/x')
   t.is(d.body.toString(), 'four')
-  t.is(srv.app.parkline.stats.delivered[srv.app.parkline.transports.findIndex((x) => x.name === 'longpoll')], 3 + 2 + 1 + 1)
+  t.is(coreOf(srv.app).stats.delivered[coreOf(srv.app).transports.findIndex((x) => x.name === 'longpoll')], 3 + 2 + 1 + 1)
 })
 
 test('longpollMultipart: multiplexed Etag is the last tag vector; a gap rides in Parkline-Gap; off by default', async (t) => {

@@ -3,6 +3,7 @@
 import test from 'ava'
 import { RawSse, lpCursor, lpGet, pub } from '../helpers/conformance.ts'
 import { eventually, rawExchange, startServer } from '../helpers/server.ts'
+import { coreOf } from '../../lib/plugin.ts'
 
 const HI_RETRY = /^: hi\n\nretry: (\d+)\n\n/
 
@@ -85,7 +86,7 @@ test('keepalive: the shared timer writes `:\\n\\n` to every SSE stream; a parked
   await a.until(() => HI_RETRY.test(a.text))
   const p = await pub(base, 'lpka', 'first')
   const poll = lpGet(port, '/sub/lpka', lpCursor(p.id))
-  t.true(await eventually(() => app.parkline.table.size === 3))
+  t.true(await eventually(() => coreOf(app).table.size === 3))
   for (const c of [a, b]) {
     await c.until(() => (c.text.replace(HI_RETRY, '').match(/:\n\n/g) ?? []).length >= 2, 6000)
     t.regex(c.text, /^: hi\n\nretry: \d+\n\n(:\n\n)+$/)

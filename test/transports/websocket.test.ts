@@ -9,6 +9,7 @@ import { eventually, info, startServer, type Running } from '../helpers/server.t
 import { RawWs } from '../helpers/websocket.ts'
 import { Message } from '../../lib/message.ts'
 import { FrameHeader, NEED_MORE, closeCode, frame, readHeader } from '../../transports/websocket-frame.ts'
+import { coreOf } from '../../lib/plugin.ts'
 
 interface Got { data: Buffer, binary: boolean }
 interface Client {
@@ -63,7 +64,7 @@ async function open (kind: Kind, srv: Running, path: string, protocols: string[]
   return client
 }
 
-const subs = (srv: Running): number => srv.app.parkline.table.size
+const subs = (srv: Running): number => coreOf(srv.app).table.size
 
 // ---- frames ---------------------------------------------------------------------------------------
 
@@ -395,11 +396,11 @@ test('[raw] subscriber timeout closes with 1000 408 Request Timeout', async (t) 
 test('[raw] shutdown closes with 1001 503 Service Unavailable; a draining server refuses with 503', async (t) => {
   const srv = await startServer(t)
   const c = await RawWs.connect(srv.port, '/sub/bye')
-  srv.app.parkline.draining = true
+  coreOf(srv.app).draining = true
   const refused = await RawWs.connect(srv.port, '/sub/bye')
   t.is(refused.status, 503)
   t.regex(refused.headers['retry-after'] ?? '', /^([1-9]|10)$/)
-  srv.app.parkline.draining = false
+  coreOf(srv.app).draining = false
   const closing = srv.app.close()
   await c.waitClosed()
   t.deepEqual(c.closeFrame, { code: 1001, reason: '503 Service Unavailable' })
@@ -416,7 +417,7 @@ test('[raw] keepalive: an empty ping per tick; no pong by the next tick drops th
   await silent.until(() => silent.frames.some((f) => f.opcode === 0x9))
   t.deepEqual(silent.frames.find((f) => f.opcode === 0x9)!.payload, Buffer.alloc(0))
   await silent.waitClosed(5000)
-  t.is(srv.app.parkline.table.size, 1)
+  t.is(coreOf(srv.app).table.size, 1)
   t.is(ws.readyState, WebSocket.OPEN)
 })
 
@@ -444,8 +445,8 @@ test('[raw] overflow with drop-oldest: ws+meta.parkline signals the gap; plain i
   meta.socket.pause()
   const body = Buffer.alloc(32768, 'z')
   const ids: string[] = []
-  for (let i = 0; i < 400 && srv.app.parkline.stats.overflowDropOldest === 0; i++) ids.push((await pub(srv.base, 'drop', body)).id)
-  t.true(srv.app.parkline.stats.overflowDropOldest > 0)
+  for (let i = 0; i < 400 && coreOf(srv.app).stats.overflowDropOldest === 0; i++) ids.push((await pub(srv.base, 'drop', body)).id)
+  t.true(coreOf(srv.app).stats.overflowDropOldest > 0)
   meta.socket.resume()
   plain.socket.resume()
   await plain.waitClosed(10000)

@@ -1,0 +1,725 @@
+// Admission for subscribers, publishers and the revoke endpoint: API keys, JWTs (jose), Nchan's
+// authorize request and publisher upstream request (undici). Pure decisions: the HTTP layer hands
+// in headers, query and channels and gets back a Grant or a Refusal to write out (RFC 6750).
+//
+// How the mechanisms combine (user-facing text belongs in docs/configuration.md):
+// - nothing configured (authConfigured false): subscribers are 'open'; the publisher is
+//   loopback-only unless publisherOpen.
+// - apiKey: the operator's key, accepted from `Authorization: Bearer` only, everywhere; it grants
+//   every channel and admin, and skips the authorize request.
+// - JWT key (secret, PEM or JWKS): subscribers need a token (header, cookie, or query when
+//   tokenInQuery) whose `parkline.subscribe` covers every requested channel; publishers need one
+//   in the header whose `parkline.publish` covers the channel.
+// - authorizeUrl: for subscribers the app's answer decides, after the JWT when both are set
+//   (both must admit). For publishers only with authorizePublish.
+// - anonymousSubscribe: channels every one of which matches need no credential at all (nor the
+//   authorize request). A credential that is sent anyway must be valid: an invalid token is 401
+//   even on anonymous channels (as Mercure does), so a client learns its token is bad.
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { IncomingHttpHeaders } from 'node:http'
+import { isIP } from 'node:net'
+import type { JWTPayload } from 'jose'
+import { Agent } from 'undici'
+import {
+  AuthorizeClient, newStats, upstreamPublish, type AuthStats, type AuthorizeDecision, type UpstreamPublishContext,
+  type UpstreamPublishResult
+} from './auth-authorize.ts'
+import { JwksCache, JwtVerifier, parsePublicKey } from './auth-jwt.ts'
+import { ConfigError } from './errors.ts'
+
+export type { AuthStats, UpstreamPublishContext, UpstreamPublishResult }
+
+export interface AuthOptions {
+  /** Operator keys, sent as `Authorization: Bearer <key>`; each grants everything. */
+  apiKey: string[]
+  /** HMAC secret for HS256/384/512; '' = off. */
+  jwtSecret: string
+  /** PEM public key (RSA, RSA-PSS, EC P-256/384/521, Ed25519); '' = off. */
+  jwtPublicKey: string
+  /** URL of a JWKS document; '' = off. */
+  jwksUrl: string
+  /** Required `iss` / `aud` when not ''. */
+  jwtIssuer: string
+  jwtAudience: string
+  /** Seconds of clock skew allowed on exp and nbf (0..30). */
+  jwtLeeway: number
+  /** Cookie a subscriber's token may come in. */
+  authCookie: string
+  /** Accept a subscriber's token as `?access_token=` (it then shows in logs and Referer). */
+  tokenInQuery: boolean
+  /** Channel patterns subscribers need no credential for. */
+  anonymousSubscribe: string[]
+  /** Nchan's authorize request: GET here decides each subscription; '' = off. */
+  authorizeUrl: string
+  /** Run the authorize request for publishers too. */
+  authorizePublish: boolean
+  /** Seconds the authorize request (and the publisher upstream and JWKS) may take. */
+  authorizeTimeout: number
+  /** Seconds an authorize decision is reused; 0 = ask every time. */
+  authorizeCacheTtl: number
+  /** Nchan's publisher upstream request: POST each message here first; '' = off. */
+  publishUpstreamUrl: string
+  /** With no credential configured, let any client publish (not only loopback ones). */
+  publisherOpen: boolean
+}
+
+/** The shipped defaults, for the config table and for tests. */
+export const AUTH_DEFAULTS: Readonly<AuthOptions> = Object.freeze({
+  apiKey: [],
+  jwtSecret: '',
+  jwtPublicKey: '',
+  jwksUrl: '',
+  jwtIssuer: '',
+  jwtAudience: '',
+  jwtLeeway: 0,
+  authCookie: 'parkline_token',
+  tokenInQuery: false,
+  anonymousSubscribe: [],
+  authorizeUrl: '',
+  authorizePublish: false,
+  authorizeTimeout: 5,
+  authorizeCacheTtl: 5,
+  publishUpstreamUrl: '',
+  publisherOpen: false
+})
+
+export type GrantKind = 'apikey' | 'jwt' | 'anonymous' | 'authorize' | 'loopback' | 'open'
+
+/** An admitted request, and what it may do. */
+export interface Grant {
+  kind: GrantKind
+  /** The token's `sub`, `jti`; null when absent (and for every kind but 'jwt'). */
+  sub: string | null
+  jti: string | null
+  /** The token's `exp` and `iat` in unix seconds; 0 = none. */
+  exp: number
+  iat: number
+  /** Channel patterns this credential may subscribe to / publish on; '*' = every channel. */
+  subscribe: string[] | '*'
+  publish: string[] | '*'
+  admin: boolean
+}
+
+/** A refused request: write status, the headers named here, and body (text/plain unless headers says). */
+export interface Refusal {
+  status: number
+  /** Error code for logs (PKL_ERR_*; to be added to lib/errors.ts). */
+  code: string
+  body: string | Buffer
+  /** WWW-Authenticate value. */
+  wwwAuthenticate?: string
+  /** Retry-After seconds (503). */
+  retryAfter?: number
+  /** Other headers to send: those kept from an authorize answer (content-type, location...). */
+  headers?: Record<string, string>
+}
+
+export type AuthResult = Grant | Refusal
+
+export function isRefusal (r: AuthResult): r is Refusal {
+  return 'status' in r
+}
+
+export type SubscriberTransport = 'websocket' | 'eventsource' | 'longpoll' | 'chunked' | 'multipart'
+
+export interface SubscriberContext {
+  headers: IncomingHttpHeaders
+  /** Raw query string (after `?`), '' when none. */
+  query: string
+  /** The channel ids, split and decoded. */
+  channels: string[]
+  /** The ids as requested, multiplexed ones still joined (sent as X-Channel-Id); defaults to channels joined by ','. */
+  rawChannels?: string
+  transport: SubscriberTransport
+  uri: string
+  method: string
+  remoteAddress: string | undefined
+}
+
+export interface PublisherContext {
+  headers: IncomingHttpHeaders
+  channel: string
+  method: 'POST' | 'PUT' | 'DELETE' | 'GET'
+  uri: string
+  remoteAddress: string | undefined
+}
+
+export interface AdminContext {
+  headers: IncomingHttpHeaders
+  remoteAddress: string | undefined
+}
+
+/** Knobs tests (and only tests, mostly) turn; every field has a production default. */
+export interface AuthTuning {
+  /** Clock in ms (Date.now): JWT exp/nbf, JWKS cooldown and age, revocations. */
+  now?: () => number
+  /** Least time between two JWKS fetches caused by an unknown kid (10 s). */
+  jwksCooldownMs?: number
+  /** Age at which the JWKS is fetched again (10 min). */
+  jwksMaxAgeMs?: number
+  /** Most authorize decisions cached (10,000). */
+  authorizeCacheMax?: number
+  /** Most bytes of an upstream refusal body passed on (4 KiB). */
+  refusalBodyCap?: number
+  /** Largest message the publisher upstream may answer with (1 MiB; pass maxMessageSize). */
+  upstreamMaxBody?: number
+  /** Sockets per upstream origin (128). */
+  connections?: number
+  /** Most revocation entries kept (100,000). */
+  maxRevocations?: number
+}
+
+export const AUTH_CODES = {
+  UNAUTHORIZED: 'PKL_ERR_UNAUTHORIZED',
+  INVALID_TOKEN: 'PKL_ERR_INVALID_TOKEN',
+  INVALID_REQUEST: 'PKL_ERR_INVALID_AUTH_REQUEST',
+  INSUFFICIENT_SCOPE: 'PKL_ERR_INSUFFICIENT_SCOPE',
+  PUBLISHER_LOOPBACK_ONLY: 'PKL_ERR_PUBLISHER_LOOPBACK_ONLY',
+  ADMIN_DISABLED: 'PKL_ERR_ADMIN_DISABLED',
+  AUTHORIZE_REFUSED: 'PKL_ERR_AUTHORIZE_REFUSED',
+  AUTH_UNAVAILABLE: 'PKL_ERR_AUTH_UNAVAILABLE'
+} as const
+
+// ---- configuration ----------------------------------------------------------------------------
+
+function jwtConfigured (o: AuthOptions): boolean {
+  return o.jwtSecret.length > 0 || o.jwtPublicKey.length > 0 || o.jwksUrl.length > 0
+}
+
+/** True when any credential mechanism is set: an API key, a JWT key, or the authorize request. */
+export function authConfigured (o: AuthOptions): boolean {
+  return o.apiKey.some((k) => k.length > 0) || jwtConfigured(o) || o.authorizeUrl.length > 0
+}
+
+function checkUrl (name: string, v: string): void {
+  if (v.length === 0) return
+  let u: URL
+  try {
+    u = new URL(v)
+  } catch {
+    throw new ConfigError(`${name} must be an http(s) URL, got ${JSON.stringify(v)}`)
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`${name} must be an http(s) URL, got ${JSON.stringify(v)}`)
+}
+
+/**
+ * Throws ConfigError for settings Auth cannot run with; returns warnings for settings that are
+ * legal but probably not what was meant. The Auth constructor calls it; config.ts may call it
+ * earlier to fail at boot with the other options.
+ */
+export function validateAuthOptions (o: AuthOptions): string[] {
+  if (!Number.isFinite(o.jwtLeeway) || o.jwtLeeway < 0 || o.jwtLeeway > 30) throw new ConfigError(`jwtLeeway must be 0..30 seconds, got ${o.jwtLeeway}`)
+  if (!(o.authorizeTimeout > 0) || !Number.isFinite(o.authorizeTimeout)) throw new ConfigError(`authorizeTimeout must be > 0 seconds, got ${o.authorizeTimeout}`)
+  if (!(o.authorizeCacheTtl >= 0) || !Number.isFinite(o.authorizeCacheTtl)) throw new ConfigError(`authorizeCacheTtl must be >= 0 seconds, got ${o.authorizeCacheTtl}`)
+  if (o.authCookie.length === 0 || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(o.authCookie)) throw new ConfigError(`authCookie must be a cookie name, got ${JSON.stringify(o.authCookie)}`)
+  checkUrl('jwksUrl', o.jwksUrl)
+  checkUrl('authorizeUrl', o.authorizeUrl)
+  checkUrl('publishUpstreamUrl', o.publishUpstreamUrl)
+  for (const p of o.anonymousSubscribe) {
+    const star = p.indexOf('*')
+    if (p.length === 0 || (star !== -1 && star !== p.length - 1)) throw new ConfigError(`anonymousSubscribe: ${JSON.stringify(p)} is not a channel id or a prefix ending in *`)
+  }
+  if (o.jwtPublicKey.length > 0) {
+    let parsed
+    try {
+      parsed = parsePublicKey(o.jwtPublicKey)
+    } catch (err) {
+      throw new ConfigError(`jwtPublicKey: ${(err as Error).message}`)
+    }
+    const bits = parsed.key.asymmetricKeyDetails?.modulusLength
+    if (bits !== undefined && bits < 2048) throw new ConfigError(`jwtPublicKey: RSA keys need 2048 bits or more, got ${bits}`)
+  }
+  const warnings: string[] = []
+  const local = o.apiKey.some((k) => k.length > 0) || jwtConfigured(o)
+  if (o.publisherOpen && local) warnings.push('publisherOpen is ignored: with apiKey or a JWT key set, publishers need a credential')
+  if (o.authorizePublish && o.authorizeUrl.length === 0) warnings.push('authorizePublish has no effect without authorizeUrl')
+  if ((o.jwtIssuer.length > 0 || o.jwtAudience.length > 0) && !jwtConfigured(o)) warnings.push('jwtIssuer/jwtAudience have no effect without a JWT key')
+  if (o.jwtSecret.length > 0 && Buffer.byteLength(o.jwtSecret) < 32) warnings.push('jwtSecret is shorter than 32 bytes (RFC 7518 §3.2 wants at least the hash size)')
+  return warnings
+}
+
+// ---- channel patterns -------------------------------------------------------------------------
+
+/**
+ * A pattern is an exact channel id, or a prefix ending in `*` (`user.42.*` matches `user.42.x`,
+ * `*` alone matches every channel). A `*` anywhere else is an ordinary character.
+ */
+export function matchesAny (patterns: readonly string[] | '*', channel: string): boolean {
+  if (patterns === '*') return true
+  for (let i = 0; i < patterns.length; i++) {
+    const p = patterns[i]!
+    const last = p.length - 1
+    if (last >= 0 && p.charCodeAt(last) === 42 /* * */) {
+      if (channel.length >= last && channel.startsWith(p.slice(0, last))) return true
+    } else if (p === channel) {
+      return true
+    }
+  }
+  return false
+}
+
+const NONE: readonly string[] = Object.freeze([])
+
+/** The first channel neither `granted` nor `extra` covers, or null when all are covered. */
+function firstUncovered (channels: readonly string[], granted: readonly string[] | '*', extra: readonly string[]): string | null {
+  if (granted === '*') return null
+  for (const c of channels) if (!matchesAny(granted, c) && !matchesAny(extra, c)) return c
+  return null
+}
+
+// ---- credential extraction --------------------------------------------------------------------
+
+export type TokenSource = 'header' | 'cookie' | 'query'
+export interface Credential { token: string, source: TokenSource }
+/** An `Authorization: Bearer` header that is not `Bearer <token68>` (RFC 6750 §2.1): 400. */
+export const MALFORMED = 'malformed'
+
+const TOKEN68 = /^[A-Za-z0-9\-._~+/]+=*$/
+
+/** The token of `Authorization: Bearer <t>`; null when there is no Bearer header. */
+export function extractBearer (headers: IncomingHttpHeaders): Credential | null | typeof MALFORMED {
+  const v = headers.authorization
+  if (typeof v !== 'string' || v.length < 6 || v.slice(0, 6).toLowerCase() !== 'bearer') return null
+  if (v.length > 6 && v.charCodeAt(6) !== 32) return null // another scheme that starts with "bearer"
+  const t = v.slice(7).trim()
+  return TOKEN68.test(t) ? { token: t, source: 'header' } : MALFORMED
+}
+
+/** A cookie's value (first of that name, quotes removed), or null. */
+export function cookieValue (header: string | undefined, name: string): string | null {
+  if (header === undefined) return null
+  let start = 0
+  while (start < header.length) {
+    let end = header.indexOf(';', start)
+    if (end === -1) end = header.length
+    const eq = header.indexOf('=', start)
+    if (eq !== -1 && eq < end && header.slice(start, eq).trim() === name) {
+      let v = header.slice(eq + 1, end).trim()
+      if (v.length >= 2 && v.charCodeAt(0) === 34 && v.charCodeAt(v.length - 1) === 34) v = v.slice(1, -1)
+      return v
+    }
+    start = end + 1
+  }
+  return null
+}
+
+/** A query parameter's first value, percent-decoded; null when absent or undecodable. */
+export function queryValue (query: string, name: string): string | null {
+  for (const part of query.split('&')) {
+    const eq = part.indexOf('=')
+    if (eq === -1 || part.slice(0, eq) !== name) continue
+    try {
+      return decodeURIComponent(part.slice(eq + 1).replace(/\+/g, ' '))
+    } catch {
+      return null
+    }
+  }
+  return null
+}
+
+/**
+ * A subscriber's token: `Authorization: Bearer`, else the `authCookie` cookie, else
+ * `?access_token=` when tokenInQuery. A malformed Bearer header is not skipped over.
+ */
+export function extractSubscriberCredential (headers: IncomingHttpHeaders, query: string, authCookie: string, tokenInQuery: boolean): Credential | null | typeof MALFORMED {
+  const bearer = extractBearer(headers)
+  if (bearer !== null) return bearer
+  const cookie = cookieValue(headers.cookie, authCookie)
+  if (cookie !== null && cookie.length > 0) return { token: cookie, source: 'cookie' }
+  if (tokenInQuery && query.length > 0) {
+    const q = queryValue(query, 'access_token')
+    if (q !== null && q.length > 0) return { token: q, source: 'query' }
+  }
+  return null
+}
+
+// ---- loopback ---------------------------------------------------------------------------------
+
+/** 127.0.0.0/8, ::1 and IPv4-mapped 127.x: the clients the secure default lets publish. */
+export function isLoopback (addr: string | undefined): boolean {
+  if (addr === undefined) return false
+  const a = addr.toLowerCase()
+  if (a.startsWith('::ffff:')) return isIP(a.slice(7)) === 4 && a.startsWith('127.', 7)
+  if (isIP(a) === 4) return a.startsWith('127.')
+  return a === '::1' || a === '0:0:0:0:0:0:0:1'
+}
+
+// ---- revocations ------------------------------------------------------------------------------
+
+/**
+ * Revoked token ids and subjects. A jti stays revoked until its token's exp (after which the token
+ * is refused as expired anyway, so the entry is dropped); a token without exp stays revoked until
+ * the list is full. A sub revoked at T refuses that subject's tokens issued before T (iat < T; a
+ * token without iat counts as issued at 0). Both maps keep insertion order, so when one holds `max`
+ * entries the oldest goes: a revocation list that is too small un-revokes, so size it well over the
+ * revocations a token lifetime sees. In-process only: a cluster has to broadcast revocations.
+ */
+export class Revocations {
+  #jti = new Map<string, number>()
+  #sub = new Map<string, number>()
+  #max: number
+
+  constructor (max = 100_000) {
+    this.#max = max
+  }
+
+  get size (): number {
+    return this.#jti.size + this.#sub.size
+  }
+
+  /** Revoke one token until `exp` (unix seconds; 0 = it never expires). */
+  revokeJti (jti: string, exp: number): void {
+    this.#jti.delete(jti)
+    this.#jti.set(jti, exp)
+    if (this.#jti.size > this.#max) this.#jti.delete(this.#jti.keys().next().value!)
+  }
+
+  /** Revoke every token of `sub` issued before `atSec`. A later revocation of the same sub wins. */
+  revokeSub (sub: string, atSec: number): void {
+    const prev = this.#sub.get(sub)
+    this.#sub.delete(sub)
+    this.#sub.set(sub, prev !== undefined && prev > atSec ? prev : atSec)
+    if (this.#sub.size > this.#max) this.#sub.delete(this.#sub.keys().next().value!)
+  }
+
+  isRevoked (grant: Pick<Grant, 'jti' | 'sub' | 'iat'>, nowSec = Math.floor(Date.now() / 1000)): boolean {
+    if (grant.jti !== null) {
+      const exp = this.#jti.get(grant.jti)
+      if (exp !== undefined) {
+        if (exp === 0 || exp > nowSec) return true
+        this.#jti.delete(grant.jti)
+      }
+    }
+    if (grant.sub !== null) {
+      const at = this.#sub.get(grant.sub)
+      if (at !== undefined && grant.iat < at) return true
+    }
+    return false
+  }
+
+  /** Forget jti entries whose token has expired; returns how many went. */
+  prune (nowSec: number): number {
+    let n = 0
+    for (const [jti, exp] of this.#jti) {
+      if (exp !== 0 && exp <= nowSec) {
+        this.#jti.delete(jti)
+        n++
+      }
+    }
+    return n
+  }
+}
+
+// ---- refusals ---------------------------------------------------------------------------------
+
+function unauthorized (): Refusal {
+  // RFC 6750 §3.1: a request with no credential gets the bare challenge, no error code.
+  return { status: 401, code: AUTH_CODES.UNAUTHORIZED, wwwAuthenticate: 'Bearer', body: 'Unauthorized: a bearer token is required' }
+}
+
+function invalidToken (reason: string): Refusal {
+  return {
+    status: 401,
+    code: AUTH_CODES.INVALID_TOKEN,
+    wwwAuthenticate: `Bearer error="invalid_token", error_description="${reason}"`,
+    body: `Unauthorized: ${reason}`
+  }
+}
+
+function malformedHeader (): Refusal {
+  return {
+    status: 400,
+    code: AUTH_CODES.INVALID_REQUEST,
+    wwwAuthenticate: 'Bearer error="invalid_request", error_description="malformed Authorization header"',
+    body: 'Bad Request: malformed Authorization header'
+  }
+}
+
+function insufficientScope (what: string): Refusal {
+  return { status: 403, code: AUTH_CODES.INSUFFICIENT_SCOPE, wwwAuthenticate: 'Bearer error="insufficient_scope"', body: `Forbidden: ${what}` }
+}
+
+function unavailable (what: string, retryAfter: number): Refusal {
+  return { status: 503, code: AUTH_CODES.AUTH_UNAVAILABLE, retryAfter, body: `Service Unavailable: ${what}` }
+}
+
+/** Channel ids are raw bytes; JSON quoting keeps a control character out of the body line. */
+function quote (channel: string): string {
+  return JSON.stringify(channel)
+}
+
+// ---- the decision API -------------------------------------------------------------------------
+
+function grant (kind: GrantKind, subscribe: string[] | '*', publish: string[] | '*', admin: boolean): Grant {
+  return { kind, sub: null, jti: null, exp: 0, iat: 0, subscribe, publish, admin }
+}
+
+function stringList (v: unknown): string[] | null {
+  if (v === undefined) return []
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) return null
+  return v as string[]
+}
+
+/** The Grant of a verified JWT, or null when its `parkline` claim has the wrong shape. */
+export function grantFromClaims (p: JWTPayload): Grant | null {
+  const pl = p.parkline
+  let subscribe: string[] | '*' = []
+  let publish: string[] | '*' = []
+  let admin = false
+  if (pl !== undefined) {
+    if (typeof pl !== 'object' || pl === null || Array.isArray(pl)) return null
+    const c = pl as Record<string, unknown>
+    const s = stringList(c.subscribe)
+    const u = stringList(c.publish)
+    if (s === null || u === null || (c.admin !== undefined && typeof c.admin !== 'boolean')) return null
+    subscribe = s
+    publish = u
+    admin = c.admin === true
+    if (admin) subscribe = publish = '*'
+  }
+  return {
+    kind: 'jwt',
+    sub: typeof p.sub === 'string' ? p.sub : null,
+    jti: typeof p.jti === 'string' ? p.jti : null,
+    exp: typeof p.exp === 'number' ? p.exp : 0,
+    iat: typeof p.iat === 'number' ? p.iat : 0,
+    subscribe,
+    publish,
+    admin
+  }
+}
+
+export class Auth {
+  readonly options: AuthOptions
+  readonly revocations: Revocations
+  readonly stats: AuthStats
+  /** Warnings from validateAuthOptions, for the caller to log once. */
+  readonly warnings: string[]
+  #now: () => number
+  #configured: boolean
+  #apiKeys: Buffer[]
+  #jwt: JwtVerifier | null
+  #authorize: AuthorizeClient | null
+  #agent: Agent | null
+  #timeoutMs: number
+  #refusalBodyCap: number
+  #upstreamMaxBody: number
+  #lastPrune = 0
+
+  constructor (options: AuthOptions, tuning: AuthTuning = {}) {
+    this.warnings = validateAuthOptions(options)
+    this.options = options
+    this.stats = newStats()
+    this.revocations = new Revocations(tuning.maxRevocations)
+    this.#now = tuning.now ?? Date.now
+    this.#configured = authConfigured(options)
+    // Keys are compared as SHA-256 digests: equal lengths for timingSafeEqual, and the time taken
+    // says nothing about a key's length or how much of it matched.
+    this.#apiKeys = options.apiKey.filter((k) => k.length > 0).map(sha256)
+    this.#timeoutMs = Math.round(options.authorizeTimeout * 1000)
+    this.#refusalBodyCap = tuning.refusalBodyCap ?? 4096
+    this.#upstreamMaxBody = tuning.upstreamMaxBody ?? 1048576
+    const needsHttp = options.jwksUrl.length > 0 || options.authorizeUrl.length > 0 || options.publishUpstreamUrl.length > 0
+    // One keep-alive Agent for the three upstreams (it keeps a pool per origin).
+    this.#agent = needsHttp ? new Agent({ keepAliveTimeout: 30_000, connections: tuning.connections ?? 128 }) : null
+    const jwks = options.jwksUrl.length > 0
+      ? new JwksCache({
+        url: options.jwksUrl,
+        dispatcher: this.#agent!,
+        now: this.#now,
+        cooldownMs: tuning.jwksCooldownMs ?? 10_000,
+        maxAgeMs: tuning.jwksMaxAgeMs ?? 600_000,
+        timeoutMs: this.#timeoutMs,
+        stats: this.stats
+      })
+      : null
+    this.#jwt = jwtConfigured(options)
+      ? new JwtVerifier({
+        jwtSecret: options.jwtSecret,
+        jwtPublicKey: options.jwtPublicKey,
+        jwtIssuer: options.jwtIssuer,
+        jwtAudience: options.jwtAudience,
+        jwtLeeway: options.jwtLeeway,
+        jwks,
+        now: this.#now
+      })
+      : null
+    this.#authorize = options.authorizeUrl.length > 0
+      ? new AuthorizeClient({
+        url: options.authorizeUrl,
+        dispatcher: this.#agent!,
+        timeoutMs: this.#timeoutMs,
+        cacheTtlMs: Math.round(options.authorizeCacheTtl * 1000),
+        cacheMax: tuning.authorizeCacheMax ?? 10_000,
+        bodyCap: this.#refusalBodyCap,
+        stats: this.stats
+      })
+      : null
+  }
+
+  /** Admit a subscription: every channel in ctx.channels must be granted. */
+  async subscriber (ctx: SubscriberContext): Promise<AuthResult> {
+    if (!this.#configured) return grant('open', '*', [], false)
+    const o = this.options
+    const cred = extractSubscriberCredential(ctx.headers, ctx.query, o.authCookie, o.tokenInQuery)
+    if (cred === MALFORMED) return this.#refuse(malformedHeader())
+    // The operator key (header only) is the master key: no scope check, no authorize request.
+    if (cred !== null && cred.source === 'header' && this.#isApiKey(cred.token)) return grant('apikey', '*', '*', true)
+    const anonymous = firstUncovered(ctx.channels, o.anonymousSubscribe, NONE) === null
+    let g: Grant | null = null
+    if (this.#jwt !== null) {
+      if (cred === null) return anonymous ? grant('anonymous', o.anonymousSubscribe, [], false) : this.#refuse(unauthorized())
+      const r = await this.#verifyJwt(cred.token)
+      if (isRefusal(r)) return this.#refuse(r)
+      // A token adds to the anonymous channels; it never takes them away.
+      const refused = firstUncovered(ctx.channels, r.subscribe, o.anonymousSubscribe)
+      if (refused !== null) return this.#refuse(insufficientScope(`token does not grant subscribe on channel ${quote(refused)}`))
+      g = r
+    } else if (this.#authorize === null) {
+      // API keys only: subscribers need the key unless the channels are anonymous.
+      if (cred !== null) return this.#refuse(invalidToken('unknown credential'))
+      return anonymous ? grant('anonymous', o.anonymousSubscribe, [], false) : this.#refuse(unauthorized())
+    }
+    if (anonymous && g === null) return grant('anonymous', o.anonymousSubscribe, [], false)
+    if (this.#authorize !== null && !anonymous) {
+      const d = await this.#authorize.decide({
+        headers: ctx.headers,
+        channelId: ctx.rawChannels ?? ctx.channels.join(','),
+        uri: ctx.uri,
+        method: ctx.method,
+        subscriberType: ctx.transport,
+        remoteAddress: ctx.remoteAddress
+      })
+      const refusal = this.#decisionRefusal(d)
+      if (refusal !== null) return this.#refuse(refusal)
+      if (g === null) g = grant('authorize', ctx.channels.slice(), [], false)
+    }
+    return g!
+  }
+
+  /** Admit a publisher request (POST/PUT publish, DELETE, GET info) on one channel. */
+  async publisher (ctx: PublisherContext): Promise<AuthResult> {
+    const authorizePublish = this.#authorize !== null && this.options.authorizePublish
+    let g: Grant
+    if (this.#apiKeys.length === 0 && this.#jwt === null) {
+      if (authorizePublish) {
+        // The authorize request is the publisher's credential: loopback does not bypass it.
+        g = grant('authorize', [], [ctx.channel], false)
+      } else if (this.options.publisherOpen) {
+        return grant('open', [], '*', false)
+      } else if (isLoopback(ctx.remoteAddress)) {
+        return grant('loopback', [], '*', false)
+      } else {
+        return this.#refuse({
+          status: 403,
+          code: AUTH_CODES.PUBLISHER_LOOPBACK_ONLY,
+          body: 'Forbidden: publisher is loopback-only; set apiKey, a JWT key, or publisherOpen'
+        })
+      }
+    } else {
+      const r = await this.#headerGrant(ctx.headers)
+      if (isRefusal(r)) return r
+      if (!matchesAny(r.publish, ctx.channel)) return this.#refuse(insufficientScope(`token does not grant publish on channel ${quote(ctx.channel)}`))
+      g = r
+    }
+    if (authorizePublish) {
+      const d = await this.#authorize!.decide({
+        headers: ctx.headers,
+        channelId: ctx.channel,
+        uri: ctx.uri,
+        method: ctx.method,
+        subscriberType: null,
+        remoteAddress: ctx.remoteAddress
+      })
+      const refusal = this.#decisionRefusal(d)
+      if (refusal !== null) return this.#refuse(refusal)
+    }
+    return g
+  }
+
+  /**
+   * The grant of an `Authorization: Bearer` credential (API key or JWT), refusals already counted.
+   * Header only: a cookie or query token never authorizes a publish, delete or revoke.
+   */
+  async #headerGrant (headers: IncomingHttpHeaders): Promise<AuthResult> {
+    const cred = extractBearer(headers)
+    if (cred === MALFORMED) return this.#refuse(malformedHeader())
+    if (cred === null) return this.#refuse(unauthorized())
+    if (this.#isApiKey(cred.token)) return grant('apikey', '*', '*', true)
+    if (this.#jwt === null) return this.#refuse(invalidToken('unknown credential'))
+    const r = await this.#verifyJwt(cred.token)
+    return isRefusal(r) ? this.#refuse(r) : r
+  }
+
+  /** Admit a call to the revoke endpoint: the API key or a JWT with `parkline.admin: true`, header only. */
+  async admin (ctx: AdminContext): Promise<AuthResult> {
+    if (this.#apiKeys.length === 0 && this.#jwt === null) {
+      return this.#refuse({ status: 403, code: AUTH_CODES.ADMIN_DISABLED, body: 'Forbidden: revocation needs apiKey or a JWT key' })
+    }
+    const r = await this.#headerGrant(ctx.headers)
+    if (isRefusal(r)) return r
+    if (!r.admin) return this.#refuse(insufficientScope('token is not an admin token'))
+    return r
+  }
+
+  /** Nchan's publisher upstream request; call only when options.publishUpstreamUrl is set. */
+  async upstreamPublish (ctx: UpstreamPublishContext): Promise<UpstreamPublishResult> {
+    if (this.#agent === null || this.options.publishUpstreamUrl.length === 0) throw new Error('publishUpstreamUrl is not set')
+    return await upstreamPublish({
+      url: this.options.publishUpstreamUrl,
+      dispatcher: this.#agent,
+      timeoutMs: this.#timeoutMs,
+      maxBody: this.#upstreamMaxBody,
+      bodyCap: this.#refusalBodyCap,
+      stats: this.stats
+    }, ctx)
+  }
+
+  /** Close the upstream connections. Calls in flight finish (each is bounded by authorizeTimeout). */
+  async close (): Promise<void> {
+    if (this.#agent !== null) await this.#agent.close()
+  }
+
+  #isApiKey (token: string): boolean {
+    if (this.#apiKeys.length === 0) return false
+    const d = sha256(token)
+    let ok = false
+    // Every key is compared, match or not, so the time does not tell which one matched.
+    for (const k of this.#apiKeys) if (timingSafeEqual(d, k)) ok = true
+    return ok
+  }
+
+  async #verifyJwt (token: string): Promise<Grant | Refusal> {
+    const out = await this.#jwt!.verify(token)
+    if (!out.ok) return out.unavailable ? unavailable(out.reason, 5) : invalidToken(out.reason)
+    const g = grantFromClaims(out.payload)
+    if (g === null) return invalidToken('bad parkline claim')
+    const nowSec = Math.floor(this.#now() / 1000)
+    // Prune on the way (at most once a minute) instead of running a timer.
+    if (nowSec - this.#lastPrune >= 60) {
+      this.#lastPrune = nowSec
+      this.revocations.prune(nowSec)
+    }
+    if (this.revocations.isRevoked(g, nowSec)) return invalidToken('token revoked')
+    return g
+  }
+
+  #decisionRefusal (d: AuthorizeDecision): Refusal | null {
+    if (d.unavailable) return unavailable('authorization server did not answer', Math.max(1, Math.ceil(this.#timeoutMs / 1000)))
+    if (d.status >= 200 && d.status < 300) return null
+    const r: Refusal = { status: d.status, code: AUTH_CODES.AUTHORIZE_REFUSED, body: d.body }
+    // Copy: a cached decision is shared by every request it answers.
+    if (Object.keys(d.headers).length > 0) r.headers = { ...d.headers }
+    return r
+  }
+
+  #refuse (r: Refusal): Refusal {
+    const key = String(r.status)
+    this.stats.refusals[key] = (this.stats.refusals[key] ?? 0) + 1
+    return r
+  }
+}
+
+function sha256 (s: string): Buffer {
+  return createHash('sha256').update(s).digest()
+}

@@ -1,0 +1,128 @@
+// `app.parkline`: the small, typed API a host app uses from its own code. Every call goes through
+// the configured engine (in-memory, worker sequencer, Redis), so an id returned here is the id every
+// worker and node of the deployment uses, and a consumer sees what an SSE subscriber sees.
+import type { ChannelInfo } from './channel-info.ts'
+import type { ConsumerTransport, ParklineMessage } from './consumer.ts'
+import type { Core } from './core.ts'
+import { ParklineError } from './errors.ts'
+import { requestCursor } from './http.ts'
+import { INVALID } from './message-id.ts'
+import type { Subscriber } from './subscriber.ts'
+
+export type { ChannelInfo } from './channel-info.ts'
+export type { ParklineMessage } from './consumer.ts'
+
+export interface PublishOptions {
+  /** Stored verbatim and sent with the message (Content-Type of a publish request). */
+  contentType?: string
+  /** SSE `event:` name (X-EventSource-Event of a publish request). */
+  event?: string
+}
+
+export interface Published {
+  /** The message id (`seconds:tag`), the same on every worker and node. */
+  id: string
+  /** 201 when the channel had a subscriber anywhere in the deployment, else 202. */
+  status: 201 | 202
+  info: ChannelInfo
+}
+
+export interface SubscribeOptions {
+  /** Resume after this id (an SSE `Last-Event-ID`); omitted: from the oldest buffered message. */
+  lastEventId?: string
+  /** Stops the subscription; the iterator then ends. */
+  signal?: AbortSignal
+  /** Live messages held for a consumer that has not asked for them yet; past it the iterator throws. Default 1000. */
+  queueLimit?: number
+}
+
+/** The public face of a running Parkline (`app.parkline`). */
+export interface Parkline {
+  publish (channel: string, data: string | Uint8Array, options?: PublishOptions): Promise<Published>
+  /** Channel info, or null when the channel does not exist. */
+  info (channel: string): Promise<ChannelInfo | null>
+  /** Delete the channel everywhere (its subscribers get 410); the info it had, or null. */
+  delete (channel: string): Promise<ChannelInfo | null>
+  /**
+   * Messages of one channel, or of several (multiplexed, with vector ids), in order, from the
+   * buffer then live, as an async iterator. Break out of the loop (or abort) to stop.
+   */
+  subscribe (channels: string | readonly string[], options?: SubscribeOptions): AsyncIterableIterator<ParklineMessage>
+}
+
+/**
+ * The channel key of an id given as text: keys are byte strings (one char per byte, latin1, as the
+ * publisher URL decodes them), so `café` here is `/pub/caf%C3%A9` on the wire.
+ */
+function toKey (core: Core, channel: unknown): string {
+  if (typeof channel !== 'string' || channel.length === 0) throw new ParklineError('PKL_ERR_NO_CHANNEL_ID', 'a channel id is a non-empty string', 400)
+  if (channel.indexOf('\0') !== -1) throw new ParklineError('PKL_ERR_BAD_CHANNEL_ID', 'a channel id may not contain NUL', 400)
+  const key = Buffer.from(channel, 'utf8').toString('latin1')
+  if (key.length > core.opts.maxChannelIdLength) throw new ParklineError('PKL_ERR_CHANNEL_ID_TOO_LONG', `channel id longer than ${core.opts.maxChannelIdLength} bytes`, 403)
+  return key
+}
+
+function fromKey (key: string): string {
+  return Buffer.from(key, 'latin1').toString('utf8')
+}
+
+export function createFacade (core: Core, consumers: ConsumerTransport): Parkline {
+  return {
+    async publish (channel, data, options = {}) {
+      const key = toKey(core, channel)
+      const body = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+      if (body.length > core.opts.maxMessageSize) throw new ParklineError('PKL_ERR_PAYLOAD_TOO_LARGE', `message larger than maxMessageSize (${core.opts.maxMessageSize} bytes)`, 413)
+      const r = await core.engine.publish(key, body, options.contentType ?? null, options.event ?? null)
+      return { id: r.info.lastMessageId, status: r.status, info: r.info }
+    },
+    async info (channel) {
+      return await core.engine.info(toKey(core, channel))
+    },
+    async delete (channel) {
+      return await core.engine.delete(toKey(core, channel))
+    },
+    subscribe (channels, options = {}) {
+      const list = typeof channels === 'string' ? [channels] : [...channels]
+      if (list.length === 0) throw new ParklineError('PKL_ERR_NO_CHANNEL_ID', 'subscribe needs at least one channel', 400)
+      const keys = list.map((c) => toKey(core, c))
+      if (keys.length > core.opts.maxChannelsPerSubscription) {
+        throw new ParklineError('PKL_ERR_TOO_MANY_CHANNELS', `more than ${core.opts.maxChannelsPerSubscription} channels`, 403)
+      }
+      const headers = options.lastEventId === undefined ? {} : { 'last-event-id': options.lastEventId }
+      const cursor = requestCursor(headers, '', keys.length)
+      if (cursor === INVALID) throw new ParklineError('PKL_ERR_BAD_MESSAGE_ID', `invalid lastEventId ${JSON.stringify(options.lastEventId)}`, 400)
+      const queueLimit = options.queueLimit ?? 1000
+      if (!Number.isInteger(queueLimit) || queueLimit < 1) throw new ParklineError('PKL_ERR_CONFIG', 'queueLimit must be an integer >= 1', 400)
+      return iterate(consumers, consumers.open(keys, cursor, queueLimit), options.signal)
+    }
+  }
+}
+
+function iterate (consumers: ConsumerTransport, sub: Subscriber, signal: AbortSignal | undefined): AsyncIterableIterator<ParklineMessage> {
+  const onAbort = (): void => { consumers.stop(sub) }
+  if (signal !== undefined) {
+    if (signal.aborted) consumers.stop(sub)
+    else signal.addEventListener('abort', onAbort, { once: true })
+  }
+  const cleanup = (): void => { signal?.removeEventListener('abort', onAbort) }
+  const it: AsyncIterableIterator<ParklineMessage> = {
+    async next () {
+      try {
+        const r = await consumers.next(sub)
+        if (r.done === true) cleanup()
+        else r.value.channel = fromKey(r.value.channel)
+        return r
+      } catch (err) {
+        cleanup()
+        throw err
+      }
+    },
+    async return () {
+      consumers.stop(sub)
+      cleanup()
+      return { value: undefined, done: true }
+    },
+    [Symbol.asyncIterator] () { return it }
+  }
+  return it
+}

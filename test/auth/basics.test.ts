@@ -1,0 +1,156 @@
+// lib/auth.ts pure parts: channel patterns, credential extraction, the loopback rule, revocations,
+// option validation.
+import test from 'ava'
+import {
+  AUTH_DEFAULTS, Revocations, authConfigured, cookieValue, extractBearer, extractSubscriberCredential, grantFromClaims,
+  isLoopback, matchesAny, queryValue, validateAuthOptions, type AuthOptions
+} from '../../lib/auth.ts'
+import { ConfigError } from '../../lib/errors.ts'
+
+function opts (over: Partial<AuthOptions> = {}): AuthOptions {
+  return { ...AUTH_DEFAULTS, apiKey: [], anonymousSubscribe: [], ...over }
+}
+
+test('patterns: exact ids, prefixes ending in *, and * alone', (t) => {
+  t.true(matchesAny(['news'], 'news'))
+  t.false(matchesAny(['news'], 'news2'))
+  t.false(matchesAny(['news'], 'new'))
+  t.true(matchesAny(['user.42.*'], 'user.42.x'))
+  t.true(matchesAny(['user.42.*'], 'user.42.'))
+  t.false(matchesAny(['user.42.*'], 'user.42'))
+  t.false(matchesAny(['user.42.*'], 'user.421.x'))
+  t.true(matchesAny(['*'], 'anything'))
+  t.true(matchesAny(['*'], ''))
+  t.true(matchesAny('*', 'anything'))
+  t.false(matchesAny([], 'a'))
+  // A * that is not last is an ordinary character.
+  t.false(matchesAny(['a*b'], 'axb'))
+  t.true(matchesAny(['a*b'], 'a*b'))
+  t.true(matchesAny(['x', 'user.*'], 'user.1'))
+})
+
+test('extraction: header beats cookie beats query, query only with tokenInQuery', (t) => {
+  const headers = { authorization: 'Bearer h.h.h', cookie: 'a=1; parkline_token=c.c.c; b=2' }
+  t.deepEqual(extractSubscriberCredential(headers, 'access_token=q.q.q', 'parkline_token', true), { token: 'h.h.h', source: 'header' })
+  t.deepEqual(extractSubscriberCredential({ cookie: headers.cookie }, 'access_token=q.q.q', 'parkline_token', true), { token: 'c.c.c', source: 'cookie' })
+  t.deepEqual(extractSubscriberCredential({}, 'x=1&access_token=q.q.q', 'parkline_token', true), { token: 'q.q.q', source: 'query' })
+  t.is(extractSubscriberCredential({}, 'access_token=q.q.q', 'parkline_token', false), null)
+  t.is(extractSubscriberCredential({ cookie: 'other=1' }, '', 'parkline_token', false), null)
+  // Another cookie name is configurable; an empty cookie counts as none.
+  t.deepEqual(extractSubscriberCredential({ cookie: 'tok="z.z.z"' }, '', 'tok', false), { token: 'z.z.z', source: 'cookie' })
+  t.is(extractSubscriberCredential({ cookie: 'parkline_token=' }, '', 'parkline_token', false), null)
+  // Another scheme is not a bearer token; the cookie still counts.
+  t.deepEqual(extractSubscriberCredential({ authorization: 'Basic dTpw', cookie: 'parkline_token=c' }, '', 'parkline_token', false), { token: 'c', source: 'cookie' })
+  // A malformed Bearer header is reported, not skipped over.
+  t.is(extractSubscriberCredential({ authorization: 'Bearer a b', cookie: 'parkline_token=c' }, '', 'parkline_token', false), 'malformed')
+})
+
+test('extraction: Bearer syntax (RFC 6750 §2.1)', (t) => {
+  t.deepEqual(extractBearer({ authorization: 'bearer abc' }), { token: 'abc', source: 'header' })
+  t.deepEqual(extractBearer({ authorization: 'BEARER a-b_c.d~e+f/g==' }), { token: 'a-b_c.d~e+f/g==', source: 'header' })
+  t.is(extractBearer({ authorization: 'Bearer' }), 'malformed')
+  t.is(extractBearer({ authorization: 'Bearer ' }), 'malformed')
+  t.is(extractBearer({ authorization: 'Bearer a,b' }), 'malformed')
+  t.is(extractBearer({ authorization: 'Bearerx abc' }), null)
+  t.is(extractBearer({ authorization: 'Basic abc' }), null)
+  t.is(extractBearer({}), null)
+  // The publisher reads only this: a cookie or query token is no credential there.
+  t.is(extractBearer({ cookie: 'parkline_token=c.c.c' }), null)
+})
+
+test('cookie and query parsing', (t) => {
+  t.is(cookieValue('a=1;b=2; c = 3', 'c'), '3')
+  t.is(cookieValue('a=1; a=2', 'a'), '1')
+  t.is(cookieValue('ab=1', 'a'), null)
+  t.is(cookieValue(undefined, 'a'), null)
+  t.is(queryValue('access_token=a%2Eb', 'access_token'), 'a.b')
+  t.is(queryValue('access_token=%zz', 'access_token'), null)
+  t.is(queryValue('xaccess_token=1', 'access_token'), null)
+})
+
+test('isLoopback: 127/8, ::1, ::ffff:127.x and nothing else', (t) => {
+  for (const a of ['127.0.0.1', '127.0.0.2', '127.255.255.254', '::1', '::ffff:127.0.0.1', '::FFFF:127.1.2.3']) t.true(isLoopback(a), a)
+  for (const a of [undefined, '', '10.1.2.3', '128.0.0.1', '::2', '::ffff:10.0.0.1', '1127.0.0.1', '127.example', 'fe80::1', '::ffff:127.0.0.1.evil']) t.false(isLoopback(a), String(a))
+})
+
+test('authConfigured: any of apiKey, a JWT key, authorizeUrl', (t) => {
+  t.false(authConfigured(opts()))
+  t.false(authConfigured(opts({ anonymousSubscribe: ['*'], publisherOpen: true, publishUpstreamUrl: 'http://x/' })))
+  t.false(authConfigured(opts({ apiKey: [''] })))
+  t.true(authConfigured(opts({ apiKey: ['k'] })))
+  t.true(authConfigured(opts({ jwtSecret: 's' })))
+  t.true(authConfigured(opts({ jwtPublicKey: 'pem' })))
+  t.true(authConfigured(opts({ jwksUrl: 'http://x/' })))
+  t.true(authConfigured(opts({ authorizeUrl: 'http://x/' })))
+})
+
+test('validateAuthOptions: bad values throw, odd combinations warn', (t) => {
+  t.deepEqual(validateAuthOptions(opts()), [])
+  t.throws(() => validateAuthOptions(opts({ jwtLeeway: 31 })), { instanceOf: ConfigError, message: /jwtLeeway/ })
+  t.throws(() => validateAuthOptions(opts({ jwtLeeway: -1 })), { instanceOf: ConfigError })
+  t.throws(() => validateAuthOptions(opts({ authorizeTimeout: 0 })), { instanceOf: ConfigError, message: /authorizeTimeout/ })
+  t.throws(() => validateAuthOptions(opts({ authorizeCacheTtl: -1 })), { instanceOf: ConfigError })
+  t.throws(() => validateAuthOptions(opts({ authorizeUrl: 'ftp://x/' })), { instanceOf: ConfigError, message: /authorizeUrl/ })
+  t.throws(() => validateAuthOptions(opts({ jwksUrl: 'not a url' })), { instanceOf: ConfigError, message: /jwksUrl/ })
+  t.throws(() => validateAuthOptions(opts({ jwtPublicKey: 'garbage' })), { instanceOf: ConfigError, message: /jwtPublicKey/ })
+  t.throws(() => validateAuthOptions(opts({ anonymousSubscribe: ['a*b'] })), { instanceOf: ConfigError, message: /anonymousSubscribe/ })
+  t.throws(() => validateAuthOptions(opts({ authCookie: 'a b' })), { instanceOf: ConfigError, message: /authCookie/ })
+  const w = validateAuthOptions(opts({ apiKey: ['k'], publisherOpen: true, authorizePublish: true, jwtIssuer: 'i' }))
+  t.is(w.length, 3)
+  t.regex(w.join('\n'), /publisherOpen is ignored/)
+  t.regex(validateAuthOptions(opts({ jwtSecret: 'short' })).join(), /32 bytes/)
+})
+
+test('grantFromClaims: the parkline claim, and a malformed one', (t) => {
+  const g = grantFromClaims({ sub: 'u1', jti: 'j1', exp: 200, iat: 100, parkline: { subscribe: ['a.*'], publish: ['b'] } })!
+  t.deepEqual(g, { kind: 'jwt', sub: 'u1', jti: 'j1', exp: 200, iat: 100, subscribe: ['a.*'], publish: ['b'], admin: false })
+  const admin = grantFromClaims({ parkline: { admin: true } })!
+  t.is(admin.subscribe, '*')
+  t.is(admin.publish, '*')
+  t.true(admin.admin)
+  t.deepEqual(grantFromClaims({})!.subscribe, [])
+  t.is(grantFromClaims({ parkline: { subscribe: 'a' } }), null)
+  t.is(grantFromClaims({ parkline: { subscribe: [1] } }), null)
+  t.is(grantFromClaims({ parkline: { admin: 'yes' } }), null)
+  t.is(grantFromClaims({ parkline: [] }), null)
+})
+
+test('revocations: a jti until its exp, a sub for tokens issued before', (t) => {
+  const r = new Revocations()
+  const tok = { jti: 'j1', sub: 'u1', iat: 100 }
+  t.false(r.isRevoked(tok, 150))
+  r.revokeJti('j1', 200)
+  t.true(r.isRevoked(tok, 150))
+  t.false(r.isRevoked({ jti: 'j2', sub: 'u1', iat: 100 }, 150))
+  // Past its exp the token is expired anyway: the entry is forgotten.
+  t.false(r.isRevoked(tok, 200))
+  t.is(r.size, 0)
+
+  r.revokeSub('u1', 120)
+  t.true(r.isRevoked({ jti: null, sub: 'u1', iat: 119 }, 150))
+  t.false(r.isRevoked({ jti: null, sub: 'u1', iat: 120 }, 150), 'issued at the revocation second: kept')
+  t.false(r.isRevoked({ jti: null, sub: 'u1', iat: 130 }, 150), 'issued after: kept')
+  t.true(r.isRevoked({ jti: null, sub: 'u1', iat: 0 }, 150), 'no iat: counts as old')
+  t.false(r.isRevoked({ jti: null, sub: 'u2', iat: 0 }, 150))
+  // An earlier revocation does not undo a later one.
+  r.revokeSub('u1', 110)
+  t.true(r.isRevoked({ jti: null, sub: 'u1', iat: 115 }, 150))
+
+  // prune drops expired jti entries only; exp 0 stays.
+  r.revokeJti('a', 300)
+  r.revokeJti('b', 400)
+  r.revokeJti('forever', 0)
+  t.is(r.prune(350), 1)
+  t.true(r.isRevoked({ jti: 'b', sub: null, iat: 0 }, 350))
+  t.true(r.isRevoked({ jti: 'forever', sub: null, iat: 0 }, 1e10))
+})
+
+test('revocations: bounded, oldest entry goes first', (t) => {
+  const r = new Revocations(3)
+  for (let i = 0; i < 5; i++) r.revokeJti('j' + i, 0)
+  t.false(r.isRevoked({ jti: 'j0', sub: null, iat: 0 }, 1))
+  t.false(r.isRevoked({ jti: 'j1', sub: null, iat: 0 }, 1))
+  t.true(r.isRevoked({ jti: 'j4', sub: null, iat: 0 }, 1))
+  for (let i = 0; i < 5; i++) r.revokeSub('s' + i, 10)
+  t.is(r.size, 6)
+})

@@ -1,0 +1,156 @@
+// `app.parkline`, the API a host app's own code uses: publish, info, delete and subscribe go
+// through the engine and agree with what HTTP publishers and subscribers see.
+import test from 'ava'
+import Fastify from 'fastify'
+import parkline from '../lib/plugin.ts'
+import { ParklineError } from '../lib/errors.ts'
+import type { ParklineMessage } from '../lib/facade.ts'
+import { SseClient, eventually, info, publish, startServer } from './helpers/server.ts'
+
+async function take (it: AsyncIterableIterator<ParklineMessage>, n: number): Promise<ParklineMessage[]> {
+  const out: ParklineMessage[] = []
+  while (out.length < n) {
+    const r = await it.next()
+    if (r.done === true) break
+    out.push(r.value)
+  }
+  return out
+}
+
+test('publish goes through the engine: the id an SSE subscriber sees, 202 then 201, info and delete', async (t) => {
+  const srv = await startServer(t)
+  const p = srv.app.parkline
+  const first = await p.publish('news', 'one', { contentType: 'text/x-note', event: 'note' })
+  t.is(first.status, 202)
+  t.regex(first.id, /^\d+:0$/)
+  t.is(first.info.messages, 1)
+  const sse = await SseClient.connect(srv.port, '/sub/news')
+  await sse.until(() => sse.events.length >= 1)
+  t.deepEqual([sse.events[0]!.id, sse.events[0]!.event, sse.events[0]!.data], [first.id, 'note', 'one'])
+  const second = await p.publish('news', Buffer.from('two'))
+  t.is(second.status, 201)
+  await sse.until(() => sse.events.length >= 2)
+  t.is(sse.events[1]!.id, second.id)
+  t.is((await p.info('news'))?.lastMessageId, second.id)
+  t.is((await info(srv.base, 'news')).json?.last_message_id, second.id)
+  t.is(await p.info('nothing-here'), null)
+  t.is((await p.delete('news'))?.messages, 2)
+  await sse.until(() => sse.closed)
+  t.is(await p.delete('news'), null)
+})
+
+test('subscribe: replay from the oldest, resume after lastEventId, then live, in order', async (t) => {
+  const srv = await startServer(t)
+  const p = srv.app.parkline
+  const a = await p.publish('c', 'a')
+  const b = await p.publish('c', 'b')
+  const all = p.subscribe('c')
+  t.deepEqual((await take(all, 2)).map((m) => [m.id, m.data.toString(), m.channel]), [[a.id, 'a', 'c'], [b.id, 'b', 'c']])
+  const after = p.subscribe('c', { lastEventId: a.id })
+  t.deepEqual((await take(after, 1)).map((m) => m.id), [b.id])
+  // live: an HTTP publish reaches both consumers, and counts them as subscribers
+  const live = publish(srv.base, 'c', 'live', { 'Content-Type': 'text/plain' })
+  const [x] = await take(all, 1)
+  const [y] = await take(after, 1)
+  t.is((await live).status, 201)
+  t.is(x!.data.toString(), 'live')
+  t.is(x!.contentType, 'text/plain')
+  t.is(y!.id, x!.id)
+  t.is((await p.info('c'))?.subscribers, 2)
+  await all.return!()
+  await after.return!()
+  t.true(await eventually(async () => (await p.info('c'))?.subscribers === 0))
+})
+
+test('subscribe to several channels: vector ids as a multiplexed SSE subscriber gets them', async (t) => {
+  const srv = await startServer(t)
+  const p = srv.app.parkline
+  const sse = await SseClient.connect(srv.port, '/sub/x,y')
+  const it = p.subscribe(['x', 'y'])
+  await p.publish('x', '1')
+  await p.publish('y', '2')
+  const got = await take(it, 2)
+  await sse.until(() => sse.events.length >= 2)
+  t.deepEqual(got.map((m) => m.id), sse.events.map((e) => e.id))
+  t.deepEqual(got.map((m) => m.channel), ['x', 'y'])
+  t.regex(got[1]!.id, /^\d+:\d+,\[0\]$|^\d+:-,\[0\]$/)
+  await it.return!()
+})
+
+test('a DELETE ends the iterator after what was already published; abort ends it too', async (t) => {
+  const srv = await startServer(t)
+  const p = srv.app.parkline
+  const it = p.subscribe('gone')
+  const pending = it.next()
+  await p.publish('gone', 'last')
+  t.is((await pending).value?.data.toString(), 'last')
+  await p.delete('gone')
+  t.true((await it.next()).done)
+  const ac = new AbortController()
+  const it2 = p.subscribe('other', { signal: ac.signal })
+  const waiting = it2.next()
+  ac.abort()
+  t.true((await waiting).done)
+  t.is((await p.info('other'))?.subscribers ?? 0, 0)
+})
+
+test('a consumer that falls queueLimit behind is ended with an error; nothing it read is skipped', async (t) => {
+  const srv = await startServer(t)
+  const p = srv.app.parkline
+  const it = p.subscribe('slow', { queueLimit: 3 })
+  // the first next() catches up (empty buffer), then live messages queue
+  const first = it.next()
+  await p.publish('slow', '0')
+  t.is((await first).value?.data.toString(), '0')
+  for (let i = 1; i <= 5; i++) await p.publish('slow', String(i))
+  const got = await take(it, 3)
+  t.deepEqual(got.map((m) => m.data.toString()), ['1', '2', '3'])
+  const err = await t.throwsAsync(it.next())
+  t.is((err as ParklineError).code, 'PKL_ERR_CONSUMER_OVERFLOW')
+  // resuming from the last id read gets the rest from the buffer
+  const resumed = p.subscribe('slow', { lastEventId: got[2]!.id })
+  t.deepEqual((await take(resumed, 2)).map((m) => m.data.toString()), ['4', '5'])
+  await resumed.return!()
+})
+
+test('bad input is refused with a ParklineError naming it', async (t) => {
+  const srv = await startServer(t, { maxMessageSize: 4, maxChannelsPerSubscription: 2 })
+  const p = srv.app.parkline
+  await t.throwsAsync(p.publish('', 'x'), { instanceOf: ParklineError, code: 'PKL_ERR_NO_CHANNEL_ID' })
+  await t.throwsAsync(p.publish('a\0b', 'x'), { code: 'PKL_ERR_BAD_CHANNEL_ID' })
+  await t.throwsAsync(p.publish('big', 'too long'), { code: 'PKL_ERR_PAYLOAD_TOO_LARGE' })
+  t.throws(() => p.subscribe('c', { lastEventId: 'abc:1' }), { code: 'PKL_ERR_BAD_MESSAGE_ID' })
+  t.throws(() => p.subscribe(['a', 'b', 'c']), { code: 'PKL_ERR_TOO_MANY_CHANNELS' })
+  t.throws(() => p.subscribe([]), { code: 'PKL_ERR_NO_CHANNEL_ID' })
+})
+
+test('UTF-8 channel ids in the facade are the percent-encoded bytes on the wire', async (t) => {
+  const srv = await startServer(t)
+  const r = await srv.app.parkline.publish('café', 'x')
+  t.is((await info(srv.base, 'caf%C3%A9')).json?.last_message_id, r.id)
+  const it = srv.app.parkline.subscribe('café')
+  t.is((await take(it, 1))[0]!.channel, 'café')
+  await it.return!()
+})
+
+test('embedded: prefix, paths that do not collide with the host, no method added, hooks before every transport', async (t) => {
+  const app = Fastify()
+  app.get('/health', async () => 'host')
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.headers['x-key'] !== 'k') return reply.code(401).send('no')
+  })
+  const before = [...app.supportedMethods]
+  await app.register(parkline, { prefix: '/rt' })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  t.deepEqual(app.supportedMethods, before)
+  const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  const h = { 'x-key': 'k' }
+  t.is(await (await fetch(`${base}/health`, { headers: h })).text(), 'host')
+  t.is(await (await fetch(`${base}/rt/parkline/health`, { headers: h })).text(), 'ok\n')
+  t.is((await fetch(`${base}/rt/parkline/status`, { headers: h })).status, 200)
+  t.is((await fetch(`${base}/pub/x`, { method: 'POST', headers: h, body: 'x' })).status, 404)
+  t.is((await fetch(`${base}/rt/pub/x`, { method: 'POST', body: 'x' })).status, 401)
+  t.is((await fetch(`${base}/rt/pub/x`, { method: 'POST', headers: h, body: 'x' })).status, 202)
+  t.is((await app.parkline.info('x'))?.messages, 1)
+})
