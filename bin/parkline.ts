@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // parkline serve [--config FILE] [--port N] [--<option> VALUE]…
 // parkline doctor [--workers N] [--require N] [--json]: capacity of this host (lib/doctor.ts).
+// parkline token --sub ID --subscribe PATTERNS [--publish PATTERNS] [--admin] [--ttl S]: an HS256
+//   token signed with the configured jwtSecret (lib/token-cli.ts).
 // Options: defaults < conf/parkline.json (or --config) < PARKLINE_* environment < flags.
 import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
@@ -11,6 +13,8 @@ import { OPTIONS, flagName, resolveOptions, type ParklineOptions } from '../lib/
 import { runDoctor } from '../lib/doctor.ts'
 import { ParklineError } from '../lib/errors.ts'
 import { packageFile } from '../lib/paths.ts'
+import { accessConfigured } from '../lib/access.ts'
+import { isLoopback } from '../lib/http.ts'
 import { buildServer, installShutdown } from '../lib/server.ts'
 import { coreOf } from '../lib/plugin.ts'
 
@@ -24,6 +28,7 @@ const DEFAULT_CONFIG = fileURLToPath(packageFile('conf/parkline.json'))
 function usage (): string {
   let s = 'usage: parkline serve [--config FILE] [options]\n' +
     '       parkline doctor [--workers N] [--require N] [--json] [--status-url URL]   capacity of this host (doctor --help)\n' +
+    '       parkline token --sub ID --subscribe PATTERNS [--publish PATTERNS] [--admin] [--ttl S]   a token signed with jwtSecret\n' +
     '\noptions (flag, env, default):\n'
   for (const o of OPTIONS) s += `  ${flagName(o.name).padEnd(32)} ${JSON.stringify(o.default).padEnd(12)} ${o.doc}\n`
   return s
@@ -58,6 +63,12 @@ async function main (): Promise<void> {
     process.exitCode = await runDoctor(process.argv.slice(3), existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined)
     return
   }
+  if (process.argv[2] === 'token') {
+    // loaded only here: jose stays out of a server that checks no tokens
+    const { mintToken } = await import('../lib/token-cli.ts')
+    process.stdout.write(await mintToken(process.argv.slice(3), existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined) + '\n')
+    return
+  }
   const { command, config, flags } = parseArgs(process.argv.slice(2))
   if (command === 'help') { process.stdout.write(usage()); return }
   if (command !== 'serve' && command !== 'worker') throw new ParklineError('PKL_ERR_CONFIG', `unknown command "${command}"\n${usage()}`, 2)
@@ -81,7 +92,18 @@ async function main (): Promise<void> {
     return
   }
   const address = await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG })
+  warnIfOpen(app.log, opts)
   app.log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers: 1 }, `parkline listening on ${address}`)
+}
+
+/** Listening beyond loopback with no access control: say so once at start (the secure default still holds). */
+function warnIfOpen (log: { warn: (obj: object, msg: string) => void }, opts: ParklineOptions): void {
+  if (accessConfigured(opts)) return
+  const h = opts.host
+  if (h === 'localhost' || isLoopback(h)) return
+  log.warn({ host: h }, `no access control configured while listening on ${h}: anyone who can reach this port may subscribe to any channel; ` +
+    (opts.publisherOpen ? 'publisherOpen lets anyone publish and delete' : 'only loopback clients may publish') +
+    '. Set apiKey, jwtSecret/jwtPublicKey/jwksUrl or authorizeUrl (docs/api.md, Access control)')
 }
 
 /** The primary: the sequencer for N workers; SIGTERM drains them all, then exits. */
@@ -90,6 +112,7 @@ function primary (opts: ParklineOptions, workers: number): void {
   seq.start(workers)
   const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
   const address = `http://${opts.host}:${opts.port}`
+  warnIfOpen(log, opts)
   log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers }, `parkline listening on ${address} with ${workers} worker processes`)
   let stopping = false
   const stop = (signal: NodeJS.Signals): void => {

@@ -17,8 +17,8 @@
 //   even on anonymous channels (as Mercure does), so a client learns its token is bad.
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
-import { isIP } from 'node:net'
 import type { JWTPayload } from 'jose'
+import { LRUCache } from 'lru-cache'
 import { Agent } from 'undici'
 import {
   AuthorizeClient, newStats, upstreamPublish, type AuthStats, type AuthorizeDecision, type UpstreamPublishContext,
@@ -26,8 +26,10 @@ import {
 } from './auth-authorize.ts'
 import { JwksCache, JwtVerifier, parsePublicKey } from './auth-jwt.ts'
 import { ConfigError } from './errors.ts'
+import { isLoopback } from './http.ts'
 
 export type { AuthStats, UpstreamPublishContext, UpstreamPublishResult }
+export { isLoopback }
 
 export interface AuthOptions {
   /** Operator keys, sent as `Authorization: Bearer <key>`; each grants everything. */
@@ -333,17 +335,6 @@ export function extractSubscriberCredential (headers: IncomingHttpHeaders, query
   return null
 }
 
-// ---- loopback ---------------------------------------------------------------------------------
-
-/** 127.0.0.0/8, ::1 and IPv4-mapped 127.x: the clients the secure default lets publish. */
-export function isLoopback (addr: string | undefined): boolean {
-  if (addr === undefined) return false
-  const a = addr.toLowerCase()
-  if (a.startsWith('::ffff:')) return isIP(a.slice(7)) === 4 && a.startsWith('127.', 7)
-  if (isIP(a) === 4) return a.startsWith('127.')
-  return a === '::1' || a === '0:0:0:0:0:0:0:1'
-}
-
 // ---- revocations ------------------------------------------------------------------------------
 
 /**
@@ -374,7 +365,7 @@ export class Revocations {
     if (this.#jti.size > this.#max) this.#jti.delete(this.#jti.keys().next().value!)
   }
 
-  /** Revoke every token of `sub` issued before `atSec`. A later revocation of the same sub wins. */
+  /** Revoke every token of `sub` issued up to `atSec` (its own second included). A later revocation of the same sub wins. */
   revokeSub (sub: string, atSec: number): void {
     const prev = this.#sub.get(sub)
     this.#sub.delete(sub)
@@ -392,7 +383,8 @@ export class Revocations {
     }
     if (grant.sub !== null) {
       const at = this.#sub.get(grant.sub)
-      if (at !== undefined && grant.iat < at) return true
+      // iat has whole seconds: a token of the revocation's own second may predate it, so it goes too
+      if (at !== undefined && grant.iat <= at) return true
     }
     return false
   }
@@ -505,6 +497,13 @@ export class Auth {
   #refusalBodyCap: number
   #upstreamMaxBody: number
   #lastPrune = 0
+  /**
+   * Tokens verified lately (by SHA-256, so no bearer token is a key in memory), up to a minute and
+   * never past exp: a publisher or a long-poll loop re-sending one token skips the signature check
+   * (measured: benchmarks/results/auth-*.md). Revocation is still checked on every use.
+   */
+  readonly #verified = new LRUCache<string, Grant>({ max: 10_000 })
+  #leeway = 0
 
   constructor (options: AuthOptions, tuning: AuthTuning = {}) {
     this.warnings = validateAuthOptions(options)
@@ -533,6 +532,7 @@ export class Auth {
         stats: this.stats
       })
       : null
+    this.#leeway = options.jwtLeeway
     this.#jwt = jwtConfigured(options)
       ? new JwtVerifier({
         jwtSecret: options.jwtSecret,
@@ -690,11 +690,21 @@ export class Auth {
   }
 
   async #verifyJwt (token: string): Promise<Grant | Refusal> {
-    const out = await this.#jwt!.verify(token)
-    if (!out.ok) return out.unavailable ? unavailable(out.reason, 5) : invalidToken(out.reason)
-    const g = grantFromClaims(out.payload)
-    if (g === null) return invalidToken('bad parkline claim')
     const nowSec = Math.floor(this.#now() / 1000)
+    const key = createHash('sha256').update(token).digest('base64')
+    let g = this.#verified.get(key) ?? null
+    if (g !== null && g.exp > 0 && g.exp + this.#leeway <= nowSec) {
+      this.#verified.delete(key)
+      g = null
+    }
+    if (g === null) {
+      const out = await this.#jwt!.verify(token)
+      if (!out.ok) return out.unavailable ? unavailable(out.reason, 5) : invalidToken(out.reason)
+      g = grantFromClaims(out.payload)
+      if (g === null) return invalidToken('bad parkline claim')
+      const left = g.exp > 0 ? (g.exp + this.#leeway - nowSec) * 1000 : 60_000
+      if (left > 0) this.#verified.set(key, g, { ttl: Math.min(60_000, left) })
+    }
     // Prune on the way (at most once a minute) instead of running a timer.
     if (nowSec - this.#lastPrune >= 60) {
       this.#lastPrune = nowSec

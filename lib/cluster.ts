@@ -28,6 +28,8 @@ type Up =
   | ['del', number, string]
   | ['sub', string[], 1 | -1]
   | ['stats', number, number]
+  | ['rev', number, 'sub' | 'jti', string, number, number]
+  | ['revd', number, number]
 
 /** A buffered message in a snapshot: time, tag, data, content type, event, published at. */
 type SnapMessage = [number, number, Uint8Array, string | null, string | null, number]
@@ -39,9 +41,10 @@ type Down =
   | ['m', string, number, number, Uint8Array, string | null, string | null, number]
   | ['d', string]
   | ['a', number]
-  | ['r', number, PublishResult | ChannelInfo | null]
+  | ['r', number, PublishResult | ChannelInfo | number | null]
   | ['snap', SnapChannel[]]
   | ['totals', number, number, number, number]
+  | ['rev', number, 'sub' | 'jti', string, number, number]
 
 function toBuffer (u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
@@ -99,6 +102,11 @@ export class Sequencer {
   readonly core: Core
   readonly counts = new Map<string, number>()
   readonly workers: WorkerSlot[] = []
+  /** Revocations decided so far (kind, value, at, until): a re-forked worker gets them too. */
+  readonly #revoked: Array<['sub' | 'jti', string, number, number]> = []
+  /** Revocations broadcast to the workers, waiting for each one's count. */
+  readonly #revoking = new Map<number, { slot: WorkerSlot, r: number, waiting: Set<WorkerSlot>, total: number, timer: NodeJS.Timeout }>()
+  #revSeq = 0
   #stopping = false
   readonly #script: string
   readonly #args: string[]
@@ -134,6 +142,10 @@ export class Sequencer {
     child.on('exit', () => this.#onExit(slot, child))
     // the snapshot goes first: the worker listens only once its replicas are filled
     slot.out.push(['snap', this.#snapshot()])
+    const now = Math.floor(Date.now() / 1000)
+    for (const [kind, value, at, until] of this.#revoked) {
+      if (kind === 'sub' || until > now) slot.out.push(['rev', 0, kind, value, at, until])
+    }
   }
 
   #snapshot (): SnapChannel[] {
@@ -155,6 +167,8 @@ export class Sequencer {
     for (const [key, n] of slot.counts) this.#count(key, -n)
     slot.counts.clear()
     slot.subscribers = 0
+    // a revocation waiting for this worker's count gets none: it had no subscribers left
+    for (const id of [...this.#revoking.keys()]) this.#revoked1(id, slot, 0)
     if (this.#stopping) return
     slot.restarts++
     // a crash loop backs off, up to 5 s
@@ -226,9 +240,41 @@ export class Sequencer {
           slot.subscribers = e[1]
           slot.delivered = e[2]
           break
+        case 'rev': {
+          // every live worker ends its subscribers of that user or token and says how many
+          const [, r, kind, value, at, until] = e
+          this.#revoked.push([kind, value, at, until])
+          if (this.#revoked.length > 10_000) this.#revoked.shift()
+          const id = ++this.#revSeq
+          const waiting = new Set(this.workers.filter((w) => w.child !== null))
+          const timer = setTimeout(() => { this.#finishRevoke(id) }, 5000)
+          timer.unref()
+          this.#revoking.set(id, { slot, r, waiting, total: 0, timer })
+          for (const w of waiting) w.out.push(['rev', id, kind, value, at, until])
+          if (waiting.size === 0) this.#finishRevoke(id)
+          break
+        }
+        case 'revd':
+          this.#revoked1(e[1], slot, e[2])
+          break
       }
     }
     if (acks > 0) slot.out.push(['a', acks])
+  }
+
+  #revoked1 (id: number, slot: WorkerSlot, n: number): void {
+    const p = this.#revoking.get(id)
+    if (p === undefined || !p.waiting.delete(slot)) return
+    p.total += n
+    if (p.waiting.size === 0) this.#finishRevoke(id)
+  }
+
+  #finishRevoke (id: number): void {
+    const p = this.#revoking.get(id)
+    if (p === undefined) return
+    this.#revoking.delete(id)
+    clearTimeout(p.timer)
+    p.slot.out.push(['r', p.r, p.total])
   }
 
   /** Totals for a worker's /status. */
@@ -313,6 +359,10 @@ export class WorkerEngine implements Engine {
     this.#out.push(['sub', sub.channels.map((c) => c.key), -1])
   }
 
+  revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<number> {
+    return this.#request<number>((r) => ['rev', r, kind, value, at, until])
+  }
+
   totals (): { published: number, stored: number, channels: number, subscribers: number } | null {
     const t = this.#totals
     return t === null ? null : { published: t[0], stored: t[1], channels: t[2], subscribers: t[3] }
@@ -356,6 +406,12 @@ export class WorkerEngine implements Engine {
         case 'totals':
           this.#totals = [e[1], e[2], e[3], e[4]]
           break
+        case 'rev': {
+          const n = core.revokeLocal(e[2], e[3], e[4], e[5])
+          // id 0: a past revocation replayed to a re-forked worker, nobody waits for a count
+          if (e[1] !== 0) this.#out.push(['revd', e[1], n])
+          break
+        }
       }
     }
   }

@@ -49,6 +49,23 @@ export interface ParklineOptions {
   headersTimeout: number
   logLevel: string
   redisUrl: string
+  apiKey: string[]
+  jwtSecret: string
+  jwtPublicKey: string
+  jwksUrl: string
+  jwtIssuer: string
+  jwtAudience: string
+  jwtLeeway: number
+  authCookie: string
+  tokenInQuery: boolean
+  anonymousSubscribe: string[]
+  authorizeUrl: string
+  authorizePublish: boolean
+  authorizeTimeout: number
+  authorizeCacheTtl: number
+  publishUpstreamUrl: string
+  publisherOpen: boolean
+  revokePath: string
 }
 
 /** Subscriber transports in negotiation order (PROTOCOL.md §4.1); the registry is transports/index.ts. */
@@ -86,7 +103,25 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'demo', kind: 'bool', default: false, doc: 'Serve the demo page (subscribe, publish, live log) at /demo/ with the browser client (client/).' },
   { name: 'headersTimeout', kind: 'int', default: 60, min: 1, doc: 'Seconds a client has to send a complete header section.' },
   { name: 'logLevel', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'pino level of the standalone server\'s JSON log (info: lifecycle lines; requests are not logged).' },
-  { name: 'redisUrl', kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db) of the store several nodes share; "" = in-memory engine.' }
+  { name: 'redisUrl', kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db) of the store several nodes share; "" = in-memory engine.' },
+  // access control (docs/api.md "Access control"); none set: subscribers open, publisher loopback-only
+  { name: 'apiKey', kind: 'list', default: [], doc: 'Server-side publisher keys, sent as `Authorization: Bearer <key>`: publish, delete, channel info and revoke on every channel.' },
+  { name: 'jwtSecret', kind: 'string', default: '', doc: 'HMAC secret for HS256/384/512 tokens; "" = off.' },
+  { name: 'jwtPublicKey', kind: 'string', default: '', doc: 'PEM public key (RS*, PS*, ES*, EdDSA tokens), or the path of a PEM file; "" = off.' },
+  { name: 'jwksUrl', kind: 'string', default: '', doc: 'URL of a JWKS, cached; refetched for an unknown kid at most once per 10 s; "" = off.' },
+  { name: 'jwtIssuer', kind: 'string', default: '', doc: 'Required token `iss`; "" = not checked.' },
+  { name: 'jwtAudience', kind: 'string', default: '', doc: 'Required token `aud`; "" = not checked.' },
+  { name: 'jwtLeeway', kind: 'int', default: 0, min: 0, doc: 'Seconds of clock skew allowed on exp and nbf (at most 30).' },
+  { name: 'authCookie', kind: 'string', default: 'parkline_token', doc: 'Cookie a subscriber\'s token may come in (EventSource cannot set headers); never used for publishers.' },
+  { name: 'tokenInQuery', kind: 'bool', default: false, doc: 'Accept a subscriber\'s token as `?access_token=` (RFC 6750 §2.3; it then shows in logs).' },
+  { name: 'anonymousSubscribe', kind: 'list', default: [], doc: 'Channel patterns (`news`, `public.*`) anyone may subscribe to without a token, when a JWT key or authorizeUrl is set.' },
+  { name: 'authorizeUrl', kind: 'string', default: '', doc: 'Nchan\'s authorize request: GET here before a subscriber is accepted; 2xx admits, any other answer is passed to the client; "" = off.' },
+  { name: 'authorizePublish', kind: 'bool', default: false, doc: 'Send the authorize request for publisher requests too.' },
+  { name: 'authorizeTimeout', kind: 'int', default: 5, min: 1, doc: 'Seconds the authorize request, the publisher upstream and a JWKS fetch may take; past it 503 with Retry-After.' },
+  { name: 'authorizeCacheTtl', kind: 'int', default: 5, min: 0, doc: 'Seconds an authorize decision is reused for the same channels and credentials; 0 = ask every time.' },
+  { name: 'publishUpstreamUrl', kind: 'string', default: '', doc: 'Nchan\'s publisher upstream request: each message is POSTed here first; 200 publishes its answer, 204 drops, 304 publishes unchanged; "" = off.' },
+  { name: 'publisherOpen', kind: 'bool', default: false, doc: 'With no credential configured, let any client publish (Nchan\'s open publisher); false = loopback clients only.' },
+  { name: 'revokePath', kind: 'string', default: '/admin/revoke', embedded: '/parkline/revoke', doc: 'POST {"sub"} or {"jti"} here (apiKey or an admin token) ends those subscribers everywhere; "" = off. Embedded: /parkline/revoke under the register prefix.' }
 ]
 
 /** Environment variable of an option: bufferLength -> PARKLINE_BUFFER_LENGTH. */
@@ -174,7 +209,7 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   for (const name of o.transports) {
     if (!(TRANSPORT_NAMES as readonly string[]).includes(name)) throw new ConfigError(`transports: unknown transport "${name}" (known: ${TRANSPORT_NAMES.join(', ')})`)
   }
-  for (const name of ['healthPath', 'statusPath', 'metricsPath'] as const) {
+  for (const name of ['healthPath', 'statusPath', 'metricsPath', 'revokePath'] as const) {
     if (o[name] !== '' && !o[name].startsWith('/')) throw new ConfigError(`${name} must start with "/" (or be "" to turn it off)`)
   }
   if (o.multiplexDelimiter.length > 1) throw new ConfigError('multiplexDelimiter must be one character or empty')

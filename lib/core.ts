@@ -5,9 +5,11 @@ import { ChannelRegistry, type Channel } from './channel-registry.ts'
 import { ConnectionTable } from './connection-table.ts'
 import type { ParklineOptions } from './config.ts'
 import { Message } from './message.ts'
-import { F_CATCHING_UP, F_CLOSED, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
+import { F_CATCHING_UP, F_CLOSED, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
 import { Stats } from './stats.ts'
 import { MemoryEngine, type Engine } from './engine.ts'
+import type { Revocations } from './auth.ts'
+import type { Access } from './access.ts'
 
 export interface Next { msg: Message, pos: number, gap: string | null }
 
@@ -25,6 +27,15 @@ export class Core {
   draining: boolean
   /** Where ids, info and counts come from (in-memory, the worker sequencer, later Redis). */
   engine: Engine
+  /**
+   * Access control's revocation list (lib/auth.ts), when tokens are checked: revocations decided
+   * anywhere in the deployment are recorded here, so a reconnect with a revoked token is refused.
+   */
+  revocations: Revocations | null
+  /** Tokens with `exp` are checked: the shared timer ends their subscribers when exp passes. */
+  tokenExpiry: boolean
+  /** Access control at the HTTP edge (lib/access.ts), for /status and /metrics; null in the sequencer. */
+  access: Access | null
   #timer: NodeJS.Timeout | null
 
   constructor (opts: ParklineOptions, transports: readonly TransportFactory[], fdLimit: number) {
@@ -37,6 +48,9 @@ export class Core {
     this.maxSubscribers = opts.maxSubscribers > 0 ? opts.maxSubscribers : Math.max(1, Math.floor(fdLimit * 0.9))
     this.draining = false
     this.engine = new MemoryEngine(this)
+    this.revocations = null
+    this.tokenExpiry = false
+    this.access = null
     this.#timer = null
   }
 
@@ -127,6 +141,12 @@ export class Core {
     }
     this.table.add(sub)
     if (this.opts.subscriberTimeout > 0) sub.deadline = this.nowSec + this.opts.subscriberTimeout
+    // a token's expiry is a deadline too (no timer of its own): whichever comes first
+    const exp = sub.grant === null ? 0 : sub.grant.exp
+    if (exp > 0 && (sub.deadline === 0 || exp < sub.deadline)) {
+      sub.deadline = exp
+      sub.flags |= F_TOKEN_EXP
+    }
     return this.engine.registered(sub)
   }
 
@@ -221,14 +241,16 @@ export class Core {
     this.nowSec = Math.max(this.nowSec, Math.floor(now / 1000))
     if (this.opts.messageTimeout > 0) this.#expire(now)
     const keepalive = this.opts.keepalive
-    const deadlines = this.opts.subscriberTimeout > 0 || this.draining
+    const deadlines = this.opts.subscriberTimeout > 0 || this.draining || this.tokenExpiry
     if (keepalive === 0 && !deadlines) return
     const subs = this.table.subs
     for (let i = subs.length - 1; i >= 0; i--) {
       if (i >= subs.length) continue
       const sub = subs[i]!
       if (deadlines && sub.deadline > 0 && sub.deadline <= now / 1000) {
-        sub.transport.end(sub, this.draining ? 503 : 408)
+        if (this.draining) sub.transport.end(sub, 503)
+        else if ((sub.flags & F_TOKEN_EXP) !== 0) sub.transport.end(sub, 401, 'token expired')
+        else sub.transport.end(sub, 408)
         continue
       }
       if (keepalive > 0 && this.nowSec - sub.lastWrite >= keepalive) sub.transport.keepalive(sub)
@@ -258,6 +280,34 @@ export class Core {
     const now = Date.now() / 1000
     for (const sub of this.table.subs) sub.deadline = now + Math.random() * windowSec
   }
+
+  /**
+   * A revocation decided somewhere in the deployment (POST revokePath): record it, and end this
+   * process's subscribers admitted with that user (`sub`) or token (`jti`) with 401 `revoked`.
+   * `at` is when it was decided (tokens of that user issued before it are refused), `until` how
+   * long a revoked jti is remembered (its exp). Returns how many subscribers it ended here.
+   */
+  revokeLocal (kind: 'sub' | 'jti', value: string, at: number, until: number): number {
+    if (this.revocations !== null) {
+      if (kind === 'sub') this.revocations.revokeSub(value, at)
+      else this.revocations.revokeJti(value, until)
+    }
+    const subs = this.table.subs
+    let n = 0
+    for (let i = subs.length - 1; i >= 0; i--) {
+      if (i >= subs.length) continue
+      const sub = subs[i]!
+      const g = sub.grant
+      if (g === null || (kind === 'sub' ? g.sub !== value : g.jti !== value)) continue
+      sub.transport.end(sub, 401, 'revoked')
+      if (subs[i] === sub) this.unregister(sub)
+      n++
+    }
+    return n
+  }
+
+  /** The longest a revoked jti is held when its expiry is not known (a day). */
+  static readonly REVOKED_JTI_TTL = 86400
 
   /** Cut every subscriber off now. */
   closeAll (status: number): void {

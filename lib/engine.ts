@@ -27,6 +27,11 @@ export interface Engine {
   unregistered (sub: Subscriber): void
   /** Totals for /status and /metrics, summed over the deployment where the engine can. */
   totals (): { published: number, stored: number, channels: number, subscribers: number } | null
+  /**
+   * Revoke a user's (`sub`) or token's (`jti`) subscribers on every process and node of the
+   * deployment (Core.revokeLocal everywhere); resolves to how many were ended in all.
+   */
+  revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<number>
   /** Engines with a shared store (Redis): its state, for /status and /health; absent = always up. */
   health? (): { up: boolean, pendingCommands: number, connectedServers: number }
 }
@@ -66,5 +71,9 @@ export class MemoryEngine implements Engine {
 
   totals (): null {
     return null
+  }
+
+  async revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<number> {
+    return this.#core.revokeLocal(kind, value, at, until)
   }
 }

@@ -45,6 +45,16 @@ export const ERRORS = {
   WS_BAD_VERSION: { code: 'PKL_ERR_WS_BAD_VERSION', statusCode: 400, message: 'Unsupported websocket protocol version (only version 13 is supported)' },
   WS_NO_KEY: { code: 'PKL_ERR_WS_NO_KEY', statusCode: 400, message: 'No Sec-Websocket-Key header present' },
   STORE_UNAVAILABLE: { code: 'PKL_ERR_STORE_UNAVAILABLE', statusCode: 503, message: 'Store unavailable' },
+  BAD_REVOKE: { code: 'PKL_ERR_BAD_REVOKE', statusCode: 400, message: 'Bad Request: send {"sub": "…"} or {"jti": "…"} (and optionally "exp")' },
+  // access control (lib/auth.ts, lib/access.ts): refusals written with RFC 6750's WWW-Authenticate
+  UNAUTHORIZED: { code: 'PKL_ERR_UNAUTHORIZED', statusCode: 401, message: 'Unauthorized' },
+  INVALID_TOKEN: { code: 'PKL_ERR_INVALID_TOKEN', statusCode: 401, message: 'Unauthorized: invalid token' },
+  INVALID_AUTH_REQUEST: { code: 'PKL_ERR_INVALID_AUTH_REQUEST', statusCode: 400, message: 'Bad Request: malformed Authorization header' },
+  INSUFFICIENT_SCOPE: { code: 'PKL_ERR_INSUFFICIENT_SCOPE', statusCode: 403, message: 'Forbidden: the credential does not grant this channel' },
+  PUBLISHER_LOOPBACK_ONLY: { code: 'PKL_ERR_PUBLISHER_LOOPBACK_ONLY', statusCode: 403, message: 'Forbidden: publisher is loopback-only; set apiKey, a JWT key, or publisherOpen' },
+  ADMIN_DISABLED: { code: 'PKL_ERR_ADMIN_DISABLED', statusCode: 403, message: 'Forbidden: revocation needs apiKey or a JWT key' },
+  AUTHORIZE_REFUSED: { code: 'PKL_ERR_AUTHORIZE_REFUSED', statusCode: 403, message: 'the authorize request refused (its status and body are passed on)' },
+  AUTH_UNAVAILABLE: { code: 'PKL_ERR_AUTH_UNAVAILABLE', statusCode: 503, message: 'Service Unavailable: the authorization server did not answer' },
   // thrown to server-side consumers (`app.parkline.subscribe`), never written to a socket
   CONSUMER_OVERFLOW: { code: 'PKL_ERR_CONSUMER_OVERFLOW', statusCode: 503, message: 'consumer fell behind its queueLimit; resubscribe from the last id read' },
   CONSUMER_ENDED: { code: 'PKL_ERR_CONSUMER_ENDED', statusCode: 503, message: 'subscription ended by the server' },

@@ -1,6 +1,7 @@
 // Request-side helpers shared by the publisher and the subscriber: paths, channel ids, cursors,
 // CORS. Pure functions over strings; no Fastify here.
 import type { IncomingHttpHeaders } from 'node:http'
+import { isIP } from 'node:net'
 import { ERRORS, type ErrorSpec } from './errors.ts'
 import {
   ABSENT, INVALID, MAX_CURSOR_SOURCE_LENGTH, defaultCursor, makeCursor, parseCompound, parseHttpDate,
@@ -139,4 +140,13 @@ export function corsLines (origin: string | null): string {
 /** Uniform random integer in [min, max]. */
 export function randomBetween (min: number, max: number): number {
   return min + Math.floor(Math.random() * (max - min + 1))
+}
+
+/** 127.0.0.0/8, ::1 and IPv4-mapped 127.x: the clients the secure default lets publish. */
+export function isLoopback (addr: string | undefined): boolean {
+  if (addr === undefined) return false
+  const a = addr.toLowerCase()
+  if (a.startsWith('::ffff:')) return isIP(a.slice(7)) === 4 && a.startsWith('127.', 7)
+  if (isIP(a) === 4) return a.startsWith('127.')
+  return a === '::1' || a === '0:0:0:0:0:0:0:1'
 }

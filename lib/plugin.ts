@@ -16,11 +16,12 @@ import { Core } from './core.ts'
 import { registerDemo } from './demo.ts'
 import { ERRORS } from './errors.ts'
 import { createFacade, type Parkline } from './facade.ts'
-import { originAllowed, requestOrigin, splitUrl } from './http.ts'
-import { handlePublisher } from './publisher.ts'
+import { isLoopback, originAllowed, requestOrigin, splitUrl } from './http.ts'
+import { handlePublisher, handleRevoke } from './publisher.ts'
 import { sendError, withCors } from './reply.ts'
 import { renderMetrics, renderStatus } from './status.ts'
 import { handleSubscriber } from './subscribe.ts'
+import { Access } from './access.ts'
 import { kUpgradeHead } from './symbols.ts'
 import { TRANSPORTS } from '../transports/index.ts'
 
@@ -62,10 +63,6 @@ function fdLimit (): number {
   return 1024
 }
 
-function isLoopback (addr: string | undefined): boolean {
-  return addr !== undefined && (addr.startsWith('127.') || addr === '::1' || addr.startsWith('::ffff:127.'))
-}
-
 /** §10 limits Node's parser does not enforce per line. */
 export function checkLimits (req: IncomingMessage): typeof ERRORS[keyof typeof ERRORS] | null {
   if (((req as { originalUrl?: string }).originalUrl ?? req.url ?? '').length > MAX_LINE) return ERRORS.URI_TOO_LONG
@@ -82,10 +79,16 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   const resolved = (pluginOpts as { [kResolved]?: ParklineOptions })[kResolved]
   const opts = resolved ?? resolveOptions(rest as Record<string, unknown>, { embedded: true })
   const core = new Core(opts, [...TRANSPORTS, ConsumerTransport], fdLimit())
+  const access = await Access.create(opts)
+  for (const w of access.auth?.warnings ?? []) fastify.log.warn({ parkline: 'config' }, w)
+  core.revocations = access.auth?.revocations ?? null
+  core.tokenExpiry = access.checksTokens
+  core.access = access
   const facade = createFacade(core, core.transports[core.transports.length - 1] as ConsumerTransport)
   Object.defineProperty(facade, kCore, { value: core, enumerable: false })
   fastify.decorate('parkline', facade)
   core.start()
+  fastify.addHook('onClose', async () => { await access.close() })
   if (opts.redisUrl !== '') {
     // several nodes share channels, buffers and ids through Redis; loaded only when asked for
     const { RedisEngine } = await import('./redis-engine.ts')
@@ -99,13 +102,13 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
     core.closeAll(503)
   })
   // fastify-plugin drops `prefix` (the decorator must reach the host): the routes get it here
-  await fastify.register(routes, { prefix: prefix ?? '', core, opts } as RoutesOptions)
+  await fastify.register(routes, { prefix: prefix ?? '', core, opts, access } as RoutesOptions)
 }
 
-interface RoutesOptions { prefix: string, core: Core, opts: ParklineOptions }
+interface RoutesOptions { prefix: string, core: Core, opts: ParklineOptions, access: Access }
 
 /** The routes, in an encapsulated child: its content-type parser and prefix stay Parkline's. */
-async function routes (child: FastifyInstance, { core, opts }: RoutesOptions): Promise<void> {
+async function routes (child: FastifyInstance, { core, opts, access }: RoutesOptions): Promise<void> {
   // the whole prefix the child's routes get (the host's own prefixes included)
   const base = child.prefix
   const pubPath = base + opts.pubPrefix
@@ -127,9 +130,9 @@ async function routes (child: FastifyInstance, { core, opts }: RoutesOptions): P
     if (path.startsWith(subPath)) {
       // a refused WebSocket handshake says which version it speaks (§7, RFC 6455 §4.4)
       if (websocket?.detect(req) === true) reply.header('Sec-WebSocket-Version', '13')
-      return handleSubscriber(core, request, reply, path.slice(subPath.length), query, origin)
+      return handleSubscriber(core, access, request, reply, path.slice(subPath.length), query, origin)
     }
-    if (path.startsWith(pubPath)) return handlePublisher(core, request, reply, path.slice(pubPath.length), origin)
+    if (path.startsWith(pubPath)) return handlePublisher(core, access, request, reply, path.slice(pubPath.length), origin)
     return withCors(reply.code(404), origin).send()
   }
   // Every method the host's Fastify knows; unknown ones get 405 from the handlers (the standalone
@@ -157,6 +160,9 @@ async function routes (child: FastifyInstance, { core, opts }: RoutesOptions): P
       if (opts.statusLoopbackOnly && !isLoopback(request.socket.remoteAddress)) return sendError(reply, ERRORS.NOT_LOOPBACK, null)
       return reply.header('Content-Type', 'text/plain; version=0.0.4').send(Buffer.from(renderMetrics(core)))
     })
+  }
+  if (opts.revokePath !== '') {
+    child.route({ method: ['POST', 'OPTIONS'], url: opts.revokePath, handler: async (request, reply) => await handleRevoke(core, access, request, reply) })
   }
   if (opts.demo) registerDemo(child)
 

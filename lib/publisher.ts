@@ -2,10 +2,11 @@
 import type { IncomingMessage } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { infoFormat, renderInfo, type ChannelInfo } from './channel-info.ts'
-import type { Core } from './core.ts'
+import { isRefusal, sendRefusal, type Access } from './access.ts'
+import { Core } from './core.ts'
 import type { PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
-import { PUB_ALLOW, PUB_ALLOW_HEADERS, randomBetween } from './http.ts'
+import { PUB_ALLOW, PUB_ALLOW_HEADERS, randomBetween, requestOrigin } from './http.ts'
 import { percentDecode } from './message-id.ts'
 import { sendError, withCors } from './reply.ts'
 
@@ -47,7 +48,7 @@ function sendInfo (request: FastifyRequest, reply: FastifyReply, status: number,
   return withCors(reply.code(status), origin).header('Content-Type', contentType).send(Buffer.from(body))
 }
 
-export async function handlePublisher (core: Core, request: FastifyRequest, reply: FastifyReply, rawId: string, origin: string | null): Promise<FastifyReply> {
+export async function handlePublisher (core: Core, access: Access, request: FastifyRequest, reply: FastifyReply, rawId: string, origin: string | null): Promise<FastifyReply> {
   const method = request.method
   if (method === 'OPTIONS') {
     reply.code(200).header('Allow', PUB_ALLOW).header('Content-Length', '0')
@@ -66,6 +67,13 @@ export async function handlePublisher (core: Core, request: FastifyRequest, repl
   if (key.indexOf('\0') !== -1) return sendError(reply, ERRORS.BAD_CHANNEL_ID, origin)
   if (key.length === 0) return sendError(reply, ERRORS.NO_CHANNEL_ID, origin)
   if (key.length > core.opts.maxChannelIdLength) return sendError(reply, ERRORS.CHANNEL_ID_TOO_LONG, origin)
+  // access control (the secure default included) before the body is read or anything changes;
+  // a refused body stays unread, so the connection closes with the answer
+  const grant = await access.publisher(request, key)
+  if (isRefusal(grant)) {
+    if (method === 'POST' || method === 'PUT') reply.header('Connection', 'close')
+    return sendRefusal(reply, grant, origin)
+  }
 
   if (method === 'GET' || method === 'DELETE') {
     let info: ChannelInfo | null
@@ -85,12 +93,25 @@ export async function handlePublisher (core: Core, request: FastifyRequest, repl
   const body = await readBody(request.raw, limit)
   if (body === TOO_LARGE) return tooLarge(reply, origin)
   if (body === ABORTED) return sendError(reply.header('Connection', 'close'), ERRORS.BODY_ABORTED, origin)
-  const ct = request.headers['content-type']
+  let ct: string | null = request.headers['content-type'] ?? null
   const ev = request.headers['x-eventsource-event']
   const event = typeof ev === 'string' && ev.length > 0 ? ev : null
+  let message = body
+  // Nchan's publisher upstream request: the application may rewrite, drop or refuse the message
+  const up = await access.upstream(request, key, body)
+  if (up !== null) {
+    if (up.action === 'drop') return withCors(reply.code(204), origin).send()
+    if (up.action === 'reply') {
+      if (up.retryAfter !== null) reply.header('Retry-After', String(up.retryAfter))
+      if (up.contentType !== null) reply.header('Content-Type', up.contentType)
+      return withCors(reply.code(up.status), origin).send(up.body)
+    }
+    message = up.body
+    if (up.contentType !== null) ct = up.contentType
+  }
   let result: PublishResult
   try {
-    result = await core.engine.publish(key, body, ct === undefined ? null : ct, event)
+    result = await core.engine.publish(key, message, ct, event)
   } catch (err) {
     return storeUnavailable(reply, err, origin)
   }
@@ -105,4 +126,47 @@ function storeUnavailable (reply: FastifyReply, err: unknown, origin: string | n
 
 function tooLarge (reply: FastifyReply, origin: string | null): FastifyReply {
   return sendError(reply.header('Connection', 'close'), ERRORS.PAYLOAD_TOO_LARGE, origin)
+}
+
+/** Largest revoke request body: `{"sub": "…"}` or `{"jti": "…", "exp": …}`. */
+const REVOKE_BODY_LIMIT = 4096
+
+/**
+ * POST revokePath (Parkline extension): `{"sub": "…"}` or `{"jti": "…"}` (with the token's `exp`
+ * if known) ends every live subscriber admitted with that user or token on every worker and node
+ * (401, reason `revoked`), and refuses that jti until its exp and that user's tokens issued before
+ * now. Needs apiKey or an admin token in `Authorization` (never a cookie). Answers how many ended.
+ */
+export async function handleRevoke (core: Core, access: Access, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const origin = requestOrigin(request.headers)
+  if (request.method === 'OPTIONS') {
+    reply.code(200).header('Allow', 'POST, OPTIONS').header('Content-Length', '0')
+    if (origin !== null) withCors(reply, origin).header('Access-Control-Allow-Methods', 'POST, OPTIONS').header('Access-Control-Allow-Headers', 'Authorization, Content-Type')
+    return reply.send()
+  }
+  const grant = await access.admin(request)
+  if (isRefusal(grant)) return sendRefusal(reply.header('Connection', 'close'), grant, origin)
+  const body = await readBody(request.raw, REVOKE_BODY_LIMIT)
+  if (body === TOO_LARGE) return tooLarge(reply, origin)
+  if (body === ABORTED) return sendError(reply.header('Connection', 'close'), ERRORS.BODY_ABORTED, origin)
+  let what: { sub?: unknown, jti?: unknown, exp?: unknown }
+  try {
+    what = JSON.parse(body.toString('utf8')) as typeof what
+  } catch {
+    what = {}
+  }
+  const sub = typeof what?.sub === 'string' && what.sub.length > 0 ? what.sub : null
+  const jti = typeof what?.jti === 'string' && what.jti.length > 0 ? what.jti : null
+  if ((sub === null) === (jti === null) || (what.exp !== undefined && typeof what.exp !== 'number')) {
+    return sendError(reply, ERRORS.BAD_REVOKE, origin)
+  }
+  const now = Math.floor(Date.now() / 1000)
+  const until = typeof what.exp === 'number' && what.exp > now ? Math.floor(what.exp) : now + Core.REVOKED_JTI_TTL
+  let ended: number
+  try {
+    ended = sub !== null ? await core.engine.revoke('sub', sub, now, until) : await core.engine.revoke('jti', jti!, now, until)
+  } catch (err) {
+    return storeUnavailable(reply, err, origin)
+  }
+  return withCors(reply.code(200), origin).header('Content-Type', 'application/json').send(JSON.stringify({ revoked: sub !== null ? { sub } : { jti }, ended }))
 }

@@ -36,6 +36,14 @@ const NODE_LIFE_MS = 6000
 /** A replica with no local subscriber is kept (and kept current) this long before it is dropped. */
 const LINGER_MS = 30000
 const NODES_KEY = 'pk:nodes'
+/** Control channel (plain pub/sub, every node): revocations. */
+const CONTROL = 'pk:ctl'
+/** Revocations (member `kind\nvalue\nat\nuntil`, score: when it may be forgotten), for nodes that start later. */
+const REVOKED_KEY = 'pk:revoked'
+/** A revoked user's tokens are refused this long (a token's own exp bounds a revoked jti). */
+const REVOKED_SUB_TTL = 30 * 86400
+/** How long a revoke waits for every node's count. */
+const REVOKE_WAIT_MS = 3000
 
 const NEW = 0
 const LOADING = 1
@@ -132,6 +140,9 @@ export class RedisEngine implements Engine {
   #timer: NodeJS.Timeout | null = null
   #stopped = false
   readonly #onMessage: (msg: Buffer, channel: Buffer) => void
+  readonly #onControl: (msg: string) => void
+  #controlSubscribed = false
+  #revSeq = 0
   readonly #connectWait: number
 
   constructor (core: Core, url: string, opts: RedisEngineOptions = {}) {
@@ -147,6 +158,7 @@ export class RedisEngine implements Engine {
     this.#sub = createClient(options)
     this.#bin = this.#cmd.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer }) as unknown as Client
     this.#onMessage = (msg, channel) => this.#message(msg, channel)
+    this.#onControl = (msg) => { void this.#control(msg) }
     // a dropped connection is never fatal: listen to errors, reconnect with backoff
     this.#cmd.on('error', () => this.#cmdDown())
     this.#cmd.on('end', () => this.#cmdDown())
@@ -212,6 +224,7 @@ export class RedisEngine implements Engine {
       if (this.#shas === null) await this.#loadScripts()
       this.#cmdReady = true
       await this.#heartbeat()
+      await this.#loadRevocations()
       // the store may have lost our counts (restart, sweep): write them all again
       for (const key of this.#counts.keys()) this.#dirty.add(key)
       this.#scheduleFlush()
@@ -223,7 +236,67 @@ export class RedisEngine implements Engine {
 
   async #subUp (): Promise<void> {
     this.#subReady = true
+    // node-redis subscribes it again itself after a reconnect
+    if (!this.#controlSubscribed) {
+      this.#controlSubscribed = true
+      await this.#sub.subscribe(CONTROL, this.#onControl).catch(() => { this.#controlSubscribed = false })
+    }
     this.#syncAll()
+  }
+
+  // ---- revocations ------------------------------------------------------------------------------
+
+  /**
+   * Revoke on every node: remembered in Redis (nodes that start later refuse it too), broadcast on
+   * the control channel; each node ends its own subscribers and adds its count to a reply list.
+   * PUBLISH says how many nodes heard it, so the total is complete once that many answered.
+   */
+  async revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<number> {
+    if (!this.#cmdReady) throw new StoreUnavailableError()
+    const id = `${this.nodeId}:${++this.#revSeq}`
+    const reply = 'pk:rv:' + id
+    try {
+      const forget = kind === 'sub' ? at + REVOKED_SUB_TTL : until
+      await this.#cmd.sendCommand(['ZADD', REVOKED_KEY, String(forget), `${kind}\n${value}\n${at}\n${until}`])
+      const nodes = Number(await this.#cmd.sendCommand(['PUBLISH', CONTROL, JSON.stringify([id, kind, value, at, until])]))
+      const deadline = Date.now() + REVOKE_WAIT_MS
+      let counts: string[] = []
+      for (;;) {
+        counts = (await this.#cmd.sendCommand(['LRANGE', reply, '0', '-1'])) as string[]
+        if (counts.length >= nodes || Date.now() >= deadline) break
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      await this.#cmd.sendCommand(['DEL', reply])
+      return counts.reduce((a, c) => a + Number(c), 0)
+    } catch (err) {
+      throw new StoreUnavailableError(err)
+    }
+  }
+
+  async #control (msg: string): Promise<void> {
+    let e: unknown
+    try { e = JSON.parse(msg) } catch { return }
+    if (!Array.isArray(e) || e.length !== 5) return
+    const [id, kind, value, at, until] = e as [string, 'sub' | 'jti', string, number, number]
+    if (kind !== 'sub' && kind !== 'jti') return
+    const n = this.#core.revokeLocal(kind, String(value), Number(at), Number(until))
+    const reply = 'pk:rv:' + String(id)
+    await this.#cmd.sendCommand(['RPUSH', reply, String(n)]).catch(() => {})
+    await this.#cmd.sendCommand(['EXPIRE', reply, '30']).catch(() => {})
+  }
+
+  /** The revocations still in force, recorded locally (a node that starts after them refuses them too). */
+  async #loadRevocations (): Promise<void> {
+    const now = Math.floor(Date.now() / 1000)
+    await this.#cmd.sendCommand(['ZREMRANGEBYSCORE', REVOKED_KEY, '-inf', String(now)])
+    const rows = (await this.#cmd.sendCommand(['ZRANGEBYSCORE', REVOKED_KEY, String(now), '+inf'])) as string[]
+    const rev = this.#core.revocations
+    if (rev === null) return
+    for (const row of rows) {
+      const [kind, value, at, until] = row.split('\n')
+      if (kind === 'sub') rev.revokeSub(value!, Number(at))
+      else if (kind === 'jti') rev.revokeJti(value!, Number(until))
+    }
   }
 
   async #loadScripts (): Promise<void> {

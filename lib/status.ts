@@ -53,6 +53,19 @@ export function renderMetrics (core: Core): string {
     `parkline_overflows_total{policy="disconnect"} ${s.overflowDisconnect}\n` +
     `parkline_overflows_total{policy="drop-oldest"} ${s.overflowDropOldest}\n`
   out += `# TYPE parkline_connections_refused_total counter\nparkline_connections_refused_total ${s.refused}\n`
+  const access = core.access
+  if (access !== null) {
+    // access control: refusals by status (a handful of codes: bounded), the authorize request
+    out += '# HELP parkline_auth_refusals_total Requests refused by access control, by status.\n# TYPE parkline_auth_refusals_total counter\n'
+    for (const [status, n] of Object.entries(access.refusals)) out += `parkline_auth_refusals_total{status="${status}"} ${n}\n`
+    const a = access.auth?.stats
+    if (a !== undefined) {
+      out += '# HELP parkline_authorize_requests_total Authorize requests sent to the application.\n# TYPE parkline_authorize_requests_total counter\n' +
+        `parkline_authorize_requests_total ${a.authorizeCalls}\n` +
+        '# HELP parkline_authorize_cache_hits_total Authorize decisions answered from the cache.\n# TYPE parkline_authorize_cache_hits_total counter\n' +
+        `parkline_authorize_cache_hits_total ${a.authorizeCacheHits}\n`
+    }
+  }
   out += s.histogramLines('parkline_publish_delivery_seconds')
   return out
 }

@@ -3,6 +3,7 @@
 // the connection.
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { isRefusal, sendRefusal, type Access } from './access.ts'
 import type { Core } from './core.ts'
 import { ERRORS, type ErrorSpec } from './errors.ts'
 import { SUB_ALLOW, SUB_ALLOW_HEADERS, parseChannelIds, queryParam, requestCursor } from './http.ts'
@@ -22,7 +23,7 @@ export function resolveSubscription (core: Core, headers: IncomingHttpHeaders, r
   return { ids, cursor }
 }
 
-export async function handleSubscriber (core: Core, request: FastifyRequest, reply: FastifyReply, rawIds: string, query: string, origin: string | null): Promise<FastifyReply | undefined> {
+export async function handleSubscriber (core: Core, access: Access, request: FastifyRequest, reply: FastifyReply, rawIds: string, query: string, origin: string | null): Promise<FastifyReply | undefined> {
   const req = request.raw
   rejectIfParked(req.socket)
   const method = request.method
@@ -48,8 +49,16 @@ export async function handleSubscriber (core: Core, request: FastifyRequest, rep
   const transport = detect(core, req)
   // only when the `transports` option switched long-poll off and nothing else claimed the GET
   if (transport === null) return sendError(reply, ERRORS.NOT_ACCEPTABLE, origin)
+  // access control before anything of the subscription exists (channels, counts)
+  const grant = await access.subscriber(request, transport.name, ids, rawIds, query)
+  if (isRefusal(grant)) return sendRefusal(reply, grant, origin)
+  if (req.socket.destroyed) {
+    // the client left while it was being admitted
+    reply.hijack()
+    return undefined
+  }
   const flags = queryParam(query, 'parkline_gap') === 'event' ? F_GAP_EVENT : 0
   reply.hijack()
-  transport.serve({ req, res: reply.raw, channels: core.channelsFor(ids), cursor, origin, flags })
+  transport.serve({ req, res: reply.raw, channels: core.channelsFor(ids), cursor, origin, flags, grant })
   return undefined
 }

@@ -8,12 +8,14 @@ import type { Message } from './message.ts'
 import { formatId, formatVector, type Cursor } from './message-id.ts'
 import type { Backlog } from './backlog.ts'
 import type { Core } from './core.ts'
+import type { Grant } from './auth.ts'
 
 /** Subscriber flags (bit field). */
 export const F_GAP_EVENT = 1 // ?parkline_gap=event: gap as an SSE event, not a comment
 export const F_CATCHING_UP = 2 // replaying from the buffer, paced by drain; live fan-out skips it
 export const F_CLOSED = 4 // removed from the table; late events are ignored
 export const F_BATCHED = 8 // has frames held in this turn's coalesced batch (transports/coalesce.ts)
+export const F_TOKEN_EXP = 16 // its deadline is its token's exp: ended with 401 `token expired`, not 408
 // WebSocket (transports/websocket.ts); high bits, clear of the other transports' flags
 export const F_WS_META = 1 << 10 // ws+meta.nchan or ws+meta.parkline: id/content-type lines in each frame
 export const F_WS_GAP = 1 << 11 // ws+meta.parkline: a gap: line may ride in the meta (§11a)
@@ -48,6 +50,8 @@ export class Subscriber {
   boundary: string | null
   /** Streams only, and only while the socket is backed up: frames not yet handed to it. */
   backlog: Backlog | null
+  /** What admitted it when access control is on (token user, id, expiry), else null. */
+  grant: Grant | null
 
   constructor (transport: Transport, socket: Socket, res: ServerResponse | null, channels: Channel[], cursor: Cursor, origin: string | null, flags: number) {
     const n = channels.length
@@ -69,6 +73,7 @@ export class Subscriber {
     this.batchFrom = 0
     this.boundary = null
     this.backlog = null
+    this.grant = null
   }
 
   /** The id this subscriber sees for `msg` from position `pos`, advancing its cursor (§2.2). */
@@ -98,6 +103,8 @@ export interface SubscribeRequest {
   cursor: Cursor
   origin: string | null
   flags: number
+  /** What admitted it (access control), kept on the Subscriber for expiry and revocation. */
+  grant: Grant | null
 }
 
 /**
@@ -114,8 +121,11 @@ export interface Transport {
   serve (sr: SubscribeRequest): void
   /** Deliver a live message published on the channel at position `pos`. */
   deliver (sub: Subscriber, msg: Message, pos: number): void
-  /** End the subscription from the server side: 410 (deleted), 408 (timeout), 503 (shutdown). */
-  end (sub: Subscriber, status: number): void
+  /**
+   * End the subscription from the server side: 410 (deleted), 408 (timeout), 503 (shutdown), 401
+   * (its token expired or was revoked; `reason` says which).
+   */
+  end (sub: Subscriber, status: number, reason?: string): void
   /** Shared-timer tick: keepalive for this subscriber. */
   keepalive (sub: Subscriber): void
   /** The engine counted a subscriber deployment-wide (see Core.register): start streaming. */

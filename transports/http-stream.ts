@@ -35,8 +35,8 @@ export abstract class HttpStreamTransport implements Transport {
     this.coalescer = null
   }
 
-  /** What ends the stream for a status (410 DELETE, 408 timeout, 503 shutdown): its last bytes. */
-  protected abstract endBytes (status: number): Buffer
+  /** What ends the stream for a status (410 DELETE, 408 timeout, 503 shutdown, 401 auth): its last bytes. */
+  protected abstract endBytes (status: number, reason?: string): Buffer
 
   /** What ends the stream on overflow under policy `disconnect`. */
   protected overflowBytes (): Buffer {
@@ -81,6 +81,7 @@ export abstract class HttpStreamTransport implements Transport {
       return
     }
     const sub = new Subscriber(this, sr.req.socket, null, sr.channels, sr.cursor, sr.origin, sr.flags | F_CATCHING_UP)
+    sub.grant = sr.grant
     const head = this.open(sub, sr)
     const socket = detachSocket(sr.req, sr.res) as StreamSocket
     sub.socket = socket
@@ -171,13 +172,13 @@ export abstract class HttpStreamTransport implements Transport {
     this.core.stats.delivered[this.index]! += backlog.frames.length
   }
 
-  end (sub: Subscriber, status: number): void {
+  end (sub: Subscriber, status: number, reason?: string): void {
     this.core.unregister(sub)
     sub.backlog = null
     const head = sub.pendingHead
     sub.pendingHead = null
     if (head !== null) sub.socket.write(head, 'latin1')
-    sub.socket.end(this.endBytes(status))
+    sub.socket.end(this.endBytes(status, reason))
   }
 
   keepalive (_sub: Subscriber): void {

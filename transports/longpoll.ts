@@ -21,7 +21,7 @@ const F_LP_CLOSE = 1 << 17
 
 type LpSocket = Socket & { [kSubscriber]?: Subscriber }
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 410: 'Gone', 503: 'Service Unavailable' }
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 408: 'Request Timeout', 410: 'Gone', 503: 'Service Unavailable' }
 
 export class LongpollTransport implements Transport {
   readonly name = 'longpoll'
@@ -40,6 +40,7 @@ export class LongpollTransport implements Transport {
   serve (sr: SubscribeRequest): void {
     const core = this.core
     const sub = new Subscriber(this, sr.req.socket, sr.res, sr.channels, sr.cursor, sr.origin, sr.flags)
+    sub.grant = sr.grant
     const next = core.nextMessage(sub)
     if (next !== null) {
       core.touch(sr.channels)
@@ -75,9 +76,9 @@ export class LongpollTransport implements Transport {
     this.#respond(sub, msg, sub.advance(msg, pos), gap)
   }
 
-  end (sub: Subscriber, status: number): void {
+  end (sub: Subscriber, status: number, reason?: string): void {
     this.#park(sub)
-    this.#status(sub, status)
+    this.#status(sub, status, reason)
   }
 
   keepalive (_sub: Subscriber): void {
@@ -194,12 +195,15 @@ export class LongpollTransport implements Transport {
   }
 
   /** 408/410/503/400 answers (§5 "Status answers"). */
-  #status (sub: Subscriber, status: number): void {
-    const headers = ['Vary', VARY, 'Content-Length', '0']
+  #status (sub: Subscriber, status: number, reason?: string): void {
+    // 401 (token expired or revoked): RFC 6750's challenge and the reason as the body
+    const body = status === 401 ? Buffer.from(reason ?? 'Unauthorized') : null
+    const headers = ['Vary', VARY, 'Content-Length', String(body === null ? 0 : body.length)]
+    if (body !== null) headers.push('Content-Type', 'text/plain', 'WWW-Authenticate', `Bearer error="invalid_token", error_description="${reason ?? 'Unauthorized'}"`)
     if (sub.vTime > 0) headers.push('Etag', formatTags(sub.vTags, -1))
     if (sub.origin !== null) pushCors(headers, sub.origin)
     if (status === 503) headers.push('Retry-After', String(randomBetween(1, 10)))
-    this.#send(sub, status, STATUS_TEXT[status]!, '', headers, null, status === 503 || status === 400)
+    this.#send(sub, status, STATUS_TEXT[status]!, '', headers, body, status === 503 || status === 400)
   }
 }
 

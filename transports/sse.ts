@@ -77,7 +77,9 @@ export class SseTransport extends HttpStreamTransport {
     sub.socket.write(payload)
   }
 
-  protected endBytes (status: number): Buffer {
+  protected endBytes (status: number, reason?: string): Buffer {
+    // 401: `:401: token expired` / `:401: revoked` (rare: built when it happens)
+    if (status === 401) return Buffer.from(`:401: ${reason ?? 'Unauthorized'}\n\n`)
     return END_LINES[status] ?? END_LINES[503]!
   }
 

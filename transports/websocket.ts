@@ -13,6 +13,7 @@ import { ERRORS, type ErrorSpec } from '../lib/errors.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
 import type { Message } from '../lib/message.ts'
 import type { Cursor } from '../lib/message-id.ts'
+import type { Grant } from '../lib/auth.ts'
 import {
   F_CATCHING_UP, F_CLOSED, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, type SubscribeRequest, type Transport
 } from '../lib/subscriber.ts'
@@ -126,7 +127,7 @@ export class WebSocketTransport implements Transport {
       return
     }
     const head = (sr.req as IncomingMessage & { [kUpgradeHead]?: Buffer })[kUpgradeHead] ?? EMPTY
-    this.#start(socket, sr.req.headers, head, sr.channels, sr.cursor, sr.origin, sr.flags)
+    this.#start(socket, sr.req.headers, head, sr.channels, sr.cursor, sr.origin, sr.flags, sr.grant)
   }
 
   /** Shutdown or the connection limit (EXTENSION b): 503 with a jittered Retry-After. */
@@ -138,7 +139,7 @@ export class WebSocketTransport implements Transport {
     return true
   }
 
-  #start (socket: WsSocket, headers: IncomingHttpHeaders, head: Buffer, channels: Channel[], cursor: Cursor, origin: string | null, flags: number): void {
+  #start (socket: WsSocket, headers: IncomingHttpHeaders, head: Buffer, channels: Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
     const proto = pickProtocol(headers['sec-websocket-protocol'])
     let f = flags | F_CATCHING_UP
     let h = HEAD + 'Sec-WebSocket-Accept: ' + acceptKey(String(headers['sec-websocket-key']).trim()) + '\r\n'
@@ -149,6 +150,7 @@ export class WebSocketTransport implements Transport {
     }
     h += corsLines(origin) + '\r\n'
     const sub = new Subscriber(this, socket, null, channels, cursor, origin, f)
+    sub.grant = grant
     socket[kSubscriber] = sub
     // bytes that came with the handshake wait for the 101 (the pooled chunk is not kept)
     socket[kPartial] = head.length > 0 ? Buffer.from(head) : null
@@ -263,14 +265,17 @@ export class WebSocketTransport implements Transport {
     this.core.stats.delivered[this.index]! += backlog.frames.length
   }
 
-  /** 410 → 1001 `410 Gone`, 408 → 1000 `408 Request Timeout`, 503 → 1001 `503 Service Unavailable`. */
-  end (sub: Subscriber, status: number): void {
+  /**
+   * 410 → 1001 `410 Gone`, 408 → 1000 `408 Request Timeout`, 503 → 1001 `503 Service Unavailable`,
+   * 401 → 1008 with the reason (`token expired`, `revoked`).
+   */
+  end (sub: Subscriber, status: number, reason?: string): void {
     this.core.unregister(sub)
     sub.backlog = null
     const head = sub.pendingHead
     sub.pendingHead = null
     if (head !== null) sub.socket.write(head, 'latin1')
-    closeWith(sub.socket, END_FRAMES[status] ?? INTERNAL_ERROR)
+    closeWith(sub.socket, status === 401 ? closeFrame(CLOSE_POLICY, reason ?? 'Unauthorized') : END_FRAMES[status] ?? INTERNAL_ERROR)
   }
 
   /**

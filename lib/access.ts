@@ -1,0 +1,163 @@
+// Access control at the HTTP edge: who may subscribe, publish and revoke. The decisions are
+// lib/auth.ts's (JWT, API keys, Nchan's authorize request); this file hands them the request and
+// writes refusals out (RFC 6750, CORS so a browser can read them). With nothing configured it
+// loads none of that: subscribers are open and the publisher answers loopback clients only
+// (`publisherOpen: true` restores Nchan's open publisher).
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Auth, AuthOptions, Grant, Refusal, SubscriberTransport, UpstreamPublishResult } from './auth.ts'
+import type { ParklineOptions } from './config.ts'
+import { ConfigError, ERRORS } from './errors.ts'
+import { isLoopback } from './http.ts'
+import { withCors } from './reply.ts'
+import { readFileSync } from 'node:fs'
+
+export type { Grant, Refusal }
+
+/** Refusals counted for /metrics, by status. */
+export type RefusalCounts = Record<string, number>
+
+const LOOPBACK_ONLY: Refusal = { status: 403, code: ERRORS.PUBLISHER_LOOPBACK_ONLY.code, body: ERRORS.PUBLISHER_LOOPBACK_ONLY.message }
+const ADMIN_DISABLED: Refusal = { status: 403, code: ERRORS.ADMIN_DISABLED.code, body: ERRORS.ADMIN_DISABLED.message }
+
+/** Any credential mechanism, or the publisher upstream, is configured: lib/auth.ts is loaded. */
+export function accessConfigured (o: ParklineOptions): boolean {
+  return o.apiKey.some((k) => k.length > 0) || o.jwtSecret !== '' || o.jwtPublicKey !== '' || o.jwksUrl !== '' ||
+    o.authorizeUrl !== '' || o.publishUpstreamUrl !== ''
+}
+
+function authOptions (o: ParklineOptions): AuthOptions {
+  let pem = o.jwtPublicKey
+  // a path instead of the PEM text (handier in an environment variable or on the command line)
+  if (pem !== '' && !pem.includes('-----BEGIN')) {
+    try {
+      pem = readFileSync(pem, 'utf8')
+    } catch (err) {
+      throw new ConfigError(`jwtPublicKey: not a PEM key, and no file ${JSON.stringify(pem)} to read (${(err as Error).message})`)
+    }
+  }
+  return {
+    apiKey: o.apiKey.filter((k) => k.length > 0),
+    jwtSecret: o.jwtSecret,
+    jwtPublicKey: pem,
+    jwksUrl: o.jwksUrl,
+    jwtIssuer: o.jwtIssuer,
+    jwtAudience: o.jwtAudience,
+    jwtLeeway: o.jwtLeeway,
+    authCookie: o.authCookie,
+    tokenInQuery: o.tokenInQuery,
+    anonymousSubscribe: o.anonymousSubscribe,
+    authorizeUrl: o.authorizeUrl,
+    authorizePublish: o.authorizePublish,
+    authorizeTimeout: o.authorizeTimeout,
+    authorizeCacheTtl: o.authorizeCacheTtl,
+    publishUpstreamUrl: o.publishUpstreamUrl,
+    publisherOpen: o.publisherOpen
+  }
+}
+
+/** Channel keys are byte strings (latin1); token patterns and the authorize request see text. */
+function text (key: string): string {
+  for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) > 0x7f) return Buffer.from(key, 'latin1').toString('utf8')
+  return key
+}
+
+export class Access {
+  /** The decisions, when anything is configured (null: open subscribers, loopback publisher). */
+  readonly auth: Auth | null
+  readonly #publisherOpen: boolean
+  /** Refusals written by this process, by status (the secure default's included). */
+  readonly refusals: RefusalCounts = {}
+
+  private constructor (auth: Auth | null, publisherOpen: boolean) {
+    this.auth = auth
+    this.#publisherOpen = publisherOpen
+  }
+
+  /** Built once per plugin; loads jose and undici only when something is configured. */
+  static async create (o: ParklineOptions): Promise<Access> {
+    if (!accessConfigured(o)) return new Access(null, o.publisherOpen)
+    const { Auth } = await import('./auth.ts')
+    return new Access(new Auth(authOptions(o), { upstreamMaxBody: o.maxMessageSize }), o.publisherOpen)
+  }
+
+  /** Tokens carry an exp the shared timer must honour. */
+  get checksTokens (): boolean {
+    const o = this.auth?.options
+    return o !== undefined && (o.jwtSecret !== '' || o.jwtPublicKey !== '' || o.jwksUrl !== '')
+  }
+
+  async subscriber (request: FastifyRequest, transport: string, keys: string[], rawIds: string, query: string): Promise<Grant | Refusal | null> {
+    if (this.auth === null) return null
+    const r = await this.auth.subscriber({
+      headers: request.headers,
+      query,
+      channels: keys.map(text),
+      rawChannels: text(rawIds),
+      transport: transport as SubscriberTransport,
+      uri: request.originalUrl,
+      method: request.method,
+      remoteAddress: request.socket.remoteAddress
+    })
+    return this.#count(r)
+  }
+
+  async publisher (request: FastifyRequest, key: string): Promise<Grant | Refusal | null> {
+    if (this.auth === null) {
+      if (this.#publisherOpen || isLoopback(request.socket.remoteAddress)) return null
+      return this.#count(LOOPBACK_ONLY)
+    }
+    const r = await this.auth.publisher({
+      headers: request.headers,
+      channel: text(key),
+      method: request.method as 'POST' | 'PUT' | 'DELETE' | 'GET',
+      uri: request.originalUrl,
+      remoteAddress: request.socket.remoteAddress
+    })
+    return this.#count(r)
+  }
+
+  async admin (request: FastifyRequest): Promise<Grant | Refusal> {
+    if (this.auth === null) return this.#count(ADMIN_DISABLED)
+    return this.#count(await this.auth.admin({ headers: request.headers, remoteAddress: request.socket.remoteAddress }))
+  }
+
+  /** Nchan's publisher upstream request, when `publishUpstreamUrl` is set; null otherwise. */
+  async upstream (request: FastifyRequest, key: string, body: Buffer): Promise<UpstreamPublishResult | null> {
+    if (this.auth === null || this.auth.options.publishUpstreamUrl === '') return null
+    return await this.auth.upstreamPublish({ headers: request.headers, body, channel: text(key), uri: request.originalUrl, method: request.method })
+  }
+
+  async close (): Promise<void> {
+    await this.auth?.close()
+  }
+
+  #count<T extends Grant | Refusal> (r: T): T {
+    if ('status' in r) this.refusals[r.status] = (this.refusals[r.status] ?? 0) + 1
+    return r
+  }
+}
+
+export function isRefusal (r: Grant | Refusal | null): r is Refusal {
+  return r !== null && 'status' in r
+}
+
+/**
+ * Write a refusal: its status, WWW-Authenticate (RFC 6750), Retry-After, the headers an authorize
+ * answer carried, CORS (so a browser can read it), and its short body.
+ */
+export function sendRefusal (reply: FastifyReply, r: Refusal, origin: string | null): FastifyReply {
+  withCors(reply.code(r.status), origin)
+  if (r.wwwAuthenticate !== undefined) reply.header('WWW-Authenticate', r.wwwAuthenticate)
+  if (r.retryAfter !== undefined) reply.header('Retry-After', String(r.retryAfter))
+  if (origin !== null) reply.header('Access-Control-Expose-Headers', 'WWW-Authenticate, Retry-After')
+  let type = 'text/plain'
+  if (r.headers !== undefined) {
+    for (const [k, v] of Object.entries(r.headers)) {
+      if (k.toLowerCase() === 'content-type') type = v
+      else reply.header(k, v)
+    }
+  }
+  const body = typeof r.body === 'string' ? Buffer.from(r.body) : r.body
+  if (body.length === 0) return reply.header('Content-Length', '0').send()
+  return reply.header('Content-Type', type).send(body)
+}

@@ -1,0 +1,370 @@
+// Access control end to end, through real sockets: every subscriber transport (SSE, long-poll,
+// WebSocket, chunked, multipart) and multiplexed subscriptions, the publisher and revocation, in
+// one process, with `--workers 2`, and across two Redis nodes. Tokens are made with jose; the
+// unsigned and forged ones by hand. Real HTTP upstreams for the authorize and publisher requests.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import http from 'node:http'
+import net from 'node:net'
+import test, { type ExecutionContext } from 'ava'
+import { SignJWT, base64url, type JWTPayload } from 'jose'
+import { startRedis } from '../helpers/redis.ts'
+import { eventually, freePort, parseResponse, startServer } from '../helpers/server.ts'
+
+const SECRET = 'e2e-secret-that-is-at-least-32-bytes!'
+const KEY = 'publisher-key-1'
+const AUTH = { jwtSecret: SECRET, apiKey: [KEY], jwtAudience: 'parkline', jwtIssuer: 'https://login.example', anonymousSubscribe: ['public.*'] }
+const enc = new TextEncoder()
+const now = (): number => Math.floor(Date.now() / 1000)
+
+async function token (claims: JWTPayload, secret = SECRET): Promise<string> {
+  return await new SignJWT({ aud: 'parkline', iss: 'https://login.example', iat: now(), exp: now() + 300, ...claims })
+    .setProtectedHeader({ alg: 'HS256' }).sign(enc.encode(secret))
+}
+
+function unsigned (claims: JWTPayload): string {
+  const part = (o: object): string => base64url.encode(JSON.stringify(o))
+  return `${part({ alg: 'none', typ: 'JWT' })}.${part({ aud: 'parkline', iss: 'https://login.example', exp: now() + 300, ...claims })}.`
+}
+
+type Transport = 'eventsource' | 'longpoll' | 'websocket' | 'chunked' | 'multipart'
+const TRANSPORTS: Transport[] = ['eventsource', 'longpoll', 'websocket', 'chunked', 'multipart']
+
+function transportHeaders (t: Transport): string {
+  switch (t) {
+    case 'eventsource': return 'Accept: text/event-stream\r\n'
+    case 'longpoll': return ''
+    case 'websocket': return 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n'
+    case 'chunked': return 'TE: chunked\r\n'
+    case 'multipart': return 'Accept: multipart/mixed\r\n'
+  }
+}
+
+/** An open subscription over a raw socket: its answer head, everything read so far, and its end. */
+interface Sub { status: number, headers: Record<string, string>, text: () => string, closed: Promise<void>, socket: net.Socket }
+
+async function subscribe (port: number, t: Transport, path: string, extra: Record<string, string> = {}): Promise<Sub> {
+  const socket = net.connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  let req = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${transportHeaders(t)}`
+  for (const [k, v] of Object.entries(extra)) req += `${k}: ${v}\r\n`
+  socket.write(req + '\r\n')
+  let buf = ''
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
+  socket.on('data', (d: Buffer) => { buf += d.toString('latin1') })
+  const head = await Promise.race([
+    (async () => { while (!buf.includes('\r\n\r\n')) await new Promise((resolve) => setTimeout(resolve, 5)); return buf })(),
+    closed.then(() => buf),
+    new Promise<string>((resolve) => setTimeout(() => resolve(buf), 5000))
+  ])
+  const r = parseResponse(head)
+  return { status: r.status, headers: r.headers, text: () => buf, closed, socket }
+}
+
+async function publish (base: string, channel: string, body: string, auth: string | null = KEY): Promise<Response> {
+  return await fetch(`${base}/pub/${channel}`, { method: 'POST', body, headers: auth === null ? {} : { authorization: 'Bearer ' + auth } })
+}
+
+/** Admitted answers per transport: 200 (streams, a long-poll answered from the buffer) or 101. */
+const OK: Record<Transport, number> = { eventsource: 200, longpoll: 200, websocket: 101, chunked: 200, multipart: 200 }
+
+test('one process: every transport refuses bad credentials with RFC 6750 answers and admits granted ones', async (t) => {
+  const srv = await startServer(t, AUTH)
+  for (const ch of ['room.7', 'secret', 'public.news']) t.is((await publish(srv.base, ch, 'first')).status, 202)
+  const cases: Array<[string, () => Promise<Record<string, string>>, string, number, RegExp | null]> = [
+    ['no credential', async () => ({}), '/sub/room.7', 401, /^Bearer$/],
+    ['forged signature', async () => ({ authorization: 'Bearer ' + await token({ parkline: { subscribe: ['*'] } }, 'another-secret-that-is-32-bytes-long') }), '/sub/room.7', 401, /error="invalid_token"/],
+    ['alg none', async () => ({ authorization: 'Bearer ' + unsigned({ parkline: { subscribe: ['*'] } }) }), '/sub/room.7', 401, /error="invalid_token"/],
+    ['expired', async () => ({ authorization: 'Bearer ' + await token({ exp: now() - 120, parkline: { subscribe: ['*'] } }) }), '/sub/room.7', 401, /error="invalid_token"/],
+    ['another audience', async () => ({ authorization: 'Bearer ' + await token({ aud: 'other', parkline: { subscribe: ['*'] } }) }), '/sub/room.7', 401, /error="invalid_token"/],
+    ['another issuer', async () => ({ authorization: 'Bearer ' + await token({ iss: 'https://evil.example', parkline: { subscribe: ['*'] } }) }), '/sub/room.7', 401, /error="invalid_token"/],
+    ['lacking the channel', async () => ({ authorization: 'Bearer ' + await token({ parkline: { subscribe: ['room.8'] } }) }), '/sub/room.7', 403, /error="insufficient_scope"/],
+    ['multiplexed, one channel not granted', async () => ({ authorization: 'Bearer ' + await token({ parkline: { subscribe: ['room.*'] } }) }), '/sub/room.7,secret', 403, /insufficient_scope/],
+    ['a prefix pattern', async () => ({ authorization: 'Bearer ' + await token({ parkline: { subscribe: ['room.*'] } }) }), '/sub/room.7', 0, null],
+    ['multiplexed, all granted', async () => ({ authorization: 'Bearer ' + await token({ parkline: { subscribe: ['room.*', 'secret'] } }) }), '/sub/room.7,secret', 0, null],
+    ['the cookie', async () => ({ cookie: 'a=1; parkline_token=' + await token({ parkline: { subscribe: ['room.7'] } }) }), '/sub/room.7', 0, null],
+    ['anonymous channel, no token', async () => ({}), '/sub/public.news', 0, null],
+    ['a token in the query is ignored (tokenInQuery off)', async () => ({}), '/sub/room.7?access_token=' + await token({ parkline: { subscribe: ['*'] } }), 401, /^Bearer$/]
+  ]
+  for (const tr of TRANSPORTS) {
+    for (const [name, headers, path, status, challenge] of cases) {
+      const s = await subscribe(srv.port, tr, path, { Origin: 'https://app.example', ...await headers() })
+      const want = status === 0 ? OK[tr] : status
+      t.is(s.status, want, `${tr}: ${name}`)
+      if (challenge !== null) {
+        t.regex(s.headers['www-authenticate'] ?? '', challenge, `${tr}: ${name}`)
+        // a browser can read the refusal
+        t.is(s.headers['access-control-allow-origin'], 'https://app.example', `${tr}: ${name}`)
+        if (name.startsWith('multiplexed')) t.regex(s.text(), /"secret"/, 'the body names the first refused channel')
+      }
+      s.socket.destroy()
+    }
+  }
+  // nothing of a refused request was counted anywhere
+  t.true(await eventually(async () => (await (await fetch(`${srv.base}/pub/room.7`, { headers: { authorization: 'Bearer ' + KEY, accept: 'text/json' } })).json() as { subscribers: number }).subscribers === 0))
+})
+
+test('one process: the token in ?access_token= only with tokenInQuery', async (t) => {
+  const srv = await startServer(t, { ...AUTH, tokenInQuery: true })
+  await publish(srv.base, 'q', 'x')
+  const tok = await token({ parkline: { subscribe: ['q'] } })
+  for (const tr of TRANSPORTS) {
+    const s = await subscribe(srv.port, tr, '/sub/q?access_token=' + tok)
+    t.is(s.status, OK[tr], tr)
+    s.socket.destroy()
+  }
+})
+
+test('one process: a stream whose token expires ends within a second of exp, on every transport', async (t) => {
+  const srv = await startServer(t, AUTH)
+  const exp = now() + 2
+  const tok = await token({ exp, parkline: { subscribe: ['exp'] } })
+  const subs = new Map<Transport, Sub>()
+  // the long-poll last: its answer head only comes at expiry
+  for (const tr of ['eventsource', 'websocket', 'chunked', 'multipart', 'longpoll'] as const) subs.set(tr, await subscribe(srv.port, tr, '/sub/exp', { authorization: 'Bearer ' + tok }))
+  t.is(subs.get('eventsource')!.status, 200)
+  // the parked long-poll has no head yet and keeps its connection after its answer; the streams close
+  const answered = async (s: Sub): Promise<void> => {
+    for (let i = 0; i < 600 && !/\r\n\r\ntoken expired$/.test(s.text()); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  await Promise.all([...subs].map(async ([tr, s]) => await Promise.race([tr === 'longpoll' ? answered(s) : s.closed, new Promise((resolve) => setTimeout(resolve, 6000))])))
+  const endedBy = Date.now() / 1000
+  t.true(endedBy <= exp + 1.5, `ended ${endedBy - exp} s after exp`)
+  t.regex(subs.get('eventsource')!.text(), /:401: token expired\n\n$/)
+  const lp = parseResponse(subs.get('longpoll')!.text())
+  t.is(lp.status, 401)
+  t.is(lp.body, 'token expired')
+  t.regex(lp.headers['www-authenticate'] ?? '', /error="invalid_token", error_description="token expired"/)
+  // WebSocket: a close frame 1008 with the reason
+  const ws = Buffer.from(subs.get('websocket')!.text(), 'latin1')
+  const close = ws.subarray(ws.indexOf('\r\n\r\n') + 4)
+  t.is(close[0], 0x88)
+  t.is(close.readUInt16BE(2), 1008)
+  t.is(close.subarray(4).toString(), 'token expired')
+  t.regex(subs.get('chunked')!.text(), /0\r\n\r\n$/)
+  t.regex(subs.get('multipart')!.text(), /--\r\n$/)
+})
+
+test('one process: the publisher needs a header credential that grants the channel; a cookie never does', async (t) => {
+  const srv = await startServer(t, AUTH)
+  const user = await token({ parkline: { subscribe: ['*'], publish: ['chat.*'] } })
+  const r1 = await publish(srv.base, 'chat.1', 'x', null)
+  t.is(r1.status, 401)
+  t.is(r1.headers.get('www-authenticate'), 'Bearer')
+  t.is((await publish(srv.base, 'chat.1', 'x', KEY)).status, 202)
+  t.is((await publish(srv.base, 'chat.1', 'x', user)).status, 202)
+  t.is((await publish(srv.base, 'news', 'x', user)).status, 403)
+  t.is((await publish(srv.base, 'chat.1', 'x', 'not-the-key')).status, 401)
+  // the cookie a logged-in browser carries authorizes no publish, DELETE or info read
+  const cookie = { cookie: 'parkline_token=' + user }
+  t.is((await fetch(`${srv.base}/pub/chat.1`, { method: 'POST', body: 'x', headers: cookie })).status, 401)
+  t.is((await fetch(`${srv.base}/pub/chat.1`, { method: 'DELETE', headers: { ...cookie, origin: 'https://evil.example' } })).status, 401)
+  t.is((await fetch(`${srv.base}/pub/chat.1`, { headers: cookie })).status, 401)
+  t.is((await fetch(`${srv.base}/pub/chat.1`, { headers: { authorization: 'Bearer ' + KEY, accept: 'text/json' } })).status, 200)
+})
+
+test('secure default: no credential configured, the publisher answers loopback clients only', async (t) => {
+  const srv = await startServer(t)
+  const remote = await srv.app.inject({ method: 'POST', url: '/pub/x', payload: 'x', remoteAddress: '10.1.2.3' })
+  t.is(remote.statusCode, 403)
+  t.is(remote.body, 'Forbidden: publisher is loopback-only; set apiKey, a JWT key, or publisherOpen')
+  t.is((await srv.app.inject({ method: 'DELETE', url: '/pub/x', remoteAddress: '192.0.2.9' })).statusCode, 403)
+  t.is((await srv.app.inject({ method: 'GET', url: '/pub/x', remoteAddress: '::ffff:10.0.0.1' })).statusCode, 403)
+  t.is((await srv.app.inject({ method: 'POST', url: '/pub/x', payload: 'x', remoteAddress: '127.0.0.2' })).statusCode, 202)
+  t.is((await srv.app.inject({ method: 'POST', url: '/pub/x', payload: 'x', remoteAddress: '::1' })).statusCode, 202)
+  // subscribers stay open (Nchan's default)
+  t.is((await srv.app.inject({ method: 'GET', url: '/sub/x', remoteAddress: '10.1.2.3' })).statusCode, 200)
+  const open = await startServer(t, { publisherOpen: true })
+  t.is((await open.app.inject({ method: 'POST', url: '/pub/x', payload: 'x', remoteAddress: '10.1.2.3' })).statusCode, 202)
+})
+
+test('one process: revoking a sub ends its streams (401 revoked) and refuses the token after', async (t) => {
+  const srv = await startServer(t, AUTH)
+  const alice = await token({ sub: 'alice', parkline: { subscribe: ['*'] } })
+  const bob = await token({ sub: 'bob', parkline: { subscribe: ['*'] } })
+  const a1 = await subscribe(srv.port, 'eventsource', '/sub/r1', { authorization: 'Bearer ' + alice })
+  const a2 = await subscribe(srv.port, 'websocket', '/sub/r1,r2', { authorization: 'Bearer ' + alice })
+  const b1 = await subscribe(srv.port, 'eventsource', '/sub/r1', { authorization: 'Bearer ' + bob })
+  t.is(a1.status, 200)
+  t.is(a2.status, 101)
+  const noKey = await fetch(`${srv.base}/admin/revoke`, { method: 'POST', body: JSON.stringify({ sub: 'alice' }), headers: { cookie: 'parkline_token=' + alice } })
+  t.is(noKey.status, 401)
+  t.is((await fetch(`${srv.base}/admin/revoke`, { method: 'POST', body: JSON.stringify({ sub: 'alice' }), headers: { authorization: 'Bearer ' + bob } })).status, 403)
+  const r = await fetch(`${srv.base}/admin/revoke`, { method: 'POST', body: JSON.stringify({ sub: 'alice' }), headers: { authorization: 'Bearer ' + KEY } })
+  t.is(r.status, 200)
+  t.deepEqual(await r.json(), { revoked: { sub: 'alice' }, ended: 2 })
+  await a1.closed
+  await a2.closed
+  t.regex(a1.text(), /:401: revoked\n\n$/)
+  const again = await subscribe(srv.port, 'eventsource', '/sub/r1', { authorization: 'Bearer ' + alice })
+  t.is(again.status, 401)
+  t.regex(again.headers['www-authenticate'] ?? '', /token revoked/)
+  t.false(b1.socket.destroyed)
+  // by jti; bad requests are 400
+  const tok = await token({ sub: 'carol', jti: 'tok-1', parkline: { subscribe: ['*'] } })
+  const c = await subscribe(srv.port, 'chunked', '/sub/r3', { authorization: 'Bearer ' + tok })
+  const rj = await fetch(`${srv.base}/admin/revoke`, { method: 'POST', body: JSON.stringify({ jti: 'tok-1' }), headers: { authorization: 'Bearer ' + KEY } })
+  t.deepEqual(await rj.json(), { revoked: { jti: 'tok-1' }, ended: 1 })
+  await c.closed
+  t.is((await fetch(`${srv.base}/admin/revoke`, { method: 'POST', body: '{"sub": 1}', headers: { authorization: 'Bearer ' + KEY } })).status, 400)
+  t.is((await fetch(`${srv.base}/admin/revoke`, { method: 'POST', body: '{"sub": "a", "jti": "b"}', headers: { authorization: 'Bearer ' + KEY } })).status, 400)
+  b1.socket.destroy()
+})
+
+test('one process: the authorize request sees the forwarded headers, is cached, and a hanging one is a 503', async (t) => {
+  const seen: http.IncomingHttpHeaders[] = []
+  let hang = false
+  const app = http.createServer((req, res) => {
+    seen.push(req.headers)
+    if (hang) return
+    res.writeHead(req.headers.cookie === 'session=ok' ? 204 : 403, { 'content-type': 'text/plain' }).end(req.headers.cookie === 'session=ok' ? '' : 'not logged in')
+  })
+  app.listen(0, '127.0.0.1')
+  await once(app, 'listening')
+  t.teardown(() => { app.closeAllConnections(); app.close() })
+  const url = `http://127.0.0.1:${(app.address() as net.AddressInfo).port}/auth`
+  const srv = await startServer(t, { authorizeUrl: url, authorizeTimeout: 1, apiKey: [KEY] })
+  await publish(srv.base, 'lp', 'x')
+  for (let i = 0; i < 3; i++) {
+    const s = await subscribe(srv.port, 'longpoll', '/sub/lp', { cookie: 'session=ok', origin: 'https://app.example', 'user-agent': 'test-ua' })
+    t.is(s.status, 200)
+    s.socket.destroy()
+  }
+  t.is(seen.length, 1, 'three polls, one authorize request (cached)')
+  t.is(seen[0]!['x-channel-id'], 'lp')
+  t.is(seen[0]!['x-original-uri'], '/sub/lp')
+  t.is(seen[0]!['x-original-method'], 'GET')
+  t.is(seen[0]!['x-subscriber-type'], 'longpoll')
+  t.is(seen[0]!.origin, 'https://app.example')
+  t.is(seen[0]!['user-agent'], 'test-ua')
+  t.is(seen[0]!['x-forwarded-for'], '127.0.0.1')
+  const refused = await subscribe(srv.port, 'eventsource', '/sub/lp', { cookie: 'session=no' })
+  t.is(refused.status, 403)
+  t.regex(refused.text(), /not logged in$/)
+  hang = true
+  const t0 = Date.now()
+  const slow = await subscribe(srv.port, 'websocket', '/sub/lp', { cookie: 'session=other' })
+  t.is(slow.status, 503)
+  t.truthy(slow.headers['retry-after'])
+  t.true(Date.now() - t0 < 2500)
+  const metrics = await (await fetch(`${srv.base}/metrics`)).text()
+  t.regex(metrics, /parkline_authorize_cache_hits_total 2/)
+  t.regex(metrics, /parkline_auth_refusals_total\{status="503"\} 1/)
+})
+
+test('one process: the publisher upstream rewrites (200), drops (204) or keeps (304) a message', async (t) => {
+  const upstream = http.createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString()
+      if (body === 'drop') res.writeHead(204).end()
+      else if (body === 'keep') res.writeHead(304).end()
+      else if (body === 'refuse') res.writeHead(422, { 'content-type': 'text/plain' }).end('no thanks')
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ wrapped: body }))
+    })
+  })
+  upstream.listen(0, '127.0.0.1')
+  await once(upstream, 'listening')
+  t.teardown(() => { upstream.closeAllConnections(); upstream.close() })
+  const srv = await startServer(t, { publishUpstreamUrl: `http://127.0.0.1:${(upstream.address() as net.AddressInfo).port}/hook` })
+  const s = await subscribe(srv.port, 'eventsource', '/sub/up')
+  t.is((await publish(srv.base, 'up', 'hello', null)).status, 201)
+  t.is((await publish(srv.base, 'up', 'drop', null)).status, 204)
+  t.is((await publish(srv.base, 'up', 'keep', null)).status, 201)
+  const refused = await publish(srv.base, 'up', 'refuse', null)
+  t.is(refused.status, 422)
+  t.is(await refused.text(), 'no thanks')
+  t.true(await eventually(() => (s.text().match(/^data: /gm) ?? []).length === 2))
+  t.regex(s.text(), /data: \{"wrapped":"hello"\}\n\n[\s\S]*data: keep\n\n/)
+  s.socket.destroy()
+})
+
+// ---- several processes --------------------------------------------------------------------------
+
+interface Node { base: string, port: number, proc: ChildProcess }
+
+async function startNode (t: ExecutionContext, args: string[]): Promise<Node> {
+  const port = await freePort()
+  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0',
+    '--jwt-secret', SECRET, '--api-key', KEY, '--jwt-audience', 'parkline', '--jwt-issuer', 'https://login.example', ...args], { stdio: ['ignore', 'ignore', 'inherit'] })
+  t.teardown(async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGKILL')
+      await once(proc, 'exit')
+    }
+  })
+  const base = `http://127.0.0.1:${port}`
+  const up = await eventually(async () => {
+    try { return (await fetch(`${base}/health`)).status === 200 } catch { return false }
+  }, 20000)
+  if (!up) throw new Error('parkline did not start')
+  return { base, port, proc }
+}
+
+async function revoke (base: string, body: object): Promise<{ status: number, json: { ended?: number } }> {
+  const r = await fetch(`${base}/admin/revoke`, { method: 'POST', body: JSON.stringify(body), headers: { authorization: 'Bearer ' + KEY } })
+  return { status: r.status, json: await r.json() as { ended?: number } }
+}
+
+test('--workers 2: refusals, expiry, and a revoke that ends the user\'s streams on every worker', async (t) => {
+  const node = await startNode(t, ['--workers', '2'])
+  const forged = await subscribe(node.port, 'eventsource', '/sub/w', { authorization: 'Bearer ' + unsigned({ parkline: { subscribe: ['*'] } }) })
+  t.is(forged.status, 401)
+  const dave = await token({ sub: 'dave', parkline: { subscribe: ['*'] } })
+  // enough connections that both workers hold some (SO_REUSEPORT spreads them)
+  const streams: Sub[] = []
+  for (let i = 0; i < 12; i++) streams.push(await subscribe(node.port, i % 2 === 0 ? 'eventsource' : 'websocket', '/sub/w', { authorization: 'Bearer ' + dave }))
+  t.true(streams.every((s) => s.status === 200 || s.status === 101))
+  const short = await subscribe(node.port, 'eventsource', '/sub/w2', { authorization: 'Bearer ' + await token({ exp: now() + 2, parkline: { subscribe: ['*'] } }) })
+  const r = await revoke(node.base, { sub: 'dave' })
+  t.is(r.status, 200)
+  t.is(r.json.ended, 12)
+  await Promise.all(streams.map(async (s) => await s.closed))
+  for (let i = 0; i < 4; i++) {
+    const again = await subscribe(node.port, 'eventsource', '/sub/w', { authorization: 'Bearer ' + dave })
+    t.is(again.status, 401, 'refused on whichever worker answers')
+    again.socket.destroy()
+  }
+  await Promise.race([short.closed, new Promise((resolve) => setTimeout(resolve, 5000))])
+  t.regex(short.text(), /:401: token expired/)
+})
+
+test('two Redis nodes: a revoke on node A ends streams on node B, and B and a later node C refuse the token', async (t) => {
+  const redis = await startRedis(t)
+  const url = `redis://127.0.0.1:${redis.port}`
+  const a = await startNode(t, ['--workers', '1', '--redis-url', url])
+  const b = await startNode(t, ['--workers', '1', '--redis-url', url])
+  const erin = await token({ sub: 'erin', parkline: { subscribe: ['*'] } })
+  t.is((await subscribe(b.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + await token({ parkline: { subscribe: ['other'] } }) })).status, 403)
+  const onB = [await subscribe(b.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + erin }), await subscribe(b.port, 'multipart', '/sub/n', { authorization: 'Bearer ' + erin })]
+  const onA = await subscribe(a.port, 'websocket', '/sub/n', { authorization: 'Bearer ' + erin })
+  t.is(onA.status, 101)
+  const r = await revoke(a.base, { sub: 'erin' })
+  t.is(r.status, 200)
+  t.is(r.json.ended, 3)
+  await Promise.all([...onB, onA].map(async (s) => await s.closed))
+  t.is((await subscribe(b.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + erin })).status, 401)
+  const c = await startNode(t, ['--workers', '1', '--redis-url', url])
+  t.is((await subscribe(c.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + erin })).status, 401)
+})
+
+
+test('`parkline token` mints a token the server with the same secret accepts, for the patterns asked', async (t) => {
+  const env = { ...process.env, PARKLINE_JWT_SECRET: SECRET, PARKLINE_JWT_AUDIENCE: 'parkline', PARKLINE_JWT_ISSUER: 'https://login.example' }
+  const proc = spawn(process.execPath, ['bin/parkline.ts', 'token', '--sub', 'user-42', '--subscribe', 'user.42.*', '--ttl', '60'], { env, stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  proc.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  const [code] = await once(proc, 'exit') as [number]
+  t.is(code, 0)
+  const tok = out.trim()
+  const srv = await startServer(t, AUTH)
+  await publish(srv.base, 'user.42.inbox', 'mail')
+  const ok = await subscribe(srv.port, 'eventsource', '/sub/user.42.inbox', { authorization: 'Bearer ' + tok })
+  t.is(ok.status, 200)
+  const other = await subscribe(srv.port, 'eventsource', '/sub/user.43.inbox', { authorization: 'Bearer ' + tok })
+  t.is(other.status, 403)
+  ok.socket.destroy()
+  other.socket.destroy()
+})
