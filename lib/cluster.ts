@@ -30,6 +30,7 @@ type Up =
   | ['stats', number, number]
   | ['rev', number, 'sub' | 'jti', string, number, number]
   | ['revd', number, number]
+  | ['touch', string[]]
 
 /** A buffered message in a snapshot: time, tag, data, content type, event, published at. */
 type SnapMessage = [number, number, Uint8Array, string | null, string | null, number]
@@ -93,6 +94,11 @@ interface WorkerSlot {
   out: Outbox<Down>
   /** Subscriptions this worker holds, per channel, so its death withdraws them. */
   counts: Map<string, number>
+  /**
+   * Per channel, subscriptions a DELETE already took off the counts: the worker's `sub -1` for
+   * them (sent once it has ended them) must not be subtracted again.
+   */
+  deleted: Map<string, number>
   subscribers: number
   delivered: number
   restarts: number
@@ -123,7 +129,7 @@ export class Sequencer {
     // workers' /status shows deployment totals, refreshed once a second
     setInterval(() => this.#broadcast(['totals', ...this.totals()]), 1000).unref()
     for (let i = 0; i < n; i++) {
-      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, counts: new Map(), subscribers: 0, delivered: 0, restarts: 0 }
+      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, counts: new Map(), deleted: new Map(), subscribers: 0, delivered: 0, restarts: 0 }
       slot.out = new Outbox<Down>((batch) => { if (slot.child !== null && slot.child.connected) slot.child.send(batch) })
       this.workers.push(slot)
       this.#fork(slot)
@@ -166,6 +172,7 @@ export class Sequencer {
     slot.child = null
     for (const [key, n] of slot.counts) this.#count(key, -n)
     slot.counts.clear()
+    slot.deleted.clear()
     slot.subscribers = 0
     // a revocation waiting for this worker's count gets none: it had no subscribers left
     for (const id of [...this.#revoking.keys()]) this.#revoked1(id, slot, 0)
@@ -178,8 +185,15 @@ export class Sequencer {
 
   #count (key: string, delta: number): void {
     const n = (this.counts.get(key) ?? 0) + delta
-    if (n <= 0) this.counts.delete(key)
-    else this.counts.set(key, n)
+    if (n > 0) {
+      this.counts.set(key, n)
+      return
+    }
+    this.counts.delete(key)
+    // its last subscriber left: a channel with no message is freed, as in one process (a
+    // subscriber that only names a channel must not leave a record behind)
+    const ch = this.core.registry.get(key)
+    if (ch !== undefined) this.core.registry.release(ch)
   }
 
   #info (key: string): ChannelInfo | null {
@@ -218,12 +232,30 @@ export class Sequencer {
           const info = this.#info(e[2])
           const ch = this.core.registry.get(e[2])
           if (ch !== undefined) this.core.deleteChannel(ch)
+          // Its subscribers are ended by the workers as the `d` reaches them: they count no more
+          // from now on (a publish right after the DELETE answers 202, as with one process).
+          this.counts.delete(e[2])
+          for (const w of this.workers) {
+            const n = w.counts.get(e[2])
+            if (n === undefined) continue
+            w.counts.delete(e[2])
+            w.deleted.set(e[2], (w.deleted.get(e[2]) ?? 0) + n)
+          }
           if (info !== null) this.#broadcast(['d', e[2]])
           slot.out.push(['r', e[1], info])
           break
         }
         case 'sub': {
           for (const key of e[1]) {
+            if (e[2] < 0) {
+              // the end of a subscription the DELETE already uncounted
+              const gone = slot.deleted.get(key)
+              if (gone !== undefined) {
+                if (gone <= 1) slot.deleted.delete(key)
+                else slot.deleted.set(key, gone - 1)
+                continue
+              }
+            }
             this.#count(key, e[2])
             const n = (slot.counts.get(key) ?? 0) + e[2]
             if (n <= 0) slot.counts.delete(key)
@@ -257,6 +289,15 @@ export class Sequencer {
         case 'revd':
           this.#revoked1(e[1], slot, e[2])
           break
+        case 'touch': {
+          // a long-poll answered from a worker's replica: "last requested" is now
+          const now = Date.now()
+          for (const key of e[1]) {
+            const ch = this.core.registry.get(key)
+            if (ch !== undefined) ch.lastRequested = now
+          }
+          break
+        }
       }
     }
     if (acks > 0) slot.out.push(['a', acks])
@@ -361,6 +402,10 @@ export class WorkerEngine implements Engine {
 
   revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<number> {
     return this.#request<number>((r) => ['rev', r, kind, value, at, until])
+  }
+
+  touched (keys: readonly string[]): void {
+    this.#out.push(['touch', keys.slice()])
   }
 
   totals (): { published: number, stored: number, channels: number, subscribers: number } | null {

@@ -5,7 +5,7 @@ import { ChannelRegistry, type Channel } from './channel-registry.ts'
 import { ConnectionTable } from './connection-table.ts'
 import type { ParklineOptions } from './config.ts'
 import { Message } from './message.ts'
-import { F_CATCHING_UP, F_CLOSED, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
+import { F_BATCHED, F_CATCHING_UP, F_CLOSED, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
 import { Stats } from './stats.ts'
 import { MemoryEngine, type Engine } from './engine.ts'
 import type { Revocations } from './auth.ts'
@@ -153,6 +153,8 @@ export class Core {
   /** Remove at once (abort, answer, close); idempotent. */
   unregister (sub: Subscriber): void {
     if ((sub.flags & F_CLOSED) !== 0) return
+    // what this turn held for it (coalescing) leaves before anything that ends it
+    if ((sub.flags & F_BATCHED) !== 0) sub.transport.releaseHeld?.(sub)
     sub.flags |= F_CLOSED
     if (sub.tableIndex < 0) return
     for (let k = 0; k < sub.channels.length; k++) {
@@ -219,6 +221,7 @@ export class Core {
   touch (channels: readonly Channel[]): void {
     const now = Date.now()
     for (const ch of channels) ch.lastRequested = now
+    if (this.engine.touched !== undefined) this.engine.touched(channels.map((c) => c.key))
   }
 
   get atCapacity (): boolean { return this.table.size >= this.maxSubscribers }

@@ -130,6 +130,11 @@ export interface Transport {
   keepalive (sub: Subscriber): void
   /** The engine counted a subscriber deployment-wide (see Core.register): start streaming. */
   ready (sub: Subscriber): void
+  /**
+   * Coalescing transports: `sub` is being unregistered while this turn's frames are held for it
+   * (F_BATCHED): write them now, or uncount them when its socket is gone.
+   */
+  releaseHeld? (sub: Subscriber): void
 }
 
 export type TransportFactory = new (core: Core, index: number) => Transport

@@ -1,7 +1,10 @@
 // Coalescing (option `coalesce`): messages a stream gets in one event-loop turn leave in one write.
 // Whatever the batching, every subscriber gets every message once, in order, with its own start.
-import test from 'ava'
-import { SseClient, info, startServer } from './helpers/server.ts'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import net from 'node:net'
+import test, { type ExecutionContext } from 'ava'
+import { SseClient, eventually, freePort, info, startServer } from './helpers/server.ts'
 import { RawWs, parseMeta } from './helpers/websocket.ts'
 import { coreOf } from '../lib/plugin.ts'
 
@@ -59,4 +62,84 @@ test('SSE and WebSocket subscribers of one channel each get their own frames fro
   t.deepEqual((await ws.waitMessages(4)).map((f) => f.payload.toString()), ['x0', 'x1', 'x2', 'x3'])
   t.false(sse.events.some((e) => e.data.includes('\x81')))
   sse.close(); ws.close()
+})
+
+// ---- whatever ends a subscriber in the turn its messages were held for it flushes them first --
+
+test('a DELETE or shutdown in the same turn as the publishes: every held message arrives before the end (SSE, WebSocket)', async (t) => {
+  const { port, app } = await startServer(t)
+  const core = coreOf(app)
+  for (const end of ['delete', 'shutdown'] as const) {
+    const ch = 'turn-' + end
+    const sse = await SseClient.connect(port, `/sub/${ch}`)
+    await sse.until(() => sse.comments.includes(': hi'))
+    const ws = await RawWs.connect(port, `/sub/${ch}`)
+    await eventually(() => core.registry.get(ch)?.subs.length === 2)
+    const before = core.stats.delivered.reduce((a, b) => a + b, 0)
+    // one synchronous turn: three publishes held by the coalescers, then the end
+    for (let i = 0; i < 3; i++) core.publish(ch, Buffer.from(`${end}${i}`), null, null)
+    if (end === 'delete') core.deleteChannel(core.registry.get(ch)!)
+    else for (const s of core.registry.get(ch)!.subs.slice()) s.transport.end(s, 503)
+    await sse.until(() => sse.closed)
+    t.deepEqual(sse.events.map((e) => e.data), [`${end}0`, `${end}1`, `${end}2`])
+    t.true(sse.comments.some((c) => c.startsWith(end === 'delete' ? ':410:' : ':503:')), JSON.stringify(sse.comments))
+    t.deepEqual((await ws.waitMessages(3)).map((f) => f.payload.toString()), [`${end}0`, `${end}1`, `${end}2`])
+    await ws.until(() => ws.closed)
+    t.is(core.stats.delivered.reduce((a, b) => a + b, 0) - before, 6)
+  }
+})
+
+test('a client gone in the turn its messages were held: they are not counted as delivered', async (t) => {
+  const { port, app } = await startServer(t)
+  const core = coreOf(app)
+  const sse = await SseClient.connect(port, '/sub/gone')
+  await sse.until(() => sse.comments.includes(': hi'))
+  const sub = core.registry.get('gone')!.subs[0]!
+  const before = core.stats.delivered.reduce((a, b) => a + b, 0)
+  core.publish('gone', Buffer.from('x'), null, null)
+  sub.socket.destroy()
+  core.unregister(sub)
+  t.is(core.stats.delivered.reduce((a, b) => a + b, 0), before)
+})
+
+/** POST on one connection and DELETE on another, written in the same instant, `rounds` times. */
+async function publishThenDelete (t: ExecutionContext, port: number, rounds: number): Promise<void> {
+  let created = 0
+  for (let r = 0; r < rounds; r++) {
+    const ch = `pd${r}`
+    const sse = await SseClient.connect(port, `/sub/${ch}`)
+    await sse.until(() => sse.comments.includes(': hi'))
+    const a = net.connect(port, '127.0.0.1')
+    const b = net.connect(port, '127.0.0.1')
+    await Promise.all([once(a, 'connect'), once(b, 'connect')])
+    let answer = ''
+    a.on('data', (d: Buffer) => { answer += d.toString('latin1') })
+    b.on('data', () => {})
+    a.write(`POST /pub/${ch} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello`)
+    b.write(`DELETE /pub/${ch} HTTP/1.1\r\nHost: x\r\n\r\n`)
+    await sse.until(() => sse.closed)
+    await eventually(() => answer.includes('\r\n\r\n'))
+    if (answer.startsWith('HTTP/1.1 201')) {
+      created++
+      t.deepEqual(sse.events.map((e) => e.data), ['hello'], `round ${r}: a 201 publish that never arrived`)
+    }
+    a.destroy()
+    b.destroy()
+  }
+  t.log(`${created} of ${rounds} publishes answered 201 before the delete`)
+}
+
+test('POST and DELETE back to back on two connections: every 201 reaches the subscriber (one process)', async (t) => {
+  const { port } = await startServer(t)
+  await publishThenDelete(t, port, 40)
+})
+
+test('POST and DELETE back to back on two connections: every 201 reaches the subscriber (--workers 2)', async (t) => {
+  const port = await freePort()
+  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0'], { stdio: ['ignore', 'ignore', 'inherit'] })
+  t.teardown(() => { proc.kill('SIGKILL') })
+  t.true(await eventually(async () => {
+    try { return (await fetch(`http://127.0.0.1:${port}/health`)).status === 200 } catch { return false }
+  }, 20000))
+  await publishThenDelete(t, port, 40)
 })

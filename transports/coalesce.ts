@@ -74,6 +74,27 @@ export class Coalescer {
     this.#core.stats.delivered[this.#transportIndex]!++
   }
 
+  /**
+   * `sub` ends (Core.unregister) while frames are held for it in this turn: they leave now, before
+   * its end bytes, so nothing counted as delivered is dropped; if its socket can no longer take
+   * them (the client left), they are taken off the delivered count instead.
+   */
+  release (sub: Subscriber): void {
+    if ((sub.flags & F_BATCHED) === 0) return
+    sub.flags &= ~F_BATCHED
+    const i = this.#slot.get(sub.channels[0]!)
+    if (i === undefined) return
+    const msgs = this.#batches[i]!.slice(sub.batchFrom)
+    const socket = sub.socket
+    if (socket.destroyed || !socket.writable) {
+      this.#core.stats.delivered[this.#transportIndex]! -= msgs.length
+      return
+    }
+    const framer = this.#framers[this.#variantOf(sub)]!
+    socket.write(msgs.length === 1 ? framer(msgs[0]!) : Buffer.concat(msgs.map(framer)))
+    sub.lastWrite = this.#core.nowSec
+  }
+
   flush (): void {
     const channels = this.#channels
     const batches = this.#batches

@@ -184,6 +184,10 @@ export abstract class HttpStreamTransport implements Transport {
   keepalive (_sub: Subscriber): void {
     // multipart and chunked get no keepalive (EXTENSION c); SSE overrides
   }
+
+  releaseHeld (sub: Subscriber): void {
+    this.coalescer?.release(sub)
+  }
 }
 
 function onClose (this: StreamSocket): void {

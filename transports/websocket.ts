@@ -278,6 +278,10 @@ export class WebSocketTransport implements Transport {
     closeWith(sub.socket, status === 401 ? closeFrame(CLOSE_POLICY, reason ?? 'Unauthorized') : END_FRAMES[status] ?? INTERNAL_ERROR)
   }
 
+  releaseHeld (sub: Subscriber): void {
+    this.#coalescer?.release(sub)
+  }
+
   /**
    * Shared tick (EXTENSION c): an empty ping; a connection that has not answered the previous
    * one with a pong by now is dropped.

@@ -1,0 +1,121 @@
+// One deployment, one truth: the same channel-info and delivery checks against every topology —
+// one process, `--workers 2` (the default on this 2-core box), two nodes on Redis, and two nodes
+// on Redis with two workers each. Whichever process answers, channel info is what Nchan with one
+// worker says, right after the event that changed it.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import test, { type ExecutionContext } from 'ava'
+import { startRedis } from './helpers/redis.ts'
+import { SseClient, eventually, freePort } from './helpers/server.ts'
+import { lpGet } from './helpers/conformance.ts'
+
+interface Topology {
+  name: string
+  /** Base URLs to spread requests over (workers share a port; nodes each have one). */
+  start (t: ExecutionContext): Promise<string[]>
+}
+
+async function serve (t: ExecutionContext, args: string[]): Promise<string> {
+  const port = await freePort()
+  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0', ...args], { stdio: ['ignore', 'ignore', 'inherit'] })
+  t.teardown(async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGKILL')
+      await once(proc, 'exit')
+    }
+  })
+  const base = `http://127.0.0.1:${port}`
+  const up = await eventually(async () => {
+    try { return (await fetch(`${base}/health`)).status === 200 } catch { return false }
+  }, 20000)
+  if (!up) throw new Error('parkline did not start: ' + args.join(' '))
+  return base
+}
+
+const TOPOLOGIES: Topology[] = [
+  { name: 'one process', start: async (t) => [await serve(t, ['--workers', '1'])] },
+  { name: '--workers 2', start: async (t) => [await serve(t, ['--workers', '2'])] },
+  {
+    name: 'two Redis nodes',
+    start: async (t) => {
+      const redis = await startRedis(t)
+      const url = `redis://127.0.0.1:${redis.port}`
+      return [await serve(t, ['--workers', '1', '--redis-url', url]), await serve(t, ['--workers', '1', '--redis-url', url])]
+    }
+  },
+  {
+    name: 'two Redis nodes × 2 workers',
+    start: async (t) => {
+      const redis = await startRedis(t)
+      const url = `redis://127.0.0.1:${redis.port}`
+      return [await serve(t, ['--workers', '2', '--redis-url', url]), await serve(t, ['--workers', '2', '--redis-url', url])]
+    }
+  }
+]
+
+interface Info { messages: number, requested: number, subscribers: number, last_message_id: string }
+
+async function info (base: string, ch: string): Promise<Info | null> {
+  const r = await fetch(`${base}/pub/${ch}`, { headers: { accept: 'text/json' } })
+  if (r.status === 404) return null
+  return await r.json() as Info
+}
+
+/** Info from every process behind every base (a few requests each: workers share a port). */
+async function everywhere (bases: string[], ch: string, tries = 4): Promise<Array<Info | null>> {
+  const out: Array<Info | null> = []
+  for (const b of bases) for (let i = 0; i < tries; i++) out.push(await info(b, ch))
+  return out
+}
+
+async function publish (base: string, ch: string, body: string): Promise<number> {
+  return (await fetch(`${base}/pub/${ch}`, { method: 'POST', body })).status
+}
+
+for (const topo of TOPOLOGIES) {
+  test.serial(`${topo.name}: channel info agrees everywhere, right after each event`, async (t) => {
+    const bases = await topo.start(t)
+    const a = bases[0]!
+    const b = bases[bases.length - 1]!
+    // a subscriber that only names a channel leaves nothing behind (no leaked record)
+    const probe = lpGet(Number(new URL(b).port), '/sub/leak1')
+    t.true(await eventually(async () => (await info(a, 'leak1'))?.subscribers === 1, 3000), 'a parked long-poll shows in channel info')
+    probe.abort()
+    await probe.done.catch(() => {})
+    t.true(await eventually(async () => (await everywhere(bases, 'leak1')).every((i) => i === null), 5000), 'freed once its only subscriber left')
+
+    // a parked long-poll on a fresh channel is counted at once, whichever process asks
+    for (let i = 0; i < 5; i++) {
+      const ch = `fresh${i}`
+      const lp = lpGet(Number(new URL(b).port), `/sub/${ch}`)
+      t.true(await eventually(async () => (await everywhere(bases, ch, 2)).every((x) => x?.subscribers === 1), 2000), `${ch}: parked long-poll visible everywhere`)
+      t.is(await publish(a, ch, 'x'), 201)
+      t.is((await lp.done).status, 200)
+    }
+
+    // a long-poll answered at once from the buffer is a request: "last requested" 0, not -1
+    t.is(await publish(a, 'req', 'm'), 202)
+    t.is((await everywhere(bases, 'req')).map((x) => x?.requested).every((r) => r === -1), true)
+    t.is((await lpGet(Number(new URL(b).port), '/sub/req').done).status, 200)
+    t.true(await eventually(async () => (await everywhere(bases, 'req')).every((x) => x?.requested === 0), 2000), 'requested 0 after a long-poll answered from the buffer')
+
+    // SSE heads: exact counts right after each head, then 201 and the same id everywhere
+    const subs: SseClient[] = []
+    for (let i = 0; i < 4; i++) {
+      const base = bases[i % bases.length]!
+      subs.push(await SseClient.connect(Number(new URL(base).port), '/sub/exact'))
+      t.deepEqual((await everywhere(bases, 'exact', 2)).map((x) => x?.subscribers), new Array(bases.length * 2).fill(i + 1))
+    }
+    t.is(await publish(a, 'exact', 'hello'), 201)
+    const ids = await Promise.all(subs.map(async (s) => (await s.waitEvents(1))[0]!.id))
+    t.is(new Set(ids).size, 1)
+    t.true((await everywhere(bases, 'exact')).every((x) => x?.last_message_id === ids[0] && x?.messages === 1))
+    // DELETE: every subscriber ends with :410:, the channel is gone everywhere
+    t.is((await fetch(`${b}/pub/exact`, { method: 'DELETE' })).status, 200)
+    for (const s of subs) {
+      await s.until(() => s.closed)
+      t.true(s.comments.some((c) => c.startsWith(':410:')))
+    }
+    t.true(await eventually(async () => (await everywhere(bases, 'exact')).every((x) => x === null), 3000))
+  })
+}
