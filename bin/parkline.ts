@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import pino from 'pino'
-import { Sequencer, WorkerEngine } from '../lib/cluster.ts'
+import { Sequencer, WorkerLink } from '../lib/cluster.ts'
 import { OPTIONS, flagName, resolveOptions, type ParklineOptions } from '../lib/config.ts'
 import { runDoctor } from '../lib/doctor.ts'
 import { ParklineError } from '../lib/errors.ts'
@@ -16,7 +16,6 @@ import { packageFile } from '../lib/paths.ts'
 import { accessConfigured } from '../lib/access.ts'
 import { isLoopback } from '../lib/http.ts'
 import { buildServer, installShutdown } from '../lib/server.ts'
-import { coreOf } from '../lib/plugin.ts'
 
 /**
  * Accept queue asked of the kernel (capped by net.core.somaxconn): a reconnect storm or a load
@@ -76,18 +75,11 @@ async function main (): Promise<void> {
   const opts = resolveOptions(flags, { file, env: process.env })
   const workers = opts.workers === 0 ? availableParallelism() : opts.workers
   if (command === 'serve' && workers > 1) return primary(opts, workers)
-  const app = await buildServer(opts)
+  // a worker of N on a shared port (SO_REUSEPORT): its link to the primary carries ids and counts
+  // (or, with redisUrl, only the node-wide metrics: each worker is then a Redis node of its own)
+  const app = await buildServer(opts, command === 'worker' ? new WorkerLink() : undefined)
   installShutdown(app, opts)
   if (command === 'worker') {
-    // one of N processes on a shared port (SO_REUSEPORT); ids and counts come from the primary,
-    // or, with redisUrl, each worker is a Redis node of its own (the primary only forks)
-    if (opts.redisUrl === '') {
-      const engine = new WorkerEngine(coreOf(app))
-      coreOf(app).engine = engine
-      await engine.ready
-    } else {
-      process.on('disconnect', () => process.exit(0))
-    }
     await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG, reusePort: true } as { port: number, host: string })
     return
   }
@@ -108,9 +100,9 @@ function warnIfOpen (log: { warn: (obj: object, msg: string) => void }, opts: Pa
 
 /** The primary: the sequencer for N workers; SIGTERM drains them all, then exits. */
 function primary (opts: ParklineOptions, workers: number): void {
-  const seq = new Sequencer(opts, fileURLToPath(import.meta.url), process.argv.slice(2).filter((a) => a !== 'serve'))
-  seq.start(workers)
   const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
+  const seq = new Sequencer(opts, fileURLToPath(import.meta.url), process.argv.slice(2).filter((a) => a !== 'serve'), log)
+  seq.start(workers)
   const address = `http://${opts.host}:${opts.port}`
   warnIfOpen(log, opts)
   log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers }, `parkline listening on ${address} with ${workers} worker processes`)
@@ -118,7 +110,11 @@ function primary (opts: ParklineOptions, workers: number): void {
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return
     stopping = true
-    seq.stop(signal, opts.drainWindow * 1000 + 5000).then(() => process.exit(0), () => process.exit(1))
+    log.info({ signal, drainWindow: opts.drainWindow }, 'drain begun')
+    seq.stop(signal, opts.drainWindow * 1000 + 5000).then(() => {
+      log.info('drain finished')
+      process.exit(0)
+    }, () => process.exit(1))
   }
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)

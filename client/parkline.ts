@@ -9,14 +9,38 @@
 // message, and an event stream whose first bytes are held back by a buffering proxy, hand over to
 // the next transport, which resumes from the same id. Reconnects back off exponentially with
 // jitter and never come sooner than the server's `retry:` or `Retry-After` asks.
+//
+// Access control (`token`): a string, or a function (sync or async) the client calls for a fresh
+// one. The token goes in `Authorization: Bearer` on eventsource and long-poll requests, and as
+// `?access_token=` on the WebSocket URL (browsers cannot set WebSocket headers), which the server
+// accepts only with `tokenInQuery: true`; without it, the WebSocket is refused and the client falls
+// back to eventsource. An app that keeps the token in the server's cookie (`parkline_token`)
+// passes no `token` at all. A JWT's `exp` is read (not verified) and the client renews shortly
+// before it: a fresh token, a new connection resuming from the last id, so nothing is lost or
+// repeated. When the server ends a connection because the token expired or was revoked, the client
+// gets a fresh token and reconnects at once. A 401 or 403 that a freshly obtained token does not
+// cure stops the client with one `auth` event; 401 and 403 never cause a transport fallback.
 import {
-  type ClientTransport, type CloseInfo, type DeliveredMeta, type FetchLike, TRANSPORT_CLASSES, TRANSPORT_NAMES,
-  type TransportCallbacks, type TransportContext, type TransportName, type WebSocketCtor
+  type AuthEnd, type ClientTransport, type CloseInfo, type DeliveredMeta, type FetchLike, TRANSPORT_CLASSES,
+  TRANSPORT_NAMES, type TransportCallbacks, type TransportContext, type TransportName, type WebSocketCtor
 } from './transports.ts'
-import { activePosition, backoffDelay, channelsOf } from './wire.ts'
+import { activePosition, backoffDelay, channelsOf, tokenExpiry } from './wire.ts'
 
-export { TRANSPORT_NAMES, type TransportName, type CloseInfo } from './transports.ts'
-export { backoffDelay, parseId, retryAfterMs, SseParser } from './wire.ts'
+export { TRANSPORT_NAMES, type TransportName, type CloseInfo, type AuthEnd } from './transports.ts'
+export { authChallenge, backoffDelay, parseId, retryAfterMs, SseParser, tokenExpiry } from './wire.ts'
+
+/** Where a token comes from: the token itself, or a function giving a fresh one (may be async). */
+export type TokenSource = string | (() => string | Promise<string>)
+
+/** A connection is up at least this long before the client renews its token (ms). */
+const MIN_UP_BEFORE_RENEW = 1000
+/**
+ * A 401 counts as the token's own expiry (renew and go on, not a refusal) when it comes this close
+ * to, or after, the token's exp (ms; allows for the server's 1 s timer and some clock skew) ...
+ */
+const EXPIRY_SLACK = 1000
+/** ... and the token had at least this long to live when the client got it (ms). */
+const MIN_TOKEN_LIFE = 1000
 
 /** Where the last id is kept across page loads (localStorage has this shape). */
 export interface StorageLike {
@@ -49,6 +73,20 @@ export interface ParklineClientOptions {
   maxDelay?: number
   /** Send cookies cross-origin (fetch `credentials: 'include'`). */
   withCredentials?: boolean
+  /**
+   * Bearer token for access control, or a (possibly async) function returning a fresh one; called
+   * before the first connection, to renew before the token's `exp`, and after the server ended a
+   * connection for access control. Sent as `Authorization: Bearer` on fetch requests and as
+   * `?access_token=` on the WebSocket URL (the server needs `tokenInQuery: true` for that; else the
+   * client falls back to eventsource). Omit it when the token travels in a cookie.
+   */
+  token?: TokenSource
+  /**
+   * Renew a JWT from the `token` function this long before its `exp` (ms; at most a quarter of the
+   * token's lifetime, minus jitter of the same size). 0: never renew ahead, only after the server
+   * ends the connection at expiry. Default 5000.
+   */
+  renewBefore?: number
   /** Replacements for the globals (tests, older runtimes). */
   WebSocket?: WebSocketCtor
   fetch?: FetchLike
@@ -84,6 +122,17 @@ export interface DisconnectInfo {
   hint: number | null
 }
 
+/** The server refused the credential, and a freshly obtained token did not change that. */
+export interface AuthInfo {
+  /** 401 (no, bad, expired or revoked token) or 403 (the token does not grant a channel). */
+  status: number
+  /** `token expired`, `revoked`, the RFC 6750 error description, or the body of the refusal. */
+  reason: string
+  /** RFC 6750 `error` (`invalid_token`, `insufficient_scope`) when the server named one. */
+  error: string | undefined
+  transport: TransportName
+}
+
 export interface RetryInfo extends DisconnectInfo {
   /** The transport the next attempt uses. */
   next: TransportName
@@ -100,6 +149,8 @@ export interface ParklineEvents {
   transport: (name: TransportName, previous: TransportName | null) => void
   /** Every scheduled attempt, with the transport and the delay chosen. */
   retry: (info: RetryInfo) => void
+  /** Access refused for good (401/403 with a fresh token): the client has stopped; start() tries again. */
+  auth: (info: AuthInfo) => void
 }
 
 type Listeners = { [K in keyof ParklineEvents]: Array<ParklineEvents[K]> }
@@ -125,7 +176,7 @@ export class Parkline {
   #opts: { minDelay: number, maxDelay: number, connectTimeout: number, random: () => number }
   #storage: StorageLike | null
   #key: string
-  #listeners: Listeners = { message: [], gap: [], connect: [], disconnect: [], transport: [], retry: [] }
+  #listeners: Listeners = { message: [], gap: [], connect: [], disconnect: [], transport: [], retry: [], auth: [] }
   #running = false
   #index = 0
   #attempt = 0
@@ -134,6 +185,25 @@ export class Parkline {
   #timer: ReturnType<typeof setTimeout> | null = null
   #openedAt = 0
   #delivered = 0
+  // access control
+  #tokenSource: TokenSource | undefined
+  #renewBefore: number
+  /** The token now in use (null: none, cookies or nothing). */
+  #token: string | null = null
+  /** Its `exp` (ms) when it is a JWT, and when the client got it. */
+  #tokenExp: number | null = null
+  #tokenAt = 0
+  /** Counts tokens obtained; the attempt now connecting or connected uses number #usedSerial. */
+  #tokenSerial = 0
+  #usedSerial = 0
+  /** Get a token before the next connection (first one, after an auth end, renewal due). */
+  #refresh = true
+  /** The credential was obtained (or, without a token, retried) after the last auth problem and no connection has proven it yet. */
+  #fresh = false
+  #tokenPromise: Promise<void> | null = null
+  #renewTimer: ReturnType<typeof setTimeout> | null = null
+  /** Counts attempts, so a token that arrives late goes to the attempt that asked for it. */
+  #generation = 0
 
   constructor (url: string, options: ParklineClientOptions = {}) {
     const g = globalThis as BrowserGlobals
@@ -160,6 +230,12 @@ export class Parkline {
       // unbound, browsers' fetch throws "Illegal invocation"
       fetch: f === undefined ? undefined : (f as (...a: unknown[]) => ReturnType<FetchLike>).bind(globalThis) as FetchLike
     }
+    const token = options.token
+    if (token !== undefined && typeof token !== 'function' && (typeof token !== 'string' || token === '')) {
+      throw new TypeError('token must be a non-empty string or a function returning one')
+    }
+    this.#tokenSource = token
+    this.#renewBefore = options.renewBefore ?? 5000
     this.#opts = {
       minDelay: options.minDelay ?? 500,
       maxDelay: options.maxDelay ?? 30000,
@@ -204,6 +280,7 @@ export class Parkline {
     this.#running = true
     this.#index = 0
     this.#attempt = 0
+    this.#refresh = true
     this.#connect()
     return this
   }
@@ -212,8 +289,10 @@ export class Parkline {
   stop (): this {
     if (!this.#running) return this
     this.#running = false
+    this.#generation++
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = null
+    this.#clearRenew()
     const t = this.#current
     this.#current = null
     t?.close()
@@ -237,6 +316,120 @@ export class Parkline {
   #connect (): void {
     this.#timer = null
     if (!this.#running) return
+    const gen = ++this.#generation
+    if (this.#refresh || this.#tokenDue()) {
+      const got = this.#obtainToken()
+      if (got !== null) {
+        got.then(() => {
+          if (gen === this.#generation && this.#running) this.#open()
+        }, (err: unknown) => {
+          if (gen === this.#generation && this.#running) this.#tokenFailed(err)
+        })
+        return
+      }
+    }
+    this.#open()
+  }
+
+  /** The current token from a function expires within its renewal margin: get another first. */
+  #tokenDue (): boolean {
+    if (typeof this.#tokenSource !== 'function' || this.#tokenExp === null) return false
+    return this.#tokenExp - Date.now() <= this.#margin()
+  }
+
+  /** How long before exp to renew: renewBefore, at most a quarter of the token's lifetime. */
+  #margin (): number {
+    if (this.#tokenExp === null) return 0
+    return Math.max(0, Math.min(this.#renewBefore, (this.#tokenExp - this.#tokenAt) / 4))
+  }
+
+  #setToken (token: string | null): void {
+    this.#token = token
+    this.#tokenExp = token === null ? null : tokenExpiry(token)
+    this.#tokenAt = Date.now()
+    this.#tokenSerial++
+    this.#refresh = false
+    this.#fresh = true
+  }
+
+  /**
+   * Get a token from the source. A string (or no token) is taken at once and null returned; a
+   * function's answer comes as a promise, shared by everyone who asks while it is pending.
+   */
+  #obtainToken (): Promise<void> | null {
+    const source = this.#tokenSource
+    if (typeof source !== 'function') {
+      this.#setToken(source ?? null)
+      return null
+    }
+    if (this.#tokenPromise !== null) return this.#tokenPromise
+    const p = (async () => {
+      const token: unknown = await source()
+      if (typeof token !== 'string' || token === '') throw new TypeError(`the token function gave ${token === '' ? 'an empty string' : typeof token}, not a token`)
+      this.#setToken(token)
+    })()
+    const shared = p.finally(() => { if (this.#tokenPromise === shared) this.#tokenPromise = null })
+    this.#tokenPromise = shared
+    return shared
+  }
+
+  /** The token function failed: an attempt that failed before connecting; back off and ask again. */
+  #tokenFailed (err: unknown): void {
+    const name = this.#order[this.#index]!
+    const reason = `token: ${(err as Error)?.message ?? String(err)}`
+    const delay = backoffDelay(this.#attempt++, this.#opts.minDelay, this.#opts.maxDelay, this.#opts.random)
+    this.#refresh = true
+    this.#emit('retry', { transport: name, reason, delay, hint: null, next: name, failed: true })
+    if (!this.#running) return
+    this.#timer = setTimeout(() => { this.#connect() }, delay)
+  }
+
+  #clearRenew (): void {
+    if (this.#renewTimer !== null) clearTimeout(this.#renewTimer)
+    this.#renewTimer = null
+  }
+
+  /**
+   * Renew shortly before the token expires: `margin` before exp, minus up to another `margin` of
+   * jitter (a crowd with tokens from the same moment does not come back together), and not before
+   * the connection has been up a moment.
+   */
+  #scheduleRenew (t: ClientTransport): void {
+    this.#clearRenew()
+    if (typeof this.#tokenSource !== 'function' || this.#tokenExp === null || this.#renewBefore <= 0) return
+    const margin = this.#margin()
+    const at = this.#tokenExp - margin - this.#opts.random() * margin
+    const delay = Math.max(MIN_UP_BEFORE_RENEW, at - Date.now())
+    this.#renewTimer = setTimeout(() => { this.#renew(t) }, delay)
+  }
+
+  /** Get the fresh token while the old connection still delivers, then reconnect from lastId. */
+  #renew (t: ClientTransport): void {
+    this.#renewTimer = null
+    if (!this.#running || this.#current !== t) return
+    this.#refresh = true
+    const got = this.#obtainToken()!
+    got.then(() => {
+      if (!this.#running || this.#current !== t) return
+      const name = this.#currentName!
+      this.#current = null
+      t.close()
+      if (this.#timer !== null) clearTimeout(this.#timer)
+      if (this.connected) {
+        this.connected = false
+        this.#emit('disconnect', { transport: name, reason: 'token renewal', delay: 0, hint: null })
+      }
+      if (!this.#running) return
+      this.#emit('retry', { transport: name, reason: 'token renewal', delay: 0, hint: null, next: name, failed: false })
+      if (!this.#running) return
+      this.#connect()
+    }, () => {
+      // keep the connection; when the server ends it at exp, the reconnect asks again (and backs off)
+      if (this.#current === t) this.#refresh = true
+    })
+  }
+
+  #open (): void {
     // feature detection first: skip what this environment cannot do at all
     let t: ClientTransport | null = null
     let name: TransportName | null = null
@@ -251,7 +444,9 @@ export class Parkline {
     this.#currentName = name
     this.#delivered = 0
     this.#openedAt = 0
-    t.open(this.lastId)
+    this.#usedSerial = this.#tokenSerial
+    this.#scheduleRenew(t)
+    t.open(this.lastId, this.#token)
   }
 
   #callbacks (): TransportCallbacks {
@@ -263,6 +458,8 @@ export class Parkline {
       onOpen () {
         if (!owner()) return
         self.#openedAt = Date.now()
+        // the server accepted the credential (unless a newer one has come since)
+        if (self.#usedSerial === self.#tokenSerial) self.#fresh = false
         const name = self.#currentName!
         self.connected = true
         if (self.transport !== name) {
@@ -298,6 +495,11 @@ export class Parkline {
   #closed (info: CloseInfo): void {
     const name = this.#currentName!
     this.#current = null
+    this.#clearRenew()
+    if (info.auth !== null) {
+      this.#authEnded(name, info, info.auth)
+      return
+    }
     // a connection that opened and then carried messages, lasted, or was ended by the server in
     // protocol proves the transport works on this path; one that died at once does not
     const worked = info.opened && !info.fallback &&
@@ -330,6 +532,40 @@ export class Parkline {
     this.#emit('retry', { transport: name, reason: info.reason, delay, hint: info.hint, next: this.#order[this.#index]!, failed })
     if (!this.#running) return
     this.#timer = setTimeout(() => { this.#connect() }, delay)
+  }
+
+  /**
+   * 401/403 (a refusal, or the server ended the connection for its token). Never a fallback. With a
+   * token that no connection has proven since it was obtained, it is final: one `auth` event, and
+   * the client stops. Otherwise (the token expired, was revoked, or went stale while we were away):
+   * a fresh token, and at once the same transport again, resuming from lastId.
+   */
+  #authEnded (name: TransportName, info: CloseInfo, auth: AuthEnd): void {
+    const now = Date.now()
+    // a renewal brought a newer token while this connection ended: use it, nothing is decided yet
+    const newer = this.#usedSerial !== this.#tokenSerial
+    // a parked long-poll (not yet counted as open) that the server ended at the token's own exp
+    const ownExpiry = auth.status === 401 && this.#tokenExp !== null && now >= this.#tokenExp - EXPIRY_SLACK &&
+      this.#tokenExp - this.#tokenAt >= MIN_TOKEN_LIFE
+    if (!newer && this.#fresh && !ownExpiry) {
+      this.#running = false
+      this.#generation++
+      if (this.connected) {
+        this.connected = false
+        this.#emit('disconnect', { transport: name, reason: info.reason, delay: -1, hint: info.hint })
+      }
+      this.#emit('auth', { status: auth.status, reason: auth.reason, error: auth.error, transport: name })
+      return
+    }
+    if (!newer) this.#refresh = true
+    if (this.connected) {
+      this.connected = false
+      this.#emit('disconnect', { transport: name, reason: info.reason, delay: 0, hint: info.hint })
+    }
+    if (!this.#running) return
+    this.#emit('retry', { transport: name, reason: info.reason, delay: 0, hint: info.hint, next: name, failed: !info.opened })
+    if (!this.#running) return
+    this.#timer = setTimeout(() => { this.#connect() }, 0)
   }
 }
 

@@ -7,8 +7,13 @@
 //   eventsource  text/event-stream read with fetch (§6), so `: hi` is visible (buffering proxies)
 //                and it works the same in browsers and Node 24 (which has no global EventSource)
 //   longpoll     one GET per message, walking with If-Modified-Since / If-None-Match (§5)
+//
+// A token (access control) goes where the transport allows: `Authorization: Bearer` on every fetch
+// (eventsource, longpoll, probes), `?access_token=` on the WebSocket URL (browsers cannot set
+// headers on a WebSocket; the server must allow it with `tokenInQuery`). 401 and 403 are reported
+// as `auth` in CloseInfo, never as a reason to fall back: another transport would be refused too.
 import {
-  type SseEvent, SseParser, cursorHeaders, longpollId, parseWsMeta, parseWsMetaBytes, retryAfterMs, withQuery
+  type SseEvent, SseParser, authChallenge, cursorHeaders, longpollId, parseWsMeta, parseWsMetaBytes, retryAfterMs, withQuery
 } from './wire.ts'
 
 export type TransportName = 'websocket' | 'eventsource' | 'longpoll'
@@ -78,6 +83,21 @@ export interface CloseInfo {
   badCursor: boolean
   /** The server ended the connection within the protocol (close frame, `:410:`, an HTTP status). */
   clean: boolean
+  /**
+   * Access control: the server refused the credential (401, 403) or ended the connection because
+   * its token expired or was revoked (`:401: …`, WebSocket close 1008, long-poll 401). Null otherwise.
+   */
+  auth: AuthEnd | null
+}
+
+/** A refusal or an end for access control. */
+export interface AuthEnd {
+  /** 401 (no, bad, expired or revoked token) or 403 (the token does not grant the channel). */
+  status: number
+  /** RFC 6750 `error` (`invalid_token`, `insufficient_scope`), when the server named one. */
+  error: string | undefined
+  /** `token expired`, `revoked`, the error description or the body of the refusal. */
+  reason: string
 }
 
 export interface TransportCallbacks {
@@ -92,19 +112,35 @@ export interface ClientTransport {
   readonly name: TransportName
   /** The environment has what this transport needs (feature detection; runtime failures fall back). */
   supported (): boolean
-  open (lastId: string | null): void
+  /** Connect, resuming after `lastId`, with `token` (a bearer token) when there is one. */
+  open (lastId: string | null, token?: string | null): void
   /** Stop without calling onClose. */
   close (): void
 }
 
 function closeInfo (opened: boolean, reason: string, extra: Partial<CloseInfo> = {}): CloseInfo {
-  return { opened, reason, hint: null, refused: false, fallback: false, badCursor: false, clean: false, ...extra }
+  return { opened, reason, hint: null, refused: false, fallback: false, badCursor: false, clean: false, auth: null, ...extra }
+}
+
+/** `headers` plus `Authorization: Bearer <token>` when there is a token. */
+function withToken (headers: Record<string, string>, token: string | null): Record<string, string> {
+  if (token !== null) headers.Authorization = 'Bearer ' + token
+  return headers
+}
+
+function isAuthStatus (status: number): boolean {
+  return status === 401 || status === 403
+}
+
+/** The AuthEnd of a 401/403 answer (its body read when the caller has it). */
+function authEnd (status: number, headers: { get (name: string): string | null }, body = ''): AuthEnd {
+  return { status, ...authChallenge(status, headers.get('WWW-Authenticate'), body) }
 }
 
 /** Ask for the next message after `lastId` with one long-poll GET: the id it answers with, or null. */
-async function probeOnce (ctx: TransportContext, lastId: string | null, signal: AbortSignal): Promise<string | undefined | null> {
+async function probeOnce (ctx: TransportContext, lastId: string | null, token: string | null, signal: AbortSignal): Promise<string | undefined | null> {
   const res = await ctx.fetch!(ctx.url, {
-    headers: lastId === null ? {} : (cursorHeaders(lastId) ?? {}), signal, cache: 'no-store', credentials: ctx.credentials
+    headers: withToken(lastId === null ? {} : (cursorHeaders(lastId) ?? {}), token), signal, cache: 'no-store', credentials: ctx.credentials
   })
   if (res.status !== 200) return null
   return longpollId(res.headers.get('Last-Modified'), res.headers.get('Etag'))
@@ -146,6 +182,7 @@ export class WebSocketTransport implements ClientTransport {
   #opened = false
   #done = true
   #lastId: string | null = null
+  #token: string | null = null
   #seen: string[] = []
 
   constructor (ctx: TransportContext, cb: TransportCallbacks) {
@@ -157,12 +194,15 @@ export class WebSocketTransport implements ClientTransport {
     return typeof this.#ctx.WebSocket === 'function'
   }
 
-  open (lastId: string | null): void {
+  open (lastId: string | null, token: string | null = null): void {
     this.#done = false
     this.#opened = false
     this.#lastId = lastId
+    this.#token = token
     this.#seen = []
-    const url = lastId === null ? this.#ctx.wsUrl : withQuery(this.#ctx.wsUrl, 'last_event_id', lastId)
+    let url = lastId === null ? this.#ctx.wsUrl : withQuery(this.#ctx.wsUrl, 'last_event_id', lastId)
+    // the one transport that cannot send a header: RFC 6750 §2.3 (the server needs tokenInQuery)
+    if (token !== null) url = withQuery(url, 'access_token', token)
     let ws: WebSocketLike
     try {
       ws = new this.#ctx.WebSocket!(url, WS_PROTOCOLS)
@@ -189,15 +229,49 @@ export class WebSocketTransport implements ClientTransport {
     ws.onclose = (ev) => {
       if (this.#done) return
       const reason = `websocket close ${ev.code}${ev.reason === '' ? '' : ' ' + ev.reason}`
+      // 1008 policy: the server ended it for access control (`token expired`, `revoked`)
+      if (ev.code === 1008) {
+        this.#finish(closeInfo(this.#opened, reason, { clean: true, auth: { status: 401, error: 'invalid_token', reason: ev.reason === '' ? 'policy violation' : ev.reason } }))
+        return
+      }
       // 1001 503 (shutdown), 1013 (overflow): the server wants us back, just not at once
       const refused = ev.code === 1013 || (ev.code === 1001 && ev.reason.startsWith('503'))
-      this.#finish(closeInfo(this.#opened, reason, { refused, fallback: !this.#opened, clean: ev.code !== 1006 }))
+      const info = closeInfo(this.#opened, reason, { refused, fallback: !this.#opened, clean: ev.code !== 1006 })
+      if (!this.#opened && ev.code === 1006 && this.#ctx.fetch !== undefined) this.#whyRefused(info)
+      else this.#finish(info)
     }
     ws.onerror = () => {}
     if (this.#ctx.keepalive > 0) {
       hookPings()
       pingTargets.set(ws, () => { if (!this.#done && this.#opened) this.#quiet() })
     }
+  }
+
+  /**
+   * The handshake failed, and no WebSocket API says with which status. Ask once with fetch (the
+   * same credentials, `Accept: text/event-stream`, aborted as soon as the head arrives): a 401 or
+   * 403 there is an access-control refusal, not a reason to fall back; anything else (200, a
+   * timeout, a network error) keeps the original verdict.
+   */
+  #whyRefused (info: CloseInfo): void {
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    const ac = new AbortController()
+    this.#probe = ac
+    const stop = setTimeout(() => ac.abort(), Math.min(this.#ctx.probeTimeout, this.#ctx.connectTimeout))
+    this.#ctx.fetch!(this.#ctx.url, {
+      headers: withToken({ Accept: 'text/event-stream' }, this.#token), signal: ac.signal, cache: 'no-store', credentials: this.#ctx.credentials
+    }).then(async (res) => {
+      if (!isAuthStatus(res.status)) return info
+      const body = await res.text().catch(() => '')
+      const auth = authEnd(res.status, res.headers, body)
+      return closeInfo(false, `websocket: handshake refused, HTTP ${res.status} ${auth.reason}`, { clean: true, auth })
+    }, () => info).then((result) => {
+      clearTimeout(stop)
+      ac.abort()
+      if (this.#probe === ac) this.#probe = null
+      this.#finish(result)
+    }, () => {})
   }
 
   /** (Re)start the silence watchdog. */
@@ -222,7 +296,7 @@ export class WebSocketTransport implements ClientTransport {
     const ac = new AbortController()
     this.#probe = ac
     const stop = setTimeout(() => ac.abort(), this.#ctx.probeTimeout)
-    probeOnce(this.#ctx, this.#lastId, ac.signal).then(async (id) => {
+    probeOnce(this.#ctx, this.#lastId, this.#token, ac.signal).then(async (id) => {
       if (id !== undefined && id !== null && !this.#seen.includes(id)) {
         // give the socket a moment in case the message is on its way on both paths
         await new Promise((resolve) => setTimeout(resolve, 250))
@@ -295,6 +369,8 @@ export class EventSourceTransport implements ClientTransport {
   #opened = false
   #retry: number | null = null
   #ended: string | null = null
+  #endStatus = 0
+  #token: string | null = null
 
   constructor (ctx: TransportContext, cb: TransportCallbacks) {
     this.#ctx = ctx
@@ -305,8 +381,9 @@ export class EventSourceTransport implements ClientTransport {
     return typeof this.#ctx.fetch === 'function' && typeof TextDecoder === 'function'
   }
 
-  open (lastId: string | null): void {
+  open (lastId: string | null, token: string | null = null): void {
     this.#done = false
+    this.#token = token
     const ac = new AbortController()
     this.#ac = ac
     let url = withQuery(this.#ctx.url, 'parkline_gap', 'event')
@@ -323,10 +400,18 @@ export class EventSourceTransport implements ClientTransport {
     this.#opened = false
     this.#retry = null
     this.#ended = null
+    this.#endStatus = 0
     const res = await this.#ctx.fetch!(url, {
-      headers: { Accept: 'text/event-stream' }, signal, cache: 'no-store', credentials: this.#ctx.credentials
+      headers: withToken({ Accept: 'text/event-stream' }, this.#token), signal, cache: 'no-store', credentials: this.#ctx.credentials
     })
     if (this.#done) return
+    if (isAuthStatus(res.status)) {
+      const body = await res.text().catch(() => '')
+      if (this.#done) return
+      const auth = authEnd(res.status, res.headers, body)
+      this.#finish(closeInfo(false, `eventsource: HTTP ${res.status} ${auth.reason}`, { clean: true, auth }))
+      return
+    }
     if (res.status !== 200) {
       const hint = retryAfterMs(res.headers.get('Retry-After'))
       const refused = res.status === 503 || res.status === 429
@@ -345,7 +430,10 @@ export class EventSourceTransport implements ClientTransport {
       (text) => {
         // `:503: 503 Service Unavailable`, `:410: 410 Gone`, `:408: …`: the server ends the stream
         const m = /^(\d{3}): ?(.*)$/.exec(text)
-        if (m !== null) this.#ended = m[2] === '' ? m[1]! : m[2]!
+        if (m !== null) {
+          this.#ended = m[2] === '' ? m[1]! : m[2]!
+          this.#endStatus = Number(m[1])
+        }
       },
       (ms) => { this.#retry = ms }
     )
@@ -368,9 +456,12 @@ export class EventSourceTransport implements ClientTransport {
       }
     }
     const ended = this.#ended as string | null // set by the parser callbacks
-    const refused = ended !== null && (ended.startsWith('503') || ended === 'overflow')
+    const endStatus = this.#endStatus as number
+    // `:401: token expired`, `:401: revoked`: access control ended the stream
+    const auth = ended !== null && isAuthStatus(endStatus) ? { status: endStatus, error: 'invalid_token', reason: ended } : null
+    const refused = auth === null && ended !== null && (ended.startsWith('503') || ended === 'overflow')
     this.#finish(closeInfo(this.#opened, ended === null ? 'eventsource: stream ended' : `eventsource: ${ended}`, {
-      hint: this.#retry, refused, fallback: !this.#opened, clean: ended !== null
+      hint: this.#retry, refused, fallback: !this.#opened && auth === null, clean: ended !== null, auth
     }))
   }
 
@@ -419,6 +510,7 @@ export class LongPollTransport implements ClientTransport {
   #done = true
   #opened = false
   #lastId: string | null = null
+  #token: string | null = null
 
   constructor (ctx: TransportContext, cb: TransportCallbacks) {
     this.#ctx = ctx
@@ -429,10 +521,11 @@ export class LongPollTransport implements ClientTransport {
     return typeof this.#ctx.fetch === 'function'
   }
 
-  open (lastId: string | null): void {
+  open (lastId: string | null, token: string | null = null): void {
     this.#done = false
     this.#opened = false
     this.#lastId = lastId
+    this.#token = token
     this.#loop().catch((err: unknown) => {
       this.#finish(closeInfo(this.#opened, `longpoll: ${(err as Error)?.message ?? String(err)}`, { fallback: !this.#opened }))
     })
@@ -449,7 +542,7 @@ export class LongPollTransport implements ClientTransport {
       const ac = new AbortController()
       this.#ac = ac
       if (!this.#opened) this.#timer = setTimeout(() => { this.#timer = null; this.#markOpen() }, this.#ctx.connectTimeout)
-      const headers = this.#lastId === null ? {} : (cursorHeaders(this.#lastId) ?? {})
+      const headers = withToken(this.#lastId === null ? {} : (cursorHeaders(this.#lastId) ?? {}), this.#token)
       const res = await this.#ctx.fetch!(this.#ctx.url, { headers, signal: ac.signal, cache: 'no-store', credentials: this.#ctx.credentials })
       if (this.#timer !== null) clearTimeout(this.#timer)
       this.#timer = null
@@ -469,8 +562,14 @@ export class LongPollTransport implements ClientTransport {
         this.#cb.onMessage(body, { id, contentType: type, event: undefined })
         continue
       }
-      await res.text().catch(() => '')
+      const text = await res.text().catch(() => '')
       if (this.#done) return
+      if (isAuthStatus(status)) {
+        // refused, or (a parked request) ended because the token expired or was revoked
+        const auth = authEnd(status, res.headers, text)
+        this.#finish(closeInfo(this.#opened, `longpoll: HTTP ${status} ${auth.reason}`, { clean: true, auth }))
+        return
+      }
       if (status === 408 || status === 304) {
         // subscriber timeout: poll again from the same cursor
         this.#markOpen()

@@ -65,19 +65,23 @@ export class Access {
   /** The decisions, when anything is configured (null: open subscribers, loopback publisher). */
   readonly auth: Auth | null
   readonly #publisherOpen: boolean
+  readonly #delimiter: string
+  readonly #corsOrigins: readonly string[]
   /** Refusals written by this process, by status (the secure default's included). */
   readonly refusals: RefusalCounts = {}
 
-  private constructor (auth: Auth | null, publisherOpen: boolean) {
+  private constructor (auth: Auth | null, o: ParklineOptions) {
     this.auth = auth
-    this.#publisherOpen = publisherOpen
+    this.#publisherOpen = o.publisherOpen
+    this.#delimiter = o.multiplexDelimiter
+    this.#corsOrigins = o.corsOrigins
   }
 
   /** Built once per plugin; loads jose and undici only when something is configured. */
   static async create (o: ParklineOptions): Promise<Access> {
-    if (!accessConfigured(o)) return new Access(null, o.publisherOpen)
+    if (!accessConfigured(o)) return new Access(null, o)
     const { Auth } = await import('./auth.ts')
-    return new Access(new Auth(authOptions(o), { upstreamMaxBody: o.maxMessageSize }), o.publisherOpen)
+    return new Access(new Auth(authOptions(o), { upstreamMaxBody: o.maxMessageSize }), o)
   }
 
   /** Tokens carry an exp the shared timer must honour. */
@@ -86,13 +90,16 @@ export class Access {
     return o !== undefined && (o.jwtSecret !== '' || o.jwtPublicKey !== '' || o.jwksUrl !== '')
   }
 
-  async subscriber (request: FastifyRequest, transport: string, keys: string[], rawIds: string, query: string): Promise<Grant | Refusal | null> {
+  async subscriber (request: FastifyRequest, transport: string, keys: string[], query: string): Promise<Grant | Refusal | null> {
     if (this.auth === null) return null
+    const channels = keys.map(text)
     const r = await this.auth.subscriber({
       headers: request.headers,
       query,
-      channels: keys.map(text),
-      rawChannels: text(rawIds),
+      channels,
+      // the ids the subscription uses (decoded), each with `%` and the delimiter escaped, so the
+      // application sees exactly the channels it admits
+      rawChannels: channels.map((c) => escapeId(c, this.#delimiter)).join(this.#delimiter),
       transport: transport as SubscriberTransport,
       uri: request.originalUrl,
       method: request.method,
@@ -103,7 +110,7 @@ export class Access {
 
   async publisher (request: FastifyRequest, key: string): Promise<Grant | Refusal | null> {
     if (this.auth === null) {
-      if (this.#publisherOpen || isLoopback(request.socket.remoteAddress)) return null
+      if (this.#publisherOpen || (isLoopback(request.socket.remoteAddress) && !crossSite(request, this.#corsOrigins))) return null
       return this.#count(LOOPBACK_ONLY)
     }
     const r = await this.auth.publisher({
@@ -124,7 +131,7 @@ export class Access {
   /** Nchan's publisher upstream request, when `publishUpstreamUrl` is set; null otherwise. */
   async upstream (request: FastifyRequest, key: string, body: Buffer): Promise<UpstreamPublishResult | null> {
     if (this.auth === null || this.auth.options.publishUpstreamUrl === '') return null
-    return await this.auth.upstreamPublish({ headers: request.headers, body, channel: text(key), uri: request.originalUrl, method: request.method })
+    return await this.auth.upstreamPublish({ headers: request.headers, body, channel: text(key), uri: request.originalUrl, method: request.method, remoteAddress: request.socket.remoteAddress })
   }
 
   async close (): Promise<void> {
@@ -134,6 +141,30 @@ export class Access {
   #count<T extends Grant | Refusal> (r: T): T {
     if ('status' in r) this.refusals[r.status] = (this.refusals[r.status] ?? 0) + 1
     return r
+  }
+}
+
+/** `%` and the multiplex delimiter percent-encoded in one channel id (X-Channel-Id). */
+function escapeId (id: string, delimiter: string): string {
+  let out = id.replaceAll('%', '%25')
+  if (delimiter !== '') out = out.replaceAll(delimiter, '%' + delimiter.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'))
+  return out
+}
+
+/**
+ * A browser page of another site: it carries an Origin that is neither this server's own nor one
+ * the operator listed in corsOrigins. The loopback exemption is for local processes, not for a
+ * page in a browser on the same machine that would otherwise publish to (or delete) channels on
+ * localhost behind the user's back.
+ */
+function crossSite (request: FastifyRequest, allowed: readonly string[]): boolean {
+  const origin = request.headers.origin
+  if (origin === undefined) return request.headers['sec-fetch-site'] === 'cross-site'
+  if (allowed.includes(origin)) return false
+  try {
+    return new URL(origin).host !== request.headers.host
+  } catch {
+    return true
   }
 }
 

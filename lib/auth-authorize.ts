@@ -124,6 +124,31 @@ export interface AuthorizeClientOptions {
   stats: AuthStats
 }
 
+/**
+ * The headers the authorize request carries. A publisher's Cookie is not forwarded: a cookie never
+ * authorizes a publish, a DELETE or a channel-info read (a page in a logged-in browser could
+ * otherwise forge one).
+ */
+function forwarded (r: AuthorizeRequest): Record<string, string> {
+  const h = r.headers
+  const out: Record<string, string> = {}
+  const cookie = r.subscriberType === null ? undefined : headerValue(h.cookie, '; ')
+  if (cookie !== undefined) out.cookie = cookie
+  const authz = headerValue(h.authorization, ', ')
+  if (authz !== undefined) out.authorization = authz
+  const origin = headerValue(h.origin, ', ')
+  if (origin !== undefined) out.origin = origin
+  const ua = headerValue(h['user-agent'], ', ')
+  if (ua !== undefined) out['user-agent'] = ua
+  out['x-channel-id'] = headerSafe(r.channelId)
+  out['x-original-uri'] = headerSafe(r.uri)
+  out['x-original-method'] = r.method
+  if (r.subscriberType !== null) out['x-subscriber-type'] = r.subscriberType
+  const xff = forwardedFor(h, r.remoteAddress)
+  if (xff !== undefined) out['x-forwarded-for'] = xff
+  return out
+}
+
 export class AuthorizeClient {
   #url: string
   #dispatcher: Dispatcher
@@ -152,21 +177,16 @@ export class AuthorizeClient {
   }
 
   /**
-   * The cache key: what is forwarded that can change the app's answer, i.e. the channels, the
-   * credentials (Cookie, Authorization), Origin and the subscriber type or publisher method. Not
-   * the URI (it carries per-request cursors such as last_event_id) and not X-Forwarded-For: an
-   * app that decides by client address sees only the first of identical requests within the TTL.
+   * The cache key: everything that is forwarded, so a cached (or shared in-flight) decision only
+   * ever answers a request the app would have seen as identical — the channels, the URI (an app
+   * may read a token from its query), the credentials, Origin, User-Agent, X-Forwarded-For, and
+   * the subscriber type or publisher method. A long-poll loop repeats all of it, so it still hits.
    * Hashed, so no credential is kept in memory as a key.
    */
   static key (r: AuthorizeRequest): string {
-    const h = r.headers
-    return createHash('sha256')
-      .update(r.subscriberType ?? 'publisher ' + r.method).update('\0')
-      .update(r.channelId).update('\0')
-      .update(headerValue(h.cookie, '; ') ?? '').update('\0')
-      .update(headerValue(h.authorization, ', ') ?? '').update('\0')
-      .update(headerValue(h.origin, ', ') ?? '')
-      .digest('base64')
+    const hash = createHash('sha256')
+    for (const [k, v] of Object.entries(forwarded(r)).sort((a, b) => (a[0] < b[0] ? -1 : 1))) hash.update(k).update('\0').update(v).update('\0')
+    return hash.digest('base64')
   }
 
   async decide (r: AuthorizeRequest): Promise<AuthorizeDecision> {
@@ -196,23 +216,7 @@ export class AuthorizeClient {
   }
 
   async #call (r: AuthorizeRequest): Promise<AuthorizeDecision> {
-    const h = r.headers
-    const out: Record<string, string> = {}
-    const cookie = headerValue(h.cookie, '; ')
-    if (cookie !== undefined) out.cookie = cookie
-    const authz = headerValue(h.authorization, ', ')
-    if (authz !== undefined) out.authorization = authz
-    const origin = headerValue(h.origin, ', ')
-    if (origin !== undefined) out.origin = origin
-    const ua = headerValue(h['user-agent'], ', ')
-    if (ua !== undefined) out['user-agent'] = ua
-    out['x-channel-id'] = headerSafe(r.channelId)
-    out['x-original-uri'] = headerSafe(r.uri)
-    out['x-original-method'] = r.method
-    if (r.subscriberType !== null) out['x-subscriber-type'] = r.subscriberType
-    const xff = forwardedFor(h, r.remoteAddress)
-    if (xff !== undefined) out['x-forwarded-for'] = xff
-
+    const out = forwarded(r)
     this.#stats.authorizeCalls++
     try {
       // One deadline for connect, headers and body alike.

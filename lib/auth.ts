@@ -469,6 +469,8 @@ export function grantFromClaims (p: JWTPayload): Grant | null {
     admin = c.admin === true
     if (admin) subscribe = publish = '*'
   }
+  // a sub or jti that is not a string could never be revoked: refuse the token instead
+  if ((p.sub !== undefined && typeof p.sub !== 'string') || (p.jti !== undefined && typeof p.jti !== 'string')) return null
   return {
     kind: 'jwt',
     sub: typeof p.sub === 'string' ? p.sub : null,

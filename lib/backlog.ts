@@ -48,6 +48,7 @@ export function enqueue (core: Core, sub: Subscriber, before: string | null, msg
   if (socket.writableLength + backlog.bytes + size > cap && (backlog.frames.length > 0 || socket.writableLength > 0)) {
     if (core.opts.queuePolicy === 'disconnect' || !canSignal) {
       core.stats.overflowDisconnect++
+      core.subscriberCut('disconnect')
       core.unregister(sub)
       sub.backlog = null
       return OVERFLOW
@@ -63,6 +64,8 @@ export function enqueue (core: Core, sub: Subscriber, before: string | null, msg
     const dropNew = socket.writableLength + size > cap
     if (dropped > 0 || dropNew) {
       core.stats.overflowDropOldest++
+      core.subscriberCut('drop-oldest')
+      core.stats.messagesDropped += dropped + (dropNew ? 1 : 0)
       if (backlog.gapFrom === null) {
         backlog.gapFrom = backlog.lastSentId
         core.stats.gap('dropped')

@@ -18,6 +18,9 @@ import type { ParklineOptions } from './config.ts'
 import { Core } from './core.ts'
 import type { Engine, PublishResult } from './engine.ts'
 import { F_CLOSED, type Subscriber } from './subscriber.ts'
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Metrics, MetricsJson } from './metrics.ts'
+import type { Logger } from 'pino'
 
 // ---- wire format (structured clone, `serialization: 'advanced'`) ------------------------------
 
@@ -31,6 +34,8 @@ type Up =
   | ['rev', number, 'sub' | 'jti', string, number, number]
   | ['revd', number, number]
   | ['touch', string[]]
+  | ['mq', number]
+  | ['mj', number, MetricsJson]
 
 /** A buffered message in a snapshot: time, tag, data, content type, event, published at. */
 type SnapMessage = [number, number, Uint8Array, string | null, string | null, number]
@@ -42,10 +47,11 @@ type Down =
   | ['m', string, number, number, Uint8Array, string | null, string | null, number]
   | ['d', string]
   | ['a', number]
-  | ['r', number, PublishResult | ChannelInfo | number | null]
+  | ['r', number, PublishResult | ChannelInfo | [number, boolean] | MetricsJson[] | null]
   | ['snap', SnapChannel[]]
   | ['totals', number, number, number, number]
   | ['rev', number, 'sub' | 'jti', string, number, number]
+  | ['mq', number]
 
 function toBuffer (u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
@@ -113,15 +119,34 @@ export class Sequencer {
   /** Revocations broadcast to the workers, waiting for each one's count. */
   readonly #revoking = new Map<number, { slot: WorkerSlot, r: number, waiting: Set<WorkerSlot>, total: number, timer: NodeJS.Timeout }>()
   #revSeq = 0
+  /** Node-wide scrapes waiting for every worker's metrics. */
+  readonly #scrapes = new Map<number, { slot: WorkerSlot, r: number, waiting: Set<WorkerSlot>, parts: MetricsJson[], timer: NodeJS.Timeout }>()
+  #scrapeSeq = 0
+  /** The primary's own metrics (process, worker restarts), first in every node-wide scrape. */
+  readonly registry = new Registry()
+  readonly #log: Logger | null
   #stopping = false
   readonly #script: string
   readonly #args: string[]
 
-  constructor (opts: ParklineOptions, script: string, args: string[]) {
+  constructor (opts: ParklineOptions, script: string, args: string[], log: Logger | null = null) {
     // the sequencer holds buffers and ids; it has no transports and no sockets
     this.core = new Core(opts, [], 1 << 30)
     this.#script = script
     this.#args = args
+    this.#log = log
+    collectDefaultMetrics({ register: this.registry })
+    const workers = this.workers
+    this.registry.registerMetric(new Counter({
+      name: 'parkline_worker_restarts_total',
+      help: 'Worker processes that died and were forked again.',
+      registers: [],
+      collect () {
+        this.reset()
+        const n = workers.reduce((a, w) => a + w.restarts, 0)
+        if (n > 0) this.inc(n)
+      }
+    }))
   }
 
   start (n: number): void {
@@ -143,6 +168,7 @@ export class Sequencer {
       stdio: 'inherit'
     })
     slot.child = child
+    this.#log?.info({ worker: slot.id, pid: child.pid, restarts: slot.restarts }, slot.restarts === 0 ? 'worker forked' : 'worker forked again')
     child.on('error', onChildError)
     child.on('message', (batch: Up[]) => this.#onBatch(slot, batch))
     child.on('exit', () => this.#onExit(slot, child))
@@ -176,7 +202,9 @@ export class Sequencer {
     slot.subscribers = 0
     // a revocation waiting for this worker's count gets none: it had no subscribers left
     for (const id of [...this.#revoking.keys()]) this.#revoked1(id, slot, 0)
+    for (const id of [...this.#scrapes.keys()]) this.#scraped(id, slot, [])
     if (this.#stopping) return
+    this.#log?.warn({ worker: slot.id, pid: child.pid, exitCode: child.exitCode, signal: child.signalCode }, 'worker died; forking it again')
     slot.restarts++
     // a crash loop backs off, up to 5 s
     // (not unref'd: with every worker gone, this timer is what keeps the primary alive)
@@ -276,7 +304,8 @@ export class Sequencer {
           // every live worker ends its subscribers of that user or token and says how many
           const [, r, kind, value, at, until] = e
           this.#revoked.push([kind, value, at, until])
-          if (this.#revoked.length > 10_000) this.#revoked.shift()
+          // as many as a process's own revocation list keeps (lib/auth.ts Revocations)
+          if (this.#revoked.length > 100_000) this.#revoked.shift()
           const id = ++this.#revSeq
           const waiting = new Set(this.workers.filter((w) => w.child !== null))
           const timer = setTimeout(() => { this.#finishRevoke(id) }, 5000)
@@ -288,6 +317,20 @@ export class Sequencer {
         }
         case 'revd':
           this.#revoked1(e[1], slot, e[2])
+          break
+        case 'mq': {
+          // a node-wide scrape: every live worker's metrics, then the answer to the asking one
+          const id = ++this.#scrapeSeq
+          const waiting = new Set(this.workers.filter((w) => w.child !== null))
+          const timer = setTimeout(() => { this.#finishScrape(id) }, 2000)
+          timer.unref()
+          this.#scrapes.set(id, { slot, r: e[1], waiting, parts: [], timer })
+          for (const w of waiting) w.out.push(['mq', id])
+          if (waiting.size === 0) this.#finishScrape(id)
+          break
+        }
+        case 'mj':
+          this.#scraped(e[1], slot, e[2])
           break
         case 'touch': {
           // a long-poll answered from a worker's replica: "last requested" is now
@@ -315,7 +358,27 @@ export class Sequencer {
     if (p === undefined) return
     this.#revoking.delete(id)
     clearTimeout(p.timer)
-    p.slot.out.push(['r', p.r, p.total])
+    // workers that did not answer in time are waited for no longer: the count is then partial
+    p.slot.out.push(['r', p.r, [p.total, p.waiting.size === 0]])
+  }
+
+  #scraped (id: number, slot: WorkerSlot, json: MetricsJson): void {
+    const p = this.#scrapes.get(id)
+    if (p === undefined || !p.waiting.delete(slot)) return
+    if (json.length > 0) p.parts.push(json)
+    if (p.waiting.size === 0) this.#finishScrape(id)
+  }
+
+  #finishScrape (id: number): void {
+    const p = this.#scrapes.get(id)
+    if (p === undefined) return
+    this.#scrapes.delete(id)
+    clearTimeout(p.timer)
+    this.registry.getMetricsAsJSON().then((own) => {
+      p.slot.out.push(['r', p.r, [own, ...p.parts]])
+    }, () => {
+      p.slot.out.push(['r', p.r, p.parts])
+    })
   }
 
   /** Totals for a worker's /status. */
@@ -343,14 +406,71 @@ export class Sequencer {
   }
 }
 
+// ---- worker: its end of the IPC channel, whatever the engine ----------------------------------
+
+/**
+ * A worker's link to the primary: one batched send per turn out, entries dispatched in order in.
+ * Answers ('r') and node-wide metrics ('mq') are handled here for every engine; the rest goes to
+ * the worker engine (sequencer mode). With Redis the link carries only metrics.
+ */
+export class WorkerLink {
+  readonly out: Outbox<Up>
+  /** The worker engine's entries (m, d, a, snap, totals, rev). */
+  onEntry: ((e: Down) => void) | null = null
+  /** This worker's metrics, for the primary's node-wide scrape. */
+  metrics: Metrics | null = null
+  readonly #pending = new Map<number, (v: unknown) => void>()
+  #seq = 0
+
+  constructor () {
+    this.out = new Outbox<Up>((batch) => { if (process.connected) process.send!(batch) })
+    process.on('message', (batch: Down[]) => {
+      for (const e of batch) this.#dispatch(e)
+    })
+    // the primary going away ends this worker
+    process.on('disconnect', () => process.exit(0))
+  }
+
+  request<T> (entry: (r: number) => Up): Promise<T> {
+    const r = ++this.#seq
+    return new Promise<T>((resolve) => {
+      this.#pending.set(r, resolve as (v: unknown) => void)
+      this.out.push(entry(r))
+    })
+  }
+
+  /** Every process's metrics as JSON (the primary's first), for Metrics.render. */
+  nodeMetrics (): Promise<MetricsJson[]> {
+    return this.request<MetricsJson[]>((r) => ['mq', r])
+  }
+
+  #dispatch (e: Down): void {
+    switch (e[0]) {
+      case 'r': {
+        const resolve = this.#pending.get(e[1])
+        this.#pending.delete(e[1])
+        resolve?.(e[2])
+        return
+      }
+      case 'mq': {
+        const id = e[1]
+        const m = this.metrics
+        if (m === null) this.out.push(['mj', id, []])
+        else m.json().then((json) => { this.out.push(['mj', id, json]) }, () => { this.out.push(['mj', id, []]) })
+        return
+      }
+      default:
+        this.onEntry?.(e)
+    }
+  }
+}
+
 // ---- worker: the engine that asks the sequencer -----------------------------------------------
 
 export class WorkerEngine implements Engine {
   readonly name = 'workers'
   readonly #core: Core
-  readonly #out: Outbox<Up>
-  readonly #pending = new Map<number, (v: unknown) => void>()
-  #seq = 0
+  readonly #link: WorkerLink
   /** Subscribers waiting for the sequencer to count them, in the order they were sent. */
   #awaiting: Subscriber[] = []
   #awaitHead = 0
@@ -358,28 +478,24 @@ export class WorkerEngine implements Engine {
   #snapshotLoaded: (() => void) | null = null
   readonly ready: Promise<void>
 
-  constructor (core: Core) {
+  constructor (core: Core, link: WorkerLink) {
     this.#core = core
-    this.#out = new Outbox<Up>((batch) => { if (process.connected) process.send!(batch) })
+    this.#link = link
     this.ready = new Promise((resolve) => { this.#snapshotLoaded = resolve })
-    process.on('message', (batch: Down[]) => this.#onBatch(batch))
-    // the primary going away ends this worker
-    process.on('disconnect', () => process.exit(0))
+    link.onEntry = (e) => { this.#onEntry(e) }
     setInterval(() => {
-      this.#out.push(['stats', core.table.size, core.stats.delivered.reduce((a, b) => a + b, 0)])
+      link.out.push(['stats', core.table.size, core.stats.delivered.reduce((a, b) => a + b, 0)])
     }, 1000).unref()
   }
 
   #request<T> (entry: (r: number) => Up): Promise<T> {
-    const r = ++this.#seq
-    return new Promise<T>((resolve) => {
-      this.#pending.set(r, resolve as (v: unknown) => void)
-      this.#out.push(entry(r))
-    })
+    return this.#link.request<T>(entry)
   }
 
-  publish (key: string, data: Buffer, contentType: string | null, event: string | null): Promise<PublishResult> {
-    return this.#request<PublishResult>((r) => ['pub', r, key, data, contentType, event])
+  async publish (key: string, data: Buffer, contentType: string | null, event: string | null): Promise<PublishResult> {
+    const r = await this.#request<PublishResult>((r) => ['pub', r, key, data, contentType, event])
+    this.#core.stats.published++
+    return r
   }
 
   info (key: string): Promise<ChannelInfo | null> {
@@ -391,21 +507,22 @@ export class WorkerEngine implements Engine {
   }
 
   registered (sub: Subscriber): boolean {
-    this.#out.push(['sub', sub.channels.map((c) => c.key), 1])
+    this.#link.out.push(['sub', sub.channels.map((c) => c.key), 1])
     this.#awaiting.push(sub)
     return false
   }
 
   unregistered (sub: Subscriber): void {
-    this.#out.push(['sub', sub.channels.map((c) => c.key), -1])
+    this.#link.out.push(['sub', sub.channels.map((c) => c.key), -1])
   }
 
-  revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<number> {
-    return this.#request<number>((r) => ['rev', r, kind, value, at, until])
+  async revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }> {
+    const [ended, complete] = await this.#request<[number, boolean]>((r) => ['rev', r, kind, value, at, until])
+    return { ended, complete }
   }
 
   touched (keys: readonly string[]): void {
-    this.#out.push(['touch', keys.slice()])
+    this.#link.out.push(['touch', keys.slice()])
   }
 
   totals (): { published: number, stored: number, channels: number, subscribers: number } | null {
@@ -413,9 +530,9 @@ export class WorkerEngine implements Engine {
     return t === null ? null : { published: t[0], stored: t[1], channels: t[2], subscribers: t[3] }
   }
 
-  #onBatch (batch: Down[]): void {
+  #onEntry (e: Down): void {
     const core = this.#core
-    for (const e of batch) {
+    {
       switch (e[0]) {
         case 'm':
           core.applyMessage(e[1], e[2], e[3], toBuffer(e[4]), e[5], e[6], e[7])
@@ -434,12 +551,6 @@ export class WorkerEngine implements Engine {
             this.#awaitHead = 0
           }
           break
-        case 'r': {
-          const resolve = this.#pending.get(e[1])
-          this.#pending.delete(e[1])
-          resolve?.(e[2])
-          break
-        }
         case 'snap':
           for (const [key, lastTime, lastTag, floorTime, floorTag, msgs] of e[1]) {
             core.loadChannel(key, lastTime, lastTag, floorTime, floorTag)
@@ -454,7 +565,7 @@ export class WorkerEngine implements Engine {
         case 'rev': {
           const n = core.revokeLocal(e[2], e[3], e[4], e[5])
           // id 0: a past revocation replayed to a re-forked worker, nobody waits for a count
-          if (e[1] !== 0) this.#out.push(['revd', e[1], n])
+          if (e[1] !== 0) this.#link.out.push(['revd', e[1], n])
           break
         }
       }

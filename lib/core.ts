@@ -10,6 +10,13 @@ import { Stats } from './stats.ts'
 import { MemoryEngine, type Engine } from './engine.ts'
 import type { Revocations } from './auth.ts'
 import type { Access } from './access.ts'
+import type { Metrics } from './metrics.ts'
+
+/** What Parkline logs through: pino's (the host's `fastify.log`, or the standalone server's). */
+export interface ParklineLog {
+  info (obj: object, msg: string): void
+  warn (obj: object, msg: string): void
+}
 
 export interface Next { msg: Message, pos: number, gap: string | null }
 
@@ -36,6 +43,14 @@ export class Core {
   tokenExpiry: boolean
   /** Access control at the HTTP edge (lib/access.ts), for /status and /metrics; null in the sequencer. */
   access: Access | null
+  /** Prometheus families (lib/metrics.ts), set by the plugin; null in the sequencer and benchmarks. */
+  metrics: Metrics | null
+  /** Messages a coalescer held in this turn (so the fan-out knows its latency is recorded later). */
+  held: number
+  /** The host's (or the standalone server's) pino logger; null: Parkline logs nothing. */
+  log: ParklineLog | null
+  /** Subscribers cut at their queue cap since the last warning, by policy (rate-limited warnings). */
+  #cut = { disconnect: 0, 'drop-oldest': 0, since: 0 }
   #timer: NodeJS.Timeout | null
 
   constructor (opts: ParklineOptions, transports: readonly TransportFactory[], fdLimit: number) {
@@ -51,6 +66,9 @@ export class Core {
     this.revocations = null
     this.tokenExpiry = false
     this.access = null
+    this.metrics = null
+    this.held = 0
+    this.log = null
     this.#timer = null
   }
 
@@ -64,7 +82,9 @@ export class Core {
     const ch = this.registry.getOrCreate(key, sec)
     ch.nextId(sec)
     const hadSubscribers = ch.subs.length > 0
-    const msg = this.#append(ch, new Message(ch.lastTime, ch.lastTag, data, contentType, event, now))
+    // counted where a publish is accepted (here, or by the worker or Redis engine), not per replica
+    this.stats.published++
+    const msg = this.#append(ch, new Message(ch.lastTime, ch.lastTag, data, contentType, event, performance.timeOrigin + performance.now()))
     return { msg, channel: ch, hadSubscribers }
   }
 
@@ -92,7 +112,6 @@ export class Core {
     if (evicted !== null) {
       ch.setFloor(evicted, false)
     }
-    this.stats.published++
     if (ch.subs.length > 0) this.#fanout(ch, msg)
     return msg
   }
@@ -100,6 +119,7 @@ export class Core {
   #fanout (ch: Channel, msg: Message): void {
     const subs = ch.subs
     const pos = ch.subPos
+    const held = this.held
     // Backwards: answering a long-poll removes it (swap-with-last brings in an already visited one).
     for (let i = subs.length - 1; i >= 0; i--) {
       if (i >= subs.length) continue
@@ -107,7 +127,31 @@ export class Core {
       if ((sub.flags & F_CATCHING_UP) !== 0) continue
       sub.transport.deliver(sub, msg, pos[i]!)
     }
-    this.stats.observeDelivery(Date.now() - msg.publishedAt)
+    // written now: its latency is now; held by a coalescer: when the coalescer writes it
+    if (this.held === held) this.observeDelivery(msg)
+  }
+
+  /**
+   * A subscriber reached its queue cap (cut, or messages dropped): one warning per 10 s at most,
+   * with the counts since the last, so a storm of slow clients cannot flood the log.
+   */
+  subscriberCut (policy: 'disconnect' | 'drop-oldest'): void {
+    const c = this.#cut
+    c[policy]++
+    const now = Date.now()
+    if (now - c.since < 10_000) return
+    this.log?.warn({ disconnected: c.disconnect, dropOldest: c['drop-oldest'], queueCap: this.opts.queueCap }, 'slow subscribers reached their queue cap')
+    c.disconnect = 0
+    c['drop-oldest'] = 0
+    c.since = now
+  }
+
+  /** Publish-to-write latency of one message, once per process (lib/metrics.ts). */
+  observeDelivery (msg: Message): void {
+    if (msg.latencyObserved) return
+    msg.latencyObserved = true
+    const m = this.metrics
+    if (m !== null) m.delivery.observe(Math.max(0, (performance.timeOrigin + performance.now() - msg.publishedAt) / 1000))
   }
 
   /** DELETE: disconnect every subscriber (multiplexed ones whole) and drop the messages. */
@@ -301,7 +345,8 @@ export class Core {
       if (i >= subs.length) continue
       const sub = subs[i]!
       const g = sub.grant
-      if (g === null || (kind === 'sub' ? g.sub !== value : g.jti !== value)) continue
+      // a user's tokens issued after the revocation (a fresh login) keep their streams
+      if (g === null || (kind === 'sub' ? g.sub !== value || g.iat > at : g.jti !== value)) continue
       sub.transport.end(sub, 401, 'revoked')
       if (subs[i] === sub) this.unregister(sub)
       n++

@@ -31,7 +31,7 @@ export interface Engine {
    * Revoke a user's (`sub`) or token's (`jti`) subscribers on every process and node of the
    * deployment (Core.revokeLocal everywhere); resolves to how many were ended in all.
    */
-  revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<number>
+  revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }>
   /** A long-poll was answered from this process's replica: the authority's "last requested" moves. */
   touched? (keys: readonly string[]): void
   /** Engines with a shared store (Redis): its state, for /status and /health; absent = always up. */
@@ -75,7 +75,7 @@ export class MemoryEngine implements Engine {
     return null
   }
 
-  async revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<number> {
-    return this.#core.revokeLocal(kind, value, at, until)
+  async revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }> {
+    return { ended: this.#core.revokeLocal(kind, value, at, until), complete: true }
   }
 }

@@ -14,8 +14,10 @@ export class Message {
   readonly data: Buffer
   readonly contentType: string | null
   readonly event: string | null
-  /** ms since the epoch when published, for expiry and delivery latency. */
+  /** ms since the epoch when published (sub-ms where it was published here), for expiry and delivery latency. */
   readonly publishedAt: number
+  /** Its publish-to-write latency was recorded (once per message and process, lib/metrics.ts). */
+  latencyObserved: boolean
   #sseData: Buffer | null
   #sseFrame: Buffer | null
   #wsFrame: Buffer | null
@@ -34,6 +36,7 @@ export class Message {
     this.contentType = contentType
     this.event = event
     this.publishedAt = publishedAt
+    this.latencyObserved = false
     this.#sseData = null
     this.#sseFrame = null
     this.#wsFrame = null

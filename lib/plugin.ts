@@ -19,7 +19,10 @@ import { createFacade, type Parkline } from './facade.ts'
 import { isLoopback, originAllowed, requestOrigin, splitUrl } from './http.ts'
 import { handlePublisher, handleRevoke } from './publisher.ts'
 import { sendError, withCors } from './reply.ts'
-import { renderMetrics, renderStatus } from './status.ts'
+import { renderStatus } from './status.ts'
+import { Metrics } from './metrics.ts'
+import { createEngine } from './engines.ts'
+import type { WorkerLink } from './cluster.ts'
 import { handleSubscriber } from './subscribe.ts'
 import { Access } from './access.ts'
 import { kUpgradeHead } from './symbols.ts'
@@ -47,6 +50,8 @@ export interface ParklinePluginOptions extends Partial<Omit<ParklineOptions, Ser
 
 /** The standalone server hands its already resolved options under this key (not public). */
 export const kResolved = Symbol('parkline.resolvedOptions')
+/** A worker process of `parkline serve --workers N` hands its link to the primary under this key. */
+export const kWorkerLink = Symbol('parkline.workerLink')
 const kCore = Symbol('parkline.core')
 
 /** The core behind `app.parkline` (the standalone server, the CLI, tests). Not part of the API. */
@@ -84,18 +89,22 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   core.revocations = access.auth?.revocations ?? null
   core.tokenExpiry = access.checksTokens
   core.access = access
+  core.metrics = new Metrics(core)
+  core.log = fastify.log
   const facade = createFacade(core, core.transports[core.transports.length - 1] as ConsumerTransport)
   Object.defineProperty(facade, kCore, { value: core, enumerable: false })
   fastify.decorate('parkline', facade)
   core.start()
   fastify.addHook('onClose', async () => { await access.close() })
-  if (opts.redisUrl !== '') {
-    // several nodes share channels, buffers and ids through Redis; loaded only when asked for
-    const { RedisEngine } = await import('./redis-engine.ts')
-    const engine = new RedisEngine(core, opts.redisUrl)
-    core.engine = engine
-    await engine.start()
-    fastify.addHook('onClose', async () => { await engine.stop() })
+  // the engine, composed in one place (lib/engines.ts) for the plugin and the CLI alike
+  const link = (pluginOpts as { [kWorkerLink]?: WorkerLink })[kWorkerLink]
+  const composed = await createEngine(core, opts, { log: fastify.log, link })
+  core.engine = composed.engine
+  fastify.addHook('onClose', composed.stop)
+  if (link !== undefined) {
+    // a /metrics scrape on any worker is the node's sum
+    link.metrics = core.metrics
+    core.metrics.nodeScrape = () => link.nodeMetrics()
   }
   fastify.addHook('preClose', async () => {
     core.stop()
@@ -118,7 +127,9 @@ async function routes (child: FastifyInstance, { core, opts, access }: RoutesOpt
   // The publisher needs the raw body (any type, byte for byte): the stream is left unread.
   child.removeAllContentTypeParsers()
   child.addContentTypeParser('*', passThrough)
-  const route = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+  // One handler per location: the location is the route that matched, and the normalised path
+  // must stay inside it (`/sub/../pub/x` is no publish that a host hook guarding `/pub/` missed).
+  const route = (sub: boolean) => async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
     const req = request.raw
     const origin = requestOrigin(req.headers)
     const limited = checkLimits(req)
@@ -127,20 +138,21 @@ async function routes (child: FastifyInstance, { core, opts, access }: RoutesOpt
     const { path, query } = splitUrl(request.originalUrl)
     if (path === null) return sendError(reply, ERRORS.BAD_PATH, origin)
     if (!originAllowed(origin, opts.corsOrigins)) return sendError(reply, ERRORS.ORIGIN_NOT_ALLOWED, origin)
-    if (path.startsWith(subPath)) {
+    if (sub && path.startsWith(subPath)) {
       // a refused WebSocket handshake says which version it speaks (§7, RFC 6455 §4.4)
       if (websocket?.detect(req) === true) reply.header('Sec-WebSocket-Version', '13')
       return handleSubscriber(core, access, request, reply, path.slice(subPath.length), query, origin)
     }
-    if (path.startsWith(pubPath)) return handlePublisher(core, access, request, reply, path.slice(pubPath.length), origin)
+    if (!sub && path.startsWith(pubPath)) return handlePublisher(core, access, request, reply, path.slice(pubPath.length), origin)
+    // dot segments that leave the location the request was routed to
+    if (path.startsWith(subPath) || path.startsWith(pubPath)) return sendError(reply, ERRORS.BAD_PATH, origin)
     return withCors(reply.code(404), origin).send()
   }
   // Every method the host's Fastify knows; unknown ones get 405 from the handlers (the standalone
   // server adds every method Node parses, a host app keeps its own list).
   const methods = child.supportedMethods.filter((m) => m !== 'CONNECT')
-  for (const prefix of [opts.pubPrefix, opts.subPrefix]) {
-    child.route({ method: methods, url: prefix + '*', exposeHeadRoute: false, handler: route })
-  }
+  child.route({ method: methods, url: opts.pubPrefix + '*', exposeHeadRoute: false, handler: route(false) })
+  child.route({ method: methods, url: opts.subPrefix + '*', exposeHeadRoute: false, handler: route(true) })
 
   if (opts.healthPath !== '') {
     // for load balancers: 503 while the engine's store (Redis) is unreachable
@@ -158,7 +170,8 @@ async function routes (child: FastifyInstance, { core, opts, access }: RoutesOpt
   if (opts.metricsPath !== '') {
     child.get(opts.metricsPath, { exposeHeadRoute: false }, async (request, reply) => {
       if (opts.statusLoopbackOnly && !isLoopback(request.socket.remoteAddress)) return sendError(reply, ERRORS.NOT_LOOPBACK, null)
-      return reply.header('Content-Type', 'text/plain; version=0.0.4').send(Buffer.from(renderMetrics(core)))
+      const { contentType, text } = await core.metrics!.render()
+      return reply.header('Content-Type', contentType).send(text)
     })
   }
   if (opts.revokePath !== '') {

@@ -162,11 +162,11 @@ export async function handleRevoke (core: Core, access: Access, request: Fastify
   }
   const now = Math.floor(Date.now() / 1000)
   const until = typeof what.exp === 'number' && what.exp > now ? Math.floor(what.exp) : now + Core.REVOKED_JTI_TTL
-  let ended: number
+  let ended: { ended: number, complete: boolean }
   try {
     ended = sub !== null ? await core.engine.revoke('sub', sub, now, until) : await core.engine.revoke('jti', jti!, now, until)
   } catch (err) {
     return storeUnavailable(reply, err, origin)
   }
-  return withCors(reply.code(200), origin).header('Content-Type', 'application/json').send(JSON.stringify({ revoked: sub !== null ? { sub } : { jti }, ended }))
+  return withCors(reply.code(200), origin).header('Content-Type', 'application/json').send(JSON.stringify({ revoked: sub !== null ? { sub } : { jti }, ended: ended.ended, complete: ended.complete }))
 }

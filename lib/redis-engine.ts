@@ -24,7 +24,7 @@
 import { hostname } from 'node:os'
 import { createClient, RESP_TYPES } from '@redis/client'
 import type { ChannelInfo } from './channel-info.ts'
-import type { Core } from './core.ts'
+import type { Core, ParklineLog } from './core.ts'
 import type { Engine, PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
 import { formatId } from './message-id.ts'
@@ -38,7 +38,7 @@ const LINGER_MS = 30000
 const NODES_KEY = 'pk:nodes'
 /** Control channel (plain pub/sub, every node): revocations. */
 const CONTROL = 'pk:ctl'
-/** Revocations (member `kind\nvalue\nat\nuntil`, score: when it may be forgotten), for nodes that start later. */
+/** Revocations (member: JSON [kind, value, at, until]; score: when it may be forgotten), for nodes that start later. */
 const REVOKED_KEY = 'pk:revoked'
 /** A revoked user's tokens are refused this long (a token's own exp bounds a revoked jti). */
 const REVOKED_SUB_TTL = 30 * 86400
@@ -97,6 +97,8 @@ type Client = ReturnType<typeof createClient>
 export interface RedisEngineOptions {
   /** First connect: how long start() waits before it goes on without Redis (ms). */
   connectWait?: number
+  /** Lifecycle lines: connected, lost, recovered. */
+  log?: ParklineLog
 }
 
 function backoff (retries: number): number {
@@ -144,10 +146,14 @@ export class RedisEngine implements Engine {
   #controlSubscribed = false
   #revSeq = 0
   readonly #connectWait: number
+  readonly #log: ParklineLog | null
+  /** 'never' until the first connect; 'up'; 'down' since a connection was lost (logged once). */
+  #state: 'never' | 'up' | 'down' = 'never'
 
   constructor (core: Core, url: string, opts: RedisEngineOptions = {}) {
     this.#core = core
     this.#connectWait = opts.connectWait ?? 3000
+    this.#log = opts.log ?? null
     this.nodeId = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`
     const options = {
       url,
@@ -207,11 +213,26 @@ export class RedisEngine implements Engine {
 
   #cmdDown (): void {
     if (!this.#cmd.isReady) this.#cmdReady = false
+    this.#lost()
+  }
+
+  /** One line per outage, however many errors the clients emit while reconnecting. */
+  #lost (): void {
+    if (this.#state !== 'up' || this.#stopped) return
+    this.#state = 'down'
+    this.#log?.warn({ node: this.nodeId }, 'redis connection lost: publishes answer 503 until it is back')
+  }
+
+  #checkUp (): void {
+    if (!this.up || this.#state === 'up') return
+    this.#log?.info({ node: this.nodeId, sharded: this.#sharded }, this.#state === 'never' ? 'redis connected' : 'redis recovered')
+    this.#state = 'up'
   }
 
   #subDown (): void {
     if (this.#sub.isReady) return
     this.#subReady = false
+    this.#lost()
     // messages are being lost from now on: hold what arrives until the catch-up read
     for (const r of this.#replicas.values()) {
       if (r.state === LIVE) r.stale = true
@@ -229,6 +250,7 @@ export class RedisEngine implements Engine {
       for (const key of this.#counts.keys()) this.#dirty.add(key)
       this.#scheduleFlush()
       this.#syncAll()
+      this.#checkUp()
     } catch {
       // a reconnect will try again
     }
@@ -241,33 +263,39 @@ export class RedisEngine implements Engine {
       this.#controlSubscribed = true
       await this.#sub.subscribe(CONTROL, this.#onControl).catch(() => { this.#controlSubscribed = false })
     }
+    // revocations broadcast while this connection was down
+    if (this.#cmdReady) await this.#loadRevocations().catch(() => {})
     this.#syncAll()
   }
 
   // ---- revocations ------------------------------------------------------------------------------
 
   /**
-   * Revoke on every node: remembered in Redis (nodes that start later refuse it too), broadcast on
-   * the control channel; each node ends its own subscribers and adds its count to a reply list.
-   * PUBLISH says how many nodes heard it, so the total is complete once that many answered.
+   * Revoke on every node: applied here first, remembered in Redis (a node that missed the
+   * broadcast or starts later applies it when it connects), broadcast on the control channel; each
+   * other node ends its own subscribers and adds its count to a reply list. PUBLISH says how many
+   * heard it; the answer is complete once they and every live node answered.
    */
-  async revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<number> {
+  async revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }> {
     if (!this.#cmdReady) throw new StoreUnavailableError()
+    const local = this.#core.revokeLocal(kind, value, at, until)
     const id = `${this.nodeId}:${++this.#revSeq}`
     const reply = 'pk:rv:' + id
     try {
       const forget = kind === 'sub' ? at + REVOKED_SUB_TTL : until
-      await this.#cmd.sendCommand(['ZADD', REVOKED_KEY, String(forget), `${kind}\n${value}\n${at}\n${until}`])
-      const nodes = Number(await this.#cmd.sendCommand(['PUBLISH', CONTROL, JSON.stringify([id, kind, value, at, until])]))
+      await this.#cmd.sendCommand(['ZADD', REVOKED_KEY, String(forget), JSON.stringify([kind, value, at, until])])
+      const heard = Number(await this.#cmd.sendCommand(['PUBLISH', CONTROL, JSON.stringify([id, this.nodeId, kind, value, at, until])]))
+      const others = heard - (this.#controlSubscribed && this.#subReady ? 1 : 0)
+      const alive = Number(await this.#cmd.sendCommand(['ZCOUNT', NODES_KEY, String(Date.now()), '+inf'])) - 1
       const deadline = Date.now() + REVOKE_WAIT_MS
       let counts: string[] = []
       for (;;) {
         counts = (await this.#cmd.sendCommand(['LRANGE', reply, '0', '-1'])) as string[]
-        if (counts.length >= nodes || Date.now() >= deadline) break
+        if (counts.length >= others || Date.now() >= deadline) break
         await new Promise((resolve) => setTimeout(resolve, 20))
       }
       await this.#cmd.sendCommand(['DEL', reply])
-      return counts.reduce((a, c) => a + Number(c), 0)
+      return { ended: local + counts.reduce((a, c) => a + Number(c), 0), complete: counts.length >= Math.max(others, alive) }
     } catch (err) {
       throw new StoreUnavailableError(err)
     }
@@ -276,26 +304,29 @@ export class RedisEngine implements Engine {
   async #control (msg: string): Promise<void> {
     let e: unknown
     try { e = JSON.parse(msg) } catch { return }
-    if (!Array.isArray(e) || e.length !== 5) return
-    const [id, kind, value, at, until] = e as [string, 'sub' | 'jti', string, number, number]
-    if (kind !== 'sub' && kind !== 'jti') return
+    if (!Array.isArray(e) || e.length !== 6) return
+    const [id, origin, kind, value, at, until] = e as [string, string, 'sub' | 'jti', string, number, number]
+    if (origin === this.nodeId || (kind !== 'sub' && kind !== 'jti')) return
     const n = this.#core.revokeLocal(kind, String(value), Number(at), Number(until))
     const reply = 'pk:rv:' + String(id)
     await this.#cmd.sendCommand(['RPUSH', reply, String(n)]).catch(() => {})
     await this.#cmd.sendCommand(['EXPIRE', reply, '30']).catch(() => {})
   }
 
-  /** The revocations still in force, recorded locally (a node that starts after them refuses them too). */
+  /**
+   * The revocations still in force, applied here: recorded, and the live subscribers they cover
+   * ended. Run at every (re)connect, so a node that missed a broadcast, or starts later, catches up.
+   */
   async #loadRevocations (): Promise<void> {
     const now = Math.floor(Date.now() / 1000)
     await this.#cmd.sendCommand(['ZREMRANGEBYSCORE', REVOKED_KEY, '-inf', String(now)])
     const rows = (await this.#cmd.sendCommand(['ZRANGEBYSCORE', REVOKED_KEY, String(now), '+inf'])) as string[]
-    const rev = this.#core.revocations
-    if (rev === null) return
     for (const row of rows) {
-      const [kind, value, at, until] = row.split('\n')
-      if (kind === 'sub') rev.revokeSub(value!, Number(at))
-      else if (kind === 'jti') rev.revokeJti(value!, Number(until))
+      let r: unknown
+      try { r = JSON.parse(row) } catch { continue }
+      if (!Array.isArray(r) || r.length !== 4) continue
+      const [kind, value, at, until] = r as ['sub' | 'jti', string, number, number]
+      if ((kind === 'sub' || kind === 'jti') && typeof value === 'string') this.#core.revokeLocal(kind, value, Number(at), Number(until))
     }
   }
 
@@ -337,6 +368,7 @@ export class RedisEngine implements Engine {
 
   tick (): void {
     if (this.#cmdReady) this.#heartbeat().catch(() => {})
+    this.#checkUp()
     // replicas nobody here needs any more: unsubscribe, drop the copy
     const now = Date.now()
     for (const r of this.#replicas.values()) {
@@ -359,6 +391,7 @@ export class RedisEngine implements Engine {
       throw new StoreUnavailableError(err)
     }
     const info = toInfo(r)
+    this.#core.stats.published++
     return { status: info.subscribers > 0 ? 201 : 202, info }
   }
 

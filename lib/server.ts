@@ -6,7 +6,8 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { ParklineOptions } from './config.ts'
 import { ERRORS, type ErrorSpec } from './errors.ts'
 import { PUB_ALLOW, SUB_ALLOW, normalizePath, requestOrigin, splitUrl } from './http.ts'
-import { MAX_LINE, checkLimits, coreOf, kResolved, parkline } from './plugin.ts'
+import { MAX_LINE, checkLimits, coreOf, kResolved, kWorkerLink, parkline } from './plugin.ts'
+import type { WorkerLink } from './cluster.ts'
 import { sendError } from './reply.ts'
 
 /** Whole header section (request line included) before Node's parser gives up (§10: 32 KiB). */
@@ -63,7 +64,7 @@ export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix 
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n${allow}\r\n${text}`)
 }
 
-export async function buildServer (opts: ParklineOptions): Promise<FastifyInstance> {
+export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Promise<FastifyInstance> {
   const app: FastifyInstance = Fastify({
     logger: opts.logLevel === 'silent' ? false : { level: opts.logLevel },
     // a push server's requests are its subscribers: one log line each would be the hot path
@@ -103,7 +104,7 @@ export async function buildServer (opts: ParklineOptions): Promise<FastifyInstan
   for (const m of METHODS) {
     if (m !== 'CONNECT' && !app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true })
   }
-  await app.register(parkline, { [kResolved]: opts } as Parameters<typeof parkline>[1])
+  await app.register(parkline, { [kResolved]: opts, [kWorkerLink]: link } as Parameters<typeof parkline>[1])
   // The §10 limits and `..` above the root hold on every path, not only the plugin's locations.
   app.addHook('onRequest', async (request, reply) => {
     const limited = checkLimits(request.raw)
@@ -116,14 +117,19 @@ export async function buildServer (opts: ParklineOptions): Promise<FastifyInstan
 /** SIGTERM/SIGINT: stop accepting, drain subscribers in waves over the window, then exit. */
 export function installShutdown (app: FastifyInstance, opts: ParklineOptions): void {
   let closing = false
-  const onSignal = (): void => {
+  const onSignal = (signal: NodeJS.Signals): void => {
     if (closing) {
       process.exit(1)
     }
     closing = true
-    coreOf(app).drain(opts.drainWindow)
+    const core = coreOf(app)
+    app.log.info({ signal, subscribers: core.table.size, drainWindow: opts.drainWindow }, 'drain begun')
+    core.drain(opts.drainWindow)
     const t = setTimeout(() => {
-      app.close().then(() => process.exit(0), () => process.exit(1))
+      app.close().then(() => {
+        app.log.info('drain finished')
+        process.exit(0)
+      }, () => process.exit(1))
     }, opts.drainWindow * 1000 + 500)
     t.unref()
     // keep the process alive for the window even if every socket closed

@@ -50,7 +50,7 @@ export async function handleSubscriber (core: Core, access: Access, request: Fas
   // only when the `transports` option switched long-poll off and nothing else claimed the GET
   if (transport === null) return sendError(reply, ERRORS.NOT_ACCEPTABLE, origin)
   // access control before anything of the subscription exists (channels, counts)
-  const grant = await access.subscriber(request, transport.name, ids, rawIds, query)
+  const grant = await access.subscriber(request, transport.name, ids, query)
   if (isRefusal(grant)) return sendRefusal(reply, grant, origin)
   if (req.socket.destroyed) {
     // the client left while it was being admitted

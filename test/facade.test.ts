@@ -5,7 +5,7 @@ import Fastify from 'fastify'
 import parkline from '../lib/plugin.ts'
 import { ParklineError } from '../lib/errors.ts'
 import type { ParklineMessage } from '../lib/facade.ts'
-import { SseClient, eventually, info, publish, startServer } from './helpers/server.ts'
+import { SseClient, eventually, info, publish, rawRequest, startServer } from './helpers/server.ts'
 
 async function take (it: AsyncIterableIterator<ParklineMessage>, n: number): Promise<ParklineMessage[]> {
   const out: ParklineMessage[] = []
@@ -152,5 +152,11 @@ test('embedded: prefix, paths that do not collide with the host, no method added
   t.is((await fetch(`${base}/pub/x`, { method: 'POST', headers: h, body: 'x' })).status, 404)
   t.is((await fetch(`${base}/rt/pub/x`, { method: 'POST', body: 'x' })).status, 401)
   t.is((await fetch(`${base}/rt/pub/x`, { method: 'POST', headers: h, body: 'x' })).status, 202)
+  t.is((await app.parkline.info('x'))?.messages, 1)
+  // dot segments cannot carry a request routed to the subscriber past a hook guarding the publisher
+  // (raw requests: fetch would resolve the dot segments itself)
+  const port = (app.server.address() as { port: number }).port
+  t.is((await rawRequest(port, 'POST /rt/sub/../pub/x HTTP/1.1\r\nHost: x\r\nx-key: k\r\nContent-Length: 1\r\n\r\nx')).status, 400)
+  t.is((await rawRequest(port, 'DELETE /rt/sub/a/../../pub/x HTTP/1.1\r\nHost: x\r\nx-key: k\r\n\r\n')).status, 400)
   t.is((await app.parkline.info('x'))?.messages, 1)
 })

@@ -130,7 +130,8 @@ test('requested is -1 until a subscriber arrives, then whole seconds since', asy
 })
 
 test('GET and DELETE of an unknown channel: 404, empty, Content-Length 0, no Content-Type', async (t) => {
-  const { port } = await startServer(t)
+  // publisherOpen: cross-origin publisher requests (Nchan's open publisher)
+  const { port } = await startServer(t, { publisherOpen: true })
   for (const method of ['GET', 'DELETE']) {
     for (const h of [{}, { Accept: 'text/json' }, { Origin: ORIGIN }] as Array<Record<string, string>>) {
       const a = await rawRequest(port, req(method, '/pub/never-used', h))
@@ -219,7 +220,7 @@ test('OPTIONS on the publisher: Allow, Content-Length 0, and the preflight heade
   t.is(pre.headers['access-control-allow-origin'], ORIGIN)
   t.is(pre.headers['access-control-allow-credentials'], 'true')
   t.is(pre.headers['access-control-allow-methods'], 'GET, POST, PUT, DELETE')
-  t.is(pre.headers['access-control-allow-headers'], 'Content-Type, X-EventSource-Event')
+  t.is(pre.headers['access-control-allow-headers'], 'Content-Type, X-EventSource-Event, Authorization')
 })
 
 test('OPTIONS on the subscriber: Allow GET, and the preflight allows Etag and Last-Event-ID', async (t) => {
@@ -238,13 +239,13 @@ test('OPTIONS on the subscriber: Allow GET, and the preflight allows Etag and La
   t.is(pre.headers['access-control-allow-origin'], ORIGIN)
   t.is(pre.headers['access-control-allow-credentials'], 'true')
   t.is(pre.headers['access-control-allow-methods'], 'GET')
-  t.is(pre.headers['access-control-allow-headers'], 'If-None-Match, If-Modified-Since, Content-Type, Cache-Control, X-EventSource-Event, Etag, Last-Event-ID')
+  t.is(pre.headers['access-control-allow-headers'], 'If-None-Match, If-Modified-Since, Content-Type, Cache-Control, X-EventSource-Event, Etag, Last-Event-ID, Authorization')
   // a preflight neither creates a channel nor counts a subscriber
   t.is((await rawRequest(port, req('GET', '/pub/opt'))).status, 404)
 })
 
 test('CORS: publisher answers echo the Origin with credentials', async (t) => {
-  const { port } = await startServer(t)
+  const { port } = await startServer(t, { publisherOpen: true })
   const h = { Origin: ORIGIN }
   const answers = [
     await rawRequest(port, req('POST', '/pub/cors', h, 'x')),
@@ -291,7 +292,7 @@ test('CORS: long-poll answers echo the Origin and expose Last-Modified, Etag, Co
   t.is(a.status, 200)
   t.is(a.headers['access-control-allow-origin'], ORIGIN)
   t.is(a.headers['access-control-allow-credentials'], 'true')
-  t.is(a.headers['access-control-expose-headers'], 'Last-Modified, Etag, Content-Type, Parkline-Gap')
+  t.is(a.headers['access-control-expose-headers'], 'Last-Modified, Etag, Content-Type, Parkline-Gap, WWW-Authenticate')
   t.is(lpId(a), p.id)
   // status answers (410 here) carry them as well
   const parked = lpGet(port, '/sub/clp', { Origin: ORIGIN, ...lpCursor(p.id) })
@@ -301,7 +302,7 @@ test('CORS: long-poll answers echo the Origin and expose Last-Modified, Etag, Co
   t.is(g.status, 410)
   t.is(g.headers['access-control-allow-origin'], ORIGIN)
   t.is(g.headers['access-control-allow-credentials'], 'true')
-  t.is(g.headers['access-control-expose-headers'], 'Last-Modified, Etag, Content-Type, Parkline-Gap')
+  t.is(g.headers['access-control-expose-headers'], 'Last-Modified, Etag, Content-Type, Parkline-Gap, WWW-Authenticate')
   t.is(g.headers.etag, splitId(p.id).tags)
   // without Origin: none
   await pub(base, 'clp', 'y')

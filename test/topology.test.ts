@@ -2,11 +2,10 @@
 // one process, `--workers 2` (the default on this 2-core box), two nodes on Redis, and two nodes
 // on Redis with two workers each. Whichever process answers, channel info is what Nchan with one
 // worker says, right after the event that changed it.
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
 import { startRedis } from './helpers/redis.ts'
-import { SseClient, eventually, freePort } from './helpers/server.ts'
+import { serve as serveNode } from './helpers/node.ts'
+import { SseClient, eventually } from './helpers/server.ts'
 import { lpGet } from './helpers/conformance.ts'
 
 interface Topology {
@@ -16,20 +15,7 @@ interface Topology {
 }
 
 async function serve (t: ExecutionContext, args: string[]): Promise<string> {
-  const port = await freePort()
-  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0', ...args], { stdio: ['ignore', 'ignore', 'inherit'] })
-  t.teardown(async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGKILL')
-      await once(proc, 'exit')
-    }
-  })
-  const base = `http://127.0.0.1:${port}`
-  const up = await eventually(async () => {
-    try { return (await fetch(`${base}/health`)).status === 200 } catch { return false }
-  }, 20000)
-  if (!up) throw new Error('parkline did not start: ' + args.join(' '))
-  return base
+  return (await serveNode(t, args)).base
 }
 
 const TOPOLOGIES: Topology[] = [

@@ -67,6 +67,7 @@ export class Coalescer {
       this.#lastMsg = msg
       this.#lastSlot = i
     }
+    this.#core.held++
     if ((sub.flags & F_BATCHED) === 0) {
       sub.flags |= F_BATCHED
       sub.batchFrom = this.#batches[i]!.length - 1
@@ -93,6 +94,7 @@ export class Coalescer {
     const framer = this.#framers[this.#variantOf(sub)]!
     socket.write(msgs.length === 1 ? framer(msgs[0]!) : Buffer.concat(msgs.map(framer)))
     sub.lastWrite = this.#core.nowSec
+    for (let m = 0; m < msgs.length; m++) this.#core.observeDelivery(msgs[m]!)
   }
 
   flush (): void {
@@ -127,6 +129,7 @@ export class Coalescer {
         sub.socket.write(out)
         sub.lastWrite = now
       }
+      for (let i = 0; i < msgs.length; i++) this.#core.observeDelivery(msgs[i]!)
     }
   }
 }

@@ -130,7 +130,9 @@ export class LongpollTransport implements Transport {
     if ((sub.flags & F_LP_RAW) === 0) return
     sub.flags &= ~F_LP_RAW
     const socket = sub.socket
-    if (socket.destroyed) return
+    // ended by the client's FIN (onEnd) and not closed yet: nobody to answer, and #park took the
+    // error listener, so a write would throw write-after-end
+    if (socket.destroyed || socket.writableEnded) return
     close = close || (sub.flags & F_LP_CLOSE) !== 0
     let head = 'HTTP/1.1 ' + status + ' ' + reason + '\r\n' + block
     for (let i = 0; i < headers.length; i += 2) head += headers[i] + ': ' + headers[i + 1] + '\r\n'

@@ -228,3 +228,46 @@ export function withQuery (url        , name        , value        )         {
   const base = hash === -1 ? url : url.slice(0, hash)
   return base + (base.includes('?') ? '&' : '?') + name + '=' + encodeURIComponent(value)
 }
+
+/**
+ * The `exp` of a JWT in ms since the epoch, read from its payload without verifying anything (the
+ * server verifies; the client only needs to know when to renew). Null when the token is not a JWT
+ * or has no numeric `exp`.
+ */
+export function tokenExpiry (token        )                {
+  const parts = token.split('.')
+  if (parts.length !== 3) return null
+  try {
+    const b64 = parts[1] .replace(/-/g, '+').replace(/_/g, '/')
+    const bin = atob(b64 + '='.repeat((4 - b64.length % 4) % 4))
+    const bytes = new Uint8Array(bin.length)
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i)
+    const claims = JSON.parse(new TextDecoder().decode(bytes))
+    const exp = claims?.exp
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : null
+  } catch {
+    return null
+  }
+}
+
+/** What a refusal says (RFC 6750 §3): the `error` code and the best human-readable reason. */
+
+                                              
+
+
+
+
+/**
+ * Read a 401/403: `error_description` of `WWW-Authenticate`, else the body's first line, else the
+ * `error` code, else `HTTP <status>`.
+ */
+export function authChallenge (status        , wwwAuthenticate               , body = '')                {
+  const param = (name        )                     => {
+    if (wwwAuthenticate === null) return undefined
+    const m = new RegExp(`(?:^|[\\s,])${name}="((?:[^"\\\\]|\\\\.)*)"`).exec(wwwAuthenticate) ?? new RegExp(`(?:^|[\\s,])${name}=([^\\s,"]+)`).exec(wwwAuthenticate)
+    return m === null ? undefined : m[1] .replace(/\\(.)/g, '$1')
+  }
+  const error = param('error')
+  const text = body.split(/\r?\n/, 1)[0] .trim().slice(0, 200)
+  return { error, reason: param('error_description') ?? (text !== '' ? text : error ?? `HTTP ${status}`) }
+}

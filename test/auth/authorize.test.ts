@@ -144,15 +144,18 @@ test('decisions are cached: two identical requests, one upstream call; ttl 0 ask
   const up = await upstream(t, ok)
   const a = setup(t, { authorizeUrl: up.url, authorizeCacheTtl: 5 })
   t.false(isRefusal(await a.subscriber(sub())))
-  t.false(isRefusal(await a.subscriber(sub({ uri: '/sub/room.1,room.2?last_event_id=2', remoteAddress: '10.0.0.2' }))))
+  t.false(isRefusal(await a.subscriber(sub())))
   t.is(up.requests.length, 1)
   t.is(a.stats.authorizeCacheHits, 1)
-  // Other credentials, channels, origin or transport: asked again.
+  // Anything forwarded differs — URI (an app may read a token from its query), client address,
+  // credentials, channels, origin, transport: asked again, never answered from another's decision.
+  await a.subscriber(sub({ uri: '/sub/room.1,room.2?token=other' }))
+  await a.subscriber(sub({ remoteAddress: '10.0.0.2' }))
   await a.subscriber(sub({ headers: { cookie: 'session=other' } }))
   await a.subscriber(sub({ channels: ['room.3'], rawChannels: 'room.3' }))
   await a.subscriber(sub({ transport: 'longpoll' }))
   await a.subscriber(sub({ headers: { cookie: 'session=abc', authorization: 'Bearer opaque', origin: 'https://evil.example' } }))
-  t.is(up.requests.length, 5)
+  t.is(up.requests.length, 7)
 
   const up0 = await upstream(t, ok)
   const b = setup(t, { authorizeUrl: up0.url, authorizeCacheTtl: 0 })

@@ -2,14 +2,15 @@
 // WebSocket, chunked, multipart) and multiplexed subscriptions, the publisher and revocation, in
 // one process, with `--workers 2`, and across two Redis nodes. Tokens are made with jose; the
 // unsigned and forged ones by hand. Real HTTP upstreams for the authorize and publisher requests.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import http from 'node:http'
 import net from 'node:net'
 import test, { type ExecutionContext } from 'ava'
 import { SignJWT, base64url, type JWTPayload } from 'jose'
+import { serve, type Node } from '../helpers/node.ts'
 import { startRedis } from '../helpers/redis.ts'
-import { eventually, freePort, parseResponse, startServer } from '../helpers/server.ts'
+import { eventually, parseResponse, startServer } from '../helpers/server.ts'
 
 const SECRET = 'e2e-secret-that-is-at-least-32-bytes!'
 const KEY = 'publisher-key-1'
@@ -53,11 +54,12 @@ async function subscribe (port: number, t: Transport, path: string, extra: Recor
   let buf = ''
   const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
   socket.on('data', (d: Buffer) => { buf += d.toString('latin1') })
-  const head = await Promise.race([
-    (async () => { while (!buf.includes('\r\n\r\n')) await new Promise((resolve) => setTimeout(resolve, 5)); return buf })(),
-    closed.then(() => buf),
-    new Promise<string>((resolve) => setTimeout(() => resolve(buf), 5000))
-  ])
+  // the head, or whatever came before the connection closed, or 5 s passed (a parked long-poll)
+  let ended = false
+  closed.then(() => { ended = true }, () => {})
+  const deadline = Date.now() + 5000
+  while (!buf.includes('\r\n\r\n') && !ended && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+  const head = buf
   const r = parseResponse(head)
   return { status: r.status, headers: r.headers, text: () => buf, closed, socket }
 }
@@ -193,7 +195,7 @@ test('one process: revoking a sub ends its streams (401 revoked) and refuses the
   t.is((await fetch(`${srv.base}/admin/revoke`, { method: 'POST', body: JSON.stringify({ sub: 'alice' }), headers: { authorization: 'Bearer ' + bob } })).status, 403)
   const r = await fetch(`${srv.base}/admin/revoke`, { method: 'POST', body: JSON.stringify({ sub: 'alice' }), headers: { authorization: 'Bearer ' + KEY } })
   t.is(r.status, 200)
-  t.deepEqual(await r.json(), { revoked: { sub: 'alice' }, ended: 2 })
+  t.deepEqual(await r.json(), { revoked: { sub: 'alice' }, ended: 2, complete: true })
   await a1.closed
   await a2.closed
   t.regex(a1.text(), /:401: revoked\n\n$/)
@@ -205,7 +207,7 @@ test('one process: revoking a sub ends its streams (401 revoked) and refuses the
   const tok = await token({ sub: 'carol', jti: 'tok-1', parkline: { subscribe: ['*'] } })
   const c = await subscribe(srv.port, 'chunked', '/sub/r3', { authorization: 'Bearer ' + tok })
   const rj = await fetch(`${srv.base}/admin/revoke`, { method: 'POST', body: JSON.stringify({ jti: 'tok-1' }), headers: { authorization: 'Bearer ' + KEY } })
-  t.deepEqual(await rj.json(), { revoked: { jti: 'tok-1' }, ended: 1 })
+  t.deepEqual(await rj.json(), { revoked: { jti: 'tok-1' }, ended: 1, complete: true })
   await c.closed
   t.is((await fetch(`${srv.base}/admin/revoke`, { method: 'POST', body: '{"sub": 1}', headers: { authorization: 'Bearer ' + KEY } })).status, 400)
   t.is((await fetch(`${srv.base}/admin/revoke`, { method: 'POST', body: '{"sub": "a", "jti": "b"}', headers: { authorization: 'Bearer ' + KEY } })).status, 400)
@@ -283,24 +285,8 @@ test('one process: the publisher upstream rewrites (200), drops (204) or keeps (
 
 // ---- several processes --------------------------------------------------------------------------
 
-interface Node { base: string, port: number, proc: ChildProcess }
-
-async function startNode (t: ExecutionContext, args: string[]): Promise<Node> {
-  const port = await freePort()
-  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0',
-    '--jwt-secret', SECRET, '--api-key', KEY, '--jwt-audience', 'parkline', '--jwt-issuer', 'https://login.example', ...args], { stdio: ['ignore', 'ignore', 'inherit'] })
-  t.teardown(async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGKILL')
-      await once(proc, 'exit')
-    }
-  })
-  const base = `http://127.0.0.1:${port}`
-  const up = await eventually(async () => {
-    try { return (await fetch(`${base}/health`)).status === 200 } catch { return false }
-  }, 20000)
-  if (!up) throw new Error('parkline did not start')
-  return { base, port, proc }
+function startNode (t: ExecutionContext, args: string[]): Promise<Node> {
+  return serve(t, ['--jwt-secret', SECRET, '--api-key', KEY, '--jwt-audience', 'parkline', '--jwt-issuer', 'https://login.example', ...args])
 }
 
 async function revoke (base: string, body: object): Promise<{ status: number, json: { ended?: number } }> {
@@ -367,4 +353,79 @@ test('`parkline token` mints a token the server with the same secret accepts, fo
   t.is(other.status, 403)
   ok.socket.destroy()
   other.socket.destroy()
+})
+
+// ---- found in review: each of these let a request through before its fix --------------------
+
+async function authorizeApp (t: ExecutionContext, decide: (req: http.IncomingMessage) => number): Promise<string> {
+  const app = http.createServer((req, res) => { res.writeHead(decide(req), { 'content-type': 'text/plain' }).end() })
+  app.listen(0, '127.0.0.1')
+  await once(app, 'listening')
+  t.teardown(() => { app.closeAllConnections(); app.close() })
+  return `http://127.0.0.1:${(app.address() as net.AddressInfo).port}/auth`
+}
+
+test('the authorize request sees the channels the subscription uses, decoded, with the delimiter escaped', async (t) => {
+  const seen: string[] = []
+  const url = await authorizeApp(t, (req) => {
+    const ids = String(req.headers['x-channel-id']).split(',').map((s) => decodeURIComponent(s))
+    seen.push(String(req.headers['x-channel-id']))
+    return ids.every((id) => id.startsWith('user.42.')) ? 204 : 403
+  })
+  const srv = await startServer(t, { authorizeUrl: url, apiKey: [KEY] })
+  const smuggled = await subscribe(srv.port, 'eventsource', '/sub/user.42.x%2Cuser.43.inbox')
+  t.is(smuggled.status, 403)
+  const multi = await subscribe(srv.port, 'eventsource', '/sub/user.42.a,user.43.inbox')
+  t.is(multi.status, 403)
+  const fine = await subscribe(srv.port, 'eventsource', '/sub/user.42.a,user.42.b')
+  t.is(fine.status, 200)
+  // `%2C` in the path is the delimiter once decoded: two channels, and the application sees both
+  t.deepEqual(seen, ['user.42.x,user.43.inbox', 'user.42.a,user.43.inbox', 'user.42.a,user.42.b'])
+  for (const s of [smuggled, multi, fine]) s.socket.destroy()
+})
+
+test('an authorize decision answers only a request the application would have seen as identical', async (t) => {
+  let calls = 0
+  const url = await authorizeApp(t, (req) => { calls++; return String(req.headers['x-original-uri']).includes('token=good') ? 204 : 403 })
+  const srv = await startServer(t, { authorizeUrl: url, apiKey: [KEY] })
+  await publish(srv.base, 'room1', 'first')
+  const victim = await subscribe(srv.port, 'longpoll', '/sub/room1?token=good')
+  t.is(victim.status, 200)
+  const attacker = await subscribe(srv.port, 'eventsource', '/sub/room1')
+  t.is(attacker.status, 403)
+  const again = await subscribe(srv.port, 'longpoll', '/sub/room1?token=good')
+  t.is(calls, 2, 'the long-poll loop is still answered from the cache')
+  for (const s of [victim, attacker, again]) s.socket.destroy()
+})
+
+test('with authorizePublish, a cookie is not forwarded for publisher requests: it authorizes no publish', async (t) => {
+  const url = await authorizeApp(t, (req) => (req.headers.cookie === 'sid=alice' ? 204 : 403))
+  const srv = await startServer(t, { authorizeUrl: url, authorizePublish: true })
+  const r = await fetch(`${srv.base}/pub/chat`, { method: 'POST', body: 'x', headers: { cookie: 'sid=alice', origin: 'https://evil.example' } })
+  t.is(r.status, 403)
+  const s = await subscribe(srv.port, 'eventsource', '/sub/chat', { cookie: 'sid=alice' })
+  t.is(s.status, 200, 'subscribers still forward it')
+  s.socket.destroy()
+})
+
+test('secure default: a page of another site in a browser on this machine cannot publish to localhost', async (t) => {
+  const srv = await startServer(t)
+  const evil = await fetch(`${srv.base}/pub/x`, { method: 'POST', body: 'x', headers: { origin: 'https://evil.example' } })
+  t.is(evil.status, 403)
+  t.is((await fetch(`${srv.base}/pub/x`, { method: 'DELETE', headers: { 'sec-fetch-site': 'cross-site' } })).status, 403)
+  // the server's own pages (the demo) and local processes still can
+  t.is((await fetch(`${srv.base}/pub/x`, { method: 'POST', body: 'x', headers: { origin: srv.base } })).status, 202)
+  t.is((await fetch(`${srv.base}/pub/x`, { method: 'POST', body: 'x' })).status, 202)
+  // an origin the operator lists is trusted
+  const listed = await startServer(t, { corsOrigins: ['https://app.example'] })
+  t.is((await fetch(`${listed.base}/pub/x`, { method: 'POST', body: 'x', headers: { origin: 'https://app.example' } })).status, 202)
+})
+
+test('a token whose sub or jti is not a string is refused (it could never be revoked)', async (t) => {
+  const srv = await startServer(t, AUTH)
+  for (const claims of [{ sub: 42 }, { jti: 7 }] as unknown as JWTPayload[]) {
+    const s = await subscribe(srv.port, 'eventsource', '/sub/x', { authorization: 'Bearer ' + await token({ ...claims, parkline: { subscribe: ['*'] } }) })
+    t.is(s.status, 401)
+    s.socket.destroy()
+  }
 })

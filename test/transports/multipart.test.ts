@@ -281,7 +281,7 @@ test('longpollMultipart: every buffered message after the cursor in one multipar
   t.is(a.headers.etag, splitId(three.id).tags)
   t.is(a.headers.vary, 'If-None-Match, If-Modified-Since')
   t.is(a.headers['access-control-allow-origin'], 'https://o.example')
-  t.is(a.headers['access-control-expose-headers'], 'Last-Modified, Etag, Content-Type, Parkline-Gap')
+  t.is(a.headers['access-control-expose-headers'], 'Last-Modified, Etag, Content-Type, Parkline-Gap, WWW-Authenticate')
   // from the middle: the remaining two
   const b = await lpGet(srv.port, '/sub/lpm', lpCursor(one.id)).done
   const B2 = /boundary=(\w+)/.exec(b.headers['content-type']!)![1]!

@@ -1,0 +1,37 @@
+// The one place an engine is chosen, for the plugin and the CLI alike: Redis when `redisUrl` is
+// set (several nodes; with workers, each worker is a node of its own), the worker sequencer when
+// this process is a worker of `parkline serve --workers N` (it holds the link to the primary),
+// and otherwise the in-memory engine. Redis is loaded only when asked for.
+import type { WorkerLink } from './cluster.ts'
+import type { ParklineOptions } from './config.ts'
+import type { Core, ParklineLog } from './core.ts'
+import { MemoryEngine, type Engine } from './engine.ts'
+
+export interface EngineContext {
+  log?: ParklineLog
+  /** Set in a worker process of `parkline serve --workers N`. */
+  link?: WorkerLink
+}
+
+export interface ComposedEngine {
+  engine: Engine
+  /** Releases connections (Redis); called when the app closes. */
+  stop: () => Promise<void>
+}
+
+/** Build the engine for `core` and wait until it can serve (Redis connected, worker snapshot loaded). */
+export async function createEngine (core: Core, opts: ParklineOptions, ctx: EngineContext = {}): Promise<ComposedEngine> {
+  if (opts.redisUrl !== '') {
+    const { RedisEngine } = await import('./redis-engine.ts')
+    const engine = new RedisEngine(core, opts.redisUrl, { log: ctx.log })
+    await engine.start()
+    return { engine, stop: async () => { await engine.stop() } }
+  }
+  if (ctx.link !== undefined) {
+    const { WorkerEngine } = await import('./cluster.ts')
+    const engine = new WorkerEngine(core, ctx.link)
+    await engine.ready
+    return { engine, stop: async () => {} }
+  }
+  return { engine: new MemoryEngine(core), stop: async () => {} }
+}

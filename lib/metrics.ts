@@ -1,0 +1,108 @@
+// Prometheus metrics with prom-client, in a registry of Parkline's own (never prom-client's global
+// one, which a host app may use). The hot path keeps plain integers (lib/stats.ts); the families
+// read them when scraped. With worker processes a scrape on any worker returns the sum over the
+// node: each process's registry as JSON, merged by prom-client's AggregatorRegistry.aggregate
+// (counters and gauges summed, process metrics merged as prom-client defines), gathered over IPC.
+// No label takes a value from users: transports, causes, policies and HTTP statuses only.
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client'
+import type { Core } from './core.ts'
+
+/** Publish-to-write latency buckets, in seconds, from 100 µs. */
+const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+
+export type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>
+
+/** A counter whose value is read from a plain integer at scrape time. */
+function counterFrom (registry: Registry, name: string, help: string, labelNames: string[], read: (set: (labels: Record<string, string>, v: number) => void) => void): void {
+  registry.registerMetric(new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [],
+    collect () {
+      this.reset()
+      read((labels, v) => { if (v > 0) this.inc(labels, v) })
+    }
+  }))
+}
+
+function gaugeFrom (registry: Registry, name: string, help: string, labelNames: string[], read: (set: (labels: Record<string, string>, v: number) => void) => void, aggregator: 'sum' | 'max' = 'sum'): void {
+  registry.registerMetric(new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [],
+    aggregator,
+    collect () {
+      this.reset()
+      read((labels, v) => { this.set(labels, v) })
+    }
+  }))
+}
+
+export class Metrics {
+  readonly registry = new Registry()
+  /** Observed once per message fan-out, when its bytes were handed to the sockets. */
+  readonly delivery: Histogram
+  /** With workers: gathers every process's JSON for a node-wide scrape. */
+  nodeScrape: (() => Promise<MetricsJson[]>) | null = null
+
+  constructor (core: Core) {
+    const r = this.registry
+    collectDefaultMetrics({ register: r })
+    const s = core.stats
+    const names = core.transports.map((t) => t.name)
+    gaugeFrom(r, 'parkline_subscribers', 'Subscribers connected, by transport.', ['transport'], (set) => {
+      for (let i = 0; i < names.length; i++) set({ transport: names[i]! }, core.table.counts[i]!)
+    })
+    // every worker holds a replica of the same channels: the node's figure is the largest, not the sum
+    gaugeFrom(r, 'parkline_channels', 'Channel records (the largest over the node\'s workers, which hold replicas).', [], (set) => { set({}, core.registry.size) }, 'max')
+    gaugeFrom(r, 'parkline_messages_stored', 'Messages held in channel buffers (the largest over the node\'s workers).', [], (set) => {
+      let n = 0
+      for (const ch of core.registry.values()) n += ch.buffer.size
+      set({}, n)
+    }, 'max')
+    counterFrom(r, 'parkline_messages_published_total', 'Messages published through this process.', [], (set) => { set({}, s.published) })
+    counterFrom(r, 'parkline_messages_delivered_total', 'Messages written to subscribers, by transport.', ['transport'], (set) => {
+      for (let i = 0; i < names.length; i++) set({ transport: names[i]! }, s.delivered[i]!)
+    })
+    counterFrom(r, 'parkline_messages_dropped_total', 'Messages dropped for slow subscribers under queuePolicy drop-oldest.', [], (set) => { set({}, s.messagesDropped) })
+    counterFrom(r, 'parkline_queue_cap_total', 'Subscribers that reached their queue cap, by what followed (disconnect, drop-oldest).', ['policy'], (set) => {
+      set({ policy: 'disconnect' }, s.overflowDisconnect)
+      set({ policy: 'drop-oldest' }, s.overflowDropOldest)
+    })
+    counterFrom(r, 'parkline_gaps_total', 'Gap signals sent, by cause.', ['cause'], (set) => {
+      set({ cause: 'evicted' }, s.gapsEvicted)
+      set({ cause: 'expired' }, s.gapsExpired)
+      set({ cause: 'dropped' }, s.gapsDropped)
+    })
+    counterFrom(r, 'parkline_connections_refused_total', 'Subscribers refused at the connection limit or while draining.', [], (set) => { set({}, s.refused) })
+    counterFrom(r, 'parkline_auth_refusals_total', 'Requests refused by access control, by status.', ['status'], (set) => {
+      for (const [status, n] of Object.entries(core.access?.refusals ?? {})) set({ status }, n)
+    })
+    counterFrom(r, 'parkline_authorize_requests_total', 'Authorize requests sent to the application.', [], (set) => { set({}, core.access?.auth?.stats.authorizeCalls ?? 0) })
+    counterFrom(r, 'parkline_authorize_cache_hits_total', 'Authorize decisions answered from the cache.', [], (set) => { set({}, core.access?.auth?.stats.authorizeCacheHits ?? 0) })
+    gaugeFrom(r, 'parkline_store_up', 'The shared store (Redis) is reachable: 1, or 0; absent without one.', [], (set) => {
+      const h = core.engine.health?.()
+      if (h !== undefined) set({}, h.up ? 1 : 0)
+    })
+    this.delivery = new Histogram({
+      name: 'parkline_publish_delivery_seconds',
+      help: 'Seconds from a publish to its bytes handed to the subscribers\' sockets (once per message and process).',
+      buckets: LATENCY_BUCKETS,
+      registers: [r]
+    })
+  }
+
+  /** The text of a scrape: this process, or the whole node with workers. */
+  async render (): Promise<{ contentType: string, text: string }> {
+    if (this.nodeScrape === null) return { contentType: this.registry.contentType, text: await this.registry.metrics() }
+    const all = await this.nodeScrape()
+    const merged = AggregatorRegistry.aggregate(all)
+    return { contentType: merged.contentType, text: await merged.metrics() }
+  }
+
+  async json (): Promise<MetricsJson> {
+    return await this.registry.getMetricsAsJSON()
+  }
+}

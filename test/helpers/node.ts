@@ -1,0 +1,28 @@
+// A real `parkline serve` process (bin/parkline.ts) on a free loopback port, killed by the test's
+// teardown: for worker, Redis and CLI tests. Its stdout and stderr (pino JSON) are kept.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import type { ExecutionContext } from 'ava'
+import { eventually, freePort } from './server.ts'
+
+export interface Node { base: string, port: number, proc: ChildProcess, log: () => string }
+
+export async function serve (t: ExecutionContext, args: string[], logLevel = 'error'): Promise<Node> {
+  const port = await freePort()
+  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', logLevel, '--drain-window', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  t.teardown(async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGKILL')
+      await once(proc, 'exit')
+    }
+  })
+  const base = `http://127.0.0.1:${port}`
+  const up = await eventually(async () => {
+    try { return (await fetch(`${base}/health`)).status === 200 } catch { return false }
+  }, 20000)
+  if (!up) throw new Error(`parkline serve ${args.join(' ')} did not start: ${out}`)
+  return { base, port, proc, log: () => out }
+}

@@ -1,0 +1,121 @@
+// Metrics an operator can trust, and logs they can read: /metrics parsed by a Prometheus text
+// parser, HELP and TYPE on every family, process and runtime metrics, node-wide sums with
+// workers (counters never go backwards between scrapes, whichever worker answers), the
+// publish-to-write histogram in seconds, worker restarts and Redis state in metrics and logs.
+import { readFileSync } from 'node:fs'
+import test, { type ExecutionContext } from 'ava'
+import parsePrometheusTextFormat from 'parse-prometheus-text-format'
+import { startRedis } from './helpers/redis.ts'
+import { serve } from './helpers/node.ts'
+import { SseClient, eventually, startServer } from './helpers/server.ts'
+
+interface Family { name: string, help: string, type: string, metrics: Array<{ labels?: Record<string, string>, value?: string, buckets?: Record<string, string>, count?: string, sum?: string }> }
+
+function parse (text: string): Map<string, Family> {
+  const out = new Map<string, Family>()
+  for (const f of parsePrometheusTextFormat(text) as Family[]) out.set(f.name, f)
+  return out
+}
+
+/** A sample's value, summed over the samples matching `labels`. */
+function value (m: Map<string, Family>, name: string, labels: Record<string, string> = {}): number {
+  const f = m.get(name)
+  if (f === undefined) return NaN
+  let sum = 0
+  for (const s of f.metrics) {
+    if (Object.entries(labels).every(([k, v]) => s.labels?.[k] === v)) sum += Number(s.value ?? s.count)
+  }
+  return sum
+}
+
+async function scrape (base: string): Promise<{ text: string, families: Map<string, Family> }> {
+  const r = await fetch(`${base}/metrics`)
+  const text = await r.text()
+  return { text, families: parse(text) }
+}
+
+test('one process: every family has HELP and TYPE, process and runtime metrics, exact counts, latency in seconds', async (t) => {
+  const srv = await startServer(t)
+  const subs = [await SseClient.connect(srv.port, '/sub/m'), await SseClient.connect(srv.port, '/sub/m')]
+  for (let i = 0; i < 3; i++) t.is((await fetch(`${srv.base}/pub/m`, { method: 'POST', body: `m${i}` })).status, 201)
+  for (const s of subs) await s.waitEvents(3)
+  const { text, families } = await scrape(srv.base)
+  // every family in the text has both lines
+  const declared = [...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!)
+  for (const name of declared) t.regex(text, new RegExp(`^# HELP ${name} \\S`, 'm'), name)
+  t.true(declared.length === families.size)
+  t.true([...families.keys()].some((n) => n.startsWith('process_')))
+  t.true([...families.keys()].some((n) => n.startsWith('nodejs_')))
+  t.is(value(families, 'parkline_messages_published_total'), 3)
+  t.is(value(families, 'parkline_messages_delivered_total', { transport: 'eventsource' }), 6)
+  t.is(value(families, 'parkline_subscribers', { transport: 'eventsource' }), 2)
+  t.is(families.get('parkline_messages_delivered_total')!.type, 'COUNTER')
+  const h = families.get('parkline_publish_delivery_seconds')!
+  t.is(h.type, 'HISTOGRAM')
+  t.is(Number(h.metrics[0]!.count), 3, 'once per message, not per subscriber')
+  t.true(Number(h.metrics[0]!.sum) > 0 && Number(h.metrics[0]!.sum) < 1)
+  t.true('0.0001' in h.metrics[0]!.buckets!, 'buckets from 100 µs')
+  // no label takes its values from users: no channel id anywhere
+  t.false(text.includes('"m"'))
+  for (const s of subs) s.close()
+})
+
+/** Every JSON log line; fails the test on a line that is not JSON. */
+function logLines (t: ExecutionContext, out: string): Array<Record<string, unknown>> {
+  return out.trim().split('\n').filter((l) => l.length > 0).map((l) => {
+    try { return JSON.parse(l) as Record<string, unknown> } catch { t.fail('not a JSON log line: ' + l); return {} }
+  })
+}
+
+test('--workers 2: 20 scrapes while publishing give node-wide sums, equal to what the test counted, never going backwards', async (t) => {
+  const node = await serve(t, ['--workers', '2'], 'info')
+  const subs: SseClient[] = []
+  for (let i = 0; i < 4; i++) subs.push(await SseClient.connect(node.port, '/sub/w'))
+  let last = new Map<string, number>()
+  for (let i = 0; i < 20; i++) {
+    t.is((await fetch(`${node.base}/pub/w`, { method: 'POST', body: `m${i}` })).status, 201)
+    const { families } = await scrape(node.base)
+    t.is(value(families, 'parkline_messages_published_total'), i + 1, 'published: the sum over the workers, exact')
+    t.is(value(families, 'parkline_subscribers', { transport: 'eventsource' }), 4)
+    const now = new Map<string, number>()
+    for (const f of families.values()) {
+      if (f.type !== 'COUNTER' || !f.name.startsWith('parkline_')) continue
+      now.set(f.name, value(families, f.name))
+      t.true(now.get(f.name)! >= (last.get(f.name) ?? 0), `${f.name} went backwards`)
+    }
+    last = now
+  }
+  for (const s of subs) t.is((await s.waitEvents(20)).length, 20)
+  t.true(await eventually(async () => value((await scrape(node.base)).families, 'parkline_messages_delivered_total', { transport: 'eventsource' }) === 80))
+  for (const s of subs) s.close()
+})
+
+test('--workers 2: a killed worker shows in the log and in parkline_worker_restarts_total', async (t) => {
+  const node = await serve(t, ['--workers', '2'], 'info')
+  const children = readFileSync(`/proc/${node.proc.pid}/task/${node.proc.pid}/children`, 'utf8').trim().split(/\s+/).map(Number)
+  t.is(children.length, 2)
+  process.kill(children[0]!, 'SIGKILL')
+  t.true(await eventually(() => node.log().includes('worker died'), 5000))
+  t.true(await eventually(async () => {
+    try { return value((await scrape(node.base)).families, 'parkline_worker_restarts_total') === 1 } catch { return false }
+  }, 8000))
+  const lines = logLines(t, node.log())
+  const died = lines.find((l) => l.msg === 'worker died; forking it again')!
+  t.is(died.signal, 'SIGKILL')
+  t.true(lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('parkline listening on')))
+})
+
+test('Redis stopped and started: the log says lost and recovered, parkline_store_up goes 0 then 1', async (t) => {
+  const redis = await startRedis(t)
+  const node = await serve(t, ['--workers', '1', '--redis-url', `redis://127.0.0.1:${redis.port}`], 'info')
+  t.true(await eventually(() => node.log().includes('redis connected'), 5000))
+  t.is(value((await scrape(node.base)).families, 'parkline_store_up'), 1)
+  await redis.kill()
+  t.true(await eventually(() => node.log().includes('redis connection lost'), 5000))
+  t.is(value((await scrape(node.base)).families, 'parkline_store_up'), 0)
+  await redis.restart()
+  t.true(await eventually(() => node.log().includes('redis recovered'), 10000))
+  t.true(await eventually(async () => value((await scrape(node.base)).families, 'parkline_store_up') === 1, 5000))
+  const lines = logLines(t, node.log())
+  t.is(lines.filter((l) => l.msg === 'redis connection lost: publishes answer 503 until it is back').length, 1, 'one line per outage')
+})
