@@ -86,6 +86,10 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   const core = new Core(opts, [...TRANSPORTS, ConsumerTransport], fdLimit())
   const access = await Access.create(opts)
   for (const w of access.auth?.warnings ?? []) fastify.log.warn({ parkline: 'config' }, w)
+  if (access.checksTokens && opts.corsOrigins.length === 0) {
+    // the token cookie rides along on cross-site requests a browser allows (SameSite=None)
+    fastify.log.warn({ parkline: 'config' }, `corsOrigins is empty: every Origin is echoed with credentials, so a page of any site can subscribe with a user's ${opts.authCookie} cookie if the browser sends it; list your sites in corsOrigins`)
+  }
   core.revocations = access.auth?.revocations ?? null
   core.tokenExpiry = access.checksTokens
   core.access = access

@@ -71,9 +71,9 @@ async function publish (base: string, channel: string, body: string, auth: strin
 /** Admitted answers per transport: 200 (streams, a long-poll answered from the buffer) or 101. */
 const OK: Record<Transport, number> = { eventsource: 200, longpoll: 200, websocket: 101, chunked: 200, multipart: 200 }
 
-test('one process: every transport refuses bad credentials with RFC 6750 answers and admits granted ones', async (t) => {
-  const srv = await startServer(t, AUTH)
-  for (const ch of ['room.7', 'secret', 'public.news']) t.is((await publish(srv.base, ch, 'first')).status, 202)
+/** Every case on every transport: subscribe on `port`, publish and read info through `base`. */
+async function refusalMatrix (t: ExecutionContext, base: string, port: number): Promise<void> {
+  for (const ch of ['room.7', 'secret', 'public.news']) t.is((await publish(base, ch, 'first')).status, 202)
   const cases: Array<[string, () => Promise<Record<string, string>>, string, number, RegExp | null]> = [
     ['no credential', async () => ({}), '/sub/room.7', 401, /^Bearer$/],
     ['forged signature', async () => ({ authorization: 'Bearer ' + await token({ parkline: { subscribe: ['*'] } }, 'another-secret-that-is-32-bytes-long') }), '/sub/room.7', 401, /error="invalid_token"/],
@@ -91,7 +91,7 @@ test('one process: every transport refuses bad credentials with RFC 6750 answers
   ]
   for (const tr of TRANSPORTS) {
     for (const [name, headers, path, status, challenge] of cases) {
-      const s = await subscribe(srv.port, tr, path, { Origin: 'https://app.example', ...await headers() })
+      const s = await subscribe(port, tr, path, { Origin: 'https://app.example', ...await headers() })
       const want = status === 0 ? OK[tr] : status
       t.is(s.status, want, `${tr}: ${name}`)
       if (challenge !== null) {
@@ -104,7 +104,25 @@ test('one process: every transport refuses bad credentials with RFC 6750 answers
     }
   }
   // nothing of a refused request was counted anywhere
-  t.true(await eventually(async () => (await (await fetch(`${srv.base}/pub/room.7`, { headers: { authorization: 'Bearer ' + KEY, accept: 'text/json' } })).json() as { subscribers: number }).subscribers === 0))
+  t.true(await eventually(async () => (await (await fetch(`${base}/pub/room.7`, { headers: { authorization: 'Bearer ' + KEY, accept: 'text/json' } })).json() as { subscribers: number }).subscribers === 0))
+}
+
+test('one process: every transport refuses bad credentials with RFC 6750 answers and admits granted ones', async (t) => {
+  const srv = await startServer(t, AUTH)
+  await refusalMatrix(t, srv.base, srv.port)
+})
+
+test('--workers 2: the same refusals and admissions on every transport, whichever worker answers', async (t) => {
+  const node = await startNode(t, ['--workers', '2', '--anonymous-subscribe', 'public.*'])
+  await refusalMatrix(t, node.base, node.port)
+})
+
+test('two Redis nodes: the same refusals and admissions, publishing on A and subscribing on B', async (t) => {
+  const redis = await startRedis(t)
+  const url = `redis://127.0.0.1:${redis.port}`
+  const a = await startNode(t, ['--workers', '1', '--redis-url', url, '--anonymous-subscribe', 'public.*'])
+  const b = await startNode(t, ['--workers', '1', '--redis-url', url, '--anonymous-subscribe', 'public.*'])
+  await refusalMatrix(t, a.base, b.port)
 })
 
 test('one process: the token in ?access_token= only with tokenInQuery', async (t) => {

@@ -1,0 +1,179 @@
+// The core, the backlog and the coalescer on their own: no sockets, no HTTP. A recording transport
+// (it implements the Transport contract and keeps what the core hands it) stands in for the wire.
+import test from 'ava'
+import type { Socket } from 'node:net'
+import { resolveOptions } from '../../lib/config.ts'
+import { Core } from '../../lib/core.ts'
+import { Backlog, DROPPED, OVERFLOW, QUEUED, enqueue } from '../../lib/backlog.ts'
+import { defaultCursor } from '../../lib/message-id.ts'
+import type { Message } from '../../lib/message.ts'
+import { F_BATCHED, Subscriber, type SubscribeRequest, type Transport } from '../../lib/subscriber.ts'
+import { Coalescer } from '../../transports/coalesce.ts'
+
+class Recorder implements Transport {
+  readonly name = 'recorder'
+  readonly index: number
+  readonly core: Core
+  readonly got: Array<[Subscriber, string]> = []
+  readonly ended: Array<[Subscriber, number, string | undefined]> = []
+  constructor (core: Core, index: number) {
+    this.core = core
+    this.index = index
+  }
+
+  detect (): boolean { return false }
+  serve (_sr: SubscribeRequest): void {}
+  deliver (sub: Subscriber, msg: Message, pos: number): void { this.got.push([sub, sub.advance(msg, pos)]) }
+  end (sub: Subscriber, status: number, reason?: string): void {
+    this.core.unregister(sub)
+    this.ended.push([sub, status, reason])
+  }
+
+  keepalive (): void {}
+  ready (): void {}
+}
+
+/** A socket stand-in for the backlog and the coalescer: what they read and write. */
+function fakeSocket (writableLength = 0): Socket & { written: Buffer[] } {
+  const written: Buffer[] = []
+  return { writableLength, destroyed: false, writable: true, written, write (b: Buffer) { written.push(b); return true } } as unknown as Socket & { written: Buffer[] }
+}
+
+function setup (over: Record<string, unknown> = {}): { core: Core, rec: Recorder } {
+  const core = new Core(resolveOptions({ logLevel: 'silent', ...over }), [Recorder], 1000)
+  return { core, rec: core.transports[0] as Recorder }
+}
+
+function subscribe (core: Core, rec: Recorder, keys: string[], grant: Subscriber['grant'] = null): Subscriber {
+  const sub = new Subscriber(rec, fakeSocket(), null, core.channelsFor(keys), defaultCursor(keys.length), null, 0)
+  sub.grant = grant
+  core.register(sub)
+  return sub
+}
+
+test('ids increase within a second and across, fan-out reaches every subscriber once, in order', (t) => {
+  const { core, rec } = setup()
+  const a = subscribe(core, rec, ['ch'])
+  const b = subscribe(core, rec, ['ch', 'other'])
+  const ids = [1, 2, 3].map((i) => core.publish('ch', Buffer.from(String(i)), null, null).msg.id)
+  const [t0, g0] = ids[0]!.split(':').map(Number)
+  t.deepEqual(ids.slice(1).map((id) => id.split(':').map(Number)), [[t0, g0! + 1], [t0, g0! + 2]])
+  t.deepEqual(rec.got.filter(([s]) => s === a).map(([, id]) => id), ids)
+  t.is(rec.got.filter(([s]) => s === b).length, 3)
+  t.true(rec.got.filter(([s]) => s === b).every(([, id]) => /^\d+:\[\d+\],-$/.test(id)), 'multiplexed: vector ids')
+  t.is(core.stats.published, 3)
+  t.is(core.table.size, 2)
+})
+
+test('unregister removes a subscriber from its channels and the table once; an empty channel is released', (t) => {
+  const { core, rec } = setup()
+  const a = subscribe(core, rec, ['x', 'y'])
+  t.is(core.registry.size, 2)
+  core.unregister(a)
+  core.unregister(a)
+  t.is(core.table.size, 0)
+  t.is(core.registry.size, 0)
+})
+
+test('DELETE ends every subscriber with 410 and drops the channel; its messages are gone', (t) => {
+  const { core, rec } = setup()
+  const a = subscribe(core, rec, ['d'])
+  const b = subscribe(core, rec, ['d', 'e'])
+  core.publish('d', Buffer.from('m'), null, null)
+  core.deleteChannel(core.registry.get('d')!)
+  t.deepEqual(rec.ended.map(([s, status]) => [s === a || s === b, status]), [[true, 410], [true, 410]])
+  t.is(core.registry.get('d'), undefined)
+  t.is(core.table.size, 0)
+})
+
+test('nextMessage merges a multiplexed buffer by id and signals a gap below the floor', (t) => {
+  const { core, rec } = setup({ bufferLength: 2 })
+  for (const [ch, m] of [['p', 'p1'], ['q', 'q1'], ['p', 'p2'], ['p', 'p3']]) core.publish(ch!, Buffer.from(m!), null, null)
+  const sub = new Subscriber(rec, fakeSocket(), null, core.channelsFor(['p', 'q']), defaultCursor(2), null, 0)
+  const order: string[] = []
+  for (let n = core.nextMessage(sub); n !== null; n = core.nextMessage(sub)) {
+    order.push(n.msg.data.toString())
+    sub.advance(n.msg, n.pos)
+  }
+  t.deepEqual(order, ['q1', 'p2', 'p3'], 'p1 was evicted (bufferLength 2)')
+  // a cursor at p1 lies below p's floor: the next message comes with the gap signal
+  const p1 = { time: core.registry.get('p')!.floorTime, tag: core.registry.get('p')!.floorTag - 1 }
+  const late = new Subscriber(rec, fakeSocket(), null, core.channelsFor(['p']), { time: p1.time, tags: [p1.tag], active: 0, explicit: true }, null, 0)
+  t.not(core.nextMessage(late)!.gap, null)
+})
+
+test('a token deadline ends the subscriber with 401 `token expired`, before a later subscriberTimeout', (t) => {
+  const { core, rec } = setup({ subscriberTimeout: 3600 })
+  core.tokenExpiry = true
+  const now = Math.floor(Date.now() / 1000)
+  const grant = { kind: 'jwt' as const, sub: 'u', jti: 'j', exp: now - 1, iat: now - 60, subscribe: '*' as const, publish: [], admin: false }
+  const sub = subscribe(core, rec, ['t'], grant)
+  const plain = subscribe(core, rec, ['t'])
+  core.tick()
+  t.deepEqual(rec.ended.map(([s, status, reason]) => [s === sub, status, reason]), [[true, 401, 'token expired']])
+  t.is(plain.deadline, now + 3600)
+})
+
+test('revokeLocal ends a user\'s subscribers issued up to the revocation, and only those', (t) => {
+  const { core, rec } = setup()
+  const now = Math.floor(Date.now() / 1000)
+  const g = (sub: string, iat: number, jti: string): Subscriber['grant'] => ({ kind: 'jwt', sub, jti, exp: 0, iat, subscribe: '*', publish: [], admin: false })
+  const old = subscribe(core, rec, ['r'], g('alice', now - 10, 'a1'))
+  subscribe(core, rec, ['r'], g('alice', now + 5, 'a2'))
+  subscribe(core, rec, ['r'], g('bob', now - 10, 'b1'))
+  t.is(core.revokeLocal('sub', 'alice', now, now + 60), 1)
+  t.is(rec.ended[0]![0], old)
+  t.is(rec.ended[0]![2], 'revoked')
+  t.is(core.revokeLocal('jti', 'b1', now, now + 60), 1)
+  t.is(core.table.size, 1)
+})
+
+test('backlog: under the cap frames queue; past it `disconnect` unregisters, `drop-oldest` drops and marks a gap', (t) => {
+  for (const policy of ['disconnect', 'drop-oldest'] as const) {
+    const { core, rec } = setup({ queueCap: 100, queuePolicy: policy })
+    const sub = subscribe(core, rec, ['b'])
+    sub.socket = fakeSocket(60)
+    const msgs = [1, 2, 3].map((i) => core.publish('b', Buffer.from(String(i)), null, null).msg)
+    t.is(enqueue(core, sub, '0:0', msgs[0]!, Buffer.alloc(30), msgs[0]!.id, 30, null, true), QUEUED)
+    const r = enqueue(core, sub, null, msgs[1]!, Buffer.alloc(30), msgs[1]!.id, 30, null, true)
+    if (policy === 'disconnect') {
+      t.is(r, OVERFLOW)
+      t.is(core.table.size, 0)
+      t.is(core.stats.overflowDisconnect, 1)
+    } else {
+      t.is(r, QUEUED)
+      const backlog = sub.backlog as Backlog
+      t.deepEqual(backlog.ids, [msgs[1]!.id], 'the oldest queued frame went')
+      t.is(backlog.gapFrom, '0:0', 'the gap starts after the last id written')
+      t.is(core.stats.messagesDropped, 1)
+      // a frame that cannot fit even alone (Node holds a full cap) is dropped itself
+      sub.socket = fakeSocket(100)
+      t.is(enqueue(core, sub, null, msgs[2]!, Buffer.alloc(30), msgs[2]!.id, 30, null, true), DROPPED)
+    }
+  }
+})
+
+test('coalescer: a turn\'s messages leave as one write per subscriber; a subscriber ending mid-turn gets them first', (t) => {
+  const { core, rec } = setup()
+  const framer = (m: Message): Buffer => Buffer.concat([m.data, Buffer.from('|')])
+  const c = new Coalescer(core, rec.index, [framer], () => 0)
+  const a = subscribe(core, rec, ['c'])
+  const b = subscribe(core, rec, ['c'])
+  const msgs = [1, 2, 3].map((i) => core.publish('c', Buffer.from(`m${i}`), null, null).msg)
+  for (const m of msgs) { c.hold(a, m); c.hold(b, m) }
+  t.true((a.flags & F_BATCHED) !== 0)
+  // b ends within the turn: its frames are written at once
+  c.release(b)
+  t.deepEqual((b.socket as unknown as { written: Buffer[] }).written.map(String), ['m1|m2|m3|'])
+  c.flush()
+  t.deepEqual((a.socket as unknown as { written: Buffer[] }).written.map(String), ['m1|m2|m3|'])
+  t.is((b.socket as unknown as { written: Buffer[] }).written.length, 1, 'not written twice')
+  // a subscriber whose socket is gone: held frames are taken off the delivered count
+  const gone = subscribe(core, rec, ['c'])
+  const m4 = core.publish('c', Buffer.from('m4'), null, null).msg
+  const before = core.stats.delivered[rec.index]!
+  c.hold(gone, m4)
+  ;(gone.socket as unknown as { destroyed: boolean }).destroyed = true
+  c.release(gone)
+  t.is(core.stats.delivered[rec.index], before)
+})
