@@ -49,6 +49,7 @@ type Down =
   | ['a', number]
   | ['r', number, PublishResult | ChannelInfo | [number, boolean] | MetricsJson[] | null]
   | ['snap', SnapChannel[]]
+  | ['load', SnapChannel]
   | ['totals', number, number, number, number]
   | ['rev', number, 'sub' | 'jti', string, number, number]
   | ['mq', number]
@@ -172,25 +173,30 @@ export class Sequencer {
     child.on('error', onChildError)
     child.on('message', (batch: Up[]) => this.#onBatch(slot, batch))
     child.on('exit', () => this.#onExit(slot, child))
-    // the snapshot goes first: the worker listens only once its replicas are filled
-    slot.out.push(['snap', this.#snapshot()])
+    // A fresh worker has no subscriber yet, so no replica to fill: it gets a channel's buffer with
+    // its first subscriber on it ('load'). The (empty) snapshot says the primary is ready for it.
+    slot.out.push(['snap', []])
     const now = Math.floor(Date.now() / 1000)
     for (const [kind, value, at, until] of this.#revoked) {
       if (kind === 'sub' || until > now) slot.out.push(['rev', 0, kind, value, at, until])
     }
   }
 
-  #snapshot (): SnapChannel[] {
-    const out: SnapChannel[] = []
-    for (const ch of this.core.registry.values()) {
-      const msgs: SnapMessage[] = []
-      for (let i = 0; i < ch.buffer.size; i++) {
-        const m = ch.buffer.at(i)
-        msgs.push([m.time, m.tag, m.data, m.contentType, m.event, m.publishedAt])
-      }
-      out.push([ch.key, ch.lastTime, ch.lastTag, ch.floorTime, ch.floorTag, msgs])
+  /** One channel as the authority holds it: ids, floor and buffered messages. */
+  #snapshotOf (key: string): SnapChannel {
+    const ch = this.core.registry.get(key)
+    if (ch === undefined) return [key, 0, 0, 0, -1, []]
+    const msgs: SnapMessage[] = []
+    for (let i = 0; i < ch.buffer.size; i++) {
+      const m = ch.buffer.at(i)
+      msgs.push([m.time, m.tag, m.data, m.contentType, m.event, m.publishedAt])
     }
-    return out
+    return [ch.key, ch.lastTime, ch.lastTag, ch.floorTime, ch.floorTag, msgs]
+  }
+
+  /** A message goes to the workers with subscribers on its channel only. */
+  #toInterested (key: string, entry: Down): void {
+    for (const w of this.workers) if ((w.counts.get(key) ?? 0) > 0) w.out.push(entry)
   }
 
   #onExit (slot: WorkerSlot, child: ChildProcess): void {
@@ -249,7 +255,7 @@ export class Sequencer {
           const subscribers = this.counts.get(e[2]) ?? 0
           const info = channelInfo(channel, Date.now())
           info.subscribers = subscribers
-          this.#broadcast(['m', e[2], msg.time, msg.tag, data, msg.contentType, msg.event, msg.publishedAt])
+          this.#toInterested(e[2], ['m', e[2], msg.time, msg.tag, data, msg.contentType, msg.event, msg.publishedAt])
           slot.out.push(['r', e[1], { status: subscribers > 0 ? 201 : 202, info }])
           break
         }
@@ -285,12 +291,15 @@ export class Sequencer {
               }
             }
             this.#count(key, e[2])
-            const n = (slot.counts.get(key) ?? 0) + e[2]
+            const had = slot.counts.get(key) ?? 0
+            const n = had + e[2]
             if (n <= 0) slot.counts.delete(key)
             else slot.counts.set(key, n)
             if (e[2] > 0) {
               const ch = this.core.registry.getOrCreate(key, this.core.nowSec)
               ch.lastRequested = Date.now()
+              // the worker's first subscriber there: its replica, before the ack and every later message
+              if (had === 0) slot.out.push(['load', this.#snapshotOf(key)])
             }
           }
           if (e[2] > 0) acks++
@@ -514,6 +523,8 @@ export class WorkerEngine implements Engine {
 
   unregistered (sub: Subscriber): void {
     this.#link.out.push(['sub', sub.channels.map((c) => c.key), -1])
+    // its last subscriber here left: the replica is no longer kept current, so it goes
+    for (const ch of sub.channels) if (this.#core.localSubscribers(ch.key) === 0) this.#core.dropReplica(ch.key)
   }
 
   async revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }> {
@@ -534,9 +545,17 @@ export class WorkerEngine implements Engine {
     const core = this.#core
     {
       switch (e[0]) {
-        case 'm':
-          core.applyMessage(e[1], e[2], e[3], toBuffer(e[4]), e[5], e[6], e[7])
+        case 'm': {
+          // sent while this worker had subscribers there; one that left since drops it
+          if (core.localSubscribers(e[1]) > 0) core.applyMessage(e[1], e[2], e[3], toBuffer(e[4]), e[5], e[6], e[7])
           break
+        }
+        case 'load': {
+          const [key, lastTime, lastTag, floorTime, floorTag, msgs] = e[1]
+          // the subscriber that asked for it may have left already: then its -1 follows
+          if (core.localSubscribers(key) > 0) core.restoreChannel(key, lastTime, lastTag, floorTime, floorTag, msgs.map((m) => [m[0], m[1], toBuffer(m[2]), m[3], m[4], m[5]] as const))
+          break
+        }
         case 'd':
           core.deleteLocal(e[1])
           break

@@ -98,6 +98,61 @@ export class Core {
     return this.#append(ch, new Message(time, tag, data, contentType, event, publishedAt))
   }
 
+  /**
+   * Fill a channel's replica from the authority's copy (a worker's first subscriber on it): the
+   * buffer is replaced, nothing is fanned out (its subscribers replay it once they are counted).
+   */
+  restoreChannel (key: string, lastTime: number, lastTag: number, floorTime: number, floorTag: number, msgs: ReadonlyArray<readonly [number, number, Buffer, string | null, string | null, number]>): void {
+    const ch = this.registry.getOrCreate(key, this.nowSec)
+    ch.buffer.clear()
+    ch.lastTime = lastTime
+    ch.lastTag = lastTag
+    ch.floorTime = floorTime
+    ch.floorTag = floorTag
+    for (const [time, tag, data, ct, ev, at] of msgs) {
+      const evicted = ch.buffer.push(new Message(time, tag, data, ct, ev, at))
+      if (evicted !== null) ch.setFloor(evicted, false)
+    }
+  }
+
+  // ---- what engines may do to the core (nothing else of it is theirs) ---------------------------
+
+  /** Messages up to (time, tag) left the authority's buffer: the replica's floor follows (gap signal). */
+  raiseFloor (key: string, time: number, tag: number): void {
+    const ch = this.registry.get(key)
+    if (ch !== undefined && (time > ch.floorTime || (time === ch.floorTime && tag > ch.floorTag))) {
+      ch.floorTime = time
+      ch.floorTag = tag
+    }
+  }
+
+  /** A replica nobody here subscribes to any more: its messages go, and the record if nothing holds it. */
+  dropReplica (key: string): void {
+    const ch = this.registry.get(key)
+    if (ch === undefined || ch.subs.length > 0) return
+    ch.buffer.clear()
+    this.registry.release(ch)
+  }
+
+  /** Subscribers this process holds on a channel. */
+  localSubscribers (key: string): number {
+    return this.registry.get(key)?.subs.length ?? 0
+  }
+
+  /**
+   * Keep live fan-out away from `sub` while the engine fills its channels' replicas (it replays
+   * from them once served). True when this call paused it (give it back with resumeLive).
+   */
+  pauseLive (sub: Subscriber): boolean {
+    if ((sub.flags & F_CATCHING_UP) !== 0) return false
+    sub.flags |= F_CATCHING_UP
+    return true
+  }
+
+  resumeLive (sub: Subscriber): void {
+    sub.flags &= ~F_CATCHING_UP
+  }
+
   /** Restore a channel's id state from a snapshot before its messages are applied. */
   loadChannel (key: string, lastTime: number, lastTag: number, floorTime: number, floorTag: number): void {
     const ch = this.registry.getOrCreate(key, this.nowSec)

@@ -32,6 +32,8 @@ export interface Engine {
    * deployment (Core.revokeLocal everywhere); resolves to how many were ended in all.
    */
   revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }>
+  /** Engines with a shared store: the whole deployment's subscribers and live nodes, when known. */
+  deployment? (): { nodes: number, subscribers: number } | null
   /** A long-poll was answered from this process's replica: the authority's "last requested" moves. */
   touched? (keys: readonly string[]): void
   /** Engines with a shared store (Redis): its state, for /status and /health; absent = always up. */

@@ -28,7 +28,7 @@ import type { Core, ParklineLog } from './core.ts'
 import type { Engine, PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
 import { formatId } from './message-id.ts'
-import { F_CATCHING_UP, F_CLOSED, type Subscriber } from './subscriber.ts'
+import { F_CLOSED, type Subscriber } from './subscriber.ts'
 import * as LUA from './redis-lua.ts'
 
 const HEARTBEAT_MS = 2000
@@ -36,6 +36,8 @@ const NODE_LIFE_MS = 6000
 /** A replica with no local subscriber is kept (and kept current) this long before it is dropped. */
 const LINGER_MS = 30000
 const NODES_KEY = 'pk:nodes'
+/** Each node's subscriber total (hash node id -> n), for the deployment's figure in /status. */
+const NODE_TOTALS = 'pk:nt'
 /** Control channel (plain pub/sub, every node): revocations. */
 const CONTROL = 'pk:ctl'
 /** Revocations (member: JSON [kind, value, at, until]; score: when it may be forgotten), for nodes that start later. */
@@ -145,6 +147,7 @@ export class RedisEngine implements Engine {
   readonly #onControl: (msg: string) => void
   #controlSubscribed = false
   #revSeq = 0
+  #deployment: { nodes: number, subscribers: number } | null = null
   readonly #connectWait: number
   readonly #log: ParklineLog | null
   /** 'never' until the first connect; 'up'; 'down' since a connection was lost (logged once). */
@@ -364,6 +367,22 @@ export class RedisEngine implements Engine {
       for (const key of this.#counts.keys()) this.#dirty.add(key)
       this.#scheduleFlush()
     }
+    // the deployment's figures for /status: each node's subscriber total, summed over live nodes
+    await this.#cmd.sendCommand(['HSET', NODE_TOTALS, this.nodeId, String(this.#core.table.size)])
+    const nodes = (await this.#cmd.sendCommand(['ZRANGEBYSCORE', NODES_KEY, String(Date.now()), '+inf'])) as string[]
+    const totals = nodes.length === 0 ? [] : (await this.#cmd.sendCommand(['HMGET', NODE_TOTALS, ...nodes])) as Array<string | null>
+    this.#deployment = { nodes: nodes.length, subscribers: totals.reduce((a, v) => a + Number(v ?? 0), 0) }
+    if (Math.random() < 0.05) {
+      // forget the totals of nodes gone for good
+      const all = (await this.#cmd.sendCommand(['HKEYS', NODE_TOTALS])) as string[]
+      const gone = all.filter((id) => !nodes.includes(id))
+      if (gone.length > 0) await this.#cmd.sendCommand(['HDEL', NODE_TOTALS, ...gone])
+    }
+  }
+
+  /** Subscribers and live nodes of the whole deployment, as of the last heartbeat (/status). */
+  deployment (): { nodes: number, subscribers: number } | null {
+    return this.#deployment
   }
 
   tick (): void {
@@ -436,10 +455,7 @@ export class RedisEngine implements Engine {
       }
     }
     // the replica is filled before the subscriber is served: live fan-out skips it meanwhile
-    if (loading && (sub.flags & F_CATCHING_UP) === 0) {
-      sub.flags |= F_CATCHING_UP
-      this.#flagged.add(sub)
-    }
+    if (loading && this.#core.pauseLive(sub)) this.#flagged.add(sub)
     this.#waiting.push(sub)
     this.#uncounted.add(sub)
     this.#scheduleFlush()
@@ -520,7 +536,7 @@ export class RedisEngine implements Engine {
     }
     if (this.#flagged.has(sub)) {
       this.#flagged.delete(sub)
-      sub.flags &= ~F_CATCHING_UP
+      this.#core.resumeLive(sub)
     }
     sub.transport.ready(sub)
   }
@@ -594,13 +610,7 @@ export class RedisEngine implements Engine {
         }
         r.gen = gen
       }
-      const ch = core.registry.get(key)
-      const ft = num(res[3])
-      const fg = num(res[4])
-      if (exists && ch !== undefined && (ft > ch.floorTime || (ft === ch.floorTime && fg > ch.floorTag))) {
-        ch.floorTime = ft
-        ch.floorTag = fg
-      }
+      if (exists) core.raiseFloor(key, num(res[3]), num(res[4]))
     } else {
       r.gen = gen
       if (exists) core.loadChannel(key, lt, lg, num(res[3]), num(res[4]))
@@ -641,8 +651,7 @@ export class RedisEngine implements Engine {
       const p = this.#sharded ? this.#sub.sUnsubscribe('pk:c:' + r.key, this.#onMessage, true) : this.#sub.unsubscribe('pk:c:' + r.key, this.#onMessage, true)
       p.catch(() => {})
     }
-    const ch = this.#core.registry.get(r.key)
-    if (ch !== undefined && ch.subs.length === 0) this.#core.deleteLocal(r.key)
+    if (this.#core.localSubscribers(r.key) === 0) this.#core.deleteLocal(r.key)
   }
 
   /** The channel was deleted: end local subscribers (410), drop the replica. */
@@ -689,13 +698,9 @@ export class RedisEngine implements Engine {
     r.lastTime = time
     r.lastTag = tag
     const ttl = this.#core.opts.messageTimeout * 1000
-    const ch = this.#core.registry.get(r.key)
     if (ttl > 0 && publishedAt + ttl <= Date.now()) {
       // expired on the way: it only moves the floor
-      if (ch !== undefined) {
-        ch.floorTime = time
-        ch.floorTag = tag
-      }
+      this.#core.raiseFloor(r.key, time, tag)
       return
     }
     this.#core.applyMessage(r.key, time, tag, data, ct, ev, publishedAt)

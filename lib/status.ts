@@ -25,8 +25,10 @@ export function renderStatus (core: Core): string {
     `stored messages: ${t?.stored ?? storedMessages(core)}\n` +
     `channels: ${t?.channels ?? core.registry.size}\n` +
     `subscribers: ${t?.subscribers ?? core.table.size}\n`
-  if (t !== null) out += `subscribers this worker: ${core.table.size}\n`
+  if (t !== null) out += `subscribers this worker: ${core.table.size}\nchannels this worker: ${core.registry.size}\n`
   for (let i = 0; i < core.transports.length; i++) out += `subscribers ${core.transports[i]!.name}: ${core.table.counts[i]}\n`
+  const d = core.engine.deployment?.()
+  if (d !== undefined && d !== null) out += `deployment subscribers: ${d.subscribers}\ndeployment nodes: ${d.nodes}\n`
   out += `overflows disconnect: ${s.overflowDisconnect}\n` +
     `gaps: ${s.gapsEvicted + s.gapsExpired + s.gapsDropped}\n` +
     tcpLines() +

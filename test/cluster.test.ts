@@ -4,6 +4,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
 import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
+import { serve } from './helpers/node.ts'
 
 const NODE = process.execPath
 
@@ -94,4 +95,22 @@ test.serial('a worker that dies is restarted; its subscribers resume from the bu
   const evs = await again.waitEvents(1)
   t.is(evs[0]!.data, 'while away')
   again.close()
+})
+
+test('a worker holds a channel\'s messages only while it has subscribers there; a late subscriber gets the buffer from the primary', async (t) => {
+  const node = await serve(t, ['--workers', '2'])
+  for (let i = 0; i < 100; i++) t.is((await fetch(`${node.base}/pub/quiet${i}`, { method: 'POST', body: `q${i}` })).status, 202)
+  // whichever worker answers (its totals come from the primary once a second): no replica of
+  // channels nobody there subscribes to
+  t.true(await eventually(async () => /^channels: 100$/m.test(await (await fetch(`${node.base}/status`)).text()), 3000))
+  for (let i = 0; i < 6; i++) {
+    const status = await (await fetch(`${node.base}/status`)).text()
+    t.regex(status, /^channels: 100$/m)
+    t.regex(status, /^channels this worker: 0$/m)
+  }
+  const late = await SseClient.connect(node.port, '/sub/quiet7')
+  t.deepEqual((await late.waitEvents(1)).map((e) => e.data), ['q7'])
+  t.is((await fetch(`${node.base}/pub/quiet7`, { method: 'POST', body: 'live' })).status, 201)
+  t.deepEqual((await late.waitEvents(2)).map((e) => e.data), ['q7', 'live'])
+  late.close()
 })

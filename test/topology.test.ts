@@ -92,6 +92,14 @@ for (const topo of TOPOLOGIES) {
       subs.push(await SseClient.connect(Number(new URL(base).port), '/sub/exact'))
       t.deepEqual((await everywhere(bases, 'exact', 2)).map((x) => x?.subscribers), new Array(bases.length * 2).fill(i + 1))
     }
+    if (topo.name.includes('Redis')) {
+      // /status on any node has the deployment's figure too (from the heartbeats, every 2 s)
+      const nodes = topo.name.includes('workers') ? 4 : 2
+      t.true(await eventually(async () => {
+        const s = await (await fetch(`${a}/status`)).text()
+        return s.includes('deployment subscribers: 4\n') && s.includes(`deployment nodes: ${nodes}\n`)
+      }, 6000), 'deployment totals in /status')
+    }
     t.is(await publish(a, 'exact', 'hello'), 201)
     const ids = await Promise.all(subs.map(async (s) => (await s.waitEvents(1))[0]!.id))
     t.is(new Set(ids).size, 1)
