@@ -40,13 +40,17 @@ export interface ParklineOptions {
   longpollMultipart: boolean
   corsOrigins: string[]
   maxSubscribers: number
+  maxChannels: number
   drainWindow: number
   healthPath: string
   statusPath: string
   metricsPath: string
   statusLoopbackOnly: boolean
+  trustedProxies: string[]
   demo: boolean
   headersTimeout: number
+  bodyTimeout: number
+  maxPublishing: number
   logLevel: string
   redisUrl: string
   apiKey: string[]
@@ -95,13 +99,17 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'coalesce', kind: 'bool', default: true, doc: 'Send the messages a stream gets in one event-loop turn as one write (fewer syscalls per delivery).' },
   { name: 'corsOrigins', kind: 'list', default: [], doc: 'Allowed Origin values; empty = every origin.' },
   { name: 'maxSubscribers', kind: 'int', default: 0, min: 0, doc: 'Subscribers per process before 503; 0 = 90% of the open-file limit.' },
+  { name: 'maxChannels', kind: 'int', default: 500000, min: 1, doc: 'Channel records per process; a publish or subscription that would create more gets 503 with Retry-After.' },
   { name: 'drainWindow', kind: 'int', default: 10, min: 0, doc: 'Seconds over which SIGTERM closes subscribers in waves.' },
   { name: 'healthPath', kind: 'string', default: '/health', embedded: '/parkline/health', doc: 'Health check for load balancers (200, or 503 while the shared store is down); empty = off. Embedded: /parkline/health under the register prefix.' },
   { name: 'statusPath', kind: 'string', default: '/status', embedded: '/parkline/status', doc: 'Plain-text status page; empty = off. Embedded: /parkline/status under the register prefix.' },
   { name: 'metricsPath', kind: 'string', default: '/metrics', embedded: '/parkline/metrics', doc: 'Prometheus metrics; empty = off. Embedded: /parkline/metrics under the register prefix.' },
   { name: 'statusLoopbackOnly', kind: 'bool', default: true, doc: 'Answer /status and /metrics only to loopback clients.' },
+  { name: 'trustedProxies', kind: 'list', default: [], doc: 'Addresses of the proxies in front of Parkline whose X-Forwarded-For is believed (for statusLoopbackOnly); a request with X-Forwarded-For from any other address is refused the status and metrics.' },
   { name: 'demo', kind: 'bool', default: false, doc: 'Serve the demo page (subscribe, publish, live log) at /demo/ with the browser client (client/).' },
   { name: 'headersTimeout', kind: 'int', default: 60, min: 1, doc: 'Seconds a client has to send a complete header section.' },
+  { name: 'bodyTimeout', kind: 'int', default: 30, min: 1, doc: 'Seconds a publisher has to send its whole body; past it 408 and the connection closes.' },
+  { name: 'maxPublishing', kind: 'int', default: 256, min: 1, doc: 'Publish bodies read at once per process (each at most maxMessageSize); past it 503 with Retry-After.' },
   { name: 'logLevel', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'pino level of the standalone server\'s JSON log (info: lifecycle lines; requests are not logged).' },
   { name: 'redisUrl', kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db) of the store several nodes share; "" = in-memory engine.' },
   // access control (docs/api.md "Access control"); none set: subscribers open, publisher loopback-only

@@ -11,6 +11,8 @@ import { MemoryEngine, type Engine } from './engine.ts'
 import type { Revocations } from './auth.ts'
 import type { Access } from './access.ts'
 import type { Metrics } from './metrics.ts'
+import type { Socket } from 'node:net'
+import { sweepLingering } from './linger.ts'
 
 /** What Parkline logs through: pino's (the host's `fastify.log`, or the standalone server's). */
 export interface ParklineLog {
@@ -267,6 +269,15 @@ export class Core {
     this.engine.unregistered(sub)
   }
 
+  /** Would creating the missing ones of `keys` pass the maxChannels cap? */
+  overChannelCap (keys: readonly string[]): boolean {
+    const room = this.opts.maxChannels - this.registry.size
+    if (room >= keys.length) return false
+    let missing = 0
+    for (const k of keys) if (this.registry.get(k) === undefined) missing++
+    return missing > room
+  }
+
   /** Channels for a subscription, created when missing (a waiting subscriber keeps one alive). */
   channelsFor (keys: readonly string[]): Channel[] {
     const out = new Array<Channel>(keys.length)
@@ -284,6 +295,13 @@ export class Core {
    * (seconds, tag, position) (§4.3), with the gap signal if its cursor fell below the floor.
    */
   nextMessage (sub: Subscriber): Next | null {
+    // an expired message is gone at its expiry, not at the next tick: every process (worker,
+    // node) then agrees with the channel info the authority gives
+    if (this.opts.messageTimeout > 0) {
+      const ttl = this.opts.messageTimeout * 1000
+      const now = Date.now()
+      for (let k = 0; k < sub.channels.length; k++) this.#expireChannel(sub.channels[k]!, ttl, now)
+    }
     let best: Message | null = null
     let bestPos = -1
     for (let k = 0; k < sub.channels.length; k++) {
@@ -323,7 +341,12 @@ export class Core {
     if (this.engine.touched !== undefined) this.engine.touched(channels.map((c) => c.key))
   }
 
-  get atCapacity (): boolean { return this.table.size >= this.maxSubscribers }
+  /** Connections Parkline ended that are still draining, with their deadline (lib/linger.ts): they hold fds too. */
+  readonly lingering = new Map<Socket, number>()
+  /** Publish bodies being read now (bounded by maxPublishing). */
+  publishing = 0
+
+  get atCapacity (): boolean { return this.table.size + this.lingering.size >= this.maxSubscribers }
 
   // ---- the one shared timer -------------------------------------------------------------------
 
@@ -340,6 +363,7 @@ export class Core {
 
   tick (): void {
     const now = Date.now()
+    if (this.lingering.size > 0) sweepLingering(this.lingering, now)
     this.nowSec = Math.max(this.nowSec, Math.floor(now / 1000))
     if (this.opts.messageTimeout > 0) this.#expire(now)
     const keepalive = this.opts.keepalive
@@ -361,16 +385,20 @@ export class Core {
 
   #expire (now: number): void {
     const ttl = this.opts.messageTimeout * 1000
-    for (const ch of this.registry.values()) {
-      let m = ch.buffer.oldest()
-      if (m === null || m.publishedAt + ttl > now) continue
-      while (m !== null && m.publishedAt + ttl <= now) {
-        ch.buffer.shift()
-        ch.setFloor(m, true)
-        m = ch.buffer.oldest()
-      }
-      this.registry.release(ch)
+    for (const ch of this.registry.values()) this.#expireChannel(ch, ttl, now)
+  }
+
+  /** Drop a channel's messages older than the timeout (true when any went). */
+  #expireChannel (ch: Channel, ttl: number, now: number): boolean {
+    let m = ch.buffer.oldest()
+    if (m === null || m.publishedAt + ttl > now) return false
+    while (m !== null && m.publishedAt + ttl <= now) {
+      ch.buffer.shift()
+      ch.setFloor(m, true)
+      m = ch.buffer.oldest()
     }
+    if (ch.subs.length === 0) this.registry.release(ch)
+    return true
   }
 
   /**

@@ -206,6 +206,8 @@ export interface DoctorInput {
   transport: DoctorTransport
   /** Parkline's maxSubscribers option (0 = 90% of the open-file limit, as lib/core.ts does). */
   maxSubscribers: number
+  /** Parkline's queueCap option (bytes a stalled subscriber may queue in user space). */
+  queueCap?: number
 }
 
 export interface LimitRow {
@@ -241,6 +243,11 @@ export interface Report {
   /** Ephemeral ports: connections one client source address can open to one server address:port. */
   clientPortsPerSourceAddress: number | null
   raise: { sysctl: string[], limits: string[] }
+  /**
+   * What one subscriber that never reads can pin before it is cut: the kernel's send buffer (it
+   * grows to tcp_wmem's max) plus Parkline's user-space queue cap.
+   */
+  stalledSubscriber: { kernelBytes: number | null, queueCapBytes: number, totalBytes: number | null }
 }
 
 const ok = (n: number): boolean => Number.isFinite(n) && n >= 0
@@ -291,8 +298,8 @@ export const RECOMMENDATIONS: readonly Recommendation[] = [
   { file: 'sysctl', line: 'net.ipv4.tcp_max_syn_backlog = 65535', needed: (h) => below(h.tcpMaxSynBacklog, 65535) },
   { file: 'sysctl', line: 'net.ipv4.ip_local_port_range = 1024 65535', needed: (h) => below((h.portRange[1] ?? NaN) - (h.portRange[0] ?? NaN) + 1, 64512) },
   { file: 'sysctl', line: 'net.ipv4.tcp_mem = 786432 1048576 1572864', needed: (h) => below(h.tcpMem[2], 1572864) },
-  { file: 'sysctl', line: 'net.ipv4.tcp_rmem = 4096 4096 16777216', needed: (h) => !(h.tcpRmem[0] === 4096 && h.tcpRmem[1] === 4096) },
-  { file: 'sysctl', line: 'net.ipv4.tcp_wmem = 4096 4096 16777216', needed: (h) => !(h.tcpWmem[0] === 4096 && h.tcpWmem[1] === 4096) },
+  { file: 'sysctl', line: 'net.ipv4.tcp_rmem = 4096 4096 65536', needed: (h) => !(h.tcpRmem[0] === 4096 && h.tcpRmem[1] === 4096 && (h.tcpRmem[2] ?? Infinity) <= 65536) },
+  { file: 'sysctl', line: 'net.ipv4.tcp_wmem = 4096 4096 65536', needed: (h) => !(h.tcpWmem[0] === 4096 && h.tcpWmem[1] === 4096 && (h.tcpWmem[2] ?? Infinity) <= 65536) },
   { file: 'sysctl', line: 'net.ipv4.tcp_max_orphans = 524288', needed: (h) => below(h.tcpMaxOrphans, 524288) },
   { file: 'sysctl', line: 'net.netfilter.nf_conntrack_max = 1048576', needed: (h) => h.conntrackMax !== null && below(h.conntrackMax, 1048576) },
   { file: 'limits', line: '* soft nofile 1048576', needed: (h) => below(h.nofileSoft, 1048576) },
@@ -412,7 +419,12 @@ export function computeCapacity (h: HostLimits, input: DoctorInput): Report {
     binding: best === null ? 'unknown' : best.key,
     warnings,
     clientPortsPerSourceAddress: ports,
-    raise
+    raise,
+    stalledSubscriber: {
+      kernelBytes: h.tcpWmem[2] ?? null,
+      queueCapBytes: input.queueCap ?? 65536,
+      totalBytes: h.tcpWmem[2] === undefined ? null : h.tcpWmem[2] + (input.queueCap ?? 65536)
+    }
   }
 }
 
@@ -478,7 +490,11 @@ export function formatReport (h: HostLimits, r: Report, live: LiveStatus | null)
   let s = `parkline doctor: ${r.workers} worker${r.workers === 1 ? '' : 's'} (${h.cores} cores), ${r.transport} subscribers\n\n`
   s += `per subscriber: ${fmt(p.userBytes)} B user space + ${fmt(p.kernelSlabBytes)} B kernel socket + ` +
     `${fmt(p.tcpBufferBytes)} B TCP send queue in a broadcast (one page) = ${fmt(p.totalBytes)} B\n`
-  s += `per worker: ${bytes(r.idleWorkerRssBytes)} idle RSS, ${r.fdReserve} descriptors reserved\n\n`
+  s += `per worker: ${bytes(r.idleWorkerRssBytes)} idle RSS, ${r.fdReserve} descriptors reserved\n`
+  const st = r.stalledSubscriber
+  s += `a subscriber that never reads pins up to ${st.kernelBytes === null ? '?' : bytes(st.kernelBytes)} of kernel send queue (tcp_wmem ${h.tcpWmem.join(' ')}) + ` +
+    `${bytes(st.queueCapBytes)} queueCap = ${st.totalBytes === null ? '?' : bytes(st.totalBytes)} before it is cut` +
+    `${st.kernelBytes !== null && st.kernelBytes > 65536 ? `; with ${SYSCTL_FILE} (tcp_wmem max 64 KiB) ${bytes(65536 + st.queueCapBytes)}` : ''}\n\n`
   const rows = [[' ', 'limit', 'value', 'subscribers', '']]
   for (const row of r.rows) {
     rows.push([row.binding ? '*' : ' ', row.name, row.value, row.allows === null ? 'unknown' : fmt(row.allows), row.binding ? '<- binds first' : ''])
@@ -576,7 +592,7 @@ export async function runDoctor (argv: string[], defaultConfig: string | undefin
   const opts: ParklineOptions = resolveOptions(flags, { file: config, env: process.env })
   const host = readHostLimits()
   const workers = opts.workers > 0 ? opts.workers : host.cores
-  const report = computeCapacity(host, { workers, transport, maxSubscribers: opts.maxSubscribers })
+  const report = computeCapacity(host, { workers, transport, maxSubscribers: opts.maxSubscribers, queueCap: opts.queueCap })
   let live: LiveStatus | null = null
   if (statusUrl !== 'off' && (statusUrl !== null || opts.statusPath !== '')) {
     live = await fetchStatus(statusUrl ?? `http://127.0.0.1:${opts.port}${opts.statusPath}`)

@@ -13,11 +13,12 @@ import {
  * the root (answered 400).
  */
 export function normalizePath (path: string): string | null {
-  if (path.indexOf('//') === -1 && path.indexOf('/.') === -1) return path
+  if (path.indexOf('//') === -1 && path.indexOf('/.') === -1 && !/%2e/i.test(path)) return path
   const segs = path.split('/')
   const out: string[] = []
   for (let i = 1; i < segs.length; i++) {
-    const s = segs[i]!
+    // nginx decodes before it normalises: `%2e%2e` is a `..` segment too
+    const s = dotSegment(segs[i]!)
     const last = i === segs.length - 1
     if (s === '' && !last) continue
     if (s === '.' || s === '..') {
@@ -141,6 +142,13 @@ export function corsLines (origin: string | null): string {
 /** Uniform random integer in [min, max]. */
 export function randomBetween (min: number, max: number): number {
   return min + Math.floor(Math.random() * (max - min + 1))
+}
+
+/** A segment that is `.` or `..` once `%2e` is decoded, as such; any other as it came. */
+function dotSegment (s: string): string {
+  if (s.length < 3 || s.length > 6 || !/^(\.|%2e)+$/i.test(s)) return s
+  const d = s.replace(/%2e/gi, '.')
+  return d === '.' || d === '..' ? d : s
 }
 
 /** 127.0.0.0/8, ::1 and IPv4-mapped 127.x: the clients the secure default lets publish. */

@@ -25,7 +25,7 @@ import { createEngine } from './engines.ts'
 import type { WorkerLink } from './cluster.ts'
 import { handleSubscriber } from './subscribe.ts'
 import { Access } from './access.ts'
-import { kUpgradeHead } from './symbols.ts'
+import { kRawContentType, kUpgradeHead } from './symbols.ts'
 import { TRANSPORTS } from '../transports/index.ts'
 
 declare module 'fastify' {
@@ -131,6 +131,10 @@ async function routes (child: FastifyInstance, { core, opts, access }: RoutesOpt
   // The publisher needs the raw body (any type, byte for byte): the stream is left unread.
   child.removeAllContentTypeParsers()
   child.addContentTypeParser('*', passThrough)
+  // A message's Content-Type is stored verbatim, whatever it is (`foo`, empty, `/`): Fastify would
+  // refuse a value that is no media type with its own JSON 415 before the handler runs. The raw
+  // value is kept aside and Fastify is shown a placeholder (the body is read raw anyway).
+  child.addHook('onRequest', keepRawContentType)
   // One handler per location: the location is the route that matched, and the normalised path
   // must stay inside it (`/sub/../pub/x` is no publish that a host hook guarding `/pub/` missed).
   const route = (sub: boolean) => async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
@@ -141,7 +145,8 @@ async function routes (child: FastifyInstance, { core, opts, access }: RoutesOpt
     // the URL as received: a host's rewriteUrl (or server.ts's routing escape) must not change ids
     const { path, query } = splitUrl(request.originalUrl)
     if (path === null) return sendError(reply, ERRORS.BAD_PATH, origin)
-    if (!originAllowed(origin, opts.corsOrigins)) return sendError(reply, ERRORS.ORIGIN_NOT_ALLOWED, origin)
+    // refused without CORS headers: the page of a site not listed learns nothing, credentials least of all
+    if (!originAllowed(origin, opts.corsOrigins)) return sendError(reply, ERRORS.ORIGIN_NOT_ALLOWED, null)
     if (sub && path.startsWith(subPath)) {
       // a refused WebSocket handshake says which version it speaks (§7, RFC 6455 §4.4)
       if (websocket?.detect(req) === true) reply.header('Sec-WebSocket-Version', '13')
@@ -165,15 +170,25 @@ async function routes (child: FastifyInstance, { core, opts, access }: RoutesOpt
       return reply.code(up ? 200 : 503).header('Content-Type', 'text/plain').send(up ? 'ok\n' : 'store unavailable\n')
     })
   }
+  // statusLoopbackOnly: the client is the socket's peer, or, behind a trusted proxy, the address
+  // it forwarded; a forwarded request through any other proxy (a loopback one included) is refused
+  const operatorOnly = (request: FastifyRequest): boolean => {
+    if (!opts.statusLoopbackOnly) return true
+    const peer = request.socket.remoteAddress
+    const xff = request.headers['x-forwarded-for']
+    if (xff === undefined && request.headers.forwarded === undefined) return isLoopback(peer)
+    if (peer === undefined || !opts.trustedProxies.includes(peer) || typeof xff !== 'string') return false
+    return isLoopback(xff.split(',').pop()!.trim())
+  }
   if (opts.statusPath !== '') {
     child.get(opts.statusPath, { exposeHeadRoute: false }, async (request, reply) => {
-      if (opts.statusLoopbackOnly && !isLoopback(request.socket.remoteAddress)) return sendError(reply, ERRORS.NOT_LOOPBACK, null)
+      if (!operatorOnly(request)) return sendError(reply, ERRORS.NOT_LOOPBACK, null)
       return reply.header('Content-Type', 'text/plain').send(Buffer.from(renderStatus(core)))
     })
   }
   if (opts.metricsPath !== '') {
     child.get(opts.metricsPath, { exposeHeadRoute: false }, async (request, reply) => {
-      if (opts.statusLoopbackOnly && !isLoopback(request.socket.remoteAddress)) return sendError(reply, ERRORS.NOT_LOOPBACK, null)
+      if (!operatorOnly(request)) return sendError(reply, ERRORS.NOT_LOOPBACK, null)
       const { contentType, text } = await core.metrics!.render()
       return reply.header('Content-Type', contentType).send(text)
     })
@@ -315,6 +330,13 @@ function endAfterAnswer (this: ServerResponse): void {
 
 function destroyOnError (this: Socket): void {
   this.destroy()
+}
+
+async function keepRawContentType (request: FastifyRequest): Promise<void> {
+  const ct = request.headers['content-type']
+  if (ct === undefined || /^[^\s/;]+\/[^\s/;]+\s*(;|$)/.test(ct)) return
+  ;(request.raw as IncomingMessage & { [kRawContentType]?: string })[kRawContentType] = ct
+  request.headers['content-type'] = 'application/octet-stream'
 }
 
 function passThrough (_req: FastifyRequest, _payload: IncomingMessage, done: (err: Error | null, body?: unknown) => void): void {

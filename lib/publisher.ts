@@ -2,7 +2,10 @@
 import type { IncomingMessage } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { infoFormat, renderInfo, type ChannelInfo } from './channel-info.ts'
+import type { Socket } from 'node:net'
 import { isRefusal, sendRefusal, type Access } from './access.ts'
+import { isParked, rejectIfParked } from '../transports/longpoll.ts'
+import { kAdmitting, kRawContentType } from './symbols.ts'
 import { Core } from './core.ts'
 import type { PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
@@ -12,12 +15,17 @@ import { sendError, withCors } from './reply.ts'
 
 const TOO_LARGE = Symbol('too large')
 const ABORTED = Symbol('aborted')
+const TIMED_OUT = Symbol('timed out')
 
-/** Read a request body up to `limit` bytes; stops at once when the limit is passed. */
-function readBody (req: IncomingMessage, limit: number): Promise<Buffer | typeof TOO_LARGE | typeof ABORTED> {
+/**
+ * Read a request body up to `limit` bytes within `timeoutMs`; stops at once when the limit is
+ * passed or the time is up (a stalled or trickling publisher holds memory and an fd otherwise).
+ */
+function readBody (req: IncomingMessage, limit: number, timeoutMs = 0): Promise<Buffer | typeof TOO_LARGE | typeof ABORTED | typeof TIMED_OUT> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = []
     let size = 0
+    const timer = timeoutMs > 0 ? setTimeout(() => { cleanup(); req.pause(); resolve(TIMED_OUT) }, timeoutMs) : null
     const onData = (chunk: Buffer): void => {
       size += chunk.length
       if (size > limit) {
@@ -31,6 +39,7 @@ function readBody (req: IncomingMessage, limit: number): Promise<Buffer | typeof
     const onEnd = (): void => { cleanup(); resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)) }
     const onAbort = (): void => { cleanup(); resolve(ABORTED) }
     const cleanup = (): void => {
+      if (timer !== null) clearTimeout(timer)
       req.removeListener('data', onData)
       req.removeListener('end', onEnd)
       req.removeListener('error', onAbort)
@@ -48,7 +57,40 @@ function sendInfo (request: FastifyRequest, reply: FastifyReply, status: number,
   return withCors(reply.code(status), origin).header('Content-Type', contentType).send(Buffer.from(body))
 }
 
-export async function handlePublisher (core: Core, access: Access, request: FastifyRequest, reply: FastifyReply, rawId: string, origin: string | null): Promise<FastifyReply> {
+export async function handlePublisher (core: Core, access: Access, request: FastifyRequest, reply: FastifyReply, rawId: string, origin: string | null): Promise<FastifyReply | undefined> {
+  const socket = request.raw.socket as PipelinedSocket
+  // A request pipelined behind a parked long-poll cannot be answered before it: that poll gets 400
+  // and the connection closes, and this request is not applied at all (no side effect).
+  if (isParked(socket)) {
+    rejectIfParked(socket)
+    reply.hijack()
+    return undefined
+  }
+  // ...or behind a subscriber request still being admitted: the connection goes, nothing is applied
+  if ((socket[kAdmitting] ?? 0) > 0) {
+    reply.hijack()
+    socket.destroy()
+    return undefined
+  }
+  // Requests pipelined on one connection are applied in the order they were sent (as nginx does):
+  // one waits for the one before it, even when that one is still reading its body.
+  const before = socket[kPublishing]
+  let done!: () => void
+  const mine = new Promise<void>((resolve) => { done = resolve })
+  socket[kPublishing] = mine
+  if (before !== undefined) await before
+  try {
+    return await publisherRequest(core, access, request, reply, rawId, origin)
+  } finally {
+    done()
+    if (socket[kPublishing] === mine) socket[kPublishing] = undefined
+  }
+}
+
+const kPublishing = Symbol('parkline.publishing')
+type PipelinedSocket = Socket & { [kPublishing]?: Promise<void>, [kAdmitting]?: number }
+
+async function publisherRequest (core: Core, access: Access, request: FastifyRequest, reply: FastifyReply, rawId: string, origin: string | null): Promise<FastifyReply> {
   const method = request.method
   if (method === 'OPTIONS') {
     reply.code(200).header('Allow', PUB_ALLOW).header('Content-Length', '0')
@@ -90,10 +132,25 @@ export async function handlePublisher (core: Core, access: Access, request: Fast
   const limit = core.opts.maxMessageSize
   const declared = request.headers['content-length']
   if (declared !== undefined && Number(declared) > limit) return tooLarge(reply, origin)
-  const body = await readBody(request.raw, limit)
+  if (core.overChannelCap([key])) {
+    return sendError(reply.header('Retry-After', String(randomBetween(1, 10))).header('Connection', 'close'), ERRORS.OVER_CAPACITY, origin)
+  }
+  // bounded: bodies being read at once per process (each at most maxMessageSize)
+  if (core.publishing >= core.opts.maxPublishing) {
+    return sendError(reply.header('Retry-After', String(randomBetween(1, 5))).header('Connection', 'close'), ERRORS.OVER_CAPACITY, origin)
+  }
+  core.publishing++
+  let body
+  try {
+    body = await readBody(request.raw, limit, core.opts.bodyTimeout * 1000)
+  } finally {
+    core.publishing--
+  }
   if (body === TOO_LARGE) return tooLarge(reply, origin)
   if (body === ABORTED) return sendError(reply.header('Connection', 'close'), ERRORS.BODY_ABORTED, origin)
-  let ct: string | null = request.headers['content-type'] ?? null
+  if (body === TIMED_OUT) return sendError(reply.header('Connection', 'close'), ERRORS.REQUEST_TIMEOUT, origin)
+  // verbatim, even a value that is no media type (lib/plugin.ts keeps it aside for Fastify)
+  let ct: string | null = (request.raw as { [kRawContentType]?: string })[kRawContentType] ?? request.headers['content-type'] ?? null
   const ev = request.headers['x-eventsource-event']
   const event = typeof ev === 'string' && ev.length > 0 ? ev : null
   let message = body
@@ -146,8 +203,9 @@ export async function handleRevoke (core: Core, access: Access, request: Fastify
   }
   const grant = await access.admin(request)
   if (isRefusal(grant)) return sendRefusal(reply.header('Connection', 'close'), grant, origin)
-  const body = await readBody(request.raw, REVOKE_BODY_LIMIT)
+  const body = await readBody(request.raw, REVOKE_BODY_LIMIT, core.opts.bodyTimeout * 1000)
   if (body === TOO_LARGE) return tooLarge(reply, origin)
+  if (body === TIMED_OUT) return sendError(reply.header('Connection', 'close'), ERRORS.REQUEST_TIMEOUT, origin)
   if (body === ABORTED) return sendError(reply.header('Connection', 'close'), ERRORS.BODY_ABORTED, origin)
   let what: { sub?: unknown, jti?: unknown, exp?: unknown }
   try {

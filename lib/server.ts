@@ -31,6 +31,14 @@ function unknownMethodPath (raw: unknown): string | null {
   return m === null ? null : m[1]!
 }
 
+/** The request line ends in ` HTTP/<digit>.<digit>` and CRLF. */
+function wellFormedVersion (raw: unknown): boolean {
+  if (!Buffer.isBuffer(raw)) return true
+  const line = raw.toString('latin1', 0, Math.min(raw.length, MAX_LINE + 2))
+  const nl = line.indexOf('\n')
+  return nl === -1 ? / HTTP\/\d\.\d/.test(line) : / HTTP\/\d\.\d\r$/.test(line.slice(0, nl))
+}
+
 /** Answer what Node's HTTP parser rejected (§10), then close. */
 export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix = '/sub/'): void {
   const s = socket as Socket & { _httpMessage?: { headersSent?: boolean } | null }
@@ -53,7 +61,9 @@ export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix 
       e = firstLineLength(err.rawPacket) > MAX_LINE ? ERRORS.URI_TOO_LONG : ERRORS.HEADER_TOO_LARGE
       break
     case 'HPE_INVALID_VERSION':
-      e = ERRORS.HTTP_VERSION
+      // 505 only for a well-formed version Parkline does not speak (HTTP/9.9); a request line
+      // ending in a bare LF is malformed: 400 (RFC 9112 §2.2)
+      e = wellFormedVersion(err.rawPacket) ? ERRORS.HTTP_VERSION : ERRORS.BAD_REQUEST
       break
     case 'ERR_HTTP_REQUEST_TIMEOUT':
       e = ERRORS.REQUEST_TIMEOUT
@@ -62,6 +72,12 @@ export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix 
   const status = e.statusCode
   const text = e.message
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n${allow}\r\n${text}`)
+}
+
+function refuseConnect (_req: IncomingMessage, socket: Socket): void {
+  const text = ERRORS.METHOD_NOT_ALLOWED.message
+  socket.on('error', () => {})
+  socket.end(`HTTP/1.1 405 Method Not Allowed\r\nAllow: ${PUB_ALLOW}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`)
 }
 
 export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Promise<FastifyInstance> {
@@ -81,6 +97,8 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
       }, handler)
       // one more than the §10 limit, so an over-long list is seen (and answered 400), not truncated
       server.maxHeadersCount = 1001
+      // CONNECT (a proxy tunnel) is not Parkline's: a prompt 405, not a dropped connection
+      server.on('connect', refuseConnect)
       return server
     },
     clientErrorHandler: (err: Error, socket: Socket) => { clientErrorHandler(err, socket, opts.subPrefix) },

@@ -3,10 +3,14 @@
 // the connection.
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Socket } from 'node:net'
 import { isRefusal, sendRefusal, type Access } from './access.ts'
+import { kAdmitting } from './symbols.ts'
+
+type AdmittingSocket = Socket & { [kAdmitting]?: number }
 import type { Core } from './core.ts'
 import { ERRORS, type ErrorSpec } from './errors.ts'
-import { SUB_ALLOW, SUB_ALLOW_HEADERS, parseChannelIds, queryParam, requestCursor } from './http.ts'
+import { SUB_ALLOW, SUB_ALLOW_HEADERS, parseChannelIds, queryParam, randomBetween, requestCursor } from './http.ts'
 import { INVALID, type Cursor } from './message-id.ts'
 import { sendError, withCors } from './reply.ts'
 import { F_GAP_EVENT } from './subscriber.ts'
@@ -50,12 +54,28 @@ export async function handleSubscriber (core: Core, access: Access, request: Fas
   // only when the `transports` option switched long-poll off and nothing else claimed the GET
   if (transport === null) return sendError(reply, ERRORS.NOT_ACCEPTABLE, origin)
   // access control before anything of the subscription exists (channels, counts)
-  const grant = await access.subscriber(request, transport.name, ids, query)
+  // (no await without access control: the subscription starts in this turn, so a request
+  // pipelined behind a long-poll finds it parked)
+  let grant: Awaited<ReturnType<Access['subscriber']>> = null
+  if (access.auth !== null) {
+    // while it is admitted, a request pipelined behind it must not run (lib/publisher.ts)
+    const socket = req.socket as AdmittingSocket
+    socket[kAdmitting] = (socket[kAdmitting] ?? 0) + 1
+    try {
+      grant = await access.subscriber(request, transport.name, ids, query)
+    } finally {
+      socket[kAdmitting]!--
+    }
+  }
   if (isRefusal(grant)) return sendRefusal(reply, grant, origin)
   if (req.socket.destroyed) {
     // the client left while it was being admitted
     reply.hijack()
     return undefined
+  }
+  // bounded: the channel records one process may hold (a multiplexed subscription creates up to 255)
+  if (core.overChannelCap(ids)) {
+    return sendError(reply.header('Retry-After', String(randomBetween(1, 10))), ERRORS.OVER_CAPACITY, origin)
   }
   const flags = queryParam(query, 'parkline_gap') === 'event' ? F_GAP_EVENT : 0
   reply.hijack()

@@ -5,3 +5,9 @@ export const kSubscriber = Symbol('parkline.subscriber')
 
 /** Bytes that arrived after a WebSocket handshake routed from Node's 'upgrade' event (plugin.ts). */
 export const kUpgradeHead = Symbol('parkline.upgradeHead')
+
+/** The Content-Type as the client sent it, when Fastify would not have accepted it (plugin.ts). */
+export const kRawContentType = Symbol('parkline.rawContentType')
+
+/** Subscriber requests on this connection still being admitted (access control is async). */
+export const kAdmitting = Symbol('parkline.admitting')

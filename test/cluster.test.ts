@@ -2,6 +2,7 @@
 // counts and buffers must be the same whichever worker a client lands on.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import test, { type ExecutionContext } from 'ava'
 import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
 import { serve } from './helpers/node.ts'
@@ -113,4 +114,33 @@ test('a worker holds a channel\'s messages only while it has subscribers there; 
   t.is((await fetch(`${node.base}/pub/quiet7`, { method: 'POST', body: 'live' })).status, 201)
   t.deepEqual((await late.waitEvents(2)).map((e) => e.data), ['q7', 'live'])
   late.close()
+})
+
+test('kill -9 of the primary: the workers go with it; after a restart a client resuming with its last id gets the gap signal, not silence', async (t) => {
+  const port = await freePort()
+  const args = ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0']
+  const first = spawn(process.execPath, args, { stdio: 'ignore' })
+  t.teardown(() => { first.kill('SIGKILL') })
+  const base = `http://127.0.0.1:${port}`
+  t.true(await eventually(async () => { try { return (await fetch(`${base}/health`)).ok } catch { return false } }, 20000))
+  const children = readFileSync(`/proc/${first.pid}/task/${first.pid}/children`, 'utf8').trim().split(/\s+/).map(Number)
+  const sse = await SseClient.connect(port, '/sub/crash')
+  t.is((await fetch(`${base}/pub/crash`, { method: 'POST', body: 'one' })).status, 201)
+  const last = (await sse.waitEvents(1))[0]!.id!
+  t.is((await fetch(`${base}/pub/crash`, { method: 'POST', body: 'two' })).status, 201)
+  await sse.waitEvents(2)
+  process.kill(first.pid!, 'SIGKILL')
+  await sse.until(() => sse.closed)
+  // the workers exit with their primary (nothing serves the port with stale state)
+  t.true(await eventually(() => children.every((pid) => { try { process.kill(pid, 0); return false } catch { return true } }), 5000))
+  // what systemd's Restart=always does: a fresh server on the same port
+  const second = spawn(process.execPath, args, { stdio: 'ignore' })
+  t.teardown(() => { second.kill('SIGKILL') })
+  t.true(await eventually(async () => { try { return (await fetch(`${base}/health`)).ok } catch { return false } }, 20000))
+  const resumed = await SseClient.connect(port, '/sub/crash', { 'Last-Event-ID': last })
+  t.is((await fetch(`${base}/pub/crash`, { method: 'POST', body: 'three' })).status, 201)
+  const [ev] = await resumed.waitEvents(1)
+  t.is(ev!.data, 'three')
+  t.true(resumed.comments.some((c) => c.startsWith(':parkline-gap')) || ev!.comments.some((c) => c.includes('gap')), 'the lost message "two" is signalled: ' + JSON.stringify([resumed.comments, ev!.comments]))
+  resumed.close()
 })

@@ -23,8 +23,8 @@ function host (over: Partial<HostLimits> = {}): HostLimits {
     fileNr: 1000,
     nrOpen: 1048576,
     tcpMem: [786432, 1048576, 1572864],
-    tcpRmem: [4096, 4096, 16777216],
-    tcpWmem: [4096, 4096, 16777216],
+    tcpRmem: [4096, 4096, 65536],
+    tcpWmem: [4096, 4096, 65536],
     portRange: [1024, 65535],
     somaxconn: 65535,
     tcpMaxSynBacklog: 65535,
@@ -89,7 +89,7 @@ test('tcp_mem-bound: its high value in pages, one page per subscriber (a broadca
   t.true(r.raise.sysctl.includes('net.ipv4.tcp_mem = 786432 1048576 1572864'))
   // larger minimum buffers are still brought back to 4 KiB by the shipped lines
   const big = computeCapacity(host({ tcpMem: [20000, 30000, 40000], tcpRmem: [8192, 87380, 6291456] }), { workers: 4, transport: 'eventsource', maxSubscribers: 0 })
-  t.true(big.raise.sysctl.includes('net.ipv4.tcp_rmem = 4096 4096 16777216'))
+  t.true(big.raise.sysctl.includes('net.ipv4.tcp_rmem = 4096 4096 65536'))
 })
 
 test('conntrack binds only while it tracks connections', (t) => {
@@ -208,4 +208,13 @@ test('CLI: --json --workers, printed lines match the shipped files, live counts 
   const text = await run(['--workers', '3', '--status-url', `${base}/status`])
   t.regex(text.stdout, /parkline http:\/\/127\.0\.0\.1:\d+\/status: 0 subscribers/)
   for (const l of [...j.raise.sysctl, ...j.raise.limits]) t.true(text.stdout.includes(`    ${l}\n`), l)
+})
+
+test('what a subscriber that never reads can pin: the kernel send buffer max plus queueCap', (t) => {
+  const wide = computeCapacity(host({ tcpWmem: [4096, 16384, 4194304] }), { workers: 1, transport: 'eventsource', maxSubscribers: 0, queueCap: 65536 })
+  t.deepEqual(wide.stalledSubscriber, { kernelBytes: 4194304, queueCapBytes: 65536, totalBytes: 4194304 + 65536 })
+  t.true(wide.raise.sysctl.includes('net.ipv4.tcp_wmem = 4096 4096 65536'))
+  const tuned = computeCapacity(host({ tcpWmem: [4096, 4096, 65536] }), { workers: 1, transport: 'eventsource', maxSubscribers: 0, queueCap: 65536 })
+  t.is(tuned.stalledSubscriber.totalBytes, 131072)
+  t.false(tuned.raise.sysctl.some((l) => l.startsWith('net.ipv4.tcp_wmem')))
 })

@@ -13,6 +13,7 @@ import { F_CATCHING_UP, F_CLOSED, Subscriber, type SubscribeRequest, type Transp
 import { kSubscriber } from '../lib/symbols.ts'
 import { detachSocket } from './detach.ts'
 import { OVERFLOW, enqueue } from '../lib/backlog.ts'
+import { endAndLinger } from '../lib/linger.ts'
 import type { Coalescer } from './coalesce.ts'
 
 type StreamSocket = Socket & { [kSubscriber]?: Subscriber }
@@ -152,7 +153,7 @@ export abstract class HttpStreamTransport implements Transport {
     if (payload === null) return
     if (enqueue(this.core, sub, before, msg, payload, id, this.size(sub, payload, id), gap, this.signalsGap) === OVERFLOW) {
       // finish what is being written, drop what has not started, end the stream, close
-      socket.end(this.overflowBytes())
+      endAndLinger(this.core, socket, this.overflowBytes())
     }
   }
 
@@ -178,7 +179,7 @@ export abstract class HttpStreamTransport implements Transport {
     const head = sub.pendingHead
     sub.pendingHead = null
     if (head !== null) sub.socket.write(head, 'latin1')
-    sub.socket.end(this.endBytes(status, reason))
+    endAndLinger(this.core, sub.socket, this.endBytes(status, reason))
   }
 
   keepalive (_sub: Subscriber): void {

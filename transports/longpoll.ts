@@ -254,6 +254,12 @@ function onParkedData (this: LpSocket): void {
  * Bytes (a pipelined request) arrived on a connection whose long-poll is parked: answer the parked
  * request 400 and close (§5). Called by the subscriber route for every request.
  */
+/** A long-poll is parked on this connection: it owns the next answer there. */
+export function isParked (socket: Socket): boolean {
+  const sub = (socket as LpSocket)[kSubscriber]
+  return sub !== undefined && (sub.res !== null || (sub.flags & F_LP_RAW) !== 0) && (sub.flags & F_CLOSED) === 0 && sub.transport instanceof LongpollTransport
+}
+
 export function rejectIfParked (socket: Socket): void {
   const sub = (socket as LpSocket)[kSubscriber]
   if (sub !== undefined && (sub.res !== null || (sub.flags & F_LP_RAW) !== 0) && (sub.flags & F_CLOSED) === 0 && sub.transport instanceof LongpollTransport) {

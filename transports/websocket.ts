@@ -21,6 +21,7 @@ import { kSubscriber, kUpgradeHead } from '../lib/symbols.ts'
 import { OVERFLOW, enqueue } from '../lib/backlog.ts'
 import { Coalescer } from './coalesce.ts'
 import { detachSocket } from './detach.ts'
+import { endAndLinger } from '../lib/linger.ts'
 import {
   CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG,
   CLOSE_TRY_AGAIN_LATER, FrameHeader, MAX_CONTROL_FRAME, NEED_MORE, OP_CLOSE, OP_PING, OP_PONG, acceptKey,
@@ -30,8 +31,6 @@ import {
 const HEAD = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n'
 /** A client data frame larger than this is answered 1009 rather than 1008 (its payload is never read). */
 export const MAX_PAYLOAD = 65536
-/** How long a closed connection waits for the peer's FIN before it is destroyed (ws: 30 s). */
-const CLOSE_TIMEOUT = 10000
 /** Bodies above this are written after their per-subscriber meta head instead of copied into it. */
 const COPY_LIMIT = 4096
 
@@ -120,7 +119,8 @@ export class WebSocketTransport implements Transport {
    */
   serve (sr: SubscribeRequest): void {
     const socket = detachSocket(sr.req, sr.res)
-    const err = handshakeError(sr.req.headers)
+    // RFC 6455 §4.1: the handshake is an HTTP/1.1 request; an HTTP/1.0 one is no upgrade
+    const err = sr.req.httpVersionMinor < 1 || sr.req.httpVersionMajor !== 1 ? ERRORS.BAD_REQUEST : handshakeError(sr.req.headers)
     if (err !== null || this.#refuse(socket, sr.origin)) {
       this.core.releaseChannels(sr.channels)
       if (err !== null) rejectUpgrade(socket, err, sr.origin)
@@ -247,7 +247,7 @@ export class WebSocketTransport implements Transport {
     const frame = this.#frame(sub, msg, id, gap)
     // drop-oldest needs a gap line: only ws+meta.parkline can carry one
     if (enqueue(this.core, sub, before, msg, frame, id, frame.length, null, (sub.flags & F_WS_GAP) !== 0) === OVERFLOW) {
-      closeWith(socket, OVERFLOW_CLOSE)
+      closeWith(this.core, socket, OVERFLOW_CLOSE)
     }
   }
 
@@ -275,7 +275,7 @@ export class WebSocketTransport implements Transport {
     const head = sub.pendingHead
     sub.pendingHead = null
     if (head !== null) sub.socket.write(head, 'latin1')
-    closeWith(sub.socket, status === 401 ? closeFrame(CLOSE_POLICY, reason ?? 'Unauthorized') : END_FRAMES[status] ?? INTERNAL_ERROR)
+    closeWith(this.core, sub.socket, status === 401 ? closeFrame(CLOSE_POLICY, reason ?? 'Unauthorized') : END_FRAMES[status] ?? INTERNAL_ERROR)
   }
 
   releaseHeld (sub: Subscriber): void {
@@ -328,7 +328,7 @@ export class WebSocketTransport implements Transport {
         if (code < 0) return this.#fail(sub, closeFrame(-code))
         this.core.unregister(sub)
         sub.backlog = null
-        closeWith(socket, code === 1005 ? CLOSE_EMPTY : closeFrame(code))
+        closeWith(this.core, socket, code === 1005 ? CLOSE_EMPTY : closeFrame(code))
         return
       }
     }
@@ -338,7 +338,7 @@ export class WebSocketTransport implements Transport {
   #fail (sub: Subscriber, close: Buffer): void {
     this.core.unregister(sub)
     sub.backlog = null
-    closeWith(sub.socket, close)
+    closeWith(this.core, sub.socket, close)
   }
 }
 
@@ -357,16 +357,11 @@ function pickProtocol (value: string | string[] | undefined): number {
 }
 
 /** Send a close frame and end our side; a peer that never closes its side is destroyed later. */
-function closeWith (socket: Socket, close: Buffer): void {
+function closeWith (core: Core, socket: Socket, close: Buffer): void {
   const s = socket as WsSocket
   s[kPartial] = null
-  if (!socket.writable) {
-    socket.destroy()
-    return
-  }
-  socket.end(close)
-  socket.setTimeout(CLOSE_TIMEOUT)
-  socket.on('timeout', destroyThis)
+  // the close frame, then the linger (lib/linger.ts): a peer that never answers is destroyed
+  endAndLinger(core, socket, close)
 }
 
 function destroyThis (this: Duplex): void {

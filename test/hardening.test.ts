@@ -1,0 +1,167 @@
+// Hostile and careless clients, on loopback, bounded in count and time: slow publisher bodies,
+// never-reading subscribers cut at the cap, odd Content-Types, odd request lines and methods,
+// forwarded status requests, channel floods. Each answers as it should and holds nothing after.
+import { readdirSync } from 'node:fs'
+import net from 'node:net'
+import { once } from 'node:events'
+import test from 'ava'
+import { coreOf } from '../lib/plugin.ts'
+import { LINGER_MS } from '../lib/linger.ts'
+import { eventually, rawExchange, rawRequest, startServer } from './helpers/server.ts'
+
+async function connect (port: number): Promise<net.Socket> {
+  const s = net.connect(port, '127.0.0.1')
+  s.on('error', () => {})
+  await once(s, 'connect')
+  return s
+}
+
+test('a publisher that trickles its body gets 408 after bodyTimeout and is closed; bodies read at once are bounded', async (t) => {
+  const srv = await startServer(t, { bodyTimeout: 1, maxPublishing: 2 })
+  const slow = await connect(srv.port)
+  let answer = ''
+  slow.on('data', (d: Buffer) => { answer += d.toString('latin1') })
+  const closed = once(slow, 'close')
+  slow.write('POST /pub/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab')
+  const t0 = Date.now()
+  await closed
+  t.true(Date.now() - t0 < 3000)
+  t.regex(answer, /^HTTP\/1\.1 408 /)
+  t.is((await rawRequest(srv.port, 'GET /pub/slow HTTP/1.1\r\nHost: x\r\n\r\n')).status, 404, 'nothing was published')
+  // two stalled bodies fill maxPublishing: a third publish is refused at once, not queued
+  const stalled = [await connect(srv.port), await connect(srv.port)]
+  for (const s of stalled) s.write('POST /pub/s HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nx')
+  t.true(await eventually(() => coreOf(srv.app).publishing === 2))
+  const third = await rawRequest(srv.port, 'POST /pub/s HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx')
+  t.is(third.status, 503)
+  t.truthy(third.headers['retry-after'])
+  for (const s of stalled) s.destroy()
+  t.true(await eventually(() => coreOf(srv.app).publishing === 0, 3000))
+})
+
+test('a subscriber that never reads, cut at its queue cap, is destroyed after the linger and counts until then', async (t) => {
+  t.timeout(LINGER_MS + 20000)
+  const srv = await startServer(t, { queueCap: 4096, maxSubscribers: 1 })
+  const core = coreOf(srv.app)
+  const fdsBefore = readdirSync('/proc/self/fd').length
+  const zombie = await connect(srv.port)
+  zombie.write('GET /sub/z HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n')
+  t.true(await eventually(() => core.table.size === 1))
+  zombie.pause() // never reads again
+  const big = 'x'.repeat(64 * 1024)
+  for (let i = 0; i < 200 && core.stats.overflowDisconnect === 0; i++) await fetch(`${srv.base}/pub/z`, { method: 'POST', body: big })
+  t.is(core.stats.overflowDisconnect, 1)
+  t.is(core.table.size, 0)
+  t.is(core.lingering.size, 1)
+  // still holding its fd: it counts against maxSubscribers
+  t.is((await rawRequest(srv.port, 'GET /sub/other HTTP/1.1\r\nHost: x\r\n\r\n')).status, 503)
+  t.true(await eventually(() => core.lingering.size === 0, LINGER_MS + 5000), 'destroyed after the linger')
+  zombie.destroy()
+  // the server's end and the test's client end are both gone: no descriptor left behind
+  t.true(await eventually(() => readdirSync('/proc/self/fd').length <= fdsBefore + 1, 3000), `fds ${fdsBefore} -> ${readdirSync('/proc/self/fd').length}`)
+  t.is((await rawExchange(srv.port, 'GET /sub/other HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n', { ms: 300 })).slice(0, 12), 'HTTP/1.1 200')
+})
+
+test('a Content-Type that is no media type is stored verbatim; PUT, DELETE and OPTIONS with one are answered normally', async (t) => {
+  const srv = await startServer(t)
+  for (const ct of ['foo', 'text', '/', '']) {
+    const ch = 'ct' + Buffer.from(ct).toString('hex')
+    const pub = await rawRequest(srv.port, `POST /pub/${ch} HTTP/1.1\r\nHost: x\r\nContent-Type: ${ct}\r\nContent-Length: 2\r\n\r\nhi`)
+    t.is(pub.status, 202, JSON.stringify(ct))
+    const lp = await rawRequest(srv.port, `GET /sub/${ch} HTTP/1.1\r\nHost: x\r\n\r\n`)
+    t.is(lp.status, 200)
+    t.is(lp.headers['content-type'], ct, 'verbatim')
+    t.is(lp.body, 'hi')
+  }
+  for (const m of ['PUT', 'DELETE', 'OPTIONS']) {
+    const r = await rawRequest(srv.port, `${m} /pub/ctfoo HTTP/1.1\r\nHost: x\r\nContent-Type: foo\r\nContent-Length: 0\r\n\r\n`)
+    t.true([200, 202].includes(r.status), `${m} ${r.status}`)
+    t.false((r.headers['content-type'] ?? '').includes('json'))
+  }
+})
+
+test('odd request lines and methods: bare LF 400, CONNECT 405, %2e%2e is a dot segment, HTTP/1.0 WebSocket 400', async (t) => {
+  const srv = await startServer(t)
+  t.regex(await rawExchange(srv.port, 'GET /sub/x HTTP/1.1\nHost: x\n\n'), /^HTTP\/1\.1 400 /)
+  t.regex(await rawExchange(srv.port, 'GET /sub/x HTTP/9.9\r\nHost: x\r\n\r\n'), /^HTTP\/1\.1 505 /)
+  const connect = await rawExchange(srv.port, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n')
+  t.regex(connect, /^HTTP\/1\.1 405 /)
+  t.regex(connect, /\r\nAllow: /)
+  t.is((await rawRequest(srv.port, 'POST /sub/%2e%2e/pub/dots HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx')).status, 202, 'nginx decodes %2e before normalising')
+  t.is((await rawRequest(srv.port, 'GET /pub/dots HTTP/1.1\r\nHost: x\r\n\r\n')).status, 200)
+  t.is((await rawRequest(srv.port, 'GET /sub/%2E%2E/%2e%2e/x HTTP/1.1\r\nHost: x\r\n\r\n')).status, 400, '.. above the root')
+  const ws = await rawRequest(srv.port, 'GET /sub/x HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n')
+  t.is(ws.status, 400)
+})
+
+test('a disallowed Origin gets 403 without CORS headers; /status and /metrics believe X-Forwarded-For only from trustedProxies', async (t) => {
+  const srv = await startServer(t, { corsOrigins: ['https://good.example'] })
+  const evil = await rawRequest(srv.port, 'GET /sub/x HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\n\r\n')
+  t.is(evil.status, 403)
+  t.false('access-control-allow-origin' in evil.headers)
+  t.false('access-control-allow-credentials' in evil.headers)
+  // a loopback proxy forwarding an outside client: refused unless the proxy is trusted
+  const via = (xff: string): string => `GET /status HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: ${xff}\r\n\r\n`
+  t.is((await rawRequest(srv.port, via('203.0.113.5'))).status, 403)
+  t.is((await rawRequest(srv.port, via('127.0.0.1'))).status, 403, 'the proxy is not trusted')
+  t.is((await rawRequest(srv.port, 'GET /status HTTP/1.1\r\nHost: x\r\n\r\n')).status, 200)
+  const trusting = await startServer(t, { trustedProxies: ['127.0.0.1'] })
+  t.is((await rawRequest(trusting.port, via('203.0.113.5'))).status, 403)
+  t.is((await rawRequest(trusting.port, via('10.0.0.1, 127.0.0.1'))).status, 200)
+  t.is((await rawRequest(trusting.port, 'GET /metrics HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.5\r\n\r\n')).status, 403)
+})
+
+test('channel records are bounded by maxChannels: a flood of multiplexed subscriptions gets 503, nothing leaks', async (t) => {
+  const srv = await startServer(t, { maxChannels: 300 })
+  const core = coreOf(srv.app)
+  // short ids: a multiplexed list counts against maxChannelIdLength (1024 bytes) as a whole
+  const ids = (from: number): string => Array.from({ length: 255 }, (_, i) => 'f' + (from + i).toString(36)).join(',')
+  const first = await connect(srv.port)
+  first.write(`GET /sub/${ids(0)} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`)
+  t.true(await eventually(() => core.registry.size === 255))
+  const second = await rawRequest(srv.port, `GET /sub/${ids(1000)} HTTP/1.1\r\nHost: x\r\n\r\n`)
+  t.is(second.status, 503)
+  t.truthy(second.headers['retry-after'])
+  t.is(core.registry.size, 255, 'the refused subscription created nothing')
+  // existing channels are still served; a publish to a new channel past the cap is refused too
+  t.is((await fetch(`${srv.base}/pub/f3`, { method: 'POST', body: 'x' })).status, 201)
+  for (let i = 0; i < 45; i++) await fetch(`${srv.base}/pub/extra${i}`, { method: 'POST', body: 'x' })
+  t.is((await fetch(`${srv.base}/pub/one-too-many`, { method: 'POST', body: 'x' })).status, 503)
+  first.destroy()
+  t.true(await eventually(() => core.registry.size === 46, 3000), 'the subscriber\'s empty channels were freed when it left')
+})
+
+test('requests pipelined on one connection are applied in the order sent: POST then DELETE, POST POST then GET', async (t) => {
+  const srv = await startServer(t)
+  const sse = await connect(srv.port)
+  let events = ''
+  sse.on('data', (d: Buffer) => { events += d.toString('latin1') })
+  sse.write('GET /sub/c HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n')
+  t.true(await eventually(() => events.includes(': hi')))
+  const answers = await rawExchange(srv.port, 'POST /pub/c HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\nmessage' +
+    'DELETE /pub/c HTTP/1.1\r\nHost: x\r\n\r\n', { until: (s) => (s.match(/HTTP\/1\.1 /g) ?? []).length === 2 && s.endsWith('\n') })
+  t.deepEqual([...answers.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]), ['201', '200'])
+  t.true(await eventually(() => events.includes(':410:')))
+  t.regex(events, /data: message\n\n[\s\S]*:410:/, 'the message, then the end')
+  const three = await rawExchange(srv.port, 'POST /pub/d HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na' +
+    'POST /pub/d HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nb' +
+    'GET /pub/d HTTP/1.1\r\nHost: x\r\nAccept: text/json\r\n\r\n', { until: (s) => s.includes('"messages"') && s.endsWith('}') })
+  t.regex(three, /"messages": 2/)
+  sse.destroy()
+})
+
+test('a request pipelined behind a parked long-poll is not applied: the poll gets 400 and the connection closes', async (t) => {
+  const srv = await startServer(t)
+  const out = await rawExchange(srv.port, 'GET /sub/a HTTP/1.1\r\nHost: x\r\n\r\n' +
+    'POST /pub/b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello', { ms: 2000 })
+  t.regex(out, /^HTTP\/1\.1 400 /)
+  t.is((out.match(/HTTP\/1\.1 /g) ?? []).length, 1, 'only the poll is answered')
+  t.is((await rawRequest(srv.port, 'GET /pub/b HTTP/1.1\r\nHost: x\r\n\r\n')).status, 404, 'nothing was published')
+})
+
+test('with access control, a publish pipelined behind a subscriber being admitted is not applied', async (t) => {
+  const srv = await startServer(t, { apiKey: ['k'], anonymousSubscribe: ['*'] })
+  await rawExchange(srv.port, 'GET /sub/a HTTP/1.1\r\nHost: x\r\n\r\n' +
+    'POST /pub/b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Length: 5\r\n\r\nhello', { ms: 1500 })
+  t.is((await rawRequest(srv.port, 'GET /pub/b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n\r\n')).status, 404, 'nothing was published')
+})
