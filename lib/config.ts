@@ -50,6 +50,7 @@ export interface ParklineOptions {
   demo: boolean
   headersTimeout: number
   bodyTimeout: number
+  bodyMinRate: number
   maxPublishing: number
   logLevel: string
   redisUrl: string
@@ -109,6 +110,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'demo', kind: 'bool', default: false, doc: 'Serve the demo page (subscribe, publish, live log) at /demo/ with the browser client (client/).' },
   { name: 'headersTimeout', kind: 'int', default: 60, min: 1, doc: 'Seconds a client has to send a complete header section.' },
   { name: 'bodyTimeout', kind: 'int', default: 30, min: 1, doc: 'Seconds a publisher has to send its whole body; past it 408 and the connection closes.' },
+  { name: 'bodyMinRate', kind: 'int', default: 1024, min: 0, doc: 'Bytes per second a publisher body must average after its first 5 s; slower gets 408 and the connection closes; 0 = off.' },
   { name: 'maxPublishing', kind: 'int', default: 256, min: 1, doc: 'Publish bodies read at once per process (each at most maxMessageSize); past it 503 with Retry-After.' },
   { name: 'logLevel', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'pino level of the standalone server\'s JSON log (info: lifecycle lines; requests are not logged).' },
   { name: 'redisUrl', kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db) of the store several nodes share; "" = in-memory engine.' },

@@ -16,16 +16,29 @@ import { sendError, withCors } from './reply.ts'
 const TOO_LARGE = Symbol('too large')
 const ABORTED = Symbol('aborted')
 const TIMED_OUT = Symbol('timed out')
+/** A body is held to bodyMinRate only after this long (a slow start is not a slowloris). */
+const MIN_RATE_GRACE_MS = 5000
 
 /**
  * Read a request body up to `limit` bytes within `timeoutMs`; stops at once when the limit is
  * passed or the time is up (a stalled or trickling publisher holds memory and an fd otherwise).
  */
-function readBody (req: IncomingMessage, limit: number, timeoutMs = 0): Promise<Buffer | typeof TOO_LARGE | typeof ABORTED | typeof TIMED_OUT> {
+function readBody (req: IncomingMessage, limit: number, timeoutMs = 0, minRate = 0): Promise<Buffer | typeof TOO_LARGE | typeof ABORTED | typeof TIMED_OUT> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = []
     let size = 0
-    const timer = timeoutMs > 0 ? setTimeout(() => { cleanup(); req.pause(); resolve(TIMED_OUT) }, timeoutMs) : null
+    const started = Date.now()
+    // once a second: past the deadline, or (after a grace of MIN_RATE_GRACE_MS) slower than
+    // minRate bytes/s on average, the body has taken too long
+    const timer = timeoutMs > 0
+      ? setInterval(() => {
+        const elapsed = Date.now() - started
+        if (elapsed < timeoutMs && (minRate === 0 || elapsed < MIN_RATE_GRACE_MS || size * 1000 >= minRate * elapsed)) return
+        cleanup()
+        req.pause()
+        resolve(TIMED_OUT)
+      }, Math.min(1000, timeoutMs))
+      : null
     const onData = (chunk: Buffer): void => {
       size += chunk.length
       if (size > limit) {
@@ -39,7 +52,7 @@ function readBody (req: IncomingMessage, limit: number, timeoutMs = 0): Promise<
     const onEnd = (): void => { cleanup(); resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)) }
     const onAbort = (): void => { cleanup(); resolve(ABORTED) }
     const cleanup = (): void => {
-      if (timer !== null) clearTimeout(timer)
+      if (timer !== null) clearInterval(timer)
       req.removeListener('data', onData)
       req.removeListener('end', onEnd)
       req.removeListener('error', onAbort)
@@ -142,7 +155,7 @@ async function publisherRequest (core: Core, access: Access, request: FastifyReq
   core.publishing++
   let body
   try {
-    body = await readBody(request.raw, limit, core.opts.bodyTimeout * 1000)
+    body = await readBody(request.raw, limit, core.opts.bodyTimeout * 1000, core.opts.bodyMinRate)
   } finally {
     core.publishing--
   }
