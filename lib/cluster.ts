@@ -480,6 +480,8 @@ export class WorkerEngine implements Engine {
   readonly name = 'workers'
   readonly #core: Core
   readonly #link: WorkerLink
+  /** Subscribers whose live fan-out this engine paused until they are counted (long-poll). */
+  readonly #paused = new WeakSet<Subscriber>()
   /** Subscribers waiting for the sequencer to count them, in the order they were sent. */
   #awaiting: Subscriber[] = []
   #awaitHead = 0
@@ -518,6 +520,10 @@ export class WorkerEngine implements Engine {
   registered (sub: Subscriber): boolean {
     this.#link.out.push(['sub', sub.channels.map((c) => c.key), 1])
     this.#awaiting.push(sub)
+    // Until it is counted its replica may still be filled ('load'), and live messages after the
+    // load may arrive before the ack: a parked long-poll must not take one of those before the
+    // loaded buffer (it would skip a message). Live fan-out skips it until ready().
+    if (this.#core.pauseLive(sub)) this.#paused.add(sub)
     return false
   }
 
@@ -563,6 +569,7 @@ export class WorkerEngine implements Engine {
           for (let i = 0; i < e[1]; i++) {
             const sub = this.#awaiting[this.#awaitHead]!
             this.#awaiting[this.#awaitHead++] = undefined as unknown as Subscriber
+            if (this.#paused.delete(sub)) this.#core.resumeLive(sub)
             if ((sub.flags & F_CLOSED) === 0) sub.transport.ready(sub)
           }
           if (this.#awaitHead > 1024 && this.#awaitHead * 2 > this.#awaiting.length) {

@@ -1,11 +1,11 @@
 // Conformance helpers: a raw-bytes SSE reader that keeps every byte, a long-poll walker, and one
-// "driver" per transport so a single suite can run against SSE and long-poll alike.
+// "driver" per transport of the registry (transports/index.ts) so a single table of cases runs
+// against every transport alike; `SHOWS` says what each transport can put on the wire.
 import http, { type IncomingHttpHeaders } from 'node:http'
 import net from 'node:net'
 import { once } from 'node:events'
-import { parseResponse, type Running } from './server.ts'
-import { RawStream, parseMultipart } from './stream.ts'
-import { coreOf } from '../../lib/plugin.ts'
+import { parseResponse } from './server.ts'
+import { RawStream, parseChunked, parseMultipart } from './stream.ts'
 
 // ---- ids --------------------------------------------------------------------------------------
 
@@ -28,7 +28,7 @@ export function httpDate (seconds: number): string {
 
 /** Publish with a raw body and return the status and the id the publisher reports. */
 export async function pub (base: string, channel: string, body: string | Buffer = '', headers: Record<string, string> = {}, method = 'POST'): Promise<{ status: number, id: string, text: string }> {
-  const res = await fetch(`${base}/pub/${channel}`, { method, body: typeof body === 'string' ? Buffer.from(body) : body, headers })
+  const res = await fetch(`${base}/pub/${channel}`, { method, body: typeof body === 'string' ? Buffer.from(body) : body, headers, signal: AbortSignal.timeout(15000) })
   const text = await res.text()
   return { status: res.status, id: res.status === 201 || res.status === 202 ? infoId(text) : '', text }
 }
@@ -294,9 +294,12 @@ export interface OpenOptions {
   headers?: Record<string, string>
 }
 
+/** Where a driver connects: a `Running` server, or a conformance topology's subscriber side. */
+export interface Target { port: number }
+
 export interface Driver {
-  name: 'sse' | 'longpoll' | 'multipart' | 'websocket'
-  open (srv: Running, path: string, opts?: OpenOptions): Promise<Session>
+  name: 'sse' | 'longpoll' | 'multipart' | 'websocket' | 'chunked'
+  open (srv: Target, path: string, opts?: OpenOptions): Promise<Session>
 }
 
 class SseSession implements Session {
@@ -405,7 +408,10 @@ class LongpollSession implements Session {
     while (this.got.length < n) {
       if (this.#stopped) throw new Error(`long-poll ended (${this.#end?.status ?? 'dropped'}) after ${this.got.length} messages`)
       const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`timed out waiting for ${n} long-poll messages, have ${this.got.length}`)
+      if (left <= 0) {
+        throw new Error(`timed out waiting for ${n} long-poll messages, have ${this.got.length} (${this.got.map((g) => g.id).join(' ')}); ` +
+          `polling with ${JSON.stringify(this.#cursor)}`)
+      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left)
         this.#waiters.push(() => { clearTimeout(timer); resolve() })
@@ -494,9 +500,69 @@ export const multipartDriver: Driver = {
   }
 }
 
-export const DRIVERS: readonly Driver[] = [sseDriver, longpollDriver]
+/**
+ * Chunked (§8): each non-empty message is one chunk and nothing else goes on the wire, so a session
+ * knows bodies only: no ids, content types or gap signals, empty messages never arrive, and the
+ * stream's end (`0\r\n\r\n`) is the same for DELETE, timeout and shutdown.
+ */
+class ChunkedSession implements Session {
+  got: Got[] = []
+  ended: Promise<Ended>
+  c: RawStream
+  #seen = 0
 
-/** Subscribers the core holds right now (parked long-polls and open streams). */
-export function liveSubs (srv: Running): number {
-  return coreOf(srv.app).table.size
+  constructor (c: RawStream) {
+    this.c = c
+    this.ended = c.waitClosed(600000).then(() => ({ status: 0, headers: {}, body: Buffer.alloc(0) }))
+  }
+
+  #collect (): void {
+    const chunks = parseChunked(this.c.text).chunks
+    for (; this.#seen < chunks.length; this.#seen++) {
+      this.got.push({ id: '', data: chunks[this.#seen]!, event: null, contentType: null, gap: null, raw: null })
+    }
+  }
+
+  async wait (n: number, ms = 5000): Promise<Got[]> {
+    await this.c.until(() => { this.#collect(); return this.got.length >= n }, ms)
+    return this.got
+  }
+
+  close (): void { this.c.close() }
+
+  /** Chunked carries no ids: a client cannot say where it stopped. */
+  lastId (): string | null { return null }
+}
+
+export const chunkedDriver: Driver = {
+  name: 'chunked',
+  async open (srv, path, opts = {}) {
+    const headers: Record<string, string> = { ...opts.headers }
+    if (opts.cursor !== undefined) headers['Last-Event-ID'] = opts.cursor
+    const c = await RawStream.chunked(srv.port, path + (opts.query === undefined ? '' : '?' + opts.query), headers)
+    if (c.status !== 200) throw new Error('chunked answered ' + c.status)
+    return new ChunkedSession(c)
+  }
+}
+
+/** What a transport can show a client, so a case asserts what the wire carries and no more. */
+export interface Shows {
+  /** Message ids (so also resume from what was received). */
+  ids: boolean
+  /** The §11a gap signal. */
+  gap: boolean
+  /** Why the server ended the subscription (410, 408): `Ended.status`. */
+  endStatus: boolean
+  /** Each message's Content-Type. */
+  contentType: boolean
+  /** Empty messages arrive (chunked skips them: a zero-length chunk would end the stream). */
+  emptyBodies: boolean
+}
+
+export const SHOWS: Readonly<Record<Driver['name'], Shows>> = {
+  sse: { ids: true, gap: true, endStatus: true, contentType: false, emptyBodies: true },
+  longpoll: { ids: true, gap: true, endStatus: true, contentType: true, emptyBodies: true },
+  multipart: { ids: true, gap: true, endStatus: false, contentType: true, emptyBodies: true },
+  websocket: { ids: true, gap: true, endStatus: true, contentType: true, emptyBodies: true },
+  chunked: { ids: false, gap: false, endStatus: false, contentType: false, emptyBodies: false }
 }

@@ -38,13 +38,14 @@ export async function startRedis (t: ExecutionContext, port?: number): Promise<R
   }
   r.kill = async () => {
     const proc = r.proc
-    if (proc.exitCode !== null || proc.signalCode !== null) return
+    if ((proc as ChildProcess | null) === null || proc.exitCode !== null || proc.signalCode !== null) return
     process.kill(proc.pid!, 'SIGKILL')
     await once(proc, 'exit')
   }
   r.restart = launch
-  await launch()
+  // the teardown first: a redis-server that started but never answered is killed too
   t.teardown(() => r.kill())
+  await launch()
   return r
 }
 
