@@ -385,10 +385,15 @@ export class Core {
 
   #expire (now: number): void {
     const ttl = this.opts.messageTimeout * 1000
-    for (const ch of this.registry.values()) this.#expireChannel(ch, ttl, now)
+    for (const ch of this.registry.values()) {
+      if (this.#expireChannel(ch, ttl, now)) this.registry.release(ch)
+    }
   }
 
-  /** Drop a channel's messages older than the timeout (true when any went). */
+  /**
+   * Drop a channel's messages older than the timeout (true when any went). The record stays: a
+   * subscriber may be about to register on it (the shared timer releases emptied ones).
+   */
   #expireChannel (ch: Channel, ttl: number, now: number): boolean {
     let m = ch.buffer.oldest()
     if (m === null || m.publishedAt + ttl > now) return false
@@ -397,7 +402,6 @@ export class Core {
       ch.setFloor(m, true)
       m = ch.buffer.oldest()
     }
-    if (ch.subs.length === 0) this.registry.release(ch)
     return true
   }
 

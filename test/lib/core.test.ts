@@ -177,3 +177,17 @@ test('coalescer: a turn\'s messages leave as one write per subscriber; a subscri
   c.release(gone)
   t.is(core.stats.delivered[rec.index], before)
 })
+
+test('an expired buffer met by a new subscriber is emptied, not released: the subscriber stays on the registry\'s channel', (t) => {
+  const { core, rec } = setup({ messageTimeout: 1 })
+  const msg = core.publish('x', Buffer.from('old'), null, null).msg
+  ;(msg as { publishedAt: number }).publishedAt -= 5000
+  const ch = core.registry.get('x')!
+  // what a long-poll does: look for a message, then park
+  const sub = new Subscriber(rec, fakeSocket(), null, core.channelsFor(['x']), defaultCursor(1), null, 0)
+  t.is(core.nextMessage(sub), null)
+  t.is(core.registry.get('x'), ch, 'the record is still the registry\'s')
+  core.register(sub)
+  core.publish('x', Buffer.from('new'), null, null)
+  t.deepEqual(rec.got.map(([s]) => s), [sub])
+})
