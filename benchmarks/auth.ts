@@ -17,6 +17,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { SignJWT } from 'jose'
+import { freePort } from './suite/servers.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const DURATION = Number(process.env.DURATION ?? 5)
@@ -28,14 +29,6 @@ interface AutocannonResult { duration: number, errors: number, non2xx: number, '
 type Autocannon = (opts: Record<string, unknown>) => Promise<AutocannonResult>
 const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon
 
-async function freePort (): Promise<number> {
-  const s = net.createServer()
-  s.listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const port = (s.address() as net.AddressInfo).port
-  s.close()
-  return port
-}
 
 async function startParkline (args: string[]): Promise<{ port: number, proc: ChildProcess }> {
   const port = await freePort()

@@ -12,6 +12,7 @@ import { once } from 'node:events'
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { Agent, request } from 'undici'
+import { freePort } from './suite/servers.ts'
 
 const SUBS = Number(process.env.SUBS ?? 2000)
 const D = Number(process.env.D ?? 10)
@@ -20,15 +21,6 @@ const SIZE = Number(process.env.SIZE ?? 64)
 const MODES = (process.env.MODES ?? 'broadcast,one-to-one').split(',')
 const children: ChildProcess[] = []
 
-async function freePort (): Promise<number> {
-  const s = net.createServer()
-  s.listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const port = (s.address() as net.AddressInfo).port
-  s.close()
-  await once(s, 'close')
-  return port
-}
 
 async function until (pred: () => Promise<boolean>, ms: number): Promise<void> {
   const deadline = Date.now() + ms

@@ -10,6 +10,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { freePort } from './suite/servers.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const N = Number(process.env.N ?? 200)
@@ -22,14 +23,6 @@ function rss (pid: number): number {
   return m === null ? 0 : Number(m[1]) * 1024
 }
 
-async function freePort (): Promise<number> {
-  const s = net.createServer()
-  s.listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const port = (s.address() as net.AddressInfo).port
-  s.close()
-  return port
-}
 
 const port = await freePort()
 const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--body-timeout', String(BODY_TIMEOUT)], { cwd: ROOT, stdio: 'ignore' })

@@ -12,6 +12,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { freePort } from './suite/servers.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const N = Number(process.env.N ?? 200)
@@ -19,14 +20,6 @@ const SIZE = Number(process.env.SIZE ?? 4096)
 const WMEM = '/proc/sys/net/ipv4/tcp_wmem'
 const TUNED = '4096 4096 65536'
 
-async function freePort (): Promise<number> {
-  const s = net.createServer()
-  s.listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const port = (s.address() as net.AddressInfo).port
-  s.close()
-  return port
-}
 
 /** Sum of Send-Q over the server's established sockets on `port`. */
 function sendQueue (port: number): number {

@@ -25,45 +25,20 @@ import {
   type UpstreamPublishResult
 } from './auth-authorize.ts'
 import { JwksCache, JwtVerifier, parsePublicKey } from './auth-jwt.ts'
+import type { ParklineOptions } from './config.ts'
 import { ConfigError } from './errors.ts'
 import { isLoopback } from './http.ts'
 
 export type { AuthStats, UpstreamPublishContext, UpstreamPublishResult }
 export { isLoopback }
 
-export interface AuthOptions {
-  /** Operator keys, sent as `Authorization: Bearer <key>`; each grants everything. */
-  apiKey: string[]
-  /** HMAC secret for HS256/384/512; '' = off. */
-  jwtSecret: string
-  /** PEM public key (RSA, RSA-PSS, EC P-256/384/521, Ed25519); '' = off. */
-  jwtPublicKey: string
-  /** URL of a JWKS document; '' = off. */
-  jwksUrl: string
-  /** Required `iss` / `aud` when not ''. */
-  jwtIssuer: string
-  jwtAudience: string
-  /** Seconds of clock skew allowed on exp and nbf (0..30). */
-  jwtLeeway: number
-  /** Cookie a subscriber's token may come in. */
-  authCookie: string
-  /** Accept a subscriber's token as `?access_token=` (it then shows in logs and Referer). */
-  tokenInQuery: boolean
-  /** Channel patterns subscribers need no credential for. */
-  anonymousSubscribe: string[]
-  /** Nchan's authorize request: GET here decides each subscription; '' = off. */
-  authorizeUrl: string
-  /** Run the authorize request for publishers too. */
-  authorizePublish: boolean
-  /** Seconds the authorize request (and the publisher upstream and JWKS) may take. */
-  authorizeTimeout: number
-  /** Seconds an authorize decision is reused; 0 = ask every time. */
-  authorizeCacheTtl: number
-  /** Nchan's publisher upstream request: POST each message here first; '' = off. */
-  publishUpstreamUrl: string
-  /** With no credential configured, let any client publish (not only loopback ones). */
-  publisherOpen: boolean
-}
+/**
+ * The access-control options (lib/config.ts documents each), resolved by the caller; a jwtPublicKey
+ * given as a file path is read first (lib/access.ts).
+ */
+export type AuthOptions = Pick<ParklineOptions, 'apiKey' | 'jwtSecret' | 'jwtPublicKey' | 'jwksUrl' | 'jwtIssuer' | 'jwtAudience' |
+'jwtLeeway' | 'authCookie' | 'tokenInQuery' | 'anonymousSubscribe' | 'authorizeUrl' | 'authorizePublish' | 'authorizeTimeout' |
+'authorizeCacheTtl' | 'publishUpstreamUrl' | 'publisherOpen'>
 
 /** The shipped defaults, for the config table and for tests. */
 export const AUTH_DEFAULTS: Readonly<AuthOptions> = Object.freeze({
