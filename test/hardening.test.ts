@@ -1,12 +1,13 @@
 // Hostile and careless clients, on loopback, bounded in count and time: slow publisher bodies,
 // never-reading subscribers cut at the cap, odd Content-Types, odd request lines and methods,
 // forwarded status requests, channel floods. Each answers as it should and holds nothing after.
-import { readdirSync } from 'node:fs'
+import { readFileSync, readdirSync } from 'node:fs'
 import net from 'node:net'
 import { once } from 'node:events'
 import test from 'ava'
 import { coreOf } from '../lib/plugin.ts'
 import { LINGER_MS } from '../lib/linger.ts'
+import { serve } from './helpers/node.ts'
 import { eventually, rawExchange, rawRequest, startServer } from './helpers/server.ts'
 
 async function connect (port: number): Promise<net.Socket> {
@@ -182,4 +183,28 @@ test('a body trickling under bodyMinRate is cut after the grace, long before bod
   // cut by the rate (bodyTimeout is 60 s; this loop gives up after ~12 s), not before the grace
   t.true(Date.now() - t0 >= 5000)
   s.destroy()
+})
+
+test('stalled publisher bodies hold at most maxPublishing of them in memory: RSS stays bounded, the rest are refused', async (t) => {
+  const node = await serve(t, ['--workers', '1', '--max-publishing', '4', '--body-timeout', '20'])
+  const rss = (): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${node.proc.pid}/status`, 'utf8'))![1]) * 1024
+  const before = rss()
+  const chunk = Buffer.alloc(1040000, 120)
+  const sockets: net.Socket[] = []
+  const answers: string[] = []
+  for (let i = 0; i < 40; i++) {
+    const s = await connect(node.port)
+    let got = ''
+    s.on('data', (d: Buffer) => { got += d.toString('latin1') })
+    s.on('close', () => { answers.push(got.slice(9, 12)) })
+    s.write(`POST /pub/big${i} HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n`)
+    s.write(chunk)
+    sockets.push(s)
+  }
+  t.true(await eventually(() => answers.length >= 36, 10000), `answered ${answers.length}`)
+  t.true(answers.every((a) => a === '503'), answers.join(','))
+  const grown = rss() - before
+  // 4 bodies of ~1 MB are read at once; 40 unbounded would be ~40 MB
+  t.true(grown < 24 * 1048576, `RSS grew ${(grown / 1048576).toFixed(1)} MiB`)
+  for (const s of sockets) s.destroy()
 })
