@@ -202,7 +202,10 @@ test('stalled publisher bodies hold at most maxPublishing of them in memory: RSS
     sockets.push(s)
   }
   t.true(await eventually(() => answers.length >= 36, 10000), `answered ${answers.length}`)
-  t.true(answers.every((a) => a === '503'), answers.join(','))
+  // refused at once: 503 (or a reset, when the server closes while the client is still sending its
+  // megabyte, which can discard the answer in flight); none accepted
+  t.true(answers.every((a) => a === '503' || a === ''), answers.join(','))
+  t.true(answers.filter((a) => a === '503').length > 0)
   const grown = rss() - before
   // 4 bodies of ~1 MB are read at once; 40 unbounded would be ~40 MB
   t.true(grown < 24 * 1048576, `RSS grew ${(grown / 1048576).toFixed(1)} MiB`)
