@@ -169,7 +169,7 @@ export class Sequencer {
       stdio: 'inherit'
     })
     slot.child = child
-    this.#log?.info({ worker: slot.id, pid: child.pid, restarts: slot.restarts }, slot.restarts === 0 ? 'worker forked' : 'worker forked again')
+    this.#log?.info({ worker: slot.id, workerPid: child.pid, restarts: slot.restarts }, slot.restarts === 0 ? 'worker forked' : 'worker forked again')
     child.on('error', onChildError)
     child.on('message', (batch: Up[]) => this.#onBatch(slot, batch))
     child.on('exit', () => this.#onExit(slot, child))
@@ -210,7 +210,7 @@ export class Sequencer {
     for (const id of [...this.#revoking.keys()]) this.#revoked1(id, slot, 0)
     for (const id of [...this.#scrapes.keys()]) this.#scraped(id, slot, [])
     if (this.#stopping) return
-    this.#log?.warn({ worker: slot.id, pid: child.pid, exitCode: child.exitCode, signal: child.signalCode }, 'worker died; forking it again')
+    this.#log?.warn({ worker: slot.id, workerPid: child.pid, exitCode: child.exitCode, signal: child.signalCode }, 'worker died; forking it again')
     slot.restarts++
     // a crash loop backs off, up to 5 s
     // (not unref'd: with every worker gone, this timer is what keeps the primary alive)
