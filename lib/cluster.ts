@@ -3,14 +3,15 @@
 // The primary process is the one sequencer: it assigns every id, keeps the authoritative channel
 // buffers and the exact subscriber counts (summed over workers). Workers accept connections on the
 // shared port (SO_REUSEPORT), send publishes and count changes to the primary, and receive one
-// ordered stream per worker of everything the sequencer decided: messages (each applied to the
-// worker's replica buffer and fanned out there, framed once per worker), deletes, count
+// ordered stream per worker of what the sequencer decided for them: a channel's buffer ('load')
+// with the worker's first subscriber on it, then its messages while it has subscribers there
+// (applied to the worker's replica and fanned out, framed once per worker), deletes, count
 // acknowledgements and answers. Entries are batched: one IPC write per event-loop turn.
 //
-//   worker A ──pub──▶ primary (ids, buffers, counts) ──batch [m, m, a, r…]──▶ every worker
+//   worker A ──pub──▶ primary (ids, buffers, counts) ──batch [load, m, a, r…]──▶ interested workers
 //
-// A worker that dies is forked again; its subscribers' counts are withdrawn, its clients
-// reconnect (SSE retry:) to any worker and resume from the replicated buffers.
+// A worker that dies is forked again, empty; its subscribers' counts are withdrawn, its clients
+// reconnect (SSE retry:) to any worker and resume from the primary's buffers.
 import { fork, type ChildProcess } from 'node:child_process'
 import type { ChannelInfo } from './channel-info.ts'
 import { channelInfo } from './channel-info.ts'
@@ -48,7 +49,7 @@ type Down =
   | ['d', string]
   | ['a', number]
   | ['r', number, PublishResult | ChannelInfo | [number, boolean] | MetricsJson[] | null]
-  | ['snap', SnapChannel[]]
+  | ['hello']
   | ['load', SnapChannel]
   | ['totals', number, number, number, number]
   | ['rev', number, 'sub' | 'jti', string, number, number]
@@ -174,8 +175,8 @@ export class Sequencer {
     child.on('message', (batch: Up[]) => this.#onBatch(slot, batch))
     child.on('exit', () => this.#onExit(slot, child))
     // A fresh worker has no subscriber yet, so no replica to fill: it gets a channel's buffer with
-    // its first subscriber on it ('load'). The (empty) snapshot says the primary is ready for it.
-    slot.out.push(['snap', []])
+    // its first subscriber on it ('load'). 'hello' says the primary is ready for it.
+    slot.out.push(['hello'])
     const now = Math.floor(Date.now() / 1000)
     for (const [kind, value, at, until] of this.#revoked) {
       if (kind === 'sub' || until > now) slot.out.push(['rev', 0, kind, value, at, until])
@@ -486,13 +487,13 @@ export class WorkerEngine implements Engine {
   #awaiting: Subscriber[] = []
   #awaitHead = 0
   #totals: [number, number, number, number] | null = null
-  #snapshotLoaded: (() => void) | null = null
+  #primaryReady: (() => void) | null = null
   readonly ready: Promise<void>
 
   constructor (core: Core, link: WorkerLink) {
     this.#core = core
     this.#link = link
-    this.ready = new Promise((resolve) => { this.#snapshotLoaded = resolve })
+    this.ready = new Promise((resolve) => { this.#primaryReady = resolve })
     link.onEntry = (e) => { this.#onEntry(e) }
     setInterval(() => {
       link.out.push(['stats', core.table.size, core.stats.delivered.reduce((a, b) => a + b, 0)])
@@ -577,13 +578,9 @@ export class WorkerEngine implements Engine {
             this.#awaitHead = 0
           }
           break
-        case 'snap':
-          for (const [key, lastTime, lastTag, floorTime, floorTag, msgs] of e[1]) {
-            core.loadChannel(key, lastTime, lastTag, floorTime, floorTag)
-            for (const m of msgs) core.applyMessage(key, m[0], m[1], toBuffer(m[2]), m[3], m[4], m[5])
-          }
-          this.#snapshotLoaded?.()
-          this.#snapshotLoaded = null
+        case 'hello':
+          this.#primaryReady?.()
+          this.#primaryReady = null
           break
         case 'totals':
           this.#totals = [e[1], e[2], e[3], e[4]]

@@ -105,12 +105,9 @@ export class Core {
    * buffer is replaced, nothing is fanned out (its subscribers replay it once they are counted).
    */
   restoreChannel (key: string, lastTime: number, lastTag: number, floorTime: number, floorTag: number, msgs: ReadonlyArray<readonly [number, number, Buffer, string | null, string | null, number]>): void {
-    const ch = this.registry.getOrCreate(key, this.nowSec)
+    this.loadChannel(key, lastTime, lastTag, floorTime, floorTag)
+    const ch = this.registry.get(key)!
     ch.buffer.clear()
-    ch.lastTime = lastTime
-    ch.lastTag = lastTag
-    ch.floorTime = floorTime
-    ch.floorTag = floorTag
     for (const [time, tag, data, ct, ev, at] of msgs) {
       const evicted = ch.buffer.push(new Message(time, tag, data, ct, ev, at))
       if (evicted !== null) ch.setFloor(evicted, false)
