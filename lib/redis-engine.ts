@@ -135,6 +135,8 @@ export class RedisEngine implements Engine {
   readonly #flagged = new WeakSet<Subscriber>()
   /** Registered, count not yet acknowledged by Redis. */
   readonly #uncounted = new WeakSet<Subscriber>()
+  /** Registered, not counted until its replicas are loaded and it parks (Transport.answersAtOnce). */
+  readonly #deferred = new WeakSet<Subscriber>()
   #shas: Record<string, string> | null = null
   #sharded = false
   #cmdReady = false
@@ -438,8 +440,15 @@ export class RedisEngine implements Engine {
   registered (sub: Subscriber): boolean {
     let loading = false
     for (let k = 0; k < sub.channels.length; k++) {
+      const r = this.#replicas.get(sub.channels[k]!.key)
+      if (r === undefined || r.state !== LIVE || r.busy || r.stale) loading = true
+    }
+    // a long-poll that the loaded replica may answer at once is counted only if it parks: no
+    // deployment-wide count flickers up for a poll that was never waiting
+    const defer = loading && sub.transport.answersAtOnce === true
+    for (let k = 0; k < sub.channels.length; k++) {
       const key = sub.channels[k]!.key
-      this.#counts.set(key, (this.#counts.get(key) ?? 0) + 1)
+      if (!defer) this.#counts.set(key, (this.#counts.get(key) ?? 0) + 1)
       this.#dirty.add(key)
       this.#arrived.add(key)
       let r = this.#replicas.get(key)
@@ -449,24 +458,42 @@ export class RedisEngine implements Engine {
       }
       r.idleSince = 0
       if (r.state !== LIVE || r.busy || r.stale) {
-        loading = true
         if (!r.waiters.includes(sub)) r.waiters.push(sub)
         this.#sync(r)
       }
     }
     // the replica is filled before the subscriber is served: live fan-out skips it meanwhile
     if (loading && this.#core.pauseLive(sub)) this.#flagged.add(sub)
-    this.#waiting.push(sub)
-    this.#uncounted.add(sub)
+    if (defer) {
+      this.#deferred.add(sub)
+    } else {
+      this.#waiting.push(sub)
+      this.#uncounted.add(sub)
+    }
     this.#scheduleFlush()
     return false
   }
 
-  unregistered (sub: Subscriber): void {
-    const now = Date.now()
+  /** A deferred subscriber's replicas are loaded and it found nothing: count it now. */
+  #countLate (sub: Subscriber): void {
+    this.#deferred.delete(sub)
     for (let k = 0; k < sub.channels.length; k++) {
       const key = sub.channels[k]!.key
-      const n = (this.#counts.get(key) ?? 0) - 1
+      this.#counts.set(key, (this.#counts.get(key) ?? 0) + 1)
+      this.#dirty.add(key)
+    }
+    this.#waiting.push(sub)
+    this.#uncounted.add(sub)
+    this.#scheduleFlush()
+  }
+
+  unregistered (sub: Subscriber): void {
+    const now = Date.now()
+    const counted = !this.#deferred.has(sub)
+    this.#deferred.delete(sub)
+    for (let k = 0; k < sub.channels.length; k++) {
+      const key = sub.channels[k]!.key
+      const n = (this.#counts.get(key) ?? 0) - (counted ? 1 : 0)
       if (n > 0) {
         this.#counts.set(key, n)
       } else {
@@ -474,7 +501,7 @@ export class RedisEngine implements Engine {
         const r = this.#replicas.get(key)
         if (r !== undefined) r.idleSince = now
       }
-      this.#dirty.add(key)
+      if (counted) this.#dirty.add(key)
     }
     this.#scheduleFlush()
   }
@@ -533,6 +560,11 @@ export class RedisEngine implements Engine {
     for (const ch of sub.channels) {
       const r = this.#replicas.get(ch.key)
       if (r !== undefined && r.waiters.includes(sub)) return
+    }
+    if (this.#deferred.has(sub) && this.#core.nextMessage(sub) === null) {
+      // parks: counted first, served (ready) once Redis acknowledged the count
+      this.#countLate(sub)
+      return
     }
     if (this.#flagged.has(sub)) {
       this.#flagged.delete(sub)

@@ -128,6 +128,11 @@ export interface Transport {
   end (sub: Subscriber, status: number, reason?: string): void
   /** Shared-timer tick: keepalive for this subscriber. */
   keepalive (sub: Subscriber): void
+  /**
+   * A request that finds a message is answered and never counted (long-poll): an engine that must
+   * load a channel before it can tell counts such a subscriber only once it parks.
+   */
+  readonly answersAtOnce?: boolean
   /** The engine counted a subscriber deployment-wide (see Core.register): start streaming. */
   ready (sub: Subscriber): void
   /**

@@ -3,6 +3,7 @@
 // same on every node; a Redis restart must never crash a node, and delivery must resume after it.
 // redis-server is required: without it these tests fail (install: apt-get install -y redis-server).
 import { spawn, type ChildProcess } from 'node:child_process'
+import net from 'node:net'
 import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
 import { redisCommand, startRedis, type Redis } from './helpers/redis.ts'
@@ -189,4 +190,49 @@ test.serial('pub/sub connections dropped while publishing: a node re-reads what 
     t.is(new Set(ids).size, 30)
     c.close()
   }
+})
+
+/** Every command Redis runs, as MONITOR prints it, until the test ends. */
+async function monitor (t: ExecutionContext, port: number): Promise<{ lines: () => string[] }> {
+  const s = net.connect(port, '127.0.0.1')
+  t.teardown(() => { s.destroy() })
+  let buf = ''
+  s.on('data', (d: Buffer) => { buf += d.toString('latin1') })
+  await once(s, 'connect')
+  s.write('MONITOR\r\n')
+  if (!await eventually(() => buf.startsWith('+OK\r\n'), 5000)) throw new Error('MONITOR did not answer')
+  return { lines: () => buf.split('\r\n').slice(1) }
+}
+
+test.serial('a long-poll answered at once from a cold node is never counted; one that parks is', async (t) => {
+  const { redis, nodes: [a, b] } = await cluster(t, 2)
+  const r = await publish(a!.base, 'lpcount', 'one')
+  t.is(r.status, 202)
+  const mon = await monitor(t, redis.port)
+  // node B has no replica of the channel: it loads it, then answers the poll from the buffer
+  const first = await fetch(`${b!.base}/sub/lpcount`)
+  t.is(first.status, 200)
+  t.is(await first.text(), 'one')
+  // the next poll parks: counted, and the count write is what Redis sees for this channel
+  const ac = new AbortController()
+  const parked = fetch(`${b!.base}/sub/lpcount`, {
+    headers: { 'If-Modified-Since': first.headers.get('last-modified')!, 'If-None-Match': first.headers.get('etag')! },
+    signal: ac.signal
+  }).catch(() => null)
+  t.teardown(() => ac.abort())
+  // node B's count writes for the channel: [count, arrived] of each (COUNT's ARGV 2 and 4)
+  const writes = (): Array<[string, string]> => mon.lines()
+    .map((l) => [...l.matchAll(/"([^"]*)"/g)].map((m) => m[1]!))
+    .filter((q) => q[0] === 'EVALSHA' && q[3] === 'pk:s:lpcount' && q[4]!.startsWith('pk:n:'))
+    .map((q) => [q[6]!, q[8]!])
+  t.true(await eventually(() => writes().some(([n]) => n === '1'), 5000), 'the parked poll is counted')
+  const w = writes()
+  const upTo = w.findIndex(([n]) => n === '1')
+  // before the parked poll's count: the answered poll's arrival (last requested), with count 0
+  t.true(upTo > 0, JSON.stringify(w))
+  t.deepEqual(w.slice(0, upTo).map(([n]) => n), Array(upTo).fill('0'))
+  t.true(w.slice(0, upTo).some(([, arrived]) => arrived === '1'), 'the answered poll updates last requested')
+  t.is((await info(a!.base, 'lpcount')).json?.subscribers, 1)
+  ac.abort()
+  await parked
 })

@@ -25,6 +25,7 @@ const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthor
 
 export class LongpollTransport implements Transport {
   readonly name = 'longpoll'
+  readonly answersAtOnce = true
   readonly index: number
   readonly core: Core
 
