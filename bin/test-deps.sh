@@ -7,6 +7,8 @@ set -uo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# Sentinel topologies (test/helpers/redis-cluster.ts); Debian ships it as its own package
+command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] || need+=(libnginx-mod-nchan)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

@@ -27,7 +27,7 @@ import type { Logger } from 'pino'
 
 /** Worker → primary entries. */
 type Up =
-  | ['pub', number, string, Uint8Array, string | null, string | null]
+  | ['pub', number, string, Uint8Array, string | null, string | null, string | null]
   | ['info', number, string]
   | ['del', number, string]
   | ['sub', string[], 1 | -1]
@@ -251,9 +251,15 @@ export class Sequencer {
     for (const e of batch) {
       switch (e[0]) {
         case 'pub': {
+          const subscribers = this.counts.get(e[2]) ?? 0
+          const replay = e[6] === null ? null : this.core.replayed(e[2], e[6], subscribers)
+          if (replay !== null) {
+            slot.out.push(['r', e[1], replay])
+            break
+          }
           const data = toBuffer(e[3])
           const { msg, channel } = this.core.publish(e[2], data, e[4], e[5])
-          const subscribers = this.counts.get(e[2]) ?? 0
+          if (e[6] !== null) this.core.idempotency.set(e[2], e[6], msg.id)
           const info = channelInfo(channel, Date.now())
           info.subscribers = subscribers
           this.#toInterested(e[2], ['m', e[2], msg.time, msg.tag, data, msg.contentType, msg.event, msg.publishedAt])
@@ -504,9 +510,9 @@ export class WorkerEngine implements Engine {
     return this.#link.request<T>(entry)
   }
 
-  async publish (key: string, data: Buffer, contentType: string | null, event: string | null): Promise<PublishResult> {
-    const r = await this.#request<PublishResult>((r) => ['pub', r, key, data, contentType, event])
-    this.#core.stats.published++
+  async publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null): Promise<PublishResult> {
+    const r = await this.#request<PublishResult>((r) => ['pub', r, key, data, contentType, event, idempotencyKey])
+    if (r.replayed !== true) this.#core.stats.published++
     return r
   }
 

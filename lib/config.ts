@@ -54,6 +54,12 @@ export interface ParklineOptions {
   maxPublishing: number
   logLevel: string
   redisUrl: string
+  redisCluster: string[]
+  redisSentinel: string[]
+  redisSentinelName: string
+  redisCommandTimeout: number
+  redisReplicaAck: number
+  idempotencyWindow: number
   apiKey: string[]
   jwtSecret: string
   jwtPublicKey: string
@@ -113,7 +119,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'bodyMinRate', kind: 'int', default: 1024, min: 0, doc: 'Bytes per second a publisher body must average after its first 5 s; slower gets 408 and the connection closes; 0 = off.' },
   { name: 'maxPublishing', kind: 'int', default: 256, min: 1, doc: 'Publish bodies read at once per process (each at most maxMessageSize); past it 503 with Retry-After.' },
   { name: 'logLevel', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'pino level of the standalone server\'s JSON log (info: lifecycle lines; requests are not logged).' },
-  { name: 'redisUrl', kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db) of the store several nodes share; "" = in-memory engine.' },
+  { name: 'redisUrl', kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db) of the store several nodes share; "" = in-memory engine. At most one of redisUrl, redisCluster, redisSentinel.' },
+  { name: 'redisCluster', kind: 'list', default: [], doc: 'Seed node URLs of a Redis Cluster (comma-separated in env and flags); the channels spread over its masters by hash tag, with sharded pub/sub on Redis 7+.' },
+  { name: 'redisSentinel', kind: 'list', default: [], doc: 'Sentinels (`host:port`, comma-separated in env and flags) watching the master named by redisSentinelName; Parkline follows its failovers.' },
+  { name: 'redisSentinelName', kind: 'string', default: 'mymaster', doc: 'The master\'s name in the sentinels\' configuration.' },
+  { name: 'redisCommandTimeout', kind: 'int', default: 2000, min: 1, doc: 'Milliseconds any Redis command may take; past it the store counts as down: publishes answer 503 with Retry-After, /health 503, new subscribers 503, until it answers again.' },
+  { name: 'redisReplicaAck', kind: 'int', default: 0, min: 0, doc: 'A publish is acknowledged (2xx) only once this many replicas have it (WAIT), so a failover loses no acknowledged message; 0 = off (a message lost in a failover reaches subscribers as a gap signal).' },
+  { name: 'idempotencyWindow', kind: 'int', default: 300, min: 0, doc: 'Seconds an `Idempotency-Key` is remembered per channel: a publish retried with it answers the original id and publishes nothing; 0 = off.' },
   // access control (docs/api.md "Access control"); none set: subscribers open, publisher loopback-only
   { name: 'apiKey', kind: 'list', default: [], doc: 'Server-side publisher keys, sent as `Authorization: Bearer <key>`: publish, delete, channel info and revoke on every channel.' },
   { name: 'jwtSecret', kind: 'string', default: '', doc: 'HMAC secret for HS256/384/512 tokens; "" = off.' },
@@ -223,5 +235,13 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
     if (o[name] !== '' && !o[name].startsWith('/')) throw new ConfigError(`${name} must start with "/" (or be "" to turn it off)`)
   }
   if (o.multiplexDelimiter.length > 1) throw new ConfigError('multiplexDelimiter must be one character or empty')
+  const stores = [o.redisUrl !== '' && 'redisUrl', o.redisCluster.length > 0 && 'redisCluster', o.redisSentinel.length > 0 && 'redisSentinel'].filter((x) => x !== false)
+  if (stores.length > 1) throw new ConfigError(`set only one of redisUrl, redisCluster, redisSentinel (got ${stores.join(' and ')})`)
+  for (const s of o.redisSentinel) {
+    if (!/^[^:\s]+:\d+$/.test(s)) throw new ConfigError(`redisSentinel: "${s}" is not host:port`)
+  }
+  for (const u of o.redisCluster) {
+    if (!/^rediss?:\/\//.test(u)) throw new ConfigError(`redisCluster: "${u}" is not a redis:// URL`)
+  }
   return o
 }

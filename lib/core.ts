@@ -7,7 +7,9 @@ import type { ParklineOptions } from './config.ts'
 import { Message } from './message.ts'
 import { F_BATCHED, F_CATCHING_UP, F_CLOSED, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
 import { Stats } from './stats.ts'
-import { MemoryEngine, type Engine } from './engine.ts'
+import { MemoryEngine, type Engine, type PublishResult } from './engine.ts'
+import { channelInfo } from './channel-info.ts'
+import { IdempotencyKeys } from './idempotency.ts'
 import type { Revocations } from './auth.ts'
 import type { Access } from './access.ts'
 import type { Metrics } from './metrics.ts'
@@ -28,6 +30,8 @@ export class Core {
   readonly table: ConnectionTable
   readonly transports: readonly Transport[]
   readonly stats: Stats
+  /** Idempotency-Keys seen per channel (in-memory engine, and the worker sequencer in the primary). */
+  readonly idempotency: IdempotencyKeys
   /** Coarse clock in whole seconds, refreshed by the shared timer and by publishes. */
   nowSec: number
   /** Subscriber limit of this process (EXTENSION b). */
@@ -61,6 +65,7 @@ export class Core {
     this.transports = transports.map((T, i) => new T(this, i))
     this.table = new ConnectionTable(transports.length)
     this.stats = new Stats(this.transports.map((t) => t.name))
+    this.idempotency = new IdempotencyKeys(opts.idempotencyWindow)
     this.nowSec = Math.floor(Date.now() / 1000)
     this.maxSubscribers = opts.maxSubscribers > 0 ? opts.maxSubscribers : Math.max(1, Math.floor(fdLimit * 0.9))
     this.draining = false
@@ -88,6 +93,20 @@ export class Core {
     this.stats.published++
     const msg = this.#append(ch, new Message(ch.lastTime, ch.lastTag, data, contentType, event, performance.timeOrigin + performance.now()))
     return { msg, channel: ch, hadSubscribers }
+  }
+
+  /**
+   * A publish whose Idempotency-Key this channel saw inside the window: the answer it gets instead
+   * of publishing (the original id; 201/202 by the subscribers now), or null. `subscribers`: the
+   * count where the caller knows it better than the channel record (the worker sequencer).
+   */
+  replayed (key: string, idempotencyKey: string, subscribers: number | null): PublishResult | null {
+    const id = this.idempotency.get(key, idempotencyKey)
+    if (id === undefined) return null
+    const ch = this.registry.get(key)
+    const info = ch === undefined ? { messages: 0, requested: -1, subscribers: 0, lastMessageId: id } : { ...channelInfo(ch, Date.now()), lastMessageId: id }
+    if (subscribers !== null) info.subscribers = subscribers
+    return { status: info.subscribers > 0 ? 201 : 202, info, replayed: true }
   }
 
   /** A message whose id another authority assigned (the worker sequencer, Redis). */
@@ -344,6 +363,9 @@ export class Core {
   publishing = 0
 
   get atCapacity (): boolean { return this.table.size + this.lingering.size >= this.maxSubscribers }
+
+  /** New subscribers get 503 with Retry-After: draining, at the limit, or the shared store is away. */
+  get refusing (): boolean { return this.draining || this.atCapacity || this.engine.up === false }
 
   // ---- the one shared timer -------------------------------------------------------------------
 

@@ -10,11 +10,17 @@ export interface PublishResult {
   /** 201 when the channel had a subscriber anywhere in the deployment, else 202. */
   status: 201 | 202
   info: ChannelInfo
+  /** An Idempotency-Key seen inside its window: nothing was published; info names the original id. */
+  replayed?: boolean
 }
 
 export interface Engine {
   readonly name: string
-  publish (key: string, data: Buffer, contentType: string | null, event: string | null): PublishResult | Promise<PublishResult>
+  /**
+   * Publish, or (an `idempotencyKey` this channel saw inside idempotencyWindow) answer the
+   * original message's id without publishing again.
+   */
+  publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey?: string | null): PublishResult | Promise<PublishResult>
   /** Channel info, or null when the channel does not exist. */
   info (key: string): ChannelInfo | null | Promise<ChannelInfo | null>
   /** Delete everywhere; resolves to the info as it was, or null when it did not exist. */
@@ -37,7 +43,9 @@ export interface Engine {
   /** A long-poll was answered from this process's replica: the authority's "last requested" moves. */
   touched? (keys: readonly string[]): void
   /** Engines with a shared store (Redis): its state, for /status and /health; absent = always up. */
-  health? (): { up: boolean, pendingCommands: number, connectedServers: number }
+  health? (): { up: boolean, pendingCommands: number, connectedServers: number, mode?: string, faults?: number, failovers?: number, cluster?: { masters: number, reachable: number, slots: number } | null }
+  /** False while the shared store is away: new subscribers get 503 at once (absent = always up). */
+  readonly up?: boolean
 }
 
 export class MemoryEngine implements Engine {
@@ -48,9 +56,14 @@ export class MemoryEngine implements Engine {
     this.#core = core
   }
 
-  publish (key: string, data: Buffer, contentType: string | null, event: string | null): PublishResult {
+  publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null): PublishResult {
     const core = this.#core
-    const { channel, hadSubscribers } = core.publish(key, data, contentType, event)
+    if (idempotencyKey !== null) {
+      const replay = core.replayed(key, idempotencyKey, null)
+      if (replay !== null) return replay
+    }
+    const { msg, channel, hadSubscribers } = core.publish(key, data, contentType, event)
+    if (idempotencyKey !== null) core.idempotency.set(key, idempotencyKey, msg.id)
     return { status: hadSubscribers ? 201 : 202, info: channelInfo(channel, Date.now()) }
   }
 

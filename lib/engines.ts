@@ -1,11 +1,13 @@
-// The one place an engine is chosen, for the plugin and the CLI alike: Redis when `redisUrl` is
-// set (several nodes; with workers, each worker is a node of its own), the worker sequencer when
-// this process is a worker of `parkline serve --workers N` (it holds the link to the primary),
-// and otherwise the in-memory engine. Redis is loaded only when asked for.
+// The one place an engine is chosen, for the plugin and the CLI alike: Redis when `redisUrl`,
+// `redisCluster` or `redisSentinel` is set (several nodes; with workers, each worker is a node of
+// its own), the worker sequencer when this process is a worker of `parkline serve --workers N` (it
+// holds the link to the primary), and otherwise the in-memory engine. Redis is loaded only when
+// asked for.
 import type { WorkerLink } from './cluster.ts'
 import type { ParklineOptions } from './config.ts'
 import type { Core, ParklineLog } from './core.ts'
 import { MemoryEngine, type Engine } from './engine.ts'
+import type { RedisTarget } from './redis-engine.ts'
 
 export interface EngineContext {
   log?: ParklineLog
@@ -21,9 +23,10 @@ export interface ComposedEngine {
 
 /** Build the engine for `core` and wait until it can serve (Redis connected, worker snapshot loaded). */
 export async function createEngine (core: Core, opts: ParklineOptions, ctx: EngineContext = {}): Promise<ComposedEngine> {
-  if (opts.redisUrl !== '') {
+  const target = redisTarget(opts)
+  if (target !== null) {
     const { RedisEngine } = await import('./redis-engine.ts')
-    const engine = new RedisEngine(core, opts.redisUrl, { log: ctx.log })
+    const engine = new RedisEngine(core, target, { log: ctx.log })
     await engine.start()
     return { engine, stop: async () => { await engine.stop() } }
   }
@@ -34,4 +37,21 @@ export async function createEngine (core: Core, opts: ParklineOptions, ctx: Engi
     return { engine, stop: async () => {} }
   }
   return { engine: new MemoryEngine(core), stop: async () => {} }
+}
+
+/** The Redis store the options name (one of redisUrl, redisCluster, redisSentinel), or null. */
+export function redisTarget (opts: ParklineOptions): RedisTarget | null {
+  if (opts.redisUrl !== '') return { mode: 'standalone', url: opts.redisUrl }
+  if (opts.redisCluster.length > 0) return { mode: 'cluster', seeds: opts.redisCluster }
+  if (opts.redisSentinel.length > 0) {
+    return {
+      mode: 'sentinel',
+      name: opts.redisSentinelName,
+      sentinels: opts.redisSentinel.map((s) => {
+        const i = s.lastIndexOf(':')
+        return { host: s.slice(0, i), port: Number(s.slice(i + 1)) }
+      })
+    }
+  }
+  return null
 }

@@ -4,7 +4,8 @@
 import type { ChannelInfo } from './channel-info.ts'
 import type { ConsumerTransport, ParklineMessage } from './consumer.ts'
 import type { Core } from './core.ts'
-import { ParklineError } from './errors.ts'
+import { ERRORS, ParklineError } from './errors.ts'
+import { validIdempotencyKey } from './idempotency.ts'
 import { requestCursor } from './http.ts'
 import { INVALID } from './message-id.ts'
 import type { Subscriber } from './subscriber.ts'
@@ -17,6 +18,11 @@ export interface PublishOptions {
   contentType?: string
   /** SSE `event:` name (X-EventSource-Event of a publish request). */
   event?: string
+  /**
+   * Idempotency-Key: a retry with the same key inside idempotencyWindow publishes nothing and
+   * answers the original id (`replayed: true`).
+   */
+  idempotencyKey?: string
 }
 
 export interface Published {
@@ -25,6 +31,8 @@ export interface Published {
   /** 201 when the channel had a subscriber anywhere in the deployment, else 202. */
   status: 201 | 202
   info: ChannelInfo
+  /** True when an idempotencyKey seen inside the window answered; nothing was published. */
+  replayed: boolean
 }
 
 export interface SubscribeOptions {
@@ -72,8 +80,10 @@ export function createFacade (core: Core, consumers: ConsumerTransport): Parklin
       const key = toKey(core, channel)
       const body = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
       if (body.length > core.opts.maxMessageSize) throw new ParklineError('PKL_ERR_PAYLOAD_TOO_LARGE', `message larger than maxMessageSize (${core.opts.maxMessageSize} bytes)`, 413)
-      const r = await core.engine.publish(key, body, options.contentType ?? null, options.event ?? null)
-      return { id: r.info.lastMessageId, status: r.status, info: r.info }
+      const idem = options.idempotencyKey ?? null
+      if (idem !== null && !validIdempotencyKey(idem)) throw new ParklineError(ERRORS.BAD_IDEMPOTENCY_KEY.code, ERRORS.BAD_IDEMPOTENCY_KEY.message, 400)
+      const r = await core.engine.publish(key, body, options.contentType ?? null, options.event ?? null, core.opts.idempotencyWindow > 0 ? idem : null)
+      return { id: r.info.lastMessageId, status: r.status, info: r.info, replayed: r.replayed === true }
     },
     async info (channel) {
       return await core.engine.info(toKey(core, channel))

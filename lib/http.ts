@@ -118,7 +118,7 @@ export function requestCursor (headers: IncomingHttpHeaders, query: string, n: n
 export const PUB_ALLOW = 'GET, POST, PUT, DELETE'
 export const SUB_ALLOW = 'GET'
 // Authorization: a token sent by a cross-origin client (access control, docs/api.md §16)
-export const PUB_ALLOW_HEADERS = 'Content-Type, X-EventSource-Event, Authorization'
+export const PUB_ALLOW_HEADERS = 'Content-Type, X-EventSource-Event, Authorization, Idempotency-Key'
 export const SUB_ALLOW_HEADERS = 'If-None-Match, If-Modified-Since, Content-Type, Cache-Control, X-EventSource-Event, Etag, Last-Event-ID, Authorization'
 export const EXPOSE_HEADERS = 'Last-Modified, Etag, Content-Type, Parkline-Gap, WWW-Authenticate'
 export const VARY = 'If-None-Match, If-Modified-Since'

@@ -86,6 +86,24 @@ export class Metrics {
       const h = core.engine.health?.()
       if (h !== undefined) set({}, h.up ? 1 : 0)
     })
+    counterFrom(r, 'parkline_store_faults_total', 'Times the shared store stopped answering (a command past redisCommandTimeout, a node lost).', [], (set) => {
+      const h = core.engine.health?.()
+      if (h !== undefined) set({}, h.faults ?? 0)
+    })
+    counterFrom(r, 'parkline_store_failovers_total', 'Redis Cluster master changes this process saw.', [], (set) => {
+      const h = core.engine.health?.()
+      if (h !== undefined) set({}, h.failovers ?? 0)
+    })
+    gaugeFrom(r, 'parkline_store_masters', 'Redis Cluster masters by state (known, reachable); absent without a cluster.', ['state'], (set) => {
+      const c = core.engine.health?.().cluster
+      if (c === null || c === undefined) return
+      set({ state: 'known' }, c.masters)
+      set({ state: 'reachable' }, c.reachable)
+    })
+    gaugeFrom(r, 'parkline_store_slots_covered', 'Redis Cluster slots served by a healthy master (16384 when whole).', [], (set) => {
+      const c = core.engine.health?.().cluster
+      if (c !== null && c !== undefined) set({}, c.slots)
+    })
     this.delivery = new Histogram({
       name: 'parkline_publish_delivery_seconds',
       help: 'Seconds from a publish to its bytes handed to the subscribers\' sockets (once per message and process).',

@@ -10,6 +10,7 @@ import { Core } from './core.ts'
 import type { PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
 import { PUB_ALLOW, PUB_ALLOW_HEADERS, randomBetween, requestOrigin } from './http.ts'
+import { validIdempotencyKey } from './idempotency.ts'
 import { percentDecode } from './message-id.ts'
 import { sendError, withCors } from './reply.ts'
 
@@ -142,6 +143,9 @@ async function publisherRequest (core: Core, access: Access, request: FastifyReq
   }
 
   // POST / PUT
+  const idem = request.headers['idempotency-key']
+  const idempotencyKey = typeof idem === 'string' && core.opts.idempotencyWindow > 0 ? idem : null
+  if (idempotencyKey !== null && !validIdempotencyKey(idempotencyKey)) return sendError(reply, ERRORS.BAD_IDEMPOTENCY_KEY, origin)
   const limit = core.opts.maxMessageSize
   const declared = request.headers['content-length']
   if (declared !== undefined && Number(declared) > limit) return tooLarge(reply, origin)
@@ -181,10 +185,12 @@ async function publisherRequest (core: Core, access: Access, request: FastifyReq
   }
   let result: PublishResult
   try {
-    result = await core.engine.publish(key, message, ct, event)
+    result = await core.engine.publish(key, message, ct, event, idempotencyKey)
   } catch (err) {
     return storeUnavailable(reply, err, origin)
   }
+  // a retry inside the window: nothing was published, the answer names the original message
+  if (result.replayed === true) reply.header('Idempotent-Replayed', 'true')
   return sendInfo(request, reply, result.status, result.info, origin)
 }
 

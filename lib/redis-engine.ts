@@ -21,8 +21,9 @@
 //   replica's buffer after the last id it applied, so subscribers get what they missed (or the gap
 //   signal when it left the buffer). A record Redis lost (restart without persistence) is seeded
 //   back with the last id, so ids keep increasing.
+import { createHash } from 'node:crypto'
 import { hostname } from 'node:os'
-import { createClient, RESP_TYPES } from '@redis/client'
+import { createClient, createCluster, createSentinel, RESP_TYPES } from '@redis/client'
 import type { ChannelInfo } from './channel-info.ts'
 import type { Core, ParklineLog } from './core.ts'
 import type { Engine, PublishResult } from './engine.ts'
@@ -32,6 +33,8 @@ import { F_CLOSED, type Subscriber } from './subscriber.ts'
 import * as LUA from './redis-lua.ts'
 
 const HEARTBEAT_MS = 2000
+/** While the store is at fault: how often it is probed. */
+const PROBE_MS = 250
 const NODE_LIFE_MS = 6000
 /** A replica with no local subscriber is kept (and kept current) this long before it is dropped. */
 const LINGER_MS = 30000
@@ -94,12 +97,38 @@ class Replica {
   }
 }
 
-type Client = ReturnType<typeof createClient>
+/** Where the store is: one Redis (redisUrl), a Redis Cluster (redisCluster), or a Sentinel set. */
+export type RedisTarget =
+  | { mode: 'standalone', url: string }
+  | { mode: 'cluster', seeds: string[] }
+  | { mode: 'sentinel', sentinels: Array<{ host: string, port: number }>, name: string }
+
+/**
+ * What the engine needs of a node-redis client, cluster or sentinel: the three differ only in how
+ * a raw command names its routing (cluster: the first key; sentinel: read-only or not).
+ */
+interface Conn {
+  isReady: boolean
+  connect (): Promise<unknown>
+  destroy (): void
+  on (event: string, listener: (...args: unknown[]) => void): unknown
+  withTypeMapping (m: unknown): Conn
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  subscribe (channel: string, listener: (...args: any[]) => void, buffers?: true): Promise<unknown>
+  sSubscribe (channel: string, listener: (msg: Buffer, channel: Buffer) => void, buffers: true): Promise<unknown>
+  sUnsubscribe (channel: string, listener: (msg: Buffer, channel: Buffer) => void, buffers: true): Promise<unknown>
+  unsubscribe (channel: string, listener: (msg: Buffer, channel: Buffer) => void, buffers: true): Promise<unknown>
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  sendCommand (...args: any[]): Promise<unknown>
+}
+
+/** The cluster client's view of its masters (node-redis RedisCluster.masters). */
+interface ClusterView { masters: Array<{ host: string, port: number, address: string }>, nodeClient (node: unknown): Promise<{ sendCommand (args: string[]): Promise<unknown> }> }
 
 export interface RedisEngineOptions {
   /** First connect: how long start() waits before it goes on without Redis (ms). */
   connectWait?: number
-  /** Lifecycle lines: connected, lost, recovered. */
+  /** Lifecycle lines: connected, lost, recovered, failover. */
   log?: ParklineLog
 }
 
@@ -115,14 +144,45 @@ function str (v: unknown): string {
   return Buffer.isBuffer(v) ? v.toString('utf8') : String(v)
 }
 
+/**
+ * The hash tag of a channel's keys: the id with `%`, `{` and `}` percent-encoded, so the tag ends
+ * at its own `}` whatever the id holds (`{`, `}`, `:`, any Unicode), and every key of a channel
+ * hashes to one Cluster slot.
+ */
+export function hashTag (key: string): string {
+  return key.replace(/[%{}]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase())
+}
+
+function unTag (tag: string): string {
+  return tag.replace(/%(25|7B|7D)/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)))
+}
+
+/** The keys of a channel (lib/redis-lua.ts). */
+export function channelKey (key: string, part: 'm' | 'b' | 's' | 'x' | 'c'): string {
+  return `pk:{${hashTag(key)}}:${part}`
+}
+
+const SHAS: Record<string, string> = {}
+for (const name of ['PUBLISH', 'INFO', 'DELETE', 'LOAD', 'SEED', 'FORWARD', 'COUNT', 'HEARTBEAT'] as const) {
+  SHAS[name] = createHash('sha1').update(LUA[name]).digest('hex')
+}
+
+/** A command that timed out or found no connection: the store is away (not a script's error). */
+function isFault (err: unknown): boolean {
+  const e = err as { name?: string, message?: string }
+  const m = String(e?.message ?? '')
+  return !m.startsWith('ERR') && !m.startsWith('WRONGTYPE') && !m.startsWith('NOSCRIPT')
+}
+
 export class RedisEngine implements Engine {
   readonly name = 'redis'
   readonly nodeId: string
+  readonly mode: RedisTarget['mode']
   readonly #core: Core
-  readonly #cmd: Client
-  readonly #sub: Client
+  readonly #cmd: Conn
+  readonly #sub: Conn
   /** The command connection with bulk strings as Buffers (message bodies stay binary). */
-  readonly #bin: Client
+  readonly #bin: Conn
   readonly #replicas = new Map<string, Replica>()
   /** Local subscriber count per channel: what this node has (or will have) written to Redis. */
   readonly #counts = new Map<string, number>()
@@ -137,81 +197,151 @@ export class RedisEngine implements Engine {
   readonly #uncounted = new WeakSet<Subscriber>()
   /** Registered, not counted until its replicas are loaded and it parks (Transport.answersAtOnce). */
   readonly #deferred = new WeakSet<Subscriber>()
-  #shas: Record<string, string> | null = null
+  /** Subscribers not yet ready, with when they registered: past redisCommandTimeout they get 503. */
+  readonly #pending = new Map<Subscriber, number>()
   #sharded = false
+  #scriptsReady = false
   #cmdReady = false
   #subReady = false
   #recovering = 0
   #inflight = 0
   #timer: NodeJS.Timeout | null = null
+  #probeTimer: NodeJS.Timeout | null = null
   #stopped = false
   readonly #onMessage: (msg: Buffer, channel: Buffer) => void
   readonly #onControl: (msg: string) => void
   #controlSubscribed = false
   #revSeq = 0
   #deployment: { nodes: number, subscribers: number } | null = null
+  /** Nodes whose heartbeat lapsed (their counts are not summed until swept). */
+  #dead = new Set<string>()
+  /** Redis' ms clock minus ours, from the last heartbeat: publish deadlines are in Redis' time. */
+  #clockOffset = 0
+  /** A command timed out or a node failed: not up until a probe finds every master answering. */
+  #faulty = false
+  #faults = 0
+  #failovers = 0
+  #masters = ''
+  #cluster: { masters: number, reachable: number, slots: number } | null = null
   readonly #connectWait: number
+  readonly #timeout: number
   readonly #log: ParklineLog | null
   /** 'never' until the first connect; 'up'; 'down' since a connection was lost (logged once). */
   #state: 'never' | 'up' | 'down' = 'never'
 
-  constructor (core: Core, url: string, opts: RedisEngineOptions = {}) {
+  constructor (core: Core, target: RedisTarget | string, opts: RedisEngineOptions = {}) {
     this.#core = core
+    if (typeof target === 'string') target = { mode: 'standalone', url: target }
+    this.mode = target.mode
     this.#connectWait = opts.connectWait ?? 3000
     this.#log = opts.log ?? null
+    this.#timeout = core.opts.redisCommandTimeout
     this.nodeId = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`
-    const options = {
-      url,
-      disableOfflineQueue: true,
-      socket: { reconnectStrategy: backoff, connectTimeout: 2000 }
+    const socket = { reconnectStrategy: backoff, connectTimeout: 2000 }
+    // every command has a deadline: a hanging Redis is a down Redis (publishes answer 503)
+    const commandOptions = { timeout: this.#timeout }
+    if (target.mode === 'cluster') {
+      this.#cmd = createCluster({
+        rootNodes: target.seeds.map((url) => ({ url })),
+        defaults: { disableOfflineQueue: true, socket },
+        commandOptions
+      }) as unknown as Conn
+      this.#sub = this.#cmd
+    } else if (target.mode === 'sentinel') {
+      this.#cmd = createSentinel({
+        name: target.name,
+        sentinelRootNodes: target.sentinels,
+        nodeClientOptions: { disableOfflineQueue: true, socket },
+        sentinelClientOptions: { socket },
+        commandOptions,
+        passthroughClientErrorEvents: true
+      }) as unknown as Conn
+      this.#sub = this.#cmd
+    } else {
+      const options = { url: target.url, disableOfflineQueue: true, socket, commandOptions }
+      this.#cmd = createClient(options) as unknown as Conn
+      this.#sub = createClient(options) as unknown as Conn
     }
-    this.#cmd = createClient(options)
-    this.#sub = createClient(options)
-    this.#bin = this.#cmd.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer }) as unknown as Client
+    this.#bin = this.#cmd.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
     this.#onMessage = (msg, channel) => this.#message(msg, channel)
     this.#onControl = (msg) => { void this.#control(msg) }
     // a dropped connection is never fatal: listen to errors, reconnect with backoff
-    this.#cmd.on('error', () => this.#cmdDown())
-    this.#cmd.on('end', () => this.#cmdDown())
-    this.#cmd.on('ready', () => { void this.#cmdUp() })
-    this.#sub.on('error', () => this.#subDown())
-    this.#sub.on('end', () => this.#subDown())
-    this.#sub.on('ready', () => { void this.#subUp() })
+    if (target.mode === 'standalone') {
+      this.#cmd.on('error', () => this.#cmdDown())
+      this.#cmd.on('end', () => this.#cmdDown())
+      this.#cmd.on('ready', () => { void this.#cmdUp() })
+      this.#sub.on('error', () => this.#subDown())
+      this.#sub.on('end', () => this.#subDown())
+      this.#sub.on('ready', () => { void this.#subUp() })
+    } else {
+      // one client for commands and (sharded) pub/sub; node-redis follows failovers and moves the
+      // subscriptions itself. Any node trouble may have lost pub/sub messages: catch up afterwards.
+      const fault = (): void => this.#fault()
+      for (const ev of ['error', 'node-error', 'node-reconnecting', 'node-disconnect', 'client-error', 'topology-change', 'reconnecting']) this.#cmd.on(ev, fault)
+    }
   }
 
   /** Connect (in the background after `connectWait` ms) and start the heartbeat. */
   async start (): Promise<void> {
-    this.#cmd.connect().catch(() => {})
-    this.#sub.connect().catch(() => {})
+    if (this.mode === 'standalone') {
+      this.#cmd.connect().catch(() => {})
+      this.#sub.connect().catch(() => {})
+    } else {
+      this.#connectShared()
+    }
     this.#timer = setInterval(onTick, HEARTBEAT_MS, this)
     this.#timer.unref()
     const deadline = Date.now() + this.#connectWait
     while (!this.up && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
   }
 
+  /** Cluster and sentinel: connect (retrying until it works), then both roles are up. */
+  #connectShared (): void {
+    if (this.#stopped) return
+    this.#cmd.connect().then(async () => {
+      await this.#cmdUp()
+      await this.#subUp()
+    }, () => {
+      const t = setTimeout(() => this.#connectShared(), 500)
+      t.unref()
+    })
+  }
+
   async stop (): Promise<void> {
     if (this.#stopped) return
     this.#stopped = true
     if (this.#timer !== null) clearInterval(this.#timer)
-    if (this.#cmdReady && this.#shas !== null) {
-      await this.#call(this.#cmd, 'LEAVE', [NODES_KEY, 'pk:n:' + this.nodeId], [this.nodeId]).catch(() => {})
-    }
+    if (this.#probeTimer !== null) clearInterval(this.#probeTimer)
+    if (this.#cmdReady) await this.#leave().catch(() => {})
     this.#cmd.destroy()
-    this.#sub.destroy()
+    if (this.#sub !== this.#cmd) this.#sub.destroy()
   }
 
-  /** Both connections ready, scripts loaded, no catch-up running: publishes are accepted. */
+  /** Both connections ready, scripts known, no fault and no catch-up running: publishes are accepted. */
   get up (): boolean {
-    return this.#cmdReady && this.#subReady && this.#shas !== null && this.#recovering === 0
+    return this.#cmdReady && this.#subReady && this.#scriptsReady && !this.#faulty && this.#recovering === 0
   }
 
-  /** /status and /health (EXTENSION f). */
-  health (): { up: boolean, pendingCommands: number, connectedServers: number } {
+  /** /status, /metrics and /health (EXTENSION f). */
+  health (): { up: boolean, pendingCommands: number, connectedServers: number, mode: string, faults: number, failovers: number, cluster: { masters: number, reachable: number, slots: number } | null } {
     return {
       up: this.up,
       pendingCommands: this.#inflight + this.#dirty.size + this.#waiting.length,
-      connectedServers: this.#cmdReady && this.#subReady ? 1 : 0
+      connectedServers: this.#cluster !== null ? this.#cluster.reachable : this.#cmdReady && this.#subReady && !this.#faulty ? 1 : 0,
+      mode: this.mode,
+      faults: this.#faults,
+      failovers: this.#failovers,
+      cluster: this.#cluster
     }
+  }
+
+  // ---- routing ------------------------------------------------------------------------------------
+
+  /** One raw command, routed by its first key on a cluster. */
+  #send (key: string | undefined, args: Array<string | Buffer>, conn: Conn = this.#cmd): Promise<unknown> {
+    if (this.mode === 'cluster') return conn.sendCommand(key, false, args)
+    if (this.mode === 'sentinel') return conn.sendCommand(false, args)
+    return conn.sendCommand(args)
   }
 
   // ---- connection state ---------------------------------------------------------------------
@@ -225,12 +355,12 @@ export class RedisEngine implements Engine {
   #lost (): void {
     if (this.#state !== 'up' || this.#stopped) return
     this.#state = 'down'
-    this.#log?.warn({ node: this.nodeId }, 'redis connection lost: publishes answer 503 until it is back')
+    this.#log?.warn({ node: this.nodeId, mode: this.mode }, 'redis connection lost: publishes answer 503 until it is back')
   }
 
   #checkUp (): void {
     if (!this.up || this.#state === 'up') return
-    this.#log?.info({ node: this.nodeId, sharded: this.#sharded }, this.#state === 'never' ? 'redis connected' : 'redis recovered')
+    this.#log?.info({ node: this.nodeId, mode: this.mode, sharded: this.#sharded, cluster: this.#cluster ?? undefined }, this.#state === 'never' ? 'redis connected' : 'redis recovered')
     this.#state = 'up'
   }
 
@@ -245,9 +375,86 @@ export class RedisEngine implements Engine {
     }
   }
 
+  /**
+   * A command timed out, or (cluster, sentinel) a node failed: down until a probe finds the store
+   * answering everywhere; meanwhile pub/sub messages may be lost, so every replica catches up then.
+   */
+  #fault (): void {
+    if (this.#stopped || this.#state === 'never') return
+    if (!this.#faulty) {
+      this.#faulty = true
+      this.#faults++
+      this.#lost()
+      for (const r of this.#replicas.values()) if (r.state === LIVE) r.stale = true
+    }
+    if (this.#probeTimer === null) {
+      this.#probeTimer = setInterval(onProbe, PROBE_MS, this)
+      this.#probeTimer.unref()
+    }
+  }
+
+  /** Is the store answering everywhere again? Then catch up and accept publishes. */
+  async probe (): Promise<void> {
+    if (this.#probing || this.#stopped) return
+    this.#probing = true
+    try {
+      if (!await this.#reachable()) return
+      if (this.#probeTimer !== null) clearInterval(this.#probeTimer)
+      this.#probeTimer = null
+      this.#faulty = false
+      await this.#cmdUp()
+      this.#syncAll()
+      this.#checkUp()
+    } finally {
+      this.#probing = false
+    }
+  }
+
+  #probing = false
+
+  /** Every master answers PING (cluster: and covers all slots). Records the cluster's state. */
+  async #reachable (): Promise<boolean> {
+    if (this.mode !== 'cluster') {
+      try {
+        await this.#send(undefined, ['PING'])
+        return true
+      } catch {
+        return false
+      }
+    }
+    const view = this.#cmd as unknown as ClusterView
+    let reachable = 0
+    let slots = 0
+    let ok = false
+    const masters = view.masters
+    await Promise.all(masters.map(async (m) => {
+      try {
+        const c = await view.nodeClient(m)
+        const info = String(await c.sendCommand(['CLUSTER', 'INFO']))
+        reachable++
+        const s = /cluster_slots_ok:(\d+)/.exec(info)
+        if (s !== null) slots = Math.max(slots, Number(s[1]))
+        if (info.includes('cluster_state:ok')) ok = true
+      } catch {}
+    }))
+    const names = masters.map((m) => m.address).sort().join(',')
+    if (this.#masters !== '' && names !== this.#masters && masters.length > 0) {
+      this.#failovers++
+      this.#log?.warn({ node: this.nodeId, was: this.#masters, now: names }, 'redis cluster failover: masters changed')
+    }
+    if (masters.length > 0) this.#masters = names
+    this.#cluster = { masters: masters.length, reachable, slots }
+    if (ok && reachable < masters.length) {
+      // the cluster moved on (a replica was promoted) before node-redis noticed: refresh its map
+      const slotsObj = (this.#cmd as unknown as { _slots?: { rediscover?: (c?: unknown) => Promise<void> } })._slots
+      await slotsObj?.rediscover?.().catch(() => {})
+    }
+    return ok && reachable === masters.length && slots === 16384
+  }
+
   async #cmdUp (): Promise<void> {
     try {
-      if (this.#shas === null) await this.#loadScripts()
+      if (!this.#scriptsReady) await this.#loadScripts()
       this.#cmdReady = true
       await this.#heartbeat()
       await this.#loadRevocations()
@@ -256,8 +463,9 @@ export class RedisEngine implements Engine {
       this.#scheduleFlush()
       this.#syncAll()
       this.#checkUp()
-    } catch {
-      // a reconnect will try again
+    } catch (err) {
+      // a reconnect (standalone) or the probe (cluster, sentinel) will try again
+      if (this.mode !== 'standalone' && isFault(err)) this.#fault()
     }
   }
 
@@ -271,6 +479,7 @@ export class RedisEngine implements Engine {
     // revocations broadcast while this connection was down
     if (this.#cmdReady) await this.#loadRevocations().catch(() => {})
     this.#syncAll()
+    this.#checkUp()
   }
 
   // ---- revocations ------------------------------------------------------------------------------
@@ -288,19 +497,21 @@ export class RedisEngine implements Engine {
     const reply = 'pk:rv:' + id
     try {
       const forget = kind === 'sub' ? at + REVOKED_SUB_TTL : until
-      await this.#cmd.sendCommand(['ZADD', REVOKED_KEY, String(forget), JSON.stringify([kind, value, at, until])])
-      const heard = Number(await this.#cmd.sendCommand(['PUBLISH', CONTROL, JSON.stringify([id, this.nodeId, kind, value, at, until])]))
-      const others = heard - (this.#controlSubscribed && this.#subReady ? 1 : 0)
-      const alive = Number(await this.#cmd.sendCommand(['ZCOUNT', NODES_KEY, String(Date.now()), '+inf'])) - 1
+      await this.#send(REVOKED_KEY, ['ZADD', REVOKED_KEY, String(forget), JSON.stringify([kind, value, at, until])])
+      const heard = Number(await this.#send(CONTROL, ['PUBLISH', CONTROL, JSON.stringify([id, this.nodeId, kind, value, at, until])]))
+      // a cluster's PUBLISH counts the receivers on the node it ran on only: wait for every live node
+      const others = this.mode === 'cluster' ? 0 : heard - (this.#controlSubscribed && this.#subReady ? 1 : 0)
+      const alive = Number(await this.#send(NODES_KEY, ['ZCOUNT', NODES_KEY, String(Date.now() + this.#clockOffset), '+inf'])) - 1
+      const want = Math.max(others, alive)
       const deadline = Date.now() + REVOKE_WAIT_MS
       let counts: string[] = []
       for (;;) {
-        counts = (await this.#cmd.sendCommand(['LRANGE', reply, '0', '-1'])) as string[]
-        if (counts.length >= others || Date.now() >= deadline) break
+        counts = (await this.#send(reply, ['LRANGE', reply, '0', '-1'])) as string[]
+        if (counts.length >= want || Date.now() >= deadline) break
         await new Promise((resolve) => setTimeout(resolve, 20))
       }
-      await this.#cmd.sendCommand(['DEL', reply])
-      return { ended: local + counts.reduce((a, c) => a + Number(c), 0), complete: counts.length >= Math.max(others, alive) }
+      await this.#send(reply, ['DEL', reply])
+      return { ended: local + counts.reduce((a, c) => a + Number(c), 0), complete: counts.length >= want }
     } catch (err) {
       throw new StoreUnavailableError(err)
     }
@@ -314,8 +525,8 @@ export class RedisEngine implements Engine {
     if (origin === this.nodeId || (kind !== 'sub' && kind !== 'jti')) return
     const n = this.#core.revokeLocal(kind, String(value), Number(at), Number(until))
     const reply = 'pk:rv:' + String(id)
-    await this.#cmd.sendCommand(['RPUSH', reply, String(n)]).catch(() => {})
-    await this.#cmd.sendCommand(['EXPIRE', reply, '30']).catch(() => {})
+    await this.#send(reply, ['RPUSH', reply, String(n)]).catch(() => {})
+    await this.#send(reply, ['EXPIRE', reply, '30']).catch(() => {})
   }
 
   /**
@@ -324,8 +535,8 @@ export class RedisEngine implements Engine {
    */
   async #loadRevocations (): Promise<void> {
     const now = Math.floor(Date.now() / 1000)
-    await this.#cmd.sendCommand(['ZREMRANGEBYSCORE', REVOKED_KEY, '-inf', String(now)])
-    const rows = (await this.#cmd.sendCommand(['ZRANGEBYSCORE', REVOKED_KEY, String(now), '+inf'])) as string[]
+    await this.#send(REVOKED_KEY, ['ZREMRANGEBYSCORE', REVOKED_KEY, '-inf', String(now)])
+    const rows = (await this.#send(REVOKED_KEY, ['ZRANGEBYSCORE', REVOKED_KEY, String(now), '+inf'])) as string[]
     for (const row of rows) {
       let r: unknown
       try { r = JSON.parse(row) } catch { continue }
@@ -336,50 +547,77 @@ export class RedisEngine implements Engine {
   }
 
   async #loadScripts (): Promise<void> {
-    const info = String(await this.#cmd.sendCommand(['INFO', 'server']))
+    const info = String(await this.#send(undefined, ['INFO', 'server']))
     const m = /redis_version:(\d+)/.exec(info)
     this.#sharded = m !== null && Number(m[1]) >= 7
-    const shas: Record<string, string> = {}
-    for (const name of ['PUBLISH', 'INFO', 'DELETE', 'LOAD', 'SEED', 'COUNT', 'HEARTBEAT', 'LEAVE'] as const) {
-      shas[name] = String(await this.#cmd.sendCommand(['SCRIPT', 'LOAD', LUA[name]]))
-    }
-    this.#shas = shas
+    this.#scriptsReady = true
   }
 
-  /** EVALSHA, loading the script again if Redis restarted and forgot it. */
-  async #call (client: Client, script: string, keys: string[], args: Array<string | Buffer>): Promise<unknown> {
+  /**
+   * EVALSHA routed by the first key; EVAL (which also caches it there) where that Redis does not
+   * know the script yet: a cluster's every master, a restarted or promoted Redis.
+   */
+  async #call (conn: Conn, script: keyof typeof SHAS & keyof typeof LUA, keys: string[], args: Array<string | Buffer>): Promise<unknown> {
     this.#inflight++
     try {
       try {
-        return await client.sendCommand(['EVALSHA', this.#shas![script]!, String(keys.length), ...keys, ...args])
+        return await this.#send(keys[0], ['EVALSHA', SHAS[script]!, String(keys.length), ...keys, ...args], conn)
       } catch (err) {
         if (!String((err as Error).message).startsWith('NOSCRIPT')) throw err
-        const sha = String(await this.#cmd.sendCommand(['SCRIPT', 'LOAD', LUA[script as keyof typeof LUA]]))
-        this.#shas![script] = sha
-        return await client.sendCommand(['EVALSHA', sha, String(keys.length), ...keys, ...args])
+        return await this.#send(keys[0], ['EVAL', LUA[script], String(keys.length), ...keys, ...args], conn)
       }
+    } catch (err) {
+      if (isFault(err)) this.#fault()
+      throw err
     } finally {
       this.#inflight--
     }
   }
 
   async #heartbeat (): Promise<void> {
-    const alive = await this.#call(this.#cmd, 'HEARTBEAT', [NODES_KEY], [this.nodeId, String(NODE_LIFE_MS)])
-    if (num(alive) === 0) {
+    const sent = Date.now()
+    const r = await this.#call(this.#cmd, 'HEARTBEAT', [NODES_KEY], [this.nodeId, String(NODE_LIFE_MS)]) as unknown[]
+    this.#clockOffset = num(r[1]) - Math.round((sent + Date.now()) / 2)
+    if (num(r[0]) === 0) {
       for (const key of this.#counts.keys()) this.#dirty.add(key)
       this.#scheduleFlush()
     }
+    const dead = (r[2] as unknown[]).map(String).filter((d) => d !== this.nodeId)
+    for (const d of dead) this.#dead.add(d)
+    if (dead.length > 0) await this.#sweep(dead)
     // the deployment's figures for /status: each node's subscriber total, summed over live nodes
-    await this.#cmd.sendCommand(['HSET', NODE_TOTALS, this.nodeId, String(this.#core.table.size)])
-    const nodes = (await this.#cmd.sendCommand(['ZRANGEBYSCORE', NODES_KEY, String(Date.now()), '+inf'])) as string[]
-    const totals = nodes.length === 0 ? [] : (await this.#cmd.sendCommand(['HMGET', NODE_TOTALS, ...nodes])) as Array<string | null>
+    await this.#send(NODE_TOTALS, ['HSET', NODE_TOTALS, this.nodeId, String(this.#core.table.size)])
+    const nodes = (await this.#send(NODES_KEY, ['ZRANGEBYSCORE', NODES_KEY, String(Date.now() + this.#clockOffset), '+inf'])) as string[]
+    const totals = nodes.length === 0 ? [] : (await this.#send(NODE_TOTALS, ['HMGET', NODE_TOTALS, ...nodes])) as Array<string | null>
     this.#deployment = { nodes: nodes.length, subscribers: totals.reduce((a, v) => a + Number(v ?? 0), 0) }
+    for (const n of nodes) this.#dead.delete(n)
     if (Math.random() < 0.05) {
       // forget the totals of nodes gone for good
-      const all = (await this.#cmd.sendCommand(['HKEYS', NODE_TOTALS])) as string[]
+      const all = (await this.#send(NODE_TOTALS, ['HKEYS', NODE_TOTALS])) as string[]
       const gone = all.filter((id) => !nodes.includes(id))
-      if (gone.length > 0) await this.#cmd.sendCommand(['HDEL', NODE_TOTALS, ...gone])
+      if (gone.length > 0) await this.#send(NODE_TOTALS, ['HDEL', NODE_TOTALS, ...gone])
     }
+  }
+
+  /** Remove dead nodes' counts from every channel they counted in (one key per command). */
+  async #sweep (dead: string[]): Promise<void> {
+    for (const d of dead) {
+      const set = 'pk:n:' + d
+      const channels = (await this.#send(set, ['SMEMBERS', set])) as string[]
+      for (let i = 0; i < channels.length; i += 256) {
+        await Promise.all(channels.slice(i, i + 256).map(async (c) => {
+          const s = channelKey(c, 's')
+          await this.#send(s, ['HDEL', s, d])
+        }))
+      }
+      await this.#send(set, ['DEL', set])
+      await this.#send(NODES_KEY, ['ZREM', NODES_KEY, d])
+    }
+  }
+
+  /** Leaving for good: this node's counts leave every channel, and the node leaves the set. */
+  async #leave (): Promise<void> {
+    await this.#sweep([this.nodeId])
   }
 
   /** Subscribers and live nodes of the whole deployment, as of the last heartbeat (/status). */
@@ -388,31 +626,75 @@ export class RedisEngine implements Engine {
   }
 
   tick (): void {
-    if (this.#cmdReady) this.#heartbeat().catch(() => {})
+    if (this.#cmdReady && !this.#faulty) this.#heartbeat().catch(() => {})
     this.#checkUp()
     // replicas nobody here needs any more: unsubscribe, drop the copy
     const now = Date.now()
     for (const r of this.#replicas.values()) {
       if (r.idleSince > 0 && now - r.idleSince > LINGER_MS && !r.busy && r.waiters.length === 0) this.#detach(r)
     }
+    this.#expirePending(now)
+  }
+
+  /** A subscriber still waiting for the store past redisCommandTimeout gets 503 (a bounded answer). */
+  #expirePending (now: number): void {
+    for (const [sub, since] of this.#pending) {
+      // twice the command deadline: a count write and a replica load, each with its own
+      if (now - since < 2 * this.#timeout) continue
+      this.#pending.delete(sub)
+      if ((sub.flags & F_CLOSED) !== 0) continue
+      sub.transport.end(sub, 503)
+    }
+  }
+
+  /** Sum of the counts of the nodes not known dead (a node that just started counts at once). */
+  #sum (h: unknown): { subscribers: number } {
+    const list = h as unknown[]
+    let n = 0
+    for (let i = 0; i + 1 < list.length; i += 2) {
+      const node = str(list[i])
+      if (node === '~r' || this.#dead.has(node)) continue
+      n += num(list[i + 1])
+    }
+    return { subscribers: n }
   }
 
   // ---- the Engine interface ---------------------------------------------------------------------
 
-  async publish (key: string, data: Buffer, contentType: string | null, event: string | null): Promise<PublishResult> {
+  async publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null): Promise<PublishResult> {
     if (!this.up) throw new StoreUnavailableError()
     const o = this.#core.opts
+    const m = channelKey(key, 'm')
+    // a publish Redis only gets to past this (its clock) is refused there: the node answered 503
+    // by then, so it must not be published later behind the publisher's back
+    const deadline = Date.now() + this.#clockOffset + this.#timeout - Math.min(200, this.#timeout >> 2)
     let r: unknown[]
     try {
-      r = await this.#call(this.#cmd, 'PUBLISH', this.#keys(key), [
+      r = await this.#call(this.#cmd, 'PUBLISH', [m, channelKey(key, 'b'), channelKey(key, 's'), idempotencyKey === null ? m : `${m}:i:${idempotencyKey}`], [
         data, contentType ?? '', contentType === null ? '0' : '1', event ?? '', event === null ? '0' : '1',
-        String(o.bufferLength), String(o.messageTimeout * 1000), 'pk:c:' + key, this.#sharded ? '1' : '0'
+        String(o.bufferLength), String(o.messageTimeout * 1000), channelKey(key, 'c'), this.#sharded ? '1' : '0',
+        String(deadline), String(o.idempotencyWindow * 1000)
       ]) as unknown[]
     } catch (err) {
       throw new StoreUnavailableError(err)
     }
-    const info = toInfo(r)
+    if (str(r[0]) === 'late') throw new StoreUnavailableError()
+    if (str(r[0]) === 'dup') {
+      const info = { ...this.#sum(r[2]), messages: num(r[3]), requested: num(r[4]), lastMessageId: str(r[1]) }
+      return { status: info.subscribers > 0 ? 201 : 202, info, replayed: true }
+    }
+    const info = this.#toInfo(r)
     this.#core.stats.published++
+    if (o.redisReplicaAck > 0) {
+      // acknowledged only once N replicas have it: a failover then cannot lose it
+      let acked = 0
+      try {
+        acked = num(await this.#send(m, ['WAIT', String(o.redisReplicaAck), String(Math.max(1, this.#timeout - 250))]))
+      } catch (err) {
+        throw new StoreUnavailableError(err)
+      }
+      if (acked < o.redisReplicaAck) throw new StoreUnavailableError(new Error(`${acked} of ${o.redisReplicaAck} replicas acknowledged`))
+    }
     return { status: info.subscribers > 0 ? 201 : 202, info }
   }
 
@@ -420,7 +702,9 @@ export class RedisEngine implements Engine {
     if (!this.up) throw new StoreUnavailableError()
     try {
       const r = await this.#call(this.#cmd, 'INFO', this.#keys(key), [String(this.#core.opts.messageTimeout * 1000)])
-      return r === null ? null : toInfo(r as unknown[])
+      if (r === null) return null
+      const info = this.#toInfo(r as unknown[])
+      return info.subscribers === 0 && info.messages === 0 ? null : info
     } catch (err) {
       throw new StoreUnavailableError(err)
     }
@@ -429,12 +713,17 @@ export class RedisEngine implements Engine {
   async delete (key: string): Promise<ChannelInfo | null> {
     if (!this.up) throw new StoreUnavailableError()
     try {
-      const r = await this.#call(this.#cmd, 'DELETE', [...this.#keys(key), 'pk:x:' + key],
-        [String(this.#core.opts.messageTimeout * 1000), 'pk:c:' + key, this.#sharded ? '1' : '0'])
-      return r === null ? null : toInfo(r as unknown[])
+      const r = await this.#call(this.#cmd, 'DELETE', [...this.#keys(key), channelKey(key, 'x')],
+        [String(this.#core.opts.messageTimeout * 1000), channelKey(key, 'c'), this.#sharded ? '1' : '0'])
+      return r === null ? null : this.#toInfo(r as unknown[])
     } catch (err) {
       throw new StoreUnavailableError(err)
     }
+  }
+
+  #toInfo (r: unknown[]): ChannelInfo {
+    const t = num(r[3])
+    return { ...this.#sum(r[0]), messages: num(r[1]), requested: num(r[2]), lastMessageId: t === 0 ? '0:0' : formatId(t, num(r[4])) }
   }
 
   registered (sub: Subscriber): boolean {
@@ -464,6 +753,7 @@ export class RedisEngine implements Engine {
     }
     // the replica is filled before the subscriber is served: live fan-out skips it meanwhile
     if (loading && this.#core.pauseLive(sub)) this.#flagged.add(sub)
+    this.#pending.set(sub, Date.now())
     if (defer) {
       this.#deferred.add(sub)
     } else {
@@ -489,6 +779,7 @@ export class RedisEngine implements Engine {
 
   unregistered (sub: Subscriber): void {
     const now = Date.now()
+    this.#pending.delete(sub)
     const counted = !this.#deferred.has(sub)
     this.#deferred.delete(sub)
     for (let k = 0; k < sub.channels.length; k++) {
@@ -525,7 +816,7 @@ export class RedisEngine implements Engine {
    */
   async flush (): Promise<void> {
     this.#flushScheduled = false
-    if (!this.#cmdReady || this.#shas === null || this.#flushing) return
+    if (!this.#cmdReady || !this.#scriptsReady || this.#flushing) return
     if (this.#dirty.size === 0 && this.#waiting.length === 0) return
     this.#flushing = true
     const keys = [...this.#dirty]
@@ -535,9 +826,15 @@ export class RedisEngine implements Engine {
     this.#arrived = new Set()
     this.#waiting = []
     const nodeSet = 'pk:n:' + this.nodeId
+    const counted: string[] = []
+    const gone: string[] = []
+    for (const key of keys) ((this.#counts.get(key) ?? 0) > 0 ? counted : gone).push(key)
     try {
-      await Promise.all(keys.map((key) => this.#call(this.#cmd, 'COUNT', ['pk:s:' + key, nodeSet],
-        [this.nodeId, String(this.#counts.get(key) ?? 0), key, arrived.has(key) ? '1' : '0', String(LINGER_MS)])))
+      await Promise.all(keys.map((key) => this.#call(this.#cmd, 'COUNT', [channelKey(key, 's')],
+        [this.nodeId, String(this.#counts.get(key) ?? 0), arrived.has(key) ? '1' : '0', String(LINGER_MS)])))
+      // the channels this node counts in, for sweeping its counts if it dies (a key of its own)
+      if (counted.length > 0) await this.#send(nodeSet, ['SADD', nodeSet, ...counted])
+      if (gone.length > 0) await this.#send(nodeSet, ['SREM', nodeSet, ...gone])
     } catch {
       // not written: again after the reconnect (counts are absolute, so a repeat is harmless)
       for (const key of keys) this.#dirty.add(key)
@@ -566,6 +863,7 @@ export class RedisEngine implements Engine {
       this.#countLate(sub)
       return
     }
+    this.#pending.delete(sub)
     if (this.#flagged.has(sub)) {
       this.#flagged.delete(sub)
       this.#core.resumeLive(sub)
@@ -584,7 +882,7 @@ export class RedisEngine implements Engine {
    * id applied), then apply what arrived meanwhile if newer. Safe to call at any time.
    */
   #sync (r: Replica): void {
-    if (r.busy || !this.#cmdReady || !this.#subReady || this.#shas === null) return
+    if (r.busy || !this.#cmdReady || !this.#subReady || !this.#scriptsReady) return
     if (r.state === LIVE && !r.stale && r.subscribed) return
     r.busy = true
     if (r.state === LIVE) this.#recovering++
@@ -606,14 +904,14 @@ export class RedisEngine implements Engine {
   async #load (r: Replica): Promise<void> {
     const key = r.key
     if (!r.subscribed) {
-      if (this.#sharded) await this.#sub.sSubscribe('pk:c:' + key, this.#onMessage, true)
-      else await this.#sub.subscribe('pk:c:' + key, this.#onMessage, true)
+      if (this.#sharded) await this.#sub.sSubscribe(channelKey(key, 'c'), this.#onMessage, true)
+      else await this.#sub.subscribe(channelKey(key, 'c'), this.#onMessage, true)
       r.subscribed = true
     }
     const live = r.state === LIVE
     const start = live ? `(${r.lastTime}-${r.lastTag}` : '-'
     const ttl = String(this.#core.opts.messageTimeout * 1000)
-    const res = await this.#call(this.#bin, 'LOAD', ['pk:m:' + key, 'pk:b:' + key, 'pk:x:' + key], [ttl, start]) as unknown[]
+    const res = await this.#call(this.#bin, 'LOAD', [channelKey(key, 'm'), channelKey(key, 'b'), channelKey(key, 'x')], [ttl, start]) as unknown[]
     if (this.#replicas.get(key) !== r) return
     const exists = num(res[0]) === 1
     const lt = num(res[1])
@@ -631,7 +929,7 @@ export class RedisEngine implements Engine {
       if (!exists) {
         // Redis lost the record (restart without persistence): give it back our last id
         if (r.lastTime > 0) {
-          const g = await this.#call(this.#cmd, 'SEED', ['pk:m:' + key], [String(r.lastTime), String(r.lastTag), ttl])
+          const g = await this.#call(this.#cmd, 'SEED', [channelKey(key, 'm')], [String(r.lastTime), String(r.lastTag), ttl])
           r.gen = str(g)
         }
       } else if (gen !== r.gen) {
@@ -641,6 +939,15 @@ export class RedisEngine implements Engine {
           return
         }
         r.gen = gen
+      } else if (lt < r.lastTime || (lt === r.lastTime && lg < r.lastTag)) {
+        // the same record without the last messages this node applied: a failover promoted a
+        // replica that had not received them. Ids go on above ours (never below what subscribers
+        // have), and the floor moves there: a cursor in the lost range gets the gap signal.
+        const moved = await this.#call(this.#cmd, 'FORWARD', [channelKey(key, 'm'), channelKey(key, 'b')], [String(r.lastTime), String(r.lastTag)])
+        if (num(moved) === 1) {
+          this.#log?.warn({ node: this.nodeId, channel: key, store: formatId(lt, lg), applied: formatId(r.lastTime, r.lastTag) }, 'redis lost the tail of a channel (failover): ids continue after the last applied; older cursors get the gap signal')
+          core.raiseFloor(key, r.lastTime, r.lastTag)
+        }
       }
       if (exists) core.raiseFloor(key, num(res[3]), num(res[4]))
     } else {
@@ -680,7 +987,7 @@ export class RedisEngine implements Engine {
   #detach (r: Replica): void {
     this.#replicas.delete(r.key)
     if (r.subscribed && this.#subReady) {
-      const p = this.#sharded ? this.#sub.sUnsubscribe('pk:c:' + r.key, this.#onMessage, true) : this.#sub.unsubscribe('pk:c:' + r.key, this.#onMessage, true)
+      const p = this.#sharded ? this.#sub.sUnsubscribe(channelKey(r.key, 'c'), this.#onMessage, true) : this.#sub.unsubscribe(channelKey(r.key, 'c'), this.#onMessage, true)
       p.catch(() => {})
     }
     if (this.#core.localSubscribers(r.key) === 0) this.#core.deleteLocal(r.key)
@@ -696,7 +1003,9 @@ export class RedisEngine implements Engine {
   }
 
   #message (msg: Buffer, channel: Buffer): void {
-    const key = channel.toString('utf8').slice(5)
+    // pk:{T}:c
+    const name = channel.toString('utf8')
+    const key = unTag(name.slice(4, -3))
     const r = this.#replicas.get(key)
     if (r === undefined) return
     if (r.state !== LIVE || r.busy || r.stale) {
@@ -739,7 +1048,7 @@ export class RedisEngine implements Engine {
   }
 
   #keys (key: string): string[] {
-    return ['pk:m:' + key, 'pk:b:' + key, 'pk:s:' + key, NODES_KEY]
+    return [channelKey(key, 'm'), channelKey(key, 'b'), channelKey(key, 's')]
   }
 
   /** Last id applied on this node for a channel (tests, /status). */
@@ -749,13 +1058,12 @@ export class RedisEngine implements Engine {
   }
 }
 
-function toInfo (r: unknown[]): ChannelInfo {
-  const t = num(r[3])
-  return { subscribers: num(r[0]), messages: num(r[1]), requested: num(r[2]), lastMessageId: t === 0 ? '0:0' : formatId(t, num(r[4])) }
-}
-
 function onTick (engine: RedisEngine): void {
   engine.tick()
+}
+
+function onProbe (engine: RedisEngine): void {
+  void engine.probe()
 }
 
 function flushCounts (engine: RedisEngine): void {

@@ -1,21 +1,28 @@
 // Lua scripts of the Redis engine (lib/redis-engine.ts), each run with EVALSHA, each one atomic
-// step in the shared store. Keys, for channel c (the id's raw bytes, one per char, sent as UTF-8):
+// step in the shared store that touches the keys of ONE channel only, so every script runs on one
+// slot of a Redis Cluster. Keys of channel c share the hash tag {T}, T = c with `%`, `{` and `}`
+// percent-encoded (lib/redis-engine.ts hashTag), so no channel id can end the tag early:
 //
-//   pk:m:<c>   hash    lt lg (last id), ft fg (floor, §11a), g (generation: a new record, a new g)
-//   pk:b:<c>   stream  the buffer; entry id = message id `seconds-tag`, fields p (published ms),
+//   pk:{T}:m   hash    lt lg (last id), ft fg (floor, §11a), g (generation: a new record, a new g)
+//   pk:{T}:b   stream  the buffer; entry id = message id `seconds-tag`, fields p (published ms),
 //                      d (body), c (content type, absent = none), e (event, absent = none)
-//   pk:s:<c>   hash    subscriber counts: node id -> that node's count; `~r` -> ms of the last arrival
-//   pk:x:<c>   string  tombstone: the generation a DELETE removed (recovery tells delete from wipe)
-//   pk:nodes   zset    node id -> ms until which it is alive (heartbeat every 2 s, 6 s of life)
-//   pk:n:<id>  set     channels a node has counts in, so a dead node's counts can be swept
+//   pk:{T}:s   hash    subscriber counts: node id -> that node's count; `~r` -> ms of the last arrival
+//   pk:{T}:x   string  tombstone: the generation a DELETE removed (recovery tells delete from wipe)
+//   pk:{T}:i:<k> string  the id an Idempotency-Key published (idempotencyWindow)
+//   pk:{T}:c   shard channel (SPUBLISH on Redis >= 7, else PUBLISH)
 //
-// Pub/sub channel `pk:c:<c>` (SPUBLISH on Redis >= 7, else PUBLISH) carries
+// Not per channel, each used by single-key commands only: pk:nodes (zset node id -> ms until which
+// it is alive), pk:n:<node> (set: channels a node has counts in, so a dead node's counts can be
+// swept), pk:nt, pk:ctl, pk:revoked (lib/redis-engine.ts). Which nodes are alive is therefore
+// decided by each node (its last heartbeat), not inside a script: the scripts return the raw
+// counts hash and the node sums the live ones.
+//
+// The shard channel carries
 //   `m<seconds> <tag> <published ms> <ct bytes|-1> <event bytes|-1> <g>\n<ct><event><body>` or `d<g>`.
 // Counts are absolute per node (HSET node n, not HINCRBY): a write repeated after a reconnect, or
 // replayed in full by a node that was swept, can never count twice.
 
 const COMMON = `
-local P = 'pk:'
 local function clock()
   local t = redis.call('TIME')
   local s = tonumber(t[1])
@@ -37,19 +44,17 @@ local function expire(b, ttl, nowms)
   end
   return ft, fg
 end
--- subscribers summed over live nodes, and ms of the last arrival (-1: never)
-local function count(s, nodes, nowms)
-  local h = redis.call('HGETALL', s)
-  local n, req = 0, -1
-  for i = 1, #h, 2 do
-    if h[i] == '~r' then
-      req = tonumber(h[i + 1])
-    else
-      local alive = redis.call('ZSCORE', nodes, h[i])
-      if alive and tonumber(alive) > nowms then n = n + tonumber(h[i + 1]) end
-    end
-  end
-  return n, req
+-- the counts hash (node -> n, ~r -> ms of the last arrival); the node sums its live nodes
+local function counts(s)
+  return redis.call('HGETALL', s)
+end
+local function lastreq(h)
+  for i = 1, #h, 2 do if h[i] == '~r' then return tonumber(h[i + 1]) end end
+  return -1
+end
+local function anyone(h)
+  for i = 1, #h, 2 do if h[i] ~= '~r' and tonumber(h[i + 1]) > 0 then return true end end
+  return false
 end
 local function requested(req, nowms)
   if req < 0 then return -1 end
@@ -57,9 +62,22 @@ local function requested(req, nowms)
 end
 `
 
-/** KEYS m b s nodes; ARGV body ct hasCt event hasEvent bufferLength ttlMs pubsubChannel sharded. */
+/**
+ * KEYS m b s idem; ARGV body ct hasCt event hasEvent bufferLength ttlMs pubsubChannel sharded
+ * deadlineMs idemWindowMs. A publish Redis runs past its deadline (Redis' clock: the node gave up
+ * and answered 503) returns {'late'}; an Idempotency-Key seen inside its window returns
+ * {'dup', id, counts, len, requested}; else {counts, len, requested, lt, lg}.
+ */
 export const PUBLISH = COMMON + `
 local sec, nowms, micros = clock()
+if nowms > tonumber(ARGV[10]) then return {'late'} end
+if KEYS[4] ~= KEYS[1] then
+  local prev = redis.call('GET', KEYS[4])
+  if prev then
+    local h = counts(KEYS[3])
+    return {'dup', prev, h, redis.call('XLEN', KEYS[2]), requested(lastreq(h), nowms)}
+  end
+end
 local ttl = tonumber(ARGV[7])
 local m = redis.call('HMGET', KEYS[1], 'lt', 'lg', 'ft', 'fg', 'g')
 local lt, lg, ft, fg, g = tonumber(m[1]), tonumber(m[2]), m[3], m[4], m[5]
@@ -97,10 +115,11 @@ if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-local n, req = count(KEYS[3], KEYS[4], nowms)
+if KEYS[4] ~= KEYS[1] then redis.call('SET', KEYS[4], lt .. ':' .. lg, 'PX', ARGV[11]) end
+local h = counts(KEYS[3])
 local head = string.format('m%d %d %d %d %d %s\\n', lt, lg, nowms, ctl, evl, g)
 redis.call(ARGV[9] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[8], head .. ct .. ev .. ARGV[1])
-return {n, redis.call('XLEN', KEYS[2]), requested(req, nowms), lt, lg}
+return {h, redis.call('XLEN', KEYS[2]), requested(lastreq(h), nowms), lt, lg}
 `
 
 const INFO_BODY = `
@@ -109,24 +128,22 @@ local ttl = tonumber(ARGV[1])
 local et, eg = expire(KEYS[2], ttl, nowms)
 if et and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'ft', et, 'fg', eg) end
 local len = redis.call('XLEN', KEYS[2])
-local n, req = count(KEYS[3], KEYS[4], nowms)
--- §3.2 lifetime: a channel exists while it has a buffered message or a subscriber
-if len == 0 and n == 0 then return false end
+local h = counts(KEYS[3])
+-- §3.2 lifetime: a channel exists while it has a buffered message or a subscriber (a dead node's
+-- stale count may keep it here until swept: the node that sums decides, and answers 404 for 0)
+if len == 0 and not anyone(h) then return false end
 local m = redis.call('HMGET', KEYS[1], 'lt', 'lg')
-local info = {n, len, requested(req, nowms), tonumber(m[1]) or 0, tonumber(m[2]) or 0}
+local info = {h, len, requested(lastreq(h), nowms), tonumber(m[1]) or 0, tonumber(m[2]) or 0}
 `
 
-/** KEYS m b s nodes; ARGV ttlMs. Nil when the channel does not exist. */
+/** KEYS m b s; ARGV ttlMs. Nil when the channel does not exist. */
 export const INFO = COMMON + INFO_BODY + 'return info\n'
 
-/** KEYS m b s nodes x; ARGV ttlMs pubsubChannel sharded. Info as it was, or nil. */
+/** KEYS m b s x; ARGV ttlMs pubsubChannel sharded. Info as it was, or nil. */
 export const DELETE = COMMON + INFO_BODY + `
 local g = redis.call('HGET', KEYS[1], 'g')
-for _, f in ipairs(redis.call('HKEYS', KEYS[3])) do
-  if f ~= '~r' then redis.call('SREM', P .. 'n:' .. f, string.sub(KEYS[1], #P + 3)) end
-end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-if g then redis.call('SET', KEYS[5], g, 'PX', math.max(ttl, 3600000)) end
+if g then redis.call('SET', KEYS[4], g, 'PX', math.max(ttl, 3600000)) end
 redis.call(ARGV[3] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[2], 'd' .. (g or ''))
 return info
 `
@@ -161,49 +178,51 @@ return redis.call('HGET', KEYS[1], 'g')
 `
 
 /**
- * This node's count on one channel, absolute. KEYS s nodeSet; ARGV node count channel arrived
- * lingerMs. `arrived` = 1 stamps the channel as requested now.
+ * After a failover lost the record's tail (the promoted replica had not received the last
+ * messages this node applied): KEYS m b; ARGV lt lg. Ids continue above ours, and the floor moves
+ * there, so a cursor in the lost range gets the gap signal instead of silence; what the store
+ * still buffers is below the floor and goes. Returns 1 when it moved the record.
+ */
+export const FORWARD = COMMON + `
+local m = redis.call('HMGET', KEYS[1], 'lt', 'lg')
+local lt, lg = tonumber(m[1]), tonumber(m[2])
+local t, g = tonumber(ARGV[1]), tonumber(ARGV[2])
+if lt == nil or lt > t or (lt == t and lg >= g) then return 0 end
+redis.call('HSET', KEYS[1], 'lt', t, 'lg', g, 'ft', t, 'fg', g)
+redis.call('DEL', KEYS[2])
+return 1
+`
+
+/**
+ * This node's count on one channel, absolute. KEYS s; ARGV node count arrived lingerMs. `arrived`
+ * = 1 stamps the channel as requested now. (The node's set pk:n:<node> is kept by the node.)
  */
 export const COUNT = COMMON + `
 local n = tonumber(ARGV[2])
 if n > 0 then
   redis.call('HSET', KEYS[1], ARGV[1], n)
   redis.call('PERSIST', KEYS[1])
-  redis.call('SADD', KEYS[2], ARGV[3])
 else
   redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('SREM', KEYS[2], ARGV[3])
 end
-if ARGV[4] == '1' then
+if ARGV[3] == '1' then
   local sec, nowms = clock()
   redis.call('HSET', KEYS[1], '~r', nowms)
 end
-if n <= 0 and redis.call('HLEN', KEYS[1]) <= 1 then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
+if n <= 0 and redis.call('HLEN', KEYS[1]) <= 1 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 return n
 `
 
 /**
- * Heartbeat: KEYS nodes; ARGV node lifeMs. Marks this node alive and sweeps up to 16 dead ones
- * (their counts leave every channel). Returns 0 when this node had been given up for dead, so it
- * rewrites its counts.
+ * Heartbeat: KEYS nodes; ARGV node lifeMs. Marks this node alive; returns {was alive (0/1), Redis'
+ * ms clock, up to 16 dead nodes}. The node sweeps the dead ones' counts (one channel's key per
+ * command, so it works on a cluster) and then removes them.
  */
 export const HEARTBEAT = COMMON + `
 local sec, nowms = clock()
 local was = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], nowms + tonumber(ARGV[2]), ARGV[1])
-for _, d in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowms, 'LIMIT', 0, 16)) do
-  for _, c in ipairs(redis.call('SMEMBERS', P .. 'n:' .. d)) do redis.call('HDEL', P .. 's:' .. c, d) end
-  redis.call('DEL', P .. 'n:' .. d)
-  redis.call('ZREM', KEYS[1], d)
-end
-if was and tonumber(was) > nowms then return 1 end
-return 0
-`
-
-/** Leaving for good: KEYS nodes nodeSet; ARGV node. */
-export const LEAVE = COMMON + `
-for _, c in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('HDEL', P .. 's:' .. c, ARGV[1]) end
-redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[1], ARGV[1])
-return 1
+local alive = 0
+if was and tonumber(was) > nowms then alive = 1 end
+return {alive, nowms, redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowms, 'LIMIT', 0, 16)}
 `

@@ -33,7 +33,13 @@ export function renderStatus (core: Core): string {
     `gaps: ${s.gapsEvicted + s.gapsExpired + s.gapsDropped}\n` +
     tcpLines() +
     `redis pending commands: ${h?.pendingCommands ?? 0}\n` +
-    `redis connected servers: ${h?.connectedServers ?? 0}\n` +
-    `parkline version: ${VERSION}\n`
+    `redis connected servers: ${h?.connectedServers ?? 0}\n`
+  if (h !== undefined) {
+    out += `redis mode: ${h.mode ?? 'standalone'}\nredis up: ${h.up ? 1 : 0}\nredis faults: ${h.faults ?? 0}\nredis failovers: ${h.failovers ?? 0}\n`
+    if (h.cluster !== null && h.cluster !== undefined) {
+      out += `redis masters: ${h.cluster.masters}\nredis masters reachable: ${h.cluster.reachable}\nredis slots covered: ${h.cluster.slots}\n`
+    }
+  }
+  out += `parkline version: ${VERSION}\n`
   return out
 }

@@ -220,7 +220,7 @@ test('OPTIONS on the publisher: Allow, Content-Length 0, and the preflight heade
   t.is(pre.headers['access-control-allow-origin'], ORIGIN)
   t.is(pre.headers['access-control-allow-credentials'], 'true')
   t.is(pre.headers['access-control-allow-methods'], 'GET, POST, PUT, DELETE')
-  t.is(pre.headers['access-control-allow-headers'], 'Content-Type, X-EventSource-Event, Authorization')
+  t.is(pre.headers['access-control-allow-headers'], 'Content-Type, X-EventSource-Event, Authorization, Idempotency-Key')
 })
 
 test('OPTIONS on the subscriber: Allow GET, and the preflight allows Etag and Last-Event-ID', async (t) => {

@@ -220,11 +220,12 @@ test.serial('a long-poll answered at once from a cold node is never counted; one
     signal: ac.signal
   }).catch(() => null)
   t.teardown(() => ac.abort())
-  // node B's count writes for the channel: [count, arrived] of each (COUNT's ARGV 2 and 4)
+  // node B's count writes for the channel: [count, arrived] of each (COUNT: KEYS s; ARGV node
+  // count arrived linger — the only script with one key, the counts hash)
   const writes = (): Array<[string, string]> => mon.lines()
     .map((l) => [...l.matchAll(/"([^"]*)"/g)].map((m) => m[1]!))
-    .filter((q) => q[0] === 'EVALSHA' && q[3] === 'pk:s:lpcount' && q[4]!.startsWith('pk:n:'))
-    .map((q) => [q[6]!, q[8]!])
+    .filter((q) => (q[0] === 'EVALSHA' || q[0] === 'EVAL') && q[2] === '1' && q[3] === 'pk:{lpcount}:s')
+    .map((q) => [q[5]!, q[6]!])
   t.true(await eventually(() => writes().some(([n]) => n === '1'), 5000), 'the parked poll is counted')
   const w = writes()
   const upTo = w.findIndex(([n]) => n === '1')

@@ -75,7 +75,7 @@ export abstract class HttpStreamTransport implements Transport {
 
   serve (sr: SubscribeRequest): void {
     const core = this.core
-    if (core.draining || core.atCapacity) {
+    if (core.refusing) {
       core.releaseChannels(sr.channels)
       core.stats.refused++
       this.refuse(sr)

@@ -49,7 +49,7 @@ export class LongpollTransport implements Transport {
       else this.#respond(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
       return
     }
-    if (core.draining || core.atCapacity) {
+    if (core.refusing) {
       core.stats.refused++
       core.releaseChannels(sr.channels)
       this.#status(sub, 503)

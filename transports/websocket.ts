@@ -130,10 +130,10 @@ export class WebSocketTransport implements Transport {
     this.#start(socket, sr.req.headers, head, sr.channels, sr.cursor, sr.origin, sr.flags, sr.grant)
   }
 
-  /** Shutdown or the connection limit (EXTENSION b): 503 with a jittered Retry-After. */
+  /** Shutdown, the connection limit (EXTENSION b) or the store away: 503 with a jittered Retry-After. */
   #refuse (socket: Duplex, origin: string | null): boolean {
     const core = this.core
-    if (!core.draining && !core.atCapacity) return false
+    if (!core.refusing) return false
     core.stats.refused++
     rejectUpgrade(socket, ERRORS.OVER_CAPACITY, origin, 'Retry-After: ' + randomBetween(1, 10) + '\r\n')
     return true

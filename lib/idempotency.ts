@@ -1,0 +1,33 @@
+// Idempotent publishing (Parkline extension): a publish that carries an `Idempotency-Key` already
+// seen on its channel inside `idempotencyWindow` answers the original message's id and publishes
+// nothing. The in-memory and worker engines keep the keys here (the worker engine in the primary,
+// next to the one sequencer); the Redis engine keeps them in Redis, with the channel's keys.
+//
+// Bounded: at most MAX_KEYS per process, the least recently published leaving first (lru-cache,
+// which checks ages on read and sets no timer per entry). Past that many keys inside one window a
+// retry of the oldest may publish again; the limit is documented with the option.
+import { LRUCache } from 'lru-cache'
+
+export const MAX_KEYS = 100_000
+
+export class IdempotencyKeys {
+  readonly #seen: LRUCache<string, string> | null
+
+  constructor (windowSeconds: number) {
+    this.#seen = windowSeconds > 0 ? new LRUCache<string, string>({ max: MAX_KEYS, ttl: windowSeconds * 1000, updateAgeOnGet: false }) : null
+  }
+
+  /** The id a key published on this channel inside the window, if any. */
+  get (channel: string, key: string): string | undefined {
+    return this.#seen?.get(channel + '\n' + key)
+  }
+
+  set (channel: string, key: string, id: string): void {
+    this.#seen?.set(channel + '\n' + key, id)
+  }
+}
+
+/** `Idempotency-Key`: 1 to 255 visible ASCII characters (RFC 9110 field value, no spaces at the ends). */
+export function validIdempotencyKey (v: string): boolean {
+  return v.length > 0 && v.length <= 255 && /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/.test(v)
+}

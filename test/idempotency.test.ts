@@ -1,0 +1,77 @@
+// Idempotent publishing (Parkline extension, docs/api.md): a publish retried with the same
+// `Idempotency-Key` inside `idempotencyWindow` answers the original id and publishes nothing — on
+// every engine: one process, `--workers 2` (the primary's sequencer keeps the keys) and two Redis
+// nodes (Redis keeps them with the channel). Subscribers see each message once.
+import test from 'ava'
+import { pub } from './helpers/conformance.ts'
+import { SseClient, eventually, info, startServer } from './helpers/server.ts'
+import { TOPOLOGIES, closeAll } from './helpers/topology.ts'
+
+test.after.always(closeAll)
+
+for (const topo of TOPOLOGIES) {
+  test(`[${topo.name}] a retried Idempotency-Key answers the original id, publishes nothing, and is per channel`, async (t) => {
+    const dep = await topo.start(t)
+    const ch = dep.ch('idem')
+    const other = dep.ch('idem-other')
+    const sub = await SseClient.connect(dep.port, `/sub/${ch}`)
+    t.teardown(() => sub.socket.destroy())
+    t.is(sub.status, 200)
+    t.true(await eventually(async () => (await info(dep.pubBase, ch)).json?.subscribers === 1, 5000))
+
+    const first = await pub(dep.pubBase, ch, 'one', { 'Idempotency-Key': 'order-17' })
+    t.is(first.status, 201)
+    // the retry (even with another body) is answered with the first id; nothing is published
+    const res = await fetch(`${dep.pubBase}/pub/${ch}`, { method: 'POST', body: 'one again', headers: { 'Idempotency-Key': 'order-17' } })
+    const text = await res.text()
+    t.is(res.status, 201)
+    t.is(res.headers.get('idempotent-replayed'), 'true')
+    t.regex(text, new RegExp(`last message id: ${first.id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`))
+    const second = await pub(dep.pubBase, ch, 'two', { 'Idempotency-Key': 'order-18' })
+    t.is(second.status, 201)
+    t.not(second.id, first.id)
+    // no key: always published
+    const third = await pub(dep.pubBase, ch, 'three')
+    t.is(third.status, 201)
+    const events = await sub.waitEvents(3)
+    t.deepEqual(events.map((e) => e.data), ['one', 'two', 'three'])
+    t.deepEqual(events.map((e) => e.id), [first.id, second.id, third.id])
+    t.is((await info(dep.pubBase, ch)).json?.messages, 3)
+
+    // the same key on another channel is another publish
+    const elsewhere = await pub(dep.pubBase, other, 'x', { 'Idempotency-Key': 'order-17' })
+    t.is(elsewhere.status, 202)
+    t.is((await info(dep.pubBase, other)).json?.messages, 1)
+
+    // a key that is no header-safe token: 400, nothing published
+    for (const bad of ['x'.repeat(256), 'caf\u00e9', 'tab\there']) {
+      const r = await fetch(`${dep.pubBase}/pub/${other}`, { method: 'POST', body: 'y', headers: { 'Idempotency-Key': bad } })
+      t.is(r.status, 400, JSON.stringify(bad))
+      t.is(await r.text(), 'Bad Request: Idempotency-Key must be 1 to 255 visible ASCII characters')
+    }
+    t.is((await info(dep.pubBase, other)).json?.messages, 1)
+    // nothing more reached the subscriber
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    t.is(sub.events.length, 3)
+  })
+}
+
+test('app.parkline.publish takes an idempotencyKey; idempotencyWindow 0 turns it off', async (t) => {
+  const srv = await startServer(t)
+  const a = await srv.app.parkline.publish('facade-idem', 'a', { idempotencyKey: 'k' })
+  const b = await srv.app.parkline.publish('facade-idem', 'b', { idempotencyKey: 'k' })
+  t.false(a.replayed)
+  t.true(b.replayed)
+  t.is(b.id, a.id)
+  t.is((await srv.app.parkline.info('facade-idem'))?.messages, 1)
+  await t.throwsAsync(srv.app.parkline.publish('facade-idem', 'c', { idempotencyKey: '' }), { message: /Idempotency-Key/ })
+
+  const off = await startServer(t, { idempotencyWindow: 0 })
+  await off.app.parkline.publish('w', 'a', { idempotencyKey: 'k' })
+  const again = await off.app.parkline.publish('w', 'b', { idempotencyKey: 'k' })
+  t.false(again.replayed)
+  t.is((await off.app.parkline.info('w'))?.messages, 2)
+  const r = await fetch(`${off.base}/pub/w`, { method: 'POST', body: 'c', headers: { 'Idempotency-Key': 'k' } })
+  t.is(r.status, 202)
+  t.is(r.headers.get('idempotent-replayed'), null)
+})
