@@ -35,6 +35,17 @@ import * as LUA from './redis-lua.ts'
 const HEARTBEAT_MS = 2000
 /** While the store is at fault: how often it is probed. */
 const PROBE_MS = 250
+/** Granularity of the command deadlines (one timer per engine). */
+const DEADLINE_TICK_MS = 100
+
+interface Deadline { at: number, reject: (err: Error) => void }
+
+class CommandTimeoutError extends Error {
+  constructor (ms: number) {
+    super(`redis command timed out after ${ms} ms`)
+    this.name = 'CommandTimeoutError'
+  }
+}
 const NODE_LIFE_MS = 6000
 /** A replica with no local subscriber is kept (and kept current) this long before it is dropped. */
 const LINGER_MS = 30000
@@ -207,6 +218,9 @@ export class RedisEngine implements Engine {
   #inflight = 0
   #timer: NodeJS.Timeout | null = null
   #probeTimer: NodeJS.Timeout | null = null
+  #deadlineTimer: NodeJS.Timeout | null = null
+  /** Commands sent and not answered yet, oldest first. */
+  readonly #deadlines = new Set<Deadline>()
   #stopped = false
   readonly #onMessage: (msg: Buffer, channel: Buffer) => void
   readonly #onControl: (msg: string) => void
@@ -291,6 +305,8 @@ export class RedisEngine implements Engine {
     }
     this.#timer = setInterval(onTick, HEARTBEAT_MS, this)
     this.#timer.unref()
+    this.#deadlineTimer = setInterval(onDeadlines, DEADLINE_TICK_MS, this)
+    this.#deadlineTimer.unref()
     const deadline = Date.now() + this.#connectWait
     while (!this.up && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
   }
@@ -312,7 +328,8 @@ export class RedisEngine implements Engine {
     this.#stopped = true
     if (this.#timer !== null) clearInterval(this.#timer)
     if (this.#probeTimer !== null) clearInterval(this.#probeTimer)
-    if (this.#cmdReady) await this.#leave().catch(() => {})
+    if (this.#cmdReady && !this.#faulty) await this.#leave().catch(() => {})
+    if (this.#deadlineTimer !== null) clearInterval(this.#deadlineTimer)
     this.#cmd.destroy()
     if (this.#sub !== this.#cmd) this.#sub.destroy()
   }
@@ -337,11 +354,37 @@ export class RedisEngine implements Engine {
 
   // ---- routing ------------------------------------------------------------------------------------
 
-  /** One raw command, routed by its first key on a cluster. */
+  /**
+   * One raw command, routed by its first key on a cluster, with the deadline redisCommandTimeout.
+   * (node-redis's own command timeout only covers the wait to be written: a Redis that stops
+   * answering after that would hold the command for as long as it hangs.)
+   */
   #send (key: string | undefined, args: Array<string | Buffer>, conn: Conn = this.#cmd): Promise<unknown> {
-    if (this.mode === 'cluster') return conn.sendCommand(key, false, args)
-    if (this.mode === 'sentinel') return conn.sendCommand(false, args)
-    return conn.sendCommand(args)
+    let p: Promise<unknown>
+    if (this.mode === 'cluster') p = conn.sendCommand(key, false, args)
+    else if (this.mode === 'sentinel') p = conn.sendCommand(false, args)
+    else p = conn.sendCommand(args)
+    return new Promise((resolve, reject) => {
+      const d: Deadline = { at: Date.now() + this.#timeout, reject }
+      this.#deadlines.add(d)
+      p.then((v) => { this.#deadlines.delete(d); resolve(v) }, (err) => { this.#deadlines.delete(d); reject(err) })
+    })
+  }
+
+  /**
+   * The one deadline timer: commands past redisCommandTimeout are rejected and the store is at
+   * fault. One timeout for all, so the set is in deadline order: stop at the first one still due.
+   */
+  expire (): void {
+    const now = Date.now()
+    let late = false
+    for (const d of this.#deadlines) {
+      if (d.at > now) break
+      this.#deadlines.delete(d)
+      d.reject(new CommandTimeoutError(this.#timeout))
+      late = true
+    }
+    if (late) this.#fault()
   }
 
   // ---- connection state ---------------------------------------------------------------------
@@ -427,10 +470,10 @@ export class RedisEngine implements Engine {
     let slots = 0
     let ok = false
     const masters = view.masters
+    // a dead master's client keeps reconnecting (its connect never settles): each ask is bounded
     await Promise.all(masters.map(async (m) => {
       try {
-        const c = await view.nodeClient(m)
-        const info = String(await c.sendCommand(['CLUSTER', 'INFO']))
+        const info = String(await within(this.#timeout, (async () => await (await view.nodeClient(m)).sendCommand(['CLUSTER', 'INFO']))()))
         reachable++
         const s = /cluster_slots_ok:(\d+)/.exec(info)
         if (s !== null) slots = Math.max(slots, Number(s[1]))
@@ -447,7 +490,7 @@ export class RedisEngine implements Engine {
     if (ok && reachable < masters.length) {
       // the cluster moved on (a replica was promoted) before node-redis noticed: refresh its map
       const slotsObj = (this.#cmd as unknown as { _slots?: { rediscover?: (c?: unknown) => Promise<void> } })._slots
-      await slotsObj?.rediscover?.().catch(() => {})
+      await within(this.#timeout, slotsObj?.rediscover?.() ?? Promise.resolve()).catch(() => {})
     }
     return ok && reachable === masters.length && slots === 16384
   }
@@ -1058,8 +1101,22 @@ export class RedisEngine implements Engine {
   }
 }
 
+/** `p`, or a rejection after `ms` (the timer is cleared either way). */
+async function within<T> (ms: number, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<never>((resolve, reject) => { timer = setTimeout(reject, ms, new Error('timed out')) })])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 function onTick (engine: RedisEngine): void {
   engine.tick()
+}
+
+function onDeadlines (engine: RedisEngine): void {
+  engine.expire()
 }
 
 function onProbe (engine: RedisEngine): void {

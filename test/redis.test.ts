@@ -8,6 +8,7 @@ import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
 import { redisCommand, startRedis, type Redis } from './helpers/redis.ts'
 import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
+import { steadyPublish } from './helpers/steady.ts'
 
 const NODE = process.execPath
 
@@ -236,4 +237,82 @@ test.serial('a long-poll answered at once from a cold node is never counted; one
   t.is((await info(a!.base, 'lpcount')).json?.subscribers, 1)
   ac.abort()
   await parked
+})
+
+test.serial('Redis stopped (SIGSTOP) for 10 s under publishing: answers within redisCommandTimeout + 1 s, /health 503 and back, retries with one Idempotency-Key deliver each message once', async (t) => {
+  t.timeout(90000)
+  const { redis, nodes: [a, b] } = await cluster(t, 2)
+  const sub = await SseClient.connect(b!.port, '/sub/paused')
+  t.teardown(() => sub.socket.destroy())
+  t.true(await eventually(async () => (await info(a!.base, 'paused')).json?.subscribers === 1, 5000))
+  const pubs = steadyPublish([a!.base, b!.base], 'paused', { count: 80, everyMs: 50, limitMs: 60000 })
+  t.true(await eventually(() => pubs.acked.length >= 10, 10000))
+  const pid = redis.proc.pid!
+  process.kill(pid, 'SIGSTOP')
+  let stopped = true
+  t.teardown(() => { if (stopped) process.kill(pid, 'SIGCONT') })
+  const since = Date.now()
+  // a hanging Redis is a down Redis: health, status and new subscribers say so
+  for (const n of [a!, b!]) t.true(await eventually(async () => (await fetch(`${n.base}/health`)).status === 503, 5000), '/health 503 while Redis hangs')
+  const st = await (await fetch(`${a!.base}/status`)).text()
+  t.regex(st, /redis up: 0/)
+  // new subscribers get a bounded answer: a long-poll 503 with Retry-After, SSE its :503: end
+  const late = await fetch(`${b!.base}/sub/paused-new`, { signal: AbortSignal.timeout(10000) })
+  t.is(late.status, 503)
+  t.truthy(late.headers.get('retry-after'))
+  await late.body?.cancel()
+  const lateSse = await fetch(`${b!.base}/sub/paused-new`, { headers: { Accept: 'text/event-stream' }, signal: AbortSignal.timeout(10000) })
+  t.regex(await lateSse.text(), /:503: 503 Service Unavailable/)
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, 10000 - (Date.now() - since))))
+  process.kill(pid, 'SIGCONT')
+  stopped = false
+  t.true(await eventually(async () => (await fetch(`${a!.base}/health`)).status === 200, 10000), '/health 200 again')
+  const r = await pubs.done
+  t.is(r.acked.length, 80)
+  t.log(`publishes refused for ${r.resumeMs} ms in all; slowest answer ${r.slowest} ms; ${r.answers.filter((x) => x.status === 503).length} answers 503, ${r.answers.filter((x) => x.status === 0).length} without an answer`)
+  t.true(r.answers.some((x) => x.status === 503), 'publishes while Redis hung answered 503')
+  t.deepEqual(r.answers.filter((x) => x.status !== 503 && x.status !== 201 && x.status !== 202), [], 'nothing but 2xx and 503')
+  t.true(r.slowest <= 2000 + 1000, `every publish answered within redisCommandTimeout + 1 s (slowest ${r.slowest} ms)`)
+  const got = await sub.waitEvents(80, 15000).catch(() => sub.events)
+  // each message once: no body twice, and exactly the acknowledged ids, in order
+  t.deepEqual(got.map((e) => e.data), r.acked.map((x) => x.body))
+  t.deepEqual(got.map((e) => e.id), r.acked.map((x) => x.id))
+  t.false(sub.closed)
+  t.is(a!.proc.exitCode, null)
+  t.is(b!.proc.exitCode, null)
+})
+
+test.serial('a store that lost a channel\'s tail (as a failover can): ids go on above what nodes applied, and an older cursor gets the gap signal', async (t) => {
+  const { redis, nodes: [a, b] } = await cluster(t, 2)
+  const sub = await SseClient.connect(b!.port, '/sub/tail')
+  t.teardown(() => sub.socket.destroy())
+  t.true(await eventually(async () => (await info(a!.base, 'tail')).json?.subscribers === 1, 5000))
+  const ids: string[] = []
+  for (const m of ['m1', 'm2', 'm3']) ids.push(lastId((await publish(a!.base, 'tail', m)).text))
+  t.deepEqual((await sub.waitEvents(3)).map((e) => e.id), ids)
+  // what a promoted replica that never got m3 looks like: the record and the buffer end at m2
+  const [t2, g2] = ids[1]!.split(':')
+  const [t3, g3] = ids[2]!.split(':')
+  t.regex((await redisCommand(redis.port, `XDEL pk:{tail}:b ${t3}-${g3}`)) ?? '', /^:1/)
+  t.regex((await redisCommand(redis.port, `HSET pk:{tail}:m lt ${t2} lg ${g2}`)) ?? '', /^:0/)
+  // the nodes' pub/sub connections drop (as they do in a failover): they re-read what they hold
+  t.regex((await redisCommand(redis.port, 'CLIENT KILL TYPE pubsub')) ?? '', /^:\d+/)
+  t.true(await eventually(async () => (await redisCommand(redis.port, 'HGET pk:{tail}:m lt')) === `$${t3!.length}\r\n${t3}\r\n` &&
+    (await redisCommand(redis.port, 'HGET pk:{tail}:m lg')) === `$${g3!.length}\r\n${g3}\r\n`, 10000), 'node B moved the record to the last id it applied')
+  // the next message is above m3 and reaches the live subscriber (not taken for an old one)
+  let p4 = await publish(a!.base, 'tail', 'm4')
+  if (p4.status === 503) {
+    t.true(await eventually(async () => (p4 = await publish(a!.base, 'tail', 'm4')).status !== 503, 10000))
+  }
+  t.is(p4.status, 201)
+  const id4 = lastId(p4.text)
+  const got = await sub.waitEvents(4)
+  t.is(got[3]!.id, id4)
+  t.is(got[3]!.data, 'm4')
+  // a subscriber resuming inside the lost range is told so: the gap signal, then m4
+  const late = await SseClient.connect(a!.port, '/sub/tail', { 'Last-Event-ID': ids[0]! })
+  t.teardown(() => late.socket.destroy())
+  const ev = await late.waitEvents(1)
+  t.is(ev[0]!.id, id4)
+  t.true(late.comments.some((c) => c.includes('parkline-gap')), late.comments.join(' | '))
 })

@@ -23,6 +23,11 @@ export interface RedisProc {
   cont: () => void
   /** Not exited (a stopped process is alive). */
   alive: () => boolean
+  /**
+   * Start it again on its port with its config (a cluster node keeps its nodes.conf: it rejoins,
+   * as a replica of whoever took over), resolved once it answers PING.
+   */
+  restart: () => Promise<void>
 }
 
 export interface RedisCluster {
@@ -136,15 +141,29 @@ function fields (r: Resp): Record<string, string> {
 
 class RedisChild implements RedisProc {
   readonly port: number
-  readonly pid: number
+  pid: number
   /** SIGSTOPped by stop(): alive but unable to answer, so left out of the health checks. */
   stopped = false
-  readonly #child: ChildProcess
+  #child: ChildProcess
+  readonly #cmd: string
+  readonly #args: string[]
 
-  constructor (child: ChildProcess, port: number) {
+  constructor (child: ChildProcess, port: number, cmd: string, args: string[]) {
     this.#child = child
     this.port = port
     this.pid = child.pid!
+    this.#cmd = cmd
+    this.#args = args
+  }
+
+  async restart (): Promise<void> {
+    await this.kill()
+    const child = spawn(this.#cmd, this.#args, { stdio: 'ignore' })
+    child.on('error', () => {})
+    this.#child = child
+    this.pid = child.pid!
+    this.stopped = false
+    if (!await eventually(async () => (await redisCommand(this.port, 'PING')) === '+PONG\r\n', 10000)) throw new Error(`redis on ${this.port} did not answer after a restart`)
   }
 
   alive (): boolean {
@@ -234,10 +253,11 @@ async function spawnRedis (children: RedisChild[], what: string, cmd: string, ar
   let why = ''
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await pick()
-    const child = spawn(cmd, await argv(port), { stdio: 'ignore' })
+    const args = await argv(port)
+    const child = spawn(cmd, args, { stdio: 'ignore' })
     child.on('error', () => {})
     if (child.pid === undefined) throw new Error(`${what}: ${cmd} could not be started (is it installed?)`)
-    const p = new RedisChild(child, port)
+    const p = new RedisChild(child, port, cmd, args)
     children.push(p)
     await eventually(async () => !p.alive() || (await redisCommand(port, 'PING')) === '+PONG\r\n', 10000)
     const info = p.alive() ? await callText(port, ['INFO', 'server']) : undefined

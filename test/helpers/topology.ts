@@ -1,6 +1,7 @@
 // Where a conformance case runs (test/transports/conformance.test.ts): one in-process server per
-// case, one `parkline serve --workers 2` process, or two `parkline serve` nodes on one redis-server
-// (subscribers on node B; publishers, channel info and DELETE on node A). Spawned deployments are
+// case, one `parkline serve --workers 2` process, two `parkline serve` nodes on one redis-server, or
+// two nodes on a Redis Cluster of 3 masters + 3 replicas (subscribers on node B; publishers,
+// channel info and DELETE on node A). Spawned deployments are
 // started once per option set and per test file, and shared by the cases, each on its own channel
 // ids (`dep.ch(name)`); `closeAll()` (from test.after.always) kills what was spawned.
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -10,12 +11,13 @@ import type { FastifyInstance } from 'fastify'
 import { flagName, type ParklineOptions } from '../../lib/config.ts'
 import { serve } from './node.ts'
 import { redisCommand, redisInstalled } from './redis.ts'
+import { startCluster } from './redis-cluster.ts'
 import { eventually, freePort, startServer } from './server.ts'
 
 /** What a case passes to startServer; a spawned topology gets each one as its CLI flag. */
 export type ServerOptions = Partial<Record<keyof ParklineOptions, unknown>>
 
-export type TopologyName = 'in-process' | 'workers-2' | 'redis-2-nodes'
+export type TopologyName = 'in-process' | 'workers-2' | 'redis-2-nodes' | 'redis-cluster-2-nodes'
 
 export interface Deployment {
   topology: TopologyName
@@ -227,7 +229,29 @@ export const redis2: Topology = {
   }
 }
 
-export const TOPOLOGIES: readonly Topology[] = [inProcess, workers2, redis2]
+const clusterSlot = limiter(SPAWNED_CONCURRENCY)
+/** Two nodes on a Redis Cluster of 3 masters + 3 replicas (test/helpers/redis-cluster.ts). */
+export const redisCluster2: Topology = {
+  name: 'redis-cluster-2-nodes',
+  spawned: true,
+  async start (t, options = {}) {
+    t.teardown(await clusterSlot())
+    const s = await shared('redis-cluster-2-nodes', options, async (flags) => {
+      const cluster = await startCluster(fileScope)
+      const seeds = cluster.seeds.join(',')
+      const [a, b] = await Promise.all([
+        serve(fileScope, ['--workers', '1', '--redis-cluster', seeds, ...flags]),
+        serve(fileScope, ['--workers', '1', '--redis-cluster', seeds, ...flags])
+      ])
+      guard(a!.proc)
+      guard(b!.proc)
+      return { subPort: b!.port, subBase: b!.base, pubBase: a!.base, down: downOf([{ name: 'node A', ...a! }, { name: 'node B', ...b! }]) }
+    })
+    return view('redis-cluster-2-nodes', s, options)
+  }
+}
+
+export const TOPOLOGIES: readonly Topology[] = [inProcess, workers2, redis2, redisCluster2]
 
 /** Kill every spawned process (nodes first, then Redis); for test.after.always. */
 export async function closeAll (): Promise<void> {

@@ -1,0 +1,206 @@
+// Parkline on a real Redis Cluster (3 masters + 3 replicas) and a real Sentinel set, started here
+// (test/helpers/redis-cluster.ts): channel ids that would break a naive hash tag, publish load
+// spread over the masters, and failovers under a steady publisher with replica acknowledgements.
+// redis-server, redis-cli and redis-sentinel are required (npm test installs them).
+import test, { type ExecutionContext } from 'ava'
+import { channelKey } from '../lib/redis-engine.ts'
+import { startCluster, startSentinel, redisCall } from './helpers/redis-cluster.ts'
+import { serve, type Node } from './helpers/node.ts'
+import { SseClient, eventually, info, publish } from './helpers/server.ts'
+import { steadyPublish, type SteadyResult } from './helpers/steady.ts'
+
+async function nodes (t: ExecutionContext, store: string[], extra: string[] = []): Promise<[Node, Node]> {
+  const [a, b] = await Promise.all([serve(t, ['--workers', '1', ...store, ...extra]), serve(t, ['--workers', '1', ...store, ...extra])])
+  return [a!, b!]
+}
+
+async function status (base: string): Promise<Record<string, string>> {
+  const text = await (await fetch(`${base}/status`)).text()
+  return Object.fromEntries(text.trim().split('\n').map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 2)]))
+}
+
+/** Every acknowledged message reached the subscriber once, in order (ids and bodies). */
+function exactlyOnce (t: ExecutionContext, name: string, got: Array<{ id?: string | null, data: string }>, r: SteadyResult): void {
+  const ids = got.map((e) => e.id)
+  for (const a of r.acked) t.is(ids.filter((id) => id === a.id).length, 1, `${name}: ${a.body} (${a.id}) delivered once`)
+  const order = r.acked.map((a) => ids.indexOf(a.id))
+  t.deepEqual(order, [...order].sort((x, y) => x - y), `${name}: in order`)
+  t.deepEqual(got.filter((e) => r.acked.some((a) => a.id === e.id)).map((e) => e.data), r.acked.map((a) => a.body))
+}
+
+/** What the steady publisher saw around a failover: only 2xx and 503 (with Retry-After), each in time. */
+function answeredInTime (t: ExecutionContext, r: SteadyResult, timeoutMs: number): void {
+  const refused = r.answers.filter((a) => a.status === 503)
+  t.true(refused.length > 0, 'publishes during the failover answered 503')
+  for (const a of refused) t.truthy(a.retryAfter, '503 carries Retry-After')
+  t.deepEqual(r.answers.filter((a) => a.status !== 503 && a.status !== 201 && a.status !== 202), [], 'nothing but 2xx and 503')
+  t.true(r.slowest <= timeoutMs + 1000, `every publish answered within redisCommandTimeout + 1 s (slowest ${r.slowest} ms)`)
+}
+
+test.serial('channel ids with {, }, :, % and Unicode each land on one slot and work across two nodes', async (t) => {
+  const cluster = await startCluster(t)
+  const [a, b] = await nodes(t, ['--redis-cluster', cluster.seeds.join(',')])
+  const ids = ['a{b', 'x}y', '{tag}', '}{', 'a:b:c', 'ünïcødé-☃', '100%7D', '{}']
+  const subs: SseClient[] = []
+  for (const id of ids) {
+    const s = await SseClient.connect(b.port, `/sub/${encodeURIComponent(id)}`)
+    t.teardown(() => s.socket.destroy())
+    t.is(s.status, 200, id)
+    subs.push(s)
+  }
+  for (const id of ids) t.true(await eventually(async () => (await info(a.base, encodeURIComponent(id))).json?.subscribers === 1, 5000), id)
+  for (const [i, id] of ids.entries()) {
+    const r = await publish(a.base, encodeURIComponent(id), `to ${i}`)
+    t.is(r.status, 201, id)
+    const ev = await subs[i]!.waitEvents(1)
+    t.is(ev[0]!.data, `to ${i}`)
+    // every key of the channel on one slot, and the buffer on the master that owns it
+    // (the server's channel key is the id's UTF-8 bytes, one char each)
+    const keys = (['m', 'b', 's', 'c'] as const).map((p) => channelKey(Buffer.from(id, 'utf8').toString('latin1'), p))
+    const slots = await Promise.all(keys.map(async (k) => await redisCall(cluster.nodes[0]!.port, ['CLUSTER', 'KEYSLOT', k])))
+    t.is(new Set(slots).size, 1, `${id}: ${keys.join(' ')} on slots ${slots.join(' ')}`)
+    const owner = await cluster.masterOf(keys[0]!)
+    t.is(await redisCall(owner.port, ['EXISTS', keys[0]!, keys[1]!]), 2, `${id} stored on its slot's master`)
+  }
+  // a multiplexed subscription across slots
+  const mx = await SseClient.connect(b.port, `/sub/${encodeURIComponent('a{b')},${encodeURIComponent('x}y')}`)
+  t.teardown(() => mx.socket.destroy())
+  t.true(await eventually(async () => (await info(a.base, encodeURIComponent('x}y'))).json?.subscribers === 2, 5000))
+  await publish(a.base, encodeURIComponent('a{b'), 'one')
+  await publish(a.base, encodeURIComponent('x}y'), 'two')
+  // the buffered message of each channel first, then the live ones
+  t.deepEqual((await mx.waitEvents(4)).map((e) => e.data), ['to 0', 'to 1', 'one', 'two'])
+  const st = await status(a.base)
+  t.is(st['redis mode'], 'cluster')
+  t.is(st['redis up'], '1')
+})
+
+test.serial('publishing to 1,000 channels spreads the scripts and the shard channels over all three masters', async (t) => {
+  const cluster = await startCluster(t)
+  const [a, b] = await nodes(t, ['--redis-cluster', cluster.seeds.join(',')])
+  const masters = await cluster.masters()
+  t.is(masters.length, 3)
+  // a subscriber on 30 channels: each master holds some of the shard channels
+  const chans = Array.from({ length: 30 }, (_, i) => `spread-sub-${i}`)
+  const s = await SseClient.connect(b.port, `/sub/${chans.slice(0, 10).join(',')}`)
+  const s2 = await SseClient.connect(b.port, `/sub/${chans.slice(10, 20).join(',')}`)
+  const s3 = await SseClient.connect(b.port, `/sub/${chans.slice(20).join(',')}`)
+  t.teardown(() => { s.socket.destroy(); s2.socket.destroy(); s3.socket.destroy() })
+  t.true(await eventually(async () => (await info(a.base, chans[29]!)).json?.subscribers === 1, 5000))
+  for (const m of masters) await redisCall(m.port, ['CONFIG', 'RESETSTAT'])
+  const N = 1000
+  let next = 0
+  const statuses = new Map<number, number>()
+  await Promise.all(Array.from({ length: 16 }, async () => {
+    while (next < N) {
+      const i = next++
+      const r = await publish(a.base, `spread-${i}`, 'x')
+      statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1)
+    }
+  }))
+  t.deepEqual([...statuses], [[202, N]])
+  const per: number[] = []
+  const shards: number[] = []
+  for (const m of masters) {
+    const stats = String(await redisCall(m.port, ['INFO', 'commandstats']))
+    const calls = (name: string): number => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0)
+    per.push(calls('evalsha') + calls('eval'))
+    shards.push((await redisCall(m.port, ['PUBSUB', 'SHARDCHANNELS', 'pk:*']) as unknown[]).length)
+  }
+  t.log(`scripts per master while publishing ${N} channels: ${per.join(' / ')}; shard channels per master: ${shards.join(' / ')}`)
+  // ~1/3 each; below 20% on a master would mean the tags do not spread (p < 1e-20 by chance)
+  for (const n of per) t.true(n >= N * 0.2, `each master ran at least 20% of the publishes: ${per.join(' / ')}`)
+  for (const n of shards) t.true(n > 0, `each master holds shard channels: ${shards.join(' / ')}`)
+  t.is(shards.reduce((x, y) => x + y, 0), 30)
+})
+
+test.serial('a cluster master SIGKILLed under steady publishing (redisReplicaAck 1): 503s with Retry-After, then every acknowledged message exactly once on both nodes', async (t) => {
+  t.timeout(90000)
+  const cluster = await startCluster(t)
+  const [a, b] = await nodes(t, ['--redis-cluster', cluster.seeds.join(',')], ['--redis-replica-ack', '1'])
+  const ch = 'busy'
+  const onA = await SseClient.connect(a.port, `/sub/${ch}`)
+  const onB = await SseClient.connect(b.port, `/sub/${ch}`)
+  t.teardown(() => { onA.socket.destroy(); onB.socket.destroy() })
+  t.true(await eventually(async () => (await info(a.base, ch)).json?.subscribers === 2, 5000))
+  const pubs = steadyPublish([a.base, b.base], ch, { count: 120, everyMs: 20, limitMs: 60000 })
+  t.true(await eventually(() => pubs.acked.length >= 30, 20000), 'publishing before the failover')
+  const owner = await cluster.masterOf(channelKey(ch, 'm'))
+  const { ms } = await cluster.failover(owner)
+  // the promoted replica has no replica of its own until the old master is back (as the operator's
+  // supervisor restarts it): until then no publish on its slots can be acknowledged by a replica
+  const back = Date.now()
+  await owner.restart()
+  const r = await pubs.done
+  t.is(r.acked.length, 120)
+  t.log(`failover took ${ms} ms (cluster-node-timeout 1000); the old master restarted ${Date.now() - back} ms before the last ack; publishes refused for ${r.resumeMs} ms in all; slowest answer ${r.slowest} ms; ${r.answers.filter((x) => x.status === 503).length} answers 503`)
+  answeredInTime(t, r, 2000)
+  for (const [name, c] of [['node A', onA], ['node B', onB]] as const) {
+    const got = await c.waitEvents(r.acked.length, 15000).catch(() => c.events)
+    t.false(c.closed, `${name}: the subscriber stayed connected`)
+    exactlyOnce(t, name, got, r)
+  }
+  t.is(a.proc.exitCode, null)
+  t.is(b.proc.exitCode, null)
+  t.true(await eventually(async () => (await status(a.base))['redis failovers'] !== '0', 5000), '/status counts the failover')
+  const metrics = await (await fetch(`${a.base}/metrics`)).text()
+  t.regex(metrics, /parkline_store_slots_covered 16384/)
+  t.regex(metrics, /parkline_store_masters\{state="reachable"\} 3/)
+})
+
+test.serial('a Sentinel failover under steady publishing (redisReplicaAck 1): Parkline follows the new master, every acknowledged message exactly once', async (t) => {
+  t.timeout(90000)
+  const set = await startSentinel(t)
+  const [a, b] = await nodes(t, ['--redis-sentinel', set.sentinelNodes.join(','), '--redis-sentinel-name', set.name], ['--redis-replica-ack', '1'])
+  const ch = 'watched'
+  const onA = await SseClient.connect(a.port, `/sub/${ch}`)
+  const onB = await SseClient.connect(b.port, `/sub/${ch}`)
+  t.teardown(() => { onA.socket.destroy(); onB.socket.destroy() })
+  t.true(await eventually(async () => (await info(a.base, ch)).json?.subscribers === 2, 5000))
+  const pubs = steadyPublish([a.base, b.base], ch, { count: 120, everyMs: 20, limitMs: 60000 })
+  t.true(await eventually(() => pubs.acked.length >= 30, 20000), 'publishing before the failover')
+  const { ms, newMasterPort } = await set.failover()
+  t.is(newMasterPort, set.replica.port)
+  // the sentinels make the old master a replica of the new one once it is back
+  await set.master.restart()
+  const r = await pubs.done
+  t.is(r.acked.length, 120)
+  t.log(`sentinel failover took ${ms} ms; publishes refused for ${r.resumeMs} ms; slowest answer ${r.slowest} ms`)
+  answeredInTime(t, r, 2000)
+  for (const [name, c] of [['node A', onA], ['node B', onB]] as const) {
+    const got = await c.waitEvents(r.acked.length, 15000).catch(() => c.events)
+    t.false(c.closed, `${name}: the subscriber stayed connected`)
+    exactlyOnce(t, name, got, r)
+  }
+  t.is(a.proc.exitCode, null)
+  t.is(b.proc.exitCode, null)
+  t.is((await status(a.base))['redis mode'], 'sentinel')
+})
+
+test.serial('a cluster master stopped (SIGSTOP) for 10 s under publishing (redisReplicaAck 1): answers in time, /health 503 and back, each acknowledged message once', async (t) => {
+  t.timeout(90000)
+  const cluster = await startCluster(t)
+  const [a, b] = await nodes(t, ['--redis-cluster', cluster.seeds.join(',')], ['--redis-replica-ack', '1'])
+  const ch = 'hung'
+  const onB = await SseClient.connect(b.port, `/sub/${ch}`)
+  t.teardown(() => onB.socket.destroy())
+  t.true(await eventually(async () => (await info(a.base, ch)).json?.subscribers === 1, 5000))
+  const pubs = steadyPublish([a.base, b.base], ch, { count: 100, everyMs: 40, limitMs: 60000 })
+  t.true(await eventually(() => pubs.acked.length >= 20, 20000), 'publishing before the stop')
+  const owner = await cluster.masterOf(channelKey(ch, 'm'))
+  owner.stop()
+  const since = Date.now()
+  t.true(await eventually(async () => (await fetch(`${a.base}/health`)).status === 503, 5000), '/health 503 while the master hangs')
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, 10000 - (Date.now() - since))))
+  owner.cont()
+  t.true(await eventually(async () => (await fetch(`${a.base}/health`)).status === 200, 20000), '/health 200 again')
+  const r = await pubs.done
+  t.is(r.acked.length, 100)
+  t.log(`publishes refused for ${r.resumeMs} ms in all; slowest answer ${r.slowest} ms; ${r.answers.filter((x) => x.status === 503).length} answers 503`)
+  answeredInTime(t, r, 2000)
+  const got = await onB.waitEvents(r.acked.length, 15000).catch(() => onB.events)
+  exactlyOnce(t, 'node B', got, r)
+  t.is(new Set(got.map((e) => e.data)).size, got.length, 'no message body delivered twice')
+  t.is(a.proc.exitCode, null)
+  t.is(b.proc.exitCode, null)
+})
