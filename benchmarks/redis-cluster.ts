@@ -10,7 +10,7 @@
 // benchmarks/results/redis-cluster-<date>.md.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
@@ -42,12 +42,12 @@ async function startParkline (store: string[]): Promise<{ port: number, proc: Ch
   throw new Error('parkline did not start')
 }
 
-async function startStandalone (): Promise<number> {
+async function startStandalone (): Promise<{ port: number, pid: number }> {
   const port = await freePort()
   const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
   teardowns.push(async () => { if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGKILL'); await once(proc, 'exit') } })
   for (let i = 0; i < 200; i++) {
-    if (await redisCall(port, ['PING']) === 'PONG') return port
+    if (await redisCall(port, ['PING']) === 'PONG') return { port, pid: proc.pid! }
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
   throw new Error('redis-server did not start')
@@ -65,13 +65,21 @@ async function scripts (port: number): Promise<{ calls: number, usecPerCall: num
   return { calls, usecPerCall: calls === 0 ? 0 : usec / calls }
 }
 
-interface Row { store: string, rps: number, p50: number, p99: number, bad: number, perMaster: Array<{ calls: number, usecPerCall: number }> }
+interface Row { store: string, rps: number, p50: number, p99: number, bad: number, perMaster: Array<{ calls: number, usecPerCall: number }>, nodeCpu: number, redisCpu: number }
 
-async function run (store: string, flags: string[], masters: number[]): Promise<Row> {
+/** CPU seconds (user + system) a process has used, from /proc (Linux). */
+function cpu (pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').slice(readFileSync(`/proc/${pid}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) / 100
+}
+
+async function run (store: string, flags: string[], masters: number[], redisPids: number[]): Promise<Row> {
   const nodes = [await startParkline(flags), await startParkline(flags)]
   // warm: every node has loaded the scripts on every master
   for (let i = 0; i < 200; i++) await fetch(`http://127.0.0.1:${nodes[i % 2]!.port}/pub/warm-${i}`, { method: 'POST', body: 'w' })
   for (const m of masters) await redisCall(m, ['CONFIG', 'RESETSTAT'])
+  const nodeCpu0 = nodes.reduce((a, n) => a + cpu(n.proc.pid!), 0)
+  const redisCpu0 = redisPids.reduce((a, p) => a + cpu(p), 0)
   const body = Buffer.alloc(64, 120)
   const results = await Promise.all(nodes.map(async (n, k) => {
     let i = k
@@ -82,6 +90,8 @@ async function run (store: string, flags: string[], masters: number[]): Promise<
       requests: [{ method: 'POST', body, setupRequest: (req: Record<string, unknown>) => ({ ...req, path: `/pub/bench-${(i++) % CHANNELS}` }) }]
     })
   }))
+  const nodeCpu = nodes.reduce((a, n) => a + cpu(n.proc.pid!), 0) - nodeCpu0
+  const redisCpu = redisPids.reduce((a, p) => a + cpu(p), 0) - redisCpu0
   const perMaster = await Promise.all(masters.map(scripts))
   for (const n of nodes) { n.proc.kill('SIGKILL'); await once(n.proc, 'exit') }
   return {
@@ -90,7 +100,9 @@ async function run (store: string, flags: string[], masters: number[]): Promise<
     p50: Math.max(...results.map((r) => r.latency.p50)),
     p99: Math.max(...results.map((r) => r.latency.p99)),
     bad: results.reduce((a, r) => a + r.non2xx + r.errors, 0),
-    perMaster
+    perMaster,
+    nodeCpu,
+    redisCpu
   }
 }
 
@@ -101,11 +113,16 @@ try {
   const cluster = await startCluster(scope)
   const masters = (await cluster.masters()).map((m) => m.port)
   const rows = [
-    await run('standalone Redis', ['--redis-url', `redis://127.0.0.1:${standalone}`], [standalone]),
-    await run('Redis Cluster, 3 masters', ['--redis-cluster', cluster.seeds.join(',')], masters)
+    await run('standalone Redis', ['--redis-url', `redis://127.0.0.1:${standalone.port}`], [standalone.port], [standalone.pid]),
+    await run('Redis Cluster, 3 masters', ['--redis-cluster', cluster.seeds.join(',')], masters, cluster.nodes.map((n) => n.pid))
   ]
-  const head = '| store | publishes/s (2 nodes) | p50 ms | p99 ms | non-2xx | scripts per master | Redis µs per publish script |\n|---|--:|--:|--:|--:|---|--:|\n'
-  const lines = rows.map((r) => `| ${r.store} | ${fmt(r.rps)} | ${r.p50} | ${r.p99} | ${r.bad} | ${r.perMaster.map((m) => fmt(m.calls)).join(' / ')} | ${(r.perMaster.reduce((a, m) => a + m.usecPerCall * m.calls, 0) / Math.max(1, r.perMaster.reduce((a, m) => a + m.calls, 0))).toFixed(1)} |`).join('\n')
+  const head = '| store | publishes/s (2 nodes) | p50 ms | p99 ms | non-2xx | scripts per master | Redis µs per publish script (commandstats) | Redis processes CPU µs per publish | Parkline nodes CPU µs per publish |\n|---|--:|--:|--:|--:|---|--:|--:|--:|\n'
+  const lines = rows.map((r) => {
+    const total = r.rps * DURATION
+    return `| ${r.store} | ${fmt(r.rps)} | ${r.p50} | ${r.p99} | ${r.bad} | ${r.perMaster.map((m) => fmt(m.calls)).join(' / ')} | ` +
+      `${(r.perMaster.reduce((a, m) => a + m.usecPerCall * m.calls, 0) / Math.max(1, r.perMaster.reduce((a, m) => a + m.calls, 0))).toFixed(1)} | ` +
+      `${(r.redisCpu * 1e6 / total).toFixed(1)} | ${(r.nodeCpu * 1e6 / total).toFixed(1)} |`
+  }).join('\n')
   const ratio = `\nRatio cluster / standalone: publishes/s ${(rows[1]!.rps / rows[0]!.rps).toFixed(2)}, p99 ${(rows[1]!.p99 / Math.max(1, rows[0]!.p99)).toFixed(2)}×.\n`
   const date = new Date().toISOString().slice(0, 10)
   const text = `# Publishing through a Redis Cluster vs one Redis (${date})\n\n` +
