@@ -4,6 +4,8 @@
 // model. Two Parkline nodes (`serve --workers 1`) per store; autocannon publishes to both at once,
 // 64-byte bodies spread over CHANNELS channels, no subscribers (the publish path only).
 //
+// A third row repeats the cluster with `redisReplicaAck 1` (a WAIT per publish).
+//
 //   npm run bench:redis-cluster            DURATION=10 (s per row) CONNECTIONS=16 (per node) CHANNELS=1000
 //
 // Loopback only; every process it starts is killed by PID at the end. Results: stdout and
@@ -114,7 +116,9 @@ try {
   const masters = (await cluster.masters()).map((m) => m.port)
   const rows = [
     await run('standalone Redis', ['--redis-url', `redis://127.0.0.1:${standalone.port}`], [standalone.port], [standalone.pid]),
-    await run('Redis Cluster, 3 masters', ['--redis-cluster', cluster.seeds.join(',')], masters, cluster.nodes.map((n) => n.pid))
+    await run('Redis Cluster, 3 masters', ['--redis-cluster', cluster.seeds.join(',')], masters, cluster.nodes.map((n) => n.pid)),
+    // the price of losing no acknowledged message in a failover: one WAIT per publish
+    await run('Redis Cluster, 3 masters, redisReplicaAck 1', ['--redis-cluster', cluster.seeds.join(','), '--redis-replica-ack', '1'], masters, cluster.nodes.map((n) => n.pid))
   ]
   const head = '| store | publishes/s (2 nodes) | p50 ms | p99 ms | non-2xx | scripts per master | Redis µs per publish script (commandstats) | Redis processes CPU µs per publish | Parkline nodes CPU µs per publish |\n|---|--:|--:|--:|--:|---|--:|--:|--:|\n'
   const lines = rows.map((r) => {
@@ -123,7 +127,8 @@ try {
       `${(r.perMaster.reduce((a, m) => a + m.usecPerCall * m.calls, 0) / Math.max(1, r.perMaster.reduce((a, m) => a + m.calls, 0))).toFixed(1)} | ` +
       `${(r.redisCpu * 1e6 / total).toFixed(1)} | ${(r.nodeCpu * 1e6 / total).toFixed(1)} |`
   }).join('\n')
-  const ratio = `\nRatio cluster / standalone: publishes/s ${(rows[1]!.rps / rows[0]!.rps).toFixed(2)}, p99 ${(rows[1]!.p99 / Math.max(1, rows[0]!.p99)).toFixed(2)}×.\n`
+  const ratio = `\nRatio cluster / standalone: publishes/s ${(rows[1]!.rps / rows[0]!.rps).toFixed(2)}, p99 ${(rows[1]!.p99 / Math.max(1, rows[0]!.p99)).toFixed(2)}×. ` +
+    `redisReplicaAck 1 / 0 on the cluster: publishes/s ${(rows[2]!.rps / rows[1]!.rps).toFixed(2)}, p99 ${(rows[2]!.p99 / Math.max(1, rows[1]!.p99)).toFixed(2)}×.\n`
   const date = new Date().toISOString().slice(0, 10)
   const text = `# Publishing through a Redis Cluster vs one Redis (${date})\n\n` +
     `- command: \`DURATION=${DURATION} CONNECTIONS=${CONNECTIONS} CHANNELS=${CHANNELS} npm run bench:redis-cluster\`\n` +

@@ -29,6 +29,11 @@ test('bad values and unknown keys are clear errors', (t) => {
   t.throws(() => resolveOptions({ nope: 1 }), { instanceOf: ConfigError, message: /unknown option "nope"/ })
   t.throws(() => resolveOptions({ queuePolicy: 'maybe' }), { instanceOf: ConfigError, message: /queuePolicy/ })
   t.throws(() => resolveOptions({ pubPrefix: '/same/', subPrefix: '/same/' }), { instanceOf: ConfigError })
+  // exactly one Redis store
+  t.throws(() => resolveOptions({ redisUrl: 'redis://a:1', redisCluster: 'redis://b:2' }), { instanceOf: ConfigError, message: 'set only one of redisUrl, redisCluster, redisSentinel (got redisUrl and redisCluster)' })
+  t.throws(() => resolveOptions({ redisSentinel: 'nope' }), { instanceOf: ConfigError, message: /redisSentinel: "nope" is not host:port/ })
+  t.throws(() => resolveOptions({ redisCluster: '127.0.0.1:7000' }), { instanceOf: ConfigError, message: /not a redis:\/\/ URL/ })
+  t.deepEqual(resolveOptions({}, { env: { PARKLINE_REDIS_CLUSTER: 'redis://a:1, redis://b:2' } }).redisCluster, ['redis://a:1', 'redis://b:2'])
 })
 
 test('docs/configuration.md documents every option', (t) => {
