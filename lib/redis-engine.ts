@@ -169,7 +169,7 @@ function unTag (tag: string): string {
 }
 
 /** The keys of a channel (lib/redis-lua.ts). */
-export function channelKey (key: string, part: 'm' | 'b' | 's' | 'x' | 'c'): string {
+export function channelKey (key: string, part: 'm' | 'b' | 's' | 'x' | 'c' | 'i'): string {
   return `pk:{${hashTag(key)}}:${part}`
 }
 
@@ -713,7 +713,7 @@ export class RedisEngine implements Engine {
     const deadline = Date.now() + this.#clockOffset + this.#timeout - Math.min(200, this.#timeout >> 2)
     let r: unknown[]
     try {
-      r = await this.#call(this.#cmd, 'PUBLISH', [m, channelKey(key, 'b'), channelKey(key, 's'), idempotencyKey === null ? m : `${m}:i:${idempotencyKey}`], [
+      r = await this.#call(this.#cmd, 'PUBLISH', [m, channelKey(key, 'b'), channelKey(key, 's'), idempotencyKey === null ? m : `${channelKey(key, 'i')}:${idempotencyKey}`], [
         data, contentType ?? '', contentType === null ? '0' : '1', event ?? '', event === null ? '0' : '1',
         String(o.bufferLength), String(o.messageTimeout * 1000), channelKey(key, 'c'), this.#sharded ? '1' : '0',
         String(deadline), String(o.idempotencyWindow * 1000)
