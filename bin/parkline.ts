@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { Sequencer, WorkerLink } from '../lib/cluster.ts'
-import { OPTIONS, flagName, resolveOptions, type ParklineOptions } from '../lib/config.ts'
+import { OPTIONS, defaultWorkers, flagName, resolveOptions, type ParklineOptions } from '../lib/config.ts'
 import { runDoctor } from '../lib/doctor.ts'
 import { ParklineError } from '../lib/errors.ts'
 import { packageFile } from '../lib/paths.ts'
@@ -73,7 +73,7 @@ async function main (): Promise<void> {
   if (command !== 'serve' && command !== 'worker') throw new ParklineError('PKL_ERR_CONFIG', `unknown command "${command}"\n${usage()}`, 2)
   const file = config ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined)
   const opts = resolveOptions(flags, { file, env: process.env })
-  const workers = opts.workers === 0 ? availableParallelism() : opts.workers
+  const workers = opts.workers === 0 ? defaultWorkers(availableParallelism()) : opts.workers
   if (command === 'serve' && workers > 1) return primary(opts, workers)
   // a worker of N on a shared port (SO_REUSEPORT): its link to the primary carries ids and counts
   // (or, with redisUrl, only the node-wide metrics: each worker is then a Redis node of its own)

@@ -84,7 +84,7 @@ export const TRANSPORT_NAMES = ['websocket', 'eventsource', 'chunked', 'multipar
 
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'port', kind: 'int', default: 8080, min: 0, doc: 'TCP port of the standalone server.' },
-  { name: 'workers', kind: 'int', default: 0, min: 0, doc: 'Worker processes sharing the port (parkline serve); 0 = one per core, 1 = a single process.' },
+  { name: 'workers', kind: 'int', default: 0, min: 0, doc: 'Worker processes sharing the port (parkline serve); 0 = chosen for the host (a single process on 1 or 2 cores, one per core above), 1 = a single process.' },
   { name: 'host', kind: 'string', default: '0.0.0.0', doc: 'Address the standalone server listens on.' },
   { name: 'pubPrefix', kind: 'string', default: '/pub/', doc: 'Publisher location; the channel id follows it.' },
   { name: 'subPrefix', kind: 'string', default: '/sub/', doc: 'Subscriber location; the channel id(s) follow it.' },
@@ -145,6 +145,17 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'publisherOpen', kind: 'bool', default: false, doc: 'With no credential configured, let any client publish (Nchan\'s open publisher); false = loopback clients only.' },
   { name: 'revokePath', kind: 'string', default: '/admin/revoke', embedded: '/parkline/revoke', doc: 'POST {"sub"} or {"jti"} here (apiKey or an admin token) ends those subscribers everywhere; "" = off. Embedded: /parkline/revoke under the register prefix.' }
 ]
+
+/**
+ * `workers: 0`: a single process on a host of 1 or 2 cores, one worker per core above. On 2 cores
+ * one process measured better than two workers in latency and memory (benchmarks/results/
+ * workers-2026-11-30.md: the primary's sequencer and the load compete for the same two cores);
+ * hosts with more cores were not measured here (`SERVERS=parkline,parkline1 WORKERS=N npm run bench`
+ * measures a host).
+ */
+export function defaultWorkers (cores: number): number {
+  return cores <= 2 ? 1 : cores
+}
 
 /** Environment variable of an option: bufferLength -> PARKLINE_BUFFER_LENGTH. */
 export function envName (name: string): string {

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { availableParallelism } from 'node:os'
-import { OPTIONS, flagName, resolveOptions, type ParklineOptions } from './config.ts'
+import { OPTIONS, defaultWorkers, flagName, resolveOptions, type ParklineOptions } from './config.ts'
 import { ParklineError } from './errors.ts'
 
 // ---------------------------------------------------------------------------------------------
@@ -548,7 +548,7 @@ export function doctorUsage (): string {
     '                       [--status-url URL|off] [--<option> VALUE]...\n\n' +
     '  Reads this host\'s limits and prints how many subscribers it can hold, which limit binds first and the\n' +
     `  lines that raise it (${SYSCTL_FILE}, ${LIMITS_FILE}).\n` +
-    '  --workers N        worker processes (default: the workers option; 0 = one per core)\n' +
+    '  --workers N        worker processes (default: the workers option; 0 = chosen for the host)\n' +
     '  --transport T      subscriber kind the memory figure assumes (default eventsource)\n' +
     '  --require N        exit 1 when this host cannot hold N subscribers\n' +
     '  --json             machine-readable output\n' +
@@ -591,7 +591,7 @@ export async function runDoctor (argv: string[], defaultConfig: string | undefin
   }
   const opts: ParklineOptions = resolveOptions(flags, { file: config, env: process.env })
   const host = readHostLimits()
-  const workers = opts.workers > 0 ? opts.workers : host.cores
+  const workers = opts.workers > 0 ? opts.workers : defaultWorkers(host.cores)
   const report = computeCapacity(host, { workers, transport, maxSubscribers: opts.maxSubscribers, queueCap: opts.queueCap })
   let live: LiveStatus | null = null
   if (statusUrl !== 'off' && (statusUrl !== null || opts.statusPath !== '')) {
