@@ -486,10 +486,11 @@ export class LoadGenerator {
   }
 
   /** Open every subscriber and wait until all are established (or fail); records the ramp. */
-  async ramp (timeoutMs: number, target?: { channel: string, each: boolean }): Promise<ChildCounts> {
+  async ramp (timeoutMs: number, target?: { channel: string, each: boolean, mode?: Mode }): Promise<ChildCounts> {
     if (target !== undefined) {
       this.opts.channel = target.channel
       this.opts.each = target.each
+      if (target.mode !== undefined) this.opts.mode = target.mode
     }
     const t0 = performance.now()
     let first = 0

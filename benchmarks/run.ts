@@ -11,13 +11,16 @@
 //   one2one    N subscribers each on its own channel, 512 B messages round-robin, open-loop publisher
 //              at ONE2ONE_RATES (msgs/s, STEP_DURATION s each) until a step is not clean (every
 //              message delivered, no late sends, p99 <= P99_BOUND_MS): highest clean rate, ceiling
+//   longpoll   one2one with long-poll subscribers (the legacy clients' transport): each re-polls
+//              with its cursor after every answer; same rates and clean rule
 //   publish    autocannon against /pub/<channel> with no subscribers (-c 100 -p 10, DURATION s)
 // For every measurement window: loopback bandwidth (/proc/net/dev), per-process CPU (utime+stime
 // from /proc/<pid>/stat) of the server, load-generator children and publisher, machine busy time.
 //
 // Knobs (env): SUBSCRIBERS (10000), DURATION (10), RATE_DURATION (20), STEP_DURATION (5),
-// ONE2ONE_RATES (1000,2000,4000,8000,16000,32000), P99_BOUND_MS (100), WORKERS (2),
-// SCENARIOS (memory,rate,broadcast,one2one,publish), SERVERS (parkline,parkline1,nchan,floor),
+// ONE2ONE_RATES (1000,2000,4000,8000,16000,32000), P99_BOUND_MS (100), WORKERS (the default
+// topology's: lib/config.ts defaultWorkers, 1 on a 2-core host),
+// SCENARIOS (memory,rate,broadcast,one2one,longpoll,publish), SERVERS (parkline,parkline1,nchan,floor),
 // BROADCAST_CONCURRENCY (1), LOADGEN_PROCS (2), CONCURRENCY (connects in flight per child, 256),
 // ADDR_CONNS (sockets per source address, 5000), REPORT_MS (5000), BENCH_OUT (report path),
 // BENCH_SMOKE=1 (200 subscribers, 2 s per scenario, parkline,nchan,floor; the other knobs still win).
@@ -32,12 +35,13 @@ import { PublisherProcess, type PublishJob, type PublishResult } from './publish
 import { CpuMeter, kernelMem, loBytes, machineCpu, pssBytes, type KernelMem } from './suite/proc.ts'
 import { APT_LINE, SERVER_KINDS, killAllStarted, nchanConfig, nginxVersion, startServer, type ServerHandle } from './suite/servers.ts'
 import { PERCENTILE_TICKS, lineChart, percentileCurve } from './suite/svg.ts'
+import { defaultWorkers } from '../lib/config.ts'
 
 const SELF = fileURLToPath(import.meta.url)
 const ROOT = path.resolve(path.dirname(SELF), '..')
 const env = process.env
 const SMOKE = env.BENCH_SMOKE === '1'
-const ALL_SCENARIOS = ['memory', 'rate', 'broadcast', 'one2one', 'publish'] as const
+const ALL_SCENARIOS = ['memory', 'rate', 'broadcast', 'one2one', 'longpoll', 'publish'] as const
 type Scenario = typeof ALL_SCENARIOS[number]
 
 function knob (name: string, def: number, smoke: number): number {
@@ -53,7 +57,8 @@ const K = {
   rateDuration: knob('RATE_DURATION', 20, 2),
   stepDuration: knob('STEP_DURATION', 5, 2),
   p99Bound: knob('P99_BOUND_MS', 100, 100),
-  workers: Math.max(1, Math.floor(knob('WORKERS', 2, 2))),
+  // the default topology: what `workers: 0` picks on this host (lib/config.ts defaultWorkers)
+  workers: Math.max(1, Math.floor(knob('WORKERS', defaultWorkers(os.availableParallelism()), 2))),
   broadcastConcurrency: Math.max(1, Math.floor(knob('BROADCAST_CONCURRENCY', 1, 1))),
   loadgenProcs: Math.max(1, Math.floor(knob('LOADGEN_PROCS', 2, 2))),
   concurrency: Math.max(1, Math.floor(knob('CONCURRENCY', 256, 100))),
@@ -61,7 +66,8 @@ const K = {
   reportMs: Math.max(200, knob('REPORT_MS', 5000, 1000)),
   rates: (env.ONE2ONE_RATES ?? (SMOKE ? '100' : '1000,2000,4000,8000,16000,32000')).split(',').map(Number).filter((x) => x > 0),
   scenarios: (env.SCENARIOS ?? ALL_SCENARIOS.join(',')).split(',').map((s) => s.trim()).filter((s) => s.length > 0),
-  servers: (env.SERVERS ?? (SMOKE ? 'parkline,nchan,floor' : 'parkline,parkline1,nchan,floor')).split(',').map((s) => s.trim()).filter((s) => s.length > 0),
+  // `parkline` is the default topology; `parkline1` (a single process) only where that differs
+  servers: (env.SERVERS ?? (SMOKE ? 'parkline,nchan,floor' : defaultWorkers(os.availableParallelism()) === 1 && env.WORKERS === undefined ? 'parkline,nchan,floor' : 'parkline,parkline1,nchan,floor')).split(',').map((s) => s.trim()).filter((s) => s.length > 0),
   broadcastSize: 100,
   one2oneSize: 512,
   settleMs: SMOKE ? 300 : 2000,
@@ -215,6 +221,7 @@ interface FlowResult {
 }
 
 interface StepResult extends FlowResult { rate: number, clean: boolean, why: string }
+interface Ladder { steps: StepResult[], cleanRate: number, ceiling: number, rampSeconds: number, timeline: Array<[number, number]> }
 
 interface ServerResult {
   name: string
@@ -224,7 +231,9 @@ interface ServerResult {
   memory: MemoryResult | null
   rate: FlowResult | null
   broadcast: FlowResult | null
-  one2one: { steps: StepResult[], cleanRate: number, ceiling: number, rampSeconds: number, timeline: Array<[number, number]> } | null
+  one2one: Ladder | null
+  /** one2one with long-poll subscribers */
+  longpoll: Ladder | null
   publish: { result: PublishResult, window: Window } | null
   nginxConf: string | null
 }
@@ -258,14 +267,14 @@ async function flow (label: string, server: ServerHandle, lg: LoadGenerator, pub
 }
 
 async function rampFresh (lg: LoadGenerator, channel: string, each: boolean): Promise<void> {
-  const c = await lg.ramp(60000 + K.subscribers * 5, { channel, each })
+  const c = await lg.ramp(60000 + K.subscribers * 5, { channel, each, mode: 'sse' })
   if (c.established < K.subscribers) throw new Error(`only ${c.established}/${K.subscribers} subscribers connected (${c.lastError}; ${JSON.stringify(c.statuses)})`)
 }
 
 async function benchServer (name: string): Promise<ServerResult> {
   const res: ServerResult = {
     name, label: SERVER_KINDS.find((k) => k.name === name)!.label, describe: '', error: null,
-    memory: null, rate: null, broadcast: null, one2one: null, publish: null, nginxConf: null
+    memory: null, rate: null, broadcast: null, one2one: null, longpoll: null, publish: null, nginxConf: null
   }
   log(`== ${name}`)
   const server = await startServer(name, { workers: K.workers, tmp })
@@ -322,15 +331,18 @@ async function benchServer (name: string): Promise<ServerResult> {
       await lg.closeAll()
       await sleep(pause)
     }
-    if (has('one2one')) {
-      await rampFresh(lg, 'o', true)
+    /** Open-loop rates up the ladder until a step is not clean; one subscriber per channel. */
+    const ladder = async (scenario: string, prefix: string, mode: 'sse' | 'longpoll'): Promise<Ladder> => {
+      await lg.ramp(60000 + K.subscribers * 5, { channel: prefix, each: true, mode }).then((c) => {
+        if (c.established < K.subscribers) throw new Error(`only ${c.established}/${K.subscribers} subscribers connected (${c.lastError}; ${JSON.stringify(c.statuses)})`)
+      })
       const timeline = lg.timeline
       const rampSeconds = lg.rampSeconds
       await sleep(K.settleMs / 2)
       const steps: StepResult[] = []
       for (const rate of K.rates) {
-        const f = await flow(`${name} one2one ${rate}/s`, server, lg, pub, {
-          mode: 'open', port: server.port, prefix: 'o', count: n, size: K.one2oneSize, seconds: K.stepDuration, rate,
+        const f = await flow(`${name} ${scenario} ${rate}/s`, server, lg, pub, {
+          mode: 'open', port: server.port, prefix, count: n, size: K.one2oneSize, seconds: K.stepDuration, rate,
           connections: 32, maxInflight: 256
         }, 1)
         const why: string[] = []
@@ -349,10 +361,12 @@ async function benchServer (name: string): Promise<ServerResult> {
         if (!s.clean) break
         cleanRate = s.rate
       }
-      res.one2one = { steps, cleanRate, ceiling: Math.max(0, ...steps.map((s) => s.deliveriesPerSec)), rampSeconds, timeline }
       await lg.closeAll()
       await sleep(pause)
+      return { steps, cleanRate, ceiling: Math.max(0, ...steps.map((s) => s.deliveriesPerSec)), rampSeconds, timeline }
     }
+    if (has('one2one')) res.one2one = await ladder('one2one', 'o', 'sse')
+    if (has('longpoll')) res.longpoll = await ladder('longpoll', 'l', 'longpoll')
     if (has('publish')) {
       const meter = new WindowMeter()
       meter.start(procsOf(server, null, pub))
@@ -413,6 +427,9 @@ const ROWS: Row[] = [
   { label: 'one2one: highest clean rate (msgs/s)', better: 'higher', get: (r) => r.one2one?.cleanRate },
   { label: 'one2one: ceiling (deliveries/s)', better: 'higher', get: (r) => r.one2one?.ceiling },
   { label: 'one2one: p99 at the highest clean rate (ms)', better: 'lower', get: (r) => r.one2one?.steps.find((s) => s.rate === r.one2one!.cleanRate)?.latency.summary.p99, show: ms },
+  { label: 'long-poll one2one: highest clean rate (msgs/s)', better: 'higher', get: (r) => r.longpoll?.cleanRate },
+  { label: 'long-poll one2one: ceiling (deliveries/s)', better: 'higher', get: (r) => r.longpoll?.ceiling },
+  { label: 'long-poll one2one: p99 at the highest clean rate (ms)', better: 'lower', get: (r) => r.longpoll?.steps.find((s) => s.rate === r.longpoll!.cleanRate)?.latency.summary.p99, show: ms },
   { label: 'publish (autocannon): requests/s', better: 'higher', get: (r) => r.publish?.result.rps },
   { label: 'publish (autocannon): latency p99 (ms)', better: 'lower', get: (r) => r.publish?.result.p99, show: ms }
 ]
@@ -423,6 +440,7 @@ const HEADLINES: Record<Scenario, string> = {
   rate: 'rate 3 msg/s: latency p99 (ms)',
   broadcast: 'broadcast: deliveries/s',
   one2one: 'one2one: ceiling (deliveries/s)',
+  longpoll: 'long-poll one2one: ceiling (deliveries/s)',
   publish: 'publish (autocannon): requests/s'
 }
 
@@ -485,6 +503,7 @@ function report (results: ServerResult[], started: Date, wall: number, loadBefor
     const windows: Array<[string, Window | undefined, number | undefined]> = [
       ['rate', r.rate?.window, r.rate?.subscriberBytesPerSec], ['broadcast', r.broadcast?.window, r.broadcast?.subscriberBytesPerSec],
       ...(r.one2one?.steps ?? []).map((s): [string, Window, number] => [`one2one ${s.rate}/s`, s.window, s.subscriberBytesPerSec]),
+      ...(r.longpoll?.steps ?? []).map((s): [string, Window, number] => [`long-poll ${s.rate}/s`, s.window, s.subscriberBytesPerSec]),
       ['publish', r.publish?.window, undefined]
     ]
     for (const [name, w, subBytes] of windows) {
@@ -503,7 +522,8 @@ function report (results: ServerResult[], started: Date, wall: number, loadBefor
   L.push('| server | scenario | messages | min | mean | stddev | max | p50 | p99 | p99.9 | publish RTT p50 | publish RTT p99 |')
   L.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|')
   for (const r of results) {
-    const flows: Array<[string, FlowResult | null | undefined]> = [['rate 3/s', r.rate], ['broadcast', r.broadcast], ...(r.one2one?.steps ?? []).map((s): [string, FlowResult] => [`one2one ${s.rate}/s`, s])]
+    const flows: Array<[string, FlowResult | null | undefined]> = [['rate 3/s', r.rate], ['broadcast', r.broadcast], ...(r.one2one?.steps ?? []).map((s): [string, FlowResult] => [`one2one ${s.rate}/s`, s]),
+      ...(r.longpoll?.steps ?? []).map((s): [string, FlowResult] => [`long-poll ${s.rate}/s`, s])]
     for (const [name, f] of flows) {
       if (f === null || f === undefined) continue
       const s = f.latency.summary
@@ -511,12 +531,14 @@ function report (results: ServerResult[], started: Date, wall: number, loadBefor
     }
   }
   L.push('')
-  L.push('## one2one steps', '')
-  L.push('| server | target msgs/s | published/s | delivered / expected | deliveries/s | p99 (ms) | clean | why not |')
-  L.push('|---|--:|--:|--:|--:|--:|---|---|')
+  L.push('## one2one steps (SSE and long-poll)', '')
+  L.push('| server | subscribers | target msgs/s | published/s | delivered / expected | deliveries/s | p99 (ms) | clean | why not |')
+  L.push('|---|---|--:|--:|--:|--:|--:|---|---|')
   for (const r of results) {
-    for (const s of r.one2one?.steps ?? []) {
-      L.push(`| ${r.label} | ${fmt(s.rate)} | ${fmt(s.publishedPerSec)} | ${fmt(s.delivered)} / ${fmt(s.expected)} | ${fmt(s.deliveriesPerSec)} | ${ms(s.latency.summary.p99)} | ${s.clean ? 'yes' : 'no'} | ${s.why} |`)
+    for (const [kind, ladder] of [['SSE', r.one2one], ['long-poll', r.longpoll]] as const) {
+      for (const s of ladder?.steps ?? []) {
+        L.push(`| ${r.label} | ${kind} | ${fmt(s.rate)} | ${fmt(s.publishedPerSec)} | ${fmt(s.delivered)} / ${fmt(s.expected)} | ${fmt(s.deliveriesPerSec)} | ${ms(s.latency.summary.p99)} | ${s.clean ? 'yes' : 'no'} | ${s.why} |`)
+      }
     }
   }
   L.push('')
@@ -568,7 +590,7 @@ async function main (): Promise<void> {
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err)
       log(`${name} failed: ${msg}`)
-      results.push({ name, label: SERVER_KINDS.find((k) => k.name === name)!.label, describe: '', error: msg, memory: null, rate: null, broadcast: null, one2one: null, publish: null, nginxConf: null })
+      results.push({ name, label: SERVER_KINDS.find((k) => k.name === name)!.label, describe: '', error: msg, memory: null, rate: null, broadcast: null, one2one: null, longpoll: null, publish: null, nginxConf: null })
     }
   }
   const wall = (performance.now() - t0) / 1000
