@@ -23,7 +23,8 @@
 // SCENARIOS (memory,rate,broadcast,one2one,longpoll,publish), SERVERS (parkline,parkline1,nchan,floor),
 // BROADCAST_CONCURRENCY (1), LOADGEN_PROCS (2), CONCURRENCY (connects in flight per child, 256),
 // ADDR_CONNS (sockets per source address, 5000), REPORT_MS (5000), BENCH_OUT (report path),
-// BENCH_SMOKE=1 (200 subscribers, 2 s per scenario, parkline,nchan,floor; the other knobs still win).
+// BENCH_SMOKE=1 (200 subscribers, 2 s per scenario, parkline,nchan,floor; the other knobs still win),
+// PARKLINE_NODE_ARGS (Node/V8 flags for the Parkline server process only, e.g. --max-semi-space-size=4).
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'

@@ -113,7 +113,9 @@ async function stopProcessTree (child: ChildProcess, extra: () => number[], sign
 
 async function startParkline (kind: ServerKind, workers: number): Promise<ServerHandle> {
   const port = await freePort()
-  const args = ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', String(workers),
+  // PARKLINE_NODE_ARGS: Node/V8 flags for the server only (not the load generator), e.g. heap sizing
+  const nodeArgs = (process.env.PARKLINE_NODE_ARGS ?? '').split(' ').filter((a) => a.length > 0)
+  const args = [...nodeArgs, 'bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', String(workers),
     '--drain-window', '0', '--log-level', 'warn']
   const child = spawn(NODE, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   startedPids.add(child.pid!)
