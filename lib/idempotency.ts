@@ -27,7 +27,7 @@ export class IdempotencyKeys {
   }
 }
 
-/** `Idempotency-Key`: 1 to 255 visible ASCII characters (RFC 9110 field value, no spaces at the ends). */
+/** `Idempotency-Key`: 1 to 255 visible ASCII characters (no spaces, no controls). */
 export function validIdempotencyKey (v: string): boolean {
-  return v.length > 0 && v.length <= 255 && /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/.test(v)
+  return /^[\x21-\x7e]{1,255}$/.test(v)
 }

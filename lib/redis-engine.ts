@@ -35,10 +35,17 @@ import * as LUA from './redis-lua.ts'
 const HEARTBEAT_MS = 2000
 /** While the store is at fault: how often it is probed. */
 const PROBE_MS = 250
+/** Dead node ids remembered (their stale counts are not summed). */
+const MAX_DEAD = 10000
+/** Replica loads at once: a recovery re-reads every channel a node holds. */
+const MAX_LOADS = 256
+/** Pub/sub messages held per replica while it loads; past it they are dropped and it loads again. */
+const MAX_PENDING = 10000
+
 /** Granularity of the command deadlines (one timer per engine). */
 const DEADLINE_TICK_MS = 100
 
-interface Deadline { at: number, reject: (err: Error) => void }
+interface Deadline { at: number, reject: (err: Error) => void, fault: boolean }
 
 class CommandTimeoutError extends Error {
   constructor (ms: number) {
@@ -92,6 +99,8 @@ class Replica {
   idleSince: number
   /** Subscribers whose head waits for this replica. */
   waiters: Subscriber[]
+  /** More pub/sub messages arrived while loading than are held: load again. */
+  overflowed: boolean
 
   constructor (key: string) {
     this.key = key
@@ -105,6 +114,7 @@ class Replica {
     this.gen = ''
     this.idleSince = 0
     this.waiters = []
+    this.overflowed = false
   }
 }
 
@@ -178,11 +188,13 @@ for (const name of ['PUBLISH', 'INFO', 'DELETE', 'LOAD', 'SEED', 'FORWARD', 'COU
   SHAS[name] = createHash('sha1').update(LUA[name]).digest('hex')
 }
 
+/** Errors Redis answers while it works: the command failed, the store is not away. */
+const ANSWERS = ['ERR', 'WRONGTYPE', 'NOSCRIPT', 'OOM', 'NOREPLICAS', 'BUSY', 'NOPERM']
+
 /** A command that timed out or found no connection: the store is away (not a script's error). */
 function isFault (err: unknown): boolean {
-  const e = err as { name?: string, message?: string }
-  const m = String(e?.message ?? '')
-  return !m.startsWith('ERR') && !m.startsWith('WRONGTYPE') && !m.startsWith('NOSCRIPT')
+  const m = String((err as { message?: string } | null)?.message ?? '')
+  return !ANSWERS.some((p) => m.startsWith(p))
 }
 
 export class RedisEngine implements Engine {
@@ -194,6 +206,14 @@ export class RedisEngine implements Engine {
   readonly #sub: Conn
   /** The command connection with bulk strings as Buffers (message bodies stay binary). */
   readonly #bin: Conn
+  /** With redisReplicaAck: the connection publishes and their WAIT go on. */
+  readonly #ack: Conn | null = null
+  /** Replica loads running, and those waiting for a slot (bounded: a recovery re-reads every channel). */
+  #loading = 0
+  readonly #loadQueue: Replica[] = []
+  /** Bumped by every fault: a load that began before one keeps its replica stale. */
+  #epoch = 0
+  #sweeping = false
   readonly #replicas = new Map<string, Replica>()
   /** Local subscriber count per channel: what this node has (or will have) written to Redis. */
   readonly #counts = new Map<string, number>()
@@ -268,7 +288,9 @@ export class RedisEngine implements Engine {
         nodeClientOptions: { disableOfflineQueue: true, socket },
         sentinelClientOptions: { socket },
         commandOptions,
-        passthroughClientErrorEvents: true
+        passthroughClientErrorEvents: true,
+        // ask the sentinels every second (default 10 s): a failover is followed within ~1 s
+        scanInterval: 1000
       }) as unknown as Conn
       this.#sub = this.#cmd
     } else {
@@ -277,6 +299,16 @@ export class RedisEngine implements Engine {
       this.#sub = createClient(options) as unknown as Conn
     }
     this.#bin = this.#cmd.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
+    // redisReplicaAck: publishes and their WAIT on a connection of their own, so a WAIT (it blocks
+    // the connection it runs on) never holds the heartbeat, counts and loads behind it
+    if (core.opts.redisReplicaAck > 0) {
+      this.#ack = target.mode === 'cluster'
+        ? createCluster({ rootNodes: target.seeds.map((url) => ({ url })), defaults: { disableOfflineQueue: true, socket }, commandOptions }) as unknown as Conn
+        : target.mode === 'sentinel'
+          ? createSentinel({ name: target.name, sentinelRootNodes: target.sentinels, nodeClientOptions: { disableOfflineQueue: true, socket }, sentinelClientOptions: { socket }, commandOptions, scanInterval: 1000 }) as unknown as Conn
+          : createClient({ url: target.url, disableOfflineQueue: true, socket, commandOptions }) as unknown as Conn
+      this.#ack.on('error', () => {})
+    }
     this.#onMessage = (msg, channel) => this.#message(msg, channel)
     this.#onControl = (msg) => { void this.#control(msg) }
     // a dropped connection is never fatal: listen to errors, reconnect with backoff
@@ -290,8 +322,13 @@ export class RedisEngine implements Engine {
     } else {
       // one client for commands and (sharded) pub/sub; node-redis follows failovers and moves the
       // subscriptions itself. Any node trouble may have lost pub/sub messages: catch up afterwards.
+      // (not node-disconnect: node-redis closes a master's pub/sub connection itself once its last
+      // subscription there ends; not topology changes other than a new master)
       const fault = (): void => this.#fault()
-      for (const ev of ['error', 'node-error', 'node-reconnecting', 'node-disconnect', 'client-error', 'topology-change', 'reconnecting']) this.#cmd.on(ev, fault)
+      const events = target.mode === 'cluster' ? ['node-error', 'node-reconnecting'] : ['error', 'client-error', 'reconnecting']
+      for (const ev of events) this.#cmd.on(ev, fault)
+      this.#cmd.on('error', () => {})
+      if (target.mode === 'sentinel') this.#cmd.on('topology-change', (e) => { if ((e as { type?: string }).type === 'MASTER_CHANGE') this.#fault() })
     }
   }
 
@@ -303,12 +340,21 @@ export class RedisEngine implements Engine {
     } else {
       this.#connectShared()
     }
+    this.#connectAck()
     this.#timer = setInterval(onTick, HEARTBEAT_MS, this)
     this.#timer.unref()
     this.#deadlineTimer = setInterval(onDeadlines, DEADLINE_TICK_MS, this)
     this.#deadlineTimer.unref()
     const deadline = Date.now() + this.#connectWait
     while (!this.up && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+
+  #connectAck (): void {
+    if (this.#ack === null || this.#stopped) return
+    this.#ack.connect().catch(() => {
+      const t = setTimeout(() => this.#connectAck(), 500)
+      t.unref()
+    })
   }
 
   /** Cluster and sentinel: connect (retrying until it works), then both roles are up. */
@@ -332,6 +378,7 @@ export class RedisEngine implements Engine {
     if (this.#deadlineTimer !== null) clearInterval(this.#deadlineTimer)
     this.#cmd.destroy()
     if (this.#sub !== this.#cmd) this.#sub.destroy()
+    this.#ack?.destroy()
   }
 
   /** Both connections ready, scripts known, no fault and no catch-up running: publishes are accepted. */
@@ -359,13 +406,13 @@ export class RedisEngine implements Engine {
    * (node-redis's own command timeout only covers the wait to be written: a Redis that stops
    * answering after that would hold the command for as long as it hangs.)
    */
-  #send (key: string | undefined, args: Array<string | Buffer>, conn: Conn = this.#cmd): Promise<unknown> {
+  #send (key: string | undefined, args: Array<string | Buffer>, conn: Conn = this.#cmd, fault = true): Promise<unknown> {
     let p: Promise<unknown>
     if (this.mode === 'cluster') p = conn.sendCommand(key, false, args)
     else if (this.mode === 'sentinel') p = conn.sendCommand(false, args)
     else p = conn.sendCommand(args)
     return new Promise((resolve, reject) => {
-      const d: Deadline = { at: Date.now() + this.#timeout, reject }
+      const d: Deadline = { at: Date.now() + this.#timeout, reject, fault }
       this.#deadlines.add(d)
       p.then((v) => { this.#deadlines.delete(d); resolve(v) }, (err) => { this.#deadlines.delete(d); reject(err) })
     })
@@ -377,12 +424,13 @@ export class RedisEngine implements Engine {
    */
   expire (): void {
     const now = Date.now()
+    this.#expirePending(now)
     let late = false
     for (const d of this.#deadlines) {
       if (d.at > now) break
       this.#deadlines.delete(d)
       d.reject(new CommandTimeoutError(this.#timeout))
-      late = true
+      if (d.fault) late = true
     }
     if (late) this.#fault()
   }
@@ -423,12 +471,16 @@ export class RedisEngine implements Engine {
    * answering everywhere; meanwhile pub/sub messages may be lost, so every replica catches up then.
    */
   #fault (): void {
-    if (this.#stopped || this.#state === 'never') return
+    if (this.#stopped) return
+    this.#epoch++
     if (!this.#faulty) {
       this.#faulty = true
-      this.#faults++
-      this.#lost()
-      for (const r of this.#replicas.values()) if (r.state === LIVE) r.stale = true
+      // (before the first connect completed there is nothing to count or mark: just probe)
+      if (this.#state !== 'never') {
+        this.#faults++
+        this.#lost()
+        for (const r of this.#replicas.values()) if (r.state === LIVE) r.stale = true
+      }
     }
     if (this.#probeTimer === null) {
       this.#probeTimer = setInterval(onProbe, PROBE_MS, this)
@@ -442,10 +494,11 @@ export class RedisEngine implements Engine {
     this.#probing = true
     try {
       if (!await this.#reachable()) return
+      const epoch = this.#epoch
+      if (!await this.#cmdUp() || epoch !== this.#epoch) return
       if (this.#probeTimer !== null) clearInterval(this.#probeTimer)
       this.#probeTimer = null
       this.#faulty = false
-      await this.#cmdUp()
       this.#syncAll()
       this.#checkUp()
     } finally {
@@ -495,10 +548,12 @@ export class RedisEngine implements Engine {
     return ok && reachable === masters.length && slots === 16384
   }
 
-  async #cmdUp (): Promise<void> {
+  async #cmdUp (): Promise<boolean> {
     try {
       if (!this.#scriptsReady) await this.#loadScripts()
       this.#cmdReady = true
+      // a cluster's masters and slots, for /status from the start
+      if (this.mode === 'cluster' && this.#cluster === null) await this.#reachable()
       await this.#heartbeat()
       await this.#loadRevocations()
       // the store may have lost our counts (restart, sweep): write them all again
@@ -506,9 +561,11 @@ export class RedisEngine implements Engine {
       this.#scheduleFlush()
       this.#syncAll()
       this.#checkUp()
+      return true
     } catch (err) {
-      // a reconnect (standalone) or the probe (cluster, sentinel) will try again
-      if (this.mode !== 'standalone' && isFault(err)) this.#fault()
+      // the probe tries again (a reconnect too, standalone)
+      if (isFault(err)) this.#fault()
+      return false
     }
   }
 
@@ -627,7 +684,19 @@ export class RedisEngine implements Engine {
     }
     const dead = (r[2] as unknown[]).map(String).filter((d) => d !== this.nodeId)
     for (const d of dead) this.#dead.add(d)
-    if (dead.length > 0) await this.#sweep(dead)
+    if (dead.length > 0 && !this.#sweeping) {
+      this.#sweeping = true
+      try {
+        await this.#sweep(dead)
+        // kept (a count the sweep missed must not count again), but bounded: the oldest go first
+        for (const d of this.#dead) {
+          if (this.#dead.size <= MAX_DEAD) break
+          this.#dead.delete(d)
+        }
+      } finally {
+        this.#sweeping = false
+      }
+    }
     // the deployment's figures for /status: each node's subscriber total, summed over live nodes
     await this.#send(NODE_TOTALS, ['HSET', NODE_TOTALS, this.nodeId, String(this.#core.table.size)])
     const nodes = (await this.#send(NODES_KEY, ['ZRANGEBYSCORE', NODES_KEY, String(Date.now() + this.#clockOffset), '+inf'])) as string[]
@@ -674,16 +743,19 @@ export class RedisEngine implements Engine {
     // replicas nobody here needs any more: unsubscribe, drop the copy
     const now = Date.now()
     for (const r of this.#replicas.values()) {
-      if (r.idleSince > 0 && now - r.idleSince > LINGER_MS && !r.busy && r.waiters.length === 0) this.#detach(r)
+      if (r.idleSince > 0 && now - r.idleSince > LINGER_MS && !r.busy && r.waiters.length === 0 &&
+        !this.#counts.has(r.key) && this.#core.localSubscribers(r.key) === 0) this.#detach(r)
     }
-    this.#expirePending(now)
   }
 
-  /** A subscriber still waiting for the store past redisCommandTimeout gets 503 (a bounded answer). */
+  /**
+   * A subscriber still waiting for the store past twice redisCommandTimeout (a count write and a
+   * replica load, each with its own deadline) gets 503: a bounded answer. In registration order, so
+   * the first one still in time ends the sweep.
+   */
   #expirePending (now: number): void {
     for (const [sub, since] of this.#pending) {
-      // twice the command deadline: a count write and a replica load, each with its own
-      if (now - since < 2 * this.#timeout) continue
+      if (now - since < 2 * this.#timeout) break
       this.#pending.delete(sub)
       if ((sub.flags & F_CLOSED) !== 0) continue
       sub.transport.end(sub, 503)
@@ -711,33 +783,38 @@ export class RedisEngine implements Engine {
     // a publish Redis only gets to past this (its clock) is refused there: the node answered 503
     // by then, so it must not be published later behind the publisher's back
     const deadline = Date.now() + this.#clockOffset + this.#timeout - Math.min(200, this.#timeout >> 2)
+    const ack = o.redisReplicaAck > 0 && this.#ack !== null
+    const conn = ack ? this.#ack! : this.#cmd
     let r: unknown[]
     try {
-      r = await this.#call(this.#cmd, 'PUBLISH', [m, channelKey(key, 'b'), channelKey(key, 's'), idempotencyKey === null ? m : `${channelKey(key, 'i')}:${idempotencyKey}`], [
+      r = await this.#call(conn, 'PUBLISH', [m, channelKey(key, 'b'), channelKey(key, 's'), idempotencyKey === null ? m : `${channelKey(key, 'i')}:${idempotencyKey}`], [
         data, contentType ?? '', contentType === null ? '0' : '1', event ?? '', event === null ? '0' : '1',
         String(o.bufferLength), String(o.messageTimeout * 1000), channelKey(key, 'c'), this.#sharded ? '1' : '0',
-        String(deadline), String(o.idempotencyWindow * 1000)
+        String(deadline), String(o.idempotencyWindow * 1000), ack ? '1' : '0'
       ]) as unknown[]
     } catch (err) {
       throw new StoreUnavailableError(err)
     }
     if (str(r[0]) === 'late') throw new StoreUnavailableError()
-    if (str(r[0]) === 'dup') {
-      const info = { ...this.#sum(r[2]), messages: num(r[3]), requested: num(r[4]), lastMessageId: str(r[1]) }
-      return { status: info.subscribers > 0 ? 201 : 202, info, replayed: true }
-    }
-    const info = this.#toInfo(r)
-    this.#core.stats.published++
-    if (o.redisReplicaAck > 0) {
-      // acknowledged only once N replicas have it: a failover then cannot lose it
+    const dup = str(r[0]) === 'dup'
+    if (ack) {
+      // acknowledged only once N replicas have it (a replayed answer too: the script wrote after
+      // the original, and replication keeps order), so a failover cannot lose it
       let acked = 0
       try {
-        acked = num(await this.#send(m, ['WAIT', String(o.redisReplicaAck), String(Math.max(1, this.#timeout - 250))]))
+        // (a WAIT past its deadline means replicas lag, not that the store is away: no fault)
+        acked = num(await this.#send(m, ['WAIT', String(o.redisReplicaAck), String(Math.max(1, this.#timeout - 250))], conn, false))
       } catch (err) {
         throw new StoreUnavailableError(err)
       }
       if (acked < o.redisReplicaAck) throw new StoreUnavailableError(new Error(`${acked} of ${o.redisReplicaAck} replicas acknowledged`))
     }
+    if (dup) {
+      const info = { ...this.#sum(r[2]), messages: num(r[3]), requested: num(r[4]), lastMessageId: str(r[1]) }
+      return { status: info.subscribers > 0 ? 201 : 202, info, replayed: true }
+    }
+    const info = this.#toInfo(r)
+    this.#core.stats.published++
     return { status: info.subscribers > 0 ? 201 : 202, info }
   }
 
@@ -814,6 +891,9 @@ export class RedisEngine implements Engine {
       const key = sub.channels[k]!.key
       this.#counts.set(key, (this.#counts.get(key) ?? 0) + 1)
       this.#dirty.add(key)
+      // a poll answered at once may have marked the replica idle meanwhile: this one needs it
+      const r = this.#replicas.get(key)
+      if (r !== undefined) r.idleSince = 0
     }
     this.#waiting.push(sub)
     this.#uncounted.add(sub)
@@ -929,26 +1009,49 @@ export class RedisEngine implements Engine {
     if (r.state === LIVE && !r.stale && r.subscribed) return
     r.busy = true
     if (r.state === LIVE) this.#recovering++
-    const recovering = r.state === LIVE
     if (r.state === NEW) r.state = LOADING
-    this.#load(r).then(() => {
+    if (this.#loading >= MAX_LOADS) {
+      this.#loadQueue.push(r)
+      return
+    }
+    this.#startLoad(r)
+  }
+
+  #startLoad (r: Replica): void {
+    this.#loading++
+    const recovering = r.state === LIVE
+    const epoch = this.#epoch
+    const done = (): void => {
       r.busy = false
       if (recovering) this.#recovering--
+      this.#loading--
+      const next = this.#loadQueue.shift()
+      if (next !== undefined) this.#startLoad(next)
+    }
+    this.#load(r).then(() => {
+      done()
+      if (epoch !== this.#epoch || r.overflowed) {
+        // a fault (or a flood of held messages) came while it loaded: what it read may miss some
+        r.overflowed = false
+        if (r.state === LIVE) r.stale = true
+        if (this.#replicas.get(r.key) === r) this.#sync(r)
+        return
+      }
       const waiters = r.waiters
       r.waiters = []
       for (const sub of waiters) this.#release(sub)
     }, () => {
-      r.busy = false
-      if (recovering) this.#recovering--
-      // the connection went away mid-way: the reconnect syncs again
+      done()
+      // the connection went away mid-way: the probe or the reconnect syncs again
     })
   }
 
   async #load (r: Replica): Promise<void> {
     const key = r.key
     if (!r.subscribed) {
-      if (this.#sharded) await this.#sub.sSubscribe(channelKey(key, 'c'), this.#onMessage, true)
-      else await this.#sub.subscribe(channelKey(key, 'c'), this.#onMessage, true)
+      // bounded like every command: a hung server must not hold the recovery forever
+      if (this.#sharded) await within(this.#timeout, this.#sub.sSubscribe(channelKey(key, 'c'), this.#onMessage, true))
+      else await within(this.#timeout, this.#sub.subscribe(channelKey(key, 'c'), this.#onMessage, true))
       r.subscribed = true
     }
     const live = r.state === LIVE
@@ -1052,6 +1155,11 @@ export class RedisEngine implements Engine {
     const r = this.#replicas.get(key)
     if (r === undefined) return
     if (r.state !== LIVE || r.busy || r.stale) {
+      if (r.pending.length >= MAX_PENDING) {
+        // the buffer in Redis has them: drop what is held and read again after this load
+        r.pending = []
+        r.overflowed = true
+      }
       r.pending.push(msg)
       return
     }

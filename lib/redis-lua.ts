@@ -64,7 +64,7 @@ end
 
 /**
  * KEYS m b s idem; ARGV body ct hasCt event hasEvent bufferLength ttlMs pubsubChannel sharded
- * deadlineMs idemWindowMs. A publish Redis runs past its deadline (Redis' clock: the node gave up
+ * deadlineMs idemWindowMs replicaAck(0/1). A publish Redis runs past its deadline (Redis' clock: the node gave up
  * and answered 503) returns {'late'}; an Idempotency-Key seen inside its window returns
  * {'dup', id, counts, len, requested}; else {counts, len, requested, lt, lg}.
  */
@@ -74,6 +74,8 @@ if nowms > tonumber(ARGV[10]) then return {'late'} end
 if KEYS[4] ~= KEYS[1] then
   local prev = redis.call('GET', KEYS[4])
   if prev then
+    -- with replica acks: a write after the original's, so the WAIT that follows covers it too
+    if ARGV[12] == '1' then redis.call('PEXPIRE', KEYS[4], math.max(1, redis.call('PTTL', KEYS[4]))) end
     local h = counts(KEYS[3])
     return {'dup', prev, h, redis.call('XLEN', KEYS[2]), requested(lastreq(h), nowms)}
   end
