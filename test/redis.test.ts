@@ -15,9 +15,13 @@ const NODE = process.execPath
 interface ParklineNode { base: string, port: number, proc: ChildProcess }
 
 async function startNode (t: ExecutionContext, redisPort: number): Promise<ParklineNode> {
+  return await startNodeUrl(t, `redis://127.0.0.1:${redisPort}`)
+}
+
+async function startNodeUrl (t: ExecutionContext, url: string): Promise<ParklineNode> {
   const port = await freePort()
   const proc = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1',
-    '--redis-url', `redis://127.0.0.1:${redisPort}`, '--log-level', 'error', '--drain-window', '0'], { stdio: ['ignore', 'ignore', 'inherit'] })
+    '--redis-url', url, '--log-level', 'error', '--drain-window', '0'], { stdio: ['ignore', 'ignore', 'inherit'] })
   t.teardown(async () => {
     if (proc.exitCode === null && proc.signalCode === null) {
       process.kill(proc.pid!, 'SIGKILL')
@@ -315,4 +319,38 @@ test.serial('a store that lost a channel\'s tail (as a failover can): ids go on 
   const ev = await late.waitEvents(1)
   t.is(ev[0]!.id, id4)
   t.true(late.comments.some((c) => c.includes('parkline-gap')), late.comments.join(' | '))
+})
+
+test.serial('a Redis that stalls on the very first commands (INFO past redisCommandTimeout) is probed until it answers; the node comes up', async (t) => {
+  const redis = await startRedis(t)
+  // a proxy that holds the first chunk carrying INFO server (and everything after it on that
+  // connection) for 3 s: the node's first command times out right after its connection was ready
+  let held = false
+  const proxy = net.createServer((client) => {
+    const upstream = net.connect(redis.port, '127.0.0.1')
+    let hold: Buffer[] | null = null
+    client.on('data', (d: Buffer) => {
+      if (hold !== null) { hold.push(d); return }
+      if (!held && d.includes('INFO\r\n$6\r\nserver')) {
+        held = true
+        hold = [d]
+        setTimeout(() => { for (const b of hold!) upstream.write(b); hold = null }, 3000)
+        return
+      }
+      upstream.write(d)
+    })
+    upstream.on('data', (d: Buffer) => client.write(d))
+    client.on('error', () => upstream.destroy())
+    upstream.on('error', () => client.destroy())
+    client.on('close', () => upstream.destroy())
+    upstream.on('close', () => client.destroy())
+  })
+  proxy.listen(0, '127.0.0.1')
+  await once(proxy, 'listening')
+  t.teardown(() => { proxy.close() })
+  const port = (proxy.address() as net.AddressInfo).port
+  const node = await startNodeUrl(t, `redis://127.0.0.1:${port}`)
+  t.true(held, 'the first INFO was held')
+  const r = await publish(node.base, 'stalled', 'x')
+  t.is(r.status, 202)
 })
