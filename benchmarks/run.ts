@@ -367,7 +367,8 @@ async function benchServer (name: string): Promise<ServerResult> {
       return { steps, cleanRate, ceiling: Math.max(0, ...steps.map((s) => s.deliveriesPerSec)), rampSeconds, timeline }
     }
     if (has('one2one')) res.one2one = await ladder('one2one', 'o', 'sse')
-    if (has('longpoll')) res.longpoll = await ladder('longpoll', 'l', 'longpoll')
+    // (the floor is a bare SSE server: it has no long-poll)
+    if (has('longpoll') && name !== 'floor') res.longpoll = await ladder('longpoll', 'l', 'longpoll')
     if (has('publish')) {
       const meter = new WindowMeter()
       meter.start(procsOf(server, null, pub))
