@@ -208,48 +208,39 @@ export const workers2: Topology = {
   }
 }
 
-const redis2Slot = limiter(SPAWNED_CONCURRENCY)
-export const redis2: Topology = {
-  name: 'redis-2-nodes',
-  spawned: true,
-  async start (t, options = {}) {
-    t.teardown(await redis2Slot())
-    const s = await shared('redis-2-nodes', options, async (flags) => {
-      const redis = await redisServer()
-      const url = `redis://127.0.0.1:${redis.port}`
-      const [a, b] = await Promise.all([
-        serve(fileScope, ['--workers', '1', '--redis-url', url, ...flags]),
-        serve(fileScope, ['--workers', '1', '--redis-url', url, ...flags])
-      ])
-      guard(a!.proc)
-      guard(b!.proc)
-      return { subPort: b!.port, subBase: b!.base, pubBase: a!.base, down: downOf([redis, { name: 'node A', ...a! }, { name: 'node B', ...b! }]) }
-    })
-    return view('redis-2-nodes', s, options)
+/** Two `parkline serve` nodes on one store: subscribers on node B, publishers on node A. */
+function twoNodes (name: TopologyName, store: () => Promise<{ flags: string[], watched: Watched[] }>): Topology {
+  const slot = limiter(SPAWNED_CONCURRENCY)
+  return {
+    name,
+    spawned: true,
+    async start (t, options = {}) {
+      t.teardown(await slot())
+      const s = await shared(name, options, async (flags) => {
+        const st = await store()
+        const [a, b] = await Promise.all([
+          serve(fileScope, ['--workers', '1', ...st.flags, ...flags]),
+          serve(fileScope, ['--workers', '1', ...st.flags, ...flags])
+        ])
+        guard(a!.proc)
+        guard(b!.proc)
+        return { subPort: b!.port, subBase: b!.base, pubBase: a!.base, down: downOf([...st.watched, { name: 'node A', ...a! }, { name: 'node B', ...b! }]) }
+      })
+      return view(name, s, options)
+    }
   }
 }
 
-const clusterSlot = limiter(SPAWNED_CONCURRENCY)
+export const redis2 = twoNodes('redis-2-nodes', async () => {
+  const redis = await redisServer()
+  return { flags: ['--redis-url', `redis://127.0.0.1:${redis.port}`], watched: [redis] }
+})
+
 /** Two nodes on a Redis Cluster of 3 masters + 3 replicas (test/helpers/redis-cluster.ts). */
-export const redisCluster2: Topology = {
-  name: 'redis-cluster-2-nodes',
-  spawned: true,
-  async start (t, options = {}) {
-    t.teardown(await clusterSlot())
-    const s = await shared('redis-cluster-2-nodes', options, async (flags) => {
-      const cluster = await startCluster(fileScope)
-      const seeds = cluster.seeds.join(',')
-      const [a, b] = await Promise.all([
-        serve(fileScope, ['--workers', '1', '--redis-cluster', seeds, ...flags]),
-        serve(fileScope, ['--workers', '1', '--redis-cluster', seeds, ...flags])
-      ])
-      guard(a!.proc)
-      guard(b!.proc)
-      return { subPort: b!.port, subBase: b!.base, pubBase: a!.base, down: downOf([{ name: 'node A', ...a! }, { name: 'node B', ...b! }]) }
-    })
-    return view('redis-cluster-2-nodes', s, options)
-  }
-}
+export const redisCluster2 = twoNodes('redis-cluster-2-nodes', async () => {
+  const cluster = await startCluster(fileScope)
+  return { flags: ['--redis-cluster', cluster.seeds.join(',')], watched: [] }
+})
 
 export const TOPOLOGIES: readonly Topology[] = [inProcess, workers2, redis2, redisCluster2]
 
