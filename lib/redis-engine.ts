@@ -1,26 +1,32 @@
-// The Redis engine (option `redisUrl`): several Parkline nodes share channels, buffers and ids.
+// The Redis engine (options `redisUrl`, `redisCluster`, `redisSentinel`; docs/redis.md): several
+// Parkline nodes share channels, buffers and ids through one Redis, a Cluster or a Sentinel set.
 //
-//   node A ──EVALSHA publish──▶ Redis (ids, buffer stream, counts) ──SPUBLISH pk:c:<c>──▶ nodes
+//   node A ──EVALSHA publish──▶ Redis (ids, buffer stream, counts) ──SPUBLISH pk:{T}:c──▶ nodes
 //                                                                    with local subscribers
 //
 // * Ids: one Lua script per publish assigns `time:tag` from Redis' TIME, appends to the channel's
-//   stream (MAXLEN = bufferLength), sets the expiry, reads the exact count and publishes the message
-//   on the channel's pub/sub channel: one id authority for the deployment (§2.1). Scripts and key
+//   stream (MAXLEN = bufferLength), sets the expiry, reads the counts and publishes the message
+//   on the channel's shard channel: one id authority per channel (§2.1). Every key of a channel
+//   carries the hash tag {T} (hashTag), so each script runs on one Cluster slot. Scripts and key
 //   layout: lib/redis-lua.ts.
 // * Fan-out stays local: a node subscribes to a channel while it has local subscribers (and for a
 //   linger after the last one left, so long-poll clients between polls do not reload it), keeps a
 //   replica in the core and applies each message once (framed once per node).
 // * Replay: a channel without a replica is subscribed first, then loaded (the buffer after '-'),
 //   then the messages that arrived meanwhile are applied if newer than the last loaded one. The
-//   subscriber's head waits for that and for its count (§3.2), via registered() → ready().
-// * Counts: each node writes its absolute count per channel (pk:s:<c> node -> n). A node is alive
-//   while its heartbeat (every 2 s) keeps its score in pk:nodes in the future (6 s); only live
-//   nodes are summed, and any node's heartbeat sweeps the counts of dead ones.
-// * Faults: publishes, info and deletes answer 503 (STORE_UNAVAILABLE) while either connection is
-//   down. Both reconnect with backoff; then the node rewrites its counts and re-reads every
-//   replica's buffer after the last id it applied, so subscribers get what they missed (or the gap
-//   signal when it left the buffer). A record Redis lost (restart without persistence) is seeded
-//   back with the last id, so ids keep increasing.
+//   subscriber's head waits for that and for its count (§3.2), via registered() → ready(); a
+//   long-poll is counted only if it parks.
+// * Counts: each node writes its absolute count per channel (pk:{T}:s node -> n). A node is alive
+//   while its heartbeat (every 2 s) keeps its score in pk:nodes in the future (6 s); the scripts
+//   return the raw counts and the node sums those not known dead; heartbeats sweep dead nodes'
+//   counts one key per command (pk:n:<node> lists where a node counted).
+// * Faults: every command has a deadline (redisCommandTimeout, one shared timer). A command past
+//   it, a lost connection or a failed Cluster node makes the store down for this node: publishes,
+//   info and deletes answer 503 (STORE_UNAVAILABLE), new subscribers 503. A probe (every 250 ms)
+//   brings it back; then the node rewrites its counts and re-reads every replica's buffer after the
+//   last id it applied (at most MAX_LOADS at once), so subscribers get what they missed, or the gap
+//   signal when it left the buffer. A record Redis lost is seeded back with the last id, and one
+//   whose tail a failover lost is moved on past it (FORWARD), so ids keep increasing.
 import { createHash } from 'node:crypto'
 import { hostname } from 'node:os'
 import { createClient, createCluster, createSentinel, RESP_TYPES } from '@redis/client'
