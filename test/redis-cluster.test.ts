@@ -200,3 +200,19 @@ test.serial('a cluster master stopped (SIGSTOP) for 10 s under publishing (redis
   t.is(a.proc.exitCode, null)
   t.is(b.proc.exitCode, null)
 })
+
+test.serial('node-redis closing a master\'s pub/sub connection after the last subscription there ends is not a store fault', async (t) => {
+  t.timeout(90000)
+  const cluster = await startCluster(t)
+  const [a] = await nodes(t, ['--redis-cluster', cluster.seeds.join(',')])
+  const s = await SseClient.connect(a.port, '/sub/solo')
+  t.true(await eventually(async () => (await info(a.base, 'solo')).json?.subscribers === 1, 5000))
+  s.socket.destroy()
+  // past the 30 s linger: the replica is dropped, its shard channel unsubscribed, and node-redis
+  // closes that master's pub/sub connection, which is no outage
+  await new Promise((resolve) => setTimeout(resolve, 34000))
+  const st = await status(a.base)
+  t.is(st['redis faults'], '0')
+  t.is(st['redis up'], '1')
+  t.is((await fetch(`${a.base}/health`)).status, 200)
+})

@@ -354,3 +354,30 @@ test.serial('a Redis that stalls on the very first commands (INFO past redisComm
   const r = await publish(node.base, 'stalled', 'x')
   t.is(r.status, 202)
 })
+
+test.serial('a long-poll that parks on a cold node next to one answered at once keeps its replica past the linger, and gets the next message', async (t) => {
+  t.timeout(90000)
+  const { nodes: [a, b] } = await cluster(t, 2)
+  const first = await publish(a!.base, 'lplinger', 'one')
+  t.is(first.status, 202)
+  const id = lastId(first.text)
+  const [sec, tag] = id.split(':')
+  // on node B (no replica yet), at once: L1 with no cursor (answered from the buffer, never
+  // counted) and L2 from `one` (parks, counted late): L1's answer marks the replica idle
+  const l1 = fetch(`${b!.base}/sub/lplinger`)
+  const ac = new AbortController()
+  t.teardown(() => ac.abort())
+  const l2 = fetch(`${b!.base}/sub/lplinger`, {
+    headers: { 'If-Modified-Since': new Date(Number(sec) * 1000).toUTCString(), 'If-None-Match': tag! },
+    signal: ac.signal
+  })
+  t.is(await (await l1).text(), 'one')
+  t.true(await eventually(async () => (await info(a!.base, 'lplinger')).json?.subscribers === 1, 5000), 'L2 parked and counted')
+  // past the 30 s linger (and a 2 s heartbeat tick): the replica must still be there for L2
+  await new Promise((resolve) => setTimeout(resolve, 34000))
+  const second = await publish(a!.base, 'lplinger', 'two')
+  t.is(second.status, 201)
+  const res = await Promise.race([l2, new Promise<null>((resolve) => setTimeout(resolve, 5000, null))])
+  t.not(res, null, 'the parked long-poll got the message')
+  t.is(await res!.text(), 'two')
+})
