@@ -150,8 +150,8 @@ export const OPTIONS: readonly OptionSpec[] = [
  * `workers: 0`: a single process on a host of 1 or 2 cores, one worker per core above. On 2 cores
  * one process measured better than two workers in latency and memory (benchmarks/results/
  * workers-2026-11-30.md: the primary's sequencer and the load compete for the same two cores);
- * hosts with more cores were not measured here (`SERVERS=parkline,parkline1 WORKERS=N npm run bench`
- * measures a host).
+ * on more cores each worker still adds ~0.93× of one process's deliveries per core-second
+ * (benchmarks/results/workers-scaling-2026-11-30.md; `npm run bench:workers` measures a host).
  */
 export function defaultWorkers (cores: number): number {
   return cores <= 2 ? 1 : cores

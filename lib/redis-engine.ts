@@ -171,6 +171,29 @@ function str (v: unknown): string {
   return Buffer.isBuffer(v) ? v.toString('utf8') : String(v)
 }
 
+/** A node-redis client, cluster client or sentinel client for `target`. */
+function connection (target: RedisTarget, timeout: number): Conn {
+  const socket = { reconnectStrategy: backoff, connectTimeout: 2000 }
+  // (node-redis's command timeout covers the wait to be written; #send adds the whole deadline)
+  const commandOptions = { timeout }
+  if (target.mode === 'cluster') {
+    return createCluster({ rootNodes: target.seeds.map((url) => ({ url })), defaults: { disableOfflineQueue: true, socket }, commandOptions }) as unknown as Conn
+  }
+  if (target.mode === 'sentinel') {
+    return createSentinel({
+      name: target.name,
+      sentinelRootNodes: target.sentinels,
+      nodeClientOptions: { disableOfflineQueue: true, socket },
+      sentinelClientOptions: { socket },
+      commandOptions,
+      passthroughClientErrorEvents: true,
+      // ask the sentinels every second (default 10 s): a failover is followed within ~1 s
+      scanInterval: 1000
+    }) as unknown as Conn
+  }
+  return createClient({ url: target.url, disableOfflineQueue: true, socket, commandOptions }) as unknown as Conn
+}
+
 /**
  * The hash tag of a channel's keys: the id with `%`, `{` and `}` percent-encoded, so the tag ends
  * at its own `}` whatever the id holds (`{`, `}`, `:`, any Unicode), and every key of a channel
@@ -277,42 +300,14 @@ export class RedisEngine implements Engine {
     this.#log = opts.log ?? null
     this.#timeout = core.opts.redisCommandTimeout
     this.nodeId = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`
-    const socket = { reconnectStrategy: backoff, connectTimeout: 2000 }
-    // every command has a deadline: a hanging Redis is a down Redis (publishes answer 503)
-    const commandOptions = { timeout: this.#timeout }
-    if (target.mode === 'cluster') {
-      this.#cmd = createCluster({
-        rootNodes: target.seeds.map((url) => ({ url })),
-        defaults: { disableOfflineQueue: true, socket },
-        commandOptions
-      }) as unknown as Conn
-      this.#sub = this.#cmd
-    } else if (target.mode === 'sentinel') {
-      this.#cmd = createSentinel({
-        name: target.name,
-        sentinelRootNodes: target.sentinels,
-        nodeClientOptions: { disableOfflineQueue: true, socket },
-        sentinelClientOptions: { socket },
-        commandOptions,
-        passthroughClientErrorEvents: true,
-        // ask the sentinels every second (default 10 s): a failover is followed within ~1 s
-        scanInterval: 1000
-      }) as unknown as Conn
-      this.#sub = this.#cmd
-    } else {
-      const options = { url: target.url, disableOfflineQueue: true, socket, commandOptions }
-      this.#cmd = createClient(options) as unknown as Conn
-      this.#sub = createClient(options) as unknown as Conn
-    }
+    this.#cmd = connection(target, this.#timeout)
+    // one client serves commands and (sharded) pub/sub on a cluster or sentinel set
+    this.#sub = target.mode === 'standalone' ? connection(target, this.#timeout) : this.#cmd
     this.#bin = this.#cmd.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
     // redisReplicaAck: publishes and their WAIT on a connection of their own, so a WAIT (it blocks
     // the connection it runs on) never holds the heartbeat, counts and loads behind it
     if (core.opts.redisReplicaAck > 0) {
-      this.#ack = target.mode === 'cluster'
-        ? createCluster({ rootNodes: target.seeds.map((url) => ({ url })), defaults: { disableOfflineQueue: true, socket }, commandOptions }) as unknown as Conn
-        : target.mode === 'sentinel'
-          ? createSentinel({ name: target.name, sentinelRootNodes: target.sentinels, nodeClientOptions: { disableOfflineQueue: true, socket }, sentinelClientOptions: { socket }, commandOptions, scanInterval: 1000 }) as unknown as Conn
-          : createClient({ url: target.url, disableOfflineQueue: true, socket, commandOptions }) as unknown as Conn
+      this.#ack = connection(target, this.#timeout)
       this.#ack.on('error', () => {})
     }
     this.#onMessage = (msg, channel) => this.#message(msg, channel)
