@@ -270,6 +270,8 @@ export class RedisEngine implements Engine {
   #deadlineTimer: NodeJS.Timeout | null = null
   /** Commands sent and not answered yet, oldest first. */
   readonly #deadlines = new Set<Deadline>()
+  /** When expire() last ran. */
+  #lastExpire = 0
   #stopped = false
   readonly #onMessage: (msg: Buffer, channel: Buffer) => void
   readonly #onControl: (msg: string) => void
@@ -346,6 +348,7 @@ export class RedisEngine implements Engine {
     this.#timer.unref()
     this.#deadlineTimer = setInterval(onDeadlines, DEADLINE_TICK_MS, this)
     this.#deadlineTimer.unref()
+    this.#lastExpire = Date.now()
     const deadline = Date.now() + this.#connectWait
     while (!this.up && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
   }
@@ -424,11 +427,16 @@ export class RedisEngine implements Engine {
    * fault. One timeout for all, so the set is in deadline order: stop at the first one still due.
    */
   expire (): void {
-    const now = Date.now()
-    this.#expirePending(now)
+    // Judged as of the previous tick: a command is late once it was already due then and is still
+    // unanswered now, after a loop turn that read the sockets. A loop that was held up (CPU starved,
+    // a long GC, a blocking call) runs timers before I/O, and a reply sitting unread in a socket is
+    // no store fault.
+    const due = this.#lastExpire
+    this.#lastExpire = Date.now()
+    this.#expirePending(due)
     let late = false
     for (const d of this.#deadlines) {
-      if (d.at > now) break
+      if (d.at > due) break
       this.#deadlines.delete(d)
       d.reject(new CommandTimeoutError(this.#timeout))
       if (d.fault) late = true
@@ -1041,9 +1049,11 @@ export class RedisEngine implements Engine {
       const waiters = r.waiters
       r.waiters = []
       for (const sub of waiters) this.#release(sub)
-    }, () => {
+    }, (err: unknown) => {
       done()
-      // the connection went away mid-way: the probe or the reconnect syncs again
+      // the connection went away mid-way, or the subscribe went unanswered: the probe (or the
+      // reconnect) syncs again. Redis answering with an error is no reason to retry.
+      if (isFault(err)) this.#fault()
     })
   }
 

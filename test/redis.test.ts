@@ -7,7 +7,7 @@ import net from 'node:net'
 import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
 import { redisCommand, startRedis, type Redis } from './helpers/redis.ts'
-import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
+import { SseClient, eventually, freePort, info, publish, startServer } from './helpers/server.ts'
 import { steadyPublish } from './helpers/steady.ts'
 
 const NODE = process.execPath
@@ -380,4 +380,40 @@ test.serial('a long-poll that parks on a cold node next to one answered at once 
   const res = await Promise.race([l2, new Promise<null>((resolve) => setTimeout(resolve, 5000, null))])
   t.not(res, null, 'the parked long-poll got the message')
   t.is(await res!.text(), 'two')
+})
+
+test.serial('an event loop held up past redisCommandTimeout is not a store fault: a reply that arrived meanwhile answers the publish', async (t) => {
+  const redis = await startRedis(t)
+  const { app, base } = await startServer(t, { redisUrl: `redis://127.0.0.1:${redis.port}`, redisCommandTimeout: 300 })
+  t.true(await eventually(async () => (await fetch(`${base}/health`)).status === 200, 10000))
+  t.is((await app.parkline.publish('stall', 'first')).status, 202, 'the script is cached in Redis (no NOSCRIPT round trip below)')
+  // hold the loop right after the publish's script is on the wire (a blocking call, a long GC, a
+  // starved CPU), well past the deadline, while Redis answers: the reply waits unread in the socket
+  const write = net.Socket.prototype.write
+  let armed = false
+  let held = 0
+  net.Socket.prototype.write = function (this: net.Socket, ...args: unknown[]) {
+    const out = (write as (...a: unknown[]) => boolean).apply(this, args)
+    if (armed && String(args[0]).includes('EVALSHA')) {
+      armed = false
+      process.nextTick(() => {
+        const until = Date.now() + 1000
+        while (Date.now() < until) {}
+        held++
+      })
+    }
+    return out
+  } as typeof write
+  try {
+    for (let round = 0; round < 3; round++) {
+      armed = true
+      const r = await app.parkline.publish('stall', `m${round}`).then((x) => x.status, (err: Error) => `${err.message}: ${String((err as { cause?: unknown }).cause)}`)
+      t.is(held, round + 1, 'the loop was held after the write')
+      t.is(r, 202, `round ${round}: the publish was answered by Redis, not timed out`)
+    }
+  } finally {
+    net.Socket.prototype.write = write
+  }
+  t.regex(await (await fetch(`${base}/status`)).text(), /redis faults: 0\n/)
+  t.is((await fetch(`${base}/health`)).status, 200)
 })

@@ -14,8 +14,19 @@ interface Topology {
   start (t: ExecutionContext): Promise<string[]>
 }
 
+/** The running nodes' logs (warnings and up), for a failure's message. */
+let logs: Array<() => string> = []
+
 async function serve (t: ExecutionContext, args: string[]): Promise<string> {
-  return (await serveNode(t, args)).base
+  const node = await serveNode(t, args, 'warn')
+  logs.push(node.log)
+  return node.base
+}
+
+/** What the nodes say about themselves: /status of each base and their logs. */
+async function diagnosis (bases: string[]): Promise<string> {
+  const status = await Promise.all(bases.map(async (b) => await (await fetch(`${b}/status`)).text().catch((err: Error) => err.message)))
+  return `\n${status.join('\n--\n')}\nlogs:\n${logs.map((l) => l()).join('\n--\n')}`
 }
 
 const TOPOLOGIES: Topology[] = [
@@ -60,12 +71,13 @@ async function publish (base: string, ch: string, body: string): Promise<number>
 
 for (const topo of TOPOLOGIES) {
   test.serial(`${topo.name}: channel info agrees everywhere, right after each event`, async (t) => {
+    logs = []
     const bases = await topo.start(t)
     const a = bases[0]!
     const b = bases[bases.length - 1]!
     // a subscriber that only names a channel leaves nothing behind (no leaked record)
     const probe = lpGet(Number(new URL(b).port), '/sub/leak1')
-    t.true(await eventually(async () => (await info(a, 'leak1'))?.subscribers === 1, 3000), 'a parked long-poll shows in channel info')
+    if (!await eventually(async () => (await info(a, 'leak1'))?.subscribers === 1, 3000)) t.fail(`a parked long-poll shows in channel info: ${JSON.stringify(await info(a, 'leak1'))}${await diagnosis(bases)}`)
     probe.abort()
     await probe.done.catch(() => {})
     t.true(await eventually(async () => (await everywhere(bases, 'leak1')).every((i) => i === null), 5000), 'freed once its only subscriber left')
