@@ -172,7 +172,8 @@ function next (child: ChildProcess, type: string): Promise<Msg> {
 interface Result { heapPerSub: number, extPerSub: number, rssPerSub: number, fanoutPerSec: number, e2ePerSec: number }
 
 async function runOnce (kind: Kind): Promise<Result> {
-  const srv = fork(SELF, ['server', kind], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  // no bytecode flushing: code dropped between the two samples would read as less heap per subscriber
+  const srv = fork(SELF, ['server', kind], { execArgv: ['--expose-gc', '--no-flush-bytecode'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   let cli: ChildProcess | null = null
   try {
     const ready = await next(srv, 'ready')
