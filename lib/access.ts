@@ -3,13 +3,24 @@
 // writes refusals out (RFC 6750, CORS so a browser can read them). With nothing configured it
 // loads none of that: subscribers are open and the publisher answers loopback clients only
 // (`publisherOpen: true` restores Nchan's open publisher).
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Socket } from 'node:net'
+import type { FastifyRequest } from 'fastify'
 import type { Auth, AuthOptions, Grant, Refusal, SubscriberTransport, UpstreamPublishResult } from './auth.ts'
 import type { ParklineOptions } from './config.ts'
 import { ConfigError, ERRORS } from './errors.ts'
 import { isLoopback } from './http.ts'
-import { withCors } from './reply.ts'
+import { withCors, type Reply } from './reply.ts'
 import { readFileSync } from 'node:fs'
+
+/** What the publisher checks read of a request: Fastify's request has it, and so has the fast path's. */
+export interface RequestLike {
+  headers: IncomingHttpHeaders
+  method: string
+  /** The request target as received. */
+  originalUrl: string
+  socket: Socket
+}
 
 export type { Grant, Refusal }
 
@@ -108,7 +119,7 @@ export class Access {
     return this.#count(r)
   }
 
-  async publisher (request: FastifyRequest, key: string): Promise<Grant | Refusal | null> {
+  async publisher (request: RequestLike, key: string): Promise<Grant | Refusal | null> {
     if (this.auth === null) {
       if (this.#publisherOpen || (isLoopback(request.socket.remoteAddress) && !crossSite(request, this.#corsOrigins))) return null
       return this.#count(LOOPBACK_ONLY)
@@ -129,7 +140,7 @@ export class Access {
   }
 
   /** Nchan's publisher upstream request, when `publishUpstreamUrl` is set; null otherwise. */
-  async upstream (request: FastifyRequest, key: string, body: Buffer): Promise<UpstreamPublishResult | null> {
+  async upstream (request: RequestLike, key: string, body: Buffer): Promise<UpstreamPublishResult | null> {
     if (this.auth === null || this.auth.options.publishUpstreamUrl === '') return null
     return await this.auth.upstreamPublish({ headers: request.headers, body, channel: text(key), uri: request.originalUrl, method: request.method, remoteAddress: request.socket.remoteAddress })
   }
@@ -157,7 +168,7 @@ function escapeId (id: string, delimiter: string): string {
  * page in a browser on the same machine that would otherwise publish to (or delete) channels on
  * localhost behind the user's back.
  */
-function crossSite (request: FastifyRequest, allowed: readonly string[]): boolean {
+function crossSite (request: RequestLike, allowed: readonly string[]): boolean {
   const origin = request.headers.origin
   if (origin === undefined) return request.headers['sec-fetch-site'] === 'cross-site'
   if (allowed.includes(origin)) return false
@@ -176,7 +187,7 @@ export function isRefusal (r: Grant | Refusal | null): r is Refusal {
  * Write a refusal: its status, WWW-Authenticate (RFC 6750), Retry-After, the headers an authorize
  * answer carried, CORS (so a browser can read it), and its short body.
  */
-export function sendRefusal (reply: FastifyReply, r: Refusal, origin: string | null): FastifyReply {
+export function sendRefusal<R extends Reply> (reply: R, r: Refusal, origin: string | null): R {
   withCors(reply.code(r.status), origin)
   if (r.wwwAuthenticate !== undefined) reply.header('WWW-Authenticate', r.wwwAuthenticate)
   if (r.retryAfter !== undefined) reply.header('Retry-After', String(r.retryAfter))
@@ -189,6 +200,7 @@ export function sendRefusal (reply: FastifyReply, r: Refusal, origin: string | n
     }
   }
   const body = typeof r.body === 'string' ? Buffer.from(r.body) : r.body
-  if (body.length === 0) return reply.header('Content-Length', '0').send()
-  return reply.header('Content-Type', type).send(body)
+  if (body.length === 0) reply.header('Content-Length', '0').send()
+  else reply.header('Content-Type', type).send(body)
+  return reply
 }

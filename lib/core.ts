@@ -20,6 +20,7 @@ import { sweepLingering } from './linger.ts'
 export interface ParklineLog {
   info (obj: object, msg: string): void
   warn (obj: object, msg: string): void
+  error? (obj: object, msg: string): void
 }
 
 export interface Next { msg: Message, pos: number, gap: string | null }

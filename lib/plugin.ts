@@ -137,7 +137,7 @@ async function routes (child: FastifyInstance, { core, opts, access }: RoutesOpt
   child.addHook('onRequest', keepRawContentType)
   // One handler per location: the location is the route that matched, and the normalised path
   // must stay inside it (`/sub/../pub/x` is no publish that a host hook guarding `/pub/` missed).
-  const route = (sub: boolean) => async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+  const route = (sub: boolean) => async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     const req = request.raw
     const origin = requestOrigin(req.headers)
     const limited = checkLimits(req)

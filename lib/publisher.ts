@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { infoFormat, renderInfo, type ChannelInfo } from './channel-info.ts'
 import type { Socket } from 'node:net'
-import { isRefusal, sendRefusal, type Access } from './access.ts'
+import { isRefusal, sendRefusal, type Access, type RequestLike } from './access.ts'
 import { isParked, rejectIfParked } from '../transports/longpoll.ts'
 import { kAdmitting, kRawContentType } from './symbols.ts'
 import { Core } from './core.ts'
@@ -12,11 +12,17 @@ import { ERRORS, ParklineError } from './errors.ts'
 import { PUB_ALLOW, PUB_ALLOW_HEADERS, randomBetween, requestOrigin } from './http.ts'
 import { validIdempotencyKey } from './idempotency.ts'
 import { percentDecode } from './message-id.ts'
-import { sendError, withCors } from './reply.ts'
+import { sendError, withCors, type Reply } from './reply.ts'
+
+/** A publisher request: Fastify's, or the standalone server's fast path's (lib/fast-publish.ts). */
+export interface PublisherRequest extends RequestLike {
+  raw: IncomingMessage
+}
 
 const TOO_LARGE = Symbol('too large')
 const ABORTED = Symbol('aborted')
 const TIMED_OUT = Symbol('timed out')
+const EMPTY = Buffer.alloc(0)
 /** A body is held to bodyMinRate only after this long (a slow start is not a slowloris). */
 const MIN_RATE_GRACE_MS = 5000
 
@@ -24,7 +30,13 @@ const MIN_RATE_GRACE_MS = 5000
  * Read a request body up to `limit` bytes within `timeoutMs`; stops at once when the limit is
  * passed or the time is up (a stalled or trickling publisher holds memory and an fd otherwise).
  */
-function readBody (req: IncomingMessage, limit: number, timeoutMs = 0, minRate = 0): Promise<Buffer | typeof TOO_LARGE | typeof ABORTED | typeof TIMED_OUT> {
+function readBody (req: IncomingMessage, limit: number, timeoutMs = 0, minRate = 0): Promise<Buffer | typeof TOO_LARGE | typeof ABORTED | typeof TIMED_OUT> | Buffer {
+  // The usual publish: the whole body came with the head, Node's parser has it buffered already.
+  // Taken as it is: no listeners, no timer, no promise.
+  if (req.complete && req.readableLength <= limit && !req.readableFlowing) {
+    const body = req.read() as Buffer | null
+    return body ?? EMPTY
+  }
   return new Promise((resolve) => {
     const chunks: Buffer[] = []
     let size = 0
@@ -66,12 +78,12 @@ function readBody (req: IncomingMessage, limit: number, timeoutMs = 0, minRate =
   })
 }
 
-function sendInfo (request: FastifyRequest, reply: FastifyReply, status: number, info: ChannelInfo, origin: string | null): FastifyReply {
+function sendInfo (request: PublisherRequest, reply: Reply, status: number, info: ChannelInfo, origin: string | null): Reply {
   const { contentType, body } = renderInfo(info, infoFormat(request.headers.accept))
-  return withCors(reply.code(status), origin).header('Content-Type', contentType).send(Buffer.from(body))
+  return withCors(reply, origin).code(status).header('Content-Type', contentType).send(Buffer.from(body))
 }
 
-export async function handlePublisher (core: Core, access: Access, request: FastifyRequest, reply: FastifyReply, rawId: string, origin: string | null): Promise<FastifyReply | undefined> {
+export async function handlePublisher (core: Core, access: Access, request: PublisherRequest, reply: Reply, rawId: string, origin: string | null): Promise<Reply | undefined> {
   const socket = request.raw.socket as PipelinedSocket
   // A request pipelined behind a parked long-poll cannot be answered before it: that poll gets 400
   // and the connection closes, and this request is not applied at all (no side effect).
@@ -104,7 +116,7 @@ export async function handlePublisher (core: Core, access: Access, request: Fast
 const kPublishing = Symbol('parkline.publishing')
 type PipelinedSocket = Socket & { [kPublishing]?: Promise<void>, [kAdmitting]?: number }
 
-async function publisherRequest (core: Core, access: Access, request: FastifyRequest, reply: FastifyReply, rawId: string, origin: string | null): Promise<FastifyReply> {
+async function publisherRequest (core: Core, access: Access, request: PublisherRequest, reply: Reply, rawId: string, origin: string | null): Promise<Reply> {
   const method = request.method
   if (method === 'OPTIONS') {
     reply.code(200).header('Allow', PUB_ALLOW).header('Content-Length', '0')
@@ -195,13 +207,15 @@ async function publisherRequest (core: Core, access: Access, request: FastifyReq
 }
 
 /** The shared store (Redis) is away: 503 with a short Retry-After; any other error is rethrown. */
-function storeUnavailable (reply: FastifyReply, err: unknown, origin: string | null): FastifyReply {
+function storeUnavailable<R extends Reply> (reply: R, err: unknown, origin: string | null): R {
   if (!(err instanceof ParklineError) || err.code !== ERRORS.STORE_UNAVAILABLE.code) throw err
-  return sendError(reply.header('Retry-After', String(randomBetween(1, 5))), ERRORS.STORE_UNAVAILABLE, origin)
+  reply.header('Retry-After', String(randomBetween(1, 5)))
+  return sendError(reply, ERRORS.STORE_UNAVAILABLE, origin)
 }
 
-function tooLarge (reply: FastifyReply, origin: string | null): FastifyReply {
-  return sendError(reply.header('Connection', 'close'), ERRORS.PAYLOAD_TOO_LARGE, origin)
+function tooLarge<R extends Reply> (reply: R, origin: string | null): R {
+  reply.header('Connection', 'close')
+  return sendError(reply, ERRORS.PAYLOAD_TOO_LARGE, origin)
 }
 
 /** Largest revoke request body: `{"sub": "…"}` or `{"jti": "…", "exp": …}`. */

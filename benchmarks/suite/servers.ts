@@ -255,9 +255,14 @@ export function nchanConfig (tmp: string, port: number): string | null {
   try { return readFileSync(path.join(tmp, `nginx-${port}`, 'nginx.conf'), 'utf8') } catch { return null }
 }
 
-async function startFloor (kind: ServerKind): Promise<ServerHandle> {
+/** The node:http publish floor (benchmarks/publish-path.ts); not one of the suite's servers. */
+export async function startHttpFloor (): Promise<ServerHandle> {
+  return await startFloor({ name: 'httpfloor', label: 'floor (bare node:http)' }, 'benchmarks/suite/http-floor.ts')
+}
+
+async function startFloor (kind: ServerKind, script = 'benchmarks/suite/floor-server.ts'): Promise<ServerHandle> {
   const port = await freePort()
-  const args = ['benchmarks/suite/floor-server.ts', String(port), '127.0.0.1']
+  const args = [script, String(port), '127.0.0.1']
   const child = spawn(NODE, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   startedPids.add(child.pid!)
   const log = capture(child)

@@ -1,0 +1,114 @@
+// The publish request path, side by side in one run: Parkline's fast path (the standalone server's
+// default), the same Parkline with publishes routed through Fastify (PARKLINE_NO_FAST_PUBLISH=1),
+// a bare node:http handler (benchmarks/suite/http-floor.ts), Nchan, and the node:net floor. One
+// process each (Parkline --workers 1); the same autocannon client (in its own process) for all,
+// POST of a 512-byte body to one channel without subscribers, fresh server per row.
+//
+//   npm run bench:publish-path        knobs: DURATION (8 s per row), PIPELINING (10,1), CONNECTIONS (100)
+//
+// Writes benchmarks/results/publish-path-YYYY-MM-DD.md (BENCH_OUT to change), prints it too.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { execFileSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { PublisherProcess, type PublishResult } from './publisher.ts'
+import { CpuMeter } from './suite/proc.ts'
+import { killAllStarted, nchanModule, nginxVersion, startHttpFloor, startServer, type ServerHandle } from './suite/servers.ts'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const env = process.env
+const DURATION = Number(env.DURATION ?? 8)
+const PIPELINING = (env.PIPELINING ?? '10,1').split(',').map(Number).filter((n) => n > 0)
+const CONNECTIONS = Number(env.CONNECTIONS ?? 100)
+const SIZE = 512
+
+interface Row { label: string, start: () => Promise<ServerHandle> }
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'parkline-pubpath-'))
+const ROWS: Row[] = [
+  { label: 'Parkline (fast path)', start: async () => await startServer('parkline1', { workers: 1, tmp }) },
+  {
+    label: 'Parkline through Fastify',
+    start: async () => {
+      process.env.PARKLINE_NO_FAST_PUBLISH = '1'
+      try {
+        return await startServer('parkline1', { workers: 1, tmp })
+      } finally {
+        delete process.env.PARKLINE_NO_FAST_PUBLISH
+      }
+    }
+  },
+  { label: 'floor (bare node:http)', start: startHttpFloor },
+  { label: 'floor (bare node:net)', start: async () => await startServer('floor', { workers: 1, tmp }) }
+]
+if (nchanModule() !== null) ROWS.splice(2, 0, { label: 'Nchan (nginx, 2 workers)', start: async () => await startServer('nchan', { workers: 1, tmp }) })
+
+interface Measured { rps: number, p99: number, failed: number, serverCpu: number, clientCpu: number }
+
+async function measure (row: Row, pipelining: number): Promise<Measured> {
+  const server = await row.start()
+  const pub = new PublisherProcess()
+  try {
+    const meter = new CpuMeter()
+    meter.start([...server.procs(), { pid: pub.pid, label: 'client' }])
+    const r: PublishResult = await pub.run({ mode: 'autocannon', port: server.port, prefix: 'pp', count: 1, size: SIZE, seconds: DURATION, concurrency: CONNECTIONS, pipelining })
+    const cpu = meter.stop()
+    return {
+      rps: r.rps ?? 0,
+      p99: r.p99 ?? 0,
+      failed: r.failed,
+      serverCpu: cpu.filter((c) => c.label !== 'client').reduce((a, c) => a + c.pct, 0),
+      clientCpu: cpu.find((c) => c.label === 'client')?.pct ?? 0
+    }
+  } finally {
+    await pub.stop()
+    await server.stop()
+  }
+}
+
+const fmt = (n: number): string => Math.round(n).toLocaleString('en-US')
+
+async function main (): Promise<void> {
+  const results = new Map<string, Map<number, Measured>>()
+  for (const p of PIPELINING) {
+    for (const row of ROWS) {
+      const m = await measure(row, p)
+      if (!results.has(row.label)) results.set(row.label, new Map())
+      results.get(row.label)!.set(p, m)
+      console.error(`${row.label} -p ${p}: ${fmt(m.rps)} req/s, p99 ${m.p99} ms, server CPU ${Math.round(m.serverCpu)}%, client ${Math.round(m.clientCpu)}%, ${m.failed} failed`)
+    }
+  }
+  const day = new Date().toISOString().slice(0, 10)
+  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT }).toString().trim()
+  const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT }).toString().trim() === '' ? '' : ' (with uncommitted changes)'
+  const L: string[] = [`# Publish request path (${day})`, '',
+    `- command: \`DURATION=${DURATION} PIPELINING=${PIPELINING.join(',')} CONNECTIONS=${CONNECTIONS} npm run bench:publish-path\``,
+    `- commit: ${commit}${dirty}; Node ${process.version}; ${nginxVersion()}; autocannon from node_modules, in its own process`,
+    `- machine: ${os.availableParallelism()} cores (${os.cpus()[0]?.model ?? 'cpu'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB; server and client share the cores; load average before the run ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`,
+    `- each row: a fresh server (one process; Nchan: nginx with 2 workers), autocannon -c ${CONNECTIONS} -p N for ${DURATION} s, POST ${SIZE} B to one channel without subscribers`,
+    '']
+  const first = ROWS[0]!.label
+  for (const p of PIPELINING) {
+    L.push(`## Pipelining ${p}`, '', '| server | requests/s | vs Parkline fast path | p99 (ms) | server CPU (% of a core) | requests per server core-second | failed |', '|---|--:|--:|--:|--:|--:|--:|')
+    const base = results.get(first)!.get(p)!
+    for (const row of ROWS) {
+      const m = results.get(row.label)!.get(p)!
+      const perCore = m.serverCpu > 0 ? m.rps / (m.serverCpu / 100) : 0
+      L.push(`| ${row.label} | ${fmt(m.rps)} | ${(m.rps / base.rps).toFixed(2)} | ${m.p99} | ${Math.round(m.serverCpu)} | ${fmt(perCore)} | ${m.failed} |`)
+    }
+    L.push('')
+  }
+  L.push('"vs Parkline fast path" divides each row\'s requests/s by the first row\'s. Requests per server core-second',
+    'divides requests/s by the server\'s CPU (all its processes): the cost of one publish, whoever is bound.', '')
+  const doc = L.join('\n')
+  const out = env.BENCH_OUT !== undefined && env.BENCH_OUT !== '' ? path.resolve(env.BENCH_OUT) : path.join(ROOT, 'benchmarks', 'results', `publish-path-${day}.md`)
+  writeFileSync(out, doc)
+  console.log(doc)
+}
+
+process.on('exit', killAllStarted)
+main().catch((err: unknown) => {
+  console.error(err)
+  process.exitCode = 1
+}).finally(() => rmSync(tmp, { recursive: true, force: true }))
