@@ -19,6 +19,8 @@ test.serial('cluster: 3 masters, masterOf owns the slot, failover promotes a rep
   const mine = String(await redisCall(owner.port, ['CLUSTER', 'NODES'])).split('\n').find((l) => l.includes('myself'))!
   t.true(mine.split(' ').slice(8).some((r) => { const [a, b = a] = r.split('-').map(Number); return slot >= a! && slot <= b! }))
   t.is(await redisCall(owner.port, ['SET', '{x}k', 'v']), 'OK')
+  // replication is asynchronous: only a write a replica acknowledged survives the failover below
+  t.is(await redisCall(owner.port, ['WAIT', '1', '5000']), 1)
 
   start = Date.now()
   const { ms } = await cluster.failover(owner)
