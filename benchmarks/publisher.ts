@@ -34,6 +34,9 @@ export interface PublishJob {
   maxInflight?: number
   /** autocannon: requests pipelined per connection */
   pipelining?: number
+  /** autocannon: GET this path instead of publishing (benchmarks/request-path.ts) */
+  method?: 'GET'
+  path?: string
 }
 
 export interface PublishResult {
@@ -147,10 +150,8 @@ async function runAutocannon (job: PublishJob): Promise<PublishResult> {
   // autocannon ships no types; its programmatic API returns a promise without a callback
   const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon
   const res = await autocannon({
-    url: `http://127.0.0.1:${job.port}/pub/${job.prefix}`,
-    method: 'POST',
-    body: padding(job.size).replace(' ', '0'),
-    headers: { 'content-type': 'text/plain' },
+    url: `http://127.0.0.1:${job.port}${job.path ?? `/pub/${job.prefix}`}`,
+    ...(job.method === 'GET' ? { method: 'GET' } : { method: 'POST', body: padding(job.size).replace(' ', '0'), headers: { 'content-type': 'text/plain' } }),
     connections: job.concurrency ?? 100,
     pipelining: job.pipelining ?? 10,
     duration: job.seconds

@@ -3,7 +3,7 @@
 // writes refusals out (RFC 6750, CORS so a browser can read them). With nothing configured it
 // loads none of that: subscribers are open and the publisher answers loopback clients only
 // (`publisherOpen: true` restores Nchan's open publisher).
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyRequest } from 'fastify'
 import type { Auth, AuthOptions, Grant, Refusal, SubscriberTransport, UpstreamPublishResult } from './auth.ts'
@@ -13,13 +13,14 @@ import { isLoopback } from './http.ts'
 import { withCors, type Reply } from './reply.ts'
 import { readFileSync } from 'node:fs'
 
-/** What the publisher checks read of a request: Fastify's request has it, and so has the fast path's. */
+/** What the publisher and subscriber read of a request: Fastify's has it, and so has the fast path's. */
 export interface RequestLike {
   headers: IncomingHttpHeaders
   method: string
   /** The request target as received. */
   originalUrl: string
   socket: Socket
+  raw: IncomingMessage
 }
 
 export type { Grant, Refusal }
@@ -101,7 +102,7 @@ export class Access {
     return o !== undefined && (o.jwtSecret !== '' || o.jwtPublicKey !== '' || o.jwksUrl !== '')
   }
 
-  async subscriber (request: FastifyRequest, transport: string, keys: string[], query: string): Promise<Grant | Refusal | null> {
+  async subscriber (request: RequestLike, transport: string, keys: string[], query: string): Promise<Grant | Refusal | null> {
     if (this.auth === null) return null
     const channels = keys.map(text)
     const r = await this.auth.subscriber({

@@ -14,10 +14,6 @@ import { validIdempotencyKey } from './idempotency.ts'
 import { percentDecode } from './message-id.ts'
 import { sendError, withCors, type Reply } from './reply.ts'
 
-/** A publisher request: Fastify's, or the standalone server's fast path's (lib/fast-publish.ts). */
-export interface PublisherRequest extends RequestLike {
-  raw: IncomingMessage
-}
 
 const TOO_LARGE = Symbol('too large')
 const ABORTED = Symbol('aborted')
@@ -78,12 +74,12 @@ function readBody (req: IncomingMessage, limit: number, timeoutMs = 0, minRate =
   })
 }
 
-function sendInfo (request: PublisherRequest, reply: Reply, status: number, info: ChannelInfo, origin: string | null): Reply {
+function sendInfo (request: RequestLike, reply: Reply, status: number, info: ChannelInfo, origin: string | null): Reply {
   const { contentType, body } = renderInfo(info, infoFormat(request.headers.accept))
   return withCors(reply, origin).code(status).header('Content-Type', contentType).send(Buffer.from(body))
 }
 
-export async function handlePublisher (core: Core, access: Access, request: PublisherRequest, reply: Reply, rawId: string, origin: string | null): Promise<Reply | undefined> {
+export async function handlePublisher (core: Core, access: Access, request: RequestLike, reply: Reply, rawId: string, origin: string | null): Promise<Reply | undefined> {
   const socket = request.raw.socket as PipelinedSocket
   // A request pipelined behind a parked long-poll cannot be answered before it: that poll gets 400
   // and the connection closes, and this request is not applied at all (no side effect).
@@ -116,7 +112,7 @@ export async function handlePublisher (core: Core, access: Access, request: Publ
 const kPublishing = Symbol('parkline.publishing')
 type PipelinedSocket = Socket & { [kPublishing]?: Promise<void>, [kAdmitting]?: number }
 
-async function publisherRequest (core: Core, access: Access, request: PublisherRequest, reply: Reply, rawId: string, origin: string | null): Promise<Reply> {
+async function publisherRequest (core: Core, access: Access, request: RequestLike, reply: Reply, rawId: string, origin: string | null): Promise<Reply> {
   const method = request.method
   if (method === 'OPTIONS') {
     reply.code(200).header('Allow', PUB_ALLOW).header('Content-Length', '0')

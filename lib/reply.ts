@@ -30,16 +30,17 @@ export function sendError<R extends Reply> (reply: R, err: ErrorSpec, origin: st
 /**
  * A reply written straight to Node's response, as Fastify would write it for these answers (the
  * headers set, Content-Length, `application/octet-stream` for a body of no stated type, no
- * Content-Length on 204 and 304), without Fastify's per-request work. One per publish request.
+ * Content-Length on 204 and 304), without Fastify's per-request work. One per request on the
+ * standalone server's fast path (lib/fast-path.ts).
  */
 export class RawReply implements Reply {
-  readonly res: ServerResponse
+  readonly raw: ServerResponse
   status = 200
   readonly headers: Record<string, string> = {}
   sent = false
 
   constructor (res: ServerResponse) {
-    this.res = res
+    this.raw = res
   }
 
   code (statusCode: number): this {
@@ -58,14 +59,14 @@ export class RawReply implements Reply {
     const h = this.headers
     if (payload === undefined || payload.length === 0) {
       if (this.status >= 200 && this.status !== 204 && this.status !== 304) h['content-length'] = '0'
-      this.res.writeHead(this.status, h)
-      this.res.end()
+      this.raw.writeHead(this.status, h)
+      this.raw.end()
       return this
     }
     if (h['content-type'] === undefined) h['content-type'] = typeof payload === 'string' ? 'text/plain; charset=utf-8' : 'application/octet-stream'
     h['content-length'] = String(Buffer.byteLength(payload))
-    this.res.writeHead(this.status, h)
-    this.res.end(payload)
+    this.raw.writeHead(this.status, h)
+    this.raw.end(payload)
     return this
   }
 

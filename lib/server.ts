@@ -9,7 +9,7 @@ import { PUB_ALLOW, SUB_ALLOW, normalizePath, requestOrigin, splitUrl } from './
 import { MAX_LINE, checkLimits, coreOf, kResolved, kWorkerLink, parkline } from './plugin.ts'
 import type { WorkerLink } from './cluster.ts'
 import { sendError } from './reply.ts'
-import { fastPublisher, notFast, type FastPath } from './fast-publish.ts'
+import { fastPath, notFast, type FastPath } from './fast-path.ts'
 
 /** Whole header section (request line included) before Node's parser gives up (§10: 32 KiB). */
 export const MAX_HEADER_SECTION = 32768 + MAX_LINE
@@ -82,8 +82,8 @@ function refuseConnect (_req: IncomingMessage, socket: Socket): void {
 }
 
 export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Promise<FastifyInstance> {
-  // publishes skip Fastify once the plugin is in (lib/fast-publish.ts); PARKLINE_NO_FAST_PUBLISH=1
-  // sends them through Fastify too, for comparing the two
+  // publishes and subscribes skip Fastify once the plugin is in (lib/fast-path.ts);
+  // PARKLINE_NO_FAST_PATH=1 sends them through Fastify too, for comparing the two
   let fast: FastPath | null = null
   const app: FastifyInstance = Fastify({
     logger: opts.logLevel === 'silent' ? false : { level: opts.logLevel },
@@ -132,8 +132,8 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
     if (m !== 'CONNECT' && !app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true })
   }
   await app.register(parkline, { [kResolved]: opts, [kWorkerLink]: link } as Parameters<typeof parkline>[1])
-  if (process.env.PARKLINE_NO_FAST_PUBLISH !== '1') {
-    app.addHook('onReady', async () => { fast = fastPublisher(coreOf(app), opts) })
+  if (process.env.PARKLINE_NO_FAST_PATH !== '1') {
+    app.addHook('onReady', async () => { fast = fastPath(coreOf(app), opts) })
   }
   // The §10 limits and `..` above the root hold on every path, not only the plugin's locations.
   app.addHook('onRequest', async (request, reply) => {

@@ -1,10 +1,9 @@
 // The subscriber location (PROTOCOL.md §4): validate, parse the cursor, pick the transport, hand
 // over. From here on Fastify is out of the picture: the reply is hijacked and the transport owns
 // the connection.
-import type { IncomingHttpHeaders } from 'node:http'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { isRefusal, sendRefusal, type Access } from './access.ts'
+import { isRefusal, sendRefusal, type Access, type RequestLike } from './access.ts'
 import { kAdmitting } from './symbols.ts'
 
 type AdmittingSocket = Socket & { [kAdmitting]?: number }
@@ -12,7 +11,7 @@ import type { Core } from './core.ts'
 import { ERRORS, type ErrorSpec } from './errors.ts'
 import { SUB_ALLOW, SUB_ALLOW_HEADERS, parseChannelIds, queryParam, randomBetween, requestCursor } from './http.ts'
 import { INVALID, type Cursor } from './message-id.ts'
-import { sendError, withCors } from './reply.ts'
+import { sendError, withCors, type Reply } from './reply.ts'
 import { F_GAP_EVENT } from './subscriber.ts'
 import { detect } from '../transports/index.ts'
 import { rejectIfParked } from '../transports/longpoll.ts'
@@ -27,7 +26,7 @@ export function resolveSubscription (core: Core, headers: IncomingHttpHeaders, r
   return { ids, cursor }
 }
 
-export async function handleSubscriber (core: Core, access: Access, request: FastifyRequest, reply: FastifyReply, rawIds: string, query: string, origin: string | null): Promise<FastifyReply | undefined> {
+export async function handleSubscriber (core: Core, access: Access, request: RequestLike, reply: Reply & { raw: ServerResponse }, rawIds: string, query: string, origin: string | null): Promise<Reply | undefined> {
   const req = request.raw
   rejectIfParked(req.socket)
   const method = request.method

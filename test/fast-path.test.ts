@@ -1,30 +1,32 @@
-// The standalone server's publish fast path (lib/fast-publish.ts): a POST or PUT on the publisher
-// location skips Fastify, and every answer is what the same request gets through Fastify
-// (PARKLINE_NO_FAST_PUBLISH=1): status, headers, body, on every branch of the publisher.
+// The standalone server's fast path (lib/fast-path.ts): a POST or PUT on the publisher location
+// and a GET on the subscriber location skip Fastify, and every answer is what the same request
+// gets through Fastify (PARKLINE_NO_FAST_PATH=1): status, headers, body, on every branch of the
+// publisher and the subscriber's answers.
 import net from 'node:net'
 import type { ExecutionContext } from 'ava'
 import test from 'ava'
 import { resolveOptions, type ParklineOptions } from '../lib/config.ts'
 import { buildServer } from '../lib/server.ts'
 import { parseResponse, rawExchange, rawRequest } from './helpers/server.ts'
+import { API_KEY, AUTH_SERVER, mint } from './helpers/auth.ts'
 
-interface Server { port: number, publisherHooks: () => number }
+interface Server { port: number, hooks: () => number }
 
-/** A standalone server; counts the requests on the publisher location that Fastify's hooks saw. */
+/** A standalone server; counts the requests on Parkline's locations that Fastify's hooks saw. */
 async function serve (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>>, fast: boolean): Promise<Server> {
   const opts = resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'silent', ...options })
-  if (!fast) process.env.PARKLINE_NO_FAST_PUBLISH = '1'
+  if (!fast) process.env.PARKLINE_NO_FAST_PATH = '1'
   let app
   try {
     app = await buildServer(opts)
   } finally {
-    delete process.env.PARKLINE_NO_FAST_PUBLISH
+    delete process.env.PARKLINE_NO_FAST_PATH
   }
   let seen = 0
-  app.addHook('onRequest', async (request) => { if (request.url.startsWith('/pub/')) seen++ })
+  app.addHook('onRequest', async (request) => { if (request.url.startsWith('/pub/') || request.url.startsWith('/sub/')) seen++ })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(() => app.close())
-  return { port: (app.server.address() as net.AddressInfo).port, publisherHooks: () => seen }
+  return { port: (app.server.address() as net.AddressInfo).port, hooks: () => seen }
 }
 
 function req (method: string, path: string, headers: Record<string, string> = {}, body = ''): string {
@@ -34,21 +36,26 @@ function req (method: string, path: string, headers: Record<string, string> = {}
   return s + '\r\n' + body
 }
 
-/** An answer with what differs between two runs (Date, message ids, idle seconds) masked. */
-function masked (raw: string): string {
-  const a = parseResponse(raw)
-  const head = raw.slice(0, raw.indexOf('\r\n\r\n')).split('\r\n')
+/** What differs between two runs (message ids and times, the jittered retry) masked. */
+function mask (text: string): string {
+  return text.replace(/\nretry: \d+\n/g, '\nretry: R\n').replace(/\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT/g, 'DATE').replace(/\d{10}/g, 'T')
+}
+
+/** An answer, its Date header dropped, header lines in order of name, ids and times masked. */
+function masked (raw: string, stream = false): string {
+  const end = raw.indexOf('\r\n\r\n')
+  const head = raw.slice(0, end).split('\r\n')
   const lines = [head[0]!, ...head.slice(1).filter((l) => !/^date:/i.test(l)).map((l) => l.toLowerCase()).sort()]
-  return lines.join('\n') + '\n\n' + a.body.replace(/\d{10}:\d+/g, 'ID').replace(/\d{10}/g, 'T')
+  return mask(lines.join('\n') + '\n\n' + (stream ? raw.slice(end + 4) : parseResponse(raw).body))
 }
 
 const ORIGIN = 'https://app.example'
 
-const CASES: Array<{ name: string, options: Partial<Record<keyof ParklineOptions, unknown>>, requests: string[] }> = [
+const CASES: Array<{ name: string, options: Partial<Record<keyof ParklineOptions, unknown>>, requests: () => Promise<string[]> }> = [
   {
     name: 'no credentials configured (loopback publisher)',
     options: { corsOrigins: [ORIGIN], maxMessageSize: 64 },
-    requests: [
+    requests: async () => [
       req('POST', '/pub/a', {}, 'one'),
       req('PUT', '/pub/a', { 'Content-Type': 'foo' }, 'two'),
       req('POST', '/pub/a', { Accept: 'text/json' }, 'three'),
@@ -67,6 +74,16 @@ const CASES: Array<{ name: string, options: Partial<Record<keyof ParklineOptions
       req('POST', '/pub/a?x=1', {}, 'query'),
       req('POST', '/pub/a', { 'X-EventSource-Event': 'tick' }, 'event'),
       req('GET', '/pub/a', { Accept: 'text/json' }),
+      // subscribers whose answer ends: long-polls answered from the buffer, and refusals
+      req('GET', '/sub/a'),
+      req('GET', '/sub/a', { Origin: ORIGIN }),
+      req('GET', '/sub/a', { Origin: 'https://evil.example' }),
+      req('GET', '/sub/a?last_event_id=a:b:c'),
+      req('GET', '/sub/'),
+      req('GET', '/sub/a,b'),
+      req('GET', '/sub/a/../a'),
+      req('OPTIONS', '/sub/a', { Origin: ORIGIN }),
+      req('POST', '/sub/a', {}, 'no'),
       req('DELETE', '/pub/a'),
       req('POST', '/pub/a', {}, '')
     ]
@@ -74,12 +91,30 @@ const CASES: Array<{ name: string, options: Partial<Record<keyof ParklineOptions
   {
     name: 'an API key',
     options: { apiKey: 'secret' },
-    requests: [
+    requests: async () => [
       req('POST', '/pub/k', {}, 'no credential'),
       req('POST', '/pub/k', { Authorization: 'Bearer wrong' }, 'wrong'),
       req('POST', '/pub/k', { Authorization: 'Bearer secret' }, 'right'),
-      req('POST', '/pub/k', { Cookie: 'parkline_token=secret' }, 'cookie')
+      req('POST', '/pub/k', { Cookie: 'parkline_token=secret' }, 'cookie'),
+      req('GET', '/sub/k')
     ]
+  },
+  {
+    name: 'JWT subscribers',
+    options: AUTH_SERVER,
+    requests: async () => {
+      const good = (await mint(['j'])).token
+      const other = (await mint(['elsewhere'])).token
+      return [
+        req('POST', '/pub/j', { Authorization: `Bearer ${API_KEY}` }, 'm'),
+        req('GET', '/sub/j'),
+        req('GET', '/sub/j', { Authorization: 'Bearer not.a.token' }),
+        req('GET', '/sub/j', { Authorization: `Bearer ${other}` }),
+        req('GET', '/sub/j', { Authorization: `Bearer ${good}` }),
+        req('GET', '/sub/j', { Cookie: `parkline_token=${good}` }),
+        req('GET', `/sub/j?access_token=${good}`)
+      ]
+    }
   }
 ]
 
@@ -87,15 +122,29 @@ for (const c of CASES) {
   test.serial(`every answer is the one Fastify gives: ${c.name}`, async (t) => {
     const fast = await serve(t, c.options, true)
     const slow = await serve(t, c.options, false)
-    for (const r of c.requests) {
+    for (const r of await c.requests()) {
       const a = masked((await rawRequest(fast.port, r)).raw)
       const b = masked((await rawRequest(slow.port, r)).raw)
       t.is(a, b, r.split('\r\n')[0])
     }
-    // the plain publishes never reached Fastify on the fast server; everything did on the other
-    t.true(fast.publisherHooks() < slow.publisherHooks(), `${fast.publisherHooks()} vs ${slow.publisherHooks()}`)
+    // the plain publishes and subscribes never reached Fastify on the fast server; all did on the other
+    t.true(fast.hooks() < slow.hooks(), `${fast.hooks()} vs ${slow.hooks()}`)
   })
 }
+
+test.serial('an SSE stream starts the same: head, retry, the buffered messages in order', async (t) => {
+  const fast = await serve(t, {}, true)
+  const slow = await serve(t, {}, false)
+  const heads: string[] = []
+  for (const s of [fast, slow]) {
+    for (const body of ['one', 'two']) t.is((await rawRequest(s.port, req('POST', '/pub/s', {}, body))).status, 202)
+    const text = await rawExchange(s.port, req('GET', '/sub/s', { Accept: 'text/event-stream', Origin: 'https://app.example' }), { until: (x) => x.includes('data: two\n\n') })
+    heads.push(masked(text, true))
+  }
+  t.regex(heads[0]!, /data: one\n\n.*data: two\n\n/s)
+  t.is(heads[0], heads[1])
+  t.is(fast.hooks(), 0)
+})
 
 test.serial('pipelined publishes answer in order, and a publish behind a GET goes through Fastify after it', async (t) => {
   const fast = await serve(t, {}, true)
@@ -104,7 +153,7 @@ test.serial('pipelined publishes answer in order, and a publish behind a GET goe
     req('POST', '/pub/p', {}, '3') + req('DELETE', '/pub/p') + req('POST', '/pub/p', {}, '4') + req('GET', '/pub/p', { Accept: 'text/json', Connection: 'close' })
   const answers = async (port: number): Promise<string[]> => {
     const text = await rawExchange(port, batch, { ms: 5000 })
-    return text.split(/(?=HTTP\/1\.1 )/).map(masked)
+    return text.split(/(?=HTTP\/1\.1 )/).map((x) => masked(x))
   }
   const a = await answers(fast.port)
   t.is(a.length, 7)
