@@ -93,6 +93,9 @@ const renewal = test.macro({
     const issued: number[] = []
     const rec = subscribe(t, `${base}/sub/tick`, {
       transports: [transport],
+      // an idle long-poll counts as open once parked connectTimeout; a 3 s token (exp in whole
+      // seconds: 2-3 s left) is renewed from 1.5 s on, so the helper's 1.5 s would race it
+      ...(transport === 'longpoll' ? { connectTimeout: 500 } : {}),
       token: async () => {
         const m = await mint(['tick'], 3)
         issued.push(m.exp)
