@@ -57,10 +57,8 @@ export function fastPath (core: Core, opts: ParklineOptions): FastPath {
     // A publish behind fast publishes only may go fast: they are applied in order (kPublishing).
     const socket = req.socket as FastSocket
     const current = socket._httpMessage
-    if (current !== res && current !== null && current !== undefined && !(publish && current[kFast] === true && socket[kLastFast] === true)) {
-      if (socket[kLastFast] === true) socket[kLastFast] = false
-      return false
-    }
+    // (lib/server.ts calls notFast for every request this returns false for)
+    if (current !== res && current !== null && current !== undefined && !(publish && current[kFast] === true && socket[kLastFast] === true)) return false
     const request: RequestLike = { headers: req.headers, method, originalUrl: url, socket, raw: req }
     const reply = new RawReply(res)
     if (publish) {
@@ -74,7 +72,7 @@ export function fastPath (core: Core, opts: ParklineOptions): FastPath {
   }
 }
 
-/** What Fastify does with an error a handler throws: logged, 500 if nothing was sent yet. */
+/** An error a handler throws: logged, and a plain-text 500 if nothing was sent yet (as Fastify answers, less its JSON body). */
 function failed (core: Core, reply: RawReply, err: unknown): void {
   core.log?.error?.({ err }, 'request failed')
   if (reply.sent) {

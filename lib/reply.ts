@@ -1,5 +1,5 @@
 // Small answers, errors as short text/plain, CORS on everything: through Fastify's reply, or
-// through a RawReply (Node's own response) on the standalone server's publish fast path.
+// through a RawReply (Node's own response) on the standalone server's fast path.
 import type { ServerResponse } from 'node:http'
 import type { ErrorSpec } from './errors.ts'
 
