@@ -73,7 +73,7 @@ export class Channel {
       const movedPos = this.subPos[last]!
       this.subs[slot] = moved
       this.subPos[slot] = movedPos
-      moved.slots[movedPos] = slot
+      moved.setSlot(movedPos, slot)
     }
     this.subs.pop()
     this.subPos.pop()

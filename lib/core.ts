@@ -254,7 +254,7 @@ export class Core {
     const now = Date.now()
     for (let k = 0; k < sub.channels.length; k++) {
       const ch = sub.channels[k]!
-      sub.slots[k] = ch.addSub(sub, k)
+      sub.setSlot(k, ch.addSub(sub, k))
       ch.lastRequested = now
     }
     this.table.add(sub)
@@ -277,9 +277,9 @@ export class Core {
     if (sub.tableIndex < 0) return
     for (let k = 0; k < sub.channels.length; k++) {
       const ch = sub.channels[k]!
-      const slot = sub.slots[k]!
+      const slot = sub.slotAt(k)
       if (slot >= 0 && ch.subs[slot] === sub) ch.removeSub(slot)
-      sub.slots[k] = -1
+      sub.setSlot(k, -1)
       this.registry.release(ch)
     }
     this.table.remove(sub)
@@ -322,7 +322,7 @@ export class Core {
     let best: Message | null = null
     let bestPos = -1
     for (let k = 0; k < sub.channels.length; k++) {
-      const m = sub.channels[k]!.buffer.firstAfter(sub.times[k]!, sub.tags[k]!)
+      const m = sub.channels[k]!.buffer.firstAfter(sub.timeAt(k), sub.tagAt(k))
       if (m !== null && (best === null || best.time > m.time || (best.time === m.time && best.tag > m.tag))) {
         best = m
         bestPos = k
@@ -331,7 +331,8 @@ export class Core {
     if (best === null) return null
     const ch = sub.channels[bestPos]!
     let gap: string | null = null
-    if (sub.times[bestPos]! > 0 && ch.hasGapAfter(sub.times[bestPos]!, sub.tags[bestPos]!)) {
+    const bestTime = sub.timeAt(bestPos)
+    if (bestTime > 0 && ch.hasGapAfter(bestTime, sub.tagAt(bestPos))) {
       gap = sub.requested(bestPos)
       this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
     }
@@ -344,9 +345,9 @@ export class Core {
    * of the loss together with the next message to arrive. Call before `sub.advance`.
    */
   liveGap (sub: Subscriber, pos: number): string | null {
-    const time = sub.times[pos]!
+    const time = sub.timeAt(pos)
     const ch = sub.channels[pos]!
-    if (time <= 0 || !ch.hasGapAfter(time, sub.tags[pos]!)) return null
+    if (time <= 0 || !ch.hasGapAfter(time, sub.tagAt(pos))) return null
     this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
     return sub.requested(pos)
   }

@@ -8,7 +8,6 @@ import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
 import { EXPOSE_HEADERS, VARY, randomBetween } from '../lib/http.ts'
 import type { Message } from '../lib/message.ts'
-import { formatTags } from '../lib/message-id.ts'
 import { F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
 import { detachSocket, reattachSocket } from './detach.ts'
@@ -203,7 +202,7 @@ export class LongpollTransport implements Transport {
     const body = status === 401 ? Buffer.from(reason ?? 'Unauthorized') : null
     const headers = ['Vary', VARY, 'Content-Length', String(body === null ? 0 : body.length)]
     if (body !== null) headers.push('Content-Type', 'text/plain', 'WWW-Authenticate', `Bearer error="invalid_token", error_description="${reason ?? 'Unauthorized'}"`)
-    if (sub.vTime > 0) headers.push('Etag', formatTags(sub.vTags, -1))
+    if (sub.vTime > 0) headers.push('Etag', sub.etag())
     if (sub.origin !== null) pushCors(headers, sub.origin)
     if (status === 503) headers.push('Retry-After', String(randomBetween(1, 10)))
     this.#send(sub, status, STATUS_TEXT[status]!, '', headers, body, status === 503 || status === 400)
