@@ -64,4 +64,15 @@ test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan and 
     t.true(cells.every((x) => x > 0), `${label}: ${cells.join(', ')}`)
   }
   for (const svg of ['broadcast', 'rate', 'ramp']) t.true(existsSync(out.replace(/\.md$/, `-${svg}.svg`)), svg)
+  // issue 13's targets, judged from the run: a verdict for Parkline on each row that has one
+  const lines = doc.split('\n')
+  const at = lines.indexOf('## Targets (issue 13), judged from this run')
+  t.true(at > 0, 'targets section')
+  const targetRows = lines.slice(at + 4).filter((l, i, a) => a.slice(0, i + 1).every((x) => x.startsWith('| ')))
+  for (const label of ['broadcast, closed loop: deliveries/s', 'broadcast, closed loop: p99 (ms)', 'publish (autocannon): requests/s']) {
+    const row = targetRows.find((l) => l.startsWith(`| ${label} |`))
+    t.truthy(row, label)
+    t.regex(row!.split('|')[6]!, /^ (met|\*\*not met\*\*) $/, label)
+  }
+  t.truthy(targetRows.find((l) => l.startsWith('| memory, default topology')), 'memory target row')
 })

@@ -4,7 +4,7 @@
 // killed by PID in stop() or, at the latest, by killAllStarted() from the orchestrator's exit hooks.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -86,7 +86,12 @@ async function waitReady (port: number, child: ChildProcess, ms: number, log: ()
 
 function capture (child: ChildProcess): () => string {
   let tail = ''
-  const add = (d: Buffer): void => { tail = (tail + d.toString()).slice(-4000) }
+  // BENCH_SERVER_LOG=<file>: append every server's output there too (e.g. with PARKLINE_NODE_ARGS=--trace-gc)
+  const file = process.env.BENCH_SERVER_LOG
+  const add = (d: Buffer): void => {
+    tail = (tail + d.toString()).slice(-4000)
+    if (file !== undefined && file !== '') appendFileSync(file, d)
+  }
   child.stdout?.on('data', add)
   child.stderr?.on('data', add)
   return () => tail.trim()
