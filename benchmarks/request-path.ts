@@ -1,5 +1,6 @@
-// The request paths, side by side in one run: Parkline's fast path (the standalone server's
-// default), the same Parkline through Fastify (PARKLINE_NO_FAST_PATH=1), Nchan, a bare node:http
+// The request paths, side by side in one run: Parkline as it runs by default (publisher
+// connections read by lib/raw-publish.ts, the fast path for the rest), with the fast path only
+// (PARKLINE_NO_RAW_PUBLISH=1), through Fastify (PARKLINE_NO_FAST_PATH=1), Nchan, a bare node:http
 // handler (benchmarks/suite/http-floor.ts) and the node:net floor. One process each (Parkline
 // --workers 1); the same autocannon client (in its own process) for all; a fresh server per row.
 //   publish:   POST of a 512-byte body to one channel without subscribers
@@ -29,7 +30,18 @@ interface Row { label: string, start: () => Promise<ServerHandle>, get?: boolean
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'parkline-pubpath-'))
 const ROWS: Row[] = [
-  { label: 'Parkline (fast path)', start: async () => await startServer('parkline1', { workers: 1, tmp }) },
+  { label: 'Parkline (default: raw publisher connections, fast path)', start: async () => await startServer('parkline1', { workers: 1, tmp }) },
+  {
+    label: 'Parkline, fast path only',
+    start: async () => {
+      process.env.PARKLINE_NO_RAW_PUBLISH = '1'
+      try {
+        return await startServer('parkline1', { workers: 1, tmp })
+      } finally {
+        delete process.env.PARKLINE_NO_RAW_PUBLISH
+      }
+    }
+  },
   {
     label: 'Parkline through Fastify',
     start: async () => {
@@ -104,7 +116,7 @@ async function main (): Promise<void> {
     '']
   const first = ROWS[0]!.label
   for (const kind of KINDS) for (const p of PIPELINING) {
-    L.push(`## ${kind}, pipelining ${p}`, '', '| server | requests/s | vs Parkline fast path | p99 (ms) | server CPU (% of a core) | requests per server core-second | failed |', '|---|--:|--:|--:|--:|--:|--:|')
+    L.push(`## ${kind}, pipelining ${p}`, '', '| server | requests/s | vs Parkline default | p99 (ms) | server CPU (% of a core) | requests per server core-second | failed |', '|---|--:|--:|--:|--:|--:|--:|')
     const base = results.get(`${kind} ${p} ${first}`)!
     for (const row of ROWS) {
       const m = results.get(`${kind} ${p} ${row.label}`)
@@ -114,7 +126,7 @@ async function main (): Promise<void> {
     }
     L.push('')
   }
-  L.push('"vs Parkline fast path" divides each row\'s requests/s by the first row\'s. Requests per server core-second',
+  L.push('"vs Parkline default" divides each row\'s requests/s by the first row\'s. Requests per server core-second',
     'divides requests/s by the server\'s CPU (all its processes): the cost of one publish, whoever is bound.', '')
   const doc = L.join('\n')
   const out = env.BENCH_OUT !== undefined && env.BENCH_OUT !== '' ? path.resolve(env.BENCH_OUT) : path.join(ROOT, 'benchmarks', 'results', `request-path-${day}.md`)

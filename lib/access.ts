@@ -23,6 +23,16 @@ export interface RequestLike {
   raw: IncomingMessage
 }
 
+/**
+ * A publisher-location request: Node's or Fastify's (`raw`), or one read whole off a raw publisher
+ * connection (lib/raw-publish.ts), which has its body at hand and no IncomingMessage.
+ */
+export interface PublishRequestLike extends Omit<RequestLike, 'raw'> {
+  raw: IncomingMessage | null
+  /** The whole body, when it was read before the request was handed over. */
+  wholeBody?: Buffer
+}
+
 export type { Grant, Refusal }
 
 /** Refusals counted for /metrics, by status. */
@@ -120,7 +130,7 @@ export class Access {
     return this.#count(r)
   }
 
-  async publisher (request: RequestLike, key: string): Promise<Grant | Refusal | null> {
+  async publisher (request: PublishRequestLike, key: string): Promise<Grant | Refusal | null> {
     if (this.auth === null) {
       if (this.#publisherOpen || (isLoopback(request.socket.remoteAddress) && !crossSite(request, this.#corsOrigins))) return null
       return this.#count(LOOPBACK_ONLY)
@@ -141,7 +151,7 @@ export class Access {
   }
 
   /** Nchan's publisher upstream request, when `publishUpstreamUrl` is set; null otherwise. */
-  async upstream (request: RequestLike, key: string, body: Buffer): Promise<UpstreamPublishResult | null> {
+  async upstream (request: PublishRequestLike, key: string, body: Buffer): Promise<UpstreamPublishResult | null> {
     if (this.auth === null || this.auth.options.publishUpstreamUrl === '') return null
     return await this.auth.upstreamPublish({ headers: request.headers, body, channel: text(key), uri: request.originalUrl, method: request.method, remoteAddress: request.socket.remoteAddress })
   }
@@ -169,7 +179,7 @@ function escapeId (id: string, delimiter: string): string {
  * page in a browser on the same machine that would otherwise publish to (or delete) channels on
  * localhost behind the user's back.
  */
-function crossSite (request: RequestLike, allowed: readonly string[]): boolean {
+function crossSite (request: PublishRequestLike, allowed: readonly string[]): boolean {
   const origin = request.headers.origin
   if (origin === undefined) return request.headers['sec-fetch-site'] === 'cross-site'
   if (allowed.includes(origin)) return false

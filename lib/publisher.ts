@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { infoFormat, renderInfo, type ChannelInfo } from './channel-info.ts'
 import type { Socket } from 'node:net'
-import { isRefusal, sendRefusal, type Access, type RequestLike } from './access.ts'
+import { isRefusal, sendRefusal, type Access, type PublishRequestLike } from './access.ts'
 import { isParked, rejectIfParked } from '../transports/longpoll.ts'
 import { kAdmitting, kRawContentType } from './symbols.ts'
 import { Core } from './core.ts'
@@ -74,13 +74,13 @@ function readBody (req: IncomingMessage, limit: number, timeoutMs = 0, minRate =
   })
 }
 
-function sendInfo (request: RequestLike, reply: Reply, status: number, info: ChannelInfo, origin: string | null): Reply {
+function sendInfo (request: PublishRequestLike, reply: Reply, status: number, info: ChannelInfo, origin: string | null): Reply {
   const { contentType, body } = renderInfo(info, infoFormat(request.headers.accept))
   return withCors(reply, origin).code(status).header('Content-Type', contentType).send(Buffer.from(body))
 }
 
-export async function handlePublisher (core: Core, access: Access, request: RequestLike, reply: Reply, rawId: string, origin: string | null): Promise<Reply | undefined> {
-  const socket = request.raw.socket as PipelinedSocket
+export async function handlePublisher (core: Core, access: Access, request: PublishRequestLike, reply: Reply, rawId: string, origin: string | null): Promise<Reply | undefined> {
+  const socket = request.socket as PipelinedSocket
   // A request pipelined behind a parked long-poll cannot be answered before it: that poll gets 400
   // and the connection closes, and this request is not applied at all (no side effect).
   if (isParked(socket)) {
@@ -112,7 +112,7 @@ export async function handlePublisher (core: Core, access: Access, request: Requ
 const kPublishing = Symbol('parkline.publishing')
 type PipelinedSocket = Socket & { [kPublishing]?: Promise<void>, [kAdmitting]?: number }
 
-async function publisherRequest (core: Core, access: Access, request: RequestLike, reply: Reply, rawId: string, origin: string | null): Promise<Reply> {
+async function publisherRequest (core: Core, access: Access, request: PublishRequestLike, reply: Reply, rawId: string, origin: string | null): Promise<Reply> {
   const method = request.method
   if (method === 'OPTIONS') {
     reply.code(200).header('Allow', PUB_ALLOW).header('Content-Length', '0')
@@ -167,7 +167,7 @@ async function publisherRequest (core: Core, access: Access, request: RequestLik
   core.publishing++
   let body
   try {
-    body = await readBody(request.raw, limit, core.opts.bodyTimeout * 1000, core.opts.bodyMinRate)
+    body = request.wholeBody ?? await readBody(request.raw!, limit, core.opts.bodyTimeout * 1000, core.opts.bodyMinRate)
   } finally {
     core.publishing--
   }
@@ -175,7 +175,7 @@ async function publisherRequest (core: Core, access: Access, request: RequestLik
   if (body === ABORTED) return sendError(reply.header('Connection', 'close'), ERRORS.BODY_ABORTED, origin)
   if (body === TIMED_OUT) return sendError(reply.header('Connection', 'close'), ERRORS.REQUEST_TIMEOUT, origin)
   // verbatim, even a value that is no media type (lib/plugin.ts keeps it aside for Fastify)
-  let ct: string | null = (request.raw as { [kRawContentType]?: string })[kRawContentType] ?? request.headers['content-type'] ?? null
+  let ct: string | null = (request.raw as { [kRawContentType]?: string } | null)?.[kRawContentType] ?? request.headers['content-type'] ?? null
   const ev = request.headers['x-eventsource-event']
   const event = typeof ev === 'string' && ev.length > 0 ? ev : null
   let message = body

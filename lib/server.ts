@@ -9,6 +9,7 @@ import { PUB_ALLOW, SUB_ALLOW, normalizePath, requestOrigin, splitUrl } from './
 import { MAX_LINE, checkLimits, coreOf, kResolved, kWorkerLink, parkline } from './plugin.ts'
 import type { WorkerLink } from './cluster.ts'
 import { sendError } from './reply.ts'
+import { RawPublishers } from './raw-publish.ts'
 import { fastPath, notFast, type FastPath } from './fast-path.ts'
 
 /** Whole header section (request line included) before Node's parser gives up (§10: 32 KiB). */
@@ -133,7 +134,19 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
   }
   await app.register(parkline, { [kResolved]: opts, [kWorkerLink]: link } as Parameters<typeof parkline>[1])
   if (process.env.PARKLINE_NO_FAST_PATH !== '1') {
-    app.addHook('onReady', async () => { fast = fastPath(coreOf(app), opts) })
+    let raw: RawPublishers | null = null
+    app.addHook('onReady', async () => {
+      const core = coreOf(app)
+      fast = fastPath(core, opts)
+      // publisher connections are read by Parkline itself (lib/raw-publish.ts);
+      // PARKLINE_NO_RAW_PUBLISH=1 leaves them to Node's parser and the fast path, for comparing
+      if (process.env.PARKLINE_NO_RAW_PUBLISH === '1') return
+      raw = RawPublishers.install(app.server, core, opts, (socket) => {
+        socket.on('error', () => {})
+        clientErrorHandler(Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }) as ClientError, socket, opts.subPrefix)
+      })
+    })
+    app.addHook('preClose', async () => { raw?.close() })
   }
   // The §10 limits and `..` above the root hold on every path, not only the plugin's locations.
   app.addHook('onRequest', async (request, reply) => {

@@ -11,3 +11,6 @@ export const kRawContentType = Symbol('parkline.rawContentType')
 
 /** Subscriber requests on this connection still being admitted (access control is async). */
 export const kAdmitting = Symbol('parkline.admitting')
+
+/** Node's own HTTP 'connection' listener, kept on the standalone server (lib/raw-publish.ts): sockets handed back go straight to it. */
+export const kNodeConnection = Symbol('parkline.nodeConnection')

@@ -38,7 +38,7 @@ function req (method: string, path: string, headers: Record<string, string> = {}
 
 /** What differs between two runs (message ids and times, the jittered retry) masked. */
 function mask (text: string): string {
-  return text.replace(/\nretry: \d+\n/g, '\nretry: R\n').replace(/\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT/g, 'DATE').replace(/\d{10}/g, 'T')
+  return text.replace(/\nretry: \d+\n/g, '\nretry: R\n').replace(/\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT/g, 'DATE').replace(/\d{10}(:\d+)?/g, 'T')
 }
 
 /** An answer, its Date header dropped, header lines in order of name, ids and times masked. */

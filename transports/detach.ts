@@ -10,6 +10,7 @@
 import type { EventEmitter } from 'node:events'
 import { Socket } from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { kNodeConnection } from '../lib/symbols.ts'
 
 interface NodeParser {
   _consumed?: boolean
@@ -109,7 +110,10 @@ export function reattachSocket (socket: Socket): void {
   }
   // the old parser no longer consumes the handle: let the new one read it natively again
   if (s._handle !== undefined && s._handle !== null) s._handle._consumed = false
-  server.emit('connection', socket)
+  // straight to Node's own listener where the standalone server routes new connections (lib/raw-publish.ts)
+  const node = (server as { [kNodeConnection]?: (socket: Socket) => void })[kNodeConnection]
+  if (node !== undefined) node.call(server, socket)
+  else server.emit('connection', socket)
   // Node arms its keep-alive timeout only after a response it wrote itself
   const keepAlive = server.keepAliveTimeout ?? 5000
   if (keepAlive > 0) socket.setTimeout(keepAlive + 1000)

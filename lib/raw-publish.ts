@@ -1,0 +1,500 @@
+// Publisher connections read by Parkline itself (the standalone server only, like lib/fast-path.ts).
+//
+// A connection whose first bytes are `POST <pubPrefix>` or `PUT <pubPrefix>` is a publisher's
+// keep-alive connection: its requests are read here instead of by Node's HTTP parser, and each
+// is answered with one write (a pipelined batch with one). No IncomingMessage, ServerResponse,
+// parser, stream state or timer per request: a publish costs the bytes it carries, its message
+// and its answer. The decisions are lib/publisher.ts's, exactly as on the fast path.
+//
+// Only plain requests are taken: `POST`/`PUT` on the publisher location, HTTP/1.1, printable
+// ASCII, every header once, a Content-Length body that is all there and within maxMessageSize,
+// no Transfer-Encoding, Expect or Upgrade, `Connection` absent, `keep-alive` or `close`, an
+// allowed Origin. The first request that is anything else, with every byte after it, goes to
+// Node's HTTP server as if the connection had just opened, and the connection stays there: Node
+// and Fastify answer it as always (a 400 for a malformed head, a 413, a 405...). Every other
+// connection (subscribers, WebSocket, health) is handed to Node at its first bytes.
+//
+// Measured in benchmarks/results/request-path-*.md; PARKLINE_NO_FAST_PATH=1 turns it off.
+import { STATUS_CODES, type IncomingHttpHeaders, type Server } from 'node:http'
+import type { Socket } from 'node:net'
+import type { PublishRequestLike } from './access.ts'
+import type { ParklineOptions } from './config.ts'
+import type { Core } from './core.ts'
+import { normalizePath, originAllowed, requestOrigin } from './http.ts'
+import { MAX_HEADER_FIELDS, MAX_LINE } from './plugin.ts'
+import { handlePublisher } from './publisher.ts'
+import type { Reply } from './reply.ts'
+import { kNodeConnection } from './symbols.ts'
+
+type ConnectionListener = (socket: Socket) => void
+
+const kRaw = Symbol('parkline.rawPublishers')
+const kConn = Symbol('parkline.rawConnection')
+
+type ServerWith = Server & { [kNodeConnection]?: ConnectionListener, [kRaw]?: RawPublishers }
+type RawSocket = Socket & { server?: ServerWith, [kConn]?: Conn }
+
+/** A body beyond this is answered by Node's path (413); so is a head past Node's own limit. */
+const MAX_HEAD = 16384
+const MAX_HEADERS = Math.min(64, MAX_HEADER_FIELDS)
+/** Answers not yet taken by the client: stop reading its requests until they are. */
+const HIGH_WATER = 65536
+/** Requests received behind one still being handled: stop reading past this. */
+const INPUT_HIGH_WATER = 1 << 20
+
+interface Conn {
+  socket: RawSocket
+  /** Bytes received and not yet taken as a request. */
+  buf: Buffer | null
+  /** A request is being handled (answers go out in order, one request at a time). */
+  busy: boolean
+  corked: boolean
+  /** The connection ends after the answer being written (Connection: close, or shutting down). */
+  closing: boolean
+  /** The bytes held end in a request head cut short by the end of a read. */
+  partial: boolean
+  /** Requests read here on this connection. */
+  requests: number
+}
+
+export class RawPublishers {
+  readonly #core: Core
+  readonly #opts: ParklineOptions
+  readonly #server: ServerWith
+  readonly #node: ConnectionListener
+  readonly #starts: Buffer[]
+  readonly #conns = new Set<Conn>()
+  #closing = false
+
+  /** Take over `server`'s connections; null when its 'connection' listener is not Node's own. */
+  static install (server: Server, core: Core, opts: ParklineOptions, silent: ConnectionListener): RawPublishers | null {
+    const s = server as ServerWith
+    const node = s.listeners('connection').find((f) => f.name === 'connectionListener') as ConnectionListener | undefined
+    if (node === undefined || core.access === null) return null
+    const rp = new RawPublishers(s, node, core, opts, silent)
+    s.removeListener('connection', node)
+    s.prependListener('connection', onConnection)
+    s[kNodeConnection] = node
+    s[kRaw] = rp
+    return rp
+  }
+
+  private constructor (server: ServerWith, node: ConnectionListener, core: Core, opts: ParklineOptions, silent: ConnectionListener) {
+    this.#server = server
+    this.#node = node
+    this.silent = silent
+    this.firstBytesMs = opts.headersTimeout * 1000
+    this.#core = core
+    this.#opts = opts
+    this.#starts = [Buffer.from('POST ' + opts.pubPrefix, 'latin1'), Buffer.from('PUT ' + opts.pubPrefix, 'latin1')]
+  }
+
+  /** Requests read here (since the server started). */
+  requests = 0
+  /** Connections whose first bytes have not come yet. */
+  readonly waiting = new Set<RawSocket>()
+  /** A connection that sent nothing within headersTimeout: answered as Node answers it (408). */
+  readonly silent: ConnectionListener
+  readonly firstBytesMs: number
+
+  /** Connections read here now. */
+  get size (): number { return this.#conns.size }
+
+  /** Server closing: idle connections end now, busy ones after their answer; new ones go to Node. */
+  close (): void {
+    this.#closing = true
+    // connections that sent nothing yet are idle ones to Node's server too: closed
+    for (const socket of this.waiting) {
+      stopWaiting(socket)
+      socket.destroy()
+    }
+    for (const c of this.#conns) {
+      c.closing = true
+      if (!c.busy) this.#end(c)
+    }
+  }
+
+  /** The first bytes of a connection: a publisher's stays here, any other goes to Node. */
+  first (socket: RawSocket, chunk: Buffer): void {
+    for (const start of this.#starts) {
+      // too few bytes to tell (a client writing its first line in pieces): Node's server has it
+      if (chunk.length < start.length || chunk.compare(start, 0, start.length, 0, start.length) !== 0) continue
+      if (this.#closing) break
+      const c: Conn = { socket, buf: chunk, busy: false, corked: false, closing: false, partial: false, requests: 0 }
+      socket[kConn] = c
+      this.#conns.add(c)
+      socket.on('data', onRawData)
+      socket.on('error', onRawError)
+      socket.on('close', onRawClose)
+      socket.on('drain', onRawDrain)
+      socket.on('timeout', onRawTimeout)
+      socket.setTimeout(this.#server.keepAliveTimeout)
+      this.pump(c, true)
+      return
+    }
+    this.#handOver(socket, chunk)
+  }
+
+  /** Take every whole request buffered, one at a time; answers leave corked, in one write. */
+  pump (c: Conn, read = false): void {
+    const socket = c.socket
+    while (!c.busy && !c.closing && c.buf !== null && !socket.destroyed) {
+      const buf = c.buf
+      const r = parseRequest(buf, this.#opts)
+      // A head cut by the end of a read (a pipelined batch) waits for the next read; a head still
+      // cut after it, or a body still on its way, goes to Node's server, which has the timeouts and
+      // bounds for slow requests (headersTimeout, bodyTimeout, bodyMinRate, maxPublishing).
+      if (r === NEED_MORE_HEAD && (!read || !c.partial)) {
+        c.partial = true
+        break
+      }
+      if (r === NEED_MORE_HEAD || r === NEED_MORE_BODY || r === UNSUPPORTED) {
+        this.#release(c)
+        this.#handOver(socket, buf)
+        return
+      }
+      c.buf = r.end < buf.length ? buf.subarray(r.end) : null
+      c.partial = false
+      c.requests++
+      this.requests++
+      if (!c.corked) {
+        socket.cork()
+        c.corked = true
+      }
+      c.busy = true
+      if (r.close) c.closing = true
+      const reply = new SocketReply(c, this.#server.keepAliveTimeout)
+      const request: PublishRequestLike = { headers: r.headers, method: r.method, originalUrl: r.target, socket, raw: null, wholeBody: r.body }
+      handlePublisher(this.#core, this.#core.access!, request, reply, r.path.slice(this.#opts.pubPrefix.length), r.origin).then(
+        () => { this.#done(c, reply) },
+        (err: unknown) => {
+          this.#core.log?.error?.({ err }, 'request failed')
+          if (!reply.sent) reply.code(500).header('Content-Type', 'text/plain').send(Buffer.from('Internal Server Error'))
+          this.#done(c, reply)
+        })
+      return
+    }
+    if (c.corked) {
+      c.corked = false
+      socket.uncork()
+    }
+    // the client does not take its answers: read nothing more until it does ('drain')
+    if (socket.writableLength > HIGH_WATER) socket.pause()
+    else if (socket.isPaused() && !c.busy) socket.resume()
+  }
+
+  #done (c: Conn, reply: SocketReply): void {
+    c.busy = false
+    // a handler that took the connection over (hijack) or never answered: nothing more to read
+    if (!reply.sent || reply.hijacked) c.closing = true
+    if (c.closing) {
+      if (c.corked) {
+        c.corked = false
+        c.socket.uncork()
+      }
+      this.#end(c)
+      return
+    }
+    this.pump(c)
+  }
+
+  #end (c: Conn): void {
+    this.#release(c)
+    if (!c.socket.destroyed) c.socket.end()
+  }
+
+  /** Stop reading `c` here (its socket goes to Node, or ends). */
+  #release (c: Conn): void {
+    const socket = c.socket
+    this.#conns.delete(c)
+    socket[kConn] = undefined
+    socket.removeListener('data', onRawData)
+    socket.removeListener('error', onRawError)
+    socket.removeListener('close', onRawClose)
+    socket.removeListener('drain', onRawDrain)
+    socket.removeListener('timeout', onRawTimeout)
+    socket.setTimeout(0)
+    if (c.corked) {
+      c.corked = false
+      socket.uncork()
+    }
+    // still errors to swallow on the way out (an `end` racing a reset)
+    if (!socket.destroyed) socket.on('error', noop)
+  }
+
+  /** Node's HTTP server takes the connection from `pending` on, as if it had just opened. */
+  #handOver (socket: RawSocket, pending: Buffer): void {
+    socket.removeListener('error', noop)
+    if (socket.destroyed) return
+    if (socket.isPaused()) socket.resume()
+    this.#node.call(this.#server, socket)
+    if (pending.length > 0) socket.emit('data', pending)
+  }
+
+  timeout (c: Conn): void {
+    if (c.busy) return
+    // a request cut short: Node's server answers it (and applies its own timeouts) from here
+    if (c.buf !== null) {
+      const pending = c.buf
+      this.#release(c)
+      this.#handOver(c.socket, pending)
+      return
+    }
+    this.#release(c)
+    c.socket.destroy()
+  }
+
+  closed (c: Conn): void {
+    this.#conns.delete(c)
+  }
+}
+
+function noop (): void {}
+
+/** The server's raw publisher connections, if it has them (tests, /status). */
+export function rawPublishersOf (server: Server): RawPublishers | undefined {
+  return (server as ServerWith)[kRaw]
+}
+
+function onConnection (this: ServerWith, socket: RawSocket): void {
+  const rp = this[kRaw]
+  if (rp === undefined) return
+  rp.waiting.add(socket)
+  socket.on('data', onFirstData)
+  socket.on('close', onWaitingClose)
+  // Node's server times a silent connection out (headersTimeout); until its first bytes, so do we
+  if (rp.firstBytesMs > 0) {
+    socket.setTimeout(rp.firstBytesMs)
+    socket.on('timeout', onSilent)
+  }
+}
+
+/** A connection's first bytes came (or never will): it is no longer waited on. */
+function stopWaiting (socket: RawSocket): void {
+  socket.removeListener('data', onFirstData)
+  socket.removeListener('close', onWaitingClose)
+  socket.removeListener('timeout', onSilent)
+  socket.setTimeout(0)
+  socket.server?.[kRaw]?.waiting.delete(socket)
+}
+
+function onWaitingClose (this: RawSocket): void {
+  stopWaiting(this)
+}
+
+function onSilent (this: RawSocket): void {
+  stopWaiting(this)
+  const rp = this.server?.[kRaw]
+  if (rp === undefined) this.destroy()
+  else rp.silent(this)
+}
+
+function onFirstData (this: RawSocket, chunk: Buffer): void {
+  stopWaiting(this)
+  const rp = this.server?.[kRaw]
+  if (rp === undefined) {
+    this.destroy()
+    return
+  }
+  rp.first(this, chunk)
+}
+
+function onRawData (this: RawSocket, chunk: Buffer): void {
+  const c = this[kConn]
+  if (c === undefined) return
+  c.buf = c.buf === null ? chunk : Buffer.concat([c.buf, chunk])
+  // requests pipelined behind one still being handled: read no further past a bound
+  if (c.busy) {
+    if (c.buf.length > INPUT_HIGH_WATER) this.pause()
+    return
+  }
+  this.server![kRaw]!.pump(c, true)
+}
+
+function onRawError (this: RawSocket): void {
+  this.destroy()
+}
+
+function onRawClose (this: RawSocket): void {
+  const c = this[kConn]
+  if (c !== undefined) this.server?.[kRaw]?.closed(c)
+}
+
+function onRawDrain (this: RawSocket): void {
+  const c = this[kConn]
+  if (c === undefined || !this.isPaused() || c.busy) return
+  this.server![kRaw]!.pump(c)
+}
+
+function onRawTimeout (this: RawSocket): void {
+  const c = this[kConn]
+  if (c !== undefined) this.server?.[kRaw]?.timeout(c)
+}
+
+// ---- the request head ----------------------------------------------------------------------
+
+const NEED_MORE_HEAD = 0
+const NEED_MORE_BODY = 1
+const UNSUPPORTED = 2
+
+interface RawRequest {
+  method: 'POST' | 'PUT'
+  target: string
+  path: string
+  headers: IncomingHttpHeaders
+  origin: string | null
+  body: Buffer
+  /** Offset just past this request in the buffer. */
+  end: number
+  /** The client asked to close after this answer. */
+  close: boolean
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const DIGITS = /^\d{1,15}$/
+/** Headers whose request Node's parser or Fastify treats specially: such a request goes there. */
+const NOT_HERE = new Set(['transfer-encoding', 'expect', 'upgrade', 'http2-settings', 'te', 'trailer'])
+
+/**
+ * One whole request at the start of `buf`; NEED_MORE_HEAD or NEED_MORE_BODY (not all there yet,
+ * within the limits); or UNSUPPORTED (Node's parser and Fastify answer it).
+ */
+export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | typeof NEED_MORE_HEAD | typeof NEED_MORE_BODY | typeof UNSUPPORTED {
+  const headEnd = buf.indexOf('\r\n\r\n', 0, 'latin1')
+  if (headEnd === -1) return buf.length > MAX_HEAD ? UNSUPPORTED : NEED_MORE_HEAD
+  if (headEnd > MAX_HEAD) return UNSUPPORTED
+  // printable ASCII, SP and HTAB; CR only before LF, LF only after CR
+  for (let i = 0; i < headEnd; i++) {
+    const b = buf[i]!
+    if (b >= 0x20 && b < 0x7f) continue
+    if (b === 0x09) continue
+    if (b === 0x0d && buf[i + 1] === 0x0a) { i++; continue }
+    return UNSUPPORTED
+  }
+  const lines = buf.toString('latin1', 0, headEnd).split('\r\n')
+  const first = lines[0]!
+  const sp1 = first.indexOf(' ')
+  const sp2 = first.indexOf(' ', sp1 + 1)
+  if (sp1 === -1 || sp2 === -1 || first.indexOf(' ', sp2 + 1) !== -1 || first.slice(sp2 + 1) !== 'HTTP/1.1') return UNSUPPORTED
+  const method = first.slice(0, sp1)
+  if (method !== 'POST' && method !== 'PUT') return UNSUPPORTED
+  const target = first.slice(sp1 + 1, sp2)
+  if (target.length > MAX_LINE || !target.startsWith(opts.pubPrefix)) return UNSUPPORTED
+  const q = target.indexOf('?')
+  const path = q === -1 ? target : target.slice(0, q)
+  if (normalizePath(path) !== path) return UNSUPPORTED
+  if (lines.length - 1 > MAX_HEADERS) return UNSUPPORTED
+  const headers: IncomingHttpHeaders = Object.create(null) as IncomingHttpHeaders
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!
+    const colon = line.indexOf(':')
+    if (colon <= 0 || line.length > MAX_LINE) return UNSUPPORTED
+    const name = line.slice(0, colon)
+    if (!TOKEN.test(name)) return UNSUPPORTED
+    const key = name.toLowerCase()
+    if (headers[key] !== undefined || NOT_HERE.has(key)) return UNSUPPORTED
+    headers[key] = line.slice(colon + 1).trim()
+  }
+  // Node's server answers an HTTP/1.1 request without Host with 400 (requireHostHeader)
+  if (headers.host === undefined) return UNSUPPORTED
+  const conn = headers.connection
+  let close = false
+  if (conn !== undefined) {
+    const v = conn.toLowerCase()
+    if (v === 'close') close = true
+    else if (v !== 'keep-alive') return UNSUPPORTED
+  }
+  const cl = headers['content-length']
+  let length = 0
+  if (cl !== undefined) {
+    if (!DIGITS.test(cl)) return UNSUPPORTED
+    length = Number(cl)
+    if (length > opts.maxMessageSize) return UNSUPPORTED
+  }
+  const origin = requestOrigin(headers)
+  if (!originAllowed(origin, opts.corsOrigins)) return UNSUPPORTED
+  const start = headEnd + 4
+  if (buf.length < start + length) return NEED_MORE_BODY
+  // the body is copied out of the read buffer: the message keeps only its own bytes
+  const body = Buffer.allocUnsafe(length)
+  buf.copy(body, 0, start, start + length)
+  return { method, target, path, headers, origin, body, end: start + length, close }
+}
+
+// ---- the answer ----------------------------------------------------------------------------
+
+let dateSecond = -1
+let dateText = ''
+
+/** The Date header Node writes, formatted once a second. */
+function httpDate (): string {
+  const now = Date.now()
+  const s = Math.floor(now / 1000)
+  if (s !== dateSecond) {
+    dateSecond = s
+    dateText = new Date(now).toUTCString()
+  }
+  return dateText
+}
+
+/**
+ * A reply written as Node's ServerResponse writes it after RawReply (lib/reply.ts): the headers set
+ * (lower case), Content-Length, `application/octet-stream` for a body of no stated type, none on
+ * 204 and 304, then Date, Connection and Keep-Alive.
+ */
+class SocketReply implements Reply {
+  readonly #conn: Conn
+  readonly #keepAlive: number
+  status = 200
+  readonly headers: Record<string, string> = {}
+  sent = false
+  hijacked = false
+
+  constructor (conn: Conn, keepAliveMs: number) {
+    this.#conn = conn
+    this.#keepAlive = keepAliveMs
+  }
+
+  code (statusCode: number): this {
+    this.status = statusCode
+    return this
+  }
+
+  header (key: string, value: string): this {
+    this.headers[key.toLowerCase()] = value
+    return this
+  }
+
+  send (payload?: Buffer | string): this {
+    if (this.sent) return this
+    this.sent = true
+    const h = this.headers
+    const status = this.status
+    const empty = payload === undefined || payload.length === 0
+    if (empty) {
+      if (status >= 200 && status !== 204 && status !== 304) h['content-length'] = '0'
+    } else {
+      if (h['content-type'] === undefined) h['content-type'] = typeof payload === 'string' ? 'text/plain; charset=utf-8' : 'application/octet-stream'
+      h['content-length'] = String(Buffer.byteLength(payload))
+    }
+    let head = 'HTTP/1.1 ' + status + ' ' + (STATUS_CODES[status] ?? 'unknown') + '\r\n'
+    for (const k in h) head += k + ': ' + h[k] + '\r\n'
+    head += 'Date: ' + httpDate() + '\r\n'
+    const c = this.#conn
+    if (h.connection === 'close') c.closing = true
+    else if (c.closing) head += 'Connection: close\r\n'
+    else head += 'Connection: keep-alive\r\n' + (this.#keepAlive > 0 ? 'Keep-Alive: timeout=' + Math.floor(this.#keepAlive / 1000) + '\r\n' : '')
+    head += '\r\n'
+    const socket = c.socket
+    if (socket.destroyed || socket.writableEnded) return this
+    socket.write(head, 'latin1')
+    if (!empty) socket.write(payload)
+    return this
+  }
+
+  hijack (): this {
+    this.sent = true
+    this.hijacked = true
+    return this
+  }
+}

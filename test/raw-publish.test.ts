@@ -1,0 +1,254 @@
+// Publisher connections read by Parkline itself (lib/raw-publish.ts): a connection that opens with
+// a POST or PUT on the publisher location is read without Node's HTTP parser; the first request
+// that is anything else goes, with everything after it, to Node's server, which answers it as it
+// always would. Every answer is compared with a server that has neither (PARKLINE_NO_FAST_PATH=1).
+import net from 'node:net'
+import { once } from 'node:events'
+import type { ExecutionContext } from 'ava'
+import test from 'ava'
+import type { FastifyInstance } from 'fastify'
+import { resolveOptions, type ParklineOptions } from '../lib/config.ts'
+import { rawPublishersOf } from '../lib/raw-publish.ts'
+import { buildServer } from '../lib/server.ts'
+import { parseResponse } from './helpers/server.ts'
+
+interface Served { app: FastifyInstance, port: number, hooks: () => number }
+
+async function serve (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>> = {}, raw = true): Promise<Served> {
+  const opts = resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'silent', ...options })
+  if (!raw) process.env.PARKLINE_NO_FAST_PATH = '1'
+  let app
+  try {
+    app = await buildServer(opts)
+  } finally {
+    delete process.env.PARKLINE_NO_FAST_PATH
+  }
+  let seen = 0
+  app.addHook('onRequest', async (request) => { if (request.url.startsWith('/pub/')) seen++ })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  return { app, port: (app.server.address() as net.AddressInfo).port, hooks: () => seen }
+}
+
+function post (path: string, body: string, headers: Record<string, string> = {}, method = 'POST'): string {
+  let s = `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n`
+  for (const [k, v] of Object.entries(headers)) s += `${k}: ${v}\r\n`
+  if (headers['Content-Length'] === undefined && headers['Transfer-Encoding'] === undefined) s += `Content-Length: ${Buffer.byteLength(body)}\r\n`
+  return s + '\r\n' + body
+}
+
+/** Writes each piece (a pause between), then reads until `count` answers came or the server closed. */
+async function exchange (port: number, pieces: Array<string | Buffer>, count: number, opts: { stepwise?: boolean } = {}, ms = 5000): Promise<{ answers: string[], closed: boolean }> {
+  let seen = 0
+  const socket = net.connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  let text = ''
+  let closed = false
+  const answers = (): string[] => splitAnswers(text)
+  const done = new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('latin1')
+      if (answers().length >= count) { clearTimeout(timer); resolve() }
+    })
+    socket.on('close', () => { closed = true; clearTimeout(timer); resolve() })
+  })
+  for (const p of pieces) {
+    socket.write(typeof p === 'string' ? Buffer.from(p, 'latin1') : p)
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    if (opts.stepwise === true) {
+      // the next piece only once this one's answers are in (bounded)
+      const want = splitAnswers(p.toString()).length === 0 ? countRequests(p.toString()) : 0
+      const until = Date.now() + 2000
+      while (answers().length < Math.min(count, seen + want) && !closed && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+      seen = answers().length
+    }
+  }
+  await done
+  // a closing server: wait (bounded) for the FIN after the last answer
+  if (!closed) await Promise.race([once(socket, 'close').then(() => { closed = true }), new Promise((resolve) => setTimeout(resolve, 300))])
+  socket.destroy()
+  return { answers: answers(), closed }
+}
+
+/** Requests in `text` (request lines). */
+function countRequests (text: string): number {
+  return (text.match(/(^|\n)[A-Z]+ \/\S* HTTP\/1\.[01]\r?\n/g) ?? []).length
+}
+
+/** Whole answers (by Content-Length) in `text`. */
+function splitAnswers (text: string): string[] {
+  const out: string[] = []
+  let at = 0
+  while (at < text.length) {
+    const end = text.indexOf('\r\n\r\n', at)
+    if (end === -1) break
+    const m = /\r\ncontent-length: *(\d+)/i.exec(text.slice(at, end))
+    const len = m === null ? 0 : Number(m[1])
+    if (text.length < end + 4 + len) break
+    out.push(text.slice(at, end + 4 + len))
+    at = end + 4 + len
+  }
+  return out
+}
+
+/** Date dropped, header lines sorted and lower-cased, ids and times masked. */
+function masked (raw: string): string {
+  const end = raw.indexOf('\r\n\r\n')
+  const head = raw.slice(0, end).split('\r\n')
+  const lines = [head[0]!, ...head.slice(1).filter((l) => !/^date:/i.test(l)).map((l) => l.toLowerCase()).sort()]
+  // ids (`seconds:tag`): the tag restarts each second, which two runs need not share
+  return (lines.join('\n') + '\n\n' + parseResponse(raw).body).replace(/\d{10}(:\d+)?/g, 'T')
+}
+
+async function both (t: ExecutionContext, pieces: string[], count: number, options: Partial<Record<keyof ParklineOptions, unknown>> = {}, stepwise = false): Promise<{ raw: string[], node: string[], rawClosed: boolean, nodeClosed: boolean, rawServer: Served }> {
+  const a = await serve(t, options, true)
+  const b = await serve(t, options, false)
+  const x = await exchange(a.port, pieces, count, { stepwise })
+  const y = await exchange(b.port, pieces, count, { stepwise })
+  return { raw: x.answers.map(masked), node: y.answers.map(masked), rawClosed: x.closed, nodeClosed: y.closed, rawServer: a }
+}
+
+test('pipelined publishes on one connection: answered in order, in one write, past Node and Fastify', async (t) => {
+  const batch = Array.from({ length: 50 }, (_, i) => post('/pub/p', `m${i}`, i % 2 === 0 ? {} : { Accept: 'text/json' }, i % 3 === 0 ? 'PUT' : 'POST')).join('')
+  const r = await both(t, [batch], 50)
+  t.is(r.raw.length, 50)
+  t.deepEqual(r.raw, r.node)
+  t.regex(r.raw[49]!, /"messages": 50/)
+  t.is(r.rawServer.hooks(), 0)
+  t.is(rawPublishersOf(r.rawServer.app.server)!.requests, 50)
+  t.false(r.rawClosed)
+})
+
+test('a head cut by the end of a read is completed by the next; a request still cut goes to Node', async (t) => {
+  const one = post('/pub/s', 'hello world')
+  const two = post('/pub/s', 'second')
+  const three = post('/pub/s', 'third')
+  const r = await both(t, [one + two.slice(0, 20), two.slice(20) + three.slice(0, 10), three.slice(10, 30), three.slice(30)], 3)
+  t.is(r.raw.length, 3)
+  t.deepEqual(r.raw, r.node)
+  // one and two read here; three, still cut after a second read, answered by Node's server
+  t.is(rawPublishersOf(r.rawServer.app.server)!.requests, 2)
+  t.regex(r.raw[2]!, /queued messages: 3/)
+})
+
+test('a body still on its way goes to Node\'s server (its bodyTimeout and maxPublishing hold)', async (t) => {
+  const one = post('/pub/b', 'x'.repeat(40))
+  const r = await both(t, [one.slice(0, one.length - 10), one.slice(one.length - 10)], 1)
+  t.deepEqual(r.raw, r.node)
+  t.is(rawPublishersOf(r.rawServer.app.server)!.requests, 0)
+})
+
+test('Connection: close is answered and the connection ends; nothing after it is read', async (t) => {
+  // Node's parser refuses the bytes after a `Connection: close` request with a 400 in place of
+  // that request's answer (which is lost); here the request is answered and the rest ignored
+  const s = await serve(t, {}, true)
+  const r = await exchange(s.port, [post('/pub/c', 'a') + post('/pub/c', 'b', { Connection: 'close' }) + post('/pub/c', 'never')], 3)
+  t.deepEqual(r.answers.map((a) => a.split(' ')[1]), ['202', '202'])
+  t.regex(r.answers[1]!, /\r\nConnection: close\r\n/)
+  t.regex(r.answers[1]!, /queued messages: 2/)
+  t.true(r.closed)
+  // and alone it is answered as Node answers it
+  const alone = await both(t, [post('/pub/c2', 'a') + post('/pub/c2', 'b', { Connection: 'close' })], 2)
+  t.deepEqual(alone.raw, alone.node)
+  t.true(alone.rawClosed && alone.nodeClosed)
+})
+
+// Each goes to Node's server at the request that is not plain, and is answered as without the raw
+// path. A malformed request is sent once the publish before it was answered: pipelined in the same
+// read, Node's parser answers the error in place of the good request before it (which it applied).
+const HANDED_OVER: Array<[string, string[], number]> = [
+  ['a GET after publishes', [post('/pub/h', 'one') + 'GET /pub/h HTTP/1.1\r\nHost: x\r\nAccept: text/json\r\n\r\n' + post('/pub/h', 'two')], 3],
+  ['chunked body', [post('/pub/h', '3\r\nabc\r\n0\r\n\r\n', { 'Transfer-Encoding': 'chunked' })], 1],
+  ['Content-Length with Transfer-Encoding (smuggling)', [post('/pub/h', 'one'), 'POST /pub/h HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'], 2],
+  ['two Content-Lengths', [post('/pub/h', 'one'), 'POST /pub/h HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd'], 2],
+  ['a header folded over two lines', [post('/pub/h', 'one'), 'POST /pub/h HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\nContent-Length: 1\r\n\r\nz'], 2],
+  ['a bare LF', [post('/pub/h', 'one'), 'POST /pub/h HTTP/1.1\nHost: x\r\nContent-Length: 1\r\n\r\nz'], 2],
+  ['a space before the colon', [post('/pub/h', 'one'), 'POST /pub/h HTTP/1.1\r\nHost : x\r\nContent-Length: 1\r\n\r\nz'], 2],
+  ['a non-ASCII header value', [post('/pub/h', 'one'), 'POST /pub/h HTTP/1.1\r\nHost: x\r\nX-Name: caf\xe9\r\nContent-Length: 1\r\n\r\nz'], 2],
+  ['Expect: 100-continue', [post('/pub/h', 'one') + post('/pub/h', 'two', { Expect: '100-continue' })], 3],
+  ['a body over maxMessageSize', [post('/pub/h', 'one') + post('/pub/h', 'x'.repeat(100))], 2],
+  ['HTTP/1.0', [post('/pub/h', 'one') + 'POST /pub/h HTTP/1.0\r\nContent-Length: 1\r\n\r\nz'], 2],
+  ['no Host', [post('/pub/h', 'one') + 'POST /pub/h HTTP/1.1\r\nContent-Length: 1\r\n\r\nz'], 2],
+  ['a path that needs normalising', [post('/pub/h', 'one') + post('/pub/x/../h', 'two')], 2],
+  ['an Origin not allowed', [post('/pub/h', 'one') + post('/pub/h', 'two', { Origin: 'https://evil.example' })], 2],
+  ['a request to elsewhere first', ['GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n' + post('/pub/h', 'one')], 2]
+]
+
+for (const [name, pieces, count] of HANDED_OVER) {
+  test(`handed to Node's server: ${name}`, async (t) => {
+    const r = await both(t, pieces, count, { maxMessageSize: 64, corsOrigins: ['https://app.example'] }, true)
+    t.true(r.raw.length > 0, 'answered')
+    t.deepEqual(r.raw, r.node)
+    t.is(r.rawClosed, r.nodeClosed)
+    // the publish before it was read here (when there is one), the rest by Node's server
+    t.is(rawPublishersOf(r.rawServer.app.server)!.requests, pieces[0]!.startsWith('POST /pub/h HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\none') ? 1 : 0)
+  })
+}
+
+test('a client that does not read its answers is not read either (bounded), and gets all of them once it does', async (t) => {
+  const s = await serve(t)
+  const socket = net.connect(s.port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  socket.pause()
+  const n = 3000
+  const one = post('/pub/bp', 'x'.repeat(200))
+  const all = Buffer.from(one.repeat(n), 'latin1')
+  // written without waiting: what the server does not read stays in the kernel's buffers
+  socket.write(all)
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  const info = await fetch(`http://127.0.0.1:${s.port}/pub/bp`, { headers: { Accept: 'text/json' } }).then(async (r) => await r.json() as { messages: number })
+  t.true(info.messages < n, `applied ${info.messages} of ${n} while the answers were not read`)
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  socket.resume()
+  const deadline = Date.now() + 20000
+  while (splitAnswers(text).length < n && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.is(splitAnswers(text).length, n)
+  socket.destroy()
+})
+
+test('first bytes too few to tell (`PO`, then the rest): Node\'s server reads the connection', async (t) => {
+  const one = post('/pub/f', 'one')
+  const r = await both(t, ['PO', one.slice(2) + post('/pub/f', 'two')], 2)
+  t.deepEqual(r.raw, r.node)
+  t.is(rawPublishersOf(r.rawServer.app.server)!.requests, 0)
+})
+
+test('a connection that sends nothing gets Node\'s answer after headersTimeout (408) and is closed', async (t) => {
+  const a = await serve(t, { headersTimeout: 1 }, true)
+  const b = await serve(t, { headersTimeout: 1 }, false)
+  const x = await exchange(a.port, [], 1)
+  const y = await exchange(b.port, [], 1)
+  t.true(x.closed && y.closed)
+  t.is(x.answers.length, 1)
+  t.deepEqual(x.answers.map(masked), y.answers.map(masked))
+  t.regex(x.answers[0]!, /^HTTP\/1\.1 408 /)
+})
+
+test('closing the server closes a connection that has sent nothing yet (as Node closes an idle one)', async (t) => {
+  const s = await serve(t)
+  const socket = net.connect(s.port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const ended = once(socket, 'close')
+  await s.app.close()
+  await ended
+  t.pass()
+})
+
+test('closing the server ends an idle publisher connection at once', async (t) => {
+  const s = await serve(t)
+  const socket = net.connect(s.port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  socket.write(post('/pub/idle', 'one'))
+  await once(socket, 'data')
+  const ended = once(socket, 'close')
+  await s.app.close()
+  await ended
+  t.pass()
+})
