@@ -53,8 +53,8 @@ interface Conn {
   closing: boolean
   /** The bytes held end in a request head cut short by the end of a read. */
   partial: boolean
-  /** Requests read here on this connection. */
-  requests: number
+  /** The client half-closed (FIN): nothing more will come. */
+  eof: boolean
 }
 
 export class RawPublishers {
@@ -65,6 +65,13 @@ export class RawPublishers {
   readonly #starts: Buffer[]
   readonly #conns = new Set<Conn>()
   #closing = false
+  /** Requests read here (since the server started). */
+  requests = 0
+  /** Connections whose first bytes have not come yet. */
+  readonly waiting = new Set<RawSocket>()
+  /** A request head not whole within headersTimeout: answered as Node answers it (408), closed. */
+  readonly silent: ConnectionListener
+  readonly headersMs: number
 
   /** Take over `server`'s connections; null when its 'connection' listener is not Node's own. */
   static install (server: Server, core: Core, opts: ParklineOptions, silent: ConnectionListener): RawPublishers | null {
@@ -82,48 +89,40 @@ export class RawPublishers {
   private constructor (server: ServerWith, node: ConnectionListener, core: Core, opts: ParklineOptions, silent: ConnectionListener) {
     this.#server = server
     this.#node = node
-    this.silent = silent
-    this.firstBytesMs = opts.headersTimeout * 1000
     this.#core = core
     this.#opts = opts
+    this.silent = silent
+    this.headersMs = opts.headersTimeout * 1000
     this.#starts = [Buffer.from('POST ' + opts.pubPrefix, 'latin1'), Buffer.from('PUT ' + opts.pubPrefix, 'latin1')]
   }
-
-  /** Requests read here (since the server started). */
-  requests = 0
-  /** Connections whose first bytes have not come yet. */
-  readonly waiting = new Set<RawSocket>()
-  /** A connection that sent nothing within headersTimeout: answered as Node answers it (408). */
-  readonly silent: ConnectionListener
-  readonly firstBytesMs: number
 
   /** Connections read here now. */
   get size (): number { return this.#conns.size }
 
-  /** Server closing: idle connections end now, busy ones after their answer; new ones go to Node. */
+  /** Server closing: idle connections close now (as Node's closeIdleConnections), busy ones after their answer. */
   close (): void {
     this.#closing = true
-    // connections that sent nothing yet are idle ones to Node's server too: closed
     for (const socket of this.waiting) {
       stopWaiting(socket)
       socket.destroy()
     }
     for (const c of this.#conns) {
       c.closing = true
-      if (!c.busy) this.#end(c)
+      if (!c.busy) {
+        this.#release(c)
+        c.socket.destroy()
+      }
     }
   }
 
   /** The first bytes of a connection: a publisher's stays here, any other goes to Node. */
   first (socket: RawSocket, chunk: Buffer): void {
-    for (const start of this.#starts) {
-      // too few bytes to tell (a client writing its first line in pieces): Node's server has it
-      if (chunk.length < start.length || chunk.compare(start, 0, start.length, 0, start.length) !== 0) continue
-      if (this.#closing) break
-      const c: Conn = { socket, buf: chunk, busy: false, corked: false, closing: false, partial: false, requests: 0 }
+    if (!this.#closing && this.#startsPublish(chunk, false)) {
+      const c: Conn = { socket, buf: chunk, busy: false, corked: false, closing: false, partial: false, eof: false }
       socket[kConn] = c
       this.#conns.add(c)
       socket.on('data', onRawData)
+      socket.on('end', onRawEnd)
       socket.on('error', onRawError)
       socket.on('close', onRawClose)
       socket.on('drain', onRawDrain)
@@ -132,35 +131,57 @@ export class RawPublishers {
       this.pump(c, true)
       return
     }
-    this.#handOver(socket, chunk)
+    this.#handOver(socket, chunk, false)
+  }
+
+  /**
+   * Do `bytes` open with `POST <pubPrefix>` or `PUT <pubPrefix>`? With `prefix`, also true for
+   * fewer bytes that could still become that (a head cut by the end of a read).
+   */
+  #startsPublish (bytes: Buffer, prefix: boolean): boolean {
+    for (const start of this.#starts) {
+      const n = Math.min(start.length, bytes.length)
+      if (n < start.length && !prefix) continue
+      if (bytes.compare(start, 0, n, 0, n) === 0) return true
+    }
+    return false
   }
 
   /** Take every whole request buffered, one at a time; answers leave corked, in one write. */
   pump (c: Conn, read = false): void {
     const socket = c.socket
     while (!c.busy && !c.closing && c.buf !== null && !socket.destroyed) {
+      // answers the client does not take: nothing more is read or taken until it does ('drain')
+      if (socket.writableLength > HIGH_WATER) {
+        this.#flush(c)
+        socket.pause()
+        return
+      }
       const buf = c.buf
       const r = parseRequest(buf, this.#opts)
-      // A head cut by the end of a read (a pipelined batch) waits for the next read; a head still
-      // cut after it, or a body still on its way, goes to Node's server, which has the timeouts and
-      // bounds for slow requests (headersTimeout, bodyTimeout, bodyMinRate, maxPublishing).
-      if (r === NEED_MORE_HEAD && (!read || !c.partial)) {
-        c.partial = true
+      // A head cut by the end of a read (a pipelined batch) waits for the next read, for at most
+      // headersTimeout; a head still cut after it, bytes that cannot become a publish, or a body
+      // still on its way go to Node's server, which has the timeouts and bounds for slow requests
+      // (headersTimeout, bodyTimeout, bodyMinRate, maxPublishing).
+      if (r === NEED_MORE_HEAD && (!read || !c.partial) && !c.eof && this.#startsPublish(buf, true)) {
+        if (!c.partial) {
+          c.partial = true
+          if (this.headersMs > 0) socket.setTimeout(this.headersMs)
+        }
         break
       }
       if (r === NEED_MORE_HEAD || r === NEED_MORE_BODY || r === UNSUPPORTED) {
         this.#release(c)
-        this.#handOver(socket, buf)
+        this.#handOver(socket, buf, c.eof)
         return
       }
       c.buf = r.end < buf.length ? buf.subarray(r.end) : null
-      c.partial = false
-      c.requests++
-      this.requests++
-      if (!c.corked) {
-        socket.cork()
-        c.corked = true
+      if (c.partial) {
+        c.partial = false
+        socket.setTimeout(this.#server.keepAliveTimeout)
       }
+      this.requests++
+      this.#cork(c)
       c.busy = true
       if (r.close) c.closing = true
       const reply = new SocketReply(c, this.#server.keepAliveTimeout)
@@ -174,13 +195,35 @@ export class RawPublishers {
         })
       return
     }
-    if (c.corked) {
-      c.corked = false
-      socket.uncork()
+    this.#flush(c)
+    // the client half-closed with nothing left to answer: close, as Node's server does
+    if (c.eof && !c.busy && !c.closing && (c.buf === null || !c.partial)) {
+      this.#release(c)
+      socket.destroySoon()
+      return
     }
-    // the client does not take its answers: read nothing more until it does ('drain')
-    if (socket.writableLength > HIGH_WATER) socket.pause()
-    else if (socket.isPaused() && !c.busy) socket.resume()
+    if (socket.isPaused() && !c.busy && socket.writableLength <= HIGH_WATER) socket.resume()
+  }
+
+  /** Answers written in this turn leave together: corked now, uncorked when the batch ends or at the end of the turn. */
+  #cork (c: Conn): void {
+    if (c.corked) return
+    c.corked = true
+    c.socket.cork()
+    // a handler that waits (Redis, a token check, an upstream) does not hold the answers before it
+    setImmediate(flushConn, this, c)
+  }
+
+  #flush (c: Conn): void {
+    if (!c.corked) return
+    c.corked = false
+    c.socket.uncork()
+  }
+
+  /** setImmediate's end of the turn (see #cork). */
+  flushTurn (c: Conn): void {
+    this.#flush(c)
+    if (c.socket.writableLength > HIGH_WATER && !c.socket.destroyed) c.socket.pause()
   }
 
   #done (c: Conn, reply: SocketReply): void {
@@ -188,19 +231,13 @@ export class RawPublishers {
     // a handler that took the connection over (hijack) or never answered: nothing more to read
     if (!reply.sent || reply.hijacked) c.closing = true
     if (c.closing) {
-      if (c.corked) {
-        c.corked = false
-        c.socket.uncork()
-      }
-      this.#end(c)
+      this.#flush(c)
+      this.#release(c)
+      // as Node's server ends a connection after a `Connection: close` answer: FIN, then gone
+      c.socket.destroySoon()
       return
     }
     this.pump(c)
-  }
-
-  #end (c: Conn): void {
-    this.#release(c)
-    if (!c.socket.destroyed) c.socket.end()
   }
 
   /** Stop reading `c` here (its socket goes to Node, or ends). */
@@ -209,39 +246,46 @@ export class RawPublishers {
     this.#conns.delete(c)
     socket[kConn] = undefined
     socket.removeListener('data', onRawData)
+    socket.removeListener('end', onRawEnd)
     socket.removeListener('error', onRawError)
     socket.removeListener('close', onRawClose)
     socket.removeListener('drain', onRawDrain)
     socket.removeListener('timeout', onRawTimeout)
     socket.setTimeout(0)
-    if (c.corked) {
-      c.corked = false
-      socket.uncork()
-    }
+    this.#flush(c)
     // still errors to swallow on the way out (an `end` racing a reset)
     if (!socket.destroyed) socket.on('error', noop)
   }
 
-  /** Node's HTTP server takes the connection from `pending` on, as if it had just opened. */
-  #handOver (socket: RawSocket, pending: Buffer): void {
+  /** Node's HTTP server takes the connection from `pending` on, as if it had just opened (and the client's FIN, if it came). */
+  #handOver (socket: RawSocket, pending: Buffer, eof: boolean): void {
     socket.removeListener('error', noop)
     if (socket.destroyed) return
     if (socket.isPaused()) socket.resume()
     this.#node.call(this.#server, socket)
     if (pending.length > 0) socket.emit('data', pending)
+    if (eof && !socket.destroyed) socket.emit('end')
+  }
+
+  /** A FIN that came before anything was read: Node's server sees it as its own. */
+  handOverEmpty (socket: RawSocket, eof: boolean): void {
+    this.#handOver(socket, Buffer.alloc(0), eof)
+  }
+
+  /** The client half-closed. */
+  ended (c: Conn): void {
+    c.eof = true
+    if (c.busy) return
+    this.pump(c)
   }
 
   timeout (c: Conn): void {
     if (c.busy) return
-    // a request cut short: Node's server answers it (and applies its own timeouts) from here
-    if (c.buf !== null) {
-      const pending = c.buf
-      this.#release(c)
-      this.#handOver(c.socket, pending)
-      return
-    }
+    const socket = c.socket
     this.#release(c)
-    c.socket.destroy()
+    // a head not whole within headersTimeout: Node's answer (408), then closed
+    if (c.partial) this.silent(socket)
+    else socket.destroy()
   }
 
   closed (c: Conn): void {
@@ -250,6 +294,10 @@ export class RawPublishers {
 }
 
 function noop (): void {}
+
+function flushConn (rp: RawPublishers, c: Conn): void {
+  rp.flushTurn(c)
+}
 
 /** The server's raw publisher connections, if it has them (tests, /status). */
 export function rawPublishersOf (server: Server): RawPublishers | undefined {
@@ -261,10 +309,12 @@ function onConnection (this: ServerWith, socket: RawSocket): void {
   if (rp === undefined) return
   rp.waiting.add(socket)
   socket.on('data', onFirstData)
+  socket.on('end', onWaitingEnd)
+  socket.on('error', onWaitingError)
   socket.on('close', onWaitingClose)
   // Node's server times a silent connection out (headersTimeout); until its first bytes, so do we
-  if (rp.firstBytesMs > 0) {
-    socket.setTimeout(rp.firstBytesMs)
+  if (rp.headersMs > 0) {
+    socket.setTimeout(rp.headersMs)
     socket.on('timeout', onSilent)
   }
 }
@@ -272,6 +322,8 @@ function onConnection (this: ServerWith, socket: RawSocket): void {
 /** A connection's first bytes came (or never will): it is no longer waited on. */
 function stopWaiting (socket: RawSocket): void {
   socket.removeListener('data', onFirstData)
+  socket.removeListener('end', onWaitingEnd)
+  socket.removeListener('error', onWaitingError)
   socket.removeListener('close', onWaitingClose)
   socket.removeListener('timeout', onSilent)
   socket.setTimeout(0)
@@ -280,6 +332,20 @@ function stopWaiting (socket: RawSocket): void {
 
 function onWaitingClose (this: RawSocket): void {
   stopWaiting(this)
+}
+
+/** A reset before any byte: nobody to answer. */
+function onWaitingError (this: RawSocket): void {
+  stopWaiting(this)
+  this.destroy()
+}
+
+/** A FIN before any byte: Node's server closes such a connection; it gets it. */
+function onWaitingEnd (this: RawSocket): void {
+  stopWaiting(this)
+  const rp = this.server?.[kRaw]
+  if (rp === undefined) this.destroy()
+  else rp.handOverEmpty(this, true)
 }
 
 function onSilent (this: RawSocket): void {
@@ -309,6 +375,11 @@ function onRawData (this: RawSocket, chunk: Buffer): void {
     return
   }
   this.server![kRaw]!.pump(c, true)
+}
+
+function onRawEnd (this: RawSocket): void {
+  const c = this[kConn]
+  if (c !== undefined) this.server?.[kRaw]?.ended(c)
 }
 
 function onRawError (this: RawSocket): void {
@@ -353,7 +424,7 @@ interface RawRequest {
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const DIGITS = /^\d{1,15}$/
 /** Headers whose request Node's parser or Fastify treats specially: such a request goes there. */
-const NOT_HERE = new Set(['transfer-encoding', 'expect', 'upgrade', 'http2-settings', 'te', 'trailer'])
+const NOT_HERE = new Set(['transfer-encoding', 'expect', 'upgrade', 'http2-settings', 'te', 'trailer', 'proxy-connection'])
 
 /**
  * One whole request at the start of `buf`; NEED_MORE_HEAD or NEED_MORE_BODY (not all there yet,
@@ -376,6 +447,8 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   const sp1 = first.indexOf(' ')
   const sp2 = first.indexOf(' ', sp1 + 1)
   if (sp1 === -1 || sp2 === -1 || first.indexOf(' ', sp2 + 1) !== -1 || first.slice(sp2 + 1) !== 'HTTP/1.1') return UNSUPPORTED
+  // the request line takes no HTAB (Node's parser refuses one in the target)
+  if (first.indexOf('\t') !== -1) return UNSUPPORTED
   const method = first.slice(0, sp1)
   if (method !== 'POST' && method !== 'PUT') return UNSUPPORTED
   const target = first.slice(sp1 + 1, sp2)
@@ -388,12 +461,15 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!
     const colon = line.indexOf(':')
-    if (colon <= 0 || line.length > MAX_LINE) return UNSUPPORTED
+    if (colon <= 0) return UNSUPPORTED
     const name = line.slice(0, colon)
     if (!TOKEN.test(name)) return UNSUPPORTED
     const key = name.toLowerCase()
     if (headers[key] !== undefined || NOT_HERE.has(key)) return UNSUPPORTED
-    headers[key] = line.slice(colon + 1).trim()
+    const value = line.slice(colon + 1).trim()
+    // the §10 limit as checkLimits (lib/plugin.ts) counts it: name, value, 2
+    if (name.length + value.length + 2 > MAX_LINE) return UNSUPPORTED
+    headers[key] = value
   }
   // Node's server answers an HTTP/1.1 request without Host with 400 (requireHostHeader)
   if (headers.host === undefined) return UNSUPPORTED

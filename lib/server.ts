@@ -143,6 +143,7 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
       if (process.env.PARKLINE_NO_RAW_PUBLISH === '1') return
       raw = RawPublishers.install(app.server, core, opts, (socket) => {
         socket.on('error', () => {})
+        // (Node's own 408 for a header section not whole within headersTimeout)
         clientErrorHandler(Object.assign(new Error('request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }) as ClientError, socket, opts.subPrefix)
       })
     })

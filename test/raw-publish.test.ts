@@ -8,6 +8,7 @@ import type { ExecutionContext } from 'ava'
 import test from 'ava'
 import type { FastifyInstance } from 'fastify'
 import { resolveOptions, type ParklineOptions } from '../lib/config.ts'
+import { coreOf } from '../lib/plugin.ts'
 import { rawPublishersOf } from '../lib/raw-publish.ts'
 import { buildServer } from '../lib/server.ts'
 import { parseResponse } from './helpers/server.ts'
@@ -173,7 +174,11 @@ const HANDED_OVER: Array<[string, string[], number]> = [
   ['no Host', [post('/pub/h', 'one') + 'POST /pub/h HTTP/1.1\r\nContent-Length: 1\r\n\r\nz'], 2],
   ['a path that needs normalising', [post('/pub/h', 'one') + post('/pub/x/../h', 'two')], 2],
   ['an Origin not allowed', [post('/pub/h', 'one') + post('/pub/h', 'two', { Origin: 'https://evil.example' })], 2],
-  ['a request to elsewhere first', ['GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n' + post('/pub/h', 'one')], 2]
+  ['a request to elsewhere first', ['GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n' + post('/pub/h', 'one')], 2],
+  ['a tab in the request target', [post('/pub/h', 'one'), 'POST /pub/a\tb HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz'], 2],
+  ['Proxy-Connection: close', [post('/pub/h', 'one'), post('/pub/h', 'two', { 'Proxy-Connection': 'close' }) + post('/pub/h', 'three')], 3],
+  ['a header line at the §10 limit', [post('/pub/h', 'one'), post('/pub/h', 'two', { 'X-A': 'a'.repeat(8188) })], 2],
+  ['bytes that cannot become a publish', [post('/pub/h', 'one'), 'XYZ'], 2]
 ]
 
 for (const [name, pieces, count] of HANDED_OVER) {
@@ -226,6 +231,87 @@ test('a connection that sends nothing gets Node\'s answer after headersTimeout (
   t.is(x.answers.length, 1)
   t.deepEqual(x.answers.map(masked), y.answers.map(masked))
   t.regex(x.answers[0]!, /^HTTP\/1\.1 408 /)
+})
+
+test('a reset before the first byte harms nobody', async (t) => {
+  const s = await serve(t)
+  for (let i = 0; i < 20; i++) {
+    const socket = net.connect(s.port, '127.0.0.1')
+    socket.on('error', () => {})
+    await once(socket, 'connect')
+    socket.resetAndDestroy()
+  }
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const r = await exchange(s.port, [post('/pub/rst', 'alive')], 1)
+  t.regex(r.answers[0] ?? '', /^HTTP\/1\.1 202 /)
+})
+
+test('a handler that waits does not hold the answers before it (they leave at the end of the turn)', async (t) => {
+  const s = await serve(t)
+  const core = coreOf(s.app)
+  const orig = core.engine.publish.bind(core.engine)
+  let applied = 0
+  core.engine.publish = async (...a: Parameters<typeof orig>) => {
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    applied++
+    return await orig(...a)
+  }
+  const socket = net.connect(s.port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  const n = 100
+  let appliedAtFirst = -1
+  let text = ''
+  socket.on('data', (d: Buffer) => {
+    if (appliedAtFirst < 0) appliedAtFirst = applied
+    text += d.toString('latin1')
+  })
+  socket.write(post('/pub/slow', 'x').repeat(n))
+  const deadline = Date.now() + 20000
+  while (splitAnswers(text).length < n && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.is(splitAnswers(text).length, n)
+  t.true(appliedAtFirst < n / 2, `the first answer came when ${appliedAtFirst} of ${n} were applied`)
+  socket.destroy()
+})
+
+test('the client half-closing: answered, then closed at once, as Node does', async (t) => {
+  for (const raw of [true, false]) {
+    const s = await serve(t, {}, raw)
+    const socket = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
+    socket.on('error', () => {})
+    await once(socket, 'connect')
+    let text = ''
+    socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+    socket.write(post('/pub/fin', 'one'))
+    socket.end()
+    const closed = await Promise.race([once(socket, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+    t.true(closed, `${raw ? 'raw' : 'node'}: the server closed its side`)
+    t.regex(text, /^HTTP\/1\.1 202 /)
+    socket.destroy()
+  }
+  // a head cut by the FIN: Node's answer for it
+  const r = await both(t, [post('/pub/fin', 'one') + 'POST /pub/fin HTTP/1.1\r\nHo'], 2)
+  t.deepEqual(r.raw, r.node)
+})
+
+test('after a Connection: close answer the server closes, even for a client that keeps its side open', async (t) => {
+  const s = await serve(t)
+  const socket = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  socket.resume()
+  socket.write(post('/pub/hc', 'one', { Connection: 'close' }))
+  const ended = await Promise.race([once(socket, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+  t.true(ended)
+  // the server's side is gone, not half-open: nothing left for app.close() to wait on
+  const deadline = Date.now() + 3000
+  let count = 1
+  while (count > 0 && Date.now() < deadline) {
+    count = await new Promise<number>((resolve) => { s.app.server.getConnections((_e, n) => { resolve(n) }) })
+    if (count > 0) await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  t.is(count, 0)
+  socket.destroy()
 })
 
 test('closing the server closes a connection that has sent nothing yet (as Node closes an idle one)', async (t) => {
