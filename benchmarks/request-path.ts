@@ -29,34 +29,24 @@ const SIZE = 512
 interface Row { label: string, start: () => Promise<ServerHandle>, get?: boolean }
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'parkline-pubpath-'))
+/** Parkline (one process) started with `flag` set in its environment (the child inherits it). */
+async function parklineWith (flag: string | null): Promise<ServerHandle> {
+  if (flag !== null) process.env[flag] = '1'
+  try {
+    return await startServer('parkline1', { workers: 1, tmp })
+  } finally {
+    if (flag !== null) delete process.env[flag]
+  }
+}
+
 const ROWS: Row[] = [
-  { label: 'Parkline (default: raw publisher connections, fast path)', start: async () => await startServer('parkline1', { workers: 1, tmp }) },
-  {
-    label: 'Parkline, fast path only',
-    start: async () => {
-      process.env.PARKLINE_NO_RAW_PUBLISH = '1'
-      try {
-        return await startServer('parkline1', { workers: 1, tmp })
-      } finally {
-        delete process.env.PARKLINE_NO_RAW_PUBLISH
-      }
-    }
-  },
-  {
-    label: 'Parkline through Fastify',
-    start: async () => {
-      process.env.PARKLINE_NO_FAST_PATH = '1'
-      try {
-        return await startServer('parkline1', { workers: 1, tmp })
-      } finally {
-        delete process.env.PARKLINE_NO_FAST_PATH
-      }
-    }
-  },
+  { label: 'Parkline (default: raw publisher connections, fast path)', start: async () => await parklineWith(null) },
+  { label: 'Parkline, fast path only', start: async () => await parklineWith('PARKLINE_NO_RAW_PUBLISH') },
+  { label: 'Parkline through Fastify', start: async () => await parklineWith('PARKLINE_NO_FAST_PATH') },
   { label: 'floor (bare node:http)', start: startHttpFloor },
   { label: 'floor (bare node:net)', start: async () => await startServer('floor', { workers: 1, tmp }), get: false }
 ]
-if (nchanModule() !== null) ROWS.splice(2, 0, { label: 'Nchan (nginx, 2 workers)', start: async () => await startServer('nchan', { workers: 1, tmp }) })
+if (nchanModule() !== null) ROWS.splice(3, 0, { label: 'Nchan (nginx, 2 workers)', start: async () => await startServer('nchan', { workers: 1, tmp }) })
 
 interface Measured { rps: number, p99: number, failed: number, serverCpu: number, clientCpu: number }
 

@@ -23,7 +23,8 @@ import type { Core } from './core.ts'
 import { normalizePath, originAllowed, requestOrigin } from './http.ts'
 import { MAX_HEADER_FIELDS, MAX_LINE } from './plugin.ts'
 import { handlePublisher } from './publisher.ts'
-import type { Reply } from './reply.ts'
+import { HeadersReply } from './reply.ts'
+import { formatHttpDate } from './message-id.ts'
 import { kNodeConnection } from './symbols.ts'
 
 type ConnectionListener = (socket: Socket) => void
@@ -121,12 +122,7 @@ export class RawPublishers {
       const c: Conn = { socket, buf: chunk, busy: false, corked: false, closing: false, partial: false, eof: false }
       socket[kConn] = c
       this.#conns.add(c)
-      socket.on('data', onRawData)
-      socket.on('end', onRawEnd)
-      socket.on('error', onRawError)
-      socket.on('close', onRawClose)
-      socket.on('drain', onRawDrain)
-      socket.on('timeout', onRawTimeout)
+      for (const [event, fn] of RAW_LISTENERS) socket.on(event, fn)
       socket.setTimeout(this.#server.keepAliveTimeout)
       this.pump(c, true)
       return
@@ -245,12 +241,7 @@ export class RawPublishers {
     const socket = c.socket
     this.#conns.delete(c)
     socket[kConn] = undefined
-    socket.removeListener('data', onRawData)
-    socket.removeListener('end', onRawEnd)
-    socket.removeListener('error', onRawError)
-    socket.removeListener('close', onRawClose)
-    socket.removeListener('drain', onRawDrain)
-    socket.removeListener('timeout', onRawTimeout)
+    for (const [event, fn] of RAW_LISTENERS) socket.removeListener(event, fn)
     socket.setTimeout(0)
     this.#flush(c)
     // still errors to swallow on the way out (an `end` racing a reset)
@@ -402,6 +393,13 @@ function onRawTimeout (this: RawSocket): void {
   if (c !== undefined) this.server?.[kRaw]?.timeout(c)
 }
 
+// listeners of different events (data: a Buffer, the others none)
+type Listener = (this: RawSocket, ...args: any[]) => void
+/** A raw connection's listeners (module functions: nothing allocated per connection). */
+const RAW_LISTENERS: ReadonlyArray<readonly [string, Listener]> = [
+  ['data', onRawData], ['end', onRawEnd], ['error', onRawError], ['close', onRawClose], ['drain', onRawDrain], ['timeout', onRawTimeout]
+]
+
 // ---- the request head ----------------------------------------------------------------------
 
 const NEED_MORE_HEAD = 0
@@ -499,63 +497,31 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
 
 // ---- the answer ----------------------------------------------------------------------------
 
-let dateSecond = -1
-let dateText = ''
-
-/** The Date header Node writes, formatted once a second. */
-function httpDate (): string {
-  const now = Date.now()
-  const s = Math.floor(now / 1000)
-  if (s !== dateSecond) {
-    dateSecond = s
-    dateText = new Date(now).toUTCString()
-  }
-  return dateText
-}
-
 /**
- * A reply written as Node's ServerResponse writes it after RawReply (lib/reply.ts): the headers set
- * (lower case), Content-Length, `application/octet-stream` for a body of no stated type, none on
- * 204 and 304, then Date, Connection and Keep-Alive.
+ * A reply written as Node's ServerResponse writes RawReply's (lib/reply.ts): the headers set, then
+ * Date, Connection and Keep-Alive.
  */
-class SocketReply implements Reply {
+class SocketReply extends HeadersReply {
   readonly #conn: Conn
   readonly #keepAlive: number
-  status = 200
-  readonly headers: Record<string, string> = {}
-  sent = false
   hijacked = false
 
   constructor (conn: Conn, keepAliveMs: number) {
+    super()
     this.#conn = conn
     this.#keepAlive = keepAliveMs
-  }
-
-  code (statusCode: number): this {
-    this.status = statusCode
-    return this
-  }
-
-  header (key: string, value: string): this {
-    this.headers[key.toLowerCase()] = value
-    return this
   }
 
   send (payload?: Buffer | string): this {
     if (this.sent) return this
     this.sent = true
+    const empty = this.frame(payload)
     const h = this.headers
     const status = this.status
-    const empty = payload === undefined || payload.length === 0
-    if (empty) {
-      if (status >= 200 && status !== 204 && status !== 304) h['content-length'] = '0'
-    } else {
-      if (h['content-type'] === undefined) h['content-type'] = typeof payload === 'string' ? 'text/plain; charset=utf-8' : 'application/octet-stream'
-      h['content-length'] = String(Buffer.byteLength(payload))
-    }
     let head = 'HTTP/1.1 ' + status + ' ' + (STATUS_CODES[status] ?? 'unknown') + '\r\n'
     for (const k in h) head += k + ': ' + h[k] + '\r\n'
-    head += 'Date: ' + httpDate() + '\r\n'
+    // the Date header Node writes (formatted once a second)
+    head += 'Date: ' + formatHttpDate(Math.floor(Date.now() / 1000)) + '\r\n'
     const c = this.#conn
     if (h.connection === 'close') c.closing = true
     else if (c.closing) head += 'Connection: close\r\n'
@@ -564,7 +530,7 @@ class SocketReply implements Reply {
     const socket = c.socket
     if (socket.destroyed || socket.writableEnded) return this
     socket.write(head, 'latin1')
-    if (!empty) socket.write(payload)
+    if (!empty) socket.write(payload as Buffer | string)
     return this
   }
 

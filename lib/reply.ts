@@ -28,20 +28,14 @@ export function sendError<R extends Reply> (reply: R, err: ErrorSpec, origin: st
 }
 
 /**
- * A reply written straight to Node's response, as Fastify would write it for these answers (the
- * headers set, Content-Length, `application/octet-stream` for a body of no stated type, no
- * Content-Length on 204 and 304), without Fastify's per-request work. One per request on the
- * standalone server's fast path (lib/fast-path.ts).
+ * Status and headers kept as Fastify's reply keeps them (names in lower case), and the framing
+ * Node's response gives a body: Content-Length, `application/octet-stream` for a body of no stated
+ * type, no Content-Length on 204 and 304. RawReply and lib/raw-publish.ts's SocketReply write it.
  */
-export class RawReply implements Reply {
-  readonly raw: ServerResponse
+export abstract class HeadersReply implements Reply {
   status = 200
   readonly headers: Record<string, string> = {}
   sent = false
-
-  constructor (res: ServerResponse) {
-    this.raw = res
-  }
 
   code (statusCode: number): this {
     this.status = statusCode
@@ -53,20 +47,42 @@ export class RawReply implements Reply {
     return this
   }
 
-  send (payload?: Buffer | string): this {
-    if (this.sent) return this
-    this.sent = true
+  abstract send (payload?: Buffer | string): this
+  abstract hijack (): this
+
+  /** Content-Length and Content-Type for `payload`; true when there is no body. */
+  protected frame (payload?: Buffer | string): boolean {
     const h = this.headers
     if (payload === undefined || payload.length === 0) {
       if (this.status >= 200 && this.status !== 204 && this.status !== 304) h['content-length'] = '0'
-      this.raw.writeHead(this.status, h)
-      this.raw.end()
-      return this
+      return true
     }
     if (h['content-type'] === undefined) h['content-type'] = typeof payload === 'string' ? 'text/plain; charset=utf-8' : 'application/octet-stream'
     h['content-length'] = String(Buffer.byteLength(payload))
-    this.raw.writeHead(this.status, h)
-    this.raw.end(payload)
+    return false
+  }
+}
+
+/**
+ * A reply written straight to Node's response, as Fastify would write it for these answers,
+ * without Fastify's per-request work. One per request on the standalone server's fast path
+ * (lib/fast-path.ts).
+ */
+export class RawReply extends HeadersReply {
+  readonly raw: ServerResponse
+
+  constructor (res: ServerResponse) {
+    super()
+    this.raw = res
+  }
+
+  send (payload?: Buffer | string): this {
+    if (this.sent) return this
+    this.sent = true
+    const empty = this.frame(payload)
+    this.raw.writeHead(this.status, this.headers)
+    if (empty) this.raw.end()
+    else this.raw.end(payload)
     return this
   }
 

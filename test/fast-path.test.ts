@@ -2,31 +2,14 @@
 // and a GET on the subscriber location skip Fastify, and every answer is what the same request
 // gets through Fastify (PARKLINE_NO_FAST_PATH=1): status, headers, body, on every branch of the
 // publisher and the subscriber's answers.
-import net from 'node:net'
 import type { ExecutionContext } from 'ava'
 import test from 'ava'
-import { resolveOptions, type ParklineOptions } from '../lib/config.ts'
-import { buildServer } from '../lib/server.ts'
-import { parseResponse, rawExchange, rawRequest } from './helpers/server.ts'
+import type { ParklineOptions } from '../lib/config.ts'
+import { parseResponse, rawExchange, rawRequest, startStandalone, type Standalone } from './helpers/server.ts'
 import { API_KEY, AUTH_SERVER, mint } from './helpers/auth.ts'
 
-interface Server { port: number, hooks: () => number }
-
-/** A standalone server; counts the requests on Parkline's locations that Fastify's hooks saw. */
-async function serve (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>>, fast: boolean): Promise<Server> {
-  const opts = resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'silent', ...options })
-  if (!fast) process.env.PARKLINE_NO_FAST_PATH = '1'
-  let app
-  try {
-    app = await buildServer(opts)
-  } finally {
-    delete process.env.PARKLINE_NO_FAST_PATH
-  }
-  let seen = 0
-  app.addHook('onRequest', async (request) => { if (request.url.startsWith('/pub/') || request.url.startsWith('/sub/')) seen++ })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(() => app.close())
-  return { port: (app.server.address() as net.AddressInfo).port, hooks: () => seen }
+async function serve (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>>, fast: boolean): Promise<Standalone> {
+  return await startStandalone(t, options, fast)
 }
 
 function req (method: string, path: string, headers: Record<string, string> = {}, body = ''): string {

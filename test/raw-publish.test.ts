@@ -6,29 +6,13 @@ import net from 'node:net'
 import { once } from 'node:events'
 import type { ExecutionContext } from 'ava'
 import test from 'ava'
-import type { FastifyInstance } from 'fastify'
-import { resolveOptions, type ParklineOptions } from '../lib/config.ts'
+import type { ParklineOptions } from '../lib/config.ts'
 import { coreOf } from '../lib/plugin.ts'
 import { rawPublishersOf } from '../lib/raw-publish.ts'
-import { buildServer } from '../lib/server.ts'
-import { parseResponse } from './helpers/server.ts'
+import { parseResponse, startStandalone, type Standalone } from './helpers/server.ts'
 
-interface Served { app: FastifyInstance, port: number, hooks: () => number }
-
-async function serve (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>> = {}, raw = true): Promise<Served> {
-  const opts = resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'silent', ...options })
-  if (!raw) process.env.PARKLINE_NO_FAST_PATH = '1'
-  let app
-  try {
-    app = await buildServer(opts)
-  } finally {
-    delete process.env.PARKLINE_NO_FAST_PATH
-  }
-  let seen = 0
-  app.addHook('onRequest', async (request) => { if (request.url.startsWith('/pub/')) seen++ })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(() => app.close())
-  return { app, port: (app.server.address() as net.AddressInfo).port, hooks: () => seen }
+async function serve (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>> = {}, raw = true): Promise<Standalone> {
+  return await startStandalone(t, options, raw)
 }
 
 function post (path: string, body: string, headers: Record<string, string> = {}, method = 'POST'): string {
@@ -103,7 +87,7 @@ function masked (raw: string): string {
   return (lines.join('\n') + '\n\n' + parseResponse(raw).body).replace(/\d{10}(:\d+)?/g, 'T')
 }
 
-async function both (t: ExecutionContext, pieces: string[], count: number, options: Partial<Record<keyof ParklineOptions, unknown>> = {}, stepwise = false): Promise<{ raw: string[], node: string[], rawClosed: boolean, nodeClosed: boolean, rawServer: Served }> {
+async function both (t: ExecutionContext, pieces: string[], count: number, options: Partial<Record<keyof ParklineOptions, unknown>> = {}, stepwise = false): Promise<{ raw: string[], node: string[], rawClosed: boolean, nodeClosed: boolean, rawServer: Standalone }> {
   const a = await serve(t, options, true)
   const b = await serve(t, options, false)
   const x = await exchange(a.port, pieces, count, { stepwise })

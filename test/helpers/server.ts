@@ -23,6 +23,32 @@ export async function startServer (t: ExecutionContext, options: Partial<Record<
   return { app, port: addr.port, base: `http://127.0.0.1:${addr.port}`, opts }
 }
 
+export interface Standalone extends Running {
+  /** Requests on Parkline's locations that Fastify's hooks saw. */
+  hooks: () => number
+}
+
+/**
+ * A standalone server as `parkline serve` builds it; `fast: false` builds it with
+ * PARKLINE_NO_FAST_PATH=1 (neither the fast path nor raw publisher connections: all through Fastify).
+ */
+export async function startStandalone (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>>, fast: boolean): Promise<Standalone> {
+  const opts = resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'silent', ...options })
+  if (!fast) process.env.PARKLINE_NO_FAST_PATH = '1'
+  let app
+  try {
+    app = await buildServer(opts)
+  } finally {
+    delete process.env.PARKLINE_NO_FAST_PATH
+  }
+  let seen = 0
+  app.addHook('onRequest', async (request) => { if (request.url.startsWith(opts.pubPrefix) || request.url.startsWith(opts.subPrefix)) seen++ })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const port = (app.server.address() as net.AddressInfo).port
+  return { app, port, base: `http://127.0.0.1:${port}`, opts, hooks: () => seen }
+}
+
 export interface HttpAnswer { status: number, headers: Record<string, string>, body: string, raw: string }
 
 /** Parse one HTTP/1.1 response (Content-Length bodies) out of raw text. */
