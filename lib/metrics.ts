@@ -56,6 +56,8 @@ export class Metrics {
       for (let i = 0; i < names.length; i++) set({ transport: names[i]! }, core.table.counts[i]!)
     })
     // every worker holds a replica of the same channels: the node's figure is the largest, not the sum
+    gaugeFrom(r, 'parkline_raw_publisher_connections', 'Publisher connections the standalone server reads itself, past Node\'s HTTP parser.', [], (set) => { set({}, s.rawConnections) })
+    counterFrom(r, 'parkline_raw_publisher_requests_total', 'Publisher requests read on those connections.', [], (set) => { set({}, s.rawRequests) })
     gaugeFrom(r, 'parkline_channels', 'Channel records (the largest over the node\'s workers, which hold replicas).', [], (set) => { set({}, core.registry.size) }, 'max')
     gaugeFrom(r, 'parkline_messages_stored', 'Messages held in channel buffers (the largest over the node\'s workers).', [], (set) => {
       let n = 0

@@ -122,6 +122,7 @@ export class RawPublishers {
       const c: Conn = { socket, buf: chunk, busy: false, corked: false, closing: false, partial: false, eof: false }
       socket[kConn] = c
       this.#conns.add(c)
+      this.#core.stats.rawConnections = this.#conns.size
       for (const [event, fn] of RAW_LISTENERS) socket.on(event, fn)
       socket.setTimeout(this.#server.keepAliveTimeout)
       this.pump(c, true)
@@ -177,6 +178,7 @@ export class RawPublishers {
         socket.setTimeout(this.#server.keepAliveTimeout)
       }
       this.requests++
+      this.#core.stats.rawRequests++
       this.#cork(c)
       c.busy = true
       if (r.close) c.closing = true
@@ -240,6 +242,7 @@ export class RawPublishers {
   #release (c: Conn): void {
     const socket = c.socket
     this.#conns.delete(c)
+    this.#core.stats.rawConnections = this.#conns.size
     socket[kConn] = undefined
     for (const [event, fn] of RAW_LISTENERS) socket.removeListener(event, fn)
     socket.setTimeout(0)
@@ -281,6 +284,7 @@ export class RawPublishers {
 
   closed (c: Conn): void {
     this.#conns.delete(c)
+    this.#core.stats.rawConnections = this.#conns.size
   }
 }
 

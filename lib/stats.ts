@@ -13,6 +13,10 @@ export class Stats {
   refused = 0
   /** Messages dropped for slow subscribers (queuePolicy drop-oldest). */
   messagesDropped = 0
+  /** Publisher connections the standalone server reads itself now (lib/raw-publish.ts). */
+  rawConnections = 0
+  /** Publisher requests read on them. */
+  rawRequests = 0
 
   constructor (transportNames: readonly string[]) {
     this.transportNames = transportNames

@@ -31,6 +31,8 @@ export function renderStatus (core: Core): string {
   if (d !== undefined && d !== null) out += `deployment subscribers: ${d.subscribers}\ndeployment nodes: ${d.nodes}\n`
   out += `overflows disconnect: ${s.overflowDisconnect}\n` +
     `gaps: ${s.gapsEvicted + s.gapsExpired + s.gapsDropped}\n` +
+    `raw publisher connections: ${s.rawConnections}\n` +
+    `raw publisher requests: ${s.rawRequests}\n` +
     tcpLines() +
     `redis pending commands: ${h?.pendingCommands ?? 0}\n` +
     `redis connected servers: ${h?.connectedServers ?? 0}\n`

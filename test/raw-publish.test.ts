@@ -103,6 +103,13 @@ test('pipelined publishes on one connection: answered in order, in one write, pa
   t.regex(r.raw[49]!, /"messages": 50/)
   t.is(r.rawServer.hooks(), 0)
   t.is(rawPublishersOf(r.rawServer.app.server)!.requests, 50)
+  // operators see them: /status and /metrics (the connection is closed by now)
+  const status = await (await fetch(`${r.rawServer.base}/status`)).text()
+  t.regex(status, /^raw publisher connections: 0$/m)
+  t.regex(status, /^raw publisher requests: 50$/m)
+  const metrics = await (await fetch(`${r.rawServer.base}/metrics`)).text()
+  t.regex(metrics, /^parkline_raw_publisher_requests_total 50$/m)
+  t.regex(metrics, /^parkline_raw_publisher_connections 0$/m)
   t.false(r.rawClosed)
 })
 
@@ -317,6 +324,7 @@ test('closing the server ends an idle publisher connection at once', async (t) =
   await once(socket, 'connect')
   socket.write(post('/pub/idle', 'one'))
   await once(socket, 'data')
+  t.regex(await (await fetch(`${s.base}/status`)).text(), /^raw publisher connections: 1$/m)
   const ended = once(socket, 'close')
   await s.app.close()
   await ended
