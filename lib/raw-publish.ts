@@ -66,8 +66,6 @@ export class RawPublishers {
   readonly #starts: Buffer[]
   readonly #conns = new Set<Conn>()
   #closing = false
-  /** Requests read here (since the server started). */
-  requests = 0
   /** Connections whose first bytes have not come yet. */
   readonly waiting = new Set<RawSocket>()
   /** A request head not whole within headersTimeout: answered as Node answers it (408), closed. */
@@ -96,9 +94,6 @@ export class RawPublishers {
     this.headersMs = opts.headersTimeout * 1000
     this.#starts = [Buffer.from('POST ' + opts.pubPrefix, 'latin1'), Buffer.from('PUT ' + opts.pubPrefix, 'latin1')]
   }
-
-  /** Connections read here now. */
-  get size (): number { return this.#conns.size }
 
   /** Server closing: idle connections close now (as Node's closeIdleConnections), busy ones after their answer. */
   close (): void {
@@ -177,7 +172,6 @@ export class RawPublishers {
         c.partial = false
         socket.setTimeout(this.#server.keepAliveTimeout)
       }
-      this.requests++
       this.#core.stats.rawRequests++
       this.#cork(c)
       c.busy = true
@@ -292,11 +286,6 @@ function noop (): void {}
 
 function flushConn (rp: RawPublishers, c: Conn): void {
   rp.flushTurn(c)
-}
-
-/** The server's raw publisher connections, if it has them (tests, /status). */
-export function rawPublishersOf (server: Server): RawPublishers | undefined {
-  return (server as ServerWith)[kRaw]
 }
 
 function onConnection (this: ServerWith, socket: RawSocket): void {

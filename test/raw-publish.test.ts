@@ -8,7 +8,6 @@ import type { ExecutionContext } from 'ava'
 import test from 'ava'
 import type { ParklineOptions } from '../lib/config.ts'
 import { coreOf } from '../lib/plugin.ts'
-import { rawPublishersOf } from '../lib/raw-publish.ts'
 import { parseResponse, startStandalone, type Standalone } from './helpers/server.ts'
 
 async function serve (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>> = {}, raw = true): Promise<Standalone> {
@@ -102,7 +101,7 @@ test('pipelined publishes on one connection: answered in order, in one write, pa
   t.deepEqual(r.raw, r.node)
   t.regex(r.raw[49]!, /"messages": 50/)
   t.is(r.rawServer.hooks(), 0)
-  t.is(rawPublishersOf(r.rawServer.app.server)!.requests, 50)
+  t.is(coreOf(r.rawServer.app).stats.rawRequests, 50)
   // operators see them: /status and /metrics (the connection is closed by now)
   const status = await (await fetch(`${r.rawServer.base}/status`)).text()
   t.regex(status, /^raw publisher connections: 0$/m)
@@ -121,7 +120,7 @@ test('a head cut by the end of a read is completed by the next; a request still 
   t.is(r.raw.length, 3)
   t.deepEqual(r.raw, r.node)
   // one and two read here; three, still cut after a second read, answered by Node's server
-  t.is(rawPublishersOf(r.rawServer.app.server)!.requests, 2)
+  t.is(coreOf(r.rawServer.app).stats.rawRequests, 2)
   t.regex(r.raw[2]!, /queued messages: 3/)
 })
 
@@ -129,7 +128,7 @@ test('a body still on its way goes to Node\'s server (its bodyTimeout and maxPub
   const one = post('/pub/b', 'x'.repeat(40))
   const r = await both(t, [one.slice(0, one.length - 10), one.slice(one.length - 10)], 1)
   t.deepEqual(r.raw, r.node)
-  t.is(rawPublishersOf(r.rawServer.app.server)!.requests, 0)
+  t.is(coreOf(r.rawServer.app).stats.rawRequests, 0)
 })
 
 test('Connection: close is answered and the connection ends; nothing after it is read', async (t) => {
@@ -179,7 +178,7 @@ for (const [name, pieces, count] of HANDED_OVER) {
     t.deepEqual(r.raw, r.node)
     t.is(r.rawClosed, r.nodeClosed)
     // the publish before it was read here (when there is one), the rest by Node's server
-    t.is(rawPublishersOf(r.rawServer.app.server)!.requests, pieces[0]!.startsWith('POST /pub/h HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\none') ? 1 : 0)
+    t.is(coreOf(r.rawServer.app).stats.rawRequests, pieces[0]!.startsWith('POST /pub/h HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n\r\none') ? 1 : 0)
   })
 }
 
@@ -210,7 +209,7 @@ test('first bytes too few to tell (`PO`, then the rest): Node\'s server reads th
   const one = post('/pub/f', 'one')
   const r = await both(t, ['PO', one.slice(2) + post('/pub/f', 'two')], 2)
   t.deepEqual(r.raw, r.node)
-  t.is(rawPublishersOf(r.rawServer.app.server)!.requests, 0)
+  t.is(coreOf(r.rawServer.app).stats.rawRequests, 0)
 })
 
 test('a connection that sends nothing gets Node\'s answer after headersTimeout (408) and is closed', async (t) => {
