@@ -35,7 +35,7 @@ const kConn = Symbol('parkline.rawConnection')
 type ServerWith = Server & { [kNodeConnection]?: ConnectionListener, [kRaw]?: RawPublishers }
 type RawSocket = Socket & { server?: ServerWith, [kConn]?: Conn }
 
-/** A body beyond this is answered by Node's path (413); so is a head past Node's own limit. */
+/** A request head longer than this is Node's to read (its own limit is larger, and it answers 431 past it). */
 const MAX_HEAD = 16384
 const MAX_HEADERS = Math.min(64, MAX_HEADER_FIELDS)
 /** Answers not yet taken by the client: stop reading its requests until they are. */
@@ -189,7 +189,7 @@ export class RawPublishers {
     }
     this.#flush(c)
     // the client half-closed with nothing left to answer: close, as Node's server does
-    if (c.eof && !c.busy && !c.closing && (c.buf === null || !c.partial)) {
+    if (c.eof && !c.busy && !c.closing && c.buf === null) {
       this.#release(c)
       socket.destroySoon()
       return
@@ -223,7 +223,6 @@ export class RawPublishers {
     // a handler that took the connection over (hijack) or never answered: nothing more to read
     if (!reply.sent || reply.hijacked) c.closing = true
     if (c.closing) {
-      this.#flush(c)
       this.#release(c)
       // as Node's server ends a connection after a `Connection: close` answer: FIN, then gone
       c.socket.destroySoon()
@@ -256,8 +255,8 @@ export class RawPublishers {
   }
 
   /** A FIN that came before anything was read: Node's server sees it as its own. */
-  handOverEmpty (socket: RawSocket, eof: boolean): void {
-    this.#handOver(socket, Buffer.alloc(0), eof)
+  handOverEnded (socket: RawSocket): void {
+    this.#handOver(socket, EMPTY, true)
   }
 
   /** The client half-closed. */
@@ -283,6 +282,8 @@ export class RawPublishers {
 }
 
 function noop (): void {}
+
+const EMPTY = Buffer.alloc(0)
 
 function flushConn (rp: RawPublishers, c: Conn): void {
   rp.flushTurn(c)
@@ -329,7 +330,7 @@ function onWaitingEnd (this: RawSocket): void {
   stopWaiting(this)
   const rp = this.server?.[kRaw]
   if (rp === undefined) this.destroy()
-  else rp.handOverEmpty(this, true)
+  else rp.handOverEnded(this)
 }
 
 function onSilent (this: RawSocket): void {
