@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import pino from 'pino'
-import { Sequencer, WorkerLink } from '../lib/cluster.ts'
+import { Primary, WorkerLink } from '../lib/cluster.ts'
 import { OPTIONS, defaultWorkers, flagName, resolveOptions, type ParklineOptions } from '../lib/config.ts'
 import { runDoctor } from '../lib/doctor.ts'
 import { ParklineError } from '../lib/errors.ts'
@@ -98,10 +98,10 @@ function warnIfOpen (log: { warn: (obj: object, msg: string) => void }, opts: Pa
     '. Set apiKey, jwtSecret/jwtPublicKey/jwksUrl or authorizeUrl (docs/api.md, Access control)')
 }
 
-/** The primary: the sequencer for N workers; SIGTERM drains them all, then exits. */
+/** The primary: forks N workers (channel owners, lib/cluster.ts); SIGTERM drains them all, then exits. */
 function primary (opts: ParklineOptions, workers: number): void {
   const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
-  const seq = new Sequencer(opts, fileURLToPath(import.meta.url), process.argv.slice(2).filter((a) => a !== 'serve'), log)
+  const seq = new Primary(opts, fileURLToPath(import.meta.url), process.argv.slice(2).filter((a) => a !== 'serve'), log)
   seq.start(workers)
   const address = `http://${opts.host}:${opts.port}`
   warnIfOpen(log, opts)

@@ -1,62 +1,100 @@
 // Worker processes on one host (`parkline serve --workers N`).
 //
-// The primary process is the one sequencer: it assigns every id, keeps the authoritative channel
-// buffers and the exact subscriber counts (summed over workers). Workers accept connections on the
-// shared port (SO_REUSEPORT), send publishes and count changes to the primary, and receive one
-// ordered stream per worker of what the sequencer decided for them: a channel's buffer ('load')
-// with the worker's first subscriber on it, then its messages while it has subscribers there
-// (applied to the worker's replica and fanned out, framed once per worker), deletes, count
-// acknowledgements and answers. Entries are batched: one IPC write per event-loop turn.
+// Every channel has an owner: worker hash(channel) mod N. The owner assigns the channel's ids,
+// keeps its authoritative buffer, its Idempotency-Keys and its exact subscriber count (its own
+// subscribers plus those each other worker reports), and sends each message only to the workers
+// with subscribers there. Workers talk to each other directly over a mesh of Unix sockets
+// (lib/mesh.ts), in batches: one write per peer per event-loop turn. A publish that lands on the
+// channel's owner is handled in place, as in one process; one that lands elsewhere costs one hop
+// to the owner and the answer back. The primary is on no publish's path: it forks and restarts the
+// workers, and gathers what is node-wide (revocations, metrics, /status totals).
 //
-//   worker A ──pub──▶ primary (ids, buffers, counts) ──batch [load, m, a, r…]──▶ interested workers
+//   worker A ──pub──▶ owner of ch (ids, buffer, counts) ──batch [load, m, a, r…]──▶ workers with subscribers on ch
 //
-// A worker that dies is forked again, empty; its subscribers' counts are withdrawn, its clients
-// reconnect (SSE retry:) to any worker and resume from the primary's buffers.
+// A worker's first subscriber on a channel it does not own gets the owner's buffer ('load') before
+// it is counted; from then on the worker's replica gets every message (applied and fanned out,
+// framed once per worker) until its last subscriber there leaves.
+//
+// A worker that dies is forked again, in a later second than its death (so every id it issues is
+// above the ids it issued before). While it is away, new subscribers get 503 with Retry-After and
+// requests for its channels wait for it (5 s at most, then 503). When it is back, every other
+// worker first sends it what it holds of the channels it owns — its subscriber count and its
+// replica of the buffer — and the new owner takes the newest replica before it serves anything:
+// a channel with subscribers on another worker keeps its buffer. A channel held by its owner only
+// loses its buffer with it; a client resuming there gets the gap signal (§11a), as after a restart
+// of one process.
 import { fork, type ChildProcess } from 'node:child_process'
 import type { ChannelInfo } from './channel-info.ts'
 import { channelInfo } from './channel-info.ts'
 import type { ParklineOptions } from './config.ts'
-import { Core } from './core.ts'
+import type { Core } from './core.ts'
 import type { Engine, PublishResult } from './engine.ts'
+import { ERRORS, ParklineError } from './errors.ts'
+import { Mesh } from './mesh.ts'
 import { F_CLOSED, type Subscriber } from './subscriber.ts'
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Metrics, MetricsJson } from './metrics.ts'
 import type { Logger } from 'pino'
 
-// ---- wire format (structured clone, `serialization: 'advanced'`) ------------------------------
+// ---- wire format ------------------------------------------------------------------------------
 
-/** Worker → primary entries. */
+/** Worker → primary entries (structured clone, `serialization: 'advanced'`). */
 type Up =
-  | ['pub', number, string, Uint8Array, string | null, string | null, string | null]
-  | ['info', number, string]
-  | ['del', number, string]
-  | ['sub', string[], 1 | -1]
-  | ['stats', number, number]
+  | ['stats', number, number, number, number, number]
   | ['rev', number, 'sub' | 'jti', string, number, number]
   | ['revd', number, number]
-  | ['touch', string[]]
   | ['mq', number]
   | ['mj', number, MetricsJson]
+
+/** Primary → worker entries. */
+type Down =
+  | ['r', number, [number, boolean] | MetricsJson[]]
+  | ['hello']
+  | ['totals', number, number, number, number]
+  | ['rev', number, 'sub' | 'jti', string, number, number]
+  | ['mq', number]
 
 /** A buffered message in a snapshot: time, tag, data, content type, event, published at. */
 type SnapMessage = [number, number, Uint8Array, string | null, string | null, number]
 /** A channel in a snapshot: key, last id, floor, messages. */
 type SnapChannel = [string, number, number, number, number, SnapMessage[]]
 
-/** Primary → worker entries, applied in order. */
-type Down =
+/** Worker ↔ worker entries (lib/mesh.ts), applied in the order sent. */
+type Peer =
+  // to a channel's owner
+  | ['pub', number, string, Uint8Array, string | null, string | null, string | null]
+  | ['info', number, string]
+  | ['del', number, string]
+  | ['sub', string[], 1 | -1]
+  | ['touch', string[]]
+  /** To an owner forked again: this worker's subscribers on one of its channels, and its replica. */
+  | ['own', SnapChannel, number]
+  /** Everything this worker holds of the peer's channels was sent (the first thing on a link). */
+  | ['synced']
+  // from a channel's owner
   | ['m', string, number, number, Uint8Array, string | null, string | null, number]
   | ['d', string]
   | ['a', number]
-  | ['r', number, PublishResult | ChannelInfo | [number, boolean] | MetricsJson[] | null]
-  | ['hello']
+  | ['r', number, PublishResult | ChannelInfo | null]
   | ['load', SnapChannel]
-  | ['totals', number, number, number, number]
-  | ['rev', number, 'sub' | 'jti', string, number, number]
-  | ['mq', number]
 
+/**
+ * Message data as a Buffer of its own: a deserialized view into a 64 KiB read would keep that
+ * whole read alive for as long as the message stays buffered.
+ */
 function toBuffer (u: Uint8Array): Buffer {
+  if (u.byteLength * 2 < u.buffer.byteLength) return Buffer.from(u)
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+}
+
+/** The owner of a channel among n workers: FNV-1a of its id bytes, mod n. */
+export function ownerOf (key: string, n: number): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  return (h >>> 0) % n
 }
 
 /** Batches entries into one `send` per event-loop turn. */
@@ -94,27 +132,30 @@ function onChildError (): void {
   // a send to a worker that just died; its 'exit' handles the rest
 }
 
-// ---- primary: the sequencer -------------------------------------------------------------------
+function endUnavailable (sub: Subscriber): void {
+  if ((sub.flags & F_CLOSED) === 0) sub.transport.end(sub, 503)
+}
+
+function unavailable (): ParklineError {
+  return new ParklineError(ERRORS.STORE_UNAVAILABLE.code, ERRORS.STORE_UNAVAILABLE.message, ERRORS.STORE_UNAVAILABLE.statusCode)
+}
+
+// ---- primary: forks the workers, gathers what is node-wide -------------------------------------
 
 interface WorkerSlot {
   id: number
   child: ChildProcess | null
   out: Outbox<Down>
-  /** Subscriptions this worker holds, per channel, so its death withdraws them. */
-  counts: Map<string, number>
-  /**
-   * Per channel, subscriptions a DELETE already took off the counts: the worker's `sub -1` for
-   * them (sent once it has ended them) must not be subtracted again.
-   */
-  deleted: Map<string, number>
   subscribers: number
   delivered: number
+  /** Of the channels this worker owns: messages published, stored, channels. */
+  published: number
+  stored: number
+  channels: number
   restarts: number
 }
 
-export class Sequencer {
-  readonly core: Core
-  readonly counts = new Map<string, number>()
+export class Primary {
   readonly workers: WorkerSlot[] = []
   /** Revocations decided so far (kind, value, at, until): a re-forked worker gets them too. */
   readonly #revoked: Array<['sub' | 'jti', string, number, number]> = []
@@ -130,10 +171,10 @@ export class Sequencer {
   #stopping = false
   readonly #script: string
   readonly #args: string[]
+  /** Totals published in the last 'totals': published only grows, even past a worker's death. */
+  #publishedGone = 0
 
-  constructor (opts: ParklineOptions, script: string, args: string[], log: Logger | null = null) {
-    // the sequencer holds buffers and ids; it has no transports and no sockets
-    this.core = new Core(opts, [], 1 << 30)
+  constructor (_opts: ParklineOptions, script: string, args: string[], log: Logger | null = null) {
     this.#script = script
     this.#args = args
     this.#log = log
@@ -152,21 +193,20 @@ export class Sequencer {
   }
 
   start (n: number): void {
-    this.core.start()
     // workers' /status shows deployment totals, refreshed once a second
     setInterval(() => this.#broadcast(['totals', ...this.totals()]), 1000).unref()
     for (let i = 0; i < n; i++) {
-      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, counts: new Map(), deleted: new Map(), subscribers: 0, delivered: 0, restarts: 0 }
+      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0 }
       slot.out = new Outbox<Down>((batch) => { if (slot.child !== null && slot.child.connected) slot.child.send(batch) })
       this.workers.push(slot)
-      this.#fork(slot)
     }
+    for (const slot of this.workers) this.#fork(slot)
   }
 
   #fork (slot: WorkerSlot): void {
     const child = fork(this.#script, ['worker', ...this.#args], {
       serialization: 'advanced',
-      env: { ...process.env, PARKLINE_WORKER_ID: String(slot.id) },
+      env: { ...process.env, PARKLINE_WORKER_ID: String(slot.id), PARKLINE_WORKER_COUNT: String(this.workers.length), PARKLINE_MESH: String(process.pid) },
       stdio: 'inherit'
     })
     slot.child = child
@@ -174,8 +214,6 @@ export class Sequencer {
     child.on('error', onChildError)
     child.on('message', (batch: Up[]) => this.#onBatch(slot, batch))
     child.on('exit', () => this.#onExit(slot, child))
-    // A fresh worker has no subscriber yet, so no replica to fill: it gets a channel's buffer with
-    // its first subscriber on it ('load'). 'hello' says the primary is ready for it.
     slot.out.push(['hello'])
     const now = Math.floor(Date.now() / 1000)
     for (const [kind, value, at, until] of this.#revoked) {
@@ -183,63 +221,25 @@ export class Sequencer {
     }
   }
 
-  /** One channel as the authority holds it: ids, floor and buffered messages. */
-  #snapshotOf (key: string): SnapChannel {
-    const ch = this.core.registry.get(key)
-    if (ch === undefined) return [key, 0, 0, 0, -1, []]
-    const msgs: SnapMessage[] = []
-    for (let i = 0; i < ch.buffer.size; i++) {
-      const m = ch.buffer.at(i)
-      msgs.push([m.time, m.tag, m.data, m.contentType, m.event, m.publishedAt])
-    }
-    return [ch.key, ch.lastTime, ch.lastTag, ch.floorTime, ch.floorTag, msgs]
-  }
-
-  /** A message goes to the workers with subscribers on its channel only. */
-  #toInterested (key: string, entry: Down): void {
-    for (const w of this.workers) if ((w.counts.get(key) ?? 0) > 0) w.out.push(entry)
-  }
-
   #onExit (slot: WorkerSlot, child: ChildProcess): void {
     if (slot.child !== child) return
     slot.child = null
-    for (const [key, n] of slot.counts) this.#count(key, -n)
-    slot.counts.clear()
-    slot.deleted.clear()
     slot.subscribers = 0
+    this.#publishedGone += slot.published
+    slot.published = 0
+    slot.stored = 0
+    slot.channels = 0
     // a revocation waiting for this worker's count gets none: it had no subscribers left
     for (const id of [...this.#revoking.keys()]) this.#revoked1(id, slot, 0)
     for (const id of [...this.#scrapes.keys()]) this.#scraped(id, slot, [])
     if (this.#stopping) return
     this.#log?.warn({ worker: slot.id, workerPid: child.pid, exitCode: child.exitCode, signal: child.signalCode }, 'worker died; forking it again')
     slot.restarts++
-    // a crash loop backs off, up to 5 s
+    // A crash loop backs off, up to 5 s; and the new owner starts in a later second than the old
+    // one died, so its ids (seconds:tag) are above every id the old one issued.
     // (not unref'd: with every worker gone, this timer is what keeps the primary alive)
-    setTimeout(() => { if (!this.#stopping) this.#fork(slot) }, Math.min(5000, 100 * slot.restarts))
-  }
-
-  #count (key: string, delta: number): void {
-    const n = (this.counts.get(key) ?? 0) + delta
-    if (n > 0) {
-      this.counts.set(key, n)
-      return
-    }
-    this.counts.delete(key)
-    // its last subscriber left: a channel with no message is freed, as in one process (a
-    // subscriber that only names a channel must not leave a record behind)
-    const ch = this.core.registry.get(key)
-    if (ch !== undefined) this.core.registry.release(ch)
-  }
-
-  #info (key: string): ChannelInfo | null {
-    const ch = this.core.registry.get(key)
-    const subscribers = this.counts.get(key) ?? 0
-    if (ch === undefined) {
-      return subscribers === 0 ? null : { messages: 0, requested: 0, subscribers, lastMessageId: '0:0' }
-    }
-    const info = channelInfo(ch, Date.now())
-    info.subscribers = subscribers
-    return info
+    const delay = Math.max(Math.min(5000, 100 * slot.restarts), 1001 - (Date.now() % 1000))
+    setTimeout(() => { if (!this.#stopping) this.#fork(slot) }, delay)
   }
 
   #broadcast (entry: Down): void {
@@ -247,74 +247,14 @@ export class Sequencer {
   }
 
   #onBatch (slot: WorkerSlot, batch: Up[]): void {
-    let acks = 0
     for (const e of batch) {
       switch (e[0]) {
-        case 'pub': {
-          const subscribers = this.counts.get(e[2]) ?? 0
-          const replay = e[6] === null ? null : this.core.replayed(e[2], e[6], subscribers)
-          if (replay !== null) {
-            slot.out.push(['r', e[1], replay])
-            break
-          }
-          const data = toBuffer(e[3])
-          const { msg, channel } = this.core.publish(e[2], data, e[4], e[5])
-          if (e[6] !== null) this.core.idempotency.set(e[2], e[6], msg.id)
-          const info = channelInfo(channel, Date.now())
-          info.subscribers = subscribers
-          this.#toInterested(e[2], ['m', e[2], msg.time, msg.tag, data, msg.contentType, msg.event, msg.publishedAt])
-          slot.out.push(['r', e[1], { status: subscribers > 0 ? 201 : 202, info }])
-          break
-        }
-        case 'info':
-          slot.out.push(['r', e[1], this.#info(e[2])])
-          break
-        case 'del': {
-          const info = this.#info(e[2])
-          const ch = this.core.registry.get(e[2])
-          if (ch !== undefined) this.core.deleteChannel(ch)
-          // Its subscribers are ended by the workers as the `d` reaches them: they count no more
-          // from now on (a publish right after the DELETE answers 202, as with one process).
-          this.counts.delete(e[2])
-          for (const w of this.workers) {
-            const n = w.counts.get(e[2])
-            if (n === undefined) continue
-            w.counts.delete(e[2])
-            w.deleted.set(e[2], (w.deleted.get(e[2]) ?? 0) + n)
-          }
-          if (info !== null) this.#broadcast(['d', e[2]])
-          slot.out.push(['r', e[1], info])
-          break
-        }
-        case 'sub': {
-          for (const key of e[1]) {
-            if (e[2] < 0) {
-              // the end of a subscription the DELETE already uncounted
-              const gone = slot.deleted.get(key)
-              if (gone !== undefined) {
-                if (gone <= 1) slot.deleted.delete(key)
-                else slot.deleted.set(key, gone - 1)
-                continue
-              }
-            }
-            this.#count(key, e[2])
-            const had = slot.counts.get(key) ?? 0
-            const n = had + e[2]
-            if (n <= 0) slot.counts.delete(key)
-            else slot.counts.set(key, n)
-            if (e[2] > 0) {
-              const ch = this.core.registry.getOrCreate(key, this.core.nowSec)
-              ch.lastRequested = Date.now()
-              // the worker's first subscriber there: its replica, before the ack and every later message
-              if (had === 0) slot.out.push(['load', this.#snapshotOf(key)])
-            }
-          }
-          if (e[2] > 0) acks++
-          break
-        }
         case 'stats':
           slot.subscribers = e[1]
           slot.delivered = e[2]
+          slot.published = e[3]
+          slot.stored = e[4]
+          slot.channels = e[5]
           break
         case 'rev': {
           // every live worker ends its subscribers of that user or token and says how many
@@ -348,18 +288,8 @@ export class Sequencer {
         case 'mj':
           this.#scraped(e[1], slot, e[2])
           break
-        case 'touch': {
-          // a long-poll answered from a worker's replica: "last requested" is now
-          const now = Date.now()
-          for (const key of e[1]) {
-            const ch = this.core.registry.get(key)
-            if (ch !== undefined) ch.lastRequested = now
-          }
-          break
-        }
       }
     }
-    if (acks > 0) slot.out.push(['a', acks])
   }
 
   #revoked1 (id: number, slot: WorkerSlot, n: number): void {
@@ -397,18 +327,23 @@ export class Sequencer {
     })
   }
 
-  /** Totals for a worker's /status. */
+  /** Totals for a worker's /status: published, stored, channels, subscribers (summed over workers). */
   totals (): [number, number, number, number] {
+    let published = this.#publishedGone
     let stored = 0
-    for (const ch of this.core.registry.values()) stored += ch.buffer.size
+    let channels = 0
     let subscribers = 0
-    for (const w of this.workers) subscribers += w.subscribers
-    return [this.core.stats.published, stored, this.core.registry.size, subscribers]
+    for (const w of this.workers) {
+      published += w.published
+      stored += w.stored
+      channels += w.channels
+      subscribers += w.subscribers
+    }
+    return [published, stored, channels, subscribers]
   }
 
   async stop (signal: NodeJS.Signals, graceMs: number): Promise<void> {
     this.#stopping = true
-    this.core.stop()
     const exits: Array<Promise<void>> = []
     for (const w of this.workers) {
       const child = w.child
@@ -427,11 +362,15 @@ export class Sequencer {
 /**
  * A worker's link to the primary: one batched send per turn out, entries dispatched in order in.
  * Answers ('r') and node-wide metrics ('mq') are handled here for every engine; the rest goes to
- * the worker engine (sequencer mode). With Redis the link carries only metrics.
+ * the worker engine. With Redis the link carries only metrics.
  */
 export class WorkerLink {
   readonly out: Outbox<Up>
-  /** The worker engine's entries (m, d, a, snap, totals, rev). */
+  /** This worker's place among the workers (its mesh address) and how many there are. */
+  readonly id: number
+  readonly workers: number
+  readonly mesh: string
+  /** The worker engine's entries (hello, totals, rev). */
   onEntry: ((e: Down) => void) | null = null
   /** This worker's metrics, for the primary's node-wide scrape. */
   metrics: Metrics | null = null
@@ -439,6 +378,9 @@ export class WorkerLink {
   #seq = 0
 
   constructor () {
+    this.id = Number(process.env.PARKLINE_WORKER_ID ?? 0)
+    this.workers = Number(process.env.PARKLINE_WORKER_COUNT ?? 1)
+    this.mesh = process.env.PARKLINE_MESH ?? String(process.ppid)
     this.out = new Outbox<Up>((batch) => { if (process.connected) process.send!(batch) })
     process.on('message', (batch: Down[]) => {
       for (const e of batch) this.#dispatch(e)
@@ -481,52 +423,153 @@ export class WorkerLink {
   }
 }
 
-// ---- worker: the engine that asks the sequencer -----------------------------------------------
+// ---- worker: owner of some channels, replica of others -----------------------------------------
+
+/** What this worker, as owner, knows of one peer; and what it awaits from that peer as owner. */
+interface PeerState {
+  /** Subscriptions the peer holds on channels this worker owns, per channel. */
+  counts: Map<string, number>
+  /**
+   * Per channel, subscriptions a DELETE already took off the counts: the peer's `sub -1` for them
+   * (sent once it has ended them) must not be subtracted again.
+   */
+  deleted: Map<string, number>
+  /** Subscribers here waiting for the peer (their channel's owner) to count them, in send order. */
+  awaiting: Subscriber[]
+  awaitHead: number
+  /** After an 'own' from the peer: the newest id of its replica, per channel (catch-up after sync). */
+  replicaLast: Map<string, [number, number]> | null
+}
+
+interface Pending { resolve: (v: unknown) => void, reject: (e: Error) => void, peer: number }
+
+/** How long requests wait for a channel owner that is away (being forked again). */
+const AWAY_MS = 5000
+/** How long a starting worker waits for the others' resync before it serves anyway. */
+const SYNC_MS = 3000
 
 export class WorkerEngine implements Engine {
   readonly name = 'workers'
   readonly #core: Core
   readonly #link: WorkerLink
+  readonly #me: number
+  readonly #n: number
+  readonly #mesh: Mesh<Peer>
+  readonly #peers: PeerState[] = []
+  /** Remote subscriptions per channel this worker owns (summed over peers). */
+  readonly #remote = new Map<string, number>()
   /** Subscribers whose live fan-out this engine paused until they are counted (long-poll). */
   readonly #paused = new WeakSet<Subscriber>()
-  /** Subscribers waiting for the sequencer to count them, in the order they were sent. */
-  #awaiting: Subscriber[] = []
-  #awaitHead = 0
+  /** Multiplexed subscribers waiting for more than one owner: acks still due. */
+  readonly #acksDue = new Map<Subscriber, number>()
+  /** Subscribers refused after admission (their owner went away): never counted. */
+  readonly #refused = new WeakSet<Subscriber>()
+  readonly #pending = new Map<number, Pending>()
+  #seq = 0
+  /** Peers whose resync this starting worker still waits for; null once it serves. */
+  #syncWaiting: Set<number> | null
+  /** Entries that arrived before the resync was complete, applied in arrival order after it. */
+  #held: Array<[number, Peer]> = []
+  /** Per peer: away (died, not back yet); while away, requests to it wait until its timer fires. */
+  readonly #away: boolean[] = []
+  readonly #awayTimers: Array<NodeJS.Timeout | null> = []
+  /** Per peer: its link died and it has not said hello again; what it sent before is dropped. */
+  readonly #stale: boolean[] = []
+  #down = 0
   #totals: [number, number, number, number] | null = null
-  #primaryReady: (() => void) | null = null
+  #primaryReady = false
+  #synced = false
+  #ready: (() => void) | null = null
   readonly ready: Promise<void>
 
   constructor (core: Core, link: WorkerLink) {
     this.#core = core
     this.#link = link
-    this.ready = new Promise((resolve) => { this.#primaryReady = resolve })
-    link.onEntry = (e) => { this.#onEntry(e) }
-    setInterval(() => {
-      link.out.push(['stats', core.table.size, core.stats.delivered.reduce((a, b) => a + b, 0)])
-    }, 1000).unref()
+    this.#me = link.id
+    this.#n = link.workers
+    for (let i = 0; i < this.#n; i++) {
+      this.#peers.push({ counts: new Map(), deleted: new Map(), awaiting: [], awaitHead: 0, replicaLast: null })
+      this.#away.push(false)
+      this.#awayTimers.push(null)
+      this.#stale.push(false)
+    }
+    this.#syncWaiting = new Set([...Array(this.#n).keys()].filter((i) => i !== this.#me))
+    this.ready = new Promise((resolve) => { this.#ready = resolve })
+    link.onEntry = (e) => { this.#onPrimary(e) }
+    this.#mesh = new Mesh<Peer>(this.#me, this.#n, link.mesh, {
+      onBatch: (from, batch) => { this.#onPeerBatch(from, batch) },
+      onUp: (peer) => this.#onUp(peer),
+      onDown: (peer) => { this.#onDown(peer) },
+      onHello: (peer) => { this.#stale[peer] = false }
+    })
+    this.#mesh.start().then(() => {
+      const t = setTimeout(() => { this.#endSync() }, SYNC_MS)
+      t.unref()
+      this.#maybeEndSync()
+    }, (err: unknown) => {
+      process.stderr.write(`parkline worker ${this.#me}: mesh socket: ${err instanceof Error ? err.message : String(err)}\n`)
+      process.exit(1)
+    })
+    setInterval(() => { this.#report() }, 1000).unref()
   }
 
-  #request<T> (entry: (r: number) => Up): Promise<T> {
-    return this.#link.request<T>(entry)
+  /** New subscribers are refused (503) while a channel owner is away. */
+  get up (): boolean {
+    return this.#down === 0
   }
 
-  async publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null): Promise<PublishResult> {
-    const r = await this.#request<PublishResult>((r) => ['pub', r, key, data, contentType, event, idempotencyKey])
-    if (r.replayed !== true) this.#core.stats.published++
-    return r
+  #owner (key: string): number {
+    return ownerOf(key, this.#n)
   }
 
-  info (key: string): Promise<ChannelInfo | null> {
-    return this.#request<ChannelInfo | null>((r) => ['info', r, key])
+  // ---- Engine ---------------------------------------------------------------------------------
+
+  publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null): PublishResult | Promise<PublishResult> {
+    const o = this.#owner(key)
+    if (o === this.#me) return this.#publishOwned(key, data, contentType, event, idempotencyKey)
+    return this.#request<PublishResult>(o, (r) => ['pub', r, key, data, contentType, event, idempotencyKey])
   }
 
-  delete (key: string): Promise<ChannelInfo | null> {
-    return this.#request<ChannelInfo | null>((r) => ['del', r, key])
+  info (key: string): ChannelInfo | null | Promise<ChannelInfo | null> {
+    const o = this.#owner(key)
+    if (o === this.#me) return this.#infoOwned(key)
+    return this.#request<ChannelInfo | null>(o, (r) => ['info', r, key])
+  }
+
+  delete (key: string): ChannelInfo | null | Promise<ChannelInfo | null> {
+    const o = this.#owner(key)
+    if (o === this.#me) return this.#deleteOwned(key)
+    return this.#request<ChannelInfo | null>(o, (r) => ['del', r, key])
   }
 
   registered (sub: Subscriber): boolean {
-    this.#link.out.push(['sub', sub.channels.map((c) => c.key), 1])
-    this.#awaiting.push(sub)
+    const chans = sub.channels
+    let owners = 0
+    if (chans.length === 1) {
+      const o = this.#owner(chans[0]!.key)
+      if (o === this.#me) return true
+      if (!this.#mesh.isUp(o)) return this.#refuseSoon(sub)
+      this.#mesh.send(o, ['sub', [chans[0]!.key], 1])
+      this.#peers[o]!.awaiting.push(sub)
+      owners = 1
+    } else {
+      const byOwner = new Map<number, string[]>()
+      for (const ch of chans) {
+        const o = this.#owner(ch.key)
+        if (o === this.#me) continue
+        const keys = byOwner.get(o)
+        if (keys === undefined) byOwner.set(o, [ch.key])
+        else keys.push(ch.key)
+      }
+      if (byOwner.size === 0) return true
+      for (const o of byOwner.keys()) if (!this.#mesh.isUp(o)) return this.#refuseSoon(sub)
+      for (const [o, keys] of byOwner) {
+        this.#mesh.send(o, ['sub', keys, 1])
+        this.#peers[o]!.awaiting.push(sub)
+      }
+      owners = byOwner.size
+      if (owners > 1) this.#acksDue.set(sub, owners)
+    }
     // Until it is counted its replica may still be filled ('load'), and live messages after the
     // load may arrive before the ack: a parked long-poll must not take one of those before the
     // loaded buffer (it would skip a message). Live fan-out skips it until ready().
@@ -534,19 +577,71 @@ export class WorkerEngine implements Engine {
     return false
   }
 
+  /**
+   * A subscriber admitted just as the owner of one of its channels went away: nobody can count it,
+   * so it ends (503), out of the caller's turn.
+   */
+  #refuseSoon (sub: Subscriber): false {
+    this.#refused.add(sub)
+    setImmediate(endUnavailable, sub)
+    return false
+  }
+
+  /**
+   * A multiplexed long-poll with a channel owned elsewhere is not answered before it is counted:
+   * this worker's replica of that channel may be empty until then, and a message of another
+   * channel answered first would skip an earlier one of that channel. (One channel: a replica is
+   * either kept current or empty, so what it holds is a prefix and may answer.)
+   */
+  answersEarly (sub: Subscriber): boolean {
+    const chans = sub.channels
+    if (chans.length === 1) return true
+    for (let k = 0; k < chans.length; k++) if (this.#owner(chans[k]!.key) !== this.#me) return false
+    return true
+  }
+
   unregistered (sub: Subscriber): void {
-    this.#link.out.push(['sub', sub.channels.map((c) => c.key), -1])
-    // its last subscriber here left: the replica is no longer kept current, so it goes
-    for (const ch of sub.channels) if (this.#core.localSubscribers(ch.key) === 0) this.#core.dropReplica(ch.key)
+    const chans = sub.channels
+    // never counted anywhere: nothing to take back
+    if (this.#refused.delete(sub)) return
+    if (chans.length === 1) {
+      const key = chans[0]!.key
+      const o = this.#owner(key)
+      if (o === this.#me) return
+      // an owner that is away counts from the resync when it is back
+      if (this.#mesh.isUp(o)) this.#mesh.send(o, ['sub', [key], -1])
+      // its last subscriber here left: the replica is no longer kept current, so it goes
+      if (this.#core.localSubscribers(key) === 0) this.#core.dropReplica(key)
+      return
+    }
+    const byOwner = new Map<number, string[]>()
+    for (const ch of chans) {
+      const o = this.#owner(ch.key)
+      if (o === this.#me) continue
+      const keys = byOwner.get(o)
+      if (keys === undefined) byOwner.set(o, [ch.key])
+      else keys.push(ch.key)
+      if (this.#core.localSubscribers(ch.key) === 0) this.#core.dropReplica(ch.key)
+    }
+    for (const [o, keys] of byOwner) if (this.#mesh.isUp(o)) this.#mesh.send(o, ['sub', keys, -1])
   }
 
   async revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }> {
-    const [ended, complete] = await this.#request<[number, boolean]>((r) => ['rev', r, kind, value, at, until])
+    const [ended, complete] = await this.#link.request<[number, boolean]>((r) => ['rev', r, kind, value, at, until])
     return { ended, complete }
   }
 
   touched (keys: readonly string[]): void {
-    this.#link.out.push(['touch', keys.slice()])
+    const now = Date.now()
+    for (const key of keys) {
+      const o = this.#owner(key)
+      if (o === this.#me) {
+        const ch = this.#core.registry.get(key)
+        if (ch !== undefined) ch.lastRequested = now
+      } else if (this.#mesh.isUp(o)) {
+        this.#mesh.send(o, ['touch', [key]])
+      }
+    }
   }
 
   totals (): { published: number, stored: number, channels: number, subscribers: number } | null {
@@ -554,15 +649,309 @@ export class WorkerEngine implements Engine {
     return t === null ? null : { published: t[0], stored: t[1], channels: t[2], subscribers: t[3] }
   }
 
-  #onEntry (e: Down): void {
+  // ---- requests to other owners ---------------------------------------------------------------
+
+  #request<T> (peer: number, entry: (r: number) => Peer): Promise<T> {
+    const r = ++this.#seq
+    return new Promise<T>((resolve, reject) => {
+      if (this.#away[peer]! && this.#awayTimers[peer] === null) {
+        // away for longer than requests wait
+        reject(unavailable())
+        return
+      }
+      if (!this.#mesh.send(peer, entry(r))) {
+        reject(unavailable())
+        return
+      }
+      this.#pending.set(r, { resolve: resolve as (v: unknown) => void, reject, peer })
+    })
+  }
+
+  /** Fail every request to `peer` not answered yet, and drop what still waits to be sent to it. */
+  #failRequests (peer: number): void {
+    this.#mesh.clearQueue(peer)
+    for (const [r, p] of this.#pending) {
+      if (p.peer !== peer) continue
+      this.#pending.delete(r)
+      p.reject(unavailable())
+    }
+  }
+
+  // ---- as a channel's owner -------------------------------------------------------------------
+
+  #subscribersOf (key: string): number {
+    return this.#core.localSubscribers(key) + (this.#remote.get(key) ?? 0)
+  }
+
+  #publishOwned (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null): PublishResult {
     const core = this.#core
-    {
+    const subscribers = this.#subscribersOf(key)
+    if (idempotencyKey !== null) {
+      const replay = core.replayed(key, idempotencyKey, subscribers)
+      if (replay !== null) return replay
+    }
+    const { msg, channel } = core.publish(key, data, contentType, event)
+    if (idempotencyKey !== null) core.idempotency.set(key, idempotencyKey, msg.id)
+    if (this.#remote.has(key)) {
+      const entry: Peer = ['m', key, msg.time, msg.tag, data, msg.contentType, msg.event, msg.publishedAt]
+      for (let i = 0; i < this.#n; i++) {
+        if (i !== this.#me && (this.#peers[i]!.counts.get(key) ?? 0) > 0) this.#mesh.send(i, entry)
+      }
+    }
+    const info = channelInfo(channel, Date.now())
+    info.subscribers = subscribers
+    return { status: subscribers > 0 ? 201 : 202, info }
+  }
+
+  #infoOwned (key: string): ChannelInfo | null {
+    const ch = this.#core.registry.get(key)
+    const subscribers = this.#subscribersOf(key)
+    if (ch === undefined) {
+      return subscribers === 0 ? null : { messages: 0, requested: 0, subscribers, lastMessageId: '0:0' }
+    }
+    const info = channelInfo(ch, Date.now())
+    info.subscribers = subscribers
+    return info
+  }
+
+  #deleteOwned (key: string): ChannelInfo | null {
+    const info = this.#infoOwned(key)
+    // Remote subscribers are ended by their workers as the `d` reaches them: they count no more
+    // from now on (a publish right after the DELETE answers 202, as with one process).
+    this.#remote.delete(key)
+    for (let i = 0; i < this.#n; i++) {
+      const p = this.#peers[i]!
+      const n = p.counts.get(key)
+      if (n === undefined) continue
+      p.counts.delete(key)
+      p.deleted.set(key, (p.deleted.get(key) ?? 0) + n)
+    }
+    const ch = this.#core.registry.get(key)
+    if (ch !== undefined) this.#core.deleteChannel(ch)
+    if (info !== null) for (let i = 0; i < this.#n; i++) if (i !== this.#me) this.#mesh.send(i, ['d', key])
+    return info
+  }
+
+  #snapshotOf (key: string): SnapChannel {
+    const ch = this.#core.registry.get(key)
+    if (ch === undefined) return [key, 0, 0, 0, -1, []]
+    const msgs: SnapMessage[] = []
+    for (let i = 0; i < ch.buffer.size; i++) {
+      const m = ch.buffer.at(i)
+      msgs.push([m.time, m.tag, m.data, m.contentType, m.event, m.publishedAt])
+    }
+    return [ch.key, ch.lastTime, ch.lastTag, ch.floorTime, ch.floorTag, msgs]
+  }
+
+  #count (from: number, key: string, delta: number): number {
+    const p = this.#peers[from]!
+    const had = p.counts.get(key) ?? 0
+    const n = had + delta
+    if (n <= 0) p.counts.delete(key)
+    else p.counts.set(key, n)
+    const total = (this.#remote.get(key) ?? 0) + delta
+    if (total > 0) {
+      this.#remote.set(key, total)
+    } else {
+      this.#remote.delete(key)
+      // its last remote subscriber left: a channel with no message and nobody here is freed, as
+      // in one process (a subscriber that only names a channel must not leave a record behind)
+      const ch = this.#core.registry.get(key)
+      if (ch !== undefined) this.#core.registry.release(ch)
+    }
+    return had
+  }
+
+  /** An owner that starts again takes the newest replica any other worker holds. */
+  #own (from: number, snap: SnapChannel, n: number): void {
+    const [key, lastTime, lastTag, floorTime, floorTag, msgs] = snap
+    if (this.#owner(key) !== this.#me) return
+    this.#count(from, key, n)
+    const ch = this.#core.registry.get(key)
+    if (ch === undefined || lastTime > ch.lastTime || (lastTime === ch.lastTime && lastTag > ch.lastTag)) {
+      this.#core.restoreChannel(key, lastTime, lastTag, floorTime, floorTag, msgs.map((m) => [m[0], m[1], toBuffer(m[2]), m[3], m[4], m[5]] as const))
+    }
+    // subscribers there: it was requested now, as far as anyone can tell
+    this.#core.registry.get(key)!.lastRequested = Date.now()
+    const p = this.#peers[from]!
+    if (p.replicaLast === null) p.replicaLast = new Map()
+    p.replicaLast.set(key, [lastTime, lastTag])
+    if (this.#syncWaiting === null) this.#catchUp(from)
+  }
+
+  /** Send a resynced peer what its replicas miss (published while it had not sent its 'own'). */
+  #catchUp (peer: number): void {
+    const p = this.#peers[peer]!
+    const last = p.replicaLast
+    if (last === null) return
+    p.replicaLast = null
+    for (const [key, [time, tag]] of last) {
+      const ch = this.#core.registry.get(key)
+      if (ch === undefined) continue
+      for (let i = 0; i < ch.buffer.size; i++) {
+        const m = ch.buffer.at(i)
+        if (m.time > time || (m.time === time && m.tag > tag)) this.#mesh.send(peer, ['m', key, m.time, m.tag, m.data, m.contentType, m.event, m.publishedAt])
+      }
+    }
+  }
+
+  // ---- the mesh -------------------------------------------------------------------------------
+
+  /** A peer (first time, or forked again) is reachable: first what this worker holds of its channels. */
+  #onUp (peer: number): Peer[] {
+    if (this.#away[peer]!) {
+      this.#away[peer] = false
+      this.#down--
+      const t = this.#awayTimers[peer]
+      if (t !== null) clearTimeout(t)
+      this.#awayTimers[peer] = null
+    }
+    const out: Peer[] = []
+    for (const ch of this.#core.registry.values()) {
+      if (ch.subs.length > 0 && this.#owner(ch.key) === peer) out.push(['own', this.#snapshotOf(ch.key), ch.subs.length])
+    }
+    out.push(['synced'])
+    // a starting worker may now reach every peer (after this turn: once its first entries left)
+    if (this.#syncWaiting !== null) setImmediate(() => { this.#maybeEndSync() })
+    return out
+  }
+
+  /** A peer died: its subscribers count no more, what was asked of it fails, what awaited it ends. */
+  #onDown (peer: number): void {
+    const p = this.#peers[peer]!
+    for (const [key, n] of [...p.counts]) this.#count(peer, key, -n)
+    p.counts.clear()
+    p.deleted.clear()
+    p.replicaLast = null
+    this.#failRequests(peer)
+    const waiting = p.awaiting.slice(p.awaitHead)
+    p.awaiting = []
+    p.awaitHead = 0
+    for (const sub of waiting) {
+      this.#acksDue.delete(sub)
+      // not counted by an owner that is gone: it ends, and its client comes back when the owner is
+      if ((sub.flags & F_CLOSED) === 0) sub.transport.end(sub, 503)
+    }
+    this.#stale[peer] = true
+    this.#markAway(peer)
+  }
+
+  /** Requests to an away peer wait a while (it is forked again at once), then fail at once. */
+  #markAway (peer: number): void {
+    if (this.#away[peer]!) return
+    this.#away[peer] = true
+    this.#down++
+    const timer = setTimeout(() => {
+      this.#awayTimers[peer] = null
+      this.#failRequests(peer)
+    }, AWAY_MS)
+    timer.unref()
+    this.#awayTimers[peer] = timer
+  }
+
+  #onPeerBatch (from: number, batch: Peer[]): void {
+    // read from a link that died before its death was seen here: that worker's state is gone
+    if (this.#stale[from]!) return
+    let i = 0
+    for (; i < batch.length && this.#syncWaiting !== null; i++) {
+      const e = batch[i]!
+      if (e[0] === 'own') this.#own(from, e[1], e[2])
+      else if (e[0] === 'synced') {
+        this.#syncWaiting.delete(from)
+        this.#maybeEndSync()
+      } else this.#held.push([from, e])
+    }
+    if (i < batch.length) this.#apply(from, i === 0 ? batch : batch.slice(i))
+  }
+
+  /** Serve once every peer said what it holds and this worker reaches every peer. */
+  #maybeEndSync (): void {
+    const waiting = this.#syncWaiting
+    if (waiting === null || waiting.size > 0) return
+    for (let i = 0; i < this.#n; i++) if (i !== this.#me && !this.#mesh.isUp(i)) return
+    this.#endSync()
+  }
+
+  /** Every peer said what it holds (or the wait is over): catch them up, then serve. */
+  #endSync (): void {
+    if (this.#syncWaiting === null) return
+    this.#syncWaiting = null
+    for (let i = 0; i < this.#n; i++) {
+      if (i === this.#me) continue
+      // a peer that did not come up in time is treated as one that died
+      if (!this.#mesh.isUp(i)) this.#markAway(i)
+      this.#catchUp(i)
+    }
+    const held = this.#held
+    this.#held = []
+    for (const [from, e] of held) this.#apply(from, [e])
+    this.#synced = true
+    this.#maybeReady()
+  }
+
+  #maybeReady (): void {
+    if (this.#synced && this.#primaryReady && this.#ready !== null) {
+      this.#ready()
+      this.#ready = null
+    }
+  }
+
+  #apply (from: number, batch: Peer[]): void {
+    const core = this.#core
+    let acks = 0
+    for (const e of batch) {
       switch (e[0]) {
-        case 'm': {
+        // ---- as owner
+        case 'pub':
+          this.#mesh.send(from, ['r', e[1], this.#publishOwned(e[2], toBuffer(e[3]), e[4], e[5], e[6])])
+          break
+        case 'info':
+          this.#mesh.send(from, ['r', e[1], this.#infoOwned(e[2])])
+          break
+        case 'del':
+          this.#mesh.send(from, ['r', e[1], this.#deleteOwned(e[2])])
+          break
+        case 'sub': {
+          const p = this.#peers[from]!
+          for (const key of e[1]) {
+            if (e[2] < 0) {
+              // the end of a subscription the DELETE already uncounted
+              const gone = p.deleted.get(key)
+              if (gone !== undefined) {
+                if (gone <= 1) p.deleted.delete(key)
+                else p.deleted.set(key, gone - 1)
+                continue
+              }
+            }
+            const had = this.#count(from, key, e[2])
+            if (e[2] > 0) {
+              const ch = core.registry.getOrCreate(key, core.nowSec)
+              ch.lastRequested = Date.now()
+              // the peer's first subscriber there: its replica, before the ack and every later message
+              if (had === 0) this.#mesh.send(from, ['load', this.#snapshotOf(key)])
+            }
+          }
+          if (e[2] > 0) acks++
+          break
+        }
+        case 'touch': {
+          const now = Date.now()
+          for (const key of e[1]) {
+            const ch = core.registry.get(key)
+            if (ch !== undefined) ch.lastRequested = now
+          }
+          break
+        }
+        case 'own':
+          this.#own(from, e[1], e[2])
+          break
+        case 'synced':
+          break
+        // ---- as replica
+        case 'm':
           // sent while this worker had subscribers there; one that left since drops it
           if (core.localSubscribers(e[1]) > 0) core.applyMessage(e[1], e[2], e[3], toBuffer(e[4]), e[5], e[6], e[7])
           break
-        }
         case 'load': {
           const [key, lastTime, lastTag, floorTime, floorTag, msgs] = e[1]
           // the subscriber that asked for it may have left already: then its -1 follows
@@ -573,30 +962,68 @@ export class WorkerEngine implements Engine {
           core.deleteLocal(e[1])
           break
         case 'a':
-          for (let i = 0; i < e[1]; i++) {
-            const sub = this.#awaiting[this.#awaitHead]!
-            this.#awaiting[this.#awaitHead++] = undefined as unknown as Subscriber
-            if (this.#paused.delete(sub)) this.#core.resumeLive(sub)
-            if ((sub.flags & F_CLOSED) === 0) sub.transport.ready(sub)
-          }
-          if (this.#awaitHead > 1024 && this.#awaitHead * 2 > this.#awaiting.length) {
-            this.#awaiting = this.#awaiting.slice(this.#awaitHead)
-            this.#awaitHead = 0
-          }
+          this.#acked(from, e[1])
           break
-        case 'hello':
-          this.#primaryReady?.()
-          this.#primaryReady = null
-          break
-        case 'totals':
-          this.#totals = [e[1], e[2], e[3], e[4]]
-          break
-        case 'rev': {
-          const n = core.revokeLocal(e[2], e[3], e[4], e[5])
-          // id 0: a past revocation replayed to a re-forked worker, nobody waits for a count
-          if (e[1] !== 0) this.#link.out.push(['revd', e[1], n])
+        case 'r': {
+          const p = this.#pending.get(e[1])
+          if (p === undefined) break
+          this.#pending.delete(e[1])
+          p.resolve(e[2])
           break
         }
+      }
+    }
+    if (acks > 0) this.#mesh.send(from, ['a', acks])
+  }
+
+  #acked (from: number, n: number): void {
+    const p = this.#peers[from]!
+    for (let i = 0; i < n; i++) {
+      const sub = p.awaiting[p.awaitHead]
+      if (sub === undefined) break
+      p.awaiting[p.awaitHead++] = undefined as unknown as Subscriber
+      const due = this.#acksDue.get(sub)
+      if (due !== undefined) {
+        if (due > 1) { this.#acksDue.set(sub, due - 1); continue }
+        this.#acksDue.delete(sub)
+      }
+      if (this.#paused.delete(sub)) this.#core.resumeLive(sub)
+      if ((sub.flags & F_CLOSED) === 0) sub.transport.ready(sub)
+    }
+    if (p.awaitHead > 1024 && p.awaitHead * 2 > p.awaiting.length) {
+      p.awaiting = p.awaiting.slice(p.awaitHead)
+      p.awaitHead = 0
+    }
+  }
+
+  // ---- the primary ----------------------------------------------------------------------------
+
+  #report (): void {
+    const core = this.#core
+    let stored = 0
+    let channels = 0
+    for (const ch of core.registry.values()) {
+      if (this.#owner(ch.key) !== this.#me) continue
+      channels++
+      stored += ch.buffer.size
+    }
+    this.#link.out.push(['stats', core.table.size, core.stats.delivered.reduce((a, b) => a + b, 0), core.stats.published, stored, channels])
+  }
+
+  #onPrimary (e: Down): void {
+    switch (e[0]) {
+      case 'hello':
+        this.#primaryReady = true
+        this.#maybeReady()
+        break
+      case 'totals':
+        this.#totals = [e[1], e[2], e[3], e[4]]
+        break
+      case 'rev': {
+        const n = this.#core.revokeLocal(e[2], e[3], e[4], e[5])
+        // id 0: a past revocation replayed to a re-forked worker, nobody waits for a count
+        if (e[1] !== 0) this.#link.out.push(['revd', e[1], n])
+        break
       }
     }
   }

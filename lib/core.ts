@@ -31,7 +31,7 @@ export class Core {
   readonly table: ConnectionTable
   readonly transports: readonly Transport[]
   readonly stats: Stats
-  /** Idempotency-Keys seen per channel (in-memory engine, and the worker sequencer in the primary). */
+  /** Idempotency-Keys seen per channel (in-memory engine, and a worker for the channels it owns). */
   readonly idempotency: IdempotencyKeys
   /** Coarse clock in whole seconds, refreshed by the shared timer and by publishes. */
   nowSec: number
@@ -39,7 +39,7 @@ export class Core {
   readonly maxSubscribers: number
   /** Set once SIGTERM/close() began: no new subscribers. */
   draining: boolean
-  /** Where ids, info and counts come from (in-memory, the worker sequencer, later Redis). */
+  /** Where ids, info and counts come from (in-memory, owner workers, Redis). */
   engine: Engine
   /**
    * Access control's revocation list (lib/auth.ts), when tokens are checked: revocations decided
@@ -48,9 +48,9 @@ export class Core {
   revocations: Revocations | null
   /** Tokens with `exp` are checked: the shared timer ends their subscribers when exp passes. */
   tokenExpiry: boolean
-  /** Access control at the HTTP edge (lib/access.ts), for /status and /metrics; null in the sequencer. */
+  /** Access control at the HTTP edge (lib/access.ts), for /status and /metrics; null in benchmarks. */
   access: Access | null
-  /** Prometheus families (lib/metrics.ts), set by the plugin; null in the sequencer and benchmarks. */
+  /** Prometheus families (lib/metrics.ts), set by the plugin; null in benchmarks. */
   metrics: Metrics | null
   /** Messages a coalescer held in this turn (so the fan-out knows its latency is recorded later). */
   held: number
@@ -99,7 +99,7 @@ export class Core {
   /**
    * A publish whose Idempotency-Key this channel saw inside the window: the answer it gets instead
    * of publishing (the original id; 201/202 by the subscribers now), or null. `subscribers`: the
-   * count where the caller knows it better than the channel record (the worker sequencer).
+   * count where the caller knows it better than the channel record (an owner worker).
    */
   replayed (key: string, idempotencyKey: string, subscribers: number | null): PublishResult | null {
     const id = this.idempotency.get(key, idempotencyKey)
@@ -110,7 +110,7 @@ export class Core {
     return { status: info.subscribers > 0 ? 201 : 202, info, replayed: true }
   }
 
-  /** A message whose id another authority assigned (the worker sequencer, Redis). */
+  /** A message whose id another authority assigned (a channel's owner worker, Redis). */
   applyMessage (key: string, time: number, tag: number, data: Buffer, contentType: string | null, event: string | null, publishedAt: number): Message {
     const ch = this.registry.getOrCreate(key, this.nowSec)
     if (time > ch.lastTime || (time === ch.lastTime && tag > ch.lastTag)) {

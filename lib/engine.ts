@@ -1,6 +1,6 @@
 // The engine interface: where ids are assigned, where channel info and subscriber counts live.
-// The in-memory engine answers from this process; the worker engine (cluster.ts) asks the one
-// sequencer in the primary process; a Redis engine will ask Redis. Fan-out always stays local:
+// The in-memory engine answers from this process; the worker engine (cluster.ts) asks the
+// channel's owner worker (itself, or a peer over the mesh); the Redis engine asks Redis. Fan-out always stays local:
 // every engine hands each message to Core.applyMessage once per process.
 import { channelInfo, type ChannelInfo } from './channel-info.ts'
 import type { Core } from './core.ts'
@@ -40,6 +40,12 @@ export interface Engine {
   revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }>
   /** Engines with a shared store: the whole deployment's subscribers and live nodes, when known. */
   deployment? (): { nodes: number, subscribers: number } | null
+  /**
+   * False when this process's buffers may not yet hold everything the subscriber is owed in order
+   * (a multiplexed subscription with a channel whose replica is filled only once it is counted):
+   * a long-poll is then counted first and answered once the engine filled them. Absent = true.
+   */
+  answersEarly? (sub: Subscriber): boolean
   /** A long-poll was answered from this process's replica: the authority's "last requested" moves. */
   touched? (keys: readonly string[]): void
   /** Engines with a shared store (Redis): its state, for /status and /health; absent = always up. */

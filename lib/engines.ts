@@ -1,7 +1,7 @@
 // The one place an engine is chosen, for the plugin and the CLI alike: Redis when `redisUrl`,
 // `redisCluster` or `redisSentinel` is set (several nodes; with workers, each worker is a node of
-// its own), the worker sequencer when this process is a worker of `parkline serve --workers N` (it
-// holds the link to the primary), and otherwise the in-memory engine. Redis is loaded only when
+// its own), the worker engine when this process is a worker of `parkline serve --workers N` (it
+// holds the link to the primary; channels are owned by workers, lib/cluster.ts), and otherwise the in-memory engine. Redis is loaded only when
 // asked for.
 import type { WorkerLink } from './cluster.ts'
 import type { ParklineOptions } from './config.ts'

@@ -1,5 +1,5 @@
 // `app.parkline`: the small, typed API a host app uses from its own code. Every call goes through
-// the configured engine (in-memory, worker sequencer, Redis), so an id returned here is the id every
+// the configured engine (in-memory, owner workers, Redis), so an id returned here is the id every
 // worker and node of the deployment uses, and a consumer sees what an SSE subscriber sees.
 import type { ChannelInfo } from './channel-info.ts'
 import type { ConsumerTransport, ParklineMessage } from './consumer.ts'

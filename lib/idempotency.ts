@@ -1,7 +1,7 @@
 // Idempotent publishing (Parkline extension): a publish that carries an `Idempotency-Key` already
 // seen on its channel inside `idempotencyWindow` answers the original message's id and publishes
-// nothing. The in-memory and worker engines keep the keys here (the worker engine in the primary,
-// next to the one sequencer); the Redis engine keeps them in Redis, with the channel's keys.
+// nothing. The in-memory and worker engines keep the keys here (the worker engine in each channel's
+// owner worker); the Redis engine keeps them in Redis, with the channel's keys.
 //
 // Bounded: at most MAX_KEYS per process, the least recently published leaving first (lru-cache,
 // which checks ages on read and sets no timer per entry). Past that many keys inside one window a

@@ -18,7 +18,7 @@ function tcpLines (): string {
 
 export function renderStatus (core: Core): string {
   const s = core.stats
-  // with worker processes, the sequencer's totals cover the whole host
+  // with worker processes, the primary's totals (summed over the owners) cover the whole host
   const t = core.engine.totals()
   const h = core.engine.health?.()
   let out = `total published messages: ${t?.published ?? s.published}\n` +
@@ -26,6 +26,8 @@ export function renderStatus (core: Core): string {
     `channels: ${t?.channels ?? core.registry.size}\n` +
     `subscribers: ${t?.subscribers ?? core.table.size}\n`
   if (t !== null) out += `subscribers this worker: ${core.table.size}\nchannels this worker: ${core.registry.size}\n`
+  const worker = process.env.PARKLINE_WORKER_ID
+  if (worker !== undefined) out += `worker: ${worker}\n`
   for (let i = 0; i < core.transports.length; i++) out += `subscribers ${core.transports[i]!.name}: ${core.table.counts[i]}\n`
   const d = core.engine.deployment?.()
   if (d !== undefined && d !== null) out += `deployment subscribers: ${d.subscribers}\ndeployment nodes: ${d.nodes}\n`

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import test, { type ExecutionContext } from 'ava'
 import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
 import { serve } from './helpers/node.ts'
+import { ownerOf } from '../lib/cluster.ts'
 
 const NODE = process.execPath
 
@@ -78,7 +79,46 @@ test.serial('a subscriber that reconnects to any worker resumes with no loss and
   t.deepEqual(got, ['a0', 'a1', 'a2', 'a3', 'a4', 'b0', 'b1', 'b2', 'b3', 'b4', 'b5'])
 })
 
-test.serial('a worker that dies is restarted; its subscribers resume from the buffer', async (t) => {
+/** The pid of worker `id` (its PARKLINE_WORKER_ID) among the primary's children. */
+function workerPid (primary: number, id: number): number {
+  for (const pid of workerPids(primary)) {
+    try {
+      if (readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(`PARKLINE_WORKER_ID=${id}`)) return pid
+    } catch {}
+  }
+  throw new Error(`worker ${id} not found`)
+}
+
+test.serial('the owner of a channel dies: it is forked again and takes the buffer back from a worker with subscribers there; nothing is lost', async (t) => {
+  const { base, port, child } = await startCluster(t)
+  const owner = ownerOf('kd', 2)
+  const other = 1 - owner
+  await publish(base, 'kd', 'one')
+  await publish(base, 'kd', 'two')
+  const keep = await SseClient.connectOnWorker(port, '/sub/kd', other)
+  const lost = await SseClient.connectOnWorker(port, '/sub/kd', owner)
+  const [first] = await keep.waitEvents(2)
+  await lost.waitEvents(2)
+  const before = workerPid(child.pid!, owner)
+  process.kill(before, 'SIGKILL')
+  await lost.waitClosed()
+  // lands on the surviving worker (or the new owner): waits for the owner, never fails
+  t.is((await publish(base, 'kd', 'three', { Connection: 'close' })).status, 201)
+  t.deepEqual((await keep.waitEvents(3)).map((e) => e.data), ['one', 'two', 'three'])
+  t.false(keep.closed)
+  t.not(workerPid(child.pid!, owner), before)
+  // a client of the dead worker resumes where it was: the buffer is the one it left
+  const resumed = await SseClient.connect(port, '/sub/kd', { 'Last-Event-ID': first!.id! })
+  t.deepEqual((await resumed.waitEvents(2)).map((e) => e.data), ['two', 'three'])
+  t.false(resumed.comments.some((c) => c.includes('gap')), JSON.stringify(resumed.comments))
+  // counts are exact again: the survivor's subscriber and the resumed one
+  t.true(await eventually(async () => (await info(base, 'kd')).json?.subscribers === 2, 5000))
+  t.is((await info(base, 'kd')).json!.messages, 3)
+  keep.close()
+  resumed.close()
+})
+
+test.serial('every worker dies: the buffers go with them; a client resuming with its last id gets the gap signal, not silence', async (t) => {
   const { base, port, child } = await startCluster(t)
   await publish(base, 'kd', 'before')
   const c = await SseClient.connect(port, '/sub/kd')
@@ -87,29 +127,64 @@ test.serial('a worker that dies is restarted; its subscribers resume from the bu
   const pids = workerPids(child.pid!)
   for (const pid of pids) process.kill(pid, 'SIGKILL')
   await c.waitClosed()
-  t.true(await eventually(async () => (await info(base, 'kd').catch(() => ({ json: null }))).json?.subscribers === 0, 20000))
-  const after = workerPids(child.pid!)
-  t.is(after.length, 2)
-  for (const pid of after) t.false(pids.includes(pid))
-  await publish(base, 'kd', 'while away')
+  t.true(await eventually(() => { const now = workerPids(child.pid!); return now.length === 2 && now.every((p) => !pids.includes(p)) }, 20000))
+  t.true(await eventually(async () => { try { return (await fetch(`${base}/health`)).ok } catch { return false } }, 20000))
+  t.is((await publish(base, 'kd', 'while away')).status, 202)
   const again = await SseClient.connect(port, '/sub/kd', { 'Last-Event-ID': first!.id! })
   const evs = await again.waitEvents(1)
   t.is(evs[0]!.data, 'while away')
+  t.true(again.comments.some((x) => x.startsWith(':parkline-gap')) || evs[0]!.comments.some((x) => x.includes('gap')), JSON.stringify([again.comments, evs[0]!.comments]))
   again.close()
 })
 
-test('a worker holds a channel\'s messages only while it has subscribers there; a late subscriber gets the buffer from the primary', async (t) => {
+test.serial('the primary is on no publish\'s path: with it stopped, publishes through either worker reach subscribers on both', async (t) => {
+  const { base, port, child } = await startCluster(t)
+  const subs = [await SseClient.connectOnWorker(port, '/sub/np', 0), await SseClient.connectOnWorker(port, '/sub/np', 1)]
+  process.kill(child.pid!, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(child.pid!, 'SIGCONT') } catch {} })
+  for (let i = 0; i < 10; i++) t.is((await publish(base, 'np', `n${i}`, { Connection: 'close' })).status, 201)
+  for (const s of subs) t.deepEqual((await s.waitEvents(10)).map((e) => e.data), Array.from({ length: 10 }, (_, i) => `n${i}`))
+  process.kill(child.pid!, 'SIGCONT')
+  for (const s of subs) s.close()
+})
+
+test.serial('a subscriber of two channels with different owners is counted by both and gets both, in id order', async (t) => {
+  const { base, port } = await startCluster(t)
+  for (const w of [0, 1]) {
+    // two channel ids owned by different workers
+    const a = `ma${w}`
+    let b = `mb${w}`
+    for (let i = 0; ownerOf(b, 2) === ownerOf(a, 2); i++) b = `mb${w}-${i}`
+    const s = await SseClient.connectOnWorker(port, `/sub/${a},${b}`, w)
+    await s.until(() => s.comments.includes(': hi'))
+    t.is((await info(base, a)).json!.subscribers, 1)
+    t.is((await info(base, b)).json!.subscribers, 1)
+    await publish(base, a, `a${w}`)
+    await publish(base, b, `b${w}`)
+    t.deepEqual((await s.waitEvents(2)).map((e) => e.data), [`a${w}`, `b${w}`])
+    s.close()
+    t.true(await eventually(async () => (await info(base, a)).json!.subscribers === 0 && (await info(base, b)).json!.subscribers === 0))
+  }
+})
+
+test('each channel is held by its owner, and by another worker only while that one has subscribers there; a late subscriber gets the owner\'s buffer', async (t) => {
   const node = await serve(t, ['--workers', '2'])
   for (let i = 0; i < 100; i++) t.is((await fetch(`${node.base}/pub/quiet${i}`, { method: 'POST', body: `q${i}` })).status, 202)
-  // whichever worker answers (its totals come from the primary once a second): no replica of
-  // channels nobody there subscribes to
+  const owned = [0, 0]
+  for (let i = 0; i < 100; i++) owned[ownerOf(`quiet${i}`, 2)]!++
+  // whichever worker answers: the node-wide totals (once a second), and its own channels only
   t.true(await eventually(async () => /^channels: 100$/m.test(await (await fetch(`${node.base}/status`)).text()), 3000))
-  for (let i = 0; i < 6; i++) {
-    const status = await (await fetch(`${node.base}/status`)).text()
+  const seen = new Set<number>()
+  t.true(await eventually(async () => {
+    const status = await (await fetch(`${node.base}/status`, { headers: { Connection: 'close' } })).text()
+    const w = Number(/^worker: (\d)$/m.exec(status)![1])
     t.regex(status, /^channels: 100$/m)
-    t.regex(status, /^channels this worker: 0$/m)
-  }
-  const late = await SseClient.connect(node.port, '/sub/quiet7')
+    t.regex(status, new RegExp(`^channels this worker: ${owned[w]}$`, 'm'))
+    seen.add(w)
+    return seen.size === 2
+  }, 5000))
+  const notOwner = 1 - ownerOf('quiet7', 2)
+  const late = await SseClient.connectOnWorker(node.port, '/sub/quiet7', notOwner)
   t.deepEqual((await late.waitEvents(1)).map((e) => e.data), ['q7'])
   t.is((await fetch(`${node.base}/pub/quiet7`, { method: 'POST', body: 'live' })).status, 201)
   t.deepEqual((await late.waitEvents(2)).map((e) => e.data), ['q7', 'live'])

@@ -41,7 +41,7 @@ export class LongpollTransport implements Transport {
     const core = this.core
     const sub = new Subscriber(this, sr.req.socket, sr.res, sr.channels, sr.cursor, sr.origin, sr.flags)
     sub.grant = sr.grant
-    const next = core.nextMessage(sub)
+    const next = core.engine.answersEarly?.(sub) === false ? null : core.nextMessage(sub)
     if (next !== null) {
       core.touch(sr.channels)
       if (core.opts.longpollMultipart) this.#respondAll(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)

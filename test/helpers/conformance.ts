@@ -409,7 +409,7 @@ class LongpollSession implements Session {
       if (this.#stopped) throw new Error(`long-poll ended (${this.#end?.status ?? 'dropped'}) after ${this.got.length} messages`)
       const left = deadline - Date.now()
       if (left <= 0) {
-        throw new Error(`timed out waiting for ${n} long-poll messages, have ${this.got.length} (${this.got.map((g) => g.id).join(' ')}); ` +
+        throw new Error(`timed out waiting for ${n} long-poll messages, have ${this.got.length} (${this.got.map((g) => `${g.data.toString()}@${g.id}`).join(' ')}); ` +
           `polling with ${JSON.stringify(this.#cursor)}`)
       }
       await new Promise<void>((resolve) => {

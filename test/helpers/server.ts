@@ -132,6 +132,40 @@ export class SseClient {
     const socket = net.connect(port, '127.0.0.1')
     socket.on('error', () => {})
     await once(socket, 'connect')
+    return SseClient.#start(socket, path, headers)
+  }
+
+  /**
+   * Subscribe on a given worker of `--workers N`: connections are opened until one whose
+   * `GET /status` names that worker (`worker: N`); the subscription then goes on that connection.
+   */
+  static async connectOnWorker (port: number, path: string, worker: number, headers: Record<string, string> = {}): Promise<SseClient> {
+    for (let i = 0; i < 200; i++) {
+      const socket = net.connect(port, '127.0.0.1')
+      socket.on('error', () => {})
+      await once(socket, 'connect')
+      socket.write('GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+      let got = ''
+      const body = await new Promise<string | null>((resolve) => {
+        const onData = (d: Buffer): void => {
+          got += d.toString('latin1')
+          const end = got.indexOf('\r\n\r\n')
+          if (end === -1) return
+          const len = Number(/content-length: (\d+)/i.exec(got.slice(0, end))?.[1] ?? -1)
+          if (got.length < end + 4 + len) return
+          socket.off('data', onData)
+          resolve(got.slice(end + 4, end + 4 + len))
+        }
+        socket.on('data', onData)
+        socket.once('close', () => resolve(null))
+      })
+      if (body !== null && new RegExp(`^worker: ${worker}$`, 'm').test(body)) return SseClient.#start(socket, path, headers)
+      socket.destroy()
+    }
+    throw new Error(`no connection reached worker ${worker}`)
+  }
+
+  static async #start (socket: net.Socket, path: string, headers: Record<string, string>): Promise<SseClient> {
     const c = new SseClient(socket)
     let req = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n`
     for (const [k, v] of Object.entries(headers)) req += `${k}: ${v}\r\n`
