@@ -7,17 +7,25 @@
 //   npm run bench:workers            WORKER_COUNTS=1,2,4 SUBSCRIBERS=10000 DURATION=10
 //
 // Each run is `node benchmarks/run.ts` (SCENARIOS=broadcast SERVERS=parkline WORKERS=N); its report
-// is parsed. Results: stdout and benchmarks/results/workers-scaling-<date>.md.
+// is parsed. Then the publish path: for each N a fresh `parkline serve --workers N`, autocannon
+// (its own process, -c 100 -p 10, PUB_DURATION s) POSTing 512 B to one channel without
+// subscribers — with N workers, 1/N of the publishes land on the channel's owner and the rest take
+// one hop to it — publishes/s, p99 and the server's CPU. Results: stdout and
+// benchmarks/results/workers-scaling-<date>.md.
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { PublisherProcess } from './publisher.ts'
+import { CpuMeter } from './suite/proc.ts'
+import { killAllStarted, startServer } from './suite/servers.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const COUNTS = (process.env.WORKER_COUNTS ?? '1,2,4').split(',').map(Number).filter((n) => n > 0)
 const SUBSCRIBERS = process.env.SUBSCRIBERS ?? '10000'
 const DURATION = process.env.DURATION ?? '10'
+const PUB_DURATION = Number(process.env.PUB_DURATION ?? 8)
 
 interface Row { workers: number, deliveries: number, p99: number, serverCpu: number, machine: number }
 
@@ -48,7 +56,30 @@ try {
       machine: Number(bound[7]) / 100
     })
   }
+} catch (err) {
+  rmSync(tmp, { recursive: true, force: true })
+  throw err
+}
+
+interface PubRow { workers: number, rps: number, p99: number, failed: number, serverCpu: number }
+const pubRows: PubRow[] = []
+try {
+  for (const n of COUNTS) {
+    const server = await startServer(n === 1 ? 'parkline1' : 'parkline', { workers: n, tmp })
+    const pub = new PublisherProcess()
+    try {
+      const meter = new CpuMeter()
+      meter.start(server.procs())
+      const r = await pub.run({ mode: 'autocannon', port: server.port, prefix: 'wp', count: 1, size: 512, seconds: PUB_DURATION, concurrency: 100, pipelining: 10 })
+      const cpu = meter.stop()
+      pubRows.push({ workers: n, rps: r.rps ?? 0, p99: r.p99 ?? 0, failed: r.failed, serverCpu: cpu.reduce((a, c) => a + c.pct, 0) / 100 })
+    } finally {
+      await pub.stop()
+      await server.stop()
+    }
+  }
 } finally {
+  killAllStarted()
   rmSync(tmp, { recursive: true, force: true })
 }
 
@@ -59,6 +90,9 @@ const text = `# Workers: broadcast throughput per server core (${date})\n\n` +
   `- ${SUBSCRIBERS} SSE subscribers on one channel, closed-loop publisher (one in flight), ${DURATION} s; Node ${process.version}; ` +
   `${os.availableParallelism()} cores shared by the server, the load generator and the publisher\n\n` +
   '| workers | deliveries/s | p99 ms | server CPU (cores) | machine busy (cores) | deliveries per server core-second |\n|--:|--:|--:|--:|--:|--:|\n' +
-  rows.map((r) => `| ${r.workers} | ${fmt(r.deliveries)} | ${r.p99} | ${r.serverCpu.toFixed(2)} | ${r.machine.toFixed(2)} | ${fmt(r.deliveries / Math.max(0.01, r.serverCpu))} |`).join('\n') + '\n'
+  rows.map((r) => `| ${r.workers} | ${fmt(r.deliveries)} | ${r.p99} | ${r.serverCpu.toFixed(2)} | ${r.machine.toFixed(2)} | ${fmt(r.deliveries / Math.max(0.01, r.serverCpu))} |`).join('\n') + '\n' +
+  `\n## Publish path\n\nautocannon -c 100 -p 10 for ${PUB_DURATION} s in its own process, POST 512 B to one channel without subscribers; a fresh server per row\n\n` +
+  '| workers | publishes/s | p99 ms | failed | server CPU (cores) | publishes per server core-second |\n|--:|--:|--:|--:|--:|--:|\n' +
+  pubRows.map((r) => `| ${r.workers} | ${fmt(r.rps)} | ${r.p99} | ${r.failed} | ${r.serverCpu.toFixed(2)} | ${fmt(r.rps / Math.max(0.01, r.serverCpu))} |`).join('\n') + '\n'
 process.stdout.write(text)
 writeFileSync(path.join(ROOT, 'benchmarks', 'results', `workers-scaling-${date}.md`), text)

@@ -28,6 +28,8 @@ import type { ChannelInfo } from './channel-info.ts'
 import { channelInfo } from './channel-info.ts'
 import type { ParklineOptions } from './config.ts'
 import type { Core } from './core.ts'
+import type { Channel } from './channel-registry.ts'
+import type { Message } from './message.ts'
 import type { Engine, PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
 import { Mesh } from './mesh.ts'
@@ -443,6 +445,8 @@ interface PeerState {
 
 interface Pending { resolve: (v: unknown) => void, reject: (e: Error) => void, peer: number }
 
+/** Local subscribers on a channel from which a message to other workers is written before the fan-out, not batched. */
+const EARLY_FLUSH = 32
 /** How long requests wait for a channel owner that is away (being forked again). */
 const AWAY_MS = 5000
 /** How long a starting worker waits for the others' resync before it serves anyway. */
@@ -690,17 +694,27 @@ export class WorkerEngine implements Engine {
       const replay = core.replayed(key, idempotencyKey, subscribers)
       if (replay !== null) return replay
     }
-    const { msg, channel } = core.publish(key, data, contentType, event)
+    const { msg, channel } = core.publish(key, data, contentType, event, this.#remote.has(key) ? this : null)
     if (idempotencyKey !== null) core.idempotency.set(key, idempotencyKey, msg.id)
-    if (this.#remote.has(key)) {
-      const entry: Peer = ['m', key, msg.time, msg.tag, data, msg.contentType, msg.event, msg.publishedAt]
-      for (let i = 0; i < this.#n; i++) {
-        if (i !== this.#me && (this.#peers[i]!.counts.get(key) ?? 0) > 0) this.#mesh.send(i, entry)
-      }
-    }
     const info = channelInfo(channel, Date.now())
     info.subscribers = subscribers
     return { status: subscribers > 0 ? 201 : 202, info }
+  }
+
+  /**
+   * (Core.publish, for a channel with subscribers on other workers.) The message goes to them
+   * before this worker's own fan-out; behind a fan-out of many subscribers it leaves at once, so
+   * their fan-outs run alongside this one instead of after it.
+   */
+  beforeFanout (ch: Channel, msg: Message): void {
+    const key = ch.key
+    const entry: Peer = ['m', key, msg.time, msg.tag, msg.data, msg.contentType, msg.event, msg.publishedAt]
+    const now = ch.subs.length >= EARLY_FLUSH
+    for (let i = 0; i < this.#n; i++) {
+      if (i === this.#me || (this.#peers[i]!.counts.get(key) ?? 0) === 0) continue
+      this.#mesh.send(i, entry)
+      if (now) this.#mesh.flushNow(i)
+    }
   }
 
   #infoOwned (key: string): ChannelInfo | null {

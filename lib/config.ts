@@ -149,9 +149,10 @@ export const OPTIONS: readonly OptionSpec[] = [
 /**
  * `workers: 0`: a single process on a host of 1 or 2 cores, one worker per core above. On 2 cores
  * one process measured better than two workers in latency and memory (benchmarks/results/
- * workers-2026-11-30.md: the primary's sequencer and the load compete for the same two cores);
- * on more cores each worker still adds ~0.93× of one process's deliveries per core-second
- * (benchmarks/results/workers-scaling-2026-11-30.md; `npm run bench:workers` measures a host).
+ * workers-2026-11-30.md), and no worker count beats it where server and load share two cores
+ * (benchmarks/results/workers-scaling-2026-11-30.md: publishes per server core-second 111k with
+ * one process, 77k with two owner workers, whose other worker's publishes take one hop). On more
+ * cores each worker brings its own core; `npm run bench:workers` measures a host.
  */
 export function defaultWorkers (cores: number): number {
   return cores <= 2 ? 1 : cores

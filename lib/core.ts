@@ -25,6 +25,11 @@ export interface ParklineLog {
 
 export interface Next { msg: Message, pos: number, gap: string | null }
 
+/** What an engine does with a message between its id and this process's fan-out (Core.publish). */
+export interface PublishHook {
+  beforeFanout (ch: Channel, msg: Message): void
+}
+
 export class Core {
   readonly opts: ParklineOptions
   readonly registry: ChannelRegistry
@@ -82,8 +87,12 @@ export class Core {
 
   // ---- publishing ---------------------------------------------------------------------------
 
-  /** Publish; returns the message and whether the channel had a subscriber (201 vs 202). */
-  publish (key: string, data: Buffer, contentType: string | null, event: string | null): { msg: Message, channel: Channel, hadSubscribers: boolean } {
+  /**
+   * Publish; returns the message and whether the channel had a subscriber (201 vs 202).
+   * `hook.beforeFanout` sees the message with its id before this process's fan-out (an owner
+   * worker sends it to the other workers first, so their fan-outs run alongside this one).
+   */
+  publish (key: string, data: Buffer, contentType: string | null, event: string | null, hook: PublishHook | null = null): { msg: Message, channel: Channel, hadSubscribers: boolean } {
     const now = Date.now()
     const sec = Math.floor(now / 1000)
     if (sec > this.nowSec) this.nowSec = sec
@@ -92,7 +101,9 @@ export class Core {
     const hadSubscribers = ch.subs.length > 0
     // counted where a publish is accepted (here, or by the worker or Redis engine), not per replica
     this.stats.published++
-    const msg = this.#append(ch, new Message(ch.lastTime, ch.lastTag, data, contentType, event, performance.timeOrigin + performance.now()))
+    const msg = new Message(ch.lastTime, ch.lastTag, data, contentType, event, performance.timeOrigin + performance.now())
+    if (hook !== null) hook.beforeFanout(ch, msg)
+    this.#append(ch, msg)
     return { msg, channel: ch, hadSubscribers }
   }
 

@@ -95,6 +95,11 @@ export class Mesh<T> {
     return true
   }
 
+  /** Write what is queued for the peer now, not at the end of the turn. */
+  flushNow (peer: number): void {
+    this.flush(this.#links[peer]!)
+  }
+
   /** Drop what waits for a peer that is away (its requests were answered otherwise). */
   clearQueue (peer: number): T[] {
     const link = this.#links[peer]!
