@@ -24,6 +24,10 @@
 // loses its buffer with it; a client resuming there gets the gap signal (§11a), as after a restart
 // of one process.
 import { fork, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import type { ChannelInfo } from './channel-info.ts'
 import { channelInfo } from './channel-info.ts'
 import type { ParklineOptions } from './config.ts'
@@ -47,6 +51,8 @@ type Up =
   | ['revd', number, number]
   | ['mq', number]
   | ['mj', number, MetricsJson]
+  /** A peer stopped reading what this worker writes to it (lib/mesh.ts onStuck): end it. */
+  | ['stuck', number]
 
 /** Primary → worker entries. */
 type Down =
@@ -173,6 +179,10 @@ export class Primary {
   #stopping = false
   readonly #script: string
   readonly #args: string[]
+  /** What proves a mesh peer is one of these workers (lib/mesh.ts), given to each in its environment. */
+  readonly #meshKey = randomBytes(32).toString('hex')
+  /** The workers' socket directory (mode 0700), removed when the primary exits. */
+  readonly #meshDir: string
   /** Totals published in the last 'totals': published only grows, even past a worker's death. */
   #publishedGone = 0
 
@@ -180,6 +190,9 @@ export class Primary {
     this.#script = script
     this.#args = args
     this.#log = log
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'parkline-'))
+    this.#meshDir = dir
+    process.on('exit', () => { try { rmSync(dir, { recursive: true, force: true }) } catch {} })
     collectDefaultMetrics({ register: this.registry })
     const workers = this.workers
     this.registry.registerMetric(new Counter({
@@ -208,7 +221,7 @@ export class Primary {
   #fork (slot: WorkerSlot): void {
     const child = fork(this.#script, ['worker', ...this.#args], {
       serialization: 'advanced',
-      env: { ...process.env, PARKLINE_WORKER_ID: String(slot.id), PARKLINE_WORKER_COUNT: String(this.workers.length), PARKLINE_MESH: String(process.pid) },
+      env: { ...process.env, PARKLINE_WORKER_ID: String(slot.id), PARKLINE_WORKER_COUNT: String(this.workers.length), PARKLINE_MESH: this.#meshDir, PARKLINE_MESH_KEY: this.#meshKey },
       stdio: 'inherit'
     })
     slot.child = child
@@ -290,6 +303,15 @@ export class Primary {
         case 'mj':
           this.#scraped(e[1], slot, e[2])
           break
+        case 'stuck': {
+          // its death heals every link to it (each side sees it go, then come back)
+          const w = this.workers[e[1]]
+          if (w?.child != null && w.child.exitCode === null) {
+            this.#log?.warn({ worker: w.id, workerPid: w.child.pid, reportedBy: slot.id }, 'worker stopped reading its mesh links; ending it')
+            w.child.kill('SIGKILL')
+          }
+          break
+        }
       }
     }
   }
@@ -371,7 +393,10 @@ export class WorkerLink {
   /** This worker's place among the workers (its mesh address) and how many there are. */
   readonly id: number
   readonly workers: number
+  /** The primary's socket directory for its workers (lib/mesh.ts). */
   readonly mesh: string
+  /** The mesh key (32 bytes): only the workers of this primary have it. */
+  readonly meshKey: Buffer
   /** The worker engine's entries (hello, totals, rev). */
   onEntry: ((e: Down) => void) | null = null
   /** This worker's metrics, for the primary's node-wide scrape. */
@@ -382,7 +407,11 @@ export class WorkerLink {
   constructor () {
     this.id = Number(process.env.PARKLINE_WORKER_ID ?? 0)
     this.workers = Number(process.env.PARKLINE_WORKER_COUNT ?? 1)
-    this.mesh = process.env.PARKLINE_MESH ?? String(process.ppid)
+    this.mesh = process.env.PARKLINE_MESH ?? os.tmpdir()
+    const key = process.env.PARKLINE_MESH_KEY ?? ''
+    this.meshKey = /^[0-9a-f]{64}$/.test(key) ? Buffer.from(key, 'hex') : randomBytes(32)
+    // nothing this worker starts, nor anything that reads its environment later, gets it
+    delete process.env.PARKLINE_MESH_KEY
     this.out = new Outbox<Up>((batch) => { if (process.connected) process.send!(batch) })
     process.on('message', (batch: Down[]) => {
       for (const e of batch) this.#dispatch(e)
@@ -443,7 +472,7 @@ interface PeerState {
   replicaLast: Map<string, [number, number]> | null
 }
 
-interface Pending { resolve: (v: unknown) => void, reject: (e: Error) => void, peer: number }
+interface Pending { resolve: (v: unknown) => void, reject: (e: Error) => void, peer: number, at: number }
 
 /** Local subscribers on a channel from which a message to other workers is written before the fan-out, not batched. */
 const EARLY_FLUSH = 32
@@ -451,6 +480,8 @@ const EARLY_FLUSH = 32
 const AWAY_MS = 5000
 /** How long a starting worker waits for the others' resync before it serves anyway. */
 const SYNC_MS = 3000
+/** A request to a peer that is up but has not answered in this long fails (a backstop). */
+const REQUEST_MS = 30_000
 
 export class WorkerEngine implements Engine {
   readonly name = 'workers'
@@ -468,6 +499,11 @@ export class WorkerEngine implements Engine {
   readonly #acksDue = new Map<Subscriber, number>()
   /** Subscribers refused after admission (their owner went away): never counted. */
   readonly #refused = new WeakSet<Subscriber>()
+  /**
+   * Channels owned elsewhere whose replica here was filled ('load') and is kept current. Until
+   * then a message for it is dropped (the load will hold it), so a replica is never a fragment.
+   */
+  readonly #loaded = new Set<string>()
   readonly #pending = new Map<number, Pending>()
   #seq = 0
   /** Peers whose resync this starting worker still waits for; null once it serves. */
@@ -500,11 +536,12 @@ export class WorkerEngine implements Engine {
     this.#syncWaiting = new Set([...Array(this.#n).keys()].filter((i) => i !== this.#me))
     this.ready = new Promise((resolve) => { this.#ready = resolve })
     link.onEntry = (e) => { this.#onPrimary(e) }
-    this.#mesh = new Mesh<Peer>(this.#me, this.#n, link.mesh, {
+    this.#mesh = new Mesh<Peer>(this.#me, this.#n, link.mesh, link.meshKey, {
       onBatch: (from, batch) => { this.#onPeerBatch(from, batch) },
       onUp: (peer) => this.#onUp(peer),
       onDown: (peer) => { this.#onDown(peer) },
-      onHello: (peer) => { this.#stale[peer] = false }
+      onHello: (peer) => { this.#stale[peer] = false },
+      onStuck: (peer) => { link.out.push(['stuck', peer]) }
     })
     this.#mesh.start().then(() => {
       const t = setTimeout(() => { this.#endSync() }, SYNC_MS)
@@ -592,16 +629,24 @@ export class WorkerEngine implements Engine {
   }
 
   /**
-   * A multiplexed long-poll with a channel owned elsewhere is not answered before it is counted:
-   * this worker's replica of that channel may be empty until then, and a message of another
-   * channel answered first would skip an earlier one of that channel. (One channel: a replica is
-   * either kept current or empty, so what it holds is a prefix and may answer.)
+   * A long-poll with a channel owned elsewhere whose replica here is not loaded is not answered
+   * before it is counted: that replica is empty until then, and a message of another channel
+   * answered first would skip an earlier one of that channel.
    */
   answersEarly (sub: Subscriber): boolean {
     const chans = sub.channels
-    if (chans.length === 1) return true
-    for (let k = 0; k < chans.length; k++) if (this.#owner(chans[k]!.key) !== this.#me) return false
+    for (let k = 0; k < chans.length; k++) {
+      const key = chans[k]!.key
+      if (this.#owner(key) !== this.#me && !this.#loaded.has(key)) return false
+    }
     return true
+  }
+
+  /** The last subscriber here on a channel owned elsewhere left: its replica is no longer kept. */
+  #dropReplica (key: string): void {
+    if (this.#core.localSubscribers(key) > 0) return
+    this.#loaded.delete(key)
+    this.#core.dropReplica(key)
   }
 
   unregistered (sub: Subscriber): void {
@@ -615,7 +660,7 @@ export class WorkerEngine implements Engine {
       // an owner that is away counts from the resync when it is back
       if (this.#mesh.isUp(o)) this.#mesh.send(o, ['sub', [key], -1])
       // its last subscriber here left: the replica is no longer kept current, so it goes
-      if (this.#core.localSubscribers(key) === 0) this.#core.dropReplica(key)
+      this.#dropReplica(key)
       return
     }
     const byOwner = new Map<number, string[]>()
@@ -625,7 +670,7 @@ export class WorkerEngine implements Engine {
       const keys = byOwner.get(o)
       if (keys === undefined) byOwner.set(o, [ch.key])
       else keys.push(ch.key)
-      if (this.#core.localSubscribers(ch.key) === 0) this.#core.dropReplica(ch.key)
+      this.#dropReplica(ch.key)
     }
     for (const [o, keys] of byOwner) if (this.#mesh.isUp(o)) this.#mesh.send(o, ['sub', keys, -1])
   }
@@ -663,11 +708,12 @@ export class WorkerEngine implements Engine {
         reject(unavailable())
         return
       }
-      if (!this.#mesh.send(peer, entry(r))) {
+      const e = entry(r)
+      if (!this.#mesh.send(peer, e, e[0] === 'pub' ? (e[3] as Uint8Array).byteLength : 0)) {
         reject(unavailable())
         return
       }
-      this.#pending.set(r, { resolve: resolve as (v: unknown) => void, reject, peer })
+      this.#pending.set(r, { resolve: resolve as (v: unknown) => void, reject, peer, at: Date.now() })
     })
   }
 
@@ -760,6 +806,9 @@ export class WorkerEngine implements Engine {
   #count (from: number, key: string, delta: number): number {
     const p = this.#peers[from]!
     const had = p.counts.get(key) ?? 0
+    // a peer never takes back more than it gave
+    if (delta < -had) delta = -had
+    if (delta === 0) return had
     const n = had + delta
     if (n <= 0) p.counts.delete(key)
     else p.counts.set(key, n)
@@ -780,7 +829,8 @@ export class WorkerEngine implements Engine {
   #own (from: number, snap: SnapChannel, n: number): void {
     const [key, lastTime, lastTag, floorTime, floorTag, msgs] = snap
     if (this.#owner(key) !== this.#me) return
-    this.#count(from, key, n)
+    // the peer's whole count there (not a delta): a repeated resync cannot add it twice
+    this.#count(from, key, n - (this.#peers[from]!.counts.get(key) ?? 0))
     const ch = this.#core.registry.get(key)
     if (ch === undefined || lastTime > ch.lastTime || (lastTime === ch.lastTime && lastTag > ch.lastTag)) {
       this.#core.restoreChannel(key, lastTime, lastTag, floorTime, floorTag, msgs.map((m) => [m[0], m[1], toBuffer(m[2]), m[3], m[4], m[5]] as const))
@@ -822,7 +872,10 @@ export class WorkerEngine implements Engine {
     }
     const out: Peer[] = []
     for (const ch of this.#core.registry.values()) {
-      if (ch.subs.length > 0 && this.#owner(ch.key) === peer) out.push(['own', this.#snapshotOf(ch.key), ch.subs.length])
+      if (ch.subs.length === 0 || this.#owner(ch.key) !== peer) continue
+      let n = 0
+      for (const s of ch.subs) if (!this.#refused.has(s)) n++
+      if (n > 0) out.push(['own', this.#snapshotOf(ch.key), n])
     }
     out.push(['synced'])
     // a starting worker may now reach every peer (after this turn: once its first entries left)
@@ -847,6 +900,8 @@ export class WorkerEngine implements Engine {
       if ((sub.flags & F_CLOSED) === 0) sub.transport.end(sub, 503)
     }
     this.#stale[peer] = true
+    // what it sent while this worker was starting is of a worker that is gone
+    if (this.#held.length > 0) this.#held = this.#held.filter((h) => h[0] !== peer)
     this.#markAway(peer)
   }
 
@@ -964,16 +1019,21 @@ export class WorkerEngine implements Engine {
         // ---- as replica
         case 'm':
           // sent while this worker had subscribers there; one that left since drops it
-          if (core.localSubscribers(e[1]) > 0) core.applyMessage(e[1], e[2], e[3], toBuffer(e[4]), e[5], e[6], e[7])
+          // (before its replica is loaded, the load holds it)
+          if (this.#loaded.has(e[1])) core.applyMessage(e[1], e[2], e[3], toBuffer(e[4]), e[5], e[6], e[7])
           break
         case 'load': {
           const [key, lastTime, lastTag, floorTime, floorTag, msgs] = e[1]
           // the subscriber that asked for it may have left already: then its -1 follows
-          if (core.localSubscribers(key) > 0) core.restoreChannel(key, lastTime, lastTag, floorTime, floorTag, msgs.map((m) => [m[0], m[1], toBuffer(m[2]), m[3], m[4], m[5]] as const))
+          if (core.localSubscribers(key) > 0) {
+            core.restoreChannel(key, lastTime, lastTag, floorTime, floorTag, msgs.map((m) => [m[0], m[1], toBuffer(m[2]), m[3], m[4], m[5]] as const))
+            this.#loaded.add(key)
+          }
           break
         }
         case 'd':
           core.deleteLocal(e[1])
+          this.#loaded.delete(e[1])
           break
         case 'a':
           this.#acked(from, e[1])
@@ -1014,6 +1074,14 @@ export class WorkerEngine implements Engine {
 
   #report (): void {
     const core = this.#core
+    if (this.#pending.size > 0) {
+      const old = Date.now() - REQUEST_MS
+      for (const [r, p] of this.#pending) {
+        if (p.at > old) continue
+        this.#pending.delete(r)
+        p.reject(unavailable())
+      }
+    }
     let stored = 0
     let channels = 0
     for (const ch of core.registry.values()) {

@@ -5,17 +5,22 @@
 // `v8.serialize` frame per peer per event-loop turn. A worker sends on the socket it dialed and
 // reads on the ones it accepted.
 //
-// On Linux the sockets live in the abstract namespace (nothing on disk to clean up; gone with the
-// process); elsewhere in the temp directory. A dialed peer that goes away is dialed again every
+// The sockets are files in a directory the primary creates for its workers (mkdtemp: mode 0700,
+// so no other user can connect to them or take their names) and removes when it exits. A
+// connection first sends a fixed 40-byte hello — magic, worker id and the 32-byte key the primary
+// gave its workers (in their environment) — checked with timingSafeEqual before one byte of it is
+// deserialized; anything else is cut, and so is a connection that has not said hello within 5 s
+// (at most 16 such at a time). A dialed peer that goes away is dialed again every
 // 50 ms until it is back (the primary forks it again); what was sent to it meanwhile waits, bounded.
 import net, { type Socket } from 'node:net'
-import os from 'node:os'
 import path from 'node:path'
 import { unlinkSync } from 'node:fs'
+import { timingSafeEqual } from 'node:crypto'
 import { deserialize, serialize } from 'node:v8'
 
-export function meshPath (name: string, id: number): string {
-  return process.platform === 'linux' ? `\0parkline-${name}-${id}` : path.join(os.tmpdir(), `parkline-${name}-${id}.sock`)
+/** Worker `id`'s socket in the primary's private directory. */
+export function meshPath (dir: string, id: number): string {
+  return path.join(dir, `${id}.sock`)
 }
 
 export interface MeshHandler<T> {
@@ -27,48 +32,75 @@ export interface MeshHandler<T> {
   onDown (peer: number): void
   /** Peer connected to this worker and said who it is (first time, or forked again). */
   onHello (peer: number): void
+  /**
+   * Peer has not read BACKLOG_CAP bytes written to it (stopped, swapping): nothing more is written
+   * to it; the primary is asked to end it, and its death heals both sides (onDown, then onUp).
+   */
+  onStuck (peer: number): void
 }
 
-/** Entries queued for a peer that is away, at most (beyond: `send` answers false). */
+/** Entries, and their bytes, queued for a peer that is away, at most (beyond: `send` answers false). */
 const QUEUE_CAP = 65_536
+const QUEUE_BYTES_CAP = 64 * 1024 * 1024
 const REDIAL_MS = 50
 /**
- * Bytes written to a peer that it has not read, at most: past this the peer is stuck (stopped,
- * swapping), and the link is cut — to this worker the peer is then gone (onDown) until a new
- * link to it is up, so a stuck worker cannot grow another one's memory without bound.
+ * Bytes written to a peer that it has not read, at most: past this, writing pauses until the
+ * socket drains (what is sent meanwhile queues, capped as for a peer that is away). A peer that
+ * has not drained within STUCK_MS, or whose queue is full, is stuck (stopped, swapping): onStuck.
+ * So a stuck worker cannot grow another one's memory without bound, and nothing sent to it is
+ * dropped while it lives on.
  */
 const BACKLOG_CAP = 64 * 1024 * 1024
+const STUCK_MS = 5000
+/** Connections that have not said hello yet, at most. */
+const UNAUTH_CAP = 16
+const MAGIC = 0x504b4d31 // "PKM1"
+const KEY_BYTES = 32
+const HELLO_BYTES = 8 + KEY_BYTES
+const HELLO_MS = 5000
 
 interface Link<T> {
   id: number
   socket: Socket | null
   up: boolean
   queue: T[]
+  /** Bytes of what is queued while the peer is away (as the caller counted them). */
+  queuedBytes: number
   scheduled: boolean
   timer: NodeJS.Timeout | null
+  /** Past BACKLOG_CAP: nothing more is written on this connection until it drains. */
+  stuck: boolean
+  /** onStuck was called for this connection. */
+  reported: boolean
 }
 
 export class Mesh<T> {
   readonly me: number
   readonly n: number
-  readonly #name: string
+  readonly #dir: string
+  readonly #key: Buffer
   readonly #handler: MeshHandler<T>
   readonly #links: Array<Link<T>> = []
   #server: net.Server | null = null
   #closed = false
+  #unauth = 0
 
-  constructor (me: number, n: number, name: string, handler: MeshHandler<T>) {
+  /** `key`: 32 bytes every worker of this primary shares (PARKLINE_MESH_KEY), proof of a peer. */
+  constructor (me: number, n: number, dir: string, key: Buffer, handler: MeshHandler<T>) {
+    if (key.length !== KEY_BYTES) throw new Error(`mesh key must be ${KEY_BYTES} bytes`)
     this.me = me
     this.n = n
-    this.#name = name
+    this.#dir = dir
+    this.#key = key
     this.#handler = handler
-    for (let i = 0; i < n; i++) this.#links.push({ id: i, socket: null, up: false, queue: [], scheduled: false, timer: null })
+    for (let i = 0; i < n; i++) this.#links.push({ id: i, socket: null, up: false, queue: [], queuedBytes: 0, scheduled: false, timer: null, stuck: false, reported: false })
   }
 
   /** Listen, then dial every peer (each dial retries until the peer listens). */
   async start (): Promise<void> {
-    const file = meshPath(this.#name, this.me)
-    if (!file.startsWith('\0')) { try { unlinkSync(file) } catch {} }
+    const file = meshPath(this.#dir, this.me)
+    // the socket of this worker's previous life, if it died
+    try { unlinkSync(file) } catch {}
     const server = net.createServer((socket) => { this.#accept(socket) })
     this.#server = server
     await new Promise<void>((resolve, reject) => {
@@ -83,10 +115,20 @@ export class Mesh<T> {
     return this.#links[peer]!.up
   }
 
-  /** Queue an entry for the peer (sent this turn, or when it is back). False when it cannot be queued. */
-  send (peer: number, entry: T): boolean {
+  /**
+   * Queue an entry for the peer (sent this turn, or when it is back). False when it cannot be
+   * queued (the peer is away or stuck and the queue is full). `bytes`: its payload, for the cap.
+   */
+  send (peer: number, entry: T, bytes = 0): boolean {
     const link = this.#links[peer]!
-    if (!link.up && link.queue.length >= QUEUE_CAP) return false
+    if (!link.up || link.stuck) {
+      if (link.queue.length >= QUEUE_CAP || link.queuedBytes + bytes > QUEUE_BYTES_CAP) {
+        // a live peer that cannot take what it must have (a message for its replica) is ended
+        if (link.stuck) this.#stuck(link)
+        return false
+      }
+      link.queuedBytes += bytes
+    }
     link.queue.push(entry)
     if (link.up && !link.scheduled) {
       link.scheduled = true
@@ -105,6 +147,7 @@ export class Mesh<T> {
     const link = this.#links[peer]!
     const q = link.queue
     link.queue = []
+    link.queuedBytes = 0
     return q
   }
 
@@ -119,25 +162,49 @@ export class Mesh<T> {
 
   flush (link: Link<T>): void {
     link.scheduled = false
-    if (!link.up || link.socket === null || link.queue.length === 0) return
+    if (!link.up || link.stuck || link.socket === null || link.queue.length === 0) return
     const batch = link.queue
     link.queue = []
-    writeFrame(link.socket, batch)
-    if (link.socket.writableLength > BACKLOG_CAP) link.socket.destroy()
+    link.queuedBytes = 0
+    const socket = link.socket
+    writeFrame(socket, batch)
+    if (socket.writableLength <= BACKLOG_CAP) return
+    link.stuck = true
+    const timer = setTimeout(() => { if (link.socket === socket && link.stuck) this.#stuck(link) }, STUCK_MS)
+    timer.unref()
+    socket.once('drain', () => {
+      clearTimeout(timer)
+      if (link.socket !== socket || link.reported) return
+      link.stuck = false
+      this.flush(link)
+    })
+  }
+
+  #stuck (link: Link<T>): void {
+    if (link.reported) return
+    link.reported = true
+    this.#handler.onStuck(link.id)
   }
 
   #dial (link: Link<T>): void {
     link.timer = null
     if (this.#closed) return
-    const socket = net.connect(meshPath(this.#name, link.id))
+    const socket = net.connect(meshPath(this.#dir, link.id))
     socket.setNoDelay(true)
     let connected = false
     socket.on('connect', () => {
       connected = true
       link.socket = socket
       link.up = true
+      link.stuck = false
+      link.reported = false
+      link.queuedBytes = 0
       // who is calling, then what the peer must hear first, then what waited
-      writeFrame(socket, this.me)
+      const hello = Buffer.allocUnsafe(HELLO_BYTES)
+      hello.writeUInt32BE(MAGIC, 0)
+      hello.writeUInt32BE(this.me, 4)
+      this.#key.copy(hello, 8)
+      socket.write(hello)
       const first = this.#handler.onUp(link.id)
       if (first.length > 0) link.queue = first.concat(link.queue)
       this.flush(link)
@@ -163,19 +230,35 @@ export class Mesh<T> {
   }
 
   #accept (socket: Socket): void {
+    socket.on('error', () => {})
+    if (this.#unauth >= UNAUTH_CAP) { socket.destroy(); return }
+    this.#unauth++
+    let waiting = true
+    const said = (): void => { if (waiting) { waiting = false; this.#unauth-- } }
     socket.setNoDelay(true)
     let from = -1
-    const reader = new FrameReader((value) => {
-      if (from < 0) {
-        from = typeof value === 'number' && value >= 0 && value < this.n ? value : -2
-        if (from === -2) socket.destroy()
-        else this.#handler.onHello(from)
+    let head: Buffer | null = null
+    const reader = new FrameReader((value) => { this.#handler.onBatch(from, value as T[]) })
+    const timer = setTimeout(() => { socket.destroy() }, HELLO_MS)
+    timer.unref()
+    socket.on('close', () => { clearTimeout(timer); said() })
+    socket.on('data', (chunk: Buffer) => {
+      if (from >= 0) { reader.push(chunk); return }
+      head = head === null ? chunk : Buffer.concat([head, chunk])
+      if (head.length < HELLO_BYTES) return
+      clearTimeout(timer)
+      said()
+      const id = head.readUInt32BE(4)
+      if (head.readUInt32BE(0) !== MAGIC || id >= this.n || id === this.me || !timingSafeEqual(head.subarray(8, HELLO_BYTES), this.#key)) {
+        socket.destroy()
         return
       }
-      this.#handler.onBatch(from, value as T[])
+      from = id
+      this.#handler.onHello(from)
+      const rest = head.subarray(HELLO_BYTES)
+      head = null
+      if (rest.length > 0) reader.push(rest)
     })
-    socket.on('data', (chunk: Buffer) => { reader.push(chunk) })
-    socket.on('error', () => {})
   }
 }
 

@@ -2,11 +2,14 @@
 // counts and buffers must be the same whichever worker a client lands on.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import test, { type ExecutionContext } from 'ava'
 import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
 import { serve } from './helpers/node.ts'
 import { ownerOf } from '../lib/cluster.ts'
+import { meshPath } from '../lib/mesh.ts'
+import net from 'node:net'
+import { serialize } from 'node:v8'
 
 const NODE = process.execPath
 
@@ -102,8 +105,18 @@ test.serial('the owner of a channel dies: it is forked again and takes the buffe
   const before = workerPid(child.pid!, owner)
   process.kill(before, 'SIGKILL')
   await lost.waitClosed()
-  // lands on the surviving worker (or the new owner): waits for the owner, never fails
-  t.is((await publish(base, 'kd', 'three', { Connection: 'close' })).status, 201)
+  // lands on the surviving worker (or the new owner) and waits for the owner; one that raced the
+  // death (sent before the survivor saw it, or to the dying worker's socket) gets 503 or a reset
+  // and is retried, as a client would
+  let status = 503
+  for (let i = 0; i < 5 && status === 503; i++) {
+    try {
+      status = (await publish(base, 'kd', 'three', { Connection: 'close', 'Idempotency-Key': 'three' })).status
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+  t.is(status, 201)
   t.deepEqual((await keep.waitEvents(3)).map((e) => e.data), ['one', 'two', 'three'])
   t.false(keep.closed)
   t.not(workerPid(child.pid!, owner), before)
@@ -148,7 +161,7 @@ test.serial('the primary is on no publish\'s path: with it stopped, publishes th
   for (const s of subs) s.close()
 })
 
-test.serial('a subscriber of two channels with different owners is counted by both and gets both, in id order', async (t) => {
+test.serial('a subscriber of two channels with different owners is counted by both and gets both', async (t) => {
   const { base, port } = await startCluster(t)
   for (const w of [0, 1]) {
     // two channel ids owned by different workers
@@ -159,12 +172,101 @@ test.serial('a subscriber of two channels with different owners is counted by bo
     await s.until(() => s.comments.includes(': hi'))
     t.is((await info(base, a)).json!.subscribers, 1)
     t.is((await info(base, b)).json!.subscribers, 1)
+    // each publish waits until the one before arrived: between channels with different owners, live
+    // messages arrive in the order they reach this worker (docs/api.md 14.3), as with Redis Cluster
     await publish(base, a, `a${w}`)
+    await s.waitEvents(1)
     await publish(base, b, `b${w}`)
     t.deepEqual((await s.waitEvents(2)).map((e) => e.data), [`a${w}`, `b${w}`])
     s.close()
     t.true(await eventually(async () => (await info(base, a)).json!.subscribers === 0 && (await info(base, b)).json!.subscribers === 0))
   }
+})
+
+test.serial('the mesh sockets take only this primary\'s workers: a hello without the key is cut before a byte of it is read', async (t) => {
+  const { base, child } = await startCluster(t)
+  let key = 'inj'
+  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `inj${i}`
+  const batch = serialize([['pub', 1, key, Buffer.from('injected'), null, null, null]])
+  const frame = Buffer.concat([Buffer.alloc(4), batch])
+  frame.writeUInt32BE(batch.length, 0)
+  const hello = (secret: Buffer): Buffer => {
+    const h = Buffer.alloc(40)
+    h.writeUInt32BE(0x504b4d31, 0)
+    h.writeUInt32BE(1, 4)
+    secret.copy(h, 8)
+    return h
+  }
+  const environ = readFileSync(`/proc/${workerPid(child.pid!, 0)}/environ`, 'latin1').split('\0')
+  const dir = environ.find((e) => e.startsWith('PARKLINE_MESH='))!.slice(14)
+  // the sockets live in a directory only this user may enter
+  t.is(statSync(dir).mode & 0o777, 0o700)
+  const send = async (bytes: Buffer): Promise<boolean> => {
+    const s = net.connect(meshPath(dir, 0))
+    s.on('error', () => {})
+    await once(s, 'connect')
+    s.write(bytes)
+    const cut = await Promise.race([once(s, 'close').then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1000))])
+    s.destroy()
+    return cut
+  }
+  // a frame with no hello, a wrong key, garbage: each connection is cut, nothing is published
+  t.true(await send(frame))
+  t.true(await send(Buffer.concat([hello(Buffer.alloc(32, 7)), frame])))
+  t.true(await send(Buffer.alloc(64, 0xff)))
+  t.is((await info(base, key)).status, 404)
+  // the control: the key the worker was given (readable by its own user only) does publish
+  const secret = Buffer.from(environ.find((e) => e.startsWith('PARKLINE_MESH_KEY='))!.slice(18), 'hex')
+  t.false(await send(Buffer.concat([hello(secret), frame])))
+  t.true(await eventually(async () => (await info(base, key)).json?.messages === 1))
+  // the primary removes the directory when it exits
+  child.kill('SIGTERM')
+  await once(child, 'exit')
+  t.false(existsSync(dir))
+})
+
+test.serial('a worker that stops reading its mesh links is ended and forked again; what waited for it gets 503, and the channel works after', async (t) => {
+  const { base, port, child } = await startCluster(t)
+  let key = 'stuck'
+  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `stuck${i}`
+  const stopped = workerPid(child.pid!, 0)
+  // 80 publisher connections on worker 1 (a connection's requests are answered in order, one at a time)
+  const sockets: net.Socket[] = []
+  for (let i = 0; i < 1000 && sockets.length < 80; i++) {
+    const s = net.connect(port, '127.0.0.1')
+    s.on('error', () => {})
+    await once(s, 'connect')
+    s.write('GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+    const [d] = await once(s, 'data') as [Buffer]
+    if (/^worker: 1$/m.test(d.toString('latin1'))) sockets.push(s)
+    else s.destroy()
+  }
+  t.is(sockets.length, 80)
+  let answers = ''
+  for (const s of sockets) s.on('data', (d: Buffer) => { answers += d.toString('latin1') })
+  t.teardown(() => { for (const s of sockets) s.destroy() })
+  process.kill(stopped, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(stopped, 'SIGCONT') } catch {} })
+  // 80 MB for worker 0 that it never reads: past the mesh's 64 MiB backlog cap
+  const body = Buffer.alloc(1_000_000, 0x61)
+  const head = Buffer.from(`POST /pub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n`)
+  for (const s of sockets) s.write(Buffer.concat([head, body]))
+  t.true(await eventually(() => !workerPids(child.pid!).includes(stopped), 20000), 'the stopped worker was ended')
+  // each connection's answer (a 503 for what the stopped worker held; 202 for a publish that
+  // reached the mesh after its death and waited for the new one)
+  const statuses = (): string[] => (answers.match(/HTTP\/1\.1 \d{3} /g) ?? []).map((x) => x.slice(9, 12))
+  t.true(await eventually(() => statuses().length === 80, 20000), `80 answers: ${statuses().join(',')}`)
+  t.true(statuses().includes('503'))
+  t.deepEqual(statuses().filter((x) => x !== '503' && x !== '202'), [])
+  t.true(await eventually(() => workerPids(child.pid!).length === 2, 20000))
+  let status = 503
+  for (let i = 0; i < 50 && status === 503; i++) {
+    status = (await publish(base, key, 'after', { Connection: 'close' })).status
+    if (status === 503) await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.is(status, 202)
+  // what was answered 202 is there, and the last publish; nothing answered 503 is
+  t.is((await info(base, key)).json!.messages, 1 + statuses().filter((x) => x === '202').length)
 })
 
 test('each channel is held by its owner, and by another worker only while that one has subscribers there; a late subscriber gets the owner\'s buffer', async (t) => {
