@@ -594,14 +594,7 @@ export class WorkerEngine implements Engine {
       this.#peers[o]!.awaiting.push(sub)
       owners = 1
     } else {
-      const byOwner = new Map<number, string[]>()
-      for (const ch of chans) {
-        const o = this.#owner(ch.key)
-        if (o === this.#me) continue
-        const keys = byOwner.get(o)
-        if (keys === undefined) byOwner.set(o, [ch.key])
-        else keys.push(ch.key)
-      }
+      const byOwner = this.#remoteByOwner(chans)
       if (byOwner.size === 0) return true
       for (const o of byOwner.keys()) if (!this.#mesh.isUp(o)) return this.#refuseSoon(sub)
       for (const [o, keys] of byOwner) {
@@ -616,6 +609,19 @@ export class WorkerEngine implements Engine {
     // loaded buffer (it would skip a message). Live fan-out skips it until ready().
     if (this.#core.pauseLive(sub)) this.#paused.add(sub)
     return false
+  }
+
+  /** A multiplexed subscription's channels owned elsewhere, by owner. */
+  #remoteByOwner (chans: Subscriber['channels']): Map<number, string[]> {
+    const byOwner = new Map<number, string[]>()
+    for (const ch of chans) {
+      const o = this.#owner(ch.key)
+      if (o === this.#me) continue
+      const keys = byOwner.get(o)
+      if (keys === undefined) byOwner.set(o, [ch.key])
+      else keys.push(ch.key)
+    }
+    return byOwner
   }
 
   /**
@@ -663,16 +669,10 @@ export class WorkerEngine implements Engine {
       this.#dropReplica(key)
       return
     }
-    const byOwner = new Map<number, string[]>()
-    for (const ch of chans) {
-      const o = this.#owner(ch.key)
-      if (o === this.#me) continue
-      const keys = byOwner.get(o)
-      if (keys === undefined) byOwner.set(o, [ch.key])
-      else keys.push(ch.key)
-      this.#dropReplica(ch.key)
+    for (const [o, keys] of this.#remoteByOwner(chans)) {
+      if (this.#mesh.isUp(o)) this.#mesh.send(o, ['sub', keys, -1])
+      for (const key of keys) this.#dropReplica(key)
     }
-    for (const [o, keys] of byOwner) if (this.#mesh.isUp(o)) this.#mesh.send(o, ['sub', keys, -1])
   }
 
   async revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }> {
