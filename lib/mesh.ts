@@ -14,7 +14,7 @@
 // 50 ms until it is back (the primary forks it again); what was sent to it meanwhile waits, bounded.
 import net, { type Socket } from 'node:net'
 import path from 'node:path'
-import { unlinkSync } from 'node:fs'
+import { rmdirSync, unlinkSync } from 'node:fs'
 import { timingSafeEqual } from 'node:crypto'
 import { deserialize, serialize } from 'node:v8'
 
@@ -108,6 +108,12 @@ export class Mesh<T> {
       server.listen(file, () => { server.off('error', reject); resolve() })
     })
     server.unref()
+    // this worker's socket goes with it, and the directory with the last one (a primary killed
+    // with SIGKILL cannot remove it itself)
+    process.once('exit', () => {
+      try { unlinkSync(file) } catch {}
+      if (path.basename(this.#dir).startsWith('parkline-')) { try { rmdirSync(this.#dir) } catch {} }
+    })
     for (const link of this.#links) if (link.id !== this.me) this.#dial(link)
   }
 
