@@ -25,7 +25,7 @@
 // of one process.
 import { fork, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { chmodSync, lstatSync, mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { ChannelInfo } from './channel-info.ts'
@@ -51,8 +51,8 @@ type Up =
   | ['revd', number, number]
   | ['mq', number]
   | ['mj', number, MetricsJson]
-  /** A peer stopped reading what this worker writes to it (lib/mesh.ts onStuck): end it. */
-  | ['stuck', number]
+  /** A peer (id, pid) stopped reading what this worker writes to it (lib/mesh.ts onStuck): end it. */
+  | ['stuck', number, number]
 
 /** Primary → worker entries. */
 type Down =
@@ -140,6 +140,26 @@ function onChildError (): void {
   // a send to a worker that just died; its 'exit' handles the rest
 }
 
+/**
+ * A worker runs only under its primary, with the socket directory and key it was given: a
+ * directory of this user, mode 0700, not a link. Anything else ends it (a hand-run
+ * `parkline worker` must not listen or dial where others could).
+ */
+function checkMeshDir (link: WorkerLink): void {
+  let why = ''
+  if (process.send === undefined) why = 'run by `parkline serve --workers N`, not by hand'
+  else if (link.meshKey.length !== 32 || link.mesh === '') why = 'no mesh directory or key from the primary'
+  else {
+    try {
+      const st = lstatSync(link.mesh)
+      if (!st.isDirectory() || (st.mode & 0o777) !== 0o700 || (process.getuid !== undefined && st.uid !== process.getuid())) why = `${link.mesh} is not a 0700 directory of this user`
+    } catch {
+      why = `${link.mesh} is missing`
+    }
+  }
+  if (why !== '') throw new ParklineError('PKL_ERR_CONFIG', `parkline worker: ${why}`, 2)
+}
+
 function endUnavailable (sub: Subscriber): void {
   if ((sub.flags & F_CLOSED) === 0) sub.transport.end(sub, 503)
 }
@@ -190,7 +210,11 @@ export class Primary {
     this.#script = script
     this.#args = args
     this.#log = log
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'parkline-'))
+    // a socket path is at most 107 bytes: a long TMPDIR would leave no worker able to listen
+    const tmp = os.tmpdir().length <= 64 ? os.tmpdir() : '/tmp'
+    const dir = mkdtempSync(path.join(tmp, 'parkline-'))
+    chmodSync(dir, 0o700) // whatever the umask: the workers check it
+
     this.#meshDir = dir
     process.on('exit', () => { try { rmSync(dir, { recursive: true, force: true }) } catch {} })
     collectDefaultMetrics({ register: this.registry })
@@ -306,7 +330,8 @@ export class Primary {
         case 'stuck': {
           // its death heals every link to it (each side sees it go, then come back)
           const w = this.workers[e[1]]
-          if (w?.child != null && w.child.exitCode === null) {
+          // only the incarnation reported (a worker forked again since is not stuck)
+          if (w?.child != null && w.child.exitCode === null && w.child.pid === e[2]) {
             this.#log?.warn({ worker: w.id, workerPid: w.child.pid, reportedBy: slot.id }, 'worker stopped reading its mesh links; ending it')
             w.child.kill('SIGKILL')
           }
@@ -401,15 +426,17 @@ export class WorkerLink {
   onEntry: ((e: Down) => void) | null = null
   /** This worker's metrics, for the primary's node-wide scrape. */
   metrics: Metrics | null = null
+  /** Called when the primary is gone, just before this worker exits. */
+  onPrimaryGone: (() => void) | null = null
   readonly #pending = new Map<number, (v: unknown) => void>()
   #seq = 0
 
   constructor () {
     this.id = Number(process.env.PARKLINE_WORKER_ID ?? 0)
     this.workers = Number(process.env.PARKLINE_WORKER_COUNT ?? 1)
-    this.mesh = process.env.PARKLINE_MESH ?? os.tmpdir()
+    this.mesh = process.env.PARKLINE_MESH ?? ''
     const key = process.env.PARKLINE_MESH_KEY ?? ''
-    this.meshKey = /^[0-9a-f]{64}$/.test(key) ? Buffer.from(key, 'hex') : randomBytes(32)
+    this.meshKey = /^[0-9a-f]{64}$/.test(key) ? Buffer.from(key, 'hex') : Buffer.alloc(0)
     // nothing this worker starts, nor anything that reads its environment later, gets it
     delete process.env.PARKLINE_MESH_KEY
     this.out = new Outbox<Up>((batch) => { if (process.connected) process.send!(batch) })
@@ -417,7 +444,10 @@ export class WorkerLink {
       for (const e of batch) this.#dispatch(e)
     })
     // the primary going away ends this worker
-    process.on('disconnect', () => process.exit(0))
+    process.on('disconnect', () => {
+      this.onPrimaryGone?.()
+      process.exit(0)
+    })
   }
 
   request<T> (entry: (r: number) => Up): Promise<T> {
@@ -536,12 +566,13 @@ export class WorkerEngine implements Engine {
     this.#syncWaiting = new Set([...Array(this.#n).keys()].filter((i) => i !== this.#me))
     this.ready = new Promise((resolve) => { this.#ready = resolve })
     link.onEntry = (e) => { this.#onPrimary(e) }
+    checkMeshDir(link)
     this.#mesh = new Mesh<Peer>(this.#me, this.#n, link.mesh, link.meshKey, {
       onBatch: (from, batch) => { this.#onPeerBatch(from, batch) },
       onUp: (peer) => this.#onUp(peer),
       onDown: (peer) => { this.#onDown(peer) },
       onHello: (peer) => { this.#stale[peer] = false },
-      onStuck: (peer) => { link.out.push(['stuck', peer]) }
+      onStuck: (peer, pid) => { link.out.push(['stuck', peer, pid]) }
     })
     this.#mesh.start().then(() => {
       const t = setTimeout(() => { this.#endSync() }, SYNC_MS)
@@ -552,6 +583,7 @@ export class WorkerEngine implements Engine {
       process.exit(1)
     })
     setInterval(() => { this.#report() }, 1000).unref()
+    link.onPrimaryGone = () => { this.#mesh.primaryGone() }
   }
 
   /** New subscribers are refused (503) while a channel owner is away. */
@@ -657,8 +689,11 @@ export class WorkerEngine implements Engine {
 
   unregistered (sub: Subscriber): void {
     const chans = sub.channels
-    // never counted anywhere: nothing to take back
-    if (this.#refused.delete(sub)) return
+    // never counted anywhere: nothing to take back (its replicas may still go)
+    if (this.#refused.delete(sub)) {
+      for (const keys of this.#remoteByOwner(chans).values()) for (const key of keys) this.#dropReplica(key)
+      return
+    }
     if (chans.length === 1) {
       const key = chans[0]!.key
       const o = this.#owner(key)
@@ -758,7 +793,7 @@ export class WorkerEngine implements Engine {
     const now = ch.subs.length >= EARLY_FLUSH
     for (let i = 0; i < this.#n; i++) {
       if (i === this.#me || (this.#peers[i]!.counts.get(key) ?? 0) === 0) continue
-      this.#mesh.send(i, entry)
+      this.#mesh.send(i, entry, msg.data.length)
       if (now) this.#mesh.flushNow(i)
     }
   }
@@ -854,7 +889,7 @@ export class WorkerEngine implements Engine {
       if (ch === undefined) continue
       for (let i = 0; i < ch.buffer.size; i++) {
         const m = ch.buffer.at(i)
-        if (m.time > time || (m.time === time && m.tag > tag)) this.#mesh.send(peer, ['m', key, m.time, m.tag, m.data, m.contentType, m.event, m.publishedAt])
+        if (m.time > time || (m.time === time && m.tag > tag)) this.#mesh.send(peer, ['m', key, m.time, m.tag, m.data, m.contentType, m.event, m.publishedAt], m.data.length)
       }
     }
   }

@@ -33,10 +33,11 @@ export interface MeshHandler<T> {
   /** Peer connected to this worker and said who it is (first time, or forked again). */
   onHello (peer: number): void
   /**
-   * Peer has not read BACKLOG_CAP bytes written to it (stopped, swapping): nothing more is written
-   * to it; the primary is asked to end it, and its death heals both sides (onDown, then onUp).
+   * Peer has not read BACKLOG_CAP bytes written to it (stopped, swapping) within STUCK_MS: the
+   * primary is asked to end it (`pid`, from its hello: not a newer incarnation), and its death
+   * heals both sides (onDown, then onUp).
    */
-  onStuck (peer: number): void
+  onStuck (peer: number, pid: number): void
 }
 
 /** Entries, and their bytes, queued for a peer that is away, at most (beyond: `send` answers false). */
@@ -56,7 +57,8 @@ const STUCK_MS = 5000
 const UNAUTH_CAP = 16
 const MAGIC = 0x504b4d31 // "PKM1"
 const KEY_BYTES = 32
-const HELLO_BYTES = 8 + KEY_BYTES
+/** magic, worker id, pid, key */
+const HELLO_BYTES = 12 + KEY_BYTES
 const HELLO_MS = 5000
 
 interface Link<T> {
@@ -84,6 +86,9 @@ export class Mesh<T> {
   #server: net.Server | null = null
   #closed = false
   #unauth = 0
+  readonly #pids: number[] = []
+  /** Per peer, the socket it dialed to this worker (the one it said hello on). */
+  readonly #accepted: Array<Socket | null> = []
 
   /** `key`: 32 bytes every worker of this primary shares (PARKLINE_MESH_KEY), proof of a peer. */
   constructor (me: number, n: number, dir: string, key: Buffer, handler: MeshHandler<T>) {
@@ -93,6 +98,7 @@ export class Mesh<T> {
     this.#dir = dir
     this.#key = key
     this.#handler = handler
+    for (let i = 0; i < n; i++) { this.#pids.push(0); this.#accepted.push(null) }
     for (let i = 0; i < n; i++) this.#links.push({ id: i, socket: null, up: false, queue: [], queuedBytes: 0, scheduled: false, timer: null, stuck: false, reported: false })
   }
 
@@ -108,13 +114,24 @@ export class Mesh<T> {
       server.listen(file, () => { server.off('error', reject); resolve() })
     })
     server.unref()
-    // this worker's socket goes with it, and the directory with the last one (a primary killed
-    // with SIGKILL cannot remove it itself)
-    process.once('exit', () => {
-      try { unlinkSync(file) } catch {}
-      if (path.basename(this.#dir).startsWith('parkline-')) { try { rmdirSync(this.#dir) } catch {} }
-    })
+    // this worker's socket goes with it
+    process.once('exit', () => { try { unlinkSync(file) } catch {} })
     for (const link of this.#links) if (link.id !== this.me) this.#dial(link)
+  }
+
+  /**
+   * The primary is gone (killed: it could not remove the directory itself): this worker's socket
+   * goes now, and the directory with the last worker. Never while the primary lives: it forks
+   * workers again into the same directory.
+   */
+  primaryGone (): void {
+    try { unlinkSync(meshPath(this.#dir, this.me)) } catch {}
+    if (path.basename(this.#dir).startsWith('parkline-')) { try { rmdirSync(this.#dir) } catch {} }
+  }
+
+  /** The pid the peer gave in its latest hello (0 before one): whom a stuck report is about. */
+  pidOf (peer: number): number {
+    return this.#pids[peer]!
   }
 
   isUp (peer: number): boolean {
@@ -187,9 +204,9 @@ export class Mesh<T> {
   }
 
   #stuck (link: Link<T>): void {
-    if (link.reported) return
+    if (link.reported || !link.up) return
     link.reported = true
-    this.#handler.onStuck(link.id)
+    this.#handler.onStuck(link.id, this.#pids[link.id]!)
   }
 
   #dial (link: Link<T>): void {
@@ -209,7 +226,8 @@ export class Mesh<T> {
       const hello = Buffer.allocUnsafe(HELLO_BYTES)
       hello.writeUInt32BE(MAGIC, 0)
       hello.writeUInt32BE(this.me, 4)
-      this.#key.copy(hello, 8)
+      hello.writeUInt32BE(process.pid, 8)
+      this.#key.copy(hello, 12)
       socket.write(hello)
       const first = this.#handler.onUp(link.id)
       if (first.length > 0) link.queue = first.concat(link.queue)
@@ -220,6 +238,11 @@ export class Mesh<T> {
       if (connected) {
         link.socket = null
         link.up = false
+        link.stuck = false
+        link.reported = false
+        // a link is both directions: the peer's connection to this worker goes too, so the peer
+        // sees this one go (onDown) and both resync when they are back
+        this.#accepted[link.id]?.destroy()
         if (!this.#closed) this.#handler.onDown(link.id)
       }
       if (!this.#closed) {
@@ -247,7 +270,15 @@ export class Mesh<T> {
     const reader = new FrameReader((value) => { this.#handler.onBatch(from, value as T[]) })
     const timer = setTimeout(() => { socket.destroy() }, HELLO_MS)
     timer.unref()
-    socket.on('close', () => { clearTimeout(timer); said() })
+    socket.on('close', () => {
+      clearTimeout(timer)
+      said()
+      // the peer's connection to this worker went: so does this worker's to the peer (see #dial)
+      if (from >= 0 && this.#accepted[from] === socket) {
+        this.#accepted[from] = null
+        this.#links[from]!.socket?.destroy()
+      }
+    })
     socket.on('data', (chunk: Buffer) => {
       if (from >= 0) { reader.push(chunk); return }
       head = head === null ? chunk : Buffer.concat([head, chunk])
@@ -255,11 +286,16 @@ export class Mesh<T> {
       clearTimeout(timer)
       said()
       const id = head.readUInt32BE(4)
-      if (head.readUInt32BE(0) !== MAGIC || id >= this.n || id === this.me || !timingSafeEqual(head.subarray(8, HELLO_BYTES), this.#key)) {
+      if (head.readUInt32BE(0) !== MAGIC || id >= this.n || id === this.me || !timingSafeEqual(head.subarray(12, HELLO_BYTES), this.#key)) {
         socket.destroy()
         return
       }
       from = id
+      // a newer connection from the same peer replaces the older one
+      const older = this.#accepted[id]
+      this.#accepted[id] = socket
+      older?.destroy()
+      this.#pids[id] = head.readUInt32BE(8)
       this.#handler.onHello(from)
       const rest = head.subarray(HELLO_BYTES)
       head = null

@@ -1,6 +1,6 @@
 // `parkline serve --workers 2`: real processes sharing one port (SO_REUSEPORT). Ids, order,
 // counts and buffers must be the same whichever worker a client lands on.
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import test, { type ExecutionContext } from 'ava'
@@ -187,14 +187,15 @@ test.serial('the mesh sockets take only this primary\'s workers: a hello without
   const { base, child } = await startCluster(t)
   let key = 'inj'
   for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `inj${i}`
-  const batch = serialize([['pub', 1, key, Buffer.from('injected'), null, null, null]])
+  const batch = serialize([['pub', 1, key, Buffer.from('injected '.repeat(8)), null, null, null]])
   const frame = Buffer.concat([Buffer.alloc(4), batch])
   frame.writeUInt32BE(batch.length, 0)
   const hello = (secret: Buffer): Buffer => {
-    const h = Buffer.alloc(40)
+    const h = Buffer.alloc(44)
     h.writeUInt32BE(0x504b4d31, 0)
     h.writeUInt32BE(1, 4)
-    secret.copy(h, 8)
+    h.writeUInt32BE(process.pid, 8)
+    secret.copy(h, 12)
     return h
   }
   const environ = readFileSync(`/proc/${workerPid(child.pid!, 0)}/environ`, 'latin1').split('\0')
@@ -215,9 +216,10 @@ test.serial('the mesh sockets take only this primary\'s workers: a hello without
   t.true(await send(Buffer.concat([hello(Buffer.alloc(32, 7)), frame])))
   t.true(await send(Buffer.alloc(64, 0xff)))
   t.is((await info(base, key)).status, 404)
-  // the control: the key the worker was given (readable by its own user only) does publish
+  // the control: the key the worker was given (readable by its own user only) does publish (the
+  // connection then stands in for worker 1's, until worker 1 dials again)
   const secret = Buffer.from(environ.find((e) => e.startsWith('PARKLINE_MESH_KEY='))!.slice(18), 'hex')
-  t.false(await send(Buffer.concat([hello(secret), frame])))
+  await send(Buffer.concat([hello(secret), frame]))
   t.true(await eventually(async () => (await info(base, key)).json?.messages === 1))
   // the primary removes the directory when it exits
   child.kill('SIGTERM')
@@ -267,6 +269,13 @@ test.serial('a worker that stops reading its mesh links is ended and forked agai
   t.is(status, 202)
   // what was answered 202 is there, and the last publish; nothing answered 503 is
   t.is((await info(base, key)).json!.messages, 1 + statuses().filter((x) => x === '202').length)
+})
+
+test('a worker run by hand (no primary, no mesh directory or key) refuses to start', async (t) => {
+  const port = await freePort()
+  const r = spawnSync(process.execPath, ['bin/parkline.ts', 'worker', '--port', String(port), '--host', '127.0.0.1'], { encoding: 'utf8', timeout: 20000, env: { ...process.env, PARKLINE_WORKER_COUNT: '2', PARKLINE_MESH: '/tmp' } })
+  t.is(r.status, 2)
+  t.regex(r.stderr, /parkline worker: run by `parkline serve --workers N`/)
 })
 
 test('each channel is held by its owner, and by another worker only while that one has subscribers there; a late subscriber gets the owner\'s buffer', async (t) => {
