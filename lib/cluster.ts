@@ -25,7 +25,7 @@
 // of one process.
 import { fork, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, lstatSync, mkdtempSync, rmSync } from 'node:fs'
+import { chmodSync, lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { ChannelInfo } from './channel-info.ts'
@@ -141,6 +141,25 @@ function onChildError (): void {
 }
 
 /**
+ * Socket directories of primaries that no longer run (killed with their workers at once: nobody
+ * was left to remove them), of this user only.
+ */
+function removeStaleMeshDirs (tmp: string): void {
+  let names: string[]
+  try { names = readdirSync(tmp) } catch { return }
+  for (const name of names) {
+    const m = /^parkline-(\d+)-[A-Za-z0-9]{6}$/.exec(name)
+    if (m === null) continue
+    try { process.kill(Number(m[1]), 0); continue } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ESRCH') continue }
+    const dir = path.join(tmp, name)
+    try {
+      const st = lstatSync(dir)
+      if (st.isDirectory() && (process.getuid === undefined || st.uid === process.getuid())) rmSync(dir, { recursive: true, force: true })
+    } catch {}
+  }
+}
+
+/**
  * A worker runs only under its primary, with the socket directory and key it was given: a
  * directory of this user, mode 0700, not a link. Anything else ends it (a hand-run
  * `parkline worker` must not listen or dial where others could).
@@ -212,7 +231,8 @@ export class Primary {
     this.#log = log
     // a socket path is at most 107 bytes: a long TMPDIR would leave no worker able to listen
     const tmp = os.tmpdir().length <= 64 ? os.tmpdir() : '/tmp'
-    const dir = mkdtempSync(path.join(tmp, 'parkline-'))
+    removeStaleMeshDirs(tmp)
+    const dir = mkdtempSync(path.join(tmp, `parkline-${process.pid}-`))
     chmodSync(dir, 0o700) // whatever the umask: the workers check it
 
     this.#meshDir = dir
