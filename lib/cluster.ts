@@ -563,8 +563,6 @@ export class WorkerEngine implements Engine {
   /** Per peer: away (died, not back yet); while away, requests to it wait until its timer fires. */
   readonly #away: boolean[] = []
   readonly #awayTimers: Array<NodeJS.Timeout | null> = []
-  /** Per peer: its link died and it has not said hello again; what it sent before is dropped. */
-  readonly #stale: boolean[] = []
   #down = 0
   #totals: [number, number, number, number] | null = null
   #primaryReady = false
@@ -581,7 +579,6 @@ export class WorkerEngine implements Engine {
       this.#peers.push({ counts: new Map(), deleted: new Map(), awaiting: [], awaitHead: 0, replicaLast: null })
       this.#away.push(false)
       this.#awayTimers.push(null)
-      this.#stale.push(false)
     }
     this.#syncWaiting = new Set([...Array(this.#n).keys()].filter((i) => i !== this.#me))
     this.ready = new Promise((resolve) => { this.#ready = resolve })
@@ -591,7 +588,6 @@ export class WorkerEngine implements Engine {
       onBatch: (from, batch) => { this.#onPeerBatch(from, batch) },
       onUp: (peer) => this.#onUp(peer),
       onDown: (peer) => { this.#onDown(peer) },
-      onHello: (peer) => { this.#stale[peer] = false },
       onStuck: (peer, pid) => { link.out.push(['stuck', peer, pid]) }
     })
     this.#mesh.start().then(() => {
@@ -954,7 +950,7 @@ export class WorkerEngine implements Engine {
       // not counted by an owner that is gone: it ends, and its client comes back when the owner is
       if ((sub.flags & F_CLOSED) === 0) sub.transport.end(sub, 503)
     }
-    this.#stale[peer] = true
+    // (nothing more arrives from its side of the link: lib/mesh.ts closed it with this one)
     // what it sent while this worker was starting is of a worker that is gone
     if (this.#held.length > 0) this.#held = this.#held.filter((h) => h[0] !== peer)
     this.#markAway(peer)
@@ -974,8 +970,6 @@ export class WorkerEngine implements Engine {
   }
 
   #onPeerBatch (from: number, batch: Peer[]): void {
-    // read from a link that died before its death was seen here: that worker's state is gone
-    if (this.#stale[from]!) return
     let i = 0
     for (; i < batch.length && this.#syncWaiting !== null; i++) {
       const e = batch[i]!

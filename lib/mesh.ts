@@ -30,8 +30,6 @@ export interface MeshHandler<T> {
   onUp (peer: number): T[]
   /** Peer gone (its socket closed): what was asked of it will not be answered. */
   onDown (peer: number): void
-  /** Peer connected to this worker and said who it is (first time, or forked again). */
-  onHello (peer: number): void
   /**
    * Peer has not read BACKLOG_CAP bytes written to it (stopped, swapping) within STUCK_MS: the
    * primary is asked to end it (`pid`, from its hello: not a newer incarnation), and its death
@@ -240,8 +238,8 @@ export class Mesh<T> {
         link.up = false
         link.stuck = false
         link.reported = false
-        // a link is both directions: the peer's connection to this worker goes too, so the peer
-        // sees this one go (onDown) and both resync when they are back
+        // a link is both directions: the peer's connection to this worker goes too (nothing more
+        // is read from it), so the peer sees this one go (onDown) and both resync when they are back
         this.#accepted[link.id]?.destroy()
         if (!this.#closed) this.#handler.onDown(link.id)
       }
@@ -296,7 +294,6 @@ export class Mesh<T> {
       this.#accepted[id] = socket
       older?.destroy()
       this.#pids[id] = head.readUInt32BE(8)
-      this.#handler.onHello(from)
       const rest = head.subarray(HELLO_BYTES)
       head = null
       if (rest.length > 0) reader.push(rest)
