@@ -101,7 +101,7 @@ function warnIfOpen (log: { warn: (obj: object, msg: string) => void }, opts: Pa
 /** The primary: forks N workers (channel owners, lib/cluster.ts); SIGTERM drains them all, then exits. */
 function primary (opts: ParklineOptions, workers: number): void {
   const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
-  const seq = new Primary(opts, fileURLToPath(import.meta.url), process.argv.slice(2).filter((a) => a !== 'serve'), log)
+  const seq = new Primary(fileURLToPath(import.meta.url), process.argv.slice(2).filter((a) => a !== 'serve'), log)
   seq.start(workers)
   const address = `http://${opts.host}:${opts.port}`
   warnIfOpen(log, opts)

@@ -30,7 +30,6 @@ import os from 'node:os'
 import path from 'node:path'
 import type { ChannelInfo } from './channel-info.ts'
 import { channelInfo } from './channel-info.ts'
-import type { ParklineOptions } from './config.ts'
 import type { Core } from './core.ts'
 import type { Channel } from './channel-registry.ts'
 import type { Message } from './message.ts'
@@ -225,7 +224,7 @@ export class Primary {
   /** Totals published in the last 'totals': published only grows, even past a worker's death. */
   #publishedGone = 0
 
-  constructor (_opts: ParklineOptions, script: string, args: string[], log: Logger | null = null) {
+  constructor (script: string, args: string[], log: Logger | null = null) {
     this.#script = script
     this.#args = args
     this.#log = log
@@ -633,14 +632,12 @@ export class WorkerEngine implements Engine {
 
   registered (sub: Subscriber): boolean {
     const chans = sub.channels
-    let owners = 0
     if (chans.length === 1) {
       const o = this.#owner(chans[0]!.key)
       if (o === this.#me) return true
       if (!this.#mesh.isUp(o)) return this.#refuseSoon(sub)
       this.#mesh.send(o, ['sub', [chans[0]!.key], 1])
       this.#peers[o]!.awaiting.push(sub)
-      owners = 1
     } else {
       const byOwner = this.#remoteByOwner(chans)
       if (byOwner.size === 0) return true
@@ -649,8 +646,7 @@ export class WorkerEngine implements Engine {
         this.#mesh.send(o, ['sub', keys, 1])
         this.#peers[o]!.awaiting.push(sub)
       }
-      owners = byOwner.size
-      if (owners > 1) this.#acksDue.set(sub, owners)
+      if (byOwner.size > 1) this.#acksDue.set(sub, byOwner.size)
     }
     // Until it is counted its replica may still be filled ('load'), and live messages after the
     // load may arrive before the ack: a parked long-poll must not take one of those before the
@@ -878,13 +874,13 @@ export class WorkerEngine implements Engine {
 
   /** An owner that starts again takes the newest replica any other worker holds. */
   #own (from: number, snap: SnapChannel, n: number): void {
-    const [key, lastTime, lastTag, floorTime, floorTag, msgs] = snap
+    const [key, lastTime, lastTag] = snap
     if (this.#owner(key) !== this.#me) return
     // the peer's whole count there (not a delta): a repeated resync cannot add it twice
     this.#count(from, key, n - (this.#peers[from]!.counts.get(key) ?? 0))
     const ch = this.#core.registry.get(key)
     if (ch === undefined || lastTime > ch.lastTime || (lastTime === ch.lastTime && lastTag > ch.lastTag)) {
-      this.#core.restoreChannel(key, lastTime, lastTag, floorTime, floorTag, msgs.map((m) => [m[0], m[1], toBuffer(m[2]), m[3], m[4], m[5]] as const))
+      this.#restore(snap)
     }
     // subscribers there: it was requested now, as far as anyone can tell
     this.#core.registry.get(key)!.lastRequested = Date.now()
@@ -892,6 +888,12 @@ export class WorkerEngine implements Engine {
     if (p.replicaLast === null) p.replicaLast = new Map()
     p.replicaLast.set(key, [lastTime, lastTag])
     if (this.#syncWaiting === null) this.#catchUp(from)
+  }
+
+  /** A channel as a snapshot (an owner's 'load', a replica's 'own') holds it. */
+  #restore (snap: SnapChannel): void {
+    const [key, lastTime, lastTag, floorTime, floorTag, msgs] = snap
+    this.#core.restoreChannel(key, lastTime, lastTag, floorTime, floorTag, msgs.map((m) => [m[0], m[1], toBuffer(m[2]), m[3], m[4], m[5]] as const))
   }
 
   /** Send a resynced peer what its replicas miss (published while it had not sent its 'own'). */
@@ -1072,10 +1074,10 @@ export class WorkerEngine implements Engine {
           if (this.#loaded.has(e[1])) core.applyMessage(e[1], e[2], e[3], toBuffer(e[4]), e[5], e[6], e[7])
           break
         case 'load': {
-          const [key, lastTime, lastTag, floorTime, floorTag, msgs] = e[1]
+          const key = e[1][0]
           // the subscriber that asked for it may have left already: then its -1 follows
           if (core.localSubscribers(key) > 0) {
-            core.restoreChannel(key, lastTime, lastTag, floorTime, floorTag, msgs.map((m) => [m[0], m[1], toBuffer(m[2]), m[3], m[4], m[5]] as const))
+            this.#restore(e[1])
             this.#loaded.add(key)
           }
           break

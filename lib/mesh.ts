@@ -7,8 +7,8 @@
 //
 // The sockets are files in a directory the primary creates for its workers (mkdtemp: mode 0700,
 // so no other user can connect to them or take their names) and removes when it exits. A
-// connection first sends a fixed 40-byte hello — magic, worker id and the 32-byte key the primary
-// gave its workers (in their environment) — checked with timingSafeEqual before one byte of it is
+// connection first sends a fixed 44-byte hello — magic, worker id, pid and the 32-byte key the
+// primary gave its workers (in their environment) — checked with timingSafeEqual before one byte of it is
 // deserialized; anything else is cut, and so is a connection that has not said hello within 5 s
 // (at most 16 such at a time). A dialed peer that goes away is dialed again every
 // 50 ms until it is back (the primary forks it again); what was sent to it meanwhile waits, bounded.
@@ -81,8 +81,6 @@ export class Mesh<T> {
   readonly #key: Buffer
   readonly #handler: MeshHandler<T>
   readonly #links: Array<Link<T>> = []
-  #server: net.Server | null = null
-  #closed = false
   #unauth = 0
   readonly #pids: number[] = []
   /** Per peer, the socket it dialed to this worker (the one it said hello on). */
@@ -106,7 +104,6 @@ export class Mesh<T> {
     // the socket of this worker's previous life, if it died
     try { unlinkSync(file) } catch {}
     const server = net.createServer((socket) => { this.#accept(socket) })
-    this.#server = server
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       server.listen(file, () => { server.off('error', reject); resolve() })
@@ -125,11 +122,6 @@ export class Mesh<T> {
   primaryGone (): void {
     try { unlinkSync(meshPath(this.#dir, this.me)) } catch {}
     if (path.basename(this.#dir).startsWith('parkline-')) { try { rmdirSync(this.#dir) } catch {} }
-  }
-
-  /** The pid the peer gave in its latest hello (0 before one): whom a stuck report is about. */
-  pidOf (peer: number): number {
-    return this.#pids[peer]!
   }
 
   isUp (peer: number): boolean {
@@ -164,21 +156,10 @@ export class Mesh<T> {
   }
 
   /** Drop what waits for a peer that is away (its requests were answered otherwise). */
-  clearQueue (peer: number): T[] {
+  clearQueue (peer: number): void {
     const link = this.#links[peer]!
-    const q = link.queue
     link.queue = []
     link.queuedBytes = 0
-    return q
-  }
-
-  close (): void {
-    this.#closed = true
-    this.#server?.close()
-    for (const link of this.#links) {
-      if (link.timer !== null) clearTimeout(link.timer)
-      link.socket?.destroy()
-    }
   }
 
   flush (link: Link<T>): void {
@@ -209,7 +190,6 @@ export class Mesh<T> {
 
   #dial (link: Link<T>): void {
     link.timer = null
-    if (this.#closed) return
     const socket = net.connect(meshPath(this.#dir, link.id))
     socket.setNoDelay(true)
     let connected = false
@@ -241,12 +221,10 @@ export class Mesh<T> {
         // a link is both directions: the peer's connection to this worker goes too (nothing more
         // is read from it), so the peer sees this one go (onDown) and both resync when they are back
         this.#accepted[link.id]?.destroy()
-        if (!this.#closed) this.#handler.onDown(link.id)
+        this.#handler.onDown(link.id)
       }
-      if (!this.#closed) {
-        link.timer = setTimeout(redial, REDIAL_MS, this, link)
-        link.timer.unref()
-      }
+      link.timer = setTimeout(redial, REDIAL_MS, this, link)
+      link.timer.unref()
     })
     // a peer that stops reading must not pin this worker: the kernel buffer plus nothing here
     socket.on('data', () => {})
