@@ -51,8 +51,11 @@ test.serial('the memory benchmark runs in smoke mode and reports every server', 
   for (const [title, rows] of found) {
     t.deepEqual([...rows.keys()], SERVERS, title)
     for (const [label, cells] of rows) {
-      // columns: RSS gc(), RSS reducing gc, V8 heap used, kernel, baseline; the heap is the steady one
-      t.true(cells[2]! > 0, `${title}, ${label}: V8 heap per connection ${cells[2]}`)
+      // columns: RSS gc(), RSS reducing gc, V8 heap used, kernel, baseline; the heap is the steady one.
+      // The bare node:net floor keeps almost nothing on the V8 heap per socket: at 200 its figure is
+      // within the collector's noise and may read below zero; every other server holds objects.
+      t.true(Number.isFinite(cells[2]), `${title}, ${label}: V8 heap per connection ${cells[2]}`)
+      if (label !== 'bare node:net (floor)') t.true(cells[2]! > 0, `${title}, ${label}: V8 heap per connection ${cells[2]}`)
     }
   }
   const doc = readFileSync(outFile, 'utf8')
