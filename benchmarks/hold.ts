@@ -5,11 +5,13 @@
 //   SUBSCRIBERS=500000 HOLD=600 node benchmarks/hold.ts
 //
 // Knobs (env): SUBSCRIBERS (500000), HOLD (600 s), WORKERS (enough for ≤ 18,000 subscribers each),
-// PORT (18900), REPORT (10 s), OUT (results file; `-` = none).
+// PORT (18900), REPORT (10 s), OUT (results file; `-` = none), ENTRY (`build`: the compiled
+// dist/bin/parkline.js an installed package runs, built first; `source`: bin/parkline.ts).
 // The server is `parkline serve --workers W`; the load generator is benchmarks/loadgen.ts (child
 // processes of ≤ 18,000 sockets over many 127.x.y.z source addresses). Every 10 s it prints
 // subscribers seen by the load generator and by the server's /status, closes, and memory: server
-// RSS (primary + workers), load generator RSS, MemAvailable, kernel TCP memory from
+// PSS and RSS (primary + workers; PSS shares the pages the processes share, RSS counts them in every
+// process), load generator PSS, MemAvailable, kernel TCP memory from
 // /proc/net/sockstat. Loopback only; it stops by itself; it kills only what it started.
 import { spawn, execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -25,6 +27,7 @@ const REPORT = Number(env.REPORT ?? 10) * 1000
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const date = new Date().toISOString().slice(0, 10)
 const OUT = env.OUT ?? `${ROOT}benchmarks/results/hold-${date}.md`
+const ENTRY = env.ENTRY ?? 'build'
 
 function log (line: string): void {
   process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`)
@@ -35,6 +38,18 @@ function rssOf (pids: number[]): number {
   for (const pid of pids) {
     try {
       const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+      if (m !== null) kb += Number(m[1])
+    } catch {}
+  }
+  return kb * 1024
+}
+
+/** Proportional set size: each shared page counted once across the processes sharing it. */
+function pssOf (pids: number[]): number {
+  let kb = 0
+  for (const pid of pids) {
+    try {
+      const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))
       if (m !== null) kb += Number(m[1])
     } catch {}
   }
@@ -74,8 +89,13 @@ const gib = (b: number): string => (b / 1073741824).toFixed(2) + ' GiB'
 async function main (): Promise<void> {
   const memAvailable0 = meminfo('MemAvailable')
   const sock0 = sockstat()
-  log(`starting parkline with ${WORKERS} workers on 127.0.0.1:${PORT}`)
-  const server = spawn(process.execPath, [`${ROOT}bin/parkline.ts`, 'serve', '--workers', String(WORKERS), '--port', String(PORT),
+  let entry = `${ROOT}bin/parkline.ts`
+  if (ENTRY === 'build') {
+    execFileSync(process.execPath, [`${ROOT}bin/build.ts`], { stdio: ['ignore', 'ignore', 'inherit'] })
+    entry = `${ROOT}dist/bin/parkline.js`
+  }
+  log(`starting ${entry.slice(ROOT.length)} with ${WORKERS} workers on 127.0.0.1:${PORT}`)
+  const server = spawn(process.execPath, [entry, 'serve', '--workers', String(WORKERS), '--port', String(PORT),
     '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0', '--max-subscribers', String(MAX_PER_CHILD + 1000)], { stdio: 'inherit' })
   // few sockets per source address: bind(addr, 0) searches that address's ports, so a full one is slow
   const lg = new LoadGenerator({ port: PORT, n: N, mode: 'sse', channel: 'hold', each: false, procs: Math.ceil(N / MAX_PER_CHILD), perAddr: Number(env.PER_ADDR ?? 1000), log })
@@ -87,9 +107,10 @@ async function main (): Promise<void> {
       if (childrenOf(server.pid!).length === WORKERS && await serverSubscribers() === 0) break
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
-    const base = rssOf([server.pid!, ...childrenOf(server.pid!)])
+    const serverPids = (): number[] => [server.pid!, ...childrenOf(server.pid!)]
+    const base = rssOf(serverPids())
+    const basePss = pssOf(serverPids())
     await lg.start()
-    const lgBase = rssOf(lg.pids())
     const t0 = Date.now()
     const ramped = await lg.ramp(20 * 60 * 1000)
     const rampS = (Date.now() - t0) / 1000
@@ -97,10 +118,11 @@ async function main (): Promise<void> {
     const sample = async (t: number): Promise<{ closed: number, line: string }> => {
       const c = await lg.counts()
       const srv = await serverSubscribers()
-      const serverRss = rssOf([server.pid!, ...childrenOf(server.pid!)])
-      const lgRss = rssOf(lg.pids())
+      const serverRss = rssOf(serverPids())
+      const serverPss = pssOf(serverPids())
+      const lgPss = pssOf(lg.pids())
       const s = sockstat()
-      const line = `| ${t} | ${c.established - c.closed} | ${srv} | ${c.closed} | ${gib(serverRss)} | ${gib(lgRss)} | ${gib(memAvailable0 - meminfo('MemAvailable'))} | ${s.inuse} | ${gib(s.memPages * 4096)} |`
+      const line = `| ${t} | ${c.established - c.closed} | ${srv} | ${c.closed} | ${gib(serverPss)} | ${gib(serverRss)} | ${gib(lgPss)} | ${gib(memAvailable0 - meminfo('MemAvailable'))} | ${s.inuse} | ${gib(s.memPages * 4096)} |`
       log(line)
       return { closed: c.closed, line }
     }
@@ -122,15 +144,18 @@ async function main (): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 100))
       got = (await lg.counts()).messages - before
     }
-    const serverRss = rssOf([server.pid!, ...childrenOf(server.pid!)])
-    const perSub = (serverRss - base) / N
+    const serverRss = rssOf(serverPids())
+    const serverPss = pssOf(serverPids())
+    const allIn = serverPss / N
     summary = [
       `- subscribers: ${N} SSE on one channel, ${WORKERS} Parkline workers, ${lg.opts.procs} load-generator processes`,
       `- ramp: ${ramped.established} established in ${rampS.toFixed(0)} s, ${ramped.failed} failed`,
       `- held ${HOLD} s: ${closed} closed by the server or the network during the hold`,
       `- final broadcast: POST answered ${pub.status}; received by ${got} of ${N} subscribers`,
-      `- server RSS: ${gib(base)} idle (all workers) → ${gib(serverRss)} held: ${Math.round(perSub)} B per subscriber, worker baselines excluded`,
-      `- load generator RSS: ${gib(lgBase)} → ${gib(rssOf(lg.pids()))}`,
+      `- server all-in (PSS of the primary and every worker, baselines included): ${gib(serverPss)} held = **${Math.round(allIn)} B per subscriber**`,
+      `- server PSS: ${gib(basePss)} idle → ${gib(serverPss)} held: ${Math.round((serverPss - basePss) / N)} B per subscriber, baselines excluded`,
+      `- server RSS (shared pages counted in every process): ${gib(base)} idle → ${gib(serverRss)} held`,
+      `- load generator PSS, held: ${gib(pssOf(lg.pids()))}`,
       `- host memory used (MemAvailable drop, kernel included): ${gib(memAvailable0 - meminfo('MemAvailable'))}; TCP sockets in use ${sock0.inuse} → ${sockstat().inuse}`
     ].join('\n')
     ok = ramped.failed === 0 && closed === 0 && got === N && pub.status === 201
@@ -144,11 +169,12 @@ async function main (): Promise<void> {
     let commit = 'unknown'
     try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim() } catch {}
     writeFileSync(OUT, `# Holding ${N} SSE subscribers on one host (${date})\n\n` +
-      `- command: \`SUBSCRIBERS=${N} HOLD=${HOLD} WORKERS=${WORKERS} node benchmarks/hold.ts\`\n` +
+      `- command: \`SUBSCRIBERS=${N} HOLD=${HOLD} WORKERS=${WORKERS}${ENTRY === 'build' ? '' : ` ENTRY=${ENTRY}`} node benchmarks/hold.ts\`\n` +
+      `- server: ${entry.slice(ROOT.length)}\n` +
       `- commit ${commit}; Node ${process.version}; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, MemTotal ${gib(meminfo('MemTotal'))}\n` +
       `- result: ${ok ? 'PASS' : 'FAIL'}\n${summary}\n\n` +
-      '| t (s) | connected (load generator) | subscribers (/status) | closed | server RSS | load gen RSS | host memory used | TCP sockets | kernel TCP mem |\n' +
-      '|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n' + rows.join('\n') + '\n')
+      '| t (s) | connected (load generator) | subscribers (/status) | closed | server PSS | server RSS | load gen PSS | host memory used | TCP sockets | kernel TCP mem |\n' +
+      '|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n' + rows.join('\n') + '\n')
     log(`wrote ${OUT}`)
   }
   process.exit(ok ? 0 : 1)

@@ -6,15 +6,20 @@
 // Bounded: at most MAX_KEYS per process, the least recently published leaving first (lru-cache,
 // which checks ages on read and sets no timer per entry). Past that many keys inside one window a
 // retry of the oldest may publish again; the limit is documented with the option.
+//
+// The cache is made at the first key: lru-cache allocates its arrays for `max` entries up front,
+// 4.2 MB for 100,000 (heap and typed arrays, measured), which every worker process would otherwise
+// hold whether or not any publisher sends an Idempotency-Key.
 import { LRUCache } from 'lru-cache'
 
 export const MAX_KEYS = 100_000
 
 export class IdempotencyKeys {
-  readonly #seen: LRUCache<string, string> | null
+  readonly #ttl: number
+  #seen: LRUCache<string, string> | null = null
 
   constructor (windowSeconds: number) {
-    this.#seen = windowSeconds > 0 ? new LRUCache<string, string>({ max: MAX_KEYS, ttl: windowSeconds * 1000, updateAgeOnGet: false }) : null
+    this.#ttl = windowSeconds * 1000
   }
 
   /** The id a key published on this channel inside the window, if any. */
@@ -23,7 +28,9 @@ export class IdempotencyKeys {
   }
 
   set (channel: string, key: string, id: string): void {
-    this.#seen?.set(channel + '\n' + key, id)
+    if (this.#ttl <= 0) return
+    this.#seen ??= new LRUCache<string, string>({ max: MAX_KEYS, ttl: this.#ttl, updateAgeOnGet: false })
+    this.#seen.set(channel + '\n' + key, id)
   }
 }
 

@@ -1,6 +1,6 @@
 // Idempotent publishing (Parkline extension, docs/api.md): a publish retried with the same
 // `Idempotency-Key` inside `idempotencyWindow` answers the original id and publishes nothing — on
-// every engine: one process, `--workers 2` (the primary's sequencer keeps the keys) and two Redis
+// every engine: one process, `--workers 2` (each channel's owner worker keeps its keys) and two Redis
 // nodes (Redis keeps them with the channel). Subscribers see each message once.
 import test from 'ava'
 import { pub } from './helpers/conformance.ts'
