@@ -16,7 +16,7 @@ import { packageFile } from '../lib/paths.ts'
 import { accessConfigured } from '../lib/access.ts'
 import { isLoopback } from '../lib/http.ts'
 import { buildServer, installShutdown } from '../lib/server.ts'
-import { trimHeapSoon } from '../lib/heap-trim.ts'
+import { startIdleTrim } from '../lib/heap-trim.ts'
 
 /**
  * Accept queue asked of the kernel (capped by net.core.somaxconn): a reconnect storm or a load
@@ -82,11 +82,11 @@ async function main (): Promise<void> {
   installShutdown(app, opts)
   if (command === 'worker') {
     await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG, reusePort: true } as { port: number, host: string })
-    trimHeapSoon()
+    startIdleTrim()
     return
   }
   const address = await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG })
-  trimHeapSoon()
+  startIdleTrim()
   warnIfOpen(app.log, opts)
   app.log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers: 1 }, `parkline listening on ${address}`)
 }
@@ -106,7 +106,7 @@ function primary (opts: ParklineOptions, workers: number): void {
   const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
   const seq = new Primary(fileURLToPath(import.meta.url), process.argv.slice(2).filter((a) => a !== 'serve'), log)
   seq.start(workers)
-  trimHeapSoon()
+  startIdleTrim()
   const address = `http://${opts.host}:${opts.port}`
   warnIfOpen(log, opts)
   log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers }, `parkline listening on ${address} with ${workers} worker processes`)

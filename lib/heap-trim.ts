@@ -1,30 +1,38 @@
-// One memory-reducing garbage collection once the standalone server is up (primary, each worker,
-// or the single process). Loading the code leaves V8's young generation grown to its maximum
-// (16 MB committed) and the loader's garbage resident; V8 gives that back only from its memory
-// reducer, which an idle process never starts. One collection per process gives back ~9 MB of
-// private memory per process (measured: private dirty 37 → 28 MB per worker), which is most of the
-// difference between a worker and a bare Node process on a host that runs dozens of them
-// (benchmarks/hold.ts). The embedded plugin never calls this: the host application owns its heap.
+// Memory-reducing garbage collections in the standalone server (primary, each worker, or the
+// single process), when it goes idle after being busy. Loading the code, and any burst of work (a
+// connection ramp, a publish storm), leaves V8's young generation grown (16 MB and more committed)
+// and V8 gives it back only from its memory reducer, which a process that allocates little never
+// starts: a host running dozens of workers then holds that memory in every one of them for good.
+// One collection at the first idle moment gives back ~9 MB of private memory per process after
+// start-up (measured: private dirty 37 → 28 MB per worker), and the young generation a ramp grew.
 //
-// V8's `gc()` is reached without a command-line flag: with --expose-gc set through
-// `v8.setFlagsFromString`, a new vm context has `gc`. The flag is cleared again at once, so no other
-// context gets it. Where that is not available, nothing happens (tested on Node 22 and 24).
-import { setFlagsFromString } from 'node:v8'
+// One interval timer per process (unref'd), not per connection. Each tick reads the event loop's
+// utilization since the last one: above BUSY marks the process busy; once busy, IDLE_TICKS ticks in
+// a row below IDLE with a young generation above YOUNG_MIN run one collection (a pause of tens of
+// ms with tens of thousands of subscribers, taken when nothing is happening). Start-up counts as
+// busy. The embedded plugin never does this: the host application owns its heap.
+//
+import { performance } from 'node:perf_hooks'
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
 type Gc = (options?: { type?: string, execution?: string, flavor?: string }) => void
 
+let gc: unknown = null
+
 /** Runs the collection now (synchronous, ~10–20 ms on a fresh process); false when not available. */
 export function trimHeap (): boolean {
-  let gc: unknown = (globalThis as { gc?: unknown }).gc
-  if (typeof gc !== 'function') {
-    try {
-      setFlagsFromString('--expose-gc')
-      gc = runInNewContext('gc')
-    } catch {
-      return false
-    } finally {
-      setFlagsFromString('--no-expose-gc')
+  if (gc === null) {
+    gc = (globalThis as { gc?: unknown }).gc
+    if (typeof gc !== 'function') {
+      try {
+        setFlagsFromString('--expose-gc')
+        gc = runInNewContext('gc')
+      } catch {
+        gc = undefined
+      } finally {
+        setFlagsFromString('--no-expose-gc')
+      }
     }
   }
   if (typeof gc !== 'function') return false
@@ -34,7 +42,35 @@ export function trimHeap (): boolean {
   return true
 }
 
-/** Once, a second after start-up, when the process has settled (one timer per process, unref'd). */
-export function trimHeapSoon (ms = 1000): void {
-  setTimeout(trimHeap, ms).unref()
+const TICK_MS = 1000
+const BUSY = 0.05
+const IDLE = 0.02
+const IDLE_TICKS = 2
+const YOUNG_MIN = 4 * 1048576
+
+/** Physical memory V8's young generation holds now. */
+export function youngGeneration (): number {
+  for (const s of getHeapSpaceStatistics()) if (s.space_name === 'new_space') return s.physical_space_size
+  return 0
+}
+
+/** Starts the idle trim; returns how many collections it ran so far, and a stop. */
+export function startIdleTrim (): { trims: () => number, stop: () => void } {
+  let last = performance.eventLoopUtilization()
+  let busy = true
+  let quiet = 0
+  let trims = 0
+  const timer = setInterval(() => {
+    const now = performance.eventLoopUtilization()
+    const u = performance.eventLoopUtilization(now, last).utilization
+    last = now
+    if (u > BUSY) { busy = true; quiet = 0; return }
+    if (!busy || u > IDLE) { quiet = 0; return }
+    if (++quiet < IDLE_TICKS) return
+    busy = false
+    quiet = 0
+    if (youngGeneration() > YOUNG_MIN && trimHeap()) trims++
+  }, TICK_MS)
+  timer.unref()
+  return { trims: () => trims, stop: () => clearInterval(timer) }
 }
