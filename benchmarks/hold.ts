@@ -3,6 +3,8 @@
 // one message that all must receive.
 //
 //   SUBSCRIBERS=500000 HOLD=600 node benchmarks/hold.ts
+//   SUBSCRIBERS=1000000 HOLD=300 node benchmarks/hold.ts   (with somaxconn and tcp_max_syn_backlog at
+//                                                          65535, as conf/sysctl.d sets them)
 //
 // Knobs (env): SUBSCRIBERS (500000), HOLD (600 s), WORKERS (enough for ≤ 18,000 subscribers each),
 // PORT (18900), REPORT (10 s), OUT (results file; `-` = none), ENTRY (`build`: the compiled
@@ -84,9 +86,21 @@ async function serverSubscribers (): Promise<number> {
   }
 }
 
+/** The kernel settings a ramp of this size depends on (conf/sysctl.d/90-parkline.conf sets them). */
+function sysctls (): string {
+  const read = (k: string): string => {
+    try { return readFileSync(`/proc/sys/${k.replaceAll('.', '/')}`, 'utf8').trim().replace(/\s+/g, ' ') } catch { return '?' }
+  }
+  return ['net.core.somaxconn', 'net.ipv4.tcp_max_syn_backlog', 'net.ipv4.ip_local_port_range'].map((k) => `${k} = ${read(k)}`).join(', ')
+}
+
 const gib = (b: number): string => (b / 1073741824).toFixed(2) + ' GiB'
 
 async function main (): Promise<void> {
+  log(`kernel: ${sysctls()}`)
+  if (Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8')) < 65535 && N > 500000) {
+    log('warning: somaxconn below 65535: a worker starved of CPU during the ramp can overflow its accept queue and connects then time out (conf/sysctl.d/90-parkline.conf; as root: sysctl -w net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535)')
+  }
   const memAvailable0 = meminfo('MemAvailable')
   const sock0 = sockstat()
   let entry = `${ROOT}bin/parkline.ts`
@@ -140,7 +154,10 @@ async function main (): Promise<void> {
     const before = (await lg.counts()).messages
     const pub = await fetch(`http://127.0.0.1:${PORT}/pub/hold`, { method: 'POST', body: Buffer.from('alive?') })
     let got = 0
-    for (let i = 0; i < 1200 && got < N; i++) {
+    // every subscriber still connected must receive it (all N when the ramp and the hold lost none)
+    const alive = ramped.established - closed
+    const deadline = Date.now() + 120_000
+    while (Date.now() < deadline && got < alive) {
       await new Promise((resolve) => setTimeout(resolve, 100))
       got = (await lg.counts()).messages - before
     }
@@ -151,7 +168,7 @@ async function main (): Promise<void> {
       `- subscribers: ${N} SSE on one channel, ${WORKERS} Parkline workers, ${lg.opts.procs} load-generator processes`,
       `- ramp: ${ramped.established} established in ${rampS.toFixed(0)} s, ${ramped.failed} failed`,
       `- held ${HOLD} s: ${closed} closed by the server or the network during the hold`,
-      `- final broadcast: POST answered ${pub.status}; received by ${got} of ${N} subscribers`,
+      `- final broadcast: POST answered ${pub.status}; received by ${got} of ${N} subscribers (${alive} connected)`,
       `- server all-in (PSS of the primary and every worker, baselines included): ${gib(serverPss)} held = **${Math.round(allIn)} B per subscriber**`,
       `- server PSS: ${gib(basePss)} idle → ${gib(serverPss)} held: ${Math.round((serverPss - basePss) / N)} B per subscriber, baselines excluded`,
       `- server RSS (shared pages counted in every process): ${gib(base)} idle → ${gib(serverRss)} held`,
@@ -171,7 +188,7 @@ async function main (): Promise<void> {
     writeFileSync(OUT, `# Holding ${N} SSE subscribers on one host (${date})\n\n` +
       `- command: \`SUBSCRIBERS=${N} HOLD=${HOLD} WORKERS=${WORKERS}${ENTRY === 'build' ? '' : ` ENTRY=${ENTRY}`} node benchmarks/hold.ts\`\n` +
       `- server: ${entry.slice(ROOT.length)}\n` +
-      `- commit ${commit}; Node ${process.version}; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, MemTotal ${gib(meminfo('MemTotal'))}\n` +
+      `- commit ${commit}; Node ${process.version}; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, MemTotal ${gib(meminfo('MemTotal'))}; ${sysctls()}\n` +
       `- result: ${ok ? 'PASS' : 'FAIL'}\n${summary}\n\n` +
       '| t (s) | connected (load generator) | subscribers (/status) | closed | server PSS | server RSS | load gen PSS | host memory used | TCP sockets | kernel TCP mem |\n' +
       '|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n' + rows.join('\n') + '\n')

@@ -72,6 +72,10 @@ const K = {
   broadcastSize: 100,
   one2oneSize: 512,
   settleMs: SMOKE ? 300 : 2000,
+  // memory is sampled idle: this long after the server (and its load generator) started, and this
+  // long after the ramp, the same for every server (a Parkline process trims its heap once idle
+  // for 2 s, lib/heap-trim.ts)
+  idleMs: SMOKE ? 300 : 5000,
   drainMs: SMOKE ? 2000 : 20000,
   maxSeconds: knob('BENCH_MAX_SECONDS', 3600, 160)
 }
@@ -297,11 +301,11 @@ async function benchServer (name: string): Promise<ServerResult> {
     await lg.start()
     if (has('memory') || has('rate')) {
       // idle subscribers on one channel: memory, then the 3 msg/s run on the same sockets
-      await sleep(K.settleMs / 2)
+      await sleep(K.idleMs)
       const mem0 = serverMemory(server)
       const k0: KernelMem = kernelMem()
       await rampFresh(lg, 'idle', false)
-      await sleep(K.settleMs)
+      await sleep(K.idleMs)
       const mem1 = serverMemory(server)
       const k1 = kernelMem()
       res.memory = {
@@ -644,8 +648,9 @@ function report (results: ServerResult[], started: Date, wall: number, loadBefor
     '(µs, 3 significant digits), pulled encoded and merged by the parent.')
   L.push('- Publisher (benchmarks/publisher.ts, its own process): undici Pool with keep-alive. rate: open loop, 3 msgs/s. broadcast: closed loop (next POST when the previous answered). ' +
     'one2one: open loop at each rate over N channels round-robin (32 connections, <= 256 outstanding; more is counted "late"). publish: autocannon -c 100 -p 10 on a channel without subscribers.')
-  L.push('- Memory: PSS (shared pages split, so nginx\'s shared memory counts once) summed over the server\'s processes, before and ' +
-    `${K.settleMs} ms after the ramp, without forcing GC (benchmarks/connections.ts measures Parkline precisely after GC); kernel slab from /proc/meminfo, machine wide, so it includes the load generator's end of each connection.`)
+  L.push(`- Memory: PSS (shared pages split, so nginx's shared memory counts once) summed over the server's processes, sampled ${K.idleMs} ms idle before and ` +
+    `${K.idleMs} ms idle after the ramp, the same for every server; no GC is forced (a Parkline process trims its heap itself once idle for 2 s, lib/heap-trim.ts; ` +
+    'benchmarks/connections.ts measures Parkline after forced GCs); kernel slab from /proc/meminfo, machine wide, so it includes the load generator\'s end of each connection.')
   L.push(`- Drain: after the publisher stops, the window stays open until every expected message arrived or none arrived for 1 s (at most ${K.drainMs / 1000} s); deliveries/s = messages received / window.`)
   L.push('- Bandwidth: bytes received on `lo` (/proc/net/dev) over the window. CPU: utime+stime deltas from /proc/<pid>/stat; machine busy from /proc/stat.')
   if (results.some((r) => r.nginxConf !== null)) {

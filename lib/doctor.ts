@@ -17,22 +17,24 @@ import { ParklineError } from './errors.ts'
 export type DoctorTransport = 'eventsource' | 'longpoll'
 
 /**
- * User-space bytes one idle subscriber costs a worker (JS heap + Node's socket objects), by transport:
- * the RSS delta per subscriber after a plain gc() at 15,000 idle subscribers, the larger of Parkline's
- * two RSS columns in benchmarks/results/memory-2026-11-22.md (`SUBSCRIBERS=15000 RUNS=2 npm run
- * bench:memory`). A parked long-poll is counted at its parked cost.
+ * User-space bytes one idle subscriber costs a worker (JS heap + Node's socket objects), by transport.
+ * SSE: the server's PSS per subscriber over its idle baselines with 1,000,000 idle SSE subscribers on
+ * 56 workers, 2,386 B (benchmarks/results/hold-1000000-2026-11-30.md, the compiled build), rounded
+ * up. Long-poll: the RSS delta per parked long-poll after a plain gc() at 15,000
+ * (benchmarks/results/memory-2026-11-22.md), measured before the idle heap trim, so it overstates.
  */
 export const SUBSCRIBER_BYTES: Readonly<Record<DoctorTransport, number>> = {
-  eventsource: 4749,
+  eventsource: 2500,
   longpoll: 5432
 }
 
 /**
- * VmRSS of one idle worker: `parkline serve` with no subscribers, read from /proc/<pid>/status on the
- * development host (Node 24, x86-64, three runs): 111,000 kB, of which ~54 MB anonymous and ~57 MB file-backed
- * (the node binary, shared between workers). Counted whole per worker, which overstates a little.
+ * Memory of one idle worker: the server's PSS (shared pages such as the node binary split between the
+ * processes sharing them) before the first subscriber, over its 57 processes, in the same 1,000,000
+ * run: 2.00 GiB, 36.8 MB each, rounded up. Its RSS, which counts the shared pages in every process,
+ * is 85 MB.
  */
-export const IDLE_WORKER_RSS_BYTES = 111000 * 1024
+export const IDLE_WORKER_RSS_BYTES = 38 * 1048576
 
 /** Descriptors each worker keeps for itself: stdio, the listening socket, epoll, libuv's eventfd and
  * thread pool, publisher connections, log files. A subscriber gets the rest of RLIMIT_NOFILE. */
@@ -358,7 +360,7 @@ export function computeCapacity (h: HostLimits, input: DoctorInput): Report {
     value: bytes(memBudget),
     allows: floorOrNull((memBudget - IDLE_WORKER_RSS_BYTES * w) / per.totalBytes),
     binding: false,
-    note: `minus ${bytes(IDLE_WORKER_RSS_BYTES)} idle RSS x ${w} workers, / ${fmt(per.totalBytes)} B per subscriber`
+    note: `minus ${bytes(IDLE_WORKER_RSS_BYTES)} idle memory (PSS) x ${w} workers, / ${fmt(per.totalBytes)} B per subscriber`
   })
   const tcpHigh = h.tcpMem[2] ?? NaN
   rows.push({
@@ -490,7 +492,7 @@ export function formatReport (h: HostLimits, r: Report, live: LiveStatus | null)
   let s = `parkline doctor: ${r.workers} worker${r.workers === 1 ? '' : 's'} (${h.cores} cores), ${r.transport} subscribers\n\n`
   s += `per subscriber: ${fmt(p.userBytes)} B user space + ${fmt(p.kernelSlabBytes)} B kernel socket + ` +
     `${fmt(p.tcpBufferBytes)} B TCP send queue in a broadcast (one page) = ${fmt(p.totalBytes)} B\n`
-  s += `per worker: ${bytes(r.idleWorkerRssBytes)} idle RSS, ${r.fdReserve} descriptors reserved\n`
+  s += `per worker: ${bytes(r.idleWorkerRssBytes)} idle memory (PSS), ${r.fdReserve} descriptors reserved\n`
   const st = r.stalledSubscriber
   s += `a subscriber that never reads pins up to ${st.kernelBytes === null ? '?' : bytes(st.kernelBytes)} of kernel send queue (tcp_wmem ${h.tcpWmem.join(' ')}) + ` +
     `${bytes(st.queueCapBytes)} queueCap = ${st.totalBytes === null ? '?' : bytes(st.totalBytes)} before it is cut` +
