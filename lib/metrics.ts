@@ -4,6 +4,7 @@
 // node: each process's registry as JSON, merged by prom-client's AggregatorRegistry.aggregate
 // (counters and gauges summed, process metrics merged as prom-client defines), gathered over IPC.
 // No label takes a value from users: transports, causes, policies and HTTP statuses only.
+import { heapTrims } from './heap-trim.ts'
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import type { Core } from './core.ts'
 
@@ -57,6 +58,8 @@ export class Metrics {
     })
     // every worker holds a replica of the same channels: the node's figure is the largest, not the sum
     gaugeFrom(r, 'parkline_raw_publisher_connections', 'Publisher connections the standalone server reads itself, past Node\'s HTTP parser.', [], (set) => { set({}, s.rawConnections) })
+    counterFrom(r, 'parkline_heap_trims_total', 'Memory-reducing garbage collections the standalone server ran when idle after being busy (lib/heap-trim.ts).', [], (set) => { set({}, heapTrims.count) })
+    counterFrom(r, 'parkline_heap_trim_seconds_total', 'Seconds those collections paused the process.', [], (set) => { set({}, heapTrims.seconds) })
     counterFrom(r, 'parkline_raw_publisher_requests_total', 'Publisher requests read on those connections.', [], (set) => { set({}, s.rawRequests) })
     gaugeFrom(r, 'parkline_channels', 'Channel records (the largest over the node\'s workers, which hold replicas).', [], (set) => { set({}, core.registry.size) }, 'max')
     gaugeFrom(r, 'parkline_messages_stored', 'Messages held in channel buffers (the largest over the node\'s workers).', [], (set) => {

@@ -60,6 +60,25 @@ test('one process: every family has HELP and TYPE, process and runtime metrics, 
   for (const s of subs) s.close()
 })
 
+test('the standalone server trims its start-up heap once idle, and counts it (parkline serve: one process, and two workers)', async (t) => {
+  for (const args of [['--workers', '1'], ['--workers', '2']]) {
+    const node = await serve(t, args)
+    // start-up counts as busy: the trim runs after two quiet seconds. Scraped every 3 s, as a
+    // scraper would (a tight poll would keep the server busy); bounded wait, no timing asserted
+    let trims = 0
+    let seconds = 0
+    for (let i = 0; i < 10 && trims < Number(args[1]); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 3000))
+      const { families } = await scrape(node.base)
+      trims = value(families, 'parkline_heap_trims_total')
+      seconds = value(families, 'parkline_heap_trim_seconds_total')
+    }
+    // one per worker (the primary's own is not in the workers' sum)
+    t.true(trims >= Number(args[1]), `${args.join(' ')}: ${trims} trims`)
+    t.true(seconds > 0)
+  }
+})
+
 /** Every JSON log line; fails the test on a line that is not JSON. */
 function logLines (t: ExecutionContext, out: string): Array<Record<string, unknown>> {
   return out.trim().split('\n').filter((l) => l.length > 0).map((l) => {

@@ -3,7 +3,7 @@
 // `gc` reachable from the main context.
 import test from 'ava'
 import { getHeapSpaceStatistics } from 'node:v8'
-import { startIdleTrim, trimHeap, youngGeneration } from '../../lib/heap-trim.ts'
+import { heapTrims, startIdleTrim, trimHeap, youngGeneration } from '../../lib/heap-trim.ts'
 import { IdempotencyKeys } from '../../lib/idempotency.ts'
 
 /** Physical memory the young generation holds (a regular major collection keeps it committed). */
@@ -26,25 +26,56 @@ test.serial('trimHeap gives back a grown young generation and exposes no gc()', 
   t.is(typeof (globalThis as { gc?: unknown }).gc, 'undefined')
 })
 
-test.serial('the idle trim collects once a busy process goes idle, and not again while it stays idle', async (t) => {
-  const trim = startIdleTrim()
-  t.teardown(trim.stop)
-  // busy: keep survivors for 1.5 s of CPU, which also grows the young generation
+/** Busy for `ms` of CPU, keeping survivors, which also grows the young generation. */
+function busy (ms: number): void {
   let keep: Array<{ i: number, s: string }> = []
-  const until = Date.now() + 1500
+  const until = Date.now() + ms
   while (Date.now() < until) {
     for (let i = 0; i < 50_000; i++) keep.push({ i, s: 'y' + i })
     keep = keep.slice(-200_000)
   }
-  keep = []
+  keep.length = 0
+}
+
+async function waitFor (done: () => boolean, ms: number): Promise<void> {
+  for (let i = 0; i < ms / 100 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 100))
+}
+
+test.serial('the idle trim collects once a busy process goes idle, not again while it stays idle, and keeps to its share of the time', async (t) => {
+  // a share so small that the gap after one trim outlasts the test
+  const stop = startIdleTrim({ maxShare: 1e-6 })
+  t.teardown(stop)
+  const before = heapTrims.count
+  busy(1500)
   const grown = youngGeneration()
   t.true(grown > 4 * 1048576, `young generation grew to ${grown} B`)
   // idle: the trim runs after two quiet ticks of a second (bounded wait, no timing asserted)
-  for (let i = 0; i < 100 && trim.trims() === 0; i++) await new Promise((resolve) => setTimeout(resolve, 100))
-  t.is(trim.trims(), 1)
+  await waitFor(() => heapTrims.count > before, 10_000)
+  t.is(heapTrims.count, before + 1)
+  t.true(heapTrims.seconds > 0)
   t.true(youngGeneration() < grown / 4, `young generation ${grown} → ${youngGeneration()} B`)
   await new Promise((resolve) => setTimeout(resolve, 3500))
-  t.is(trim.trims(), 1, 'an idle process is not collected again')
+  t.is(heapTrims.count, before + 1, 'an idle process is not collected again')
+  // busy again, then idle: within the gap its share sets, nothing runs
+  busy(1500)
+  t.true(youngGeneration() > 4 * 1048576)
+  await new Promise((resolve) => setTimeout(resolve, 3500))
+  t.is(heapTrims.count, before + 1, 'no trim within the gap')
+})
+
+test.serial('with the default share (1%), a second busy spell seconds later is trimmed again', async (t) => {
+  const stop = startIdleTrim()
+  t.teardown(stop)
+  let pause = 0
+  for (const round of [1, 2]) {
+    const before = heapTrims.count
+    const seconds = heapTrims.seconds
+    busy(1500)
+    // the gap after a pause of p is p / 1%: wait that long on top of the two quiet ticks
+    await waitFor(() => heapTrims.count > before, 10_000 + pause * 100 * 1000)
+    t.is(heapTrims.count, before + 1, `busy spell ${round} (pause before it ${pause.toFixed(3)} s)`)
+    pause = heapTrims.seconds - seconds
+  }
 })
 
 test('an idempotency window holds no cache until the first key', (t) => {
