@@ -151,8 +151,13 @@ export const OPTIONS: readonly OptionSpec[] = [
  * one process measured better than two workers in latency and memory (benchmarks/results/
  * workers-2026-11-30.md), and no worker count beats it where server and load share two cores
  * (benchmarks/results/workers-scaling-2026-11-30.md: publishes per server core-second 111k with
- * one process, 77k with two owner workers, whose other worker's publishes take one hop). On more
- * cores each worker brings its own core; `npm run bench:workers` measures a host.
+ * one process, 77k with two owner workers, whose other worker's publishes take one hop). The one
+ * row two owner workers win on 2 cores is a large open-loop fan-out, which they split between the
+ * cores: 10 msgs/s to 10,000 subscribers, p99 87 ms against one process's 169 ms; one process won
+ * one-to-one p99 (5.6 against 49 ms), long-poll (8,000 against 4,000 msgs/s clean), closed-loop
+ * broadcast p99, publishes/s and memory in the same run (benchmarks/results/
+ * suite-2026-11-30-workers-1-vs-2.md). On more cores each worker brings its own core;
+ * `npm run bench:workers` measures a host.
  */
 export function defaultWorkers (cores: number): number {
   return cores <= 2 ? 1 : cores

@@ -56,7 +56,7 @@ test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan and 
   const header = doc.split('\n').find((l) => l.startsWith('| measure |'))
   t.truthy(header)
   t.true(header!.includes('Nchan') && header!.includes('floor') && header!.includes('/ Nchan') && header!.includes('/ floor'))
-  for (const label of ['memory: server PSS with N idle SSE subscribers (MiB)', 'rate 3 msg/s: latency p99 (ms)', 'broadcast: deliveries/s',
+  for (const label of ['memory: server PSS with N idle SSE subscribers (MiB)', 'rate 3 msg/s: latency p99 (ms)', 'rate 10 msg/s: latency p99 (ms)', 'broadcast: deliveries/s',
     'one2one: ceiling (deliveries/s)', 'publish (autocannon): requests/s']) {
     const row = doc.split('\n').find((l) => l.startsWith(`| ${label} |`))
     t.truthy(row, label)
@@ -75,4 +75,7 @@ test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan and 
     t.regex(row!.split('|')[6]!, /^ (met|\*\*not met\*\*) $/, label)
   }
   t.truthy(targetRows.find((l) => l.startsWith('| memory, default topology')), 'memory target row')
+  const open10 = targetRows.find((l) => l.startsWith('| broadcast, open loop 10 msgs/s ('))
+  t.truthy(open10, 'open-loop 10 msgs/s target row')
+  t.regex(open10!.split('|')[6]!, /^ (met|\*\*not met\*\*) $/)
 })
