@@ -34,7 +34,7 @@ export const SUBSCRIBER_BYTES: Readonly<Record<DoctorTransport, number>> = {
  * run: 2.00 GiB, 36.8 MB each, rounded up. Its RSS, which counts the shared pages in every process,
  * is 85 MB.
  */
-export const IDLE_WORKER_RSS_BYTES = 38 * 1048576
+export const IDLE_WORKER_BYTES = 38 * 1048576
 
 /** Descriptors each worker keeps for itself: stdio, the listening socket, epoll, libuv's eventfd and
  * thread pool, publisher connections, log files. A subscriber gets the rest of RLIMIT_NOFILE. */
@@ -235,7 +235,7 @@ export interface Report {
   workers: number
   transport: DoctorTransport
   perSubscriber: PerSubscriber
-  idleWorkerRssBytes: number
+  idleWorkerBytes: number
   fdReserve: number
   rows: LimitRow[]
   /** Subscribers this host can hold: the smallest `allows`. */
@@ -358,9 +358,9 @@ export function computeCapacity (h: HostLimits, input: DoctorInput): Report {
     key: 'memory',
     name: h.cgroupMemLimit !== null && h.cgroupMemLimit < h.memAvailable ? 'memory (cgroup limit)' : 'memory (MemAvailable)',
     value: bytes(memBudget),
-    allows: floorOrNull((memBudget - IDLE_WORKER_RSS_BYTES * w) / per.totalBytes),
+    allows: floorOrNull((memBudget - IDLE_WORKER_BYTES * w) / per.totalBytes),
     binding: false,
-    note: `minus ${bytes(IDLE_WORKER_RSS_BYTES)} idle memory (PSS) x ${w} workers, / ${fmt(per.totalBytes)} B per subscriber`
+    note: `minus ${bytes(IDLE_WORKER_BYTES)} idle memory (PSS) x ${w} workers, / ${fmt(per.totalBytes)} B per subscriber`
   })
   const tcpHigh = h.tcpMem[2] ?? NaN
   rows.push({
@@ -414,7 +414,7 @@ export function computeCapacity (h: HostLimits, input: DoctorInput): Report {
     workers: w,
     transport: input.transport,
     perSubscriber: per,
-    idleWorkerRssBytes: IDLE_WORKER_RSS_BYTES,
+    idleWorkerBytes: IDLE_WORKER_BYTES,
     fdReserve: FD_RESERVE,
     rows,
     capacity,
@@ -492,7 +492,7 @@ export function formatReport (h: HostLimits, r: Report, live: LiveStatus | null)
   let s = `parkline doctor: ${r.workers} worker${r.workers === 1 ? '' : 's'} (${h.cores} cores), ${r.transport} subscribers\n\n`
   s += `per subscriber: ${fmt(p.userBytes)} B user space + ${fmt(p.kernelSlabBytes)} B kernel socket + ` +
     `${fmt(p.tcpBufferBytes)} B TCP send queue in a broadcast (one page) = ${fmt(p.totalBytes)} B\n`
-  s += `per worker: ${bytes(r.idleWorkerRssBytes)} idle memory (PSS), ${r.fdReserve} descriptors reserved\n`
+  s += `per worker: ${bytes(r.idleWorkerBytes)} idle memory (PSS), ${r.fdReserve} descriptors reserved\n`
   const st = r.stalledSubscriber
   s += `a subscriber that never reads pins up to ${st.kernelBytes === null ? '?' : bytes(st.kernelBytes)} of kernel send queue (tcp_wmem ${h.tcpWmem.join(' ')}) + ` +
     `${bytes(st.queueCapBytes)} queueCap = ${st.totalBytes === null ? '?' : bytes(st.totalBytes)} before it is cut` +
@@ -536,7 +536,7 @@ export function formatReport (h: HostLimits, r: Report, live: LiveStatus | null)
   }
   const mem = r.rows.find((x) => x.key === 'memory')
   if (mem !== undefined && mem.allows !== null && mem.allows < SIZED_FOR) {
-    s += `  memory: ${bytes(SIZED_FOR * p.totalBytes + r.workers * r.idleWorkerRssBytes)} available is needed (no sysctl raises it)\n`
+    s += `  memory: ${bytes(SIZED_FOR * p.totalBytes + r.workers * r.idleWorkerBytes)} available is needed (no sysctl raises it)\n`
   }
   return s
 }

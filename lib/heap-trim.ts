@@ -13,8 +13,8 @@
 // busy. The collection is V8's 'last-resort' flavour (several full, compacting collections): a sync
 // pause that grows with the heap (115 ms measured at 57 MB of live heap on a loaded 2-core box), so
 // the trims may take at most MAX_SHARE of the process's time: after a pause of p ms the next waits
-// p / MAX_SHARE ms. A publish that arrives during the pause waits
-// for it; nothing is lost. `/metrics`: parkline_heap_trims_total, parkline_heap_trim_seconds_total.
+// p / MAX_SHARE ms. A publish that arrives during the pause waits for it; nothing is lost.
+// `/metrics`: parkline_heap_trims_total, parkline_heap_trim_seconds_total.
 // PARKLINE_NO_HEAP_TRIM=1 turns it off. The embedded plugin never does this: the host application
 // owns its heap.
 //
@@ -97,10 +97,10 @@ export function startIdleTrim (opts: { maxShare?: number } = {}): () => void {
     busy = false
     quiet = 0
     if (youngGeneration() <= YOUNG_MIN) return
-    const t0 = performance.now()
+    const paused = heapTrims.seconds
     if (trimHeap()) {
       lastTrim = performance.now()
-      gap = (lastTrim - t0) / share
+      gap = (heapTrims.seconds - paused) * 1000 / share
       // the pause itself must not read as the next busy spell
       last = performance.eventLoopUtilization()
     } else {

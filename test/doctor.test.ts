@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import test from 'ava'
 import {
-  FD_RESERVE, IDLE_WORKER_RSS_BYTES, LIMITS_FILE, RECOMMENDATIONS, SUBSCRIBER_BYTES, SYSCTL_FILE, computeCapacity,
+  FD_RESERVE, IDLE_WORKER_BYTES, LIMITS_FILE, RECOMMENDATIONS, SUBSCRIBER_BYTES, SYSCTL_FILE, computeCapacity,
   formatReport, parseLimits, parseMeminfo, parseSockstat, parseStatus, readHostLimits, type HostLimits
 } from '../lib/doctor.ts'
 import { startServer } from './helpers/server.ts'
@@ -67,7 +67,7 @@ test('memory-bound: MemAvailable minus idle workers over bytes per subscriber', 
   t.is(r.binding, 'memory')
   const per = SUBSCRIBER_BYTES.eventsource + 4096 + 4096
   t.is(r.perSubscriber.totalBytes, per)
-  t.is(r.capacity, Math.floor((2 * GiB - 2 * IDLE_WORKER_RSS_BYTES) / per))
+  t.is(r.capacity, Math.floor((2 * GiB - 2 * IDLE_WORKER_BYTES) / per))
   // long-poll subscribers cost more user space, so fewer fit
   const lp = computeCapacity(h, { workers: 2, transport: 'longpoll', maxSubscribers: 0 })
   t.true(lp.capacity < r.capacity)
