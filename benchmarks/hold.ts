@@ -118,7 +118,7 @@ async function main (): Promise<void> {
   let summary = ''
   try {
     for (let i = 0; i < 600; i++) {
-      if (childrenOf(server.pid!).length === WORKERS && await serverSubscribers() === 0) break
+      if (childrenOf(server.pid!).length === (WORKERS === 1 ? 0 : WORKERS) && await serverSubscribers() === 0) break
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
     const serverPids = (): number[] => [server.pid!, ...childrenOf(server.pid!)]
