@@ -122,8 +122,9 @@ async function main (): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
     const serverPids = (): number[] => [server.pid!, ...childrenOf(server.pid!)]
-    const base = rssOf(serverPids())
-    const basePss = pssOf(serverPids())
+    const idlePids = serverPids()
+    const base = rssOf(idlePids)
+    const basePss = pssOf(idlePids)
     await lg.start()
     const t0 = Date.now()
     const ramped = await lg.ramp(20 * 60 * 1000)
@@ -132,8 +133,9 @@ async function main (): Promise<void> {
     const sample = async (t: number): Promise<{ closed: number, line: string }> => {
       const c = await lg.counts()
       const srv = await serverSubscribers()
-      const serverRss = rssOf(serverPids())
-      const serverPss = pssOf(serverPids())
+      const pids = serverPids()
+      const serverRss = rssOf(pids)
+      const serverPss = pssOf(pids)
       const lgPss = pssOf(lg.pids())
       const s = sockstat()
       const line = `| ${t} | ${c.established - c.closed} | ${srv} | ${c.closed} | ${gib(serverPss)} | ${gib(serverRss)} | ${gib(lgPss)} | ${gib(memAvailable0 - meminfo('MemAvailable'))} | ${s.inuse} | ${gib(s.memPages * 4096)} |`
@@ -161,8 +163,9 @@ async function main (): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 100))
       got = (await lg.counts()).messages - before
     }
-    const serverRss = rssOf(serverPids())
-    const serverPss = pssOf(serverPids())
+    const pids = serverPids()
+    const serverRss = rssOf(pids)
+    const serverPss = pssOf(pids)
     const allIn = serverPss / N
     summary = [
       `- subscribers: ${N} SSE on one channel, ${WORKERS} Parkline workers, ${lg.opts.procs} load-generator processes`,
