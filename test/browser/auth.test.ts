@@ -100,7 +100,10 @@ const acrossExpiry = test.macro({
     let minted = 0
     // the page's token function calls back into the test, which signs 3 s tokens
     await page.exposeFunction('mintToken', async () => { minted++; return (await mint([channel], 3)).token })
-    await startClient(page, `/sub/${channel}`, transport === 'default' ? {} : { transports: [transport] })
+    // a parked long-poll counts as connected only after connectTimeout without an error; with 3 s
+    // tokens the renewal (at least 1 s after each attempt) must not come first, or the client
+    // renews before it ever reports connected (the 1.5 s default left that to the tokens' jitter)
+    await startClient(page, `/sub/${channel}`, transport === 'default' ? {} : transport === 'longpoll' ? { transports: [transport], connectTimeout: 500 } : { transports: [transport] })
     const want = transport === 'default' ? 'websocket' : transport
     try {
       await page.waitForFunction(`window.client.connected && window.client.transport === ${JSON.stringify(want)}`, undefined, { timeout: 8000, polling: 50 })
