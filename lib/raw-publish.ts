@@ -50,6 +50,8 @@ interface Conn {
   /** A request is being handled (answers go out in order, one request at a time). */
   busy: boolean
   corked: boolean
+  /** Waiting for the end of the turn's flush (RawPublishers.flushTurn). */
+  queued: boolean
   /** The connection ends after the answer being written (Connection: close, or shutting down). */
   closing: boolean
   /** The bytes held end in a request head cut short by the end of a read. */
@@ -65,6 +67,9 @@ export class RawPublishers {
   readonly #node: ConnectionListener
   readonly #starts: Buffer[]
   readonly #conns = new Set<Conn>()
+  /** Connections with answers corked in this turn, uncorked by one setImmediate at its end. */
+  #pending: Conn[] = []
+  #scheduled = false
   #closing = false
   /** Connections whose first bytes have not come yet. */
   readonly waiting = new Set<RawSocket>()
@@ -114,7 +119,7 @@ export class RawPublishers {
   /** The first bytes of a connection: a publisher's stays here, any other goes to Node. */
   first (socket: RawSocket, chunk: Buffer): void {
     if (!this.#closing && this.#startsPublish(chunk, false)) {
-      const c: Conn = { socket, buf: chunk, busy: false, corked: false, closing: false, partial: false, eof: false }
+      const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, eof: false }
       socket[kConn] = c
       this.#conns.add(c)
       this.#core.stats.rawConnections = this.#conns.size
@@ -139,7 +144,12 @@ export class RawPublishers {
     return false
   }
 
-  /** Take every whole request buffered, one at a time; answers leave corked, in one write. */
+  /**
+   * Take every whole request buffered, one at a time. Answers stay corked until the end of the
+   * turn: a pipelined batch leaves in one write, and a publish is answered after the deliveries it
+   * made in this turn were written (transports/coalesce.ts flushes them in its setImmediate, queued
+   * before this one), so a publisher waiting on its answer never runs ahead of the fan-out.
+   */
   pump (c: Conn, read = false): void {
     const socket = c.socket
     while (!c.busy && !c.closing && c.buf !== null && !socket.destroyed) {
@@ -187,7 +197,7 @@ export class RawPublishers {
         })
       return
     }
-    this.#flush(c)
+    if (c.corked) this.#later(c)
     // the client half-closed with nothing left to answer: close, as Node's server does
     if (c.eof && !c.busy && !c.closing && c.buf === null) {
       this.#release(c)
@@ -197,25 +207,47 @@ export class RawPublishers {
     if (socket.isPaused() && !c.busy && socket.writableLength <= HIGH_WATER) socket.resume()
   }
 
-  /** Answers written in this turn leave together: corked now, uncorked when the batch ends or at the end of the turn. */
+  /** Answers written in this turn leave together: corked now, uncorked at the end of the turn (#later). */
   #cork (c: Conn): void {
     if (c.corked) return
     c.corked = true
     c.socket.cork()
-    // a handler that waits (Redis, a token check, an upstream) does not hold the answers before it
-    setImmediate(flushConn, this, c)
+  }
+
+  /**
+   * Uncork `c` at the end of this turn. Queued once a request's handler is done (its deliveries'
+   * setImmediate is queued by then); a handler that waits (Redis, a token check, an upstream) does
+   * not hold the answers before it, which were queued when their own handlers finished.
+   */
+  #later (c: Conn): void {
+    if (c.queued) return
+    c.queued = true
+    this.#pending.push(c)
+    if (!this.#scheduled) {
+      this.#scheduled = true
+      setImmediate(flushPending, this)
+    }
+  }
+
+  /** setImmediate's end of the turn (see #later): every corked connection's answers leave. */
+  flushPending (): void {
+    const list = this.#pending
+    this.#pending = []
+    this.#scheduled = false
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i]!
+      c.queued = false
+      // handed to Node's server, or closed, meanwhile: #release uncorked it already
+      if (c.socket[kConn] !== c) continue
+      this.#flush(c)
+      if (c.socket.writableLength > HIGH_WATER && !c.socket.destroyed) c.socket.pause()
+    }
   }
 
   #flush (c: Conn): void {
     if (!c.corked) return
     c.corked = false
     c.socket.uncork()
-  }
-
-  /** setImmediate's end of the turn (see #cork). */
-  flushTurn (c: Conn): void {
-    this.#flush(c)
-    if (c.socket.writableLength > HIGH_WATER && !c.socket.destroyed) c.socket.pause()
   }
 
   #done (c: Conn, reply: SocketReply): void {
@@ -228,6 +260,8 @@ export class RawPublishers {
       c.socket.destroySoon()
       return
     }
+    // this answer leaves at the end of the turn even if the next request's handler waits
+    if (c.corked) this.#later(c)
     this.pump(c)
   }
 
@@ -285,8 +319,8 @@ function noop (): void {}
 
 const EMPTY = Buffer.alloc(0)
 
-function flushConn (rp: RawPublishers, c: Conn): void {
-  rp.flushTurn(c)
+function flushPending (rp: RawPublishers): void {
+  rp.flushPending()
 }
 
 function onConnection (this: ServerWith, socket: RawSocket): void {
@@ -523,8 +557,9 @@ class SocketReply extends HeadersReply {
     head += '\r\n'
     const socket = c.socket
     if (socket.destroyed || socket.writableEnded) return this
-    socket.write(head, 'latin1')
-    if (!empty) socket.write(payload as Buffer | string)
+    // one chunk per answer: uncorking a batch of one is then a plain write, not a writev
+    if (empty) socket.write(head, 'latin1')
+    else socket.write(Buffer.concat([Buffer.from(head, 'latin1'), typeof payload === 'string' ? Buffer.from(payload) : payload!]))
     return this
   }
 
