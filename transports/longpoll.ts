@@ -3,7 +3,7 @@
 // record: Node's request, response and parser are released (detach.ts). The answer is written
 // raw — status line, the message's header block built once, the shared body — and the socket is
 // then handed back to Node's HTTP server for the next poll on the same connection.
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
 import { EXPOSE_HEADERS, VARY, randomBetween } from '../lib/http.ts'
@@ -55,19 +55,21 @@ export class LongpollTransport implements Transport {
       return
     }
     const req = sr.req
-    // A request whose body is still arriving stays with Node; every other parked poll is released.
-    if (req.complete && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
-      sub.flags |= F_LP_RAW | (sr.res.shouldKeepAlive ? 0 : F_LP_CLOSE)
-      sub.res = null
-      detachSocket(req, sr.res)
-      sub.socket.on('error', onError)
-      sub.socket.on('end', onEnd)
-    }
     const socket = sub.socket as LpSocket
+    // A request with a body stays with Node (it may still be arriving); every other parked poll is
+    // released. Taken from inside Node's parser (the standalone server's fast path runs the handler
+    // from 'request', before the parser has marked the request complete), it is released once that
+    // parse has returned, as a poll through Fastify is (see releaseParked).
+    const bodyless = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined
+    if (bodyless && req.complete) release(sub, req, sr.res)
     socket[kSubscriber] = sub
     socket.on('close', onClose)
     socket.on('data', onParkedData)
     core.register(sub)
+    if (bodyless && !req.complete) {
+      toRelease.push(sub, req, sr.res)
+      if (toRelease.length === 3) queueMicrotask(releaseParked)
+    }
   }
 
   deliver (sub: Subscriber, msg: Message, pos: number): void {
@@ -206,6 +208,38 @@ export class LongpollTransport implements Transport {
     if (sub.origin !== null) pushCors(headers, sub.origin)
     if (status === 503) headers.push('Retry-After', String(randomBetween(1, 10)))
     this.#send(sub, status, STATUS_TEXT[status]!, '', headers, body, status === 503 || status === 400)
+  }
+}
+
+/** Let go of Node's request, response and parser for a parked poll: answers are then written raw. */
+function release (sub: Subscriber, req: IncomingMessage, res: ServerResponse): void {
+  sub.flags |= F_LP_RAW | (res.shouldKeepAlive ? 0 : F_LP_CLOSE)
+  sub.res = null
+  detachSocket(req, res)
+  sub.socket.on('error', onError)
+  sub.socket.on('end', onEnd)
+}
+
+/** Polls parked from inside Node's parser in this turn: [sub, req, res, sub, req, res, ...]. */
+let toRelease: Array<Subscriber | IncomingMessage | ServerResponse> = []
+
+/**
+ * After the parse that delivered them returned: each poll still parked with its response unsent
+ * and its request complete is released. The release drops every socket listener, so the parked
+ * poll's own ('close', 'data') are added again.
+ */
+function releaseParked (): void {
+  const list = toRelease
+  toRelease = []
+  for (let i = 0; i < list.length; i += 3) {
+    const sub = list[i] as Subscriber
+    const req = list[i + 1] as IncomingMessage
+    const res = list[i + 2] as ServerResponse
+    const socket = sub.socket as LpSocket
+    if ((sub.flags & F_CLOSED) !== 0 || sub.res !== res || res.headersSent || !req.complete || socket[kSubscriber] !== sub || socket.destroyed) continue
+    release(sub, req, res)
+    socket.on('close', onClose)
+    socket.on('data', onParkedData)
   }
 }
 

@@ -402,6 +402,13 @@ async function deleted (t: ExecutionContext, c: Cell): Promise<void> {
   const s = await d.open(dep, `/sub/${ch}`)
   await s.wait(1)
   await counted(t, c, ch, 1)
+  // A long-poll's first poll is counted, answered and uncounted, then its re-poll counted: with
+  // workers the owner may be asked before the first poll's uncount reaches it, so a count of 1 can
+  // be the answered poll's. Read it again once those have had time to arrive.
+  if (c.tr === 'longpoll') {
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await counted(t, c, ch, 1)
+  }
   const res = await del(dep.pubBase, ch)
   t.is(res.status, 200)
   t.regex(await res.text(), /^queued messages: 1\r\nlast requested: \d+ sec\. ago\r\nactive subscribers: 1\r\nlast message id: \d+:0$/)
