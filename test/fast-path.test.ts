@@ -4,6 +4,9 @@
 // publisher and the subscriber's answers.
 import type { ExecutionContext } from 'ava'
 import test from 'ava'
+import { once } from 'node:events'
+import net from 'node:net'
+import { coreOf } from '../lib/plugin.ts'
 import type { ParklineOptions } from '../lib/config.ts'
 import { parseResponse, rawExchange, rawRequest, startStandalone, type Standalone } from './helpers/server.ts'
 import { API_KEY, AUTH_SERVER, mint } from './helpers/auth.ts'
@@ -145,3 +148,38 @@ test.serial('pipelined publishes answer in order, and a publish behind a GET goe
   t.regex(a[2]!, /"messages": 2/)
   t.regex(a[6]!, /"messages": 1/)
 })
+
+test.serial('a long-poll parked through the fast path lets go of Node\'s request and response, as through Fastify, and the connection polls on', async (t) => {
+  for (const fast of [true, false]) {
+    const s = await serve(t, {}, fast)
+    const core = coreOf(s.app)
+    const socket = net.connect(s.port, '127.0.0.1')
+    socket.setEncoding('latin1')
+    let text = ''
+    socket.on('data', (d: string) => { text += d })
+    await once(socket, 'connect')
+    socket.write(req('GET', '/sub/lp'))
+    t.true(await eventually(() => core.table.size === 1), 'parked')
+    // released: the parked poll holds no ServerResponse (answers are written raw on the socket)
+    t.is(core.table.subs[0]!.res, null, fast ? 'fast path' : 'Fastify')
+    t.is((await rawRequest(s.port, req('POST', '/pub/lp', {}, 'one'))).status, 201)
+    t.true(await eventually(() => text.includes('one')), 'answered')
+    // the same connection goes back to Node's parser for the next poll, which parks and is released too
+    socket.write(req('GET', '/sub/lp', { 'If-None-Match': parseResponse(text).headers.etag ?? '', 'If-Modified-Since': parseResponse(text).headers['last-modified'] ?? '' }))
+    t.true(await eventually(() => core.table.size === 1), 'parked again')
+    t.is(core.table.subs[0]!.res, null)
+    text = ''
+    t.is((await rawRequest(s.port, req('POST', '/pub/lp', {}, 'two'))).status, 201)
+    t.true(await eventually(() => text.includes('two')), 'answered again')
+    socket.destroy()
+  }
+})
+
+async function eventually (cond: () => boolean, ms = 5000): Promise<boolean> {
+  const deadline = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > deadline) return false
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  return true
+}
