@@ -32,7 +32,7 @@ export class Message {
     this.time = time
     this.tag = tag
     this.id = formatId(time, tag)
-    this.data = data
+    this.data = owned(data)
     this.contentType = contentType
     this.event = event
     this.publishedAt = publishedAt
@@ -56,7 +56,9 @@ export class Message {
 
   /** The whole SSE event for a single-channel subscription: one Buffer for all of them. */
   sseFrame (): Buffer {
-    if (this.#sseFrame === null) this.#sseFrame = Buffer.concat([Buffer.from(this.sseHead(this.id), 'latin1'), this.sseData()])
+    // built in one allocation, without keeping the `data:` lines apart (only multiplexed
+    // subscriptions, which print their own id lines, ask for those)
+    if (this.#sseFrame === null) this.#sseFrame = frameSseData(this.data, this.sseHead(this.id))
     return this.#sseFrame
   }
 
@@ -152,12 +154,27 @@ export class Message {
   }
 }
 
-export function frameSseData (data: Buffer): Buffer {
+/**
+ * A message's bytes in a backing store of their own. A Buffer under 4 KiB from Buffer.allocUnsafe,
+ * Buffer.concat or Buffer.from is a view of an 8 KiB slab shared with whatever else was allocated
+ * next to it (request heads, answers, frames), and a view read out of a larger frame (a worker's
+ * batch, a Redis reply) pins all of that frame: a message kept for an hour would keep all of it.
+ * Measured in benchmarks/results/message-memory-*.md.
+ */
+export function owned (data: Buffer): Buffer {
+  if (data.byteOffset === 0 && data.buffer.byteLength === data.length) return data
+  const own = Buffer.allocUnsafeSlow(data.length)
+  data.copy(own)
+  return own
+}
+
+/** `data: ` lines for `data` (after an optional latin1 `head`), in a backing store of their own. */
+export function frameSseData (data: Buffer, head = ''): Buffer {
   let lines = 1
   for (let i = data.indexOf(LF); i !== -1; i = data.indexOf(LF, i + 1)) lines++
   // each piece keeps its bytes, loses its LF, gains "data: " + "\n"; one more "\n" ends the event
-  const out = Buffer.allocUnsafe(data.length - (lines - 1) + lines * 7 + 1)
-  let o = 0
+  const out = Buffer.allocUnsafeSlow(head.length + data.length - (lines - 1) + lines * 7 + 1)
+  let o = head.length > 0 ? out.write(head, 0, 'latin1') : 0
   let start = 0
   for (;;) {
     const end = data.indexOf(LF, start)

@@ -1,0 +1,29 @@
+// A buffered message keeps only its own bytes (lib/message.ts): its body and its SSE frame each in a
+// backing store of their own, never a view that pins a shared slab or a larger frame.
+import test from 'ava'
+import { Message, frameSseData, owned } from '../../lib/message.ts'
+
+test('a body that is a view of a larger store is copied into its own; one that owns its store is kept', (t) => {
+  const pooled = Buffer.from('hello') // under 4 KiB: a view of Node's shared slab
+  t.true(pooled.buffer.byteLength > pooled.length)
+  const m = new Message(1, 0, pooled, null, null, 0)
+  t.is(m.data.toString(), 'hello')
+  t.is(m.data.byteOffset, 0)
+  t.is(m.data.buffer.byteLength, 5)
+  const batch = Buffer.from('xxxxhelloyyyy')
+  t.is(owned(batch.subarray(4, 9)).buffer.byteLength, 5)
+  const own = Buffer.allocUnsafeSlow(3)
+  t.is(owned(own), own)
+  t.is(owned(Buffer.alloc(0)).length, 0)
+})
+
+test('the SSE frame is built in one store of its own, and equals id lines plus the data lines', (t) => {
+  const m = new Message(1700000000, 3, Buffer.from('a\nb'), null, 'tick', 0)
+  const f = m.sseFrame()
+  t.is(f.toString('latin1'), 'event: tick\nid: 1700000000:3\ndata: a\ndata: b\n\n')
+  t.is(f.byteOffset, 0)
+  t.is(f.buffer.byteLength, f.length)
+  t.is(m.sseFrame(), f)
+  t.is(m.sseData().toString('latin1'), 'data: a\ndata: b\n\n')
+  t.is(frameSseData(Buffer.from(''), 'id: 1\n').toString('latin1'), 'id: 1\ndata: \n\n')
+})
