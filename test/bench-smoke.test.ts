@@ -63,3 +63,31 @@ test.serial('the memory benchmark runs in smoke mode and reports every server', 
   t.regex(doc, /- command: `SUBSCRIBERS=200 RUNS=1 CONCURRENCY=100 node benchmarks\/connections\.ts`/)
   t.true(doc.includes('| Parkline |'))
 })
+
+test.serial('the message-memory benchmark runs small and reports a positive cost per message held', async (t) => {
+  t.timeout(50000)
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'parkline-bench-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const outFile = path.join(dir, 'messages.md')
+  const child = spawn(process.execPath, ['benchmarks/message-memory.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, MESSAGES: '4000', CHANNELS: '200', SIZE: '512', BENCH_OUT: outFile },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const killer = setTimeout(() => child.kill('SIGKILL'), 45000)
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const [code] = await once(child, 'exit') as [number | null]
+  clearTimeout(killer)
+  t.is(code, 0, stderr)
+  const doc = readFileSync(outFile, 'utf8')
+  t.regex(doc, /Command: `MESSAGES=4000 CHANNELS=200 SIZE=512 node benchmarks\/message-memory\.ts`/)
+  const row = doc.split('\n').find((l) => l.startsWith('| 4,000 |'))
+  t.truthy(row, doc)
+  const cells = row!.split('|').slice(1, -1).map((c) => Number(c.trim().replace(/,/g, '')))
+  // messages, channels, body bytes, held, delivered, RSS, heap, ArrayBuffer bytes per message, seconds
+  t.is(cells[3], 4000, 'every message held (200 channels x 20, under bufferLength)')
+  t.is(cells[4], 4000, 'every message delivered live')
+  // a 512-byte body is held in off-heap bytes of at least its own size
+  t.true(cells[7]! >= 512, `ArrayBuffer bytes per message ${cells[7]}`)
+})
