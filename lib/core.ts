@@ -59,6 +59,8 @@ export class Core {
   metrics: Metrics | null
   /** Messages a coalescer held in this turn (so the fan-out knows its latency is recorded later). */
   held: number
+  /** Every transport's coalescer (transports/coalesce.ts), so a publish's answer can wait for them. */
+  readonly coalescers: Array<{ flushNow: () => void }> = []
   /** The host's (or the standalone server's) pino logger; null: Parkline logs nothing. */
   log: ParklineLog | null
   /** Subscribers cut at their queue cap since the last warning, by policy (rate-limited warnings). */

@@ -147,8 +147,8 @@ export class RawPublishers {
   /**
    * Take every whole request buffered, one at a time. Answers stay corked until the end of the
    * turn: a pipelined batch leaves in one write, and a publish is answered after the deliveries it
-   * made in this turn were written (transports/coalesce.ts flushes them in its setImmediate, queued
-   * before this one), so a publisher waiting on its answer never runs ahead of the fan-out.
+   * made in this turn were written (the coalescers, transports/coalesce.ts, are flushed first), so
+   * a publisher waiting on its answer never runs ahead of the fan-out.
    */
   pump (c: Conn, read = false): void {
     const socket = c.socket
@@ -215,9 +215,9 @@ export class RawPublishers {
   }
 
   /**
-   * Uncork `c` at the end of this turn. Queued once a request's handler is done (its deliveries'
-   * setImmediate is queued by then); a handler that waits (Redis, a token check, an upstream) does
-   * not hold the answers before it, which were queued when their own handlers finished.
+   * Uncork `c` at the end of this turn. Queued once a request's handler is done; a handler that
+   * waits (Redis, a token check, an upstream) does not hold the answers before it, which were
+   * queued when their own handlers finished.
    */
   #later (c: Conn): void {
     if (c.queued) return
@@ -234,6 +234,9 @@ export class RawPublishers {
     const list = this.#pending
     this.#pending = []
     this.#scheduled = false
+    // the deliveries this turn held leave first, whichever transport's setImmediate is queued later
+    const coalescers = this.#core.coalescers
+    for (let i = 0; i < coalescers.length; i++) coalescers[i]!.flushNow()
     for (let i = 0; i < list.length; i++) {
       const c = list[i]!
       c.queued = false

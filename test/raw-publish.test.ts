@@ -6,6 +6,7 @@ import net from 'node:net'
 import { once } from 'node:events'
 import type { ExecutionContext } from 'ava'
 import test from 'ava'
+import WebSocket from 'ws'
 import type { ParklineOptions } from '../lib/config.ts'
 import { coreOf } from '../lib/plugin.ts'
 import { parseResponse, startStandalone, type Standalone } from './helpers/server.ts'
@@ -328,4 +329,43 @@ test('closing the server ends an idle publisher connection at once', async (t) =
   await s.app.close()
   await ended
   t.pass()
+})
+
+test.serial('a publish is answered after its deliveries were written, on every transport that coalesces', async (t) => {
+  const s = await serve(t)
+  const core = coreOf(s.app)
+  // an SSE subscriber on one channel, a WebSocket one on another: two coalescers
+  const sse = net.connect(s.port, '127.0.0.1')
+  sse.on('error', () => {})
+  await once(sse, 'connect')
+  sse.write('GET /sub/order-a HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n')
+  const ws = new WebSocket(`ws://127.0.0.1:${s.port}/sub/order-b`)
+  ws.on('error', () => {})
+  // (teardowns run last first: these before the server's close, which waits for them)
+  t.teardown(() => { ws.terminate(); sse.destroy() })
+  await once(ws, 'open')
+  const deadline = Date.now() + 5000
+  while (core.table.size < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.is(core.table.size, 2)
+  // the bytes the server hands to the kernel from now on, in order (a corked answer leaves at uncork)
+  type Generic = (this: net.Socket, writev: boolean, data: unknown, encoding: string, cb: unknown) => unknown
+  const proto = net.Socket.prototype as unknown as { _writeGeneric: Generic }
+  const generic = proto._writeGeneric
+  const order: string[] = []
+  proto._writeGeneric = function (writev, data, encoding, cb) {
+    // this server's end of its connections only (other tests' servers share the prototype)
+    if (this.localPort !== s.port) return generic.call(this, writev, data, encoding, cb)
+    const chunks = writev ? (data as Array<{ chunk: unknown }>).map((d) => d.chunk) : [data]
+    const text = chunks.map((c) => Buffer.isBuffer(c) ? c.toString('latin1') : String(c)).join('')
+    if (text.startsWith('HTTP/1.1 20')) order.push('answer')
+    else if (text.includes('data: sse-one')) order.push('sse')
+    else if (text.includes('ws-two')) order.push('ws')
+    return generic.call(this, writev, data, encoding, cb)
+  }
+  t.teardown(() => { proto._writeGeneric = generic })
+  // both publishes in one write: one turn, where A's answer is queued before B's delivery is held
+  const r = await exchange(s.port, [post('/pub/order-a', 'sse-one') + post('/pub/order-b', 'ws-two')], 2)
+  proto._writeGeneric = generic
+  t.deepEqual(r.answers.map((a) => a.split(' ')[1]), ['201', '201'])
+  t.deepEqual(order, ['sse', 'ws', 'answer'], 'both deliveries, then the two answers in one write')
 })

@@ -42,6 +42,12 @@ export class Coalescer {
     this.#lastMsg = null
     this.#lastSlot = -1
     this.#scheduled = false
+    core.coalescers.push(this)
+  }
+
+  /** Write what this turn held now, ahead of its setImmediate (a publish's answer goes after it). */
+  flushNow (): void {
+    if (this.#scheduled) this.flush()
   }
 
   /** Hold `msg` for `sub` (single-channel, live, socket not backed up) until the end of the turn. */
