@@ -50,7 +50,7 @@ interface Conn {
   /** A request is being handled (answers go out in order, one request at a time). */
   busy: boolean
   corked: boolean
-  /** Waiting for the end of the turn's flush (RawPublishers.flushTurn). */
+  /** Waiting for the end of the turn's flush (RawPublishers.flushPending). */
   queued: boolean
   /** The connection ends after the answer being written (Connection: close, or shutting down). */
   closing: boolean
@@ -562,8 +562,15 @@ class SocketReply extends HeadersReply {
     const socket = c.socket
     if (socket.destroyed || socket.writableEnded) return this
     // one chunk per answer: uncorking a batch of one is then a plain write, not a writev
-    if (empty) socket.write(head, 'latin1')
-    else socket.write(Buffer.concat([Buffer.from(head, 'latin1'), typeof payload === 'string' ? Buffer.from(payload) : payload!]))
+    if (empty) {
+      socket.write(head, 'latin1')
+      return this
+    }
+    const body = typeof payload === 'string' ? Buffer.from(payload) : payload!
+    const out = Buffer.allocUnsafe(head.length + body.length)
+    out.write(head, 0, 'latin1')
+    body.copy(out, head.length)
+    socket.write(out)
     return this
   }
 
