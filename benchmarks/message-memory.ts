@@ -7,7 +7,9 @@
 //   node benchmarks/message-memory.ts            orchestrator: prints a table, writes BENCH_OUT
 //   node --expose-gc benchmarks/message-memory.ts server   (forked by the orchestrator)
 //
-// Knobs (env): MESSAGES (100000), CHANNELS (10000), SIZE (512 bytes), BENCH_OUT (results file; "-" = none).
+// Knobs (env): MESSAGES (100000), CHANNELS (10000), SIZE (512 bytes), TRANSPORT (eventsource, or
+// websocket: subscribers through the `ws` client, so the message's WebSocket frame is built instead),
+// BENCH_OUT (results file; "-" = none).
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import fs from 'node:fs'
@@ -15,6 +17,7 @@ import net from 'node:net'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
+import WebSocket from 'ws'
 
 const SELF = fileURLToPath(import.meta.url)
 
@@ -50,6 +53,7 @@ async function main (): Promise<void> {
   const N = Number(process.env.MESSAGES ?? 100000)
   const C = Number(process.env.CHANNELS ?? 10000)
   const SIZE = Number(process.env.SIZE ?? 512)
+  const TRANSPORT = process.env.TRANSPORT === 'websocket' ? 'websocket' : 'eventsource'
   const server = fork(SELF, ['server'], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const [ready] = await once(server, 'message') as [{ port: number }]
   const port = ready.port
@@ -60,16 +64,24 @@ async function main (): Promise<void> {
       if (m.type === 'mem') return m.mem
     }
   }
-  // one SSE subscriber per channel, counting the events it reads
+  // one subscriber per channel, counting the messages it reads
+  const ws = TRANSPORT === 'websocket'
   let events = 0
-  const subs: net.Socket[] = []
+  const subs: Array<{ destroy: () => void }> = []
   for (let i = 0; i < C; i++) {
-    const s = net.connect(port, '127.0.0.1')
-    // one `data: ` line per event (the bodies have no LF); a line cut by a read is counted with its last byte
-    s.on('data', (d: Buffer) => { for (let j = d.indexOf('a: x'); j !== -1; j = d.indexOf('a: x', j + 4)) events++ })
-    s.on('error', () => {})
-    s.write(`GET /sub/m${i} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`)
-    subs.push(s)
+    if (ws) {
+      const w = new WebSocket(`ws://127.0.0.1:${port}/sub/m${i}`)
+      w.on('message', () => { events++ })
+      w.on('error', () => {})
+      subs.push({ destroy: () => { w.terminate() } })
+    } else {
+      const s = net.connect(port, '127.0.0.1')
+      // one `data: ` line per event (the bodies have no LF); a line cut by a read is counted with its last byte
+      s.on('data', (d: Buffer) => { for (let j = d.indexOf('a: x'); j !== -1; j = d.indexOf('a: x', j + 4)) events++ })
+      s.on('error', () => {})
+      s.write(`GET /sub/m${i} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`)
+      subs.push(s)
+    }
     if (i % 500 === 499) await new Promise((resolve) => setTimeout(resolve, 20))
   }
   await new Promise((resolve) => setTimeout(resolve, 1000))
@@ -97,17 +109,17 @@ async function main (): Promise<void> {
   server.disconnect()
   const held = after.messages - before.messages
   const per = (f: (m: Mem) => number): number => Math.round((f(after) - f(before)) / held)
-  const row = `| ${N.toLocaleString('en-US')} | ${C.toLocaleString('en-US')} | ${SIZE} | ${held.toLocaleString('en-US')} | ${(events - heads).toLocaleString('en-US')} | ` +
+  const row = `| ${TRANSPORT} | ${N.toLocaleString('en-US')} | ${C.toLocaleString('en-US')} | ${SIZE} | ${held.toLocaleString('en-US')} | ${(events - heads).toLocaleString('en-US')} | ` +
     `${per((m) => m.rss).toLocaleString('en-US')} | ${per((m) => m.heapUsed).toLocaleString('en-US')} | ${per((m) => m.arrayBuffers).toLocaleString('en-US')} | ${seconds.toFixed(1)} |`
   const out = [
     `# Memory per buffered message — ${new Date().toISOString().slice(0, 10)}`,
     '',
-    `Command: \`MESSAGES=${N} CHANNELS=${C} SIZE=${SIZE} node benchmarks/message-memory.ts\`; Node ${process.version}, ${os.cpus()[0]?.model ?? ''}.`,
-    'The server (standalone, one process, defaults: bufferLength 100, messageTimeout 1 h) holds one SSE subscriber per channel;',
+    `Command: \`MESSAGES=${N} CHANNELS=${C} SIZE=${SIZE} TRANSPORT=${TRANSPORT} node benchmarks/message-memory.ts\`; Node ${process.version}, ${os.cpus()[0]?.model ?? ''}.`,
+    `The server (standalone, one process, defaults: bufferLength 100, messageTimeout 1 h) holds one ${TRANSPORT} subscriber per channel;`,
     'messages are POSTed over 16 keep-alive connections and each is delivered live. Memory after V8\'s memory-reducing GC, before and after, divided by the messages held.',
     '',
-    '| messages | channels | body bytes | held | delivered | RSS per message | V8 heap per message | ArrayBuffer bytes per message | seconds |',
-    '|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+    '| subscribers | messages | channels | body bytes | held | delivered | RSS per message | V8 heap per message | ArrayBuffer bytes per message | seconds |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
     row
   ]
   process.stdout.write(out.join('\n') + '\n')

@@ -74,13 +74,13 @@ export class Message {
 
   /** The plain WebSocket frame (payload = body): one Buffer for every plain-mode subscriber. */
   wsFrame (): Buffer {
-    if (this.#wsFrame === null) this.#wsFrame = frame(this.wsOpcode, this.data)
+    if (this.#wsFrame === null) this.#wsFrame = frame(this.wsOpcode, this.data, Buffer.allocUnsafeSlow)
     return this.#wsFrame
   }
 
   /** The `ws+meta.*` frame of a single-channel subscription without a gap: shared as well. */
   wsMetaFrame (): Buffer {
-    if (this.#wsMetaFrame === null) this.#wsMetaFrame = framePrefixed(this.wsOpcode, this.wsMeta(this.id, null), this.data)
+    if (this.#wsMetaFrame === null) this.#wsMetaFrame = framePrefixed(this.wsOpcode, this.wsMeta(this.id, null), this.data, Buffer.allocUnsafeSlow)
     return this.#wsMetaFrame
   }
 
@@ -101,7 +101,7 @@ export class Message {
     if (this.#multipartPart === null) {
       const ids = '\r\nLast-Modified: ' + this.lastModified + '\r\nEtag: ' + this.tag + '\r\n'
       const type = this.contentType === null ? '\r\n' : 'Content-Type: ' + this.contentType + '\r\n\r\n'
-      const part = Buffer.allocUnsafe(ids.length + type.length + this.data.length)
+      const part = Buffer.allocUnsafeSlow(ids.length + type.length + this.data.length)
       let o = part.write(ids, 0, 'latin1')
       o += part.write(type, o, 'latin1')
       this.data.copy(part, o)
@@ -121,7 +121,7 @@ export class Message {
   chunk (): Buffer {
     if (this.#chunk === null) {
       const size = this.data.length.toString(16) + '\r\n'
-      const out = Buffer.allocUnsafe(size.length + this.data.length + 2)
+      const out = Buffer.allocUnsafeSlow(size.length + this.data.length + 2)
       out.write(size, 0, 'latin1')
       this.data.copy(out, size.length)
       out[out.length - 2] = 13

@@ -81,10 +81,10 @@ test.serial('the message-memory benchmark runs small and reports a positive cost
   clearTimeout(killer)
   t.is(code, 0, stderr)
   const doc = readFileSync(outFile, 'utf8')
-  t.regex(doc, /Command: `MESSAGES=4000 CHANNELS=200 SIZE=512 node benchmarks\/message-memory\.ts`/)
-  const row = doc.split('\n').find((l) => l.startsWith('| 4,000 |'))
+  t.regex(doc, /Command: `MESSAGES=4000 CHANNELS=200 SIZE=512 TRANSPORT=eventsource node benchmarks\/message-memory\.ts`/)
+  const row = doc.split('\n').find((l) => l.startsWith('| eventsource | 4,000 |'))
   t.truthy(row, doc)
-  const cells = row!.split('|').slice(1, -1).map((c) => Number(c.trim().replace(/,/g, '')))
+  const cells = row!.split('|').slice(2, -1).map((c) => Number(c.trim().replace(/,/g, '')))
   // messages, channels, body bytes, held, delivered, RSS, heap, ArrayBuffer bytes per message, seconds
   t.is(cells[3], 4000, 'every message held (200 channels x 20, under bufferLength)')
   t.is(cells[4], 4000, 'every message delivered live')

@@ -61,11 +61,14 @@ function writeHeader (h: Buffer, opcode: number, length: number): number {
   return 10
 }
 
-/** One whole server frame (header + payload) in a single Buffer: frame once, write to many. */
-export function frame (opcode: number, payload: Buffer): Buffer {
+/**
+ * One whole server frame (header + payload) in a single Buffer: frame once, write to many. `alloc`:
+ * Buffer.allocUnsafeSlow for a frame a buffered message keeps (lib/message.ts, owned).
+ */
+export function frame (opcode: number, payload: Buffer, alloc: (size: number) => Buffer = Buffer.allocUnsafe): Buffer {
   const length = payload.length
   const size = (length < 126 ? 2 : length < 65536 ? 4 : 10) + length
-  const out = Buffer.allocUnsafe(size)
+  const out = alloc(size)
   const o = writeHeader(out, opcode, length)
   payload.copy(out, o)
   return out
@@ -84,12 +87,12 @@ export function framePrefixHead (opcode: number, prefix: string, bodyLength: num
   return out
 }
 
-/** A frame whose payload is `prefix` (latin1 text, e.g. meta lines) followed by `body`. */
-export function framePrefixed (opcode: number, prefix: string, body: Buffer): Buffer {
+/** A frame whose payload is `prefix` (latin1 text, e.g. meta lines) followed by `body`; `alloc` as for frame. */
+export function framePrefixed (opcode: number, prefix: string, body: Buffer, alloc: (size: number) => Buffer = Buffer.allocUnsafe): Buffer {
   const plen = Buffer.byteLength(prefix, 'latin1')
   const length = plen + body.length
   const size = (length < 126 ? 2 : length < 65536 ? 4 : 10) + length
-  const out = Buffer.allocUnsafe(size)
+  const out = alloc(size)
   let o = writeHeader(out, opcode, length)
   o += out.write(prefix, o, 'latin1')
   body.copy(out, o)

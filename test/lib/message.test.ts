@@ -27,3 +27,12 @@ test('the SSE frame is built in one store of its own, and equals id lines plus t
   t.is(m.sseData().toString('latin1'), 'data: a\ndata: b\n\n')
   t.is(frameSseData(Buffer.from(''), 'id: 1\n').toString('latin1'), 'id: 1\ndata: \n\n')
 })
+
+test('the frames a message keeps for WebSocket, multipart and chunked subscribers are in stores of their own', (t) => {
+  const m = new Message(1700000000, 4, Buffer.from('hello'), 'text/plain', null, 0)
+  for (const f of [m.wsFrame(), m.wsMetaFrame(), m.multipartPart(), m.chunk()]) {
+    t.is(f.byteOffset, 0)
+    t.is(f.buffer.byteLength, f.length)
+  }
+  t.is(m.chunk().toString('latin1'), '5\r\nhello\r\n')
+})
