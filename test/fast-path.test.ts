@@ -8,7 +8,7 @@ import { once } from 'node:events'
 import net from 'node:net'
 import { coreOf } from '../lib/plugin.ts'
 import type { ParklineOptions } from '../lib/config.ts'
-import { parseResponse, rawExchange, rawRequest, startStandalone, type Standalone } from './helpers/server.ts'
+import { eventually, parseResponse, rawExchange, rawRequest, startStandalone, type Standalone } from './helpers/server.ts'
 import { API_KEY, AUTH_SERVER, mint } from './helpers/auth.ts'
 
 async function serve (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>>, fast: boolean): Promise<Standalone> {
@@ -174,12 +174,3 @@ test.serial('a long-poll parked through the fast path lets go of Node\'s request
     socket.destroy()
   }
 })
-
-async function eventually (cond: () => boolean, ms = 5000): Promise<boolean> {
-  const deadline = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > deadline) return false
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-  return true
-}
