@@ -7,51 +7,108 @@ import { OP_BINARY, OP_TEXT, frame, framePrefixed } from '../transports/websocke
 const LF = 10
 const DATA_PREFIX = Buffer.from('data: ')
 
+/**
+ * A content type is one of a handful per deployment: every message that names one shares one string
+ * (bounded: past MAX_TYPES distinct ones, a new one is kept as given).
+ */
+const MAX_TYPES = 64
+const TYPES = new Map<string, string>()
+
+function internType (type: string | null): string | null {
+  if (type === null) return null
+  const known = TYPES.get(type)
+  if (known !== undefined) return known
+  if (TYPES.size < MAX_TYPES) TYPES.set(type, type)
+  return type
+}
+
+/** Caches a message needs only for some transports (long-poll, multipart, chunked, ws+meta, multiplexed SSE). */
+interface Extras {
+  sseData: Buffer | null
+  wsMetaFrame: Buffer | null
+  lastModified: string | null
+  longpollHeaders: string | null
+  multipartPart: Buffer | null
+  multipartBody: Buffer | null
+  chunk: Buffer | null
+}
+
+/**
+ * A buffered message is kept for its channel's whole buffer window, thousands per channel and
+ * millions per process, and every one of them is traced by each major garbage collection: it holds
+ * as few heap objects as it can (measured in benchmarks/results/message-memory-*.md). A body
+ * without LF is stored once, inside its SSE frame (`id: …\ndata: <body>\n\n`, built at publish,
+ * one backing store), and `data` is a view of it made at first use; a body with LF is stored on its
+ * own and its frame built when an SSE subscriber needs it. The id string is formatted on demand.
+ * Frames and headers only some transports use live in one object made at first use.
+ */
 export class Message {
   readonly time: number
   readonly tag: number
-  readonly id: string
-  readonly data: Buffer
   readonly contentType: string | null
   readonly event: string | null
   /** ms since the epoch when published (sub-ms where it was published here), for expiry and delivery latency. */
   readonly publishedAt: number
   /** Its publish-to-write latency was recorded (once per message and process, lib/metrics.ts). */
   latencyObserved: boolean
-  #sseData: Buffer | null
+  /** The body's length (its bytes are in #frame's tail or #data). */
+  readonly #length: number
+  #data: Buffer | null
   #sseFrame: Buffer | null
   #wsFrame: Buffer | null
-  #wsMetaFrame: Buffer | null
-  #lastModified: string | null
-  #longpollHeaders: string | null
-  #multipartPart: Buffer | null
-  #multipartBody: Buffer | null
-  #chunk: Buffer | null
+  #extras: Extras | null
 
   constructor (time: number, tag: number, data: Buffer, contentType: string | null, event: string | null, publishedAt: number) {
     this.time = time
     this.tag = tag
-    this.id = formatId(time, tag)
-    this.data = owned(data)
-    this.contentType = contentType
+    this.contentType = internType(contentType)
     this.event = event
     this.publishedAt = publishedAt
     this.latencyObserved = false
-    this.#sseData = null
-    this.#sseFrame = null
+    this.#length = data.length
     this.#wsFrame = null
-    this.#wsMetaFrame = null
-    this.#lastModified = null
-    this.#longpollHeaders = null
-    this.#multipartPart = null
-    this.#multipartBody = null
-    this.#chunk = null
+    this.#extras = null
+    if (data.indexOf(LF) === -1) {
+      // the body is copied once, into the frame it is sent in
+      this.#sseFrame = frameSseData(data, this.sseHead(this.id))
+      this.#data = null
+    } else {
+      this.#sseFrame = null
+      this.#data = owned(data)
+    }
+  }
+
+  /** `<time>:<tag>` (§2). */
+  get id (): string {
+    return formatId(this.time, this.tag)
+  }
+
+  /** The body: its own store, or a view of the SSE frame that holds it. */
+  get data (): Buffer {
+    if (this.#data === null) {
+      const frame = this.#sseFrame!
+      // the frame ends with the body, then "\n\n"
+      this.#data = frame.subarray(frame.length - 2 - this.#length, frame.length - 2)
+    }
+    return this.#data
+  }
+
+  #more (): Extras {
+    if (this.#extras === null) {
+      this.#extras = { sseData: null, wsMetaFrame: null, lastModified: null, longpollHeaders: null, multipartPart: null, multipartBody: null, chunk: null }
+    }
+    return this.#extras
   }
 
   /** `data: ` lines (split on LF only, §6) plus the blank line that ends the event. */
   sseData (): Buffer {
-    if (this.#sseData === null) this.#sseData = frameSseData(this.data)
-    return this.#sseData
+    const x = this.#more()
+    if (x.sseData === null) {
+      // a frame that holds the body ends with exactly these lines: a view of it
+      const f = this.#sseFrame
+      x.sseData = f !== null && (this.#data === null || this.#data.buffer === f.buffer) ? f.subarray(f.length - 8 - this.#length) : frameSseData(this.data)
+    }
+    return x.sseData
   }
 
   /** The whole SSE event for a single-channel subscription: one Buffer for all of them. */
@@ -80,8 +137,9 @@ export class Message {
 
   /** The `ws+meta.*` frame of a single-channel subscription without a gap: shared as well. */
   wsMetaFrame (): Buffer {
-    if (this.#wsMetaFrame === null) this.#wsMetaFrame = framePrefixed(this.wsOpcode, this.wsMeta(this.id, null), this.data, Buffer.allocUnsafeSlow)
-    return this.#wsMetaFrame
+    const x = this.#more()
+    if (x.wsMetaFrame === null) x.wsMetaFrame = framePrefixed(this.wsOpcode, this.wsMeta(this.id, null), this.data, Buffer.allocUnsafeSlow)
+    return x.wsMetaFrame
   }
 
   /** `ws+meta` lines for an id (multiplexed ids differ per subscriber) and an optional gap (§7, §11a). */
@@ -98,37 +156,40 @@ export class Message {
    * part differs per connection and is written after it.
    */
   multipartPart (): Buffer {
-    if (this.#multipartPart === null) {
+    const x = this.#more()
+    if (x.multipartPart === null) {
       const ids = '\r\nLast-Modified: ' + this.lastModified + '\r\nEtag: ' + this.tag + '\r\n'
       const type = this.contentType === null ? '\r\n' : 'Content-Type: ' + this.contentType + '\r\n\r\n'
       const part = Buffer.allocUnsafeSlow(ids.length + type.length + this.data.length)
       let o = part.write(ids, 0, 'latin1')
       o += part.write(type, o, 'latin1')
       this.data.copy(part, o)
-      this.#multipartPart = part
-      this.#multipartBody = part.subarray(ids.length)
+      x.multipartPart = part
+      x.multipartBody = part.subarray(ids.length)
     }
-    return this.#multipartPart
+    return x.multipartPart
   }
 
   /** The part without its id lines (a view of multipartPart): for multiplexed ids and gap headers. */
   multipartBody (): Buffer {
-    if (this.#multipartBody === null) this.multipartPart()
-    return this.#multipartBody!
+    const x = this.#more()
+    if (x.multipartBody === null) this.multipartPart()
+    return x.multipartBody!
   }
 
   /** The chunked-stream chunk `<hex length>\r\n<body>\r\n` (§8); never asked for an empty body. */
   chunk (): Buffer {
-    if (this.#chunk === null) {
+    const x = this.#more()
+    if (x.chunk === null) {
       const size = this.data.length.toString(16) + '\r\n'
       const out = Buffer.allocUnsafeSlow(size.length + this.data.length + 2)
       out.write(size, 0, 'latin1')
       this.data.copy(out, size.length)
       out[out.length - 2] = 13
       out[out.length - 1] = 10
-      this.#chunk = out
+      x.chunk = out
     }
-    return this.#chunk
+    return x.chunk
   }
 
   /**
@@ -138,8 +199,9 @@ export class Message {
    */
   longpollHeaders (etag?: string): string {
     if (etag !== undefined) return this.#buildLongpollHeaders(etag)
-    if (this.#longpollHeaders === null) this.#longpollHeaders = this.#buildLongpollHeaders(String(this.tag))
-    return this.#longpollHeaders
+    const x = this.#more()
+    if (x.longpollHeaders === null) x.longpollHeaders = this.#buildLongpollHeaders(String(this.tag))
+    return x.longpollHeaders
   }
 
   #buildLongpollHeaders (etag: string): string {
@@ -149,8 +211,9 @@ export class Message {
   }
 
   get lastModified (): string {
-    if (this.#lastModified === null) this.#lastModified = formatHttpDate(this.time)
-    return this.#lastModified
+    const x = this.#more()
+    if (x.lastModified === null) x.lastModified = formatHttpDate(this.time)
+    return x.lastModified
   }
 }
 

@@ -520,10 +520,8 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   if (!originAllowed(origin, opts.corsOrigins)) return UNSUPPORTED
   const start = headEnd + 4
   if (buf.length < start + length) return NEED_MORE_BODY
-  // the body is copied out of the read buffer into a store of its own: the message keeps only its
-  // own bytes (lib/message.ts, owned)
-  const body = Buffer.allocUnsafeSlow(length)
-  buf.copy(body, 0, start, start + length)
+  // a view of the read: the message copies it once, into a store of its own (lib/message.ts)
+  const body = buf.subarray(start, start + length)
   return { method, target, path, headers, origin, body, end: start + length, close }
 }
 
