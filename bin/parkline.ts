@@ -17,6 +17,7 @@ import { accessConfigured } from '../lib/access.ts'
 import { isLoopback } from '../lib/http.ts'
 import { buildServer, installShutdown } from '../lib/server.ts'
 import { startIdleTrim } from '../lib/heap-trim.ts'
+import { gcThreads, reexecWithPoolSize, workerExecArgv } from '../lib/gc-threads.ts'
 
 /**
  * Accept queue asked of the kernel (capped by net.core.somaxconn): a reconnect storm or a load
@@ -74,8 +75,11 @@ async function main (): Promise<void> {
   if (command !== 'serve' && command !== 'worker') throw new ParklineError('PKL_ERR_CONFIG', `unknown command "${command}"\n${usage()}`, 2)
   const file = config ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined)
   const opts = resolveOptions(flags, { file, env: process.env })
-  const workers = opts.workers === 0 ? defaultWorkers(availableParallelism()) : opts.workers
-  if (command === 'serve' && workers > 1) return primary(opts, workers)
+  const cores = availableParallelism()
+  const workers = opts.workers === 0 ? defaultWorkers(cores) : opts.workers
+  if (command === 'serve' && workers > 1) return primary(opts, workers, gcThreads(opts, cores, workers))
+  // one process: V8's background threads for this host (lib/gc-threads.ts), before anything opens
+  if (command === 'serve') reexecWithPoolSize(gcThreads(opts, cores, 1), (msg) => process.stderr.write(`parkline: ${msg}\n`))
   // a worker of N on a shared port (SO_REUSEPORT): its link to the primary carries ids and counts
   // (or, with redisUrl, only the node-wide metrics: each worker is then a Redis node of its own)
   const app = await buildServer(opts, command === 'worker' ? new WorkerLink() : undefined)
@@ -102,9 +106,9 @@ function warnIfOpen (log: { warn: (obj: object, msg: string) => void }, opts: Pa
 }
 
 /** The primary: forks N workers (channel owners, lib/cluster.ts); SIGTERM drains them all, then exits. */
-function primary (opts: ParklineOptions, workers: number): void {
+function primary (opts: ParklineOptions, workers: number, threads: number): void {
   const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
-  const seq = new Primary(fileURLToPath(import.meta.url), process.argv.slice(2).filter((a) => a !== 'serve'), log)
+  const seq = new Primary(fileURLToPath(import.meta.url), process.argv.slice(2).filter((a) => a !== 'serve'), log, workerExecArgv(threads))
   seq.start(workers)
   startIdleTrim()
   const address = `http://${opts.host}:${opts.port}`

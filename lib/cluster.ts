@@ -217,6 +217,8 @@ export class Primary {
   #stopping = false
   readonly #script: string
   readonly #args: string[]
+  /** Node flags of the workers (the primary's, with V8's thread count for the host: lib/gc-threads.ts). */
+  readonly #execArgv: string[] | undefined
   /** What proves a mesh peer is one of these workers (lib/mesh.ts), given to each in its environment. */
   readonly #meshKey = randomBytes(32).toString('hex')
   /** The workers' socket directory (mode 0700), removed when the primary exits. */
@@ -224,9 +226,10 @@ export class Primary {
   /** Totals published in the last 'totals': published only grows, even past a worker's death. */
   #publishedGone = 0
 
-  constructor (script: string, args: string[], log: Logger | null = null) {
+  constructor (script: string, args: string[], log: Logger | null = null, execArgv?: string[]) {
     this.#script = script
     this.#args = args
+    this.#execArgv = execArgv
     this.#log = log
     // a socket path is at most 107 bytes: a long TMPDIR would leave no worker able to listen
     const tmp = os.tmpdir().length <= 64 ? os.tmpdir() : '/tmp'
@@ -264,6 +267,7 @@ export class Primary {
   #fork (slot: WorkerSlot): void {
     const child = fork(this.#script, ['worker', ...this.#args], {
       serialization: 'advanced',
+      execArgv: this.#execArgv ?? process.execArgv,
       env: { ...process.env, PARKLINE_WORKER_ID: String(slot.id), PARKLINE_WORKER_COUNT: String(this.workers.length), PARKLINE_MESH: this.#meshDir, PARKLINE_MESH_KEY: this.#meshKey },
       stdio: 'inherit'
     })

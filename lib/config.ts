@@ -12,6 +12,7 @@ interface OptionSpec {
   doc: string
   values?: readonly string[]
   min?: number
+  max?: number
   /** Default when Parkline is embedded as a Fastify plugin, where it differs from the standalone server's. */
   embedded?: unknown
 }
@@ -19,6 +20,7 @@ interface OptionSpec {
 export interface ParklineOptions {
   port: number
   workers: number
+  gcThreads: number
   host: string
   pubPrefix: string
   subPrefix: string
@@ -85,6 +87,7 @@ export const TRANSPORT_NAMES = ['websocket', 'eventsource', 'chunked', 'multipar
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'port', kind: 'int', default: 8080, min: 0, doc: 'TCP port of the standalone server.' },
   { name: 'workers', kind: 'int', default: 0, min: 0, doc: 'Worker processes sharing the port (parkline serve); 0 = chosen for the host (a single process on 1 or 2 cores, one per core above), 1 = a single process.' },
+  { name: 'gcThreads', kind: 'int', default: 0, min: 0, max: 64, doc: 'V8 background threads (Node --v8-pool-size) per standalone server process; 0 = chosen for the host: its cores per server process less one, 1 to 4.' },
   { name: 'host', kind: 'string', default: '0.0.0.0', doc: 'Address the standalone server listens on.' },
   { name: 'pubPrefix', kind: 'string', default: '/pub/', doc: 'Publisher location; the channel id follows it.' },
   { name: 'subPrefix', kind: 'string', default: '/sub/', doc: 'Subscriber location; the channel id(s) follow it.' },
@@ -177,8 +180,9 @@ function coerce (spec: OptionSpec, value: unknown, from: string): unknown {
   switch (spec.kind) {
     case 'int': {
       const n = typeof value === 'string' ? Number(value) : value
-      if (typeof n !== 'number' || !Number.isInteger(n) || n < (spec.min ?? -Infinity)) {
-        throw new ConfigError(`${spec.name} (${from}) must be an integer${spec.min !== undefined ? ' >= ' + spec.min : ''}, got ${JSON.stringify(value)}`)
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < (spec.min ?? -Infinity) || n > (spec.max ?? Infinity)) {
+        const bounds = (spec.min !== undefined ? ' >= ' + spec.min : '') + (spec.min !== undefined && spec.max !== undefined ? ' and' : '') + (spec.max !== undefined ? ' <= ' + spec.max : '')
+        throw new ConfigError(`${spec.name} (${from}) must be an integer${bounds}, got ${JSON.stringify(value)}`)
       }
       return n
     }
