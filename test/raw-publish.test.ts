@@ -369,3 +369,30 @@ test.serial('a publish is answered after its deliveries were written, on every t
   t.deepEqual(r.answers.map((a) => a.split(' ')[1]), ['201', '201'])
   t.deepEqual(order, ['sse', 'ws', 'answer'], 'both deliveries, then the two answers in one write')
 })
+
+test('a connection waiting for its first bytes holds no timer of its own; the silent ones are swept', async (t) => {
+  const s = await serve(t, { headersTimeout: 1 })
+  const accepted: net.Socket[] = []
+  s.app.server.on('connection', (socket: net.Socket) => { accepted.push(socket) })
+  // subscribers that stay: their sockets must not keep a (cleared) Timeout for their whole life
+  const subs: net.Socket[] = []
+  for (let i = 0; i < 5; i++) {
+    const c = net.connect(s.port, '127.0.0.1')
+    c.on('error', () => {})
+    await once(c, 'connect')
+    c.write('GET /sub/nt HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n')
+    await once(c, 'data')
+    subs.push(c)
+  }
+  t.is(accepted.length, 5)
+  for (const socket of accepted) {
+    // Node keeps a socket's timer under its internal `timeout` symbol once setTimeout was called
+    const sym = Object.getOwnPropertySymbols(socket).find((x) => x.description === 'timeout')
+    t.true(sym === undefined || (socket as unknown as Record<symbol, unknown>)[sym] == null)
+  }
+  // a silent connection is still answered 408 and closed, within headersTimeout and one sweep
+  const silent = await exchange(s.port, [], 1, {}, 4000)
+  t.true(silent.closed)
+  t.regex(silent.answers[0] ?? '', /^HTTP\/1\.1 408 /)
+  for (const c of subs) c.destroy()
+})
