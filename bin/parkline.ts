@@ -4,131 +4,15 @@
 // parkline token --sub ID --subscribe PATTERNS [--publish PATTERNS] [--admin] [--ttl S]: an HS256
 //   token signed with the configured jwtSecret (lib/token-cli.ts).
 // Options: defaults < conf/parkline.json (or --config) < PARKLINE_* environment < flags.
-import { existsSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
+//
+// This file only orders the start: lib/gc-threads-start.ts runs before anything else is loaded
+// (a single server process may restart itself in place there, and must not have touched stdout
+// or stderr: importing node:http alone does), then the command itself (lib/cli.ts).
 import { fileURLToPath } from 'node:url'
-import pino from 'pino'
-import { Primary, WorkerLink } from '../lib/cluster.ts'
-import { OPTIONS, defaultWorkers, flagName, resolveOptions, type ParklineOptions } from '../lib/config.ts'
-import { runDoctor } from '../lib/doctor.ts'
-import { ParklineError } from '../lib/errors.ts'
-import { packageFile } from '../lib/paths.ts'
-import { accessConfigured } from '../lib/access.ts'
-import { isLoopback } from '../lib/http.ts'
-import { buildServer, installShutdown } from '../lib/server.ts'
-import { startIdleTrim } from '../lib/heap-trim.ts'
-import { gcThreads, reexecWithPoolSize, workerExecArgv } from '../lib/gc-threads.ts'
+import '../lib/gc-threads-start.ts'
 
-/**
- * Accept queue asked of the kernel (capped by net.core.somaxconn): a reconnect storm or a load
- * generator's ramp must not overflow Node's default of 511 and wait out SYN retries.
- */
-const LISTEN_BACKLOG = 65535
-const DEFAULT_CONFIG = fileURLToPath(packageFile('conf/parkline.json'))
-
-function usage (): string {
-  let s = 'usage: parkline serve [--config FILE] [options]\n' +
-    '       parkline doctor [--workers N] [--require N] [--json] [--status-url URL]   capacity of this host (doctor --help)\n' +
-    '       parkline token --sub ID --subscribe PATTERNS [--publish PATTERNS] [--admin] [--ttl S]   a token signed with jwtSecret\n' +
-    '\noptions (flag, env, default):\n'
-  for (const o of OPTIONS) s += `  ${flagName(o.name).padEnd(32)} ${JSON.stringify(o.default).padEnd(12)} ${o.doc}\n`
-  return s
-}
-
-function parseArgs (argv: string[]): { command: string, config: string | undefined, flags: Record<string, string> } {
-  const byFlag = new Map(OPTIONS.map((o) => [flagName(o.name), o.name as string]))
-  byFlag.set('--redis', 'redisUrl')
-  let command = 'serve'
-  let config: string | undefined
-  const flags: Record<string, string> = {}
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!
-    if (!a.startsWith('--')) { command = a; continue }
-    const eq = a.indexOf('=')
-    const name = eq === -1 ? a : a.slice(0, eq)
-    // a boolean flag may stand alone (`--demo`): true unless an explicit true/false/1/0 follows
-    const bare = eq === -1 && OPTIONS.some((o) => o.kind === 'bool' && flagName(o.name) === name) && !/^(true|false|1|0)$/.test(argv[i + 1] ?? '')
-    const value = eq === -1 ? (bare ? 'true' : argv[++i]) : a.slice(eq + 1)
-    if (name === '--help') { command = 'help'; continue }
-    if (value === undefined) throw new ParklineError('PKL_ERR_CONFIG', `${name} needs a value`, 2)
-    if (name === '--config') { config = value; continue }
-    const key = byFlag.get(name)
-    if (key === undefined) throw new ParklineError('PKL_ERR_CONFIG', `unknown flag ${name}`, 2)
-    flags[key] = value
-  }
-  return { command, config, flags }
-}
-
-async function main (): Promise<void> {
-  if (process.argv[2] === 'doctor') {
-    process.exitCode = await runDoctor(process.argv.slice(3), existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined)
-    return
-  }
-  if (process.argv[2] === 'token') {
-    // loaded only here: jose stays out of a server that checks no tokens
-    const { mintToken } = await import('../lib/token-cli.ts')
-    process.stdout.write(await mintToken(process.argv.slice(3), existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined) + '\n')
-    return
-  }
-  const { command, config, flags } = parseArgs(process.argv.slice(2))
-  if (command === 'help') { process.stdout.write(usage()); return }
-  if (command !== 'serve' && command !== 'worker') throw new ParklineError('PKL_ERR_CONFIG', `unknown command "${command}"\n${usage()}`, 2)
-  const file = config ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined)
-  const opts = resolveOptions(flags, { file, env: process.env })
-  const cores = availableParallelism()
-  const workers = opts.workers === 0 ? defaultWorkers(cores) : opts.workers
-  if (command === 'serve' && workers > 1) return primary(opts, workers, gcThreads(opts, cores, workers))
-  // one process: V8's background threads for this host (lib/gc-threads.ts), before anything opens
-  if (command === 'serve') reexecWithPoolSize(gcThreads(opts, cores, 1), (msg) => process.stderr.write(`parkline: ${msg}\n`))
-  // a worker of N on a shared port (SO_REUSEPORT): its link to the primary carries ids and counts
-  // (or, with redisUrl, only the node-wide metrics: each worker is then a Redis node of its own)
-  const app = await buildServer(opts, command === 'worker' ? new WorkerLink() : undefined)
-  installShutdown(app, opts)
-  if (command === 'worker') {
-    await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG, reusePort: true } as { port: number, host: string })
-    startIdleTrim()
-    return
-  }
-  const address = await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG })
-  startIdleTrim()
-  warnIfOpen(app.log, opts)
-  app.log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers: 1 }, `parkline listening on ${address}`)
-}
-
-/** Listening beyond loopback with no access control: say so once at start (the secure default still holds). */
-function warnIfOpen (log: { warn: (obj: object, msg: string) => void }, opts: ParklineOptions): void {
-  if (accessConfigured(opts)) return
-  const h = opts.host
-  if (h === 'localhost' || isLoopback(h)) return
-  log.warn({ host: h }, `no access control configured while listening on ${h}: anyone who can reach this port may subscribe to any channel; ` +
-    (opts.publisherOpen ? 'publisherOpen lets anyone publish and delete' : 'only loopback clients may publish') +
-    '. Set apiKey, jwtSecret/jwtPublicKey/jwksUrl or authorizeUrl (docs/api.md, Access control)')
-}
-
-/** The primary: forks N workers (channel owners, lib/cluster.ts); SIGTERM drains them all, then exits. */
-function primary (opts: ParklineOptions, workers: number, threads: number): void {
-  const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
-  const seq = new Primary(fileURLToPath(import.meta.url), process.argv.slice(2).filter((a) => a !== 'serve'), log, workerExecArgv(threads))
-  seq.start(workers)
-  startIdleTrim()
-  const address = `http://${opts.host}:${opts.port}`
-  warnIfOpen(log, opts)
-  log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers }, `parkline listening on ${address} with ${workers} worker processes`)
-  let stopping = false
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) return
-    stopping = true
-    log.info({ signal, drainWindow: opts.drainWindow }, 'drain begun')
-    seq.stop(signal, opts.drainWindow * 1000 + 5000).then(() => {
-      log.info('drain finished')
-      process.exit(0)
-    }, () => process.exit(1))
-  }
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
-}
-
-main().catch((err: unknown) => {
+const { main } = await import('../lib/cli.ts')
+main(fileURLToPath(import.meta.url)).catch((err: unknown) => {
   process.stderr.write(`parkline: ${err instanceof Error ? err.message : String(err)}\n`)
   process.exit(2)
 })

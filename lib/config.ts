@@ -1,7 +1,7 @@
 // One table of options: name, type, default, doc. Validated and defaulted once, at boot
 // (nchan's src/nchan_commands.rb works the same way). conf/parkline.json documents the same keys.
 import { readFileSync } from 'node:fs'
-import { ConfigError } from './errors.ts'
+import { ConfigError, ParklineError } from './errors.ts'
 
 type Kind = 'int' | 'string' | 'bool' | 'list' | 'enum'
 
@@ -265,4 +265,29 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
     if (!/^rediss?:\/\//.test(u)) throw new ConfigError(`redisCluster: "${u}" is not a redis:// URL`)
   }
   return o
+}
+
+/** `parkline <command> [--config FILE] [--<option> VALUE]…` (bin/parkline.ts). */
+export function parseCliArgs (argv: string[]): { command: string, config: string | undefined, flags: Record<string, string> } {
+  const byFlag = new Map(OPTIONS.map((o) => [flagName(o.name), o.name as string]))
+  byFlag.set('--redis', 'redisUrl')
+  let command = 'serve'
+  let config: string | undefined
+  const flags: Record<string, string> = {}
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (!a.startsWith('--')) { command = a; continue }
+    const eq = a.indexOf('=')
+    const name = eq === -1 ? a : a.slice(0, eq)
+    // a boolean flag may stand alone (`--demo`): true unless an explicit true/false/1/0 follows
+    const bare = eq === -1 && OPTIONS.some((o) => o.kind === 'bool' && flagName(o.name) === name) && !/^(true|false|1|0)$/.test(argv[i + 1] ?? '')
+    const value = eq === -1 ? (bare ? 'true' : argv[++i]) : a.slice(eq + 1)
+    if (name === '--help') { command = 'help'; continue }
+    if (value === undefined) throw new ParklineError('PKL_ERR_CONFIG', `${name} needs a value`, 2)
+    if (name === '--config') { config = value; continue }
+    const key = byFlag.get(name)
+    if (key === undefined) throw new ParklineError('PKL_ERR_CONFIG', `unknown flag ${name}`, 2)
+    flags[key] = value
+  }
+  return { command, config, flags }
 }

@@ -16,6 +16,7 @@ export interface ParklineMessage {
   /** The id an SSE subscriber of the same subscription sees (multiplexed: the vector id). */
   id: string
   channel: string
+  /** The message's own bytes, shared with every subscriber: read them, never write into them. */
   data: Buffer
   contentType: string | null
   event: string | null

@@ -8,9 +8,12 @@
 // `gcThreads` (0 = chosen for the host): the cores each server process has, less the one its main
 // thread uses, at least 1 and at most Node's 4. The standalone server applies it at start: a
 // single process re-executes itself in place (process.execve: same pid, same stdio, no second
-// process) with the flag; the primary of a worker set passes it to the workers it forks. A
-// `--v8-pool-size` given to Node (on its command line or in NODE_OPTIONS) wins. The embedded plugin
-// never does this: the host application owns its process.
+// process) with the flag, first thing at start (lib/gc-threads-start.ts); the primary of a worker
+// set passes it to the workers it forks. A `--v8-pool-size` given to Node (on its command line or
+// in NODE_OPTIONS) wins, and a process started with an IPC channel or a debugger, or where
+// execve is unavailable, keeps Node's default (restartBlocked). The embedded plugin never does
+// this: the host application owns its process.
+import { accessSync, constants } from 'node:fs'
 import type { ParklineOptions } from './config.ts'
 
 const NODE_DEFAULT = 4
@@ -37,19 +40,40 @@ export function workerExecArgv (threads: number, execArgv: readonly string[] = p
   return ['--v8-pool-size=' + threads, ...execArgv]
 }
 
+/** Set in the restarted process's environment (and removed from it at start): never restart twice. */
+export const RESTARTED = 'PARKLINE_GC_RESTARTED'
+
 /**
- * Re-executes this process in place with `--v8-pool-size=threads`, unless Node already has a pool
- * size or cannot (Windows; Node before 22.15). Returns only when it did not: call it before
- * anything is opened.
+ * Why this process should not restart itself with a pool size, or null if it may. Node given a
+ * pool size already; a process with an IPC channel (child_process.fork, node:cluster, PM2): a
+ * restart would lose the channel; one being debugged (--inspect*); a platform or Node without
+ * process.execve (Windows; Node before 22.15); a Node binary that cannot be executed (a failed
+ * execve aborts the process on Node 22 and 24 instead of throwing).
  */
-export function reexecWithPoolSize (threads: number, warn: (msg: string) => void): void {
-  if (poolSizeGiven()) return
-  const execve = process.execve
-  if (typeof execve !== 'function' || process.platform === 'win32') return
-  const args = [process.execPath, '--v8-pool-size=' + threads, ...process.execArgv, ...process.argv.slice(1)]
+export function restartBlocked (env: NodeJS.ProcessEnv = process.env): string | null {
+  if (env[RESTARTED] !== undefined) return 'restarted already'
+  if (poolSizeGiven(process.execArgv, env.NODE_OPTIONS ?? '')) return 'a --v8-pool-size was given to Node'
+  if (process.channel !== undefined || env.NODE_UNIQUE_ID !== undefined) return 'started with an IPC channel'
+  if (process.execArgv.some((a) => a.startsWith('--inspect'))) return 'being debugged'
+  if (typeof process.execve !== 'function' || process.platform === 'win32') return 'process.execve is not available'
   try {
-    execve.call(process, process.execPath, args, process.env)
-  } catch (err) {
-    warn(`could not restart with --v8-pool-size=${threads} (${(err as Error).message}); running with Node's default`)
+    accessSync(process.execPath, constants.X_OK)
+  } catch {
+    return 'the Node binary cannot be executed'
   }
+  return null
+}
+
+/**
+ * Re-executes this process in place with `--v8-pool-size=threads` unless restartBlocked says no;
+ * returns only then (with the reason). Call it before anything is opened or written, stdout and
+ * stderr included (lib/gc-threads-start.ts): Node makes a pipe non-blocking when it first writes
+ * to it, and the restarted process would take that for the pipe's own state and leave it so.
+ */
+export function restartWithPoolSize (threads: number): string {
+  const blocked = restartBlocked()
+  if (blocked !== null) return blocked
+  const args = [process.execPath, '--v8-pool-size=' + threads, ...process.execArgv, ...process.argv.slice(1)]
+  process.execve!(process.execPath, args, { ...process.env, [RESTARTED]: String(threads) })
+  return 'execve returned'
 }

@@ -39,7 +39,8 @@ interface Extras {
  * as few heap objects as it can (measured in benchmarks/results/message-memory-*.md). A body
  * without LF is stored once, inside its SSE frame (`id: …\ndata: <body>\n\n`, built at publish,
  * one backing store), and `data` is a view of it made at first use; a body with LF is stored on its
- * own and its frame built when an SSE subscriber needs it. The id string is formatted on demand.
+ * own and its frame built when an SSE subscriber needs it. The id string is made when first asked
+ * for (every delivery asks: lib/subscriber.ts advance) and kept, not for a message nobody received.
  * Frames and headers only some transports use live in one object made at first use.
  */
 export class Message {
@@ -53,6 +54,7 @@ export class Message {
   latencyObserved: boolean
   /** The body's length (its bytes are in #frame's tail or #data). */
   readonly #length: number
+  #id: string | null
   #data: Buffer | null
   #sseFrame: Buffer | null
   #wsFrame: Buffer | null
@@ -66,11 +68,12 @@ export class Message {
     this.publishedAt = publishedAt
     this.latencyObserved = false
     this.#length = data.length
+    this.#id = null
     this.#wsFrame = null
     this.#extras = null
     if (data.indexOf(LF) === -1) {
       // the body is copied once, into the frame it is sent in
-      this.#sseFrame = frameSseData(data, this.sseHead(this.id))
+      this.#sseFrame = frameSseData(data, this.sseHead(formatId(time, tag)))
       this.#data = null
     } else {
       this.#sseFrame = null
@@ -78,9 +81,10 @@ export class Message {
     }
   }
 
-  /** `<time>:<tag>` (§2). */
+  /** `<time>:<tag>` (§2): made when first asked for (a delivery asks), then kept. */
   get id (): string {
-    return formatId(this.time, this.tag)
+    if (this.#id === null) this.#id = formatId(this.time, this.tag)
+    return this.#id
   }
 
   /** The body: its own store, or a view of the SSE frame that holds it. */

@@ -1,14 +1,15 @@
 // V8's background threads per server process (lib/gc-threads.ts): chosen for the host, set by
 // re-executing the single process in place (same pid), passed to forked workers, and never
 // overriding a --v8-pool-size given to Node.
-import { execFileSync } from 'node:child_process'
+import { execFileSync, fork, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import test from 'ava'
 import { gcThreads, gcThreadsFor, poolSizeGiven, workerExecArgv } from '../lib/gc-threads.ts'
 import { resolveOptions } from '../lib/config.ts'
 import { ConfigError } from '../lib/errors.ts'
-import { publish, SseClient } from './helpers/server.ts'
+import { eventually, freePort, publish, SseClient } from './helpers/server.ts'
 import { serve } from './helpers/node.ts'
 
 function cmdline (pid: number): string[] {
@@ -85,4 +86,37 @@ test('workers are forked with the thread count for their share of the host', asy
     t.true(cmdline(pid).includes('--v8-pool-size=' + want), cmdline(pid).join(' '))
     t.is(v8Workers(pid), want)
   }
+})
+
+test('a server started with an IPC channel (fork, PM2, node:cluster) keeps it: no restart', async (t) => {
+  const port = await freePort()
+  const child = fork('bin/parkline.ts', ['serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0'], { stdio: 'ignore' })
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL')
+      await once(child, 'exit')
+    }
+  })
+  let disconnected = false
+  child.on('disconnect', () => { disconnected = true })
+  const up = await eventually(async () => {
+    try { return (await fetch(`http://127.0.0.1:${port}/health`)).status === 200 } catch { return false }
+  }, 20000)
+  t.true(up)
+  t.false(cmdline(child.pid!).some((a) => a.startsWith('--v8-pool-size')))
+  t.false(disconnected)
+  t.true(child.connected)
+})
+
+test('the restart leaves a shared stdout pipe blocking, as it found it', (t) => {
+  // stdout and stderr are one pipe; the server writes to it and exits on SIGINT; then grep, on
+  // the same pipe, reads its flags
+  const script = 'exec 2>&1; node bin/parkline.ts serve --workers 1 --port 0 --host 127.0.0.1 --log-level info --drain-window 0 & pid=$!; ' +
+    'sleep 3; kill -INT $pid; wait $pid; grep ^flags /proc/self/fdinfo/1'
+  const r = spawnSync('sh', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${process.execPath.replace(/\/node$/, '')}:${process.env.PATH}` }, timeout: 30000 })
+  t.regex(r.stdout, /parkline listening/)
+  const flags = /^flags:\s+(\d+)/m.exec(r.stdout)
+  t.truthy(flags, r.stdout + r.stderr)
+  // O_NONBLOCK is 04000 (octal)
+  t.is(parseInt(flags![1]!, 8) & 0o4000, 0)
 })

@@ -1,0 +1,105 @@
+// The `parkline` command (bin/parkline.ts loads it once lib/gc-threads-start.ts has run):
+// parkline serve [--config FILE] [--port N] [--<option> VALUE]…
+// parkline doctor [--workers N] [--require N] [--json]: capacity of this host (lib/doctor.ts).
+// parkline token --sub ID --subscribe PATTERNS [--publish PATTERNS] [--admin] [--ttl S]: an HS256
+//   token signed with the configured jwtSecret (lib/token-cli.ts).
+// Options: defaults < conf/parkline.json (or --config) < PARKLINE_* environment < flags.
+import { gcStart } from './gc-threads-start.ts'
+import { existsSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import pino from 'pino'
+import { Primary, WorkerLink } from './cluster.ts'
+import { OPTIONS, defaultWorkers, flagName, parseCliArgs, resolveOptions, type ParklineOptions } from './config.ts'
+import { runDoctor } from './doctor.ts'
+import { ParklineError } from './errors.ts'
+import { packageFile } from './paths.ts'
+import { accessConfigured } from './access.ts'
+import { isLoopback } from './http.ts'
+import { buildServer, installShutdown } from './server.ts'
+import { startIdleTrim } from './heap-trim.ts'
+import { gcThreads, workerExecArgv } from './gc-threads.ts'
+
+/**
+ * Accept queue asked of the kernel (capped by net.core.somaxconn): a reconnect storm or a load
+ * generator's ramp must not overflow Node's default of 511 and wait out SYN retries.
+ */
+const LISTEN_BACKLOG = 65535
+const DEFAULT_CONFIG = fileURLToPath(packageFile('conf/parkline.json'))
+
+function usage (): string {
+  let s = 'usage: parkline serve [--config FILE] [options]\n' +
+    '       parkline doctor [--workers N] [--require N] [--json] [--status-url URL]   capacity of this host (doctor --help)\n' +
+    '       parkline token --sub ID --subscribe PATTERNS [--publish PATTERNS] [--admin] [--ttl S]   a token signed with jwtSecret\n' +
+    '\noptions (flag, env, default):\n'
+  for (const o of OPTIONS) s += `  ${flagName(o.name).padEnd(32)} ${JSON.stringify(o.default).padEnd(12)} ${o.doc}\n`
+  return s
+}
+
+/** The `parkline` command; `entry` is the script (bin/parkline) the primary forks its workers with. */
+export async function main (entry: string): Promise<void> {
+  if (process.argv[2] === 'doctor') {
+    process.exitCode = await runDoctor(process.argv.slice(3), existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined)
+    return
+  }
+  if (process.argv[2] === 'token') {
+    // loaded only here: jose stays out of a server that checks no tokens
+    const { mintToken } = await import('./token-cli.ts')
+    process.stdout.write(await mintToken(process.argv.slice(3), existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined) + '\n')
+    return
+  }
+  const { command, config, flags } = parseCliArgs(process.argv.slice(2))
+  if (command === 'help') { process.stdout.write(usage()); return }
+  if (command !== 'serve' && command !== 'worker') throw new ParklineError('PKL_ERR_CONFIG', `unknown command "${command}"\n${usage()}`, 2)
+  const file = config ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined)
+  const opts = resolveOptions(flags, { file, env: process.env })
+  const cores = availableParallelism()
+  const workers = opts.workers === 0 ? defaultWorkers(cores) : opts.workers
+  if (command === 'serve' && workers > 1) return primary(opts, workers, gcThreads(opts, cores, workers), entry)
+  // a worker of N on a shared port (SO_REUSEPORT): its link to the primary carries ids and counts
+  // (or, with redisUrl, only the node-wide metrics: each worker is then a Redis node of its own)
+  const app = await buildServer(opts, command === 'worker' ? new WorkerLink() : undefined)
+  installShutdown(app, opts)
+  if (command === 'worker') {
+    await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG, reusePort: true } as { port: number, host: string })
+    startIdleTrim()
+    return
+  }
+  const address = await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG })
+  startIdleTrim()
+  warnIfOpen(app.log, opts)
+  app.log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers: 1, v8PoolSize: gcStart.threads, v8PoolSizeKept: gcStart.skipped }, `parkline listening on ${address}`)
+}
+
+/** Listening beyond loopback with no access control: say so once at start (the secure default still holds). */
+function warnIfOpen (log: { warn: (obj: object, msg: string) => void }, opts: ParklineOptions): void {
+  if (accessConfigured(opts)) return
+  const h = opts.host
+  if (h === 'localhost' || isLoopback(h)) return
+  log.warn({ host: h }, `no access control configured while listening on ${h}: anyone who can reach this port may subscribe to any channel; ` +
+    (opts.publisherOpen ? 'publisherOpen lets anyone publish and delete' : 'only loopback clients may publish') +
+    '. Set apiKey, jwtSecret/jwtPublicKey/jwksUrl or authorizeUrl (docs/api.md, Access control)')
+}
+
+/** The primary: forks N workers (channel owners, lib/cluster.ts); SIGTERM drains them all, then exits. */
+function primary (opts: ParklineOptions, workers: number, threads: number, entry: string): void {
+  const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
+  const seq = new Primary(entry, process.argv.slice(2).filter((a) => a !== 'serve'), log, workerExecArgv(threads))
+  seq.start(workers)
+  startIdleTrim()
+  const address = `http://${opts.host}:${opts.port}`
+  warnIfOpen(log, opts)
+  log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers }, `parkline listening on ${address} with ${workers} worker processes`)
+  let stopping = false
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal, drainWindow: opts.drainWindow }, 'drain begun')
+    seq.stop(signal, opts.drainWindow * 1000 + 5000).then(() => {
+      log.info('drain finished')
+      process.exit(0)
+    }, () => process.exit(1))
+  }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+}
