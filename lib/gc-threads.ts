@@ -46,15 +46,16 @@ export const RESTARTED = 'PARKLINE_GC_RESTARTED'
 /**
  * Why this process should not restart itself with a pool size, or null if it may. Node given a
  * pool size already; a process with an IPC channel (child_process.fork, node:cluster, PM2): a
- * restart would lose the channel; one being debugged (--inspect*); a platform or Node without
+ * restart would lose the channel; one being debugged (--inspect*, on the command line or in
+ * NODE_OPTIONS); a platform or Node without
  * process.execve (Windows; Node before 22.15); a Node binary that cannot be executed (a failed
  * execve aborts the process on Node 22 and 24 instead of throwing).
  */
 export function restartBlocked (env: NodeJS.ProcessEnv = process.env): string | null {
   if (env[RESTARTED] !== undefined) return 'restarted already'
   if (poolSizeGiven(process.execArgv, env.NODE_OPTIONS ?? '')) return 'a --v8-pool-size was given to Node'
+  if (process.execArgv.some((a) => a.startsWith('--inspect')) || /(^|\s)--inspect/.test(env.NODE_OPTIONS ?? '')) return 'being debugged'
   if (process.channel !== undefined || env.NODE_UNIQUE_ID !== undefined) return 'started with an IPC channel'
-  if (process.execArgv.some((a) => a.startsWith('--inspect'))) return 'being debugged'
   if (typeof process.execve !== 'function' || process.platform === 'win32') return 'process.execve is not available'
   try {
     accessSync(process.execPath, constants.X_OK)

@@ -52,7 +52,7 @@ export class Message {
   readonly publishedAt: number
   /** Its publish-to-write latency was recorded (once per message and process, lib/metrics.ts). */
   latencyObserved: boolean
-  /** The body's length (its bytes are in #frame's tail or #data). */
+  /** The body's length (its bytes are in #sseFrame's tail, or in #data). */
   readonly #length: number
   #id: string | null
   #data: Buffer | null

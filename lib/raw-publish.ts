@@ -16,6 +16,7 @@
 //
 // Measured in benchmarks/results/request-path-*.md; PARKLINE_NO_FAST_PATH=1 turns it off.
 import { STATUS_CODES, type IncomingHttpHeaders, type Server } from 'node:http'
+import { performance } from 'node:perf_hooks'
 import type { Socket } from 'node:net'
 import type { PublishRequestLike } from './access.ts'
 import type { ParklineOptions } from './config.ts'
@@ -72,10 +73,10 @@ export class RawPublishers {
   #scheduled = false
   #closing = false
   /**
-   * Connections whose first bytes have not come yet, each with its deadline (ms): one sweep timer
-   * for all of them (#sweep), not a timer per socket. A socket's own setTimeout would leave each
-   * subscriber's socket holding a cleared Timeout and a bound function for its whole life (~200 B
-   * each, measured in a heap snapshot of 10,000 subscribers). Insertion order is deadline order.
+   * Connections whose first bytes have not come yet, each with its deadline (performance.now() ms): one sweep timer
+   * for all of them (sweep), not a timer per socket. A socket's own setTimeout would leave each
+   * subscriber's socket holding a cleared Timeout and a bound function for its whole life (120-180 B
+   * of heap each: benchmarks/results/subscriber-timer-2026-12-01.md). Insertion order is deadline order.
    */
   readonly waiting = new Map<RawSocket, number>()
   #sweepTimer: NodeJS.Timeout | null = null
@@ -125,7 +126,7 @@ export class RawPublishers {
 
   /** A new connection waits for its first bytes, at most headersTimeout. */
   wait (socket: RawSocket): void {
-    this.waiting.set(socket, this.headersMs > 0 ? Date.now() + this.headersMs : Infinity)
+    this.waiting.set(socket, this.headersMs > 0 ? performance.now() + this.headersMs : Infinity)
     if (this.headersMs > 0 && this.#sweepTimer === null) {
       this.#sweepTimer = setInterval(sweepWaiting, Math.min(SWEEP_MS, this.headersMs), this)
       this.#sweepTimer.unref()
@@ -134,7 +135,8 @@ export class RawPublishers {
 
   /** Connections silent past their deadline get Node's answer (408); stops when none waits. */
   sweep (): void {
-    const now = Date.now()
+    // monotonic, as the socket timer it replaces: a clock step neither holds nor fires the sweep
+    const now = performance.now()
     for (const [socket, deadline] of this.waiting) {
       if (deadline > now) break
       stopWaiting(socket)

@@ -6,7 +6,7 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import test from 'ava'
-import { gcThreads, gcThreadsFor, poolSizeGiven, workerExecArgv } from '../lib/gc-threads.ts'
+import { gcThreads, gcThreadsFor, poolSizeGiven, restartBlocked, workerExecArgv } from '../lib/gc-threads.ts'
 import { resolveOptions } from '../lib/config.ts'
 import { ConfigError } from '../lib/errors.ts'
 import { eventually, freePort, publish, SseClient } from './helpers/server.ts'
@@ -43,6 +43,12 @@ test('a pool size given to Node wins: on its command line or in NODE_OPTIONS', (
   t.false(poolSizeGiven([], '--v8-pool-sizes=3'))
   t.deepEqual(workerExecArgv(2, ['--cpu-prof']), ['--v8-pool-size=2', '--cpu-prof'])
   t.deepEqual(workerExecArgv(2, ['--v8-pool-size=4']), ['--v8-pool-size=4'])
+  // never twice, never under a debugger (command line or NODE_OPTIONS), never with an IPC channel
+  // (this test runs in ava's forked worker: it has one)
+  t.is(restartBlocked({ PARKLINE_GC_RESTARTED: '1' }), 'restarted already')
+  t.is(restartBlocked({ NODE_OPTIONS: '--v8-pool-size=2' }), 'a --v8-pool-size was given to Node')
+  t.is(restartBlocked({ NODE_OPTIONS: '--max-old-space-size=512 --inspect=0' }), 'being debugged')
+  t.is(restartBlocked({}), 'started with an IPC channel')
 })
 
 test('the single process restarts itself in place with the host\'s thread count, and serves', async (t) => {
