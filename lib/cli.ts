@@ -11,7 +11,9 @@ import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { Primary, WorkerLink } from './cluster.ts'
 import { OPTIONS, defaultWorkers, flagName, parseCliArgs, resolveOptions, type ParklineOptions } from './config.ts'
-import { runDoctor } from './doctor.ts'
+// the accept queue asked of the kernel (capped by net.core.somaxconn): a reconnect storm or a load
+// generator's ramp must not overflow Node's default of 511 and wait out SYN retries
+import { LISTEN_BACKLOG, runDoctor } from './doctor.ts'
 import { ParklineError } from './errors.ts'
 import { packageFile } from './paths.ts'
 import { accessConfigured } from './access.ts'
@@ -20,11 +22,6 @@ import { buildServer, installShutdown } from './server.ts'
 import { startIdleTrim } from './heap-trim.ts'
 import { gcThreads, workerExecArgv } from './gc-threads.ts'
 
-/**
- * Accept queue asked of the kernel (capped by net.core.somaxconn): a reconnect storm or a load
- * generator's ramp must not overflow Node's default of 511 and wait out SYN retries.
- */
-const LISTEN_BACKLOG = 65535
 const DEFAULT_CONFIG = fileURLToPath(packageFile('conf/parkline.json'))
 
 function usage (): string {

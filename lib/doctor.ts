@@ -59,7 +59,7 @@ export const KERNEL_SOCKET_SLAB_BYTES = 4096
  */
 export const TCP_PAGES_PER_SUBSCRIBER = 1
 
-/** The accept backlog `parkline serve` asks for (bin/parkline.ts); the kernel caps it at somaxconn. */
+/** The accept backlog `parkline serve` asks for (lib/cli.ts); the kernel caps it at somaxconn. */
 export const LISTEN_BACKLOG = 65535
 
 /** Subscriber count the shipped conf/ files are sized for. */
