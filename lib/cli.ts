@@ -5,24 +5,21 @@
 //   token signed with the configured jwtSecret (lib/token-cli.ts).
 // Options: defaults < conf/parkline.json (or --config) < PARKLINE_* environment < flags.
 import { gcStart } from './gc-threads-start.ts'
-import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
-import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { Primary, WorkerLink } from './cluster.ts'
-import { OPTIONS, defaultWorkers, flagName, parseCliArgs, resolveOptions, type ParklineOptions } from './config.ts'
+import { OPTIONS, flagName, parseCliArgs, resolveOptions, workerCount, type ParklineOptions } from './config.ts'
 // the accept queue asked of the kernel (capped by net.core.somaxconn): a reconnect storm or a load
 // generator's ramp must not overflow Node's default of 511 and wait out SYN retries
 import { LISTEN_BACKLOG, runDoctor } from './doctor.ts'
 import { ParklineError } from './errors.ts'
-import { packageFile } from './paths.ts'
+import { shippedConfig } from './paths.ts'
 import { accessConfigured } from './access.ts'
 import { isLoopback } from './http.ts'
 import { buildServer, installShutdown } from './server.ts'
 import { startIdleTrim } from './heap-trim.ts'
 import { gcThreads, workerExecArgv } from './gc-threads.ts'
 
-const DEFAULT_CONFIG = fileURLToPath(packageFile('conf/parkline.json'))
 
 function usage (): string {
   let s = 'usage: parkline serve [--config FILE] [options]\n' +
@@ -36,22 +33,22 @@ function usage (): string {
 /** The `parkline` command; `entry` is the script (bin/parkline) the primary forks its workers with. */
 export async function main (entry: string): Promise<void> {
   if (process.argv[2] === 'doctor') {
-    process.exitCode = await runDoctor(process.argv.slice(3), existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined)
+    process.exitCode = await runDoctor(process.argv.slice(3), shippedConfig())
     return
   }
   if (process.argv[2] === 'token') {
     // loaded only here: jose stays out of a server that checks no tokens
     const { mintToken } = await import('./token-cli.ts')
-    process.stdout.write(await mintToken(process.argv.slice(3), existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined) + '\n')
+    process.stdout.write(await mintToken(process.argv.slice(3), shippedConfig()) + '\n')
     return
   }
   const { command, config, flags } = parseCliArgs(process.argv.slice(2))
   if (command === 'help') { process.stdout.write(usage()); return }
   if (command !== 'serve' && command !== 'worker') throw new ParklineError('PKL_ERR_CONFIG', `unknown command "${command}"\n${usage()}`, 2)
-  const file = config ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined)
+  const file = config ?? shippedConfig()
   const opts = resolveOptions(flags, { file, env: process.env })
   const cores = availableParallelism()
-  const workers = opts.workers === 0 ? defaultWorkers(cores) : opts.workers
+  const workers = workerCount(opts, cores)
   if (command === 'serve' && workers > 1) return primary(opts, workers, gcThreads(opts, cores, workers), entry)
   // a worker of N on a shared port (SO_REUSEPORT): its link to the primary carries ids and counts
   // (or, with redisUrl, only the node-wide metrics: each worker is then a Redis node of its own)

@@ -166,6 +166,11 @@ export function defaultWorkers (cores: number): number {
   return cores <= 2 ? 1 : cores
 }
 
+/** Server processes of `parkline serve` on `cores` cores (`workers`, or chosen for the host). */
+export function workerCount (opts: Pick<ParklineOptions, 'workers'>, cores: number): number {
+  return opts.workers === 0 ? defaultWorkers(cores) : opts.workers
+}
+
 /** Environment variable of an option: bufferLength -> PARKLINE_BUFFER_LENGTH. */
 export function envName (name: string): string {
   return 'PARKLINE_' + name.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase()

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { availableParallelism } from 'node:os'
-import { OPTIONS, defaultWorkers, flagName, resolveOptions, type ParklineOptions } from './config.ts'
+import { OPTIONS, flagName, resolveOptions, workerCount, type ParklineOptions } from './config.ts'
 import { ParklineError } from './errors.ts'
 
 // ---------------------------------------------------------------------------------------------
@@ -593,7 +593,7 @@ export async function runDoctor (argv: string[], defaultConfig: string | undefin
   }
   const opts: ParklineOptions = resolveOptions(flags, { file: config, env: process.env })
   const host = readHostLimits()
-  const workers = opts.workers > 0 ? opts.workers : defaultWorkers(host.cores)
+  const workers = workerCount(opts, host.cores)
   const report = computeCapacity(host, { workers, transport, maxSubscribers: opts.maxSubscribers, queueCap: opts.queueCap })
   let live: LiveStatus | null = null
   if (statusUrl !== 'off' && (statusUrl !== null || opts.statusPath !== '')) {

@@ -2,12 +2,10 @@
 // `parkline serve` process restarts itself in place with V8's thread count for the host
 // (lib/gc-threads.ts). Nothing here writes to stdout or stderr (see restartWithPoolSize); a bad
 // argument is left for bin/parkline.ts to report. The outcome is kept for the start-up log.
-import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
-import { fileURLToPath } from 'node:url'
-import { defaultWorkers, parseCliArgs, resolveOptions } from './config.ts'
+import { parseCliArgs, resolveOptions, workerCount } from './config.ts'
 import { RESTARTED, gcThreads, restartWithPoolSize } from './gc-threads.ts'
-import { packageFile } from './paths.ts'
+import { shippedConfig } from './paths.ts'
 
 /** This process's V8 thread count as set at start (null: Node's own), and why it was not set if not. */
 export const gcStart: { threads: number | null, skipped: string | null } = { threads: null, skipped: null }
@@ -27,16 +25,14 @@ function start (): void {
     return
   }
   if (parsed.command !== 'serve') return
-  const defaultConfig = fileURLToPath(packageFile('conf/parkline.json'))
   let opts
   try {
-    opts = resolveOptions(parsed.flags, { file: parsed.config ?? (existsSync(defaultConfig) ? defaultConfig : undefined), env: process.env })
+    opts = resolveOptions(parsed.flags, { file: parsed.config ?? shippedConfig(), env: process.env })
   } catch {
     return
   }
   const cores = availableParallelism()
-  const workers = opts.workers === 0 ? defaultWorkers(cores) : opts.workers
-  if (workers !== 1) return
+  if (workerCount(opts, cores) !== 1) return
   gcStart.skipped = restartWithPoolSize(gcThreads(opts, cores, 1))
 }
 

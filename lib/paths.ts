@@ -1,6 +1,7 @@
 // Where the package's own files are (package.json, conf/, client/), whether the code runs from
 // the sources (lib/) or from the build (dist/lib/): the nearest folder above with a package.json.
 import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 
 let root: URL | null = null
 
@@ -17,4 +18,10 @@ export function packageRoot (): URL {
 /** A file of the package, by its path from the package root. */
 export function packageFile (path: string): URL {
   return new URL(path, packageRoot())
+}
+
+/** The shipped conf/parkline.json the `parkline` command reads by default, if the package has it. */
+export function shippedConfig (): string | undefined {
+  const file = fileURLToPath(packageFile('conf/parkline.json'))
+  return existsSync(file) ? file : undefined
 }
