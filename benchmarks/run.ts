@@ -11,14 +11,16 @@
 //              deliveries/s and latency percentiles
 //   one2one    N subscribers each on its own channel, 512 B messages round-robin, open-loop publisher
 //              at ONE2ONE_RATES (msgs/s, STEP_DURATION s each) until a step is not clean (every
-//              message delivered, no late sends, p99 <= P99_BOUND_MS): highest clean rate, ceiling
+//              message delivered, no late sends, p99 <= P99_BOUND_MS): highest clean rate, ceiling.
+//              Each ladder starts with WARMUP s at its first rate, reported and not judged, for
+//              every server alike: the servers' steady state is measured, not a JIT compiling
 //   longpoll   one2one with long-poll subscribers (the legacy clients' transport): each re-polls
 //              with its cursor after every answer; same rates and clean rule
 //   publish    autocannon against /pub/<channel> with no subscribers (-c 100 -p 10, DURATION s)
 // For every measurement window: loopback bandwidth (/proc/net/dev), per-process CPU (utime+stime
 // from /proc/<pid>/stat) of the server, load-generator children and publisher, machine busy time.
 //
-// Knobs (env): SUBSCRIBERS (10000), DURATION (10), RATE_DURATION (20), STEP_DURATION (5),
+// Knobs (env): SUBSCRIBERS (10000), DURATION (10), RATE_DURATION (20), STEP_DURATION (5), WARMUP (5; 0 = none),
 // ONE2ONE_RATES (1000,2000,4000,8000,16000,32000), P99_BOUND_MS (100), WORKERS (the default
 // topology's: lib/config.ts defaultWorkers, 1 on a 2-core host),
 // SCENARIOS (memory,rate,broadcast,one2one,longpoll,publish), SERVERS (parkline,parkline1,nchan,floor),
@@ -58,6 +60,9 @@ const K = {
   duration: knob('DURATION', 10, 2),
   rateDuration: knob('RATE_DURATION', 20, 2),
   stepDuration: knob('STEP_DURATION', 5, 2),
+  // seconds at the ladder's first rate before its judged steps, for every server alike (0 = none):
+  // a long-running server is measured, not the first seconds of its JIT (Node) compiling the path
+  warmup: knob('WARMUP', 5, 0),
   p99Bound: knob('P99_BOUND_MS', 100, 100),
   // the default topology: what `workers: 0` picks on this host (lib/config.ts defaultWorkers)
   workers: Math.max(1, Math.floor(knob('WORKERS', defaultWorkers(os.availableParallelism()), 2))),
@@ -227,7 +232,7 @@ interface FlowResult {
 }
 
 interface StepResult extends FlowResult { rate: number, clean: boolean, why: string }
-interface Ladder { steps: StepResult[], cleanRate: number, ceiling: number, rampSeconds: number, timeline: Array<[number, number]> }
+interface Ladder { warmup: StepResult | null, steps: StepResult[], cleanRate: number, ceiling: number, rampSeconds: number, timeline: Array<[number, number]> }
 
 interface ServerResult {
   name: string
@@ -351,11 +356,19 @@ async function benchServer (name: string): Promise<ServerResult> {
       const rampSeconds = lg.rampSeconds
       await sleep(K.settleMs / 2)
       const steps: StepResult[] = []
+      const step = (rate: number, seconds: number, label: string): Promise<FlowResult> => flow(`${name} ${scenario} ${label}`, server, lg, pub, {
+        mode: 'open', port: server.port, prefix, count: n, size: K.one2oneSize, seconds, rate,
+        connections: 32, maxInflight: 256
+      }, 1)
+      // reported, not judged
+      let warmup: StepResult | null = null
+      if (K.warmup > 0 && K.rates.length > 0) {
+        const rate = K.rates[0]!
+        warmup = { ...await step(rate, K.warmup, `${rate}/s warm-up`), rate, clean: false, why: 'warm-up, not judged' }
+        await sleep(pause)
+      }
       for (const rate of K.rates) {
-        const f = await flow(`${name} ${scenario} ${rate}/s`, server, lg, pub, {
-          mode: 'open', port: server.port, prefix, count: n, size: K.one2oneSize, seconds: K.stepDuration, rate,
-          connections: 32, maxInflight: 256
-        }, 1)
+        const f = await step(rate, K.stepDuration, `${rate}/s`)
         const why: string[] = []
         if (f.published.failed > 0) why.push(`${f.published.failed} publishes failed`)
         if (f.published.late > 0) why.push(`${f.published.late} sends late`)
@@ -374,7 +387,7 @@ async function benchServer (name: string): Promise<ServerResult> {
       }
       await lg.closeAll()
       await sleep(pause)
-      return { steps, cleanRate, ceiling: Math.max(0, ...steps.map((s) => s.deliveriesPerSec)), rampSeconds, timeline }
+      return { warmup, steps, cleanRate, ceiling: Math.max(0, ...steps.map((s) => s.deliveriesPerSec)), rampSeconds, timeline }
     }
     if (has('one2one')) res.one2one = await ladder('one2one', 'o', 'sse')
     // (the floor is a bare SSE server: it has no long-poll)
@@ -546,7 +559,7 @@ function targets (by: Map<string, ServerResult>): string[] {
 
 function report (results: ServerResult[], started: Date, wall: number, loadBefore: number[], loadAfter: number[]): { md: string, svgs: Record<string, string> } {
   const date = started.toISOString().slice(0, 10)
-  const knobs = ['BENCH_SMOKE', 'SUBSCRIBERS', 'DURATION', 'RATE_DURATION', 'STEP_DURATION', 'ONE2ONE_RATES', 'P99_BOUND_MS', 'WORKERS', 'SCENARIOS', 'SERVERS',
+  const knobs = ['BENCH_SMOKE', 'SUBSCRIBERS', 'DURATION', 'RATE_DURATION', 'STEP_DURATION', 'WARMUP', 'ONE2ONE_RATES', 'P99_BOUND_MS', 'WORKERS', 'SCENARIOS', 'SERVERS',
     'BROADCAST_CONCURRENCY', 'LOADGEN_PROCS', 'CONCURRENCY', 'ADDR_CONNS', 'REPORT_MS']
   const set = knobs.filter((k) => env[k] !== undefined).map((k) => `${k}=${env[k]}`)
   const dirty = shell('git', ['status', '--porcelain', '--untracked-files=no']).length > 0 ? ' (+ uncommitted changes)' : ''
@@ -569,7 +582,7 @@ function report (results: ServerResult[], started: Date, wall: number, loadBefor
     `open files capped at 20,000 per process`)
   L.push(`- **shared machine**: other agents ran on it too; load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${loadAfter.map((x) => x.toFixed(2)).join(' ')} after; ` +
     'server, load generator and publisher all share its cores (see "machine busy" below)')
-  L.push(`- knobs: ${K.subscribers} subscribers, DURATION ${K.duration} s, RATE_DURATION ${K.rateDuration} s, STEP_DURATION ${K.stepDuration} s, one2one rates ${K.rates.join(', ')} msgs/s, ` +
+  L.push(`- knobs: ${K.subscribers} subscribers, DURATION ${K.duration} s, RATE_DURATION ${K.rateDuration} s, STEP_DURATION ${K.stepDuration} s, WARMUP ${K.warmup} s, one2one rates ${K.rates.join(', ')} msgs/s, ` +
     `p99 bound ${K.p99Bound} ms, WORKERS ${K.workers}, scenarios ${K.scenarios.join(',')}, servers ${K.servers.join(',')}, broadcast closed-loop concurrency ${K.broadcastConcurrency}, ` +
     `${K.loadgenProcs}+ load-generator processes, ${K.concurrency} connects in flight per process, ${K.addrConns} sockets per source address (127.0.x.y); total wall time ${wall.toFixed(0)} s`)
   L.push('')
@@ -632,7 +645,7 @@ function report (results: ServerResult[], started: Date, wall: number, loadBefor
   L.push('|---|---|--:|--:|--:|--:|--:|---|---|')
   for (const r of results) {
     for (const [kind, ladder] of [['SSE', r.one2one], ['long-poll', r.longpoll]] as const) {
-      for (const s of ladder?.steps ?? []) {
+      for (const s of ladder === null ? [] : ladder.warmup === null ? ladder.steps : [ladder.warmup, ...ladder.steps]) {
         L.push(`| ${r.label} | ${kind} | ${fmt(s.rate)} | ${fmt(s.publishedPerSec)} | ${fmt(s.delivered)} / ${fmt(s.expected)} | ${fmt(s.deliveriesPerSec)} | ${ms(s.latency.summary.p99)} | ${s.clean ? 'yes' : 'no'} | ${s.why} |`)
       }
     }
@@ -662,7 +675,7 @@ function report (results: ServerResult[], started: Date, wall: number, loadBefor
     'Latency = receive time - the publisher\'s send time embedded in the body (`performance.timeOrigin + performance.now()`), recorded for EVERY message in an HDR histogram per child ' +
     '(µs, 3 significant digits), pulled encoded and merged by the parent.')
   L.push('- Publisher (benchmarks/publisher.ts, its own process): undici Pool with keep-alive. rate: open loop, 3 msgs/s, then 10 msgs/s. broadcast: closed loop (next POST when the previous answered). ' +
-    'one2one: open loop at each rate over N channels round-robin (32 connections, <= 256 outstanding; more is counted "late"). publish: autocannon -c 100 -p 10 on a channel without subscribers.')
+    'one2one: open loop at each rate over N channels round-robin (32 connections, <= 256 outstanding; more is counted "late"), after a warm-up of WARMUP s at the first rate (every server alike; listed in the steps table, not judged). publish: autocannon -c 100 -p 10 on a channel without subscribers.')
   L.push(`- Memory: PSS (shared pages split, so nginx's shared memory counts once) summed over the server's processes, sampled ${K.idleMs} ms idle before and ` +
     `${K.idleMs} ms idle after the ramp, the same for every server; no GC is forced (a Parkline process trims its heap itself once idle for 2 s, lib/heap-trim.ts; ` +
     'benchmarks/connections.ts measures Parkline after forced GCs); kernel slab from /proc/meminfo, machine wide, so it includes the load generator\'s end of each connection.')

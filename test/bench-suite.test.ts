@@ -26,7 +26,7 @@ test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan and 
   const out = path.join(dir, 'suite.md')
   const child = spawn(process.execPath, ['benchmarks/run.ts'], {
     cwd: ROOT,
-    env: { ...process.env, BENCH_SMOKE: '1', BENCH_OUT: out, SERVERS: SERVERS.join(','), SCENARIOS: SCENARIOS.join(',') },
+    env: { ...process.env, BENCH_SMOKE: '1', WARMUP: '1', BENCH_OUT: out, SERVERS: SERVERS.join(','), SCENARIOS: SCENARIOS.join(',') },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   const killer = setTimeout(() => child.kill('SIGKILL'), 170000)
@@ -78,4 +78,8 @@ test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan and 
   const open10 = targetRows.find((l) => l.startsWith('| broadcast, open loop 10 msgs/s ('))
   t.truthy(open10, 'open-loop 10 msgs/s target row')
   t.regex(open10!.split('|')[6]!, /^ (met|\*\*not met\*\*) $/)
+  // each ladder's warm-up at its first rate is listed, for every server, and never judged clean
+  const warmups = lines.filter((l) => l.includes('| SSE |') && l.includes('warm-up, not judged'))
+  t.is(warmups.length, SERVERS.length, 'one SSE warm-up row per server')
+  for (const row of warmups) t.is(row.split('|')[8]!.trim(), 'no', row)
 })
