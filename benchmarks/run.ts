@@ -1,6 +1,6 @@
 // The benchmark suite (`npm run bench`): the same subscriber load generator (loadgen.ts) and
 // publisher (publisher.ts) against Parkline (N workers and a single process), Nchan (nginx +
-// libnginx-mod-nchan) and the floor (a bare node:net SSE server), one server after another, each a
+// libnginx-mod-nchan) and the floor (a bare node:net SSE and long-poll server), one server after another, each a
 // child process on a loopback port. Scenarios (SCENARIOS, in this order per server):
 //   memory     N idle SSE subscribers on one channel: server PSS summed over its processes, kernel
 //              slab and TCP pages (machine wide), per subscriber
@@ -390,8 +390,7 @@ async function benchServer (name: string): Promise<ServerResult> {
       return { warmup, steps, cleanRate, ceiling: Math.max(0, ...steps.map((s) => s.deliveriesPerSec)), rampSeconds, timeline }
     }
     if (has('one2one')) res.one2one = await ladder('one2one', 'o', 'sse')
-    // (the floor is a bare SSE server: it has no long-poll)
-    if (has('longpoll') && name !== 'floor') res.longpoll = await ladder('longpoll', 'l', 'longpoll')
+    if (has('longpoll')) res.longpoll = await ladder('longpoll', 'l', 'longpoll')
     if (has('publish')) {
       const meter = new WindowMeter()
       meter.start(procsOf(server, null, pub))
@@ -670,7 +669,8 @@ function report (results: ServerResult[], started: Date, wall: number, loadBefor
   L.push('## Method', '')
   L.push('- Servers under test, one after another, each a child process on a loopback port:')
   for (const r of results) L.push(`  - ${r.label}: \`${r.describe}\``)
-  L.push('  - the floor answers any GET with an SSE head and fans each POSTed body out as `data: <body>\\n\\n`, one write per socket, no ids/buffer/backpressure.')
+  L.push('  - the floor answers a GET with `Accept: text/event-stream` with an SSE head and any other GET as a long-poll (cursor = `If-None-Match`, 8 answers kept per channel, each built once); ' +
+    'it fans each POSTed body out as `data: <body>\\n\\n` to SSE sockets and as its answer to parked polls, one write per socket, no real ids/expiry/backpressure (benchmarks/suite/floor-server.ts).')
   L.push('- Load generator (benchmarks/loadgen.ts): raw node:net SSE clients with a shared `onread` buffer, spread over child processes (<= 18,000 sockets each) and source addresses 127.0.x.y. ' +
     'Latency = receive time - the publisher\'s send time embedded in the body (`performance.timeOrigin + performance.now()`), recorded for EVERY message in an HDR histogram per child ' +
     '(µs, 3 significant digits), pulled encoded and merged by the parent.')

@@ -12,11 +12,11 @@ import { APT_LINE, nchanModule, nginxBinary } from '../benchmarks/suite/servers.
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const SERVERS = ['parkline', 'nchan', 'floor']
-const SCENARIOS = ['memory', 'rate', 'broadcast', 'one2one', 'publish']
+const SCENARIOS = ['memory', 'rate', 'broadcast', 'one2one', 'longpoll', 'publish']
 
 test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan and the floor', async (t) => {
   // generous: under a full parallel test run on 2 cores the smoke run takes far longer than alone
-  t.timeout(180000)
+  t.timeout(300000)
   if (nginxBinary() === null || nchanModule() === null) {
     t.fail(`the suite needs nginx with the nchan module (nginx: ${nginxBinary() ?? 'missing'}, nchan module: ${nchanModule() ?? 'missing'}); install them with: ${APT_LINE}`)
     return
@@ -29,7 +29,7 @@ test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan and 
     env: { ...process.env, BENCH_SMOKE: '1', WARMUP: '1', BENCH_OUT: out, SERVERS: SERVERS.join(','), SCENARIOS: SCENARIOS.join(',') },
     stdio: ['ignore', 'pipe', 'pipe']
   })
-  const killer = setTimeout(() => child.kill('SIGKILL'), 170000)
+  const killer = setTimeout(() => child.kill('SIGKILL'), 290000)
   let stderr = ''
   child.stdout.on('data', () => {})
   child.stderr.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-8000) })
@@ -82,4 +82,9 @@ test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan and 
   const warmups = lines.filter((l) => l.includes('| SSE |') && l.includes('warm-up, not judged'))
   t.is(warmups.length, SERVERS.length, 'one SSE warm-up row per server')
   for (const row of warmups) t.is(row.split('|')[8]!.trim(), 'no', row)
+  // the long-poll ladder ran on every server, the floor included, and its targets have a floor verdict
+  for (const server of ['Parkline', 'Nchan', 'floor']) t.truthy(lines.find((l) => l.startsWith(`| ${server}`) && l.includes('| long-poll |') && l.includes('| yes |')), `${server} long-poll step`)
+  const lpRate = targetRows.find((l) => l.startsWith('| long-poll one-to-one: highest clean rate'))
+  t.truthy(lpRate, 'long-poll clean-rate target row')
+  t.regex(lpRate!.split('|')[5]!, /^ [\d,]+ \([\d.]+×\) $/, 'the floor has a long-poll figure')
 })

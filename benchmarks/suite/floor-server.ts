@@ -1,9 +1,19 @@
 // The floor: the least a Node process can do to serve the benchmark's traffic. Plain node:net,
 // one tiny HTTP/1.1 parser (Content-Length bodies, keep-alive, pipelining):
-//   GET  /<anything>/<channel>  -> SSE head + `: hi`, then the socket is a subscriber of <channel>
-//   POST /<anything>/<channel>  -> `data: <body>\n\n` framed once, one write per subscriber socket,
-//                                  then 201 (had subscribers) or 202, empty body, kept alive
-// No ids, no buffer, no backpressure handling: what every real server must add costs on top.
+//   GET  /<anything>/<channel>  with `Accept: text/event-stream`: SSE head + `: hi`, then the
+//                               socket is a subscriber of <channel>
+//   GET  /<anything>/<channel>  otherwise: a long-poll. `If-None-Match: <n>` is the cursor (the
+//                               n-th message of the channel was seen); the next one, if kept, is
+//                               the answer at once, else the request parks; none: parks for the
+//                               next message. The answer (`Etag: <n>`, a fixed `Last-Modified`,
+//                               the body) is built once per message, one write per poll; the
+//                               connection stays for the next poll
+//   GET  /pub/<channel>         -> 404, empty body (the suite's readiness probe)
+//   POST /<anything>/<channel>  -> `data: <body>\n\n` framed once, one write per SSE subscriber
+//                                  socket, its long-poll answer to every parked poll, then 201
+//                                  (had subscribers) or 202, empty body, kept alive
+// No real ids, no expiry, 8 answers kept per long-poll channel, no backpressure handling: what
+// every real server must add costs on top.
 //
 //   node benchmarks/suite/floor-server.ts PORT [HOST]   prints "floor listening on PORT"
 import net from 'node:net'
@@ -12,18 +22,67 @@ const SSE_HEAD = Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream
   'Cache-Control: no-cache\r\nConnection: close\r\n\r\n: hi\n\n', 'latin1')
 const R201 = Buffer.from('HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n', 'latin1')
 const R202 = Buffer.from('HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n', 'latin1')
+const R404 = Buffer.from('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n', 'latin1')
 const R405 = Buffer.from('HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n', 'latin1')
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1')
 const DATA = Buffer.from('data: ', 'latin1')
 const EOM = Buffer.from('\n\n', 'latin1')
 const CONTENT_LENGTH = /\r\ncontent-length:[ \t]*(\d+)/i
 
+const ACCEPT_SSE = /\r\naccept:[^\r]*text\/event-stream/i
+const IF_NONE_MATCH = /\r\nif-none-match:[ \t]*(\d+)/i
+const LP_KEPT = 8
+
 const kBuf = Symbol('buf')
 const kChannel = Symbol('channel')
+const kParked = Symbol('parked')
 
-type FloorSocket = net.Socket & { [kBuf]: Buffer | null, [kChannel]: Set<FloorSocket> | null }
+type FloorSocket = net.Socket & { [kBuf]: Buffer | null, [kChannel]: Set<FloorSocket> | null, [kParked]: LpChannel | null }
 
 const channels = new Map<string, Set<FloorSocket>>()
+
+/** A long-poll channel: its last LP_KEPT answers (message `seq` is answers[seq - 1 - first]) and its parked polls. */
+interface LpChannel { seq: number, first: number, answers: Buffer[], parked: FloorSocket[] }
+const lpChannels = new Map<string, LpChannel>()
+
+function lpChannel (id: string): LpChannel {
+  let ch = lpChannels.get(id)
+  if (ch === undefined) lpChannels.set(id, ch = { seq: 0, first: 0, answers: [], parked: [] })
+  return ch
+}
+
+function lpAnswer (seq: number, body: Buffer): Buffer {
+  const head = Buffer.from(`HTTP/1.1 200 OK\r\nLast-Modified: Thu, 01 Jan 2026 00:00:00 GMT\r\nEtag: ${seq}\r\nContent-Length: ${body.length}\r\n\r\n`, 'latin1')
+  return Buffer.concat([head, body])
+}
+
+/** A poll with cursor `seen` (null: none): the next kept answer at once, or park. */
+function poll (socket: FloorSocket, id: string, seen: number | null): void {
+  const ch = lpChannel(id)
+  if (seen !== null && seen < ch.seq) {
+    // the next message after the cursor, or the oldest kept if the cursor fell out of the window
+    socket.write(ch.answers[Math.max(0, seen - ch.first)]!)
+    return
+  }
+  ch.parked.push(socket)
+  socket[kParked] = ch
+}
+
+function publishLongpoll (id: string, body: Buffer): number {
+  const ch = lpChannels.get(id)
+  if (ch === undefined) return 0
+  const answer = lpAnswer(++ch.seq, body)
+  ch.answers.push(answer)
+  if (ch.answers.length > LP_KEPT) { ch.answers.shift(); ch.first++ }
+  const parked = ch.parked
+  if (parked.length === 0) return 0
+  ch.parked = []
+  for (const s of parked) {
+    s[kParked] = null
+    s.write(answer)
+  }
+  return parked.length
+}
 
 function channelId (path: string): string {
   const q = path.indexOf('?')
@@ -56,6 +115,16 @@ function onData (this: FloorSocket, chunk: Buffer): void {
     const sp2 = head.indexOf(' ', sp1 + 1)
     const method = head.slice(0, sp1)
     const id = channelId(head.slice(sp1 + 1, sp2))
+    if (method === 'GET' && head.startsWith('GET /pub/')) {
+      // the publisher location: nothing to tell (the suite's readiness probe asks here)
+      this.write(R404)
+      continue
+    }
+    if (method === 'GET' && !ACCEPT_SSE.test(head)) {
+      const m = IF_NONE_MATCH.exec(head)
+      poll(this, id, m === null ? null : Number(m[1]))
+      continue
+    }
     if (method === 'GET') {
       let set = channels.get(id)
       if (set === undefined) channels.set(id, set = new Set())
@@ -65,7 +134,10 @@ function onData (this: FloorSocket, chunk: Buffer): void {
       this.write(SSE_HEAD)
       return
     }
-    if (method === 'POST' || method === 'PUT') this.write(publish(id, buf.subarray(bodyStart, pos)) > 0 ? R201 : R202)
+    if (method === 'POST' || method === 'PUT') {
+      const body = buf.subarray(bodyStart, pos)
+      this.write(publish(id, body) + publishLongpoll(id, body) > 0 ? R201 : R202)
+    }
     else this.write(R405)
   }
   this[kBuf] = pos === buf.length ? null : Buffer.from(buf.subarray(pos))
@@ -74,6 +146,9 @@ function onData (this: FloorSocket, chunk: Buffer): void {
 function onClose (this: FloorSocket): void {
   const set = this[kChannel]
   if (set !== null) set.delete(this)
+  const lp = this[kParked]
+  if (lp !== null) lp.parked = lp.parked.filter((s) => s !== this)
+  this[kParked] = null
   this[kChannel] = null
   this[kBuf] = null
 }
@@ -84,6 +159,7 @@ function onConnection (socket: net.Socket): void {
   const s = socket as FloorSocket
   s[kBuf] = null
   s[kChannel] = null
+  s[kParked] = null
   s.on('data', onData)
   s.on('close', onClose)
   s.on('error', onError)
