@@ -6,6 +6,12 @@
 // parser, stream state or timer per request: a publish costs the bytes it carries, its message
 // and its answer. The decisions are lib/publisher.ts's, exactly as on the fast path.
 //
+// Long-polls too: a connection that opens with `GET <subPrefix>`, or a raw connection's next
+// request, that is a plain long-poll (no body, no Accept another transport claims) is admitted by
+// lib/subscribe.ts subscribeRawPoll and parked by LongpollTransport.serveRaw; its answer is one
+// write (answerPoll) and the connection reads its next poll here again. No IncomingMessage,
+// ServerResponse or parser per poll, and no hand-back to Node's server after each answer.
+//
 // Only plain requests are taken: `POST`/`PUT` on the publisher location, HTTP/1.1, printable
 // ASCII, every header once, a Content-Length body that is all there and within maxMessageSize,
 // no Transfer-Encoding, Expect or Upgrade, `Connection` absent, `keep-alive` or `close`, an
@@ -18,23 +24,23 @@
 import { STATUS_CODES, type IncomingHttpHeaders, type Server } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { Socket } from 'node:net'
-import type { PublishRequestLike } from './access.ts'
+import type { PublishRequestLike, RequestLike } from './access.ts'
 import type { ParklineOptions } from './config.ts'
 import type { Core } from './core.ts'
 import { normalizePath, originAllowed, requestOrigin } from './http.ts'
 import { MAX_HEADER_FIELDS, MAX_LINE } from './plugin.ts'
 import { handlePublisher } from './publisher.ts'
+import { subscribeRawPoll } from './subscribe.ts'
+import { isParked, rejectIfParked } from '../transports/longpoll.ts'
 import { HeadersReply } from './reply.ts'
 import { formatHttpDate } from './message-id.ts'
-import { kNodeConnection } from './symbols.ts'
+import { kNodeConnection, kRawConnection, kRawPublishers } from './symbols.ts'
 
 type ConnectionListener = (socket: Socket) => void
 
-const kRaw = Symbol('parkline.rawPublishers')
-const kConn = Symbol('parkline.rawConnection')
 
-type ServerWith = Server & { [kNodeConnection]?: ConnectionListener, [kRaw]?: RawPublishers }
-type RawSocket = Socket & { server?: ServerWith, [kConn]?: Conn }
+type ServerWith = Server & { [kNodeConnection]?: ConnectionListener, [kRawPublishers]?: RawPublishers }
+type RawSocket = Socket & { server?: ServerWith, [kRawConnection]?: Conn }
 
 /** A request head longer than this is Node's to read (its own limit is larger, and it answers 431 past it). */
 const MAX_HEAD = 16384
@@ -59,6 +65,8 @@ interface Conn {
   partial: boolean
   /** The client half-closed (FIN): nothing more will come. */
   eof: boolean
+  /** A long-poll is being taken in pump's own loop: its answer at once does not pump again (answered). */
+  pumping: boolean
 }
 
 export class RawPublishers {
@@ -93,7 +101,7 @@ export class RawPublishers {
     s.removeListener('connection', node)
     s.prependListener('connection', onConnection)
     s[kNodeConnection] = node
-    s[kRaw] = rp
+    s[kRawPublishers] = rp
     return rp
   }
 
@@ -104,7 +112,10 @@ export class RawPublishers {
     this.#opts = opts
     this.silent = silent
     this.headersMs = opts.headersTimeout * 1000
+
     this.#starts = [Buffer.from('POST ' + opts.pubPrefix, 'latin1'), Buffer.from('PUT ' + opts.pubPrefix, 'latin1')]
+    // long-polls too, where one is a plain GET (parseRequest): the connection's first request decides
+    if (opts.transports.includes('longpoll') && !opts.longpollMultipart) this.#starts.push(Buffer.from('GET ' + opts.subPrefix, 'latin1'))
   }
 
   /** Server closing: idle connections close now (as Node's closeIdleConnections), busy ones after their answer. */
@@ -150,11 +161,11 @@ export class RawPublishers {
     this.#sweepTimer = null
   }
 
-  /** The first bytes of a connection: a publisher's stays here, any other goes to Node. */
+  /** The first bytes of a connection: a publisher's or a long-poll's stays here, any other goes to Node. */
   first (socket: RawSocket, chunk: Buffer): void {
-    if (!this.#closing && this.#startsPublish(chunk, false)) {
-      const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, eof: false }
-      socket[kConn] = c
+    if (!this.#closing && this.#startsPublish(chunk, false) && !streamOrUpgrade(chunk)) {
+      const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, eof: false, pumping: false }
+      socket[kRawConnection] = c
       this.#conns.add(c)
       this.#core.stats.rawConnections = this.#conns.size
       for (const [event, fn] of RAW_LISTENERS) socket.on(event, fn)
@@ -220,6 +231,11 @@ export class RawPublishers {
       this.#cork(c)
       c.busy = true
       if (r.close) c.closing = true
+      if (r.method === 'GET') {
+        this.#core.stats.rawPolls++
+        if (this.#poll(c, r)) return
+        continue
+      }
       const reply = new SocketReply(c, this.#server.keepAliveTimeout)
       const request: PublishRequestLike = { headers: r.headers, method: r.method, originalUrl: r.target, socket, raw: null, wholeBody: r.body }
       handlePublisher(this.#core, this.#core.access!, request, reply, r.path.slice(this.#opts.pubPrefix.length), r.origin).then(
@@ -239,6 +255,114 @@ export class RawPublishers {
       return
     }
     if (socket.isPaused() && !c.busy && socket.writableLength <= HIGH_WATER) socket.resume()
+  }
+
+  /**
+   * Take a long-poll (c is busy). True when pump must stop: the poll is parked or waits for access
+   * control (answered() goes on from there), or the connection ends; false when it was answered
+   * at once and the next request can be read.
+   */
+  #poll (c: Conn, r: RawRequest): boolean {
+    const reply = new SocketReply(c, this.#server.keepAliveTimeout)
+    const socket = c.socket
+    // (its `raw` is never read: access control and the transport take what they need from here)
+    const request = { headers: r.headers, method: r.method, originalUrl: r.target, socket, raw: null } as unknown as RequestLike
+    const q = r.target.indexOf('?')
+    const rawIds = r.path.slice(this.#opts.subPrefix.length)
+    const query = q === -1 ? '' : r.target.slice(q + 1)
+    let out: void | Promise<void> = undefined
+    c.pumping = true
+    try {
+      out = subscribeRawPoll(this.#core, this.#core.access!, request, reply, rawIds, query, r.origin, r.close)
+    } catch (err) {
+      this.#core.log?.error?.({ err }, 'request failed')
+      if (!reply.sent) reply.code(500).header('Content-Type', 'text/plain').send(Buffer.from('Internal Server Error'))
+    } finally {
+      c.pumping = false
+    }
+    if (out !== undefined) {
+      out.then(() => {
+        this.#polled(c, reply, r.close, true)
+        this.#bytesBehindPoll(c)
+      }, (err: unknown) => {
+        this.#core.log?.error?.({ err }, 'request failed')
+        if (!reply.sent) reply.code(500).header('Content-Type', 'text/plain').send(Buffer.from('Internal Server Error'))
+        this.#polled(c, reply, r.close, true)
+      })
+      this.#later(c)
+      return true
+    }
+    this.#polled(c, reply, r.close, false)
+    if (c.busy) {
+      // parked: what was written before it leaves at the end of the turn; its answer, later, at once
+      this.#later(c)
+      this.#bytesBehindPoll(c)
+      return true
+    }
+    if (c.closing) {
+      this.#release(c)
+      socket.destroySoon()
+      return true
+    }
+    return false
+  }
+
+  /** Requests pipelined behind a poll that parked: the poll gets 400 and the connection closes (§5), nothing of them is applied. */
+  #bytesBehindPoll (c: Conn): void {
+    if (c.busy && c.buf !== null && isParked(c.socket)) {
+      c.buf = null
+      rejectIfParked(c.socket)
+    }
+  }
+
+  /** After a poll's handler: an error answered through `reply` frees the connection (a served poll frees it in answered()). */
+  #polled (c: Conn, reply: SocketReply, close: boolean, later: boolean): void {
+    if (reply.hijacked && reply.sent) return
+    c.busy = false
+    if (close || !reply.sent) c.closing = true
+    if (!later) return
+    this.#done(c, reply)
+  }
+
+  /**
+   * A raw long-poll's answer (LongpollTransport): `head` is ended as SocketReply ends its heads,
+   * written with the body in one chunk, then the connection reads on, or ends.
+   */
+  answerPoll (c: Conn, head: string, body: Buffer | null, close: boolean): void {
+    const socket = c.socket
+    // as SocketReply: Date (formatted once a second), Connection, Keep-Alive
+    head += 'Date: ' + formatHttpDate(Math.floor(Date.now() / 1000)) + '\r\n'
+    if (close || c.closing) {
+      close = true
+      head += 'Connection: close\r\n\r\n'
+    } else {
+      const keepAlive = this.#server.keepAliveTimeout
+      head += 'Connection: keep-alive\r\n' + (keepAlive > 0 ? 'Keep-Alive: timeout=' + Math.floor(keepAlive / 1000) + '\r\n' : '') + '\r\n'
+    }
+    if (!socket.destroyed && !socket.writableEnded) {
+      if (body !== null && body.length > 0) {
+        const out = Buffer.allocUnsafe(head.length + body.length)
+        out.write(head, 0, 'latin1')
+        body.copy(out, head.length)
+        socket.write(out)
+      } else {
+        socket.write(head, 'latin1')
+      }
+    }
+    this.#answered(c, close)
+  }
+
+  #answered (c: Conn, close: boolean): void {
+    c.busy = false
+    if (close) c.closing = true
+    if (c.pumping) return
+    if (c.closing) {
+      this.#release(c)
+      c.socket.destroySoon()
+      return
+    }
+    if (c.corked) this.#later(c)
+    this.pump(c)
   }
 
   /** Answers written in this turn leave together: corked now, uncorked at the end of the turn (#later). */
@@ -275,7 +399,7 @@ export class RawPublishers {
       const c = list[i]!
       c.queued = false
       // handed to Node's server, or closed, meanwhile: #release uncorked it already
-      if (c.socket[kConn] !== c) continue
+      if (c.socket[kRawConnection] !== c) continue
       this.#flush(c)
       if (c.socket.writableLength > HIGH_WATER && !c.socket.destroyed) c.socket.pause()
     }
@@ -307,7 +431,7 @@ export class RawPublishers {
     const socket = c.socket
     this.#conns.delete(c)
     this.#core.stats.rawConnections = this.#conns.size
-    socket[kConn] = undefined
+    socket[kRawConnection] = undefined
     for (const [event, fn] of RAW_LISTENERS) socket.removeListener(event, fn)
     socket.setTimeout(0)
     this.#flush(c)
@@ -333,6 +457,11 @@ export class RawPublishers {
   /** The client half-closed. */
   ended (c: Conn): void {
     c.eof = true
+    // a parked long-poll whose client half-closed: close ours, as for one Node parked (longpoll.ts onEnd)
+    if (c.busy && isParked(c.socket)) {
+      c.socket.end()
+      return
+    }
     if (c.busy) return
     this.pump(c)
   }
@@ -368,7 +497,7 @@ function sweepWaiting (rp: RawPublishers): void {
 }
 
 function onConnection (this: ServerWith, socket: RawSocket): void {
-  const rp = this[kRaw]
+  const rp = this[kRawPublishers]
   if (rp === undefined) return
   // Node's server times a silent connection out (headersTimeout); until its first bytes, so do we
   rp.wait(socket)
@@ -384,7 +513,7 @@ function stopWaiting (socket: RawSocket): void {
   socket.removeListener('end', onWaitingEnd)
   socket.removeListener('error', onWaitingError)
   socket.removeListener('close', onWaitingClose)
-  socket.server?.[kRaw]?.waiting.delete(socket)
+  socket.server?.[kRawPublishers]?.waiting.delete(socket)
 }
 
 function onWaitingClose (this: RawSocket): void {
@@ -400,14 +529,14 @@ function onWaitingError (this: RawSocket): void {
 /** A FIN before any byte: Node's server closes such a connection; it gets it. */
 function onWaitingEnd (this: RawSocket): void {
   stopWaiting(this)
-  const rp = this.server?.[kRaw]
+  const rp = this.server?.[kRawPublishers]
   if (rp === undefined) this.destroy()
   else rp.handOverEnded(this)
 }
 
 function onFirstData (this: RawSocket, chunk: Buffer): void {
   stopWaiting(this)
-  const rp = this.server?.[kRaw]
+  const rp = this.server?.[kRawPublishers]
   if (rp === undefined) {
     this.destroy()
     return
@@ -416,20 +545,25 @@ function onFirstData (this: RawSocket, chunk: Buffer): void {
 }
 
 function onRawData (this: RawSocket, chunk: Buffer): void {
-  const c = this[kConn]
+  const c = this[kRawConnection]
   if (c === undefined) return
+  // any byte on a connection whose long-poll is parked: that poll gets 400, the connection closes (§5)
+  if (c.busy && isParked(this)) {
+    rejectIfParked(this)
+    return
+  }
   c.buf = c.buf === null ? chunk : Buffer.concat([c.buf, chunk])
   // requests pipelined behind one still being handled: read no further past a bound
   if (c.busy) {
     if (c.buf.length > INPUT_HIGH_WATER) this.pause()
     return
   }
-  this.server![kRaw]!.pump(c, true)
+  this.server![kRawPublishers]!.pump(c, true)
 }
 
 function onRawEnd (this: RawSocket): void {
-  const c = this[kConn]
-  if (c !== undefined) this.server?.[kRaw]?.ended(c)
+  const c = this[kRawConnection]
+  if (c !== undefined) this.server?.[kRawPublishers]?.ended(c)
 }
 
 function onRawError (this: RawSocket): void {
@@ -437,19 +571,19 @@ function onRawError (this: RawSocket): void {
 }
 
 function onRawClose (this: RawSocket): void {
-  const c = this[kConn]
-  if (c !== undefined) this.server?.[kRaw]?.closed(c)
+  const c = this[kRawConnection]
+  if (c !== undefined) this.server?.[kRawPublishers]?.closed(c)
 }
 
 function onRawDrain (this: RawSocket): void {
-  const c = this[kConn]
+  const c = this[kRawConnection]
   if (c === undefined || !this.isPaused() || c.busy) return
-  this.server![kRaw]!.pump(c)
+  this.server![kRawPublishers]!.pump(c)
 }
 
 function onRawTimeout (this: RawSocket): void {
-  const c = this[kConn]
-  if (c !== undefined) this.server?.[kRaw]?.timeout(c)
+  const c = this[kRawConnection]
+  if (c !== undefined) this.server?.[kRawPublishers]?.timeout(c)
 }
 
 // listeners of different events (data: a Buffer, the others none)
@@ -466,7 +600,7 @@ const NEED_MORE_BODY = 1
 const UNSUPPORTED = 2
 
 interface RawRequest {
-  method: 'POST' | 'PUT'
+  method: 'POST' | 'PUT' | 'GET'
   target: string
   path: string
   headers: IncomingHttpHeaders
@@ -489,7 +623,7 @@ const NOT_HERE = new Set(['transfer-encoding', 'expect', 'upgrade', 'http2-setti
  */
 export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | typeof NEED_MORE_HEAD | typeof NEED_MORE_BODY | typeof UNSUPPORTED {
   const headEnd = buf.indexOf('\r\n\r\n', 0, 'latin1')
-  if (headEnd === -1) return buf.length > MAX_HEAD ? UNSUPPORTED : NEED_MORE_HEAD
+  if (headEnd === -1) return buf.length > MAX_HEAD || !headSoFar(buf) ? UNSUPPORTED : NEED_MORE_HEAD
   if (headEnd > MAX_HEAD) return UNSUPPORTED
   // printable ASCII, SP and HTAB; CR only before LF, LF only after CR
   for (let i = 0; i < headEnd; i++) {
@@ -507,9 +641,11 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   // the request line takes no HTAB (Node's parser refuses one in the target)
   if (first.indexOf('\t') !== -1) return UNSUPPORTED
   const method = first.slice(0, sp1)
-  if (method !== 'POST' && method !== 'PUT') return UNSUPPORTED
+  if (method !== 'POST' && method !== 'PUT' && method !== 'GET') return UNSUPPORTED
+  const poll = method === 'GET'
+  if (poll && (opts.longpollMultipart || !opts.transports.includes('longpoll'))) return UNSUPPORTED
   const target = first.slice(sp1 + 1, sp2)
-  if (target.length > MAX_LINE || !target.startsWith(opts.pubPrefix)) return UNSUPPORTED
+  if (target.length > MAX_LINE || !target.startsWith(poll ? opts.subPrefix : opts.pubPrefix)) return UNSUPPORTED
   const q = target.indexOf('?')
   const path = q === -1 ? target : target.slice(0, q)
   if (normalizePath(path) !== path) return UNSUPPORTED
@@ -539,7 +675,11 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   }
   const cl = headers['content-length']
   let length = 0
-  if (cl !== undefined) {
+  if (poll) {
+    // a plain long-poll only: no body, and no Accept another transport claims (transports/index.ts)
+    const accept = headers.accept
+    if (cl !== undefined || (accept !== undefined && (accept.includes('text/event-stream') || accept.includes('multipart/mixed')))) return UNSUPPORTED
+  } else if (cl !== undefined) {
     if (!DIGITS.test(cl)) return UNSUPPORTED
     length = Number(cl)
     if (length > opts.maxMessageSize) return UNSUPPORTED
@@ -552,6 +692,27 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   const body = buf.subarray(start, start + length)
   return { method, target, path, headers, origin, body, end: start + length, close }
 }
+
+/**
+ * Could `buf` (no blank line yet) still become a head parseRequest takes? Not with a byte it
+ * refuses, such as a bare LF: Node's parser answers that at once (400), instead of the wait for
+ * the rest of the head.
+ */
+function headSoFar (buf: Buffer): boolean {
+  for (let i = 0; i < buf.length; i++) {
+    const b = buf[i]!
+    if ((b >= 0x20 && b < 0x7f) || b === 0x09) continue
+    if (b === 0x0d && (i + 1 === buf.length || buf[i + 1] === 0x0a)) { i++; continue }
+    return false
+  }
+  return true
+}
+
+/** First bytes that name another transport (an SSE or multipart Accept, a WebSocket Upgrade): Node's at once, not parsed here. */
+function streamOrUpgrade (chunk: Buffer): boolean {
+  return chunk[0] === 0x47 /* G */ && (chunk.indexOf('event-stream', 0, 'latin1') !== -1 || chunk.indexOf('multipart', 0, 'latin1') !== -1 || chunk.indexOf('pgrade', 0, 'latin1') !== -1)
+}
+
 
 // ---- the answer ----------------------------------------------------------------------------
 

@@ -13,10 +13,12 @@ export class Stats {
   refused = 0
   /** Messages dropped for slow subscribers (queuePolicy drop-oldest). */
   messagesDropped = 0
-  /** Publisher connections the standalone server reads itself now (lib/raw-publish.ts). */
+  /** Publisher and long-poll connections the standalone server reads itself now (lib/raw-publish.ts). */
   rawConnections = 0
-  /** Publisher requests read on them. */
+  /** Requests read on them (publishes and long-polls). */
   rawRequests = 0
+  /** Of those, long-polls (GET on the subscriber location). */
+  rawPolls = 0
 
   constructor (transportNames: readonly string[]) {
     this.transportNames = transportNames

@@ -35,6 +35,7 @@ export function renderStatus (core: Core): string {
     `gaps: ${s.gapsEvicted + s.gapsExpired + s.gapsDropped}\n` +
     `raw publisher connections: ${s.rawConnections}\n` +
     `raw publisher requests: ${s.rawRequests}\n` +
+    `raw long-poll requests: ${s.rawPolls}\n` +
     tcpLines() +
     `redis pending commands: ${h?.pendingCommands ?? 0}\n` +
     `redis connected servers: ${h?.connectedServers ?? 0}\n`

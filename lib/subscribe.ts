@@ -13,8 +13,8 @@ import { SUB_ALLOW, SUB_ALLOW_HEADERS, parseChannelIds, queryParam, randomBetwee
 import { INVALID, type Cursor } from './message-id.ts'
 import { sendError, withCors, type Reply } from './reply.ts'
 import { F_GAP_EVENT } from './subscriber.ts'
-import { detect } from '../transports/index.ts'
-import { rejectIfParked } from '../transports/longpoll.ts'
+import { detect, enabledTransports } from '../transports/index.ts'
+import { rejectIfParked, type LongpollTransport } from '../transports/longpoll.ts'
 
 /** Channel ids and starting cursor of a subscribe request (§1, §4.2), or the error to answer. */
 export function resolveSubscription (core: Core, headers: IncomingHttpHeaders, rawIds: string, query: string): { ids: string[], cursor: Cursor } | ErrorSpec {
@@ -24,6 +24,48 @@ export function resolveSubscription (core: Core, headers: IncomingHttpHeaders, r
   const cursor = requestCursor(headers, query, ids.length)
   if (cursor === INVALID) return ERRORS.BAD_MESSAGE_ID
   return { ids, cursor }
+}
+
+/**
+ * A long-poll read off a raw connection (lib/raw-publish.ts, the standalone server): the checks of
+ * handleSubscriber, in its order, for a GET that lib/raw-publish.ts parseRequest found to be a
+ * plain long-poll, then LongpollTransport.serveRaw. An error or refusal is answered through
+ * `reply`; a served poll hijacks it. Synchronous unless access control has to wait.
+ */
+export function subscribeRawPoll (core: Core, access: Access, request: RequestLike, reply: Reply, rawIds: string, query: string, origin: string | null, close: boolean): void | Promise<void> {
+  const r = resolveSubscription(core, request.headers, rawIds, query)
+  if (!('ids' in r)) {
+    sendError(reply, r, origin)
+    return
+  }
+  if (access.auth === null) {
+    admitRawPoll(core, request, reply, r.ids, r.cursor, query, origin, close, null)
+    return
+  }
+  return access.subscriber(request, 'longpoll', r.ids, query).then((grant) => {
+    admitRawPoll(core, request, reply, r.ids, r.cursor, query, origin, close, grant)
+  })
+}
+
+function admitRawPoll (core: Core, request: RequestLike, reply: Reply, ids: string[], cursor: Cursor, query: string, origin: string | null, close: boolean,
+  grant: Awaited<ReturnType<Access['subscriber']>>): void {
+  if (isRefusal(grant)) {
+    sendRefusal(reply, grant, origin)
+    return
+  }
+  if (request.socket.destroyed) {
+    // the client left while it was being admitted
+    reply.hijack()
+    return
+  }
+  if (core.overChannelCap(ids)) {
+    sendError(reply.header('Retry-After', String(randomBetween(1, 10))), ERRORS.OVER_CAPACITY, origin)
+    return
+  }
+  const flags = queryParam(query, 'parkline_gap') === 'event' ? F_GAP_EVENT : 0
+  reply.hijack()
+  const lp = enabledTransports(core).find((t) => t.name === 'longpoll') as LongpollTransport
+  lp.serveRaw(request.socket, core.channelsFor(ids), cursor, origin, flags, grant, close)
 }
 
 export async function handleSubscriber (core: Core, access: Access, request: RequestLike, reply: Reply & { raw: ServerResponse }, rawIds: string, query: string, origin: string | null): Promise<Reply | undefined> {

@@ -14,3 +14,9 @@ export const kAdmitting = Symbol('parkline.admitting')
 
 /** Node's own HTTP 'connection' listener, kept on the standalone server (lib/raw-publish.ts): sockets handed back go straight to it. */
 export const kNodeConnection = Symbol('parkline.nodeConnection')
+
+/** The standalone server's raw-connection reader (lib/raw-publish.ts RawPublishers), on its http.Server. */
+export const kRawPublishers = Symbol('parkline.rawPublishers')
+
+/** A connection read by lib/raw-publish.ts: its state there. */
+export const kRawConnection = Symbol('parkline.rawConnection')

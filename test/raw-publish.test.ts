@@ -396,3 +396,84 @@ test('a connection waiting for its first bytes holds no timer of its own; the si
   t.regex(silent.answers[0] ?? '', /^HTTP\/1\.1 408 /)
   for (const c of subs) c.destroy()
 })
+
+test('long-polls are read here too: answered at once, parked, re-polled with the cursor on one connection, past Node and Fastify', async (t) => {
+  const s = await serve(t)
+  const core = coreOf(s.app)
+  const socket = net.connect(s.port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  let closed = false
+  socket.on('close', () => { closed = true })
+  const answer = async (n: number): Promise<string> => {
+    const until = Date.now() + 3000
+    while (splitAnswers(text).length < n && !closed && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+    t.true(splitAnswers(text).length >= n, `answer ${n}: ${text}`)
+    return splitAnswers(text)[n - 1] ?? ''
+  }
+  const poll = (a: string): string => {
+    const lm = /\r\nLast-Modified: ([^\r]+)/.exec(a)?.[1]
+    const etag = /\r\nEtag: ([^\r]+)/.exec(a)?.[1]
+    return `GET /sub/lp HTTP/1.1\r\nHost: 127.0.0.1\r\n${lm === undefined ? '' : `If-Modified-Since: ${lm}\r\nIf-None-Match: ${etag}\r\n`}\r\n`
+  }
+  // parks (nothing published yet), then the publish answers it
+  socket.write(poll(''))
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.is(core.table.counts[core.transports.findIndex((x) => x.name === 'longpoll')], 1, 'parked')
+  t.is((await fetch(`${s.base}/pub/lp`, { method: 'POST', body: 'one' })).status, 201)
+  const a1 = await answer(1)
+  t.regex(a1, /^HTTP\/1\.1 200 OK\r\n/)
+  t.regex(a1, /\r\nConnection: keep-alive\r\nKeep-Alive: timeout=\d+\r\n/)
+  t.regex(a1, /\r\nDate: /)
+  t.is(parseResponse(a1).body, 'one')
+  // re-poll with its cursor: parks again; the next publish answers it
+  socket.write(poll(a1))
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.is(splitAnswers(text).length, 1, 'nothing newer: parked')
+  await fetch(`${s.base}/pub/lp`, { method: 'POST', body: 'two' })
+  const a2 = await answer(2)
+  t.is(parseResponse(a2).body, 'two')
+  // the first cursor again: answered at once from the buffer
+  socket.write(poll(a1))
+  t.is(parseResponse(await answer(3)).body, 'two')
+  t.false(closed, 'one connection for every poll')
+  t.is(core.stats.rawPolls, 3)
+  t.is(s.hooks(), 0)
+  const status = await (await fetch(`${s.base}/status`)).text()
+  t.regex(status, /^raw long-poll requests: 3$/m)
+  // a byte behind the parked poll: 400 to the poll, the connection closes (§5)
+  socket.write(poll(a2))
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  socket.write('G')
+  t.regex(await answer(4), /^HTTP\/1\.1 400 /)
+  const until = Date.now() + 3000
+  while (!closed && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.true(closed)
+  t.true(await (async () => { const u = Date.now() + 3000; while (core.table.counts.some((n) => n > 0) && Date.now() < u) await new Promise((resolve) => setTimeout(resolve, 10)); return core.table.counts.every((n) => n === 0) })(), 'nobody left parked')
+})
+
+test('long-poll answers read here are the ones Node gives: at once, errors, CORS; an SSE request still goes to Node', async (t) => {
+  const get = (path: string, headers = ''): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}\r\n`
+  const r = await both(t, [post('/pub/lpx', 'hello'), get('/sub/lpx'), get('/sub/lpx', 'Origin: http://127.0.0.1\r\n'), get('/sub/' + 'x'.repeat(1100)),
+    get('/sub/lpx', 'If-Modified-Since: yesterday\r\nIf-None-Match: 0\r\n'), get('/sub/lpx?parkline_gap=event')], 6, {}, true)
+  t.is(r.raw.length, 6)
+  // the two servers' publishes may fall in different seconds
+  const noDate = (a: string): string => a.replace(/^last-modified: .*$/m, 'last-modified: D')
+  t.deepEqual(r.raw.map(noDate), r.node.map(noDate))
+  t.is(coreOf(r.rawServer.app).stats.rawPolls, 5)
+  t.false(r.rawClosed)
+  // an EventSource request on a fresh connection is Node's from its first byte
+  const sse = net.connect(r.rawServer.port, '127.0.0.1')
+  sse.on('error', () => {})
+  await once(sse, 'connect')
+  let got = ''
+  sse.on('data', (d: Buffer) => { got += d.toString('latin1') })
+  sse.write(get('/sub/lpx', 'Accept: text/event-stream\r\n'))
+  const until = Date.now() + 3000
+  while (!got.includes('data: hello') && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.regex(got, /^HTTP\/1\.1 200 OK\r\n[\s\S]*text\/event-stream[\s\S]*data: hello/)
+  t.is(coreOf(r.rawServer.app).stats.rawPolls, 5)
+  sse.destroy()
+})

@@ -6,17 +6,22 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
+import type { Channel } from '../lib/channel-registry.ts'
+import type { Cursor } from '../lib/message-id.ts'
 import { EXPOSE_HEADERS, VARY, randomBetween } from '../lib/http.ts'
 import type { Message } from '../lib/message.ts'
 import { F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
-import { kSubscriber } from '../lib/symbols.ts'
+import { kRawConnection, kRawPublishers, kSubscriber } from '../lib/symbols.ts'
 import { detachSocket, reattachSocket } from './detach.ts'
 import { randomBoundary } from './multipart.ts'
+import type { RawPublishers } from '../lib/raw-publish.ts'
 
 /** Parked on a released socket: answers are written raw, then the socket goes back to Node. */
 const F_LP_RAW = 1 << 16
 /** The request asked for the connection to close after the answer (HTTP/1.0, Connection: close). */
 const F_LP_CLOSE = 1 << 17
+/** Read by lib/raw-publish.ts, not Node: after the answer the socket goes back there (pollAnswered). */
+const F_LP_OWNED = 1 << 18
 
 type LpSocket = Socket & { [kSubscriber]?: Subscriber }
 
@@ -100,6 +105,34 @@ export class LongpollTransport implements Transport {
     else this.#respond(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
   }
 
+  /**
+   * A poll read off a raw connection (lib/raw-publish.ts, the standalone server): no request or
+   * response objects at all. Answered at once or parked as serve() does; its answer is written raw
+   * and the connection's next request is read there again (pollAnswered).
+   */
+  serveRaw (socket: Socket, channels: Channel[], cursor: Cursor, origin: string | null, flags: number, grant: SubscribeRequest['grant'], close: boolean): void {
+    const core = this.core
+    const sub = new Subscriber(this, socket, null, channels, cursor, origin, flags | F_LP_RAW | F_LP_OWNED | (close ? F_LP_CLOSE : 0))
+    sub.grant = grant
+    const next = core.engine.answersEarly?.(sub) === false ? null : core.nextMessage(sub)
+    if (next !== null) {
+      core.touch(channels)
+      this.#respond(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
+      return
+    }
+    if (core.refusing) {
+      core.stats.refused++
+      core.releaseChannels(channels)
+      this.#status(sub, 503)
+      return
+    }
+    // bytes, FIN and errors on the connection are raw-publish's listeners' (they end a parked poll)
+    const s = socket as LpSocket
+    s[kSubscriber] = sub
+    s.on('close', onClose)
+    core.register(sub)
+  }
+
   /** Unpark: uncount and drop the socket's reference; the connection lives on for the next poll. */
   #park (sub: Subscriber): void {
     this.core.unregister(sub)
@@ -131,6 +164,7 @@ export class LongpollTransport implements Transport {
     }
     if ((sub.flags & F_LP_RAW) === 0) return
     sub.flags &= ~F_LP_RAW
+    const owned = (sub.flags & F_LP_OWNED) !== 0
     const socket = sub.socket
     // ended by the client's FIN (onEnd) and not closed yet: nobody to answer, and #park took the
     // error listener, so a write would throw write-after-end
@@ -138,6 +172,10 @@ export class LongpollTransport implements Transport {
     close = close || (sub.flags & F_LP_CLOSE) !== 0
     let head = 'HTTP/1.1 ' + status + ' ' + reason + '\r\n' + block
     for (let i = 0; i < headers.length; i += 2) head += headers[i] + ': ' + headers[i + 1] + '\r\n'
+    if (owned) {
+      pollAnswer(socket, head, body, close)
+      return
+    }
     head += close ? 'Connection: close\r\n\r\n' : 'Connection: keep-alive\r\n\r\n'
     socket.cork()
     socket.write(head, 'latin1')
@@ -241,6 +279,26 @@ function releaseParked (): void {
     socket.on('close', onClose)
     socket.on('data', onParkedData)
   }
+}
+
+/**
+ * A raw poll's answer (`head`: status line and headers, without Connection): lib/raw-publish.ts
+ * ends the head as its other answers (Date, Connection, Keep-Alive), writes it in one chunk, then
+ * reads the connection's next request or ends it. (Reached through symbols: that module imports
+ * this one.)
+ */
+function pollAnswer (socket: Socket, head: string, body: Buffer | null, close: boolean): void {
+  const s = socket as Socket & { server?: { [kRawPublishers]?: RawPublishers }, [kRawConnection]?: Parameters<RawPublishers['answerPoll']>[0] }
+  const c = s[kRawConnection]
+  const rp = s.server?.[kRawPublishers]
+  if (c !== undefined && rp !== undefined) {
+    rp.answerPoll(c, head, body, close)
+    return
+  }
+  if (socket.destroyed || socket.writableEnded) return
+  socket.write(head + 'Connection: close\r\n\r\n', 'latin1')
+  if (body !== null && body.length > 0) socket.write(body)
+  socket.end()
 }
 
 function pushCors (headers: string[], origin: string): void {
