@@ -275,18 +275,16 @@ export class RawPublishers {
     try {
       out = subscribeRawPoll(this.#core, this.#core.access!, request, reply, rawIds, query, r.origin, r.close)
     } catch (err) {
-      this.#core.log?.error?.({ err }, 'request failed')
-      if (!reply.sent) reply.code(500).header('Content-Type', 'text/plain').send(Buffer.from('Internal Server Error'))
+      this.#failed(c, reply, err)
     } finally {
       c.pumping = false
     }
     if (out !== undefined) {
       out.then(() => {
         this.#polled(c, reply, r.close, true)
-        this.#bytesBehindPoll(c)
+        this.#afterPark(c)
       }, (err: unknown) => {
-        this.#core.log?.error?.({ err }, 'request failed')
-        if (!reply.sent) reply.code(500).header('Content-Type', 'text/plain').send(Buffer.from('Internal Server Error'))
+        this.#failed(c, reply, err)
         this.#polled(c, reply, r.close, true)
       })
       this.#later(c)
@@ -296,7 +294,7 @@ export class RawPublishers {
     if (c.busy) {
       // parked: what was written before it leaves at the end of the turn; its answer, later, at once
       this.#later(c)
-      this.#bytesBehindPoll(c)
+      this.#afterPark(c)
       return true
     }
     if (c.closing) {
@@ -307,12 +305,30 @@ export class RawPublishers {
     return false
   }
 
-  /** Requests pipelined behind a poll that parked: the poll gets 400 and the connection closes (§5), nothing of them is applied. */
-  #bytesBehindPoll (c: Conn): void {
-    if (c.busy && c.buf !== null && isParked(c.socket)) {
+  /**
+   * A poll just parked. Requests pipelined behind it: the poll gets 400 and the connection closes
+   * (§5), nothing of them is applied. The client's FIN came already: ours, as for a FIN while
+   * parked (ended), and 'close' unregisters the poll.
+   */
+  #afterPark (c: Conn): void {
+    if (!c.busy || !isParked(c.socket)) return
+    if (c.buf !== null) {
       c.buf = null
       rejectIfParked(c.socket)
+    } else if (c.eof) {
+      c.socket.end()
     }
+  }
+
+  /** A poll's handler threw: a 500 if nothing was answered, else the connection goes (as lib/fast-path.ts failed). */
+  #failed (c: Conn, reply: SocketReply, err: unknown): void {
+    this.#core.log?.error?.({ err }, 'request failed')
+    if (!reply.sent) {
+      reply.code(500).header('Content-Type', 'text/plain').send(Buffer.from('Internal Server Error'))
+      return
+    }
+    c.closing = true
+    c.socket.destroy()
   }
 
   /** After a poll's handler: an error answered through `reply` frees the connection (a served poll frees it in answered()). */

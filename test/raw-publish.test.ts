@@ -477,3 +477,43 @@ test('long-poll answers read here are the ones Node gives: at once, errors, CORS
   t.is(coreOf(r.rawServer.app).stats.rawPolls, 5)
   sse.destroy()
 })
+
+test('a long-poll that parks after its client half-closed is ended: the server closes its side and nobody is left parked', async (t) => {
+  const s = await serve(t)
+  const core = coreOf(s.app)
+  // the publish waits, so the FIN is read while it is handled and the poll is taken after it
+  const orig = core.engine.publish.bind(core.engine)
+  core.engine.publish = async (...a: Parameters<typeof orig>) => {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    return await orig(...a)
+  }
+  const socket = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  socket.write(post('/pub/other', 'x') + 'GET /sub/quiet HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+  socket.end()
+  const ended = await Promise.race([once(socket, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+  t.true(ended, 'the server closed its side')
+  t.regex(text, /^HTTP\/1\.1 202 /)
+  socket.destroy()
+  const until = Date.now() + 3000
+  while (core.table.counts.some((n) => n > 0) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.deepEqual(core.table.counts.filter((n) => n > 0), [], 'no subscriber left')
+  t.is(core.stats.rawPolls, 1)
+})
+
+test('a long-poll whose handler throws after taking the connection: the connection goes, as on Node\'s path', async (t) => {
+  const s = await serve(t)
+  const core = coreOf(s.app)
+  const lp = core.transports.find((x) => x.name === 'longpoll') as unknown as { serveRaw: () => void }
+  lp.serveRaw = () => { throw new Error('boom') }
+  const socket = net.connect(s.port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  socket.write('GET /sub/boom HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+  const closed = await Promise.race([once(socket, 'close').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+  t.true(closed, 'closed, not left busy')
+  t.is(core.stats.rawPolls, 1)
+})
