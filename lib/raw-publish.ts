@@ -629,6 +629,16 @@ interface RawRequest {
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+/** A byte parseRequest refuses in a head: not printable ASCII, SP or HTAB, or a CR and LF not paired. */
+const BAD_HEAD = /[^\t\x20-\x7e\r\n]|\r(?!\n)|(?<!\r)\n/
+/** Header names as clients usually spell them (Node, undici, curl, browsers), to their lower case. */
+const KNOWN_NAMES = new Map<string, string>()
+for (const n of ['Host', 'Connection', 'Content-Length', 'Content-Type', 'Accept', 'User-Agent', 'Origin', 'Authorization', 'Cookie',
+  'If-Modified-Since', 'If-None-Match', 'Last-Event-ID', 'Accept-Encoding', 'Accept-Language', 'Cache-Control', 'Pragma',
+  'X-EventSource-Event', 'Idempotency-Key', 'Referer', 'Sec-Fetch-Site', 'Sec-Fetch-Mode', 'Sec-Fetch-Dest']) {
+  KNOWN_NAMES.set(n, n.toLowerCase())
+  KNOWN_NAMES.set(n.toLowerCase(), n.toLowerCase())
+}
 const DIGITS = /^\d{1,15}$/
 /** Headers whose request Node's parser or Fastify treats specially: such a request goes there. */
 const NOT_HERE = new Set(['transfer-encoding', 'expect', 'upgrade', 'http2-settings', 'te', 'trailer', 'proxy-connection'])
@@ -641,21 +651,16 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   const headEnd = buf.indexOf('\r\n\r\n', 0, 'latin1')
   if (headEnd === -1) return buf.length > MAX_HEAD || !headSoFar(buf) ? UNSUPPORTED : NEED_MORE_HEAD
   if (headEnd > MAX_HEAD) return UNSUPPORTED
+  const head = buf.toString('latin1', 0, headEnd)
   // printable ASCII, SP and HTAB; CR only before LF, LF only after CR
-  for (let i = 0; i < headEnd; i++) {
-    const b = buf[i]!
-    if (b >= 0x20 && b < 0x7f) continue
-    if (b === 0x09) continue
-    if (b === 0x0d && buf[i + 1] === 0x0a) { i++; continue }
-    return UNSUPPORTED
-  }
-  const lines = buf.toString('latin1', 0, headEnd).split('\r\n')
-  const first = lines[0]!
+  if (BAD_HEAD.test(head)) return UNSUPPORTED
+  const eol = head.indexOf('\r\n')
+  const first = eol === -1 ? head : head.slice(0, eol)
+  // `<method> <target> HTTP/1.1`, one space each (the request line takes no HTAB: Node's parser
+  // refuses one in the target)
   const sp1 = first.indexOf(' ')
-  const sp2 = first.indexOf(' ', sp1 + 1)
-  if (sp1 === -1 || sp2 === -1 || first.indexOf(' ', sp2 + 1) !== -1 || first.slice(sp2 + 1) !== 'HTTP/1.1') return UNSUPPORTED
-  // the request line takes no HTAB (Node's parser refuses one in the target)
-  if (first.indexOf('\t') !== -1) return UNSUPPORTED
+  const sp2 = first.length - 9
+  if (sp1 === -1 || sp1 >= sp2 || !first.endsWith(' HTTP/1.1') || first.indexOf(' ', sp1 + 1) !== sp2 || first.indexOf('\t') !== -1) return UNSUPPORTED
   const method = first.slice(0, sp1)
   if (method !== 'POST' && method !== 'PUT' && method !== 'GET') return UNSUPPORTED
   const poll = method === 'GET'
@@ -665,20 +670,26 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   const q = target.indexOf('?')
   const path = q === -1 ? target : target.slice(0, q)
   if (normalizePath(path) !== path) return UNSUPPORTED
-  if (lines.length - 1 > MAX_HEADERS) return UNSUPPORTED
   const headers: IncomingHttpHeaders = Object.create(null) as IncomingHttpHeaders
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!
-    const colon = line.indexOf(':')
-    if (colon <= 0) return UNSUPPORTED
-    const name = line.slice(0, colon)
-    if (!TOKEN.test(name)) return UNSUPPORTED
-    const key = name.toLowerCase()
+  let count = 0
+  // header lines, read in place (no array of lines, no line strings)
+  for (let pos = eol === -1 ? head.length : eol + 2; pos < head.length;) {
+    let end = head.indexOf('\r\n', pos)
+    if (end === -1) end = head.length
+    if (++count > MAX_HEADERS) return UNSUPPORTED
+    const colon = head.indexOf(':', pos)
+    if (colon <= pos || colon > end) return UNSUPPORTED
+    const name = head.slice(pos, colon)
+    // the usual names in their usual spellings need no check and no lower-casing
+    const known = KNOWN_NAMES.get(name)
+    if (known === undefined && !TOKEN.test(name)) return UNSUPPORTED
+    const key = known ?? name.toLowerCase()
     if (headers[key] !== undefined || NOT_HERE.has(key)) return UNSUPPORTED
-    const value = line.slice(colon + 1).trim()
+    const value = head.slice(colon + 1, end).trim()
     // the §10 limit as checkLimits (lib/plugin.ts) counts it: name, value, 2
     if (name.length + value.length + 2 > MAX_LINE) return UNSUPPORTED
     headers[key] = value
+    pos = end + 2
   }
   // Node's server answers an HTTP/1.1 request without Host with 400 (requireHostHeader)
   if (headers.host === undefined) return UNSUPPORTED

@@ -1,0 +1,66 @@
+// lib/raw-publish.ts parseRequest: what the raw connections take themselves and what they leave to
+// Node's parser (which answers it as it always does). UNSUPPORTED is 2, NEED_MORE_HEAD 0,
+// NEED_MORE_BODY 1.
+import test from 'ava'
+import { resolveOptions } from '../lib/config.ts'
+import { parseRequest } from '../lib/raw-publish.ts'
+
+const opts = resolveOptions({}, { env: {} })
+const parse = (s: string): ReturnType<typeof parseRequest> => parseRequest(Buffer.from(s, 'latin1'), opts)
+const UNSUPPORTED = 2
+
+test('a publish and a long-poll are read, names lower-cased, values trimmed, whatever the spelling', (t) => {
+  const p = parse('POST /pub/a?x=1 HTTP/1.1\r\nHOST: h\r\ncontent-TYPE:  text/plain \r\nX-Custom-Thing: v\r\nContent-Length: 5\r\n\r\nhello')
+  if (typeof p !== 'object') { t.fail(String(p)); return }
+  t.is(p.method, 'POST')
+  t.is(p.target, '/pub/a?x=1')
+  t.is(p.path, '/pub/a')
+  t.deepEqual({ ...p.headers }, { host: 'h', 'content-type': 'text/plain', 'x-custom-thing': 'v', 'content-length': '5' })
+  t.is(p.body.toString(), 'hello')
+  t.false(p.close)
+  const g = parse('GET /sub/a HTTP/1.1\r\nHost: h\r\nIf-None-Match: 3\r\nConnection: close\r\n\r\n')
+  if (typeof g !== 'object') { t.fail(String(g)); return }
+  t.is(g.method, 'GET')
+  t.is(g.headers['if-none-match'], '3')
+  t.true(g.close)
+  t.is(g.end, Buffer.byteLength('GET /sub/a HTTP/1.1\r\nHost: h\r\nIf-None-Match: 3\r\nConnection: close\r\n\r\n'))
+})
+
+test('anything unusual is left to Node', (t) => {
+  const bad = {
+    'bare LF': 'GET /sub/a HTTP/1.1\nHost: h\r\n\r\n',
+    'bare CR': 'GET /sub/a HTTP/1.1\r\nHost: h\rX: y\r\n\r\n',
+    'NUL byte': 'GET /sub/a HTTP/1.1\r\nHost: h\0\r\n\r\n',
+    'byte above 0x7e': 'GET /sub/a HTTP/1.1\r\nHost: h\u00e9\r\n\r\n',
+    'HTTP/1.0': 'GET /sub/a HTTP/1.0\r\nHost: h\r\n\r\n',
+    'two spaces': 'GET  /sub/a HTTP/1.1\r\nHost: h\r\n\r\n',
+    'space in target': 'GET /sub/a b HTTP/1.1\r\nHost: h\r\n\r\n',
+    'HTAB in target': 'GET /sub/a\tb HTTP/1.1\r\nHost: h\r\n\r\n',
+    'no version': 'GET /sub/a\r\nHost: h\r\n\r\n',
+    'other method': 'DELETE /pub/a HTTP/1.1\r\nHost: h\r\n\r\n',
+    'GET on the publisher': 'GET /pub/a HTTP/1.1\r\nHost: h\r\n\r\n',
+    'POST on the subscriber': 'POST /sub/a HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n',
+    'dot segment': 'GET /sub/../pub/a HTTP/1.1\r\nHost: h\r\n\r\n',
+    'no Host': 'GET /sub/a HTTP/1.1\r\nAccept: */*\r\n\r\n',
+    'no colon': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nBroken\r\n\r\n',
+    'empty name': 'GET /sub/a HTTP/1.1\r\nHost: h\r\n: v\r\n\r\n',
+    'name not a token': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nBad Name: v\r\n\r\n',
+    'duplicate, any case': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nhost: i\r\n\r\n',
+    'Transfer-Encoding': 'POST /pub/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n',
+    'Upgrade': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n',
+    'TE': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nTE: chunked\r\n\r\n',
+    'SSE Accept': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n',
+    'multipart Accept': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nAccept: multipart/mixed\r\n\r\n',
+    'GET with a body': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx',
+    'Connection: Upgrade': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\r\n',
+    'bad Content-Length': 'POST /pub/a HTTP/1.1\r\nHost: h\r\nContent-Length: 1x\r\n\r\nx',
+    'too many headers': 'GET /sub/a HTTP/1.1\r\nHost: h\r\n' + Array.from({ length: 70 }, (_, i) => `X-${i}: v\r\n`).join('') + '\r\n'
+  }
+  for (const [why, req] of Object.entries(bad)) t.is(parse(req), UNSUPPORTED, why)
+})
+
+test('a head or body not all there yet waits; a partial head Node would refuse does not', (t) => {
+  t.is(parse('GET /sub/a HTTP/1.1\r\nHost: h\r\n'), 0)
+  t.is(parse('POST /pub/a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhel'), 1)
+  t.is(parse('GET /sub/a HTTP/1.1\nHost'), UNSUPPORTED)
+})
