@@ -203,13 +203,19 @@ export class Message {
    */
   longpollHeaders (etag?: string): string {
     if (etag !== undefined) return this.#buildLongpollHeaders(etag)
-    const x = this.#more()
-    if (x.longpollHeaders === null) x.longpollHeaders = this.#buildLongpollHeaders(String(this.tag))
-    return x.longpollHeaders
+    // Kept for the message last asked, not on every message: the polls one message answers are
+    // answered together (its fan-out, or a burst of re-polls), and a one-to-one message's block
+    // would otherwise stay on the heap for the message's whole buffer window, promoted by every
+    // young collection (benchmarks/results/longpoll-raw-2026-12-01.md).
+    if (lastHeadersOf !== this) {
+      lastHeaders = this.#buildLongpollHeaders(String(this.tag))
+      lastHeadersOf = this
+    }
+    return lastHeaders
   }
 
   #buildLongpollHeaders (etag: string): string {
-    return 'Last-Modified: ' + this.lastModified + '\r\nEtag: ' + etag +
+    return 'Last-Modified: ' + formatHttpDate(this.time) + '\r\nEtag: ' + etag +
       '\r\nVary: If-None-Match, If-Modified-Since\r\nContent-Length: ' + this.data.length + '\r\n' +
       (this.contentType === null ? '' : 'Content-Type: ' + this.contentType + '\r\n')
   }
@@ -220,6 +226,10 @@ export class Message {
     return x.lastModified
   }
 }
+
+/** The long-poll header block of the message last asked (Message.longpollHeaders). */
+let lastHeadersOf: Message | null = null
+let lastHeaders = ''
 
 /**
  * A message's bytes in a backing store of their own. A Buffer under 4 KiB from Buffer.allocUnsafe,
