@@ -368,15 +368,19 @@ export class RawPublishers {
     this.#answered(c, close)
   }
 
+  /** A request was answered (`close`: the connection ends after it): read the next one, or end. */
   #answered (c: Conn, close: boolean): void {
     c.busy = false
     if (close) c.closing = true
+    // (a poll answered inside pump's own loop: that loop reads on)
     if (c.pumping) return
     if (c.closing) {
       this.#release(c)
+      // as Node's server ends a connection after a `Connection: close` answer: FIN, then gone
       c.socket.destroySoon()
       return
     }
+    // this answer leaves at the end of the turn even if the next request's handler waits
     if (c.corked) this.#later(c)
     this.pump(c)
   }
@@ -428,18 +432,8 @@ export class RawPublishers {
   }
 
   #done (c: Conn, reply: SocketReply): void {
-    c.busy = false
     // a handler that took the connection over (hijack) or never answered: nothing more to read
-    if (!reply.sent || reply.hijacked) c.closing = true
-    if (c.closing) {
-      this.#release(c)
-      // as Node's server ends a connection after a `Connection: close` answer: FIN, then gone
-      c.socket.destroySoon()
-      return
-    }
-    // this answer leaves at the end of the turn even if the next request's handler waits
-    if (c.corked) this.#later(c)
-    this.pump(c)
+    this.#answered(c, !reply.sent || reply.hijacked)
   }
 
   /** Stop reading `c` here (its socket goes to Node, or ends). */
