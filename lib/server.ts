@@ -138,7 +138,7 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
     app.addHook('onReady', async () => {
       const core = coreOf(app)
       fast = fastPath(core, opts)
-      // publisher connections are read by Parkline itself (lib/raw-publish.ts);
+      // publisher and long-poll connections are read by Parkline itself (lib/raw-publish.ts);
       // PARKLINE_NO_RAW_PUBLISH=1 leaves them to Node's parser and the fast path, for comparing
       if (process.env.PARKLINE_NO_RAW_PUBLISH === '1') return
       raw = RawPublishers.install(app.server, core, opts, (socket) => {
