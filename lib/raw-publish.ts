@@ -341,8 +341,8 @@ export class RawPublishers {
   }
 
   /**
-   * A raw long-poll's answer (LongpollTransport): `head` is ended as SocketReply ends its heads,
-   * written with the body in one chunk, then the connection reads on, or ends.
+   * A raw long-poll's answer (LongpollTransport): `head` is ended as SocketReply ends its heads and
+   * written with the body in one writev, then the connection reads on, or ends.
    */
   answerPoll (c: Conn, head: string, body: Buffer | null, close: boolean): void {
     const socket = c.socket
@@ -357,10 +357,11 @@ export class RawPublishers {
     }
     if (!socket.destroyed && !socket.writableEnded) {
       if (body !== null && body.length > 0) {
-        const out = Buffer.allocUnsafe(head.length + body.length)
-        out.write(head, 0, 'latin1')
-        body.copy(out, head.length)
-        socket.write(out)
+        // the message's own Buffer, shared by every poll it answers (not copied per poll)
+        socket.cork()
+        socket.write(head, 'latin1')
+        socket.write(body)
+        socket.uncork()
       } else {
         socket.write(head, 'latin1')
       }

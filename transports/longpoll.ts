@@ -283,7 +283,7 @@ function releaseParked (): void {
 
 /**
  * A raw poll's answer (`head`: status line and headers, without Connection): lib/raw-publish.ts
- * ends the head as its other answers (Date, Connection, Keep-Alive), writes it in one chunk, then
+ * ends the head as its other answers (Date, Connection, Keep-Alive), writes it and the body, then
  * reads the connection's next request or ends it. (Reached through symbols: that module imports
  * this one.)
  */
