@@ -20,7 +20,7 @@ import type { RawPublishers } from '../lib/raw-publish.ts'
 const F_LP_RAW = 1 << 16
 /** The request asked for the connection to close after the answer (HTTP/1.0, Connection: close). */
 const F_LP_CLOSE = 1 << 17
-/** Read by lib/raw-publish.ts, not Node: after the answer the socket goes back there (pollAnswered). */
+/** Read by lib/raw-publish.ts, not Node: its answer is written there, which reads on (pollAnswer). */
 const F_LP_OWNED = 1 << 18
 
 type LpSocket = Socket & { [kSubscriber]?: Subscriber }
@@ -46,19 +46,7 @@ export class LongpollTransport implements Transport {
     const core = this.core
     const sub = new Subscriber(this, sr.req.socket, sr.res, sr.channels, sr.cursor, sr.origin, sr.flags)
     sub.grant = sr.grant
-    const next = core.engine.answersEarly?.(sub) === false ? null : core.nextMessage(sub)
-    if (next !== null) {
-      core.touch(sr.channels)
-      if (core.opts.longpollMultipart) this.#respondAll(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
-      else this.#respond(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
-      return
-    }
-    if (core.refusing) {
-      core.stats.refused++
-      core.releaseChannels(sr.channels)
-      this.#status(sub, 503)
-      return
-    }
+    if (this.#answeredAtOnce(sub)) return
     const req = sr.req
     const socket = sub.socket as LpSocket
     // A request with a body stays with Node (it may still be arriving); every other parked poll is
@@ -108,29 +96,37 @@ export class LongpollTransport implements Transport {
   /**
    * A poll read off a raw connection (lib/raw-publish.ts, the standalone server): no request or
    * response objects at all. Answered at once or parked as serve() does; its answer is written raw
-   * and the connection's next request is read there again (pollAnswered).
+   * and the connection's next request is read there again (pollAnswer).
    */
   serveRaw (socket: Socket, channels: Channel[], cursor: Cursor, origin: string | null, flags: number, grant: SubscribeRequest['grant'], close: boolean): void {
     const core = this.core
     const sub = new Subscriber(this, socket, null, channels, cursor, origin, flags | F_LP_RAW | F_LP_OWNED | (close ? F_LP_CLOSE : 0))
     sub.grant = grant
-    const next = core.engine.answersEarly?.(sub) === false ? null : core.nextMessage(sub)
-    if (next !== null) {
-      core.touch(channels)
-      this.#respond(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
-      return
-    }
-    if (core.refusing) {
-      core.stats.refused++
-      core.releaseChannels(channels)
-      this.#status(sub, 503)
-      return
-    }
+    if (this.#answeredAtOnce(sub)) return
     // bytes, FIN and errors on the connection are raw-publish's listeners' (they end a parked poll)
     const s = socket as LpSocket
     s[kSubscriber] = sub
     s.on('close', onClose)
     core.register(sub)
+  }
+
+  /** A new poll: answered from the buffer, or 503 while the server refuses, if it can be at once. */
+  #answeredAtOnce (sub: Subscriber): boolean {
+    const core = this.core
+    const next = core.engine.answersEarly?.(sub) === false ? null : core.nextMessage(sub)
+    if (next !== null) {
+      core.touch(sub.channels)
+      if (core.opts.longpollMultipart) this.#respondAll(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
+      else this.#respond(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
+      return true
+    }
+    if (core.refusing) {
+      core.stats.refused++
+      core.releaseChannels(sub.channels)
+      this.#status(sub, 503)
+      return true
+    }
+    return false
   }
 
   /** Unpark: uncount and drop the socket's reference; the connection lives on for the next poll. */
