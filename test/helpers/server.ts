@@ -1,6 +1,9 @@
 // Test helpers: a real Parkline on 127.0.0.1 port 0, and small clients that speak raw bytes so
 // tests can assert exact wire formats.
+import { closeSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs'
 import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
 import { once } from 'node:events'
 import type { ExecutionContext } from 'ava'
 import type { FastifyInstance } from 'fastify'
@@ -274,15 +277,39 @@ export async function info (base: string, channel: string): Promise<{ status: nu
 }
 
 /** A loopback port free right now, for servers the tests start as separate processes. */
+/**
+ * A port for a process the test starts itself (`parkline serve`, redis-server, nginx), which binds
+ * it a moment later. Between the two the port is free, and ava runs test files in parallel: two
+ * files could be handed the same one. `--workers N` binds with SO_REUSEPORT, so two such servers
+ * would then share the port, each answering some of the other's connections. A lock file per
+ * port (created exclusively, across processes) hands each port to one caller; a lock older than
+ * PORT_LOCK_MS belongs to a server bound long ago or gone, and is taken over.
+ */
 export async function freePort (): Promise<number> {
-  const s = net.createServer()
-  s.listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const port = (s.address() as net.AddressInfo).port
-  s.close()
-  await once(s, 'close')
-  return port
+  mkdirSync(PORT_LOCKS, { recursive: true })
+  for (let i = 0; i < 100; i++) {
+    const s = net.createServer()
+    s.listen(0, '127.0.0.1')
+    await once(s, 'listening')
+    const port = (s.address() as net.AddressInfo).port
+    s.close()
+    await once(s, 'close')
+    const lock = path.join(PORT_LOCKS, String(port))
+    try {
+      if (Date.now() - statSync(lock).mtimeMs > PORT_LOCK_MS) rmSync(lock, { force: true })
+    } catch {}
+    try {
+      closeSync(openSync(lock, 'wx'))
+      return port
+    } catch {
+      // handed to another test moments ago: ask for another
+    }
+  }
+  throw new Error(`freePort: no unclaimed port after 100 tries (locks in ${PORT_LOCKS})`)
 }
+
+const PORT_LOCKS = path.join(os.tmpdir(), 'parkline-test-ports')
+const PORT_LOCK_MS = 10 * 60 * 1000
 
 /** Poll until `pred` is true; for counts that settle after a socket event. */
 export async function eventually (pred: () => Promise<boolean> | boolean, ms = 3000): Promise<boolean> {
