@@ -331,7 +331,7 @@ export class RawPublishers {
     c.socket.destroy()
   }
 
-  /** After a poll's handler: an error answered through `reply` frees the connection (a served poll frees it in answered()). */
+  /** After a poll's handler: an error answered through `reply` frees the connection (a served poll frees it in #answered). */
   #polled (c: Conn, reply: SocketReply, close: boolean, later: boolean): void {
     if (reply.hijacked && reply.sent) return
     c.busy = false
