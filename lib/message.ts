@@ -27,7 +27,6 @@ interface Extras {
   sseData: Buffer | null
   wsMetaFrame: Buffer | null
   lastModified: string | null
-  longpollHeaders: string | null
   multipartPart: Buffer | null
   multipartBody: Buffer | null
   chunk: Buffer | null
@@ -99,7 +98,7 @@ export class Message {
 
   #more (): Extras {
     if (this.#extras === null) {
-      this.#extras = { sseData: null, wsMetaFrame: null, lastModified: null, longpollHeaders: null, multipartPart: null, multipartBody: null, chunk: null }
+      this.#extras = { sseData: null, wsMetaFrame: null, lastModified: null, multipartPart: null, multipartBody: null, chunk: null }
     }
     return this.#extras
   }

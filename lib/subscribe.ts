@@ -3,7 +3,7 @@
 // the connection.
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { isRefusal, sendRefusal, type Access, type RequestLike } from './access.ts'
+import { isRefusal, sendRefusal, type Access, type Grant, type RequestLike } from './access.ts'
 import { kAdmitting } from './symbols.ts'
 
 type AdmittingSocket = Socket & { [kAdmitting]?: number }
@@ -49,23 +49,34 @@ export function subscribeRawPoll (core: Core, access: Access, request: RequestLi
 
 function admitRawPoll (core: Core, request: RequestLike, reply: Reply, ids: string[], cursor: Cursor, query: string, origin: string | null, close: boolean,
   grant: Awaited<ReturnType<Access['subscriber']>>): void {
+  const flags = admitted(core, request.socket, reply, ids, query, origin, grant)
+  if (flags === null) return
+  const lp = enabledTransports(core).find((t) => t.name === 'longpoll') as LongpollTransport
+  lp.serveRaw(request.socket, core.channelsFor(ids), cursor, origin, flags, grant as Grant | null, close)
+}
+
+/**
+ * After access control, on every path: a refusal, a client gone meanwhile or the channel cap is
+ * answered (null); otherwise the reply is hijacked for the transport and the subscription's flags
+ * are returned.
+ */
+function admitted (core: Core, socket: Socket, reply: Reply, ids: string[], query: string, origin: string | null, grant: Awaited<ReturnType<Access['subscriber']>>): number | null {
   if (isRefusal(grant)) {
     sendRefusal(reply, grant, origin)
-    return
+    return null
   }
-  if (request.socket.destroyed) {
+  if (socket.destroyed) {
     // the client left while it was being admitted
     reply.hijack()
-    return
+    return null
   }
+  // bounded: the channel records one process may hold (a multiplexed subscription creates up to 255)
   if (core.overChannelCap(ids)) {
     sendError(reply.header('Retry-After', String(randomBetween(1, 10))), ERRORS.OVER_CAPACITY, origin)
-    return
+    return null
   }
-  const flags = queryParam(query, 'parkline_gap') === 'event' ? F_GAP_EVENT : 0
   reply.hijack()
-  const lp = enabledTransports(core).find((t) => t.name === 'longpoll') as LongpollTransport
-  lp.serveRaw(request.socket, core.channelsFor(ids), cursor, origin, flags, grant, close)
+  return queryParam(query, 'parkline_gap') === 'event' ? F_GAP_EVENT : 0
 }
 
 export async function handleSubscriber (core: Core, access: Access, request: RequestLike, reply: Reply & { raw: ServerResponse }, rawIds: string, query: string, origin: string | null): Promise<Reply | undefined> {
@@ -108,18 +119,9 @@ export async function handleSubscriber (core: Core, access: Access, request: Req
       socket[kAdmitting]!--
     }
   }
-  if (isRefusal(grant)) return sendRefusal(reply, grant, origin)
-  if (req.socket.destroyed) {
-    // the client left while it was being admitted
-    reply.hijack()
-    return undefined
-  }
-  // bounded: the channel records one process may hold (a multiplexed subscription creates up to 255)
-  if (core.overChannelCap(ids)) {
-    return sendError(reply.header('Retry-After', String(randomBetween(1, 10))), ERRORS.OVER_CAPACITY, origin)
-  }
-  const flags = queryParam(query, 'parkline_gap') === 'event' ? F_GAP_EVENT : 0
-  reply.hijack()
-  transport.serve({ req, res: reply.raw, channels: core.channelsFor(ids), cursor, origin, flags, grant })
+  const flags = admitted(core, req.socket, reply, ids, query, origin, grant)
+  if (flags === null) return reply
+  // (admitted: not a refusal)
+  transport.serve({ req, res: reply.raw, channels: core.channelsFor(ids), cursor, origin, flags, grant: grant as Grant | null })
   return undefined
 }
