@@ -21,7 +21,9 @@ export const SERVER_KINDS: readonly ServerKind[] = [
   { name: 'parkline', label: 'Parkline' },
   { name: 'parkline1', label: 'Parkline --workers 1' },
   { name: 'nchan', label: 'Nchan (nginx)' },
-  { name: 'floor', label: 'floor (bare node:net)' }
+  { name: 'floor', label: 'floor (bare node:net)' },
+  // a second, fresh Nchan later in the same run: how far one run of each resolves (run.ts targets)
+  { name: 'nchan2', label: 'Nchan (nginx), 2nd run' }
 ]
 
 export interface ServerHandle {
@@ -292,7 +294,8 @@ export async function startServer (name: string, opts: { workers: number, tmp: s
   switch (name) {
     case 'parkline': return startParkline({ ...kind, label: `Parkline --workers ${opts.workers}` }, opts.workers)
     case 'parkline1': return startParkline(kind, 1)
-    case 'nchan': return startNchan(kind, opts.tmp)
+    case 'nchan':
+    case 'nchan2': return startNchan(kind, opts.tmp)
     default: return startFloor(kind)
   }
 }
