@@ -130,12 +130,17 @@ export class Access {
     return this.#count(r)
   }
 
-  async publisher (request: PublishRequestLike, key: string): Promise<Grant | Refusal | null> {
+  /** Synchronous without access control: no promise, so no microtask, on every publish. */
+  publisher (request: PublishRequestLike, key: string): Grant | Refusal | null | Promise<Grant | Refusal | null> {
     if (this.auth === null) {
       if (this.#publisherOpen || (isLoopback(request.socket.remoteAddress) && !crossSite(request, this.#corsOrigins))) return null
       return this.#count(LOOPBACK_ONLY)
     }
-    const r = await this.auth.publisher({
+    return this.#publisherAuth(this.auth, request, key)
+  }
+
+  async #publisherAuth (auth: Auth, request: PublishRequestLike, key: string): Promise<Grant | Refusal> {
+    const r = await auth.publisher({
       headers: request.headers,
       channel: text(key),
       method: request.method as 'POST' | 'PUT' | 'DELETE' | 'GET',
@@ -150,10 +155,10 @@ export class Access {
     return this.#count(await this.auth.admin({ headers: request.headers, remoteAddress: request.socket.remoteAddress }))
   }
 
-  /** Nchan's publisher upstream request, when `publishUpstreamUrl` is set; null otherwise. */
-  async upstream (request: PublishRequestLike, key: string, body: Buffer): Promise<UpstreamPublishResult | null> {
+  /** Nchan's publisher upstream request, when `publishUpstreamUrl` is set; null (synchronously) otherwise. */
+  upstream (request: PublishRequestLike, key: string, body: Buffer): UpstreamPublishResult | null | Promise<UpstreamPublishResult | null> {
     if (this.auth === null || this.auth.options.publishUpstreamUrl === '') return null
-    return await this.auth.upstreamPublish({ headers: request.headers, body, channel: text(key), uri: request.originalUrl, method: request.method, remoteAddress: request.socket.remoteAddress })
+    return this.auth.upstreamPublish({ headers: request.headers, body, channel: text(key), uri: request.originalUrl, method: request.method, remoteAddress: request.socket.remoteAddress })
   }
 
   async close (): Promise<void> {

@@ -12,7 +12,7 @@ import { ERRORS, ParklineError } from './errors.ts'
 import { PUB_ALLOW, PUB_ALLOW_HEADERS, randomBetween, requestOrigin } from './http.ts'
 import { validIdempotencyKey } from './idempotency.ts'
 import { percentDecode } from './message-id.ts'
-import { sendError, withCors, type Reply } from './reply.ts'
+import { HeadersReply, sendError, withCors, type Reply } from './reply.ts'
 
 
 const TOO_LARGE = Symbol('too large')
@@ -76,7 +76,9 @@ function readBody (req: IncomingMessage, limit: number, timeoutMs = 0, minRate =
 
 function sendInfo (request: PublishRequestLike, reply: Reply, status: number, info: ChannelInfo, origin: string | null): Reply {
   const { contentType, body } = renderInfo(info, infoFormat(request.headers.accept))
-  return withCors(reply, origin).code(status).header('Content-Type', contentType).send(Buffer.from(body))
+  // ASCII. Our own replies write a string as it is (the raw connections' in one latin1 write, no
+  // Buffer); Fastify's would add `; charset=utf-8` to the type, so it gets the bytes
+  return withCors(reply, origin).code(status).header('Content-Type', contentType).send(reply instanceof HeadersReply ? body : Buffer.from(body))
 }
 
 export async function handlePublisher (core: Core, access: Access, request: PublishRequestLike, reply: Reply, rawId: string, origin: string | null): Promise<Reply | undefined> {
@@ -112,7 +114,13 @@ export async function handlePublisher (core: Core, access: Access, request: Publ
 const kPublishing = Symbol('parkline.publishing')
 type PipelinedSocket = Socket & { [kPublishing]?: Promise<void>, [kAdmitting]?: number }
 
-async function publisherRequest (core: Core, access: Access, request: PublishRequestLike, reply: Reply, rawId: string, origin: string | null): Promise<Reply> {
+/**
+ * One publisher request, applied and answered. Through handlePublisher on Node's requests; called
+ * directly by lib/raw-publish.ts, whose connection takes one request at a time (busy until this
+ * one is answered, and bytes behind a parked or admitting poll are refused there), so the order
+ * handlePublisher keeps is kept already.
+ */
+export async function publisherRequest (core: Core, access: Access, request: PublishRequestLike, reply: Reply, rawId: string, origin: string | null): Promise<Reply> {
   const method = request.method
   if (method === 'OPTIONS') {
     reply.code(200).header('Allow', PUB_ALLOW).header('Content-Length', '0')
@@ -133,7 +141,9 @@ async function publisherRequest (core: Core, access: Access, request: PublishReq
   if (key.length > core.opts.maxChannelIdLength) return sendError(reply, ERRORS.CHANNEL_ID_TOO_LONG, origin)
   // access control (the secure default included) before the body is read or anything changes;
   // a refused body stays unread, so the connection closes with the answer
-  const grant = await access.publisher(request, key)
+  // (awaited only when it is a promise: without access control a publish takes no microtask here)
+  const pending = access.publisher(request, key)
+  const grant = pending instanceof Promise ? await pending : pending
   if (isRefusal(grant)) {
     if (method === 'POST' || method === 'PUT') reply.header('Connection', 'close')
     return sendRefusal(reply, grant, origin)
@@ -180,7 +190,8 @@ async function publisherRequest (core: Core, access: Access, request: PublishReq
   const event = typeof ev === 'string' && ev.length > 0 ? ev : null
   let message = body
   // Nchan's publisher upstream request: the application may rewrite, drop or refuse the message
-  const up = await access.upstream(request, key, body)
+  const upstream = access.upstream(request, key, body)
+  const up = upstream instanceof Promise ? await upstream : upstream
   if (up !== null) {
     if (up.action === 'drop') return withCors(reply.code(204), origin).send()
     if (up.action === 'reply') {
@@ -193,7 +204,8 @@ async function publisherRequest (core: Core, access: Access, request: PublishReq
   }
   let result: PublishResult
   try {
-    result = await core.engine.publish(key, message, ct, event, idempotencyKey)
+    const published = core.engine.publish(key, message, ct, event, idempotencyKey)
+    result = published instanceof Promise ? await published : published
   } catch (err) {
     return storeUnavailable(reply, err, origin)
   }

@@ -29,7 +29,7 @@ import type { ParklineOptions } from './config.ts'
 import type { Core } from './core.ts'
 import { normalizePath, originAllowed, requestOrigin } from './http.ts'
 import { MAX_HEADER_FIELDS, MAX_LINE } from './plugin.ts'
-import { handlePublisher } from './publisher.ts'
+import { publisherRequest } from './publisher.ts'
 import { subscribeRawPoll } from './subscribe.ts'
 import { isParked, rejectIfParked } from '../transports/longpoll.ts'
 import { HeadersReply } from './reply.ts'
@@ -238,7 +238,7 @@ export class RawPublishers {
       }
       const reply = new SocketReply(c, this.#server.keepAliveTimeout)
       const request: PublishRequestLike = { headers: r.headers, method: r.method, originalUrl: r.target, socket, raw: null, wholeBody: r.body }
-      handlePublisher(this.#core, this.#core.access!, request, reply, r.path.slice(this.#opts.pubPrefix.length), r.origin).then(
+      publisherRequest(this.#core, this.#core.access!, request, reply, r.path.slice(this.#opts.pubPrefix.length), r.origin).then(
         () => { this.#done(c, reply) },
         (err: unknown) => {
           this.#core.log?.error?.({ err }, 'request failed')
@@ -773,6 +773,11 @@ class SocketReply extends HeadersReply {
     // one chunk per answer: uncorking a batch of one is then a plain write, not a writev
     if (empty) {
       socket.write(head, 'latin1')
+      return this
+    }
+    // a text body of single bytes (channel info): one latin1 string, no Buffer made here
+    if (typeof payload === 'string' && h['content-length'] === String(payload.length)) {
+      socket.write(head + payload, 'latin1')
       return this
     }
     const body = typeof payload === 'string' ? Buffer.from(payload) : payload!

@@ -1,0 +1,74 @@
+// Server CPU time per publish, for comparing two trees of Parkline on a noisy shared machine:
+// a fixed number of pipelined publishes (autocannon -c 100 -p 10 -a N, a 512 B body, one channel
+// without subscribers, one process), and the server's utime+stime over them (/proc/<pid>/stat).
+// CPU per request moves far less with the neighbours' load than requests/s does. Trees alternate
+// round by round; a fresh server per run; the first REQUESTS/5 publishes of each run warm it up.
+//
+//   ROOTS=/path/to/base,/path/to/new ROUNDS=5 REQUESTS=400000 node benchmarks/micro/publish-cpu.ts
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createRequire } from 'node:module'
+import net from 'node:net'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { cpuSeconds } from '../suite/proc.ts'
+
+// autocannon ships no types; its programmatic API returns a promise without a callback
+interface AutocannonResult { errors: number, non2xx: number, requests: { total: number, average: number } }
+const autocannon = createRequire(import.meta.url)('autocannon') as (opts: Record<string, unknown>) => Promise<AutocannonResult>
+
+const env = process.env
+const ROOTS = (env.ROOTS ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')).split(',')
+const ROUNDS = Number(env.ROUNDS ?? 5)
+const REQUESTS = Number(env.REQUESTS ?? 400000)
+const BODY = Buffer.alloc(512, 120)
+
+async function freePort (): Promise<number> {
+  const s = net.createServer().listen(0, '127.0.0.1')
+  await once(s, 'listening')
+  const port = (s.address() as net.AddressInfo).port
+  s.close()
+  return port
+}
+
+async function start (root: string): Promise<{ child: ChildProcess, port: number }> {
+  const port = await freePort()
+  const child = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', '1'], { cwd: root, stdio: 'ignore' })
+  for (let i = 0; i < 200; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) })
+      s.on('error', () => resolve(false))
+    })
+    if (ok) return { child, port }
+  }
+  child.kill('SIGKILL')
+  throw new Error(`no server from ${root}`)
+}
+
+function load (port: number, amount: number): Promise<AutocannonResult> {
+  return autocannon({ url: `http://127.0.0.1:${port}/pub/cpu`, method: 'POST', body: BODY, connections: 100, pipelining: 10, amount })
+}
+
+const results = new Map<string, number[]>(ROOTS.map((r) => [r, []]))
+for (let round = 0; round < ROUNDS; round++) {
+  for (const root of ROOTS) {
+    const { child, port } = await start(root)
+    try {
+      await load(port, Math.floor(REQUESTS / 5))
+      const before = cpuSeconds(child.pid!)!
+      const r = await load(port, REQUESTS)
+      const used = cpuSeconds(child.pid!)! - before
+      if (r.non2xx > 0 || r.errors > 0) throw new Error(`${root}: ${r.non2xx} non-2xx, ${r.errors} errors`)
+      const us = used / r.requests.total * 1e6
+      results.get(root)!.push(us)
+      process.stderr.write(`round ${round + 1} ${root}: ${r.requests.total} publishes, ${us.toFixed(2)} µs CPU each, ${Math.round(r.requests.average)} req/s\n`)
+    } finally {
+      child.kill('SIGKILL')
+    }
+  }
+}
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]! }
+console.log('| tree | µs of server CPU per publish, each round | median |')
+console.log('|---|---|--:|')
+for (const [root, xs] of results) console.log(`| ${root} | ${xs.map((x) => x.toFixed(2)).join(' / ')} | ${median(xs).toFixed(2)} |`)
