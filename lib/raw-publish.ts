@@ -31,7 +31,7 @@ import { normalizePath, originAllowed, requestOrigin } from './http.ts'
 import { MAX_HEADER_FIELDS, MAX_LINE } from './plugin.ts'
 import { publisherRequest } from './publisher.ts'
 import { subscribeRawPoll } from './subscribe.ts'
-import { isParked, rejectIfParked } from '../transports/longpoll.ts'
+import { isParked, rawConnectionClosed, rejectIfParked } from '../transports/longpoll.ts'
 import { HeadersReply } from './reply.ts'
 import { formatHttpDate } from './message-id.ts'
 import { kNodeConnection, kRawConnection, kRawPublishers } from './symbols.ts'
@@ -489,6 +489,8 @@ export class RawPublishers {
   closed (c: Conn): void {
     this.#conns.delete(c)
     this.#core.stats.rawConnections = this.#conns.size
+    // a long-poll parked here goes with it (the poll adds no 'close' listener of its own)
+    rawConnectionClosed(c.socket)
   }
 }
 

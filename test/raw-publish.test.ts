@@ -517,3 +517,28 @@ test('a long-poll whose handler throws after taking the connection: the connecti
   t.true(closed, 'closed, not left busy')
   t.is(core.stats.rawPolls, 1)
 })
+
+test('a long-poll parked on a raw connection: no listener of its own, and gone with the client (reset or close)', async (t) => {
+  const s = await serve(t)
+  const core = coreOf(s.app)
+  for (const how of ['reset', 'close'] as const) {
+    const socket = net.connect(s.port, '127.0.0.1')
+    socket.on('error', () => {})
+    await once(socket, 'connect')
+    socket.write(`GET /sub/gone-${how} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+    const until = Date.now() + 3000
+    while (core.table.size === 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+    t.is(core.table.size, 1, `${how}: parked`)
+    const server = core.table.subs[0]!.socket
+    // the raw connection's own listeners only: the parked poll added none
+    t.is(server.listenerCount('close'), 1, `${how}: one close listener`)
+    t.is(server.listenerCount('data'), 1, `${how}: one data listener`)
+    if (how === 'reset') socket.resetAndDestroy()
+    else socket.destroy()
+    const gone = Date.now() + 3000
+    while (core.table.size > 0 && Date.now() < gone) await new Promise((resolve) => setTimeout(resolve, 10))
+    t.is(core.table.size, 0, `${how}: unregistered`)
+    t.deepEqual(core.table.counts.filter((n) => n > 0), [], `${how}: no subscriber counted`)
+  }
+  t.is(core.stats.rawPolls, 2)
+})

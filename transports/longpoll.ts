@@ -103,10 +103,9 @@ export class LongpollTransport implements Transport {
     const sub = new Subscriber(this, socket, null, channels, cursor, origin, flags | F_LP_RAW | F_LP_OWNED | (close ? F_LP_CLOSE : 0))
     sub.grant = grant
     if (this.#answeredAtOnce(sub)) return
-    // bytes, FIN and errors on the connection are raw-publish's listeners' (they end a parked poll)
-    const s = socket as LpSocket
-    s[kSubscriber] = sub
-    s.on('close', onClose)
+    // bytes, FIN, errors and close on the connection are raw-publish's listeners' (they end a
+    // parked poll; its close: rawConnectionClosed): no listener, so no listener array, per poll
+    ;(socket as LpSocket)[kSubscriber] = sub
     core.register(sub)
   }
 
@@ -135,6 +134,8 @@ export class LongpollTransport implements Transport {
     const socket = sub.socket as LpSocket
     if (socket[kSubscriber] === sub) {
       socket[kSubscriber] = undefined
+      // a poll read off a raw connection added none
+      if ((sub.flags & F_LP_OWNED) !== 0) return
       socket.removeListener('close', onClose)
       socket.removeListener('data', onParkedData)
       socket.removeListener('error', onError)
@@ -318,6 +319,11 @@ function onError (): void {
 /** The client closed its side while parked (released sockets are half-open capable): close ours. */
 function onEnd (this: LpSocket): void {
   this.end()
+}
+
+/** A raw connection (lib/raw-publish.ts) closed: the poll parked on it, if any, is unregistered. */
+export function rawConnectionClosed (socket: Socket): void {
+  onClose.call(socket as LpSocket)
 }
 
 function onClose (this: LpSocket): void {
