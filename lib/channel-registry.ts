@@ -21,6 +21,8 @@ export class Channel {
   /** Subscribers, and for each the position of this channel in its subscription. */
   subs: Subscriber[]
   subPos: number[]
+  /** `[this]`, made at first use: the `channels` of every one-channel subscriber of it (read only). */
+  #alone: readonly Channel[] | null
 
   constructor (key: string, capacity: number, nowSec: number) {
     this.key = key
@@ -33,6 +35,16 @@ export class Channel {
     this.lastRequested = -1
     this.subs = []
     this.subPos = []
+    this.#alone = null
+  }
+
+  /**
+   * A subscription to this channel alone: one array shared by all of them (a subscriber never
+   * changes its `channels`), not one per subscriber or per long-poll.
+   */
+  get alone (): readonly Channel[] {
+    if (this.#alone === null) this.#alone = [this]
+    return this.#alone
   }
 
   get subscriberCount (): number { return this.subs.length }

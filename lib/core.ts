@@ -309,7 +309,8 @@ export class Core {
   }
 
   /** Channels for a subscription, created when missing (a waiting subscriber keeps one alive). */
-  channelsFor (keys: readonly string[]): Channel[] {
+  channelsFor (keys: readonly string[]): readonly Channel[] {
+    if (keys.length === 1) return this.registry.getOrCreate(keys[0]!, this.nowSec).alone
     const out = new Array<Channel>(keys.length)
     for (let i = 0; i < keys.length; i++) out[i] = this.registry.getOrCreate(keys[i]!, this.nowSec)
     return out

@@ -26,7 +26,8 @@ export class Subscriber {
   socket: Socket
   /** Long-poll only: the parked response (one HTTP response per request). */
   res: ServerResponse | null
-  channels: Channel[]
+  /** Never changed once made (one-channel subscribers share their channel's: Channel.alone). */
+  readonly channels: readonly Channel[]
   // Position 0's state inline: a one-channel subscriber (nearly all of them) holds no arrays of
   // its own beyond `channels` (four fewer objects per subscriber, ~170 B of heap, and four fewer
   // allocations per long-poll). Positions of a multiplexed subscriber live in `multi`.
@@ -57,7 +58,7 @@ export class Subscriber {
   /** What admitted it when access control is on (token user, id, expiry), else null. */
   grant: Grant | null
 
-  constructor (transport: Transport, socket: Socket, res: ServerResponse | null, channels: Channel[], cursor: Cursor, origin: string | null, flags: number) {
+  constructor (transport: Transport, socket: Socket, res: ServerResponse | null, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number) {
     const n = channels.length
     this.transport = transport
     this.socket = socket
@@ -147,7 +148,7 @@ export interface MultiState {
 export interface SubscribeRequest {
   req: IncomingMessage
   res: ServerResponse
-  channels: Channel[]
+  channels: readonly Channel[]
   cursor: Cursor
   origin: string | null
   flags: number

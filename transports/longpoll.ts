@@ -98,7 +98,7 @@ export class LongpollTransport implements Transport {
    * response objects at all. Answered at once or parked as serve() does; its answer is written raw
    * and the connection's next request is read there again (pollAnswer).
    */
-  serveRaw (socket: Socket, channels: Channel[], cursor: Cursor, origin: string | null, flags: number, grant: SubscribeRequest['grant'], close: boolean): void {
+  serveRaw (socket: Socket, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: SubscribeRequest['grant'], close: boolean): void {
     const core = this.core
     const sub = new Subscriber(this, socket, null, channels, cursor, origin, flags | F_LP_RAW | F_LP_OWNED | (close ? F_LP_CLOSE : 0))
     sub.grant = grant

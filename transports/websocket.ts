@@ -139,7 +139,7 @@ export class WebSocketTransport implements Transport {
     return true
   }
 
-  #start (socket: WsSocket, headers: IncomingHttpHeaders, head: Buffer, channels: Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
+  #start (socket: WsSocket, headers: IncomingHttpHeaders, head: Buffer, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
     const proto = pickProtocol(headers['sec-websocket-protocol'])
     let f = flags | F_CATCHING_UP
     let h = HEAD + 'Sec-WebSocket-Accept: ' + acceptKey(String(headers['sec-websocket-key']).trim()) + '\r\n'
