@@ -149,8 +149,14 @@ const EVICT_BUFFER = 5
 /** subscriberTimeout of the timeout case: long enough to see the subscriber counted first. */
 const TIMEOUT_S = 4
 
-/** The longest one cell may take, waiting for its turn and its deployment's start included. */
+/** The longest one cell may take once its deployment is up and it has its turn. */
 const CELL_TIMEOUT_MS = 45000
+
+/**
+ * The longest a cell may wait for its turn (at most SPAWNED_CONCURRENCY cases at once on a spawned
+ * topology: the last of a topology's cells wait for the ones before them) and its deployment's start.
+ */
+const TURN_TIMEOUT_MS = 120000
 
 /** Channels the expiry agreement case tries at once. */
 const EXPIRY_TRIALS = 16
@@ -775,8 +781,11 @@ for (const topo of TOPOLOGIES) {
         continue
       }
       test(title, async (t) => {
-        t.timeout(CELL_TIMEOUT_MS) // a stuck cell fails on its own, before ava's 60 s of silence stops the file
+        // a stuck cell fails on its own, before ava's 60 s of silence stops the file; its own time
+        // starts once it has its turn and its deployment, not while it queues behind the others
+        t.timeout(TURN_TIMEOUT_MS)
         const dep = await topo.start(t, k.options)
+        t.timeout(CELL_TIMEOUT_MS)
         try {
           await k.run(t, { tr, d, shows: SHOWS[d.name], dep, topo })
         } finally {
