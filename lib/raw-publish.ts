@@ -12,13 +12,17 @@
 // write (answerPoll) and the connection reads its next poll here again. No IncomingMessage,
 // ServerResponse or parser per poll, and no hand-back to Node's server after each answer.
 //
+// EventSource requests too: a plain GET whose Accept names text/event-stream is admitted by the
+// same subscribeRaw and its stream starts on the socket (SseTransport.serveSocket), which from
+// then on is the stream's alone: a subscriber never had Node's HTTP objects to release.
+//
 // Only plain requests are taken: `POST`/`PUT` on the publisher location, HTTP/1.1, printable
 // ASCII, every header once, a Content-Length body that is all there and within maxMessageSize,
 // no Transfer-Encoding, Expect or Upgrade, `Connection` absent, `keep-alive` or `close`, an
 // allowed Origin. The first request that is anything else, with every byte after it, goes to
 // Node's HTTP server as if the connection had just opened, and the connection stays there: Node
 // and Fastify answer it as always (a 400 for a malformed head, a 413, a 405...). Every other
-// connection (subscribers, WebSocket, health) is handed to Node at its first bytes.
+// connection (chunked and multipart streams, WebSocket, health) is handed to Node at its first bytes.
 //
 // Measured in benchmarks/results/request-path-*.md; PARKLINE_NO_FAST_PATH=1 turns it off.
 import { STATUS_CODES, type IncomingHttpHeaders, type Server } from 'node:http'
@@ -30,7 +34,7 @@ import type { Core } from './core.ts'
 import { normalizePath, originAllowed, requestOrigin } from './http.ts'
 import { MAX_HEADER_FIELDS, MAX_LINE } from './plugin.ts'
 import { publisherRequest } from './publisher.ts'
-import { subscribeRawPoll } from './subscribe.ts'
+import { subscribeRaw } from './subscribe.ts'
 import { isParked, rawConnectionClosed, rejectIfParked } from '../transports/longpoll.ts'
 import { HeadersReply } from './reply.ts'
 import { formatHttpDate } from './message-id.ts'
@@ -67,6 +71,12 @@ interface Conn {
   eof: boolean
   /** A long-poll is being taken in pump's own loop: its answer at once does not pump again (answered). */
   pumping: boolean
+  /**
+   * The socket's timer is set (keepAliveTimeout, or headersTimeout for a cut head). Not before a
+   * connection first waits for a request: one whose first request starts a stream never gets one,
+   * since a socket keeps its Timeout object, cleared, for life (Node's setTimeout(0) only clears it).
+   */
+  armed: boolean
 }
 
 export class RawPublishers {
@@ -75,6 +85,8 @@ export class RawPublishers {
   readonly #server: ServerWith
   readonly #node: ConnectionListener
   readonly #starts: Buffer[]
+  /** EventSource requests are read here too (the eventsource transport is on). */
+  readonly #streams: boolean
   readonly #conns = new Set<Conn>()
   /** Connections with answers corked in this turn, uncorked by one setImmediate at its end. */
   #pending: Conn[] = []
@@ -114,8 +126,9 @@ export class RawPublishers {
     this.headersMs = opts.headersTimeout * 1000
 
     this.#starts = [Buffer.from('POST ' + opts.pubPrefix, 'latin1'), Buffer.from('PUT ' + opts.pubPrefix, 'latin1')]
-    // long-polls too, where one is a plain GET (parseRequest): the connection's first request decides
-    if (opts.transports.includes('longpoll') && !opts.longpollMultipart) this.#starts.push(Buffer.from('GET ' + opts.subPrefix, 'latin1'))
+    // long-polls and EventSource requests too, where one is a plain GET (parseRequest): the connection's first request decides
+    if (rawPolls(opts) || rawStreams(opts)) this.#starts.push(Buffer.from('GET ' + opts.subPrefix, 'latin1'))
+    this.#streams = rawStreams(opts)
   }
 
   /** Server closing: idle connections close now (as Node's closeIdleConnections), busy ones after their answer. */
@@ -163,13 +176,12 @@ export class RawPublishers {
 
   /** The first bytes of a connection: a publisher's or a long-poll's stays here, any other goes to Node. */
   first (socket: RawSocket, chunk: Buffer): void {
-    if (!this.#closing && this.#startsPublish(chunk, false) && !streamOrUpgrade(chunk)) {
-      const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, eof: false, pumping: false }
+    if (!this.#closing && this.#startsPublish(chunk, false) && !streamOrUpgrade(chunk, this.#streams)) {
+      const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, eof: false, pumping: false, armed: false }
       socket[kRawConnection] = c
       this.#conns.add(c)
       this.#core.stats.rawConnections = this.#conns.size
       for (const [event, fn] of RAW_LISTENERS) socket.on(event, fn)
-      socket.setTimeout(this.#server.keepAliveTimeout)
       this.pump(c, true)
       return
     }
@@ -202,6 +214,7 @@ export class RawPublishers {
       if (socket.writableLength > HIGH_WATER) {
         this.#flush(c)
         socket.pause()
+        this.#arm(c)
         return
       }
       const buf = c.buf
@@ -214,6 +227,7 @@ export class RawPublishers {
         if (!c.partial) {
           c.partial = true
           if (this.headersMs > 0) socket.setTimeout(this.headersMs)
+          c.armed = true
         }
         break
       }
@@ -226,11 +240,17 @@ export class RawPublishers {
       if (c.partial) {
         c.partial = false
         socket.setTimeout(this.#server.keepAliveTimeout)
+        c.armed = true
       }
       this.#core.stats.rawRequests++
       this.#cork(c)
       c.busy = true
       if (r.close) c.closing = true
+      if (r.stream) {
+        this.#core.stats.rawStreams++
+        this.#stream(c, r)
+        return
+      }
       if (r.method === 'GET') {
         this.#core.stats.rawPolls++
         if (this.#poll(c, r)) return
@@ -255,6 +275,14 @@ export class RawPublishers {
       return
     }
     if (socket.isPaused() && !c.busy && socket.writableLength <= HIGH_WATER) socket.resume()
+    // waiting for its next request from here: idle past keepAliveTimeout, it goes
+    if (socket[kRawConnection] === c) this.#arm(c)
+  }
+
+  #arm (c: Conn): void {
+    if (c.armed) return
+    c.armed = true
+    c.socket.setTimeout(this.#server.keepAliveTimeout)
   }
 
   /**
@@ -273,7 +301,7 @@ export class RawPublishers {
     let out: void | Promise<void> = undefined
     c.pumping = true
     try {
-      out = subscribeRawPoll(this.#core, this.#core.access!, request, reply, rawIds, query, r.origin, r.close)
+      out = subscribeRaw(this.#core, this.#core.access!, request, reply, rawIds, query, r.origin, r.close, false)
     } catch (err) {
       this.#failed(c, reply, err)
     } finally {
@@ -303,6 +331,45 @@ export class RawPublishers {
       return true
     }
     return false
+  }
+
+  /**
+   * Take an EventSource request (c is busy). Served, the stream owns the socket from then on
+   * (transports/sse.ts): it is no longer read here. An error or refusal answered instead leaves
+   * the connection reading on, as after a long-poll's.
+   */
+  #stream (c: Conn, r: RawRequest): void {
+    const reply = new SocketReply(c, this.#server.keepAliveTimeout)
+    const request = { headers: r.headers, method: r.method, originalUrl: r.target, socket: c.socket, raw: null } as unknown as RequestLike
+    const q = r.target.indexOf('?')
+    let out: void | Promise<void> = undefined
+    try {
+      out = subscribeRaw(this.#core, this.#core.access!, request, reply, r.path.slice(this.#opts.subPrefix.length), q === -1 ? '' : r.target.slice(q + 1), r.origin, r.close, true)
+    } catch (err) {
+      this.#failed(c, reply, err)
+    }
+    if (out === undefined) {
+      this.#streamed(c, reply, r.close)
+      return
+    }
+    this.#later(c)
+    out.then(() => { this.#streamed(c, reply, r.close) }, (err: unknown) => {
+      this.#failed(c, reply, err)
+      this.#streamed(c, reply, r.close)
+    })
+  }
+
+  /** After an EventSource request's handler: the stream took the socket (or its client left), or an answer was written. */
+  #streamed (c: Conn, reply: SocketReply, close: boolean): void {
+    if (!reply.hijacked) {
+      this.#polled(c, reply, close, true)
+      return
+    }
+    // bytes a stream client sends after its request are not read (as on Node's path)
+    c.buf = null
+    this.#release(c, false)
+    // its FIN came already: ours, as for a FIN on a stream (transports/http-stream.ts onEnd)
+    if (c.eof && !c.socket.destroyed) c.socket.end()
   }
 
   /**
@@ -437,8 +504,8 @@ export class RawPublishers {
     this.#answered(c, !reply.sent || reply.hijacked)
   }
 
-  /** Stop reading `c` here (its socket goes to Node, or ends). */
-  #release (c: Conn): void {
+  /** Stop reading `c` here (its socket goes to Node, to a stream with its own listeners, or ends). */
+  #release (c: Conn, swallow = true): void {
     const socket = c.socket
     this.#conns.delete(c)
     this.#core.stats.rawConnections = this.#conns.size
@@ -447,7 +514,7 @@ export class RawPublishers {
     socket.setTimeout(0)
     this.#flush(c)
     // still errors to swallow on the way out (an `end` racing a reset)
-    if (!socket.destroyed) socket.on('error', noop)
+    if (swallow && !socket.destroyed) socket.on('error', noop)
   }
 
   /** Node's HTTP server takes the connection from `pending` on, as if it had just opened (and the client's FIN, if it came). */
@@ -623,6 +690,8 @@ interface RawRequest {
   end: number
   /** The client asked to close after this answer. */
   close: boolean
+  /** An EventSource request (a GET whose Accept names text/event-stream). */
+  stream: boolean
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
@@ -661,7 +730,7 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   const method = first.slice(0, sp1)
   if (method !== 'POST' && method !== 'PUT' && method !== 'GET') return UNSUPPORTED
   const poll = method === 'GET'
-  if (poll && (opts.longpollMultipart || !opts.transports.includes('longpoll'))) return UNSUPPORTED
+  if (poll && !rawPolls(opts) && !rawStreams(opts)) return UNSUPPORTED
   const target = first.slice(sp1 + 1, sp2)
   if (target.length > MAX_LINE || !target.startsWith(poll ? opts.subPrefix : opts.pubPrefix)) return UNSUPPORTED
   const q = target.indexOf('?')
@@ -699,10 +768,15 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   }
   const cl = headers['content-length']
   let length = 0
+  let stream = false
   if (poll) {
-    // a plain long-poll only: no body, and no Accept another transport claims (transports/index.ts)
+    // no body; an Accept naming text/event-stream is EventSource's (transports/index.ts: the
+    // Upgrade and TE that WebSocket and chunked claim are never here), multipart/mixed is Node's,
+    // anything else a plain long-poll's
+    if (cl !== undefined) return UNSUPPORTED
     const accept = headers.accept
-    if (cl !== undefined || (accept !== undefined && (accept.includes('text/event-stream') || accept.includes('multipart/mixed')))) return UNSUPPORTED
+    stream = accept !== undefined && accept.includes('text/event-stream')
+    if (stream ? !rawStreams(opts) : (!rawPolls(opts) || (accept !== undefined && accept.includes('multipart/mixed')))) return UNSUPPORTED
   } else if (cl !== undefined) {
     if (!DIGITS.test(cl)) return UNSUPPORTED
     length = Number(cl)
@@ -714,7 +788,7 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   if (buf.length < start + length) return NEED_MORE_BODY
   // a view of the read: the message copies it once, into a store of its own (lib/message.ts)
   const body = buf.subarray(start, start + length)
-  return { method, target, path, headers, origin, body, end: start + length, close }
+  return { method, target, path, headers, origin, body, end: start + length, close, stream }
 }
 
 /**
@@ -732,9 +806,22 @@ function headSoFar (buf: Buffer): boolean {
   return true
 }
 
-/** First bytes that name another transport (an SSE or multipart Accept, a WebSocket Upgrade): Node's at once, not parsed here. */
-function streamOrUpgrade (chunk: Buffer): boolean {
-  return chunk[0] === 0x47 /* G */ && (chunk.indexOf('event-stream', 0, 'latin1') !== -1 || chunk.indexOf('multipart', 0, 'latin1') !== -1 || chunk.indexOf('pgrade', 0, 'latin1') !== -1)
+/**
+ * First bytes that name a transport not read here (a multipart Accept, a WebSocket Upgrade, an
+ * SSE Accept unless `streams`): Node's at once, not parsed here.
+ */
+function streamOrUpgrade (chunk: Buffer, streams: boolean): boolean {
+  return chunk[0] === 0x47 /* G */ && ((!streams && chunk.indexOf('event-stream', 0, 'latin1') !== -1) || chunk.indexOf('multipart', 0, 'latin1') !== -1 || chunk.indexOf('pgrade', 0, 'latin1') !== -1)
+}
+
+/** Plain long-polls are read here (the longpoll transport is on and answers one message a poll). */
+function rawPolls (opts: ParklineOptions): boolean {
+  return opts.transports.includes('longpoll') && !opts.longpollMultipart
+}
+
+/** EventSource requests are read here (the eventsource transport is on). */
+function rawStreams (opts: ParklineOptions): boolean {
+  return opts.transports.includes('eventsource')
 }
 
 

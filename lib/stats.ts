@@ -19,6 +19,8 @@ export class Stats {
   rawRequests = 0
   /** Of those, long-polls (GET on the subscriber location). */
   rawPolls = 0
+  /** Of those, EventSource requests (the stream then owns the connection). */
+  rawStreams = 0
 
   constructor (transportNames: readonly string[]) {
     this.transportNames = transportNames

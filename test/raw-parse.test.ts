@@ -2,7 +2,7 @@
 // Node's parser (which answers it as it always does). UNSUPPORTED is 2, NEED_MORE_HEAD 0,
 // NEED_MORE_BODY 1.
 import test from 'ava'
-import { resolveOptions } from '../lib/config.ts'
+import { resolveOptions, type ParklineOptions } from '../lib/config.ts'
 import { parseRequest } from '../lib/raw-publish.ts'
 
 const opts = resolveOptions({}, { env: {} })
@@ -49,7 +49,6 @@ test('anything unusual is left to Node', (t) => {
     'Transfer-Encoding': 'POST /pub/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n',
     'Upgrade': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n',
     'TE': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nTE: chunked\r\n\r\n',
-    'SSE Accept': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n',
     'multipart Accept': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nAccept: multipart/mixed\r\n\r\n',
     'GET with a body': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx',
     'Connection: Upgrade': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\r\n',
@@ -57,6 +56,29 @@ test('anything unusual is left to Node', (t) => {
     'too many headers': 'GET /sub/a HTTP/1.1\r\nHost: h\r\n' + Array.from({ length: 70 }, (_, i) => `X-${i}: v\r\n`).join('') + '\r\n'
   }
   for (const [why, req] of Object.entries(bad)) t.is(parse(req), UNSUPPORTED, why)
+})
+
+test('an EventSource request is read where the eventsource transport is on, and only there', (t) => {
+  const req = 'GET /sub/a?last_event_id=1:0 HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\nLast-Event-ID: 2:0\r\n\r\n'
+  const r = parse(req)
+  if (typeof r !== 'object') { t.fail(String(r)); return }
+  t.true(r.stream)
+  t.is(r.headers['last-event-id'], '2:0')
+  t.is(r.target, '/sub/a?last_event_id=1:0')
+  // a long-poll is not a stream
+  const p = parse('GET /sub/a HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n')
+  t.false(typeof p === 'object' && p.stream)
+  t.true(typeof p === 'object')
+  const only = (transports: string[]): ParklineOptions => resolveOptions({ transports }, { env: {} })
+  const ofOpts = (s: string, o: ParklineOptions): ReturnType<typeof parseRequest> => parseRequest(Buffer.from(s, 'latin1'), o)
+  // eventsource off: Node's (which answers it as its transports decide)
+  t.is(ofOpts(req, only(['longpoll'])), UNSUPPORTED)
+  // long-poll off: the stream is read, a plain GET is Node's
+  const sse = ofOpts(req, only(['eventsource']))
+  t.true(typeof sse === 'object' && sse.stream)
+  t.is(ofOpts('GET /sub/a HTTP/1.1\r\nHost: h\r\n\r\n', only(['eventsource'])), UNSUPPORTED)
+  // a body, or a multipart Accept without SSE: Node's
+  t.is(parse('GET /sub/a HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\nContent-Length: 0\r\n\r\n'), UNSUPPORTED)
 })
 
 test('a head or body not all there yet waits; a partial head Node would refuse does not', (t) => {

@@ -9,7 +9,8 @@ import test from 'ava'
 import WebSocket from 'ws'
 import type { ParklineOptions } from '../lib/config.ts'
 import { coreOf } from '../lib/plugin.ts'
-import { parseResponse, startStandalone, type Standalone } from './helpers/server.ts'
+import { AUTH_SERVER, mint, pubKey } from './helpers/auth.ts'
+import { parseResponse, rawExchange, startStandalone, type Standalone } from './helpers/server.ts'
 
 async function serve (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>> = {}, raw = true): Promise<Standalone> {
   return await startStandalone(t, options, raw)
@@ -22,7 +23,11 @@ function post (path: string, body: string, headers: Record<string, string> = {},
   return s + '\r\n' + body
 }
 
-/** Writes each piece (a pause between), then reads until `count` answers came or the server closed. */
+/**
+ * Writes each piece (a pause between), then reads until `count` answers came or the server closed.
+ * The server runs in this process: a test whose pieces must arrive in separate reads is serial, so
+ * no other test's work holds the event loop past the pause and lets two pieces arrive as one read.
+ */
 async function exchange (port: number, pieces: Array<string | Buffer>, count: number, opts: { stepwise?: boolean } = {}, ms = 5000): Promise<{ answers: string[], closed: boolean }> {
   let seen = 0
   const socket = net.connect(port, '127.0.0.1')
@@ -113,7 +118,7 @@ test('pipelined publishes on one connection: answered in order, in one write, pa
   t.false(r.rawClosed)
 })
 
-test('a head cut by the end of a read is completed by the next; a request still cut goes to Node', async (t) => {
+test.serial('a head cut by the end of a read is completed by the next; a request still cut goes to Node', async (t) => {
   const one = post('/pub/s', 'hello world')
   const two = post('/pub/s', 'second')
   const three = post('/pub/s', 'third')
@@ -125,7 +130,7 @@ test('a head cut by the end of a read is completed by the next; a request still 
   t.regex(r.raw[2]!, /queued messages: 3/)
 })
 
-test('a body still on its way goes to Node\'s server (its bodyTimeout and maxPublishing hold)', async (t) => {
+test.serial('a body still on its way goes to Node\'s server (its bodyTimeout and maxPublishing hold)', async (t) => {
   const one = post('/pub/b', 'x'.repeat(40))
   const r = await both(t, [one.slice(0, one.length - 10), one.slice(one.length - 10)], 1)
   t.deepEqual(r.raw, r.node)
@@ -206,7 +211,7 @@ test('a client that does not read its answers is not read either (bounded), and 
   socket.destroy()
 })
 
-test('first bytes too few to tell (`PO`, then the rest): Node\'s server reads the connection', async (t) => {
+test.serial('first bytes too few to tell (`PO`, then the rest): Node\'s server reads the connection', async (t) => {
   const one = post('/pub/f', 'one')
   const r = await both(t, ['PO', one.slice(2) + post('/pub/f', 'two')], 2)
   t.deepEqual(r.raw, r.node)
@@ -385,6 +390,7 @@ test('a connection waiting for its first bytes holds no timer of its own; the si
     subs.push(c)
   }
   t.is(accepted.length, 5)
+  t.is(coreOf(s.app).stats.rawStreams, 5, 'read as raw connections first')
   for (const socket of accepted) {
     // Node keeps a socket's timer under its internal `timeout` symbol once setTimeout was called
     const sym = Object.getOwnPropertySymbols(socket).find((x) => x.description === 'timeout')
@@ -454,7 +460,7 @@ test('long-polls are read here too: answered at once, parked, re-polled with the
   t.true(await (async () => { const u = Date.now() + 3000; while (core.table.counts.some((n) => n > 0) && Date.now() < u) await new Promise((resolve) => setTimeout(resolve, 10)); return core.table.counts.every((n) => n === 0) })(), 'nobody left parked')
 })
 
-test('long-poll answers read here are the ones Node gives: at once, errors, CORS; an SSE request still goes to Node', async (t) => {
+test('long-poll answers read here are the ones Node gives: at once, errors, CORS; a multipart request still goes to Node', async (t) => {
   const get = (path: string, headers = ''): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}\r\n`
   const r = await both(t, [post('/pub/lpx', 'hello'), get('/sub/lpx'), get('/sub/lpx', 'Origin: http://127.0.0.1\r\n'), get('/sub/' + 'x'.repeat(1100)),
     get('/sub/lpx', 'If-Modified-Since: yesterday\r\nIf-None-Match: 0\r\n'), get('/sub/lpx?parkline_gap=event')], 6, {}, true)
@@ -464,18 +470,141 @@ test('long-poll answers read here are the ones Node gives: at once, errors, CORS
   t.deepEqual(r.raw.map(noDate), r.node.map(noDate))
   t.is(coreOf(r.rawServer.app).stats.rawPolls, 5)
   t.false(r.rawClosed)
-  // an EventSource request on a fresh connection is Node's from its first byte
-  const sse = net.connect(r.rawServer.port, '127.0.0.1')
-  sse.on('error', () => {})
-  await once(sse, 'connect')
-  let got = ''
-  sse.on('data', (d: Buffer) => { got += d.toString('latin1') })
-  sse.write(get('/sub/lpx', 'Accept: text/event-stream\r\n'))
+  // a multipart/mixed stream on a fresh connection is Node's from its first byte
+  const got = await rawExchange(r.rawServer.port, get('/sub/lpx', 'Accept: multipart/mixed\r\n'), { until: (x) => x.includes('hello') })
+  t.regex(got, /^HTTP\/1\.1 200 OK\r\n[\s\S]*multipart\/mixed[\s\S]*hello/)
+  const core = coreOf(r.rawServer.app)
+  t.is(core.stats.rawPolls, 5)
+  t.is(core.stats.rawStreams, 0)
+})
+
+/** An EventSource request's bytes: the head (Date-free) and everything up to `until`, ids masked. */
+async function sse (port: number, headers: string, until: string, path = '/sub/es'): Promise<string> {
+  const text = await rawExchange(port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n${headers}\r\n`, { until: (x) => x.includes(until) })
+  return text.replace(/\d{10}:\d+(:\d+)?/g, 'T')
+}
+
+test('EventSource requests are read here too: the stream is the one Node\'s path gives, past Node and Fastify', async (t) => {
+  // a fixed retry: the two servers' heads are then the same bytes
+  const opts = { retryMin: 2000, retryMax: 2000 }
+  const a = await serve(t, opts, true)
+  const b = await serve(t, opts, false)
+  for (const s of [a, b]) t.is((await fetch(`${s.base}/pub/es`, { method: 'POST', body: 'hello' })).status, 202, 'no subscriber yet')
+  for (const headers of ['', 'Origin: http://127.0.0.1\r\n', 'Last-Event-ID: 0:0\r\nUser-Agent: test\r\nCache-Control: no-cache\r\n']) {
+    const x = await sse(a.port, headers, 'data: hello\n\n')
+    const y = await sse(b.port, headers, 'data: hello\n\n')
+    t.regex(x, /^HTTP\/1\.1 200 OK\r\nContent-Type: text\/event-stream; charset=utf-8\r\n[\s\S]*\r\n\r\n: hi\n\nretry: 2000\n\n[\s\S]*data: hello\n\n$/)
+    t.is(x, y, headers)
+  }
+  const core = coreOf(a.app)
+  t.is(core.stats.rawStreams, 3)
+  t.is(a.hooks(), 0, 'nothing went through Fastify')
+  t.is(coreOf(b.app).stats.rawStreams, 0)
+  // a live stream read here: delivered to, counted, gone with its client
+  const socket = net.connect(a.port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  // bytes after the request are not read (as on Node's path), and do not stop the stream
+  socket.write('GET /sub/live HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\nGARBAGE\r\n\r\n')
+  const until = async (cond: () => boolean): Promise<boolean> => {
+    const end = Date.now() + 3000
+    while (!cond() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
+    return cond()
+  }
+  const sseIndex = core.transports.findIndex((x) => x.name === 'eventsource')
+  t.true(await until(() => core.table.counts[sseIndex] === 1), 'counted')
+  // no longer read as a raw connection: the stream's own listeners only, and no timer
+  const server = core.table.subs[0]!.socket
+  for (const event of ['data', 'end', 'close', 'error']) t.is(server.listenerCount(event), 1, event)
+  t.is(server.listenerCount('timeout'), 0)
+  t.is((await fetch(`${a.base}/pub/live`, { method: 'POST', body: 'live one' })).status, 201)
+  t.true(await until(() => text.includes('data: live one\n\n')), text)
+  const status = await (await fetch(`${a.base}/status`)).text()
+  t.regex(status, /^raw eventsource requests: 4$/m)
+  t.regex(await (await fetch(`${a.base}/metrics`)).text(), /^parkline_raw_eventsource_requests_total 4$/m)
+  socket.destroy()
+  t.true(await until(() => core.table.size === 0), 'unregistered')
+})
+
+test('EventSource errors read here are the ones Node gives, and the connection reads on', async (t) => {
+  const get = (path: string, headers = ''): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n${headers}\r\n`
+  const r = await both(t, [get('/sub/' + 'x'.repeat(1100)), get('/sub/es', 'Last-Event-ID: x:1\r\n'), get('/sub/' + 'z'.repeat(1100), 'Origin: http://127.0.0.1\r\n'),
+    'GET /sub/es HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: x:1\r\n\r\n'], 4, {}, true)
+  t.is(r.raw.length, 4)
+  t.deepEqual(r.raw, r.node)
+  t.regex(r.raw[0]!, /^HTTP\/1\.1 4\d\d /)
+  t.false(r.rawClosed, 'one connection for all four')
+  const core = coreOf(r.rawServer.app)
+  t.is(core.stats.rawStreams, 3)
+  t.is(core.stats.rawPolls, 1)
+  t.is(r.rawServer.hooks(), 0)
+})
+
+test('EventSource with access control: admitted after the token check, refused as on Node\'s path', async (t) => {
+  const opts = { ...AUTH_SERVER, retryMin: 2000, retryMax: 2000 }
+  const a = await serve(t, opts, true)
+  const b = await serve(t, opts, false)
+  const { token } = await mint(['sec'])
+  for (const s of [a, b]) await pubKey(s.base, 'sec', 'secret')
+  const x = await sse(a.port, `Authorization: Bearer ${token}\r\n`, 'data: secret\n\n', '/sub/sec')
+  const y = await sse(b.port, `Authorization: Bearer ${token}\r\n`, 'data: secret\n\n', '/sub/sec')
+  t.regex(x, /data: secret\n\n$/)
+  t.is(x, y)
+  // no token, a token for another channel: the refusal Node's path gives, and the connection reads on
+  const get = (path: string, headers = ''): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n${headers}\r\n`
+  const r = await both(t, [get('/sub/sec'), get('/sub/other', `Authorization: Bearer ${token}\r\n`), get('/sub/sec', 'Authorization: Bearer not-a-jwt\r\n')], 3, opts, true)
+  t.is(r.raw.length, 3)
+  t.deepEqual(r.raw, r.node)
+  t.regex(r.raw[0]!, /^HTTP\/1\.1 401 /)
+  t.regex(r.raw[1]!, /^HTTP\/1\.1 403 /)
+  t.false(r.rawClosed)
+  t.is(coreOf(a.app).stats.rawStreams, 1)
+  t.is(coreOf(r.rawServer.app).stats.rawStreams, 3)
+})
+
+test('EventSource at the subscriber limit: the 200 and :503: Node\'s path gives, then closed', async (t) => {
+  const opts = { maxSubscribers: 1, retryMin: 2000, retryMax: 2000 }
+  const a = await serve(t, opts, true)
+  const b = await serve(t, opts, false)
+  const holders: net.Socket[] = []
+  const answers: string[] = []
+  for (const s of [a, b]) {
+    // the one subscriber allowed
+    const h = net.connect(s.port, '127.0.0.1')
+    h.on('error', () => {})
+    await once(h, 'connect')
+    h.write('GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
+    await once(h, 'data')
+    holders.push(h)
+    const text = await rawExchange(s.port, 'GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nOrigin: http://127.0.0.1\r\n\r\n', { ms: 3000 })
+    answers.push(text)
+  }
+  t.regex(answers[0]!, /^HTTP\/1\.1 200 OK\r\n[\s\S]*: hi\n\nretry: 2000\n\n:503: 503 Service Unavailable\n\n$/)
+  t.is(answers[0], answers[1])
+  t.is(coreOf(a.app).stats.rawStreams, 2)
+  t.is(coreOf(a.app).stats.refused, 1)
+  for (const h of holders) h.destroy()
+})
+
+test('an EventSource request whose client half-closed: the stream is ended and nobody is left subscribed', async (t) => {
+  const s = await serve(t)
+  const core = coreOf(s.app)
+  const socket = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  socket.end('GET /sub/fin HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
+  const ended = await Promise.race([once(socket, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+  t.true(ended, 'the server closed its side')
+  t.regex(text, /^HTTP\/1\.1 200 OK\r\n/)
+  socket.destroy()
   const until = Date.now() + 3000
-  while (!got.includes('data: hello') && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
-  t.regex(got, /^HTTP\/1\.1 200 OK\r\n[\s\S]*text\/event-stream[\s\S]*data: hello/)
-  t.is(coreOf(r.rawServer.app).stats.rawPolls, 5)
-  sse.destroy()
+  while (core.table.size > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.is(core.table.size, 0)
+  t.is(core.stats.rawStreams, 1)
 })
 
 test('a long-poll that parks after its client half-closed is ended: the server closes its side and nobody is left parked', async (t) => {

@@ -6,7 +6,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Core } from '../lib/core.ts'
 import { corsLines } from '../lib/http.ts'
 import type { Message } from '../lib/message.ts'
-import type { Subscriber, SubscribeRequest } from '../lib/subscriber.ts'
+import type { Subscriber } from '../lib/subscriber.ts'
 import { Coalescer } from './coalesce.ts'
 import { HttpStreamTransport } from './http-stream.ts'
 
@@ -62,8 +62,8 @@ export class ChunkedTransport extends HttpStreamTransport {
     return typeof te === 'string' && req.httpVersionMinor >= 1 && teAcceptsChunked(te)
   }
 
-  protected open (_sub: Subscriber, sr: SubscribeRequest): string {
-    return HEAD + corsLines(sr.origin) + '\r\n'
+  protected open (_sub: Subscriber, origin: string | null): string {
+    return HEAD + corsLines(origin) + '\r\n'
   }
 
   protected payload (_sub: Subscriber, msg: Message, _id: string): Buffer | null {

@@ -54,11 +54,7 @@ export function detachSocket (req: IncomingMessage, res: ServerResponse): Socket
  * dictionary-mode `_events` behind.
  */
 export function releaseSocket (socket: HttpSocket): Socket {
-  for (const ev of NODE_EVENTS) socket.removeAllListeners(ev)
-  // Dropping the last listener leaves `_events` a null-prototype dictionary (256 B a socket, the
-  // largest object left after the release): start again from the fast shape streams are born with.
-  const emitter = socket as unknown as { _events?: object, _eventsCount?: number }
-  if (emitter._eventsCount === 0) emitter._events = freshEvents()
+  dropListeners(socket)
   // Node wraps these on the instance to unconsume the parser when a 'data' listener is added.
   socket.on = protoOn
   socket.addListener = protoAddListener
@@ -73,6 +69,18 @@ export function releaseSocket (socket: HttpSocket): Socket {
   }
   socket.setTimeout(0)
   return socket
+}
+
+/**
+ * Every listener of the events a stream subscriber listens to goes, Node's own included (a
+ * socket's 'end' listener only matters where half-open is not allowed, and Node's HTTP server
+ * allows it), and `_events` starts again from the shape streams are born with: dropping listeners
+ * one by one leaves it a dictionary (256 B a socket, the largest object left after the release).
+ */
+export function dropListeners (socket: Socket): void {
+  for (const ev of NODE_EVENTS) socket.removeAllListeners(ev)
+  const emitter = socket as unknown as { _events?: object, _eventsCount?: number }
+  if (emitter._eventsCount === 0) emitter._events = freshEvents()
 }
 
 /** The `_events` a new stream starts with (Node's lib/internal/streams/readable.js, duplex.js). */

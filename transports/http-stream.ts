@@ -7,7 +7,10 @@
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
+import type { Grant } from '../lib/access.ts'
+import type { Channel } from '../lib/channel-registry.ts'
 import { randomBetween } from '../lib/http.ts'
+import type { Cursor } from '../lib/message-id.ts'
 import type { Message } from '../lib/message.ts'
 import { F_CATCHING_UP, F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
@@ -16,7 +19,7 @@ import { OVERFLOW, enqueue } from '../lib/backlog.ts'
 import { endAndLinger } from '../lib/linger.ts'
 import type { Coalescer } from './coalesce.ts'
 
-type StreamSocket = Socket & { [kSubscriber]?: Subscriber }
+export type StreamSocket = Socket & { [kSubscriber]?: Subscriber }
 
 export abstract class HttpStreamTransport implements Transport {
   abstract readonly name: string
@@ -58,7 +61,7 @@ export abstract class HttpStreamTransport implements Transport {
   abstract detect (req: IncomingMessage): boolean
 
   /** The head and the stream's first bytes; may set per-connection state on `sub`. */
-  protected abstract open (sub: Subscriber, sr: SubscribeRequest): string
+  protected abstract open (sub: Subscriber, origin: string | null): string
 
   /**
    * The bytes of `msg` for this subscriber — shared and cached on the Message wherever the id is
@@ -81,11 +84,13 @@ export abstract class HttpStreamTransport implements Transport {
       this.refuse(sr)
       return
     }
-    const sub = new Subscriber(this, sr.req.socket, null, sr.channels, sr.cursor, sr.origin, sr.flags | F_CATCHING_UP)
-    sub.grant = sr.grant
-    const head = this.open(sub, sr)
-    const socket = detachSocket(sr.req, sr.res) as StreamSocket
-    sub.socket = socket
+    this.start(detachSocket(sr.req, sr.res) as StreamSocket, sr.channels, sr.cursor, sr.origin, sr.flags, sr.grant)
+  }
+
+  /** The stream begins on a socket that is the caller's alone (detached, or read raw). */
+  protected start (socket: StreamSocket, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
+    const sub = new Subscriber(this, socket, null, channels, cursor, origin, flags | F_CATCHING_UP)
+    sub.grant = grant
     socket[kSubscriber] = sub
     socket.on('error', onError)
     socket.on('close', onClose)
@@ -93,8 +98,8 @@ export abstract class HttpStreamTransport implements Transport {
     socket.on('end', onEnd)
     socket.on('drain', onDrain)
     socket.setNoDelay(true)
-    sub.pendingHead = head
-    if (core.register(sub)) this.ready(sub)
+    sub.pendingHead = this.open(sub, origin)
+    if (this.core.register(sub)) this.ready(sub)
   }
 
   /** Counted everywhere (§3.2): the head goes out, then the replay. */

@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http'
 import { corsLines } from '../lib/http.ts'
 import type { Message } from '../lib/message.ts'
 import { formatHttpDate } from '../lib/message-id.ts'
-import type { Subscriber, SubscribeRequest } from '../lib/subscriber.ts'
+import type { Subscriber } from '../lib/subscriber.ts'
 import { HttpStreamTransport } from './http-stream.ts'
 
 const STATUS_LINE = 'HTTP/1.1 200 OK\r\nContent-Type: multipart/mixed; boundary='
@@ -40,10 +40,10 @@ export class MultipartTransport extends HttpStreamTransport {
     return accept !== undefined && accept.indexOf('multipart/mixed') !== -1
   }
 
-  protected open (sub: Subscriber, sr: SubscribeRequest): string {
+  protected open (sub: Subscriber, origin: string | null): string {
     const b = randomBoundary()
     sub.boundary = '\r\n--' + b
-    return STATUS_LINE + b + '\r\n' + HEAD_REST + corsLines(sr.origin) + '\r\n--' + b
+    return STATUS_LINE + b + '\r\n' + HEAD_REST + corsLines(origin) + '\r\n--' + b
   }
 
   protected payload (_sub: Subscriber, msg: Message, _id: string): Buffer {

@@ -5,12 +5,16 @@
 // event, the `:<code>:` endings, the overflow event, keepalives, and the 200 + `:503:` answer at
 // the connection limit (a native EventSource gives up on any non-200, but honours `retry:`).
 import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Grant } from '../lib/access.ts'
+import type { Channel } from '../lib/channel-registry.ts'
 import type { Core } from '../lib/core.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
+import type { Cursor } from '../lib/message-id.ts'
 import type { Message } from '../lib/message.ts'
 import { F_GAP_EVENT, type Subscriber, type SubscribeRequest } from '../lib/subscriber.ts'
 import { Coalescer } from './coalesce.ts'
-import { detachSocket } from './detach.ts'
+import { detachSocket, dropListeners } from './detach.ts'
 import { HttpStreamTransport } from './http-stream.ts'
 
 const HEAD = 'HTTP/1.1 200 OK\r\n' +
@@ -47,8 +51,8 @@ export class SseTransport extends HttpStreamTransport {
     return accept !== undefined && accept.indexOf('text/event-stream') !== -1
   }
 
-  protected open (_sub: Subscriber, sr: SubscribeRequest): string {
-    return this.#head(sr.origin)
+  protected open (_sub: Subscriber, origin: string | null): string {
+    return this.#head(origin)
   }
 
   #head (origin: string | null): string {
@@ -57,11 +61,31 @@ export class SseTransport extends HttpStreamTransport {
     return HEAD + corsLines(origin) + '\r\n' + HI + retry
   }
 
+  /**
+   * A request read off a raw connection (lib/raw-publish.ts, the standalone server): the socket
+   * never had Node's HTTP objects, so there is nothing to detach; the rest is serve's.
+   */
+  serveSocket (socket: Socket, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
+    const core = this.core
+    if (core.refusing) {
+      core.releaseChannels(channels)
+      core.stats.refused++
+      this.#refuse(socket, origin)
+      return
+    }
+    // the raw connection's listeners and Node's own go, as releaseSocket drops them on Node's path
+    dropListeners(socket)
+    this.start(socket, channels, cursor, origin, flags, grant)
+  }
+
   /** EXTENSION b: `200`, `: hi`, `retry:`, then `:503:` and close. */
   protected refuse (sr: SubscribeRequest): void {
-    const socket = detachSocket(sr.req, sr.res)
+    this.#refuse(detachSocket(sr.req, sr.res), sr.origin)
+  }
+
+  #refuse (socket: Socket, origin: string | null): void {
     socket.on('error', onError)
-    socket.end(this.#head(sr.origin) + END_LINES[503]!.toString('latin1'), 'latin1')
+    socket.end(this.#head(origin) + END_LINES[503]!.toString('latin1'), 'latin1')
   }
 
   protected payload (sub: Subscriber, msg: Message, id: string): Buffer {

@@ -8,11 +8,12 @@
 //   N=5000 node benchmarks/micro/longpoll-heap.ts
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { newObjects, snapshot, table } from './heap-diff.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const N = Number(process.env.N ?? 5000)
@@ -64,69 +65,18 @@ try {
   for (let i = 0; i < N; i += 200) await Promise.all(Array.from({ length: Math.min(200, N - i) }, (_, k) => client(i + k)))
   await sleep(1000)
 
-  async function snapshot (name: string): Promise<string> {
-    const before = new Set(readdirSync(dir))
-    server.kill('SIGUSR2')
-    for (let i = 0; i < 600; i++) {
-      await sleep(200)
-      const f = readdirSync(dir).filter((x) => !before.has(x) && x.endsWith('.heapsnapshot'))
-      if (f.length === 0) continue
-      // written once its size stops changing
-      let size = -1
-      for (;;) {
-        await sleep(500)
-        const now = statSync(path.join(dir, f[0]!)).size
-        if (now === size) break
-        size = now
-      }
-      const file = path.join(dir, name + '.heapsnapshot')
-      renameSync(path.join(dir, f[0]!), file)
-      return file
-    }
-    throw new Error('no heap snapshot')
-  }
-  const first = await snapshot('before')
+  const first = await snapshot(server, dir, 'before')
   const parked = answers
   for (let i = 0; i < N; i++) await (await fetch(`http://127.0.0.1:${port}/pub/c${i}`, { method: 'POST', body: 'y'.repeat(512) })).arrayBuffer()
   for (let i = 0; i < 200 && answers < parked + N; i++) await sleep(50)
   if (answers < parked + N) throw new Error(`only ${answers - parked} of ${N} re-polls answered`)
   await sleep(1000)
-  const second = await snapshot('after')
+  const second = await snapshot(server, dir, 'after')
 
-  interface Snapshot { snapshot: { meta: { node_fields: string[], node_types: [string[]] } }, nodes: number[], strings: string[] }
-  const read = (f: string): Snapshot => JSON.parse(readFileSync(f, 'utf8')) as Snapshot
-  const a = read(first)
-  const fields = a.snapshot.meta.node_fields
-  const nf = fields.length
-  const ID = fields.indexOf('id')
-  const seen = new Set<number>()
-  for (let i = 0; i < a.nodes.length; i += nf) seen.add(a.nodes[i + ID]!)
-  const b = read(second)
-  const TYPE = fields.indexOf('type')
-  const NAME = fields.indexOf('name')
-  const SIZE = fields.indexOf('self_size')
-  const types = b.snapshot.meta.node_types[0]
-  const groups = new Map<string, [count: number, bytes: number]>()
-  let total = 0
-  for (let i = 0; i < b.nodes.length; i += nf) {
-    if (seen.has(b.nodes[i + ID]!)) continue
-    const type = types[b.nodes[i + TYPE]!]!
-    // native objects get new ids in every snapshot: not new objects, left out
-    if (type === 'native' || type === 'code' || type === 'synthetic') continue
-    const name = type.endsWith('string') ? '' : b.strings[b.nodes[i + NAME]!]!.slice(0, 60)
-    const g = groups.get(`${type} ${name}`) ?? [0, 0]
-    g[0]++
-    g[1] += b.nodes[i + SIZE]!
-    groups.set(`${type} ${name}`, g)
-    total += b.nodes[i + SIZE]!
-  }
-  console.log(`N=${N}: JS heap bytes new since the first snapshot and still reachable, per re-poll: ${(total / N).toFixed(0)}`)
+  const objects = newObjects(first, second)
+  console.log(`N=${N}: JS heap bytes new since the first snapshot and still reachable, per re-poll: ${(objects.total / N).toFixed(0)}`)
   console.log('')
-  console.log('| objects per re-poll | bytes per re-poll | type and name |')
-  console.log('|--:|--:|---|')
-  for (const [k, [count, bytes]] of [...groups].sort((x, y) => y[1][1] - x[1][1]).slice(0, TOP)) {
-    console.log(`| ${(count / N).toFixed(2)} | ${(bytes / N).toFixed(1)} | ${k} |`)
-  }
+  process.stdout.write(table(objects, N, 're-poll', TOP))
 } finally {
   for (const s of sockets) s.destroy()
   server.kill('SIGKILL')

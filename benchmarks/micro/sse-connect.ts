@@ -1,0 +1,123 @@
+// What an EventSource subscriber costs the server to take on, for comparing two trees of
+// Parkline on a noisy shared machine: a standalone server (one process) gets N fresh connections,
+// each an SSE request on a channel of its own, at most 256 connecting at once; each counts once
+// the stream's head came back. Reported per subscriber: the server's CPU (utime+stime,
+// /proc/<pid>/stat), and with HEAP=1 the JS heap the N subscribers hold (objects new between a
+// heap snapshot before them and one after, benchmarks/micro/heap-diff.ts). CPU per connect moves
+// far less with the neighbours' load than connects per second do. Trees alternate round by
+// round; a fresh server per run, warmed by N/5 subscribers that come and go first. EXTRA=<env>
+// (e.g. PARKLINE_NO_FAST_PATH=1) runs each tree a second time with that variable set.
+//
+//   ROOTS=/path/to/base,/path/to/new ROUNDS=5 N=10000 node benchmarks/micro/sse-connect.ts
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { cpuSeconds } from '../suite/proc.ts'
+import { newObjects, snapshot, table } from './heap-diff.ts'
+
+const env = process.env
+const ROOTS = (env.ROOTS ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')).split(',')
+const ROUNDS = Number(env.ROUNDS ?? 5)
+const N = Number(env.N ?? 10000)
+const HEAP = env.HEAP === '1'
+const EXTRA = env.EXTRA ?? ''
+const IN_FLIGHT = 256
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function freePort (): Promise<number> {
+  const s = net.createServer().listen(0, '127.0.0.1')
+  await once(s, 'listening')
+  const port = (s.address() as net.AddressInfo).port
+  s.close()
+  return port
+}
+
+async function start (root: string, extra: Record<string, string>, dir: string): Promise<{ child: ChildProcess, port: number }> {
+  const port = await freePort()
+  // --v8-pool-size given: the server does not restart itself (lib/gc-threads-start.ts), so a signal reaches it
+  const flags = HEAP ? ['--v8-pool-size=1', '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${dir}`] : []
+  const child = spawn(process.execPath, [...flags, 'bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', '1'],
+    { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], env: { ...env, ...extra } })
+  for (let i = 0; i < 200; i++) {
+    await sleep(50)
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) })
+      s.on('error', () => resolve(false))
+    })
+    if (ok) return { child, port }
+  }
+  child.kill('SIGKILL')
+  throw new Error(`no server from ${root}`)
+}
+
+/** `count` SSE subscribers on channels `<prefix><i>`, each resolved once its head came back. */
+async function subscribe (port: number, prefix: string, count: number): Promise<net.Socket[]> {
+  const sockets: net.Socket[] = []
+  const one = (i: number): Promise<void> => new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1')
+    sockets.push(s)
+    s.on('error', reject)
+    s.once('data', (d: Buffer) => {
+      if (!d.toString('latin1').startsWith('HTTP/1.1 200 ')) reject(new Error(`not a stream: ${d.toString('latin1', 0, 40)}`))
+      else resolve()
+    })
+    s.write(`GET /sub/${prefix}${i} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`)
+  })
+  for (let i = 0; i < count; i += IN_FLIGHT) await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, count - i) }, (_, k) => one(i + k)))
+  return sockets
+}
+
+const runs: Array<{ label: string, root: string, extra: Record<string, string> }> = []
+for (const root of ROOTS) {
+  runs.push({ label: root, root, extra: {} })
+  if (EXTRA !== '') {
+    const [k, v] = EXTRA.split('=')
+    runs.push({ label: `${root} ${EXTRA}`, root, extra: { [k!]: v ?? '' } })
+  }
+}
+const cpu = new Map<string, number[]>(runs.map((r) => [r.label, []]))
+const rate = new Map<string, number[]>(runs.map((r) => [r.label, []]))
+const heaps: string[] = []
+for (let round = 0; round < ROUNDS; round++) {
+  for (const run of runs) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'parkline-sse-connect-'))
+    const { child, port } = await start(run.root, run.extra, dir)
+    let held: net.Socket[] = []
+    try {
+      for (const s of await subscribe(port, 'warm', Math.floor(N / 5))) s.destroy()
+      await sleep(1000)
+      const first = HEAP ? await snapshot(child, dir, 'before') : ''
+      const before = cpuSeconds(child.pid!)!
+      const t0 = performance.now()
+      held = await subscribe(port, 'c', N)
+      const seconds = (performance.now() - t0) / 1000
+      const used = cpuSeconds(child.pid!)! - before
+      cpu.get(run.label)!.push(used / N * 1e6)
+      rate.get(run.label)!.push(N / seconds)
+      process.stderr.write(`round ${round + 1} ${run.label}: ${(used / N * 1e6).toFixed(1)} µs CPU per subscriber, ${Math.round(N / seconds)} connected/s\n`)
+      if (HEAP && round === 0) {
+        await sleep(1000)
+        const objects = newObjects(first, await snapshot(child, dir, 'after'))
+        heaps.push(`### ${run.label}\n\nJS heap new since the first snapshot and still reachable, per subscriber: ${(objects.total / N).toFixed(0)} B\n\n${table(objects, N, 'subscriber', 12)}`)
+      }
+    } finally {
+      for (const s of held) s.destroy()
+      child.kill('SIGKILL')
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]! }
+console.log(`N=${N} SSE subscribers per run, ${ROUNDS} rounds`)
+console.log('')
+console.log('| tree | µs of server CPU per subscriber, each round | median | connected/s, median |')
+console.log('|---|---|--:|--:|')
+for (const run of runs) {
+  const xs = cpu.get(run.label)!
+  console.log(`| ${run.label} | ${xs.map((x) => x.toFixed(1)).join(' / ')} | ${median(xs).toFixed(1)} | ${Math.round(median(rate.get(run.label)!))} |`)
+}
+for (const h of heaps) console.log('\n' + h)
