@@ -1,11 +1,11 @@
 // The publisher location (PROTOCOL.md §3): POST/PUT publish, GET info, DELETE, OPTIONS, 405.
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { infoFormat, renderInfo, type ChannelInfo } from './channel-info.ts'
 import type { Socket } from 'node:net'
 import { isRefusal, sendRefusal, type Access, type PublishRequestLike } from './access.ts'
-import { isParked, rejectIfParked } from '../transports/longpoll.ts'
-import { kAdmitting, kRawContentType } from './symbols.ts'
+import { droppedBehindSubscriber } from './pipelined.ts'
+import { kRawContentType } from './symbols.ts'
 import { Core } from './core.ts'
 import type { PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
@@ -83,17 +83,10 @@ function sendInfo (request: PublishRequestLike, reply: Reply, status: number, in
 
 export async function handlePublisher (core: Core, access: Access, request: PublishRequestLike, reply: Reply, rawId: string, origin: string | null): Promise<Reply | undefined> {
   const socket = request.socket as PipelinedSocket
-  // A request pipelined behind a parked long-poll cannot be answered before it: that poll gets 400
-  // and the connection closes, and this request is not applied at all (no side effect).
-  if (isParked(socket)) {
-    rejectIfParked(socket)
+  // A request pipelined behind a subscriber's (a parked long-poll, a stream, one still being
+  // admitted) is not applied at all, and not answered (lib/pipelined.ts)
+  if (droppedBehindSubscriber(socket, (reply as { raw?: ServerResponse }).raw ?? null)) {
     reply.hijack()
-    return undefined
-  }
-  // ...or behind a subscriber request still being admitted: the connection goes, nothing is applied
-  if ((socket[kAdmitting] ?? 0) > 0) {
-    reply.hijack()
-    socket.destroy()
     return undefined
   }
   // Requests pipelined on one connection are applied in the order they were sent (as nginx does):
@@ -112,7 +105,7 @@ export async function handlePublisher (core: Core, access: Access, request: Publ
 }
 
 const kPublishing = Symbol('parkline.publishing')
-type PipelinedSocket = Socket & { [kPublishing]?: Promise<void>, [kAdmitting]?: number }
+type PipelinedSocket = Socket & { [kPublishing]?: Promise<void> }
 
 /**
  * One publisher request, applied and answered. Through handlePublisher on Node's requests; called

@@ -368,8 +368,18 @@ export class RawPublishers {
     // bytes a stream client sends after its request are not read (as on Node's path)
     c.buf = null
     this.#release(c, false)
+    const socket = c.socket
+    if (socket.destroyed) return
+    // admitted while the server closed (access control that waited): the stream goes at once
+    if (this.#closing) {
+      socket.destroy()
+      return
+    }
     // its FIN came already: ours, as for a FIN on a stream (transports/http-stream.ts onEnd)
-    if (c.eof && !c.socket.destroyed) c.socket.end()
+    if (c.eof) socket.end()
+    // paused while answers before it waited for the client (HIGH_WATER) or requests piled up
+    // behind it: the stream reads on, or it would never see its client's FIN
+    else if (socket.isPaused()) socket.resume()
   }
 
   /**

@@ -11,6 +11,7 @@ import type { WorkerLink } from './cluster.ts'
 import { sendError } from './reply.ts'
 import { RawPublishers } from './raw-publish.ts'
 import { fastPath, notFast, type FastPath } from './fast-path.ts'
+import { droppedBehindSubscriber } from './pipelined.ts'
 
 /** Whole header section (request line included) before Node's parser gives up (§10: 32 KiB). */
 export const MAX_HEADER_SECTION = 32768 + MAX_LINE
@@ -100,6 +101,8 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
         requestTimeout: 0,
         noDelay: true
       }, (req, res) => {
+        // behind a subscriber's request on this connection: nobody sees it (lib/pipelined.ts)
+        if (droppedBehindSubscriber(req.socket, res)) return
         if (fast === null) return handler(req, res)
         if (fast(req, res)) return
         notFast(req)

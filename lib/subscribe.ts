@@ -4,6 +4,7 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { isRefusal, sendRefusal, type Access, type Grant, type RequestLike } from './access.ts'
+import { droppedBehindSubscriber } from './pipelined.ts'
 import { kAdmitting } from './symbols.ts'
 
 type AdmittingSocket = Socket & { [kAdmitting]?: number }
@@ -15,7 +16,7 @@ import { sendError, withCors, type Reply } from './reply.ts'
 import { F_GAP_EVENT } from './subscriber.ts'
 import { detect, enabledTransports } from '../transports/index.ts'
 import type { SseTransport } from '../transports/sse.ts'
-import { rejectIfParked, type LongpollTransport } from '../transports/longpoll.ts'
+import type { LongpollTransport } from '../transports/longpoll.ts'
 
 /** Channel ids and starting cursor of a subscribe request (§1, §4.2), or the error to answer. */
 export function resolveSubscription (core: Core, headers: IncomingHttpHeaders, rawIds: string, query: string): { ids: string[], cursor: Cursor } | ErrorSpec {
@@ -89,7 +90,11 @@ function admitted (core: Core, socket: Socket, reply: Reply, ids: string[], quer
 
 export async function handleSubscriber (core: Core, access: Access, request: RequestLike, reply: Reply & { raw: ServerResponse }, rawIds: string, query: string, origin: string | null): Promise<Reply | undefined> {
   const req = request.raw
-  rejectIfParked(req.socket)
+  // behind a subscriber's request on this connection: not applied, not answered (lib/pipelined.ts)
+  if (droppedBehindSubscriber(req.socket, reply.raw)) {
+    reply.hijack()
+    return reply
+  }
   const method = request.method
   if (method === 'OPTIONS') {
     reply.code(200).header('Allow', SUB_ALLOW).header('Content-Length', '0')

@@ -578,8 +578,18 @@ test('EventSource at the subscriber limit: the 200 and :503: Node\'s path gives,
     h.write('GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
     await once(h, 'data')
     holders.push(h)
-    const text = await rawExchange(s.port, 'GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nOrigin: http://127.0.0.1\r\n\r\n', { ms: 3000 })
+    // a client that keeps its side open: the server ends its own, and the socket lingers to be destroyed
+    const c = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
+    c.on('error', () => {})
+    await once(c, 'connect')
+    let text = ''
+    c.on('data', (d: Buffer) => { text += d.toString('latin1') })
+    c.write('GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nOrigin: http://127.0.0.1\r\n\r\n')
+    const ended = await Promise.race([once(c, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+    t.true(ended, 'the server ended its side')
     answers.push(text)
+    t.is(coreOf(s.app).lingering.size, 1, 'the refused socket lingers: destroyed if its client never closes')
+    c.destroy()
   }
   t.regex(answers[0]!, /^HTTP\/1\.1 200 OK\r\n[\s\S]*: hi\n\nretry: 2000\n\n:503: 503 Service Unavailable\n\n$/)
   t.is(answers[0], answers[1])
@@ -588,7 +598,7 @@ test('EventSource at the subscriber limit: the 200 and :503: Node\'s path gives,
   for (const h of holders) h.destroy()
 })
 
-test('an EventSource request whose client half-closed: the stream is ended and nobody is left subscribed', async (t) => {
+test('an EventSource request behind answers its client has not read yet: the stream reads on, and sees its client\'s FIN', async (t) => {
   const s = await serve(t)
   const core = coreOf(s.app)
   const socket = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
@@ -596,16 +606,44 @@ test('an EventSource request whose client half-closed: the stream is ended and n
   await once(socket, 'connect')
   let text = ''
   socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
-  socket.end('GET /sub/fin HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
-  const ended = await Promise.race([once(socket, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
-  t.true(ended, 'the server closed its side')
-  t.regex(text, /^HTTP\/1\.1 200 OK\r\n/)
+  // 600 errors answered in one turn (over 64 KB of answers waiting), then a stream
+  const bad = 'GET /sub/paused HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nLast-Event-ID: x:1\r\n\r\n'
+  socket.write(bad.repeat(600) + 'GET /sub/paused HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
+  // bytes after it (ignored), then the FIN: seen only by a stream that reads
+  const until = async (cond: () => boolean): Promise<boolean> => {
+    const end = Date.now() + 5000
+    while (!cond() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
+    return cond()
+  }
+  t.true(await until(() => text.includes(': hi\n\n')), 'the stream started')
+  t.is(core.table.size, 1)
+  t.is(core.stats.rawStreams, 601)
+  socket.end('ignored bytes')
+  t.true(await until(() => core.table.size === 0), 'its client\'s FIN ended it')
   socket.destroy()
-  const until = Date.now() + 3000
-  while (core.table.size > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
-  t.is(core.table.size, 0)
-  t.is(core.stats.rawStreams, 1)
 })
+
+for (const auth of [false, true]) {
+  test(`an EventSource request whose client half-closed${auth ? ' while its token was checked' : ''}: the stream is ended and nobody is left subscribed`, async (t) => {
+    const s = await serve(t, auth ? AUTH_SERVER : {})
+    const core = coreOf(s.app)
+    const token = auth ? `Authorization: Bearer ${(await mint(['fin'])).token}\r\n` : ''
+    const socket = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
+    socket.on('error', () => {})
+    await once(socket, 'connect')
+    let text = ''
+    socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+    socket.end(`GET /sub/fin HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n${token}\r\n`)
+    const ended = await Promise.race([once(socket, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+    t.true(ended, 'the server closed its side')
+    t.regex(text, /^HTTP\/1\.1 200 OK\r\n/)
+    socket.destroy()
+    const until = Date.now() + 3000
+    while (core.table.size > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+    t.is(core.table.size, 0)
+    t.is(core.stats.rawStreams, 1)
+  })
+}
 
 test('a long-poll that parks after its client half-closed is ended: the server closes its side and nobody is left parked', async (t) => {
   const s = await serve(t)

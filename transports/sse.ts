@@ -16,6 +16,7 @@ import { F_GAP_EVENT, type Subscriber, type SubscribeRequest } from '../lib/subs
 import { Coalescer } from './coalesce.ts'
 import { detachSocket, dropListeners } from './detach.ts'
 import { HttpStreamTransport } from './http-stream.ts'
+import { endAndLinger } from '../lib/linger.ts'
 
 const HEAD = 'HTTP/1.1 200 OK\r\n' +
   'Content-Type: text/event-stream; charset=utf-8\r\n' +
@@ -85,7 +86,8 @@ export class SseTransport extends HttpStreamTransport {
 
   #refuse (socket: Socket, origin: string | null): void {
     socket.on('error', onError)
-    socket.end(this.#head(origin) + END_LINES[503]!.toString('latin1'), 'latin1')
+    // (a client that never closes its side is destroyed after the linger, as every stream's end)
+    endAndLinger(this.core, socket, this.#head(origin) + END_LINES[503]!.toString('latin1'), 'latin1')
   }
 
   protected payload (sub: Subscriber, msg: Message, id: string): Buffer {

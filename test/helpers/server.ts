@@ -35,15 +35,23 @@ export interface Standalone extends Running {
  * A standalone server as `parkline serve` builds it; `fast: false` builds it with
  * PARKLINE_NO_FAST_PATH=1 (neither the fast path nor raw publisher connections: all through Fastify).
  */
+/** The build in progress (startStandalone): the next one waits for it. */
+let building: Promise<unknown> = Promise.resolve()
+
 export async function startStandalone (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>>, fast: boolean): Promise<Standalone> {
   const opts = resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'silent', ...options })
-  if (!fast) process.env.PARKLINE_NO_FAST_PATH = '1'
-  let app
-  try {
-    app = await buildServer(opts)
-  } finally {
-    delete process.env.PARKLINE_NO_FAST_PATH
-  }
+  // buildServer reads PARKLINE_NO_FAST_PATH after awaiting: one build at a time, or a test's
+  // setting leaks into a server another test is building at the same moment
+  const build = building.then(async () => {
+    if (!fast) process.env.PARKLINE_NO_FAST_PATH = '1'
+    try {
+      return await buildServer(opts)
+    } finally {
+      delete process.env.PARKLINE_NO_FAST_PATH
+    }
+  })
+  building = build.catch(() => {})
+  const app = await build
   let seen = 0
   app.addHook('onRequest', async (request) => { if (request.url.startsWith(opts.pubPrefix) || request.url.startsWith(opts.subPrefix)) seen++ })
   await app.listen({ port: 0, host: '127.0.0.1' })

@@ -1,0 +1,38 @@
+// Requests Node's HTTP parser reads behind a subscriber's request on the same connection
+// (pipelined, often in the same packet). The connection is that subscriber's from its request on,
+// so nothing behind it is applied or answered:
+//   - behind a parked long-poll: that poll gets 400 and the connection closes (PROTOCOL.md §5);
+//   - behind a stream (SSE, chunked, multipart): ignored, as every byte after a stream's request;
+//   - behind a subscriber still being admitted (access control that waits): the connection goes.
+// Node parses every request of a read before the first one's handler has run to the end, and
+// would assign the connection to the next response once a stream's response let go of it
+// (transports/detach.ts): answering that one breaks Node's own bookkeeping (an internal assertion
+// that ends the process). So the standalone server drops such a request before anything else sees
+// it (lib/server.ts), and the publisher and subscriber handlers drop it too (embedded, where the
+// host app's other routes are its own).
+import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Subscriber } from './subscriber.ts'
+import { kAdmitting, kSubscriber } from './symbols.ts'
+import { rejectIfParked } from '../transports/longpoll.ts'
+
+type OwnedSocket = Socket & { [kSubscriber]?: Subscriber, [kAdmitting]?: number, _httpMessage?: ServerResponse | null }
+
+/**
+ * Is this request behind a subscriber's on `socket`? If so it is dropped here (the parked poll
+ * answered 400, the admitting connection destroyed, Node's response `res` let go of the socket)
+ * and the caller must neither apply nor answer it.
+ */
+export function droppedBehindSubscriber (socket: Socket, res: ServerResponse | null): boolean {
+  const s = socket as OwnedSocket
+  if (s[kSubscriber] !== undefined) {
+    rejectIfParked(socket)
+  } else if ((s[kAdmitting] ?? 0) > 0) {
+    socket.destroy()
+  } else {
+    return false
+  }
+  // the connection is not this response's to write on
+  if (res !== null && s._httpMessage === res) res.detachSocket(socket)
+  return true
+}

@@ -1,0 +1,82 @@
+// Requests pipelined behind a subscriber's request on one connection (lib/pipelined.ts): the
+// connection is the subscriber's, so nothing behind it is applied or answered, and the server
+// lives on. Node's parser reads every request of a packet before the first one's handler is
+// done; answering one behind a stream broke Node's bookkeeping and ended the process.
+// The subscriber requests here are the ones Node's parser reads (an SSE request with a header
+// twice, chunked, multipart, a long-poll with a header twice), on the standalone server with its
+// fast path and without it (Fastify's routes, as embedded).
+import net from 'node:net'
+import { once } from 'node:events'
+import test from 'ava'
+import { coreOf } from '../lib/plugin.ts'
+import { info, publish, startStandalone } from './helpers/server.ts'
+
+const FIRST: Record<string, string> = {
+  'an SSE stream': 'GET /sub/OWNER HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\nX-Twice: 1\r\nX-Twice: 2\r\n\r\n',
+  'a chunked stream': 'GET /sub/OWNER HTTP/1.1\r\nHost: a\r\nTE: chunked\r\n\r\n',
+  'a multipart stream': 'GET /sub/OWNER HTTP/1.1\r\nHost: a\r\nAccept: multipart/mixed\r\n\r\n',
+  'a parked long-poll': 'GET /sub/OWNER HTTP/1.1\r\nHost: a\r\nX-Twice: 1\r\nX-Twice: 2\r\n\r\n'
+}
+const NEXT: Record<string, string> = {
+  'a publish': 'POST /pub/other HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello',
+  'a request for another route': 'GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n',
+  'a status request': 'GET /status HTTP/1.1\r\nHost: a\r\n\r\n',
+  'another subscriber': 'GET /sub/other HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n'
+}
+
+const until = async (cond: () => boolean, ms = 3000): Promise<boolean> => {
+  const end = Date.now() + ms
+  while (!cond() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
+  return cond()
+}
+
+for (const fast of [true, false]) {
+  for (const [first, head] of Object.entries(FIRST)) {
+    test(`${fast ? 'fast path' : 'through Fastify'}: behind ${first}, nothing is applied or answered and the server lives on`, async (t) => {
+      const s = await startStandalone(t, {}, fast)
+      const core = coreOf(s.app)
+      for (const [i, [what, next]] of Object.entries(NEXT).entries()) {
+        // a channel of its own each time: the poll parks (nothing published there yet)
+        const owner = `owner-${i}`
+        const socket = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
+        socket.on('error', () => {})
+        await once(socket, 'connect')
+        let text = ''
+        let closed = false
+        socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+        socket.on('end', () => { closed = true })
+        socket.write(head.replace('OWNER', owner) + next)
+        if (first === 'a parked long-poll') {
+          // that poll gets 400 and the connection closes (§5), or, through Fastify (which parks it
+          // only after the next request was dispatched), it stays parked and answers its message
+          await until(() => closed || core.table.size === 1)
+          if (closed) {
+            t.regex(text, /^HTTP\/1\.1 400 /, what)
+            t.is(text.match(/HTTP\/1\.1/g)?.length, 1, `${what}: one answer`)
+          } else {
+            t.false(fast, `${what}: the fast path rejects the poll`)
+            await publish(s.base, owner, 'for the poll')
+            t.true(await until(() => text.includes('for the poll')), `${what}: the poll answered ${JSON.stringify(text)}`)
+            // the poll's answer first; a route of Fastify's that answered behind it, after it, in order
+            t.true(text.startsWith('HTTP/1.1 200 OK\r\n'), what)
+            t.true(text.indexOf('for the poll') < text.indexOf('HTTP/1.1', 1) || text.indexOf('HTTP/1.1', 1) === -1, what)
+          }
+        } else {
+          // the stream is intact: its head, then the channel's next message, nothing else
+          t.true(await until(() => core.table.size >= 1 && text.includes('\r\n\r\n')), what)
+          await publish(s.base, owner, 'for the stream')
+          t.true(await until(() => text.includes('for the stream')), `${what}: ${JSON.stringify(text)}`)
+          t.is(text.match(/HTTP\/1\.1/g)?.length, 1, `${what}: one answer`)
+          t.false(closed, what)
+        }
+        // nothing behind it was applied: no message, no second subscriber
+        t.is((await info(s.base, 'other')).status, 404, `${what}: not published`)
+        t.true(core.table.size <= 1, `${what}: one subscriber at most`)
+        socket.destroy()
+        t.true(await until(() => core.table.size === 0), `${what}: gone with its client`)
+      }
+      // and the server answers everyone else
+      t.is((await publish(s.base, 'after', 'x')).status, 202)
+    })
+  }
+}
