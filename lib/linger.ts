@@ -30,6 +30,16 @@ export function endAndLinger (core: Core, socket: Socket, last?: Buffer | string
   else s.end(last)
 }
 
+/**
+ * endAndLinger for a socket Node's HTTP parser let go of (an upgrade or CONNECT answered without
+ * switching protocols): nobody reads it any more, so what comes is read and dropped, or the
+ * client's FIN or reset would never be seen and the socket would stay open for good.
+ */
+export function endUnread (core: Core, socket: Socket, last?: Buffer | string): void {
+  socket.resume()
+  endAndLinger(core, socket, last)
+}
+
 /** The shared timer's sweep: destroy every ended socket whose linger is over. */
 export function sweepLingering (lingering: Map<Socket, number>, now: number): void {
   for (const [socket, deadline] of lingering) {

@@ -17,6 +17,8 @@ import { registerDemo } from './demo.ts'
 import { ERRORS } from './errors.ts'
 import { createFacade, type Parkline } from './facade.ts'
 import { isLoopback, originAllowed, requestOrigin, splitUrl } from './http.ts'
+import { endUnread } from './linger.ts'
+import { droppedBehindSubscriber } from './pipelined.ts'
 import { handlePublisher, handleRevoke } from './publisher.ts'
 import { sendError, withCors } from './reply.ts'
 import { renderStatus } from './status.ts'
@@ -264,6 +266,14 @@ function claimUpgrades (app: FastifyInstance, claim: Claim): void {
       claims: [],
       others: [],
       listener: (req, socket, head) => {
+        // Pipelined behind a subscriber's request (lib/pipelined.ts), or behind a response still
+        // being written on this connection: no answer to it could go out in order (and Node will
+        // not give a ServerResponse a socket another one holds), so the upgrade is not served
+        if (droppedBehindSubscriber(socket, null)) return
+        if ((socket as Socket & { _httpMessage?: unknown })._httpMessage != null) {
+          socket.destroy()
+          return
+        }
         for (const c of disp.claims) {
           if (c.claim(req)) return routeUpgrade(c.app, req, socket, head)
         }
@@ -313,6 +323,7 @@ function routeUpgrade (app: FastifyInstance, req: IncomingMessage, socket: Socke
   // connection ends with it (Node's parser no longer reads this socket)
   res.shouldKeepAlive = false
   res.assignSocket(socket)
+  ;(res as AnsweredUpgrade)[kAnswerCore] = coreOf(app)
   res.on('finish', endAfterAnswer)
   try {
     app.routing(req, res)
@@ -321,11 +332,18 @@ function routeUpgrade (app: FastifyInstance, req: IncomingMessage, socket: Socke
   }
 }
 
-function endAfterAnswer (this: ServerResponse): void {
+const kAnswerCore = Symbol('parkline.answerCore')
+type AnsweredUpgrade = ServerResponse & { [kAnswerCore]?: Core }
+
+function endAfterAnswer (this: AnsweredUpgrade): void {
   const socket = this.socket
   if (socket === null) return
   this.detachSocket(socket)
-  socket.end()
+  // Node's parser no longer reads this socket (lib/linger.ts endUnread): ended without reading on,
+  // it stayed open for good once its client left
+  const core = this[kAnswerCore]
+  if (core === undefined) socket.destroySoon()
+  else endUnread(core, socket)
 }
 
 function destroyOnError (this: Socket): void {

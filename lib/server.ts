@@ -12,6 +12,8 @@ import { sendError } from './reply.ts'
 import { RawPublishers } from './raw-publish.ts'
 import { fastPath, notFast, type FastPath } from './fast-path.ts'
 import { droppedBehindSubscriber } from './pipelined.ts'
+import { endUnread } from './linger.ts'
+import type { Core } from './core.ts'
 
 /** Whole header section (request line included) before Node's parser gives up (§10: 32 KiB). */
 export const MAX_HEADER_SECTION = 32768 + MAX_LINE
@@ -77,10 +79,17 @@ export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix 
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n${allow}\r\n${text}`)
 }
 
-function refuseConnect (_req: IncomingMessage, socket: Socket): void {
+function refuseConnect (core: Core, socket: Socket): void {
   const text = ERRORS.METHOD_NOT_ALLOWED.message
   socket.on('error', () => {})
-  socket.end(`HTTP/1.1 405 Method Not Allowed\r\nAllow: ${PUB_ALLOW}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`)
+  // pipelined behind a request still being answered: no answer to it could go out in order
+  if ((socket as Socket & { _httpMessage?: unknown })._httpMessage != null) {
+    socket.destroy()
+    return
+  }
+  // Node's parser let go of the socket (a tunnel request): read on, or a client that leaves is
+  // never seen to (lib/linger.ts endUnread)
+  endUnread(core, socket, `HTTP/1.1 405 Method Not Allowed\r\nAllow: ${PUB_ALLOW}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`)
 }
 
 export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Promise<FastifyInstance> {
@@ -111,7 +120,7 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
       // one more than the §10 limit, so an over-long list is seen (and answered 400), not truncated
       server.maxHeadersCount = 1001
       // CONNECT (a proxy tunnel) is not Parkline's: a prompt 405, not a dropped connection
-      server.on('connect', refuseConnect)
+      server.on('connect', (_req: IncomingMessage, socket: Socket) => { refuseConnect(coreOf(app), socket) })
       return server
     },
     clientErrorHandler: (err: Error, socket: Socket) => { clientErrorHandler(err, socket, opts.subPrefix) },

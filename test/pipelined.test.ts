@@ -80,3 +80,43 @@ for (const fast of [true, false]) {
     })
   }
 }
+
+test('an upgrade pipelined behind a request still being answered: that connection goes, the server lives', async (t) => {
+  for (const fast of [true, false]) {
+    const s = await startStandalone(t, {}, fast)
+    const socket = net.connect(s.port, '127.0.0.1')
+    socket.on('error', () => {})
+    await once(socket, 'connect')
+    // /status is Fastify's (its hooks wait a turn): its answer is still pending when the upgrade is read
+    socket.write('GET /status HTTP/1.1\r\nHost: a\r\n\r\nGET /sub/ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+    const closed = await Promise.race([once(socket, 'close').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+    t.true(closed, `${fast ? 'fast' : 'Fastify'}: closed`)
+    t.is((await fetch(`${s.base}/health`)).status, 200)
+  }
+})
+
+test('answered without switching protocols (CONNECT, a refused WebSocket handshake): nothing is kept once the client leaves', async (t) => {
+  const s = await startStandalone(t, {}, true)
+  const connections = (): Promise<number> => new Promise((resolve) => { s.app.server.getConnections((_err, n) => { resolve(n) }) })
+  for (const [what, bytes, status] of [
+    ['CONNECT', 'CONNECT a:1 HTTP/1.1\r\nHost: a\r\n\r\n', 405],
+    ['a WebSocket handshake for a bad channel id', `GET /sub/${'x'.repeat(1100)} HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`, 403]
+  ] as const) {
+    // a client that sends more after the answer, then leaves: bytes nobody read kept the socket open
+    const socket = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
+    socket.on('error', () => {})
+    await once(socket, 'connect')
+    let text = ''
+    socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+    socket.write(bytes)
+    t.true(await until(() => text.includes('\r\n\r\n')), what)
+    t.regex(text, new RegExp(`^HTTP/1\\.1 ${status} `), what)
+    socket.write('GET /sub/more HTTP/1.1\r\nHost: a\r\n\r\n')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    socket.destroy()
+    const end = Date.now() + 3000
+    while (await connections() > 0 && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 20))
+    t.is(await connections(), 0, `${what}: the server's socket is gone`)
+  }
+})

@@ -424,10 +424,16 @@ test('long-polls are read here too: answered at once, parked, re-polled with the
     const etag = /\r\nEtag: ([^\r]+)/.exec(a)?.[1]
     return `GET /sub/lp HTTP/1.1\r\nHost: 127.0.0.1\r\n${lm === undefined ? '' : `If-Modified-Since: ${lm}\r\nIf-None-Match: ${etag}\r\n`}\r\n`
   }
+  // parked: counted (bounded wait, not a fixed sleep: a busy machine may take longer)
+  const lpIndex = core.transports.findIndex((x) => x.name === 'longpoll')
+  const parked = async (): Promise<boolean> => {
+    const end = Date.now() + 3000
+    while (core.table.counts[lpIndex] !== 1 && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
+    return core.table.counts[lpIndex] === 1
+  }
   // parks (nothing published yet), then the publish answers it
   socket.write(poll(''))
-  await new Promise((resolve) => setTimeout(resolve, 100))
-  t.is(core.table.counts[core.transports.findIndex((x) => x.name === 'longpoll')], 1, 'parked')
+  t.true(await parked(), 'parked')
   t.is((await fetch(`${s.base}/pub/lp`, { method: 'POST', body: 'one' })).status, 201)
   const a1 = await answer(1)
   t.regex(a1, /^HTTP\/1\.1 200 OK\r\n/)
@@ -436,7 +442,7 @@ test('long-polls are read here too: answered at once, parked, re-polled with the
   t.is(parseResponse(a1).body, 'one')
   // re-poll with its cursor: parks again; the next publish answers it
   socket.write(poll(a1))
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.true(await parked(), 'parked again')
   t.is(splitAnswers(text).length, 1, 'nothing newer: parked')
   await fetch(`${s.base}/pub/lp`, { method: 'POST', body: 'two' })
   const a2 = await answer(2)
@@ -451,7 +457,7 @@ test('long-polls are read here too: answered at once, parked, re-polled with the
   t.regex(status, /^raw long-poll requests: 3$/m)
   // a byte behind the parked poll: 400 to the poll, the connection closes (§5)
   socket.write(poll(a2))
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.true(await parked(), 'parked before the stray byte')
   socket.write('G')
   t.regex(await answer(4), /^HTTP\/1\.1 400 /)
   const until = Date.now() + 3000
