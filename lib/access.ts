@@ -147,6 +147,9 @@ export class Access {
       uri: request.originalUrl,
       remoteAddress: request.socket.remoteAddress
     })
+    // the loopback exemption is for local processes, as without access control: a page of another
+    // site in a local browser is not one (no credential would be asked of it)
+    if (!isRefusal(r) && r.kind === 'loopback' && crossSite(request, this.#corsOrigins)) return this.#count(LOOPBACK_ONLY)
     return this.#count(r)
   }
 

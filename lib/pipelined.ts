@@ -36,3 +36,21 @@ export function droppedBehindSubscriber (socket: Socket, res: ServerResponse | n
   if (res !== null && s._httpMessage === res) res.detachSocket(socket)
   return true
 }
+
+/**
+ * A socket Node handed to 'upgrade' or 'connect' (its parser let go of it and stopped its flow)
+ * that is not this request's to answer: behind a subscriber's request the subscriber keeps it and
+ * it reads on; behind a response still being written no answer could go out in order (and Node
+ * will not give a ServerResponse a socket another one holds), so it is destroyed. True when so.
+ */
+export function tunnelNotOurs (socket: Socket): boolean {
+  if (droppedBehindSubscriber(socket, null)) {
+    if (!socket.destroyed) socket.resume()
+    return true
+  }
+  if ((socket as OwnedSocket)._httpMessage != null) {
+    socket.destroy()
+    return true
+  }
+  return false
+}

@@ -18,7 +18,7 @@ import { ERRORS } from './errors.ts'
 import { createFacade, type Parkline } from './facade.ts'
 import { isLoopback, originAllowed, requestOrigin, splitUrl } from './http.ts'
 import { endUnread } from './linger.ts'
-import { droppedBehindSubscriber } from './pipelined.ts'
+import { tunnelNotOurs } from './pipelined.ts'
 import { handlePublisher, handleRevoke } from './publisher.ts'
 import { sendError, withCors } from './reply.ts'
 import { renderStatus } from './status.ts'
@@ -266,14 +266,8 @@ function claimUpgrades (app: FastifyInstance, claim: Claim): void {
       claims: [],
       others: [],
       listener: (req, socket, head) => {
-        // Pipelined behind a subscriber's request (lib/pipelined.ts), or behind a response still
-        // being written on this connection: no answer to it could go out in order (and Node will
-        // not give a ServerResponse a socket another one holds), so the upgrade is not served
-        if (droppedBehindSubscriber(socket, null)) return
-        if ((socket as Socket & { _httpMessage?: unknown })._httpMessage != null) {
-          socket.destroy()
-          return
-        }
+        // pipelined behind a subscriber's request or a response still being written: not served
+        if (tunnelNotOurs(socket)) return
         for (const c of disp.claims) {
           if (c.claim(req)) return routeUpgrade(c.app, req, socket, head)
         }

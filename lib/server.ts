@@ -11,7 +11,8 @@ import type { WorkerLink } from './cluster.ts'
 import { sendError } from './reply.ts'
 import { RawPublishers } from './raw-publish.ts'
 import { fastPath, notFast, type FastPath } from './fast-path.ts'
-import { droppedBehindSubscriber } from './pipelined.ts'
+import { droppedBehindSubscriber, tunnelNotOurs } from './pipelined.ts'
+import { heldFromNode } from '../transports/detach.ts'
 import { endUnread } from './linger.ts'
 import type { Core } from './core.ts'
 
@@ -47,6 +48,8 @@ function wellFormedVersion (raw: unknown): boolean {
 /** Answer what Node's HTTP parser rejected (§10), then close. */
 export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix = '/sub/'): void {
   const s = socket as Socket & { _httpMessage?: { headersSent?: boolean } | null }
+  // bytes behind a stream's request that Node's parser read before letting go: the stream's, ignored
+  if (heldFromNode(socket)) return
   if (err.code === 'ECONNRESET' || !socket.writable || (s._httpMessage?.headersSent ?? false)) {
     socket.destroy()
     return
@@ -82,11 +85,8 @@ export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix 
 function refuseConnect (core: Core, socket: Socket): void {
   const text = ERRORS.METHOD_NOT_ALLOWED.message
   socket.on('error', () => {})
-  // pipelined behind a request still being answered: no answer to it could go out in order
-  if ((socket as Socket & { _httpMessage?: unknown })._httpMessage != null) {
-    socket.destroy()
-    return
-  }
+  // pipelined behind a subscriber's request or a response still being written: not answered
+  if (tunnelNotOurs(socket)) return
   // Node's parser let go of the socket (a tunnel request): read on, or a client that leaves is
   // never seen to (lib/linger.ts endUnread)
   endUnread(core, socket, `HTTP/1.1 405 Method Not Allowed\r\nAllow: ${PUB_ALLOW}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`)

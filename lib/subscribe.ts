@@ -132,9 +132,43 @@ export async function handleSubscriber (core: Core, access: Access, request: Req
       socket[kAdmitting]!--
     }
   }
+  // Pipelined behind a request whose answer is still being written on this connection: Node has
+  // queued this response, and the connection is not this subscription's to take before that
+  // answer is out. It waits for its turn (counted as being admitted, as above), or its client.
+  const socket = req.socket as AdmittingSocket & { _httpMessage?: unknown }
+  const current = socket._httpMessage
+  if (current !== undefined && current !== null && current !== reply.raw && !isRefusal(grant)) {
+    socket[kAdmitting] = (socket[kAdmitting] ?? 0) + 1
+    let turn: boolean
+    try {
+      turn = await turnOf(reply.raw, socket)
+    } finally {
+      socket[kAdmitting]!--
+    }
+    if (!turn) {
+      reply.hijack()
+      return reply
+    }
+  }
   const flags = admitted(core, req.socket, reply, ids, query, origin, grant)
   if (flags === null) return reply
   // (admitted: not a refusal)
   transport.serve({ req, res: reply.raw, channels: core.channelsFor(ids), cursor, origin, flags, grant: grant as Grant | null })
   return undefined
+}
+
+/** Node gives `res` the connection (the answers before it are out): true; the connection closed first: false. */
+function turnOf (res: ServerResponse, socket: Socket): Promise<boolean> {
+  return new Promise((resolve) => {
+    const onSocket = (): void => {
+      socket.removeListener('close', onClose)
+      resolve(true)
+    }
+    const onClose = (): void => {
+      res.removeListener('socket', onSocket)
+      resolve(false)
+    }
+    res.once('socket', onSocket)
+    socket.once('close', onClose)
+  })
 }

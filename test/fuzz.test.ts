@@ -54,7 +54,8 @@ function piece (r: Rng, token: string): string {
     case 10: return `GET /sub/${ch} HTTP/1.0\r\n\r\n`
     case 11: return `GET /sub/${ch} HTTP/1.1\r\nHost: a\r\nX-Big: ${'b'.repeat(pick(r, [100, 9000, 20000]))}\r\n\r\n`
     case 12: return `GET /sub/${ch} HTTP/1.1\r\nHost: a\r\n` + Array.from({ length: 70 }, (_, i) => `X-${i}: v\r\n`).join('') + '\r\n'
-    case 13: return pick(r, ['GET /sub/c0 HTTP/1.1\nHost: a\n\n', 'GET /sub/c0 HTTP/1.1\r\nHost : a\r\n\r\n', '\r\n\r\n', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'CONNECT a:1 HTTP/1.1\r\nHost: a\r\n\r\n'])
+    case 13: return pick(r, ['GET /sub/c0 HTTP/1.1\nHost: a\n\n', 'GET /sub/c0 HTTP/1.1\r\nHost : a\r\n\r\n', '\r\n\r\n', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'CONNECT a:1 HTTP/1.1\r\nHost: a\r\n\r\n',
+      'GET /sub/c1 HTTP/1.1\r\n\r\n', 'GET /sub/c1 HTTP/1.1\r\nHost: a\r\nExpect: foo\r\n\r\n', `POST /pub/c1 HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: ${pick(r, [5, 99999999])}\r\n\r\n`])
     case 14: return Buffer.from(Array.from({ length: 1 + Math.floor(r() * 64) }, () => Math.floor(r() * 256))).toString('latin1')
     default: return `GET /sub/${ch}?${pick(r, ['last_event_id=0:0', 'parkline_gap=event', 'token=' + token, 'a=%ZZ'])} HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n`
   }

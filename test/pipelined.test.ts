@@ -9,7 +9,7 @@ import net from 'node:net'
 import { once } from 'node:events'
 import test from 'ava'
 import { coreOf } from '../lib/plugin.ts'
-import { info, publish, startStandalone } from './helpers/server.ts'
+import { info, publish, rawExchange, startStandalone } from './helpers/server.ts'
 
 const FIRST: Record<string, string> = {
   'an SSE stream': 'GET /sub/OWNER HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\nX-Twice: 1\r\nX-Twice: 2\r\n\r\n',
@@ -24,6 +24,15 @@ const NEXT: Record<string, string> = {
   'another subscriber': 'GET /sub/other HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n'
 }
 
+/** Requests Node's parser answers (or hands to 'upgrade' or 'connect') without our request listener. */
+const NEXT_NODE: Record<string, string> = {
+  'a request without Host': 'GET /sub/y HTTP/1.1\r\n\r\n',
+  'an Expect Node refuses': 'GET /sub/y HTTP/1.1\r\nHost: a\r\nExpect: foo\r\n\r\n',
+  'a publish that expects 100-continue': 'POST /pub/other HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 99999999\r\n\r\n',
+  'a CONNECT': 'CONNECT a:1 HTTP/1.1\r\nHost: a\r\n\r\n',
+  'a WebSocket handshake': 'GET /sub/other HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'
+}
+
 const until = async (cond: () => boolean, ms = 3000): Promise<boolean> => {
   const end = Date.now() + ms
   while (!cond() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
@@ -35,7 +44,8 @@ for (const fast of [true, false]) {
     test(`${fast ? 'fast path' : 'through Fastify'}: behind ${first}, nothing is applied or answered and the server lives on`, async (t) => {
       const s = await startStandalone(t, {}, fast)
       const core = coreOf(s.app)
-      for (const [i, [what, next]] of Object.entries(NEXT).entries()) {
+      const nexts = { ...NEXT, ...(first === 'a parked long-poll' ? {} : NEXT_NODE) }
+      for (const [i, [what, next]] of Object.entries(nexts).entries()) {
         // a channel of its own each time: the poll parks (nothing published there yet)
         const owner = `owner-${i}`
         const socket = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
@@ -61,6 +71,10 @@ for (const fast of [true, false]) {
             t.true(text.startsWith('HTTP/1.1 200 OK\r\n'), what)
             t.true(text.indexOf('for the poll') < text.indexOf('HTTP/1.1', 1) || text.indexOf('HTTP/1.1', 1) === -1, what)
           }
+        } else if (!fast && (what === 'a CONNECT' || what === 'a WebSocket handshake') && await until(() => closed || core.table.size >= 1) && closed) {
+          // through Fastify the stream's request is still being handled when Node hands the tunnel
+          // request over: no answer to it could go out in order, so that connection goes
+          t.true((text.match(/HTTP\/1\.1/g)?.length ?? 0) <= 1, `${what}: ${JSON.stringify(text)}`)
         } else {
           // the stream is intact: its head, then the channel's next message, nothing else
           t.true(await until(() => core.table.size >= 1 && text.includes('\r\n\r\n')), what)
@@ -75,8 +89,12 @@ for (const fast of [true, false]) {
         socket.destroy()
         t.true(await until(() => core.table.size === 0), `${what}: gone with its client`)
       }
-      // and the server answers everyone else
+      // and the server answers everyone else, on new connections too (Node's parsers are whole)
       t.is((await publish(s.base, 'after', 'x')).status, 202)
+      for (let k = 0; k < 3; k++) {
+        const text = await rawExchange(s.port, 'GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', { ms: 3000 })
+        t.regex(text, /^HTTP\/1\.1 200 /, `health on a new connection ${k}`)
+      }
     })
   }
 }
@@ -118,5 +136,25 @@ test('answered without switching protocols (CONNECT, a refused WebSocket handsha
     const end = Date.now() + 3000
     while (await connections() > 0 && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 20))
     t.is(await connections(), 0, `${what}: the server's socket is gone`)
+  }
+})
+
+test('a subscriber request pipelined behind a request still being answered: served once that answer is out, and nothing kept after', async (t) => {
+  for (const fast of [true, false]) {
+    const s = await startStandalone(t, {}, fast)
+    const core = coreOf(s.app)
+    const socket = net.connect(s.port, '127.0.0.1')
+    socket.on('error', () => {})
+    await once(socket, 'connect')
+    let text = ''
+    socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+    // /health is Fastify's (its hooks wait a turn): the stream's response is queued behind it
+    socket.write('GET /health HTTP/1.1\r\nHost: a\r\n\r\nGET /sub/queued,other HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n')
+    t.true(await until(() => core.table.size === 1 && text.includes(': hi')), `${fast}: ${JSON.stringify(text)}`)
+    t.regex(text, /^HTTP\/1\.1 200 OK\r\n[\s\S]*HTTP\/1\.1 200 OK\r\nContent-Type: text\/event-stream/, 'the health answer, then the stream')
+    await publish(s.base, 'queued', 'after its turn')
+    t.true(await until(() => text.includes('after its turn')))
+    socket.destroy()
+    t.true(await until(() => core.table.size === 0 && core.registry.size <= 1), `${fast}: nothing kept (channels ${core.registry.size})`)
   }
 })

@@ -45,7 +45,21 @@ export function detachSocket (req: IncomingMessage, res: ServerResponse): Socket
   const socket = req.socket as HttpSocket
   res.detachSocket(socket)
   if (NO_DETACH) return socket
+  // Node's parser may still be reading this socket's packet (requests pipelined behind this one,
+  // until releaseParser). A response holds the socket meanwhile, so Node queues each later
+  // response and never writes one: an answer Node gives by itself (400 without Host, 417 for an
+  // Expect) or anyone else's would go into the stream, and its end would break Node's own
+  // bookkeeping of the connection (an internal assertion that ends the process).
+  if (socket.parser !== undefined && socket.parser !== null) socket._httpMessage = HELD
   return releaseSocket(socket)
+}
+
+/** What holds a detached socket's `_httpMessage` until its parser is released (detachSocket). */
+const HELD = Object.freeze({ emit: (): boolean => false })
+
+/** Is `socket` a stream's that Node's parser may still be reading (detachSocket)? */
+export function heldFromNode (socket: Socket): boolean {
+  return (socket as HttpSocket)._httpMessage === HELD
 }
 
 /**
@@ -89,9 +103,13 @@ function freshEvents (): object {
 }
 
 function releaseParser (parser: NodeParser & { [kReleased]?: boolean }, socket: HttpSocket): void {
+  if (socket._httpMessage === HELD) socket._httpMessage = null
   if (parser[kReleased] === true) return
   parser[kReleased] = true
   if (socket[kPendingParser] === parser) socket[kPendingParser] = null
+  // Node freed it itself meanwhile (an upgrade or CONNECT read behind the stream's request puts
+  // the parser back in Node's pool, where another connection takes it): not ours to close
+  if (parser.socket !== socket) return
   if (parser._consumed === true && typeof parser.unconsume === 'function') parser.unconsume()
   parser._consumed = false
   parser.socket = null

@@ -5,13 +5,11 @@
 // round by round; a fresh server per run; the first REQUESTS/5 publishes of each run warm it up.
 //
 //   ROOTS=/path/to/base,/path/to/new ROUNDS=5 REQUESTS=400000 node benchmarks/micro/publish-cpu.ts
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
 import { createRequire } from 'node:module'
-import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { cpuSeconds } from '../suite/proc.ts'
+import { startTree } from './tree-server.ts'
 
 // autocannon ships no types; its programmatic API returns a promise without a callback
 interface AutocannonResult { errors: number, non2xx: number, requests: { total: number, average: number } }
@@ -23,29 +21,6 @@ const ROUNDS = Number(env.ROUNDS ?? 5)
 const REQUESTS = Number(env.REQUESTS ?? 400000)
 const BODY = Buffer.alloc(512, 120)
 
-async function freePort (): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const port = (s.address() as net.AddressInfo).port
-  s.close()
-  return port
-}
-
-async function start (root: string): Promise<{ child: ChildProcess, port: number }> {
-  const port = await freePort()
-  const child = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', '1'], { cwd: root, stdio: 'ignore' })
-  for (let i = 0; i < 200; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 50))
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) })
-      s.on('error', () => resolve(false))
-    })
-    if (ok) return { child, port }
-  }
-  child.kill('SIGKILL')
-  throw new Error(`no server from ${root}`)
-}
-
 function load (port: number, amount: number): Promise<AutocannonResult> {
   return autocannon({ url: `http://127.0.0.1:${port}/pub/cpu`, method: 'POST', body: BODY, connections: 100, pipelining: 10, amount })
 }
@@ -53,7 +28,7 @@ function load (port: number, amount: number): Promise<AutocannonResult> {
 const results = new Map<string, number[]>(ROOTS.map((r) => [r, []]))
 for (let round = 0; round < ROUNDS; round++) {
   for (const root of ROOTS) {
-    const { child, port } = await start(root)
+    const { child, port } = await startTree(root)
     try {
       await load(port, Math.floor(REQUESTS / 5))
       const before = cpuSeconds(child.pid!)!

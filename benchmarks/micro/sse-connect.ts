@@ -9,8 +9,7 @@
 // (e.g. PARKLINE_NO_FAST_PATH=1) runs each tree a second time with that variable set.
 //
 //   ROOTS=/path/to/base,/path/to/new ROUNDS=5 N=10000 node benchmarks/micro/sse-connect.ts
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
@@ -18,6 +17,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { cpuSeconds } from '../suite/proc.ts'
 import { newObjects, snapshot, table } from './heap-diff.ts'
+import { startTree } from './tree-server.ts'
 
 const env = process.env
 const ROOTS = (env.ROOTS ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')).split(',')
@@ -28,30 +28,10 @@ const EXTRA = env.EXTRA ?? ''
 const IN_FLIGHT = 256
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-async function freePort (): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const port = (s.address() as net.AddressInfo).port
-  s.close()
-  return port
-}
-
 async function start (root: string, extra: Record<string, string>, dir: string): Promise<{ child: ChildProcess, port: number }> {
-  const port = await freePort()
   // --v8-pool-size given: the server does not restart itself (lib/gc-threads-start.ts), so a signal reaches it
-  const flags = HEAP ? ['--v8-pool-size=1', '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${dir}`] : []
-  const child = spawn(process.execPath, [...flags, 'bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', '1'],
-    { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], env: { ...env, ...extra } })
-  for (let i = 0; i < 200; i++) {
-    await sleep(50)
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) })
-      s.on('error', () => resolve(false))
-    })
-    if (ok) return { child, port }
-  }
-  child.kill('SIGKILL')
-  throw new Error(`no server from ${root}`)
+  const nodeFlags = HEAP ? ['--v8-pool-size=1', '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${dir}`] : []
+  return await startTree(root, { nodeFlags, env: { ...env, ...extra }, stdio: ['ignore', 'ignore', 'inherit'] })
 }
 
 /** `count` SSE subscribers on channels `<prefix><i>`, each resolved once its head came back. */

@@ -440,6 +440,15 @@ test('secure default: a page of another site in a browser on this machine cannot
   // an origin the operator lists is trusted
   const listed = await startServer(t, { corsOrigins: ['https://app.example'] })
   t.is((await fetch(`${listed.base}/pub/x`, { method: 'POST', body: 'x', headers: { origin: 'https://app.example' } })).status, 202)
+  // the same with subscriber access control on and no publisher credential configured (an
+  // authorize endpoint or a publisher upstream): the loopback exemption still refuses another site
+  const url = await authorizeApp(t, () => 204)
+  for (const opts of [{ authorizeUrl: url }, { publishUpstreamUrl: url }]) {
+    const other = await startServer(t, opts)
+    t.is((await fetch(`${other.base}/pub/x`, { method: 'POST', body: 'x', headers: { origin: 'https://evil.example' } })).status, 403, JSON.stringify(opts))
+    t.is((await fetch(`${other.base}/pub/x`, { method: 'DELETE', headers: { 'sec-fetch-site': 'cross-site' } })).status, 403, JSON.stringify(opts))
+    t.is((await fetch(`${other.base}/pub/x`, { method: 'GET', headers: { origin: 'https://evil.example' } })).status, 403, JSON.stringify(opts))
+  }
 })
 
 test('a token whose sub or jti is not a string is refused (it could never be revoked)', async (t) => {

@@ -1,0 +1,31 @@
+// A standalone Parkline server (one process) from a tree of the source, for the micro benchmarks
+// that compare trees (publish-cpu.ts, sse-connect.ts): on a free loopback port, ready once it
+// accepts a connection.
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
+import { once } from 'node:events'
+import net from 'node:net'
+
+async function freePort (): Promise<number> {
+  const s = net.createServer().listen(0, '127.0.0.1')
+  await once(s, 'listening')
+  const port = (s.address() as net.AddressInfo).port
+  s.close()
+  return port
+}
+
+/** `node <nodeFlags> bin/parkline.ts serve` in `root`; killed and an error if it does not listen within 10 s. */
+export async function startTree (root: string, opts: { nodeFlags?: string[], env?: NodeJS.ProcessEnv, stdio?: StdioOptions } = {}): Promise<{ child: ChildProcess, port: number }> {
+  const port = await freePort()
+  const child = spawn(process.execPath, [...(opts.nodeFlags ?? []), 'bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', '1'],
+    { cwd: root, stdio: opts.stdio ?? 'ignore', env: opts.env ?? process.env })
+  for (let i = 0; i < 200; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) })
+      s.on('error', () => resolve(false))
+    })
+    if (ok) return { child, port }
+  }
+  child.kill('SIGKILL')
+  throw new Error(`no server from ${root}`)
+}
