@@ -4,7 +4,8 @@
 // uncaught exception or an unhandled rejection fails the test run), still answer, and keep
 // nothing of those clients once they are gone: no subscriber, no connection. The standalone
 // server with its raw connections and fast path, and through Fastify (as embedded); open, with
-// access control that waits (JWTs), and at a subscriber limit that refuses.
+// access control that waits (JWTs), and at a subscriber limit that refuses. One run at a time, so
+// its bursts do not starve the timing-sensitive tests of other files (Redis failovers).
 import net from 'node:net'
 import { once } from 'node:events'
 import type { ExecutionContext } from 'ava'
@@ -119,7 +120,7 @@ const CONFIGS: Array<[string, Record<string, unknown>]> = [
 for (const [i, [name, options]] of CONFIGS.entries()) {
   for (const fast of [true, false]) {
     const seed = 1000 + i * 2 + (fast ? 0 : 1)
-    test(`${CONNECTIONS} random clients, ${name}, ${fast ? 'standalone' : 'through Fastify'} (seed ${seed}): the server lives, answers, and keeps nothing of them`, async (t) => {
+    test.serial(`${CONNECTIONS} random clients, ${name}, ${fast ? 'standalone' : 'through Fastify'} (seed ${seed}): the server lives, answers, and keeps nothing of them`, async (t) => {
       t.timeout(120_000)
       await fuzz(t, seed, fast, options)
     })
