@@ -293,15 +293,10 @@ export class RawPublishers {
   #poll (c: Conn, r: RawRequest): boolean {
     const reply = new SocketReply(c, this.#server.keepAliveTimeout)
     const socket = c.socket
-    // (its `raw` is never read: access control and the transport take what they need from here)
-    const request = { headers: r.headers, method: r.method, originalUrl: r.target, socket, raw: null } as unknown as RequestLike
-    const q = r.target.indexOf('?')
-    const rawIds = r.path.slice(this.#opts.subPrefix.length)
-    const query = q === -1 ? '' : r.target.slice(q + 1)
     let out: void | Promise<void> = undefined
     c.pumping = true
     try {
-      out = subscribeRaw(this.#core, this.#core.access!, request, reply, rawIds, query, r.origin, r.close, false)
+      out = this.#subscribe(c, r, reply, false)
     } catch (err) {
       this.#failed(c, reply, err)
     } finally {
@@ -333,6 +328,14 @@ export class RawPublishers {
     return false
   }
 
+  /** A long-poll or (`stream`) an EventSource request, admitted by lib/subscribe.ts subscribeRaw. */
+  #subscribe (c: Conn, r: RawRequest, reply: SocketReply, stream: boolean): void | Promise<void> {
+    // (its `raw` is never read: access control and the transport take what they need from here)
+    const request = { headers: r.headers, method: r.method, originalUrl: r.target, socket: c.socket, raw: null } as unknown as RequestLike
+    const q = r.target.indexOf('?')
+    return subscribeRaw(this.#core, this.#core.access!, request, reply, r.path.slice(this.#opts.subPrefix.length), q === -1 ? '' : r.target.slice(q + 1), r.origin, r.close, stream)
+  }
+
   /**
    * Take an EventSource request (c is busy). Served, the stream owns the socket from then on
    * (transports/sse.ts): it is no longer read here. An error or refusal answered instead leaves
@@ -340,11 +343,9 @@ export class RawPublishers {
    */
   #stream (c: Conn, r: RawRequest): void {
     const reply = new SocketReply(c, this.#server.keepAliveTimeout)
-    const request = { headers: r.headers, method: r.method, originalUrl: r.target, socket: c.socket, raw: null } as unknown as RequestLike
-    const q = r.target.indexOf('?')
     let out: void | Promise<void> = undefined
     try {
-      out = subscribeRaw(this.#core, this.#core.access!, request, reply, r.path.slice(this.#opts.subPrefix.length), q === -1 ? '' : r.target.slice(q + 1), r.origin, r.close, true)
+      out = this.#subscribe(c, r, reply, true)
     } catch (err) {
       this.#failed(c, reply, err)
     }

@@ -19,7 +19,7 @@ import { OVERFLOW, enqueue } from '../lib/backlog.ts'
 import { endAndLinger } from '../lib/linger.ts'
 import type { Coalescer } from './coalesce.ts'
 
-export type StreamSocket = Socket & { [kSubscriber]?: Subscriber }
+type StreamSocket = Socket & { [kSubscriber]?: Subscriber }
 
 export abstract class HttpStreamTransport implements Transport {
   abstract readonly name: string
