@@ -77,12 +77,6 @@ function authOptions (o: ParklineOptions): AuthOptions {
   }
 }
 
-/** Channel keys are byte strings (latin1); token patterns and the authorize request see text. */
-function text (key: string): string {
-  for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) > 0x7f) return Buffer.from(key, 'latin1').toString('utf8')
-  return key
-}
-
 export class Access {
   /** The decisions, when anything is configured (null: open subscribers, loopback publisher). */
   readonly auth: Auth | null
@@ -114,14 +108,15 @@ export class Access {
 
   async subscriber (request: RequestLike, transport: string, keys: string[], query: string): Promise<Grant | Refusal | null> {
     if (this.auth === null) return null
-    const channels = keys.map(text)
+    // the ids are byte strings (latin1): matched as bytes (lib/auth.ts patternBytes), and sent to
+    // an authorize endpoint as their bytes, as Nchan sends $nchan_channel_id
     const r = await this.auth.subscriber({
       headers: request.headers,
       query,
-      channels,
+      channels: keys,
       // the ids the subscription uses (decoded), each with `%` and the delimiter escaped, so the
       // application sees exactly the channels it admits
-      rawChannels: channels.map((c) => escapeId(c, this.#delimiter)).join(this.#delimiter),
+      rawChannels: keys.map((c) => escapeId(c, this.#delimiter)).join(this.#delimiter),
       transport: transport as SubscriberTransport,
       uri: request.originalUrl,
       method: request.method,
@@ -142,7 +137,7 @@ export class Access {
   async #publisherAuth (auth: Auth, request: PublishRequestLike, key: string): Promise<Grant | Refusal> {
     const r = await auth.publisher({
       headers: request.headers,
-      channel: text(key),
+      channel: key,
       method: request.method as 'POST' | 'PUT' | 'DELETE' | 'GET',
       uri: request.originalUrl,
       remoteAddress: request.socket.remoteAddress
@@ -161,7 +156,7 @@ export class Access {
   /** Nchan's publisher upstream request, when `publishUpstreamUrl` is set; null (synchronously) otherwise. */
   upstream (request: PublishRequestLike, key: string, body: Buffer): UpstreamPublishResult | null | Promise<UpstreamPublishResult | null> {
     if (this.auth === null || this.auth.options.publishUpstreamUrl === '') return null
-    return this.auth.upstreamPublish({ headers: request.headers, body, channel: text(key), uri: request.originalUrl, method: request.method, remoteAddress: request.socket.remoteAddress })
+    return this.auth.upstreamPublish({ headers: request.headers, body, channel: key, uri: request.originalUrl, method: request.method, remoteAddress: request.socket.remoteAddress })
   }
 
   async close (): Promise<void> {

@@ -71,7 +71,10 @@ export interface Grant {
   /** The token's `exp` and `iat` in unix seconds; 0 = none. */
   exp: number
   iat: number
-  /** Channel patterns this credential may subscribe to / publish on; '*' = every channel. */
+  /**
+   * Channel patterns this credential may subscribe to / publish on, in the byte form channel ids
+   * have (patternBytes); '*' = every channel.
+   */
   subscribe: string[] | '*'
   publish: string[] | '*'
   admin: boolean
@@ -103,7 +106,7 @@ export interface SubscriberContext {
   headers: IncomingHttpHeaders
   /** Raw query string (after `?`), '' when none. */
   query: string
-  /** The channel ids, split and decoded. */
+  /** The channel ids, split and percent-decoded: byte strings, one char per byte (lib/http.ts parseChannelIds). */
   channels: string[]
   /** The ids as requested, multiplexed ones still joined (sent as X-Channel-Id); defaults to channels joined by ','. */
   rawChannels?: string
@@ -115,6 +118,7 @@ export interface SubscriberContext {
 
 export interface PublisherContext {
   headers: IncomingHttpHeaders
+  /** The channel id, a byte string as SubscriberContext's. */
   channel: string
   method: 'POST' | 'PUT' | 'DELETE' | 'GET'
   uri: string
@@ -218,8 +222,26 @@ export function validateAuthOptions (o: AuthOptions): string[] {
 // ---- channel patterns -------------------------------------------------------------------------
 
 /**
+ * A pattern (a token's claim, anonymousSubscribe) in the form channel ids have: its UTF-8 bytes,
+ * one char per byte. Ids are matched as the bytes they are, never as text decoded from them: an
+ * id that is not valid UTF-8 would decode lossily (U+FFFD for each bad sequence), and one pattern
+ * would then match many channels. ASCII is its own byte form.
+ */
+export function patternBytes (pattern: string): string {
+  for (let i = 0; i < pattern.length; i++) if (pattern.charCodeAt(i) > 0x7f) return Buffer.from(pattern, 'utf8').toString('latin1')
+  return pattern
+}
+
+/** An id's bytes as text, for a message (bytes that are not UTF-8 show as U+FFFD). */
+export function idText (id: string): string {
+  for (let i = 0; i < id.length; i++) if (id.charCodeAt(i) > 0x7f) return Buffer.from(id, 'latin1').toString('utf8')
+  return id
+}
+
+/**
  * A pattern is an exact channel id, or a prefix ending in `*` (`user.42.*` matches `user.42.x`,
- * `*` alone matches every channel). A `*` anywhere else is an ordinary character.
+ * `*` alone matches every channel). A `*` anywhere else is an ordinary character. Patterns and
+ * the channel are byte strings (patternBytes).
  */
 export function matchesAny (patterns: readonly string[] | '*', channel: string): boolean {
   if (patterns === '*') return true
@@ -410,9 +432,9 @@ function unavailable (what: string, retryAfter: number): Refusal {
   return { status: 503, code: AUTH_CODES.AUTH_UNAVAILABLE, retryAfter, body: `Service Unavailable: ${what}` }
 }
 
-/** Channel ids are raw bytes; JSON quoting keeps a control character out of the body line. */
+/** Channel ids are raw bytes: shown as text, JSON-quoted so a control character stays out of the body line. */
 function quote (channel: string): string {
-  return JSON.stringify(channel)
+  return JSON.stringify(idText(channel))
 }
 
 // ---- the decision API -------------------------------------------------------------------------
@@ -439,8 +461,8 @@ export function grantFromClaims (p: JWTPayload): Grant | null {
     const s = stringList(c.subscribe)
     const u = stringList(c.publish)
     if (s === null || u === null || (c.admin !== undefined && typeof c.admin !== 'boolean')) return null
-    subscribe = s
-    publish = u
+    subscribe = s.map(patternBytes)
+    publish = u.map(patternBytes)
     admin = c.admin === true
     if (admin) subscribe = publish = '*'
   }
@@ -474,6 +496,8 @@ export class Auth {
   #refusalBodyCap: number
   #upstreamMaxBody: number
   #lastPrune = 0
+  /** anonymousSubscribe, each pattern in byte form (patternBytes). */
+  readonly #anonymous: string[]
   /**
    * Tokens verified lately (by SHA-256, so no bearer token is a key in memory), up to a minute and
    * never past exp: a publisher or a long-poll loop re-sending one token skips the signature check
@@ -489,6 +513,7 @@ export class Auth {
     this.revocations = new Revocations(tuning.maxRevocations)
     this.#now = tuning.now ?? Date.now
     this.#configured = authConfigured(options)
+    this.#anonymous = options.anonymousSubscribe.map(patternBytes)
     // Keys are compared as SHA-256 digests: equal lengths for timingSafeEqual, and the time taken
     // says nothing about a key's length or how much of it matched.
     this.#apiKeys = options.apiKey.filter((k) => k.length > 0).map(sha256)
@@ -542,22 +567,22 @@ export class Auth {
     if (cred === MALFORMED) return this.#refuse(malformedHeader())
     // The operator key (header only) is the master key: no scope check, no authorize request.
     if (cred !== null && cred.source === 'header' && this.#isApiKey(cred.token)) return grant('apikey', '*', '*', true)
-    const anonymous = firstUncovered(ctx.channels, o.anonymousSubscribe, NONE) === null
+    const anonymous = firstUncovered(ctx.channels, this.#anonymous, NONE) === null
     let g: Grant | null = null
     if (this.#jwt !== null) {
-      if (cred === null) return anonymous ? grant('anonymous', o.anonymousSubscribe, [], false) : this.#refuse(unauthorized())
+      if (cred === null) return anonymous ? grant('anonymous', this.#anonymous, [], false) : this.#refuse(unauthorized())
       const r = await this.#verifyJwt(cred.token)
       if (isRefusal(r)) return this.#refuse(r)
       // A token adds to the anonymous channels; it never takes them away.
-      const refused = firstUncovered(ctx.channels, r.subscribe, o.anonymousSubscribe)
+      const refused = firstUncovered(ctx.channels, r.subscribe, this.#anonymous)
       if (refused !== null) return this.#refuse(insufficientScope(`token does not grant subscribe on channel ${quote(refused)}`))
       g = r
     } else if (this.#authorize === null) {
       // API keys only: subscribers need the key unless the channels are anonymous.
       if (cred !== null) return this.#refuse(invalidToken('unknown credential'))
-      return anonymous ? grant('anonymous', o.anonymousSubscribe, [], false) : this.#refuse(unauthorized())
+      return anonymous ? grant('anonymous', this.#anonymous, [], false) : this.#refuse(unauthorized())
     }
-    if (anonymous && g === null) return grant('anonymous', o.anonymousSubscribe, [], false)
+    if (anonymous && g === null) return grant('anonymous', this.#anonymous, [], false)
     if (this.#authorize !== null && !anonymous) {
       const d = await this.#authorize.decide({
         headers: ctx.headers,

@@ -459,3 +459,62 @@ test('a token whose sub or jti is not a string is refused (it could never be rev
     s.socket.destroy()
   }
 })
+
+test('channel ids are matched as their bytes: a grant or an anonymous pattern covers only the ids it names', async (t) => {
+  const srv = await startServer(t, { ...AUTH, anonymousSubscribe: ['public.*', 'pub-\uFFFD'] })
+  // a pattern holding U+FFFD names the channel whose bytes are EF BF BD there, not every id with a
+  // byte that is not UTF-8 (such an id decodes to U+FFFD as text)
+  const fffd = 'Bearer ' + await token({ parkline: { subscribe: ['\uFFFD', 'café', 'ü*'], publish: ['a\uFFFDb'] } })
+  const cases: Array<[string, Record<string, string>, number]> = [
+    ['/sub/%FF', { authorization: fffd }, 403],
+    ['/sub/%C3', { authorization: fffd }, 403],
+    ['/sub/%EF%BF%BD', { authorization: fffd }, 0],
+    ['/sub/caf%C3%A9', { authorization: fffd }, 0],
+    ['/sub/caf%E9', { authorization: fffd }, 403],
+    ['/sub/%C3%BCber', { authorization: fffd }, 0],
+    ['/sub/pub-%FF', {}, 401],
+    ['/sub/pub-%EF%BF%BD', {}, 0]
+  ]
+  for (const transport of ['eventsource', 'websocket', 'chunked'] as const) {
+    for (const [path, headers, status] of cases) {
+      const s = await subscribe(srv.port, transport, path, headers)
+      t.is(s.status, status === 0 ? OK[transport] : status, `${transport} ${path}`)
+      s.socket.destroy()
+    }
+  }
+  for (const [path, status] of [['a%80b', 403], ['a%FFb', 403], ['a%EF%BF%BDb', 202]] as const) {
+    t.is((await publish(srv.base, path, 'x', fffd.slice(7))).status, status, path)
+  }
+  // the refusal names the id as text
+  const refused = await fetch(`${srv.base}/pub/a%C3%A9b`, { method: 'POST', body: 'x', headers: { authorization: fffd } })
+  t.is(refused.status, 403)
+  t.regex(await refused.text(), /"aéb"/)
+})
+
+test('the authorize request gets the channel id\'s bytes, as Nchan sends them: every name can be authorized', async (t) => {
+  const seen: string[] = []
+  const url = await authorizeApp(t, (req) => {
+    seen.push(Buffer.from(String(req.headers['x-channel-id']), 'latin1').toString('hex'))
+    return 204
+  })
+  const srv = await startServer(t, { authorizeUrl: url, authorizePublish: true })
+  for (const transport of ['eventsource', 'chunked', 'websocket'] as const) {
+    for (const path of ['/sub/%E2%82%AC', '/sub/caf%C3%A9', '/sub/%FF']) {
+      const s = await subscribe(srv.port, transport, path)
+      t.is(s.status, OK[transport], `${transport} ${path}`)
+      s.socket.destroy()
+    }
+  }
+  // publisher requests too (authorizePublish), without a credential of their own
+  t.is((await publish(srv.base, '%E2%82%AC', 'x', null)).status, 202)
+  t.deepEqual([...new Set(seen)], ['e282ac', '636166c3a9', 'ff'])
+  // and the publisher upstream request (304: publish the message as it is)
+  const hooked: string[] = []
+  const hook = await authorizeApp(t, (req) => {
+    hooked.push(Buffer.from(String(req.headers['x-channel-id']), 'latin1').toString('hex'))
+    return 304
+  })
+  const up = await startServer(t, { publishUpstreamUrl: hook })
+  t.is((await publish(up.base, '%E2%82%AC', 'x', null)).status, 202)
+  t.deepEqual(hooked, ['e282ac'])
+})
