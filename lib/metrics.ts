@@ -57,12 +57,12 @@ export class Metrics {
       for (let i = 0; i < names.length; i++) set({ transport: names[i]! }, core.table.counts[i]!)
     })
     // every worker holds a replica of the same channels: the node's figure is the largest, not the sum
-    gaugeFrom(r, 'parkline_raw_publisher_connections', 'Publisher, long-poll and EventSource connections the standalone server reads itself, past Node\'s HTTP parser (an EventSource one until its stream starts).', [], (set) => { set({}, s.rawConnections) })
+    gaugeFrom(r, 'parkline_raw_publisher_connections', 'Publisher, long-poll and stream connections the standalone server reads itself, past Node\'s HTTP parser (a stream\'s until its stream starts).', [], (set) => { set({}, s.rawConnections) })
     counterFrom(r, 'parkline_heap_trims_total', 'Memory-reducing garbage collections the standalone server ran when idle after being busy (lib/heap-trim.ts).', [], (set) => { set({}, heapTrims.count) })
     counterFrom(r, 'parkline_heap_trim_seconds_total', 'Seconds those collections paused the process.', [], (set) => { set({}, heapTrims.seconds) })
-    counterFrom(r, 'parkline_raw_publisher_requests_total', 'Requests read on those connections: publishes, long-polls and EventSource requests.', [], (set) => { set({}, s.rawRequests) })
+    counterFrom(r, 'parkline_raw_publisher_requests_total', 'Requests read on those connections: publishes, long-polls and streams\' requests.', [], (set) => { set({}, s.rawRequests) })
     counterFrom(r, 'parkline_raw_longpoll_requests_total', 'Of those, long-polls.', [], (set) => { set({}, s.rawPolls) })
-    counterFrom(r, 'parkline_raw_eventsource_requests_total', 'Of those, EventSource requests (the stream then owns the connection).', [], (set) => { set({}, s.rawStreams) })
+    counterFrom(r, 'parkline_raw_stream_requests_total', 'Of those, EventSource, chunked and multipart streams\' requests (the stream then owns the connection).', [], (set) => { set({}, s.rawStreams) })
     gaugeFrom(r, 'parkline_channels', 'Channel records (the largest over the node\'s workers, which hold replicas).', [], (set) => { set({}, core.registry.size) }, 'max')
     gaugeFrom(r, 'parkline_messages_stored', 'Messages held in channel buffers (the largest over the node\'s workers).', [], (set) => {
       let n = 0

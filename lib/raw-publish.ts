@@ -12,9 +12,10 @@
 // write (answerPoll) and the connection reads its next poll here again. No IncomingMessage,
 // ServerResponse or parser per poll, and no hand-back to Node's server after each answer.
 //
-// EventSource requests too: a plain GET whose Accept names text/event-stream is admitted by the
-// same subscribeRaw and its stream starts on the socket (SseTransport.serveSocket), which from
-// then on is the stream's alone: a subscriber never had Node's HTTP objects to release.
+// Streams too: a GET that the EventSource, chunked or multipart transport claims (the negotiation
+// is Node's path's, transports/index.ts claimedBy) is admitted by the same subscribeRaw and its
+// stream starts on the socket (HttpStreamTransport.serveSocket), which from then on is the
+// stream's alone: a subscriber never had Node's HTTP objects to release.
 //
 // Only plain requests are taken: `POST`/`PUT` on the publisher location, HTTP/1.1, printable
 // ASCII, every header once, a Content-Length body that is all there and within maxMessageSize,
@@ -22,7 +23,7 @@
 // allowed Origin. The first request that is anything else, with every byte after it, goes to
 // Node's HTTP server as if the connection had just opened, and the connection stays there: Node
 // and Fastify answer it as always (a 400 for a malformed head, a 413, a 405...). Every other
-// connection (chunked and multipart streams, WebSocket, health) is handed to Node at its first bytes.
+// connection (WebSocket, health, status) is handed to Node at its first bytes.
 //
 // Measured in benchmarks/results/request-path-*.md; PARKLINE_NO_FAST_PATH=1 turns it off.
 import { STATUS_CODES, type IncomingHttpHeaders, type Server } from 'node:http'
@@ -35,6 +36,7 @@ import { normalizePath, originAllowed, requestOrigin } from './http.ts'
 import { MAX_HEADER_FIELDS, MAX_LINE } from './plugin.ts'
 import { publisherRequest } from './publisher.ts'
 import { subscribeRaw } from './subscribe.ts'
+import { claimedBy } from '../transports/index.ts'
 import { isParked, rawConnectionClosed, rejectIfParked } from '../transports/longpoll.ts'
 import { HeadersReply } from './reply.ts'
 import { formatHttpDate } from './message-id.ts'
@@ -85,8 +87,6 @@ export class RawPublishers {
   readonly #server: ServerWith
   readonly #node: ConnectionListener
   readonly #starts: Buffer[]
-  /** EventSource requests are read here too (the eventsource transport is on). */
-  readonly #streams: boolean
   readonly #conns = new Set<Conn>()
   /** Connections with answers corked in this turn, uncorked by one setImmediate at its end. */
   #pending: Conn[] = []
@@ -126,9 +126,8 @@ export class RawPublishers {
     this.headersMs = opts.headersTimeout * 1000
 
     this.#starts = [Buffer.from('POST ' + opts.pubPrefix, 'latin1'), Buffer.from('PUT ' + opts.pubPrefix, 'latin1')]
-    // long-polls and EventSource requests too, where one is a plain GET (parseRequest): the connection's first request decides
-    if (rawPolls(opts) || rawStreams(opts)) this.#starts.push(Buffer.from('GET ' + opts.subPrefix, 'latin1'))
-    this.#streams = rawStreams(opts)
+    // long-polls and streams too, where one is a plain GET (parseRequest): the connection's first request decides
+    if (rawGets(opts)) this.#starts.push(Buffer.from('GET ' + opts.subPrefix, 'latin1'))
   }
 
   /** Server closing: idle connections close now (as Node's closeIdleConnections), busy ones after their answer. */
@@ -176,7 +175,7 @@ export class RawPublishers {
 
   /** The first bytes of a connection: a publisher's or a long-poll's stays here, any other goes to Node. */
   first (socket: RawSocket, chunk: Buffer): void {
-    if (!this.#closing && this.#startsPublish(chunk, false) && !streamOrUpgrade(chunk, this.#streams)) {
+    if (!this.#closing && this.#startsPublish(chunk, false) && !upgrade(chunk)) {
       const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, eof: false, pumping: false, armed: false }
       socket[kRawConnection] = c
       this.#conns.add(c)
@@ -246,12 +245,12 @@ export class RawPublishers {
       this.#cork(c)
       c.busy = true
       if (r.close) c.closing = true
-      if (r.stream) {
+      if (r.transport !== null && r.transport !== 'longpoll') {
         this.#core.stats.rawStreams++
         this.#stream(c, r)
         return
       }
-      if (r.method === 'GET') {
+      if (r.transport !== null) {
         this.#core.stats.rawPolls++
         if (this.#poll(c, r)) return
         continue
@@ -296,7 +295,7 @@ export class RawPublishers {
     let out: void | Promise<void> = undefined
     c.pumping = true
     try {
-      out = this.#subscribe(c, r, reply, false)
+      out = this.#subscribe(c, r, reply)
     } catch (err) {
       this.#failed(c, reply, err)
     } finally {
@@ -328,16 +327,16 @@ export class RawPublishers {
     return false
   }
 
-  /** A long-poll or (`stream`) an EventSource request, admitted by lib/subscribe.ts subscribeRaw. */
-  #subscribe (c: Conn, r: RawRequest, reply: SocketReply, stream: boolean): void | Promise<void> {
+  /** A long-poll or a stream's request (r.transport), admitted by lib/subscribe.ts subscribeRaw. */
+  #subscribe (c: Conn, r: RawRequest, reply: SocketReply): void | Promise<void> {
     // (its `raw` is never read: access control and the transport take what they need from here)
     const request = { headers: r.headers, method: r.method, originalUrl: r.target, socket: c.socket, raw: null } as unknown as RequestLike
     const q = r.target.indexOf('?')
-    return subscribeRaw(this.#core, this.#core.access!, request, reply, r.path.slice(this.#opts.subPrefix.length), q === -1 ? '' : r.target.slice(q + 1), r.origin, r.close, stream)
+    return subscribeRaw(this.#core, this.#core.access!, request, reply, r.path.slice(this.#opts.subPrefix.length), q === -1 ? '' : r.target.slice(q + 1), r.origin, r.close, r.transport!)
   }
 
   /**
-   * Take an EventSource request (c is busy). Served, the stream owns the socket from then on
+   * Take a stream's request (c is busy). Served, the stream owns the socket from then on
    * (transports/sse.ts): it is no longer read here. An error or refusal answered instead leaves
    * the connection reading on, as after a long-poll's.
    */
@@ -345,7 +344,7 @@ export class RawPublishers {
     const reply = new SocketReply(c, this.#server.keepAliveTimeout)
     let out: void | Promise<void> = undefined
     try {
-      out = this.#subscribe(c, r, reply, true)
+      out = this.#subscribe(c, r, reply)
     } catch (err) {
       this.#failed(c, reply, err)
     }
@@ -360,7 +359,7 @@ export class RawPublishers {
     })
   }
 
-  /** After an EventSource request's handler: the stream took the socket (or its client left), or an answer was written. */
+  /** After a stream request's handler: the stream took the socket (or its client left), or an answer was written. */
   #streamed (c: Conn, reply: SocketReply, close: boolean): void {
     if (!reply.hijacked) {
       this.#polled(c, reply, close, true)
@@ -701,8 +700,11 @@ interface RawRequest {
   end: number
   /** The client asked to close after this answer. */
   close: boolean
-  /** An EventSource request (a GET whose Accept names text/event-stream). */
-  stream: boolean
+  /**
+   * A GET: the transport that claims it (transports/index.ts claimedBy): `longpoll`, or a stream's,
+   * `eventsource`, `chunked` or `multipart`. A publish: null.
+   */
+  transport: string | null
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
@@ -718,7 +720,7 @@ for (const n of ['Host', 'Connection', 'Content-Length', 'Content-Type', 'Accept
 }
 const DIGITS = /^\d{1,15}$/
 /** Headers whose request Node's parser or Fastify treats specially: such a request goes there. */
-const NOT_HERE = new Set(['transfer-encoding', 'expect', 'upgrade', 'http2-settings', 'te', 'trailer', 'proxy-connection'])
+const NOT_HERE = new Set(['transfer-encoding', 'expect', 'upgrade', 'http2-settings', 'trailer', 'proxy-connection'])
 
 /**
  * One whole request at the start of `buf`; NEED_MORE_HEAD or NEED_MORE_BODY (not all there yet,
@@ -741,7 +743,7 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   const method = first.slice(0, sp1)
   if (method !== 'POST' && method !== 'PUT' && method !== 'GET') return UNSUPPORTED
   const poll = method === 'GET'
-  if (poll && !rawPolls(opts) && !rawStreams(opts)) return UNSUPPORTED
+  if (poll && !rawGets(opts)) return UNSUPPORTED
   const target = first.slice(sp1 + 1, sp2)
   if (target.length > MAX_LINE || !target.startsWith(poll ? opts.subPrefix : opts.pubPrefix)) return UNSUPPORTED
   const q = target.indexOf('?')
@@ -779,15 +781,13 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   }
   const cl = headers['content-length']
   let length = 0
-  let stream = false
+  let transport: string | null = null
   if (poll) {
-    // no body; an Accept naming text/event-stream is EventSource's (transports/index.ts: the
-    // Upgrade and TE that WebSocket and chunked claim are never here), multipart/mixed is Node's,
-    // anything else a plain long-poll's
+    // no body; the transport negotiated as on Node's path (the Upgrade WebSocket needs is never
+    // here); a long-poll that answers with every message at once is Node's
     if (cl !== undefined) return UNSUPPORTED
-    const accept = headers.accept
-    stream = accept !== undefined && accept.includes('text/event-stream')
-    if (stream ? !rawStreams(opts) : (!rawPolls(opts) || (accept !== undefined && accept.includes('multipart/mixed')))) return UNSUPPORTED
+    transport = claimedBy(opts.transports, headers, 1)
+    if (transport === null || transport === 'websocket' || (transport === 'longpoll' && !rawPolls(opts))) return UNSUPPORTED
   } else if (cl !== undefined) {
     if (!DIGITS.test(cl)) return UNSUPPORTED
     length = Number(cl)
@@ -799,7 +799,7 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   if (buf.length < start + length) return NEED_MORE_BODY
   // a view of the read: the message copies it once, into a store of its own (lib/message.ts)
   const body = buf.subarray(start, start + length)
-  return { method, target, path, headers, origin, body, end: start + length, close, stream }
+  return { method, target, path, headers, origin, body, end: start + length, close, transport }
 }
 
 /**
@@ -817,12 +817,9 @@ function headSoFar (buf: Buffer): boolean {
   return true
 }
 
-/**
- * First bytes that name a transport not read here (a multipart Accept, a WebSocket Upgrade, an
- * SSE Accept unless `streams`): Node's at once, not parsed here.
- */
-function streamOrUpgrade (chunk: Buffer, streams: boolean): boolean {
-  return chunk[0] === 0x47 /* G */ && ((!streams && chunk.indexOf('event-stream', 0, 'latin1') !== -1) || chunk.indexOf('multipart', 0, 'latin1') !== -1 || chunk.indexOf('pgrade', 0, 'latin1') !== -1)
+/** First bytes of a WebSocket handshake (an Upgrade): Node's at once, not parsed here. */
+function upgrade (chunk: Buffer): boolean {
+  return chunk[0] === 0x47 /* G */ && chunk.indexOf('pgrade', 0, 'latin1') !== -1
 }
 
 /** Plain long-polls are read here (the longpoll transport is on and answers one message a poll). */
@@ -830,10 +827,13 @@ function rawPolls (opts: ParklineOptions): boolean {
   return opts.transports.includes('longpoll') && !opts.longpollMultipart
 }
 
-/** EventSource requests are read here (the eventsource transport is on). */
-function rawStreams (opts: ParklineOptions): boolean {
-  return opts.transports.includes('eventsource')
+/** Subscribers' GETs are read here: plain long-polls, or streams (an HTTP stream transport is on). */
+function rawGets (opts: ParklineOptions): boolean {
+  return rawPolls(opts) || opts.transports.some((name) => STREAMS.has(name))
 }
+
+/** The transports whose streams start on a raw connection (HttpStreamTransport.serveSocket). */
+const STREAMS = new Set(['eventsource', 'chunked', 'multipart'])
 
 
 // ---- the answer ----------------------------------------------------------------------------

@@ -13,13 +13,13 @@ export class Stats {
   refused = 0
   /** Messages dropped for slow subscribers (queuePolicy drop-oldest). */
   messagesDropped = 0
-  /** Publisher and long-poll connections the standalone server reads itself now (lib/raw-publish.ts). */
+  /** Publisher, long-poll and stream connections the standalone server reads itself now (lib/raw-publish.ts). */
   rawConnections = 0
-  /** Requests read on them (publishes and long-polls). */
+  /** Requests read on them (publishes, long-polls, streams' requests). */
   rawRequests = 0
   /** Of those, long-polls (GET on the subscriber location). */
   rawPolls = 0
-  /** Of those, EventSource requests (the stream then owns the connection). */
+  /** Of those, EventSource, chunked and multipart streams' requests (the stream then owns the connection). */
   rawStreams = 0
 
   constructor (transportNames: readonly string[]) {

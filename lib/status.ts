@@ -36,7 +36,7 @@ export function renderStatus (core: Core): string {
     `raw publisher connections: ${s.rawConnections}\n` +
     `raw publisher requests: ${s.rawRequests}\n` +
     `raw long-poll requests: ${s.rawPolls}\n` +
-    `raw eventsource requests: ${s.rawStreams}\n` +
+    `raw stream requests: ${s.rawStreams}\n` +
     tcpLines() +
     `redis pending commands: ${h?.pendingCommands ?? 0}\n` +
     `redis connected servers: ${h?.connectedServers ?? 0}\n`

@@ -14,8 +14,8 @@ import { SUB_ALLOW, SUB_ALLOW_HEADERS, parseChannelIds, queryParam, randomBetwee
 import { INVALID, type Cursor } from './message-id.ts'
 import { sendError, withCors, type Reply } from './reply.ts'
 import { F_GAP_EVENT } from './subscriber.ts'
-import { detect, enabledTransports } from '../transports/index.ts'
-import type { SseTransport } from '../transports/sse.ts'
+import { detect, transportNamed } from '../transports/index.ts'
+import type { HttpStreamTransport } from '../transports/http-stream.ts'
 import type { LongpollTransport } from '../transports/longpoll.ts'
 
 /** Channel ids and starting cursor of a subscribe request (§1, §4.2), or the error to answer. */
@@ -29,39 +29,35 @@ export function resolveSubscription (core: Core, headers: IncomingHttpHeaders, r
 }
 
 /**
- * A long-poll or an EventSource request read off a raw connection (lib/raw-publish.ts, the
- * standalone server): the checks of handleSubscriber, in its order, for a GET that lib/raw-publish.ts
- * parseRequest found to be a plain long-poll (`stream` false) or a plain SSE request (`stream`
- * true), then LongpollTransport.serveRaw or HttpStreamTransport.serveSocket. An error or refusal
- * is answered through `reply`; a served request hijacks it. Synchronous unless access control has
- * to wait.
+ * A subscriber's GET read off a raw connection (lib/raw-publish.ts, the standalone server): the
+ * checks of handleSubscriber, in its order, for a GET that lib/raw-publish.ts parseRequest found
+ * to be claimed by `transport` (a plain long-poll, or an EventSource, chunked or multipart
+ * stream), then LongpollTransport.serveRaw or HttpStreamTransport.serveSocket. An error or
+ * refusal is answered through `reply`; a served request hijacks it. Synchronous unless access
+ * control has to wait.
  */
-export function subscribeRaw (core: Core, access: Access, request: RequestLike, reply: Reply, rawIds: string, query: string, origin: string | null, close: boolean, stream: boolean): void | Promise<void> {
+export function subscribeRaw (core: Core, access: Access, request: RequestLike, reply: Reply, rawIds: string, query: string, origin: string | null, close: boolean, transport: string): void | Promise<void> {
   const r = resolveSubscription(core, request.headers, rawIds, query)
   if (!('ids' in r)) {
     sendError(reply, r, origin)
     return
   }
   if (access.auth === null) {
-    admitRaw(core, request, reply, r.ids, r.cursor, query, origin, close, stream, null)
+    admitRaw(core, request, reply, r.ids, r.cursor, query, origin, close, transport, null)
     return
   }
-  return access.subscriber(request, stream ? 'eventsource' : 'longpoll', r.ids, query).then((grant) => {
-    admitRaw(core, request, reply, r.ids, r.cursor, query, origin, close, stream, grant)
+  return access.subscriber(request, transport, r.ids, query).then((grant) => {
+    admitRaw(core, request, reply, r.ids, r.cursor, query, origin, close, transport, grant)
   })
 }
 
-function admitRaw (core: Core, request: RequestLike, reply: Reply, ids: string[], cursor: Cursor, query: string, origin: string | null, close: boolean, stream: boolean,
+function admitRaw (core: Core, request: RequestLike, reply: Reply, ids: string[], cursor: Cursor, query: string, origin: string | null, close: boolean, transport: string,
   grant: Awaited<ReturnType<Access['subscriber']>>): void {
   const flags = admitted(core, request.socket, reply, ids, query, origin, grant)
   if (flags === null) return
-  if (stream) {
-    const sse = enabledTransports(core).find((t) => t.name === 'eventsource') as SseTransport
-    sse.serveSocket(request.socket, core.channelsFor(ids), cursor, origin, flags, grant as Grant | null)
-    return
-  }
-  const lp = enabledTransports(core).find((t) => t.name === 'longpoll') as LongpollTransport
-  lp.serveRaw(request.socket, core.channelsFor(ids), cursor, origin, flags, grant as Grant | null, close)
+  const t = transportNamed(core, transport)
+  if (transport === 'longpoll') (t as LongpollTransport).serveRaw(request.socket, core.channelsFor(ids), cursor, origin, flags, grant as Grant | null, close)
+  else (t as HttpStreamTransport).serveSocket(request.socket, core.channelsFor(ids), cursor, origin, flags, grant as Grant | null)
 }
 
 /**

@@ -48,8 +48,7 @@ test('anything unusual is left to Node', (t) => {
     'duplicate, any case': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nhost: i\r\n\r\n',
     'Transfer-Encoding': 'POST /pub/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n',
     'Upgrade': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n',
-    'TE': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nTE: chunked\r\n\r\n',
-    'multipart Accept': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nAccept: multipart/mixed\r\n\r\n',
+    'Trailer': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nTrailer: x\r\n\r\n',
     'GET with a body': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx',
     'Connection: Upgrade': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\r\n',
     'bad Content-Length': 'POST /pub/a HTTP/1.1\r\nHost: h\r\nContent-Length: 1x\r\n\r\nx',
@@ -58,26 +57,37 @@ test('anything unusual is left to Node', (t) => {
   for (const [why, req] of Object.entries(bad)) t.is(parse(req), UNSUPPORTED, why)
 })
 
-test('an EventSource request is read where the eventsource transport is on, and only there', (t) => {
+test('a subscriber\'s GET is read with the transport Node\'s path would negotiate for it, where that transport is on', (t) => {
   const req = 'GET /sub/a?last_event_id=1:0 HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\nLast-Event-ID: 2:0\r\n\r\n'
   const r = parse(req)
   if (typeof r !== 'object') { t.fail(String(r)); return }
-  t.true(r.stream)
+  t.is(r.transport, 'eventsource')
   t.is(r.headers['last-event-id'], '2:0')
   t.is(r.target, '/sub/a?last_event_id=1:0')
-  // a long-poll is not a stream
-  const p = parse('GET /sub/a HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n')
-  t.false(typeof p === 'object' && p.stream)
-  t.true(typeof p === 'object')
-  const only = (transports: string[]): ParklineOptions => resolveOptions({ transports }, { env: {} })
-  const ofOpts = (s: string, o: ParklineOptions): ReturnType<typeof parseRequest> => parseRequest(Buffer.from(s, 'latin1'), o)
-  // eventsource off: Node's (which answers it as its transports decide)
-  t.is(ofOpts(req, only(['longpoll'])), UNSUPPORTED)
-  // long-poll off: the stream is read, a plain GET is Node's
-  const sse = ofOpts(req, only(['eventsource']))
-  t.true(typeof sse === 'object' && sse.stream)
-  t.is(ofOpts('GET /sub/a HTTP/1.1\r\nHost: h\r\n\r\n', only(['eventsource'])), UNSUPPORTED)
-  // a body, or a multipart Accept without SSE: Node's
+  const transport = (s: string, o?: ParklineOptions): string | null | number => {
+    const x = o === undefined ? parse(s) : parseRequest(Buffer.from(s, 'latin1'), o)
+    return typeof x === 'object' ? x.transport : x
+  }
+  const get = (headers: string): string => `GET /sub/a HTTP/1.1\r\nHost: h\r\n${headers}\r\n`
+  t.is(transport(get('Accept: */*\r\n')), 'longpoll')
+  t.is(transport(get('TE: chunked\r\n')), 'chunked')
+  t.is(transport(get('TE: trailers, chunked;q=0.5\r\n')), 'chunked')
+  t.is(transport(get('TE: chunked;q=0\r\n')), 'longpoll', 'chunked with q=0 is not asked for')
+  t.is(transport(get('Accept: multipart/mixed\r\n')), 'multipart')
+  // negotiation order (§4.1): EventSource, chunked, multipart
+  t.is(transport(get('Accept: multipart/mixed, text/event-stream\r\nTE: chunked\r\n')), 'eventsource')
+  t.is(transport(get('Accept: multipart/mixed\r\nTE: chunked\r\n')), 'chunked')
+  t.is(transport('POST /pub/a HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n'), null, 'a publish has none')
+  const only = (transports: string[], more: Partial<ParklineOptions> = {}): ParklineOptions => resolveOptions({ transports, ...more }, { env: {} })
+  // a transport switched off claims nothing: the next one does, as on Node's path
+  t.is(transport(req, only(['longpoll'])), 'longpoll')
+  t.is(transport(get('TE: chunked\r\nAccept: multipart/mixed\r\n'), only(['multipart', 'longpoll'])), 'multipart')
+  t.is(transport(req, only(['eventsource'])), 'eventsource')
+  // nothing claims it (Node answers 406), long-polls answered whole by Node: Node's
+  t.is(transport(get(''), only(['eventsource'])), UNSUPPORTED)
+  t.is(transport(get(''), only(['eventsource', 'longpoll'], { longpollMultipart: true })), UNSUPPORTED)
+  t.is(transport(req, only(['eventsource', 'longpoll'], { longpollMultipart: true })), 'eventsource')
+  // a body: Node's
   t.is(parse('GET /sub/a HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\nContent-Length: 0\r\n\r\n'), UNSUPPORTED)
 })
 

@@ -466,7 +466,7 @@ test('long-polls are read here too: answered at once, parked, re-polled with the
   t.true(await (async () => { const u = Date.now() + 3000; while (core.table.counts.some((n) => n > 0) && Date.now() < u) await new Promise((resolve) => setTimeout(resolve, 10)); return core.table.counts.every((n) => n === 0) })(), 'nobody left parked')
 })
 
-test('long-poll answers read here are the ones Node gives: at once, errors, CORS; a multipart request still goes to Node', async (t) => {
+test('long-poll answers read here are the ones Node gives: at once, errors, CORS; a multipart request is a stream\'s', async (t) => {
   const get = (path: string, headers = ''): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}\r\n`
   const r = await both(t, [post('/pub/lpx', 'hello'), get('/sub/lpx'), get('/sub/lpx', 'Origin: http://127.0.0.1\r\n'), get('/sub/' + 'x'.repeat(1100)),
     get('/sub/lpx', 'If-Modified-Since: yesterday\r\nIf-None-Match: 0\r\n'), get('/sub/lpx?parkline_gap=event')], 6, {}, true)
@@ -476,12 +476,12 @@ test('long-poll answers read here are the ones Node gives: at once, errors, CORS
   t.deepEqual(r.raw.map(noDate), r.node.map(noDate))
   t.is(coreOf(r.rawServer.app).stats.rawPolls, 5)
   t.false(r.rawClosed)
-  // a multipart/mixed stream on a fresh connection is Node's from its first byte
+  // a multipart/mixed request on a fresh connection: read here too, as a stream
   const got = await rawExchange(r.rawServer.port, get('/sub/lpx', 'Accept: multipart/mixed\r\n'), { until: (x) => x.includes('hello') })
   t.regex(got, /^HTTP\/1\.1 200 OK\r\n[\s\S]*multipart\/mixed[\s\S]*hello/)
   const core = coreOf(r.rawServer.app)
   t.is(core.stats.rawPolls, 5)
-  t.is(core.stats.rawStreams, 0)
+  t.is(core.stats.rawStreams, 1)
 })
 
 /** An EventSource request's bytes: the head (Date-free) and everything up to `until`, ids masked. */
@@ -528,11 +528,116 @@ test('EventSource requests are read here too: the stream is the one Node\'s path
   t.is((await fetch(`${a.base}/pub/live`, { method: 'POST', body: 'live one' })).status, 201)
   t.true(await until(() => text.includes('data: live one\n\n')), text)
   const status = await (await fetch(`${a.base}/status`)).text()
-  t.regex(status, /^raw eventsource requests: 4$/m)
-  t.regex(await (await fetch(`${a.base}/metrics`)).text(), /^parkline_raw_eventsource_requests_total 4$/m)
+  t.regex(status, /^raw stream requests: 4$/m)
+  t.regex(await (await fetch(`${a.base}/metrics`)).text(), /^parkline_raw_stream_requests_total 4$/m)
   socket.destroy()
   t.true(await until(() => core.table.size === 0), 'unregistered')
 })
+
+/** The bytes of a chunked or multipart stream up to `until`: the boundary, Last-Modified and Date masked. */
+async function stream (port: number, headers: string, until: string, path: string): Promise<string> {
+  const mask = (text: string): string => {
+    const boundary = /boundary=(\w+)/.exec(text)?.[1]
+    const out = boundary === undefined ? text : text.split(boundary).join('B')
+    return out.replace(/^(Last-Modified|Date): .*$/gm, '$1: D')
+  }
+  return mask(await rawExchange(port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}\r\n`, { until: (x) => mask(x).includes(until) }))
+}
+
+const STREAMS = [
+  { name: 'chunked', ask: 'TE: chunked\r\n', hello: '5\r\nhello\r\n', live: '8\r\nlive one\r\n' },
+  { name: 'multipart', ask: 'Accept: multipart/mixed\r\n', hello: 'hello\r\n--B', live: 'live one\r\n--' }
+]
+
+for (const k of STREAMS) {
+  test(`${k.name} streams are read here too: the stream is the one Node's path gives, past Node and Fastify`, async (t) => {
+    const a = await serve(t, {}, true)
+    const b = await serve(t, {}, false)
+    for (const s of [a, b]) t.is((await fetch(`${s.base}/pub/st`, { method: 'POST', body: 'hello' })).status, 202, 'no subscriber yet')
+    for (const headers of ['', 'Origin: http://127.0.0.1\r\n', 'Last-Event-ID: 0:0\r\nUser-Agent: test\r\n', '?']) {
+      // (`?`: the cursor in the query instead)
+      const [h, path] = headers === '?' ? ['', '/sub/st?last_event_id=0:0'] : [headers, '/sub/st']
+      const x = await stream(a.port, k.ask + h, k.hello, path)
+      const y = await stream(b.port, k.ask + h, k.hello, path)
+      t.regex(x, /^HTTP\/1\.1 200 OK\r\n/)
+      t.true(x.endsWith(k.hello), x)
+      t.is(x, y, headers)
+    }
+    const core = coreOf(a.app)
+    t.is(core.stats.rawStreams, 4)
+    t.is(a.hooks(), 0, 'nothing went through Fastify')
+    t.is(coreOf(b.app).stats.rawStreams, 0)
+    // a live stream read here: delivered to, counted, gone with its client
+    const socket = net.connect(a.port, '127.0.0.1')
+    socket.on('error', () => {})
+    await once(socket, 'connect')
+    let text = ''
+    socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+    // bytes after the request are not read (as on Node's path), and do not stop the stream
+    socket.write(`GET /sub/live HTTP/1.1\r\nHost: 127.0.0.1\r\n${k.ask}\r\nGARBAGE\r\n\r\n`)
+    const until = async (cond: () => boolean): Promise<boolean> => {
+      const end = Date.now() + 3000
+      while (!cond() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
+      return cond()
+    }
+    const index = core.transports.findIndex((x) => x.name === k.name)
+    t.true(await until(() => core.table.counts[index] === 1), 'counted')
+    // no longer read as a raw connection: the stream's own listeners only, and no timer
+    const server = core.table.subs[0]!.socket
+    for (const event of ['data', 'end', 'close', 'error']) t.is(server.listenerCount(event), 1, event)
+    t.is(server.listenerCount('timeout'), 0)
+    t.is((await fetch(`${a.base}/pub/live`, { method: 'POST', body: 'live one' })).status, 201)
+    t.true(await until(() => text.includes(k.live)), text)
+    t.regex(await (await fetch(`${a.base}/status`)).text(), /^raw stream requests: 5$/m)
+    socket.destroy()
+    t.true(await until(() => core.table.size === 0), 'unregistered')
+  })
+
+  test(`${k.name} at the subscriber limit, or refused by access control: the answers Node's path gives`, async (t) => {
+    const opts = { ...AUTH_SERVER, maxSubscribers: 1 }
+    const a = await serve(t, opts, true)
+    const b = await serve(t, opts, false)
+    const { token } = await mint(['full'])
+    const auth = `Authorization: Bearer ${token}\r\n`
+    const holders: net.Socket[] = []
+    const answers: string[] = []
+    for (const s of [a, b]) {
+      // the one subscriber allowed
+      const h = net.connect(s.port, '127.0.0.1')
+      h.on('error', () => {})
+      await once(h, 'connect')
+      h.write(`GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\n${k.ask}${auth}\r\n`)
+      await once(h, 'data')
+      holders.push(h)
+      // a client that keeps its side open: the server ends its own, and the socket lingers to be destroyed
+      const c = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
+      c.on('error', () => {})
+      await once(c, 'connect')
+      let text = ''
+      c.on('data', (d: Buffer) => { text += d.toString('latin1') })
+      c.write(`GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\n${k.ask}${auth}Origin: http://127.0.0.1\r\n\r\n`)
+      const ended = await Promise.race([once(c, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+      t.true(ended, 'the server ended its side')
+      answers.push(text.replace(/^(Retry-After|Date): .*$/gm, '$1: X'))
+      t.is(coreOf(s.app).lingering.size, 1, 'the refused socket lingers: destroyed if its client never closes')
+      c.destroy()
+    }
+    t.regex(answers[0]!, /^HTTP\/1\.1 503 Service Unavailable\r\nRetry-After: X\r\nConnection: close\r\nContent-Length: 0\r\nAccess-Control-Allow-Origin: http:\/\/127\.0\.0\.1\r\n/)
+    t.is(answers[0], answers[1])
+    t.is(coreOf(a.app).stats.rawStreams, 2)
+    t.is(coreOf(a.app).stats.refused, 1)
+    for (const h of holders) h.destroy()
+    // no token, a token for another channel: refused as on Node's path, and the connection reads on
+    const get = (path: string, headers = ''): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${k.ask}${headers}\r\n`
+    const r = await both(t, [get('/sub/full'), get('/sub/other', auth), get('/sub/' + 'x'.repeat(1100))], 3, opts, true)
+    t.is(r.raw.length, 3)
+    t.deepEqual(r.raw, r.node)
+    t.regex(r.raw[0]!, /^HTTP\/1\.1 401 /)
+    t.regex(r.raw[1]!, /^HTTP\/1\.1 403 /)
+    t.false(r.rawClosed)
+    t.is(coreOf(r.rawServer.app).stats.rawStreams, 3)
+  })
+}
 
 test('EventSource errors read here are the ones Node gives, and the connection reads on', async (t) => {
   const get = (path: string, headers = ''): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n${headers}\r\n`

@@ -2,7 +2,7 @@
 // message (Message.chunk) and written as is to every subscriber; ids and content types are not
 // sent, so the start position comes from the connect-time cursor only. An empty message is
 // skipped: a zero-length chunk would end the stream.
-import type { IncomingMessage } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Core } from '../lib/core.ts'
 import { corsLines } from '../lib/http.ts'
 import type { Message } from '../lib/message.ts'
@@ -42,6 +42,12 @@ export function teAcceptsChunked (te: string): boolean {
   return false
 }
 
+/** §4.1: a TE that accepts chunked, on HTTP/1.1 (RFC 9112 §6.1: no Transfer-Encoding in answer to an HTTP/1.0 request). */
+export function wantsChunked (headers: IncomingHttpHeaders, httpVersionMinor: number): boolean {
+  const te = headers.te
+  return typeof te === 'string' && httpVersionMinor >= 1 && teAcceptsChunked(te)
+}
+
 export class ChunkedTransport extends HttpStreamTransport {
   readonly name = 'chunked'
   // a chunk carries no metadata: drop-oldest could not tell the client, so it disconnects (§11e)
@@ -57,9 +63,7 @@ export class ChunkedTransport extends HttpStreamTransport {
   }
 
   detect (req: IncomingMessage): boolean {
-    const te = req.headers.te
-    // RFC 9112 §6.1: no Transfer-Encoding in answer to an HTTP/1.0 request
-    return typeof te === 'string' && req.httpVersionMinor >= 1 && teAcceptsChunked(te)
+    return wantsChunked(req.headers, req.httpVersionMinor)
   }
 
   protected open (_sub: Subscriber, origin: string | null): string {

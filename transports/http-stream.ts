@@ -9,12 +9,12 @@ import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
 import type { Grant } from '../lib/access.ts'
 import type { Channel } from '../lib/channel-registry.ts'
-import { randomBetween } from '../lib/http.ts'
-import type { Cursor } from '../lib/message-id.ts'
+import { corsLines, randomBetween } from '../lib/http.ts'
+import { formatHttpDate, type Cursor } from '../lib/message-id.ts'
 import type { Message } from '../lib/message.ts'
 import { F_CATCHING_UP, F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
-import { detachSocket } from './detach.ts'
+import { detachSocket, dropListeners } from './detach.ts'
 import { OVERFLOW, enqueue } from '../lib/backlog.ts'
 import { endAndLinger } from '../lib/linger.ts'
 import type { Coalescer } from './coalesce.ts'
@@ -47,15 +47,16 @@ export abstract class HttpStreamTransport implements Transport {
     return this.endBytes(503)
   }
 
-  /** At the connection limit or while draining (EXTENSION b): 503 with a jittered Retry-After. */
-  protected refuse (sr: SubscribeRequest): void {
-    const headers: Record<string, string | number> = { 'Retry-After': randomBetween(1, 10), Connection: 'close', 'Content-Length': 0 }
-    if (sr.origin !== null) {
-      headers['Access-Control-Allow-Origin'] = sr.origin
-      headers['Access-Control-Allow-Credentials'] = 'true'
-    }
-    sr.res.writeHead(503, headers)
-    sr.res.end()
+  /**
+   * At the connection limit or while draining (EXTENSION b): 503 with a jittered Retry-After, the
+   * socket ended and lingering (as every stream's end). The bytes are the ones Node's writeHead
+   * gave for these headers.
+   */
+  protected refuseSocket (socket: Socket, origin: string | null): void {
+    socket.on('error', onError)
+    const head = 'HTTP/1.1 503 Service Unavailable\r\nRetry-After: ' + randomBetween(1, 10) + '\r\nConnection: close\r\nContent-Length: 0\r\n' +
+      corsLines(origin) + 'Date: ' + formatHttpDate(Math.floor(Date.now() / 1000)) + '\r\n\r\n'
+    endAndLinger(this.core, socket, head, 'latin1')
   }
 
   abstract detect (req: IncomingMessage): boolean
@@ -77,18 +78,32 @@ export abstract class HttpStreamTransport implements Transport {
   protected abstract write (sub: Subscriber, msg: Message | null, payload: Buffer, id: string, gap: string | null): void
 
   serve (sr: SubscribeRequest): void {
+    this.#serve(detachSocket(sr.req, sr.res), sr.channels, sr.cursor, sr.origin, sr.flags, sr.grant)
+  }
+
+  /**
+   * A request read off a raw connection (lib/raw-publish.ts, the standalone server): the socket
+   * never had Node's HTTP objects, so there is nothing to detach; the raw connection's listeners
+   * and Node's own go, as releaseSocket drops them on Node's path. The rest is serve's.
+   */
+  serveSocket (socket: Socket, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
+    dropListeners(socket)
+    this.#serve(socket, channels, cursor, origin, flags, grant)
+  }
+
+  #serve (socket: Socket, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
     const core = this.core
     if (core.refusing) {
-      core.releaseChannels(sr.channels)
+      core.releaseChannels(channels)
       core.stats.refused++
-      this.refuse(sr)
+      this.refuseSocket(socket, origin)
       return
     }
-    this.start(detachSocket(sr.req, sr.res) as StreamSocket, sr.channels, sr.cursor, sr.origin, sr.flags, sr.grant)
+    this.#start(socket, channels, cursor, origin, flags, grant)
   }
 
   /** The stream begins on a socket that is the caller's alone (detached, or read raw). */
-  protected start (socket: StreamSocket, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
+  #start (socket: StreamSocket, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
     const sub = new Subscriber(this, socket, null, channels, cursor, origin, flags | F_CATCHING_UP)
     sub.grant = grant
     socket[kSubscriber] = sub

@@ -4,7 +4,7 @@
 // own `\r\n--<B>` in one corked write. Multiplexed ids and gap headers (§11a) print their own id
 // lines in front of the shared rest of the part (Message.multipartBody, a view of the same bytes).
 import { randomBytes } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { corsLines } from '../lib/http.ts'
 import type { Message } from '../lib/message.ts'
 import { formatHttpDate } from '../lib/message-id.ts'
@@ -36,8 +36,7 @@ export class MultipartTransport extends HttpStreamTransport {
   }
 
   detect (req: IncomingMessage): boolean {
-    const accept = req.headers.accept
-    return accept !== undefined && accept.indexOf('multipart/mixed') !== -1
+    return acceptsMultipart(req.headers)
   }
 
   protected open (sub: Subscriber, origin: string | null): string {
@@ -70,4 +69,10 @@ export class MultipartTransport extends HttpStreamTransport {
     socket.write(sub.boundary!, 'latin1')
     socket.uncork()
   }
+}
+
+/** §4.1: an Accept that names multipart/mixed. */
+export function acceptsMultipart (headers: IncomingHttpHeaders): boolean {
+  const accept = headers.accept
+  return accept !== undefined && accept.indexOf('multipart/mixed') !== -1
 }

@@ -4,17 +4,13 @@
 // subscribers, Message.sseFrame; multiplexed ones print their own vector id), the gap comment or
 // event, the `:<code>:` endings, the overflow event, keepalives, and the 200 + `:503:` answer at
 // the connection limit (a native EventSource gives up on any non-200, but honours `retry:`).
-import type { IncomingMessage } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
-import type { Grant } from '../lib/access.ts'
-import type { Channel } from '../lib/channel-registry.ts'
 import type { Core } from '../lib/core.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
-import type { Cursor } from '../lib/message-id.ts'
 import type { Message } from '../lib/message.ts'
-import { F_GAP_EVENT, type Subscriber, type SubscribeRequest } from '../lib/subscriber.ts'
+import { F_GAP_EVENT, type Subscriber } from '../lib/subscriber.ts'
 import { Coalescer } from './coalesce.ts'
-import { detachSocket, dropListeners } from './detach.ts'
 import { HttpStreamTransport } from './http-stream.ts'
 import { endAndLinger } from '../lib/linger.ts'
 
@@ -48,8 +44,7 @@ export class SseTransport extends HttpStreamTransport {
   }
 
   detect (req: IncomingMessage): boolean {
-    const accept = req.headers.accept
-    return accept !== undefined && accept.indexOf('text/event-stream') !== -1
+    return acceptsEventStream(req.headers)
   }
 
   protected open (_sub: Subscriber, origin: string | null): string {
@@ -62,29 +57,8 @@ export class SseTransport extends HttpStreamTransport {
     return HEAD + corsLines(origin) + '\r\n' + HI + retry
   }
 
-  /**
-   * A request read off a raw connection (lib/raw-publish.ts, the standalone server): the socket
-   * never had Node's HTTP objects, so there is nothing to detach; the rest is serve's.
-   */
-  serveSocket (socket: Socket, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
-    const core = this.core
-    if (core.refusing) {
-      core.releaseChannels(channels)
-      core.stats.refused++
-      this.#refuse(socket, origin)
-      return
-    }
-    // the raw connection's listeners and Node's own go, as releaseSocket drops them on Node's path
-    dropListeners(socket)
-    this.start(socket, channels, cursor, origin, flags, grant)
-  }
-
   /** EXTENSION b: `200`, `: hi`, `retry:`, then `:503:` and close. */
-  protected refuse (sr: SubscribeRequest): void {
-    this.#refuse(detachSocket(sr.req, sr.res), sr.origin)
-  }
-
-  #refuse (socket: Socket, origin: string | null): void {
+  protected refuseSocket (socket: Socket, origin: string | null): void {
     socket.on('error', onError)
     // (a client that never closes its side is destroyed after the linger, as every stream's end)
     endAndLinger(this.core, socket, this.#head(origin) + END_LINES[503]!.toString('latin1'), 'latin1')
@@ -136,4 +110,10 @@ function onlyVariant (): number {
 
 function onError (): void {
   // the refused connection closes by itself
+}
+
+/** §4.1: an Accept that names text/event-stream. */
+export function acceptsEventStream (headers: IncomingHttpHeaders): boolean {
+  const accept = headers.accept
+  return accept !== undefined && accept.indexOf('text/event-stream') !== -1
 }

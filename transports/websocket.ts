@@ -102,14 +102,8 @@ export class WebSocketTransport implements Transport {
     this.#coalescer = core.opts.coalesce ? new Coalescer(core, index, [wsFrameOf, wsMetaFrameOf], wsVariant) : null
   }
 
-  /** §4.1: `Upgrade: websocket` (whole value) and a Connection header with the token `upgrade`. */
   detect (req: IncomingMessage): boolean {
-    const upgrade = req.headers.upgrade
-    if (upgrade === undefined || upgrade.toLowerCase() !== 'websocket') return false
-    const connection = req.headers.connection
-    if (connection === undefined) return false
-    for (const token of connection.split(',')) if (token.trim().toLowerCase() === 'upgrade') return true
-    return false
+    return wantsWebSocket(req.headers)
   }
 
   /**
@@ -423,4 +417,14 @@ function wsMetaFrameOf (m: Message): Buffer {
 /** 0: plain frames; 1: ws+meta.nchan / ws+meta.parkline (one channel, no gap line). */
 function wsVariant (sub: Subscriber): number {
   return (sub.flags & F_WS_META) === 0 ? 0 : 1
+}
+
+/** §4.1: `Upgrade: websocket` (whole value) and a Connection header with the token `upgrade`. */
+export function wantsWebSocket (headers: IncomingHttpHeaders): boolean {
+  const upgrade = headers.upgrade
+  if (upgrade === undefined || upgrade.toLowerCase() !== 'websocket') return false
+  const connection = headers.connection
+  if (connection === undefined) return false
+  for (const token of connection.split(',')) if (token.trim().toLowerCase() === 'upgrade') return true
+  return false
 }

@@ -7,8 +7,9 @@
 // far less with the neighbours' load than connects per second do. Trees alternate round by
 // round; a fresh server per run, warmed by N/5 subscribers that come and go first. EXTRA=<env>
 // (e.g. PARKLINE_NO_FAST_PATH=1) runs each tree a second time with that variable set.
+// TRANSPORT=chunked or multipart asks for that stream instead of EventSource.
 //
-//   ROOTS=/path/to/base,/path/to/new ROUNDS=5 N=10000 node benchmarks/micro/sse-connect.ts
+//   ROOTS=/path/to/base,/path/to/new ROUNDS=5 N=10000 [TRANSPORT=eventsource] node benchmarks/micro/sse-connect.ts
 import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
@@ -26,6 +27,9 @@ const N = Number(env.N ?? 10000)
 const HEAP = env.HEAP === '1'
 const EXTRA = env.EXTRA ?? ''
 const IN_FLIGHT = 256
+const ASK: Record<string, string> = { eventsource: 'Accept: text/event-stream\r\n', chunked: 'TE: chunked\r\n', multipart: 'Accept: multipart/mixed\r\n' }
+const TRANSPORT = env.TRANSPORT ?? 'eventsource'
+if (ASK[TRANSPORT] === undefined) throw new Error(`TRANSPORT must be one of ${Object.keys(ASK).join(', ')}, got ${TRANSPORT}`)
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 async function start (root: string, extra: Record<string, string>, dir: string): Promise<{ child: ChildProcess, port: number }> {
@@ -34,7 +38,7 @@ async function start (root: string, extra: Record<string, string>, dir: string):
   return await startTree(root, { nodeFlags, env: { ...env, ...extra }, stdio: ['ignore', 'ignore', 'inherit'] })
 }
 
-/** `count` SSE subscribers on channels `<prefix><i>`, each resolved once its head came back. */
+/** `count` stream subscribers (TRANSPORT) on channels `<prefix><i>`, each resolved once its head came back. */
 async function subscribe (port: number, prefix: string, count: number): Promise<net.Socket[]> {
   const sockets: net.Socket[] = []
   const one = (i: number): Promise<void> => new Promise((resolve, reject) => {
@@ -45,7 +49,7 @@ async function subscribe (port: number, prefix: string, count: number): Promise<
       if (!d.toString('latin1').startsWith('HTTP/1.1 200 ')) reject(new Error(`not a stream: ${d.toString('latin1', 0, 40)}`))
       else resolve()
     })
-    s.write(`GET /sub/${prefix}${i} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`)
+    s.write(`GET /sub/${prefix}${i} HTTP/1.1\r\nHost: 127.0.0.1\r\n${ASK[TRANSPORT]}\r\n`)
   })
   for (let i = 0; i < count; i += IN_FLIGHT) await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, count - i) }, (_, k) => one(i + k)))
   return sockets
@@ -92,7 +96,7 @@ for (let round = 0; round < ROUNDS; round++) {
   }
 }
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]! }
-console.log(`N=${N} SSE subscribers per run, ${ROUNDS} rounds`)
+console.log(`N=${N} ${TRANSPORT} subscribers per run, ${ROUNDS} rounds`)
 console.log('')
 console.log('| tree | µs of server CPU per subscriber, each round | median | connected/s, median |')
 console.log('|---|---|--:|--:|')
