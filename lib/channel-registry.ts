@@ -23,6 +23,8 @@ export class Channel {
   subPos: number[]
   /** `[this]`, made at first use: the `channels` of every one-channel subscriber of it (read only). */
   #alone: readonly Channel[] | null
+  /** The second it is filed under for message expiry (lib/expiry.ts); 0 = not filed. */
+  expiryAt: number
 
   constructor (key: string, capacity: number, nowSec: number) {
     this.key = key
@@ -36,6 +38,7 @@ export class Channel {
     this.subs = []
     this.subPos = []
     this.#alone = null
+    this.expiryAt = 0
   }
 
   /**

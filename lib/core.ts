@@ -15,6 +15,7 @@ import type { Access } from './access.ts'
 import type { Metrics } from './metrics.ts'
 import type { Socket } from 'node:net'
 import { sweepLingering } from './linger.ts'
+import { ExpiryWheel } from './expiry.ts'
 
 /** What Parkline logs through: pino's (the host's `fastify.log`, or the standalone server's). */
 export interface ParklineLog {
@@ -66,6 +67,10 @@ export class Core {
   /** Subscribers cut at their queue cap since the last warning, by policy (rate-limited warnings). */
   #cut = { disconnect: 0, 'drop-oldest': 0, since: 0 }
   #timer: NodeJS.Timeout | null
+  /** Channels holding messages, by the second their oldest expires (messageTimeout > 0). */
+  readonly #expiry: ExpiryWheel
+  /** messageTimeout in ms; 0 = messages do not expire. */
+  readonly #ttl: number
 
   constructor (opts: ParklineOptions, transports: readonly TransportFactory[], fdLimit: number) {
     this.opts = opts
@@ -85,6 +90,8 @@ export class Core {
     this.held = 0
     this.log = null
     this.#timer = null
+    this.#expiry = new ExpiryWheel(this.nowSec)
+    this.#ttl = opts.messageTimeout * 1000
   }
 
   // ---- publishing ---------------------------------------------------------------------------
@@ -145,6 +152,7 @@ export class Core {
       const evicted = ch.buffer.push(new Message(time, tag, data, ct, ev, at))
       if (evicted !== null) ch.setFloor(evicted, false)
     }
+    this.#fileExpiry(ch)
   }
 
   // ---- what engines may do to the core (nothing else of it is theirs) ---------------------------
@@ -199,6 +207,8 @@ export class Core {
     if (evicted !== null) {
       ch.setFloor(evicted, false)
     }
+    // a channel holding messages is filed for expiry once (a newer message never expires first)
+    if (ch.expiryAt === 0) this.#fileExpiry(ch)
     if (ch.subs.length > 0) this.#fanout(ch, msg)
     return msg
   }
@@ -400,11 +410,16 @@ export class Core {
     const now = Date.now()
     if (this.lingering.size > 0) sweepLingering(this.lingering, now)
     this.nowSec = Math.max(this.nowSec, Math.floor(now / 1000))
-    if (this.opts.messageTimeout > 0) this.#expire(now)
+    if (this.#ttl > 0) this.#expiry.take(this.nowSec, (ch) => { this.#expireFiled(ch, now) })
     const keepalive = this.opts.keepalive
     const deadlines = this.opts.subscriberTimeout > 0 || this.draining || this.tokenExpiry
     if (keepalive === 0 && !deadlines) return
     const subs = this.table.subs
+    // Keepalives spread over ticks: subscribers that wrote in the same second (connected in one
+    // burst, or all sent one broadcast) would otherwise all be due in one tick, every interval,
+    // and that tick would stop the event loop for a write to each (~5 µs apiece). At most twice
+    // the even share per tick; the rest stay due for the next.
+    let keepalives = keepalive > 0 ? Math.max(64, Math.ceil(2 * subs.length / keepalive)) : 0
     for (let i = subs.length - 1; i >= 0; i--) {
       if (i >= subs.length) continue
       const sub = subs[i]!
@@ -414,15 +429,23 @@ export class Core {
         else sub.transport.end(sub, 408)
         continue
       }
-      if (keepalive > 0 && this.nowSec - sub.lastWrite >= keepalive) sub.transport.keepalive(sub)
+      if (keepalives > 0 && this.nowSec - sub.lastWrite >= keepalive) {
+        sub.transport.keepalive(sub)
+        if (--keepalives === 0 && !deadlines) return
+      }
     }
   }
 
-  #expire (now: number): void {
-    const ttl = this.opts.messageTimeout * 1000
-    for (const ch of this.registry.values()) {
-      if (this.#expireChannel(ch, ttl, now)) this.registry.release(ch)
-    }
+  /** File `ch` for expiry under its oldest message's second, if it holds messages (lib/expiry.ts). */
+  #fileExpiry (ch: Channel): void {
+    const oldest = this.#ttl > 0 ? ch.buffer.oldest() : null
+    if (oldest !== null) this.#expiry.file(ch, oldest.publishedAt + this.#ttl)
+  }
+
+  /** A channel's second came: its due messages go, and it is filed again (or released, emptied). */
+  #expireFiled (ch: Channel, now: number): void {
+    if (this.#expireChannel(ch, this.#ttl, now) && ch.buffer.size === 0) this.registry.release(ch)
+    else this.#fileExpiry(ch)
   }
 
   /**

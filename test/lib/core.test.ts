@@ -9,6 +9,8 @@ import { defaultCursor } from '../../lib/message-id.ts'
 import type { Message } from '../../lib/message.ts'
 import { F_BATCHED, Subscriber, type SubscribeRequest, type Transport } from '../../lib/subscriber.ts'
 import { Coalescer } from '../../transports/coalesce.ts'
+import { ExpiryWheel } from '../../lib/expiry.ts'
+import type { Channel } from '../../lib/channel-registry.ts'
 
 class Recorder implements Transport {
   readonly name = 'recorder'
@@ -29,7 +31,13 @@ class Recorder implements Transport {
     this.ended.push([sub, status, reason])
   }
 
-  keepalive (): void {}
+  /** Keepalives asked for, per subscriber; written at once, as the real transports do. */
+  readonly pinged: Subscriber[] = []
+  keepalive (sub: Subscriber): void {
+    this.pinged.push(sub)
+    sub.lastWrite = this.core.nowSec
+  }
+
   ready (): void {}
 }
 
@@ -190,4 +198,69 @@ test('an expired buffer met by a new subscriber is emptied, not released: the su
   core.register(sub)
   core.publish('x', Buffer.from('new'), null, null)
   t.deepEqual(rec.got.map(([s]) => s), [sub])
+})
+
+test('message expiry: a tick takes only the channels whose second came, and releases those it emptied', (t) => {
+  const { core } = setup({ messageTimeout: 1, keepalive: 0 })
+  for (let i = 0; i < 100; i++) core.publish('c' + i, Buffer.from('m'), null, null)
+  const now = core.nowSec
+  // every channel holding messages is filed once, under the second its oldest expires
+  for (let i = 0; i < 100; i++) t.true(core.registry.get('c' + i)!.expiryAt >= now + 1 && core.registry.get('c' + i)!.expiryAt <= now + 2)
+  const filed = core.registry.get('c0')!.expiryAt
+  core.publish('c0', Buffer.from('newer'), null, null)
+  t.is(core.registry.get('c0')!.expiryAt, filed, 'a newer message does not file it again')
+  // half the channels' messages were published 5 s ago; the tick two seconds on takes them all
+  for (let i = 50; i < 100; i++) (core.registry.get('c' + i)!.buffer.oldest() as { publishedAt: number }).publishedAt -= 5000
+  core.nowSec = now + 2
+  core.tick()
+  for (let i = 50; i < 100; i++) t.is(core.registry.get('c' + i), undefined, `c${i} expired and released`)
+  // the others' messages are not due (their publish time is now): they hold them, filed again later
+  for (let i = 1; i < 50; i++) {
+    const ch = core.registry.get('c' + i)!
+    t.is(ch.buffer.size, 1)
+    t.true(ch.expiryAt > now + 2)
+  }
+  t.is(core.registry.size, 50)
+})
+
+test('the expiry wheel: filed once under the earliest second, stale entries skipped, a clock jump taken by the filed seconds', (t) => {
+  const ch = (k: string): Channel => ({ key: k, expiryAt: 0 }) as unknown as Channel
+  const w = new ExpiryWheel(100)
+  const [a, b, c] = [ch('a'), ch('b'), ch('c')]
+  w.file(a, 103_500)
+  t.is(a.expiryAt, 104)
+  w.file(a, 105_000)
+  t.is(a.expiryAt, 104, 'filed under an earlier second already')
+  w.file(a, 102_000)
+  t.is(a.expiryAt, 102, 'an earlier second: filed again there (the 104 entry goes stale)')
+  w.file(b, 50_000)
+  t.is(b.expiryAt, 101, 'a second already taken: the next one')
+  w.file(c, 5_000_000)
+  const taken: string[] = []
+  w.take(103, (x) => taken.push(x.key))
+  t.deepEqual(taken, ['b', 'a'])
+  t.is(a.expiryAt, 0)
+  w.take(104, (x) => taken.push(x.key))
+  t.deepEqual(taken, ['b', 'a'], 'the stale entry of a is skipped')
+  // the clock jumps an hour and more: the filed seconds are visited, not every second between
+  w.take(200_000, (x) => taken.push(x.key))
+  t.deepEqual(taken, ['b', 'a', 'c'])
+  t.is(w.filed, 0)
+})
+
+test('keepalives are spread over ticks: at most twice the even share in one, every subscriber in turn', (t) => {
+  const { core, rec } = setup({ keepalive: 25 })
+  const subs = Array.from({ length: 1000 }, (_, i) => subscribe(core, rec, ['k' + i]))
+  // all wrote last in the same second (one broadcast): all due together
+  for (const sub of subs) sub.lastWrite = core.nowSec - 25
+  const per: number[] = []
+  for (let tick = 0; tick < 20 && rec.pinged.length < 1000; tick++) {
+    const before = rec.pinged.length
+    core.tick()
+    per.push(rec.pinged.length - before)
+  }
+  t.is(new Set(rec.pinged).size, 1000, 'every subscriber got one')
+  t.is(rec.pinged.length, 1000, 'and only one')
+  t.true(per.every((n) => n <= 80), per.join(' '))
+  t.is(per.length, Math.ceil(1000 / 80))
 })

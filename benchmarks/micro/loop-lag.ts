@@ -1,0 +1,17 @@
+// Loaded into a server with `node --import <this file>` (benchmarks/micro/idle-stall.ts): every
+// event-loop turn that took longer than LAG_MIN_MS (default 5) is appended to LAG_FILE as
+// `<ms since start> <gap ms>`, measured by a 1 ms interval timer. One timer per process, unref'd.
+import { appendFileSync } from 'node:fs'
+
+const file = process.env.LAG_FILE
+const min = Number(process.env.LAG_MIN_MS ?? 5)
+if (file !== undefined && file !== '') {
+  const t0 = performance.now()
+  let last = t0
+  setInterval(() => {
+    const now = performance.now()
+    const gap = now - last - 1
+    last = now
+    if (gap > min) appendFileSync(file, `${(now - t0).toFixed(0)} ${gap.toFixed(1)}\n`)
+  }, 1).unref()
+}
