@@ -169,11 +169,20 @@ export class Access {
   }
 }
 
-/** `%` and the multiplex delimiter percent-encoded in one channel id (X-Channel-Id). */
+/**
+ * `%`, control bytes and the multiplex delimiter percent-encoded in one channel id (X-Channel-Id),
+ * so the list splits at the delimiter and each id decodes back to its bytes (the header itself
+ * then needs no more encoding: lib/auth-authorize.ts headerSafe).
+ */
 function escapeId (id: string, delimiter: string): string {
-  let out = id.replaceAll('%', '%25')
-  if (delimiter !== '') out = out.replaceAll(delimiter, '%' + delimiter.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'))
+  let out = id.replace(UNSAFE_IN_LIST, percent)
+  if (delimiter !== '') out = out.replaceAll(delimiter, percent(delimiter))
   return out
+}
+
+const UNSAFE_IN_LIST = /[\x00-\x08\x0a-\x1f\x7f%]/g
+function percent (c: string): string {
+  return '%' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')
 }
 
 /**

@@ -260,7 +260,9 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   for (const name of ['healthPath', 'statusPath', 'metricsPath', 'revokePath'] as const) {
     if (o[name] !== '' && !o[name].startsWith('/')) throw new ConfigError(`${name} must start with "/" (or be "" to turn it off)`)
   }
-  if (o.multiplexDelimiter.length > 1) throw new ConfigError('multiplexDelimiter must be one character or empty')
+  // ids are split as bytes (lib/http.ts parseChannelIds): a character past ASCII would be one
+  // byte of many characters' UTF-8, or none at all
+  if (o.multiplexDelimiter.length > 1 || !/^[!-~]?$/.test(o.multiplexDelimiter)) throw new ConfigError(`multiplexDelimiter must be one printable ASCII character or empty, got ${JSON.stringify(o.multiplexDelimiter)}`)
   const stores = [o.redisUrl !== '' && 'redisUrl', o.redisCluster.length > 0 && 'redisCluster', o.redisSentinel.length > 0 && 'redisSentinel'].filter((x) => x !== false)
   if (stores.length > 1) throw new ConfigError(`set only one of redisUrl, redisCluster, redisSentinel (got ${stores.join(' and ')})`)
   for (const s of o.redisSentinel) {

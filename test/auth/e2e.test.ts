@@ -400,9 +400,12 @@ test('the authorize request sees the channels the subscription uses, decoded, wi
   t.is(multi.status, 403)
   const fine = await subscribe(srv.port, 'eventsource', '/sub/user.42.a,user.42.b')
   t.is(fine.status, 200)
+  // a control byte and a `%` in an id: each encoded once, so the id decodes back to its bytes
+  const odd = await subscribe(srv.port, 'eventsource', '/sub/user.42.a%01%25b')
+  t.is(odd.status, 200)
   // `%2C` in the path is the delimiter once decoded: two channels, and the application sees both
-  t.deepEqual(seen, ['user.42.x,user.43.inbox', 'user.42.a,user.43.inbox', 'user.42.a,user.42.b'])
-  for (const s of [smuggled, multi, fine]) s.socket.destroy()
+  t.deepEqual(seen, ['user.42.x,user.43.inbox', 'user.42.a,user.43.inbox', 'user.42.a,user.42.b', 'user.42.a%01%25b'])
+  for (const s of [smuggled, multi, fine, odd]) s.socket.destroy()
 })
 
 test('an authorize decision answers only a request the application would have seen as identical', async (t) => {

@@ -32,6 +32,9 @@ test('bad values and unknown keys are clear errors', (t) => {
   // exactly one Redis store
   t.throws(() => resolveOptions({ redisUrl: 'redis://a:1', redisCluster: 'redis://b:2' }), { instanceOf: ConfigError, message: 'set only one of redisUrl, redisCluster, redisSentinel (got redisUrl and redisCluster)' })
   t.throws(() => resolveOptions({ redisSentinel: 'nope' }), { instanceOf: ConfigError, message: /redisSentinel: "nope" is not host:port/ })
+  // ids are split as bytes: a delimiter past ASCII (or a control) would split inside characters
+  for (const d of ['é', '€', '\t', ';;']) t.throws(() => resolveOptions({ multiplexDelimiter: d }), { instanceOf: ConfigError, message: /multiplexDelimiter must be one printable ASCII character/ }, JSON.stringify(d))
+  for (const d of ['', ';', '|']) t.is(resolveOptions({ multiplexDelimiter: d }).multiplexDelimiter, d)
   t.throws(() => resolveOptions({ redisCluster: '127.0.0.1:7000' }), { instanceOf: ConfigError, message: /not a redis:\/\/ URL/ })
   t.deepEqual(resolveOptions({}, { env: { PARKLINE_REDIS_CLUSTER: 'redis://a:1, redis://b:2' } }).redisCluster, ['redis://a:1', 'redis://b:2'])
 })
