@@ -49,6 +49,11 @@ export function sweepLingering (lingering: Map<Socket, number>, now: number): vo
   }
 }
 
+/** Has Parkline ended this connection (a stream's end, a refusal)? Nothing read on it after is applied. */
+export function lingers (socket: Socket): boolean {
+  return (socket as LingerSocket)[kLinger] !== undefined
+}
+
 function onClose (this: LingerSocket): void {
   this[kLinger]?.lingering.delete(this)
   this[kLinger] = undefined

@@ -3,7 +3,9 @@
 // so nothing behind it is applied or answered:
 //   - behind a parked long-poll: that poll gets 400 and the connection closes (PROTOCOL.md §5);
 //   - behind a stream (SSE, chunked, multipart): ignored, as every byte after a stream's request;
-//   - behind a subscriber still being admitted (access control that waits): the connection goes.
+//   - behind a subscriber still being admitted (access control that waits): the connection goes;
+//   - behind a stream Parkline ended or refused (at the subscriber limit, draining), its socket
+//     lingering: ignored too.
 // Node parses every request of a read before the first one's handler has run to the end, and
 // would assign the connection to the next response once a stream's response let go of it
 // (transports/detach.ts): answering that one breaks Node's own bookkeeping (an internal assertion
@@ -15,6 +17,7 @@ import type { Socket } from 'node:net'
 import type { Subscriber } from './subscriber.ts'
 import { kAdmitting, kSubscriber } from './symbols.ts'
 import { rejectIfParked } from '../transports/longpoll.ts'
+import { lingers } from './linger.ts'
 
 type OwnedSocket = Socket & { [kSubscriber]?: Subscriber, [kAdmitting]?: number, _httpMessage?: ServerResponse | null }
 
@@ -29,7 +32,7 @@ export function droppedBehindSubscriber (socket: Socket, res: ServerResponse | n
     rejectIfParked(socket)
   } else if ((s[kAdmitting] ?? 0) > 0) {
     socket.destroy()
-  } else {
+  } else if (!lingers(socket)) {
     return false
   }
   // the connection is not this response's to write on

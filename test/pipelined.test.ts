@@ -13,8 +13,8 @@ import { info, publish, rawExchange, startStandalone } from './helpers/server.ts
 
 const FIRST: Record<string, string> = {
   'an SSE stream': 'GET /sub/OWNER HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\nX-Twice: 1\r\nX-Twice: 2\r\n\r\n',
-  'a chunked stream': 'GET /sub/OWNER HTTP/1.1\r\nHost: a\r\nTE: chunked\r\n\r\n',
-  'a multipart stream': 'GET /sub/OWNER HTTP/1.1\r\nHost: a\r\nAccept: multipart/mixed\r\n\r\n',
+  'a chunked stream': 'GET /sub/OWNER HTTP/1.1\r\nHost: a\r\nTE: chunked\r\nX-Twice: 1\r\nX-Twice: 2\r\n\r\n',
+  'a multipart stream': 'GET /sub/OWNER HTTP/1.1\r\nHost: a\r\nAccept: multipart/mixed\r\nX-Twice: 1\r\nX-Twice: 2\r\n\r\n',
   'a parked long-poll': 'GET /sub/OWNER HTTP/1.1\r\nHost: a\r\nX-Twice: 1\r\nX-Twice: 2\r\n\r\n'
 }
 const NEXT: Record<string, string> = {
@@ -158,3 +158,34 @@ test('a subscriber request pipelined behind a request still being answered: serv
     t.true(await until(() => core.table.size === 0 && core.registry.size <= 1), `${fast}: nothing kept (channels ${core.registry.size})`)
   }
 })
+
+for (const fast of [true, false]) {
+  test(`${fast ? 'fast path' : 'through Fastify'}: behind a stream refused at the subscriber limit, nothing is applied or answered`, async (t) => {
+    const s = await startStandalone(t, { maxSubscribers: 1 }, fast)
+    const core = coreOf(s.app)
+    // the one subscriber allowed
+    const holder = net.connect(s.port, '127.0.0.1')
+    holder.on('error', () => {})
+    await once(holder, 'connect')
+    holder.write('GET /sub/held HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n')
+    await once(holder, 'data')
+    for (const [first, head] of Object.entries(FIRST)) {
+      if (first === 'a parked long-poll') continue
+      const socket = net.connect({ port: s.port, host: '127.0.0.1' })
+      socket.on('error', () => {})
+      await once(socket, 'connect')
+      let text = ''
+      let closed = false
+      socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+      socket.on('close', () => { closed = true })
+      socket.write(head.replace('OWNER', 'refused') + NEXT['a publish'])
+      // refused (SSE: 200 and `:503:`; the others: 503), and the server closes its side
+      t.true(await until(() => closed), `${first}: closed ${JSON.stringify(text)}`)
+      t.regex(text, first === 'an SSE stream' ? /^HTTP\/1\.1 200 OK\r\n[\s\S]*:503: / : /^HTTP\/1\.1 503 /, first)
+      t.is(text.match(/HTTP\/1\.1/g)?.length, 1, `${first}: one answer`)
+      t.is((await info(s.base, 'other')).status, 404, `${first}: the publish behind it is not applied`)
+    }
+    t.is(core.stats.refused, 3)
+    holder.destroy()
+  })
+}
