@@ -506,33 +506,40 @@ test('EventSource requests are read here too: the stream is the one Node\'s path
   t.is(core.stats.rawStreams, 3)
   t.is(a.hooks(), 0, 'nothing went through Fastify')
   t.is(coreOf(b.app).stats.rawStreams, 0)
-  // a live stream read here: delivered to, counted, gone with its client
-  const socket = net.connect(a.port, '127.0.0.1')
+  await liveStream(t, a, 'eventsource', 'Accept: text/event-stream\r\n', 'data: live one\n\n')
+  t.regex(await (await fetch(`${a.base}/status`)).text(), /^raw stream requests: 4$/m)
+  t.regex(await (await fetch(`${a.base}/metrics`)).text(), /^parkline_raw_stream_requests_total 4$/m)
+})
+
+/**
+ * A live stream read here (`ask`: the header that asks for transport `name`): counted, with the
+ * stream's own listeners only and no timer, delivered to (`live` arrives), gone with its client.
+ */
+async function liveStream (t: ExecutionContext, s: Standalone, name: string, ask: string, live: string): Promise<void> {
+  const core = coreOf(s.app)
+  const socket = net.connect(s.port, '127.0.0.1')
   socket.on('error', () => {})
   await once(socket, 'connect')
   let text = ''
   socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
   // bytes after the request are not read (as on Node's path), and do not stop the stream
-  socket.write('GET /sub/live HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\nGARBAGE\r\n\r\n')
+  socket.write(`GET /sub/live HTTP/1.1\r\nHost: 127.0.0.1\r\n${ask}\r\nGARBAGE\r\n\r\n`)
   const until = async (cond: () => boolean): Promise<boolean> => {
     const end = Date.now() + 3000
     while (!cond() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
     return cond()
   }
-  const sseIndex = core.transports.findIndex((x) => x.name === 'eventsource')
-  t.true(await until(() => core.table.counts[sseIndex] === 1), 'counted')
+  const index = core.transports.findIndex((x) => x.name === name)
+  t.true(await until(() => core.table.counts[index] === 1), 'counted')
   // no longer read as a raw connection: the stream's own listeners only, and no timer
   const server = core.table.subs[0]!.socket
   for (const event of ['data', 'end', 'close', 'error']) t.is(server.listenerCount(event), 1, event)
   t.is(server.listenerCount('timeout'), 0)
-  t.is((await fetch(`${a.base}/pub/live`, { method: 'POST', body: 'live one' })).status, 201)
-  t.true(await until(() => text.includes('data: live one\n\n')), text)
-  const status = await (await fetch(`${a.base}/status`)).text()
-  t.regex(status, /^raw stream requests: 4$/m)
-  t.regex(await (await fetch(`${a.base}/metrics`)).text(), /^parkline_raw_stream_requests_total 4$/m)
+  t.is((await fetch(`${s.base}/pub/live`, { method: 'POST', body: 'live one' })).status, 201)
+  t.true(await until(() => text.includes(live)), text)
   socket.destroy()
   t.true(await until(() => core.table.size === 0), 'unregistered')
-})
+}
 
 /** The bytes of a chunked or multipart stream up to `until`: the boundary, Last-Modified and Date masked. */
 async function stream (port: number, headers: string, until: string, path: string): Promise<string> {
@@ -567,30 +574,8 @@ for (const k of STREAMS) {
     t.is(core.stats.rawStreams, 4)
     t.is(a.hooks(), 0, 'nothing went through Fastify')
     t.is(coreOf(b.app).stats.rawStreams, 0)
-    // a live stream read here: delivered to, counted, gone with its client
-    const socket = net.connect(a.port, '127.0.0.1')
-    socket.on('error', () => {})
-    await once(socket, 'connect')
-    let text = ''
-    socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
-    // bytes after the request are not read (as on Node's path), and do not stop the stream
-    socket.write(`GET /sub/live HTTP/1.1\r\nHost: 127.0.0.1\r\n${k.ask}\r\nGARBAGE\r\n\r\n`)
-    const until = async (cond: () => boolean): Promise<boolean> => {
-      const end = Date.now() + 3000
-      while (!cond() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
-      return cond()
-    }
-    const index = core.transports.findIndex((x) => x.name === k.name)
-    t.true(await until(() => core.table.counts[index] === 1), 'counted')
-    // no longer read as a raw connection: the stream's own listeners only, and no timer
-    const server = core.table.subs[0]!.socket
-    for (const event of ['data', 'end', 'close', 'error']) t.is(server.listenerCount(event), 1, event)
-    t.is(server.listenerCount('timeout'), 0)
-    t.is((await fetch(`${a.base}/pub/live`, { method: 'POST', body: 'live one' })).status, 201)
-    t.true(await until(() => text.includes(k.live)), text)
+    await liveStream(t, a, k.name, k.ask, k.live)
     t.regex(await (await fetch(`${a.base}/status`)).text(), /^raw stream requests: 5$/m)
-    socket.destroy()
-    t.true(await until(() => core.table.size === 0), 'unregistered')
   })
 
   test(`${k.name} at the subscriber limit, or refused by access control: the answers Node's path gives`, async (t) => {
