@@ -541,6 +541,37 @@ async function liveStream (t: ExecutionContext, s: Standalone, name: string, ask
   t.true(await until(() => core.table.size === 0), 'unregistered')
 }
 
+/**
+ * On each server (a subscriber limit of 1): the one subscriber allowed (its request asks with
+ * `ask`), then a second from a client that keeps its side open, refused: the server must end its
+ * side, and the refused socket lingers, to be destroyed if its client never closes. The holders,
+ * and what each refused client read.
+ */
+async function refusedAtLimit (t: ExecutionContext, servers: Standalone[], ask: string): Promise<{ holders: net.Socket[], answers: string[] }> {
+  const holders: net.Socket[] = []
+  const answers: string[] = []
+  for (const s of servers) {
+    const h = net.connect(s.port, '127.0.0.1')
+    h.on('error', () => {})
+    await once(h, 'connect')
+    h.write(`GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\n${ask}\r\n`)
+    await once(h, 'data')
+    holders.push(h)
+    const c = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
+    c.on('error', () => {})
+    await once(c, 'connect')
+    let text = ''
+    c.on('data', (d: Buffer) => { text += d.toString('latin1') })
+    c.write(`GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\n${ask}Origin: http://127.0.0.1\r\n\r\n`)
+    const ended = await Promise.race([once(c, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+    t.true(ended, 'the server ended its side')
+    answers.push(text)
+    t.is(coreOf(s.app).lingering.size, 1, 'the refused socket lingers: destroyed if its client never closes')
+    c.destroy()
+  }
+  return { holders, answers }
+}
+
 /** The bytes of a chunked or multipart stream up to `until`: the boundary, Last-Modified and Date masked. */
 async function stream (port: number, headers: string, until: string, path: string): Promise<string> {
   const mask = (text: string): string => {
@@ -584,29 +615,8 @@ for (const k of STREAMS) {
     const b = await serve(t, opts, false)
     const { token } = await mint(['full'])
     const auth = `Authorization: Bearer ${token}\r\n`
-    const holders: net.Socket[] = []
-    const answers: string[] = []
-    for (const s of [a, b]) {
-      // the one subscriber allowed
-      const h = net.connect(s.port, '127.0.0.1')
-      h.on('error', () => {})
-      await once(h, 'connect')
-      h.write(`GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\n${k.ask}${auth}\r\n`)
-      await once(h, 'data')
-      holders.push(h)
-      // a client that keeps its side open: the server ends its own, and the socket lingers to be destroyed
-      const c = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
-      c.on('error', () => {})
-      await once(c, 'connect')
-      let text = ''
-      c.on('data', (d: Buffer) => { text += d.toString('latin1') })
-      c.write(`GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\n${k.ask}${auth}Origin: http://127.0.0.1\r\n\r\n`)
-      const ended = await Promise.race([once(c, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
-      t.true(ended, 'the server ended its side')
-      answers.push(text.replace(/^(Retry-After|Date): .*$/gm, '$1: X'))
-      t.is(coreOf(s.app).lingering.size, 1, 'the refused socket lingers: destroyed if its client never closes')
-      c.destroy()
-    }
+    const { holders, answers: raw } = await refusedAtLimit(t, [a, b], k.ask + auth)
+    const answers = raw.map((x) => x.replace(/^(Retry-After|Date): .*$/gm, '$1: X'))
     t.regex(answers[0]!, /^HTTP\/1\.1 503 Service Unavailable\r\nRetry-After: X\r\nConnection: close\r\nContent-Length: 0\r\nAccess-Control-Allow-Origin: http:\/\/127\.0\.0\.1\r\n/)
     t.is(answers[0], answers[1])
     t.is(coreOf(a.app).stats.rawStreams, 2)
@@ -664,29 +674,7 @@ test('EventSource at the subscriber limit: the 200 and :503: Node\'s path gives,
   const opts = { maxSubscribers: 1, retryMin: 2000, retryMax: 2000 }
   const a = await serve(t, opts, true)
   const b = await serve(t, opts, false)
-  const holders: net.Socket[] = []
-  const answers: string[] = []
-  for (const s of [a, b]) {
-    // the one subscriber allowed
-    const h = net.connect(s.port, '127.0.0.1')
-    h.on('error', () => {})
-    await once(h, 'connect')
-    h.write('GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
-    await once(h, 'data')
-    holders.push(h)
-    // a client that keeps its side open: the server ends its own, and the socket lingers to be destroyed
-    const c = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
-    c.on('error', () => {})
-    await once(c, 'connect')
-    let text = ''
-    c.on('data', (d: Buffer) => { text += d.toString('latin1') })
-    c.write('GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nOrigin: http://127.0.0.1\r\n\r\n')
-    const ended = await Promise.race([once(c, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
-    t.true(ended, 'the server ended its side')
-    answers.push(text)
-    t.is(coreOf(s.app).lingering.size, 1, 'the refused socket lingers: destroyed if its client never closes')
-    c.destroy()
-  }
+  const { holders, answers } = await refusedAtLimit(t, [a, b], 'Accept: text/event-stream\r\n')
   t.regex(answers[0]!, /^HTTP\/1\.1 200 OK\r\n[\s\S]*: hi\n\nretry: 2000\n\n:503: 503 Service Unavailable\n\n$/)
   t.is(answers[0], answers[1])
   t.is(coreOf(a.app).stats.rawStreams, 2)
