@@ -62,7 +62,7 @@ export class Metrics {
     counterFrom(r, 'parkline_heap_trim_seconds_total', 'Seconds those collections paused the process.', [], (set) => { set({}, heapTrims.seconds) })
     counterFrom(r, 'parkline_raw_publisher_requests_total', 'Requests read on those connections: publishes, long-polls and streams\' requests.', [], (set) => { set({}, s.rawRequests) })
     counterFrom(r, 'parkline_raw_longpoll_requests_total', 'Of those, long-polls.', [], (set) => { set({}, s.rawPolls) })
-    counterFrom(r, 'parkline_raw_stream_requests_total', 'Of those, EventSource, chunked and multipart streams\' requests (the stream then owns the connection).', [], (set) => { set({}, s.rawStreams) })
+    counterFrom(r, 'parkline_raw_stream_requests_total', 'Of those, EventSource, chunked and multipart streams\' requests and WebSocket handshakes (the stream then owns the connection).', [], (set) => { set({}, s.rawStreams) })
     gaugeFrom(r, 'parkline_channels', 'Channel records (the largest over the node\'s workers, which hold replicas).', [], (set) => { set({}, core.registry.size) }, 'max')
     gaugeFrom(r, 'parkline_messages_stored', 'Messages held in channel buffers (the largest over the node\'s workers).', [], (set) => {
       let n = 0

@@ -12,30 +12,32 @@
 // write (answerPoll) and the connection reads its next poll here again. No IncomingMessage,
 // ServerResponse or parser per poll, and no hand-back to Node's server after each answer.
 //
-// Streams too: a GET that the EventSource, chunked or multipart transport claims (the negotiation
-// is Node's path's, transports/index.ts claimedBy) is admitted by the same subscribeRaw and its
-// stream starts on the socket (HttpStreamTransport.serveSocket), which from then on is the
-// stream's alone: a subscriber never had Node's HTTP objects to release.
+// Streams too: a GET that the EventSource, chunked, multipart or WebSocket transport claims (the
+// negotiation is Node's path's, transports/index.ts claimedBy) is admitted by the same
+// subscribeRaw and its stream starts on the socket (HttpStreamTransport.serveSocket; a WebSocket's
+// 101 and the frames that came with the handshake, WebSocketTransport.serveSocket), which from then
+// on is the stream's alone: a subscriber never had Node's HTTP objects to release.
 //
 // Only plain requests are taken: `POST`/`PUT` on the publisher location, HTTP/1.1, printable
 // ASCII, every header once, a Content-Length body that is all there and within maxMessageSize,
-// no Transfer-Encoding, Expect or Upgrade, `Connection` absent, `keep-alive` or `close`, an
+// no Transfer-Encoding or Expect, no Upgrade but a WebSocket handshake's, `Connection` absent,
+// `keep-alive` or `close` (or naming upgrade, on a handshake), an
 // allowed Origin. The first request that is anything else, with every byte after it, goes to
 // Node's HTTP server as if the connection had just opened, and the connection stays there: Node
 // and Fastify answer it as always (a 400 for a malformed head, a 413, a 405...). Every other
-// connection (WebSocket, health, status) is handed to Node at its first bytes.
+// connection (health, status, anything off the two locations) is handed to Node at its first bytes.
 //
 // Measured in benchmarks/results/request-path-*.md; PARKLINE_NO_FAST_PATH=1 turns it off.
 import { STATUS_CODES, type IncomingHttpHeaders, type Server } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { Socket } from 'node:net'
-import type { PublishRequestLike, RequestLike } from './access.ts'
+import type { PublishRequestLike } from './access.ts'
 import type { ParklineOptions } from './config.ts'
 import type { Core } from './core.ts'
 import { normalizePath, originAllowed, requestOrigin } from './http.ts'
 import { MAX_HEADER_FIELDS, MAX_LINE } from './plugin.ts'
 import { publisherRequest } from './publisher.ts'
-import { subscribeRaw } from './subscribe.ts'
+import { subscribeRaw, type RawRequestLike } from './subscribe.ts'
 import { claimedBy } from '../transports/index.ts'
 import { isParked, rawConnectionClosed, rejectIfParked } from '../transports/longpoll.ts'
 import { HeadersReply } from './reply.ts'
@@ -175,7 +177,7 @@ export class RawPublishers {
 
   /** The first bytes of a connection: a publisher's or a long-poll's stays here, any other goes to Node. */
   first (socket: RawSocket, chunk: Buffer): void {
-    if (!this.#closing && this.#startsPublish(chunk, false) && !upgrade(chunk)) {
+    if (!this.#closing && this.#startsPublish(chunk, false)) {
       const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, eof: false, pumping: false, armed: false }
       socket[kRawConnection] = c
       this.#conns.add(c)
@@ -330,7 +332,9 @@ export class RawPublishers {
   /** A long-poll or a stream's request (r.transport), admitted by lib/subscribe.ts subscribeRaw. */
   #subscribe (c: Conn, r: RawRequest, reply: SocketReply): void | Promise<void> {
     // (its `raw` is never read: access control and the transport take what they need from here)
-    const request = { headers: r.headers, method: r.method, originalUrl: r.target, socket: c.socket, raw: null } as unknown as RequestLike
+    const request = { headers: r.headers, method: r.method, originalUrl: r.target, socket: c.socket, raw: null } as unknown as RawRequestLike
+    // a WebSocket handshake: the client's frames read after it so far go to the transport with it
+    if (r.transport === 'websocket') request.upgradeHead = () => c.buf ?? EMPTY
     const q = r.target.indexOf('?')
     return subscribeRaw(this.#core, this.#core.access!, request, reply, r.path.slice(this.#opts.subPrefix.length), q === -1 ? '' : r.target.slice(q + 1), r.origin, r.close, r.transport!)
   }
@@ -342,6 +346,8 @@ export class RawPublishers {
    */
   #stream (c: Conn, r: RawRequest): void {
     const reply = new SocketReply(c, this.#server.keepAliveTimeout)
+    // a refused WebSocket handshake says which version it speaks (§7, RFC 6455 §4.4), as lib/plugin.ts's route
+    if (r.transport === 'websocket') reply.header('Sec-WebSocket-Version', '13')
     let out: void | Promise<void> = undefined
     try {
       out = this.#subscribe(c, r, reply)
@@ -714,13 +720,14 @@ const BAD_HEAD = /[^\t\x20-\x7e\r\n]|\r(?!\n)|(?<!\r)\n/
 const KNOWN_NAMES = new Map<string, string>()
 for (const n of ['Host', 'Connection', 'Content-Length', 'Content-Type', 'Accept', 'User-Agent', 'Origin', 'Authorization', 'Cookie',
   'If-Modified-Since', 'If-None-Match', 'Last-Event-ID', 'Accept-Encoding', 'Accept-Language', 'Cache-Control', 'Pragma',
-  'X-EventSource-Event', 'Idempotency-Key', 'Referer', 'Sec-Fetch-Site', 'Sec-Fetch-Mode', 'Sec-Fetch-Dest']) {
+  'X-EventSource-Event', 'Idempotency-Key', 'Referer', 'Sec-Fetch-Site', 'Sec-Fetch-Mode', 'Sec-Fetch-Dest',
+  'Upgrade', 'Sec-WebSocket-Key', 'Sec-WebSocket-Version', 'Sec-WebSocket-Protocol', 'Sec-WebSocket-Extensions']) {
   KNOWN_NAMES.set(n, n.toLowerCase())
   KNOWN_NAMES.set(n.toLowerCase(), n.toLowerCase())
 }
 const DIGITS = /^\d{1,15}$/
 /** Headers whose request Node's parser or Fastify treats specially: such a request goes there. */
-const NOT_HERE = new Set(['transfer-encoding', 'expect', 'upgrade', 'http2-settings', 'trailer', 'proxy-connection'])
+const NOT_HERE = new Set(['transfer-encoding', 'expect', 'http2-settings', 'trailer', 'proxy-connection'])
 
 /**
  * One whole request at the start of `buf`; NEED_MORE_HEAD or NEED_MORE_BODY (not all there yet,
@@ -772,23 +779,28 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   }
   // Node's server answers an HTTP/1.1 request without Host with 400 (requireHostHeader)
   if (headers.host === undefined) return UNSUPPORTED
-  const conn = headers.connection
-  let close = false
-  if (conn !== undefined) {
-    const v = conn.toLowerCase()
-    if (v === 'close') close = true
-    else if (v !== 'keep-alive') return UNSUPPORTED
-  }
   const cl = headers['content-length']
   let length = 0
   let transport: string | null = null
   if (poll) {
-    // no body; the transport negotiated as on Node's path (the Upgrade WebSocket needs is never
-    // here); a long-poll that answers with every message at once is Node's
+    // no body; the transport negotiated as on Node's path; a long-poll that answers with every
+    // message at once is Node's
     if (cl !== undefined) return UNSUPPORTED
     transport = claimedBy(opts.transports, headers, 1)
-    if (transport === null || transport === 'websocket' || (transport === 'longpoll' && !rawPolls(opts))) return UNSUPPORTED
-  } else if (cl !== undefined) {
+    if (transport === null || (transport === 'longpoll' && !rawPolls(opts))) return UNSUPPORTED
+  }
+  // an Upgrade other than a WebSocket handshake on the subscriber location (h2c, a POST's) is Node's
+  if (headers.upgrade !== undefined && transport !== 'websocket') return UNSUPPORTED
+  const conn = headers.connection
+  // a WebSocket handshake (its Connection names upgrade): the connection is the WebSocket's once
+  // upgraded, and closes after any other answer, as Node's path closes it
+  let close = transport === 'websocket'
+  if (conn !== undefined && !close) {
+    const v = conn.toLowerCase()
+    if (v === 'close') close = true
+    else if (v !== 'keep-alive') return UNSUPPORTED
+  }
+  if (!poll && cl !== undefined) {
     if (!DIGITS.test(cl)) return UNSUPPORTED
     length = Number(cl)
     if (length > opts.maxMessageSize) return UNSUPPORTED
@@ -817,11 +829,6 @@ function headSoFar (buf: Buffer): boolean {
   return true
 }
 
-/** First bytes of a WebSocket handshake (an Upgrade): Node's at once, not parsed here. */
-function upgrade (chunk: Buffer): boolean {
-  return chunk[0] === 0x47 /* G */ && chunk.indexOf('pgrade', 0, 'latin1') !== -1
-}
-
 /** Plain long-polls are read here (the longpoll transport is on and answers one message a poll). */
 function rawPolls (opts: ParklineOptions): boolean {
   return opts.transports.includes('longpoll') && !opts.longpollMultipart
@@ -832,8 +839,8 @@ function rawGets (opts: ParklineOptions): boolean {
   return rawPolls(opts) || opts.transports.some((name) => STREAMS.has(name))
 }
 
-/** The transports whose streams start on a raw connection (HttpStreamTransport.serveSocket). */
-const STREAMS = new Set(['eventsource', 'chunked', 'multipart'])
+/** The transports whose streams start on a raw connection (HttpStreamTransport and WebSocketTransport serveSocket). */
+const STREAMS = new Set(['eventsource', 'chunked', 'multipart', 'websocket'])
 
 
 // ---- the answer ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ export class Stats {
   rawRequests = 0
   /** Of those, long-polls (GET on the subscriber location). */
   rawPolls = 0
-  /** Of those, EventSource, chunked and multipart streams' requests (the stream then owns the connection). */
+  /** Of those, EventSource, chunked and multipart streams' requests and WebSocket handshakes (the stream then owns the connection). */
   rawStreams = 0
 
   constructor (transportNames: readonly string[]) {

@@ -17,6 +17,7 @@ import { F_GAP_EVENT } from './subscriber.ts'
 import { detect, transportNamed } from '../transports/index.ts'
 import type { HttpStreamTransport } from '../transports/http-stream.ts'
 import type { LongpollTransport } from '../transports/longpoll.ts'
+import type { WebSocketTransport } from '../transports/websocket.ts'
 
 /** Channel ids and starting cursor of a subscribe request (§1, §4.2), or the error to answer. */
 export function resolveSubscription (core: Core, headers: IncomingHttpHeaders, rawIds: string, query: string): { ids: string[], cursor: Cursor } | ErrorSpec {
@@ -32,11 +33,12 @@ export function resolveSubscription (core: Core, headers: IncomingHttpHeaders, r
  * A subscriber's GET read off a raw connection (lib/raw-publish.ts, the standalone server): the
  * checks of handleSubscriber, in its order, for a GET that lib/raw-publish.ts parseRequest found
  * to be claimed by `transport` (a plain long-poll, or an EventSource, chunked or multipart
- * stream), then LongpollTransport.serveRaw or HttpStreamTransport.serveSocket. An error or
+ * stream, or a WebSocket handshake), then LongpollTransport.serveRaw, HttpStreamTransport.serveSocket
+ * or WebSocketTransport.serveSocket. An error or
  * refusal is answered through `reply`; a served request hijacks it. Synchronous unless access
  * control has to wait.
  */
-export function subscribeRaw (core: Core, access: Access, request: RequestLike, reply: Reply, rawIds: string, query: string, origin: string | null, close: boolean, transport: string): void | Promise<void> {
+export function subscribeRaw (core: Core, access: Access, request: RawRequestLike, reply: Reply, rawIds: string, query: string, origin: string | null, close: boolean, transport: string): void | Promise<void> {
   const r = resolveSubscription(core, request.headers, rawIds, query)
   if (!('ids' in r)) {
     sendError(reply, r, origin)
@@ -51,14 +53,21 @@ export function subscribeRaw (core: Core, access: Access, request: RequestLike, 
   })
 }
 
-function admitRaw (core: Core, request: RequestLike, reply: Reply, ids: string[], cursor: Cursor, query: string, origin: string | null, close: boolean, transport: string,
+/** A subscriber's request read raw: for a WebSocket handshake, the bytes read after it so far. */
+export type RawRequestLike = RequestLike & { upgradeHead?: () => Buffer }
+
+function admitRaw (core: Core, request: RawRequestLike, reply: Reply, ids: string[], cursor: Cursor, query: string, origin: string | null, close: boolean, transport: string,
   grant: Awaited<ReturnType<Access['subscriber']>>): void {
   const flags = admitted(core, request.socket, reply, ids, query, origin, grant)
   if (flags === null) return
   const t = transportNamed(core, transport)
-  if (transport === 'longpoll') (t as LongpollTransport).serveRaw(request.socket, core.channelsFor(ids), cursor, origin, flags, grant as Grant | null, close)
-  else (t as HttpStreamTransport).serveSocket(request.socket, core.channelsFor(ids), cursor, origin, flags, grant as Grant | null)
+  const channels = core.channelsFor(ids)
+  if (transport === 'longpoll') (t as LongpollTransport).serveRaw(request.socket, channels, cursor, origin, flags, grant as Grant | null, close)
+  else if (transport === 'websocket') (t as WebSocketTransport).serveSocket(request.socket, request.headers, request.upgradeHead?.() ?? EMPTY, channels, cursor, origin, flags, grant as Grant | null)
+  else (t as HttpStreamTransport).serveSocket(request.socket, channels, cursor, origin, flags, grant as Grant | null)
 }
+
+const EMPTY = Buffer.alloc(0)
 
 /**
  * After access control, on every path: a refusal, a client gone meanwhile or the channel cap is

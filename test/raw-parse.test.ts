@@ -47,7 +47,8 @@ test('anything unusual is left to Node', (t) => {
     'name not a token': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nBad Name: v\r\n\r\n',
     'duplicate, any case': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nhost: i\r\n\r\n',
     'Transfer-Encoding': 'POST /pub/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n',
-    'Upgrade': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n',
+    'an Upgrade that is not WebSocket': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n',
+    'a WebSocket Upgrade on a publish': 'POST /pub/a HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 0\r\n\r\n',
     'Trailer': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nTrailer: x\r\n\r\n',
     'GET with a body': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx',
     'Connection: Upgrade': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\r\n',
@@ -74,11 +75,14 @@ test('a subscriber\'s GET is read with the transport Node\'s path would negotiat
   t.is(transport(get('TE: trailers, chunked;q=0.5\r\n')), 'chunked')
   t.is(transport(get('TE: chunked;q=0\r\n')), 'longpoll', 'chunked with q=0 is not asked for')
   t.is(transport(get('Accept: multipart/mixed\r\n')), 'multipart')
+  const ws = parse(get('Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: k\r\nAccept: text/event-stream\r\n'))
+  t.true(typeof ws === 'object' && ws.transport === 'websocket' && ws.close, 'a WebSocket handshake, first in the order; its connection is not read on')
   // negotiation order (§4.1): EventSource, chunked, multipart
   t.is(transport(get('Accept: multipart/mixed, text/event-stream\r\nTE: chunked\r\n')), 'eventsource')
   t.is(transport(get('Accept: multipart/mixed\r\nTE: chunked\r\n')), 'chunked')
   t.is(transport('POST /pub/a HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n'), null, 'a publish has none')
   const only = (transports: string[], more: Partial<ParklineOptions> = {}): ParklineOptions => resolveOptions({ transports, ...more }, { env: {} })
+  t.is(transport(get('Upgrade: websocket\r\nConnection: Upgrade\r\n'), only(['eventsource', 'longpoll'])), UNSUPPORTED, 'WebSocket off: Node\'s')
   // a transport switched off claims nothing: the next one does, as on Node's path
   t.is(transport(req, only(['longpoll'])), 'longpoll')
   t.is(transport(get('TE: chunked\r\nAccept: multipart/mixed\r\n'), only(['multipart', 'longpoll'])), 'multipart')

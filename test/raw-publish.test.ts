@@ -634,6 +634,73 @@ for (const k of STREAMS) {
   })
 }
 
+const WS = 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+
+/** A masked client frame (RFC 6455 §5.3): FIN, `opcode`, a zero mask (the payload as is). */
+function clientFrame (opcode: number, payload = ''): Buffer {
+  const p = Buffer.from(payload)
+  return Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | p.length, 0, 0, 0, 0]), p])
+}
+
+test('WebSocket handshakes are read here too: the 101 is the one Node\'s path gives, and frames sent with the handshake are read', async (t) => {
+  const a = await serve(t, {}, true)
+  const b = await serve(t, {}, false)
+  for (const headers of ['', 'Origin: http://127.0.0.1\r\n', 'Sec-WebSocket-Protocol: ws+meta.nchan\r\n', 'Sec-WebSocket-Protocol: ws+meta.parkline\r\nOrigin: http://127.0.0.1\r\n']) {
+    const req = `GET /sub/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n${WS}${headers}\r\n`
+    const x = await rawExchange(a.port, req, { until: (d) => d.includes('\r\n\r\n') })
+    const y = await rawExchange(b.port, req, { until: (d) => d.includes('\r\n\r\n') })
+    t.regex(x, /^HTTP\/1\.1 101 Switching Protocols\r\n[\s\S]*Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n/)
+    t.is(x, y, headers)
+  }
+  const core = coreOf(a.app)
+  t.is(core.stats.rawStreams, 4)
+  t.is(a.hooks(), 0, 'nothing went through Fastify')
+  t.is(coreOf(b.app).stats.rawStreams, 0)
+  // a ping in the same write as the handshake: answered (a pong) after the 101; then a live message
+  const socket = net.connect(a.port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  let got = Buffer.alloc(0)
+  socket.on('data', (d: Buffer) => { got = Buffer.concat([got, d]) })
+  socket.write(Buffer.concat([Buffer.from(`GET /sub/live HTTP/1.1\r\nHost: 127.0.0.1\r\n${WS}\r\n`, 'latin1'), clientFrame(0x9, 'hi')]))
+  const until = async (cond: () => boolean): Promise<boolean> => {
+    const end = Date.now() + 3000
+    while (!cond() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
+    return cond()
+  }
+  const index = core.transports.findIndex((x) => x.name === 'websocket')
+  t.true(await until(() => core.table.counts[index] === 1), 'counted')
+  const head = (): number => got.indexOf('\r\n\r\n')
+  // the pong: FIN + opcode 0xA, payload `hi`
+  t.true(await until(() => head() !== -1 && got.indexOf(Buffer.from([0x8a, 2, 0x68, 0x69]), head()) !== -1), got.toString('latin1'))
+  t.is((await fetch(`${a.base}/pub/live`, { method: 'POST', body: 'live one' })).status, 201)
+  t.true(await until(() => got.includes('live one')), got.toString('latin1'))
+  t.regex(await (await fetch(`${a.base}/status`)).text(), /^raw stream requests: 5$/m)
+  socket.destroy()
+  t.true(await until(() => core.table.size === 0), 'unregistered')
+})
+
+test('WebSocket handshakes read here are refused as on Node\'s path, with Sec-WebSocket-Version: 13, and the connection closes', async (t) => {
+  const get = (path: string, headers = WS): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://127.0.0.1\r\n${headers}\r\n`
+  const cases = [get('/sub/' + 'x'.repeat(1100)), get('/sub/a,,b'), get('/sub/hs?last_event_id=a:b:c'), get('/sub/'),
+    get('/sub/hs', WS.replace('Version: 13', 'Version: 8')), get('/sub/hs', WS.replace(/Sec-WebSocket-Key: .*\r\n/, '')), get('/sub/sec')]
+  for (const req of cases) {
+    const r = await both(t, [req], 1, AUTH_SERVER)
+    t.is(r.raw.length, 1, req)
+    t.deepEqual(r.raw, r.node, req)
+    t.regex(r.raw[0]!, /sec-websocket-version: 13/, req)
+    t.regex(r.raw[0]!, /^HTTP\/1\.1 4\d\d /, req)
+    t.true(r.rawClosed, req)
+    t.is(coreOf(r.rawServer.app).stats.rawStreams, 1)
+  }
+  // with a token: admitted
+  const { token } = await mint(['sec'])
+  const s = await serve(t, AUTH_SERVER, true)
+  const x = await rawExchange(s.port, get('/sub/sec', WS + `Authorization: Bearer ${token}\r\n`), { until: (d) => d.includes('\r\n\r\n') })
+  t.regex(x, /^HTTP\/1\.1 101 /)
+  t.is(coreOf(s.app).stats.rawStreams, 1)
+})
+
 test('EventSource errors read here are the ones Node gives, and the connection reads on', async (t) => {
   const get = (path: string, headers = ''): string => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n${headers}\r\n`
   const r = await both(t, [get('/sub/' + 'x'.repeat(1100)), get('/sub/es', 'Last-Event-ID: x:1\r\n'), get('/sub/' + 'z'.repeat(1100), 'Origin: http://127.0.0.1\r\n'),

@@ -20,7 +20,7 @@ import {
 import { kSubscriber, kUpgradeHead } from '../lib/symbols.ts'
 import { OVERFLOW, enqueue } from '../lib/backlog.ts'
 import { Coalescer } from './coalesce.ts'
-import { detachSocket } from './detach.ts'
+import { detachSocket, dropListeners } from './detach.ts'
 import { endAndLinger } from '../lib/linger.ts'
 import {
   CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG,
@@ -122,6 +122,23 @@ export class WebSocketTransport implements Transport {
     }
     const head = (sr.req as IncomingMessage & { [kUpgradeHead]?: Buffer })[kUpgradeHead] ?? EMPTY
     this.#start(socket, sr.req.headers, head, sr.channels, sr.cursor, sr.origin, sr.flags, sr.grant)
+  }
+
+  /**
+   * A handshake read off a raw connection (lib/raw-publish.ts, the standalone server): an HTTP/1.1
+   * request that never had Node's HTTP objects; `head` holds the bytes that came after it (the
+   * client's first frames, if any). The raw connection's listeners and Node's own go, as
+   * detachSocket drops them on Node's path; the rest is serve's.
+   */
+  serveSocket (socket: Socket, headers: IncomingHttpHeaders, head: Buffer, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
+    dropListeners(socket)
+    const err = handshakeError(headers)
+    if (err !== null || this.#refuse(socket, origin)) {
+      this.core.releaseChannels(channels)
+      if (err !== null) rejectUpgrade(socket, err, origin)
+      return
+    }
+    this.#start(socket, headers, head, channels, cursor, origin, flags, grant)
   }
 
   /** Shutdown, the connection limit (EXTENSION b) or the store away: 503 with a jittered Retry-After. */

@@ -7,9 +7,9 @@
 // far less with the neighbours' load than connects per second do. Trees alternate round by
 // round; a fresh server per run, warmed by N/5 subscribers that come and go first. EXTRA=<env>
 // (e.g. PARKLINE_NO_FAST_PATH=1) runs each tree a second time with that variable set.
-// TRANSPORT=chunked or multipart asks for that stream instead of EventSource.
+// TRANSPORT=chunked, multipart or websocket asks for that transport instead of EventSource.
 //
-//   ROOTS=/path/to/base,/path/to/new ROUNDS=5 N=10000 [TRANSPORT=eventsource] node benchmarks/micro/sse-connect.ts
+//   ROOTS=/path/to/base,/path/to/new ROUNDS=5 N=10000 [TRANSPORT=eventsource|chunked|multipart|websocket] node benchmarks/micro/sse-connect.ts
 import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
@@ -27,7 +27,12 @@ const N = Number(env.N ?? 10000)
 const HEAP = env.HEAP === '1'
 const EXTRA = env.EXTRA ?? ''
 const IN_FLIGHT = 256
-const ASK: Record<string, string> = { eventsource: 'Accept: text/event-stream\r\n', chunked: 'TE: chunked\r\n', multipart: 'Accept: multipart/mixed\r\n' }
+const ASK: Record<string, string> = {
+  eventsource: 'Accept: text/event-stream\r\n',
+  chunked: 'TE: chunked\r\n',
+  multipart: 'Accept: multipart/mixed\r\n',
+  websocket: 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+}
 const TRANSPORT = env.TRANSPORT ?? 'eventsource'
 if (ASK[TRANSPORT] === undefined) throw new Error(`TRANSPORT must be one of ${Object.keys(ASK).join(', ')}, got ${TRANSPORT}`)
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -46,7 +51,7 @@ async function subscribe (port: number, prefix: string, count: number): Promise<
     sockets.push(s)
     s.on('error', reject)
     s.once('data', (d: Buffer) => {
-      if (!d.toString('latin1').startsWith('HTTP/1.1 200 ')) reject(new Error(`not a stream: ${d.toString('latin1', 0, 40)}`))
+      if (!/^HTTP\/1\.1 (200|101) /.test(d.toString('latin1', 0, 13))) reject(new Error(`not a stream: ${d.toString('latin1', 0, 40)}`))
       else resolve()
     })
     s.write(`GET /sub/${prefix}${i} HTTP/1.1\r\nHost: 127.0.0.1\r\n${ASK[TRANSPORT]}\r\n`)
