@@ -42,6 +42,7 @@ import { claimedBy } from '../transports/index.ts'
 import { isParked, rawConnectionClosed, rejectIfParked } from '../transports/longpoll.ts'
 import { HeadersReply } from './reply.ts'
 import { formatHttpDate } from './message-id.ts'
+import { endUnread } from './linger.ts'
 import { kNodeConnection, kRawConnection, kRawPublishers } from './symbols.ts'
 
 type ConnectionListener = (socket: Socket) => void
@@ -354,20 +355,31 @@ export class RawPublishers {
     } catch (err) {
       this.#failed(c, reply, err)
     }
+    const ws = r.transport === 'websocket'
     if (out === undefined) {
-      this.#streamed(c, reply, r.close)
+      this.#streamed(c, reply, r.close, ws)
       return
     }
     this.#later(c)
-    out.then(() => { this.#streamed(c, reply, r.close) }, (err: unknown) => {
+    out.then(() => { this.#streamed(c, reply, r.close, ws) }, (err: unknown) => {
       this.#failed(c, reply, err)
-      this.#streamed(c, reply, r.close)
+      this.#streamed(c, reply, r.close, ws)
     })
   }
 
   /** After a stream request's handler: the stream took the socket (or its client left), or an answer was written. */
-  #streamed (c: Conn, reply: SocketReply, close: boolean): void {
+  #streamed (c: Conn, reply: SocketReply, close: boolean, ws: boolean): void {
     if (!reply.hijacked) {
+      if (ws && reply.sent) {
+        // a refused handshake: its answer goes, then the connection is read and dropped until its
+        // client closes (lib/linger.ts endUnread), as on Node's path (lib/plugin.ts endAfterAnswer):
+        // closed at once, a client still sending frames would get a reset before reading the answer
+        c.buf = null
+        c.busy = false
+        this.#release(c)
+        endUnread(this.#core, c.socket)
+        return
+      }
       this.#polled(c, reply, close, true)
       return
     }
@@ -382,7 +394,9 @@ export class RawPublishers {
       return
     }
     // its FIN came already: ours, as for a FIN on a stream (transports/http-stream.ts onEnd)
-    if (c.eof) socket.end()
+    if (c.eof) {
+      if (!socket.writableEnded) socket.end()
+    }
     // paused while answers before it waited for the client (HIGH_WATER) or requests piled up
     // behind it: the stream reads on, or it would never see its client's FIN
     else if (socket.isPaused()) socket.resume()

@@ -2,6 +2,7 @@
 // a POST or PUT on the publisher location is read without Node's HTTP parser; the first request
 // that is anything else goes, with everything after it, to Node's server, which answers it as it
 // always would. Every answer is compared with a server that has neither (PARKLINE_NO_FAST_PATH=1).
+import http from 'node:http'
 import net from 'node:net'
 import { once } from 'node:events'
 import type { ExecutionContext } from 'ava'
@@ -693,12 +694,62 @@ test('WebSocket handshakes read here are refused as on Node\'s path, with Sec-We
     t.true(r.rawClosed, req)
     t.is(coreOf(r.rawServer.app).stats.rawStreams, 1)
   }
+  // a refused handshake whose client keeps its side open: answered, the server's side ends, and
+  // the socket is read and dropped (it lingers) until its client closes, as on Node's path
+  const lingering: number[] = []
+  for (const fast of [true, false]) {
+    const s = await serve(t, {}, fast)
+    const c = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
+    c.on('error', () => {})
+    await once(c, 'connect')
+    let text = ''
+    c.on('data', (d: Buffer) => { text += d.toString('latin1') })
+    c.write(get('/sub/a,,b'))
+    const ended = await Promise.race([once(c, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+    t.true(ended, 'the server ended its side')
+    t.regex(text, /^HTTP\/1\.1 400 /)
+    // frames sent after the answer do not reset the connection: the server reads them and drops them
+    c.write(clientFrame(0x9, 'late'))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    lingering.push(coreOf(s.app).lingering.size)
+    c.destroy()
+  }
+  t.deepEqual(lingering, [1, 1])
   // with a token: admitted
   const { token } = await mint(['sec'])
   const s = await serve(t, AUTH_SERVER, true)
   const x = await rawExchange(s.port, get('/sub/sec', WS + `Authorization: Bearer ${token}\r\n`), { until: (d) => d.includes('\r\n\r\n') })
   t.regex(x, /^HTTP\/1\.1 101 /)
   t.is(coreOf(s.app).stats.rawStreams, 1)
+})
+
+test('a subscriber whose client sent its FIN while an authorize request was waiting is ended, on either path: nobody is left subscribed', async (t) => {
+  // an authorize endpoint that answers 204 after 300 ms
+  const app = http.createServer((_req, res) => { setTimeout(() => { res.writeHead(204).end() }, 300) })
+  app.listen(0, '127.0.0.1')
+  await once(app, 'listening')
+  t.teardown(() => { app.closeAllConnections(); app.close() })
+  const url = `http://127.0.0.1:${(app.address() as net.AddressInfo).port}/auth`
+  for (const fast of [true, false]) {
+    const s = await serve(t, { authorizeUrl: url, apiKey: AUTH_SERVER.apiKey }, fast)
+    const core = coreOf(s.app)
+    for (const ask of [WS, 'Accept: text/event-stream\r\n', 'TE: chunked\r\n']) {
+      const c = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
+      c.on('error', () => {})
+      await once(c, 'connect')
+      let text = ''
+      c.on('data', (d: Buffer) => { text += d.toString('latin1') })
+      c.end(`GET /sub/fin HTTP/1.1\r\nHost: 127.0.0.1\r\n${ask}\r\n`)
+      const ended = await Promise.race([once(c, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+      t.true(ended, `${fast ? 'raw' : 'Node'} ${ask}: the server closed its side`)
+      // (Node's own server closes an HTTP stream's connection it read a FIN on before the stream began)
+      t.true(text === '' || /^HTTP\/1\.1 (101|200) /.test(text), text)
+      c.destroy()
+      const until = Date.now() + 3000
+      while (core.table.size > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+      t.is(core.table.size, 0, `${fast ? 'raw' : 'Node'} ${ask}: nobody left`)
+    }
+  }
 })
 
 test('EventSource errors read here are the ones Node gives, and the connection reads on', async (t) => {

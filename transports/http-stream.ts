@@ -115,6 +115,9 @@ export abstract class HttpStreamTransport implements Transport {
     socket.setNoDelay(true)
     sub.pendingHead = this.open(sub, origin)
     if (this.core.register(sub)) this.ready(sub)
+    // the client's FIN came while it was admitted (access control that waited), before these
+    // listeners: ours follows, as onEnd would have sent it, and 'close' unregisters
+    if (socket.readableEnded && !socket.writableEnded) socket.end()
   }
 
   /** Counted everywhere (§3.2): the head goes out, then the replay. */

@@ -173,6 +173,9 @@ export class WebSocketTransport implements Transport {
     socket.setNoDelay(true)
     sub.pendingHead = h
     if (this.core.register(sub)) this.ready(sub)
+    // the client's FIN came while it was admitted (access control that waited), before these
+    // listeners: ours follows, as onEnd would have sent it, and 'close' unregisters
+    if (socket.readableEnded && !socket.writableEnded) socket.end()
   }
 
   /** Counted everywhere: the `101` goes out (§3.2: not before), then the replay. */
