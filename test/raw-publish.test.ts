@@ -63,6 +63,22 @@ async function exchange (port: number, pieces: Array<string | Buffer>, count: nu
   return { answers: answers(), closed }
 }
 
+/**
+ * Sends `data` on a connection that keeps its own side open (with `fin`, ends it after) and waits,
+ * at most 3 s, for the server to end its side: the socket, what it read, and whether it ended.
+ */
+async function untilServerEnds (port: number, data: string | Buffer, fin = false): Promise<{ socket: net.Socket, text: string, ended: boolean }> {
+  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  if (fin) socket.end(data)
+  else socket.write(data)
+  const ended = await Promise.race([once(socket, 'end').then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 3000))])
+  return { socket, text, ended }
+}
+
 /** Requests in `text` (request lines). */
 function countRequests (text: string): number {
   return (text.match(/(^|\n)[A-Z]+ \/\S* HTTP\/1\.[01]\r?\n/g) ?? []).length
@@ -274,14 +290,7 @@ test('a handler that waits does not hold the answers before it (they leave at th
 test('the client half-closing: answered, then closed at once, as Node does', async (t) => {
   for (const raw of [true, false]) {
     const s = await serve(t, {}, raw)
-    const socket = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
-    socket.on('error', () => {})
-    await once(socket, 'connect')
-    let text = ''
-    socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
-    socket.write(post('/pub/fin', 'one'))
-    socket.end()
-    const closed = await Promise.race([once(socket, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+    const { socket, text, ended: closed } = await untilServerEnds(s.port, post('/pub/fin', 'one'), true)
     t.true(closed, `${raw ? 'raw' : 'node'}: the server closed its side`)
     t.regex(text, /^HTTP\/1\.1 202 /)
     socket.destroy()
@@ -558,13 +567,7 @@ async function refusedAtLimit (t: ExecutionContext, servers: Standalone[], ask: 
     h.write(`GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\n${ask}\r\n`)
     await once(h, 'data')
     holders.push(h)
-    const c = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
-    c.on('error', () => {})
-    await once(c, 'connect')
-    let text = ''
-    c.on('data', (d: Buffer) => { text += d.toString('latin1') })
-    c.write(`GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\n${ask}Origin: http://127.0.0.1\r\n\r\n`)
-    const ended = await Promise.race([once(c, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+    const { socket: c, text, ended } = await untilServerEnds(s.port, `GET /sub/full HTTP/1.1\r\nHost: 127.0.0.1\r\n${ask}Origin: http://127.0.0.1\r\n\r\n`)
     t.true(ended, 'the server ended its side')
     answers.push(text)
     t.is(coreOf(s.app).lingering.size, 1, 'the refused socket lingers: destroyed if its client never closes')
@@ -699,13 +702,7 @@ test('WebSocket handshakes read here are refused as on Node\'s path, with Sec-We
   const lingering: number[] = []
   for (const fast of [true, false]) {
     const s = await serve(t, {}, fast)
-    const c = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
-    c.on('error', () => {})
-    await once(c, 'connect')
-    let text = ''
-    c.on('data', (d: Buffer) => { text += d.toString('latin1') })
-    c.write(get('/sub/a,,b'))
-    const ended = await Promise.race([once(c, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+    const { socket: c, text, ended } = await untilServerEnds(s.port, get('/sub/a,,b'))
     t.true(ended, 'the server ended its side')
     t.regex(text, /^HTTP\/1\.1 400 /)
     // frames sent after the answer do not reset the connection: the server reads them and drops them
@@ -734,13 +731,7 @@ test('a subscriber whose client sent its FIN while an authorize request was wait
     const s = await serve(t, { authorizeUrl: url, apiKey: AUTH_SERVER.apiKey }, fast)
     const core = coreOf(s.app)
     for (const ask of [WS, 'Accept: text/event-stream\r\n', 'TE: chunked\r\n']) {
-      const c = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
-      c.on('error', () => {})
-      await once(c, 'connect')
-      let text = ''
-      c.on('data', (d: Buffer) => { text += d.toString('latin1') })
-      c.end(`GET /sub/fin HTTP/1.1\r\nHost: 127.0.0.1\r\n${ask}\r\n`)
-      const ended = await Promise.race([once(c, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+      const { socket: c, text, ended } = await untilServerEnds(s.port, `GET /sub/fin HTTP/1.1\r\nHost: 127.0.0.1\r\n${ask}\r\n`, true)
       t.true(ended, `${fast ? 'raw' : 'Node'} ${ask}: the server closed its side`)
       // (Node's own server closes an HTTP stream's connection it read a FIN on before the stream began)
       t.true(text === '' || /^HTTP\/1\.1 (101|200) /.test(text), text)
@@ -830,13 +821,7 @@ for (const auth of [false, true]) {
     const s = await serve(t, auth ? AUTH_SERVER : {})
     const core = coreOf(s.app)
     const token = auth ? `Authorization: Bearer ${(await mint(['fin'])).token}\r\n` : ''
-    const socket = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
-    socket.on('error', () => {})
-    await once(socket, 'connect')
-    let text = ''
-    socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
-    socket.end(`GET /sub/fin HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n${token}\r\n`)
-    const ended = await Promise.race([once(socket, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+    const { socket, text, ended } = await untilServerEnds(s.port, `GET /sub/fin HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n${token}\r\n`, true)
     t.true(ended, 'the server closed its side')
     t.regex(text, /^HTTP\/1\.1 200 OK\r\n/)
     socket.destroy()
@@ -856,14 +841,7 @@ test('a long-poll that parks after its client half-closed is ended: the server c
     await new Promise((resolve) => setTimeout(resolve, 100))
     return await orig(...a)
   }
-  const socket = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
-  socket.on('error', () => {})
-  await once(socket, 'connect')
-  let text = ''
-  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
-  socket.write(post('/pub/other', 'x') + 'GET /sub/quiet HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
-  socket.end()
-  const ended = await Promise.race([once(socket, 'end').then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3000))])
+  const { socket, text, ended } = await untilServerEnds(s.port, post('/pub/other', 'x') + 'GET /sub/quiet HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', true)
   t.true(ended, 'the server closed its side')
   t.regex(text, /^HTTP\/1\.1 202 /)
   socket.destroy()
