@@ -722,7 +722,7 @@ interface RawRequest {
   close: boolean
   /**
    * A GET: the transport that claims it (transports/index.ts claimedBy): `longpoll`, or a stream's,
-   * `eventsource`, `chunked` or `multipart`. A publish: null.
+   * `eventsource`, `chunked`, `multipart` or `websocket`. A publish: null.
    */
   transport: string | null
 }
@@ -848,7 +848,7 @@ function rawPolls (opts: ParklineOptions): boolean {
   return opts.transports.includes('longpoll') && !opts.longpollMultipart
 }
 
-/** Subscribers' GETs are read here: plain long-polls, or streams (an HTTP stream transport is on). */
+/** Subscribers' GETs are read here: plain long-polls, or streams and WebSocket handshakes (such a transport is on). */
 function rawGets (opts: ParklineOptions): boolean {
   return rawPolls(opts) || opts.transports.some((name) => STREAMS.has(name))
 }
