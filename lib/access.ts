@@ -9,7 +9,7 @@ import type { FastifyRequest } from 'fastify'
 import type { Auth, AuthOptions, Grant, Refusal, SubscriberTransport, UpstreamPublishResult } from './auth.ts'
 import type { ParklineOptions } from './config.ts'
 import { ConfigError, ERRORS } from './errors.ts'
-import { isLoopback } from './http.ts'
+import { isLoopback, percentEncodeUnsafe, percentEncoded } from './http.ts'
 import { withCors, type Reply } from './reply.ts'
 import { readFileSync } from 'node:fs'
 
@@ -175,14 +175,8 @@ export class Access {
  * then needs no more encoding: lib/auth-authorize.ts headerSafe).
  */
 function escapeId (id: string, delimiter: string): string {
-  let out = id.replace(UNSAFE_IN_LIST, percent)
-  if (delimiter !== '') out = out.replaceAll(delimiter, percent(delimiter))
-  return out
-}
-
-const UNSAFE_IN_LIST = /[\x00-\x08\x0a-\x1f\x7f%]/g
-function percent (c: string): string {
-  return '%' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')
+  const out = percentEncodeUnsafe(id)
+  return delimiter === '' ? out : out.replaceAll(delimiter, percentEncoded(delimiter))
 }
 
 /**

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import { LRUCache } from 'lru-cache'
 import { request, type Dispatcher } from 'undici'
+import { percentEncodeUnsafe } from './http.ts'
 
 /** Counters lib/auth.ts exposes for metrics; one object shared by the clients here and the Auth. */
 export interface AuthStats {
@@ -71,10 +72,8 @@ function headerValue (h: string | string[] | undefined, sep: string): string | u
  * $nchan_channel_id.
  */
 const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/
-const UNSAFE_IN_HEADER = /[\x00-\x08\x0a-\x1f\x7f%]/g
 export function headerSafe (s: string): string {
-  if (!CONTROL.test(s)) return s
-  return s.replace(UNSAFE_IN_HEADER, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'))
+  return CONTROL.test(s) ? percentEncodeUnsafe(s) : s
 }
 
 /** The X-Forwarded-For the app sees: the client's own list with the peer address appended. */

@@ -139,6 +139,21 @@ export function corsLines (origin: string | null): string {
   return origin === null ? '' : 'Access-Control-Allow-Origin: ' + origin + '\r\nAccess-Control-Allow-Credentials: true\r\n'
 }
 
+/**
+ * `%` and the control bytes a header value cannot carry (all but HTAB) percent-encoded, so the
+ * value decodes back to the same bytes (X-Channel-Id: lib/access.ts, lib/auth-authorize.ts).
+ */
+export function percentEncodeUnsafe (s: string): string {
+  return s.replace(UNSAFE_IN_HEADER, percentEncoded)
+}
+
+/** One byte as `%XX`. */
+export function percentEncoded (c: string): string {
+  return '%' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')
+}
+
+const UNSAFE_IN_HEADER = /[\x00-\x08\x0a-\x1f\x7f%]/g
+
 /** Uniform random integer in [min, max]. */
 export function randomBetween (min: number, max: number): number {
   return min + Math.floor(Math.random() * (max - min + 1))

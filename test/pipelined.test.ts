@@ -9,7 +9,7 @@ import net from 'node:net'
 import { once } from 'node:events'
 import test from 'ava'
 import { coreOf } from '../lib/plugin.ts'
-import { info, publish, rawExchange, startStandalone } from './helpers/server.ts'
+import { connectReading, info, publish, rawExchange, startStandalone } from './helpers/server.ts'
 
 const FIRST: Record<string, string> = {
   'an SSE stream': 'GET /sub/OWNER HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\nX-Twice: 1\r\nX-Twice: 2\r\n\r\n',
@@ -143,17 +143,13 @@ test('a subscriber request pipelined behind a request still being answered: serv
   for (const fast of [true, false]) {
     const s = await startStandalone(t, {}, fast)
     const core = coreOf(s.app)
-    const socket = net.connect(s.port, '127.0.0.1')
-    socket.on('error', () => {})
-    await once(socket, 'connect')
-    let text = ''
-    socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+    const { socket, text } = await connectReading(s.port)
     // /health is Fastify's (its hooks wait a turn): the stream's response is queued behind it
     socket.write('GET /health HTTP/1.1\r\nHost: a\r\n\r\nGET /sub/queued,other HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n')
-    t.true(await until(() => core.table.size === 1 && text.includes(': hi')), `${fast}: ${JSON.stringify(text)}`)
-    t.regex(text, /^HTTP\/1\.1 200 OK\r\n[\s\S]*HTTP\/1\.1 200 OK\r\nContent-Type: text\/event-stream/, 'the health answer, then the stream')
+    t.true(await until(() => core.table.size === 1 && text().includes(': hi')), `${fast}: ${JSON.stringify(text())}`)
+    t.regex(text(), /^HTTP\/1\.1 200 OK\r\n[\s\S]*HTTP\/1\.1 200 OK\r\nContent-Type: text\/event-stream/, 'the health answer, then the stream')
     await publish(s.base, 'queued', 'after its turn')
-    t.true(await until(() => text.includes('after its turn')))
+    t.true(await until(() => text().includes('after its turn')))
     socket.destroy()
     t.true(await until(() => core.table.size === 0 && core.registry.size <= 1), `${fast}: nothing kept (channels ${core.registry.size})`)
   }
@@ -171,18 +167,12 @@ for (const fast of [true, false]) {
     await once(holder, 'data')
     for (const [first, head] of Object.entries(FIRST)) {
       if (first === 'a parked long-poll') continue
-      const socket = net.connect({ port: s.port, host: '127.0.0.1' })
-      socket.on('error', () => {})
-      await once(socket, 'connect')
-      let text = ''
-      let closed = false
-      socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
-      socket.on('close', () => { closed = true })
+      const { socket, text, closed } = await connectReading(s.port)
       socket.write(head.replace('OWNER', 'refused') + NEXT['a publish'])
       // refused (SSE: 200 and `:503:`; the others: 503), and the server closes its side
-      t.true(await until(() => closed), `${first}: closed ${JSON.stringify(text)}`)
-      t.regex(text, first === 'an SSE stream' ? /^HTTP\/1\.1 200 OK\r\n[\s\S]*:503: / : /^HTTP\/1\.1 503 /, first)
-      t.is(text.match(/HTTP\/1\.1/g)?.length, 1, `${first}: one answer`)
+      t.true(await until(closed), `${first}: closed ${JSON.stringify(text())}`)
+      t.regex(text(), first === 'an SSE stream' ? /^HTTP\/1\.1 200 OK\r\n[\s\S]*:503: / : /^HTTP\/1\.1 503 /, first)
+      t.is(text().match(/HTTP\/1\.1/g)?.length, 1, `${first}: one answer`)
       t.is((await info(s.base, 'other')).status, 404, `${first}: the publish behind it is not applied`)
     }
     t.is(core.stats.refused, 3)

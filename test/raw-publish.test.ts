@@ -11,7 +11,7 @@ import WebSocket from 'ws'
 import type { ParklineOptions } from '../lib/config.ts'
 import { coreOf } from '../lib/plugin.ts'
 import { AUTH_SERVER, mint, pubKey } from './helpers/auth.ts'
-import { parseResponse, rawExchange, startStandalone, type Standalone } from './helpers/server.ts'
+import { connectReading, parseResponse, rawExchange, startStandalone, type Standalone } from './helpers/server.ts'
 
 async function serve (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>> = {}, raw = true): Promise<Standalone> {
   return await startStandalone(t, options, raw)
@@ -416,18 +416,12 @@ test('a connection waiting for its first bytes holds no timer of its own; the si
 test('long-polls are read here too: answered at once, parked, re-polled with the cursor on one connection, past Node and Fastify', async (t) => {
   const s = await serve(t)
   const core = coreOf(s.app)
-  const socket = net.connect(s.port, '127.0.0.1')
-  socket.on('error', () => {})
-  await once(socket, 'connect')
-  let text = ''
-  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
-  let closed = false
-  socket.on('close', () => { closed = true })
+  const { socket, text, closed } = await connectReading(s.port)
   const answer = async (n: number): Promise<string> => {
     const until = Date.now() + 3000
-    while (splitAnswers(text).length < n && !closed && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
-    t.true(splitAnswers(text).length >= n, `answer ${n}: ${text}`)
-    return splitAnswers(text)[n - 1] ?? ''
+    while (splitAnswers(text()).length < n && !closed() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+    t.true(splitAnswers(text()).length >= n, `answer ${n}: ${text()}`)
+    return splitAnswers(text())[n - 1] ?? ''
   }
   const poll = (a: string): string => {
     const lm = /\r\nLast-Modified: ([^\r]+)/.exec(a)?.[1]
@@ -453,14 +447,14 @@ test('long-polls are read here too: answered at once, parked, re-polled with the
   // re-poll with its cursor: parks again; the next publish answers it
   socket.write(poll(a1))
   t.true(await parked(), 'parked again')
-  t.is(splitAnswers(text).length, 1, 'nothing newer: parked')
+  t.is(splitAnswers(text()).length, 1, 'nothing newer: parked')
   await fetch(`${s.base}/pub/lp`, { method: 'POST', body: 'two' })
   const a2 = await answer(2)
   t.is(parseResponse(a2).body, 'two')
   // the first cursor again: answered at once from the buffer
   socket.write(poll(a1))
   t.is(parseResponse(await answer(3)).body, 'two')
-  t.false(closed, 'one connection for every poll')
+  t.false(closed(), 'one connection for every poll')
   t.is(core.stats.rawPolls, 3)
   t.is(s.hooks(), 0)
   const status = await (await fetch(`${s.base}/status`)).text()
@@ -471,8 +465,8 @@ test('long-polls are read here too: answered at once, parked, re-polled with the
   socket.write('G')
   t.regex(await answer(4), /^HTTP\/1\.1 400 /)
   const until = Date.now() + 3000
-  while (!closed && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
-  t.true(closed)
+  while (!closed() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.true(closed())
   t.true(await (async () => { const u = Date.now() + 3000; while (core.table.counts.some((n) => n > 0) && Date.now() < u) await new Promise((resolve) => setTimeout(resolve, 10)); return core.table.counts.every((n) => n === 0) })(), 'nobody left parked')
 })
 
@@ -527,11 +521,7 @@ test('EventSource requests are read here too: the stream is the one Node\'s path
  */
 async function liveStream (t: ExecutionContext, s: Standalone, name: string, ask: string, live: string): Promise<void> {
   const core = coreOf(s.app)
-  const socket = net.connect(s.port, '127.0.0.1')
-  socket.on('error', () => {})
-  await once(socket, 'connect')
-  let text = ''
-  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  const { socket, text } = await connectReading(s.port)
   // bytes after the request are not read (as on Node's path), and do not stop the stream
   socket.write(`GET /sub/live HTTP/1.1\r\nHost: 127.0.0.1\r\n${ask}\r\nGARBAGE\r\n\r\n`)
   const until = async (cond: () => boolean): Promise<boolean> => {
@@ -546,7 +536,7 @@ async function liveStream (t: ExecutionContext, s: Standalone, name: string, ask
   for (const event of ['data', 'end', 'close', 'error']) t.is(server.listenerCount(event), 1, event)
   t.is(server.listenerCount('timeout'), 0)
   t.is((await fetch(`${s.base}/pub/live`, { method: 'POST', body: 'live one' })).status, 201)
-  t.true(await until(() => text.includes(live)), text)
+  t.true(await until(() => text().includes(live)), text())
   socket.destroy()
   t.true(await until(() => core.table.size === 0), 'unregistered')
 }

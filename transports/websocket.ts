@@ -115,13 +115,8 @@ export class WebSocketTransport implements Transport {
     const socket = detachSocket(sr.req, sr.res)
     // RFC 6455 §4.1: the handshake is an HTTP/1.1 request; an HTTP/1.0 one is no upgrade
     const err = sr.req.httpVersionMinor < 1 || sr.req.httpVersionMajor !== 1 ? ERRORS.BAD_REQUEST : handshakeError(sr.req.headers)
-    if (err !== null || this.#refuse(socket, sr.origin)) {
-      this.core.releaseChannels(sr.channels)
-      if (err !== null) rejectUpgrade(socket, err, sr.origin)
-      return
-    }
     const head = (sr.req as IncomingMessage & { [kUpgradeHead]?: Buffer })[kUpgradeHead] ?? EMPTY
-    this.#start(socket, sr.req.headers, head, sr.channels, sr.cursor, sr.origin, sr.flags, sr.grant)
+    this.#serve(socket, err, sr.req.headers, head, sr.channels, sr.cursor, sr.origin, sr.flags, sr.grant)
   }
 
   /**
@@ -132,7 +127,11 @@ export class WebSocketTransport implements Transport {
    */
   serveSocket (socket: Socket, headers: IncomingHttpHeaders, head: Buffer, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
     dropListeners(socket)
-    const err = handshakeError(headers)
+    this.#serve(socket, handshakeError(headers), headers, head, channels, cursor, origin, flags, grant)
+  }
+
+  /** A handshake in error (`err`) or refused is answered and closed; any other upgraded. */
+  #serve (socket: Socket, err: ErrorSpec | null, headers: IncomingHttpHeaders, head: Buffer, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
     if (err !== null || this.#refuse(socket, origin)) {
       this.core.releaseChannels(channels)
       if (err !== null) rejectUpgrade(socket, err, origin)

@@ -101,6 +101,18 @@ export async function rawExchange (port: number, data: string | Buffer, opts: { 
   return text
 }
 
+/** A loopback connection to `port` that keeps what it reads (latin1) and whether it closed. */
+export async function connectReading (port: number): Promise<{ socket: net.Socket, text: () => string, closed: () => boolean }> {
+  const socket = net.connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  let text = ''
+  let closed = false
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  socket.on('close', () => { closed = true })
+  return { socket, text: () => text, closed: () => closed }
+}
+
 /** One full response to a raw request (waits for a complete Content-Length body). */
 export async function rawRequest (port: number, data: string | Buffer, ms = 3000): Promise<HttpAnswer> {
   const text = await rawExchange(port, data, {
