@@ -51,7 +51,7 @@ const MAX_PENDING = 10000
 /** Granularity of the command deadlines (one timer per engine). */
 const DEADLINE_TICK_MS = 100
 
-interface Deadline { at: number, reject: (err: Error) => void, fault: boolean }
+interface Deadline { at: number, ms: number, reject: (err: Error) => void, fault: boolean }
 
 class CommandTimeoutError extends Error {
   constructor (ms: number) {
@@ -268,8 +268,10 @@ export class RedisEngine implements Engine {
   #timer: NodeJS.Timeout | null = null
   #probeTimer: NodeJS.Timeout | null = null
   #deadlineTimer: NodeJS.Timeout | null = null
-  /** Commands sent and not answered yet, oldest first. */
+  /** Commands sent and not answered yet, oldest first (each with the whole redisCommandTimeout). */
   readonly #deadlines = new Set<Deadline>()
+  /** Commands with a shorter deadline of their own (a publish's WAIT), in no order. */
+  readonly #shortDeadlines = new Set<Deadline>()
   /** When expire() last ran. */
   #lastExpire = 0
   #stopped = false
@@ -410,21 +412,23 @@ export class RedisEngine implements Engine {
    * (node-redis's own command timeout only covers the wait to be written: a Redis that stops
    * answering after that would hold the command for as long as it hangs.)
    */
-  #send (key: string | undefined, args: Array<string | Buffer>, conn: Conn = this.#cmd, fault = true): Promise<unknown> {
+  #send (key: string | undefined, args: Array<string | Buffer>, conn: Conn = this.#cmd, fault = true, ms = this.#timeout): Promise<unknown> {
     let p: Promise<unknown>
     if (this.mode === 'cluster') p = conn.sendCommand(key, false, args)
     else if (this.mode === 'sentinel') p = conn.sendCommand(false, args)
     else p = conn.sendCommand(args)
     return new Promise((resolve, reject) => {
-      const d: Deadline = { at: Date.now() + this.#timeout, reject, fault }
-      this.#deadlines.add(d)
-      p.then((v) => { this.#deadlines.delete(d); resolve(v) }, (err) => { this.#deadlines.delete(d); reject(err) })
+      const d: Deadline = { at: Date.now() + ms, ms, reject, fault }
+      const set = ms < this.#timeout ? this.#shortDeadlines : this.#deadlines
+      set.add(d)
+      p.then((v) => { set.delete(d); resolve(v) }, (err) => { set.delete(d); reject(err) })
     })
   }
 
   /**
    * The one deadline timer: commands past redisCommandTimeout are rejected and the store is at
-   * fault. One timeout for all, so the set is in deadline order: stop at the first one still due.
+   * fault. One timeout for all in #deadlines, so that set is in deadline order: stop at the first
+   * one still due. The few shorter ones are looked at one by one.
    */
   expire (): void {
     // Judged as of the previous tick: a command is late once it was already due then and is still
@@ -438,7 +442,13 @@ export class RedisEngine implements Engine {
     for (const d of this.#deadlines) {
       if (d.at > due) break
       this.#deadlines.delete(d)
-      d.reject(new CommandTimeoutError(this.#timeout))
+      d.reject(new CommandTimeoutError(d.ms))
+      if (d.fault) late = true
+    }
+    for (const d of this.#shortDeadlines) {
+      if (d.at > due) continue
+      this.#shortDeadlines.delete(d)
+      d.reject(new CommandTimeoutError(d.ms))
       if (d.fault) late = true
     }
     if (late) this.#fault()
@@ -787,6 +797,7 @@ export class RedisEngine implements Engine {
 
   async publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null): Promise<PublishResult> {
     if (!this.up) throw new StoreUnavailableError()
+    const started = Date.now()
     const o = this.#core.opts
     const m = channelKey(key, 'm')
     // a publish Redis only gets to past this (its clock) is refused there: the node answered 503
@@ -809,10 +820,14 @@ export class RedisEngine implements Engine {
     if (ack) {
       // acknowledged only once N replicas have it (a replayed answer too: the script wrote after
       // the original, and replication keeps order), so a failover cannot lose it
+      // The WAIT gets what is left of the publish's redisCommandTimeout, not a whole one more: a
+      // script answered late (a master resumed after a stop) followed by a full WAIT while the
+      // replicas catch up would answer the publisher after nearly twice the timeout.
+      const left = this.#timeout - (Date.now() - started)
       let acked = 0
       try {
         // (a WAIT past its deadline means replicas lag, not that the store is away: no fault)
-        acked = num(await this.#send(m, ['WAIT', String(o.redisReplicaAck), String(Math.max(1, this.#timeout - 250))], conn, false))
+        acked = num(await this.#send(m, ['WAIT', String(o.redisReplicaAck), String(Math.max(1, left - 250))], conn, false, Math.max(1, left)))
       } catch (err) {
         throw new StoreUnavailableError(err)
       }

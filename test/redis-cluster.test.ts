@@ -4,7 +4,7 @@
 // redis-server, redis-cli and redis-sentinel are required (npm test installs them).
 import test, { type ExecutionContext } from 'ava'
 import { channelKey } from '../lib/redis-engine.ts'
-import { startCluster, startSentinel, redisCall } from './helpers/redis-cluster.ts'
+import { startCluster, startReplicated, startSentinel, redisCall } from './helpers/redis-cluster.ts'
 import { serve, type Node } from './helpers/node.ts'
 import { SseClient, eventually, info, publish } from './helpers/server.ts'
 import { steadyPublish, type SteadyResult } from './helpers/steady.ts'
@@ -199,6 +199,41 @@ test.serial('a cluster master stopped (SIGSTOP) for 10 s under publishing (redis
   t.is(new Set(got.map((e) => e.data)).size, got.length, 'no message body delivered twice')
   t.is(a.proc.exitCode, null)
   t.is(b.proc.exitCode, null)
+})
+
+test.serial('redisReplicaAck: a publish whose script a resumed master answers late gets only what is left of redisCommandTimeout for its WAIT', async (t) => {
+  t.timeout(60000)
+  const { master, replica } = await startReplicated(t)
+  const timeout = 4000
+  const node = await serve(t, ['--workers', '1', '--redis-url', `redis://127.0.0.1:${master.port}`, '--redis-replica-ack', '1', '--redis-command-timeout', String(timeout)])
+  const sub = await SseClient.connect(node!.port, '/sub/late')
+  t.teardown(() => sub.socket.destroy())
+  t.true(await eventually(async () => (await info(node!.base, 'late')).json?.subscribers === 1, 5000))
+  t.is((await publish(node!.base, 'late', 'before')).status, 201)
+  // the replica cannot acknowledge; the master hangs for 3 s of the 4 s, then runs the script
+  replica.stop()
+  t.teardown(() => replica.cont())
+  master.stop()
+  t.teardown(() => master.cont())
+  const began = Date.now()
+  const pending = publish(node!.base, 'late', 'straddles', { 'Idempotency-Key': 'k1' })
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  master.cont()
+  const r = await pending
+  const ms = Date.now() - began
+  t.log(`answered ${r.status} after ${ms} ms (redisCommandTimeout ${timeout}; a whole WAIT on top would be ~${3000 + timeout - 250})`)
+  t.is(r.status, 503, 'no replica acknowledged it')
+  t.truthy(r.headers.get('retry-after'))
+  t.true(ms <= timeout + 1000, `answered within redisCommandTimeout + 1 s (${ms} ms)`)
+  // the store was slow, never away: the node stays healthy, and the retry (same key) is acknowledged
+  // once the replica is back, the message delivered once
+  t.is((await fetch(`${node!.base}/health`)).status, 200)
+  replica.cont()
+  let retry = { status: 0 }
+  t.true(await eventually(async () => (retry = await publish(node!.base, 'late', 'straddles', { 'Idempotency-Key': 'k1' })).status === 201, 10000), `the retry is acknowledged (${retry.status})`)
+  t.is((await publish(node!.base, 'late', 'after')).status, 201)
+  const got = await sub.waitEvents(3, 5000).catch(() => sub.events)
+  t.deepEqual(got.map((e) => e.data), ['before', 'straddles', 'after'])
 })
 
 test.serial('node-redis closing a master\'s pub/sub connection after the last subscription there ends is not a store fault', async (t) => {

@@ -413,19 +413,30 @@ export async function startCluster (t: ExecutionContext, opts: { nodeTimeoutMs?:
   return cluster
 }
 
-export async function startSentinel (t: ExecutionContext, opts: { name?: string } = {}): Promise<RedisSentinelSet> {
+/** A master and one replica of it (no sentinels), resolved once the replica is in sync. */
+export async function startReplicated (t: ExecutionContext): Promise<{ master: RedisProc, replica: RedisProc }> {
+  const { master, replica } = await replicated(t, 'parkline-replicated-', 'replicated')
+  return { master, replica }
+}
+
+async function replicated (t: ExecutionContext, prefix: string, what: string): Promise<{ master: RedisChild, replica: RedisChild, dir: string, children: RedisChild[], pick: () => Promise<number> }> {
   requireRedis()
-  const name = opts.name ?? 'mymaster'
-  const { dir, children } = await workspace(t, 'parkline-sentinel-')
+  const { dir, children } = await workspace(t, prefix)
   const taken = new Set<number>()
   const pick = async (): Promise<number> => await pickPort(taken, false)
   const data = (extra: string[]) => async (p: number): Promise<string[]> =>
     ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...SYNC_AT_ONCE, ...extra]
-  const master = await spawnRedis(children, 'sentinel set master', 'redis-server', data([]), pick)
-  const replica = await spawnRedis(children, 'sentinel set replica', 'redis-server', data(['--replicaof', '127.0.0.1', String(master.port)]), pick)
-  // sentinels learn the replica from the master's INFO: in sync first, so they see it at once
+  const master = await spawnRedis(children, `${what} master`, 'redis-server', data([]), pick)
+  const replica = await spawnRedis(children, `${what} replica`, 'redis-server', data(['--replicaof', '127.0.0.1', String(master.port)]), pick)
   await until(`replica ${replica.port} in sync with master ${master.port}`, 10000, async () =>
     (await callText(replica.port, ['INFO', 'replication']))?.includes('master_link_status:up') === true ? null : 'link not up')
+  return { master, replica, dir, children, pick }
+}
+
+export async function startSentinel (t: ExecutionContext, opts: { name?: string } = {}): Promise<RedisSentinelSet> {
+  const name = opts.name ?? 'mymaster'
+  // sentinels learn the replica from the master's INFO: in sync first, so they see it at once
+  const { master, replica, dir, children, pick } = await replicated(t, 'parkline-sentinel-', 'sentinel set')
 
   // Debian ships redis-sentinel as its own package; without it, redis-server runs as one
   const [cmd, flag] = installed('redis-sentinel') ? ['redis-sentinel', []] : ['redis-server', ['--sentinel']]
