@@ -26,6 +26,19 @@ test('a publish and a long-poll are read, names lower-cased, values trimmed, wha
   t.is(g.end, Buffer.byteLength('GET /sub/a HTTP/1.1\r\nHost: h\r\nIf-None-Match: 3\r\nConnection: close\r\n\r\n'))
 })
 
+test('header values lose the SP and HTAB around them, nothing inside; an empty value is empty', (t) => {
+  const p = parse('POST /pub/a HTTP/1.1\r\nHost:h\r\nContent-Type: \t text/plain; charset=utf-8 \t\r\nX-Empty: \t \r\nX-Inner: a \t b\r\nContent-Length: 0\r\n\r\n')
+  if (typeof p !== 'object') { t.fail(String(p)); return }
+  t.deepEqual({ ...p.headers }, { host: 'h', 'content-type': 'text/plain; charset=utf-8', 'x-empty': '', 'x-inner': 'a \t b', 'content-length': '0' })
+  // no header lands on, or reads through to, the object's prototype
+  t.is(Object.getPrototypeOf(p.headers), Object.prototype)
+  t.deepEqual(Object.keys(p.headers), ['host', 'content-type', 'x-empty', 'x-inner', 'content-length'])
+  // names are lower-cased first: `toString` is `tostring`, an own property like any other
+  const q = parse('GET /sub/a HTTP/1.1\r\nHost: h\r\ntoString: x\r\nHasOwnProperty: y\r\n\r\n')
+  if (typeof q !== 'object') { t.fail(String(q)); return }
+  t.deepEqual(Object.entries(q.headers), [['host', 'h'], ['tostring', 'x'], ['hasownproperty', 'y']])
+})
+
 test('anything unusual is left to Node', (t) => {
   const bad = {
     'bare LF': 'GET /sub/a HTTP/1.1\nHost: h\r\n\r\n',
@@ -53,6 +66,8 @@ test('anything unusual is left to Node', (t) => {
     'GET with a body': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx',
     'Connection: Upgrade': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\r\n',
     'bad Content-Length': 'POST /pub/a HTTP/1.1\r\nHost: h\r\nContent-Length: 1x\r\n\r\nx',
+    'a header named as an Object.prototype property': 'GET /sub/a HTTP/1.1\r\nHost: h\r\nConstructor: x\r\n\r\n',
+    '__proto__ as a header name': 'POST /pub/a HTTP/1.1\r\nHost: h\r\n__proto__: x\r\nContent-Length: 0\r\n\r\n',
     'too many headers': 'GET /sub/a HTTP/1.1\r\nHost: h\r\n' + Array.from({ length: 70 }, (_, i) => `X-${i}: v\r\n`).join('') + '\r\n'
   }
   for (const [why, req] of Object.entries(bad)) t.is(parse(req), UNSUPPORTED, why)

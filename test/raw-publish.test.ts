@@ -135,6 +135,20 @@ test('pipelined publishes on one connection: answered in order, in one write, pa
   t.false(r.rawClosed)
 })
 
+test('headers named as Object.prototype properties: the answers are Node\'s, and the header does not reach the prototype', async (t) => {
+  // (written by hand: an object literal's __proto__ key would set its prototype)
+  const pieces = ['POST /pub/proto HTTP/1.1\r\nHost: 127.0.0.1\r\n__proto__: {"polluted": 1}\r\nContent-Length: 1\r\n\r\na',
+    post('/pub/proto', 'b', { Constructor: 'x', 'Content-Type': 'text/plain' }),
+    post('/pub/proto', 'c', { hasOwnProperty: 'x', Accept: 'text/json' })]
+  const r = await both(t, pieces, 3)
+  t.is(r.raw.length, 3)
+  t.deepEqual(r.raw, r.node)
+  t.regex(r.raw[2]!, /"messages": 3/)
+  // the first hands its connection to Node's server, which reads the rest of it
+  t.is(coreOf(r.rawServer.app).stats.rawRequests, 0)
+  t.is(({} as Record<string, unknown>).polluted, undefined)
+})
+
 test.serial('a head cut by the end of a read is completed by the next; a request still cut goes to Node', async (t) => {
   const one = post('/pub/s', 'hello world')
   const two = post('/pub/s', 'second')

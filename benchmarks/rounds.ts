@@ -1,0 +1,219 @@
+// The suite's rows that one run of each server cannot settle, run ROUNDS times (`npm run
+// bench:rounds`): benchmarks/run.ts once per round with the same knobs, the servers in a different
+// order each round (rotated), then each figure's median over the rounds beside every round's own.
+// On a shared 2-core machine one run's p99 moves by 2-5× from minute to minute for every server
+// alike (Nchan against itself: the suite's "Nchan 2nd run" column); a median of rounds that
+// alternate the servers compares them under the same conditions.
+//
+// Reported per server: the closed-loop broadcast (deliveries/s, p99), and per one-to-one ladder (SSE,
+// long-poll) each rate's p99 and in how many rounds it was clean, and the highest clean rate. The
+// issue-13 targets are judged on the medians: p99 ≤ Nchan's at every rate Nchan was clean at in
+// most rounds, clean rate, broadcast ratio.
+//
+// Knobs (env): ROUNDS (5), SERVERS (parkline,nchan,floor), SCENARIOS (broadcast,one2one,longpoll),
+// ONE2ONE_RATES (1000,2000,4000,8000), BENCH_OUT (report path; default
+// benchmarks/results/rounds-<date>.md), and every knob of benchmarks/run.ts, passed through.
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const env = process.env
+const ROUNDS = Math.max(1, Math.floor(Number(env.ROUNDS ?? 5)))
+const SERVERS = (env.SERVERS ?? 'parkline,nchan,floor').split(',').map((s) => s.trim()).filter((s) => s !== '')
+const SCENARIOS = env.SCENARIOS ?? 'broadcast,one2one,longpoll'
+const RATES = env.ONE2ONE_RATES ?? '1000,2000,4000,8000'
+
+/** One server's figures from one round's report. */
+interface Round {
+  broadcast?: { perSec: number, p99: number }
+  /** transport ('SSE' | 'long-poll') → rate → { p99, clean } */
+  steps: Map<string, Map<number, { p99: number, clean: boolean }>>
+}
+
+const num = (s: string): number => Number(s.replace(/,/g, ''))
+
+/** Rows of the markdown table that follows `heading` (cells trimmed, header first). */
+function table (md: string, heading: RegExp): string[][] {
+  const lines = md.split('\n')
+  let i = lines.findIndex((l) => heading.test(l))
+  if (i < 0) return []
+  while (i < lines.length && !lines[i]!.startsWith('|')) i++
+  const rows: string[][] = []
+  for (; i < lines.length && lines[i]!.startsWith('|'); i++) {
+    if (/^\|[-:| ]+\|$/.test(lines[i]!)) continue
+    rows.push(lines[i]!.split('|').slice(1, -1).map((c) => c.trim()))
+  }
+  return rows
+}
+
+/** label (as the report names the server) → its figures. */
+function parseRound (md: string): Map<string, Round> {
+  const out = new Map<string, Round>()
+  const get = (label: string): Round => {
+    let r = out.get(label)
+    if (r === undefined) out.set(label, r = { steps: new Map() })
+    return r
+  }
+  const results = table(md, /^## Results/)
+  if (results.length > 0) {
+    const labels = results[0]!.slice(2)
+    const row = (name: string): string[] | undefined => results.find((r) => r[0] === name)
+    const per = row('broadcast: deliveries/s')
+    const p99 = row('broadcast: latency p99 (ms)')
+    if (per !== undefined && p99 !== undefined) {
+      for (const [i, label] of labels.entries()) {
+        const b = { perSec: num(per[i + 2] ?? ''), p99: num(p99[i + 2] ?? '') }
+        if (label.includes(' / ') || !(b.perSec > 0) || !Number.isFinite(b.p99)) continue
+        get(label).broadcast = b
+      }
+    }
+  }
+  for (const r of table(md, /^## one2one steps/).slice(1)) {
+    const [label, transport, rate, , , , p99, clean, why] = r
+    if (why === 'warm-up, not judged') continue
+    const byRate = get(label!).steps.get(transport!) ?? new Map<number, { p99: number, clean: boolean }>()
+    get(label!).steps.set(transport!, byRate)
+    byRate.set(num(rate!), { p99: num(p99!), clean: clean === 'yes' })
+  }
+  return out
+}
+
+function median (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+const fmt = (x: number): string => x >= 100 ? Math.round(x).toLocaleString('en-US') : x.toFixed(x >= 10 ? 1 : 2)
+const ratio = (a: number, b: number): string => b > 0 ? (a / b).toFixed(2) + '×' : 'n/a'
+
+function main (): void {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'parkline-rounds-'))
+  const rounds: Array<{ order: string[], servers: Map<string, Round>, seconds: number }> = []
+  const started = new Date()
+  const load = os.loadavg()
+  try {
+    for (let i = 0; i < ROUNDS; i++) {
+      const order = SERVERS.map((_, k) => SERVERS[(k + i) % SERVERS.length]!)
+      const out = path.join(tmp, `round-${i + 1}.md`)
+      console.log(`round ${i + 1}/${ROUNDS}: ${order.join(', ')}`)
+      const t0 = Date.now()
+      const r = spawnSync(process.execPath, [path.join(ROOT, 'benchmarks/run.ts')], {
+        cwd: ROOT,
+        stdio: ['ignore', 'inherit', 'inherit'],
+        env: { ...env, SERVERS: order.join(','), SCENARIOS, ONE2ONE_RATES: RATES, BENCH_OUT: out }
+      })
+      if (r.status !== 0) throw new Error(`benchmarks/run.ts exited with ${r.status ?? r.signal} in round ${i + 1}`)
+      rounds.push({ order, servers: parseRound(readFileSync(out, 'utf8')), seconds: (Date.now() - t0) / 1000 })
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true })
+  }
+  writeReport(rounds, started, load)
+}
+
+function writeReport (rounds: Array<{ order: string[], servers: Map<string, Round>, seconds: number }>, started: Date, load: number[]): void {
+  const labels = [...new Set(rounds.flatMap((r) => [...r.servers.keys()]))]
+  const nchan = labels.find((l) => l === 'Nchan (nginx)')
+  const parkline = labels.find((l) => l.startsWith('Parkline'))
+  const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim()
+  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() !== ''
+  const set = ['ROUNDS', 'SERVERS', 'SCENARIOS', 'ONE2ONE_RATES', 'SUBSCRIBERS', 'DURATION', 'STEP_DURATION', 'WARMUP', 'WORKERS', 'PARKLINE_NODE_ARGS']
+    .filter((k) => env[k] !== undefined).map((k) => `${k}=${env[k]}`)
+  const L: string[] = []
+  L.push(`# Suite rows over ${rounds.length} rounds (${started.toISOString().slice(0, 10)})`, '')
+  L.push(`- command: \`${[...set, 'node benchmarks/rounds.ts'].join(' ')}\``)
+  L.push(`- commit: ${commit}${dirty ? ' (with uncommitted changes)' : ''}; Node ${process.version}; ${os.availableParallelism()} cores (${os.cpus()[0]?.model.trim() ?? 'unknown'}), load average ${load.map((x) => x.toFixed(2)).join(' ')} before, ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} after`)
+  L.push(`- each round is one \`node benchmarks/run.ts\` with SCENARIOS=${SCENARIOS} ONE2ONE_RATES=${RATES}, the servers in this order: ` +
+    rounds.map((r, i) => `${i + 1}: ${r.order.join(', ')} (${Math.round(r.seconds)} s)`).join('; '))
+  L.push('- a figure is the median over the rounds; the rounds\' own values follow it in brackets, in round order', '')
+
+  const bc = labels.filter((l) => rounds.some((r) => r.servers.get(l)?.broadcast !== undefined))
+  const bMed = new Map<string, { perSec: number, p99: number }>()
+  if (bc.length > 0) {
+    L.push('## Closed-loop broadcast', '')
+    L.push('| server | deliveries/s | p99 (ms) | deliveries/s / Nchan\'s | p99 / Nchan\'s |', '|---|--:|--:|--:|--:|')
+    for (const l of bc) {
+      const xs = rounds.map((r) => r.servers.get(l)?.broadcast).filter((b) => b !== undefined)
+      bMed.set(l, { perSec: median(xs.map((b) => b.perSec)), p99: median(xs.map((b) => b.p99)) })
+    }
+    for (const l of bc) {
+      const xs = rounds.map((r) => r.servers.get(l)?.broadcast).filter((b) => b !== undefined)
+      const m = bMed.get(l)!
+      const n = nchan !== undefined ? bMed.get(nchan) : undefined
+      L.push(`| ${l} | ${fmt(m.perSec)} [${xs.map((b) => fmt(b.perSec)).join(', ')}] | ${fmt(m.p99)} [${xs.map((b) => fmt(b.p99)).join(', ')}] | ` +
+        `${n !== undefined ? ratio(m.perSec, n.perSec) : 'n/a'} | ${n !== undefined ? ratio(m.p99, n.p99) : 'n/a'} |`)
+    }
+    L.push('')
+  }
+
+  const judged: string[] = []
+  for (const transport of ['SSE', 'long-poll']) {
+    const have = labels.filter((l) => rounds.some((r) => r.servers.get(l)?.steps.has(transport)))
+    if (have.length === 0) continue
+    const rates = [...new Set(rounds.flatMap((r) => have.flatMap((l) => [...(r.servers.get(l)?.steps.get(transport)?.keys() ?? [])])))].sort((a, b) => a - b)
+    const cell = (l: string, rate: number): { med: number, vals: number[], clean: number, ran: number } | null => {
+      const s = rounds.map((r) => r.servers.get(l)?.steps.get(transport)?.get(rate)).filter((x) => x !== undefined)
+      if (s.length === 0) return null
+      return { med: median(s.map((x) => x.p99)), vals: s.map((x) => x.p99), clean: s.filter((x) => x.clean).length, ran: s.length }
+    }
+    L.push(`## One-to-one, ${transport} subscribers: p99 (ms) per rate`, '')
+    L.push('Each cell: median p99 [each round\'s], then clean in how many of the rounds (a ladder stops at its first step that is not clean, so a later rate may have run in fewer rounds).', '')
+    L.push(`| msgs/s | ${have.join(' | ')} |${parkline !== undefined && nchan !== undefined ? ' Parkline / Nchan |' : ''}`, `|--:|${have.map(() => '--:').join('|')}|${parkline !== undefined && nchan !== undefined ? '--:|' : ''}`)
+    let worst: { r: number, rate: number } | null = null
+    for (const rate of rates) {
+      const cells = have.map((l) => {
+        const c = cell(l, rate)
+        return c === null ? 'not reached' : `${fmt(c.med)} [${c.vals.map(fmt).join(', ')}], clean ${c.clean}/${rounds.length}`
+      })
+      let rr = ''
+      if (parkline !== undefined && nchan !== undefined) {
+        const p = cell(parkline, rate)
+        const n = cell(nchan, rate)
+        rr = p !== null && n !== null ? ` ${ratio(p.med, n.med)} |` : ' n/a |'
+        // judged where Nchan was clean in most rounds
+        if (p !== null && n !== null && n.clean * 2 > rounds.length) {
+          const r = p.med / n.med
+          if (worst === null || r > worst.r) worst = { r, rate }
+        }
+      }
+      L.push(`| ${rate.toLocaleString('en-US')} | ${cells.join(' | ')} |${rr}`)
+    }
+    L.push('')
+    const cleanRates = have.map((l) => {
+      const per = rounds.map((r) => {
+        let top = 0
+        for (const [rate, s] of [...(r.servers.get(l)?.steps.get(transport) ?? new Map<number, { p99: number, clean: boolean }>())].sort((a, b) => a[0] - b[0])) {
+          if (!s.clean) break
+          top = rate
+        }
+        return top
+      })
+      return { l, med: median(per), per }
+    })
+    L.push(`Highest clean rate (msgs/s), median [each round's]: ${cleanRates.map((c) => `${c.l} ${c.med.toLocaleString('en-US')} [${c.per.map((x) => x.toLocaleString('en-US')).join(', ')}]`).join('; ')}.`, '')
+    if (worst !== null) judged.push(`- one-to-one ${transport}: Parkline's median p99 / Nchan's, worst over the rates Nchan was clean at in most rounds: **${worst.r.toFixed(2)}×** (at ${worst.rate.toLocaleString('en-US')}/s): ${worst.r <= 1 ? 'met' : '**not met**'}`)
+    const pc = cleanRates.find((c) => c.l === parkline)
+    const nc = cleanRates.find((c) => c.l === nchan)
+    if (pc !== undefined && nc !== undefined && nc.med > 0) {
+      const need = transport === 'SSE' ? 1.3 : 1
+      judged.push(`- one-to-one ${transport}: median highest clean rate ${pc.med.toLocaleString('en-US')} vs Nchan's ${nc.med.toLocaleString('en-US')} (${ratio(pc.med, nc.med)}; target ≥ ${need}×): ${pc.med >= need * nc.med ? 'met' : '**not met**'}`)
+    }
+  }
+  if (parkline !== undefined && nchan !== undefined && bMed.has(parkline) && bMed.has(nchan)) {
+    const p = bMed.get(parkline)!
+    const n = bMed.get(nchan)!
+    judged.push(`- closed-loop broadcast: median deliveries/s ${ratio(p.perSec, n.perSec)} Nchan's (target ≥ 1.3×): ${p.perSec >= 1.3 * n.perSec ? 'met' : '**not met**'}; median p99 ${ratio(p.p99, n.p99)} (target ≤ 1×): ${p.p99 <= n.p99 ? 'met' : '**not met**'}`)
+  }
+  if (judged.length > 0) L.push('## Issue-13 targets, judged on the medians', '', ...judged, '')
+  const out = env.BENCH_OUT !== undefined && env.BENCH_OUT !== ''
+    ? path.resolve(env.BENCH_OUT)
+    : path.join(ROOT, 'benchmarks/results', `rounds-${started.toISOString().slice(0, 10)}.md`)
+  writeFileSync(out, L.join('\n'))
+  console.log(`wrote ${path.relative(process.cwd(), out)}`)
+}
+
+main()
