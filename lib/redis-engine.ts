@@ -270,7 +270,7 @@ export class RedisEngine implements Engine {
   #deadlineTimer: NodeJS.Timeout | null = null
   /** Commands sent and not answered yet, oldest first (each with the whole redisCommandTimeout). */
   readonly #deadlines = new Set<Deadline>()
-  /** Commands with a shorter deadline of their own (a publish's WAIT), in no order. */
+  /** Commands with a deadline of their own (a publish's WAIT: what its script left), in no order. */
   readonly #shortDeadlines = new Set<Deadline>()
   /** When expire() last ran. */
   #lastExpire = 0
@@ -419,7 +419,7 @@ export class RedisEngine implements Engine {
     else p = conn.sendCommand(args)
     return new Promise((resolve, reject) => {
       const d: Deadline = { at: Date.now() + ms, ms, reject, fault }
-      const set = ms < this.#timeout ? this.#shortDeadlines : this.#deadlines
+      const set = ms === this.#timeout ? this.#deadlines : this.#shortDeadlines
       set.add(d)
       p.then((v) => { set.delete(d); resolve(v) }, (err) => { set.delete(d); reject(err) })
     })
@@ -428,7 +428,7 @@ export class RedisEngine implements Engine {
   /**
    * The one deadline timer: commands past redisCommandTimeout are rejected and the store is at
    * fault. One timeout for all in #deadlines, so that set is in deadline order: stop at the first
-   * one still due. The few shorter ones are looked at one by one.
+   * one still due. Those with a deadline of their own (the WAITs in flight) are looked at one by one.
    */
   expire (): void {
     // Judged as of the previous tick: a command is late once it was already due then and is still
@@ -797,7 +797,8 @@ export class RedisEngine implements Engine {
 
   async publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null): Promise<PublishResult> {
     if (!this.up) throw new StoreUnavailableError()
-    const started = Date.now()
+    // elapsed time from the monotonic clock: a wall clock stepped back must not lengthen the WAIT
+    const started = performance.now()
     const o = this.#core.opts
     const m = channelKey(key, 'm')
     // a publish Redis only gets to past this (its clock) is refused there: the node answered 503
@@ -823,7 +824,7 @@ export class RedisEngine implements Engine {
       // The WAIT gets what is left of the publish's redisCommandTimeout, not a whole one more: a
       // script answered late (a master resumed after a stop) followed by a full WAIT while the
       // replicas catch up would answer the publisher after nearly twice the timeout.
-      const left = this.#timeout - (Date.now() - started)
+      const left = Math.min(this.#timeout, Math.ceil(this.#timeout - (performance.now() - started)))
       let acked = 0
       try {
         // (a WAIT past its deadline means replicas lag, not that the store is away: no fault)
