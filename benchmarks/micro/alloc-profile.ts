@@ -8,7 +8,8 @@
 //   summed per function:   node benchmarks/micro/alloc-profile.ts /tmp/alloc.json
 //
 // The profile holds the bytes sampled in the window: divided by the messages of the window, the
-// bytes each message allocates.
+// bytes each message allocates. One server process (`--workers 1`, the suite's default on 2 cores):
+// with workers every process would write the same ALLOC_FILE, and the last one would win.
 import { writeFileSync, readFileSync } from 'node:fs'
 import { Session } from 'node:inspector'
 import { fileURLToPath } from 'node:url'
