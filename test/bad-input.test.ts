@@ -4,7 +4,7 @@ import test from 'ava'
 import net from 'node:net'
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
-import { SseClient, info, parseResponse, publish, startServer, type HttpAnswer } from './helpers/server.ts'
+import { SseClient, connectReading, info, parseResponse, publish, startServer, type HttpAnswer } from './helpers/server.ts'
 import { coreOf } from '../lib/plugin.ts'
 
 const MiB = 1048576
@@ -111,16 +111,7 @@ test('POST of 1 MiB + 1 by Content-Length: 413 before the body is sent, Connecti
 
 test('a chunked body growing past 1 MiB: 413 once the excess arrives, Connection: close, nothing queued', async (t) => {
   const { base, port } = await startServer(t)
-  const socket = net.connect(port, '127.0.0.1')
-  socket.on('error', () => {})
-  await once(socket, 'connect')
-  let text = ''
-  let closed = false
-  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
-  const ended = new Promise<void>((resolve) => {
-    socket.on('end', () => { closed = true; resolve() })
-    socket.on('close', () => { closed = true; resolve() })
-  })
+  const { socket, text, closed, ended } = await connectReading(port)
   socket.write(`POST /pub/chunky HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n`)
   const chunk = Buffer.concat([Buffer.from('10000\r\n'), Buffer.alloc(65536, 'c'), Buffer.from('\r\n')])
   // 16 chunks are exactly 1 MiB: no answer may come yet
@@ -128,15 +119,15 @@ test('a chunked body growing past 1 MiB: 413 once the excess arrives, Connection
     if (!socket.write(chunk)) await once(socket, 'drain')
   }
   await new Promise((resolve) => setTimeout(resolve, 100))
-  t.is(text, '')
+  t.is(text(), '')
   // one byte more is over the limit; the answer comes without the terminating chunk
   socket.write('1\r\nz\r\n')
   await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, 5000))])
   socket.destroy()
-  const a = parseResponse(text)
+  const a = parseResponse(text())
   t.is(a.status, 413)
   t.is(a.headers.connection, 'close')
-  t.true(closed)
+  t.true(closed())
   t.is((await info(base, 'chunky')).status, 404)
 })
 

@@ -48,40 +48,34 @@ for (const fast of [true, false]) {
       for (const [i, [what, next]] of Object.entries(nexts).entries()) {
         // a channel of its own each time: the poll parks (nothing published there yet)
         const owner = `owner-${i}`
-        const socket = net.connect({ port: s.port, host: '127.0.0.1', allowHalfOpen: true })
-        socket.on('error', () => {})
-        await once(socket, 'connect')
-        let text = ''
-        let closed = false
-        socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
-        socket.on('end', () => { closed = true })
+        const { socket, text, closed } = await connectReading(s.port, { allowHalfOpen: true })
         socket.write(head.replace('OWNER', owner) + next)
         if (first === 'a parked long-poll') {
           // that poll gets 400 and the connection closes (§5), or, through Fastify (which parks it
           // only after the next request was dispatched), it stays parked and answers its message
-          await until(() => closed || core.table.size === 1)
-          if (closed) {
-            t.regex(text, /^HTTP\/1\.1 400 /, what)
-            t.is(text.match(/HTTP\/1\.1/g)?.length, 1, `${what}: one answer`)
+          await until(() => closed() || core.table.size === 1)
+          if (closed()) {
+            t.regex(text(), /^HTTP\/1\.1 400 /, what)
+            t.is(text().match(/HTTP\/1\.1/g)?.length, 1, `${what}: one answer`)
           } else {
             t.false(fast, `${what}: the fast path rejects the poll`)
             await publish(s.base, owner, 'for the poll')
-            t.true(await until(() => text.includes('for the poll')), `${what}: the poll answered ${JSON.stringify(text)}`)
+            t.true(await until(() => text().includes('for the poll')), `${what}: the poll answered ${JSON.stringify(text())}`)
             // the poll's answer first; a route of Fastify's that answered behind it, after it, in order
-            t.true(text.startsWith('HTTP/1.1 200 OK\r\n'), what)
-            t.true(text.indexOf('for the poll') < text.indexOf('HTTP/1.1', 1) || text.indexOf('HTTP/1.1', 1) === -1, what)
+            t.true(text().startsWith('HTTP/1.1 200 OK\r\n'), what)
+            t.true(text().indexOf('for the poll') < text().indexOf('HTTP/1.1', 1) || text().indexOf('HTTP/1.1', 1) === -1, what)
           }
-        } else if (!fast && (what === 'a CONNECT' || what === 'a WebSocket handshake') && await until(() => closed || core.table.size >= 1) && closed) {
+        } else if (!fast && (what === 'a CONNECT' || what === 'a WebSocket handshake') && await until(() => closed() || core.table.size >= 1) && closed()) {
           // through Fastify the stream's request is still being handled when Node hands the tunnel
           // request over: no answer to it could go out in order, so that connection goes
-          t.true((text.match(/HTTP\/1\.1/g)?.length ?? 0) <= 1, `${what}: ${JSON.stringify(text)}`)
+          t.true((text().match(/HTTP\/1\.1/g)?.length ?? 0) <= 1, `${what}: ${JSON.stringify(text())}`)
         } else {
           // the stream is intact: its head, then the channel's next message, nothing else
-          t.true(await until(() => core.table.size >= 1 && text.includes('\r\n\r\n')), what)
+          t.true(await until(() => core.table.size >= 1 && text().includes('\r\n\r\n')), what)
           await publish(s.base, owner, 'for the stream')
-          t.true(await until(() => text.includes('for the stream')), `${what}: ${JSON.stringify(text)}`)
-          t.is(text.match(/HTTP\/1\.1/g)?.length, 1, `${what}: one answer`)
-          t.false(closed, what)
+          t.true(await until(() => text().includes('for the stream')), `${what}: ${JSON.stringify(text())}`)
+          t.is(text().match(/HTTP\/1\.1/g)?.length, 1, `${what}: one answer`)
+          t.false(closed(), what)
         }
         // nothing behind it was applied: no message, no second subscriber
         t.is((await info(s.base, 'other')).status, 404, `${what}: not published`)

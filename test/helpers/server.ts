@@ -101,16 +101,24 @@ export async function rawExchange (port: number, data: string | Buffer, opts: { 
   return text
 }
 
-/** A loopback connection to `port` that keeps what it reads (latin1) and whether it closed. */
-export async function connectReading (port: number): Promise<{ socket: net.Socket, text: () => string, closed: () => boolean }> {
-  const socket = net.connect(port, '127.0.0.1')
+/**
+ * A loopback connection to `port` that keeps what it reads (latin1) and whether the server ended
+ * it (its FIN, or the socket closed): `closed()`, and `ended`, which settles then. With
+ * `allowHalfOpen` our side stays open after the server's FIN, as a client still sending would.
+ */
+export async function connectReading (port: number, opts: { allowHalfOpen?: boolean } = {}): Promise<{ socket: net.Socket, text: () => string, closed: () => boolean, ended: Promise<void> }> {
+  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: opts.allowHalfOpen ?? false })
   socket.on('error', () => {})
   await once(socket, 'connect')
   let text = ''
   let closed = false
   socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
-  socket.on('close', () => { closed = true })
-  return { socket, text: () => text, closed: () => closed }
+  const ended = new Promise<void>((resolve) => {
+    const end = (): void => { closed = true; resolve() }
+    socket.on('end', end)
+    socket.on('close', end)
+  })
+  return { socket, text: () => text, closed: () => closed, ended }
 }
 
 /** One full response to a raw request (waits for a complete Content-Length body). */
