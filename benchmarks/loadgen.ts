@@ -16,7 +16,12 @@
 //   node benchmarks/loadgen.ts child      a load-generator child (IPC only; started by the parent)
 //
 // The suite (benchmarks/run.ts) uses the LoadGenerator class.
+//
+// LAT_TRACE=<file> (any of the above): every message slower than LAT_TRACE_MS (1) is also
+// appended to the file as `<send time ms> <latency ms>`, to line the slow ones up with a server's
+// own stalls (benchmarks/micro/loop-lag.ts writes the same clock in its third column).
 import { fork, type ChildProcess } from 'node:child_process'
+import { appendFileSync } from 'node:fs'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64, type Histogram } from 'hdr-histogram-js'
@@ -115,6 +120,18 @@ class ChildState {
 
 const st = new ChildState()
 
+// LAT_TRACE (see the top): a diagnostic, off unless set; lines are appended in batches, and at
+// every report the parent asks for, so the file is complete when a window ends.
+const TRACE = process.env.LAT_TRACE ?? ''
+const TRACE_US = Number(process.env.LAT_TRACE_MS ?? 1) * 1000
+let traced: string[] = []
+
+function flushTrace (): void {
+  if (traced.length === 0) return
+  appendFileSync(TRACE, traced.join(''))
+  traced = []
+}
+
 /** Parse the ms timestamp at buf[i..] (digits and one dot) and record now - it, in µs. */
 function record (buf: Buffer, i: number, now: number): void {
   let int = 0
@@ -129,8 +146,10 @@ function record (buf: Buffer, i: number, now: number): void {
   }
   st.messages++
   if (int === 0) return // not a stamped body (counted, not timed)
-  const us = Math.round((now - (int + frac / scale)) * 1000)
+  const sent = int + frac / scale
+  const us = Math.round((now - sent) * 1000)
   st.hist.recordValue(us > 0 ? us : 0)
+  if (TRACE !== '' && us > TRACE_US && traced.push(`${sent.toFixed(3)} ${(us / 1000).toFixed(2)}\n`) >= 1024) flushTrace()
 }
 
 function settle (c: Conn, ok: boolean): void {
@@ -303,6 +322,7 @@ function runChild (): void {
         break
       case 'report': {
         // interval histogram, then reset: the parent sums intervals, so every message is counted once
+        flushTrace()
         const hist = encodeHistogram(st.hist)
         st.hist.reset()
         process.send!({ type: 'report', id: msg.id, hist, ...counts() })

@@ -1,6 +1,6 @@
 // Where a server's JS allocations come from, garbage included: V8's sampling heap profiler (one
 // sample per ALLOC_INTERVAL bytes, 4096 by default), collected objects kept, from ALLOC_FROM to
-// ALLOC_TO ms after start. Two uses:
+// ALLOC_TO ms after start (ALLOC_LIVE=1: only what is still alive at ALLOC_TO). Two uses:
 //
 //   loaded into a server:  PARKLINE_NODE_ARGS="--import ./benchmarks/micro/alloc-profile.ts" \
 //                          ALLOC_FILE=/tmp/alloc.json ALLOC_FROM=8000 ALLOC_TO=13000 \
@@ -22,8 +22,11 @@ function record (file: string): void {
   const from = Number(process.env.ALLOC_FROM ?? 8000)
   const to = Number(process.env.ALLOC_TO ?? 14000)
   const samplingInterval = Number(process.env.ALLOC_INTERVAL ?? 4096)
+  // ALLOC_LIVE=1: only what was allocated in the window and is still alive at its end, the kind of
+  // object the young generation's collections copy (buffered messages, parked polls)
+  const garbage = process.env.ALLOC_LIVE !== '1'
   setTimeout(() => {
-    session.post('HeapProfiler.startSampling', { samplingInterval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true })
+    session.post('HeapProfiler.startSampling', { samplingInterval, includeObjectsCollectedByMajorGC: garbage, includeObjectsCollectedByMinorGC: garbage })
     setTimeout(() => {
       session.post('HeapProfiler.stopSampling', (err, r) => {
         if (err === null) writeFileSync(file, JSON.stringify(r.profile))

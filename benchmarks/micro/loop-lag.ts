@@ -1,6 +1,7 @@
 // Loaded into a server with `node --import <this file>` (benchmarks/micro/idle-stall.ts): every
 // event-loop turn that took longer than LAG_MIN_MS (default 5) is appended to LAG_FILE as
-// `<ms since start> <gap ms>`, measured by a 1 ms interval timer. One timer per process, unref'd.
+// `<ms since start> <gap ms> <ms since the epoch>`, measured by a 1 ms interval timer. One timer
+// per process, unref'd. The third column is the clock benchmarks/loadgen.ts LAT_TRACE writes.
 import { appendFileSync } from 'node:fs'
 
 const file = process.env.LAG_FILE
@@ -12,6 +13,6 @@ if (file !== undefined && file !== '') {
     const now = performance.now()
     const gap = now - last - 1
     last = now
-    if (gap > min) appendFileSync(file, `${(now - t0).toFixed(0)} ${gap.toFixed(1)}\n`)
+    if (gap > min) appendFileSync(file, `${(now - t0).toFixed(0)} ${gap.toFixed(1)} ${(performance.timeOrigin + now).toFixed(0)}\n`)
   }, 1).unref()
 }

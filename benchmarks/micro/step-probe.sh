@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# One step of the suite's one-to-one ladder, looked at from outside the server while it runs:
+#
+#   bash benchmarks/micro/step-probe.sh <server> <scenario> <rate> <probe> [seconds]
+#
+#   server    parkline | floor | nchan      (the suite's names; Parkline in its default topology)
+#   scenario  one2one | longpoll            (SSE or long-poll subscribers)
+#   probe     sched   per thread of the server, the load generator and the publisher: CPU and the
+#                     time spent runnable but waiting for a core (/proc/<pid>/task/<tid>/schedstat)
+#             strace  system calls of the server by count (strace -c -f)
+#             perf    the server's CPU samples by symbol and by library (perf record -e cpu-clock;
+#                     Parkline runs with --perf-basic-prof so its JIT code has names)
+#
+# The step runs 20 s after the ladder's warm-up (STEP_DURATION=20, one rate); the probe starts 2 s
+# into it and lasts `seconds` (default 8). Other knobs of benchmarks/run.ts (SUBSCRIBERS, ...)
+# pass through. The suite's own report goes to /tmp/step-probe-<server>.md, the probe's to stdout.
+# Needs strace or perf for those probes: apt-get install strace linux-perf
+set -euo pipefail
+server=${1:?server}; scenario=${2:?scenario}; rate=${3:?rate}; probe=${4:?probe}; secs=${5:-8}
+case $probe in
+  sched) ;;
+  strace) command -v strace >/dev/null || { echo "strace is missing: apt-get install strace" >&2; exit 2; } ;;
+  perf) command -v perf >/dev/null || { echo "perf is missing: apt-get install linux-perf" >&2; exit 2; } ;;
+  *) echo "unknown probe $probe (sched, strace, perf)" >&2; exit 2 ;;
+esac
+cd "$(dirname "$0")/../.."
+export PATH="$PWD/node_modules/.bin:$PATH"
+log=$(mktemp)
+extra=()
+[ "$probe" = perf ] && extra=(PARKLINE_NODE_ARGS="${PARKLINE_NODE_ARGS:-} --perf-basic-prof")
+env "${extra[@]}" SERVERS="$server" SCENARIOS="$scenario" ONE2ONE_RATES="$rate" STEP_DURATION=20 \
+  BENCH_OUT="/tmp/step-probe-$server.md" node benchmarks/run.ts >"$log" 2>&1 &
+run=$!
+trap 'kill $run 2>/dev/null || true; rm -f "$log"' EXIT
+
+# the measured step starts when the warm-up's summary line is printed (at most 120 s)
+for _ in $(seq 1200); do
+  grep -q "warm-up: " "$log" && break
+  kill -0 $run 2>/dev/null || { cat "$log" >&2; exit 1; }
+  sleep 0.1
+done
+grep -q "warm-up: " "$log" || { echo "no warm-up line in 120 s" >&2; exit 1; }
+sleep 2
+
+# the server's processes: descendants of this run that are the server (nginx: master and workers)
+descendants () { local p; for p in $(pgrep -P "$1"); do echo "$p"; descendants "$p"; done; }
+all=$(descendants $run)
+pick () { for p in $all; do tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -qE "$1" && echo "$p"; done; true; }
+case $server in
+  nchan) servers=$(pick 'nginx') ;;
+  floor) servers=$(pick 'floor-server') ;;
+  *) servers=$(pick 'parkline.ts') ;;
+esac
+[ -n "$servers" ] || { echo "no $server process found under the run" >&2; exit 1; }
+main=$(echo "$servers" | head -1)
+[ "$server" = nchan ] && main=$(echo "$servers" | tail -1)
+
+case $probe in
+  sched)
+    roles="$(for p in $servers; do echo "$server:$p"; done) $(for p in $(pick 'loadgen.ts child'); do echo "loadgen:$p"; done) $(for p in $(pick 'publisher.ts child'); do echo "publisher:$p"; done)"
+    snap () {
+      for r in $roles; do p=${r#*:}; for t in /proc/$p/task/*; do
+        [ -r "$t/schedstat" ] || continue
+        echo "${r%%:*}/$p/${t##*/} $(tr ' ' _ < "$t/comm") $(cat "$t/schedstat")"
+      done; done | sort
+    }
+    a=$(snap); sleep "$secs"; b=$(snap)
+    echo "role/pid/tid thread: CPU and runnable-but-waiting time as % of one core over ${secs} s (schedstat)"
+    join <(echo "$a") <(echo "$b") | awk -v s="$secs" '{
+      cpu = ($7 - $3) / s / 1e7; wait = ($8 - $4) / s / 1e7; n = $9 - $5
+      if (cpu >= 0.5) printf "%s %s cpu %.1f%% waiting %.1f%% runs %d (%.0f us waited each)\n", $1, $2, cpu, wait, n, (n > 0 ? ($8 - $4) / n / 1000 : 0)
+    }'
+    ;;
+  strace)
+    out=$(mktemp)
+    timeout -s INT "$secs" strace -c -f -o "$out" -p "$main" >/dev/null 2>&1 || true
+    echo "system calls of pid $main over ${secs} s:"
+    head -16 "$out"; rm -f "$out"
+    ;;
+  perf)
+    data=$(mktemp)
+    perf record -e cpu-clock -F 2000 -o "$data" -p "$main" -- sleep "$secs" >/dev/null 2>&1
+    perf report -i "$data" --stdio 2>/dev/null | grep '^# Samples'
+    perf report -i "$data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -8
+    perf report -i "$data" --no-children --sort sym --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -"${TOP:-40}"
+    rm -f "$data"
+    ;;
+esac
+wait $run || true
+trap - EXIT
+rm -f "$log"
+grep -E "^\| [^|]+ \| (one2one|long-poll) $rate/s \| [0-9,]+ \| [0-9.]+ \|" "/tmp/step-probe-$server.md" | tail -1 |
+  awk -F'|' '{ printf "step latency (ms): p50 %s p99 %s p99.9 %s\n", $9, $10, $11 }'
