@@ -121,7 +121,7 @@ class ChildState {
 const st = new ChildState()
 
 // LAT_TRACE (see the top): a diagnostic, off unless set; lines are appended in batches, and at
-// every report the parent asks for, so the file is complete when a window ends.
+// every report the parent asks for and at the end, so the file is complete when a window ends.
 const TRACE = process.env.LAT_TRACE ?? ''
 const TRACE_US = Number(process.env.LAT_TRACE_MS ?? 1) * 1000
 let traced: string[] = []
@@ -329,6 +329,7 @@ function runChild (): void {
         break
       }
       case 'close': {
+        flushTrace()
         st.closing = true
         for (const c of st.conns) c.socket.destroy()
         st.conns = []
@@ -340,7 +341,7 @@ function runChild (): void {
       }
     }
   })
-  process.on('disconnect', () => process.exit(0))
+  process.on('disconnect', () => { flushTrace(); process.exit(0) })
 }
 
 // ---- parent --------------------------------------------------------------------------------------

@@ -28,9 +28,15 @@ function record (file: string): void {
   setTimeout(() => {
     session.post('HeapProfiler.startSampling', { samplingInterval, includeObjectsCollectedByMajorGC: garbage, includeObjectsCollectedByMinorGC: garbage })
     setTimeout(() => {
-      session.post('HeapProfiler.stopSampling', (err, r) => {
-        if (err === null) writeFileSync(file, JSON.stringify(r.profile))
-      })
+      const stop = (): void => {
+        session.post('HeapProfiler.stopSampling', (err, r) => {
+          if (err === null) writeFileSync(file, JSON.stringify(r.profile))
+        })
+      }
+      // a sample leaves the profile when a collection frees its object: collect first, so the
+      // garbage of the last moments is not counted as alive
+      if (garbage) stop()
+      else session.post('HeapProfiler.collectGarbage', stop)
     }, Math.max(1, to - from)).unref()
   }, from).unref()
 }

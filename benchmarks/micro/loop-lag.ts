@@ -1,7 +1,8 @@
 // Loaded into a server with `node --import <this file>` (benchmarks/micro/idle-stall.ts): every
 // event-loop turn that took longer than LAG_MIN_MS (default 5) is appended to LAG_FILE as
 // `<ms since start> <gap ms> <ms since the epoch>`, measured by a 1 ms interval timer. One timer
-// per process, unref'd. The third column is the clock benchmarks/loadgen.ts LAT_TRACE writes.
+// per process, unref'd. The third column is when the turn ended (the stall covers [third - gap,
+// third]), on the clock benchmarks/loadgen.ts LAT_TRACE writes.
 import { appendFileSync } from 'node:fs'
 
 const file = process.env.LAG_FILE

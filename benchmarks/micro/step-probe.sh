@@ -7,13 +7,16 @@
 #   scenario  one2one | longpoll            (SSE or long-poll subscribers)
 #   probe     sched   per thread of the server, the load generator and the publisher: CPU and the
 #                     time spent runnable but waiting for a core (/proc/<pid>/task/<tid>/schedstat)
-#             strace  system calls of the server by count (strace -c -f)
+#             strace  system calls of the server by count (strace -c -f; it slows the server)
 #             perf    the server's CPU samples by symbol and by library (perf record -e cpu-clock;
 #                     Parkline runs with --perf-basic-prof so its JIT code has names)
+#             (Nchan: strace and perf watch one of its two workers)
 #
-# The step runs 20 s after the ladder's warm-up (STEP_DURATION=20, one rate); the probe starts 2 s
-# into it and lasts `seconds` (default 8). Other knobs of benchmarks/run.ts (SUBSCRIBERS, ...)
-# pass through. The suite's own report goes to /tmp/step-probe-<server>.md, the probe's to stdout.
+# The step runs for 20 s right after the ladder's warm-up (STEP_DURATION=20, one rate; WARMUP must
+# stay above 0); the probe starts about 1 s into it and lasts `seconds` (default 8). Other knobs of
+# benchmarks/run.ts (SUBSCRIBERS, ...) pass through. The suite's own report goes to
+# /tmp/step-probe-<server>.md, the probe's to stdout. The script only reads /proc and attaches
+# strace or perf to the server; the one process it may signal is the suite run it started.
 # Needs strace or perf for those probes: apt-get install strace linux-perf
 set -euo pipefail
 server=${1:?server}; scenario=${2:?scenario}; rate=${3:?rate}; probe=${4:?probe}; secs=${5:-8}
@@ -25,13 +28,17 @@ case $probe in
 esac
 cd "$(dirname "$0")/../.."
 export PATH="$PWD/node_modules/.bin:$PATH"
+export LC_ALL=C
 log=$(mktemp)
+rm -f "/tmp/step-probe-$server.md"
 extra=()
 [ "$probe" = perf ] && extra=(PARKLINE_NODE_ARGS="${PARKLINE_NODE_ARGS:-} --perf-basic-prof")
 env "${extra[@]}" SERVERS="$server" SCENARIOS="$scenario" ONE2ONE_RATES="$rate" STEP_DURATION=20 \
   BENCH_OUT="/tmp/step-probe-$server.md" node benchmarks/run.ts >"$log" 2>&1 &
 run=$!
-trap 'kill $run 2>/dev/null || true; rm -f "$log"' EXIT
+# on an early exit, stop the suite run, if that pid is still it
+stop_run () { tr '\0' ' ' < "/proc/$run/cmdline" 2>/dev/null | grep -q 'benchmarks/run.ts' && kill "$run" 2>/dev/null; rm -f "$log"; }
+trap stop_run EXIT
 
 # the measured step starts when the warm-up's summary line is printed (at most 120 s)
 for _ in $(seq 1200); do
@@ -62,7 +69,7 @@ case $probe in
       for r in $roles; do p=${r#*:}; for t in /proc/$p/task/*; do
         [ -r "$t/schedstat" ] || continue
         echo "${r%%:*}/$p/${t##*/} $(tr ' ' _ < "$t/comm") $(cat "$t/schedstat")"
-      done; done | sort
+      done; done | sort -k1,1
     }
     a=$(snap); sleep "$secs"; b=$(snap)
     echo "role/pid/tid thread: CPU and runnable-but-waiting time as % of one core over ${secs} s (schedstat)"
@@ -79,15 +86,20 @@ case $probe in
     ;;
   perf)
     data=$(mktemp)
-    perf record -e cpu-clock -F 2000 -o "$data" -p "$main" -- sleep "$secs" >/dev/null 2>&1
-    perf report -i "$data" --stdio 2>/dev/null | grep '^# Samples'
-    perf report -i "$data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -8
-    perf report -i "$data" --no-children --sort sym --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -"${TOP:-40}"
+    perf record -e cpu-clock -F 2000 -o "$data" -p "$main" -- sleep "$secs" >/dev/null 2>&1 ||
+      { rm -f "$data"; echo "perf record failed (perf_event_paranoid? perf for this kernel?)" >&2; exit 1; }
+    perf report -i "$data" --stdio 2>/dev/null | grep '^# Samples' || true
+    perf report -i "$data" --no-children --sort dso --stdio 2>/dev/null | awk '!/^#/ && NF > 0 && n++ < 8' || true
+    perf report -i "$data" --no-children --sort sym --stdio 2>/dev/null | awk -v top="${TOP:-40}" '!/^#/ && NF > 0 && n++ < top' || true
     rm -f "$data"
     ;;
 esac
 wait $run || true
 trap - EXIT
 rm -f "$log"
-grep -E "^\| [^|]+ \| (one2one|long-poll) $rate/s \| [0-9,]+ \| [0-9.]+ \|" "/tmp/step-probe-$server.md" | tail -1 |
-  awk -F'|' '{ printf "step latency (ms): p50 %s p99 %s p99.9 %s\n", $9, $10, $11 }' || true
+row=$(grep -E "^\| [^|]+ \| (one2one|long-poll) $rate/s \| [0-9,]+ \| [0-9.]+ \|" "/tmp/step-probe-$server.md" 2>/dev/null | tail -1 || true)
+if [ -n "$row" ]; then
+  echo "$row" | awk -F'|' '{ printf "step latency (ms): p50 %s p99 %s p99.9 %s\n", $9, $10, $11 }'
+else
+  echo "no latency row for the step in /tmp/step-probe-$server.md"
+fi

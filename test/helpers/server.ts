@@ -103,7 +103,8 @@ export async function rawExchange (port: number, data: string | Buffer, opts: { 
 
 /**
  * A loopback connection to `port` that keeps what it reads (latin1) and whether the server ended
- * it (its FIN, or the socket closed): `closed()`, and `ended`, which settles then. With
+ * it (its FIN, or the socket closed, by a reset too): `closed()`, and `ended`, which settles then.
+ * Our own `socket.destroy()` closes it as well, so read `closed()` before that. With
  * `allowHalfOpen` our side stays open after the server's FIN, as a client still sending would.
  */
 export async function connectReading (port: number, opts: { allowHalfOpen?: boolean } = {}): Promise<{ socket: net.Socket, text: () => string, closed: () => boolean, ended: Promise<void> }> {
