@@ -9,7 +9,7 @@ import net from 'node:net'
 import { once } from 'node:events'
 import test from 'ava'
 import { coreOf } from '../lib/plugin.ts'
-import { connectReading, info, publish, rawExchange, startStandalone } from './helpers/server.ts'
+import { connectReading, info, publish, rawExchange, startStandalone, until } from './helpers/server.ts'
 
 const FIRST: Record<string, string> = {
   'an SSE stream': 'GET /sub/OWNER HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\nX-Twice: 1\r\nX-Twice: 2\r\n\r\n',
@@ -31,12 +31,6 @@ const NEXT_NODE: Record<string, string> = {
   'a publish that expects 100-continue': 'POST /pub/other HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 99999999\r\n\r\n',
   'a CONNECT': 'CONNECT a:1 HTTP/1.1\r\nHost: a\r\n\r\n',
   'a WebSocket handshake': 'GET /sub/other HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'
-}
-
-const until = async (cond: () => boolean, ms = 3000): Promise<boolean> => {
-  const end = Date.now() + ms
-  while (!cond() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
-  return cond()
 }
 
 for (const fast of [true, false]) {

@@ -11,7 +11,7 @@ import WebSocket from 'ws'
 import type { ParklineOptions } from '../lib/config.ts'
 import { coreOf } from '../lib/plugin.ts'
 import { AUTH_SERVER, mint, pubKey } from './helpers/auth.ts'
-import { connectReading, parseResponse, rawExchange, startStandalone, type Standalone } from './helpers/server.ts'
+import { connectReading, parseResponse, rawExchange, startStandalone, until, type Standalone } from './helpers/server.ts'
 
 async function serve (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>> = {}, raw = true): Promise<Standalone> {
   return await startStandalone(t, options, raw)
@@ -540,11 +540,6 @@ async function liveStream (t: ExecutionContext, s: Standalone, name: string, ask
   const { socket, text } = await connectReading(s.port)
   // bytes after the request are not read (as on Node's path), and do not stop the stream
   socket.write(`GET /sub/live HTTP/1.1\r\nHost: 127.0.0.1\r\n${ask}\r\nGARBAGE\r\n\r\n`)
-  const until = async (cond: () => boolean): Promise<boolean> => {
-    const end = Date.now() + 3000
-    while (!cond() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
-    return cond()
-  }
   const index = core.transports.findIndex((x) => x.name === name)
   t.true(await until(() => core.table.counts[index] === 1), 'counted')
   // no longer read as a raw connection: the stream's own listeners only, and no timer
@@ -673,11 +668,6 @@ test('WebSocket handshakes are read here too: the 101 is the one Node\'s path gi
   let got = Buffer.alloc(0)
   socket.on('data', (d: Buffer) => { got = Buffer.concat([got, d]) })
   socket.write(Buffer.concat([Buffer.from(`GET /sub/live HTTP/1.1\r\nHost: 127.0.0.1\r\n${WS}\r\n`, 'latin1'), clientFrame(0x9, 'hi')]))
-  const until = async (cond: () => boolean): Promise<boolean> => {
-    const end = Date.now() + 3000
-    while (!cond() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
-    return cond()
-  }
   const index = core.transports.findIndex((x) => x.name === 'websocket')
   t.true(await until(() => core.table.counts[index] === 1), 'counted')
   const head = (): number => got.indexOf('\r\n\r\n')
@@ -809,16 +799,11 @@ test('an EventSource request behind answers its client has not read yet: the str
   const bad = 'GET /sub/paused HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nLast-Event-ID: x:1\r\n\r\n'
   socket.write(bad.repeat(600) + 'GET /sub/paused HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
   // bytes after it (ignored), then the FIN: seen only by a stream that reads
-  const until = async (cond: () => boolean): Promise<boolean> => {
-    const end = Date.now() + 5000
-    while (!cond() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
-    return cond()
-  }
-  t.true(await until(() => text.includes(': hi\n\n')), 'the stream started')
+  t.true(await until(() => text.includes(': hi\n\n'), 5000), 'the stream started')
   t.is(core.table.size, 1)
   t.is(core.stats.rawStreams, 601)
   socket.end('ignored bytes')
-  t.true(await until(() => core.table.size === 0), 'its client\'s FIN ended it')
+  t.true(await until(() => core.table.size === 0, 5000), 'its client\'s FIN ended it')
   socket.destroy()
 })
 

@@ -122,6 +122,13 @@ export async function connectReading (port: number, opts: { allowHalfOpen?: bool
   return { socket, text: () => text, closed: () => closed, ended }
 }
 
+/** Polls `cond` every 10 ms for up to `ms`; its last answer (a bounded wait, never a timed assertion). */
+export async function until (cond: () => boolean, ms = 3000): Promise<boolean> {
+  const end = Date.now() + ms
+  while (!cond() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
+  return cond()
+}
+
 /** One full response to a raw request (waits for a complete Content-Length body). */
 export async function rawRequest (port: number, data: string | Buffer, ms = 3000): Promise<HttpAnswer> {
   const text = await rawExchange(port, data, {
