@@ -434,8 +434,7 @@ test('long-polls are read here too: answered at once, parked, re-polled with the
   const core = coreOf(s.app)
   const { socket, text, closed } = await connectReading(s.port)
   const answer = async (n: number): Promise<string> => {
-    const until = Date.now() + 3000
-    while (splitAnswers(text()).length < n && !closed() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+    await until(() => splitAnswers(text()).length >= n || closed())
     t.true(splitAnswers(text()).length >= n, `answer ${n}: ${text()}`)
     return splitAnswers(text())[n - 1] ?? ''
   }
@@ -480,8 +479,7 @@ test('long-polls are read here too: answered at once, parked, re-polled with the
   t.true(await parked(), 'parked before the stray byte')
   socket.write('G')
   t.regex(await answer(4), /^HTTP\/1\.1 400 /)
-  const until = Date.now() + 3000
-  while (!closed() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+  await until(() => closed())
   t.true(closed())
   t.true(await (async () => { const u = Date.now() + 3000; while (core.table.counts.some((n) => n > 0) && Date.now() < u) await new Promise((resolve) => setTimeout(resolve, 10)); return core.table.counts.every((n) => n === 0) })(), 'nobody left parked')
 })
@@ -732,8 +730,7 @@ test('a subscriber whose client sent its FIN while an authorize request was wait
       // (Node's own server closes an HTTP stream's connection it read a FIN on before the stream began)
       t.true(text === '' || /^HTTP\/1\.1 (101|200) /.test(text), text)
       c.destroy()
-      const until = Date.now() + 3000
-      while (core.table.size > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+      await until(() => core.table.size === 0)
       t.is(core.table.size, 0, `${fast ? 'raw' : 'Node'} ${ask}: nobody left`)
     }
   }
@@ -816,8 +813,7 @@ for (const auth of [false, true]) {
     t.true(ended, 'the server closed its side')
     t.regex(text, /^HTTP\/1\.1 200 OK\r\n/)
     socket.destroy()
-    const until = Date.now() + 3000
-    while (core.table.size > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+    await until(() => core.table.size === 0)
     t.is(core.table.size, 0)
     t.is(core.stats.rawStreams, 1)
   })
@@ -836,8 +832,7 @@ test('a long-poll that parks after its client half-closed is ended: the server c
   t.true(ended, 'the server closed its side')
   t.regex(text, /^HTTP\/1\.1 202 /)
   socket.destroy()
-  const until = Date.now() + 3000
-  while (core.table.counts.some((n) => n > 0) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+  await until(() => !core.table.counts.some((n) => n > 0))
   t.deepEqual(core.table.counts.filter((n) => n > 0), [], 'no subscriber left')
   t.is(core.stats.rawPolls, 1)
 })
@@ -864,8 +859,7 @@ test('a long-poll parked on a raw connection: no listener of its own, and gone w
     socket.on('error', () => {})
     await once(socket, 'connect')
     socket.write(`GET /sub/gone-${how} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
-    const until = Date.now() + 3000
-    while (core.table.size === 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+    await until(() => core.table.size > 0)
     t.is(core.table.size, 1, `${how}: parked`)
     const server = core.table.subs[0]!.socket
     // the raw connection's own listeners only: the parked poll added none
