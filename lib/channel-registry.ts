@@ -1,7 +1,6 @@
 // channel id -> Channel. A channel exists while it holds a buffered message or a subscriber
 // (PROTOCOL.md §3.2 "Lifetime"); an empty one is dropped at once.
 import { MessageBuffer } from './message-buffer.ts'
-import type { Message } from './message.ts'
 import type { Subscriber } from './subscriber.ts'
 
 export class Channel {
@@ -63,9 +62,9 @@ export class Channel {
   }
 
   /** Record that a message left the buffer. */
-  setFloor (m: Message, expired: boolean): void {
-    this.floorTime = m.time
-    this.floorTag = m.tag
+  setFloor (time: number, tag: number, expired: boolean): void {
+    this.floorTime = time
+    this.floorTag = tag
     this.floorExpired = expired
   }
 

@@ -149,8 +149,8 @@ export class Core {
     const ch = this.registry.get(key)!
     ch.buffer.clear()
     for (const [time, tag, data, ct, ev, at] of msgs) {
-      const evicted = ch.buffer.push(new Message(time, tag, data, ct, ev, at))
-      if (evicted !== null) ch.setFloor(evicted, false)
+      if (ch.buffer.full) ch.setFloor(ch.buffer.timeAt(0), ch.buffer.tagAt(0), false)
+      ch.buffer.push(new Message(time, tag, data, ct, ev, at))
     }
     this.#fileExpiry(ch)
   }
@@ -203,10 +203,10 @@ export class Core {
   }
 
   #append (ch: Channel, msg: Message): Message {
-    const evicted = ch.buffer.push(msg)
-    if (evicted !== null) {
-      ch.setFloor(evicted, false)
-    }
+    const buffer = ch.buffer
+    // the oldest is evicted: its id is the floor (gap signal)
+    if (buffer.full) ch.setFloor(buffer.timeAt(0), buffer.tagAt(0), false)
+    buffer.push(msg)
     // a channel holding messages is filed for expiry once (a newer message never expires first)
     if (ch.expiryAt === 0) this.#fileExpiry(ch)
     if (ch.subs.length > 0) this.#fanout(ch, msg)
@@ -343,20 +343,30 @@ export class Core {
       const now = Date.now()
       for (let k = 0; k < sub.channels.length; k++) this.#expireChannel(sub.channels[k]!, ttl, now)
     }
-    let best: Message | null = null
+    // compared by id where it is stored: only the message sent is made (lib/message-buffer.ts)
     let bestPos = -1
+    let bestIndex = -1
+    let bestTime = 0
+    let bestTag = 0
     for (let k = 0; k < sub.channels.length; k++) {
-      const m = sub.channels[k]!.buffer.firstAfter(sub.timeAt(k), sub.tagAt(k))
-      if (m !== null && (best === null || best.time > m.time || (best.time === m.time && best.tag > m.tag))) {
-        best = m
+      const buffer = sub.channels[k]!.buffer
+      const i = buffer.indexAfter(sub.timeAt(k), sub.tagAt(k))
+      if (i === buffer.size) continue
+      const time = buffer.timeAt(i)
+      const tag = buffer.tagAt(i)
+      if (bestPos === -1 || bestTime > time || (bestTime === time && bestTag > tag)) {
         bestPos = k
+        bestIndex = i
+        bestTime = time
+        bestTag = tag
       }
     }
-    if (best === null) return null
+    if (bestPos === -1) return null
     const ch = sub.channels[bestPos]!
+    const best = ch.buffer.at(bestIndex)
     let gap: string | null = null
-    const bestTime = sub.timeAt(bestPos)
-    if (bestTime > 0 && ch.hasGapAfter(bestTime, sub.tagAt(bestPos))) {
+    const cursorTime = sub.timeAt(bestPos)
+    if (cursorTime > 0 && ch.hasGapAfter(cursorTime, sub.tagAt(bestPos))) {
       gap = sub.requested(bestPos)
       this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
     }
@@ -438,8 +448,7 @@ export class Core {
 
   /** File `ch` for expiry under its oldest message's second, if it holds messages (lib/expiry.ts). */
   #fileExpiry (ch: Channel): void {
-    const oldest = this.#ttl > 0 ? ch.buffer.oldest() : null
-    if (oldest !== null) this.#expiry.file(ch, oldest.publishedAt + this.#ttl)
+    if (this.#ttl > 0 && ch.buffer.size > 0) this.#expiry.file(ch, ch.buffer.publishedAtOf(0) + this.#ttl)
   }
 
   /** A channel's second came: its due messages go, and it is filed again (or released, emptied). */
@@ -453,12 +462,11 @@ export class Core {
    * subscriber may be about to register on it (the shared timer releases emptied ones).
    */
   #expireChannel (ch: Channel, ttl: number, now: number): boolean {
-    let m = ch.buffer.oldest()
-    if (m === null || m.publishedAt + ttl > now) return false
-    while (m !== null && m.publishedAt + ttl <= now) {
-      ch.buffer.shift()
-      ch.setFloor(m, true)
-      m = ch.buffer.oldest()
+    const buffer = ch.buffer
+    if (buffer.size === 0 || buffer.publishedAtOf(0) + ttl > now) return false
+    while (buffer.size > 0 && buffer.publishedAtOf(0) + ttl <= now) {
+      ch.setFloor(buffer.timeAt(0), buffer.tagAt(0), true)
+      buffer.shift()
     }
     return true
   }

@@ -8,18 +8,21 @@ const LF = 10
 const DATA_PREFIX = Buffer.from('data: ')
 
 /**
- * A content type is one of a handful per deployment: every message that names one shares one string
- * (bounded: past MAX_TYPES distinct ones, a new one is kept as given).
+ * A content type, or an SSE event name, is one of a handful per deployment: every message that
+ * names one shares one string (bounded: past MAX_TYPES distinct ones of each, a new one is kept as
+ * given). A buffered message then holds no string of its own (lib/message-buffer.ts).
  */
 const MAX_TYPES = 64
 const TYPES = new Map<string, string>()
 
-function internType (type: string | null): string | null {
-  if (type === null) return null
-  const known = TYPES.get(type)
+const EVENTS = new Map<string, string>()
+
+function intern (map: Map<string, string>, s: string | null): string | null {
+  if (s === null) return null
+  const known = map.get(s)
   if (known !== undefined) return known
-  if (TYPES.size < MAX_TYPES) TYPES.set(type, type)
-  return type
+  if (map.size < MAX_TYPES) map.set(s, s)
+  return s
 }
 
 /** Caches a message needs only for some transports (long-poll, multipart, chunked, ws+meta, multiplexed SSE). */
@@ -33,9 +36,11 @@ interface Extras {
 }
 
 /**
- * A buffered message is kept for its channel's whole buffer window, thousands per channel and
- * millions per process, and every one of them is traced by each major garbage collection: it holds
- * as few heap objects as it can (measured in benchmarks/results/message-memory-*.md). A body
+ * A message as it is published and delivered. The channel's buffer does not keep this object: it
+ * keeps the id and publish time as numbers, the type and event as shared strings, and the store
+ * that holds the body (`stored`), and makes a Message again over that store when one is read back
+ * (lib/message-buffer.ts). A Message still holds as few heap objects as it can, since backlogs and
+ * the buffer's read cache keep some for a while (benchmarks/results/message-memory-*.md). A body
  * without LF is stored once, inside its SSE frame (`id: …\ndata: <body>\n\n`, built at publish,
  * one backing store), and `data` is a view of it made at first use; a body with LF is stored on its
  * own and its frame built when an SSE subscriber needs it. The id string is made when first asked
@@ -59,17 +64,27 @@ export class Message {
   #wsFrame: Buffer | null
   #extras: Extras | null
 
-  constructor (time: number, tag: number, data: Buffer, contentType: string | null, event: string | null, publishedAt: number) {
+  /**
+   * `data` is the body; or, with `framedLength` ≥ 0, the SSE frame this message was sent in, whose
+   * tail holds a body of that length (a buffered message read back: lib/message-buffer.ts).
+   */
+  constructor (time: number, tag: number, data: Buffer, contentType: string | null, event: string | null, publishedAt: number, framedLength = -1) {
     this.time = time
     this.tag = tag
-    this.contentType = internType(contentType)
-    this.event = event
+    this.contentType = intern(TYPES, contentType)
+    this.event = intern(EVENTS, event)
     this.publishedAt = publishedAt
     this.latencyObserved = false
-    this.#length = data.length
     this.#id = null
     this.#wsFrame = null
     this.#extras = null
+    if (framedLength >= 0) {
+      this.#length = framedLength
+      this.#sseFrame = data
+      this.#data = null
+      return
+    }
+    this.#length = data.length
     if (data.indexOf(LF) === -1) {
       // the body is copied once, into the frame it is sent in
       this.#sseFrame = frameSseLine(data, this.sseHead(formatId(time, tag)))
@@ -84,6 +99,24 @@ export class Message {
   get id (): string {
     if (this.#id === null) this.#id = formatId(this.time, this.tag)
     return this.#id
+  }
+
+  /** The body's length in bytes. */
+  get bodyLength (): number {
+    return this.#length
+  }
+
+  /**
+   * The bytes that hold the body, never written again: the SSE frame whose tail it is (framed),
+   * or the body's own store. A buffer keeps these and nothing else of the message.
+   */
+  get stored (): Buffer {
+    return this.#data === null || (this.#sseFrame !== null && this.#data.buffer === this.#sseFrame.buffer) ? this.#sseFrame! : this.#data
+  }
+
+  /** Whether `stored` is the SSE frame (the body its tail) rather than the body alone. */
+  get framed (): boolean {
+    return this.#data === null || (this.#sseFrame !== null && this.#data.buffer === this.#sseFrame.buffer)
   }
 
   /** The body: its own store, or a view of the SSE frame that holds it. */
