@@ -909,9 +909,10 @@ export class WorkerEngine implements Engine {
     for (const [key, [time, tag]] of last) {
       const ch = this.#core.registry.get(key)
       if (ch === undefined) continue
-      for (let i = 0; i < ch.buffer.size; i++) {
+      // only the messages sent are made again from the buffer
+      for (let i = ch.buffer.indexAfter(time, tag); i < ch.buffer.size; i++) {
         const m = ch.buffer.at(i)
-        if (m.time > time || (m.time === time && m.tag > tag)) this.#mesh.send(peer, ['m', key, m.time, m.tag, m.data, m.contentType, m.event, m.publishedAt], m.data.length)
+        this.#mesh.send(peer, ['m', key, m.time, m.tag, m.data, m.contentType, m.event, m.publishedAt], m.data.length)
       }
     }
   }

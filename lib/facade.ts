@@ -78,7 +78,8 @@ export function createFacade (core: Core, consumers: ConsumerTransport): Parklin
   return {
     async publish (channel, data, options = {}) {
       const key = toKey(core, channel)
-      const body = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+      // the caller's bytes are copied: what it does with its array after cannot change the message
+      const body = typeof data === 'string' ? Buffer.from(data) : Buffer.copyBytesFrom(data)
       if (body.length > core.opts.maxMessageSize) throw new ParklineError('PKL_ERR_PAYLOAD_TOO_LARGE', `message larger than maxMessageSize (${core.opts.maxMessageSize} bytes)`, 413)
       const idem = options.idempotencyKey ?? null
       if (idem !== null && !validIdempotencyKey(idem)) throw new ParklineError(ERRORS.BAD_IDEMPOTENCY_KEY.code, ERRORS.BAD_IDEMPOTENCY_KEY.message, 400)

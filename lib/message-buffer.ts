@@ -61,8 +61,9 @@ export class MessageBuffer {
   tagAt (i: number): number { return this.#meta![this.#slot(i) * STRIDE + 1]! }
   publishedAtOf (i: number): number { return this.#meta![this.#slot(i) * STRIDE + 2]! }
 
-  /** The i-th message, oldest first: the cache's, or made again over its stored bytes. */
+  /** The i-th message (0 ≤ i < size), oldest first: the cache's, or made again over its stored bytes. */
   at (i: number): Message {
+    if (i < 0 || i >= this.#size) throw new RangeError(`message ${i} of ${this.#size}`)
     const seq = this.#first + i
     const c = cacheSlot(this.#id, seq)
     if (cacheOwner[c] === this.#id && cacheSeq[c] === seq) return cacheMsg[c]!

@@ -107,8 +107,8 @@ export class Message {
   }
 
   /**
-   * The bytes that hold the body, never written again: the SSE frame whose tail it is (framed),
-   * or the body's own store. A buffer keeps these and nothing else of the message.
+   * The bytes that hold the body, which Parkline never writes into: the SSE frame whose tail it is
+   * (framed), or the body's own store. A buffer keeps these and nothing else of the message.
    */
   get stored (): Buffer {
     return this.#data === null || (this.#sseFrame !== null && this.#data.buffer === this.#sseFrame.buffer) ? this.#sseFrame! : this.#data
@@ -271,7 +271,10 @@ let lastHeaders = ''
  * Measured in benchmarks/results/message-memory-*.md.
  */
 export function owned (data: Buffer): Buffer {
-  if (data.byteOffset === 0 && data.buffer.byteLength === data.length) return data
+  // kept only if its store is a plain ArrayBuffer: a shared one can change under it, a resizable
+  // one can grow, and a buffer keeps the store itself (lib/message-buffer.ts)
+  const store = data.buffer
+  if (data.byteOffset === 0 && store.byteLength === data.length && store instanceof ArrayBuffer && !store.resizable) return data
   const own = Buffer.allocUnsafeSlow(data.length)
   data.copy(own)
   return own

@@ -160,3 +160,27 @@ test('embedded: prefix, paths that do not collide with the host, no method added
   t.is((await rawRequest(port, 'DELETE /rt/sub/a/../../pub/x HTTP/1.1\r\nHost: x\r\nx-key: k\r\n\r\n')).status, 400)
   t.is((await app.parkline.info('x'))?.messages, 1)
 })
+
+test('publish copies the caller\'s bytes: changing its array after, shared or growable, changes no buffered message', async (t) => {
+  const srv = await startServer(t)
+  const p = srv.app.parkline
+  // bodies with LF are kept in a store of their own, not inside their SSE frame: the case that kept the caller's memory
+  const plain = new Uint8Array(Buffer.from('one\ntwo'))
+  const shared = new Uint8Array(new SharedArrayBuffer(7))
+  shared.set(Buffer.from('six\nsix'))
+  const growable = new ArrayBuffer(7, { maxByteLength: 64 })
+  new Uint8Array(growable).set(Buffer.from('ten\nten'))
+  for (const body of [plain, shared, new Uint8Array(growable)]) await p.publish('copies', body)
+  plain.fill(120)
+  shared.fill(120)
+  growable.resize(32)
+  new Uint8Array(growable).fill(120)
+  // read back from the buffer after 300 other messages took the read cache's entries
+  for (let i = 0; i < 300; i++) await p.publish('elsewhere-' + (i % 7), 'x')
+  const it = p.subscribe('copies')
+  t.deepEqual((await take(it, 3)).map((m) => m.data.toString()), ['one\ntwo', 'six\nsix', 'ten\nten'])
+  await it.return!()
+  const sse = await SseClient.connect(srv.port, '/sub/copies')
+  await sse.until(() => sse.events.length >= 3)
+  t.deepEqual(sse.events.map((e) => e.data), ['one\ntwo', 'six\nsix', 'ten\nten'])
+})

@@ -195,3 +195,21 @@ test('messages of every kind through eviction, expiry, growth and wrap-around re
     t.pass()
   }
 })
+
+test('a body in shared or growable memory is copied when the message is made: the buffer keeps a store no one else can change', (t) => {
+  const b = new MessageBuffer(4)
+  const sab = new SharedArrayBuffer(3)
+  const grow = new ArrayBuffer(3, { maxByteLength: 16 })
+  Buffer.from(sab).set(Buffer.from('a\nb'))
+  Buffer.from(grow).set(Buffer.from('c\nd'))
+  b.push(new Message(1, 0, Buffer.from(sab), null, null, 0))
+  b.push(new Message(1, 1, Buffer.from(grow), null, null, 0))
+  Buffer.from(sab).fill(120)
+  grow.resize(8)
+  Buffer.from(grow).fill(120)
+  const other = new MessageBuffer(256)
+  for (let i = 0; i < 256; i++) other.push(msg(2, i))
+  t.is(b.at(0).data.toString(), 'a\nb')
+  t.is(b.at(1).data.toString(), 'c\nd')
+  t.throws(() => b.at(2), { instanceOf: RangeError })
+})
