@@ -34,6 +34,8 @@ export class MessageBuffer {
   #size: number
   /** How many messages ever left from the front: the oldest's sequence number (cache key). */
   #first: number
+  /** Body bytes of the messages held (`parkline_message_bytes_stored`). */
+  #bytes: number
 
   constructor (capacity: number) {
     this.capacity = capacity
@@ -44,9 +46,13 @@ export class MessageBuffer {
     this.#head = 0
     this.#size = 0
     this.#first = 0
+    this.#bytes = 0
   }
 
   get size (): number { return this.#size }
+
+  /** Body bytes of the messages held. */
+  get bytes (): number { return this.#bytes }
 
   /** The next push evicts the oldest message. */
   get full (): boolean { return this.#size === this.capacity }
@@ -97,6 +103,7 @@ export class MessageBuffer {
     meta[x + 1] = m.tag
     meta[x + 2] = m.publishedAt
     meta[x + 3] = m.bodyLength
+    this.#bytes += m.bodyLength
     meta[x + 4] = framed ? 1 : 0
     const refs = this.#refs!
     refs[s * REFS] = m.contentType
@@ -123,6 +130,7 @@ export class MessageBuffer {
   #drop (): void {
     const refs = this.#refs!
     const s = this.#head
+    this.#bytes -= this.#meta![s * STRIDE + 3]!
     refs[s * REFS] = null
     refs[s * REFS + 1] = null
     refs[s * REFS + 2] = null
@@ -134,6 +142,7 @@ export class MessageBuffer {
   clear (): void {
     this.#first += this.#size
     this.#size = 0
+    this.#bytes = 0
     this.#release()
   }
 

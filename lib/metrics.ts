@@ -69,6 +69,11 @@ export class Metrics {
       for (const ch of core.registry.values()) n += ch.buffer.size
       set({}, n)
     }, 'max')
+    gaugeFrom(r, 'parkline_message_bytes_stored', 'Body bytes of the messages held in channel buffers (the largest over the node\'s workers); each also holds ~0.55 KB of frame and record (docs/configuration.md, bufferLength).', [], (set) => {
+      let n = 0
+      for (const ch of core.registry.values()) n += ch.buffer.bytes
+      set({}, n)
+    }, 'max')
     counterFrom(r, 'parkline_messages_published_total', 'Messages published through this process.', [], (set) => { set({}, s.published) })
     counterFrom(r, 'parkline_messages_delivered_total', 'Messages written to subscribers, by transport.', ['transport'], (set) => {
       for (let i = 0; i < names.length; i++) set({ transport: names[i]! }, s.delivered[i]!)

@@ -49,6 +49,8 @@ test('one process: every family has HELP and TYPE, process and runtime metrics, 
   t.is(value(families, 'parkline_messages_published_total'), 3)
   t.is(value(families, 'parkline_messages_delivered_total', { transport: 'eventsource' }), 6)
   t.is(value(families, 'parkline_subscribers', { transport: 'eventsource' }), 2)
+  t.is(value(families, 'parkline_messages_stored'), 3)
+  t.is(value(families, 'parkline_message_bytes_stored'), 6, 'the bodies m0, m1, m2')
   t.is(families.get('parkline_messages_delivered_total')!.type, 'COUNTER')
   const h = families.get('parkline_publish_delivery_seconds')!
   t.is(h.type, 'HISTOGRAM')

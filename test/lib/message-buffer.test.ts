@@ -130,8 +130,10 @@ test('an emptied buffer lets its arrays go and starts again', (t) => {
   t.is(b.firstAfter(0, -1), null)
   b.push(msg(2, 0))
   t.is(b.oldest()?.id, '2:0')
+  t.is(b.bytes, 3)
   b.clear()
   t.is(b.size, 0)
+  t.is(b.bytes, 0)
   t.is(b.firstAfter(0, -1), null)
   b.push(msg(3, 0))
   t.is(b.firstAfter(0, -1)?.id, '3:0')
@@ -176,6 +178,7 @@ test('messages of every kind through eviction, expiry, growth and wrap-around re
         const other = new MessageBuffer(256)
         for (let i = 0; i < 256; i++) other.push(msg(1, i))
         t.is(b.size, model.length)
+        t.is(b.bytes, model.reduce((n, e) => n + e.body.length, 0), 'body bytes held')
         for (let i = 0; i < model.length; i++) {
           const m = b.at(i)
           const e = model[i]!
