@@ -82,9 +82,7 @@ export class MessageBuffer {
     const framed = meta[x + 4] === 1
     const msg = new Message(meta[x]!, meta[x + 1]!, bytes, refs[s * REFS] as string | null, refs[s * REFS + 1] as string | null,
       meta[x + 2]!, framed ? meta[x + 3]! : -1)
-    cacheOwner[c] = this.#id
-    cacheSeq[c] = seq
-    cacheMsg[c] = msg
+    cacheSet(c, this.#id, seq, msg)
     return msg
   }
 
@@ -113,10 +111,7 @@ export class MessageBuffer {
     refs[s * REFS + 2] = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length ? bytes.buffer as ArrayBuffer : bytes
     // the published message itself answers the reads of the next moments (re-polls, resumes)
     const seq = this.#first + this.#size
-    const c = cacheSlot(this.#id, seq)
-    cacheOwner[c] = this.#id
-    cacheSeq[c] = seq
-    cacheMsg[c] = m
+    cacheSet(cacheSlot(this.#id, seq), this.#id, seq, m)
     this.#size++
   }
 
@@ -212,4 +207,10 @@ const cacheMsg = new Array<Message | null>(CACHE_SIZE).fill(null)
 
 function cacheSlot (id: number, seq: number): number {
   return (Math.imul(id, 0x9e3779b1) + seq) & (CACHE_SIZE - 1)
+}
+
+function cacheSet (c: number, id: number, seq: number, msg: Message): void {
+  cacheOwner[c] = id
+  cacheSeq[c] = seq
+  cacheMsg[c] = msg
 }

@@ -111,7 +111,7 @@ export class Message {
    * (framed), or the body's own store. A buffer keeps these and nothing else of the message.
    */
   get stored (): Buffer {
-    return this.#data === null || (this.#sseFrame !== null && this.#data.buffer === this.#sseFrame.buffer) ? this.#sseFrame! : this.#data
+    return this.framed ? this.#sseFrame! : this.#data!
   }
 
   /** Whether `stored` is the SSE frame (the body its tail) rather than the body alone. */
