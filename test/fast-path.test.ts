@@ -22,9 +22,9 @@ function req (method: string, path: string, headers: Record<string, string> = {}
   return s + '\r\n' + body
 }
 
-/** What differs between two runs (message ids and times, the jittered retry) masked. */
+/** What differs between two runs (message ids and times, the jittered retry) masked; header lines come lower-cased. */
 function mask (text: string): string {
-  return text.replace(/\nretry: \d+\n/g, '\nretry: R\n').replace(/\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT/g, 'DATE').replace(/\d{10}(:\d+)?/g, 'T')
+  return text.replace(/\nretry: \d+\n/g, '\nretry: R\n').replace(/\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT/gi, 'DATE').replace(/\d{10}(:\d+)?/g, 'T')
 }
 
 /** An answer, its Date header dropped, header lines in order of name, ids and times masked. */
