@@ -142,7 +142,7 @@ export class Message {
     if (x.sseData === null) {
       // a frame that holds the body ends with exactly these lines: a view of it
       const f = this.#sseFrame
-      x.sseData = f !== null && (this.#data === null || this.#data.buffer === f.buffer) ? f.subarray(f.length - 8 - this.#length) : frameSseData(this.data)
+      x.sseData = this.framed ? f!.subarray(f!.length - 8 - this.#length) : frameSseData(this.data)
     }
     return x.sseData
   }
