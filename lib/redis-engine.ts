@@ -264,6 +264,14 @@ export class RedisEngine implements Engine {
   #cmdReady = false
   #subReady = false
   #recovering = 0
+  /**
+   * Replicas were marked stale (pub/sub lost, a fault) and their re-sync has not started yet: not
+   * up meanwhile. Without it a node answered /health 200 and took publishes in the moments between
+   * its connections coming back and the re-sync starting (#cmdUp and #subUp await first), so a
+   * publish there could take an id the store had lost and a replica already held: that message
+   * was never delivered.
+   */
+  #syncPending = false
   #inflight = 0
   #timer: NodeJS.Timeout | null = null
   #probeTimer: NodeJS.Timeout | null = null
@@ -389,7 +397,7 @@ export class RedisEngine implements Engine {
 
   /** Both connections ready, scripts known, no fault and no catch-up running: publishes are accepted. */
   get up (): boolean {
-    return this.#cmdReady && this.#subReady && this.#scriptsReady && !this.#faulty && this.#recovering === 0
+    return this.#cmdReady && this.#subReady && this.#scriptsReady && !this.#faulty && !this.#syncPending && this.#recovering === 0
   }
 
   /** /status, /metrics and /health (EXTENSION f). */
@@ -479,6 +487,7 @@ export class RedisEngine implements Engine {
     this.#subReady = false
     this.#lost()
     // messages are being lost from now on: hold what arrives until the catch-up read
+    if (this.#replicas.size > 0) this.#syncPending = true
     for (const r of this.#replicas.values()) {
       if (r.state === LIVE) r.stale = true
       r.subscribed = false
@@ -498,6 +507,7 @@ export class RedisEngine implements Engine {
       if (this.#state !== 'never') {
         this.#faults++
         this.#lost()
+        if (this.#replicas.size > 0) this.#syncPending = true
         for (const r of this.#replicas.values()) if (r.state === LIVE) r.stale = true
       }
     }
@@ -1022,6 +1032,9 @@ export class RedisEngine implements Engine {
   // ---- replicas -------------------------------------------------------------------------------------
 
   #syncAll (): void {
+    // (every replica's re-sync starts, or waits in the load queue, counted in #recovering)
+    if (!this.#cmdReady || !this.#subReady || !this.#scriptsReady) return
+    this.#syncPending = false
     for (const r of this.#replicas.values()) this.#sync(r)
   }
 
