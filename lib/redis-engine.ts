@@ -105,8 +105,8 @@ class Replica {
   idleSince: number
   /** Subscribers whose head waits for this replica. */
   waiters: Subscriber[]
-  /** More pub/sub messages arrived while loading than are held: load again. */
-  overflowed: boolean
+  /** Load again after this load: more pub/sub messages arrived than are held, or the record changed under it. */
+  again: boolean
 
   constructor (key: string) {
     this.key = key
@@ -120,7 +120,7 @@ class Replica {
     this.gen = ''
     this.idleSince = 0
     this.waiters = []
-    this.overflowed = false
+    this.again = false
   }
 }
 
@@ -1068,9 +1068,10 @@ export class RedisEngine implements Engine {
     }
     this.#load(r).then(() => {
       done()
-      if (epoch !== this.#epoch || r.overflowed) {
-        // a fault (or a flood of held messages) came while it loaded: what it read may miss some
-        r.overflowed = false
+      if (epoch !== this.#epoch || r.again) {
+        // a fault (or a flood of held messages, or a record that changed) came while it loaded:
+        // what it read may miss some
+        r.again = false
         if (r.state === LIVE) r.stale = true
         if (this.#replicas.get(r.key) === r) this.#sync(r)
         return
@@ -1112,30 +1113,49 @@ export class RedisEngine implements Engine {
         this.#dropLocal(r, true)
         return
       }
+      const behind = lt < r.lastTime || (lt === r.lastTime && lg < r.lastTag)
+      const genBefore = r.gen
       if (!exists) {
         // Redis lost the record (restart without persistence): give it back our last id
         if (r.lastTime > 0) {
-          const g = await this.#call(this.#cmd, 'SEED', [channelKey(key, 'm')], [String(r.lastTime), String(r.lastTag), ttl])
-          r.gen = str(g)
+          const seeded = await this.#call(this.#cmd, 'SEED', [channelKey(key, 'm')], [String(r.lastTime), String(r.lastTag), ttl]) as unknown[]
+          if (this.#replicas.get(key) !== r) return
+          if (num(seeded[1]) !== 1) {
+            // another node's publish (or seed) made a record since LOAD read none: read that one
+            r.again = true
+            return
+          }
+          r.gen = str(seeded[0])
         }
-      } else if (gen !== r.gen) {
-        if (r.gen !== '' && (lt < r.lastTime || (lt === r.lastTime && lg < r.lastTag))) {
-          // a new record whose ids fall behind ours: its subscribers start over (410)
+      } else if (gen !== r.gen && r.gen !== '' && r.lastTime > 0) {
+        // a new record (Redis lost ours): its messages have ids after its base. A base behind the
+        // last id applied here means ids this node already applied may be taken again.
+        const bt = str(res[8])
+        const baseTime = bt === '' ? num(res[3]) : num(bt)
+        const baseTag = bt === '' ? num(res[4]) : num(res[9])
+        const baseBehind = baseTime < r.lastTime || (baseTime === r.lastTime && baseTag < r.lastTag)
+        if (baseBehind && lt === baseTime && lg === baseTag) {
+          // none taken yet (a node that was behind us seeded it): ids go on above ours
+          if (!await this.#forward(r, lt, lg)) return
+        } else if (baseBehind) {
+          // a message of the new record has an id at or below one applied here, so it would be
+          // taken for one the subscribers have: they are told to start over (410), never left silent
+          this.#log?.warn({ node: this.nodeId, channel: key, base: formatId(baseTime, baseTag), store: formatId(lt, lg), applied: formatId(r.lastTime, r.lastTag) }, 'redis lost a channel and another node published first, reusing ids applied here: its subscribers here are ended (410) to start over')
           this.#dropLocal(r, true)
           return
         }
         r.gen = gen
-      } else if (lt < r.lastTime || (lt === r.lastTime && lg < r.lastTag)) {
+      } else if (gen !== r.gen) {
+        r.gen = gen
+      } else if (behind) {
         // the same record without the last messages this node applied: a failover promoted a
         // replica that had not received them. Ids go on above ours (never below what subscribers
         // have), and the floor moves there: a cursor in the lost range gets the gap signal.
-        const moved = await this.#call(this.#cmd, 'FORWARD', [channelKey(key, 'm'), channelKey(key, 'b')], [String(r.lastTime), String(r.lastTag)])
-        if (num(moved) === 1) {
-          this.#log?.warn({ node: this.nodeId, channel: key, store: formatId(lt, lg), applied: formatId(r.lastTime, r.lastTag) }, 'redis lost the tail of a channel (failover): ids continue after the last applied; older cursors get the gap signal')
-          core.raiseFloor(key, r.lastTime, r.lastTag)
-        }
+        if (!await this.#forward(r, lt, lg)) return
       }
       if (exists) core.raiseFloor(key, num(res[3]), num(res[4]))
+      // held messages of the lost record: below the new floor, or ids the new record may take again
+      if (r.gen !== genBefore && r.pending.length > 0) r.pending = r.pending.filter((b) => b[0] === 0x64 || genOf(b) === r.gen)
     } else {
       r.gen = gen
       if (exists) core.loadChannel(key, lt, lg, num(res[3]), num(res[4]))
@@ -1169,6 +1189,26 @@ export class RedisEngine implements Engine {
     for (const buf of pending) this.#apply(r, buf)
   }
 
+  /**
+   * Move the record's ids on past the last id applied here (FORWARD), if it still ends at lt:lg.
+   * False when a publish got in since it was read: the replica is read again (r.again).
+   */
+  async #forward (r: Replica, lt: number, lg: number): Promise<boolean> {
+    const key = r.key
+    const moved = num(await this.#call(this.#cmd, 'FORWARD', [channelKey(key, 'm'), channelKey(key, 'b')],
+      [String(r.lastTime), String(r.lastTag), String(lt), String(lg)]))
+    if (this.#replicas.get(key) !== r) return false
+    if (moved === -1) {
+      r.again = true
+      return false
+    }
+    if (moved === 1) {
+      this.#log?.warn({ node: this.nodeId, channel: key, store: formatId(lt, lg), applied: formatId(r.lastTime, r.lastTag) }, 'redis lost the tail of a channel (failover, or a seed from a node that was behind): ids continue after the last applied; older cursors get the gap signal')
+      this.#core.raiseFloor(key, r.lastTime, r.lastTag)
+    }
+    return true
+  }
+
   /** Unsubscribe and drop the local copy (no local subscriber is left, or the channel is gone). */
   #detach (r: Replica): void {
     this.#replicas.delete(r.key)
@@ -1198,7 +1238,7 @@ export class RedisEngine implements Engine {
       if (r.pending.length >= MAX_PENDING) {
         // the buffer in Redis has them: drop what is held and read again after this load
         r.pending = []
-        r.overflowed = true
+        r.again = true
       }
       r.pending.push(msg)
       return
@@ -1220,8 +1260,19 @@ export class RedisEngine implements Engine {
     if (ctLen > 0) o += ctLen
     const ev = evLen < 0 ? null : buf.toString('utf8', o, o + evLen)
     if (evLen > 0) o += evLen
-    if (head[5] !== undefined && head[5] !== r.gen) r.gen = head[5]
-    this.#applyOne(r, Number(head[0]), Number(head[1]), buf.subarray(o), ct, ev, Number(head[2]))
+    const time = Number(head[0])
+    const tag = Number(head[1])
+    if (head[5] !== undefined && head[5] !== r.gen) {
+      if (r.gen !== '' && r.lastTime > 0 && (time < r.lastTime || (time === r.lastTime && tag <= r.lastTag))) {
+        // a new record's first message (Redis lost ours: evicted, flushed) reuses an id applied
+        // here: it would be skipped as a duplicate, so the subscribers start over (410) instead
+        this.#log?.warn({ node: this.nodeId, channel: r.key, message: formatId(time, tag), applied: formatId(r.lastTime, r.lastTag) }, 'redis lost a channel and a publish reused an id applied here: its subscribers here are ended (410) to start over')
+        this.#dropLocal(r, true)
+        return
+      }
+      r.gen = head[5]
+    }
+    this.#applyOne(r, time, tag, buf.subarray(o), ct, ev, Number(head[2]))
   }
 
   /** Apply once: a message at or below the last id applied is a duplicate of the load/catch-up. */
@@ -1247,6 +1298,12 @@ export class RedisEngine implements Engine {
     const r = this.#replicas.get(key)
     return r === undefined ? null : formatId(r.lastTime, r.lastTag)
   }
+}
+
+/** The generation a pub/sub message carries (`m… <g>\n…`; '' if none). */
+function genOf (buf: Buffer): string {
+  const head = buf.toString('latin1', 1, buf.indexOf(10)).split(' ')
+  return head[5] ?? ''
 }
 
 /** `p`, or a rejection after `ms` (the timer is cleared either way). */

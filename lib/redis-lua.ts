@@ -3,7 +3,9 @@
 // slot of a Redis Cluster. Keys of channel c share the hash tag {T}, T = c with `%`, `{` and `}`
 // percent-encoded (lib/redis-engine.ts hashTag), so no channel id can end the tag early:
 //
-//   pk:{T}:m   hash    lt lg (last id), ft fg (floor, §11a), g (generation: a new record, a new g)
+//   pk:{T}:m   hash    lt lg (last id), ft fg (floor, §11a), g (generation: a new record, a new g),
+//                      bt bg (the generation's base: its messages all have ids after it; a record a
+//                      publish created starts at `<that second>:-1`, a seeded one at the seeded id)
 //   pk:{T}:b   stream  the buffer; entry id = message id `seconds-tag`, fields p (published ms),
 //                      d (body), c (content type, absent = none), e (event, absent = none)
 //   pk:{T}:s   hash    subscriber counts: node id -> that node's count; `~r` -> ms of the last arrival
@@ -86,7 +88,7 @@ local lt, lg, ft, fg, g = tonumber(m[1]), tonumber(m[2]), m[3], m[4], m[5]
 if lt == nil then
   -- a new channel record: created now, nothing has left it yet
   lt, lg, ft, fg, g = 0, 0, sec, -1, micros
-  redis.call('HSET', KEYS[1], 'g', g)
+  redis.call('HSET', KEYS[1], 'g', g, 'bt', sec, 'bg', -1)
 end
 local et, eg = expire(KEYS[2], ttl, nowms)
 if et then ft, fg = et, eg end
@@ -152,45 +154,52 @@ return info
 
 /**
  * KEYS m b x; ARGV ttlMs start (`-` or `(<seconds>-<tag>`). The channel record and its buffered
- * messages after start: {exists, lt, lg, ft, fg, g, tombstone, entries}.
+ * messages after start: {exists, lt, lg, ft, fg, g, tombstone, entries, bt, bg} (bt '' on a record
+ * written before bases were kept).
  */
 export const LOAD = COMMON + `
 local sec, nowms = clock()
 local ttl = tonumber(ARGV[1])
 local et, eg = expire(KEYS[2], ttl, nowms)
 if et and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'ft', et, 'fg', eg) end
-local m = redis.call('HMGET', KEYS[1], 'lt', 'lg', 'ft', 'fg', 'g')
+local m = redis.call('HMGET', KEYS[1], 'lt', 'lg', 'ft', 'fg', 'g', 'bt', 'bg')
 local exists = m[1] and 1 or 0
 return {exists, tonumber(m[1]) or 0, tonumber(m[2]) or 0, tonumber(m[3]) or 0, tonumber(m[4]) or -1, m[5] or '',
-  redis.call('GET', KEYS[3]) or '', redis.call('XRANGE', KEYS[2], ARGV[2], '+')}
+  redis.call('GET', KEYS[3]) or '', redis.call('XRANGE', KEYS[2], ARGV[2], '+'), m[6] or '', m[7] or ''}
 `
 
 /**
  * After Redis lost the record (a restart without persistence), a node that still holds a replica
  * seeds the last id back, so ids stay strictly increasing; what left with Redis is below the floor.
- * KEYS m; ARGV lt lg ttlMs. Returns the generation now in force.
+ * KEYS m; ARGV lt lg ttlMs. Returns {generation now in force, 1 if this call seeded it}: 0 when a
+ * record was there (another node's publish or seed got in first; the caller reads it again).
  */
 export const SEED = COMMON + `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local sec, nowms, micros = clock()
-  redis.call('HSET', KEYS[1], 'lt', ARGV[1], 'lg', ARGV[2], 'ft', ARGV[1], 'fg', ARGV[2], 'g', micros)
+  redis.call('HSET', KEYS[1], 'lt', ARGV[1], 'lg', ARGV[2], 'ft', ARGV[1], 'fg', ARGV[2], 'g', micros, 'bt', ARGV[1], 'bg', ARGV[2])
   if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+  return {micros, 1}
 end
-return redis.call('HGET', KEYS[1], 'g')
+return {redis.call('HGET', KEYS[1], 'g'), 0}
 `
 
 /**
- * After a failover lost the record's tail (the promoted replica had not received the last
- * messages this node applied): KEYS m b; ARGV lt lg. Ids continue above ours, and the floor moves
- * there, so a cursor in the lost range gets the gap signal instead of silence; what the store
- * still buffers is below the floor and goes. Returns 1 when it moved the record.
+ * The record's ids are behind the last this node applied: a failover lost its tail (the promoted
+ * replica had not received the last messages this node applied), or a node that was behind seeded
+ * it. KEYS m b; ARGV lt lg (ours) seenLt seenLg (the record's last id as the caller read it). Ids
+ * continue above ours, and the floor and base move there, so a cursor in the lost range gets the
+ * gap signal instead of silence; what the store still buffers is below the floor and goes. Returns
+ * 1 when it moved the record, 0 when its ids are not behind ours, -1 when a publish got in since
+ * the caller read it (the caller reads it again: the new message may reuse an id it applied).
  */
 export const FORWARD = COMMON + `
 local m = redis.call('HMGET', KEYS[1], 'lt', 'lg')
 local lt, lg = tonumber(m[1]), tonumber(m[2])
 local t, g = tonumber(ARGV[1]), tonumber(ARGV[2])
 if lt == nil or lt > t or (lt == t and lg >= g) then return 0 end
-redis.call('HSET', KEYS[1], 'lt', t, 'lg', g, 'ft', t, 'fg', g)
+if lt ~= tonumber(ARGV[3]) or lg ~= tonumber(ARGV[4]) then return -1 end
+redis.call('HSET', KEYS[1], 'lt', t, 'lg', g, 'ft', t, 'fg', g, 'bt', t, 'bg', g)
 redis.call('DEL', KEYS[2])
 return 1
 `

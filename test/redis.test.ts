@@ -172,6 +172,104 @@ test.serial('Redis killed and restarted mid-stream: 503 + Retry-After, /status a
   sub.close()
 })
 
+/** Move a channel's last id `ahead` seconds past the clock (as after a clock step back): the next publish takes `<that second>:<tag + 1>`. */
+async function idsAhead (port: number, channel: string, ahead: number, tag = 0): Promise<number> {
+  const future = Math.floor(Date.now() / 1000) + ahead
+  const reply = await redisCommand(port, `HSET pk:{${channel}}:m lt ${future} lg ${tag}`)
+  if (reply === null || !reply.startsWith(':')) throw new Error(`HSET failed: ${reply}`)
+  return future
+}
+
+/** Stop a node's process (SIGSTOP) so it sees nothing until `resume`. */
+function pause (t: ExecutionContext, node: ParklineNode): () => void {
+  const pid = node.proc.pid!
+  process.kill(pid, 'SIGSTOP')
+  let resumed = false
+  const resume = (): void => {
+    if (resumed) return
+    resumed = true
+    try { process.kill(pid, 'SIGCONT') } catch {}
+  }
+  t.teardown(resume)
+  return resume
+}
+
+test.serial('Redis loses a channel while nodes stay connected (evicted, flushed) and a publish reuses an id a node applied: its subscribers are ended with 410, not left silent', async (t) => {
+  const { redis, nodes: [a, b] } = await cluster(t, 2)
+  const sub = await SseClient.connect(a!.port, '/sub/evicted')
+  t.is((await publish(b!.base, 'evicted', 'm0')).status, 201)
+  const future = await idsAhead(redis.port, 'evicted', 100)
+  const m1 = await publish(b!.base, 'evicted', 'm1')
+  t.is(lastId(m1.text), `${future}:1`)
+  t.deepEqual((await sub.waitEvents(2)).map((e) => e.data), ['m0', 'm1'])
+  // the record goes (maxmemory eviction, FLUSHDB): the next publish makes a new one, and its id
+  // (this second, tag 0) is below the one node A applied last, so A would skip it as a duplicate
+  t.is(await redisCommand(redis.port, 'DEL pk:{evicted}:m pk:{evicted}:b'), ':2\r\n')
+  const m2 = await publish(b!.base, 'evicted', 'm2')
+  t.is(m2.status, 201)
+  t.true(Number(lastId(m2.text).split(':')[0]) < future)
+  await sub.waitClosed(10000)
+  t.true(sub.comments.includes(':410: 410 Gone'))
+  t.deepEqual(sub.events.map((e) => e.data), ['m0', 'm1'])
+  // a subscriber that starts over gets the new record from its start (m2), then what follows
+  const again = await SseClient.connect(a!.port, '/sub/evicted')
+  const m3 = await publish(b!.base, 'evicted', 'm3')
+  const evs = await again.waitEvents(2)
+  t.deepEqual(evs.map((e) => [e.data, e.id]), [['m2', lastId(m2.text)], ['m3', lastId(m3.text)]])
+  again.close()
+})
+
+test.serial('Redis restarted empty and another node publishes before this node re-reads the channel, reusing ids it applied: its subscribers are ended with 410, not left silent', async (t) => {
+  t.timeout(60000)
+  const { redis, nodes: [a, b] } = await cluster(t, 2)
+  const sub = await SseClient.connect(a!.port, '/sub/race')
+  t.is((await publish(b!.base, 'race', 'm0')).status, 201)
+  const future = await idsAhead(redis.port, 'race', 100)
+  t.is(lastId((await publish(b!.base, 'race', 'm1')).text), `${future}:1`)
+  t.deepEqual((await sub.waitEvents(2)).map((e) => e.data), ['m0', 'm1'])
+  // A sees nothing of the restart until B has published on the new, empty Redis
+  const resume = pause(t, a!)
+  await redis.kill()
+  await redis.restart()
+  t.true(await eventually(async () => (await fetch(`${b!.base}/health`)).status === 200, 20000))
+  const m2 = await publish(b!.base, 'race', 'm2')
+  t.is(m2.status, 202)
+  t.true(Number(lastId(m2.text).split(':')[0]) < future)
+  // the new record's last id passes A's, so only its base tells that m2 reused an id A applied
+  await idsAhead(redis.port, 'race', 100, 5)
+  t.is(lastId((await publish(b!.base, 'race', 'm3')).text), `${future}:6`)
+  resume()
+  await sub.waitClosed(20000)
+  t.true(sub.comments.includes(':410: 410 Gone'))
+  t.deepEqual(sub.events.map((e) => e.data), ['m0', 'm1'])
+})
+
+test.serial('Redis restarted empty and a node that was behind seeded the channel first: a node ahead moves the ids on past its own, and its subscribers stay and get what follows', async (t) => {
+  t.timeout(60000)
+  const { redis, nodes: [a, b] } = await cluster(t, 2)
+  const sub = await SseClient.connect(a!.port, '/sub/seeded')
+  t.is((await publish(b!.base, 'seeded', 'm0')).status, 201)
+  const future = await idsAhead(redis.port, 'seeded', 100)
+  t.is(lastId((await publish(b!.base, 'seeded', 'm1')).text), `${future}:1`)
+  t.deepEqual((await sub.waitEvents(2)).map((e) => e.data), ['m0', 'm1'])
+  const resume = pause(t, a!)
+  await redis.kill()
+  await redis.restart()
+  // the record as a node that had applied only m0 seeds it (lib/redis-lua.ts SEED): base = last id
+  const now = Math.floor(Date.now() / 1000)
+  t.is(await redisCommand(redis.port, `HSET pk:{seeded}:m lt ${now} lg 0 ft ${now} fg 0 g 1 bt ${now} bg 0`), ':7\r\n')
+  resume()
+  // A re-reads it and moves its ids past the last one A applied
+  t.true(await eventually(async () => (await redisCommand(redis.port, 'HGET pk:{seeded}:m lt')) === `$${String(future).length}\r\n${future}\r\n`, 20000))
+  t.true(await eventually(async () => (await fetch(`${b!.base}/health`)).status === 200, 20000))
+  const m2 = await publish(b!.base, 'seeded', 'm2')
+  t.is(lastId(m2.text), `${future}:2`)
+  const evs = await sub.waitEvents(3, 10000)
+  t.deepEqual(evs.map((e) => [e.data, e.id]), [['m0', evs[0]!.id], ['m1', `${future}:1`], ['m2', `${future}:2`]])
+  t.false(sub.closed)
+  sub.close()
+})
+
 test.serial('pub/sub connections dropped while publishing: a node re-reads what it missed, no loss, no duplicate', async (t) => {
   t.timeout(60000)
   const { redis, nodes: [a, b] } = await cluster(t, 2)
