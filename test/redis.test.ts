@@ -194,6 +194,23 @@ function pause (t: ExecutionContext, node: ParklineNode): () => void {
   return resume
 }
 
+/**
+ * Two nodes; an SSE subscriber on A has m0 and m1 (ids moved `future` seconds ahead, m1 = future:1);
+ * then A is stopped and Redis restarted empty. `resume` lets A see it.
+ */
+async function restartWhileStopped (t: ExecutionContext, channel: string): Promise<{ redis: Redis, b: ParklineNode, sub: SseClient, future: number, resume: () => void }> {
+  const { redis, nodes: [a, b] } = await cluster(t, 2)
+  const sub = await SseClient.connect(a!.port, `/sub/${channel}`)
+  t.is((await publish(b!.base, channel, 'm0')).status, 201)
+  const future = await idsAhead(redis.port, channel, 100)
+  t.is(lastId((await publish(b!.base, channel, 'm1')).text), `${future}:1`)
+  t.deepEqual((await sub.waitEvents(2)).map((e) => e.data), ['m0', 'm1'])
+  const resume = pause(t, a!)
+  await redis.kill()
+  await redis.restart()
+  return { redis, b: b!, sub, future, resume }
+}
+
 test.serial('Redis loses a channel while nodes stay connected (evicted, flushed) and a publish reuses an id a node applied: its subscribers are ended with 410, not left silent', async (t) => {
   const { redis, nodes: [a, b] } = await cluster(t, 2)
   const sub = await SseClient.connect(a!.port, '/sub/evicted')
@@ -221,23 +238,15 @@ test.serial('Redis loses a channel while nodes stay connected (evicted, flushed)
 
 test.serial('Redis restarted empty and another node publishes before this node re-reads the channel, reusing ids it applied: its subscribers are ended with 410, not left silent', async (t) => {
   t.timeout(60000)
-  const { redis, nodes: [a, b] } = await cluster(t, 2)
-  const sub = await SseClient.connect(a!.port, '/sub/race')
-  t.is((await publish(b!.base, 'race', 'm0')).status, 201)
-  const future = await idsAhead(redis.port, 'race', 100)
-  t.is(lastId((await publish(b!.base, 'race', 'm1')).text), `${future}:1`)
-  t.deepEqual((await sub.waitEvents(2)).map((e) => e.data), ['m0', 'm1'])
   // A sees nothing of the restart until B has published on the new, empty Redis
-  const resume = pause(t, a!)
-  await redis.kill()
-  await redis.restart()
-  t.true(await eventually(async () => (await fetch(`${b!.base}/health`)).status === 200, 20000))
-  const m2 = await publish(b!.base, 'race', 'm2')
+  const { redis, b, sub, future, resume } = await restartWhileStopped(t, 'race')
+  t.true(await eventually(async () => (await fetch(`${b.base}/health`)).status === 200, 20000))
+  const m2 = await publish(b.base, 'race', 'm2')
   t.is(m2.status, 202)
   t.true(Number(lastId(m2.text).split(':')[0]) < future)
   // the new record's last id passes A's, so only its base tells that m2 reused an id A applied
   await idsAhead(redis.port, 'race', 100, 5)
-  t.is(lastId((await publish(b!.base, 'race', 'm3')).text), `${future}:6`)
+  t.is(lastId((await publish(b.base, 'race', 'm3')).text), `${future}:6`)
   resume()
   await sub.waitClosed(20000)
   t.true(sub.comments.includes(':410: 410 Gone'))
@@ -246,23 +255,15 @@ test.serial('Redis restarted empty and another node publishes before this node r
 
 test.serial('Redis restarted empty and a node that was behind seeded the channel first: a node ahead moves the ids on past its own, and its subscribers stay and get what follows', async (t) => {
   t.timeout(60000)
-  const { redis, nodes: [a, b] } = await cluster(t, 2)
-  const sub = await SseClient.connect(a!.port, '/sub/seeded')
-  t.is((await publish(b!.base, 'seeded', 'm0')).status, 201)
-  const future = await idsAhead(redis.port, 'seeded', 100)
-  t.is(lastId((await publish(b!.base, 'seeded', 'm1')).text), `${future}:1`)
-  t.deepEqual((await sub.waitEvents(2)).map((e) => e.data), ['m0', 'm1'])
-  const resume = pause(t, a!)
-  await redis.kill()
-  await redis.restart()
+  const { redis, b, sub, future, resume } = await restartWhileStopped(t, 'seeded')
   // the record as a node that had applied only m0 seeds it (lib/redis-lua.ts SEED): base = last id
   const now = Math.floor(Date.now() / 1000)
   t.is(await redisCommand(redis.port, `HSET pk:{seeded}:m lt ${now} lg 0 ft ${now} fg 0 g 1 bt ${now} bg 0`), ':7\r\n')
   resume()
   // A re-reads it and moves its ids past the last one A applied
   t.true(await eventually(async () => (await redisCommand(redis.port, 'HGET pk:{seeded}:m lt')) === `$${String(future).length}\r\n${future}\r\n`, 20000))
-  t.true(await eventually(async () => (await fetch(`${b!.base}/health`)).status === 200, 20000))
-  const m2 = await publish(b!.base, 'seeded', 'm2')
+  t.true(await eventually(async () => (await fetch(`${b.base}/health`)).status === 200, 20000))
+  const m2 = await publish(b.base, 'seeded', 'm2')
   t.is(lastId(m2.text), `${future}:2`)
   const evs = await sub.waitEvents(3, 10000)
   t.deepEqual(evs.map((e) => [e.data, e.id]), [['m0', evs[0]!.id], ['m1', `${future}:1`], ['m2', `${future}:2`]])
