@@ -12,15 +12,18 @@
 //   one2one    N subscribers each on its own channel, 512 B messages round-robin, open-loop publisher
 //              at ONE2ONE_RATES (msgs/s, STEP_DURATION s each) until a step is not clean (every
 //              message delivered, no late sends, p99 <= P99_BOUND_MS): highest clean rate, ceiling.
-//              Each ladder starts with WARMUP s at its first rate, reported and not judged, for
-//              every server alike: the servers' steady state is measured, not a JIT compiling
+//              Each ladder starts with a warm-up at its first rate, reported and not judged, for
+//              every server alike: WARMUP s, and at least one message on every channel (the first
+//              message on each subscriber's socket costs every server more, Nchan included:
+//              benchmarks/results/first-pass-2026-12-01.md), so the steady state is measured, not a
+//              JIT compiling or the first pass over the sockets
 //   longpoll   one2one with long-poll subscribers (the legacy clients' transport): each re-polls
 //              with its cursor after every answer; same rates and clean rule
 //   publish    autocannon against /pub/<channel> with no subscribers (-c 100 -p 10, DURATION s)
 // For every measurement window: loopback bandwidth (/proc/net/dev), per-process CPU (utime+stime
 // from /proc/<pid>/stat) of the server, load-generator children and publisher, machine busy time.
 //
-// Knobs (env): SUBSCRIBERS (10000), DURATION (10), RATE_DURATION (20), STEP_DURATION (5), WARMUP (5; 0 = none),
+// Knobs (env): SUBSCRIBERS (10000), DURATION (10), RATE_DURATION (20), STEP_DURATION (5), WARMUP (5, and one message per channel; 0 = none),
 // ONE2ONE_RATES (1000,2000,4000,8000,16000,32000), P99_BOUND_MS (100), WORKERS (the default
 // topology's: lib/config.ts defaultWorkers, 1 on a 2-core host),
 // SCENARIOS (memory,rate,broadcast,one2one,longpoll,publish), SERVERS (parkline,parkline1,nchan,floor,nchan2),
@@ -365,7 +368,9 @@ async function benchServer (name: string): Promise<ServerResult> {
       let warmup: StepResult | null = null
       if (K.warmup > 0 && K.rates.length > 0) {
         const rate = K.rates[0]!
-        warmup = { ...await step(rate, K.warmup, `${rate}/s warm-up`), rate, clean: false, why: 'warm-up, not judged' }
+        // every step starts at channel 0: the warm-up reaches each channel once
+        const seconds = Math.max(K.warmup, Math.ceil(n / rate))
+        warmup = { ...await step(rate, seconds, `${rate}/s warm-up`), rate, clean: false, why: `warm-up (${seconds} s, every channel once), not judged` }
         await sleep(pause)
       }
       for (const rate of K.rates) {
@@ -691,7 +696,7 @@ function report (results: ServerResult[], started: Date, wall: number, loadBefor
     'Latency = receive time - the publisher\'s send time embedded in the body (`performance.timeOrigin + performance.now()`), recorded for EVERY message in an HDR histogram per child ' +
     '(µs, 3 significant digits), pulled encoded and merged by the parent.')
   L.push('- Publisher (benchmarks/publisher.ts, its own process): undici Pool with keep-alive. rate: open loop, 3 msgs/s, then 10 msgs/s. broadcast: closed loop (next POST when the previous answered). ' +
-    'one2one: open loop at each rate over N channels round-robin (32 connections, <= 256 outstanding; more is counted "late"), after a warm-up of WARMUP s at the first rate (every server alike; listed in the steps table, not judged). publish: autocannon -c 100 -p 10 on a channel without subscribers.')
+    'one2one: open loop at each rate over N channels round-robin (32 connections, <= 256 outstanding; more is counted "late"), after a warm-up at the first rate of WARMUP s and at least one message per channel (every server alike; listed in the steps table, not judged). publish: autocannon -c 100 -p 10 on a channel without subscribers.')
   L.push(`- Memory: PSS (shared pages split, so nginx's shared memory counts once) summed over the server's processes, sampled ${K.idleMs} ms idle before and ` +
     `${K.idleMs} ms idle after the ramp, the same for every server; no GC is forced (a Parkline process trims its heap itself once idle for 2 s, lib/heap-trim.ts; ` +
     'benchmarks/connections.ts measures Parkline after forced GCs); kernel slab from /proc/meminfo, machine wide, so it includes the load generator\'s end of each connection.')
