@@ -1113,8 +1113,14 @@ export class RedisEngine implements Engine {
         this.#dropLocal(r, true)
         return
       }
-      const behind = lt < r.lastTime || (lt === r.lastTime && lg < r.lastTag)
       const genBefore = r.gen
+      if ((!exists || gen !== genBefore) && r.pending.length > 0) {
+        // the record this node knew is gone: what it holds of it is all it will ever get of it,
+        // so that is applied first (and ids go on above it)
+        this.#applyHeld(r, genBefore)
+        if (this.#replicas.get(key) !== r) return
+      }
+      const behind = lt < r.lastTime || (lt === r.lastTime && lg < r.lastTag)
       if (!exists) {
         // Redis lost the record (restart without persistence): give it back our last id
         if (r.lastTime > 0) {
@@ -1154,10 +1160,10 @@ export class RedisEngine implements Engine {
         if (!await this.#forward(r, lt, lg)) return
       }
       if (exists) core.raiseFloor(key, num(res[3]), num(res[4]))
-      // held messages of the lost record: below the new floor, or ids the new record may take again
-      if (r.gen !== genBefore && r.pending.length > 0) r.pending = r.pending.filter((b) => b[0] === 0x64 || genOf(b) === r.gen)
     } else {
       r.gen = gen
+      // held messages of a record Redis lost between the SUBSCRIBE and the LOAD are not this one's
+      if (gen !== '' && r.pending.length > 0) r.pending = r.pending.filter((b) => genOf(b) === gen)
       if (exists) core.loadChannel(key, lt, lg, num(res[3]), num(res[4]))
       r.lastTime = 0
       r.lastTag = 0
@@ -1187,6 +1193,19 @@ export class RedisEngine implements Engine {
     const pending = r.pending
     r.pending = []
     for (const buf of pending) this.#apply(r, buf)
+  }
+
+  /** Apply, in order, the held pub/sub messages of generation `gen` (a delete drops the replica); keep the others. */
+  #applyHeld (r: Replica, gen: string): void {
+    const held = r.pending
+    r.pending = []
+    const rest: Buffer[] = []
+    for (const b of held) {
+      if (this.#replicas.get(r.key) !== r) return
+      if (genOf(b) === gen) this.#apply(r, b)
+      else rest.push(b)
+    }
+    r.pending = rest
   }
 
   /**
@@ -1300,8 +1319,9 @@ export class RedisEngine implements Engine {
   }
 }
 
-/** The generation a pub/sub message carries (`m… <g>\n…`; '' if none). */
+/** The generation a pub/sub message carries (`m… <g>\n…` or `d<g>`; '' if none). */
 function genOf (buf: Buffer): string {
+  if (buf[0] === 0x64) return buf.toString('latin1', 1)
   const head = buf.toString('latin1', 1, buf.indexOf(10)).split(' ')
   return head[5] ?? ''
 }

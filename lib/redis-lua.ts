@@ -190,15 +190,16 @@ return {redis.call('HGET', KEYS[1], 'g'), 0}
  * it. KEYS m b; ARGV lt lg (ours) seenLt seenLg (the record's last id as the caller read it). Ids
  * continue above ours, and the floor and base move there, so a cursor in the lost range gets the
  * gap signal instead of silence; what the store still buffers is below the floor and goes. Returns
- * 1 when it moved the record, 0 when its ids are not behind ours, -1 when a publish got in since
- * the caller read it (the caller reads it again: the new message may reuse an id it applied).
+ * -1 when the record is not as the caller read it (a publish got in, which may reuse an id the
+ * caller applied, or the record is gone: the caller reads it again), 1 when it moved the record,
+ * 0 when its ids are not behind ours.
  */
 export const FORWARD = COMMON + `
 local m = redis.call('HMGET', KEYS[1], 'lt', 'lg')
 local lt, lg = tonumber(m[1]), tonumber(m[2])
 local t, g = tonumber(ARGV[1]), tonumber(ARGV[2])
-if lt == nil or lt > t or (lt == t and lg >= g) then return 0 end
-if lt ~= tonumber(ARGV[3]) or lg ~= tonumber(ARGV[4]) then return -1 end
+if lt == nil or lt ~= tonumber(ARGV[3]) or lg ~= tonumber(ARGV[4]) then return -1 end
+if lt > t or (lt == t and lg >= g) then return 0 end
 redis.call('HSET', KEYS[1], 'lt', t, 'lg', g, 'ft', t, 'fg', g, 'bt', t, 'bg', g)
 redis.call('DEL', KEYS[2])
 return 1

@@ -7,6 +7,8 @@ import net from 'node:net'
 import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
 import { redisCommand, startRedis, type Redis } from './helpers/redis.ts'
+import { redisCall } from './helpers/redis-cluster.ts'
+import * as LUA from '../lib/redis-lua.ts'
 import { SseClient, eventually, freePort, info, publish, startServer } from './helpers/server.ts'
 import { steadyPublish } from './helpers/steady.ts'
 
@@ -172,11 +174,16 @@ test.serial('Redis killed and restarted mid-stream: 503 + Retry-After, /status a
   sub.close()
 })
 
-/** Move a channel's last id `ahead` seconds past the clock (as after a clock step back): the next publish takes `<that second>:<tag + 1>`. */
-async function idsAhead (port: number, channel: string, ahead: number, tag = 0): Promise<number> {
-  const future = Math.floor(Date.now() / 1000) + ahead
-  const reply = await redisCommand(port, `HSET pk:{${channel}}:m lt ${future} lg ${tag}`)
+/** Set a channel's last id in Redis: the next publish takes `<time>:<tag + 1>` while the clock is behind `time`. */
+async function setLastId (port: number, channel: string, time: number, tag: number): Promise<void> {
+  const reply = await redisCommand(port, `HSET pk:{${channel}}:m lt ${time} lg ${tag}`)
   if (reply === null || !reply.startsWith(':')) throw new Error(`HSET failed: ${reply}`)
+}
+
+/** Move a channel's last id `ahead` seconds past the clock (as after a clock step back); returns that second. */
+async function idsAhead (port: number, channel: string, ahead: number): Promise<number> {
+  const future = Math.floor(Date.now() / 1000) + ahead
+  await setLastId(port, channel, future, 0)
   return future
 }
 
@@ -245,7 +252,7 @@ test.serial('Redis restarted empty and another node publishes before this node r
   t.is(m2.status, 202)
   t.true(Number(lastId(m2.text).split(':')[0]) < future)
   // the new record's last id passes A's, so only its base tells that m2 reused an id A applied
-  await idsAhead(redis.port, 'race', 100, 5)
+  await setLastId(redis.port, 'race', future, 5)
   t.is(lastId((await publish(b.base, 'race', 'm3')).text), `${future}:6`)
   resume()
   await sub.waitClosed(20000)
@@ -269,6 +276,28 @@ test.serial('Redis restarted empty and a node that was behind seeded the channel
   t.deepEqual(evs.map((e) => [e.data, e.id]), [['m0', evs[0]!.id], ['m1', `${future}:1`], ['m2', `${future}:2`]])
   t.false(sub.closed)
   sub.close()
+})
+
+test.serial('scripts: SEED says whether it made the record; FORWARD moves a record only while it is as the caller read it', async (t) => {
+  const redis = await startRedis(t)
+  const call = async (...args: string[]): Promise<unknown> => await redisCall(redis.port, args)
+  const m = 'pk:{s}:m'
+  const b = 'pk:{s}:b'
+  // a node that was behind seeds 100:3; a second seed finds the record and says so
+  const first = await call('EVAL', LUA.SEED, '1', m, '100', '3', '0') as [string, number]
+  t.is(first[1], 1)
+  t.deepEqual(await call('EVAL', LUA.SEED, '1', m, '100', '9', '0'), [first[0], 0])
+  t.deepEqual(await call('HMGET', m, 'lt', 'lg', 'bt', 'bg'), ['100', '3', '100', '3'])
+  // two publishes got in after a node ahead (at 100:5) read 100:3: the record is not as it read it
+  t.is(await call('HSET', m, 'lt', '100', 'lg', '5'), 0)
+  t.is(await call('EVAL', LUA.FORWARD, '2', m, b, '100', '5', '100', '3'), -1)
+  // read again (100:5) while it has applied 100:7: moved, base and floor with it
+  t.is(await call('EVAL', LUA.FORWARD, '2', m, b, '100', '7', '100', '5'), 1)
+  t.deepEqual(await call('HMGET', m, 'lt', 'lg', 'ft', 'fg', 'bt', 'bg'), ['100', '7', '100', '7', '100', '7'])
+  // not behind: left alone; gone: read again
+  t.is(await call('EVAL', LUA.FORWARD, '2', m, b, '100', '6', '100', '7'), 0)
+  t.is(await call('DEL', m), 1)
+  t.is(await call('EVAL', LUA.FORWARD, '2', m, b, '100', '9', '100', '7'), -1)
 })
 
 test.serial('pub/sub connections dropped while publishing: a node re-reads what it missed, no loss, no duplicate', async (t) => {
