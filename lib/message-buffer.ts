@@ -6,20 +6,20 @@
 // ~400 B of heap in four or five objects (the Message, its frame's Buffer and ArrayBuffer, its id
 // string, a view of its body), copied by the young-generation collector until promoted and traced
 // by every major collection after. Here a message is kept as numbers and one object: its id and
-// publish time in a Float64Array, its content type and event (interned strings, shared) and the
-// ArrayBuffer that holds its body in one array. That ArrayBuffer is the store the message already
+// publish time, and its content type and event as one interned number (Message.kind), in a
+// Float64Array, and the ArrayBuffer that holds its body in one array (one reference per message:
+// these arrays are what a channel allocates as its buffer grows, and what the young generation
+// copies while buffers fill). That ArrayBuffer is the store the message already
 // had, never copied: its SSE frame, whose tail is the body (nearly every message), or the body's
 // own store (a body with LF). A Message is made again, over the same bytes, when one is read back
 // (a resume, a re-poll that finds a newer message, a worker's snapshot), through a small cache that
 // also holds each message as it is published, so the subscribers that read the same message in the
 // same moments share one Message and the frames it builds.
 // Measured in benchmarks/results/message-store-2026-12-01.md.
-import { Message } from './message.ts'
+import { Message, kindEvent, kindType } from './message.ts'
 
-/** Per message in `#meta`: time, tag, publishedAt, body length, framed (1: the store is the SSE frame). */
-const STRIDE = 5
-/** Per message in `#refs`: content type, event, the store (an ArrayBuffer; a Buffer if it is a view). */
-const REFS = 3
+/** Per message in `#meta`: time, tag, publishedAt, body length, framed (1: the store is the SSE frame), kind. */
+const STRIDE = 6
 
 let nextBufferId = 1
 
@@ -27,7 +27,10 @@ export class MessageBuffer {
   readonly capacity: number
   readonly #id: number
   #meta: Float64Array | null
-  #refs: Array<string | ArrayBuffer | Buffer | null> | null
+  /** Per slot, the store: an ArrayBuffer, or a Buffer if it is a view. */
+  #stores: Array<ArrayBuffer | Buffer | null> | null
+  /** Content type and event of the rare message whose kind is -1 (past the interning bound), by sequence number. */
+  #odd: Map<number, [string | null, string | null]> | null
   /** Slots allocated (grows to capacity on demand: most channels never hold 100 messages). */
   #slots: number
   #head: number
@@ -41,7 +44,8 @@ export class MessageBuffer {
     this.capacity = capacity
     this.#id = nextBufferId++
     this.#meta = null
-    this.#refs = null
+    this.#stores = null
+    this.#odd = null
     this.#slots = 0
     this.#head = 0
     this.#size = 0
@@ -75,12 +79,13 @@ export class MessageBuffer {
     if (cacheOwner[c] === this.#id && cacheSeq[c] === seq) return cacheMsg[c]!
     const s = this.#slot(i)
     const meta = this.#meta!
-    const refs = this.#refs!
     const x = s * STRIDE
-    const store = refs[s * REFS + 2]!
-    const bytes = store instanceof ArrayBuffer ? Buffer.from(store) : store as Buffer
+    const store = this.#stores![s]!
+    const bytes = store instanceof ArrayBuffer ? Buffer.from(store) : store
     const framed = meta[x + 4] === 1
-    const msg = new Message(meta[x]!, meta[x + 1]!, bytes, refs[s * REFS] as string | null, refs[s * REFS + 1] as string | null,
+    const kind = meta[x + 5]!
+    const odd = kind < 0 ? this.#odd!.get(seq)! : null
+    const msg = new Message(meta[x]!, meta[x + 1]!, bytes, odd === null ? kindType(kind) : odd[0], odd === null ? kindEvent(kind) : odd[1],
       meta[x + 2]!, framed ? meta[x + 3]! : -1)
     cacheSet(c, this.#id, seq, msg)
     return msg
@@ -103,14 +108,14 @@ export class MessageBuffer {
     meta[x + 3] = m.bodyLength
     this.#bytes += m.bodyLength
     meta[x + 4] = framed ? 1 : 0
-    const refs = this.#refs!
-    refs[s * REFS] = m.contentType
-    refs[s * REFS + 1] = m.event
+    const kind = m.kind
+    meta[x + 5] = kind
     // a store of its own is kept as its ArrayBuffer alone (one object, not two)
     const bytes = m.stored
-    refs[s * REFS + 2] = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length ? bytes.buffer as ArrayBuffer : bytes
-    // the published message itself answers the reads of the next moments (re-polls, resumes)
+    this.#stores![s] = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length ? bytes.buffer as ArrayBuffer : bytes
     const seq = this.#first + this.#size
+    if (kind < 0) (this.#odd ??= new Map()).set(seq, [m.contentType, m.event])
+    // the published message itself answers the reads of the next moments (re-polls, resumes)
     cacheSet(cacheSlot(this.#id, seq), this.#id, seq, m)
     this.#size++
   }
@@ -123,12 +128,11 @@ export class MessageBuffer {
   }
 
   #drop (): void {
-    const refs = this.#refs!
     const s = this.#head
-    this.#bytes -= this.#meta![s * STRIDE + 3]!
-    refs[s * REFS] = null
-    refs[s * REFS + 1] = null
-    refs[s * REFS + 2] = null
+    const meta = this.#meta!
+    this.#bytes -= meta[s * STRIDE + 3]!
+    if (meta[s * STRIDE + 5]! < 0) this.#odd!.delete(this.#first)
+    this.#stores![s] = null
     this.#head = s + 1 === this.#slots ? 0 : s + 1
     this.#size--
     this.#first++
@@ -164,7 +168,8 @@ export class MessageBuffer {
 
   #release (): void {
     this.#meta = null
-    this.#refs = null
+    this.#stores = null
+    this.#odd = null
     this.#slots = 0
     this.#head = 0
   }
@@ -173,24 +178,19 @@ export class MessageBuffer {
   #grow (): void {
     const slots = Math.min(this.capacity, Math.max(4, this.#slots * 2))
     const meta = new Float64Array(slots * STRIDE)
-    const refs = new Array<string | ArrayBuffer | Buffer | null>(slots * REFS).fill(null)
+    const stores = new Array<ArrayBuffer | Buffer | null>(slots).fill(null)
     if (this.#size > 0) {
       // [head, slots) then [0, head)
       const oldMeta = this.#meta!
-      const oldRefs = this.#refs!
+      const oldStores = this.#stores!
       const head = this.#head
       const run = this.#slots - head
       meta.set(oldMeta.subarray(head * STRIDE, this.#slots * STRIDE), 0)
       if (head > 0) meta.set(oldMeta.subarray(0, head * STRIDE), run * STRIDE)
-      for (let i = 0; i < this.#size; i++) {
-        const s = this.#slot(i)
-        refs[i * REFS] = oldRefs[s * REFS]!
-        refs[i * REFS + 1] = oldRefs[s * REFS + 1]!
-        refs[i * REFS + 2] = oldRefs[s * REFS + 2]!
-      }
+      for (let i = 0; i < this.#size; i++) stores[i] = oldStores[this.#slot(i)]!
     }
     this.#meta = meta
-    this.#refs = refs
+    this.#stores = stores
     this.#slots = slots
     this.#head = 0
   }

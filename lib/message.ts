@@ -13,16 +13,40 @@ const DATA_PREFIX = Buffer.from('data: ')
  * given). A buffered message then holds no string of its own (lib/message-buffer.ts).
  */
 const MAX_TYPES = 64
-const TYPES = new Map<string, string>()
+/** string → its index (1 … MAX_TYPES); NAMES[index] is the shared string, NAMES[0] none. */
+const TYPES = new Map<string, number>()
+const TYPE_NAMES: Array<string | null> = [null]
+const EVENTS = new Map<string, number>()
+const EVENT_NAMES: Array<string | null> = [null]
 
-const EVENTS = new Map<string, string>()
-
-function intern (map: Map<string, string>, s: string | null): string | null {
-  if (s === null) return null
+/** The index of `s` (0: null), interning it while there is room; -1: past the bound, kept as given. */
+function intern (map: Map<string, number>, names: Array<string | null>, s: string | null): number {
+  if (s === null) return 0
   const known = map.get(s)
   if (known !== undefined) return known
-  if (map.size < MAX_TYPES) map.set(s, s)
-  return s
+  if (map.size >= MAX_TYPES) return -1
+  names.push(s)
+  map.set(s, names.length - 1)
+  return names.length - 1
+}
+
+/**
+ * A message's content type and event as one number (`Message.kind`), so a buffer keeps them with
+ * its numbers and no reference: -1 when either is past the interning bound (kept as given).
+ */
+const KINDS = MAX_TYPES + 1
+function kindOf (ti: number, ei: number): number {
+  return ti < 0 || ei < 0 ? -1 : ti * KINDS + ei
+}
+
+/** The content type of a kind ≥ 0. */
+export function kindType (kind: number): string | null {
+  return TYPE_NAMES[Math.floor(kind / KINDS)]!
+}
+
+/** The event of a kind ≥ 0. */
+export function kindEvent (kind: number): string | null {
+  return EVENT_NAMES[kind % KINDS]!
 }
 
 /** Caches a message needs only for some transports (long-poll, multipart, chunked, ws+meta, multiplexed SSE). */
@@ -52,6 +76,8 @@ export class Message {
   readonly tag: number
   readonly contentType: string | null
   readonly event: string | null
+  /** Content type and event as one number (kindType, kindEvent), or -1 (see kindOf). */
+  readonly kind: number
   /** ms since the epoch when published (sub-ms where it was published here), for expiry and delivery latency. */
   readonly publishedAt: number
   /** Its publish-to-write latency was recorded (once per message and process, lib/metrics.ts). */
@@ -71,8 +97,11 @@ export class Message {
   constructor (time: number, tag: number, data: Buffer, contentType: string | null, event: string | null, publishedAt: number, framedLength = -1) {
     this.time = time
     this.tag = tag
-    this.contentType = intern(TYPES, contentType)
-    this.event = intern(EVENTS, event)
+    const ti = intern(TYPES, TYPE_NAMES, contentType)
+    const ei = intern(EVENTS, EVENT_NAMES, event)
+    this.contentType = ti > 0 ? TYPE_NAMES[ti]! : contentType
+    this.event = ei > 0 ? EVENT_NAMES[ei]! : event
+    this.kind = kindOf(ti, ei)
     this.publishedAt = publishedAt
     this.latencyObserved = false
     this.#id = null

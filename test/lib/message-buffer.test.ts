@@ -139,7 +139,7 @@ test('an emptied buffer lets its arrays go and starts again', (t) => {
   t.is(b.firstAfter(0, -1)?.id, '3:0')
 })
 
-test('messages of every kind through eviction, expiry, growth and wrap-around read back intact and in order', (t) => {
+test('messages of every kind (content types and events interned or past the bound) through eviction, expiry, growth and wrap-around read back intact and in order', (t) => {
   // a fixed-seed generator: the same sequence every run
   let seed = 12345
   const rnd = (n: number): number => {
@@ -161,8 +161,9 @@ test('messages of every kind through eviction, expiry, growth and wrap-around re
         for (let i = 0; i < size; i++) body[i] = (salt + i * 7) & 255
         if (rnd(4) === 0 && size > 2) body[1] = 10
         if (rnd(3) === 0) { time++; tag = 0 } else tag++
-        const type = rnd(3) === 0 ? null : ['text/plain', 'application/json', 'application/octet-stream'][rnd(3)]!
-        const event = rnd(4) === 0 ? 'e' + rnd(5) : null
+        // one in ten of each is new: past the 64 interned per process, they are kept as given (kind -1)
+        const type = rnd(10) === 0 ? `x/t${step}` : rnd(3) === 0 ? null : ['text/plain', 'application/json', 'application/octet-stream'][rnd(3)]!
+        const event = rnd(10) === 0 ? `ev${step}` : rnd(4) === 0 ? 'e' + rnd(5) : null
         const m = new Message(time, tag, body, type, event, step + 0.5)
         // the ways a message is used before it is buffered: its frames built, or not
         if (rnd(2) === 0) m.sseFrame()
