@@ -15,7 +15,7 @@
 // (a resume, a re-poll that finds a newer message, a worker's snapshot), through a small cache that
 // also holds each message as it is published, so the subscribers that read the same message in the
 // same moments share one Message and the frames it builds.
-// Measured in benchmarks/results/message-store-2026-12-01.md.
+// Measured in benchmarks/results/message-store-2026-12-01.md and buffer-kind-2026-12-02.md.
 import { Message, kindEvent, kindType } from './message.ts'
 
 /** Per message in `#meta`: time, tag, publishedAt, body length, framed (1: the store is the SSE frame), kind. */

@@ -1145,7 +1145,8 @@ export class RedisEngine implements Engine {
           if (!await this.#forward(r, lt, lg)) return
         } else if (baseBehind) {
           // a message of the new record has an id at or below one applied here, so it would be
-          // taken for one the subscribers have: they are told to start over (410), never left silent
+          // taken for one the subscribers have: they are ended (410) rather than left waiting. One
+          // that comes back with its last id still skips the reused ids (docs/redis.md, Limits)
           this.#log?.warn({ node: this.nodeId, channel: key, base: formatId(baseTime, baseTag), store: formatId(lt, lg), applied: formatId(r.lastTime, r.lastTag) }, 'redis lost a channel and another node published first, reusing ids applied here: its subscribers here are ended (410) to start over')
           this.#dropLocal(r, true)
           return
