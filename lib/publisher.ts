@@ -3,7 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { infoFormat, renderInfo, type ChannelInfo } from './channel-info.ts'
 import type { Socket } from 'node:net'
-import { isRefusal, sendRefusal, type Access, type PublishRequestLike } from './access.ts'
+import { isRefusal, sendRefusal, type Access, type Grant, type PublishRequestLike, type Refusal } from './access.ts'
+import type { UpstreamPublishResult } from './auth.ts'
 import { droppedBehindSubscriber } from './pipelined.ts'
 import { kRawContentType } from './symbols.ts'
 import { Core } from './core.ts'
@@ -112,8 +113,12 @@ type PipelinedSocket = Socket & { [kPublishing]?: Promise<void> }
  * directly by lib/raw-publish.ts, whose connection takes one request at a time (busy until this
  * one is answered, and bytes behind a parked or admitting poll are refused there), so the order
  * handlePublisher keeps is kept already.
+ *
+ * Answered at once, without a promise, when nothing on the way waits (no access-control or
+ * upstream request, a body already read, the memory engine): the usual publish. A step that
+ * waits continues from there in a promise; an error is thrown or rejected accordingly.
  */
-export async function publisherRequest (core: Core, access: Access, request: PublishRequestLike, reply: Reply, rawId: string, origin: string | null): Promise<Reply> {
+export function publisherRequest (core: Core, access: Access, request: PublishRequestLike, reply: Reply, rawId: string, origin: string | null): Reply | Promise<Reply> {
   const method = request.method
   if (method === 'OPTIONS') {
     reply.code(200).header('Allow', PUB_ALLOW).header('Content-Length', '0')
@@ -134,24 +139,18 @@ export async function publisherRequest (core: Core, access: Access, request: Pub
   if (key.length > core.opts.maxChannelIdLength) return sendError(reply, ERRORS.CHANNEL_ID_TOO_LONG, origin)
   // access control (the secure default included) before the body is read or anything changes;
   // a refused body stays unread, so the connection closes with the answer
-  // (awaited only when it is a promise: without access control a publish takes no microtask here)
   const pending = access.publisher(request, key)
-  const grant = pending instanceof Promise ? await pending : pending
+  if (pending instanceof Promise) return pending.then((grant) => granted(core, access, request, reply, key, origin, grant))
+  return granted(core, access, request, reply, key, origin, pending)
+}
+
+function granted (core: Core, access: Access, request: PublishRequestLike, reply: Reply, key: string, origin: string | null, grant: Grant | Refusal | null): Reply | Promise<Reply> {
+  const method = request.method
   if (isRefusal(grant)) {
     if (method === 'POST' || method === 'PUT') reply.header('Connection', 'close')
     return sendRefusal(reply, grant, origin)
   }
-
-  if (method === 'GET' || method === 'DELETE') {
-    let info: ChannelInfo | null
-    try {
-      info = method === 'GET' ? await core.engine.info(key) : await core.engine.delete(key)
-    } catch (err) {
-      return storeUnavailable(reply, err, origin)
-    }
-    if (info === null) return withCors(reply.code(404), origin).send()
-    return sendInfo(request, reply, 200, info, origin)
-  }
+  if (method === 'GET' || method === 'DELETE') return infoOrDelete(core, request, reply, key, origin)
 
   // POST / PUT
   const idem = request.headers['idempotency-key']
@@ -167,24 +166,55 @@ export async function publisherRequest (core: Core, access: Access, request: Pub
   if (core.publishing >= core.opts.maxPublishing) {
     return sendError(reply.header('Retry-After', String(randomBetween(1, 5))).header('Connection', 'close'), ERRORS.OVER_CAPACITY, origin)
   }
+  if (request.wholeBody !== undefined) return bodyRead(core, access, request, reply, key, origin, idempotencyKey, request.wholeBody)
   core.publishing++
   let body
   try {
-    body = request.wholeBody ?? await readBody(request.raw!, limit, core.opts.bodyTimeout * 1000, core.opts.bodyMinRate)
-  } finally {
+    body = readBody(request.raw!, limit, core.opts.bodyTimeout * 1000, core.opts.bodyMinRate)
+  } catch (err) {
     core.publishing--
+    throw err
   }
+  if (!(body instanceof Promise)) {
+    core.publishing--
+    return bodyRead(core, access, request, reply, key, origin, idempotencyKey, body)
+  }
+  return body.then((b) => {
+    core.publishing--
+    return bodyRead(core, access, request, reply, key, origin, idempotencyKey, b)
+  }, (err: unknown) => {
+    core.publishing--
+    throw err
+  })
+}
+
+async function infoOrDelete (core: Core, request: PublishRequestLike, reply: Reply, key: string, origin: string | null): Promise<Reply> {
+  let info: ChannelInfo | null
+  try {
+    info = request.method === 'GET' ? await core.engine.info(key) : await core.engine.delete(key)
+  } catch (err) {
+    return storeUnavailable(reply, err, origin)
+  }
+  if (info === null) return withCors(reply.code(404), origin).send()
+  return sendInfo(request, reply, 200, info, origin)
+}
+
+function bodyRead (core: Core, access: Access, request: PublishRequestLike, reply: Reply, key: string, origin: string | null, idempotencyKey: string | null, body: Buffer | typeof TOO_LARGE | typeof ABORTED | typeof TIMED_OUT): Reply | Promise<Reply> {
   if (body === TOO_LARGE) return tooLarge(reply, origin)
   if (body === ABORTED) return sendError(reply.header('Connection', 'close'), ERRORS.BODY_ABORTED, origin)
   if (body === TIMED_OUT) return sendError(reply.header('Connection', 'close'), ERRORS.REQUEST_TIMEOUT, origin)
+  // Nchan's publisher upstream request: the application may rewrite, drop or refuse the message
+  const upstream = access.upstream(request, key, body)
+  if (upstream instanceof Promise) return upstream.then((up) => upstreamDone(core, request, reply, key, origin, idempotencyKey, body, up))
+  return upstreamDone(core, request, reply, key, origin, idempotencyKey, body, upstream)
+}
+
+function upstreamDone (core: Core, request: PublishRequestLike, reply: Reply, key: string, origin: string | null, idempotencyKey: string | null, body: Buffer, up: UpstreamPublishResult | null): Reply | Promise<Reply> {
   // verbatim, even a value that is no media type (lib/plugin.ts keeps it aside for Fastify)
   let ct: string | null = (request.raw as { [kRawContentType]?: string } | null)?.[kRawContentType] ?? request.headers['content-type'] ?? null
   const ev = request.headers['x-eventsource-event']
   const event = typeof ev === 'string' && ev.length > 0 ? ev : null
   let message = body
-  // Nchan's publisher upstream request: the application may rewrite, drop or refuse the message
-  const upstream = access.upstream(request, key, body)
-  const up = upstream instanceof Promise ? await upstream : upstream
   if (up !== null) {
     if (up.action === 'drop') return withCors(reply.code(204), origin).send()
     if (up.action === 'reply') {
@@ -195,13 +225,19 @@ export async function publisherRequest (core: Core, access: Access, request: Pub
     message = up.body
     if (up.contentType !== null) ct = up.contentType
   }
-  let result: PublishResult
+  let published
   try {
-    const published = core.engine.publish(key, message, ct, event, idempotencyKey)
-    result = published instanceof Promise ? await published : published
+    published = core.engine.publish(key, message, ct, event, idempotencyKey)
   } catch (err) {
     return storeUnavailable(reply, err, origin)
   }
+  if (published instanceof Promise) {
+    return published.then((result) => publishedInfo(request, reply, result, origin), (err: unknown) => storeUnavailable(reply, err, origin))
+  }
+  return publishedInfo(request, reply, published, origin)
+}
+
+function publishedInfo (request: PublishRequestLike, reply: Reply, result: PublishResult, origin: string | null): Reply {
   // a retry inside the window: nothing was published, the answer names the original message
   if (result.replayed === true) reply.header('Idempotent-Replayed', 'true')
   return sendInfo(request, reply, result.status, result.info, origin)

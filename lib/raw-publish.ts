@@ -40,7 +40,7 @@ import { publisherRequest } from './publisher.ts'
 import { subscribeRaw, type RawRequestLike } from './subscribe.ts'
 import { claimedBy } from '../transports/index.ts'
 import { isParked, rawConnectionClosed, rejectIfParked } from '../transports/longpoll.ts'
-import { HeadersReply } from './reply.ts'
+import { HeadersReply, type Reply } from './reply.ts'
 import { formatHttpDate } from './message-id.ts'
 import { endUnread } from './linger.ts'
 import { kNodeConnection, kRawConnection, kRawPublishers } from './symbols.ts'
@@ -93,6 +93,8 @@ export class RawPublishers {
   readonly #conns = new Set<Conn>()
   /** Connections with answers corked in this turn, uncorked by one setImmediate at its end. */
   #pending: Conn[] = []
+  /** The turn before's list, emptied: swapped in by the next flushPending (no array per turn). */
+  #pendingDone: Conn[] = []
   #scheduled = false
   #closing = false
   /**
@@ -258,16 +260,12 @@ export class RawPublishers {
         if (this.#poll(c, r)) return
         continue
       }
-      const reply = new SocketReply(c, this.#server.keepAliveTimeout)
-      const request: PublishRequestLike = { headers: r.headers, method: r.method, originalUrl: r.target, socket, raw: null, wholeBody: r.body }
-      publisherRequest(this.#core, this.#core.access!, request, reply, r.path.slice(this.#opts.pubPrefix.length), r.origin).then(
-        () => { this.#done(c, reply) },
-        (err: unknown) => {
-          this.#core.log?.error?.({ err }, 'request failed')
-          if (!reply.sent) reply.code(500).header('Content-Type', 'text/plain').send(Buffer.from('Internal Server Error'))
-          this.#done(c, reply)
-        })
-      return
+      if (this.#publish(c, r)) return
+      if (c.closing) {
+        this.#release(c)
+        socket.destroySoon()
+        return
+      }
     }
     if (c.corked) this.#later(c)
     // the client half-closed with nothing left to answer: close, as Node's server does
@@ -279,6 +277,42 @@ export class RawPublishers {
     if (socket.isPaused() && !c.busy && socket.writableLength <= HIGH_WATER) socket.resume()
     // waiting for its next request from here: idle past keepAliveTimeout, it goes
     if (socket[kRawConnection] === c) this.#arm(c)
+  }
+
+  /**
+   * Take a publisher request (c is busy). True when pump must stop: its handler waits (access
+   * control, an upstream, Redis) and answered() goes on from there; false when it was answered at
+   * once (the usual publish: no promise) and the next request can be read, or the connection ends.
+   */
+  #publish (c: Conn, r: RawRequest): boolean {
+    const reply = new SocketReply(c, this.#server.keepAliveTimeout)
+    const request: PublishRequestLike = { headers: r.headers, method: r.method, originalUrl: r.target, socket: c.socket, raw: null, wholeBody: r.body }
+    let out: Reply | Promise<Reply> | null = null
+    c.pumping = true
+    try {
+      out = publisherRequest(this.#core, this.#core.access!, request, reply, r.path.slice(this.#opts.pubPrefix.length), r.origin)
+    } catch (err) {
+      this.#publishFailed(reply, err)
+    } finally {
+      c.pumping = false
+    }
+    if (out instanceof Promise) {
+      out.then(() => { this.#done(c, reply) }, (err: unknown) => {
+        this.#publishFailed(reply, err)
+        this.#done(c, reply)
+      })
+      return true
+    }
+    // answered in pump's own loop: #answered leaves the reading on to it
+    c.pumping = true
+    this.#done(c, reply)
+    c.pumping = false
+    return false
+  }
+
+  #publishFailed (reply: SocketReply, err: unknown): void {
+    this.#core.log?.error?.({ err }, 'request failed')
+    if (!reply.sent) reply.code(500).header('Content-Type', 'text/plain').send(Buffer.from('Internal Server Error'))
   }
 
   #arm (c: Conn): void {
@@ -508,7 +542,7 @@ export class RawPublishers {
   /** setImmediate's end of the turn (see #later): every corked connection's answers leave. */
   flushPending (): void {
     const list = this.#pending
-    this.#pending = []
+    this.#pending = this.#pendingDone
     this.#scheduled = false
     // the deliveries this turn held leave first, whichever transport's setImmediate is queued later
     const coalescers = this.#core.coalescers
@@ -521,6 +555,8 @@ export class RawPublishers {
       this.#flush(c)
       if (c.socket.writableLength > HIGH_WATER && !c.socket.destroyed) c.socket.pause()
     }
+    list.length = 0
+    this.#pendingDone = list
   }
 
   #flush (c: Conn): void {

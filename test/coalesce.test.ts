@@ -51,6 +51,36 @@ for (const coalesce of [true, false]) {
   })
 }
 
+test('one turn over many channels, interleaved, then the next turn: each subscriber gets its own channel\'s messages, in order, once', async (t) => {
+  // past the few channels a turn finds by a scan (transports/coalesce.ts SCAN), a map takes over;
+  // the second turn reuses the first one's emptied lists
+  const { port, app } = await startServer(t, { coalesce: true })
+  const core = coreOf(app)
+  const n = 20
+  const subs: SseClient[] = []
+  for (let c = 0; c < n; c++) {
+    const s = await SseClient.connect(port, `/sub/many${c}`)
+    await s.until(() => s.comments.includes(': hi'))
+    subs.push(s)
+  }
+  const expected: string[][] = subs.map(() => [])
+  for (const turn of ['t1', 't2']) {
+    for (let round = 0; round < 3; round++) {
+      for (let c = 0; c < n; c++) {
+        // channels in a different order each round, so later rounds find earlier slots
+        const ch = (c * 7 + round) % n
+        const body = `${turn}-${ch}-${round}`
+        core.publish(`many${ch}`, Buffer.from(body), null, null)
+        expected[ch]!.push(body)
+      }
+    }
+    await new Promise<void>((resolve) => setImmediate(resolve))
+  }
+  for (let c = 0; c < n; c++) t.deepEqual((await subs[c]!.waitEvents(6)).map((e) => e.data), expected[c])
+  t.is(core.stats.delivered[core.transports.findIndex((x) => x.name === 'eventsource')], n * 6)
+  for (const s of subs) s.close()
+})
+
 test('SSE and WebSocket subscribers of one channel each get their own frames from one turn', async (t) => {
   const { port, app } = await startServer(t)
   const core = coreOf(app)

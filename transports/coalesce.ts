@@ -26,9 +26,21 @@ export class Coalescer {
   #channels: Channel[]
   #batches: Message[][]
   #slot: Map<Channel, number>
+  /**
+   * The turn before's channels and batches, emptied: the next flush swaps them in, so a turn
+   * allocates no new arrays and no new map (a one-to-one publish flushes every turn). Each batch
+   * array is reused too, from `#spare`. `#slot` holds a turn's channels only past SCAN of them.
+   */
+  #doneChannels: Channel[]
+  #doneBatches: Message[][]
+  #doneSlot: Map<Channel, number>
+  #spare: Message[][]
+  /** Per framer variant, the frame of a whole batch (flush's scratch). */
+  readonly #all: Array<Buffer | null>
   /** Fan-out hands the same message to every subscriber in a row: skip the map for those. */
   #lastMsg: Message | null
   #lastSlot: number
+  /** setImmediate(flushCoalescer) is queued (a flushNow may have emptied the turn before it runs). */
   #scheduled: boolean
 
   constructor (core: Core, transportIndex: number, framers: readonly Framer[], variantOf: (sub: Subscriber) => number) {
@@ -39,6 +51,11 @@ export class Coalescer {
     this.#channels = []
     this.#batches = []
     this.#slot = new Map()
+    this.#doneChannels = []
+    this.#doneBatches = []
+    this.#doneSlot = new Map()
+    this.#spare = []
+    this.#all = new Array<Buffer | null>(framers.length).fill(null)
     this.#lastMsg = null
     this.#lastSlot = -1
     this.#scheduled = false
@@ -47,7 +64,30 @@ export class Coalescer {
 
   /** Write what this turn held now, ahead of its setImmediate (a publish's answer goes after it). */
   flushNow (): void {
-    if (this.#scheduled) this.flush()
+    if (this.#channels.length > 0) this.flush()
+  }
+
+  /** setImmediate's end of the turn. */
+  flushQueued (): void {
+    this.#scheduled = false
+    if (this.#channels.length > 0) this.flush()
+  }
+
+  /** `ch`'s index in this turn's batch, or -1: a scan while the turn has few channels, the map past that. */
+  #slotOf (ch: Channel): number {
+    const channels = this.#channels
+    if (channels.length > SCAN) return this.#slot.get(ch) ?? -1
+    for (let i = channels.length - 1; i >= 0; i--) if (channels[i] === ch) return i
+    return -1
+  }
+
+  #add (ch: Channel): number {
+    const channels = this.#channels
+    const i = channels.length
+    channels.push(ch)
+    if (i === SCAN) for (let j = 0; j <= i; j++) this.#slot.set(channels[j]!, j)
+    else if (i > SCAN) this.#slot.set(ch, i)
+    return i
   }
 
   /** Hold `msg` for `sub` (single-channel, live, socket not backed up) until the end of the turn. */
@@ -55,12 +95,15 @@ export class Coalescer {
     let i = this.#lastSlot
     if (msg !== this.#lastMsg) {
       const ch = sub.channels[0]!
-      const found = this.#slot.get(ch)
-      if (found === undefined) {
-        i = this.#channels.length
-        this.#slot.set(ch, i)
-        this.#channels.push(ch)
-        this.#batches.push([msg])
+      const found = this.#slotOf(ch)
+      if (found === -1) {
+        i = this.#add(ch)
+        const list = this.#spare.pop()
+        if (list === undefined) this.#batches.push([msg])
+        else {
+          list.push(msg)
+          this.#batches.push(list)
+        }
         if (!this.#scheduled) {
           this.#scheduled = true
           setImmediate(flushCoalescer, this)
@@ -89,8 +132,8 @@ export class Coalescer {
   release (sub: Subscriber): void {
     if ((sub.flags & F_BATCHED) === 0) return
     sub.flags &= ~F_BATCHED
-    const i = this.#slot.get(sub.channels[0]!)
-    if (i === undefined) return
+    const i = this.#slotOf(sub.channels[0]!)
+    if (i === -1) return
     const msgs = this.#batches[i]!.slice(sub.batchFrom)
     const socket = sub.socket
     if (socket.destroyed || !socket.writable) {
@@ -106,15 +149,16 @@ export class Coalescer {
   flush (): void {
     const channels = this.#channels
     const batches = this.#batches
-    this.#channels = []
-    this.#batches = []
-    this.#slot = new Map()
+    const slot = this.#slot
+    // a hold during the writes below (none is expected) starts the next turn's batch
+    this.#channels = this.#doneChannels
+    this.#batches = this.#doneBatches
+    this.#slot = this.#doneSlot
     this.#lastMsg = null
     this.#lastSlot = -1
-    this.#scheduled = false
     const now = this.#core.nowSec
     const framers = this.#framers
-    const all: Array<Buffer | null> = new Array<Buffer | null>(framers.length)
+    const all = this.#all
     for (let c = 0; c < channels.length; c++) {
       const msgs = batches[c]!
       all.fill(null)
@@ -137,9 +181,28 @@ export class Coalescer {
       }
       for (let i = 0; i < msgs.length; i++) this.#core.observeDelivery(msgs[i]!)
     }
+    all.fill(null)
+    // emptied for the turn after next: no message or channel stays referenced from here
+    for (let c = 0; c < batches.length; c++) {
+      const list = batches[c]!
+      list.length = 0
+      if (this.#spare.length < MAX_SPARE) this.#spare.push(list)
+    }
+    channels.length = 0
+    batches.length = 0
+    if (slot.size > 0) slot.clear()
+    this.#doneChannels = channels
+    this.#doneBatches = batches
+    this.#doneSlot = slot
   }
 }
 
+/** Channels in a turn found by a scan of the turn's list; past this many, by a map. */
+const SCAN = 8
+
+/** Batch arrays kept for reuse, at most (a burst over many channels leaves the rest to the collector). */
+const MAX_SPARE = 1024
+
 function flushCoalescer (c: Coalescer): void {
-  c.flush()
+  c.flushQueued()
 }
