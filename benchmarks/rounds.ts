@@ -77,7 +77,7 @@ function parseRound (md: string): Map<string, Round> {
   }
   for (const r of table(md, /^## one2one steps/).slice(1)) {
     const [label, transport, rate, , , , p99, clean, why] = r
-    if (why === 'warm-up, not judged' || !Number.isFinite(num(p99!))) continue
+    if (why!.startsWith('warm-up') || !Number.isFinite(num(p99!))) continue
     const byRate = get(label!).steps.get(transport!) ?? new Map<number, { p99: number, clean: boolean }>()
     get(label!).steps.set(transport!, byRate)
     byRate.set(num(rate!), { p99: num(p99!), clean: clean === 'yes' })

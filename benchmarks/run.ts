@@ -13,10 +13,11 @@
 //              at ONE2ONE_RATES (msgs/s, STEP_DURATION s each) until a step is not clean (every
 //              message delivered, no late sends, p99 <= P99_BOUND_MS): highest clean rate, ceiling.
 //              Each ladder starts with a warm-up at its first rate, reported and not judged, for
-//              every server alike: WARMUP s, and at least one message on every channel (the first
+//              every server alike: WARMUP s, and at least two messages on every channel (the first
 //              message on each subscriber's socket costs every server more, Nchan included:
-//              benchmarks/results/first-pass-2026-12-01.md), so the steady state is measured, not a
-//              JIT compiling or the first pass over the sockets
+//              benchmarks/results/first-pass-2026-12-01.md; so does the second, the first step
+//              after a one-pass warm-up: second-pass-2026-12-02.md), so the steady state is
+//              measured, not a JIT compiling or the first passes over the sockets
 //   longpoll   one2one with long-poll subscribers (the legacy clients' transport): each re-polls
 //              with its cursor after every answer; same rates and clean rule
 //   publish    autocannon against /pub/<channel> with no subscribers (-c 100 -p 10, DURATION s)
@@ -368,9 +369,9 @@ async function benchServer (name: string): Promise<ServerResult> {
       let warmup: StepResult | null = null
       if (K.warmup > 0 && K.rates.length > 0) {
         const rate = K.rates[0]!
-        // every step starts at channel 0: the warm-up reaches each channel once
-        const seconds = Math.max(K.warmup, Math.ceil(n / rate))
-        warmup = { ...await step(rate, seconds, `${rate}/s warm-up`), rate, clean: false, why: `warm-up (${seconds} s, every channel once), not judged` }
+        // every step starts at channel 0: the warm-up reaches each channel twice
+        const seconds = Math.max(K.warmup, Math.ceil(2 * n / rate))
+        warmup = { ...await step(rate, seconds, `${rate}/s warm-up`), rate, clean: false, why: `warm-up (${seconds} s, every channel twice), not judged` }
         await sleep(pause)
       }
       for (const rate of K.rates) {

@@ -86,8 +86,8 @@ test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan, the
   t.truthy(open10, 'open-loop 10 msgs/s target row')
   t.regex(open10!.split('|')[7]!, /^ (met|\*\*not met\*\*) $/)
   // each ladder's warm-up at its first rate is listed, for every server, and never judged clean;
-  // it lasts WARMUP s (1) or until every channel had a message (200 at 100/s: 2 s), whichever is longer
-  const warmups = lines.filter((l) => l.includes('| SSE |') && l.includes('warm-up (2 s, every channel once), not judged'))
+  // it lasts WARMUP s (1) or until every channel had two messages (200 at 100/s: 4 s), whichever is longer
+  const warmups = lines.filter((l) => l.includes('| SSE |') && l.includes('warm-up (4 s, every channel twice), not judged'))
   t.is(warmups.length, SERVERS.length, 'one SSE warm-up row per server')
   for (const row of warmups) t.is(row.split('|')[8]!.trim(), 'no', row)
   // the long-poll ladder ran on every server, the floor included, and its targets have a floor verdict
