@@ -301,6 +301,9 @@ export class RawPublishers {
         this.#publishFailed(reply, err)
         this.#done(c, reply)
       })
+      // the answers before this one (pipelined, answered at once) leave at the end of the turn,
+      // not when this handler is done
+      this.#later(c)
       return true
     }
     // answered in pump's own loop: #answered leaves the reading on to it
@@ -544,19 +547,22 @@ export class RawPublishers {
     const list = this.#pending
     this.#pending = this.#pendingDone
     this.#scheduled = false
-    // the deliveries this turn held leave first, whichever transport's setImmediate is queued later
-    const coalescers = this.#core.coalescers
-    for (let i = 0; i < coalescers.length; i++) coalescers[i]!.flushNow()
-    for (let i = 0; i < list.length; i++) {
-      const c = list[i]!
-      c.queued = false
-      // handed to Node's server, or closed, meanwhile: #release uncorked it already
-      if (c.socket[kRawConnection] !== c) continue
-      this.#flush(c)
-      if (c.socket.writableLength > HIGH_WATER && !c.socket.destroyed) c.socket.pause()
+    try {
+      // the deliveries this turn held leave first, whichever transport's setImmediate is queued later
+      const coalescers = this.#core.coalescers
+      for (let i = 0; i < coalescers.length; i++) coalescers[i]!.flushNow()
+      for (let i = 0; i < list.length; i++) {
+        const c = list[i]!
+        c.queued = false
+        // handed to Node's server, or closed, meanwhile: #release uncorked it already
+        if (c.socket[kRawConnection] !== c) continue
+        this.#flush(c)
+        if (c.socket.writableLength > HIGH_WATER && !c.socket.destroyed) c.socket.pause()
+      }
+    } finally {
+      list.length = 0
+      this.#pendingDone = list
     }
-    list.length = 0
-    this.#pendingDone = list
   }
 
   #flush (c: Conn): void {

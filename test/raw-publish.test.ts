@@ -303,6 +303,30 @@ test('a handler that waits does not hold the answers before it (they leave at th
   socket.destroy()
 })
 
+test('a publish answered at once, then one whose handler waits: the first answer leaves without waiting for the second', async (t) => {
+  const s = await serve(t)
+  const core = coreOf(s.app)
+  const orig = core.engine.publish.bind(core.engine)
+  let release!: () => void
+  const held = new Promise<void>((resolve) => { release = resolve })
+  // the memory engine answers at once; only channel `wait` waits, until the test lets it go
+  core.engine.publish = (...a: Parameters<typeof orig>) => a[0] === 'wait' ? held.then(() => orig(...a)) : orig(...a)
+  const socket = net.connect(s.port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  socket.write(post('/pub/now', 'a') + post('/pub/wait', 'b'))
+  // the first answer arrives while the second publish is still held
+  await until(() => splitAnswers(text).length >= 1)
+  t.is(splitAnswers(text).length, 1)
+  t.true(text.startsWith('HTTP/1.1 201 '), text)
+  release()
+  await until(() => splitAnswers(text).length === 2)
+  t.true(splitAnswers(text)[1]!.startsWith('HTTP/1.1 201 '), text)
+  socket.destroy()
+})
+
 test('the client half-closing: answered, then closed at once, as Node does', async (t) => {
   for (const raw of [true, false]) {
     const s = await serve(t, {}, raw)

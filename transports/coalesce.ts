@@ -42,6 +42,8 @@ export class Coalescer {
   #lastSlot: number
   /** setImmediate(flushCoalescer) is queued (a flushNow may have emptied the turn before it runs). */
   #scheduled: boolean
+  /** A flush is writing (the spare lists are in use as the next turn's). */
+  #flushing: boolean
 
   constructor (core: Core, transportIndex: number, framers: readonly Framer[], variantOf: (sub: Subscriber) => number) {
     this.#core = core
@@ -59,6 +61,7 @@ export class Coalescer {
     this.#lastMsg = null
     this.#lastSlot = -1
     this.#scheduled = false
+    this.#flushing = false
     core.coalescers.push(this)
   }
 
@@ -150,15 +153,46 @@ export class Coalescer {
     const channels = this.#channels
     const batches = this.#batches
     const slot = this.#slot
-    // a hold during the writes below (none is expected) starts the next turn's batch
-    this.#channels = this.#doneChannels
-    this.#batches = this.#doneBatches
-    this.#slot = this.#doneSlot
+    // A hold during the writes below (none is expected) starts the next turn's batch. A flush
+    // inside this one (none is expected either) gets lists and scratch of its own: the spare ones
+    // are this flush's next turn.
+    const nested = this.#flushing
+    if (nested) {
+      this.#channels = []
+      this.#batches = []
+      this.#slot = new Map()
+    } else {
+      this.#channels = this.#doneChannels
+      this.#batches = this.#doneBatches
+      this.#slot = this.#doneSlot
+      this.#flushing = true
+    }
     this.#lastMsg = null
     this.#lastSlot = -1
+    try {
+      this.#write(channels, batches, nested ? new Array<Buffer | null>(this.#framers.length).fill(null) : this.#all)
+    } finally {
+      // emptied for the turn after next: no message or channel stays referenced from here
+      for (let c = 0; c < batches.length; c++) {
+        const list = batches[c]!
+        list.length = 0
+        if (this.#spare.length < MAX_SPARE) this.#spare.push(list)
+      }
+      channels.length = 0
+      batches.length = 0
+      if (slot.size > 0) slot.clear()
+      if (!nested) {
+        this.#doneChannels = channels
+        this.#doneBatches = batches
+        this.#doneSlot = slot
+        this.#flushing = false
+      }
+    }
+  }
+
+  #write (channels: Channel[], batches: Message[][], all: Array<Buffer | null>): void {
     const now = this.#core.nowSec
     const framers = this.#framers
-    const all = this.#all
     for (let c = 0; c < channels.length; c++) {
       const msgs = batches[c]!
       all.fill(null)
@@ -182,18 +216,6 @@ export class Coalescer {
       for (let i = 0; i < msgs.length; i++) this.#core.observeDelivery(msgs[i]!)
     }
     all.fill(null)
-    // emptied for the turn after next: no message or channel stays referenced from here
-    for (let c = 0; c < batches.length; c++) {
-      const list = batches[c]!
-      list.length = 0
-      if (this.#spare.length < MAX_SPARE) this.#spare.push(list)
-    }
-    channels.length = 0
-    batches.length = 0
-    if (slot.size > 0) slot.clear()
-    this.#doneChannels = channels
-    this.#doneBatches = batches
-    this.#doneSlot = slot
   }
 }
 
