@@ -28,13 +28,12 @@ export class Coalescer {
   #slot: Map<Channel, number>
   /**
    * The turn before's channels and batches, emptied: the next flush swaps them in, so a turn
-   * allocates no new arrays and no new map (a one-to-one publish flushes every turn). Each batch
-   * array is reused too, from `#spare`. `#slot` holds a turn's channels only past SCAN of them.
+   * allocates no new lists and no new map (a one-to-one publish flushes every turn), only a batch
+   * per channel. `#slot` holds a turn's channels only past SCAN of them.
    */
   #doneChannels: Channel[]
   #doneBatches: Message[][]
   #doneSlot: Map<Channel, number>
-  #spare: Message[][]
   /** Per framer variant, the frame of a whole batch (flush's scratch). */
   readonly #all: Array<Buffer | null>
   /** Fan-out hands the same message to every subscriber in a row: skip the map for those. */
@@ -56,7 +55,6 @@ export class Coalescer {
     this.#doneChannels = []
     this.#doneBatches = []
     this.#doneSlot = new Map()
-    this.#spare = []
     this.#all = new Array<Buffer | null>(framers.length).fill(null)
     this.#lastMsg = null
     this.#lastSlot = -1
@@ -101,12 +99,7 @@ export class Coalescer {
       const found = this.#slotOf(ch)
       if (found === -1) {
         i = this.#add(ch)
-        const list = this.#spare.pop()
-        if (list === undefined) this.#batches.push([msg])
-        else {
-          list.push(msg)
-          this.#batches.push(list)
-        }
+        this.#batches.push([msg])
         if (!this.#scheduled) {
           this.#scheduled = true
           setImmediate(flushCoalescer, this)
@@ -173,11 +166,6 @@ export class Coalescer {
       this.#write(channels, batches, nested ? new Array<Buffer | null>(this.#framers.length).fill(null) : this.#all)
     } finally {
       // emptied for the turn after next: no message or channel stays referenced from here
-      for (let c = 0; c < batches.length; c++) {
-        const list = batches[c]!
-        list.length = 0
-        if (this.#spare.length < MAX_SPARE) this.#spare.push(list)
-      }
       channels.length = 0
       batches.length = 0
       if (slot.size > 0) slot.clear()
@@ -221,9 +209,6 @@ export class Coalescer {
 
 /** Channels in a turn found by a scan of the turn's list; past this many, by a map. */
 const SCAN = 8
-
-/** Batch arrays kept for reuse, at most (a burst over many channels leaves the rest to the collector). */
-const MAX_SPARE = 1024
 
 function flushCoalescer (c: Coalescer): void {
   c.flushQueued()
