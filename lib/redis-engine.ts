@@ -213,7 +213,7 @@ export function channelKey (key: string, part: 'm' | 'b' | 's' | 'x' | 'c' | 'i'
 }
 
 const SHAS: Record<string, string> = {}
-for (const name of ['PUBLISH', 'INFO', 'DELETE', 'LOAD', 'SEED', 'FORWARD', 'COUNT', 'HEARTBEAT'] as const) {
+for (const name of ['PUBLISH', 'INFO', 'DELETE', 'LOAD', 'SEED', 'FORWARD', 'REUSED', 'COUNT', 'HEARTBEAT'] as const) {
   SHAS[name] = createHash('sha1').update(LUA[name]).digest('hex')
 }
 
@@ -1144,10 +1144,19 @@ export class RedisEngine implements Engine {
           // none taken yet (a node that was behind us seeded it): ids go on above ours
           if (!await this.#forward(r, lt, lg)) return
         } else if (baseBehind) {
-          // a message of the new record has an id at or below one applied here, so it would be
-          // taken for one the subscribers have: they are ended (410) rather than left waiting. One
-          // that comes back with its last id still skips the reused ids (docs/redis.md, Limits)
-          this.#log?.warn({ node: this.nodeId, channel: key, base: formatId(baseTime, baseTag), store: formatId(lt, lg), applied: formatId(r.lastTime, r.lastTag) }, 'redis lost a channel and another node published first, reusing ids applied here: its subscribers here are ended (410) to start over')
+          // a message of the new record may have an id at or below one applied here, so it would
+          // be taken for one the subscribers have. First the record's ids and floor move past ours
+          // (REUSED), so a cursor in the reused range gets the gap signal on every node instead of
+          // the messages after it; then the subscribers here are ended (410) to come back with one
+          const moved = await this.#call(this.#cmd, 'REUSED', [channelKey(key, 'm'), channelKey(key, 'b')],
+            [gen, String(r.lastTime), String(r.lastTag), channelKey(key, 'c'), this.#sharded ? '1' : '0'])
+          if (this.#replicas.get(key) !== r) return
+          if (!Array.isArray(moved)) {
+            // the record changed again since LOAD read it: read that one
+            r.again = true
+            return
+          }
+          this.#log?.warn({ node: this.nodeId, channel: key, base: formatId(baseTime, baseTag), store: formatId(lt, lg), applied: formatId(r.lastTime, r.lastTag), floor: formatId(num(moved[0]), num(moved[1])) }, 'redis lost a channel and another node published first, reusing ids applied here: ids and floor moved past them (older cursors get the gap signal); its subscribers here are ended (410) to start over')
           this.#dropLocal(r, true)
           return
         }
@@ -1193,7 +1202,11 @@ export class RedisEngine implements Engine {
     r.stale = false
     const pending = r.pending
     r.pending = []
-    for (const buf of pending) this.#apply(r, buf)
+    for (const buf of pending) {
+      // one of them may ask for the record to be read again (#reread): the rest wait for that
+      if (r.stale) r.pending.push(buf)
+      else this.#apply(r, buf)
+    }
   }
 
   /** Apply, in order, the held pub/sub messages of generation `gen` (a delete drops the replica); keep the others. */
@@ -1271,6 +1284,10 @@ export class RedisEngine implements Engine {
       this.#dropLocal(r, true)
       return
     }
+    if (buf[0] === 0x66) { // 'f': the floor rose past reused ids (REUSED): read the record again
+      this.#reread(r)
+      return
+    }
     const nl = buf.indexOf(10)
     const head = buf.toString('latin1', 1, nl).split(' ')
     const ctLen = Number(head[3])
@@ -1285,14 +1302,24 @@ export class RedisEngine implements Engine {
     if (head[5] !== undefined && head[5] !== r.gen) {
       if (r.gen !== '' && r.lastTime > 0 && (time < r.lastTime || (time === r.lastTime && tag <= r.lastTag))) {
         // a new record's first message (Redis lost ours: evicted, flushed) reuses an id applied
-        // here: it would be skipped as a duplicate, so the subscribers start over (410) instead
-        this.#log?.warn({ node: this.nodeId, channel: r.key, message: formatId(time, tag), applied: formatId(r.lastTime, r.lastTag) }, 'redis lost a channel and a publish reused an id applied here: its subscribers here are ended (410) to start over')
-        this.#dropLocal(r, true)
+        // here: it would be skipped as a duplicate. Held, and the record read again: the load
+        // finds the base behind what was applied and moves ids and floor past it (REUSED), then
+        // ends the subscribers here (410) to start over
+        r.pending.push(buf)
+        this.#reread(r)
         return
       }
       r.gen = head[5]
     }
     this.#applyOne(r, time, tag, buf.subarray(o), ct, ev, Number(head[2]))
+  }
+
+  /** Read a live replica's record again (what arrives meanwhile is held), e.g. for its floor. */
+  #reread (r: Replica): void {
+    r.stale = true
+    // inside a load (its held messages being applied): that load runs again when it ends
+    if (r.busy) r.again = true
+    else this.#sync(r)
   }
 
   /** Apply once: a message at or below the last id applied is a duplicate of the load/catch-up. */
@@ -1320,9 +1347,9 @@ export class RedisEngine implements Engine {
   }
 }
 
-/** The generation a pub/sub message carries (`m… <g>\n…` or `d<g>`; '' if none). */
+/** The generation a pub/sub message carries (`m… <g>\n…`, `d<g>` or `f<g>`; '' if none). */
 function genOf (buf: Buffer): string {
-  if (buf[0] === 0x64) return buf.toString('latin1', 1)
+  if (buf[0] === 0x64 || buf[0] === 0x66) return buf.toString('latin1', 1)
   const head = buf.toString('latin1', 1, buf.indexOf(10)).split(' ')
   return head[5] ?? ''
 }

@@ -3,7 +3,8 @@
 // slot of a Redis Cluster. Keys of channel c share the hash tag {T}, T = c with `%`, `{` and `}`
 // percent-encoded (lib/redis-engine.ts hashTag), so no channel id can end the tag early:
 //
-//   pk:{T}:m   hash    lt lg (last id), ft fg (floor, §11a), g (generation: a new record, a new g),
+//   pk:{T}:m   hash    lt lg (last id), ft fg (floor, §11a: never lowered within a record),
+//                      g (generation: a new record, a new g),
 //                      bt bg (the generation's base: its messages all have ids after it; a record a
 //                      publish created starts at `<that second>:-1`, a seeded one at the seeded id)
 //   pk:{T}:b   stream  the buffer; entry id = message id `seconds-tag`, fields p (published ms),
@@ -20,7 +21,8 @@
 // counts hash and the node sums the live ones.
 //
 // The shard channel carries
-//   `m<seconds> <tag> <published ms> <ct bytes|-1> <event bytes|-1> <g>\n<ct><event><body>` or `d<g>`.
+//   `m<seconds> <tag> <published ms> <ct bytes|-1> <event bytes|-1> <g>\n<ct><event><body>`, `d<g>`
+//   (deleted), or `f<g>` (the floor rose past ids a new record reused: REUSED; nodes read it again).
 // Counts are absolute per node (HSET node n, not HINCRBY): a write repeated after a reconnect, or
 // replayed in full by a node that was swept, can never count twice.
 
@@ -58,6 +60,18 @@ local function anyone(h)
   for i = 1, #h, 2 do if h[i] ~= '~r' and tonumber(h[i + 1]) > 0 then return true end end
   return false
 end
+-- (t1, g1) > (t2, g2)
+local function above(t1, g1, t2, g2)
+  t1, g1, t2, g2 = tonumber(t1), tonumber(g1), tonumber(t2), tonumber(g2)
+  if t2 == nil then return true end
+  return t1 > t2 or (t1 == t2 and g1 > g2)
+end
+-- a message that left (et, eg) raises the record's floor, never lowers it (REUSED may have set it higher)
+local function floorup(m, et, eg)
+  if et == nil or redis.call('EXISTS', m) == 0 then return end
+  local f = redis.call('HMGET', m, 'ft', 'fg')
+  if f[1] == false or above(et, eg, f[1], f[2]) then redis.call('HSET', m, 'ft', et, 'fg', eg) end
+end
 local function requested(req, nowms)
   if req < 0 then return -1 end
   return math.floor((nowms - req) / 1000)
@@ -91,14 +105,15 @@ if lt == nil then
   redis.call('HSET', KEYS[1], 'g', g, 'bt', sec, 'bg', -1)
 end
 local et, eg = expire(KEYS[2], ttl, nowms)
-if et then ft, fg = et, eg end
+if et and above(et, eg, ft, fg) then ft, fg = et, eg end
 -- §2.1: strictly increasing; a clock that steps back keeps the last seconds and counts on
 if sec > lt then lt, lg = sec, 0 else lg = lg + 1 end
 local maxlen = tonumber(ARGV[6])
 local len = redis.call('XLEN', KEYS[2])
 if len >= maxlen then
   local old = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', len - maxlen + 1)
-  ft, fg = string.match(old[#old][1], '^(%d+)-(%d+)$')
+  local ot, og = string.match(old[#old][1], '^(%d+)-(%d+)$')
+  if above(ot, og, ft, fg) then ft, fg = ot, og end
 end
 local id = string.format('%d-%d', lt, lg)
 local ct, ev = '', ''
@@ -130,7 +145,7 @@ const INFO_BODY = `
 local sec, nowms = clock()
 local ttl = tonumber(ARGV[1])
 local et, eg = expire(KEYS[2], ttl, nowms)
-if et and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'ft', et, 'fg', eg) end
+floorup(KEYS[1], et, eg)
 local len = redis.call('XLEN', KEYS[2])
 local h = counts(KEYS[3])
 -- §3.2 lifetime: a channel exists while it has a buffered message or a subscriber (a dead node's
@@ -161,7 +176,7 @@ export const LOAD = COMMON + `
 local sec, nowms = clock()
 local ttl = tonumber(ARGV[1])
 local et, eg = expire(KEYS[2], ttl, nowms)
-if et and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'ft', et, 'fg', eg) end
+floorup(KEYS[1], et, eg)
 local m = redis.call('HMGET', KEYS[1], 'lt', 'lg', 'ft', 'fg', 'g', 'bt', 'bg')
 local exists = m[1] and 1 or 0
 return {exists, tonumber(m[1]) or 0, tonumber(m[2]) or 0, tonumber(m[3]) or 0, tonumber(m[4]) or -1, m[5] or '',
@@ -203,6 +218,30 @@ if lt > t or (lt == t and lg >= g) then return 0 end
 redis.call('HSET', KEYS[1], 'lt', t, 'lg', g, 'ft', t, 'fg', g, 'bt', t, 'bg', g)
 redis.call('DEL', KEYS[2])
 return 1
+`
+
+/**
+ * A new record (Redis lost the old one) has messages whose ids may repeat ids a node applied from
+ * the old one (`ours`, the last it applied): a cursor up to there is ambiguous, and served by id it
+ * would skip what the new record holds below it without a word. Ids continue above the larger of
+ * the record's last id and ours, one id further, and the floor goes to that id, which no message
+ * takes: every such cursor gets the gap signal (§11a) from then on, on every node, since the shard
+ * channel tells the nodes that hold the channel to read the record again (`f<g>`). The base stays,
+ * so any other node that applied old ids finds the reuse too. What the store buffers is below the
+ * floor now and goes, as in FORWARD. KEYS m b; ARGV g (the generation as the caller read it), lt lg (ours),
+ * pubsubChannel, sharded. Returns the new last id as {lt, lg}, or -1 when the record is not the
+ * generation the caller read (gone, or made again: it reads again).
+ */
+export const REUSED = COMMON + `
+local m = redis.call('HMGET', KEYS[1], 'lt', 'lg', 'g')
+if m[1] == false or m[3] ~= ARGV[1] then return -1 end
+local lt, lg = tonumber(m[1]), tonumber(m[2])
+if above(ARGV[2], ARGV[3], lt, lg) then lt, lg = tonumber(ARGV[2]), tonumber(ARGV[3]) end
+lg = lg + 1
+redis.call('HSET', KEYS[1], 'lt', lt, 'lg', lg, 'ft', lt, 'fg', lg)
+redis.call('DEL', KEYS[2])
+redis.call(ARGV[5] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[4], 'f' .. ARGV[1])
+return {lt, lg}
 `
 
 /**

@@ -218,7 +218,12 @@ async function restartWhileStopped (t: ExecutionContext, channel: string): Promi
   return { redis, b: b!, sub, future, resume }
 }
 
-test.serial('Redis loses a channel while nodes stay connected (evicted, flushed) and a publish reuses an id a node applied: its subscribers are ended with 410, not left silent', async (t) => {
+/** An SSE subscriber's gap comment (§11a) names the cursor it asked for and the message served. */
+function gapOf (sub: SseClient): string | undefined {
+  return sub.comments.find((c) => c.startsWith(':parkline-gap'))
+}
+
+test.serial('Redis loses a channel while nodes stay connected (evicted, flushed) and a publish reuses an id a node applied: its subscribers are ended with 410, and come back with the gap signal, not left silent', async (t) => {
   const { redis, nodes: [a, b] } = await cluster(t, 2)
   const sub = await SseClient.connect(a!.port, '/sub/evicted')
   t.is((await publish(b!.base, 'evicted', 'm0')).status, 201)
@@ -235,15 +240,60 @@ test.serial('Redis loses a channel while nodes stay connected (evicted, flushed)
   await sub.waitClosed(10000)
   t.true(sub.comments.includes(':410: 410 Gone'))
   t.deepEqual(sub.events.map((e) => e.data), ['m0', 'm1'])
-  // a subscriber that starts over gets the new record from its start (m2), then what follows
+  // before ending them, A moved the record's ids and floor past the last id it applied (m1), so a
+  // subscriber that comes back with m1's id, on either node, is told of the gap instead of waiting
+  // above every id of the new record
+  const resumed = await Promise.all([a!, b!].map(async (n) => await SseClient.connect(n.port, '/sub/evicted', { 'Last-Event-ID': lastId(m1.text) })))
   const again = await SseClient.connect(a!.port, '/sub/evicted')
   const m3 = await publish(b!.base, 'evicted', 'm3')
-  const evs = await again.waitEvents(2)
-  t.deepEqual(evs.map((e) => [e.data, e.id]), [['m2', lastId(m2.text)], ['m3', lastId(m3.text)]])
+  t.is(lastId(m3.text), `${future}:3`)
+  // m2 went with the ids it may have reused (below the new floor); a subscriber that starts over
+  // gets what follows
+  t.deepEqual((await again.waitEvents(1)).map((e) => [e.data, e.id]), [['m3', lastId(m3.text)]])
+  t.is(gapOf(again), undefined)
   again.close()
+  for (const r of resumed) {
+    t.deepEqual((await r.waitEvents(1)).map((e) => [e.data, e.id]), [['m3', lastId(m3.text)]])
+    t.is(gapOf(r), `:parkline-gap {"requested":"${lastId(m1.text)}","resumed":"${lastId(m3.text)}"}`)
+    r.close()
+  }
 })
 
-test.serial('Redis restarted empty and another node publishes before this node re-reads the channel, reusing ids it applied: its subscribers are ended with 410, not left silent', async (t) => {
+test.serial('a node that holds a channel reads it again when another node moved its floor past reused ids: a cursor in that range gets the gap signal there too', async (t) => {
+  const { redis, nodes: [a, b] } = await cluster(t, 2)
+  // B holds the channel live, for a subscriber that has m0
+  const live = await SseClient.connect(b!.port, '/sub/floor')
+  t.teardown(() => live.socket.destroy())
+  const m0 = await publish(a!.base, 'floor', 'm0')
+  t.is(m0.status, 201)
+  t.is((await live.waitEvents(1))[0]!.data, 'm0')
+  // what a node that applied ids up to 100 s ahead from the lost record does (lib/redis-lua.ts REUSED)
+  const gen = await redisCall(redis.port, ['HGET', 'pk:{floor}:m', 'g']) as string
+  const ahead = Math.floor(Date.now() / 1000) + 100
+  const info = await redisCall(redis.port, ['INFO', 'server']) as string
+  const sharded = Number(/redis_version:(\d+)/.exec(info)![1]) >= 7 ? '1' : '0'
+  t.deepEqual(await redisCall(redis.port, ['EVAL', LUA.REUSED, '2', 'pk:{floor}:m', 'pk:{floor}:b', gen, String(ahead), '4', 'pk:{floor}:c', sharded]), [ahead, 5])
+  const m1 = await publish(a!.base, 'floor', 'm1')
+  t.is(lastId(m1.text), `${ahead}:6`)
+  // B was told (`f<g>` on the shard channel) before m1 came, and applied m1 after reading the
+  // record again: its live subscriber, whose last id is below the floor now, is told too (Redis
+  // lost data around there; whether this one missed any, nothing can tell)
+  t.deepEqual((await live.waitEvents(2)).map((e) => [e.data, e.id]), [['m0', lastId(m0.text)], ['m1', lastId(m1.text)]])
+  t.is(gapOf(live), `:parkline-gap {"requested":"${lastId(m0.text)}","resumed":"${lastId(m1.text)}"}`)
+  const resumed = await SseClient.connect(b!.port, '/sub/floor', { 'Last-Event-ID': lastId(m0.text) })
+  t.deepEqual((await resumed.waitEvents(1)).map((e) => e.data), ['m1'])
+  t.is(gapOf(resumed), `:parkline-gap {"requested":"${lastId(m0.text)}","resumed":"${lastId(m1.text)}"}`)
+  resumed.close()
+  // m0 is below the floor: it left B's copy too, so one that starts over gets m1 alone, no gap
+  const fresh = await SseClient.connect(b!.port, '/sub/floor')
+  t.deepEqual((await fresh.waitEvents(1)).map((e) => e.data), ['m1'])
+  const m2 = await publish(a!.base, 'floor', 'm2')
+  t.deepEqual((await fresh.waitEvents(2)).map((e) => [e.data, e.id]), [['m1', lastId(m1.text)], ['m2', lastId(m2.text)]])
+  t.is(gapOf(fresh), undefined)
+  fresh.close()
+})
+
+test.serial('Redis restarted empty and another node publishes before this node re-reads the channel, reusing ids it applied: its subscribers are ended with 410 and come back with the gap signal, not left silent', async (t) => {
   t.timeout(60000)
   // A sees nothing of the restart until B has published on the new, empty Redis
   const { redis, b, sub, future, resume } = await restartWhileStopped(t, 'race')
@@ -258,6 +308,13 @@ test.serial('Redis restarted empty and another node publishes before this node r
   await sub.waitClosed(20000)
   t.true(sub.comments.includes(':410: 410 Gone'))
   t.deepEqual(sub.events.map((e) => e.data), ['m0', 'm1'])
+  // the ids went on past the larger of the record's last id (m3, future:6) and A's, one id more
+  const back = await SseClient.connect(b.port, '/sub/race', { 'Last-Event-ID': `${future}:1` })
+  const m4 = await publish(b.base, 'race', 'm4')
+  t.is(lastId(m4.text), `${future}:8`)
+  t.deepEqual((await back.waitEvents(1)).map((e) => e.data), ['m4'])
+  t.is(gapOf(back), `:parkline-gap {"requested":"${future}:1","resumed":"${future}:8"}`)
+  back.close()
 })
 
 test.serial('Redis restarted empty and a node that was behind seeded the channel first: a node ahead moves the ids on past its own, and its subscribers stay and get what follows', async (t) => {
@@ -298,6 +355,21 @@ test.serial('scripts: SEED says whether it made the record; FORWARD moves a reco
   t.is(await call('EVAL', LUA.FORWARD, '2', m, b, '100', '6', '100', '7'), 0)
   t.is(await call('DEL', m), 1)
   t.is(await call('EVAL', LUA.FORWARD, '2', m, b, '100', '9', '100', '7'), -1)
+
+  // REUSED: only on the generation the caller read; ids and floor one past the larger last id, base kept
+  t.is(await call('HSET', m, 'lt', '100', 'lg', '3', 'ft', '100', 'fg', '-1', 'g', 'G2', 'bt', '100', 'bg', '-1'), 7)
+  t.is(await call('XADD', b, '100-0', 'p', '1', 'd', 'm2'), '100-0')
+  t.is(await call('EVAL', LUA.REUSED, '2', m, b, 'G1', '100', '7', 'pk:{s}:c', '0'), -1)
+  t.deepEqual(await call('EVAL', LUA.REUSED, '2', m, b, 'G2', '100', '7', 'pk:{s}:c', '0'), [100, 8])
+  t.deepEqual(await call('HMGET', m, 'lt', 'lg', 'ft', 'fg', 'bt', 'bg'), ['100', '8', '100', '8', '100', '-1'])
+  t.is(await call('XLEN', b), 0, 'what the store held is below the floor now')
+  // a message leaving the buffer later never lowers that floor: one older than it is evicted
+  t.is(await call('XADD', b, '99-0', 'p', '1', 'd', 'old'), '99-0')
+  const publishOne = async (): Promise<unknown> => await call('EVAL', LUA.PUBLISH, '4', m, b, 'pk:{s}:s', m,
+    'm', '', '0', '', '0', '1', '0', 'pk:{s}:c', '0', String(Date.now() + 60000), '0', '0')
+  t.is(((await publishOne()) as unknown[]).length, 5)
+  t.is(await call('XLEN', b), 1)
+  t.deepEqual(await call('HMGET', m, 'ft', 'fg'), ['100', '8'])
 })
 
 test.serial('pub/sub connections dropped while publishing: a node re-reads what it missed, no loss, no duplicate', async (t) => {
