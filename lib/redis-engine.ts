@@ -107,6 +107,12 @@ class Replica {
   waiters: Subscriber[]
   /** Load again after this load: more pub/sub messages arrived than are held, or the record changed under it. */
   again: boolean
+  /** The next load only reads the record again (#reread): not a recovery, the node stays up meanwhile. */
+  reread: boolean
+  /** The running (or queued) load counts in #recovering. */
+  counted: boolean
+  /** The generation whose message reused an id here and made it read the record again: a second one ends the subscribers. */
+  reusedGen: string
 
   constructor (key: string) {
     this.key = key
@@ -121,6 +127,9 @@ class Replica {
     this.idleSince = 0
     this.waiters = []
     this.again = false
+    this.reread = false
+    this.counted = false
+    this.reusedGen = ''
   }
 }
 
@@ -490,6 +499,7 @@ export class RedisEngine implements Engine {
     if (this.#replicas.size > 0) this.#syncPending = true
     for (const r of this.#replicas.values()) {
       if (r.state === LIVE) r.stale = true
+      r.reread = false
       r.subscribed = false
     }
   }
@@ -508,7 +518,10 @@ export class RedisEngine implements Engine {
         this.#faults++
         this.#lost()
         if (this.#replicas.size > 0) this.#syncPending = true
-        for (const r of this.#replicas.values()) if (r.state === LIVE) r.stale = true
+        for (const r of this.#replicas.values()) {
+          if (r.state === LIVE) r.stale = true
+          r.reread = false
+        }
       }
     }
     if (this.#probeTimer === null) {
@@ -1046,7 +1059,10 @@ export class RedisEngine implements Engine {
     if (r.busy || !this.#cmdReady || !this.#subReady || !this.#scriptsReady) return
     if (r.state === LIVE && !r.stale && r.subscribed) return
     r.busy = true
-    if (r.state === LIVE) this.#recovering++
+    // a re-read of the record (#reread) is no recovery: the node stays up while it runs
+    r.counted = r.state === LIVE && !r.reread
+    r.reread = false
+    if (r.counted) this.#recovering++
     if (r.state === NEW) r.state = LOADING
     if (this.#loading >= MAX_LOADS) {
       this.#loadQueue.push(r)
@@ -1057,7 +1073,7 @@ export class RedisEngine implements Engine {
 
   #startLoad (r: Replica): void {
     this.#loading++
-    const recovering = r.state === LIVE
+    const recovering = r.counted
     const epoch = this.#epoch
     const done = (): void => {
       r.busy = false
@@ -1148,8 +1164,18 @@ export class RedisEngine implements Engine {
           // be taken for one the subscribers have. First the record's ids and floor move past ours
           // (REUSED), so a cursor in the reused range gets the gap signal on every node instead of
           // the messages after it; then the subscribers here are ended (410) to come back with one
-          const moved = await this.#call(this.#cmd, 'REUSED', [channelKey(key, 'm'), channelKey(key, 'b')],
-            [gen, String(r.lastTime), String(r.lastTag), channelKey(key, 'c'), this.#sharded ? '1' : '0'])
+          let moved: unknown
+          try {
+            moved = await this.#call(this.#cmd, 'REUSED', [channelKey(key, 'm'), channelKey(key, 'b')],
+              [gen, String(r.lastTime), String(r.lastTag), channelKey(key, 'c'), this.#sharded ? '1' : '0'])
+          } catch (err) {
+            if (isFault(err)) throw err
+            // Redis answered with an error (OOM under maxmemory): the subscribers here are still told
+            if (this.#replicas.get(key) !== r) return
+            this.#log?.warn({ node: this.nodeId, channel: key, err: String((err as Error).message) }, 'redis lost a channel and another node published first, reusing ids applied here; moving its ids past them failed: its subscribers here are ended (410) to start over')
+            this.#dropLocal(r, true)
+            return
+          }
           if (this.#replicas.get(key) !== r) return
           if (!Array.isArray(moved)) {
             // the record changed again since LOAD read it: read that one
@@ -1203,7 +1229,9 @@ export class RedisEngine implements Engine {
     const pending = r.pending
     r.pending = []
     for (const buf of pending) {
-      // one of them may ask for the record to be read again (#reread): the rest wait for that
+      // a held delete may have dropped the replica; one may ask for the record to be read again
+      // (#reread): the rest wait for that
+      if (this.#replicas.get(key) !== r) break
       if (r.stale) r.pending.push(buf)
       else this.#apply(r, buf)
     }
@@ -1304,9 +1332,16 @@ export class RedisEngine implements Engine {
         // a new record's first message (Redis lost ours: evicted, flushed) reuses an id applied
         // here: it would be skipped as a duplicate. Held, and the record read again: the load
         // finds the base behind what was applied and moves ids and floor past it (REUSED), then
-        // ends the subscribers here (410) to start over
-        r.pending.push(buf)
-        this.#reread(r)
+        // ends the subscribers here (410) to start over. Once per generation: if that read found
+        // another record (lost again, deleted), the held message is of none and they start over now
+        if (r.reusedGen !== head[5]) {
+          r.reusedGen = head[5]
+          r.pending.push(buf)
+          this.#reread(r)
+          return
+        }
+        this.#log?.warn({ node: this.nodeId, channel: r.key, message: formatId(time, tag), applied: formatId(r.lastTime, r.lastTag) }, 'redis lost a channel and a publish reused an id applied here: its subscribers here are ended (410) to start over')
+        this.#dropLocal(r, true)
         return
       }
       r.gen = head[5]
@@ -1316,6 +1351,7 @@ export class RedisEngine implements Engine {
 
   /** Read a live replica's record again (what arrives meanwhile is held), e.g. for its floor. */
   #reread (r: Replica): void {
+    if (!r.stale) r.reread = true
     r.stale = true
     // inside a load (its held messages being applied): that load runs again when it ends
     if (r.busy) r.again = true

@@ -259,6 +259,31 @@ test.serial('Redis loses a channel while nodes stay connected (evicted, flushed)
   }
 })
 
+test.serial('a message that reused an id, of a record lost again before the node read it: the node reads once, ends its subscribers with 410 and stays up', async (t) => {
+  const { redis, nodes: [a, b] } = await cluster(t, 2)
+  const sub = await SseClient.connect(a!.port, '/sub/twice')
+  t.is((await publish(b!.base, 'twice', 'm0')).status, 201)
+  const future = await idsAhead(redis.port, 'twice', 100)
+  t.is(lastId((await publish(b!.base, 'twice', 'm1')).text), `${future}:1`)
+  t.deepEqual((await sub.waitEvents(2)).map((e) => e.data), ['m0', 'm1'])
+  // while A sees nothing, the record goes, m2 makes a new one (reusing ids below A's), and that goes too
+  const resume = pause(t, a!)
+  t.is(await redisCommand(redis.port, 'DEL pk:{twice}:m pk:{twice}:b'), ':2\r\n')
+  t.is((await publish(b!.base, 'twice', 'm2')).status, 201)
+  t.is(await redisCommand(redis.port, 'DEL pk:{twice}:m pk:{twice}:b'), ':2\r\n')
+  resume()
+  // A holds m2 and reads the record: none (it seeds its own last id back), so m2 belongs to no
+  // record there is; A ends the subscribers instead of holding m2 and reading again forever
+  await sub.waitClosed(10000)
+  t.true(sub.comments.includes(':410: 410 Gone'))
+  t.deepEqual(sub.events.map((e) => e.data), ['m0', 'm1'])
+  t.is((await fetch(`${a!.base}/health`)).status, 200)
+  // nobody subscribes any more (202); the ids go on above the last one A applied
+  const m3 = await publish(a!.base, 'twice', 'm3')
+  t.is(m3.status, 202)
+  t.is(lastId(m3.text), `${future}:2`)
+})
+
 test.serial('a node that holds a channel reads it again when another node moved its floor past reused ids: a cursor in that range gets the gap signal there too', async (t) => {
   const { redis, nodes: [a, b] } = await cluster(t, 2)
   // B holds the channel live, for a subscriber that has m0
@@ -273,7 +298,9 @@ test.serial('a node that holds a channel reads it again when another node moved 
   const info = await redisCall(redis.port, ['INFO', 'server']) as string
   const sharded = Number(/redis_version:(\d+)/.exec(info)![1]) >= 7 ? '1' : '0'
   t.deepEqual(await redisCall(redis.port, ['EVAL', LUA.REUSED, '2', 'pk:{floor}:m', 'pk:{floor}:b', gen, String(ahead), '4', 'pk:{floor}:c', sharded]), [ahead, 5])
-  const m1 = await publish(a!.base, 'floor', 'm1')
+  // (to B, which reads the record again meanwhile: no recovery, so it keeps answering)
+  const m1 = await publish(b!.base, 'floor', 'm1')
+  t.is(m1.status, 201)
   t.is(lastId(m1.text), `${ahead}:6`)
   // B was told (`f<g>` on the shard channel) before m1 came, and applied m1 after reading the
   // record again: its live subscriber, whose last id is below the floor now, is told too (Redis
