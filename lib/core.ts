@@ -170,6 +170,15 @@ export class Core {
     }
   }
 
+  /** The held message with this id as [published ms, body bytes], or null (never held, or gone). */
+  heldMessage (key: string, time: number, tag: number): [number, number] | null {
+    const buffer = this.registry.get(key)?.buffer
+    if (buffer === undefined) return null
+    const i = buffer.indexAfter(time, tag - 1)
+    if (i === buffer.size || buffer.timeAt(i) !== time || buffer.tagAt(i) !== tag) return null
+    return [buffer.publishedAtOf(i), buffer.bodyLengthOf(i)]
+  }
+
   /** A replica nobody here subscribes to any more: its messages go, and the record if nothing holds it. */
   dropReplica (key: string): void {
     const ch = this.registry.get(key)

@@ -70,6 +70,7 @@ export class MessageBuffer {
   timeAt (i: number): number { return this.#meta![this.#slot(i) * STRIDE]! }
   tagAt (i: number): number { return this.#meta![this.#slot(i) * STRIDE + 1]! }
   publishedAtOf (i: number): number { return this.#meta![this.#slot(i) * STRIDE + 2]! }
+  bodyLengthOf (i: number): number { return this.#meta![this.#slot(i) * STRIDE + 3]! }
 
   /** The i-th message (0 ≤ i < size), oldest first: the cache's, or made again over its stored bytes. */
   at (i: number): Message {

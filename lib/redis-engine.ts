@@ -1113,8 +1113,9 @@ export class RedisEngine implements Engine {
     }
     const live = r.state === LIVE
     const start = live ? `(${r.lastTime}-${r.lastTag}` : '-'
+    const last = live && r.lastTime > 0 ? `${r.lastTime}-${r.lastTag}` : ''
     const ttl = String(this.#core.opts.messageTimeout * 1000)
-    const res = await this.#call(this.#bin, 'LOAD', [channelKey(key, 'm'), channelKey(key, 'b'), channelKey(key, 'x')], [ttl, start]) as unknown[]
+    const res = await this.#call(this.#bin, 'LOAD', [channelKey(key, 'm'), channelKey(key, 'b'), channelKey(key, 'x')], [ttl, start, last]) as unknown[]
     if (this.#replicas.get(key) !== r) return
     const exists = num(res[0]) === 1
     const lt = num(res[1])
@@ -1161,34 +1162,19 @@ export class RedisEngine implements Engine {
           if (!await this.#forward(r, lt, lg)) return
         } else if (baseBehind) {
           // a message of the new record may have an id at or below one applied here, so it would
-          // be taken for one the subscribers have. First the record's ids and floor move past ours
-          // (REUSED), so a cursor in the reused range gets the gap signal on every node instead of
-          // the messages after it; then the subscribers here are ended (410) to come back with one
-          let moved: unknown
-          try {
-            moved = await this.#call(this.#cmd, 'REUSED', [channelKey(key, 'm'), channelKey(key, 'b')],
-              [gen, String(r.lastTime), String(r.lastTag), channelKey(key, 'c'), this.#sharded ? '1' : '0'])
-          } catch (err) {
-            if (isFault(err)) throw err
-            // Redis answered with an error (OOM under maxmemory): the subscribers here are still told
-            if (this.#replicas.get(key) !== r) return
-            this.#log?.warn({ node: this.nodeId, channel: key, err: String((err as Error).message) }, 'redis lost a channel and another node published first, reusing ids applied here; moving its ids past them failed: its subscribers here are ended (410) to start over')
-            this.#dropLocal(r, true)
-            return
-          }
-          if (this.#replicas.get(key) !== r) return
-          if (!Array.isArray(moved)) {
-            // the record changed again since LOAD read it: read that one
-            r.again = true
-            return
-          }
-          this.#log?.warn({ node: this.nodeId, channel: key, base: formatId(baseTime, baseTag), store: formatId(lt, lg), applied: formatId(r.lastTime, r.lastTag), floor: formatId(num(moved[0]), num(moved[1])) }, 'redis lost a channel and another node published first, reusing ids applied here: ids and floor moved past them (older cursors get the gap signal); its subscribers here are ended (410) to start over')
-          this.#dropLocal(r, true)
+          // be taken for one the subscribers have
+          await this.#reused(r, gen, { base: formatId(baseTime, baseTag), store: formatId(lt, lg) },
+            'redis lost a channel and another node published first, reusing ids applied here')
           return
         }
         r.gen = gen
       } else if (gen !== r.gen) {
         r.gen = gen
+      } else if (this.#retaken(r, res[10])) {
+        // the same record, but a message under an id applied here is not the one applied: a
+        // failover lost that id and another node's publish took it again
+        await this.#reused(r, gen, { store: formatId(lt, lg) }, 'redis lost the tail of a channel (failover) and another node published first, reusing ids applied here')
+        return
       } else if (behind) {
         // the same record without the last messages this node applied: a failover promoted a
         // replica that had not received them. Ids go on above ours (never below what subscribers
@@ -1235,6 +1221,47 @@ export class RedisEngine implements Engine {
       if (r.stale) r.pending.push(buf)
       else this.#apply(r, buf)
     }
+  }
+
+  /**
+   * Ids applied here may have been taken again by other messages. First the record's ids and floor
+   * move past ours (REUSED), so a cursor in that range gets the gap signal on every node instead of
+   * the messages after it; then the subscribers here are ended (410) to come back with one.
+   */
+  async #reused (r: Replica, gen: string, where: Record<string, string>, what: string): Promise<void> {
+    const key = r.key
+    let moved: unknown
+    try {
+      moved = await this.#call(this.#cmd, 'REUSED', [channelKey(key, 'm'), channelKey(key, 'b')],
+        [gen, String(r.lastTime), String(r.lastTag), channelKey(key, 'c'), this.#sharded ? '1' : '0'])
+    } catch (err) {
+      if (isFault(err)) throw err
+      // Redis answered with an error (OOM under maxmemory): the subscribers here are still told
+      if (this.#replicas.get(key) !== r) return
+      this.#log?.warn({ node: this.nodeId, channel: key, ...where, applied: formatId(r.lastTime, r.lastTag), err: String((err as Error).message) }, what + '; moving its ids past them failed: its subscribers here are ended (410) to start over')
+      this.#dropLocal(r, true)
+      return
+    }
+    if (this.#replicas.get(key) !== r) return
+    if (!Array.isArray(moved)) {
+      // the record changed again since LOAD read it: read that one
+      r.again = true
+      return
+    }
+    this.#log?.warn({ node: this.nodeId, channel: key, ...where, applied: formatId(r.lastTime, r.lastTag), floor: formatId(num(moved[0]), num(moved[1])) }, what + ': ids and floor moved past them (older cursors get the gap signal); its subscribers here are ended (410) to start over')
+    this.#dropLocal(r, true)
+  }
+
+  /**
+   * LOAD's `prev` (the store's newest message at or below the last id applied here) is not the
+   * message this node holds under that id: another published ms or body length.
+   */
+  #retaken (r: Replica, prev: unknown): boolean {
+    if (!Array.isArray(prev) || prev.length !== 3) return false
+    const id = str(prev[0])
+    const dash = id.indexOf('-')
+    const mine = this.#core.heldMessage(r.key, Number(id.slice(0, dash)), Number(id.slice(dash + 1)))
+    return mine !== null && (mine[0] !== Number(str(prev[1])) || mine[1] !== num(prev[2]))
   }
 
   /** Apply, in order, the held pub/sub messages of generation `gen` (a delete drops the replica); keep the others. */

@@ -168,9 +168,12 @@ return info
 `
 
 /**
- * KEYS m b x; ARGV ttlMs start (`-` or `(<seconds>-<tag>`). The channel record and its buffered
- * messages after start: {exists, lt, lg, ft, fg, g, tombstone, entries, bt, bg} (bt '' on a record
- * written before bases were kept).
+ * KEYS m b x; ARGV ttlMs start (`-` or `(<seconds>-<tag>`) last (`<seconds>-<tag>`, the last id the
+ * caller applied, or ''). The channel record and its buffered messages after start: {exists, lt,
+ * lg, ft, fg, g, tombstone, entries, bt, bg, prev} (bt '' on a record written before bases were
+ * kept); prev: the newest buffered message at or below `last` as {id, published ms, body bytes},
+ * or '' (the caller compares it with its own copy: a different message under an id it applied
+ * means a failover lost that id and a publish took it again).
  */
 export const LOAD = COMMON + `
 local sec, nowms = clock()
@@ -179,8 +182,20 @@ local et, eg = expire(KEYS[2], ttl, nowms)
 floorup(KEYS[1], et, eg)
 local m = redis.call('HMGET', KEYS[1], 'lt', 'lg', 'ft', 'fg', 'g', 'bt', 'bg')
 local exists = m[1] and 1 or 0
+local prev = ''
+if ARGV[3] ~= nil and ARGV[3] ~= '' then
+  local e = redis.call('XREVRANGE', KEYS[2], ARGV[3], '-', 'COUNT', 1)[1]
+  if e then
+    local p, n = '', 0
+    local f = e[2]
+    for i = 1, #f, 2 do
+      if f[i] == 'p' then p = f[i + 1] elseif f[i] == 'd' then n = #f[i + 1] end
+    end
+    prev = {e[1], p, n}
+  end
+end
 return {exists, tonumber(m[1]) or 0, tonumber(m[2]) or 0, tonumber(m[3]) or 0, tonumber(m[4]) or -1, m[5] or '',
-  redis.call('GET', KEYS[3]) or '', redis.call('XRANGE', KEYS[2], ARGV[2], '+'), m[6] or '', m[7] or ''}
+  redis.call('GET', KEYS[3]) or '', redis.call('XRANGE', KEYS[2], ARGV[2], '+'), m[6] or '', m[7] or '', prev}
 `
 
 /**

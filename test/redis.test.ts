@@ -548,6 +548,35 @@ test.serial('a store that lost a channel\'s tail (as a failover can): ids go on 
   t.true(late.comments.some((c) => c.includes('parkline-gap')), late.comments.join(' | '))
 })
 
+test.serial('a failover lost a channel\'s last id and another node\'s publish took it again: the node that applied the lost message ends its subscribers with 410, and their cursor gets the gap signal', async (t) => {
+  const { redis, nodes: [a, b] } = await cluster(t, 2)
+  const sub = await SseClient.connect(a!.port, '/sub/retaken')
+  t.teardown(() => sub.socket.destroy())
+  t.true(await eventually(async () => (await info(b!.base, 'retaken')).json?.subscribers === 1, 5000))
+  const ids: string[] = []
+  for (const m of ['m1', 'm2', 'm3']) ids.push(lastId((await publish(b!.base, 'retaken', m)).text))
+  t.deepEqual((await sub.waitEvents(3)).map((e) => e.id), ids)
+  // what the store looks like when a promoted replica never got m3 and node B then published m3x,
+  // which took m3's id (the record is the same one: same generation, same last id as A's)
+  const [t3, g3] = ids[2]!.split(':')
+  t.regex((await redisCommand(redis.port, 'DEL pk:{retaken}:b')) ?? '', /^:1/)
+  t.is(await redisCall(redis.port, ['XADD', 'pk:{retaken}:b', `${t3}-${g3}`, 'p', String(Date.now()), 'd', 'm3x']), `${t3}-${g3}`)
+  // the nodes' pub/sub connections drop (as they do in a failover): A re-reads the channel, finds
+  // another message under the id it applied last, and moves the ids past it
+  t.regex((await redisCommand(redis.port, 'CLIENT KILL TYPE pubsub')) ?? '', /^:\d+/)
+  await sub.waitClosed(10000)
+  t.true(sub.comments.includes(':410: 410 Gone'))
+  t.deepEqual(sub.events.map((e) => e.data), ['m1', 'm2', 'm3'])
+  // A's subscriber comes back with m3's id, on B: told of the gap (it never had m3x), then m4
+  const back = await SseClient.connect(b!.port, '/sub/retaken', { 'Last-Event-ID': ids[2]! })
+  t.teardown(() => back.socket.destroy())
+  let p4 = await publish(a!.base, 'retaken', 'm4')
+  if (p4.status === 503) t.true(await eventually(async () => (p4 = await publish(a!.base, 'retaken', 'm4')).status !== 503, 10000))
+  const ev = await back.waitEvents(1)
+  t.deepEqual([ev[0]!.data, ev[0]!.id], ['m4', lastId(p4.text)])
+  t.is(gapOf(back), `:parkline-gap {"requested":"${ids[2]!}","resumed":"${lastId(p4.text)}"}`)
+})
+
 test.serial('a Redis that stalls on the very first commands (INFO past redisCommandTimeout) is probed until it answers; the node comes up', async (t) => {
   const redis = await startRedis(t)
   // a proxy that holds the first chunk carrying INFO server (and everything after it on that
