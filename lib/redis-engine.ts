@@ -499,7 +499,9 @@ export class RedisEngine implements Engine {
     if (this.#replicas.size > 0) this.#syncPending = true
     for (const r of this.#replicas.values()) {
       if (r.state === LIVE) r.stale = true
-      r.reread = false
+      // a load under way cannot have read what is lost from now on: it loads again when it ends
+      if (r.busy) r.again = true
+      this.#countBusy(r)
       r.subscribed = false
     }
   }
@@ -520,7 +522,7 @@ export class RedisEngine implements Engine {
         if (this.#replicas.size > 0) this.#syncPending = true
         for (const r of this.#replicas.values()) {
           if (r.state === LIVE) r.stale = true
-          r.reread = false
+          this.#countBusy(r)
         }
       }
     }
@@ -1073,11 +1075,14 @@ export class RedisEngine implements Engine {
 
   #startLoad (r: Replica): void {
     this.#loading++
-    const recovering = r.counted
     const epoch = this.#epoch
     const done = (): void => {
       r.busy = false
-      if (recovering) this.#recovering--
+      // (a fault while it ran may have counted it since: #countBusy)
+      if (r.counted) {
+        r.counted = false
+        this.#recovering--
+      }
       this.#loading--
       const next = this.#loadQueue.shift()
       if (next !== undefined) this.#startLoad(next)
@@ -1086,7 +1091,8 @@ export class RedisEngine implements Engine {
       done()
       if (epoch !== this.#epoch || r.again) {
         // a fault (or a flood of held messages, or a record that changed) came while it loaded:
-        // what it read may miss some
+        // what it read may miss some; after a fault the next load is a recovery, whatever asked
+        if (epoch !== this.#epoch) r.reread = false
         r.again = false
         if (r.state === LIVE) r.stale = true
         if (this.#replicas.get(r.key) === r) this.#sync(r)
@@ -1257,7 +1263,7 @@ export class RedisEngine implements Engine {
    * message this node holds under that id: another published ms or body length.
    */
   #retaken (r: Replica, prev: unknown): boolean {
-    if (!Array.isArray(prev) || prev.length !== 3) return false
+    if (!Array.isArray(prev) || prev.length !== 3 || str(prev[1]) === '') return false
     const id = str(prev[0])
     const dash = id.indexOf('-')
     const mine = this.#core.heldMessage(r.key, Number(id.slice(0, dash)), Number(id.slice(dash + 1)))
@@ -1372,8 +1378,29 @@ export class RedisEngine implements Engine {
         return
       }
       r.gen = head[5]
+    } else if (r.lastTime > 0 && (time < r.lastTime || (time === r.lastTime && tag <= r.lastTag))) {
+      // an id applied here, in the same record: a duplicate of what a load read, or another
+      // message (a failover lost that id and another node's publish took it again, and this
+      // connection did not drop). The second: the record is read again, which finds it (#retaken)
+      const mine = this.#core.heldMessage(r.key, time, tag)
+      if (mine !== null && (mine[0] !== Number(head[2]) || mine[1] !== buf.length - o)) {
+        this.#reread(r)
+        return
+      }
     }
     this.#applyOne(r, time, tag, buf.subarray(o), ct, ev, Number(head[2]))
+  }
+
+  /**
+   * A fault: what a replica's next load does is a recovery. One already running (or queued) as a
+   * mere re-read (#reread) counts in #recovering from now on, so the node is not up before it ends.
+   */
+  #countBusy (r: Replica): void {
+    r.reread = false
+    if (r.busy && r.state === LIVE && !r.counted) {
+      r.counted = true
+      this.#recovering++
+    }
   }
 
   /** Read a live replica's record again (what arrives meanwhile is held), e.g. for its floor. */

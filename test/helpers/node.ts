@@ -13,7 +13,13 @@ export async function serve (t: ExecutionContext, args: string[], logLevel = 'er
   let out = ''
   proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
   proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  // a server that dies before its teardown says why (its log), beside the failures it causes
+  let tornDown = false
+  proc.once('exit', (code, signal) => {
+    if (!tornDown) process.stderr.write(`parkline serve ${args.join(' ')} (port ${port}) exited before its teardown: code ${code}, signal ${signal}\n${out.slice(-8000)}\n`)
+  })
   t.teardown(async () => {
+    tornDown = true
     if (proc.exitCode === null && proc.signalCode === null) {
       proc.kill('SIGKILL')
       await once(proc, 'exit')
