@@ -786,9 +786,13 @@ export class RedisEngine implements Engine {
     this.#checkUp()
     // replicas nobody here needs any more: unsubscribe, drop the copy
     const now = Date.now()
+    const up = this.#cmdReady && this.#subReady && this.#scriptsReady && !this.#faulty && !this.#syncPending
     for (const r of this.#replicas.values()) {
       if (r.idleSince > 0 && now - r.idleSince > LINGER_MS && !r.busy && r.waiters.length === 0 &&
         !this.#counts.has(r.key) && this.#core.localSubscribers(r.key) === 0) this.#detach(r)
+      // a live replica whose read Redis answered with an error (a write refused under maxmemory, a
+      // key of the wrong type) holds what arrives for its subscribers: read it again, once a tick
+      else if (up && r.state === LIVE && r.stale && !r.busy) this.#sync(r)
     }
   }
 
@@ -1104,7 +1108,8 @@ export class RedisEngine implements Engine {
     }, (err: unknown) => {
       done()
       // the connection went away mid-way, or the subscribe went unanswered: the probe (or the
-      // reconnect) syncs again. Redis answering with an error is no reason to retry.
+      // reconnect) syncs again. Redis answering with an error is no fault: a live replica is read
+      // again on the next tick (it stays stale), a new one when a subscriber asks for it again.
       if (isFault(err)) this.#fault()
     })
   }

@@ -600,6 +600,27 @@ test.serial('a message under an id a node applied, arriving live in the same rec
   t.deepEqual(sub.events.map((e) => e.data), ['m1', 'm2'])
 })
 
+test.serial('a live replica whose re-read Redis answers with an error is read again on the next tick: its subscriber gets what was published, not a silent stall', async (t) => {
+  const { redis, nodes: [a, b] } = await cluster(t, 2)
+  const sub = await SseClient.connect(a!.port, '/sub/refused')
+  t.teardown(() => sub.socket.destroy())
+  t.true(await eventually(async () => (await info(b!.base, 'refused')).json?.subscribers === 1, 5000))
+  t.is((await publish(b!.base, 'refused', 'm1')).status, 201)
+  t.deepEqual((await sub.waitEvents(1)).map((e) => e.data), ['m1'])
+  // the buffer's key holds a string (as a script refused under maxmemory, or any answer that is an
+  // error and not an outage): A's pub/sub connection drops, and A's read of the channel gets WRONGTYPE
+  t.regex((await redisCommand(redis.port, 'SET pk:{refused}:b x')) ?? '', /^\+OK/)
+  const errors = async (): Promise<number> => Number(/errorstat_WRONGTYPE:count=(\d+)/.exec((await redisCall(redis.port, ['INFO', 'errorstats'])) as string)?.[1] ?? 0)
+  t.regex((await redisCommand(redis.port, 'CLIENT KILL TYPE pubsub')) ?? '', /^:\d+/)
+  t.true(await eventually(async () => await errors() > 0, 10000), 'the read was answered WRONGTYPE')
+  t.regex((await redisCommand(redis.port, 'DEL pk:{refused}:b')) ?? '', /^:1/)
+  // the store is sound again: m2 reaches the subscriber on A (the refused read is tried again)
+  let p2 = await publish(b!.base, 'refused', 'm2', { 'Idempotency-Key': 'm2' })
+  if (p2.status === 503) t.true(await eventually(async () => (p2 = await publish(b!.base, 'refused', 'm2', { 'Idempotency-Key': 'm2' })).status !== 503, 10000))
+  t.is(p2.status, 201)
+  t.deepEqual((await sub.waitEvents(2, 10000)).map((e) => e.data), ['m1', 'm2'])
+})
+
 test.serial('a Redis that stalls on the very first commands (INFO past redisCommandTimeout) is probed until it answers; the node comes up', async (t) => {
   const redis = await startRedis(t)
   // a proxy that holds the first chunk carrying INFO server (and everything after it on that
