@@ -300,7 +300,7 @@ export class RawPublishers {
       out.then(() => { this.#done(c, reply) }, (err: unknown) => {
         this.#publishFailed(reply, err)
         this.#done(c, reply)
-      })
+      }).catch((err: unknown) => { this.#crashed(c, err) })
       // the answers before this one (pipelined, answered at once) leave at the end of the turn,
       // not when this handler is done
       this.#later(c)
@@ -348,7 +348,7 @@ export class RawPublishers {
       }, (err: unknown) => {
         this.#failed(c, reply, err)
         this.#polled(c, reply, r.close, true)
-      })
+      }).catch((err: unknown) => { this.#crashed(c, err) })
       this.#later(c)
       return true
     }
@@ -401,7 +401,18 @@ export class RawPublishers {
     out.then(() => { this.#streamed(c, reply, r.close, ws) }, (err: unknown) => {
       this.#failed(c, reply, err)
       this.#streamed(c, reply, r.close, ws)
-    })
+    }).catch((err: unknown) => { this.#crashed(c, err) })
+  }
+
+  /**
+   * What runs after a handler that waited threw (a bug, never an answer): an unhandled rejection
+   * would end the process and every subscriber in it, so only this connection goes, and the log says why.
+   */
+  #crashed (c: Conn, err: unknown): void {
+    c.socket.destroy()
+    try {
+      this.#core.log?.error?.({ err }, 'request failed after its handler: its connection is closed')
+    } catch {}
   }
 
   /** After a stream request's handler: the stream took the socket (or its client left), or an answer was written. */

@@ -329,6 +329,25 @@ test('a publish answered at once, then one whose handler waits: the first answer
   t.regex(splitAnswers(text)[1] ?? '', /^HTTP\/1\.1 202 /)
 })
 
+test('a publish whose handler waited and then failed past what answers a failure: its connection closes, the process and other connections go on', async (t) => {
+  const s = await serve(t)
+  const core = coreOf(s.app)
+  const orig = core.engine.publish.bind(core.engine)
+  // the engine fails for channel `boom`, and so does the logger that the failure's answer calls
+  // first: the continuation throws, where an unhandled rejection would end the whole process
+  core.engine.publish = (...a: Parameters<typeof orig>) => a[0] === 'boom' ? Promise.reject(new Error('engine bug')) : orig(...a)
+  const log = core.log
+  core.log = { info () {}, warn () {}, error () { throw new Error('logger bug') } }
+  t.teardown(() => { core.log = log })
+  const { socket, ended } = await untilServerEnds(s.port, post('/pub/boom', 'a'))
+  socket.destroy()
+  t.true(ended, 'the connection was closed')
+  core.log = log
+  const other = await untilServerEnds(s.port, post('/pub/fine', 'b', { Connection: 'close' }))
+  other.socket.destroy()
+  t.regex(other.text, /^HTTP\/1\.1 202 /)
+})
+
 test('the client half-closing: answered, then closed at once, as Node does', async (t) => {
   for (const raw of [true, false]) {
     const s = await serve(t, {}, raw)

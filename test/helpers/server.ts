@@ -1,6 +1,6 @@
 // Test helpers: a real Parkline on 127.0.0.1 port 0, and small clients that speak raw bytes so
 // tests can assert exact wire formats.
-import { closeSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -315,19 +315,27 @@ export async function info (base: string, channel: string): Promise<{ status: nu
 /** A loopback port free right now, for servers the tests start as separate processes. */
 /**
  * A port for a process the test starts itself (`parkline serve`, redis-server, nginx), which binds
- * it a moment later. Between the two the port is free, and ava runs test files in parallel: two
- * files could be handed the same one. `--workers N` binds with SO_REUSEPORT, so two such servers
- * would then share the port, each answering some of the other's connections. A lock file per
- * port (created exclusively, across processes) hands each port to one caller; a lock older than
- * PORT_LOCK_MS belongs to a server bound long ago or gone, and is taken over.
+ * it a moment later (seconds, for `--workers N`). Between the two the port is free, and ava runs
+ * test files in parallel: two files could be handed the same one. `--workers N` binds with
+ * SO_REUSEPORT, so two such servers would then share the port, each answering some of the other's
+ * connections. A lock file per port (created exclusively, across processes) hands each port to one
+ * caller; a lock older than PORT_LOCK_MS belongs to a server bound long ago or gone, and is taken
+ * over. The port is chosen below the kernel's ephemeral range (ip_local_port_range): an
+ * in-process server or proxy that listens on port 0, or any outgoing connection, is given a port
+ * from that range, so none can take this one in between (which a `--workers N` server, binding
+ * with SO_REUSEPORT, would then fail to bind, while its health check reached the other server).
  */
 export async function freePort (): Promise<number> {
   mkdirSync(PORT_LOCKS, { recursive: true })
+  const [low, high] = belowEphemeral()
   for (let i = 0; i < 100; i++) {
+    const port = low + Math.floor(Math.random() * (high - low + 1))
     const s = net.createServer()
-    s.listen(0, '127.0.0.1')
-    await once(s, 'listening')
-    const port = (s.address() as net.AddressInfo).port
+    const bound = await new Promise<boolean>((resolve) => {
+      s.once('error', () => resolve(false))
+      s.listen(port, '127.0.0.1', () => resolve(true))
+    })
+    if (!bound) continue
     s.close()
     await once(s, 'close')
     const lock = path.join(PORT_LOCKS, String(port))
@@ -342,6 +350,18 @@ export async function freePort (): Promise<number> {
     }
   }
   throw new Error(`freePort: no unclaimed port after 100 tries (locks in ${PORT_LOCKS})`)
+}
+
+/** Ports for freePort: outside the kernel's ephemeral range (Linux: 32768-60999 by default). */
+function belowEphemeral (): [number, number] {
+  let range = [32768, 60999]
+  try {
+    range = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+  } catch {}
+  const [first = 32768, last = 60999] = range
+  if (first > 11000) return [10000, first - 1]
+  if (last < 64000) return [last + 1, 65000]
+  throw new Error(`freePort: the ephemeral range ${first}-${last} leaves no ports for test servers`)
 }
 
 const PORT_LOCKS = path.join(os.tmpdir(), 'parkline-test-ports')
