@@ -5,7 +5,7 @@ import test from 'ava'
 import net from 'node:net'
 import { once } from 'node:events'
 import type { FastifyInstance } from 'fastify'
-import { SseClient, eventually, info, parseResponse, publish, startServer } from './helpers/server.ts'
+import { SseClient, eventually, info, parseResponse, publish, startServer, startStandalone } from './helpers/server.ts'
 import { coreOf } from '../lib/plugin.ts'
 
 const H = 'Host: 127.0.0.1\r\n'
@@ -202,6 +202,31 @@ test.serial('bytes arriving on a connection whose long-poll is parked: that poll
   t.true(await eventually(() => coreOf(app).table.size === 1))
   t.is((await publish(base, 'parked', 'fine')).status, 201)
   t.is(await (await poll).text(), 'fine')
+})
+
+test.serial('a parked long-poll that asked for Connection: close, answered, then reset by its client before it closes: the server lives on', async (t) => {
+  // long-polls read by Node's parser (the fast path off), released from Node's HTTP objects while
+  // parked (transports/longpoll.ts release), then answered raw
+  const { app, base, port } = await startStandalone(t, {}, false)
+  for (let i = 0; i < 5; i++) {
+    const s = await connect(port)
+    const got = new Promise<void>((resolve) => {
+      let text = ''
+      s.on('data', (d: Buffer) => {
+        text += d.toString('latin1')
+        // the whole answer is here and the server's FIN is on its way: a reset, not our FIN
+        if (text.endsWith('m' + i)) { s.resetAndDestroy(); resolve() }
+      })
+    })
+    s.write(`GET /sub/lp-reset-${i} HTTP/1.1\r\n${H}Connection: close\r\n\r\n`)
+    t.true(await eventually(() => coreOf(app).table.size === 1))
+    t.is((await publish(base, `lp-reset-${i}`, 'm' + i)).status, 201)
+    await got
+  }
+  // a reset that found no 'error' listener would have ended this process; the server still answers
+  const r = await fetch(`${base}/sub/lp-reset-0`)
+  t.is(r.status, 200)
+  t.is(await r.text(), 'm0')
 })
 
 test.serial('fan-out: 2 000 SSE subscribers, 20 messages: info shows 2000, every POST is 201, 40 000 events in order', async (t) => {

@@ -178,8 +178,14 @@ export class LongpollTransport implements Transport {
     socket.write(head, 'latin1')
     if (body !== null && body.length > 0) socket.write(body)
     socket.uncork()
-    if (close) socket.end()
-    else reattachSocket(socket)
+    if (close) {
+      // #park took every listener: a reset from the client before the close completes would be
+      // an 'error' nobody listens to, which ends the process
+      socket.on('error', onError)
+      socket.end()
+    } else {
+      reattachSocket(socket)
+    }
   }
 
   #respond (sub: Subscriber, msg: Message, id: string, gap: string | null): void {
