@@ -163,8 +163,8 @@ export class Core {
     if (ch !== undefined && (time > ch.floorTime || (time === ch.floorTime && tag > ch.floorTag))) {
       ch.floorTime = time
       ch.floorTag = tag
-      // what is held at or below the floor has left (the store holds none of it either): kept, a
-      // subscriber without a cursor would walk from it into a gap signal it did not earn
+      // what is held at or below the floor has left (the store holds none of it either); if it
+      // stayed, a subscriber without a cursor would walk from it into a gap signal it did not earn
       const buffer = ch.buffer
       while (buffer.size > 0 && (buffer.timeAt(0) < time || (buffer.timeAt(0) === time && buffer.tagAt(0) <= tag))) buffer.shift()
     }

@@ -1271,8 +1271,13 @@ export class RedisEngine implements Engine {
     if (!Array.isArray(prev) || prev.length !== 3 || str(prev[1]) === '') return false
     const id = str(prev[0])
     const dash = id.indexOf('-')
-    const mine = this.#core.heldMessage(r.key, Number(id.slice(0, dash)), Number(id.slice(dash + 1)))
-    return mine !== null && (mine[0] !== Number(str(prev[1])) || mine[1] !== num(prev[2]))
+    return this.#notMine(r, Number(id.slice(0, dash)), Number(id.slice(dash + 1)), Number(str(prev[1])), num(prev[2]))
+  }
+
+  /** This node holds a message under that id, and it is another one (published ms or body length differ). */
+  #notMine (r: Replica, time: number, tag: number, publishedAt: number, length: number): boolean {
+    const mine = this.#core.heldMessage(r.key, time, tag)
+    return mine !== null && (mine[0] !== publishedAt || mine[1] !== length)
   }
 
   /** Apply, in order, the held pub/sub messages of generation `gen` (a delete drops the replica); keep the others. */
@@ -1366,7 +1371,7 @@ export class RedisEngine implements Engine {
     const time = Number(head[0])
     const tag = Number(head[1])
     if (head[5] !== undefined && head[5] !== r.gen) {
-      if (r.gen !== '' && r.lastTime > 0 && (time < r.lastTime || (time === r.lastTime && tag <= r.lastTag))) {
+      if (r.gen !== '' && r.lastTime > 0 && applied(r, time, tag)) {
         // a new record's first message (Redis lost ours: evicted, flushed) reuses an id applied
         // here: it would be skipped as a duplicate. Held, and the record read again: the load
         // finds the base behind what was applied and moves ids and floor past it (REUSED), then
@@ -1383,12 +1388,11 @@ export class RedisEngine implements Engine {
         return
       }
       r.gen = head[5]
-    } else if (r.lastTime > 0 && (time < r.lastTime || (time === r.lastTime && tag <= r.lastTag))) {
+    } else if (r.lastTime > 0 && applied(r, time, tag)) {
       // an id applied here, in the same record: a duplicate of what a load read, or another
       // message (a failover lost that id and another node's publish took it again, and this
       // connection did not drop). The second: the record is read again, which finds it (#retaken)
-      const mine = this.#core.heldMessage(r.key, time, tag)
-      if (mine !== null && (mine[0] !== Number(head[2]) || mine[1] !== buf.length - o)) {
+      if (this.#notMine(r, time, tag, Number(head[2]), buf.length - o)) {
         this.#reread(r)
         return
       }
@@ -1419,7 +1423,7 @@ export class RedisEngine implements Engine {
 
   /** Apply once: a message at or below the last id applied is a duplicate of the load/catch-up. */
   #applyOne (r: Replica, time: number, tag: number, data: Buffer, ct: string | null, ev: string | null, publishedAt: number): void {
-    if (time < r.lastTime || (time === r.lastTime && tag <= r.lastTag)) return
+    if (applied(r, time, tag)) return
     r.lastTime = time
     r.lastTag = tag
     const ttl = this.#core.opts.messageTimeout * 1000
@@ -1440,6 +1444,11 @@ export class RedisEngine implements Engine {
     const r = this.#replicas.get(key)
     return r === undefined ? null : formatId(r.lastTime, r.lastTag)
   }
+}
+
+/** Is (time, tag) at or below the last id applied on this replica? */
+function applied (r: Replica, time: number, tag: number): boolean {
+  return time < r.lastTime || (time === r.lastTime && tag <= r.lastTag)
 }
 
 /** The generation a pub/sub message carries (`m… <g>\n…`, `d<g>` or `f<g>`; '' if none). */

@@ -48,6 +48,22 @@ function lastId (text: string): string {
   return /last message id: (\S+)/.exec(text)![1]!
 }
 
+/**
+ * Two nodes; an SSE subscriber on node `on` (0: A, 1: B), counted on the other, which then publishes
+ * `bodies` on `channel`; resolves once the subscriber has them all. Their ids, in order.
+ */
+async function subscribedAcross (t: ExecutionContext, channel: string, on: 0 | 1, bodies: string[]): Promise<{ redis: Redis, a: ParklineNode, b: ParklineNode, sub: SseClient, ids: string[] }> {
+  const { redis, nodes: [a, b] } = await cluster(t, 2)
+  const [here, there] = on === 0 ? [a!, b!] : [b!, a!]
+  const sub = await SseClient.connect(here.port, `/sub/${channel}`)
+  t.teardown(() => sub.socket.destroy())
+  t.true(await eventually(async () => (await info(there.base, channel)).json?.subscribers === 1, 5000))
+  const ids: string[] = []
+  for (const m of bodies) ids.push(lastId((await publish(there.base, channel, m)).text))
+  t.deepEqual((await sub.waitEvents(bodies.length)).map((e) => e.id), ids)
+  return { redis, a: a!, b: b!, sub, ids }
+}
+
 test.serial('a message published on node A reaches an SSE subscriber on node B with the same id; a cold node replays the buffer byte for byte', async (t) => {
   const { nodes: [a, b, c] } = await cluster(t, 3)
   const sub = await SseClient.connect(b!.port, '/sub/cross')
@@ -514,13 +530,7 @@ test.serial('Redis stopped (SIGSTOP) for 10 s under publishing: answers within r
 })
 
 test.serial('a store that lost a channel\'s tail (as a failover can): ids go on above what nodes applied, and an older cursor gets the gap signal', async (t) => {
-  const { redis, nodes: [a, b] } = await cluster(t, 2)
-  const sub = await SseClient.connect(b!.port, '/sub/tail')
-  t.teardown(() => sub.socket.destroy())
-  t.true(await eventually(async () => (await info(a!.base, 'tail')).json?.subscribers === 1, 5000))
-  const ids: string[] = []
-  for (const m of ['m1', 'm2', 'm3']) ids.push(lastId((await publish(a!.base, 'tail', m)).text))
-  t.deepEqual((await sub.waitEvents(3)).map((e) => e.id), ids)
+  const { redis, a, sub, ids } = await subscribedAcross(t, 'tail', 1, ['m1', 'm2', 'm3'])
   // what a promoted replica that never got m3 looks like: the record and the buffer end at m2
   const [t2, g2] = ids[1]!.split(':')
   const [t3, g3] = ids[2]!.split(':')
@@ -531,9 +541,9 @@ test.serial('a store that lost a channel\'s tail (as a failover can): ids go on 
   t.true(await eventually(async () => (await redisCommand(redis.port, 'HGET pk:{tail}:m lt')) === `$${t3!.length}\r\n${t3}\r\n` &&
     (await redisCommand(redis.port, 'HGET pk:{tail}:m lg')) === `$${g3!.length}\r\n${g3}\r\n`, 10000), 'node B moved the record to the last id it applied')
   // the next message is above m3 and reaches the live subscriber (not taken for an old one)
-  let p4 = await publish(a!.base, 'tail', 'm4')
+  let p4 = await publish(a.base, 'tail', 'm4')
   if (p4.status === 503) {
-    t.true(await eventually(async () => (p4 = await publish(a!.base, 'tail', 'm4')).status !== 503, 10000))
+    t.true(await eventually(async () => (p4 = await publish(a.base, 'tail', 'm4')).status !== 503, 10000))
   }
   t.is(p4.status, 201)
   const id4 = lastId(p4.text)
@@ -541,7 +551,7 @@ test.serial('a store that lost a channel\'s tail (as a failover can): ids go on 
   t.is(got[3]!.id, id4)
   t.is(got[3]!.data, 'm4')
   // a subscriber resuming inside the lost range is told so: the gap signal, then m4
-  const late = await SseClient.connect(a!.port, '/sub/tail', { 'Last-Event-ID': ids[0]! })
+  const late = await SseClient.connect(a.port, '/sub/tail', { 'Last-Event-ID': ids[0]! })
   t.teardown(() => late.socket.destroy())
   const ev = await late.waitEvents(1)
   t.is(ev[0]!.id, id4)
@@ -549,13 +559,7 @@ test.serial('a store that lost a channel\'s tail (as a failover can): ids go on 
 })
 
 test.serial('a failover lost a channel\'s last id and another node\'s publish took it again: the node that applied the lost message ends its subscribers with 410, and their cursor gets the gap signal', async (t) => {
-  const { redis, nodes: [a, b] } = await cluster(t, 2)
-  const sub = await SseClient.connect(a!.port, '/sub/retaken')
-  t.teardown(() => sub.socket.destroy())
-  t.true(await eventually(async () => (await info(b!.base, 'retaken')).json?.subscribers === 1, 5000))
-  const ids: string[] = []
-  for (const m of ['m1', 'm2', 'm3']) ids.push(lastId((await publish(b!.base, 'retaken', m)).text))
-  t.deepEqual((await sub.waitEvents(3)).map((e) => e.id), ids)
+  const { redis, a, b, sub, ids } = await subscribedAcross(t, 'retaken', 0, ['m1', 'm2', 'm3'])
   // what the store looks like when a promoted replica never got m3 and node B then published m3x,
   // which took m3's id (the record is the same one: same generation, same last id as A's)
   const [t3, g3] = ids[2]!.split(':')
@@ -568,24 +572,18 @@ test.serial('a failover lost a channel\'s last id and another node\'s publish to
   t.true(sub.comments.includes(':410: 410 Gone'))
   t.deepEqual(sub.events.map((e) => e.data), ['m1', 'm2', 'm3'])
   // A's subscriber comes back with m3's id, on B: told of the gap (it never had m3x), then m4
-  const back = await SseClient.connect(b!.port, '/sub/retaken', { 'Last-Event-ID': ids[2]! })
+  const back = await SseClient.connect(b.port, '/sub/retaken', { 'Last-Event-ID': ids[2]! })
   t.teardown(() => back.socket.destroy())
   // (a retry after a 503 keeps the Idempotency-Key: a publish Redis took before a timeout is not doubled)
-  let p4 = await publish(a!.base, 'retaken', 'm4', { 'Idempotency-Key': 'm4' })
-  if (p4.status === 503) t.true(await eventually(async () => (p4 = await publish(a!.base, 'retaken', 'm4', { 'Idempotency-Key': 'm4' })).status !== 503, 10000))
+  let p4 = await publish(a.base, 'retaken', 'm4', { 'Idempotency-Key': 'm4' })
+  if (p4.status === 503) t.true(await eventually(async () => (p4 = await publish(a.base, 'retaken', 'm4', { 'Idempotency-Key': 'm4' })).status !== 503, 10000))
   const ev = await back.waitEvents(1)
   t.deepEqual([ev[0]!.data, ev[0]!.id], ['m4', lastId(p4.text)])
   t.is(gapOf(back), `:parkline-gap {"requested":"${ids[2]!}","resumed":"${lastId(p4.text)}"}`)
 })
 
 test.serial('a message under an id a node applied, arriving live in the same record, that is not the one it applied: the node reads the record again and finds the reuse', async (t) => {
-  const { redis, nodes: [a, b] } = await cluster(t, 2)
-  const sub = await SseClient.connect(a!.port, '/sub/live-retaken')
-  t.teardown(() => sub.socket.destroy())
-  t.true(await eventually(async () => (await info(b!.base, 'live-retaken')).json?.subscribers === 1, 5000))
-  const ids: string[] = []
-  for (const m of ['m1', 'm2']) ids.push(lastId((await publish(b!.base, 'live-retaken', m)).text))
-  t.deepEqual((await sub.waitEvents(2)).map((e) => e.id), ids)
+  const { redis, sub, ids } = await subscribedAcross(t, 'live-retaken', 0, ['m1', 'm2'])
   // another node's publish took m2's id after a failover, and A's pub/sub connection stayed up:
   // the store holds m2x under that id, and m2x reaches A live, in the same generation
   const [t2, g2] = ids[1]!.split(':')
@@ -601,12 +599,7 @@ test.serial('a message under an id a node applied, arriving live in the same rec
 })
 
 test.serial('a live replica whose re-read Redis answers with an error is read again on the next tick: its subscriber gets what was published, not a silent stall', async (t) => {
-  const { redis, nodes: [a, b] } = await cluster(t, 2)
-  const sub = await SseClient.connect(a!.port, '/sub/refused')
-  t.teardown(() => sub.socket.destroy())
-  t.true(await eventually(async () => (await info(b!.base, 'refused')).json?.subscribers === 1, 5000))
-  t.is((await publish(b!.base, 'refused', 'm1')).status, 201)
-  t.deepEqual((await sub.waitEvents(1)).map((e) => e.data), ['m1'])
+  const { redis, b, sub } = await subscribedAcross(t, 'refused', 0, ['m1'])
   // the buffer's key holds a string (as a script refused under maxmemory, or any answer that is an
   // error and not an outage): A's pub/sub connection drops, and A's read of the channel gets WRONGTYPE
   t.regex((await redisCommand(redis.port, 'SET pk:{refused}:b x')) ?? '', /^\+OK/)
@@ -615,8 +608,8 @@ test.serial('a live replica whose re-read Redis answers with an error is read ag
   t.true(await eventually(async () => await errors() > 0, 10000), 'the read was answered WRONGTYPE')
   t.regex((await redisCommand(redis.port, 'DEL pk:{refused}:b')) ?? '', /^:1/)
   // the store is sound again: m2 reaches the subscriber on A (the refused read is tried again)
-  let p2 = await publish(b!.base, 'refused', 'm2', { 'Idempotency-Key': 'm2' })
-  if (p2.status === 503) t.true(await eventually(async () => (p2 = await publish(b!.base, 'refused', 'm2', { 'Idempotency-Key': 'm2' })).status !== 503, 10000))
+  let p2 = await publish(b.base, 'refused', 'm2', { 'Idempotency-Key': 'm2' })
+  if (p2.status === 503) t.true(await eventually(async () => (p2 = await publish(b.base, 'refused', 'm2', { 'Idempotency-Key': 'm2' })).status !== 503, 10000))
   t.is(p2.status, 201)
   t.deepEqual((await sub.waitEvents(2, 10000)).map((e) => e.data), ['m1', 'm2'])
 })
