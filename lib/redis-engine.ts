@@ -790,8 +790,8 @@ export class RedisEngine implements Engine {
     for (const r of this.#replicas.values()) {
       if (r.idleSince > 0 && now - r.idleSince > LINGER_MS && !r.busy && r.waiters.length === 0 &&
         !this.#counts.has(r.key) && this.#core.localSubscribers(r.key) === 0) this.#detach(r)
-      // a live replica whose read Redis answered with an error (a write refused under maxmemory, a
-      // key of the wrong type) holds what arrives for its subscribers: read it again, once a tick
+      // a live replica whose read Redis answered with an error (a key of the wrong type; a script's
+      // write refused under maxmemory) holds what arrives for its subscribers: read it again, once a tick
       else if (up && r.state === LIVE && r.stale && !r.busy) this.#sync(r)
     }
   }
