@@ -16,11 +16,7 @@ export interface ParklineMessage {
   /** The id an SSE subscriber of the same subscription sees (multiplexed: the vector id). */
   id: string
   channel: string
-  /**
-   * A view of the bytes the channel's buffer keeps, shared with every subscriber and lying next to
-   * the channel's other messages: read them, never write into them, never use or transfer
-   * `data.buffer`; copy them (`Buffer.from(data)`) to keep them or hand them on.
-   */
+  /** The message's own bytes, shared with every subscriber: read them, never write into them. */
   data: Buffer
   contentType: string | null
   event: string | null

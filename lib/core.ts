@@ -110,7 +110,7 @@ export class Core {
     const hadSubscribers = ch.subs.length > 0
     // counted where a publish is accepted (here, or by the worker or Redis engine), not per replica
     this.stats.published++
-    const msg = new Message(ch.lastTime, ch.lastTag, data, contentType, event, performance.timeOrigin + performance.now(), -1, ch.buffer)
+    const msg = new Message(ch.lastTime, ch.lastTag, data, contentType, event, performance.timeOrigin + performance.now())
     if (hook !== null) hook.beforeFanout(ch, msg)
     this.#append(ch, msg)
     return { msg, channel: ch, hadSubscribers }
@@ -137,7 +137,7 @@ export class Core {
       ch.lastTime = time
       ch.lastTag = tag
     }
-    return this.#append(ch, new Message(time, tag, data, contentType, event, publishedAt, -1, ch.buffer))
+    return this.#append(ch, new Message(time, tag, data, contentType, event, publishedAt))
   }
 
   /**
@@ -150,7 +150,7 @@ export class Core {
     ch.buffer.clear()
     for (const [time, tag, data, ct, ev, at] of msgs) {
       if (ch.buffer.full) ch.setFloor(ch.buffer.timeAt(0), ch.buffer.tagAt(0), false)
-      ch.buffer.push(new Message(time, tag, data, ct, ev, at, -1, ch.buffer))
+      ch.buffer.push(new Message(time, tag, data, ct, ev, at))
     }
     this.#fileExpiry(ch)
   }

@@ -59,15 +59,6 @@ interface Extras {
   chunk: Buffer | null
 }
 
-/** `framedLength` of a buffered body with LF read back: its bytes are used as they are. */
-export const BODY_KEPT = -2
-
-/** Where a message's stored bytes go when it is made for a channel's buffer (lib/message-buffer.ts). */
-export interface FrameStore {
-  /** `n` bytes no one else writes: the message writes its SSE frame (or its body) there. */
-  reserve (n: number): Buffer
-}
-
 /**
  * A message as it is published and delivered. The channel's buffer does not keep this object: it
  * keeps the id and publish time as numbers, the type and event as shared strings, and the store
@@ -101,13 +92,9 @@ export class Message {
 
   /**
    * `data` is the body; or, with `framedLength` ≥ 0, the SSE frame this message was sent in, whose
-   * tail holds a body of that length (a buffered message read back: lib/message-buffer.ts); with
-   * BODY_KEPT, a body with LF a buffer keeps, used as it is (no one writes into it).
-   * `store`: the buffer the message is made for, which gives the bytes its frame (or body) is
-   * written into; without one they get a backing store of their own.
+   * tail holds a body of that length (a buffered message read back: lib/message-buffer.ts).
    */
-  constructor (time: number, tag: number, data: Buffer, contentType: string | null, event: string | null, publishedAt: number, framedLength = -1,
-    store: FrameStore | null = null) {
+  constructor (time: number, tag: number, data: Buffer, contentType: string | null, event: string | null, publishedAt: number, framedLength = -1) {
     this.time = time
     this.tag = tag
     const ti = intern(TYPES, TYPE_NAMES, contentType)
@@ -126,25 +113,14 @@ export class Message {
       this.#data = null
       return
     }
-    if (framedLength === BODY_KEPT) {
-      this.#length = data.length
-      this.#sseFrame = null
-      this.#data = data
-      return
-    }
     this.#length = data.length
     if (data.indexOf(LF) === -1) {
       // the body is copied once, into the frame it is sent in
-      this.#sseFrame = frameSseLine(data, this.sseHead(formatId(time, tag)), store)
+      this.#sseFrame = frameSseLine(data, this.sseHead(formatId(time, tag)))
       this.#data = null
     } else {
       this.#sseFrame = null
-      if (store === null) this.#data = owned(data)
-      else {
-        const own = store.reserve(data.length)
-        own.set(data)
-        this.#data = own
-      }
+      this.#data = owned(data)
     }
   }
 
@@ -337,10 +313,9 @@ export function owned (data: Buffer): Buffer {
  * frameSseData for a body without LF (nearly every publish): one `data: ` line, the head and the
  * prefix written in one go, no scans (one of the cuts in benchmarks/results/publish-path-2026-12-01.md).
  */
-function frameSseLine (data: Buffer, head: string, store: FrameStore | null): Buffer {
+function frameSseLine (data: Buffer, head: string): Buffer {
   const pre = head + 'data: '
-  const n = pre.length + data.length + 2
-  const out = store === null ? Buffer.allocUnsafeSlow(n) : store.reserve(n)
+  const out = Buffer.allocUnsafeSlow(pre.length + data.length + 2)
   out.write(pre, 0, 'latin1')
   out.set(data, pre.length)
   out[out.length - 2] = LF
