@@ -17,6 +17,7 @@ import { shippedConfig } from './paths.ts'
 import { accessConfigured } from './access.ts'
 import { isLoopback } from './http.ts'
 import { buildServer, installShutdown } from './server.ts'
+import { applyHeapGrowth, heapGrowthState } from './heap-growth.ts'
 import { startIdleTrim } from './heap-trim.ts'
 import { gcThreads, workerExecArgv } from './gc-threads.ts'
 
@@ -49,6 +50,7 @@ export async function main (entry: string): Promise<void> {
   const opts = resolveOptions(flags, { file, env: process.env })
   const cores = availableParallelism()
   const workers = workerCount(opts, cores)
+  const growth = applyHeapGrowth(opts.heapGrowth)
   if (command === 'serve' && workers > 1) return primary(opts, workers, gcThreads(opts, cores, workers), entry)
   // a worker of N on a shared port (SO_REUSEPORT): its link to the primary carries ids and counts
   // (or, with redisUrl, only the node-wide metrics: each worker is then a Redis node of its own)
@@ -62,7 +64,7 @@ export async function main (entry: string): Promise<void> {
   const address = await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG })
   startIdleTrim()
   warnIfOpen(app.log, opts)
-  app.log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers: 1, v8PoolSize: gcStart.threads, v8PoolSizeKept: gcStart.skipped }, `parkline listening on ${address}`)
+  app.log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers: 1, v8PoolSize: gcStart.threads, v8PoolSizeKept: gcStart.skipped, heapGrowingPercent: growth.percent, heapGrowingPercentKept: growth.kept }, `parkline listening on ${address}`)
 }
 
 /** Listening beyond loopback with no access control: say so once at start (the secure default still holds). */
@@ -83,7 +85,7 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
   startIdleTrim()
   const address = `http://${opts.host}:${opts.port}`
   warnIfOpen(log, opts)
-  log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers }, `parkline listening on ${address} with ${workers} worker processes`)
+  log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers, heapGrowingPercent: heapGrowthState.percent, heapGrowingPercentKept: heapGrowthState.kept }, `parkline listening on ${address} with ${workers} worker processes`)
   let stopping = false
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return

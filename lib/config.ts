@@ -21,6 +21,7 @@ export interface ParklineOptions {
   port: number
   workers: number
   gcThreads: number
+  heapGrowth: number
   host: string
   pubPrefix: string
   subPrefix: string
@@ -88,6 +89,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'port', kind: 'int', default: 8080, min: 0, doc: 'TCP port of the standalone server.' },
   { name: 'workers', kind: 'int', default: 0, min: 0, doc: 'Worker processes sharing the port (parkline serve); 0 = chosen for the host (a single process on 1 or 2 cores, one per core above), 1 = a single process.' },
   { name: 'gcThreads', kind: 'int', default: 0, min: 0, max: 64, doc: 'V8 background threads (Node --v8-pool-size) per standalone server process; 0 = chosen for the host: its cores per server process less one, 1 to 4.' },
+  { name: 'heapGrowth', kind: 'int', default: 200, min: 0, max: 1000, doc: 'V8 heap growing percent (Node --heap-growing-percent) per standalone server process: how far the old generation grows past its live size before the next major collection; 0 = V8\'s own choice.' },
   { name: 'host', kind: 'string', default: '0.0.0.0', doc: 'Address the standalone server listens on.' },
   { name: 'pubPrefix', kind: 'string', default: '/pub/', doc: 'Publisher location; the channel id follows it.' },
   { name: 'subPrefix', kind: 'string', default: '/sub/', doc: 'Subscriber location; the channel id(s) follow it.' },

@@ -269,7 +269,9 @@ export async function startHttpFloor (): Promise<ServerHandle> {
 
 async function startFloor (kind: ServerKind, script = 'benchmarks/suite/floor-server.ts'): Promise<ServerHandle> {
   const port = await freePort()
-  const args = [script, String(port), '127.0.0.1']
+  // FLOOR_NODE_ARGS: Node/V8 flags for the floor, as PARKLINE_NODE_ARGS for Parkline (e.g. --trace-gc)
+  const nodeArgs = (process.env.FLOOR_NODE_ARGS ?? '').split(' ').filter((a) => a.length > 0)
+  const args = [...nodeArgs, script, String(port), '127.0.0.1']
   const child = spawn(NODE, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   startedPids.add(child.pid!)
   const log = capture(child)
