@@ -9,7 +9,8 @@
 //
 // Knobs (env): MESSAGES (100000), CHANNELS (10000), SIZE (512 bytes), TRANSPORT (eventsource, or
 // websocket: subscribers through the `ws` client, so the message's WebSocket frame is built instead),
-// BENCH_OUT (results file; "-" = none).
+// BENCH_OUT (results file; "-" = none); PARKLINE_* options too (PARKLINE_HEAP_GROWTH=0: buffers as the
+// embedded plugin keeps them, without the arena).
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import fs from 'node:fs'
@@ -27,7 +28,12 @@ async function runServer (): Promise<void> {
   const { resolveOptions } = await import('../lib/config.ts')
   const { buildServer } = await import('../lib/server.ts')
   const { coreOf } = await import('../lib/plugin.ts')
-  const opts = resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'silent', maxSubscribers: 100000, coalesce: true })
+  const { applyHeapGrowth } = await import('../lib/heap-growth.ts')
+  // PARKLINE_* from the environment as the standalone server reads them (PARKLINE_HEAP_GROWTH=0: the
+  // embedded plugin's buffers, one store per message)
+  const opts = resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'silent', maxSubscribers: 100000, coalesce: true }, { env: process.env })
+  // as the standalone server does at start (lib/cli.ts): with it, buffers keep their bytes in an arena
+  applyHeapGrowth(opts.heapGrowth)
   const app = await buildServer(opts)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const core = coreOf(app)

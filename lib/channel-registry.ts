@@ -1,5 +1,6 @@
 // channel id -> Channel. A channel exists while it holds a buffered message or a subscriber
 // (PROTOCOL.md §3.2 "Lifetime"); an empty one is dropped at once.
+import type { ByteArena } from './byte-arena.ts'
 import { MessageBuffer } from './message-buffer.ts'
 import type { Subscriber } from './subscriber.ts'
 
@@ -25,9 +26,9 @@ export class Channel {
   /** The second it is filed under for message expiry (lib/expiry.ts); 0 = not filed. */
   expiryAt: number
 
-  constructor (key: string, capacity: number, nowSec: number) {
+  constructor (key: string, capacity: number, nowSec: number, arena: ByteArena | null = null) {
     this.key = key
-    this.buffer = new MessageBuffer(capacity)
+    this.buffer = new MessageBuffer(capacity, arena)
     this.floorTime = nowSec
     this.floorTag = -1
     this.floorExpired = false
@@ -99,9 +100,12 @@ export class Channel {
 export class ChannelRegistry {
   readonly #channels = new Map<string, Channel>()
   readonly capacity: number
+  /** Where every channel's buffered bytes go (lib/byte-arena.ts), or null: each message keeps its own store. */
+  readonly arena: ByteArena | null
 
-  constructor (capacity: number) {
+  constructor (capacity: number, arena: ByteArena | null = null) {
     this.capacity = capacity
+    this.arena = arena
   }
 
   get size (): number { return this.#channels.size }
@@ -111,7 +115,7 @@ export class ChannelRegistry {
   getOrCreate (key: string, nowSec: number): Channel {
     let ch = this.#channels.get(key)
     if (ch === undefined) {
-      ch = new Channel(key, this.capacity, nowSec)
+      ch = new Channel(key, this.capacity, nowSec, this.arena)
       this.#channels.set(key, ch)
     }
     return ch

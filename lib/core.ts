@@ -16,6 +16,8 @@ import type { Metrics } from './metrics.ts'
 import type { Socket } from 'node:net'
 import { sweepLingering } from './linger.ts'
 import { ExpiryWheel } from './expiry.ts'
+import { ByteArena } from './byte-arena.ts'
+import { heapGrowthSet } from './heap-growth.ts'
 
 /** What Parkline logs through: pino's (the host's `fastify.log`, or the standalone server's). */
 export interface ParklineLog {
@@ -74,7 +76,10 @@ export class Core {
 
   constructor (opts: ParklineOptions, transports: readonly TransportFactory[], fdLimit: number) {
     this.opts = opts
-    this.registry = new ChannelRegistry(opts.bufferLength)
+    // buffered bytes in an arena only where V8's heap growth is set: the arena makes the heap smaller,
+    // and with V8's own growing factor a heap of a few tens of MB is marked again and again under
+    // load (benchmarks/results/heap-growth-2026-12-02.md)
+    this.registry = new ChannelRegistry(opts.bufferLength, heapGrowthSet() ? new ByteArena() : null)
     this.transports = transports.map((T, i) => new T(this, i))
     this.table = new ConnectionTable(transports.length)
     this.stats = new Stats(this.transports.map((t) => t.name))

@@ -22,9 +22,18 @@ import { setFlagsFromString } from 'node:v8'
 
 const FLAG = /(^|\s)--heap[-_]growing[-_]percent(=|\s|$)/
 
-/** Node was started with a heap growing percent of its own. */
+/** Node was started with a heap growing percent of its own (Node refuses it in NODE_OPTIONS). */
 export function heapGrowthGiven (execArgv: readonly string[] = process.execArgv): boolean {
   return execArgv.some((a) => FLAG.test(a))
+}
+
+/**
+ * V8 has a heap growing percent in this process: set here, or given to Node. Channel buffers then
+ * keep their bytes in an arena (lib/core.ts, lib/byte-arena.ts): the smaller heap that leaves is
+ * only safe from back-to-back collections with the growth set.
+ */
+export function heapGrowthSet (): boolean {
+  return heapGrowthState.percent !== null || heapGrowthGiven()
 }
 
 /** What this process's heap growth was set to at start (null: V8's own), and why not if not. */

@@ -5,29 +5,42 @@
 // messageTimeout): at the defaults, 100 per channel for an hour. Kept as a Message, each one holds
 // ~400 B of heap in four or five objects (the Message, its frame's Buffer and ArrayBuffer, its id
 // string, a view of its body), copied by the young-generation collector until promoted and traced
-// by every major collection after. Here a message is kept as numbers and one object: its id and
-// publish time, and its content type and event as one interned number (Message.kind), in a
-// Float64Array, and the ArrayBuffer that holds its body in one array (one reference per message:
-// these arrays are what a channel allocates as its buffer grows, and what the young generation
-// copies while buffers fill). That ArrayBuffer is the store the message already
-// had, never copied: its SSE frame, whose tail is the body (nearly every message), or the body's
-// own store (a body with LF). A Message is made again, over the same bytes, when one is read back
-// (a resume, a re-poll that finds a newer message, a worker's snapshot), through a small cache that
-// also holds each message as it is published, so the subscribers that read the same message in the
-// same moments share one Message and the frames it builds.
-// Measured in benchmarks/results/message-store-2026-12-01.md and buffer-kind-2026-12-02.md.
+// by every major collection after. Here a message is kept as numbers, its id and publish time, its
+// content type and event as one interned number (Message.kind), and where its bytes are, in a
+// Float64Array. The bytes are the SSE frame it was sent in, whose tail is the body (nearly every
+// message), or the body alone (a body with LF). Where the process has an arena (lib/byte-arena.ts:
+// wherever V8's heap growth is set: the standalone server), they are a copy in one of its slots and
+// the message leaves no object at all; without one (the embedded plugin), or past the arena's largest
+// slot, the buffer keeps the store the message already had, never copied, as one ArrayBuffer in an
+// array made for such messages. A Message is made again, over the same bytes (a copy, from the
+// arena), when one is read back (a resume, a re-poll that finds a newer message, a worker's
+// snapshot), through a small cache that also holds each message as it is published, so the
+// subscribers that read the same message in the same moments share one Message and the frames it
+// builds.
+// Measured in benchmarks/results/message-store-2026-12-01.md, buffer-kind-2026-12-02.md and
+// byte-arena-2026-12-02.md.
+import type { ByteArena } from './byte-arena.ts'
 import { Message, kindEvent, kindType } from './message.ts'
 
-/** Per message in `#meta`: time, tag, publishedAt, body length, framed (1: the store is the SSE frame), kind. */
+/**
+ * Per message in `#meta`: time, tag, publishedAt, body length, framed (1: the bytes are the SSE
+ * frame), kind; with an arena, two more: the arena handle of its bytes (-1: in `#stores`) and their
+ * length.
+ */
 const STRIDE = 6
+const STRIDE_ARENA = 8
 
 let nextBufferId = 1
 
 export class MessageBuffer {
   readonly capacity: number
   readonly #id: number
+  /** Where the bytes go (shared by a process's buffers), or null: each message keeps its own store. */
+  readonly #arena: ByteArena | null
+  /** Numbers per message in `#meta` (STRIDE, or STRIDE_ARENA with an arena). */
+  readonly #stride: number
   #meta: Float64Array | null
-  /** Per slot, the store: an ArrayBuffer, or a Buffer if it is a view. */
+  /** Per slot, the store of a message kept outside the arena; made for the first such message. */
   #stores: Array<ArrayBuffer | Buffer | null> | null
   /** Content type and event of the rare message whose kind is -1 (past the interning bound), by sequence number. */
   #odd: Map<number, [string | null, string | null]> | null
@@ -40,9 +53,11 @@ export class MessageBuffer {
   /** Body bytes of the messages held (`parkline_message_bytes_stored`). */
   #bytes: number
 
-  constructor (capacity: number) {
+  constructor (capacity: number, arena: ByteArena | null = null) {
     this.capacity = capacity
     this.#id = nextBufferId++
+    this.#arena = arena
+    this.#stride = arena === null ? STRIDE : STRIDE_ARENA
     this.#meta = null
     this.#stores = null
     this.#odd = null
@@ -67,10 +82,10 @@ export class MessageBuffer {
   }
 
   /** The id seconds of the i-th message, oldest first. */
-  timeAt (i: number): number { return this.#meta![this.#slot(i) * STRIDE]! }
-  tagAt (i: number): number { return this.#meta![this.#slot(i) * STRIDE + 1]! }
-  publishedAtOf (i: number): number { return this.#meta![this.#slot(i) * STRIDE + 2]! }
-  bodyLengthOf (i: number): number { return this.#meta![this.#slot(i) * STRIDE + 3]! }
+  timeAt (i: number): number { return this.#meta![this.#slot(i) * this.#stride]! }
+  tagAt (i: number): number { return this.#meta![this.#slot(i) * this.#stride + 1]! }
+  publishedAtOf (i: number): number { return this.#meta![this.#slot(i) * this.#stride + 2]! }
+  bodyLengthOf (i: number): number { return this.#meta![this.#slot(i) * this.#stride + 3]! }
 
   /** The i-th message (0 ≤ i < size), oldest first: the cache's, or made again over its stored bytes. */
   at (i: number): Message {
@@ -80,9 +95,14 @@ export class MessageBuffer {
     if (cacheOwner[c] === this.#id && cacheSeq[c] === seq) return cacheMsg[c]!
     const s = this.#slot(i)
     const meta = this.#meta!
-    const x = s * STRIDE
-    const store = this.#stores![s]!
-    const bytes = store instanceof ArrayBuffer ? Buffer.from(store) : store
+    const x = s * this.#stride
+    const handle = this.#arena === null ? -1 : meta[x + 6]!
+    let bytes: Buffer
+    if (handle >= 0) bytes = this.#arena!.read(handle, meta[x + 7]!)
+    else {
+      const store = this.#stores![s]!
+      bytes = store instanceof ArrayBuffer ? Buffer.from(store) : store
+    }
     const framed = meta[x + 4] === 1
     const kind = meta[x + 5]!
     const odd = kind < 0 ? this.#odd!.get(seq)! : null
@@ -101,7 +121,7 @@ export class MessageBuffer {
     if (this.#size === this.#slots) this.#grow()
     const s = this.#slot(this.#size)
     const meta = this.#meta!
-    const x = s * STRIDE
+    const x = s * this.#stride
     const framed = m.framed
     meta[x] = m.time
     meta[x + 1] = m.tag
@@ -111,9 +131,17 @@ export class MessageBuffer {
     meta[x + 4] = framed ? 1 : 0
     const kind = m.kind
     meta[x + 5] = kind
-    // a store of its own is kept as its ArrayBuffer alone (one object, not two)
     const bytes = m.stored
-    this.#stores![s] = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length ? bytes.buffer as ArrayBuffer : bytes
+    const handle = this.#arena === null ? -1 : this.#arena.store(bytes)
+    if (this.#arena !== null) {
+      meta[x + 6] = handle
+      meta[x + 7] = bytes.length
+    }
+    if (handle < 0) {
+      // no arena, or too large for it: the store it has, as its ArrayBuffer alone if it is all of it
+      const stores = this.#stores ??= new Array<ArrayBuffer | Buffer | null>(this.#slots).fill(null)
+      stores[s] = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length ? bytes.buffer as ArrayBuffer : bytes
+    }
     const seq = this.#first + this.#size
     if (kind < 0) (this.#odd ??= new Map()).set(seq, [m.contentType, m.event])
     // the published message itself answers the reads of the next moments (re-polls, resumes)
@@ -131,15 +159,25 @@ export class MessageBuffer {
   #drop (): void {
     const s = this.#head
     const meta = this.#meta!
-    this.#bytes -= meta[s * STRIDE + 3]!
-    if (meta[s * STRIDE + 5]! < 0) this.#odd!.delete(this.#first)
-    this.#stores![s] = null
+    const x = s * this.#stride
+    this.#bytes -= meta[x + 3]!
+    if (meta[x + 5]! < 0) this.#odd!.delete(this.#first)
+    const handle = this.#arena === null ? -1 : meta[x + 6]!
+    if (handle >= 0) this.#arena!.free(handle)
+    else this.#stores![s] = null
     this.#head = s + 1 === this.#slots ? 0 : s + 1
     this.#size--
     this.#first++
   }
 
   clear (): void {
+    const meta = this.#meta
+    if (this.#arena !== null) {
+      for (let i = 0; i < this.#size; i++) {
+        const handle = meta![this.#slot(i) * STRIDE_ARENA + 6]!
+        if (handle >= 0) this.#arena.free(handle)
+      }
+    }
     this.#first += this.#size
     this.#size = 0
     this.#bytes = 0
@@ -159,7 +197,7 @@ export class MessageBuffer {
     const meta = this.#meta
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
-      const x = this.#slot(mid) * STRIDE
+      const x = this.#slot(mid) * this.#stride
       const t = meta![x]!
       if (t > time || (t === time && meta![x + 1]! > tag)) hi = mid
       else lo = mid + 1
@@ -178,17 +216,18 @@ export class MessageBuffer {
   /** More slots, oldest first from 0 (doubling, up to capacity). */
   #grow (): void {
     const slots = Math.min(this.capacity, Math.max(4, this.#slots * 2))
-    const meta = new Float64Array(slots * STRIDE)
-    const stores = new Array<ArrayBuffer | Buffer | null>(slots).fill(null)
+    const stride = this.#stride
+    const meta = new Float64Array(slots * stride)
+    const oldStores = this.#stores
+    const stores = oldStores === null ? null : new Array<ArrayBuffer | Buffer | null>(slots).fill(null)
     if (this.#size > 0) {
       // [head, slots) then [0, head)
       const oldMeta = this.#meta!
-      const oldStores = this.#stores!
       const head = this.#head
       const run = this.#slots - head
-      meta.set(oldMeta.subarray(head * STRIDE, this.#slots * STRIDE), 0)
-      if (head > 0) meta.set(oldMeta.subarray(0, head * STRIDE), run * STRIDE)
-      for (let i = 0; i < this.#size; i++) stores[i] = oldStores[this.#slot(i)]!
+      meta.set(oldMeta.subarray(head * stride, this.#slots * stride), 0)
+      if (head > 0) meta.set(oldMeta.subarray(0, head * stride), run * stride)
+      if (stores !== null) for (let i = 0; i < this.#size; i++) stores[i] = oldStores![this.#slot(i)]!
     }
     this.#meta = meta
     this.#stores = stores

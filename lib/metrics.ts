@@ -69,11 +69,14 @@ export class Metrics {
       for (const ch of core.registry.values()) n += ch.buffer.size
       set({}, n)
     }, 'max')
-    gaugeFrom(r, 'parkline_message_bytes_stored', 'Body bytes of the messages held in channel buffers (the largest over the node\'s workers); each also holds ~0.55 KB of frame and record (docs/configuration.md, bufferLength).', [], (set) => {
+    gaugeFrom(r, 'parkline_message_bytes_stored', 'Body bytes of the messages held in channel buffers (the largest over the node\'s workers); each also holds ~0.15-0.55 KB of frame and record (docs/configuration.md, bufferLength).', [], (set) => {
       let n = 0
       for (const ch of core.registry.values()) n += ch.buffer.bytes
       set({}, n)
     }, 'max')
+    gaugeFrom(r, 'parkline_buffer_arena_bytes', 'Bytes of the slabs that hold buffered messages\' bytes in the standalone server (lib/byte-arena.ts), summed over the node\'s workers; 0 where messages keep their own stores (the embedded plugin, unless Node was given --heap-growing-percent).', [], (set) => {
+      set({}, core.registry.arena?.bytes ?? 0)
+    })
     counterFrom(r, 'parkline_messages_published_total', 'Messages published through this process.', [], (set) => { set({}, s.published) })
     counterFrom(r, 'parkline_messages_delivered_total', 'Messages written to subscribers, by transport.', ['transport'], (set) => {
       for (let i = 0; i < names.length; i++) set({ transport: names[i]! }, s.delivered[i]!)

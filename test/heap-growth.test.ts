@@ -56,3 +56,43 @@ test('the single process sets it at start and says so; --heap-growth 0 leaves V8
   t.is(offLine.heapGrowingPercent, null)
   t.is(offLine.heapGrowingPercentKept, 'heapGrowth is 0')
 })
+
+/** parkline_buffer_arena_bytes from a server's /metrics. */
+async function arenaBytes (base: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text()
+  const m = /^parkline_buffer_arena_bytes (\d+)$/m.exec(text)
+  if (m === null) throw new Error('no parkline_buffer_arena_bytes in /metrics')
+  return Number(m[1])
+}
+
+test('buffered bytes go to the arena where the heap growth is set (standalone, single and workers), nowhere with --heap-growth 0', async (t) => {
+  const node = await serve(t, ['--workers', '1'])
+  t.is(await arenaBytes(node.base), 0)
+  // 16,000-byte bodies take the largest slots, four to a 64 KiB slab: five messages, two slabs
+  const body = (i: number): string => String(i).repeat(16000)
+  const sub = await SseClient.connect(node.port, '/sub/arena')
+  await sub.until(() => sub.comments.includes(': hi'))
+  for (let i = 0; i < 5; i++) t.is((await publish(node.base, 'arena', body(i))).status, 201)
+  await sub.until(() => sub.events.length === 5)
+  t.is(await arenaBytes(node.base), 2 * 64 * 1024)
+  // publishes elsewhere take the read cache's entries: the resume reads the five back from the arena
+  for (let i = 0; i < 300; i++) t.is((await publish(node.base, 'other' + (i % 7), 'x')).status, 202)
+  const late = await SseClient.connect(node.port, '/sub/arena', { 'Last-Event-ID': sub.events[0]!.id! })
+  await late.until(() => late.events.length === 4)
+  t.deepEqual(late.events.map((e) => e.data), [1, 2, 3, 4].map(body))
+  t.deepEqual(late.events.map((e) => e.id), sub.events.slice(1).map((e) => e.id))
+  sub.close()
+  late.close()
+  // DELETE frees their slots: one slab is given back, one kept for the next message of its size
+  const before = await arenaBytes(node.base)
+  t.is((await fetch(`${node.base}/pub/arena`, { method: 'DELETE' })).status, 200)
+  t.is(await arenaBytes(node.base), before - 64 * 1024)
+
+  const two = await serve(t, ['--workers', '2'])
+  for (let i = 0; i < 10; i++) t.is((await publish(two.base, 'w' + i, body(i))).status, 202)
+  t.true(await arenaBytes(two.base) >= 2 * 64 * 1024, 'workers keep their buffers in arenas too (summed over them)')
+
+  const off = await serve(t, ['--workers', '1', '--heap-growth', '0'])
+  t.is((await publish(off.base, 'arena', 'x')).status, 202)
+  t.is(await arenaBytes(off.base), 0, 'no growth set: each message keeps its own store')
+})

@@ -1,4 +1,5 @@
 import test from 'ava'
+import { ByteArena, MAX_SLOT, slotSize } from '../../lib/byte-arena.ts'
 import { MessageBuffer } from '../../lib/message-buffer.ts'
 import { Message } from '../../lib/message.ts'
 
@@ -100,7 +101,7 @@ test('the message just published, and one just read, are the same object for the
   t.is(b.at(0), again)
 })
 
-test('a buffered message keeps the bytes it was sent in, not a copy: read back, its frame is the same memory', (t) => {
+test('without an arena, a buffered message keeps the bytes it was sent in, not a copy: read back, its frame is the same memory', (t) => {
   const b = new MessageBuffer(4)
   const plain = new Message(1, 0, Buffer.from('no line feed'), null, 'tick', 0)
   const lines = new Message(1, 1, Buffer.from('a\nb'), null, null, 0)
@@ -119,6 +120,59 @@ test('a buffered message keeps the bytes it was sent in, not a copy: read back, 
   t.is(p.event, 'tick')
   t.is(l.data.buffer, body.buffer, 'a body with LF: its own store')
   t.is(l.sseFrame().toString(), 'id: 1:1\ndata: a\ndata: b\n\n')
+})
+
+test('with an arena, a message read back is a copy in a store of its own: the slot it came from can be written again without changing it', (t) => {
+  const arena = new ByteArena()
+  const b = new MessageBuffer(2, arena)
+  const plain = new Message(1, 0, Buffer.from('no line feed'), null, 'tick', 0)
+  const lines = new Message(1, 1, Buffer.from('a\nb'), null, null, 0)
+  b.push(plain)
+  b.push(lines)
+  const other = new MessageBuffer(256)
+  for (let i = 0; i < 256; i++) other.push(msg(2, i))
+  const p = b.at(0)
+  const l = b.at(1)
+  t.not(p, plain)
+  t.not(p.sseFrame().buffer, plain.sseFrame().buffer, 'not the published frame')
+  t.is(p.sseFrame().toString(), 'event: tick\nid: 1:0\ndata: no line feed\n\n')
+  t.is(p.data.buffer, p.sseFrame().buffer, 'the body a view of the copy')
+  t.is(l.sseFrame().toString(), 'id: 1:1\ndata: a\ndata: b\n\n')
+  // both leave; their slots take new messages of the same sizes
+  b.push(new Message(1, 2, Buffer.from('NO LINE FEED'), null, 'tock', 0))
+  b.push(new Message(1, 3, Buffer.from('A\nB'), null, null, 0))
+  t.is(p.sseFrame().toString(), 'event: tick\nid: 1:0\ndata: no line feed\n\n', 'a message read back keeps its bytes')
+  t.is(l.data.toString(), 'a\nb')
+  t.is(b.at(0).data.toString(), 'NO LINE FEED')
+  t.is(b.at(1).data.toString(), 'A\nB')
+  t.is(arena.used, slotSize(b.at(0).sseFrame().length) + slotSize(3), 'two slots in use')
+})
+
+test('every way a message leaves frees its slot: eviction, expiry, clear', (t) => {
+  const arena = new ByteArena()
+  const b = new MessageBuffer(3, arena)
+  for (let i = 0; i < 10; i++) b.push(msg(1, i))
+  const one = slotSize(b.at(0).sseFrame().length)
+  t.is(arena.used, 3 * one)
+  b.shift()
+  t.is(arena.used, 2 * one)
+  b.clear()
+  t.is(arena.used, 0)
+  t.is(b.size, 0)
+  b.push(msg(2, 0))
+  t.is(arena.used, one)
+  b.shift()
+  t.is(arena.used, 0)
+  // a message past the arena's largest slot is kept outside it, and read back the same
+  const big = Buffer.alloc(MAX_SLOT + 1, 120)
+  b.push(new Message(3, 0, big, null, null, 0))
+  b.push(msg(3, 1))
+  t.is(arena.used, one)
+  const other = new MessageBuffer(256)
+  for (let i = 0; i < 256; i++) other.push(msg(4, i))
+  t.true(b.at(0).data.equals(big))
+  b.clear()
+  t.is(arena.used, 0)
 })
 
 test('an emptied buffer lets its arrays go and starts again', (t) => {
@@ -146,9 +200,9 @@ test('messages of every kind (content types and events interned or past the boun
     seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
     return seed % n
   }
-  for (const capacity of [1, 2, 7, 100]) {
-    const b = new MessageBuffer(capacity)
-    const model: Array<{ id: string, body: Buffer, type: string | null, event: string | null, at: number }> = []
+  for (const [capacity, arena] of [1, 2, 7, 100].flatMap((c) => [[c, new ByteArena()], [c, null]] as const)) {
+    const b = new MessageBuffer(capacity, arena)
+    const model: Array<{ id: string, body: Buffer, type: string | null, event: string | null, at: number, slot: number }> = []
     let time = 1
     let tag = 0
     for (let step = 0; step < 3000; step++) {
@@ -169,17 +223,23 @@ test('messages of every kind (content types and events interned or past the boun
         if (rnd(2) === 0) m.sseFrame()
         if (rnd(3) === 0) void m.data
         if (model.length === capacity) model.shift()
-        model.push({ id: `${time}:${tag}`, body, type, event, at: step + 0.5 })
+        model.push({ id: `${time}:${tag}`, body, type, event, at: step + 0.5, slot: Math.max(0, slotSize(m.stored.length)) })
         b.push(m)
       } else if (op < 9) {
-        model.shift()
-        b.shift()
+        if (rnd(20) === 0) {
+          model.length = 0
+          b.clear()
+        } else {
+          model.shift()
+          b.shift()
+        }
       } else {
         // every message, in order, as stored (read past the cache: another buffer takes its entries)
         const other = new MessageBuffer(256)
         for (let i = 0; i < 256; i++) other.push(msg(1, i))
         t.is(b.size, model.length)
         t.is(b.bytes, model.reduce((n, e) => n + e.body.length, 0), 'body bytes held')
+        if (arena !== null) t.is(arena.used, model.reduce((n, e) => n + e.slot, 0), 'arena slots in use')
         for (let i = 0; i < model.length; i++) {
           const m = b.at(i)
           const e = model[i]!
@@ -196,7 +256,8 @@ test('messages of every kind (content types and events interned or past the boun
         }
       }
     }
-    t.pass()
+    b.clear()
+    if (arena !== null) t.is(arena.used, 0, `capacity ${capacity}: every slot free after clear`)
   }
 })
 
