@@ -8,7 +8,8 @@
 // zone: a mark-compact every 1-6 s, each one's marking taking most of the main thread for ~100 ms
 // while publishes queue behind it. With the limit at (1 + heapGrowth/100) × the live size, the
 // room stays above the young generation's and the old generation grows only by what is promoted:
-// mark-compacts in a one-to-one run at 8,000 msgs/s went from 6-17 to 4, and the p99 with them
+// mark-compacts in a one-to-one run at 4,000 and 8,000 msgs/s went from 6-17 to 4, and the p99 at
+// 4,000/s from 3.6-5.0 to 1.7-3.8 ms in the runs the host was quiet
 // (benchmarks/results/heap-growth-2026-12-02.md).
 //
 // The cost is memory held between collections: garbage promoted to the old generation stays until
