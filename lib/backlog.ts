@@ -2,7 +2,7 @@
 // backed up (EXTENSION e). Shared by the HTTP streams (transports/http-stream.ts) and WebSocket, with the one
 // implementation of the queue cap and its policies (enqueue).
 import type { Core } from './core.ts'
-import type { Message } from './message.ts'
+import { unpinned, type Message } from './message.ts'
 import type { Subscriber } from './subscriber.ts'
 
 export class Backlog {
@@ -73,7 +73,9 @@ export function enqueue (core: Core, sub: Subscriber, before: string | null, msg
     }
     if (dropNew) return DROPPED
   }
-  backlog.frames.push(frame)
+  // queued bytes stay until the client reads: none of them a view that keeps Node's pool (lib/message.ts)
+  msg.keep()
+  backlog.frames.push(unpinned(frame))
   backlog.ids.push(id)
   backlog.msgs.push(msg)
   backlog.sizes.push(size)

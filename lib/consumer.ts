@@ -7,7 +7,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Core } from './core.ts'
 import { ERRORS, ParklineError, type ErrorSpec } from './errors.ts'
-import type { Message } from './message.ts'
+import { unpinned, type Message } from './message.ts'
 import type { Cursor } from './message-id.ts'
 import { F_CATCHING_UP, F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from './subscriber.ts'
 
@@ -177,5 +177,6 @@ function fail (e: ErrorSpec, detail = ''): ParklineError {
 
 function toItem (sub: Subscriber, msg: Message, pos: number, gap: string | null): ParklineMessage {
   const id = sub.advance(msg, pos)
-  return { id, channel: sub.channels[pos]!.key, data: msg.data, contentType: msg.contentType, event: msg.event, gap }
+  // the application may keep `data`: its own bytes, not a view that keeps Node's pool (lib/message.ts)
+  return { id, channel: sub.channels[pos]!.key, data: unpinned(msg.data), contentType: msg.contentType, event: msg.event, gap }
 }

@@ -4,7 +4,7 @@
 import { ChannelRegistry, type Channel } from './channel-registry.ts'
 import { ConnectionTable } from './connection-table.ts'
 import type { ParklineOptions } from './config.ts'
-import { Message } from './message.ts'
+import { Message, type Alloc } from './message.ts'
 import { F_BATCHED, F_CATCHING_UP, F_CLOSED, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
 import { Stats } from './stats.ts'
 import { MemoryEngine, type Engine, type PublishResult } from './engine.ts'
@@ -16,7 +16,7 @@ import type { Metrics } from './metrics.ts'
 import type { Socket } from 'node:net'
 import { sweepLingering } from './linger.ts'
 import { ExpiryWheel } from './expiry.ts'
-import { ByteArena } from './byte-arena.ts'
+import { ByteArena, MAX_SLOT } from './byte-arena.ts'
 import { heapGrowthSet } from './heap-growth.ts'
 
 /** What Parkline logs through: pino's (the host's `fastify.log`, or the standalone server's). */
@@ -73,13 +73,19 @@ export class Core {
   readonly #expiry: ExpiryWheel
   /** messageTimeout in ms; 0 = messages do not expire. */
   readonly #ttl: number
+  /** Where a message made here copies its body (Message's constructor). */
+  readonly #alloc: Alloc
 
   constructor (opts: ParklineOptions, transports: readonly TransportFactory[], fdLimit: number) {
     this.opts = opts
     // buffered bytes in an arena only where V8's heap growth is set: the arena makes the heap smaller,
     // and with V8's own growing factor a heap of a few tens of MB is marked again and again under
     // load (benchmarks/results/heap-growth-2026-12-02.md)
-    this.registry = new ChannelRegistry(opts.bufferLength, heapGrowthSet() ? new ByteArena() : null)
+    const arena = heapGrowthSet() ? new ByteArena() : null
+    this.registry = new ChannelRegistry(opts.bufferLength, arena)
+    // with the arena, a published message's frame is copied into it and dies with the fan-out:
+    // it may be a view of Node's pool instead of a store of its own (benchmarks/results/pooled-frames-2026-12-02.md)
+    this.#alloc = arena === null ? Buffer.allocUnsafeSlow : pooledAlloc
     this.transports = transports.map((T, i) => new T(this, i))
     this.table = new ConnectionTable(transports.length)
     this.stats = new Stats(this.transports.map((t) => t.name))
@@ -115,7 +121,7 @@ export class Core {
     const hadSubscribers = ch.subs.length > 0
     // counted where a publish is accepted (here, or by the worker or Redis engine), not per replica
     this.stats.published++
-    const msg = new Message(ch.lastTime, ch.lastTag, data, contentType, event, performance.timeOrigin + performance.now())
+    const msg = new Message(ch.lastTime, ch.lastTag, data, contentType, event, performance.timeOrigin + performance.now(), -1, this.#alloc)
     if (hook !== null) hook.beforeFanout(ch, msg)
     this.#append(ch, msg)
     return { msg, channel: ch, hadSubscribers }
@@ -142,7 +148,7 @@ export class Core {
       ch.lastTime = time
       ch.lastTag = tag
     }
-    return this.#append(ch, new Message(time, tag, data, contentType, event, publishedAt))
+    return this.#append(ch, new Message(time, tag, data, contentType, event, publishedAt, -1, this.#alloc))
   }
 
   /**
@@ -155,7 +161,7 @@ export class Core {
     ch.buffer.clear()
     for (const [time, tag, data, ct, ev, at] of msgs) {
       if (ch.buffer.full) ch.setFloor(ch.buffer.timeAt(0), ch.buffer.tagAt(0), false)
-      ch.buffer.push(new Message(time, tag, data, ct, ev, at))
+      ch.buffer.push(new Message(time, tag, data, ct, ev, at, -1, this.#alloc))
     }
     this.#fileExpiry(ch)
   }
@@ -541,4 +547,12 @@ export class Core {
 
 function onTick (core: Core): void {
   core.tick()
+}
+
+/**
+ * A frame the arena will copy: a view of Node's shared pool (Buffer.allocUnsafe, under
+ * Buffer.poolSize / 2), or a store of its own where the arena does not take it (past MAX_SLOT).
+ */
+function pooledAlloc (size: number): Buffer {
+  return size <= MAX_SLOT ? Buffer.allocUnsafe(size) : Buffer.allocUnsafeSlow(size)
 }

@@ -1,6 +1,7 @@
 // A published message and its wire frames, each built once and shared by every subscriber of a
 // transport (pino's precomputation; ws `Sender.frame`). Frames are built lazily: a transport's
 // frame exists only once a subscriber of that transport needed it.
+import type { Socket } from 'node:net'
 import { formatHttpDate, formatId } from './message-id.ts'
 import { OP_BINARY, OP_TEXT, frame, framePrefixed } from '../transports/websocket-frame.ts'
 
@@ -87,14 +88,20 @@ export class Message {
   #id: string | null
   #data: Buffer | null
   #sseFrame: Buffer | null
+  /** The body is the SSE frame's tail (a body without LF, or bytes read back framed): `framed`. */
+  #inFrame: boolean
   #wsFrame: Buffer | null
   #extras: Extras | null
 
   /**
    * `data` is the body; or, with `framedLength` ≥ 0, the SSE frame this message was sent in, whose
    * tail holds a body of that length (a buffered message read back: lib/message-buffer.ts).
+   * `alloc` gives the store the body is copied into here (its frame, or its own copy):
+   * Buffer.allocUnsafeSlow, a store of its own, where the channel's buffer keeps that store; a
+   * process whose buffers copy the bytes into an arena passes Buffer.allocUnsafe (lib/core.ts), a
+   * view of Node's shared pool, which `keep` and `unpinned` copy out of where one would stay.
    */
-  constructor (time: number, tag: number, data: Buffer, contentType: string | null, event: string | null, publishedAt: number, framedLength = -1) {
+  constructor (time: number, tag: number, data: Buffer, contentType: string | null, event: string | null, publishedAt: number, framedLength = -1, alloc: Alloc = Buffer.allocUnsafeSlow) {
     this.time = time
     this.tag = tag
     const ti = intern(TYPES, TYPE_NAMES, contentType)
@@ -111,17 +118,36 @@ export class Message {
       this.#length = framedLength
       this.#sseFrame = data
       this.#data = null
+      this.#inFrame = true
       return
     }
     this.#length = data.length
     if (data.indexOf(LF) === -1) {
       // the body is copied once, into the frame it is sent in
-      this.#sseFrame = frameSseLine(data, this.sseHead(formatId(time, tag)))
+      this.#sseFrame = frameSseLine(data, this.sseHead(formatId(time, tag)), alloc)
       this.#data = null
+      this.#inFrame = true
     } else {
       this.#sseFrame = null
-      this.#data = owned(data)
+      this.#data = owned(data, alloc)
+      this.#inFrame = false
     }
+  }
+
+  /**
+   * The message stays (a backed-up subscriber's backlog, lib/backlog.ts): what it holds in Node's
+   * shared pool is copied into stores of its own, so that it keeps its own bytes and not a slab
+   * of the pool (Buffer.poolSize: 64 KiB on Node 24, 8 KiB on 22).
+   */
+  keep (): void {
+    const f = this.#sseFrame
+    if (f !== null && pins(f)) {
+      this.#sseFrame = ownCopy(f)
+      // views of the old frame
+      if (this.#inFrame) this.#data = null
+      if (this.#extras !== null) this.#extras.sseData = null
+    }
+    if (!this.#inFrame && this.#data !== null && pins(this.#data)) this.#data = ownCopy(this.#data)
   }
 
   /** `<time>:<tag>` (§2): made when first asked for (a delivery asks), then kept. */
@@ -145,7 +171,7 @@ export class Message {
 
   /** Whether `stored` is the SSE frame (the body its tail) rather than the body alone. */
   get framed (): boolean {
-    return this.#data === null || (this.#sseFrame !== null && this.#data.buffer === this.#sseFrame.buffer)
+    return this.#inFrame
   }
 
   /** The body: its own store, or a view of the SSE frame that holds it. */
@@ -293,29 +319,68 @@ let lastHeadersOf: Message | null = null
 let lastHeaders = ''
 
 /**
- * A message's bytes in a backing store of their own. A Buffer under 4 KiB from Buffer.allocUnsafe,
- * Buffer.concat or Buffer.from is a view of an 8 KiB slab shared with whatever else was allocated
+ * A message's bytes in a backing store of their own. A small Buffer from Buffer.allocUnsafe,
+ * Buffer.concat or Buffer.from (under half of Buffer.poolSize: 64 KiB on Node 24, 8 KiB on 22) is a
+ * view of a slab shared with whatever else was allocated
  * next to it (request heads, answers, frames), and a view read out of a larger frame (a worker's
  * batch, a Redis reply) pins all of that frame: a message kept for an hour would keep all of it.
- * Measured in benchmarks/results/message-memory-*.md.
+ * Measured in benchmarks/results/message-memory-*.md. With `alloc` Buffer.allocUnsafe (a process
+ * whose buffers copy into an arena: Message's constructor), the copy no longer holds the read it
+ * came from, and is itself a view of the pool for the moment of the fan-out.
  */
-export function owned (data: Buffer): Buffer {
+export function owned (data: Buffer, alloc: Alloc = Buffer.allocUnsafeSlow): Buffer {
   // kept only if its store is a plain ArrayBuffer: a shared one can change under it, a resizable
   // one can grow, and a buffer keeps the store itself (lib/message-buffer.ts)
   const store = data.buffer
   if (data.byteOffset === 0 && store.byteLength === data.length && store instanceof ArrayBuffer && !store.resizable) return data
-  const own = Buffer.allocUnsafeSlow(data.length)
+  const own = alloc(data.length)
   data.copy(own)
   return own
+}
+
+/** Where a Message's bytes are copied at publish (see its constructor). */
+export type Alloc = (size: number) => Buffer
+
+/**
+ * Does `b` keep a store larger than itself by more than PIN_SLACK: a view of Node's shared pool (a
+ * frame made with Buffer.allocUnsafe), or of a larger read? (A body's view of the frame that holds
+ * it differs by the frame's head alone.) Such a view should stay only for the moment of a write.
+ */
+function pins (b: Buffer): boolean {
+  return b.buffer.byteLength > b.length + PIN_SLACK
+}
+
+const PIN_SLACK = 1024
+
+function ownCopy (b: Buffer): Buffer {
+  const out = Buffer.allocUnsafeSlow(b.length)
+  b.copy(out)
+  return out
+}
+
+/** `b`, or a copy in a store of its own where `b` pins a larger one (see pins): for bytes that stay. */
+export function unpinned (b: Buffer): Buffer {
+  return pins(b) ? ownCopy(b) : b
+}
+
+/**
+ * Write a shared frame to a subscriber's socket. A socket that holds unwritten bytes (and is not
+ * corked for this turn) keeps what it is given until its client reads: it gets the frame's bytes
+ * in a store of their own (unpinned), not a view that would keep a slab of Node's pool. A frame
+ * written to a socket with nothing queued leaves at once, or, the first time a client stops
+ * reading, stays as that socket's one pinned pool.
+ */
+export function writeShared (socket: Socket, frame: Buffer): void {
+  socket.write(socket.writableLength > 0 && socket.writableCorked === 0 ? unpinned(frame) : frame)
 }
 
 /**
  * frameSseData for a body without LF (nearly every publish): one `data: ` line, the head and the
  * prefix written in one go, no scans (one of the cuts in benchmarks/results/publish-path-2026-12-01.md).
  */
-function frameSseLine (data: Buffer, head: string): Buffer {
+function frameSseLine (data: Buffer, head: string, alloc: Alloc): Buffer {
   const pre = head + 'data: '
-  const out = Buffer.allocUnsafeSlow(pre.length + data.length + 2)
+  const out = alloc(pre.length + data.length + 2)
   out.write(pre, 0, 'latin1')
   out.set(data, pre.length)
   out[out.length - 2] = LF

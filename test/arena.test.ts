@@ -2,9 +2,12 @@
 // file's process sets V8's heap growth first (ava runs each file in a process of its own), so every
 // server it starts keeps buffered bytes in slots that are reused as messages leave. Resumes,
 // long-poll re-polls and eviction gaps read the bytes back from those slots.
+import net from 'node:net'
+import { once } from 'node:events'
 import test from 'ava'
 import { applyHeapGrowth } from '../lib/heap-growth.ts'
-import { SseClient, startServer } from './helpers/server.ts'
+import { coreOf } from '../lib/plugin.ts'
+import { SseClient, eventually, startServer } from './helpers/server.ts'
 
 applyHeapGrowth(200)
 
@@ -76,4 +79,45 @@ test('DELETE frees the slots of the messages it removes: a slab they emptied is 
   const full = await arenaBytes(srv.base)
   t.is((await fetch(`${srv.base}/pub/d`, { method: 'DELETE' })).status, 200)
   t.is(await arenaBytes(srv.base), full - 64 * 1024, 'one empty slab kept, the other given back')
+})
+
+test('a subscriber that stops reading holds its messages in stores of their own, not views of Node\'s pool', async (t) => {
+  // frames are made in Node's pool here (the arena copies them): what a socket queues must not keep a slab of the pool each
+  const srv = await startServer(t, { queueCap: 16 * 1024 * 1024, bufferLength: 1000 })
+  const core = coreOf(srv.app)
+  const socket = net.connect(srv.port, '127.0.0.1')
+  // before the server's close, which waits for this connection
+  t.teardown(() => socket.destroy())
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  socket.write('GET /sub/slow HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n')
+  while (!text.includes(': hi')) await once(socket, 'data')
+  socket.pause()
+  const sub = [...core.table.subs].find((s) => s.channels[0]!.key === 'slow')!
+  // large messages (stores of their own at any size) until the kernel's buffers are full
+  const big = 'B'.repeat(50_000)
+  for (let i = 0; i < 400 && sub.socket.writableLength === 0; i++) t.is(await pub(srv.base, 'slow', big), 201)
+  t.true(sub.socket.writableLength > 0, 'the socket never backed up')
+  // small ones now, each framed in the pool: into Node's write queue (writableHighWaterMark), then,
+  // past it, into the subscriber's backlog
+  for (let i = 0; i < 150; i++) t.is(await pub(srv.base, 'slow', 'small ' + i), 201)
+  t.is(await pub(srv.base, 'slow', big), 201)
+  t.true(sub.socket.writableNeedDrain, 'the socket\'s queue never filled')
+  for (let i = 150; i < 300; i++) t.is(await pub(srv.base, 'slow', 'small ' + i), 201)
+  // Node's write queue (Writable's writableBuffer, undocumented, not in @types/node) and the backlog
+  const writeQueue = (sub.socket as unknown as { writableBuffer: Array<{ chunk: Buffer }> }).writableBuffer
+  const queued = [...writeQueue.map((w) => w.chunk), ...(sub.backlog?.frames ?? [])]
+  const small = queued.filter((b) => b.length < 1000)
+  t.true(small.length >= 300, `${small.length} small frames queued`)
+  const pinning = small.filter((b) => b.buffer.byteLength !== b.length)
+  t.is(pinning.length, 0, `${pinning.length} frames keep a larger store, e.g. ${pinning[0]?.length} bytes in ${pinning[0]?.buffer.byteLength}`)
+  const msgs = sub.backlog?.msgs ?? []
+  t.true(msgs.length > 0, 'nothing in the backlog')
+  t.is(msgs.filter((m) => m.stored.buffer.byteLength > m.stored.length).length, 0, 'backlogged messages keep views of the pool')
+  // and every message arrives, once, in order
+  socket.resume()
+  t.true(await eventually(() => text.includes('data: small 299\n'), 20000), `the last message never came: ${text.length} bytes read, stats ${JSON.stringify({ cut: core.stats.overflowDisconnect, subs: core.table.size })}`)
+  const smalls = [...text.matchAll(/data: small (\d+)\n/g)].map((m) => Number(m[1]))
+  t.deepEqual(smalls, Array.from({ length: 300 }, (_, i) => i))
 })

@@ -12,7 +12,7 @@
 // channel's batch it joined (Subscriber.batchFrom) and is flagged F_BATCHED until the flush.
 import type { Channel } from '../lib/channel-registry.ts'
 import type { Core } from '../lib/core.ts'
-import type { Message } from '../lib/message.ts'
+import { writeShared, type Message } from '../lib/message.ts'
 import { F_BATCHED, F_CLOSED, type Subscriber } from '../lib/subscriber.ts'
 
 export type Framer = (m: Message) => Buffer
@@ -137,7 +137,7 @@ export class Coalescer {
       return
     }
     const framer = this.#framers[this.#variantOf(sub)]!
-    socket.write(msgs.length === 1 ? framer(msgs[0]!) : Buffer.concat(msgs.map(framer)))
+    writeShared(socket, msgs.length === 1 ? framer(msgs[0]!) : Buffer.concat(msgs.map(framer)))
     sub.lastWrite = this.#core.nowSec
     for (let m = 0; m < msgs.length; m++) this.#core.observeDelivery(msgs[m]!)
   }
@@ -198,7 +198,7 @@ export class Coalescer {
         if (msgs.length === 1) out = framer(msgs[0]!)
         else if (sub.batchFrom === 0) out = all[v] ??= Buffer.concat(msgs.map(framer))
         else out = Buffer.concat(msgs.slice(sub.batchFrom).map(framer))
-        sub.socket.write(out)
+        writeShared(sub.socket, out)
         sub.lastWrite = now
       }
       for (let i = 0; i < msgs.length; i++) this.#core.observeDelivery(msgs[i]!)

@@ -9,7 +9,7 @@ import type { Core } from '../lib/core.ts'
 import type { Channel } from '../lib/channel-registry.ts'
 import type { Cursor } from '../lib/message-id.ts'
 import { EXPOSE_HEADERS, VARY, randomBetween } from '../lib/http.ts'
-import type { Message } from '../lib/message.ts'
+import { unpinned, type Message } from '../lib/message.ts'
 import { F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kRawConnection, kRawPublishers, kSubscriber } from '../lib/symbols.ts'
 import { detachSocket, reattachSocket } from './detach.ts'
@@ -174,9 +174,11 @@ export class LongpollTransport implements Transport {
       return
     }
     head += close ? 'Connection: close\r\n\r\n' : 'Connection: keep-alive\r\n\r\n'
+    // a socket that still holds bytes its client has not read gets bytes of their own (lib/message.ts)
+    const out = body !== null && socket.writableLength > 0 ? unpinned(body) : body
     socket.cork()
     socket.write(head, 'latin1')
-    if (body !== null && body.length > 0) socket.write(body)
+    if (out !== null && out.length > 0) socket.write(out)
     socket.uncork()
     if (close) {
       // #park took every listener: a reset from the client before the close completes would be
@@ -299,8 +301,9 @@ function pollAnswer (socket: Socket, head: string, body: Buffer | null, close: b
     return
   }
   if (socket.destroyed || socket.writableEnded) return
+  const out = body !== null && socket.writableLength > 0 ? unpinned(body) : body
   socket.write(head + 'Connection: close\r\n\r\n', 'latin1')
-  if (body !== null && body.length > 0) socket.write(body)
+  if (out !== null && out.length > 0) socket.write(out)
   socket.end()
 }
 

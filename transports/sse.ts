@@ -8,7 +8,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
-import type { Message } from '../lib/message.ts'
+import { writeShared, type Message } from '../lib/message.ts'
 import { F_GAP_EVENT, type Subscriber } from '../lib/subscriber.ts'
 import { Coalescer } from './coalesce.ts'
 import { HttpStreamTransport } from './http-stream.ts'
@@ -74,7 +74,7 @@ export class SseTransport extends HttpStreamTransport {
 
   protected write (sub: Subscriber, _msg: Message | null, payload: Buffer, id: string, gap: string | null): void {
     if (gap !== null) sub.socket.write(gapText(sub, gap, id), 'latin1')
-    sub.socket.write(payload)
+    writeShared(sub.socket, payload)
   }
 
   protected endBytes (status: number, reason?: string): Buffer {

@@ -1,7 +1,7 @@
 // A buffered message keeps only its own bytes (lib/message.ts): its body and its SSE frame each in a
 // backing store of their own, never a view that pins a shared slab or a larger frame.
 import test from 'ava'
-import { Message, frameSseData, owned } from '../../lib/message.ts'
+import { Message, frameSseData, owned, unpinned } from '../../lib/message.ts'
 
 test('a body that is a view of a larger store is copied into the message\'s own; without LF that store is its SSE frame', (t) => {
   const pooled = Buffer.from('hello') // under 4 KiB: a view of Node's shared slab
@@ -51,4 +51,62 @@ test('the frames a message keeps for WebSocket, multipart and chunked subscriber
     t.is(f.buffer.byteLength, f.length)
   }
   t.is(m.chunk().toString('latin1'), '5\r\nhello\r\n')
+})
+
+test('with a pooled alloc (a process whose buffers copy into an arena) the frame is a view of Node\'s pool until keep() gives it a store of its own', (t) => {
+  const m = new Message(5, 2, Buffer.from('pooled body'), null, 'ev', 0, -1, Buffer.allocUnsafe)
+  const f = m.sseFrame()
+  t.is(f.toString('latin1'), 'event: ev\nid: 5:2\ndata: pooled body\n\n')
+  t.true(f.buffer.byteLength > f.length + 1024, 'a view of the pool')
+  t.true(m.framed)
+  t.is(m.stored, f)
+  const data = m.data
+  const sseData = m.sseData()
+  m.keep()
+  const kept = m.sseFrame()
+  t.not(kept, f)
+  t.is(kept.buffer.byteLength, kept.length, 'a store of its own')
+  t.true(kept.equals(f))
+  t.true(m.framed)
+  t.is(m.stored, kept)
+  // the body and the data lines are views of the kept frame now, with the same bytes as before
+  t.is(m.data.buffer, kept.buffer)
+  t.true(m.data.equals(data))
+  t.is(m.sseData().buffer, kept.buffer)
+  t.true(m.sseData().equals(sseData))
+  m.keep()
+  t.is(m.sseFrame(), kept, 'keep() again copies nothing')
+  // a body with LF: its own copy in the pool, stored apart from the frame built later
+  const lf = new Message(6, 0, Buffer.from('xa\nb').subarray(1), null, null, 0, -1, Buffer.allocUnsafe)
+  t.true(lf.data.buffer.byteLength > lf.data.length + 1024)
+  t.is(lf.sseFrame().toString('latin1'), 'id: 6:0\ndata: a\ndata: b\n\n')
+  t.false(lf.framed, 'the frame does not hold the body as its tail')
+  t.is(lf.stored, lf.data)
+  lf.keep()
+  t.is(lf.data.buffer.byteLength, 3)
+  t.is(lf.data.toString(), 'a\nb')
+  t.false(lf.framed)
+  // the default: stores of their own, nothing for keep() to do
+  const own = new Message(7, 0, Buffer.from('x'), null, null, 0)
+  const ownFrame = own.sseFrame()
+  own.keep()
+  t.is(own.sseFrame(), ownFrame)
+})
+
+test('unpinned: a view of a much larger store is copied; a store of its own, or a body\'s view of its frame, is not', (t) => {
+  const pool = Buffer.allocUnsafe(100)
+  pool.fill(7)
+  t.true(pool.buffer.byteLength > 1124)
+  const copy = unpinned(pool)
+  t.not(copy, pool)
+  t.is(copy.buffer.byteLength, 100)
+  t.true(copy.equals(pool))
+  const own = Buffer.allocUnsafeSlow(100)
+  t.is(unpinned(own), own)
+  const m = new Message(1, 0, Buffer.from('body'), null, null, 0)
+  t.is(unpinned(m.data), m.data, 'a body differs from its frame by the head alone')
+  const big = Buffer.allocUnsafeSlow(10000)
+  const most = big.subarray(0, 9000)
+  t.is(unpinned(most), most, 'within PIN_SLACK of its store')
+  t.is(unpinned(big.subarray(0, 10)).buffer.byteLength, 10)
 })
