@@ -74,8 +74,8 @@ export function enqueue (core: Core, sub: Subscriber, before: string | null, msg
     if (dropNew) return DROPPED
   }
   // queued bytes stay until the client reads: none of them a view that keeps Node's pool (lib/message.ts)
-  msg.keep()
-  backlog.frames.push(unpinned(frame))
+  const replaced = msg.keep()
+  backlog.frames.push(frame === replaced ? msg.sseFrame() : unpinned(frame))
   backlog.ids.push(id)
   backlog.msgs.push(msg)
   backlog.sizes.push(size)

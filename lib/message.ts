@@ -137,17 +137,21 @@ export class Message {
   /**
    * The message stays (a backed-up subscriber's backlog, lib/backlog.ts): what it holds in Node's
    * shared pool is copied into stores of its own, so that it keeps its own bytes and not a slab
-   * of the pool (Buffer.poolSize: 64 KiB on Node 24, 8 KiB on 22).
+   * of the pool (Buffer.poolSize: 64 KiB on Node 24, 8 KiB on 22). Returns the SSE frame it
+   * replaced (the caller may hold it: sseFrame() gives the copy), or null.
    */
-  keep (): void {
+  keep (): Buffer | null {
     const f = this.#sseFrame
+    let replaced: Buffer | null = null
     if (f !== null && pins(f)) {
       this.#sseFrame = ownCopy(f)
+      replaced = f
       // views of the old frame
       if (this.#inFrame) this.#data = null
       if (this.#extras !== null) this.#extras.sseData = null
     }
     if (!this.#inFrame && this.#data !== null && pins(this.#data)) this.#data = ownCopy(this.#data)
+    return replaced
   }
 
   /** `<time>:<tag>` (§2): made when first asked for (a delivery asks), then kept. */
@@ -368,7 +372,9 @@ export function unpinned (b: Buffer): Buffer {
  * corked for this turn) keeps what it is given until its client reads: it gets the frame's bytes
  * in a store of their own (unpinned), not a view that would keep a slab of Node's pool. A frame
  * written to a socket with nothing queued leaves at once, or, the first time a client stops
- * reading, stays as that socket's one pinned pool.
+ * reading, stays as that socket's one pinned slab. A corked socket's writes are this turn's (they
+ * leave at its uncork); a caller that corks around writes of frames that may stay passes frames of
+ * their own (http-stream.ts flush: a backlog's, copied when queued).
  */
 export function writeShared (socket: Socket, frame: Buffer): void {
   socket.write(socket.writableLength > 0 && socket.writableCorked === 0 ? unpinned(frame) : frame)

@@ -115,6 +115,8 @@ test('a subscriber that stops reading holds its messages in stores of their own,
   const msgs = sub.backlog?.msgs ?? []
   t.true(msgs.length > 0, 'nothing in the backlog')
   t.is(msgs.filter((m) => m.stored.buffer.byteLength > m.stored.length).length, 0, 'backlogged messages keep views of the pool')
+  // one copy each: the backlog's frame is the one its message keeps
+  t.is(msgs.filter((m, i) => sub.backlog!.frames[i] !== m.stored).length, 0, 'a backlogged frame copied twice')
   // and every message arrives, once, in order
   socket.resume()
   t.true(await eventually(() => text.includes('data: small 299\n'), 20000), `the last message never came: ${text.length} bytes read, stats ${JSON.stringify({ cut: core.stats.overflowDisconnect, subs: core.table.size })}`)

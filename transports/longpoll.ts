@@ -156,7 +156,8 @@ export class LongpollTransport implements Transport {
       if (block.length > 0) headers = blockToList(block).concat(headers)
       if (close) headers.push('Connection', 'close')
       res.writeHead(status, reason, headers)
-      res.end(body ?? undefined)
+      // Node's response may queue it (a socket with unread bytes, an earlier pipelined answer): bytes of its own
+      res.end(body === null ? undefined : unpinned(body))
       return
     }
     if ((sub.flags & F_LP_RAW) === 0) return

@@ -11,7 +11,7 @@ import type { Channel } from '../lib/channel-registry.ts'
 import type { Core } from '../lib/core.ts'
 import { ERRORS, type ErrorSpec } from '../lib/errors.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
-import type { Message } from '../lib/message.ts'
+import { unpinned, writeShared, type Message } from '../lib/message.ts'
 import type { Cursor } from '../lib/message-id.ts'
 import type { Grant } from '../lib/auth.ts'
 import {
@@ -222,13 +222,15 @@ export class WebSocketTransport implements Transport {
     const flags = sub.flags
     const g = (flags & F_WS_GAP) !== 0 ? gap : null
     if ((flags & F_WS_META) !== 0 && (sub.channels.length > 1 || g !== null) && msg.data.length > COPY_LIMIT) {
-      // per-subscriber meta lines in front of a large shared body: two writes, one syscall
+      // per-subscriber meta lines in front of a large shared body: two writes, one syscall; on a
+      // socket that still holds unread bytes, the body's own bytes (lib/message.ts)
+      const body = socket.writableLength > 0 ? unpinned(msg.data) : msg.data
       socket.cork()
       socket.write(framePrefixHead(msg.wsOpcode, msg.wsMeta(id, g), msg.data.length))
-      socket.write(msg.data)
+      socket.write(body)
       socket.uncork()
     } else {
-      socket.write(this.#frame(sub, msg, id, gap))
+      writeShared(socket, this.#frame(sub, msg, id, gap))
     }
     sub.lastWrite = this.core.nowSec
     this.core.stats.delivered[this.index]!++
