@@ -325,9 +325,9 @@ let lastHeaders = ''
 /**
  * A message's bytes in a backing store of their own. A small Buffer from Buffer.allocUnsafe,
  * Buffer.concat or Buffer.from (under half of Buffer.poolSize: 64 KiB on Node 24, 8 KiB on 22) is a
- * view of a slab shared with whatever else was allocated
- * next to it (request heads, answers, frames), and a view read out of a larger frame (a worker's
- * batch, a Redis reply) pins all of that frame: a message kept for an hour would keep all of it.
+ * view of a slab shared with whatever else was allocated next to it (request heads, answers,
+ * frames), and a view read out of a larger frame (a worker's batch, a Redis reply) pins all of
+ * that frame: a message kept for an hour would keep all of it.
  * Measured in benchmarks/results/message-memory-*.md. With `alloc` Buffer.allocUnsafe (a process
  * whose buffers copy into an arena: Message's constructor), the copy no longer holds the read it
  * came from, and is itself a view of the pool for the moment of the fan-out.
