@@ -73,7 +73,7 @@ export function enqueue (core: Core, sub: Subscriber, before: string | null, msg
     }
     if (dropNew) return DROPPED
   }
-  // queued bytes stay until the client reads: none of them a view that keeps Node's pool (lib/message.ts)
+  // queued bytes stay until the client reads: none of them a view that keeps a shared slab (lib/message.ts)
   const replaced = msg.keep()
   backlog.frames.push(frame === replaced ? msg.sseFrame() : unpinned(frame))
   backlog.ids.push(id)

@@ -177,6 +177,6 @@ function fail (e: ErrorSpec, detail = ''): ParklineError {
 
 function toItem (sub: Subscriber, msg: Message, pos: number, gap: string | null): ParklineMessage {
   const id = sub.advance(msg, pos)
-  // the application may keep `data`: its own bytes, not a view that keeps Node's pool (lib/message.ts)
+  // the application may keep `data`: its own bytes, not a view that keeps a shared slab (lib/message.ts)
   return { id, channel: sub.channels[pos]!.key, data: unpinned(msg.data), contentType: msg.contentType, event: msg.event, gap }
 }

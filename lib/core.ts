@@ -4,7 +4,7 @@
 import { ChannelRegistry, type Channel } from './channel-registry.ts'
 import { ConnectionTable } from './connection-table.ts'
 import type { ParklineOptions } from './config.ts'
-import { Message, type Alloc } from './message.ts'
+import { Message, frameAlloc, type Alloc } from './message.ts'
 import { F_BATCHED, F_CATCHING_UP, F_CLOSED, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
 import { Stats } from './stats.ts'
 import { MemoryEngine, type Engine, type PublishResult } from './engine.ts'
@@ -16,7 +16,7 @@ import type { Metrics } from './metrics.ts'
 import type { Socket } from 'node:net'
 import { sweepLingering } from './linger.ts'
 import { ExpiryWheel } from './expiry.ts'
-import { ByteArena, MAX_SLOT } from './byte-arena.ts'
+import { ByteArena } from './byte-arena.ts'
 import { heapGrowthSet } from './heap-growth.ts'
 
 /** What Parkline logs through: pino's (the host's `fastify.log`, or the standalone server's). */
@@ -84,8 +84,8 @@ export class Core {
     const arena = heapGrowthSet() ? new ByteArena() : null
     this.registry = new ChannelRegistry(opts.bufferLength, arena)
     // with the arena, a published message's frame is copied into it and dies with the fan-out:
-    // it may be a view of Node's pool instead of a store of its own (benchmarks/results/pooled-frames-2026-12-02.md)
-    this.#alloc = arena === null ? Buffer.allocUnsafeSlow : pooledAlloc
+    // it may be a view of a shared slab instead of a store of its own (benchmarks/results/pooled-frames-2026-12-02.md)
+    this.#alloc = arena === null ? Buffer.allocUnsafeSlow : frameAlloc
     this.transports = transports.map((T, i) => new T(this, i))
     this.table = new ConnectionTable(transports.length)
     this.stats = new Stats(this.transports.map((t) => t.name))
@@ -547,12 +547,4 @@ export class Core {
 
 function onTick (core: Core): void {
   core.tick()
-}
-
-/**
- * A frame the arena will copy: a view of Node's shared pool (Buffer.allocUnsafe, under
- * Buffer.poolSize / 2), or a store of its own where the arena does not take it (past MAX_SLOT).
- */
-function pooledAlloc (size: number): Buffer {
-  return size <= MAX_SLOT ? Buffer.allocUnsafe(size) : Buffer.allocUnsafeSlow(size)
 }

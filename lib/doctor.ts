@@ -9,6 +9,7 @@ import { request } from 'node:http'
 import { availableParallelism } from 'node:os'
 import { OPTIONS, flagName, resolveOptions, workerCount, type ParklineOptions } from './config.ts'
 import { ParklineError } from './errors.ts'
+import { FRAME_SLAB } from './message.ts'
 
 // ---------------------------------------------------------------------------------------------
 // Per-subscriber and per-worker figures
@@ -58,6 +59,9 @@ export const KERNEL_SOCKET_SLAB_BYTES = 4096
  * (queueCap) bounds Parkline's side of that.
  */
 export const TCP_PAGES_PER_SUBSCRIBER = 1
+
+/** The shared slab a stalled subscriber's one unfinished write may keep (stalledSubscriber). */
+export const STALLED_SLAB = Math.max(FRAME_SLAB, Buffer.poolSize)
 
 /** The accept backlog `parkline serve` asks for (lib/cli.ts); the kernel caps it at somaxconn. */
 export const LISTEN_BACKLOG = 65535
@@ -249,7 +253,12 @@ export interface Report {
    * What one subscriber that never reads can pin before it is cut: the kernel's send buffer (it
    * grows to tcp_wmem's max) plus Parkline's user-space queue cap.
    */
-  stalledSubscriber: { kernelBytes: number | null, queueCapBytes: number, totalBytes: number | null }
+  /**
+   * What a subscriber that never reads pins before it is cut: the kernel send queue, queueCap, and
+   * the shared slab its one unfinished write is a view of (lib/message.ts writeShared): a frame's
+   * (FRAME_SLAB) or a batch's from Node's pool (Buffer.poolSize), the larger.
+   */
+  stalledSubscriber: { kernelBytes: number | null, queueCapBytes: number, slabBytes: number, totalBytes: number | null }
 }
 
 const ok = (n: number): boolean => Number.isFinite(n) && n >= 0
@@ -425,7 +434,8 @@ export function computeCapacity (h: HostLimits, input: DoctorInput): Report {
     stalledSubscriber: {
       kernelBytes: h.tcpWmem[2] ?? null,
       queueCapBytes: input.queueCap ?? 65536,
-      totalBytes: h.tcpWmem[2] === undefined ? null : h.tcpWmem[2] + (input.queueCap ?? 65536)
+      slabBytes: STALLED_SLAB,
+      totalBytes: h.tcpWmem[2] === undefined ? null : h.tcpWmem[2] + (input.queueCap ?? 65536) + STALLED_SLAB
     }
   }
 }
@@ -495,8 +505,8 @@ export function formatReport (h: HostLimits, r: Report, live: LiveStatus | null)
   s += `per worker: ${bytes(r.idleWorkerBytes)} idle memory (PSS), ${r.fdReserve} descriptors reserved\n`
   const st = r.stalledSubscriber
   s += `a subscriber that never reads pins up to ${st.kernelBytes === null ? '?' : bytes(st.kernelBytes)} of kernel send queue (tcp_wmem ${h.tcpWmem.join(' ')}) + ` +
-    `${bytes(st.queueCapBytes)} queueCap = ${st.totalBytes === null ? '?' : bytes(st.totalBytes)} before it is cut` +
-    `${st.kernelBytes !== null && st.kernelBytes > 65536 ? `; with ${SYSCTL_FILE} (tcp_wmem max 64 KiB) ${bytes(65536 + st.queueCapBytes)}` : ''}\n\n`
+    `${bytes(st.queueCapBytes)} queueCap + ${bytes(st.slabBytes)} slab of its unfinished write = ${st.totalBytes === null ? '?' : bytes(st.totalBytes)} before it is cut` +
+    `${st.kernelBytes !== null && st.kernelBytes > 65536 ? `; with ${SYSCTL_FILE} (tcp_wmem max 64 KiB) ${bytes(65536 + st.queueCapBytes + st.slabBytes)}` : ''}\n\n`
   const rows = [[' ', 'limit', 'value', 'subscribers', '']]
   for (const row of r.rows) {
     rows.push([row.binding ? '*' : ' ', row.name, row.value, row.allows === null ? 'unknown' : fmt(row.allows), row.binding ? '<- binds first' : ''])

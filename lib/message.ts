@@ -98,8 +98,8 @@ export class Message {
    * tail holds a body of that length (a buffered message read back: lib/message-buffer.ts).
    * `alloc` gives the store the body is copied into here (its frame, or its own copy):
    * Buffer.allocUnsafeSlow, a store of its own, where the channel's buffer keeps that store; a
-   * process whose buffers copy the bytes into an arena passes Buffer.allocUnsafe (lib/core.ts), a
-   * view of Node's shared pool, which `keep` and `unpinned` copy out of where one would stay.
+   * process whose buffers copy the bytes into an arena passes frameAlloc (lib/core.ts), a view of
+   * a shared slab, which `keep` and `unpinned` copy out of where one would stay.
    */
   constructor (time: number, tag: number, data: Buffer, contentType: string | null, event: string | null, publishedAt: number, framedLength = -1, alloc: Alloc = Buffer.allocUnsafeSlow) {
     this.time = time
@@ -135,10 +135,10 @@ export class Message {
   }
 
   /**
-   * The message stays (a backed-up subscriber's backlog, lib/backlog.ts): what it holds in Node's
-   * shared pool is copied into stores of its own, so that it keeps its own bytes and not a slab
-   * of the pool (Buffer.poolSize: 64 KiB on Node 24, 8 KiB on 22). Returns the SSE frame it
-   * replaced (the caller may hold it: sseFrame() gives the copy), or null.
+   * The message stays (a backed-up subscriber's backlog, lib/backlog.ts): what it holds in a
+   * shared slab (frameAlloc's, or Node's pool) is copied into stores of its own, so that it keeps
+   * its own bytes and not the slab. Returns the SSE frame it replaced (the caller may hold it:
+   * sseFrame() gives the copy), or null.
    */
   keep (): Buffer | null {
     const f = this.#sseFrame
@@ -328,9 +328,9 @@ let lastHeaders = ''
  * view of a slab shared with whatever else was allocated next to it (request heads, answers,
  * frames), and a view read out of a larger frame (a worker's batch, a Redis reply) pins all of
  * that frame: a message kept for an hour would keep all of it.
- * Measured in benchmarks/results/message-memory-*.md. With `alloc` Buffer.allocUnsafe (a process
- * whose buffers copy into an arena: Message's constructor), the copy no longer holds the read it
- * came from, and is itself a view of the pool for the moment of the fan-out.
+ * Measured in benchmarks/results/message-memory-*.md. With `alloc` frameAlloc (a process whose
+ * buffers copy into an arena: Message's constructor), the copy no longer holds the read it came
+ * from, and is itself a view of a shared slab for the moment of the fan-out.
  */
 export function owned (data: Buffer, alloc: Alloc = Buffer.allocUnsafeSlow): Buffer {
   // kept only if its store is a plain ArrayBuffer: a shared one can change under it, a resizable
@@ -346,9 +346,34 @@ export function owned (data: Buffer, alloc: Alloc = Buffer.allocUnsafeSlow): Buf
 export type Alloc = (size: number) => Buffer
 
 /**
- * Does `b` keep a store larger than itself by more than PIN_SLACK: a view of Node's shared pool (a
- * frame made with Buffer.allocUnsafe), or of a larger read? (A body's view of the frame that holds
- * it differs by the frame's head alone.) Such a view should stay only for the moment of a write.
+ * Frames for a process whose buffers copy what they keep into an arena (lib/core.ts): views of a
+ * FRAME_SLAB-byte slab, handed out one after another (8-byte aligned); a slab goes once nothing
+ * holds a view of it. A frame that stays keeps its whole slab: the bytes that stay are copied out
+ * (`keep`, `unpinned`, `writeShared`), and what is left, a stalled socket's one unfinished write
+ * or the read cache's entries, keeps a small slab. Node's pool does the same with slabs of
+ * Buffer.poolSize, 64 KiB on Node 24 (and a size the host may change); hence one of our own. A
+ * frame over half a slab gets a store of its own.
+ */
+export function frameAlloc (size: number): Buffer {
+  if (size > FRAME_SLAB / 2) return Buffer.allocUnsafeSlow(size)
+  if (slabUsed + size > FRAME_SLAB) {
+    slab = Buffer.allocUnsafeSlow(FRAME_SLAB)
+    slabUsed = 0
+  }
+  const out = slab.subarray(slabUsed, slabUsed + size)
+  slabUsed = (slabUsed + size + 7) & ~7
+  return out
+}
+
+export const FRAME_SLAB = 8192
+/** The slab frames are handed out from (none until the first: the embedded plugin never asks). */
+let slab = Buffer.alloc(0)
+let slabUsed = FRAME_SLAB
+
+/**
+ * Does `b` keep a store larger than itself by more than PIN_SLACK: a view of a shared slab (a frame
+ * from frameAlloc, a Buffer from Node's pool), or of a larger read? (A body's view of the frame that
+ * holds it differs by the frame's head alone.) Such a view should stay only for the moment of a write.
  */
 function pins (b: Buffer): boolean {
   return b.buffer.byteLength > b.length + PIN_SLACK
@@ -370,7 +395,7 @@ export function unpinned (b: Buffer): Buffer {
 /**
  * Write a shared frame to a subscriber's socket. A socket that holds unwritten bytes (and is not
  * corked for this turn) keeps what it is given until its client reads: it gets the frame's bytes
- * in a store of their own (unpinned), not a view that would keep a slab of Node's pool. A frame
+ * in a store of their own (unpinned), not a view that would keep a shared slab. A frame
  * written to a socket with nothing queued leaves at once, or, the first time a client stops
  * reading, stays as that socket's one pinned slab. A corked socket's writes are this turn's (they
  * leave at its uncork); a caller that corks around writes of frames that may stay passes frames of

@@ -81,8 +81,8 @@ test('DELETE frees the slots of the messages it removes: a slab they emptied is 
   t.is(await arenaBytes(srv.base), full - 64 * 1024, 'one empty slab kept, the other given back')
 })
 
-test('a subscriber that stops reading holds its messages in stores of their own, not views of Node\'s pool', async (t) => {
-  // frames are made in Node's pool here (the arena copies them): what a socket queues must not keep a slab of the pool each
+test('a subscriber that stops reading holds its messages in stores of their own, not views of a shared slab', async (t) => {
+  // frames are made in a shared slab here (the arena copies them): what a socket queues must not keep a slab each
   const srv = await startServer(t, { queueCap: 16 * 1024 * 1024, bufferLength: 1000 })
   const core = coreOf(srv.app)
   const socket = net.connect(srv.port, '127.0.0.1')
@@ -99,7 +99,7 @@ test('a subscriber that stops reading holds its messages in stores of their own,
   const big = 'B'.repeat(50_000)
   for (let i = 0; i < 400 && sub.socket.writableLength === 0; i++) t.is(await pub(srv.base, 'slow', big), 201)
   t.true(sub.socket.writableLength > 0, 'the socket never backed up')
-  // small ones now, each framed in the pool: into Node's write queue (writableHighWaterMark), then,
+  // small ones now, each framed in a shared slab: into Node's write queue (writableHighWaterMark), then,
   // past it, into the subscriber's backlog
   for (let i = 0; i < 150; i++) t.is(await pub(srv.base, 'slow', 'small ' + i), 201)
   t.is(await pub(srv.base, 'slow', big), 201)
@@ -114,7 +114,7 @@ test('a subscriber that stops reading holds its messages in stores of their own,
   t.is(pinning.length, 0, `${pinning.length} frames keep a larger store, e.g. ${pinning[0]?.length} bytes in ${pinning[0]?.buffer.byteLength}`)
   const msgs = sub.backlog?.msgs ?? []
   t.true(msgs.length > 0, 'nothing in the backlog')
-  t.is(msgs.filter((m) => m.stored.buffer.byteLength > m.stored.length).length, 0, 'backlogged messages keep views of the pool')
+  t.is(msgs.filter((m) => m.stored.buffer.byteLength > m.stored.length).length, 0, 'backlogged messages keep views of a shared slab')
   // one copy each: the backlog's frame is the one its message keeps
   t.is(msgs.filter((m, i) => sub.backlog!.frames[i] !== m.stored).length, 0, 'a backlogged frame copied twice')
   // and every message arrives, once, in order

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import test from 'ava'
 import {
-  FD_RESERVE, IDLE_WORKER_BYTES, LIMITS_FILE, RECOMMENDATIONS, SUBSCRIBER_BYTES, SYSCTL_FILE, computeCapacity,
+  FD_RESERVE, IDLE_WORKER_BYTES, STALLED_SLAB, LIMITS_FILE, RECOMMENDATIONS, SUBSCRIBER_BYTES, SYSCTL_FILE, computeCapacity,
   formatReport, parseLimits, parseMeminfo, parseSockstat, parseStatus, readHostLimits, type HostLimits
 } from '../lib/doctor.ts'
 import { startServer } from './helpers/server.ts'
@@ -210,11 +210,12 @@ test('CLI: --json --workers, printed lines match the shipped files, live counts 
   for (const l of [...j.raise.sysctl, ...j.raise.limits]) t.true(text.stdout.includes(`    ${l}\n`), l)
 })
 
-test('what a subscriber that never reads can pin: the kernel send buffer max plus queueCap', (t) => {
+test('what a subscriber that never reads can pin: the kernel send buffer max plus queueCap plus the slab of its unfinished write', (t) => {
   const wide = computeCapacity(host({ tcpWmem: [4096, 16384, 4194304] }), { workers: 1, transport: 'eventsource', maxSubscribers: 0, queueCap: 65536 })
-  t.deepEqual(wide.stalledSubscriber, { kernelBytes: 4194304, queueCapBytes: 65536, totalBytes: 4194304 + 65536 })
+  t.is(STALLED_SLAB, Math.max(8192, Buffer.poolSize))
+  t.deepEqual(wide.stalledSubscriber, { kernelBytes: 4194304, queueCapBytes: 65536, slabBytes: STALLED_SLAB, totalBytes: 4194304 + 65536 + STALLED_SLAB })
   t.true(wide.raise.sysctl.includes('net.ipv4.tcp_wmem = 4096 4096 65536'))
   const tuned = computeCapacity(host({ tcpWmem: [4096, 4096, 65536] }), { workers: 1, transport: 'eventsource', maxSubscribers: 0, queueCap: 65536 })
-  t.is(tuned.stalledSubscriber.totalBytes, 131072)
+  t.is(tuned.stalledSubscriber.totalBytes, 131072 + STALLED_SLAB)
   t.false(tuned.raise.sysctl.some((l) => l.startsWith('net.ipv4.tcp_wmem')))
 })

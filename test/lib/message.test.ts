@@ -1,7 +1,7 @@
 // A buffered message keeps only its own bytes (lib/message.ts): its body and its SSE frame each in a
 // backing store of their own, never a view that pins a shared slab or a larger frame.
 import test from 'ava'
-import { Message, frameSseData, owned, unpinned } from '../../lib/message.ts'
+import { FRAME_SLAB, Message, frameAlloc, frameSseData, owned, unpinned } from '../../lib/message.ts'
 
 test('a body that is a view of a larger store is copied into the message\'s own; without LF that store is its SSE frame', (t) => {
   const pooled = Buffer.from('hello') // under 4 KiB: a view of Node's shared slab
@@ -53,11 +53,11 @@ test('the frames a message keeps for WebSocket, multipart and chunked subscriber
   t.is(m.chunk().toString('latin1'), '5\r\nhello\r\n')
 })
 
-test('with a pooled alloc (a process whose buffers copy into an arena) the frame is a view of Node\'s pool until keep() gives it a store of its own', (t) => {
-  const m = new Message(5, 2, Buffer.from('pooled body'), null, 'ev', 0, -1, Buffer.allocUnsafe)
+test('with frameAlloc (a process whose buffers copy into an arena) the frame is a view of a shared slab until keep() gives it a store of its own', (t) => {
+  const m = new Message(5, 2, Buffer.from('pooled body'), null, 'ev', 0, -1, frameAlloc)
   const f = m.sseFrame()
   t.is(f.toString('latin1'), 'event: ev\nid: 5:2\ndata: pooled body\n\n')
-  t.true(f.buffer.byteLength > f.length + 1024, 'a view of the pool')
+  t.true(f.buffer.byteLength > f.length + 1024, 'a view of the slab')
   t.true(m.framed)
   t.is(m.stored, f)
   const data = m.data
@@ -77,7 +77,7 @@ test('with a pooled alloc (a process whose buffers copy into an arena) the frame
   m.keep()
   t.is(m.sseFrame(), kept, 'keep() again copies nothing')
   // a body with LF: its own copy in the pool, stored apart from the frame built later
-  const lf = new Message(6, 0, Buffer.from('xa\nb').subarray(1), null, null, 0, -1, Buffer.allocUnsafe)
+  const lf = new Message(6, 0, Buffer.from('xa\nb').subarray(1), null, null, 0, -1, frameAlloc)
   t.true(lf.data.buffer.byteLength > lf.data.length + 1024)
   t.is(lf.sseFrame().toString('latin1'), 'id: 6:0\ndata: a\ndata: b\n\n')
   t.false(lf.framed, 'the frame does not hold the body as its tail')
@@ -109,4 +109,25 @@ test('unpinned: a view of a much larger store is copied; a store of its own, or 
   const most = big.subarray(0, 9000)
   t.is(unpinned(most), most, 'within PIN_SLACK of its store')
   t.is(unpinned(big.subarray(0, 10)).buffer.byteLength, 10)
+})
+
+test('frameAlloc: frames one after another in a shared 8 KiB slab, 8-byte aligned, never overlapping; a large one has a store of its own', (t) => {
+  const frames: Buffer[] = []
+  for (let i = 0; i < 200; i++) {
+    const b = frameAlloc(1 + (i * 37) % 700)
+    b.fill(i & 255)
+    frames.push(b)
+  }
+  for (let i = 0; i < frames.length; i++) {
+    const b = frames[i]!
+    t.is(b.buffer.byteLength, FRAME_SLAB)
+    t.is(b.byteOffset % 8, 0)
+    t.true(b.byteOffset + b.length <= FRAME_SLAB)
+    // every frame still holds what was written into it: none was handed out twice
+    t.true(b.every((x) => x === (i & 255)), `frame ${i} was overwritten`)
+  }
+  t.true(new Set(frames.map((b) => b.buffer)).size > 1, 'a full slab is followed by a new one')
+  const big = frameAlloc(FRAME_SLAB / 2 + 1)
+  t.is(big.buffer.byteLength, big.length)
+  t.is(unpinned(frames[0]!).buffer.byteLength, frames[0]!.length, 'a frame of the slab is copied where it would stay')
 })
