@@ -250,13 +250,10 @@ export interface Report {
   clientPortsPerSourceAddress: number | null
   raise: { sysctl: string[], limits: string[] }
   /**
-   * What one subscriber that never reads can pin before it is cut: the kernel's send buffer (it
-   * grows to tcp_wmem's max) plus Parkline's user-space queue cap.
-   */
-  /**
-   * What a subscriber that never reads pins before it is cut: the kernel send queue, queueCap, and
-   * the shared slab its one unfinished write is a view of (lib/message.ts writeShared): a frame's
-   * (FRAME_SLAB) or a batch's from Node's pool (Buffer.poolSize), the larger.
+   * What a subscriber that never reads pins before it is cut: the kernel send queue (it grows to
+   * tcp_wmem's max), queueCap, and the shared slab its one unfinished write is a view of
+   * (lib/message.ts writeShared): a frame's (FRAME_SLAB) or a batch's from Node's pool
+   * (Buffer.poolSize, as in this process: a host application may set another), the larger.
    */
   stalledSubscriber: { kernelBytes: number | null, queueCapBytes: number, slabBytes: number, totalBytes: number | null }
 }

@@ -7,6 +7,7 @@ import { once } from 'node:events'
 import test from 'ava'
 import { applyHeapGrowth } from '../lib/heap-growth.ts'
 import { coreOf } from '../lib/plugin.ts'
+import { FRAME_SLAB } from '../lib/message.ts'
 import { SseClient, eventually, startServer } from './helpers/server.ts'
 
 applyHeapGrowth(200)
@@ -27,11 +28,15 @@ async function flushCache (base: string): Promise<void> {
   for (let i = 0; i < 300; i++) await pub(base, 'noise' + (i % 5), 'n')
 }
 
-test('this process keeps buffered bytes in an arena', async (t) => {
+test('this process keeps buffered bytes in an arena, and makes published frames in a shared slab', async (t) => {
   const srv = await startServer(t)
   t.is(await arenaBytes(srv.base), 0)
   t.is(await pub(srv.base, 'a', 'x'), 202)
   t.true(await arenaBytes(srv.base) > 0)
+  // the message just published, from the buffer's read cache: its frame is a view of frameAlloc's slab
+  const m = coreOf(srv.app).registry.get('a')!.buffer.newest()!
+  t.is(m.sseFrame().toString('latin1'), `id: ${m.id}\ndata: x\n\n`)
+  t.is(m.sseFrame().buffer.byteLength, FRAME_SLAB)
 })
 
 test('SSE resumes read every later message back from the slots, while evictions reuse them', async (t) => {

@@ -223,11 +223,12 @@ export class WebSocketTransport implements Transport {
     const g = (flags & F_WS_GAP) !== 0 ? gap : null
     if ((flags & F_WS_META) !== 0 && (sub.channels.length > 1 || g !== null) && msg.data.length > COPY_LIMIT) {
       // per-subscriber meta lines in front of a large shared body: two writes, one syscall; on a
-      // socket that still holds unread bytes, the body's own bytes (lib/message.ts)
-      const body = socket.writableLength > 0 ? unpinned(msg.data) : msg.data
+      // socket that still holds unread bytes, bytes of their own (lib/message.ts)
+      const queued = socket.writableLength > 0
+      const head = framePrefixHead(msg.wsOpcode, msg.wsMeta(id, g), msg.data.length)
       socket.cork()
-      socket.write(framePrefixHead(msg.wsOpcode, msg.wsMeta(id, g), msg.data.length))
-      socket.write(body)
+      socket.write(queued ? unpinned(head) : head)
+      socket.write(queued ? unpinned(msg.data) : msg.data)
       socket.uncork()
     } else {
       writeShared(socket, this.#frame(sub, msg, id, gap))
@@ -335,7 +336,7 @@ export class WebSocketTransport implements Transport {
       off += n + h.length
       if (h.opcode === OP_PING) {
         // a peer that pings without reading gets no more pongs (RFC 6455 §5.5.3: the latest is enough)
-        if (socket.writableLength <= this.core.opts.queueCap) socket.write(frame(OP_PONG, payload))
+        if (socket.writableLength <= this.core.opts.queueCap) writeShared(socket, frame(OP_PONG, payload))
       } else if (h.opcode === OP_PONG) {
         sub.flags &= ~F_WS_PING
       } else {

@@ -114,7 +114,9 @@ test('unpinned: a view of a much larger store is copied; a store of its own, or 
 test('frameAlloc: frames one after another in a shared 8 KiB slab, 8-byte aligned, never overlapping; a large one has a store of its own', (t) => {
   const frames: Buffer[] = []
   for (let i = 0; i < 200; i++) {
-    const b = frameAlloc(1 + (i * 37) % 700)
+    const size = 1 + (i * 37) % 700
+    const b = frameAlloc(size)
+    t.is(b.length, size)
     b.fill(i & 255)
     frames.push(b)
   }
@@ -129,5 +131,13 @@ test('frameAlloc: frames one after another in a shared 8 KiB slab, 8-byte aligne
   t.true(new Set(frames.map((b) => b.buffer)).size > 1, 'a full slab is followed by a new one')
   const big = frameAlloc(FRAME_SLAB / 2 + 1)
   t.is(big.buffer.byteLength, big.length)
+  // half a slab is the largest taken from one; two fill a fresh slab exactly
+  const halves = [frameAlloc(FRAME_SLAB / 2), frameAlloc(FRAME_SLAB / 2), frameAlloc(FRAME_SLAB / 2)]
+  for (const h of halves) t.is(h.length, FRAME_SLAB / 2)
+  const shared = halves.filter((h) => h.buffer === halves[1]!.buffer)
+  t.true(shared.length >= 2, 'two halves share a slab')
+  t.is(new Set(halves.map((h) => h.buffer)).size, shared.length === 3 ? 1 : 2)
+  // every view of a slab is one the copies take out of it (the largest included)
+  t.not(unpinned(halves[0]!), halves[0]!)
   t.is(unpinned(frames[0]!).buffer.byteLength, frames[0]!.length, 'a frame of the slab is copied where it would stay')
 })
