@@ -110,19 +110,34 @@ function parseReply (s: string, i: number): { v: Resp, end: number } | null {
  * NODES or SENTINEL replicas replies may come in several reads, each of them ending in CRLF.
  */
 export async function redisCall (port: number, args: string[], ms = 1000): Promise<Resp | undefined> {
+  return (await redisCalls(port, [args], ms))?.[0]
+}
+
+/**
+ * Commands sent in order on one connection, their replies in that order; undefined if the node
+ * did not answer them all within `ms`. One connection matters where a command reads the
+ * connection's own state: WAIT waits for the replicas to acknowledge this connection's writes.
+ */
+export async function redisCalls (port: number, commands: string[][], ms = 1000): Promise<Resp[] | undefined> {
   return await new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1')
     let buf = ''
-    const done = (v: Resp | undefined): void => { s.destroy(); resolve(v) }
+    const done = (v: Resp[] | undefined): void => { s.destroy(); resolve(v) }
     s.setTimeout(ms, () => done(undefined))
     s.on('error', () => done(undefined))
     s.on('close', () => done(undefined))
     s.on('data', (d: Buffer) => {
       buf += d.toString('latin1')
-      const r = parseReply(buf, 0)
-      if (r !== null) done(r.v)
+      const replies: Resp[] = []
+      for (let at = 0; replies.length < commands.length;) {
+        const r = parseReply(buf, at)
+        if (r === null) return
+        replies.push(r.v)
+        at = r.end
+      }
+      done(replies)
     })
-    s.on('connect', () => s.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')))
+    s.on('connect', () => s.write(commands.map((args) => `*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')).join('')))
   })
 }
 
