@@ -349,13 +349,15 @@ export type Alloc = (size: number) => Buffer
  * Frames for a process whose buffers copy what they keep into an arena (lib/core.ts): views of a
  * FRAME_SLAB-byte slab, handed out one after another (8-byte aligned); a slab goes once nothing
  * holds a view of it. A frame that stays keeps its whole slab: the bytes that stay are copied out
- * (`keep`, `unpinned`, `writeShared`), and what is left, a stalled socket's one unfinished write
- * or the read cache's entries, keeps a small slab. Node's pool does the same with slabs of
- * Buffer.poolSize, 64 KiB on Node 24 (and a size the host may change); hence one of our own. A
- * frame over half a slab gets a store of its own.
+ * (`keep`, `unpinned`, `writeShared`); what is left, a stalled socket's one unfinished write or
+ * the read cache's entries, keeps a slab each. Node's pool does the same with slabs of
+ * Buffer.poolSize: 64 KiB on Node 24, 8 KiB on 22, and a host may change it; ours is 64 KiB on
+ * both, since 8 KiB slabs cost the server more CPU (benchmarks/results/pooled-frames-2026-12-02.md).
+ * A frame over FRAME_MAX gets a store of its own (the arena copies up to its MAX_SLOT, 16 KiB, and
+ * a buffer keeps what is larger as it is: never a view of a slab).
  */
 export function frameAlloc (size: number): Buffer {
-  if (size > FRAME_SLAB / 2) return Buffer.allocUnsafeSlow(size)
+  if (size > FRAME_MAX) return Buffer.allocUnsafeSlow(size)
   if (slabUsed + size > FRAME_SLAB) {
     slab = Buffer.allocUnsafeSlow(FRAME_SLAB)
     slabUsed = 0
@@ -365,7 +367,9 @@ export function frameAlloc (size: number): Buffer {
   return out
 }
 
-export const FRAME_SLAB = 8192
+export const FRAME_SLAB = 65536
+/** The largest frame taken from a slab. */
+export const FRAME_MAX = 4096
 /** The slab frames are handed out from (none until the first: the embedded plugin never asks). */
 let slab = Buffer.alloc(0)
 let slabUsed = FRAME_SLAB
