@@ -113,7 +113,13 @@ export async function publish (job: PublishJob): Promise<PublishResult> {
       // the schedule is rate x seconds sends; a publisher descheduled near the end still sends
       // what was due (or counts it late), instead of stopping short at the deadline
       const total = Math.max(1, Math.floor(job.seconds * rate))
-      const tick = (): void => {
+      // Sends run in the check phase (setImmediate), after this turn's poll phase has read the
+      // answers that arrived. After a pause of the publisher's own (its GC, or the host not running
+      // it), a timer runs before the answers that came meanwhile are read, so `inflight` would
+      // count them as outstanding and the server would be charged with late sends it did not cause.
+      let queued = false
+      const send = (): void => {
+        queued = false
         const now = performance.now()
         const due = Math.min(total, Math.floor(Math.min(now - t0, job.seconds * 1000) / 1000 * rate) + 1)
         while (seq < due) {
@@ -121,6 +127,9 @@ export async function publish (job: PublishJob): Promise<PublishResult> {
           one().catch(() => {})
         }
         if (now >= deadline && seq >= total) { clearInterval(timer); resolve() }
+      }
+      const tick = (): void => {
+        if (!queued) { queued = true; setImmediate(send) }
       }
       const timer = setInterval(tick, 1)
       tick()
