@@ -4,8 +4,11 @@
 // 127.0.0.3, …, ADDR_CONNS each) so ephemeral ports never run out.
 //
 // Latency = receive time - publish time. The publisher (benchmarks/publisher.ts) starts every body
-// with its send time, `(performance.timeOrigin + performance.now()).toFixed(3)` in ms: one clock
-// for every process on this host, with sub-ms precision. Each child records EVERY message into an
+// with its send time on CLOCK_MONOTONIC (monoMs: `process.hrtime`, in ms, 3 decimals): one clock
+// for every process on this host, with sub-ms precision. Not `performance.timeOrigin +
+// performance.now()`: timeOrigin is the wall clock read once at process start beside the monotonic
+// one, and a process preempted between the two reads keeps that error for life (27 ms seen among 40
+// processes started on this box under load; benchmarks/results/clock-offset-2026-12-02.md). Each child records EVERY message into an
 // HDR histogram (µs, 3 significant digits); the parent pulls the children's histograms (encoded),
 // merges them, and every REPORT_MS prints connections, messages/s and min/mean/stddev/max,
 // p50/p99/p99.9 of that interval.
@@ -46,9 +49,14 @@ export function encodeHistogram (h: Histogram): string {
   return encodeIntoCompressedBase64(h)
 }
 
-/** The body the publisher sends: its send time (ms, 3 decimals), a space, padding to `size`. */
+/** Now on CLOCK_MONOTONIC, in ms: the same clock in every process on this host (see the top). */
+export function monoMs (): number {
+  return Number(process.hrtime.bigint()) / 1e6
+}
+
+/** The body the publisher sends: its send time (monoMs, 3 decimals), a space, padding to `size`. */
 export function stampedBody (size: number, pad: string): string {
-  const ts = (performance.timeOrigin + performance.now()).toFixed(3)
+  const ts = monoMs().toFixed(3)
   return ts.length >= size ? ts : ts + pad.slice(ts.length, size)
 }
 
@@ -187,7 +195,7 @@ function onPollRead (this: LgSocket, n: number, b: Buffer): boolean {
 /** `chunk` may be the shared read buffer: whatever is kept past this call is copied. */
 function onSseData (this: LgSocket, chunk: Buffer): void {
   const c = this[kConn]
-  const now = performance.timeOrigin + performance.now()
+  const now = monoMs()
   const buf = c.carry === null ? chunk : Buffer.concat([c.carry, chunk])
   c.carry = null
   let pos = 0
@@ -233,7 +241,7 @@ function longpollRequest (path: string, lastModified: string | null, etag: strin
 /** Long-poll: one message per response; the next request carries the cursor (PROTOCOL.md §5). */
 function onPollData (this: LgSocket, chunk: Buffer): void {
   const c = this[kConn]
-  const now = performance.timeOrigin + performance.now()
+  const now = monoMs()
   let buf = c.carry === null ? chunk : Buffer.concat([c.carry, chunk])
   c.carry = null
   for (;;) {

@@ -694,7 +694,7 @@ function report (results: ServerResult[], started: Date, wall: number, loadBefor
   L.push('  - the floor answers a GET with `Accept: text/event-stream` with an SSE head and any other GET as a long-poll (cursor = `If-None-Match`, 8 answers kept per channel, each built once); ' +
     'it fans each POSTed body out as `data: <body>\\n\\n` to SSE sockets and as its answer to parked polls, one write per socket, no real ids/expiry/backpressure (benchmarks/suite/floor-server.ts).')
   L.push('- Load generator (benchmarks/loadgen.ts): raw node:net SSE clients with a shared `onread` buffer, spread over child processes (<= 18,000 sockets each) and source addresses 127.0.x.y. ' +
-    'Latency = receive time - the publisher\'s send time embedded in the body (`performance.timeOrigin + performance.now()`), recorded for EVERY message in an HDR histogram per child ' +
+    'Latency = receive time - the publisher\'s send time embedded in the body (CLOCK_MONOTONIC via `process.hrtime`, shared by every process on the host), recorded for EVERY message in an HDR histogram per child ' +
     '(µs, 3 significant digits), pulled encoded and merged by the parent.')
   L.push('- Publisher (benchmarks/publisher.ts, its own process): undici Pool with keep-alive. rate: open loop, 3 msgs/s, then 10 msgs/s. broadcast: closed loop (next POST when the previous answered). ' +
     'one2one: open loop at each rate over N channels round-robin (32 connections, <= 256 outstanding, counted once the publisher has read the answers that came; more is counted "late"), after a warm-up at the first rate of WARMUP s and at least one message per channel (every server alike; listed in the steps table, not judged). publish: autocannon -c 100 -p 10 on a channel without subscribers.')

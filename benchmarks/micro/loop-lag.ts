@@ -1,8 +1,9 @@
 // Loaded into a server with `node --import <this file>` (benchmarks/micro/idle-stall.ts): every
 // event-loop turn that took longer than LAG_MIN_MS (default 5) is appended to LAG_FILE as
-// `<ms since start> <gap ms> <ms since the epoch>`, measured by a 1 ms interval timer. One timer
-// per process, unref'd. The third column is when the turn ended (the stall covers [third - gap,
-// third]), on the clock benchmarks/loadgen.ts LAT_TRACE writes.
+// `<ms since start> <gap ms> <ms on CLOCK_MONOTONIC>`, measured by a 1 ms interval timer. One
+// timer per process, unref'd. The third column is when the turn ended (the stall covers [third -
+// gap, third]), on the clock benchmarks/loadgen.ts LAT_TRACE writes (monoMs: the same in every
+// process on the host).
 import { appendFileSync } from 'node:fs'
 
 const file = process.env.LAG_FILE
@@ -14,6 +15,6 @@ if (file !== undefined && file !== '') {
     const now = performance.now()
     const gap = now - last - 1
     last = now
-    if (gap > min) appendFileSync(file, `${(now - t0).toFixed(0)} ${gap.toFixed(1)} ${(performance.timeOrigin + now).toFixed(0)}\n`)
+    if (gap > min) appendFileSync(file, `${(now - t0).toFixed(0)} ${gap.toFixed(1)} ${(Number(process.hrtime.bigint()) / 1e6).toFixed(0)}\n`)
   }, 1).unref()
 }
