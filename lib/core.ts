@@ -18,6 +18,7 @@ import { sweepLingering } from './linger.ts'
 import { ExpiryWheel } from './expiry.ts'
 import { ByteArena } from './byte-arena.ts'
 import { heapGrowthSet } from './heap-growth.ts'
+import { wallNow } from './clock.ts'
 
 /** What Parkline logs through: pino's (the host's `fastify.log`, or the standalone server's). */
 export interface ParklineLog {
@@ -121,7 +122,7 @@ export class Core {
     const hadSubscribers = ch.subs.length > 0
     // counted where a publish is accepted (here, or by the worker or Redis engine), not per replica
     this.stats.published++
-    const msg = new Message(ch.lastTime, ch.lastTag, data, contentType, event, performance.timeOrigin + performance.now(), -1, this.#alloc)
+    const msg = new Message(ch.lastTime, ch.lastTag, data, contentType, event, wallNow(), -1, this.#alloc)
     if (hook !== null) hook.beforeFanout(ch, msg)
     this.#append(ch, msg)
     return { msg, channel: ch, hadSubscribers }
@@ -272,7 +273,7 @@ export class Core {
     if (msg.latencyObserved) return
     msg.latencyObserved = true
     const m = this.metrics
-    if (m !== null) m.delivery.observe(Math.max(0, (performance.timeOrigin + performance.now() - msg.publishedAt) / 1000))
+    if (m !== null) m.delivery.observe(Math.max(0, (wallNow() - msg.publishedAt) / 1000))
   }
 
   /** DELETE: disconnect every subscriber (multiplexed ones whole) and drop the messages. */

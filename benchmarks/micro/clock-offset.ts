@@ -6,7 +6,8 @@
 //                                              bounded busy loops (BUSY_S, 8 s) keep the cores
 //                                              taken, ROUNDS (5) times
 //
-// Each child prints `timeOrigin + performance.now() - hrtime ms`. On a correct clock that difference
+// Each child prints `timeOrigin + performance.now() - hrtime ms`, and the same for lib/clock.ts's
+// wallNow() (the server's stamp for publishedAt, calibrated at a Date.now() edge). On a correct clock that difference
 // is the same in every process (wall time minus monotonic time). Node reads timeOrigin once, at
 // start, beside the monotonic clock: a process preempted between the two reads keeps the gap as an
 // error for its whole life, and every latency it stamps, or measures against another process's
@@ -21,9 +22,22 @@ const num = (name: string, dflt: number): number => {
 }
 
 if (process.argv[2] === 'child') {
-  const wall = performance.timeOrigin + performance.now()
-  const mono = Number(process.hrtime.bigint()) / 1e6
-  process.stdout.write((wall - mono).toFixed(3) + '\n')
+  const { wallNow } = await import('../../lib/clock.ts')
+  const mono = (): number => Number(process.hrtime.bigint()) / 1e6
+  // each clock read between two monotonic reads, 5 times, the narrowest bracket kept: a child
+  // preempted while it measures must not read as a clock that is off
+  const offset = (clock: () => number): number => {
+    let best = Infinity
+    let off = NaN
+    for (let k = 0; k < 5; k++) {
+      const m1 = mono()
+      const w = clock()
+      const m2 = mono()
+      if (m2 - m1 < best) { best = m2 - m1; off = w - (m1 + m2) / 2 }
+    }
+    return off
+  }
+  process.stdout.write(`${offset(() => performance.timeOrigin + performance.now()).toFixed(3)} ${offset(wallNow).toFixed(3)}\n`)
 } else {
   const PROCS = num('PROCS', 40)
   const BUSY = num('BUSY', 4)
@@ -38,16 +52,18 @@ if (process.argv[2] === 'child') {
     child.on('close', () => { resolve(out) })
   })
   console.log(`# clock offset: ${PROCS} processes started together beside ${BUSY} busy loops, ${ROUNDS} rounds (Node ${process.version})`)
-  console.log('| round | spread (ms) | processes > 1 ms off the median | largest offset from the median (ms) |')
-  console.log('|--:|--:|--:|--:|')
+  console.log('| round | clock | spread (ms) | processes > 1 ms off the median | largest offset from the median (ms) |')
+  console.log('|--:|---|--:|--:|--:|')
   for (let r = 1; r <= ROUNDS; r++) {
     // busy loops that end by themselves after BUSY_S seconds
     const busy = Array.from({ length: BUSY }, () => run(['-e', `const end = Date.now() + ${BUSY_S * 1000}; while (Date.now() < end);`]))
-    const offsets = (await Promise.all(Array.from({ length: PROCS }, () => run([self, 'child']))))
-      .map(Number).filter(Number.isFinite).sort((a, b) => a - b)
+    const lines = (await Promise.all(Array.from({ length: PROCS }, () => run([self, 'child'])))).map((l) => l.trim().split(' ').map(Number))
     await Promise.all(busy)
-    const median = offsets[offsets.length >> 1]!
-    const off = offsets.map((o) => Math.abs(o - median))
-    console.log(`| ${r} | ${(offsets[offsets.length - 1]! - offsets[0]!).toFixed(2)} | ${off.filter((o) => o > 1).length} of ${offsets.length} | ${Math.max(...off).toFixed(2)} |`)
+    for (const [col, name] of [[0, '`performance.timeOrigin + now()`'], [1, 'lib/clock.ts `wallNow()`']] as const) {
+      const offsets = lines.map((l) => l[col]!).filter(Number.isFinite).sort((a, b) => a - b)
+      const median = offsets[offsets.length >> 1]!
+      const off = offsets.map((o) => Math.abs(o - median))
+      console.log(`| ${r} | ${name} | ${(offsets[offsets.length - 1]! - offsets[0]!).toFixed(2)} | ${off.filter((o) => o > 1).length} of ${offsets.length} | ${Math.max(...off).toFixed(2)} |`)
+    }
   }
 }
