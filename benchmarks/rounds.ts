@@ -5,15 +5,17 @@
 // alike (Nchan against itself: the suite's "Nchan 2nd run" column); a median of rounds that
 // alternate the servers compares them under the same conditions.
 //
-// Reported per server: the closed-loop broadcast (deliveries/s, p99), and per one-to-one ladder (SSE,
+// Reported per server: the open-loop broadcast (3 and 10 msgs/s: p99, and deliveries/s at 10), the
+// closed-loop broadcast (deliveries/s, p99), and per one-to-one ladder (SSE,
 // long-poll) each rate's p99 and in how many rounds it was clean, and the highest clean rate. The
 // issue-13 targets are judged on the medians: p99 ≤ Nchan's at every rate Nchan was clean at in
 // most rounds (a rate Parkline's ladder did not reach counts against it), clean rate (not judged
-// where Nchan was clean at the ladder's top: its own ceiling is then unknown), broadcast ratio.
+// where Nchan was clean at the ladder's top: its own ceiling is then unknown), broadcast ratios
+// (closed loop ≥ 1.3× Nchan's deliveries/s; open loop at 10 msgs/s, p99 ≤ 0.8× Nchan's).
 // A round that fails is reported and left out; the others stand.
 //
 // Knobs (env): ROUNDS (5), SERVERS (parkline,nchan,floor; one Parkline topology per run: the
-// report tells servers apart by label), SCENARIOS (broadcast,one2one,longpoll),
+// report tells servers apart by label), SCENARIOS (rate,broadcast,one2one,longpoll),
 // ONE2ONE_RATES (1000,2000,4000,5000,6000,6500,7000,8000,10000,16000: from 4,000 up the steps are
 // at most 1.25× apart, and 6,500 is 1.3× a ceiling of 5,000, so the clean-rate ratio can resolve
 // the 1.3× target), BENCH_OUT (report path; default benchmarks/results/rounds-<date>.md), and
@@ -28,13 +30,15 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const env = process.env
 const ROUNDS = Math.max(1, Math.floor(Number(env.ROUNDS ?? 5)))
 const SERVERS = (env.SERVERS ?? 'parkline,nchan,floor').split(',').map((s) => s.trim()).filter((s) => s !== '')
-const SCENARIOS = env.SCENARIOS ?? 'broadcast,one2one,longpoll'
+const SCENARIOS = env.SCENARIOS ?? 'rate,broadcast,one2one,longpoll'
 const RATES = env.ONE2ONE_RATES ?? '1000,2000,4000,5000,6000,6500,7000,8000,10000,16000'
 const TOP_RATE = Math.max(...RATES.split(',').map(Number).filter((x) => x > 0))
 
 /** One server's figures from one round's report. */
 interface Round {
   broadcast?: { perSec: number, p99: number }
+  /** the open-loop broadcast (the suite's `rate` scenario): p99 at 3 msgs/s, deliveries/s and p99 at 10 */
+  open?: { p99At3: number, perSecAt10: number, p99At10: number }
   /** transport ('SSE' | 'long-poll') → rate → { p99, clean, why (not clean) } */
   steps: Map<string, Map<number, Step>>
 }
@@ -76,6 +80,16 @@ function parseRound (md: string): Map<string, Round> {
         const b = { perSec: num(per[i + 2] ?? ''), p99: num(p99[i + 2] ?? '') }
         if (label.includes(' / ') || !(b.perSec > 0) || !Number.isFinite(b.p99)) continue
         get(label).broadcast = b
+      }
+    }
+    const o3 = row('rate 3 msg/s: latency p99 (ms)')
+    const o10 = row('rate 10 msg/s: deliveries/s')
+    const o10p = row('rate 10 msg/s: latency p99 (ms)')
+    if (o3 !== undefined && o10 !== undefined && o10p !== undefined) {
+      for (const [i, label] of labels.entries()) {
+        const o = { p99At3: num(o3[i + 2] ?? ''), perSecAt10: num(o10[i + 2] ?? ''), p99At10: num(o10p[i + 2] ?? '') }
+        if (label.includes(' / ') || !(o.perSecAt10 > 0) || !Number.isFinite(o.p99At10) || !Number.isFinite(o.p99At3)) continue
+        get(label).open = o
       }
     }
   }
@@ -150,6 +164,25 @@ function writeReport (rounds: Array<{ order: string[], servers: Map<string, Roun
   L.push('- a figure is the median over the rounds; the rounds\' own values follow it in brackets, in round order')
   for (const f of failed) L.push(`- **failed, left out:** ${f}`)
   L.push('')
+
+  const oc = labels.filter((l) => rounds.some((r) => r.servers.get(l)?.open !== undefined))
+  const oMed = new Map<string, { p99At3: number, perSecAt10: number, p99At10: number }>()
+  if (oc.length > 0) {
+    L.push('## Open-loop broadcast (3 msgs/s, then 10 msgs/s to every subscriber)', '')
+    L.push('| server | p99 at 3 msgs/s (ms) | deliveries/s at 10 msgs/s | p99 at 10 msgs/s (ms) | p99 at 10 / Nchan\'s | rounds with a figure |', '|---|--:|--:|--:|--:|--:|')
+    for (const l of oc) {
+      const xs = rounds.map((r) => r.servers.get(l)?.open).filter((o) => o !== undefined)
+      oMed.set(l, { p99At3: median(xs.map((o) => o.p99At3)), perSecAt10: median(xs.map((o) => o.perSecAt10)), p99At10: median(xs.map((o) => o.p99At10)) })
+    }
+    for (const l of oc) {
+      const xs = rounds.map((r) => r.servers.get(l)?.open).filter((o) => o !== undefined)
+      const m = oMed.get(l)!
+      const n = nchan !== undefined ? oMed.get(nchan) : undefined
+      L.push(`| ${l} | ${fmt(m.p99At3)} [${xs.map((o) => fmt(o.p99At3)).join(', ')}] | ${fmt(m.perSecAt10)} [${xs.map((o) => fmt(o.perSecAt10)).join(', ')}] | ` +
+        `${fmt(m.p99At10)} [${xs.map((o) => fmt(o.p99At10)).join(', ')}] | ${n !== undefined ? ratio(m.p99At10, n.p99At10) : 'n/a'} | ${xs.length} of ${rounds.length} |`)
+    }
+    L.push('')
+  }
 
   const bc = labels.filter((l) => rounds.some((r) => r.servers.get(l)?.broadcast !== undefined))
   const bMed = new Map<string, { perSec: number, p99: number }>()
@@ -243,6 +276,11 @@ function writeReport (rounds: Array<{ order: string[], servers: Map<string, Roun
     const p = bMed.get(parkline)!
     const n = bMed.get(nchan)!
     judged.push(`- closed-loop broadcast: median deliveries/s ${ratio(p.perSec, n.perSec)} Nchan's (target ≥ 1.3×): ${p.perSec >= 1.3 * n.perSec ? 'met' : '**not met**'}; median p99 ${ratio(p.p99, n.p99)} (target ≤ 1×): ${p.p99 <= n.p99 ? 'met' : '**not met**'}`)
+  }
+  if (parkline !== undefined && nchan !== undefined && oMed.has(parkline) && oMed.has(nchan)) {
+    const p = oMed.get(parkline)!
+    const n = oMed.get(nchan)!
+    judged.push(`- open-loop broadcast at 10 msgs/s: median p99 ${ratio(p.p99At10, n.p99At10)} Nchan's (target ≤ 0.8×): ${p.p99At10 <= 0.8 * n.p99At10 ? 'met' : '**not met**'}`)
   }
   if (judged.length > 0) L.push('## Issue-13 targets, judged on the medians', '', ...judged, '')
   const out = env.BENCH_OUT !== undefined && env.BENCH_OUT !== ''

@@ -1,0 +1,78 @@
+// benchmarks/rounds.ts in smoke mode (BENCH_SMOKE=1, 2 rounds, Parkline and Nchan): the report the
+// issue-13 targets are judged from has every section, each server's figures from both rounds, the
+// servers in a rotated order, and a verdict on each target it can judge.
+// Nchan is not optional: without nginx + libnginx-mod-nchan this test fails and says how to install them.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import test from 'ava'
+import { APT_LINE, nchanModule, nginxBinary } from '../benchmarks/suite/servers.ts'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+test.serial('the rounds report runs in smoke mode and judges the open-loop, closed-loop and one-to-one rows on medians', async (t) => {
+  t.timeout(420000)
+  if (nginxBinary() === null || nchanModule() === null) {
+    t.fail(`the rounds need nginx with the nchan module (nginx: ${nginxBinary() ?? 'missing'}, nchan module: ${nchanModule() ?? 'missing'}); install them with: ${APT_LINE}`)
+    return
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'parkline-rounds-test-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const out = path.join(dir, 'rounds.md')
+  const child = spawn(process.execPath, ['benchmarks/rounds.ts'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      BENCH_SMOKE: '1',
+      WARMUP: '1',
+      ROUNDS: '2',
+      SERVERS: 'parkline,nchan',
+      SCENARIOS: 'rate,broadcast,one2one',
+      ONE2ONE_RATES: '200,400',
+      BENCH_OUT: out
+    },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const killer = setTimeout(() => child.kill('SIGKILL'), 410000)
+  let output = ''
+  const keep = (d: Buffer): void => { output = (output + d.toString()).slice(-8000) }
+  child.stdout.on('data', keep)
+  child.stderr.on('data', keep)
+  const [code] = await once(child, 'exit') as [number | null]
+  clearTimeout(killer)
+  t.is(code, 0, output)
+
+  const doc = readFileSync(out, 'utf8')
+  t.regex(doc, /^# Suite rows over 2 rounds/)
+  t.regex(doc, /the servers in this order: 1: parkline, nchan \(\d+ s\); 2: nchan, parkline \(\d+ s\)/)
+  t.notRegex(doc, /failed, left out/)
+  const rows = (heading: string): string[] => {
+    // the table that follows the heading, without its header lines
+    const lines = doc.split('\n')
+    const at = lines.indexOf(heading)
+    t.true(at >= 0, heading)
+    let i = at + 1
+    while (i < lines.length && !lines[i]!.startsWith('|')) i++
+    const table: string[] = []
+    for (; i < lines.length && lines[i]!.startsWith('|'); i++) table.push(lines[i]!)
+    return table.slice(2)
+  }
+  // both servers, with a figure from each round (a median, then both rounds' values)
+  for (const heading of ['## Open-loop broadcast (3 msgs/s, then 10 msgs/s to every subscriber)', '## Closed-loop broadcast']) {
+    const r = rows(heading)
+    t.is(r.length, 2, heading)
+    for (const row of r) t.regex(row, /\| 2 of 2 \|$/, row)
+    t.truthy(r.find((x) => x.startsWith('| Parkline')))
+    t.truthy(r.find((x) => x.startsWith('| Nchan (nginx)')))
+  }
+  const sse = rows('## One-to-one, SSE subscribers: p99 (ms) per rate')
+  t.true(sse.some((x) => x.startsWith('| 200 |')), sse.join('\n'))
+  // a verdict on each target the rounds judge
+  const judged = doc.slice(doc.indexOf('## Issue-13 targets, judged on the medians'))
+  for (const re of [/- open-loop broadcast at 10 msgs\/s: median p99 [\d.]+× Nchan's \(target ≤ 0\.8×\): (met|\*\*not met\*\*)/,
+    /- closed-loop broadcast: median deliveries\/s [\d.]+× Nchan's \(target ≥ 1\.3×\): (met|\*\*not met\*\*); median p99 [\d.]+× \(target ≤ 1×\): (met|\*\*not met\*\*)/,
+    /- one-to-one SSE: /]) t.regex(judged, re)
+})
