@@ -97,7 +97,9 @@ function sysctls (): string {
 const gib = (b: number): string => (b / 1073741824).toFixed(2) + ' GiB'
 
 async function main (): Promise<void> {
-  log(`kernel: ${sysctls()}`)
+  // read once, at the start: the results file reports the settings the ramp ran under
+  const kernel = sysctls()
+  log(`kernel: ${kernel}`)
   if (Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8')) < 65535 && N > 500000) {
     log('warning: somaxconn below 65535: a worker starved of CPU during the ramp can overflow its accept queue and connects then time out (conf/sysctl.d/90-parkline.conf; as root: sysctl -w net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535)')
   }
@@ -191,7 +193,7 @@ async function main (): Promise<void> {
     writeFileSync(OUT, `# Holding ${N} SSE subscribers on one host (${date})\n\n` +
       `- command: \`SUBSCRIBERS=${N} HOLD=${HOLD} WORKERS=${WORKERS}${ENTRY === 'build' ? '' : ` ENTRY=${ENTRY}`} node benchmarks/hold.ts\`\n` +
       `- server: ${entry.slice(ROOT.length)}\n` +
-      `- commit ${commit}; Node ${process.version}; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, MemTotal ${gib(meminfo('MemTotal'))}; ${sysctls()}\n` +
+      `- commit ${commit}; Node ${process.version}; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, MemTotal ${gib(meminfo('MemTotal'))}; ${kernel} (at the start)\n` +
       `- result: ${ok ? 'PASS' : 'FAIL'}\n${summary}\n\n` +
       '| t (s) | connected (load generator) | subscribers (/status) | closed | server PSS | server RSS | load gen PSS | host memory used | TCP sockets | kernel TCP mem |\n' +
       '|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n' + rows.join('\n') + '\n')
