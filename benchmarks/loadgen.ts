@@ -7,11 +7,11 @@
 // with its send time on CLOCK_MONOTONIC (monoMs: `process.hrtime`, in ms, 3 decimals): one clock
 // for every process on this host, with sub-ms precision. Not `performance.timeOrigin +
 // performance.now()`: timeOrigin is the wall clock read once at process start beside the monotonic
-// one, and a process preempted between the two reads keeps that error for life (27 ms seen among 40
-// processes started on this box under load; benchmarks/results/clock-offset-2026-12-02.md). Each child records EVERY message into an
-// HDR histogram (µs, 3 significant digits); the parent pulls the children's histograms (encoded),
-// merges them, and every REPORT_MS prints connections, messages/s and min/mean/stddev/max,
-// p50/p99/p99.9 of that interval.
+// one, and a process preempted between the two reads keeps that error for life (8 of 200 processes
+// started on this box under load were 17-77 ms off: benchmarks/results/clock-offset-2026-12-02.md).
+// Each child records EVERY message into an HDR histogram (µs, 3 significant digits); the parent
+// pulls the children's histograms (encoded), merges them, and every REPORT_MS prints connections,
+// messages/s and min/mean/stddev/max, p50/p99/p99.9 of that interval.
 //
 //   node benchmarks/loadgen.ts            stand-alone: TARGET=127.0.0.1:8080 SUBSCRIBERS=1000 MODE=sse
 //                                         CHANNELS=one|each CHANNEL=b DURATION=30 (seconds), then

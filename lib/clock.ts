@@ -4,8 +4,8 @@
 //
 // Not `performance.timeOrigin + performance.now()`. Node reads timeOrigin once at process start,
 // beside the monotonic clock, and a process preempted between the two reads keeps the gap as an
-// error for its whole life. benchmarks/micro/clock-offset.ts found 7 of 200 processes started
-// under load 17-76 ms off, which is what a worker started beside its siblings on a busy host gets.
+// error for its whole life. benchmarks/micro/clock-offset.ts found 8 of 200 processes started
+// under load 17-77 ms off, which is what a worker started beside its siblings on a busy host gets.
 //
 // Instead the offset from performance.now() to Date.now() is taken at a millisecond edge of
 // Date.now(). Of TRIALS edges, the one whose bracket is narrowest wins: the bracket runs from the
