@@ -7,8 +7,8 @@
 //                                              taken, ROUNDS (5) times
 //
 // Each child prints `timeOrigin + performance.now() - hrtime ms`, and the same for lib/clock.ts's
-// wallNow() (the server's stamp for publishedAt, calibrated at a Date.now() edge). On a correct clock that difference
-// is the same in every process (wall time minus monotonic time). Node reads timeOrigin once, at
+// wallNow() (the server's stamp for publishedAt, calibrated at a Date.now() edge). On a correct
+// clock that difference is the same in every process (wall time minus monotonic time). Node reads timeOrigin once, at
 // start, beside the monotonic clock: a process preempted between the two reads keeps the gap as an
 // error for its whole life, and every latency it stamps, or measures against another process's
 // stamp, carries it. Reported per round: the spread (max - min) and how many processes were more
