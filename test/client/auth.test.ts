@@ -126,7 +126,9 @@ const serverExpiry = test.macro({
     const rec = subscribe(t, `${base}/sub/exp`, {
       transports: [transport],
       renewBefore: 0, // no renewal ahead: the server ends the stream at exp
-      token: async () => { calls++; return (await mint(['exp'], 2)).token }
+      // exp is in whole seconds: a 3 s token has 2-3 s left. A 2 s one could have barely 1 s, and
+      // the client takes a token with under MIN_TOKEN_LIFE (1 s) left when it got it as refused
+      token: async () => { calls++; return (await mint(['exp'], 3)).token }
     })
     const auth = new AuthEvents(rec.client)
     await rec.waitConnected(transport)
