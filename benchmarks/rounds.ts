@@ -6,8 +6,9 @@
 // alternate the servers compares them under the same conditions.
 //
 // Reported per server: the open-loop broadcast (3 and 10 msgs/s: p99, and deliveries/s at 10), the
-// closed-loop broadcast (deliveries/s, p99), and per one-to-one ladder (SSE,
-// long-poll) each rate's p99 and in how many rounds it was clean, and the highest clean rate. The
+// closed-loop broadcast (deliveries/s, p99, deliveries per server CPU-second), and per one-to-one
+// ladder (SSE, long-poll) each rate's p99, in how many rounds it was clean, and the server's CPU
+// per message, and the highest clean rate. The
 // issue-13 targets are judged on the medians: p99 ≤ Nchan's at every rate Nchan was clean at in
 // most rounds (a rate Parkline's ladder did not reach counts against it), clean rate (not judged
 // where Nchan was clean at the ladder's top: its own ceiling is then unknown), broadcast ratios
@@ -36,14 +37,16 @@ const TOP_RATE = Math.max(...RATES.split(',').map(Number).filter((x) => x > 0))
 
 /** One server's figures from one round's report. */
 interface Round {
-  broadcast?: { perSec: number, p99: number }
+  /** closed loop; perCpuSec: deliveries per second of the server's CPU (absent in older reports) */
+  broadcast?: { perSec: number, p99: number, perCpuSec?: number }
   /** the open-loop broadcast (the suite's `rate` scenario): p99 at 3 msgs/s, deliveries/s and p99 at 10 */
   open?: { p99At3: number, perSecAt10: number, p99At10: number }
   /** transport ('SSE' | 'long-poll') → rate → { p99, clean, why (not clean) } */
   steps: Map<string, Map<number, Step>>
 }
 
-interface Step { p99: number, clean: boolean, why: string }
+/** cpuUs: the server's CPU per message published at that step (absent in older reports) */
+interface Step { p99: number, clean: boolean, why: string, cpuUs?: number }
 
 const num = (s: string): number => Number(s.replace(/,/g, ''))
 
@@ -75,10 +78,13 @@ function parseRound (md: string): Map<string, Round> {
     const row = (name: string): string[] | undefined => results.find((r) => r[0] === name)
     const per = row('broadcast: deliveries/s')
     const p99 = row('broadcast: latency p99 (ms)')
+    const perCpu = row('broadcast: deliveries per server CPU-second')
     if (per !== undefined && p99 !== undefined) {
       for (const [i, label] of labels.entries()) {
-        const b = { perSec: num(per[i + 2] ?? ''), p99: num(p99[i + 2] ?? '') }
+        const b: NonNullable<Round['broadcast']> = { perSec: num(per[i + 2] ?? ''), p99: num(p99[i + 2] ?? '') }
         if (label.includes(' / ') || !(b.perSec > 0) || !Number.isFinite(b.p99)) continue
+        const c = num(perCpu?.[i + 2] ?? 'n/a')
+        if (Number.isFinite(c)) b.perCpuSec = c
         get(label).broadcast = b
       }
     }
@@ -94,13 +100,45 @@ function parseRound (md: string): Map<string, Round> {
     }
   }
   for (const r of table(md, /^## one2one steps/).slice(1)) {
-    const [label, transport, rate, , , , p99, clean, why] = r
+    const [label, transport, rate, , , , p99, clean, why, cpu] = r
     if (why!.startsWith('warm-up') || !Number.isFinite(num(p99!))) continue
     const byRate = get(label!).steps.get(transport!) ?? new Map<number, Step>()
     get(label!).steps.set(transport!, byRate)
-    byRate.set(num(rate!), { p99: num(p99!), clean: clean === 'yes', why: clean === 'yes' ? '' : why! })
+    const step: Step = { p99: num(p99!), clean: clean === 'yes', why: clean === 'yes' ? '' : why! }
+    if (cpu !== undefined && Number.isFinite(num(cpu))) step.cpuUs = num(cpu)
+    byRate.set(num(rate!), step)
   }
   return out
+}
+
+/**
+ * The server's CPU per message (µs) at each rate, median [each round's], and Parkline's over
+ * Nchan's: what each costs the host per message, which late sends of a publisher sharing the cores
+ * do not move the way they move a clean rate. Not an issue-13 target; reported beside them.
+ */
+function cpuTable (L: string[], transport: string, have: string[], rates: number[], rounds: Array<Map<string, Round>>, parkline: string | undefined, nchan: string | undefined): void {
+  const vals = (l: string, rate: number): number[] =>
+    rounds.flatMap((r) => { const c = r.get(l)?.steps.get(transport)?.get(rate)?.cpuUs; return c === undefined ? [] : [c] })
+  if (!rates.some((rate) => have.some((l) => vals(l, rate).length > 0))) return
+  const both = parkline !== undefined && nchan !== undefined
+  L.push(`Server CPU per message (µs; all the server's processes, over each step's window), ${transport}:`, '')
+  L.push(`| msgs/s | ${have.join(' | ')} |${both ? ' Parkline / Nchan |' : ''}`, `|--:|${have.map(() => '--:').join('|')}|${both ? '--:|' : ''}`)
+  const ratios: number[] = []
+  for (const rate of rates) {
+    const cells = have.map((l) => { const v = vals(l, rate); return v.length === 0 ? '-' : `${fmt(median(v))} [${v.map(fmt).join(', ')}]` })
+    let rr = ''
+    if (both) {
+      const p = vals(parkline, rate)
+      const n = vals(nchan, rate)
+      if (p.length > 0 && n.length > 0 && median(n) > 0) {
+        ratios.push(median(p) / median(n))
+        rr = ` ${ratio(median(p), median(n))} |`
+      } else rr = ' n/a |'
+    }
+    L.push(`| ${rate.toLocaleString('en-US')} | ${cells.join(' | ')} |${rr}`)
+  }
+  L.push('')
+  if (ratios.length > 0) L.push(`Parkline's median CPU per message over Nchan's, ${transport}, at the ${ratios.length} rates both ran: ${Math.min(...ratios).toFixed(2)}× to ${Math.max(...ratios).toFixed(2)}×.`, '')
 }
 
 function median (xs: number[]): number {
@@ -185,22 +223,26 @@ function writeReport (rounds: Array<{ order: string[], servers: Map<string, Roun
   }
 
   const bc = labels.filter((l) => rounds.some((r) => r.servers.get(l)?.broadcast !== undefined))
-  const bMed = new Map<string, { perSec: number, p99: number }>()
+  const bMed = new Map<string, { perSec: number, p99: number, perCpuSec: number | null }>()
   if (bc.length > 0) {
     L.push('## Closed-loop broadcast', '')
-    L.push('| server | deliveries/s | p99 (ms) | deliveries/s / Nchan\'s | p99 / Nchan\'s | rounds with a figure |', '|---|--:|--:|--:|--:|--:|')
+    L.push('| server | deliveries/s | p99 (ms) | deliveries/s / Nchan\'s | p99 / Nchan\'s | deliveries per server CPU-second | per CPU-second / Nchan\'s | rounds with a figure |', '|---|--:|--:|--:|--:|--:|--:|--:|')
     for (const l of bc) {
       const xs = rounds.map((r) => r.servers.get(l)?.broadcast).filter((b) => b !== undefined)
-      bMed.set(l, { perSec: median(xs.map((b) => b.perSec)), p99: median(xs.map((b) => b.p99)) })
+      const cpu = xs.flatMap((b) => b.perCpuSec === undefined ? [] : [b.perCpuSec])
+      bMed.set(l, { perSec: median(xs.map((b) => b.perSec)), p99: median(xs.map((b) => b.p99)), perCpuSec: cpu.length > 0 ? median(cpu) : null })
     }
     for (const l of bc) {
       const xs = rounds.map((r) => r.servers.get(l)?.broadcast).filter((b) => b !== undefined)
       const m = bMed.get(l)!
       const n = nchan !== undefined ? bMed.get(nchan) : undefined
+      const cpu = m.perCpuSec === null ? 'n/a' : `${fmt(m.perCpuSec)} [${xs.map((b) => b.perCpuSec === undefined ? '-' : fmt(b.perCpuSec)).join(', ')}]`
+      const cpuRatio = m.perCpuSec !== null && n?.perCpuSec != null ? ratio(m.perCpuSec, n.perCpuSec) : 'n/a'
       L.push(`| ${l} | ${fmt(m.perSec)} [${xs.map((b) => fmt(b.perSec)).join(', ')}] | ${fmt(m.p99)} [${xs.map((b) => fmt(b.p99)).join(', ')}] | ` +
-        `${n !== undefined ? ratio(m.perSec, n.perSec) : 'n/a'} | ${n !== undefined ? ratio(m.p99, n.p99) : 'n/a'} | ${xs.length} of ${rounds.length} |`)
+        `${n !== undefined ? ratio(m.perSec, n.perSec) : 'n/a'} | ${n !== undefined ? ratio(m.p99, n.p99) : 'n/a'} | ${cpu} | ${cpuRatio} | ${xs.length} of ${rounds.length} |`)
     }
-    L.push('')
+    L.push('', 'Deliveries per server CPU-second: the deliveries over the CPU time of all the server\'s processes (utime+stime) in the same window. ' +
+      'It tells what the server would carry with the cores to itself; deliveries/s are what it carried beside the load generator on this host.', '')
   }
 
   const judged: string[] = []
@@ -259,6 +301,7 @@ function writeReport (rounds: Array<{ order: string[], servers: Map<string, Roun
       return bad.map(([rate, st]) => `${l} at ${rate.toLocaleString('en-US')}/s in round ${i + 1}: ${st.why}`)
     }))
     if (stops.length > 0) L.push('Steps not clean: ' + stops.join('; ') + '.', '')
+    cpuTable(L, transport, have, rates, rounds.map((r) => r.servers), parkline, nchan)
     if (unreached.length > 0) {
       judged.push(`- one-to-one ${transport}: p99 ≤ Nchan's at every rate Nchan was clean at in most rounds: **not met** (Parkline's ladder did not reach ${unreached.map((x) => x.toLocaleString('en-US')).join(', ')}/s)`)
     } else if (worst !== null) {

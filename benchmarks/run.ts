@@ -175,6 +175,22 @@ function boundBy (w: Window): string {
   return parts.length > 0 ? parts.join('; ') : 'no process CPU-bound'
 }
 
+const isServerProc = (label: string): boolean => label.startsWith('parkline') || label.startsWith('nginx') || label === 'floor'
+
+/** CPU seconds the server's processes (all of them) used in the window. */
+function serverCpuSeconds (w: Window): number {
+  return w.cpu.filter((r) => isServerProc(r.label)).reduce((a, r) => a + r.pct, 0) / 100 * w.seconds
+}
+
+/**
+ * The server's CPU per message published in a flow (µs): all its work for the message (the
+ * publish request, the deliveries, a long-poll's re-poll). Unlike a clean rate, this does not
+ * depend on whether the publisher and load generator were scheduled on time.
+ */
+function cpuPerMessageUs (f: FlowResult): number | null {
+  return f.published.ok > 0 ? serverCpuSeconds(f.window) / f.published.ok * 1e6 : null
+}
+
 function cpuSummary (w: Window): Record<string, string> {
   const group = (pred: (l: string) => boolean): string => {
     const rows = w.cpu.filter((r) => pred(r.label))
@@ -183,7 +199,7 @@ function cpuSummary (w: Window): Record<string, string> {
     return rows.length === 1 ? `${Math.round(sum)}` : `${Math.round(sum)} (${rows.map((r) => Math.round(r.pct)).join('+')})`
   }
   return {
-    server: group((l) => l.startsWith('parkline') || l.startsWith('nginx') || l === 'floor'),
+    server: group(isServerProc),
     loadgen: group((l) => l === 'loadgen child'),
     publisher: group((l) => l === 'publisher'),
     orchestrator: group((l) => l === 'orchestrator')
@@ -454,6 +470,7 @@ const ROWS: Row[] = [
   { label: 'broadcast: latency p50 (ms)', better: 'lower', get: (r) => r.broadcast?.latency.summary.p50, show: ms },
   { label: 'broadcast: latency p99 (ms)', better: 'lower', get: (r) => r.broadcast?.latency.summary.p99, show: ms },
   { label: 'broadcast: latency p99.9 (ms)', better: 'lower', get: (r) => r.broadcast?.latency.summary.p999, show: ms },
+  { label: 'broadcast: deliveries per server CPU-second', better: 'higher', get: (r) => r.broadcast === null || !(serverCpuSeconds(r.broadcast.window) > 0) ? null : r.broadcast.delivered / serverCpuSeconds(r.broadcast.window) },
   { label: 'broadcast: delivered / expected (%)', better: 'higher', get: (r) => r.broadcast === null ? null : r.broadcast.delivered / Math.max(1, r.broadcast.expected) * 100, show: (x) => fmt(x, 1) },
   { label: 'broadcast: subscribers closed by the server', better: 'lower', get: (r) => r.broadcast?.closedByServer },
   { label: 'broadcast: MB/s read by the subscribers', better: 'higher', get: (r) => r.broadcast?.subscriberBytesPerSec == null ? null : r.broadcast.subscriberBytesPerSec / 1e6, show: (x) => fmt(x, 1) },
@@ -662,12 +679,12 @@ function report (results: ServerResult[], started: Date, wall: number, loadBefor
   }
   L.push('')
   L.push('## one2one steps (SSE and long-poll)', '')
-  L.push('| server | subscribers | target msgs/s | published/s | delivered / expected | deliveries/s | p99 (ms) | clean | why not |')
-  L.push('|---|---|--:|--:|--:|--:|--:|---|---|')
+  L.push('| server | subscribers | target msgs/s | published/s | delivered / expected | deliveries/s | p99 (ms) | clean | why not | server CPU per message (µs) |')
+  L.push('|---|---|--:|--:|--:|--:|--:|---|---|--:|')
   for (const r of results) {
     for (const [kind, ladder] of [['SSE', r.one2one], ['long-poll', r.longpoll]] as const) {
       for (const s of ladder === null ? [] : ladder.warmup === null ? ladder.steps : [ladder.warmup, ...ladder.steps]) {
-        L.push(`| ${r.label} | ${kind} | ${fmt(s.rate)} | ${fmt(s.publishedPerSec)} | ${fmt(s.delivered)} / ${fmt(s.expected)} | ${fmt(s.deliveriesPerSec)} | ${ms(s.latency.summary.p99)} | ${s.clean ? 'yes' : 'no'} | ${s.why} |`)
+        L.push(`| ${r.label} | ${kind} | ${fmt(s.rate)} | ${fmt(s.publishedPerSec)} | ${fmt(s.delivered)} / ${fmt(s.expected)} | ${fmt(s.deliveriesPerSec)} | ${ms(s.latency.summary.p99)} | ${s.clean ? 'yes' : 'no'} | ${s.why} | ${fmt(cpuPerMessageUs(s), 1)} |`)
       }
     }
   }
@@ -702,7 +719,8 @@ function report (results: ServerResult[], started: Date, wall: number, loadBefor
     `${K.idleMs} ms idle after the ramp, the same for every server; no GC is forced (a Parkline process trims its heap itself once idle for 2 s, lib/heap-trim.ts; ` +
     'benchmarks/connections.ts measures Parkline after forced GCs); kernel slab from /proc/meminfo, machine wide, so it includes the load generator\'s end of each connection.')
   L.push(`- Drain: after the publisher stops, the window stays open until every expected message arrived or none arrived for 1 s (at most ${K.drainMs / 1000} s); deliveries/s = messages received / window.`)
-  L.push('- Bandwidth: bytes received on `lo` (/proc/net/dev) over the window. CPU: utime+stime deltas from /proc/<pid>/stat; machine busy from /proc/stat.')
+  L.push('- Bandwidth: bytes received on `lo` (/proc/net/dev) over the window. CPU: utime+stime deltas from /proc/<pid>/stat; machine busy from /proc/stat. ' +
+    'Server CPU per message (one2one steps) and deliveries per server CPU-second (broadcast): the CPU time of all the server\'s processes in the window over the messages published (deliveries) in it.')
   if (results.some((r) => r.nginxConf !== null)) {
     L.push('', '<details><summary>generated nginx.conf</summary>', '', '```nginx', results.find((r) => r.nginxConf !== null)!.nginxConf!.trim(), '```', '', '</details>')
   }

@@ -68,8 +68,13 @@ test.serial('the rounds report runs in smoke mode and judges the open-loop, clos
     t.truthy(r.find((x) => x.startsWith('| Parkline')))
     t.truthy(r.find((x) => x.startsWith('| Nchan (nginx)')))
   }
+  // the server's CPU per delivery: a figure for each server, each round
+  for (const row of rows('## Closed-loop broadcast')) t.regex(row, /\| [\d,]+ \[[\d,]+, [\d,]+\] \| ([\d.]+×|n\/a) \| 2 of 2 \|$/, row)
   const sse = rows('## One-to-one, SSE subscribers: p99 (ms) per rate')
   t.true(sse.some((x) => x.startsWith('| 200 |')), sse.join('\n'))
+  // and per one-to-one message, at each rate, for both servers, with their ratio
+  const cpu = rows('Server CPU per message (µs; all the server\'s processes, over each step\'s window), SSE:')
+  t.regex(cpu.find((x) => x.startsWith('| 200 |')) ?? '', /^\| 200 \| [\d.,]+ \[[\d.,]+, [\d.,]+\] \| [\d.,]+ \[[\d.,]+, [\d.,]+\] \| ([\d.]+×|n\/a) \|$/, cpu.join('\n'))
   // a verdict on each target the rounds judge
   const judged = doc.slice(doc.indexOf('## Issue-13 targets, judged on the medians'))
   for (const re of [/- open-loop broadcast at 10 msgs\/s: median p99 [\d.]+× Nchan's \(target ≤ 0\.8×\): (met|\*\*not met\*\*)/,
