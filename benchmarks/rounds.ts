@@ -242,7 +242,7 @@ function writeReport (rounds: Array<{ order: string[], servers: Map<string, Roun
         `${n !== undefined ? ratio(m.perSec, n.perSec) : 'n/a'} | ${n !== undefined ? ratio(m.p99, n.p99) : 'n/a'} | ${cpu} | ${cpuRatio} | ${xs.length} of ${rounds.length} |`)
     }
     L.push('', 'Deliveries per server CPU-second: the deliveries over the CPU time of all the server\'s processes (utime+stime) in the same window. ' +
-      'It tells what the server would carry with the cores to itself; deliveries/s are what it carried beside the load generator on this host.', '')
+      'It is what each server delivers per second of its own CPU; deliveries/s are what it carried beside the load generator on this host.', '')
   }
 
   const judged: string[] = []
