@@ -1,10 +1,12 @@
-// benchmarks/rounds.ts in smoke mode (BENCH_SMOKE=1, 2 rounds, Parkline and Nchan): the report the
-// issue-13 targets are judged from has every section, each server's figures from both rounds, the
-// servers in a rotated order, and a verdict on each target it can judge.
+// benchmarks/rounds.ts in smoke mode (BENCH_SMOKE=1, 2 rounds, Parkline, Nchan and the floor): the
+// report the issue-13 targets are judged from has every section, each server's figures from both
+// rounds, the servers in a rotated order, a verdict on each target it can judge with the floor's
+// figure and the machine's busy share beside it, and each round's own report kept where
+// ROUNDS_KEEP says.
 // Nchan is not optional: without nginx + libnginx-mod-nchan this test fails and says how to install them.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -29,7 +31,8 @@ test.serial('the rounds report runs in smoke mode and judges the open-loop, clos
       BENCH_SMOKE: '1',
       WARMUP: '1',
       ROUNDS: '2',
-      SERVERS: 'parkline,nchan',
+      SERVERS: 'parkline,nchan,floor',
+      ROUNDS_KEEP: path.join(dir, 'kept'),
       SCENARIOS: 'rate,broadcast,one2one',
       ONE2ONE_RATES: '200,400',
       BENCH_OUT: out
@@ -47,7 +50,8 @@ test.serial('the rounds report runs in smoke mode and judges the open-loop, clos
 
   const doc = readFileSync(out, 'utf8')
   t.regex(doc, /^# Suite rows over 2 rounds/)
-  t.regex(doc, /the servers in this order: 1: parkline, nchan \(\d+ s\); 2: nchan, parkline \(\d+ s\)/)
+  t.regex(doc, /the servers in this order: 1: parkline, nchan, floor \(\d+ s\); 2: nchan, floor, parkline \(\d+ s\)/)
+  t.true(['round-1.md', 'round-2.md'].every((f) => readdirSync(path.join(dir, 'kept')).includes(f)))
   t.notRegex(doc, /failed, left out/)
   const rows = (heading: string): string[] => {
     // the table that follows the heading, without its header lines
@@ -63,21 +67,24 @@ test.serial('the rounds report runs in smoke mode and judges the open-loop, clos
   // both servers, with a figure from each round (a median, then both rounds' values)
   for (const heading of ['## Open-loop broadcast (3 msgs/s, then 10 msgs/s to every subscriber)', '## Closed-loop broadcast']) {
     const r = rows(heading)
-    t.is(r.length, 2, heading)
+    t.is(r.length, 3, heading)
     for (const row of r) t.regex(row, /\| 2 of 2 \|$/, row)
     t.truthy(r.find((x) => x.startsWith('| Parkline')))
     t.truthy(r.find((x) => x.startsWith('| Nchan (nginx)')))
+    t.truthy(r.find((x) => x.startsWith('| floor (bare node:net)')))
   }
   // the server's CPU per delivery: a figure for each server, each round
   for (const row of rows('## Closed-loop broadcast')) t.regex(row, /\| [\d,]+ \[[\d,]+, [\d,]+\] \| ([\d.]+×|n\/a) \| 2 of 2 \|$/, row)
   const sse = rows('## One-to-one, SSE subscribers: p99 (ms) per rate')
   t.true(sse.some((x) => x.startsWith('| 200 |')), sse.join('\n'))
-  // and per one-to-one message, at each rate, for both servers, with their ratio
+  // and per one-to-one message, at each rate, for each server, with Parkline's ratio to Nchan
   const cpu = rows('Server CPU per message (µs; all the server\'s processes, over each step\'s window), SSE:')
-  t.regex(cpu.find((x) => x.startsWith('| 200 |')) ?? '', /^\| 200 \| [\d.,]+ \[[\d.,]+, [\d.,]+\] \| [\d.,]+ \[[\d.,]+, [\d.,]+\] \| ([\d.]+×|n\/a) \|$/, cpu.join('\n'))
+  t.regex(cpu.find((x) => x.startsWith('| 200 |')) ?? '', /^\| 200 \|( [\d.,]+ \[[\d.,]+, [\d.,]+\] \|){3} ([\d.]+×|n\/a) \|$/, cpu.join('\n'))
   // a verdict on each target the rounds judge
   const judged = doc.slice(doc.indexOf('## Issue-13 targets, judged on the medians'))
-  for (const re of [/- open-loop broadcast at 10 msgs\/s: median p99 [\d.]+× Nchan's \(target ≤ 0\.8×\): (met|\*\*not met\*\*)/,
-    /- closed-loop broadcast: median deliveries\/s [\d.]+× Nchan's \(target ≥ 1\.3×\): (met|\*\*not met\*\*); median p99 [\d.]+× \(target ≤ 1×\): (met|\*\*not met\*\*)/,
-    /- one-to-one SSE: /]) t.regex(judged, re)
+  // each with the floor's figure against Nchan's, and the broadcasts with the machine's busy share per server and round
+  const busy = /the machine busy \(all cores\): Parkline [^,]+ \d+% \[\d+%, \d+%\], Nchan \(nginx\) \d+% \[\d+%, \d+%\], floor \(bare node:net\) \d+% \[\d+%, \d+%\]/.source
+  for (const re of [new RegExp(/- open-loop broadcast at 10 msgs\/s: median p99 [\d.]+× Nchan's \(target ≤ 0\.8×\): (met|\*\*not met\*\*); the floor's [\d.]+×; each server's p99, largest round over smallest: Parkline [^,]+ [\d.]+×, Nchan \(nginx\) [\d.]+×, floor \(bare node:net\) [\d.]+×; /.source + busy),
+    new RegExp(/- closed-loop broadcast: median deliveries\/s [\d.]+× Nchan's \(target ≥ 1\.3×\): (met|\*\*not met\*\*); median p99 [\d.]+× \(target ≤ 1×\): (met|\*\*not met\*\*); the floor's deliveries\/s [\d.]+× Nchan's( \(it misses the 1\.3× too\))?, p99 [\d.]+×; /.source + busy),
+    /- one-to-one SSE: .*; the floor's: /]) t.regex(judged, re)
 })
