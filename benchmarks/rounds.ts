@@ -21,14 +21,14 @@
 // steps are at most 1.3× apart, and 6,500 and 13,000 are 1.3× a ceiling of 5,000 and 10,000, so
 // the clean-rate ratio can resolve the 1.3× target), BENCH_OUT (report path; default
 // benchmarks/results/rounds-<date>.md), ROUNDS_KEEP (a directory: each round's own run.ts report
-// is kept there as round-<n>.md; by default they are deleted), and every knob of
+// is kept there as round-<n>.md, with its .json and SVGs; by default they are deleted), ROUNDS_FROM
+// (such a directory: write the report again from its rounds, running nothing), and every knob of
 // benchmarks/run.ts, passed through.
 //
 // Where the floor (bare node:net) ran, each verdict also gives the floor's figure against Nchan's,
-// and the broadcast verdicts how busy the whole machine was: the floor does nothing per message
-// but its writes, so a target the floor misses as well is bounded by what shares this host (the
-// publisher and load generator), not by a server's work. That context is printed, never used to
-// turn a verdict into "met".
+// and the broadcast verdicts how busy the whole machine was. The floor does nothing per message
+// but its writes: a target it misses as well is one no Node server reached on this host in these
+// rounds. That is context for the verdict, never used to turn one into "met".
 import { spawnSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -41,7 +41,19 @@ const ROUNDS = Math.max(1, Math.floor(Number(env.ROUNDS ?? 5)))
 const SERVERS = (env.SERVERS ?? 'parkline,nchan,floor').split(',').map((s) => s.trim()).filter((s) => s !== '')
 const SCENARIOS = env.SCENARIOS ?? 'rate,broadcast,one2one,longpoll'
 const RATES = env.ONE2ONE_RATES ?? '1000,2000,4000,5000,6000,6500,7000,8000,10000,13000,16000'
-const TOP_RATE = Math.max(...RATES.split(',').map(Number).filter((x) => x > 0))
+
+type Rounds = Array<{ order: string[], servers: Map<string, Round>, seconds: number }>
+
+/** What the report's header says of the run. */
+interface Meta {
+  date: string
+  command: string
+  /** commit (and whether the tree had changes), Node, cores, load average before and after */
+  machine: string
+  scenarios: string
+  rates: string
+  failed: string[]
+}
 
 /** One server's figures from one round's report. */
 interface Round {
@@ -124,7 +136,7 @@ function parseRound (md: string): Map<string, Round> {
   const at = bound[0]?.findIndex((c) => c.startsWith('machine busy')) ?? -1
   if (of > 0 && at > 0) {
     for (const r of bound.slice(1)) {
-      const busy = num(r[at] ?? '')
+      const busy = num(r[at] || 'n/a')
       if (Number.isFinite(busy)) get(r[0]!).busy.set(r[1]!, 100 * busy / of)
     }
   }
@@ -176,8 +188,9 @@ const fmt = (x: number): string => x >= 100 ? Math.round(x).toLocaleString('en-U
 const ratio = (a: number, b: number): string => b > 0 ? (a / b).toFixed(2) + '×' : 'n/a'
 
 function main (): void {
+  if ((env.ROUNDS_FROM ?? '') !== '') { rerender(env.ROUNDS_FROM!); return }
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'parkline-rounds-'))
-  const rounds: Array<{ order: string[], servers: Map<string, Round>, seconds: number }> = []
+  const rounds: Rounds = []
   const failed: string[] = []
   const started = new Date()
   const load = os.loadavg()
@@ -202,28 +215,72 @@ function main (): void {
   } finally {
     const keep = env.ROUNDS_KEEP ?? ''
     if (keep !== '') {
-      mkdirSync(keep, { recursive: true })
-      for (const f of readdirSync(tmp)) copyFileSync(path.join(tmp, f), path.join(keep, f))
+      try {
+        mkdirSync(keep, { recursive: true })
+        for (const f of readdirSync(tmp)) copyFileSync(path.join(tmp, f), path.join(keep, f))
+      } catch (err) {
+        // the medians still get written; only the rounds' own reports are lost
+        console.log(`ROUNDS_KEEP: could not keep the rounds' reports in ${keep}: ${(err as Error).message}`)
+      }
     }
     rmSync(tmp, { recursive: true, force: true })
   }
-  writeReport(rounds, started, load, failed)
-}
-
-function writeReport (rounds: Array<{ order: string[], servers: Map<string, Round>, seconds: number }>, started: Date, load: number[], failed: string[]): void {
-  const labels = [...new Set(rounds.flatMap((r) => [...r.servers.keys()]))]
-  const nchan = labels.find((l) => l === 'Nchan (nginx)')
-  const parkline = labels.find((l) => l.startsWith('Parkline'))
-  const floor = labels.find((l) => l.startsWith('floor'))
   const commit = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim()
   const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim() !== ''
   const set = ['ROUNDS', 'SERVERS', 'SCENARIOS', 'ONE2ONE_RATES', 'SUBSCRIBERS', 'DURATION', 'STEP_DURATION', 'WARMUP', 'WORKERS', 'PARKLINE_NODE_ARGS']
     .filter((k) => env[k] !== undefined).map((k) => `${k}=${env[k]}`)
+  writeReport(rounds, {
+    date: started.toISOString().slice(0, 10),
+    command: `\`${[...set, 'node benchmarks/rounds.ts'].join(' ')}\``,
+    machine: `commit: ${commit}${dirty ? ' (with uncommitted changes)' : ''}; Node ${process.version}; ${os.availableParallelism()} cores (${os.cpus()[0]?.model.trim() ?? 'unknown'}), load average ${load.map((x) => x.toFixed(2)).join(' ')} before, ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} after`,
+    scenarios: SCENARIOS,
+    rates: RATES,
+    failed
+  })
+}
+
+/**
+ * ROUNDS_FROM=<dir>: the report again from the rounds' own reports that ROUNDS_KEEP kept
+ * (round-<n>.md), without running anything: each round's servers, wall time, commit and knobs as
+ * its report gives them.
+ */
+function rerender (dir: string): void {
+  const files = readdirSync(dir).map((f) => /^round-(\d+)\.md$/.exec(f)).filter((m) => m !== null)
+    .sort((a, b) => Number(a[1]) - Number(b[1])).map((m) => path.join(dir, m[0]))
+  if (files.length === 0) throw new Error(`ROUNDS_FROM: no round-<n>.md in ${dir}`)
+  const docs = files.map((f) => readFileSync(f, 'utf8'))
+  const first = docs[0]!
+  const rounds: Rounds = docs.map((md) => ({
+    order: (/, servers ([\w,]+), /.exec(md)?.[1] ?? '?').split(','),
+    servers: parseRound(md),
+    seconds: Number(/total wall time (\d+) s/.exec(md)?.[1] ?? NaN)
+  }))
+  const knob = (name: string, fallback: string): string => new RegExp(`\\b${name}=(\\S+)`).exec(first)?.[1] ?? fallback
+  // 'load average 1.03 0.85 0.61 before, 0.85 0.85 0.62 after'
+  const loads = (md: string, when: string): string => new RegExp(`(?:load average |, )([\\d.]+ [\\d.]+ [\\d.]+) ${when}`).exec(md)?.[1] ?? '?'
+  const machine = /- machine: (\d+ cores \([^)]*\))/.exec(first)?.[1] ?? '?'
+  writeReport(rounds, {
+    date: /^# [^(]*\((\d{4}-\d{2}-\d{2})\)/.exec(first)?.[1] ?? '?',
+    command: `\`ROUNDS_FROM=${dir} node benchmarks/rounds.ts\`, re-rendered from ${files.length} rounds' reports (each one's own command is in it; the first's: ${/- command: (`[^`]*`)/.exec(first)?.[1] ?? '?'})`,
+    machine: `commit: ${/- commit: ([^;]+);/.exec(first)?.[1] ?? '?'}; ${/; (Node v[\d.]+);/.exec(first)?.[1] ?? '?'}; ${machine}, load average ${loads(first, 'before')} before, ${loads(docs.at(-1)!, 'after')} after`,
+    scenarios: knob('SCENARIOS', SCENARIOS),
+    rates: knob('ONE2ONE_RATES', RATES),
+    failed: []
+  })
+}
+
+function writeReport (rounds: Rounds, meta: Meta): void {
+  const failed = meta.failed
+  const TOP_RATE = Math.max(...meta.rates.split(',').map(Number).filter((x) => x > 0))
+  const labels = [...new Set(rounds.flatMap((r) => [...r.servers.keys()]))]
+  const nchan = labels.find((l) => l === 'Nchan (nginx)')
+  const parkline = labels.find((l) => l.startsWith('Parkline'))
+  const floor = labels.find((l) => l === 'floor (bare node:net)')
   const L: string[] = []
-  L.push(`# Suite rows over ${rounds.length} rounds (${started.toISOString().slice(0, 10)})`, '')
-  L.push(`- command: \`${[...set, 'node benchmarks/rounds.ts'].join(' ')}\``)
-  L.push(`- commit: ${commit}${dirty ? ' (with uncommitted changes)' : ''}; Node ${process.version}; ${os.availableParallelism()} cores (${os.cpus()[0]?.model.trim() ?? 'unknown'}), load average ${load.map((x) => x.toFixed(2)).join(' ')} before, ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} after`)
-  L.push(`- each round is one \`node benchmarks/run.ts\` with SCENARIOS=${SCENARIOS} ONE2ONE_RATES=${RATES}, the servers in this order: ` +
+  L.push(`# Suite rows over ${rounds.length} rounds (${meta.date})`, '')
+  L.push(`- command: ${meta.command}`)
+  L.push(`- ${meta.machine}`)
+  L.push(`- each round is one \`node benchmarks/run.ts\` with SCENARIOS=${meta.scenarios} ONE2ONE_RATES=${meta.rates}, the servers in this order: ` +
     rounds.map((r, i) => `${i + 1}: ${r.order.join(', ')} (${Math.round(r.seconds)} s)`).join('; '))
   L.push('- a figure is the median over the rounds; the rounds\' own values follow it in brackets, in round order')
   for (const f of failed) L.push(`- **failed, left out:** ${f}`)
@@ -286,8 +343,9 @@ function writeReport (rounds: Array<{ order: string[], servers: Map<string, Roun
     L.push(`| msgs/s | ${have.join(' | ')} |${parkline !== undefined && nchan !== undefined ? ' Parkline / Nchan |' : ''}`, `|--:|${have.map(() => '--:').join('|')}|${parkline !== undefined && nchan !== undefined ? '--:|' : ''}`)
     // per server against Nchan, at the rates Nchan was clean at in most rounds: the worst p99
     // ratio, and the rates its ladder never reached (a miss)
+    // (Parkline and the floor always have one: a ladder that gave no figure reached no rate)
     const vsNchan = new Map<string, { worst: { r: number, rate: number } | null, unreached: number[] }>()
-    for (const l of have) vsNchan.set(l, { worst: null, unreached: [] })
+    for (const l of new Set([...have, ...[parkline, floor].filter((x) => x !== undefined)])) vsNchan.set(l, { worst: null, unreached: [] })
     for (const rate of rates) {
       const cells = have.map((l) => {
         const c = cell(l, rate)
@@ -300,9 +358,8 @@ function writeReport (rounds: Array<{ order: string[], servers: Map<string, Roun
         rr = p !== null && n !== null ? ` ${ratio(p.med, n.med)} |` : ' n/a |'
       }
       if (n !== null && n.clean * 2 > rounds.length) {
-        for (const l of have) {
+        for (const [l, v] of vsNchan) {
           if (l === nchan) continue
-          const v = vsNchan.get(l)!
           const p = cell(l, rate)
           if (p === null) v.unreached.push(rate)
           else if (v.worst === null || p.med / n.med > v.worst.r) v.worst = { r: p.med / n.med, rate }
@@ -344,7 +401,7 @@ function writeReport (rounds: Array<{ order: string[], servers: Map<string, Roun
     })
     if (parkline !== undefined && nchan !== undefined) {
       const v = vsNchan.get(parkline)!
-      const floorSays = floor !== undefined && have.includes(floor) ? `; the floor's: ${worstOf(floor)}` : ''
+      const floorSays = floor !== undefined ? `; the floor's: ${worstOf(floor)}` : ''
       if (v.unreached.length > 0) {
         judged.push(`- one-to-one ${transport}: p99 ≤ Nchan's at every rate Nchan was clean at in most rounds: **not met** (Parkline's ladder did not reach ${v.unreached.map((x) => x.toLocaleString('en-US')).join(', ')}/s${floorSays})`)
       } else if (v.worst !== null) {
@@ -359,14 +416,13 @@ function writeReport (rounds: Array<{ order: string[], servers: Map<string, Roun
       const verdict = nc.med >= TOP_RATE ? `not judged (Nchan was clean at the ladder's top, ${TOP_RATE.toLocaleString('en-US')}/s: its ceiling is unknown)` : pc.med >= need * nc.med ? 'met' : '**not met**'
       let host = ''
       if (fc !== undefined && nc.med < TOP_RATE) {
-        // the floor does no per-message work but its writes: where it misses the ratio too, on
-        // less CPU per message than Nchan's, the ladder's top is set by what shares the host
-        // (the publisher's late sends, the load generator), not by a server's cost per message
+        // the floor does no per-message work but its writes: where it misses the ratio too, no
+        // Node server reached it on this host in these rounds (its CPU per message beside it)
         const f = cpuMed(floor!)
         const n = cpuMed(nchan!)
         const cpu = f.length > 0 && n.length > 0 ? `, at ${ratio(median(f), median(n))} Nchan's CPU per message (medians over the rates)` : ''
         host = `; the floor's ${fc.med.toLocaleString('en-US')} (${ratio(fc.med, nc.med)}${cpu})` +
-          (fc.med < need * nc.med && pc.med < need * nc.med ? ': the floor misses it too, so on this host the ladder\'s top is not set by the server (see "Steps not clean" above)' : '')
+          (fc.med < need * nc.med && pc.med < need * nc.med ? ': the floor misses it too, so no Node server reached it on this host in these rounds (why each ladder stopped: "Steps not clean" above)' : '')
       }
       judged.push(`- one-to-one ${transport}: highest clean rate (lower median) ${pc.med.toLocaleString('en-US')} vs Nchan's ${nc.med.toLocaleString('en-US')} (${ratio(pc.med, nc.med)}; target ≥ ${need}×): ${verdict}${host}`)
     }
@@ -406,7 +462,7 @@ function writeReport (rounds: Array<{ order: string[], servers: Map<string, Roun
   if (judged.length > 0) L.push('## Issue-13 targets, judged on the medians', '', ...judged, '')
   const out = env.BENCH_OUT !== undefined && env.BENCH_OUT !== ''
     ? path.resolve(env.BENCH_OUT)
-    : path.join(ROOT, 'benchmarks/results', `rounds-${started.toISOString().slice(0, 10)}.md`)
+    : path.join(ROOT, 'benchmarks/results', `rounds-${meta.date}.md`)
   writeFileSync(out, L.join('\n'))
   console.log(`wrote ${path.relative(process.cwd(), out)}`)
 }

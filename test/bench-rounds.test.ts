@@ -2,56 +2,38 @@
 // report the issue-13 targets are judged from has every section, each server's figures from both
 // rounds, the servers in a rotated order, a verdict on each target it can judge with the floor's
 // figure and the machine's busy share beside it, and each round's own report kept where
-// ROUNDS_KEEP says.
+// ROUNDS_KEEP says, from which ROUNDS_FROM makes the same report again.
 // Nchan is not optional: without nginx + libnginx-mod-nchan this test fails and says how to install them.
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import os from 'node:os'
+import { readdirSync } from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import test from 'ava'
-import { APT_LINE, nchanModule, nginxBinary } from '../benchmarks/suite/servers.ts'
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+import { haveNchan, runBench } from './helpers/bench.ts'
 
 test.serial('the rounds report runs in smoke mode and judges the open-loop, closed-loop and one-to-one rows on medians', async (t) => {
   t.timeout(420000)
-  if (nginxBinary() === null || nchanModule() === null) {
-    t.fail(`the rounds need nginx with the nchan module (nginx: ${nginxBinary() ?? 'missing'}, nchan module: ${nchanModule() ?? 'missing'}); install them with: ${APT_LINE}`)
-    return
-  }
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'parkline-rounds-test-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const out = path.join(dir, 'rounds.md')
-  const child = spawn(process.execPath, ['benchmarks/rounds.ts'], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      BENCH_SMOKE: '1',
-      WARMUP: '1',
-      ROUNDS: '2',
-      SERVERS: 'parkline,nchan,floor',
-      ROUNDS_KEEP: path.join(dir, 'kept'),
-      SCENARIOS: 'rate,broadcast,one2one',
-      ONE2ONE_RATES: '200,400',
-      BENCH_OUT: out
-    },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  const killer = setTimeout(() => child.kill('SIGKILL'), 410000)
-  let output = ''
-  const keep = (d: Buffer): void => { output = (output + d.toString()).slice(-8000) }
-  child.stdout.on('data', keep)
-  child.stderr.on('data', keep)
-  const [code] = await once(child, 'exit') as [number | null]
-  clearTimeout(killer)
-  t.is(code, 0, output)
+  if (!haveNchan(t, 'the rounds need')) return
+  const { code, stdout, stderr, doc, dir } = await runBench(t, 'benchmarks/rounds.ts', (tmp) => ({
+    BENCH_SMOKE: '1',
+    WARMUP: '1',
+    ROUNDS: '2',
+    SERVERS: 'parkline,nchan,floor',
+    SCENARIOS: 'rate,broadcast,one2one',
+    ONE2ONE_RATES: '200,400',
+    ROUNDS_KEEP: path.join(tmp, 'kept')
+  }), 410000, { outName: 'rounds.md', tail: true })
+  t.is(code, 0, stdout + stderr)
 
-  const doc = readFileSync(out, 'utf8')
   t.regex(doc, /^# Suite rows over 2 rounds/)
   t.regex(doc, /the servers in this order: 1: parkline, nchan, floor \(\d+ s\); 2: nchan, floor, parkline \(\d+ s\)/)
   t.true(['round-1.md', 'round-2.md'].every((f) => readdirSync(path.join(dir, 'kept')).includes(f)))
+  // ROUNDS_FROM makes the same report again from the kept rounds, running nothing
+  const again = await runBench(t, 'benchmarks/rounds.ts', { ROUNDS_FROM: path.join(dir, 'kept') }, 60000, { outName: 'again.md' })
+  t.is(again.code, 0, again.stderr)
+  t.regex(again.doc, /^- command: `ROUNDS_FROM=\S+ node benchmarks\/rounds\.ts`, re-rendered from 2 rounds' reports/m)
+  t.regex(again.doc, /^- commit: \w+.*; Node v[\d.]+; \d+ cores .*load average [\d.]+ [\d.]+ [\d.]+ before, [\d.]+ [\d.]+ [\d.]+ after$/m)
+  // all but the header (a round's seconds there are rounds.ts's own wall time, in a re-render run.ts's)
+  const body = (d: string): string => d.slice(d.indexOf('- a figure is the median'))
+  t.is(body(again.doc), body(doc))
   t.notRegex(doc, /failed, left out/)
   const rows = (heading: string): string[] => {
     // the table that follows the heading, without its header lines

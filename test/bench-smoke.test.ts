@@ -1,15 +1,9 @@
 // The memory benchmarks run small: benchmarks/connections.ts in smoke mode (200 connections, one run):
 // every server starts, takes its connections and reports a positive per-connection figure, and the
 // results file is written; benchmarks/message-memory.ts with 4,000 messages.
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import os from 'node:os'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
-import test, { type ExecutionContext } from 'ava'
+import test from 'ava'
+import { runBench } from './helpers/bench.ts'
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const SERVERS = ['Parkline', 'bare node:net (floor)', 'Fastify 5, reply.raw kept open', 'Fastify 5, reply.hijack()', 'Parkline, PARKLINE_NO_DETACH=1']
 
 /** Table rows (label -> numeric cells) of each `**title**` section of the Markdown output. */
@@ -29,27 +23,9 @@ function tables (text: string): Map<string, Map<string, number[]>> {
   return out
 }
 
-/** Run a benchmark script (45 s at most) with `env`, its results file in a temp dir; its exit code, stdout, stderr and that file. */
-async function runBench (t: ExecutionContext, script: string, env: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string, doc: string }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'parkline-bench-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const outFile = path.join(dir, 'out.md')
-  const child = spawn(process.execPath, [script], { cwd: ROOT, env: { ...process.env, ...env, BENCH_OUT: outFile }, stdio: ['ignore', 'pipe', 'pipe'] })
-  const killer = setTimeout(() => child.kill('SIGKILL'), 45000)
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-  const [code] = await once(child, 'exit') as [number | null]
-  clearTimeout(killer)
-  let doc = ''
-  try { doc = readFileSync(outFile, 'utf8') } catch {}
-  return { code, stdout, stderr, doc }
-}
-
 test.serial('the memory benchmark runs in smoke mode and reports every server', async (t) => {
   t.timeout(50000)
-  const { code, stdout, stderr, doc } = await runBench(t, 'benchmarks/connections.ts', { SUBSCRIBERS: '200', RUNS: '1', CONCURRENCY: '100' })
+  const { code, stdout, stderr, doc } = await runBench(t, 'benchmarks/connections.ts', { SUBSCRIBERS: '200', RUNS: '1', CONCURRENCY: '100' }, 45000)
   t.is(code, 0, stderr)
   const found = tables(stdout)
   t.deepEqual([...found.keys()], ['Idle SSE subscribers', 'Parked long-polls'])
@@ -70,7 +46,7 @@ test.serial('the memory benchmark runs in smoke mode and reports every server', 
 
 test.serial('the message-memory benchmark runs small and reports a positive cost per message held', async (t) => {
   t.timeout(50000)
-  const { code, stderr, doc } = await runBench(t, 'benchmarks/message-memory.ts', { MESSAGES: '4000', CHANNELS: '200', SIZE: '512' })
+  const { code, stderr, doc } = await runBench(t, 'benchmarks/message-memory.ts', { MESSAGES: '4000', CHANNELS: '200', SIZE: '512' }, 45000)
   t.is(code, 0, stderr)
   t.regex(doc, /Command: `MESSAGES=4000 CHANNELS=200 SIZE=512 TRANSPORT=eventsource node benchmarks\/message-memory\.ts`/)
   const row = doc.split('\n').find((l) => l.startsWith('| eventsource | 4,000 |'))

@@ -2,40 +2,19 @@
 // Nchan, the floor and a second Nchan each start, and every scenario reports a positive headline
 // figure for each.
 // Nchan is not optional: without nginx + libnginx-mod-nchan this test fails and says how to install them.
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import os from 'node:os'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { existsSync, readFileSync } from 'node:fs'
 import test from 'ava'
-import { APT_LINE, nchanModule, nginxBinary } from '../benchmarks/suite/servers.ts'
+import { haveNchan, runBench } from './helpers/bench.ts'
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const SERVERS = ['parkline', 'nchan', 'floor', 'nchan2']
 const SCENARIOS = ['memory', 'rate', 'broadcast', 'one2one', 'longpoll', 'publish']
 
 test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan, the floor and Nchan again', async (t) => {
   // generous: under a full parallel test run on 2 cores the smoke run takes far longer than alone
   t.timeout(420000)
-  if (nginxBinary() === null || nchanModule() === null) {
-    t.fail(`the suite needs nginx with the nchan module (nginx: ${nginxBinary() ?? 'missing'}, nchan module: ${nchanModule() ?? 'missing'}); install them with: ${APT_LINE}`)
-    return
-  }
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'parkline-suite-test-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const out = path.join(dir, 'suite.md')
-  const child = spawn(process.execPath, ['benchmarks/run.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, BENCH_SMOKE: '1', WARMUP: '1', BENCH_OUT: out, SERVERS: SERVERS.join(','), SCENARIOS: SCENARIOS.join(',') },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  const killer = setTimeout(() => child.kill('SIGKILL'), 410000)
-  let stderr = ''
-  child.stdout.on('data', () => {})
-  child.stderr.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-8000) })
-  const [code] = await once(child, 'exit') as [number | null]
-  clearTimeout(killer)
+  if (!haveNchan(t, 'the suite needs')) return
+  const { code, stderr, doc, out } = await runBench(t, 'benchmarks/run.ts', { BENCH_SMOKE: '1', WARMUP: '1', SERVERS: SERVERS.join(','), SCENARIOS: SCENARIOS.join(',') },
+    410000, { outName: 'suite.md', tail: true })
   t.is(code, 0, stderr)
 
   const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as {
@@ -50,7 +29,6 @@ test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan, the
     }
   }
 
-  const doc = readFileSync(out, 'utf8')
   t.regex(doc, /- commit: \S+/)
   t.regex(doc, /- command: `BENCH_SMOKE=1 .*npm run bench`/)
   // the results table: one column per server, ratio columns, a positive cell in each headline row
