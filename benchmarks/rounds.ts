@@ -21,16 +21,16 @@
 // steps are at most 1.3× apart, and 6,500 and 13,000 are 1.3× a ceiling of 5,000 and 10,000, so
 // the clean-rate ratio can resolve the 1.3× target), BENCH_OUT (report path; default
 // benchmarks/results/rounds-<date>.md), ROUNDS_KEEP (a directory: each round's own run.ts report
-// is kept there as round-<n>.md, with its .json and SVGs; by default they are deleted), ROUNDS_FROM
-// (such a directory: write the report again from its rounds, running nothing), and every knob of
-// benchmarks/run.ts, passed through.
+// is kept there as round-<n>.md, with its .json and SVGs, a failed round's as round-<n>-failed.md;
+// by default they are deleted), ROUNDS_FROM (such a directory: write the report again from its
+// rounds, running nothing), and every knob of benchmarks/run.ts, passed through.
 //
 // Where the floor (bare node:net) ran, each verdict also gives the floor's figure against Nchan's,
 // and the broadcast verdicts how busy the whole machine was. The floor does nothing per message
 // but its writes: a target it misses as well is one no Node server reached on this host in these
 // rounds. That is context for the verdict, never used to turn one into "met".
 import { spawnSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -149,8 +149,7 @@ function parseRound (md: string): Map<string, Round> {
  * do not move the way they move a clean rate. Not an issue-13 target; reported beside them.
  */
 function cpuTable (L: string[], transport: string, have: string[], rates: number[], rounds: Array<Map<string, Round>>, parkline: string | undefined, nchan: string | undefined): void {
-  const vals = (l: string, rate: number): number[] =>
-    rounds.flatMap((r) => { const c = r.get(l)?.steps.get(transport)?.get(rate)?.cpuUs; return c === undefined ? [] : [c] })
+  const vals = (l: string, rate: number): number[] => cpuOf(rounds, l, transport, rate)
   if (!rates.some((rate) => have.some((l) => vals(l, rate).length > 0))) return
   const both = parkline !== undefined && nchan !== undefined
   L.push(`Server CPU per message (µs; all the server's processes, over each step's window), ${transport}:`, '')
@@ -171,6 +170,11 @@ function cpuTable (L: string[], transport: string, have: string[], rates: number
   }
   L.push('')
   if (ratios.length > 0) L.push(`Parkline's median CPU per message over Nchan's, ${transport}, at the ${ratios.length} rates both ran: ${Math.min(...ratios).toFixed(2)}× to ${Math.max(...ratios).toFixed(2)}×.`, '')
+}
+
+/** One server's CPU per message (µs) at one rate, each round's that has it. */
+function cpuOf (rounds: Array<Map<string, Round>>, label: string, transport: string, rate: number): number[] {
+  return rounds.flatMap((r) => { const c = r.get(label)?.steps.get(transport)?.get(rate)?.cpuUs; return c === undefined ? [] : [c] })
 }
 
 function median (xs: number[]): number {
@@ -208,6 +212,8 @@ function main (): void {
       if (r.status !== 0) {
         failed.push(`round ${i + 1} (${order.join(', ')}): benchmarks/run.ts exited with ${r.status ?? r.signal}`)
         console.log(failed.at(-1))
+        // kept under a name ROUNDS_FROM does not read: left out there too
+        try { renameSync(out, path.join(tmp, `round-${i + 1}-failed.md`)) } catch {}
         continue
       }
       rounds.push({ order, servers: parseRound(readFileSync(out, 'utf8')), seconds: (Date.now() - t0) / 1000 })
@@ -265,7 +271,7 @@ function rerender (dir: string): void {
     machine: `commit: ${/- commit: ([^;]+);/.exec(first)?.[1] ?? '?'}; ${/; (Node v[\d.]+);/.exec(first)?.[1] ?? '?'}; ${machine}, load average ${loads(first, 'before')} before, ${loads(docs.at(-1)!, 'after')} after`,
     scenarios: knob('SCENARIOS', SCENARIOS),
     rates: knob('ONE2ONE_RATES', RATES),
-    failed: []
+    failed: readdirSync(dir).filter((f) => /^round-\d+-failed\.md$/.test(f)).sort().map((f) => `${f}: its run.ts exited with an error`)
   })
 }
 
@@ -396,7 +402,7 @@ function writeReport (rounds: Rounds, meta: Meta): void {
       return v.worst === null ? 'n/a' : `${v.worst.r.toFixed(2)}× (at ${v.worst.rate.toLocaleString('en-US')}/s)`
     }
     const cpuMed = (l: string): number[] => rates.flatMap((rate) => {
-      const v = rounds.flatMap((r) => { const c = r.servers.get(l)?.steps.get(transport)?.get(rate)?.cpuUs; return c === undefined ? [] : [c] })
+      const v = cpuOf(rounds.map((r) => r.servers), l, transport, rate)
       return v.length === 0 ? [] : [median(v)]
     })
     if (parkline !== undefined && nchan !== undefined) {
