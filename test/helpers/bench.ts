@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import type { ExecutionContext } from 'ava'
 import { APT_LINE, nchanModule, nginxBinary } from '../../benchmarks/suite/servers.ts'
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 export interface BenchRun {
   code: number | null
