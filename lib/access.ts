@@ -125,6 +125,17 @@ export class Access {
     return this.#count(r)
   }
 
+  /**
+   * A subscriber's grant whose token was revoked after its check, while its admission waited (an
+   * authorize request, its turn on a pipelined connection): the refusal, counted; otherwise null.
+   * A revocation ends the subscribers it finds registered (Core.revokeLocal); this covers the one
+   * still on its way there.
+   */
+  revoked (grant: Grant | null): Refusal | null {
+    const r = grant === null || this.auth === null ? null : this.auth.revokedSince(grant)
+    return r === null ? null : this.#count(r)
+  }
+
   /** Synchronous without access control: no promise, so no microtask, on every publish. */
   publisher (request: PublishRequestLike, key: string): Grant | Refusal | null | Promise<Grant | Refusal | null> {
     if (this.auth === null) {
@@ -184,16 +195,31 @@ function escapeId (id: string, delimiter: string): string {
  * the operator listed in corsOrigins. The loopback exemption is for local processes, not for a
  * page in a browser on the same machine that would otherwise publish to (or delete) channels on
  * localhost behind the user's back.
+ *
+ * "This server's own" is a page whose origin names the Host the request was sent to, and that Host
+ * is a loopback name (`localhost`, 127.0.0.0/8, `[::1]`). A page of another name whose DNS now
+ * answers 127.0.0.1 (DNS rebinding) also sends an Origin equal to its Host, and the socket's peer is
+ * loopback for it too: such a page is another site. The operator lists a name of the server's own in
+ * corsOrigins to let its pages publish.
  */
 function crossSite (request: PublishRequestLike, allowed: readonly string[]): boolean {
   const origin = request.headers.origin
   if (origin === undefined) return request.headers['sec-fetch-site'] === 'cross-site'
   if (allowed.includes(origin)) return false
+  const host = request.headers.host
   try {
-    return new URL(origin).host !== request.headers.host
+    const url = new URL(origin)
+    return url.host !== host || !loopbackName(url.hostname)
   } catch {
     return true
   }
+}
+
+/** A URL's hostname that only ever names this machine: `localhost` (and its subdomains), 127.0.0.0/8, `[::1]`. */
+function loopbackName (hostname: string): boolean {
+  const h = hostname.toLowerCase()
+  if (h === 'localhost' || h.endsWith('.localhost')) return true
+  return isLoopback(h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h)
 }
 
 export function isRefusal (r: Grant | Refusal | null): r is Refusal {

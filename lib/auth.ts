@@ -337,8 +337,8 @@ export function extractSubscriberCredential (headers: IncomingHttpHeaders, query
 /**
  * Revoked token ids and subjects. A jti stays revoked until its token's exp (after which the token
  * is refused as expired anyway, so the entry is dropped); a token without exp stays revoked until
- * the list is full. A sub revoked at T refuses that subject's tokens issued before T (iat < T; a
- * token without iat counts as issued at 0). Both maps keep insertion order, so when one holds `max`
+ * the list is full. A sub revoked at T refuses that subject's tokens issued up to T (iat ≤ T plus
+ * the clock-skew leeway; a token without iat counts as issued at 0). Both maps keep insertion order, so when one holds `max`
  * entries the oldest goes: a revocation list that is too small un-revokes, so size it well over the
  * revocations a token lifetime sees. In-process only: a cluster has to broadcast revocations.
  */
@@ -346,6 +346,11 @@ export class Revocations {
   #jti = new Map<string, number>()
   #sub = new Map<string, number>()
   #max: number
+  /**
+   * Seconds of clock skew allowed (jwtLeeway): a sub revoked at T also refuses the tokens whose iat
+   * is up to this much after T, since an issuer whose clock runs ahead stamps them so.
+   */
+  leeway = 0
 
   constructor (max = 100_000) {
     this.#max = max
@@ -380,10 +385,18 @@ export class Revocations {
     }
     if (grant.sub !== null) {
       const at = this.#sub.get(grant.sub)
-      // iat has whole seconds: a token of the revocation's own second may predate it, so it goes too
-      if (at !== undefined && grant.iat <= at) return true
+      if (at !== undefined && this.issuedBy(grant.iat, at)) return true
     }
     return false
+  }
+
+  /**
+   * Is a token with this iat one that a revocation of its sub at `at` covers? iat has whole seconds:
+   * a token of the revocation's own second may predate it, so it goes too, and so does one stamped
+   * up to `leeway` seconds later by an issuer whose clock runs ahead of this server's.
+   */
+  issuedBy (iat: number, at: number): boolean {
+    return iat <= at + this.leeway
   }
 
   /** Forget jti entries whose token has expired; returns how many went. */
@@ -413,6 +426,11 @@ function invalidToken (reason: string): Refusal {
     wwwAuthenticate: `Bearer error="invalid_token", error_description="${reason}"`,
     body: `Unauthorized: ${reason}`
   }
+}
+
+/** A token revoked (POST revokePath), found at its check or while its admission waited (lib/access.ts revoked). */
+export function tokenRevoked (): Refusal {
+  return invalidToken('token revoked')
 }
 
 function malformedHeader (): Refusal {
@@ -535,6 +553,7 @@ export class Auth {
       })
       : null
     this.#leeway = options.jwtLeeway
+    this.revocations.leeway = options.jwtLeeway
     this.#jwt = jwtConfigured(options)
       ? new JwtVerifier({
         jwtSecret: options.jwtSecret,
@@ -712,8 +731,13 @@ export class Auth {
       this.#lastPrune = nowSec
       this.revocations.prune(nowSec)
     }
-    if (this.revocations.isRevoked(g, nowSec)) return invalidToken('token revoked')
+    if (this.revocations.isRevoked(g, nowSec)) return tokenRevoked()
     return g
+  }
+
+  /** A grant this process admitted whose token has been revoked since: the refusal (counted), or null. */
+  revokedSince (grant: Grant): Refusal | null {
+    return this.revocations.isRevoked(grant) ? this.#refuse(tokenRevoked()) : null
   }
 
   #decisionRefusal (d: AuthorizeDecision): Refusal | null {

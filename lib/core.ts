@@ -524,12 +524,17 @@ export class Core {
       const sub = subs[i]!
       const g = sub.grant
       // a user's tokens issued after the revocation (a fresh login) keep their streams
-      if (g === null || (kind === 'sub' ? g.sub !== value || g.iat > at : g.jti !== value)) continue
+      if (g === null || (kind === 'sub' ? g.sub !== value || !this.#issuedBy(g.iat, at) : g.jti !== value)) continue
       sub.transport.end(sub, 401, 'revoked')
       if (subs[i] === sub) this.unregister(sub)
       n++
     }
     return n
+  }
+
+  /** Does a revocation of a sub at `at` cover its token stamped `iat`? (Revocations.issuedBy, its clock-skew leeway included) */
+  #issuedBy (iat: number, at: number): boolean {
+    return this.revocations === null ? iat <= at : this.revocations.issuedBy(iat, at)
   }
 
   /** The longest a revoked jti is held when its expiry is not known (a day). */

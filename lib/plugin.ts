@@ -117,13 +117,14 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
     core.closeAll(503)
   })
   // fastify-plugin drops `prefix` (the decorator must reach the host): the routes get it here
-  await fastify.register(routes, { prefix: prefix ?? '', core, opts, access } as RoutesOptions)
+  await fastify.register(routes, { prefix: prefix ?? '', core, opts, access, embedded: resolved === undefined } as RoutesOptions)
 }
 
-interface RoutesOptions { prefix: string, core: Core, opts: ParklineOptions, access: Access }
+/** `embedded`: in a host's app (its hooks guard the routes), not the standalone server. */
+interface RoutesOptions { prefix: string, core: Core, opts: ParklineOptions, access: Access, embedded: boolean }
 
 /** The routes, in an encapsulated child: its content-type parser and prefix stay Parkline's. */
-async function routes (child: FastifyInstance, { core, opts, access }: RoutesOptions): Promise<void> {
+async function routes (child: FastifyInstance, { core, opts, access, embedded }: RoutesOptions): Promise<void> {
   // the whole prefix the child's routes get (the host's own prefixes included)
   const base = child.prefix
   const pubPath = base + opts.pubPrefix
@@ -147,6 +148,11 @@ async function routes (child: FastifyInstance, { core, opts, access }: RoutesOpt
     // the URL as received: a host's rewriteUrl (or server.ts's routing escape) must not change ids
     const { path, query } = splitUrl(request.originalUrl)
     if (path === null) return sendError(reply, ERRORS.BAD_PATH, origin)
+    // Embedded, the host's hooks judged the path as it came (`request.url`): one that normalises to
+    // another (`.` or `..` segments, `%2e`, `//`) would be served as a channel they never saw
+    // (`/rt/sub/ok/../secret`). Refused; the standalone server, with no hooks of a host, resolves
+    // such a path as nginx does.
+    if (embedded && path !== pathOf(request.originalUrl)) return sendError(reply, ERRORS.BAD_PATH, origin)
     // refused without CORS headers: the page of a site not listed learns nothing, credentials least of all
     if (!originAllowed(origin, opts.corsOrigins)) return sendError(reply, ERRORS.ORIGIN_NOT_ALLOWED, null)
     if (sub && path.startsWith(subPath)) {
@@ -359,3 +365,9 @@ const plugin: FastifyPluginAsync<ParklinePluginOptions> = fp(parklinePlugin, { n
 
 export default plugin
 export { plugin as parkline }
+
+/** A URL's path as received: everything before the query. */
+function pathOf (url: string): string {
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q)
+}

@@ -45,20 +45,20 @@ export function subscribeRaw (core: Core, access: Access, request: RawRequestLik
     return
   }
   if (access.auth === null) {
-    admitRaw(core, request, reply, r.ids, r.cursor, query, origin, close, transport, null)
+    admitRaw(core, access, request, reply, r.ids, r.cursor, query, origin, close, transport, null)
     return
   }
   return access.subscriber(request, transport, r.ids, query).then((grant) => {
-    admitRaw(core, request, reply, r.ids, r.cursor, query, origin, close, transport, grant)
+    admitRaw(core, access, request, reply, r.ids, r.cursor, query, origin, close, transport, grant)
   })
 }
 
 /** A subscriber's request read raw: for a WebSocket handshake, the bytes read after it so far. */
 export type RawRequestLike = RequestLike & { upgradeHead?: () => Buffer }
 
-function admitRaw (core: Core, request: RawRequestLike, reply: Reply, ids: string[], cursor: Cursor, query: string, origin: string | null, close: boolean, transport: string,
+function admitRaw (core: Core, access: Access, request: RawRequestLike, reply: Reply, ids: string[], cursor: Cursor, query: string, origin: string | null, close: boolean, transport: string,
   grant: Awaited<ReturnType<Access['subscriber']>>): void {
-  const flags = admitted(core, request.socket, reply, ids, query, origin, grant)
+  const flags = admitted(core, access, request.socket, reply, ids, query, origin, grant)
   if (flags === null) return
   const t = transportNamed(core, transport)
   const channels = core.channelsFor(ids)
@@ -74,9 +74,12 @@ const EMPTY = Buffer.alloc(0)
  * answered (null); otherwise the reply is hijacked for the transport and the subscription's flags
  * are returned.
  */
-function admitted (core: Core, socket: Socket, reply: Reply, ids: string[], query: string, origin: string | null, grant: Awaited<ReturnType<Access['subscriber']>>): number | null {
-  if (isRefusal(grant)) {
-    sendRefusal(reply, grant, origin)
+function admitted (core: Core, access: Access, socket: Socket, reply: Reply, ids: string[], query: string, origin: string | null, grant: Awaited<ReturnType<Access['subscriber']>>): number | null {
+  // a token revoked while the admission waited is refused here: the revocation found no
+  // subscriber of it to end yet
+  const refusal = isRefusal(grant) ? grant : access.revoked(grant)
+  if (refusal !== null) {
+    sendRefusal(reply, refusal, origin)
     return null
   }
   if (socket.destroyed) {
@@ -155,7 +158,7 @@ export async function handleSubscriber (core: Core, access: Access, request: Req
       return reply
     }
   }
-  const flags = admitted(core, req.socket, reply, ids, query, origin, grant)
+  const flags = admitted(core, access, req.socket, reply, ids, query, origin, grant)
   if (flags === null) return reply
   // (admitted: not a refusal)
   transport.serve({ req, res: reply.raw, channels: core.channelsFor(ids), cursor, origin, flags, grant: grant as Grant | null })

@@ -159,6 +159,20 @@ test('embedded: prefix, paths that do not collide with the host, no method added
   t.is((await rawRequest(port, 'POST /rt/sub/../pub/x HTTP/1.1\r\nHost: x\r\nx-key: k\r\nContent-Length: 1\r\n\r\nx')).status, 400)
   t.is((await rawRequest(port, 'DELETE /rt/sub/a/../../pub/x HTTP/1.1\r\nHost: x\r\nx-key: k\r\n\r\n')).status, 400)
   t.is((await app.parkline.info('x'))?.messages, 1)
+  // nor inside one location: the hooks saw `ok/../secret`, `./secret`, `%2e%2e`, `//`; none of
+  // them is served as the channel it normalises to (embedded, such a path is refused)
+  await app.parkline.publish('secret', 'not for you')
+  for (const path of ['/rt/sub/ok/../secret', '/rt/sub/./secret', '/rt/sub/ok/%2e%2e/secret', '/rt/sub//secret']) {
+    const r = await rawRequest(port, `GET ${path} HTTP/1.1\r\nHost: x\r\nx-key: k\r\nIf-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n`)
+    t.is(r.status, 400, path)
+    t.false(r.body.includes('not for you'), path)
+  }
+  t.is((await rawRequest(port, 'POST /rt/pub/./x HTTP/1.1\r\nHost: x\r\nx-key: k\r\nContent-Length: 1\r\n\r\nx')).status, 400)
+  t.is((await app.parkline.info('x'))?.messages, 1)
+  // the path as it is written is served
+  const plain = await rawRequest(port, 'GET /rt/sub/secret HTTP/1.1\r\nHost: x\r\nx-key: k\r\nIf-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n')
+  t.is(plain.status, 200)
+  t.is(plain.body, 'not for you')
 })
 
 test('publish copies the caller\'s bytes: changing its array after, shared or growable, changes no buffered message', async (t) => {

@@ -136,6 +136,13 @@ test('revocations: a jti until its exp, a sub for tokens issued before', (t) => 
   r.revokeSub('u1', 110)
   t.true(r.isRevoked({ jti: null, sub: 'u1', iat: 115 }, 150))
 
+  // With a clock-skew leeway (jwtLeeway), a token stamped up to that much after the revocation
+  // (an issuer whose clock runs ahead) goes too; one stamped later is a fresh login, kept.
+  r.leeway = 10
+  t.true(r.isRevoked({ jti: null, sub: 'u1', iat: 130 }, 150))
+  t.false(r.isRevoked({ jti: null, sub: 'u1', iat: 131 }, 150))
+  r.leeway = 0
+
   // prune drops expired jti entries only; exp 0 stays.
   r.revokeJti('a', 300)
   r.revokeJti('b', 400)

@@ -10,7 +10,7 @@ import test, { type ExecutionContext } from 'ava'
 import { SignJWT, base64url, type JWTPayload } from 'jose'
 import { serve, type Node } from '../helpers/node.ts'
 import { startRedis } from '../helpers/redis.ts'
-import { eventually, parseResponse, startServer } from '../helpers/server.ts'
+import { eventually, parseResponse, rawRequest, startServer } from '../helpers/server.ts'
 
 const SECRET = 'e2e-secret-that-is-at-least-32-bytes!'
 const KEY = 'publisher-key-1'
@@ -235,6 +235,39 @@ test('one process: revoking a sub ends its streams (401 revoked) and refuses the
   b1.socket.destroy()
 })
 
+test('a token revoked while its subscriber waits for the authorize answer is refused (401 revoked), on the fast path and on Node\'s', async (t) => {
+  // the authorize endpoint answers each request only when the test lets it
+  const waiting: Array<() => void> = []
+  let asked: () => void = () => {}
+  const app = http.createServer((_req, res) => {
+    waiting.push(() => res.writeHead(204).end())
+    asked()
+  })
+  app.listen(0, '127.0.0.1')
+  await once(app, 'listening')
+  t.teardown(() => { app.closeAllConnections(); app.close() })
+  const srv = await startServer(t, { ...AUTH, authorizeUrl: `http://127.0.0.1:${(app.address() as net.AddressInfo).port}/auth`, authorizeCacheTtl: 0 })
+  const held = async (user: string, extra: Record<string, string>, revokeMeanwhile: boolean): Promise<Sub> => {
+    const wasAsked = new Promise<void>((resolve) => { asked = resolve })
+    const pending = subscribe(srv.port, 'eventsource', '/sub/room.' + user, { authorization: 'Bearer ' + await token({ sub: user, parkline: { subscribe: ['*'] } }), ...extra })
+    await wasAsked
+    // nothing of it is registered yet: the revocation ends no stream
+    if (revokeMeanwhile) t.is((await revoke(srv.base, { sub: user })).json.ended, 0)
+    waiting.shift()!()
+    return await pending
+  }
+  // (a `Trailer` header sends the request to Node's HTTP server instead of the raw fast path)
+  for (const [path, extra] of [['fast path', {}], ['Node\'s path', { trailer: 'x' }]] as const) {
+    const kept = await held(path === 'fast path' ? 'hana' : 'ivan', extra, false)
+    t.is(kept.status, 200, path)
+    const refused = await held(path === 'fast path' ? 'jude' : 'kai', extra, true)
+    t.is(refused.status, 401, path)
+    t.regex(refused.headers['www-authenticate'] ?? '', /token revoked/, path)
+    kept.socket.destroy()
+    refused.socket.destroy()
+  }
+})
+
 test('one process: the authorize request sees the forwarded headers, is cached, and a hanging one is a 503', async (t) => {
   const seen: http.IncomingHttpHeaders[] = []
   let hang = false
@@ -440,8 +473,24 @@ test('secure default: a page of another site in a browser on this machine cannot
   // the server's own pages (the demo) and local processes still can
   t.is((await fetch(`${srv.base}/pub/x`, { method: 'POST', body: 'x', headers: { origin: srv.base } })).status, 202)
   t.is((await fetch(`${srv.base}/pub/x`, { method: 'POST', body: 'x' })).status, 202)
+  // a page whose origin names the Host it was sent to is the server's own only where that Host is
+  // a loopback name: under another name resolving to 127.0.0.1 (DNS rebinding) it is another site,
+  // on both the fast path (a raw publisher connection) and Fastify's (a DELETE)
+  const asHost = async (name: string, method: string): Promise<number> => {
+    const host = `${name}:${srv.port}`
+    const body = method === 'POST' ? 'x' : ''
+    return (await rawRequest(srv.port, `${method} /pub/x HTTP/1.1\r\nHost: ${host}\r\nOrigin: http://${host}\r\nContent-Length: ${body.length}\r\n\r\n${body}`)).status
+  }
+  for (const method of ['POST', 'DELETE']) {
+    t.is(await asHost('rebind.example', method), 403, method)
+    t.is(await asHost('127.0.0.1.nip.example', method), 403, method)
+  }
+  t.is(await asHost('localhost', 'POST'), 202)
+  t.is(await asHost('app.localhost', 'POST'), 202)
+  t.is(await asHost('[::1]', 'POST'), 202)
+  t.is(await asHost('127.0.0.1', 'DELETE'), 200)
   // an origin the operator lists is trusted
-  const listed = await startServer(t, { corsOrigins: ['https://app.example'] })
+  const listed = await startServer(t, { corsOrigins: ['https://app.example', 'http://rebind.example:' + srv.port] })
   t.is((await fetch(`${listed.base}/pub/x`, { method: 'POST', body: 'x', headers: { origin: 'https://app.example' } })).status, 202)
   // the same with subscriber access control on and no publisher credential configured (an
   // authorize endpoint or a publisher upstream): the loopback exemption still refuses another site

@@ -11,6 +11,7 @@ import { F_BATCHED, Subscriber, type SubscribeRequest, type Transport } from '..
 import { Coalescer } from '../../transports/coalesce.ts'
 import { ExpiryWheel } from '../../lib/expiry.ts'
 import type { Channel } from '../../lib/channel-registry.ts'
+import { Revocations } from '../../lib/auth.ts'
 
 class Recorder implements Transport {
   readonly name = 'recorder'
@@ -139,6 +140,12 @@ test('revokeLocal ends a user\'s subscribers issued up to the revocation, and on
   t.is(rec.ended[0]![2], 'revoked')
   t.is(core.revokeLocal('jti', 'b1', now, now + 60), 1)
   t.is(core.table.size, 1)
+  // with the clock-skew leeway of the revocation list, the token stamped 5 s ahead goes too
+  core.revocations = new Revocations()
+  core.revocations.leeway = 5
+  t.is(core.revokeLocal('sub', 'alice', now, now + 60), 1)
+  t.is(core.table.size, 0)
+  t.true(core.revocations.isRevoked({ jti: null, sub: 'alice', iat: now + 5 }, now))
 })
 
 test('backlog: under the cap frames queue; past it `disconnect` unregisters, `drop-oldest` drops and marks a gap', (t) => {
