@@ -89,7 +89,7 @@ export class ConsumerTransport implements Transport {
   deliver (sub: Subscriber, msg: Message, pos: number): void {
     const state = stateOf.get(sub)
     if (state === undefined || state.ended !== null) return
-    const gap = this.core.liveGap(sub, pos)
+    const gap = this.core.liveGap(sub, pos, msg.time)
     const item = toItem(sub, msg, pos, gap)
     this.core.stats.delivered[this.index]!++
     if (state.waiter !== null && state.queue.length === 0) {

@@ -239,14 +239,18 @@ export class Core {
   }
 
   #fanout (ch: Channel, msg: Message): void {
-    const subs = ch.subs
-    const pos = ch.subPos
-    const held = this.held
     // Backwards: answering a long-poll removes it (swap-with-last brings in an already visited one).
+    // A subscriber at two positions of the channel (`/sub/a,a`) has two slots, and its removal
+    // moves a visited one below the cursor too: such a channel is walked over a copy of its list,
+    // past those who ended meanwhile.
+    const copy = ch.repeated > 0
+    const subs = copy ? ch.subs.slice() : ch.subs
+    const pos = copy ? ch.subPos.slice() : ch.subPos
+    const held = this.held
     for (let i = subs.length - 1; i >= 0; i--) {
       if (i >= subs.length) continue
       const sub = subs[i]!
-      if ((sub.flags & F_CATCHING_UP) !== 0) continue
+      if ((sub.flags & (F_CATCHING_UP | F_CLOSED)) !== 0) continue
       sub.transport.deliver(sub, msg, pos[i]!)
     }
     // written now: its latency is now; held by a coalescer: when the coalescer writes it
@@ -305,6 +309,7 @@ export class Core {
       sub.setSlot(k, ch.addSub(sub, k))
       ch.lastRequested = now
     }
+    if (sub.channels.length > 1) countRepeated(sub.channels, 1)
     this.table.add(sub)
     if (this.opts.subscriberTimeout > 0) sub.deadline = this.nowSec + this.opts.subscriberTimeout
     // a token's expiry is a deadline too (no timer of its own): whichever comes first
@@ -323,6 +328,7 @@ export class Core {
     if ((sub.flags & F_BATCHED) !== 0) sub.transport.releaseHeld?.(sub)
     sub.flags |= F_CLOSED
     if (sub.tableIndex < 0) return
+    if (sub.channels.length > 1) countRepeated(sub.channels, -1)
     for (let k = 0; k < sub.channels.length; k++) {
       const ch = sub.channels[k]!
       const slot = sub.slotAt(k)
@@ -394,6 +400,8 @@ export class Core {
     if (cursorTime > 0 && ch.hasGapAfter(cursorTime, sub.tagAt(bestPos))) {
       gap = sub.requested(bestPos)
       this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
+    } else if (sub.multi !== null) {
+      gap = this.#hiddenGap(sub, bestPos, bestTime)
     }
     return { msg: best, pos: bestPos, gap }
   }
@@ -403,12 +411,33 @@ export class Core {
    * explicit cursor below the floor (its messages expired, or the channel record is newer) learns
    * of the loss together with the next message to arrive. Call before `sub.advance`.
    */
-  liveGap (sub: Subscriber, pos: number): string | null {
+  liveGap (sub: Subscriber, pos: number, msgTime: number): string | null {
     const time = sub.timeAt(pos)
     const ch = sub.channels[pos]!
-    if (time <= 0 || !ch.hasGapAfter(time, sub.tagAt(pos))) return null
+    if (time <= 0 || !ch.hasGapAfter(time, sub.tagAt(pos))) return sub.multi === null ? null : this.#hiddenGap(sub, pos, msgTime)
     this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
     return sub.requested(pos)
+  }
+
+  /**
+   * A multiplexed subscriber's loss on another position that the id of a message from `pos` at
+   * `time`, a new second, would hide: the id vector restarts there (§2.2), so a client resuming from
+   * that id reads every other position from `time` on and never learns what left below its cursor.
+   * The gap is signalled with this message instead (Subscriber.advance then moves that position's
+   * cursor up to its floor, so it is not signalled twice). Nothing buffered is skipped: the merge
+   * serves each position's older messages first.
+   */
+  #hiddenGap (sub: Subscriber, pos: number, time: number): string | null {
+    if (time === sub.vTime) return null
+    for (let k = 0; k < sub.channels.length; k++) {
+      const t = sub.timeAt(k)
+      const ch = sub.channels[k]!
+      if (k === pos || t <= 0 || !ch.hasGapAfter(t, sub.tagAt(k))) continue
+      this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
+      // the requested cursor with the position that lost messages bracketed (as for its own gap)
+      return sub.requested(k)
+    }
+    return null
   }
 
   /** Mark a channel as requested (long-poll answered from the buffer). */
@@ -548,6 +577,14 @@ export class Core {
       sub.transport.end(sub, status)
       if (subs[subs.length - 1] === sub) this.unregister(sub)
     }
+  }
+}
+
+/** Count (+1) or uncount (-1) a subscription on each channel it names more than once. */
+function countRepeated (channels: readonly Channel[], by: number): void {
+  for (let k = 0; k < channels.length; k++) {
+    const ch = channels[k]!
+    if (channels.indexOf(ch) === k && channels.lastIndexOf(ch) !== k) ch.repeated += by
   }
 }
 

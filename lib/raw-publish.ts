@@ -286,7 +286,7 @@ export class RawPublishers {
    * once (the usual publish: no promise) and the next request can be read, or the connection ends.
    */
   #publish (c: Conn, r: RawRequest): boolean {
-    const reply = new SocketReply(c, this.#server.keepAliveTimeout)
+    const reply = new SocketReply(c, this.#server.keepAliveTimeout, this.#core)
     const request: PublishRequestLike = { headers: r.headers, method: r.method, originalUrl: r.target, socket: c.socket, raw: null, wholeBody: r.body }
     let out: Reply | Promise<Reply> | null = null
     c.pumping = true
@@ -331,7 +331,7 @@ export class RawPublishers {
    * at once and the next request can be read.
    */
   #poll (c: Conn, r: RawRequest): boolean {
-    const reply = new SocketReply(c, this.#server.keepAliveTimeout)
+    const reply = new SocketReply(c, this.#server.keepAliveTimeout, this.#core)
     const socket = c.socket
     let out: void | Promise<void> = undefined
     c.pumping = true
@@ -384,7 +384,7 @@ export class RawPublishers {
    * the connection reading on, as after a long-poll's.
    */
   #stream (c: Conn, r: RawRequest): void {
-    const reply = new SocketReply(c, this.#server.keepAliveTimeout)
+    const reply = new SocketReply(c, this.#server.keepAliveTimeout, this.#core)
     // a refused WebSocket handshake says which version it speaks (§7, RFC 6455 §4.4), as lib/plugin.ts's route
     if (r.transport === 'websocket') reply.header('Sec-WebSocket-Version', '13')
     let out: void | Promise<void> = undefined
@@ -563,8 +563,7 @@ export class RawPublishers {
     this.#scheduled = false
     try {
       // the deliveries this turn held leave first, whichever transport's setImmediate is queued later
-      const coalescers = this.#core.coalescers
-      for (let i = 0; i < coalescers.length; i++) coalescers[i]!.flushNow()
+      deliveriesFirst(this.#core)
       for (let i = 0; i < list.length; i++) {
         const c = list[i]!
         c.queued = false
@@ -582,6 +581,8 @@ export class RawPublishers {
   #flush (c: Conn): void {
     if (!c.corked) return
     c.corked = false
+    // (uncorked before the end of the turn too: a connection handed to Node, or paused)
+    deliveriesFirst(this.#core)
     c.socket.uncork()
   }
 
@@ -650,6 +651,15 @@ export class RawPublishers {
 function noop (): void {}
 
 const EMPTY = Buffer.alloc(0)
+
+/**
+ * What the coalescers (transports/coalesce.ts) hold in this turn is written now: a publish's answer
+ * about to leave must not pass the deliveries it made (docs/api.md, "When the answer comes").
+ */
+function deliveriesFirst (core: Core): void {
+  const coalescers = core.coalescers
+  for (let i = 0; i < coalescers.length; i++) coalescers[i]!.flushNow()
+}
 
 function flushPending (rp: RawPublishers): void {
   rp.flushPending()
@@ -933,12 +943,14 @@ const STREAMS = new Set(['eventsource', 'chunked', 'multipart', 'websocket'])
 class SocketReply extends HeadersReply {
   readonly #conn: Conn
   readonly #keepAlive: number
+  readonly #core: Core
   hijacked = false
 
-  constructor (conn: Conn, keepAliveMs: number) {
+  constructor (conn: Conn, keepAliveMs: number, core: Core) {
     super()
     this.#conn = conn
     this.#keepAlive = keepAliveMs
+    this.#core = core
   }
 
   send (payload?: Buffer | string): this {
@@ -958,6 +970,9 @@ class SocketReply extends HeadersReply {
     head += '\r\n'
     const socket = c.socket
     if (socket.destroyed || socket.writableEnded) return this
+    // an answer written at once (its handler waited: a token checked, an upstream) goes after the
+    // deliveries its publish made, which the coalescers hold until the end of the turn
+    if (!c.corked) deliveriesFirst(this.#core)
     // one chunk per answer: uncorking a batch of one is then a plain write, not a writev
     if (empty) {
       socket.write(head, 'latin1')

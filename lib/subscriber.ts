@@ -69,7 +69,7 @@ export class Subscriber {
     this.tag0 = cursor.tags[0] ?? -1
     this.vTime = cursor.time
     this.multi = n > 1
-      ? { slots: new Array<number>(n).fill(-1), times: new Array<number>(n).fill(cursor.time), tags: cursor.tags.slice(), vTags: cursor.tags.slice() }
+      ? { slots: new Array<number>(n).fill(-1), times: new Array<number>(n).fill(cursor.time), tags: cursor.tags.slice(), vTags: cursor.tags.slice(), active: Math.max(0, cursor.active) }
       : null
     this.tableIndex = -1
     this.lastWrite = 0
@@ -96,8 +96,18 @@ export class Subscriber {
     if (msg.time !== this.vTime) {
       this.vTime = msg.time
       m.vTags.fill(-1)
+      // a position whose cursor lies below its channel's floor had its loss signalled with this
+      // message (Core.liveGap and nextMessage, #hiddenGap): its cursor moves up to the floor
+      for (let k = 0; k < m.times.length; k++) {
+        const ch = this.channels[k]!
+        if (k !== pos && m.times[k]! > 0 && ch.hasGapAfter(m.times[k]!, m.tags[k]!)) {
+          m.times[k] = ch.floorTime
+          m.tags[k] = ch.floorTag
+        }
+      }
     }
     m.vTags[pos] = msg.tag
+    m.active = pos
     return formatVector(msg.time, m.vTags, pos)
   }
 
@@ -127,10 +137,14 @@ export class Subscriber {
     else this.multi.slots[pos] = slot
   }
 
-  /** The id vector's tags as a long-poll Etag (§5): the cursor's tag for one channel. */
+  /**
+   * The id vector's tags as a long-poll Etag (§5): the cursor's tag for one channel; for several,
+   * the tag list with its active position bracketed, as every id prints it, so that the client
+   * sending it back as If-None-Match resumes (a list without brackets is no id: 400).
+   */
   etag (): string {
     const m = this.multi
-    if (m !== null) return formatTags(m.vTags, -1)
+    if (m !== null) return formatTags(m.vTags, m.active)
     return this.tag0 < 0 ? '-' : String(this.tag0)
   }
 }
@@ -142,6 +156,8 @@ export interface MultiState {
   tags: number[]
   /** The id vector's tags (one per position, -1 where that channel had nothing at vTime). */
   vTags: number[]
+  /** The position bracketed in the vector: the last one delivered from, else the cursor's (0 if it named none). */
+  active: number
 }
 
 /** What the core hands a transport to serve one subscribe request. */

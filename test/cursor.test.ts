@@ -272,3 +272,29 @@ test('the Etag request header resumes like Last-Event-ID, loses to it, and is ne
   }
   await assertParks(t, f, [['Etag', f.ids[2]!]], 'etag at the newest')
 })
+
+// ---- status answers (§5): what a client copies from them resumes --------------------------------
+
+test('a multiplexed long-poll ended by 410 carries an Etag (its active position bracketed) that resumes, not a 400', async (t) => {
+  const { port, base } = await startServer(t)
+  await publish(base, 'ma', 'a1')
+  await publish(base, 'mb', 'b1')
+  // walk both messages, then park past the newest
+  let a = await poll(port, '/sub/ma,mb')
+  const seen = [a.body]
+  a = await poll(port, '/sub/ma,mb', [['If-Modified-Since', a.headers['last-modified']!], ['If-None-Match', a.headers.etag!]])
+  seen.push(a.body)
+  t.deepEqual(seen.sort(), ['a1', 'b1'])
+  const cursor: Headers = [['If-Modified-Since', a.headers['last-modified']!], ['If-None-Match', a.headers.etag!]]
+  const parked = poll(port, '/sub/ma,mb', cursor)
+  t.true(await eventually(async () => (await info(base, 'mb')).json?.subscribers === 1))
+  t.is((await fetch(`${base}/pub/ma`, { method: 'DELETE' })).status, 200)
+  const gone = await parked
+  t.is(gone.status, 410)
+  t.regex(gone.headers.etag ?? '', /^(\[\d+\],\d+|\d+,\[\d+\])$/)
+  // NchanSubscriber.js sends the status answer's Etag back with the If-Modified-Since it had
+  await publish(base, 'mb', 'b2')
+  const next = await poll(port, '/sub/ma,mb', [['If-Modified-Since', a.headers['last-modified']!], ['If-None-Match', gone.headers.etag!]])
+  t.is(next.status, 200)
+  t.is(next.body, 'b2')
+})

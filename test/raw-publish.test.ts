@@ -10,7 +10,8 @@ import test from 'ava'
 import WebSocket from 'ws'
 import type { ParklineOptions } from '../lib/config.ts'
 import { coreOf } from '../lib/plugin.ts'
-import { AUTH_SERVER, mint, pubKey } from './helpers/auth.ts'
+import { SignJWT } from 'jose'
+import { API_KEY, AUTH_SERVER, SECRET, mint, pubKey } from './helpers/auth.ts'
 import { connectReading, parseResponse, rawExchange, startStandalone, until, type Standalone } from './helpers/server.ts'
 
 async function serve (t: ExecutionContext, options: Partial<Record<keyof ParklineOptions, unknown>> = {}, raw = true): Promise<Standalone> {
@@ -423,28 +424,62 @@ test.serial('a publish is answered after its deliveries were written, on every t
   const deadline = Date.now() + 5000
   while (core.table.size < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
   t.is(core.table.size, 2)
-  // the bytes the server hands to the kernel from now on, in order (a corked answer leaves at uncork)
+  const writes = trackWrites(t, s.port, [['data: sse-one', 'sse'], ['ws-two', 'ws']])
+  // both publishes in one write: one turn, where A's answer is queued before B's delivery is held
+  const r = await exchange(s.port, [post('/pub/order-a', 'sse-one') + post('/pub/order-b', 'ws-two')], 2)
+  writes.stop()
+  t.deepEqual(r.answers.map((a) => a.split(' ')[1]), ['201', '201'])
+  t.deepEqual(writes.order, ['sse', 'ws', 'answer'], 'both deliveries, then the two answers in one write')
+})
+
+test.serial('a publish is answered after its deliveries also when its handler waits, or a request behind it goes to Node', async (t) => {
+  const s = await serve(t, { ...AUTH_SERVER, anonymousSubscribe: ['order-*'] })
+  const sse = net.connect(s.port, '127.0.0.1')
+  sse.on('error', () => {})
+  t.teardown(() => sse.destroy())
+  await once(sse, 'connect')
+  sse.write('GET /sub/order-c HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n')
+  t.true(await until(() => coreOf(s.app).table.size === 1, 5000))
+  const token = await new SignJWT({ parkline: { publish: ['order-*'] } }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET))
+  const auth = { Authorization: 'Bearer ' + token }
+  const writes = trackWrites(t, s.port, [['data: sse-one', 'sse'], ['data: sse-two', 'sse']])
+  // a token's first use is checked asynchronously: the answer is written after the end of the turn
+  const first = await exchange(s.port, [post('/pub/order-c', 'sse-one', auth)], 1)
+  t.deepEqual(first.answers.map((a) => a.split(' ')[1]), ['201'])
+  t.deepEqual(writes.order.splice(0), ['sse', 'answer'], 'a handler that waited')
+  // a plain publish, and behind it in the same read a request the raw reader hands to Node's server
+  const info = `GET /pub/order-c HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\nAccept: text/json\r\n\r\n`
+  const second = await exchange(s.port, [post('/pub/order-c', 'sse-two', auth) + info], 2)
+  writes.stop()
+  t.deepEqual(second.answers.map((a) => a.split(' ')[1]), ['201', '200'])
+  t.deepEqual(writes.order, ['sse', 'answer', 'answer'], 'a connection handed over to Node')
+})
+
+/**
+ * What the server on `port` hands to the kernel from now on, in order (a corked answer leaves at
+ * uncork): `answer` for a 20x answer, else the label of the first pattern the bytes contain.
+ */
+function trackWrites (t: ExecutionContext, port: number, patterns: Array<[string, string]>): { order: string[], stop: () => void } {
   type Generic = (this: net.Socket, writev: boolean, data: unknown, encoding: string, cb: unknown) => unknown
   const proto = net.Socket.prototype as unknown as { _writeGeneric: Generic }
   const generic = proto._writeGeneric
   const order: string[] = []
   proto._writeGeneric = function (writev, data, encoding, cb) {
     // this server's end of its connections only (other tests' servers share the prototype)
-    if (this.localPort !== s.port) return generic.call(this, writev, data, encoding, cb)
+    if (this.localPort !== port) return generic.call(this, writev, data, encoding, cb)
     const chunks = writev ? (data as Array<{ chunk: unknown }>).map((d) => d.chunk) : [data]
     const text = chunks.map((c) => Buffer.isBuffer(c) ? c.toString('latin1') : String(c)).join('')
     if (text.startsWith('HTTP/1.1 20')) order.push('answer')
-    else if (text.includes('data: sse-one')) order.push('sse')
-    else if (text.includes('ws-two')) order.push('ws')
+    else {
+      const hit = patterns.find(([p]) => text.includes(p))
+      if (hit !== undefined) order.push(hit[1])
+    }
     return generic.call(this, writev, data, encoding, cb)
   }
-  t.teardown(() => { proto._writeGeneric = generic })
-  // both publishes in one write: one turn, where A's answer is queued before B's delivery is held
-  const r = await exchange(s.port, [post('/pub/order-a', 'sse-one') + post('/pub/order-b', 'ws-two')], 2)
-  proto._writeGeneric = generic
-  t.deepEqual(r.answers.map((a) => a.split(' ')[1]), ['201', '201'])
-  t.deepEqual(order, ['sse', 'ws', 'answer'], 'both deliveries, then the two answers in one write')
-})
+  const stop = (): void => { proto._writeGeneric = generic }
+  t.teardown(stop)
+  return { order, stop }
+}
 
 test('a connection waiting for its first bytes holds no timer of its own; the silent ones are swept', async (t) => {
   const s = await serve(t, { headersTimeout: 1 })

@@ -67,7 +67,7 @@ export class LongpollTransport implements Transport {
 
   deliver (sub: Subscriber, msg: Message, pos: number): void {
     this.#park(sub)
-    const gap = this.core.liveGap(sub, pos)
+    const gap = this.core.liveGap(sub, pos, msg.time)
     this.#respond(sub, msg, sub.advance(msg, pos), gap)
   }
 

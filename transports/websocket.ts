@@ -245,7 +245,7 @@ export class WebSocketTransport implements Transport {
    */
   deliver (sub: Subscriber, msg: Message, pos: number): void {
     const socket = sub.socket
-    const gap = this.core.liveGap(sub, pos)
+    const gap = this.core.liveGap(sub, pos, msg.time)
     const before = sub.backlog === null && socket.writableNeedDrain ? sub.requested(pos) : null
     const id = sub.advance(msg, pos)
     if (!socket.writableNeedDrain && (sub.backlog === null || sub.backlog.frames.length === 0)) {

@@ -116,6 +116,69 @@ test('nextMessage merges a multiplexed buffer by id and signals a gap below the 
   t.not(core.nextMessage(late)!.gap, null)
 })
 
+test('fan-out: a subscription naming a channel twice (`a,a`) that ends mid fan-out costs no one a duplicate or a miss', (t) => {
+  const { core, rec } = setup()
+  // the long-poll-like subscription ends at its first message (its two slots leave the list at once)
+  const twice = subscribe(core, rec, ['a', 'a'])
+  const others = [subscribe(core, rec, ['a']), subscribe(core, rec, ['a', 'b'])]
+  const after = subscribe(core, rec, ['a'])
+  const deliver = rec.deliver.bind(rec)
+  rec.deliver = (sub, msg, pos) => {
+    deliver(sub, msg, pos)
+    if (sub === twice) rec.end(sub, 200)
+  }
+  t.is(core.registry.get('a')!.repeated, 1)
+  core.publish('a', Buffer.from('m'), null, null)
+  const count = (s: Subscriber): number => rec.got.filter(([x]) => x === s).length
+  t.is(count(twice), 1, 'answered once, then gone')
+  for (const s of [...others, after]) t.is(count(s), 1)
+  t.is(core.registry.get('a')!.repeated, 0)
+  t.is(core.registry.get('a')!.subs.length, 3)
+  // with it gone the list is walked in place again; a subscriber still holding both positions gets both
+  const both = subscribe(core, rec, ['a', 'a'])
+  core.publish('a', Buffer.from('n'), null, null)
+  t.is(count(both), 2)
+  for (const s of [...others, after]) t.is(count(s), 2)
+})
+
+test('multiplexed: a gap on one position is signalled before an id of a later second from another would hide it', (t) => {
+  const { core, rec } = setup({ bufferLength: 3 })
+  const T = core.nowSec
+  const put = (key: string, time: number, tag: number): void => { core.applyMessage(key, time, tag, Buffer.from(`${key}${time - T}:${tag}`), null, null, Date.now()) }
+  // b: T:0..3, then a: T+1:0, then b: T+2:0..2 (b keeps three: T:2 and T:3 are evicted, its floor is T:3)
+  for (let i = 0; i < 4; i++) put('b', T, i)
+  put('a', T + 1, 0)
+  for (let i = 0; i < 3; i++) put('b', T + 2, i)
+  t.deepEqual([core.registry.get('b')!.floorTime, core.registry.get('b')!.floorTag], [T, 3])
+  // the client had b up to T:1 (`T:-,[1]`): b's T:2 and T:3 are lost
+  const cursor = { time: T, tags: [-1, 1], active: 1, explicit: true }
+  const walk = (sub: Subscriber): Array<[string, string | null]> => {
+    const out: Array<[string, string | null]> = []
+    for (let n = core.nextMessage(sub); n !== null; n = core.nextMessage(sub)) {
+      sub.advance(n.msg, n.pos)
+      out.push([n.msg.data.toString(), n.gap])
+    }
+    return out
+  }
+  // a stream: the loss rides with a's message, whose id (`T+1:[0],-`) no longer names b's cursor,
+  // and once only
+  const stream = new Subscriber(rec, fakeSocket(), null, core.channelsFor(['a', 'b']), cursor, null, 0)
+  t.deepEqual(walk(stream), [['a1:0', `${T}:-,[1]`], ['b2:0', null], ['b2:1', null], ['b2:2', null]])
+  // long-poll: one message a poll, each poll a new subscription from the id the last one printed
+  const polled: Array<[string, string | null]> = []
+  let from = cursor
+  for (let i = 0; i < 4; i++) {
+    const poll = new Subscriber(rec, fakeSocket(), null, core.channelsFor(['a', 'b']), from, null, 0)
+    const n = core.nextMessage(poll)!
+    const id = poll.advance(n.msg, n.pos)
+    polled.push([n.msg.data.toString(), n.gap])
+    const [sec, tags] = id.split(':')
+    const list = tags!.split(',')
+    from = { time: Number(sec), tags: list.map((x) => x.replace(/[[\]]/g, '')).map((x) => (x === '-' ? -1 : Number(x))), active: list.findIndex((x) => x.startsWith('[')), explicit: true }
+  }
+  t.deepEqual(polled, [['a1:0', `${T}:-,[1]`], ['b2:0', null], ['b2:1', null], ['b2:2', null]])
+})
+
 test('a token deadline ends the subscriber with 401 `token expired`, before a later subscriberTimeout', (t) => {
   const { core, rec } = setup({ subscriberTimeout: 3600 })
   core.tokenExpiry = true
