@@ -204,14 +204,36 @@ function escapeId (id: string, delimiter: string): string {
  */
 function crossSite (request: PublishRequestLike, allowed: readonly string[]): boolean {
   const origin = request.headers.origin
-  if (origin === undefined) return request.headers['sec-fetch-site'] === 'cross-site'
-  if (allowed.includes(origin)) return false
   const host = request.headers.host
+  if (origin === undefined) {
+    // no Origin: a local process (no Sec-Fetch-Site either), a URL the user opened (`none`), or a
+    // browser's same-site GET, which a DNS-rebinding page also sends: trusted under a loopback Host only
+    const site = request.headers['sec-fetch-site']
+    if (site === undefined || site === 'none') return false
+    if (site === 'cross-site' || host === undefined) return true
+    return !loopbackName(hostnameOf(host)) && !allowed.some((o) => originHost(o) === host)
+  }
+  if (allowed.includes(origin)) return false
   try {
     const url = new URL(origin)
     return url.host !== host || !loopbackName(url.hostname)
   } catch {
     return true
+  }
+}
+
+/** A Host header's name without its port (`[::1]:8080` → `[::1]`). */
+function hostnameOf (host: string): string {
+  const colon = host.lastIndexOf(':')
+  return colon === -1 || host.endsWith(']') ? host : host.slice(0, colon)
+}
+
+/** An origin's host (name and port), or null. */
+function originHost (origin: string): string | null {
+  try {
+    return new URL(origin).host
+  } catch {
+    return null
   }
 }
 

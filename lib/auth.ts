@@ -737,7 +737,7 @@ export class Auth {
 
   /** A grant this process admitted whose token has been revoked since: the refusal (counted), or null. */
   revokedSince (grant: Grant): Refusal | null {
-    return this.revocations.isRevoked(grant) ? this.#refuse(tokenRevoked()) : null
+    return this.revocations.isRevoked(grant, Math.floor(this.#now() / 1000)) ? this.#refuse(tokenRevoked()) : null
   }
 
   #decisionRefusal (d: AuthorizeDecision): Refusal | null {

@@ -102,6 +102,13 @@ export class Channel {
 
 export class ChannelRegistry {
   readonly #channels = new Map<string, Channel>()
+  /**
+   * Deleted channels' newest ids, kept until the clock has passed their second (prune): a record
+   * made again meanwhile goes on after that id instead of issuing it again (a resume from the old
+   * id would skip the new messages), with what the delete took below its floor (a resume from
+   * inside it gets the gap signal).
+   */
+  readonly #deleted = new Map<string, readonly [number, number]>()
   readonly capacity: number
   /** Where every channel's buffered bytes go (lib/byte-arena.ts), or null: each message keeps its own store. */
   readonly arena: ByteArena | null
@@ -119,9 +126,28 @@ export class ChannelRegistry {
     let ch = this.#channels.get(key)
     if (ch === undefined) {
       ch = new Channel(key, this.capacity, nowSec, this.arena)
+      if (this.#deleted.size > 0) this.#after(ch)
       this.#channels.set(key, ch)
     }
     return ch
+  }
+
+  /** A record made again while its deleted predecessor's last second lasts: its ids go on after that one. */
+  #after (ch: Channel): void {
+    const last = this.#deleted.get(ch.key)
+    if (last === undefined) return
+    this.#deleted.delete(ch.key)
+    const [time, tag] = last
+    if (time < ch.floorTime) return
+    ch.lastTime = time
+    ch.lastTag = tag
+    ch.setFloor(time, tag, false)
+  }
+
+  /** Forget the deleted channels' ids whose second the clock has passed (their successors' ids are later anyway). */
+  prune (nowSec: number): void {
+    if (this.#deleted.size === 0) return
+    for (const [key, [time]] of this.#deleted) if (time < nowSec) this.#deleted.delete(key)
   }
 
   /** Drop the channel if it holds nothing. */
@@ -129,8 +155,11 @@ export class ChannelRegistry {
     if (ch.isEmpty && this.#channels.get(ch.key) === ch) this.#channels.delete(ch.key)
   }
 
-  delete (ch: Channel): void {
-    if (this.#channels.get(ch.key) === ch) this.#channels.delete(ch.key)
+  /** Drop the record; `keepIds`: this process assigns its ids, which a record made again goes on after. */
+  delete (ch: Channel, keepIds = false): void {
+    if (this.#channels.get(ch.key) !== ch) return
+    this.#channels.delete(ch.key)
+    if (keepIds && ch.lastTime > 0) this.#deleted.set(ch.key, [ch.lastTime, ch.lastTag])
   }
 
   values (): IterableIterator<Channel> { return this.#channels.values() }

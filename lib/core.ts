@@ -5,7 +5,7 @@ import { ChannelRegistry, type Channel } from './channel-registry.ts'
 import { ConnectionTable } from './connection-table.ts'
 import type { ParklineOptions } from './config.ts'
 import { Message, frameAlloc, type Alloc } from './message.ts'
-import { F_BATCHED, F_CATCHING_UP, F_CLOSED, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
+import { F_BATCHED, F_CATCHING_UP, F_CLOSED, F_REPEATS, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
 import { Stats } from './stats.ts'
 import { MemoryEngine, type Engine, type PublishResult } from './engine.ts'
 import { channelInfo } from './channel-info.ts'
@@ -241,17 +241,19 @@ export class Core {
   #fanout (ch: Channel, msg: Message): void {
     // Backwards: answering a long-poll removes it (swap-with-last brings in an already visited one).
     // A subscriber at two positions of the channel (`/sub/a,a`) has two slots, and its removal
-    // moves a visited one below the cursor too: such a channel is walked over a copy of its list,
-    // past those who ended meanwhile.
-    const copy = ch.repeated > 0
-    const subs = copy ? ch.subs.slice() : ch.subs
-    const pos = copy ? ch.subPos.slice() : ch.subPos
+    // moves a visited one below the cursor too: where the channel has such a subscriber, a slot
+    // whose cursor is this message's id already has it.
+    const subs = ch.subs
+    const pos = ch.subPos
+    const repeated = ch.repeated > 0
     const held = this.held
     for (let i = subs.length - 1; i >= 0; i--) {
       if (i >= subs.length) continue
       const sub = subs[i]!
-      if ((sub.flags & (F_CATCHING_UP | F_CLOSED)) !== 0) continue
-      sub.transport.deliver(sub, msg, pos[i]!)
+      if ((sub.flags & F_CATCHING_UP) !== 0) continue
+      const p = pos[i]!
+      if (repeated && sub.timeAt(p) === msg.time && sub.tagAt(p) === msg.tag) continue
+      sub.transport.deliver(sub, msg, p)
     }
     // written now: its latency is now; held by a coalescer: when the coalescer writes it
     if (this.held === held) this.observeDelivery(msg)
@@ -280,20 +282,25 @@ export class Core {
     if (m !== null) m.delivery.observe(Math.max(0, (wallNow() - msg.publishedAt) / 1000))
   }
 
-  /** DELETE: disconnect every subscriber (multiplexed ones whole) and drop the messages. */
-  deleteChannel (ch: Channel): void {
+  /**
+   * DELETE: disconnect every subscriber (multiplexed ones whole) and drop the messages. Where this
+   * process assigns the channel's ids (`idsHere`: the in-memory engine, a channel's owner worker),
+   * a record made again within the same second goes on after the deleted one's newest id
+   * (ChannelRegistry.delete).
+   */
+  deleteChannel (ch: Channel, idsHere = true): void {
     const subs = ch.subs.slice()
     for (const sub of subs) {
       if ((sub.flags & F_CLOSED) === 0) sub.transport.end(sub, 410)
     }
     ch.buffer.clear()
-    this.registry.delete(ch)
+    this.registry.delete(ch, idsHere)
   }
 
-  /** A delete decided elsewhere (another worker): end local subscribers, drop the replica. */
+  /** A delete decided elsewhere (another worker, Redis): end local subscribers, drop the replica. */
   deleteLocal (key: string): void {
     const ch = this.registry.get(key)
-    if (ch !== undefined) this.deleteChannel(ch)
+    if (ch !== undefined) this.deleteChannel(ch, false)
   }
 
   // ---- subscribers ----------------------------------------------------------------------------
@@ -309,7 +316,10 @@ export class Core {
       sub.setSlot(k, ch.addSub(sub, k))
       ch.lastRequested = now
     }
-    if (sub.channels.length > 1) countRepeated(sub.channels, 1)
+    if (sub.channels.length > 1 && repeats(sub.channels)) {
+      sub.flags |= F_REPEATS
+      countRepeated(sub.channels, 1)
+    }
     this.table.add(sub)
     if (this.opts.subscriberTimeout > 0) sub.deadline = this.nowSec + this.opts.subscriberTimeout
     // a token's expiry is a deadline too (no timer of its own): whichever comes first
@@ -328,7 +338,7 @@ export class Core {
     if ((sub.flags & F_BATCHED) !== 0) sub.transport.releaseHeld?.(sub)
     sub.flags |= F_CLOSED
     if (sub.tableIndex < 0) return
-    if (sub.channels.length > 1) countRepeated(sub.channels, -1)
+    if ((sub.flags & F_REPEATS) !== 0) countRepeated(sub.channels, -1)
     for (let k = 0; k < sub.channels.length; k++) {
       const ch = sub.channels[k]!
       const slot = sub.slotAt(k)
@@ -400,6 +410,8 @@ export class Core {
     if (cursorTime > 0 && ch.hasGapAfter(cursorTime, sub.tagAt(bestPos))) {
       gap = sub.requested(bestPos)
       this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
+      // (other positions that lost messages ride with this signal: counted there)
+      if (sub.multi !== null) this.#hiddenGap(sub, bestPos, bestTime)
     } else if (sub.multi !== null) {
       gap = this.#hiddenGap(sub, bestPos, bestTime)
     }
@@ -416,6 +428,8 @@ export class Core {
     const ch = sub.channels[pos]!
     if (time <= 0 || !ch.hasGapAfter(time, sub.tagAt(pos))) return sub.multi === null ? null : this.#hiddenGap(sub, pos, msgTime)
     this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
+    // (other positions that lost messages ride with this signal: counted there)
+    if (sub.multi !== null) this.#hiddenGap(sub, pos, msgTime)
     return sub.requested(pos)
   }
 
@@ -429,15 +443,15 @@ export class Core {
    */
   #hiddenGap (sub: Subscriber, pos: number, time: number): string | null {
     if (time === sub.vTime) return null
+    // one signal, its requested cursor (every position's) bracketing the first position that lost
+    // messages; each such position counted
+    let first = -1
     for (let k = 0; k < sub.channels.length; k++) {
-      const t = sub.timeAt(k)
-      const ch = sub.channels[k]!
-      if (k === pos || t <= 0 || !ch.hasGapAfter(t, sub.tagAt(k))) continue
-      this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
-      // the requested cursor with the position that lost messages bracketed (as for its own gap)
-      return sub.requested(k)
+      if (k === pos || !sub.lostAt(k)) continue
+      this.stats.gap(sub.channels[k]!.floorExpired ? 'expired' : 'evicted')
+      if (first === -1) first = k
     }
-    return null
+    return first === -1 ? null : sub.requested(first)
   }
 
   /** Mark a channel as requested (long-poll answered from the buffer). */
@@ -474,6 +488,7 @@ export class Core {
     const now = Date.now()
     if (this.lingering.size > 0) sweepLingering(this.lingering, now)
     this.nowSec = Math.max(this.nowSec, Math.floor(now / 1000))
+    this.registry.prune(this.nowSec)
     if (this.#ttl > 0) this.#expiry.take(this.nowSec, (ch) => { this.#expireFiled(ch, now) })
     const keepalive = this.opts.keepalive
     const deadlines = this.opts.subscriberTimeout > 0 || this.draining || this.tokenExpiry
@@ -580,11 +595,23 @@ export class Core {
   }
 }
 
+/** Does a subscription name a channel twice? (a scan for the usual few, a Set past that) */
+function repeats (channels: readonly Channel[]): boolean {
+  if (channels.length > 16) return new Set(channels).size !== channels.length
+  for (let k = 1; k < channels.length; k++) if (channels.lastIndexOf(channels[k]!, k - 1) !== -1) return true
+  return false
+}
+
 /** Count (+1) or uncount (-1) a subscription on each channel it names more than once. */
 function countRepeated (channels: readonly Channel[], by: number): void {
-  for (let k = 0; k < channels.length; k++) {
-    const ch = channels[k]!
-    if (channels.indexOf(ch) === k && channels.lastIndexOf(ch) !== k) ch.repeated += by
+  const seen = new Set<Channel>()
+  const counted = new Set<Channel>()
+  for (const ch of channels) {
+    if (!seen.has(ch)) seen.add(ch)
+    else if (!counted.has(ch)) {
+      counted.add(ch)
+      ch.repeated += by
+    }
   }
 }
 

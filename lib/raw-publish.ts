@@ -944,6 +944,8 @@ class SocketReply extends HeadersReply {
   readonly #conn: Conn
   readonly #keepAlive: number
   readonly #core: Core
+  /** The coalescers' hold count when the request was taken (Core.held): what its handler held since shows as more. */
+  readonly #held: number
   hijacked = false
 
   constructor (conn: Conn, keepAliveMs: number, core: Core) {
@@ -951,6 +953,7 @@ class SocketReply extends HeadersReply {
     this.#conn = conn
     this.#keepAlive = keepAliveMs
     this.#core = core
+    this.#held = core.held
   }
 
   send (payload?: Buffer | string): this {
@@ -971,8 +974,10 @@ class SocketReply extends HeadersReply {
     const socket = c.socket
     if (socket.destroyed || socket.writableEnded) return this
     // an answer written at once (its handler waited: a token checked, an upstream) goes after the
-    // deliveries its publish made, which the coalescers hold until the end of the turn
-    if (!c.corked) deliveriesFirst(this.#core)
+    // deliveries its publish made, which the coalescers hold until the end of the turn (only when
+    // something was held since the request came: an answer after a publish through Redis or another
+    // worker, whose deliveries come back later anyway, leaves the turn's batches whole)
+    if (!c.corked && this.#core.held !== this.#held) deliveriesFirst(this.#core)
     // one chunk per answer: uncorking a batch of one is then a plain write, not a writev
     if (empty) {
       socket.write(head, 'latin1')

@@ -16,6 +16,7 @@ export const F_CATCHING_UP = 2 // replaying from the buffer, paced by drain; liv
 export const F_CLOSED = 4 // removed from the table; late events are ignored
 export const F_BATCHED = 8 // has frames held in this turn's coalesced batch (transports/coalesce.ts)
 export const F_TOKEN_EXP = 16 // its deadline is its token's exp: ended with 401 `token expired`, not 408
+export const F_REPEATS = 32 // names a channel at two positions or more (`/sub/a,a`): counted in Channel.repeated
 // WebSocket (transports/websocket.ts); high bits, clear of the other transports' flags
 export const F_WS_META = 1 << 10 // ws+meta.nchan or ws+meta.parkline: id/content-type lines in each frame
 export const F_WS_GAP = 1 << 11 // ws+meta.parkline: a gap: line may ride in the meta (§11a)
@@ -96,19 +97,29 @@ export class Subscriber {
     if (msg.time !== this.vTime) {
       this.vTime = msg.time
       m.vTags.fill(-1)
-      // a position whose cursor lies below its channel's floor had its loss signalled with this
-      // message (Core.liveGap and nextMessage, #hiddenGap): its cursor moves up to the floor
+      // the positions that lost messages below their floor had the loss signalled with this
+      // message (Core.#hiddenGap): their cursors move up to the floor, so it is signalled once
       for (let k = 0; k < m.times.length; k++) {
+        if (k === pos || !this.lostAt(k)) continue
         const ch = this.channels[k]!
-        if (k !== pos && m.times[k]! > 0 && ch.hasGapAfter(m.times[k]!, m.tags[k]!)) {
-          m.times[k] = ch.floorTime
-          m.tags[k] = ch.floorTag
-        }
+        m.times[k] = ch.floorTime
+        m.tags[k] = ch.floorTag
       }
     }
     m.vTags[pos] = msg.tag
     m.active = pos
     return formatVector(msg.time, m.vTags, pos)
+  }
+
+  /**
+   * Did messages of position `k` after its cursor leave the buffer (evicted, expired)? Only an
+   * explicit cursor counts, and only a floor a message set: a record's creation floor says
+   * nothing of an idle channel (one re-made for each long-poll).
+   */
+  lostAt (k: number): boolean {
+    const t = this.timeAt(k)
+    const ch = this.channels[k]!
+    return t > 0 && ch.floorTag >= 0 && ch.hasGapAfter(t, this.tagAt(k))
   }
 
   /** The cursor of position `pos` in canonical form, for the gap signal (§11a). */

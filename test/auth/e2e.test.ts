@@ -488,10 +488,22 @@ test('secure default: a page of another site in a browser on this machine cannot
   t.is(await asHost('localhost', 'POST'), 202)
   t.is(await asHost('app.localhost', 'POST'), 202)
   t.is(await asHost('[::1]', 'POST'), 202)
+  // a browser's same-origin GET carries no Origin, only Sec-Fetch-Site: the Host decides the same way
+  // (a URL the user opened, `none`, is no page's doing)
+  const read = async (name: string, site: string): Promise<number> =>
+    (await rawRequest(srv.port, `GET /pub/x HTTP/1.1\r\nHost: ${name}:${srv.port}\r\nSec-Fetch-Site: ${site}\r\n\r\n`)).status
+  t.is(await read('rebind.example', 'same-origin'), 403)
+  t.is(await read('rebind.example', 'same-site'), 403)
+  t.is(await read('localhost', 'same-origin'), 200)
+  t.is(await read('rebind.example', 'none'), 200)
   t.is(await asHost('127.0.0.1', 'DELETE'), 200)
   // an origin the operator lists is trusted
   const listed = await startServer(t, { corsOrigins: ['https://app.example', 'http://rebind.example:' + srv.port] })
   t.is((await fetch(`${listed.base}/pub/x`, { method: 'POST', body: 'x', headers: { origin: 'https://app.example' } })).status, 202)
+  // a name of the server's own listed in corsOrigins: its pages may publish and read
+  const own = `Host: rebind.example:${srv.port}\r\n`
+  t.is((await rawRequest(listed.port, `POST /pub/x HTTP/1.1\r\n${own}Origin: http://rebind.example:${srv.port}\r\nContent-Length: 1\r\n\r\nx`)).status, 202)
+  t.is((await rawRequest(listed.port, `GET /pub/x HTTP/1.1\r\n${own}Sec-Fetch-Site: same-origin\r\n\r\n`)).status, 200)
   // the same with subscriber access control on and no publisher credential configured (an
   // authorize endpoint or a publisher upstream): the loopback exemption still refuses another site
   const url = await authorizeApp(t, () => 204)

@@ -179,6 +179,66 @@ test('multiplexed: a gap on one position is signalled before an id of a later se
   t.deepEqual(polled, [['a1:0', `${T}:-,[1]`], ['b2:0', null], ['b2:1', null], ['b2:2', null]])
 })
 
+test('multiplexed: two positions that lost messages ride with one signal, each counted once; an idle channel lost nothing', (t) => {
+  const { core, rec } = setup({ bufferLength: 2 })
+  const T = core.nowSec
+  const put = (key: string, time: number, tag: number): void => { core.applyMessage(key, time, tag, Buffer.from(`${key}${time - T}:${tag}`), null, null, Date.now()) }
+  // b and c each lose T:0 (evicted by two later messages), a has T+1:0 in between
+  for (const key of ['b', 'c']) put(key, T, 0)
+  put('a', T + 1, 0)
+  for (const key of ['b', 'c']) for (let i = 0; i < 2; i++) put(key, T + 2, i)
+  // d was never published: its record, made a second later than the cursor, says only when it was made
+  core.registry.getOrCreate('d', T + 1)
+  // the client asked for every message from second T on
+  const sub = new Subscriber(rec, fakeSocket(), null, core.channelsFor(['a', 'b', 'c', 'd']), { time: T, tags: [-1, -1, -1, -1], active: 0, explicit: true }, null, 0)
+  const before = core.stats.gapsEvicted
+  const got: Array<[string, string | null]> = []
+  for (let n = core.nextMessage(sub); n !== null; n = core.nextMessage(sub)) {
+    sub.advance(n.msg, n.pos)
+    got.push([n.msg.data.toString(), n.gap])
+  }
+  t.deepEqual(got, [['a1:0', `${T}:-,[-],-,-`], ['b2:0', null], ['c2:0', null], ['b2:1', null], ['c2:1', null]])
+  t.is(core.stats.gapsEvicted - before, 2, 'b and c')
+})
+
+test('DELETE, then publishes again within the same second: the ids go on after the deleted ones, a resume skips none', (t) => {
+  const { core, rec } = setup()
+  // one second for all of it (the clock stands still)
+  const realNow = Date.now
+  const at = (core.nowSec + 1) * 1000 + 100
+  Date.now = () => at
+  try {
+    const old = [0, 1, 2, 3].map((i) => core.publish('d', Buffer.from('old' + i), null, null).msg.id)
+    const T = Math.floor(at / 1000)
+    t.deepEqual(old, [0, 1, 2, 3].map((i) => `${T}:${i}`))
+    core.deleteChannel(core.registry.get('d')!)
+    const fresh = [0, 1].map((i) => core.publish('d', Buffer.from('new' + i), null, null).msg.id)
+    t.deepEqual(fresh, [`${T}:4`, `${T}:5`], 'no id issued twice')
+    const resume = (time: number, tag: number): Array<[string, string | null]> => {
+      const sub = new Subscriber(rec, fakeSocket(), null, core.channelsFor(['d']), { time, tags: [tag], active: 0, explicit: true }, null, 0)
+      const out: Array<[string, string | null]> = []
+      for (let n = core.nextMessage(sub); n !== null; n = core.nextMessage(sub)) {
+        sub.advance(n.msg, n.pos)
+        out.push([n.msg.data.toString(), n.gap])
+      }
+      return out
+    }
+    // from the newest deleted id: every new message, nothing lost; from inside what the delete took: the gap signal
+    t.deepEqual(resume(T, 3), [['new0', null], ['new1', null]])
+    t.deepEqual(resume(T, 1), [['new0', `${T}:1`], ['new1', null]])
+    // a second later the deleted ids are forgotten; a record made then starts in its own second
+    Date.now = () => at + 1000
+    core.tick()
+    core.deleteChannel(core.registry.get('d')!)
+    t.is(core.publish('d', Buffer.from('later'), null, null).msg.id, `${T + 1}:0`)
+    // a replica's delete keeps nothing: the process that assigns its ids (an owner worker, Redis) goes on
+    core.deleteLocal('d')
+    t.is(core.registry.getOrCreate('d', T + 1).lastTime, 0)
+  } finally {
+    Date.now = realNow
+  }
+})
+
 test('a token deadline ends the subscriber with 401 `token expired`, before a later subscriberTimeout', (t) => {
   const { core, rec } = setup({ subscriberTimeout: 3600 })
   core.tokenExpiry = true
