@@ -240,7 +240,8 @@ function originHost (origin: string): string | null {
 /** A URL's hostname that only ever names this machine: `localhost` (and its subdomains), 127.0.0.0/8, `[::1]`. */
 function loopbackName (hostname: string): boolean {
   const h = hostname.toLowerCase()
-  if (h === 'localhost' || h.endsWith('.localhost')) return true
+  // (0.0.0.0 and [::]: what the server prints for an address it listens on everywhere)
+  if (h === 'localhost' || h.endsWith('.localhost') || h === '0.0.0.0' || h === '[::]') return true
   return isLoopback(h.startsWith('[') && h.endsWith(']') ? h.slice(1, -1) : h)
 }
 

@@ -57,6 +57,12 @@ export class Channel {
 
   /** Next id for a publish at `nowSec`: strictly increasing even if the clock steps back (§2.1). */
   nextId (nowSec: number): void {
+    // a record made again in the second its deleted predecessor last published in (ChannelRegistry
+    // #after: its floor is that id) goes on after it
+    if (this.lastTime === 0 && this.floorTag >= 0) {
+      this.lastTime = this.floorTime
+      this.lastTag = this.floorTag
+    }
     if (nowSec > this.lastTime) {
       this.lastTime = nowSec
       this.lastTag = 0
@@ -132,16 +138,16 @@ export class ChannelRegistry {
     return ch
   }
 
-  /** A record made again while its deleted predecessor's last second lasts: its ids go on after that one. */
+  /**
+   * A record made again while its deleted predecessor's last second lasts: what the delete took is
+   * below its floor, and its ids go on after it (Channel.nextId). The entry stays until prune: a
+   * record made and dropped again (a subscriber that came and went) leaves it for the next one.
+   * The record's own newest id stays 0:0 until it publishes (channel info, §3.2).
+   */
   #after (ch: Channel): void {
     const last = this.#deleted.get(ch.key)
-    if (last === undefined) return
-    this.#deleted.delete(ch.key)
-    const [time, tag] = last
-    if (time < ch.floorTime) return
-    ch.lastTime = time
-    ch.lastTag = tag
-    ch.setFloor(time, tag, false)
+    if (last === undefined || last[0] < ch.floorTime) return
+    ch.setFloor(last[0], last[1], false)
   }
 
   /** Forget the deleted channels' ids whose second the clock has passed (their successors' ids are later anyway). */

@@ -410,8 +410,6 @@ export class Core {
     if (cursorTime > 0 && ch.hasGapAfter(cursorTime, sub.tagAt(bestPos))) {
       gap = sub.requested(bestPos)
       this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
-      // (other positions that lost messages ride with this signal: counted there)
-      if (sub.multi !== null) this.#hiddenGap(sub, bestPos, bestTime)
     } else if (sub.multi !== null) {
       gap = this.#hiddenGap(sub, bestPos, bestTime)
     }
@@ -428,8 +426,6 @@ export class Core {
     const ch = sub.channels[pos]!
     if (time <= 0 || !ch.hasGapAfter(time, sub.tagAt(pos))) return sub.multi === null ? null : this.#hiddenGap(sub, pos, msgTime)
     this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
-    // (other positions that lost messages ride with this signal: counted there)
-    if (sub.multi !== null) this.#hiddenGap(sub, pos, msgTime)
     return sub.requested(pos)
   }
 
@@ -439,19 +435,20 @@ export class Core {
    * that id reads every other position from `time` on and never learns what left below its cursor.
    * The gap is signalled with this message instead (Subscriber.advance then moves that position's
    * cursor up to its floor, so it is not signalled twice). Nothing buffered is skipped: the merge
-   * serves each position's older messages first.
+   * serves each position's older messages first. Several positions that lost messages at once get
+   * one signal (and one count), where §11a has one per channel: the requested cursor it carries
+   * holds every position's cursor. A record's creation floor is no loss here (Subscriber.lostAt).
    */
   #hiddenGap (sub: Subscriber, pos: number, time: number): string | null {
     if (time === sub.vTime) return null
-    // one signal, its requested cursor (every position's) bracketing the first position that lost
-    // messages; each such position counted
-    let first = -1
+    // one signal for every position that lost messages (advance moves them all up to their
+    // floors): its requested cursor holds each position's, and brackets the first of them
     for (let k = 0; k < sub.channels.length; k++) {
       if (k === pos || !sub.lostAt(k)) continue
       this.stats.gap(sub.channels[k]!.floorExpired ? 'expired' : 'evicted')
-      if (first === -1) first = k
+      return sub.requested(k)
     }
-    return first === -1 ? null : sub.requested(first)
+    return null
   }
 
   /** Mark a channel as requested (long-poll answered from the buffer). */

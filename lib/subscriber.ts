@@ -104,6 +104,9 @@ export class Subscriber {
         const ch = this.channels[k]!
         m.times[k] = ch.floorTime
         m.tags[k] = ch.floorTag
+        // a floor in this very second is printed in the vector, so that a resume from this id
+        // reads that position after the floor, not from the second's start (signalled again)
+        if (ch.floorTime === msg.time) m.vTags[k] = ch.floorTag
       }
     }
     m.vTags[pos] = msg.tag

@@ -3,10 +3,11 @@
 // `<ms since start> <gap ms> <ms on CLOCK_MONOTONIC>`, measured by a 1 ms interval timer. One
 // timer per process, unref'd. The third column is when the turn ended (the stall covers [third -
 // gap, third]), on the clock benchmarks/loadgen.ts LAT_TRACE writes (monoMs: the same in every
-// process on the host).
+// process on the host). A `%p` in LAG_FILE is the process id: with `NODE_OPTIONS="--import <this
+// file>"` every process of a run (server, publisher, load generator) keeps a file of its own.
 import { appendFileSync } from 'node:fs'
 
-const file = process.env.LAG_FILE
+const file = process.env.LAG_FILE?.replace('%p', String(process.pid))
 const min = Number(process.env.LAG_MIN_MS ?? 5)
 if (file !== undefined && file !== '') {
   const t0 = performance.now()

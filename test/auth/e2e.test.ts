@@ -488,6 +488,7 @@ test('secure default: a page of another site in a browser on this machine cannot
   t.is(await asHost('localhost', 'POST'), 202)
   t.is(await asHost('app.localhost', 'POST'), 202)
   t.is(await asHost('[::1]', 'POST'), 202)
+  t.is(await asHost('0.0.0.0', 'POST'), 202)
   // a browser's same-origin GET carries no Origin, only Sec-Fetch-Site: the Host decides the same way
   // (a URL the user opened, `none`, is no page's doing)
   const read = async (name: string, site: string): Promise<number> =>
