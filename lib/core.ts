@@ -76,6 +76,10 @@ export class Core {
   readonly #ttl: number
   /** Where a message made here copies its body (Message's constructor). */
   readonly #alloc: Alloc
+  /** #pick's answer (scratch: read at once by its caller). */
+  #bestPos = -1
+  #bestIndex = -1
+  #bestTime = 0
 
   constructor (opts: ParklineOptions, transports: readonly TransportFactory[], fdLimit: number) {
     this.opts = opts
@@ -377,6 +381,29 @@ export class Core {
    * (seconds, tag, position) (§4.3), with the gap signal if its cursor fell below the floor.
    */
   nextMessage (sub: Subscriber): Next | null {
+    if (!this.#pick(sub)) return null
+    const bestPos = this.#bestPos
+    const bestTime = this.#bestTime
+    const ch = sub.channels[bestPos]!
+    const best = ch.buffer.at(this.#bestIndex)
+    let gap: string | null = null
+    const cursorTime = sub.timeAt(bestPos)
+    if (cursorTime > 0 && ch.hasGapAfter(cursorTime, sub.tagAt(bestPos))) {
+      gap = sub.requested(bestPos)
+      this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
+    } else if (sub.multi !== null) {
+      gap = this.#hiddenGap(sub, bestPos, bestTime)
+    }
+    return { msg: best, pos: bestPos, gap }
+  }
+
+  /** Would nextMessage give the subscriber a message now? (Nothing is counted, no gap signal spent.) */
+  hasNext (sub: Subscriber): boolean {
+    return this.#pick(sub)
+  }
+
+  /** nextMessage's choice, left in #bestPos, #bestIndex and #bestTime: false when nothing is buffered past the cursors. */
+  #pick (sub: Subscriber): boolean {
     // an expired message is gone at its expiry, not at the next tick: every process (worker,
     // node) then agrees with the channel info the authority gives
     if (this.opts.messageTimeout > 0) {
@@ -402,18 +429,10 @@ export class Core {
         bestTag = tag
       }
     }
-    if (bestPos === -1) return null
-    const ch = sub.channels[bestPos]!
-    const best = ch.buffer.at(bestIndex)
-    let gap: string | null = null
-    const cursorTime = sub.timeAt(bestPos)
-    if (cursorTime > 0 && ch.hasGapAfter(cursorTime, sub.tagAt(bestPos))) {
-      gap = sub.requested(bestPos)
-      this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
-    } else if (sub.multi !== null) {
-      gap = this.#hiddenGap(sub, bestPos, bestTime)
-    }
-    return { msg: best, pos: bestPos, gap }
+    this.#bestPos = bestPos
+    this.#bestIndex = bestIndex
+    this.#bestTime = bestTime
+    return bestPos !== -1
   }
 
   /**

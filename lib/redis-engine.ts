@@ -1035,7 +1035,7 @@ export class RedisEngine implements Engine {
       const r = this.#replicas.get(ch.key)
       if (r !== undefined && r.waiters.includes(sub)) return
     }
-    if (this.#deferred.has(sub) && this.#core.nextMessage(sub) === null) {
+    if (this.#deferred.has(sub) && !this.#core.hasNext(sub)) {
       // parks: counted first, served (ready) once Redis acknowledged the count
       this.#countLate(sub)
       return

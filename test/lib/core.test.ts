@@ -222,6 +222,22 @@ test('multiplexed: a loss whose floor is in the served message\'s second is prin
   t.deepEqual(polls, [['a1:0', `${T}:-,[-]`, `${T + 1}:[0],0`], ['b1:1', null, `${T + 1}:0,[1]`], ['b1:2', null, `${T + 1}:0,[2]`]])
 })
 
+test('hasNext says whether nextMessage would serve, and counts no gap (the Redis engine asks it before it serves)', (t) => {
+  const { core, rec } = setup({ bufferLength: 2 })
+  for (let i = 0; i < 3; i++) core.publish('h', Buffer.from('m' + i), null, null)
+  const floor = core.registry.get('h')!
+  // a cursor at the evicted first message: a gap, spent once, by the message served
+  const sub = new Subscriber(rec, fakeSocket(), null, core.channelsFor(['h']), { time: floor.floorTime, tags: [floor.floorTag - 1], active: 0, explicit: true }, null, 0)
+  const before = core.stats.gapsEvicted
+  t.true(core.hasNext(sub))
+  t.true(core.hasNext(sub))
+  t.is(core.stats.gapsEvicted, before)
+  t.not(core.nextMessage(sub)!.gap, null)
+  t.is(core.stats.gapsEvicted, before + 1)
+  const idle = new Subscriber(rec, fakeSocket(), null, core.channelsFor(['none']), defaultCursor(1), null, 0)
+  t.false(core.hasNext(idle))
+})
+
 test('DELETE, then publishes again within the same second: the ids go on after the deleted ones, a resume skips none', (t) => {
   const { core, rec } = setup()
   // one second for all of it (the clock stands still)
