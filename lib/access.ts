@@ -197,7 +197,7 @@ function escapeId (id: string, delimiter: string): string {
  * localhost behind the user's back.
  *
  * "This server's own" is a page whose origin names the Host the request was sent to, and that Host
- * is a loopback name (`localhost`, 127.0.0.0/8, `[::1]`). A page of another name whose DNS now
+ * is a loopback name (`localhost`, 127.0.0.0/8, `[::1]`, `0.0.0.0`). A page of another name whose DNS now
  * answers 127.0.0.1 (DNS rebinding) also sends an Origin equal to its Host, and the socket's peer is
  * loopback for it too: such a page is another site. The operator lists a name of the server's own in
  * corsOrigins to let its pages publish.
@@ -237,7 +237,7 @@ function originHost (origin: string): string | null {
   }
 }
 
-/** A URL's hostname that only ever names this machine: `localhost` (and its subdomains), 127.0.0.0/8, `[::1]`. */
+/** A URL's hostname that only names this machine: `localhost` (and under it), 127/8, `[::1]`, `0.0.0.0`, `[::]`. */
 function loopbackName (hostname: string): boolean {
   const h = hostname.toLowerCase()
   // (0.0.0.0 and [::]: what the server prints for an address it listens on everywhere)

@@ -338,9 +338,10 @@ export function extractSubscriberCredential (headers: IncomingHttpHeaders, query
  * Revoked token ids and subjects. A jti stays revoked until its token's exp (after which the token
  * is refused as expired anyway, so the entry is dropped); a token without exp stays revoked until
  * the list is full. A sub revoked at T refuses that subject's tokens issued up to T (iat ≤ T plus
- * the clock-skew leeway; a token without iat counts as issued at 0). Both maps keep insertion order, so when one holds `max`
- * entries the oldest goes: a revocation list that is too small un-revokes, so size it well over the
- * revocations a token lifetime sees. In-process only: a cluster has to broadcast revocations.
+ * the clock-skew leeway; a token without iat counts as issued at 0). Both maps keep insertion
+ * order, so when one holds `max` entries the oldest goes: a revocation list that is too small
+ * un-revokes, so size it well over the revocations a token lifetime sees. In-process only: a
+ * cluster has to broadcast revocations.
  */
 export class Revocations {
   #jti = new Map<string, number>()
