@@ -217,7 +217,7 @@ function unTag (tag: string): string {
 }
 
 /** The keys of a channel (lib/redis-lua.ts). */
-export function channelKey (key: string, part: 'm' | 'b' | 's' | 'x' | 'c' | 'i'): string {
+export function channelKey (key: string, part: 'm' | 'b' | 's' | 'x' | 'd' | 'c' | 'i'): string {
   return `pk:{${hashTag(key)}}:${part}`
 }
 
@@ -837,7 +837,7 @@ export class RedisEngine implements Engine {
     const conn = ack ? this.#ack! : this.#cmd
     let r: unknown[]
     try {
-      r = await this.#call(conn, 'PUBLISH', [m, channelKey(key, 'b'), channelKey(key, 's'), idempotencyKey === null ? m : `${channelKey(key, 'i')}:${idempotencyKey}`], [
+      r = await this.#call(conn, 'PUBLISH', [m, channelKey(key, 'b'), channelKey(key, 's'), idempotencyKey === null ? m : `${channelKey(key, 'i')}:${idempotencyKey}`, channelKey(key, 'd')], [
         data, contentType ?? '', contentType === null ? '0' : '1', event ?? '', event === null ? '0' : '1',
         String(o.bufferLength), String(o.messageTimeout * 1000), channelKey(key, 'c'), this.#sharded ? '1' : '0',
         String(deadline), String(o.idempotencyWindow * 1000), ack ? '1' : '0'
@@ -887,7 +887,7 @@ export class RedisEngine implements Engine {
   async delete (key: string): Promise<ChannelInfo | null> {
     if (!this.up) throw new StoreUnavailableError()
     try {
-      const r = await this.#call(this.#cmd, 'DELETE', [...this.#keys(key), channelKey(key, 'x')],
+      const r = await this.#call(this.#cmd, 'DELETE', [...this.#keys(key), channelKey(key, 'x'), channelKey(key, 'd')],
         [String(this.#core.opts.messageTimeout * 1000), channelKey(key, 'c'), this.#sharded ? '1' : '0'])
       return r === null ? null : this.#toInfo(r as unknown[])
     } catch (err) {

@@ -11,6 +11,8 @@
 //                      d (body), c (content type, absent = none), e (event, absent = none)
 //   pk:{T}:s   hash    subscriber counts: node id -> that node's count; `~r` -> ms of the last arrival
 //   pk:{T}:x   string  tombstone: the generation a DELETE removed (recovery tells delete from wipe)
+//   pk:{T}:d   string  `<lt> <lg>`: the last id a DELETE removed, for 2 s: a record a publish makes
+//                      again within that second goes on after it (ids are never issued twice)
 //   pk:{T}:i:<k> string  the id an Idempotency-Key published (idempotencyWindow)
 //   pk:{T}:c   shard channel (SPUBLISH on Redis >= 7, else PUBLISH)
 //
@@ -79,7 +81,7 @@ end
 `
 
 /**
- * KEYS m b s idem; ARGV body ct hasCt event hasEvent bufferLength ttlMs pubsubChannel sharded
+ * KEYS m b s idem d; ARGV body ct hasCt event hasEvent bufferLength ttlMs pubsubChannel sharded
  * deadlineMs idemWindowMs replicaAck(0/1). A publish Redis runs past its deadline (Redis' clock: the node gave up
  * and answered 503) returns {'late'}; an Idempotency-Key seen inside its window returns
  * {'dup', id, counts, len, requested}; else {counts, len, requested, lt, lg}.
@@ -102,7 +104,16 @@ local lt, lg, ft, fg, g = tonumber(m[1]), tonumber(m[2]), m[3], m[4], m[5]
 if lt == nil then
   -- a new channel record: created now, nothing has left it yet
   lt, lg, ft, fg, g = 0, 0, sec, -1, micros
-  redis.call('HSET', KEYS[1], 'g', g, 'bt', sec, 'bg', -1)
+  local bt, bg = sec, -1
+  -- made again in the second its deleted predecessor last published in (DELETE left that id in
+  -- d): its ids go on after the deleted ones, which are below its floor and base (§2.1, §11a)
+  local d = redis.call('GET', KEYS[5])
+  if d then
+    local dt, dg = string.match(d, '^(%d+) (%d+)$')
+    dt, dg = tonumber(dt), tonumber(dg)
+    if dt ~= nil and dt >= sec then lt, lg, ft, fg, bt, bg = dt, dg, dt, dg, dt, dg end
+  end
+  redis.call('HSET', KEYS[1], 'g', g, 'bt', bt, 'bg', bg)
 end
 local et, eg = expire(KEYS[2], ttl, nowms)
 if et and above(et, eg, ft, fg) then ft, fg = et, eg end
@@ -158,9 +169,11 @@ local info = {h, len, requested(lastreq(h), nowms), tonumber(m[1]) or 0, tonumbe
 /** KEYS m b s; ARGV ttlMs. Nil when the channel does not exist. */
 export const INFO = COMMON + INFO_BODY + 'return info\n'
 
-/** KEYS m b s x; ARGV ttlMs pubsubChannel sharded. Info as it was, or nil. */
+/** KEYS m b s x d; ARGV ttlMs pubsubChannel sharded. Info as it was, or nil. */
 export const DELETE = COMMON + INFO_BODY + `
 local g = redis.call('HGET', KEYS[1], 'g')
+-- the last id, for a record made again before its second passes (PUBLISH)
+if m[1] then redis.call('SET', KEYS[5], m[1] .. ' ' .. (m[2] or 0), 'PX', 2000) end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 if g then redis.call('SET', KEYS[4], g, 'PX', math.max(ttl, 3600000)) end
 redis.call(ARGV[3] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[2], 'd' .. (g or ''))

@@ -146,6 +146,39 @@ test.serial('DELETE on node A ends subscribers on node B with :410: and the chan
   after.close()
 })
 
+test.serial('DELETE, then a publish within the same second: its id goes on after the deleted ones, and a resume on another node skips none', async (t) => {
+  const { nodes: [a, b] } = await cluster(t, 2)
+  // publish, delete and publish again in one second of the store's clock (the host's): a try that
+  // straddles a second starts over on a channel of its own
+  let deleted: string[] = []
+  let fresh = ''
+  let channel = ''
+  for (let attempt = 0; attempt < 20 && fresh === ''; attempt++) {
+    while (Date.now() % 1000 > 300) await new Promise((resolve) => setTimeout(resolve, 20))
+    channel = `again${attempt}`
+    const ids = [lastId((await publish(a!.base, channel, 'old0')).text), lastId((await publish(a!.base, channel, 'old1')).text)]
+    t.is((await fetch(`${a!.base}/pub/${channel}`, { method: 'DELETE' })).status, 200)
+    const next = lastId((await publish(a!.base, channel, 'new0')).text)
+    if (new Set([...ids, next].map((id) => id.split(':')[0])).size === 1) { deleted = ids; fresh = next }
+  }
+  t.not(fresh, '', 'publish, delete and publish again fell in one second within 20 tries')
+  const [sec, lastTag] = deleted[1]!.split(':')
+  t.is(fresh, `${sec}:${Number(lastTag) + 1}`, 'no id issued twice: ' + [...deleted, fresh].join(' '))
+  // on node B: from the newest deleted id, the new message with no gap; from inside what the
+  // delete took, the same message with the gap signal
+  const atLast = await SseClient.connect(b!.port, `/sub/${channel}`, { 'Last-Event-ID': deleted[1]! })
+  t.teardown(() => atLast.socket.destroy())
+  const [ev] = await atLast.waitEvents(1)
+  t.is(ev!.data, 'new0')
+  t.is(ev!.id, fresh)
+  t.false(ev!.comments.some((c) => c.startsWith(':parkline-gap')), ev!.comments.join(' | '))
+  const inside = await SseClient.connect(b!.port, `/sub/${channel}`, { 'Last-Event-ID': deleted[0]! })
+  t.teardown(() => inside.socket.destroy())
+  const [ev2] = await inside.waitEvents(1)
+  t.is(ev2!.data, 'new0')
+  t.true(ev2!.comments.some((c) => c.startsWith(':parkline-gap')), 'gap signal: ' + ev2!.comments.join(' | '))
+})
+
 test.serial('Redis killed and restarted mid-stream: 503 + Retry-After, /status and /health say so, then delivery resumes; no node crashes', async (t) => {
   t.timeout(60000)
   const { redis, nodes: [a, b] } = await cluster(t, 2)
@@ -408,7 +441,7 @@ test.serial('scripts: SEED says whether it made the record; FORWARD moves a reco
   t.is(await call('XLEN', b), 0, 'what the store held is below the floor now')
   // a message leaving the buffer later never lowers that floor: one older than it is evicted
   t.is(await call('XADD', b, '99-0', 'p', '1', 'd', 'old'), '99-0')
-  const publishOne = async (): Promise<unknown> => await call('EVAL', LUA.PUBLISH, '4', m, b, 'pk:{s}:s', m,
+  const publishOne = async (): Promise<unknown> => await call('EVAL', LUA.PUBLISH, '5', m, b, 'pk:{s}:s', m, 'pk:{s}:d',
     'm', '', '0', '', '0', '1', '0', 'pk:{s}:c', '0', String(Date.now() + 60000), '0', '0')
   t.is(((await publishOne()) as unknown[]).length, 5)
   t.is(await call('XLEN', b), 1)
