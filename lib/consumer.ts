@@ -115,7 +115,7 @@ export class ConsumerTransport implements Transport {
     this.#finish(sub, state, status === 410 || status === 503 ? true : fail(ERRORS.CONSUMER_ENDED, `: ${END_REASONS[status] ?? String(status)}`))
   }
 
-  keepalive (_sub: Subscriber): void {}
+  keepalive (_sub: Subscriber): boolean { return false }
 
   /** The consumer asks for its next message. */
   next (sub: Subscriber): Promise<IteratorResult<ParklineMessage>> {

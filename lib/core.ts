@@ -524,8 +524,10 @@ export class Core {
         else sub.transport.end(sub, 408)
         continue
       }
-      if (keepalives > 0 && this.nowSec - sub.lastWrite >= keepalive) {
-        sub.transport.keepalive(sub)
+      // only a keepalive written counts against the share: a transport without one (long-poll,
+      // multipart, chunked) or a stream still backed up (queuedAtKeepalive) never takes the turn
+      // of the streams behind it in the table
+      if (keepalives > 0 && this.nowSec - sub.lastWrite >= keepalive && sub.transport.keepalive(sub)) {
         if (--keepalives === 0 && !deadlines) return
       }
     }

@@ -82,7 +82,7 @@ export class Metrics {
       for (let i = 0; i < names.length; i++) set({ transport: names[i]! }, s.delivered[i]!)
     })
     counterFrom(r, 'parkline_messages_dropped_total', 'Messages dropped for slow subscribers under queuePolicy drop-oldest.', [], (set) => { set({}, s.messagesDropped) })
-    counterFrom(r, 'parkline_queue_cap_total', 'Subscribers that reached their queue cap, by what followed (disconnect, drop-oldest).', ['policy'], (set) => {
+    counterFrom(r, 'parkline_queue_cap_total', 'Subscribers that reached their queue cap, by what followed (disconnect, drop-oldest); disconnect also counts streams dropped for taking no byte for a keepalive interval.', ['policy'], (set) => {
       set({ policy: 'disconnect' }, s.overflowDisconnect)
       set({ policy: 'drop-oldest' }, s.overflowDropOldest)
     })

@@ -44,6 +44,8 @@ export class Subscriber {
   tableIndex: number
   /** Seconds (coarse clock) of the last write, for keepalive skipping. */
   lastWrite: number
+  /** Streams: bytes the socket had taken at the last keepalive that found bytes queued (-1: none yet). */
+  taken: number
   /** Seconds after which the subscriber times out; 0 = never. */
   deadline: number
   flags: number
@@ -74,6 +76,7 @@ export class Subscriber {
       : null
     this.tableIndex = -1
     this.lastWrite = 0
+    this.taken = -1
     this.deadline = 0
     this.flags = flags
     this.origin = origin
@@ -205,8 +208,12 @@ export interface Transport {
    * (its token expired or was revoked; `reason` says which).
    */
   end (sub: Subscriber, status: number, reason?: string): void
-  /** Shared-timer tick: keepalive for this subscriber. */
-  keepalive (sub: Subscriber): void
+  /**
+   * Shared-timer tick, for a subscriber that wrote nothing for `keepalive` seconds: its keepalive.
+   * True when something was written (it counts against the tick's share); false for transports
+   * that have none, and for a stream whose bytes are still queued (queuedAtKeepalive).
+   */
+  keepalive (sub: Subscriber): boolean
   /**
    * A request that finds a message is answered and never counted (long-poll): an engine that must
    * load a channel before it can tell counts such a subscriber only once it parks.
@@ -222,3 +229,39 @@ export interface Transport {
 }
 
 export type TransportFactory = new (core: Core, index: number) => Transport
+
+/**
+ * A stream's keepalive fell due with bytes still queued for its socket (§11c, §11e): no keepalive
+ * goes behind them. If the socket took some of them since the last such check, the peer is reading
+ * and the interval starts again. If it took none for a whole interval, the peer has stopped reading
+ * (or is gone without a word): it is dropped, and counted as a queue-cap disconnect; its client
+ * resumes from its last id. Either way nothing is written: false, for Transport.keepalive.
+ */
+export function queuedAtKeepalive (core: Core, sub: Subscriber): boolean {
+  const socket = sub.socket
+  const taken = bytesTaken(socket)
+  if (taken !== sub.taken) {
+    sub.taken = taken
+    sub.lastWrite = core.nowSec
+    return false
+  }
+  core.stats.overflowDisconnect++
+  core.unregister(sub)
+  socket.destroy()
+  return false
+}
+
+/**
+ * Bytes the kernel has taken from the socket so far. Node's public counters move a whole write
+ * at a time (`bytesWritten` counts a chunk once handed over, `writableLength` until its write
+ * completes), so a single large frame the peer reads slowly would look stalled until its last
+ * byte went: the part of it libuv still holds (`writeQueueSize`, as Node's own TLS and HTTP/2
+ * read it) tells the bytes taken meanwhile.
+ */
+function bytesTaken (socket: Socket): number {
+  const s = socket as Socket & { _bytesDispatched?: number, _handle?: { writeQueueSize?: number } | null }
+  const dispatched = s._bytesDispatched
+  const queued = s._handle?.writeQueueSize
+  if (typeof dispatched === 'number' && typeof queued === 'number') return dispatched - queued
+  return socket.bytesWritten - socket.writableLength
+}

@@ -205,8 +205,9 @@ export abstract class HttpStreamTransport implements Transport {
     endAndLinger(this.core, sub.socket, this.endBytes(status, reason))
   }
 
-  keepalive (_sub: Subscriber): void {
+  keepalive (_sub: Subscriber): boolean {
     // multipart and chunked get no keepalive (EXTENSION c); SSE overrides
+    return false
   }
 
   releaseHeld (sub: Subscriber): void {

@@ -76,8 +76,9 @@ export class LongpollTransport implements Transport {
     this.#status(sub, status, reason)
   }
 
-  keepalive (_sub: Subscriber): void {
+  keepalive (_sub: Subscriber): boolean {
     // long-poll gets no keepalive (EXTENSION c)
+    return false
   }
 
   ready (sub: Subscriber): void {

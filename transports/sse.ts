@@ -9,7 +9,7 @@ import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
 import { writeShared, type Message } from '../lib/message.ts'
-import { F_GAP_EVENT, type Subscriber } from '../lib/subscriber.ts'
+import { F_GAP_EVENT, queuedAtKeepalive, type Subscriber } from '../lib/subscriber.ts'
 import { Coalescer } from './coalesce.ts'
 import { HttpStreamTransport } from './http-stream.ts'
 import { endAndLinger } from '../lib/linger.ts'
@@ -87,10 +87,12 @@ export class SseTransport extends HttpStreamTransport {
     return this.#overflowNotice
   }
 
-  keepalive (sub: Subscriber): void {
-    if (sub.socket.writableLength > 0 || sub.pendingHead !== null) return
+  keepalive (sub: Subscriber): boolean {
+    if (sub.pendingHead !== null) return false
+    if (sub.socket.writableLength > 0) return queuedAtKeepalive(this.core, sub)
     sub.socket.write(this.#keepalive)
     sub.lastWrite = this.core.nowSec
+    return true
   }
 }
 

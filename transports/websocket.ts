@@ -15,7 +15,7 @@ import { unpinned, writeShared, type Message } from '../lib/message.ts'
 import type { Cursor } from '../lib/message-id.ts'
 import type { Grant } from '../lib/auth.ts'
 import {
-  F_CATCHING_UP, F_CLOSED, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, type SubscribeRequest, type Transport
+  F_CATCHING_UP, F_CLOSED, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport
 } from '../lib/subscriber.ts'
 import { kSubscriber, kUpgradeHead } from '../lib/symbols.ts'
 import { OVERFLOW, enqueue } from '../lib/backlog.ts'
@@ -302,18 +302,19 @@ export class WebSocketTransport implements Transport {
    * Shared tick (EXTENSION c): an empty ping; a connection that has not answered the previous
    * one with a pong by now is dropped.
    */
-  keepalive (sub: Subscriber): void {
-    if (sub.pendingHead !== null) return
+  keepalive (sub: Subscriber): boolean {
+    if (sub.pendingHead !== null) return false
     const socket = sub.socket
     if ((sub.flags & F_WS_PING) !== 0) {
       this.core.unregister(sub)
       socket.destroy()
-      return
+      return false
     }
-    if (socket.writableLength > 0) return
+    if (socket.writableLength > 0) return queuedAtKeepalive(this.core, sub)
     socket.write(PING)
     sub.flags |= F_WS_PING
     sub.lastWrite = this.core.nowSec
+    return true
   }
 
   /**

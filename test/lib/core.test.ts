@@ -35,9 +35,13 @@ class Recorder implements Transport {
 
   /** Keepalives asked for, per subscriber; written at once, as the real transports do. */
   readonly pinged: Subscriber[] = []
-  keepalive (sub: Subscriber): void {
+  /** Subscribers that get no keepalive (as long-poll, multipart, chunked, or a stream still backed up). */
+  readonly silent = new Set<Subscriber>()
+  keepalive (sub: Subscriber): boolean {
+    if (this.silent.has(sub)) return false
     this.pinged.push(sub)
     sub.lastWrite = this.core.nowSec
+    return true
   }
 
   ready (): void {}
@@ -445,4 +449,18 @@ test('keepalives are spread over ticks: at most twice the even share in one, eve
   t.is(rec.pinged.length, 1000, 'and only one')
   t.true(per.every((n) => n <= 80), per.join(' '))
   t.is(per.length, Math.ceil(1000 / 80))
+})
+
+test('subscribers without a keepalive (parked long-polls, chunked, a stream still backed up) take no share of a tick from those with one', (t) => {
+  const { core, rec } = setup({ keepalive: 25 })
+  const streams = Array.from({ length: 100 }, (_, i) => subscribe(core, rec, ['s' + i]))
+  // registered later, so the tick (newest first) meets them first; idle for longer than the interval
+  const polls = Array.from({ length: 2000 }, (_, i) => subscribe(core, rec, ['p' + i]))
+  for (const sub of polls) rec.silent.add(sub)
+  for (const sub of [...streams, ...polls]) sub.lastWrite = core.nowSec - 25
+  // the share is max(64, 2 × 2100 / 25) = 168 a tick: every stream gets its keepalive in the first
+  core.tick()
+  t.is(new Set(rec.pinged).size, 100, `${rec.pinged.length} keepalives in the first tick`)
+  core.tick()
+  t.is(rec.pinged.length, 100, 'and none again in the next')
 })

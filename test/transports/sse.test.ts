@@ -1,5 +1,6 @@
 // SSE specifics (PROTOCOL.md §6, EXTENSIONs b, c, d): the head, `: hi`, `retry:`, keepalives from
 // the shared timer and the `event: ping` form.
+import net from 'node:net'
 import test from 'ava'
 import { RawSse, lpCursor, lpGet, pub } from '../helpers/conformance.ts'
 import { eventually, rawExchange, startServer } from '../helpers/server.ts'
@@ -116,4 +117,37 @@ test('ping: event sends `event: ping`, which has no data and is never dispatched
   const m = await pub(base, 'ping', 'real')
   await c.waitEvents(1)
   t.deepEqual(c.events.map((e) => [e.event, e.id, e.data]), [[null, m.id, 'real']])
+})
+
+test('a stream whose socket takes nothing for a whole keepalive interval is dropped and counted; a reader of the same message stays', async (t) => {
+  const { base, port, app } = await startServer(t, { keepalive: 1, maxMessageSize: 32 * 1024 * 1024 })
+  const core = coreOf(app)
+  // the reader reads as fast as it can and keeps only a count and the tail
+  const reader = net.connect(port, '127.0.0.1')
+  reader.on('error', () => {})
+  let got = 0
+  let tail = ''
+  let closed = false
+  reader.on('data', (d: Buffer) => { got += d.length; tail = (tail + d.toString('latin1', Math.max(0, d.length - 64))).slice(-64) })
+  reader.on('close', () => { closed = true })
+  reader.write('GET /sub/stall HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
+  const stuck = await RawSse.connect(port, '/sub/stall')
+  t.teardown(() => { reader.destroy(); stuck.close() })
+  await stuck.until(() => HI_RETRY.test(stuck.text))
+  t.true(await eventually(() => core.table.size === 2 && got > 0))
+  stuck.socket.pause() // reads nothing more
+  // one message larger than the kernel's buffers between the two ends hold (a single message past
+  // queueCap still goes out, §11e): the part the stuck socket cannot take stays queued
+  const before = core.stats.overflowDisconnect
+  const size = 16 * 1024 * 1024
+  const p = await pub(base, 'stall', Buffer.alloc(size, 120))
+  t.is(p.status, 201)
+  const start = got
+  t.true(await eventually(() => got - start > size, 30000), 'the reader has the message')
+  t.true(await eventually(() => core.table.size === 1, 20000), 'the stuck stream is dropped')
+  t.is(core.stats.overflowDisconnect, before + 1)
+  // the reader stays and gets its keepalives again
+  const after = got
+  t.true(await eventually(() => got > after && tail.endsWith('\n:\n\n'), 6000), 'a keepalive after the message')
+  t.false(closed)
 })
