@@ -326,6 +326,9 @@ export class WebSocketTransport implements Transport {
     const socket = sub.socket as WsSocket
     const h = header
     let off = 0
+    // the latest ping of this read: one pong answers it (RFC 6455 §5.5.3), so a read packed with
+    // thousands of pings costs one frame and one write, not one each
+    let ping: Buffer | null = null
     while (off < buf.length) {
       if ((sub.flags & F_CLOSED) !== 0) return
       const n = readHeader(buf, off, h)
@@ -336,8 +339,7 @@ export class WebSocketTransport implements Transport {
       const payload = unmaskPayload(buf, h)
       off += n + h.length
       if (h.opcode === OP_PING) {
-        // a peer that pings without reading gets no more pongs (RFC 6455 §5.5.3: the latest is enough)
-        if (socket.writableLength <= this.core.opts.queueCap) writeShared(socket, frame(OP_PONG, payload))
+        ping = payload
       } else if (h.opcode === OP_PONG) {
         sub.flags &= ~F_WS_PING
       } else {
@@ -350,6 +352,8 @@ export class WebSocketTransport implements Transport {
       }
     }
     socket[kPartial] = off < buf.length ? Buffer.from(buf.subarray(off)) : null
+    // a peer that pings without reading gets no more pongs (the latest is enough)
+    if (ping !== null && socket.writableLength <= this.core.opts.queueCap) writeShared(socket, frame(OP_PONG, ping))
   }
 
   #fail (sub: Subscriber, close: Buffer): void {

@@ -353,6 +353,23 @@ test('[raw] ping/pong, close echo, malformed frames get 1002, oversized data 100
   t.true(await eventually(() => subs(srv) === 0))
 })
 
+test('[raw] a read packed with pings gets one pong, for the latest (RFC 6455 §5.5.3)', async (t) => {
+  const srv = await startServer(t)
+  const c = await RawWs.connect(srv.port, '/sub/pings')
+  t.teardown(() => c.close())
+  c.socket.cork()
+  for (let i = 0; i < 2000; i++) c.send(0x9, 'p' + i)
+  c.socket.uncork()
+  await c.until(() => c.frames.some((f) => f.payload.toString() === 'p1999'))
+  const pongs = c.frames.filter((f) => f.opcode === 0xa)
+  t.true(pongs.length < 100, `${pongs.length} pongs for 2000 pings`)
+  t.is(pongs[pongs.length - 1]!.payload.toString(), 'p1999')
+  // and the connection is as before: a ping alone is answered at once
+  c.send(0x9, 'again')
+  await c.until(() => c.frames.some((f) => f.payload.toString() === 'again'))
+  t.false(c.closed)
+})
+
 test('[raw] a ping sent in the handshake\'s packet is answered after the 101', async (t) => {
   const srv = await startServer(t)
   const socket = net.connect(srv.port, '127.0.0.1')
