@@ -12,7 +12,7 @@ import type { Channel } from '../lib/channel-registry.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
 import { formatHttpDate, type Cursor } from '../lib/message-id.ts'
 import type { Message } from '../lib/message.ts'
-import { F_CATCHING_UP, F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
+import { F_BATCHED, F_CATCHING_UP, F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
 import { detachSocket, dropListeners } from './detach.ts'
 import { OVERFLOW, enqueue } from '../lib/backlog.ts'
@@ -153,27 +153,45 @@ export abstract class HttpStreamTransport implements Transport {
     this.core.stats.delivered[this.index]!++
   }
 
-  /** Live delivery: written at once, coalesced, or queued under the cap (lib/backlog.ts). */
+  /**
+   * Live delivery: written at once, coalesced, or queued under the cap (lib/backlog.ts). Written at
+   * once only while nothing waits for the socket, or what waits and the message fit under queueCap
+   * (§11e): a large message behind a few unread kilobytes overflows, as it would behind a backlog.
+   */
   deliver (sub: Subscriber, msg: Message, pos: number): void {
     const socket = sub.socket
     const gap = this.core.liveGap(sub, pos, msg.time)
-    const before = sub.backlog === null && socket.writableNeedDrain ? sub.requested(pos) : null
+    const waiting = socket.writableLength > 0
+    const before = sub.backlog === null && waiting ? sub.requested(pos) : null
     const id = sub.advance(msg, pos)
+    let payload: Buffer | null
     if (!socket.writableNeedDrain && (sub.backlog === null || sub.backlog.frames.length === 0)) {
       // a backlog left with no frames only carries a drop gap to signal on this message
       const pending = sub.backlog === null ? null : sub.backlog.gapFrom
-      sub.backlog = null
       const g = pending ?? gap
-      if (g === null && this.coalescer !== null && sub.channels.length === 1) {
-        this.coalescer.hold(sub, msg)
+      if (!waiting) {
+        sub.backlog = null
+        if (g === null && this.coalescer !== null && sub.channels.length === 1) {
+          this.coalescer.hold(sub, msg)
+          return
+        }
+        payload = this.payload(sub, msg, id)
+        if (payload !== null) this.#send(sub, msg, payload, id, g)
         return
       }
-      const payload = this.payload(sub, msg, id)
-      if (payload !== null) this.#send(sub, msg, payload, id, g)
-      return
+      // frames this turn held for it leave first (none is expected: nothing waited when they came)
+      if ((sub.flags & F_BATCHED) !== 0) this.releaseHeld(sub)
+      payload = this.payload(sub, msg, id)
+      if (payload === null) return
+      if (socket.writableLength + this.size(sub, payload, id) <= this.core.opts.queueCap) {
+        sub.backlog = null
+        this.#send(sub, msg, payload, id, g)
+        return
+      }
+    } else {
+      payload = this.payload(sub, msg, id)
+      if (payload === null) return
     }
-    const payload = this.payload(sub, msg, id)
-    if (payload === null) return
     if (enqueue(this.core, sub, before, msg, payload, id, this.size(sub, payload, id), gap, this.signalsGap) === OVERFLOW) {
       // finish what is being written, drop what has not started, end the stream, close
       endAndLinger(this.core, socket, this.overflowBytes())

@@ -15,7 +15,7 @@ import { unpinned, writeShared, type Message } from '../lib/message.ts'
 import type { Cursor } from '../lib/message-id.ts'
 import type { Grant } from '../lib/auth.ts'
 import {
-  F_CATCHING_UP, F_CLOSED, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport
+  F_BATCHED, F_CATCHING_UP, F_CLOSED, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport
 } from '../lib/subscriber.ts'
 import { kSubscriber, kUpgradeHead } from '../lib/symbols.ts'
 import { OVERFLOW, enqueue } from '../lib/backlog.ts'
@@ -246,19 +246,33 @@ export class WebSocketTransport implements Transport {
   deliver (sub: Subscriber, msg: Message, pos: number): void {
     const socket = sub.socket
     const gap = this.core.liveGap(sub, pos, msg.time)
-    const before = sub.backlog === null && socket.writableNeedDrain ? sub.requested(pos) : null
+    const waiting = socket.writableLength > 0
+    const before = sub.backlog === null && waiting ? sub.requested(pos) : null
     const id = sub.advance(msg, pos)
     if (!socket.writableNeedDrain && (sub.backlog === null || sub.backlog.frames.length === 0)) {
       // a backlog left with no frames only carries a drop gap to signal on this message
       const pending = sub.backlog === null ? null : sub.backlog.gapFrom
-      sub.backlog = null
       const g = pending ?? gap
-      if (g === null && this.#coalescer !== null && sub.channels.length === 1) {
-        this.#coalescer.hold(sub, msg)
+      if (!waiting) {
+        sub.backlog = null
+        if (g === null && this.#coalescer !== null && sub.channels.length === 1) {
+          this.#coalescer.hold(sub, msg)
+          return
+        }
+        this.#write(sub, msg, id, g)
         return
       }
-      this.#write(sub, msg, id, g)
-      return
+      // bytes wait for the socket: the message goes at once only if it fits under queueCap with
+      // them (§11e), after any frames this turn held for it (none is expected)
+      if ((sub.flags & F_BATCHED) !== 0) this.releaseHeld(sub)
+      const frame = this.#frame(sub, msg, id, g)
+      if (socket.writableLength + frame.length <= this.core.opts.queueCap) {
+        sub.backlog = null
+        writeShared(socket, frame)
+        sub.lastWrite = this.core.nowSec
+        this.core.stats.delivered[this.index]!++
+        return
+      }
     }
     const frame = this.#frame(sub, msg, id, gap)
     // drop-oldest needs a gap line: only ws+meta.parkline can carry one

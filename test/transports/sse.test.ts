@@ -151,3 +151,28 @@ test('a stream whose socket takes nothing for a whole keepalive interval is drop
   t.true(await eventually(() => got > after && tail.endsWith('\n:\n\n'), 6000), 'a keepalive after the message')
   t.false(closed)
 })
+
+test('queueCap holds below Node\'s drain mark too: a large message behind a few unread kilobytes overflows instead of being queued whole (§11e)', async (t) => {
+  const { base, port, app } = await startServer(t)
+  const core = coreOf(app)
+  const stuck = await RawSse.connect(port, '/sub/cap')
+  t.teardown(() => stuck.close())
+  await stuck.until(() => HI_RETRY.test(stuck.text))
+  stuck.socket.pause()
+  const sub = core.table.subs[0]!
+  // fill the kernel's buffers between the two ends until the socket keeps a few bytes in user space
+  const before = core.stats.overflowDisconnect
+  let sent = 0
+  while (sub.socket.writableLength === 0 && sent < 4000) {
+    t.is((await pub(base, 'cap', Buffer.alloc(8192, 97))).status, 201)
+    sent++
+  }
+  const waiting = sub.socket.writableLength
+  t.true(waiting > 0 && !sub.socket.writableNeedDrain, `${waiting} bytes waiting after ${sent} messages`)
+  t.is(core.stats.overflowDisconnect, before)
+  // 256 KiB more would put ~4× the 64 KiB cap in user space: the policy (disconnect) runs instead
+  t.is((await pub(base, 'cap', Buffer.alloc(256 * 1024, 98))).status, 201)
+  t.is(core.stats.overflowDisconnect, before + 1)
+  t.is(core.table.size, 0)
+  t.true(sub.socket.writableLength < 64 * 1024, `${sub.socket.writableLength} bytes left in user space`)
+})
