@@ -202,7 +202,7 @@ function escapeId (id: string, delimiter: string): string {
  * loopback for it too: such a page is another site. The operator lists a name of the server's own in
  * corsOrigins to let its pages publish.
  */
-function crossSite (request: PublishRequestLike, allowed: readonly string[]): boolean {
+export function crossSite (request: Pick<PublishRequestLike, 'headers'>, allowed: readonly string[]): boolean {
   const origin = request.headers.origin
   const host = request.headers.host
   if (origin === undefined) {

@@ -26,7 +26,7 @@ import { Metrics } from './metrics.ts'
 import { createEngine } from './engines.ts'
 import type { WorkerLink } from './cluster.ts'
 import { handleSubscriber } from './subscribe.ts'
-import { Access } from './access.ts'
+import { Access, crossSite } from './access.ts'
 import { kRawContentType, kUpgradeHead } from './symbols.ts'
 import { TRANSPORTS } from '../transports/index.ts'
 
@@ -179,9 +179,12 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded }:
     })
   }
   // statusLoopbackOnly: the client is the socket's peer, or, behind a trusted proxy, the address
-  // it forwarded; a forwarded request through any other proxy (a loopback one included) is refused
+  // it forwarded; a forwarded request through any other proxy (a loopback one included) is refused.
+  // A page of another site in a browser on this machine is no local process either (lib/access.ts
+  // crossSite): a DNS-rebinding page would otherwise read the status and metrics from 127.0.0.1.
   const operatorOnly = (request: FastifyRequest): boolean => {
     if (!opts.statusLoopbackOnly) return true
+    if (crossSite(request, opts.corsOrigins)) return false
     const peer = request.socket.remoteAddress
     const xff = request.headers['x-forwarded-for']
     if (xff === undefined && request.headers.forwarded === undefined) return isLoopback(peer)

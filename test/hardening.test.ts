@@ -110,6 +110,21 @@ test('a disallowed Origin gets 403 without CORS headers; /status and /metrics be
   t.is((await rawRequest(trusting.port, 'GET /metrics HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.5\r\n\r\n')).status, 403)
 })
 
+test('/status and /metrics refuse a page of another site in a local browser (DNS rebinding), and answer local processes and the server\'s own pages', async (t) => {
+  const srv = await startServer(t)
+  const get = async (path: string, headers: string): Promise<number> => (await rawRequest(srv.port, `GET ${path} HTTP/1.1\r\n${headers}\r\n`)).status
+  for (const path of ['/status', '/metrics']) {
+    // a rebinding page's same-origin fetch: its own name as Host, no Origin on a GET
+    t.is(await get(path, 'Host: rebind.example:8080\r\nSec-Fetch-Site: same-origin\r\n'), 403, path)
+    t.is(await get(path, 'Host: rebind.example:8080\r\nOrigin: http://rebind.example:8080\r\n'), 403, path)
+    t.is(await get(path, 'Host: 127.0.0.1\r\nOrigin: https://evil.example\r\nSec-Fetch-Site: cross-site\r\n'), 403, path)
+    // a scraper or curl (no Origin, no Sec-Fetch-Site), the URL opened in a browser, the server's own page
+    t.is(await get(path, 'Host: rebind.example:8080\r\n'), 200, path)
+    t.is(await get(path, 'Host: localhost:8080\r\nSec-Fetch-Site: none\r\n'), 200, path)
+    t.is(await get(path, 'Host: localhost:8080\r\nSec-Fetch-Site: same-origin\r\n'), 200, path)
+  }
+})
+
 test('channel records are bounded by maxChannels: a flood of multiplexed subscriptions gets 503, nothing leaks', async (t) => {
   const srv = await startServer(t, { maxChannels: 300 })
   const core = coreOf(srv.app)
