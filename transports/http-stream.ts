@@ -172,6 +172,8 @@ export abstract class HttpStreamTransport implements Transport {
       if (!waiting) {
         sub.backlog = null
         if (g === null && this.coalescer !== null && sub.channels.length === 1) {
+          // a message the transport skips (chunked: an empty one) is not held, nor counted delivered
+          if (msg.data.length === 0 && this.payload(sub, msg, id) === null) return
           this.coalescer.hold(sub, msg)
           return
         }
