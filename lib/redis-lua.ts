@@ -11,8 +11,8 @@
 //                      d (body), c (content type, absent = none), e (event, absent = none)
 //   pk:{T}:s   hash    subscriber counts: node id -> that node's count; `~r` -> ms of the last arrival
 //   pk:{T}:x   string  tombstone: the generation a DELETE removed (recovery tells delete from wipe)
-//   pk:{T}:d   string  `<lt> <lg>`: the last id a DELETE removed, for 2 s: a record a publish makes
-//                      again within that second goes on after it (ids are never issued twice)
+//   pk:{T}:d   string  `<lt> <lg>`: the last id a DELETE removed, until a second past that id's second
+//                      (2 s at least): a record a publish makes again before then goes on after it
 //   pk:{T}:i:<k> string  the id an Idempotency-Key published (idempotencyWindow)
 //   pk:{T}:c   shard channel (SPUBLISH on Redis >= 7, else PUBLISH)
 //
@@ -172,8 +172,11 @@ export const INFO = COMMON + INFO_BODY + 'return info\n'
 /** KEYS m b s x d; ARGV ttlMs pubsubChannel sharded. Info as it was, or nil. */
 export const DELETE = COMMON + INFO_BODY + `
 local g = redis.call('HGET', KEYS[1], 'g')
--- the last id, for a record made again before its second passes (PUBLISH)
-if m[1] then redis.call('SET', KEYS[5], m[1] .. ' ' .. (m[2] or 0), 'PX', 2000) end
+-- the last id, for a record made again before its second passes (PUBLISH): kept until a second
+-- after that, even where the record's seconds ran ahead of this clock (a clock stepped back)
+if m[1] then
+  redis.call('SET', KEYS[5], m[1] .. ' ' .. (m[2] or 0), 'PX', math.max(2000, (tonumber(m[1]) + 1) * 1000 - nowms + 1000))
+end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 if g then redis.call('SET', KEYS[4], g, 'PX', math.max(ttl, 3600000)) end
 redis.call(ARGV[3] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[2], 'd' .. (g or ''))

@@ -411,7 +411,7 @@ test.serial('Redis restarted empty and a node that was behind seeded the channel
   sub.close()
 })
 
-test.serial('scripts: SEED says whether it made the record; FORWARD moves a record only while it is as the caller read it', async (t) => {
+test.serial('scripts: SEED says whether it made the record; FORWARD moves a record only while it is as the caller read it; DELETE keeps a last id ahead of the clock', async (t) => {
   const redis = await startRedis(t)
   const call = async (...args: string[]): Promise<unknown> => await redisCall(redis.port, args)
   const m = 'pk:{s}:m'
@@ -446,6 +446,17 @@ test.serial('scripts: SEED says whether it made the record; FORWARD moves a reco
   t.is(((await publishOne()) as unknown[]).length, 5)
   t.is(await call('XLEN', b), 1)
   t.deepEqual(await call('HMGET', m, 'ft', 'fg'), ['100', '8'])
+
+  // DELETE of a record whose seconds ran 30 s ahead of Redis' clock: its last id is kept until that
+  // second has passed, so the record a publish makes again goes on after it, not below it
+  const ahead = Math.floor(Date.now() / 1000) + 30
+  const d = 'pk:{s}:d'
+  await call('HSET', m, 'lt', String(ahead), 'lg', '4', 'g', 'G3')
+  t.not(await call('EVAL', LUA.DELETE, '5', m, b, 'pk:{s}:s', 'pk:{s}:x', d, '0', 'pk:{s}:c', '0'), null)
+  t.is(await call('GET', d), `${ahead} 4`)
+  t.true(Number(await call('PTTL', d)) > 29000, 'kept past the record\'s last second')
+  const again = await publishOne() as unknown[]
+  t.deepEqual([again[3], again[4]], [ahead, 5], 'ids go on after the deleted ones')
 })
 
 test.serial('pub/sub connections dropped while publishing: a node re-reads what it missed, no loss, no duplicate', async (t) => {
