@@ -13,7 +13,7 @@
 // headers on a WebSocket; the server must allow it with `tokenInQuery`). 401 and 403 are reported
 // as `auth` in CloseInfo, never as a reason to fall back: another transport would be refused too.
 import {
-  type SseEvent, SseParser, authChallenge, cursorHeaders, longpollId, parseWsMeta, parseWsMetaBytes, retryAfterMs, withQuery
+  MAX_QUERY_CURSOR, type SseEvent, SseParser, authChallenge, cursorHeaders, longpollId, parseId, parseWsMeta, parseWsMetaBytes, retryAfterMs, withCursor, withQuery
 } from './wire.ts'
 
 export type TransportName = 'websocket' | 'eventsource' | 'longpoll'
@@ -200,7 +200,13 @@ export class WebSocketTransport implements ClientTransport {
     this.#lastId = lastId
     this.#token = token
     this.#seen = []
-    let url = lastId === null ? this.#ctx.wsUrl : withQuery(this.#ctx.wsUrl, 'last_event_id', lastId)
+    let url = lastId === null ? this.#ctx.wsUrl : withCursor(this.#ctx.wsUrl, lastId)
+    if (url === null) {
+      // a cursor past what a server reads from a URL (a vector of many channels): it would start
+      // from the oldest message, every one again; the next transport carries it in headers
+      this.#finish(closeInfo(false, `websocket: a cursor of ${lastId!.length} bytes does not fit a URL (${MAX_QUERY_CURSOR} at most)`, { fallback: true }))
+      return
+    }
     // the one transport that cannot send a header: RFC 6750 §2.3 (the server needs tokenInQuery)
     if (token !== null) url = withQuery(url, 'access_token', token)
     let ws: WebSocketLike
@@ -371,6 +377,8 @@ export class EventSourceTransport implements ClientTransport {
   #ended: string | null = null
   #endStatus = 0
   #token: string | null = null
+  /** A cursor too long for the query, as headers (open). */
+  #cursor: Record<string, string> | null = null
 
   constructor (ctx: TransportContext, cb: TransportCallbacks) {
     this.#ctx = ctx
@@ -387,7 +395,14 @@ export class EventSourceTransport implements ClientTransport {
     const ac = new AbortController()
     this.#ac = ac
     let url = withQuery(this.#ctx.url, 'parkline_gap', 'event')
-    if (lastId !== null) url = withQuery(url, 'last_event_id', lastId)
+    this.#cursor = null
+    if (lastId !== null) {
+      const resumed = withCursor(url, lastId)
+      // past what a server reads from the query (a vector of many channels): If-Modified-Since and
+      // If-None-Match, which carry any length (§2.3; a CORS preflight, which Parkline answers)
+      if (resumed === null) this.#cursor = cursorHeaders(lastId)
+      else url = resumed
+    }
     this.#timer = setTimeout(() => {
       this.#finish(closeInfo(false, `eventsource: no first byte in ${this.#ctx.connectTimeout} ms`, { fallback: true }))
     }, this.#ctx.connectTimeout)
@@ -402,7 +417,7 @@ export class EventSourceTransport implements ClientTransport {
     this.#ended = null
     this.#endStatus = 0
     const res = await this.#ctx.fetch!(url, {
-      headers: withToken({ Accept: 'text/event-stream' }, this.#token), signal, cache: 'no-store', credentials: this.#ctx.credentials
+      headers: withToken({ Accept: 'text/event-stream', ...this.#cursor }, this.#token), signal, cache: 'no-store', credentials: this.#ctx.credentials
     })
     if (this.#done) return
     if (isAuthStatus(res.status)) {
@@ -555,8 +570,14 @@ export class LongPollTransport implements ClientTransport {
         this.#markOpen()
         if (this.#done) return
         const id = longpollId(res.headers.get('Last-Modified'), res.headers.get('Etag'))
+        if (id === undefined || parseId(id) === null) {
+          // (a proxy that strips Etag or Last-Modified): the cursor cannot move, and polling again
+          // would get the same message at once, again and again: not a transport that works here
+          this.#finish(closeInfo(this.#opened, 'longpoll: an answer without a readable id (Last-Modified and Etag)', { fallback: true }))
+          return
+        }
         const gap = res.headers.get('Parkline-Gap')
-        if (id !== undefined) this.#lastId = id
+        this.#lastId = id
         if (gap !== null) this.#cb.onGap(gap, id)
         if (this.#done) return
         this.#cb.onMessage(body, { id, contentType: type, event: undefined })

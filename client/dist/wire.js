@@ -224,9 +224,30 @@ export function channelsOf (pathname        , prefix        , delimiter = ',')  
 
 /** `url` with `name=value` added to its query. */
 export function withQuery (url        , name        , value        )         {
+  return withRawQuery(url, name, encodeURIComponent(value))
+}
+
+function withRawQuery (url        , name        , encoded        )         {
   const hash = url.indexOf('#')
   const base = hash === -1 ? url : url.slice(0, hash)
-  return base + (base.includes('?') ? '&' : '?') + name + '=' + encodeURIComponent(value)
+  return base + (base.includes('?') ? '&' : '?') + name + '=' + encoded
+}
+
+/**
+ * The longest `?last_event_id=` (or `Last-Event-ID`) a server reads, as sent (§2.3, as Nchan): a
+ * longer one is skipped there, as if the client had sent none, and the stream starts from the
+ * oldest message.
+ */
+export const MAX_QUERY_CURSOR = 128
+
+/**
+ * `url` with `last_event_id=<id>`, or null when the id does not fit in MAX_QUERY_CURSOR. An id's
+ * own characters (digits, `:`, `,`, `[`, `]`, `-`) go as they are: escaped, each would take three
+ * of the 128 bytes, and a vector of some thirty channels would no longer fit.
+ */
+export function withCursor (url        , id        )                {
+  const value = id.replace(/[^0-9:,[\]-]/g, (c) => encodeURIComponent(c))
+  return value.length > MAX_QUERY_CURSOR ? null : withRawQuery(url, 'last_event_id', value)
 }
 
 /**

@@ -1,6 +1,9 @@
 // The Parkline client (client/) in Node 24 against a real Parkline, once per transport: it
 // receives with the publisher's ids, names multiplexed channels, resumes after a dropped connection
 // with no loss and no duplicate, reports gaps, and keeps its cursor across restarts.
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
 import { Parkline, type TransportName } from '../../client/parkline.ts'
 import { Recorder, publishedId, subscribe } from '../helpers/client.ts'
@@ -135,9 +138,60 @@ const persists = test.macro({
   title: (_, transport: TransportName) => `${transport}: persist keeps the last id across instances (reloads)`
 })
 
+const manyChannels = test.macro({
+  async exec (t: ExecutionContext, transport: TransportName) {
+    const { base, port } = await startServer(t)
+    const proxy = await TestProxy.start(port)
+    t.teardown(() => proxy.close())
+    const channels = Array.from({ length: 60 }, (_, i) => 'c' + i)
+    // a WebSocket URL cannot carry such a cursor: the client resumes on the next transport
+    const rec = subscribe(t, `${proxy.base}/sub/${channels.join(',')}`, { transports: transport === 'websocket' ? ['websocket', 'eventsource'] : [transport] })
+    await rec.waitConnected(transport)
+    const sent: string[] = []
+    for (let i = 0; i < 6; i++) {
+      await pub(base, channels[i * 10]!, 'm' + i)
+      sent.push('m' + i)
+    }
+    await rec.waitMessages(6)
+    t.true(rec.client.lastId!.length > 128, `a vector of 60 positions: ${rec.client.lastId!.length} bytes`)
+    t.true(proxy.dropAll() > 0)
+    // published while the client is cut off: after the reconnect, once, and nothing before them again
+    for (let i = 6; i < 9; i++) {
+      await pub(base, channels[i * 5 + 1]!, 'm' + i)
+      sent.push('m' + i)
+    }
+    await rec.waitMessages(9)
+    await new Promise((resolve) => setTimeout(resolve, 300)) // room for a duplicate to show up
+    t.deepEqual(rec.texts, sent, 'no loss, no duplicate: ' + rec.log.join(' | '))
+    t.deepEqual(rec.gaps, [])
+    t.is(rec.connects.at(-1), transport === 'websocket' ? 'eventsource' : transport)
+  },
+  title: (_, transport: TransportName) => `${transport}: a multiplexed subscription of 60 channels (a cursor past 128 bytes) resumes with no loss and no duplicate`
+})
+
+test('longpoll: an answer without a readable id is not delivered again and again: the transport fails over with backoff', async (t) => {
+  // a proxy that strips Etag and Last-Modified, as a server here: every poll gets the same message
+  let polls = 0
+  const server = http.createServer((_req, res) => {
+    polls++
+    res.writeHead(200, { 'Content-Type': 'text/plain' })
+    res.end('same')
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const rec = subscribe(t, `http://127.0.0.1:${(server.address() as AddressInfo).port}/sub/x`, { transports: ['longpoll'], minDelay: 200, maxDelay: 400 })
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  rec.client.stop()
+  t.is(rec.messages.length, 0, 'nothing delivered without an id to resume from')
+  t.true(polls <= 10, `${polls} polls in 1.5 s`)
+  t.true(rec.retries.length >= 1 && rec.retries.every((r) => r.delay >= 100), rec.log.join(' | '))
+})
+
 for (const transport of TRANSPORTS) {
   test(receives, transport)
   test(multiplexed, transport)
+  test(manyChannels, transport)
   test(resumes, transport)
   test(gap, transport)
   test(persists, transport)
