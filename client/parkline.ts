@@ -502,17 +502,20 @@ export class Parkline {
     }
     // a connection that opened and then carried messages, lasted, or was ended by the server in
     // protocol proves the transport works on this path; one that died at once does not
-    const worked = info.opened && !info.fallback &&
-      (info.clean || this.#delivered > 0 || Date.now() - this.#openedAt >= this.#opts.connectTimeout)
+    const lasted = info.opened && (this.#delivered > 0 || Date.now() - this.#openedAt >= this.#opts.connectTimeout)
+    const worked = info.opened && !info.fallback && (info.clean || lasted)
     if (info.badCursor) this.resetCursor()
     let delay: number
     let failed = false
     const backoff = (): number => backoffDelay(this.#attempt++, this.#opts.minDelay, this.#opts.maxDelay, this.#opts.random, info.hint)
+    // only a connection that carried messages or lasted starts the backoff over: one the server
+    // ends in protocol right after it opened (a close 1011, a proxy's 1000) keeps backing off
+    if (lasted) this.#attempt = 0
     if (info.refused || info.badCursor) {
-      // the server is there and asked us to wait: same transport, not before its hint
+      // the server is there and asked us to wait: same transport, not before its hint (after a
+      // connection that lasted, such as a slow consumer's overflow, from the shortest delay again)
       delay = backoff()
     } else if (worked) {
-      this.#attempt = 0
       delay = backoff()
     } else {
       failed = true

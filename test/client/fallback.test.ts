@@ -2,7 +2,10 @@
 // client and a real Parkline: WebSocket refused, black-holed or muted, event streams held back by a
 // buffering proxy, and the delays chosen against the server's `retry:` and `Retry-After`. Delays
 // are asserted as the values the client chose (its `retry` events), never by wall-clock timing.
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
 import test from 'ava'
+import { WebSocketServer } from 'ws'
 import { backoffDelay } from '../../client/parkline.ts'
 import { publishedId, subscribe } from '../helpers/client.ts'
 import { TestProxy, type ProxyModes } from '../helpers/proxy.ts'
@@ -107,6 +110,27 @@ test('every transport failing: wraps to the first with exponential backoff', asy
   const wraps = rec.retries.filter((r) => r.next === 'websocket').map((r) => r.delay)
   t.deepEqual(wraps.slice(0, 5), [40, 80, 160, 200, 200], 'doubling from minDelay, capped at maxDelay')
   t.true(rec.retries.filter((r) => r.next !== 'websocket').every((r) => r.delay === 0), 'falling back within one round is immediate')
+})
+
+test('a WebSocket the server closes cleanly right after it opens keeps backing off; one that carried a message starts over', async (t) => {
+  // a server that accepts each handshake and closes at once with 1000 (as a proxy may)
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await once(wss, 'listening')
+  t.teardown(() => { for (const c of wss.clients) c.terminate(); wss.close() })
+  let opened = 0
+  wss.on('connection', (ws) => {
+    opened++
+    // the third connection carries one message before its close
+    if (opened === 3) ws.send('one', () => { ws.close(1000) })
+    else ws.close(1000)
+  })
+  const port = (wss.address() as AddressInfo).port
+  const rec = subscribe(t, `http://127.0.0.1:${port}/sub/x`, { transports: ['websocket'], minDelay: 40, maxDelay: 5000, random: () => 1 })
+  await rec.until(() => rec.retries.length >= 5, 8000, '5 retries')
+  rec.client.stop()
+  const delays = rec.retries.map((r) => r.delay)
+  t.deepEqual(delays.slice(0, 5), [40, 80, 40, 80, 160], 'doubling while nothing comes through, from the start again after a message: ' + rec.log.join(' | '))
+  t.true(rec.retries.every((r) => r.next === 'websocket' && !r.failed), 'a clean close is no reason to fall back')
 })
 
 test('eventsource honours the server\'s retry: after a drop', async (t) => {
