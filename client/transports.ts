@@ -132,6 +132,17 @@ function isAuthStatus (status: number): boolean {
   return status === 401 || status === 403
 }
 
+/**
+ * What a 400 means: the cursor sent, which the server could not read (`Message ID invalid`, §2.3:
+ * the client starts over from the oldest message); a credential it could not read (a `Bearer`
+ * challenge, as `invalid_request`: an auth end); or anything else (a channel id or a header it
+ * refuses), which the same request would get again: it waits, with backoff, and keeps its cursor.
+ */
+function badRequest (headers: { get (name: string): string | null }, body: string, sentCursor: boolean): 'cursor' | 'auth' | 'other' {
+  if (headers.get('WWW-Authenticate') !== null) return 'auth'
+  return sentCursor && /message id/i.test(body) ? 'cursor' : 'other'
+}
+
 /** The AuthEnd of a 401/403 answer (its body read when the caller has it). */
 function authEnd (status: number, headers: { get (name: string): string | null }, body = ''): AuthEnd {
   return { status, ...authChallenge(status, headers.get('WWW-Authenticate'), body) }
@@ -255,9 +266,11 @@ export class WebSocketTransport implements ClientTransport {
 
   /**
    * The handshake failed, and no WebSocket API says with which status. Ask once with fetch (the
-   * same credentials, `Accept: text/event-stream`, aborted as soon as the head arrives): a 401 or
-   * 403 there is an access-control refusal, not a reason to fall back; anything else (200, a
-   * timeout, a network error) keeps the original verdict.
+   * same credentials, `Accept: text/event-stream`, aborted once the head and the first bytes have
+   * come): a 401 or 403 there is an access-control refusal, not a reason to fall back; a server at
+   * its connection limit or shutting down (503 or 429, or the event stream's `:503:` line, §11b)
+   * asks for a wait on the same transport, not before its hint; anything else (200, a timeout, a
+   * network error) keeps the original verdict.
    */
   #whyRefused (info: CloseInfo): void {
     if (this.#timer !== null) clearTimeout(this.#timer)
@@ -268,6 +281,19 @@ export class WebSocketTransport implements ClientTransport {
     this.#ctx.fetch!(this.#ctx.url, {
       headers: withToken({ Accept: 'text/event-stream' }, this.#token), signal: ac.signal, cache: 'no-store', credentials: this.#ctx.credentials
     }).then(async (res) => {
+      if (res.status === 503 || res.status === 429) {
+        return closeInfo(false, `websocket: handshake refused, HTTP ${res.status}`, { refused: true, hint: retryAfterMs(res.headers.get('Retry-After')) })
+      }
+      if (res.status === 200 && res.body !== null) {
+        // Parkline writes `: hi`, `retry:` and `:503:` of a refused stream at once (§11b)
+        const first = await res.body.getReader().read().catch(() => ({ value: undefined }))
+        const text = first.value === undefined ? '' : new TextDecoder().decode(first.value)
+        if (/(^|\n):503:/.test(text)) {
+          const retry = /(^|\n)retry: *(\d+)/.exec(text)
+          return closeInfo(false, 'websocket: handshake refused, the server is full or shutting down (:503:)', { refused: true, hint: retry === null ? null : Number(retry[2]) })
+        }
+        return info
+      }
       if (!isAuthStatus(res.status)) return info
       const body = await res.text().catch(() => '')
       const auth = authEnd(res.status, res.headers, body)
@@ -379,6 +405,8 @@ export class EventSourceTransport implements ClientTransport {
   #token: string | null = null
   /** A cursor too long for the query, as headers (open). */
   #cursor: Record<string, string> | null = null
+  /** The last open sent a cursor (in the query or in headers). */
+  #sentCursor = false
 
   constructor (ctx: TransportContext, cb: TransportCallbacks) {
     this.#ctx = ctx
@@ -396,6 +424,7 @@ export class EventSourceTransport implements ClientTransport {
     this.#ac = ac
     let url = withQuery(this.#ctx.url, 'parkline_gap', 'event')
     this.#cursor = null
+    this.#sentCursor = lastId !== null
     if (lastId !== null) {
       const resumed = withCursor(url, lastId)
       // past what a server reads from the query (a vector of many channels): If-Modified-Since and
@@ -429,9 +458,20 @@ export class EventSourceTransport implements ClientTransport {
     }
     if (res.status !== 200) {
       const hint = retryAfterMs(res.headers.get('Retry-After'))
-      const refused = res.status === 503 || res.status === 429
+      let bad: 'cursor' | 'auth' | 'other' | null = null
+      if (res.status === 400) {
+        const body = await res.text().catch(() => '')
+        if (this.#done) return
+        bad = badRequest(res.headers, body, this.#sentCursor)
+        if (bad === 'auth') {
+          const auth = authEnd(400, res.headers, body)
+          this.#finish(closeInfo(false, `eventsource: HTTP 400 ${auth.reason}`, { clean: true, auth }))
+          return
+        }
+      }
+      const refused = res.status === 503 || res.status === 429 || bad === 'other'
       this.#finish(closeInfo(false, `eventsource: HTTP ${res.status}`, {
-        hint, refused, badCursor: res.status === 400, fallback: !refused && res.status !== 400
+        hint, refused, badCursor: bad === 'cursor', fallback: !refused && bad === null
       }))
       return
     }
@@ -597,9 +637,15 @@ export class LongPollTransport implements ClientTransport {
         continue
       }
       const hint = retryAfterMs(res.headers.get('Retry-After'))
-      const refused = status === 503 || status === 429
+      const bad = status === 400 ? badRequest(res.headers, text, this.#lastId !== null) : null
+      if (bad === 'auth') {
+        const auth = authEnd(400, res.headers, text)
+        this.#finish(closeInfo(this.#opened, `longpoll: HTTP 400 ${auth.reason}`, { clean: true, auth }))
+        return
+      }
+      const refused = status === 503 || status === 429 || bad === 'other'
       this.#finish(closeInfo(this.#opened, `longpoll: HTTP ${status}${status === 410 ? ' Gone' : ''}`, {
-        hint, refused, badCursor: status === 400, fallback: !refused && !this.#opened && status !== 400 && status !== 410, clean: true
+        hint, refused, badCursor: bad === 'cursor', fallback: !refused && !this.#opened && bad === null && status !== 410, clean: true
       }))
       return
     }

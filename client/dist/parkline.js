@@ -451,10 +451,13 @@ export class Parkline {
   }
 
   #callbacks ()                     {
-    // each attempt gets its own callbacks; ones from a closed attempt are ignored
+    // each attempt gets its own callbacks; ones from a closed attempt are ignored, also after a
+    // stop() and start() made from inside a handler (its transport may still be reading the rest
+    // of a chunk or a frame)
     let live = true
     const self = this
-    const owner = ()          => live && self.#running
+    const gen = this.#generation
+    const owner = ()          => live && self.#running && gen === self.#generation
     return {
       onOpen () {
         if (!owner()) return

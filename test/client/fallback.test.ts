@@ -2,6 +2,7 @@
 // client and a real Parkline: WebSocket refused, black-holed or muted, event streams held back by a
 // buffering proxy, and the delays chosen against the server's `retry:` and `Retry-After`. Delays
 // are asserted as the values the client chose (its `retry` events), never by wall-clock timing.
+import http from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import test from 'ava'
@@ -133,6 +134,45 @@ test('a WebSocket the server closes cleanly right after it opens keeps backing o
   t.true(rec.retries.every((r) => r.next === 'websocket' && !r.failed), 'a clean close is no reason to fall back')
 })
 
+const memory = (init: Record<string, string>): { getItem: (k: string) => string | null, setItem: (k: string, v: string) => void, removeItem: (k: string) => void, store: Map<string, string> } => {
+  const store = new Map(Object.entries(init))
+  return { store, getItem: (k) => store.get(k) ?? null, setItem: (k, v) => { store.set(k, v) }, removeItem: (k) => { store.delete(k) } }
+}
+
+for (const transport of ['eventsource', 'longpoll'] as const) {
+  test(`${transport}: a saved cursor the server cannot read (400 Message ID invalid) is dropped, and the client starts from the oldest`, async (t) => {
+    const { base } = await startServer(t)
+    await pub(base, 'bc', 'kept')
+    // (a second closing bracket: §2.3 answers 400)
+    const storage = memory({ k: '1796000000:[1]]' })
+    const rec = subscribe(t, `${base}/sub/bc`, { transports: [transport], persist: 'k', storage })
+    await rec.waitMessages(1)
+    t.deepEqual(rec.texts, ['kept'])
+    t.regex(rec.retries[0]!.reason, /400/)
+    t.is(rec.retries[0]!.next, transport)
+  })
+
+  test(`${transport}: a 400 that is not about the cursor keeps it, and waits with backoff on the same transport`, async (t) => {
+    const seen: string[] = []
+    const server = http.createServer((req, res) => {
+      seen.push(req.url + ' ' + (req.headers['if-none-match'] ?? ''))
+      res.writeHead(400, { 'Content-Type': 'text/plain' })
+      res.end('Channel id too long')
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    t.teardown(() => { server.closeAllConnections(); server.close() })
+    const storage = memory({ k: '1796000000:4' })
+    const rec = subscribe(t, `http://127.0.0.1:${(server.address() as AddressInfo).port}/sub/x`, { transports: [transport], persist: 'k', storage, minDelay: 40, maxDelay: 400, random: () => 1 })
+    await rec.until(() => rec.retries.length >= 3, 5000, '3 retries')
+    rec.client.stop()
+    t.is(rec.client.lastId, '1796000000:4', 'the cursor is kept')
+    t.is(storage.store.get('k'), '1796000000:4')
+    t.deepEqual(rec.retries.slice(0, 3).map((r) => [r.delay, r.next]), [[40, transport], [80, transport], [160, transport]])
+    t.true(seen.every((s) => s.includes('1796000000') || s.includes(' 4')), seen.join(' | '))
+  })
+}
+
 test('eventsource honours the server\'s retry: after a drop', async (t) => {
   const { base, proxy } = await setup(t, {}, { retryMin: 2345, retryMax: 2345 })
   const rec = subscribe(t, `${proxy.base}/sub/rr`, { transports: ['eventsource'], random: () => 0 })
@@ -159,6 +199,18 @@ test('eventsource at the server\'s connection limit: waits the retry: the :503: 
   t.true(r.delay >= 3210, `delay ${r.delay} respects retry: 3210`)
   t.is(r.next, 'eventsource', 'a refusal is not a reason to change transport')
   t.false(r.failed)
+})
+
+test('websocket at the server\'s connection limit: a refusal, not a reason to fall back; it waits the hint on the same transport', async (t) => {
+  const { port, base } = await startServer(t, { maxSubscribers: 1, retryMin: 3210, retryMax: 3210 })
+  const occupant = await SseClient.connect(port, '/sub/other')
+  t.teardown(() => occupant.close())
+  const rec = subscribe(t, `${base}/sub/full`, { transports: ['websocket', 'eventsource'], random: () => 0 })
+  await rec.until(() => rec.retries.length >= 1, 6000, 'a retry')
+  const r = rec.retries[0]!
+  t.is(r.next, 'websocket', 'no fall back: ' + rec.log.join(' | '))
+  t.false(r.failed)
+  t.true(r.delay >= 3210, `delay ${r.delay} respects the stream's retry: 3210`)
 })
 
 test('longpoll 503 with Retry-After: the next attempt waits at least that long', async (t) => {

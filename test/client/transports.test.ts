@@ -197,6 +197,26 @@ for (const transport of TRANSPORTS) {
   test(persists, transport)
 }
 
+for (const transport of TRANSPORTS) {
+  test(`${transport}: stop() and start() from inside a message handler: the stopped connection delivers nothing more, nothing is lost or repeated`, async (t) => {
+    const { base } = await startServer(t)
+    const sent: string[] = []
+    // five messages buffered: they come together (one chunk, frames in one read, or one poll each)
+    for (let i = 0; i < 5; i++) sent.push(await pub(base, 'restart', 'm' + i))
+    const rec = subscribe(t, `${base}/sub/restart`, { transports: [transport] })
+    let restarted = false
+    rec.client.on('message', () => {
+      if (restarted) return
+      restarted = true
+      rec.client.stop()
+      rec.client.start()
+    })
+    await rec.waitMessages(5)
+    await new Promise((resolve) => setTimeout(resolve, 300)) // room for a duplicate to show up
+    t.deepEqual(rec.ids, sent, rec.log.join(' | '))
+  })
+}
+
 test('the default order starts with websocket; stop() then start() resumes without loss', async (t) => {
   const { base } = await startServer(t)
   const client = new Parkline(`${base}/sub/d`, { minDelay: 50 })
