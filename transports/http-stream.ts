@@ -12,7 +12,7 @@ import type { Channel } from '../lib/channel-registry.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
 import { formatHttpDate, type Cursor } from '../lib/message-id.ts'
 import type { Message } from '../lib/message.ts'
-import { F_BATCHED, F_CATCHING_UP, F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
+import { F_BATCHED, F_CATCHING_UP, F_CLOSED, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
 import { detachSocket, dropListeners } from './detach.ts'
 import { OVERFLOW, enqueue } from '../lib/backlog.ts'
@@ -225,8 +225,10 @@ export abstract class HttpStreamTransport implements Transport {
     endAndLinger(this.core, sub.socket, this.endBytes(status, reason))
   }
 
-  keepalive (_sub: Subscriber): boolean {
-    // multipart and chunked get no keepalive (EXTENSION c); SSE overrides
+  keepalive (sub: Subscriber): boolean {
+    // multipart and chunked get no keepalive (EXTENSION c; SSE overrides), but a peer that stopped
+    // reading is found as on the streams that do
+    if (sub.pendingHead === null && sub.socket.writableLength > 0) return queuedAtKeepalive(this.core, sub)
     return false
   }
 

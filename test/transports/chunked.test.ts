@@ -189,3 +189,17 @@ test('transports option: a switched-off transport never claims a request; no lon
   t.throws(() => resolveOptions({ transports: ['longpoll', 'telepathy'] }), { instanceOf: ConfigError, message: /transports: unknown transport "telepathy"/ })
   t.deepEqual(resolveOptions({ transports: 'longpoll, multipart' }).transports, ['longpoll', 'multipart'])
 })
+
+test('a chunked stream whose socket takes nothing for a whole keepalive interval is dropped, though chunked gets no keepalive', async (t) => {
+  const srv = await startServer(t, { keepalive: 1, maxMessageSize: 32 * 1024 * 1024 })
+  const core = coreOf(srv.app)
+  const c = await RawStream.chunked(srv.port, '/sub/stall')
+  t.teardown(() => c.close())
+  t.true(await eventually(() => core.table.size === 1))
+  c.socket.pause()
+  const before = core.stats.overflowDisconnect
+  // more than the kernel's buffers between the two ends hold: the rest stays queued
+  t.is((await pub(srv.base, 'stall', Buffer.alloc(16 * 1024 * 1024, 120))).status, 201)
+  t.true(await eventually(() => core.table.size === 0, 20000), 'dropped')
+  t.is(core.stats.overflowDisconnect, before + 1)
+})
