@@ -1123,7 +1123,9 @@ export class RedisEngine implements Engine {
       r.subscribed = true
     }
     const live = r.state === LIVE
-    const start = live ? `(${r.lastTime}-${r.lastTag}` : '-'
+    // the entries after the last one applied, from the next id that could follow it: an exclusive
+    // `(` start would need Redis 6.2, where docs/redis.md promises 6
+    const start = live ? `${r.lastTime}-${r.lastTag + 1}` : '-'
     const last = live && r.lastTime > 0 ? `${r.lastTime}-${r.lastTag}` : ''
     const ttl = String(this.#core.opts.messageTimeout * 1000)
     const res = await this.#call(this.#bin, 'LOAD', [channelKey(key, 'm'), channelKey(key, 'b'), channelKey(key, 'x')], [ttl, start, last]) as unknown[]

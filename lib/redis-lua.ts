@@ -184,7 +184,7 @@ return info
 `
 
 /**
- * KEYS m b x; ARGV ttlMs start (`-` or `(<seconds>-<tag>`) last (`<seconds>-<tag>`, the last id the
+ * KEYS m b x; ARGV ttlMs start (`-` or `<seconds>-<tag>`, inclusive) last (`<seconds>-<tag>`, the last id the
  * caller applied, or ''). The channel record and its buffered messages after start: {exists, lt,
  * lg, ft, fg, g, tombstone, entries, bt, bg, prev} (bt '' on a record written before bases were
  * kept); prev: the newest buffered message at or below `last` as {id, published ms, body bytes},
