@@ -35,6 +35,7 @@ import type { Channel } from './channel-registry.ts'
 import type { Message } from './message.ts'
 import type { Engine, PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
+import { fingerprint } from './idempotency.ts'
 import { Mesh } from './mesh.ts'
 import { F_CLOSED, type Subscriber } from './subscriber.ts'
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
@@ -787,12 +788,13 @@ export class WorkerEngine implements Engine {
   #publishOwned (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null): PublishResult {
     const core = this.#core
     const subscribers = this.#subscribersOf(key)
+    const fp = idempotencyKey === null ? '' : fingerprint(data, contentType, event)
     if (idempotencyKey !== null) {
-      const replay = core.replayed(key, idempotencyKey, subscribers)
+      const replay = core.replayed(key, idempotencyKey, subscribers, fp)
       if (replay !== null) return replay
     }
     const { msg, channel } = core.publish(key, data, contentType, event, this.#remote.has(key) ? this : null)
-    if (idempotencyKey !== null) core.idempotency.set(key, idempotencyKey, msg.id)
+    if (idempotencyKey !== null) core.idempotency.set(key, idempotencyKey, msg.id, fp)
     const info = channelInfo(channel, Date.now())
     info.subscribers = subscribers
     return { status: subscribers > 0 ? 201 : 202, info }

@@ -137,12 +137,14 @@ export class Core {
    * of publishing (the original id; 201/202 by the subscribers now), or null. `subscribers`: the
    * count where the caller knows it better than the channel record (an owner worker).
    */
-  replayed (key: string, idempotencyKey: string, subscribers: number | null): PublishResult | null {
-    const id = this.idempotency.get(key, idempotencyKey)
-    if (id === undefined) return null
+  replayed (key: string, idempotencyKey: string, subscribers: number | null, fingerprint: string): PublishResult | null {
+    const seen = this.idempotency.get(key, idempotencyKey)
+    if (seen === undefined) return null
+    const id = seen.id
     const ch = this.registry.get(key)
     const info = ch === undefined ? { messages: 0, requested: -1, subscribers: 0, lastMessageId: id } : { ...channelInfo(ch, Date.now()), lastMessageId: id }
     if (subscribers !== null) info.subscribers = subscribers
+    if (seen.fingerprint !== fingerprint) return { status: info.subscribers > 0 ? 201 : 202, info, conflict: true }
     return { status: info.subscribers > 0 ? 201 : 202, info, replayed: true }
   }
 

@@ -5,6 +5,7 @@
 import { channelInfo, type ChannelInfo } from './channel-info.ts'
 import type { Core } from './core.ts'
 import type { Subscriber } from './subscriber.ts'
+import { fingerprint } from './idempotency.ts'
 
 export interface PublishResult {
   /** 201 when the channel had a subscriber anywhere in the deployment, else 202. */
@@ -12,6 +13,11 @@ export interface PublishResult {
   info: ChannelInfo
   /** An Idempotency-Key seen inside its window: nothing was published; info names the original id. */
   replayed?: boolean
+  /**
+   * The Idempotency-Key was seen inside its window with another message (body, Content-Type or
+   * event): nothing was published, and the publisher is answered 422 (lib/idempotency.ts).
+   */
+  conflict?: boolean
 }
 
 export interface Engine {
@@ -64,12 +70,13 @@ export class MemoryEngine implements Engine {
 
   publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null): PublishResult {
     const core = this.#core
+    const fp = idempotencyKey === null ? '' : fingerprint(data, contentType, event)
     if (idempotencyKey !== null) {
-      const replay = core.replayed(key, idempotencyKey, null)
+      const replay = core.replayed(key, idempotencyKey, null, fp)
       if (replay !== null) return replay
     }
     const { msg, channel, hadSubscribers } = core.publish(key, data, contentType, event)
-    if (idempotencyKey !== null) core.idempotency.set(key, idempotencyKey, msg.id)
+    if (idempotencyKey !== null) core.idempotency.set(key, idempotencyKey, msg.id, fp)
     return { status: hadSubscribers ? 201 : 202, info: channelInfo(channel, Date.now()) }
   }
 

@@ -84,6 +84,7 @@ export function createFacade (core: Core, consumers: ConsumerTransport): Parklin
       const idem = options.idempotencyKey ?? null
       if (idem !== null && !validIdempotencyKey(idem)) throw new ParklineError(ERRORS.BAD_IDEMPOTENCY_KEY.code, ERRORS.BAD_IDEMPOTENCY_KEY.message, 400)
       const r = await core.engine.publish(key, body, options.contentType ?? null, options.event ?? null, core.opts.idempotencyWindow > 0 ? idem : null)
+      if (r.conflict === true) throw new ParklineError(ERRORS.IDEMPOTENCY_KEY_REUSED.code, ERRORS.IDEMPOTENCY_KEY_REUSED.message, 422)
       return { id: r.info.lastMessageId, status: r.status, info: r.info, replayed: r.replayed === true }
     },
     async info (channel) {

@@ -10,9 +10,18 @@
 // The cache is made at the first key: lru-cache allocates its arrays for `max` entries up front,
 // 4.2 MB for 100,000 (heap and typed arrays, measured), which every worker process would otherwise
 // hold whether or not any publisher sends an Idempotency-Key.
+//
+// A key is kept with its message's fingerprint (a digest of its body, Content-Type and event): a
+// retry carries the same message, and a key sent again with another one is a publisher's mistake
+// that would otherwise lose that message without a word. It is answered 422 (as the IETF
+// Idempotency-Key draft asks) and publishes nothing.
+import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 
 export const MAX_KEYS = 100_000
+
+/** What a key published: the message's id and fingerprint. */
+export interface Seen { id: string, fingerprint: string }
 
 export class IdempotencyKeys {
   readonly #ttl: number
@@ -22,16 +31,32 @@ export class IdempotencyKeys {
     this.#ttl = windowSeconds * 1000
   }
 
-  /** The id a key published on this channel inside the window, if any. */
-  get (channel: string, key: string): string | undefined {
-    return this.#seen?.get(channel + '\n' + key)
+  /** What a key published on this channel inside the window, if anything. */
+  get (channel: string, key: string): Seen | undefined {
+    const v = this.#seen?.get(channel + '\n' + key)
+    if (v === undefined) return undefined
+    const sp = v.indexOf(' ')
+    return { id: v.slice(0, sp), fingerprint: v.slice(sp + 1) }
   }
 
-  set (channel: string, key: string, id: string): void {
+  set (channel: string, key: string, id: string, fingerprint: string): void {
     if (this.#ttl <= 0) return
     this.#seen ??= new LRUCache<string, string>({ max: MAX_KEYS, ttl: this.#ttl, updateAgeOnGet: false })
-    this.#seen.set(channel + '\n' + key, id)
+    this.#seen.set(channel + '\n' + key, id + ' ' + fingerprint)
   }
+}
+
+/**
+ * A message's fingerprint for its Idempotency-Key: 128 bits of SHA-256 over its Content-Type, event
+ * and body (each length-prefixed, so no two messages share one by where their parts meet).
+ */
+export function fingerprint (data: Buffer, contentType: string | null, event: string | null): string {
+  const h = createHash('sha256')
+  h.update(contentType === null ? '-' : String(Buffer.byteLength(contentType)) + ':' + contentType)
+  h.update(event === null ? '-' : String(Buffer.byteLength(event)) + ':' + event)
+  h.update(String(data.length) + ':')
+  h.update(data)
+  return h.digest('base64url').slice(0, 22)
 }
 
 /** `Idempotency-Key`: 1 to 255 visible ASCII characters (no spaces, no controls). */

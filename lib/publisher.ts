@@ -238,6 +238,7 @@ function upstreamDone (core: Core, request: PublishRequestLike, reply: Reply, ke
 }
 
 function publishedInfo (request: PublishRequestLike, reply: Reply, result: PublishResult, origin: string | null): Reply {
+  if (result.conflict === true) return sendError(reply, ERRORS.IDEMPOTENCY_KEY_REUSED, origin)
   // a retry inside the window: nothing was published, the answer names the original message
   if (result.replayed === true) reply.header('Idempotent-Replayed', 'true')
   return sendInfo(request, reply, result.status, result.info, origin)

@@ -34,6 +34,7 @@ import type { ChannelInfo } from './channel-info.ts'
 import type { Core, ParklineLog } from './core.ts'
 import type { Engine, PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
+import { fingerprint } from './idempotency.ts'
 import { formatId } from './message-id.ts'
 import { F_CLOSED, type Subscriber } from './subscriber.ts'
 import * as LUA from './redis-lua.ts'
@@ -840,13 +841,15 @@ export class RedisEngine implements Engine {
       r = await this.#call(conn, 'PUBLISH', [m, channelKey(key, 'b'), channelKey(key, 's'), idempotencyKey === null ? m : `${channelKey(key, 'i')}:${idempotencyKey}`, channelKey(key, 'd')], [
         data, contentType ?? '', contentType === null ? '0' : '1', event ?? '', event === null ? '0' : '1',
         String(o.bufferLength), String(o.messageTimeout * 1000), channelKey(key, 'c'), this.#sharded ? '1' : '0',
-        String(deadline), String(o.idempotencyWindow * 1000), ack ? '1' : '0'
+        String(deadline), String(o.idempotencyWindow * 1000), ack ? '1' : '0',
+        idempotencyKey === null ? '' : fingerprint(data, contentType, event)
       ]) as unknown[]
     } catch (err) {
       throw new StoreUnavailableError(err)
     }
     if (str(r[0]) === 'late') throw new StoreUnavailableError()
-    const dup = str(r[0]) === 'dup'
+    const conflict = str(r[0]) === 'conflict'
+    const dup = conflict || str(r[0]) === 'dup'
     if (ack) {
       // acknowledged only once N replicas have it (a replayed answer too: the script wrote after
       // the original, and replication keeps order), so a failover cannot lose it
@@ -865,6 +868,7 @@ export class RedisEngine implements Engine {
     }
     if (dup) {
       const info = { ...this.#sum(r[2]), messages: num(r[3]), requested: num(r[4]), lastMessageId: str(r[1]) }
+      if (conflict) return { status: info.subscribers > 0 ? 201 : 202, info, conflict: true }
       return { status: info.subscribers > 0 ? 201 : 202, info, replayed: true }
     }
     const info = this.#toInfo(r)

@@ -82,9 +82,10 @@ end
 
 /**
  * KEYS m b s idem d; ARGV body ct hasCt event hasEvent bufferLength ttlMs pubsubChannel sharded
- * deadlineMs idemWindowMs replicaAck(0/1). A publish Redis runs past its deadline (Redis' clock: the node gave up
+ * deadlineMs idemWindowMs replicaAck(0/1) fingerprint. A publish Redis runs past its deadline (Redis' clock: the node gave up
  * and answered 503) returns {'late'}; an Idempotency-Key seen inside its window returns
- * {'dup', id, counts, len, requested}; else {counts, len, requested, lt, lg}.
+ * {'dup', id, counts, len, requested}, or {'conflict', …} the same when it came with another
+ * message (its fingerprint, lib/idempotency.ts, differs); else {counts, len, requested, lt, lg}.
  */
 export const PUBLISH = COMMON + `
 local sec, nowms, micros = clock()
@@ -95,7 +96,11 @@ if KEYS[4] ~= KEYS[1] then
     -- with replica acks: a write after the original's, so the WAIT that follows covers it too
     if ARGV[12] == '1' then redis.call('PEXPIRE', KEYS[4], math.max(1, redis.call('PTTL', KEYS[4]))) end
     local h = counts(KEYS[3])
-    return {'dup', prev, h, redis.call('XLEN', KEYS[2]), requested(lastreq(h), nowms)}
+    -- '<id> <fingerprint>' (an id alone: written before fingerprints were kept)
+    local id, fp = string.match(prev, '^(%S+) (%S+)$')
+    if id == nil then id = prev end
+    local verdict = (fp ~= nil and fp ~= ARGV[13]) and 'conflict' or 'dup'
+    return {verdict, id, h, redis.call('XLEN', KEYS[2]), requested(lastreq(h), nowms)}
   end
 end
 local ttl = tonumber(ARGV[7])
@@ -145,7 +150,7 @@ if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-if KEYS[4] ~= KEYS[1] then redis.call('SET', KEYS[4], lt .. ':' .. lg, 'PX', ARGV[11]) end
+if KEYS[4] ~= KEYS[1] then redis.call('SET', KEYS[4], lt .. ':' .. lg .. ' ' .. ARGV[13], 'PX', ARGV[11]) end
 local h = counts(KEYS[3])
 local head = string.format('m%d %d %d %d %d %s\\n', lt, lg, nowms, ctl, evl, g)
 redis.call(ARGV[9] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[8], head .. ct .. ev .. ARGV[1])

@@ -1,5 +1,6 @@
 // Idempotent publishing (Parkline extension, docs/api.md): a publish retried with the same
-// `Idempotency-Key` inside `idempotencyWindow` answers the original id and publishes nothing — on
+// `Idempotency-Key` inside `idempotencyWindow` answers the original id and publishes nothing, and the
+// key sent again with another message is answered 422 and publishes nothing either — on
 // every engine: one process, `--workers 2` (each channel's owner worker keeps its keys) and two Redis
 // nodes (Redis keeps them with the channel). Subscribers see each message once.
 import test from 'ava'
@@ -21,12 +22,20 @@ for (const topo of TOPOLOGIES) {
 
     const first = await pub(dep.pubBase, ch, 'one', { 'Idempotency-Key': 'order-17' })
     t.is(first.status, 201)
-    // the retry (even with another body) is answered with the first id; nothing is published
-    const res = await fetch(`${dep.pubBase}/pub/${ch}`, { method: 'POST', body: 'one again', headers: { 'Idempotency-Key': 'order-17' } })
+    // the retry (the same bytes and no Content-Type, as the first: a Buffer body gets none from
+    // fetch) is answered with the first id; nothing is published
+    const res = await fetch(`${dep.pubBase}/pub/${ch}`, { method: 'POST', body: Buffer.from('one'), headers: { 'Idempotency-Key': 'order-17' } })
     const text = await res.text()
     t.is(res.status, 201)
     t.is(res.headers.get('idempotent-replayed'), 'true')
     t.regex(text, new RegExp(`last message id: ${first.id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`))
+    // the key again with another message (body, or type): 422, and nothing is published
+    for (const [body, headers] of [['one again', {}], ['one', { 'Content-Type': 'text/html' }], ['one', { 'X-EventSource-Event': 'e' }]] as const) {
+      const r = await fetch(`${dep.pubBase}/pub/${ch}`, { method: 'POST', body: Buffer.from(body), headers: { 'Idempotency-Key': 'order-17', ...headers } })
+      t.is(r.status, 422, `${body} ${JSON.stringify(headers)}`)
+      t.is(await r.text(), 'Unprocessable Content: Idempotency-Key already used for a different message')
+      t.is(r.headers.get('idempotent-replayed'), null)
+    }
     const second = await pub(dep.pubBase, ch, 'two', { 'Idempotency-Key': 'order-18' })
     t.is(second.status, 201)
     t.not(second.id, first.id)
@@ -59,10 +68,11 @@ for (const topo of TOPOLOGIES) {
 test('app.parkline.publish takes an idempotencyKey; idempotencyWindow 0 turns it off', async (t) => {
   const srv = await startServer(t)
   const a = await srv.app.parkline.publish('facade-idem', 'a', { idempotencyKey: 'k' })
-  const b = await srv.app.parkline.publish('facade-idem', 'b', { idempotencyKey: 'k' })
+  const b = await srv.app.parkline.publish('facade-idem', 'a', { idempotencyKey: 'k' })
   t.false(a.replayed)
   t.true(b.replayed)
   t.is(b.id, a.id)
+  await t.throwsAsync(srv.app.parkline.publish('facade-idem', 'b', { idempotencyKey: 'k' }), { code: 'PKL_ERR_IDEMPOTENCY_KEY_REUSED' })
   t.is((await srv.app.parkline.info('facade-idem'))?.messages, 1)
   await t.throwsAsync(srv.app.parkline.publish('facade-idem', 'c', { idempotencyKey: '' }), { message: /Idempotency-Key/ })
 

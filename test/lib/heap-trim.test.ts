@@ -84,10 +84,10 @@ test.serial('a second busy spell is trimmed again once the gap its share sets ha
 test('an idempotency window holds no cache until the first key', (t) => {
   const keys = new IdempotencyKeys(60)
   t.is(keys.get('ch', 'k'), undefined)
-  keys.set('ch', 'k', '1:0')
-  t.is(keys.get('ch', 'k'), '1:0')
+  keys.set('ch', 'k', '1:0', 'fp')
+  t.deepEqual(keys.get('ch', 'k'), { id: '1:0', fingerprint: 'fp' })
   t.is(keys.get('other', 'k'), undefined)
   const off = new IdempotencyKeys(0)
-  off.set('ch', 'k', '1:0')
+  off.set('ch', 'k', '1:0', 'fp')
   t.is(off.get('ch', 'k'), undefined)
 })
