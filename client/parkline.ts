@@ -228,7 +228,8 @@ export class Parkline {
       credentials: options.withCredentials === true ? 'include' : 'same-origin',
       WebSocket: options.WebSocket ?? g.WebSocket,
       // unbound, browsers' fetch throws "Illegal invocation"
-      fetch: f === undefined ? undefined : (f as (...a: unknown[]) => ReturnType<FetchLike>).bind(globalThis) as FetchLike
+      fetch: f === undefined ? undefined : (f as (...a: unknown[]) => ReturnType<FetchLike>).bind(globalThis) as FetchLike,
+      cursorElsewhere: order.some((name) => name !== 'websocket')
     }
     const token = options.token
     if (token !== undefined && typeof token !== 'function' && (typeof token !== 'string' || token === '')) {

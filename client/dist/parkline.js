@@ -229,7 +229,8 @@ export class Parkline {
       credentials: options.withCredentials === true ? 'include' : 'same-origin',
       WebSocket: options.WebSocket ?? g.WebSocket,
       // unbound, browsers' fetch throws "Illegal invocation"
-      fetch: f === undefined ? undefined : (f                                              ).bind(globalThis)
+      fetch: f === undefined ? undefined : (f                                              ).bind(globalThis)             ,
+      cursorElsewhere: order.some((name) => name !== 'websocket')
     }
     const token = options.token
     if (token !== undefined && typeof token !== 'function' && (typeof token !== 'string' || token === '')) {

@@ -68,6 +68,8 @@ export const TRANSPORT_NAMES                           = ['websocket', 'eventsou
 
 
 
+
+
 /** How a connection ended. */
 
 
@@ -215,9 +217,13 @@ export class WebSocketTransport                            {
     let url = lastId === null ? this.#ctx.wsUrl : withCursor(this.#ctx.wsUrl, lastId)
     if (url === null) {
       // a cursor past what a server reads from a URL (a vector of many channels): it would start
-      // from the oldest message, every one again; the next transport carries it in headers
-      this.#finish(closeInfo(false, `websocket: a cursor of ${lastId .length} bytes does not fit a URL (${MAX_QUERY_CURSOR} at most)`, { fallback: true }))
-      return
+      // from the oldest message, every one again. The next transport carries it in headers; with
+      // none (WebSocket alone), it goes anyway, and the server starts from the oldest message
+      if (this.#ctx.cursorElsewhere) {
+        this.#finish(closeInfo(false, `websocket: a cursor of ${lastId .length} bytes does not fit a URL (${MAX_QUERY_CURSOR} at most)`, { fallback: true }))
+        return
+      }
+      url = withQuery(this.#ctx.wsUrl, 'last_event_id', lastId )
     }
     // the one transport that cannot send a header: RFC 6750 §2.3 (the server needs tokenInQuery)
     if (token !== null) url = withQuery(url, 'access_token', token)
@@ -388,7 +394,8 @@ export class WebSocketTransport                            {
 
 /**
  * EventSource stream (§6) read with fetch. Resumes with `?last_event_id=` (a header would force a
- * CORS preflight, which Nchan does not allow) and asks for gap events with `?parkline_gap=event`
+ * CORS preflight, which Nchan does not allow), or, for a cursor past what a server reads from the
+ * query (128 bytes), with If-Modified-Since and If-None-Match and asks for gap events with `?parkline_gap=event`
  * (§11a). The stream counts as open only once body bytes arrive: Parkline and Nchan both send
  * `: hi` at once, so nothing within connectTimeout means a buffering proxy sits in between.
  */

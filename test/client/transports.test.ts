@@ -166,7 +166,23 @@ const manyChannels = test.macro({
     t.deepEqual(rec.gaps, [])
     t.is(rec.connects.at(-1), transport === 'websocket' ? 'eventsource' : transport)
   },
-  title: (_, transport: TransportName) => `${transport}: a multiplexed subscription of 60 channels (a cursor past 128 bytes) resumes with no loss and no duplicate`
+  title: (_, transport: TransportName) => `${transport}: a multiplexed subscription of 60 channels (a cursor past 128 bytes) resumes with no loss and no duplicate${transport === 'websocket' ? ' (on EventSource, which carries it)' : ''}`
+})
+
+test('websocket alone: a cursor past 128 bytes still reconnects (from the oldest message, as the server reads no such cursor)', async (t) => {
+  const { base, port } = await startServer(t)
+  const proxy = await TestProxy.start(port)
+  t.teardown(() => proxy.close())
+  const channels = Array.from({ length: 60 }, (_, i) => 'c' + i)
+  const rec = subscribe(t, `${proxy.base}/sub/${channels.join(',')}`, { transports: ['websocket'] })
+  await rec.waitConnected('websocket')
+  for (let i = 0; i < 6; i++) await pub(base, channels[i * 10]!, 'm' + i)
+  await rec.waitMessages(6)
+  t.true(rec.client.lastId!.length > 128)
+  t.true(proxy.dropAll() > 0)
+  await pub(base, channels[7]!, 'after')
+  await rec.until(() => rec.texts.includes('after'), 8000, 'the message published while cut off')
+  t.true(rec.connects.length >= 2 && rec.connects.every((c) => c === 'websocket'), rec.log.join(' | '))
 })
 
 test('longpoll: an answer without a readable id is not delivered again and again: the transport fails over with backoff', async (t) => {
