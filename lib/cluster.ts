@@ -70,7 +70,7 @@ type SnapChannel = [string, number, number, number, number, SnapMessage[]]
 /** Worker ↔ worker entries (lib/mesh.ts), applied in the order sent. */
 type Peer =
   // to a channel's owner
-  | ['pub', number, string, Uint8Array, string | null, string | null, string | null]
+  | ['pub', number, string, Uint8Array, string | null, string | null, string | null, string?]
   | ['info', number, string]
   | ['del', number, string]
   | ['sub', string[], 1 | -1]
@@ -617,10 +617,11 @@ export class WorkerEngine implements Engine {
 
   // ---- Engine ---------------------------------------------------------------------------------
 
-  publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null): PublishResult | Promise<PublishResult> {
+  publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null, requestFingerprint?: string): PublishResult | Promise<PublishResult> {
     const o = this.#owner(key)
-    if (o === this.#me) return this.#publishOwned(key, data, contentType, event, idempotencyKey)
-    return this.#request<PublishResult>(o, (r) => ['pub', r, key, data, contentType, event, idempotencyKey])
+    const fp = idempotencyKey === null ? '' : requestFingerprint ?? fingerprint(data, contentType, event)
+    if (o === this.#me) return this.#publishOwned(key, data, contentType, event, idempotencyKey, fp)
+    return this.#request<PublishResult>(o, (r) => ['pub', r, key, data, contentType, event, idempotencyKey, fp])
   }
 
   info (key: string): ChannelInfo | null | Promise<ChannelInfo | null> {
@@ -785,10 +786,9 @@ export class WorkerEngine implements Engine {
     return this.#core.localSubscribers(key) + (this.#remote.get(key) ?? 0)
   }
 
-  #publishOwned (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null): PublishResult {
+  #publishOwned (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null, fp: string): PublishResult {
     const core = this.#core
     const subscribers = this.#subscribersOf(key)
-    const fp = idempotencyKey === null ? '' : fingerprint(data, contentType, event)
     if (idempotencyKey !== null) {
       const replay = core.replayed(key, idempotencyKey, subscribers, fp)
       if (replay !== null) return replay
@@ -1030,7 +1030,7 @@ export class WorkerEngine implements Engine {
       switch (e[0]) {
         // ---- as owner
         case 'pub':
-          this.#mesh.send(from, ['r', e[1], this.#publishOwned(e[2], toBuffer(e[3]), e[4], e[5], e[6])])
+          this.#mesh.send(from, ['r', e[1], this.#publishOwned(e[2], toBuffer(e[3]), e[4], e[5], e[6], e[7] ?? (e[6] === null ? '' : fingerprint(toBuffer(e[3]), e[4], e[5])))])
           break
         case 'info':
           this.#mesh.send(from, ['r', e[1], this.#infoOwned(e[2])])

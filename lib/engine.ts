@@ -24,9 +24,11 @@ export interface Engine {
   readonly name: string
   /**
    * Publish, or (an `idempotencyKey` this channel saw inside idempotencyWindow) answer the
-   * original message's id without publishing again.
+   * original message's id without publishing again (`conflict` where it came with another
+   * message). `requestFingerprint`: the fingerprint of the message as the publisher sent it, where
+   * the publisher upstream rewrote it (lib/idempotency.ts); else it is taken from these arguments.
    */
-  publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey?: string | null): PublishResult | Promise<PublishResult>
+  publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey?: string | null, requestFingerprint?: string): PublishResult | Promise<PublishResult>
   /** Channel info, or null when the channel does not exist. */
   info (key: string): ChannelInfo | null | Promise<ChannelInfo | null>
   /** Delete everywhere; resolves to the info as it was, or null when it did not exist. */
@@ -68,9 +70,9 @@ export class MemoryEngine implements Engine {
     this.#core = core
   }
 
-  publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null): PublishResult {
+  publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null, requestFingerprint?: string): PublishResult {
     const core = this.#core
-    const fp = idempotencyKey === null ? '' : fingerprint(data, contentType, event)
+    const fp = idempotencyKey === null ? '' : requestFingerprint ?? fingerprint(data, contentType, event)
     if (idempotencyKey !== null) {
       const replay = core.replayed(key, idempotencyKey, null, fp)
       if (replay !== null) return replay

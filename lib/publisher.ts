@@ -11,7 +11,7 @@ import { Core } from './core.ts'
 import type { PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
 import { PUB_ALLOW, PUB_ALLOW_HEADERS, randomBetween, requestOrigin } from './http.ts'
-import { validIdempotencyKey } from './idempotency.ts'
+import { fingerprint, validIdempotencyKey } from './idempotency.ts'
 import { percentDecode } from './message-id.ts'
 import { HeadersReply, sendError, withCors, type Reply } from './reply.ts'
 
@@ -211,7 +211,8 @@ function bodyRead (core: Core, access: Access, request: PublishRequestLike, repl
 
 function upstreamDone (core: Core, request: PublishRequestLike, reply: Reply, key: string, origin: string | null, idempotencyKey: string | null, body: Buffer, up: UpstreamPublishResult | null): Reply | Promise<Reply> {
   // verbatim, even a value that is no media type (lib/plugin.ts keeps it aside for Fastify)
-  let ct: string | null = (request.raw as { [kRawContentType]?: string } | null)?.[kRawContentType] ?? request.headers['content-type'] ?? null
+  const requestCt: string | null = (request.raw as { [kRawContentType]?: string } | null)?.[kRawContentType] ?? request.headers['content-type'] ?? null
+  let ct = requestCt
   const ev = request.headers['x-eventsource-event']
   const event = typeof ev === 'string' && ev.length > 0 ? ev : null
   let message = body
@@ -227,7 +228,10 @@ function upstreamDone (core: Core, request: PublishRequestLike, reply: Reply, ke
   }
   let published
   try {
-    published = core.engine.publish(key, message, ct, event, idempotencyKey)
+    // a retry is the same request, whatever the upstream makes of it (a time or an id it stamps):
+    // its Idempotency-Key is matched against the message as the publisher sent it
+    const requestFp = idempotencyKey !== null && up !== null ? fingerprint(body, requestCt, event) : undefined
+    published = core.engine.publish(key, message, ct, event, idempotencyKey, requestFp)
   } catch (err) {
     return storeUnavailable(reply, err, origin)
   }

@@ -218,7 +218,7 @@ function unTag (tag: string): string {
 }
 
 /** The keys of a channel (lib/redis-lua.ts). */
-export function channelKey (key: string, part: 'm' | 'b' | 's' | 'x' | 'd' | 'c' | 'i'): string {
+export function channelKey (key: string, part: 'm' | 'b' | 's' | 'x' | 'd' | 'c' | 'i' | 'f'): string {
   return `pk:{${hashTag(key)}}:${part}`
 }
 
@@ -825,7 +825,7 @@ export class RedisEngine implements Engine {
 
   // ---- the Engine interface ---------------------------------------------------------------------
 
-  async publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null): Promise<PublishResult> {
+  async publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null, requestFingerprint?: string): Promise<PublishResult> {
     if (!this.up) throw new StoreUnavailableError()
     // elapsed time from the monotonic clock: a wall clock stepped back must not lengthen the WAIT
     const started = performance.now()
@@ -838,11 +838,12 @@ export class RedisEngine implements Engine {
     const conn = ack ? this.#ack! : this.#cmd
     let r: unknown[]
     try {
-      r = await this.#call(conn, 'PUBLISH', [m, channelKey(key, 'b'), channelKey(key, 's'), idempotencyKey === null ? m : `${channelKey(key, 'i')}:${idempotencyKey}`, channelKey(key, 'd')], [
+      r = await this.#call(conn, 'PUBLISH', [m, channelKey(key, 'b'), channelKey(key, 's'), idempotencyKey === null ? m : `${channelKey(key, 'i')}:${idempotencyKey}`, channelKey(key, 'd'),
+        idempotencyKey === null ? m : `${channelKey(key, 'f')}:${idempotencyKey}`], [
         data, contentType ?? '', contentType === null ? '0' : '1', event ?? '', event === null ? '0' : '1',
         String(o.bufferLength), String(o.messageTimeout * 1000), channelKey(key, 'c'), this.#sharded ? '1' : '0',
         String(deadline), String(o.idempotencyWindow * 1000), ack ? '1' : '0',
-        idempotencyKey === null ? '' : fingerprint(data, contentType, event)
+        idempotencyKey === null ? '' : requestFingerprint ?? fingerprint(data, contentType, event)
       ]) as unknown[]
     } catch (err) {
       throw new StoreUnavailableError(err)

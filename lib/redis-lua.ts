@@ -14,6 +14,8 @@
 //   pk:{T}:d   string  `<lt> <lg>`: the last id a DELETE removed, until a second past that id's second
 //                      (2 s at least): a record a publish makes again before then goes on after it
 //   pk:{T}:i:<k> string  the id an Idempotency-Key published (idempotencyWindow)
+//   pk:{T}:f:<k> string  that message's fingerprint (lib/idempotency.ts), beside it: a key of its
+//                      own, so a node of an older version reads pk:{T}:i:<k> as it always did
 //   pk:{T}:c   shard channel (SPUBLISH on Redis >= 7, else PUBLISH)
 //
 // Not per channel, each used by single-key commands only: pk:nodes (zset node id -> ms until which
@@ -81,7 +83,7 @@ end
 `
 
 /**
- * KEYS m b s idem d; ARGV body ct hasCt event hasEvent bufferLength ttlMs pubsubChannel sharded
+ * KEYS m b s idem d fp (idem and fp: m when the publish has no key); ARGV body ct hasCt event hasEvent bufferLength ttlMs pubsubChannel sharded
  * deadlineMs idemWindowMs replicaAck(0/1) fingerprint. A publish Redis runs past its deadline (Redis' clock: the node gave up
  * and answered 503) returns {'late'}; an Idempotency-Key seen inside its window returns
  * {'dup', id, counts, len, requested}, or {'conflict', …} the same when it came with another
@@ -96,11 +98,10 @@ if KEYS[4] ~= KEYS[1] then
     -- with replica acks: a write after the original's, so the WAIT that follows covers it too
     if ARGV[12] == '1' then redis.call('PEXPIRE', KEYS[4], math.max(1, redis.call('PTTL', KEYS[4]))) end
     local h = counts(KEYS[3])
-    -- '<id> <fingerprint>' (an id alone: written before fingerprints were kept)
-    local id, fp = string.match(prev, '^(%S+) (%S+)$')
-    if id == nil then id = prev end
-    local verdict = (fp ~= nil and fp ~= ARGV[13]) and 'conflict' or 'dup'
-    return {verdict, id, h, redis.call('XLEN', KEYS[2]), requested(lastreq(h), nowms)}
+    -- (no fingerprint: kept by a node of an older version, taken as a retry)
+    local fp = KEYS[6] and redis.call('GET', KEYS[6])
+    local verdict = (fp and fp ~= ARGV[13]) and 'conflict' or 'dup'
+    return {verdict, prev, h, redis.call('XLEN', KEYS[2]), requested(lastreq(h), nowms)}
   end
 end
 local ttl = tonumber(ARGV[7])
@@ -150,7 +151,10 @@ if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-if KEYS[4] ~= KEYS[1] then redis.call('SET', KEYS[4], lt .. ':' .. lg .. ' ' .. ARGV[13], 'PX', ARGV[11]) end
+if KEYS[4] ~= KEYS[1] then
+  redis.call('SET', KEYS[4], lt .. ':' .. lg, 'PX', ARGV[11])
+  if KEYS[6] and KEYS[6] ~= KEYS[1] then redis.call('SET', KEYS[6], ARGV[13], 'PX', ARGV[11]) end
+end
 local h = counts(KEYS[3])
 local head = string.format('m%d %d %d %d %d %s\\n', lt, lg, nowms, ctl, evl, g)
 redis.call(ARGV[9] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[8], head .. ct .. ev .. ARGV[1])

@@ -246,6 +246,7 @@ export function queuedAtKeepalive (core: Core, sub: Subscriber): boolean {
     return false
   }
   core.stats.overflowDisconnect++
+  core.subscriberCut('disconnect')
   core.unregister(sub)
   socket.destroy()
   return false

@@ -3,6 +3,9 @@
 // key sent again with another message is answered 422 and publishes nothing either — on
 // every engine: one process, `--workers 2` (each channel's owner worker keeps its keys) and two Redis
 // nodes (Redis keeps them with the channel). Subscribers see each message once.
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { once } from 'node:events'
 import test from 'ava'
 import { pub } from './helpers/conformance.ts'
 import { SseClient, eventually, info, startServer } from './helpers/server.ts'
@@ -84,4 +87,28 @@ test('app.parkline.publish takes an idempotencyKey; idempotencyWindow 0 turns it
   const r = await fetch(`${off.base}/pub/w`, { method: 'POST', body: 'c', headers: { 'Idempotency-Key': 'k' } })
   t.is(r.status, 202)
   t.is(r.headers.get('idempotent-replayed'), null)
+})
+
+test('with a publisher upstream that stamps each message, a retry is still a retry: the key is matched against the request, not the rewritten message', async (t) => {
+  let stamp = 0
+  const upstream = http.createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => { res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ body: Buffer.concat(chunks).toString(), stamp: stamp++ })) })
+  })
+  upstream.listen(0, '127.0.0.1')
+  await once(upstream, 'listening')
+  t.teardown(() => { upstream.closeAllConnections(); upstream.close() })
+  const srv = await startServer(t, { publishUpstreamUrl: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/hook` })
+  const first = await pub(srv.base, 'stamped', 'order', { 'Idempotency-Key': 'k1' })
+  t.is(first.status, 202)
+  const retry = await fetch(`${srv.base}/pub/stamped`, { method: 'POST', body: Buffer.from('order'), headers: { 'Idempotency-Key': 'k1' } })
+  t.is(retry.status, 202)
+  t.is(retry.headers.get('idempotent-replayed'), 'true')
+  await retry.text()
+  const other = await fetch(`${srv.base}/pub/stamped`, { method: 'POST', body: Buffer.from('another order'), headers: { 'Idempotency-Key': 'k1' } })
+  t.is(other.status, 422)
+  await other.text()
+  t.is((await info(srv.base, 'stamped')).json?.messages, 1)
+  t.is(stamp, 3, 'the upstream saw every request')
 })

@@ -441,7 +441,7 @@ test.serial('scripts: SEED says whether it made the record; FORWARD moves a reco
   t.is(await call('XLEN', b), 0, 'what the store held is below the floor now')
   // a message leaving the buffer later never lowers that floor: one older than it is evicted
   t.is(await call('XADD', b, '99-0', 'p', '1', 'd', 'old'), '99-0')
-  const publishOne = async (): Promise<unknown> => await call('EVAL', LUA.PUBLISH, '5', m, b, 'pk:{s}:s', m, 'pk:{s}:d',
+  const publishOne = async (): Promise<unknown> => await call('EVAL', LUA.PUBLISH, '6', m, b, 'pk:{s}:s', m, 'pk:{s}:d', m,
     'm', '', '0', '', '0', '1', '0', 'pk:{s}:c', '0', String(Date.now() + 60000), '0', '0', '')
   t.is(((await publishOne()) as unknown[]).length, 5)
   t.is(await call('XLEN', b), 1)
