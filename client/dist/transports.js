@@ -14,7 +14,7 @@
 // headers on a WebSocket; the server must allow it with `tokenInQuery`). 401 and 403 are reported
 // as `auth` in CloseInfo, never as a reason to fall back: another transport would be refused too.
 import {
-  MAX_QUERY_CURSOR,                SseParser, authChallenge, cursorHeaders, longpollId, parseId, parseWsMeta, parseWsMetaBytes, retryAfterMs, withCursor, withQuery
+  MAX_QUERY_CURSOR,                SseParser, authChallenge, cursorHeaders, longpollId, multipartBoundary, multipartParts, parseId, parseWsMeta, parseWsMetaBytes, retryAfterMs, withCursor, withQuery
 } from './wire.js'
 
 
@@ -613,7 +613,9 @@ export class LongPollTransport                            {
       const status = res.status
       if (status === 200) {
         const type = res.headers.get('Content-Type') ?? undefined
-        const body = type === 'application/octet-stream' ? await res.arrayBuffer() : await res.text()
+        // several messages in one answer (the server's longpollMultipart): one part each
+        const boundary = multipartBoundary(type)
+        const body = type === 'application/octet-stream' || boundary !== null ? await res.arrayBuffer() : await res.text()
         if (this.#done) return
         this.#markOpen()
         if (this.#done) return
@@ -625,10 +627,24 @@ export class LongPollTransport                            {
           return
         }
         const gap = res.headers.get('Parkline-Gap')
+        const parts = boundary === null ? null : multipartParts(new Uint8Array(body               ), boundary)
+        if (boundary !== null && parts === null) {
+          this.#finish(closeInfo(this.#opened, 'longpoll: a multipart answer that does not parse', { fallback: true }))
+          return
+        }
         this.#lastId = id
         if (gap !== null) this.#cb.onGap(gap, id)
         if (this.#done) return
-        this.#cb.onMessage(body, { id, contentType: type, event: undefined })
+        if (parts === null) {
+          this.#cb.onMessage(body, { id, contentType: type, event: undefined })
+          continue
+        }
+        // the answer's id is the last part's; the parts before it carry none (as Nchan's)
+        for (let i = 0; i < parts.length && !this.#done; i++) {
+          const p = parts[i]
+          const data = p.contentType === 'application/octet-stream' ? p.data.slice().buffer : new TextDecoder().decode(p.data)
+          this.#cb.onMessage(data, { id: i === parts.length - 1 ? id : undefined, contentType: p.contentType, event: undefined })
+        }
         continue
       }
       const text = await res.text().catch(() => '')

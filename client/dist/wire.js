@@ -292,3 +292,36 @@ export function authChallenge (status        , wwwAuthenticate               , b
   const text = body.split(/\r?\n/, 1)[0] .trim().slice(0, 200)
   return { error, reason: param('error_description') ?? (text !== '' ? text : error ?? `HTTP ${status}`) }
 }
+
+/** The boundary of a `multipart/mixed` Content-Type, or null for any other type. */
+export function multipartBoundary (type                           )                {
+  if (type === null || type === undefined || !/^\s*multipart\/mixed\s*;/i.test(type)) return null
+  const m = /;\s*boundary=(?:"([^"]+)"|([^\s;]+))/i.exec(type)
+  return m === null ? null : (m[1] ?? m[2] )
+}
+
+/**
+ * The parts of a `multipart/mixed` body (a long-poll answer with several messages, the server's
+ * `longpollMultipart`, §5): each part's Content-Type and bytes, in order; null when the body is
+ * not one.
+ */
+export function multipartParts (body            , boundary        )                                                                      {
+  const text = new TextDecoder('latin1').decode(body)
+  const delimiter = '--' + boundary
+  if (!text.startsWith(delimiter)) return null
+  const parts                                                               = []
+  let pos = delimiter.length
+  while (!text.startsWith('--', pos)) {
+    if (!text.startsWith('\r\n', pos)) return null
+    const headEnd = text.indexOf('\r\n\r\n', pos)
+    if (headEnd === -1) return null
+    // the head is at least the CRLF after the delimiter (an empty head: CRLF CRLF at once)
+    const head = headEnd === pos ? '' : text.slice(pos + 2, headEnd)
+    const next = text.indexOf('\r\n' + delimiter, headEnd + 4)
+    if (next === -1) return null
+    const type = /(?:^|\r\n)content-type:[ \t]*([^\r\n]*)/i.exec(head)
+    parts.push({ contentType: type === null ? undefined : type[1] .trim(), data: body.subarray(headEnd + 4, next) })
+    pos = next + 2 + delimiter.length
+  }
+  return parts
+}

@@ -250,3 +250,20 @@ test('the default order starts with websocket; stop() then start() resumes witho
   await rec.waitMessages(2)
   t.deepEqual(rec.texts, ['x', 'y'])
 })
+
+test('longpoll against a server with longpollMultipart: each message of a multipart answer is delivered on its own, the last with the answer\'s id', async (t) => {
+  const { base } = await startServer(t, { longpollMultipart: true })
+  const ids = [await pub(base, 'mp', 'one', 'text/plain'), await pub(base, 'mp', 'two'), await pub(base, 'mp', Buffer.from([0, 1, 2]), 'application/octet-stream')]
+  const rec = subscribe(t, `${base}/sub/mp`, { transports: ['longpoll'] })
+  await rec.waitMessages(3)
+  t.deepEqual(rec.texts.slice(0, 2), ['one', 'two'])
+  t.deepEqual([...new Uint8Array(rec.messages[2]!.data as ArrayBuffer)], [0, 1, 2])
+  t.deepEqual(rec.messages.map((m) => m.meta.contentType), ['text/plain', undefined, 'application/octet-stream'])
+  t.deepEqual(rec.messages.map((m) => m.meta.id), [undefined, undefined, ids[2]])
+  t.is(rec.client.lastId, ids[2])
+  // the next message, alone, comes as a plain answer
+  const four = await pub(base, 'mp', 'four')
+  await rec.waitMessages(4)
+  t.is(rec.texts[3], 'four')
+  t.is(rec.ids[3], four)
+})
