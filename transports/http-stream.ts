@@ -10,7 +10,7 @@ import type { Core } from '../lib/core.ts'
 import type { Grant } from '../lib/access.ts'
 import type { Channel } from '../lib/channel-registry.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
-import { formatHttpDate, type Cursor } from '../lib/message-id.ts'
+import { formatHttpDate, formatId, type Cursor } from '../lib/message-id.ts'
 import type { Message } from '../lib/message.ts'
 import { F_BATCHED, F_CATCHING_UP, F_CLOSED, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
@@ -162,7 +162,11 @@ export abstract class HttpStreamTransport implements Transport {
     const socket = sub.socket
     const gap = this.core.liveGap(sub, pos, msg.time)
     const waiting = socket.writableLength > 0
-    const before = sub.backlog === null && waiting ? sub.requested(pos) : null
+    // the cursor before this message, the `requested` of a drop gap should it be queued: kept as
+    // numbers (a string is made only if it is queued); a multiplexed vector changes in advance
+    const time0 = sub.time0
+    const tag0 = sub.tag0
+    const beforeMulti = sub.backlog === null && waiting && sub.multi !== null ? sub.requested(pos) : null
     const id = sub.advance(msg, pos)
     let payload: Buffer | null
     if (!socket.writableNeedDrain && (sub.backlog === null || sub.backlog.frames.length === 0)) {
@@ -194,6 +198,7 @@ export abstract class HttpStreamTransport implements Transport {
       payload = this.payload(sub, msg, id)
       if (payload === null) return
     }
+    const before = sub.backlog !== null || !waiting ? null : beforeMulti ?? formatId(time0, tag0)
     if (enqueue(this.core, sub, before, msg, payload, id, this.size(sub, payload, id), gap, this.signalsGap) === OVERFLOW) {
       // finish what is being written, drop what has not started, end the stream, close
       endAndLinger(this.core, socket, this.overflowBytes())

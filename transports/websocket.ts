@@ -12,7 +12,7 @@ import type { Core } from '../lib/core.ts'
 import { ERRORS, type ErrorSpec } from '../lib/errors.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
 import { unpinned, writeShared, type Message } from '../lib/message.ts'
-import type { Cursor } from '../lib/message-id.ts'
+import { formatId, type Cursor } from '../lib/message-id.ts'
 import type { Grant } from '../lib/auth.ts'
 import {
   F_BATCHED, F_CATCHING_UP, F_CLOSED, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport
@@ -247,7 +247,11 @@ export class WebSocketTransport implements Transport {
     const socket = sub.socket
     const gap = this.core.liveGap(sub, pos, msg.time)
     const waiting = socket.writableLength > 0
-    const before = sub.backlog === null && waiting ? sub.requested(pos) : null
+    // the cursor before this message, the `requested` of a drop gap should it be queued: kept as
+    // numbers (a string is made only if it is queued); a multiplexed vector changes in advance
+    const time0 = sub.time0
+    const tag0 = sub.tag0
+    const beforeMulti = sub.backlog === null && waiting && sub.multi !== null ? sub.requested(pos) : null
     const id = sub.advance(msg, pos)
     if (!socket.writableNeedDrain && (sub.backlog === null || sub.backlog.frames.length === 0)) {
       // a backlog left with no frames only carries a drop gap to signal on this message
@@ -276,6 +280,7 @@ export class WebSocketTransport implements Transport {
     }
     const frame = this.#frame(sub, msg, id, gap)
     // drop-oldest needs a gap line: only ws+meta.parkline can carry one
+    const before = sub.backlog !== null || !waiting ? null : beforeMulti ?? formatId(time0, tag0)
     if (enqueue(this.core, sub, before, msg, frame, id, frame.length, null, (sub.flags & F_WS_GAP) !== 0) === OVERFLOW) {
       closeWith(this.core, socket, OVERFLOW_CLOSE)
     }
