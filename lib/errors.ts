@@ -44,6 +44,7 @@ export const ERRORS = {
   WS_NO_VERSION: { code: 'PKL_ERR_WS_NO_VERSION', statusCode: 400, message: 'No Sec-Websocket-Version header present' },
   WS_BAD_VERSION: { code: 'PKL_ERR_WS_BAD_VERSION', statusCode: 400, message: 'Unsupported websocket protocol version (only version 13 is supported)' },
   WS_NO_KEY: { code: 'PKL_ERR_WS_NO_KEY', statusCode: 400, message: 'No Sec-Websocket-Key header present' },
+  WS_BAD_KEY: { code: 'PKL_ERR_WS_BAD_KEY', statusCode: 400, message: 'Invalid Sec-WebSocket-Key header' },
   BAD_IDEMPOTENCY_KEY: { code: 'PKL_ERR_BAD_IDEMPOTENCY_KEY', statusCode: 400, message: 'Bad Request: Idempotency-Key must be 1 to 255 visible ASCII characters' },
   IDEMPOTENCY_KEY_REUSED: { code: 'PKL_ERR_IDEMPOTENCY_KEY_REUSED', statusCode: 422, message: 'Unprocessable Content: Idempotency-Key already used for a different message' },
   STORE_UNAVAILABLE: { code: 'PKL_ERR_STORE_UNAVAILABLE', statusCode: 503, message: 'Store unavailable' },

@@ -57,6 +57,8 @@ const kPartial = Symbol('parkline.ws.partial')
 
 type WsSocket = Socket & { [kSubscriber]?: Subscriber, [kPartial]?: Buffer | null }
 
+const WS_KEY = /^[+/0-9A-Za-z]{22}==$/
+
 /** The one header record the decoder fills; reads are synchronous, so one is enough. */
 const header = new FrameHeader()
 
@@ -67,6 +69,9 @@ export function handshakeError (headers: IncomingHttpHeaders): ErrorSpec | null 
   if (version.trim() !== '13') return ERRORS.WS_BAD_VERSION
   const key = headers['sec-websocket-key']
   if (key === undefined || key.trim() === '') return ERRORS.WS_NO_KEY
+  // RFC 6455 §4.2.1: 16 bytes in base64; anything else (two keys joined, a word) would get a 101
+  // whose accept value no client matches
+  if (!WS_KEY.test(key.trim())) return ERRORS.WS_BAD_KEY
   return null
 }
 
