@@ -151,13 +151,19 @@ interface Conn {
   on (event: string, listener: (...args: unknown[]) => void): unknown
   withTypeMapping (m: unknown): Conn
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  subscribe (channel: string, listener: (...args: any[]) => void, buffers?: true): Promise<unknown>
-  sSubscribe (channel: string, listener: (msg: Buffer, channel: Buffer) => void, buffers: true): Promise<unknown>
+  subscribe (channel: string | string[], listener: (...args: any[]) => void, buffers?: true): Promise<unknown>
+  sSubscribe (channel: string | string[], listener: (msg: Buffer, channel: Buffer) => void, buffers: true): Promise<unknown>
   sUnsubscribe (channel: string, listener: (msg: Buffer, channel: Buffer) => void, buffers: true): Promise<unknown>
   unsubscribe (channel: string, listener: (msg: Buffer, channel: Buffer) => void, buffers: true): Promise<unknown>
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   sendCommand (...args: any[]): Promise<unknown>
 }
+
+/** A pub/sub client of node-redis: ready once it has subscribed again after a reconnect. */
+interface PubSubClient { isReady: boolean, getPubSubListeners (type: 'CHANNELS' | 'SHARDED'): Map<string, unknown> }
+
+/** node-redis RedisCluster's slots: the pub/sub client for a shard channel, or for plain channels. */
+interface ClusterPubSub { getShardedPubSubClient (channel: string): Promise<PubSubClient>, getPubSubClient (): Promise<PubSubClient> }
 
 /** The cluster client's view of its masters (node-redis RedisCluster.masters). */
 interface ClusterView { masters: Array<{ host: string, port: number, address: string }>, nodeClient (node: unknown): Promise<{ sendCommand (args: string[]): Promise<unknown> }> }
@@ -540,6 +546,9 @@ export class RedisEngine implements Engine {
     try {
       if (!await this.#reachable()) return
       const epoch = this.#epoch
+      // the catch-up reads only what was published before it: pub/sub must carry the rest, so it
+      // waits until every subscription is back on a connection that is up
+      if (!await this.#pubSubBack() || epoch !== this.#epoch) return
       if (!await this.#cmdUp() || epoch !== this.#epoch) return
       if (this.#probeTimer !== null) clearInterval(this.#probeTimer)
       this.#probeTimer = null
@@ -552,6 +561,70 @@ export class RedisEngine implements Engine {
   }
 
   #probing = false
+
+  /**
+   * Cluster and sentinel: is every subscription of this node on a pub/sub connection that is up?
+   * (node-redis resubscribes a connection before it calls it ready.) A subscription a client lost
+   * (its reconnect failed, a slot moved and the move failed) is made again here, and the next
+   * probe looks again. Standalone: the pub/sub connection's own ready event does this (#subUp).
+   */
+  async #pubSubBack (): Promise<boolean> {
+    if (this.mode === 'standalone') return true
+    const names: string[] = []
+    for (const r of this.#replicas.values()) if (r.subscribed) names.push(channelKey(r.key, 'c'))
+    try {
+      return this.mode === 'cluster' ? await this.#clusterPubSubBack(names) : await this.#sentinelPubSubBack(names)
+    } catch {
+      return false
+    }
+  }
+
+  async #clusterPubSubBack (names: string[]): Promise<boolean> {
+    const slots = (this.#cmd as unknown as { _slots: ClusterPubSub })._slots
+    let back = true
+    // the channel's master's shard pub/sub connection (Redis 7), or the one pub/sub connection
+    const missing: string[] = []
+    const clients = await within(this.#timeout, Promise.all(names.map((name) => this.#sharded ? slots.getShardedPubSubClient(name) : slots.getPubSubClient())))
+    for (const [i, client] of clients.entries()) {
+      if (!client.isReady) back = false
+      else if (!client.getPubSubListeners(this.#sharded ? 'SHARDED' : 'CHANNELS').has(names[i]!)) missing.push(names[i]!)
+    }
+    if (this.#controlSubscribed) {
+      const client = await within(this.#timeout, slots.getPubSubClient())
+      if (!client.isReady) back = false
+      else if (!client.getPubSubListeners('CHANNELS').has(CONTROL)) await within(this.#timeout, this.#sub.subscribe(CONTROL, this.#onControl))
+    }
+    for (const name of missing) {
+      this.#log?.warn({ node: this.nodeId, channel: name }, 'redis pub/sub lost a subscription: subscribing again')
+      if (this.#sharded) await within(this.#timeout, this.#sub.sSubscribe(name, this.#onMessage, true))
+      else await within(this.#timeout, this.#sub.subscribe(name, this.#onMessage, true))
+    }
+    return back && missing.length === 0
+  }
+
+  /**
+   * Sentinel: one pub/sub connection carries everything. Each subscription is made again (a no-op
+   * where the client still holds it), then a fresh one is made and ended: its answer comes after
+   * every command sent before it on that connection, and a connection that is not up refuses it.
+   */
+  async #sentinelPubSubBack (names: string[]): Promise<boolean> {
+    const sub = this.#sub
+    const barrier = `pk:{${hashTag(this.nodeId)}}:p${++this.#barriers}`
+    const noop = (_msg: Buffer, _channel: Buffer): void => {}
+    if (this.#sharded) {
+      if (names.length > 0) await within(this.#timeout, sub.sSubscribe(names, this.#onMessage, true))
+      await within(this.#timeout, sub.sSubscribe(barrier, noop, true))
+      await within(this.#timeout, sub.sUnsubscribe(barrier, noop, true)).catch(() => {})
+    } else {
+      if (names.length > 0) await within(this.#timeout, sub.subscribe(names, this.#onMessage, true))
+      await within(this.#timeout, sub.subscribe(barrier, noop, true))
+      await within(this.#timeout, sub.unsubscribe(barrier, noop, true)).catch(() => {})
+    }
+    if (this.#controlSubscribed) await within(this.#timeout, sub.subscribe(CONTROL, this.#onControl))
+    return true
+  }
+
+  #barriers = 0
 
   /** Every master answers PING (cluster: and covers all slots). Records the cluster's state. */
   async #reachable (): Promise<boolean> {

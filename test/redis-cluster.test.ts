@@ -4,7 +4,7 @@
 // redis-server, redis-cli and redis-sentinel are required (npm test installs them).
 import test, { type ExecutionContext } from 'ava'
 import { channelKey } from '../lib/redis-engine.ts'
-import { startCluster, startReplicated, startSentinel, redisCall } from './helpers/redis-cluster.ts'
+import { startCluster, startReplicated, startSentinel, redisCall, redisSession, type RedisSession } from './helpers/redis-cluster.ts'
 import { serve, type Node } from './helpers/node.ts'
 import { SseClient, eventually, info, publish } from './helpers/server.ts'
 import { steadyPublish, type SteadyResult } from './helpers/steady.ts'
@@ -252,4 +252,100 @@ test.serial('node-redis closing a master\'s pub/sub connection after the last su
   t.is(st['redis faults'], '0')
   t.is(st['redis up'], '1')
   t.is((await fetch(`${a.base}/health`)).status, 200)
+})
+
+/**
+ * On `port`: refuse new connections (maxclients 1), then cut the pub/sub connections that hold a
+ * shard channel subscription (a node's subscriber connection; a node's control-channel connection
+ * is left alone). Command connections stay up: the store answers, but this pub/sub cannot come back.
+ */
+async function cutShardPubSub (t: ExecutionContext, port: number): Promise<RedisSession> {
+  const session = await redisSession(port)
+  t.teardown(async () => { await session.call(['CONFIG', 'SET', 'maxclients', '10000']); session.close() })
+  const list = String(await session.call(['CLIENT', 'LIST', 'TYPE', 'pubsub']))
+  const ids = list.split('\n').filter((l) => /\bssub=[1-9]/.test(l)).map((l) => /\bid=(\d+)/.exec(l)![1]!)
+  t.true(ids.length > 0, `a shard channel subscriber connection on ${port}: ${list}`)
+  t.is(String(await session.call(['CONFIG', 'SET', 'maxclients', '1'])), 'OK')
+  for (const id of ids) t.is(await session.call(['CLIENT', 'KILL', 'ID', id]), 1)
+  return session
+}
+
+/** Publish through `base` until acknowledged (the node may refuse for a moment: 503 with Retry-After). */
+async function publishAcked (t: ExecutionContext, base: string, ch: string, body: string): Promise<void> {
+  let status = 0
+  t.true(await eventually(async () => (status = (await publish(base, ch, body)).status) === 201, 15000), `${body} acknowledged (last ${status})`)
+}
+
+for (const mode of ['cluster', 'sentinel'] as const) {
+  test.serial(`${mode}: a node whose pub/sub connection is cut while its commands still work stays down until pub/sub is back, then delivers what was published meanwhile`, async (t) => {
+    t.timeout(90000)
+    let store: string[]
+    let ownerPort: number
+    const ch = 'cut'
+    if (mode === 'cluster') {
+      const cluster = await startCluster(t)
+      store = ['--redis-cluster', cluster.seeds.join(',')]
+      ownerPort = (await cluster.masterOf(channelKey(ch, 'm'))).port
+    } else {
+      const set = await startSentinel(t)
+      store = ['--redis-sentinel', set.sentinelNodes.join(','), '--redis-sentinel-name', set.name]
+      ownerPort = await set.currentMaster()
+    }
+    const [a, b] = await nodes(t, store)
+    const s = await SseClient.connect(a.port, `/sub/${ch}`)
+    t.teardown(() => s.socket.destroy())
+    t.true(await eventually(async () => (await info(b.base, ch)).json?.subscribers === 1, 5000))
+    await publishAcked(t, b.base, ch, 'before')
+    await s.waitEvents(1, 5000)
+    // B publishes all along: before the cut, while A cannot get its pub/sub connection back, after
+    const pubs = steadyPublish([b.base], ch, { count: 40, everyMs: 150, limitMs: 60000 })
+    t.true(await eventually(() => pubs.acked.length >= 5, 10000), 'publishing before the cut')
+    const session = await cutShardPubSub(t, ownerPort)
+    // (the first half second: the connection's error, then A's fault)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const health: number[] = []
+    for (let i = 0; i < 25; i++) {
+      health.push((await fetch(`${a.base}/health`)).status)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    t.deepEqual(health.filter((h) => h !== 503), [], `A is down all the while its pub/sub connection is away: ${health.join(' ')}`)
+    t.is(String(await session.call(['CONFIG', 'SET', 'maxclients', '10000'])), 'OK')
+    const r = await pubs.done
+    t.is(r.acked.length, 40)
+    t.true(await eventually(async () => (await fetch(`${a.base}/health`)).status === 200, 20000), 'A up again')
+    await publishAcked(t, b.base, ch, 'after')
+    const got = await s.waitEvents(r.acked.length + 2, 10000).catch(() => s.events)
+    exactlyOnce(t, 'node A', got.slice(1, -1), r)
+    t.deepEqual([got[0]?.data, got.at(-1)?.data, got.length], ['before', 'after', r.acked.length + 2])
+  })
+}
+
+test.serial('cluster: a channel\'s slot moved to another master under publishing (resharding): every acknowledged message once on the node whose subscription moved', async (t) => {
+  t.timeout(90000)
+  const cluster = await startCluster(t)
+  const [a, b] = await nodes(t, ['--redis-cluster', cluster.seeds.join(',')])
+  const ch = 'moving'
+  const s = await SseClient.connect(a.port, `/sub/${ch}`)
+  t.teardown(() => s.socket.destroy())
+  t.true(await eventually(async () => (await info(b.base, ch)).json?.subscribers === 1, 5000))
+  const from = await cluster.masterOf(channelKey(ch, 'm'))
+  const to = (await cluster.masters()).find((m) => m !== from)!
+  const pubs = steadyPublish([b.base], ch, { count: 600, everyMs: 2, limitMs: 60000 })
+  t.true(await eventually(() => pubs.acked.length >= 5, 10000), 'publishing before the move')
+  let during = 0
+  // publishes go on while the target already serves the slot and the source may not know it yet
+  await cluster.moveSlot(channelKey(ch, 'm'), to, async () => {
+    const at = pubs.acked.length
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    during = pubs.acked.length - at
+  })
+  t.true(during > 0, `published while only the target served the slot (${during})`)
+  t.is((await cluster.masterOf(channelKey(ch, 'm'))).port, to.port)
+  const r = await pubs.done
+  t.is(r.acked.length, 600)
+  await publishAcked(t, b.base, ch, 'after')
+  const got = await s.waitEvents(r.acked.length + 1, 15000).catch(() => s.events)
+  exactlyOnce(t, 'node A', got.slice(0, -1), r)
+  t.is(got.at(-1)?.data, 'after')
+  t.is(got.length, r.acked.length + 1)
 })

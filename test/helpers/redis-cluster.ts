@@ -46,6 +46,12 @@ export interface RedisCluster {
   waitHealthy: (ms?: number) => Promise<void>
   /** SIGKILL `master`, then wait until its slots are served by another master and the cluster is healthy. */
   failover: (master: RedisProc) => Promise<{ ms: number }>
+  /**
+   * Move the slot of `key` to master `to` as an operator's resharding does (IMPORTING, MIGRATING,
+   * MIGRATE of its keys, SETSLOT NODE on the target, then the source, then the other masters).
+   * `between` runs once the target serves the slot and before the source learns of it.
+   */
+  moveSlot: (key: string, to: RedisProc, between?: () => Promise<void>) => Promise<void>
 }
 
 export interface RedisSentinelSet {
@@ -139,6 +145,43 @@ export async function redisCalls (port: number, commands: string[][], ms = 1000)
     })
     s.on('connect', () => s.write(commands.map((args) => `*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')).join('')))
   })
+}
+
+/** One connection kept open: commands one at a time, each reply parsed (undefined after `ms`). */
+export interface RedisSession {
+  call: (args: string[], ms?: number) => Promise<Resp | undefined>
+  close: () => void
+}
+
+/**
+ * A connection to `port` that stays open, for a test that makes a node refuse new connections
+ * (CONFIG SET maxclients 1) and must still talk to it afterwards to undo that.
+ */
+export async function redisSession (port: number): Promise<RedisSession> {
+  const s = net.connect(port, '127.0.0.1')
+  await once(s, 'connect')
+  s.on('error', () => {})
+  let buf = ''
+  let waiting: ((v: Resp | undefined) => void) | null = null
+  s.on('data', (d: Buffer) => {
+    buf += d.toString('latin1')
+    const r = parseReply(buf, 0)
+    if (r === null || waiting === null) return
+    buf = buf.slice(r.end)
+    const w = waiting
+    waiting = null
+    w(r.v)
+  })
+  return {
+    async call (args, ms = 2000) {
+      return await new Promise((resolve) => {
+        const timer = setTimeout(() => { waiting = null; resolve(undefined) }, ms)
+        waiting = (v) => { clearTimeout(timer); resolve(v) }
+        s.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join(''))
+      })
+    },
+    close () { s.destroy() }
+  }
 }
 
 async function callText (port: number, args: string[]): Promise<string | undefined> {
@@ -405,6 +448,30 @@ export async function startCluster (t: ExecutionContext, opts: { nodeTimeoutMs?:
         return now === undefined || now[2] === master.port ? `slot ${before[0]![0]} is still served by ${master.port}` : null
       }))
       return { ms: Date.now() - start }
+    },
+    async moveSlot (key, to, between) {
+      const slot = String(await ask(['CLUSTER', 'KEYSLOT', key]))
+      const from = await cluster.masterOf(key)
+      if (from === to) throw new Error(`slot ${slot} is already served by ${to.port}`)
+      const idOf = async (n: RedisProc): Promise<string> => String(await redisCall(n.port, ['CLUSTER', 'MYID']))
+      const [fromId, toId] = [await idOf(from), await idOf(to)]
+      const ok = async (port: number, args: string[]): Promise<void> => {
+        const r = await redisCall(port, args, 5000)
+        if (r !== 'OK') throw new Error(`${args.join(' ')} on ${port}: ${String(r)}`)
+      }
+      await ok(to.port, ['CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId])
+      await ok(from.port, ['CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId])
+      for (let i = 0; i < 100; i++) {
+        const keys = await redisCall(from.port, ['CLUSTER', 'GETKEYSINSLOT', slot, '100'])
+        if (!Array.isArray(keys)) throw new Error(`CLUSTER GETKEYSINSLOT on ${from.port}: ${String(keys)}`)
+        if (keys.length === 0) break
+        await ok(from.port, ['MIGRATE', '127.0.0.1', String(to.port), '', '0', '5000', 'KEYS', ...keys.map(String)])
+      }
+      await ok(to.port, ['CLUSTER', 'SETSLOT', slot, 'NODE', toId])
+      await between?.()
+      await ok(from.port, ['CLUSTER', 'SETSLOT', slot, 'NODE', toId])
+      for (const m of await cluster.masters()) if (m !== from && m !== to) await ok(m.port, ['CLUSTER', 'SETSLOT', slot, 'NODE', toId])
+      await cluster.waitHealthy()
     }
   }
 
