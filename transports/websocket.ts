@@ -344,7 +344,7 @@ export class WebSocketTransport implements Transport {
   /**
    * Client frames (RFC 6455 §5): pings are answered, pongs clear the keepalive flag, a close is
    * echoed; data frames are refused from their header alone (1009 past MAX_PAYLOAD, else 1008),
-   * malformed frames get 1002. What is left over is at most one incomplete control frame.
+   * malformed frames and a continuation frame (nothing to continue) get 1002. What is left over is at most one incomplete control frame.
    */
   read (sub: Subscriber, buf: Buffer): void {
     const socket = sub.socket as WsSocket
@@ -358,6 +358,9 @@ export class WebSocketTransport implements Transport {
       const n = readHeader(buf, off, h)
       if (n === NEED_MORE) break
       if (n < 0) return this.#fail(sub, PROTOCOL_ERROR)
+      // a continuation frame continues nothing here (a message's first frame is already refused):
+      // a protocol error (RFC 6455 §5.4), not a publish
+      if (h.opcode === 0) return this.#fail(sub, PROTOCOL_ERROR)
       if (h.opcode < OP_CLOSE) return this.#fail(sub, h.length > MAX_PAYLOAD ? TOO_BIG : PUBLISHING)
       if (off + n + h.length > buf.length) break
       const payload = unmaskPayload(buf, h)
