@@ -452,7 +452,7 @@ export class Core {
 
   /**
    * A multiplexed subscriber's loss on another position that the id of a message from `pos` at
-   * `time`, a new second, would hide: the id vector restarts there (§2.2), so a client resuming from
+   * `time`, a new second (a later one: an earlier one keeps the id's second, Subscriber.advance), would hide: the id vector restarts there (§2.2), so a client resuming from
    * that id reads every other position from `time` on and never learns what left below its cursor.
    * The gap is signalled with this message instead (Subscriber.advance then moves that position's
    * cursor up to its floor, so it is not signalled twice). Nothing buffered is skipped: the merge
@@ -461,7 +461,7 @@ export class Core {
    * holds every position's cursor. A record's creation floor is no loss here (Subscriber.lostAt).
    */
   #hiddenGap (sub: Subscriber, pos: number, time: number): string | null {
-    if (time === sub.vTime) return null
+    if (time <= sub.vTime) return null
     // one signal for every position that lost messages (advance moves them all up to their
     // floors): its requested cursor holds each position's, and brackets the first of them
     for (let k = 0; k < sub.channels.length; k++) {

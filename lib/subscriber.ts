@@ -97,6 +97,14 @@ export class Subscriber {
     }
     m.times[pos] = msg.time
     m.tags[pos] = msg.tag
+    if (msg.time < this.vTime) {
+      // a message of an earlier second, live after one of a later second (another authority's:
+      // an owner worker, a Redis master, a clock stepped back): the id stays in the later second,
+      // this position at `-` there (every message of it before that second is delivered), so a
+      // resume from it repeats nothing of the others
+      m.active = pos
+      return formatVector(this.vTime, m.vTags, pos)
+    }
     if (msg.time !== this.vTime) {
       this.vTime = msg.time
       m.vTags.fill(-1)

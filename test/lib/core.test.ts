@@ -184,6 +184,26 @@ test('multiplexed: a gap on one position is signalled before an id of a later se
   t.deepEqual(polled, [['a1:0', `${T}:-,[1]`], ['b2:0', null], ['b2:1', null], ['b2:2', null]])
 })
 
+test('multiplexed: a live message of an earlier second (another owner\'s, arriving late) does not move the id back: a resume from it repeats nothing', (t) => {
+  const { core, rec } = setup()
+  const T = core.nowSec
+  const stream = new Subscriber(rec, fakeSocket(), null, core.channelsFor(['a', 'b']), defaultCursor(2), null, 0)
+  core.register(stream)
+  // b's T+1:0 comes first; a's T:5 (published a moment before, by another authority) after it
+  core.applyMessage('b', T + 1, 0, Buffer.from('b'), null, null, Date.now())
+  core.applyMessage('a', T, 5, Buffer.from('a'), null, null, Date.now())
+  const ids = rec.got.filter(([s]) => s === stream).map(([, id]) => id)
+  t.deepEqual(ids, [`${T + 1}:-,[0]`, `${T + 1}:[-],0`])
+  // a client that resumes from the last id it got has both: nothing is served again
+  const resumed = new Subscriber(rec, fakeSocket(), null, core.channelsFor(['a', 'b']), { time: T + 1, tags: [-1, 0], active: 0, explicit: true }, null, 0)
+  t.is(core.nextMessage(resumed), null)
+  // a later message of a still counts from the cursor it really has
+  core.applyMessage('a', T, 6, Buffer.from('a2'), null, null, Date.now())
+  t.deepEqual(rec.got.filter(([s]) => s === stream).map(([, id]) => id).slice(2), [`${T + 1}:[-],0`])
+  core.applyMessage('a', T + 1, 0, Buffer.from('a3'), null, null, Date.now())
+  t.deepEqual(rec.got.filter(([s]) => s === stream).map(([, id]) => id).slice(3), [`${T + 1}:[0],0`])
+})
+
 test('multiplexed: two positions that lost messages ride with one signal, each counted once; an idle channel lost nothing', (t) => {
   const { core, rec } = setup({ bufferLength: 2 })
   const T = core.nowSec
