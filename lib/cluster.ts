@@ -79,6 +79,12 @@ type Peer =
   | ['own', SnapChannel, number]
   /** Everything this worker holds of the peer's channels was sent (the first thing on a link). */
   | ['synced']
+  /**
+   * The sender's clock reached second S: everything it published before was sent, and every id it
+   * assigns from now on is of second S or later (the fence, Core.fence). At each second, and first
+   * on a link.
+   */
+  | ['t', number]
   // from a channel's owner
   | ['m', string, number, number, Uint8Array, string | null, string | null, number]
   | ['d', string]
@@ -604,6 +610,43 @@ export class WorkerEngine implements Engine {
     })
     setInterval(() => { this.#report() }, 1000).unref()
     link.onPrimaryGone = () => { this.#mesh.primaryGone() }
+    for (let i = 0; i < this.#n; i++) this.#fenceAt.push(i === this.#me ? Infinity : 0)
+    core.fence = (sub, pos) => this.#fence(sub, pos)
+    this.#sendSecond()
+  }
+
+  /**
+   * Per peer: the second its last ['t'] named (Infinity for this worker, and for a peer that died:
+   * nothing more comes from it until it is back, and its first entry then is a ['t']).
+   */
+  readonly #fenceAt: number[] = []
+
+  /**
+   * The fence of a multiplexed subscriber's message from `pos` (Core.fence): the least second the
+   * owners of its other channels have reached, leaving out this worker and the sender's owner (its
+   * own messages arrive in order on one link).
+   */
+  #fence (sub: Subscriber, pos: number): number {
+    const chans = sub.channels
+    const from = this.#owner(chans[pos]!.key)
+    let f = Infinity
+    for (let k = 0; k < chans.length; k++) {
+      if (k === pos) continue
+      const o = this.#owner(chans[k]!.key)
+      if (o === from) continue
+      const at = this.#fenceAt[o]!
+      if (at < f) f = at
+    }
+    return f
+  }
+
+  /** ['t', S] to every peer at each second (just past it), so their fences move even when idle. */
+  #sendSecond (): void {
+    const now = Date.now()
+    const sec = Math.floor(now / 1000)
+    for (let p = 0; p < this.#n; p++) if (p !== this.#me && this.#mesh.isUp(p)) this.#mesh.send(p, ['t', sec])
+    const t = setTimeout(() => { this.#sendSecond() }, 1000 - (now % 1000) + 1)
+    t.unref()
   }
 
   /** New subscribers are refused (503) while a channel owner is away. */
@@ -930,7 +973,8 @@ export class WorkerEngine implements Engine {
       if (t !== null) clearTimeout(t)
       this.#awayTimers[peer] = null
     }
-    const out: Peer[] = []
+    // first: the fence of this worker's ids (sent once a second after this)
+    const out: Peer[] = [['t', Math.floor(Date.now() / 1000)]]
     for (const ch of this.#core.registry.values()) {
       if (ch.subs.length === 0 || this.#owner(ch.key) !== peer) continue
       let n = 0
@@ -962,6 +1006,10 @@ export class WorkerEngine implements Engine {
     // (nothing more arrives from its side of the link: lib/mesh.ts closed it with this one)
     // what it sent while this worker was starting is of a worker that is gone
     if (this.#held.length > 0) this.#held = this.#held.filter((h) => h[0] !== peer)
+    // nothing more comes from the worker that died: no fence waits for it (its next incarnation's
+    // first entry is its own ['t'])
+    this.#fenceAt[peer] = Infinity
+    this.#core.fenceMoved()
     this.#markAway(peer)
   }
 
@@ -1026,6 +1074,7 @@ export class WorkerEngine implements Engine {
   #apply (from: number, batch: Peer[]): void {
     const core = this.#core
     let acks = 0
+    let fenced = false
     for (const e of batch) {
       switch (e[0]) {
         // ---- as owner
@@ -1074,6 +1123,12 @@ export class WorkerEngine implements Engine {
           break
         case 'synced':
           break
+        case 't':
+          if (e[1] !== this.#fenceAt[from]) {
+            this.#fenceAt[from] = e[1]
+            fenced = true
+          }
+          break
         // ---- as replica
         case 'm':
           // sent while this worker had subscribers there; one that left since drops it
@@ -1106,6 +1161,7 @@ export class WorkerEngine implements Engine {
       }
     }
     if (acks > 0) this.#mesh.send(from, ['a', acks])
+    if (fenced) core.fenceMoved()
   }
 
   #acked (from: number, n: number): void {

@@ -86,6 +86,14 @@ export class ConsumerTransport implements Transport {
     this.#wake(sub, state)
   }
 
+  /** Held by the fence (Core.fence): the next pull replays what is buffered for it. */
+  resume (sub: Subscriber): void {
+    const state = stateOf.get(sub)
+    if (state === undefined || !state.ready) return
+    sub.flags |= F_CATCHING_UP
+    this.#wake(sub, state)
+  }
+
   deliver (sub: Subscriber, msg: Message, pos: number): void {
     const state = stateOf.get(sub)
     if (state === undefined || state.ended !== null) return

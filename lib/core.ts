@@ -5,7 +5,7 @@ import { ChannelRegistry, type Channel } from './channel-registry.ts'
 import { ConnectionTable } from './connection-table.ts'
 import type { ParklineOptions } from './config.ts'
 import { Message, frameAlloc, type Alloc } from './message.ts'
-import { F_BATCHED, F_CATCHING_UP, F_CLOSED, F_REPEATS, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
+import { F_BATCHED, F_CATCHING_UP, F_CLOSED, F_HELD, F_REPEATS, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
 import { Stats } from './stats.ts'
 import { MemoryEngine, type Engine, type PublishResult } from './engine.ts'
 import { channelInfo } from './channel-info.ts'
@@ -244,6 +244,42 @@ export class Core {
     return msg
   }
 
+  /**
+   * Where a multiplexed subscription's channels get their ids from different authorities (owner
+   * workers), a live message of second `s` may arrive before another authority's message of an
+   * earlier second. A client that resumed from the first one's id (second `s`) would never get the
+   * second one. The engine sets `fence(sub, pos)`: the second up to which every other authority of
+   * `sub`'s channels has sent all it published before (Infinity where there is none). A message
+   * from `pos` past it waits in the buffer (the subscriber is held, F_HELD) until the engine calls
+   * fenceMoved(); it is then served from the buffer in id order. Null: no engine needs one.
+   */
+  fence: ((sub: Subscriber, pos: number) => number) | null = null
+  readonly #held = new Set<Subscriber>()
+
+  #hold (sub: Subscriber): void {
+    sub.flags |= F_HELD
+    this.#held.add(sub)
+  }
+
+  /** The engine's fence moved: every held subscriber is served what the fence now lets through. */
+  fenceMoved (): void {
+    if (this.#held.size === 0) return
+    const held = [...this.#held]
+    this.#held.clear()
+    for (const sub of held) {
+      sub.flags &= ~F_HELD
+      if ((sub.flags & F_CLOSED) !== 0) continue
+      const t = sub.transport
+      if (t.resume !== undefined) t.resume(sub)
+      else t.ready(sub)
+    }
+  }
+
+  /** Subscribers the fence holds (tests, /status). */
+  get heldCount (): number {
+    return this.#held.size
+  }
+
   #fanout (ch: Channel, msg: Message): void {
     // Backwards: answering a long-poll removes it (swap-with-last brings in an already visited one).
     // A subscriber at two positions of the channel (`/sub/a,a`) has two slots, and its removal
@@ -253,12 +289,17 @@ export class Core {
     const pos = ch.subPos
     const repeated = ch.repeated > 0
     const held = this.held
+    const fence = this.fence
     for (let i = subs.length - 1; i >= 0; i--) {
       if (i >= subs.length) continue
       const sub = subs[i]!
-      if ((sub.flags & F_CATCHING_UP) !== 0) continue
+      if ((sub.flags & (F_CATCHING_UP | F_HELD)) !== 0) continue
       const p = pos[i]!
       if (repeated && sub.timeAt(p) === msg.time && sub.tagAt(p) === msg.tag) continue
+      if (fence !== null && sub.multi !== null && msg.time > fence(sub, p)) {
+        this.#hold(sub)
+        continue
+      }
       sub.transport.deliver(sub, msg, p)
     }
     // written now: its latency is now; held by a coalescer: when the coalescer writes it
@@ -343,6 +384,7 @@ export class Core {
     // what this turn held for it (coalescing) leaves before anything that ends it
     if ((sub.flags & F_BATCHED) !== 0) sub.transport.releaseHeld?.(sub)
     sub.flags |= F_CLOSED
+    if ((sub.flags & F_HELD) !== 0) this.#held.delete(sub)
     if (sub.tableIndex < 0) return
     if ((sub.flags & F_REPEATS) !== 0) countRepeated(sub.channels, -1)
     for (let k = 0; k < sub.channels.length; k++) {
@@ -434,6 +476,11 @@ export class Core {
     this.#bestPos = bestPos
     this.#bestIndex = bestIndex
     this.#bestTime = bestTime
+    if (bestPos !== -1 && this.fence !== null && sub.multi !== null && bestTime > this.fence(sub, bestPos)) {
+      // another authority may still send this subscriber a message of an earlier second
+      this.#hold(sub)
+      return false
+    }
     return bestPos !== -1
   }
 

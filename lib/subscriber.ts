@@ -17,6 +17,7 @@ export const F_CLOSED = 4 // removed from the table; late events are ignored
 export const F_BATCHED = 8 // has frames held in this turn's coalesced batch (transports/coalesce.ts)
 export const F_TOKEN_EXP = 16 // its deadline is its token's exp: ended with 401 `token expired`, not 408
 export const F_REPEATS = 32 // names a channel at two positions or more (`/sub/a,a`): counted in Channel.repeated
+export const F_HELD = 64 // multiplexed: a message waits for other authorities' earlier ones (Core.fence); live fan-out skips it
 // WebSocket (transports/websocket.ts); high bits, clear of the other transports' flags
 export const F_WS_META = 1 << 10 // ws+meta.nchan or ws+meta.parkline: id/content-type lines in each frame
 export const F_WS_GAP = 1 << 11 // ws+meta.parkline: a gap: line may ride in the meta (§11a)
@@ -234,6 +235,11 @@ export interface Transport {
    * (F_BATCHED): write them now, or uncount them when its socket is gone.
    */
   releaseHeld? (sub: Subscriber): void
+  /**
+   * A subscriber the fence held (F_HELD) may go on: serve what is buffered for it, as after
+   * ready(). Absent: ready() is called.
+   */
+  resume? (sub: Subscriber): void
 }
 
 export type TransportFactory = new (core: Core, index: number) => Transport

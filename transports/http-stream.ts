@@ -130,6 +130,12 @@ export abstract class HttpStreamTransport implements Transport {
     this.pump(sub)
   }
 
+  /** Held by the fence (Core.fence): replay what is buffered for it now, as catching up. */
+  resume (sub: Subscriber): void {
+    sub.flags |= F_CATCHING_UP
+    this.pump(sub)
+  }
+
   /** Replay from the buffer until caught up, paced by drain (the backlog is exempt from the cap). */
   pump (sub: Subscriber): void {
     const socket = sub.socket

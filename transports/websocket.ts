@@ -198,6 +198,12 @@ export class WebSocketTransport implements Transport {
     this.pump(sub)
   }
 
+  /** Held by the fence (Core.fence): replay what is buffered for it now, as catching up. */
+  resume (sub: Subscriber): void {
+    sub.flags |= F_CATCHING_UP
+    this.pump(sub)
+  }
+
   /** Replay from the buffer until caught up, paced by drain (as SSE's pump; EXTENSION e exempt). */
   pump (sub: Subscriber): void {
     const socket = sub.socket

@@ -45,6 +45,11 @@ class Recorder implements Transport {
   }
 
   ready (): void {}
+
+  /** Held by the fence: served from the buffer, as the stream transports' pump does. */
+  resume (sub: Subscriber): void {
+    for (let n = this.core.nextMessage(sub); n !== null; n = this.core.nextMessage(sub)) this.got.push([sub, sub.advance(n.msg, n.pos)])
+  }
 }
 
 /** A socket stand-in for the backlog and the coalescer: what they read and write. */
@@ -202,6 +207,41 @@ test('multiplexed: a live message of an earlier second (another owner\'s, arrivi
   t.deepEqual(rec.got.filter(([s]) => s === stream).map(([, id]) => id).slice(2), [`${T + 1}:[-],0`])
   core.applyMessage('a', T + 1, 0, Buffer.from('a3'), null, null, Date.now())
   t.deepEqual(rec.got.filter(([s]) => s === stream).map(([, id]) => id).slice(3), [`${T + 1}:[0],0`])
+})
+
+test('the fence: a multiplexed subscriber\'s message past it waits in the buffer, and leaves in id order once the fence moves', (t) => {
+  const { core, rec } = setup()
+  const T = core.nowSec
+  let fence = T
+  core.fence = () => fence
+  const multi = new Subscriber(rec, fakeSocket(), null, core.channelsFor(['a', 'b']), defaultCursor(2), null, 0)
+  const single = new Subscriber(rec, fakeSocket(), null, core.channelsFor(['b']), defaultCursor(1), null, 0)
+  core.register(multi)
+  core.register(single)
+  const ids = (sub: Subscriber): string[] => rec.got.filter(([s]) => s === sub).map(([, id]) => id)
+  // b's T+1:0 is past the fence: the one-channel subscriber gets it, the multiplexed one waits
+  core.applyMessage('b', T + 1, 0, Buffer.from('b'), null, null, Date.now())
+  t.deepEqual(ids(single), [`${T + 1}:0`])
+  t.deepEqual(ids(multi), [])
+  t.is(core.heldCount, 1)
+  // another authority's a:T:3, published before it, arrives after it: it goes first
+  core.applyMessage('a', T, 3, Buffer.from('a'), null, null, Date.now())
+  t.deepEqual(ids(multi), [])
+  fence = T + 1
+  core.fenceMoved()
+  t.deepEqual(ids(multi), [`${T}:[3],-`, `${T + 1}:-,[0]`])
+  t.is(core.heldCount, 0)
+  // within the fence: at once
+  core.applyMessage('a', T + 1, 0, Buffer.from('a2'), null, null, Date.now())
+  t.deepEqual(ids(multi).slice(2), [`${T + 1}:[0],0`])
+  // past it again, then the subscriber leaves: nothing is held for it any more
+  core.applyMessage('b', T + 2, 0, Buffer.from('b2'), null, null, Date.now())
+  t.is(core.heldCount, 1)
+  core.unregister(multi)
+  t.is(core.heldCount, 0)
+  fence = Infinity
+  core.fenceMoved()
+  t.is(ids(multi).length, 3)
 })
 
 test('multiplexed: two positions that lost messages ride with one signal, each counted once; an idle channel lost nothing', (t) => {
