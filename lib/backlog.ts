@@ -26,6 +26,17 @@ export class Backlog {
   }
 }
 
+/**
+ * A drop gap a subscriber's queue still owes with no frame left to carry it (every frame of it was
+ * dropped): taken, for the next message written to ride with. Null when none is owed.
+ */
+export function owedGap (sub: Subscriber): string | null {
+  const backlog = sub.backlog
+  if (backlog === null || backlog.frames.length > 0 || backlog.gapFrom === null) return null
+  sub.backlog = null
+  return backlog.gapFrom
+}
+
 export const QUEUED = 0
 export const DROPPED = 1
 export const OVERFLOW = 2

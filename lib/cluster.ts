@@ -1123,12 +1123,16 @@ export class WorkerEngine implements Engine {
           break
         case 'synced':
           break
-        case 't':
-          if (e[1] !== this.#fenceAt[from]) {
+        case 't': {
+          // only forward (a clock stepped back does not take a fence back), except from Infinity:
+          // the first mark of a worker forked again after its predecessor died
+          const at = this.#fenceAt[from]!
+          if (e[1] > at || at === Infinity) {
             this.#fenceAt[from] = e[1]
             fenced = true
           }
           break
+        }
         // ---- as replica
         case 'm':
           // sent while this worker had subscribers there; one that left since drops it

@@ -15,7 +15,7 @@ import type { Message } from '../lib/message.ts'
 import { F_BATCHED, F_CATCHING_UP, F_CLOSED, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
 import { detachSocket, dropListeners } from './detach.ts'
-import { OVERFLOW, enqueue } from '../lib/backlog.ts'
+import { OVERFLOW, enqueue, owedGap } from '../lib/backlog.ts'
 import { endAndLinger } from '../lib/linger.ts'
 import type { Coalescer } from './coalesce.ts'
 
@@ -130,8 +130,13 @@ export abstract class HttpStreamTransport implements Transport {
     this.pump(sub)
   }
 
-  /** Held by the fence (Core.fence): replay what is buffered for it now, as catching up. */
+  /**
+   * Held by the fence (Core.fence): replay what is buffered for it now, as catching up. Frames
+   * queued for it before the hold leave first (its cursor is already past them); a drop gap the
+   * queue still owes rides with the first message replayed.
+   */
   resume (sub: Subscriber): void {
+    if (sub.backlog !== null && sub.backlog.frames.length > 0) this.flush(sub)
     sub.flags |= F_CATCHING_UP
     this.pump(sub)
   }
@@ -149,7 +154,7 @@ export abstract class HttpStreamTransport implements Transport {
       }
       const id = sub.advance(next.msg, next.pos)
       const payload = this.payload(sub, next.msg, id)
-      if (payload !== null) this.#send(sub, next.msg, payload, id, next.gap)
+      if (payload !== null) this.#send(sub, next.msg, payload, id, next.gap ?? owedGap(sub))
     }
   }
 

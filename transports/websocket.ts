@@ -18,7 +18,7 @@ import {
   F_BATCHED, F_CATCHING_UP, F_CLOSED, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport
 } from '../lib/subscriber.ts'
 import { kSubscriber, kUpgradeHead } from '../lib/symbols.ts'
-import { OVERFLOW, enqueue } from '../lib/backlog.ts'
+import { OVERFLOW, enqueue, owedGap } from '../lib/backlog.ts'
 import { Coalescer } from './coalesce.ts'
 import { detachSocket, dropListeners } from './detach.ts'
 import { endAndLinger } from '../lib/linger.ts'
@@ -198,8 +198,13 @@ export class WebSocketTransport implements Transport {
     this.pump(sub)
   }
 
-  /** Held by the fence (Core.fence): replay what is buffered for it now, as catching up. */
+  /**
+   * Held by the fence (Core.fence): replay what is buffered for it now, as catching up. Frames
+   * queued for it before the hold leave first (its cursor is already past them); a drop gap the
+   * queue still owes rides with the first message replayed.
+   */
   resume (sub: Subscriber): void {
+    if (sub.backlog !== null && sub.backlog.frames.length > 0) this.flush(sub)
     sub.flags |= F_CATCHING_UP
     this.pump(sub)
   }
@@ -215,7 +220,7 @@ export class WebSocketTransport implements Transport {
         sub.flags &= ~F_CATCHING_UP
         return
       }
-      this.#write(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
+      this.#write(sub, next.msg, sub.advance(next.msg, next.pos), next.gap ?? owedGap(sub))
     }
   }
 

@@ -176,3 +176,33 @@ test('queueCap holds below Node\'s drain mark too: a large message behind a few 
   t.is(core.table.size, 0)
   t.true(sub.socket.writableLength < 64 * 1024, `${sub.socket.writableLength} bytes left in user space`)
 })
+
+test('a multiplexed stream held by the fence with frames queued for its slow socket gets them first, then the held message, and goes on', async (t) => {
+  t.timeout(60000)
+  const { base, port, app } = await startServer(t, { queueCap: 256 * 1024 * 1024 })
+  const core = coreOf(app)
+  let fence = Infinity
+  // the fence of a worker deployment (lib/cluster.ts), set by hand: nothing held while Infinity
+  core.fence = () => fence
+  const c = await RawSse.connect(port, '/sub/fa,fb')
+  t.teardown(() => c.close())
+  await c.until(() => HI_RETRY.test(c.text))
+  c.socket.pause()
+  const sub = core.table.subs.find((s) => s.channels.length === 2)!
+  // a's messages until some wait in the subscriber's own queue (kernel and Node buffers full)
+  const body = Buffer.alloc(64 * 1024, 97)
+  let sent = 0
+  for (; sent < 2000 && (sub.backlog === null || sub.backlog.frames.length < 3); sent++) t.is((await pub(base, 'fa', body)).status, 201)
+  t.true(sub.backlog !== null && sub.backlog.frames.length >= 3, `frames queued after ${sent} messages`)
+  fence = 0
+  t.is((await pub(base, 'fb', 'held')).status, 201)
+  t.is(core.heldCount, 1)
+  fence = Infinity
+  core.fenceMoved()
+  c.socket.resume()
+  await c.waitEvents(sent + 1, 30000)
+  t.deepEqual(c.events.map((e) => e.data === 'held' ? 'held' : e.data.length), [...Array(sent).fill(64 * 1024), 'held'])
+  await pub(base, 'fa', 'after')
+  await c.waitEvents(sent + 2, 10000)
+  t.is(c.events.at(-1)!.data, 'after')
+})
