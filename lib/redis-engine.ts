@@ -163,7 +163,11 @@ interface Conn {
 interface PubSubClient { isReady: boolean, getPubSubListeners (type: 'CHANNELS' | 'SHARDED'): Map<string, unknown> }
 
 /** node-redis RedisCluster's slots: the pub/sub client for a shard channel, or for plain channels. */
-interface ClusterPubSub { getShardedPubSubClient (channel: string): Promise<PubSubClient>, getPubSubClient (): Promise<PubSubClient> }
+interface ClusterPubSub {
+  getShardedPubSubClient (channel: string): Promise<PubSubClient>
+  getPubSubClient (): Promise<PubSubClient>
+  masters: Array<{ pubSub?: { client: { on (event: string, listener: (channel: unknown) => void): unknown } } }>
+}
 
 /** The cluster client's view of its masters (node-redis RedisCluster.masters). */
 interface ClusterView { masters: Array<{ host: string, port: number, address: string }>, nodeClient (node: unknown): Promise<{ sendCommand (args: string[]): Promise<unknown> }> }
@@ -358,6 +362,9 @@ export class RedisEngine implements Engine {
       for (const ev of events) this.#cmd.on(ev, fault)
       this.#cmd.on('error', () => {})
       if (target.mode === 'sentinel') this.#cmd.on('topology-change', (e) => { if ((e as { type?: string }).type === 'MASTER_CHANGE') this.#fault() })
+      // a slot moved and node-redis could not subscribe its channel on the new master: it is gone
+      // from every client (subscribed again by the probe, #clusterPubSubBack)
+      if (target.mode === 'cluster') this.#cmd.on('sharded-channel-moved-error', (_err: unknown, channel: unknown) => { this.#resubscribe.add(String(channel)); this.#fault() })
     }
   }
 
@@ -579,8 +586,42 @@ export class RedisEngine implements Engine {
     }
   }
 
+  /**
+   * Cluster: a shard channel whose slot moved to another master is subscribed again there by
+   * node-redis; what its new master published before that never reached this node. So a move is a
+   * fault: every replica is read again once the probe finds the subscription on the new master.
+   * node-redis makes a master's pub/sub client when it first needs one: each is watched as it is
+   * seen (at each heartbeat, after each subscribe, in the probe).
+   */
+  #watchPubSub (): void {
+    if (this.mode !== 'cluster') return
+    const slots = (this.#cmd as unknown as { _slots?: ClusterPubSub })._slots
+    for (const m of slots?.masters ?? []) {
+      const client = m.pubSub?.client
+      if (client === undefined || this.#watched.has(client)) continue
+      this.#watched.add(client)
+      client.on('sharded-channel-moved', (channel) => {
+        this.#moved.add(String(channel))
+        this.#fault()
+      })
+    }
+  }
+
+  readonly #watched = new WeakSet<object>()
+  /** Shard channels whose slot moved: their new subscription is confirmed before the catch-up. */
+  readonly #moved = new Set<string>()
+  /** Shard channels node-redis failed to move: subscribed again from scratch. */
+  readonly #resubscribe = new Set<string>()
+
   async #clusterPubSubBack (names: string[]): Promise<boolean> {
     const slots = (this.#cmd as unknown as { _slots: ClusterPubSub })._slots
+    this.#watchPubSub()
+    const noop = (_msg: Buffer, _channel: Buffer): void => {}
+    for (const name of [...this.#resubscribe]) {
+      // whatever a client still lists for it is not subscribed in Redis
+      await within(this.#timeout, this.#sub.sUnsubscribe(name, this.#onMessage, true)).catch(() => {})
+      this.#resubscribe.delete(name)
+    }
     let back = true
     // the channel's master's shard pub/sub connection (Redis 7), or the one pub/sub connection
     const missing: string[] = []
@@ -599,7 +640,18 @@ export class RedisEngine implements Engine {
       if (this.#sharded) await within(this.#timeout, this.#sub.sSubscribe(name, this.#onMessage, true))
       else await within(this.#timeout, this.#sub.subscribe(name, this.#onMessage, true))
     }
-    return back && missing.length === 0
+    if (!back || missing.length > 0) return false
+    // a moved channel's SSUBSCRIBE on its new master may not be answered yet (node-redis lists it
+    // first): a subscription of the same slot made and ended here is answered after it
+    for (const name of [...this.#moved]) {
+      if (names.includes(name)) {
+        const barrier = name.slice(0, -1) + 'q'
+        await within(this.#timeout, this.#sub.sSubscribe(barrier, noop, true))
+        await within(this.#timeout, this.#sub.sUnsubscribe(barrier, noop, true)).catch(() => {})
+      }
+      this.#moved.delete(name)
+    }
+    return true
   }
 
   /**
@@ -857,6 +909,7 @@ export class RedisEngine implements Engine {
 
   tick (): void {
     if (this.#cmdReady && !this.#faulty) this.#heartbeat().catch(() => {})
+    this.#watchPubSub()
     this.#checkUp()
     // replicas nobody here needs any more: unsubscribe, drop the copy
     const now = Date.now()
@@ -1199,6 +1252,7 @@ export class RedisEngine implements Engine {
       if (this.#sharded) await within(this.#timeout, this.#sub.sSubscribe(channelKey(key, 'c'), this.#onMessage, true))
       else await within(this.#timeout, this.#sub.subscribe(channelKey(key, 'c'), this.#onMessage, true))
       r.subscribed = true
+      this.#watchPubSub()
     }
     const live = r.state === LIVE
     // the entries after the last one applied, from the next id that could follow it: an exclusive

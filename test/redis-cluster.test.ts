@@ -341,6 +341,8 @@ test.serial('cluster: a channel\'s slot moved to another master under publishing
   })
   t.true(during > 0, `published while only the target served the slot (${during})`)
   t.is((await cluster.masterOf(channelKey(ch, 'm'))).port, to.port)
+  // node A heard of the move (its subscription was ended on the old master): it reads the channel again
+  t.true(await eventually(async () => (await status(a.base))['redis faults'] !== '0', 5000), 'the move counts as a fault on A')
   const r = await pubs.done
   t.is(r.acked.length, 600)
   await publishAcked(t, b.base, ch, 'after')
