@@ -97,7 +97,11 @@ export interface MessageMeta {
   /** The message id (`T:G`, or a multiplexed `T:[0],-`), as the publisher reported it. */
   id: string | undefined
   contentType: string | undefined
-  /** The channel that sent the message (from the bracketed position of a multiplexed id). */
+  /**
+   * The channel that sent the message (from the bracketed position of a multiplexed id); undefined
+   * on a multiplexed subscription when the message came without an id (the parts of a
+   * `longpollMultipart` answer but the last, plain WebSocket frames).
+   */
   channel: string | undefined
   /** SSE event name (`X-EventSource-Event`), when there was one. */
   event: string | undefined
@@ -480,12 +484,14 @@ export class Parkline {
           self.lastId = meta.id
           try { self.#storage?.setItem(self.#key, meta.id) } catch {}
         }
-        const channel = self.channels[activePosition(meta.id)]
+        // a message without an id (a multipart answer's parts but the last, plain WebSocket frames)
+        // names no channel: on a multiplexed subscription it is not known which one sent it
+        const channel = meta.id === undefined && self.channels.length > 1 ? undefined : self.channels[activePosition(meta.id)]
         self.#emit('message', data, { id: meta.id, contentType: meta.contentType, channel, event: meta.event, transport: self.#currentName! })
       },
       onGap (requested: string, resumed: string | undefined) {
         if (!owner()) return
-        self.#emit('gap', { requested, resumed, channel: self.channels[activePosition(resumed)], transport: self.#currentName! })
+        self.#emit('gap', { requested, resumed, channel: resumed === undefined && self.channels.length > 1 ? undefined : self.channels[activePosition(resumed)], transport: self.#currentName! })
       },
       onClose (info: CloseInfo) {
         if (!owner()) return

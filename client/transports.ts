@@ -155,6 +155,8 @@ async function probeOnce (ctx: TransportContext, lastId: string | null, token: s
   const res = await ctx.fetch!(ctx.url, {
     headers: withToken(lastId === null ? {} : (cursorHeaders(lastId) ?? {}), token), signal, cache: 'no-store', credentials: ctx.credentials
   })
+  // only the head is read: the body is let go, so its connection does not wait for a reader
+  res.body?.getReader().cancel().catch(() => {})
   if (res.status !== 200) return null
   return longpollId(res.headers.get('Last-Modified'), res.headers.get('Etag'))
 }

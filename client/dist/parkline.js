@@ -123,6 +123,10 @@ const MIN_TOKEN_LIFE = 1000
 
 
 
+
+
+
+
 /** The server refused the credential, and a freshly obtained token did not change that. */
 
 
@@ -481,12 +485,14 @@ export class Parkline {
           self.lastId = meta.id
           try { self.#storage?.setItem(self.#key, meta.id) } catch {}
         }
-        const channel = self.channels[activePosition(meta.id)]
+        // a message without an id (a multipart answer's parts but the last, plain WebSocket frames)
+        // names no channel: on a multiplexed subscription it is not known which one sent it
+        const channel = meta.id === undefined && self.channels.length > 1 ? undefined : self.channels[activePosition(meta.id)]
         self.#emit('message', data, { id: meta.id, contentType: meta.contentType, channel, event: meta.event, transport: self.#currentName  })
       },
       onGap (requested        , resumed                    ) {
         if (!owner()) return
-        self.#emit('gap', { requested, resumed, channel: self.channels[activePosition(resumed)], transport: self.#currentName  })
+        self.#emit('gap', { requested, resumed, channel: resumed === undefined && self.channels.length > 1 ? undefined : self.channels[activePosition(resumed)], transport: self.#currentName  })
       },
       onClose (info           ) {
         if (!owner()) return

@@ -144,6 +144,11 @@ const manyChannels = test.macro({
     const proxy = await TestProxy.start(port)
     t.teardown(() => proxy.close())
     const channels = Array.from({ length: 60 }, (_, i) => 'c' + i)
+    // a second subscriber, never cut off, keeps the channel records while the client is away: a
+    // record made again after the cursor's second has that second as its floor, and the client
+    // would rightly get a gap signal for it (docs/api.md 12.1)
+    const keeper = subscribe(t, `${base}/sub/${channels.join(',')}`, { transports: ['eventsource'] })
+    await keeper.waitConnected('eventsource')
     // a WebSocket URL cannot carry such a cursor: the client resumes on the next transport
     const rec = subscribe(t, `${proxy.base}/sub/${channels.join(',')}`, { transports: transport === 'websocket' ? ['websocket', 'eventsource'] : [transport] })
     await rec.waitConnected(transport)
@@ -266,4 +271,16 @@ test('longpoll against a server with longpollMultipart: each message of a multip
   await rec.waitMessages(4)
   t.is(rec.texts[3], 'four')
   t.is(rec.ids[3], four)
+  t.deepEqual(rec.messages.map((m) => m.meta.channel), ['mp', 'mp', 'mp', 'mp'])
+})
+
+test('longpoll, multiplexed, longpollMultipart: a part that comes without an id is not named after the first channel', async (t) => {
+  const { base } = await startServer(t, { longpollMultipart: true })
+  await pub(base, 'mx', 'from x')
+  await pub(base, 'my', 'from y')
+  const rec = subscribe(t, `${base}/sub/mx,my`, { transports: ['longpoll'] })
+  await rec.waitMessages(2)
+  t.deepEqual(rec.texts, ['from x', 'from y'])
+  // the first part carries no id: which channel sent it is not known; the last is y's (its id says so)
+  t.deepEqual(rec.messages.map((m) => m.meta.channel), [undefined, 'my'])
 })
