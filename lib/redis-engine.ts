@@ -645,7 +645,9 @@ export class RedisEngine implements Engine {
     // first): a subscription of the same slot made and ended here is answered after it
     for (const name of [...this.#moved]) {
       if (names.includes(name)) {
-        const barrier = name.slice(0, -1) + 'q'
+        // a new name each time: a barrier whose subscribe timed out and was answered later stays
+        // listed, and a subscribe of a listed channel sends nothing (no barrier at all)
+        const barrier = name.slice(0, -1) + 'q' + String(++this.#barriers)
         await within(this.#timeout, this.#sub.sSubscribe(barrier, noop, true))
         await within(this.#timeout, this.#sub.sUnsubscribe(barrier, noop, true)).catch(() => {})
       }

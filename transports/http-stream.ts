@@ -154,7 +154,7 @@ export abstract class HttpStreamTransport implements Transport {
       }
       const id = sub.advance(next.msg, next.pos)
       const payload = this.payload(sub, next.msg, id)
-      if (payload !== null) this.#send(sub, next.msg, payload, id, next.gap ?? owedGap(sub))
+      if (payload !== null) this.#send(sub, next.msg, payload, id, owedGap(sub) ?? next.gap)
     }
   }
 

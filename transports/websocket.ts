@@ -220,7 +220,7 @@ export class WebSocketTransport implements Transport {
         sub.flags &= ~F_CATCHING_UP
         return
       }
-      this.#write(sub, next.msg, sub.advance(next.msg, next.pos), next.gap ?? owedGap(sub))
+      this.#write(sub, next.msg, sub.advance(next.msg, next.pos), owedGap(sub) ?? next.gap)
     }
   }
 
