@@ -112,9 +112,14 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
     link.metrics = core.metrics
     core.metrics.nodeScrape = () => link.nodeMetrics()
   }
+  // the shared timer runs until the server has closed: it destroys ended sockets whose linger is
+  // over (lib/linger.ts), and the server's close waits for every connection, one that never
+  // reads nor closes included
   fastify.addHook('preClose', async () => {
-    core.stop()
     core.closeAll(503)
+  })
+  fastify.addHook('onClose', async () => {
+    core.stop()
   })
   // fastify-plugin drops `prefix` (the decorator must reach the host): the routes get it here
   await fastify.register(routes, { prefix: prefix ?? '', core, opts, access, embedded: resolved === undefined } as RoutesOptions)
@@ -125,8 +130,9 @@ interface RoutesOptions { prefix: string, core: Core, opts: ParklineOptions, acc
 
 /** The routes, in an encapsulated child: its content-type parser and prefix stay Parkline's. */
 async function routes (child: FastifyInstance, { core, opts, access, embedded }: RoutesOptions): Promise<void> {
-  // the whole prefix the child's routes get (the host's own prefixes included)
-  const base = child.prefix
+  // the whole prefix the child's routes get (the host's own prefixes included), without a trailing
+  // `/`: Fastify joins `/rt/` and `/pub/` as `/rt/pub/`, and so must the paths matched here
+  const base = child.prefix.replace(/\/+$/, '')
   const pubPath = base + opts.pubPrefix
   const subPath = base + opts.subPrefix
   const websocket = opts.transports.includes('websocket') ? core.transports.find((t) => t.name === 'websocket') : undefined

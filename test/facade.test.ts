@@ -1,6 +1,8 @@
 // `app.parkline`, the API a host app's own code uses: publish, info, delete and subscribe go
 // through the engine and agree with what HTTP publishers and subscribers see.
 import test from 'ava'
+import net from 'node:net'
+import { once } from 'node:events'
 import Fastify from 'fastify'
 import parkline from '../lib/plugin.ts'
 import { ParklineError } from '../lib/errors.ts'
@@ -173,6 +175,46 @@ test('embedded: prefix, paths that do not collide with the host, no method added
   const plain = await rawRequest(port, 'GET /rt/sub/secret HTTP/1.1\r\nHost: x\r\nx-key: k\r\nIf-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n')
   t.is(plain.status, 200)
   t.is(plain.body, 'not for you')
+})
+
+test('embedded: a prefix ending in `/`, and one inside a host plugin\'s prefix, serve publish, subscribe and WebSocket at the joined paths', async (t) => {
+  for (const at of ['/rt', '/api/rt']) {
+    const app = Fastify()
+    if (at === '/rt') await app.register(parkline, { prefix: '/rt/' })
+    else await app.register(async (host) => { await host.register(parkline, { prefix: '/rt/' }) }, { prefix: '/api/' })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    t.teardown(() => app.close())
+    const port = (app.server.address() as { port: number }).port
+    const base = `http://127.0.0.1:${port}${at}`
+    t.is((await fetch(`${base}/pub/x`, { method: 'POST', body: 'hello' })).status, 202, at)
+    const lp = await fetch(`${base}/sub/x`, { headers: { 'If-Modified-Since': 'Thu, 01 Jan 1970 00:00:00 GMT' } })
+    t.is(lp.status, 200, at)
+    t.is(await lp.text(), 'hello', at)
+    t.is(await (await fetch(`${base}/parkline/health`)).text(), 'ok\n', at)
+    const ws = await rawRequest(port, `GET ${at}/sub/x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`, 1000)
+    t.is(ws.status, 101, `${at}: WebSocket`)
+  }
+})
+
+test('app.close() completes while a subscriber neither reads nor closes its side: its socket is destroyed when its linger is over', async (t) => {
+  t.timeout(60000)
+  const app = Fastify()
+  await app.register(parkline, { prefix: '/rt' })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  // a client that keeps its side open after the server's FIN, and stops reading after the head
+  const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+  s.on('error', () => {})
+  t.teardown(() => s.destroy())
+  await once(s, 'connect')
+  s.write('GET /rt/sub/held HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n')
+  await once(s, 'data')
+  s.pause()
+  let closed = false
+  const closing = app.close().then(() => { closed = true })
+  // bounded: the linger is 10 s (lib/linger.ts); a close that waited on the client would never end
+  t.true(await eventually(() => closed, 30000), 'app.close() resolved')
+  await closing
 })
 
 test('publish copies the caller\'s bytes: changing its array after, shared or growable, changes no buffered message', async (t) => {
