@@ -270,6 +270,7 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   for (const s of o.redisSentinel) {
     if (!/^[^:\s]+:\d+$/.test(s)) throw new ConfigError(`redisSentinel: "${s}" is not host:port`)
   }
+  if (o.redisUrl !== '' && !/^rediss?:\/\//.test(o.redisUrl)) throw new ConfigError(`redisUrl: "${o.redisUrl}" is not a redis:// or rediss:// URL`)
   for (const u of o.redisCluster) {
     if (!/^rediss?:\/\//.test(u)) throw new ConfigError(`redisCluster: "${u}" is not a redis:// URL`)
   }

@@ -32,6 +32,8 @@ test('bad values and unknown keys are clear errors', (t) => {
   // exactly one Redis store
   t.throws(() => resolveOptions({ redisUrl: 'redis://a:1', redisCluster: 'redis://b:2' }), { instanceOf: ConfigError, message: 'set only one of redisUrl, redisCluster, redisSentinel (got redisUrl and redisCluster)' })
   t.throws(() => resolveOptions({ redisSentinel: 'nope' }), { instanceOf: ConfigError, message: /redisSentinel: "nope" is not host:port/ })
+  t.throws(() => resolveOptions({ redisUrl: 'localhost:6379' }), { instanceOf: ConfigError, message: /redisUrl: "localhost:6379" is not a redis:\/\/ or rediss:\/\/ URL/ })
+  t.is(resolveOptions({ redisUrl: 'rediss://cache.example:6380' }).redisUrl, 'rediss://cache.example:6380')
   // ids are split as bytes: a delimiter past ASCII (or a control) would split inside characters
   for (const d of ['é', '€', '\t', ';;']) t.throws(() => resolveOptions({ multiplexDelimiter: d }), { instanceOf: ConfigError, message: /multiplexDelimiter must be one printable ASCII character/ }, JSON.stringify(d))
   for (const d of ['', ';', '|']) t.is(resolveOptions({ multiplexDelimiter: d }).multiplexDelimiter, d)
