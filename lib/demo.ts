@@ -6,10 +6,19 @@ import { packageFile } from './paths.ts'
 
 const SCRIPTS = ['parkline.js', 'transports.js', 'wire.js']
 
-export function registerDemo (fastify: FastifyInstance, prefix = '/demo/'): void {
-  const page = readFileSync(packageFile('client/demo.html'))
+/**
+ * `paths`: the publisher's and subscriber's locations as clients reach them (the host's and the
+ * register prefix included), written into the page.
+ */
+export function registerDemo (fastify: FastifyInstance, paths: { pub: string, sub: string }, prefix = '/demo/'): void {
+  const html = readFileSync(packageFile('client/demo.html'), 'utf8')
+  const marker = /const PATHS = \{[^\n]*\} \/\/ parkline:paths/
+  if (!marker.test(html)) throw new Error('client/demo.html: no `// parkline:paths` line')
+  const page = Buffer.from(html.replace(marker, `const PATHS = ${JSON.stringify(paths)} // parkline:paths`))
   const scripts = new Map(SCRIPTS.map((name) => [name, readFileSync(packageFile('client/dist/' + name))]))
-  fastify.get(prefix.slice(0, -1), { exposeHeadRoute: false }, async (_request, reply) => reply.redirect(prefix))
+  // relative: under a prefix (`/rt/demo`), `/demo/` would leave it
+  const dir = prefix.slice(0, -1)
+  fastify.get(dir, { exposeHeadRoute: false }, async (_request, reply) => reply.redirect(dir.slice(dir.lastIndexOf('/') + 1) + '/'))
   fastify.get(prefix, { exposeHeadRoute: false }, async (_request, reply) =>
     reply.header('Content-Type', 'text/html; charset=utf-8').header('Cache-Control', 'no-cache').send(page))
   fastify.get(prefix + ':file', { exposeHeadRoute: false }, async (request, reply) => {

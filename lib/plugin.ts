@@ -213,7 +213,7 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded }:
   if (opts.revokePath !== '') {
     child.route({ method: ['POST', 'OPTIONS'], url: opts.revokePath, handler: async (request, reply) => await handleRevoke(core, access, request, reply) })
   }
-  if (opts.demo) registerDemo(child)
+  if (opts.demo) registerDemo(child, { pub: pubPath, sub: subPath })
 
   const server = child.server
   // Expect: 100-continue: an immediate 413 when Content-Length is already over the limit (§3.1).
