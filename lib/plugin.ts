@@ -290,6 +290,9 @@ function claimUpgrades (app: FastifyInstance, claim: Claim): void {
           for (const l of disp.others) l.call(server, req, socket, head)
           return
         }
+        // a listener the host added after it was ready (a WebSocketServer on app.server made after
+        // listen) is called by the server too: it is that listener's to answer
+        if (server.listenerCount('upgrade') > 1) return
         // nobody upgrades it (older Node asks no shouldUpgradeCallback): an ordinary request for
         // the host's routes, and the connection ends with its answer
         routeUpgrade(app, req, socket, head)

@@ -217,6 +217,22 @@ test('app.close() completes while a subscriber neither reads nor closes its side
   await closing
 })
 
+test('embedded: an upgrade listener the host adds after listen answers the upgrades Parkline does not claim, alone', async (t) => {
+  const app = Fastify()
+  await app.register(parkline, { prefix: '/rt' })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  // as `new WebSocketServer({ server: app.server })` made after listen would
+  app.server.on('upgrade', (_req, socket: net.Socket) => {
+    socket.end('HTTP/1.1 418 Teapot\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhi!')
+  })
+  const port = (app.server.address() as { port: number }).port
+  const key = 'dGhlIHNhbXBsZSBub25jZQ=='
+  const theirs = await rawRequest(port, `GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`)
+  t.is(theirs.status, 418)
+  t.false(theirs.raw.includes('404'), theirs.raw)
+})
+
 test('publish copies the caller\'s bytes: changing its array after, shared or growable, changes no buffered message', async (t) => {
   const srv = await startServer(t)
   const p = srv.app.parkline
