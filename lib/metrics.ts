@@ -41,6 +41,21 @@ function gaugeFrom (registry: Registry, name: string, help: string, labelNames: 
   }))
 }
 
+/**
+ * Node's process metrics (CPU, memory, GC, event-loop delay), once per process for every Parkline
+ * instance in it: prom-client's collectors (a GC observer, an event-loop-delay monitor) cannot be
+ * stopped, so one made per instance would stay behind each app that closed.
+ */
+let processMetrics: Registry | null = null
+
+function processRegistry (): Registry {
+  if (processMetrics === null) {
+    processMetrics = new Registry()
+    collectDefaultMetrics({ register: processMetrics })
+  }
+  return processMetrics
+}
+
 export class Metrics {
   readonly registry = new Registry()
   /** Observed once per message fan-out, when its bytes were handed to the sockets. */
@@ -50,7 +65,7 @@ export class Metrics {
 
   constructor (core: Core) {
     const r = this.registry
-    collectDefaultMetrics({ register: r })
+    this.#process = processRegistry()
     const s = core.stats
     const names = core.transports.map((t) => t.name)
     gaugeFrom(r, 'parkline_subscribers', 'Subscribers connected, by transport.', ['transport'], (set) => {
@@ -127,15 +142,17 @@ export class Metrics {
     })
   }
 
+  readonly #process: Registry
+
   /** The text of a scrape: this process, or the whole node with workers. */
   async render (): Promise<{ contentType: string, text: string }> {
-    if (this.nodeScrape === null) return { contentType: this.registry.contentType, text: await this.registry.metrics() }
+    if (this.nodeScrape === null) return { contentType: this.registry.contentType, text: await this.#process.metrics() + '\n' + await this.registry.metrics() }
     const all = await this.nodeScrape()
     const merged = AggregatorRegistry.aggregate(all)
     return { contentType: merged.contentType, text: await merged.metrics() }
   }
 
   async json (): Promise<MetricsJson> {
-    return await this.registry.getMetricsAsJSON()
+    return [...await this.#process.getMetricsAsJSON(), ...await this.registry.getMetricsAsJSON()]
   }
 }

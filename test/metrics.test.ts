@@ -62,6 +62,21 @@ test('one process: every family has HELP and TYPE, process and runtime metrics, 
   for (const s of subs) s.close()
 })
 
+test('several instances in one process (an app that makes and closes them): each scrape has the process metrics once', async (t) => {
+  const first = await startServer(t)
+  await first.app.close()
+  const a = await startServer(t)
+  const b = await startServer(t)
+  for (const srv of [a, b]) {
+    const { text, families } = await scrape(srv.base)
+    const declared = [...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!)
+    t.is(new Set(declared).size, declared.length, 'no family twice')
+    t.true(families.has('process_cpu_user_seconds_total'))
+    t.true(families.has('nodejs_eventloop_lag_seconds'))
+    t.true(families.has('parkline_subscribers'))
+  }
+})
+
 test('the standalone server trims its start-up heap once idle, and counts it (parkline serve: one process, and two workers)', async (t) => {
   for (const args of [['--workers', '1'], ['--workers', '2']]) {
     const node = await serve(t, args)
