@@ -499,8 +499,9 @@ export class Core {
 
   /**
    * A multiplexed subscriber's loss on another position that the id of a message from `pos` at
-   * `time`, a new second (a later one: an earlier one keeps the id's second, Subscriber.advance), would hide: the id vector restarts there (§2.2), so a client resuming from
-   * that id reads every other position from `time` on and never learns what left below its cursor.
+   * `time`, a later second, would hide (an earlier second keeps the id's, Subscriber.advance): the
+   * id vector restarts there (§2.2), so a client resuming from that id reads every other position
+   * from `time` on and never learns what left below its cursor.
    * The gap is signalled with this message instead (Subscriber.advance then moves that position's
    * cursor up to its floor, so it is not signalled twice). Nothing buffered is skipped: the merge
    * serves each position's older messages first. Several positions that lost messages at once get
