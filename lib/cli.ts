@@ -55,7 +55,7 @@ export async function main (entry: string): Promise<void> {
   // a worker of N on a shared port (SO_REUSEPORT): its link to the primary carries ids and counts
   // (or, with redisUrl, only the node-wide metrics: each worker is then a Redis node of its own)
   const app = await buildServer(opts, command === 'worker' ? new WorkerLink() : undefined)
-  installShutdown(app, opts)
+  installShutdown(app, opts, command === 'worker')
   if (command === 'worker') {
     await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG, reusePort: true } as { port: number, host: string })
     startIdleTrim()

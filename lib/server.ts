@@ -170,11 +170,17 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
   return app
 }
 
-/** SIGTERM/SIGINT: stop accepting, drain subscribers in waves over the window, then exit. */
-export function installShutdown (app: FastifyInstance, opts: ParklineOptions): void {
+/**
+ * SIGTERM/SIGINT: stop accepting, drain subscribers in waves over the window, then exit. A second
+ * signal ends a lone process at once; a worker ignores it: under `systemctl stop` or Ctrl-C the
+ * whole process group gets the signal and the primary forwards it too, and the primary, not a
+ * repeated signal, ends a worker that outlives the window (SIGKILL).
+ */
+export function installShutdown (app: FastifyInstance, opts: ParklineOptions, worker = false): void {
   let closing = false
   const onSignal = (signal: NodeJS.Signals): void => {
     if (closing) {
+      if (worker) return
       process.exit(1)
     }
     closing = true

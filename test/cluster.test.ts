@@ -21,14 +21,16 @@ function workerPids (primary: number): number[] {
   }
 }
 
-async function startCluster (t: ExecutionContext, workers = 2): Promise<{ base: string, port: number, child: ChildProcess }> {
+async function startCluster (t: ExecutionContext, workers = 2, drainWindow = 0, detached = false): Promise<{ base: string, port: number, child: ChildProcess }> {
   const port = await freePort()
-  const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', String(workers), '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0'], { stdio: 'ignore' })
+  const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', String(workers), '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', String(drainWindow)], { stdio: 'ignore', detached })
   t.teardown(async () => {
     if (child.exitCode === null) {
       child.kill('SIGTERM')
       await once(child, 'exit')
     }
+    // a process group of its own (detached): whatever is left of it
+    if (detached) try { process.kill(-child.pid!, 'SIGKILL') } catch {}
   })
   const base = `http://127.0.0.1:${port}`
   const up = await eventually(async () => {
@@ -396,4 +398,23 @@ test.serial('multiplexed over three owners: a message waits while the owner of a
   // and the fence is no wait once every owner is past the second
   t.is(await publishOnWorker(port, b, 'b2', 2), 201)
   t.deepEqual((await s.waitEvents(3)).map((e) => e.data), ['b0', 'b1', 'b2'])
+})
+
+test.serial('SIGTERM to the whole process group (systemctl stop, Ctrl-C): the workers drain, and every subscriber gets the 503 end', async (t) => {
+  t.timeout(60000)
+  const { port, child } = await startCluster(t, 2, 2, true)
+  const subs: SseClient[] = []
+  for (const w of [0, 1, 0, 1]) {
+    const s = await SseClient.connectOnWorker(port, '/sub/drained', w)
+    t.teardown(() => s.close())
+    await s.until(() => s.comments.includes(': hi'))
+    subs.push(s)
+  }
+  // as systemd (KillMode=control-group) and a terminal's Ctrl-C do: every process of the group,
+  // and then the primary forwards it to its workers again
+  process.kill(-child.pid!, 'SIGTERM')
+  for (const s of subs) await s.waitClosed(20000)
+  for (const [i, s] of subs.entries()) t.true(s.comments.some((c) => c.startsWith(':503:')), `subscriber ${i} got the drain's end: ${JSON.stringify(s.comments)}`)
+  const [code] = await once(child, 'exit') as [number | null]
+  t.is(code, 0)
 })
