@@ -178,10 +178,12 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded }:
   child.route({ method: methods, url: opts.subPrefix + '*', exposeHeadRoute: false, handler: route(true) })
 
   if (opts.healthPath !== '') {
-    // for load balancers: 503 while the engine's store (Redis) is unreachable
+    // for load balancers: 503 whenever new subscribers would get 503 here: while draining (a
+    // shutdown), while the engine's store (Redis) is unreachable, while a channel owner (a worker)
+    // is away
     child.get(opts.healthPath, { exposeHeadRoute: false }, async (_request, reply) => {
-      const up = core.engine.health?.().up ?? true
-      return reply.code(up ? 200 : 503).header('Content-Type', 'text/plain').send(up ? 'ok\n' : 'store unavailable\n')
+      const why = core.draining ? 'draining\n' : !(core.engine.health?.().up ?? true) ? 'store unavailable\n' : core.engine.up === false ? 'worker unavailable\n' : null
+      return reply.code(why === null ? 200 : 503).header('Content-Type', 'text/plain').send(why ?? 'ok\n')
     })
   }
   // statusLoopbackOnly: the client is the socket's peer, or, behind a trusted proxy, the address

@@ -4,7 +4,7 @@ import test from 'ava'
 import net from 'node:net'
 import { once } from 'node:events'
 import Fastify from 'fastify'
-import parkline from '../lib/plugin.ts'
+import parkline, { coreOf } from '../lib/plugin.ts'
 import { ParklineError } from '../lib/errors.ts'
 import type { ParklineMessage } from '../lib/facade.ts'
 import { SseClient, eventually, info, publish, rawRequest, startServer } from './helpers/server.ts'
@@ -231,6 +231,16 @@ test('embedded: an upgrade listener the host adds after listen answers the upgra
   const theirs = await rawRequest(port, `GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`)
   t.is(theirs.status, 418)
   t.false(theirs.raw.includes('404'), theirs.raw)
+})
+
+test('/health answers 503 `draining` once a shutdown began: a load balancer stops sending subscribers that would be refused', async (t) => {
+  const srv = await startServer(t)
+  const health = async (): Promise<[number, string]> => { const r = await fetch(`${srv.base}/health`); return [r.status, await r.text()] }
+  t.deepEqual(await health(), [200, 'ok\n'])
+  coreOf(srv.app).drain(30)
+  t.deepEqual(await health(), [503, 'draining\n'])
+  // and a new subscriber is indeed refused
+  t.is((await fetch(`${srv.base}/sub/x`, { headers: { 'If-Modified-Since': 'Thu, 01 Jan 1970 00:00:00 GMT' } })).status, 503)
 })
 
 test('publish copies the caller\'s bytes: changing its array after, shared or growable, changes no buffered message', async (t) => {
