@@ -54,10 +54,12 @@ export async function main (entry: string): Promise<void> {
   if (command === 'serve' && workers > 1) return primary(opts, workers, gcThreads(opts, cores, workers), entry)
   // a worker of N on a shared port (SO_REUSEPORT): its link to the primary carries ids and counts
   // (or, with redisUrl, only the node-wide metrics: each worker is then a Redis node of its own)
-  const app = await buildServer(opts, command === 'worker' ? new WorkerLink() : undefined)
+  const link = command === 'worker' ? new WorkerLink() : undefined
+  const app = await buildServer(opts, link)
   installShutdown(app, opts, command === 'worker')
-  if (command === 'worker') {
+  if (link !== undefined) {
     await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG, reusePort: true } as { port: number, host: string })
+    link.out.push(['listening'])
     startIdleTrim()
     return
   }
@@ -85,8 +87,17 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
   startIdleTrim()
   const address = `http://${opts.host}:${opts.port}`
   warnIfOpen(log, opts)
-  log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers, heapGrowingPercent: heapGrowthState.percent, heapGrowingPercentKept: heapGrowthState.kept }, `parkline listening on ${address} with ${workers} worker processes`)
+  // once every worker listens: a port another program holds fails every worker, and says so below
+  seq.onListening = () => {
+    log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers, heapGrowingPercent: heapGrowthState.percent, heapGrowingPercentKept: heapGrowthState.kept }, `parkline listening on ${address} with ${workers} worker processes`)
+  }
   let stopping = false
+  seq.onGiveUp = () => {
+    if (stopping) return
+    stopping = true
+    process.stderr.write('parkline: a worker process exited before it could listen (its error is above): stopping\n')
+    seq.stop('SIGTERM', 5000).then(() => process.exit(2), () => process.exit(2))
+  }
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return
     stopping = true

@@ -53,6 +53,8 @@ type Up =
   | ['mj', number, MetricsJson]
   /** A peer (id, pid) stopped reading what this worker writes to it (lib/mesh.ts onStuck): end it. */
   | ['stuck', number, number]
+  /** This worker listens on the shared port. */
+  | ['listening']
 
 /** Primary → worker entries. */
 type Down =
@@ -206,7 +208,18 @@ interface WorkerSlot {
   stored: number
   channels: number
   restarts: number
+  /** This incarnation said it listens. */
+  listening: boolean
+  /** Incarnations in a row that died before they listened. */
+  failedStarts: number
 }
+
+/**
+ * Incarnations of one worker in a row that die before they listen, past which the primary gives
+ * up (a port taken by another program, a setting a worker refuses): a crash loop that can never
+ * serve is an error for the operator, not something to retry every 5 s for ever.
+ */
+const FAILED_STARTS = 5
 
 export class Primary {
   readonly workers: WorkerSlot[] = []
@@ -264,7 +277,7 @@ export class Primary {
     // workers' /status shows deployment totals, refreshed once a second
     setInterval(() => this.#broadcast(['totals', ...this.totals()]), 1000).unref()
     for (let i = 0; i < n; i++) {
-      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0 }
+      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, listening: false, failedStarts: 0 }
       slot.out = new Outbox<Down>((batch) => { if (slot.child !== null && slot.child.connected) slot.child.send(batch) })
       this.workers.push(slot)
     }
@@ -279,6 +292,7 @@ export class Primary {
       stdio: 'inherit'
     })
     slot.child = child
+    slot.listening = false
     this.#log?.info({ worker: slot.id, workerPid: child.pid, restarts: slot.restarts }, slot.restarts === 0 ? 'worker forked' : 'worker forked again')
     child.on('error', onChildError)
     child.on('message', (batch: Up[]) => this.#onBatch(slot, batch))
@@ -302,6 +316,15 @@ export class Primary {
     for (const id of [...this.#revoking.keys()]) this.#revoked1(id, slot, 0)
     for (const id of [...this.#scrapes.keys()]) this.#scraped(id, slot, [])
     if (this.#stopping) return
+    if (!slot.listening) {
+      slot.failedStarts++
+      // at start-up every worker must come up; later, a worker that keeps failing to is given up on
+      if (!this.#allListened || slot.failedStarts >= FAILED_STARTS) {
+        this.#log?.error({ worker: slot.id, workerPid: child.pid, exitCode: child.exitCode, signal: child.signalCode, failedStarts: slot.failedStarts }, this.#allListened ? `worker exited ${slot.failedStarts} times in a row before it listened: stopping` : 'worker exited before it listened: stopping')
+        this.onGiveUp?.()
+        return
+      }
+    }
     this.#log?.warn({ worker: slot.id, workerPid: child.pid, exitCode: child.exitCode, signal: child.signalCode }, 'worker died; forking it again')
     slot.restarts++
     // A crash loop backs off, up to 5 s; and the new owner starts in a later second than the old
@@ -315,9 +338,23 @@ export class Primary {
     for (const w of this.workers) w.out.push(entry)
   }
 
+  /** Every worker listened once (the deployment serves): called once. */
+  onListening: (() => void) | null = null
+  /** A worker cannot start (FAILED_STARTS): the caller stops the workers and exits non-zero. */
+  onGiveUp: (() => void) | null = null
+  #allListened = false
+
   #onBatch (slot: WorkerSlot, batch: Up[]): void {
     for (const e of batch) {
       switch (e[0]) {
+        case 'listening':
+          slot.listening = true
+          slot.failedStarts = 0
+          if (!this.#allListened && this.workers.every((w) => w.listening)) {
+            this.#allListened = true
+            this.onListening?.()
+          }
+          break
         case 'stats':
           slot.subscribers = e[1]
           slot.delivered = e[2]

@@ -418,3 +418,22 @@ test.serial('SIGTERM to the whole process group (systemctl stop, Ctrl-C): the wo
   const [code] = await once(child, 'exit') as [number | null]
   t.is(code, 0)
 })
+
+test.serial('--workers 2 on a port another program holds: the primary says why and exits non-zero, instead of forking workers for ever', async (t) => {
+  t.timeout(60000)
+  const holder = net.createServer()
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => holder.close())
+  const port = (holder.address() as net.AddressInfo).port
+  const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  let out = ''
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  const exited = await Promise.race([once(child, 'exit'), new Promise((resolve) => setTimeout(resolve, 30000, null))]) as [number | null] | null
+  t.not(exited, null, `the primary exited (output: ${out})`)
+  t.is(exited?.[0], 2)
+  t.regex(out, /EADDRINUSE/)
+  t.regex(out, /exited before it could listen/)
+  t.notRegex(out, /parkline listening on/)
+})
