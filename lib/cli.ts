@@ -109,4 +109,5 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
   }
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)
+  process.on('SIGHUP', () => { log.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: stop with SIGTERM') })
 }

@@ -186,7 +186,8 @@ export function flagName (name: string): string {
 function coerce (spec: OptionSpec, value: unknown, from: string): unknown {
   switch (spec.kind) {
     case 'int': {
-      const n = typeof value === 'string' ? Number(value) : value
+      // (an empty string is no number: `--port=` is refused, not port 0)
+      const n = typeof value === 'string' ? (value.trim() === '' ? NaN : Number(value)) : value
       if (typeof n !== 'number' || !Number.isInteger(n) || n < (spec.min ?? -Infinity) || n > (spec.max ?? Infinity)) {
         const bounds = (spec.min !== undefined ? ' >= ' + spec.min : '') + (spec.min !== undefined && spec.max !== undefined ? ' and' : '') + (spec.max !== undefined ? ' <= ' + spec.max : '')
         throw new ConfigError(`${spec.name} (${from}) must be an integer${bounds}, got ${JSON.stringify(value)}`)
@@ -194,8 +195,8 @@ function coerce (spec: OptionSpec, value: unknown, from: string): unknown {
       return n
     }
     case 'bool':
-      if (value === true || value === 'true' || value === '1') return true
-      if (value === false || value === 'false' || value === '0') return false
+      if (value === true || value === '1' || (typeof value === 'string' && value.toLowerCase() === 'true')) return true
+      if (value === false || value === '0' || (typeof value === 'string' && value.toLowerCase() === 'false')) return false
       throw new ConfigError(`${spec.name} (${from}) must be true or false, got ${JSON.stringify(value)}`)
     case 'list':
       if (Array.isArray(value) && value.every((x) => typeof x === 'string')) return value
@@ -290,7 +291,7 @@ export function parseCliArgs (argv: string[]): { command: string, config: string
     const eq = a.indexOf('=')
     const name = eq === -1 ? a : a.slice(0, eq)
     // a boolean flag may stand alone (`--demo`): true unless an explicit true/false/1/0 follows
-    const bare = eq === -1 && OPTIONS.some((o) => o.kind === 'bool' && flagName(o.name) === name) && !/^(true|false|1|0)$/.test(argv[i + 1] ?? '')
+    const bare = eq === -1 && OPTIONS.some((o) => o.kind === 'bool' && flagName(o.name) === name) && !/^(true|false|1|0)$/i.test(argv[i + 1] ?? '')
     const value = eq === -1 ? (bare ? 'true' : argv[++i]) : a.slice(eq + 1)
     if (name === '--help') { command = 'help'; continue }
     if (value === undefined) throw new ParklineError('PKL_ERR_CONFIG', `${name} needs a value`, 2)

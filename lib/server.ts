@@ -199,4 +199,7 @@ export function installShutdown (app: FastifyInstance, opts: ParklineOptions, wo
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+  // Node's default for SIGHUP ends the process with no drain (a logrotate `kill -HUP` recipe):
+  // Parkline reopens nothing, so it is only logged
+  process.on('SIGHUP', () => { app.log.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: stop with SIGTERM') })
 }

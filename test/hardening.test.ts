@@ -226,3 +226,19 @@ test('stalled publisher bodies hold at most maxPublishing of them in memory: RSS
   t.true(grown < 24 * 1048576, `RSS grew ${(grown / 1048576).toFixed(1)} MiB`)
   for (const s of sockets) s.destroy()
 })
+
+test('SIGHUP (a logrotate recipe) is logged and ignored: the server and its subscribers stay', async (t) => {
+  const node = await serve(t, ['--workers', '1'], 'info')
+  const sub = net.connect(node.port, '127.0.0.1')
+  sub.on('error', () => {})
+  t.teardown(() => sub.destroy())
+  let got = ''
+  sub.on('data', (d: Buffer) => { got += d.toString('latin1') })
+  sub.write('GET /sub/hup HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n')
+  t.true(await eventually(() => got.includes(': hi'), 5000))
+  node.proc.kill('SIGHUP')
+  t.true(await eventually(() => node.log().includes('SIGHUP ignored'), 5000), node.log())
+  t.is(node.proc.exitCode, null)
+  t.is((await fetch(`${node.base}/pub/hup`, { method: 'POST', body: 'still here' })).status, 201)
+  t.true(await eventually(() => got.includes('data: still here'), 5000))
+})

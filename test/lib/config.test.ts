@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import test from 'ava'
-import { OPTIONS, envName, flagName, resolveOptions } from '../../lib/config.ts'
+import { OPTIONS, envName, flagName, parseCliArgs, resolveOptions } from '../../lib/config.ts'
 import { ConfigError } from '../../lib/errors.ts'
 
 test('the shipped config file documents every option and says 100 messages and 1 h', (t) => {
@@ -32,6 +32,10 @@ test('bad values and unknown keys are clear errors', (t) => {
   // exactly one Redis store
   t.throws(() => resolveOptions({ redisUrl: 'redis://a:1', redisCluster: 'redis://b:2' }), { instanceOf: ConfigError, message: 'set only one of redisUrl, redisCluster, redisSentinel (got redisUrl and redisCluster)' })
   t.throws(() => resolveOptions({ redisSentinel: 'nope' }), { instanceOf: ConfigError, message: /redisSentinel: "nope" is not host:port/ })
+  // an empty value is no number (`--port=`), and booleans are read whatever their case
+  t.throws(() => resolveOptions(parseCliArgs(['--port=']).flags), { instanceOf: ConfigError, message: /port \(options\) must be an integer/ })
+  t.is(resolveOptions(parseCliArgs(['--coalesce', 'FALSE']).flags).coalesce, false)
+  t.deepEqual(parseCliArgs(['serve', '--coalesce', 'False']), { command: 'serve', config: undefined, flags: { coalesce: 'False' } })
   t.throws(() => resolveOptions({ redisUrl: 'localhost:6379' }), { instanceOf: ConfigError, message: /redisUrl: "localhost:6379" is not a redis:\/\/ or rediss:\/\/ URL/ })
   t.is(resolveOptions({ redisUrl: 'rediss://cache.example:6380' }).redisUrl, 'rediss://cache.example:6380')
   // ids are split as bytes: a delimiter past ASCII (or a control) would split inside characters
