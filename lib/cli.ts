@@ -17,6 +17,7 @@ import { shippedConfig } from './paths.ts'
 import { accessConfigured } from './access.ts'
 import { isLoopback } from './http.ts'
 import { buildServer, installShutdown } from './server.ts'
+import { coreOf } from './plugin.ts'
 import { applyHeapGrowth, heapGrowthState } from './heap-growth.ts'
 import { startIdleTrim } from './heap-trim.ts'
 import { gcThreads, workerExecArgv } from './gc-threads.ts'
@@ -66,7 +67,7 @@ export async function main (entry: string): Promise<void> {
   const address = await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG })
   startIdleTrim()
   warnIfOpen(app.log, opts)
-  app.log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers: 1, v8PoolSize: gcStart.threads, v8PoolSizeKept: gcStart.skipped, heapGrowingPercent: growth.percent, heapGrowingPercentKept: growth.kept }, `parkline listening on ${address}`)
+  app.log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers: 1, maxSubscribers: coreOf(app).maxSubscribers, v8PoolSize: gcStart.threads, v8PoolSizeKept: gcStart.skipped, heapGrowingPercent: growth.percent, heapGrowingPercentKept: growth.kept }, `parkline listening on ${address}`)
 }
 
 /** Listening beyond loopback with no access control: say so once at start (the secure default still holds). */

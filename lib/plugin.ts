@@ -85,7 +85,14 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   const { prefix, ...rest } = pluginOpts as ParklinePluginOptions & { [kResolved]?: ParklineOptions }
   const resolved = (pluginOpts as { [kResolved]?: ParklineOptions })[kResolved]
   const opts = resolved ?? resolveOptions(rest as Record<string, unknown>, { embedded: true })
-  const core = new Core(opts, [...TRANSPORTS, ConsumerTransport], fdLimit())
+  const files = fdLimit()
+  const core = new Core(opts, [...TRANSPORTS, ConsumerTransport], files)
+  // every subscriber is a socket: an operator learns at start what the open-file limit allows
+  if (opts.maxSubscribers > files * 0.9) {
+    fastify.log.warn({ parkline: 'config', maxSubscribers: opts.maxSubscribers, openFileLimit: files }, `maxSubscribers ${opts.maxSubscribers} is above 90% of this process's open-file limit (${files}): past the limit new connections fail at the socket level, publishers' and /health's too. Raise the limit (LimitNOFILE, ulimit -n) or lower maxSubscribers`)
+  } else if (opts.maxSubscribers === 0 && files < 65536) {
+    fastify.log.warn({ parkline: 'config', maxSubscribers: core.maxSubscribers, openFileLimit: files }, `the open-file limit (${files}) caps this process at ${core.maxSubscribers} subscribers (90% of it); raise it (LimitNOFILE, ulimit -n) for more`)
+  }
   const access = await Access.create(opts)
   for (const w of access.auth?.warnings ?? []) fastify.log.warn({ parkline: 'config' }, w)
   if (access.checksTokens && opts.corsOrigins.length === 0) {

@@ -8,7 +8,8 @@ import test from 'ava'
 import { coreOf } from '../lib/plugin.ts'
 import { LINGER_MS } from '../lib/linger.ts'
 import { serve } from './helpers/node.ts'
-import { eventually, rawExchange, rawRequest, startServer } from './helpers/server.ts'
+import { eventually, freePort, rawExchange, rawRequest, startServer } from './helpers/server.ts'
+import { spawn } from 'node:child_process'
 
 async function connect (port: number): Promise<net.Socket> {
   const s = net.connect(port, '127.0.0.1')
@@ -241,4 +242,24 @@ test('SIGHUP (a logrotate recipe) is logged and ignored: the server and its subs
   t.is(node.proc.exitCode, null)
   t.is((await fetch(`${node.base}/pub/hup`, { method: 'POST', body: 'still here' })).status, 201)
   t.true(await eventually(() => got.includes('data: still here'), 5000))
+})
+
+test('an open-file limit that caps the subscribers, or a maxSubscribers above it, is said at start', async (t) => {
+  const start = async (extra: string): Promise<string> => {
+    const port = await freePort()
+    // a process of its own with the limit lowered (soft and hard), as a unit without LimitNOFILE gets
+    const child = spawn('bash', ['-c', `ulimit -n 4096 && exec "${process.execPath}" bin/parkline.ts serve --port ${port} --host 127.0.0.1 --workers 1 --drain-window 0 ${extra}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+    t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+    let out = ''
+    child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+    child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+    t.true(await eventually(() => out.includes('parkline listening on'), 15000), out)
+    child.kill('SIGKILL')
+    return out
+  }
+  const capped = await start('')
+  t.regex(capped, /the open-file limit \(4096\) caps this process at 3686 subscribers/)
+  t.regex(capped, /"maxSubscribers":3686/)
+  const over = await start('--max-subscribers 100000')
+  t.regex(over, /maxSubscribers 100000 is above 90% of this process's open-file limit \(4096\)/)
 })
