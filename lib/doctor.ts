@@ -529,7 +529,8 @@ export function formatReport (h: HostLimits, r: Report, live: LiveStatus | null)
     } else {
       const per = Object.entries(live.status).filter(([key]) => key.startsWith('subscribers ')).map(([key, v]) => `${key.slice(12)} ${v}`)
       s += `  parkline ${live.url}: ${live.status.subscribers} subscribers${per.length > 0 ? ` (${per.join(', ')})` : ''}, ` +
-        `${live.status.channels ?? '?'} channels\n`
+        `${live.status.channels ?? '?'} channels` +
+        (live.status['max subscribers'] !== undefined ? `, at most ${live.status['max subscribers']} per process (its own open-file limit or maxSubscribers)` : '') + '\n'
     }
   }
   s += `\nto hold ${fmt(SIZED_FOR)} subscribers:\n`
@@ -606,7 +607,11 @@ export async function runDoctor (argv: string[], defaultConfig: string | undefin
   if (statusUrl !== 'off' && (statusUrl !== null || opts.statusPath !== '')) {
     live = await fetchStatus(statusUrl ?? `http://127.0.0.1:${opts.port}${opts.statusPath}`)
   }
-  const met = required === null || report.capacity >= required
+  // the running server's own cap comes from its own open-file limit, not this shell's
+  const liveMax = live?.status?.['max subscribers']
+  const liveCap = liveMax === undefined ? null : liveMax * (live?.status?.worker !== undefined ? workers : 1)
+  const capacity = liveCap === null ? report.capacity : Math.min(report.capacity, liveCap)
+  const met = required === null || capacity >= required
   if (json) {
     out(JSON.stringify({
       ...report,
@@ -618,7 +623,9 @@ export async function runDoctor (argv: string[], defaultConfig: string | undefin
     out(formatReport(host, report, live))
   }
   if (!met) {
-    err(`parkline doctor: this host holds ${fmt(report.capacity)} subscribers, fewer than the ${fmt(required!)} required (bound by ${report.binding})\n`)
+    err(capacity < report.capacity
+      ? `parkline doctor: the running server holds ${fmt(capacity)} subscribers, fewer than the ${fmt(required!)} required (bound by its own cap: max subscribers ${fmt(liveMax!)} per process in its /status, from its open-file limit or maxSubscribers)\n`
+      : `parkline doctor: this host holds ${fmt(report.capacity)} subscribers, fewer than the ${fmt(required!)} required (bound by ${report.binding})\n`)
     return 1
   }
   return 0

@@ -26,6 +26,8 @@ export function renderStatus (core: Core): string {
     `channels: ${t?.channels ?? core.registry.size}\n` +
     `subscribers: ${t?.subscribers ?? core.table.size}\n`
   if (t !== null) out += `subscribers this worker: ${core.table.size}\nchannels this worker: ${core.registry.size}\n`
+  // the cap of the process that answers (maxSubscribers, or 90% of its own open-file limit)
+  out += `max subscribers: ${core.maxSubscribers}\n`
   const worker = process.env.PARKLINE_WORKER_ID
   if (worker !== undefined) out += `worker: ${worker}\n`
   for (let i = 0; i < core.transports.length; i++) out += `subscribers ${core.transports[i]!.name}: ${core.table.counts[i]}\n`

@@ -210,6 +210,17 @@ test('CLI: --json --workers, printed lines match the shipped files, live counts 
   for (const l of [...j.raise.sysctl, ...j.raise.limits]) t.true(text.stdout.includes(`    ${l}\n`), l)
 })
 
+test('CLI: --require judges a running server by its own cap (its /status), not by the limits of the doctor\'s shell', async (t) => {
+  // a server whose cap is below what this host could hold: as one started under a lower ulimit -n
+  const { base } = await startServer(t, { maxSubscribers: 50 })
+  t.regex(await (await fetch(`${base}/status`)).text(), /^max subscribers: 50$/m)
+  const r = await run(['--require', '100', '--status-url', `${base}/status`])
+  t.is(r.code, 1)
+  t.regex(r.stderr, /^parkline doctor: the running server holds 50 subscribers, fewer than the 100 required \(bound by its own cap: max subscribers 50 per process in its \/status, from its open-file limit or maxSubscribers\)\n$/)
+  t.regex(r.stdout, /at most 50 per process/)
+  t.is((await run(['--require', '40', '--status-url', `${base}/status`])).code, 0)
+})
+
 test('what a subscriber that never reads can pin: the kernel send buffer max plus queueCap plus the slab of its unfinished write', (t) => {
   const wide = computeCapacity(host({ tcpWmem: [4096, 16384, 4194304] }), { workers: 1, transport: 'eventsource', maxSubscribers: 0, queueCap: 65536 })
   t.is(STALLED_SLAB, Math.max(8192, Buffer.poolSize))
