@@ -40,6 +40,9 @@ import { F_CLOSED, type Subscriber } from './subscriber.ts'
 import * as LUA from './redis-lua.ts'
 
 const HEARTBEAT_MS = 2000
+/** Warnings about single channels of one kind logged in a window, at most (#channelWarn). */
+const CHANNEL_WARNINGS = 10
+const CHANNEL_WARN_MS = 10_000
 /** While the store is at fault: how often it is probed. */
 const PROBE_MS = 250
 /** Dead node ids remembered (their stale counts are not summed). */
@@ -492,6 +495,27 @@ export class RedisEngine implements Engine {
     this.#lost()
   }
 
+  /**
+   * A warning about one channel: a failover can bring one for every channel a node holds (100,000
+   * lines). The first CHANNEL_WARNINGS of a kind in a CHANNEL_WARN_MS window are logged; the rest
+   * are counted, and one line at the window's end (the heartbeat tick) says how many.
+   */
+  #channelWarn (obj: Record<string, unknown>, msg: string): void {
+    let w = this.#warned.get(msg)
+    if (w === undefined) {
+      w = { since: Date.now(), logged: 0, left: 0 }
+      this.#warned.set(msg, w)
+    }
+    if (w.logged < CHANNEL_WARNINGS) {
+      w.logged++
+      this.#log?.warn(obj, msg)
+    } else {
+      w.left++
+    }
+  }
+
+  readonly #warned = new Map<string, { since: number, logged: number, left: number }>()
+
   /** One line per outage, however many errors the clients emit while reconnecting. */
   #lost (): void {
     if (this.#state !== 'up' || this.#stopped) return
@@ -636,7 +660,7 @@ export class RedisEngine implements Engine {
       else if (!client.getPubSubListeners('CHANNELS').has(CONTROL)) await within(this.#timeout, this.#sub.subscribe(CONTROL, this.#onControl))
     }
     for (const name of missing) {
-      this.#log?.warn({ node: this.nodeId, channel: name }, 'redis pub/sub lost a subscription: subscribing again')
+      this.#channelWarn({ node: this.nodeId, channel: name }, 'redis pub/sub lost a subscription: subscribing again')
       if (this.#sharded) await within(this.#timeout, this.#sub.sSubscribe(name, this.#onMessage, true))
       else await within(this.#timeout, this.#sub.subscribe(name, this.#onMessage, true))
     }
@@ -912,6 +936,14 @@ export class RedisEngine implements Engine {
   tick (): void {
     if (this.#cmdReady && !this.#faulty) this.#heartbeat().catch(() => {})
     this.#watchPubSub()
+    if (this.#warned.size > 0) {
+      const now = Date.now()
+      for (const [msg, w] of this.#warned) {
+        if (now - w.since < CHANNEL_WARN_MS) continue
+        this.#warned.delete(msg)
+        if (w.left > 0) this.#log?.warn({ node: this.nodeId, channels: w.left }, `${msg}: ${w.left} more channels in ${CHANNEL_WARN_MS / 1000} s, not logged one by one`)
+      }
+    }
     this.#checkUp()
     // replicas nobody here needs any more: unsubscribe, drop the copy
     const now = Date.now()
@@ -1443,7 +1475,7 @@ export class RedisEngine implements Engine {
       return false
     }
     if (moved === 1) {
-      this.#log?.warn({ node: this.nodeId, channel: key, store: formatId(lt, lg), applied: formatId(r.lastTime, r.lastTag) }, 'redis lost the tail of a channel (failover, or a seed from a node that was behind): ids continue after the last applied; older cursors get the gap signal')
+      this.#channelWarn({ node: this.nodeId, channel: key, store: formatId(lt, lg), applied: formatId(r.lastTime, r.lastTag) }, 'redis lost the tail of a channel (failover, or a seed from a node that was behind): ids continue after the last applied; older cursors get the gap signal')
       this.#core.raiseFloor(key, r.lastTime, r.lastTag)
     }
     return true
