@@ -437,3 +437,18 @@ test.serial('--workers 2 on a port another program holds: the primary says why a
   t.regex(out, /exited before it could listen/)
   t.notRegex(out, /parkline listening on/)
 })
+
+test.serial('a worker killed: /health answers 503 `worker unavailable` on the others until it is forked again, then 200', async (t) => {
+  t.timeout(60000)
+  const { base, child } = await startCluster(t)
+  t.is((await fetch(`${base}/health`)).status, 200)
+  process.kill(workerPid(child.pid!, 1), 'SIGKILL')
+  let body = ''
+  t.true(await eventually(async () => {
+    const r = await fetch(`${base}/health`, { headers: { Connection: 'close' } }).catch(() => null)
+    body = r === null ? '' : await r.text()
+    return r?.status === 503
+  }, 5000), 'a load balancer sees the node refuse new subscribers')
+  t.is(body, 'worker unavailable\n')
+  t.true(await eventually(async () => (await fetch(`${base}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000), '200 once the worker is back')
+})
