@@ -661,14 +661,14 @@ export class RedisEngine implements Engine {
     }
     for (const name of missing) {
       this.#channelWarn({ node: this.nodeId, channel: name }, 'redis pub/sub lost a subscription: subscribing again')
-      if (this.#sharded) await within(this.#timeout, this.#sub.sSubscribe(name, this.#onMessage, true))
-      else await within(this.#timeout, this.#sub.subscribe(name, this.#onMessage, true))
+      await this.#subscribe(name)
     }
     if (!back || missing.length > 0) return false
     // a moved channel's SSUBSCRIBE on its new master may not be answered yet (node-redis lists it
     // first): a subscription of the same slot made and ended here is answered after it
+    const held = this.#moved.size > 0 ? new Set(names) : null
     for (const name of [...this.#moved]) {
-      if (names.includes(name)) {
+      if (held!.has(name)) {
         // a new name each time: a barrier whose subscribe timed out and was answered later stays
         // listed, and a subscribe of a listed channel sends nothing (no barrier at all)
         const barrier = name.slice(0, -1) + 'q' + String(++this.#barriers)
@@ -703,6 +703,12 @@ export class RedisEngine implements Engine {
   }
 
   #barriers = 0
+
+  /** A replica's channel (pk:{T}:c) subscribed, shard or plain as the store is; bounded like every command. */
+  async #subscribe (name: string): Promise<void> {
+    if (this.#sharded) await within(this.#timeout, this.#sub.sSubscribe(name, this.#onMessage, true))
+    else await within(this.#timeout, this.#sub.subscribe(name, this.#onMessage, true))
+  }
 
   /** Every master answers PING (cluster: and covers all slots). Records the cluster's state. */
   async #reachable (): Promise<boolean> {
@@ -1283,8 +1289,7 @@ export class RedisEngine implements Engine {
     const key = r.key
     if (!r.subscribed) {
       // bounded like every command: a hung server must not hold the recovery forever
-      if (this.#sharded) await within(this.#timeout, this.#sub.sSubscribe(channelKey(key, 'c'), this.#onMessage, true))
-      else await within(this.#timeout, this.#sub.subscribe(channelKey(key, 'c'), this.#onMessage, true))
+      await this.#subscribe(channelKey(key, 'c'))
       r.subscribed = true
       this.#watchPubSub()
     }
