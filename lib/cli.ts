@@ -6,6 +6,7 @@
 // Options: defaults < conf/parkline.json (or --config) < PARKLINE_* environment < flags.
 import { gcStart } from './gc-threads-start.ts'
 import { availableParallelism } from 'node:os'
+import net from 'node:net'
 import pino from 'pino'
 import { Primary, WorkerLink } from './cluster.ts'
 import { OPTIONS, flagName, parseCliArgs, resolveOptions, workerCount, type ParklineOptions } from './config.ts'
@@ -52,7 +53,10 @@ export async function main (entry: string): Promise<void> {
   const cores = availableParallelism()
   const workers = workerCount(opts, cores)
   const growth = applyHeapGrowth(opts.heapGrowth)
-  if (command === 'serve' && workers > 1) return primary(opts, workers, gcThreads(opts, cores, workers), entry)
+  if (command === 'serve' && workers > 1) {
+    await holdPort(opts)
+    return primary(opts, workers, gcThreads(opts, cores, workers), entry)
+  }
   // a worker of N on a shared port (SO_REUSEPORT): its link to the primary carries ids and counts
   // (or, with redisUrl, only the node-wide metrics: each worker is then a Redis node of its own)
   const link = command === 'worker' ? new WorkerLink() : undefined
@@ -78,6 +82,30 @@ function warnIfOpen (log: { warn: (obj: object, msg: string) => void }, opts: Pa
   log.warn({ host: h }, `no access control configured while listening on ${h}: anyone who can reach this port may subscribe to any channel; ` +
     (opts.publisherOpen ? 'publisherOpen lets anyone publish and delete' : 'only loopback clients may publish') +
     '. Set apiKey, jwtSecret/jwtPublicKey/jwksUrl or authorizeUrl (docs/api.md, Access control)')
+}
+
+/**
+ * The workers of one deployment share its port (SO_REUSEPORT), which would let a second `parkline
+ * serve --workers N` on the same host and port join them silently: two servers with separate
+ * channels taking turns at the connections. The primary holds a Linux abstract socket named after
+ * the address for its life (the kernel frees it when the process goes, however it goes); a second
+ * primary finds it taken and stops before it forks. (A single process binds without SO_REUSEPORT:
+ * the kernel refuses a second one itself. Elsewhere than Linux there is no abstract namespace and
+ * no guard: see docs/operations.md.)
+ */
+async function holdPort (opts: ParklineOptions): Promise<void> {
+  if (process.platform !== 'linux' || opts.port === 0) return
+  const guard = net.createServer()
+  try {
+    await new Promise<void>((resolve, reject) => {
+      guard.once('error', reject)
+      guard.listen({ path: `\0parkline:${opts.host}:${opts.port}` }, resolve)
+    })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err
+    throw new ParklineError('PKL_ERR_CONFIG', `another parkline with workers already serves ${opts.host}:${opts.port} on this host: stop it first, or choose another port`, 2)
+  }
+  guard.unref()
 }
 
 /** The primary: forks N workers (channel owners, lib/cluster.ts); SIGTERM drains them all, then exits. */

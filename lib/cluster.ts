@@ -208,6 +208,10 @@ interface WorkerSlot {
   stored: number
   channels: number
   restarts: number
+  /** Deaths in a row of incarnations that lived less than STABLE_MS: the crash-loop backoff's step. */
+  quickDeaths: number
+  /** When this incarnation was forked (Date.now()). */
+  forkedAt: number
   /** This incarnation said it listens. */
   listening: boolean
   /** Incarnations in a row that died before they listened. */
@@ -220,6 +224,26 @@ interface WorkerSlot {
  * serve is an error for the operator, not something to retry every 5 s for ever.
  */
 const FAILED_STARTS = 5
+
+/** A worker that lived this long before it died was not crash-looping: its next restart waits no backoff. */
+export const STABLE_MS = 30_000
+
+/**
+ * How long after a worker's death (at `now`, ms) the primary forks it again, `quickDeaths` being
+ * the deaths in a row of incarnations that lived less than STABLE_MS (this one included): a crash
+ * loop backs off 100 ms a death, up to 5 s, and a worker that lived STABLE_MS or more (quickDeaths
+ * 0) pays none, however often it died over the process's life. Either way the new incarnation
+ * starts in a later second than the old one died, so its ids (seconds:tag) are above every id the
+ * old one issued.
+ */
+export function restartDelay (quickDeaths: number, now: number): number {
+  return Math.max(Math.min(5000, 100 * quickDeaths), 1001 - (now % 1000))
+}
+
+/** A worker's quickDeaths once an incarnation that lived `livedMs` died: one more, or 0 for one that lived STABLE_MS. */
+export function quickDeathsAfter (quickDeaths: number, livedMs: number): number {
+  return livedMs < STABLE_MS ? quickDeaths + 1 : 0
+}
 
 export class Primary {
   readonly workers: WorkerSlot[] = []
@@ -277,7 +301,7 @@ export class Primary {
     // workers' /status shows deployment totals, refreshed once a second
     setInterval(() => this.#broadcast(['totals', ...this.totals()]), 1000).unref()
     for (let i = 0; i < n; i++) {
-      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, listening: false, failedStarts: 0 }
+      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, quickDeaths: 0, forkedAt: 0, listening: false, failedStarts: 0 }
       slot.out = new Outbox<Down>((batch) => { if (slot.child !== null && slot.child.connected) slot.child.send(batch) })
       this.workers.push(slot)
     }
@@ -292,6 +316,7 @@ export class Primary {
       stdio: 'inherit'
     })
     slot.child = child
+    slot.forkedAt = Date.now()
     slot.listening = false
     this.#log?.info({ worker: slot.id, workerPid: child.pid, restarts: slot.restarts }, slot.restarts === 0 ? 'worker forked' : 'worker forked again')
     child.on('error', onChildError)
@@ -325,12 +350,12 @@ export class Primary {
         return
       }
     }
-    this.#log?.warn({ worker: slot.id, workerPid: child.pid, exitCode: child.exitCode, signal: child.signalCode }, 'worker died; forking it again')
     slot.restarts++
-    // A crash loop backs off, up to 5 s; and the new owner starts in a later second than the old
-    // one died, so its ids (seconds:tag) are above every id the old one issued.
+    const now = Date.now()
+    slot.quickDeaths = quickDeathsAfter(slot.quickDeaths, now - slot.forkedAt)
+    const delay = restartDelay(slot.quickDeaths, now)
+    this.#log?.warn({ worker: slot.id, workerPid: child.pid, exitCode: child.exitCode, signal: child.signalCode, restarts: slot.restarts, quickDeaths: slot.quickDeaths, delayMs: delay }, 'worker died; forking it again')
     // (not unref'd: with every worker gone, this timer is what keeps the primary alive)
-    const delay = Math.max(Math.min(5000, 100 * slot.restarts), 1001 - (Date.now() % 1000))
     setTimeout(() => { if (!this.#stopping) this.#fork(slot) }, delay)
   }
 

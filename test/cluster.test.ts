@@ -6,7 +6,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import test, { type ExecutionContext } from 'ava'
 import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
 import { serve } from './helpers/node.ts'
-import { ownerOf } from '../lib/cluster.ts'
+import { STABLE_MS, ownerOf, quickDeathsAfter, restartDelay } from '../lib/cluster.ts'
 import { meshPath } from '../lib/mesh.ts'
 import net from 'node:net'
 import { serialize } from 'node:v8'
@@ -451,4 +451,69 @@ test.serial('a worker killed: /health answers 503 `worker unavailable` on the ot
   }, 5000), 'a load balancer sees the node refuse new subscribers')
   t.is(body, 'worker unavailable\n')
   t.true(await eventually(async () => (await fetch(`${base}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000), '200 once the worker is back')
+})
+
+test('the crash-loop backoff: 100 ms more per quick death in a row, up to 5 s; a worker that lived STABLE_MS starts the count again', (t) => {
+  // a death just after a second began: the backoff, not the wait for the next second, decides
+  const at = 1_700_000_000_050
+  t.is(restartDelay(0, at), 951, 'no backoff: only the wait for a later second')
+  t.is(restartDelay(3, 1_700_000_000_950), 300)
+  t.is(restartDelay(12, at), 1200)
+  t.is(restartDelay(500, at), 5000)
+  let quick = 0
+  for (let i = 0; i < 60; i++) quick = quickDeathsAfter(quick, 200)
+  t.is(quick, 60)
+  t.is(restartDelay(quick, at), 5000)
+  t.is(quickDeathsAfter(quick, STABLE_MS), 0, 'weeks of rare crashes do not keep the 5 s wait')
+  t.is(quickDeathsAfter(quick, STABLE_MS - 1), 61)
+})
+
+test.serial('a worker killed twice in a row: each restart is logged with its backoff, the second one longer', async (t) => {
+  t.timeout(60000)
+  const port = await freePort()
+  const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(async () => { if (child.exitCode === null) { child.kill('SIGTERM'); await once(child, 'exit') } })
+  let out = ''
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  const restarts = (): Array<{ quickDeaths: number, delayMs: number, restarts: number }> =>
+    out.split('\n').filter((l) => l.includes('worker died; forking it again')).map((l) => JSON.parse(l))
+  const healthy = async (): Promise<boolean> => (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200
+  t.true(await eventually(async () => workerPids(child.pid!).length === 2 && await healthy(), 20000))
+  for (let n = 1; n <= 2; n++) {
+    const before = workerPid(child.pid!, 1)
+    process.kill(before, 'SIGKILL')
+    t.true(await eventually(() => restarts().length === n, 10000))
+    t.true(await eventually(async () => { try { return workerPid(child.pid!, 1) !== before && await healthy() } catch { return false } }, 20000))
+  }
+  const [first, second] = restarts()
+  t.like(first, { quickDeaths: 1, restarts: 1 })
+  t.like(second, { quickDeaths: 2, restarts: 2 })
+  t.true(first!.delayMs >= 100 && second!.delayMs >= 200, JSON.stringify(restarts()))
+})
+
+test.serial('a second `serve --workers 2` on the port a running deployment holds: refused before it forks, exit 2; the first keeps serving alone', async (t) => {
+  t.timeout(60000)
+  const { base, port, child } = await startCluster(t)
+  const second = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { if (second.exitCode === null) second.kill('SIGKILL') })
+  let out = ''
+  second.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  second.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  const exited = await Promise.race([once(second, 'exit'), new Promise((resolve) => setTimeout(resolve, 30000, null))]) as [number | null] | null
+  t.not(exited, null, `the second primary exited (output: ${out})`)
+  t.is(exited?.[0], 2)
+  t.regex(out, new RegExp(`another parkline with workers already serves 127\\.0\\.0\\.1:${port}`))
+  t.is(workerPids(second.pid!).length, 0)
+  t.notRegex(out, /worker forked/)
+  // every connection still lands on the first deployment: one channel, one count
+  const c = await SseClient.connect(port, '/sub/one-deployment')
+  await c.until(() => c.comments.includes(': hi'))
+  for (let i = 0; i < 6; i++) {
+    const r = await publish(base, 'one-deployment', `m${i}`, { Connection: 'close' })
+    t.is(r.status, 201)
+  }
+  t.deepEqual((await c.waitEvents(6)).map((e) => e.data), ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'])
+  c.close()
+  t.is(workerPids(child.pid!).length, 2)
 })
