@@ -49,7 +49,10 @@ export async function main (entry: string): Promise<void> {
   if (command === 'help') { process.stdout.write(usage()); return }
   if (command !== 'serve' && command !== 'worker') throw new ParklineError('PKL_ERR_CONFIG', `unknown command "${command}"\n${usage()}`, 2)
   const file = config ?? shippedConfig()
-  const opts = resolveOptions(flags, { file, env: process.env })
+  // a worker takes its primary's options as the primary resolved them at start: one forked again
+  // later must not read a config file edited (or broken, or removed) since
+  const resolved = command === 'worker' ? process.env[RESOLVED_ENV] : undefined
+  const opts = resolved !== undefined ? resolveOptions(JSON.parse(resolved) as Record<string, unknown>) : resolveOptions(flags, { file, env: process.env })
   const cores = availableParallelism()
   const workers = workerCount(opts, cores)
   const growth = applyHeapGrowth(opts.heapGrowth)
@@ -84,6 +87,9 @@ function warnIfOpen (log: { warn: (obj: object, msg: string) => void }, opts: Pa
     '. Set apiKey, jwtSecret/jwtPublicKey/jwksUrl or authorizeUrl (docs/api.md, Access control)')
 }
 
+/** The primary's resolved options, in its workers' environment (read by the server's own user only, like the mesh key). */
+const RESOLVED_ENV = 'PARKLINE_RESOLVED_OPTIONS'
+
 /**
  * The workers of one deployment share its port (SO_REUSEPORT), which would let a second `parkline
  * serve --workers N` on the same host and port join them silently: two servers with separate
@@ -110,6 +116,7 @@ async function holdPort (opts: ParklineOptions): Promise<void> {
 
 /** The primary: forks N workers (channel owners, lib/cluster.ts); SIGTERM drains them all, then exits. */
 function primary (opts: ParklineOptions, workers: number, threads: number, entry: string): void {
+  process.env[RESOLVED_ENV] = JSON.stringify(opts)
   const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
   const seq = new Primary(entry, process.argv.slice(2).filter((a) => a !== 'serve'), log, workerExecArgv(threads))
   seq.start(workers)

@@ -2,7 +2,9 @@
 // counts and buffers must be the same whichever worker a client lands on.
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
 import { serve } from './helpers/node.ts'
@@ -516,4 +518,31 @@ test.serial('a second `serve --workers 2` on the port a running deployment holds
   t.deepEqual((await c.waitEvents(6)).map((e) => e.data), ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'])
   c.close()
   t.is(workerPids(child.pid!).length, 2)
+})
+
+test.serial('a worker forked again takes the options the deployment started with, not a config file broken since', async (t) => {
+  t.timeout(90000)
+  const dir = mkdtempSync(join(tmpdir(), 'pk-conf-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'parkline.json')
+  writeFileSync(file, JSON.stringify({ statusPath: '/started-with' }))
+  const port = await freePort()
+  const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--config', file, '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error'], { stdio: 'ignore' })
+  t.teardown(async () => { if (child.exitCode === null) { child.kill('SIGTERM'); await once(child, 'exit') } })
+  const base = `http://127.0.0.1:${port}`
+  // every worker answers at the path the file named: a run across fresh connections
+  const allAt = async (path: string): Promise<boolean> => {
+    for (let i = 0; i < 8; i++) {
+      const r = await fetch(`${base}${path}`, { headers: { Connection: 'close' } }).catch(() => null)
+      if (r?.status !== 200) return false
+    }
+    return true
+  }
+  t.true(await eventually(async () => workerPids(child.pid!).length === 2 && await allAt('/started-with'), 20000))
+  writeFileSync(file, '{ "statusPath": "/edited", ') // edited, and broken, while the deployment runs
+  const before = workerPid(child.pid!, 1)
+  process.kill(before, 'SIGKILL')
+  t.true(await eventually(async () => { try { return workerPid(child.pid!, 1) !== before && await allAt('/health') } catch { return false } }, 30000), 'the worker came back')
+  t.true(await allAt('/started-with'))
+  t.is(child.exitCode, null)
 })
