@@ -546,3 +546,93 @@ test.serial('a worker forked again takes the options the deployment started with
   t.true(await allAt('/started-with'))
   t.is(child.exitCode, null)
 })
+
+/** A connection that landed on worker `worker` (its /status said so), and what it received after that. */
+async function rawOnWorker (port: number, worker: number): Promise<{ socket: net.Socket, got: () => Buffer, wait: (ok: (b: Buffer) => boolean, ms?: number) => Promise<boolean> }> {
+  for (let i = 0; i < 200; i++) {
+    const socket = net.connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    await once(socket, 'connect')
+    let buf = Buffer.alloc(0)
+    let status: string | null = null
+    socket.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d])
+      if (status !== null) return
+      const end = buf.indexOf('\r\n\r\n')
+      if (end === -1) return
+      const len = Number(/content-length: (\d+)/i.exec(buf.toString('latin1', 0, end))?.[1] ?? 0)
+      if (buf.length < end + 4 + len) return
+      status = buf.toString('latin1', end + 4, end + 4 + len)
+      buf = buf.subarray(end + 4 + len)
+    })
+    socket.write('GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+    if (await eventually(() => status !== null || socket.destroyed, 2000) && status !== null && new RegExp(`^worker: ${worker}$`, 'm').test(status)) {
+      return { socket, got: () => buf, wait: async (ok, ms = 10000) => await eventually(() => ok(buf), ms) }
+    }
+    socket.destroy()
+  }
+  throw new Error(`no connection reached worker ${worker}`)
+}
+
+/** Channels owned by workers 1 and 2 of 3 (the subscriber goes on worker 0). */
+function fencedPair (prefix: string): [string, string] {
+  let a = `${prefix}a`
+  for (let i = 0; ownerOf(a, 3) !== 1; i++) a = `${prefix}a${i}`
+  let b = `${prefix}b`
+  for (let i = 0; ownerOf(b, 3) !== 2; i++) b = `${prefix}b${i}`
+  return [a, b]
+}
+
+/** Worker 1 stopped into a second it has not reached, b1 published by worker 2: `held` must stay true for 500 ms, then b1 arrives on SIGCONT. */
+async function fenceRound (t: ExecutionContext, port: number, child: ChildProcess, b: string, held: () => boolean, arrived: () => Promise<boolean>): Promise<void> {
+  const one = workerPid(child.pid!, 1)
+  process.kill(one, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(one, 'SIGCONT') } catch {} })
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  t.is(await publishOnWorker(port, b, 'b1', 2), 201)
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.true(held(), 'b1 waits while worker 1 is behind')
+  process.kill(one, 'SIGCONT')
+  t.true(await arrived(), 'b1 arrives once worker 1 is past the second')
+}
+
+test.serial('multiplexed long-poll over three owners: a parked poll is not answered with a message while the owner of another of its channels is behind, then is', async (t) => {
+  t.timeout(60000)
+  const { port, child } = await startCluster(t, 3)
+  const [a, b] = fencedPair('lf')
+  const c = await rawOnWorker(port, 0)
+  t.teardown(() => c.socket.destroy())
+  c.socket.write(`GET /sub/${a},${b} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.is(await publishOnWorker(port, b, 'b0', 2), 201)
+  t.true(await c.wait((buf) => buf.includes('b0')))
+  const head = c.got().toString('latin1')
+  const lm = /\r\nlast-modified: ([^\r]+)/i.exec(head)?.[1]
+  const etag = /\r\netag: ([^\r]+)/i.exec(head)?.[1]
+  t.truthy(lm)
+  t.truthy(etag)
+  const seen = c.got().length
+  // the next poll, parked before b1 is published
+  c.socket.write(`GET /sub/${a},${b} HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-Modified-Since: ${lm!}\r\nIf-None-Match: ${etag!}\r\n\r\n`)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.is(c.got().length, seen, 'parked')
+  await fenceRound(t, port, child, b, () => c.got().length === seen, async () => await c.wait((buf) => buf.subarray(seen).includes('b1')))
+  t.regex(c.got().subarray(seen).toString('latin1'), /^HTTP\/1\.1 200 /)
+})
+
+test.serial('multiplexed WebSocket over three owners: a message waits while the owner of another of its channels is behind, then arrives', async (t) => {
+  t.timeout(60000)
+  const { port, child } = await startCluster(t, 3)
+  const [a, b] = fencedPair('wf')
+  const c = await rawOnWorker(port, 0)
+  t.teardown(() => c.socket.destroy())
+  c.socket.write(`GET /sub/${a},${b} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`)
+  t.true(await c.wait((buf) => buf.includes('\r\n\r\n')))
+  t.regex(c.got().toString('latin1'), /^HTTP\/1\.1 101 /)
+  t.is(await publishOnWorker(port, b, 'b0', 2), 201)
+  t.true(await c.wait((buf) => buf.includes('b0')))
+  const seen = c.got().length
+  await fenceRound(t, port, child, b, () => c.got().length === seen, async () => await c.wait((buf) => buf.subarray(seen).includes('b1')))
+  // one unmasked text frame
+  t.is(c.got()[seen], 0x81)
+})
