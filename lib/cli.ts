@@ -97,10 +97,12 @@ const RESOLVED_ENV = 'PARKLINE_RESOLVED_OPTIONS'
  * the address for its life (the kernel frees it when the process goes, however it goes); a second
  * primary finds it taken and stops before it forks. (A single process binds without SO_REUSEPORT:
  * the kernel refuses a second one itself. Elsewhere than Linux there is no abstract namespace and
- * no guard: see docs/operations.md.)
+ * no guard: docs/api.md 14.3.) With Redis every worker is a node of the same store, and a second
+ * deployment joining is a rolling restart: no guard.
  */
 async function holdPort (opts: ParklineOptions): Promise<void> {
   if (process.platform !== 'linux' || opts.port === 0) return
+  if (opts.redisUrl !== '' || opts.redisCluster.length > 0 || opts.redisSentinel.length > 0) return
   const guard = net.createServer()
   try {
     await new Promise<void>((resolve, reject) => {

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
 import { serve } from './helpers/node.ts'
+import { startRedis } from './helpers/redis.ts'
 import { STABLE_MS, ownerOf, quickDeathsAfter, restartDelay } from '../lib/cluster.ts'
 import { meshPath } from '../lib/mesh.ts'
 import net from 'node:net'
@@ -635,4 +636,26 @@ test.serial('multiplexed WebSocket over three owners: a message waits while the 
   await fenceRound(t, port, child, b, () => c.got().length === seen, async () => await c.wait((buf) => buf.subarray(seen).includes('b1')))
   // one unmasked text frame
   t.is(c.got()[seen], 0x81)
+})
+
+test.serial('with Redis, a second `serve --workers 2` on the same port joins (a rolling restart): both deployments share the channels', async (t) => {
+  t.timeout(90000)
+  const redis = await startRedis(t)
+  const port = await freePort()
+  const args = ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0', '--redis-url', `redis://127.0.0.1:${redis.port}`]
+  const first = spawn(NODE, args, { stdio: 'ignore' })
+  t.teardown(async () => { if (first.exitCode === null) { first.kill('SIGTERM'); await once(first, 'exit') } })
+  t.true(await eventually(async () => workerPids(first.pid!).length === 2 && (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000))
+  const second = spawn(NODE, args, { stdio: 'ignore' })
+  t.teardown(async () => { if (second.exitCode === null) { second.kill('SIGTERM'); await once(second, 'exit') } })
+  t.true(await eventually(() => workerPids(second.pid!).length === 2, 20000), 'the second deployment forked its workers')
+  // stop the first: the second serves the channel, its buffer included (Redis keeps it)
+  await publish(`http://127.0.0.1:${port}`, 'rolled', 'before')
+  first.kill('SIGTERM')
+  await once(first, 'exit')
+  t.is(second.exitCode, null)
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000))
+  const c = await SseClient.connect(port, '/sub/rolled', { 'Last-Event-ID': '0:0' })
+  t.teardown(() => c.close())
+  t.deepEqual((await c.waitEvents(1)).map((e) => e.data), ['before'])
 })
