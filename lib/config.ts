@@ -60,6 +60,8 @@ export interface ParklineOptions {
   redisCluster: string[]
   redisSentinel: string[]
   redisSentinelName: string
+  redisUsername: string
+  redisPassword: string
   redisCommandTimeout: number
   redisReplicaAck: number
   idempotencyWindow: number
@@ -128,6 +130,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'redisCluster', kind: 'list', default: [], doc: 'Seed node URLs of a Redis Cluster (comma-separated in env and flags); the channels spread over its masters by hash tag, with sharded pub/sub on Redis 7+.' },
   { name: 'redisSentinel', kind: 'list', default: [], doc: 'Sentinels (`host:port`, comma-separated in env and flags) watching the master named by redisSentinelName; Parkline follows its failovers.' },
   { name: 'redisSentinelName', kind: 'string', default: 'mymaster', doc: 'The master\'s name in the sentinels\' configuration.' },
+  { name: 'redisUsername', kind: 'string', default: '', doc: 'ACL user Parkline logs in to Redis as (every node: a cluster\'s, a Sentinel set\'s master and replicas); "" = the URL\'s, or `default`. docs/redis.md, Access.' },
+  { name: 'redisPassword', kind: 'string', default: '', doc: 'Its password; "" = the URL\'s, or none. A redisUrl or redisCluster seed may carry user:password@ instead (not both).' },
   { name: 'redisCommandTimeout', kind: 'int', default: 2000, min: 1, doc: 'Milliseconds any Redis command may take; past it the store counts as down: publishes answer 503 with Retry-After, /health 503, new subscribers 503, until it answers again.' },
   { name: 'redisReplicaAck', kind: 'int', default: 0, min: 0, doc: 'A publish is acknowledged (2xx) only once this many replicas have it (WAIT), so a failover loses no acknowledged message; 0 = off (a message lost in a failover reaches subscribers as a gap signal).' },
   { name: 'idempotencyWindow', kind: 'int', default: 300, min: 0, doc: 'Seconds an `Idempotency-Key` is remembered per channel: a publish retried with it answers the original id and publishes nothing; 0 = off.' },
@@ -275,7 +279,18 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   for (const u of o.redisCluster) {
     if (!/^rediss?:\/\//.test(u)) throw new ConfigError(`redisCluster: "${u}" is not a redis:// URL`)
   }
+  const withCredentials = [o.redisUrl, ...o.redisCluster].filter((u) => u !== '' && urlCredentials(u) !== null)
+  if (withCredentials.length > 0 && (o.redisUsername !== '' || o.redisPassword !== '')) throw new ConfigError('Redis credentials are set twice: in a URL (user:password@) and in redisUsername/redisPassword; keep one')
+  if (new Set(withCredentials.map((u) => JSON.stringify(urlCredentials(u)))).size > 1) throw new ConfigError('redisCluster: the seeds carry different credentials; every node is logged in to as one user')
   return o
+}
+
+/** The user and password a redis:// URL carries (decoded), or null where it carries neither. */
+export function urlCredentials (url: string): { username: string, password: string } | null {
+  let u: URL
+  try { u = new URL(url) } catch { return null }
+  if (u.username === '' && u.password === '') return null
+  return { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) }
 }
 
 /** `parkline <command> [--config FILE] [--<option> VALUE]…` (bin/parkline.ts). */

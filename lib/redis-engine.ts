@@ -139,9 +139,12 @@ class Replica {
 
 /** Where the store is: one Redis (redisUrl), a Redis Cluster (redisCluster), or a Sentinel set. */
 export type RedisTarget =
-  | { mode: 'standalone', url: string }
-  | { mode: 'cluster', seeds: string[] }
-  | { mode: 'sentinel', sentinels: Array<{ host: string, port: number }>, name: string }
+  | { mode: 'standalone', url: string, auth?: RedisAuth }
+  | { mode: 'cluster', seeds: string[], auth?: RedisAuth }
+  | { mode: 'sentinel', sentinels: Array<{ host: string, port: number }>, name: string, auth?: RedisAuth }
+
+/** The ACL user (and password) every data node is logged in to as; absent: a URL's own, or none. */
+export interface RedisAuth { username?: string, password?: string }
 
 /**
  * What the engine needs of a node-redis client, cluster or sentinel: the three differ only in how
@@ -199,14 +202,17 @@ function connection (target: RedisTarget, timeout: number): Conn {
   const socket = { reconnectStrategy: backoff, connectTimeout: 2000 }
   // (node-redis's command timeout covers the wait to be written; #send adds the whole deadline)
   const commandOptions = { timeout }
+  const auth = target.auth ?? {}
   if (target.mode === 'cluster') {
-    return createCluster({ rootNodes: target.seeds.map((url) => ({ url })), defaults: { disableOfflineQueue: true, socket }, commandOptions }) as unknown as Conn
+    // node-redis logs in to a node it finds from the seeds with `defaults` only, not with a seed
+    // URL's user:password@: those go into defaults too (lib/engines.ts redisTarget)
+    return createCluster({ rootNodes: target.seeds.map((url) => ({ url })), defaults: { disableOfflineQueue: true, socket, ...auth }, commandOptions }) as unknown as Conn
   }
   if (target.mode === 'sentinel') {
     return createSentinel({
       name: target.name,
       sentinelRootNodes: target.sentinels,
-      nodeClientOptions: { disableOfflineQueue: true, socket },
+      nodeClientOptions: { disableOfflineQueue: true, socket, ...auth },
       sentinelClientOptions: { socket },
       commandOptions,
       passthroughClientErrorEvents: true,
@@ -214,7 +220,7 @@ function connection (target: RedisTarget, timeout: number): Conn {
       scanInterval: 1000
     }) as unknown as Conn
   }
-  return createClient({ url: target.url, disableOfflineQueue: true, socket, commandOptions }) as unknown as Conn
+  return createClient({ url: target.url, disableOfflineQueue: true, socket, commandOptions, ...auth }) as unknown as Conn
 }
 
 /**
@@ -239,6 +245,9 @@ const SHAS: Record<string, string> = {}
 for (const name of ['PUBLISH', 'INFO', 'DELETE', 'LOAD', 'SEED', 'FORWARD', 'REUSED', 'COUNT', 'HEARTBEAT'] as const) {
   SHAS[name] = createHash('sha1').update(LUA[name]).digest('hex')
 }
+
+/** How often one kind of login refusal is logged while it lasts. */
+const REFUSAL_LOG_MS = 60_000
 
 /** Errors Redis answers while it works: the command failed, the store is not away. */
 const ANSWERS = ['ERR', 'WRONGTYPE', 'NOSCRIPT', 'OOM', 'NOREPLICAS', 'BUSY', 'NOPERM']
@@ -349,10 +358,10 @@ export class RedisEngine implements Engine {
     this.#onControl = (msg) => { void this.#control(msg) }
     // a dropped connection is never fatal: listen to errors, reconnect with backoff
     if (target.mode === 'standalone') {
-      this.#cmd.on('error', () => this.#cmdDown())
+      this.#cmd.on('error', (err: unknown) => { this.#connectError(err); this.#cmdDown() })
       this.#cmd.on('end', () => this.#cmdDown())
       this.#cmd.on('ready', () => { void this.#cmdUp() })
-      this.#sub.on('error', () => this.#subDown())
+      this.#sub.on('error', (err: unknown) => { this.#connectError(err); this.#subDown() })
       this.#sub.on('end', () => this.#subDown())
       this.#sub.on('ready', () => { void this.#subUp() })
     } else {
@@ -363,7 +372,8 @@ export class RedisEngine implements Engine {
       const fault = (): void => this.#fault()
       const events = target.mode === 'cluster' ? ['node-error', 'node-reconnecting'] : ['error', 'client-error', 'reconnecting']
       for (const ev of events) this.#cmd.on(ev, fault)
-      this.#cmd.on('error', () => {})
+      this.#cmd.on(target.mode === 'cluster' ? 'node-error' : 'client-error', (err: unknown) => { this.#connectError(err) })
+      this.#cmd.on('error', (err: unknown) => { this.#connectError(err) })
       if (target.mode === 'sentinel') this.#cmd.on('topology-change', (e) => { if ((e as { type?: string }).type === 'MASTER_CHANGE') this.#fault() })
       // a slot moved and node-redis could not subscribe its channel on the new master: it is gone
       // from every client (subscribed again by the probe, #clusterPubSubBack)
@@ -387,6 +397,34 @@ export class RedisEngine implements Engine {
     this.#lastExpire = Date.now()
     const deadline = Date.now() + this.#connectWait
     while (!this.up && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+    if (!this.up && !this.#stopped) {
+      this.#log?.warn({ node: this.nodeId, mode: this.mode, lastError: this.#lastConnectError ?? undefined }, 'redis not reachable yet: publishes and new subscribers answer 503 until it is')
+    }
+  }
+
+  /** The last connection error node-redis reported (its message), for the start's warning. */
+  #lastConnectError: string | null = null
+  /** When each refusal (WRONGPASS, NOAUTH, NOPERM...) was last logged. */
+  readonly #refusalLogged = new Map<string, number>()
+
+  /**
+   * A connection error. Redis refusing the login (a wrong password, a user without a permission
+   * the connection needs at once) is the operator's to fix and retrying cannot: one error line per
+   * kind each REFUSAL_LOG_MS while it lasts, naming what Redis said. Anything else (refused,
+   * reset, timed out) is the store being away, which the lost/recovered lines already tell.
+   */
+  #connectError (err: unknown): void {
+    const m = String((err as { message?: string } | null)?.message ?? err)
+    this.#lastConnectError = m
+    const kind = /^(WRONGPASS|NOAUTH|NOPERM)\b/.exec(m)?.[1]
+    if (kind === undefined || this.#stopped) return
+    const now = Date.now()
+    if (now - (this.#refusalLogged.get(kind) ?? -Infinity) < REFUSAL_LOG_MS) return
+    this.#refusalLogged.set(kind, now)
+    const log = this.#log
+    if (log === null) return
+    const line = log.error ?? log.warn
+    line.call(log, { node: this.nodeId, mode: this.mode, redisError: m }, 'redis refused Parkline\'s login or a command it needs: check redisUsername/redisPassword (or the URL\'s) and the user\'s ACL (docs/redis.md, Access)')
   }
 
   #connectAck (): void {

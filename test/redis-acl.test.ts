@@ -1,0 +1,131 @@
+// Parkline as the Redis user docs/redis.md ("Access") tells operators to create, read from that
+// page as written, on one Redis, a Redis Cluster and a Sentinel set (real servers, started here),
+// with the `default` user turned off: every node Parkline reaches must be logged in to as that
+// user, and nothing it does may be refused (Redis's ACL LOG stays empty).
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import test, { type ExecutionContext } from 'ava'
+import { startCluster, startSentinel, redisCalls, type Resp } from './helpers/redis-cluster.ts'
+import { startRedis } from './helpers/redis.ts'
+import { serve, type Node } from './helpers/node.ts'
+import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
+
+const PASSWORD = 'acl-test-password'
+/** A user of the test's own, to read ACL LOG once `default` is off. */
+const PROBE = ['probe', 'probe-password']
+
+/** The ACL SETUSER line of docs/redis.md, its password filled in, as command arguments. */
+function documentedUser (): string[] {
+  const doc = readFileSync(new URL('../docs/redis.md', import.meta.url), 'utf8')
+  const line = /^ACL SETUSER parkline .*$/m.exec(doc)?.[0]
+  if (line === undefined) throw new Error('docs/redis.md has no ACL SETUSER parkline line')
+  return line.replace('>CHANGE-ME', `>${PASSWORD}`).split(/\s+/)
+}
+
+/** On each node: the documented user, a probe user for the test, then `default` off. */
+async function lockDown (t: ExecutionContext, ports: number[]): Promise<void> {
+  for (const port of ports) {
+    const r = await redisCalls(port, [documentedUser(), ['ACL', 'SETUSER', PROBE[0]!, 'on', `>${PROBE[1]!}`, '~*', '&*', '+@all'], ['ACL', 'LOG', 'RESET'], ['ACL', 'SETUSER', 'default', 'off']])
+    t.deepEqual(r, ['OK', 'OK', 'OK', 'OK'], `ACL set up on ${port}`)
+  }
+}
+
+/** ACL LOG of each node: what Redis refused anyone. */
+async function refusals (ports: number[]): Promise<string[]> {
+  const out: string[] = []
+  for (const port of ports) {
+    const r = await redisCalls(port, [['AUTH', PROBE[0]!, PROBE[1]!], ['ACL', 'LOG']], 2000)
+    const log = r?.[1]
+    if (!Array.isArray(log)) { out.push(`${port}: no ACL LOG (${String(r?.[0])})`); continue }
+    for (const e of log as Resp[][]) {
+      const f = new Map<string, Resp>()
+      for (let i = 0; i + 1 < e.length; i += 2) f.set(String(e[i]), e[i + 1]!)
+      out.push(`${port}: ${String(f.get('username'))} refused ${String(f.get('reason'))} ${String(f.get('object'))}`)
+    }
+  }
+  return out
+}
+
+/** What a deployment does with its store: subscribe, publish (with an Idempotency-Key, replayed), info, resume, delete. */
+async function exercise (t: ExecutionContext, a: Node, b: Node): Promise<void> {
+  const ch = 'acl-{x}:y'
+  const path = `/sub/${encodeURIComponent(ch)}`
+  const s = await SseClient.connect(b.port, path)
+  t.teardown(() => s.socket.destroy())
+  t.is(s.status, 200)
+  t.true(await eventually(async () => (await info(a.base, ch)).json?.subscribers === 1, 10000), 'the count crosses nodes')
+  t.is((await publish(a.base, ch, 'one', { 'Idempotency-Key': 'k1' })).status, 201)
+  t.is((await publish(a.base, ch, 'one', { 'Idempotency-Key': 'k1' })).headers.get('idempotent-replayed'), 'true')
+  const [first] = await s.waitEvents(1)
+  t.is(first!.data, 'one')
+  t.is((await publish(b.base, ch, 'two')).status, 201)
+  const resumed = await SseClient.connect(a.port, path, { 'Last-Event-ID': first!.id! })
+  t.teardown(() => resumed.socket.destroy())
+  t.deepEqual((await resumed.waitEvents(1)).map((e) => e.data), ['two'])
+  t.is((await fetch(`${a.base}/pub/${encodeURIComponent(ch)}`, { method: 'DELETE' })).status, 200)
+  await s.waitClosed()
+  for (const n of [a, b]) t.is((await fetch(`${n.base}/health`)).status, 200)
+}
+
+test.serial('one Redis: Parkline as the documented user, in the URL; nothing refused', async (t) => {
+  const redis = await startRedis(t)
+  await lockDown(t, [redis.port])
+  const url = `redis://parkline:${PASSWORD}@127.0.0.1:${redis.port}`
+  const [a, b] = await Promise.all([serve(t, ['--workers', '1', '--redis-url', url]), serve(t, ['--workers', '1', '--redis-url', url])])
+  await exercise(t, a, b)
+  t.deepEqual(await refusals([redis.port]), [])
+})
+
+test.serial('a Redis Cluster: the seeds\' user:password@ logs in to every node, the ones found from the seeds too; nothing refused', async (t) => {
+  t.timeout(120000)
+  const cluster = await startCluster(t)
+  const ports = cluster.nodes.map((n) => n.port)
+  await lockDown(t, ports)
+  // one seed: node-redis finds the other masters from it and must log in to them as well
+  const seed = `redis://parkline:${PASSWORD}@127.0.0.1:${ports[0]!}`
+  const [a, b] = await Promise.all([serve(t, ['--workers', '1', '--redis-cluster', seed]), serve(t, ['--workers', '1', '--redis-cluster', seed])])
+  await exercise(t, a, b)
+  // channels on every master: each one is logged in to
+  for (let i = 0; i < 30; i++) t.is((await publish(a.base, `acl-spread-${i}`, 'x')).status, 202)
+  t.deepEqual(await refusals(ports), [])
+})
+
+test.serial('a Sentinel set: redisUsername and redisPassword log in to the master the sentinels name; nothing refused', async (t) => {
+  t.timeout(120000)
+  const set = await startSentinel(t)
+  const ports = [set.master.port, set.replica.port]
+  await lockDown(t, ports)
+  const args = ['--workers', '1', '--redis-sentinel', set.sentinelNodes.join(','), '--redis-sentinel-name', set.name, '--redis-username', 'parkline', '--redis-password', PASSWORD]
+  const [a, b] = await Promise.all([serve(t, args), serve(t, args)])
+  await exercise(t, a, b)
+  t.deepEqual(await refusals(ports), [])
+})
+
+test('credentials in a URL and in redisUsername/redisPassword, or seeds that differ, are refused at start', async (t) => {
+  const { resolveOptions } = await import('../lib/config.ts')
+  t.throws(() => resolveOptions({ redisUrl: 'redis://u:p@127.0.0.1:6379', redisPassword: 'q' }), { message: /set twice/ })
+  t.throws(() => resolveOptions({ redisCluster: ['redis://u:p@127.0.0.1:7000', 'redis://v:p@127.0.0.1:7001'] }), { message: /different credentials/ })
+  t.notThrows(() => resolveOptions({ redisCluster: ['redis://u:p@127.0.0.1:7000', 'redis://127.0.0.1:7001'] }))
+  t.notThrows(() => resolveOptions({ redisSentinel: ['127.0.0.1:26379'], redisUsername: 'u', redisPassword: 'p' }))
+})
+
+test.serial('a wrong Redis password: the log says Redis refused the login and why, and /health stays 503', async (t) => {
+  t.timeout(60000)
+  const redis = await startRedis(t)
+  await lockDown(t, [redis.port])
+  const port = await freePort()
+  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--redis-url', `redis://parkline:not-the-password@127.0.0.1:${redis.port}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(async () => { if (proc.exitCode === null) { proc.kill('SIGKILL'); await once(proc, 'exit') } })
+  let out = ''
+  proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  t.true(await eventually(() => out.includes('redis not reachable yet'), 20000), out)
+  const lines = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number, msg: string, redisError?: string, lastError?: string })
+  const refused = lines.filter((l) => l.msg.startsWith('redis refused'))
+  t.is(refused.length, 1, 'one line, not one per retry')
+  t.is(refused[0]!.level, 50)
+  t.regex(refused[0]!.redisError!, /^WRONGPASS/)
+  t.regex(lines.find((l) => l.msg.startsWith('redis not reachable yet'))?.lastError ?? '', /^WRONGPASS/)
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 503, 10000))
+})
