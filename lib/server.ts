@@ -176,6 +176,9 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
  * whole process group gets the signal and the primary forwards it too, and the primary, not a
  * repeated signal, ends a worker that outlives the window (SIGKILL).
  */
+/** How often a drain looks whether any subscriber is left. */
+const EMPTY_CHECK_MS = 100
+
 export function installShutdown (app: FastifyInstance, opts: ParklineOptions, worker = false): void {
   let closing = false
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -187,13 +190,21 @@ export function installShutdown (app: FastifyInstance, opts: ParklineOptions, wo
     const core = coreOf(app)
     app.log.info({ signal, subscribers: core.table.size, drainWindow: opts.drainWindow }, 'drain begun')
     core.drain(opts.drainWindow)
-    const t = setTimeout(() => {
+    let finished = false
+    const finish = (): void => {
+      if (finished) return
+      finished = true
+      clearInterval(empty)
       app.close().then(() => {
         app.log.info('drain finished')
         process.exit(0)
       }, () => process.exit(1))
-    }, opts.drainWindow * 1000 + 500)
+    }
+    const t = setTimeout(finish, opts.drainWindow * 1000 + 500)
     t.unref()
+    // the last subscriber gone (or none to begin with), the window has nothing left to spread:
+    // close now (app.close() still lets requests under way finish), not at the window's end
+    const empty = setInterval(() => { if (core.table.size === 0) finish() }, EMPTY_CHECK_MS)
     // keep the process alive for the window even if every socket closed
     setTimeout(() => {}, opts.drainWindow * 1000 + 1000)
   }

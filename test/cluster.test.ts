@@ -659,3 +659,26 @@ test.serial('with Redis, a second `serve --workers 2` on the same port joins (a 
   t.teardown(() => c.close())
   t.deepEqual((await c.waitEvents(1)).map((e) => e.data), ['before'])
 })
+
+for (const workers of ['1', '2']) {
+  test.serial(`SIGTERM to an idle server (--workers ${workers}, drainWindow 120 s): nothing to spread, it closes and exits 0 at once, not at the window's end`, async (t) => {
+    t.timeout(60000)
+    const port = await freePort()
+    const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', workers, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'info', '--drain-window', '120'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+    let out = ''
+    child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+    child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+    t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000))
+    // a subscriber that came and went: the table is empty again
+    const s = await SseClient.connect(port, '/sub/idle')
+    await s.until(() => s.comments.includes(': hi'))
+    s.close()
+    t.true(await eventually(async () => ((await info(`http://127.0.0.1:${port}`, 'idle')).json?.subscribers ?? 0) === 0, 5000))
+    child.kill('SIGTERM')
+    // the test's own timeout (60 s) is half the window: only an early close passes
+    const [code] = await once(child, 'exit') as [number | null]
+    t.is(code, 0)
+    t.regex(out, /drain finished/)
+  })
+}
