@@ -7,6 +7,7 @@
 import { gcStart } from './gc-threads-start.ts'
 import { availableParallelism } from 'node:os'
 import net from 'node:net'
+import { readFileSync } from 'node:fs'
 import pino from 'pino'
 import { Primary, WorkerLink } from './cluster.ts'
 import { OPTIONS, flagName, parseCliArgs, resolveOptions, workerCount, type ParklineOptions } from './config.ts'
@@ -17,6 +18,7 @@ import { ParklineError } from './errors.ts'
 import { shippedConfig } from './paths.ts'
 import { accessConfigured } from './access.ts'
 import { isLoopback } from './http.ts'
+import { redisTarget } from './engines.ts'
 import { buildServer, installShutdown } from './server.ts'
 import { coreOf } from './plugin.ts'
 import { applyHeapGrowth, heapGrowthState } from './heap-growth.ts'
@@ -52,6 +54,8 @@ export async function main (entry: string): Promise<void> {
   // a worker takes its primary's options as the primary resolved them at start: one forked again
   // later must not read a config file edited (or broken, or removed) since
   const resolved = command === 'worker' ? process.env[RESOLVED_ENV] : undefined
+  // (secrets among them: not inherited by anything this process starts, nor in a diagnostic report)
+  delete process.env[RESOLVED_ENV]
   const opts = resolved !== undefined ? resolveOptions(JSON.parse(resolved) as Record<string, unknown>) : resolveOptions(flags, { file, env: process.env })
   const cores = availableParallelism()
   const workers = workerCount(opts, cores)
@@ -64,7 +68,8 @@ export async function main (entry: string): Promise<void> {
   // (or, with redisUrl, only the node-wide metrics: each worker is then a Redis node of its own)
   const link = command === 'worker' ? new WorkerLink() : undefined
   const app = await buildServer(opts, link)
-  installShutdown(app, opts, command === 'worker')
+  // an in-memory deployment's workers end a drain together, when the primary says (lib/cluster.ts stop)
+  installShutdown(app, opts, command === 'worker', link !== undefined && redisTarget(opts) === null ? link : null)
   if (link !== undefined) {
     await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG, reusePort: true } as { port: number, host: string })
     link.out.push(['listening'])
@@ -93,34 +98,64 @@ const RESOLVED_ENV = 'PARKLINE_RESOLVED_OPTIONS'
 /**
  * The workers of one deployment share its port (SO_REUSEPORT), which would let a second `parkline
  * serve --workers N` on the same host and port join them silently: two servers with separate
- * channels taking turns at the connections. The primary holds a Linux abstract socket named after
- * the address for its life (the kernel frees it when the process goes, however it goes); a second
- * primary finds it taken and stops before it forks. (A single process binds without SO_REUSEPORT:
- * the kernel refuses a second one itself. Elsewhere than Linux there is no abstract namespace and
- * no guard: docs/api.md 14.3.) With Redis every worker is a node of the same store, and a second
- * deployment joining is a rolling restart: no guard.
+ * channels taking turns at the connections. The primary marks the port with a Linux abstract
+ * socket for its life (the kernel frees it when the process goes, however it goes), named after
+ * the port alone (SO_REUSEPORT lets 0.0.0.0:P and 127.0.0.1:P share too):
+ * - an in-memory deployment holds `@parkline-port:P` itself, which a second one cannot bind, and
+ *   refuses a port a Redis deployment marks;
+ * - with Redis every worker is a node of the same store, and a second Redis deployment joining is
+ *   a rolling restart: each holds `@parkline-port:P:redis:<pid>` and refuses only a port an
+ *   in-memory deployment holds.
+ * A single process binds without SO_REUSEPORT: the kernel refuses a second one itself. Elsewhere
+ * than Linux there is no abstract namespace and no guard (docs/api.md 14.3). The guard accepts
+ * no connection: one that comes is closed at once.
  */
 async function holdPort (opts: ParklineOptions): Promise<void> {
   if (process.platform !== 'linux' || opts.port === 0) return
-  if (opts.redisUrl !== '' || opts.redisCluster.length > 0 || opts.redisSentinel.length > 0) return
-  const guard = net.createServer()
+  const name = `\0parkline-port:${opts.port}`
+  const port = `${opts.host}:${opts.port}`
+  const onRedis = redisTarget(opts) !== null
+  if (onRedis && await listening(name)) {
+    throw new ParklineError('PKL_ERR_CONFIG', `a parkline deployment without Redis serves port ${opts.port} on this host: a deployment on Redis there would take turns with it on separate channels. Stop it first, or choose another port`, 2)
+  }
+  if (!onRedis && redisMarked(opts.port)) {
+    throw new ParklineError('PKL_ERR_CONFIG', `a parkline deployment on Redis serves port ${opts.port} on this host: one without Redis there would take turns with it on separate channels. Stop it first, or choose another port`, 2)
+  }
+  const guard = net.createServer((socket) => { socket.destroy() })
   try {
     await new Promise<void>((resolve, reject) => {
       guard.once('error', reject)
-      guard.listen({ path: `\0parkline:${opts.host}:${opts.port}` }, resolve)
+      guard.listen({ path: onRedis ? `${name}:redis:${process.pid}` : name }, resolve)
     })
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err
-    throw new ParklineError('PKL_ERR_CONFIG', `another parkline with workers already serves ${opts.host}:${opts.port} on this host: stop it first, or choose another port`, 2)
+    throw new ParklineError('PKL_ERR_CONFIG', `another parkline with workers already serves ${port} on this host: stop it first, or choose another port`, 2)
   }
   guard.unref()
 }
 
+/** Something listens on the abstract socket `name`. */
+async function listening (name: string): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const s = net.connect({ path: name })
+    s.once('connect', () => { s.destroy(); resolve(true) })
+    s.once('error', () => { resolve(false) })
+  })
+}
+
+/** A Redis deployment's primary marks `port` (its `@parkline-port:P:redis:<pid>` is listed in /proc/net/unix). */
+function redisMarked (port: number): boolean {
+  let table: string
+  try { table = readFileSync('/proc/net/unix', 'latin1') } catch { return false }
+  return table.includes(` @parkline-port:${port}:redis:`)
+}
+
 /** The primary: forks N workers (channel owners, lib/cluster.ts); SIGTERM drains them all, then exits. */
 function primary (opts: ParklineOptions, workers: number, threads: number, entry: string): void {
-  process.env[RESOLVED_ENV] = JSON.stringify(opts)
   const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
-  const seq = new Primary(entry, process.argv.slice(2).filter((a) => a !== 'serve'), log, workerExecArgv(threads))
+  // the workers get the options as resolved here, in their environment only: no flag (a
+  // --redis-password among them) is repeated on their command lines
+  const seq = new Primary(entry, [], log, workerExecArgv(threads), { [RESOLVED_ENV]: JSON.stringify(opts) })
   seq.start(workers)
   startIdleTrim()
   const address = `http://${opts.host}:${opts.port}`
@@ -140,7 +175,7 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
     if (stopping) return
     stopping = true
     log.info({ signal, drainWindow: opts.drainWindow }, 'drain begun')
-    seq.stop(signal, opts.drainWindow * 1000 + 5000).then(() => {
+    seq.stop(signal, opts.drainWindow * 1000 + 5000, redisTarget(opts) === null).then(() => {
       log.info('drain finished')
       process.exit(0)
     }, () => process.exit(1))

@@ -31,6 +31,7 @@ import path from 'node:path'
 import type { ChannelInfo } from './channel-info.ts'
 import { channelInfo } from './channel-info.ts'
 import type { Core } from './core.ts'
+import { DRAIN_QUIET_MS } from './config.ts'
 import type { Channel } from './channel-registry.ts'
 import type { Message } from './message.ts'
 import type { Engine, PublishResult } from './engine.ts'
@@ -63,6 +64,8 @@ type Down =
   | ['totals', number, number, number, number]
   | ['rev', number, 'sub' | 'jti', string, number, number]
   | ['mq', number]
+  // a drain is over for the whole deployment (no subscriber on any worker, no publish for DRAIN_QUIET_MS)
+  | ['finish']
 
 /** A buffered message in a snapshot: time, tag, data, content type, event, published at. */
 type SnapMessage = [number, number, Uint8Array, string | null, string | null, number]
@@ -210,7 +213,7 @@ interface WorkerSlot {
   restarts: number
   /** Deaths in a row of incarnations that lived less than STABLE_MS: the crash-loop backoff's step. */
   quickDeaths: number
-  /** When this incarnation was forked (Date.now()). */
+  /** When this incarnation was forked (performance.now()). */
   forkedAt: number
   /** This incarnation said it listens. */
   listening: boolean
@@ -224,6 +227,9 @@ interface WorkerSlot {
  * serve is an error for the operator, not something to retry every 5 s for ever.
  */
 const FAILED_STARTS = 5
+
+/** How often a worker reports its counts to the primary ('stats'). */
+const STATS_MS = 1000
 
 /** A worker that lived this long before it died was not crash-looping: its next restart waits no backoff. */
 export const STABLE_MS = 30_000
@@ -261,6 +267,8 @@ export class Primary {
   #stopping = false
   readonly #script: string
   readonly #args: string[]
+  /** Added to each worker's environment (the resolved options: lib/cli.ts). */
+  readonly #workerEnv: Record<string, string>
   /** Node flags of the workers (the primary's, with V8's thread count for the host: lib/gc-threads.ts). */
   readonly #execArgv: string[] | undefined
   /** What proves a mesh peer is one of these workers (lib/mesh.ts), given to each in its environment. */
@@ -270,9 +278,10 @@ export class Primary {
   /** Totals published in the last 'totals': published only grows, even past a worker's death. */
   #publishedGone = 0
 
-  constructor (script: string, args: string[], log: Logger | null = null, execArgv?: string[]) {
+  constructor (script: string, args: string[], log: Logger | null = null, execArgv?: string[], workerEnv: Record<string, string> = {}) {
     this.#script = script
     this.#args = args
+    this.#workerEnv = workerEnv
     this.#execArgv = execArgv
     this.#log = log
     // a socket path is at most 107 bytes: a long TMPDIR would leave no worker able to listen
@@ -312,11 +321,11 @@ export class Primary {
     const child = fork(this.#script, ['worker', ...this.#args], {
       serialization: 'advanced',
       execArgv: this.#execArgv ?? process.execArgv,
-      env: { ...process.env, PARKLINE_WORKER_ID: String(slot.id), PARKLINE_WORKER_COUNT: String(this.workers.length), PARKLINE_MESH: this.#meshDir, PARKLINE_MESH_KEY: this.#meshKey },
+      env: { ...process.env, ...this.#workerEnv, PARKLINE_WORKER_ID: String(slot.id), PARKLINE_WORKER_COUNT: String(this.workers.length), PARKLINE_MESH: this.#meshDir, PARKLINE_MESH_KEY: this.#meshKey },
       stdio: 'inherit'
     })
     slot.child = child
-    slot.forkedAt = Date.now()
+    slot.forkedAt = performance.now()
     slot.listening = false
     this.#log?.info({ worker: slot.id, workerPid: child.pid, restarts: slot.restarts }, slot.restarts === 0 ? 'worker forked' : 'worker forked again')
     child.on('error', onChildError)
@@ -352,7 +361,8 @@ export class Primary {
     }
     slot.restarts++
     const now = Date.now()
-    slot.quickDeaths = quickDeathsAfter(slot.quickDeaths, now - slot.forkedAt)
+    // lived: on the monotonic clock (a wall-clock step must not make a stable worker a quick death)
+    slot.quickDeaths = quickDeathsAfter(slot.quickDeaths, performance.now() - slot.forkedAt)
     const delay = restartDelay(slot.quickDeaths, now)
     this.#log?.warn({ worker: slot.id, workerPid: child.pid, exitCode: child.exitCode, signal: child.signalCode, restarts: slot.restarts, quickDeaths: slot.quickDeaths, delayMs: delay }, 'worker died; forking it again')
     // (not unref'd: with every worker gone, this timer is what keeps the primary alive)
@@ -483,7 +493,13 @@ export class Primary {
     return [published, stored, channels, subscribers]
   }
 
-  async stop (signal: NodeJS.Signals, graceMs: number): Promise<void> {
+  /**
+   * Signal every worker and wait for them to exit (SIGKILL past graceMs). An in-memory deployment
+   * (`coordinate`) ends its drain early here, for all workers at once: once no worker reports a
+   * subscriber and no publish came for DRAIN_QUIET_MS (their 'stats', each second). A worker that left
+   * early on its own would take its channels from the subscribers still draining on the others.
+   */
+  async stop (signal: NodeJS.Signals, graceMs: number, coordinate = false): Promise<void> {
     this.#stopping = true
     const exits: Array<Promise<void>> = []
     for (const w of this.workers) {
@@ -493,8 +509,27 @@ export class Primary {
       child.kill(signal)
     }
     const timer = setTimeout(() => { for (const w of this.workers) w.child?.kill('SIGKILL') }, graceMs)
+    let idle: NodeJS.Timeout | null = null
+    if (coordinate) {
+      // a publish anywhere counts at its channel's owner; 'stats' arrive each second
+      let published = -1
+      let quietSince = performance.now()
+      idle = setInterval(() => {
+        const live = this.workers.filter((w) => w.child !== null && w.child.exitCode === null)
+        const now = performance.now()
+        const sum = this.#publishedGone + live.reduce((a, w) => a + w.published, 0)
+        if (sum !== published || live.some((w) => w.subscribers > 0)) {
+          published = sum
+          quietSince = now
+        } else if (now - quietSince >= DRAIN_QUIET_MS + STATS_MS) {
+          clearInterval(idle!)
+          this.#broadcast(['finish'])
+        }
+      }, 100)
+    }
     await Promise.all(exits)
     clearTimeout(timer)
+    if (idle !== null) clearInterval(idle)
   }
 }
 
@@ -518,6 +553,8 @@ export class WorkerLink {
   onEntry: ((e: Down) => void) | null = null
   /** This worker's metrics, for the primary's node-wide scrape. */
   metrics: Metrics | null = null
+  /** The primary ends the deployment's drain early (lib/server.ts installShutdown, in-memory deployments). */
+  onFinish: (() => void) | null = null
   /** Called when the primary is gone, just before this worker exits. */
   onPrimaryGone: (() => void) | null = null
   readonly #pending = new Map<number, (v: unknown) => void>()
@@ -570,6 +607,9 @@ export class WorkerLink {
         else m.json().then((json) => { this.out.push(['mj', id, json]) }, () => { this.out.push(['mj', id, []]) })
         return
       }
+      case 'finish':
+        this.onFinish?.()
+        return
       default:
         this.onEntry?.(e)
     }
@@ -670,7 +710,7 @@ export class WorkerEngine implements Engine {
       process.stderr.write(`parkline worker ${this.#me}: mesh socket: ${err instanceof Error ? err.message : String(err)}\n`)
       process.exit(1)
     })
-    setInterval(() => { this.#report() }, 1000).unref()
+    setInterval(() => { this.#report() }, STATS_MS).unref()
     link.onPrimaryGone = () => { this.#mesh.primaryGone() }
     for (let i = 0; i < this.#n; i++) this.#fenceAt.push(i === this.#me ? Infinity : 0)
     core.fence = (sub, pos) => this.#fence(sub, pos)

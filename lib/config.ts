@@ -84,6 +84,9 @@ export interface ParklineOptions {
   revokePath: string
 }
 
+/** A drain ends early only after this long without a publish: a node publishers still use serves them out the window (lib/server.ts). */
+export const DRAIN_QUIET_MS = 1000
+
 /** Subscriber transports in negotiation order (PROTOCOL.md §4.1); the registry is transports/index.ts. */
 export const TRANSPORT_NAMES = ['websocket', 'eventsource', 'chunked', 'multipart', 'longpoll'] as const
 
@@ -279,18 +282,45 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   for (const u of o.redisCluster) {
     if (!/^rediss?:\/\//.test(u)) throw new ConfigError(`redisCluster: "${u}" is not a redis:// URL`)
   }
-  const withCredentials = [o.redisUrl, ...o.redisCluster].filter((u) => u !== '' && urlCredentials(u) !== null)
-  if (withCredentials.length > 0 && (o.redisUsername !== '' || o.redisPassword !== '')) throw new ConfigError('Redis credentials are set twice: in a URL (user:password@) and in redisUsername/redisPassword; keep one')
-  if (new Set(withCredentials.map((u) => JSON.stringify(urlCredentials(u)))).size > 1) throw new ConfigError('redisCluster: the seeds carry different credentials; every node is logged in to as one user')
+  redisCredentials(o) // throws on credentials given twice, seeds that differ, a user without a password
   return o
 }
 
-/** The user and password a redis:// URL carries (decoded), or null where it carries neither. */
+/** The user and password a redis:// URL carries (decoded; '' where absent), or null where it carries neither. */
 export function urlCredentials (url: string): { username: string, password: string } | null {
   let u: URL
   try { u = new URL(url) } catch { return null }
   if (u.username === '' && u.password === '') return null
   return { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) }
+}
+
+/** `url` without its user:password@ (node-redis is then given them as options). */
+export function withoutCredentials (url: string): string {
+  const u = new URL(url)
+  u.username = ''
+  u.password = ''
+  return u.toString()
+}
+
+/**
+ * The Redis user and password every node is logged in to with: from the URL (redisUrl, or the
+ * redisCluster seeds, which must agree) or from redisUsername/redisPassword, each part from one
+ * place only: a user in the URL with the password from PARKLINE_REDIS_PASSWORD is fine, a password
+ * in both is refused. A user without a password is refused: node-redis would log in as `default`.
+ */
+export function redisCredentials (o: Pick<ParklineOptions, 'redisUrl' | 'redisCluster' | 'redisUsername' | 'redisPassword'>): { username?: string, password?: string } {
+  const inUrls = [o.redisUrl, ...o.redisCluster].filter((u) => u !== '').map(urlCredentials).filter((c) => c !== null)
+  if (new Set(inUrls.map((c) => JSON.stringify(c))).size > 1) throw new ConfigError('redisCluster: the seeds carry different credentials; every node is logged in to as one user')
+  const url = inUrls[0] ?? { username: '', password: '' }
+  if (url.username !== '' && o.redisUsername !== '') throw new ConfigError('the Redis user is set twice: in the URL (user@) and in redisUsername; keep one')
+  if (url.password !== '' && o.redisPassword !== '') throw new ConfigError('the Redis password is set twice: in the URL (:password@) and in redisPassword; keep one')
+  const username = url.username !== '' ? url.username : o.redisUsername
+  const password = url.password !== '' ? url.password : o.redisPassword
+  if (username !== '' && password === '') throw new ConfigError(`the Redis user ${JSON.stringify(username)} has no password (redisPassword, or user:password@ in the URL): node-redis would log in as default`)
+  const out: { username?: string, password?: string } = {}
+  if (username !== '') out.username = username
+  if (password !== '') out.password = password
+  return out
 }
 
 /** `parkline <command> [--config FILE] [--<option> VALUE]…` (bin/parkline.ts). */

@@ -4,7 +4,7 @@
 // holds the link to the primary; channels are owned by workers, lib/cluster.ts), and otherwise the in-memory engine. Redis is loaded only when
 // asked for.
 import type { WorkerLink } from './cluster.ts'
-import { urlCredentials, type ParklineOptions } from './config.ts'
+import { redisCredentials, withoutCredentials, type ParklineOptions } from './config.ts'
 import type { Core, ParklineLog } from './core.ts'
 import { MemoryEngine, type Engine } from './engine.ts'
 import type { RedisAuth, RedisTarget } from './redis-engine.ts'
@@ -41,19 +41,14 @@ export async function createEngine (core: Core, opts: ParklineOptions, ctx: Engi
 
 /** The Redis store the options name (one of redisUrl, redisCluster, redisSentinel), or null. */
 export function redisTarget (opts: ParklineOptions): RedisTarget | null {
-  const given: RedisAuth = {}
-  if (opts.redisUsername !== '') given.username = opts.redisUsername
-  if (opts.redisPassword !== '') given.password = opts.redisPassword
-  if (opts.redisUrl !== '') return { mode: 'standalone', url: opts.redisUrl, auth: given }
-  if (opts.redisCluster.length > 0) {
-    // a seed's user:password@ is every node's (config.ts refuses seeds that differ, or both ways)
-    const seed = opts.redisCluster.map(urlCredentials).find((c) => c !== null)
-    return { mode: 'cluster', seeds: opts.redisCluster, auth: seed ?? given }
-  }
+  // the credentials go to node-redis as options, for every node, and not in the URLs as well
+  const auth: RedisAuth = redisCredentials(opts)
+  if (opts.redisUrl !== '') return { mode: 'standalone', url: withoutCredentials(opts.redisUrl), auth }
+  if (opts.redisCluster.length > 0) return { mode: 'cluster', seeds: opts.redisCluster.map(withoutCredentials), auth }
   if (opts.redisSentinel.length > 0) {
     return {
       mode: 'sentinel',
-      auth: given,
+      auth,
       name: opts.redisSentinelName,
       sentinels: opts.redisSentinel.map((s) => {
         const i = s.lastIndexOf(':')

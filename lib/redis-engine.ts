@@ -414,9 +414,12 @@ export class RedisEngine implements Engine {
    * reset, timed out) is the store being away, which the lost/recovered lines already tell.
    */
   #connectError (err: unknown): void {
-    const m = String((err as { message?: string } | null)?.message ?? err)
+    // the sentinel client's client-error event carries { type, node, error }; its error event's
+    // message is prefixed with the client's role and address ("Master Client (h:p): WRONGPASS …")
+    const e = err !== null && typeof err === 'object' && 'error' in err ? (err as { error: unknown }).error : err
+    const m = String((e as { message?: string } | null)?.message ?? e)
     this.#lastConnectError = m
-    const kind = /^(WRONGPASS|NOAUTH|NOPERM)\b/.exec(m)?.[1]
+    const kind = /\b(WRONGPASS|NOAUTH|NOPERM)\b/.exec(m)?.[1]
     if (kind === undefined || this.#stopped) return
     const now = Date.now()
     if (now - (this.#refusalLogged.get(kind) ?? -Infinity) < REFUSAL_LOG_MS) return

@@ -3,7 +3,7 @@
 import { createServer, METHODS, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
-import type { ParklineOptions } from './config.ts'
+import { DRAIN_QUIET_MS, type ParklineOptions } from './config.ts'
 import { ERRORS, type ErrorSpec } from './errors.ts'
 import { PUB_ALLOW, SUB_ALLOW, normalizePath, requestOrigin, splitUrl } from './http.ts'
 import { MAX_LINE, checkLimits, coreOf, kResolved, kWorkerLink, parkline } from './plugin.ts'
@@ -170,17 +170,32 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
   return app
 }
 
-/**
- * SIGTERM/SIGINT: stop accepting, drain subscribers in waves over the window, then exit. A second
- * signal ends a lone process at once; a worker ignores it: under `systemctl stop` or Ctrl-C the
- * whole process group gets the signal and the primary forwards it too, and the primary, not a
- * repeated signal, ends a worker that outlives the window (SIGKILL).
- */
-/** How often a drain looks whether any subscriber is left. */
-const EMPTY_CHECK_MS = 100
+/** How often a drain looks whether it is over early (no subscriber left, no publish for DRAIN_QUIET_MS). */
+const IDLE_CHECK_MS = 100
 
-export function installShutdown (app: FastifyInstance, opts: ParklineOptions, worker = false): void {
+/**
+ * SIGTERM/SIGINT: stop accepting, drain subscribers in waves over the window, then exit. The
+ * drain ends early once no subscriber is left and no publish came for DRAIN_QUIET_MS (an idle server
+ * stops at once). A worker of an in-memory deployment (`coordinated`) does not decide that alone:
+ * its channels' subscribers may be on the other workers, which would lose their owner; the
+ * primary, which sees every worker's counts, tells them all at once (WorkerLink.onFinish).
+ * A second signal ends a lone process at once; a worker ignores it: under `systemctl stop` or
+ * Ctrl-C the whole process group gets the signal and the primary forwards it too, and the
+ * primary, not a repeated signal, ends a worker that outlives the window (SIGKILL).
+ */
+export function installShutdown (app: FastifyInstance, opts: ParklineOptions, worker = false, coordinated: { onFinish: (() => void) | null } | null = null): void {
   let closing = false
+  let finished = false
+  let idle: NodeJS.Timeout | null = null
+  const finish = (): void => {
+    if (finished) return
+    finished = true
+    if (idle !== null) clearInterval(idle)
+    app.close().then(() => {
+      app.log.info('drain finished')
+      process.exit(0)
+    }, () => process.exit(1))
+  }
   const onSignal = (signal: NodeJS.Signals): void => {
     if (closing) {
       if (worker) return
@@ -190,24 +205,26 @@ export function installShutdown (app: FastifyInstance, opts: ParklineOptions, wo
     const core = coreOf(app)
     app.log.info({ signal, subscribers: core.table.size, drainWindow: opts.drainWindow }, 'drain begun')
     core.drain(opts.drainWindow)
-    let finished = false
-    const finish = (): void => {
-      if (finished) return
-      finished = true
-      clearInterval(empty)
-      app.close().then(() => {
-        app.log.info('drain finished')
-        process.exit(0)
-      }, () => process.exit(1))
-    }
     const t = setTimeout(finish, opts.drainWindow * 1000 + 500)
     t.unref()
-    // the last subscriber gone (or none to begin with), the window has nothing left to spread:
-    // close now (app.close() still lets requests under way finish), not at the window's end
-    const empty = setInterval(() => { if (core.table.size === 0) finish() }, EMPTY_CHECK_MS)
+    if (coordinated === null) {
+      let published = core.stats.published
+      let quietSince = performance.now()
+      idle = setInterval(() => {
+        const now = performance.now()
+        if (core.stats.published !== published || core.table.size > 0) {
+          published = core.stats.published
+          quietSince = now
+        } else if (now - quietSince >= DRAIN_QUIET_MS) {
+          finish()
+        }
+      }, IDLE_CHECK_MS)
+    }
     // keep the process alive for the window even if every socket closed
     setTimeout(() => {}, opts.drainWindow * 1000 + 1000)
   }
+  // the primary's word arrives only once this worker was signalled too (it forwards the signal first)
+  if (coordinated !== null) coordinated.onFinish = () => { if (closing) finish() }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
   // Node's default for SIGHUP ends the process with no drain (a logrotate `kill -HUP` recipe):

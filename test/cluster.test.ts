@@ -479,8 +479,9 @@ test.serial('a worker killed twice in a row: each restart is logged with its bac
   let out = ''
   child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
   child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  // whole lines only (the last may still be arriving)
   const restarts = (): Array<{ quickDeaths: number, delayMs: number, restarts: number }> =>
-    out.split('\n').filter((l) => l.includes('worker died; forking it again')).map((l) => JSON.parse(l))
+    out.slice(0, out.lastIndexOf('\n')).split('\n').filter((l) => l.includes('worker died; forking it again')).map((l) => JSON.parse(l))
   const healthy = async (): Promise<boolean> => (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200
   t.true(await eventually(async () => workerPids(child.pid!).length === 2 && await healthy(), 20000))
   for (let n = 1; n <= 2; n++) {
@@ -498,7 +499,8 @@ test.serial('a worker killed twice in a row: each restart is logged with its bac
 test.serial('a second `serve --workers 2` on the port a running deployment holds: refused before it forks, exit 2; the first keeps serving alone', async (t) => {
   t.timeout(60000)
   const { base, port, child } = await startCluster(t)
-  const second = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  // at info level, so that a fork would show ("worker forked")
+  const second = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { if (second.exitCode === null) second.kill('SIGKILL') })
   let out = ''
   second.stdout!.on('data', (d: Buffer) => { out += d.toString() })
@@ -507,7 +509,6 @@ test.serial('a second `serve --workers 2` on the port a running deployment holds
   t.not(exited, null, `the second primary exited (output: ${out})`)
   t.is(exited?.[0], 2)
   t.regex(out, new RegExp(`another parkline with workers already serves 127\\.0\\.0\\.1:${port}`))
-  t.is(workerPids(second.pid!).length, 0)
   t.notRegex(out, /worker forked/)
   // every connection still lands on the first deployment: one channel, one count
   const c = await SseClient.connect(port, '/sub/one-deployment')
@@ -682,3 +683,74 @@ for (const workers of ['1', '2']) {
     t.regex(out, /drain finished/)
   })
 }
+
+test.serial('SIGTERM with publishers still publishing to an idle server: it serves them out, and stops once they stop', async (t) => {
+  t.timeout(60000)
+  const port = await freePort()
+  const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '120'], { stdio: 'ignore' })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  const base = `http://127.0.0.1:${port}`
+  t.true(await eventually(async () => (await fetch(`${base}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000))
+  child.kill('SIGTERM')
+  const statuses: number[] = []
+  for (let i = 0; i < 15; i++) {
+    statuses.push((await publish(base, 'still-used', `m${i}`, { Connection: 'close' }).catch(() => ({ status: 0 }))).status)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  t.deepEqual(statuses, Array<number>(15).fill(202), 'every publish during the drain was answered')
+  t.is(child.exitCode, null)
+  const [code] = await once(child, 'exit') as [number | null]
+  t.is(code, 0)
+})
+
+test.serial('an in-memory deployment drains as one: an idle worker stays while another still has subscribers on channels it owns, and all stop together once they are gone', async (t) => {
+  t.timeout(90000)
+  const { port, child } = await startCluster(t, 2, 120)
+  let ch = 'owned-by-0'
+  for (let i = 0; ownerOf(ch, 2) !== 0; i++) ch = `owned-by-0-${i}`
+  // five subscribers on worker 1 of a channel worker 0 owns; worker 0 holds none
+  const subs: SseClient[] = []
+  for (let i = 0; i < 5; i++) {
+    const s = await SseClient.connectOnWorker(port, `/sub/${ch}`, 1)
+    t.teardown(() => s.close())
+    await s.until(() => s.comments.includes(': hi'))
+    subs.push(s)
+  }
+  const owner = workerPid(child.pid!, 0)
+  child.kill('SIGTERM')
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  // each subscriber's wave is a random moment of the 120 s window: some are still open
+  const open = subs.filter((s) => !s.closed)
+  t.true(open.length > 0)
+  t.notThrows(() => process.kill(owner, 0), 'the idle owner is still there')
+  t.is(await publishOnWorker(port, ch, 'during the drain', 1), 201)
+  for (const s of open) t.deepEqual((await s.waitEvents(1)).map((e) => e.data), ['during the drain'])
+  for (const s of subs) s.close()
+  const [code] = await once(child, 'exit') as [number | null]
+  t.is(code, 0)
+})
+
+test.serial('a deployment on Redis and one without on the same port refuse each other, whichever starts first', async (t) => {
+  t.timeout(90000)
+  const redis = await startRedis(t)
+  for (const first of ['memory', 'redis'] as const) {
+    const port = await freePort()
+    const args = (store: 'memory' | 'redis', level: string): string[] => ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', level, '--drain-window', '0',
+      ...(store === 'redis' ? ['--redis-url', `redis://127.0.0.1:${redis.port}`] : [])]
+    const a = spawn(NODE, args(first, 'error'), { stdio: 'ignore' })
+    t.teardown(async () => { if (a.exitCode === null) { a.kill('SIGTERM'); await once(a, 'exit') } })
+    t.true(await eventually(async () => workerPids(a.pid!).length === 2 && (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000))
+    const other = first === 'memory' ? 'redis' : 'memory'
+    const b = spawn(NODE, args(other, 'info'), { stdio: ['ignore', 'pipe', 'pipe'] })
+    t.teardown(() => { if (b.exitCode === null) b.kill('SIGKILL') })
+    let out = ''
+    b.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+    b.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+    const [code] = await once(b, 'exit') as [number | null]
+    t.is(code, 2, out)
+    t.regex(out, first === 'memory' ? /a parkline deployment without Redis serves port/ : /a parkline deployment on Redis serves port/)
+    t.notRegex(out, /worker forked/)
+    a.kill('SIGTERM')
+    await once(a, 'exit')
+  }
+})

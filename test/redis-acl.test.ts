@@ -102,30 +102,66 @@ test.serial('a Sentinel set: redisUsername and redisPassword log in to the maste
   t.deepEqual(await refusals(ports), [])
 })
 
-test('credentials in a URL and in redisUsername/redisPassword, or seeds that differ, are refused at start', async (t) => {
-  const { resolveOptions } = await import('../lib/config.ts')
-  t.throws(() => resolveOptions({ redisUrl: 'redis://u:p@127.0.0.1:6379', redisPassword: 'q' }), { message: /set twice/ })
+test('Redis credentials: each part from one place; seeds that differ, or a user without a password, are refused at start', async (t) => {
+  const { resolveOptions, redisCredentials } = await import('../lib/config.ts')
+  const creds = (o: Record<string, unknown>): unknown => redisCredentials(resolveOptions(o))
+  t.throws(() => resolveOptions({ redisUrl: 'redis://u:p@127.0.0.1:6379', redisPassword: 'q' }), { message: /password is set twice/ })
+  t.throws(() => resolveOptions({ redisUrl: 'redis://u:p@127.0.0.1:6379', redisUsername: 'v' }), { message: /user is set twice/ })
   t.throws(() => resolveOptions({ redisCluster: ['redis://u:p@127.0.0.1:7000', 'redis://v:p@127.0.0.1:7001'] }), { message: /different credentials/ })
-  t.notThrows(() => resolveOptions({ redisCluster: ['redis://u:p@127.0.0.1:7000', 'redis://127.0.0.1:7001'] }))
-  t.notThrows(() => resolveOptions({ redisSentinel: ['127.0.0.1:26379'], redisUsername: 'u', redisPassword: 'p' }))
+  t.throws(() => resolveOptions({ redisSentinel: ['127.0.0.1:26379'], redisUsername: 'u' }), { message: /has no password/ })
+  t.throws(() => resolveOptions({ redisUrl: 'redis://u@127.0.0.1:6379' }), { message: /has no password/ })
+  t.deepEqual(creds({ redisCluster: ['redis://u:p@127.0.0.1:7000', 'redis://127.0.0.1:7001'] }), { username: 'u', password: 'p' })
+  // a password alone (the default user's): no empty user name sent with it
+  t.deepEqual(creds({ redisCluster: ['redis://:p%40ss@127.0.0.1:7000'] }), { password: 'p@ss' })
+  // the user in the URL, the password from the environment (out of the config file)
+  t.deepEqual(creds({ redisUrl: 'redis://u@127.0.0.1:6379', redisPassword: 'p' }), { username: 'u', password: 'p' })
+  t.deepEqual(creds({ redisSentinel: ['127.0.0.1:26379'], redisUsername: 'u', redisPassword: 'p' }), { username: 'u', password: 'p' })
+  t.deepEqual(creds({ redisUrl: 'redis://127.0.0.1:6379' }), {})
 })
 
-test.serial('a wrong Redis password: the log says Redis refused the login and why, and /health stays 503', async (t) => {
-  t.timeout(60000)
-  const redis = await startRedis(t)
-  await lockDown(t, [redis.port])
+test.serial('a Redis Cluster whose default user has a password, given as redis://:password@ seeds: every node logged in to', async (t) => {
+  t.timeout(120000)
+  const cluster = await startCluster(t)
+  const ports = cluster.nodes.map((n) => n.port)
+  for (const port of ports) {
+    t.deepEqual(await redisCalls(port, [['ACL', 'SETUSER', PROBE[0]!, 'on', `>${PROBE[1]!}`, '~*', '&*', '+@all'], ['ACL', 'SETUSER', 'default', 'resetpass', `>${PASSWORD}`]]), ['OK', 'OK'])
+  }
+  const seed = `redis://:${PASSWORD}@127.0.0.1:${ports[0]!}`
+  const [a, b] = await Promise.all([serve(t, ['--workers', '1', '--redis-cluster', seed]), serve(t, ['--workers', '1', '--redis-cluster', seed])])
+  await exercise(t, a, b)
+  t.deepEqual(await refusals(ports), [])
+})
+
+/** Parkline started with a wrong password: one error line naming Redis's refusal, the start's warning with it, /health 503. */
+async function wrongPassword (t: ExecutionContext, store: string[]): Promise<void> {
   const port = await freePort()
-  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--redis-url', `redis://parkline:not-the-password@127.0.0.1:${redis.port}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', ...store], { stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(async () => { if (proc.exitCode === null) { proc.kill('SIGKILL'); await once(proc, 'exit') } })
   let out = ''
   proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
   proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
   t.true(await eventually(() => out.includes('redis not reachable yet'), 20000), out)
-  const lines = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number, msg: string, redisError?: string, lastError?: string })
-  const refused = lines.filter((l) => l.msg.startsWith('redis refused'))
-  t.is(refused.length, 1, 'one line, not one per retry')
-  t.is(refused[0]!.level, 50)
-  t.regex(refused[0]!.redisError!, /^WRONGPASS/)
-  t.regex(lines.find((l) => l.msg.startsWith('redis not reachable yet'))?.lastError ?? '', /^WRONGPASS/)
   t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 503, 10000))
+  // whole lines only (the last may still be arriving)
+  const lines = out.slice(0, out.lastIndexOf('\n')).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number, msg: string, redisError?: string, lastError?: string })
+  const refused = lines.filter((l) => l.msg.startsWith('redis refused'))
+  t.true(refused.length >= 1, out)
+  t.is(new Set(refused.map((l) => /(WRONGPASS|NOAUTH|NOPERM)/.exec(l.redisError ?? '')?.[1])).size, refused.length, 'one line per kind, not one per retry')
+  t.is(refused[0]!.level, 50)
+  t.regex(refused[0]!.redisError!, /WRONGPASS/)
+  t.regex(lines.find((l) => l.msg.startsWith('redis not reachable yet'))?.lastError ?? '', /WRONGPASS/)
+}
+
+test.serial('a wrong Redis password: the log says Redis refused the login and why, and /health stays 503', async (t) => {
+  t.timeout(60000)
+  const redis = await startRedis(t)
+  await lockDown(t, [redis.port])
+  await wrongPassword(t, ['--redis-url', `redis://parkline:not-the-password@127.0.0.1:${redis.port}`])
+})
+
+test.serial('a wrong password for the master a Sentinel set names: logged the same way', async (t) => {
+  t.timeout(90000)
+  const set = await startSentinel(t)
+  await lockDown(t, [set.master.port, set.replica.port])
+  await wrongPassword(t, ['--redis-sentinel', set.sentinelNodes.join(','), '--redis-sentinel-name', set.name, '--redis-username', 'parkline', '--redis-password', 'not-the-password'])
 })
