@@ -9,7 +9,7 @@ import type { FastifyRequest } from 'fastify'
 import type { Auth, AuthOptions, Grant, Refusal, SubscriberTransport, UpstreamPublishResult } from './auth.ts'
 import type { ParklineOptions } from './config.ts'
 import { ConfigError, ERRORS } from './errors.ts'
-import { isLoopback, percentEncodeUnsafe, percentEncoded } from './http.ts'
+import { isLoopback, localClient, percentEncodeUnsafe, percentEncoded, proxied } from './http.ts'
 import { withCors, type Reply } from './reply.ts'
 import { readFileSync } from 'node:fs'
 
@@ -39,6 +39,7 @@ export type { Grant, Refusal }
 export type RefusalCounts = Record<string, number>
 
 const LOOPBACK_ONLY: Refusal = { status: 403, code: ERRORS.PUBLISHER_LOOPBACK_ONLY.code, body: ERRORS.PUBLISHER_LOOPBACK_ONLY.message }
+const PROXIED: Refusal = { status: 403, code: ERRORS.PUBLISHER_PROXIED.code, body: ERRORS.PUBLISHER_PROXIED.message }
 const ADMIN_DISABLED: Refusal = { status: 403, code: ERRORS.ADMIN_DISABLED.code, body: ERRORS.ADMIN_DISABLED.message }
 
 /** Any credential mechanism, or the publisher upstream, is configured: lib/auth.ts is loaded. */
@@ -83,6 +84,7 @@ export class Access {
   readonly #publisherOpen: boolean
   readonly #delimiter: string
   readonly #corsOrigins: readonly string[]
+  readonly #trustedProxies: readonly string[]
   /** Refusals written by this process, by status (the secure default's included). */
   readonly refusals: RefusalCounts = {}
 
@@ -91,6 +93,7 @@ export class Access {
     this.#publisherOpen = o.publisherOpen
     this.#delimiter = o.multiplexDelimiter
     this.#corsOrigins = o.corsOrigins
+    this.#trustedProxies = o.trustedProxies
   }
 
   /** Built once per plugin; loads jose and undici only when something is configured. */
@@ -139,8 +142,8 @@ export class Access {
   /** Synchronous without access control: no promise, so no microtask, on every publish. */
   publisher (request: PublishRequestLike, key: string): Grant | Refusal | null | Promise<Grant | Refusal | null> {
     if (this.auth === null) {
-      if (this.#publisherOpen || (isLoopback(request.socket.remoteAddress) && !crossSite(request, this.#corsOrigins))) return null
-      return this.#count(LOOPBACK_ONLY)
+      if (this.#publisherOpen || this.#local(request)) return null
+      return this.#count(proxied(request.headers) ? PROXIED : LOOPBACK_ONLY)
     }
     return this.#publisherAuth(this.auth, request, key)
   }
@@ -154,9 +157,15 @@ export class Access {
       remoteAddress: request.socket.remoteAddress
     })
     // the loopback exemption is for local processes, as without access control: a page of another
-    // site in a local browser is not one (no credential would be asked of it)
-    if (!isRefusal(r) && r.kind === 'loopback' && crossSite(request, this.#corsOrigins)) return this.#count(LOOPBACK_ONLY)
+    // site in a local browser is not one (no credential would be asked of it), nor a client a
+    // reverse proxy on this host relays
+    if (!isRefusal(r) && r.kind === 'loopback' && !this.#local(request)) return this.#count(proxied(request.headers) ? PROXIED : LOOPBACK_ONLY)
     return this.#count(r)
+  }
+
+  /** A local process (lib/http.ts localClient), and not a page of another site in a local browser. */
+  #local (request: PublishRequestLike): boolean {
+    return localClient(request.socket.remoteAddress, request.headers, this.#trustedProxies) && !crossSite(request, this.#corsOrigins)
   }
 
   async admin (request: FastifyRequest): Promise<Grant | Refusal> {

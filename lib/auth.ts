@@ -214,6 +214,11 @@ export function validateAuthOptions (o: AuthOptions): string[] {
   const local = o.apiKey.some((k) => k.length > 0) || jwtConfigured(o)
   if (o.publisherOpen && local) warnings.push('publisherOpen is ignored: with apiKey or a JWT key set, publishers need a credential')
   if (o.authorizePublish && o.authorizeUrl.length === 0) warnings.push('authorizePublish has no effect without authorizeUrl')
+  if (o.authorizeUrl.length > 0 && !o.authorizePublish && !local) {
+    warnings.push(o.publisherOpen
+      ? 'authorizeUrl is asked about subscribers only, and publisherOpen lets anyone publish and delete: set authorizePublish to send publishers there too'
+      : 'authorizeUrl is asked about subscribers only: publishers stay loopback-only (authorizePublish sends them there too)')
+  }
   if ((o.jwtIssuer.length > 0 || o.jwtAudience.length > 0) && !jwtConfigured(o)) warnings.push('jwtIssuer/jwtAudience have no effect without a JWT key')
   if (o.jwtSecret.length > 0 && Buffer.byteLength(o.jwtSecret) < 32) warnings.push('jwtSecret is shorter than 32 bytes (RFC 7518 §3.2 wants at least the hash size)')
   return warnings

@@ -16,7 +16,6 @@ import { OPTIONS, flagName, parseCliArgs, resolveOptions, workerCount, type Park
 import { LISTEN_BACKLOG, runDoctor } from './doctor.ts'
 import { ParklineError } from './errors.ts'
 import { shippedConfig } from './paths.ts'
-import { accessConfigured } from './access.ts'
 import { isLoopback } from './http.ts'
 import { redisTarget } from './engines.ts'
 import { buildServer, installShutdown } from './server.ts'
@@ -82,14 +81,29 @@ export async function main (entry: string): Promise<void> {
   app.log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers: 1, maxSubscribers: coreOf(app).maxSubscribers, v8PoolSize: gcStart.threads, v8PoolSizeKept: gcStart.skipped, heapGrowingPercent: growth.percent, heapGrowingPercentKept: growth.kept }, `parkline listening on ${address}`)
 }
 
-/** Listening beyond loopback with no access control: say so once at start (the secure default still holds). */
+/**
+ * Listening beyond loopback with subscribers or publishers open to anyone: say so once at start
+ * (the secure default still holds). Subscribers are open with neither a credential (apiKey, a JWT
+ * key) nor authorizeUrl; the publisher with publisherOpen and neither a credential nor
+ * authorizePublish. publishUpstreamUrl admits no one.
+ */
+export function openAccess (opts: ParklineOptions): { subscribers: boolean, publishers: boolean } {
+  const credential = opts.apiKey.some((k) => k.length > 0) || opts.jwtSecret !== '' || opts.jwtPublicKey !== '' || opts.jwksUrl !== ''
+  return {
+    subscribers: !credential && opts.authorizeUrl === '',
+    publishers: !credential && opts.publisherOpen && !(opts.authorizeUrl !== '' && opts.authorizePublish)
+  }
+}
+
 function warnIfOpen (log: { warn: (obj: object, msg: string) => void }, opts: ParklineOptions): void {
-  if (accessConfigured(opts)) return
   const h = opts.host
   if (h === 'localhost' || isLoopback(h)) return
-  log.warn({ host: h }, `no access control configured while listening on ${h}: anyone who can reach this port may subscribe to any channel; ` +
-    (opts.publisherOpen ? 'publisherOpen lets anyone publish and delete' : 'only loopback clients may publish') +
-    '. Set apiKey, jwtSecret/jwtPublicKey/jwksUrl or authorizeUrl (docs/api.md, Access control)')
+  const open = openAccess(opts)
+  if (!open.subscribers && !open.publishers) return
+  const who = open.subscribers
+    ? 'anyone who can reach this port may subscribe to any channel; ' + (open.publishers ? 'publisherOpen lets anyone publish and delete' : 'only loopback clients may publish')
+    : 'publisherOpen lets anyone who can reach this port publish and delete (authorizeUrl is asked about subscribers only; authorizePublish sends publishers there too)'
+  log.warn({ host: h }, `${open.subscribers ? 'no access control configured' : 'the publisher is open'} while listening on ${h}: ${who}. Set apiKey, jwtSecret/jwtPublicKey/jwksUrl or authorizeUrl (docs/api.md, Access control)`)
 }
 
 /** The primary's resolved options, in its workers' environment (read by the server's own user only, like the mesh key). */

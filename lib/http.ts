@@ -167,6 +167,32 @@ function dotSegment (s: string): string {
 }
 
 /** 127.0.0.0/8, ::1 and IPv4-mapped 127.x: the clients the secure default lets publish. */
+/**
+ * Headers a proxy adds. A request that carries one came through a proxy: behind a reverse proxy
+ * on the same host every client's socket is a loopback one, so the loopback exemptions (the
+ * publisher with no credential configured, statusLoopbackOnly) must not take it for a local process.
+ */
+const PROXY_HEADERS = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'via', 'x-forwarded-host', 'x-forwarded-proto'] as const
+
+/** The request carries a header a proxy adds (PROXY_HEADERS). */
+export function proxied (headers: IncomingHttpHeaders): boolean {
+  for (let i = 0; i < PROXY_HEADERS.length; i++) if (headers[PROXY_HEADERS[i]!] !== undefined) return true
+  return false
+}
+
+/**
+ * A local process: a loopback peer that no proxy relayed; or, through a proxy listed in
+ * `trustedProxies`, a client whose address that proxy gives (the last X-Forwarded-For hop) is
+ * loopback. A forwarded request from any other proxy, a loopback one included, is not.
+ */
+export function localClient (peer: string | undefined, headers: IncomingHttpHeaders, trustedProxies: readonly string[]): boolean {
+  if (!proxied(headers)) return isLoopback(peer)
+  if (peer === undefined || !trustedProxies.includes(peer)) return false
+  const xff = headers['x-forwarded-for']
+  if (typeof xff !== 'string') return false
+  return isLoopback(xff.split(',').pop()!.trim())
+}
+
 export function isLoopback (addr: string | undefined): boolean {
   if (addr === undefined) return false
   const a = addr.toLowerCase()

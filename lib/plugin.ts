@@ -16,7 +16,7 @@ import { Core } from './core.ts'
 import { registerDemo } from './demo.ts'
 import { ERRORS } from './errors.ts'
 import { createFacade, type Parkline } from './facade.ts'
-import { isLoopback, originAllowed, requestOrigin, splitUrl } from './http.ts'
+import { localClient, originAllowed, requestOrigin, splitUrl } from './http.ts'
 import { endUnread } from './linger.ts'
 import { tunnelNotOurs } from './pipelined.ts'
 import { handlePublisher, handleRevoke } from './publisher.ts'
@@ -200,11 +200,7 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded }:
   const operatorOnly = (request: FastifyRequest): boolean => {
     if (!opts.statusLoopbackOnly) return true
     if (crossSite(request, opts.corsOrigins)) return false
-    const peer = request.socket.remoteAddress
-    const xff = request.headers['x-forwarded-for']
-    if (xff === undefined && request.headers.forwarded === undefined) return isLoopback(peer)
-    if (peer === undefined || !opts.trustedProxies.includes(peer) || typeof xff !== 'string') return false
-    return isLoopback(xff.split(',').pop()!.trim())
+    return localClient(request.socket.remoteAddress, request.headers, opts.trustedProxies)
   }
   if (opts.statusPath !== '') {
     child.get(opts.statusPath, { exposeHeadRoute: false }, async (request, reply) => {

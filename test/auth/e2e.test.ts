@@ -187,6 +187,31 @@ test('one process: the publisher needs a header credential that grants the chann
   t.is((await fetch(`${srv.base}/pub/chat.1`, { headers: { authorization: 'Bearer ' + KEY, accept: 'text/json' } })).status, 200)
 })
 
+test('secure default behind a reverse proxy on this host: a loopback request with a proxy\'s headers is no local process; a trustedProxies proxy\'s local client is', async (t) => {
+  const PROXIED = 'Forbidden: publisher is loopback-only, and this request came through a proxy; set apiKey or a JWT key (or list the proxy in trustedProxies)'
+  const post = (h: string): string => `POST /pub/px HTTP/1.1\r\nHost: 127.0.0.1\r\n${h}Content-Length: 1\r\nConnection: close\r\n\r\nx`
+  const proxyHeaders = ['X-Forwarded-For: 203.0.113.7\r\n', 'Forwarded: for=203.0.113.7\r\n', 'X-Real-IP: 203.0.113.7\r\n', 'Via: 1.1 nginx\r\n', 'X-Forwarded-Proto: https\r\n', 'X-Forwarded-Host: example.com\r\n']
+  // no access control (the raw path and Node's), and authorizeUrl alone (the publisher is still loopback-only: lib/auth.ts)
+  for (const options of [{}, { authorizeUrl: 'http://127.0.0.1:9/authorize' }]) {
+    const srv = await startServer(t, options)
+    t.is((await rawRequest(srv.port, post(''))).status, 202, 'a local process publishes')
+    for (const h of proxyHeaders) {
+      const r = await rawRequest(srv.port, post(h))
+      t.is(r.status, 403, h)
+      t.is(r.body, PROXIED)
+      const [name, value] = h.trim().split(': ') as [string, string]
+      const n = await srv.app.inject({ method: 'POST', url: '/pub/px', payload: 'x', remoteAddress: '127.0.0.1', headers: { [name]: value } })
+      t.is(n.statusCode, 403, `Node's path: ${h}`)
+    }
+  }
+  const behind = await startServer(t, { trustedProxies: ['127.0.0.1'] })
+  t.is((await rawRequest(behind.port, post('X-Forwarded-For: 127.0.0.1\r\n'))).status, 202, 'a local process through the trusted proxy')
+  t.is((await rawRequest(behind.port, post('X-Forwarded-For: 127.0.0.1, 203.0.113.7\r\n'))).status, 403, 'its last hop is the client')
+  t.is((await rawRequest(behind.port, post('Via: 1.1 nginx\r\n'))).status, 403, 'proxied, and no client address given')
+  // statusLoopbackOnly judges the same way
+  t.is((await rawRequest(behind.port, 'GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Real-IP: 203.0.113.7\r\nConnection: close\r\n\r\n')).status, 403)
+})
+
 test('secure default: no credential configured, the publisher answers loopback clients only', async (t) => {
   const srv = await startServer(t)
   const remote = await srv.app.inject({ method: 'POST', url: '/pub/x', payload: 'x', remoteAddress: '10.1.2.3' })

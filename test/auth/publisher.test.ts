@@ -168,3 +168,28 @@ test('upstreamPublish without publishUpstreamUrl is a programming error', async 
   const a = setup(t, {})
   await t.throwsAsync(a.upstreamPublish(message()), { message: /publishUpstreamUrl/ })
 })
+
+test('authorizeUrl without authorizePublish: publishers stay loopback-only (or open), and a warning at start says which', async (t) => {
+  const a = setup(t, { authorizeUrl: 'http://127.0.0.1:9/authorize' })
+  t.deepEqual(a.warnings, ['authorizeUrl is asked about subscribers only: publishers stay loopback-only (authorizePublish sends them there too)'])
+  t.is((await a.publisher(pub('10.1.2.3')) as Refusal).code, 'PKL_ERR_PUBLISHER_LOOPBACK_ONLY')
+  t.is((await a.publisher(pub('127.0.0.1')) as Grant).kind, 'loopback')
+  const b = setup(t, { authorizeUrl: 'http://127.0.0.1:9/authorize', publisherOpen: true })
+  t.deepEqual(b.warnings, ['authorizeUrl is asked about subscribers only, and publisherOpen lets anyone publish and delete: set authorizePublish to send publishers there too'])
+  t.is((await b.publisher(pub('10.1.2.3')) as Grant).kind, 'open')
+  t.deepEqual(setup(t, { authorizeUrl: 'http://127.0.0.1:9/authorize', authorizePublish: true }).warnings, [])
+  t.deepEqual(setup(t, { authorizeUrl: 'http://127.0.0.1:9/authorize', apiKey: ['k'] }).warnings, [])
+})
+
+test('the start-up warning about open access: subscribers open without a credential or authorizeUrl; the publisher open with publisherOpen unless a credential or authorizePublish', async (t) => {
+  const { openAccess } = await import('../../lib/cli.ts')
+  const { resolveOptions } = await import('../../lib/config.ts')
+  const open = (o: Record<string, unknown>): unknown => openAccess(resolveOptions(o))
+  t.deepEqual(open({}), { subscribers: true, publishers: false })
+  t.deepEqual(open({ publisherOpen: true }), { subscribers: true, publishers: true })
+  // the publisher upstream admits no one: subscribers are still open
+  t.deepEqual(open({ publishUpstreamUrl: 'http://127.0.0.1:9/up' }), { subscribers: true, publishers: false })
+  t.deepEqual(open({ authorizeUrl: 'http://127.0.0.1:9/a', publisherOpen: true }), { subscribers: false, publishers: true })
+  t.deepEqual(open({ authorizeUrl: 'http://127.0.0.1:9/a', publisherOpen: true, authorizePublish: true }), { subscribers: false, publishers: false })
+  t.deepEqual(open({ apiKey: ['a-long-enough-publisher-key'], publisherOpen: true }), { subscribers: false, publishers: false })
+})
