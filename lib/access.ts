@@ -38,6 +38,18 @@ export type { Grant, Refusal }
 /** Refusals counted for /metrics, by status. */
 export type RefusalCounts = Record<string, number>
 
+/** How often one kind of upstream failure (JWKS, authorize, publisher upstream) is logged while it lasts. */
+const TROUBLE_LOG_MS = 60_000
+
+/** A URL for a log line: without a user:password@ it may carry. */
+function redactUrl (url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.username !== '' || u.password !== '') { u.username = ''; u.password = '' }
+    return u.toString()
+  } catch { return url }
+}
+
 const LOOPBACK_ONLY: Refusal = { status: 403, code: ERRORS.PUBLISHER_LOOPBACK_ONLY.code, body: ERRORS.PUBLISHER_LOOPBACK_ONLY.message }
 const PROXIED: Refusal = { status: 403, code: ERRORS.PUBLISHER_PROXIED.code, body: ERRORS.PUBLISHER_PROXIED.message }
 const ADMIN_DISABLED: Refusal = { status: 403, code: ERRORS.ADMIN_DISABLED.code, body: ERRORS.ADMIN_DISABLED.message }
@@ -96,11 +108,27 @@ export class Access {
     this.#trustedProxies = o.trustedProxies
   }
 
-  /** Built once per plugin; loads jose and undici only when something is configured. */
-  static async create (o: ParklineOptions): Promise<Access> {
+  /**
+   * Built once per plugin; loads jose and undici only when something is configured. A failure of
+   * the JWKS, authorize or publisher upstream is logged (`log`), one line per kind each
+   * TROUBLE_LOG_MS while it lasts, naming the URL and the error; the requests it fails get 503.
+   */
+  static async create (o: ParklineOptions, log: { warn: (obj: object, msg: string) => void } | null = null): Promise<Access> {
     if (!accessConfigured(o)) return new Access(null, o)
     const { Auth } = await import('./auth.ts')
-    return new Access(new Auth(authOptions(o), { upstreamMaxBody: o.maxMessageSize }), o)
+    const logged = new Map<string, number>()
+    const urls = { jwks: o.jwksUrl, authorize: o.authorizeUrl, upstream: o.publishUpstreamUrl }
+    const names = { jwks: 'jwksUrl', authorize: 'authorizeUrl', upstream: 'publishUpstreamUrl' }
+    const trouble = log === null
+      ? undefined
+      : (what: 'jwks' | 'authorize' | 'upstream', why: string): void => {
+          const now = Date.now()
+          if (now - (logged.get(what) ?? -Infinity) < TROUBLE_LOG_MS) return
+          logged.set(what, now)
+          log.warn({ parkline: 'auth', option: names[what], url: redactUrl(urls[what]), error: why },
+            `${names[what]} failed: ${why}; ${what === 'jwks' ? 'tokens it would verify are refused (503 while no key was ever had)' : 'the requests that need it answer 503'} until it answers (this line at most once a minute)`)
+        }
+    return new Access(new Auth(authOptions(o), { upstreamMaxBody: o.maxMessageSize, trouble }), o)
   }
 
   /** Tokens carry an exp the shared timer must honour. */

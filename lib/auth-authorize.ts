@@ -26,6 +26,17 @@ export interface AuthStats {
   refusals: Record<string, number>
 }
 
+/** An upstream the access checks depend on failed (no answer, a bad answer): what, and why. */
+export type AuthTrouble = (what: 'jwks' | 'authorize' | 'upstream', why: string) => void
+
+/** An error's words, for a log line. */
+export function why (err: unknown): string {
+  const e = err as { message?: string, code?: string, cause?: { message?: string, code?: string } } | null
+  const m = e?.message ?? String(err)
+  const c = e?.cause?.code ?? e?.code
+  return c !== undefined && !m.includes(c) ? `${m} (${c})` : m
+}
+
 export function newStats (): AuthStats {
   return {
     authorizeCalls: 0,
@@ -121,6 +132,7 @@ export interface AuthorizeClientOptions {
   cacheMax: number
   bodyCap: number
   stats: AuthStats
+  trouble?: AuthTrouble
 }
 
 /**
@@ -154,6 +166,7 @@ export class AuthorizeClient {
   #timeoutMs: number
   #bodyCap: number
   #stats: AuthStats
+  readonly #trouble: AuthTrouble | null
   #cache: LRUCache<string, AuthorizeDecision> | null
   #inflight = new Map<string, Promise<AuthorizeDecision>>()
 
@@ -163,6 +176,7 @@ export class AuthorizeClient {
     this.#timeoutMs = o.timeoutMs
     this.#bodyCap = o.bodyCap
     this.#stats = o.stats
+    this.#trouble = o.trouble ?? null
     // No ttlAutopurge: lru-cache then checks ages on read and sets no timer per entry. maxSize
     // bounds the refusal bodies held (each at most bodyCap).
     this.#cache = o.cacheTtlMs > 0
@@ -236,8 +250,9 @@ export class AuthorizeClient {
         if (typeof v === 'string') kept[name] = v
       }
       return { status: res.statusCode, body: buf, headers: kept, unavailable: false }
-    } catch {
+    } catch (err) {
       this.#stats.authorizeErrors++
+      this.#trouble?.('authorize', why(err))
       return { status: 503, body: EMPTY, headers: {}, unavailable: true }
     }
   }
@@ -274,6 +289,7 @@ export interface UpstreamPublishOptions {
   maxBody: number
   bodyCap: number
   stats: AuthStats
+  trouble?: AuthTrouble
 }
 
 /**
@@ -327,8 +343,9 @@ export async function upstreamPublish (o: UpstreamPublishOptions, ctx: UpstreamP
         return { action: 'reply', status: res.statusCode, body: buf, contentType: type, retryAfter: null }
       }
     }
-  } catch {
+  } catch (err) {
     o.stats.upstreamPublishErrors++
+    o.trouble?.('upstream', why(err))
     return {
       action: 'reply',
       status: 503,

@@ -4,7 +4,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import { createLocalJWKSet, jwtVerify, type CryptoKey, type FlattenedJWSInput, type JSONWebKeySet, type JWSHeaderParameters, type JWTPayload, type JWTVerifyOptions } from 'jose'
 import { request, type Dispatcher } from 'undici'
-import { readCapped, type AuthStats } from './auth-authorize.ts'
+import { readCapped, why, type AuthStats, type AuthTrouble } from './auth-authorize.ts'
 
 const HMAC_ALGS = ['HS256', 'HS384', 'HS512']
 const RSA_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
@@ -64,6 +64,7 @@ export interface JwksOptions {
   maxAgeMs: number
   timeoutMs: number
   stats: AuthStats
+  trouble?: AuthTrouble
 }
 
 /**
@@ -129,10 +130,16 @@ export class JwksCache {
       // createLocalJWKSet validates the shape (JWKSInvalid); keys are imported lazily per alg.
       this.#set = createLocalJWKSet(JSON.parse(buf.toString('utf8')) as JSONWebKeySet)
       this.#fetchedAt = this.#o.now()
-    } catch {
+    } catch (err) {
       // Keep a set we had: stale keys beat none. resolve() decides what a missing set means.
       this.#failedAt = this.#o.now()
+      this.#o.trouble?.('jwks', (this.#set === null ? 'no keys yet: ' : 'keeping the keys fetched before: ') + why(err))
     }
+  }
+
+  /** Fetch the set now (at start: a JWKS that cannot be had is said then, not at the first token). */
+  prefetch (): void {
+    this.#refresh().catch(() => {})
   }
 }
 

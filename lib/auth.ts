@@ -21,7 +21,7 @@ import type { JWTPayload } from 'jose'
 import { LRUCache } from 'lru-cache'
 import { Agent } from 'undici'
 import {
-  AuthorizeClient, newStats, upstreamPublish, type AuthStats, type AuthorizeDecision, type UpstreamPublishContext,
+  AuthorizeClient, newStats, upstreamPublish, type AuthStats, type AuthTrouble, type AuthorizeDecision, type UpstreamPublishContext,
   type UpstreamPublishResult
 } from './auth-authorize.ts'
 import { JwksCache, JwtVerifier, parsePublicKey } from './auth-jwt.ts'
@@ -144,6 +144,8 @@ export interface AuthTuning {
   refusalBodyCap?: number
   /** Largest message the publisher upstream may answer with (1 MiB; pass maxMessageSize). */
   upstreamMaxBody?: number
+  /** Told each failure of the JWKS, authorize or publisher upstream (lib/access.ts logs them). */
+  trouble?: AuthTrouble
   /** Sockets per upstream origin (128). */
   connections?: number
   /** Most revocation entries kept (100,000). */
@@ -555,9 +557,12 @@ export class Auth {
         cooldownMs: tuning.jwksCooldownMs ?? 10_000,
         maxAgeMs: tuning.jwksMaxAgeMs ?? 600_000,
         timeoutMs: this.#timeoutMs,
-        stats: this.stats
+        stats: this.stats,
+        trouble: tuning.trouble
       })
       : null
+    // fetched at start: a JWKS that cannot be had is logged now, not at the first token
+    if (jwks !== null && tuning.trouble !== undefined) jwks.prefetch()
     this.#leeway = options.jwtLeeway
     this.revocations.leeway = options.jwtLeeway
     this.#jwt = jwtConfigured(options)
@@ -579,10 +584,14 @@ export class Auth {
         cacheTtlMs: Math.round(options.authorizeCacheTtl * 1000),
         cacheMax: tuning.authorizeCacheMax ?? 10_000,
         bodyCap: this.#refusalBodyCap,
-        stats: this.stats
+        stats: this.stats,
+        trouble: tuning.trouble
       })
       : null
+    this.#trouble = tuning.trouble
   }
+
+  readonly #trouble: AuthTrouble | undefined
 
   /** Admit a subscription: every channel in ctx.channels must be granted. */
   async subscriber (ctx: SubscriberContext): Promise<AuthResult> {
@@ -698,7 +707,8 @@ export class Auth {
       timeoutMs: this.#timeoutMs,
       maxBody: this.#upstreamMaxBody,
       bodyCap: this.#refusalBodyCap,
-      stats: this.stats
+      stats: this.stats,
+      trouble: this.#trouble
     }, ctx)
   }
 

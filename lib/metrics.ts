@@ -112,6 +112,10 @@ export class Metrics {
     })
     counterFrom(r, 'parkline_authorize_requests_total', 'Authorize requests sent to the application.', [], (set) => { set({}, core.access?.auth?.stats.authorizeCalls ?? 0) })
     counterFrom(r, 'parkline_authorize_cache_hits_total', 'Authorize decisions answered from the cache.', [], (set) => { set({}, core.access?.auth?.stats.authorizeCacheHits ?? 0) })
+    counterFrom(r, 'parkline_authorize_errors_total', 'Authorize requests that got no usable answer (timeout, connection error): each answered 503.', [], (set) => { set({}, core.access?.auth?.stats.authorizeErrors ?? 0) })
+    counterFrom(r, 'parkline_jwks_fetches_total', 'JWKS fetches (successful or not).', [], (set) => { set({}, core.access?.auth?.stats.jwksFetches ?? 0) })
+    counterFrom(r, 'parkline_publish_upstream_requests_total', 'Messages sent to publishUpstreamUrl.', [], (set) => { set({}, core.access?.auth?.stats.upstreamPublishCalls ?? 0) })
+    counterFrom(r, 'parkline_publish_upstream_errors_total', 'publishUpstreamUrl requests that got no answer (each answered 503).', [], (set) => { set({}, core.access?.auth?.stats.upstreamPublishErrors ?? 0) })
     gaugeFrom(r, 'parkline_store_up', 'The shared store (Redis) is reachable: 1, or 0; absent without one.', [], (set) => {
       const h = core.engine.health?.()
       if (h !== undefined) set({}, h.up ? 1 : 0)

@@ -93,7 +93,7 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   } else if (opts.maxSubscribers === 0 && files < 65536) {
     fastify.log.warn({ parkline: 'config', maxSubscribers: core.maxSubscribers, openFileLimit: files }, `the open-file limit (${files}) caps this process at ${core.maxSubscribers} subscribers (90% of it); raise it (LimitNOFILE, ulimit -n) for more`)
   }
-  const access = await Access.create(opts)
+  const access = await Access.create(opts, fastify.log)
   for (const w of access.auth?.warnings ?? []) fastify.log.warn({ parkline: 'config' }, w)
   if (access.checksTokens && opts.corsOrigins.length === 0) {
     // the token cookie rides along on cross-site requests a browser allows (SameSite=None)

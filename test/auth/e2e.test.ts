@@ -608,3 +608,54 @@ test('the authorize request gets the channel id\'s bytes, as Nchan sends them: e
   t.is((await publish(up.base, '%E2%82%AC', 'x', null)).status, 202)
   t.deepEqual(hooked, ['e282ac'])
 })
+
+test('a JWKS, authorize or publisher upstream that fails is logged with its option, URL and error, once a minute per kind, and counted in /metrics', async (t) => {
+  t.timeout(60000)
+  // a JWKS server that answers 500, and two ports nothing listens on
+  const jwks = http.createServer((_req, res) => { res.writeHead(500).end('down') })
+  jwks.listen(0, '127.0.0.1')
+  await once(jwks, 'listening')
+  t.teardown(() => { jwks.close() })
+  const closed = async (): Promise<number> => {
+    const s = net.createServer().listen(0, '127.0.0.1')
+    await once(s, 'listening')
+    const p = (s.address() as net.AddressInfo).port
+    await new Promise((resolve) => s.close(resolve))
+    return p
+  }
+  const jwksUrl = `http://127.0.0.1:${(jwks.address() as net.AddressInfo).port}/jwks.json`
+  const authorizeUrl = `http://127.0.0.1:${await closed()}/authorize`
+  const upstreamUrl = `http://127.0.0.1:${await closed()}/upstream`
+  // authorizeUrl alone (an API key or a token would be admitted without it)
+  const [node, asks] = await Promise.all([
+    serve(t, ['--workers', '1', '--jwks-url', jwksUrl, '--publish-upstream-url', upstreamUrl, '--api-key', KEY], 'warn'),
+    serve(t, ['--workers', '1', '--authorize-url', authorizeUrl], 'warn')
+  ])
+  const failed = (n: Node, option: string): Array<{ url?: string, error?: string }> => {
+    const out = n.log()
+    return out.slice(0, out.lastIndexOf('\n')).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string, option?: string, url?: string, error?: string })
+      .filter((l) => l.option === option && l.msg.startsWith(`${option} failed`))
+  }
+  // the JWKS is fetched at start
+  t.true(await eventually(() => failed(node, 'jwksUrl').length > 0, 10000), node.log())
+  t.is(failed(node, 'jwksUrl')[0]!.url, jwksUrl)
+  t.regex(failed(node, 'jwksUrl')[0]!.error!, /JWKS answered 500/)
+  // a subscriber (the authorize request), twice: one line
+  for (let i = 0; i < 2; i++) {
+    const r = await rawRequest(asks.port, 'GET /sub/t HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')
+    t.is(r.status, 503)
+  }
+  t.true(await eventually(() => failed(asks, 'authorizeUrl').length > 0, 10000), asks.log())
+  t.is(failed(asks, 'authorizeUrl').length, 1)
+  t.is(failed(asks, 'authorizeUrl')[0]!.url, authorizeUrl)
+  t.regex(failed(asks, 'authorizeUrl')[0]!.error!, /ECONNREFUSED/)
+  t.regex(await (await fetch(`${asks.base}/metrics`)).text(), /^parkline_authorize_errors_total 2$/m)
+  // a publish (the publisher upstream)
+  t.is((await fetch(`${node.base}/pub/t`, { method: 'POST', body: 'x', headers: { authorization: `Bearer ${KEY}` } })).status, 503)
+  t.true(await eventually(() => failed(node, 'publishUpstreamUrl').length > 0, 10000), node.log())
+  t.regex(failed(node, 'publishUpstreamUrl')[0]!.error!, /ECONNREFUSED/)
+  const metrics = await (await fetch(`${node.base}/metrics`)).text()
+  t.regex(metrics, /^parkline_publish_upstream_errors_total 1$/m)
+  t.regex(metrics, /^parkline_publish_upstream_requests_total 1$/m)
+  t.regex(metrics, /^parkline_jwks_fetches_total [1-9]/m)
+})
