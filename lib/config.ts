@@ -185,6 +185,25 @@ export function envName (name: string): string {
   return 'PARKLINE_' + name.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase()
 }
 
+/**
+ * PARKLINE_* variables that are not options: the server's own between its processes, and the
+ * switches docs/api.md and the benchmarks name. Any other PARKLINE_* variable is refused at start
+ * (checkEnvNames): a misspelt option would otherwise fall back to its default unseen.
+ */
+const INTERNAL_ENV = new Set(['PARKLINE_WORKER_ID', 'PARKLINE_WORKER_COUNT', 'PARKLINE_MESH', 'PARKLINE_MESH_KEY', 'PARKLINE_RESOLVED_OPTIONS',
+  'PARKLINE_GC_RESTARTED', 'PARKLINE_NO_FAST_PATH', 'PARKLINE_NO_RAW_PUBLISH', 'PARKLINE_NO_HEAP_TRIM', 'PARKLINE_NO_DETACH', 'PARKLINE_NODE_ARGS'])
+
+function checkEnvNames (env: NodeJS.ProcessEnv): void {
+  const known = new Map(OPTIONS.map((o) => [envName(o.name), o.name]))
+  for (const k of Object.keys(env)) {
+    if (!k.startsWith('PARKLINE_') || known.has(k) || INTERNAL_ENV.has(k)) continue
+    // PARKLINE_JWTSECRET, parkline_jwt_secret...: the same letters as an option's variable
+    const squash = (n: string): string => n.replace(/_/g, '').toUpperCase()
+    const near = [...known.keys()].find((n) => squash(n) === squash(k))
+    throw new ConfigError(`unknown environment variable ${k}${near !== undefined ? ` (did you mean ${near}?)` : ''}: option variables are PARKLINE_ and the option's name in upper snake case (docs/configuration.md)`)
+  }
+}
+
 /** Command-line flag of an option: bufferLength -> --buffer-length. */
 export function flagName (name: string): string {
   return '--' + name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
@@ -249,6 +268,7 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
       if (v !== undefined && v !== '') env[o.name] = v
     }
     layers.push(['environment', env])
+    checkEnvNames(opts.env)
   }
   layers.push(['options', explicit])
   for (const [from, layer] of layers) {
@@ -270,6 +290,7 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   for (const name of ['healthPath', 'statusPath', 'metricsPath', 'revokePath'] as const) {
     if (o[name] !== '' && !o[name].startsWith('/')) throw new ConfigError(`${name} must start with "/" (or be "" to turn it off)`)
   }
+  checkPaths(o)
   // ids are split as bytes (lib/http.ts parseChannelIds): a character past ASCII would be one
   // byte of many characters' UTF-8, or none at all
   if (o.multiplexDelimiter.length > 1 || !/^[!-~]?$/.test(o.multiplexDelimiter)) throw new ConfigError(`multiplexDelimiter must be one printable ASCII character or empty, got ${JSON.stringify(o.multiplexDelimiter)}`)
@@ -284,6 +305,28 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   }
   redisCredentials(o) // throws on credentials given twice, seeds that differ, a user without a password
   return o
+}
+
+/**
+ * Every path is one thing's: a request under subPrefix is a subscription and one under pubPrefix
+ * a publisher's (the fast paths take them before any route), so neither prefix may hold the other,
+ * and no operator path (health, status, metrics, revoke, the demo page) may lie under either or
+ * equal another.
+ */
+function checkPaths (o: ParklineOptions): void {
+  const [pub, sub] = [o.pubPrefix, o.subPrefix]
+  if (sub.startsWith(pub) || pub.startsWith(sub)) throw new ConfigError(`pubPrefix "${pub}" and subPrefix "${sub}" overlap: one lies under the other, so its requests would be taken for the other's`)
+  const named: Array<[string, string]> = (['healthPath', 'statusPath', 'metricsPath', 'revokePath'] as const).filter((n) => o[n] !== '').map((n) => [n, o[n]])
+  if (o.demo) named.push(['demo', '/demo/'])
+  const seen = new Map<string, string>()
+  for (const [name, path] of named) {
+    for (const [prefix, which] of [[pub, 'pubPrefix'], [sub, 'subPrefix']] as const) {
+      if (path.startsWith(prefix)) throw new ConfigError(`${name} "${path}" lies under ${which} "${prefix}": it would be taken for a ${which === 'pubPrefix' ? 'publisher\'s request' : 'subscription'}`)
+    }
+    const other = seen.get(path)
+    if (other !== undefined) throw new ConfigError(`${name} and ${other} are both "${path}"`)
+    seen.set(path, name)
+  }
 }
 
 /** The user and password a redis:// URL carries (decoded; '' where absent), or null where it carries neither. */

@@ -63,3 +63,22 @@ test('user-facing docs point only inside the repository', (t) => {
     }
   }
 })
+
+test('paths that overlap are refused at start, naming both', (t) => {
+  t.throws(() => resolveOptions({ subPrefix: '/' }), { instanceOf: ConfigError, message: /pubPrefix "\/pub\/" and subPrefix "\/" overlap/ })
+  t.throws(() => resolveOptions({ pubPrefix: '/sub/pub/' }), { instanceOf: ConfigError, message: /overlap/ })
+  t.throws(() => resolveOptions({ healthPath: '/sub/health' }), { instanceOf: ConfigError, message: 'healthPath "/sub/health" lies under subPrefix "/sub/": it would be taken for a subscription' })
+  t.throws(() => resolveOptions({ statusPath: '/pub/status' }), { instanceOf: ConfigError, message: /statusPath "\/pub\/status" lies under pubPrefix/ })
+  t.throws(() => resolveOptions({ metricsPath: '/health' }), { instanceOf: ConfigError, message: 'metricsPath and healthPath are both "/health"' })
+  t.throws(() => resolveOptions({ subPrefix: '/demo/', demo: true }), { instanceOf: ConfigError, message: /demo "\/demo\/" lies under subPrefix/ })
+  t.notThrows(() => resolveOptions({ subPrefix: '/demo/' }), 'no demo page, no clash')
+  t.notThrows(() => resolveOptions({ pubPrefix: '/p/', subPrefix: '/s/', statusPath: '/pstatus' }))
+  t.notThrows(() => resolveOptions({ metricsPath: '', statusPath: '' }))
+})
+
+test('an unknown PARKLINE_* environment variable is refused at start, with the option it likely meant', (t) => {
+  t.throws(() => resolveOptions({}, { env: { PARKLINE_JWTSECRET: 'x' } }), { instanceOf: ConfigError, message: /^unknown environment variable PARKLINE_JWTSECRET \(did you mean PARKLINE_JWT_SECRET\?\)/ })
+  t.throws(() => resolveOptions({}, { env: { PARKLINE_CORS_ORIGIN: 'https://a.example' } }), { instanceOf: ConfigError, message: /^unknown environment variable PARKLINE_CORS_ORIGIN: / })
+  // the server's own, and the documented switches, pass; so does anything not PARKLINE_*
+  t.notThrows(() => resolveOptions({}, { env: { PARKLINE_NO_FAST_PATH: '1', PARKLINE_WORKER_ID: '0', PATH: '/bin', PARKLINEX: '1' } }))
+})
