@@ -38,6 +38,20 @@ export type { Grant, Refusal }
 /** Refusals counted for /metrics, by status. */
 export type RefusalCounts = Record<string, number>
 
+/**
+ * With no credential configured (so lib/auth.ts, which checks these, is not loaded): the access
+ * options set that change nothing then, each said at start rather than left to look in force.
+ */
+export function inertOptions (o: ParklineOptions): string[] {
+  const w: string[] = []
+  if (o.authorizePublish) w.push('authorizePublish has no effect without authorizeUrl')
+  for (const name of ['jwtIssuer', 'jwtAudience'] as const) if (o[name] !== '') w.push(`${name} has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)`)
+  if (o.tokenInQuery) w.push('tokenInQuery has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)')
+  if (o.jwtLeeway !== 0) w.push('jwtLeeway has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)')
+  if (o.anonymousSubscribe.length > 0) w.push('anonymousSubscribe has no effect with no credential configured: every subscriber is admitted, on every channel')
+  return w
+}
+
 /** How often one kind of upstream failure (JWKS, authorize, publisher upstream) is logged while it lasts. */
 const TROUBLE_LOG_MS = 60_000
 
@@ -97,6 +111,8 @@ export class Access {
   readonly #delimiter: string
   readonly #corsOrigins: readonly string[]
   readonly #trustedProxies: readonly string[]
+  /** What the start should say about the access options (Auth's own warnings, or inertOptions'). */
+  warnings: readonly string[] = []
   /** Refusals written by this process, by status (the secure default's included). */
   readonly refusals: RefusalCounts = {}
 
@@ -114,7 +130,11 @@ export class Access {
    * TROUBLE_LOG_MS while it lasts, naming the URL and the error; the requests it fails get 503.
    */
   static async create (o: ParklineOptions, log: { warn: (obj: object, msg: string) => void } | null = null): Promise<Access> {
-    if (!accessConfigured(o)) return new Access(null, o)
+    if (!accessConfigured(o)) {
+      const a = new Access(null, o)
+      a.warnings = inertOptions(o)
+      return a
+    }
     const { Auth } = await import('./auth.ts')
     const logged = new Map<string, number>()
     const urls = { jwks: o.jwksUrl, authorize: o.authorizeUrl, upstream: o.publishUpstreamUrl }
@@ -128,7 +148,9 @@ export class Access {
           log.warn({ parkline: 'auth', option: names[what], url: redactUrl(urls[what]), error: why },
             `${names[what]} failed: ${why}; ${what === 'jwks' ? 'tokens it would verify are refused (503 while no key was ever had)' : 'the requests that need it answer 503'} until it answers (this line at most once a minute)`)
         }
-    return new Access(new Auth(authOptions(o), { upstreamMaxBody: o.maxMessageSize, trouble }), o)
+    const a = new Access(new Auth(authOptions(o), { upstreamMaxBody: o.maxMessageSize, trouble }), o)
+    a.warnings = a.auth!.warnings
+    return a
   }
 
   /** Tokens carry an exp the shared timer must honour. */

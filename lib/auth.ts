@@ -195,6 +195,8 @@ export function validateAuthOptions (o: AuthOptions): string[] {
   if (!(o.authorizeTimeout > 0) || !Number.isFinite(o.authorizeTimeout)) throw new ConfigError(`authorizeTimeout must be > 0 seconds, got ${o.authorizeTimeout}`)
   if (!(o.authorizeCacheTtl >= 0) || !Number.isFinite(o.authorizeCacheTtl)) throw new ConfigError(`authorizeCacheTtl must be >= 0 seconds, got ${o.authorizeCacheTtl}`)
   if (o.authCookie.length === 0 || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(o.authCookie)) throw new ConfigError(`authCookie must be a cookie name, got ${JSON.stringify(o.authCookie)}`)
+  // a guessable HMAC key lets anyone mint tokens: RFC 7518 §3.2 wants at least the hash's size
+  if (o.jwtSecret.length > 0 && Buffer.byteLength(o.jwtSecret) < 32) throw new ConfigError(`jwtSecret must be 32 bytes or more (RFC 7518 §3.2), got ${Buffer.byteLength(o.jwtSecret)}: make one with \`openssl rand -hex 32\``)
   checkUrl('jwksUrl', o.jwksUrl)
   checkUrl('authorizeUrl', o.authorizeUrl)
   checkUrl('publishUpstreamUrl', o.publishUpstreamUrl)
@@ -222,7 +224,9 @@ export function validateAuthOptions (o: AuthOptions): string[] {
       : 'authorizeUrl is asked about subscribers only: publishers stay loopback-only (authorizePublish sends them there too)')
   }
   if ((o.jwtIssuer.length > 0 || o.jwtAudience.length > 0) && !jwtConfigured(o)) warnings.push('jwtIssuer/jwtAudience have no effect without a JWT key')
-  if (o.jwtSecret.length > 0 && Buffer.byteLength(o.jwtSecret) < 32) warnings.push('jwtSecret is shorter than 32 bytes (RFC 7518 §3.2 wants at least the hash size)')
+  if (o.jwksUrl.startsWith('http:') && !isLoopback(new URL(o.jwksUrl).hostname.replace(/^\[|\]$/g, '')) && new URL(o.jwksUrl).hostname !== 'localhost') {
+    warnings.push('jwksUrl is plain http to another host: whoever is on the path between can hand Parkline keys of their own, and mint tokens it accepts; use https')
+  }
   return warnings
 }
 

@@ -94,7 +94,7 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
     fastify.log.warn({ parkline: 'config', maxSubscribers: core.maxSubscribers, openFileLimit: files }, `the open-file limit (${files}) caps this process at ${core.maxSubscribers} subscribers (90% of it); raise it (LimitNOFILE, ulimit -n) for more`)
   }
   const access = await Access.create(opts, fastify.log)
-  for (const w of access.auth?.warnings ?? []) fastify.log.warn({ parkline: 'config' }, w)
+  for (const w of access.warnings) fastify.log.warn({ parkline: 'config' }, w)
   if (access.checksTokens && opts.corsOrigins.length === 0) {
     // the token cookie rides along on cross-site requests a browser allows (SameSite=None)
     fastify.log.warn({ parkline: 'config' }, `corsOrigins is empty: every Origin is echoed with credentials, so a page of any site can subscribe with a user's ${opts.authCookie} cookie if the browser sends it; list your sites in corsOrigins`)

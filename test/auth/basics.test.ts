@@ -98,7 +98,10 @@ test('validateAuthOptions: bad values throw, odd combinations warn', (t) => {
   const w = validateAuthOptions(opts({ apiKey: ['k'], publisherOpen: true, authorizePublish: true, jwtIssuer: 'i' }))
   t.is(w.length, 3)
   t.regex(w.join('\n'), /publisherOpen is ignored/)
-  t.regex(validateAuthOptions(opts({ jwtSecret: 'short' })).join(), /32 bytes/)
+  t.throws(() => validateAuthOptions(opts({ jwtSecret: 'x'.repeat(31) })), { instanceOf: ConfigError, message: /^jwtSecret must be 32 bytes or more \(RFC 7518 §3.2\), got 31/ })
+  t.deepEqual(validateAuthOptions(opts({ jwtSecret: 'x'.repeat(32) })), [])
+  t.regex(validateAuthOptions(opts({ jwksUrl: 'http://login.example/jwks.json' })).join(), /jwksUrl is plain http to another host/)
+  for (const local of ['http://127.0.0.1:9/jwks', 'http://localhost:9/jwks', 'http://[::1]:9/jwks', 'https://login.example/jwks.json']) t.deepEqual(validateAuthOptions(opts({ jwksUrl: local })), [], local)
 })
 
 test('grantFromClaims: the parkline claim, and a malformed one', (t) => {
@@ -160,4 +163,16 @@ test('revocations: bounded, oldest entry goes first', (t) => {
   t.true(r.isRevoked({ jti: 'j4', sub: null, iat: 0 }, 1))
   for (let i = 0; i < 5; i++) r.revokeSub('s' + i, 10)
   t.is(r.size, 6)
+})
+
+test('with no credential configured, access options that change nothing are said at start', async (t) => {
+  const { inertOptions } = await import('../../lib/access.ts')
+  const { resolveOptions } = await import('../../lib/config.ts')
+  t.deepEqual(inertOptions(resolveOptions({})), [])
+  t.deepEqual(inertOptions(resolveOptions({ authorizePublish: true, jwtIssuer: 'https://login.example', tokenInQuery: true, anonymousSubscribe: ['public.*'] })), [
+    'authorizePublish has no effect without authorizeUrl',
+    'jwtIssuer has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)',
+    'tokenInQuery has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)',
+    'anonymousSubscribe has no effect with no credential configured: every subscriber is admitted, on every channel'
+  ])
 })
