@@ -1,6 +1,7 @@
 // One table of options: name, type, default, doc. Validated and defaulted once, at boot
 // (nchan's src/nchan_commands.rb works the same way). conf/parkline.json documents the same keys.
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { ConfigError, ParklineError } from './errors.ts'
 
 type Kind = 'int' | 'string' | 'bool' | 'list' | 'enum'
@@ -291,6 +292,17 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
     if (o[name] !== '' && !o[name].startsWith('/')) throw new ConfigError(`${name} must start with "/" (or be "" to turn it off)`)
   }
   checkPaths(o)
+  for (const origin of o.corsOrigins) {
+    if (origin === '*') throw new ConfigError('corsOrigins: "*" is not an origin; leave corsOrigins empty to allow every origin')
+    if (origin.includes('*')) throw new ConfigError(`corsOrigins: "${origin}" is not an origin: wildcards are not read, list each origin`)
+    if (origin === 'null') continue // the Origin of a sandboxed frame or a file: page, listed on purpose
+    let serialized: string | null = null
+    try { serialized = new URL(origin).origin } catch {}
+    if (serialized !== origin) throw new ConfigError(`corsOrigins: "${origin}" is not an origin (scheme://host[:port], in lower case, no path, no trailing /)${serialized !== null && serialized !== 'null' ? `: did you mean "${serialized}"?` : ''}`)
+  }
+  for (const p of o.trustedProxies) {
+    if (isIP(p) === 0) throw new ConfigError(`trustedProxies: "${p}" is not an IP address (one address per entry: ranges and host names are not read)`)
+  }
   // ids are split as bytes (lib/http.ts parseChannelIds): a character past ASCII would be one
   // byte of many characters' UTF-8, or none at all
   if (o.multiplexDelimiter.length > 1 || !/^[!-~]?$/.test(o.multiplexDelimiter)) throw new ConfigError(`multiplexDelimiter must be one printable ASCII character or empty, got ${JSON.stringify(o.multiplexDelimiter)}`)

@@ -187,7 +187,10 @@ export function proxied (headers: IncomingHttpHeaders): boolean {
  */
 export function localClient (peer: string | undefined, headers: IncomingHttpHeaders, trustedProxies: readonly string[]): boolean {
   if (!proxied(headers)) return isLoopback(peer)
-  if (peer === undefined || !trustedProxies.includes(peer)) return false
+  if (peer === undefined) return false
+  // a server listening on :: sees an IPv4 proxy as ::ffff:a.b.c.d
+  const p = peer.startsWith('::ffff:') && isIP(peer.slice(7)) === 4 ? peer.slice(7) : peer
+  if (!trustedProxies.includes(p) && !trustedProxies.includes(peer)) return false
   const xff = headers['x-forwarded-for']
   if (typeof xff !== 'string') return false
   return isLoopback(xff.split(',').pop()!.trim())

@@ -82,3 +82,26 @@ test('an unknown PARKLINE_* environment variable is refused at start, with the o
   // the server's own, and the documented switches, pass; so does anything not PARKLINE_*
   t.notThrows(() => resolveOptions({}, { env: { PARKLINE_NO_FAST_PATH: '1', PARKLINE_WORKER_ID: '0', PATH: '/bin', PARKLINEX: '1' } }))
 })
+
+test('corsOrigins entries must be origins, trustedProxies entries IP addresses', (t) => {
+  t.throws(() => resolveOptions({ corsOrigins: ['*'] }), { instanceOf: ConfigError, message: 'corsOrigins: "*" is not an origin; leave corsOrigins empty to allow every origin' })
+  t.throws(() => resolveOptions({ corsOrigins: ['https://app.example/'] }), { instanceOf: ConfigError, message: /"https:\/\/app.example\/" is not an origin .*did you mean "https:\/\/app.example"\?/ })
+  t.throws(() => resolveOptions({ corsOrigins: ['https://App.Example'] }), { instanceOf: ConfigError, message: /did you mean "https:\/\/app.example"/ })
+  t.throws(() => resolveOptions({ corsOrigins: ['https://*.example.com'] }), { instanceOf: ConfigError, message: /is not an origin/ })
+  t.throws(() => resolveOptions({ corsOrigins: ['app.example'] }), { instanceOf: ConfigError, message: /is not an origin/ })
+  t.deepEqual(resolveOptions({ corsOrigins: ['https://app.example', 'http://localhost:8080', 'null'] }).corsOrigins, ['https://app.example', 'http://localhost:8080', 'null'])
+  t.throws(() => resolveOptions({ trustedProxies: ['10.0.0.0/8'] }), { instanceOf: ConfigError, message: /trustedProxies: "10.0.0.0\/8" is not an IP address/ })
+  t.throws(() => resolveOptions({ trustedProxies: ['proxy.internal'] }), { instanceOf: ConfigError })
+  t.deepEqual(resolveOptions({ trustedProxies: ['10.0.0.2', '::1'] }).trustedProxies, ['10.0.0.2', '::1'])
+})
+
+test('a trusted IPv4 proxy is recognised when the server listens on :: (its address then reads ::ffff:a.b.c.d)', async (t) => {
+  const { localClient } = await import('../../lib/http.ts')
+  const h = { 'x-forwarded-for': '127.0.0.1' }
+  t.true(localClient('::ffff:10.0.0.2', h, ['10.0.0.2']))
+  t.true(localClient('10.0.0.2', h, ['10.0.0.2']))
+  t.false(localClient('::ffff:10.0.0.3', h, ['10.0.0.2']))
+  t.false(localClient('::ffff:10.0.0.2', { 'x-forwarded-for': '203.0.113.7' }, ['10.0.0.2']))
+  t.true(localClient('127.0.0.1', {}, []))
+  t.false(localClient('127.0.0.1', { via: '1.1 nginx' }, []))
+})
