@@ -59,7 +59,11 @@ const TROUBLE_LOG_MS = 60_000
 function redactUrl (url: string): string {
   try {
     const u = new URL(url)
-    if (u.username !== '' || u.password !== '') { u.username = ''; u.password = '' }
+    u.username = ''
+    u.password = ''
+    // a key or token in the query stays out of the log too
+    if (u.search !== '') u.search = '?redacted'
+    u.hash = ''
     return u.toString()
   } catch { return url }
 }
@@ -149,7 +153,9 @@ export class Access {
             `${names[what]} failed: ${why}; ${what === 'jwks' ? 'tokens it would verify are refused (503 while no key was ever had)' : 'the requests that need it answer 503'} until it answers (this line at most once a minute)`)
         }
     const a = new Access(new Auth(authOptions(o), { upstreamMaxBody: o.maxMessageSize, trouble }), o)
-    a.warnings = a.auth!.warnings
+    // publishUpstreamUrl alone loads Auth with no credential: the inert options are Auth's to say too
+    const credential = o.apiKey.some((k) => k.length > 0) || o.jwtSecret !== '' || o.jwtPublicKey !== '' || o.jwksUrl !== '' || o.authorizeUrl !== ''
+    a.warnings = [...new Set([...a.auth!.warnings, ...(credential ? [] : inertOptions(o))])]
     return a
   }
 
@@ -204,12 +210,15 @@ export class Access {
       channel: key,
       method: request.method as 'POST' | 'PUT' | 'DELETE' | 'GET',
       uri: request.originalUrl,
-      remoteAddress: request.socket.remoteAddress
+      remoteAddress: request.socket.remoteAddress,
+      local: this.#local(request)
     })
     // the loopback exemption is for local processes, as without access control: a page of another
     // site in a local browser is not one (no credential would be asked of it), nor a client a
     // reverse proxy on this host relays
     if (!isRefusal(r) && r.kind === 'loopback' && !this.#local(request)) return this.#count(proxied(request.headers) ? PROXIED : LOOPBACK_ONLY)
+    // Auth's own loopback-only refusal, for a request a proxy relayed: say so, as without Auth
+    if (isRefusal(r) && r.code === LOOPBACK_ONLY.code && proxied(request.headers)) return this.#count(PROXIED)
     return this.#count(r)
   }
 

@@ -119,7 +119,7 @@ export class JwksCache {
         dispatcher: this.#o.dispatcher,
         method: 'GET',
         headers: { accept: 'application/jwk-set+json, application/json' },
-        signal: AbortSignal.timeout(this.#o.timeoutMs)
+        signal: AbortSignal.any([AbortSignal.timeout(this.#o.timeoutMs), this.#closed.signal])
       })
       if (res.statusCode !== 200) {
         await res.body.dump()
@@ -140,6 +140,13 @@ export class JwksCache {
   /** Fetch the set now (at start: a JWKS that cannot be had is said then, not at the first token). */
   prefetch (): void {
     this.#refresh().catch(() => {})
+  }
+
+  /** Aborted at close: a fetch under way (one that hangs) does not hold the server's close. */
+  readonly #closed = new AbortController()
+
+  close (): void {
+    this.#closed.abort()
   }
 }
 

@@ -123,6 +123,8 @@ export interface PublisherContext {
   method: 'POST' | 'PUT' | 'DELETE' | 'GET'
   uri: string
   remoteAddress: string | undefined
+  /** A local process, as lib/http.ts localClient judges it (proxies, trustedProxies); absent: a loopback peer. */
+  local?: boolean
 }
 
 export interface AdminContext {
@@ -224,7 +226,8 @@ export function validateAuthOptions (o: AuthOptions): string[] {
       : 'authorizeUrl is asked about subscribers only: publishers stay loopback-only (authorizePublish sends them there too)')
   }
   if ((o.jwtIssuer.length > 0 || o.jwtAudience.length > 0) && !jwtConfigured(o)) warnings.push('jwtIssuer/jwtAudience have no effect without a JWT key')
-  if (o.jwksUrl.startsWith('http:') && !isLoopback(new URL(o.jwksUrl).hostname.replace(/^\[|\]$/g, '')) && new URL(o.jwksUrl).hostname !== 'localhost') {
+  const jwks = o.jwksUrl === '' ? null : new URL(o.jwksUrl)
+  if (jwks !== null && jwks.protocol === 'http:' && !isLoopback(jwks.hostname.replace(/^\[|\]$/g, '')) && jwks.hostname !== 'localhost') {
     warnings.push('jwksUrl is plain http to another host: whoever is on the path between can hand Parkline keys of their own, and mint tokens it accepts; use https')
   }
   return warnings
@@ -567,6 +570,7 @@ export class Auth {
       : null
     // fetched at start: a JWKS that cannot be had is logged now, not at the first token
     if (jwks !== null && tuning.trouble !== undefined) jwks.prefetch()
+    this.#jwks = jwks
     this.#leeway = options.jwtLeeway
     this.revocations.leeway = options.jwtLeeway
     this.#jwt = jwtConfigured(options)
@@ -596,6 +600,7 @@ export class Auth {
   }
 
   readonly #trouble: AuthTrouble | undefined
+  readonly #jwks: JwksCache | null
 
   /** Admit a subscription: every channel in ctx.channels must be granted. */
   async subscriber (ctx: SubscriberContext): Promise<AuthResult> {
@@ -647,7 +652,7 @@ export class Auth {
         g = grant('authorize', [], [ctx.channel], false)
       } else if (this.options.publisherOpen) {
         return grant('open', [], '*', false)
-      } else if (isLoopback(ctx.remoteAddress)) {
+      } else if (ctx.local ?? isLoopback(ctx.remoteAddress)) {
         return grant('loopback', [], '*', false)
       } else {
         return this.#refuse({
@@ -718,6 +723,7 @@ export class Auth {
 
   /** Close the upstream connections. Calls in flight finish (each is bounded by authorizeTimeout). */
   async close (): Promise<void> {
+    this.#jwks?.close()
     if (this.#agent !== null) await this.#agent.close()
   }
 

@@ -103,7 +103,7 @@ function warnIfOpen (log: { warn: (obj: object, msg: string) => void }, opts: Pa
   const who = open.subscribers
     ? 'anyone who can reach this port may subscribe to any channel; ' + (open.publishers ? 'publisherOpen lets anyone publish and delete' : 'only loopback clients may publish')
     : 'publisherOpen lets anyone who can reach this port publish and delete (authorizeUrl is asked about subscribers only; authorizePublish sends publishers there too)'
-  log.warn({ host: h }, `${open.subscribers ? 'no access control configured' : 'the publisher is open'} while listening on ${h}: ${who}. Set apiKey, jwtSecret/jwtPublicKey/jwksUrl or authorizeUrl (docs/api.md, Access control)`)
+  log.warn({ host: h }, `${open.subscribers ? 'no access control configured' : 'the publisher is open'} while listening on ${h}: ${who}. Set apiKey or jwtSecret/jwtPublicKey/jwksUrl${open.subscribers ? ', or authorizeUrl for subscribers' : ', or authorizePublish'} (docs/api.md, Access control)`)
 }
 
 /** The primary's resolved options, in its workers' environment (read by the server's own user only, like the mesh key). */

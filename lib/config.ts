@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { ConfigError, ParklineError } from './errors.ts'
+import { canonicalIp } from './http.ts'
 
 type Kind = 'int' | 'string' | 'bool' | 'list' | 'enum'
 
@@ -123,7 +124,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'statusPath', kind: 'string', default: '/status', embedded: '/parkline/status', doc: 'Plain-text status page; empty = off. Embedded: /parkline/status under the register prefix.' },
   { name: 'metricsPath', kind: 'string', default: '/metrics', embedded: '/parkline/metrics', doc: 'Prometheus metrics; empty = off. Embedded: /parkline/metrics under the register prefix.' },
   { name: 'statusLoopbackOnly', kind: 'bool', default: true, doc: 'Answer /status and /metrics only to loopback clients.' },
-  { name: 'trustedProxies', kind: 'list', default: [], doc: 'Addresses of the proxies in front of Parkline whose X-Forwarded-For is believed (for statusLoopbackOnly); a request with X-Forwarded-For from any other address is refused the status and metrics.' },
+  { name: 'trustedProxies', kind: 'list', default: [], doc: 'IP addresses of the proxies in front of Parkline whose client address (X-Forwarded-For, X-Real-IP, Forwarded) is believed for the loopback-only publisher and status pages; a request with a proxy\'s header from any other address is not a local client.' },
   { name: 'demo', kind: 'bool', default: false, doc: 'Serve the demo page (subscribe, publish, live log) at /demo/ with the browser client (client/).' },
   { name: 'headersTimeout', kind: 'int', default: 60, min: 1, doc: 'Seconds a client has to send a complete header section.' },
   { name: 'bodyTimeout', kind: 'int', default: 30, min: 1, doc: 'Seconds a publisher has to send its whole body; past it 408 and the connection closes.' },
@@ -197,7 +198,7 @@ const INTERNAL_ENV = new Set(['PARKLINE_WORKER_ID', 'PARKLINE_WORKER_COUNT', 'PA
 function checkEnvNames (env: NodeJS.ProcessEnv): void {
   const known = new Map(OPTIONS.map((o) => [envName(o.name), o.name]))
   for (const k of Object.keys(env)) {
-    if (!k.startsWith('PARKLINE_') || known.has(k) || INTERNAL_ENV.has(k)) continue
+    if (!k.toUpperCase().startsWith('PARKLINE_') || known.has(k) || INTERNAL_ENV.has(k)) continue
     // PARKLINE_JWTSECRET, parkline_jwt_secret...: the same letters as an option's variable
     const squash = (n: string): string => n.replace(/_/g, '').toUpperCase()
     const near = [...known.keys()].find((n) => squash(n) === squash(k))
@@ -298,11 +299,16 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
     if (origin === 'null') continue // the Origin of a sandboxed frame or a file: page, listed on purpose
     let serialized: string | null = null
     try { serialized = new URL(origin).origin } catch {}
+    // an app's own scheme (capacitor://localhost, chrome-extension://<id>) has no URL origin: its
+    // Origin header is scheme://host as written, in lower case
+    if (serialized === 'null' && /^[a-z][a-z0-9+.-]*:\/\/[a-z0-9.-]+(:\d+)?$/.test(origin)) continue
     if (serialized !== origin) throw new ConfigError(`corsOrigins: "${origin}" is not an origin (scheme://host[:port], in lower case, no path, no trailing /)${serialized !== null && serialized !== 'null' ? `: did you mean "${serialized}"?` : ''}`)
   }
   for (const p of o.trustedProxies) {
     if (isIP(p) === 0) throw new ConfigError(`trustedProxies: "${p}" is not an IP address (one address per entry: ranges and host names are not read)`)
   }
+  // as Node writes a peer's address (2001:DB8::1 -> 2001:db8::1, ::ffff:10.0.0.2 -> 10.0.0.2)
+  o.trustedProxies = o.trustedProxies.map(canonicalIp)
   // ids are split as bytes (lib/http.ts parseChannelIds): a character past ASCII would be one
   // byte of many characters' UTF-8, or none at all
   if (o.multiplexDelimiter.length > 1 || !/^[!-~]?$/.test(o.multiplexDelimiter)) throw new ConfigError(`multiplexDelimiter must be one printable ASCII character or empty, got ${JSON.stringify(o.multiplexDelimiter)}`)

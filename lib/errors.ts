@@ -55,7 +55,7 @@ export const ERRORS = {
   INVALID_AUTH_REQUEST: { code: 'PKL_ERR_INVALID_AUTH_REQUEST', statusCode: 400, message: 'Bad Request: malformed Authorization header' },
   INSUFFICIENT_SCOPE: { code: 'PKL_ERR_INSUFFICIENT_SCOPE', statusCode: 403, message: 'Forbidden: the credential does not grant this channel' },
   PUBLISHER_LOOPBACK_ONLY: { code: 'PKL_ERR_PUBLISHER_LOOPBACK_ONLY', statusCode: 403, message: 'Forbidden: publisher is loopback-only; set apiKey, a JWT key, or publisherOpen' },
-  PUBLISHER_PROXIED: { code: 'PKL_ERR_PUBLISHER_PROXIED', statusCode: 403, message: 'Forbidden: publisher is loopback-only, and this request came through a proxy; set apiKey or a JWT key (or list the proxy in trustedProxies)' },
+  PUBLISHER_PROXIED: { code: 'PKL_ERR_PUBLISHER_PROXIED', statusCode: 403, message: 'Forbidden: publisher is loopback-only, and this request came through a proxy; set apiKey or a JWT key' },
   ADMIN_DISABLED: { code: 'PKL_ERR_ADMIN_DISABLED', statusCode: 403, message: 'Forbidden: revocation needs apiKey or a JWT key' },
   AUTHORIZE_REFUSED: { code: 'PKL_ERR_AUTHORIZE_REFUSED', statusCode: 403, message: 'the authorize request refused (its status and body are passed on)' },
   AUTH_UNAVAILABLE: { code: 'PKL_ERR_AUTH_UNAVAILABLE', statusCode: 503, message: 'Service Unavailable: the authorization server did not answer' },

@@ -166,13 +166,13 @@ function dotSegment (s: string): string {
   return d === '.' || d === '..' ? d : s
 }
 
-/** 127.0.0.0/8, ::1 and IPv4-mapped 127.x: the clients the secure default lets publish. */
 /**
  * Headers a proxy adds. A request that carries one came through a proxy: behind a reverse proxy
  * on the same host every client's socket is a loopback one, so the loopback exemptions (the
  * publisher with no credential configured, statusLoopbackOnly) must not take it for a local process.
  */
-const PROXY_HEADERS = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'via', 'x-forwarded-host', 'x-forwarded-proto'] as const
+const PROXY_HEADERS = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'via', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port',
+  'x-forwarded-server', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip'] as const
 
 /** The request carries a header a proxy adds (PROXY_HEADERS). */
 export function proxied (headers: IncomingHttpHeaders): boolean {
@@ -180,22 +180,56 @@ export function proxied (headers: IncomingHttpHeaders): boolean {
   return false
 }
 
+/** An address as Node gives a peer's: IPv6 in its canonical form, an IPv4-mapped one as IPv4. */
+export function canonicalIp (a: string): string {
+  if (a.startsWith('::ffff:') && isIP(a.slice(7)) === 4) return a.slice(7)
+  if (isIP(a) !== 6) return a
+  try {
+    const h = new URL(`http://[${a}]/`).hostname.slice(1, -1)
+    // the URL parser writes ::ffff:127.0.0.1 as ::ffff:7f00:1
+    const m = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(h)
+    if (m !== null) {
+      const hi = parseInt(m[1]!, 16)
+      const lo = parseInt(m[2]!, 16)
+      return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`
+    }
+    return h
+  } catch {
+    return a
+  }
+}
+
+/** The client addresses a proxy's headers give: the last X-Forwarded-For hop, X-Real-IP, the last Forwarded `for=`. */
+function forwardedClients (headers: IncomingHttpHeaders): string[] {
+  const out: string[] = []
+  const xff = headers['x-forwarded-for']
+  if (typeof xff === 'string') out.push(xff.split(',').pop()!.trim())
+  const real = headers['x-real-ip']
+  if (typeof real === 'string') out.push(real.trim())
+  const fwd = headers.forwarded
+  if (typeof fwd === 'string') {
+    const last = fwd.split(',').pop()!
+    const m = /(?:^|;)\s*for\s*=\s*"?\[?([^\]";,]*)\]?(?::\d+)?"?/i.exec(last)
+    out.push(m === null ? '' : m[1]!.trim())
+  }
+  return out
+}
+
 /**
  * A local process: a loopback peer that no proxy relayed; or, through a proxy listed in
- * `trustedProxies`, a client whose address that proxy gives (the last X-Forwarded-For hop) is
- * loopback. A forwarded request from any other proxy, a loopback one included, is not.
+ * `trustedProxies`, a client that every address the proxy's headers give (the last
+ * X-Forwarded-For hop, X-Real-IP, the last Forwarded `for=`) says is loopback. A forwarded request
+ * from any other proxy, a loopback one included, is not. (The proxy must append to
+ * X-Forwarded-For, not pass the client's own on: docs/api.md 16.1.)
  */
 export function localClient (peer: string | undefined, headers: IncomingHttpHeaders, trustedProxies: readonly string[]): boolean {
   if (!proxied(headers)) return isLoopback(peer)
-  if (peer === undefined) return false
-  // a server listening on :: sees an IPv4 proxy as ::ffff:a.b.c.d
-  const p = peer.startsWith('::ffff:') && isIP(peer.slice(7)) === 4 ? peer.slice(7) : peer
-  if (!trustedProxies.includes(p) && !trustedProxies.includes(peer)) return false
-  const xff = headers['x-forwarded-for']
-  if (typeof xff !== 'string') return false
-  return isLoopback(xff.split(',').pop()!.trim())
+  if (peer === undefined || !trustedProxies.includes(canonicalIp(peer))) return false
+  const clients = forwardedClients(headers)
+  return clients.length > 0 && clients.every((c) => isLoopback(c))
 }
 
+/** 127.0.0.0/8, ::1 and IPv4-mapped 127.x: the clients the secure default lets publish. */
 export function isLoopback (addr: string | undefined): boolean {
   if (addr === undefined) return false
   const a = addr.toLowerCase()

@@ -188,7 +188,7 @@ test('one process: the publisher needs a header credential that grants the chann
 })
 
 test('secure default behind a reverse proxy on this host: a loopback request with a proxy\'s headers is no local process; a trustedProxies proxy\'s local client is', async (t) => {
-  const PROXIED = 'Forbidden: publisher is loopback-only, and this request came through a proxy; set apiKey or a JWT key (or list the proxy in trustedProxies)'
+  const PROXIED = 'Forbidden: publisher is loopback-only, and this request came through a proxy; set apiKey or a JWT key'
   const post = (h: string): string => `POST /pub/px HTTP/1.1\r\nHost: 127.0.0.1\r\n${h}Content-Length: 1\r\nConnection: close\r\n\r\nx`
   const proxyHeaders = ['X-Forwarded-For: 203.0.113.7\r\n', 'Forwarded: for=203.0.113.7\r\n', 'X-Real-IP: 203.0.113.7\r\n', 'Via: 1.1 nginx\r\n', 'X-Forwarded-Proto: https\r\n', 'X-Forwarded-Host: example.com\r\n']
   // no access control (the raw path and Node's), and authorizeUrl alone (the publisher is still loopback-only: lib/auth.ts)
@@ -208,6 +208,13 @@ test('secure default behind a reverse proxy on this host: a loopback request wit
   t.is((await rawRequest(behind.port, post('X-Forwarded-For: 127.0.0.1\r\n'))).status, 202, 'a local process through the trusted proxy')
   t.is((await rawRequest(behind.port, post('X-Forwarded-For: 127.0.0.1, 203.0.113.7\r\n'))).status, 403, 'its last hop is the client')
   t.is((await rawRequest(behind.port, post('Via: 1.1 nginx\r\n'))).status, 403, 'proxied, and no client address given')
+  // a trusted proxy that is not on loopback, its local client: the same answer with authorizeUrl alone (lib/auth.ts)
+  for (const options of [{ trustedProxies: ['10.0.0.2'] }, { trustedProxies: ['10.0.0.2'], authorizeUrl: 'http://127.0.0.1:9/authorize' }]) {
+    const srv = await startServer(t, options)
+    const inject = async (xff: string): Promise<number> => (await srv.app.inject({ method: 'POST', url: '/pub/px', payload: 'x', remoteAddress: '10.0.0.2', headers: { 'x-forwarded-for': xff } })).statusCode
+    t.is(await inject('127.0.0.1'), 202, JSON.stringify(options))
+    t.is(await inject('203.0.113.7'), 403, JSON.stringify(options))
+  }
   // statusLoopbackOnly judges the same way
   t.is((await rawRequest(behind.port, 'GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Real-IP: 203.0.113.7\r\nConnection: close\r\n\r\n')).status, 403)
 })
@@ -624,7 +631,7 @@ test('a JWKS, authorize or publisher upstream that fails is logged with its opti
     return p
   }
   const jwksUrl = `http://127.0.0.1:${(jwks.address() as net.AddressInfo).port}/jwks.json`
-  const authorizeUrl = `http://127.0.0.1:${await closed()}/authorize`
+  const authorizeUrl = `http://127.0.0.1:${await closed()}/authorize?key=a-secret-of-the-app`
   const upstreamUrl = `http://127.0.0.1:${await closed()}/upstream`
   // authorizeUrl alone (an API key or a token would be admitted without it)
   const [node, asks] = await Promise.all([
@@ -647,7 +654,9 @@ test('a JWKS, authorize or publisher upstream that fails is logged with its opti
   }
   t.true(await eventually(() => failed(asks, 'authorizeUrl').length > 0, 10000), asks.log())
   t.is(failed(asks, 'authorizeUrl').length, 1)
-  t.is(failed(asks, 'authorizeUrl')[0]!.url, authorizeUrl)
+  // the query (a key in it) stays out of the log
+  t.is(failed(asks, 'authorizeUrl')[0]!.url, authorizeUrl.replace(/\?.*/, '?redacted'))
+  t.false(asks.log().includes('a-secret-of-the-app'))
   t.regex(failed(asks, 'authorizeUrl')[0]!.error!, /ECONNREFUSED/)
   t.regex(await (await fetch(`${asks.base}/metrics`)).text(), /^parkline_authorize_errors_total 2$/m)
   // a publish (the publisher upstream)

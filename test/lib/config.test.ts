@@ -80,6 +80,7 @@ test('an unknown PARKLINE_* environment variable is refused at start, with the o
   t.throws(() => resolveOptions({}, { env: { PARKLINE_JWTSECRET: 'x' } }), { instanceOf: ConfigError, message: /^unknown environment variable PARKLINE_JWTSECRET \(did you mean PARKLINE_JWT_SECRET\?\)/ })
   t.throws(() => resolveOptions({}, { env: { PARKLINE_CORS_ORIGIN: 'https://a.example' } }), { instanceOf: ConfigError, message: /^unknown environment variable PARKLINE_CORS_ORIGIN: / })
   // the server's own, and the documented switches, pass; so does anything not PARKLINE_*
+  t.throws(() => resolveOptions({}, { env: { parkline_jwt_secret: 'x' } }), { instanceOf: ConfigError, message: /^unknown environment variable parkline_jwt_secret \(did you mean PARKLINE_JWT_SECRET\?\)/ })
   t.notThrows(() => resolveOptions({}, { env: { PARKLINE_NO_FAST_PATH: '1', PARKLINE_WORKER_ID: '0', PATH: '/bin', PARKLINEX: '1' } }))
 })
 
@@ -90,6 +91,10 @@ test('corsOrigins entries must be origins, trustedProxies entries IP addresses',
   t.throws(() => resolveOptions({ corsOrigins: ['https://*.example.com'] }), { instanceOf: ConfigError, message: /is not an origin/ })
   t.throws(() => resolveOptions({ corsOrigins: ['app.example'] }), { instanceOf: ConfigError, message: /is not an origin/ })
   t.deepEqual(resolveOptions({ corsOrigins: ['https://app.example', 'http://localhost:8080', 'null'] }).corsOrigins, ['https://app.example', 'http://localhost:8080', 'null'])
+  // an app's own scheme has no URL origin; its Origin header is scheme://host
+  t.deepEqual(resolveOptions({ corsOrigins: ['capacitor://localhost', 'chrome-extension://abcdefghijklmnop'] }).corsOrigins, ['capacitor://localhost', 'chrome-extension://abcdefghijklmnop'])
+  t.throws(() => resolveOptions({ corsOrigins: ['capacitor://localhost/'] }), { instanceOf: ConfigError })
+  t.deepEqual(resolveOptions({ trustedProxies: ['2001:DB8::1', '::ffff:10.0.0.2', '0:0:0:0:0:0:0:1'] }).trustedProxies, ['2001:db8::1', '10.0.0.2', '::1'])
   t.throws(() => resolveOptions({ trustedProxies: ['10.0.0.0/8'] }), { instanceOf: ConfigError, message: /trustedProxies: "10.0.0.0\/8" is not an IP address/ })
   t.throws(() => resolveOptions({ trustedProxies: ['proxy.internal'] }), { instanceOf: ConfigError })
   t.deepEqual(resolveOptions({ trustedProxies: ['10.0.0.2', '::1'] }).trustedProxies, ['10.0.0.2', '::1'])
@@ -104,4 +109,11 @@ test('a trusted IPv4 proxy is recognised when the server listens on :: (its addr
   t.false(localClient('::ffff:10.0.0.2', { 'x-forwarded-for': '203.0.113.7' }, ['10.0.0.2']))
   t.true(localClient('127.0.0.1', {}, []))
   t.false(localClient('127.0.0.1', { via: '1.1 nginx' }, []))
+  // a proxy that passes the client's own X-Forwarded-For on and sets X-Real-IP: every address it gives must be loopback
+  t.false(localClient('10.0.0.2', { 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '203.0.113.7' }, ['10.0.0.2']))
+  t.true(localClient('10.0.0.2', { 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' }, ['10.0.0.2']))
+  t.true(localClient('10.0.0.2', { forwarded: 'for=203.0.113.7, for="[::1]:4711"' }, ['10.0.0.2']))
+  t.false(localClient('10.0.0.2', { forwarded: 'for=127.0.0.1;proto=http, for=203.0.113.7' }, ['10.0.0.2']))
+  t.false(localClient('10.0.0.2', { forwarded: 'proto=https' }, ['10.0.0.2']), 'no for=: no client address')
+  t.false(localClient('10.0.0.2', { via: '1.1 nginx' }, ['10.0.0.2']), 'no client address given at all')
 })
