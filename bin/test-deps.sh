@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `npm test` runs this first (pretest): the real servers the tests start themselves — Redis (the
-# Redis engine), nginx with the Nchan module (side-by-side runs, the client against Nchan) and
-# Chromium (browser tests) — are installed from Debian's packages when missing. As root (or with
-# passwordless sudo) it installs them; otherwise it names what is missing in one line and fails.
+# Redis engine), nginx with the Nchan module (side-by-side runs, the client against Nchan),
+# Chromium (browser tests) and openssl (certificates for the TLS tests) — are installed from
+# Debian's packages when missing. As root (or with passwordless sudo) it installs them; otherwise
+# it names what is missing in one line and fails.
 set -uo pipefail
 
 need=()
@@ -12,6 +13,8 @@ command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] || need+=(libnginx-mod-nchan)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# certificates for the Redis-over-TLS tests (test/redis-tls.test.ts)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -321,6 +321,8 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   for (const u of o.redisCluster) {
     if (!/^rediss?:\/\//.test(u)) throw new ConfigError(`redisCluster: "${u}" is not a redis:// URL`)
   }
+  // every node of a cluster is reached the same way: TLS (rediss://) or not
+  if (new Set(o.redisCluster.map((u) => u.startsWith('rediss:'))).size > 1) throw new ConfigError('redisCluster: the seeds mix redis:// and rediss://; every node of a cluster is reached the same way')
   redisCredentials(o) // throws on credentials given twice, seeds that differ, a user without a password
   return o
 }

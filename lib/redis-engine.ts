@@ -204,9 +204,10 @@ function connection (target: RedisTarget, timeout: number): Conn {
   const commandOptions = { timeout }
   const auth = target.auth ?? {}
   if (target.mode === 'cluster') {
-    // node-redis logs in to a node it finds from the seeds with `defaults` only, not with a seed
-    // URL's user:password@: those go into defaults too (lib/engines.ts redisTarget)
-    return createCluster({ rootNodes: target.seeds.map((url) => ({ url })), defaults: { disableOfflineQueue: true, socket, ...auth }, commandOptions }) as unknown as Conn
+    // node-redis connects to a node it finds from the seeds with `defaults` only, not with a seed
+    // URL's user:password@ or its rediss: those go into defaults too (lib/engines.ts redisTarget)
+    const tls = target.seeds.every((u) => u.startsWith('rediss:'))
+    return createCluster({ rootNodes: target.seeds.map((url) => ({ url })), defaults: { disableOfflineQueue: true, socket: tls ? { ...socket, tls: true as const } : socket, ...auth }, commandOptions }) as unknown as Conn
   }
   if (target.mode === 'sentinel') {
     return createSentinel({

@@ -1,0 +1,106 @@
+// Parkline on Redis over TLS (rediss://), real servers started here with a certificate made by
+// openssl for this run: one Redis, and a Redis Cluster whose nodes speak TLS only (managed Redis
+// with encryption in transit is set up like this). node-redis reaches the cluster's other nodes
+// from what the seed's CLUSTER SLOTS names, so they must be reached over TLS too.
+// openssl, redis-server and redis-cli are required (npm test installs them: bin/test-deps.sh).
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import test, { type ExecutionContext } from 'ava'
+import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
+
+interface Certs { dir: string, ca: string, cert: string, key: string }
+
+/** A CA and a certificate for 127.0.0.1 signed by it, for this test only. */
+function makeCerts (t: ExecutionContext): Certs {
+  const dir = mkdtempSync(join(tmpdir(), 'pk-tls-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const ssl = (...args: string[]): void => { execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' }) }
+  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=parkline-test-ca')
+  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=127.0.0.1')
+  writeFileSync(join(dir, 'ext'), 'subjectAltName=IP:127.0.0.1\n')
+  ssl('x509', '-req', '-in', 'srv.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'srv.crt', '-days', '2', '-extfile', 'ext')
+  return { dir, ca: join(dir, 'ca.crt'), cert: join(dir, 'srv.crt'), key: join(dir, 'srv.key') }
+}
+
+/** A redis-server that speaks TLS only, on `port`. */
+function tlsRedis (t: ExecutionContext, certs: Certs, port: number, extra: string[] = []): ChildProcess {
+  const proc = spawn('redis-server', ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--tls-cert-file', certs.cert, '--tls-key-file', certs.key,
+    '--tls-ca-cert-file', certs.ca, '--tls-auth-clients', 'no', '--save', '', '--appendonly', 'no', ...extra], { cwd: certs.dir, stdio: 'ignore' })
+  t.teardown(async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      process.kill(proc.pid!, 'SIGKILL')
+      await once(proc, 'exit')
+    }
+  })
+  return proc
+}
+
+function cli (certs: Certs, port: number, ...args: string[]): string {
+  try {
+    return execFileSync('redis-cli', ['--tls', '--cacert', certs.ca, '-p', String(port), ...args], { encoding: 'utf8', timeout: 10000 })
+  } catch {
+    return ''
+  }
+}
+
+/** Two Parkline nodes on the store, trusting the test's CA (NODE_EXTRA_CA_CERTS, as an operator would). */
+async function nodes (t: ExecutionContext, certs: Certs, store: string[]): Promise<Array<{ base: string, port: number }>> {
+  return await Promise.all([0, 1].map(async () => {
+    const port = await freePort()
+    const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0', ...store],
+      { stdio: 'ignore', env: { ...process.env, NODE_EXTRA_CA_CERTS: certs.ca } })
+    t.teardown(async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGKILL')
+        await once(proc, 'exit')
+      }
+    })
+    const base = `http://127.0.0.1:${port}`
+    t.true(await eventually(async () => (await fetch(`${base}/health`).catch(() => null))?.status === 200, 20000), `parkline ${store.join(' ')} came up`)
+    return { base, port }
+  }))
+}
+
+/** A subscriber on node B gets what node A publishes; 30 channels spread over the masters all take publishes. */
+async function exercise (t: ExecutionContext, a: { base: string }, b: { port: number }): Promise<void> {
+  const s = await SseClient.connect(b.port, '/sub/tls')
+  t.teardown(() => s.socket.destroy())
+  t.true(await eventually(async () => (await info(a.base, 'tls')).json?.subscribers === 1, 10000))
+  t.is((await publish(a.base, 'tls', 'over tls')).status, 201)
+  t.deepEqual((await s.waitEvents(1)).map((e) => e.data), ['over tls'])
+  const statuses = new Set<number>()
+  for (let i = 0; i < 30; i++) statuses.add((await publish(a.base, `tls-spread-${i}`, 'x')).status)
+  t.deepEqual([...statuses], [202])
+}
+
+test.serial('one Redis over TLS: a rediss:// redisUrl', async (t) => {
+  t.timeout(60000)
+  const certs = makeCerts(t)
+  const port = await freePort()
+  tlsRedis(t, certs, port)
+  t.true(await eventually(() => cli(certs, port, 'PING').trim() === 'PONG', 10000))
+  const [a, b] = await nodes(t, certs, ['--redis-url', `rediss://127.0.0.1:${port}`])
+  await exercise(t, a!, b!)
+})
+
+test.serial('a Redis Cluster over TLS: the nodes found from a rediss:// seed are reached over TLS too', async (t) => {
+  t.timeout(90000)
+  const certs = makeCerts(t)
+  const ports = [await freePort(), await freePort(), await freePort()]
+  for (const [i, port] of ports.entries()) {
+    const dir = join(certs.dir, `n${i}`)
+    execFileSync('mkdir', ['-p', dir])
+    tlsRedis(t, certs, port, ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--tls-cluster', 'yes', '--tls-replication', 'yes', '--dir', dir])
+  }
+  for (const port of ports) t.true(await eventually(() => cli(certs, port, 'PING').trim() === 'PONG', 10000))
+  execFileSync('redis-cli', ['--tls', '--cacert', certs.ca, '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { stdio: 'ignore', timeout: 20000 })
+  t.true(await eventually(() => ports.every((p) => cli(certs, p, 'CLUSTER', 'INFO').includes('cluster_state:ok')), 20000))
+  // one seed: the other two masters are found from it
+  const [a, b] = await nodes(t, certs, ['--redis-cluster', `rediss://127.0.0.1:${ports[0]!}`])
+  await exercise(t, a!, b!)
+  // every master took some of the publishes
+  for (const port of ports) t.regex(cli(certs, port, 'INFO', 'commandstats'), /cmdstat_evalsha:calls=[1-9]/, `master ${port}`)
+})
