@@ -10,7 +10,7 @@ import net from 'node:net'
 import { readFileSync } from 'node:fs'
 import pino from 'pino'
 import { Primary, WorkerLink } from './cluster.ts'
-import { OPTIONS, flagName, parseCliArgs, resolveOptions, workerCount, type ParklineOptions } from './config.ts'
+import { OPTIONS, envName, flagName, parseCliArgs, resolveOptions, workerCount, type ParklineOptions } from './config.ts'
 // the accept queue asked of the kernel (capped by net.core.somaxconn): a reconnect storm or a load
 // generator's ramp must not overflow Node's default of 511 and wait out SYN retries
 import { LISTEN_BACKLOG, runDoctor } from './doctor.ts'
@@ -29,8 +29,8 @@ function usage (): string {
   let s = 'usage: parkline serve [--config FILE] [options]\n' +
     '       parkline doctor [--workers N] [--require N] [--json] [--status-url URL]   capacity of this host (doctor --help)\n' +
     '       parkline token --sub ID --subscribe PATTERNS [--publish PATTERNS] [--admin] [--ttl S]   a token signed with jwtSecret\n' +
-    '\noptions (flag, env, default):\n'
-  for (const o of OPTIONS) s += `  ${flagName(o.name).padEnd(32)} ${JSON.stringify(o.default).padEnd(12)} ${o.doc}\n`
+    '\noptions (flag, environment variable, default):\n'
+  for (const o of OPTIONS) s += `  ${flagName(o.name).padEnd(32)} ${envName(o.name).padEnd(36)} ${JSON.stringify(o.default).padEnd(12)} ${o.doc}\n`
   return s
 }
 

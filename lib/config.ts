@@ -116,10 +116,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'transports', kind: 'list', default: [...TRANSPORT_NAMES], doc: 'Subscriber transports served, of websocket, eventsource, chunked, multipart, longpoll; a request no enabled one claims gets 406.' },
   { name: 'longpollMultipart', kind: 'bool', default: false, doc: 'A long-poll answer carries every buffered message after the cursor, as one multipart/mixed body (Nchan\'s nchan_longpoll_multipart_response).' },
   { name: 'coalesce', kind: 'bool', default: true, doc: 'Send the messages a stream gets in one event-loop turn as one write (fewer syscalls per delivery).' },
-  { name: 'corsOrigins', kind: 'list', default: [], doc: 'Allowed Origin values; empty = every origin.' },
+  { name: 'corsOrigins', kind: 'list', default: [], doc: 'Allowed origins (scheme://host[:port], lower case, no trailing /; "*" or a wildcard stops the start); empty = every origin.' },
   { name: 'maxSubscribers', kind: 'int', default: 0, min: 0, doc: 'Subscribers per process before 503; 0 = 90% of the open-file limit.' },
   { name: 'maxChannels', kind: 'int', default: 500000, min: 1, doc: 'Channel records per process; a publish or subscription that would create more gets 503 with Retry-After.' },
-  { name: 'drainWindow', kind: 'int', default: 10, min: 0, doc: 'Seconds over which SIGTERM closes subscribers in waves.' },
+  { name: 'drainWindow', kind: 'int', default: 10, min: 0, doc: 'Seconds over which SIGTERM closes subscribers in waves; sooner once none is left and no publish came for a second.' },
   { name: 'healthPath', kind: 'string', default: '/health', embedded: '/parkline/health', doc: 'Health check for load balancers (200, or 503 while the shared store is down); empty = off. Embedded: /parkline/health under the register prefix.' },
   { name: 'statusPath', kind: 'string', default: '/status', embedded: '/parkline/status', doc: 'Plain-text status page; empty = off. Embedded: /parkline/status under the register prefix.' },
   { name: 'metricsPath', kind: 'string', default: '/metrics', embedded: '/parkline/metrics', doc: 'Prometheus metrics; empty = off. Embedded: /parkline/metrics under the register prefix.' },
@@ -142,7 +142,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'idempotencyWindow', kind: 'int', default: 300, min: 0, doc: 'Seconds an `Idempotency-Key` is remembered per channel: a publish retried with it answers the original id and publishes nothing; 0 = off.' },
   // access control (docs/api.md "Access control"); none set: subscribers open, publisher loopback-only
   { name: 'apiKey', kind: 'list', default: [], doc: 'Server-side publisher keys, sent as `Authorization: Bearer <key>`: publish, delete, channel info and revoke on every channel.' },
-  { name: 'jwtSecret', kind: 'string', default: '', doc: 'HMAC secret for HS256/384/512 tokens; "" = off.' },
+  { name: 'jwtSecret', kind: 'string', default: '', doc: 'HMAC secret for HS256/384/512 tokens, 32 bytes or more (shorter stops the start); "" = off.' },
   { name: 'jwtPublicKey', kind: 'string', default: '', doc: 'PEM public key (RS*, PS*, ES*, EdDSA tokens), or the path of a PEM file; "" = off.' },
   { name: 'jwksUrl', kind: 'string', default: '', doc: 'URL of a JWKS, cached; refetched for an unknown kid at most once per 10 s; "" = off.' },
   { name: 'jwtIssuer', kind: 'string', default: '', doc: 'Required token `iss`; "" = not checked.' },
@@ -156,7 +156,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'authorizeTimeout', kind: 'int', default: 5, min: 1, doc: 'Seconds the authorize request, the publisher upstream and a JWKS fetch may take; past it 503 with Retry-After.' },
   { name: 'authorizeCacheTtl', kind: 'int', default: 5, min: 0, doc: 'Seconds an authorize decision is reused for the same channels and credentials; 0 = ask every time.' },
   { name: 'publishUpstreamUrl', kind: 'string', default: '', doc: 'Nchan\'s publisher upstream request: each message is POSTed here first; 200 publishes its answer, 204 drops, 304 publishes unchanged; "" = off.' },
-  { name: 'publisherOpen', kind: 'bool', default: false, doc: 'With no credential configured, let any client publish (Nchan\'s open publisher); false = loopback clients only.' },
+  { name: 'publisherOpen', kind: 'bool', default: false, doc: 'With neither apiKey nor a JWT key (nor authorizePublish), let any client publish (Nchan\'s open publisher); false = loopback clients only, not through a proxy.' },
   { name: 'revokePath', kind: 'string', default: '/admin/revoke', embedded: '/parkline/revoke', doc: 'POST {"sub"} or {"jti"} here (apiKey or an admin token) ends those subscribers everywhere; "" = off. Embedded: /parkline/revoke under the register prefix.' }
 ]
 
