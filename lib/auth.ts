@@ -197,6 +197,10 @@ export function validateAuthOptions (o: AuthOptions): string[] {
   if (!(o.authorizeTimeout > 0) || !Number.isFinite(o.authorizeTimeout)) throw new ConfigError(`authorizeTimeout must be > 0 seconds, got ${o.authorizeTimeout}`)
   if (!(o.authorizeCacheTtl >= 0) || !Number.isFinite(o.authorizeCacheTtl)) throw new ConfigError(`authorizeCacheTtl must be >= 0 seconds, got ${o.authorizeCacheTtl}`)
   if (o.authCookie.length === 0 || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(o.authCookie)) throw new ConfigError(`authCookie must be a cookie name, got ${JSON.stringify(o.authCookie)}`)
+  // a key short enough to guess publishes, deletes and revokes on every channel
+  for (const k of o.apiKey) {
+    if (k.length > 0 && Buffer.byteLength(k) < 16) throw new ConfigError(`apiKey: each key must be 16 bytes or more, one is ${Buffer.byteLength(k)}: make one with \`openssl rand -hex 24\` (in PARKLINE_API_KEY and --api-key a comma separates two keys)`)
+  }
   // a guessable HMAC key lets anyone mint tokens: RFC 7518 §3.2 wants at least the hash's size
   if (o.jwtSecret.length > 0 && Buffer.byteLength(o.jwtSecret) < 32) throw new ConfigError(`jwtSecret must be 32 bytes or more (RFC 7518 §3.2), got ${Buffer.byteLength(o.jwtSecret)}: make one with \`openssl rand -hex 32\``)
   checkUrl('jwksUrl', o.jwksUrl)

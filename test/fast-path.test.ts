@@ -76,12 +76,12 @@ const CASES: Array<{ name: string, options: Partial<Record<keyof ParklineOptions
   },
   {
     name: 'an API key',
-    options: { apiKey: 'secret' },
+    options: { apiKey: 'secret-key-0123456' },
     requests: async () => [
       req('POST', '/pub/k', {}, 'no credential'),
       req('POST', '/pub/k', { Authorization: 'Bearer wrong' }, 'wrong'),
-      req('POST', '/pub/k', { Authorization: 'Bearer secret' }, 'right'),
-      req('POST', '/pub/k', { Cookie: 'parkline_token=secret' }, 'cookie'),
+      req('POST', '/pub/k', { Authorization: 'Bearer secret-key-0123456' }, 'right'),
+      req('POST', '/pub/k', { Cookie: 'parkline_token=secret-key-0123456' }, 'cookie'),
       req('GET', '/sub/k')
     ]
   },

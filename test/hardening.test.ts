@@ -175,10 +175,10 @@ test('a request pipelined behind a parked long-poll is not applied: the poll get
 })
 
 test('with access control, a publish pipelined behind a subscriber being admitted is not applied', async (t) => {
-  const srv = await startServer(t, { apiKey: ['k'], anonymousSubscribe: ['*'] })
+  const srv = await startServer(t, { apiKey: ['k-0123456789abcdef'], anonymousSubscribe: ['*'] })
   await rawExchange(srv.port, 'GET /sub/a HTTP/1.1\r\nHost: x\r\n\r\n' +
-    'POST /pub/b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Length: 5\r\n\r\nhello', { ms: 1500 })
-  t.is((await rawRequest(srv.port, 'GET /pub/b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n\r\n')).status, 404, 'nothing was published')
+    'POST /pub/b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k-0123456789abcdef\r\nContent-Length: 5\r\n\r\nhello', { ms: 1500 })
+  t.is((await rawRequest(srv.port, 'GET /pub/b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k-0123456789abcdef\r\n\r\n')).status, 404, 'nothing was published')
 })
 
 test('a body trickling under bodyMinRate is cut after the grace, long before bodyTimeout', async (t) => {

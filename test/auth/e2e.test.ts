@@ -13,7 +13,7 @@ import { startRedis } from '../helpers/redis.ts'
 import { eventually, parseResponse, rawRequest, startServer } from '../helpers/server.ts'
 
 const SECRET = 'e2e-secret-that-is-at-least-32-bytes!'
-const KEY = 'publisher-key-1'
+const KEY = 'publisher-key-0001'
 const AUTH = { jwtSecret: SECRET, apiKey: [KEY], jwtAudience: 'parkline', jwtIssuer: 'https://login.example', anonymousSubscribe: ['public.*'] }
 const enc = new TextEncoder()
 const now = (): number => Math.floor(Date.now() / 1000)

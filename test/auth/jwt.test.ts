@@ -189,14 +189,14 @@ test('key confusion: an HS256 token signed with the PEM text is refused', async 
 })
 
 test('apiKey: accepted in constant time from the header, refused otherwise', async (t) => {
-  const a = auth(t, { apiKey: ['first-key', 'second-key'] })
-  for (const k of ['first-key', 'second-key']) {
+  const a = auth(t, { apiKey: ['first-key-0123456', 'second-key-012345'] })
+  for (const k of ['first-key-0123456', 'second-key-012345']) {
     const g = asGrant(t, await a.publisher({ headers: bearer(k), channel: 'any', method: 'DELETE', uri: '/pub/any', remoteAddress: '10.1.2.3' }))
     t.deepEqual([g.kind, g.publish, g.subscribe, g.admin], ['apikey', '*', '*', true])
     t.is(asGrant(t, await a.admin({ headers: bearer(k), remoteAddress: '10.1.2.3' })).kind, 'apikey')
     t.is(asGrant(t, await a.subscriber(sub(['x', 'y'], bearer(k)))).kind, 'apikey')
   }
-  for (const k of ['first-ke', 'first-key2', 'FIRST-KEY', 'x']) {
+  for (const k of ['first-key-012345', 'first-key-01234567', 'FIRST-KEY-0123456', 'x']) {
     const r = asRefusal(t, await a.publisher({ headers: bearer(k), channel: 'any', method: 'POST', uri: '/pub/any', remoteAddress: '127.0.0.1' }))
     t.is(r.status, 401)
     t.is(r.wwwAuthenticate, invalid('unknown credential'))
@@ -206,9 +206,9 @@ test('apiKey: accepted in constant time from the header, refused otherwise', asy
   t.is(none.status, 401)
   t.is(none.wwwAuthenticate, 'Bearer')
   // The key in a cookie or the query is not accepted.
-  const a2 = auth(t, { apiKey: ['first-key'], tokenInQuery: true })
-  t.is(asRefusal(t, await a2.subscriber(sub(['x'], { cookie: 'parkline_token=first-key' }))).status, 401)
-  t.is(asRefusal(t, await a2.subscriber(sub(['x'], {}, 'access_token=first-key'))).status, 401)
+  const a2 = auth(t, { apiKey: ['first-key-0123456'], tokenInQuery: true })
+  t.is(asRefusal(t, await a2.subscriber(sub(['x'], { cookie: 'parkline_token=first-key-0123456' }))).status, 401)
+  t.is(asRefusal(t, await a2.subscriber(sub(['x'], {}, 'access_token=first-key-0123456'))).status, 401)
 })
 
 test('publisher: Bearer only, publish scope covers the channel for POST, GET and DELETE', async (t) => {
@@ -261,9 +261,9 @@ test('anonymousSubscribe: no token needed; a token adds channels; an invalid one
   const expired = await hs({ exp: now() - 100 })
   t.is(asRefusal(t, await a.subscriber(sub(['public'], bearer(expired)))).wwwAuthenticate, invalid('token expired'))
   // API keys only: anonymous channels still work without the key.
-  const k = auth(t, { apiKey: ['k'], anonymousSubscribe: ['*'] })
+  const k = auth(t, { apiKey: ['k-0123456789abcdef'], anonymousSubscribe: ['*'] })
   t.is(asGrant(t, await k.subscriber(sub(['any']))).kind, 'anonymous')
-  const k2 = auth(t, { apiKey: ['k'] })
+  const k2 = auth(t, { apiKey: ['k-0123456789abcdef'] })
   t.is(asRefusal(t, await k2.subscriber(sub(['any']))).wwwAuthenticate, 'Bearer')
 })
 
@@ -275,7 +275,7 @@ test('nothing configured: subscribers open', async (t) => {
 })
 
 test('admin: apiKey or an admin JWT, header only', async (t) => {
-  const a = auth(t, { jwtSecret: SECRET, apiKey: ['k'] })
+  const a = auth(t, { jwtSecret: SECRET, apiKey: ['k-0123456789abcdef'] })
   const admin = await hs({ sub: 'ops', parkline: { admin: true } })
   t.is(asGrant(t, await a.admin({ headers: bearer(admin), remoteAddress: '10.0.0.1' })).sub, 'ops')
   const user = await hs({ parkline: { publish: ['*'], subscribe: ['*'] } })

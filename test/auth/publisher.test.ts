@@ -64,7 +64,7 @@ test('publisherOpen opens the publisher to every client', async (t) => {
   const a = setup(t, { publisherOpen: true })
   t.is((await a.publisher(pub('10.1.2.3')) as Grant).kind, 'open')
   // ...but not once a credential is configured: then one is required.
-  const b = setup(t, { publisherOpen: true, apiKey: ['k'] })
+  const b = setup(t, { publisherOpen: true, apiKey: ['k-0123456789abcdef'] })
   t.deepEqual(b.warnings, ['publisherOpen is ignored: with apiKey or a JWT key set, publishers need a credential'])
   t.is((await b.publisher(pub('10.1.2.3')) as Refusal).status, 401)
 })
@@ -178,7 +178,7 @@ test('authorizeUrl without authorizePublish: publishers stay loopback-only (or o
   t.deepEqual(b.warnings, ['authorizeUrl is asked about subscribers only, and publisherOpen lets anyone publish and delete: set authorizePublish to send publishers there too'])
   t.is((await b.publisher(pub('10.1.2.3')) as Grant).kind, 'open')
   t.deepEqual(setup(t, { authorizeUrl: 'http://127.0.0.1:9/authorize', authorizePublish: true }).warnings, [])
-  t.deepEqual(setup(t, { authorizeUrl: 'http://127.0.0.1:9/authorize', apiKey: ['k'] }).warnings, [])
+  t.deepEqual(setup(t, { authorizeUrl: 'http://127.0.0.1:9/authorize', apiKey: ['k-0123456789abcdef'] }).warnings, [])
 })
 
 test('the start-up warning about open access: subscribers open without a credential or authorizeUrl; the publisher open with publisherOpen unless a credential or authorizePublish', async (t) => {
