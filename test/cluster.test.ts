@@ -24,6 +24,22 @@ function workerPids (primary: number): number[] {
   }
 }
 
+/** `parkline serve ARGS` with its output kept (stdout and stderr together); SIGKILLed at teardown if still running. */
+function spawnServe (t: ExecutionContext, args: string[]): { child: ChildProcess, out: () => string } {
+  const child = spawn(NODE, ['bin/parkline.ts', 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  let out = ''
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  return { child, out: () => out }
+}
+
+/** The exit code, or null if `child` is still running after `ms`. */
+async function exitWithin (child: ChildProcess, ms: number): Promise<number | null | undefined> {
+  const exited = await Promise.race([once(child, 'exit'), new Promise((resolve) => setTimeout(resolve, ms, null))]) as [number | null] | null
+  return exited === null ? undefined : exited[0]
+}
+
 async function startCluster (t: ExecutionContext, workers = 2, drainWindow = 0, detached = false): Promise<{ base: string, port: number, child: ChildProcess }> {
   const port = await freePort()
   const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', String(workers), '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', String(drainWindow)], { stdio: 'ignore', detached })
@@ -378,26 +394,15 @@ test.serial('multiplexed over three owners: a message waits while the owner of a
   t.timeout(60000)
   const { port, child } = await startCluster(t, 3)
   // a owned by worker 1, b by worker 2, the subscriber on worker 0
-  let a = 'fa'
-  for (let i = 0; ownerOf(a, 3) !== 1; i++) a = `fa${i}`
-  let b = 'fb'
-  for (let i = 0; ownerOf(b, 3) !== 2; i++) b = `fb${i}`
+  const [a, b] = fencedPair('f')
   const s = await SseClient.connectOnWorker(port, `/sub/${a},${b}`, 0)
   t.teardown(() => s.close())
   await s.until(() => s.comments.includes(': hi'))
   t.is(await publishOnWorker(port, b, 'b0', 2), 201)
   await s.waitEvents(1)
-  const one = workerPid(child.pid!, 1)
-  process.kill(one, 'SIGSTOP')
-  t.teardown(() => { try { process.kill(one, 'SIGCONT') } catch {} })
   // into a second worker 1 has not reached: a message of a it published before may still be on
   // its way, so a message of b from this second must not go first (a resume from its id would skip it)
-  await new Promise((resolve) => setTimeout(resolve, 1100))
-  t.is(await publishOnWorker(port, b, 'b1', 2), 201)
-  await new Promise((resolve) => setTimeout(resolve, 500))
-  t.deepEqual(s.events.map((e) => e.data), ['b0'], 'b1 waits while worker 1 is behind')
-  process.kill(one, 'SIGCONT')
-  t.deepEqual((await s.waitEvents(2)).map((e) => e.data), ['b0', 'b1'])
+  await fenceRound(t, port, child, b, () => s.events.length === 1, async () => (await s.waitEvents(2)).map((e) => e.data).join() === 'b0,b1')
   // and the fence is no wait once every owner is past the second
   t.is(await publishOnWorker(port, b, 'b2', 2), 201)
   t.deepEqual((await s.waitEvents(3)).map((e) => e.data), ['b0', 'b1', 'b2'])
@@ -428,17 +433,11 @@ test.serial('--workers 2 on a port another program holds: the primary says why a
   await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
   t.teardown(() => holder.close())
   const port = (holder.address() as net.AddressInfo).port
-  const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  let out = ''
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
-  const exited = await Promise.race([once(child, 'exit'), new Promise((resolve) => setTimeout(resolve, 30000, null))]) as [number | null] | null
-  t.not(exited, null, `the primary exited (output: ${out})`)
-  t.is(exited?.[0], 2)
-  t.regex(out, /EADDRINUSE/)
-  t.regex(out, /exited before it could listen/)
-  t.notRegex(out, /parkline listening on/)
+  const { child, out } = spawnServe(t, ['--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn'])
+  t.is(await exitWithin(child, 30000), 2, `the primary exited 2 (output: ${out()})`)
+  t.regex(out(), /EADDRINUSE/)
+  t.regex(out(), /exited before it could listen/)
+  t.notRegex(out(), /parkline listening on/)
 })
 
 test.serial('a worker killed: /health answers 503 `worker unavailable` on the others until it is forked again, then 200', async (t) => {
@@ -474,14 +473,10 @@ test('the crash-loop backoff: 100 ms more per quick death in a row, up to 5 s; a
 test.serial('a worker killed twice in a row: each restart is logged with its backoff, the second one longer', async (t) => {
   t.timeout(60000)
   const port = await freePort()
-  const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  t.teardown(async () => { if (child.exitCode === null) { child.kill('SIGTERM'); await once(child, 'exit') } })
-  let out = ''
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  const { child, out } = spawnServe(t, ['--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn'])
   // whole lines only (the last may still be arriving)
   const restarts = (): Array<{ quickDeaths: number, delayMs: number, restarts: number }> =>
-    out.slice(0, out.lastIndexOf('\n')).split('\n').filter((l) => l.includes('worker died; forking it again')).map((l) => JSON.parse(l))
+    out().slice(0, out().lastIndexOf('\n')).split('\n').filter((l) => l.includes('worker died; forking it again')).map((l) => JSON.parse(l))
   const healthy = async (): Promise<boolean> => (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200
   t.true(await eventually(async () => workerPids(child.pid!).length === 2 && await healthy(), 20000))
   for (let n = 1; n <= 2; n++) {
@@ -500,16 +495,10 @@ test.serial('a second `serve --workers 2` on the port a running deployment holds
   t.timeout(60000)
   const { base, port, child } = await startCluster(t)
   // at info level, so that a fork would show ("worker forked")
-  const second = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  t.teardown(() => { if (second.exitCode === null) second.kill('SIGKILL') })
-  let out = ''
-  second.stdout!.on('data', (d: Buffer) => { out += d.toString() })
-  second.stderr!.on('data', (d: Buffer) => { out += d.toString() })
-  const exited = await Promise.race([once(second, 'exit'), new Promise((resolve) => setTimeout(resolve, 30000, null))]) as [number | null] | null
-  t.not(exited, null, `the second primary exited (output: ${out})`)
-  t.is(exited?.[0], 2)
-  t.regex(out, new RegExp(`another parkline with workers already serves 127\\.0\\.0\\.1:${port}`))
-  t.notRegex(out, /worker forked/)
+  const second = spawnServe(t, ['--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'info'])
+  t.is(await exitWithin(second.child, 30000), 2, `the second primary exited 2 (output: ${second.out()})`)
+  t.regex(second.out(), new RegExp(`another parkline with workers already serves 127\\.0\\.0\\.1:${port}`))
+  t.notRegex(second.out(), /worker forked/)
   // every connection still lands on the first deployment: one channel, one count
   const c = await SseClient.connect(port, '/sub/one-deployment')
   await c.until(() => c.comments.includes(': hi'))
@@ -585,6 +574,16 @@ function fencedPair (prefix: string): [string, string] {
   return [a, b]
 }
 
+/** Three workers; on worker 0 a raw connection that sent `request(/sub/a,b)`, a owned by worker 1 and b by worker 2. */
+async function fencedSubscriber (t: ExecutionContext, prefix: string, request: (path: string) => string): Promise<{ port: number, child: ChildProcess, a: string, b: string, c: Awaited<ReturnType<typeof rawOnWorker>> }> {
+  const { port, child } = await startCluster(t, 3)
+  const [a, b] = fencedPair(prefix)
+  const c = await rawOnWorker(port, 0)
+  t.teardown(() => c.socket.destroy())
+  c.socket.write(request(`/sub/${a},${b}`))
+  return { port, child, a, b, c }
+}
+
 /** Worker 1 stopped into a second it has not reached, b1 published by worker 2: `held` must stay true for 500 ms, then b1 arrives on SIGCONT. */
 async function fenceRound (t: ExecutionContext, port: number, child: ChildProcess, b: string, held: () => boolean, arrived: () => Promise<boolean>): Promise<void> {
   const one = workerPid(child.pid!, 1)
@@ -600,11 +599,7 @@ async function fenceRound (t: ExecutionContext, port: number, child: ChildProces
 
 test.serial('multiplexed long-poll over three owners: a parked poll is not answered with a message while the owner of another of its channels is behind, then is', async (t) => {
   t.timeout(60000)
-  const { port, child } = await startCluster(t, 3)
-  const [a, b] = fencedPair('lf')
-  const c = await rawOnWorker(port, 0)
-  t.teardown(() => c.socket.destroy())
-  c.socket.write(`GET /sub/${a},${b} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+  const { port, child, a, b, c } = await fencedSubscriber(t, 'lf', (path) => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
   await new Promise((resolve) => setTimeout(resolve, 200))
   t.is(await publishOnWorker(port, b, 'b0', 2), 201)
   t.true(await c.wait((buf) => buf.includes('b0')))
@@ -624,11 +619,7 @@ test.serial('multiplexed long-poll over three owners: a parked poll is not answe
 
 test.serial('multiplexed WebSocket over three owners: a message waits while the owner of another of its channels is behind, then arrives', async (t) => {
   t.timeout(60000)
-  const { port, child } = await startCluster(t, 3)
-  const [a, b] = fencedPair('wf')
-  const c = await rawOnWorker(port, 0)
-  t.teardown(() => c.socket.destroy())
-  c.socket.write(`GET /sub/${a},${b} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`)
+  const { port, child, b, c } = await fencedSubscriber(t, 'wf', (path) => `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`)
   t.true(await c.wait((buf) => buf.includes('\r\n\r\n')))
   t.regex(c.got().toString('latin1'), /^HTTP\/1\.1 101 /)
   t.is(await publishOnWorker(port, b, 'b0', 2), 201)
@@ -665,11 +656,7 @@ for (const workers of ['1', '2']) {
   test.serial(`SIGTERM to an idle server (--workers ${workers}, drainWindow 120 s): nothing to spread, it closes and exits 0 at once, not at the window's end`, async (t) => {
     t.timeout(60000)
     const port = await freePort()
-    const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', workers, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'info', '--drain-window', '120'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-    let out = ''
-    child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
-    child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+    const { child, out } = spawnServe(t, ['--workers', workers, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'info', '--drain-window', '120'])
     t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000))
     // a subscriber that came and went: the table is empty again
     const s = await SseClient.connect(port, '/sub/idle')
@@ -680,7 +667,7 @@ for (const workers of ['1', '2']) {
     // the test's own timeout (60 s) is half the window: only an early close passes
     const [code] = await once(child, 'exit') as [number | null]
     t.is(code, 0)
-    t.regex(out, /drain finished/)
+    t.regex(out(), /drain finished/)
   })
 }
 
@@ -735,21 +722,16 @@ test.serial('a deployment on Redis and one without on the same port refuse each 
   const redis = await startRedis(t)
   for (const first of ['memory', 'redis'] as const) {
     const port = await freePort()
-    const args = (store: 'memory' | 'redis', level: string): string[] => ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', level, '--drain-window', '0',
+    const args = (store: 'memory' | 'redis', level: string): string[] => ['--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', level, '--drain-window', '0',
       ...(store === 'redis' ? ['--redis-url', `redis://127.0.0.1:${redis.port}`] : [])]
-    const a = spawn(NODE, args(first, 'error'), { stdio: 'ignore' })
+    const a = spawn(NODE, ['bin/parkline.ts', 'serve', ...args(first, 'error')], { stdio: 'ignore' })
     t.teardown(async () => { if (a.exitCode === null) { a.kill('SIGTERM'); await once(a, 'exit') } })
     t.true(await eventually(async () => workerPids(a.pid!).length === 2 && (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000))
     const other = first === 'memory' ? 'redis' : 'memory'
-    const b = spawn(NODE, args(other, 'info'), { stdio: ['ignore', 'pipe', 'pipe'] })
-    t.teardown(() => { if (b.exitCode === null) b.kill('SIGKILL') })
-    let out = ''
-    b.stdout!.on('data', (d: Buffer) => { out += d.toString() })
-    b.stderr!.on('data', (d: Buffer) => { out += d.toString() })
-    const [code] = await once(b, 'exit') as [number | null]
-    t.is(code, 2, out)
-    t.regex(out, first === 'memory' ? /a parkline deployment without Redis serves port/ : /a parkline deployment on Redis serves port/)
-    t.notRegex(out, /worker forked/)
+    const b = spawnServe(t, args(other, 'info'))
+    t.is(await exitWithin(b.child, 30000), 2, b.out())
+    t.regex(b.out(), first === 'memory' ? /a parkline deployment without Redis serves port/ : /a parkline deployment on Redis serves port/)
+    t.notRegex(b.out(), /worker forked/)
     a.kill('SIGTERM')
     await once(a, 'exit')
   }
