@@ -7,7 +7,8 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyRequest } from 'fastify'
 import type { Auth, AuthOptions, Grant, Refusal, SubscriberTransport, UpstreamPublishResult } from './auth.ts'
-import type { ParklineOptions } from './config.ts'
+import { withoutCredentials, type ParklineOptions } from './config.ts'
+import { oncePer } from './stats.ts'
 import { ConfigError, ERRORS } from './errors.ts'
 import { isLoopback, localClient, percentEncodeUnsafe, percentEncoded, proxied } from './http.ts'
 import { withCors, type Reply } from './reply.ts'
@@ -45,7 +46,7 @@ export type RefusalCounts = Record<string, number>
 export function inertOptions (o: ParklineOptions): string[] {
   const w: string[] = []
   if (o.authorizePublish) w.push('authorizePublish has no effect without authorizeUrl')
-  for (const name of ['jwtIssuer', 'jwtAudience'] as const) if (o[name] !== '') w.push(`${name} has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)`)
+  if (o.jwtIssuer !== '' || o.jwtAudience !== '') w.push('jwtIssuer/jwtAudience have no effect without a JWT key')
   if (o.tokenInQuery) w.push('tokenInQuery has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)')
   if (o.jwtLeeway !== 0) w.push('jwtLeeway has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)')
   if (o.anonymousSubscribe.length > 0) w.push('anonymousSubscribe has no effect with no credential configured: every subscriber is admitted, on every channel')
@@ -58,9 +59,7 @@ const TROUBLE_LOG_MS = 60_000
 /** A URL for a log line: without a user:password@ it may carry. */
 function redactUrl (url: string): string {
   try {
-    const u = new URL(url)
-    u.username = ''
-    u.password = ''
+    const u = new URL(withoutCredentials(url))
     // a key or token in the query stays out of the log too
     if (u.search !== '') u.search = '?redacted'
     u.hash = ''
@@ -72,10 +71,14 @@ const LOOPBACK_ONLY: Refusal = { status: 403, code: ERRORS.PUBLISHER_LOOPBACK_ON
 const PROXIED: Refusal = { status: 403, code: ERRORS.PUBLISHER_PROXIED.code, body: ERRORS.PUBLISHER_PROXIED.message }
 const ADMIN_DISABLED: Refusal = { status: 403, code: ERRORS.ADMIN_DISABLED.code, body: ERRORS.ADMIN_DISABLED.message }
 
+/** An API key or a JWT key is configured: then every publisher request needs a credential. */
+export function credentialConfigured (o: Pick<ParklineOptions, 'apiKey' | 'jwtSecret' | 'jwtPublicKey' | 'jwksUrl'>): boolean {
+  return o.apiKey.some((k) => k.length > 0) || o.jwtSecret !== '' || o.jwtPublicKey !== '' || o.jwksUrl !== ''
+}
+
 /** Any credential mechanism, or the publisher upstream, is configured: lib/auth.ts is loaded. */
 export function accessConfigured (o: ParklineOptions): boolean {
-  return o.apiKey.some((k) => k.length > 0) || o.jwtSecret !== '' || o.jwtPublicKey !== '' || o.jwksUrl !== '' ||
-    o.authorizeUrl !== '' || o.publishUpstreamUrl !== ''
+  return credentialConfigured(o) || o.authorizeUrl !== '' || o.publishUpstreamUrl !== ''
 }
 
 function authOptions (o: ParklineOptions): AuthOptions {
@@ -115,6 +118,8 @@ export class Access {
   readonly #delimiter: string
   readonly #corsOrigins: readonly string[]
   readonly #trustedProxies: readonly string[]
+  /** An API key or a JWT key is configured (credentialConfigured). */
+  readonly #credential: boolean
   /** What the start should say about the access options (Auth's own warnings, or inertOptions'). */
   warnings: readonly string[] = []
   /** Refusals written by this process, by status (the secure default's included). */
@@ -126,6 +131,7 @@ export class Access {
     this.#delimiter = o.multiplexDelimiter
     this.#corsOrigins = o.corsOrigins
     this.#trustedProxies = o.trustedProxies
+    this.#credential = credentialConfigured(o)
   }
 
   /**
@@ -133,29 +139,25 @@ export class Access {
    * the JWKS, authorize or publisher upstream is logged (`log`), one line per kind each
    * TROUBLE_LOG_MS while it lasts, naming the URL and the error; the requests it fails get 503.
    */
-  static async create (o: ParklineOptions, log: { warn: (obj: object, msg: string) => void } | null = null): Promise<Access> {
+  static async create (o: ParklineOptions, log: { warn: (obj: object, msg: string) => void }): Promise<Access> {
     if (!accessConfigured(o)) {
       const a = new Access(null, o)
       a.warnings = inertOptions(o)
       return a
     }
     const { Auth } = await import('./auth.ts')
-    const logged = new Map<string, number>()
     const urls = { jwks: o.jwksUrl, authorize: o.authorizeUrl, upstream: o.publishUpstreamUrl }
     const names = { jwks: 'jwksUrl', authorize: 'authorizeUrl', upstream: 'publishUpstreamUrl' }
-    const trouble = log === null
-      ? undefined
-      : (what: 'jwks' | 'authorize' | 'upstream', why: string): void => {
-          const now = Date.now()
-          if (now - (logged.get(what) ?? -Infinity) < TROUBLE_LOG_MS) return
-          logged.set(what, now)
-          log.warn({ parkline: 'auth', option: names[what], url: redactUrl(urls[what]), error: why },
-            `${names[what]} failed: ${why}; ${what === 'jwks' ? 'tokens it would verify are refused (503 while no key was ever had)' : 'the requests that need it answer 503'} until it answers (this line at most once a minute)`)
-        }
+    const due = oncePer(TROUBLE_LOG_MS)
+    const trouble = (what: 'jwks' | 'authorize' | 'upstream', why: string): void => {
+      if (!due(what)) return
+      log.warn({ parkline: 'auth', option: names[what], url: redactUrl(urls[what]), error: why },
+        `${names[what]} failed: ${why}; ${what === 'jwks' ? 'tokens it would verify are refused (503 while no key was ever had)' : 'the requests that need it answer 503'} until it answers (this line at most once a minute)`)
+    }
     const a = new Access(new Auth(authOptions(o), { upstreamMaxBody: o.maxMessageSize, trouble }), o)
-    // publishUpstreamUrl alone loads Auth with no credential: the inert options are Auth's to say too
-    const credential = o.apiKey.some((k) => k.length > 0) || o.jwtSecret !== '' || o.jwtPublicKey !== '' || o.jwksUrl !== '' || o.authorizeUrl !== ''
-    a.warnings = [...new Set([...a.auth!.warnings, ...(credential ? [] : inertOptions(o))])]
+    // publishUpstreamUrl alone loads Auth with no credential: the inert options are said too (the
+    // ones Auth says as well are worded alike, and said once)
+    a.warnings = [...new Set([...a.auth!.warnings, ...(credentialConfigured(o) || o.authorizeUrl !== '' ? [] : inertOptions(o))])]
     return a
   }
 
@@ -205,20 +207,20 @@ export class Access {
   }
 
   async #publisherAuth (auth: Auth, request: PublishRequestLike, key: string): Promise<Grant | Refusal> {
+    // the loopback exemption (no API key or JWT key configured) is for local processes, as without
+    // access control: a page of another site in a local browser is not one, nor a client a reverse
+    // proxy on this host relays. With a key configured nothing reads it: not worked out per publish.
+    const local = this.#credential ? undefined : this.#local(request)
     const r = await auth.publisher({
       headers: request.headers,
       channel: key,
       method: request.method as 'POST' | 'PUT' | 'DELETE' | 'GET',
       uri: request.originalUrl,
       remoteAddress: request.socket.remoteAddress,
-      local: this.#local(request)
+      local
     })
-    // the loopback exemption is for local processes, as without access control: a page of another
-    // site in a local browser is not one (no credential would be asked of it), nor a client a
-    // reverse proxy on this host relays
-    if (!isRefusal(r) && r.kind === 'loopback' && !this.#local(request)) return this.#count(proxied(request.headers) ? PROXIED : LOOPBACK_ONLY)
-    // Auth's own loopback-only refusal, for a request a proxy relayed: say so, as without Auth
-    if (isRefusal(r) && r.code === LOOPBACK_ONLY.code && proxied(request.headers)) return this.#count(PROXIED)
+    // Auth's loopback-only refusal, for a request a proxy relayed: say so, as without Auth
+    if (local === false && isRefusal(r) && r.code === LOOPBACK_ONLY.code && proxied(request.headers)) return this.#count(PROXIED)
     return this.#count(r)
   }
 

@@ -176,6 +176,12 @@ export function authConfigured (o: AuthOptions): boolean {
   return o.apiKey.some((k) => k.length > 0) || jwtConfigured(o) || o.authorizeUrl.length > 0
 }
 
+/** A guessable HMAC key lets anyone mint tokens: RFC 7518 §3.2 wants at least the hash's size (also `parkline token`'s rule). */
+export function checkJwtSecret (secret: string): void {
+  const n = Buffer.byteLength(secret)
+  if (n > 0 && n < 32) throw new ConfigError(`jwtSecret must be 32 bytes or more (RFC 7518 §3.2), got ${n}: make one with \`openssl rand -hex 32\``)
+}
+
 function checkUrl (name: string, v: string): void {
   if (v.length === 0) return
   let u: URL
@@ -201,8 +207,7 @@ export function validateAuthOptions (o: AuthOptions): string[] {
   for (const k of o.apiKey) {
     if (k.length > 0 && Buffer.byteLength(k) < 16) throw new ConfigError(`apiKey: each key must be 16 bytes or more, one is ${Buffer.byteLength(k)}: make one with \`openssl rand -hex 24\` (in PARKLINE_API_KEY and --api-key a comma separates two keys)`)
   }
-  // a guessable HMAC key lets anyone mint tokens: RFC 7518 §3.2 wants at least the hash's size
-  if (o.jwtSecret.length > 0 && Buffer.byteLength(o.jwtSecret) < 32) throw new ConfigError(`jwtSecret must be 32 bytes or more (RFC 7518 §3.2), got ${Buffer.byteLength(o.jwtSecret)}: make one with \`openssl rand -hex 32\``)
+  checkJwtSecret(o.jwtSecret)
   checkUrl('jwksUrl', o.jwksUrl)
   checkUrl('authorizeUrl', o.authorizeUrl)
   checkUrl('publishUpstreamUrl', o.publishUpstreamUrl)

@@ -17,7 +17,7 @@ import { LISTEN_BACKLOG, runDoctor } from './doctor.ts'
 import { ParklineError } from './errors.ts'
 import { shippedConfig } from './paths.ts'
 import { isLoopback } from './http.ts'
-import { redisTarget } from './engines.ts'
+import { credentialConfigured } from './access.ts'
 import { buildServer, installShutdown } from './server.ts'
 import { coreOf } from './plugin.ts'
 import { applyHeapGrowth, heapGrowthState } from './heap-growth.ts'
@@ -68,7 +68,7 @@ export async function main (entry: string): Promise<void> {
   const link = command === 'worker' ? new WorkerLink() : undefined
   const app = await buildServer(opts, link)
   // an in-memory deployment's workers end a drain together, when the primary says (lib/cluster.ts stop)
-  installShutdown(app, opts, command === 'worker', link !== undefined && redisTarget(opts) === null ? link : null)
+  installShutdown(app, opts, command === 'worker', link !== undefined && !onRedis(opts) ? link : null)
   if (link !== undefined) {
     await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG, reusePort: true } as { port: number, host: string })
     link.out.push(['listening'])
@@ -88,7 +88,7 @@ export async function main (entry: string): Promise<void> {
  * authorizePublish. publishUpstreamUrl admits no one.
  */
 export function openAccess (opts: ParklineOptions): { subscribers: boolean, publishers: boolean } {
-  const credential = opts.apiKey.some((k) => k.length > 0) || opts.jwtSecret !== '' || opts.jwtPublicKey !== '' || opts.jwksUrl !== ''
+  const credential = credentialConfigured(opts)
   return {
     subscribers: !credential && opts.authorizeUrl === '',
     publishers: !credential && opts.publisherOpen && !(opts.authorizeUrl !== '' && opts.authorizePublish)
@@ -104,6 +104,11 @@ function warnIfOpen (log: { warn: (obj: object, msg: string) => void }, opts: Pa
     ? 'anyone who can reach this port may subscribe to any channel; ' + (open.publishers ? 'publisherOpen lets anyone publish and delete' : 'only loopback clients may publish')
     : 'publisherOpen lets anyone who can reach this port publish and delete (authorizeUrl is asked about subscribers only; authorizePublish sends publishers there too)'
   log.warn({ host: h }, `${open.subscribers ? 'no access control configured' : 'the publisher is open'} while listening on ${h}: ${who}. Set apiKey or jwtSecret/jwtPublicKey/jwksUrl${open.subscribers ? ', or authorizeUrl for subscribers' : ', or authorizePublish'} (docs/api.md, Access control)`)
+}
+
+/** A Redis store is configured: every worker is then a node of it (no channel owners among the workers). */
+function onRedis (opts: ParklineOptions): boolean {
+  return opts.redisUrl !== '' || opts.redisCluster.length > 0 || opts.redisSentinel.length > 0
 }
 
 /** The primary's resolved options, in its workers' environment (read by the server's own user only, like the mesh key). */
@@ -128,18 +133,18 @@ async function holdPort (opts: ParklineOptions): Promise<void> {
   if (process.platform !== 'linux' || opts.port === 0) return
   const name = `\0parkline-port:${opts.port}`
   const port = `${opts.host}:${opts.port}`
-  const onRedis = redisTarget(opts) !== null
-  if (onRedis && await listening(name)) {
+  const redis = onRedis(opts)
+  if (redis && await listening(name)) {
     throw new ParklineError('PKL_ERR_CONFIG', `a parkline deployment without Redis serves port ${opts.port} on this host: a deployment on Redis there would take turns with it on separate channels. Stop it first, or choose another port`, 2)
   }
-  if (!onRedis && redisMarked(opts.port)) {
+  if (!redis && redisMarked(opts.port)) {
     throw new ParklineError('PKL_ERR_CONFIG', `a parkline deployment on Redis serves port ${opts.port} on this host: one without Redis there would take turns with it on separate channels. Stop it first, or choose another port`, 2)
   }
   const guard = net.createServer((socket) => { socket.destroy() })
   try {
     await new Promise<void>((resolve, reject) => {
       guard.once('error', reject)
-      guard.listen({ path: onRedis ? `${name}:redis:${process.pid}` : name }, resolve)
+      guard.listen({ path: redis ? `${name}:redis:${process.pid}` : name }, resolve)
     })
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err
@@ -169,7 +174,7 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
   const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
   // the workers get the options as resolved here, in their environment only: no flag (a
   // --redis-password among them) is repeated on their command lines
-  const seq = new Primary(entry, [], log, workerExecArgv(threads), { [RESOLVED_ENV]: JSON.stringify(opts) })
+  const seq = new Primary(entry, log, workerExecArgv(threads), { [RESOLVED_ENV]: JSON.stringify(opts) })
   seq.start(workers)
   startIdleTrim()
   const address = `http://${opts.host}:${opts.port}`
@@ -189,7 +194,7 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
     if (stopping) return
     stopping = true
     log.info({ signal, drainWindow: opts.drainWindow }, 'drain begun')
-    seq.stop(signal, opts.drainWindow * 1000 + 5000, redisTarget(opts) === null).then(() => {
+    seq.stop(signal, opts.drainWindow * 1000 + 5000, !onRedis(opts)).then(() => {
       log.info('drain finished')
       process.exit(0)
     }, () => process.exit(1))

@@ -266,7 +266,6 @@ export class Primary {
   readonly #log: Logger | null
   #stopping = false
   readonly #script: string
-  readonly #args: string[]
   /** Added to each worker's environment (the resolved options: lib/cli.ts). */
   readonly #workerEnv: Record<string, string>
   /** Node flags of the workers (the primary's, with V8's thread count for the host: lib/gc-threads.ts). */
@@ -278,9 +277,8 @@ export class Primary {
   /** Totals published in the last 'totals': published only grows, even past a worker's death. */
   #publishedGone = 0
 
-  constructor (script: string, args: string[], log: Logger | null = null, execArgv?: string[], workerEnv: Record<string, string> = {}) {
+  constructor (script: string, log: Logger | null = null, execArgv?: string[], workerEnv: Record<string, string> = {}) {
     this.#script = script
-    this.#args = args
     this.#workerEnv = workerEnv
     this.#execArgv = execArgv
     this.#log = log
@@ -318,7 +316,7 @@ export class Primary {
   }
 
   #fork (slot: WorkerSlot): void {
-    const child = fork(this.#script, ['worker', ...this.#args], {
+    const child = fork(this.#script, ['worker'], {
       serialization: 'advanced',
       execArgv: this.#execArgv ?? process.execArgv,
       env: { ...process.env, ...this.#workerEnv, PARKLINE_WORKER_ID: String(slot.id), PARKLINE_WORKER_COUNT: String(this.workers.length), PARKLINE_MESH: this.#meshDir, PARKLINE_MESH_KEY: this.#meshKey },

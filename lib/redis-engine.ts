@@ -35,6 +35,7 @@ import type { Core, ParklineLog } from './core.ts'
 import type { Engine, PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
 import { fingerprint } from './idempotency.ts'
+import { oncePer } from './stats.ts'
 import { formatId } from './message-id.ts'
 import { F_CLOSED, type Subscriber } from './subscriber.ts'
 import * as LUA from './redis-lua.ts'
@@ -405,8 +406,8 @@ export class RedisEngine implements Engine {
 
   /** The last connection error node-redis reported (its message), for the start's warning. */
   #lastConnectError: string | null = null
-  /** When each refusal (WRONGPASS, NOAUTH, NOPERM...) was last logged. */
-  readonly #refusalLogged = new Map<string, number>()
+  /** Each kind of refusal (WRONGPASS, NOAUTH, NOPERM) is logged at most once per REFUSAL_LOG_MS. */
+  readonly #refusalDue = oncePer(REFUSAL_LOG_MS)
 
   /**
    * A connection error. Redis refusing the login (a wrong password, a user without a permission
@@ -421,10 +422,7 @@ export class RedisEngine implements Engine {
     const m = String((e as { message?: string } | null)?.message ?? e)
     this.#lastConnectError = m
     const kind = /\b(WRONGPASS|NOAUTH|NOPERM)\b/.exec(m)?.[1]
-    if (kind === undefined || this.#stopped) return
-    const now = Date.now()
-    if (now - (this.#refusalLogged.get(kind) ?? -Infinity) < REFUSAL_LOG_MS) return
-    this.#refusalLogged.set(kind, now)
+    if (kind === undefined || this.#stopped || !this.#refusalDue(kind)) return
     const log = this.#log
     if (log === null) return
     const line = log.error ?? log.warn

@@ -33,3 +33,17 @@ export class Stats {
     else this.gapsDropped++
   }
 }
+
+/**
+ * For a log line said at most once per `ms` per kind (a failure that repeats while it lasts):
+ * `due(kind)` is true when that kind's line may be said now, and then counts it as said.
+ */
+export function oncePer (ms: number): (kind: string) => boolean {
+  const last = new Map<string, number>()
+  return (kind) => {
+    const now = Date.now()
+    if (now - (last.get(kind) ?? -Infinity) < ms) return false
+    last.set(kind, now)
+    return true
+  }
+}

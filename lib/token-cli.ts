@@ -5,6 +5,7 @@
 //                  the config file, PARKLINE_* environment or --jwt-secret…)
 import { randomUUID } from 'node:crypto'
 import { SignJWT } from 'jose'
+import { checkJwtSecret } from './auth.ts'
 import { resolveOptions } from './config.ts'
 import { ConfigError } from './errors.ts'
 
@@ -26,8 +27,8 @@ export async function mintToken (argv: string[], defaultConfig: string | undefin
   }
   const opts = resolveOptions(rest, { file: config, env: process.env })
   if (opts.jwtSecret === '') throw new ConfigError('token: no jwtSecret configured (PARKLINE_JWT_SECRET, --jwt-secret or the config file)')
-  // the server refuses to start with a shorter one (lib/auth.ts validateAuthOptions)
-  if (Buffer.byteLength(opts.jwtSecret) < 32) throw new ConfigError(`token: jwtSecret must be 32 bytes or more (RFC 7518 §3.2), got ${Buffer.byteLength(opts.jwtSecret)}`)
+  // the server refuses to start with a shorter one
+  checkJwtSecret(opts.jwtSecret)
   const ttl = Number(own.ttl ?? 3600)
   if (!Number.isInteger(ttl) || ttl < 1) throw new ConfigError('token: --ttl must be a positive number of seconds')
   const list = (v: string | undefined): string[] => (v ?? '').split(',').map((s) => s.trim()).filter((s) => s.length > 0)

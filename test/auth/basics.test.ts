@@ -175,7 +175,7 @@ test('with no credential configured, access options that change nothing are said
   t.deepEqual(inertOptions(resolveOptions({})), [])
   t.deepEqual(inertOptions(resolveOptions({ authorizePublish: true, jwtIssuer: 'https://login.example', tokenInQuery: true, anonymousSubscribe: ['public.*'] })), [
     'authorizePublish has no effect without authorizeUrl',
-    'jwtIssuer has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)',
+    'jwtIssuer/jwtAudience have no effect without a JWT key',
     'tokenInQuery has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)',
     'anonymousSubscribe has no effect with no credential configured: every subscriber is admitted, on every channel'
   ])
