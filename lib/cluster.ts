@@ -39,6 +39,7 @@ import { ERRORS, ParklineError } from './errors.ts'
 import { fingerprint } from './idempotency.ts'
 import { Mesh } from './mesh.ts'
 import { F_CLOSED, type Subscriber } from './subscriber.ts'
+import { whenQuiet } from './stats.ts'
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Metrics, MetricsJson } from './metrics.ts'
 import type { Logger } from 'pino'
@@ -510,20 +511,9 @@ export class Primary {
     let idle: NodeJS.Timeout | null = null
     if (coordinate) {
       // a publish anywhere counts at its channel's owner; 'stats' arrive each second
-      let published = -1
-      let quietSince = performance.now()
-      idle = setInterval(() => {
-        const live = this.workers.filter((w) => w.child !== null && w.child.exitCode === null)
-        const now = performance.now()
-        const sum = this.#publishedGone + live.reduce((a, w) => a + w.published, 0)
-        if (sum !== published || live.some((w) => w.subscribers > 0)) {
-          published = sum
-          quietSince = now
-        } else if (now - quietSince >= DRAIN_QUIET_MS + STATS_MS) {
-          clearInterval(idle!)
-          this.#broadcast(['finish'])
-        }
-      }, 100)
+      const live = (): WorkerSlot[] => this.workers.filter((w) => w.child !== null && w.child.exitCode === null)
+      idle = whenQuiet(() => live().reduce((a, w) => a + w.subscribers, 0), () => this.#publishedGone + live().reduce((a, w) => a + w.published, 0),
+        DRAIN_QUIET_MS + STATS_MS, () => { this.#broadcast(['finish']) })
     }
     await Promise.all(exits)
     clearTimeout(timer)

@@ -14,6 +14,7 @@ import { fastPath, notFast, type FastPath } from './fast-path.ts'
 import { droppedBehindSubscriber, tunnelNotOurs } from './pipelined.ts'
 import { heldFromNode } from '../transports/detach.ts'
 import { endUnread } from './linger.ts'
+import { whenQuiet } from './stats.ts'
 import type { Core } from './core.ts'
 
 /** Whole header section (request line included) before Node's parser gives up (§10: 32 KiB). */
@@ -170,9 +171,6 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
   return app
 }
 
-/** How often a drain looks whether it is over early (no subscriber left, no publish for DRAIN_QUIET_MS). */
-const IDLE_CHECK_MS = 100
-
 /**
  * SIGTERM/SIGINT: stop accepting, drain subscribers in waves over the window, then exit. The
  * drain ends early once no subscriber is left and no publish came for DRAIN_QUIET_MS (an idle server
@@ -207,19 +205,7 @@ export function installShutdown (app: FastifyInstance, opts: ParklineOptions, wo
     core.drain(opts.drainWindow)
     const t = setTimeout(finish, opts.drainWindow * 1000 + 500)
     t.unref()
-    if (coordinated === null) {
-      let published = core.stats.published
-      let quietSince = performance.now()
-      idle = setInterval(() => {
-        const now = performance.now()
-        if (core.stats.published !== published || core.table.size > 0) {
-          published = core.stats.published
-          quietSince = now
-        } else if (now - quietSince >= DRAIN_QUIET_MS) {
-          finish()
-        }
-      }, IDLE_CHECK_MS)
-    }
+    if (coordinated === null) idle = whenQuiet(() => core.table.size, () => core.stats.published, DRAIN_QUIET_MS, finish)
     // keep the process alive for the window even if every socket closed
     setTimeout(() => {}, opts.drainWindow * 1000 + 1000)
   }

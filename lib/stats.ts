@@ -47,3 +47,25 @@ export function oncePer (ms: number): (kind: string) => boolean {
     return true
   }
 }
+
+/**
+ * Calls `onQuiet` once when, for `quietMs`, `subscribers()` stayed 0 and `published()` did not
+ * change (a drain with nothing left to spread: lib/server.ts, lib/cluster.ts). Looks every 100 ms;
+ * the returned timer is cleared once it fired (clear it to give up sooner).
+ */
+export function whenQuiet (subscribers: () => number, published: () => number, quietMs: number, onQuiet: () => void): NodeJS.Timeout {
+  let last = published()
+  let quietSince = performance.now()
+  const timer = setInterval(() => {
+    const now = performance.now()
+    const p = published()
+    if (p !== last || subscribers() > 0) {
+      last = p
+      quietSince = now
+    } else if (now - quietSince >= quietMs) {
+      clearInterval(timer)
+      onQuiet()
+    }
+  }, 100)
+  return timer
+}

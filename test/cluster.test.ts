@@ -653,7 +653,7 @@ test.serial('with Redis, a second `serve --workers 2` on the same port joins (a 
 })
 
 for (const workers of ['1', '2']) {
-  test.serial(`SIGTERM to an idle server (--workers ${workers}, drainWindow 120 s): nothing to spread, it closes and exits 0 at once, not at the window's end`, async (t) => {
+  test.serial(`SIGTERM to an idle server (--workers ${workers}, drainWindow 120 s): nothing to spread, it closes and exits 0 a quiet second later, not at the window's end`, async (t) => {
     t.timeout(60000)
     const port = await freePort()
     const { child, out } = spawnServe(t, ['--workers', workers, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'info', '--drain-window', '120'])
