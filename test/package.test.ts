@@ -262,6 +262,8 @@ test.serial('the packed `parkline` command: help, doctor, and serve answering a 
   const help = spawnSync(NPM, ['exec', '--no', '--', 'parkline', 'help'], { cwd: p.app, encoding: 'utf8' })
   t.is(help.status, 0, help.stderr)
   t.regex(help.stdout, /usage: parkline serve/)
+  // each option with its flag and its environment variable
+  t.regex(help.stdout, /^ {2}--buffer-length +PARKLINE_BUFFER_LENGTH +100 /m)
   const doctor = spawnSync(NPM, ['exec', '--no', '--', 'parkline', 'doctor', '--json'], { cwd: p.app, encoding: 'utf8' })
   t.true(doctor.status === 0 || doctor.status === 1, doctor.stderr)
   t.truthy((JSON.parse(doctor.stdout) as { subscribers?: unknown }) !== null)
