@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
+import { pickPort } from './helpers/redis-cluster.ts'
 
 interface Certs { dir: string, ca: string, cert: string, key: string }
 
@@ -89,7 +90,9 @@ test.serial('one Redis over TLS: a rediss:// redisUrl', async (t) => {
 test.serial('a Redis Cluster over TLS: the nodes found from a rediss:// seed are reached over TLS too', async (t) => {
   t.timeout(90000)
   const certs = makeCerts(t)
-  const ports = [await freePort(), await freePort(), await freePort()]
+  // each with its cluster bus port (port + 10000) free too, as the cluster helper picks them
+  const taken = new Set<number>()
+  const ports = [await pickPort(taken, true), await pickPort(taken, true), await pickPort(taken, true)]
   for (const [i, port] of ports.entries()) {
     const dir = join(certs.dir, `n${i}`)
     execFileSync('mkdir', ['-p', dir])

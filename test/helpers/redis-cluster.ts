@@ -286,7 +286,7 @@ async function portFree (port: number): Promise<boolean> {
  * A free loopback port, not in `taken`; with `bus`, one whose cluster bus port (port + 10000) is
  * free and not taken too, so below 55535 (freePort draws from Linux's ephemeral range, up to 60999).
  */
-async function pickPort (taken: Set<number>, bus: boolean): Promise<number> {
+export async function pickPort (taken: Set<number>, bus: boolean): Promise<number> {
   for (let i = 0; i < 200; i++) {
     const p = await freePort()
     if (taken.has(p)) continue
