@@ -153,13 +153,11 @@ test('no JWKS at all (error, timeout): 503 with Retry-After, retried after a bac
   t.false(isRefusal(await a.subscriber(ctx(tok))))
   t.is(srv.hits(), 2)
 
-  // A hanging JWKS server: 503 within authorizeTimeout.
+  // A hanging JWKS server: 503 (it never answers: only authorizeTimeout can end the wait).
   const slow = await jwksServer(t)
   slow.hang = true
   const b = setup(t, slow.url, { ms: Date.now() }, { authorizeTimeout: 0.3 })
-  const start = performance.now()
   t.is((await b.subscriber(ctx(tok)) as Refusal).status, 503)
-  t.true(performance.now() - start < 2000)
 })
 
 test('JWKS refuses HS* and alg none, and a kid that names no key', async (t) => {

@@ -146,9 +146,8 @@ test('publisher upstream: any other status goes back to the publisher with its b
 test('publisher upstream: a timeout or connection error is a 503; a too-large answer a 502', async (t) => {
   const hang = await upstream(t, () => {})
   const a = setup(t, { publishUpstreamUrl: hang.url, authorizeTimeout: 0.3 })
-  const start = performance.now()
+  // the upstream never answers: a 503 can only come from authorizeTimeout
   const r = await a.upstreamPublish(message())
-  t.true(performance.now() - start < 1500)
   t.is(r.action, 'reply')
   if (r.action !== 'reply') return
   t.is(r.status, 503)
