@@ -11,8 +11,8 @@
 import { fileURLToPath } from 'node:url'
 import '../lib/gc-threads-start.ts'
 
-const { main } = await import('../lib/cli.ts')
+const { main, exitStatusOf } = await import('../lib/cli.ts')
 main(fileURLToPath(import.meta.url)).catch((err: unknown) => {
   process.stderr.write(`parkline: ${err instanceof Error ? err.message : String(err)}\n`)
-  process.exit(2)
+  process.exit(exitStatusOf(err))
 })

@@ -34,6 +34,16 @@ function usage (): string {
   return s
 }
 
+/**
+ * The exit status for an error that ends the command (docs/api.md, "Exit status"): 2 when the
+ * configuration or the command line is wrong (starting again fails the same way, so the systemd
+ * unit does not: RestartPreventExitStatus=2), 1 for anything else (the port held, a store or a
+ * worker that failed), which a later start may not meet.
+ */
+export function exitStatusOf (err: unknown): 1 | 2 {
+  return err instanceof ParklineError && err.code === 'PKL_ERR_CONFIG' ? 2 : 1
+}
+
 /** The `parkline` command; `entry` is the script (bin/parkline) the primary forks its workers with. */
 export async function main (entry: string): Promise<void> {
   if (process.argv[2] === 'doctor') {
@@ -135,10 +145,10 @@ async function holdPort (opts: ParklineOptions): Promise<void> {
   const port = `${opts.host}:${opts.port}`
   const redis = onRedis(opts)
   if (redis && await listening(name)) {
-    throw new ParklineError('PKL_ERR_CONFIG', `a parkline deployment without Redis serves port ${opts.port} on this host: a deployment on Redis there would take turns with it on separate channels. Stop it first, or choose another port`, 2)
+    throw new ParklineError('PKL_ERR_PORT_HELD', `a parkline deployment without Redis serves port ${opts.port} on this host: a deployment on Redis there would take turns with it on separate channels. Stop it first, or choose another port`, 2)
   }
   if (!redis && redisMarked(opts.port)) {
-    throw new ParklineError('PKL_ERR_CONFIG', `a parkline deployment on Redis serves port ${opts.port} on this host: one without Redis there would take turns with it on separate channels. Stop it first, or choose another port`, 2)
+    throw new ParklineError('PKL_ERR_PORT_HELD', `a parkline deployment on Redis serves port ${opts.port} on this host: one without Redis there would take turns with it on separate channels. Stop it first, or choose another port`, 2)
   }
   const guard = net.createServer((socket) => { socket.destroy() })
   try {
@@ -148,7 +158,7 @@ async function holdPort (opts: ParklineOptions): Promise<void> {
     })
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err
-    throw new ParklineError('PKL_ERR_CONFIG', `another parkline with workers already serves ${port} on this host: stop it first, or choose another port`, 2)
+    throw new ParklineError('PKL_ERR_PORT_HELD', `another parkline with workers already serves ${port} on this host: stop it first, or choose another port`, 2)
   }
   guard.unref()
 }
@@ -184,11 +194,14 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
     log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers, heapGrowingPercent: heapGrowthState.percent, heapGrowingPercentKept: heapGrowthState.kept }, `parkline listening on ${address} with ${workers} worker processes`)
   }
   let stopping = false
-  seq.onGiveUp = () => {
+  // the worker's own status carries over: 2 when its configuration was refused (it resolves the
+  // same options, and a key or path is only checked where the server is built), else 1
+  seq.onGiveUp = (workerStatus) => {
     if (stopping) return
     stopping = true
     process.stderr.write('parkline: a worker process exited before it could listen (its error is above): stopping\n')
-    seq.stop('SIGTERM', 5000).then(() => process.exit(2), () => process.exit(2))
+    const status = workerStatus === 2 ? 2 : 1
+    seq.stop('SIGTERM', 5000).then(() => process.exit(status), () => process.exit(status))
   }
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return

@@ -354,7 +354,7 @@ export class Primary {
       // at start-up every worker must come up; later, a worker that keeps failing to is given up on
       if (!this.#allListened || slot.failedStarts >= FAILED_STARTS) {
         this.#log?.error({ worker: slot.id, workerPid: child.pid, exitCode: child.exitCode, signal: child.signalCode, failedStarts: slot.failedStarts }, this.#allListened ? `worker exited ${slot.failedStarts} times in a row before it listened: stopping` : 'worker exited before it listened: stopping')
-        this.onGiveUp?.()
+        this.onGiveUp?.(child.exitCode)
         return
       }
     }
@@ -374,8 +374,8 @@ export class Primary {
 
   /** Every worker listened once (the deployment serves): called once. */
   onListening: (() => void) | null = null
-  /** A worker cannot start (FAILED_STARTS): the caller stops the workers and exits non-zero. */
-  onGiveUp: (() => void) | null = null
+  /** A worker cannot start (FAILED_STARTS): the caller stops the workers and exits non-zero (the last one's exit status given). */
+  onGiveUp: ((workerStatus: number | null) => void) | null = null
   #allListened = false
 
   #onBatch (slot: WorkerSlot, batch: Up[]): void {
