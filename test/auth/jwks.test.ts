@@ -6,6 +6,9 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import test, { type ExecutionContext } from 'ava'
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose'
+import { buildServer } from '../../lib/server.ts'
+import { resolveOptions } from '../../lib/config.ts'
+import { eventually } from '../helpers/server.ts'
 import { AUTH_DEFAULTS, Auth, isRefusal, type AuthOptions, type Grant, type Refusal, type SubscriberContext } from '../../lib/auth.ts'
 
 interface JwksServer { url: string, hits: () => number, keys: JWK[], status: number, hang: boolean }
@@ -172,4 +175,27 @@ test('JWKS refuses HS* and alg none, and a kid that names no key', async (t) => 
   t.is(r.wwwAuthenticate, 'Bearer error="invalid_token", error_description="algorithm not allowed"')
   const none = `${Buffer.from('{"alg":"none","kid":"k1"}').toString('base64url')}.${Buffer.from('{}').toString('base64url')}.`
   t.is((await a.subscriber(ctx(none)) as Refusal).status, 401)
+})
+
+test('a server whose JWKS hangs at start fetches it then, and its close aborts that fetch instead of waiting out authorizeTimeout', async (t) => {
+  let asked = 0
+  let aborted = 0
+  const server = http.createServer((req) => {
+    asked++
+    req.socket.on('close', () => { aborted++ })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`
+  const app = await buildServer(resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'silent', jwksUrl: url, authorizeTimeout: 30 }))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.true(await eventually(() => asked === 1, 10000), 'the JWKS was fetched at start')
+  t.is(aborted, 0)
+  // the fetch still hangs (30 s timeout): the close ends it, and the JWKS server sees its
+  // connection go (a close that waited for the fetch would leave it open past this wait)
+  const closed = app.close()
+  t.true(await eventually(() => aborted === 1, 10000), 'the hanging JWKS fetch was aborted by the close')
+  await closed
+  t.is(asked, 1)
 })
