@@ -167,6 +167,11 @@ export class Access {
     return o !== undefined && (o.jwtSecret !== '' || o.jwtPublicKey !== '' || o.jwksUrl !== '')
   }
 
+  /** Subscribers are checked: a credential is configured, or authorizeUrl (openAccess's subscribers). */
+  get checksSubscribers (): boolean {
+    return this.#credential || (this.auth !== null && this.auth.options.authorizeUrl !== '')
+  }
+
   async subscriber (request: RequestLike, transport: string, keys: string[], query: string): Promise<Grant | Refusal | null> {
     if (this.auth === null) return null
     // the ids are byte strings (latin1): matched as bytes (lib/auth.ts patternBytes), and sent to

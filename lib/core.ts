@@ -57,6 +57,11 @@ export class Core {
   revocations: Revocations | null
   /** Tokens with `exp` are checked: the shared timer ends their subscribers when exp passes. */
   tokenExpiry: boolean
+  /**
+   * Subscribers pass access control (a credential or authorizeUrl): long-poll answers carry
+   * `Cache-Control: private` (docs/api.md §5), so no shared cache hands one user's answer to another.
+   */
+  privateAnswers: boolean
   /** Access control at the HTTP edge (lib/access.ts), for /status and /metrics; null in benchmarks. */
   access: Access | null
   /** Prometheus families (lib/metrics.ts), set by the plugin; null in benchmarks. */
@@ -101,6 +106,7 @@ export class Core {
     this.engine = new MemoryEngine(this)
     this.revocations = null
     this.tokenExpiry = false
+    this.privateAnswers = false
     this.access = null
     this.metrics = null
     this.held = 0

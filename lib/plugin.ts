@@ -105,6 +105,7 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   }
   core.revocations = access.auth?.revocations ?? null
   core.tokenExpiry = access.checksTokens
+  core.privateAnswers = access.checksSubscribers
   core.access = access
   core.metrics = new Metrics(core)
   core.log = fastify.log

@@ -150,6 +150,9 @@ export class LongpollTransport implements Transport {
    * `headers` is a flat [name, value, …] list; `block` is a prebuilt `Name: value\r\n` block.
    */
   #send (sub: Subscriber, status: number, reason: string, block: string, headers: string[], body: Buffer | null, close: boolean): void {
+    // an answer given after an access check is this user's: a shared cache (a long-poll answer is
+    // cacheable by its Last-Modified, spec §5) must not hand it to someone else
+    if (this.core.privateAnswers) headers.push('Cache-Control', 'private')
     const res = sub.res
     sub.res = null
     if (res !== null) {

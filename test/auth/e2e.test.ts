@@ -672,3 +672,43 @@ test('a JWKS, authorize or publisher upstream that fails is logged with its opti
   t.regex(metrics, /^parkline_publish_upstream_requests_total 1$/m)
   t.regex(metrics, /^parkline_jwks_fetches_total [1-9]/m)
 })
+
+test('one process: long-poll answers behind access control carry Cache-Control: private, parked or at once; without access control none (spec §5)', async (t) => {
+  for (const [name, options, auth] of [
+    ['a JWT key', AUTH, true],
+    ['authorizeUrl alone', null, true],
+    ['no access control', {}, false]
+  ] as const) {
+    let opts: Record<string, unknown> = options ?? {}
+    if (options === null) {
+      const app = http.createServer((req, res) => { res.writeHead(204).end() })
+      app.listen(0, '127.0.0.1')
+      await once(app, 'listening')
+      t.teardown(() => { app.closeAllConnections(); app.close() })
+      opts = { authorizeUrl: `http://127.0.0.1:${(app.address() as net.AddressInfo).port}/auth`, apiKey: [KEY] }
+    }
+    const srv = await startServer(t, opts)
+    const headers: Record<string, string> = auth ? { authorization: 'Bearer ' + await token({ parkline: { subscribe: ['*'] } }) } : {}
+    const pub = async (body: string): Promise<void> => {
+      const r = await fetch(`${srv.base}/pub/cc`, { method: 'POST', body, headers: opts.apiKey !== undefined ? { authorization: 'Bearer ' + KEY } : {} })
+      t.true(r.status === 201 || r.status === 202, `${name}: publish ${r.status}`)
+    }
+    await pub('first')
+    // answered at once from the buffer (Node's response), then parked and answered raw
+    const now = await subscribe(srv.port, 'longpoll', '/sub/cc', headers)
+    t.is(now.status, 200, name)
+    const etag = now.headers.etag!
+    now.socket.destroy()
+    const parked = subscribe(srv.port, 'longpoll', '/sub/cc', { ...headers, 'If-None-Match': etag, 'If-Modified-Since': now.headers['last-modified']! })
+    t.true(await eventually(async () => (await (await fetch(`${srv.base}/pub/cc`, { headers: { accept: 'text/json', ...(opts.apiKey !== undefined ? { authorization: 'Bearer ' + KEY } : {}) } })).json() as { subscribers: number }).subscribers === 1, 5000), `${name}: parked`)
+    await pub('second')
+    const later = await parked
+    t.is(later.status, 200, name)
+    t.regex(later.text(), /second$/, name)
+    later.socket.destroy()
+    for (const s of [now, later]) {
+      if (auth) t.is(s.headers['cache-control'], 'private', name)
+      else t.false('cache-control' in s.headers, name)
+    }
+  }
+})
