@@ -206,6 +206,10 @@ export function validateAuthOptions (o: AuthOptions): string[] {
   // a key short enough to guess publishes, deletes and revokes on every channel
   for (const k of o.apiKey) {
     if (k.length > 0 && Buffer.byteLength(k) < 16) throw new ConfigError(`apiKey: each key must be 16 bytes or more, one is ${Buffer.byteLength(k)}: make one with \`openssl rand -hex 24\` (in PARKLINE_API_KEY and --api-key a comma separates two keys)`)
+    // what `Authorization: Bearer` carries (RFC 6750 §2.1 b64token; extractBearer answers 400 to
+    // anything else): a key pasted with a space, a quote or a line end in it, which no request
+    // could ever match, is refused here
+    if (k.length > 0 && !TOKEN68.test(k)) throw new ConfigError('apiKey: a key may hold only letters, digits, - . _ ~ + / and = at its end, as a Bearer token does (RFC 6750 §2.1); one holds another character (in PARKLINE_API_KEY and --api-key a comma separates two keys): make one with `openssl rand -hex 24`')
   }
   checkJwtSecret(o.jwtSecret)
   checkUrl('jwksUrl', o.jwksUrl)

@@ -141,7 +141,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'redisReplicaAck', kind: 'int', default: 0, min: 0, doc: 'A publish is acknowledged (2xx) only once this many replicas have it (WAIT), so a failover loses no acknowledged message; 0 = off (a message lost in a failover reaches subscribers as a gap signal).' },
   { name: 'idempotencyWindow', kind: 'int', default: 300, min: 0, doc: 'Seconds an `Idempotency-Key` is remembered per channel: a publish retried with it answers the original id and publishes nothing; 0 = off.' },
   // access control (docs/api.md "Access control"); none set: subscribers open, publisher loopback-only
-  { name: 'apiKey', kind: 'list', default: [], doc: 'Server-side publisher keys (16 bytes or more each), sent as `Authorization: Bearer <key>`: publish, delete, channel info and revoke on every channel.' },
+  { name: 'apiKey', kind: 'list', default: [], doc: 'Server-side publisher keys (16 bytes or more each, of a Bearer token\'s characters: letters, digits, - . _ ~ + / and = at the end), sent as `Authorization: Bearer <key>`: publish, delete, channel info and revoke on every channel.' },
   { name: 'jwtSecret', kind: 'string', default: '', doc: 'HMAC secret for HS256/384/512 tokens, 32 bytes or more (shorter stops the start); "" = off.' },
   { name: 'jwtPublicKey', kind: 'string', default: '', doc: 'PEM public key (RS*, PS*, ES*, EdDSA tokens), or the path of a PEM file; "" = off.' },
   { name: 'jwksUrl', kind: 'string', default: '', doc: 'URL of a JWKS, cached; refetched for an unknown kid at most once per 10 s; "" = off.' },

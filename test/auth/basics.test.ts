@@ -101,7 +101,13 @@ test('validateAuthOptions: bad values throw, odd combinations warn', (t) => {
   t.throws(() => validateAuthOptions(opts({ apiKey: ['a-15-byte-key!!'] })), { instanceOf: ConfigError, message: /^apiKey: each key must be 16 bytes or more, one is 15/ })
   const err = t.throws(() => validateAuthOptions(opts({ apiKey: ['a-15-byte-key!!'] })))
   t.false(err.message.includes('a-15-byte-key'), 'the key is not in the message')
-  t.deepEqual(validateAuthOptions(opts({ apiKey: ['a-16-byte-key!!!', ''] })), [])
+  t.deepEqual(validateAuthOptions(opts({ apiKey: ['a-16-byte-key___', ''] })), [])
+  // a Bearer token's characters only (RFC 6750 §2.1): a comma is only ever a separator
+  for (const bad of ['first-key-0123456,second-key-0123', 'a key with spaces in', 'publisher-key-0001\n', '"publisher-key-0001"', 'a-16-byte-key!!!', 'publisher=key=0001']) {
+    const e = t.throws(() => validateAuthOptions(opts({ apiKey: [bad] })), { instanceOf: ConfigError, message: /^apiKey: a key may hold only letters, digits/ }, JSON.stringify(bad))
+    t.false(e.message.includes(bad), 'the key is not in the message')
+  }
+  t.deepEqual(validateAuthOptions(opts({ apiKey: ['AZaz09-._~+/publisherkey==', '0123456789abcdef'] })), [])
   t.throws(() => validateAuthOptions(opts({ jwtSecret: 'x'.repeat(31) })), { instanceOf: ConfigError, message: /^jwtSecret must be 32 bytes or more \(RFC 7518 §3.2\), got 31/ })
   t.deepEqual(validateAuthOptions(opts({ jwtSecret: 'x'.repeat(32) })), [])
   t.regex(validateAuthOptions(opts({ jwksUrl: 'http://login.example/jwks.json' })).join(), /jwksUrl is plain http to another host/)
