@@ -188,7 +188,8 @@ function checkMeshDir (link: WorkerLink): void {
       why = `${link.mesh} is missing`
     }
   }
-  if (why !== '') throw new ParklineError('PKL_ERR_CONFIG', `parkline worker: ${why}`, 2)
+  // not the configuration (the primary makes that directory): a fresh start makes a new one (exit 1)
+  if (why !== '') throw new ParklineError('PKL_ERR_WORKER_ENV', `parkline worker: ${why}`, 2)
 }
 
 function endUnavailable (sub: Subscriber): void {

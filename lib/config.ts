@@ -93,7 +93,7 @@ export const DRAIN_QUIET_MS = 1000
 export const TRANSPORT_NAMES = ['websocket', 'eventsource', 'chunked', 'multipart', 'longpoll'] as const
 
 export const OPTIONS: readonly OptionSpec[] = [
-  { name: 'port', kind: 'int', default: 8080, min: 0, doc: 'TCP port of the standalone server.' },
+  { name: 'port', kind: 'int', default: 8080, min: 0, max: 65535, doc: 'TCP port of the standalone server.' },
   { name: 'workers', kind: 'int', default: 0, min: 0, doc: 'Worker processes sharing the port (parkline serve); 0 = chosen for the host (a single process on 1 or 2 cores, one per core above), 1 = a single process.' },
   { name: 'gcThreads', kind: 'int', default: 0, min: 0, max: 64, doc: 'V8 background threads (Node --v8-pool-size) per standalone server process; 0 = chosen for the host: its cores per server process less one, 1 to 4.' },
   { name: 'heapGrowth', kind: 'int', default: 200, min: 0, max: 1000, doc: 'V8 heap growing percent (Node --heap-growing-percent) per standalone server process: how far the old generation grows past its live size before the next major collection; 0 = V8\'s own choice.' },
@@ -292,6 +292,11 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   for (const name of ['healthPath', 'statusPath', 'metricsPath', 'revokePath'] as const) {
     if (o[name] !== '' && !o[name].startsWith('/')) throw new ConfigError(`${name} must start with "/" (or be "" to turn it off)`)
   }
+  // a path is matched as written: the router would read `*`, `:` and `(` as its own syntax, and
+  // a client never sends a space, `?` or `#` inside one
+  for (const name of ['pubPrefix', 'subPrefix', 'healthPath', 'statusPath', 'metricsPath', 'revokePath'] as const) {
+    if (/[*:()?#\s%]/.test(o[name])) throw new ConfigError(`${name} "${o[name]}" holds a character a path here cannot: * : ( ) ? # % or a space`)
+  }
   checkPaths(o)
   for (const origin of o.corsOrigins) {
     if (origin === '*') throw new ConfigError('corsOrigins: "*" is not an origin; leave corsOrigins empty to allow every origin')
@@ -317,9 +322,11 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   for (const s of o.redisSentinel) {
     if (!/^[^:\s]+:\d+$/.test(s)) throw new ConfigError(`redisSentinel: "${s}" is not host:port`)
   }
-  if (o.redisUrl !== '' && !/^rediss?:\/\//.test(o.redisUrl)) throw new ConfigError(`redisUrl: "${o.redisUrl}" is not a redis:// or rediss:// URL`)
+  if (o.redisUrl !== '' && !/^rediss?:\/\//.test(o.redisUrl)) throw new ConfigError(`redisUrl: "${masked(o.redisUrl)}" is not a redis:// or rediss:// URL`)
+  if (o.redisUrl !== '') checkRedisUrl('redisUrl', o.redisUrl)
   for (const u of o.redisCluster) {
-    if (!/^rediss?:\/\//.test(u)) throw new ConfigError(`redisCluster: "${u}" is not a redis:// URL`)
+    if (!/^rediss?:\/\//.test(u)) throw new ConfigError(`redisCluster: "${masked(u)}" is not a redis:// URL`)
+    checkRedisUrl('redisCluster', u)
   }
   // every node of a cluster is reached the same way: TLS (rediss://) or not
   if (new Set(o.redisCluster.map((u) => u.startsWith('rediss:'))).size > 1) throw new ConfigError('redisCluster: the seeds mix redis:// and rediss://; every node of a cluster is reached the same way')
@@ -346,6 +353,30 @@ function checkPaths (o: ParklineOptions): void {
     const other = seen.get(path)
     if (other !== undefined) throw new ConfigError(`${name} and ${other} are both "${path}"`)
     seen.set(path, name)
+  }
+}
+
+/** `url` with any user:password@ masked: what an error message may show. */
+function masked (url: string): string {
+  return url.replace(/\/\/[^/?#]*@/, '//…@')
+}
+
+/**
+ * A redis:// or rediss:// URL node-redis can use: a host, an optional port, a database number as
+ * its path, and a user and password that decode. Refused here (exit 2) rather than where the store
+ * is built, after the start has begun; the message never shows the password.
+ */
+function checkRedisUrl (name: string, url: string): void {
+  let u: URL
+  try { u = new URL(url) } catch { throw new ConfigError(`${name}: "${masked(url)}" is not a URL`) }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new ConfigError(`${name}: "${masked(url)}" is not a redis:// or rediss:// URL`)
+  if (u.hostname === '') throw new ConfigError(`${name}: "${masked(url)}" names no host`)
+  if (u.pathname !== '' && u.pathname !== '/' && !/^\/\d+$/.test(u.pathname)) throw new ConfigError(`${name}: "${masked(url)}": its path must be a database number (/0), got "${u.pathname}"`)
+  try {
+    decodeURIComponent(u.username)
+    decodeURIComponent(u.password)
+  } catch {
+    throw new ConfigError(`${name}: the user or password in "${masked(url)}" holds a % that is no escape (write %25 for %)`)
   }
 }
 

@@ -722,8 +722,9 @@ test.serial('a refused configuration exits 2, which the shipped systemd unit doe
   t.timeout(60000)
   const port = String(await freePort())
   const cases: Array<[string, string[], RegExp]> = [
-    ['one process, a short jwtSecret', ['--port', port, '--jwt-secret', 'short'], /jwtSecret must be 32 bytes or more/],
-    ['the primary, an unknown flag', ['--workers', '2', '--port', port, '--no-such-option', '1'], /unknown flag --no-such-option/],
+    ['one process, a short jwtSecret', ['--workers', '1', '--port', port, '--jwt-secret', 'short'], /jwtSecret must be 32 bytes or more/],
+    ['the command line, an unknown flag', ['--workers', '2', '--port', port, '--no-such-option', '1'], /unknown flag --no-such-option/],
+    ['the primary, a prefix that is no path', ['--workers', '2', '--port', port, '--pub-prefix', 'pub'], /pubPrefix must start and end with "\/"/],
     // a key is parsed where the server is built: in each worker, whose status the primary carries
     ['a worker, a jwtPublicKey that is no key', ['--workers', '2', '--port', port, '--jwt-public-key', 'not-a-key'], /jwtPublicKey: not a PEM key/]
   ]
@@ -737,7 +738,7 @@ test.serial('a refused configuration exits 2, which the shipped systemd unit doe
   const holder = net.createServer()
   await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
   t.teardown(() => holder.close())
-  const held = spawnServe(t, ['--port', String((holder.address() as net.AddressInfo).port), '--host', '127.0.0.1', '--log-level', 'warn'])
+  const held = spawnServe(t, ['--workers', '1', '--port', String((holder.address() as net.AddressInfo).port), '--host', '127.0.0.1', '--log-level', 'warn'])
   t.is(await exitWithin(held.child, 30000), 1, held.out())
   t.regex(held.out(), /EADDRINUSE/)
   const unit = readFileSync('conf/systemd/parkline.service', 'utf8')

@@ -38,6 +38,25 @@ test('bad values and unknown keys are clear errors', (t) => {
   t.deepEqual(parseCliArgs(['serve', '--coalesce', 'False']), { command: 'serve', config: undefined, flags: { coalesce: 'False' } })
   t.throws(() => resolveOptions({ redisUrl: 'localhost:6379' }), { instanceOf: ConfigError, message: /redisUrl: "localhost:6379" is not a redis:\/\/ or rediss:\/\/ URL/ })
   t.is(resolveOptions({ redisUrl: 'rediss://cache.example:6380' }).redisUrl, 'rediss://cache.example:6380')
+  t.is(resolveOptions({ redisUrl: 'redis://u:p%25w@cache.example:6380/3' }).redisUrl, 'redis://u:p%25w@cache.example:6380/3')
+  // what node-redis would only refuse once the store is built (a start already under way, exit 1):
+  // refused with the options, and no password in the message
+  for (const [url, why] of [
+    ['redis://:se%zzcret@h:6379', /redisUrl: the user or password in "redis:\/\/…@h:6379" holds a % that is no escape/],
+    ['redis://h:99999', /redisUrl: "redis:\/\/h:99999" is not a URL/],
+    ['redis://my host:6379', /is not a URL/],
+    ['redis://[::1', /is not a URL/],
+    ['redis://:secret@host:6379/abc', /redisUrl: "redis:\/\/…@host:6379\/abc": its path must be a database number \(\/0\), got "\/abc"/]
+  ] as const) {
+    const e = t.throws(() => resolveOptions({ redisUrl: url }), { instanceOf: ConfigError, message: why }, url)
+    t.false(e.message.includes('secret') || e.message.includes('se%zz'), `no password in ${e.message}`)
+    t.throws(() => resolveOptions({ redisCluster: url }), { instanceOf: ConfigError }, url)
+  }
+  t.throws(() => resolveOptions({ port: 65536 }), { instanceOf: ConfigError, message: /port .* <= 65535/ })
+  t.is(resolveOptions({ port: 65535 }).port, 65535)
+  for (const [name, value] of [['pubPrefix', '/p*/'], ['subPrefix', '/s:id/'], ['healthPath', '/he(a)lth'], ['statusPath', '/st atus'], ['metricsPath', '/m?x'], ['revokePath', '/r%20']] as const) {
+    t.throws(() => resolveOptions({ [name]: value }), { instanceOf: ConfigError, message: new RegExp(`^${name} ".*" holds a character a path here cannot`) }, `${name} ${value}`)
+  }
   // ids are split as bytes: a delimiter past ASCII (or a control) would split inside characters
   for (const d of ['é', '€', '\t', ';;']) t.throws(() => resolveOptions({ multiplexDelimiter: d }), { instanceOf: ConfigError, message: /multiplexDelimiter must be one printable ASCII character/ }, JSON.stringify(d))
   for (const d of ['', ';', '|']) t.is(resolveOptions({ multiplexDelimiter: d }).multiplexDelimiter, d)
