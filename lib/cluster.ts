@@ -178,8 +178,9 @@ function removeStaleMeshDirs (tmp: string): void {
  */
 function checkMeshDir (link: WorkerLink): void {
   let why = ''
-  if (process.send === undefined) why = 'run by `parkline serve --workers N`, not by hand'
-  else if (link.meshKey.length !== 32 || link.mesh === '') why = 'no mesh directory or key from the primary'
+  // run by hand: a wrong command line (exit 2)
+  if (process.send === undefined) throw new ParklineError('PKL_ERR_CONFIG', 'parkline worker: run by `parkline serve --workers N`, not by hand', 2)
+  if (link.meshKey.length !== 32 || link.mesh === '') why = 'no mesh directory or key from the primary'
   else {
     try {
       const st = lstatSync(link.mesh)
@@ -188,7 +189,8 @@ function checkMeshDir (link: WorkerLink): void {
       why = `${link.mesh} is missing`
     }
   }
-  // not the configuration (the primary makes that directory): a fresh start makes a new one (exit 1)
+  // under a primary, not the configuration (the primary makes that directory): a fresh start
+  // makes a new one (exit 1)
   if (why !== '') throw new ParklineError('PKL_ERR_WORKER_ENV', `parkline worker: ${why}`, 2)
 }
 

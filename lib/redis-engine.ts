@@ -566,7 +566,43 @@ export class RedisEngine implements Engine {
   #checkUp (): void {
     if (!this.up || this.#state === 'up') return
     this.#log?.info({ node: this.nodeId, mode: this.mode, sharded: this.#sharded, cluster: this.#cluster ?? undefined }, this.#state === 'never' ? 'redis connected' : 'redis recovered')
+    if (this.#state === 'never') void this.#checkRecoveryChannels()
     this.#state = 'up'
+  }
+
+  /**
+   * A subscription a recovery makes (or the start's check of one) refused with NOPERM: the user's
+   * ACL, which retrying cannot fix, so an error line says which (once per REFUSAL_LOG_MS). Any
+   * other failure is the store being away: the probe and its lines tell of that.
+   */
+  #recoveryRefused (err: unknown): void {
+    const m = String((err as { message?: string } | null)?.message ?? err)
+    const log = this.#log
+    if (!/\bNOPERM\b/.test(m) || this.#stopped || log === null || !this.#refusalDue('recovery')) return
+    const line = log.error ?? log.warn
+    line.call(log, { node: this.nodeId, mode: this.mode, redisError: m }, 'the Redis user may not subscribe to the pk:{…}:q… and pk:{…}:p… channels a recovery after a Redis fault makes: this node stays down after a fault until it may. Allow the channels &pk:* (docs/redis.md, Access)')
+  }
+
+  /**
+   * Cluster (sharded) and sentinel, once at the first connect: the short-lived subscriptions a
+   * recovery makes (#clusterPubSubBack's `pk:{…}:q<n>`, #sentinelPubSubBack's `pk:{…}:p<n>`) are
+   * ones the user may make. An ACL that allows the channels' `pk:*:c` alone passes everything
+   * else, and would keep the node down after its first fault with no word of why: said now, at
+   * error level (docs/redis.md, Access).
+   */
+  async #checkRecoveryChannels (): Promise<void> {
+    if (this.mode === 'standalone' || (this.mode === 'cluster' && !this.#sharded)) return
+    const name = `pk:{${hashTag(this.nodeId)}}:${this.mode === 'cluster' ? 'q' : 'p'}0`
+    const noop = (_msg: Buffer, _channel: Buffer): void => {}
+    try {
+      if (this.#sharded) await within(this.#timeout, this.#sub.sSubscribe(name, noop, true))
+      else await within(this.#timeout, this.#sub.subscribe(name, noop, true))
+    } catch (err) {
+      this.#recoveryRefused(err)
+    } finally {
+      if (this.#sharded) await within(this.#timeout, this.#sub.sUnsubscribe(name, noop, true)).catch(() => {})
+      else await within(this.#timeout, this.#sub.unsubscribe(name, noop, true)).catch(() => {})
+    }
   }
 
   #subDown (): void {
@@ -645,7 +681,8 @@ export class RedisEngine implements Engine {
     for (const r of this.#replicas.values()) if (r.subscribed) names.push(channelKey(r.key, 'c'))
     try {
       return this.mode === 'cluster' ? await this.#clusterPubSubBack(names) : await this.#sentinelPubSubBack(names)
-    } catch {
+    } catch (err) {
+      this.#recoveryRefused(err)
       return false
     }
   }

@@ -165,3 +165,56 @@ test.serial('a wrong password for the master a Sentinel set names: logged the sa
   await lockDown(t, [set.master.port, set.replica.port])
   await wrongPassword(t, ['--redis-sentinel', set.sentinelNodes.join(','), '--redis-sentinel-name', set.name, '--redis-username', 'parkline', '--redis-password', 'not-the-password'])
 })
+
+/** On each node: the documented user with its channels narrowed to the replicas' own (`&pk:*:c`), a probe user, `default` off. */
+async function narrowDown (t: ExecutionContext, ports: number[]): Promise<void> {
+  const narrow = documentedUser().map((a) => a === '&pk:*' ? '&pk:*:c' : a)
+  t.true(narrow.includes('&pk:*:c'), 'the documented line has &pk:*')
+  for (const port of ports) {
+    t.deepEqual(await redisCalls(port, [narrow, ['ACL', 'SETUSER', PROBE[0]!, 'on', `>${PROBE[1]!}`, '~*', '&*', '+@all'], ['ACL', 'SETUSER', 'default', 'off']]), ['OK', 'OK', 'OK'])
+  }
+}
+
+/** A node on `store` (log level warn): its port and everything it wrote. */
+function startLogged (t: ExecutionContext, port: number, store: string[]): () => string {
+  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', ...store], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(async () => { if (proc.exitCode === null) { proc.kill('SIGKILL'); await once(proc, 'exit') } })
+  let out = ''
+  proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  return () => out
+}
+
+/** The error lines saying the recovery's subscriptions are refused (whole lines only). */
+function recoveryRefusals (out: string): Array<{ level: number, redisError?: string }> {
+  return out.slice(0, out.lastIndexOf('\n')).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number, msg: string, redisError?: string }).filter((l) => l.msg.includes('may not subscribe to the pk:{…}:q… and pk:{…}:p… channels'))
+}
+
+test.serial('a Redis Cluster whose user may subscribe to pk:*:c alone: it serves, and an error line at start says a recovery would be refused', async (t) => {
+  t.timeout(120000)
+  const cluster = await startCluster(t)
+  await narrowDown(t, cluster.nodes.map((n) => n.port))
+  const port = await freePort()
+  const out = startLogged(t, port, ['--redis-cluster', `redis://parkline:${PASSWORD}@127.0.0.1:${cluster.nodes[0]!.port}`])
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 200, 30000), out())
+  t.true(await eventually(() => recoveryRefusals(out()).length === 1, 10000), out())
+  t.is(recoveryRefusals(out())[0]!.level, 50)
+  t.regex(recoveryRefusals(out())[0]!.redisError ?? '', /NOPERM/)
+})
+
+test.serial('a Sentinel set whose user may subscribe to pk:*:c alone: an error line names the recovery channels it refuses, and the node stays unready', async (t) => {
+  t.timeout(90000)
+  const set = await startSentinel(t)
+  await narrowDown(t, [set.master.port, set.replica.port])
+  const port = await freePort()
+  const out = startLogged(t, port, ['--redis-sentinel', set.sentinelNodes.join(','), '--redis-sentinel-name', set.name, '--redis-username', 'parkline', '--redis-password', PASSWORD])
+  // with Sentinel the start's own catch-up makes such a subscription: the node stays unready, and
+  // says why (once a minute, not once per probe)
+  t.true(await eventually(() => recoveryRefusals(out()).length > 0, 20000), out())
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 503, 20000), out())
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  const lines = recoveryRefusals(out())
+  t.is(lines.length, 1, 'one line, not one per probe')
+  t.is(lines[0]!.level, 50)
+  t.regex(lines[0]!.redisError ?? '', /NOPERM/)
+})
