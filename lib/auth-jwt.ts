@@ -137,6 +137,11 @@ export class JwksCache {
     }
   }
 
+  /** Keys are held and the last fetch got them: what parkline_jwks_up says (a failed refetch keeps the old keys, but is 0). */
+  get up (): boolean {
+    return this.#set !== null && this.#fetchedAt >= this.#failedAt
+  }
+
   /** Fetch the set now (at start: a JWKS that cannot be had is said then, not at the first token). */
   prefetch (): void {
     this.#refresh().catch(() => {})

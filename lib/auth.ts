@@ -615,6 +615,11 @@ export class Auth {
   readonly #trouble: AuthTrouble | undefined
   readonly #jwks: JwksCache | null
 
+  /** The JWKS's state (JwksCache.up); null without jwksUrl. */
+  get jwksUp (): boolean | null {
+    return this.#jwks === null ? null : this.#jwks.up
+  }
+
   /** Admit a subscription: every channel in ctx.channels must be granted. */
   async subscriber (ctx: SubscriberContext): Promise<AuthResult> {
     if (!this.#configured) return grant('open', '*', [], false)

@@ -27,7 +27,7 @@ function counterFrom (registry: Registry, name: string, help: string, labelNames
   }))
 }
 
-function gaugeFrom (registry: Registry, name: string, help: string, labelNames: string[], read: (set: (labels: Record<string, string>, v: number) => void) => void, aggregator: 'sum' | 'max' = 'sum'): void {
+function gaugeFrom (registry: Registry, name: string, help: string, labelNames: string[], read: (set: (labels: Record<string, string>, v: number) => void) => void, aggregator: 'sum' | 'max' | 'min' = 'sum'): void {
   registry.registerMetric(new Gauge({
     name,
     help,
@@ -36,7 +36,12 @@ function gaugeFrom (registry: Registry, name: string, help: string, labelNames: 
     aggregator,
     collect () {
       this.reset()
-      read((labels, v) => { this.set(labels, v) })
+      let any = false
+      read((labels, v) => { any = true; this.set(labels, v) })
+      // prom-client starts a family without labels at 0: one that set nothing (parkline_store_up
+      // without Redis, parkline_jwks_up without jwksUrl) is absent, not a 0 an alert would take
+      // for "down" (test/metrics.test.ts checks this against prom-client)
+      if (!any) (this as unknown as { hashMap: Record<string, unknown> }).hashMap = {}
     }
   }))
 }
@@ -114,6 +119,10 @@ export class Metrics {
     counterFrom(r, 'parkline_authorize_cache_hits_total', 'Authorize decisions answered from the cache.', [], (set) => { set({}, core.access?.auth?.stats.authorizeCacheHits ?? 0) })
     counterFrom(r, 'parkline_authorize_errors_total', 'Authorize requests that got no usable answer (timeout, connection error): each answered 503.', [], (set) => { set({}, core.access?.auth?.stats.authorizeErrors ?? 0) })
     counterFrom(r, 'parkline_jwks_fetches_total', 'JWKS fetches (successful or not).', [], (set) => { set({}, core.access?.auth?.stats.jwksFetches ?? 0) })
+    gaugeFrom(r, 'parkline_jwks_up', 'The JWKS (jwksUrl): 1 while keys are held and the last fetch got them, 0 once a fetch failed or none ever succeeded; absent without jwksUrl.', [], (set) => {
+      const up = core.access?.auth?.jwksUp ?? null
+      if (up !== null) set({}, up ? 1 : 0)
+    }, 'min') // with workers: 0 if any of them has no keys
     counterFrom(r, 'parkline_publish_upstream_requests_total', 'Messages sent to publishUpstreamUrl.', [], (set) => { set({}, core.access?.auth?.stats.upstreamPublishCalls ?? 0) })
     counterFrom(r, 'parkline_publish_upstream_errors_total', 'publishUpstreamUrl requests that got no answer (each answered 503).', [], (set) => { set({}, core.access?.auth?.stats.upstreamPublishErrors ?? 0) })
     gaugeFrom(r, 'parkline_store_up', 'The shared store (Redis) is reachable: 1, or 0; absent without one.', [], (set) => {

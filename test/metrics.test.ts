@@ -59,6 +59,9 @@ test('one process: every family has HELP and TYPE, process and runtime metrics, 
   t.true('0.0001' in h.metrics[0]!.buckets!, 'buckets from 100 µs')
   // no label takes its values from users: no channel id anywhere
   t.false(text.includes('"m"'))
+  // families of what this server does not have (Redis, a JWKS) have no sample: not a 0 an alert
+  // would read as "down"
+  for (const name of ['parkline_store_up', 'parkline_jwks_up']) t.notRegex(text, new RegExp(`^${name} `, 'm'), name)
   for (const s of subs) s.close()
 })
 
@@ -123,6 +126,9 @@ test('--workers 2: 20 scrapes while publishing give node-wide sums, equal to wha
   }
   for (const s of subs) t.is((await s.waitEvents(20)).length, 20)
   t.true(await eventually(async () => value((await scrape(node.base)).families, 'parkline_messages_delivered_total', { transport: 'eventsource' }) === 80))
+  // merged over the workers, an absent family stays absent
+  const { text } = await scrape(node.base)
+  for (const name of ['parkline_store_up', 'parkline_jwks_up']) t.notRegex(text, new RegExp(`^${name} `, 'm'), name)
   for (const s of subs) s.close()
 })
 

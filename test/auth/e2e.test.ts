@@ -671,6 +671,10 @@ test('a JWKS, authorize or publisher upstream that fails is logged with its opti
   t.regex(metrics, /^parkline_publish_upstream_errors_total 1$/m)
   t.regex(metrics, /^parkline_publish_upstream_requests_total 1$/m)
   t.regex(metrics, /^parkline_jwks_fetches_total [1-9]/m)
+  // a JWKS that never answered with keys: down (an alert can say so; /health does not)
+  t.regex(metrics, /^parkline_jwks_up 0$/m)
+  t.is((await fetch(`${node.base}/health`)).status, 200)
+  t.notRegex(await (await fetch(`${asks.base}/metrics`)).text(), /^parkline_jwks_up /m, 'no sample without jwksUrl')
 })
 
 test('one process: long-poll answers behind access control carry Cache-Control: private, parked or at once; without access control none (spec §5)', async (t) => {

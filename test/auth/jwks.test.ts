@@ -199,3 +199,24 @@ test('a server whose JWKS hangs at start fetches it then, and its close aborts t
   await closed
   t.is(asked, 1)
 })
+
+test('jwksUp (parkline_jwks_up): false before any keys, true once fetched, false while a refetch fails (old keys still used), true again', async (t) => {
+  const srv = await jwksServer(t)
+  const k = await keyPair('ES256', 'k1')
+  srv.keys = [k.jwk]
+  const clock = { ms: Date.now() }
+  const a = setup(t, srv.url, clock)
+  t.false(a.jwksUp, 'no keys yet')
+  t.false(isRefusal(await a.subscriber(ctx(await sign(k)))))
+  t.true(a.jwksUp)
+  // older than maxAge (10 min): refetched before use, and that fetch fails; the keys are kept
+  srv.status = 500
+  clock.ms += 601_000
+  t.false(isRefusal(await a.subscriber(ctx(await sign(k)))), 'the keys fetched before still verify')
+  t.false(a.jwksUp, 'the last fetch failed')
+  srv.status = 200
+  clock.ms += 60_000
+  t.false(isRefusal(await a.subscriber(ctx(await sign(k)))))
+  t.true(a.jwksUp)
+  t.is(new Auth({ ...AUTH_DEFAULTS, jwtSecret: 'x'.repeat(32) }).jwksUp, null, 'no jwksUrl')
+})
