@@ -125,10 +125,11 @@ export class Metrics {
     }, 'min') // with workers: 0 if any of them has no keys
     counterFrom(r, 'parkline_publish_upstream_requests_total', 'Messages sent to publishUpstreamUrl.', [], (set) => { set({}, core.access?.auth?.stats.upstreamPublishCalls ?? 0) })
     counterFrom(r, 'parkline_publish_upstream_errors_total', 'publishUpstreamUrl requests that got no answer (each answered 503).', [], (set) => { set({}, core.access?.auth?.stats.upstreamPublishErrors ?? 0) })
-    gaugeFrom(r, 'parkline_store_up', 'The shared store (Redis) is reachable: 1, or 0; absent without one.', [], (set) => {
+    // (with workers, each a node of the store: the merge keeps the least, not the sum)
+    gaugeFrom(r, 'parkline_store_up', 'The shared store (Redis) is reachable: 1, or 0 (with workers: 0 if any worker\'s is not); absent without one.', [], (set) => {
       const h = core.engine.health?.()
       if (h !== undefined) set({}, h.up ? 1 : 0)
-    })
+    }, 'min')
     counterFrom(r, 'parkline_store_faults_total', 'Times the shared store stopped answering (a command past redisCommandTimeout, a node lost).', [], (set) => {
       const h = core.engine.health?.()
       if (h !== undefined) set({}, h.faults ?? 0)
@@ -142,11 +143,11 @@ export class Metrics {
       if (c === null || c === undefined) return
       set({ state: 'known' }, c.masters)
       set({ state: 'reachable' }, c.reachable)
-    })
+    }, 'min')
     gaugeFrom(r, 'parkline_store_slots_covered', 'Redis Cluster slots served by a healthy master (16384 when whole).', [], (set) => {
       const c = core.engine.health?.().cluster
       if (c !== null && c !== undefined) set({}, c.slots)
-    })
+    }, 'min')
     this.delivery = new Histogram({
       name: 'parkline_publish_delivery_seconds',
       help: 'Seconds from a publish to its bytes handed to the subscribers\' sockets (once per message and process).',

@@ -161,3 +161,11 @@ test('Redis stopped and started: the log says lost and recovered, parkline_store
   const lines = logLines(t, node.log())
   t.is(lines.filter((l) => l.msg === 'redis connection lost: publishes answer 503 until it is back').length, 1, 'one line per outage')
 })
+
+test('--workers 2 on Redis: parkline_store_up is 1 for the node, not the sum of its workers', async (t) => {
+  const redis = await startRedis(t)
+  const node = await serve(t, ['--workers', '2', '--redis-url', `redis://127.0.0.1:${redis.port}`])
+  t.true(await eventually(async () => value((await scrape(node.base)).families, 'parkline_store_up') === 1, 10000))
+  // every scrape (each answered by either worker, merging both): never 2
+  for (let i = 0; i < 6; i++) t.is(value((await scrape(node.base)).families, 'parkline_store_up'), 1)
+})
