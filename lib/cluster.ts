@@ -194,6 +194,31 @@ function checkMeshDir (link: WorkerLink): void {
   if (why !== '') throw new ParklineError('PKL_ERR_WORKER_ENV', `parkline worker: ${why}`, 2)
 }
 
+/**
+ * The counters and histograms of a scrape's part (what only grows), for the sum of dead workers;
+ * parts given together (`flat()` of several) are merged family by family, values with the same
+ * labels added (prom-client's JSON: counters `value`, histograms a `_bucket`/`_sum`/`_count` each).
+ */
+function monotonic (json: MetricsJson): MetricsJson {
+  const families = new Map<string, MetricsJson[number]>()
+  for (const m of json) {
+    const type = String(m.type)
+    if (type !== 'counter' && type !== 'histogram') continue
+    const f = families.get(m.name)
+    if (f === undefined) {
+      families.set(m.name, { ...m, values: m.values.map((v) => ({ ...v })) })
+      continue
+    }
+    for (const v of m.values) {
+      const key = (v as { metricName?: string }).metricName + JSON.stringify(v.labels)
+      const same = f.values.find((x) => (x as { metricName?: string }).metricName + JSON.stringify(x.labels) === key)
+      if (same === undefined) f.values.push({ ...v })
+      else same.value += v.value
+    }
+  }
+  return [...families.values()]
+}
+
 function endUnavailable (sub: Subscriber): void {
   if ((sub.flags & F_CLOSED) === 0) sub.transport.end(sub, 503)
 }
@@ -223,6 +248,8 @@ interface WorkerSlot {
   listening: boolean
   /** Incarnations in a row that died before they listened. */
   failedStarts: number
+  /** This incarnation's part of the last node-wide scrape (null before its first). */
+  metrics: MetricsJson | null
 }
 
 /**
@@ -312,7 +339,7 @@ export class Primary {
     // workers' /status shows deployment totals, refreshed once a second
     setInterval(() => this.#broadcast(['totals', ...this.totals()]), 1000).unref()
     for (let i = 0; i < n; i++) {
-      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, quickDeaths: 0, forkedAt: 0, listening: false, failedStarts: 0 }
+      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, quickDeaths: 0, forkedAt: 0, listening: false, failedStarts: 0, metrics: null }
       slot.out = new Outbox<Down>((batch) => { if (slot.child !== null && slot.child.connected) slot.child.send(batch) })
       this.workers.push(slot)
     }
@@ -343,6 +370,11 @@ export class Primary {
   #onExit (slot: WorkerSlot, child: ChildProcess): void {
     if (slot.child !== child) return
     slot.child = null
+    // its counters as last scraped stay in every later scrape: a node-wide sum that went down when
+    // a worker died would read as a counter reset, and rate() would count the survivors' whole
+    // totals again (what it counted since that scrape is lost, never counted twice)
+    if (slot.metrics !== null) this.#gone.push(monotonic(slot.metrics))
+    slot.metrics = null
     slot.subscribers = 0
     this.#publishedGone += slot.published
     slot.published = 0
@@ -464,7 +496,10 @@ export class Primary {
   #scraped (id: number, slot: WorkerSlot, json: MetricsJson): void {
     const p = this.#scrapes.get(id)
     if (p === undefined || !p.waiting.delete(slot)) return
-    if (json.length > 0) p.parts.push(json)
+    if (json.length > 0) {
+      p.parts.push(json)
+      slot.metrics = json
+    }
     if (p.waiting.size === 0) this.#finishScrape(id)
   }
 
@@ -473,12 +508,20 @@ export class Primary {
     if (p === undefined) return
     this.#scrapes.delete(id)
     clearTimeout(p.timer)
+    // a worker that did not answer in time (busy, stopped) counts with its last part: leaving it
+    // out would take its counters out of the sum, and back in at the next scrape
+    for (const w of p.waiting) if (w.metrics !== null) p.parts.push(w.metrics)
+    // the dead incarnations' counters, merged into one part now and then (bounded however many die)
+    if (this.#gone.length > 8) this.#gone = [monotonic(this.#gone.flat())]
     this.registry.getMetricsAsJSON().then((own) => {
-      p.slot.out.push(['r', p.r, [own, ...p.parts]])
+      p.slot.out.push(['r', p.r, [own, ...p.parts, ...this.#gone]])
     }, () => {
-      p.slot.out.push(['r', p.r, p.parts])
+      p.slot.out.push(['r', p.r, [...p.parts, ...this.#gone]])
     })
   }
+
+  /** Counters and histograms of worker incarnations that died, as last scraped (#onExit). */
+  #gone: MetricsJson[] = []
 
   /** Totals for a worker's /status: published, stored, channels, subscribers (summed over workers). */
   totals (): [number, number, number, number] {

@@ -2,7 +2,8 @@
 // one, which a host app may use). The hot path keeps plain integers (lib/stats.ts); the families
 // read them when scraped. With worker processes a scrape on any worker returns the sum over the
 // node: each process's registry as JSON, merged by prom-client's AggregatorRegistry.aggregate
-// (counters and gauges summed, process metrics merged as prom-client defines), gathered over IPC.
+// (summed unless a family says otherwise: its `aggregator`; process metrics merged as prom-client
+// defines), gathered over IPC; a dead worker's counters as last scraped stay in the sum (lib/cluster.ts).
 // No label takes a value from users: transports, causes, policies and HTTP statuses only.
 import { heapTrims } from './heap-trim.ts'
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client'
@@ -13,16 +14,24 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 
 export type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>
 
-/** A counter whose value is read from a plain integer at scrape time. */
-function counterFrom (registry: Registry, name: string, help: string, labelNames: string[], read: (set: (labels: Record<string, string>, v: number) => void) => void): void {
+/**
+ * A counter whose value is read from a plain integer at scrape time. One whose read sets nothing
+ * (a store's counters without a store) has no sample, as in gaugeFrom. `aggregator`: how a node's
+ * workers' values merge; 'max' where each counts the same event (a Redis outage each worker's
+ * client sees).
+ */
+function counterFrom (registry: Registry, name: string, help: string, labelNames: string[], read: (set: (labels: Record<string, string>, v: number) => void) => void, aggregator: 'sum' | 'max' = 'sum'): void {
   registry.registerMetric(new Counter({
     name,
     help,
     labelNames,
     registers: [],
+    aggregator,
     collect () {
       this.reset()
-      read((labels, v) => { if (v > 0) this.inc(labels, v) })
+      let any = false
+      read((labels, v) => { any = true; if (v > 0) this.inc(labels, v) })
+      if (!any) (this as unknown as { hashMap: Record<string, unknown> }).hashMap = {}
     }
   }))
 }
@@ -130,14 +139,15 @@ export class Metrics {
       const h = core.engine.health?.()
       if (h !== undefined) set({}, h.up ? 1 : 0)
     }, 'min')
-    counterFrom(r, 'parkline_store_faults_total', 'Times the shared store stopped answering (a command past redisCommandTimeout, a node lost).', [], (set) => {
+    // each worker on Redis is a node of its own that sees the same outage: the most any saw
+    counterFrom(r, 'parkline_store_faults_total', 'Times the shared store stopped answering (a command past redisCommandTimeout, a node lost); with workers, the most any worker saw.', [], (set) => {
       const h = core.engine.health?.()
       if (h !== undefined) set({}, h.faults ?? 0)
-    })
-    counterFrom(r, 'parkline_store_failovers_total', 'Redis Cluster master changes this process saw.', [], (set) => {
+    }, 'max')
+    counterFrom(r, 'parkline_store_failovers_total', 'Redis Cluster master changes seen; with workers, the most any worker saw.', [], (set) => {
       const h = core.engine.health?.()
       if (h !== undefined) set({}, h.failovers ?? 0)
-    })
+    }, 'max')
     gaugeFrom(r, 'parkline_store_masters', 'Redis Cluster masters by state (known, reachable); absent without a cluster.', ['state'], (set) => {
       const c = core.engine.health?.().cluster
       if (c === null || c === undefined) return

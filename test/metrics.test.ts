@@ -61,7 +61,9 @@ test('one process: every family has HELP and TYPE, process and runtime metrics, 
   t.false(text.includes('"m"'))
   // families of what this server does not have (Redis, a JWKS) have no sample: not a 0 an alert
   // would read as "down"
-  for (const name of ['parkline_store_up', 'parkline_jwks_up']) t.notRegex(text, new RegExp(`^${name} `, 'm'), name)
+  for (const name of ['parkline_store_up', 'parkline_jwks_up', 'parkline_store_faults_total', 'parkline_store_failovers_total', 'parkline_store_slots_covered']) t.notRegex(text, new RegExp(`^${name} `, 'm'), name)
+  // a counter at 0 that this server does have is there
+  t.regex(text, /^parkline_gaps_total\{cause="evicted"\} 0$|^parkline_connections_refused_total 0$/m)
   for (const s of subs) s.close()
 })
 
@@ -128,19 +130,34 @@ test('--workers 2: 20 scrapes while publishing give node-wide sums, equal to wha
   t.true(await eventually(async () => value((await scrape(node.base)).families, 'parkline_messages_delivered_total', { transport: 'eventsource' }) === 80))
   // merged over the workers, an absent family stays absent
   const { text } = await scrape(node.base)
-  for (const name of ['parkline_store_up', 'parkline_jwks_up']) t.notRegex(text, new RegExp(`^${name} `, 'm'), name)
+  for (const name of ['parkline_store_up', 'parkline_jwks_up', 'parkline_store_faults_total', 'parkline_store_failovers_total']) t.notRegex(text, new RegExp(`^${name} `, 'm'), name)
   for (const s of subs) s.close()
 })
 
-test('--workers 2: a killed worker shows in the log and in parkline_worker_restarts_total', async (t) => {
+test('--workers 2: a killed worker shows in the log and in parkline_worker_restarts_total; no counter of the node goes down', async (t) => {
   const node = await serve(t, ['--workers', '2'], 'info')
   const children = readFileSync(`/proc/${node.proc.pid}/task/${node.proc.pid}/children`, 'utf8').trim().split(/\s+/).map(Number)
   t.is(children.length, 2)
+  // deliveries on both workers (SO_REUSEPORT spreads the connections), counted by a scrape
+  const subs: SseClient[] = []
+  for (let i = 0; i < 8; i++) subs.push(await SseClient.connect(node.port, '/sub/k'))
+  for (let i = 0; i < 3; i++) t.is((await fetch(`${node.base}/pub/k`, { method: 'POST', body: `k${i}` })).status, 201)
+  for (const s of subs) await s.waitEvents(3)
+  let before = new Map<string, number>()
+  t.true(await eventually(async () => {
+    const { families } = await scrape(node.base)
+    before = new Map([...families.values()].filter((f) => f.type === 'COUNTER' && f.name.startsWith('parkline_')).map((f) => [f.name, value(families, f.name)]))
+    return before.get('parkline_messages_delivered_total') === 24
+  }, 5000), 'the deliveries counted')
   process.kill(children[0]!, 'SIGKILL')
   t.true(await eventually(() => node.log().includes('worker died'), 5000))
   t.true(await eventually(async () => {
     try { return value((await scrape(node.base)).families, 'parkline_worker_restarts_total') === 1 } catch { return false }
   }, 8000))
+  // the dead worker's counters stay in the sum: none reads as a reset
+  const { families } = await scrape(node.base)
+  for (const [name, was] of before) t.true(value(families, name) >= was, `${name}: ${value(families, name)} after, ${was} before`)
+  for (const s of subs) s.close()
   const lines = logLines(t, node.log())
   const died = lines.find((l) => l.msg === 'worker died; forking it again')!
   t.is(died.signal, 'SIGKILL')
