@@ -794,6 +794,10 @@ export class WorkerEngine implements Engine {
     return ownerOf(key, this.#n)
   }
 
+  owns (key: string): boolean {
+    return this.#owner(key) === this.#me
+  }
+
   // ---- Engine ---------------------------------------------------------------------------------
 
   publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null, requestFingerprint?: string): PublishResult | Promise<PublishResult> {

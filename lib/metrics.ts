@@ -85,24 +85,32 @@ export class Metrics {
     gaugeFrom(r, 'parkline_subscribers', 'Subscribers connected, by transport.', ['transport'], (set) => {
       for (let i = 0; i < names.length; i++) set({ transport: names[i]! }, core.table.counts[i]!)
     })
-    // every worker holds a replica of the same channels: the node's figure is the largest, not the sum
     gaugeFrom(r, 'parkline_raw_publisher_connections', 'Publisher, long-poll and stream connections the standalone server reads itself, past Node\'s HTTP parser (a stream\'s until its stream starts).', [], (set) => { set({}, s.rawConnections) })
     counterFrom(r, 'parkline_heap_trims_total', 'Memory-reducing garbage collections the standalone server ran when idle after being busy (lib/heap-trim.ts).', [], (set) => { set({}, heapTrims.count) })
     counterFrom(r, 'parkline_heap_trim_seconds_total', 'Seconds those collections paused the process.', [], (set) => { set({}, heapTrims.seconds) })
     counterFrom(r, 'parkline_raw_publisher_requests_total', 'Requests read on those connections: publishes, long-polls and streams\' requests.', [], (set) => { set({}, s.rawRequests) })
     counterFrom(r, 'parkline_raw_longpoll_requests_total', 'Of those, long-polls.', [], (set) => { set({}, s.rawPolls) })
     counterFrom(r, 'parkline_raw_stream_requests_total', 'Of those, EventSource, chunked and multipart streams\' requests and WebSocket handshakes (the stream then owns the connection).', [], (set) => { set({}, s.rawStreams) })
-    gaugeFrom(r, 'parkline_channels', 'Channel records (the largest over the node\'s workers, which hold replicas).', [], (set) => { set({}, core.registry.size) }, 'max')
-    gaugeFrom(r, 'parkline_messages_stored', 'Messages held in channel buffers (the largest over the node\'s workers).', [], (set) => {
+    // in-memory workers: each channel counted once, at its owner (a worker with subscribers on a
+    // channel it does not own holds a replica: its memory is in the bytes below, not a channel more)
+    gaugeFrom(r, 'parkline_channels', 'Channels held (with in-memory workers: each once, at its owner; with Redis: those this node holds).', [], (set) => {
+      const owns = core.engine.owns
+      if (owns === undefined) { set({}, core.registry.size); return }
       let n = 0
-      for (const ch of core.registry.values()) n += ch.buffer.size
+      for (const ch of core.registry.values()) if (owns.call(core.engine, ch.key)) n++
       set({}, n)
-    }, 'max')
-    gaugeFrom(r, 'parkline_message_bytes_stored', 'Body bytes of the messages held in channel buffers (the largest over the node\'s workers); each also holds ~0.15-0.55 KB of frame and record (docs/configuration.md, bufferLength).', [], (set) => {
+    })
+    gaugeFrom(r, 'parkline_messages_stored', 'Messages held in channel buffers (with in-memory workers: the owners\' buffers; with Redis: those this node holds).', [], (set) => {
+      const owns = core.engine.owns
+      let n = 0
+      for (const ch of core.registry.values()) if (owns === undefined || owns.call(core.engine, ch.key)) n += ch.buffer.size
+      set({}, n)
+    })
+    gaugeFrom(r, 'parkline_message_bytes_stored', 'Body bytes of the messages held in channel buffers by every process of the node (replicas included: what they take in memory); each also holds ~0.15-0.55 KB of frame and record (docs/configuration.md, bufferLength).', [], (set) => {
       let n = 0
       for (const ch of core.registry.values()) n += ch.buffer.bytes
       set({}, n)
-    }, 'max')
+    })
     gaugeFrom(r, 'parkline_buffer_arena_bytes', 'Bytes of the slabs that hold buffered messages\' bytes in the standalone server (lib/byte-arena.ts), summed over the node\'s workers; 0 where messages keep their own stores (the embedded plugin, unless Node was given --heap-growing-percent).', [], (set) => {
       set({}, core.registry.arena?.bytes ?? 0)
     })

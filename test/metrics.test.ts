@@ -7,6 +7,7 @@ import test, { type ExecutionContext } from 'ava'
 import parsePrometheusTextFormat from 'parse-prometheus-text-format'
 import { startRedis } from './helpers/redis.ts'
 import { serve } from './helpers/node.ts'
+import { ownerOf } from '../lib/cluster.ts'
 import { SseClient, eventually, startServer } from './helpers/server.ts'
 
 interface Family { name: string, help: string, type: string, metrics: Array<{ labels?: Record<string, string>, value?: string, buckets?: Record<string, string>, count?: string, sum?: string }> }
@@ -131,6 +132,23 @@ test('--workers 2: 20 scrapes while publishing give node-wide sums, equal to wha
   // merged over the workers, an absent family stays absent
   const { text } = await scrape(node.base)
   for (const name of ['parkline_store_up', 'parkline_jwks_up', 'parkline_store_faults_total', 'parkline_store_failovers_total']) t.notRegex(text, new RegExp(`^${name} `, 'm'), name)
+  for (const s of subs) s.close()
+})
+
+test('--workers 2, in memory: parkline_channels and parkline_messages_stored count each channel once, at its owner, as /status does', async (t) => {
+  const node = await serve(t, ['--workers', '2'])
+  const names = Array.from({ length: 10 }, (_, i) => `owned${i}`)
+  t.true(new Set(names.map((n) => ownerOf(n, 2))).size === 2, 'both workers own some')
+  for (const n of names) t.is((await fetch(`${node.base}/pub/${n}`, { method: 'POST', body: 'x' })).status, 202)
+  // a subscriber on each worker for one channel: a replica on the worker that does not own it
+  const subs: SseClient[] = []
+  for (let i = 0; i < 6; i++) subs.push(await SseClient.connect(node.port, '/sub/owned0'))
+  t.true(await eventually(async () => {
+    const { families } = await scrape(node.base)
+    return value(families, 'parkline_channels') === 10 && value(families, 'parkline_messages_stored') === 10
+  }, 5000), JSON.stringify([...(await scrape(node.base)).families.entries()].filter(([k]) => /channels|stored/.test(k))))
+  // (/status's node totals come from the workers' reports, once a second)
+  t.true(await eventually(async () => /^channels: 10$/m.test(await (await fetch(`${node.base}/status`)).text()), 5000))
   for (const s of subs) s.close()
 })
 
