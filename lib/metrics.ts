@@ -15,6 +15,23 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 export type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>
 
 /**
+ * prom-client's process families merged over a node's processes as an operator reads them: the
+ * worst process's event-loop lag (prom-client averages it, so one stalled worker hides among idle
+ * ones) and open file descriptors, the lowest limit (which caps that process's subscribers), the
+ * earliest start (prom-client omits it). CPU, memory and the rest stay summed.
+ */
+const NODE_AGGREGATORS: Record<string, string> = {
+  nodejs_eventloop_lag_seconds: 'max',
+  nodejs_eventloop_lag_mean_seconds: 'max',
+  nodejs_eventloop_lag_p50_seconds: 'max',
+  nodejs_eventloop_lag_p90_seconds: 'max',
+  nodejs_eventloop_lag_p99_seconds: 'max',
+  process_open_fds: 'max',
+  process_max_fds: 'min',
+  process_start_time_seconds: 'min'
+}
+
+/**
  * A counter whose value is read from a plain integer at scrape time. One whose read sets nothing
  * (a store's counters without a store) has no sample, as in gaugeFrom. `aggregator`: how a node's
  * workers' values merge; 'max' where each counts the same event (a Redis outage each worker's
@@ -180,6 +197,12 @@ export class Metrics {
   async render (): Promise<{ contentType: string, text: string }> {
     if (this.nodeScrape === null) return { contentType: this.registry.contentType, text: await this.#process.metrics() + '\n' + await this.registry.metrics() }
     const all = await this.nodeScrape()
+    for (const part of all) {
+      for (const m of part) {
+        const a = NODE_AGGREGATORS[m.name]
+        if (a !== undefined) (m as { aggregator: string }).aggregator = a
+      }
+    }
     const merged = AggregatorRegistry.aggregate(all)
     return { contentType: merged.contentType, text: await merged.metrics() }
   }

@@ -130,7 +130,14 @@ test('--workers 2: 20 scrapes while publishing give node-wide sums, equal to wha
   for (const s of subs) t.is((await s.waitEvents(20)).length, 20)
   t.true(await eventually(async () => value((await scrape(node.base)).families, 'parkline_messages_delivered_total', { transport: 'eventsource' }) === 80))
   // merged over the workers, an absent family stays absent
-  const { text } = await scrape(node.base)
+  const { text, families } = await scrape(node.base)
+  // process families as an operator reads them: the file limit one process has (not the sum of
+  // three, primary included), and the start, which prom-client leaves out of a merge
+  const child = Number(readFileSync(`/proc/${node.proc.pid}/task/${node.proc.pid}/children`, 'utf8').trim().split(/\s+/)[0])
+  const limit = Number(/^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${child}/limits`, 'utf8'))![1])
+  t.is(value(families, 'process_max_fds'), limit)
+  t.true(value(families, 'process_open_fds') < limit)
+  t.true(value(families, 'process_start_time_seconds') > 0, 'the node\'s start is there')
   for (const name of ['parkline_store_up', 'parkline_jwks_up', 'parkline_store_faults_total', 'parkline_store_failovers_total']) t.notRegex(text, new RegExp(`^${name} `, 'm'), name)
   for (const s of subs) s.close()
 })
