@@ -160,7 +160,7 @@ export class Metrics {
     counterFrom(r, 'parkline_publish_upstream_requests_total', 'Messages sent to publishUpstreamUrl.', [], (set) => { set({}, core.access?.auth?.stats.upstreamPublishCalls ?? 0) })
     counterFrom(r, 'parkline_publish_upstream_errors_total', 'publishUpstreamUrl requests that got no answer (each answered 503).', [], (set) => { set({}, core.access?.auth?.stats.upstreamPublishErrors ?? 0) })
     // (with workers, each a node of the store: the merge keeps the least, not the sum)
-    gaugeFrom(r, 'parkline_store_up', 'The shared store (Redis) is reachable: 1, or 0 (with workers: 0 if any worker\'s is not); absent without one.', [], (set) => {
+    gaugeFrom(r, 'parkline_store_up', 'The shared store (Redis) takes publishes (reachable and, after an outage, caught up): 1, or 0 (with workers: 0 if any worker\'s is not); absent without one.', [], (set) => {
       const h = core.engine.health?.()
       if (h !== undefined) set({}, h.up ? 1 : 0)
     }, 'min')
