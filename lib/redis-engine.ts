@@ -376,7 +376,22 @@ export class RedisEngine implements Engine {
       for (const ev of events) this.#cmd.on(ev, fault)
       this.#cmd.on(target.mode === 'cluster' ? 'node-error' : 'client-error', (err: unknown) => { this.#connectError(err) })
       this.#cmd.on('error', (err: unknown) => { this.#connectError(err) })
-      if (target.mode === 'sentinel') this.#cmd.on('topology-change', (e) => { if ((e as { type?: string }).type === 'MASTER_CHANGE') this.#fault() })
+      // a new master is a failover, counted and said as a cluster's is (#clusterState)
+      if (target.mode === 'sentinel') {
+        let master = ''
+        this.#cmd.on('topology-change', (e) => {
+          if ((e as { type?: string }).type !== 'MASTER_CHANGE') return
+          // (node-redis says MASTER_CHANGE for the first master it opens too: not a failover)
+          const n = (e as { node?: { host?: string, port?: number } }).node
+          const now = `${n?.host ?? '?'}:${n?.port ?? '?'}`
+          if (master !== '' && now !== master) {
+            this.#failovers++
+            this.#log?.warn({ node: this.nodeId, was: master, now }, 'redis sentinel failover: the master changed')
+          }
+          master = now
+          this.#fault()
+        })
+      }
       // a slot moved and node-redis could not subscribe its channel on the new master: it is gone
       // from every client (subscribed again by the probe, #clusterPubSubBack)
       if (target.mode === 'cluster') this.#cmd.on('sharded-channel-moved-error', (_err: unknown, channel: unknown) => { this.#resubscribe.add(String(channel)); this.#fault() })

@@ -185,6 +185,9 @@ test.serial('a Sentinel failover under steady publishing (redisReplicaAck 1): Pa
     return `sentinel failover took ${ms} ms, then the old master restarted`
   })
   t.is((await status(a.base))['redis mode'], 'sentinel')
+  // the master change is a failover, in /status and the metrics, as a cluster's is
+  t.is((await status(a.base))['redis failovers'], '1')
+  t.regex(await (await fetch(`${a.base}/metrics`)).text(), /^parkline_store_failovers_total 1$/m)
 })
 
 test.serial('a cluster master stopped (SIGSTOP) for 10 s under publishing (redisReplicaAck 1): refused while it hangs, /health 503 and back, each message once', async (t) => {
