@@ -543,6 +543,12 @@ export class Core {
   /** New subscribers get 503 with Retry-After: draining, at the limit, or the shared store is away. */
   get refusing (): boolean { return this.draining || this.atCapacity || this.engine.up === false }
 
+  /** A new subscriber refused because `refusing`: counted, with why (draining first, as /health says). */
+  countRefusal (): void {
+    this.stats.refused++
+    this.stats.refusedBy[this.draining ? 0 : this.atCapacity ? 1 : 2]++
+  }
+
   // ---- the one shared timer -------------------------------------------------------------------
 
   start (): void {

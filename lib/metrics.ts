@@ -6,6 +6,7 @@
 // defines), gathered over IPC; a dead worker's counters as last scraped stay in the sum (lib/cluster.ts).
 // No label takes a value from users: transports, causes, policies and HTTP statuses only.
 import { heapTrims } from './heap-trim.ts'
+import { REFUSAL_REASONS } from './stats.ts'
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import type { Core } from './core.ts'
 
@@ -145,7 +146,9 @@ export class Metrics {
       set({ cause: 'expired' }, s.gapsExpired)
       set({ cause: 'dropped' }, s.gapsDropped)
     })
-    counterFrom(r, 'parkline_connections_refused_total', 'Subscribers refused at the connection limit or while draining.', [], (set) => { set({}, s.refused) })
+    counterFrom(r, 'parkline_connections_refused_total', 'New subscribers refused (503), by reason: draining, capacity (the connection limit), unavailable (the store, or with workers a channel\'s owner, away).', ['reason'], (set) => {
+      for (let i = 0; i < REFUSAL_REASONS.length; i++) set({ reason: REFUSAL_REASONS[i]! }, s.refusedBy[i]!)
+    })
     counterFrom(r, 'parkline_auth_refusals_total', 'Requests refused by access control, by status.', ['status'], (set) => {
       for (const [status, n] of Object.entries(core.access?.refusals ?? {})) set({ status }, n)
     })

@@ -1,6 +1,9 @@
 // Counters for /status and /metrics (EXTENSION f). Plain integers on the hot path; lib/metrics.ts
 // reads them when scraped.
 
+/** Why new subscribers were refused (Stats.refusedBy, parkline_connections_refused_total's `reason`). */
+export const REFUSAL_REASONS = ['draining', 'capacity', 'unavailable'] as const
+
 export class Stats {
   readonly transportNames: readonly string[]
   published = 0
@@ -11,6 +14,8 @@ export class Stats {
   overflowDisconnect = 0
   overflowDropOldest = 0
   refused = 0
+  /** Of those, by why (REFUSAL_REASONS): draining, at the connection limit, the store or an owner away. */
+  readonly refusedBy: [number, number, number] = [0, 0, 0]
   /** Messages dropped for slow subscribers (queuePolicy drop-oldest). */
   messagesDropped = 0
   /** Publisher, long-poll and stream connections the standalone server reads itself now (lib/raw-publish.ts). */

@@ -64,7 +64,7 @@ test('one process: every family has HELP and TYPE, process and runtime metrics, 
   // would read as "down"
   for (const name of ['parkline_store_up', 'parkline_jwks_up', 'parkline_store_faults_total', 'parkline_store_failovers_total', 'parkline_store_slots_covered']) t.notRegex(text, new RegExp(`^${name} `, 'm'), name)
   // a counter at 0 that this server does have is there
-  t.regex(text, /^parkline_gaps_total\{cause="evicted"\} 0$|^parkline_connections_refused_total 0$/m)
+  t.regex(text, /^parkline_heap_trims_total 0$/m)
   for (const s of subs) s.close()
 })
 
@@ -210,4 +210,19 @@ test('--workers 2 on Redis: parkline_store_up is 1 for the node, not the sum of 
   t.true(await eventually(async () => value((await scrape(node.base)).families, 'parkline_store_up') === 1, 10000))
   // every scrape (each answered by either worker, merging both): never 2
   for (let i = 0; i < 6; i++) t.is(value((await scrape(node.base)).families, 'parkline_store_up'), 1)
+})
+
+test('a subscriber refused at the connection limit is counted with reason="capacity"; /health stays 200 there (publishers are served)', async (t) => {
+  const srv = await startServer(t, { maxSubscribers: 1 })
+  const first = await SseClient.connect(srv.port, '/sub/cap')
+  t.teardown(() => first.socket.destroy())
+  // (a long-poll: its refusal is the status itself)
+  const second = await fetch(`${srv.base}/sub/cap`)
+  t.is(second.status, 503)
+  await second.body?.cancel()
+  const { families } = await scrape(srv.base)
+  t.is(value(families, 'parkline_connections_refused_total', { reason: 'capacity' }), 1)
+  t.is(value(families, 'parkline_connections_refused_total'), 1, 'no other reason')
+  t.is((await fetch(`${srv.base}/health`)).status, 200)
+  t.is((await fetch(`${srv.base}/pub/cap`, { method: 'POST', body: 'x' })).status, 201)
 })

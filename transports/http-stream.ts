@@ -95,7 +95,7 @@ export abstract class HttpStreamTransport implements Transport {
     const core = this.core
     if (core.refusing) {
       core.releaseChannels(channels)
-      core.stats.refused++
+      core.countRefusal()
       this.refuseSocket(socket, origin)
       return
     }

@@ -121,7 +121,7 @@ export class LongpollTransport implements Transport {
       return true
     }
     if (core.refusing) {
-      core.stats.refused++
+      core.countRefusal()
       core.releaseChannels(sub.channels)
       this.#status(sub, 503)
       return true

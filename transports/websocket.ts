@@ -149,7 +149,7 @@ export class WebSocketTransport implements Transport {
   #refuse (socket: Duplex, origin: string | null): boolean {
     const core = this.core
     if (!core.refusing) return false
-    core.stats.refused++
+    core.countRefusal()
     rejectUpgrade(socket, ERRORS.OVER_CAPACITY, origin, 'Retry-After: ' + randomBetween(1, 10) + '\r\n')
     return true
   }
