@@ -53,6 +53,19 @@ export function inertOptions (o: ParklineOptions): string[] {
   return w
 }
 
+/**
+ * Who is let in with no check: subscribers with neither a credential (apiKey, a JWT key) nor
+ * authorizeUrl; the publisher with publisherOpen and neither a credential nor authorizePublish.
+ * publishUpstreamUrl admits no one. For the start's warning (lib/cli.ts) and checksSubscribers.
+ */
+export function openAccess (opts: ParklineOptions): { subscribers: boolean, publishers: boolean } {
+  const credential = credentialConfigured(opts)
+  return {
+    subscribers: !credential && opts.authorizeUrl === '',
+    publishers: !credential && opts.publisherOpen && !(opts.authorizeUrl !== '' && opts.authorizePublish)
+  }
+}
+
 /** How often one kind of upstream failure (JWKS, authorize, publisher upstream) is logged while it lasts. */
 const TROUBLE_LOG_MS = 60_000
 
@@ -120,6 +133,7 @@ export class Access {
   readonly #trustedProxies: readonly string[]
   /** An API key or a JWT key is configured (credentialConfigured). */
   readonly #credential: boolean
+  readonly #checksSubscribers: boolean
   /** What the start should say about the access options (Auth's own warnings, or inertOptions'). */
   warnings: readonly string[] = []
   /** Refusals written by this process, by status (the secure default's included). */
@@ -132,6 +146,7 @@ export class Access {
     this.#corsOrigins = o.corsOrigins
     this.#trustedProxies = o.trustedProxies
     this.#credential = credentialConfigured(o)
+    this.#checksSubscribers = !openAccess(o).subscribers
   }
 
   /**
@@ -167,9 +182,9 @@ export class Access {
     return o !== undefined && (o.jwtSecret !== '' || o.jwtPublicKey !== '' || o.jwksUrl !== '')
   }
 
-  /** Subscribers are checked: a credential is configured, or authorizeUrl (openAccess's subscribers). */
+  /** Subscribers are checked: a credential is configured, or authorizeUrl (openAccess). */
   get checksSubscribers (): boolean {
-    return this.#credential || (this.auth !== null && this.auth.options.authorizeUrl !== '')
+    return this.#checksSubscribers
   }
 
   async subscriber (request: RequestLike, transport: string, keys: string[], query: string): Promise<Grant | Refusal | null> {

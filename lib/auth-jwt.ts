@@ -134,16 +134,29 @@ export class JwksCache {
       // Keep a set we had: stale keys beat none. resolve() decides what a missing set means.
       this.#failedAt = this.#o.now()
       this.#o.trouble?.('jwks', (this.#set === null ? 'no keys yet: ' : 'keeping the keys fetched before: ') + why(err))
+      // a server (prefetch) tries again on its own, each cooldown, until a fetch succeeds: else a
+      // process no token reaches would keep its failure (parkline_jwks_up 0) for good
+      if (this.#background && this.#retry === null && !this.#closed.signal.aborted) {
+        this.#retry = setTimeout(() => {
+          this.#retry = null
+          this.#refresh().catch(() => {})
+        }, this.#o.cooldownMs)
+        this.#retry.unref()
+      }
     }
   }
+
+  #background = false
+  #retry: NodeJS.Timeout | null = null
 
   /** Keys are held and the last fetch got them: what parkline_jwks_up says (a failed refetch keeps the old keys, but is 0). */
   get up (): boolean {
     return this.#set !== null && this.#fetchedAt >= this.#failedAt
   }
 
-  /** Fetch the set now (at start: a JWKS that cannot be had is said then, not at the first token). */
+  /** Fetch the set now (at start: a JWKS that cannot be had is said then, not at the first token), and again after each failure. */
   prefetch (): void {
+    this.#background = true
     this.#refresh().catch(() => {})
   }
 
@@ -152,6 +165,8 @@ export class JwksCache {
 
   close (): void {
     this.#closed.abort()
+    if (this.#retry !== null) clearTimeout(this.#retry)
+    this.#retry = null
   }
 }
 

@@ -742,7 +742,10 @@ export class Auth {
   /** Close the upstream connections. Calls in flight finish (each is bounded by authorizeTimeout). */
   async close (): Promise<void> {
     this.#jwks?.close()
-    if (this.#agent !== null) await this.#agent.close()
+    // once (a second close would be undici's ClientDestroyedError)
+    const agent = this.#agent
+    this.#agent = null
+    if (agent !== null) await agent.close()
   }
 
   #isApiKey (token: string): boolean {

@@ -17,7 +17,7 @@ import { LISTEN_BACKLOG, runDoctor } from './doctor.ts'
 import { ParklineError } from './errors.ts'
 import { shippedConfig } from './paths.ts'
 import { isLoopback } from './http.ts'
-import { credentialConfigured } from './access.ts'
+import { openAccess } from './access.ts'
 import { buildServer, installShutdown } from './server.ts'
 import { coreOf } from './plugin.ts'
 import { applyHeapGrowth, heapGrowthState } from './heap-growth.ts'
@@ -91,20 +91,7 @@ export async function main (entry: string): Promise<void> {
   app.log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers: 1, maxSubscribers: coreOf(app).maxSubscribers, v8PoolSize: gcStart.threads, v8PoolSizeKept: gcStart.skipped, heapGrowingPercent: growth.percent, heapGrowingPercentKept: growth.kept }, `parkline listening on ${address}`)
 }
 
-/**
- * Listening beyond loopback with subscribers or publishers open to anyone: say so once at start
- * (the secure default still holds). Subscribers are open with neither a credential (apiKey, a JWT
- * key) nor authorizeUrl; the publisher with publisherOpen and neither a credential nor
- * authorizePublish. publishUpstreamUrl admits no one.
- */
-export function openAccess (opts: ParklineOptions): { subscribers: boolean, publishers: boolean } {
-  const credential = credentialConfigured(opts)
-  return {
-    subscribers: !credential && opts.authorizeUrl === '',
-    publishers: !credential && opts.publisherOpen && !(opts.authorizeUrl !== '' && opts.authorizePublish)
-  }
-}
-
+/** Listening beyond loopback with subscribers or publishers open to anyone: said once at start (the secure default still holds). */
 function warnIfOpen (log: { warn: (obj: object, msg: string) => void }, opts: ParklineOptions): void {
   const h = opts.host
   if (h === 'localhost' || isLoopback(h)) return
@@ -145,10 +132,10 @@ async function holdPort (opts: ParklineOptions): Promise<void> {
   const port = `${opts.host}:${opts.port}`
   const redis = onRedis(opts)
   if (redis && await listening(name)) {
-    throw new ParklineError('PKL_ERR_PORT_HELD', `a parkline deployment without Redis serves port ${opts.port} on this host: a deployment on Redis there would take turns with it on separate channels. Stop it first, or choose another port`, 2)
+    throw new ParklineError('PKL_ERR_PORT_HELD', `a parkline deployment without Redis serves port ${opts.port} on this host: a deployment on Redis there would take turns with it on separate channels. Stop it first, or choose another port`, 500)
   }
   if (!redis && redisMarked(opts.port)) {
-    throw new ParklineError('PKL_ERR_PORT_HELD', `a parkline deployment on Redis serves port ${opts.port} on this host: one without Redis there would take turns with it on separate channels. Stop it first, or choose another port`, 2)
+    throw new ParklineError('PKL_ERR_PORT_HELD', `a parkline deployment on Redis serves port ${opts.port} on this host: one without Redis there would take turns with it on separate channels. Stop it first, or choose another port`, 500)
   }
   const guard = net.createServer((socket) => { socket.destroy() })
   try {
@@ -158,7 +145,7 @@ async function holdPort (opts: ParklineOptions): Promise<void> {
     })
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err
-    throw new ParklineError('PKL_ERR_PORT_HELD', `another parkline with workers already serves ${port} on this host: stop it first, or choose another port`, 2)
+    throw new ParklineError('PKL_ERR_PORT_HELD', `another parkline with workers already serves ${port} on this host: stop it first, or choose another port`, 500)
   }
   guard.unref()
 }

@@ -191,13 +191,14 @@ function checkMeshDir (link: WorkerLink): void {
   }
   // under a primary, not the configuration (the primary makes that directory): a fresh start
   // makes a new one (exit 1)
-  if (why !== '') throw new ParklineError('PKL_ERR_WORKER_ENV', `parkline worker: ${why}`, 2)
+  if (why !== '') throw new ParklineError('PKL_ERR_WORKER_ENV', `parkline worker: ${why}`, 500)
 }
 
 /**
  * The counters and histograms of a scrape's part (what only grows), for the sum of dead workers;
  * parts given together (`flat()` of several) are merged family by family, values with the same
- * labels added (prom-client's JSON: counters `value`, histograms a `_bucket`/`_sum`/`_count` each).
+ * labels added, or the larger kept where the family's aggregator is 'max' (prom-client's JSON:
+ * counters `value`, histograms a `_bucket`/`_sum`/`_count` each).
  */
 function monotonic (json: MetricsJson): MetricsJson {
   const families = new Map<string, MetricsJson[number]>()
@@ -213,7 +214,8 @@ function monotonic (json: MetricsJson): MetricsJson {
       const key = (v as { metricName?: string }).metricName + JSON.stringify(v.labels)
       const same = f.values.find((x) => (x as { metricName?: string }).metricName + JSON.stringify(x.labels) === key)
       if (same === undefined) f.values.push({ ...v })
-      else same.value += v.value
+      // a family every worker counts alike (the store's faults) merges as its scrape does: the most
+      else same.value = f.aggregator === 'max' ? Math.max(same.value, v.value) : same.value + v.value
     }
   }
   return [...families.values()]
@@ -290,7 +292,7 @@ export class Primary {
   readonly #revoking = new Map<number, { slot: WorkerSlot, r: number, waiting: Set<WorkerSlot>, total: number, timer: NodeJS.Timeout }>()
   #revSeq = 0
   /** Node-wide scrapes waiting for every worker's metrics. */
-  readonly #scrapes = new Map<number, { slot: WorkerSlot, r: number, waiting: Set<WorkerSlot>, parts: MetricsJson[], timer: NodeJS.Timeout }>()
+  readonly #scrapes = new Map<number, { slot: WorkerSlot, r: number, waiting: Set<WorkerSlot>, parts: Map<WorkerSlot, MetricsJson>, timer: NodeJS.Timeout }>()
   #scrapeSeq = 0
   /** The primary's own metrics (process, worker restarts), first in every node-wide scrape. */
   readonly registry = new Registry()
@@ -375,6 +377,8 @@ export class Primary {
     // totals again (what it counted since that scrape is lost, never counted twice)
     if (slot.metrics !== null) this.#gone.push(monotonic(slot.metrics))
     slot.metrics = null
+    // a scrape it answered that is still waiting for others: its part is in #gone now, not twice
+    for (const p of this.#scrapes.values()) p.parts.delete(slot)
     slot.subscribers = 0
     this.#publishedGone += slot.published
     slot.published = 0
@@ -455,7 +459,7 @@ export class Primary {
           const waiting = new Set(this.workers.filter((w) => w.child !== null))
           const timer = setTimeout(() => { this.#finishScrape(id) }, 2000)
           timer.unref()
-          this.#scrapes.set(id, { slot, r: e[1], waiting, parts: [], timer })
+          this.#scrapes.set(id, { slot, r: e[1], waiting, parts: new Map(), timer })
           for (const w of waiting) w.out.push(['mq', id])
           if (waiting.size === 0) this.#finishScrape(id)
           break
@@ -497,7 +501,7 @@ export class Primary {
     const p = this.#scrapes.get(id)
     if (p === undefined || !p.waiting.delete(slot)) return
     if (json.length > 0) {
-      p.parts.push(json)
+      p.parts.set(slot, json)
       slot.metrics = json
     }
     if (p.waiting.size === 0) this.#finishScrape(id)
@@ -510,13 +514,14 @@ export class Primary {
     clearTimeout(p.timer)
     // a worker that did not answer in time (busy, stopped) counts with its last part: leaving it
     // out would take its counters out of the sum, and back in at the next scrape
-    for (const w of p.waiting) if (w.metrics !== null) p.parts.push(w.metrics)
+    for (const w of p.waiting) if (w.metrics !== null) p.parts.set(w, w.metrics)
     // the dead incarnations' counters, merged into one part now and then (bounded however many die)
     if (this.#gone.length > 8) this.#gone = [monotonic(this.#gone.flat())]
+    const parts = [...p.parts.values(), ...this.#gone]
     this.registry.getMetricsAsJSON().then((own) => {
-      p.slot.out.push(['r', p.r, [own, ...p.parts, ...this.#gone]])
+      p.slot.out.push(['r', p.r, [own, ...parts]])
     }, () => {
-      p.slot.out.push(['r', p.r, [...p.parts, ...this.#gone]])
+      p.slot.out.push(['r', p.r, parts])
     })
   }
 
@@ -794,9 +799,12 @@ export class WorkerEngine implements Engine {
     return ownerOf(key, this.#n)
   }
 
-  owns (key: string): boolean {
-    return this.#owner(key) === this.#me
+  owned (): { channels: number, stored: number } {
+    return this.#owned
   }
+
+  /** What #report last counted of the channels this worker owns (the metrics read it too). */
+  #owned = { channels: 0, stored: 0 }
 
   // ---- Engine ---------------------------------------------------------------------------------
 
@@ -1347,6 +1355,7 @@ export class WorkerEngine implements Engine {
       channels++
       stored += ch.buffer.size
     }
+    this.#owned = { channels, stored }
     this.#link.out.push(['stats', core.table.size, core.stats.delivered.reduce((a, b) => a + b, 0), core.stats.published, stored, channels])
   }
 

@@ -358,7 +358,8 @@ function checkPaths (o: ParklineOptions): void {
 
 /** `url` with any user:password@ masked: what an error message may show. */
 function masked (url: string): string {
-  return url.replace(/\/\/[^/?#]*@/, '//…@')
+  // to the last @: a password may hold / ? # (base64), and a URL that does not parse is shown too
+  return url.replace(/\/\/.*@/, '//…@')
 }
 
 /**

@@ -6,7 +6,7 @@ import { ConnectionTable } from './connection-table.ts'
 import type { ParklineOptions } from './config.ts'
 import { Message, frameAlloc, type Alloc } from './message.ts'
 import { F_BATCHED, F_CATCHING_UP, F_CLOSED, F_HELD, F_REPEATS, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
-import { Stats } from './stats.ts'
+import { REFUSAL_REASONS, Stats } from './stats.ts'
 import { MemoryEngine, type Engine, type PublishResult } from './engine.ts'
 import { channelInfo } from './channel-info.ts'
 import { IdempotencyKeys } from './idempotency.ts'
@@ -546,7 +546,7 @@ export class Core {
   /** A new subscriber refused because `refusing`: counted, with why (draining first, as /health says). */
   countRefusal (): void {
     this.stats.refused++
-    this.stats.refusedBy[this.draining ? 0 : this.atCapacity ? 1 : 2]++
+    this.stats.refusedBy[REFUSAL_REASONS.indexOf(this.draining ? 'draining' : this.atCapacity ? 'capacity' : 'unavailable')]!++
   }
 
   // ---- the one shared timer -------------------------------------------------------------------

@@ -56,9 +56,12 @@ export interface Engine {
   answersEarly? (sub: Subscriber): boolean
   /** A long-poll was answered from this process's replica: the authority's "last requested" moves. */
   touched? (keys: readonly string[]): void
+  /**
+   * With in-memory workers: the channels this process owns and the messages in their buffers, as
+   * last counted for the primary (once a second); absent = every channel it holds is its own.
+   */
+  owned? (): { channels: number, stored: number }
   /** Engines with a shared store (Redis): its state, for /status and /health; absent = always up. */
-  /** With in-memory workers: this process owns `key` (its authoritative buffer); absent = it holds whatever it has. */
-  owns? (key: string): boolean
   health? (): { up: boolean, pendingCommands: number, connectedServers: number, mode?: string, faults?: number, failovers?: number, cluster?: { masters: number, reachable: number, slots: number } | null }
   /** False while the shared store is away: new subscribers get 503 at once (absent = always up). */
   readonly up?: boolean

@@ -48,7 +48,8 @@ function counterFrom (registry: Registry, name: string, help: string, labelNames
     collect () {
       this.reset()
       let any = false
-      read((labels, v) => { any = true; if (v > 0) this.inc(labels, v) })
+      // (each series read is there, at 0 too: increase() then sees its first step)
+      read((labels, v) => { any = true; this.inc(labels, v) })
       if (!any) (this as unknown as { hashMap: Record<string, unknown> }).hashMap = {}
     }
   }))
@@ -111,17 +112,14 @@ export class Metrics {
     counterFrom(r, 'parkline_raw_stream_requests_total', 'Of those, EventSource, chunked and multipart streams\' requests and WebSocket handshakes (the stream then owns the connection).', [], (set) => { set({}, s.rawStreams) })
     // in-memory workers: each channel counted once, at its owner (a worker with subscribers on a
     // channel it does not own holds a replica: its memory is in the bytes below, not a channel more)
-    gaugeFrom(r, 'parkline_channels', 'Channels held (with in-memory workers: each once, at its owner; with Redis: those this node holds).', [], (set) => {
-      const owns = core.engine.owns
-      if (owns === undefined) { set({}, core.registry.size); return }
-      let n = 0
-      for (const ch of core.registry.values()) if (owns.call(core.engine, ch.key)) n++
-      set({}, n)
+    gaugeFrom(r, 'parkline_channels', 'Channels held (with in-memory workers: each once, at its owner, as counted each second; with Redis: those each process of this node holds, summed).', [], (set) => {
+      set({}, core.engine.owned?.().channels ?? core.registry.size)
     })
-    gaugeFrom(r, 'parkline_messages_stored', 'Messages held in channel buffers (with in-memory workers: the owners\' buffers; with Redis: those this node holds).', [], (set) => {
-      const owns = core.engine.owns
+    gaugeFrom(r, 'parkline_messages_stored', 'Messages held in channel buffers (with in-memory workers: the owners\' buffers, as counted each second; with Redis: those each process of this node holds, summed).', [], (set) => {
+      const owned = core.engine.owned?.()
+      if (owned !== undefined) { set({}, owned.stored); return }
       let n = 0
-      for (const ch of core.registry.values()) if (owns === undefined || owns.call(core.engine, ch.key)) n += ch.buffer.size
+      for (const ch of core.registry.values()) n += ch.buffer.size
       set({}, n)
     })
     gaugeFrom(r, 'parkline_message_bytes_stored', 'Body bytes of the messages held in channel buffers by every process of the node (replicas included: what they take in memory); each also holds ~0.15-0.55 KB of frame and record (docs/configuration.md, bufferLength).', [], (set) => {

@@ -599,15 +599,15 @@ export class RedisEngine implements Engine {
   }
 
   /**
-   * Cluster (sharded) and sentinel, once at the first connect: the short-lived subscriptions a
-   * recovery makes (#clusterPubSubBack's `pk:{…}:q<n>`, #sentinelPubSubBack's `pk:{…}:p<n>`) are
-   * ones the user may make. An ACL that allows the channels' `pk:*:c` alone passes everything
-   * else, and would keep the node down after its first fault with no word of why: said now, at
-   * error level (docs/redis.md, Access).
+   * A sharded cluster, once at the first connect: the short-lived subscriptions a recovery makes
+   * (#clusterPubSubBack's `pk:{…}:q<n>`) are ones the user may make. An ACL that allows the
+   * channels' `pk:*:c` alone passes everything else, and would keep the node down after its first
+   * fault: said now (#recoveryRefused). With Sentinel the start is itself a recovery (node-redis
+   * announces the first master as a change), whose `p` subscription says it.
    */
   async #checkRecoveryChannels (): Promise<void> {
-    if (this.mode === 'standalone' || (this.mode === 'cluster' && !this.#sharded)) return
-    const name = `pk:{${hashTag(this.nodeId)}}:${this.mode === 'cluster' ? 'q' : 'p'}0`
+    if (this.mode !== 'cluster' || !this.#sharded) return
+    const name = `pk:{${hashTag(this.nodeId)}}:q0`
     const noop = (_msg: Buffer, _channel: Buffer): void => {}
     try {
       if (this.#sharded) await within(this.#timeout, this.#sub.sSubscribe(name, noop, true))

@@ -220,3 +220,25 @@ test('jwksUp (parkline_jwks_up): false before any keys, true once fetched, false
   t.true(a.jwksUp)
   t.is(new Auth({ ...AUTH_DEFAULTS, jwtSecret: 'x'.repeat(32) }).jwksUp, null, 'no jwksUrl')
 })
+
+test('a server whose JWKS failed at start fetches it again on its own, each cooldown, until it answers; none after the close', async (t) => {
+  const srv = await jwksServer(t)
+  const k = await keyPair('ES256', 'k1')
+  srv.keys = [k.jwk]
+  srv.status = 500
+  // as the server builds it: a trouble log, so the JWKS is fetched at start (prefetch)
+  const a = new Auth({ ...AUTH_DEFAULTS, apiKey: [], anonymousSubscribe: [], jwksUrl: srv.url }, { jwksCooldownMs: 100, trouble: () => {} })
+  t.teardown(() => a.close())
+  t.true(await eventually(() => srv.hits() >= 2, 5000), 'tried again with no token asking')
+  t.false(a.jwksUp)
+  srv.status = 200
+  // no token reaches it: the retry alone brings it up
+  t.true(await eventually(() => a.jwksUp === true, 5000))
+  const hits = srv.hits()
+  await new Promise((resolve) => setTimeout(resolve, 400))
+  t.is(srv.hits(), hits, 'no more fetches once it succeeded')
+  srv.status = 500
+  a.close()
+  await new Promise((resolve) => setTimeout(resolve, 400))
+  t.is(srv.hits(), hits, 'none after the close')
+})

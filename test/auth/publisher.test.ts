@@ -181,7 +181,7 @@ test('authorizeUrl without authorizePublish: publishers stay loopback-only (or o
 })
 
 test('the start-up warning about open access: subscribers open without a credential or authorizeUrl; the publisher open with publisherOpen unless a credential or authorizePublish', async (t) => {
-  const { openAccess } = await import('../../lib/cli.ts')
+  const { openAccess } = await import('../../lib/access.ts')
   const { resolveOptions } = await import('../../lib/config.ts')
   const open = (o: Record<string, unknown>): unknown => openAccess(resolveOptions(o))
   t.deepEqual(open({}), { subscribers: true, publishers: false })

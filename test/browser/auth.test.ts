@@ -95,11 +95,10 @@ async function events (page: Page): Promise<Entry[]> {
 const acrossExpiry = test.macro({
   async exec (t: ExecutionContext, transport: string) {
     const s = await startPageServer(t, { ...AUTH_SERVER, tokenInQuery: true })
-    const page = await openPage(t, browser, s.pageUrl)
     const channel = 'renew-' + transport
     let minted = 0
     // the page's token function calls back into the test, which signs 3 s tokens
-    await page.exposeFunction('mintToken', async () => { minted++; return (await mint([channel], 3)).token })
+    const page = await openPage(t, browser, s.pageUrl, { mintToken: async () => { minted++; return (await mint([channel], 3)).token } })
     // a parked long-poll counts as connected only after connectTimeout without an error; with 3 s
     // tokens the renewal (at least 1 s after each attempt) must not come first, or the client
     // renews before it ever reports connected (the 1.5 s default left that to the tokens' jitter)
@@ -136,8 +135,7 @@ for (const transport of ['default', 'eventsource', 'longpoll']) test(acrossExpir
 
 test('Parkline client in the browser: a token that lacks the channel gives one auth event 403, no fallback, no loop', async (t) => {
   const s = await startPageServer(t, { ...AUTH_SERVER, tokenInQuery: true })
-  const page = await openPage(t, browser, s.pageUrl)
-  await page.exposeFunction('mintToken', async () => (await mint(['elsewhere'])).token)
+  const page = await openPage(t, browser, s.pageUrl, { mintToken: async () => (await mint(['elsewhere'])).token })
   await startClient(page, '/sub/forbidden', {})
   await page.waitForFunction('window.events.some((e) => e.kind === "auth")', undefined, { timeout: 8000, polling: 50 })
   const n = requestsFor(s, 'forbidden').length

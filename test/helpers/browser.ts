@@ -98,12 +98,16 @@ export async function startPageServer (t: ExecutionContext, options: Partial<Rec
 }
 
 /** A new page on the test page, closed at teardown; page errors go to the test's log. */
-export async function openPage (t: ExecutionContext, browser: Browser, url: string): Promise<Page> {
+export async function openPage (t: ExecutionContext, browser: Browser, url: string, expose: Record<string, (...args: unknown[]) => unknown> = {}): Promise<Page> {
   const page = await browser.context.newPage()
   t.teardown(() => page.close().catch(() => {}))
   // logged while the test runs; errors during teardown (pages torn from their server) are noise,
   // and t.log() after the end would itself throw
   page.on('pageerror', (err) => { try { t.log('page error: ' + err.message) } catch {} })
+  // functions the page calls back into the test: exposed before the page loads (once, in a CI
+  // run, four exposed after the load at the same moment each failed with "Target page, context or
+  // browser has been closed" while the rest of the file ran on)
+  for (const [name, fn] of Object.entries(expose)) await page.exposeFunction(name, fn)
   await page.goto(url)
   return page
 }
