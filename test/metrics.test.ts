@@ -204,12 +204,26 @@ test('Redis stopped and started: the log says lost and recovered, parkline_store
   t.is(lines.filter((l) => l.msg === 'redis connection lost: publishes answer 503 until it is back').length, 1, 'one line per outage')
 })
 
-test('--workers 2 on Redis: parkline_store_up is 1 for the node, not the sum of its workers', async (t) => {
+test('--workers 2 on Redis: parkline_store_up is 1 for the node, not the sum of its workers; one outage is one fault, not one per worker', async (t) => {
   const redis = await startRedis(t)
-  const node = await serve(t, ['--workers', '2', '--redis-url', `redis://127.0.0.1:${redis.port}`])
+  const node = await serve(t, ['--workers', '2', '--redis-url', `redis://127.0.0.1:${redis.port}`, '--redis-command-timeout', '1000'])
   t.true(await eventually(async () => value((await scrape(node.base)).families, 'parkline_store_up') === 1, 10000))
   // every scrape (each answered by either worker, merging both): never 2
   for (let i = 0; i < 6; i++) t.is(value((await scrape(node.base)).families, 'parkline_store_up'), 1)
+  // Redis hangs past redisCommandTimeout: each worker's commands go unanswered, a fault for each
+  const pid = redis.proc.pid!
+  process.kill(pid, 'SIGSTOP')
+  let stopped = true
+  t.teardown(() => { if (stopped) process.kill(pid, 'SIGCONT') })
+  // publishes on new connections, so that both workers (SO_REUSEPORT) send a command
+  for (let i = 0; i < 8; i++) void fetch(`${node.base}/pub/hang`, { method: 'POST', body: 'x', headers: { connection: 'close' } }).catch(() => null)
+  t.true(await eventually(async () => (await fetch(`${node.base}/health`, { headers: { connection: 'close' } })).status === 503, 10000))
+  await new Promise((resolve) => setTimeout(resolve, 2500))
+  process.kill(pid, 'SIGCONT')
+  stopped = false
+  t.true(await eventually(async () => value((await scrape(node.base)).families, 'parkline_store_up') === 1, 15000))
+  // each worker saw the one outage (each is a node of the store): the node's figure is 1, not 2
+  t.is(value((await scrape(node.base)).families, 'parkline_store_faults_total'), 1)
 })
 
 test('a subscriber refused at the connection limit is counted with reason="capacity"; /health stays 200 there (publishers are served)', async (t) => {
