@@ -545,7 +545,6 @@ export class Core {
 
   /** A new subscriber refused because `refusing`: counted, with why (draining first, as /health says). */
   countRefusal (): void {
-    this.stats.refused++
     this.stats.refusedBy[REFUSAL_REASONS.indexOf(this.draining ? 'draining' : this.atCapacity ? 'capacity' : 'unavailable')]!++
   }
 

@@ -13,9 +13,9 @@ export class Stats {
   gapsDropped = 0
   overflowDisconnect = 0
   overflowDropOldest = 0
-  refused = 0
-  /** Of those, by why (REFUSAL_REASONS): draining, at the connection limit, the store or an owner away. */
+  /** New subscribers refused (503), by why (REFUSAL_REASONS): draining, at the connection limit, the store or an owner away. */
   readonly refusedBy: [number, number, number] = [0, 0, 0]
+  get refused (): number { return this.refusedBy[0] + this.refusedBy[1] + this.refusedBy[2] }
   /** Messages dropped for slow subscribers (queuePolicy drop-oldest). */
   messagesDropped = 0
   /** Publisher, long-poll and stream connections the standalone server reads itself now (lib/raw-publish.ts). */
