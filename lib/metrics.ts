@@ -166,7 +166,7 @@ export class Metrics {
       if (h !== undefined) set({}, h.up ? 1 : 0)
     }, 'min')
     // each worker on Redis is a node of its own that sees the same outage: the most any saw
-    counterFrom(r, 'parkline_store_faults_total', 'Times the shared store stopped answering (a command past redisCommandTimeout, a node lost); with workers, the most any worker saw.', [], (set) => {
+    counterFrom(r, 'parkline_store_faults_total', 'Times the shared store stopped answering, once per outage (a connection to it lost, a command past redisCommandTimeout, a node failing); with workers, the most any worker saw.', [], (set) => {
       const h = core.engine.health?.()
       if (h !== undefined) set({}, h.faults ?? 0)
     }, 'max')

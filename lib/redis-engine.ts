@@ -571,10 +571,15 @@ export class RedisEngine implements Engine {
 
   readonly #warned = new Map<string, { since: number, logged: number, left: number }>()
 
-  /** One line per outage, however many errors the clients emit while reconnecting. */
+  /**
+   * One line and one fault (redis faults, parkline_store_faults_total) per outage, however many
+   * errors the clients emit while reconnecting: a standalone connection dropped, a command past
+   * redisCommandTimeout, a cluster or Sentinel node failing, whichever is seen first.
+   */
   #lost (): void {
     if (this.#state !== 'up' || this.#stopped) return
     this.#state = 'down'
+    this.#faults++
     this.#log?.warn({ node: this.nodeId, mode: this.mode }, 'redis connection lost: publishes answer 503 until it is back')
   }
 
@@ -646,7 +651,6 @@ export class RedisEngine implements Engine {
       this.#faulty = true
       // (before the first connect completed there is nothing to count or mark: just probe)
       if (this.#state !== 'never') {
-        this.#faults++
         this.#lost()
         if (this.#replicas.size > 0) this.#syncPending = true
         for (const r of this.#replicas.values()) {

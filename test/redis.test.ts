@@ -218,6 +218,8 @@ test.serial('Redis killed and restarted mid-stream: 503 + Retry-After, /status a
   t.false(sub.closed)
   // counts are back too: B rewrote its count after the reconnect
   t.true(await eventually(async () => (await info(a!.base, 'outage')).json?.subscribers === 1, 5000))
+  // the outage is one fault on each node, however many errors its clients saw while reconnecting
+  for (const n of [a!, b!]) t.regex(await (await fetch(`${n.base}/status`)).text(), /redis faults: 1\n/)
   t.is(a!.proc.exitCode, null)
   t.is(b!.proc.exitCode, null)
   sub.close()
