@@ -189,6 +189,42 @@ test('--workers 2: a killed worker shows in the log and in parkline_worker_resta
   t.true(lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('parkline listening on')))
 })
 
+test('--workers 2: a worker that cannot answer a scrape (stopped) counts with its last part; the node\'s counters stay whole', async (t) => {
+  t.timeout(90000)
+  const node = await serve(t, ['--workers', '2'])
+  const children = readFileSync(`/proc/${node.proc.pid}/task/${node.proc.pid}/children`, 'utf8').trim().split(/\s+/).map(Number)
+  t.is(children.length, 2)
+  const subs: SseClient[] = []
+  for (let i = 0; i < 8; i++) subs.push(await SseClient.connect(node.port, '/sub/stale'))
+  for (let i = 0; i < 3; i++) t.is((await fetch(`${node.base}/pub/stale`, { method: 'POST', body: `s${i}` })).status, 201)
+  for (const s of subs) await s.waitEvents(3)
+  // a scrape both workers answered: the primary holds each one's part
+  t.true(await eventually(async () => value((await scrape(node.base)).families, 'parkline_messages_delivered_total') === 24, 5000))
+  const pid = children[0]!
+  process.kill(pid, 'SIGSTOP')
+  let stopped = true
+  t.teardown(() => { if (stopped) process.kill(pid, 'SIGCONT') })
+  // a scrape the other worker answers (a new connection each try: one the stopped worker
+  // accepted gets no answer while it is stopped); the stopped one cannot send its part
+  let families: Map<string, Family> | null = null
+  for (let i = 0; i < 12 && families === null; i++) {
+    try {
+      const r = await fetch(`${node.base}/metrics`, { headers: { connection: 'close' }, signal: AbortSignal.timeout(8000) })
+      families = parse(await r.text())
+    } catch {}
+  }
+  t.not(families, null, 'a scrape answered while a worker was stopped')
+  t.is(value(families!, 'parkline_messages_delivered_total'), 24, 'the stopped worker\'s deliveries are in the sum (its last part)')
+  t.is(value(families!, 'parkline_messages_published_total'), 3)
+  t.is(value(families!, 'parkline_subscribers', { transport: 'eventsource' }), 8)
+  process.kill(pid, 'SIGCONT')
+  stopped = false
+  // it was only slow, not replaced
+  t.is(value((await scrape(node.base)).families, 'parkline_worker_restarts_total'), 0)
+  t.is(readFileSync(`/proc/${node.proc.pid}/task/${node.proc.pid}/children`, 'utf8').trim().split(/\s+/).map(Number).sort().join(), [...children].sort().join())
+  for (const s of subs) s.close()
+})
+
 test('Redis stopped and started: the log says lost and recovered, parkline_store_up goes 0 then 1', async (t) => {
   const redis = await startRedis(t)
   const node = await serve(t, ['--workers', '1', '--redis-url', `redis://127.0.0.1:${redis.port}`], 'info')
