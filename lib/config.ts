@@ -133,7 +133,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'logLevel', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'pino level of the standalone server\'s JSON log (info: lifecycle lines; requests are not logged).' },
   { name: 'redisUrl', kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db) of the store several nodes share; "" = in-memory engine. At most one of redisUrl, redisCluster, redisSentinel.' },
   { name: 'redisCluster', kind: 'list', default: [], doc: 'Seed node URLs of a Redis Cluster (comma-separated in env and flags); the channels spread over its masters by hash tag, with sharded pub/sub on Redis 7+.' },
-  { name: 'redisSentinel', kind: 'list', default: [], doc: 'Sentinels (`host:port`, comma-separated in env and flags) watching the master named by redisSentinelName; Parkline follows its failovers.' },
+  { name: 'redisSentinel', kind: 'list', default: [], doc: 'Sentinels (`host:port`, or `rediss://host:port` for TLS to the sentinels and the nodes they name; comma-separated in env and flags) watching the master named by redisSentinelName; Parkline follows its failovers.' },
   { name: 'redisSentinelName', kind: 'string', default: 'mymaster', doc: 'The master\'s name in the sentinels\' configuration.' },
   { name: 'redisUsername', kind: 'string', default: '', doc: 'ACL user Parkline logs in to Redis as (every node: a cluster\'s, a Sentinel set\'s master and replicas); "" = the URL\'s, or `default`. docs/redis.md, Access.' },
   { name: 'redisPassword', kind: 'string', default: '', doc: 'Its password; "" = the URL\'s, or none. A redisUrl or redisCluster seed may carry user:password@ instead (not both).' },
@@ -320,8 +320,12 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   const stores = [o.redisUrl !== '' && 'redisUrl', o.redisCluster.length > 0 && 'redisCluster', o.redisSentinel.length > 0 && 'redisSentinel'].filter((x) => x !== false)
   if (stores.length > 1) throw new ConfigError(`set only one of redisUrl, redisCluster, redisSentinel (got ${stores.join(' and ')})`)
   for (const s of o.redisSentinel) {
-    if (!/^[^:\s]+:\d+$/.test(s)) throw new ConfigError(`redisSentinel: "${s}" is not host:port`)
+    const m = /^(?:rediss?:\/\/)?[^:/@\s]+:(\d+)$/.exec(s)
+    if (m === null) throw new ConfigError(`redisSentinel: "${masked(s)}" is not host:port (or rediss://host:port for TLS)`)
+    if (Number(m[1]) < 1 || Number(m[1]) > 65535) throw new ConfigError(`redisSentinel: "${s}": the port is not 1-65535`)
   }
+  // TLS (rediss://) reaches the sentinels and the master and replicas they name; one way for all
+  if (new Set(o.redisSentinel.map((s) => s.startsWith('rediss:'))).size > 1) throw new ConfigError('redisSentinel: the entries mix rediss:// and plain host:port; the sentinels and the nodes they name are all reached with TLS (rediss://) or all without')
   if (o.redisUrl !== '' && !/^rediss?:\/\//.test(o.redisUrl)) throw new ConfigError(`redisUrl: "${masked(o.redisUrl)}" is not a redis:// or rediss:// URL`)
   if (o.redisUrl !== '') checkRedisUrl('redisUrl', o.redisUrl)
   for (const u of o.redisCluster) {

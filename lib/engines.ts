@@ -50,7 +50,10 @@ export function redisTarget (opts: ParklineOptions): RedisTarget | null {
       mode: 'sentinel',
       auth,
       name: opts.redisSentinelName,
-      sentinels: opts.redisSentinel.map((s) => {
+      // rediss:// (every entry, resolveOptions checks): TLS to the sentinels and the nodes they name
+      tls: opts.redisSentinel.every((s) => s.startsWith('rediss:')),
+      sentinels: opts.redisSentinel.map((entry) => {
+        const s = entry.replace(/^rediss?:\/\//, '')
         const i = s.lastIndexOf(':')
         return { host: s.slice(0, i), port: Number(s.slice(i + 1)) }
       })

@@ -142,7 +142,7 @@ class Replica {
 export type RedisTarget =
   | { mode: 'standalone', url: string, auth?: RedisAuth }
   | { mode: 'cluster', seeds: string[], auth?: RedisAuth }
-  | { mode: 'sentinel', sentinels: Array<{ host: string, port: number }>, name: string, auth?: RedisAuth }
+  | { mode: 'sentinel', sentinels: Array<{ host: string, port: number }>, name: string, tls?: boolean, auth?: RedisAuth }
 
 /** The ACL user (and password) every data node is logged in to as; absent: a URL's own, or none. */
 export interface RedisAuth { username?: string, password?: string }
@@ -211,11 +211,14 @@ function connection (target: RedisTarget, timeout: number): Conn {
     return createCluster({ rootNodes: target.seeds.map((url) => ({ url })), defaults: { disableOfflineQueue: true, socket: tls ? { ...socket, tls: true as const } : socket, ...auth }, commandOptions }) as unknown as Conn
   }
   if (target.mode === 'sentinel') {
+    // node-redis gives the master and replicas it learns from the sentinels nodeClientOptions'
+    // socket (with their host and port): TLS there reaches them over TLS
+    const sock = target.tls === true ? { ...socket, tls: true as const } : socket
     return createSentinel({
       name: target.name,
       sentinelRootNodes: target.sentinels,
-      nodeClientOptions: { disableOfflineQueue: true, socket, ...auth },
-      sentinelClientOptions: { socket },
+      nodeClientOptions: { disableOfflineQueue: true, socket: sock, ...auth },
+      sentinelClientOptions: { socket: sock },
       commandOptions,
       passthroughClientErrorEvents: true,
       // ask the sentinels every second (default 10 s): a failover is followed within ~1 s

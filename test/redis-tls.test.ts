@@ -1,6 +1,7 @@
 // Parkline on Redis over TLS (rediss://), real servers started here with a certificate made by
-// openssl for this run: one Redis, and a Redis Cluster whose nodes speak TLS only (managed Redis
-// with encryption in transit is set up like this). node-redis reaches the cluster's other nodes
+// openssl for this run: one Redis, a Redis Cluster whose nodes speak TLS only (managed Redis
+// with encryption in transit is set up like this), and a Sentinel set (master, replica, sentinel)
+// that speaks TLS only. node-redis reaches the cluster's other nodes
 // from what the seed's CLUSTER SLOTS names, so they must be reached over TLS too.
 // openssl, redis-server and redis-cli are required (npm test installs them: bin/test-deps.sh).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
@@ -41,7 +42,7 @@ function tlsRedis (t: ExecutionContext, certs: Certs, port: number, extra: strin
 
 function cli (certs: Certs, port: number, ...args: string[]): string {
   try {
-    return execFileSync('redis-cli', ['--tls', '--cacert', certs.ca, '-p', String(port), ...args], { encoding: 'utf8', timeout: 10000 })
+    return execFileSync('redis-cli', ['--tls', '--cacert', certs.ca, '-p', String(port), ...args], { encoding: 'utf8', timeout: 10000, stdio: ['ignore', 'pipe', 'ignore'] })
   } catch {
     return ''
   }
@@ -106,4 +107,44 @@ test.serial('a Redis Cluster over TLS: the nodes found from a rediss:// seed are
   await exercise(t, a!, b!)
   // every master took some of the publishes
   for (const port of ports) t.regex(cli(certs, port, 'INFO', 'commandstats'), /cmdstat_evalsha:calls=[1-9]/, `master ${port}`)
+})
+
+test.serial('Sentinel over TLS: rediss:// sentinels, and the master and replica they name reached over TLS, across a failover', async (t) => {
+  t.timeout(120000)
+  const certs = makeCerts(t)
+  const [master, replica, sentinel] = [await freePort(), await freePort(), await freePort()]
+  const masterProc = tlsRedis(t, certs, master, ['--tls-replication', 'yes'])
+  tlsRedis(t, certs, replica, ['--tls-replication', 'yes', '--replicaof', '127.0.0.1', String(master)])
+  t.true(await eventually(() => cli(certs, replica, 'INFO', 'replication').includes('master_link_status:up'), 15000), 'the replica syncs over TLS')
+  // one sentinel (quorum 1), TLS only, reaching the master and the replica over TLS too
+  const conf = join(certs.dir, 'sentinel.conf')
+  writeFileSync(conf, [`port 0`, `tls-port ${sentinel}`, 'bind 127.0.0.1', `tls-cert-file ${certs.cert}`, `tls-key-file ${certs.key}`, `tls-ca-cert-file ${certs.ca}`,
+    'tls-auth-clients no', 'tls-replication yes', `sentinel monitor tlsmaster 127.0.0.1 ${master} 1`, 'sentinel down-after-milliseconds tlsmaster 1000',
+    'sentinel failover-timeout tlsmaster 5000', ''].join('\n'))
+  const sentinelProc = spawn('redis-server', [conf, '--sentinel'], { cwd: certs.dir, stdio: 'ignore' })
+  t.teardown(async () => {
+    if (sentinelProc.exitCode === null && sentinelProc.signalCode === null) {
+      sentinelProc.kill('SIGKILL')
+      await once(sentinelProc, 'exit')
+    }
+  })
+  t.true(await eventually(() => /slaves=1|num-slaves\n1/.test(cli(certs, sentinel, 'SENTINEL', 'MASTER', 'tlsmaster')) ||
+    cli(certs, sentinel, 'SENTINEL', 'REPLICAS', 'tlsmaster').includes(String(replica)), 15000), 'the sentinel sees the replica')
+  const [a, b] = await nodes(t, certs, ['--redis-sentinel', `rediss://127.0.0.1:${sentinel}`, '--redis-sentinel-name', 'tlsmaster'])
+  await exercise(t, a!, b!)
+  t.regex(cli(certs, master, 'INFO', 'commandstats'), /cmdstat_evalsha:calls=[1-9]/, 'the master took the publishes')
+
+  // the master dies; the sentinel promotes the replica, and both nodes follow it, over TLS
+  const s = await SseClient.connect(b!.port, '/sub/tls-failover')
+  t.teardown(() => s.socket.destroy())
+  t.true(await eventually(async () => (await info(a!.base, 'tls-failover')).json?.subscribers === 1, 10000))
+  process.kill(masterProc.pid!, 'SIGKILL')
+  t.true(await eventually(() => cli(certs, sentinel, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'tlsmaster').includes(String(replica)), 30000), 'the sentinel promoted the replica')
+  let after = 0
+  t.true(await eventually(async () => {
+    after = (await publish(a!.base, 'tls-failover', 'after the failover')).status
+    return after === 201
+  }, 30000), `a publish is taken by the new master (last status ${after})`)
+  t.deepEqual((await s.waitEvents(1, 15000)).map((e) => e.data), ['after the failover'])
+  t.regex(cli(certs, replica, 'INFO', 'commandstats'), /cmdstat_evalsha:calls=[1-9]/, 'the promoted replica took it')
 })

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import test from 'ava'
 import { OPTIONS, envName, flagName, parseCliArgs, resolveOptions } from '../../lib/config.ts'
 import { ConfigError } from '../../lib/errors.ts'
+import { redisTarget } from '../../lib/engines.ts'
 
 test('the shipped config file documents every option and says 100 messages and 1 h', (t) => {
   const file = JSON.parse(readFileSync(new URL('../../conf/parkline.json', import.meta.url), 'utf8'))
@@ -32,6 +33,14 @@ test('bad values and unknown keys are clear errors', (t) => {
   // exactly one Redis store
   t.throws(() => resolveOptions({ redisUrl: 'redis://a:1', redisCluster: 'redis://b:2' }), { instanceOf: ConfigError, message: 'set only one of redisUrl, redisCluster, redisSentinel (got redisUrl and redisCluster)' })
   t.throws(() => resolveOptions({ redisSentinel: 'nope' }), { instanceOf: ConfigError, message: /redisSentinel: "nope" is not host:port/ })
+  // rediss:// entries: TLS to the sentinels and the nodes they name, all of them or none
+  t.is(redisTarget(resolveOptions({ redisSentinel: 'rediss://10.0.0.5:26379,rediss://10.0.0.6:26380' }))?.mode, 'sentinel')
+  t.like(redisTarget(resolveOptions({ redisSentinel: 'rediss://10.0.0.5:26379,rediss://10.0.0.6:26380' })), { tls: true, sentinels: [{ host: '10.0.0.5', port: 26379 }, { host: '10.0.0.6', port: 26380 }] })
+  t.like(redisTarget(resolveOptions({ redisSentinel: '10.0.0.5:26379' })), { tls: false, sentinels: [{ host: '10.0.0.5', port: 26379 }] })
+  t.throws(() => resolveOptions({ redisSentinel: 'rediss://10.0.0.5:26379,10.0.0.6:26379' }), { instanceOf: ConfigError, message: /redisSentinel: the entries mix rediss:\/\/ and plain host:port/ })
+  t.throws(() => resolveOptions({ redisSentinel: '10.0.0.5:70000' }), { instanceOf: ConfigError, message: /the port is not 1-65535/ })
+  const withPassword = t.throws(() => resolveOptions({ redisSentinel: 'rediss://u:secret@10.0.0.5:26379' }), { instanceOf: ConfigError, message: /is not host:port/ })
+  t.false(withPassword?.message.includes('secret'), withPassword?.message)
   // an empty value is no number (`--port=`), and booleans are read whatever their case
   t.throws(() => resolveOptions(parseCliArgs(['--port=']).flags), { instanceOf: ConfigError, message: /port \(options\) must be an integer/ })
   t.is(resolveOptions(parseCliArgs(['--coalesce', 'FALSE']).flags).coalesce, false)
