@@ -321,7 +321,9 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   if (stores.length > 1) throw new ConfigError(`set only one of redisUrl, redisCluster, redisSentinel (got ${stores.join(' and ')})`)
   for (const s of o.redisSentinel) {
     const m = /^(?:rediss?:\/\/)?[^:/@\s]+:(\d+)$/.exec(s)
-    if (m === null) throw new ConfigError(`redisSentinel: "${masked(s)}" is not host:port (or rediss://host:port for TLS)`)
+    // (credentials go in redisUsername/redisPassword; one written here is not shown, nor what
+    // follows a scheme: a password with a comma in it is split into two entries)
+    if (m === null) throw new ConfigError(`redisSentinel: "${/^[a-z]+:\/\//i.test(s) ? s.replace(/^([a-z]+:\/\/).*/i, '$1…') : s.replace(/^.*@/, '…@')}" is not host:port (or rediss://host:port for TLS)`)
     if (Number(m[1]) < 1 || Number(m[1]) > 65535) throw new ConfigError(`redisSentinel: "${s}": the port is not 1-65535`)
   }
   // TLS (rediss://) reaches the sentinels and the master and replicas they name; one way for all

@@ -549,6 +549,8 @@ export class RedisEngine implements Engine {
   // ---- connection state ---------------------------------------------------------------------
 
   #cmdDown (): void {
+    // a node serving since its last load ended (the tick had not said so yet) is up: this is a new outage
+    this.#checkUp()
     if (!this.#cmd.isReady) this.#cmdReady = false
     this.#lost()
   }
@@ -630,6 +632,7 @@ export class RedisEngine implements Engine {
 
   #subDown (): void {
     if (this.#sub.isReady) return
+    this.#checkUp()
     this.#subReady = false
     this.#lost()
     // messages are being lost from now on: hold what arrives until the catch-up read
@@ -649,6 +652,7 @@ export class RedisEngine implements Engine {
    */
   #fault (): void {
     if (this.#stopped) return
+    this.#checkUp()
     this.#epoch++
     if (!this.#faulty) {
       this.#faulty = true
@@ -1355,7 +1359,9 @@ export class RedisEngine implements Engine {
       // (a fault while it ran may have counted it since: #countBusy)
       if (r.counted) {
         r.counted = false
-        this.#recovering--
+        // the last recovery load ended: the node serves from now, and says so now (not at the
+        // next tick), so that an outage that follows at once is one of its own (#lost)
+        if (--this.#recovering === 0) this.#checkUp()
       }
       this.#loading--
       const next = this.#loadQueue.shift()

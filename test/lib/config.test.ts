@@ -41,6 +41,14 @@ test('bad values and unknown keys are clear errors', (t) => {
   t.throws(() => resolveOptions({ redisSentinel: '10.0.0.5:70000' }), { instanceOf: ConfigError, message: /the port is not 1-65535/ })
   const withPassword = t.throws(() => resolveOptions({ redisSentinel: 'rediss://u:secret@10.0.0.5:26379' }), { instanceOf: ConfigError, message: /is not host:port/ })
   t.false(withPassword?.message.includes('secret'), withPassword?.message)
+  const bare = t.throws(() => resolveOptions({ redisSentinel: 'u:secret@10.0.0.5:26379' }), { instanceOf: ConfigError, message: /is not host:port/ })
+  t.false(bare?.message.includes('secret'), bare?.message)
+  // a password with a comma, split into two entries by the list syntax: neither half is shown
+  for (const half of ['se', 'cret']) {
+    const split = t.throws(() => resolveOptions({ redisSentinel: 'rediss://u:se,cret@10.0.0.5:26379' }), { instanceOf: ConfigError })
+    t.false(new RegExp(`\\b${half}\\b`).test(split?.message ?? ''), split?.message)
+  }
+  t.like(redisTarget(resolveOptions({ redisSentinel: 'redis://10.0.0.5:26379' })), { tls: false, sentinels: [{ host: '10.0.0.5', port: 26379 }] })
   // an empty value is no number (`--port=`), and booleans are read whatever their case
   t.throws(() => resolveOptions(parseCliArgs(['--port=']).flags), { instanceOf: ConfigError, message: /port \(options\) must be an integer/ })
   t.is(resolveOptions(parseCliArgs(['--coalesce', 'FALSE']).flags).coalesce, false)
