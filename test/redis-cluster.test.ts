@@ -31,25 +31,19 @@ function exactlyOnce (t: ExecutionContext, name: string, got: Array<{ id?: strin
 }
 
 /**
- * What the steady publisher saw around a failover: only 2xx and 503 (with Retry-After), each in time.
- * With `hung` (when the store was stopped and when it went on): publishes were refused while it hung
- * rather than held until it came back, shown by the order of events (two or more 503s answered
- * before it went on), not by a time bound. Without (a failover, whose length is Redis's): each answer
- * within redisCommandTimeout and a slack for the host.
+ * What the steady publisher saw around a store fault (a failover, or a master that hung): only 2xx
+ * and 503 (with Retry-After), and publishes refused while the store was away rather than held until
+ * it was back, shown by the order of events, not by a time bound: two or more 503s answered within
+ * `away` (from the kill or the stop to the new master serving, or the hung one going on). A publish
+ * left hanging shows as no answer at all (the publisher gives up after 10 s), which is refused too.
  */
-function answeredInTime (t: ExecutionContext, r: SteadyResult, timeoutMs: number, hung?: { from: number, to: number }): void {
+function refusedWhileAway (t: ExecutionContext, r: SteadyResult, away: { from: number, to: number }): void {
   const refused = r.answers.filter((a) => a.status === 503)
-  t.true(refused.length > 0, 'publishes during the failover answered 503')
+  t.true(refused.length > 0, 'publishes while the store was away answered 503')
   for (const a of refused) t.truthy(a.retryAfter, '503 carries Retry-After')
   t.deepEqual(r.answers.filter((a) => a.status !== 503 && a.status !== 201 && a.status !== 202), [], 'nothing but 2xx and 503')
-  if (hung !== undefined) {
-    const whileHung = refused.filter((a) => a.at >= hung.from && a.at + a.ms < hung.to).length
-    t.true(whileHung >= 2, `${whileHung} publishes answered 503 while the store hung (not held until it came back)`)
-    return
-  }
-  // the slack is the host's, not Parkline's: on a loaded 2-core CI host one answer came at 3,029 ms
-  // with redisCommandTimeout 2,000 (others at 2,113-2,207); a publish left hanging would take far longer
-  t.true(r.slowest <= timeoutMs + 2000, `every publish answered within redisCommandTimeout + 2 s (slowest ${r.slowest} ms)`)
+  const whileAway = refused.filter((a) => a.at >= away.from && a.at + a.ms < away.to).length
+  t.true(whileAway >= 2, `${whileAway} publishes answered 503 while the store was away (not held until it came back)`)
 }
 
 test.serial('channel ids with {, }, :, % and Unicode each land on one slot and work across two nodes', async (t) => {
@@ -134,7 +128,7 @@ test.serial('publishing to 1,000 channels spreads the scripts and the shard chan
  * Idempotency-Key), and `fail` run once 30 messages are acknowledged: then every answer was a 2xx
  * or a 503 with Retry-After in time, and every acknowledged message reached both subscribers once.
  */
-async function failoverUnderPublishing (t: ExecutionContext, store: string[], ch: string, fail: () => Promise<string>): Promise<[Node, Node]> {
+async function failoverUnderPublishing (t: ExecutionContext, store: string[], ch: string, fail: () => Promise<{ what: string, promoted: number }>): Promise<[Node, Node]> {
   const [a, b] = await nodes(t, store, ['--redis-replica-ack', '1'])
   const onA = await SseClient.connect(a.port, `/sub/${ch}`)
   const onB = await SseClient.connect(b.port, `/sub/${ch}`)
@@ -142,11 +136,12 @@ async function failoverUnderPublishing (t: ExecutionContext, store: string[], ch
   t.true(await eventually(async () => (await info(a.base, ch)).json?.subscribers === 2, 5000))
   const pubs = steadyPublish([a.base, b.base], ch, { count: 120, everyMs: 20, limitMs: 60000 })
   t.true(await eventually(() => pubs.acked.length >= 30, 20000), 'publishing before the failover')
-  const what = await fail()
+  const from = Date.now()
+  const { what, promoted } = await fail()
   const r = await pubs.done
   t.is(r.acked.length, 120)
   t.log(`${what}; publishes refused for ${r.resumeMs} ms in all; slowest answer ${r.slowest} ms; ${r.answers.filter((x) => x.status === 503).length} answers 503`)
-  answeredInTime(t, r, 2000)
+  refusedWhileAway(t, r, { from, to: promoted })
   for (const [name, c] of [['node A', onA], ['node B', onB]] as const) {
     const got = await c.waitEvents(r.acked.length, 15000).catch(() => c.events)
     t.false(c.closed, `${name}: the subscriber stayed connected`)
@@ -163,10 +158,11 @@ test.serial('a cluster master SIGKILLed under steady publishing (redisReplicaAck
   const [a] = await failoverUnderPublishing(t, ['--redis-cluster', cluster.seeds.join(',')], 'busy', async () => {
     const owner = await cluster.masterOf(channelKey('busy', 'm'))
     const { ms } = await cluster.failover(owner)
+    const promoted = Date.now()
     // the promoted replica has no replica of its own until the old master is back (as the
     // operator's supervisor restarts it): until then no publish on its slots can be acknowledged
     await owner.restart()
-    return `failover took ${ms} ms (cluster-node-timeout 1000), then the old master restarted`
+    return { what: `failover took ${ms} ms (cluster-node-timeout 1000), then the old master restarted`, promoted }
   })
   t.true(await eventually(async () => (await status(a.base))['redis failovers'] !== '0', 5000), '/status counts the failover')
   const metrics = await (await fetch(`${a.base}/metrics`)).text()
@@ -179,10 +175,11 @@ test.serial('a Sentinel failover under steady publishing (redisReplicaAck 1): Pa
   const set = await startSentinel(t)
   const [a] = await failoverUnderPublishing(t, ['--redis-sentinel', set.sentinelNodes.join(','), '--redis-sentinel-name', set.name], 'watched', async () => {
     const { ms, newMasterPort } = await set.failover()
+    const promoted = Date.now()
     t.is(newMasterPort, set.replica.port)
     // the sentinels make the old master a replica of the new one once it is back
     await set.master.restart()
-    return `sentinel failover took ${ms} ms, then the old master restarted`
+    return { what: `sentinel failover took ${ms} ms, then the old master restarted`, promoted }
   })
   t.is((await status(a.base))['redis mode'], 'sentinel')
   // the master change is a failover, in /status and the metrics, as a cluster's is
@@ -212,7 +209,7 @@ test.serial('a cluster master stopped (SIGSTOP) for 10 s under publishing (redis
   const r = await pubs.done
   t.is(r.acked.length, 100)
   t.log(`publishes refused for ${r.resumeMs} ms in all; slowest answer ${r.slowest} ms; ${r.answers.filter((x) => x.status === 503).length} answers 503`)
-  answeredInTime(t, r, 2000, { from: since, to: went })
+  refusedWhileAway(t, r, { from: since, to: went })
   const got = await onB.waitEvents(r.acked.length, 15000).catch(() => onB.events)
   exactlyOnce(t, 'node B', got, r)
   t.is(new Set(got.map((e) => e.data)).size, got.length, 'no message body delivered twice')
