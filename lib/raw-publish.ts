@@ -57,8 +57,12 @@ const MAX_HEAD = 16384
 const MAX_HEADERS = Math.min(64, MAX_HEADER_FIELDS)
 /** Answers not yet taken by the client: stop reading its requests until they are. */
 const HIGH_WATER = 65536
-/** Requests received behind one still being handled: stop reading past this. */
-const INPUT_HIGH_WATER = 1 << 20
+/**
+ * Requests received behind one still being handled: stop reading past this (the socket's own
+ * buffer then fills, and the kernel's). What a connection can make the server hold meanwhile is
+ * this, about twice over while the held bytes are joined.
+ */
+const INPUT_HIGH_WATER = 65536
 
 interface Conn {
   socket: RawSocket
@@ -399,6 +403,11 @@ export class RawPublishers {
       return
     }
     this.#later(c)
+    // admitted by access control that waits (an authorize request, a JWKS fetch): nothing is read
+    // meanwhile, as on Node's path. A stream's client has nothing to send (a WebSocket client
+    // waits for the 101, RFC 6455 §4.1), and what one sends anyway stays in the kernel until the
+    // stream reads it (#streamed resumes), instead of piling up here on every connection waiting
+    c.socket.pause()
     out.then(() => { this.#streamed(c, reply, r.close, ws) }, (err: unknown) => {
       this.#failed(c, reply, err)
       this.#streamed(c, reply, r.close, ws)

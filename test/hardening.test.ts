@@ -2,6 +2,7 @@
 // never-reading subscribers cut at the cap, odd Content-Types, odd request lines and methods,
 // forwarded status requests, channel floods. Each answers as it should and holds nothing after.
 import { readFileSync, readdirSync } from 'node:fs'
+import http from 'node:http'
 import net from 'node:net'
 import { once } from 'node:events'
 import test from 'ava'
@@ -179,6 +180,56 @@ test('with access control, a publish pipelined behind a subscriber being admitte
   await rawExchange(srv.port, 'GET /sub/a HTTP/1.1\r\nHost: x\r\n\r\n' +
     'POST /pub/b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k-0123456789abcdef\r\nContent-Length: 5\r\n\r\nhello', { ms: 1500 })
   t.is((await rawRequest(srv.port, 'GET /pub/b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k-0123456789abcdef\r\n\r\n')).status, 404, 'nothing was published')
+})
+
+test('a WebSocket handshake and a publish held by an authorize request that waits: the bytes their clients send meanwhile are not read in (bounded per connection)', async (t) => {
+  t.timeout(60000)
+  // an authorize endpoint that holds each request until the test lets it go
+  const held: http.ServerResponse[] = []
+  let hold = true
+  const upstream = http.createServer((_req, res) => { if (hold) held.push(res); else res.writeHead(200).end() })
+  upstream.listen(0, '127.0.0.1')
+  await once(upstream, 'listening')
+  t.teardown(() => { upstream.closeAllConnections(); upstream.close() })
+  const srv = await startServer(t, { authorizeUrl: `http://127.0.0.1:${(upstream.address() as net.AddressInfo).port}/auth`, authorizeTimeout: 30, authorizePublish: true, publisherOpen: true })
+  // the server's side of each connection, to read how much of it the server took in
+  const serverSide: net.Socket[] = []
+  srv.app.server.on('connection', (s: net.Socket) => { serverSide.push(s) })
+  const ws = await connect(srv.port)
+  ws.write('GET /sub/flood HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n')
+  const pub = await connect(srv.port)
+  pub.write('POST /pub/flood HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx')
+  t.true(await eventually(() => held.length === 2, 10000), 'both wait on the authorize request')
+  // 4 MiB behind each: masked empty pings, and requests pipelined behind the publish
+  const pings = Buffer.alloc(4 << 20)
+  for (let i = 0; i + 6 <= pings.length; i += 6) pings.set([0x89, 0x80, 0x12, 0x34, 0x56, 0x78], i)
+  const piped = Buffer.from('POST /pub/flood HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx'.repeat(Math.ceil((4 << 20) / 58)))
+  ws.write(pings)
+  pub.write(piped)
+  // until the kernel takes no more of either (what it could not take waits in the clients), or
+  // took it all
+  let last = -1
+  t.true(await eventually(async () => {
+    const now = ws.writableLength + pub.writableLength
+    const same = now === last
+    last = now
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    return same
+  }, 20000), 'the clients stopped sending')
+  const conns = serverSide.filter((s) => s.remotePort === ws.localPort || s.remotePort === pub.localPort)
+  t.is(conns.length, 2)
+  // read in: the request, and at most the raw path's bound (64 KiB), the read that crossed it and
+  // the socket's own buffer (64 KiB, and the read that filled it); before, the bound was 1 MiB,
+  // and a handshake read on to it too (1,144,981 bytes here)
+  t.log(`read in while waiting: ${conns.map((s) => s.bytesRead).join(' and ')} bytes`)
+  for (const s of conns) t.true(s.bytesRead < 512 * 1024, `the server read ${s.bytesRead} bytes of a connection waiting on access control`)
+  hold = false
+  for (const res of held) res.writeHead(200).end()
+  ws.destroy()
+  pub.destroy()
+  // the server serves on
+  t.is((await rawRequest(srv.port, 'POST /pub/after HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok')).status, 202)
 })
 
 test('a body trickling under bodyMinRate is cut after the grace, long before bodyTimeout', async (t) => {
