@@ -1,11 +1,14 @@
 // A published message and its wire frames, each built once and shared by every subscriber of a
 // transport (pino's precomputation; ws `Sender.frame`). Frames are built lazily: a transport's
 // frame exists only once a subscriber of that transport needed it.
+import { isUtf8 } from 'node:buffer'
 import type { Socket } from 'node:net'
 import { formatHttpDate, formatId } from './message-id.ts'
 import { OP_BINARY, OP_TEXT, frame, framePrefixed } from '../transports/websocket-frame.ts'
 
 const LF = 10
+/** A string of ASCII characters only (a content type written into ws+meta lines as is). */
+const ASCII = /^[\x00-\x7f]*$/
 const DATA_PREFIX = Buffer.from('data: ')
 
 /**
@@ -92,6 +95,8 @@ export class Message {
   #inFrame: boolean
   #wsFrame: Buffer | null
   #extras: Extras | null
+  /** The WebSocket opcode, found at the first frame (0: not yet). */
+  #opcode: number
 
   /**
    * `data` is the body; or, with `framedLength` ≥ 0, the SSE frame this message was sent in, whose
@@ -114,6 +119,7 @@ export class Message {
     this.#id = null
     this.#wsFrame = null
     this.#extras = null
+    this.#opcode = 0
     if (framedLength >= 0) {
       this.#length = framedLength
       this.#sseFrame = data
@@ -219,9 +225,19 @@ export class Message {
     return this.event === null ? 'id: ' + id + '\n' : 'event: ' + this.event + '\nid: ' + id + '\n'
   }
 
-  /** WebSocket opcode (§7): binary exactly for `application/octet-stream`, else text. */
+  /**
+   * WebSocket opcode (§7): binary for `application/octet-stream`, text otherwise, as Nchan; but a
+   * text frame must be UTF-8 (RFC 6455 §5.6, §8.1: a client fails the connection on one that is
+   * not, and would meet the message again on every resume while it is buffered), so a body that is
+   * not UTF-8, or a content type past ASCII (written into the ws+meta lines), goes binary. Found
+   * once a message, at its first frame.
+   */
   get wsOpcode (): number {
-    return this.contentType === 'application/octet-stream' ? OP_BINARY : OP_TEXT
+    if (this.#opcode === 0) {
+      const ct = this.contentType
+      this.#opcode = ct === 'application/octet-stream' || (ct !== null && !ASCII.test(ct)) || !isUtf8(this.data) ? OP_BINARY : OP_TEXT
+    }
+    return this.#opcode
   }
 
   /** The plain WebSocket frame (payload = body): one Buffer for every plain-mode subscriber. */

@@ -5,7 +5,7 @@ import net from 'node:net'
 import test from 'ava'
 import WebSocket from 'ws'
 import { nextSecond, pub, splitId } from '../helpers/conformance.ts'
-import { eventually, info, startServer, type Running } from '../helpers/server.ts'
+import { eventually, info, rawRequest, startServer, type Running } from '../helpers/server.ts'
 import { RawWs } from '../helpers/websocket.ts'
 import { Message } from '../../lib/message.ts'
 import { FrameHeader, NEED_MORE, closeCode, frame, readHeader } from '../../transports/websocket-frame.ts'
@@ -88,6 +88,29 @@ for (const kind of KINDS) {
     t.false(got[3]!.binary, 'binary only for exactly application/octet-stream')
     t.deepEqual(got[4], { data: Buffer.from('no type'), binary: false })
     t.is(c.protocol, '')
+  })
+
+  test(`[${kind}] a body that is not UTF-8 goes in a binary frame (a text frame must be UTF-8): the client stays and gets what follows`, async (t) => {
+    const srv = await startServer(t)
+    const c = await open(kind, srv, '/sub/utf8')
+    t.teardown(() => c.close())
+    const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0xff, 0xfe])
+    await pub(srv.base, 'utf8', png, { 'Content-Type': 'image/png' })
+    await pub(srv.base, 'utf8', 'ünïcødé ☃', { 'Content-Type': 'text/plain; charset=utf-8' })
+    // a lone surrogate's bytes, an overlong form: not UTF-8 either
+    await pub(srv.base, 'utf8', Buffer.from([0x61, 0xed, 0xa0, 0x80, 0xc0, 0xaf]), { 'Content-Type': 'text/plain' })
+    await pub(srv.base, 'utf8', 'after')
+    const got = await c.wait(4)
+    t.deepEqual(got[0], { data: png, binary: true })
+    t.deepEqual(got[1], { data: Buffer.from('ünïcødé ☃'), binary: false })
+    t.deepEqual(got[2], { data: Buffer.from([0x61, 0xed, 0xa0, 0x80, 0xc0, 0xaf]), binary: true })
+    t.deepEqual(got[3], { data: Buffer.from('after'), binary: false })
+    // a subscriber that resumes from before them gets the same frames, and stays too
+    const again = await open(kind, srv, '/sub/utf8?last_event_id=0', ['ws+meta.nchan'])
+    t.teardown(() => again.close())
+    const replay = await again.wait(4)
+    t.deepEqual(replay.map((g) => g.binary), [true, false, true, false])
+    t.is(coreOf(srv.app).table.size, 2, 'both still subscribed')
   })
 
   test(`[${kind}] resume with ?last_event_id= yields exactly the later ones`, async (t) => {
@@ -265,6 +288,24 @@ test('[raw] ws+meta.nchan frames match the exact bytes, with and without content
   t.deepEqual(got[2], { fin: true, rsv: 0, opcode: 2, masked: false, payload: Buffer.concat([Buffer.from(`id: ${o.id}\ncontent-type: application/octet-stream\n\n`), Buffer.from([1, 2])]) })
 })
 
+test('[raw] a content type past ASCII makes the message binary (its bytes go into the ws+meta lines), in every mode', async (t) => {
+  const srv = await startServer(t)
+  const meta = await RawWs.connect(srv.port, '/sub/ct', { 'Sec-WebSocket-Protocol': 'ws+meta.nchan' })
+  t.teardown(() => meta.close())
+  const plain = await RawWs.connect(srv.port, '/sub/ct')
+  t.teardown(() => plain.close())
+  // (Node's parser takes a header byte past ASCII; fetch would not send it as is)
+  const answer = await rawRequest(srv.port, Buffer.from('POST /pub/ct HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain; charset=\xe9\r\nContent-Length: 2\r\n\r\nok', 'latin1'))
+  t.is(answer.status, 201)
+  const id = /last message id: (\S+)/.exec(answer.body)![1]!
+  const [m] = await meta.waitMessages(1)
+  t.is(m!.opcode, 2)
+  t.deepEqual(m!.payload, Buffer.concat([Buffer.from(`id: ${id}\ncontent-type: text/plain; charset=`), Buffer.from([0xe9]), Buffer.from('\n\nok')]))
+  const [p] = await plain.waitMessages(1)
+  t.is(p!.opcode, 2, 'one opcode a message, whatever the mode')
+  t.deepEqual(p!.payload, Buffer.from('ok'))
+})
+
 test('[raw] one unfragmented frame per message: empty and 70 KB', async (t) => {
   const srv = await startServer(t)
   const c = await RawWs.connect(srv.port, '/sub/sizes')
@@ -276,7 +317,8 @@ test('[raw] one unfragmented frame per message: empty and 70 KB', async (t) => {
   await pub(srv.base, 'sizes', Buffer.alloc(126, 'a'))
   const got = await c.waitMessages(3)
   t.is(c.frames.length, 3)
-  t.deepEqual(got.map((f) => [f.fin, f.opcode, f.payload.length]), [[true, 1, 0], [true, 1, 70 * 1024], [true, 1, 126]])
+  // (the 70 KB body holds every byte value, so it is not UTF-8: a binary frame)
+  t.deepEqual(got.map((f) => [f.fin, f.opcode, f.payload.length]), [[true, 1, 0], [true, 2, 70 * 1024], [true, 1, 126]])
   t.true(got[1]!.payload.equals(big))
 })
 
