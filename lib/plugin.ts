@@ -235,7 +235,8 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded }:
       if (path !== null && path.startsWith(pubPath) && declared > opts.maxMessageSize) {
         const origin = requestOrigin(req.headers)
         const headers: Record<string, string> = { 'Content-Type': 'text/plain', Connection: 'close' }
-        if (origin !== null) {
+        // (an origin corsOrigins does not allow gets no CORS headers, as on every other answer)
+        if (origin !== null && originAllowed(origin, opts.corsOrigins)) {
           headers['Access-Control-Allow-Origin'] = origin
           headers['Access-Control-Allow-Credentials'] = 'true'
         }

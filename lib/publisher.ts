@@ -130,13 +130,13 @@ export function publisherRequest (core: Core, access: Access, request: PublishRe
     return reply.send()
   }
   if (method !== 'GET' && method !== 'POST' && method !== 'PUT' && method !== 'DELETE') {
-    return sendError(reply.header('Allow', PUB_ALLOW), ERRORS.METHOD_NOT_ALLOWED, origin)
+    return sendError(closeIfBodyUnread(reply.header('Allow', PUB_ALLOW), request), ERRORS.METHOD_NOT_ALLOWED, origin)
   }
   // On the publisher `,` is an ordinary byte: one channel (§1).
   const key = percentDecode(rawId)
-  if (key.indexOf('\0') !== -1) return sendError(reply, ERRORS.BAD_CHANNEL_ID, origin)
-  if (key.length === 0) return sendError(reply, ERRORS.NO_CHANNEL_ID, origin)
-  if (key.length > core.opts.maxChannelIdLength) return sendError(reply, ERRORS.CHANNEL_ID_TOO_LONG, origin)
+  if (key.indexOf('\0') !== -1) return sendError(closeIfBodyUnread(reply, request), ERRORS.BAD_CHANNEL_ID, origin)
+  if (key.length === 0) return sendError(closeIfBodyUnread(reply, request), ERRORS.NO_CHANNEL_ID, origin)
+  if (key.length > core.opts.maxChannelIdLength) return sendError(closeIfBodyUnread(reply, request), ERRORS.CHANNEL_ID_TOO_LONG, origin)
   // access control (the secure default included) before the body is read or anything changes;
   // a refused body stays unread, so the connection closes with the answer
   const pending = access.publisher(request, key)
@@ -155,7 +155,7 @@ function granted (core: Core, access: Access, request: PublishRequestLike, reply
   // POST / PUT
   const idem = request.headers['idempotency-key']
   const idempotencyKey = typeof idem === 'string' && core.opts.idempotencyWindow > 0 ? idem : null
-  if (idempotencyKey !== null && !validIdempotencyKey(idempotencyKey)) return sendError(reply, ERRORS.BAD_IDEMPOTENCY_KEY, origin)
+  if (idempotencyKey !== null && !validIdempotencyKey(idempotencyKey)) return sendError(closeIfBodyUnread(reply, request), ERRORS.BAD_IDEMPOTENCY_KEY, origin)
   const limit = core.opts.maxMessageSize
   const declared = request.headers['content-length']
   if (declared !== undefined && Number(declared) > limit) return tooLarge(reply, origin)
@@ -253,6 +253,20 @@ function storeUnavailable<R extends Reply> (reply: R, err: unknown, origin: stri
   if (!(err instanceof ParklineError) || err.code !== ERRORS.STORE_UNAVAILABLE.code) throw err
   reply.header('Retry-After', String(randomBetween(1, 5)))
   return sendError(reply, ERRORS.STORE_UNAVAILABLE, origin)
+}
+
+/**
+ * An answer given before the request's body was read (a bad id, method or Idempotency-Key) to a
+ * request that has one: the connection closes after it, as after a refusal. Kept open, Node's server would read and drop the
+ * rest of the body with none of the publisher limits (bodyTimeout, bodyMinRate, a size), so a
+ * client trickling a huge declared body would hold the connection as long as it liked.
+ */
+function closeIfBodyUnread<R extends Reply> (reply: R, request: PublishRequestLike): R {
+  // (also where the raw path read the body whole: every path gives the same answer)
+  const h = request.headers
+  const cl = h['content-length']
+  if ((cl !== undefined && cl !== '0') || h['transfer-encoding'] !== undefined) reply.header('Connection', 'close')
+  return reply
 }
 
 function tooLarge<R extends Reply> (reply: R, origin: string | null): R {

@@ -155,6 +155,18 @@ test('Expect: 100-continue with an oversize Content-Length: immediate 413, no 10
   t.is((await info(base, 'exp')).status, 404)
 })
 
+test('Expect: 100-continue with an oversize Content-Length: the 413 carries CORS headers only for an origin corsOrigins allows', async (t) => {
+  const { port } = await startServer(t, { corsOrigins: ['https://app.example'] })
+  const head = (origin: string): string => `POST /pub/exp HTTP/1.1\r\n${H}Origin: ${origin}\r\nExpect: 100-continue\r\nContent-Length: ${MiB + 1}\r\n\r\n`
+  const evil = await exchange(port, head('https://evil.example'), { waitClose: true })
+  t.regex(evil.text, /^HTTP\/1\.1 413 /)
+  t.false('access-control-allow-origin' in evil.answer.headers)
+  t.false('access-control-allow-credentials' in evil.answer.headers)
+  const app = await exchange(port, head('https://app.example'), { waitClose: true })
+  t.regex(app.text, /^HTTP\/1\.1 413 /)
+  t.is(app.answer.headers['access-control-allow-origin'], 'https://app.example')
+})
+
 test('Expect: 100-continue within the limit gets 100 Continue before the body, then the publish', async (t) => {
   const { base, port } = await startServer(t)
   const socket = net.connect(port, '127.0.0.1')

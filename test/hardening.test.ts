@@ -232,6 +232,29 @@ test('a WebSocket handshake and a publish held by an authorize request that wait
   t.is((await rawRequest(srv.port, 'POST /pub/after HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok')).status, 202)
 })
 
+test('a publish answered before its body is read (bad id, method, Idempotency-Key) closes the connection: the rest of a huge declared body is never read', async (t) => {
+  const srv = await startServer(t, { idempotencyWindow: 60 })
+  const heads = [
+    ['POST /pub/%00 HTTP/1.1', '', 400],
+    ['PATCH /pub/x HTTP/1.1', '', 405],
+    ['POST /pub/x HTTP/1.1', 'Idempotency-Key: \x01bad\r\n', 400],
+    ['PUT /pub/' + 'x'.repeat(2000) + ' HTTP/1.1', '', 403]
+  ] as const
+  for (const [line, extra, status] of heads) {
+    const s = await connect(srv.port)
+    let answer = ''
+    s.on('data', (d: Buffer) => { answer += d.toString('latin1') })
+    const closed = once(s, 'close')
+    // 1 TB declared, two bytes sent
+    s.write(`${line}\r\nHost: x\r\n${extra}Content-Length: 1000000000000\r\n\r\nab`)
+    const gone = await Promise.race([closed.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5000))])
+    t.true(gone, `${line.slice(0, 20)}: the server closed the connection (answer: ${JSON.stringify(answer.slice(0, 40))})`)
+    t.regex(answer, new RegExp(`^HTTP/1\\.1 ${status} `), line.slice(0, 20))
+    t.regex(answer, /\r\nconnection: close\r\n/i)
+    s.destroy()
+  }
+})
+
 test('a body trickling under bodyMinRate is cut after the grace, long before bodyTimeout', async (t) => {
   t.timeout(20000)
   const srv = await startServer(t, { bodyTimeout: 60, bodyMinRate: 100 })

@@ -227,6 +227,17 @@ test('with a JWT key as well, both must admit; the grant is the JWT one', async 
   t.is((await a.subscriber(sub({ headers, transport: 'chunked' })) as Refusal).status, 403)
 })
 
+test('authorizePublish: the API key, the master key, skips the authorize request (as for subscribers) and is never sent to it; a JWT still is asked', async (t) => {
+  const up = await upstream(t, (_req, res) => { res.writeHead(403); res.end() })
+  const a = setup(t, { authorizeUrl: up.url, authorizePublish: true, apiKey: ['k-0123456789abcdef'], jwtSecret: 'x'.repeat(32) })
+  const g = await a.publisher({ headers: { authorization: 'Bearer k-0123456789abcdef' }, channel: 'c1', method: 'POST', uri: '/pub/c1', remoteAddress: '10.0.0.5' }) as Grant
+  t.is(g.kind, 'apikey')
+  t.is(up.requests.length, 0, 'the key went to no other service')
+  const token = await new SignJWT({ parkline: { publish: ['c1'] } }).setProtectedHeader({ alg: 'HS256' }).sign(Buffer.from('x'.repeat(32)))
+  t.is((await a.publisher({ headers: { authorization: `Bearer ${token}` }, channel: 'c1', method: 'POST', uri: '/pub/c1', remoteAddress: '10.0.0.5' }) as Refusal).status, 403)
+  t.is(up.requests.length, 1)
+})
+
 test('authorizePublish: the publisher is asked too, with X-Original-Method and no subscriber type', async (t) => {
   const up = await upstream(t, (req, res) => {
     res.writeHead(req.headers.authorization === 'Bearer good' ? 204 : 403)
