@@ -33,17 +33,20 @@ function exactlyOnce (t: ExecutionContext, name: string, got: Array<{ id?: strin
 /**
  * What the steady publisher saw around a store fault (a failover, or a master that hung): only 2xx
  * and 503 (with Retry-After), and publishes refused while the store was away rather than held until
- * it was back, shown by the order of events, not by a time bound: two or more 503s answered within
- * `away` (from the kill or the stop to the new master serving, or the hung one going on). A publish
- * left hanging shows as no answer at all (the publisher gives up after 10 s), which is refused too.
+ * it was back, shown by the order of events, not by a time bound: `least` or more 503s answered
+ * within `away` (from the kill or the stop to the new master serving, or the hung one going on). A
+ * publish left hanging shows as no answer at all (the publisher gives up after 10 s), refused too.
+ * A failover is over in about 2 s, and a 503 can take redisCommandTimeout (2 s): one may be all
+ * that fits (a Sentinel failover in CI: 2,318 ms, one 503 inside it); a 10 s hang fits several.
  */
-function refusedWhileAway (t: ExecutionContext, r: SteadyResult, away: { from: number, to: number }): void {
+function refusedWhileAway (t: ExecutionContext, r: SteadyResult, away: { from: number, to: number }, least: number): void {
   const refused = r.answers.filter((a) => a.status === 503)
   t.true(refused.length > 0, 'publishes while the store was away answered 503')
   for (const a of refused) t.truthy(a.retryAfter, '503 carries Retry-After')
   t.deepEqual(r.answers.filter((a) => a.status !== 503 && a.status !== 201 && a.status !== 202), [], 'nothing but 2xx and 503')
-  const whileAway = refused.filter((a) => a.at >= away.from && a.at + a.ms < away.to).length
-  t.true(whileAway >= 2, `${whileAway} publishes answered 503 while the store was away (not held until it came back)`)
+  // answered within the window (a publish sent just before the kill and refused after it counts)
+  const whileAway = refused.filter((a) => a.at + a.ms >= away.from && a.at + a.ms < away.to).length
+  t.true(whileAway >= least, `${whileAway} publishes answered 503 while the store was away (not held until it came back)`)
 }
 
 test.serial('channel ids with {, }, :, % and Unicode each land on one slot and work across two nodes', async (t) => {
@@ -141,7 +144,7 @@ async function failoverUnderPublishing (t: ExecutionContext, store: string[], ch
   const r = await pubs.done
   t.is(r.acked.length, 120)
   t.log(`${what}; publishes refused for ${r.resumeMs} ms in all; slowest answer ${r.slowest} ms; ${r.answers.filter((x) => x.status === 503).length} answers 503`)
-  refusedWhileAway(t, r, { from, to: promoted })
+  refusedWhileAway(t, r, { from, to: promoted }, 1)
   for (const [name, c] of [['node A', onA], ['node B', onB]] as const) {
     const got = await c.waitEvents(r.acked.length, 15000).catch(() => c.events)
     t.false(c.closed, `${name}: the subscriber stayed connected`)
@@ -209,7 +212,7 @@ test.serial('a cluster master stopped (SIGSTOP) for 10 s under publishing (redis
   const r = await pubs.done
   t.is(r.acked.length, 100)
   t.log(`publishes refused for ${r.resumeMs} ms in all; slowest answer ${r.slowest} ms; ${r.answers.filter((x) => x.status === 503).length} answers 503`)
-  refusedWhileAway(t, r, { from: since, to: went })
+  refusedWhileAway(t, r, { from: since, to: went }, 2)
   const got = await onB.waitEvents(r.acked.length, 15000).catch(() => onB.events)
   exactlyOnce(t, 'node B', got, r)
   t.is(new Set(got.map((e) => e.data)).size, got.length, 'no message body delivered twice')
