@@ -257,9 +257,9 @@ function storeUnavailable<R extends Reply> (reply: R, err: unknown, origin: stri
 
 /**
  * An answer given before the request's body was read (a bad id, method or Idempotency-Key) to a
- * request that has one: the connection closes after it, as after a refusal. Kept open, Node's server would read and drop the
- * rest of the body with none of the publisher limits (bodyTimeout, bodyMinRate, a size), so a
- * client trickling a huge declared body would hold the connection as long as it liked.
+ * request that has one: the connection closes after it, as after a refusal. Kept open, Node's
+ * server would read and drop the rest of the body with none of the publisher limits (bodyTimeout,
+ * bodyMinRate, a size), so a client trickling a huge declared body would hold it as long as it liked.
  */
 function closeIfBodyUnread<R extends Reply> (reply: R, request: PublishRequestLike): R {
   // (also where the raw path read the body whole: every path gives the same answer)
