@@ -254,6 +254,11 @@ export class Access {
     return this.#count(await this.auth.admin({ headers: request.headers, remoteAddress: request.socket.remoteAddress }))
   }
 
+  /** `publishUpstreamUrl` is set: publishes go to the publisher upstream request. */
+  get hasUpstream (): boolean {
+    return this.auth !== null && this.auth.options.publishUpstreamUrl !== ''
+  }
+
   /** Nchan's publisher upstream request, when `publishUpstreamUrl` is set; null (synchronously) otherwise. */
   upstream (request: PublishRequestLike, key: string, body: Buffer): UpstreamPublishResult | null | Promise<UpstreamPublishResult | null> {
     if (this.auth === null || this.auth.options.publishUpstreamUrl === '') return null

@@ -270,15 +270,20 @@ export interface UpstreamPublishContext {
 }
 
 export type UpstreamPublishResult =
+  /** contentType null: the request's own */
   | { action: 'publish', body: Buffer, contentType: string | null }
   | { action: 'drop' }
   | { action: 'reply', status: number, body: Buffer, contentType: string | null, retryAfter: number | null }
 
-/** RFC 9110 §7.6.1 connection-specific fields, plus what undici sets itself. */
+/**
+ * RFC 9110 §7.6.1 connection-specific fields, plus what undici sets itself, the ones Parkline sets,
+ * and Cookie: as for the publisher's authorize request, a cookie never authorizes a publish (a page
+ * in a logged-in browser could otherwise forge one through an application that reads it).
+ */
 const NOT_FORWARDED = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te',
   'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length', 'expect',
-  'x-channel-id', 'x-original-uri', 'x-original-method'
+  'x-channel-id', 'x-original-uri', 'x-original-method', 'cookie'
 ])
 
 export interface UpstreamPublishOptions {
@@ -308,7 +313,8 @@ export async function upstreamPublish (o: UpstreamPublishOptions, ctx: UpstreamP
     if (v === undefined || NOT_FORWARDED.has(name) || (dropped !== null && dropped.has(name))) continue
     out[name] = v
   }
-  out['x-channel-id'] = headerSafe(ctx.channel)
+  // `%` always encoded, as for the publisher's authorize request: one id, one value
+  out['x-channel-id'] = percentEncodeUnsafe(ctx.channel)
   out['x-original-uri'] = headerSafe(ctx.uri)
   out['x-original-method'] = ctx.method
   const xff = forwardedFor(h, ctx.remoteAddress)
@@ -335,8 +341,9 @@ export async function upstreamPublish (o: UpstreamPublishOptions, ctx: UpstreamP
         return { action: 'drop' }
       case 304: {
         await res.body.dump()
-        const original = headerValue(h['content-type'], ', ')
-        return { action: 'publish', body: ctx.body, contentType: original ?? null }
+        // the original as it came: null keeps the request's own Content-Type, verbatim (Fastify's
+        // path holds a placeholder in the header: lib/publisher.ts requestContentType)
+        return { action: 'publish', body: ctx.body, contentType: null }
       }
       default: {
         const { buf } = await readCapped(res.body, o.bodyCap)

@@ -27,7 +27,7 @@ import {
 import { JwksCache, JwtVerifier, parsePublicKey } from './auth-jwt.ts'
 import type { ParklineOptions } from './config.ts'
 import { ConfigError } from './errors.ts'
-import { isLoopback } from './http.ts'
+import { isLoopback, percentEncodeUnsafe } from './http.ts'
 
 export type { AuthStats, UpstreamPublishContext, UpstreamPublishResult }
 export { isLoopback }
@@ -689,7 +689,9 @@ export class Auth {
     if (authorizePublish && g.kind !== 'apikey') {
       const d = await this.#authorize!.decide({
         headers: ctx.headers,
-        channelId: ctx.channel,
+        // `%` always encoded on the publisher (one id, `,` an ordinary byte): the value decodes
+        // back to the id's bytes, whatever they hold (docs/api.md 16.4)
+        channelId: percentEncodeUnsafe(ctx.channel),
         uri: ctx.uri,
         method: ctx.method,
         subscriberType: null,
@@ -729,6 +731,13 @@ export class Auth {
   /** Nchan's publisher upstream request; call only when options.publishUpstreamUrl is set. */
   async upstreamPublish (ctx: UpstreamPublishContext): Promise<UpstreamPublishResult> {
     if (this.#agent === null || this.options.publishUpstreamUrl.length === 0) throw new Error('publishUpstreamUrl is not set')
+    // The operator key stays here: the application gets the publisher's other headers (a JWT,
+    // cookies), never the master key of every channel.
+    const cred = extractBearer(ctx.headers)
+    if (cred !== null && cred !== MALFORMED && this.#isApiKey(cred.token)) {
+      const { authorization: _, ...rest } = ctx.headers
+      ctx = { ...ctx, headers: rest }
+    }
     return await upstreamPublish({
       url: this.options.publishUpstreamUrl,
       dispatcher: this.#agent,

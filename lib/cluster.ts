@@ -77,6 +77,7 @@ type SnapChannel = [string, number, number, number, number, SnapMessage[]]
 type Peer =
   // to a channel's owner
   | ['pub', number, string, Uint8Array, string | null, string | null, string | null, string?]
+  | ['rep', number, string, string, string]
   | ['info', number, string]
   | ['del', number, string]
   | ['sub', string[], 1 | -1]
@@ -815,6 +816,12 @@ export class WorkerEngine implements Engine {
     return this.#request<PublishResult>(o, (r) => ['pub', r, key, data, contentType, event, idempotencyKey, fp])
   }
 
+  replay (key: string, idempotencyKey: string, requestFingerprint: string): PublishResult | null | Promise<PublishResult | null> {
+    const o = this.#owner(key)
+    if (o === this.#me) return this.#core.replayed(key, idempotencyKey, this.#subscribersOf(key), requestFingerprint)
+    return this.#request<PublishResult | null>(o, (r) => ['rep', r, key, idempotencyKey, requestFingerprint])
+  }
+
   info (key: string): ChannelInfo | null | Promise<ChannelInfo | null> {
     const o = this.#owner(key)
     if (o === this.#me) return this.#infoOwned(key)
@@ -1228,6 +1235,9 @@ export class WorkerEngine implements Engine {
         // ---- as owner
         case 'pub':
           this.#mesh.send(from, ['r', e[1], this.#publishOwned(e[2], toBuffer(e[3]), e[4], e[5], e[6], e[7] ?? (e[6] === null ? '' : fingerprint(toBuffer(e[3]), e[4], e[5])))])
+          break
+        case 'rep':
+          this.#mesh.send(from, ['r', e[1], this.#core.replayed(e[2], e[3], this.#subscribersOf(e[2]), e[4])])
           break
         case 'info':
           this.#mesh.send(from, ['r', e[1], this.#infoOwned(e[2])])

@@ -29,6 +29,13 @@ export interface Engine {
    * the publisher upstream rewrote it (lib/idempotency.ts); else it is taken from these arguments.
    */
   publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey?: string | null, requestFingerprint?: string): PublishResult | Promise<PublishResult>
+  /**
+   * The answer a publish with this Idempotency-Key and request fingerprint gets without publishing
+   * (replayed, or conflict), or null when the channel has not seen the key inside the window.
+   * Asked before the publisher upstream request, so a retry is answered as the original was
+   * instead of going to the upstream again; publishes nothing.
+   */
+  replay (key: string, idempotencyKey: string, requestFingerprint: string): PublishResult | null | Promise<PublishResult | null>
   /** Channel info, or null when the channel does not exist. */
   info (key: string): ChannelInfo | null | Promise<ChannelInfo | null>
   /** Delete everywhere; resolves to the info as it was, or null when it did not exist. */
@@ -85,6 +92,10 @@ export class MemoryEngine implements Engine {
     const { msg, channel, hadSubscribers } = core.publish(key, data, contentType, event)
     if (idempotencyKey !== null) core.idempotency.set(key, idempotencyKey, msg.id, fp)
     return { status: hadSubscribers ? 201 : 202, info: channelInfo(channel, Date.now()) }
+  }
+
+  replay (key: string, idempotencyKey: string, requestFingerprint: string): PublishResult | null {
+    return this.#core.replayed(key, idempotencyKey, null, requestFingerprint)
   }
 
   info (key: string): ChannelInfo | null {

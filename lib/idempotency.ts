@@ -3,7 +3,7 @@
 // nothing. The in-memory and worker engines keep the keys here (the worker engine in each channel's
 // owner worker); the Redis engine keeps them in Redis, with the channel's keys.
 //
-// Bounded: at most MAX_KEYS per process, the least recently published leaving first (lru-cache,
+// Bounded: at most MAX_KEYS per process and MAX_BYTES of them, the least recently published leaving first (lru-cache,
 // which checks ages on read and sets no timer per entry). Past that many keys inside one window a
 // retry of the oldest may publish again; the limit is documented with the option.
 //
@@ -19,6 +19,13 @@ import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 
 export const MAX_KEYS = 100_000
+/**
+ * And at most this many bytes of keys, channel ids and ids (a key is up to 255 bytes and a channel
+ * id up to maxChannelIdLength, so 100,000 long ones would otherwise hold over 100 MB).
+ */
+export const MAX_BYTES = 16 * 1024 * 1024
+/** What an entry holds beyond its strings' bytes (lru-cache's slots, the strings' headers). */
+const ENTRY_OVERHEAD = 64
 
 /** What a key published: the message's id and fingerprint. */
 export interface Seen { id: string, fingerprint: string }
@@ -41,9 +48,13 @@ export class IdempotencyKeys {
 
   set (channel: string, key: string, id: string, fingerprint: string): void {
     if (this.#ttl <= 0) return
-    this.#seen ??= new LRUCache<string, string>({ max: MAX_KEYS, ttl: this.#ttl, updateAgeOnGet: false })
+    this.#seen ??= new LRUCache<string, string>({ max: MAX_KEYS, maxSize: MAX_BYTES, sizeCalculation: entrySize, ttl: this.#ttl, updateAgeOnGet: false })
     this.#seen.set(channel + '\n' + key, id + ' ' + fingerprint)
   }
+}
+
+function entrySize (value: string, key: string): number {
+  return key.length + value.length + ENTRY_OVERHEAD
 }
 
 /**

@@ -203,18 +203,47 @@ function bodyRead (core: Core, access: Access, request: PublishRequestLike, repl
   if (body === TOO_LARGE) return tooLarge(reply, origin)
   if (body === ABORTED) return sendError(reply.header('Connection', 'close'), ERRORS.BODY_ABORTED, origin)
   if (body === TIMED_OUT) return sendError(reply.header('Connection', 'close'), ERRORS.REQUEST_TIMEOUT, origin)
-  // Nchan's publisher upstream request: the application may rewrite, drop or refuse the message
-  const upstream = access.upstream(request, key, body)
-  if (upstream instanceof Promise) return upstream.then((up) => upstreamDone(core, request, reply, key, origin, idempotencyKey, body, up))
-  return upstreamDone(core, request, reply, key, origin, idempotencyKey, body, upstream)
+  if (!access.hasUpstream) return upstreamDone(core, request, reply, key, origin, idempotencyKey, body, null)
+  // a body waiting on the upstream is held as one being read is: it counts in maxPublishing
+  core.publishing++
+  return withUpstream(core, access, request, reply, key, origin, idempotencyKey, body).finally(() => { core.publishing-- })
 }
 
-function upstreamDone (core: Core, request: PublishRequestLike, reply: Reply, key: string, origin: string | null, idempotencyKey: string | null, body: Buffer, up: UpstreamPublishResult | null): Reply | Promise<Reply> {
-  // verbatim, even a value that is no media type (lib/plugin.ts keeps it aside for Fastify)
-  const requestCt: string | null = (request.raw as { [kRawContentType]?: string } | null)?.[kRawContentType] ?? request.headers['content-type'] ?? null
-  let ct = requestCt
+/** The publish's Content-Type, verbatim, even a value that is no media type (lib/plugin.ts keeps it aside for Fastify). */
+function requestContentType (request: PublishRequestLike): string | null {
+  return (request.raw as { [kRawContentType]?: string } | null)?.[kRawContentType] ?? request.headers['content-type'] ?? null
+}
+
+function requestEvent (request: PublishRequestLike): string | null {
   const ev = request.headers['x-eventsource-event']
-  const event = typeof ev === 'string' && ev.length > 0 ? ev : null
+  return typeof ev === 'string' && ev.length > 0 ? ev : null
+}
+
+/**
+ * Nchan's publisher upstream request: the application may rewrite, drop or refuse the message. A
+ * retry (an Idempotency-Key the channel saw inside the window) is answered as the original was,
+ * without asking the upstream again: it could answer otherwise now (a time it stamps, a refusal).
+ */
+async function withUpstream (core: Core, access: Access, request: PublishRequestLike, reply: Reply, key: string, origin: string | null, idempotencyKey: string | null, body: Buffer): Promise<Reply> {
+  let requestFp: string | undefined
+  if (idempotencyKey !== null) {
+    requestFp = fingerprint(body, requestContentType(request), requestEvent(request))
+    let seen: PublishResult | null
+    try {
+      seen = await core.engine.replay(key, idempotencyKey, requestFp)
+    } catch (err) {
+      return storeUnavailable(reply, err, origin)
+    }
+    if (seen !== null) return publishedInfo(request, reply, seen, origin)
+  }
+  const up = await access.upstream(request, key, body)
+  return await upstreamDone(core, request, reply, key, origin, idempotencyKey, body, up, requestFp)
+}
+
+function upstreamDone (core: Core, request: PublishRequestLike, reply: Reply, key: string, origin: string | null, idempotencyKey: string | null, body: Buffer, up: UpstreamPublishResult | null, requestFp?: string): Reply | Promise<Reply> {
+  const requestCt = requestContentType(request)
+  let ct = requestCt
+  const event = requestEvent(request)
   let message = body
   if (up !== null) {
     if (up.action === 'drop') return withCors(reply.code(204), origin).send()
@@ -230,8 +259,8 @@ function upstreamDone (core: Core, request: PublishRequestLike, reply: Reply, ke
   try {
     // a retry is the same request, whatever the upstream makes of it (a time or an id it stamps):
     // its Idempotency-Key is matched against the message as the publisher sent it
-    const requestFp = idempotencyKey !== null && up !== null ? fingerprint(body, requestCt, event) : undefined
-    published = core.engine.publish(key, message, ct, event, idempotencyKey, requestFp)
+    const fp = idempotencyKey !== null && up !== null ? requestFp ?? fingerprint(body, requestCt, event) : undefined
+    published = core.engine.publish(key, message, ct, event, idempotencyKey, fp)
   } catch (err) {
     return storeUnavailable(reply, err, origin)
   }

@@ -40,6 +40,7 @@ import { formatId } from './message-id.ts'
 import { F_CLOSED, type Subscriber } from './subscriber.ts'
 import * as LUA from './redis-lua.ts'
 
+const EMPTY = Buffer.alloc(0)
 const HEARTBEAT_MS = 2000
 /** Warnings about single channels of one kind logged in a window, at most (#channelWarn). */
 const CHANNEL_WARNINGS = 10
@@ -1095,6 +1096,15 @@ export class RedisEngine implements Engine {
   // ---- the Engine interface ---------------------------------------------------------------------
 
   async publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null, requestFingerprint?: string): Promise<PublishResult> {
+    return (await this.#publish(key, data, contentType, event, idempotencyKey, requestFingerprint, false))!
+  }
+
+  async replay (key: string, idempotencyKey: string, requestFingerprint: string): Promise<PublishResult | null> {
+    return await this.#publish(key, EMPTY, null, null, idempotencyKey, requestFingerprint, true)
+  }
+
+  /** PUBLISH, or with `replayOnly` only its Idempotency-Key check (null: not seen, nothing published). */
+  async #publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null, requestFingerprint: string | undefined, replayOnly: boolean): Promise<PublishResult | null> {
     if (!this.up) throw new StoreUnavailableError()
     // elapsed time from the monotonic clock: a wall clock stepped back must not lengthen the WAIT
     const started = performance.now()
@@ -1112,12 +1122,13 @@ export class RedisEngine implements Engine {
         data, contentType ?? '', contentType === null ? '0' : '1', event ?? '', event === null ? '0' : '1',
         String(o.bufferLength), String(o.messageTimeout * 1000), channelKey(key, 'c'), this.#sharded ? '1' : '0',
         String(deadline), String(o.idempotencyWindow * 1000), ack ? '1' : '0',
-        idempotencyKey === null ? '' : requestFingerprint ?? fingerprint(data, contentType, event)
+        idempotencyKey === null ? '' : requestFingerprint ?? fingerprint(data, contentType, event), replayOnly ? '1' : '0'
       ]) as unknown[]
     } catch (err) {
       throw new StoreUnavailableError(err)
     }
     if (str(r[0]) === 'late') throw new StoreUnavailableError()
+    if (str(r[0]) === 'new') return null
     const conflict = str(r[0]) === 'conflict'
     const dup = conflict || str(r[0]) === 'dup'
     if (ack) {

@@ -84,10 +84,11 @@ end
 
 /**
  * KEYS m b s idem d fp (idem and fp: m when the publish has no key); ARGV body ct hasCt event hasEvent bufferLength ttlMs pubsubChannel sharded
- * deadlineMs idemWindowMs replicaAck(0/1) fingerprint. A publish Redis runs past its deadline (Redis' clock: the node gave up
+ * deadlineMs idemWindowMs replicaAck(0/1) fingerprint replayOnly(0/1). A publish Redis runs past its deadline (Redis' clock: the node gave up
  * and answered 503) returns {'late'}; an Idempotency-Key seen inside its window returns
  * {'dup', id, counts, len, requested}, or {'conflict', …} the same when it came with another
- * message (its fingerprint, lib/idempotency.ts, differs); else {counts, len, requested, lt, lg}.
+ * message (its fingerprint, lib/idempotency.ts, differs); else {counts, len, requested, lt, lg},
+ * or {'new'} with replayOnly (nothing published: Engine.replay).
  */
 export const PUBLISH = COMMON + `
 local sec, nowms, micros = clock()
@@ -104,6 +105,7 @@ if KEYS[4] ~= KEYS[1] then
     return {verdict, prev, h, redis.call('XLEN', KEYS[2]), requested(lastreq(h), nowms)}
   end
 end
+if ARGV[14] == '1' then return {'new'} end
 local ttl = tonumber(ARGV[7])
 local m = redis.call('HMGET', KEYS[1], 'lt', 'lg', 'ft', 'fg', 'g')
 local lt, lg, ft, fg, g = tonumber(m[1]), tonumber(m[2]), m[3], m[4], m[5]

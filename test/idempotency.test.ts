@@ -10,6 +10,7 @@ import test from 'ava'
 import { pub } from './helpers/conformance.ts'
 import { SseClient, eventually, info, startServer } from './helpers/server.ts'
 import { TOPOLOGIES, closeAll } from './helpers/topology.ts'
+import { IdempotencyKeys, MAX_BYTES, MAX_KEYS } from '../lib/idempotency.ts'
 
 test.after.always(closeAll)
 
@@ -110,5 +111,19 @@ test('with a publisher upstream that stamps each message, a retry is still a ret
   t.is(other.status, 422)
   await other.text()
   t.is((await info(srv.base, 'stamped')).json?.messages, 1)
-  t.is(stamp, 3, 'the upstream saw every request')
+  t.is(stamp, 1, 'the retry and the other message were answered from the key, without the upstream')
+})
+
+test('the keys kept in memory are bounded in bytes as well as in count: long channel ids push the oldest out', (t) => {
+  const keys = new IdempotencyKeys(60)
+  const channel = (i: number): string => String(i).padStart(1000, 'c')
+  // ~1.1 KB an entry: 20,000 of them are over MAX_BYTES while under MAX_KEYS
+  const n = 20_000
+  t.true(n < MAX_KEYS && n * 1000 > MAX_BYTES)
+  for (let i = 0; i < n; i++) keys.set(channel(i), 'k', `1-${i}`, 'fp')
+  t.is(keys.get(channel(0), 'k'), undefined)
+  t.deepEqual(keys.get(channel(n - 1), 'k'), { id: `1-${n - 1}`, fingerprint: 'fp' })
+  let kept = 0
+  for (let i = 0; i < n; i++) if (keys.get(channel(i), 'k') !== undefined) kept++
+  t.true(kept > 1000 && kept * 1000 <= MAX_BYTES, `${kept} kept`)
 })

@@ -130,7 +130,8 @@ test('publisher upstream: 204 drops the message, 304 publishes it unchanged', as
   t.is(r.action, 'publish')
   if (r.action !== 'publish') return
   t.is(r.body.toString(), 'hello')
-  t.is(r.contentType, 'text/plain')
+  // null: the publisher keeps the request's own, verbatim (test/publisher-upstream.test.ts)
+  t.is(r.contentType, null)
 })
 
 test('publisher upstream: any other status goes back to the publisher with its body', async (t) => {
