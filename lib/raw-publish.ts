@@ -77,6 +77,12 @@ interface Conn {
   closing: boolean
   /** The bytes held end in a request head cut short by the end of a read. */
   partial: boolean
+  /**
+   * When the head being read must be whole (performance.now() ms; Infinity without headersTimeout):
+   * the first request's from the connection's start, as Node counts it, a later one's from its
+   * first cut read; 0 between requests. Handed to Node's server with a cut head, it still holds there.
+   */
+  headDeadline: number
   /** The client half-closed (FIN): nothing more will come. */
   eof: boolean
   /** A long-poll is being taken in pump's own loop: its answer at once does not pump again (answered). */
@@ -109,6 +115,12 @@ export class RawPublishers {
    * of heap each: benchmarks/results/subscriber-timer-2026-12-01.md). Insertion order is deadline order.
    */
   readonly waiting = new Map<RawSocket, number>()
+  /**
+   * Connections handed to Node's server with a request head not yet whole, each with that head's
+   * deadline (Conn.headDeadline): Node's parser starts its own headersTimeout clock again at the
+   * hand-over, which would give a slow head up to twice the time. Checked by the same sweep.
+   */
+  readonly handed = new Map<RawSocket, number>()
   #sweepTimer: NodeJS.Timeout | null = null
   /** A request head not whole within headersTimeout: answered as Node answers it (408), closed. */
   readonly silent: ConnectionListener
@@ -160,13 +172,25 @@ export class RawPublishers {
   /** A new connection waits for its first bytes, at most headersTimeout. */
   wait (socket: RawSocket): void {
     this.waiting.set(socket, this.headersMs > 0 ? performance.now() + this.headersMs : Infinity)
+    this.#startSweep()
+  }
+
+  /** Node's server has a whole request head on `socket` (its 'request'): no longer watched. */
+  headDone (socket: Socket): void {
+    if (this.handed.delete(socket as RawSocket)) socket.removeListener('close', onHandedClose)
+  }
+
+  #startSweep (): void {
     if (this.headersMs > 0 && this.#sweepTimer === null) {
       this.#sweepTimer = setInterval(sweepWaiting, Math.min(SWEEP_MS, this.headersMs), this)
       this.#sweepTimer.unref()
     }
   }
 
-  /** Connections silent past their deadline get Node's answer (408); stops when none waits. */
+  /**
+   * Connections silent past their deadline, and those handed over whose head is still not whole at
+   * its deadline, get Node's answer (408); stops when none is left.
+   */
   sweep (): void {
     // monotonic, as the socket timer it replaces: a clock step neither holds nor fires the sweep
     const now = performance.now()
@@ -175,7 +199,14 @@ export class RawPublishers {
       stopWaiting(socket)
       this.silent(socket)
     }
-    if (this.waiting.size === 0) this.#stopSweep()
+    // (not in deadline order: few, only heads cut over two reads)
+    for (const [socket, deadline] of this.handed) {
+      if (deadline > now) continue
+      this.handed.delete(socket)
+      socket.removeListener('close', onHandedClose)
+      if (!socket.destroyed && headUnfinished(socket)) this.silent(socket)
+    }
+    if (this.waiting.size === 0 && this.handed.size === 0) this.#stopSweep()
   }
 
   #stopSweep (): void {
@@ -184,9 +215,9 @@ export class RawPublishers {
   }
 
   /** The first bytes of a connection: a publisher's or a long-poll's stays here, any other goes to Node. */
-  first (socket: RawSocket, chunk: Buffer): void {
+  first (socket: RawSocket, chunk: Buffer, deadline: number): void {
     if (!this.#closing && this.#startsPublish(chunk, false)) {
-      const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, eof: false, pumping: false, armed: false }
+      const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, headDeadline: deadline, eof: false, pumping: false, armed: false }
       socket[kRawConnection] = c
       this.#conns.add(c)
       this.#core.stats.rawConnections = this.#conns.size
@@ -194,7 +225,7 @@ export class RawPublishers {
       this.pump(c, true)
       return
     }
-    this.#handOver(socket, chunk, false)
+    this.#handOver(socket, chunk, false, deadline)
   }
 
   /**
@@ -235,16 +266,21 @@ export class RawPublishers {
       if (r === NEED_MORE_HEAD && (!read || !c.partial) && !c.eof && this.#startsPublish(buf, true)) {
         if (!c.partial) {
           c.partial = true
-          if (this.headersMs > 0) socket.setTimeout(this.headersMs)
+          if (this.headersMs > 0) {
+            const now = performance.now()
+            if (c.headDeadline === 0) c.headDeadline = now + this.headersMs
+            socket.setTimeout(Math.max(1, Math.ceil(c.headDeadline - now)))
+          }
           c.armed = true
         }
         break
       }
       if (r === NEED_MORE_HEAD || r === NEED_MORE_BODY || r === UNSUPPORTED) {
         this.#release(c)
-        this.#handOver(socket, buf, c.eof)
+        this.#handOver(socket, buf, c.eof, c.headDeadline)
         return
       }
+      c.headDeadline = 0
       c.buf = r.end < buf.length ? buf.subarray(r.end) : null
       if (c.partial) {
         c.partial = false
@@ -613,14 +649,23 @@ export class RawPublishers {
     if (swallow && !socket.destroyed) socket.on('error', noop)
   }
 
-  /** Node's HTTP server takes the connection from `pending` on, as if it had just opened (and the client's FIN, if it came). */
-  #handOver (socket: RawSocket, pending: Buffer, eof: boolean): void {
+  /**
+   * Node's HTTP server takes the connection from `pending` on, as if it had just opened (and the
+   * client's FIN, if it came). `deadline`: when the request head in `pending` must be whole (0:
+   * none began); one still cut when Node has read it is watched to that deadline (the sweep).
+   */
+  #handOver (socket: RawSocket, pending: Buffer, eof: boolean, deadline = 0): void {
     socket.removeListener('error', noop)
     if (socket.destroyed) return
     if (socket.isPaused()) socket.resume()
     this.#node.call(this.#server, socket)
     if (pending.length > 0) socket.emit('data', pending)
     if (eof && !socket.destroyed) socket.emit('end')
+    if (deadline > 0 && deadline !== Infinity && !socket.destroyed && headUnfinished(socket)) {
+      this.handed.set(socket, deadline)
+      socket.once('close', onHandedClose)
+      this.#startSweep()
+    }
   }
 
   /** A FIN that came before anything was read: Node's server sees it as its own. */
@@ -720,13 +765,29 @@ function onWaitingEnd (this: RawSocket): void {
 }
 
 function onFirstData (this: RawSocket, chunk: Buffer): void {
-  stopWaiting(this)
   const rp = this.server?.[kRawPublishers]
+  const deadline = rp?.waiting.get(this) ?? 0
+  stopWaiting(this)
   if (rp === undefined) {
     this.destroy()
     return
   }
-  rp.first(this, chunk)
+  rp.first(this, chunk, deadline)
+}
+
+/** A connection handed over with a cut head closed: no longer watched. */
+function onHandedClose (this: RawSocket): void {
+  this.server?.[kRawPublishers]?.handed.delete(this)
+}
+
+/**
+ * Node's parser on a handed-over connection has not finished the request head it reads: it makes a
+ * request's IncomingMessage (parser.incoming) when its head is whole (node:_http_common), and
+ * transports/detach.ts takes the parser off a parked poll.
+ */
+function headUnfinished (socket: RawSocket): boolean {
+  const parser = (socket as { parser?: { incoming: unknown } | null }).parser
+  return parser !== undefined && parser !== null && parser.incoming === null
 }
 
 function onRawData (this: RawSocket, chunk: Buffer): void {

@@ -960,3 +960,43 @@ test('a long-poll parked on a raw connection: no listener of its own, and gone w
   }
   t.is(core.stats.rawPolls, 2)
 })
+
+test.serial('a request head handed to Node\'s parser cut keeps its deadline: 408 by headersTimeout from its start, not from the hand-over', async (t) => {
+  t.timeout(30000)
+  const s = await serve(t, { headersTimeout: 4 })
+  const order: string[] = []
+  const open = async (name: string, first?: string): Promise<{ socket: net.Socket, text: () => string }> => {
+    const socket = net.connect(s.port, '127.0.0.1')
+    socket.on('error', () => {})
+    let text = ''
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('latin1')
+      if (/^HTTP\/1\.1 408 /m.test(text) && !order.includes(name)) order.push(name)
+    })
+    await once(socket, 'connect')
+    if (first !== undefined) socket.write(first)
+    t.teardown(() => socket.destroy())
+    return { socket, text: () => text }
+  }
+  const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+  // silent, then a cut head just before its deadline: handed to Node at its first bytes
+  const silent = await open('silent first bytes')
+  // a publish's head cut over two reads: the raw path hands it over at the second
+  const cut = await open('publish cut twice', 'POST /pub/hd HTTP/1.1\r\nHost: a\r\n')
+  // handed over cut, then whole and answered: idle on keep-alive past the deadline, never a 408
+  const whole = await open('whole later', 'GET /none HTTP/1.1\r\nHost: a\r\n')
+  await sleep(500)
+  whole.socket.write('\r\n')
+  await sleep(2000)
+  // the reference: its head starts 2.5 s later, so Node's own clock gives it 408 after the others
+  await open('reference', 'GET /none HTTP/1.1\r\nHost: a\r\n')
+  await sleep(1000)
+  silent.socket.write('GET /none HTTP/1.1\r\n')
+  cut.socket.write('X-A: 1\r\n')
+  t.true(await until(() => order.includes('reference'), 15000), `408s: ${order.join(', ')}`)
+  t.deepEqual(order.slice(-1), ['reference'])
+  t.deepEqual([...order].sort(), ['publish cut twice', 'reference', 'silent first bytes'])
+  t.regex(whole.text(), /^HTTP\/1\.1 404 /)
+  t.notRegex(whole.text(), / 408 /)
+  t.is(coreOf(s.app).stats.rawRequests, 0)
+})
