@@ -9,7 +9,7 @@ import test from 'ava'
 import { coreOf } from '../lib/plugin.ts'
 import { LINGER_MS } from '../lib/linger.ts'
 import { serve } from './helpers/node.ts'
-import { eventually, freePort, rawExchange, rawRequest, startServer } from './helpers/server.ts'
+import { eventually, freePort, rawExchange, rawRequest, startServer, startStandalone } from './helpers/server.ts'
 import { spawn } from 'node:child_process'
 
 async function connect (port: number): Promise<net.Socket> {
@@ -337,3 +337,21 @@ test('an open-file limit that caps the subscribers, or a maxSubscribers above it
   const over = await start('--max-subscribers 100000')
   t.regex(over, /maxSubscribers 100000 is above 90% of this process's open-file limit \(4096\)/)
 })
+
+for (const fast of [true, false]) {
+  test(`${fast ? 'raw path' : 'Fastify path'}: multiplexed long-polls answered at once leave no channel records behind (new ids in every poll cannot fill maxChannels)`, async (t) => {
+    const s = await startStandalone(t, { maxChannels: 100 }, fast)
+    const registry = coreOf(s.app).registry
+    t.is((await rawRequest(s.port, 'POST /pub/held HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi')).status, 202)
+    // 60 polls naming 3 new ids each: 180 records made, past the cap if they stayed
+    for (let i = 0; i < 60; i++) {
+      const r = await rawRequest(s.port, `GET /sub/held,j${i}a,j${i}b,j${i}c HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\nIf-None-Match: 0\r\n\r\n`)
+      t.is(r.status, 200, `poll ${i}: ${r.body}`)
+      t.is(r.body, 'hi')
+    }
+    t.is(registry.size, 1, 'the channel with the message only')
+    t.is((await rawRequest(s.port, 'GET /pub/j0a HTTP/1.1\r\nHost: a\r\n\r\n')).status, 404)
+    // and new channels are still made
+    t.is((await rawRequest(s.port, 'POST /pub/after HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx')).status, 202)
+  })
+}

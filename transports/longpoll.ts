@@ -118,6 +118,9 @@ export class LongpollTransport implements Transport {
       core.touch(sub.channels)
       if (core.opts.longpollMultipart) this.#respondAll(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
       else this.#respond(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)
+      // the other channels of a multiplexed poll were made for it: an empty one is dropped again,
+      // or each poll naming new ids would leave their records behind for good
+      core.releaseChannels(sub.channels)
       return true
     }
     if (core.refusing) {
