@@ -111,7 +111,11 @@ export interface MessageMeta {
 export interface GapInfo {
   /** The cursor the client asked from. */
   requested: string
-  /** The id of the first message served after the gap. */
+  /**
+   * The id of the first message served after the gap; undefined where none came with it (a
+   * multipart part, or a cursor the server refused: the client then starts from the oldest
+   * buffered message, as after any gap of unknown size).
+   */
   resumed: string | undefined
   channel: string | undefined
   transport: TransportName
@@ -491,7 +495,9 @@ export class Parkline {
       },
       onGap (requested: string, resumed: string | undefined) {
         if (!owner()) return
-        self.#emit('gap', { requested, resumed, channel: resumed === undefined && self.channels.length > 1 ? undefined : self.channels[activePosition(resumed)], transport: self.#currentName! })
+        // the channel that lost messages is the bracketed one in `requested` (docs/api.md 12.1):
+        // the served message may come from another one (a loss its id would hide)
+        self.#emit('gap', { requested, resumed, channel: self.channels[activePosition(requested)], transport: self.#currentName! })
       },
       onClose (info: CloseInfo) {
         if (!owner()) return
@@ -514,7 +520,13 @@ export class Parkline {
     // protocol proves the transport works on this path; one that died at once does not
     const lasted = info.opened && (this.#delivered > 0 || Date.now() - this.#openedAt >= this.#opts.connectTimeout)
     const worked = info.opened && !info.fallback && (info.clean || lasted)
-    if (info.badCursor) this.resetCursor()
+    if (info.badCursor) {
+      // the server refused the cursor (400): the client starts over from the oldest buffered
+      // message, which may repeat some and cannot say what it missed; the app is told, as for a gap
+      const requested = this.lastId
+      this.resetCursor()
+      if (requested !== null) this.#emit('gap', { requested, resumed: undefined, channel: this.channels.length > 1 ? undefined : this.channels[0], transport: name })
+    }
     let delay: number
     let failed = false
     const backoff = (): number => backoffDelay(this.#attempt++, this.#opts.minDelay, this.#opts.maxDelay, this.#opts.random, info.hint)

@@ -127,6 +127,10 @@ const MIN_TOKEN_LIFE = 1000
 
 
 
+
+
+
+
 /** The server refused the credential, and a freshly obtained token did not change that. */
 
 
@@ -492,7 +496,9 @@ export class Parkline {
       },
       onGap (requested        , resumed                    ) {
         if (!owner()) return
-        self.#emit('gap', { requested, resumed, channel: resumed === undefined && self.channels.length > 1 ? undefined : self.channels[activePosition(resumed)], transport: self.#currentName  })
+        // the channel that lost messages is the bracketed one in `requested` (docs/api.md 12.1):
+        // the served message may come from another one (a loss its id would hide)
+        self.#emit('gap', { requested, resumed, channel: self.channels[activePosition(requested)], transport: self.#currentName  })
       },
       onClose (info           ) {
         if (!owner()) return
@@ -515,7 +521,13 @@ export class Parkline {
     // protocol proves the transport works on this path; one that died at once does not
     const lasted = info.opened && (this.#delivered > 0 || Date.now() - this.#openedAt >= this.#opts.connectTimeout)
     const worked = info.opened && !info.fallback && (info.clean || lasted)
-    if (info.badCursor) this.resetCursor()
+    if (info.badCursor) {
+      // the server refused the cursor (400): the client starts over from the oldest buffered
+      // message, which may repeat some and cannot say what it missed; the app is told, as for a gap
+      const requested = this.lastId
+      this.resetCursor()
+      if (requested !== null) this.#emit('gap', { requested, resumed: undefined, channel: this.channels.length > 1 ? undefined : this.channels[0], transport: name })
+    }
     let delay
     let failed = false
     const backoff = ()         => backoffDelay(this.#attempt++, this.#opts.minDelay, this.#opts.maxDelay, this.#opts.random, info.hint)

@@ -670,7 +670,9 @@ export class LongPollTransport                            {
         return
       }
       const refused = status === 503 || status === 429 || bad === 'other'
-      this.#finish(closeInfo(this.#opened, `longpoll: HTTP ${status}${status === 410 ? ' Gone' : ''}`, {
+      // a 410 (the channel was deleted) is the protocol's answer to a parked poll: long-poll works
+      // here, even when it came before the poll counted as open (connectTimeout)
+      this.#finish(closeInfo(this.#opened || status === 410, `longpoll: HTTP ${status}${status === 410 ? ' Gone' : ''}`, {
         hint, refused, badCursor: bad === 'cursor', fallback: !refused && !this.#opened && bad === null && status !== 410, clean: true
       }))
       return

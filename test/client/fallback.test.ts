@@ -150,6 +150,9 @@ for (const transport of ['eventsource', 'longpoll'] as const) {
     t.deepEqual(rec.texts, ['kept'])
     t.regex(rec.retries[0]!.reason, /400/)
     t.is(rec.retries[0]!.next, transport)
+    // the app is told it starts over, as for a gap: nothing says what it may have missed
+    t.deepEqual(rec.gaps, [{ requested: '1796000000:[1]]', resumed: undefined, channel: 'bc', transport }])
+    t.true(rec.log.indexOf('gap 1796000000:[1]]') < rec.log.indexOf('message ' + String(rec.ids[0])))
   })
 
   test(`${transport}: a 400 that is not about the cursor keeps it, and waits with backoff on the same transport`, async (t) => {
@@ -252,4 +255,23 @@ test('in Node the server\'s WebSocket pings count as life: an idle websocket nee
   await new Promise((resolve) => setTimeout(resolve, 3500)) // two watchdog windows, three server pings
   t.is(proxy.requests.filter((h) => h.startsWith('GET /sub/pinged HTTP') && !/upgrade: websocket/i.test(h)).length, 0, 'no probe was needed')
   t.deepEqual(rec.transports, ['websocket'])
+})
+
+test('longpoll, then websocket in the order: a 410 (channel deleted) right after the poll parked is the protocol, not a failure: it stays on longpoll', async (t) => {
+  const { base } = await startServer(t)
+  const rec = subscribe(t, `${base}/sub/del`, { transports: ['longpoll', 'websocket'], connectTimeout: 5000 })
+  // parked (counted), well inside connectTimeout
+  for (let i = 0; i < 100; i++) {
+    const r = await fetch(`${base}/pub/del`, { headers: { Accept: 'text/json' } })
+    const info = r.status === 200 ? await r.json() as { subscribers: number } : (await r.text(), null)
+    if (info !== null && info.subscribers === 1) break
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  t.is((await fetch(`${base}/pub/del`, { method: 'DELETE' })).status, 200)
+  await rec.until(() => rec.retries.length >= 1, 4000, 'a retry')
+  rec.client.stop()
+  const r = rec.retries[0]!
+  t.regex(r.reason, /410/)
+  t.is(r.next, 'longpoll')
+  t.false(r.failed)
 })
