@@ -565,6 +565,9 @@ export class EventSourceTransport implements ClientTransport {
  * `If-None-Match` built from the last id (also on a cold start with a saved id, which Nchan
  * understands too). A request still parked after connectTimeout counts as open.
  */
+/** A long-poll timeout (408, 304) sooner than this is not one: the next poll waits (1 s, doubling to 30 s). */
+const QUICK_POLL_MS = 1000
+
 export class LongPollTransport implements ClientTransport {
   readonly name = 'longpoll'
   #ctx: TransportContext
@@ -575,6 +578,8 @@ export class LongPollTransport implements ClientTransport {
   #opened = false
   #lastId: string | null = null
   #token: string | null = null
+  /** 408 or 304 answers in a row that came sooner than QUICK_POLL_MS (a proxy's, not a timeout). */
+  #quick = 0
 
   constructor (ctx: TransportContext, cb: TransportCallbacks) {
     this.#ctx = ctx
@@ -607,6 +612,7 @@ export class LongPollTransport implements ClientTransport {
       this.#ac = ac
       if (!this.#opened) this.#timer = setTimeout(() => { this.#timer = null; this.#markOpen() }, this.#ctx.connectTimeout)
       const headers = withToken(this.#lastId === null ? {} : (cursorHeaders(this.#lastId) ?? {}), this.#token)
+      const sent = Date.now()
       const res = await this.#ctx.fetch!(this.#ctx.url, { headers, signal: ac.signal, cache: 'no-store', credentials: this.#ctx.credentials })
       if (this.#timer !== null) clearTimeout(this.#timer)
       this.#timer = null
@@ -657,8 +663,15 @@ export class LongPollTransport implements ClientTransport {
         return
       }
       if (status === 408 || status === 304) {
-        // subscriber timeout: poll again from the same cursor
+        // subscriber timeout: poll again from the same cursor. One that came at once is no
+        // timeout (a proxy answering for the server): again after a growing pause, not in a loop
         this.#markOpen()
+        if (Date.now() - sent >= QUICK_POLL_MS) {
+          this.#quick = 0
+          continue
+        }
+        const pause = Math.min(QUICK_POLL_MS << Math.min(this.#quick++, 5), 30000)
+        await new Promise<void>((resolve) => { this.#timer = setTimeout(() => { this.#timer = null; resolve() }, pause) })
         continue
       }
       const hint = retryAfterMs(res.headers.get('Retry-After'))

@@ -224,6 +224,27 @@ test('websocket alone: a cursor past 128 bytes still reconnects (from the oldest
   t.true(rec.connects.length >= 2 && rec.connects.every((c) => c === 'websocket'), rec.log.join(' | '))
 })
 
+test('longpoll: a 408 or 304 answered at once (a proxy, not the server\'s timeout) is not polled again in a loop: the pauses grow', async (t) => {
+  for (const status of [408, 304]) {
+    let polls = 0
+    const server = http.createServer((_req, res) => {
+      polls++
+      res.writeHead(status)
+      res.end()
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const rec = subscribe(t, `http://127.0.0.1:${(server.address() as AddressInfo).port}/sub/x`, { transports: ['longpoll'] })
+    // pauses of 1, 2 and 4 s: four polls in 3.5 s (in a loop, hundreds)
+    await new Promise((resolve) => setTimeout(resolve, 3500))
+    rec.client.stop()
+    server.closeAllConnections()
+    server.close()
+    t.true(polls >= 2 && polls <= 4, `${status}: ${polls} polls in 3.5 s`)
+    t.deepEqual(rec.retries, [], 'the same poll loop, not a reconnection')
+  }
+})
+
 test('longpoll: an answer without a readable id is not delivered again and again: the transport fails over with backoff', async (t) => {
   // a proxy that strips Etag and Last-Modified, as a server here: every poll gets the same message
   let polls = 0
