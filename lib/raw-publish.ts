@@ -50,7 +50,13 @@ type ConnectionListener = (socket: Socket) => void
 
 
 type ServerWith = Server & { [kNodeConnection]?: ConnectionListener, [kRawPublishers]?: RawPublishers }
-type RawSocket = Socket & { server?: ServerWith, [kRawConnection]?: Conn }
+type RawSocket = Socket & { server?: ServerWith, [kRawConnection]?: Conn, [kHandedIncoming]?: IncomingCallback }
+
+/** Node's parser hands a request whose head is whole to this (node:_http_server, parserOnIncoming). */
+type IncomingCallback = (this: NodeParser, ...args: unknown[]) => unknown
+interface NodeParser { incoming: unknown, socket: RawSocket | null, onIncoming: IncomingCallback | null }
+/** A handed-over socket's own parser.onIncoming, while ours stands in front of it. */
+const kHandedIncoming = Symbol('parkline.handedIncoming')
 
 /** A request head longer than this is Node's to read (its own limit is larger, and it answers 431 past it). */
 const MAX_HEAD = 16384
@@ -79,8 +85,8 @@ interface Conn {
   partial: boolean
   /**
    * When the head being read must be whole (performance.now() ms; Infinity without headersTimeout):
-   * the first request's from the connection's start, as Node counts it, a later one's from its
-   * first cut read; 0 between requests. Handed to Node's server with a cut head, it still holds there.
+   * the first request's from the connection's first bytes, as Node counts it, a later one's from
+   * its first cut read; 0 between requests. Handed to Node's server with a cut head, it still holds there.
    */
   headDeadline: number
   /** The client half-closed (FIN): nothing more will come. */
@@ -175,9 +181,12 @@ export class RawPublishers {
     this.#startSweep()
   }
 
-  /** Node's server has a whole request head on `socket` (its 'request'): no longer watched. */
-  headDone (socket: Socket): void {
-    if (this.handed.delete(socket as RawSocket)) socket.removeListener('close', onHandedClose)
+  /**
+   * Node's parser has the whole request head on `socket`: no longer watched. Whatever Node does
+   * with it ('request', a 417 of its own for an unknown Expect, an upgrade), it is not a head late.
+   */
+  headDone (socket: RawSocket): void {
+    if (this.handed.delete(socket)) socket.removeListener('close', onHandedClose)
   }
 
   #startSweep (): void {
@@ -204,6 +213,7 @@ export class RawPublishers {
       if (deadline > now) continue
       this.handed.delete(socket)
       socket.removeListener('close', onHandedClose)
+      unhook(socket)
       if (!socket.destroyed && headUnfinished(socket)) this.silent(socket)
     }
     if (this.waiting.size === 0 && this.handed.size === 0) this.#stopSweep()
@@ -662,6 +672,12 @@ export class RawPublishers {
     if (pending.length > 0) socket.emit('data', pending)
     if (eof && !socket.destroyed) socket.emit('end')
     if (deadline > 0 && deadline !== Infinity && !socket.destroyed && headUnfinished(socket)) {
+      // told when the head is whole: in front of the parser's onIncoming until then (only for
+      // connections handed over with a cut head, and put back at once)
+      const parser = (socket as unknown as { parser: NodeParser }).parser
+      if (typeof parser.onIncoming !== 'function') return
+      socket[kHandedIncoming] = parser.onIncoming
+      parser.onIncoming = onHandedIncoming
       this.handed.set(socket, deadline)
       socket.once('close', onHandedClose)
       this.#startSweep()
@@ -766,18 +782,40 @@ function onWaitingEnd (this: RawSocket): void {
 
 function onFirstData (this: RawSocket, chunk: Buffer): void {
   const rp = this.server?.[kRawPublishers]
-  const deadline = rp?.waiting.get(this) ?? 0
   stopWaiting(this)
   if (rp === undefined) {
     this.destroy()
     return
   }
-  rp.first(this, chunk, deadline)
+  // the first request's head is timed from its first bytes, as Node's parser times it (it starts
+  // its clock again at a message's first byte: llhttp on_message_begin)
+  rp.first(this, chunk, rp.headersMs > 0 ? performance.now() + rp.headersMs : Infinity)
 }
 
 /** A connection handed over with a cut head closed: no longer watched. */
 function onHandedClose (this: RawSocket): void {
+  unhook(this)
   this.server?.[kRawPublishers]?.handed.delete(this)
+}
+
+/** The parser's own onIncoming back in front, if ours still stands there. */
+function unhook (socket: RawSocket): void {
+  const own = socket[kHandedIncoming]
+  if (own === undefined) return
+  socket[kHandedIncoming] = undefined
+  const parser = (socket as unknown as { parser?: NodeParser | null }).parser
+  if (parser != null && parser.onIncoming === onHandedIncoming) parser.onIncoming = own
+}
+
+/** Node's parser has the whole head of a request handed over cut: its own onIncoming back, then on. */
+function onHandedIncoming (this: NodeParser, ...args: unknown[]): unknown {
+  const socket = this.socket
+  const own = socket?.[kHandedIncoming]
+  if (socket === null || own === undefined) return undefined
+  this.onIncoming = own
+  socket[kHandedIncoming] = undefined
+  socket.server?.[kRawPublishers]?.headDone(socket)
+  return own.apply(this, args)
 }
 
 /**

@@ -97,8 +97,6 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
   // publishes and subscribes skip Fastify once the plugin is in (lib/fast-path.ts);
   // PARKLINE_NO_FAST_PATH=1 sends them through Fastify too, for comparing the two
   let fast: FastPath | null = null
-  // publisher and long-poll connections read by Parkline itself (lib/raw-publish.ts), once ready
-  let raw: RawPublishers | null = null
   const app: FastifyInstance = Fastify({
     logger: opts.logLevel === 'silent' ? false : { level: opts.logLevel },
     // a push server's requests are its subscribers: one log line each would be the hot path
@@ -113,8 +111,6 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
         requestTimeout: 0,
         noDelay: true
       }, (req, res) => {
-        // a head the raw path handed over cut: whole now, its deadline is Node's business again
-        if (raw !== null && raw.handed.size !== 0) raw.headDone(req.socket)
         // behind a subscriber's request on this connection: nobody sees it (lib/pipelined.ts)
         if (droppedBehindSubscriber(req.socket, res)) return
         if (fast === null) return handler(req, res)
@@ -151,6 +147,7 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
   }
   await app.register(parkline, { [kResolved]: opts, [kWorkerLink]: link } as Parameters<typeof parkline>[1])
   if (process.env.PARKLINE_NO_FAST_PATH !== '1') {
+    let raw: RawPublishers | null = null
     app.addHook('onReady', async () => {
       const core = coreOf(app)
       fast = fastPath(core, opts)
