@@ -518,7 +518,7 @@ export class Parkline {
     }
     // a connection that opened and then carried messages, lasted, or was ended by the server in
     // protocol proves the transport works on this path; one that died at once does not
-    const lasted = info.opened && (this.#delivered > 0 || Date.now() - this.#openedAt >= this.#opts.connectTimeout)
+    const lasted = info.opened && (this.#delivered > 0 || (this.#openedAt > 0 && Date.now() - this.#openedAt >= this.#opts.connectTimeout))
     const worked = info.opened && !info.fallback && (info.clean || lasted)
     if (info.badCursor) {
       // the server refused the cursor (400): the client starts over from the oldest buffered

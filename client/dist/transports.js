@@ -566,8 +566,16 @@ export class EventSourceTransport                            {
  * `If-None-Match` built from the last id (also on a cold start with a saved id, which Nchan
  * understands too). A request still parked after connectTimeout counts as open.
  */
-/** A long-poll timeout (408, 304) sooner than this is not one: the next poll waits (1 s, doubling to 30 s). */
+/**
+ * A long-poll timeout (408, 304) sooner than this after its poll: the next poll starts no sooner
+ * than this after the last one started (a short subscriberTimeout: at most one poll a second).
+ */
 const QUICK_POLL_MS = 1000
+/**
+ * One sooner than this is no timeout (a proxy answering for the server): in a row, with no message
+ * between, the pause doubles, from QUICK_POLL_MS to 30 s.
+ */
+const INSTANT_POLL_MS = 100
 
 export class LongPollTransport                            {
            name = 'longpoll'
@@ -579,8 +587,8 @@ export class LongPollTransport                            {
   #opened = false
   #lastId                = null
   #token                = null
-  /** 408 or 304 answers in a row that came sooner than QUICK_POLL_MS (a proxy's, not a timeout). */
-  #quick = 0
+  /** 408 or 304 answers in a row that came sooner than INSTANT_POLL_MS (a proxy's, not a timeout). */
+  #instant = 0
 
   constructor (ctx                  , cb                    ) {
     this.#ctx = ctx
@@ -620,6 +628,7 @@ export class LongPollTransport                            {
       if (this.#done) return
       const status = res.status
       if (status === 200) {
+        this.#instant = 0
         const type = res.headers.get('Content-Type') ?? undefined
         // several messages in one answer (the server's longpollMultipart): one part each
         const boundary = multipartBoundary(type)
@@ -664,14 +673,18 @@ export class LongPollTransport                            {
         return
       }
       if (status === 408 || status === 304) {
-        // subscriber timeout: poll again from the same cursor. One that came at once is no
-        // timeout (a proxy answering for the server): again after a growing pause, not in a loop
+        // subscriber timeout: poll again from the same cursor, at most once a second. Answers
+        // that come at once are no timeout (a proxy answering for the server): not in a loop,
+        // after a pause that grows while they keep coming
         this.#markOpen()
-        if (Date.now() - sent >= QUICK_POLL_MS) {
-          this.#quick = 0
+        const took = Date.now() - sent
+        if (took >= QUICK_POLL_MS) {
+          this.#instant = 0
           continue
         }
-        const pause = Math.min(QUICK_POLL_MS << Math.min(this.#quick++, 5), 30000)
+        let pause = QUICK_POLL_MS - took
+        if (took < INSTANT_POLL_MS) pause = Math.min(QUICK_POLL_MS << Math.min(this.#instant++, 5), 30000)
+        else this.#instant = 0
         await new Promise      ((resolve) => { this.#timer = setTimeout(() => { this.#timer = null; resolve() }, pause) })
         continue
       }

@@ -275,3 +275,22 @@ test('longpoll, then websocket in the order: a 410 (channel deleted) right after
   t.is(r.next, 'longpoll')
   t.false(r.failed)
 })
+
+test('a 410 answered before the poll counted as open keeps backing off: the delays grow, as for any answer at once', async (t) => {
+  // a channel deleted for good (or a proxy that says so): every poll gets 410 at once
+  let polls = 0
+  const server = http.createServer((_req, res) => {
+    polls++
+    res.writeHead(410)
+    res.end()
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const rec = subscribe(t, `http://127.0.0.1:${(server.address() as AddressInfo).port}/sub/gone`, { transports: ['longpoll'], minDelay: 100, maxDelay: 10000, random: () => 0.5 })
+  await rec.until(() => rec.retries.length >= 4, 8000, 'four retries')
+  rec.client.stop()
+  const delays = rec.retries.slice(0, 4).map((r) => r.delay)
+  t.deepEqual(delays, [75, 150, 300, 600], `${polls} polls`)
+  t.true(rec.retries.every((r) => r.next === 'longpoll'))
+})

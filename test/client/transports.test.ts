@@ -245,6 +245,24 @@ test('longpoll: a 408 or 304 answered at once (a proxy, not the server\'s timeou
   }
 })
 
+test('longpoll: a short subscriber timeout (408 in under a second) is polled again once a second, without a growing pause', async (t) => {
+  let polls = 0
+  const server = http.createServer((_req, res) => {
+    polls++
+    setTimeout(() => { res.writeHead(408); res.end() }, 300)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const rec = subscribe(t, `http://127.0.0.1:${(server.address() as AddressInfo).port}/sub/x`, { transports: ['longpoll'] })
+  // one poll a second: seven in 6.5 s (a pause of 1, 2 and 4 s, as for a proxy's answers, three)
+  await new Promise((resolve) => setTimeout(resolve, 6500))
+  rec.client.stop()
+  server.closeAllConnections()
+  server.close()
+  t.true(polls >= 5 && polls <= 8, `${polls} polls in 6.5 s`)
+  t.deepEqual(rec.retries, [], 'the same poll loop, not a reconnection')
+})
+
 test('longpoll: an answer without a readable id is not delivered again and again: the transport fails over with backoff', async (t) => {
   // a proxy that strips Etag and Last-Modified, as a server here: every poll gets the same message
   let polls = 0
