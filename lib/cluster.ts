@@ -674,7 +674,20 @@ interface PeerState {
   replicaLast: Map<string, [number, number]> | null
 }
 
-interface Pending { resolve: (v: unknown) => void, reject: (e: Error) => void, peer: number, at: number }
+/** `bytes`: a publish's body, counted in the peer's publishes in flight until it is answered. */
+interface Pending { resolve: (v: unknown) => void, reject: (e: Error) => void, peer: number, at: number, bytes: number }
+
+/**
+ * Publish bodies sent to one owner and not answered yet, at most (bytes); past it a publish for
+ * that owner gets 503 with Retry-After. Below the mesh's backlog cap (lib/mesh.ts): an owner that
+ * is busy (a large fan-out) but reading pushes back on publishers instead of being taken for
+ * stuck and ended. One body of any size still goes when none is in flight.
+ */
+export const PUB_IN_FLIGHT_CAP = 16 * 1024 * 1024
+
+function overCapacity (): ParklineError {
+  return new ParklineError(ERRORS.OVER_CAPACITY.code, ERRORS.OVER_CAPACITY.message, ERRORS.OVER_CAPACITY.statusCode)
+}
 
 /** Local subscribers on a channel from which a message to other workers is written before the fan-out, not batched. */
 const EARLY_FLUSH = 32
@@ -707,6 +720,8 @@ export class WorkerEngine implements Engine {
    */
   readonly #loaded = new Set<string>()
   readonly #pending = new Map<number, Pending>()
+  /** Per peer: bytes of publishes sent to it not answered yet (PUB_IN_FLIGHT_CAP). */
+  readonly #pubInFlight: number[] = []
   #seq = 0
   /** Peers whose resync this starting worker still waits for; null once it serves. */
   #syncWaiting: Set<number> | null
@@ -731,6 +746,7 @@ export class WorkerEngine implements Engine {
       this.#peers.push({ counts: new Map(), deleted: new Map(), awaiting: [], awaitHead: 0, replicaLast: null })
       this.#away.push(false)
       this.#awayTimers.push(null)
+      this.#pubInFlight.push(0)
     }
     this.#syncWaiting = new Set([...Array(this.#n).keys()].filter((i) => i !== this.#me))
     this.ready = new Promise((resolve) => { this.#ready = resolve })
@@ -960,12 +976,25 @@ export class WorkerEngine implements Engine {
         return
       }
       const e = entry(r)
-      if (!this.#mesh.send(peer, e, e[0] === 'pub' ? (e[3] as Uint8Array).byteLength : 0)) {
+      const bytes = e[0] === 'pub' ? (e[3] as Uint8Array).byteLength : 0
+      const inFlight = this.#pubInFlight[peer]!
+      if (bytes > 0 && inFlight > 0 && inFlight + bytes > PUB_IN_FLIGHT_CAP) {
+        reject(overCapacity())
+        return
+      }
+      if (!this.#mesh.send(peer, e, bytes)) {
         reject(unavailable())
         return
       }
-      this.#pending.set(r, { resolve: resolve as (v: unknown) => void, reject, peer, at: Date.now() })
+      this.#pubInFlight[peer] = inFlight + bytes
+      this.#pending.set(r, { resolve: resolve as (v: unknown) => void, reject, peer, at: Date.now(), bytes })
     })
+  }
+
+  /** Request `r` is answered or failed: no longer pending. */
+  #settle (r: number, p: Pending): void {
+    this.#pending.delete(r)
+    this.#pubInFlight[p.peer]! -= p.bytes
   }
 
   /** Fail every request to `peer` not answered yet, and drop what still waits to be sent to it. */
@@ -973,7 +1002,7 @@ export class WorkerEngine implements Engine {
     this.#mesh.clearQueue(peer)
     for (const [r, p] of this.#pending) {
       if (p.peer !== peer) continue
-      this.#pending.delete(r)
+      this.#settle(r, p)
       p.reject(unavailable())
     }
   }
@@ -1316,7 +1345,7 @@ export class WorkerEngine implements Engine {
         case 'r': {
           const p = this.#pending.get(e[1])
           if (p === undefined) break
-          this.#pending.delete(e[1])
+          this.#settle(e[1], p)
           p.resolve(e[2])
           break
         }
@@ -1354,7 +1383,7 @@ export class WorkerEngine implements Engine {
       const old = Date.now() - REQUEST_MS
       for (const [r, p] of this.#pending) {
         if (p.at > old) continue
-        this.#pending.delete(r)
+        this.#settle(r, p)
         p.reject(unavailable())
       }
     }

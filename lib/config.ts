@@ -129,7 +129,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'headersTimeout', kind: 'int', default: 60, min: 1, doc: 'Seconds a client has to send a complete header section.' },
   { name: 'bodyTimeout', kind: 'int', default: 30, min: 1, doc: 'Seconds a publisher has to send its whole body; past it 408 and the connection closes.' },
   { name: 'bodyMinRate', kind: 'int', default: 1024, min: 0, doc: 'Bytes per second a publisher body must average after its first 5 s; slower gets 408 and the connection closes; 0 = off.' },
-  { name: 'maxPublishing', kind: 'int', default: 256, min: 1, doc: 'Publish bodies read, or waiting on publishUpstreamUrl, at once per process (each at most maxMessageSize); past it 503 with Retry-After.' },
+  { name: 'maxPublishing', kind: 'int', default: 256, min: 1, doc: 'Publish bodies read, or waiting on publishUpstreamUrl, the owner worker or Redis, at once per process (each at most maxMessageSize); past it 503 with Retry-After.' },
   { name: 'logLevel', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'pino level of the standalone server\'s JSON log (info: lifecycle lines; requests are not logged).' },
   { name: 'redisUrl', kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db) of the store several nodes share; "" = in-memory engine. At most one of redisUrl, redisCluster, redisSentinel.' },
   { name: 'redisCluster', kind: 'list', default: [], doc: 'Seed node URLs of a Redis Cluster (comma-separated in env and flags); the channels spread over its masters by hash tag, with sharded pub/sub on Redis 7+.' },

@@ -17,6 +17,7 @@ import path from 'node:path'
 import { rmdirSync, unlinkSync } from 'node:fs'
 import { timingSafeEqual } from 'node:crypto'
 import { deserialize, serialize } from 'node:v8'
+import { bytesTaken } from './subscriber.ts'
 
 /** Worker `id`'s socket in the primary's private directory. */
 export function meshPath (dir: string, id: number): string {
@@ -31,7 +32,7 @@ export interface MeshHandler<T> {
   /** Peer gone (its socket closed): what was asked of it will not be answered. */
   onDown (peer: number): void
   /**
-   * Peer has not read BACKLOG_CAP bytes written to it (stopped, swapping) within STUCK_MS: the
+   * Peer has taken none of the bytes written to it for STUCK_MS (stopped, swapping): the
    * primary is asked to end it (`pid`, from its hello: not a newer incarnation), and its death
    * heals both sides (onDown, then onUp).
    */
@@ -45,9 +46,10 @@ const REDIAL_MS = 50
 /**
  * Bytes written to a peer that it has not read, at most: past this, writing pauses until the
  * socket drains (what is sent meanwhile queues, capped as for a peer that is away). A peer that
- * has not drained within STUCK_MS, or whose queue is full, is stuck (stopped, swapping): onStuck.
- * So a stuck worker cannot grow another one's memory without bound, and nothing sent to it is
- * dropped while it lives on.
+ * took none of the bytes waiting for it over a whole STUCK_MS check, or whose queue is full while
+ * paused, is stuck (stopped, swapping): onStuck. So a stuck worker cannot grow another one's
+ * memory without bound, nothing sent to it is dropped while it lives on, and one that is only
+ * slow (busy with a large fan-out) but reads is not ended for it.
  */
 const BACKLOG_CAP = 64 * 1024 * 1024
 const STUCK_MS = 5000
@@ -70,6 +72,8 @@ interface Link<T> {
   timer: NodeJS.Timeout | null
   /** Past BACKLOG_CAP: nothing more is written on this connection until it drains. */
   stuck: boolean
+  /** Bytes the peer had taken at the last check that found bytes waiting for it (-1: none waited). */
+  taken: number
   /** onStuck was called for this connection. */
   reported: boolean
 }
@@ -95,7 +99,24 @@ export class Mesh<T> {
     this.#key = key
     this.#handler = handler
     for (let i = 0; i < n; i++) { this.#pids.push(0); this.#accepted.push(null) }
-    for (let i = 0; i < n; i++) this.#links.push({ id: i, socket: null, up: false, queue: [], queuedBytes: 0, scheduled: false, timer: null, stuck: false, reported: false })
+    for (let i = 0; i < n; i++) this.#links.push({ id: i, socket: null, up: false, queue: [], queuedBytes: 0, scheduled: false, timer: null, stuck: false, taken: -1, reported: false })
+  }
+
+  /**
+   * Every STUCK_MS: a peer with bytes waiting for it that has taken none since the last check
+   * (a whole interval, bytes waiting at both ends of it) is stuck.
+   */
+  checkProgress (): void {
+    for (const link of this.#links) {
+      const socket = link.socket
+      if (socket === null || !link.up || socket.writableLength === 0) {
+        link.taken = -1
+        continue
+      }
+      const taken = bytesTaken(socket)
+      if (taken === link.taken) this.#stuck(link)
+      else link.taken = taken
+    }
   }
 
   /** Listen, then dial every peer (each dial retries until the peer listens). */
@@ -109,6 +130,7 @@ export class Mesh<T> {
       server.listen(file, () => { server.off('error', reject); resolve() })
     })
     server.unref()
+    setInterval(checkProgress, STUCK_MS, this).unref()
     // this worker's socket goes with it
     process.once('exit', () => { try { unlinkSync(file) } catch {} })
     for (const link of this.#links) if (link.id !== this.me) this.#dial(link)
@@ -172,10 +194,7 @@ export class Mesh<T> {
     writeFrame(socket, batch)
     if (socket.writableLength <= BACKLOG_CAP) return
     link.stuck = true
-    const timer = setTimeout(() => { if (link.socket === socket && link.stuck) this.#stuck(link) }, STUCK_MS)
-    timer.unref()
     socket.once('drain', () => {
-      clearTimeout(timer)
       if (link.socket !== socket || link.reported) return
       link.stuck = false
       this.flush(link)
@@ -198,6 +217,7 @@ export class Mesh<T> {
       link.socket = socket
       link.up = true
       link.stuck = false
+      link.taken = -1
       link.reported = false
       link.queuedBytes = 0
       // who is calling, then what the peer must hear first, then what waited
@@ -277,6 +297,10 @@ export class Mesh<T> {
       if (rest.length > 0) reader.push(rest)
     })
   }
+}
+
+function checkProgress<T> (mesh: Mesh<T>): void {
+  mesh.checkProgress()
 }
 
 function flushLink<T> (mesh: Mesh<T>, link: Link<T>): void {

@@ -203,7 +203,14 @@ function bodyRead (core: Core, access: Access, request: PublishRequestLike, repl
   if (body === TOO_LARGE) return tooLarge(reply, origin)
   if (body === ABORTED) return sendError(reply.header('Connection', 'close'), ERRORS.BODY_ABORTED, origin)
   if (body === TIMED_OUT) return sendError(reply.header('Connection', 'close'), ERRORS.REQUEST_TIMEOUT, origin)
-  if (!access.hasUpstream) return upstreamDone(core, request, reply, key, origin, idempotencyKey, body, null)
+  if (!access.hasUpstream) {
+    const out = upstreamDone(core, request, reply, key, origin, idempotencyKey, body, null)
+    if (!(out instanceof Promise)) return out
+    // a body waiting on the channel's owner (another worker) or on Redis is held as one being
+    // read is: it counts in maxPublishing until answered
+    core.publishing++
+    return out.finally(() => { core.publishing-- })
+  }
   // a body waiting on the upstream is held as one being read is: it counts in maxPublishing
   core.publishing++
   return withUpstream(core, access, request, reply, key, origin, idempotencyKey, body).finally(() => { core.publishing-- })
@@ -277,11 +284,17 @@ function publishedInfo (request: PublishRequestLike, reply: Reply, result: Publi
   return sendInfo(request, reply, result.status, result.info, origin)
 }
 
-/** The shared store (Redis) is away: 503 with a short Retry-After; any other error is rethrown. */
+/**
+ * The shared store (Redis) or the channel's owner worker is away, or the owner has as many
+ * publishes waiting on it as it may (over capacity): 503 with a short Retry-After; any other
+ * error is rethrown.
+ */
 function storeUnavailable<R extends Reply> (reply: R, err: unknown, origin: string | null): R {
-  if (!(err instanceof ParklineError) || err.code !== ERRORS.STORE_UNAVAILABLE.code) throw err
+  if (!(err instanceof ParklineError)) throw err
+  const spec = err.code === ERRORS.STORE_UNAVAILABLE.code ? ERRORS.STORE_UNAVAILABLE : err.code === ERRORS.OVER_CAPACITY.code ? ERRORS.OVER_CAPACITY : null
+  if (spec === null) throw err
   reply.header('Retry-After', String(randomBetween(1, 5)))
-  return sendError(reply, ERRORS.STORE_UNAVAILABLE, origin)
+  return sendError(reply, spec, origin)
 }
 
 /**

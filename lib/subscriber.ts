@@ -273,7 +273,7 @@ export function queuedAtKeepalive (core: Core, sub: Subscriber): boolean {
  * byte went: the part of it libuv still holds (`writeQueueSize`, as Node's own TLS and HTTP/2
  * read it) tells the bytes taken meanwhile.
  */
-function bytesTaken (socket: Socket): number {
+export function bytesTaken (socket: Socket): number {
   const s = socket as Socket & { _bytesDispatched?: number, _handle?: { writeQueueSize?: number } | null }
   const dispatched = s._bytesDispatched
   const queued = s._handle?.writeQueueSize

@@ -248,26 +248,32 @@ test.serial('the mesh sockets take only this primary\'s workers: a hello without
   t.false(existsSync(dir))
 })
 
-test.serial('a worker that stops reading its mesh links is ended and forked again; what waited for it gets 503, and the channel works after', async (t) => {
-  const { base, port, child } = await startCluster(t)
-  let key = 'stuck'
-  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `stuck${i}`
-  const stopped = workerPid(child.pid!, 0)
-  // 80 publisher connections on worker 1 (a connection's requests are answered in order, one at a time)
+/** `n` keep-alive connections that landed on worker `worker` (a connection's requests are answered in order, one at a time). */
+async function connectionsOnWorker (t: ExecutionContext, port: number, worker: number, n: number): Promise<net.Socket[]> {
   const sockets: net.Socket[] = []
-  for (let i = 0; i < 1000 && sockets.length < 80; i++) {
+  t.teardown(() => { for (const s of sockets) s.destroy() })
+  for (let i = 0; i < 1000 && sockets.length < n; i++) {
     const s = net.connect(port, '127.0.0.1')
     s.on('error', () => {})
     await once(s, 'connect')
     s.write('GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
     const [d] = await once(s, 'data') as [Buffer]
-    if (/^worker: 1$/m.test(d.toString('latin1'))) sockets.push(s)
+    if (new RegExp(`^worker: ${worker}$`, 'm').test(d.toString('latin1'))) sockets.push(s)
     else s.destroy()
   }
-  t.is(sockets.length, 80)
+  t.is(sockets.length, n)
+  return sockets
+}
+
+test.serial('a worker that stops reading its mesh links is ended and forked again; what waited for it gets 503, and the channel works after', async (t) => {
+  const { base, port, child } = await startCluster(t)
+  let key = 'stuck'
+  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `stuck${i}`
+  const stopped = workerPid(child.pid!, 0)
+  // 80 publisher connections on worker 1
+  const sockets = await connectionsOnWorker(t, port, 1, 80)
   let answers = ''
   for (const s of sockets) s.on('data', (d: Buffer) => { answers += d.toString('latin1') })
-  t.teardown(() => { for (const s of sockets) s.destroy() })
   process.kill(stopped, 'SIGSTOP')
   t.teardown(() => { try { process.kill(stopped, 'SIGCONT') } catch {} })
   // 80 MB for worker 0 that it never reads: past the mesh's 64 MiB backlog cap
@@ -290,6 +296,63 @@ test.serial('a worker that stops reading its mesh links is ended and forked agai
   t.is(status, 202)
   // what was answered 202 is there, and the last publish; nothing answered 503 is
   t.is((await info(base, key)).json!.messages, 1 + statuses().filter((x) => x === '202').length)
+})
+
+test.serial('publishes waiting on a channel\'s owner are bounded: past 16 MiB in flight they get 503 with Retry-After, and an owner that is only slow is not ended', async (t) => {
+  const { base, port, child } = await startCluster(t)
+  let key = 'slow'
+  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `slow${i}`
+  const owner = workerPid(child.pid!, 0)
+  const sockets = await connectionsOnWorker(t, port, 1, 80)
+  let answers = ''
+  for (const s of sockets) s.on('data', (d: Buffer) => { answers += d.toString('latin1') })
+  // the owner reads nothing for a moment (shorter than it takes to be found stuck): 80 MB of
+  // publishes for it through worker 1
+  process.kill(owner, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(owner, 'SIGCONT') } catch {} })
+  const body = Buffer.alloc(1_000_000, 0x61)
+  const head = Buffer.from(`POST /pub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n`)
+  for (const s of sockets) s.write(Buffer.concat([head, body]))
+  const statuses = (): string[] => (answers.match(/HTTP\/1\.1 \d{3} /g) ?? []).map((x) => x.slice(9, 12))
+  // 16 bodies wait on the owner; the other 64 are refused at once, while it is still stopped
+  const refused = await eventually(() => statuses().filter((x) => x === '503').length >= 64, 4000)
+  process.kill(owner, 'SIGCONT')
+  t.true(refused, `answers while the owner was stopped: ${statuses().join(',')}`)
+  t.true(await eventually(() => statuses().length === 80, 20000), `80 answers: ${statuses().join(',')}`)
+  t.deepEqual(statuses().filter((x) => x !== '503' && x !== '202'), [])
+  t.is(statuses().filter((x) => x === '202').length, 16)
+  t.is((answers.match(/\r\nretry-after: [1-5]\r\n/gi) ?? []).length, 64)
+  t.is((await info(base, key)).json!.messages, 16)
+  // the owner lives on, and so does what it holds
+  t.true(workerPids(child.pid!).includes(owner))
+})
+
+test.serial('a publish waiting on its channel\'s owner counts in maxPublishing until answered', async (t) => {
+  const port = await freePort()
+  const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--max-publishing', '2'], { stdio: 'ignore' })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  t.true(await eventually(async () => {
+    if (workerPids(child.pid!).length !== 2) return false
+    try { return (await fetch(`http://127.0.0.1:${port}/status`, { headers: { Connection: 'close' } })).status === 200 } catch { return false }
+  }, 20000))
+  let key = 'held'
+  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `held${i}`
+  const owner = workerPid(child.pid!, 0)
+  const sockets = await connectionsOnWorker(t, port, 1, 3)
+  let answers = ''
+  for (const s of sockets) s.on('data', (d: Buffer) => { answers += d.toString('latin1') })
+  process.kill(owner, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(owner, 'SIGCONT') } catch {} })
+  for (const s of sockets) {
+    s.write(`POST /pub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  // two wait on the stopped owner; the third is over maxPublishing
+  const refused = await eventually(() => /HTTP\/1\.1 503 /.test(answers), 3000)
+  process.kill(owner, 'SIGCONT')
+  t.true(refused, answers)
+  t.true(await eventually(() => (answers.match(/HTTP\/1\.1 \d{3} /g) ?? []).length === 3, 20000), answers)
+  t.deepEqual((answers.match(/HTTP\/1\.1 \d{3} /g) ?? []).map((x) => x.slice(9, 12)).sort(), ['202', '202', '503'])
 })
 
 test('a worker run by hand (no primary, no mesh directory or key) refuses to start', async (t) => {
