@@ -43,7 +43,7 @@ export class Subscriber {
   /** Multiplexed (n > 1) only: every position's slot, cursor and the id vector's tags. */
   multi: MultiState | null
   tableIndex: number
-  /** Seconds (coarse clock) of the last write, for keepalive skipping. */
+  /** Seconds (coarse clock) of the last write, for keepalive skipping (WebSocket: of the last ping, sent every interval whatever else was written). */
   lastWrite: number
   /** Streams: bytes the socket had taken at the last keepalive that found bytes queued (-1: none yet). */
   taken: number

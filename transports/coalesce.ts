@@ -43,8 +43,14 @@ export class Coalescer {
   #scheduled: boolean
   /** A flush is writing (the spare lists are in use as the next turn's). */
   #flushing: boolean
+  readonly #keepsWrites: boolean
 
-  constructor (core: Core, transportIndex: number, framers: readonly Framer[], variantOf: (sub: Subscriber) => number) {
+  /**
+   * `keepsWrites`: a write counts as the subscriber's last (Subscriber.lastWrite, which times its
+   * keepalive); false for WebSocket, whose pings go every interval whatever it was sent.
+   */
+  constructor (core: Core, transportIndex: number, framers: readonly Framer[], variantOf: (sub: Subscriber) => number, keepsWrites = true) {
+    this.#keepsWrites = keepsWrites
     this.#core = core
     this.#transportIndex = transportIndex
     this.#framers = framers
@@ -138,7 +144,7 @@ export class Coalescer {
     }
     const framer = this.#framers[this.#variantOf(sub)]!
     writeShared(socket, msgs.length === 1 ? framer(msgs[0]!) : Buffer.concat(msgs.map(framer)))
-    sub.lastWrite = this.#core.nowSec
+    if (this.#keepsWrites) sub.lastWrite = this.#core.nowSec
     for (let m = 0; m < msgs.length; m++) this.#core.observeDelivery(msgs[m]!)
   }
 
@@ -180,6 +186,7 @@ export class Coalescer {
 
   #write (channels: Channel[], batches: Message[][], all: Array<Buffer | null>): void {
     const now = this.#core.nowSec
+    const keepsWrites = this.#keepsWrites
     const framers = this.#framers
     for (let c = 0; c < channels.length; c++) {
       const msgs = batches[c]!
@@ -199,7 +206,7 @@ export class Coalescer {
         else if (sub.batchFrom === 0) out = all[v] ??= Buffer.concat(msgs.map(framer))
         else out = Buffer.concat(msgs.slice(sub.batchFrom).map(framer))
         writeShared(sub.socket, out)
-        sub.lastWrite = now
+        if (keepsWrites) sub.lastWrite = now
       }
       for (let i = 0; i < msgs.length; i++) this.#core.observeDelivery(msgs[i]!)
     }

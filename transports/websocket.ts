@@ -104,7 +104,8 @@ export class WebSocketTransport implements Transport {
     this.core = core
     this.index = index
     // variants: plain frames, and ws+meta frames of a single-channel subscription (both shared)
-    this.#coalescer = core.opts.coalesce ? new Coalescer(core, index, [wsFrameOf, wsMetaFrameOf], wsVariant) : null
+    // pings go every keepalive interval, messages or not: lastWrite is the last ping (keepalive)
+    this.#coalescer = core.opts.coalesce ? new Coalescer(core, index, [wsFrameOf, wsMetaFrameOf], wsVariant, false) : null
   }
 
   detect (req: IncomingMessage): boolean {
@@ -249,7 +250,6 @@ export class WebSocketTransport implements Transport {
     } else {
       writeShared(socket, this.#frame(sub, msg, id, gap))
     }
-    sub.lastWrite = this.core.nowSec
     this.core.stats.delivered[this.index]!++
   }
 
@@ -289,7 +289,6 @@ export class WebSocketTransport implements Transport {
       if (socket.writableLength + frame.length <= this.core.opts.queueCap) {
         sub.backlog = null
         writeShared(socket, frame)
-        sub.lastWrite = this.core.nowSec
         this.core.stats.delivered[this.index]!++
         return
       }
@@ -312,7 +311,6 @@ export class WebSocketTransport implements Transport {
     socket.cork()
     for (let i = 0; i < backlog.frames.length; i++) socket.write(backlog.frames[i]!)
     socket.uncork()
-    sub.lastWrite = this.core.nowSec
     this.core.stats.delivered[this.index]! += backlog.frames.length
   }
 

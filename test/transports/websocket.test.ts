@@ -484,6 +484,29 @@ test('[raw] keepalive: an empty ping per tick; no pong by the next tick drops th
   t.is(ws.readyState, WebSocket.OPEN)
 })
 
+for (const coalesce of [true, false]) test(`[raw] keepalive on a busy channel (coalesce ${String(coalesce)}): pings go every interval whatever the messages; no pong drops the connection`, async (t) => {
+  const srv = await startServer(t, { keepalive: 2, coalesce })
+  const silent = await RawWs.connect(srv.port, '/sub/busy')
+  t.teardown(() => silent.close())
+  const ws = new WebSocket(url(srv, '/sub/busy')) // answers pings by itself
+  t.teardown(() => ws.terminate())
+  let got = 0
+  ws.on('message', () => { got++ })
+  await once(ws, 'open')
+  // a message every 300 ms: the connection is never idle for an interval
+  let sent = 0
+  for (; sent < 60 && !silent.closed; sent++) {
+    await pub(srv.base, 'busy', `m${sent}`)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+  }
+  t.true(silent.frames.some((f) => f.opcode === 0x9), 'pinged while messages flowed')
+  t.true(silent.closed, `not dropped after ${sent} messages`)
+  t.true(silent.frames.filter((f) => f.opcode === 0x1).length > 0)
+  t.true(await eventually(() => got === sent, 5000), `${got} of ${sent}`)
+  t.is(ws.readyState, WebSocket.OPEN)
+  t.is(coreOf(srv.app).table.size, 1)
+})
+
 test('[raw] overflow: a subscriber that does not read is closed with 1013 Overflow', async (t) => {
   const srv = await startServer(t, { queueCap: 16384 })
   const c = await RawWs.connect(srv.port, '/sub/slow')
