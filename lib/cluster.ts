@@ -689,6 +689,15 @@ function overCapacity (): ParklineError {
   return new ParklineError(ERRORS.OVER_CAPACITY.code, ERRORS.OVER_CAPACITY.message, ERRORS.OVER_CAPACITY.statusCode)
 }
 
+function throwOverCapacity (): never {
+  throw overCapacity()
+}
+
+/** An owner's answer to a publish: null when it refused it over maxChannels. */
+function overCapacityIfNull (r: PublishResult | null): PublishResult {
+  return r ?? throwOverCapacity()
+}
+
 /** Local subscribers on a channel from which a message to other workers is written before the fan-out, not batched. */
 const EARLY_FLUSH = 32
 /** How long requests wait for a channel owner that is away (being forked again). */
@@ -828,8 +837,8 @@ export class WorkerEngine implements Engine {
   publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null, requestFingerprint?: string): PublishResult | Promise<PublishResult> {
     const o = this.#owner(key)
     const fp = idempotencyKey === null ? '' : requestFingerprint ?? fingerprint(data, contentType, event)
-    if (o === this.#me) return this.#publishOwned(key, data, contentType, event, idempotencyKey, fp)
-    return this.#request<PublishResult>(o, (r) => ['pub', r, key, data, contentType, event, idempotencyKey, fp])
+    if (o === this.#me) return this.#publishOwned(key, data, contentType, event, idempotencyKey, fp) ?? throwOverCapacity()
+    return this.#request<PublishResult | null>(o, (r) => ['pub', r, key, data, contentType, event, idempotencyKey, fp]).then(overCapacityIfNull)
   }
 
   replay (key: string, idempotencyKey: string, requestFingerprint: string): PublishResult | null | Promise<PublishResult | null> {
@@ -1013,8 +1022,10 @@ export class WorkerEngine implements Engine {
     return this.#core.localSubscribers(key) + (this.#remote.get(key) ?? 0)
   }
 
-  #publishOwned (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null, fp: string): PublishResult {
+  /** Null: the channel would be a new record past maxChannels here, where its records are (503). */
+  #publishOwned (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null, fp: string): PublishResult | null {
     const core = this.#core
+    if (core.overChannelCap([key])) return null
     const subscribers = this.#subscribersOf(key)
     if (idempotencyKey !== null) {
       const replay = core.replayed(key, idempotencyKey, subscribers, fp)

@@ -355,6 +355,24 @@ test.serial('a publish waiting on its channel\'s owner counts in maxPublishing u
   t.deepEqual((answers.match(/HTTP\/1\.1 \d{3} /g) ?? []).map((x) => x.slice(9, 12)).sort(), ['202', '202', '503'])
 })
 
+test.serial('maxChannels holds at the owner: publishes making new channels through a worker that does not own them get 503 past it', async (t) => {
+  const node = await serve(t, ['--workers', '2', '--max-channels', '10'])
+  const keys: string[] = []
+  for (let i = 0; keys.length < 30; i++) if (ownerOf(`cap${i}`, 2) === 0) keys.push(`cap${i}`)
+  let [s] = await connectionsOnWorker(t, node.port, 1, 1)
+  const statuses: number[] = []
+  for (const key of keys) {
+    const answer = new Promise<string>((resolve) => { s!.once('data', (d: Buffer) => { resolve(d.toString('latin1')) }) })
+    s!.write(`POST /pub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\n\r\nx`)
+    const a = await answer
+    statuses.push(Number(a.slice(9, 12)))
+    // a refusal closes the connection: the rest through a new one on worker 1
+    if (/\r\nconnection: close\r\n/i.test(a)) { s!.destroy(); [s] = await connectionsOnWorker(t, node.port, 1, 1) }
+  }
+  t.deepEqual(statuses.slice(0, 10), Array(10).fill(202))
+  t.deepEqual(statuses.slice(10), Array(20).fill(503), statuses.join(','))
+})
+
 test('a worker run by hand (no primary, no mesh directory or key) refuses to start', async (t) => {
   const port = await freePort()
   const r = spawnSync(process.execPath, ['bin/parkline.ts', 'worker', '--port', String(port), '--host', '127.0.0.1'], { encoding: 'utf8', timeout: 20000, env: { ...process.env, PARKLINE_WORKER_COUNT: '2', PARKLINE_MESH: '/tmp' } })
