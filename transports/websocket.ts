@@ -156,6 +156,12 @@ export class WebSocketTransport implements Transport {
   }
 
   #start (socket: WsSocket, headers: IncomingHttpHeaders, head: Buffer, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
+    // a client must wait for the 101 (RFC 6455 §4.1): more than a close handshake sent with the
+    // handshake is not held (as after it, onData), and such a client is dropped
+    if (head.length > MAX_CONTROL_FRAME * 2) {
+      socket.destroy()
+      return
+    }
     const proto = pickProtocol(headers['sec-websocket-protocol'])
     let f = flags | F_CATCHING_UP
     let h = HEAD + 'Sec-WebSocket-Accept: ' + acceptKey(String(headers['sec-websocket-key']).trim()) + '\r\n'

@@ -432,6 +432,26 @@ test('[raw] a ping sent in the handshake\'s packet is answered after the 101', a
   t.true(text.startsWith('HTTP/1.1 101 '))
 })
 
+test('[raw] more than a close handshake sent with the handshake (before the 101) is not held: the connection is dropped', async (t) => {
+  const srv = await startServer(t)
+  const socket = net.connect(srv.port, '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  const closed = once(socket, 'close')
+  // a masked 1,000-byte binary frame with the handshake: a client must wait for the 101
+  const payload = Buffer.alloc(1000, 0x61)
+  socket.write(Buffer.concat([
+    Buffer.from('GET /sub/early HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'),
+    Buffer.from([0x82, 0xfe, 0x03, 0xe8, 0, 0, 0, 0]), payload
+  ]))
+  await closed
+  t.is(text, '')
+  t.is(coreOf(srv.app).table.size, 0)
+})
+
 test('[raw] a ping split into 1-byte writes is read whole', async (t) => {
   const srv = await startServer(t)
   const c = await RawWs.connect(srv.port, '/sub/early')
