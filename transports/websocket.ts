@@ -159,6 +159,7 @@ export class WebSocketTransport implements Transport {
     // a client must wait for the 101 (RFC 6455 §4.1): more than a close handshake sent with the
     // handshake is not held (as after it, onData), and such a client is dropped
     if (head.length > MAX_CONTROL_FRAME * 2) {
+      this.core.releaseChannels(channels)
       socket.destroy()
       return
     }

@@ -443,13 +443,15 @@ test('[raw] more than a close handshake sent with the handshake (before the 101)
   // a masked 1,000-byte binary frame with the handshake: a client must wait for the 101
   const payload = Buffer.alloc(1000, 0x61)
   socket.write(Buffer.concat([
-    Buffer.from('GET /sub/early HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    Buffer.from('GET /sub/early,early2,early3 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
       'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'),
     Buffer.from([0x82, 0xfe, 0x03, 0xe8, 0, 0, 0, 0]), payload
   ]))
   await closed
   t.is(text, '')
   t.is(coreOf(srv.app).table.size, 0)
+  // and no channel record is left behind (they count against maxChannels)
+  t.is(coreOf(srv.app).registry.size, 0)
 })
 
 test('[raw] a ping split into 1-byte writes is read whole', async (t) => {
