@@ -156,9 +156,15 @@ export class ChannelRegistry {
     for (const [key, [time]] of this.#deleted) if (time < nowSec) this.#deleted.delete(key)
   }
 
+  /**
+   * Channels held for subscribers this process does not hold itself (the workers engine: a
+   * channel's owner, for subscribers on other workers): never released while this says so.
+   */
+  heldElsewhere: ((key: string) => boolean) | null = null
+
   /** Drop the channel if it holds nothing. */
   release (ch: Channel): void {
-    if (ch.isEmpty && this.#channels.get(ch.key) === ch) this.#channels.delete(ch.key)
+    if (ch.isEmpty && this.#channels.get(ch.key) === ch && (this.heldElsewhere === null || !this.heldElsewhere(ch.key))) this.#channels.delete(ch.key)
   }
 
   /** Drop the record; `keepIds`: this process assigns its ids, which a record made again goes on after. */

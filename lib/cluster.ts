@@ -779,6 +779,9 @@ export class WorkerEngine implements Engine {
     link.onPrimaryGone = () => { this.#mesh.primaryGone() }
     for (let i = 0; i < this.#n; i++) this.#fenceAt.push(i === this.#me ? Infinity : 0)
     core.fence = (sub, pos) => this.#fence(sub, pos)
+    // a channel this worker owns stays while other workers have subscribers there (its ids, its
+    // age and its info hold, as in one process), even with no message left
+    core.registry.heldElsewhere = (key) => this.#remote.has(key)
     this.#sendSecond()
   }
 

@@ -61,7 +61,7 @@ const KEY_BYTES = 32
 const HELLO_BYTES = 12 + KEY_BYTES
 const HELLO_MS = 5000
 
-interface Link<T> {
+export interface Link<T> {
   id: number
   socket: Socket | null
   up: boolean
@@ -86,6 +86,8 @@ export class Mesh<T> {
   readonly #handler: MeshHandler<T>
   readonly #links: Array<Link<T>> = []
   #unauth = 0
+  /** When checkProgress last ran (performance.now() ms; 0: not yet). */
+  #checkedAt = 0
   readonly #pids: number[] = []
   /** Per peer, the socket it dialed to this worker (the one it said hello on). */
   readonly #accepted: Array<Socket | null> = []
@@ -107,7 +109,30 @@ export class Mesh<T> {
    * (a whole interval, bytes waiting at both ends of it) is stuck.
    */
   checkProgress (): void {
+    const now = performance.now()
+    // this worker's own loop stalled past the interval (a long turn, a pause of the process): it
+    // could not write meanwhile, so the interval says nothing of its peers
+    const late = this.#checkedAt > 0 && now - this.#checkedAt > STUCK_MS * 1.5
+    this.#checkedAt = now
+    let suspects: Array<Link<T>> | null = null
     for (const link of this.#links) {
+      const socket = link.socket
+      if (socket === null || !link.up || socket.writableLength === 0) {
+        link.taken = -1
+        continue
+      }
+      const taken = bytesTaken(socket)
+      if (late || taken !== link.taken) link.taken = taken
+      else (suspects ??= []).push(link)
+    }
+    // confirmed after this turn's poll phase (setImmediate runs after it): what the peer read
+    // while timers ran first has been written by then
+    if (suspects !== null) setImmediate(confirmStuck, this, suspects)
+  }
+
+  /** checkProgress's suspects: stuck if they still took nothing. */
+  confirmStuck (links: Array<Link<T>>): void {
+    for (const link of links) {
       const socket = link.socket
       if (socket === null || !link.up || socket.writableLength === 0) {
         link.taken = -1
@@ -301,6 +326,10 @@ export class Mesh<T> {
 
 function checkProgress<T> (mesh: Mesh<T>): void {
   mesh.checkProgress()
+}
+
+function confirmStuck<T> (mesh: Mesh<T>, links: Array<Link<T>>): void {
+  mesh.confirmStuck(links)
 }
 
 function flushLink<T> (mesh: Mesh<T>, link: Link<T>): void {

@@ -373,6 +373,25 @@ test.serial('maxChannels holds at the owner: publishes making new channels throu
   t.deepEqual(statuses.slice(10), Array(20).fill(503), statuses.join(','))
 })
 
+test.serial('a channel whose messages expired stays at its owner while another worker has subscribers there: its info keeps its last id', async (t) => {
+  const node = await serve(t, ['--workers', '2', '--message-timeout', '1'])
+  let key = 'kept'
+  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `kept${i}`
+  const sub = await SseClient.connectOnWorker(node.port, `/sub/${key}`, 1)
+  t.teardown(() => sub.close())
+  const r = await publish(node.base, key, 'soon gone')
+  t.is(r.status, 201)
+  const id = (await info(node.base, key)).json!.last_message_id
+  t.regex(String(id), /^\d+:\d+$/)
+  t.not(id, '0:0')
+  // expired at the owner (its once-a-second timer), with the subscriber still on worker 1
+  t.true(await eventually(async () => (await info(node.base, key)).json!.messages === 0, 10000))
+  const after = (await info(node.base, key)).json!
+  t.is(after.last_message_id, id)
+  t.is(after.subscribers, 1)
+  t.deepEqual((await sub.waitEvents(1)).map((e) => e.data), ['soon gone'])
+})
+
 test('a worker run by hand (no primary, no mesh directory or key) refuses to start', async (t) => {
   const port = await freePort()
   const r = spawnSync(process.execPath, ['bin/parkline.ts', 'worker', '--port', String(port), '--host', '127.0.0.1'], { encoding: 'utf8', timeout: 20000, env: { ...process.env, PARKLINE_WORKER_COUNT: '2', PARKLINE_MESH: '/tmp' } })
