@@ -709,6 +709,7 @@ const REQUEST_MS = 30_000
 
 export class WorkerEngine implements Engine {
   readonly name = 'workers'
+  readonly capsChannelsAtOwner = true
   readonly #core: Core
   readonly #link: WorkerLink
   readonly #me: number

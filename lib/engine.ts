@@ -53,6 +53,12 @@ export interface Engine {
    * deployment (Core.revokeLocal everywhere); resolves to how many were ended in all.
    */
   revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }>
+  /**
+   * True when the engine checks `maxChannels` where a published channel's record is made (the
+   * workers engine: at the channel's owner), so the process a publish lands on does not: it makes
+   * no record for it. Absent = false.
+   */
+  readonly capsChannelsAtOwner?: boolean
   /** Engines with a shared store: the whole deployment's subscribers and live nodes, when known. */
   deployment? (): { nodes: number, subscribers: number } | null
   /**

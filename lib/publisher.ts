@@ -159,7 +159,8 @@ function granted (core: Core, access: Access, request: PublishRequestLike, reply
   const limit = core.opts.maxMessageSize
   const declared = request.headers['content-length']
   if (declared !== undefined && Number(declared) > limit) return tooLarge(reply, origin)
-  if (core.overChannelCap([key])) {
+  // with workers the owner checks (a publish landing here makes no record here)
+  if (core.engine.capsChannelsAtOwner !== true && core.overChannelCap([key])) {
     return sendError(reply.header('Retry-After', String(randomBetween(1, 10))).header('Connection', 'close'), ERRORS.OVER_CAPACITY, origin)
   }
   // bounded: bodies being read at once per process (each at most maxMessageSize)

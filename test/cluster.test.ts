@@ -373,6 +373,25 @@ test.serial('maxChannels holds at the owner: publishes making new channels throu
   t.deepEqual(statuses.slice(10), Array(20).fill(503), statuses.join(','))
 })
 
+test.serial('maxChannels is the owner\'s: a worker whose own records are full still takes publishes to channels another worker holds', async (t) => {
+  const node = await serve(t, ['--workers', '2', '--max-channels', '10'])
+  let key = 'held'
+  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `held${i}`
+  t.is((await publish(node.base, key, 'first')).status, 202)
+  // worker 1's records full: ten channels of its own, each with a subscriber there
+  const mine: string[] = []
+  for (let i = 0; mine.length < 10; i++) if (ownerOf(`full${i}`, 2) === 1) mine.push(`full${i}`)
+  const sub = await SseClient.connectOnWorker(node.port, `/sub/${mine.join(',')}`, 1)
+  t.teardown(() => sub.close())
+  // a publish through worker 1 to the channel worker 0 holds makes no record on worker 1
+  t.is(await publishOnWorker(node.port, key, 'second', 1), 202)
+  t.is((await info(node.base, key)).json!.messages, 2)
+  // a new channel owned by worker 1 would be its eleventh record
+  let extra = 'more'
+  for (let i = 0; ownerOf(extra, 2) !== 1; i++) extra = `more${i}`
+  t.is(await publishOnWorker(node.port, extra, 'x', 1), 503)
+})
+
 test.serial('a channel whose messages expired stays at its owner while another worker has subscribers there: its info keeps its last id', async (t) => {
   const node = await serve(t, ['--workers', '2', '--message-timeout', '1'])
   let key = 'kept'
