@@ -63,7 +63,12 @@ export interface ParklineClientOptions {
   channels?: readonly string[]
   /** A WebSocket must open, an event stream show its first byte, within this many ms. Default 5000. */
   connectTimeout?: number
-  /** A WebSocket silent (no message, no ping) this long is checked with a long-poll probe; 0 = never. Default 45000. */
+  /**
+   * A WebSocket silent (no message, no ping) this long is checked with a long-poll probe; an event
+   * stream from a server that sends keepalives (Parkline's `:`, Nchan's `event: ping`) silent this
+   * long, or twice the server's interval if more, is reconnected from the last id. 0 = never.
+   * Default 45000 (Parkline's keepalive is 25 s).
+   */
   keepalive?: number
   /** How long the probe may wait for an answer. Default 3000. */
   probeTimeout?: number

@@ -131,6 +131,11 @@ const MIN_TOKEN_LIFE = 1000
 
 
 
+
+
+
+
+
 /** The server refused the credential, and a freshly obtained token did not change that. */
 
 

@@ -417,6 +417,16 @@ export class EventSourceTransport                            {
   #cursor                                = null
   /** The last open sent a cursor (in the query or in headers). */
   #sentCursor = false
+  /** When the stream's last bytes came (Date.now()). */
+  #heardAt = 0
+  /**
+   * Silence that ends the stream (ms): 0 until the server showed it sends keepalives (a bare `:`
+   * comment, or Nchan's `event: ping`); then `keepalive`, or twice the longest quiet the server
+   * ended with one, if more (a server whose interval is longer than ours)
+   */
+  #silence = 0
+  /** A keepalive in the read being parsed. */
+  #pinged = false
 
   constructor (ctx                  , cb                    ) {
     this.#ctx = ctx
@@ -493,6 +503,7 @@ export class EventSourceTransport                            {
     const parser = new SseParser(
       (ev) => { this.#event(ev) },
       (text) => {
+        if (text.trim() === '') this.#keptAlive()
         // `:503: 503 Service Unavailable`, `:410: 410 Gone`, `:408: …`: the server ends the stream
         const m = /^(\d{3}): ?(.*)$/.exec(text)
         if (m !== null) {
@@ -513,11 +524,17 @@ export class EventSourceTransport                            {
           this.#opened = true
           if (this.#timer !== null) clearTimeout(this.#timer)
           this.#timer = null
+          this.#silence = 0
           this.#cb.onOpen()
           if (this.#done) return
         }
+        const quiet = this.#heardAt
+        this.#heardAt = Date.now()
         parser.feed(decoder.decode(value, { stream: true }))
         if (this.#done) return
+        // a keepalive that ended a quiet: the server's interval is at least that long
+        if (this.#pinged && quiet > 0) this.#silence = Math.max(this.#silence, 2 * (this.#heardAt - quiet))
+        this.#pinged = false
       }
     }
     const ended = this.#ended                  // set by the parser callbacks
@@ -542,8 +559,37 @@ export class EventSourceTransport                            {
       this.#ended = 'overflow'
       return
     }
-    if (ev.event === 'ping') return
+    if (ev.event === 'ping') {
+      this.#keptAlive()
+      return
+    }
     this.#cb.onMessage(ev.data, { id: ev.id === '' ? undefined : ev.id, contentType: undefined, event: ev.event })
+  }
+
+  /**
+   * The server sends keepalives, so a stream silent past `#silence` is dead (a path gone without a
+   * FIN, a proxy that stopped passing bytes): the watchdog starts with the first one. Servers that
+   * send none (Nchan by default) are not watched: an idle channel is silent there.
+   */
+  #keptAlive ()       {
+    this.#pinged = true
+    if (this.#ctx.keepalive <= 0 || this.#silence > 0) return
+    this.#silence = this.#ctx.keepalive
+    this.#watch(this.#silence)
+  }
+
+  #watch (ms        )       {
+    this.#timer = setTimeout(() => {
+      this.#timer = null
+      if (this.#done) return
+      const quiet = Date.now() - this.#heardAt
+      if (quiet < this.#silence) {
+        this.#watch(this.#silence - quiet)
+        return
+      }
+      // resumes on this transport from the last id, as after any drop
+      this.#finish(closeInfo(true, `eventsource: silent for ${quiet} ms, keepalives stopped`, {}))
+    }, ms)
   }
 
   #finish (info           )       {

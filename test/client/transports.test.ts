@@ -91,6 +91,38 @@ const resumes = test.macro({
   title: (_, transport: TransportName) => `${transport}: resumes after a dropped connection with no loss and no duplicate`
 })
 
+test('eventsource: a stream whose keepalives stop (a dead path, no FIN) is reconnected from the last id', async (t) => {
+  const { base, port } = await startServer(t, { keepalive: 1 })
+  const proxy = await TestProxy.start(port)
+  t.teardown(() => proxy.close())
+  const rec = subscribe(t, `${proxy.base}/sub/dead`, { transports: ['eventsource'], keepalive: 2500 })
+  await rec.waitConnected('eventsource')
+  const ids = [await pub(base, 'dead', 'before')]
+  await rec.waitMessages(1)
+  // a keepalive or two has come (the server's interval is 1 s): the watchdog is on
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  t.is(proxy.freezeAll(), 1)
+  ids.push(await pub(base, 'dead', 'while dead'))
+  await rec.waitMessages(2, 20000)
+  t.deepEqual(rec.ids, ids, 'no loss, no duplicate')
+  t.regex(rec.disconnects[0]!.reason, /^eventsource: silent for \d+ ms, keepalives stopped$/)
+  t.deepEqual(rec.connects, ['eventsource', 'eventsource'])
+})
+
+test('eventsource: a server that sends no keepalives (Nchan\'s default) is not watched: an idle stream stays', async (t) => {
+  const { base, port } = await startServer(t, { keepalive: 0 })
+  const proxy = await TestProxy.start(port)
+  t.teardown(() => proxy.close())
+  const rec = subscribe(t, `${proxy.base}/sub/idle`, { transports: ['eventsource'], keepalive: 500 })
+  await rec.waitConnected('eventsource')
+  await new Promise((resolve) => setTimeout(resolve, 2500))
+  const id = await pub(base, 'idle', 'late')
+  await rec.waitMessages(1)
+  t.deepEqual(rec.ids, [id])
+  t.deepEqual(rec.disconnects, [])
+  t.is(proxy.requests.length, 1)
+})
+
 const gap = test.macro({
   async exec (t: ExecutionContext, transport: TransportName) {
     const { base } = await startServer(t, { bufferLength: 3 })

@@ -1,6 +1,6 @@
 // A small TCP proxy (node:net) in front of a test server, to put clients behind the networks they
 // meet in the wild: it can refuse WebSocket upgrades (502), black-hole them (never answer), mute
-// them (pass the 101, then swallow every frame), hold back event-stream responses like a
+// them (pass the 101, then swallow every frame), freeze open connections (a dead path), hold back event-stream responses like a
 // buffering reverse proxy, and drop every connection at once. It reads just enough HTTP/1.1 to
 // see request heads (Content-Length bodies are skipped) and records the request and response
 // heads it forwarded, so tests can check headers such as Last-Event-ID and Retry-After.
@@ -19,7 +19,7 @@ export interface ProxyModes {
 const BUFFER_LIMIT = 64 * 1024
 const MAX_RECORDED = 2000
 
-interface Pair { client: net.Socket, upstream: net.Socket }
+interface Pair { client: net.Socket, upstream: net.Socket, frozen: boolean }
 
 export class TestProxy {
   readonly port: number
@@ -60,7 +60,7 @@ export class TestProxy {
 
   #accept (client: net.Socket, targetPort: number): void {
     const upstream = net.connect(targetPort, '127.0.0.1')
-    const pair: Pair = { client, upstream }
+    const pair: Pair = { client, upstream, frozen: false }
     this.#pairs.add(pair)
     client.setNoDelay(true)
     upstream.setNoDelay(true)
@@ -87,7 +87,7 @@ export class TestProxy {
     let heldBytes = 0
 
     client.on('data', (d: Buffer) => {
-      if (swallow) return
+      if (swallow || pair.frozen) return
       if (raw) { upstream.write(d); return }
       inBuf = inBuf.length === 0 ? d : Buffer.concat([inBuf, d])
       while (inBuf.length > 0) {
@@ -136,6 +136,7 @@ export class TestProxy {
       heldBytes = 0
     }
     upstream.on('data', (d: Buffer) => {
+      if (pair.frozen) return
       let rest = d
       if (expectHead > 0) {
         outHead += d.toString('latin1')
@@ -166,10 +167,12 @@ export class TestProxy {
       client.write(rest)
     })
     upstream.on('end', () => {
+      if (pair.frozen) return
       flushHeld()
       client.end()
     })
     upstream.on('close', () => {
+      if (pair.frozen) return
       if (!client.destroyed && client.writableLength === 0) client.end()
     })
   }
@@ -183,6 +186,16 @@ export class TestProxy {
     }
     this.#pairs.clear()
     return n
+  }
+
+  /**
+   * Every open connection goes dead without a word (a path lost with no FIN or RST, a proxy that
+   * hangs): nothing passes either way from now on, and neither side is closed. New connections
+   * pass as before.
+   */
+  freezeAll (): number {
+    for (const p of this.#pairs) p.frozen = true
+    return this.#pairs.size
   }
 
   async close (): Promise<void> {
