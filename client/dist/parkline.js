@@ -136,6 +136,7 @@ const MIN_TOKEN_LIFE = 1000
 
 
 
+
 /** The server refused the credential, and a freshly obtained token did not change that. */
 
 

@@ -665,90 +665,108 @@ export class LongPollTransport                            {
     while (!this.#done) {
       const ac = new AbortController()
       this.#ac = ac
-      if (!this.#opened) this.#timer = setTimeout(() => { this.#timer = null; this.#markOpen() }, this.#ctx.connectTimeout)
-      const headers = withToken(this.#lastId === null ? {} : (cursorHeaders(this.#lastId) ?? {}), this.#token)
-      const sent = Date.now()
-      const res = await this.#ctx.fetch (this.#ctx.url, { headers, signal: ac.signal, cache: 'no-store', credentials: this.#ctx.credentials })
-      if (this.#timer !== null) clearTimeout(this.#timer)
-      this.#timer = null
-      if (this.#done) return
-      const status = res.status
-      if (status === 200) {
-        this.#instant = 0
-        const type = res.headers.get('Content-Type') ?? undefined
-        // several messages in one answer (the server's longpollMultipart): one part each
-        const boundary = multipartBoundary(type)
-        const body = type === 'application/octet-stream' || boundary !== null ? await res.arrayBuffer() : await res.text()
-        if (this.#done) return
-        this.#markOpen()
-        if (this.#done) return
-        const id = longpollId(res.headers.get('Last-Modified'), res.headers.get('Etag'))
-        if (id === undefined || parseId(id) === null) {
-          // (a proxy that strips Etag or Last-Modified): the cursor cannot move, and polling again
-          // would get the same message at once, again and again: not a transport that works here
-          this.#finish(closeInfo(this.#opened, 'longpoll: an answer without a readable id (Last-Modified and Etag)', { fallback: true }))
-          return
-        }
-        const gap = res.headers.get('Parkline-Gap')
-        const parts = boundary === null ? null : multipartParts(new Uint8Array(body               ), boundary)
-        if (boundary !== null && parts === null) {
-          this.#finish(closeInfo(this.#opened, 'longpoll: a multipart answer that does not parse', { fallback: true }))
-          return
-        }
-        this.#lastId = id
-        if (gap !== null) this.#cb.onGap(gap, id)
-        if (this.#done) return
-        if (parts === null) {
-          this.#cb.onMessage(body, { id, contentType: type, event: undefined })
-          continue
-        }
-        // the answer's id is the last part's; the parts before it carry none (as Nchan's)
-        for (let i = 0; i < parts.length && !this.#done; i++) {
-          const p = parts[i]
-          const data = p.contentType === 'application/octet-stream' ? p.data.slice().buffer : new TextDecoder().decode(p.data)
-          this.#cb.onMessage(data, { id: i === parts.length - 1 ? id : undefined, contentType: p.contentType, event: undefined })
-        }
-        continue
+      // a poll parked past `keepalive` is asked again from the same cursor: a path that died
+      // without a FIN, or a proxy's read timeout (nginx: 60 s, then 504), would hold it for ever
+      let stale = false
+      const keepalive = this.#ctx.keepalive
+      const watch = keepalive > 0 ? setTimeout(() => { stale = true; ac.abort() }, keepalive) : null
+      try {
+        if (await this.#poll(ac)) return
+      } catch (err) {
+        if (!stale || this.#done) throw err
+      } finally {
+        if (watch !== null) clearTimeout(watch)
+        if (this.#timer !== null) clearTimeout(this.#timer)
+        this.#timer = null
       }
-      const text = await res.text().catch(() => '')
-      if (this.#done) return
-      if (isAuthStatus(status)) {
-        // refused, or (a parked request) ended because the token expired or was revoked
-        const auth = authEnd(status, res.headers, text)
-        this.#finish(closeInfo(this.#opened, `longpoll: HTTP ${status} ${auth.reason}`, { clean: true, auth }))
-        return
-      }
-      if (status === 408 || status === 304) {
-        // subscriber timeout: poll again from the same cursor, at most once a second. Answers
-        // that come at once are no timeout (a proxy answering for the server): not in a loop,
-        // after a pause that grows while they keep coming
-        this.#markOpen()
-        const took = Date.now() - sent
-        if (took >= QUICK_POLL_MS) {
-          this.#instant = 0
-          continue
-        }
-        let pause = QUICK_POLL_MS - took
-        if (took < INSTANT_POLL_MS) pause = Math.min(QUICK_POLL_MS << Math.min(this.#instant++, 5), 30000)
-        else this.#instant = 0
-        await new Promise      ((resolve) => { this.#timer = setTimeout(() => { this.#timer = null; resolve() }, pause) })
-        continue
-      }
-      const hint = retryAfterMs(res.headers.get('Retry-After'))
-      const bad = status === 400 ? badRequest(res.headers, text, this.#lastId !== null) : null
-      if (bad === 'auth') {
-        const auth = authEnd(400, res.headers, text)
-        this.#finish(closeInfo(this.#opened, `longpoll: HTTP 400 ${auth.reason}`, { clean: true, auth }))
-        return
-      }
-      const refused = status === 503 || status === 429 || bad === 'other'
-      // a 410 (the channel was deleted) is the protocol's answer to a parked poll: long-poll works
-      // here, even when it came before the poll counted as open (connectTimeout)
-      this.#finish(closeInfo(this.#opened || status === 410, `longpoll: HTTP ${status}${status === 410 ? ' Gone' : ''}`, {
-        hint, refused, badCursor: bad === 'cursor', fallback: !refused && !this.#opened && bad === null && status !== 410, clean: true
-      }))
-      return
     }
+  }
+
+  /** One poll and its answer; true when the transport is done. */
+  async #poll (ac                 )                   {
+    if (!this.#opened) this.#timer = setTimeout(() => { this.#timer = null; this.#markOpen() }, this.#ctx.connectTimeout)
+    const headers = withToken(this.#lastId === null ? {} : (cursorHeaders(this.#lastId) ?? {}), this.#token)
+    const sent = Date.now()
+    const res = await this.#ctx.fetch (this.#ctx.url, { headers, signal: ac.signal, cache: 'no-store', credentials: this.#ctx.credentials })
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    if (this.#done) return true
+    const status = res.status
+    if (status === 200) {
+      this.#instant = 0
+      const type = res.headers.get('Content-Type') ?? undefined
+      // several messages in one answer (the server's longpollMultipart): one part each
+      const boundary = multipartBoundary(type)
+      const body = type === 'application/octet-stream' || boundary !== null ? await res.arrayBuffer() : await res.text()
+      if (this.#done) return true
+      this.#markOpen()
+      if (this.#done) return true
+      const id = longpollId(res.headers.get('Last-Modified'), res.headers.get('Etag'))
+      if (id === undefined || parseId(id) === null) {
+        // (a proxy that strips Etag or Last-Modified): the cursor cannot move, and polling again
+        // would get the same message at once, again and again: not a transport that works here
+        this.#finish(closeInfo(this.#opened, 'longpoll: an answer without a readable id (Last-Modified and Etag)', { fallback: true }))
+        return true
+      }
+      const gap = res.headers.get('Parkline-Gap')
+      const parts = boundary === null ? null : multipartParts(new Uint8Array(body               ), boundary)
+      if (boundary !== null && parts === null) {
+        this.#finish(closeInfo(this.#opened, 'longpoll: a multipart answer that does not parse', { fallback: true }))
+        return true
+      }
+      this.#lastId = id
+      if (gap !== null) this.#cb.onGap(gap, id)
+      if (this.#done) return true
+      if (parts === null) {
+        this.#cb.onMessage(body, { id, contentType: type, event: undefined })
+        return false
+      }
+      // the answer's id is the last part's; the parts before it carry none (as Nchan's)
+      for (let i = 0; i < parts.length && !this.#done; i++) {
+        const p = parts[i]
+        const data = p.contentType === 'application/octet-stream' ? p.data.slice().buffer : new TextDecoder().decode(p.data)
+        this.#cb.onMessage(data, { id: i === parts.length - 1 ? id : undefined, contentType: p.contentType, event: undefined })
+      }
+      return false
+    }
+    const text = await res.text().catch(() => '')
+    if (this.#done) return true
+    if (isAuthStatus(status)) {
+      // refused, or (a parked request) ended because the token expired or was revoked
+      const auth = authEnd(status, res.headers, text)
+      this.#finish(closeInfo(this.#opened, `longpoll: HTTP ${status} ${auth.reason}`, { clean: true, auth }))
+      return true
+    }
+    if (status === 408 || status === 304) {
+      // subscriber timeout: poll again from the same cursor, at most once a second. Answers
+      // that come at once are no timeout (a proxy answering for the server): not in a loop,
+      // after a pause that grows while they keep coming
+      this.#markOpen()
+      const took = Date.now() - sent
+      if (took >= QUICK_POLL_MS) {
+        this.#instant = 0
+        return false
+      }
+      let pause = QUICK_POLL_MS - took
+      if (took < INSTANT_POLL_MS) pause = Math.min(QUICK_POLL_MS << Math.min(this.#instant++, 5), 30000)
+      else this.#instant = 0
+      await new Promise      ((resolve) => { this.#timer = setTimeout(() => { this.#timer = null; resolve() }, pause) })
+      return false
+    }
+    const hint = retryAfterMs(res.headers.get('Retry-After'))
+    const bad = status === 400 ? badRequest(res.headers, text, this.#lastId !== null) : null
+    if (bad === 'auth') {
+      const auth = authEnd(400, res.headers, text)
+      this.#finish(closeInfo(this.#opened, `longpoll: HTTP 400 ${auth.reason}`, { clean: true, auth }))
+      return true
+    }
+    const refused = status === 503 || status === 429 || bad === 'other'
+    // a 410 (the channel was deleted) is the protocol's answer to a parked poll: long-poll works
+    // here, even when it came before the poll counted as open (connectTimeout)
+    this.#finish(closeInfo(this.#opened || status === 410, `longpoll: HTTP ${status}${status === 410 ? ' Gone' : ''}`, {
+      hint, refused, badCursor: bad === 'cursor', fallback: !refused && !this.#opened && bad === null && status !== 410, clean: true
+    }))
+    return true
   }
 
   #finish (info           )       {

@@ -8,7 +8,7 @@ import test, { type ExecutionContext } from 'ava'
 import { Parkline, type TransportName } from '../../client/parkline.ts'
 import { Recorder, publishedId, subscribe } from '../helpers/client.ts'
 import { TestProxy } from '../helpers/proxy.ts'
-import { publish, startServer } from '../helpers/server.ts'
+import { eventually, publish, startServer } from '../helpers/server.ts'
 
 const TRANSPORTS: TransportName[] = ['websocket', 'eventsource', 'longpoll']
 
@@ -99,8 +99,10 @@ test('eventsource: a stream whose keepalives stop (a dead path, no FIN) is recon
   await rec.waitConnected('eventsource')
   const ids = [await pub(base, 'dead', 'before')]
   await rec.waitMessages(1)
-  // a keepalive or two has come (the server's interval is 1 s): the watchdog is on
-  await new Promise((resolve) => setTimeout(resolve, 1500))
+  // a keepalive has come (the server's interval is 1 s, nothing is published): the watchdog is on
+  const before = proxy.bytesDown
+  t.true(await eventually(() => proxy.bytesDown > before, 10000), 'a keepalive')
+  await new Promise((resolve) => setTimeout(resolve, 200))
   t.is(proxy.freezeAll(), 1)
   ids.push(await pub(base, 'dead', 'while dead'))
   await rec.waitMessages(2, 20000)
@@ -121,6 +123,45 @@ test('eventsource: a server that sends no keepalives (Nchan\'s default) is not w
   t.deepEqual(rec.ids, [id])
   t.deepEqual(rec.disconnects, [])
   t.is(proxy.requests.length, 1)
+})
+
+test('longpoll: a poll parked past `keepalive` is asked again from the same cursor, so a dead path (no FIN) is left', async (t) => {
+  const { base, port } = await startServer(t)
+  const proxy = await TestProxy.start(port)
+  t.teardown(() => proxy.close())
+  const rec = subscribe(t, `${proxy.base}/sub/stale`, { transports: ['longpoll'], keepalive: 1500, connectTimeout: 300 })
+  await rec.waitConnected('longpoll')
+  const ids = [await pub(base, 'stale', 'before')]
+  await rec.waitMessages(1)
+  // the next poll, with the cursor, parked: then its path dies
+  t.true(await eventually(() => proxy.requests.length >= 2, 5000))
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.true(proxy.freezeAll() >= 1)
+  ids.push(await pub(base, 'stale', 'while dead'))
+  await rec.waitMessages(2, 20000)
+  t.deepEqual(rec.ids, ids, 'no loss, no duplicate')
+  // the poll asked again is no drop: no disconnect, no reconnect
+  t.deepEqual(rec.disconnects, [])
+  t.deepEqual(rec.connects, ['longpoll'])
+  // every poll after the first (the one the freeze swallowed is not recorded) carried the cursor
+  t.true(proxy.requests.length >= 2)
+  t.true(proxy.requests.slice(1).every((r) => /\r\nif-none-match: /i.test(r)), proxy.requests.join('\n'))
+})
+
+test('longpoll: an idle channel is polled again once per `keepalive`, never faster', async (t) => {
+  const { base, port } = await startServer(t)
+  const proxy = await TestProxy.start(port)
+  t.teardown(() => proxy.close())
+  const rec = subscribe(t, `${proxy.base}/sub/quiet`, { transports: ['longpoll'], keepalive: 1000, connectTimeout: 300 })
+  await rec.waitConnected('longpoll')
+  await new Promise((resolve) => setTimeout(resolve, 3500))
+  const polls = proxy.requests.length
+  // one at the start and one per second since: 4 (a timer late under load: fewer)
+  t.true(polls >= 2 && polls <= 4, `${polls} polls in 3.5 s`)
+  const id = await pub(base, 'quiet', 'at last')
+  await rec.waitMessages(1)
+  t.deepEqual(rec.ids, [id])
+  t.deepEqual(rec.disconnects, [])
 })
 
 const gap = test.macro({

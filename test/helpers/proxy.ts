@@ -29,6 +29,8 @@ export class TestProxy {
   readonly requests: string[] = []
   /** Response heads seen from the upstream server. */
   readonly responses: string[] = []
+  /** Bytes passed from the upstream server to clients. */
+  bytesDown = 0
   readonly #pairs = new Set<Pair>()
 
   private constructor (server: net.Server, port: number, modes: ProxyModes) {
@@ -164,6 +166,7 @@ export class TestProxy {
         if (heldBytes >= BUFFER_LIMIT) flushHeld()
         return
       }
+      this.bytesDown += rest.length
       client.write(rest)
     })
     upstream.on('end', () => {
