@@ -709,7 +709,6 @@ const REQUEST_MS = 30_000
 
 export class WorkerEngine implements Engine {
   readonly name = 'workers'
-  readonly capsChannelsAtOwner = true
   readonly #core: Core
   readonly #link: WorkerLink
   readonly #me: number
@@ -849,6 +848,11 @@ export class WorkerEngine implements Engine {
     const o = this.#owner(key)
     if (o === this.#me) return this.#core.replayed(key, idempotencyKey, this.#subscribersOf(key), requestFingerprint)
     return this.#request<PublishResult | null>(o, (r) => ['rep', r, key, idempotencyKey, requestFingerprint])
+  }
+
+  /** A publish to a channel another worker owns makes its record there; maxChannels is checked there. */
+  recordsElsewhere (key: string): boolean {
+    return this.#owner(key) !== this.#me
   }
 
   info (key: string): ChannelInfo | null | Promise<ChannelInfo | null> {

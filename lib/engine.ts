@@ -54,11 +54,11 @@ export interface Engine {
    */
   revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }>
   /**
-   * True when the engine checks `maxChannels` where a published channel's record is made (the
-   * workers engine: at the channel's owner), so the process a publish lands on does not: it makes
-   * no record for it. Absent = false.
+   * True when a publish to `key` makes its record in another process, which checks `maxChannels`
+   * there (the workers engine: the channel's owner), so the process it lands on does not: it
+   * makes no record for it. Absent = false.
    */
-  readonly capsChannelsAtOwner?: boolean
+  recordsElsewhere? (key: string): boolean
   /** Engines with a shared store: the whole deployment's subscribers and live nodes, when known. */
   deployment? (): { nodes: number, subscribers: number } | null
   /**

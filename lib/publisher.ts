@@ -159,8 +159,8 @@ function granted (core: Core, access: Access, request: PublishRequestLike, reply
   const limit = core.opts.maxMessageSize
   const declared = request.headers['content-length']
   if (declared !== undefined && Number(declared) > limit) return tooLarge(reply, origin)
-  // with workers the owner checks (a publish landing here makes no record here)
-  if (core.engine.capsChannelsAtOwner !== true && core.overChannelCap([key])) {
+  // with workers a channel owned by another worker is checked there (no record is made here)
+  if (core.overChannelCap([key]) && core.engine.recordsElsewhere?.(key) !== true) {
     return sendError(reply.header('Retry-After', String(randomBetween(1, 10))).header('Connection', 'close'), ERRORS.OVER_CAPACITY, origin)
   }
   // bounded: bodies being read at once per process (each at most maxMessageSize)

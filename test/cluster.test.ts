@@ -386,10 +386,17 @@ test.serial('maxChannels is the owner\'s: a worker whose own records are full st
   // a publish through worker 1 to the channel worker 0 holds makes no record on worker 1
   t.is(await publishOnWorker(node.port, key, 'second', 1), 202)
   t.is((await info(node.base, key)).json!.messages, 2)
-  // a new channel owned by worker 1 would be its eleventh record
+  // a new channel owned by worker 1 would be its eleventh record: refused before its body is
+  // read, the connection closed with the answer (as with one process)
   let extra = 'more'
   for (let i = 0; ownerOf(extra, 2) !== 1; i++) extra = `more${i}`
-  t.is(await publishOnWorker(node.port, extra, 'x', 1), 503)
+  const c = await rawOnWorker(node.port, 1)
+  t.teardown(() => c.socket.destroy())
+  c.socket.write(`POST /pub/${extra} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\nx`)
+  t.true(await c.wait((b) => b.includes('\r\n\r\n')), 'answered before the body came')
+  const head = c.got().toString('latin1')
+  t.regex(head, /^HTTP\/1\.1 503 /)
+  t.regex(head, /\r\nconnection: close\r\n/i)
 })
 
 test.serial('a channel whose messages expired stays at its owner while another worker has subscribers there: its info keeps its last id', async (t) => {
