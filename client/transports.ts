@@ -416,16 +416,19 @@ export class EventSourceTransport implements ClientTransport {
   #cursor: Record<string, string> | null = null
   /** The last open sent a cursor (in the query or in headers). */
   #sentCursor = false
-  /** When the stream's last bytes came (Date.now()). */
+  /** When the stream's last bytes came (performance.now(): a monotonic clock). */
   #heardAt = 0
+  /** When the last keepalive came on this connection (0: none yet). */
+  #pingAt = 0
   /**
-   * Silence that ends the stream (ms): 0 until the server showed it sends keepalives (a bare `:`
-   * comment, or Nchan's `event: ping`); then `keepalive`, or twice the longest quiet the server
-   * ended with one, if more (a server whose interval is longer than ours)
+   * Silence that ends the stream (ms): 0 until the server showed, with two keepalives (a bare `:`
+   * comment, or `event: ping`), that it sends them; then `keepalive`, or twice the longest time
+   * between two of them if more (a server whose interval is longer than ours), at most 4 ×
+   * `keepalive`
    */
   #silence = 0
-  /** A keepalive in the read being parsed. */
-  #pinged = false
+  /** The watchdog's last turn came far past its time (a frozen tab, a stalled process). */
+  #late = false
 
   constructor (ctx: TransportContext, cb: TransportCallbacks) {
     this.#ctx = ctx
@@ -510,7 +513,9 @@ export class EventSourceTransport implements ClientTransport {
           this.#endStatus = Number(m[1])
         }
       },
-      (ms) => { this.#retry = ms }
+      (ms) => { this.#retry = ms },
+      // `event: ping` with no data (Parkline's `ping: event`, Nchan's): never dispatched
+      (event) => { if (event === 'ping') this.#keptAlive() }
     )
     const reader = res.body.getReader()
     const decoder = new TextDecoder()
@@ -524,16 +529,13 @@ export class EventSourceTransport implements ClientTransport {
           if (this.#timer !== null) clearTimeout(this.#timer)
           this.#timer = null
           this.#silence = 0
+          this.#pingAt = 0
           this.#cb.onOpen()
           if (this.#done) return
         }
-        const quiet = this.#heardAt
-        this.#heardAt = Date.now()
+        this.#heardAt = performance.now()
         parser.feed(decoder.decode(value, { stream: true }))
         if (this.#done) return
-        // a keepalive that ended a quiet: the server's interval is at least that long
-        if (this.#pinged && quiet > 0) this.#silence = Math.max(this.#silence, 2 * (this.#heardAt - quiet))
-        this.#pinged = false
       }
     }
     const ended = this.#ended as string | null // set by the parser callbacks
@@ -567,27 +569,44 @@ export class EventSourceTransport implements ClientTransport {
 
   /**
    * The server sends keepalives, so a stream silent past `#silence` is dead (a path gone without a
-   * FIN, a proxy that stopped passing bytes): the watchdog starts with the first one. Servers that
-   * send none (Nchan by default) are not watched: an idle channel is silent there.
+   * FIN, a proxy that stopped passing bytes): the watchdog starts with the second one, when the
+   * time between two tells the server's interval (a server on a fixed schedule may send its first
+   * one just after the open). Servers that send none (Nchan by default) are not watched: an idle
+   * channel is silent there.
    */
   #keptAlive (): void {
-    this.#pinged = true
-    if (this.#ctx.keepalive <= 0 || this.#silence > 0) return
-    this.#silence = this.#ctx.keepalive
-    this.#watch(this.#silence)
+    const k = this.#ctx.keepalive
+    if (this.#done || k <= 0) return
+    const now = performance.now()
+    const prev = this.#pingAt
+    this.#pingAt = now
+    if (prev === 0) return
+    const was = this.#silence
+    this.#silence = Math.min(4 * k, Math.max(was, k, 2 * (now - prev)))
+    if (was === 0) this.#watch(this.#silence)
   }
 
   #watch (ms: number): void {
+    const due = performance.now() + ms
     this.#timer = setTimeout(() => {
       this.#timer = null
       if (this.#done) return
-      const quiet = Date.now() - this.#heardAt
+      const now = performance.now()
+      // this turn came far past its time: the silence may have been this process's own (a frozen
+      // tab, a stalled loop), not the path's; it is judged once more, a whole window later
+      if (now - due > this.#silence / 2 && !this.#late) {
+        this.#late = true
+        this.#watch(this.#silence)
+        return
+      }
+      this.#late = false
+      const quiet = now - this.#heardAt
       if (quiet < this.#silence) {
         this.#watch(this.#silence - quiet)
         return
       }
       // resumes on this transport from the last id, as after any drop
-      this.#finish(closeInfo(true, `eventsource: silent for ${quiet} ms, keepalives stopped`, {}))
+      this.#finish(closeInfo(true, `eventsource: silent for ${Math.round(quiet)} ms, keepalives stopped`, {}))
     }, ms)
   }
 
@@ -634,6 +653,8 @@ export class LongPollTransport implements ClientTransport {
   #token: string | null = null
   /** 408 or 304 answers in a row that came sooner than INSTANT_POLL_MS (a proxy's, not a timeout). */
   #instant = 0
+  /** The parked poll's `keepalive` timer, until its answer's head comes. */
+  #stale: ReturnType<typeof setTimeout> | null = null
 
   constructor (ctx: TransportContext, cb: TransportCallbacks) {
     this.#ctx = ctx
@@ -664,17 +685,19 @@ export class LongPollTransport implements ClientTransport {
     while (!this.#done) {
       const ac = new AbortController()
       this.#ac = ac
-      // a poll parked past `keepalive` is asked again from the same cursor: a path that died
-      // without a FIN, or a proxy's read timeout (nginx: 60 s, then 504), would hold it for ever
+      // a poll with no answer yet past `keepalive` is asked again from the same cursor: a path
+      // that died without a FIN, or a proxy's read timeout (nginx: 60 s, then 504), would hold it
+      // for ever. Only the wait for the head: an answer that is coming is read to its end. At least
+      // a second past connectTimeout, so that a poll may count as open first
       let stale = false
       const keepalive = this.#ctx.keepalive
-      const watch = keepalive > 0 ? setTimeout(() => { stale = true; ac.abort() }, keepalive) : null
+      if (keepalive > 0) this.#stale = setTimeout(() => { stale = true; ac.abort() }, Math.max(keepalive, this.#ctx.connectTimeout + 1000))
       try {
         if (await this.#poll(ac)) return
       } catch (err) {
         if (!stale || this.#done) throw err
       } finally {
-        if (watch !== null) clearTimeout(watch)
+        this.#answered()
         if (this.#timer !== null) clearTimeout(this.#timer)
         this.#timer = null
       }
@@ -687,6 +710,7 @@ export class LongPollTransport implements ClientTransport {
     const headers = withToken(this.#lastId === null ? {} : (cursorHeaders(this.#lastId) ?? {}), this.#token)
     const sent = Date.now()
     const res = await this.#ctx.fetch!(this.#ctx.url, { headers, signal: ac.signal, cache: 'no-store', credentials: this.#ctx.credentials })
+    this.#answered()
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = null
     if (this.#done) return true
@@ -768,6 +792,11 @@ export class LongPollTransport implements ClientTransport {
     return true
   }
 
+  #answered (): void {
+    if (this.#stale !== null) clearTimeout(this.#stale)
+    this.#stale = null
+  }
+
   #finish (info: CloseInfo): void {
     if (this.#done) return
     this.close()
@@ -778,6 +807,7 @@ export class LongPollTransport implements ClientTransport {
     this.#done = true
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = null
+    this.#answered()
     this.#ac?.abort()
     this.#ac = null
   }

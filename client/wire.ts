@@ -123,16 +123,19 @@ export class SseParser {
   onEvent: (ev: SseEvent) => void
   onComment: (text: string) => void
   onRetry: (ms: number) => void
+  /** A block that ends with no data (never dispatched), with its `event:` name if it had one. */
+  onEmpty: (event: string | undefined) => void
   lastEventId: string
   #buf = ''
   #data = ''
   #hasData = false
   #event: string | undefined = undefined
 
-  constructor (onEvent: (ev: SseEvent) => void, onComment: (text: string) => void = () => {}, onRetry: (ms: number) => void = () => {}) {
+  constructor (onEvent: (ev: SseEvent) => void, onComment: (text: string) => void = () => {}, onRetry: (ms: number) => void = () => {}, onEmpty: (event: string | undefined) => void = () => {}) {
     this.onEvent = onEvent
     this.onComment = onComment
     this.onRetry = onRetry
+    this.onEmpty = onEmpty
     this.lastEventId = ''
   }
 
@@ -156,6 +159,8 @@ export class SseParser {
     if (line === '') {
       if (this.#hasData) {
         this.onEvent({ event: this.#event, data: this.#data, id: this.lastEventId })
+      } else if (this.#event !== undefined) {
+        this.onEmpty(this.#event)
       }
       this.#data = ''
       this.#hasData = false

@@ -67,6 +67,7 @@ const MIN_TOKEN_LIFE = 1000
 
 
 
+                                                                        
 
 
 

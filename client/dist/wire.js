@@ -124,16 +124,19 @@ export class SseParser {
   onEvent
   onComment
   onRetry
+  /** A block that ends with no data (never dispatched), with its `event:` name if it had one. */
+  onEmpty
   lastEventId
   #buf = ''
   #data = ''
   #hasData = false
   #event                     = undefined
 
-  constructor (onEvent                        , onComment                         = () => {}, onRetry                       = () => {}) {
+  constructor (onEvent                        , onComment                         = () => {}, onRetry                       = () => {}, onEmpty                                      = () => {}) {
     this.onEvent = onEvent
     this.onComment = onComment
     this.onRetry = onRetry
+    this.onEmpty = onEmpty
     this.lastEventId = ''
   }
 
@@ -157,6 +160,8 @@ export class SseParser {
     if (line === '') {
       if (this.#hasData) {
         this.onEvent({ event: this.#event, data: this.#data, id: this.lastEventId })
+      } else if (this.#event !== undefined) {
+        this.onEmpty(this.#event)
       }
       this.#data = ''
       this.#hasData = false
