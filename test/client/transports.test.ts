@@ -151,6 +151,21 @@ test('longpoll: a poll parked past `keepalive` is asked again from the same curs
   t.true(proxy.requests.slice(1).every((r) => /\r\nif-none-match: /i.test(r)), proxy.requests.join('\n'))
 })
 
+test('longpoll: an answer that has started is read to its end however slowly it comes, not asked again', async (t) => {
+  const { base, port } = await startServer(t)
+  const proxy = await TestProxy.start(port)
+  t.teardown(() => proxy.close())
+  const body = 'x'.repeat(200_000)
+  const id = await pub(base, 'slowbody', body)
+  // 50 kB/s: the answer takes 4 s, past `keepalive`
+  proxy.downRate = 50_000
+  const rec = subscribe(t, `${proxy.base}/sub/slowbody`, { transports: ['longpoll'], keepalive: 1500, connectTimeout: 300 })
+  await rec.waitMessages(1, 20000)
+  t.deepEqual(rec.ids, [id])
+  t.is(rec.texts[0]!.length, body.length)
+  t.deepEqual(rec.disconnects, [])
+})
+
 test('longpoll: an idle channel is polled again once per `keepalive`, never faster', async (t) => {
   const { base, port } = await startServer(t)
   const proxy = await TestProxy.start(port)

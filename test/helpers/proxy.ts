@@ -1,6 +1,7 @@
 // A small TCP proxy (node:net) in front of a test server, to put clients behind the networks they
 // meet in the wild: it can refuse WebSocket upgrades (502), black-hole them (never answer), mute
-// them (pass the 101, then swallow every frame), freeze open connections (a dead path), hold back event-stream responses like a
+// them (pass the 101, then swallow every frame), freeze open connections (a dead path), pass
+// answers at a slow link's rate, hold back event-stream responses like a
 // buffering reverse proxy, and drop every connection at once. It reads just enough HTTP/1.1 to
 // see request heads (Content-Length bodies are skipped) and records the request and response
 // heads it forwarded, so tests can check headers such as Last-Event-ID and Retry-After.
@@ -31,6 +32,8 @@ export class TestProxy {
   readonly responses: string[] = []
   /** Bytes passed from the upstream server to clients. */
   bytesDown = 0
+  /** Bytes per second passed to each client (a slow link); 0: as fast as they come. */
+  downRate = 0
   readonly #pairs = new Set<Pair>()
 
   private constructor (server: net.Server, port: number, modes: ProxyModes) {
@@ -66,7 +69,29 @@ export class TestProxy {
     this.#pairs.add(pair)
     client.setNoDelay(true)
     upstream.setNoDelay(true)
+    // a slow link (downRate): bytes waiting, passed a tenth of the rate every 100 ms
+    let trickle: Buffer[] = []
+    let ticking: NodeJS.Timeout | null = null
+    let endAfter = false
+    const pump = (): void => {
+      let budget = Math.max(1, Math.floor(this.downRate / 10))
+      while (trickle.length > 0 && budget > 0) {
+        const b = trickle[0]!
+        const take = Math.min(b.length, budget)
+        if (!client.destroyed) client.write(b.subarray(0, take))
+        budget -= take
+        if (take === b.length) trickle.shift()
+        else trickle[0] = b.subarray(take)
+      }
+      if (trickle.length > 0) return
+      clearInterval(ticking!)
+      ticking = null
+      if (endAfter) client.end()
+    }
     const end = (): void => {
+      if (ticking !== null) clearInterval(ticking)
+      ticking = null
+      trickle = []
       this.#pairs.delete(pair)
       client.destroy()
       upstream.destroy()
@@ -167,11 +192,17 @@ export class TestProxy {
         return
       }
       this.bytesDown += rest.length
+      if (this.downRate > 0 || ticking !== null) {
+        trickle.push(rest)
+        ticking ??= setInterval(pump, 100)
+        return
+      }
       client.write(rest)
     })
     upstream.on('end', () => {
       if (pair.frozen) return
       flushHeld()
+      if (ticking !== null) { endAfter = true; return }
       client.end()
     })
     upstream.on('close', () => {
