@@ -2,7 +2,7 @@
 // the `ws` library and Node's global WebSocket (undici), plus a raw client for exact bytes.
 import { once } from 'node:events'
 import net from 'node:net'
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import WebSocket from 'ws'
 import { nextSecond, pub, splitId } from '../helpers/conformance.ts'
 import { eventually, info, rawRequest, startServer, type Running } from '../helpers/server.ts'
@@ -416,29 +416,31 @@ test('[raw] a read packed with pings gets one pong, for the latest (RFC 6455 §5
   t.false(c.closed)
 })
 
-test('[raw] a ping sent in the handshake\'s packet is answered after the 101', async (t) => {
-  const srv = await startServer(t)
+/** A plain TCP connection to the server, with everything it sent so far as latin1 text. */
+async function rawConnection (t: ExecutionContext, srv: Running): Promise<{ socket: net.Socket, text: () => string }> {
   const socket = net.connect(srv.port, '127.0.0.1')
   t.teardown(() => socket.destroy())
   await once(socket, 'connect')
   let text = ''
   socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  return { socket, text: () => text }
+}
+
+test('[raw] a ping sent in the handshake\'s packet is answered after the 101', async (t) => {
+  const srv = await startServer(t)
+  const { socket, text } = await rawConnection(t, srv)
   socket.write(Buffer.concat([
     Buffer.from('GET /sub/early HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
       'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'),
     Buffer.from([0x89, 0x82, 1, 2, 3, 4, 0x68 ^ 1, 0x69 ^ 2])
   ]))
-  t.true(await eventually(() => text.endsWith('\r\n\r\n\x8a\x02hi')), JSON.stringify(text))
-  t.true(text.startsWith('HTTP/1.1 101 '))
+  t.true(await eventually(() => text().endsWith('\r\n\r\n\x8a\x02hi')), JSON.stringify(text()))
+  t.true(text().startsWith('HTTP/1.1 101 '))
 })
 
 test('[raw] more than a close handshake sent with the handshake (before the 101) is not held: the connection is dropped', async (t) => {
   const srv = await startServer(t)
-  const socket = net.connect(srv.port, '127.0.0.1')
-  t.teardown(() => socket.destroy())
-  await once(socket, 'connect')
-  let text = ''
-  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  const { socket, text } = await rawConnection(t, srv)
   const closed = once(socket, 'close')
   // a masked 1,000-byte binary frame with the handshake: a client must wait for the 101
   const payload = Buffer.alloc(1000, 0x61)
@@ -448,7 +450,7 @@ test('[raw] more than a close handshake sent with the handshake (before the 101)
     Buffer.from([0x82, 0xfe, 0x03, 0xe8, 0, 0, 0, 0]), payload
   ]))
   await closed
-  t.is(text, '')
+  t.is(text(), '')
   t.is(coreOf(srv.app).table.size, 0)
   // and no channel record is left behind (they count against maxChannels)
   t.is(coreOf(srv.app).registry.size, 0)
