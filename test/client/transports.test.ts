@@ -114,6 +114,30 @@ for (const ping of ['comment', 'event'] as const) test(`eventsource: a stream wh
   t.deepEqual(rec.connects, ['eventsource', 'eventsource'])
 })
 
+test.serial('eventsource: a watchdog turn that comes far past its time (the client\'s own loop stalled) does not end a live stream', async (t) => {
+  const { base, port } = await startServer(t, { keepalive: 1 })
+  const proxy = await TestProxy.start(port)
+  t.teardown(() => proxy.close())
+  const rec = subscribe(t, `${proxy.base}/sub/stall`, { transports: ['eventsource'], keepalive: 1500 })
+  await rec.waitConnected('eventsource')
+  for (let i = 0; i < 2; i++) {
+    const before = proxy.bytesDown
+    t.true(await eventually(() => proxy.bytesDown > before, 10000), 'a keepalive')
+  }
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  // this process (client and server alike; serial, so no other test of this file runs) stalls 5 s:
+  // the watchdog (2 s window) comes at least 3 s late, and nothing was read meanwhile; the stream
+  // itself is fine
+  const until = Date.now() + 5000
+  while (Date.now() < until) { /* a stalled loop: a frozen tab, a long GC */ }
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  t.deepEqual(rec.disconnects, [])
+  const id = await pub(base, 'stall', 'still here')
+  await rec.waitMessages(1)
+  t.deepEqual(rec.ids, [id])
+  t.deepEqual(rec.connects, ['eventsource'])
+})
+
 test('eventsource: a server that sends no keepalives (Nchan\'s default) is not watched: an idle stream stays', async (t) => {
   const { base, port } = await startServer(t, { keepalive: 0 })
   const proxy = await TestProxy.start(port)
