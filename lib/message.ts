@@ -412,17 +412,38 @@ export function unpinned (b: Buffer): Buffer {
   return pins(b) ? ownCopy(b) : b
 }
 
+/** The frame queuedCopy copied last, and its copy. */
+let copiedFrom: Buffer | null = null
+let copied: Buffer = Buffer.alloc(0)
+
+/**
+ * `frame` for a socket that holds bytes its client has not read, where it will stay: `unpinned`,
+ * but one copy per frame, not per socket. A fan-out writes one frame to each subscriber in turn,
+ * so every socket it waits on holds the same store of its own (the copy made for the first),
+ * not a copy each (benchmarks/micro/queued-fanout.ts). The frame copied last is kept to know
+ * it again: at most one slab (FRAME_SLAB) stays pinned by it, until the next copy.
+ */
+export function queuedCopy (frame: Buffer): Buffer {
+  if (!pins(frame)) return frame
+  if (frame !== copiedFrom) {
+    copied = ownCopy(frame)
+    copiedFrom = frame
+  }
+  return copied
+}
+
 /**
  * Write a shared frame to a subscriber's socket. A socket that holds unwritten bytes (and is not
  * corked for this turn) keeps what it is given until its client reads: it gets the frame's bytes
- * in a store of their own (unpinned), not a view that would keep a shared slab. A frame
+ * in a store of their own (queuedCopy: one for every socket the frame waits on), not a view that
+ * would keep a shared slab. A frame
  * written to a socket with nothing queued leaves at once, or, the first time a client stops
  * reading, stays as that socket's one pinned slab. A corked socket's writes are this turn's (they
  * leave at its uncork); a caller that corks around writes of frames that may stay passes frames of
  * their own (http-stream.ts flush: a backlog's, copied when queued).
  */
 export function writeShared (socket: Socket, frame: Buffer): void {
-  socket.write(socket.writableLength > 0 && socket.writableCorked === 0 ? unpinned(frame) : frame)
+  socket.write(socket.writableLength > 0 && socket.writableCorked === 0 ? queuedCopy(frame) : frame)
 }
 
 /**

@@ -42,7 +42,7 @@ import { claimedBy } from '../transports/index.ts'
 import { isParked, rawConnectionClosed, rejectIfParked } from '../transports/longpoll.ts'
 import { HeadersReply, type Reply } from './reply.ts'
 import { formatHttpDate } from './message-id.ts'
-import { unpinned } from './message.ts'
+import { queuedCopy } from './message.ts'
 import { endUnread } from './linger.ts'
 import { kNodeConnection, kRawConnection, kRawPublishers } from './symbols.ts'
 
@@ -560,7 +560,7 @@ export class RawPublishers {
       if (body !== null && body.length > 0) {
         // the message's own Buffer, shared by every poll it answers (not copied per poll); on a
         // socket that still holds bytes its client has not read, bytes of their own (lib/message.ts)
-        const out = socket.writableLength > 0 ? unpinned(body) : body
+        const out = socket.writableLength > 0 ? queuedCopy(body) : body
         socket.cork()
         socket.write(head, 'latin1')
         socket.write(out)

@@ -9,7 +9,7 @@ import type { Core } from '../lib/core.ts'
 import type { Channel } from '../lib/channel-registry.ts'
 import type { Cursor } from '../lib/message-id.ts'
 import { EXPOSE_HEADERS, VARY, randomBetween } from '../lib/http.ts'
-import { unpinned, type Message } from '../lib/message.ts'
+import { queuedCopy, type Message } from '../lib/message.ts'
 import { F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kRawConnection, kRawPublishers, kSubscriber } from '../lib/symbols.ts'
 import { detachSocket, reattachSocket } from './detach.ts'
@@ -164,7 +164,7 @@ export class LongpollTransport implements Transport {
       if (close) headers.push('Connection', 'close')
       res.writeHead(status, reason, headers)
       // Node's response may queue it (a socket with unread bytes, an earlier pipelined answer): bytes of its own
-      res.end(body === null ? undefined : unpinned(body))
+      res.end(body === null ? undefined : queuedCopy(body))
       return
     }
     if ((sub.flags & F_LP_RAW) === 0) return
@@ -183,7 +183,7 @@ export class LongpollTransport implements Transport {
     }
     head += close ? 'Connection: close\r\n\r\n' : 'Connection: keep-alive\r\n\r\n'
     // a socket that still holds bytes its client has not read gets bytes of their own (lib/message.ts)
-    const out = body !== null && socket.writableLength > 0 ? unpinned(body) : body
+    const out = body !== null && socket.writableLength > 0 ? queuedCopy(body) : body
     socket.cork()
     socket.write(head, 'latin1')
     if (out !== null && out.length > 0) socket.write(out)
@@ -309,7 +309,7 @@ function pollAnswer (socket: Socket, head: string, body: Buffer | null, close: b
     return
   }
   if (socket.destroyed || socket.writableEnded) return
-  const out = body !== null && socket.writableLength > 0 ? unpinned(body) : body
+  const out = body !== null && socket.writableLength > 0 ? queuedCopy(body) : body
   socket.write(head + 'Connection: close\r\n\r\n', 'latin1')
   if (out !== null && out.length > 0) socket.write(out)
   socket.end()

@@ -1,7 +1,9 @@
 // A buffered message keeps only its own bytes (lib/message.ts): its body and its SSE frame each in a
 // backing store of their own, never a view that pins a shared slab or a larger frame.
+import { once } from 'node:events'
+import net from 'node:net'
 import test from 'ava'
-import { FRAME_MAX, FRAME_SLAB, Message, frameAlloc, frameSseData, owned, unpinned } from '../../lib/message.ts'
+import { FRAME_MAX, FRAME_SLAB, Message, frameAlloc, frameSseData, owned, unpinned, writeShared } from '../../lib/message.ts'
 
 test('a body that is a view of a larger store is copied into the message\'s own; without LF that store is its SSE frame', (t) => {
   const pooled = Buffer.from('hello') // under 4 KiB: a view of Node's shared slab
@@ -137,4 +139,64 @@ test('frameAlloc: frames one after another in a shared slab, 8-byte aligned, nev
   t.is(largest.buffer.byteLength, FRAME_SLAB)
   t.not(unpinned(largest), largest)
   t.is(unpinned(frames[0]!).buffer.byteLength, frames[0]!.length, 'a frame of the slab is copied where it would stay')
+})
+
+test('writeShared: every socket a slab frame waits on holds one copy of it, a store of its own; a socket with nothing queued gets the frame', async (t) => {
+  const accepted: net.Socket[] = []
+  const server = net.createServer((s) => { accepted.push(s) })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as net.AddressInfo
+  const clients: net.Socket[] = []
+  try {
+    for (let i = 0; i < 3; i++) {
+      const c = net.connect(port, '127.0.0.1')
+      c.pause()
+      clients.push(c)
+      await once(c, 'connect')
+    }
+    while (accepted.length < 3) await new Promise((resolve) => setImmediate(resolve))
+    const [a, b, idle] = accepted as [net.Socket, net.Socket, net.Socket]
+    // more than loopback's kernel buffers take from a client that does not read: the rest stays queued
+    const filler = Buffer.alloc(32 * 1024 * 1024, 0x2e)
+    a.write(filler)
+    b.write(filler)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    t.true(a.writableLength > 0 && b.writableLength > 0)
+    t.is(idle.writableLength, 0)
+    // Node's Writable keeps its queue in writableBuffer (untyped in @types/node)
+    const last = (s: net.Socket): Buffer => (s as unknown as { writableBuffer: Array<{ chunk: Buffer }> }).writableBuffer.at(-1)!.chunk
+    const frames = [frameAlloc(100).fill(0x41), frameAlloc(100).fill(0x42)]
+    t.true(frames[0]!.buffer.byteLength > 100 + 1024, 'a view of a slab')
+    const held: Buffer[] = []
+    for (const frame of frames) {
+      writeShared(a, frame)
+      writeShared(b, frame)
+      writeShared(idle, frame)
+      t.is(last(a), last(b), 'the same Buffer on both queues')
+      t.not(last(a), frame)
+      t.is(last(a).buffer.byteLength, 100, 'a store of its own')
+      t.true(last(a).equals(frame))
+      held.push(last(a))
+    }
+    t.not(held[0], held[1], 'each frame its own copy')
+    // what the clients read: the filler, then the two frames
+    const tails = await Promise.all(clients.map(async (c, i) => {
+      const want = (i < 2 ? filler.length : 0) + 200
+      let got = 0
+      const tail: Buffer[] = []
+      c.on('data', (d: Buffer) => {
+        got += d.length
+        tail.push(d)
+        if (tail.length > 4) tail.shift()
+      })
+      c.resume()
+      while (got < want) await once(c, 'data')
+      return Buffer.concat(tail).subarray(-200)
+    }))
+    for (const tail of tails) t.is(tail.toString('latin1'), 'A'.repeat(100) + 'B'.repeat(100))
+  } finally {
+    for (const c of clients) c.destroy()
+    server.close()
+  }
 })
