@@ -13,7 +13,9 @@
 //
 // A worker's first subscriber on a channel it does not own gets the owner's buffer ('load') before
 // it is counted; from then on the worker's replica gets every message (applied and fanned out,
-// framed once per worker) until its last subscriber there leaves.
+// framed once per worker) until its last subscriber there leaves, and for REPLICA_LINGER_MS after
+// (kept, uncounted): a long-poll that comes back for the next message finds the replica current,
+// not a buffer to load again for every poll.
 //
 // A worker that dies is forked again, in a later second than its death (so every id it issues is
 // above the ids it issued before). While it is away, new subscribers get 503 with Retry-After and
@@ -80,7 +82,14 @@ type Peer =
   | ['rep', number, string, string, string]
   | ['info', number, string]
   | ['del', number, string]
-  | ['sub', string[], 1 | -1]
+  /**
+   * Subscriptions added or ended. The first `kept` channels (none if absent): with -1, the sender
+   * keeps its replica current though its count there may fall to 0 ('unkeep' ends that); with 1,
+   * it still holds a current replica, so no 'load' is owed.
+   */
+  | ['sub', string[], 1 | -1, number?]
+  /** Replicas the sender kept with no subscriber (see 'sub') are gone: no more messages for them. */
+  | ['unkeep', string[]]
   | ['touch', string[]]
   /** To an owner forked again: this worker's subscribers on one of its channels, and its replica. */
   | ['own', SnapChannel, number]
@@ -672,6 +681,8 @@ interface PeerState {
   awaitHead: number
   /** After an 'own' from the peer: the newest id of its replica, per channel (catch-up after sync). */
   replicaLast: Map<string, [number, number]> | null
+  /** Channels whose replica the peer keeps current with no subscriber there (REPLICA_LINGER_MS). */
+  kept: Set<string>
 }
 
 /** `bytes`: a publish's body, counted in the peer's publishes in flight until it is answered. */
@@ -706,6 +717,11 @@ const AWAY_MS = 5000
 const SYNC_MS = 3000
 /** A request to a peer that is up but has not answered in this long fails (a backstop). */
 const REQUEST_MS = 30_000
+/**
+ * How long a worker keeps a replica current after its last subscriber there left (give or take the
+ * 1 s sweep): a long-poll's next poll, or a client reconnecting, finds it without a 'load'.
+ */
+export const REPLICA_LINGER_MS = 2000
 
 export class WorkerEngine implements Engine {
   readonly name = 'workers'
@@ -728,6 +744,12 @@ export class WorkerEngine implements Engine {
    * then a message for it is dropped (the load will hold it), so a replica is never a fragment.
    */
   readonly #loaded = new Set<string>()
+  /** Loaded replicas with no subscriber here, kept current until their deadline (REPLICA_LINGER_MS). */
+  readonly #lingering = new Map<string, number>()
+  /** Channels this worker owns: how many peers keep a replica of each with no subscriber there. */
+  readonly #keptBy = new Map<string, number>()
+  /** Replicas loaded from their owners (parkline_replica_loads_total). */
+  #loads = 0
   readonly #pending = new Map<number, Pending>()
   /** Per peer: bytes of publishes sent to it not answered yet (PUB_IN_FLIGHT_CAP). */
   readonly #pubInFlight: number[] = []
@@ -752,7 +774,7 @@ export class WorkerEngine implements Engine {
     this.#me = link.id
     this.#n = link.workers
     for (let i = 0; i < this.#n; i++) {
-      this.#peers.push({ counts: new Map(), deleted: new Map(), awaiting: [], awaitHead: 0, replicaLast: null })
+      this.#peers.push({ counts: new Map(), deleted: new Map(), awaiting: [], awaitHead: 0, replicaLast: null, kept: new Set() })
       this.#away.push(false)
       this.#awayTimers.push(null)
       this.#pubInFlight.push(0)
@@ -779,9 +801,10 @@ export class WorkerEngine implements Engine {
     link.onPrimaryGone = () => { this.#mesh.primaryGone() }
     for (let i = 0; i < this.#n; i++) this.#fenceAt.push(i === this.#me ? Infinity : 0)
     core.fence = (sub, pos) => this.#fence(sub, pos)
-    // a channel this worker owns stays while other workers have subscribers there (its ids, its
-    // age and its info hold, as in one process), even with no message left
-    core.registry.heldElsewhere = (key) => this.#remote.has(key)
+    // a channel this worker owns stays while other workers have subscribers there, or keep its
+    // replica (its ids, its age and its info hold, as in one process), even with no message left;
+    // so does a replica kept here (its floor, for a gap signal)
+    core.registry.heldElsewhere = (key) => this.#remote.has(key) || this.#keptBy.has(key) || this.#lingering.has(key)
     this.#sendSecond()
   }
 
@@ -815,6 +838,7 @@ export class WorkerEngine implements Engine {
     const now = Date.now()
     const sec = Math.floor(now / 1000)
     for (let p = 0; p < this.#n; p++) if (p !== this.#me && this.#mesh.isUp(p)) this.#mesh.send(p, ['t', sec])
+    if (this.#lingering.size > 0) this.#endLinger(now)
     const t = setTimeout(() => { this.#sendSecond() }, 1000 - (now % 1000) + 1)
     t.unref()
   }
@@ -873,14 +897,15 @@ export class WorkerEngine implements Engine {
       const o = this.#owner(chans[0]!.key)
       if (o === this.#me) return true
       if (!this.#mesh.isUp(o)) return this.#refuseSoon(sub)
-      this.#mesh.send(o, ['sub', [chans[0]!.key], 1])
+      const key = chans[0]!.key
+      this.#mesh.send(o, this.#lingering.delete(key) ? ['sub', [key], 1, 1] : ['sub', [key], 1])
       this.#peers[o]!.awaiting.push(sub)
     } else {
       const byOwner = this.#remoteByOwner(chans)
       if (byOwner.size === 0) return true
       for (const o of byOwner.keys()) if (!this.#mesh.isUp(o)) return this.#refuseSoon(sub)
       for (const [o, keys] of byOwner) {
-        this.#mesh.send(o, ['sub', keys, 1])
+        this.#mesh.send(o, this.#keptFirst(keys, 1))
         this.#peers[o]!.awaiting.push(sub)
       }
       if (byOwner.size > 1) this.#acksDue.set(sub, byOwner.size)
@@ -947,16 +972,67 @@ export class WorkerEngine implements Engine {
       const key = chans[0]!.key
       const o = this.#owner(key)
       if (o === this.#me) return
-      // an owner that is away counts from the resync when it is back
-      if (this.#mesh.isUp(o)) this.#mesh.send(o, ['sub', [key], -1])
-      // its last subscriber here left: the replica is no longer kept current, so it goes
-      this.#dropReplica(key)
+      // an owner that is away counts from the resync when it is back; a replica of its goes
+      if (this.#mesh.isUp(o)) this.#mesh.send(o, this.#linger(key) ? ['sub', [key], -1, 1] : ['sub', [key], -1])
+      else this.#dropReplica(key)
       return
     }
     for (const [o, keys] of this.#remoteByOwner(chans)) {
-      if (this.#mesh.isUp(o)) this.#mesh.send(o, ['sub', keys, -1])
-      for (const key of keys) this.#dropReplica(key)
+      if (this.#mesh.isUp(o)) this.#mesh.send(o, this.#keptFirst(keys, -1))
+      else for (const key of keys) this.#dropReplica(key)
     }
+  }
+
+  /**
+   * A subscriber here left `key` (owned elsewhere): if it was the last, the replica is kept current
+   * for REPLICA_LINGER_MS (true: the owner is to keep sending its messages) where it was loaded and
+   * its record stands; else it goes.
+   */
+  #linger (key: string): boolean {
+    const core = this.#core
+    if (core.localSubscribers(key) > 0) return false
+    if (this.#loaded.has(key) && core.registry.get(key) !== undefined) {
+      this.#lingering.set(key, Date.now() + REPLICA_LINGER_MS)
+      return true
+    }
+    this.#dropReplica(key)
+    return false
+  }
+
+  /**
+   * A 'sub' entry for `keys`, those whose replica is kept first: for 1, the lingering ones (taken off
+   * the list: a subscriber holds them now); for -1, those #linger keeps.
+   */
+  #keptFirst (keys: string[], delta: 1 | -1): Peer {
+    const kept: string[] = []
+    const rest: string[] = []
+    for (const key of keys) {
+      if (delta === 1 ? this.#lingering.delete(key) : this.#linger(key)) kept.push(key)
+      else rest.push(key)
+    }
+    return kept.length === 0 ? ['sub', keys, delta] : ['sub', kept.concat(rest), delta, kept.length]
+  }
+
+  /** Kept replicas past their deadline go, and their owners stop sending their messages. */
+  #endLinger (now: number): void {
+    let gone: Map<number, string[]> | null = null
+    for (const [key, until] of this.#lingering) {
+      if (until > now) continue
+      this.#lingering.delete(key)
+      this.#dropReplica(key)
+      const o = this.#owner(key)
+      if (!this.#mesh.isUp(o)) continue
+      gone ??= new Map()
+      const keys = gone.get(o)
+      if (keys === undefined) gone.set(o, [key])
+      else keys.push(key)
+    }
+    if (gone !== null) for (const [o, keys] of gone) this.#mesh.send(o, ['unkeep', keys])
+  }
+
+  /** Replicas loaded from their owners since this worker started (a kept one is not loaded again). */
+  replicaLoads (): number {
+    return this.#loads
   }
 
   async revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }> {
@@ -1039,7 +1115,7 @@ export class WorkerEngine implements Engine {
       const replay = core.replayed(key, idempotencyKey, subscribers, fp)
       if (replay !== null) return replay
     }
-    const { msg, channel } = core.publish(key, data, contentType, event, this.#remote.has(key) ? this : null)
+    const { msg, channel } = core.publish(key, data, contentType, event, this.#remote.has(key) || this.#keptBy.has(key) ? this : null)
     if (idempotencyKey !== null) core.idempotency.set(key, idempotencyKey, msg.id, fp)
     const info = channelInfo(channel, Date.now())
     info.subscribers = subscribers
@@ -1056,7 +1132,9 @@ export class WorkerEngine implements Engine {
     const entry: Peer = ['m', key, msg.time, msg.tag, msg.data, msg.contentType, msg.event, msg.publishedAt]
     const now = ch.subs.length >= EARLY_FLUSH
     for (let i = 0; i < this.#n; i++) {
-      if (i === this.#me || (this.#peers[i]!.counts.get(key) ?? 0) === 0) continue
+      if (i === this.#me) continue
+      const p = this.#peers[i]!
+      if ((p.counts.get(key) ?? 0) === 0 && !p.kept.has(key)) continue
       this.#mesh.send(i, entry, msg.data.length)
       if (now) this.#mesh.flushNow(i)
     }
@@ -1078,8 +1156,10 @@ export class WorkerEngine implements Engine {
     // Remote subscribers are ended by their workers as the `d` reaches them: they count no more
     // from now on (a publish right after the DELETE answers 202, as with one process).
     this.#remote.delete(key)
+    this.#keptBy.delete(key)
     for (let i = 0; i < this.#n; i++) {
       const p = this.#peers[i]!
+      p.kept.delete(key)
       const n = p.counts.get(key)
       if (n === undefined) continue
       p.counts.delete(key)
@@ -1122,6 +1202,27 @@ export class WorkerEngine implements Engine {
       if (ch !== undefined) this.#core.registry.release(ch)
     }
     return had
+  }
+
+  /** Peer `p` keeps its replica of `key` (owned here) current with no subscriber there. */
+  #keep (p: PeerState, key: string): void {
+    if (p.kept.has(key)) return
+    p.kept.add(key)
+    this.#keptBy.set(key, (this.#keptBy.get(key) ?? 0) + 1)
+  }
+
+  /** Peer `p` keeps its replica of `key` no more (true if it did); the record may go, as in #count. */
+  #unkeep (p: PeerState, key: string): boolean {
+    if (!p.kept.delete(key)) return false
+    const n = this.#keptBy.get(key)! - 1
+    if (n > 0) {
+      this.#keptBy.set(key, n)
+      return true
+    }
+    this.#keptBy.delete(key)
+    const ch = this.#core.registry.get(key)
+    if (ch !== undefined && !this.#remote.has(key)) this.#core.registry.release(ch)
+    return true
   }
 
   /** An owner that starts again takes the newest replica any other worker holds. */
@@ -1193,8 +1294,15 @@ export class WorkerEngine implements Engine {
   /** A peer died: its subscribers count no more, what was asked of it fails, what awaited it ends. */
   #onDown (peer: number): void {
     const p = this.#peers[peer]!
+    for (const key of [...p.kept]) this.#unkeep(p, key)
     for (const [key, n] of [...p.counts]) this.#count(peer, key, -n)
     p.counts.clear()
+    // its replicas kept here with no subscriber would miss what it publishes when it is back
+    for (const key of this.#lingering.keys()) {
+      if (this.#owner(key) !== peer) continue
+      this.#lingering.delete(key)
+      this.#dropReplica(key)
+    }
     p.deleted.clear()
     p.replicaLast = null
     this.#failRequests(peer)
@@ -1295,7 +1403,9 @@ export class WorkerEngine implements Engine {
           break
         case 'sub': {
           const p = this.#peers[from]!
-          for (const key of e[1]) {
+          const kept = e[3] ?? 0
+          for (let k = 0; k < e[1].length; k++) {
+            const key = e[1][k]!
             if (e[2] < 0) {
               // the end of a subscription the DELETE already uncounted
               const gone = p.deleted.get(key)
@@ -1305,15 +1415,24 @@ export class WorkerEngine implements Engine {
                 continue
               }
             }
+            // (kept before the count falls: the record stays for it)
+            if (e[2] < 0 && k < kept) this.#keep(p, key)
             const had = this.#count(from, key, e[2])
             if (e[2] > 0) {
               const ch = core.registry.getOrCreate(key, core.nowSec)
               ch.lastRequested = Date.now()
-              // the peer's first subscriber there: its replica, before the ack and every later message
+              // the peer's first subscriber there: its replica, before the ack and every later
+              // message, unless it kept one current
+              if (this.#unkeep(p, key) && k < kept) continue
               if (had === 0) this.#mesh.send(from, ['load', this.#snapshotOf(key)])
             }
           }
           if (e[2] > 0) acks++
+          break
+        }
+        case 'unkeep': {
+          const p = this.#peers[from]!
+          for (const key of e[1]) this.#unkeep(p, key)
           break
         }
         case 'touch': {
@@ -1351,12 +1470,15 @@ export class WorkerEngine implements Engine {
           if (core.localSubscribers(key) > 0) {
             this.#restore(e[1])
             this.#loaded.add(key)
+            this.#loads++
           }
           break
         }
         case 'd':
-          core.deleteLocal(e[1])
+          // (first: the subscribers it ends keep no replica of it)
           this.#loaded.delete(e[1])
+          this.#lingering.delete(e[1])
+          core.deleteLocal(e[1])
           break
         case 'a':
           this.#acked(from, e[1])

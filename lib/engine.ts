@@ -74,6 +74,8 @@ export interface Engine {
    * last counted for the primary (once a second); absent = every channel it holds is its own.
    */
   owned? (): { channels: number, stored: number }
+  /** With in-memory workers: replicas loaded from their channels' owners since the process started. */
+  replicaLoads? (): number
   /** Engines with a shared store (Redis): its state, for /status and /health; absent = always up. */
   health? (): { up: boolean, pendingCommands: number, connectedServers: number, mode?: string, faults?: number, failovers?: number, cluster?: { masters: number, reachable: number, slots: number } | null }
   /** False while the shared store is away: new subscribers get 503 at once (absent = always up). */

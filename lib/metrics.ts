@@ -107,6 +107,10 @@ export class Metrics {
     gaugeFrom(r, 'parkline_raw_publisher_connections', 'Publisher, long-poll and stream connections the standalone server reads itself, past Node\'s HTTP parser (a stream\'s until its stream starts).', [], (set) => { set({}, s.rawConnections) })
     counterFrom(r, 'parkline_heap_trims_total', 'Memory-reducing garbage collections the standalone server ran when idle after being busy (lib/heap-trim.ts).', [], (set) => { set({}, heapTrims.count) })
     counterFrom(r, 'parkline_heap_trim_seconds_total', 'Seconds those collections paused the process.', [], (set) => { set({}, heapTrims.seconds) })
+    counterFrom(r, 'parkline_replica_loads_total', 'With in-memory workers: channel buffers a worker loaded from their owner for a first subscriber there (a replica kept after its last one left is not loaded again).', [], (set) => {
+      const n = core.engine.replicaLoads?.()
+      if (n !== undefined) set({}, n)
+    })
     counterFrom(r, 'parkline_raw_publisher_requests_total', 'Requests read on those connections: publishes, long-polls and streams\' requests.', [], (set) => { set({}, s.rawRequests) })
     counterFrom(r, 'parkline_raw_longpoll_requests_total', 'Of those, long-polls.', [], (set) => { set({}, s.rawPolls) })
     counterFrom(r, 'parkline_raw_stream_requests_total', 'Of those, EventSource, chunked and multipart streams\' requests and WebSocket handshakes (the stream then owns the connection).', [], (set) => { set({}, s.rawStreams) })

@@ -418,6 +418,68 @@ test.serial('a channel whose messages expired stays at its owner while another w
   t.deepEqual((await sub.waitEvents(1)).map((e) => e.data), ['soon gone'])
 })
 
+/** Answers read off `c` in order: status, headers (lower-cased names) and body. */
+function responses (c: Awaited<ReturnType<typeof rawOnWorker>>): () => Promise<{ status: number, headers: Map<string, string>, body: string }> {
+  let at = 0
+  return async () => {
+    let parsed: { status: number, headers: Map<string, string>, body: string } | null = null
+    const complete = (buf: Buffer): boolean => {
+      const end = buf.indexOf('\r\n\r\n', at)
+      if (end === -1) return false
+      const lines = buf.toString('latin1', at, end).split('\r\n')
+      const headers = new Map(lines.slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()] as [string, string]))
+      const len = Number(headers.get('content-length') ?? 0)
+      if (buf.length < end + 4 + len) return false
+      parsed = { status: Number(lines[0]!.split(' ')[1]), headers, body: buf.toString('utf8', end + 4, end + 4 + len) }
+      at = end + 4 + len
+      return true
+    }
+    if (!await c.wait(complete)) throw new Error('no answer')
+    return parsed!
+  }
+}
+
+test.serial('with workers, a long-poll\'s next poll finds its worker\'s replica current: the owner\'s buffer is loaded once, not at every poll, and nothing published between polls is missed', async (t) => {
+  const node = await serve(t, ['--workers', '2'])
+  let key = 'lp'
+  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `lp${i}`
+  const c = await rawOnWorker(node.port, 1)
+  t.teardown(() => c.socket.destroy())
+  const next = responses(c)
+  const loads = async (): Promise<number> => Number(/^parkline_replica_loads_total (\d+)/m.exec(await (await fetch(`${node.base}/metrics`)).text())?.[1] ?? NaN)
+  let cursor = ''
+  const poll = async (): Promise<string> => {
+    const r = await next()
+    t.is(r.status, 200)
+    cursor = `If-Modified-Since: ${r.headers.get('last-modified')!}\r\nIf-None-Match: ${r.headers.get('etag')!}\r\n`
+    return r.body
+  }
+  const got: string[] = []
+  for (let i = 0; i < 8; i++) {
+    c.socket.write(`GET /sub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\n${cursor}\r\n`)
+    // parked on worker 1 and counted at worker 0 (the owner) before the message comes
+    t.true(await eventually(async () => (await info(node.base, key)).json?.subscribers === 1, 10000))
+    t.is((await publish(node.base, key, `m${i}`)).status, 201)
+    got.push(await poll())
+    if (i % 2 === 1) {
+      // published while no poll is parked (the answered one uncounted at the owner): the replica
+      // kept on worker 1 gets it, the next poll too
+      t.true(await eventually(async () => (await info(node.base, key)).json?.subscribers === 0, 10000))
+      t.is((await publish(node.base, key, `between${i}`)).status, 202)
+      c.socket.write(`GET /sub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\n${cursor}\r\n`)
+      got.push(await poll())
+    }
+  }
+  t.deepEqual(got, ['m0', 'm1', 'between1', 'm2', 'm3', 'between3', 'm4', 'm5', 'between5', 'm6', 'm7', 'between7'])
+  t.is(await loads(), 1, 'the first poll loaded the replica; every later one found it kept')
+  // the replica goes once no poll came for a while (about 2 s): a poll then loads it again
+  await new Promise((resolve) => setTimeout(resolve, 3500))
+  t.is((await publish(node.base, key, 'after')).status, 202)
+  c.socket.write(`GET /sub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\n${cursor}\r\n`)
+  t.is(await poll(), 'after')
+  t.is(await loads(), 2)
+})
+
 test('a worker run by hand (no primary, no mesh directory or key) refuses to start', async (t) => {
   const port = await freePort()
   const r = spawnSync(process.execPath, ['bin/parkline.ts', 'worker', '--port', String(port), '--host', '127.0.0.1'], { encoding: 'utf8', timeout: 20000, env: { ...process.env, PARKLINE_WORKER_COUNT: '2', PARKLINE_MESH: '/tmp' } })
