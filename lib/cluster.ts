@@ -954,11 +954,23 @@ export class WorkerEngine implements Engine {
     return true
   }
 
-  /** The last subscriber here on a channel owned elsewhere left: its replica is no longer kept. */
+  /**
+   * The last subscriber here on a channel owned elsewhere left: its replica is no longer kept. One
+   * kept with no subscriber (#linger) is no longer either: its owner stops sending its messages,
+   * or a later subscriber's 'sub' would say it kept a replica it no longer has.
+   */
   #dropReplica (key: string): void {
     if (this.#core.localSubscribers(key) > 0) return
+    this.#unlinger(key)
     this.#loaded.delete(key)
     this.#core.dropReplica(key)
+  }
+
+  /** `key` lingers no more; its owner is told (unless it is away: it forgets its own then). */
+  #unlinger (key: string): void {
+    if (!this.#lingering.delete(key)) return
+    const o = this.#owner(key)
+    if (this.#mesh.isUp(o)) this.#mesh.send(o, ['unkeep', [key]])
   }
 
   unregistered (sub: Subscriber): void {
@@ -1475,9 +1487,11 @@ export class WorkerEngine implements Engine {
           break
         }
         case 'd':
-          // (first: the subscribers it ends keep no replica of it)
+          // (first: the subscribers it ends keep no replica of it). A replica kept here is told
+          // back: the owner may have been told to keep sending it after the DELETE cleared that
+          // (a subscriber here that came and went before this 'd')
           this.#loaded.delete(e[1])
-          this.#lingering.delete(e[1])
+          this.#unlinger(e[1])
           core.deleteLocal(e[1])
           break
         case 'a':
