@@ -905,7 +905,7 @@ export class WorkerEngine implements Engine {
       if (byOwner.size === 0) return true
       for (const o of byOwner.keys()) if (!this.#mesh.isUp(o)) return this.#refuseSoon(sub)
       for (const [o, keys] of byOwner) {
-        this.#mesh.send(o, this.#keptFirst(keys, 1))
+        this.#mesh.send(o, this.#lingering.size === 0 ? ['sub', keys, 1] : this.#keptFirst(keys, 1))
         this.#peers[o]!.awaiting.push(sub)
       }
       if (byOwner.size > 1) this.#acksDue.set(sub, byOwner.size)

@@ -9,7 +9,7 @@ import test, { type ExecutionContext } from 'ava'
 import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
 import { serve } from './helpers/node.ts'
 import { startRedis } from './helpers/redis.ts'
-import { STABLE_MS, ownerOf, quickDeathsAfter, restartDelay } from '../lib/cluster.ts'
+import { REPLICA_LINGER_MS, STABLE_MS, ownerOf, quickDeathsAfter, restartDelay } from '../lib/cluster.ts'
 import { meshPath } from '../lib/mesh.ts'
 import net from 'node:net'
 import { serialize } from 'node:v8'
@@ -472,8 +472,9 @@ test.serial('with workers, a long-poll\'s next poll finds its worker\'s replica 
   }
   t.deepEqual(got, ['m0', 'm1', 'between1', 'm2', 'm3', 'between3', 'm4', 'm5', 'between5', 'm6', 'm7', 'between7'])
   t.is(await loads(), 1, 'the first poll loaded the replica; every later one found it kept')
-  // the replica goes once no poll came for a while (about 2 s): a poll then loads it again
-  await new Promise((resolve) => setTimeout(resolve, 3500))
+  // the replica goes once no poll came for a while (the linger, and up to a second's sweep): a
+  // poll then loads it again
+  await new Promise((resolve) => setTimeout(resolve, REPLICA_LINGER_MS + 1500))
   t.is((await publish(node.base, key, 'after')).status, 202)
   c.socket.write(`GET /sub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\n${cursor}\r\n`)
   t.is(await poll(), 'after')
