@@ -481,6 +481,33 @@ test.serial('with workers, a long-poll\'s next poll finds its worker\'s replica 
   t.is(await loads(), 2)
 })
 
+test.serial('with workers, a multiplexed long-poll keeps its replica of the channel another worker owns between polls; both channels\' messages arrive once, in order', async (t) => {
+  const node = await serve(t, ['--workers', '2'])
+  let a = 'mxa'
+  for (let i = 0; ownerOf(a, 2) !== 0; i++) a = `mxa${i}`
+  let b = 'mxb'
+  for (let i = 0; ownerOf(b, 2) !== 1; i++) b = `mxb${i}`
+  const c = await rawOnWorker(node.port, 1)
+  t.teardown(() => c.socket.destroy())
+  const next = responses(c)
+  let cursor = ''
+  const got: string[] = []
+  for (let i = 0; i < 6; i++) {
+    c.socket.write(`GET /sub/${a},${b} HTTP/1.1\r\nHost: 127.0.0.1\r\n${cursor}\r\n`)
+    // counted at a's owner (worker 0) before the message comes
+    t.true(await eventually(async () => (await info(node.base, a)).json?.subscribers === 1, 10000))
+    const key = i % 2 === 0 ? a : b
+    t.is((await publish(node.base, key, `${key === a ? 'a' : 'b'}${i}`)).status, 201)
+    const r = await next()
+    t.is(r.status, 200)
+    cursor = `If-Modified-Since: ${r.headers.get('last-modified')!}\r\nIf-None-Match: ${r.headers.get('etag')!}\r\n`
+    got.push(r.body)
+  }
+  t.deepEqual(got, ['a0', 'b1', 'a2', 'b3', 'a4', 'b5'])
+  const loads = Number(/^parkline_replica_loads_total (\d+)/m.exec(await (await fetch(`${node.base}/metrics`)).text())?.[1] ?? NaN)
+  t.is(loads, 1, 'a\'s replica loaded once; b is worker 1\'s own')
+})
+
 test('a worker run by hand (no primary, no mesh directory or key) refuses to start', async (t) => {
   const port = await freePort()
   const r = spawnSync(process.execPath, ['bin/parkline.ts', 'worker', '--port', String(port), '--host', '127.0.0.1'], { encoding: 'utf8', timeout: 20000, env: { ...process.env, PARKLINE_WORKER_COUNT: '2', PARKLINE_MESH: '/tmp' } })
