@@ -436,11 +436,11 @@ export function queuedCopy (frame: Buffer): Buffer {
  * Write a shared frame to a subscriber's socket. A socket that holds unwritten bytes (and is not
  * corked for this turn) keeps what it is given until its client reads: it gets the frame's bytes
  * in a store of their own (queuedCopy: one for every socket the frame waits on), not a view that
- * would keep a shared slab. A frame
- * written to a socket with nothing queued leaves at once, or, the first time a client stops
- * reading, stays as that socket's one pinned slab. A corked socket's writes are this turn's (they
- * leave at its uncork); a caller that corks around writes of frames that may stay passes frames of
- * their own (http-stream.ts flush: a backlog's, copied when queued).
+ * would keep a shared slab. A frame written to a socket with nothing queued leaves at once, or,
+ * the first time a client stops reading, stays as that socket's one pinned slab. A corked
+ * socket's writes are this turn's (they leave at its uncork); a caller that corks around writes
+ * of frames that may stay passes frames of their own (http-stream.ts flush: a backlog's, copied
+ * when queued).
  */
 export function writeShared (socket: Socket, frame: Buffer): void {
   socket.write(socket.writableLength > 0 && socket.writableCorked === 0 ? queuedCopy(frame) : frame)
