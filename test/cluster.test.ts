@@ -508,6 +508,29 @@ test.serial('with workers, a multiplexed long-poll keeps its replica of the chan
   t.is(loads, 1, 'a\'s replica loaded once; b is worker 1\'s own')
 })
 
+test.serial('with workers, a DELETE while a worker keeps its replica of the channel ends that replica: a poll after it gets the new channel\'s message, never the deleted one', async (t) => {
+  const node = await serve(t, ['--workers', '2'])
+  let key = 'kd'
+  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `kd${i}`
+  const c = await rawOnWorker(node.port, 1)
+  t.teardown(() => c.socket.destroy())
+  const next = responses(c)
+  const loads = async (): Promise<number> => Number(/^parkline_replica_loads_total (\d+)/m.exec(await (await fetch(`${node.base}/metrics`)).text())?.[1] ?? NaN)
+  c.socket.write(`GET /sub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+  t.true(await eventually(async () => (await info(node.base, key)).json?.subscribers === 1, 10000))
+  t.is((await publish(node.base, key, 'deleted')).status, 201)
+  t.is((await next()).body, 'deleted')
+  t.is(await loads(), 1)
+  // the replica on worker 1 is kept now; the DELETE (at the owner) reaches it as a 'd'
+  t.is((await fetch(`${node.base}/pub/${key}`, { method: 'DELETE' })).status, 200)
+  t.is((await publish(node.base, key, 'after')).status, 202)
+  c.socket.write(`GET /sub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+  const r = await next()
+  t.is(r.status, 200)
+  t.is(r.body, 'after')
+  t.is(await loads(), 2, 'the deleted channel\'s replica was not kept: the new one was loaded')
+})
+
 test('a worker run by hand (no primary, no mesh directory or key) refuses to start', async (t) => {
   const port = await freePort()
   const r = spawnSync(process.execPath, ['bin/parkline.ts', 'worker', '--port', String(port), '--host', '127.0.0.1'], { encoding: 'utf8', timeout: 20000, env: { ...process.env, PARKLINE_WORKER_COUNT: '2', PARKLINE_MESH: '/tmp' } })
