@@ -439,14 +439,19 @@ function responses (c: Awaited<ReturnType<typeof rawOnWorker>>): () => Promise<{
   }
 }
 
-test.serial('with workers, a long-poll\'s next poll finds its worker\'s replica current: the owner\'s buffer is loaded once, not at every poll, and nothing published between polls is missed', async (t) => {
+/** `--workers 2`, a channel owned by worker 0, a raw connection on worker 1 to poll it from, and the node's replica loads. */
+async function pollFromWorker1 (t: ExecutionContext, prefix: string): Promise<{ node: Awaited<ReturnType<typeof serve>>, key: string, c: Awaited<ReturnType<typeof rawOnWorker>>, next: ReturnType<typeof responses>, loads: () => Promise<number> }> {
   const node = await serve(t, ['--workers', '2'])
-  let key = 'lp'
-  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `lp${i}`
+  let key = prefix
+  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `${prefix}${i}`
   const c = await rawOnWorker(node.port, 1)
   t.teardown(() => c.socket.destroy())
-  const next = responses(c)
   const loads = async (): Promise<number> => Number(/^parkline_replica_loads_total (\d+)/m.exec(await (await fetch(`${node.base}/metrics`)).text())?.[1] ?? NaN)
+  return { node, key, c, next: responses(c), loads }
+}
+
+test.serial('with workers, a long-poll\'s next poll finds its worker\'s replica current: the owner\'s buffer is loaded once, not at every poll, and nothing published between polls is missed', async (t) => {
+  const { node, key, c, next, loads } = await pollFromWorker1(t, 'lp')
   let cursor = ''
   const poll = async (): Promise<string> => {
     const r = await next()
@@ -482,14 +487,9 @@ test.serial('with workers, a long-poll\'s next poll finds its worker\'s replica 
 })
 
 test.serial('with workers, a multiplexed long-poll keeps its replica of the channel another worker owns between polls; both channels\' messages arrive once, in order', async (t) => {
-  const node = await serve(t, ['--workers', '2'])
-  let a = 'mxa'
-  for (let i = 0; ownerOf(a, 2) !== 0; i++) a = `mxa${i}`
+  const { node, key: a, c, next, loads } = await pollFromWorker1(t, 'mxa')
   let b = 'mxb'
   for (let i = 0; ownerOf(b, 2) !== 1; i++) b = `mxb${i}`
-  const c = await rawOnWorker(node.port, 1)
-  t.teardown(() => c.socket.destroy())
-  const next = responses(c)
   let cursor = ''
   const got: string[] = []
   for (let i = 0; i < 6; i++) {
@@ -504,18 +504,11 @@ test.serial('with workers, a multiplexed long-poll keeps its replica of the chan
     got.push(r.body)
   }
   t.deepEqual(got, ['a0', 'b1', 'a2', 'b3', 'a4', 'b5'])
-  const loads = Number(/^parkline_replica_loads_total (\d+)/m.exec(await (await fetch(`${node.base}/metrics`)).text())?.[1] ?? NaN)
-  t.is(loads, 1, 'a\'s replica loaded once; b is worker 1\'s own')
+  t.is(await loads(), 1, 'a\'s replica loaded once; b is worker 1\'s own')
 })
 
 test.serial('with workers, a DELETE while a worker keeps its replica of the channel ends that replica: a poll after it gets the new channel\'s message, never the deleted one', async (t) => {
-  const node = await serve(t, ['--workers', '2'])
-  let key = 'kd'
-  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `kd${i}`
-  const c = await rawOnWorker(node.port, 1)
-  t.teardown(() => c.socket.destroy())
-  const next = responses(c)
-  const loads = async (): Promise<number> => Number(/^parkline_replica_loads_total (\d+)/m.exec(await (await fetch(`${node.base}/metrics`)).text())?.[1] ?? NaN)
+  const { node, key, c, next, loads } = await pollFromWorker1(t, 'kd')
   c.socket.write(`GET /sub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
   t.true(await eventually(async () => (await info(node.base, key)).json?.subscribers === 1, 10000))
   t.is((await publish(node.base, key, 'deleted')).status, 201)
