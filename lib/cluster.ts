@@ -91,7 +91,7 @@ type Peer =
   /** Replicas the sender kept with no subscriber (see 'sub') are gone: no more messages for them. */
   | ['unkeep', string[]]
   | ['touch', string[]]
-  /** To an owner forked again: this worker's subscribers on one of its channels, and its replica. */
+  /** To an owner forked again: this worker's subscribers on one of its channels (0: a replica it keeps with none, #linger), and its replica. */
   | ['own', SnapChannel, number]
   /** Everything this worker holds of the peer's channels was sent (the first thing on a link). */
   | ['synced']
@@ -975,23 +975,25 @@ export class WorkerEngine implements Engine {
 
   unregistered (sub: Subscriber): void {
     const chans = sub.channels
-    // never counted anywhere: nothing to take back (its replicas may still go)
+    // never counted anywhere: nothing to take back (its replicas may still go; not one kept for
+    // an owner that is away)
     if (this.#refused.delete(sub)) {
-      for (const keys of this.#remoteByOwner(chans).values()) for (const key of keys) this.#dropReplica(key)
+      for (const keys of this.#remoteByOwner(chans).values()) for (const key of keys) if (!this.#lingering.has(key)) this.#dropReplica(key)
       return
     }
     if (chans.length === 1) {
       const key = chans[0]!.key
       const o = this.#owner(key)
       if (o === this.#me) return
-      // an owner that is away counts from the resync when it is back; a replica of its goes
+      // an owner that is away counts from the resync when it is back, and is offered the replica
+      // then if it is kept
       if (this.#mesh.isUp(o)) this.#mesh.send(o, this.#linger(key) ? ['sub', [key], -1, 1] : ['sub', [key], -1])
-      else this.#dropReplica(key)
+      else this.#linger(key)
       return
     }
     for (const [o, keys] of this.#remoteByOwner(chans)) {
       if (this.#mesh.isUp(o)) this.#mesh.send(o, this.#keptFirst(keys, -1))
-      else for (const key of keys) this.#dropReplica(key)
+      else for (const key of keys) this.#linger(key)
     }
   }
 
@@ -1030,10 +1032,12 @@ export class WorkerEngine implements Engine {
     let gone: Map<number, string[]> | null = null
     for (const [key, until] of this.#lingering) {
       if (until > now) continue
+      const o = this.#owner(key)
+      // its owner is away: the replica may be the newest copy of the channel's buffer, offered
+      // to the owner when it is back (#onUp)
+      if (!this.#mesh.isUp(o)) continue
       this.#lingering.delete(key)
       this.#dropReplica(key)
-      const o = this.#owner(key)
-      if (!this.#mesh.isUp(o)) continue
       gone ??= new Map()
       const keys = gone.get(o)
       if (keys === undefined) gone.set(o, [key])
@@ -1250,6 +1254,8 @@ export class WorkerEngine implements Engine {
     // subscribers there: it was requested now, as far as anyone can tell
     this.#core.registry.get(key)!.lastRequested = Date.now()
     const p = this.#peers[from]!
+    // none: a replica the peer keeps (#linger), sent what it misses until it says 'unkeep'
+    if (n === 0) this.#keep(p, key)
     if (p.replicaLast === null) p.replicaLast = new Map()
     p.replicaLast.set(key, [lastTime, lastTag])
     if (this.#syncWaiting === null) this.#catchUp(from)
@@ -1297,6 +1303,14 @@ export class WorkerEngine implements Engine {
       for (const s of ch.subs) if (!this.#refused.has(s)) n++
       if (n > 0) out.push(['own', this.#snapshotOf(ch.key), n])
     }
+    // replicas kept here with no subscriber (#linger), waiting for their owner: offered as those
+    // with subscribers are (a restarted owner takes the newest), and kept for a linger more
+    const until = Date.now() + REPLICA_LINGER_MS
+    for (const key of this.#lingering.keys()) {
+      if (this.#owner(key) !== peer || this.#core.localSubscribers(key) > 0) continue
+      this.#lingering.set(key, until)
+      out.push(['own', this.#snapshotOf(key), 0])
+    }
     out.push(['synced'])
     // a starting worker may now reach every peer (after this turn: once its first entries left)
     if (this.#syncWaiting !== null) setImmediate(() => { this.#maybeEndSync() })
@@ -1309,12 +1323,8 @@ export class WorkerEngine implements Engine {
     for (const key of [...p.kept]) this.#unkeep(p, key)
     for (const [key, n] of [...p.counts]) this.#count(peer, key, -n)
     p.counts.clear()
-    // its replicas kept here with no subscriber would miss what it publishes when it is back
-    for (const key of this.#lingering.keys()) {
-      if (this.#owner(key) !== peer) continue
-      this.#lingering.delete(key)
-      this.#dropReplica(key)
-    }
+    // (its replicas kept here with no subscriber wait for it: #onUp offers them, and the owner
+    // sends what they miss)
     p.deleted.clear()
     p.replicaLast = null
     this.#failRequests(peer)

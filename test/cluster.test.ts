@@ -524,6 +524,42 @@ test.serial('with workers, a DELETE while a worker keeps its replica of the chan
   t.is(await loads(), 2, 'the deleted channel\'s replica was not kept: the new one was loaded')
 })
 
+test.serial('with workers, the owner dies while another worker keeps its replica of a channel with no poll parked: the new owner takes that buffer back, and the next poll resumes with no gap', async (t) => {
+  const { node, key, c, next, loads } = await pollFromWorker1(t, 'ko')
+  c.socket.write(`GET /sub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+  t.true(await eventually(async () => (await info(node.base, key)).json?.subscribers === 1, 10000))
+  t.is((await publish(node.base, key, 'm0')).status, 201)
+  const r0 = await next()
+  t.is(r0.body, 'm0')
+  const cursor = `If-Modified-Since: ${r0.headers.get('last-modified')!}\r\nIf-None-Match: ${r0.headers.get('etag')!}\r\n`
+  // no poll parked: worker 1 keeps its replica, and gets this one too
+  t.true(await eventually(async () => (await info(node.base, key)).json?.subscribers === 0, 10000))
+  t.is((await publish(node.base, key, 'm1')).status, 202)
+  t.is(await loads(), 1)
+  const before = workerPid(node.proc.pid!, 0)
+  process.kill(before, 'SIGKILL')
+  // forked again (however long that takes: the kept replica waits for its owner), and serving
+  t.true(await eventually(() => { try { return workerPid(node.proc.pid!, 0) !== before } catch { return false } }, 20000))
+  t.true(await eventually(async () => { try { return (await fetch(`${node.base}/health`)).status === 200 } catch { return false } }, 20000))
+  // the new owner's buffer is the kept replica's: the next id follows m1, and m2 goes to the replica
+  const i = await info(node.base, key)
+  t.is(i.json?.messages, 2, JSON.stringify(i.json))
+  let status = 503
+  for (let k = 0; k < 5 && status === 503; k++) status = (await publish(node.base, key, 'm2', { 'Idempotency-Key': 'm2' })).status
+  t.is(status, 202)
+  const got: string[] = []
+  let at = cursor
+  for (let k = 0; k < 2; k++) {
+    c.socket.write(`GET /sub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\n${at}\r\n`)
+    const r = await next()
+    t.is(r.status, 200)
+    t.is(r.headers.get('parkline-gap'), undefined, 'nothing was lost: no gap')
+    at = `If-Modified-Since: ${r.headers.get('last-modified')!}\r\nIf-None-Match: ${r.headers.get('etag')!}\r\n`
+    got.push(r.body)
+  }
+  t.deepEqual(got, ['m1', 'm2'])
+})
+
 test('a worker run by hand (no primary, no mesh directory or key) refuses to start', async (t) => {
   const port = await freePort()
   const r = spawnSync(process.execPath, ['bin/parkline.ts', 'worker', '--port', String(port), '--host', '127.0.0.1'], { encoding: 'utf8', timeout: 20000, env: { ...process.env, PARKLINE_WORKER_COUNT: '2', PARKLINE_MESH: '/tmp' } })
