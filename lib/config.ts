@@ -41,6 +41,7 @@ export interface ParklineOptions {
   queueCap: number
   queuePolicy: 'disconnect' | 'drop-oldest'
   coalesce: boolean
+  websocketDeflate: boolean
   transports: string[]
   longpollMultipart: boolean
   corsOrigins: string[]
@@ -116,6 +117,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'transports', kind: 'list', default: [...TRANSPORT_NAMES], doc: 'Subscriber transports served, of websocket, eventsource, chunked, multipart, longpoll; a request no enabled one claims gets 406.' },
   { name: 'longpollMultipart', kind: 'bool', default: false, doc: 'A long-poll answer carries every buffered message after the cursor, as one multipart/mixed body (Nchan\'s nchan_longpoll_multipart_response).' },
   { name: 'coalesce', kind: 'bool', default: true, doc: 'Send the messages a stream gets in one event-loop turn as one write (fewer syscalls per delivery).' },
+  { name: 'websocketDeflate', kind: 'bool', default: false, doc: 'Accept permessage-deflate from WebSocket clients that offer it: each message compressed once, for all of them (no context takeover).' },
   { name: 'corsOrigins', kind: 'list', default: [], doc: 'Allowed origins (scheme://host[:port], lower case, no trailing /; "*" or a wildcard stops the start); empty = every origin.' },
   { name: 'maxSubscribers', kind: 'int', default: 0, min: 0, doc: 'Subscribers per process before 503; 0 = 90% of the open-file limit.' },
   { name: 'maxChannels', kind: 'int', default: 500000, min: 1, doc: 'Channel records per process; a publish or subscription that would create more gets 503 with Retry-After.' },

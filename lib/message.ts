@@ -4,7 +4,7 @@
 import { isUtf8 } from 'node:buffer'
 import type { Socket } from 'node:net'
 import { formatHttpDate, formatId } from './message-id.ts'
-import { OP_BINARY, OP_TEXT, frame, framePrefixed } from '../transports/websocket-frame.ts'
+import { DEFLATE_MIN, OP_BINARY, OP_TEXT, deflatedFrame, frame, framePrefixed } from '../transports/websocket-frame.ts'
 
 const LF = 10
 /** A string of ASCII characters only (a content type written into ws+meta lines as is). */
@@ -57,6 +57,9 @@ export function kindEvent (kind: number): string | null {
 interface Extras {
   sseData: Buffer | null
   wsMetaFrame: Buffer | null
+  /** permessage-deflate frames (plain, ws+meta one channel): the compressed frame, or the frame as it is where compressing does not pay. */
+  wsDeflateFrame: Buffer | null
+  wsDeflateMetaFrame: Buffer | null
   lastModified: string | null
   multipartPart: Buffer | null
   multipartBody: Buffer | null
@@ -196,7 +199,7 @@ export class Message {
 
   #more (): Extras {
     if (this.#extras === null) {
-      this.#extras = { sseData: null, wsMetaFrame: null, lastModified: null, multipartPart: null, multipartBody: null, chunk: null }
+      this.#extras = { sseData: null, wsMetaFrame: null, wsDeflateFrame: null, wsDeflateMetaFrame: null, lastModified: null, multipartPart: null, multipartBody: null, chunk: null }
     }
     return this.#extras
   }
@@ -251,6 +254,27 @@ export class Message {
     const x = this.#more()
     if (x.wsMetaFrame === null) x.wsMetaFrame = framePrefixed(this.wsOpcode, this.wsMeta(this.id, null), this.data, Buffer.allocUnsafeSlow)
     return x.wsMetaFrame
+  }
+
+  /**
+   * wsFrame for a subscriber that negotiated permessage-deflate: compressed once, for all of them,
+   * where that makes it smaller (else wsFrame itself).
+   */
+  wsDeflateFrame (): Buffer {
+    const x = this.#more()
+    if (x.wsDeflateFrame === null) x.wsDeflateFrame = deflatedFrame(this.wsOpcode, this.data, Buffer.allocUnsafeSlow) ?? this.wsFrame()
+    return x.wsDeflateFrame
+  }
+
+  /** wsMetaFrame for a subscriber that negotiated permessage-deflate, as wsDeflateFrame. */
+  wsDeflateMetaFrame (): Buffer {
+    const x = this.#more()
+    if (x.wsDeflateMetaFrame === null) {
+      const meta = this.wsMeta(this.id, null)
+      const payload = this.data.length + meta.length < DEFLATE_MIN ? null : Buffer.concat([Buffer.from(meta, 'latin1'), this.data])
+      x.wsDeflateMetaFrame = (payload === null ? null : deflatedFrame(this.wsOpcode, payload, Buffer.allocUnsafeSlow)) ?? this.wsMetaFrame()
+    }
+    return x.wsDeflateMetaFrame
   }
 
   /** `ws+meta` lines for an id (multiplexed ids differ per subscriber) and an optional gap (§7, §11a). */

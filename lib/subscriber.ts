@@ -22,6 +22,7 @@ export const F_HELD = 64 // multiplexed: a message waits for other authorities' 
 export const F_WS_META = 1 << 10 // ws+meta.nchan or ws+meta.parkline: id/content-type lines in each frame
 export const F_WS_GAP = 1 << 11 // ws+meta.parkline: a gap: line may ride in the meta (§11a)
 export const F_WS_PING = 1 << 12 // keepalive ping sent, no pong since: dropped at the next tick (§11c)
+export const F_WS_DEFLATE = 1 << 13 // permessage-deflate negotiated: shared frames compressed once per message (§7)
 
 export class Subscriber {
   transport: Transport

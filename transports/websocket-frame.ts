@@ -8,6 +8,7 @@
 // reads is therefore bounded by MAX_CONTROL_FRAME.
 import { isUtf8 } from 'node:buffer'
 import { createHash } from 'node:crypto'
+import { constants as zlibConstants, deflateRawSync } from 'node:zlib'
 
 export const OP_CONTINUATION = 0x0
 export const OP_TEXT = 0x1
@@ -74,6 +75,27 @@ export function frame (opcode: number, payload: Buffer, alloc: (size: number) =>
   return out
 }
 
+/** RSV1 of a message's first frame: its payload is compressed (RFC 7692 §6). */
+const RSV1 = 0x40
+/** A payload shorter than this is sent as it is: deflate's own bytes leave little or nothing to gain. */
+export const DEFLATE_MIN = 128
+const SYNC_FLUSH = { finishFlush: zlibConstants.Z_SYNC_FLUSH }
+
+/**
+ * permessage-deflate (RFC 7692) without context takeover: `payload` compressed on its own (a raw
+ * deflate stream, sync-flushed, its trailing 00 00 ff ff taken off, §7.2.1) in a frame with RSV1
+ * set, built once and written to every subscriber that negotiated it. Null where that is not
+ * smaller than the frame as it is (a short or incompressible payload), which they get instead: the
+ * extension lets any message go uncompressed (§6.1). `alloc` as for frame.
+ */
+export function deflatedFrame (opcode: number, payload: Buffer, alloc: (size: number) => Buffer = Buffer.allocUnsafe): Buffer | null {
+  if (payload.length < DEFLATE_MIN) return null
+  const z = deflateRawSync(payload, SYNC_FLUSH)
+  const length = z.length - 4
+  if (length >= payload.length) return null
+  return frame(RSV1 | opcode, z.subarray(0, length), alloc)
+}
+
 /**
  * Header plus `prefix` of a frame whose payload is `prefix` then `bodyLength` more bytes: write it
  * and then the (shared) body, so a large body is not copied per subscriber.
@@ -134,19 +156,20 @@ export const NEED_MORE = 0
 
 /**
  * Read the header of one client frame at `off`. Returns the header length (> 0) with `out`
- * filled, NEED_MORE, or a negative close code for a malformed frame: RSV bits set (no extension
- * is negotiated), an unknown opcode, an unmasked frame, a fragmented or over-long control frame,
+ * filled, NEED_MORE, or a negative close code for a malformed frame: RSV bits set (but RSV1 on a
+ * message's first frame with `deflate`, permessage-deflate negotiated), an unknown opcode, an unmasked frame, a fragmented or over-long control frame,
  * a 64-bit length with its top bit set (RFC 6455 §5.2, §5.5).
  */
-export function readHeader (buf: Buffer, off: number, out: FrameHeader): number {
+export function readHeader (buf: Buffer, off: number, out: FrameHeader, deflate = false): number {
   const avail = buf.length - off
   if (avail < 2) return NEED_MORE
   const b0 = buf[off]!
   const b1 = buf[off + 1]!
-  if ((b0 & 0x70) !== 0) return -CLOSE_PROTOCOL_ERROR
   const opcode = b0 & 0x0f
   const fin = (b0 & 0x80) !== 0
   const control = (opcode & 0x08) !== 0
+  // RSV1 marks a compressed message's first frame where permessage-deflate was negotiated
+  if ((b0 & (deflate && !control && opcode !== OP_CONTINUATION ? 0x30 : 0x70)) !== 0) return -CLOSE_PROTOCOL_ERROR
   if (control) {
     if (opcode > OP_PONG) return -CLOSE_PROTOCOL_ERROR
     if (!fin) return -CLOSE_PROTOCOL_ERROR

@@ -15,7 +15,7 @@ import { unpinned, writeShared, type Message } from '../lib/message.ts'
 import { formatId, type Cursor } from '../lib/message-id.ts'
 import type { Grant } from '../lib/auth.ts'
 import {
-  F_BATCHED, F_CATCHING_UP, F_CLOSED, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport
+  F_BATCHED, F_CATCHING_UP, F_CLOSED, F_WS_DEFLATE, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport
 } from '../lib/subscriber.ts'
 import { kSubscriber, kUpgradeHead } from '../lib/symbols.ts'
 import { OVERFLOW, enqueue, owedGap } from '../lib/backlog.ts'
@@ -105,7 +105,8 @@ export class WebSocketTransport implements Transport {
     this.index = index
     // variants: plain frames, and ws+meta frames of a single-channel subscription (both shared)
     // pings go every keepalive interval, messages or not: lastWrite is the last ping (keepalive)
-    this.#coalescer = core.opts.coalesce ? new Coalescer(core, index, [wsFrameOf, wsMetaFrameOf], wsVariant, false) : null
+    // (and each compressed, for those that negotiated permessage-deflate)
+    this.#coalescer = core.opts.coalesce ? new Coalescer(core, index, [wsFrameOf, wsMetaFrameOf, wsDeflateFrameOf, wsDeflateMetaFrameOf], wsVariant, false) : null
   }
 
   detect (req: IncomingMessage): boolean {
@@ -171,6 +172,10 @@ export class WebSocketTransport implements Transport {
       if (proto === PROTO_PARKLINE) f |= F_WS_GAP
       h += 'Sec-WebSocket-Protocol: ' + (proto === PROTO_PARKLINE ? 'ws+meta.parkline' : 'ws+meta.nchan') + '\r\n'
     }
+    if (this.core.opts.websocketDeflate && offersDeflate(headers['sec-websocket-extensions'])) {
+      f |= F_WS_DEFLATE
+      h += 'Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n'
+    }
     h += corsLines(origin) + '\r\n'
     const sub = new Subscriber(this, socket, null, channels, cursor, origin, f)
     sub.grant = grant
@@ -235,9 +240,11 @@ export class WebSocketTransport implements Transport {
   /** The frame this subscriber gets for `msg`: shared unless its meta lines are its own. */
   #frame (sub: Subscriber, msg: Message, id: string, gap: string | null): Buffer {
     const flags = sub.flags
-    if ((flags & F_WS_META) === 0) return msg.wsFrame()
+    const deflate = (flags & F_WS_DEFLATE) !== 0
+    if ((flags & F_WS_META) === 0) return deflate ? msg.wsDeflateFrame() : msg.wsFrame()
     const g = (flags & F_WS_GAP) !== 0 ? gap : null
-    if (sub.channels.length === 1 && g === null) return msg.wsMetaFrame()
+    if (sub.channels.length === 1 && g === null) return deflate ? msg.wsDeflateMetaFrame() : msg.wsMetaFrame()
+    // meta lines of its own (multiplexed ids, a gap): sent uncompressed, as the extension allows
     return framePrefixed(msg.wsOpcode, msg.wsMeta(id, g), msg.data)
   }
 
@@ -371,7 +378,7 @@ export class WebSocketTransport implements Transport {
     let ping: Buffer | null = null
     while (off < buf.length) {
       if ((sub.flags & F_CLOSED) !== 0) return
-      const n = readHeader(buf, off, h)
+      const n = readHeader(buf, off, h, (sub.flags & F_WS_DEFLATE) !== 0)
       if (n === NEED_MORE) break
       if (n < 0) return this.#fail(sub, PROTOCOL_ERROR)
       // a continuation frame continues nothing here (a message's first frame is already refused):
@@ -484,9 +491,49 @@ function wsMetaFrameOf (m: Message): Buffer {
   return m.wsMetaFrame()
 }
 
-/** 0: plain frames; 1: ws+meta.nchan / ws+meta.parkline (one channel, no gap line). */
+function wsDeflateFrameOf (m: Message): Buffer {
+  return m.wsDeflateFrame()
+}
+
+function wsDeflateMetaFrameOf (m: Message): Buffer {
+  return m.wsDeflateMetaFrame()
+}
+
+/** 0: plain frames; 1: ws+meta.nchan / ws+meta.parkline (one channel, no gap line); 2 and 3: those with permessage-deflate. */
 function wsVariant (sub: Subscriber): number {
-  return (sub.flags & F_WS_META) === 0 ? 0 : 1
+  return ((sub.flags & F_WS_META) === 0 ? 0 : 1) + ((sub.flags & F_WS_DEFLATE) === 0 ? 0 : 2)
+}
+
+/**
+ * A `Sec-WebSocket-Extensions` offer of permessage-deflate this server can take (RFC 7692 §5, §7.1):
+ * parameters it knows, each once, and no `server_max_window_bits` below 15 (its frames are
+ * compressed once for every subscriber, with a 32 KiB window). The client's own window and context
+ * do not matter: a client that sends a message is refused (§7: the subscriber location does not
+ * publish), compressed or not.
+ */
+export function offersDeflate (value: string | string[] | undefined): boolean {
+  if (value === undefined) return false
+  for (const offer of (Array.isArray(value) ? value.join(',') : value).split(',')) {
+    const params = offer.split(';')
+    if (params[0]!.trim().toLowerCase() !== 'permessage-deflate') continue
+    const seen = new Set<string>()
+    let ok = true
+    for (let i = 1; i < params.length && ok; i++) {
+      const p = params[i]!
+      const eq = p.indexOf('=')
+      const name = (eq === -1 ? p : p.slice(0, eq)).trim().toLowerCase()
+      let v = eq === -1 ? null : p.slice(eq + 1).trim()
+      if (v !== null && v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1)
+      if (seen.has(name)) ok = false
+      seen.add(name)
+      if (name === 'server_no_context_takeover' || name === 'client_no_context_takeover') ok &&= v === null
+      else if (name === 'client_max_window_bits') ok &&= v === null || /^(8|9|1[0-5])$/.test(v)
+      else if (name === 'server_max_window_bits') ok &&= v === '15'
+      else ok = false
+    }
+    if (ok) return true
+  }
+  return false
 }
 
 /** §4.1: `Upgrade: websocket` (whole value) and a Connection header with the token `upgrade`. */

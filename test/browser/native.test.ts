@@ -106,3 +106,24 @@ const nchanSubscriber = test.macro({
 for (const kind of ['websocket', 'eventsource', 'longpoll', 'default'] as const) {
   for (const origin of ['same-origin', 'cross-origin'] as const) test(nchanSubscriber, kind, origin)
 }
+
+test('native WebSocket with websocketDeflate: Chromium negotiates permessage-deflate and gets every message whole, compressed or not', async (t) => {
+  const s = await startPageServer(t, { websocketDeflate: true })
+  const page = await openPage(t, browser, s.pageUrl)
+  const big = JSON.stringify(Array.from({ length: 100 }, (_, i) => ({ id: i, name: `item ${i % 7}` })))
+  await page.evaluate(`(() => {
+    const ws = new WebSocket(${JSON.stringify(`${s.same.base.replace('http', 'ws')}/sub/wz`)})
+    window.opened = false
+    ws.onopen = () => { window.opened = true; window.ext = ws.extensions }
+    ws.onmessage = (e) => { window.log.push({ data: e.data }) }
+  })()`)
+  await page.waitForFunction('window.opened === true')
+  t.is(await page.evaluate('window.ext'), 'permessage-deflate; server_no_context_takeover')
+  await pub(s.base, 'wz', big)
+  await pub(s.base, 'wz', 'short')
+  await pub(s.base, 'wz', big + big)
+  const log = await waitLog(page, 3)
+  t.deepEqual(log.map((e) => e.data), [big, 'short', big + big])
+  // the proxy saw the browser's offer
+  t.true(s.same.requests.some((h) => /\r\nsec-websocket-extensions: permessage-deflate/i.test(h)))
+})

@@ -1,0 +1,192 @@
+// permessage-deflate (RFC 7692, PROTOCOL.md §7, option `websocketDeflate`): negotiation, frames
+// compressed once per message for every subscriber that negotiated it, against the `ws` library,
+// Node's global WebSocket (undici) and a raw client for exact bytes; on Fastify's path and the
+// standalone server's raw one.
+import { constants as zlibConstants, inflateRawSync } from 'node:zlib'
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import test, { type ExecutionContext } from 'ava'
+import WebSocket from 'ws'
+import { pub } from '../helpers/conformance.ts'
+import { eventually, startServer, startStandalone, type Running } from '../helpers/server.ts'
+import { RawWs, parseMeta, type WsFrame } from '../helpers/websocket.ts'
+import { Message } from '../../lib/message.ts'
+import { offersDeflate } from '../../transports/websocket.ts'
+import { coreOf } from '../../lib/plugin.ts'
+
+const OFFER = 'permessage-deflate; client_max_window_bits'
+/** 4 KB of JSON-like text: compresses well. */
+const BIG = JSON.stringify(Array.from({ length: 120 }, (_, i) => ({ id: i, name: `item ${i % 7}`, ok: i % 3 === 0 }))).slice(0, 4096)
+const SMALL = 'short one'
+
+function inflate (f: WsFrame): Buffer {
+  return inflateRawSync(Buffer.concat([f.payload, Buffer.from([0x00, 0x00, 0xff, 0xff])]), { finishFlush: zlibConstants.Z_SYNC_FLUSH })
+}
+
+/** What a raw client's data frame carries, inflated where RSV1 says it is compressed. */
+function body (f: WsFrame): Buffer {
+  return f.rsv === 0x40 ? inflate(f) : f.payload
+}
+
+const servers: Array<[string, (t: ExecutionContext, o: Record<string, unknown>) => Promise<Running>]> = [
+  ['Fastify path', async (t, o) => await startServer(t, o)],
+  ['standalone raw path', async (t, o) => await startStandalone(t, o, true)]
+]
+
+for (const [path, start] of servers) {
+  test(`[raw] (${path}) negotiation: an offer it can take gets permessage-deflate; server_no_context_takeover, others none`, async (t) => {
+    const srv = await start(t, { websocketDeflate: true })
+    const cases: Array<[string, boolean]> = [
+      [OFFER, true],
+      ['permessage-deflate', true],
+      ['permessage-deflate; client_no_context_takeover; server_no_context_takeover; client_max_window_bits=10', true],
+      ['permessage-deflate; server_max_window_bits=15', true],
+      ['permessage-deflate; server_max_window_bits=10', false],
+      ['permessage-deflate; server_max_window_bits=10, permessage-deflate', true],
+      ['permessage-deflate; client_max_window_bits=16', false],
+      ['permessage-deflate; client_no_context_takeover; client_no_context_takeover', false],
+      ['permessage-deflate; unknown_param', false],
+      ['x-webkit-deflate-frame', false],
+      ['', false]
+    ]
+    for (const [offer, accepted] of cases) {
+      const c = await RawWs.connect(srv.port, '/sub/neg', offer === '' ? {} : { 'Sec-WebSocket-Extensions': offer })
+      t.is(c.status, 101, offer)
+      t.is<string | null, string | null>(c.headers['sec-websocket-extensions'] ?? null, accepted ? 'permessage-deflate; server_no_context_takeover' : null, offer)
+      c.close()
+    }
+  })
+
+  test(`[raw] (${path}) a message is compressed once for all: RSV1 set, the same bytes on every socket, inflating to the body; a short one goes as it is`, async (t) => {
+    const srv = await start(t, { websocketDeflate: true })
+    const a = await RawWs.connect(srv.port, '/sub/z', { 'Sec-WebSocket-Extensions': OFFER })
+    const b = await RawWs.connect(srv.port, '/sub/z', { 'Sec-WebSocket-Extensions': OFFER })
+    const plain = await RawWs.connect(srv.port, '/sub/z')
+    const meta = await RawWs.connect(srv.port, '/sub/z', { 'Sec-WebSocket-Extensions': OFFER, 'Sec-WebSocket-Protocol': 'ws+meta.nchan' })
+    t.teardown(() => { for (const c of [a, b, plain, meta]) c.close() })
+    t.true(await eventually(() => coreOf(srv.app).table.size === 4))
+    await pub(srv.base, 'z', BIG, { 'Content-Type': 'application/json' })
+    await pub(srv.base, 'z', SMALL)
+    const [fa, fb, fp, fm] = await Promise.all([a, b, plain, meta].map(async (c) => await c.waitMessages(2)))
+    // compressed, shared, and smaller
+    t.is(fa![0]!.rsv, 0x40)
+    t.is(fa![0]!.opcode, 1)
+    t.true(fa![0]!.payload.equals(fb![0]!.payload))
+    t.true(fa![0]!.payload.length < BIG.length / 3, `${fa![0]!.payload.length} bytes`)
+    t.is(inflate(fa![0]!).toString(), BIG)
+    // too short to pay: sent as it is, to them too
+    t.is(fa![1]!.rsv, 0)
+    t.is(fa![1]!.payload.toString(), SMALL)
+    // a client that did not offer it gets frames as before
+    t.deepEqual(fp!.map((f) => [f.rsv, f.payload.toString()]), [[0, BIG], [0, SMALL]])
+    // ws+meta: the meta lines are compressed with the body
+    t.is(fm![0]!.rsv, 0x40)
+    const m = parseMeta(inflate(fm![0]!))
+    t.is(m.meta['content-type'], 'application/json')
+    t.is(m.body.toString(), BIG)
+    t.is(parseMeta(body(fm![1]!)).body.toString(), SMALL)
+  })
+}
+
+test('[raw] without the option (the default) nothing is negotiated and no frame is compressed', async (t) => {
+  const srv = await startServer(t)
+  const c = await RawWs.connect(srv.port, '/sub/off', { 'Sec-WebSocket-Extensions': OFFER })
+  t.teardown(() => c.close())
+  t.false('sec-websocket-extensions' in c.headers)
+  t.true(await eventually(() => coreOf(srv.app).table.size === 1))
+  await pub(srv.base, 'off', BIG)
+  const [f] = await c.waitMessages(1)
+  t.is(f!.rsv, 0)
+  t.is(f!.payload.toString(), BIG)
+})
+
+test('[raw] multiplexed ws+meta frames carry ids of their own: sent uncompressed, and read right', async (t) => {
+  const srv = await startServer(t, { websocketDeflate: true })
+  const c = await RawWs.connect(srv.port, '/sub/ma,mb', { 'Sec-WebSocket-Extensions': OFFER, 'Sec-WebSocket-Protocol': 'ws+meta.parkline' })
+  t.teardown(() => c.close())
+  t.true(await eventually(() => coreOf(srv.app).table.size === 1))
+  await pub(srv.base, 'mb', BIG)
+  const [f] = await c.waitMessages(1)
+  t.is(f!.rsv, 0)
+  t.is(parseMeta(f!.payload).body.toString(), BIG)
+})
+
+test('[raw] with deflate negotiated, a compressed message from the client is refused as publishing (1008); RSV1 on a control frame, or RSV2, is still malformed (1002)', async (t) => {
+  const srv = await startServer(t, { websocketDeflate: true })
+  const cases: Array<[string, (w: RawWs) => void, number]> = [
+    ['compressed text', (w) => w.send(0x1, Buffer.from([0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]), { rsv: 0x40 }), 1008],
+    ['RSV1 on a ping', (w) => w.send(0x9, 'x', { rsv: 0x40 }), 1002],
+    ['RSV2 on text', (w) => w.send(0x1, 'x', { rsv: 0x20 }), 1002]
+  ]
+  for (const [name, act, code] of cases) {
+    const w = await RawWs.connect(srv.port, '/sub/in', { 'Sec-WebSocket-Extensions': OFFER })
+    t.is(w.headers['sec-websocket-extensions'], 'permessage-deflate; server_no_context_takeover')
+    act(w)
+    await w.waitClosed()
+    t.is(w.closeFrame?.code, code, name)
+  }
+  // without it, RSV1 on a data frame is malformed, as before
+  const off = await startServer(t)
+  const w = await RawWs.connect(off.port, '/sub/in', { 'Sec-WebSocket-Extensions': OFFER })
+  w.send(0x1, 'x', { rsv: 0x40 })
+  await w.waitClosed()
+  t.is(w.closeFrame?.code, 1002)
+})
+
+for (const kind of ['ws', 'global'] as const) {
+  test(`[${kind}] a client that offers permessage-deflate gets every message whole, text and binary, large and short, on both paths`, async (t) => {
+    for (const [, start] of servers) {
+      const srv = await start(t, { websocketDeflate: true })
+      const url = `ws://127.0.0.1:${srv.port}/sub/cl`
+      const got: Array<{ data: Buffer, binary: boolean }> = []
+      let extensions: string
+      let close: () => void
+      if (kind === 'ws') {
+        const ws = new WebSocket(url)
+        ws.on('message', (d: Buffer, binary: boolean) => got.push({ data: Buffer.from(d), binary }))
+        ws.on('error', () => {})
+        await once(ws, 'open')
+        extensions = ws.extensions
+        close = () => ws.terminate()
+      } else {
+        const ws = new globalThis.WebSocket(url)
+        ws.binaryType = 'arraybuffer'
+        ws.onmessage = (e: MessageEvent) => {
+          const binary = typeof e.data !== 'string'
+          got.push({ data: binary ? Buffer.from(e.data as ArrayBuffer) : Buffer.from(e.data as string), binary })
+        }
+        await new Promise<void>((resolve, reject) => { ws.onopen = () => resolve(); ws.onerror = () => reject(new Error('global WebSocket failed')) })
+        extensions = ws.extensions
+        close = () => ws.close()
+      }
+      t.teardown(close)
+      t.regex(extensions, /^permessage-deflate/)
+      t.true(await eventually(() => coreOf(srv.app).table.size === 1))
+      const bin = Buffer.alloc(3000, 7)
+      await pub(srv.base, 'cl', BIG)
+      await pub(srv.base, 'cl', SMALL)
+      await pub(srv.base, 'cl', bin, { 'Content-Type': 'application/octet-stream' })
+      t.true(await eventually(() => got.length === 3, 5000), `got ${got.length}`)
+      t.deepEqual(got.map((g) => [g.binary, g.data.toString('base64')]), [[false, Buffer.from(BIG).toString('base64')], [false, Buffer.from(SMALL).toString('base64')], [true, bin.toString('base64')]])
+    }
+  })
+}
+
+test('offersDeflate(): several headers, quoted values, case', (t) => {
+  t.true(offersDeflate(['x-other', 'Permessage-Deflate; Client_Max_Window_Bits="12"']))
+  t.false(offersDeflate(undefined))
+  t.false(offersDeflate('permessage-deflate; server_max_window_bits'))
+})
+
+test('a message\'s compressed frames are built once (shared by every subscriber), the plain frame where compressing does not pay', (t) => {
+  const big = new Message(1, 0, Buffer.from(BIG), null, null, Date.now())
+  t.is(big.wsDeflateFrame(), big.wsDeflateFrame())
+  t.not(big.wsDeflateFrame(), big.wsFrame())
+  t.is(big.wsDeflateMetaFrame(), big.wsDeflateMetaFrame())
+  const small = new Message(1, 1, Buffer.from(SMALL), null, null, Date.now())
+  t.is(small.wsDeflateFrame(), small.wsFrame())
+  t.is(small.wsDeflateMetaFrame(), small.wsMetaFrame())
+  // random bytes do not compress: sent as they are
+  const noise = new Message(1, 2, randomBytes(2000), 'application/octet-stream', null, Date.now())
+  t.is(noise.wsDeflateFrame(), noise.wsFrame())
+})
