@@ -4,7 +4,7 @@
 import { isUtf8 } from 'node:buffer'
 import type { Socket } from 'node:net'
 import { formatHttpDate, formatId } from './message-id.ts'
-import { DEFLATE_MIN, OP_BINARY, OP_TEXT, deflatedFrame, frame, framePrefixed } from '../transports/websocket-frame.ts'
+import { DEFLATE_MAX, DEFLATE_MIN, OP_BINARY, OP_TEXT, deflatedFrame, frame, framePrefixed } from '../transports/websocket-frame.ts'
 
 const LF = 10
 /** A string of ASCII characters only (a content type written into ws+meta lines as is). */
@@ -261,6 +261,7 @@ export class Message {
    * where that makes it smaller (else wsFrame itself).
    */
   wsDeflateFrame (): Buffer {
+    if (this.#length < DEFLATE_MIN || this.#length > DEFLATE_MAX) return this.wsFrame()
     const x = this.#more()
     if (x.wsDeflateFrame === null) x.wsDeflateFrame = deflatedFrame(this.wsOpcode, this.data, Buffer.allocUnsafeSlow) ?? this.wsFrame()
     return x.wsDeflateFrame
@@ -268,10 +269,12 @@ export class Message {
 
   /** wsMetaFrame for a subscriber that negotiated permessage-deflate, as wsDeflateFrame. */
   wsDeflateMetaFrame (): Buffer {
+    // (the meta lines are under 128 bytes, save a long content type: the body decides)
+    if (this.#length > DEFLATE_MAX) return this.wsMetaFrame()
     const x = this.#more()
     if (x.wsDeflateMetaFrame === null) {
       const meta = this.wsMeta(this.id, null)
-      const payload = this.data.length + meta.length < DEFLATE_MIN ? null : Buffer.concat([Buffer.from(meta, 'latin1'), this.data])
+      const payload = this.#length + meta.length < DEFLATE_MIN ? null : Buffer.concat([Buffer.from(meta, 'latin1'), this.data])
       x.wsDeflateMetaFrame = (payload === null ? null : deflatedFrame(this.wsOpcode, payload, Buffer.allocUnsafeSlow)) ?? this.wsMetaFrame()
     }
     return x.wsDeflateMetaFrame

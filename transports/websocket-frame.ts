@@ -79,20 +79,28 @@ export function frame (opcode: number, payload: Buffer, alloc: (size: number) =>
 const RSV1 = 0x40
 /** A payload shorter than this is sent as it is: deflate's own bytes leave little or nothing to gain. */
 export const DEFLATE_MIN = 128
+/**
+ * Nor one longer than this: compressing is synchronous, about 0.1 ms for 16 KiB and 0.6 ms for
+ * 64 KiB (benchmarks/results/ws-deflate-2026-12-04.md), and a message read back from a buffer for
+ * a catch-up is compressed again for that subscriber unless the read cache still holds it.
+ */
+export const DEFLATE_MAX = 16 * 1024
 const SYNC_FLUSH = { finishFlush: zlibConstants.Z_SYNC_FLUSH }
 
 /**
  * permessage-deflate (RFC 7692) without context takeover: `payload` compressed on its own (a raw
  * deflate stream, sync-flushed, its trailing 00 00 ff ff taken off, §7.2.1) in a frame with RSV1
  * set, built once and written to every subscriber that negotiated it. Null where that is not
- * smaller than the frame as it is (a short or incompressible payload), which they get instead: the
- * extension lets any message go uncompressed (§6.1). `alloc` as for frame.
+ * smaller than the frame as it is (a short or incompressible payload), or the payload is past
+ * DEFLATE_MAX: they get the frame as it is, as the extension allows for any message (§6.1).
+ * `alloc` as for frame.
  */
 export function deflatedFrame (opcode: number, payload: Buffer, alloc: (size: number) => Buffer = Buffer.allocUnsafe): Buffer | null {
-  if (payload.length < DEFLATE_MIN) return null
+  if (payload.length < DEFLATE_MIN || payload.length > DEFLATE_MAX) return null
   const z = deflateRawSync(payload, SYNC_FLUSH)
   const length = z.length - 4
-  if (length >= payload.length) return null
+  // a sync flush ends with an empty stored block, 00 00 ff ff, which the receiver adds back
+  if (length >= payload.length || z.readUInt32BE(length) !== 0xffff) return null
   return frame(RSV1 | opcode, z.subarray(0, length), alloc)
 }
 

@@ -172,9 +172,10 @@ export class WebSocketTransport implements Transport {
       if (proto === PROTO_PARKLINE) f |= F_WS_GAP
       h += 'Sec-WebSocket-Protocol: ' + (proto === PROTO_PARKLINE ? 'ws+meta.parkline' : 'ws+meta.nchan') + '\r\n'
     }
-    if (this.core.opts.websocketDeflate && offersDeflate(headers['sec-websocket-extensions'])) {
+    const deflate = this.core.opts.websocketDeflate ? acceptDeflate(headers['sec-websocket-extensions']) : null
+    if (deflate !== null) {
       f |= F_WS_DEFLATE
-      h += 'Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n'
+      h += 'Sec-WebSocket-Extensions: ' + deflate + '\r\n'
     }
     h += corsLines(origin) + '\r\n'
     const sub = new Subscriber(this, socket, null, channels, cursor, origin, f)
@@ -505,14 +506,15 @@ function wsVariant (sub: Subscriber): number {
 }
 
 /**
- * A `Sec-WebSocket-Extensions` offer of permessage-deflate this server can take (RFC 7692 §5, §7.1):
- * parameters it knows, each once, and no `server_max_window_bits` below 15 (its frames are
- * compressed once for every subscriber, with a 32 KiB window). The client's own window and context
- * do not matter: a client that sends a message is refused (§7: the subscriber location does not
+ * The answer to the first `Sec-WebSocket-Extensions` offer of permessage-deflate this server can
+ * take (RFC 7692 §5, §7.1), or null: parameters it knows, each once, and no
+ * `server_max_window_bits` below 15 (its frames are compressed once for every subscriber, with a
+ * 32 KiB window; 15 is echoed, as §7.1.2.1 asks). The client's own window and context do not
+ * matter: a client that sends a message is refused (§7: the subscriber location does not
  * publish), compressed or not.
  */
-export function offersDeflate (value: string | string[] | undefined): boolean {
-  if (value === undefined) return false
+export function acceptDeflate (value: string | string[] | undefined): string | null {
+  if (value === undefined) return null
   for (const offer of (Array.isArray(value) ? value.join(',') : value).split(',')) {
     const params = offer.split(';')
     if (params[0]!.trim().toLowerCase() !== 'permessage-deflate') continue
@@ -531,10 +533,12 @@ export function offersDeflate (value: string | string[] | undefined): boolean {
       else if (name === 'server_max_window_bits') ok &&= v === '15'
       else ok = false
     }
-    if (ok) return true
+    if (ok) return seen.has('server_max_window_bits') ? DEFLATE_ANSWER + '; server_max_window_bits=15' : DEFLATE_ANSWER
   }
-  return false
+  return null
 }
+
+const DEFLATE_ANSWER = 'permessage-deflate; server_no_context_takeover'
 
 /** §4.1: `Upgrade: websocket` (whole value) and a Connection header with the token `upgrade`. */
 export function wantsWebSocket (headers: IncomingHttpHeaders): boolean {

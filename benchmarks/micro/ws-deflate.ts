@@ -18,7 +18,7 @@ function json (size: number): Buffer {
 console.log(`JSON-like bodies, ${N} messages per round, ${ROUNDS} rounds; µs per message (median) to build the frame, and its size`)
 console.log('| body bytes | plain frame: µs, bytes | deflated frame: µs, bytes | bytes saved |')
 console.log('|--:|--:|--:|--:|')
-for (const size of [128, 512, 4096, 65536]) {
+for (const size of [128, 512, 4096, 16384, 65536]) {
   const body = json(size)
   const plain: number[] = []
   const deflated: number[] = []

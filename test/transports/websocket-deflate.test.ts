@@ -11,7 +11,8 @@ import { pub } from '../helpers/conformance.ts'
 import { eventually, startServer, startStandalone, type Running } from '../helpers/server.ts'
 import { RawWs, parseMeta, type WsFrame } from '../helpers/websocket.ts'
 import { Message } from '../../lib/message.ts'
-import { offersDeflate } from '../../transports/websocket.ts'
+import { acceptDeflate } from '../../transports/websocket.ts'
+import { DEFLATE_MAX } from '../../transports/websocket-frame.ts'
 import { coreOf } from '../../lib/plugin.ts'
 
 const OFFER = 'permessage-deflate; client_max_window_bits'
@@ -19,7 +20,9 @@ const OFFER = 'permessage-deflate; client_max_window_bits'
 const BIG = JSON.stringify(Array.from({ length: 120 }, (_, i) => ({ id: i, name: `item ${i % 7}`, ok: i % 3 === 0 }))).slice(0, 4096)
 const SMALL = 'short one'
 
+/** The payload of a compressed frame, inflated as a receiver does (RFC 7692 §7.2.2): the tail the sender took off (§7.2.1) added back. */
 function inflate (f: WsFrame): Buffer {
+  if (f.payload.length >= 4 && f.payload.readUInt32BE(f.payload.length - 4) === 0xffff) throw new Error('the sync flush tail was left on the payload')
   return inflateRawSync(Buffer.concat([f.payload, Buffer.from([0x00, 0x00, 0xff, 0xff])]), { finishFlush: zlibConstants.Z_SYNC_FLUSH })
 }
 
@@ -36,23 +39,25 @@ const servers: Array<[string, (t: ExecutionContext, o: Record<string, unknown>) 
 for (const [path, start] of servers) {
   test(`[raw] (${path}) negotiation: an offer it can take gets permessage-deflate; server_no_context_takeover, others none`, async (t) => {
     const srv = await start(t, { websocketDeflate: true })
-    const cases: Array<[string, boolean]> = [
-      [OFFER, true],
-      ['permessage-deflate', true],
-      ['permessage-deflate; client_no_context_takeover; server_no_context_takeover; client_max_window_bits=10', true],
-      ['permessage-deflate; server_max_window_bits=15', true],
-      ['permessage-deflate; server_max_window_bits=10', false],
-      ['permessage-deflate; server_max_window_bits=10, permessage-deflate', true],
-      ['permessage-deflate; client_max_window_bits=16', false],
-      ['permessage-deflate; client_no_context_takeover; client_no_context_takeover', false],
-      ['permessage-deflate; unknown_param', false],
-      ['x-webkit-deflate-frame', false],
-      ['', false]
+    const ANSWER = 'permessage-deflate; server_no_context_takeover'
+    const cases: Array<[string, string | null]> = [
+      [OFFER, ANSWER],
+      ['permessage-deflate', ANSWER],
+      ['permessage-deflate; client_no_context_takeover; server_no_context_takeover; client_max_window_bits=10', ANSWER],
+      // accepted by echoing it (RFC 7692 §7.1.2.1)
+      ['permessage-deflate; server_max_window_bits=15', ANSWER + '; server_max_window_bits=15'],
+      ['permessage-deflate; server_max_window_bits=10', null],
+      ['permessage-deflate; server_max_window_bits=10, permessage-deflate', ANSWER],
+      ['permessage-deflate; client_max_window_bits=16', null],
+      ['permessage-deflate; client_no_context_takeover; client_no_context_takeover', null],
+      ['permessage-deflate; unknown_param', null],
+      ['x-webkit-deflate-frame', null],
+      ['', null]
     ]
-    for (const [offer, accepted] of cases) {
+    for (const [offer, answer] of cases) {
       const c = await RawWs.connect(srv.port, '/sub/neg', offer === '' ? {} : { 'Sec-WebSocket-Extensions': offer })
       t.is(c.status, 101, offer)
-      t.is<string | null, string | null>(c.headers['sec-websocket-extensions'] ?? null, accepted ? 'permessage-deflate; server_no_context_takeover' : null, offer)
+      t.is<string | null, string | null>(c.headers['sec-websocket-extensions'] ?? null, answer, offer)
       c.close()
     }
   })
@@ -172,11 +177,28 @@ for (const kind of ['ws', 'global'] as const) {
   })
 }
 
-test('offersDeflate(): several headers, quoted values, case', (t) => {
-  t.true(offersDeflate(['x-other', 'Permessage-Deflate; Client_Max_Window_Bits="12"']))
-  t.false(offersDeflate(undefined))
-  t.false(offersDeflate('permessage-deflate; server_max_window_bits'))
+test('acceptDeflate(): several headers, quoted values, case', (t) => {
+  t.is(acceptDeflate(['x-other', 'Permessage-Deflate; Client_Max_Window_Bits="12"']), 'permessage-deflate; server_no_context_takeover')
+  t.is(acceptDeflate(undefined), null)
+  t.is(acceptDeflate('permessage-deflate; server_max_window_bits'), null)
 })
+
+for (const coalesce of [true, false]) {
+  test(`[raw] (coalesce ${String(coalesce)}) live and catch-up frames: a subscriber resuming from a cursor gets the buffered messages compressed, then live ones; past ${DEFLATE_MAX} bytes a message goes as it is`, async (t) => {
+    const srv = await startServer(t, { websocketDeflate: true, coalesce })
+    const huge = BIG.repeat(Math.ceil((DEFLATE_MAX + 1) / BIG.length))
+    const first = await pub(srv.base, 'cu', 'first')
+    await pub(srv.base, 'cu', BIG)
+    await pub(srv.base, 'cu', huge)
+    const c = await RawWs.connect(srv.port, `/sub/cu?last_event_id=${encodeURIComponent(first.id)}`, { 'Sec-WebSocket-Extensions': OFFER })
+    t.teardown(() => c.close())
+    await c.waitMessages(2)
+    await pub(srv.base, 'cu', BIG + '!')
+    const got = await c.waitMessages(3)
+    t.deepEqual(got.map((f) => f.rsv), [0x40, 0, 0x40])
+    t.deepEqual(got.map((f) => body(f).toString()), [BIG, huge, BIG + '!'])
+  })
+}
 
 test('a message\'s compressed frames are built once (shared by every subscriber), the plain frame where compressing does not pay', (t) => {
   const big = new Message(1, 0, Buffer.from(BIG), null, null, Date.now())
