@@ -11,8 +11,12 @@
 // its clients in a Set and broadcasts with ws.send(): the least a ws-based transport would hold.
 // Broadcast: M messages of SIZE bytes, one per event-loop turn; "fan-out" is the synchronous time
 // spent handing frames to the sockets, "end to end" runs until the clients hold every byte.
+// `parkline-deflate` is Parkline with option websocketDeflate, its clients offering
+// permessage-deflate: each message compressed once for all of them.
 // Knobs (env): SUBSCRIBERS (5000; at most ~18,000 per process), MESSAGES (200), SIZE (64),
-// RUNS (3; the median is reported), BENCH_OUT (results file; "-" = none).
+// BODY (`x`: SIZE bytes of 'x'; `json`: SIZE bytes of JSON-like text, which compresses as real
+// payloads do), KINDS (parkline,ws; add parkline-deflate), RUNS (3; the median is reported),
+// BENCH_OUT (results file; "-" = none).
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -29,8 +33,20 @@ const N = Math.min(Number(process.env.SUBSCRIBERS ?? 5000), 18000)
 const M = Number(process.env.MESSAGES ?? 200)
 const SIZE = Number(process.env.SIZE ?? 64)
 const RUNS = Number(process.env.RUNS ?? 3)
-const KINDS = ['parkline', 'ws'] as const
-type Kind = typeof KINDS[number]
+const BODY = process.env.BODY ?? 'x'
+const ALL_KINDS = ['parkline', 'ws', 'parkline-deflate'] as const
+type Kind = typeof ALL_KINDS[number]
+const KINDS = (process.env.KINDS ?? 'parkline,ws').split(',').map((k) => {
+  if (!(ALL_KINDS as readonly string[]).includes(k)) throw new Error(`KINDS: unknown ${k} (of ${ALL_KINDS.join(', ')})`)
+  return k as Kind
+})
+
+function makeBody (): Buffer {
+  if (BODY === 'x') return Buffer.alloc(SIZE, 'x')
+  if (BODY !== 'json') throw new Error(`BODY must be x or json, got ${BODY}`)
+  const s = JSON.stringify(Array.from({ length: Math.ceil(SIZE / 30) + 1 }, (_, i) => ({ id: i, user: `u${(i * 7919) % 1000}`, ok: i % 3 === 0 })))
+  return Buffer.from(s.slice(0, SIZE))
+}
 
 interface Mem { rss: number, heapUsed: number, external: number }
 interface Msg { type: string, [k: string]: unknown }
@@ -45,14 +61,18 @@ function gcMem (): Mem {
 // ---- servers ---------------------------------------------------------------------------------------
 
 async function server (kind: Kind): Promise<void> {
-  const body = Buffer.alloc(SIZE, 'x')
+  const body = makeBody()
   let port: number
   let broadcast: () => void
   let count: () => number
-  if (kind === 'parkline') {
+  // the bytes of one message's frame on the wire, as its clients get it
+  let frameBytes = (SIZE < 126 ? 2 : SIZE < 65536 ? 4 : 10) + SIZE
+  if (kind !== 'ws') {
     const { buildServer } = await import('../lib/server.ts')
     const { resolveOptions } = await import('../lib/config.ts')
-    const app = await buildServer(resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'silent', keepalive: 0, maxSubscribers: 100000 }))
+    const websocketDeflate = kind === 'parkline-deflate'
+    if (websocketDeflate) frameBytes = new (await import('../lib/message.ts')).Message(1, 0, body, null, null, 0).wsDeflateFrame().length
+    const app = await buildServer(resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'silent', keepalive: 0, maxSubscribers: 100000, websocketDeflate }))
     await app.listen({ port: 0, host: '127.0.0.1' })
     port = (app.server.address() as net.AddressInfo).port
     const core = coreOf(app)
@@ -90,19 +110,20 @@ async function server (kind: Kind): Promise<void> {
       step()
     }
   })
-  process.send!({ type: 'ready', port, mem: gcMem() })
+  process.send!({ type: 'ready', port, mem: gcMem(), frameBytes })
 }
 
 // ---- clients -------------------------------------------------------------------------------------
 
-function clients (port: number, n: number): void {
+function clients (port: number, n: number, deflate: boolean): void {
   const sockets: net.Socket[] = []
   let received = 0
   let upgraded = 0
   let want = 0
   let onDone: (() => void) | null = null
   const handshake = 'GET /sub/bench HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n' +
+    (deflate ? 'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n' : '') + '\r\n'
   const open = async (): Promise<void> => {
     let next = 0
     const one = async (): Promise<void> => {
@@ -138,7 +159,7 @@ function clients (port: number, n: number): void {
     if (m.type === 'open') {
       open().then(() => process.send!({ type: 'opened', upgraded }), (err: Error) => process.send!({ type: 'error', message: err.message }))
     } else if (m.type === 'wait') {
-      // each message is one frame: 2-byte header (+2 past 125 bytes) + SIZE
+      // each message is one frame (the server says how many bytes: compressed or not)
       want = received + Number(m.bytes)
       const t0 = process.hrtime.bigint()
       const finish = (): void => { onDone = null; process.send!({ type: 'received', ns: Number(process.hrtime.bigint() - t0) }) }
@@ -169,7 +190,7 @@ function next (child: ChildProcess, type: string): Promise<Msg> {
   })
 }
 
-interface Result { heapPerSub: number, extPerSub: number, rssPerSub: number, fanoutPerSec: number, e2ePerSec: number }
+interface Result { heapPerSub: number, extPerSub: number, rssPerSub: number, fanoutPerSec: number, e2ePerSec: number, frameBytes: number }
 
 async function runOnce (kind: Kind): Promise<Result> {
   // no bytecode flushing: code dropped between the two samples would read as less heap per subscriber
@@ -178,7 +199,7 @@ async function runOnce (kind: Kind): Promise<Result> {
   try {
     const ready = await next(srv, 'ready')
     const before = ready.mem as Mem
-    cli = fork(SELF, ['clients', String(ready.port), String(N)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    cli = fork(SELF, ['clients', String(ready.port), String(N), String(kind === 'parkline-deflate')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     await next(cli, 'up')
     cli.send({ type: 'open' })
     const opened = await next(cli, 'opened')
@@ -187,8 +208,7 @@ async function runOnce (kind: Kind): Promise<Result> {
     const after = await next(srv, 'mem')
     if (after.count !== N) throw new Error(`server holds ${String(after.count)} of ${N}`)
     const a = after.mem as Mem
-    const frameBytes = (SIZE < 126 ? 2 : SIZE < 65536 ? 4 : 10) + SIZE
-    cli.send({ type: 'wait', bytes: N * M * frameBytes })
+    cli.send({ type: 'wait', bytes: N * M * Number(ready.frameBytes) })
     await next(cli, 'waiting')
     const received = next(cli, 'received')
     srv.send({ type: 'publish' })
@@ -199,7 +219,8 @@ async function runOnce (kind: Kind): Promise<Result> {
       extPerSub: (a.external - before.external) / N,
       rssPerSub: (a.rss - before.rss) / N,
       fanoutPerSec: (N * M) / (Number(published.busyNs) / 1e9),
-      e2ePerSec: (N * M) / (Number(got.ns) / 1e9)
+      e2ePerSec: (N * M) / (Number(got.ns) / 1e9),
+      frameBytes: Number(ready.frameBytes)
     }
   } finally {
     cli?.send({ type: 'exit' })
@@ -225,18 +246,19 @@ async function orchestrate (): Promise<void> {
       extPerSub: median(runs.map((x) => x.extPerSub)),
       rssPerSub: median(runs.map((x) => x.rssPerSub)),
       fanoutPerSec: median(runs.map((x) => x.fanoutPerSec)),
-      e2ePerSec: median(runs.map((x) => x.e2ePerSec))
+      e2ePerSec: median(runs.map((x) => x.e2ePerSec)),
+      frameBytes: runs[0]!.frameBytes
     }
     results[kind] = res
-    const row = `| ${kind} | ${Math.round(res.heapPerSub)} | ${Math.round(res.extPerSub)} | ${Math.round(res.heapPerSub + res.extPerSub)} | ${Math.round(res.rssPerSub)} | ${Math.round(res.fanoutPerSec).toLocaleString('en-US')} | ${Math.round(res.e2ePerSec).toLocaleString('en-US')} |`
+    const row = `| ${kind} | ${Math.round(res.heapPerSub)} | ${Math.round(res.extPerSub)} | ${Math.round(res.heapPerSub + res.extPerSub)} | ${Math.round(res.rssPerSub)} | ${Math.round(res.fanoutPerSec).toLocaleString('en-US')} | ${Math.round(res.e2ePerSec).toLocaleString('en-US')} | ${res.frameBytes.toLocaleString('en-US')} |`
     rows.push(row)
     console.log(row, JSON.stringify(runs.map((x) => Math.round(x.fanoutPerSec))))
   }
   const date = new Date().toISOString().slice(0, 10)
-  const table = '| server | heap B/sub | external B/sub | heap+external B/sub | RSS B/sub | fan-out deliveries/s | end-to-end deliveries/s |\n|---|---|---|---|---|---|---|\n' + rows.join('\n')
+  const table = '| server | heap B/sub | external B/sub | heap+external B/sub | RSS B/sub | fan-out deliveries/s | end-to-end deliveries/s | frame bytes |\n|---|---|---|---|---|---|---|---|\n' + rows.join('\n')
   const out = process.env.BENCH_OUT ?? path.join(ROOT, 'benchmarks', 'results', `websocket-${date}.md`)
   const text = `# WebSocket: own framing vs ws (${date})\n\n` +
-    `Command: \`SUBSCRIBERS=${N} MESSAGES=${M} SIZE=${SIZE} RUNS=${RUNS} node benchmarks/websocket.ts\`\n\n` +
+    `Command: \`SUBSCRIBERS=${N} MESSAGES=${M} SIZE=${SIZE} BODY=${BODY} KINDS=${KINDS.join(',')} RUNS=${RUNS} node benchmarks/websocket.ts\`\n\n` +
     `Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, loopback; median of ${RUNS} runs.\n\n` +
     table + '\n'
   console.log('\n' + table)
@@ -249,5 +271,5 @@ async function orchestrate (): Promise<void> {
 
 const role = process.argv[2]
 if (role === 'server') await server(process.argv[3] as Kind)
-else if (role === 'clients') clients(Number(process.argv[3]), Number(process.argv[4]))
+else if (role === 'clients') clients(Number(process.argv[3]), Number(process.argv[4]), process.argv[5] === 'true')
 else await orchestrate()
