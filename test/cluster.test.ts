@@ -450,13 +450,29 @@ async function pollFromWorker1 (t: ExecutionContext, prefix: string): Promise<{ 
   return { node, key, c, next: responses(c), loads }
 }
 
+/** The request headers that resume a long-poll after answer `r` (its Last-Modified and Etag). */
+function cursorAfter (r: { headers: Map<string, string> }): string {
+  return `If-Modified-Since: ${r.headers.get('last-modified')!}\r\nIf-None-Match: ${r.headers.get('etag')!}\r\n`
+}
+
+/** A first poll from worker 1, counted at the owner and answered with `body`, one load: worker 1 keeps its replica after. */
+async function firstPoll (t: ExecutionContext, s: Awaited<ReturnType<typeof pollFromWorker1>>, body: string): Promise<string> {
+  s.c.socket.write(`GET /sub/${s.key} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+  t.true(await eventually(async () => (await info(s.node.base, s.key)).json?.subscribers === 1, 10000))
+  t.is((await publish(s.node.base, s.key, body)).status, 201)
+  const r = await s.next()
+  t.is(r.body, body)
+  t.is(await s.loads(), 1)
+  return cursorAfter(r)
+}
+
 test.serial('with workers, a long-poll\'s next poll finds its worker\'s replica current: the owner\'s buffer is loaded once, not at every poll, and nothing published between polls is missed', async (t) => {
   const { node, key, c, next, loads } = await pollFromWorker1(t, 'lp')
   let cursor = ''
   const poll = async (): Promise<string> => {
     const r = await next()
     t.is(r.status, 200)
-    cursor = `If-Modified-Since: ${r.headers.get('last-modified')!}\r\nIf-None-Match: ${r.headers.get('etag')!}\r\n`
+    cursor = cursorAfter(r)
     return r.body
   }
   const got: string[] = []
@@ -500,7 +516,7 @@ test.serial('with workers, a multiplexed long-poll keeps its replica of the chan
     t.is((await publish(node.base, key, `${key === a ? 'a' : 'b'}${i}`)).status, 201)
     const r = await next()
     t.is(r.status, 200)
-    cursor = `If-Modified-Since: ${r.headers.get('last-modified')!}\r\nIf-None-Match: ${r.headers.get('etag')!}\r\n`
+    cursor = cursorAfter(r)
     got.push(r.body)
   }
   t.deepEqual(got, ['a0', 'b1', 'a2', 'b3', 'a4', 'b5'])
@@ -508,12 +524,9 @@ test.serial('with workers, a multiplexed long-poll keeps its replica of the chan
 })
 
 test.serial('with workers, a DELETE while a worker keeps its replica of the channel ends that replica: a poll after it gets the new channel\'s message, never the deleted one', async (t) => {
-  const { node, key, c, next, loads } = await pollFromWorker1(t, 'kd')
-  c.socket.write(`GET /sub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
-  t.true(await eventually(async () => (await info(node.base, key)).json?.subscribers === 1, 10000))
-  t.is((await publish(node.base, key, 'deleted')).status, 201)
-  t.is((await next()).body, 'deleted')
-  t.is(await loads(), 1)
+  const s = await pollFromWorker1(t, 'kd')
+  const { node, key, c, next, loads } = s
+  await firstPoll(t, s, 'deleted')
   // the replica on worker 1 is kept now; the DELETE (at the owner) reaches it as a 'd'
   t.is((await fetch(`${node.base}/pub/${key}`, { method: 'DELETE' })).status, 200)
   t.is((await publish(node.base, key, 'after')).status, 202)
@@ -525,13 +538,9 @@ test.serial('with workers, a DELETE while a worker keeps its replica of the chan
 })
 
 test.serial('with workers, the owner dies while another worker keeps its replica of a channel with no poll parked: the new owner takes that buffer back, and the next poll resumes with no gap', async (t) => {
-  const { node, key, c, next, loads } = await pollFromWorker1(t, 'ko')
-  c.socket.write(`GET /sub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
-  t.true(await eventually(async () => (await info(node.base, key)).json?.subscribers === 1, 10000))
-  t.is((await publish(node.base, key, 'm0')).status, 201)
-  const r0 = await next()
-  t.is(r0.body, 'm0')
-  const cursor = `If-Modified-Since: ${r0.headers.get('last-modified')!}\r\nIf-None-Match: ${r0.headers.get('etag')!}\r\n`
+  const s = await pollFromWorker1(t, 'ko')
+  const { node, key, c, next, loads } = s
+  const cursor = await firstPoll(t, s, 'm0')
   // no poll parked: worker 1 keeps its replica, and gets this one too
   t.true(await eventually(async () => (await info(node.base, key)).json?.subscribers === 0, 10000))
   t.is((await publish(node.base, key, 'm1')).status, 202)
@@ -554,7 +563,7 @@ test.serial('with workers, the owner dies while another worker keeps its replica
     const r = await next()
     t.is(r.status, 200)
     t.is(r.headers.get('parkline-gap'), undefined, 'nothing was lost: no gap')
-    at = `If-Modified-Since: ${r.headers.get('last-modified')!}\r\nIf-None-Match: ${r.headers.get('etag')!}\r\n`
+    at = cursorAfter(r)
     got.push(r.body)
   }
   t.deepEqual(got, ['m1', 'm2'])
