@@ -165,8 +165,9 @@ export const NEED_MORE = 0
 /**
  * Read the header of one client frame at `off`. Returns the header length (> 0) with `out`
  * filled, NEED_MORE, or a negative close code for a malformed frame: RSV bits set (but RSV1 on a
- * message's first frame with `deflate`, permessage-deflate negotiated), an unknown opcode, an unmasked frame, a fragmented or over-long control frame,
- * a 64-bit length with its top bit set (RFC 6455 §5.2, §5.5).
+ * message's first frame with `deflate`, permessage-deflate negotiated), an unknown opcode, an
+ * unmasked frame, a fragmented or over-long control frame, a 64-bit length with its top bit set
+ * (RFC 6455 §5.2, §5.5).
  */
 export function readHeader (buf: Buffer, off: number, out: FrameHeader, deflate = false): number {
   const avail = buf.length - off

@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import type { Driver, Ended, Got, OpenOptions, Session } from './conformance.ts'
 import { parseResponse, type Running } from './server.ts'
+import WebSocket from 'ws'
 
 export interface WsFrame { fin: boolean, rsv: number, opcode: number, masked: boolean, payload: Buffer }
 
@@ -236,4 +237,60 @@ export const websocketDriver: Driver = {
     if (c.status !== 101) throw new Error('WebSocket answered ' + c.status)
     return new WsSession(c)
   }
+}
+
+// ---- real clients ---------------------------------------------------------------------------------
+
+export interface ClientGot { data: Buffer, binary: boolean }
+/** A real WebSocket client: the `ws` library, or Node's global WebSocket (undici). */
+export interface Client {
+  got: ClientGot[]
+  protocol: string
+  /** What the server agreed to in Sec-WebSocket-Extensions ('' for none). */
+  extensions: string
+  closed: Promise<{ code: number, reason: string }>
+  wait (n: number, ms?: number): Promise<ClientGot[]>
+  send (data: string): void
+  close (): void
+}
+
+export type ClientKind = 'ws' | 'global'
+export const KINDS: ClientKind[] = ['ws', 'global']
+
+/** Open `path` on `srv` with a real client of `kind`; resolves once open. */
+export async function openClient (kind: ClientKind, srv: Running, path: string, protocols: string[] = []): Promise<Client> {
+  const url = `ws://127.0.0.1:${srv.port}${path}`
+  const got: ClientGot[] = []
+  let wake: (() => void) | null = null
+  const notify = (): void => { const w = wake; wake = null; w?.() }
+  let client: Client
+  if (kind === 'ws') {
+    const ws = new WebSocket(url, protocols)
+    ws.on('message', (d: Buffer, binary: boolean) => { got.push({ data: Buffer.from(d), binary }); notify() })
+    const closed = new Promise<{ code: number, reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })))
+    ws.on('error', () => {})
+    await once(ws, 'open')
+    client = { got, protocol: ws.protocol, extensions: ws.extensions, closed, wait: null!, send: (d) => ws.send(d), close: () => ws.terminate() }
+  } else {
+    const ws = new globalThis.WebSocket(url, protocols)
+    ws.binaryType = 'arraybuffer'
+    ws.onmessage = (e: MessageEvent) => {
+      const binary = typeof e.data !== 'string'
+      got.push({ data: binary ? Buffer.from(e.data as ArrayBuffer) : Buffer.from(e.data as string), binary })
+      notify()
+    }
+    const closed = new Promise<{ code: number, reason: string }>((resolve) => { ws.onclose = (e) => resolve({ code: e.code, reason: e.reason }) })
+    await new Promise<void>((resolve, reject) => { ws.onopen = () => resolve(); ws.onerror = () => reject(new Error('global WebSocket failed')) })
+    client = { got, protocol: ws.protocol, extensions: ws.extensions, closed, wait: null!, send: (d) => ws.send(d), close: () => ws.close() }
+  }
+  client.wait = async (n, ms = 5000) => {
+    const deadline = Date.now() + ms
+    while (got.length < n) {
+      const left = deadline - Date.now()
+      if (left <= 0) throw new Error(`timed out waiting for ${n} messages, have ${got.length}`)
+      await new Promise<void>((resolve) => { const t = setTimeout(resolve, left); wake = () => { clearTimeout(t); resolve() } })
+    }
+    return got
+  }
+  return client
 }

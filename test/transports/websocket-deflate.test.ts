@@ -4,12 +4,10 @@
 // standalone server's raw one.
 import { constants as zlibConstants, inflateRawSync } from 'node:zlib'
 import { randomBytes } from 'node:crypto'
-import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
-import WebSocket from 'ws'
 import { pub } from '../helpers/conformance.ts'
 import { eventually, startServer, startStandalone, type Running } from '../helpers/server.ts'
-import { RawWs, parseMeta, type WsFrame } from '../helpers/websocket.ts'
+import { KINDS, RawWs, openClient, parseMeta, type WsFrame } from '../helpers/websocket.ts'
 import { Message } from '../../lib/message.ts'
 import { acceptDeflate } from '../../transports/websocket.ts'
 import { DEFLATE_MAX } from '../../transports/websocket-frame.ts'
@@ -138,40 +136,19 @@ test('[raw] with deflate negotiated, a compressed message from the client is ref
   t.is(w.closeFrame?.code, 1002)
 })
 
-for (const kind of ['ws', 'global'] as const) {
+for (const kind of KINDS) {
   test(`[${kind}] a client that offers permessage-deflate gets every message whole, text and binary, large and short, on both paths`, async (t) => {
     for (const [, start] of servers) {
       const srv = await start(t, { websocketDeflate: true })
-      const url = `ws://127.0.0.1:${srv.port}/sub/cl`
-      const got: Array<{ data: Buffer, binary: boolean }> = []
-      let extensions: string
-      let close: () => void
-      if (kind === 'ws') {
-        const ws = new WebSocket(url)
-        ws.on('message', (d: Buffer, binary: boolean) => got.push({ data: Buffer.from(d), binary }))
-        ws.on('error', () => {})
-        await once(ws, 'open')
-        extensions = ws.extensions
-        close = () => ws.terminate()
-      } else {
-        const ws = new globalThis.WebSocket(url)
-        ws.binaryType = 'arraybuffer'
-        ws.onmessage = (e: MessageEvent) => {
-          const binary = typeof e.data !== 'string'
-          got.push({ data: binary ? Buffer.from(e.data as ArrayBuffer) : Buffer.from(e.data as string), binary })
-        }
-        await new Promise<void>((resolve, reject) => { ws.onopen = () => resolve(); ws.onerror = () => reject(new Error('global WebSocket failed')) })
-        extensions = ws.extensions
-        close = () => ws.close()
-      }
-      t.teardown(close)
-      t.regex(extensions, /^permessage-deflate/)
+      const c = await openClient(kind, srv, '/sub/cl')
+      t.teardown(() => c.close())
+      t.regex(c.extensions, /^permessage-deflate/)
       t.true(await eventually(() => coreOf(srv.app).table.size === 1))
       const bin = Buffer.alloc(3000, 7)
       await pub(srv.base, 'cl', BIG)
       await pub(srv.base, 'cl', SMALL)
       await pub(srv.base, 'cl', bin, { 'Content-Type': 'application/octet-stream' })
-      t.true(await eventually(() => got.length === 3, 5000), `got ${got.length}`)
+      const got = await c.wait(3)
       t.deepEqual(got.map((g) => [g.binary, g.data.toString('base64')]), [[false, Buffer.from(BIG).toString('base64')], [false, Buffer.from(SMALL).toString('base64')], [true, bin.toString('base64')]])
     }
   })

@@ -6,62 +6,13 @@ import test, { type ExecutionContext } from 'ava'
 import WebSocket from 'ws'
 import { nextSecond, pub, splitId } from '../helpers/conformance.ts'
 import { eventually, info, rawRequest, startServer, type Running } from '../helpers/server.ts'
-import { RawWs } from '../helpers/websocket.ts'
+import { KINDS, RawWs, openClient as open, type Client } from '../helpers/websocket.ts'
 import { Message } from '../../lib/message.ts'
 import { FrameHeader, NEED_MORE, closeCode, frame, readHeader } from '../../transports/websocket-frame.ts'
 import { coreOf } from '../../lib/plugin.ts'
 
-interface Got { data: Buffer, binary: boolean }
-interface Client {
-  got: Got[]
-  protocol: string
-  closed: Promise<{ code: number, reason: string }>
-  wait (n: number, ms?: number): Promise<Got[]>
-  send (data: string): void
-  close (): void
-}
-
-type Kind = 'ws' | 'global'
-const KINDS: Kind[] = ['ws', 'global']
-
 function url (srv: Running, path: string): string {
   return `ws://127.0.0.1:${srv.port}${path}`
-}
-
-async function open (kind: Kind, srv: Running, path: string, protocols: string[] = []): Promise<Client> {
-  const got: Got[] = []
-  let wake: (() => void) | null = null
-  const notify = (): void => { const w = wake; wake = null; w?.() }
-  let client: Client
-  if (kind === 'ws') {
-    const ws = new WebSocket(url(srv, path), protocols)
-    ws.on('message', (d: Buffer, binary: boolean) => { got.push({ data: Buffer.from(d), binary }); notify() })
-    const closed = new Promise<{ code: number, reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })))
-    ws.on('error', () => {})
-    await once(ws, 'open')
-    client = { got, protocol: ws.protocol, closed, wait: null!, send: (d) => ws.send(d), close: () => ws.terminate() }
-  } else {
-    const ws = new globalThis.WebSocket(url(srv, path), protocols)
-    ws.binaryType = 'arraybuffer'
-    ws.onmessage = (e: MessageEvent) => {
-      const binary = typeof e.data !== 'string'
-      got.push({ data: binary ? Buffer.from(e.data as ArrayBuffer) : Buffer.from(e.data as string), binary })
-      notify()
-    }
-    const closed = new Promise<{ code: number, reason: string }>((resolve) => { ws.onclose = (e) => resolve({ code: e.code, reason: e.reason }) })
-    await new Promise<void>((resolve, reject) => { ws.onopen = () => resolve(); ws.onerror = () => reject(new Error('global WebSocket failed')) })
-    client = { got, protocol: ws.protocol, closed, wait: null!, send: (d) => ws.send(d), close: () => ws.close() }
-  }
-  client.wait = async (n, ms = 5000) => {
-    const deadline = Date.now() + ms
-    while (got.length < n) {
-      const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`timed out waiting for ${n} messages, have ${got.length}`)
-      await new Promise<void>((resolve) => { const t = setTimeout(resolve, left); wake = () => { clearTimeout(t); resolve() } })
-    }
-    return got
-  }
-  return client
 }
 
 const subs = (srv: Running): number => coreOf(srv.app).table.size
