@@ -412,12 +412,19 @@ function writeReport (rounds: Rounds, meta: Meta): void {
         judged.push(`- one-to-one ${transport}: p99 ≤ Nchan's at every rate Nchan was clean at in most rounds: **not met** (Parkline's ladder did not reach ${v.unreached.map((x) => x.toLocaleString('en-US')).join(', ')}/s${floorSays})`)
       } else if (v.worst !== null) {
         judged.push(`- one-to-one ${transport}: Parkline's median p99 / Nchan's, worst over the rates Nchan was clean at in most rounds: **${v.worst.r.toFixed(2)}×** (at ${v.worst.rate.toLocaleString('en-US')}/s): ${v.worst.r <= 1 ? 'met' : '**not met**'}${floorSays}`)
+      } else {
+        // Nchan was clean at no rate in most rounds (a loaded host: why, in "Steps not clean"
+        // above): nothing to hold Parkline's p99 against, said rather than left out
+        judged.push(`- one-to-one ${transport}: p99 ≤ Nchan's at every rate Nchan was clean at in most rounds: not judged (Nchan was clean at no rate in most rounds; why each ladder stopped: "Steps not clean" above)${floorSays}`)
       }
     }
     const pc = cleanRates.find((c) => c.l === parkline)
     const nc = cleanRates.find((c) => c.l === nchan)
     const fc = cleanRates.find((c) => c.l === floor)
-    if (pc !== undefined && nc !== undefined && nc.med > 0) {
+    if (pc !== undefined && nc !== undefined && nc.med === 0) {
+      judged.push(`- one-to-one ${transport}: highest clean rate: not judged (Nchan's lower median is no clean rate at all: [${nc.per.map((x) => x.toLocaleString('en-US')).join(', ')}]); Parkline's ${pc.med.toLocaleString('en-US')}` +
+        (fc !== undefined ? `; the floor's ${fc.med.toLocaleString('en-US')}` : ''))
+    } else if (pc !== undefined && nc !== undefined) {
       const need = transport === 'SSE' ? 1.3 : 1
       const verdict = nc.med >= TOP_RATE ? `not judged (Nchan was clean at the ladder's top, ${TOP_RATE.toLocaleString('en-US')}/s: its ceiling is unknown)` : pc.med >= need * nc.med ? 'met' : '**not met**'
       let host = ''
