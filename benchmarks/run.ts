@@ -27,7 +27,7 @@
 // Knobs (env): SUBSCRIBERS (10000), DURATION (10), RATE_DURATION (20), STEP_DURATION (5), WARMUP (5, and one message per channel; 0 = none),
 // ONE2ONE_RATES (1000,2000,4000,8000,16000,32000), P99_BOUND_MS (100), WORKERS (the default
 // topology's: lib/config.ts defaultWorkers, 1 on a 2-core host),
-// SCENARIOS (memory,rate,broadcast,one2one,longpoll,publish), SERVERS (parkline,parkline1,nchan,floor,nchan2),
+// SCENARIOS (memory,rate,broadcast,one2one,longpoll,publish), SERVERS (parkline,parkline1,nchan,floor,nchan2; also parkline-nagle: option tcpNoDelay false),
 // BROADCAST_CONCURRENCY (1), LOADGEN_PROCS (2), CONCURRENCY (connects in flight per child, 256),
 // ADDR_CONNS (sockets per source address, 5000), REPORT_MS (5000), BENCH_OUT (report path),
 // BENCH_SMOKE=1 (200 subscribers, 2 s per scenario, parkline,nchan,floor; the other knobs still win),
@@ -603,9 +603,9 @@ function report (results: ServerResult[], started: Date, wall: number, loadBefor
   const by = new Map(results.map((r) => [r.name, r]))
   const cols = results.map((r) => r.name)
   const ratioCols: Array<[string, string, string]> = []
-  for (const p of ['parkline', 'parkline1']) {
+  for (const p of ['parkline', 'parkline1', 'parkline-nagle']) {
     if (!by.has(p)) continue
-    const pl = p === 'parkline' ? `Parkline${K.workers === 1 ? '' : ` ×${K.workers}`}` : 'Parkline ×1'
+    const pl = p === 'parkline' ? `Parkline${K.workers === 1 ? '' : ` ×${K.workers}`}` : p === 'parkline1' ? 'Parkline ×1' : 'Parkline Nagle'
     if (by.has('nchan')) ratioCols.push([`${pl} / Nchan`, p, 'nchan'])
     if (by.has('floor')) ratioCols.push([`${pl} / floor`, p, 'floor'])
   }

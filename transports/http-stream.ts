@@ -112,7 +112,8 @@ export abstract class HttpStreamTransport implements Transport {
     socket.on('data', onData)
     socket.on('end', onEnd)
     socket.on('drain', onDrain)
-    socket.setNoDelay(true)
+    // (option tcpNoDelay: false leaves small writes to Nagle, for fewer packets)
+    socket.setNoDelay(this.core.opts.tcpNoDelay)
     sub.pendingHead = this.open(sub, origin)
     if (this.core.register(sub)) this.ready(sub)
     // the client's FIN came while it was admitted (access control that waited), before these

@@ -188,7 +188,8 @@ export class WebSocketTransport implements Transport {
     socket.on('close', onClose)
     socket.on('error', onError)
     socket.on('drain', onDrain)
-    socket.setNoDelay(true)
+    // (option tcpNoDelay: false leaves small writes to Nagle, for fewer packets)
+    socket.setNoDelay(this.core.opts.tcpNoDelay)
     sub.pendingHead = h
     if (this.core.register(sub)) this.ready(sub)
     // the client's FIN came while it was admitted (access control that waited), before these

@@ -20,6 +20,8 @@ export interface ServerKind { name: string, label: string }
 export const SERVER_KINDS: readonly ServerKind[] = [
   { name: 'parkline', label: 'Parkline' },
   { name: 'parkline1', label: 'Parkline --workers 1' },
+  // the default topology with option tcpNoDelay false (Nagle on stream subscribers, as Nchan runs them)
+  { name: 'parkline-nagle', label: 'Parkline --tcp-no-delay false' },
   { name: 'nchan', label: 'Nchan (nginx)' },
   { name: 'floor', label: 'floor (bare node:net)' },
   // a second, fresh Nchan later in the same run: how far one run of each resolves (run.ts targets)
@@ -118,12 +120,12 @@ async function stopProcessTree (child: ChildProcess, extra: () => number[], sign
   if (child.pid !== undefined) startedPids.delete(child.pid)
 }
 
-async function startParkline (kind: ServerKind, workers: number): Promise<ServerHandle> {
+async function startParkline (kind: ServerKind, workers: number, extra: string[] = []): Promise<ServerHandle> {
   const port = await freePort()
   // PARKLINE_NODE_ARGS: Node/V8 flags for the server only (not the load generator), e.g. heap sizing
   const nodeArgs = (process.env.PARKLINE_NODE_ARGS ?? '').split(' ').filter((a) => a.length > 0)
   const args = [...nodeArgs, 'bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', String(workers),
-    '--drain-window', '0', '--log-level', 'warn']
+    '--drain-window', '0', '--log-level', 'warn', ...extra]
   const child = spawn(NODE, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   startedPids.add(child.pid!)
   const log = capture(child)
@@ -189,7 +191,11 @@ export function nginxVersion (): string {
   }
 }
 
-async function startNchan (kind: ServerKind, tmp: string): Promise<ServerHandle> {
+/**
+ * Nchan as the suite runs it, with `extra` directives in its server block (benchmarks/websocket.ts:
+ * `nchan_deflate_message_for_websocket on;`).
+ */
+export async function startNchan (kind: ServerKind, tmp: string, extra = ''): Promise<ServerHandle> {
   const so = nchanModule()
   const bin = nginxBinary()
   if (so === null || bin === null) {
@@ -218,7 +224,7 @@ http {
   keepalive_requests 1000000;
   nchan_shared_memory_size 2048m;
   server {
-    listen 127.0.0.1:${port} backlog=4096;
+    listen 127.0.0.1:${port} backlog=4096;${extra === '' ? '' : '\n    ' + extra}
     location ~ ^/pub/(.+)$ {
       nchan_publisher;
       nchan_channel_id $1;
@@ -252,7 +258,7 @@ http {
   return {
     kind,
     port,
-    describe: `${bin} ${args.join(' ')}: worker_processes 2, nchan_message_buffer_length 100, nchan_shared_memory_size 2048m (config written next to the report)`,
+    describe: `${bin} ${args.join(' ')}: worker_processes 2, nchan_message_buffer_length 100, nchan_shared_memory_size 2048m${extra === '' ? '' : ', ' + extra} (config written next to the report)`,
     procs: () => [{ pid: child.pid!, label: 'nginx master' }, ...workerPids().map((pid) => ({ pid, label: 'nginx worker' }))],
     stop: () => stopProcessTree(child, workerPids, 'SIGTERM', 5000)
   }
@@ -296,6 +302,7 @@ export async function startServer (name: string, opts: { workers: number, tmp: s
   switch (name) {
     case 'parkline': return startParkline({ ...kind, label: `Parkline --workers ${opts.workers}` }, opts.workers)
     case 'parkline1': return startParkline(kind, 1)
+    case 'parkline-nagle': return startParkline({ ...kind, label: `Parkline --workers ${opts.workers} --tcp-no-delay false` }, opts.workers, ['--tcp-no-delay', 'false'])
     case 'nchan':
     case 'nchan2': return startNchan(kind, opts.tmp)
     default: return startFloor(kind)
