@@ -158,6 +158,8 @@ function flush (box: { flush (): void }): void {
   box.flush()
 }
 
+function noop (): void {}
+
 function onChildError (): void {
   // a send to a worker that just died; its 'exit' handles the rest
 }
@@ -753,6 +755,12 @@ export class WorkerEngine implements Engine {
   readonly #pending = new Map<number, Pending>()
   /** Per peer: bytes of publishes sent to it not answered yet (PUB_IN_FLIGHT_CAP). */
   readonly #pubInFlight: number[] = []
+  /**
+   * The peers the publish or DELETE being handled as owner sent its message or `d` to
+   * (beforeFanout, #deleteOwned): its answer waits until those are in their kernel queues
+   * (#afterPeers).
+   */
+  readonly #sentTo: number[] = []
   #seq = 0
   /** Peers whose resync this starting worker still waits for; null once it serves. */
   #syncWaiting: Set<number> | null
@@ -864,7 +872,7 @@ export class WorkerEngine implements Engine {
   publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null, requestFingerprint?: string): PublishResult | Promise<PublishResult> {
     const o = this.#owner(key)
     const fp = idempotencyKey === null ? '' : requestFingerprint ?? fingerprint(data, contentType, event)
-    if (o === this.#me) return this.#publishOwned(key, data, contentType, event, idempotencyKey, fp) ?? throwOverCapacity()
+    if (o === this.#me) return this.#afterPeers(this.#publishOwned(key, data, contentType, event, idempotencyKey, fp) ?? throwOverCapacity(), -1)
     return this.#request<PublishResult | null>(o, (r) => ['pub', r, key, data, contentType, event, idempotencyKey, fp]).then(overCapacityIfNull)
   }
 
@@ -887,7 +895,7 @@ export class WorkerEngine implements Engine {
 
   delete (key: string): ChannelInfo | null | Promise<ChannelInfo | null> {
     const o = this.#owner(key)
-    if (o === this.#me) return this.#deleteOwned(key)
+    if (o === this.#me) return this.#afterPeers(this.#deleteOwned(key), -1)
     return this.#request<ChannelInfo | null>(o, (r) => ['del', r, key])
   }
 
@@ -1122,9 +1130,30 @@ export class WorkerEngine implements Engine {
     return this.#core.localSubscribers(key) + (this.#remote.get(key) ?? 0)
   }
 
+  /**
+   * `value` (the answer to a publish or DELETE this worker just handled as owner) once what that
+   * sent to other workers' replicas is in their kernel queues (Mesh.written), so an answered
+   * message or DELETE outlives this worker dying right after: the peers read it, and offer it
+   * to the next owner. `except`: the peer the answer itself goes to (it follows on the same
+   * connection). At once when nothing was sent, or all of it is written already.
+   */
+  #afterPeers<T> (value: T, except: number): T | Promise<T> {
+    const sent = this.#sentTo
+    let waits: Array<Promise<void>> | null = null
+    for (let i = 0; i < sent.length; i++) {
+      if (sent[i] === except) continue
+      const w = this.#mesh.written(sent[i]!)
+      if (w !== null) (waits ??= []).push(w)
+    }
+    sent.length = 0
+    if (waits === null) return value
+    return (waits.length === 1 ? waits[0]! : Promise.all(waits)).then(() => value)
+  }
+
   /** Null: the channel would be a new record past maxChannels here, where its records are (503). */
   #publishOwned (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null, fp: string): PublishResult | null {
     const core = this.#core
+    this.#sentTo.length = 0
     if (core.overChannelCap([key])) return null
     const subscribers = this.#subscribersOf(key)
     if (idempotencyKey !== null) {
@@ -1152,6 +1181,7 @@ export class WorkerEngine implements Engine {
       const p = this.#peers[i]!
       if ((p.counts.get(key) ?? 0) === 0 && !p.kept.has(key)) continue
       this.#mesh.send(i, entry, msg.data.length)
+      this.#sentTo.push(i)
       if (now) this.#mesh.flushNow(i)
     }
   }
@@ -1168,6 +1198,7 @@ export class WorkerEngine implements Engine {
   }
 
   #deleteOwned (key: string): ChannelInfo | null {
+    this.#sentTo.length = 0
     const info = this.#infoOwned(key)
     // Remote subscribers are ended by their workers as the `d` reaches them: they count no more
     // from now on (a publish right after the DELETE answers 202, as with one process).
@@ -1183,7 +1214,13 @@ export class WorkerEngine implements Engine {
     }
     const ch = this.#core.registry.get(key)
     if (ch !== undefined) this.#core.deleteChannel(ch)
-    if (info !== null) for (let i = 0; i < this.#n; i++) if (i !== this.#me) this.#mesh.send(i, ['d', key])
+    if (info !== null) {
+      for (let i = 0; i < this.#n; i++) {
+        if (i === this.#me) continue
+        this.#mesh.send(i, ['d', key])
+        this.#sentTo.push(i)
+      }
+    }
     return info
   }
 
@@ -1404,6 +1441,12 @@ export class WorkerEngine implements Engine {
     }
   }
 
+  /** Request `r` of `peer` answered with `value`, now or once it settles (#afterPeers). */
+  #answer (peer: number, r: number, value: PublishResult | ChannelInfo | null | Promise<PublishResult | ChannelInfo | null>): void {
+    if (value instanceof Promise) value.then((v) => { this.#mesh.send(peer, ['r', r, v]) }, noop)
+    else this.#mesh.send(peer, ['r', r, value])
+  }
+
   #apply (from: number, batch: Peer[]): void {
     const core = this.#core
     let acks = 0
@@ -1412,7 +1455,7 @@ export class WorkerEngine implements Engine {
       switch (e[0]) {
         // ---- as owner
         case 'pub':
-          this.#mesh.send(from, ['r', e[1], this.#publishOwned(e[2], toBuffer(e[3]), e[4], e[5], e[6], e[7] ?? (e[6] === null ? '' : fingerprint(toBuffer(e[3]), e[4], e[5])))])
+          this.#answer(from, e[1], this.#afterPeers(this.#publishOwned(e[2], toBuffer(e[3]), e[4], e[5], e[6], e[7] ?? (e[6] === null ? '' : fingerprint(toBuffer(e[3]), e[4], e[5]))), from))
           break
         case 'rep':
           this.#mesh.send(from, ['r', e[1], this.#core.replayed(e[2], e[3], this.#subscribersOf(e[2]), e[4])])
@@ -1421,7 +1464,7 @@ export class WorkerEngine implements Engine {
           this.#mesh.send(from, ['r', e[1], this.#infoOwned(e[2])])
           break
         case 'del':
-          this.#mesh.send(from, ['r', e[1], this.#deleteOwned(e[2])])
+          this.#answer(from, e[1], this.#afterPeers(this.#deleteOwned(e[2]), from))
           break
         case 'sub': {
           const p = this.#peers[from]!

@@ -76,6 +76,12 @@ export interface Link<T> {
   taken: number
   /** onStuck was called for this connection. */
   reported: boolean
+  /** Waiting for what is in `queue` now to be handed to the kernel (Mesh.written). */
+  waiting: Array<() => void>
+  /** Waiting for batches written but partly still in Node's buffer: resolved at 'drain'. */
+  draining: Array<() => void>
+  /** A 'drain' listener for `draining` is on the socket. */
+  drainHooked: boolean
 }
 
 export class Mesh<T> {
@@ -101,7 +107,7 @@ export class Mesh<T> {
     this.#key = key
     this.#handler = handler
     for (let i = 0; i < n; i++) { this.#pids.push(0); this.#accepted.push(null) }
-    for (let i = 0; i < n; i++) this.#links.push({ id: i, socket: null, up: false, queue: [], queuedBytes: 0, scheduled: false, timer: null, stuck: false, taken: -1, reported: false })
+    for (let i = 0; i < n; i++) this.#links.push({ id: i, socket: null, up: false, queue: [], queuedBytes: 0, scheduled: false, timer: null, stuck: false, taken: -1, reported: false, waiting: [], draining: [], drainHooked: false })
   }
 
   /**
@@ -202,11 +208,52 @@ export class Mesh<T> {
     this.flush(this.#links[peer]!)
   }
 
+  /**
+   * Resolves once what was sent to `peer` so far has been handed to the kernel: in the peer's
+   * receive queue (a Unix socket has no send buffer of its own), where it stays if this worker
+   * dies right after. At once when the peer is away (what it held is gone or resent when it is
+   * back), or when it all was written already; else at this turn's flush, or at 'drain' if the
+   * socket took part of it. A publish's answer waits for this (lib/cluster.ts).
+   */
+  written (peer: number): Promise<void> | null {
+    const link = this.#links[peer]!
+    const socket = link.socket
+    if (!link.up || socket === null) return null
+    if (link.queue.length > 0) return new Promise((resolve) => { link.waiting.push(resolve) })
+    if (socket.writableLength === 0) return null
+    return new Promise((resolve) => { this.#drained(link, socket, [resolve]) })
+  }
+
+  /** `fns` run when `socket`, still `link`'s, has handed all it holds to the kernel, or the link goes. */
+  #drained (link: Link<T>, socket: Socket, fns: Array<() => void>): void {
+    for (const f of fns) link.draining.push(f)
+    if (link.drainHooked) return
+    link.drainHooked = true
+    socket.once('drain', () => {
+      if (link.socket !== socket) return
+      link.drainHooked = false
+      settle(link.draining)
+      link.draining = []
+    })
+  }
+
+  /** The link went (or its queue was dropped): nothing more to wait for on it. */
+  #settleAll (link: Link<T>): void {
+    const w = link.waiting
+    const d = link.draining
+    link.waiting = []
+    link.draining = []
+    link.drainHooked = false
+    settle(w)
+    settle(d)
+  }
+
   /** Drop what waits for a peer that is away (its requests were answered otherwise). */
   clearQueue (peer: number): void {
     const link = this.#links[peer]!
     link.queue = []
     link.queuedBytes = 0
+    this.#settleAll(link)
   }
 
   flush (link: Link<T>): void {
@@ -217,6 +264,12 @@ export class Mesh<T> {
     link.queuedBytes = 0
     const socket = link.socket
     writeFrame(socket, batch)
+    const w = link.waiting
+    if (w.length > 0) {
+      link.waiting = []
+      if (socket.writableLength === 0) settle(w)
+      else this.#drained(link, socket, w)
+    }
     if (socket.writableLength <= BACKLOG_CAP) return
     link.stuck = true
     socket.once('drain', () => {
@@ -263,6 +316,7 @@ export class Mesh<T> {
         link.up = false
         link.stuck = false
         link.reported = false
+        this.#settleAll(link)
         // a link is both directions: the peer's connection to this worker goes too (nothing more
         // is read from it), so the peer sees this one go (onDown) and both resync when they are back
         this.#accepted[link.id]?.destroy()
@@ -330,6 +384,11 @@ function checkProgress<T> (mesh: Mesh<T>): void {
 
 function confirmStuck<T> (mesh: Mesh<T>, links: Array<Link<T>>): void {
   mesh.confirmStuck(links)
+}
+
+/** Resolve every waiter in `fns`. */
+function settle (fns: Array<() => void>): void {
+  for (let i = 0; i < fns.length; i++) fns[i]!()
 }
 
 function flushLink<T> (mesh: Mesh<T>, link: Link<T>): void {

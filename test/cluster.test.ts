@@ -152,6 +152,45 @@ test.serial('the owner of a channel dies: it is forked again and takes the buffe
   resumed.close()
 })
 
+test.serial('an answered publish outlives its owner: the answer waits until the message is in the replica worker\'s socket, which that worker reads before it sees the owner go', async (t) => {
+  const { port, child } = await startCluster(t)
+  const key = 'ans'
+  const owner = ownerOf(key, 2)
+  const other = 1 - owner
+  const sub = await SseClient.connectOnWorker(port, `/sub/${key}`, other)
+  t.teardown(() => sub.close())
+  await sub.until(() => sub.comments.includes(': hi'))
+  const pub = await rawOnWorker(port, owner)
+  t.teardown(() => pub.socket.destroy())
+  const answers = (): number => pub.got().toString('latin1').split('HTTP/1.1 20').length - 1
+  const send = (body: string): void => { pub.socket.write(`POST /pub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`) }
+  // the owner sends this channel's messages to the other worker, which holds a subscriber
+  send('first')
+  t.true(await pub.wait(() => answers() === 1))
+  t.is((await sub.waitEvents(1))[0]!.data, 'first')
+  const otherPid = workerPid(child.pid!, other)
+  const ownerPid = workerPid(child.pid!, owner)
+  // the other worker stops reading: its socket from the owner fills after a few 64 KiB messages,
+  // and the rest of what the owner writes to it waits in the owner's memory
+  process.kill(otherPid, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(otherPid, 'SIGCONT') } catch {} })
+  const answered: string[] = []
+  for (let i = 0; i < 12; i++) {
+    const before = answers()
+    send(`m${i}:` + 'x'.repeat(64 * 1024))
+    if (!await pub.wait(() => answers() > before, 1500)) break
+    answered.push(`m${i}`)
+  }
+  // some were answered (in the kernel's queue for the stopped worker), then one was not
+  t.true(answered.length >= 1 && answered.length < 12, `answered: ${answered.join(', ')}`)
+  process.kill(ownerPid, 'SIGKILL')
+  process.kill(otherPid, 'SIGCONT')
+  // every answered message reaches the subscriber on the worker that was stopped
+  await sub.waitEvents(1 + answered.length, 10000).catch(() => {})
+  t.deepEqual(sub.events.slice(1, 1 + answered.length).map((e) => e.data.slice(0, e.data.indexOf(':'))), answered)
+  t.false(sub.closed)
+})
+
 test.serial('every worker dies: the buffers go with them; a client resuming with its last id gets the gap signal, not silence', async (t) => {
   const { base, port, child } = await startCluster(t)
   await publish(base, 'kd', 'before')
