@@ -1441,10 +1441,18 @@ export class WorkerEngine implements Engine {
     }
   }
 
-  /** Request `r` of `peer` answered with `value`, now or once it settles (#afterPeers). */
+  /**
+   * Request `r` of `peer` answered with `value`, now or once it settles (#afterPeers); not when
+   * the link to `peer` went meanwhile: that peer failed the request then (#failRequests), and a
+   * new process there numbers its requests from 1 again.
+   */
   #answer (peer: number, r: number, value: PublishResult | ChannelInfo | null | Promise<PublishResult | ChannelInfo | null>): void {
-    if (value instanceof Promise) value.then((v) => { this.#mesh.send(peer, ['r', r, v]) }, noop)
-    else this.#mesh.send(peer, ['r', r, value])
+    if (!(value instanceof Promise)) {
+      this.#mesh.send(peer, ['r', r, value])
+      return
+    }
+    const epoch = this.#mesh.epoch(peer)
+    value.then((v) => { if (this.#mesh.epoch(peer) === epoch) this.#mesh.send(peer, ['r', r, v]) }, noop)
   }
 
   #apply (from: number, batch: Peer[]): void {
@@ -1552,7 +1560,8 @@ export class WorkerEngine implements Engine {
           break
         case 'r': {
           const p = this.#pending.get(e[1])
-          if (p === undefined) break
+          // (an answer is its asker's: from the worker the request went to)
+          if (p === undefined || p.peer !== from) break
           this.#settle(e[1], p)
           p.resolve(e[2])
           break

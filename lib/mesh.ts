@@ -78,10 +78,13 @@ export interface Link<T> {
   reported: boolean
   /** Waiting for what is in `queue` now to be handed to the kernel (Mesh.written). */
   waiting: Array<() => void>
-  /** Waiting for batches written but partly still in Node's buffer: resolved at 'drain'. */
-  draining: Array<() => void>
-  /** A 'drain' listener for `draining` is on the socket. */
-  drainHooked: boolean
+  /**
+   * Waiting for the last batch written, while part of it is still in Node's buffer: its write's
+   * callback (which runs once the socket has handed it all to the kernel) resolves them.
+   */
+  tail: Array<() => void> | null
+  /** Counts this link's connections and losses: an answer meant for one connection's peer is not sent on the next (Mesh.epoch). */
+  epoch: number
 }
 
 export class Mesh<T> {
@@ -107,7 +110,7 @@ export class Mesh<T> {
     this.#key = key
     this.#handler = handler
     for (let i = 0; i < n; i++) { this.#pids.push(0); this.#accepted.push(null) }
-    for (let i = 0; i < n; i++) this.#links.push({ id: i, socket: null, up: false, queue: [], queuedBytes: 0, scheduled: false, timer: null, stuck: false, taken: -1, reported: false, waiting: [], draining: [], drainHooked: false })
+    for (let i = 0; i < n; i++) this.#links.push({ id: i, socket: null, up: false, queue: [], queuedBytes: 0, scheduled: false, timer: null, stuck: false, taken: -1, reported: false, waiting: [], tail: null, epoch: 0 })
   }
 
   /**
@@ -211,41 +214,34 @@ export class Mesh<T> {
   /**
    * Resolves once what was sent to `peer` so far has been handed to the kernel: in the peer's
    * receive queue (a Unix socket has no send buffer of its own), where it stays if this worker
-   * dies right after. At once when the peer is away (what it held is gone or resent when it is
-   * back), or when it all was written already; else at this turn's flush, or at 'drain' if the
-   * socket took part of it. A publish's answer waits for this (lib/cluster.ts).
+   * dies right after. Null when there is nothing to wait for: the peer is away (what it held is
+   * gone, or resent when it is back) or it all was written already. Else at this turn's flush, or
+   * when the socket took part of the last batch, once it has taken the rest (that write's
+   * callback). A publish's answer waits for this (lib/cluster.ts).
    */
   written (peer: number): Promise<void> | null {
     const link = this.#links[peer]!
     const socket = link.socket
     if (!link.up || socket === null) return null
     if (link.queue.length > 0) return new Promise((resolve) => { link.waiting.push(resolve) })
-    if (socket.writableLength === 0) return null
-    return new Promise((resolve) => { this.#drained(link, socket, [resolve]) })
+    const tail = link.tail
+    if (tail === null || socket.writableLength === 0) return null
+    return new Promise((resolve) => { tail.push(resolve) })
   }
 
-  /** `fns` run when `socket`, still `link`'s, has handed all it holds to the kernel, or the link goes. */
-  #drained (link: Link<T>, socket: Socket, fns: Array<() => void>): void {
-    for (const f of fns) link.draining.push(f)
-    if (link.drainHooked) return
-    link.drainHooked = true
-    socket.once('drain', () => {
-      if (link.socket !== socket) return
-      link.drainHooked = false
-      settle(link.draining)
-      link.draining = []
-    })
+  /** The current connection to `peer`: it changes when the link goes and when it is back. */
+  epoch (peer: number): number {
+    return this.#links[peer]!.epoch
   }
 
   /** The link went (or its queue was dropped): nothing more to wait for on it. */
   #settleAll (link: Link<T>): void {
     const w = link.waiting
-    const d = link.draining
+    const tail = link.tail
     link.waiting = []
-    link.draining = []
-    link.drainHooked = false
+    link.tail = null
     settle(w)
-    settle(d)
+    if (tail !== null) settle(tail)
   }
 
   /** Drop what waits for a peer that is away (its requests were answered otherwise). */
@@ -263,13 +259,16 @@ export class Mesh<T> {
     link.queue = []
     link.queuedBytes = 0
     const socket = link.socket
-    writeFrame(socket, batch)
-    const w = link.waiting
-    if (w.length > 0) {
-      link.waiting = []
-      if (socket.writableLength === 0) settle(w)
-      else this.#drained(link, socket, w)
-    }
+    // this batch's waiters, and any that come while part of it is still in Node's buffer (the
+    // callback runs once the socket has handed it all to the kernel, or with an error when it is
+    // destroyed: either way nothing is left to wait for)
+    const tail = link.waiting
+    link.waiting = []
+    link.tail = tail
+    writeFrame(socket, batch, () => {
+      if (link.tail === tail) link.tail = null
+      settle(tail)
+    })
     if (socket.writableLength <= BACKLOG_CAP) return
     link.stuck = true
     socket.once('drain', () => {
@@ -293,6 +292,7 @@ export class Mesh<T> {
     socket.on('connect', () => {
       connected = true
       link.socket = socket
+      link.epoch++
       link.up = true
       link.stuck = false
       link.taken = -1
@@ -313,6 +313,7 @@ export class Mesh<T> {
     socket.on('close', () => {
       if (connected) {
         link.socket = null
+        link.epoch++
         link.up = false
         link.stuck = false
         link.reported = false
@@ -399,13 +400,13 @@ function redial<T> (mesh: Mesh<T>, link: Link<T>): void {
   mesh.redial(link)
 }
 
-function writeFrame (socket: Socket, value: unknown): void {
+function writeFrame (socket: Socket, value: unknown, done?: () => void): void {
   const body = serialize(value)
   const head = Buffer.allocUnsafe(4)
   head.writeUInt32BE(body.length, 0)
   socket.cork()
   socket.write(head)
-  socket.write(body)
+  socket.write(body, done)
   socket.uncork()
 }
 
