@@ -152,9 +152,14 @@ test.serial('the owner of a channel dies: it is forked again and takes the buffe
   resumed.close()
 })
 
-test.serial('an answered publish outlives its owner: the answer waits until the message is in the replica worker\'s socket, which that worker reads before it sees the owner go', async (t) => {
+/**
+ * Two workers; on the worker that does not own `key`, an SSE subscriber of it (so the owner sends
+ * it the channel's messages), and a raw publisher connection on the owner that has published
+ * `first`, answered and delivered; then the subscriber's worker is stopped (SIGSTOP; SIGCONT at
+ * teardown). `answers`: how many publishes the owner has answered so far.
+ */
+async function replicaStopped (t: ExecutionContext, key: string): Promise<{ child: ChildProcess, owner: number, otherPid: number, sub: SseClient, answers: () => number, send: (body: string) => void, wait: (ok: () => boolean, ms?: number) => Promise<boolean> }> {
   const { port, child } = await startCluster(t)
-  const key = 'ans'
   const owner = ownerOf(key, 2)
   const other = 1 - owner
   const sub = await SseClient.connectOnWorker(port, `/sub/${key}`, other)
@@ -164,21 +169,25 @@ test.serial('an answered publish outlives its owner: the answer waits until the 
   t.teardown(() => pub.socket.destroy())
   const answers = (): number => pub.got().toString('latin1').split('HTTP/1.1 20').length - 1
   const send = (body: string): void => { pub.socket.write(`POST /pub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`) }
-  // the owner sends this channel's messages to the other worker, which holds a subscriber
   send('first')
   t.true(await pub.wait(() => answers() === 1))
   t.is((await sub.waitEvents(1))[0]!.data, 'first')
   const otherPid = workerPid(child.pid!, other)
-  const ownerPid = workerPid(child.pid!, owner)
-  // the other worker stops reading: its socket from the owner fills after a few 64 KiB messages,
-  // and the rest of what the owner writes to it waits in the owner's memory
   process.kill(otherPid, 'SIGSTOP')
   t.teardown(() => { try { process.kill(otherPid, 'SIGCONT') } catch {} })
+  return { child, owner, otherPid, sub, answers, send, wait: async (ok, ms) => await pub.wait(ok, ms) }
+}
+
+test.serial('an answered publish outlives its owner: the answer waits until the message is in the replica worker\'s socket, which that worker reads before it sees the owner go', async (t) => {
+  // the other worker stops reading: its socket from the owner fills after a few 64 KiB messages,
+  // and the rest of what the owner writes to it waits in the owner's memory
+  const { child, owner, otherPid, sub, answers, send, wait } = await replicaStopped(t, 'ans')
+  const ownerPid = workerPid(child.pid!, owner)
   const answered: string[] = []
   for (let i = 0; i < 64; i++) {
     const before = answers()
     send(`m${i}:` + 'x'.repeat(64 * 1024))
-    if (!await pub.wait(() => answers() > before, 2500)) break
+    if (!await wait(() => answers() > before, 2500)) break
     answered.push(`m${i}`)
   }
   // some were answered (in the kernel's queue for the stopped worker), then one was not
@@ -192,23 +201,7 @@ test.serial('an answered publish outlives its owner: the answer waits until the 
 })
 
 test.serial('answers held for a stopped replica worker all come once it reads again, a few small messages behind the full socket included', async (t) => {
-  const { port, child } = await startCluster(t)
-  const key = 'ans2'
-  const owner = ownerOf(key, 2)
-  const other = 1 - owner
-  const sub = await SseClient.connectOnWorker(port, `/sub/${key}`, other)
-  t.teardown(() => sub.close())
-  await sub.until(() => sub.comments.includes(': hi'))
-  const pub = await rawOnWorker(port, owner)
-  t.teardown(() => pub.socket.destroy())
-  const answers = (): number => pub.got().toString('latin1').split('HTTP/1.1 20').length - 1
-  const send = (body: string): void => { pub.socket.write(`POST /pub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`) }
-  send('first')
-  t.true(await pub.wait(() => answers() === 1))
-  await sub.waitEvents(1)
-  const otherPid = workerPid(child.pid!, other)
-  process.kill(otherPid, 'SIGSTOP')
-  t.teardown(() => { try { process.kill(otherPid, 'SIGCONT') } catch {} })
+  const { otherPid, sub, answers, send, wait } = await replicaStopped(t, 'ans2')
   // 1 KiB messages until one is not answered: the socket to the stopped worker is full, and what
   // waits behind it in the owner stays far under Node's 64 KiB high-water mark (no 'drain' event)
   let sent = 0
@@ -217,13 +210,13 @@ test.serial('answers held for a stopped replica worker all come once it reads ag
     const before = answers()
     send(`s${sent}:` + 'y'.repeat(1024))
     sent++
-    held = !await pub.wait(() => answers() > before, 2500)
+    held = !await wait(() => answers() > before, 2500)
   }
   t.true(held, `all ${sent} answered with the worker stopped`)
   for (let i = 0; i < 5; i++, sent++) send(`s${sent}:` + 'y'.repeat(1024))
   process.kill(otherPid, 'SIGCONT')
   // every one is answered, and the subscriber there gets them all
-  t.true(await pub.wait(() => answers() === 1 + sent, 10000), `${answers() - 1} of ${sent} answered`)
+  t.true(await wait(() => answers() === 1 + sent, 10000), `${answers() - 1} of ${sent} answered`)
   await sub.waitEvents(1 + sent, 10000).catch(() => {})
   t.is(sub.events.length, 1 + sent)
 })
