@@ -40,6 +40,28 @@ function tlsRedis (t: ExecutionContext, certs: Certs, port: number, extra: strin
   return proc
 }
 
+/**
+ * A TLS-only redis-server on a port from `pick`, answering PING as itself (its INFO process_id is
+ * our child's): a port another test took between the pick and the bind makes redis exit, and it is
+ * started again on another port (as test/helpers/redis-cluster.ts does for plain Redis).
+ */
+async function tlsRedisUp (t: ExecutionContext, certs: Certs, pick: () => Promise<number>, extra: (port: number) => string[] = () => []): Promise<{ port: number, proc: ChildProcess }> {
+  let why = ''
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await pick()
+    const proc = tlsRedis(t, certs, port, extra(port))
+    const alive = (): boolean => proc.exitCode === null && proc.signalCode === null
+    await eventually(() => !alive() || cli(certs, port, 'PING').trim() === 'PONG', 10000)
+    if (alive() && cli(certs, port, 'INFO', 'server').includes(`process_id:${proc.pid!}\r\n`)) return { port, proc }
+    why = alive() ? 'did not answer PING as itself within 10 s' : `exited (${String(proc.exitCode ?? proc.signalCode)}): port taken?`
+    if (alive()) {
+      proc.kill('SIGKILL')
+      await once(proc, 'exit')
+    }
+  }
+  throw new Error(`TLS redis-server did not start on a loopback port after 3 tries: ${why}`)
+}
+
 function cli (certs: Certs, port: number, ...args: string[]): string {
   try {
     return execFileSync('redis-cli', ['--tls', '--cacert', certs.ca, '-p', String(port), ...args], { encoding: 'utf8', timeout: 10000, stdio: ['ignore', 'pipe', 'ignore'] })
@@ -81,9 +103,7 @@ async function exercise (t: ExecutionContext, a: { base: string }, b: { port: nu
 test.serial('one Redis over TLS: a rediss:// redisUrl', async (t) => {
   t.timeout(60000)
   const certs = makeCerts(t)
-  const port = await freePort()
-  tlsRedis(t, certs, port)
-  t.true(await eventually(() => cli(certs, port, 'PING').trim() === 'PONG', 10000))
+  const { port } = await tlsRedisUp(t, certs, freePort)
   const [a, b] = await nodes(t, certs, ['--redis-url', `rediss://127.0.0.1:${port}`])
   await exercise(t, a!, b!)
 })
@@ -93,13 +113,13 @@ test.serial('a Redis Cluster over TLS: the nodes found from a rediss:// seed are
   const certs = makeCerts(t)
   // each with its cluster bus port (port + 10000) free too, as the cluster helper picks them
   const taken = new Set<number>()
-  const ports = [await pickPort(taken, true), await pickPort(taken, true), await pickPort(taken, true)]
-  for (const [i, port] of ports.entries()) {
+  const ports: number[] = []
+  for (let i = 0; i < 3; i++) {
     const dir = join(certs.dir, `n${i}`)
     execFileSync('mkdir', ['-p', dir])
-    tlsRedis(t, certs, port, ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--tls-cluster', 'yes', '--tls-replication', 'yes', '--dir', dir])
+    ports.push((await tlsRedisUp(t, certs, async () => await pickPort(taken, true),
+      () => ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--tls-cluster', 'yes', '--tls-replication', 'yes', '--dir', dir])).port)
   }
-  for (const port of ports) t.true(await eventually(() => cli(certs, port, 'PING').trim() === 'PONG', 10000))
   execFileSync('redis-cli', ['--tls', '--cacert', certs.ca, '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { stdio: 'ignore', timeout: 20000 })
   t.true(await eventually(() => ports.every((p) => cli(certs, p, 'CLUSTER', 'INFO').includes('cluster_state:ok')), 20000))
   // one seed: the other two masters are found from it
@@ -112,9 +132,9 @@ test.serial('a Redis Cluster over TLS: the nodes found from a rediss:// seed are
 test.serial('Sentinel over TLS: rediss:// sentinels, and the master and replica they name reached over TLS, across a failover', async (t) => {
   t.timeout(120000)
   const certs = makeCerts(t)
-  const [master, replica, sentinel] = [await freePort(), await freePort(), await freePort()]
-  const masterProc = tlsRedis(t, certs, master, ['--tls-replication', 'yes'])
-  tlsRedis(t, certs, replica, ['--tls-replication', 'yes', '--replicaof', '127.0.0.1', String(master)])
+  const { port: master, proc: masterProc } = await tlsRedisUp(t, certs, freePort, () => ['--tls-replication', 'yes'])
+  const { port: replica } = await tlsRedisUp(t, certs, freePort, () => ['--tls-replication', 'yes', '--replicaof', '127.0.0.1', String(master)])
+  const sentinel = await freePort()
   t.true(await eventually(() => cli(certs, replica, 'INFO', 'replication').includes('master_link_status:up'), 15000), 'the replica syncs over TLS')
   // one sentinel (quorum 1), TLS only, reaching the master and the replica over TLS too
   const conf = join(certs.dir, 'sentinel.conf')
