@@ -61,5 +61,6 @@ test.serial('sentinel: three sentinels, failover to the replica', async (t) => {
   t.log(`sentinel failover in ${ms} ms (waited ${Date.now() - start} ms)`)
   t.is(newMasterPort, set.replica.port)
   t.is(await set.currentMaster(), set.replica.port)
+  t.is(await set.failovers(), 1)
   t.false(set.master.alive())
 })

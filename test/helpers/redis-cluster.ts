@@ -65,8 +65,13 @@ export interface RedisSentinelSet {
   sentinelNodes: string[]
   /** The master's port, as the first sentinel that answers says (SENTINEL get-master-addr-by-name). */
   currentMaster: () => Promise<number>
-  /** SIGKILL the current master, then wait until every reachable sentinel names another one and it answers ROLE master. */
+  /**
+   * SIGKILL the current master, then wait until every reachable sentinel names another one and it
+   * answers ROLE master. The sentinels detect a down master (1 s) only while this runs.
+   */
   failover: () => Promise<{ ms: number, newMasterPort: number }>
+  /** The failovers the sentinels made since they started (the highest config-epoch they report). */
+  failovers: () => Promise<number>
 }
 
 /** A RESP2 reply; an error reply is an Error. */
@@ -515,6 +520,10 @@ async function replicated (t: ExecutionContext, prefix: string, what: string): P
   return { master, replica, dir, children, pick }
 }
 
+/** A sentinel's down-after-milliseconds while no test fails a master over, and while one does. */
+const IDLE_DOWN_AFTER_MS = 60000
+const FAILOVER_DOWN_AFTER_MS = 1000
+
 export async function startSentinel (t: ExecutionContext, opts: { name?: string } = {}): Promise<RedisSentinelSet> {
   const name = opts.name ?? 'mymaster'
   // sentinels learn the replica from the master's INFO: in sync first, so they see it at once
@@ -526,7 +535,7 @@ export async function startSentinel (t: ExecutionContext, opts: { name?: string 
     // a file of its own, in the workspace: a sentinel rewrites its config as it learns
     const conf = path.join(dir, `sentinel-${p}.conf`)
     await fs.writeFile(conf, [`port ${p}`, 'bind 127.0.0.1', `dir ${dir}`,
-      `sentinel monitor ${name} 127.0.0.1 ${master.port} 2`, `sentinel down-after-milliseconds ${name} 1000`,
+      `sentinel monitor ${name} 127.0.0.1 ${master.port} 2`, `sentinel down-after-milliseconds ${name} ${IDLE_DOWN_AFTER_MS}`,
       `sentinel failover-timeout ${name} 5000`, `sentinel parallel-syncs ${name} 1`, ''].join('\n'))
     return [conf, ...flag]
   }
@@ -545,6 +554,16 @@ export async function startSentinel (t: ExecutionContext, opts: { name?: string 
     return null
   })
 
+  // A sentinel fails a master over once it has not answered for down-after: 1 s only while a test
+  // fails one over, else a pause of a loaded machine fails the master over unasked, or fails the
+  // promoted one back to the old master as it restarts (CI saw both: a node that never saw the
+  // promoted master, one that counted two failovers)
+  const downAfter = async (ms: number): Promise<void> => {
+    await Promise.all(sentinels.filter((s) => s.reachable()).map(async (s) => {
+      const r = await redisCall(s.port, ['SENTINEL', 'SET', name, 'down-after-milliseconds', String(ms)])
+      if (r !== 'OK') throw new Error(`sentinel ${s.port}: SENTINEL SET down-after-milliseconds: ${String(r)}`)
+    }))
+  }
   const masterPort = async (s: RedisChild): Promise<number | undefined> => {
     const r = await redisCall(s.port, ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', name])
     return Array.isArray(r) && r.length === 2 ? Number(r[1]) : undefined
@@ -567,6 +586,7 @@ export async function startSentinel (t: ExecutionContext, opts: { name?: string 
       const old = [master, replica].find((p) => p.port === oldPort)
       if (old === undefined) throw new Error(`the sentinels name ${oldPort} as master, which this set did not start`)
       const start = Date.now()
+      await downAfter(FAILOVER_DOWN_AFTER_MS)
       await old.kill()
       let newMasterPort = 0
       // down-after (1 s), quorum, leader election, promotion; then the hello messages carry the
@@ -580,7 +600,12 @@ export async function startSentinel (t: ExecutionContext, opts: { name?: string 
         newMasterPort = ports[0]!
         return null
       })
+      await downAfter(IDLE_DOWN_AFTER_MS)
       return { ms: Date.now() - start, newMasterPort }
+    },
+    async failovers () {
+      const epochs = await Promise.all(sentinels.filter((s) => s.reachable()).map(async (s) => Number(fields(await redisCall(s.port, ['SENTINEL', 'MASTER', name]) ?? [])['config-epoch'] ?? 0)))
+      return Math.max(0, ...epochs)
     }
   }
   return set
