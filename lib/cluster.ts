@@ -878,7 +878,7 @@ export class WorkerEngine implements Engine {
 
   replay (key: string, idempotencyKey: string, requestFingerprint: string): PublishResult | null | Promise<PublishResult | null> {
     const o = this.#owner(key)
-    if (o === this.#me) return this.#core.replayed(key, idempotencyKey, this.#subscribersOf(key), requestFingerprint)
+    if (o === this.#me) return this.#replayOwned(key, idempotencyKey, requestFingerprint, -1)
     return this.#request<PublishResult | null>(o, (r) => ['rep', r, key, idempotencyKey, requestFingerprint])
   }
 
@@ -1150,6 +1150,25 @@ export class WorkerEngine implements Engine {
     return (waits.length === 1 ? waits[0]! : Promise.all(waits)).then(() => value)
   }
 
+  /**
+   * A retry's answer (an Idempotency-Key this owner saw) is the original's: it waits as that one
+   * does (#afterPeers), or it could arrive first and be all the client gets of a message still in
+   * this worker's memory. Which peers the original went to is not kept: every peer, whose
+   * pending writes include it (a peer with nothing pending costs nothing).
+   */
+  #replayOwned (key: string, idempotencyKey: string, fp: string, except: number): PublishResult | null | Promise<PublishResult | null> {
+    const replay = this.#core.replayed(key, idempotencyKey, this.#subscribersOf(key), fp)
+    if (replay === null) return null
+    this.#afterAllPeers()
+    return this.#afterPeers(replay, except)
+  }
+
+  /** #afterPeers waits for every peer. */
+  #afterAllPeers (): void {
+    this.#sentTo.length = 0
+    for (let i = 0; i < this.#n; i++) if (i !== this.#me) this.#sentTo.push(i)
+  }
+
   /** Null: the channel would be a new record past maxChannels here, where its records are (503). */
   #publishOwned (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null, fp: string): PublishResult | null {
     const core = this.#core
@@ -1158,7 +1177,10 @@ export class WorkerEngine implements Engine {
     const subscribers = this.#subscribersOf(key)
     if (idempotencyKey !== null) {
       const replay = core.replayed(key, idempotencyKey, subscribers, fp)
-      if (replay !== null) return replay
+      if (replay !== null) {
+        this.#afterAllPeers()
+        return replay
+      }
     }
     const { msg, channel } = core.publish(key, data, contentType, event, this.#remote.has(key) || this.#keptBy.has(key) ? this : null)
     if (idempotencyKey !== null) core.idempotency.set(key, idempotencyKey, msg.id, fp)
@@ -1466,7 +1488,7 @@ export class WorkerEngine implements Engine {
           this.#answer(from, e[1], this.#afterPeers(this.#publishOwned(e[2], toBuffer(e[3]), e[4], e[5], e[6], e[7] ?? (e[6] === null ? '' : fingerprint(toBuffer(e[3]), e[4], e[5]))), from))
           break
         case 'rep':
-          this.#mesh.send(from, ['r', e[1], this.#core.replayed(e[2], e[3], this.#subscribersOf(e[2]), e[4])])
+          this.#answer(from, e[1], this.#replayOwned(e[2], e[3], e[4], from))
           break
         case 'info':
           this.#mesh.send(from, ['r', e[1], this.#infoOwned(e[2])])

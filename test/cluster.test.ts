@@ -158,7 +158,7 @@ test.serial('the owner of a channel dies: it is forked again and takes the buffe
  * `first`, answered and delivered; then the subscriber's worker is stopped (SIGSTOP; SIGCONT at
  * teardown). `answers`: how many publishes the owner has answered so far.
  */
-async function replicaStopped (t: ExecutionContext, key: string): Promise<{ child: ChildProcess, owner: number, otherPid: number, sub: SseClient, answers: () => number, send: (body: string) => void, wait: (ok: () => boolean, ms?: number) => Promise<boolean> }> {
+async function replicaStopped (t: ExecutionContext, key: string): Promise<{ port: number, child: ChildProcess, owner: number, otherPid: number, sub: SseClient, answers: () => number, send: (body: string, headers?: string) => void, wait: (ok: () => boolean, ms?: number) => Promise<boolean> }> {
   const { port, child } = await startCluster(t)
   const owner = ownerOf(key, 2)
   const other = 1 - owner
@@ -168,14 +168,18 @@ async function replicaStopped (t: ExecutionContext, key: string): Promise<{ chil
   const pub = await rawOnWorker(port, owner)
   t.teardown(() => pub.socket.destroy())
   const answers = (): number => pub.got().toString('latin1').split('HTTP/1.1 20').length - 1
-  const send = (body: string): void => { pub.socket.write(`POST /pub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`) }
+  const send = (body: string, headers = ''): void => { pub.socket.write(publishRequest(key, body, headers)) }
   send('first')
   t.true(await pub.wait(() => answers() === 1))
   t.is((await sub.waitEvents(1))[0]!.data, 'first')
   const otherPid = workerPid(child.pid!, other)
   process.kill(otherPid, 'SIGSTOP')
   t.teardown(() => { try { process.kill(otherPid, 'SIGCONT') } catch {} })
-  return { child, owner, otherPid, sub, answers, send, wait: async (ok, ms) => await pub.wait(ok, ms) }
+  return { port, child, owner, otherPid, sub, answers, send, wait: async (ok, ms) => await pub.wait(ok, ms) }
+}
+
+function publishRequest (key: string, body: string, headers = ''): string {
+  return `POST /pub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}Content-Length: ${body.length}\r\n\r\n${body}`
 }
 
 test.serial('an answered publish outlives its owner: the answer waits until the message is in the replica worker\'s socket, which that worker reads before it sees the owner go', async (t) => {
@@ -198,6 +202,32 @@ test.serial('an answered publish outlives its owner: the answer waits until the 
   await sub.waitEvents(1 + answered.length, 10000).catch(() => {})
   t.deepEqual(sub.events.slice(1, 1 + answered.length).map((e) => e.data.slice(0, e.data.indexOf(':'))), answered)
   t.false(sub.closed)
+})
+
+test.serial('a retry (the same Idempotency-Key) of a publish whose answer waits for a stopped replica worker waits as well: no answer for a message still only in the owner\'s memory', async (t) => {
+  const { port, child, owner, otherPid, sub, answers, send, wait } = await replicaStopped(t, 'ans3')
+  const ownerPid = workerPid(child.pid!, owner)
+  const answered: string[] = []
+  let held = ''
+  for (let i = 0; i < 64 && held === ''; i++) {
+    const before = answers()
+    send(`m${i}:` + 'x'.repeat(64 * 1024), `Idempotency-Key: k${i}\r\n`)
+    if (await wait(() => answers() > before, 2500)) answered.push(`m${i}`)
+    else held = `m${i}`
+  }
+  t.not(held, '', `all ${answered.length} answered with the worker stopped`)
+  // the client gives up on the held answer and retries on a new connection to the same worker
+  const retry = await rawOnWorker(port, owner)
+  t.teardown(() => retry.socket.destroy())
+  retry.socket.write(publishRequest('ans3', `${held}:` + 'x'.repeat(64 * 1024), `Idempotency-Key: k${held.slice(1)}\r\n`))
+  const retryAnswered = await retry.wait((b) => b.includes('HTTP/1.1 20'), 2500)
+  t.false(retryAnswered, 'the retry is not answered while the original waits')
+  if (retryAnswered) answered.push(held)
+  process.kill(ownerPid, 'SIGKILL')
+  process.kill(otherPid, 'SIGCONT')
+  // every message a client was told was published reaches the subscriber on the stopped worker
+  await sub.waitEvents(1 + answered.length, 10000).catch(() => {})
+  t.deepEqual(sub.events.slice(1, 1 + answered.length).map((e) => e.data.slice(0, e.data.indexOf(':'))), answered)
 })
 
 test.serial('answers held for a stopped replica worker all come once it reads again, a few small messages behind the full socket included', async (t) => {
