@@ -12,6 +12,7 @@ import { startRedis } from './helpers/redis.ts'
 import { REPLICA_LINGER_MS, STABLE_MS, ownerOf, quickDeathsAfter, restartDelay } from '../lib/cluster.ts'
 import { meshPath } from '../lib/mesh.ts'
 import net from 'node:net'
+import http from 'node:http'
 import { serialize } from 'node:v8'
 
 const NODE = process.execPath
@@ -40,9 +41,9 @@ async function exitWithin (child: ChildProcess, ms: number): Promise<number | nu
   return exited === null ? undefined : exited[0]
 }
 
-async function startCluster (t: ExecutionContext, workers = 2, drainWindow = 0, detached = false): Promise<{ base: string, port: number, child: ChildProcess }> {
+async function startCluster (t: ExecutionContext, workers = 2, drainWindow = 0, detached = false, extra: string[] = []): Promise<{ base: string, port: number, child: ChildProcess }> {
   const port = await freePort()
-  const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', String(workers), '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', String(drainWindow)], { stdio: 'ignore', detached })
+  const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', String(workers), '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', String(drainWindow), ...extra], { stdio: 'ignore', detached })
   t.teardown(async () => {
     if (child.exitCode === null) {
       child.kill('SIGTERM')
@@ -158,8 +159,8 @@ test.serial('the owner of a channel dies: it is forked again and takes the buffe
  * `first`, answered and delivered; then the subscriber's worker is stopped (SIGSTOP; SIGCONT at
  * teardown). `answers`: how many publishes the owner has answered so far.
  */
-async function replicaStopped (t: ExecutionContext, key: string): Promise<{ port: number, child: ChildProcess, owner: number, otherPid: number, sub: SseClient, answers: () => number, send: (body: string, headers?: string) => void, wait: (ok: () => boolean, ms?: number) => Promise<boolean> }> {
-  const { port, child } = await startCluster(t)
+async function replicaStopped (t: ExecutionContext, key: string, extra: string[] = []): Promise<{ child: ChildProcess, owner: number, otherPid: number, sub: SseClient, answers: () => number, send: (body: string, headers?: string) => void, wait: (ok: () => boolean, ms?: number) => Promise<boolean>, retry: RawConnection }> {
+  const { port, child } = await startCluster(t, 2, 0, false, extra)
   const owner = ownerOf(key, 2)
   const other = 1 - owner
   const sub = await SseClient.connectOnWorker(port, `/sub/${key}`, other)
@@ -172,10 +173,13 @@ async function replicaStopped (t: ExecutionContext, key: string): Promise<{ port
   send('first')
   t.true(await pub.wait(() => answers() === 1))
   t.is((await sub.waitEvents(1))[0]!.data, 'first')
+  // a second connection to the owner, for a client's retry: found now, while every worker answers
+  const retry = await rawOnWorker(port, owner)
+  t.teardown(() => retry.socket.destroy())
   const otherPid = workerPid(child.pid!, other)
   process.kill(otherPid, 'SIGSTOP')
   t.teardown(() => { try { process.kill(otherPid, 'SIGCONT') } catch {} })
-  return { port, child, owner, otherPid, sub, answers, send, wait: async (ok, ms) => await pub.wait(ok, ms) }
+  return { child, owner, otherPid, sub, answers, send, wait: async (ok, ms) => await pub.wait(ok, ms), retry }
 }
 
 function publishRequest (key: string, body: string, headers = ''): string {
@@ -204,31 +208,46 @@ test.serial('an answered publish outlives its owner: the answer waits until the 
   t.false(sub.closed)
 })
 
-test.serial('a retry (the same Idempotency-Key) of a publish whose answer waits for a stopped replica worker waits as well: no answer for a message still only in the owner\'s memory', async (t) => {
-  const { port, child, owner, otherPid, sub, answers, send, wait } = await replicaStopped(t, 'ans3')
-  const ownerPid = workerPid(child.pid!, owner)
-  const answered: string[] = []
-  let held = ''
-  for (let i = 0; i < 64 && held === ''; i++) {
-    const before = answers()
-    send(`m${i}:` + 'x'.repeat(64 * 1024), `Idempotency-Key: k${i}\r\n`)
-    if (await wait(() => answers() > before, 2500)) answered.push(`m${i}`)
-    else held = `m${i}`
-  }
-  t.not(held, '', `all ${answered.length} answered with the worker stopped`)
-  // the client gives up on the held answer and retries on a new connection to the same worker
-  const retry = await rawOnWorker(port, owner)
-  t.teardown(() => retry.socket.destroy())
-  retry.socket.write(publishRequest('ans3', `${held}:` + 'x'.repeat(64 * 1024), `Idempotency-Key: k${held.slice(1)}\r\n`))
-  const retryAnswered = await retry.wait((b) => b.includes('HTTP/1.1 20'), 2500)
-  t.false(retryAnswered, 'the retry is not answered while the original waits')
-  if (retryAnswered) answered.push(held)
-  process.kill(ownerPid, 'SIGKILL')
-  process.kill(otherPid, 'SIGCONT')
-  // every message a client was told was published reaches the subscriber on the stopped worker
-  await sub.waitEvents(1 + answered.length, 10000).catch(() => {})
-  t.deepEqual(sub.events.slice(1, 1 + answered.length).map((e) => e.data.slice(0, e.data.indexOf(':'))), answered)
-})
+for (const upstream of [false, true]) {
+  test.serial(`a retry (the same Idempotency-Key) of a publish whose answer waits for a stopped replica worker waits as well: no answer for a message still only in the owner's memory${upstream ? ' (a publisher upstream: the retry is found before it would be asked)' : ''}`, async (t) => {
+    let asked = 0
+    const extra: string[] = []
+    if (upstream) {
+      // a real upstream that publishes each message unchanged (304), counting what it is asked
+      const up = http.createServer((req, res) => { asked++; req.resume(); req.on('end', () => { res.writeHead(304); res.end() }) })
+      up.listen(0, '127.0.0.1')
+      await once(up, 'listening')
+      t.teardown(() => { up.closeAllConnections(); up.close() })
+      extra.push('--publish-upstream-url', `http://127.0.0.1:${(up.address() as net.AddressInfo).port}/up`)
+    }
+    const key = upstream ? 'ans4' : 'ans3'
+    const { child, owner, otherPid, sub, answers, send, wait, retry } = await replicaStopped(t, key, extra)
+    const ownerPid = workerPid(child.pid!, owner)
+    const answered: string[] = []
+    let held = ''
+    // the held original and the retry's wait stay well under the 5 s after which the owner may
+    // have the stopped worker ended as stuck (that would release both answers)
+    for (let i = 0; i < 64 && held === ''; i++) {
+      const before = answers()
+      send(`m${i}:` + 'x'.repeat(64 * 1024), `Idempotency-Key: k${i}\r\n`)
+      if (await wait(() => answers() > before, 2000)) answered.push(`m${i}`)
+      else held = `m${i}`
+    }
+    t.not(held, '', `all ${answered.length} answered with the worker stopped`)
+    const upstreamAsked = asked
+    // the client gives up on the held answer and retries on another connection to the same worker
+    retry.socket.write(publishRequest(key, `${held}:` + 'x'.repeat(64 * 1024), `Idempotency-Key: k${held.slice(1)}\r\n`))
+    const retryAnswered = await retry.wait((b) => b.includes('HTTP/1.1 20'), 500)
+    t.false(retryAnswered, 'the retry is not answered while the original waits')
+    if (retryAnswered) answered.push(held)
+    if (upstream) t.is(asked, upstreamAsked, 'the upstream is not asked about the retry')
+    process.kill(ownerPid, 'SIGKILL')
+    t.notThrows(() => process.kill(otherPid, 'SIGCONT'), 'the stopped worker was not ended as stuck meanwhile')
+    // every message a client was told was published reaches the subscriber on the stopped worker
+    await sub.waitEvents(1 + answered.length, 10000).catch(() => {})
+    t.deepEqual(sub.events.slice(1, 1 + answered.length).map((e) => e.data.slice(0, e.data.indexOf(':'))), answered)
+  })
+}
 
 test.serial('answers held for a stopped replica worker all come once it reads again, a few small messages behind the full socket included', async (t) => {
   const { otherPid, sub, answers, send, wait } = await replicaStopped(t, 'ans2')
@@ -916,7 +935,9 @@ test.serial('a worker forked again takes the options the deployment started with
 })
 
 /** A connection that landed on worker `worker` (its /status said so), and what it received after that. */
-async function rawOnWorker (port: number, worker: number): Promise<{ socket: net.Socket, got: () => Buffer, wait: (ok: (b: Buffer) => boolean, ms?: number) => Promise<boolean> }> {
+interface RawConnection { socket: net.Socket, got: () => Buffer, wait: (ok: (b: Buffer) => boolean, ms?: number) => Promise<boolean> }
+
+async function rawOnWorker (port: number, worker: number): Promise<RawConnection> {
   for (let i = 0; i < 200; i++) {
     const socket = net.connect(port, '127.0.0.1')
     socket.on('error', () => {})
