@@ -174,7 +174,7 @@ export class Metrics {
       const h = core.engine.health?.()
       if (h !== undefined) set({}, h.faults ?? 0)
     }, 'max')
-    counterFrom(r, 'parkline_store_failovers_total', 'Redis Cluster master changes seen; with workers, the most any worker saw.', [], (set) => {
+    counterFrom(r, 'parkline_store_failovers_total', 'Redis master changes this node saw (Cluster or Sentinel); with workers, the most any worker saw.', [], (set) => {
       const h = core.engine.health?.()
       if (h !== undefined) set({}, h.failovers ?? 0)
     }, 'max')
