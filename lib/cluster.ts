@@ -38,7 +38,7 @@ import type { Channel } from './channel-registry.ts'
 import type { Message } from './message.ts'
 import type { Engine, PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
-import { fingerprint } from './idempotency.ts'
+import { fingerprint, type HeldKey } from './idempotency.ts'
 import { Mesh } from './mesh.ts'
 import { F_CLOSED, type Subscriber } from './subscriber.ts'
 import { whenQuiet } from './stats.ts'
@@ -91,8 +91,11 @@ type Peer =
   /** Replicas the sender kept with no subscriber (see 'sub') are gone: no more messages for them. */
   | ['unkeep', string[]]
   | ['touch', string[]]
-  /** To an owner forked again: this worker's subscribers on one of its channels (0: a replica it keeps with none, #linger), and its replica. */
-  | ['own', SnapChannel, number]
+  /**
+   * To an owner forked again: this worker's subscribers on one of its channels (0: a replica it
+   * keeps with none, #linger), its replica, and the Idempotency-Keys it saw come with messages there.
+   */
+  | ['own', SnapChannel, number, HeldKey[]?]
   /** Everything this worker holds of the peer's channels was sent (the first thing on a link). */
   | ['synced']
   /**
@@ -102,11 +105,13 @@ type Peer =
    */
   | ['t', number]
   // from a channel's owner
-  | ['m', string, number, number, Uint8Array, string | null, string | null, number]
+  /** A message; with the Idempotency-Key and fingerprint it was published with, if any. */
+  | ['m', string, number, number, Uint8Array, string | null, string | null, number, string?, string?]
   | ['d', string]
   | ['a', number]
   | ['r', number, PublishResult | ChannelInfo | null]
-  | ['load', SnapChannel]
+  /** A channel's buffer for a new replica, with the Idempotency-Keys of its messages. */
+  | ['load', SnapChannel, HeldKey[]?]
 
 /**
  * Message data as a Buffer of its own: a deserialized view into a 64 KiB read would keep that
@@ -761,6 +766,9 @@ export class WorkerEngine implements Engine {
    * (#afterPeers).
    */
   readonly #sentTo: number[] = []
+  /** The Idempotency-Key (and fingerprint) of the publish #publishOwned is making, for beforeFanout. */
+  #publishingKey: string | null = null
+  #publishingFp = ''
   #seq = 0
   /** Peers whose resync this starting worker still waits for; null once it serves. */
   #syncWaiting: Set<number> | null
@@ -1182,7 +1190,10 @@ export class WorkerEngine implements Engine {
         return replay
       }
     }
+    this.#publishingKey = idempotencyKey
+    this.#publishingFp = fp
     const { msg, channel } = core.publish(key, data, contentType, event, this.#remote.has(key) || this.#keptBy.has(key) ? this : null)
+    this.#publishingKey = null
     if (idempotencyKey !== null) core.idempotency.set(key, idempotencyKey, msg.id, fp)
     const info = channelInfo(channel, Date.now())
     info.subscribers = subscribers
@@ -1196,7 +1207,12 @@ export class WorkerEngine implements Engine {
    */
   beforeFanout (ch: Channel, msg: Message): void {
     const key = ch.key
-    const entry: Peer = ['m', key, msg.time, msg.tag, msg.data, msg.contentType, msg.event, msg.publishedAt]
+    // the key goes with the message: a replica offered to this channel's next owner carries it,
+    // so a publisher's retry after this worker's death is not published twice
+    const ik = this.#publishingKey
+    const entry: Peer = ik === null
+      ? ['m', key, msg.time, msg.tag, msg.data, msg.contentType, msg.event, msg.publishedAt]
+      : ['m', key, msg.time, msg.tag, msg.data, msg.contentType, msg.event, msg.publishedAt, ik, this.#publishingFp]
     const now = ch.subs.length >= EARLY_FLUSH
     for (let i = 0; i < this.#n; i++) {
       if (i === this.#me) continue
@@ -1300,10 +1316,27 @@ export class WorkerEngine implements Engine {
     return true
   }
 
+  /** `key`'s buffer for a new replica, with its messages' Idempotency-Keys ('load'). */
+  #loadOf (key: string): Peer {
+    const keys = this.#core.idempotency.of(key)
+    return keys.length > 0 ? ['load', this.#snapshotOf(key), keys] : ['load', this.#snapshotOf(key)]
+  }
+
+  /** Keys handed on with a channel's messages ('load', 'own'), kept unless already held. */
+  #takeKeys (key: string, keys: HeldKey[] | undefined): void {
+    if (keys === undefined) return
+    const idem = this.#core.idempotency
+    for (const [k, id, fp, left] of keys) {
+      if (idem.get(key, k) === undefined) idem.set(key, k, id, fp, left)
+    }
+  }
+
   /** An owner that starts again takes the newest replica any other worker holds. */
-  #own (from: number, snap: SnapChannel, n: number): void {
+  #own (from: number, snap: SnapChannel, n: number, keys?: HeldKey[]): void {
     const [key, lastTime, lastTag] = snap
     if (this.#owner(key) !== this.#me) return
+    // every replica's keys (each a message some replica holds): a retry of any is answered as one
+    this.#takeKeys(key, keys)
     // the peer's whole count there (not a delta): a repeated resync cannot add it twice
     this.#count(from, key, n - (this.#peers[from]!.counts.get(key) ?? 0))
     const ch = this.#core.registry.get(key)
@@ -1356,11 +1389,12 @@ export class WorkerEngine implements Engine {
     }
     // first: the fence of this worker's ids (sent once a second after this)
     const out: Peer[] = [['t', Math.floor(Date.now() / 1000)]]
+    const offered: Array<['own', SnapChannel, number, HeldKey[]?]> = []
     for (const ch of this.#core.registry.values()) {
       if (ch.subs.length === 0 || this.#owner(ch.key) !== peer) continue
       let n = 0
       for (const s of ch.subs) if (!this.#refused.has(s)) n++
-      if (n > 0) out.push(['own', this.#snapshotOf(ch.key), n])
+      if (n > 0) offered.push(['own', this.#snapshotOf(ch.key), n])
     }
     // replicas kept here with no subscriber (#linger), waiting for their owner: offered as those
     // with subscribers are (a restarted owner takes the newest), and kept for a linger more
@@ -1368,7 +1402,13 @@ export class WorkerEngine implements Engine {
     for (const key of this.#lingering.keys()) {
       if (this.#owner(key) !== peer || this.#core.localSubscribers(key) > 0) continue
       this.#lingering.set(key, until)
-      out.push(['own', this.#snapshotOf(key), 0])
+      offered.push(['own', this.#snapshotOf(key), 0])
+    }
+    // with the Idempotency-Keys that came with their messages
+    for (const o of offered) {
+      const keys = this.#core.idempotency.of(o[1][0])
+      if (keys.length > 0) o.push(keys)
+      out.push(o)
     }
     out.push(['synced'])
     // a starting worker may now reach every peer (after this turn: once its first entries left)
@@ -1422,7 +1462,7 @@ export class WorkerEngine implements Engine {
     let i = 0
     for (; i < batch.length && this.#syncWaiting !== null; i++) {
       const e = batch[i]!
-      if (e[0] === 'own') this.#own(from, e[1], e[2])
+      if (e[0] === 'own') this.#own(from, e[1], e[2], e[3])
       else if (e[0] === 'synced') {
         this.#syncWaiting.delete(from)
         this.#maybeEndSync()
@@ -1519,7 +1559,7 @@ export class WorkerEngine implements Engine {
               // the peer's first subscriber there: its replica, before the ack and every later
               // message, unless it kept one current
               if (this.#unkeep(p, key) && k < kept) continue
-              if (had === 0) this.#mesh.send(from, ['load', this.#snapshotOf(key)])
+              if (had === 0) this.#mesh.send(from, this.#loadOf(key))
             }
           }
           if (e[2] > 0) acks++
@@ -1539,7 +1579,7 @@ export class WorkerEngine implements Engine {
           break
         }
         case 'own':
-          this.#own(from, e[1], e[2])
+          this.#own(from, e[1], e[2], e[3])
           break
         case 'synced':
           break
@@ -1557,13 +1597,17 @@ export class WorkerEngine implements Engine {
         case 'm':
           // sent while this worker had subscribers there; one that left since drops it
           // (before its replica is loaded, the load holds it)
-          if (this.#loaded.has(e[1])) core.applyMessage(e[1], e[2], e[3], toBuffer(e[4]), e[5], e[6], e[7])
+          if (this.#loaded.has(e[1])) {
+            const m = core.applyMessage(e[1], e[2], e[3], toBuffer(e[4]), e[5], e[6], e[7])
+            if (e[8] !== undefined) core.idempotency.set(e[1], e[8], m.id, e[9] ?? '')
+          }
           break
         case 'load': {
           const key = e[1][0]
           // the subscriber that asked for it may have left already: then its -1 follows
           if (core.localSubscribers(key) > 0) {
             this.#restore(e[1])
+            this.#takeKeys(key, e[2])
             this.#loaded.add(key)
             this.#loads++
           }

@@ -24,8 +24,11 @@ export const MAX_KEYS = 100_000
  * id up to maxChannelIdLength, so 100,000 long ones would otherwise hold over 100 MB).
  */
 export const MAX_BYTES = 16 * 1024 * 1024
-/** What an entry holds beyond its strings' bytes (lru-cache's slots, the strings' headers). */
-const ENTRY_OVERHEAD = 64
+/**
+ * What an entry holds beyond its strings' bytes (lru-cache's slots, the strings' headers, its
+ * place in the per-channel index).
+ */
+const ENTRY_OVERHEAD = 128
 
 /** What a key published: the message's id and fingerprint. */
 export interface Seen { id: string, fingerprint: string }
@@ -33,6 +36,8 @@ export interface Seen { id: string, fingerprint: string }
 export class IdempotencyKeys {
   readonly #ttl: number
   #seen: LRUCache<string, string> | null = null
+  /** Each channel's entries (their cache keys), kept as the cache adds and drops them: for `of`. */
+  readonly #byChannel = new Map<string, Set<string>>()
 
   constructor (windowSeconds: number) {
     this.#ttl = windowSeconds * 1000
@@ -46,12 +51,49 @@ export class IdempotencyKeys {
     return { id: v.slice(0, sp), fingerprint: v.slice(sp + 1) }
   }
 
-  set (channel: string, key: string, id: string, fingerprint: string): void {
-    if (this.#ttl <= 0) return
-    this.#seen ??= new LRUCache<string, string>({ max: MAX_KEYS, maxSize: MAX_BYTES, sizeCalculation: entrySize, ttl: this.#ttl, updateAgeOnGet: false })
-    this.#seen.set(channel + '\n' + key, id + ' ' + fingerprint)
+  /** `ttlMs`: what is left of the window for a key another process saw first (its `of`). */
+  set (channel: string, key: string, id: string, fingerprint: string, ttlMs = this.#ttl): void {
+    if (this.#ttl <= 0 || ttlMs <= 0) return
+    this.#seen ??= new LRUCache<string, string>({ max: MAX_KEYS, maxSize: MAX_BYTES, sizeCalculation: entrySize, ttl: this.#ttl, updateAgeOnGet: false, dispose: (_v, k, reason) => { if (reason !== 'set') this.#unindex(k) } })
+    const k = channel + '\n' + key
+    this.#seen.set(k, id + ' ' + fingerprint, { ttl: ttlMs })
+    if (!this.#seen.has(k)) return
+    let keys = this.#byChannel.get(channel)
+    if (keys === undefined) this.#byChannel.set(channel, keys = new Set())
+    keys.add(k)
+  }
+
+  #unindex (k: string): void {
+    const channel = k.slice(0, k.indexOf('\n'))
+    const keys = this.#byChannel.get(channel)
+    if (keys === undefined) return
+    keys.delete(k)
+    if (keys.size === 0) this.#byChannel.delete(channel)
+  }
+
+  /**
+   * The keys held for `channel`, each with what is left of its window: for a worker to hand them
+   * on with the channel's messages (to a replica, to the channel's next owner). Empty if none.
+   */
+  of (channel: string): HeldKey[] {
+    const seen = this.#seen
+    const keys = this.#byChannel.get(channel)
+    if (seen === null || keys === undefined) return []
+    const out: HeldKey[] = []
+    // (a copy: reading an entry past its window drops it, and with it its place in the index)
+    for (const k of [...keys]) {
+      const v = seen.get(k)
+      const left = Math.floor(seen.getRemainingTTL(k))
+      if (v === undefined || left <= 0) continue
+      const sp = v.indexOf(' ')
+      out.push([k.slice(channel.length + 1), v.slice(0, sp), v.slice(sp + 1), left])
+    }
+    return out
   }
 }
+
+/** A key as handed on: the key, its message's id and fingerprint, the ms left of its window. */
+export type HeldKey = [string, string, string, number]
 
 function entrySize (value: string, key: string): number {
   return key.length + value.length + ENTRY_OVERHEAD

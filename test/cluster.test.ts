@@ -153,6 +153,48 @@ test.serial('the owner of a channel dies: it is forked again and takes the buffe
   resumed.close()
 })
 
+test.serial('the owner of a channel dies: a retry of a publish it answered (the same Idempotency-Key) is answered as the original by the next owner, not published twice', async (t) => {
+  const { base, port, child } = await startCluster(t)
+  const key = 'idem-kd'
+  const owner = ownerOf(key, 2)
+  // published before any other worker holds the channel: its key goes with the buffer ('load')
+  t.is((await publish(base, key, 'early', { 'Idempotency-Key': 'k0' })).status, 202)
+  // a subscriber on the other worker: that worker holds a replica, and the keys come with it
+  const keep = await SseClient.connectOnWorker(port, `/sub/${key}`, 1 - owner)
+  t.teardown(() => keep.close())
+  t.true(await eventually(async () => (await info(base, key)).json?.subscribers === 1, 5000))
+  // published while it does: the key goes with the message ('m')
+  t.is((await publish(base, key, 'once', { 'Idempotency-Key': 'k1' })).status, 201)
+  const [early, once] = await keep.waitEvents(2)
+  t.deepEqual([early!.data, once!.data], ['early', 'once'])
+  const before = workerPid(child.pid!, owner)
+  process.kill(before, 'SIGKILL')
+  // the publisher retries both (it lost their answers, say): 503 while the owner is away
+  const retry = async (body: string, k: string): Promise<{ status: number, text: string, headers: Headers }> => {
+    let r = { status: 503, text: '', headers: new Headers() }
+    for (let i = 0; i < 20 && r.status === 503; i++) {
+      try {
+        r = await publish(base, key, body, { Connection: 'close', 'Idempotency-Key': k, Accept: 'text/json' })
+      } catch {}
+      if (r.status === 503) await new Promise((resolve) => setTimeout(resolve, 250))
+    }
+    return r
+  }
+  for (const [body, k, ev] of [['once', 'k1', once!], ['early', 'k0', early!]] as const) {
+    const r = await retry(body, k)
+    t.is(r.status, 201, `${k}: ${r.text}`)
+    t.is(r.headers.get('idempotent-replayed'), 'true', `${k}: ${r.text}`)
+    t.is(JSON.parse(r.text).last_message_id, ev.id, `${k}: the original's id`)
+  }
+  t.not(workerPid(child.pid!, owner), before)
+  // the same key with another message is still the publisher's mistake at the new owner
+  t.is((await publish(base, key, 'another', { 'Idempotency-Key': 'k1' })).status, 422)
+  // the subscriber got each message once: the next one follows them
+  t.is((await publish(base, key, 'after')).status, 201)
+  t.deepEqual((await keep.waitEvents(3)).map((e) => e.data), ['early', 'once', 'after'])
+  t.false(keep.closed)
+})
+
 /**
  * Two workers; on the worker that does not own `key`, an SSE subscriber of it (so the owner sends
  * it the channel's messages), and a raw publisher connection on the owner that has published

@@ -127,3 +127,29 @@ test('the keys kept in memory are bounded in bytes as well as in count: long cha
   for (let i = 0; i < n; i++) if (keys.get(channel(i), 'k') !== undefined) kept++
   t.true(kept > 1000 && kept * 1000 <= MAX_BYTES, `${kept} kept`)
 })
+
+test('the keys held for one channel (handed on with its messages between workers): each with what is left of its window; none once evicted or expired', async (t) => {
+  const keys = new IdempotencyKeys(1)
+  keys.set('a', 'k1', '1:0', 'fp1')
+  keys.set('a', 'k2', '1:1', 'fp2')
+  keys.set('b', 'k1', '1:2', 'fp3')
+  // a key seen again (a replica told twice) is one entry
+  keys.set('a', 'k1', '1:0', 'fp1')
+  const a = keys.of('a')
+  t.deepEqual(a.map(([k, id, fp]) => [k, id, fp]), [['k1', '1:0', 'fp1'], ['k2', '1:1', 'fp2']])
+  for (const [, , , left] of a) t.true(left > 0 && left <= 1000, String(left))
+  t.deepEqual(keys.of('c'), [])
+  // a key handed on with what was left of its window keeps only that
+  const other = new IdempotencyKeys(60)
+  other.set('a', 'k1', '1:0', 'fp1', 1)
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  t.deepEqual(keys.of('a'), [])
+  t.deepEqual(keys.of('b'), [])
+  t.is(other.get('a', 'k1'), undefined)
+  t.deepEqual(other.of('a'), [])
+  // evicted by the count bound: gone from the channel's keys too
+  const full = new IdempotencyKeys(60)
+  for (let i = 0; i <= MAX_KEYS; i++) full.set(i === 0 ? 'first' : 'rest', `k${i}`, `1:${i}`, 'fp')
+  t.deepEqual(full.of('first'), [])
+  t.is(full.of('rest').length, MAX_KEYS)
+})
