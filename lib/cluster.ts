@@ -38,7 +38,8 @@ import type { Channel } from './channel-registry.ts'
 import type { Message } from './message.ts'
 import type { Engine, PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
-import { fingerprint, type HeldKey } from './idempotency.ts'
+import { IdempotencyKeys, fingerprint, type HeldKey } from './idempotency.ts'
+import { formatId } from './message-id.ts'
 import { Mesh } from './mesh.ts'
 import { F_CLOSED, type Subscriber } from './subscriber.ts'
 import { whenQuiet } from './stats.ts'
@@ -117,6 +118,15 @@ type Peer =
  * Message data as a Buffer of its own: a deserialized view into a 64 KiB read would keep that
  * whole read alive for as long as the message stays buffered.
  */
+/** Which ids a snapshot buffers: the keys handed on with it are those of its messages. */
+function buffered (snap: SnapChannel): (id: string) => boolean {
+  const msgs = snap[5]
+  if (msgs.length === 0) return () => false
+  const ids = new Set<string>()
+  for (const m of msgs) ids.add(formatId(m[0], m[1]))
+  return (id) => ids.has(id)
+}
+
 function toBuffer (u: Uint8Array): Buffer {
   if (u.byteLength * 2 < u.buffer.byteLength) return Buffer.from(u)
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
@@ -769,6 +779,12 @@ export class WorkerEngine implements Engine {
   /** The Idempotency-Key (and fingerprint) of the publish #publishOwned is making, for beforeFanout. */
   #publishingKey: string | null = null
   #publishingFp = ''
+  /**
+   * The keys that came with the messages of channels other workers own ('m', 'load'), to hand to
+   * their owner should it start again ('own'): apart from this worker's own channels' keys
+   * (Core.idempotency), which they would otherwise push out of its bound.
+   */
+  readonly #replicaKeys: IdempotencyKeys
   #seq = 0
   /** Peers whose resync this starting worker still waits for; null once it serves. */
   #syncWaiting: Set<number> | null
@@ -786,6 +802,7 @@ export class WorkerEngine implements Engine {
 
   constructor (core: Core, link: WorkerLink) {
     this.#core = core
+    this.#replicaKeys = new IdempotencyKeys(core.opts.idempotencyWindow)
     this.#link = link
     this.#me = link.id
     this.#n = link.workers
@@ -1192,8 +1209,13 @@ export class WorkerEngine implements Engine {
     }
     this.#publishingKey = idempotencyKey
     this.#publishingFp = fp
-    const { msg, channel } = core.publish(key, data, contentType, event, this.#remote.has(key) || this.#keptBy.has(key) ? this : null)
-    this.#publishingKey = null
+    let published
+    try {
+      published = core.publish(key, data, contentType, event, this.#remote.has(key) || this.#keptBy.has(key) ? this : null)
+    } finally {
+      this.#publishingKey = null
+    }
+    const { msg, channel } = published
     if (idempotencyKey !== null) core.idempotency.set(key, idempotencyKey, msg.id, fp)
     const info = channelInfo(channel, Date.now())
     info.subscribers = subscribers
@@ -1316,19 +1338,11 @@ export class WorkerEngine implements Engine {
     return true
   }
 
-  /** `key`'s buffer for a new replica, with its messages' Idempotency-Keys ('load'). */
+  /** `key`'s buffer for a new replica, with the Idempotency-Keys of its messages ('load'). */
   #loadOf (key: string): Peer {
-    const keys = this.#core.idempotency.of(key)
-    return keys.length > 0 ? ['load', this.#snapshotOf(key), keys] : ['load', this.#snapshotOf(key)]
-  }
-
-  /** Keys handed on with a channel's messages ('load', 'own'), kept unless already held. */
-  #takeKeys (key: string, keys: HeldKey[] | undefined): void {
-    if (keys === undefined) return
-    const idem = this.#core.idempotency
-    for (const [k, id, fp, left] of keys) {
-      if (idem.get(key, k) === undefined) idem.set(key, k, id, fp, left)
-    }
+    const snap = this.#snapshotOf(key)
+    const keys = this.#core.idempotency.of(key, buffered(snap))
+    return keys.length > 0 ? ['load', snap, keys] : ['load', snap]
   }
 
   /** An owner that starts again takes the newest replica any other worker holds. */
@@ -1336,7 +1350,10 @@ export class WorkerEngine implements Engine {
     const [key, lastTime, lastTag] = snap
     if (this.#owner(key) !== this.#me) return
     // every replica's keys (each a message some replica holds): a retry of any is answered as one
-    this.#takeKeys(key, keys)
+    if (keys !== undefined) {
+      const idem = this.#core.idempotency
+      for (const [k, id, fp, left] of keys) if (!idem.holds(key, k)) idem.set(key, k, id, fp, left)
+    }
     // the peer's whole count there (not a delta): a repeated resync cannot add it twice
     this.#count(from, key, n - (this.#peers[from]!.counts.get(key) ?? 0))
     const ch = this.#core.registry.get(key)
@@ -1404,9 +1421,9 @@ export class WorkerEngine implements Engine {
       this.#lingering.set(key, until)
       offered.push(['own', this.#snapshotOf(key), 0])
     }
-    // with the Idempotency-Keys that came with their messages
+    // with the Idempotency-Keys of the messages they hold
     for (const o of offered) {
-      const keys = this.#core.idempotency.of(o[1][0])
+      const keys = this.#replicaKeys.of(o[1][0], buffered(o[1]))
       if (keys.length > 0) o.push(keys)
       out.push(o)
     }
@@ -1599,7 +1616,7 @@ export class WorkerEngine implements Engine {
           // (before its replica is loaded, the load holds it)
           if (this.#loaded.has(e[1])) {
             const m = core.applyMessage(e[1], e[2], e[3], toBuffer(e[4]), e[5], e[6], e[7])
-            if (e[8] !== undefined) core.idempotency.set(e[1], e[8], m.id, e[9] ?? '')
+            if (e[8] !== undefined) this.#replicaKeys.set(e[1], e[8], m.id, e[9] ?? '')
           }
           break
         case 'load': {
@@ -1607,7 +1624,8 @@ export class WorkerEngine implements Engine {
           // the subscriber that asked for it may have left already: then its -1 follows
           if (core.localSubscribers(key) > 0) {
             this.#restore(e[1])
-            this.#takeKeys(key, e[2])
+            // the owner's word on each key (one held here from an earlier replica may be older)
+            for (const [k, id, fp, left] of e[2] ?? []) this.#replicaKeys.set(key, k, id, fp, left)
             this.#loaded.add(key)
             this.#loads++
           }

@@ -71,22 +71,28 @@ export class IdempotencyKeys {
     if (keys.size === 0) this.#byChannel.delete(channel)
   }
 
+  /** Whether a key is held for this channel inside the window (its place in the order kept). */
+  holds (channel: string, key: string): boolean {
+    return this.#seen?.peek(channel + '\n' + key) !== undefined
+  }
+
   /**
-   * The keys held for `channel`, each with what is left of its window: for a worker to hand them
-   * on with the channel's messages (to a replica, to the channel's next owner). Empty if none.
+   * The keys held for `channel` whose message ids `wanted` accepts, each with what is left of its
+   * window: for a worker to hand them on with the channel's messages (to a replica, to the
+   * channel's next owner). O(the channel's keys); the order of use is left as it is.
    */
-  of (channel: string): HeldKey[] {
+  of (channel: string, wanted: (id: string) => boolean): HeldKey[] {
     const seen = this.#seen
     const keys = this.#byChannel.get(channel)
     if (seen === null || keys === undefined) return []
     const out: HeldKey[] = []
-    // (a copy: reading an entry past its window drops it, and with it its place in the index)
-    for (const k of [...keys]) {
-      const v = seen.get(k)
+    for (const k of keys) {
+      const v = seen.peek(k)
       const left = Math.floor(seen.getRemainingTTL(k))
       if (v === undefined || left <= 0) continue
       const sp = v.indexOf(' ')
-      out.push([k.slice(channel.length + 1), v.slice(0, sp), v.slice(sp + 1), left])
+      const id = v.slice(0, sp)
+      if (wanted(id)) out.push([k.slice(channel.length + 1), id, v.slice(sp + 1), left])
     }
     return out
   }

@@ -128,28 +128,34 @@ test('the keys kept in memory are bounded in bytes as well as in count: long cha
   t.true(kept > 1000 && kept * 1000 <= MAX_BYTES, `${kept} kept`)
 })
 
-test('the keys held for one channel (handed on with its messages between workers): each with what is left of its window; none once evicted or expired', async (t) => {
+test('the keys held for one channel (handed on with its messages between workers): those of the ids asked for, each with what is left of its window; none once evicted or expired', async (t) => {
+  const all = (): boolean => true
   const keys = new IdempotencyKeys(1)
   keys.set('a', 'k1', '1:0', 'fp1')
   keys.set('a', 'k2', '1:1', 'fp2')
   keys.set('b', 'k1', '1:2', 'fp3')
   // a key seen again (a replica told twice) is one entry
   keys.set('a', 'k1', '1:0', 'fp1')
-  const a = keys.of('a')
+  const a = keys.of('a', all)
   t.deepEqual(a.map(([k, id, fp]) => [k, id, fp]), [['k1', '1:0', 'fp1'], ['k2', '1:1', 'fp2']])
   for (const [, , , left] of a) t.true(left > 0 && left <= 1000, String(left))
-  t.deepEqual(keys.of('c'), [])
+  // only the keys of the messages a buffer still holds
+  t.deepEqual(keys.of('a', (id) => id === '1:1').map(([k]) => k), ['k2'])
+  t.deepEqual(keys.of('c', all), [])
+  t.true(keys.holds('b', 'k1'))
+  t.false(keys.holds('b', 'k2'))
   // a key handed on with what was left of its window keeps only that
   const other = new IdempotencyKeys(60)
   other.set('a', 'k1', '1:0', 'fp1', 1)
   await new Promise((resolve) => setTimeout(resolve, 1100))
-  t.deepEqual(keys.of('a'), [])
-  t.deepEqual(keys.of('b'), [])
+  t.deepEqual(keys.of('a', all), [])
+  t.deepEqual(keys.of('b', all), [])
+  t.false(keys.holds('b', 'k1'))
   t.is(other.get('a', 'k1'), undefined)
-  t.deepEqual(other.of('a'), [])
+  t.deepEqual(other.of('a', all), [])
   // evicted by the count bound: gone from the channel's keys too
   const full = new IdempotencyKeys(60)
   for (let i = 0; i <= MAX_KEYS; i++) full.set(i === 0 ? 'first' : 'rest', `k${i}`, `1:${i}`, 'fp')
-  t.deepEqual(full.of('first'), [])
-  t.is(full.of('rest').length, MAX_KEYS)
+  t.deepEqual(full.of('first', all), [])
+  t.is(full.of('rest', all).length, MAX_KEYS)
 })
