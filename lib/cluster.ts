@@ -114,10 +114,6 @@ type Peer =
   /** A channel's buffer for a new replica, with the Idempotency-Keys of its messages. */
   | ['load', SnapChannel, HeldKey[]?]
 
-/**
- * Message data as a Buffer of its own: a deserialized view into a 64 KiB read would keep that
- * whole read alive for as long as the message stays buffered.
- */
 /** Which ids a snapshot buffers: the keys handed on with it are those of its messages. */
 function buffered (snap: SnapChannel): (id: string) => boolean {
   const msgs = snap[5]
@@ -127,6 +123,10 @@ function buffered (snap: SnapChannel): (id: string) => boolean {
   return (id) => ids.has(id)
 }
 
+/**
+ * Message data as a Buffer of its own: a deserialized view into a 64 KiB read would keep that
+ * whole read alive for as long as the message stays buffered.
+ */
 function toBuffer (u: Uint8Array): Buffer {
   if (u.byteLength * 2 < u.buffer.byteLength) return Buffer.from(u)
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)

@@ -56,8 +56,8 @@ export class IdempotencyKeys {
     if (this.#ttl <= 0 || ttlMs <= 0) return
     this.#seen ??= new LRUCache<string, string>({ max: MAX_KEYS, maxSize: MAX_BYTES, sizeCalculation: entrySize, ttl: this.#ttl, updateAgeOnGet: false, dispose: (_v, k, reason) => { if (reason !== 'set') this.#unindex(k) } })
     const k = channel + '\n' + key
+    // (an entry is far under maxSize: a key is at most 255 bytes, a channel id maxChannelIdLength)
     this.#seen.set(k, id + ' ' + fingerprint, { ttl: ttlMs })
-    if (!this.#seen.has(k)) return
     let keys = this.#byChannel.get(channel)
     if (keys === undefined) this.#byChannel.set(channel, keys = new Set())
     keys.add(k)

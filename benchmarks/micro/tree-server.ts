@@ -13,10 +13,10 @@ async function freePort (): Promise<number> {
   return port
 }
 
-/** `node <nodeFlags> bin/parkline.ts serve` in `root`; killed and an error if it does not listen within 10 s. */
-export async function startTree (root: string, opts: { nodeFlags?: string[], env?: NodeJS.ProcessEnv, stdio?: StdioOptions } = {}): Promise<{ child: ChildProcess, port: number }> {
+/** `node <nodeFlags> bin/parkline.ts serve` in `root` (one process unless `workers`); killed and an error if it does not listen within 10 s. */
+export async function startTree (root: string, opts: { nodeFlags?: string[], env?: NodeJS.ProcessEnv, stdio?: StdioOptions, workers?: number } = {}): Promise<{ child: ChildProcess, port: number }> {
   const port = await freePort()
-  const child = spawn(process.execPath, [...(opts.nodeFlags ?? []), 'bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', '1'],
+  const child = spawn(process.execPath, [...(opts.nodeFlags ?? []), 'bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', String(opts.workers ?? 1)],
     { cwd: root, stdio: opts.stdio ?? 'ignore', env: opts.env ?? process.env })
   for (let i = 0; i < 200; i++) {
     await new Promise((resolve) => setTimeout(resolve, 50))
