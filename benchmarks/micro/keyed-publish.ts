@@ -7,18 +7,13 @@
 //   ROOTS=/path/to/base,/path/to/new ROUNDS=3 REQUESTS=100000 node benchmarks/micro/keyed-publish.ts
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { createRequire } from 'node:module'
 import net from 'node:net'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { childrenOf, cpuSeconds } from '../suite/proc.ts'
-import { startTree } from './tree-server.ts'
+import { autocannon, startTree, treeRoots, type AutocannonResult } from './tree-server.ts'
 
-interface AutocannonResult { errors: number, non2xx: number, requests: { total: number, average: number } }
-const autocannon = createRequire(import.meta.url)('autocannon') as (opts: Record<string, unknown>) => Promise<AutocannonResult>
 
 const env = process.env
-const ROOTS = (env.ROOTS ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')).split(',')
+const ROOTS = treeRoots()
 const ROUNDS = Number(env.ROUNDS ?? 3)
 const REQUESTS = Number(env.REQUESTS ?? 100000)
 const SUBSCRIBERS = Number(env.SUBSCRIBERS ?? 8)

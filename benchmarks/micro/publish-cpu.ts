@@ -5,18 +5,12 @@
 // round by round; a fresh server per run; the first REQUESTS/5 publishes of each run warm it up.
 //
 //   ROOTS=/path/to/base,/path/to/new ROUNDS=5 REQUESTS=400000 node benchmarks/micro/publish-cpu.ts
-import { createRequire } from 'node:module'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { cpuSeconds } from '../suite/proc.ts'
-import { startTree } from './tree-server.ts'
+import { autocannon, startTree, treeRoots, type AutocannonResult } from './tree-server.ts'
 
-// autocannon ships no types; its programmatic API returns a promise without a callback
-interface AutocannonResult { errors: number, non2xx: number, requests: { total: number, average: number } }
-const autocannon = createRequire(import.meta.url)('autocannon') as (opts: Record<string, unknown>) => Promise<AutocannonResult>
 
 const env = process.env
-const ROOTS = (env.ROOTS ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')).split(',')
+const ROOTS = treeRoots()
 const ROUNDS = Number(env.ROUNDS ?? 5)
 const REQUESTS = Number(env.REQUESTS ?? 400000)
 const BODY = Buffer.alloc(512, 120)

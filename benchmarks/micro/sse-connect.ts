@@ -15,13 +15,12 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { cpuSeconds } from '../suite/proc.ts'
 import { newObjects, snapshot, table } from './heap-diff.ts'
-import { startTree } from './tree-server.ts'
+import { startTree, treeRoots } from './tree-server.ts'
 
 const env = process.env
-const ROOTS = (env.ROOTS ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')).split(',')
+const ROOTS = treeRoots()
 const ROUNDS = Number(env.ROUNDS ?? 5)
 const N = Number(env.N ?? 10000)
 const HEAP = env.HEAP === '1'

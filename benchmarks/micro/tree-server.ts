@@ -1,9 +1,22 @@
-// A standalone Parkline server (one process) from a tree of the source, for the micro benchmarks
-// that compare trees (publish-cpu.ts, sse-connect.ts): on a free loopback port, ready once it
-// accepts a connection.
+// A standalone Parkline server from a tree of the source, for the micro benchmarks that compare
+// trees (publish-cpu.ts, sse-connect.ts, keyed-publish.ts): on a free loopback port, ready once it
+// accepts a connection. With the trees to compare (ROOTS) and autocannon, typed.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import { once } from 'node:events'
+import { createRequire } from 'node:module'
 import net from 'node:net'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+/** The trees to compare: ROOTS (comma-separated paths), or this checkout. */
+export function treeRoots (): string[] {
+  return (process.env.ROOTS ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')).split(',')
+}
+
+/** What the micro benchmarks read of an autocannon run. */
+export interface AutocannonResult { errors: number, non2xx: number, requests: { total: number, average: number } }
+// autocannon ships no types; its programmatic API returns a promise without a callback
+export const autocannon = createRequire(import.meta.url)('autocannon') as (opts: Record<string, unknown>) => Promise<AutocannonResult>
 
 async function freePort (): Promise<number> {
   const s = net.createServer().listen(0, '127.0.0.1')
