@@ -196,27 +196,30 @@ test.serial('the owner of a channel dies: a retry of a publish it answered (the 
 })
 
 /**
- * Two workers; on the worker that does not own `key`, an SSE subscriber of it (so the owner sends
- * it the channel's messages), and a raw publisher connection on the owner that has published
- * `first`, answered and delivered; then the subscriber's worker is stopped (SIGSTOP; SIGCONT at
- * teardown). `answers`: how many publishes the owner has answered so far.
+ * Two workers (or three); on a worker that does not own `key`, an SSE subscriber of it (so the
+ * owner sends it the channel's messages), and a raw publisher connection that has published
+ * `first`, answered and delivered: on the owner, or with three workers on the third worker, which
+ * forwards each publish to the owner; then the subscriber's worker is stopped (SIGSTOP; SIGCONT at
+ * teardown). `answers`: how many publishes that connection has had answered so far. `retry`: a
+ * second connection to the publisher's worker.
  */
-async function replicaStopped (t: ExecutionContext, key: string, extra: string[] = []): Promise<{ child: ChildProcess, owner: number, otherPid: number, sub: SseClient, answers: () => number, send: (body: string, headers?: string) => void, wait: (ok: () => boolean, ms?: number) => Promise<boolean>, retry: RawConnection }> {
-  const { port, child } = await startCluster(t, 2, 0, false, extra)
-  const owner = ownerOf(key, 2)
-  const other = 1 - owner
+async function replicaStopped (t: ExecutionContext, key: string, extra: string[] = [], workers: 2 | 3 = 2): Promise<{ child: ChildProcess, owner: number, otherPid: number, sub: SseClient, answers: () => number, send: (body: string, headers?: string) => void, wait: (ok: () => boolean, ms?: number) => Promise<boolean>, retry: RawConnection }> {
+  const { port, child } = await startCluster(t, workers, 0, false, extra)
+  const owner = ownerOf(key, workers)
+  const other = (owner + 1) % workers
+  const via = workers === 2 ? owner : (owner + 2) % 3
   const sub = await SseClient.connectOnWorker(port, `/sub/${key}`, other)
   t.teardown(() => sub.close())
   await sub.until(() => sub.comments.includes(': hi'))
-  const pub = await rawOnWorker(port, owner)
+  const pub = await rawOnWorker(port, via)
   t.teardown(() => pub.socket.destroy())
   const answers = (): number => pub.got().toString('latin1').split('HTTP/1.1 20').length - 1
   const send = (body: string, headers = ''): void => { pub.socket.write(publishRequest(key, body, headers)) }
   send('first')
   t.true(await pub.wait(() => answers() === 1))
   t.is((await sub.waitEvents(1))[0]!.data, 'first')
-  // a second connection to the owner, for a client's retry: found now, while every worker answers
-  const retry = await rawOnWorker(port, owner)
+  // a second connection to the same worker, for a client's retry: found now, while every worker answers
+  const retry = await rawOnWorker(port, via)
   t.teardown(() => retry.socket.destroy())
   const otherPid = workerPid(child.pid!, other)
   process.kill(otherPid, 'SIGSTOP')
@@ -250,8 +253,9 @@ test.serial('an answered publish outlives its owner: the answer waits until the 
   t.false(sub.closed)
 })
 
-for (const upstream of [false, true]) {
-  test.serial(`a retry (the same Idempotency-Key) of a publish whose answer waits for a stopped replica worker waits as well: no answer for a message still only in the owner's memory${upstream ? ' (a publisher upstream: the retry is found before it would be asked)' : ''}`, async (t) => {
+for (const [upstream, workers] of [[false, 2], [true, 2], [false, 3], [true, 3]] as const) {
+  const variant = [upstream ? 'a publisher upstream: the retry is found before it would be asked' : '', workers === 3 ? 'publisher and retry on a third worker, which forwards them to the owner' : ''].filter(Boolean).join('; ')
+  test.serial(`a retry (the same Idempotency-Key) of a publish whose answer waits for a stopped replica worker waits as well: no answer for a message still only in the owner's memory${variant === '' ? '' : ` (${variant})`}`, async (t) => {
     let asked = 0
     const extra: string[] = []
     if (upstream) {
@@ -262,8 +266,8 @@ for (const upstream of [false, true]) {
       t.teardown(() => { up.closeAllConnections(); up.close() })
       extra.push('--publish-upstream-url', `http://127.0.0.1:${(up.address() as net.AddressInfo).port}/up`)
     }
-    const key = upstream ? 'ans4' : 'ans3'
-    const { child, owner, otherPid, sub, answers, send, wait, retry } = await replicaStopped(t, key, extra)
+    const key = `ans${upstream ? 4 : 3}w${workers}`
+    const { child, owner, otherPid, sub, answers, send, wait, retry } = await replicaStopped(t, key, extra, workers)
     const ownerPid = workerPid(child.pid!, owner)
     const answered: string[] = []
     let held = ''
