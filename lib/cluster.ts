@@ -114,13 +114,9 @@ type Peer =
   /** A channel's buffer for a new replica, with the Idempotency-Keys of its messages. */
   | ['load', SnapChannel, HeldKey[]?]
 
-/** Which ids a snapshot buffers: the keys handed on with it are those of its messages. */
-function buffered (snap: SnapChannel): (id: string) => boolean {
-  const msgs = snap[5]
-  if (msgs.length === 0) return () => false
-  const ids = new Set<string>()
-  for (const m of msgs) ids.add(formatId(m[0], m[1]))
-  return (id) => ids.has(id)
+/** The ids a snapshot buffers: the keys handed on with it are those of its messages. */
+function buffered (snap: SnapChannel): string[] {
+  return snap[5].map((m) => formatId(m[0], m[1]))
 }
 
 /**

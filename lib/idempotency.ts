@@ -36,8 +36,11 @@ export interface Seen { id: string, fingerprint: string }
 export class IdempotencyKeys {
   readonly #ttl: number
   #seen: LRUCache<string, string> | null = null
-  /** Each channel's entries (their cache keys), kept as the cache adds and drops them: for `of`. */
-  readonly #byChannel = new Map<string, Set<string>>()
+  /**
+   * Each channel's entries by their message's id (id to cache key), kept as the cache adds,
+   * changes and drops them: `of` looks up a buffer's ids, not every key of a hot channel.
+   */
+  readonly #byChannel = new Map<string, Map<string, string>>()
 
   constructor (windowSeconds: number) {
     this.#ttl = windowSeconds * 1000
@@ -54,21 +57,24 @@ export class IdempotencyKeys {
   /** `ttlMs`: what is left of the window for a key another process saw first (its `of`). */
   set (channel: string, key: string, id: string, fingerprint: string, ttlMs = this.#ttl): void {
     if (this.#ttl <= 0 || ttlMs <= 0) return
-    this.#seen ??= new LRUCache<string, string>({ max: MAX_KEYS, maxSize: MAX_BYTES, sizeCalculation: entrySize, ttl: this.#ttl, updateAgeOnGet: false, dispose: (_v, k, reason) => { if (reason !== 'set') this.#unindex(k) } })
+    // (dispose: an entry dropped, or its value replaced: its old id leaves the index)
+    this.#seen ??= new LRUCache<string, string>({ max: MAX_KEYS, maxSize: MAX_BYTES, sizeCalculation: entrySize, ttl: this.#ttl, updateAgeOnGet: false, dispose: (v, k) => { this.#unindex(k, v) } })
     const k = channel + '\n' + key
     // (an entry is far under maxSize: a key is at most 255 bytes, a channel id maxChannelIdLength)
     this.#seen.set(k, id + ' ' + fingerprint, { ttl: ttlMs })
-    let keys = this.#byChannel.get(channel)
-    if (keys === undefined) this.#byChannel.set(channel, keys = new Set())
-    keys.add(k)
+    let ids = this.#byChannel.get(channel)
+    if (ids === undefined) this.#byChannel.set(channel, ids = new Map())
+    ids.set(id, k)
   }
 
-  #unindex (k: string): void {
+  #unindex (k: string, v: string): void {
     const channel = k.slice(0, k.indexOf('\n'))
-    const keys = this.#byChannel.get(channel)
-    if (keys === undefined) return
-    keys.delete(k)
-    if (keys.size === 0) this.#byChannel.delete(channel)
+    const ids = this.#byChannel.get(channel)
+    if (ids === undefined) return
+    const id = v.slice(0, v.indexOf(' '))
+    if (ids.get(id) !== k) return
+    ids.delete(id)
+    if (ids.size === 0) this.#byChannel.delete(channel)
   }
 
   /** Whether a key is held for this channel inside the window (its place in the order kept). */
@@ -77,22 +83,25 @@ export class IdempotencyKeys {
   }
 
   /**
-   * The keys held for `channel` whose message ids `wanted` accepts, each with what is left of its
+   * The keys held for `channel` of the messages `ids` (a buffer's), each with what is left of its
    * window: for a worker to hand them on with the channel's messages (to a replica, to the
-   * channel's next owner). O(the channel's keys); the order of use is left as it is.
+   * channel's next owner). O(ids), however many keys the channel has; the order of use is left
+   * as it is.
    */
-  of (channel: string, wanted: (id: string) => boolean): HeldKey[] {
+  of (channel: string, ids: Iterable<string>): HeldKey[] {
     const seen = this.#seen
-    const keys = this.#byChannel.get(channel)
-    if (seen === null || keys === undefined) return []
+    const byId = this.#byChannel.get(channel)
+    if (seen === null || byId === undefined) return []
     const out: HeldKey[] = []
-    for (const k of keys) {
+    for (const id of ids) {
+      const k = byId.get(id)
+      if (k === undefined) continue
       const v = seen.peek(k)
       const left = Math.floor(seen.getRemainingTTL(k))
       if (v === undefined || left <= 0) continue
       const sp = v.indexOf(' ')
-      const id = v.slice(0, sp)
-      if (wanted(id)) out.push([k.slice(channel.length + 1), id, v.slice(sp + 1), left])
+      // (the index follows the entry's value: this is its id)
+      out.push([k.slice(channel.length + 1), v.slice(0, sp), v.slice(sp + 1), left])
     }
     return out
   }
