@@ -169,30 +169,102 @@ export function idAfter (aTime: number, aTag: number, bTime: number, bTag: numbe
 // ---- HTTP dates (If-Modified-Since / Last-Modified) -------------------------------------------
 
 const MONTHS = 'JanFebMarAprMayJunJulAugSepOctNovDec'
+const MDAY = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 
-/** Seconds since the epoch of an IMF-fixdate, RFC 850 or asctime date; NaN when unparseable. */
+/** The `n` ASCII digits at `p` as a number, or -1. */
+function digitsAt (v: string, p: number, n: number): number {
+  let x = 0
+  for (let i = 0; i < n; i++) {
+    const d = v.charCodeAt(p + i) - 48
+    if (!(d >= 0 && d <= 9)) return -1
+    x = x * 10 + d
+  }
+  return x
+}
+
+/**
+ * Seconds since the epoch of an HTTP date (IMF-fixdate, RFC 850 or asctime form); NaN when
+ * unparseable. Read as nginx reads `If-Modified-Since` for Nchan (ngx_parse_http_time): the
+ * weekday is not checked, and what follows the time
+ * (the year, in asctime form) is not looked at: `+0000`, `UTC` or no zone at all read as GMT. A
+ * long-poll client that writes the date back in another form than it got it (PHP's `date('r')`,
+ * Python's `formatdate()`) then walks the buffer as it does with Nchan, instead of starting over
+ * at the oldest message every time.
+ */
 export function parseHttpDate (value: string): number {
   const v = value.trim()
-  // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
-  let m = /^[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/.exec(v)
-  if (m === null) {
-    // RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
-    m = /^[A-Za-z]+, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/.exec(v)
-    if (m !== null) {
-      const yy = Number(m[3])
-      m[3] = String(yy < 70 ? 2000 + yy : 1900 + yy)
+  const end = v.length
+  // the form: a comma (IMF-fixdate, RFC 850) or a space (asctime) first
+  let p = 0
+  let asctime = false
+  for (; p < end; p++) {
+    const c = v.charCodeAt(p)
+    if (c === 44) break
+    if (c === 32) { asctime = true; break }
+  }
+  for (p++; p < end && v.charCodeAt(p) === 32; p++);
+  if (end - p < 18) return NaN
+  let day = 32
+  let year = -1
+  let rfc850 = false
+  if (!asctime) {
+    day = digitsAt(v, p, 2)
+    if (day < 0) return NaN
+    p += 2
+    const c = v.charCodeAt(p)
+    if (c === 45) rfc850 = true
+    else if (c !== 32 || end - p < 18) return NaN
+    p++
+  }
+  // (nginx tells a month by one to three of its letters; here all three must be right)
+  const m3 = MONTHS.indexOf(v.slice(p, p + 3))
+  if (m3 < 0 || m3 % 3 !== 0) return NaN
+  const month = m3 / 3
+  p += 3
+  if (!asctime && v[p] !== (rfc850 ? '-' : ' ')) return NaN
+  p++
+  if (!asctime) {
+    if (rfc850) {
+      year = digitsAt(v, p, 2)
+      if (year < 0) return NaN
+      year += year < 70 ? 2000 : 1900
+      p += 2
+    } else {
+      year = digitsAt(v, p, 4)
+      if (year < 0) return NaN
+      p += 4
     }
+  } else {
+    if (v[p] === ' ') p++
+    day = digitsAt(v, p, 1)
+    if (day < 0) return NaN
+    p++
+    if (v[p] !== ' ') {
+      const d = digitsAt(v, p, 1)
+      if (d < 0) return NaN
+      day = day * 10 + d
+      p++
+    }
+    if (end - p < 14) return NaN
   }
-  if (m === null) {
-    // asctime: Sun Nov  6 08:49:37 1994
-    const a = /^[A-Za-z]{3} ([A-Za-z]{3}) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/.exec(v)
-    if (a !== null) m = [a[0], a[2]!, a[1]!, a[6]!, a[3]!, a[4]!, a[5]!] as unknown as RegExpExecArray
+  if (v[p++] !== ' ') return NaN
+  const hour = digitsAt(v, p, 2)
+  if (hour < 0 || v[p + 2] !== ':') return NaN
+  const min = digitsAt(v, p + 3, 2)
+  if (min < 0 || v[p + 5] !== ':') return NaN
+  const sec = digitsAt(v, p + 6, 2)
+  if (sec < 0) return NaN
+  p += 8
+  if (asctime) {
+    if (v[p++] !== ' ') return NaN
+    year = digitsAt(v, p, 4)
+    if (year < 0) return NaN
   }
-  if (m === null) return NaN
-  const month = MONTHS.indexOf(m[2]!)
-  if (month < 0 || month % 3 !== 0) return NaN
-  const ms = Date.UTC(Number(m[3]), month / 3, Number(m[1]), Number(m[4]), Number(m[5]), Number(m[6]))
-  return Math.floor(ms / 1000)
+  if (hour > 23 || min > 59 || sec > 59) return NaN
+  if (day === 29 && month === 1) {
+    if ((year & 3) !== 0 || (year % 100 === 0 && year % 400 !== 0)) return NaN
+  } else if (day > MDAY[month]! || day === 0) return NaN
+  return Date.UTC(year, month, day, hour, min, sec) / 1000
 }
 
 // Messages of one second share their Last-Modified: the last second formatted is kept (one Date

@@ -122,9 +122,23 @@ test('parseHttpDate: the three HTTP date forms', (t) => {
   months.forEach((m, i) => t.is(parseHttpDate(`Mon, 01 ${m} 2024 00:00:00 GMT`), Date.UTC(2024, i, 1) / 1000, m))
 })
 
+test('parseHttpDate: as nginx reads If-Modified-Since for Nchan, whatever follows the time is not looked at (another zone, none, junk: GMT)', (t) => {
+  const sec = 784111777 // Sun, 06 Nov 1994 08:49:37 GMT
+  // PHP date('r'), Python formatdate(), a zone name, none, junk
+  for (const v of ['Sun, 06 Nov 1994 08:49:37 +0000', 'Sun, 06 Nov 1994 08:49:37 -0000', 'Sun, 06 Nov 1994 08:49:37 UTC',
+    'Sun, 06 Nov 1994 08:49:37', 'Sun, 06 Nov 1994 08:49:37 GMT junk', 'Sun, 06 Nov 1994 08:49:37 +0100', 'Sunday, 06-Nov-94 08:49:37',
+    'Sun Nov  6 08:49:37 1994 GMT', 'Mon, 06 Nov 1994 08:49:37 GMT', 'Sun,  06 Nov 1994 08:49:37 GMT']) {
+    t.is(parseHttpDate(v), sec, v)
+  }
+  t.is(parseHttpDate('Thu, 29 Feb 2024 00:00:00 +0000'), Date.UTC(2024, 1, 29) / 1000)
+})
+
 test('parseHttpDate: anything else is NaN', (t) => {
-  for (const v of ['', 'garbage', 'x'.repeat(300), 'Sun, 06 Foo 1994 08:49:37 GMT', 'Sun, 06 Nov 1994 08:49:37', 'Sun, 06 Nov 1994 08:49:37 UTC',
-    '1994-11-06T08:49:37Z', '784111777', 'Sun, 6 Nov 1994 08:49:37 GMT', 'Sun, 06 nov 1994 08:49:37 GMT', 'Sun, 06 anF 1994 08:49:37 GMT']) {
+  for (const v of ['', 'garbage', 'x'.repeat(300), 'Sun, 06 Foo 1994 08:49:37 GMT', 'Sun, 06 Nov 1994 08:49', 'Sun, 06 Nov 1994 8:49:37 GMT',
+    '1994-11-06T08:49:37Z', '784111777', 'Sun, 6 Nov 1994 08:49:37 GMT', 'Sun, 06 nov 1994 08:49:37 GMT', 'Sun, 06 anF 1994 08:49:37 GMT',
+    'Sun, 06 Nov 1994 24:00:00 GMT', 'Sun, 06 Nov 1994 08:60:00 GMT', 'Sun, 06 Nov 1994 08:49:60 GMT', 'Sun, 31 Nov 1994 08:49:37 GMT',
+    'Sun, 00 Nov 1994 08:49:37 GMT', 'Wed, 29 Feb 2023 00:00:00 GMT', 'Sun, 29 Feb 1900 00:00:00 GMT', 'Sun, 06 Nov 94 08:49:37 GMT',
+    'Sun, 06-Nov 1994 08:49:37 GMT', 'Sun Nov  6 08:49:37', 'Sun Nov 6 08:49:37 94', 'Sun, 06 Nov 1994 08-49-37 GMT']) {
     t.true(Number.isNaN(parseHttpDate(v)), v)
   }
 })
