@@ -167,3 +167,31 @@ for (const fast of [true, false]) {
     holder.destroy()
   })
 }
+
+for (const fast of [true, false]) {
+  test(`${fast ? 'fast path' : 'through Fastify'}: half a request cut by the packet behind a parked long-poll Node's parser read is not read as a request of its own once the poll is answered (no desync)`, async (t) => {
+    const s = await startStandalone(t, {}, fast)
+    const core = coreOf(s.app)
+    t.is((await publish(s.base, 'victim', 'keep me')).status, 202)
+    const { socket, text, closed } = await connectReading(s.port, { allowHalfOpen: true })
+    // a poll Node's parser reads (a header twice), and the head of a next request, cut in its
+    // X-Pad value: to Node's parser, whatever comes next is that header's value
+    socket.write('GET /sub/owner HTTP/1.1\r\nHost: a\r\nX-Twice: 1\r\nX-Twice: 2\r\n\r\nGET /sub/owner HTTP/1.1\r\nHost: a\r\nX-Pad: ')
+    t.true(await until(() => closed() || core.table.size === 1))
+    // the poll's parser is let go of after its turn
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    if (!closed()) {
+      await publish(s.base, 'owner', 'for the poll')
+      await until(() => closed() || text().includes('for the poll'))
+    }
+    // the rest of the X-Pad value, which reads as a request if a fresh parser starts there
+    if (!socket.destroyed) socket.write('DELETE /pub/victim HTTP/1.1\r\nHost: a\r\n\r\n')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const v = await info(s.base, 'victim')
+    t.is(v.status, 200, `the channel was deleted by the tail of a header: ${JSON.stringify(text())}`)
+    // the poll got its message (or 400 for the bytes behind it, §5), and the connection closed
+    t.true(/^HTTP\/1\.1 (200 OK\r\n[^]*for the poll|400 )/.test(text()), JSON.stringify(text()))
+    t.true(await until(() => closed()), `the connection closes: ${JSON.stringify(text())}`)
+    socket.destroy()
+  })
+}

@@ -15,6 +15,7 @@ import { kNodeConnection } from '../lib/symbols.ts'
 interface NodeParser {
   _consumed?: boolean
   unconsume?: () => void
+  /** llhttp_finish: an Error where the parser is inside a message (Node's socketOnEnd reads it so). */
   finish?: () => unknown
   remove?: () => void
   free?: () => void
@@ -24,11 +25,15 @@ interface NodeParser {
   onIncoming: unknown
 }
 
-type HttpSocket = Socket & { parser?: NodeParser | null, _httpMessage?: unknown, server?: EventEmitter & { keepAliveTimeout?: number }, _handle?: { _consumed?: boolean } | null, [kPendingParser]?: NodeParser | null }
+type HttpSocket = Socket & { parser?: NodeParser | null, _httpMessage?: unknown, server?: EventEmitter & { keepAliveTimeout?: number }, _handle?: { _consumed?: boolean } | null, [kPendingParser]?: NodeParser | null, [kOnPartial]?: ((socket: Socket) => void) | null, [kPartial]?: boolean }
 
 /** A released parser whose native half is not closed yet (see releaseSocket). */
 const kPendingParser = Symbol('parkline.pendingParser')
 const kReleased = Symbol('parkline.parserReleased')
+/** Who is told when the released parser held part of a next request (detachSocket's `onPartial`). */
+const kOnPartial = Symbol('parkline.onPartialRequest')
+/** The released parser held part of a next request: the socket is never read as HTTP again. */
+const kPartial = Symbol('parkline.partialRequest')
 
 const NODE_EVENTS = ['data', 'end', 'close', 'drain', 'error', 'timeout', 'resume', 'pause'] as const
 const protoOn = Socket.prototype.on
@@ -40,11 +45,15 @@ const NO_DETACH = process.env.PARKLINE_NO_DETACH === '1'
 /**
  * Detach `socket` from Node's HTTP server and return it as a plain net.Socket that nothing but
  * the caller references. The caller must add its own 'close' and 'error' listeners.
+ * `onPartial`: called (once the parser is let go of, on a later turn) if Node's parser had read
+ * part of a request pipelined behind this one, bytes no 'data' listener will see (a long-poll's
+ * connection is then not to be read again: see reattachSocket).
  */
-export function detachSocket (req: IncomingMessage, res: ServerResponse): Socket {
+export function detachSocket (req: IncomingMessage, res: ServerResponse, onPartial?: (socket: Socket) => void): Socket {
   const socket = req.socket as HttpSocket
   res.detachSocket(socket)
   if (NO_DETACH) return socket
+  if (onPartial !== undefined) socket[kOnPartial] = onPartial
   // Node's parser may still be reading this socket's packet (requests pipelined behind this one,
   // until releaseParser). A response holds the socket meanwhile, so Node queues each later
   // response and never writes one: an answer Node gives by itself (400 without Host, 417 for an
@@ -53,6 +62,8 @@ export function detachSocket (req: IncomingMessage, res: ServerResponse): Socket
   if (socket.parser !== undefined && socket.parser !== null) socket._httpMessage = HELD
   return releaseSocket(socket)
 }
+
+function ignore (): void {}
 
 /** What holds a detached socket's `_httpMessage` until its parser is released (detachSocket). */
 const HELD = Object.freeze({ emit: (): boolean => false })
@@ -112,12 +123,24 @@ function releaseParser (parser: NodeParser & { [kReleased]?: boolean }, socket: 
   if (parser.socket !== socket) return
   if (parser._consumed === true && typeof parser.unconsume === 'function') parser.unconsume()
   parser._consumed = false
+  // The parser reads the socket natively, a packet at a time: the head of a request pipelined
+  // behind this one, cut by the packet, is inside it now (no 'request' for it, no 'data' event).
+  // A fresh parser on this connection would start in the middle of that request and read the rest
+  // of it (a header's value) as requests of their own: request smuggling. Node's own check for
+  // "inside a message" (socketOnEnd) tells it.
+  const partial = typeof parser.finish === 'function' && parser.finish() instanceof Error
   parser.socket = null
   parser.incoming = null
   parser.onIncoming = null
   if (typeof parser.remove === 'function') parser.remove() // out of the server's ConnectionsList
   // Not returned to Node's pool (that list is internal): close its native half instead.
   if (typeof parser.close === 'function') parser.close()
+  const onPartial = socket[kOnPartial]
+  socket[kOnPartial] = null
+  if (partial) {
+    socket[kPartial] = true
+    onPartial?.(socket)
+  }
 }
 
 /**
@@ -128,10 +151,18 @@ function releaseParser (parser: NodeParser & { [kReleased]?: boolean }, socket: 
 export function reattachSocket (socket: Socket): void {
   const s = socket as HttpSocket
   const pending = s[kPendingParser]
+  s[kOnPartial] = null
   if (pending !== undefined && pending !== null) releaseParser(pending, s)
   const server = s.server
   if (server === undefined || socket.destroyed) {
     socket.destroy()
+    return
+  }
+  // the old parser held part of the next request: where it starts is lost, so the connection
+  // ends once what was written goes out (the client sends its request again on a new one)
+  if (s[kPartial] === true) {
+    socket.on('error', ignore)
+    socket.end()
     return
   }
   // the old parser no longer consumes the handle: let the new one read it natively again

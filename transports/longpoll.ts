@@ -266,7 +266,9 @@ export class LongpollTransport implements Transport {
 function release (sub: Subscriber, req: IncomingMessage, res: ServerResponse): void {
   sub.flags |= F_LP_RAW | (res.shouldKeepAlive ? 0 : F_LP_CLOSE)
   sub.res = null
-  detachSocket(req, res)
+  // Node's parser may hold the head of a request pipelined behind the poll: any byte behind a
+  // parked poll is answered 400 and closes (§5), those too
+  detachSocket(req, res, rejectIfParked)
   sub.socket.on('error', onError)
   sub.socket.on('end', onEnd)
 }
