@@ -14,9 +14,13 @@ export type { ChannelInfo } from './channel-info.ts'
 export type { ParklineMessage } from './consumer.ts'
 
 export interface PublishOptions {
-  /** Stored verbatim and sent with the message (Content-Type of a publish request). */
+  /**
+   * Stored verbatim and sent with the message (Content-Type of a publish request). Visible ASCII,
+   * space, tab and latin1 characters only (a header value): anything else throws
+   * `PKL_ERR_BAD_REQUEST` (400).
+   */
   contentType?: string
-  /** SSE `event:` name (X-EventSource-Event of a publish request). */
+  /** SSE `event:` name (X-EventSource-Event of a publish request); the same characters as `contentType`. */
   event?: string
   /**
    * Idempotency-Key: a retry with the same key inside idempotencyWindow publishes nothing and
@@ -70,6 +74,20 @@ function toKey (core: Core, channel: unknown): string {
   return key
 }
 
+/**
+ * A Content-Type or event name given to `publish`: what a header value may hold (visible ASCII,
+ * space, tab, bytes 0x80-0xFF as latin1 characters). Both are written as they are into answers'
+ * heads and SSE `event:` lines, where a CR or LF would end the head or the field: HTTP publishers
+ * cannot send one (Node's parser and the raw path refuse them), and neither can the API.
+ */
+function headerText (value: unknown, what: string): string | null {
+  if (value === undefined || value === null) return null
+  if (typeof value !== 'string' || !/^[\t\x20-\x7e\x80-\xff]*$/.test(value)) {
+    throw new ParklineError('PKL_ERR_BAD_REQUEST', `${what} must be a string of visible ASCII, space, tab or latin1 characters (no CR, LF or other control)`, 400)
+  }
+  return value
+}
+
 function fromKey (key: string): string {
   return Buffer.from(key, 'latin1').toString('utf8')
 }
@@ -83,7 +101,9 @@ export function createFacade (core: Core, consumers: ConsumerTransport): Parklin
       if (body.length > core.opts.maxMessageSize) throw new ParklineError('PKL_ERR_PAYLOAD_TOO_LARGE', `message larger than maxMessageSize (${core.opts.maxMessageSize} bytes)`, 413)
       const idem = options.idempotencyKey ?? null
       if (idem !== null && !validIdempotencyKey(idem)) throw new ParklineError(ERRORS.BAD_IDEMPOTENCY_KEY.code, ERRORS.BAD_IDEMPOTENCY_KEY.message, 400)
-      const r = await core.engine.publish(key, body, options.contentType ?? null, options.event ?? null, core.opts.idempotencyWindow > 0 ? idem : null)
+      const contentType = headerText(options.contentType, 'contentType')
+      const event = headerText(options.event, 'event')
+      const r = await core.engine.publish(key, body, contentType, event, core.opts.idempotencyWindow > 0 ? idem : null)
       if (r.conflict === true) throw new ParklineError(ERRORS.IDEMPOTENCY_KEY_REUSED.code, ERRORS.IDEMPOTENCY_KEY_REUSED.message, 422)
       return { id: r.info.lastMessageId, status: r.status, info: r.info, replayed: r.replayed === true }
     },

@@ -126,6 +126,23 @@ test('bad input is refused with a ParklineError naming it', async (t) => {
   t.throws(() => p.subscribe([]), { code: 'PKL_ERR_NO_CHANNEL_ID' })
 })
 
+test('a Content-Type or event name with a CR, LF or other control is refused: it would end the long-poll answer\'s head or the SSE field it is written into', async (t) => {
+  const srv = await startServer(t)
+  const p = srv.app.parkline
+  for (const bad of ['text/plain\r\nSet-Cookie: a=b', 'x\ny', 'x\ry', 'a\0b', 'a\x7fb', 'snow\u2603']) {
+    await t.throwsAsync(p.publish('inj', 'x', { contentType: bad }), { instanceOf: ParklineError, code: 'PKL_ERR_BAD_REQUEST' }, JSON.stringify(bad))
+    await t.throwsAsync(p.publish('inj', 'x', { event: bad }), { instanceOf: ParklineError, code: 'PKL_ERR_BAD_REQUEST' }, JSON.stringify(bad))
+  }
+  await t.throwsAsync(p.publish('inj', 'x', { event: 42 as unknown as string }), { code: 'PKL_ERR_BAD_REQUEST' })
+  // nothing was published; a header value's characters are still taken, and reach a long-poll as sent
+  t.is((await info(srv.base, 'inj')).status, 404)
+  await p.publish('inj', 'ok', { contentType: 'text/plain; charset=\xe9\tx', event: 'an event' })
+  const poll = await rawRequest(srv.port, 'GET /sub/inj HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
+  t.is(poll.status, 200)
+  t.is(poll.headers['content-type'], 'text/plain; charset=\xe9\tx')
+  t.is(poll.body, 'ok')
+})
+
 test('UTF-8 channel ids in the facade are the percent-encoded bytes on the wire', async (t) => {
   const srv = await startServer(t)
   const r = await srv.app.parkline.publish('café', 'x')
