@@ -119,23 +119,25 @@ export class Core {
   // ---- publishing ---------------------------------------------------------------------------
 
   /**
-   * Publish; returns the message and whether the channel had a subscriber (201 vs 202).
+   * Publish; returns the message and how many subscribers the channel had (201 vs 202).
    * `hook.beforeFanout` sees the message with its id before this process's fan-out (an owner
    * worker sends it to the other workers first, so their fan-outs run alongside this one).
    */
-  publish (key: string, data: Buffer, contentType: string | null, event: string | null, hook: PublishHook | null = null): { msg: Message, channel: Channel, hadSubscribers: boolean } {
+  publish (key: string, data: Buffer, contentType: string | null, event: string | null, hook: PublishHook | null = null): { msg: Message, channel: Channel, subscribers: number } {
     const now = Date.now()
     const sec = Math.floor(now / 1000)
     if (sec > this.nowSec) this.nowSec = sec
     const ch = this.registry.getOrCreate(key, sec)
     ch.nextId(sec)
-    const hadSubscribers = ch.subs.length > 0
+    // the subscribers the message went to, as Nchan counts them in its answer: a long-poll it
+    // answers (and uncounts) included
+    const subscribers = ch.subs.length
     // counted where a publish is accepted (here, or by the worker or Redis engine), not per replica
     this.stats.published++
     const msg = new Message(ch.lastTime, ch.lastTag, data, contentType, event, wallNow(), -1, this.#alloc)
     if (hook !== null) hook.beforeFanout(ch, msg)
     this.#append(ch, msg)
-    return { msg, channel: ch, hadSubscribers }
+    return { msg, channel: ch, subscribers }
   }
 
   /**

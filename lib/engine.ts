@@ -97,9 +97,11 @@ export class MemoryEngine implements Engine {
       const replay = core.replayed(key, idempotencyKey, null, fp)
       if (replay !== null) return replay
     }
-    const { msg, channel, hadSubscribers } = core.publish(key, data, contentType, event)
+    const { msg, channel, subscribers } = core.publish(key, data, contentType, event)
     if (idempotencyKey !== null) core.idempotency.set(key, idempotencyKey, msg.id, fp)
-    return { status: hadSubscribers ? 201 : 202, info: channelInfo(channel, Date.now()) }
+    const info = channelInfo(channel, Date.now())
+    info.subscribers = subscribers
+    return { status: subscribers > 0 ? 201 : 202, info }
   }
 
   replay (key: string, idempotencyKey: string, requestFingerprint: string): PublishResult | null {

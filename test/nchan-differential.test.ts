@@ -64,3 +64,24 @@ test.serial('a long-poll\'s If-Modified-Since written back in another form (anot
   t.deepEqual(got.parkline, got.nchan)
   for (const [form] of forms) t.is(got.parkline![form], '200 m2', form)
 })
+
+test.serial('a publish that answers a parked long-poll counts it in its answer, as Nchan does (active subscribers: 1, not 0)', async (t) => {
+  const got: Record<string, string[]> = {}
+  for (const [name, base] of servers()) {
+    const channel = `lp-count-${process.pid}`
+    const poll = fetch(`${base}/sub/${channel}`, { signal: AbortSignal.timeout(10000) })
+    // parked once the channel counts it
+    let counted = false
+    for (let i = 0; i < 100 && !counted; i++) {
+      const res = await fetch(`${base}/pub/${channel}`, { headers: { Accept: 'text/json' } })
+      counted = res.status === 200 && (JSON.parse(await res.text()) as { subscribers: number }).subscribers === 1
+      if (!counted) await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    t.true(counted, `${name}: the poll is counted`)
+    const answer = await pub(base, channel, 'hello')
+    const polled = await poll
+    got[name] = [String(answer.status), /active subscribers: (\d+)/.exec(answer.text)?.[1] ?? answer.text, `${polled.status} ${await polled.text()}`]
+  }
+  t.deepEqual(got.parkline, got.nchan)
+  t.deepEqual(got.parkline, ['201', '1', '200 hello'])
+})
