@@ -28,6 +28,8 @@ export const ERRORS = {
   TOO_MANY_CHANNELS: { code: 'PKL_ERR_TOO_MANY_CHANNELS', statusCode: 403, message: '' },
   BAD_CHANNEL_ID: { code: 'PKL_ERR_BAD_CHANNEL_ID', statusCode: 400, message: 'Invalid channel id' },
   BAD_PATH: { code: 'PKL_ERR_BAD_PATH', statusCode: 400, message: 'Bad Request' },
+  /** No route (the standalone server's paths outside the publisher, subscriber and operator ones). */
+  NOT_FOUND: { code: 'PKL_ERR_NOT_FOUND', statusCode: 404, message: 'Not Found' },
   PAYLOAD_TOO_LARGE: { code: 'PKL_ERR_PAYLOAD_TOO_LARGE', statusCode: 413, message: 'Request Entity Too Large' },
   URI_TOO_LONG: { code: 'PKL_ERR_URI_TOO_LONG', statusCode: 414, message: 'Request-URI Too Large' },
   HEADER_TOO_LARGE: { code: 'PKL_ERR_HEADER_TOO_LARGE', statusCode: 400, message: 'Request Header Or Cookie Too Large' },

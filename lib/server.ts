@@ -162,6 +162,9 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
     })
     app.addHook('preClose', async () => { raw?.close() })
   }
+  // a path no route serves: a short text/plain answer like Parkline's others (section 11), not
+  // Fastify's JSON one (an embedding host keeps its own)
+  app.setNotFoundHandler((request, reply) => { sendError(reply, ERRORS.NOT_FOUND, requestOrigin(request.headers)) })
   // The §10 limits and `..` above the root hold on every path, not only the plugin's locations.
   app.addHook('onRequest', async (request, reply) => {
     const limited = checkLimits(request.raw)

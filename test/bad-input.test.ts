@@ -221,6 +221,17 @@ for (const [name, bytes] of GARBAGE) {
   })
 }
 
+test('a path no route serves → 404 `Not Found`, text/plain like every error answer of Parkline\'s (not Fastify\'s JSON), CORS for an allowed origin', async (t) => {
+  const { base } = await startServer(t, { corsOrigins: ['http://app.example'] })
+  for (const path of ['/nowhere', '/x/y?z=1', '/subscribe/a']) {
+    const res = await fetch(base + path, { headers: { Origin: 'http://app.example' } })
+    t.is(res.status, 404, path)
+    t.is(res.headers.get('content-type'), 'text/plain', path)
+    t.is(await res.text(), 'Not Found', path)
+    t.is(res.headers.get('access-control-allow-origin'), 'http://app.example', path)
+  }
+})
+
 test('HTTP/9.9 → 505 HTTP Version Not Supported', async (t) => {
   const { port } = await startServer(t)
   const x = await exchange(port, `GET /sub/x HTTP/9.9\r\n${H}\r\n`, { waitClose: true })
