@@ -42,6 +42,7 @@ export interface ParklineOptions {
   queuePolicy: 'disconnect' | 'drop-oldest'
   coalesce: boolean
   websocketDeflate: boolean
+  websocketPublish: boolean
   tcpNoDelay: boolean
   transports: string[]
   longpollMultipart: boolean
@@ -119,6 +120,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'longpollMultipart', kind: 'bool', default: false, doc: 'A long-poll answer carries every buffered message after the cursor, as one multipart/mixed body (Nchan\'s nchan_longpoll_multipart_response).' },
   { name: 'coalesce', kind: 'bool', default: true, doc: 'Send the messages a stream gets in one event-loop turn as one write (fewer syscalls per delivery).' },
   { name: 'websocketDeflate', kind: 'bool', default: false, doc: 'Accept permessage-deflate from WebSocket clients that offer it: each message compressed once, for all of them (no context takeover).' },
+  { name: 'websocketPublish', kind: 'bool', default: true, doc: 'Take a WebSocket handshake on the publisher location, as Nchan does: each text or binary message the client sends is published on the channel and answered with a text frame of channel info. Admitted as any publisher request.' },
   { name: 'tcpNoDelay', kind: 'bool', default: true, doc: 'Stream subscribers (SSE, WebSocket, chunked, multipart): each write leaves at once (TCP_NODELAY). false lets the kernel hold a small write while the subscriber has not acknowledged the one before (Nagle): more deliveries per CPU-second when one subscriber gets messages closer together than about 40 ms, for up to the client\'s delayed-ACK time (about 40 ms on Linux) more latency.' },
   { name: 'corsOrigins', kind: 'list', default: [], doc: 'Allowed origins (scheme://host[:port], lower case, no trailing /; "*" or a wildcard stops the start); empty = every origin.' },
   { name: 'maxSubscribers', kind: 'int', default: 0, min: 0, doc: 'Subscribers per process before 503; 0 = 90% of the open-file limit.' },

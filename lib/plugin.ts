@@ -29,6 +29,8 @@ import { handleSubscriber } from './subscribe.ts'
 import { Access, crossSite } from './access.ts'
 import { kRawContentType, kUpgradeHead } from './symbols.ts'
 import { TRANSPORTS } from '../transports/index.ts'
+import { wantsWebSocket } from '../transports/websocket.ts'
+import { closePublisherSockets } from '../transports/websocket-publisher.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -129,6 +131,7 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   // reads nor closes included
   fastify.addHook('preClose', async () => {
     core.closeAll(503)
+    closePublisherSockets(core)
   })
   fastify.addHook('onClose', async () => {
     core.stop()
@@ -249,13 +252,15 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded }:
     })
   }
 
-  // WebSocket (§7): a handshake under the subscriber prefix is routed through Fastify like any
-  // request, so the host's hooks (auth) run before the transport takes the socket.
-  if (websocket !== undefined) {
+  // WebSocket (§7): a handshake under the subscriber prefix (or, option websocketPublish, the
+  // publisher's) is routed through Fastify like any request, so the host's hooks (auth) run
+  // before the transport takes the socket.
+  if (websocket !== undefined || opts.websocketPublish) {
     claimUpgrades(child, (req) => {
-      if (req.method !== 'GET' || !websocket.detect(req)) return false
+      if (req.method !== 'GET' || !wantsWebSocket(req.headers)) return false
       const { path } = splitUrl(req.url ?? '/')
-      return path !== null && path.startsWith(subPath)
+      if (path === null) return false
+      return (websocket !== undefined && path.startsWith(subPath)) || (opts.websocketPublish && path.startsWith(pubPath))
     })
   }
 }

@@ -14,6 +14,8 @@ import { PUB_ALLOW, PUB_ALLOW_HEADERS, randomBetween, requestOrigin } from './ht
 import { fingerprint, validIdempotencyKey } from './idempotency.ts'
 import { percentDecode } from './message-id.ts'
 import { HeadersReply, sendError, withCors, type Reply } from './reply.ts'
+import { wantsWebSocket } from '../transports/websocket.ts'
+import { servePublisherSocket } from '../transports/websocket-publisher.ts'
 
 
 const TOO_LARGE = Symbol('too large')
@@ -149,6 +151,15 @@ function granted (core: Core, access: Access, request: PublishRequestLike, reply
   if (isRefusal(grant)) {
     if (method === 'POST' || method === 'PUT') reply.header('Connection', 'close')
     return sendRefusal(reply, grant, origin)
+  }
+  // a WebSocket handshake: a publisher connection of its own (transports/websocket-publisher.ts)
+  if (method === 'GET' && core.opts.websocketPublish && wantsWebSocket(request.headers)) {
+    const res = (reply as { raw?: ServerResponse }).raw
+    if (request.raw !== null && res !== undefined) {
+      reply.hijack()
+      servePublisherSocket(core, access, request, request.raw, res, key, origin, grant)
+      return reply
+    }
   }
   if (method === 'GET' || method === 'DELETE') return infoOrDelete(core, request, reply, key, origin)
 

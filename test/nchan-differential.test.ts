@@ -8,6 +8,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import test from 'ava'
 import { APT_LINE, nchanModule, startServer, type ServerHandle } from '../benchmarks/suite/servers.ts'
 import { nextSecond, pub, splitId } from './helpers/conformance.ts'
+import { RawWs } from './helpers/websocket.ts'
+import { OP_BINARY, OP_TEXT } from '../transports/websocket-frame.ts'
 
 let nchan: ServerHandle | null = null
 let parkline: ServerHandle | null = null
@@ -84,4 +86,40 @@ test.serial('a publish that answers a parked long-poll counts it in its answer, 
   }
   t.deepEqual(got.parkline, got.nchan)
   t.deepEqual(got.parkline, ['201', '1', '200 hello'])
+})
+
+test.serial('a WebSocket publisher: each message published and answered with channel info (the handshake\'s Accept), text with its Content-Type, binary as octet-stream, text not UTF-8 closed 1007, as with Nchan', async (t) => {
+  const got: Record<string, unknown> = {}
+  for (const [name, base] of servers()) {
+    const port = Number(new URL(base).port)
+    const channel = `wspub-${process.pid}`
+    const ws = await RawWs.connect(port, `/pub/${channel}`, { 'Content-Type': 'text/x-note', Accept: 'text/json' })
+    t.is(ws.status, 101, `${name}: ${ws.head}`)
+    ws.send(OP_TEXT, 'hello')
+    ws.send(OP_BINARY, Buffer.from([1, 2, 3]))
+    ws.send(OP_TEXT, '')
+    const answers = await ws.waitMessages(3)
+    // each answer: a text frame, JSON (Accept: text/json), the channel's count growing
+    const counts = answers.map((f) => [f.opcode, (JSON.parse(f.payload.toString()) as { messages: number }).messages])
+    // the messages, read back oldest first by a long-poll walk
+    const walked: Array<[number, string | null, string]> = []
+    let headers: Record<string, string> = {}
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${base}/sub/${channel}`, { headers, signal: AbortSignal.timeout(5000) })
+      walked.push([res.status, res.headers.get('content-type'), Buffer.from(await res.arrayBuffer()).toString('hex')])
+      headers = { 'If-Modified-Since': res.headers.get('last-modified')!, 'If-None-Match': res.headers.get('etag')! }
+    }
+    // a text frame that is not UTF-8: the connection closes 1007, nothing more is published
+    ws.send(OP_TEXT, Buffer.from([0xc3, 0x28]))
+    await ws.waitClosed()
+    const info = await fetch(`${base}/pub/${channel}`, { headers: { Accept: 'text/json' } })
+    got[name] = { counts, walked, close: ws.closeFrame?.code, after: (JSON.parse(await info.text()) as { messages: number }).messages }
+  }
+  t.deepEqual(got.parkline, got.nchan)
+  t.deepEqual(got.parkline, {
+    counts: [[1, 1], [1, 2], [1, 3]],
+    walked: [[200, 'text/x-note', Buffer.from('hello').toString('hex')], [200, 'application/octet-stream', '010203'], [200, 'text/x-note', '']],
+    close: 1007,
+    after: 3
+  })
 })

@@ -48,9 +48,9 @@ const PUBLISHING = closeFrame(CLOSE_POLICY, 'Publishing not allowed.')
 const TOO_BIG = closeFrame(CLOSE_TOO_BIG, 'Message too big')
 const PROTOCOL_ERROR = closeFrame(CLOSE_PROTOCOL_ERROR)
 
-const PROTO_NONE = 0
+export const PROTO_NONE = 0
 const PROTO_NCHAN = 1
-const PROTO_PARKLINE = 2
+export const PROTO_PARKLINE = 2
 
 /** Bytes after an incomplete control frame (or before the 101), kept until the next read. */
 const kPartial = Symbol('parkline.ws.partial')
@@ -417,7 +417,7 @@ export class WebSocketTransport implements Transport {
 
 /** A backlog that keeps each frame's message, so a drop gap can be framed into the first one. */
 /** `ws+meta.parkline` > `ws+meta.nchan` > none, from the client's list (§7). */
-function pickProtocol (value: string | string[] | undefined): number {
+export function pickProtocol (value: string | string[] | undefined): number {
   if (value === undefined) return PROTO_NONE
   const list = Array.isArray(value) ? value.join(',') : value
   let found = PROTO_NONE

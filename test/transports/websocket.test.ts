@@ -215,10 +215,13 @@ test('[raw] an allow-list refuses other origins with 403 before the upgrade', as
   t.is(ok.status, 101)
 })
 
-test('[raw] an upgrade outside the subscriber location is not a subscription', async (t) => {
+test('[raw] an upgrade outside the subscriber location is not a subscription (on the publisher location it is a publisher, docs/api.md 5.2)', async (t) => {
   const srv = await startServer(t)
   await pub(srv.base, 'other', 'x')
-  const c = await RawWs.connect(srv.port, '/pub/other')
+  const p = await RawWs.connect(srv.port, '/pub/other')
+  t.teardown(() => p.close())
+  t.is(p.status, 101)
+  const c = await RawWs.connect(srv.port, '/elsewhere/other')
   t.not(c.status, 101)
   t.is(subs(srv), 0)
 })

@@ -1,0 +1,144 @@
+// Publishing over a WebSocket on the publisher location (transports/websocket-publisher.ts): what
+// Nchan does is compared in test/nchan-differential.test.ts; here what Parkline adds around it:
+// order, fragments, size, access control checked at the handshake and again at each message,
+// the option, shutdown, and worker processes.
+import test from 'ava'
+import { SseClient, info, startServer } from './helpers/server.ts'
+import { serve } from './helpers/node.ts'
+import { RawWs } from './helpers/websocket.ts'
+import { API_KEY, AUTH_SERVER, SECRET, revoke } from './helpers/auth.ts'
+import { OP_BINARY, OP_CONTINUATION, OP_PING, OP_TEXT } from '../transports/websocket-frame.ts'
+import { SignJWT } from 'jose'
+
+async function publisherToken (channels: string[], ttl: number, jti: string): Promise<string> {
+  const now = Math.floor(Date.now() / 1000)
+  return await new SignJWT({ sub: 'pub-1', jti, iat: now, exp: now + ttl, parkline: { publish: channels } })
+    .setProtectedHeader({ alg: 'HS256' })
+    .sign(new TextEncoder().encode(SECRET))
+}
+
+test('many messages sent at once are published in the order sent, each answered in turn; a subscriber gets them all', async (t) => {
+  const srv = await startServer(t)
+  const sse = await SseClient.connect(srv.port, '/sub/order')
+  t.teardown(() => sse.close())
+  await sse.until(() => sse.comments.includes(': hi'))
+  const ws = await RawWs.connect(srv.port, '/pub/order')
+  t.teardown(() => ws.close())
+  t.is(ws.status, 101)
+  for (let i = 0; i < 60; i++) ws.send(OP_TEXT, `m${i}`)
+  const answers = await ws.waitMessages(60)
+  t.deepEqual(answers.map((f) => /queued messages: (\d+)/.exec(f.payload.toString())![1]), Array.from({ length: 60 }, (_, i) => String(i + 1)))
+  // the subscriber counted in each answer
+  t.true(answers.every((f) => f.payload.toString().includes('active subscribers: 1')))
+  const evs = await sse.waitEvents(60)
+  t.deepEqual(evs.map((e) => e.data), Array.from({ length: 60 }, (_, i) => `m${i}`))
+})
+
+test('a fragmented message is published whole; a ping gets its pong; past maxMessageSize the connection closes 1009 and nothing is published', async (t) => {
+  const srv = await startServer(t, { maxMessageSize: 1024 })
+  const ws = await RawWs.connect(srv.port, '/pub/frag')
+  t.teardown(() => ws.close())
+  ws.send(OP_TEXT, 'frag', { fin: false })
+  ws.send(OP_PING, 'p')
+  ws.send(OP_CONTINUATION, 'men', { fin: false })
+  ws.send(OP_CONTINUATION, 't')
+  await ws.waitMessages(1)
+  t.true(ws.frames.some((f) => f.opcode === 0xa && f.payload.toString() === 'p'))
+  const poll = await fetch(`${srv.base}/sub/frag`)
+  t.is(await poll.text(), 'fragment')
+  // 1024 bytes in two fragments is the limit; one byte more is refused from its header
+  ws.send(OP_BINARY, Buffer.alloc(1000), { fin: false })
+  ws.send(OP_CONTINUATION, Buffer.alloc(24))
+  await ws.waitMessages(2)
+  ws.send(OP_BINARY, Buffer.alloc(1025))
+  await ws.waitClosed()
+  t.is(ws.closeFrame?.code, 1009)
+  t.is((await info(srv.base, 'frag')).json!.messages, 2)
+})
+
+test('access control: the handshake is a publisher request (401 without a credential, no upgrade); a token that expires or is revoked closes the connection (1008) before anything more is published', async (t) => {
+  const srv = await startServer(t, AUTH_SERVER)
+  const refused = await RawWs.connect(srv.port, '/pub/guarded')
+  t.is(refused.status, 401)
+  // an API key: published
+  const keyed = await RawWs.connect(srv.port, '/pub/guarded', { Authorization: `Bearer ${API_KEY}` })
+  t.teardown(() => keyed.close())
+  t.is(keyed.status, 101)
+  keyed.send(OP_TEXT, 'by key')
+  await keyed.waitMessages(1)
+  // a token that grants another channel: refused
+  const other = await RawWs.connect(srv.port, '/pub/guarded', { Authorization: `Bearer ${await publisherToken(['elsewhere'], 60, 'jti-other')}` })
+  t.is(other.status, 403)
+  // a token for 2 s: one message now, none after its exp
+  const short = await RawWs.connect(srv.port, '/pub/guarded', { Authorization: `Bearer ${await publisherToken(['guarded'], 2, 'jti-short')}` })
+  t.teardown(() => short.close())
+  t.is(short.status, 101)
+  short.send(OP_TEXT, 'in time')
+  await short.waitMessages(1)
+  await new Promise((resolve) => setTimeout(resolve, 2100))
+  short.send(OP_TEXT, 'too late')
+  await short.waitClosed()
+  t.deepEqual(short.closeFrame, { code: 1008, reason: 'token expired' })
+  // a token revoked while its connection is open
+  const rev = await RawWs.connect(srv.port, '/pub/guarded', { Authorization: `Bearer ${await publisherToken(['guarded'], 60, 'jti-rev')}` })
+  t.teardown(() => rev.close())
+  rev.send(OP_TEXT, 'before revoke')
+  await rev.waitMessages(1)
+  t.is((await revoke(srv.base, { jti: 'jti-rev' })).status, 200)
+  rev.send(OP_TEXT, 'after revoke')
+  await rev.waitClosed()
+  t.deepEqual(rev.closeFrame, { code: 1008, reason: 'revoked' })
+  const walked: string[] = []
+  let headers: Record<string, string> = {}
+  for (let i = 0; i < 3; i++) {
+    const res = await fetch(`${srv.base}/sub/guarded`, { headers: { ...headers, Authorization: `Bearer ${API_KEY}` } })
+    walked.push(await res.text())
+    headers = { 'If-Modified-Since': res.headers.get('last-modified')!, 'If-None-Match': res.headers.get('etag')! }
+  }
+  t.deepEqual(walked, ['by key', 'in time', 'before revoke'])
+  const final = await fetch(`${srv.base}/pub/guarded`, { headers: { Accept: 'text/json', Authorization: `Bearer ${API_KEY}` } })
+  t.is((JSON.parse(await final.text()) as { messages: number }).messages, 3)
+})
+
+test('websocketPublish: false: a handshake on the publisher location is answered as a GET (channel info), nothing is upgraded', async (t) => {
+  const srv = await startServer(t, { websocketPublish: false })
+  const ws = await RawWs.connect(srv.port, '/pub/off')
+  t.is(ws.status, 404)
+  ws.close()
+})
+
+test('shutdown closes an open publisher connection (1001 `503 Service Unavailable`)', async (t) => {
+  const srv = await startServer(t)
+  const ws = await RawWs.connect(srv.port, '/pub/bye')
+  ws.send(OP_TEXT, 'x')
+  await ws.waitMessages(1)
+  const closing = srv.app.close()
+  await ws.waitClosed()
+  t.deepEqual(ws.closeFrame, { code: 1001, reason: '503 Service Unavailable' })
+  await closing
+})
+
+test('with worker processes: messages from a WebSocket publisher on any worker reach subscribers on every worker, in order', async (t) => {
+  const node = await serve(t, ['--workers', '2'])
+  const subs: SseClient[] = []
+  for (let i = 0; i < 4; i++) {
+    const s = await SseClient.connect(node.port, '/sub/wsw')
+    t.teardown(() => s.close())
+    await s.until(() => s.comments.includes(': hi'))
+    subs.push(s)
+  }
+  const pubs: RawWs[] = []
+  for (let i = 0; i < 2; i++) {
+    const ws = await RawWs.connect(node.port, '/pub/wsw')
+    t.teardown(() => ws.close())
+    t.is(ws.status, 101)
+    pubs.push(ws)
+  }
+  for (let i = 0; i < 20; i++) {
+    const ws = pubs[i % 2]!
+    ws.send(OP_TEXT, `w${i}`)
+    await ws.waitMessages(Math.floor(i / 2) + 1)
+  }
+  for (const s of subs) t.deepEqual((await s.waitEvents(20)).map((e) => e.data), Array.from({ length: 20 }, (_, i) => `w${i}`))
+  t.true(pubs[1]!.messages.at(-1)!.payload.toString().includes('active subscribers: 4'))
+})
