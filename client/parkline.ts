@@ -269,15 +269,22 @@ export class Parkline {
   }
 
   on<K extends keyof ParklineEvents> (event: K, fn: ParklineEvents[K]): this {
-    (this.#listeners[event] as Array<ParklineEvents[K]>).push(fn)
+    this.#listenersOf(event).push(fn)
     return this
   }
 
   off<K extends keyof ParklineEvents> (event: K, fn: ParklineEvents[K]): this {
-    const list = this.#listeners[event] as Array<ParklineEvents[K]>
+    const list = this.#listenersOf(event)
     const i = list.indexOf(fn)
     if (i !== -1) list.splice(i, 1)
     return this
+  }
+
+  /** An event's listeners; an event the client never emits (a typo, `error`) is a TypeError naming the ones it does. */
+  #listenersOf<K extends keyof ParklineEvents> (event: K): Array<ParklineEvents[K]> {
+    const list = Object.prototype.hasOwnProperty.call(this.#listeners, event) ? this.#listeners[event] as Array<ParklineEvents[K]> : undefined
+    if (list === undefined) throw new TypeError(`parkline: no event "${String(event)}" (events: ${Object.keys(this.#listeners).join(', ')})`)
+    return list
   }
 
   #emit<K extends keyof ParklineEvents> (event: K, ...args: Parameters<ParklineEvents[K]>): void {

@@ -1,12 +1,12 @@
 // The `parkline` command (bin/parkline.ts loads it once lib/gc-threads-start.ts has run):
 // parkline serve [--config FILE] [--port N] [--<option> VALUE]…
 // parkline doctor [--workers N] [--require N] [--json]: capacity of this host (lib/doctor.ts).
-// parkline token --sub ID --subscribe PATTERNS [--publish PATTERNS] [--admin] [--ttl S]: an HS256
+// parkline token --sub ID [--subscribe PATTERNS] [--publish PATTERNS] [--admin] [--ttl S]: an HS256
 //   token signed with the configured jwtSecret (lib/token-cli.ts).
 // Options: defaults < conf/parkline.json (or --config) < PARKLINE_* environment < flags.
 import { gcStart } from './gc-threads-start.ts'
 import { availableParallelism } from 'node:os'
-import net from 'node:net'
+import net, { type AddressInfo } from 'node:net'
 import { readFileSync } from 'node:fs'
 import pino from 'pino'
 import { Primary, WorkerLink } from './cluster.ts'
@@ -28,7 +28,7 @@ import { gcThreads, workerExecArgv } from './gc-threads.ts'
 function usage (): string {
   let s = 'usage: parkline serve [--config FILE] [options]\n' +
     '       parkline doctor [--workers N] [--require N] [--json] [--status-url URL]   capacity of this host (doctor --help)\n' +
-    '       parkline token --sub ID --subscribe PATTERNS [--publish PATTERNS] [--admin] [--ttl S]   a token signed with jwtSecret\n' +
+    '       parkline token --sub ID [--subscribe PATTERNS] [--publish PATTERNS] [--admin] [--ttl S] [--jti ID]   a token signed with jwtSecret (token --help)\n' +
     '\noptions (flag, environment variable, default):\n'
   for (const o of OPTIONS) s += `  ${flagName(o.name).padEnd(32)} ${envName(o.name).padEnd(36)} ${JSON.stringify(o.default).padEnd(12)} ${o.doc}\n`
   return s
@@ -52,8 +52,9 @@ export async function main (entry: string): Promise<void> {
   }
   if (process.argv[2] === 'token') {
     // loaded only here: jose stays out of a server that checks no tokens
-    const { mintToken } = await import('./token-cli.ts')
-    process.stdout.write(await mintToken(process.argv.slice(3), shippedConfig()) + '\n')
+    const { mintToken, TOKEN_USAGE } = await import('./token-cli.ts')
+    const token = await mintToken(process.argv.slice(3), shippedConfig())
+    process.stdout.write(token === null ? TOKEN_USAGE : token + '\n')
     return
   }
   const { command, config, flags } = parseCliArgs(process.argv.slice(2))
@@ -65,7 +66,7 @@ export async function main (entry: string): Promise<void> {
   const resolved = command === 'worker' ? process.env[RESOLVED_ENV] : undefined
   // (secrets among them: not inherited by anything this process starts, nor in a diagnostic report)
   delete process.env[RESOLVED_ENV]
-  const opts = resolved !== undefined ? resolveOptions(JSON.parse(resolved) as Record<string, unknown>) : resolveOptions(flags, { file, env: process.env })
+  const opts = resolved !== undefined ? resolveOptions(JSON.parse(resolved) as Record<string, unknown>) : resolveOptions(flags, { file, env: process.env, explicitFrom: 'command line' })
   const cores = availableParallelism()
   const workers = workerCount(opts, cores)
   const growth = applyHeapGrowth(opts.heapGrowth)
@@ -85,7 +86,10 @@ export async function main (entry: string): Promise<void> {
     startIdleTrim()
     return
   }
-  const address = await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG })
+  await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG })
+  // the address bound (0.0.0.0 where that is the host), not the one Fastify picks to show
+  const bound = app.server.address() as AddressInfo
+  const address = `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`
   startIdleTrim()
   warnIfOpen(app.log, opts)
   app.log.info({ address, publisher: opts.pubPrefix, subscriber: opts.subPrefix, workers: 1, maxSubscribers: coreOf(app).maxSubscribers, v8PoolSize: gcStart.threads, v8PoolSizeKept: gcStart.skipped, heapGrowingPercent: growth.percent, heapGrowingPercentKept: growth.kept }, `parkline listening on ${address}`)

@@ -249,7 +249,8 @@ function coerce (spec: OptionSpec, value: unknown, from: string): unknown {
  * Resolve options: defaults < config file < environment < explicit (flags / plugin options).
  * Unknown keys are an error, so a typo never silently falls back to a default.
  */
-export function resolveOptions (explicit: Partial<Record<string, unknown>> = {}, opts: { file?: string, env?: NodeJS.ProcessEnv, embedded?: boolean } = {}): ParklineOptions {
+/** `explicitFrom`: what errors in `explicit` name as its source (the command line's flags, the plugin's options). */
+export function resolveOptions (explicit: Partial<Record<string, unknown>> = {}, opts: { file?: string, env?: NodeJS.ProcessEnv, embedded?: boolean, explicitFrom?: string } = {}): ParklineOptions {
   const out: Record<string, unknown> = {}
   const byName = new Map(OPTIONS.map((o) => [o.name as string, o]))
   for (const o of OPTIONS) {
@@ -278,7 +279,7 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
     layers.push(['environment', env])
     checkEnvNames(opts.env)
   }
-  layers.push(['options', explicit])
+  layers.push([opts.explicitFrom ?? 'options', explicit])
   for (const [from, layer] of layers) {
     for (const [k, v] of Object.entries(layer)) {
       if (v === undefined) continue

@@ -11,7 +11,19 @@ import { ConfigError } from './errors.ts'
 
 const OWN = ['--sub', '--subscribe', '--publish', '--admin', '--ttl', '--jti']
 
-export async function mintToken (argv: string[], defaultConfig: string | undefined): Promise<string> {
+export const TOKEN_USAGE = 'usage: parkline token --sub ID [--subscribe PATTERNS] [--publish PATTERNS] [--admin] [--ttl S] [--jti ID] [--config FILE]\n' +
+  '  An HS256 token signed with the configured jwtSecret (and its jwtIssuer, jwtAudience), printed on stdout.\n' +
+  '  --sub ID              the user (required: a revocation by user names it)\n' +
+  '  --subscribe PATTERNS  channels it may subscribe to, comma-separated (`user.42.*,news`)\n' +
+  '  --publish PATTERNS    channels it may publish on\n' +
+  '  --admin               it may revoke (POST revokePath)\n' +
+  '  --ttl S               seconds until it expires (default 3600)\n' +
+  '  --jti ID              its id (default a random UUID; a revocation by token names it)\n' +
+  '  at least one of --subscribe, --publish, --admin; jwtSecret from the config file, PARKLINE_JWT_SECRET or --jwt-secret\n'
+
+/** The token, or null where `--help` (or `help`) asked for the usage instead. */
+export async function mintToken (argv: string[], defaultConfig: string | undefined): Promise<string | null> {
+  if (argv.includes('--help') || argv[0] === 'help') return null
   const own: Record<string, string> = {}
   const rest: Record<string, string> = {}
   let config = defaultConfig
@@ -32,9 +44,13 @@ export async function mintToken (argv: string[], defaultConfig: string | undefin
   const ttl = Number(own.ttl ?? 3600)
   if (!Number.isInteger(ttl) || ttl < 1) throw new ConfigError('token: --ttl must be a positive number of seconds')
   const list = (v: string | undefined): string[] => (v ?? '').split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+  if (own.sub === undefined || own.sub === '') throw new ConfigError(`token: --sub is required (the user the token is for)\n${TOKEN_USAGE}`)
   const claims = { parkline: { subscribe: list(own.subscribe), publish: list(own.publish), admin: own.admin === 'true' } }
+  if (claims.parkline.subscribe.length === 0 && claims.parkline.publish.length === 0 && !claims.parkline.admin) {
+    throw new ConfigError(`token: it would grant nothing: give --subscribe, --publish or --admin\n${TOKEN_USAGE}`)
+  }
   let jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setIssuedAt().setExpirationTime(`${ttl}s`).setJti(own.jti ?? randomUUID())
-  if (own.sub !== undefined) jwt = jwt.setSubject(own.sub)
+  jwt = jwt.setSubject(own.sub)
   if (opts.jwtIssuer !== '') jwt = jwt.setIssuer(opts.jwtIssuer)
   if (opts.jwtAudience !== '') jwt = jwt.setAudience(opts.jwtAudience)
   return await jwt.sign(new TextEncoder().encode(opts.jwtSecret))

@@ -355,3 +355,22 @@ for (const fast of [true, false]) {
     t.is((await rawRequest(s.port, 'POST /pub/after HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx')).status, 202)
   })
 }
+
+test('the start-up line names the address bound (0.0.0.0 on every interface, as the README shows); a bad flag is named as the command line\'s', async (t) => {
+  const port = await freePort()
+  const child = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '0.0.0.0', '--workers', '1', '--drain-window', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  let out = ''
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  t.true(await eventually(() => out.includes('parkline listening on'), 15000), out)
+  t.true(out.includes(`parkline listening on http://0.0.0.0:${port}`), out)
+  child.kill('SIGKILL')
+  const bad = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--buffer-length', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let err = ''
+  bad.stderr!.on('data', (d: Buffer) => { err += d.toString() })
+  bad.stdout!.on('data', (d: Buffer) => { err += d.toString() })
+  const [code] = await once(bad, 'exit') as [number]
+  t.is(code, 2)
+  t.regex(err, /bufferLength \(command line\) must be an integer >= 1/)
+})

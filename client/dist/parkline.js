@@ -270,15 +270,22 @@ export class Parkline {
   }
 
   on                                 (event   , fn                   )       {
-    (this.#listeners[event]                            ).push(fn)
+    this.#listenersOf(event).push(fn)
     return this
   }
 
   off                                 (event   , fn                   )       {
-    const list = this.#listeners[event]
+    const list = this.#listenersOf(event)
     const i = list.indexOf(fn)
     if (i !== -1) list.splice(i, 1)
     return this
+  }
+
+  /** An event's listeners; an event the client never emits (a typo, `error`) is a TypeError naming the ones it does. */
+  #listenersOf                                 (event   )                           {
+    const list = Object.prototype.hasOwnProperty.call(this.#listeners, event) ? this.#listeners[event]                             : undefined
+    if (list === undefined) throw new TypeError(`parkline: no event "${String(event)}" (events: ${Object.keys(this.#listeners).join(', ')})`)
+    return list
   }
 
   #emit                                 (event   , ...args                               )       {

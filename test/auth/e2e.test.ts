@@ -445,6 +445,34 @@ test('`parkline token` mints a token the server with the same secret accepts, fo
   other.socket.destroy()
 })
 
+test('`parkline token --help` prints its usage; without --sub, or granting nothing, it refuses (exit 2) and says why', async (t) => {
+  const env = { ...process.env, PARKLINE_JWT_SECRET: SECRET }
+  const run = async (args: string[]): Promise<{ code: number, out: string, err: string }> => {
+    const proc = spawn(process.execPath, ['bin/parkline.ts', 'token', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    proc.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    proc.stderr.on('data', (d: Buffer) => { err += d.toString() })
+    const [code] = await once(proc, 'exit') as [number]
+    return { code, out, err }
+  }
+  for (const help of [['--help'], ['help'], ['--sub', 'u', '--help']]) {
+    const h = await run(help)
+    t.is(h.code, 0, help.join(' '))
+    t.regex(h.out, /^usage: parkline token --sub ID/, help.join(' '))
+  }
+  const noSub = await run(['--subscribe', 'a'])
+  t.is(noSub.code, 2)
+  t.regex(noSub.err, /--sub is required/)
+  t.is(noSub.out, '')
+  const nothing = await run(['--sub', 'u1'])
+  t.is(nothing.code, 2)
+  t.regex(nothing.err, /would grant nothing/)
+  const admin = await run(['--sub', 'ops', '--admin'])
+  t.is(admin.code, 0)
+  t.regex(admin.out.trim(), /^[\w-]+\.[\w-]+\.[\w-]+$/)
+})
+
 // ---- found in review: each of these let a request through before its fix --------------------
 
 async function authorizeApp (t: ExecutionContext, decide: (req: http.IncomingMessage) => number): Promise<string> {

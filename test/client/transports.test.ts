@@ -473,3 +473,12 @@ test('longpoll, multiplexed, longpollMultipart: a part that comes without an id 
   // the first part carries no id: which channel sent it is not known; the last is y's (its id says so)
   t.deepEqual(rec.messages.map((m) => m.meta.channel), [undefined, 'my'])
 })
+
+test('on/off with an event the client never emits (a typo, `error`) throws a TypeError naming the events it has; nothing is started', (t) => {
+  const p = new Parkline('http://127.0.0.1:9/sub/x')
+  const err = t.throws(() => p.on('error' as 'message', () => {}), { instanceOf: TypeError })
+  t.regex(err!.message, /no event "error" \(events: message, gap, connect, disconnect, transport, retry, auth\)/)
+  t.throws(() => p.off('toString' as 'message', () => {}), { instanceOf: TypeError })
+  t.notThrows(() => p.on('message', () => {}).off('message', () => {}))
+  t.false(p.running)
+})
