@@ -58,3 +58,19 @@ test.serial('the message-memory benchmark runs small and reports a positive cost
   // a 512-byte body is held in off-heap bytes of at least its own size
   t.true(cells[7]! >= 512, `ArrayBuffer bytes per message ${cells[7]}`)
 })
+
+test.serial('the WebSocket publishing benchmark runs small against Parkline and Nchan and reports publishes on both ways', async (t) => {
+  t.timeout(60000)
+  const { code, stderr, doc } = await runBench(t, 'benchmarks/websocket-publish.ts', { DURATION: '1', ROUNDS: '1', CONNECTIONS: '2', WINDOW: '4' }, 55000)
+  t.is(code, 0, stderr)
+  t.regex(doc, /- command: `SERVERS=parkline,nchan CONNECTIONS=2 WINDOW=4 SIZE=512 DURATION=1 ROUNDS=1 node benchmarks\/websocket-publish\.ts`/)
+  for (const server of ['parkline', 'nchan']) {
+    for (const way of ['websocket', 'http']) {
+      const row = doc.split('\n').find((l) => l.startsWith(`| ${server} | ${way} |`))
+      t.truthy(row, `${server} ${way}: ${doc}`)
+      const [perSecond, cpu] = row!.split('|').slice(3, -1).map((c) => Number(c.trim()))
+      t.true(perSecond! > 0 && cpu! > 0, row)
+    }
+  }
+  t.regex(doc, /\| websocket \| \d+\.\d\d× \|/)
+})
