@@ -6,7 +6,7 @@ export type InfoFormat = 'plain' | 'json' | 'yaml' | 'xml'
 
 export interface ChannelInfo { messages: number, requested: number, subscribers: number, lastMessageId: string }
 
-/** First Accept entry naming text/… or application/… with a known subtype wins; else plain. */
+/** First Accept entry naming text/… or application/… followed by a known subtype wins (by how it starts, as Nchan); else plain. */
 export function infoFormat (accept: string | undefined): InfoFormat {
   if (accept === undefined) return 'plain'
   for (const entry of accept.split(',')) {
@@ -17,17 +17,16 @@ export function infoFormat (accept: string | undefined): InfoFormat {
       skip = 12
     }
     if (i === -1) continue
-    let sub = entry.slice(i + skip)
-    const semi = sub.indexOf(';')
-    if (semi !== -1) sub = sub.slice(0, semi)
-    sub = sub.trim()
-    if (sub === 'plain') return 'plain'
-    if (sub === 'json' || sub === 'x-json') return 'json'
-    if (sub === 'yaml' || sub === 'x-yaml') return 'yaml'
-    if (sub === 'xml') return 'xml'
+    // what follows the slash starts with the subtype, as Nchan compares it (nchan_output_info.c):
+    // `application/jsonp` and `text/json; charset=utf-8` are JSON, `application/ json` is not
+    const sub = entry.slice(i + skip)
+    for (const [name, format] of SUBTYPES) if (sub.startsWith(name)) return format
   }
   return 'plain'
 }
+
+/** In Nchan's order. */
+const SUBTYPES: ReadonlyArray<readonly [string, InfoFormat]> = [['plain', 'plain'], ['json', 'json'], ['x-json', 'json'], ['yaml', 'yaml'], ['x-yaml', 'yaml'], ['xml', 'xml']]
 
 export function channelInfo (ch: Channel, nowMs: number): ChannelInfo {
   return {

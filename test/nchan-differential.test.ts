@@ -123,3 +123,22 @@ test.serial('a WebSocket publisher: each message published and answered with cha
     after: 3
   })
 })
+
+test.serial('the channel info format is chosen from Accept as Nchan chooses it: by how the subtype starts, letter case counting', async (t) => {
+  const accepts = ['text/json', 'application/json', 'application/json; charset=utf-8', 'application/jsonp', 'text/jsonx', 'text/x-json', 'application/ json',
+    'APPLICATION/JSON', 'text/xmlx', 'text/yaml', 'application/x-yaml', 'text/html, application/json;q=0.9', 'image/png, text/xml', 'application/vnd.api+json',
+    'text/plain, text/json', '*/*', 'text/', 'application/ld+json']
+  const got: Record<string, string[]> = {}
+  for (const [name, base] of servers()) {
+    const channel = `accept-${process.pid}`
+    await pub(base, channel, 'x')
+    const types: string[] = []
+    for (const accept of accepts) {
+      const res = await fetch(`${base}/pub/${channel}`, { headers: { Accept: accept } })
+      await res.arrayBuffer()
+      types.push(`${accept} → ${res.headers.get('content-type')}`)
+    }
+    got[name] = types
+  }
+  t.deepEqual(got.parkline, got.nchan)
+})
