@@ -140,8 +140,11 @@ export function publisherRequest (core: Core, access: Access, request: PublishRe
   if (key.length === 0) return sendError(closeIfBodyUnread(reply, request), ERRORS.NO_CHANNEL_ID, origin)
   if (key.length > core.opts.maxChannelIdLength) return sendError(closeIfBodyUnread(reply, request), ERRORS.CHANNEL_ID_TOO_LONG, origin)
   // access control (the secure default included) before the body is read or anything changes;
-  // a refused body stays unread, so the connection closes with the answer
-  const pending = access.publisher(request, key)
+  // a refused body stays unread, so the connection closes with the answer. A WebSocket handshake
+  // that would publish is asked about as a POST (an authorize request sees that method), not as
+  // the GET of channel info it is on the wire
+  const ws = method === 'GET' && core.opts.websocketPublish && wantsWebSocket(request.headers)
+  const pending = access.publisher(ws ? { headers: request.headers, method: 'POST', originalUrl: request.originalUrl, socket: request.socket, raw: request.raw } : request, key)
   if (pending instanceof Promise) return pending.then((grant) => granted(core, access, request, reply, key, origin, grant))
   return granted(core, access, request, reply, key, origin, pending)
 }

@@ -2,6 +2,9 @@
 // Nchan does is compared in test/nchan-differential.test.ts; here what Parkline adds around it:
 // order, fragments, size, access control checked at the handshake and again at each message,
 // the option, shutdown, and worker processes.
+import http from 'node:http'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
 import test from 'ava'
 import { SseClient, info, startServer } from './helpers/server.ts'
 import { serve } from './helpers/node.ts'
@@ -141,4 +144,92 @@ test('with worker processes: messages from a WebSocket publisher on any worker r
   }
   for (const s of subs) t.deepEqual((await s.waitEvents(20)).map((e) => e.data), Array.from({ length: 20 }, (_, i) => `w${i}`))
   t.true(pubs[1]!.messages.at(-1)!.payload.toString().includes('active subscribers: 4'))
+})
+
+test('authorizeUrl with authorizePublish: the handshake is asked about as a POST (X-Original-Method), so an app that lets a client read channel info but not publish refuses it', async (t) => {
+  const methods: string[] = []
+  const app = http.createServer((req, res) => {
+    const m = String(req.headers['x-original-method'])
+    methods.push(m)
+    res.writeHead(m === 'GET' ? 200 : 403).end()
+  })
+  app.listen(0, '127.0.0.1')
+  await once(app, 'listening')
+  t.teardown(() => { app.closeAllConnections(); app.close() })
+  const srv = await startServer(t, { authorizeUrl: `http://127.0.0.1:${(app.address() as AddressInfo).port}/auth`, authorizePublish: true, authorizeCacheTtl: 0 })
+  const ws = await RawWs.connect(srv.port, '/pub/reader')
+  t.is(ws.status, 403)
+  t.deepEqual(methods, ['POST'])
+  // channel info (a GET) is still the app's to allow
+  t.is((await fetch(`${srv.base}/pub/reader`)).status, 404)
+  t.deepEqual(methods, ['POST', 'GET'])
+})
+
+test('messages sent just before a close frame, or before the client ends its side, are published and answered first', async (t) => {
+  const srv = await startServer(t)
+  const ws = await RawWs.connect(srv.port, '/pub/last')
+  t.teardown(() => ws.close())
+  // three messages and the close, in one write
+  const frames: Buffer[] = []
+  const grab = ws.socket.write.bind(ws.socket)
+  ws.socket.write = ((b: Buffer) => { frames.push(Buffer.from(b)); return true }) as typeof ws.socket.write
+  for (const m of ['a', 'b', 'c']) ws.send(OP_TEXT, m)
+  ws.send(0x8, Buffer.from([0x03, 0xe8]))
+  ws.socket.write = grab
+  ws.socket.write(Buffer.concat(frames))
+  await ws.waitClosed()
+  t.is(ws.messages.length, 3)
+  t.is(ws.closeFrame?.code, 1000)
+  t.is((await info(srv.base, 'last')).json!.messages, 3)
+  // the client's FIN after three messages: all three published
+  const fin = await RawWs.connect(srv.port, '/pub/fin')
+  t.teardown(() => fin.close())
+  for (const m of ['x', 'y', 'z']) fin.send(OP_TEXT, m)
+  fin.socket.end()
+  await fin.waitClosed()
+  t.is((await info(srv.base, 'fin')).json!.messages, 3)
+})
+
+test('the HTTP publisher\'s limits: a message that does not arrive within bodyTimeout closes 1008 `408 Request Timeout`; no more publisher connections than maxPublishing; a 1 MiB message sent in 1 KiB pieces is published whole; the Content-Type kept as sent', async (t) => {
+  const srv = await startServer(t, { bodyTimeout: 1, maxPublishing: 2 })
+  const slow = await RawWs.connect(srv.port, '/pub/slow')
+  t.teardown(() => slow.close())
+  // a frame header that promises 100 bytes, and 10 of them
+  slow.socket.write(Buffer.concat([Buffer.from([0x81, 0x80 | 100, 1, 2, 3, 4]), Buffer.alloc(10)]))
+  await slow.waitClosed(5000)
+  t.deepEqual(slow.closeFrame, { code: 1008, reason: '408 Request Timeout' })
+  const a = await RawWs.connect(srv.port, '/pub/cap', { 'Content-Type': 'foo' })
+  t.teardown(() => a.close())
+  const b = await RawWs.connect(srv.port, '/pub/cap')
+  t.teardown(() => b.close())
+  const c = await RawWs.connect(srv.port, '/pub/cap')
+  t.deepEqual([a.status, b.status, c.status], [101, 101, 503])
+  // one MiB in 1 KiB writes
+  const big = Buffer.alloc(1024 * 1024, 'q')
+  const frames: Buffer[] = []
+  const grab = a.socket.write.bind(a.socket)
+  a.socket.write = ((x: Buffer) => { frames.push(Buffer.from(x)); return true }) as typeof a.socket.write
+  a.send(OP_TEXT, big)
+  a.socket.write = grab
+  const whole = Buffer.concat(frames)
+  for (let off = 0; off < whole.length; off += 1024) a.socket.write(whole.subarray(off, off + 1024))
+  await a.waitMessages(1, 10000)
+  const poll = await fetch(`${srv.base}/sub/cap`)
+  t.is(poll.headers.get('content-type'), 'foo')
+  t.is((await poll.arrayBuffer()).byteLength, big.length)
+})
+
+test('a JWT admitted inside jwtLeeway publishes for its leeway; a peer that answers no ping within a keepalive interval is dropped', async (t) => {
+  const srv = await startServer(t, { ...AUTH_SERVER, jwtLeeway: 30, keepalive: 1 })
+  const now = Math.floor(Date.now() / 1000)
+  const token = await new SignJWT({ sub: 'late', jti: 'jti-late', iat: now - 60, exp: now - 5, parkline: { publish: ['lee'] } })
+    .setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET))
+  const ws = await RawWs.connect(srv.port, '/pub/lee', { Authorization: `Bearer ${token}` })
+  t.teardown(() => ws.close())
+  t.is(ws.status, 101)
+  ws.send(OP_TEXT, 'inside the leeway')
+  t.regex((await ws.waitMessages(1))[0]!.payload.toString(), /queued messages: 1/)
+  // pings come each second; this client answers none: gone within a few
+  await ws.waitClosed(6000)
+  t.true(ws.frames.some((f) => f.opcode === OP_PING))
 })

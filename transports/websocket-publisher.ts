@@ -8,7 +8,11 @@
 // waits for the one before it to be answered); what waits is bounded, and reading pauses past it.
 // A publisher upstream (publishUpstreamUrl) is asked about each message, as about a POST's body.
 // The credential is checked again at each message: an expired or revoked token closes the
-// connection (1008) before anything more is published.
+// connection (1008) before anything more is published. The HTTP publisher's limits hold: a
+// message that takes longer than bodyTimeout, or arrives slower than bodyMinRate, closes it
+// (1008 `408 Request Timeout`); messages being published count in maxPublishing, and at most that
+// many such connections are open per process; a peer that does not answer a ping within a
+// keepalive interval is dropped. One shared timer does this for every publisher connection.
 import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { isUtf8 } from 'node:buffer'
@@ -20,7 +24,7 @@ import { corsLines, randomBetween } from '../lib/http.ts'
 import { endAndLinger } from '../lib/linger.ts'
 import { detachSocket } from './detach.ts'
 import { handshakeError, pickProtocol, PROTO_NONE, PROTO_PARKLINE, rejectUpgrade } from './websocket.ts'
-import { kUpgradeHead } from '../lib/symbols.ts'
+import { kRawContentType, kUpgradeHead } from '../lib/symbols.ts'
 import {
   CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_INVALID_PAYLOAD, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG,
   CLOSE_TRY_AGAIN_LATER, FrameHeader, NEED_MORE, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
@@ -29,13 +33,16 @@ import {
 
 const HEAD = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n'
 const BINARY_TYPE = 'application/octet-stream'
-/** Messages read and waiting to be published, per connection, at most; reading pauses past it. */
+/** Messages read and waiting to be published, per connection, at most; reading pauses there. */
 const QUEUE_CAP = 16
+/** A message's bodyMinRate is held to only after this long, as a POST's (lib/publisher.ts). */
+const MIN_RATE_GRACE_MS = 5000
 const EMPTY = Buffer.alloc(0)
+const PING = frame(OP_PING, EMPTY)
 
 const header = new FrameHeader()
 
-/** The publisher WebSocket connections of each core: closed at shutdown (lib/plugin.ts). */
+/** The publisher WebSocket connections of each core: the shared timer's, and closed at shutdown. */
 const open = new WeakMap<Core, Set<WsPublisher>>()
 
 /** A handshake on the publisher location, admitted: answered 101 (or refused), then publishes. */
@@ -46,9 +53,10 @@ export function servePublisherSocket (core: Core, access: Access, request: Publi
     rejectUpgrade(socket, err, origin)
     return
   }
-  if (core.refusing) {
-    core.countRefusal()
-    rejectUpgrade(socket, ERRORS.OVER_CAPACITY, origin, 'Retry-After: ' + randomBetween(1, 10) + '\r\n')
+  let set = open.get(core)
+  // shutting down, or as many publisher connections as maxPublishing: 503, as a POST over it
+  if (core.draining || (set !== undefined && set.size >= core.opts.maxPublishing)) {
+    rejectUpgrade(socket, ERRORS.OVER_CAPACITY, origin, 'Retry-After: ' + randomBetween(1, 5) + '\r\n')
     return
   }
   const headers = req.headers
@@ -57,10 +65,12 @@ export function servePublisherSocket (core: Core, access: Access, request: Publi
   const proto = pickProtocol(headers['sec-websocket-protocol'])
   if (proto !== PROTO_NONE) head += 'Sec-WebSocket-Protocol: ' + (proto === PROTO_PARKLINE ? 'ws+meta.parkline' : 'ws+meta.nchan') + '\r\n'
   socket.write(head + corsLines(origin) + '\r\n', 'latin1')
-  const pub = new WsPublisher(core, access, request, socket, key, headers, grant)
-  let set = open.get(core)
+  // the Content-Type as sent, even one that is no media type (lib/plugin.ts keeps it aside for Fastify)
+  const ct = (req as IncomingMessage & { [kRawContentType]?: string })[kRawContentType] ?? headers['content-type']
+  const pub = new WsPublisher(core, access, request, socket, key, typeof ct === 'string' && ct.length > 0 ? ct : null, infoFormat(headers.accept), grant)
   if (set === undefined) open.set(core, set = new Set())
   set.add(pub)
+  startTimer(core, set)
   // frames that came with the handshake (lib/plugin.ts keeps them with the request)
   const early = (req as IncomingMessage & { [kUpgradeHead]?: Buffer })[kUpgradeHead]
   if (early !== undefined && early.length > 0) pub.read(early)
@@ -71,6 +81,24 @@ export function closePublisherSockets (core: Core): void {
   const set = open.get(core)
   if (set === undefined) return
   for (const pub of [...set]) pub.close(closeFrame(CLOSE_GOING_AWAY, '503 Service Unavailable'))
+}
+
+const timers = new WeakMap<Core, NodeJS.Timeout>()
+
+/** One timer per core while it has publisher connections: their time limits and pings, once a second. */
+function startTimer (core: Core, set: Set<WsPublisher>): void {
+  if (timers.has(core)) return
+  const timer = setInterval(() => {
+    if (set.size === 0) {
+      clearInterval(timer)
+      timers.delete(core)
+      return
+    }
+    const now = Date.now()
+    for (const pub of set) pub.tick(now)
+  }, 1000)
+  timer.unref()
+  timers.set(core, timer)
 }
 
 /** A publish that failed: the store away or over capacity, try again later (1013); anything else 1011. */
@@ -84,15 +112,21 @@ function failureClose (err: unknown): Buffer {
 class WsPublisher {
   readonly #core: Core
   readonly #access: Access
-  /** The handshake, for the publisher upstream request (its headers are forwarded as a POST's). */
+  /** The handshake as a POST, for the publisher upstream request (its headers are forwarded as a POST's). */
   readonly #request: PublishRequestLike
   readonly #socket: Socket
   readonly #key: string
   readonly #contentType: string | null
   readonly #format: InfoFormat
   readonly #grant: Grant | null
-  /** Bytes of a frame not whole yet. */
-  #partial: Buffer | null = null
+  /** Bytes read and not parsed yet, as they came (joined once a frame is whole: no copy per read). */
+  #chunks: Buffer[] = []
+  #have = 0
+  /** Bytes the frame being read needs in all (0: its header is not read yet). */
+  #need = 0
+  /** When the message being read began (its first bytes), and how many of its bytes came; 0: none. */
+  #started = 0
+  #got = 0
   /** A fragmented message being put together: its opcode and fragments so far. */
   #fragOpcode = -1
   #fragments: Buffer[] = []
@@ -100,9 +134,17 @@ class WsPublisher {
   /** Messages read, waiting to be published in order: [opcode, payload]. */
   readonly #queue: Array<[number, Buffer]> = []
   #busy = false
+  /** The client's close frame (its code's echo) or FIN (null) came: what it sent is published, then ours. */
+  #ending: Buffer | null | undefined = undefined
+  /** Our close frame went (or the connection is gone): nothing more is read or published. */
   #closed = false
+  /** The connection is gone: what was read is still published, nothing is answered. */
+  #gone = false
+  /** A ping went unanswered (the shared timer's). */
+  #pinged = false
+  #lastPing = Date.now()
 
-  constructor (core: Core, access: Access, request: PublishRequestLike, socket: Socket, key: string, headers: IncomingHttpHeaders, grant: Grant | null) {
+  constructor (core: Core, access: Access, request: PublishRequestLike, socket: Socket, key: string, contentType: string | null, format: InfoFormat, grant: Grant | null) {
     this.#core = core
     this.#access = access
     // asked as a POST of each message would be, without the handshake's own fields
@@ -111,30 +153,37 @@ class WsPublisher {
     this.#request = { headers: forwarded, method: 'POST', originalUrl: request.originalUrl, socket: request.socket, raw: request.raw }
     this.#socket = socket
     this.#key = key
-    const ct = headers['content-type']
-    this.#contentType = typeof ct === 'string' && ct.length > 0 ? ct : null
-    this.#format = infoFormat(headers.accept)
+    this.#contentType = contentType
+    this.#format = format
     this.#grant = grant
     socket.on('data', (chunk: Buffer) => { this.read(chunk) })
-    socket.on('end', () => { socket.end() })
+    socket.on('end', () => { this.#clientEnded(null) })
     socket.on('error', () => {})
-    socket.on('close', () => { this.#gone() })
+    socket.on('close', () => { this.#onClose() })
     socket.on('drain', () => { this.#maybeResume() })
     socket.setNoDelay(true)
   }
 
   read (chunk: Buffer): void {
-    if (this.#closed) return
-    let buf = chunk
-    if (this.#partial !== null) {
-      buf = Buffer.concat([this.#partial, chunk])
-      this.#partial = null
+    if (this.#closed || this.#ending !== undefined) return
+    if (chunk.length > 0) {
+      this.#chunks.push(chunk)
+      this.#have += chunk.length
+      if (this.#started !== 0) this.#got += chunk.length
     }
+    // a frame known to be incomplete waits for the rest without a copy
+    if (this.#have < this.#need || this.#have === 0 || this.#queue.length >= QUEUE_CAP) return
+    const buf = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#have)
+    this.#chunks = []
+    this.#have = 0
+    this.#need = 0
     const h = header
     const max = this.#core.opts.maxMessageSize
     let off = 0
     let ping: Buffer | null = null
-    while (off < buf.length && !this.#closed) {
+    while (off < buf.length && !this.#closed && this.#ending === undefined) {
+      // 16 waiting: the rest stays unparsed until one is published (#maybeResume)
+      if (this.#queue.length >= QUEUE_CAP) break
       const n = readHeader(buf, off, h)
       if (n === NEED_MORE) break
       if (n < 0) return this.close(closeFrame(-n))
@@ -145,14 +194,19 @@ class WsPublisher {
       }
       // past maxMessageSize (the fragments so far included): refused from the header alone
       if (op < OP_CLOSE && this.#fragBytes + h.length > max) return this.close(closeFrame(CLOSE_TOO_BIG, 'Message too big'))
-      if (off + n + h.length > buf.length) break
+      if (off + n + h.length > buf.length) {
+        this.#need = n + h.length
+        break
+      }
       const payload = unmaskPayload(buf, h)
       off += n + h.length
       if (op === OP_PING) ping = payload
-      else if (op === OP_PONG) continue
+      else if (op === OP_PONG) this.#pinged = false
       else if (op === OP_CLOSE) {
         const code = closeCode(payload)
-        return this.close(code < 0 ? closeFrame(-code) : code === 1005 ? frame(OP_CLOSE, EMPTY) : closeFrame(code))
+        // a malformed close is answered at once; a good one once what came before it is published
+        if (code < 0) return this.close(closeFrame(-code))
+        this.#clientEnded(code === 1005 ? frame(OP_CLOSE, EMPTY) : closeFrame(code))
       } else if (!h.fin) {
         if (op !== OP_CONTINUATION) this.#fragOpcode = op
         this.#fragments.push(payload)
@@ -167,7 +221,21 @@ class WsPublisher {
         if (!this.#message(opcode, whole)) return
       } else if (!this.#message(op, payload)) return
     }
-    if (off < buf.length) this.#partial = Buffer.from(buf.subarray(off))
+    if (off < buf.length && !this.#closed && this.#ending === undefined) {
+      // (a view of this read's bytes: no more than one read is kept)
+      this.#chunks.push(buf.subarray(off))
+      this.#have = buf.length - off
+    }
+    // a message under way (part of a frame, or fragments): its time limits run from its first bytes;
+    // not while this side is the one that waits (16 queued, or its answers unread)
+    if ((this.#have > 0 || this.#fragOpcode !== -1) && this.#queue.length < QUEUE_CAP && !this.#socket.isPaused()) {
+      if (this.#started === 0) {
+        this.#started = Date.now()
+        this.#got = this.#have + this.#fragBytes
+      }
+    } else {
+      this.#started = 0
+    }
     if (ping !== null && this.#socket.writableLength <= this.#core.opts.queueCap) this.#socket.write(frame(OP_PONG, ping))
   }
 
@@ -184,31 +252,61 @@ class WsPublisher {
     return true
   }
 
+  /** The client's close frame (`echo`) or FIN (null): no more is read; what it sent is published first. */
+  #clientEnded (echo: Buffer | null): void {
+    if (this.#closed || this.#ending !== undefined) return
+    this.#ending = echo
+    this.#chunks = []
+    this.#have = 0
+    this.#fragments = []
+    this.#fragOpcode = -1
+    this.#started = 0
+    this.#socket.resume()
+    if (!this.#busy && this.#queue.length === 0) this.#finish()
+  }
+
+  /** Everything the client sent before it ended is published: our close (or end) follows. */
+  #finish (): void {
+    const echo = this.#ending
+    this.#closed = true
+    if (echo === null || echo === undefined) {
+      if (!this.#socket.destroyed) this.#socket.end()
+    } else {
+      endAndLinger(this.#core, this.#socket, echo)
+    }
+  }
+
   /** Publish the next queued message, then answer it; one at a time. */
   #next (): void {
+    if (this.#closed) return
     const item = this.#queue.shift()
-    if (item === undefined || this.#closed) return
+    if (item === undefined) {
+      this.#busy = false
+      if (this.#ending !== undefined) this.#finish()
+      return
+    }
     this.#busy = true
     // the credential still holds (no timer per connection: checked as each message comes)
     const g = this.#grant
     if (g !== null) {
       const now = Math.floor(Date.now() / 1000)
-      if (g.exp > 0 && now >= g.exp) return this.close(closeFrame(CLOSE_POLICY, 'token expired'))
+      if (g.exp > 0 && now >= g.exp + this.#core.opts.jwtLeeway) return this.close(closeFrame(CLOSE_POLICY, 'token expired'))
       if (this.#core.revocations?.isRevoked(g, now) === true) return this.close(closeFrame(CLOSE_POLICY, 'revoked'))
     }
+    // as many publishes in flight in this process as maxPublishing: try again later, as a POST's 503
+    if (this.#core.publishing >= this.#core.opts.maxPublishing) return this.close(closeFrame(CLOSE_TRY_AGAIN_LATER, '503 Service Unavailable'))
     const [opcode, payload] = item
     this.#core.publishing++
     this.#publish(opcode === OP_BINARY ? BINARY_TYPE : this.#contentType, payload).then((answer) => {
       this.#core.publishing--
-      this.#busy = false
       if (this.#closed) return
-      // a client that does not read its answers stops being read (its answers are bounded by queueCap)
-      if (answer !== null && !this.#socket.write(answer) && this.#socket.writableLength > this.#core.opts.queueCap) this.#socket.pause()
+      // a client that does not read its answers stops being read (what it leaves unread is bounded by queueCap)
+      if (answer !== null && !this.#gone) this.#socket.write(answer)
+      if (this.#socket.writableLength > this.#core.opts.queueCap) this.#socket.pause()
       else this.#maybeResume()
       this.#next()
     }, (err: unknown) => {
       this.#core.publishing--
-      this.#busy = false
       this.close(failureClose(err))
     })
   }
@@ -238,24 +336,57 @@ class WsPublisher {
   }
 
   #maybeResume (): void {
-    if (this.#closed || !this.#socket.isPaused()) return
-    if (this.#queue.length < QUEUE_CAP && this.#socket.writableLength <= this.#core.opts.queueCap) this.#socket.resume()
+    if (this.#closed || this.#gone) return
+    if (this.#queue.length >= QUEUE_CAP || this.#socket.writableLength > this.#core.opts.queueCap) return
+    // what was read past the 16 waiting is parsed now
+    if (this.#have > 0 && this.#ending === undefined) this.read(EMPTY)
+    if (this.#queue.length < QUEUE_CAP && this.#socket.isPaused()) this.#socket.resume()
   }
 
-  /** A close frame, and our side ends (lib/linger.ts destroys a peer that never closes its own). */
+  /**
+   * The shared timer, once a second: a message under way past bodyTimeout, or under bodyMinRate
+   * after its first 5 s, closes the connection (408, as a POST's body); every keepalive interval a
+   * ping, and a peer that has not answered the last one by the next is dropped.
+   */
+  tick (now: number): void {
+    if (this.#closed || this.#gone) return
+    const o = this.#core.opts
+    if (this.#started !== 0) {
+      const elapsed = now - this.#started
+      if (elapsed >= o.bodyTimeout * 1000 || (o.bodyMinRate > 0 && elapsed >= MIN_RATE_GRACE_MS && this.#got * 1000 < o.bodyMinRate * elapsed)) {
+        this.close(closeFrame(CLOSE_POLICY, '408 Request Timeout'))
+        return
+      }
+    }
+    if (o.keepalive > 0 && now - this.#lastPing >= o.keepalive * 1000) {
+      if (this.#pinged) {
+        this.#socket.destroy()
+        return
+      }
+      this.#lastPing = now
+      this.#pinged = true
+      if (this.#socket.writableLength <= o.queueCap) this.#socket.write(PING)
+    }
+  }
+
+  /** A close frame, and our side ends (lib/linger.ts destroys a peer that never closes its own); nothing waiting is published. */
   close (last: Buffer): void {
     if (this.#closed) return
     this.#closed = true
     this.#queue.length = 0
-    this.#partial = null
+    this.#chunks = []
+    this.#have = 0
     this.#fragments = []
     this.#socket.resume()
+    if (this.#gone) return
     endAndLinger(this.#core, this.#socket, last)
   }
 
-  #gone (): void {
-    this.#closed = true
-    this.#queue.length = 0
+  /** The connection is gone: what the client sent and was read is still published (unanswered). */
+  #onClose (): void {
+    this.#gone = true
     open.get(this.#core)?.delete(this)
+    if (this.#ending === undefined) this.#ending = null
+    if (!this.#busy && !this.#closed) this.#next()
   }
 }
