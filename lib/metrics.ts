@@ -9,6 +9,7 @@ import { heapTrims } from './heap-trim.ts'
 import { REFUSAL_REASONS } from './stats.ts'
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import type { Core } from './core.ts'
+import { publisherSocketStats } from '../transports/websocket-publisher.ts'
 
 /** Publish-to-write latency buckets, in seconds, from 100 µs. */
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
@@ -105,6 +106,8 @@ export class Metrics {
       for (let i = 0; i < names.length; i++) set({ transport: names[i]! }, core.table.counts[i]!)
     })
     gaugeFrom(r, 'parkline_raw_publisher_connections', 'Publisher, long-poll and stream connections the standalone server reads itself, past Node\'s HTTP parser (a stream\'s until its stream starts).', [], (set) => { set({}, s.rawConnections) })
+    gaugeFrom(r, 'parkline_websocket_publishers', 'WebSocket publisher connections open (on the publisher location, option websocketPublish).', [], (set) => { set({}, publisherSocketStats(core).open) })
+    counterFrom(r, 'parkline_websocket_published_total', 'Messages published by WebSocket publisher connections (also in parkline_messages_published_total).', [], (set) => { set({}, publisherSocketStats(core).published) })
     counterFrom(r, 'parkline_heap_trims_total', 'Memory-reducing garbage collections the standalone server ran when idle after being busy (lib/heap-trim.ts).', [], (set) => { set({}, heapTrims.count) })
     counterFrom(r, 'parkline_heap_trim_seconds_total', 'Seconds those collections paused the process.', [], (set) => { set({}, heapTrims.seconds) })
     counterFrom(r, 'parkline_replica_loads_total', 'With in-memory workers: channel buffers a worker loaded from their owner for a first subscriber there (a replica kept after its last one left is not loaded again).', [], (set) => {

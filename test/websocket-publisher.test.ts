@@ -6,7 +6,7 @@ import http from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import test from 'ava'
-import { SseClient, info, startServer } from './helpers/server.ts'
+import { SseClient, eventually, info, startServer } from './helpers/server.ts'
 import { serve } from './helpers/node.ts'
 import { RawWs } from './helpers/websocket.ts'
 import { API_KEY, AUTH_SERVER, SECRET, revoke } from './helpers/auth.ts'
@@ -232,4 +232,18 @@ test('a JWT admitted inside jwtLeeway publishes for its leeway; a peer that answ
   // pings come each second; this client answers none: gone within a few
   await ws.waitClosed(6000)
   t.true(ws.frames.some((f) => f.opcode === OP_PING))
+})
+
+test('/metrics: parkline_websocket_publishers counts the connections open, parkline_websocket_published_total their messages', async (t) => {
+  const srv = await startServer(t)
+  const metric = async (name: string): Promise<number> => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await (await fetch(`${srv.base}/metrics`)).text())?.[1])
+  t.is(await metric('parkline_websocket_publishers'), 0)
+  const ws = await RawWs.connect(srv.port, '/pub/met')
+  for (const m of ['1', '2', '3']) ws.send(OP_TEXT, m)
+  await ws.waitMessages(3)
+  t.is(await metric('parkline_websocket_publishers'), 1)
+  t.is(await metric('parkline_websocket_published_total'), 3)
+  ws.close()
+  t.true(await eventually(async () => await metric('parkline_websocket_publishers') === 0))
+  t.is(await metric('parkline_websocket_published_total'), 3)
 })

@@ -44,6 +44,13 @@ const header = new FrameHeader()
 
 /** The publisher WebSocket connections of each core: the shared timer's, and closed at shutdown. */
 const open = new WeakMap<Core, Set<WsPublisher>>()
+/** Messages each core published for its publisher connections (parkline_websocket_published_total). */
+const published = new WeakMap<Core, number>()
+
+/** For /metrics: publisher WebSocket connections open now, and messages they published. */
+export function publisherSocketStats (core: Core): { open: number, published: number } {
+  return { open: open.get(core)?.size ?? 0, published: published.get(core) ?? 0 }
+}
 
 /** A handshake on the publisher location, admitted: answered 101 (or refused), then publishes. */
 export function servePublisherSocket (core: Core, access: Access, request: PublishRequestLike, req: IncomingMessage, res: ServerResponse, key: string, origin: string | null, grant: Grant | null): void {
@@ -332,6 +339,7 @@ class WsPublisher {
       throw new ParklineError(ERRORS.OVER_CAPACITY.code, ERRORS.OVER_CAPACITY.message, 503)
     }
     const result = await core.engine.publish(key, message, ct, null, null)
+    published.set(core, (published.get(core) ?? 0) + 1)
     return frame(OP_TEXT, Buffer.from(renderInfo(result.info, this.#format).body, 'latin1'))
   }
 
