@@ -12,7 +12,7 @@ import { sendError } from './reply.ts'
 import { RawPublishers } from './raw-publish.ts'
 import { fastPath, notFast, type FastPath } from './fast-path.ts'
 import { droppedBehindSubscriber, tunnelNotOurs } from './pipelined.ts'
-import { heldFromNode } from '../transports/detach.ts'
+import { heldFromNode, heldParserFailed } from '../transports/detach.ts'
 import { endUnread } from './linger.ts'
 import { whenQuiet } from './stats.ts'
 import type { Core } from './core.ts'
@@ -49,8 +49,13 @@ function wellFormedVersion (raw: unknown): boolean {
 /** Answer what Node's HTTP parser rejected (§10), then close. */
 export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix = '/sub/'): void {
   const s = socket as Socket & { _httpMessage?: { headersSent?: boolean } | null }
-  // bytes behind a stream's request that Node's parser read before letting go: the stream's, ignored
-  if (heldFromNode(socket)) return
+  // bytes behind a stream's or a parked poll's request that Node's parser read before letting go:
+  // not answered here; a poll's connection ends, or a fresh parser would read the rest of that
+  // request as requests of their own (transports/detach.ts)
+  if (heldFromNode(socket)) {
+    heldParserFailed(socket)
+    return
+  }
   if (err.code === 'ECONNRESET' || !socket.writable || (s._httpMessage?.headersSent ?? false)) {
     socket.destroy()
     return

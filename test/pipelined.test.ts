@@ -6,6 +6,7 @@
 // twice, chunked, multipart, a long-poll with a header twice), on the standalone server with its
 // fast path and without it (Fastify's routes, as embedded).
 import net from 'node:net'
+import http from 'node:http'
 import { once } from 'node:events'
 import test from 'ava'
 import { coreOf } from '../lib/plugin.ts'
@@ -195,3 +196,34 @@ for (const fast of [true, false]) {
     socket.destroy()
   })
 }
+
+test('a request Node\'s parser rejects, arriving behind a long-poll just as a waiting access check admits and parks it, ends that connection: nothing after the poll\'s answer is read as a request (no desync)', async (t) => {
+  // the authorize app holds each answer until the test sends the bad bytes right behind it, so
+  // they reach the server in the turn the poll is let go of by Node's parser (a race: tried 8 times)
+  let pending: http.ServerResponse | null = null
+  const app = http.createServer((_req, res) => { pending = res })
+  app.listen(0, '127.0.0.1')
+  await once(app, 'listening')
+  t.teardown(() => { app.closeAllConnections(); app.close() })
+  const s = await startStandalone(t, { authorizeUrl: `http://127.0.0.1:${(app.address() as net.AddressInfo).port}/auth`, authorizeCacheTtl: 0 }, true)
+  for (let i = 0; i < 8; i++) {
+    const victim = `victim-${i}`
+    t.is((await publish(s.base, victim, 'keep me')).status, 202)
+    const { socket, text, closed } = await connectReading(s.port, { allowHalfOpen: true })
+    pending = null
+    socket.write(`GET /sub/owner-${i} HTTP/1.1\r\nHost: a\r\nX-Twice: 1\r\nX-Twice: 2\r\n\r\n`)
+    t.true(await until(() => pending !== null), 'the authorize request came')
+    ;(pending as unknown as http.ServerResponse).end('ok')
+    // Content-Length with chunked: Node's parser refuses it
+    socket.write('POST /pub/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 42\r\n\r\n')
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    if (!closed()) {
+      await publish(s.base, `owner-${i}`, 'for the poll')
+      await until(() => closed() || text().includes('for the poll'))
+    }
+    if (!socket.destroyed) socket.write(`DELETE /pub/${victim} HTTP/1.1\r\nHost: a\r\n\r\n`)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    t.is((await info(s.base, victim)).status, 200, `try ${i}: deleted by bytes sent after the poll's answer: ${JSON.stringify(text())}`)
+    socket.destroy()
+  }
+})

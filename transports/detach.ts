@@ -68,6 +68,21 @@ function ignore (): void {}
 /** What holds a detached socket's `_httpMessage` until its parser is released (detachSocket). */
 const HELD = Object.freeze({ emit: (): boolean => false })
 
+/**
+ * Node's parser, still reading a detached socket (heldFromNode), met a parse error in the bytes
+ * behind the stream's or poll's request: a request that no parser will ever read whole, as for a
+ * head cut by the packet (releaseParser). llhttp's finish answers nothing for a parser in error,
+ * so it is told here: the connection is never read as HTTP again (reattachSocket), and whoever
+ * detached it is told (detachSocket's `onPartial`: a parked poll answers 400 and closes).
+ */
+export function heldParserFailed (socket: Socket): void {
+  const s = socket as HttpSocket
+  s[kPartial] = true
+  const onPartial = s[kOnPartial]
+  s[kOnPartial] = null
+  onPartial?.(socket)
+}
+
 /** Is `socket` a stream's that Node's parser may still be reading (detachSocket)? */
 export function heldFromNode (socket: Socket): boolean {
   return (socket as HttpSocket)._httpMessage === HELD
