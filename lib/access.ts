@@ -36,6 +36,14 @@ export interface PublishRequestLike extends Omit<RequestLike, 'raw'> {
 
 export type { Grant, Refusal }
 
+/**
+ * A WebSocket publisher's handshake as the POST each of its messages stands for (what access
+ * control, an authorize request and the publisher upstream are asked about), with `headers`.
+ */
+export function asPost (request: PublishRequestLike, headers = request.headers): PublishRequestLike {
+  return { headers, method: 'POST', originalUrl: request.originalUrl, socket: request.socket, raw: request.raw }
+}
+
 /** Refusals counted for /metrics, by status. */
 export type RefusalCounts = Record<string, number>
 

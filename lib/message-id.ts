@@ -185,11 +185,10 @@ function digitsAt (v: string, p: number, n: number): number {
 /**
  * Seconds since the epoch of an HTTP date (IMF-fixdate, RFC 850 or asctime form); NaN when
  * unparseable. Read as nginx reads `If-Modified-Since` for Nchan (ngx_parse_http_time): the
- * weekday is not checked, and what follows the time
- * (the year, in asctime form) is not looked at: `+0000`, `UTC` or no zone at all read as GMT. A
- * long-poll client that writes the date back in another form than it got it (PHP's `date('r')`,
- * Python's `formatdate()`) then walks the buffer as it does with Nchan, instead of starting over
- * at the oldest message every time.
+ * weekday is not checked, and what follows the time (the year, in asctime form) is not looked at:
+ * `+0000`, `UTC` or no zone at all read as GMT. A long-poll client that writes the date back in
+ * another form than it got it (PHP's `date('r')`, Python's `formatdate()`) then walks the buffer as
+ * it does with Nchan, instead of starting over at the oldest message every time.
  */
 export function parseHttpDate (value: string): number {
   const v = value.trim()

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { infoFormat, renderInfo, type ChannelInfo } from './channel-info.ts'
 import type { Socket } from 'node:net'
-import { isRefusal, sendRefusal, type Access, type Grant, type PublishRequestLike, type Refusal } from './access.ts'
+import { asPost, isRefusal, sendRefusal, type Access, type Grant, type PublishRequestLike, type Refusal } from './access.ts'
 import type { UpstreamPublishResult } from './auth.ts'
 import { droppedBehindSubscriber } from './pipelined.ts'
 import { kRawContentType } from './symbols.ts'
@@ -144,7 +144,7 @@ export function publisherRequest (core: Core, access: Access, request: PublishRe
   // that would publish is asked about as a POST (an authorize request sees that method), not as
   // the GET of channel info it is on the wire
   const ws = method === 'GET' && core.opts.websocketPublish && wantsWebSocket(request.headers)
-  const pending = access.publisher(ws ? { headers: request.headers, method: 'POST', originalUrl: request.originalUrl, socket: request.socket, raw: request.raw } : request, key)
+  const pending = access.publisher(ws ? asPost(request) : request, key)
   if (pending instanceof Promise) return pending.then((grant) => granted(core, access, request, reply, key, origin, grant))
   return granted(core, access, request, reply, key, origin, pending)
 }

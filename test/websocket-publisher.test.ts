@@ -187,6 +187,8 @@ test('messages sent just before a close frame, or before the client ends its sid
   for (const m of ['x', 'y', 'z']) fin.send(OP_TEXT, m)
   fin.socket.end()
   await fin.waitClosed()
+  // answered too: the server's side stays open until it has (half-open)
+  t.is(fin.messages.length, 3)
   t.is((await info(srv.base, 'fin')).json!.messages, 3)
 })
 

@@ -16,14 +16,14 @@
 import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { isUtf8 } from 'node:buffer'
-import type { Access, Grant, PublishRequestLike } from '../lib/access.ts'
+import { asPost, type Access, type Grant, type PublishRequestLike } from '../lib/access.ts'
 import { infoFormat, renderInfo, type InfoFormat } from '../lib/channel-info.ts'
 import type { Core } from '../lib/core.ts'
 import { ERRORS, ParklineError } from '../lib/errors.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
 import { endAndLinger } from '../lib/linger.ts'
 import { detachSocket } from './detach.ts'
-import { handshakeError, pickProtocol, PROTO_NONE, PROTO_PARKLINE, rejectUpgrade } from './websocket.ts'
+import { HEAD, handshakeError, pickProtocol, PROTO_NONE, PROTO_PARKLINE, rejectUpgrade } from './websocket.ts'
 import { kRawContentType, kUpgradeHead } from '../lib/symbols.ts'
 import {
   CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_INVALID_PAYLOAD, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG,
@@ -31,7 +31,6 @@ import {
   acceptKey, closeCode, closeFrame, frame, readHeader, unmaskPayload
 } from './websocket-frame.ts'
 
-const HEAD = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n'
 const BINARY_TYPE = 'application/octet-stream'
 /** Messages read and waiting to be published, per connection, at most; reading pauses there. */
 const QUEUE_CAP = 16
@@ -157,7 +156,7 @@ class WsPublisher {
     // asked as a POST of each message would be, without the handshake's own fields
     const forwarded: IncomingHttpHeaders = {}
     for (const [name, value] of Object.entries(request.headers)) if (!name.startsWith('sec-websocket-') && name !== 'upgrade') forwarded[name] = value
-    this.#request = { headers: forwarded, method: 'POST', originalUrl: request.originalUrl, socket: request.socket, raw: request.raw }
+    this.#request = asPost(request, forwarded)
     this.#socket = socket
     this.#key = key
     this.#contentType = contentType

@@ -28,7 +28,8 @@ import {
   closeCode, closeFrame, frame, framePrefixHead, framePrefixed, readHeader, unmaskPayload
 } from './websocket-frame.ts'
 
-const HEAD = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n'
+/** A `101` answer's first lines (the subscriber's and the publisher's). */
+export const HEAD = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n'
 /** A client data frame larger than this is answered 1009 rather than 1008 (its payload is never read). */
 export const MAX_PAYLOAD = 65536
 /** Bodies above this are written after their per-subscriber meta head instead of copied into it. */
