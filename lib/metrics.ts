@@ -107,6 +107,7 @@ export class Metrics {
     })
     gaugeFrom(r, 'parkline_raw_publisher_connections', 'Publisher, long-poll and stream connections the standalone server reads itself, past Node\'s HTTP parser (a stream\'s until its stream starts).', [], (set) => { set({}, s.rawConnections) })
     gaugeFrom(r, 'parkline_websocket_publishers', 'WebSocket publisher connections open (on the publisher location, option websocketPublish).', [], (set) => { set({}, publisherSocketStats(core).open) })
+    gaugeFrom(r, 'parkline_websocket_publish_waiting', 'Messages WebSocket publisher connections sent that wait their turn to be published (at most 16 a connection; past it the connection is not read).', [], (set) => { set({}, publisherSocketStats(core).waiting) })
     counterFrom(r, 'parkline_websocket_published_total', 'Messages published by WebSocket publisher connections (also in parkline_messages_published_total).', [], (set) => { set({}, publisherSocketStats(core).published) })
     counterFrom(r, 'parkline_heap_trims_total', 'Memory-reducing garbage collections the standalone server ran when idle after being busy (lib/heap-trim.ts).', [], (set) => { set({}, heapTrims.count) })
     counterFrom(r, 'parkline_heap_trim_seconds_total', 'Seconds those collections paused the process.', [], (set) => { set({}, heapTrims.seconds) })

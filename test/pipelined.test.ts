@@ -9,7 +9,8 @@ import net from 'node:net'
 import http from 'node:http'
 import { once } from 'node:events'
 import test from 'ava'
-import { coreOf } from '../lib/plugin.ts'
+import Fastify from 'fastify'
+import parkline, { coreOf } from '../lib/plugin.ts'
 import { connectReading, info, publish, rawExchange, startStandalone, until } from './helpers/server.ts'
 
 const FIRST: Record<string, string> = {
@@ -226,4 +227,29 @@ test('a request Node\'s parser rejects, arriving behind a long-poll just as a wa
     t.is((await info(s.base, victim)).status, 200, `try ${i}: deleted by bytes sent after the poll's answer: ${JSON.stringify(text())}`)
     socket.destroy()
   }
+})
+
+test('embedded: a poll answered in the very turn it parked, with half a next request read behind it, ends its connection after the answer: the rest is not read as a request (no desync)', async (t) => {
+  const app = Fastify({ logger: false })
+  await app.register(parkline, { logLevel: 'silent' })
+  // the host's own hook answers the poll from an immediate queued before the poll parks, so the
+  // answer is written before Node's parser is let go of (transports/detach.ts, reattachSocket)
+  app.addHook('onRequest', (req, _reply, done) => {
+    if (req.url === '/sub/owner') setImmediate(() => { void app.parkline.publish('owner', 'for the poll') })
+    done()
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const port = (app.server.address() as net.AddressInfo).port
+  const base = `http://127.0.0.1:${port}`
+  await app.parkline.publish('victim', 'keep me')
+  const { socket, text, closed } = await connectReading(port, { allowHalfOpen: true })
+  socket.write('GET /sub/owner HTTP/1.1\r\nHost: a\r\n\r\nGET /sub/owner HTTP/1.1\r\nHost: a\r\nX-Pad: ')
+  t.true(await until(() => closed() || text().includes('for the poll')))
+  if (!socket.destroyed) socket.write('DELETE /pub/victim HTTP/1.1\r\nHost: a\r\n\r\n')
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.is((await info(base, 'victim')).status, 200, `the channel was deleted by the tail of a header: ${JSON.stringify(text())}`)
+  t.regex(text(), /^HTTP\/1\.1 200 OK\r\n[^]*for the poll$/, 'the poll got its message, and nothing after it')
+  t.true(await until(() => closed()), `the connection closes: ${JSON.stringify(text())}`)
+  socket.destroy()
 })

@@ -249,3 +249,42 @@ test('/metrics: parkline_websocket_publishers counts the connections open, parkl
   t.true(await eventually(async () => await metric('parkline_websocket_publishers') === 0))
   t.is(await metric('parkline_websocket_published_total'), 3)
 })
+
+test('a client that sends faster than its messages are published: no more than 16 of them wait (parkline_websocket_publish_waiting), the rest stays unread; all are published in order once the upstream answers', async (t) => {
+  // a publisher upstream that holds every request until the test lets it go
+  const held: http.ServerResponse[] = []
+  let asked = 0
+  const upstream = http.createServer((req, res) => { req.resume(); asked++; held.push(res) })
+  upstream.listen(0, '127.0.0.1')
+  await once(upstream, 'listening')
+  t.teardown(() => { upstream.closeAllConnections(); upstream.close() })
+  const srv = await startServer(t, { publishUpstreamUrl: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/up` })
+  const metric = async (name: string): Promise<number> => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(await (await fetch(`${srv.base}/metrics`)).text())?.[1])
+  const sse = await SseClient.connect(srv.port, '/sub/flood')
+  t.teardown(() => sse.close())
+  await sse.until(() => sse.comments.includes(': hi'))
+  const ws = await RawWs.connect(srv.port, '/pub/flood')
+  t.teardown(() => ws.close())
+  // 400 messages in one write: one read of the server's
+  const frames: Buffer[] = []
+  const grab = ws.socket.write.bind(ws.socket)
+  ws.socket.write = ((b: Buffer) => { frames.push(Buffer.from(b)); return true }) as typeof ws.socket.write
+  for (let i = 0; i < 400; i++) ws.send(OP_TEXT, `m${i}`)
+  ws.socket.write = grab
+  ws.socket.write(Buffer.concat(frames))
+  t.true(await eventually(() => held.length === 1), 'the first message went to the upstream')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.is(await metric('parkline_websocket_publish_waiting'), 16, 'sixteen wait, the rest is not read yet')
+  t.is(asked, 1, 'one at a time')
+  // the upstream lets each go as it comes (304: published unchanged)
+  const answer = (): void => { while (held.length > 0) held.shift()!.writeHead(304).end() }
+  const timer = setInterval(answer, 5)
+  t.teardown(() => clearInterval(timer))
+  const answers = await ws.waitMessages(400, 20_000)
+  // the buffer keeps 100: each answer counts up to it
+  t.deepEqual(answers.map((f) => /queued messages: (\d+)/.exec(f.payload.toString())![1]), Array.from({ length: 400 }, (_, i) => String(Math.min(i + 1, 100))))
+  const evs = await sse.waitEvents(400, 20_000)
+  t.deepEqual(evs.map((e) => e.data), Array.from({ length: 400 }, (_, i) => `m${i}`))
+  t.is(await metric('parkline_websocket_publish_waiting'), 0)
+  t.is(asked, 400)
+})

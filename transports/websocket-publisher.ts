@@ -46,9 +46,15 @@ const open = new WeakMap<Core, Set<WsPublisher>>()
 /** Messages each core published for its publisher connections (parkline_websocket_published_total). */
 const published = new WeakMap<Core, number>()
 
-/** For /metrics: publisher WebSocket connections open now, and messages they published. */
-export function publisherSocketStats (core: Core): { open: number, published: number } {
-  return { open: open.get(core)?.size ?? 0, published: published.get(core) ?? 0 }
+/**
+ * For /metrics: publisher WebSocket connections open now, messages they published, and messages
+ * read and waiting their turn to be published (at most 16 a connection).
+ */
+export function publisherSocketStats (core: Core): { open: number, published: number, waiting: number } {
+  const set = open.get(core)
+  let waiting = 0
+  if (set !== undefined) for (const pub of set) waiting += pub.waiting
+  return { open: set?.size ?? 0, published: published.get(core) ?? 0, waiting }
 }
 
 /** A handshake on the publisher location, admitted: answered 101 (or refused), then publishes. */
@@ -168,6 +174,11 @@ class WsPublisher {
     socket.on('close', () => { this.#onClose() })
     socket.on('drain', () => { this.#maybeResume() })
     socket.setNoDelay(true)
+  }
+
+  /** Messages read and waiting their turn (the one being published not counted). */
+  get waiting (): number {
+    return this.#queue.length
   }
 
   read (chunk: Buffer): void {
