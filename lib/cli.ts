@@ -20,6 +20,7 @@ import { isLoopback } from './http.ts'
 import { openAccess } from './access.ts'
 import { buildServer, installShutdown } from './server.ts'
 import { coreOf } from './plugin.ts'
+import { pastUsedSecond } from './engines.ts'
 import { applyHeapGrowth, heapGrowthState } from './heap-growth.ts'
 import { startIdleTrim } from './heap-trim.ts'
 import { gcThreads, workerExecArgv } from './gc-threads.ts'
@@ -72,6 +73,10 @@ export async function main (entry: string): Promise<void> {
   const growth = applyHeapGrowth(opts.heapGrowth)
   if (command === 'serve' && workers > 1) {
     await holdPort(opts)
+    // channels' owner workers assign ids: none in the second the primary started in (a deployment
+    // killed and started again within it, lib/engines.ts); a re-forked worker starts in a later
+    // second than its predecessor died (lib/cluster.ts restartDelay)
+    if (!onRedis(opts)) await pastUsedSecond()
     return primary(opts, workers, gcThreads(opts, cores, workers), entry)
   }
   // a worker of N on a shared port (SO_REUSEPORT): its link to the primary carries ids and counts

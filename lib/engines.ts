@@ -31,12 +31,42 @@ export async function createEngine (core: Core, opts: ParklineOptions, ctx: Engi
     return { engine, stop: async () => { await engine.stop() } }
   }
   if (ctx.link !== undefined) {
+    // (forked once the primary's start second was past, lib/cli.ts)
     const { WorkerEngine } = await import('./cluster.ts')
     const engine = new WorkerEngine(core, ctx.link)
     await engine.ready
-    return { engine, stop: async () => {} }
+    return { engine, stop: async () => { stoppedNow() } }
   }
-  return { engine: new MemoryEngine(core), stop: async () => {} }
+  // ids are assigned in this process: none in its start second, where a process it replaces (a
+  // restart within the second) may have issued some
+  await pastUsedSecond()
+  return { engine: new MemoryEngine(core), stop: async () => { stoppedNow() } }
+}
+
+/**
+ * The latest second in which ids may have been issued for the channels a new engine of this
+ * process would serve: the second the process started in (a process that died in it and was
+ * restarted at once by a supervisor may have issued some), or that an engine of this process
+ * stopped in (an app closed and built again).
+ */
+let idsUsedUntil = Math.floor(performance.timeOrigin / 1000)
+
+/**
+ * Wait until the clock is past idsUsedUntil. Ids are the publish's second and a count within it
+ * (PROTOCOL.md §2.1): an engine started in that second would issue the same ids again from 0, and a
+ * client resuming from one of them would skip the new messages behind it without a gap signal.
+ * From the next second on every id is above the old ones, and a resume from an old one is below
+ * each new channel record's floor: the gap signal (docs/api.md 11). Costs up to a second at
+ * start-up (a re-forked worker already starts in a later second than its predecessor died,
+ * lib/cluster.ts restartDelay).
+ */
+export async function pastUsedSecond (): Promise<void> {
+  const wait = (idsUsedUntil + 1) * 1000 - Date.now()
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait + 1))
+}
+
+function stoppedNow (): void {
+  idsUsedUntil = Math.max(idsUsedUntil, Math.floor(Date.now() / 1000))
 }
 
 /** The Redis store the options name (one of redisUrl, redisCluster, redisSentinel), or null. */

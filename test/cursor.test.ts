@@ -5,6 +5,7 @@ import test, { type ExecutionContext } from 'ava'
 import net from 'node:net'
 import { once } from 'node:events'
 import { SseClient, eventually, info, publish, rawRequest, startServer, type HttpAnswer } from './helpers/server.ts'
+import { serve } from './helpers/node.ts'
 
 const BODIES = ['first', 'second', 'third']
 
@@ -299,3 +300,68 @@ test('a multiplexed long-poll ended by 410 carries an Etag (its active position 
   t.is(next.status, 200)
   t.is(next.body, 'b2')
 })
+
+// ---- a restart within the second ------------------------------------------------------------------
+
+test('a server that starts in the second its predecessor last published in issues no id of that second again: a client resuming from one gets the new messages and the gap signal', async (t) => {
+  // A publishes at the start of a second T; B is started inside T (as a supervisor restarts a
+  // crashed process at once; here an app closed and built again in this process). A try where B's
+  // start came after T is tried again.
+  let hit = false
+  for (let attempt = 0; attempt < 4 && !hit; attempt++) {
+    const a = await startServer(t)
+    await new Promise((resolve) => setTimeout(resolve, 1005 - (Date.now() % 1000)))
+    const old: string[] = []
+    for (let i = 0; i < 5; i++) old.push(/last message id: (\d+:\d+)$/.exec((await publish(a.base, 'r', `m${i}`)).text)![1]!)
+    await a.app.close()
+    const T = Number(old[4]!.split(':')[0])
+    if (Math.floor(Date.now() / 1000) !== T || Number(old[0]!.split(':')[0]) !== T) continue
+    const b = await startServer(t)
+    hit = true
+    t.deepEqual(old.map((id) => id.split(':')[1]), ['0', '1', '2', '3', '4'])
+    const fresh: string[] = []
+    for (let i = 5; i < 10; i++) fresh.push(/last message id: (\d+:\d+)$/.exec((await publish(b.base, 'r', `m${i}`)).text)![1]!)
+    for (const id of fresh) {
+      const [time, tag] = id.split(':').map(Number)
+      t.true(time! > T || (time === T && tag! > 4), `${id} is above every id of the old process (${old.join(', ')})`)
+    }
+    // SSE from the old process's last id: the new messages, with the gap signal (what the old
+    // process published after that id in T, if anything, is gone)
+    const sse = await SseClient.connect(b.port, '/sub/r', { 'Last-Event-ID': old[4]! })
+    t.teardown(() => sse.close())
+    const evs = await sse.waitEvents(5)
+    t.deepEqual(evs.map((e) => e.data), ['m5', 'm6', 'm7', 'm8', 'm9'])
+    t.true(sse.comments.some((c) => c.startsWith(':parkline-gap')) || evs[0]!.comments.some((c) => c.startsWith(':parkline-gap')), JSON.stringify([sse.comments, evs[0]!.comments]))
+    // long-poll from an id of the middle of T: the first new message, with the gap header
+    const lp = await poll(b.port, '/sub/r', [['If-Modified-Since', new Date(T * 1000).toUTCString()], ['If-None-Match', '2']])
+    t.is(lp.status, 200)
+    t.is(lp.body, 'm5')
+    t.is(lp.headers['parkline-gap'] !== undefined, true, JSON.stringify(lp.headers))
+  }
+  t.true(hit, 'no try had the new process start inside the second of the old one\'s last publish')
+})
+
+for (const args of [[], ['--workers', '2']]) {
+  test(`parkline serve ${args.join(' ')} killed and started again at once, inside the second of its last publish: no id of that second is issued again`, async (t) => {
+    let hit = false
+    for (let attempt = 0; attempt < 4 && !hit; attempt++) {
+      const a = await serve(t, args)
+      await new Promise((resolve) => setTimeout(resolve, 1005 - (Date.now() % 1000)))
+      const old: string[] = []
+      for (let i = 0; i < 5; i++) old.push(/last message id: (\d+:\d+)$/.exec((await publish(a.base, 'k', `m${i}`)).text)![1]!)
+      a.proc.kill('SIGKILL')
+      const T = Number(old[4]!.split(':')[0])
+      if (Math.floor(Date.now() / 1000) !== T || Number(old[0]!.split(':')[0]) !== T) continue
+      hit = true
+      const b = await serve(t, args)
+      const id = /last message id: (\d+:\d+)$/.exec((await publish(b.base, 'k', 'm5')).text)![1]!
+      t.true(Number(id.split(':')[0]) > T, `${id} is above every id of the killed process (${old.join(', ')})`)
+      const sse = await SseClient.connect(b.port, '/sub/k', { 'Last-Event-ID': old[2]! })
+      t.teardown(() => sse.close())
+      const evs = await sse.waitEvents(1)
+      t.is(evs[0]!.data, 'm5')
+      t.true(sse.comments.some((c) => c.startsWith(':parkline-gap')) || evs[0]!.comments.some((c) => c.startsWith(':parkline-gap')), JSON.stringify([sse.comments, evs[0]!.comments]))
+    }
+    t.true(hit, 'no try killed the process inside the second of its last publish')
+  })
+}
