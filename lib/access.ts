@@ -49,7 +49,8 @@ export type RefusalCounts = Record<string, number>
 
 /**
  * With no credential configured (so lib/auth.ts, which checks these, is not loaded): the access
- * options set that change nothing then, each said at start rather than left to look in force.
+ * options set that change nothing then. Each means its operator expects access to be checked, so
+ * the start refuses them (Access.create) rather than serve every channel to anyone.
  */
 export function inertOptions (o: ParklineOptions): string[] {
   const w: string[] = []
@@ -164,9 +165,10 @@ export class Access {
    */
   static async create (o: ParklineOptions, log: { warn: (obj: object, msg: string) => void }): Promise<Access> {
     if (!accessConfigured(o)) {
-      const a = new Access(null, o)
-      a.warnings = inertOptions(o)
-      return a
+      // options that restrict access, set where nothing checks it: refused, not left to look in force
+      const inert = inertOptions(o)
+      if (inert.length > 0) throw new ConfigError(`${inert.join('; ')}: with no credential configured (apiKey, jwtSecret, jwtPublicKey, jwksUrl, authorizeUrl) every channel is open to anyone; configure one, or leave these out`)
+      return new Access(null, o)
     }
     const { Auth } = await import('./auth.ts')
     const urls = { jwks: o.jwksUrl, authorize: o.authorizeUrl, upstream: o.publishUpstreamUrl }
@@ -178,9 +180,10 @@ export class Access {
         `${names[what]} failed: ${why}; ${what === 'jwks' ? 'tokens it would verify are refused (503 while no key was ever had)' : 'the requests that need it answer 503'} until it answers (this line at most once a minute)`)
     }
     const a = new Access(new Auth(authOptions(o), { upstreamMaxBody: o.maxMessageSize, trouble }), o)
-    // publishUpstreamUrl alone loads Auth with no credential: the inert options are said too (the
-    // ones Auth says as well are worded alike, and said once)
-    a.warnings = [...new Set([...a.auth!.warnings, ...(credentialConfigured(o) || o.authorizeUrl !== '' ? [] : inertOptions(o))])]
+    // publishUpstreamUrl alone loads Auth with no credential: the inert options are refused too
+    const inert = credentialConfigured(o) || o.authorizeUrl !== '' ? [] : inertOptions(o)
+    if (inert.length > 0) throw new ConfigError(`${inert.join('; ')}: with no credential configured (apiKey, jwtSecret, jwtPublicKey, jwksUrl, authorizeUrl) every channel is open to anyone; configure one, or leave these out`)
+    a.warnings = a.auth!.warnings
     return a
   }
 

@@ -188,9 +188,11 @@ function checkUrl (name: string, v: string): void {
   try {
     u = new URL(v)
   } catch {
-    throw new ConfigError(`${name} must be an http(s) URL, got ${JSON.stringify(v)}`)
+    // (not echoed: it may hold a password)
+    throw new ConfigError(`${name} must be an http(s) URL; the value given is not a URL`)
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`${name} must be an http(s) URL, got ${JSON.stringify(v)}`)
+  // the value without its user:password@, which ends up in logs and the journal
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`${name} must be an http(s) URL, got ${JSON.stringify(u.protocol + '//' + u.host + u.pathname)}`)
 }
 
 /**
@@ -232,13 +234,14 @@ export function validateAuthOptions (o: AuthOptions): string[] {
   const warnings: string[] = []
   const local = o.apiKey.some((k) => k.length > 0) || jwtConfigured(o)
   if (o.publisherOpen && local) warnings.push('publisherOpen is ignored: with apiKey or a JWT key set, publishers need a credential')
-  if (o.authorizePublish && o.authorizeUrl.length === 0) warnings.push('authorizePublish has no effect without authorizeUrl')
+  // options that would restrict access but change nothing as set: refused, not left to look in force
+  if (o.authorizePublish && o.authorizeUrl.length === 0) throw new ConfigError('authorizePublish has no effect without authorizeUrl: set authorizeUrl, or leave it out')
   if (o.authorizeUrl.length > 0 && !o.authorizePublish && !local) {
     warnings.push(o.publisherOpen
       ? 'authorizeUrl is asked about subscribers only, and publisherOpen lets anyone publish and delete: set authorizePublish to send publishers there too'
       : 'authorizeUrl is asked about subscribers only: publishers stay loopback-only (authorizePublish sends them there too)')
   }
-  if ((o.jwtIssuer.length > 0 || o.jwtAudience.length > 0) && !jwtConfigured(o)) warnings.push('jwtIssuer/jwtAudience have no effect without a JWT key')
+  if ((o.jwtIssuer.length > 0 || o.jwtAudience.length > 0) && !jwtConfigured(o)) throw new ConfigError('jwtIssuer/jwtAudience have no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl): set one, or leave them out')
   const jwks = o.jwksUrl === '' ? null : new URL(o.jwksUrl)
   if (jwks !== null && jwks.protocol === 'http:' && !isLoopback(jwks.hostname.replace(/^\[|\]$/g, '')) && jwks.hostname !== 'localhost') {
     warnings.push('jwksUrl is plain http to another host: whoever is on the path between can hand Parkline keys of their own, and mint tokens it accepts; use https')

@@ -203,7 +203,12 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
     if (stopping) return
     stopping = true
     log.info({ signal, drainWindow: opts.drainWindow }, 'drain begun')
-    seq.stop(signal, opts.drainWindow * 1000 + 5000, !onRedis(opts)).then(() => {
+    seq.stop(signal, opts.drainWindow * 1000 + 5000, !onRedis(opts)).then((clean) => {
+      // a worker that cut requests still under way, or was killed past the window: exit 1 (docs/api.md 14.1)
+      if (!clean) {
+        log.warn('drain finished, but not cleanly on every worker')
+        process.exit(1)
+      }
       log.info('drain finished')
       process.exit(0)
     }, () => process.exit(1))

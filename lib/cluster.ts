@@ -567,21 +567,30 @@ export class Primary {
   }
 
   /**
-   * Signal every worker and wait for them to exit (SIGKILL past graceMs). An in-memory deployment
+   * Signal every worker and wait for them to exit (SIGKILL past graceMs); true when each ended its
+   * drain itself (exit 0). An in-memory deployment
    * (`coordinate`) ends its drain early here, for all workers at once: once no worker reports a
    * subscriber and no publish came for DRAIN_QUIET_MS (their 'stats', each second). A worker that left
    * early on its own would take its channels from the subscribers still draining on the others.
    */
-  async stop (signal: NodeJS.Signals, graceMs: number, coordinate = false): Promise<void> {
+  async stop (signal: NodeJS.Signals, graceMs: number, coordinate = false): Promise<boolean> {
     this.#stopping = true
-    const exits: Array<Promise<void>> = []
+    const exits: Array<Promise<boolean>> = []
     for (const w of this.workers) {
       const child = w.child
       if (child === null || child.exitCode !== null) continue
-      exits.push(new Promise((resolve) => child.once('exit', () => resolve())))
+      // clean: it ended its drain itself (exit 0), not cut (1) or killed
+      exits.push(new Promise((resolve) => child.once('exit', (code) => { resolve(code === 0) })))
       child.kill(signal)
     }
-    const timer = setTimeout(() => { for (const w of this.workers) w.child?.kill('SIGKILL') }, graceMs)
+    const timer = setTimeout(() => {
+      for (const w of this.workers) {
+        const child = w.child
+        if (child === null || child.exitCode !== null || child.signalCode !== null) continue
+        this.#log?.warn({ worker: w.id, workerPid: child.pid, graceMs }, 'worker still running past the drain: killed')
+        child.kill('SIGKILL')
+      }
+    }, graceMs)
     let idle: NodeJS.Timeout | null = null
     if (coordinate) {
       // a publish anywhere counts at its channel's owner; 'stats' arrive each second
@@ -589,9 +598,10 @@ export class Primary {
       idle = whenQuiet(() => live().reduce((a, w) => a + w.subscribers, 0), () => this.#publishedGone + live().reduce((a, w) => a + w.published, 0),
         DRAIN_QUIET_MS + STATS_MS, () => { this.#broadcast(['finish']) })
     }
-    await Promise.all(exits)
+    const clean = await Promise.all(exits)
     clearTimeout(timer)
     if (idle !== null) clearInterval(idle)
+    return clean.every((c) => c)
   }
 }
 

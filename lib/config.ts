@@ -17,6 +17,8 @@ interface OptionSpec {
   max?: number
   /** Default when Parkline is embedded as a Fastify plugin, where it differs from the standalone server's. */
   embedded?: unknown
+  /** A list given as text that holds no entry is refused (`--api-key "$KEY"` with KEY empty would turn the key off). */
+  nonEmpty?: boolean
 }
 
 export interface ParklineOptions {
@@ -91,6 +93,20 @@ export interface ParklineOptions {
 
 /** A drain ends early only after this long without a publish: a node publishers still use serves them out the window (lib/server.ts). */
 export const DRAIN_QUIET_MS = 1000
+/** Descriptors each process keeps for itself: stdio, the listening socket, epoll, libuv's eventfd and
+ * thread pool, publisher connections, log files, operator requests. A subscriber gets the rest of RLIMIT_NOFILE. */
+export const FD_RESERVE = 64
+
+/**
+ * Subscribers a process admits when maxSubscribers is 0: 90% of its open-file limit, leaving at
+ * least FD_RESERVE descriptors for the rest (publishers, /health, /metrics), where the limit is small.
+ */
+export function defaultSubscriberCap (fdLimit: number): number {
+  return Math.max(1, Math.min(Math.floor(fdLimit * 0.9), fdLimit - FD_RESERVE))
+}
+
+/** Once a drain ends, how long requests still under way may take before their connections are cut (lib/server.ts). */
+export const FINISH_GRACE_MS = 2000
 
 /** Subscriber transports in negotiation order (PROTOCOL.md §4.1); the registry is transports/index.ts. */
 export const TRANSPORT_NAMES = ['websocket', 'eventsource', 'chunked', 'multipart', 'longpoll'] as const
@@ -123,7 +139,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'websocketPublish', kind: 'bool', default: true, doc: 'Take a WebSocket handshake on the publisher location, as Nchan does: each text or binary message the client sends is published on the channel and answered with a text frame of channel info. Admitted as any publisher request.' },
   { name: 'tcpNoDelay', kind: 'bool', default: true, doc: 'Stream subscribers (SSE, WebSocket, chunked, multipart): each write leaves at once (TCP_NODELAY). false lets the kernel hold a small write while the subscriber has not acknowledged the one before (Nagle): more deliveries per CPU-second when one subscriber gets messages closer together than about 40 ms, for up to the client\'s delayed-ACK time (about 40 ms on Linux) more latency.' },
   { name: 'corsOrigins', kind: 'list', default: [], doc: 'Allowed origins (scheme://host[:port], lower case, no trailing /; "*" or a wildcard stops the start); empty = every origin.' },
-  { name: 'maxSubscribers', kind: 'int', default: 0, min: 0, doc: 'Subscribers per process before 503; 0 = 90% of the open-file limit.' },
+  { name: 'maxSubscribers', kind: 'int', default: 0, min: 0, doc: 'Subscribers per process before 503; 0 = 90% of the open-file limit (at most the limit less 64).' },
   { name: 'maxChannels', kind: 'int', default: 500000, min: 1, doc: 'Channel records per process; a publish or subscription that would create more gets 503 with Retry-After.' },
   { name: 'drainWindow', kind: 'int', default: 10, min: 0, doc: 'Seconds over which SIGTERM closes subscribers in waves; sooner once none is left and no publish came for a second.' },
   { name: 'healthPath', kind: 'string', default: '/health', embedded: '/parkline/health', doc: 'Health check for load balancers (200, or 503 while draining, the shared store is down or a worker is away); empty = off. Embedded: /parkline/health under the register prefix.' },
@@ -147,7 +163,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'redisReplicaAck', kind: 'int', default: 0, min: 0, doc: 'A publish is acknowledged (2xx) only once this many replicas have it (WAIT), so a failover loses no acknowledged message; 0 = off (a message lost in a failover reaches subscribers as a gap signal).' },
   { name: 'idempotencyWindow', kind: 'int', default: 300, min: 0, doc: 'Seconds an `Idempotency-Key` is remembered per channel: a publish retried with it answers the original id and publishes nothing; 0 = off.' },
   // access control (docs/api.md "Access control"); none set: subscribers open, publisher loopback-only
-  { name: 'apiKey', kind: 'list', default: [], doc: 'Server-side publisher keys (16 bytes or more each, of a Bearer token\'s characters: letters, digits, - . _ ~ + / and = at the end), sent as `Authorization: Bearer <key>`: publish, delete, channel info and revoke on every channel.' },
+  { name: 'apiKey', kind: 'list', default: [], nonEmpty: true, doc: 'Server-side publisher keys (16 bytes or more each, of a Bearer token\'s characters: letters, digits, - . _ ~ + / and = at the end), sent as `Authorization: Bearer <key>`: publish, delete, channel info and revoke on every channel.' },
   { name: 'jwtSecret', kind: 'string', default: '', doc: 'HMAC secret for HS256/384/512 tokens, 32 bytes or more (shorter stops the start); "" = off.' },
   { name: 'jwtPublicKey', kind: 'string', default: '', doc: 'PEM public key (RS*, PS*, ES*, EdDSA tokens), or the path of a PEM file; "" = off.' },
   { name: 'jwksUrl', kind: 'string', default: '', doc: 'URL of a JWKS, cached; refetched for an unknown kid at most once per 10 s; "" = off.' },
@@ -221,7 +237,8 @@ function coerce (spec: OptionSpec, value: unknown, from: string): unknown {
   switch (spec.kind) {
     case 'int': {
       // (an empty string is no number: `--port=` is refused, not port 0)
-      const n = typeof value === 'string' ? (value.trim() === '' ? NaN : Number(value)) : value
+      // decimal digits only, as docs/configuration.md says: no `1e3`, `0x10`, ` 5` or `5.0`
+      const n = typeof value === 'string' ? (/^-?[0-9]+$/.test(value) ? Number(value) : NaN) : value
       if (typeof n !== 'number' || !Number.isInteger(n) || n < (spec.min ?? -Infinity) || n > (spec.max ?? Infinity)) {
         const bounds = (spec.min !== undefined ? ' >= ' + spec.min : '') + (spec.min !== undefined && spec.max !== undefined ? ' and' : '') + (spec.max !== undefined ? ' <= ' + spec.max : '')
         throw new ConfigError(`${spec.name} (${from}) must be an integer${bounds}, got ${JSON.stringify(value)}`)
@@ -234,7 +251,11 @@ function coerce (spec: OptionSpec, value: unknown, from: string): unknown {
       throw new ConfigError(`${spec.name} (${from}) must be true or false, got ${JSON.stringify(value)}`)
     case 'list':
       if (Array.isArray(value) && value.every((x) => typeof x === 'string')) return value
-      if (typeof value === 'string') return value.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+      if (typeof value === 'string') {
+        const list = value.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+        if (list.length === 0 && spec.nonEmpty === true) throw new ConfigError(`${spec.name} (${from}) is empty: give a value, or leave it out`)
+        return list
+      }
       throw new ConfigError(`${spec.name} (${from}) must be a list of strings`)
     case 'enum':
       if (typeof value === 'string' && spec.values!.includes(value)) return value

@@ -3,7 +3,7 @@
 // publish/deleteChannel. Nothing here knows a wire format.
 import { ChannelRegistry, type Channel } from './channel-registry.ts'
 import { ConnectionTable } from './connection-table.ts'
-import type { ParklineOptions } from './config.ts'
+import { defaultSubscriberCap, type ParklineOptions } from './config.ts'
 import { Message, frameAlloc, type Alloc } from './message.ts'
 import { F_BATCHED, F_CATCHING_UP, F_CLOSED, F_HELD, F_REPEATS, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
 import { REFUSAL_REASONS, Stats } from './stats.ts'
@@ -101,7 +101,7 @@ export class Core {
     this.stats = new Stats(this.transports.map((t) => t.name))
     this.idempotency = new IdempotencyKeys(opts.idempotencyWindow)
     this.nowSec = Math.floor(Date.now() / 1000)
-    this.maxSubscribers = opts.maxSubscribers > 0 ? opts.maxSubscribers : Math.max(1, Math.floor(fdLimit * 0.9))
+    this.maxSubscribers = opts.maxSubscribers > 0 ? opts.maxSubscribers : defaultSubscriberCap(fdLimit)
     this.draining = false
     this.engine = new MemoryEngine(this)
     this.revocations = null

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { availableParallelism } from 'node:os'
-import { OPTIONS, flagName, resolveOptions, workerCount, type ParklineOptions } from './config.ts'
+import { FD_RESERVE, OPTIONS, defaultSubscriberCap, flagName, resolveOptions, workerCount, type ParklineOptions } from './config.ts'
 import { ParklineError } from './errors.ts'
 import { FRAME_SLAB } from './message.ts'
 
@@ -37,9 +37,7 @@ export const SUBSCRIBER_BYTES: Readonly<Record<DoctorTransport, number>> = {
  */
 export const IDLE_WORKER_BYTES = 38 * 1048576
 
-/** Descriptors each worker keeps for itself: stdio, the listening socket, epoll, libuv's eventfd and
- * thread pool, publisher connections, log files. A subscriber gets the rest of RLIMIT_NOFILE. */
-export const FD_RESERVE = 64
+export { FD_RESERVE }
 
 /**
  * Kernel slab memory of one TCP socket, outside tcp_mem: struct tcp_sock (TCP slab, 2368 B on a
@@ -210,7 +208,7 @@ export function readHostLimits (): HostLimits {
 export interface DoctorInput {
   workers: number
   transport: DoctorTransport
-  /** Parkline's maxSubscribers option (0 = 90% of the open-file limit, as lib/core.ts does). */
+  /** Parkline's maxSubscribers option (0 = defaultSubscriberCap of the open-file limit, as lib/core.ts does). */
   maxSubscribers: number
   /** Parkline's queueCap option (bytes a stalled subscriber may queue in user space). */
   queueCap?: number
@@ -283,9 +281,9 @@ export function perSubscriber (h: HostLimits, transport: DoctorTransport): PerSu
   }
 }
 
-/** Subscribers per worker Parkline itself admits (lib/core.ts: maxSubscribers, or 90% of nofile). */
+/** Subscribers per worker Parkline itself admits (lib/core.ts: maxSubscribers, or defaultSubscriberCap of nofile). */
 export function parklineCapPerWorker (h: HostLimits, maxSubscribers: number): number {
-  return maxSubscribers > 0 ? maxSubscribers : Math.max(1, Math.floor(h.nofileHard * 0.9))
+  return maxSubscribers > 0 ? maxSubscribers : defaultSubscriberCap(h.nofileHard)
 }
 
 /** One recommended setting: the exact line conf/ ships and when this host needs it. */
@@ -337,7 +335,7 @@ export function computeCapacity (h: HostLimits, input: DoctorInput): Report {
   rows.push({
     key: 'maxSubscribers',
     name: 'parkline maxSubscribers',
-    value: input.maxSubscribers > 0 ? String(input.maxSubscribers) : `0 (90% of nofile = ${cap})`,
+    value: input.maxSubscribers > 0 ? String(input.maxSubscribers) : `0 (90% of nofile, at most nofile - ${FD_RESERVE} = ${cap})`,
     allows: floorOrNull(cap * w),
     binding: false,
     note: `${cap} per worker x ${w}, past it subscribers get 503` +

@@ -10,7 +10,7 @@ import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { resolveOptions, type ParklineOptions } from './config.ts'
+import { FD_RESERVE, defaultSubscriberCap, resolveOptions, type ParklineOptions } from './config.ts'
 import { ConsumerTransport } from './consumer.ts'
 import { Core } from './core.ts'
 import { registerDemo } from './demo.ts'
@@ -90,10 +90,10 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   const files = fdLimit()
   const core = new Core(opts, [...TRANSPORTS, ConsumerTransport], files)
   // every subscriber is a socket: an operator learns at start what the open-file limit allows
-  if (opts.maxSubscribers > files * 0.9) {
-    fastify.log.warn({ parkline: 'config', maxSubscribers: opts.maxSubscribers, openFileLimit: files }, `maxSubscribers ${opts.maxSubscribers} is above 90% of this process's open-file limit (${files}): past the limit new connections fail at the socket level, publishers' and /health's too. Raise the limit (LimitNOFILE, ulimit -n) or lower maxSubscribers`)
+  if (opts.maxSubscribers > defaultSubscriberCap(files)) {
+    fastify.log.warn({ parkline: 'config', maxSubscribers: opts.maxSubscribers, openFileLimit: files }, `maxSubscribers ${opts.maxSubscribers} is above 90% of this process's open-file limit (${files}), or leaves fewer than ${FD_RESERVE} descriptors for the rest: past the limit new connections fail at the socket level, publishers' and /health's too. Raise the limit (LimitNOFILE, ulimit -n) or lower maxSubscribers`)
   } else if (opts.maxSubscribers === 0 && files < 65536) {
-    fastify.log.warn({ parkline: 'config', maxSubscribers: core.maxSubscribers, openFileLimit: files }, `the open-file limit (${files}) caps this process at ${core.maxSubscribers} subscribers (90% of it); raise it (LimitNOFILE, ulimit -n) for more`)
+    fastify.log.warn({ parkline: 'config', maxSubscribers: core.maxSubscribers, openFileLimit: files }, `the open-file limit (${files}) caps this process at ${core.maxSubscribers} subscribers (90% of it, leaving at least ${FD_RESERVE} for publishers and /health); raise it (LimitNOFILE, ulimit -n) for more`)
   }
   const access = await Access.create(opts, fastify.log)
   for (const w of access.warnings) fastify.log.warn({ parkline: 'config' }, w)

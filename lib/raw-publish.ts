@@ -175,6 +175,17 @@ export class RawPublishers {
     }
   }
 
+  /** Shutdown past its grace (lib/server.ts installShutdown): every connection still open goes, busy or not. */
+  destroyAll (): number {
+    this.close()
+    let n = 0
+    for (const c of [...this.#conns]) {
+      n++
+      c.socket.destroy()
+    }
+    return n
+  }
+
   /** A new connection waits for its first bytes, at most headersTimeout. */
   wait (socket: RawSocket): void {
     this.waiting.set(socket, this.headersMs > 0 ? performance.now() + this.headersMs : Infinity)

@@ -3,7 +3,8 @@
 import { createServer, METHODS, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
-import { DRAIN_QUIET_MS, type ParklineOptions } from './config.ts'
+import { DRAIN_QUIET_MS, FINISH_GRACE_MS, type ParklineOptions } from './config.ts'
+import { kRawPublishers } from './symbols.ts'
 import { ERRORS, type ErrorSpec } from './errors.ts'
 import { PUB_ALLOW, SUB_ALLOW, normalizePath, requestOrigin, splitUrl } from './http.ts'
 import { MAX_LINE, checkLimits, coreOf, kResolved, kWorkerLink, parkline } from './plugin.ts'
@@ -197,7 +198,25 @@ export function installShutdown (app: FastifyInstance, opts: ParklineOptions, wo
     if (finished) return
     finished = true
     if (idle !== null) clearInterval(idle)
+    // a request still under way when the drain ends (a client sending its head or body a byte at
+    // a time) is not waited for past FINISH_GRACE_MS: Node stops enforcing headersTimeout once the
+    // server closes, and bodyTimeout (default 30 s) would outlast a supervisor's stop timeout
+    let cut = false
+    const grace = setTimeout(() => {
+      cut = true
+      const raw = (app.server as { [kRawPublishers]?: { destroyAll: () => number } })[kRawPublishers]?.destroyAll() ?? 0
+      app.server.closeAllConnections()
+      app.log.warn({ graceMs: FINISH_GRACE_MS, rawConnections: raw }, 'requests still under way after the drain: their connections are closed')
+      // (anything that still holds app.close() does not hold the process)
+      setTimeout(() => process.exit(1), 1000).unref()
+    }, FINISH_GRACE_MS)
+    grace.unref()
     app.close().then(() => {
+      clearTimeout(grace)
+      if (cut) {
+        app.log.warn('drain finished, with requests cut')
+        process.exit(1)
+      }
       app.log.info('drain finished')
       process.exit(0)
     }, () => process.exit(1))

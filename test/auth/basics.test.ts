@@ -95,9 +95,12 @@ test('validateAuthOptions: bad values throw, odd combinations warn', (t) => {
   t.throws(() => validateAuthOptions(opts({ jwtPublicKey: 'garbage' })), { instanceOf: ConfigError, message: /jwtPublicKey/ })
   t.throws(() => validateAuthOptions(opts({ anonymousSubscribe: ['a*b'] })), { instanceOf: ConfigError, message: /anonymousSubscribe/ })
   t.throws(() => validateAuthOptions(opts({ authCookie: 'a b' })), { instanceOf: ConfigError, message: /authCookie/ })
-  const w = validateAuthOptions(opts({ apiKey: ['k-0123456789abcdef'], publisherOpen: true, authorizePublish: true, jwtIssuer: 'i' }))
-  t.is(w.length, 3)
+  const w = validateAuthOptions(opts({ apiKey: ['k-0123456789abcdef'], publisherOpen: true }))
+  t.is(w.length, 1)
   t.regex(w.join('\n'), /publisherOpen is ignored/)
+  // options that would restrict access but change nothing as set are refused, not warned about
+  t.throws(() => validateAuthOptions(opts({ apiKey: ['k-0123456789abcdef'], authorizePublish: true })), { instanceOf: ConfigError, message: /^authorizePublish has no effect without authorizeUrl/ })
+  t.throws(() => validateAuthOptions(opts({ apiKey: ['k-0123456789abcdef'], jwtIssuer: 'i' })), { instanceOf: ConfigError, message: /^jwtIssuer\/jwtAudience have no effect without a JWT key/ })
   t.throws(() => validateAuthOptions(opts({ apiKey: ['a-15-byte-key!!'] })), { instanceOf: ConfigError, message: /^apiKey: each key must be 16 bytes or more, one is 15/ })
   const err = t.throws(() => validateAuthOptions(opts({ apiKey: ['a-15-byte-key!!'] })))
   t.false(err.message.includes('a-15-byte-key'), 'the key is not in the message')
@@ -175,7 +178,7 @@ test('revocations: bounded, oldest entry goes first', (t) => {
   t.is(r.size, 6)
 })
 
-test('with no credential configured, access options that change nothing are said at start', async (t) => {
+test('with no credential configured, access options that change nothing are named, and the start refuses them (every channel would be open)', async (t) => {
   const { inertOptions } = await import('../../lib/access.ts')
   const { resolveOptions } = await import('../../lib/config.ts')
   t.deepEqual(inertOptions(resolveOptions({})), [])

@@ -1,0 +1,36 @@
+// What `parkline serve` refuses at start (exit 2, one line naming the option): settings that would
+// leave access unchecked while looking in force, and values docs/configuration.md does not allow.
+import { spawnSync } from 'node:child_process'
+import test from 'ava'
+
+function serve (args: string[], env: Record<string, string> = {}): { status: number | null, out: string } {
+  const r = spawnSync(process.execPath, ['bin/parkline.ts', 'serve', '--port', '0', '--host', '127.0.0.1', ...args], { encoding: 'utf8', timeout: 20000, env: { ...process.env, ...env } })
+  return { status: r.status, out: r.stdout + r.stderr }
+}
+
+const CASES: Array<[string, string[], Record<string, string>, RegExp]> = [
+  ['anonymousSubscribe with no credential', ['--anonymous-subscribe', 'public.*'], {}, /anonymousSubscribe has no effect.*every channel is open to anyone/],
+  ['jwtAudience with no credential', ['--jwt-audience', 'myapp'], {}, /jwtIssuer\/jwtAudience have no effect/],
+  ['tokenInQuery with no credential', ['--token-in-query', 'true'], {}, /tokenInQuery has no effect/],
+  ['jwtAudience with an API key but no JWT key', ['--api-key', 'k-0123456789abcdef', '--jwt-audience', 'myapp'], {}, /jwtIssuer\/jwtAudience have no effect without a JWT key/],
+  ['an empty --api-key', ['--api-key', ''], {}, /apiKey \(command line\) is empty/],
+  ['PARKLINE_API_KEY of commas only', [], { PARKLINE_API_KEY: ',' }, /apiKey \(environment\) is empty/],
+  ['an integer in exponent form', ['--buffer-length', '1e3'], {}, /bufferLength \(command line\) must be an integer/],
+  ['an integer in hex', ['--buffer-length', '0x10'], {}, /bufferLength \(command line\) must be an integer/],
+  ['an integer with a space', ['--buffer-length', ' 5'], {}, /bufferLength \(command line\) must be an integer/]
+]
+
+for (const [name, args, env, message] of CASES) {
+  test(`refused at start: ${name}`, (t) => {
+    const r = serve(args, env)
+    t.is(r.status, 2, r.out)
+    t.regex(r.out, message)
+  })
+}
+
+test('refused at start: a URL option that is not http(s) is named without the password it holds', (t) => {
+  const r = serve(['--authorize-url', 'ftp://u:AuthPwSECRET@h.example/x'])
+  t.is(r.status, 2, r.out)
+  t.regex(r.out, /authorizeUrl must be an http\(s\) URL/)
+  t.false(r.out.includes('AuthPwSECRET'), r.out)
+})

@@ -1,0 +1,64 @@
+// SIGTERM on a lone `parkline serve` (docs/api.md 12.4, 14.1): the drain ends its subscribers, and
+// requests still under way when it ends do not hold the process past a short grace.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import net from 'node:net'
+import test from 'ava'
+import { SseClient, eventually, freePort } from './helpers/server.ts'
+
+async function start (t: import('ava').ExecutionContext, args: string[]): Promise<{ port: number, proc: ReturnType<typeof spawn>, log: () => string }> {
+  const port = await freePort()
+  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'info', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  t.teardown(() => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL') })
+  const up = await eventually(async () => {
+    try { return (await fetch(`http://127.0.0.1:${port}/health`)).status === 200 } catch { return false }
+  }, 20000)
+  if (!up) throw new Error(`did not start: ${out}`)
+  return { port, proc, log: () => out }
+}
+
+/** A socket that sends `head` now and one more byte every 200 ms (bounded: 40 s), never finishing. */
+async function trickle (t: import('ava').ExecutionContext, port: number, head: string): Promise<net.Socket> {
+  const s = net.connect(port, '127.0.0.1')
+  s.on('error', () => {})
+  await once(s, 'connect')
+  s.write(head)
+  let n = 0
+  const timer = setInterval(() => { if (n++ < 200 && !s.destroyed) s.write('x') }, 200)
+  s.on('close', () => { clearInterval(timer) })
+  t.teardown(() => { clearInterval(timer); s.destroy() })
+  return s
+}
+
+for (const workers of [[], ['--workers', '2']]) {
+  test(`SIGTERM${workers.length > 0 ? ' (' + workers.join(' ') + ')' : ''}: requests still under way when the drain ends (a head, a publish body sent a byte at a time) are cut after a short grace, and the process exits 1`, async (t) => {
+    const { port, proc, log } = await start(t, ['--drain-window', '1', '--headers-timeout', '60', ...workers])
+    const sse = await SseClient.connect(port, '/sub/news')
+    t.teardown(() => sse.close())
+    await sse.until(() => sse.comments.includes(': hi'))
+    const head = await trickle(t, port, 'GET /sub/h HTTP/1.1\r\nHost: a\r\nX-Slow: ')
+    const body = await trickle(t, port, 'POST /pub/news HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    proc.kill('SIGTERM')
+    // (the test's own bound, far past the drain window and the grace: a process that stays is the failure)
+    const exited = await Promise.race([once(proc, 'exit').then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 20000))])
+    t.true(exited, `the process stayed: ${log()}`)
+    t.is(proc.exitCode, 1, 'a drain that had to cut requests exits 1')
+    t.true(sse.comments.some((c) => c.startsWith(':503:')), 'the subscriber got the drain\'s end')
+    t.true(head.destroyed || head.readableEnded)
+    t.true(body.destroyed || body.readableEnded)
+    t.regex(log(), /requests still under way after the drain/)
+  })
+}
+
+test('SIGTERM on an idle server: exit 0, about a second after the signal', async (t) => {
+  const { proc, log } = await start(t, [])
+  proc.kill('SIGTERM')
+  const exited = await Promise.race([once(proc, 'exit').then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 20000))])
+  t.true(exited, log())
+  t.is(proc.exitCode, 0)
+  t.regex(log(), /drain finished/)
+})
