@@ -26,6 +26,8 @@ export const ERRORS = {
   NO_CHANNEL_ID: { code: 'PKL_ERR_NO_CHANNEL_ID', statusCode: 404, message: 'No channel id provided.' },
   CHANNEL_ID_TOO_LONG: { code: 'PKL_ERR_CHANNEL_ID_TOO_LONG', statusCode: 403, message: '' },
   TOO_MANY_CHANNELS: { code: 'PKL_ERR_TOO_MANY_CHANNELS', statusCode: 403, message: '' },
+  /** One channel at more than MAX_REPEATS positions of a subscription (lib/http.ts parseChannelIds). */
+  REPEATED_CHANNEL: { code: 'PKL_ERR_REPEATED_CHANNEL', statusCode: 400, message: 'Bad Request: a channel named more than 4 times in one subscription' },
   BAD_CHANNEL_ID: { code: 'PKL_ERR_BAD_CHANNEL_ID', statusCode: 400, message: 'Invalid channel id' },
   BAD_PATH: { code: 'PKL_ERR_BAD_PATH', statusCode: 400, message: 'Bad Request' },
   /** No route (the standalone server's paths outside the publisher, subscriber and operator ones). */

@@ -69,8 +69,21 @@ export function parseChannelIds (rawId: string, delimiter: string, maxLength: nu
   const ids = id.split(delimiter)
   if (ids.length > maxChannels) return ERRORS.TOO_MANY_CHANNELS
   for (const c of ids) if (c.length === 0) return ERRORS.BAD_CHANNEL_ID
+  // each position gets each message of its channel: one channel at 250 positions would make one
+  // connection cost every publish to it 250 deliveries (a client's amplification of the fan-out)
+  if (ids.length > MAX_REPEATS) {
+    const seen = new Map<string, number>()
+    for (const c of ids) {
+      const n = (seen.get(c) ?? 0) + 1
+      if (n > MAX_REPEATS) return ERRORS.REPEATED_CHANNEL
+      seen.set(c, n)
+    }
+  }
   return ids
 }
+
+/** Positions one channel may hold in one subscription (`/sub/a,a` is Nchan's, and allowed). */
+export const MAX_REPEATS = 4
 
 function header (headers: IncomingHttpHeaders, name: string): string | undefined {
   const v = headers[name]

@@ -16,7 +16,7 @@ import { Core } from './core.ts'
 import { registerDemo } from './demo.ts'
 import { ERRORS } from './errors.ts'
 import { createFacade, type Parkline } from './facade.ts'
-import { localClient, originAllowed, requestOrigin, splitUrl } from './http.ts'
+import { localClient, originAllowed, parseChannelIds, requestOrigin, splitUrl } from './http.ts'
 import { endUnread } from './linger.ts'
 import { tunnelNotOurs } from './pipelined.ts'
 import { handlePublisher, handleRevoke } from './publisher.ts'
@@ -36,6 +36,15 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Parkline's API for the host's own code: publish, info, delete, subscribe. */
     parkline: Parkline
+  }
+  interface FastifyRequest {
+    /**
+     * For a request to Parkline's subscriber or publisher location, the channels it names, as
+     * Parkline will serve them (percent-decoded, a multiplexed list split); null for any other
+     * request, or one Parkline will refuse. For the host's hooks that guard channels: a URL
+     * prefix cannot (`/sub/public,admin`, `/sub/admin%2Fsecret`).
+     */
+    readonly parklineChannels: { location: 'subscriber' | 'publisher', channels: string[] } | null
   }
 }
 
@@ -136,20 +145,41 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   fastify.addHook('onClose', async () => {
     core.stop()
   })
+  // the locations' paths, as the routes below are given them (the host's prefixes included)
+  const locations = { pub: '', sub: '' }
+  fastify.decorateRequest('parklineChannels', {
+    getter (this: FastifyRequest) { return channelsOf(this.originalUrl, locations, opts) }
+  })
   // fastify-plugin drops `prefix` (the decorator must reach the host): the routes get it here
-  await fastify.register(routes, { prefix: prefix ?? '', core, opts, access, embedded: resolved === undefined } as RoutesOptions)
+  await fastify.register(routes, { prefix: prefix ?? '', core, opts, access, embedded: resolved === undefined, locations } as RoutesOptions)
+}
+
+/** request.parklineChannels: the channels a request to a location names, as its handler will read them. */
+function channelsOf (url: string, locations: { pub: string, sub: string }, opts: ParklineOptions): { location: 'subscriber' | 'publisher', channels: string[] } | null {
+  const { path } = splitUrl(url)
+  if (path === null || locations.sub === '') return null
+  const sub = path.startsWith(locations.sub)
+  if (!sub && !path.startsWith(locations.pub)) return null
+  const ids = sub
+    ? parseChannelIds(path.slice(locations.sub.length), opts.multiplexDelimiter, opts.maxChannelIdLength, opts.maxChannelsPerSubscription)
+    : parseChannelIds(path.slice(locations.pub.length), '', opts.maxChannelIdLength, 1)
+  if (!Array.isArray(ids)) return null
+  // ids are bytes (one char each); a host compares text
+  return { location: sub ? 'subscriber' : 'publisher', channels: ids.map((id) => Buffer.from(id, 'latin1').toString('utf8')) }
 }
 
 /** `embedded`: in a host's app (its hooks guard the routes), not the standalone server. */
-interface RoutesOptions { prefix: string, core: Core, opts: ParklineOptions, access: Access, embedded: boolean }
+interface RoutesOptions { prefix: string, core: Core, opts: ParklineOptions, access: Access, embedded: boolean, locations: { pub: string, sub: string } }
 
 /** The routes, in an encapsulated child: its content-type parser and prefix stay Parkline's. */
-async function routes (child: FastifyInstance, { core, opts, access, embedded }: RoutesOptions): Promise<void> {
+async function routes (child: FastifyInstance, { core, opts, access, embedded, locations }: RoutesOptions): Promise<void> {
   // the whole prefix the child's routes get (the host's own prefixes included), without a trailing
   // `/`: Fastify joins `/rt/` and `/pub/` as `/rt/pub/`, and so must the paths matched here
   const base = child.prefix.replace(/\/+$/, '')
   const pubPath = base + opts.pubPrefix
   const subPath = base + opts.subPrefix
+  locations.pub = pubPath
+  locations.sub = subPath
   const websocket = opts.transports.includes('websocket') ? core.transports.find((t) => t.name === 'websocket') : undefined
 
   // The publisher needs the raw body (any type, byte for byte): the stream is left unread.

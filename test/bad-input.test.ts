@@ -4,7 +4,7 @@ import test from 'ava'
 import net from 'node:net'
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
-import { SseClient, connectReading, info, parseResponse, publish, startServer, type HttpAnswer } from './helpers/server.ts'
+import { SseClient, connectReading, info, parseResponse, publish, rawRequest, startServer, type HttpAnswer } from './helpers/server.ts'
 import { coreOf } from '../lib/plugin.ts'
 
 const MiB = 1048576
@@ -386,7 +386,8 @@ test('more than 255 multiplexed channels → 403 empty; 255 are accepted', async
   t.is(x.answer.status, 403)
   t.is(x.answer.body, '')
   t.is(x.answer.headers['content-length'], '0')
-  const ok = await fetch(`${base}/sub/${Array.from({ length: 255 }, () => 'a').join(',')}`)
+  // (255 distinct channels: one channel may hold at most 4 positions)
+  const ok = await fetch(`${base}/sub/${Array.from({ length: 255 }, (_, i) => i === 0 ? 'a' : (i + 36).toString(36)).join(',')}`)
   t.is(ok.status, 200)
   t.is(await ok.text(), 'for a')
 })
@@ -497,4 +498,21 @@ test('isolation: after every kind of bad input, a normal subscriber on the same 
   t.is((await info(base, 'iso')).json!.subscribers, 1)
   t.is(coreOf(app).table.size, 1)
   sse.close()
+})
+
+test('one channel at more than 4 positions of a subscription: 400 (SSE and long-poll); 4 are served (each position gets each message)', async (t) => {
+  const { port, base } = await startServer(t)
+  const five = '/sub/' + Array(5).fill('q').join(',')
+  for (const accept of ['text/event-stream', '']) {
+    const r = await rawRequest(port, `GET ${five} HTTP/1.1\r\nHost: a\r\n${accept === '' ? '' : `Accept: ${accept}\r\n`}\r\n`)
+    t.is(r.status, 400, accept)
+    t.is(r.body, 'Bad Request: a channel named more than 4 times in one subscription')
+  }
+  // the same through the multiplexed list spelled with other channels between
+  t.is((await rawRequest(port, 'GET /sub/q,x,q,y,q,q,z,q HTTP/1.1\r\nHost: a\r\n\r\n')).status, 400)
+  const sse = await SseClient.connect(port, '/sub/' + Array(4).fill('q').join(',') + ',r')
+  t.teardown(() => sse.close())
+  await sse.until(() => sse.comments.includes(': hi'))
+  t.is((await publish(base, 'q', 'x')).status, 201)
+  t.deepEqual((await sse.waitEvents(4)).map((e) => e.data), ['x', 'x', 'x', 'x'])
 })
