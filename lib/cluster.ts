@@ -576,11 +576,13 @@ export class Primary {
   async stop (signal: NodeJS.Signals, graceMs: number, coordinate = false): Promise<boolean> {
     this.#stopping = true
     const exits: Array<Promise<boolean>> = []
+    const killed = new Set<unknown>()
     for (const w of this.workers) {
       const child = w.child
       if (child === null || child.exitCode !== null) continue
-      // clean: it ended its drain itself (exit 0), not cut (1) or killed
-      exits.push(new Promise((resolve) => child.once('exit', (code) => { resolve(code === 0) })))
+      // clean unless it had to cut requests (exit 1, lib/server.ts) or was killed past the window
+      // (a worker the signal itself ended, one still starting, is clean)
+      exits.push(new Promise((resolve) => child.once('exit', (code) => { resolve(code !== 1 && !killed.has(child)) })))
       child.kill(signal)
     }
     const timer = setTimeout(() => {
@@ -588,6 +590,7 @@ export class Primary {
         const child = w.child
         if (child === null || child.exitCode !== null || child.signalCode !== null) continue
         this.#log?.warn({ worker: w.id, workerPid: child.pid, graceMs }, 'worker still running past the drain: killed')
+        killed.add(child)
         child.kill('SIGKILL')
       }
     }, graceMs)

@@ -40,6 +40,9 @@ export async function createEngine (core: Core, opts: ParklineOptions, ctx: Engi
   // ids are assigned in this process: none in its start second, where a process it replaces (a
   // restart within the second) may have issued some
   await pastUsedSecond()
+  // the core's second moves on each tick: records made before the next one (a subscriber that
+  // resumes at once) must get this second's floor, not the start second's
+  core.nowSec = Math.max(core.nowSec, Math.floor(Date.now() / 1000))
   return { engine: new MemoryEngine(core), stop: async () => { stoppedNow() } }
 }
 
@@ -61,8 +64,12 @@ let idsUsedUntil = Math.floor(performance.timeOrigin / 1000)
  * lib/cluster.ts restartDelay).
  */
 export async function pastUsedSecond (): Promise<void> {
-  const wait = (idsUsedUntil + 1) * 1000 - Date.now()
-  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait + 1))
+  // judged on the wall clock again after each wait (a step back meanwhile, NTP at boot); bounded
+  for (let i = 0; i < 5; i++) {
+    const wait = (idsUsedUntil + 1) * 1000 - Date.now()
+    if (wait <= 0) return
+    await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 1000) + 1))
+  }
 }
 
 function stoppedNow (): void {

@@ -5,6 +5,7 @@ import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { DRAIN_QUIET_MS, FINISH_GRACE_MS, type ParklineOptions } from './config.ts'
 import { kRawPublishers } from './symbols.ts'
+import { sweepLingering } from './linger.ts'
 import { ERRORS, type ErrorSpec } from './errors.ts'
 import { PUB_ALLOW, SUB_ALLOW, normalizePath, requestOrigin, splitUrl } from './http.ts'
 import { MAX_LINE, checkLimits, coreOf, kResolved, kWorkerLink, parkline } from './plugin.ts'
@@ -202,13 +203,19 @@ export function installShutdown (app: FastifyInstance, opts: ParklineOptions, wo
     // a time) is not waited for past FINISH_GRACE_MS: Node stops enforcing headersTimeout once the
     // server closes, and bodyTimeout (default 30 s) would outlast a supervisor's stop timeout
     let cut = false
-    const grace = setTimeout(() => {
-      cut = true
-      const raw = (app.server as { [kRawPublishers]?: { destroyAll: () => number } })[kRawPublishers]?.destroyAll() ?? 0
-      app.server.closeAllConnections()
-      app.log.warn({ graceMs: FINISH_GRACE_MS, rawConnections: raw }, 'requests still under way after the drain: their connections are closed')
-      // (anything that still holds app.close() does not hold the process)
-      setTimeout(() => process.exit(1), 1000).unref()
+    let grace = setTimeout(() => {
+      // subscribers Parkline already ended (their last bytes given LINGER_MS to reach a slow peer)
+      // go first, without counting: nobody's request is cut there
+      sweepLingering(coreOf(app).lingering, Infinity)
+      grace = setTimeout(() => {
+        cut = true
+        const raw = (app.server as { [kRawPublishers]?: { destroyAll: () => number } })[kRawPublishers]?.destroyAll() ?? 0
+        app.server.closeAllConnections()
+        app.log.warn({ graceMs: FINISH_GRACE_MS, rawConnections: raw }, 'the close did not finish after the drain (requests still under way, or a store slow to leave): connections are closed')
+        // (anything that still holds app.close() does not hold the process)
+        setTimeout(() => process.exit(1), 1000).unref()
+      }, 500)
+      grace.unref()
     }, FINISH_GRACE_MS)
     grace.unref()
     app.close().then(() => {

@@ -319,6 +319,10 @@ test('a server that starts in the second its predecessor last published in issue
     const b = await startServer(t)
     hit = true
     t.deepEqual(old.map((id) => id.split(':')[1]), ['0', '1', '2', '3', '4'])
+    // a subscriber that resumes at once, before anything is published on B
+    const early = await SseClient.connect(b.port, '/sub/r', { 'Last-Event-ID': old[1]! })
+    t.teardown(() => early.close())
+    await early.until(() => early.comments.includes(': hi'))
     const fresh: string[] = []
     for (let i = 5; i < 10; i++) fresh.push(/last message id: (\d+:\d+)$/.exec((await publish(b.base, 'r', `m${i}`)).text)![1]!)
     for (const id of fresh) {
@@ -332,6 +336,9 @@ test('a server that starts in the second its predecessor last published in issue
     const evs = await sse.waitEvents(5)
     t.deepEqual(evs.map((e) => e.data), ['m5', 'm6', 'm7', 'm8', 'm9'])
     t.true(sse.comments.some((c) => c.startsWith(':parkline-gap')) || evs[0]!.comments.some((c) => c.startsWith(':parkline-gap')), JSON.stringify([sse.comments, evs[0]!.comments]))
+    const first = await early.waitEvents(5)
+    t.deepEqual(first.map((e) => e.data), ['m5', 'm6', 'm7', 'm8', 'm9'])
+    t.true(early.comments.some((c) => c.startsWith(':parkline-gap')) || first[0]!.comments.some((c) => c.startsWith(':parkline-gap')), 'the subscriber there before the first publish gets the gap signal too: ' + JSON.stringify([early.comments, first[0]!.comments]))
     // long-poll from an id of the middle of T: the first new message, with the gap header
     const lp = await poll(b.port, '/sub/r', [['If-Modified-Since', new Date(T * 1000).toUTCString()], ['If-None-Match', '2']])
     t.is(lp.status, 200)
