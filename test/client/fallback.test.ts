@@ -250,9 +250,10 @@ test('backoffDelay: exponential, equal jitter, capped, server hint as a floor', 
 
 test('in Node the server\'s WebSocket pings count as life: an idle websocket needs no probe', async (t) => {
   const { proxy } = await setup(t, {}, { keepalive: 1 })
-  const rec = subscribe(t, `${proxy.base}/sub/pinged`, { transports: ALL, keepalive: 1600, probeTimeout: 300 })
+  // (a watchdog window 1.6 s past the ping interval: a 2-core CI host busy with other tests may delay one tick by more than 0.6 s)
+  const rec = subscribe(t, `${proxy.base}/sub/pinged`, { transports: ALL, keepalive: 2600, probeTimeout: 300 })
   await rec.waitConnected('websocket')
-  await new Promise((resolve) => setTimeout(resolve, 3500)) // two watchdog windows, three server pings
+  await new Promise((resolve) => setTimeout(resolve, 5500)) // two watchdog windows, five server pings
   t.is(proxy.requests.filter((h) => h.startsWith('GET /sub/pinged HTTP') && !/upgrade: websocket/i.test(h)).length, 0, 'no probe was needed')
   t.deepEqual(rec.transports, ['websocket'])
 })
