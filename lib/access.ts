@@ -62,6 +62,11 @@ export function inertOptions (o: ParklineOptions): string[] {
   return w
 }
 
+/** Options that restrict access, set where nothing checks it: refused, not left to look in force. */
+function refuseInert (inert: string[]): void {
+  if (inert.length > 0) throw new ConfigError(`${inert.join('; ')}: with no credential configured (apiKey, jwtSecret, jwtPublicKey, jwksUrl, authorizeUrl) every channel is open to anyone; configure one, or leave these out`)
+}
+
 /**
  * Who is let in with no check: subscribers with neither a credential (apiKey, a JWT key) nor
  * authorizeUrl; the publisher with publisherOpen and neither a credential nor authorizePublish.
@@ -165,9 +170,7 @@ export class Access {
    */
   static async create (o: ParklineOptions, log: { warn: (obj: object, msg: string) => void }): Promise<Access> {
     if (!accessConfigured(o)) {
-      // options that restrict access, set where nothing checks it: refused, not left to look in force
-      const inert = inertOptions(o)
-      if (inert.length > 0) throw new ConfigError(`${inert.join('; ')}: with no credential configured (apiKey, jwtSecret, jwtPublicKey, jwksUrl, authorizeUrl) every channel is open to anyone; configure one, or leave these out`)
+      refuseInert(inertOptions(o))
       return new Access(null, o)
     }
     const { Auth } = await import('./auth.ts')
@@ -181,8 +184,7 @@ export class Access {
     }
     const a = new Access(new Auth(authOptions(o), { upstreamMaxBody: o.maxMessageSize, trouble }), o)
     // publishUpstreamUrl alone loads Auth with no credential: the inert options are refused too
-    const inert = credentialConfigured(o) || o.authorizeUrl !== '' ? [] : inertOptions(o)
-    if (inert.length > 0) throw new ConfigError(`${inert.join('; ')}: with no credential configured (apiKey, jwtSecret, jwtPublicKey, jwksUrl, authorizeUrl) every channel is open to anyone; configure one, or leave these out`)
+    if (!credentialConfigured(o) && o.authorizeUrl === '') refuseInert(inertOptions(o))
     a.warnings = a.auth!.warnings
     return a
   }

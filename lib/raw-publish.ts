@@ -178,11 +178,8 @@ export class RawPublishers {
   /** Shutdown past its grace (lib/server.ts installShutdown): every connection still open goes, busy or not. */
   destroyAll (): number {
     this.close()
-    let n = 0
-    for (const c of [...this.#conns]) {
-      n++
-      c.socket.destroy()
-    }
+    const n = this.#conns.size
+    for (const c of [...this.#conns]) c.socket.destroy()
     return n
   }
 
