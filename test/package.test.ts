@@ -222,6 +222,14 @@ test.serial('installed tarball on Node 22: imports with no loader and serves all
   t.is(await echo(app.port, 'hi 22'), 'hi 22')
 })
 
+test.serial('the operator files ship in the package as they are in the repository (the nginx site test/nginx-proxy.test.ts runs, the systemd unit, the kernel drop-ins)', async (t) => {
+  const p = ready(t)
+  const installed = path.join(p.app, 'node_modules', 'parkline')
+  for (const f of ['conf/nginx/parkline.conf', 'conf/systemd/parkline.service', 'conf/sysctl.d/90-parkline.conf', 'conf/limits.d/90-parkline.conf', 'conf/parkline.json', 'conf/README.md']) {
+    t.is(readFileSync(path.join(installed, f), 'utf8'), readFileSync(path.join(ROOT, f), 'utf8'), f)
+  }
+})
+
 test.serial('a strict nodenext TypeScript app type-checks against the package, with typed options and facade', async (t) => {
   const p = ready(t)
   writeFileSync(path.join(p.app, 'tsconfig.json'), JSON.stringify({

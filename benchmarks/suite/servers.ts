@@ -191,6 +191,12 @@ export function nginxVersion (): string {
   }
 }
 
+/** nginx's temporary directories under `dir` (lines for an `http` block): none in the system's paths. */
+export function nginxTempPaths (dir: string): string {
+  return ['client_body_temp_path', 'proxy_temp_path', 'fastcgi_temp_path', 'uwsgi_temp_path', 'scgi_temp_path']
+    .map((d) => `  ${d} ${dir}/${d.slice(0, d.indexOf('_temp'))};\n`).join('')
+}
+
 /**
  * Nchan as the suite runs it, with `extra` directives in its server block (benchmarks/websocket.ts:
  * `nchan_deflate_message_for_websocket on;`).
@@ -215,12 +221,7 @@ error_log ${dir}/logs/error.log warn;
 events { worker_connections 20000; }
 http {
   access_log off;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  client_body_buffer_size 64k;
+${nginxTempPaths(dir)}  client_body_buffer_size 64k;
   keepalive_requests 1000000;
   nchan_shared_memory_size 2048m;
   server {
