@@ -127,6 +127,9 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
       })
       // one more than the §10 limit, so an over-long list is seen (and answered 400), not truncated
       server.maxHeadersCount = 1001
+      // idle between requests (Node's 5 s is shorter than most proxies' and load balancers' own
+      // idle timeouts: a request they send on a connection this side is closing gets them a 502)
+      server.keepAliveTimeout = opts.keepAliveTimeout * 1000
       // CONNECT (a proxy tunnel) is not Parkline's: a prompt 405, not a dropped connection
       server.on('connect', (_req: IncomingMessage, socket: Socket) => { refuseConnect(coreOf(app), socket) })
       return server

@@ -171,6 +171,42 @@ test.serial('a header section not completed within the headers timeout is closed
   t.true(text === '' || /^HTTP\/1\.1 408 /.test(text))
 })
 
+test('an idle keep-alive connection stays keepAliveTimeout seconds (75 by default, past Node\'s 5 and a proxy\'s 60), said in Keep-Alive on both request paths; then it is closed', async (t) => {
+  t.timeout(30_000)
+  const idleFor = async (port: number, request: string, seconds: number): Promise<{ first: string, open: boolean, second: string }> => {
+    const s = await connect(port)
+    let closed = false
+    s.on('close', () => { closed = true })
+    s.write(request)
+    const first = await receive(s, '\r\n\r\n')
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
+    const open = !closed
+    let second = ''
+    if (open) {
+      s.write(request)
+      second = await receive(s, '\r\n\r\n')
+    }
+    s.destroy()
+    return { first, open, second }
+  }
+  const raw = 'POST /pub/ka HTTP/1.1\r\n' + H + 'Content-Length: 1\r\n\r\nx'
+  const node = 'GET /not-parkline HTTP/1.1\r\n' + H + '\r\n'
+  const byDefault = await startStandalone(t, {}, true)
+  // the publish goes on Parkline's raw path, the 404 through Node's server and Fastify
+  const [a, b] = await Promise.all([idleFor(byDefault.port, raw, 6), idleFor(byDefault.port, node, 6)])
+  for (const [name, r] of [['raw path', a], ['Node\'s path', b]] as const) {
+    t.regex(r.first, /\r\nKeep-Alive: timeout=75\r\n/, name)
+    t.true(r.open, `${name}: open after 6 s idle`)
+    t.regex(r.second, /^HTTP\/1\.1 (202|404) /, `${name}: the connection serves the next request`)
+  }
+  const short = await startStandalone(t, { keepAliveTimeout: 1 }, true)
+  const [c, d] = await Promise.all([idleFor(short.port, raw, 4), idleFor(short.port, node, 4)])
+  for (const [name, r] of [['raw path', c], ['Node\'s path', d]] as const) {
+    t.regex(r.first, /\r\nKeep-Alive: timeout=1\r\n/, name)
+    t.false(r.open, `${name}: closed once idle past keepAliveTimeout 1`)
+  }
+})
+
 test.serial('bytes arriving on a connection whose long-poll is parked: that poll gets 400, then close', async (t) => {
   const { app, base, port } = await startServer(t)
   const extras = [
