@@ -150,7 +150,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'trustedProxies', kind: 'list', default: [], doc: 'IP addresses of the proxies in front of Parkline whose client address (X-Forwarded-For, X-Real-IP, Forwarded) is believed for the loopback-only publisher and status pages; a request with a proxy\'s header from any other address is not a local client.' },
   { name: 'demo', kind: 'bool', default: false, doc: 'Serve the demo page (subscribe, publish, live log) at /demo/ with the browser client (client/).' },
   { name: 'headersTimeout', kind: 'int', default: 60, min: 1, doc: 'Seconds a client has to send a complete header section.' },
-  { name: 'keepAliveTimeout', kind: 'int', default: 75, min: 1, doc: 'Seconds a connection may stay idle between requests before the server closes it (nginx\'s default; a proxy or load balancer in front must close its idle connections sooner).' },
+  { name: 'keepAliveTimeout', kind: 'int', default: 75, min: 1, max: 86400, doc: 'Seconds a connection may stay idle between requests before the server closes it (nginx\'s default; a proxy or load balancer in front must close its idle connections sooner).' },
   { name: 'bodyTimeout', kind: 'int', default: 30, min: 1, doc: 'Seconds a publisher has to send its whole body; past it 408 and the connection closes.' },
   { name: 'bodyMinRate', kind: 'int', default: 1024, min: 0, doc: 'Bytes per second a publisher body must average after its first 5 s; slower gets 408 and the connection closes; 0 = off.' },
   { name: 'maxPublishing', kind: 'int', default: 256, min: 1, doc: 'Publish bodies read, or waiting on publishUpstreamUrl, the owner worker or Redis, at once per process (each at most maxMessageSize); past it 503 with Retry-After.' },

@@ -212,26 +212,31 @@ export function canonicalIp (a: string): string {
   }
 }
 
-/** The client addresses a proxy's headers give: the last X-Forwarded-For hop, X-Real-IP, the last Forwarded `for=`. */
+/** The client addresses a proxy's headers give: every X-Forwarded-For hop, X-Real-IP, every Forwarded `for=`. */
 function forwardedClients (headers: IncomingHttpHeaders): string[] {
   const out: string[] = []
   const xff = headers['x-forwarded-for']
-  if (typeof xff === 'string') out.push(xff.split(',').pop()!.trim())
+  // every hop, not only the last (the one the trusted proxy added): a proxy in front of that one
+  // (a TLS terminator on the same host) makes the last hop loopback for every client, and the hops
+  // before it are where such a proxy puts the real client; a client can only add hops, so
+  // judging them all can only refuse more
+  if (typeof xff === 'string') for (const hop of xff.split(',')) out.push(hop.trim())
   const real = headers['x-real-ip']
   if (typeof real === 'string') out.push(real.trim())
   const fwd = headers.forwarded
   if (typeof fwd === 'string') {
-    const last = fwd.split(',').pop()!
-    const m = /(?:^|;)\s*for\s*=\s*"?\[?([^\]";,]*)\]?(?::\d+)?"?/i.exec(last)
-    out.push(m === null ? '' : m[1]!.trim())
+    for (const element of fwd.split(',')) {
+      const m = /(?:^|;)\s*for\s*=\s*"?\[?([^\]";,]*)\]?(?::\d+)?"?/i.exec(element)
+      out.push(m === null ? '' : m[1]!.trim())
+    }
   }
   return out
 }
 
 /**
  * A local process: a loopback peer that no proxy relayed; or, through a proxy listed in
- * `trustedProxies`, a client that every address the proxy's headers give (the last
- * X-Forwarded-For hop, X-Real-IP, the last Forwarded `for=`) says is loopback. A forwarded request
+ * `trustedProxies`, a client that every address the proxy's headers give (every X-Forwarded-For
+ * hop, X-Real-IP, every Forwarded `for=`) says is loopback. A forwarded request
  * from any other proxy, a loopback one included, is not. (The proxy must append to
  * X-Forwarded-For, not pass the client's own on: docs/api.md 16.1.)
  */

@@ -12,7 +12,7 @@ import type { ExecutionContext } from 'ava'
 import test from 'ava'
 import { coreOf } from '../lib/plugin.ts'
 import { AUTH_SERVER, mint } from './helpers/auth.ts'
-import { startStandalone } from './helpers/server.ts'
+import { rawRequest, startStandalone } from './helpers/server.ts'
 
 const CONNECTIONS = 300
 const AT_ONCE = 20
@@ -97,9 +97,10 @@ async function fuzz (t: ExecutionContext, seed: number, fast: boolean, options: 
     const seeds = Array.from({ length: Math.min(AT_ONCE, CONNECTIONS - i) }, () => Math.floor(r() * 2 ** 32))
     await Promise.all(seeds.map((x) => client(prng(x), s.port, token)))
   }
-  // alive and answering
-  t.is((await fetch(`${s.base}/health`)).status, 200, `seed ${seed}`)
-  const pub = await fetch(`${s.base}/pub/after`, { method: 'POST', body: 'x', headers: { Authorization: `Bearer ${AUTH_SERVER.apiKey[0]}` } })
+  // alive and answering (on connections this client then closes: a fetch would keep its own open
+  // for the server's keep-alive, 75 s)
+  t.is((await rawRequest(s.port, 'GET /health HTTP/1.1\r\nHost: a\r\n\r\n')).status, 200, `seed ${seed}`)
+  const pub = await rawRequest(s.port, `POST /pub/after HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${AUTH_SERVER.apiKey[0]}\r\nContent-Length: 1\r\n\r\nx`)
   t.true(pub.status === 201 || pub.status === 202, `seed ${seed}: publish ${pub.status}`)
   // nothing of theirs kept: every client closed, so every subscriber and connection goes
   // (a refused or ended stream lingers at most LINGER_MS, lib/linger.ts, unless its peer closed)

@@ -1,6 +1,6 @@
 // The shipped nginx configuration (conf/nginx/parkline.conf) in front of a real Parkline, as an
-// operator would run it: nginx started on loopback with that file, its two "yours" lines pointed at
-// the test's ports and nothing else changed. Subscribers of every kind and publishers go through
+// operator would run it: nginx started on loopback with that file, its three "yours" lines set for
+// the test (the ports, a server name) and nothing else changed. Subscribers of every kind and publishers go through
 // nginx. nginx is what the Nchan tests install (bin/test-deps.sh); without it this fails and says
 // which packages to install.
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -20,12 +20,15 @@ async function startNginx (t: ExecutionContext, parklinePort: number): Promise<n
   const bin = nginxBinary()
   if (bin === null) throw new Error(`nginx is not installed; install it with: ${APT_LINE}`)
   const port = await freePort()
-  // the two lines the file marks "yours", and nothing else
+  // the three lines the file marks "yours", and nothing else
   const site = SHIPPED
-    .replace(/^(\s*)server 127\.0\.0\.1:8080;/m, `$1server 127.0.0.1:${parklinePort};`)
-    .replace(/^(\s*)listen 80;/m, `$1listen 127.0.0.1:${port};`)
+    .replace(/^(\s*)server 127\.0\.0\.1:8080;(\s*# yours)/m, `$1server 127.0.0.1:${parklinePort};$2`)
+    .replace(/^(\s*)listen 80;(\s*# yours)/m, `$1listen 127.0.0.1:${port};$2`)
+    .replace(/^(\s*)server_name push\.example\.com;(\s*# yours)/m, '$1server_name push.example;$2')
   t.not(site.indexOf(`server 127.0.0.1:${parklinePort};`), -1, 'the upstream line is where the file says')
   t.not(site.indexOf(`listen 127.0.0.1:${port};`), -1, 'the listen line is where the file says')
+  t.not(site.indexOf('server_name push.example;'), -1, 'the server_name line is where the file says')
+  t.is(site.split('# yours').length, 4, 'three lines are marked yours')
   const dir = mkdtempSync(path.join(os.tmpdir(), 'parkline-nginx-'))
   writeFileSync(path.join(dir, 'parkline.conf'), site)
   writeFileSync(path.join(dir, 'nginx.conf'), `daemon off;
@@ -98,7 +101,7 @@ test('EventSource, long-poll and WebSocket subscribers behind the shipped nginx 
   t.is(lp.status, 200)
   t.is(lp.body, 'm1')
   await sse.waitEvents(1)
-  t.is(sse.events[0]!.data, 'm1', 'the event came through while the stream stays open (not held in a proxy buffer)')
+  t.is(sse.events[0]!.data, 'm1', 'the event came through while the stream stays open')
   t.true(await until(() => ws.messages.length >= 1, 5000))
   t.is(ws.messages[0]!.payload.toString(), 'm1')
 
@@ -123,11 +126,12 @@ test('EventSource, long-poll and WebSocket subscribers behind the shipped nginx 
   ws.socket.destroy()
 })
 
-test('behind the shipped nginx config a channel id is decoded once: an escaped ? and % name the same channel as on Parkline\'s own port', async (t) => {
+test('behind the shipped nginx config a channel id is decoded once, by Parkline: escaped slashes name the same channel as on Parkline\'s own port', async (t) => {
   const { srv, proxy } = await setup(t)
-  const parked = get(proxy, '/sub/q%3Fx%2541')
-  t.true(await held(srv, 'q?x%41', 1), 'the subscriber through nginx is on the channel "q?x%41"')
-  t.is((await post(srv.port, '/pub/q%3Fx%2541', 'one')).status, 201)
+  // nginx decoding it (a proxy_pass with a path) would merge the slashes: the channel "a/b"
+  const parked = get(proxy, '/sub/a%2F%2Fb')
+  t.true(await held(srv, 'a//b', 1), 'the subscriber through nginx is on the channel "a//b"')
+  t.is((await post(srv.port, '/pub/a%2F%2Fb', 'one')).status, 201)
   const lp = await parked
   t.is(lp.status, 200)
   t.is(lp.body, 'one')
@@ -136,9 +140,9 @@ test('behind the shipped nginx config a channel id is decoded once: an escaped ?
 test('behind the shipped nginx config the publisher stays loopback-only: a request through the proxy is refused, trustedProxies lets a local one through, a key works from anywhere', async (t) => {
   const { srv, proxy } = await setup(t)
   const refused = await post(proxy, '/pub/p', 'x')
-  t.is(refused.status, 403, 'nginx\'s X-Forwarded-For marks the request as relayed')
+  t.is(refused.status, 403, 'nginx\'s proxy headers mark the request as relayed')
   t.regex(refused.body, /came through a proxy/)
-  t.not((await get(proxy, '/status')).status, 200, 'nor is the status page served to the world')
+  t.not((await get(proxy, '/status')).status, 200, 'the site does not pass the status page on')
   t.is((await get(proxy, '/health')).status, 200, 'the health check passes nginx')
   t.is((await post(srv.port, '/pub/p', 'x')).status, 202, 'the same publish on Parkline\'s own port')
 
@@ -157,4 +161,15 @@ test('behind the shipped nginx config a too large publish gets Parkline\'s own 4
   t.is(big.status, 413)
   t.notRegex(big.body, /<html>/i)
   t.is((await post(proxy, '/pub/big', 'x'.repeat(1024 * 1024))).status, 202, 'a body of maxMessageSize passes')
+})
+
+test('behind the shipped nginx config requests share kept-alive upstream connections: one Parkline connection carries a run of them', async (t) => {
+  const { srv, proxy } = await setup(t, { trustedProxies: ['127.0.0.1'] })
+  let opened = 0
+  srv.app.server.on('connection', () => { opened++ })
+  for (let i = 0; i < 6; i++) {
+    t.is((await get(proxy, '/health')).status, 200)
+    t.is((await post(proxy, '/pub/ka', String(i))).status, 202)
+  }
+  t.is(opened, 1, 'twelve requests, one after another, on one upstream connection')
 })

@@ -209,6 +209,12 @@ test('secure default behind a reverse proxy on this host: a loopback request wit
   const behind = await startServer(t, { trustedProxies: ['127.0.0.1'] })
   t.is((await rawRequest(behind.port, post('X-Forwarded-For: 127.0.0.1\r\n'))).status, 202, 'a local process through the trusted proxy')
   t.is((await rawRequest(behind.port, post('X-Forwarded-For: 127.0.0.1, 203.0.113.7\r\n'))).status, 403, 'its last hop is the client')
+  // a relay in front of the trusted proxy on the same host (a TLS terminator): the last hop is
+  // loopback for every client, the one before it is the client's
+  t.is((await rawRequest(behind.port, post('X-Forwarded-For: 203.0.113.7, 127.0.0.1\r\n'))).status, 403, 'every hop counts, not only the last')
+  t.is((await rawRequest(behind.port, post('X-Forwarded-For: 127.0.0.1, 127.0.0.1\r\n'))).status, 202, 'a local process through two local proxies')
+  t.is((await rawRequest(behind.port, post('Forwarded: for=203.0.113.7, for=127.0.0.1\r\n'))).status, 403, 'every Forwarded element counts')
+  t.is((await rawRequest(behind.port, 'GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-For: 203.0.113.7, 127.0.0.1\r\nConnection: close\r\n\r\n')).status, 403, 'the status page too')
   t.is((await rawRequest(behind.port, post('Via: 1.1 nginx\r\n'))).status, 403, 'proxied, and no client address given')
   // a trusted proxy that is not on loopback, its local client: the same answer with authorizeUrl alone (lib/auth.ts)
   for (const options of [{ trustedProxies: ['10.0.0.2'] }, { trustedProxies: ['10.0.0.2'], authorizeUrl: 'http://127.0.0.1:9/authorize' }]) {

@@ -149,7 +149,11 @@ test('a trusted IPv4 proxy is recognised when the server listens on :: (its addr
   // a proxy that passes the client's own X-Forwarded-For on and sets X-Real-IP: every address it gives must be loopback
   t.false(localClient('10.0.0.2', { 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '203.0.113.7' }, ['10.0.0.2']))
   t.true(localClient('10.0.0.2', { 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' }, ['10.0.0.2']))
-  t.true(localClient('10.0.0.2', { forwarded: 'for=203.0.113.7, for="[::1]:4711"' }, ['10.0.0.2']))
+  // every hop counts, not only the one the trusted proxy added (a relay in front of it on its host)
+  t.false(localClient('10.0.0.2', { forwarded: 'for=203.0.113.7, for="[::1]:4711"' }, ['10.0.0.2']))
+  t.true(localClient('10.0.0.2', { forwarded: 'for=127.0.0.1, for="[::1]:4711"' }, ['10.0.0.2']))
+  t.false(localClient('10.0.0.2', { 'x-forwarded-for': '203.0.113.7, 127.0.0.1' }, ['10.0.0.2']))
+  t.true(localClient('10.0.0.2', { 'x-forwarded-for': '127.0.0.2, 127.0.0.1' }, ['10.0.0.2']))
   t.false(localClient('10.0.0.2', { forwarded: 'for=127.0.0.1;proto=http, for=203.0.113.7' }, ['10.0.0.2']))
   t.false(localClient('10.0.0.2', { forwarded: 'proto=https' }, ['10.0.0.2']), 'no for=: no client address')
   t.false(localClient('10.0.0.2', { via: '1.1 nginx' }, ['10.0.0.2']), 'no client address given at all')
