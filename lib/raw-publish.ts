@@ -557,7 +557,7 @@ export class RawPublishers {
     const socket = c.socket
     // as SocketReply: Date (formatted once a second), Connection, Keep-Alive
     head += 'Date: ' + formatHttpDate(Math.floor(Date.now() / 1000)) + '\r\n'
-    if (close || c.closing) {
+    if (close || c.closing || this.#core.draining) {
       close = true
       head += 'Connection: close\r\n\r\n'
     } else {
@@ -1084,7 +1084,11 @@ class SocketReply extends HeadersReply {
     head += 'Date: ' + formatHttpDate(Math.floor(Date.now() / 1000)) + '\r\n'
     const c = this.#conn
     if (h.connection === 'close') c.closing = true
-    else if (c.closing) head += 'Connection: close\r\n'
+    else if (c.closing || this.#core.draining) {
+      // draining (SIGTERM): the connection ends after this answer, as Node's path does (lib/server.ts)
+      c.closing = true
+      head += 'Connection: close\r\n'
+    }
     else head += 'Connection: keep-alive\r\n' + (this.#keepAlive > 0 ? 'Keep-Alive: timeout=' + Math.floor(this.#keepAlive / 1000) + '\r\n' : '')
     head += '\r\n'
     const socket = c.socket

@@ -104,6 +104,8 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
   // publishes and subscribes skip Fastify once the plugin is in (lib/fast-path.ts);
   // PARKLINE_NO_FAST_PATH=1 sends them through Fastify too, for comparing the two
   let fast: FastPath | null = null
+  /** Set once the plugin is in: while it drains, every answer closes its connection. */
+  let served: Core | null = null
   const app: FastifyInstance = Fastify({
     logger: opts.logLevel === 'silent' ? false : { level: opts.logLevel },
     // a push server's requests are its subscribers: one log line each would be the hot path
@@ -120,6 +122,9 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
       }, (req, res) => {
         // behind a subscriber's request on this connection: nobody sees it (lib/pipelined.ts)
         if (droppedBehindSubscriber(req.socket, res)) return
+        // draining (SIGTERM): the answer says Connection: close and the connection ends, so no
+        // client or proxy sends another request on it while the server is going away
+        if (served !== null && served.draining) res.shouldKeepAlive = false
         if (fast === null) return handler(req, res)
         if (fast(req, res)) return
         notFast(req)
@@ -156,6 +161,7 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
     if (m !== 'CONNECT' && !app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true })
   }
   await app.register(parkline, { [kResolved]: opts, [kWorkerLink]: link } as Parameters<typeof parkline>[1])
+  app.addHook('onReady', async () => { served = coreOf(app) })
   if (process.env.PARKLINE_NO_FAST_PATH !== '1') {
     let raw: RawPublishers | null = null
     app.addHook('onReady', async () => {

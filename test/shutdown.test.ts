@@ -80,3 +80,59 @@ test('SIGTERM with a subscriber that stopped reading: its ended stream is let go
   t.true(exited, log())
   t.is(proc.exitCode, 0, log())
 })
+
+test('SIGTERM: answers given while the server drains say Connection: close and end their connection, on the raw publish path and Node\'s', async (t) => {
+  const { port, proc, log } = await start(t, ['--drain-window', '5'])
+  /** A kept-alive connection: send a request, read one whole answer (head and Content-Length body). */
+  const conn = async (): Promise<{ ask: (req: string) => Promise<string>, ended: () => boolean }> => {
+    const s = net.connect(port, '127.0.0.1')
+    s.on('error', () => {})
+    await once(s, 'connect')
+    t.teardown(() => s.destroy())
+    let buf = ''
+    let ended = false
+    s.on('end', () => { ended = true })
+    s.on('close', () => { ended = true })
+    let waiter: (() => void) | null = null
+    s.on('data', (d: Buffer) => { buf += d.toString('latin1'); waiter?.() })
+    const whole = (): string | null => {
+      const end = buf.indexOf('\r\n\r\n')
+      if (end === -1) return null
+      const len = Number(/\r\ncontent-length: *(\d+)/i.exec(buf.slice(0, end))?.[1] ?? 0)
+      if (buf.length < end + 4 + len) return null
+      const out = buf.slice(0, end + 4 + len)
+      buf = buf.slice(end + 4 + len)
+      return out
+    }
+    const ask = async (req: string): Promise<string> => {
+      s.write(req)
+      for (let i = 0; i < 100; i++) {
+        const got = whole()
+        if (got !== null) return got
+        await new Promise<void>((resolve) => { waiter = resolve; setTimeout(resolve, 50) })
+      }
+      return ''
+    }
+    return { ask, ended: () => ended }
+  }
+  const publish = 'POST /pub/d HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx'
+  const notFound = 'GET /not-parkline HTTP/1.1\r\nHost: a\r\n\r\n'
+  const raw = await conn()
+  const node = await conn()
+  t.regex(await raw.ask(publish), /^HTTP\/1\.1 202 [^]*\r\nConnection: keep-alive\r\n/)
+  t.regex(await node.ask(notFound), /^HTTP\/1\.1 404 [^]*\r\nConnection: keep-alive\r\n/)
+  // a subscriber keeps the drain going for its window (it is ended in a wave within it)
+  const sse = await SseClient.connect(port, '/sub/d')
+  t.teardown(() => sse.close())
+  await sse.until(() => sse.comments.includes(': hi'))
+  proc.kill('SIGTERM')
+  t.true(await eventually(() => /drain begun/.test(log()), 5000), log())
+  const a = await raw.ask(publish)
+  t.regex(a, /^HTTP\/1\.1 20[12] /, 'publishers are still served while the server drains')
+  t.regex(a, /\r\nConnection: close\r\n/)
+  const b = await node.ask(notFound)
+  t.regex(b, /^HTTP\/1\.1 404 /)
+  t.regex(b, /\r\nConnection: close\r\n/)
+  t.true(await eventually(() => raw.ended() && node.ended(), 3000), 'both connections ended after their answer')
+  await once(proc, 'exit')
+})
