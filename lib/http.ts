@@ -212,7 +212,9 @@ export function canonicalIp (a: string): string {
   }
 }
 
-/** The client addresses a proxy's headers give: every X-Forwarded-For hop, X-Real-IP, every Forwarded `for=`. */
+const CLIENT_IP_HEADERS = ['x-real-ip', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip'] as const
+
+/** The client addresses a proxy's headers give: every X-Forwarded-For hop, X-Real-IP (and the like), every Forwarded `for=`. */
 function forwardedClients (headers: IncomingHttpHeaders): string[] {
   const out: string[] = []
   const xff = headers['x-forwarded-for']
@@ -221,8 +223,13 @@ function forwardedClients (headers: IncomingHttpHeaders): string[] {
   // before it are where such a proxy puts the real client; a client can only add hops, so
   // judging them all can only refuse more
   if (typeof xff === 'string') for (const hop of xff.split(',')) out.push(hop.trim())
-  const real = headers['x-real-ip']
-  if (typeof real === 'string') out.push(real.trim())
+  // the single-address headers: X-Real-IP, and those CDNs and other proxies set (a trusted proxy
+  // giving the client there, and passing the client's own X-Forwarded-For on, must not admit a
+  // client who wrote `X-Forwarded-For: 127.0.0.1`)
+  for (const name of CLIENT_IP_HEADERS) {
+    const v = headers[name]
+    if (typeof v === 'string') out.push(v.trim())
+  }
   const fwd = headers.forwarded
   if (typeof fwd === 'string') {
     for (const element of fwd.split(',')) {
@@ -236,7 +243,8 @@ function forwardedClients (headers: IncomingHttpHeaders): string[] {
 /**
  * A local process: a loopback peer that no proxy relayed; or, through a proxy listed in
  * `trustedProxies`, a client that every address the proxy's headers give (every X-Forwarded-For
- * hop, X-Real-IP, every Forwarded `for=`) says is loopback. A forwarded request
+ * hop, X-Real-IP, X-Client-IP, True-Client-IP, CF-Connecting-IP, every Forwarded `for=`) says is
+ * loopback. A forwarded request
  * from any other proxy, a loopback one included, is not. (The proxy must append to
  * X-Forwarded-For, not pass the client's own on: docs/api.md 16.1.)
  */

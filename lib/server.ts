@@ -1,6 +1,6 @@
 // The standalone server: Fastify 5 with the HTTP limits of PROTOCOL.md §10 (only a server owner can
 // set them), the plugin, and graceful shutdown.
-import { createServer, METHODS, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer, METHODS, STATUS_CODES, type IncomingMessage, type Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { DRAIN_QUIET_MS, FINISH_GRACE_MS, type ParklineOptions } from './config.ts'
@@ -100,12 +100,30 @@ function refuseConnect (core: Core, socket: Socket): void {
   endUnread(core, socket, `HTTP/1.1 405 Method Not Allowed\r\nAllow: ${PUB_ALLOW}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`)
 }
 
+/** An answer to an earlier request on `socket` is still to be written or finishing (Node queues this one's). */
+function pendingBefore (socket: Socket, res: ServerResponse): boolean {
+  const current = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+  return current !== undefined && current !== null && current !== res
+}
+
 export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Promise<FastifyInstance> {
   // publishes and subscribes skip Fastify once the plugin is in (lib/fast-path.ts);
   // PARKLINE_NO_FAST_PATH=1 sends them through Fastify too, for comparing the two
   let fast: FastPath | null = null
   /** Set once the plugin is in: while it drains, every answer closes its connection. */
   let served: Core | null = null
+  /**
+   * Node's responses, which while the server drains (SIGTERM) say Connection: close and end their
+   * connection, so no client or proxy sends another request on one the server is about to close:
+   * decided when the head is written, so an answer to a request that came before the signal
+   * (a body still arriving, an access check, a publish through the owner worker) closes too.
+   */
+  class DrainAwareResponse<R extends IncomingMessage = IncomingMessage> extends ServerResponse<R> {
+    override writeHead (...args: unknown[]): this {
+      if (served !== null && served.draining) this.shouldKeepAlive = false
+      return (super.writeHead as (...a: unknown[]) => this)(...args)
+    }
+  }
   const app: FastifyInstance = Fastify({
     logger: opts.logLevel === 'silent' ? false : { level: opts.logLevel },
     // a push server's requests are its subscribers: one log line each would be the hot path
@@ -118,13 +136,14 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
         // would let a slow header section live up to 90 s)
         connectionsCheckingInterval: 1000,
         requestTimeout: 0,
-        noDelay: true
+        noDelay: true,
+        ServerResponse: DrainAwareResponse
       }, (req, res) => {
         // behind a subscriber's request on this connection: nobody sees it (lib/pipelined.ts)
         if (droppedBehindSubscriber(req.socket, res)) return
-        // draining (SIGTERM): the answer says Connection: close and the connection ends, so no
-        // client or proxy sends another request on it while the server is going away
-        if (served !== null && served.draining) res.shouldKeepAlive = false
+        // draining: a request pipelined behind one not yet answered is not applied, since that
+        // answer closes the connection and this one's could never be sent (the client sends it again)
+        if (served !== null && served.draining && pendingBefore(req.socket, res)) return
         if (fast === null) return handler(req, res)
         if (fast(req, res)) return
         notFast(req)

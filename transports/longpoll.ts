@@ -156,6 +156,8 @@ export class LongpollTransport implements Transport {
     // an answer given after an access check is this user's: a shared cache (a long-poll answer is
     // cacheable by its Last-Modified, spec §5) must not hand it to someone else
     if (this.core.privateAnswers) headers.push('Cache-Control', 'private')
+    // draining (SIGTERM): the connection ends after this answer (docs/api.md 12.4)
+    if (this.core.draining) close = true
     const res = sub.res
     sub.res = null
     if (res !== null) {

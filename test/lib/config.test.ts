@@ -154,6 +154,11 @@ test('a trusted IPv4 proxy is recognised when the server listens on :: (its addr
   t.true(localClient('10.0.0.2', { forwarded: 'for=127.0.0.1, for="[::1]:4711"' }, ['10.0.0.2']))
   t.false(localClient('10.0.0.2', { 'x-forwarded-for': '203.0.113.7, 127.0.0.1' }, ['10.0.0.2']))
   t.true(localClient('10.0.0.2', { 'x-forwarded-for': '127.0.0.2, 127.0.0.1' }, ['10.0.0.2']))
+  // a proxy that gives the client in a header of its own and passes the client's X-Forwarded-For on
+  for (const h of ['x-client-ip', 'true-client-ip', 'cf-connecting-ip']) {
+    t.false(localClient('10.0.0.2', { 'x-forwarded-for': '127.0.0.1', [h]: '203.0.113.7' }, ['10.0.0.2']), h)
+    t.true(localClient('10.0.0.2', { 'x-forwarded-for': '127.0.0.1', [h]: '127.0.0.1' }, ['10.0.0.2']), h)
+  }
   t.false(localClient('10.0.0.2', { forwarded: 'for=127.0.0.1;proto=http, for=203.0.113.7' }, ['10.0.0.2']))
   t.false(localClient('10.0.0.2', { forwarded: 'proto=https' }, ['10.0.0.2']), 'no for=: no client address')
   t.false(localClient('10.0.0.2', { via: '1.1 nginx' }, ['10.0.0.2']), 'no client address given at all')
