@@ -1088,8 +1088,7 @@ class SocketReply extends HeadersReply {
       // draining (SIGTERM): the connection ends after this answer, as Node's path does (lib/server.ts)
       c.closing = true
       head += 'Connection: close\r\n'
-    }
-    else head += 'Connection: keep-alive\r\n' + (this.#keepAlive > 0 ? 'Keep-Alive: timeout=' + Math.floor(this.#keepAlive / 1000) + '\r\n' : '')
+    } else head += 'Connection: keep-alive\r\n' + (this.#keepAlive > 0 ? 'Keep-Alive: timeout=' + Math.floor(this.#keepAlive / 1000) + '\r\n' : '')
     head += '\r\n'
     const socket = c.socket
     if (socket.destroyed || socket.writableEnded) return this

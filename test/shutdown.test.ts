@@ -147,5 +147,13 @@ test('SIGTERM: answers given while the server drains say Connection: close and e
   t.regex(c, /^HTTP\/1\.1 (200|503) /)
   t.regex(c, /\r\nConnection: close\r\n/)
   t.true(await eventually(() => raw.ended() && node.ended() && polled.ended(), 3000), 'the connections ended after their answer')
+  // a publish pipelined on Node's path behind a request not yet answered: its answer could never
+  // be sent on a connection that closes, so it is not applied (the client sends it again)
+  const pipelined = await conn()
+  const first = await pipelined.ask(notFound + 'POST /pub/pp HTTP/1.1\r\nHost: a\r\nX-Twice: 1\r\nX-Twice: 2\r\nContent-Length: 1\r\n\r\ny')
+  t.regex(first, /^HTTP\/1\.1 404 [^]*\r\nConnection: close\r\n/)
+  t.true(await eventually(() => pipelined.ended(), 3000))
+  const info = await (await conn()).ask('GET /pub/pp HTTP/1.1\r\nHost: a\r\nAccept: text/json\r\n\r\n')
+  t.regex(info, /^HTTP\/1\.1 404 /, 'the pipelined publish was not applied')
   await once(proc, 'exit')
 })
