@@ -1,15 +1,14 @@
 // The shipped nginx configuration (conf/nginx/parkline.conf) in front of a real Parkline, as an
 // operator would run it: nginx started on loopback with that file, its three "yours" lines set for
-// the test (the ports, a server name) and nothing else changed. Subscribers of every kind and publishers go through
-// nginx. nginx is what the Nchan tests install (bin/test-deps.sh); without it this fails and says
+// the test (the ports, a server name) and nothing else changed. Subscribers of every kind and
+// publishers go through nginx. nginx is what the Nchan tests install (bin/test-deps.sh); without it this fails and says
 // which packages to install.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import test, { type ExecutionContext } from 'ava'
-import { APT_LINE, nginxBinary, nginxTempPaths } from '../benchmarks/suite/servers.ts'
+import { APT_LINE, nginxBinary, nginxTempPaths, waitReady } from '../benchmarks/suite/servers.ts'
 import { eventually, freePort, rawRequest, SseClient, startStandalone, until, type HttpAnswer, type Standalone } from './helpers/server.ts'
 import { RawWs } from './helpers/websocket.ts'
 
@@ -48,18 +47,11 @@ ${nginxTempPaths(dir)}  include ${dir}/parkline.conf;
     child.kill('SIGKILL')
     rmSync(dir, { recursive: true, force: true })
   })
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) })
-      s.on('error', () => resolve(false))
-    })
-    if (ok) return port
-    if (child.exitCode !== null) break
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  let log = ''
-  try { log = readFileSync(path.join(dir, 'error.log'), 'utf8') } catch {}
-  throw new Error(`nginx did not listen on ${port}: ${stderr} ${log}`)
+  // answered through nginx (by Parkline, behind it) a few times in a row
+  await waitReady(port, child, 15000, () => {
+    try { return stderr + readFileSync(path.join(dir, 'error.log'), 'utf8') } catch { return stderr }
+  })
+  return port
 }
 
 async function setup (t: ExecutionContext, options: Record<string, unknown> = {}): Promise<{ srv: Standalone, proxy: number }> {
@@ -171,5 +163,6 @@ test('behind the shipped nginx config requests share kept-alive upstream connect
     t.is((await get(proxy, '/health')).status, 200)
     t.is((await post(proxy, '/pub/ka', String(i))).status, 202)
   }
-  t.is(opened, 1, 'twelve requests, one after another, on one upstream connection')
+  // (the start-up probes through nginx may have opened the one they all use)
+  t.true(opened <= 1, `twelve requests, one after another, on at most one new upstream connection (${opened})`)
 })

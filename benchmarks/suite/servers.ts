@@ -77,7 +77,7 @@ function probe (port: number, ms: number): Promise<number | null> {
 }
 
 /** Wait until `count` probes in a row get an HTTP answer (with SO_REUSEPORT they land on random workers). */
-async function waitReady (port: number, child: ChildProcess, ms: number, log: () => string): Promise<void> {
+export async function waitReady (port: number, child: ChildProcess, ms: number, log: () => string): Promise<void> {
   const deadline = Date.now() + ms
   let ok = 0
   while (ok < 8) {
