@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
-import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
+import { SseClient, eventually, exitedWithOutput, freePort, info, publish } from './helpers/server.ts'
 import { serve } from './helpers/node.ts'
 import { startRedis } from './helpers/redis.ts'
 import { REPLICA_LINGER_MS, STABLE_MS, ownerOf, quickDeathsAfter, restartDelay } from '../lib/cluster.ts'
@@ -1109,7 +1109,7 @@ for (const workers of ['1', '2']) {
     t.true(await eventually(async () => ((await info(`http://127.0.0.1:${port}`, 'idle')).json?.subscribers ?? 0) === 0, 5000))
     child.kill('SIGTERM')
     // the test's own timeout (60 s) is half the window: only an early close passes
-    const [code] = await once(child, 'exit') as [number | null]
+    const code = await exitedWithOutput(child)
     t.is(code, 0)
     t.regex(out(), /drain finished/)
   })

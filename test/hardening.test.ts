@@ -9,7 +9,7 @@ import test from 'ava'
 import { coreOf } from '../lib/plugin.ts'
 import { LINGER_MS } from '../lib/linger.ts'
 import { serve } from './helpers/node.ts'
-import { eventually, freePort, rawExchange, rawRequest, startServer, startStandalone } from './helpers/server.ts'
+import { eventually, exitedWithOutput, freePort, rawExchange, rawRequest, startServer, startStandalone } from './helpers/server.ts'
 import { spawn } from 'node:child_process'
 
 async function connect (port: number): Promise<net.Socket> {
@@ -372,7 +372,7 @@ test('the start-up line names the address bound (0.0.0.0 on every interface, as 
   let err = ''
   bad.stderr!.on('data', (d: Buffer) => { err += d.toString() })
   bad.stdout!.on('data', (d: Buffer) => { err += d.toString() })
-  const [code] = await once(bad, 'exit') as [number]
+  const code = await exitedWithOutput(bad)
   t.is(code, 2)
   t.regex(err, /bufferLength \(command line\) must be an integer >= 1/)
 })

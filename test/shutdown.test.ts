@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import net from 'node:net'
 import test from 'ava'
-import { SseClient, eventually, freePort } from './helpers/server.ts'
+import { SseClient, eventually, exitedWithOutput, freePort } from './helpers/server.ts'
 
 async function start (t: import('ava').ExecutionContext, args: string[]): Promise<{ port: number, proc: ReturnType<typeof spawn>, log: () => string }> {
   const port = await freePort()
@@ -44,7 +44,7 @@ for (const workers of [[], ['--workers', '2']]) {
     await new Promise((resolve) => setTimeout(resolve, 300))
     proc.kill('SIGTERM')
     // (the test's own bound, far past the drain window and the grace: a process that stays is the failure)
-    const exited = await Promise.race([once(proc, 'exit').then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 20000))])
+    const exited = await Promise.race([exitedWithOutput(proc).then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 20000))])
     t.true(exited, `the process stayed: ${log()}`)
     t.is(proc.exitCode, 1, 'a drain that had to cut requests exits 1')
     t.true(sse.comments.some((c) => c.startsWith(':503:')), 'the subscriber got the drain\'s end')
@@ -57,7 +57,7 @@ for (const workers of [[], ['--workers', '2']]) {
 test('SIGTERM on an idle server: exit 0, about a second after the signal', async (t) => {
   const { proc, log } = await start(t, [])
   proc.kill('SIGTERM')
-  const exited = await Promise.race([once(proc, 'exit').then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 20000))])
+  const exited = await Promise.race([exitedWithOutput(proc).then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 20000))])
   t.true(exited, log())
   t.is(proc.exitCode, 0)
   t.regex(log(), /drain finished/)
@@ -76,7 +76,7 @@ test('SIGTERM with a subscriber that stopped reading: its ended stream is let go
   const body = 'x'.repeat(512 * 1024)
   for (let i = 0; i < 16; i++) await fetch(`http://127.0.0.1:${port}/pub/stalled`, { method: 'POST', body })
   proc.kill('SIGTERM')
-  const exited = await Promise.race([once(proc, 'exit').then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 20000))])
+  const exited = await Promise.race([exitedWithOutput(proc).then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 20000))])
   t.true(exited, log())
   t.is(proc.exitCode, 0, log())
 })

@@ -10,7 +10,7 @@ import test, { type ExecutionContext } from 'ava'
 import { SignJWT, base64url, type JWTPayload } from 'jose'
 import { serve, type Node } from '../helpers/node.ts'
 import { startRedis } from '../helpers/redis.ts'
-import { eventually, parseResponse, rawRequest, startServer } from '../helpers/server.ts'
+import { eventually, exitedWithOutput, parseResponse, rawRequest, startServer } from '../helpers/server.ts'
 
 const SECRET = 'e2e-secret-that-is-at-least-32-bytes!'
 const KEY = 'publisher-key-0001'
@@ -438,7 +438,7 @@ test('`parkline token` mints a token the server with the same secret accepts, fo
   const proc = spawn(process.execPath, ['bin/parkline.ts', 'token', '--sub', 'user-42', '--subscribe', 'user.42.*', '--ttl', '60'], { env, stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   proc.stdout.on('data', (d: Buffer) => { out += d.toString() })
-  const [code] = await once(proc, 'exit') as [number]
+  const code = await exitedWithOutput(proc)
   t.is(code, 0)
   const tok = out.trim()
   const srv = await startServer(t, AUTH)
@@ -453,13 +453,13 @@ test('`parkline token` mints a token the server with the same secret accepts, fo
 
 test('`parkline token --help` prints its usage; without --sub, or granting nothing, it refuses (exit 2) and says why', async (t) => {
   const env = { ...process.env, PARKLINE_JWT_SECRET: SECRET }
-  const run = async (args: string[]): Promise<{ code: number, out: string, err: string }> => {
+  const run = async (args: string[]): Promise<{ code: number | null, out: string, err: string }> => {
     const proc = spawn(process.execPath, ['bin/parkline.ts', 'token', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
     proc.stdout.on('data', (d: Buffer) => { out += d.toString() })
     proc.stderr.on('data', (d: Buffer) => { err += d.toString() })
-    const [code] = await once(proc, 'exit') as [number]
+    const code = await exitedWithOutput(proc)
     return { code, out, err }
   }
   for (const help of [['--help'], ['help'], ['--sub', 'u', '--help']]) {

@@ -1,13 +1,13 @@
 // Running a benchmark script from a test: a child Node process in the repository root, its report
 // (BENCH_OUT) in a temp dir the test removes, killed after a bound so a hung run fails the test.
 import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ExecutionContext } from 'ava'
 import { APT_LINE, nchanModule, nginxBinary } from '../../benchmarks/suite/servers.ts'
+import { exitedWithOutput } from './server.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
@@ -40,7 +40,7 @@ export async function runBench (t: ExecutionContext, script: string, env: Record
   const keep = (s: string, d: Buffer): string => tail ? (s + d.toString()).slice(-8000) : s + d.toString()
   child.stdout.on('data', (d: Buffer) => { stdout = keep(stdout, d) })
   child.stderr.on('data', (d: Buffer) => { stderr = keep(stderr, d) })
-  const [code] = await once(child, 'exit') as [number | null]
+  const code = await exitedWithOutput(child)
   clearTimeout(killer)
   let doc = ''
   try { doc = readFileSync(out, 'utf8') } catch {}

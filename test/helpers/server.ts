@@ -4,6 +4,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from '
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
+import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import type { ExecutionContext } from 'ava'
 import type { FastifyInstance } from 'fastify'
@@ -366,6 +367,22 @@ function belowEphemeral (): [number, number] {
 
 const PORT_LOCKS = path.join(os.tmpdir(), 'parkline-test-ports')
 const PORT_LOCK_MS = 10 * 60 * 1000
+
+/**
+ * The exit code of `child` (null: ended by a signal) once it has exited and what it wrote to its
+ * piped stdout and stderr has been read: 'exit' can come before the last 'data', so output read at
+ * 'exit' may lack its end (a CI run saw `parkline token --help` exit 0 with its usage not yet
+ * read). A grandchild that keeps a pipe open (a worker, a server a benchmark started) delays this
+ * by at most `graceMs` after the exit. Call it before the child can have closed its pipes.
+ */
+export async function exitedWithOutput (child: ChildProcess, graceMs = 5000): Promise<number | null> {
+  const closed = once(child, 'close')
+  const code = child.exitCode !== null || child.signalCode !== null ? child.exitCode : (await once(child, 'exit') as [number | null])[0]
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([closed, new Promise((resolve) => { timer = setTimeout(resolve, graceMs) })])
+  clearTimeout(timer)
+  return code
+}
 
 /** Poll until `pred` is true; for counts that settle after a socket event. */
 export async function eventually (pred: () => Promise<boolean> | boolean, ms = 3000): Promise<boolean> {
