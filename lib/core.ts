@@ -74,6 +74,7 @@ export class Core {
   log: ParklineLog | null
   /** Subscribers cut at their queue cap since the last warning, by policy (rate-limited warnings). */
   #cut = { disconnect: 0, 'drop-oldest': 0, since: 0 }
+  #full = { refused: 0, since: 0 }
   #timer: NodeJS.Timeout | null
   /** Channels holding messages, by the second their oldest expires (messageTimeout > 0). */
   readonly #expiry: ExpiryWheel
@@ -547,7 +548,25 @@ export class Core {
 
   /** A new subscriber refused because `refusing`: counted, with why (draining first, as /health says). */
   countRefusal (): void {
-    this.stats.refusedBy[REFUSAL_REASONS.indexOf(this.draining ? 'draining' : this.atCapacity ? 'capacity' : 'unavailable')]!++
+    const reason = this.draining ? 'draining' : this.atCapacity ? 'capacity' : 'unavailable'
+    this.stats.refusedBy[REFUSAL_REASONS.indexOf(reason)]!++
+    if (reason === 'capacity') this.#capacityRefused()
+  }
+
+  /**
+   * Subscribers refused at the connection limit: one warning per 10 s at most, with the count
+   * since the last, so an operator learns the limit is what turns clients away (the metric
+   * parkline_connections_refused_total counts them too) and a storm cannot flood the log.
+   */
+  #capacityRefused (): void {
+    const c = this.#full
+    c.refused++
+    const now = Date.now()
+    if (now - c.since < 10_000) return
+    this.log?.warn({ refused: c.refused, maxSubscribers: this.maxSubscribers, subscribers: this.table.size, lingering: this.lingering.size },
+      `new subscribers refused (503): this process holds its limit of ${this.maxSubscribers} connections; raise the open-file limit (LimitNOFILE, ulimit -n) or maxSubscribers, or add workers`)
+    c.refused = 0
+    c.since = now
   }
 
   // ---- the one shared timer -------------------------------------------------------------------

@@ -41,6 +41,12 @@ test('ulimit -n 256: subscribers are capped below the limit (503 past it), /heal
   }
   t.is(statuses.filter((s) => s === 'ok').length, 192, JSON.stringify(statuses))
   t.is(statuses.filter((s) => s === '503').length, 8)
+  // the operator is told why clients are turned away: one warning for the first refusal, the rest
+  // of the 10 s counted into the next one
+  t.true(await eventually(() => /new subscribers refused \(503\): this process holds its limit of 192 connections/.test(out), 3000), out)
+  const warned = out.split('\n').filter((l) => l.includes('new subscribers refused'))
+  t.is(warned.length, 1, out)
+  t.like(JSON.parse(warned[0]!) as object, { level: 40, refused: 1, maxSubscribers: 192 })
   // the reserve: operator requests and publishers still get descriptors
   t.is((await fetch(`${base}/health`, { headers: { Connection: 'close' } })).status, 200)
   t.is((await publish(base, 'many', 'hello')).status, 201)
