@@ -19,8 +19,8 @@ import { endUnread } from './linger.ts'
 import { whenQuiet } from './stats.ts'
 import type { Core } from './core.ts'
 
-/** Whole header section (request line included) before Node's parser gives up (§10: 32 KiB). */
-export const MAX_HEADER_SECTION = 32768 + MAX_LINE
+/** Whole header section (request line included) before Node's parser gives up (PROTOCOL.md §10: 32 KiB, nginx's 4 × 8k). */
+export const MAX_HEADER_SECTION = 32768
 
 interface ClientError extends Error { code?: string, rawPacket?: unknown }
 
