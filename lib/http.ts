@@ -214,6 +214,24 @@ export function canonicalIp (a: string): string {
 
 const CLIENT_IP_HEADERS = ['x-real-ip', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip'] as const
 
+/**
+ * A client address as a proxy's header writes it, as Node would give the peer: quotes, IPv6
+ * brackets and a port taken off (`"[::1]:4711"`, `127.0.0.1:5555`, as RFC 7239 and some load
+ * balancers write them), then canonical (`::ffff:7f00:1` is 127.0.0.1). Anything else (`unknown`,
+ * an obfuscated `_hidden`, a name) is left as written: not an address, so never loopback.
+ */
+export function headerAddress (written: string): string {
+  let a = written.trim()
+  if (a.length >= 2 && a.startsWith('"') && a.endsWith('"')) a = a.slice(1, -1).trim()
+  const v6 = /^\[([0-9A-Fa-f:.]+)\](?::\d{1,5})?$/.exec(a)
+  if (v6 !== null) a = v6[1]!
+  else {
+    const v4 = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(a)
+    if (v4 !== null) a = v4[1]!
+  }
+  return canonicalIp(a)
+}
+
 /** The client addresses a proxy's headers give: every X-Forwarded-For hop, X-Real-IP (and the like), every Forwarded `for=`. */
 function forwardedClients (headers: IncomingHttpHeaders): string[] {
   const out: string[] = []
@@ -222,19 +240,21 @@ function forwardedClients (headers: IncomingHttpHeaders): string[] {
   // (a TLS terminator on the same host) makes the last hop loopback for every client, and the hops
   // before it are where such a proxy puts the real client; a client can only add hops, so
   // judging them all can only refuse more
-  if (typeof xff === 'string') for (const hop of xff.split(',')) out.push(hop.trim())
+  if (typeof xff === 'string') for (const hop of xff.split(',')) out.push(headerAddress(hop))
   // the single-address headers: X-Real-IP, and those CDNs and other proxies set (a trusted proxy
   // giving the client there, and passing the client's own X-Forwarded-For on, must not admit a
   // client who wrote `X-Forwarded-For: 127.0.0.1`)
   for (const name of CLIENT_IP_HEADERS) {
     const v = headers[name]
-    if (typeof v === 'string') out.push(v.trim())
+    if (typeof v === 'string') out.push(headerAddress(v))
   }
   const fwd = headers.forwarded
   if (typeof fwd === 'string') {
+    // each element's for= (a token, or a quoted string that may hold a bracketed IPv6 and a port);
+    // an element without one gives no address, which is not loopback
     for (const element of fwd.split(',')) {
-      const m = /(?:^|;)\s*for\s*=\s*"?\[?([^\]";,]*)\]?(?::\d+)?"?/i.exec(element)
-      out.push(m === null ? '' : m[1]!.trim())
+      const m = /(?:^|;)\s*for\s*=\s*("[^"]*"|[^;\s]*)/i.exec(element)
+      out.push(m === null ? '' : headerAddress(m[1]!))
     }
   }
   return out

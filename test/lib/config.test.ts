@@ -87,18 +87,39 @@ test('docs/configuration.md documents every option', (t) => {
   for (const o of OPTIONS) t.true(doc.includes('`' + o.name + '`'), `docs/configuration.md lacks ${o.name}`)
 })
 
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens. */
+function anchorOf (heading: string): string {
+  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-')
+}
+
+// hosts a doc may name: the examples (example.com, *.example), loopback, and the nginx site's upstream
+const EXAMPLE_HOST = /^(localhost|127\.\d+\.\d+\.\d+|0\.0\.0\.0|\[::1\]|host|parkline|([\w*-]+\.)*example(\.com|\.org|\.net)?)$/
+
 test('user-facing docs point only inside the repository', (t) => {
   const root = new URL('../../', import.meta.url)
-  const docs = ['README.md', 'conf/README.md', ...readdirSync(new URL('docs/', root)).map((f) => 'docs/' + f)]
+  const docs = ['README.md', 'CHANGELOG.md', 'conf/README.md', ...readdirSync(new URL('docs/', root)).map((f) => 'docs/' + f)]
+  let links = 0
   for (const file of docs) {
     const text = readFileSync(new URL(file, root), 'utf8')
-    t.false(/\.\.\/shared|PROTOCOL\.md/.test(text), `${file} points outside the repository`)
+    t.false(/\.\.\/shared|PROTOCOL\.md|of the protocol\)/.test(text), `${file} points outside the repository`)
     t.false(/node bin\/parkline\.ts/.test(text), `${file} uses a bare node bin/parkline.ts`)
-    // relative links resolve to files that exist
-    for (const m of text.matchAll(/\]\((?!https?:|#)([^)#\s]+)/g)) {
-      t.true(existsSync(new URL(m[1]!, new URL(file, root))), `${file} links to missing ${m[1]}`)
+    // links (outside code blocks) resolve to files that exist, and anchors to their headings
+    for (const m of text.replace(/```[^]*?```/g, '').matchAll(/\]\(([^)\s]+)\)/g)) {
+      links++
+      const target = m[1]!
+      t.false(/^[a-z][a-z+.-]*:/i.test(target), `${file}: ${target} points outside the repository`)
+      const [path, hash] = target.split('#') as [string, string | undefined]
+      const url = path === '' ? new URL(file, root) : new URL(path, new URL(file, root))
+      t.true(existsSync(url), `${file} links to missing ${path}`)
+      if (hash !== undefined && url.pathname.endsWith('.md') && existsSync(url)) {
+        const headings = readFileSync(url, 'utf8').split('\n').filter((l) => /^#{1,6} /.test(l)).map((l) => anchorOf(l.replace(/^#+ /, '')))
+        t.true(headings.includes(hash), `${file}: ${target}: no such heading`)
+      }
     }
+    // and no URL names a host outside the examples
+    for (const m of text.matchAll(/\bhttps?:\/\/([^/:\s)`"'<>,;]+)/g)) t.regex(m[1]!, EXAMPLE_HOST, `${file}: ${m[0]} names a host outside the repository's examples`)
   }
+  t.true(links > 10, 'the docs hold links (the pattern reads them)')
 })
 
 test('paths that overlap are refused at start, naming both', (t) => {
@@ -162,4 +183,29 @@ test('a trusted IPv4 proxy is recognised when the server listens on :: (its addr
   t.false(localClient('10.0.0.2', { forwarded: 'for=127.0.0.1;proto=http, for=203.0.113.7' }, ['10.0.0.2']))
   t.false(localClient('10.0.0.2', { forwarded: 'proto=https' }, ['10.0.0.2']), 'no for=: no client address')
   t.false(localClient('10.0.0.2', { via: '1.1 nginx' }, ['10.0.0.2']), 'no client address given at all')
+})
+
+test('a client address a trusted proxy writes with a port, in quotes or brackets, or in another IPv6 spelling is read as that address', async (t) => {
+  const { localClient, headerAddress } = await import('../../lib/http.ts')
+  const P = ['10.0.0.2']
+  // RFC 7239 §6: a quoted IPv4 or bracketed IPv6 with a port
+  t.true(localClient('10.0.0.2', { forwarded: 'for="127.0.0.1:8080"' }, P))
+  t.true(localClient('10.0.0.2', { forwarded: 'for="[::1]:4711";proto=https, for=127.0.0.2' }, P))
+  t.false(localClient('10.0.0.2', { forwarded: 'for="203.0.113.7:8080"' }, P))
+  t.false(localClient('10.0.0.2', { forwarded: 'for="[2001:db8::7]:4711"' }, P))
+  // load balancers that write X-Forwarded-For hops with the client's port
+  t.true(localClient('10.0.0.2', { 'x-forwarded-for': '127.0.0.1:5555' }, P))
+  t.true(localClient('10.0.0.2', { 'x-forwarded-for': '[::1]:5555, 127.0.0.1' }, P))
+  t.false(localClient('10.0.0.2', { 'x-forwarded-for': '203.0.113.7:5555, 127.0.0.1' }, P))
+  // other spellings of loopback
+  t.true(localClient('10.0.0.2', { 'x-forwarded-for': '::ffff:7f00:1' }, P))
+  t.true(localClient('10.0.0.2', { 'x-real-ip': '0:0:0:0:0:0:0:1' }, P))
+  t.true(localClient('10.0.0.2', { forwarded: 'for="[::ffff:127.0.0.1]"' }, P))
+  // not addresses: never loopback
+  for (const v of ['unknown', '_hidden', 'localhost', '127.0.0.1.example', '"127.0.0.1', '127.0.0.1:', '[::1', '::1]:80', '']) {
+    t.false(localClient('10.0.0.2', { forwarded: `for=${v}` }, P), `for=${v}`)
+    t.false(localClient('10.0.0.2', { 'x-forwarded-for': v }, P), `x-forwarded-for: ${v}`)
+  }
+  t.is(headerAddress(' "[::1]:80" '), '::1')
+  t.is(headerAddress('127.0.0.9:1'), '127.0.0.9')
 })
