@@ -6,29 +6,25 @@
 // Each row starts a fresh `parkline serve --workers 1` (its own process); the load (autocannon for
 // publishes and polls, a connect-head-close loop for SSE subscribes) and the authorize upstream
 // (a node:http server answering 204) run in this process. Results: stdout and
-// benchmarks/results/auth-<date>.md.
+// benchmarks/results/auth-<date>.md (or BENCH_OUT).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import http from 'node:http'
-import { createRequire } from 'node:module'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { SignJWT } from 'jose'
 import { freePort } from './suite/servers.ts'
+import { autocannon } from './suite/autocannon.ts'
+import { reportFile } from './suite/out.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const DURATION = Number(process.env.DURATION ?? 5)
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 50)
 const SECRET = 'bench-secret-that-is-at-least-32-bytes'
 const KEY = 'bench-publisher-key'
-
-interface AutocannonResult { duration: number, errors: number, non2xx: number, '2xx': number, latency: { p50: number, p99: number } }
-type Autocannon = (opts: Record<string, unknown>) => Promise<AutocannonResult>
-const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon
-
 
 async function startParkline (args: string[]): Promise<{ port: number, proc: ChildProcess }> {
   const port = await freePort()
@@ -133,7 +129,7 @@ async function main (): Promise<void> {
     'identical polls in flight at the same moment still share one upstream call, hence fewer upstream hits than polls. ' +
     'Rows are single runs of a few seconds on a shared 2-core box: differences of ±15% are noise.\n'
   process.stdout.write('\n' + md)
-  const file = path.join(ROOT, 'benchmarks', 'results', `auth-${new Date().toISOString().slice(0, 10)}.md`)
+  const file = reportFile('auth')
   writeFileSync(file, md)
   process.stdout.write(`\nwrote ${path.relative(ROOT, file)}\n`)
 }

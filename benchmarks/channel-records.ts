@@ -2,10 +2,9 @@
 // subscription (255 channels).   node --expose-gc benchmarks/channel-records.ts   N=100000
 import { writeFileSync } from 'node:fs'
 import os from 'node:os'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { resolveOptions } from '../lib/config.ts'
 import { Core } from '../lib/core.ts'
+import { reportFile } from './suite/out.ts'
 
 const gc = (globalThis as { gc?: () => void }).gc
 if (gc === undefined) throw new Error('run with node --expose-gc')
@@ -24,4 +23,4 @@ const md = `# Channel record cost — ${day}\n\nCommand: \`N=${N} node --expose-
   `| ${N.toLocaleString('en')} | ${per} B | ${(per * 255 / 1024).toFixed(0)} KiB | ${(per * 500000 / 1048576).toFixed(0)} MiB |\n\n` +
   'A record holds no message until one is published (the buffer grows with its messages). With `--workers N` the primary holds one too, and a worker only while it has subscribers on the channel.\n'
 process.stdout.write(md)
-writeFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), 'results', `channel-records-${day}.md`), md)
+writeFileSync(reportFile('channel-records'), md)

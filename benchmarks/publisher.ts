@@ -10,10 +10,10 @@
 //   node benchmarks/publisher.ts child      IPC: {type:'run', job} -> {type:'result', result}
 // The suite (benchmarks/run.ts) runs it as a child so its CPU time is measured apart.
 import { fork, type ChildProcess } from 'node:child_process'
-import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
 import { encodeHistogram, newHistogram, padding, stampedBody } from './loadgen.ts'
+import { autocannon } from './suite/autocannon.ts'
 
 const SELF = fileURLToPath(import.meta.url)
 
@@ -144,20 +144,7 @@ export async function publish (job: PublishJob): Promise<PublishResult> {
   return r
 }
 
-interface AutocannonResult {
-  duration: number
-  errors: number
-  timeouts: number
-  non2xx: number
-  '2xx': number
-  requests: { average: number, total: number }
-  latency: { p50: number, p99: number }
-}
-type Autocannon = (opts: Record<string, unknown>) => Promise<AutocannonResult>
-
 async function runAutocannon (job: PublishJob): Promise<PublishResult> {
-  // autocannon ships no types; its programmatic API returns a promise without a callback
-  const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon
   const res = await autocannon({
     url: `http://127.0.0.1:${job.port}${job.path ?? `/pub/${job.prefix}`}`,
     ...(job.method === 'GET' ? { method: 'GET' } : { method: 'POST', body: padding(job.size).replace(' ', '0'), headers: { 'content-type': 'text/plain' } }),

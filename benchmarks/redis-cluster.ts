@@ -9,25 +9,23 @@
 //   npm run bench:redis-cluster            DURATION=10 (s per row) CONNECTIONS=16 (per node) CHANNELS=1000
 //
 // Loopback only; every process it starts is killed by PID at the end. Results: stdout and
-// benchmarks/results/redis-cluster-<date>.md.
+// benchmarks/results/redis-cluster-<date>.md (or BENCH_OUT).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync, writeFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { redisCall, startCluster } from '../test/helpers/redis-cluster.ts'
 import { freePort } from './suite/servers.ts'
+import { autocannon } from './suite/autocannon.ts'
+import { reportFile } from './suite/out.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const DURATION = Number(process.env.DURATION ?? 10)
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 16)
 const CHANNELS = Number(process.env.CHANNELS ?? 1000)
 
-interface AutocannonResult { duration: number, errors: number, non2xx: number, '2xx': number, latency: { p50: number, p99: number } }
-type Autocannon = (opts: Record<string, unknown>) => Promise<AutocannonResult>
-const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon
 
 const teardowns: Array<() => unknown> = []
 /** The test helper's topologies register their teardown here (they only call `teardown`). */
@@ -136,7 +134,7 @@ try {
     `- Node ${process.version}; ${os.cpus().length} cores; load generator, nodes and every Redis on this one host\n\n` +
     head + lines + '\n' + ratio
   process.stdout.write(text)
-  writeFileSync(path.join(ROOT, 'benchmarks', 'results', `redis-cluster-${date}.md`), text)
+  writeFileSync(reportFile('redis-cluster'), text)
 } finally {
   for (const fn of teardowns.reverse()) await fn()
 }

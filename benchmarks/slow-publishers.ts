@@ -11,6 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort } from './suite/servers.ts'
+import { reportFile } from './suite/out.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const N = Number(process.env.N ?? 200)
@@ -66,7 +67,7 @@ try {
     `| ${(before / 1048576).toFixed(0)} MiB | ${(peak / 1048576).toFixed(0)} MiB | ${(after / 1048576).toFixed(0)} MiB | ${Object.entries(by).map(([k, v]) => `${v} × ${k}`).join(', ')} | ${(last / 1000).toFixed(1)} s |\n\n` +
     `Bound by design: at most maxPublishing (256) bodies are read at once, each at most maxMessageSize (1 MiB); the 257th is refused with 503.\n`
   process.stdout.write(md)
-  const file = path.join(ROOT, 'benchmarks', 'results', `slow-publishers-${day}.md`)
+  const file = reportFile('slow-publishers')
   writeFileSync(file, md)
   process.stdout.write(`\nwrote ${path.relative(ROOT, file)}\n`)
 } finally {

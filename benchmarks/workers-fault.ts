@@ -7,13 +7,14 @@
 //
 //   npm run bench:workers-fault      knobs: SUBSCRIBERS (1500), DURATION (10)
 //
-// Results: stdout and benchmarks/results/workers-fault-<date>.md.
+// Results: stdout and benchmarks/results/workers-fault-<date>.md (or BENCH_OUT).
 import { spawn, execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
 import { SseClient, eventually, freePort } from '../test/helpers/server.ts'
+import { reportFile } from './suite/out.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const N = Number(process.env.SUBSCRIBERS ?? 1500)
@@ -90,7 +91,7 @@ try {
     `| of them missing at a connected subscriber | ${missing} |\n` +
     `| /status after: channels, stored messages, subscribers | ${line('channels')}, ${line('stored messages')}, ${line('subscribers')} |\n`
   process.stdout.write(text)
-  writeFileSync(path.join(ROOT, 'benchmarks', 'results', `workers-fault-${date}.md`), text)
+  writeFileSync(reportFile('workers-fault'), text)
   if (missing > 0) process.exitCode = 1
 } finally {
   for (const s of subs) s.close()

@@ -11,7 +11,7 @@
 // (its own process, -c 100 -p 10, PUB_DURATION s) POSTing 512 B to one channel without
 // subscribers — with N workers, 1/N of the publishes land on the channel's owner and the rest take
 // one hop to it — publishes/s, p99 and the server's CPU. Results: stdout and
-// benchmarks/results/workers-scaling-<date>.md.
+// benchmarks/results/workers-scaling-<date>.md (or BENCH_OUT).
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url'
 import { PublisherProcess } from './publisher.ts'
 import { CpuMeter } from './suite/proc.ts'
 import { killAllStarted, startServer } from './suite/servers.ts'
+import { reportFile } from './suite/out.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const COUNTS = (process.env.WORKER_COUNTS ?? '1,2,4').split(',').map(Number).filter((n) => n > 0)
@@ -95,4 +96,4 @@ const text = `# Workers: broadcast throughput per server core (${date})\n\n` +
   '| workers | publishes/s | p99 ms | failed | server CPU (cores) | publishes per server core-second |\n|--:|--:|--:|--:|--:|--:|\n' +
   pubRows.map((r) => `| ${r.workers} | ${fmt(r.rps)} | ${r.p99} | ${r.failed} | ${r.serverCpu.toFixed(2)} | ${fmt(r.rps / Math.max(0.01, r.serverCpu))} |`).join('\n') + '\n'
 process.stdout.write(text)
-writeFileSync(path.join(ROOT, 'benchmarks', 'results', `workers-scaling-${date}.md`), text)
+writeFileSync(reportFile('workers-scaling'), text)

@@ -3,7 +3,6 @@
 // accepts a connection. With the trees to compare (ROOTS) and autocannon, typed.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import { once } from 'node:events'
-import { createRequire } from 'node:module'
 import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -13,10 +12,7 @@ export function treeRoots (): string[] {
   return (process.env.ROOTS ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')).split(',')
 }
 
-/** What the micro benchmarks read of an autocannon run. */
-export interface AutocannonResult { errors: number, non2xx: number, requests: { total: number, average: number } }
-// autocannon ships no types; its programmatic API returns a promise without a callback
-export const autocannon = createRequire(import.meta.url)('autocannon') as (opts: Record<string, unknown>) => Promise<AutocannonResult>
+export { autocannon, type AutocannonResult } from '../suite/autocannon.ts'
 
 async function freePort (): Promise<number> {
   const s = net.createServer().listen(0, '127.0.0.1')
