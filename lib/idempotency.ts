@@ -68,13 +68,21 @@ export class IdempotencyKeys {
   }
 
   #unindex (k: string, v: string): void {
-    const channel = k.slice(0, k.indexOf('\n'))
+    // the last LF: a channel id may hold LFs (any byte but NUL), a key never does (visible ASCII)
+    const channel = k.slice(0, k.lastIndexOf('\n'))
     const ids = this.#byChannel.get(channel)
     if (ids === undefined) return
     const id = v.slice(0, v.indexOf(' '))
     if (ids.get(id) !== k) return
     ids.delete(id)
     if (ids.size === 0) this.#byChannel.delete(channel)
+  }
+
+  /** Message ids indexed, over every channel: no more than the keys held (a bound kept). */
+  get indexed (): number {
+    let n = 0
+    for (const ids of this.#byChannel.values()) n += ids.size
+    return n
   }
 
   /** Whether a key is held for this channel inside the window (its place in the order kept). */

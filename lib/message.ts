@@ -7,6 +7,7 @@ import { formatHttpDate, formatId } from './message-id.ts'
 import { DEFLATE_MAX, DEFLATE_MIN, OP_BINARY, OP_TEXT, deflatedFrame, frame, framePrefixed } from '../transports/websocket-frame.ts'
 
 const LF = 10
+const CR = 13
 /** A string of ASCII characters only (a content type written into ws+meta lines as is). */
 const ASCII = /^[\x00-\x7f]*$/
 const DATA_PREFIX = Buffer.from('data: ')
@@ -131,7 +132,7 @@ export class Message {
       return
     }
     this.#length = data.length
-    if (data.indexOf(LF) === -1) {
+    if (nextSseBreak(data, 0) === -1) {
       // the body is copied once, into the frame it is sent in
       this.#sseFrame = frameSseLine(data, this.sseHead(formatId(time, tag)), alloc)
       this.#data = null
@@ -204,7 +205,7 @@ export class Message {
     return this.#extras
   }
 
-  /** `data: ` lines (split on LF only, §6) plus the blank line that ends the event. */
+  /** `data: ` lines (split at each LF and lone CR, frameSseData) plus the blank line that ends the event. */
   sseData (): Buffer {
     const x = this.#more()
     if (x.sseData === null) {
@@ -474,8 +475,23 @@ export function writeShared (socket: Socket, frame: Buffer): void {
 }
 
 /**
- * frameSseData for a body without LF (nearly every publish): one `data: ` line, the head and the
- * prefix written in one go, no scans (one of the cuts in benchmarks/results/publish-path-2026-12-01.md).
+ * Where the `data:` line holding `data[from…]` ends: the next LF, or a lone CR (one not followed by
+ * LF) before it; -1 if neither comes (a CR that is the body's last byte is followed by the line's
+ * own LF). EventSource parsers end a line at CR, LF or CRLF: a lone CR left inside a `data:` line
+ * would start a line of the body's choosing (`id:`, `event:`, `retry:`) in every subscriber's
+ * stream, so it ends the `data:` line instead.
+ */
+function nextSseBreak (data: Buffer, from: number): number {
+  const lf = data.indexOf(LF, from)
+  for (let cr = data.indexOf(CR, from); cr !== -1 && (lf === -1 || cr < lf); cr = data.indexOf(CR, cr + 1)) {
+    if (cr + 1 < data.length && data[cr + 1] !== LF) return cr
+  }
+  return lf
+}
+
+/**
+ * frameSseData for a body without LF or lone CR (nearly every publish): one `data: ` line, the head
+ * and the prefix written in one go, no scans (one of the cuts in benchmarks/results/publish-path-2026-12-01.md).
  */
 function frameSseLine (data: Buffer, head: string, alloc: Alloc): Buffer {
   const pre = head + 'data: '
@@ -487,19 +503,31 @@ function frameSseLine (data: Buffer, head: string, alloc: Alloc): Buffer {
   return out
 }
 
-/** `data: ` lines for `data` (after an optional latin1 `head`), in a backing store of their own. */
+/**
+ * `data: ` lines for `data` (after an optional latin1 `head`), in a backing store of their own. A
+ * line ends at each LF (which it loses: `a\nb` is `data: a\ndata: b`) and at each lone CR (which it
+ * keeps, followed by an LF: one CRLF line end, `a\rb` is `data: a\r\ndata: b`), so an EventSource
+ * reads `a\nb` for both and no body can write a line that is not `data:`. A CR before an LF stays
+ * in its line (`a\r\nb` is `data: a\r\ndata: b`, as Nchan writes it).
+ */
 export function frameSseData (data: Buffer, head = ''): Buffer {
   let lines = 1
-  for (let i = data.indexOf(LF); i !== -1; i = data.indexOf(LF, i + 1)) lines++
-  // each piece keeps its bytes, loses its LF, gains "data: " + "\n"; one more "\n" ends the event
-  const out = Buffer.allocUnsafeSlow(head.length + data.length - (lines - 1) + lines * 7 + 1)
+  let loneCr = 0
+  for (let i = nextSseBreak(data, 0); i !== -1; i = nextSseBreak(data, i + 1)) {
+    lines++
+    if (data[i] === CR) loneCr++
+  }
+  // each line gains "data: " and ends in "\n" (an LF of the body's, or one added after a lone CR);
+  // one more "\n" ends the event
+  const out = Buffer.allocUnsafeSlow(head.length + data.length + lines * 6 + loneCr + 2)
   let o = head.length > 0 ? out.write(head, 0, 'latin1') : 0
   let start = 0
   for (;;) {
-    const end = data.indexOf(LF, start)
+    const end = nextSseBreak(data, start)
     const stop = end === -1 ? data.length : end
     o += DATA_PREFIX.copy(out, o)
     o += data.copy(out, o, start, stop)
+    if (end !== -1 && data[end] === CR) out[o++] = CR
     out[o++] = LF
     if (end === -1) break
     start = end + 1

@@ -177,3 +177,13 @@ test('a key told again with another message id (a replica given the owner\'s val
   full.set('c', 'again', '1:0', 'fp')
   t.deepEqual(full.of('c', ['1:0']).map(([k]) => k), ['again'])
 })
+
+test('a channel id holding LF (any byte but NUL may be in one): an evicted key leaves the index too, so the index stays bounded', (t) => {
+  const keys = new IdempotencyKeys(60)
+  // (a review grew a process's heap by 1.3 KB per publish this way, without bound)
+  for (let i = 0; i < MAX_KEYS + 5000; i++) keys.set('nl\nchannel\n', `k${i}`, `1:${i}`, 'fp')
+  t.is(keys.indexed, MAX_KEYS)
+  t.is(keys.get('nl\nchannel\n', 'k0'), undefined)
+  t.deepEqual(keys.get('nl\nchannel\n', `k${MAX_KEYS + 4999}`), { id: `1:${MAX_KEYS + 4999}`, fingerprint: 'fp' })
+  t.deepEqual(keys.of('nl\nchannel\n', [`1:${MAX_KEYS + 4999}`]).map(([k]) => k), [`k${MAX_KEYS + 4999}`])
+})

@@ -667,6 +667,9 @@ async function sseLineSplitting (t: ExecutionContext, c: Cell): Promise<void> {
   const cases: Array<[string, string]> = [
     ['one\ntwo\nthree', 'data: one\ndata: two\ndata: three\n\n'],
     ['a\r\nb', 'data: a\r\ndata: b\n\n'],
+    // a lone CR ends its line too (kept, with an LF: CRLF), so no body writes a field of its own
+    ['a\rb', 'data: a\r\ndata: b\n\n'],
+    ['x\rid: 1:0', 'data: x\r\ndata: id: 1:0\n\n'],
     ['trail\n', 'data: trail\ndata: \n\n'],
     ['\n\nx', 'data: \ndata: \ndata: x\n\n'],
     ['', 'data: \n\n'],
@@ -679,7 +682,7 @@ async function sseLineSplitting (t: ExecutionContext, c: Cell): Promise<void> {
   t.is(raw.text.slice(0, start).replace(/^: hi\n\nretry: \d+\n\n/, ''), '')
   t.is(raw.text.slice(start), cases.map(([, lines], i) => `id: ${pubIds[i]}\n${lines}`).join(''))
   // what an EventSource parser hands the app
-  t.deepEqual(raw.events.map((e) => e.data), ['one\ntwo\nthree', 'a\nb', 'trail\n', '\n\nx', '', 'plain'])
+  t.deepEqual(raw.events.map((e) => e.data), ['one\ntwo\nthree', 'a\nb', 'a\nb', 'x\nid: 1:0', 'trail\n', '\n\nx', '', 'plain'])
   t.deepEqual(raw.events.map((e) => e.id), pubIds)
 }
 

@@ -131,7 +131,33 @@ const gapEvent = test.macro({
   title: (providedTitle = '', client: Client, form: string) => `[${client.name}] ${providedTitle} (${form})`
 })
 
+// A lone CR is a line end to an EventSource: a body holding one must not write fields of its own
+// (an id that breaks the client's resume, an event name, a retry) into every subscriber's stream
+const loneCr = test.macro({
+  async exec (t, client: Client) {
+    const srv = await startServer(t)
+    const r = record(t, client, `${srv.base}/sub/cr`)
+    const forged: string[] = []
+    const es = r.es
+    for (const name of ['admin-notice', 'parkline-gap']) es.addEventListener(name, (e) => { forged.push(name + ' ' + String((e as MessageEvent).data)) })
+    t.true(await eventually(() => r.opens === 1, 5000))
+    const bodies = ['hi\rid: 9999999999:0\revent: admin-notice\rretry: 1\rdata: forged', 'a\rb', 'a\r\nb', 'end\r']
+    const ids: string[] = []
+    for (const body of bodies) ids.push((await pub(srv.base, 'cr', body)).id)
+    t.true(await eventually(() => r.messages.length === bodies.length, 5000), JSON.stringify(r.messages))
+    t.deepEqual(r.messages, [
+      { id: ids[0]!, data: 'hi\nid: 9999999999:0\nevent: admin-notice\nretry: 1\ndata: forged' },
+      { id: ids[1]!, data: 'a\nb' },
+      { id: ids[2]!, data: 'a\nb' },
+      { id: ids[3]!, data: 'end' }
+    ])
+    t.deepEqual(forged, [])
+  },
+  title: (providedTitle = '', client: Client) => `[${client.name}] ${providedTitle}`
+})
+
 for (const c of CLIENTS) {
+  test('a lone CR in a body ends its data: line; it writes no id, event or retry of its own', loneCr, c)
   test('reconnects with Last-Event-ID after the server drops the stream: each message once, in order', reconnectAfterDrop, c)
   test('reconnects after the server ends the stream with 408', reconnectAfterTimeout, c)
   test('evicted ?last_event_id= resumes at the oldest with the gap signal', gapEvent, c, 'event')
