@@ -81,13 +81,20 @@ function fdLimit (): number {
   return 1024
 }
 
-/** §10 limits Node's parser does not enforce per line. */
+/**
+ * §10 limits Node's parser does not enforce per line; and a second `Host`, which Node's parser
+ * lets through (keeping the first) where RFC 9112 §3.2 has it answered 400: two proxies or
+ * checks that read different ones would judge different requests.
+ */
 export function checkLimits (req: IncomingMessage): typeof ERRORS[keyof typeof ERRORS] | null {
   if (((req as { originalUrl?: string }).originalUrl ?? req.url ?? '').length > MAX_LINE) return ERRORS.URI_TOO_LONG
   const raw = req.rawHeaders
   if (raw.length > MAX_HEADER_FIELDS * 2) return ERRORS.HEADER_TOO_LARGE
+  let hosts = 0
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length + raw[i + 1]!.length + 2 > MAX_LINE) return ERRORS.HEADER_TOO_LARGE
+    const name = raw[i]!
+    if (name.length + raw[i + 1]!.length + 2 > MAX_LINE) return ERRORS.HEADER_TOO_LARGE
+    if (name.length === 4 && name.toLowerCase() === 'host' && ++hosts > 1) return ERRORS.BAD_REQUEST
   }
   return null
 }

@@ -13,7 +13,7 @@ import { ERRORS, ParklineError } from './errors.ts'
 import { PUB_ALLOW, PUB_ALLOW_HEADERS, randomBetween, requestOrigin } from './http.ts'
 import { fingerprint, validIdempotencyKey } from './idempotency.ts'
 import { percentDecode } from './message-id.ts'
-import { HeadersReply, sendError, withCors, type Reply } from './reply.ts'
+import { HeadersReply, closeIfBodyUnread, sendError, withCors, type Reply } from './reply.ts'
 import { wantsWebSocket } from '../transports/websocket.ts'
 import { servePublisherSocket } from '../transports/websocket-publisher.ts'
 
@@ -123,7 +123,7 @@ type PipelinedSocket = Socket & { [kPublishing]?: Promise<void> }
 export function publisherRequest (core: Core, access: Access, request: PublishRequestLike, reply: Reply, rawId: string, origin: string | null): Reply | Promise<Reply> {
   const method = request.method
   if (method === 'OPTIONS') {
-    reply.code(200).header('Allow', PUB_ALLOW).header('Content-Length', '0')
+    closeIfBodyUnread(reply.code(200).header('Allow', PUB_ALLOW).header('Content-Length', '0'), request)
     if (origin !== null) {
       withCors(reply, origin)
         .header('Access-Control-Allow-Methods', PUB_ALLOW)
@@ -310,20 +310,6 @@ function storeUnavailable<R extends Reply> (reply: R, err: unknown, origin: stri
   if (spec === null) throw err
   reply.header('Retry-After', String(randomBetween(1, 5)))
   return sendError(reply, spec, origin)
-}
-
-/**
- * An answer given before the request's body was read (a bad id, method or Idempotency-Key) to a
- * request that has one: the connection closes after it, as after a refusal. Kept open, Node's
- * server would read and drop the rest of the body with none of the publisher limits (bodyTimeout,
- * bodyMinRate, a size), so a client trickling a huge declared body would hold it as long as it liked.
- */
-function closeIfBodyUnread<R extends Reply> (reply: R, request: PublishRequestLike): R {
-  // (also where the raw path read the body whole: every path gives the same answer)
-  const h = request.headers
-  const cl = h['content-length']
-  if ((cl !== undefined && cl !== '0') || h['transfer-encoding'] !== undefined) reply.header('Connection', 'close')
-  return reply
 }
 
 function tooLarge<R extends Reply> (reply: R, origin: string | null): R {

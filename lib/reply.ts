@@ -1,6 +1,6 @@
 // Small answers, errors as short text/plain, CORS on everything: through Fastify's reply, or
 // through a RawReply (Node's own response) on the standalone server's fast path.
-import type { ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import type { ErrorSpec } from './errors.ts'
 
 /** What an answer needs of a reply: Fastify's reply has it, and so has RawReply. */
@@ -90,4 +90,22 @@ export class RawReply extends HeadersReply {
     this.sent = true
     return this
   }
+}
+
+/**
+ * An answer given before the request's body was read (a bad id, method or Idempotency-Key, an
+ * OPTIONS) to a request that has one: the connection closes after it, as after a refusal. Kept open, Node's
+ * server would read and drop the rest of the body with none of the publisher limits (bodyTimeout,
+ * bodyMinRate, a size), so a client trickling a huge declared body would hold it as long as it liked.
+ */
+export function closeIfBodyUnread<R extends Reply> (reply: R, request: { headers: IncomingHttpHeaders }): R {
+  // (also where the raw path read the body whole: every path gives the same answer)
+  if (declaresBody(request.headers)) reply.header('Connection', 'close')
+  return reply
+}
+
+/** A request that declares a body: Content-Length above 0, or a Transfer-Encoding. */
+export function declaresBody (h: IncomingHttpHeaders): boolean {
+  const cl = h['content-length']
+  return (cl !== undefined && cl !== '0') || h['transfer-encoding'] !== undefined
 }

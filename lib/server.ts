@@ -10,7 +10,7 @@ import { ERRORS, type ErrorSpec } from './errors.ts'
 import { PUB_ALLOW, SUB_ALLOW, normalizePath, requestOrigin, splitUrl } from './http.ts'
 import { MAX_LINE, checkLimits, coreOf, kResolved, kWorkerLink, parkline } from './plugin.ts'
 import type { WorkerLink } from './cluster.ts'
-import { sendError } from './reply.ts'
+import { declaresBody, sendError } from './reply.ts'
 import { RawPublishers } from './raw-publish.ts'
 import { fastPath, notFast, type FastPath } from './fast-path.ts'
 import { droppedBehindSubscriber, tunnelNotOurs } from './pipelined.ts'
@@ -100,6 +100,11 @@ function refuseConnect (core: Core, socket: Socket): void {
   endUnread(core, socket, `HTTP/1.1 405 Method Not Allowed\r\nAllow: ${PUB_ALLOW}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`)
 }
 
+/** A request whose declared body (Content-Length above 0, or chunked) has not all been received. */
+function bodyStillComing (req: IncomingMessage): boolean {
+  return !req.complete && declaresBody(req.headers)
+}
+
 /** An answer to an earlier request on `socket` is still to be written or finishing (Node queues this one's). */
 function pendingBefore (socket: Socket, res: ServerResponse): boolean {
   const current = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
@@ -117,10 +122,14 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
    * connection, so no client or proxy sends another request on one the server is about to close:
    * decided when the head is written, so an answer to a request that came before the signal
    * (a body still arriving, an access check, a publish through the owner worker) closes too.
+   * And an answer to a request whose declared body has not all come (a route that reads none:
+   * /health, /status, a 404, an OPTIONS) closes its connection, as a publish answered before its
+   * body does: kept open, Node would read and drop the rest with no limit on how slowly it came,
+   * and a client trickling a byte a minute would hold the connection (and its descriptor) for ever.
    */
   class DrainAwareResponse<R extends IncomingMessage = IncomingMessage> extends ServerResponse<R> {
     override writeHead (...args: unknown[]): this {
-      if (served !== null && served.draining) this.shouldKeepAlive = false
+      if ((served !== null && served.draining) || bodyStillComing(this.req)) this.shouldKeepAlive = false
       return (super.writeHead as (...a: unknown[]) => this)(...args)
     }
   }

@@ -12,7 +12,7 @@ import type { Core } from './core.ts'
 import { ERRORS, type ErrorSpec } from './errors.ts'
 import { SUB_ALLOW, SUB_ALLOW_HEADERS, parseChannelIds, queryParam, randomBetween, requestCursor } from './http.ts'
 import { INVALID, type Cursor } from './message-id.ts'
-import { sendError, withCors, type Reply } from './reply.ts'
+import { closeIfBodyUnread, sendError, withCors, type Reply } from './reply.ts'
 import { F_GAP_EVENT } from './subscriber.ts'
 import { detect, transportNamed } from '../transports/index.ts'
 import type { HttpStreamTransport } from '../transports/http-stream.ts'
@@ -105,7 +105,7 @@ export async function handleSubscriber (core: Core, access: Access, request: Req
   }
   const method = request.method
   if (method === 'OPTIONS') {
-    reply.code(200).header('Allow', SUB_ALLOW).header('Content-Length', '0')
+    closeIfBodyUnread(reply.code(200).header('Allow', SUB_ALLOW).header('Content-Length', '0'), request)
     if (origin !== null) {
       withCors(reply, origin)
         .header('Access-Control-Allow-Methods', SUB_ALLOW)

@@ -283,6 +283,24 @@ for (const [name, headers] of OVERSIZE_HEADERS) {
   }
 }
 
+test('a second Host (RFC 9112 §3.2) → 400 on every location, and a publish carrying one is not applied', async (t) => {
+  const { base, port } = await startServer(t)
+  const two = 'Host: evil.example\r\nHost: 127.0.0.1\r\n'
+  const requests = [
+    `POST /pub/dh HTTP/1.1\r\n${two}Content-Length: 1\r\n\r\nx`,
+    `GET /pub/dh HTTP/1.1\r\n${two}\r\n`,
+    `GET /sub/dh HTTP/1.1\r\n${two}Accept: text/event-stream\r\n\r\n`,
+    `GET /sub/dh HTTP/1.1\r\n${two}\r\n`,
+    `GET /sub/dh HTTP/1.1\r\nhost: a\r\nHOST: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`
+  ]
+  for (const req of requests) {
+    const x = await exchange(port, req)
+    t.is(x.answer.status, 400, req.split('\r\n')[0])
+    t.is(x.answer.body, 'Bad Request', req.split('\r\n')[0])
+  }
+  t.is((await fetch(`${base}/pub/dh`, { headers: { Accept: 'text/json' } })).status, 404, 'nothing was published')
+})
+
 test('an oversize header on an unrouted path → 400 too', async (t) => {
   const { port } = await startServer(t)
   const x = await exchange(port, `GET /elsewhere HTTP/1.1\r\n${H}X-Big: ${'h'.repeat(17 * 1024)}\r\n\r\n`)

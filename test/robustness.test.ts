@@ -209,6 +209,39 @@ test('an idle keep-alive connection stays keepAliveTimeout seconds (75 by defaul
   }
 })
 
+test('a request answered before its declared body has all come (a route that reads none) closes its connection: a trickled body cannot hold it', async (t) => {
+  t.timeout(30_000)
+  const { port } = await startStandalone(t, {}, true)
+  const heads = [
+    'OPTIONS /pub/x', 'OPTIONS /sub/x', 'GET /health', 'GET /status', 'POST /not-parkline', 'GET /pub/x'
+  ]
+  for (const head of heads) {
+    for (const framing of ['Content-Length: 1000000000\r\n', 'Transfer-Encoding: chunked\r\n']) {
+      const s = await connect(port)
+      let closed = false
+      s.on('close', () => { closed = true })
+      const answer = receive(s, '\r\n\r\n')
+      // the head, then the start of a body the client would trickle for ever
+      s.write(`${head} HTTP/1.1\r\n${H}${framing}\r\n${framing.startsWith('Content') ? 'x' : '1\r\nx'}`)
+      const text = await answer
+      const label = `${head} (${framing.trim()})`
+      t.regex(text, /^HTTP\/1\.1 \d{3} /, label)
+      t.is(parseResponse(text).headers.connection, 'close', label)
+      t.true(await eventually(() => closed, 5000), `${label}: the server ended the connection`)
+      s.destroy()
+    }
+  }
+  // a body that came whole with its request keeps the connection (Node drops it)
+  const s = await connect(port)
+  const first = receive(s, '\r\n\r\n')
+  s.write(`GET /health HTTP/1.1\r\n${H}Content-Length: 2\r\n\r\nab`)
+  t.regex(await first, /^HTTP\/1\.1 200 [^]*\r\nConnection: keep-alive\r\n/)
+  const second = receive(s, 'ok')
+  s.write(`GET /health HTTP/1.1\r\n${H}\r\n`)
+  t.regex(await second, /^HTTP\/1\.1 200 /)
+  s.destroy()
+})
+
 test.serial('bytes arriving on a connection whose long-poll is parked: that poll gets 400, then close', async (t) => {
   const { app, base, port } = await startServer(t)
   const extras = [

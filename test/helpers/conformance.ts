@@ -214,12 +214,15 @@ export function sseFrame (id: string, body: Buffer, event: string | null = null)
   const parts: Buffer[] = []
   if (event !== null) parts.push(Buffer.from(`event: ${event}\n`, 'latin1'))
   parts.push(Buffer.from(`id: ${id}\n`, 'latin1'))
+  // a line ends at each LF (dropped) and at each lone CR, one not followed by LF (kept, then an LF)
   let start = 0
-  for (;;) {
-    const lf = body.indexOf(10, start)
-    parts.push(Buffer.from('data: '), body.subarray(start, lf === -1 ? body.length : lf), Buffer.from('\n'))
-    if (lf === -1) break
-    start = lf + 1
+  for (let i = 0; i <= body.length; i++) {
+    const end = i === body.length
+    const lf = !end && body[i] === 10
+    const loneCr = !end && body[i] === 13 && i + 1 < body.length && body[i + 1] !== 10
+    if (!end && !lf && !loneCr) continue
+    parts.push(Buffer.from('data: '), body.subarray(start, loneCr ? i + 1 : i), Buffer.from('\n'))
+    start = i + 1
   }
   parts.push(Buffer.from('\n'))
   return Buffer.concat(parts)
