@@ -135,6 +135,19 @@ export function fingerprint (data: Buffer, contentType: string | null, event: st
   return h.digest('base64url').slice(0, 22)
 }
 
+/**
+ * A key as kept and matched: a publisher with a token's `sub` gets a digest of it before its keys,
+ * so one user's key never meets another's (one could otherwise have another's publish refused
+ * `422`, or answered as a retry of a message it never sent: the IETF draft scopes keys to their
+ * client). The backend's (an API key), a local process's, an authorize request's and a token
+ * without `sub` are kept as sent, one scope each of those share. `~` starts the scoped form, so a
+ * key as sent is never taken for another user's.
+ */
+export function scopedIdempotencyKey (key: string, sub: string | null): string {
+  if (sub === null) return key
+  return '~' + createHash('sha256').update(sub).digest('base64url').slice(0, 16) + ':' + key
+}
+
 /** `Idempotency-Key`: 1 to 255 visible ASCII characters (no spaces, no controls). */
 export function validIdempotencyKey (v: string): boolean {
   return /^[\x21-\x7e]{1,255}$/.test(v)

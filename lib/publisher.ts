@@ -11,7 +11,7 @@ import { Core } from './core.ts'
 import type { PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
 import { PUB_ALLOW, PUB_ALLOW_HEADERS, randomBetween, requestOrigin } from './http.ts'
-import { fingerprint, validIdempotencyKey } from './idempotency.ts'
+import { fingerprint, scopedIdempotencyKey, validIdempotencyKey } from './idempotency.ts'
 import { percentDecode } from './message-id.ts'
 import { HeadersReply, closeIfBodyUnread, sendError, withCors, type Reply } from './reply.ts'
 import { wantsWebSocket } from '../transports/websocket.ts'
@@ -168,8 +168,10 @@ function granted (core: Core, access: Access, request: PublishRequestLike, reply
 
   // POST / PUT
   const idem = request.headers['idempotency-key']
-  const idempotencyKey = typeof idem === 'string' && core.opts.idempotencyWindow > 0 ? idem : null
-  if (idempotencyKey !== null && !validIdempotencyKey(idempotencyKey)) return sendError(closeIfBodyUnread(reply, request), ERRORS.BAD_IDEMPOTENCY_KEY, origin)
+  const sent = typeof idem === 'string' && core.opts.idempotencyWindow > 0 ? idem : null
+  if (sent !== null && !validIdempotencyKey(sent)) return sendError(closeIfBodyUnread(reply, request), ERRORS.BAD_IDEMPOTENCY_KEY, origin)
+  // each token user's keys apart from everyone else's
+  const idempotencyKey = sent === null ? null : scopedIdempotencyKey(sent, grant?.kind === 'jwt' ? grant.sub : null)
   const limit = core.opts.maxMessageSize
   const declared = request.headers['content-length']
   if (declared !== undefined && Number(declared) > limit) return tooLarge(reply, origin)

@@ -10,7 +10,7 @@ import { ERRORS, type ErrorSpec } from './errors.ts'
 import { PUB_ALLOW, SUB_ALLOW, normalizePath, requestOrigin, splitUrl } from './http.ts'
 import { MAX_LINE, checkLimits, coreOf, kResolved, kWorkerLink, parkline } from './plugin.ts'
 import type { WorkerLink } from './cluster.ts'
-import { declaresBody, sendError } from './reply.ts'
+import { sendError } from './reply.ts'
 import { RawPublishers } from './raw-publish.ts'
 import { fastPath, notFast, type FastPath } from './fast-path.ts'
 import { droppedBehindSubscriber, tunnelNotOurs } from './pipelined.ts'
@@ -100,11 +100,6 @@ function refuseConnect (core: Core, socket: Socket): void {
   endUnread(core, socket, `HTTP/1.1 405 Method Not Allowed\r\nAllow: ${PUB_ALLOW}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`)
 }
 
-/** A request whose declared body (Content-Length above 0, or chunked) has not all been received. */
-function bodyStillComing (req: IncomingMessage): boolean {
-  return !req.complete && declaresBody(req.headers)
-}
-
 /** An answer to an earlier request on `socket` is still to be written or finishing (Node queues this one's). */
 function pendingBefore (socket: Socket, res: ServerResponse): boolean {
   const current = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
@@ -122,14 +117,10 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
    * connection, so no client or proxy sends another request on one the server is about to close:
    * decided when the head is written, so an answer to a request that came before the signal
    * (a body still arriving, an access check, a publish through the owner worker) closes too.
-   * And an answer to a request whose declared body has not all come (a route that reads none:
-   * /health, /status, a 404, an OPTIONS) closes its connection, as a publish answered before its
-   * body does: kept open, Node would read and drop the rest with no limit on how slowly it came,
-   * and a client trickling a byte a minute would hold the connection (and its descriptor) for ever.
    */
   class DrainAwareResponse<R extends IncomingMessage = IncomingMessage> extends ServerResponse<R> {
     override writeHead (...args: unknown[]): this {
-      if ((served !== null && served.draining) || bodyStillComing(this.req)) this.shouldKeepAlive = false
+      if (served !== null && served.draining) this.shouldKeepAlive = false
       return (super.writeHead as (...a: unknown[]) => this)(...args)
     }
   }
@@ -144,7 +135,12 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
         // Node checks that timeout only every connectionsCheckingInterval (default 30 s, which
         // would let a slow header section live up to 90 s)
         connectionsCheckingInterval: 1000,
-        requestTimeout: 0,
+        // a whole request, body included, within the head's and a body's time: a route that reads
+        // no body (/health, /status, a 404, an OPTIONS) is answered at once and Node reads and
+        // drops the rest, which without this bound a client could trickle for ever, holding the
+        // connection and its descriptor (publish bodies have their own bodyTimeout and bodyMinRate;
+        // a subscriber's request is whole at its head, however long its stream lasts)
+        requestTimeout: (opts.headersTimeout + opts.bodyTimeout) * 1000,
         noDelay: true,
         ServerResponse: DrainAwareResponse
       }, (req, res) => {

@@ -479,6 +479,34 @@ test('`parkline token --help` prints its usage; without --sub, or granting nothi
   t.regex(admin.out.trim(), /^[\w-]+\.[\w-]+\.[\w-]+$/)
 })
 
+test('Idempotency-Keys are kept per token sub: one user cannot have another\'s publish refused 422, or answered as a retry', async (t) => {
+  const srv = await startServer(t, AUTH)
+  const eve = await token({ sub: 'eve', parkline: { publish: ['room.1'] } })
+  const bob = await token({ sub: 'bob', parkline: { publish: ['room.1'] } })
+  const send = async (who: string, body: string, key = 'bob-msg-1'): Promise<{ status: number, replayed: string | null }> => {
+    const r = await fetch(`${srv.base}/pub/room.1`, { method: 'POST', body, headers: { authorization: 'Bearer ' + who, 'idempotency-key': key } })
+    await r.text()
+    return { status: r.status, replayed: r.headers.get('idempotent-replayed') }
+  }
+  t.deepEqual(await send(eve, 'spam'), { status: 202, replayed: null })
+  // bob's own message with the key eve took first: published, not refused
+  t.deepEqual(await send(bob, 'his message'), { status: 202, replayed: null })
+  // and a body eve guessed is not answered to bob as his retry
+  t.deepEqual(await send(eve, 'guessed', 'k2'), { status: 202, replayed: null })
+  t.deepEqual(await send(bob, 'guessed', 'k2'), { status: 202, replayed: null })
+  // each user's retry is a retry of their own
+  t.deepEqual(await send(bob, 'his message'), { status: 202, replayed: 'true' })
+  t.deepEqual(await send(eve, 'spam'), { status: 202, replayed: 'true' })
+  t.is((await send(bob, 'another')).status, 422, 'a user reusing their own key with another message still gets 422')
+  // the backend (API key) keeps its keys as sent, apart from the users'
+  const api = await fetch(`${srv.base}/pub/room.1`, { method: 'POST', body: 'from the backend', headers: { authorization: 'Bearer ' + KEY, 'idempotency-key': 'bob-msg-1' } })
+  await api.text()
+  t.is(api.status, 202)
+  t.is(api.headers.get('idempotent-replayed'), null)
+  const info = await fetch(`${srv.base}/pub/room.1`, { headers: { authorization: 'Bearer ' + KEY, accept: 'text/json' } })
+  t.is((await info.json() as { messages: number }).messages, 5)
+})
+
 // ---- found in review: each of these let a request through before its fix --------------------
 
 async function authorizeApp (t: ExecutionContext, decide: (req: http.IncomingMessage) => number): Promise<string> {
