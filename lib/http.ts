@@ -249,14 +249,53 @@ function forwardedClients (headers: IncomingHttpHeaders): string[] {
     if (typeof v === 'string') out.push(headerAddress(v))
   }
   const fwd = headers.forwarded
-  if (typeof fwd === 'string') {
-    // each element's for= (a token, or a quoted string that may hold a bracketed IPv6 and a port);
-    // an element without one gives no address, which is not loopback
-    for (const element of fwd.split(',')) {
-      const m = /(?:^|;)\s*for\s*=\s*("[^"]*"|[^;\s]*)/i.exec(element)
-      out.push(m === null ? '' : headerAddress(m[1]!))
+  if (typeof fwd === 'string') for (const a of forwardedFor(fwd)) out.push(headerAddress(a))
+  return out
+}
+
+/**
+ * Every `for=` of a Forwarded header (RFC 7239 §4), its value as written (a token, or a quoted
+ * string, which may hold `;`, `,` or `for=` without them counting); '' for an element that has
+ * none, which is no address. Every `for=` of an element is given, a repeated one too (the RFC
+ * forbids it; a proxy that appends `;for=<peer>` to an element its client wrote must not have
+ * the client's judged alone).
+ */
+export function forwardedFor (header: string): string[] {
+  const out: string[] = []
+  let element = 0
+  let pair = ''
+  let quoted = false
+  const endPair = (): void => {
+    const eq = pair.indexOf('=')
+    if (eq !== -1 && pair.slice(0, eq).trim().toLowerCase() === 'for') {
+      out.push(pair.slice(eq + 1).trim())
+      element++
+    }
+    pair = ''
+  }
+  for (let i = 0; i < header.length; i++) {
+    const c = header[i]!
+    if (quoted) {
+      if (c === '\\' && i + 1 < header.length) pair += c + header[++i]!
+      else {
+        if (c === '"') quoted = false
+        pair += c
+      }
+    } else if (c === '"') {
+      quoted = true
+      pair += c
+    } else if (c === ';') {
+      endPair()
+    } else if (c === ',') {
+      endPair()
+      if (element === 0) out.push('')
+      element = 0
+    } else {
+      pair += c
     }
   }
+  endPair()
+  if (element === 0) out.push('')
   return out
 }
 

@@ -140,12 +140,13 @@ export function fingerprint (data: Buffer, contentType: string | null, event: st
  * so one user's key never meets another's (one could otherwise have another's publish refused
  * `422`, or answered as a retry of a message it never sent: the IETF draft scopes keys to their
  * client). The backend's (an API key), a local process's, an authorize request's and a token
- * without `sub` are kept as sent, one scope each of those share. `~` starts the scoped form, so a
- * key as sent is never taken for another user's.
+ * without `sub` are kept as sent, one scope those share. The digest and the key are joined by a
+ * space, which a key as sent never holds (validIdempotencyKey), so no key sent unscoped is ever
+ * another user's scoped one.
  */
 export function scopedIdempotencyKey (key: string, sub: string | null): string {
   if (sub === null) return key
-  return '~' + createHash('sha256').update(sub).digest('base64url').slice(0, 16) + ':' + key
+  return createHash('sha256').update(sub).digest('base64url').slice(0, 22) + ' ' + key
 }
 
 /** `Idempotency-Key`: 1 to 255 visible ASCII characters (no spaces, no controls). */

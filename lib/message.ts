@@ -132,7 +132,7 @@ export class Message {
       return
     }
     this.#length = data.length
-    if (nextSseBreak(data, 0) === -1) {
+    if (oneSseLine(data)) {
       // the body is copied once, into the frame it is sent in
       this.#sseFrame = frameSseLine(data, this.sseHead(formatId(time, tag)), alloc)
       this.#data = null
@@ -475,18 +475,48 @@ export function writeShared (socket: Socket, frame: Buffer): void {
 }
 
 /**
- * Where the `data:` line holding `data[from…]` ends: the next LF, or a lone CR (one not followed by
- * LF) before it; -1 if neither comes (a CR that is the body's last byte is followed by the line's
- * own LF). EventSource parsers end a line at CR, LF or CRLF: a lone CR left inside a `data:` line
- * would start a line of the body's choosing (`id:`, `event:`, `retry:`) in every subscriber's
- * stream, so it ends the `data:` line instead.
+ * A body that is one `data:` line: no LF, and no lone CR (one not followed by LF; with no LF, a CR
+ * before the last byte). One scan each for LF and CR, whatever the body holds.
  */
-function nextSseBreak (data: Buffer, from: number): number {
-  const lf = data.indexOf(LF, from)
-  for (let cr = data.indexOf(CR, from); cr !== -1 && (lf === -1 || cr < lf); cr = data.indexOf(CR, cr + 1)) {
-    if (cr + 1 < data.length && data[cr + 1] !== LF) return cr
+function oneSseLine (data: Buffer): boolean {
+  if (data.indexOf(LF) !== -1) return false
+  const cr = data.indexOf(CR)
+  return cr === -1 || cr === data.length - 1
+}
+
+/**
+ * Where the body's `data:` lines end, in order: each LF, and each lone CR (one not followed by LF;
+ * a CR that is the body's last byte is followed by the line's own LF). EventSource parsers end a
+ * line at CR, LF or CRLF: a lone CR left inside a `data:` line would start a line of the body's
+ * choosing (`id:`, `event:`, `retry:`) in every subscriber's stream, so it ends the line instead.
+ * The next LF and the next CR are carried from one call to the next: linear in the body, however
+ * many of either it holds.
+ */
+class SseBreaks {
+  readonly data: Buffer
+  #lf: number
+  #cr: number
+  constructor (data: Buffer) {
+    this.data = data
+    this.#lf = data.indexOf(LF)
+    this.#cr = data.indexOf(CR)
   }
-  return lf
+
+  /** The next break, or -1. */
+  next (): number {
+    const data = this.data
+    for (;;) {
+      const cr = this.#cr
+      if (cr !== -1 && (this.#lf === -1 || cr < this.#lf)) {
+        this.#cr = data.indexOf(CR, cr + 1)
+        if (cr + 1 < data.length && data[cr + 1] !== LF) return cr
+        continue
+      }
+      const lf = this.#lf
+      if (lf !== -1) this.#lf = data.indexOf(LF, lf + 1)
+      return lf
+    }
+  }
 }
 
 /**
@@ -513,7 +543,8 @@ function frameSseLine (data: Buffer, head: string, alloc: Alloc): Buffer {
 export function frameSseData (data: Buffer, head = ''): Buffer {
   let lines = 1
   let loneCr = 0
-  for (let i = nextSseBreak(data, 0); i !== -1; i = nextSseBreak(data, i + 1)) {
+  const count = new SseBreaks(data)
+  for (let i = count.next(); i !== -1; i = count.next()) {
     lines++
     if (data[i] === CR) loneCr++
   }
@@ -521,9 +552,10 @@ export function frameSseData (data: Buffer, head = ''): Buffer {
   // one more "\n" ends the event
   const out = Buffer.allocUnsafeSlow(head.length + data.length + lines * 6 + loneCr + 2)
   let o = head.length > 0 ? out.write(head, 0, 'latin1') : 0
+  const breaks = new SseBreaks(data)
   let start = 0
   for (;;) {
-    const end = nextSseBreak(data, start)
+    const end = breaks.next()
     const stop = end === -1 ? data.length : end
     o += DATA_PREFIX.copy(out, o)
     o += data.copy(out, o, start, stop)

@@ -153,7 +153,7 @@ function granted (core: Core, access: Access, request: PublishRequestLike, reply
   const method = request.method
   if (isRefusal(grant)) {
     if (method === 'POST' || method === 'PUT') reply.header('Connection', 'close')
-    return sendRefusal(reply, grant, origin)
+    return sendRefusal(closeIfBodyUnread(reply, request), grant, origin)
   }
   // a WebSocket handshake: a publisher connection of its own (transports/websocket-publisher.ts)
   if (method === 'GET' && core.opts.websocketPublish && wantsWebSocket(request.headers)) {
@@ -164,7 +164,8 @@ function granted (core: Core, access: Access, request: PublishRequestLike, reply
       return reply
     }
   }
-  if (method === 'GET' || method === 'DELETE') return infoOrDelete(core, request, reply, key, origin)
+  // (a body sent with either is never read)
+  if (method === 'GET' || method === 'DELETE') return infoOrDelete(core, request, closeIfBodyUnread(reply, request), key, origin)
 
   // POST / PUT
   const idem = request.headers['idempotency-key']

@@ -135,12 +135,15 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
         // Node checks that timeout only every connectionsCheckingInterval (default 30 s, which
         // would let a slow header section live up to 90 s)
         connectionsCheckingInterval: 1000,
-        // a whole request, body included, within the head's and a body's time: a route that reads
-        // no body (/health, /status, a 404, an OPTIONS) is answered at once and Node reads and
-        // drops the rest, which without this bound a client could trickle for ever, holding the
-        // connection and its descriptor (publish bodies have their own bodyTimeout and bodyMinRate;
-        // a subscriber's request is whole at its head, however long its stream lasts)
-        requestTimeout: (opts.headersTimeout + opts.bodyTimeout) * 1000,
+        // a whole request, body included, within the head's time, what access control may wait
+        // before a publish body is read (a JWKS fetch and an authorize request, authorizeTimeout
+        // each) and the body's: a route that reads no body (/health, /status, a 404, an OPTIONS) is
+        // answered at once and Node reads and drops the rest, which without this bound a client
+        // could trickle for ever, holding the connection and its descriptor. Above every bound of
+        // Parkline's own, so it never cuts a publish those let through (its clock starts at the
+        // request's first byte); a subscriber's request is whole at its head, however long its
+        // stream lasts.
+        requestTimeout: (opts.headersTimeout + 2 * opts.authorizeTimeout + opts.bodyTimeout + 1) * 1000,
         noDelay: true,
         ServerResponse: DrainAwareResponse
       }, (req, res) => {

@@ -118,7 +118,7 @@ export async function handleSubscriber (core: Core, access: Access, request: Req
     return sendError(reply.header('Connection', 'close'), ERRORS.SUBSCRIBER_READ_ONLY, origin)
   }
   if (method !== 'GET') {
-    return sendError(reply.header('Allow', SUB_ALLOW), ERRORS.METHOD_NOT_ALLOWED, origin)
+    return sendError(closeIfBodyUnread(reply.header('Allow', SUB_ALLOW), request), ERRORS.METHOD_NOT_ALLOWED, origin)
   }
   const r = resolveSubscription(core, req.headers, rawIds, query)
   if (!('ids' in r)) return sendError(reply, r, origin)

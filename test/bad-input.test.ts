@@ -301,6 +301,16 @@ test('a second Host (RFC 9112 §3.2) → 400 on every location, and a publish ca
   t.is((await fetch(`${base}/pub/dh`, { headers: { Accept: 'text/json' } })).status, 404, 'nothing was published')
 })
 
+test('an answer that leaves a declared body unread says Connection: close: the body is never read as the next request', async (t) => {
+  const { port } = await startServer(t)
+  for (const head of ['PATCH /sub/cb', 'GET /pub/cb', 'DELETE /pub/cb', 'OPTIONS /pub/cb', 'OPTIONS /sub/cb']) {
+    const x = await exchange(port, `${head} HTTP/1.1\r\n${H}Content-Length: 5\r\n\r\nhello`)
+    t.is(x.answer.headers.connection, 'close', head)
+  }
+  // without a body the connection stays
+  t.is((await exchange(port, `GET /pub/cb HTTP/1.1\r\n${H}\r\n`)).answer.headers.connection, 'keep-alive')
+})
+
 test('an oversize header on an unrouted path → 400 too', async (t) => {
   const { port } = await startServer(t)
   const x = await exchange(port, `GET /elsewhere HTTP/1.1\r\n${H}X-Big: ${'h'.repeat(17 * 1024)}\r\n\r\n`)

@@ -209,9 +209,10 @@ test('an idle keep-alive connection stays keepAliveTimeout seconds (75 by defaul
   }
 })
 
-test('a request whose route reads no body cannot hold its connection by trickling one: the whole request has headersTimeout + bodyTimeout', async (t) => {
-  t.timeout(30_000)
-  const { port } = await startStandalone(t, { headersTimeout: 2, bodyTimeout: 2 }, true)
+test('a request whose route reads no body cannot hold its connection by trickling one: the whole request has headersTimeout + 2 authorizeTimeout + bodyTimeout + 1 s', async (t) => {
+  t.timeout(40_000)
+  // 7 s in all
+  const { port } = await startStandalone(t, { headersTimeout: 2, bodyTimeout: 2, authorizeTimeout: 1 }, true)
   const heads = ['OPTIONS /pub/x', 'OPTIONS /sub/x', 'GET /health', 'GET /status', 'POST /not-parkline', 'GET /pub/x']
   const cases = heads.flatMap((head) => ['Content-Length: 1000000000\r\n', 'Transfer-Encoding: chunked\r\n'].map((framing) => ({ head, framing })))
   const results = await Promise.all(cases.map(async ({ head, framing }) => {
@@ -223,7 +224,7 @@ test('a request whose route reads no body cannot hold its connection by tricklin
     s.write(`${head} HTTP/1.1\r\n${H}${framing}\r\n${framing.startsWith('Content') ? 'x' : '1\r\nx\r\n'}`)
     const text = await answer
     const drip = setInterval(() => { if (!closed) s.write(framing.startsWith('Content') ? 'x' : '1\r\nx\r\n') }, 1000)
-    const ended = await eventually(() => closed, 12_000)
+    const ended = await eventually(() => closed, 15_000)
     clearInterval(drip)
     s.destroy()
     return { label: `${head} (${framing.trim()})`, text, ended }

@@ -206,6 +206,11 @@ test('a client address a trusted proxy writes with a port, in quotes or brackets
     t.false(localClient('10.0.0.2', { forwarded: `for=${v}` }, P), `for=${v}`)
     t.false(localClient('10.0.0.2', { 'x-forwarded-for': v }, P), `x-forwarded-for: ${v}`)
   }
+  // every for= of an element counts, and one inside a quoted value is not a for=
+  t.false(localClient('10.0.0.2', { forwarded: 'for=127.0.0.1;for=203.0.113.5' }, P))
+  t.false(localClient('10.0.0.2', { forwarded: 'host="x;for=127.0.0.1;";for=203.0.113.5' }, P))
+  t.false(localClient('10.0.0.2', { forwarded: 'for="127.0.0.1, for=127.0.0.1";proto=http' }, P))
+  t.true(localClient('10.0.0.2', { forwarded: 'host="a,b;for=203.0.113.5";for=127.0.0.1, for=[::1]' }, P))
   t.is(headerAddress(' "[::1]:80" '), '::1')
   t.is(headerAddress('127.0.0.9:1'), '127.0.0.9')
 })

@@ -206,3 +206,29 @@ test('writeShared: every socket a slab frame waits on holds one copy of it, a st
     server.close()
   }
 })
+
+test('frameSseData matches a byte-by-byte model of the SSE line rule for every short body over a, CR and LF, and its frame is exactly as long as it writes', (t) => {
+  // the model: each LF ends a data: line (dropped), each lone CR ends one (kept, then an LF)
+  const model = (b: Buffer): string => {
+    let out = 'data: '
+    for (let i = 0; i < b.length; i++) {
+      const c = b[i]!
+      if (c === 10) out += '\ndata: '
+      else if (c === 13 && i + 1 < b.length && b[i + 1] !== 10) out += '\r\ndata: '
+      else out += String.fromCharCode(c)
+    }
+    return out + '\n\n'
+  }
+  let bodies = 0
+  const alphabet = [97, 13, 10]
+  for (let len = 0; len <= 7; len++) {
+    for (let n = 0; n < 3 ** len; n++) {
+      const b = Buffer.alloc(len)
+      for (let i = 0, v = n; i < len; i++, v = Math.floor(v / 3)) b[i] = alphabet[v % 3]!
+      const framed = frameSseData(b, 'id: 1:0\n')
+      t.is(framed.toString('latin1'), 'id: 1:0\n' + model(b), JSON.stringify(b.toString('latin1')))
+      bodies++
+    }
+  }
+  t.is(bodies, 3280)
+})
