@@ -185,7 +185,8 @@ function dotSegment (s: string): string {
  * publisher with no credential configured, statusLoopbackOnly) must not take it for a local process.
  */
 const PROXY_HEADERS = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'via', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port',
-  'x-forwarded-server', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip'] as const
+  'x-forwarded-server', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip', 'x-cluster-client-ip', 'fastly-client-ip', 'client-ip',
+  'x-forwarded'] as const
 
 /** The request carries a header a proxy adds (PROXY_HEADERS). */
 export function proxied (headers: IncomingHttpHeaders): boolean {
@@ -212,7 +213,7 @@ export function canonicalIp (a: string): string {
   }
 }
 
-const CLIENT_IP_HEADERS = ['x-real-ip', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip'] as const
+const CLIENT_IP_HEADERS = ['x-real-ip', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip', 'x-cluster-client-ip', 'fastly-client-ip', 'client-ip'] as const
 
 /**
  * A client address as a proxy's header writes it, as Node would give the peer: quotes, IPv6
@@ -302,7 +303,7 @@ export function forwardedFor (header: string): string[] {
 /**
  * A local process: a loopback peer that no proxy relayed; or, through a proxy listed in
  * `trustedProxies`, a client that every address the proxy's headers give (every X-Forwarded-For
- * hop, X-Real-IP, X-Client-IP, True-Client-IP, CF-Connecting-IP, every Forwarded `for=`) says is
+ * hop, X-Real-IP and the other CLIENT_IP_HEADERS, every Forwarded `for=`) says is
  * loopback. A forwarded request
  * from any other proxy, a loopback one included, is not. (The proxy must append to
  * X-Forwarded-For, not pass the client's own on: docs/api.md 16.1.)

@@ -176,13 +176,18 @@ test('a trusted IPv4 proxy is recognised when the server listens on :: (its addr
   t.false(localClient('10.0.0.2', { 'x-forwarded-for': '203.0.113.7, 127.0.0.1' }, ['10.0.0.2']))
   t.true(localClient('10.0.0.2', { 'x-forwarded-for': '127.0.0.2, 127.0.0.1' }, ['10.0.0.2']))
   // a proxy that gives the client in a header of its own and passes the client's X-Forwarded-For on
-  for (const h of ['x-client-ip', 'true-client-ip', 'cf-connecting-ip']) {
+  for (const h of ['x-client-ip', 'true-client-ip', 'cf-connecting-ip', 'x-cluster-client-ip', 'fastly-client-ip', 'client-ip']) {
     t.false(localClient('10.0.0.2', { 'x-forwarded-for': '127.0.0.1', [h]: '203.0.113.7' }, ['10.0.0.2']), h)
     t.true(localClient('10.0.0.2', { 'x-forwarded-for': '127.0.0.1', [h]: '127.0.0.1' }, ['10.0.0.2']), h)
   }
   t.false(localClient('10.0.0.2', { forwarded: 'for=127.0.0.1;proto=http, for=203.0.113.7' }, ['10.0.0.2']))
   t.false(localClient('10.0.0.2', { forwarded: 'proto=https' }, ['10.0.0.2']), 'no for=: no client address')
   t.false(localClient('10.0.0.2', { via: '1.1 nginx' }, ['10.0.0.2']), 'no client address given at all')
+  // what other proxies and CDNs set: a loopback peer carrying one is relayed, not a local process
+  for (const h of ['x-cluster-client-ip', 'fastly-client-ip', 'client-ip', 'x-forwarded']) {
+    t.false(localClient('127.0.0.1', { [h]: '127.0.0.1' }, []), h)
+  }
+  t.false(localClient('10.0.0.2', { 'x-forwarded': 'for=127.0.0.1' }, ['10.0.0.2']), 'X-Forwarded alone gives no address read')
 })
 
 test('a client address a trusted proxy writes with a port, in quotes or brackets, or in another IPv6 spelling is read as that address', async (t) => {
