@@ -11,6 +11,7 @@ import { SignJWT, base64url, type JWTPayload } from 'jose'
 import { serve, type Node } from '../helpers/node.ts'
 import { startRedis } from '../helpers/redis.ts'
 import { eventually, exitedWithOutput, parseResponse, rawRequest, startServer } from '../helpers/server.ts'
+import { scopedIdempotencyKey } from '../../lib/idempotency.ts'
 
 const SECRET = 'e2e-secret-that-is-at-least-32-bytes!'
 const KEY = 'publisher-key-0001'
@@ -505,6 +506,11 @@ test('Idempotency-Keys are kept per token sub: one user cannot have another\'s p
   t.is(api.headers.get('idempotent-replayed'), null)
   const info = await fetch(`${srv.base}/pub/room.1`, { headers: { authorization: 'Bearer ' + KEY, accept: 'text/json' } })
   t.is((await info.json() as { messages: number }).messages, 5)
+  // a user's key as kept cannot be sent as a key: an unscoped publisher cannot take it first
+  const forged = await fetch(`${srv.base}/pub/room.1`, { method: 'POST', body: 'x', headers: { authorization: 'Bearer ' + KEY, 'idempotency-key': scopedIdempotencyKey('k3', 'bob') } })
+  await forged.text()
+  t.is(forged.status, 400)
+  t.deepEqual(await send(bob, 'third', 'k3'), { status: 202, replayed: null })
 })
 
 // ---- found in review: each of these let a request through before its fix --------------------
