@@ -322,12 +322,10 @@ export class Core {
   subscriberCut (policy: 'disconnect' | 'drop-oldest'): void {
     const c = this.#cut
     c[policy]++
-    const now = Date.now()
-    if (now - c.since < 10_000) return
+    if (!warnDue(c)) return
     this.log?.warn({ disconnected: c.disconnect, dropOldest: c['drop-oldest'], queueCap: this.opts.queueCap }, 'slow subscribers reached their queue cap')
     c.disconnect = 0
     c['drop-oldest'] = 0
-    c.since = now
   }
 
   /** Publish-to-write latency of one message, once per process (lib/metrics.ts). */
@@ -561,12 +559,10 @@ export class Core {
   #capacityRefused (): void {
     const c = this.#full
     c.refused++
-    const now = Date.now()
-    if (now - c.since < 10_000) return
+    if (!warnDue(c)) return
     this.log?.warn({ refused: c.refused, maxSubscribers: this.maxSubscribers, subscribers: this.table.size, lingering: this.lingering.size },
       `new subscribers refused (503): this process holds its limit of ${this.maxSubscribers} connections; raise the open-file limit (LimitNOFILE, ulimit -n) or maxSubscribers, or add workers`)
     c.refused = 0
-    c.since = now
   }
 
   // ---- the one shared timer -------------------------------------------------------------------
@@ -713,6 +709,14 @@ function countRepeated (channels: readonly Channel[], by: number): void {
       ch.repeated += by
     }
   }
+}
+
+/** A warning kept to one per 10 s: true when this one may be logged (its window starts again). */
+function warnDue (c: { since: number }): boolean {
+  const now = Date.now()
+  if (now - c.since < 10_000) return false
+  c.since = now
+  return true
 }
 
 function onTick (core: Core): void {

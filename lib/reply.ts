@@ -105,7 +105,7 @@ export function closeIfBodyUnread<R extends Reply> (reply: R, request: { headers
 }
 
 /** A request that declares a body: Content-Length above 0, or a Transfer-Encoding. */
-export function declaresBody (h: IncomingHttpHeaders): boolean {
+function declaresBody (h: IncomingHttpHeaders): boolean {
   const cl = h['content-length']
   return (cl !== undefined && cl !== '0') || h['transfer-encoding'] !== undefined
 }
