@@ -97,6 +97,19 @@ function redactUrl (url: string): string {
 const LOOPBACK_ONLY: Refusal = { status: 403, code: ERRORS.PUBLISHER_LOOPBACK_ONLY.code, body: ERRORS.PUBLISHER_LOOPBACK_ONLY.message }
 const PROXIED: Refusal = { status: 403, code: ERRORS.PUBLISHER_PROXIED.code, body: ERRORS.PUBLISHER_PROXIED.message }
 const ADMIN_DISABLED: Refusal = { status: 403, code: ERRORS.ADMIN_DISABLED.code, body: ERRORS.ADMIN_DISABLED.message }
+// a subscriber of another site whose only credential was a cookie (ambientCredentials)
+const CROSS_SITE_COOKIE: Refusal = {
+  status: 401,
+  code: ERRORS.UNAUTHORIZED.code,
+  wwwAuthenticate: 'Bearer',
+  body: 'Unauthorized: cookies are not used on a request from another site; list its origin in corsOrigins'
+}
+
+/** The headers without Cookie: what a request of another site is judged by (ambientCredentials). */
+function withoutCookie (headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const { cookie: _cookie, ...rest } = headers
+  return rest
+}
 
 /** An API key or a JWT key is configured: then every publisher request needs a credential. */
 export function credentialConfigured (o: Pick<ParklineOptions, 'apiKey' | 'jwtSecret' | 'jwtPublicKey' | 'jwksUrl'>): boolean {
@@ -202,10 +215,12 @@ export class Access {
 
   async subscriber (request: RequestLike, transport: string, keys: string[], query: string): Promise<Grant | Refusal | null> {
     if (this.auth === null) return null
+    // a page of another site gets no use of the user's cookies (ambientCredentials)
+    const cookieless = request.headers.cookie !== undefined && !ambientCredentials(request.headers, this.#corsOrigins)
     // the ids are byte strings (latin1): matched as bytes (lib/auth.ts patternBytes), and sent to
     // an authorize endpoint as their bytes, as Nchan sends $nchan_channel_id
     const r = await this.auth.subscriber({
-      headers: request.headers,
+      headers: cookieless ? withoutCookie(request.headers) : request.headers,
       query,
       channels: keys,
       // the ids the subscription uses (decoded), each with `%` and the delimiter escaped, so the
@@ -216,6 +231,8 @@ export class Access {
       method: request.method,
       remoteAddress: request.socket.remoteAddress
     })
+    // Parkline's own "no credential" answer says why the cookie did not count
+    if (cookieless && isRefusal(r) && r.code === ERRORS.UNAUTHORIZED.code) return this.#count(CROSS_SITE_COOKIE)
     return this.#count(r)
   }
 
@@ -327,6 +344,36 @@ export function crossSite (request: Pick<PublishRequestLike, 'headers'>, allowed
     return url.host !== host || !loopbackName(url.hostname)
   } catch {
     return true
+  }
+}
+
+/**
+ * Whether a subscriber request may use the browser's ambient credentials, its cookies (the token
+ * cookie `authCookie`, the Cookie an authorize request forwards). A page of another site that the
+ * operator did not list in corsOrigins may not: the browser would attach a user's cookies to its
+ * EventSource, long-poll or WebSocket request, and with every Origin echoed with credentials
+ * (corsOrigins empty) that page would read the user's channels. Its request is judged as if it
+ * carried no cookie (a token in `Authorization` or the query still counts).
+ *
+ * The browser's `Sec-Fetch-Site` decides where it is sent (`cross-site`: no; `same-site`,
+ * `same-origin`, `none`: yes; a page cannot set it); without one of those (an older browser, a
+ * WebSocket handshake, no browser),
+ * an `Origin` whose host name is not the `Host`'s (ports aside: cookies are not kept per port, and
+ * a proxy's `$host` has none) is another site. A listed origin always may.
+ */
+export function ambientCredentials (headers: IncomingHttpHeaders, allowed: readonly string[]): boolean {
+  const origin = headers.origin
+  if (origin !== undefined && allowed.includes(origin)) return true
+  const site = headers['sec-fetch-site']
+  if (site === 'cross-site') return false
+  if (site === 'same-origin' || site === 'same-site' || site === 'none') return true
+  if (origin === undefined) return site === undefined
+  const host = headers.host
+  if (host === undefined) return false
+  try {
+    return new URL(origin).hostname === hostnameOf(host).toLowerCase()
+  } catch {
+    return false
   }
 }
 

@@ -113,14 +113,6 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   }
   const access = await Access.create(opts, fastify.log)
   for (const w of access.warnings) fastify.log.warn({ parkline: 'config' }, w)
-  if (opts.authorizeUrl !== '' && opts.corsOrigins.length === 0) {
-    // the authorize request carries the subscriber's Cookie: a page of any site in a user's browser
-    // subscribes with that user's session
-    fastify.log.warn({ parkline: 'config' }, 'corsOrigins is empty: every Origin is echoed with credentials, and the authorize request carries the subscriber\'s cookies, so a page of any site can subscribe with a user\'s session; list your sites in corsOrigins')
-  } else if (access.checksTokens && opts.corsOrigins.length === 0) {
-    // the token cookie rides along on cross-site requests a browser allows (SameSite=None)
-    fastify.log.warn({ parkline: 'config' }, `corsOrigins is empty: every Origin is echoed with credentials, so a page of any site can subscribe with a user's ${opts.authCookie} cookie if the browser sends it; list your sites in corsOrigins`)
-  }
   core.revocations = access.auth?.revocations ?? null
   core.tokenExpiry = access.checksTokens
   core.privateAnswers = access.checksSubscribers

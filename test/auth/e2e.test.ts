@@ -86,7 +86,8 @@ async function refusalMatrix (t: ExecutionContext, base: string, port: number): 
     ['multiplexed, one channel not granted', async () => ({ authorization: 'Bearer ' + await token({ parkline: { subscribe: ['room.*'] } }) }), '/sub/room.7,secret', 403, /insufficient_scope/],
     ['a prefix pattern', async () => ({ authorization: 'Bearer ' + await token({ parkline: { subscribe: ['room.*'] } }) }), '/sub/room.7', 0, null],
     ['multiplexed, all granted', async () => ({ authorization: 'Bearer ' + await token({ parkline: { subscribe: ['room.*', 'secret'] } }) }), '/sub/room.7,secret', 0, null],
-    ['the cookie', async () => ({ cookie: 'a=1; parkline_token=' + await token({ parkline: { subscribe: ['room.7'] } }) }), '/sub/room.7', 0, null],
+    ['the cookie, from a same-site page', async () => ({ cookie: 'a=1; parkline_token=' + await token({ parkline: { subscribe: ['room.7'] } }), 'Sec-Fetch-Site': 'same-site' }), '/sub/room.7', 0, null],
+    ['the cookie, from a page of another site', async () => ({ cookie: 'a=1; parkline_token=' + await token({ parkline: { subscribe: ['room.7'] } }) }), '/sub/room.7', 401, /^Bearer$/],
     ['anonymous channel, no token', async () => ({}), '/sub/public.news', 0, null],
     ['a token in the query is ignored (tokenInQuery off)', async () => ({}), '/sub/room.7?access_token=' + await token({ parkline: { subscribe: ['*'] } }), 401, /^Bearer$/]
   ]
@@ -324,7 +325,7 @@ test('one process: the authorize request sees the forwarded headers, is cached, 
   const srv = await startServer(t, { authorizeUrl: url, authorizeTimeout: 1, apiKey: [KEY] })
   await publish(srv.base, 'lp', 'x')
   for (let i = 0; i < 3; i++) {
-    const s = await subscribe(srv.port, 'longpoll', '/sub/lp', { cookie: 'session=ok', origin: 'https://app.example', 'user-agent': 'test-ua' })
+    const s = await subscribe(srv.port, 'longpoll', '/sub/lp', { cookie: 'session=ok', origin: 'https://app.example', 'sec-fetch-site': 'same-site', 'user-agent': 'test-ua' })
     t.is(s.status, 200)
     s.socket.destroy()
   }

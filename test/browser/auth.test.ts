@@ -148,3 +148,45 @@ test('Parkline client in the browser: a token that lacks the channel gives one a
   t.is(n, 2)
   t.is(requestsFor(s, 'forbidden').length, n, 'nothing after the auth event')
 })
+
+// A page of another site (`localhost` is another site than `127.0.0.1`) in a browser where the
+// user holds a token cookie for the push server (SameSite=None, as a cookie of a push server on
+// another domain than the application must be; the browser sends it cross-site): with corsOrigins
+// empty Parkline echoes every Origin with credentials, so before lib/access.ts ambientCredentials
+// that page read the user's channel with EventSource's withCredentials, and over a WebSocket (no
+// CORS at all: cross-site WebSocket hijacking).
+test('a page of another site: the user\'s token cookie is not used, on EventSource (withCredentials) and WebSocket; the push server\'s own page is served', async (t) => {
+  const lax = await launchChromium({ thirdPartyCookies: true })
+  t.teardown(async () => { await lax.close() })
+  const s = await startPageServer(t, AUTH_SERVER)
+  const { token } = await mint(['private'])
+  await pubKey(s.base, 'private', 'secret-1')
+  await lax.context.addCookies([{ name: 'parkline_token', value: token, domain: '127.0.0.1', path: '/sub/private', sameSite: 'None', secure: true, httpOnly: true }])
+  // an EventSource and a WebSocket on `base`: the first message, or how they failed
+  const read = (base: string): string => `(async () => {
+    const base = ${JSON.stringify(base)} || location.origin
+    const es = await new Promise((resolve) => {
+      const es = new EventSource(base + '/sub/private?last_event_id=0:0', { withCredentials: true })
+      const t = setTimeout(() => { es.close(); resolve('timeout') }, 4000)
+      es.onmessage = (e) => { clearTimeout(t); es.close(); resolve('message: ' + e.data) }
+      es.onerror = () => { clearTimeout(t); es.close(); resolve('error') }
+    })
+    const ws = await new Promise((resolve) => {
+      const ws = new WebSocket(base.replace('http', 'ws') + '/sub/private?last_event_id=0:0')
+      const t = setTimeout(() => { ws.close(); resolve('timeout') }, 4000)
+      ws.onmessage = (e) => { clearTimeout(t); ws.close(); resolve('message: ' + e.data) }
+      ws.onerror = () => { clearTimeout(t); resolve('error') }
+    })
+    return { es, ws }
+  })()`
+  // the other site: the page from http://localhost, the push server at http://127.0.0.1
+  const other = await openPage(t, lax, s.pageUrl.replace('127.0.0.1', 'localhost'))
+  t.deepEqual(await other.evaluate(read(s.cross.base)), { es: 'error', ws: 'error' })
+  const heads = s.cross.requests.filter((h) => h.startsWith('GET /sub/private'))
+  t.is(heads.length, 2)
+  t.true(heads.every((h) => h.includes('parkline_token=' + token) && h.includes('\r\nOrigin: http://localhost:')), 'the browser sent the cookie, from the other site: ' + JSON.stringify(heads))
+  t.is(s.cross.responses.filter((h) => h.startsWith('HTTP/1.1 401')).length, 2, 'both refused 401')
+  // the push server's own page (same origin), the same cookie: served on both
+  const mine = await openPage(t, lax, s.cross.base + '/t/page.html')
+  t.deepEqual(await mine.evaluate(read('')), { es: 'message: secret-1', ws: 'message: secret-1' })
+})

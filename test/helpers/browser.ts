@@ -2,7 +2,7 @@
 // real Parkline that also serves the test pages. The page is loaded through one test proxy (same
 // origin) and cross-origin requests go through a second one (another port, so another origin);
 // both forward to the same Parkline, record what they forward, and can drop every connection.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -30,12 +30,20 @@ export interface Browser {
   close (): Promise<void>
 }
 
-/** Start Chromium with a fresh profile; fails (never skips) when it is not installed. */
-export async function launchChromium (): Promise<Browser> {
+/**
+ * Start Chromium with a fresh profile; fails (never skips) when it is not installed.
+ * `thirdPartyCookies`: the profile sends cookies on cross-site requests (SameSite=None), as
+ * browsers did by default and many still do; Debian's Chromium blocks them unless told.
+ */
+export async function launchChromium (o: { thirdPartyCookies?: boolean } = {}): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`Chromium is not installed at ${CHROMIUM}: browser tests need Debian's chromium (${CHROMIUM_APT}), or set CHROMIUM_PATH`)
   }
   const profile = mkdtempSync(path.join(os.tmpdir(), 'parkline-chromium-'))
+  if (o.thirdPartyCookies === true) {
+    mkdirSync(path.join(profile, 'Default'))
+    writeFileSync(path.join(profile, 'Default', 'Preferences'), JSON.stringify({ profile: { cookie_controls_mode: 0, block_third_party_cookies: false } }))
+  }
   // launchPersistentContext passes the profile as --user-data-dir (playwright refuses it in args)
   const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1100, height: 760 } })
   return {
