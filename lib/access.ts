@@ -105,10 +105,14 @@ const CROSS_SITE_COOKIE: Refusal = {
   body: 'Unauthorized: cookies are not used on a request from another site; list its origin in corsOrigins'
 }
 
-/** The headers without Cookie: what a request of another site is judged by (ambientCredentials). */
-function withoutCookie (headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  const { cookie: _cookie, ...rest } = headers
-  return rest
+/**
+ * What a request of another site is judged by (ambientCredentials): its headers without what the
+ * browser attaches on its own, the Cookie and an `Authorization` that is not a bearer token (HTTP
+ * Basic or Digest credentials the browser keeps for the server).
+ */
+function withoutAmbient (headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const { cookie: _cookie, authorization, ...rest } = headers
+  return authorization !== undefined && /^bearer /i.test(authorization) ? { ...rest, authorization } : rest
 }
 
 /** An API key or a JWT key is configured: then every publisher request needs a credential. */
@@ -216,11 +220,11 @@ export class Access {
   async subscriber (request: RequestLike, transport: string, keys: string[], query: string): Promise<Grant | Refusal | null> {
     if (this.auth === null) return null
     // a page of another site gets no use of the user's cookies (ambientCredentials)
-    const cookieless = request.headers.cookie !== undefined && !ambientCredentials(request.headers, this.#corsOrigins)
+    const otherSite = !ambientCredentials(request.headers, this.#corsOrigins)
     // the ids are byte strings (latin1): matched as bytes (lib/auth.ts patternBytes), and sent to
     // an authorize endpoint as their bytes, as Nchan sends $nchan_channel_id
     const r = await this.auth.subscriber({
-      headers: cookieless ? withoutCookie(request.headers) : request.headers,
+      headers: otherSite ? withoutAmbient(request.headers) : request.headers,
       query,
       channels: keys,
       // the ids the subscription uses (decoded), each with `%` and the delimiter escaped, so the
@@ -231,8 +235,9 @@ export class Access {
       method: request.method,
       remoteAddress: request.socket.remoteAddress
     })
-    // Parkline's own "no credential" answer says why the cookie did not count
-    if (cookieless && isRefusal(r) && r.code === ERRORS.UNAUTHORIZED.code) return this.#count(CROSS_SITE_COOKIE)
+    // Parkline's own "no credential" answer says why a cookie would not count (whether one was
+    // sent or not: the answer, readable by the page, must not tell it whether the user has one)
+    if (otherSite && isRefusal(r) && r.code === ERRORS.UNAUTHORIZED.code) return this.#count(CROSS_SITE_COOKIE)
     return this.#count(r)
   }
 
@@ -359,11 +364,13 @@ export function crossSite (request: Pick<PublishRequestLike, 'headers'>, allowed
  * `same-origin`, `none`: yes; a page cannot set it); without one of those (an older browser, a
  * WebSocket handshake, no browser),
  * an `Origin` whose host name is not the `Host`'s (ports aside: cookies are not kept per port, and
- * a proxy's `$host` has none) is another site. A listed origin always may.
+ * a proxy's `$host` has none) is another site. A listed origin always may, but `null`.
  */
 export function ambientCredentials (headers: IncomingHttpHeaders, allowed: readonly string[]): boolean {
   const origin = headers.origin
-  if (origin !== undefined && allowed.includes(origin)) return true
+  // (`null` is no site's: any page can send it from a sandboxed frame, so listing it admits the
+  // origin, never the user's cookies)
+  if (origin !== undefined && origin !== 'null' && allowed.includes(origin)) return true
   const site = headers['sec-fetch-site']
   if (site === 'cross-site') return false
   if (site === 'same-origin' || site === 'same-site' || site === 'none') return true

@@ -188,13 +188,21 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded, l
   // refuse a value that is no media type with its own JSON 415 before the handler runs. The raw
   // value is kept aside and Fastify is shown a placeholder (the body is read raw anyway).
   child.addHook('onRequest', keepRawContentType)
+  // The §10 limits and a second Host on every route of Parkline's (its locations, the health,
+  // status, metrics and revoke paths); the standalone server checks them on every path already
+  // (lib/server.ts), a host's own routes are the host's.
+  if (embedded) {
+    child.addHook('onRequest', async (request, reply) => {
+      const limited = checkLimits(request.raw)
+      if (limited !== null) return sendError(reply.header('Connection', 'close'), limited, requestOrigin(request.headers))
+    })
+  }
   // One handler per location: the location is the route that matched, and the normalised path
   // must stay inside it (`/sub/../pub/x` is no publish that a host hook guarding `/pub/` missed).
   const route = (sub: boolean) => async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     const req = request.raw
     const origin = requestOrigin(req.headers)
-    const limited = checkLimits(req)
-    if (limited !== null) return sendError(reply.header('Connection', 'close'), limited, origin)
+    // (the §10 limits were checked in onRequest: lib/server.ts's hook, or the one above)
     // the URL as received: a host's rewriteUrl (or server.ts's routing escape) must not change ids
     const { path, query } = splitUrl(request.originalUrl)
     if (path === null) return sendError(reply, ERRORS.BAD_PATH, origin)

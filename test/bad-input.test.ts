@@ -5,7 +5,8 @@ import net from 'node:net'
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { SseClient, connectReading, info, parseResponse, publish, rawRequest, startServer, type HttpAnswer } from './helpers/server.ts'
-import { coreOf } from '../lib/plugin.ts'
+import Fastify from 'fastify'
+import parkline, { coreOf } from '../lib/plugin.ts'
 
 const MiB = 1048576
 const H = 'Host: 127.0.0.1\r\n'
@@ -299,6 +300,30 @@ test('a second Host (RFC 9112 §3.2) → 400 on every location, and a publish ca
     t.is(x.answer.body, 'Bad Request', req.split('\r\n')[0])
   }
   t.is((await fetch(`${base}/pub/dh`, { headers: { Accept: 'text/json' } })).status, 404, 'nothing was published')
+})
+
+test('embedded: a second Host → 400 on every route of Parkline\'s (its locations, health, status, metrics, revoke); a host route is the host\'s', async (t) => {
+  const app = Fastify({ logger: false })
+  await app.register(parkline, { prefix: '/rt', logLevel: 'silent', publisherOpen: true, apiKey: ['embedded-key-0123456789'] })
+  app.get('/own', async () => 'own')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const port = (app.server.address() as net.AddressInfo).port
+  const two = 'Host: evil.example\r\nHost: 127.0.0.1\r\n'
+  const heads = [
+    'GET /rt/parkline/health', 'GET /rt/parkline/status', 'GET /rt/parkline/metrics', 'GET /rt/sub/dh', 'GET /rt/pub/dh',
+    'POST /rt/parkline/revoke'
+  ]
+  for (const head of heads) {
+    const body = head.startsWith('POST') ? '{"sub":"x"}' : ''
+    const x = await exchange(port, `${head} HTTP/1.1\r\n${two}Authorization: Bearer embedded-key-0123456789\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
+    t.is(x.answer.status, 400, head)
+    t.is(x.answer.body, 'Bad Request', head)
+    // and with one Host, served
+    const one = await exchange(port, `${head} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer embedded-key-0123456789\r\nContent-Length: ${body.length}\r\n\r\n${body}`, { headOnly: true })
+    t.not(one.answer.status, 400, head)
+  }
+  t.is((await exchange(port, `GET /own HTTP/1.1\r\n${two}\r\n`)).answer.status, 200, 'the host decides for its own routes')
 })
 
 test('an answer that leaves a declared body unread says Connection: close: the body is never read as the next request', async (t) => {
