@@ -85,7 +85,8 @@ export function parseWsMeta (head: string): WsMeta | null {
     const value = line.slice(i + 2)
     if (key === 'id') meta.id = value
     else if (key === 'content-type') meta.contentType = value
-    else if (key === 'gap') meta.gap = value
+    // one line per channel that lost messages: kept joined by a space, which no id holds
+    else if (key === 'gap') meta.gap = meta.gap === undefined ? value : meta.gap + ' ' + value
   }
   return meta
 }

@@ -3,6 +3,7 @@
 // implementation of the queue cap and its policies (enqueue).
 import type { Core } from './core.ts'
 import { unpinned, type Message } from './message.ts'
+import { withGaps } from './message-id.ts'
 import type { Subscriber } from './subscriber.ts'
 
 export class Backlog {
@@ -55,7 +56,8 @@ export function enqueue (core: Core, sub: Subscriber, before: string | null, msg
   const socket = sub.socket
   let backlog = sub.backlog as Backlog | null
   if (backlog === null) backlog = sub.backlog = new Backlog(before ?? id)
-  if (gap !== null && backlog.gapFrom === null) backlog.gapFrom = gap
+  // a live gap rides on the first frame written; several (other channels') ride together
+  if (gap !== null) backlog.gapFrom = backlog.gapFrom === null ? gap : withGaps(backlog.gapFrom, gap)
   const cap = core.opts.queueCap
   if (socket.writableLength + backlog.bytes + size > cap && (backlog.frames.length > 0 || socket.writableLength > 0)) {
     if (core.opts.queuePolicy === 'disconnect' || !canSignal) {

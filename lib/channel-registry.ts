@@ -4,6 +4,9 @@ import type { ByteArena } from './byte-arena.ts'
 import { MessageBuffer } from './message-buffer.ts'
 import type { Subscriber } from './subscriber.ts'
 
+/** Dropped records whose floors are kept (ChannelRegistry #dropped). */
+export const DROPPED_CAP = 65_536
+
 export class Channel {
   /** Raw id bytes, one per char (latin1): ids compare as byte strings. */
   readonly key: string
@@ -13,6 +16,13 @@ export class Channel {
   floorTag: number
   /** Why the floor message left: expiry (true) or eviction (false); for gap metrics. */
   floorExpired: boolean
+  /**
+   * The floor is known, not only the record's creation: a message left the buffer (floorTag >= 0),
+   * or the registry knows the channel's whole history above it (ChannelRegistry.knownSince, a
+   * dropped record's floor). A multiplexed subscriber's loss on another position counts only
+   * against a known floor (Subscriber.lostAt).
+   */
+  floorKnown: boolean
   /** Newest id issued, (0, 0) before the first publish. */
   lastTime: number
   lastTag: number
@@ -34,6 +44,7 @@ export class Channel {
     this.floorTime = nowSec
     this.floorTag = -1
     this.floorExpired = false
+    this.floorKnown = false
     this.lastTime = 0
     this.lastTag = 0
     this.lastRequested = -1
@@ -76,6 +87,7 @@ export class Channel {
     this.floorTime = time
     this.floorTag = tag
     this.floorExpired = expired
+    this.floorKnown = true
   }
 
   /** True when a message newer than the cursor (time, tag) has left the buffer. */
@@ -115,6 +127,21 @@ export class ChannelRegistry {
    * inside it gets the gap signal).
    */
   readonly #deleted = new Map<string, readonly [number, number]>()
+  /**
+   * Records dropped empty (their messages expired or evicted, their subscribers gone), by key: the
+   * floor each had, which a record made again starts from. Without it a channel whose unread
+   * messages expired would come back knowing nothing of them, and a multiplexed subscriber
+   * resuming past it would never learn of the loss. At most DROPPED_CAP, the oldest forgotten
+   * first (knownSince moves up past what was forgotten).
+   */
+  readonly #dropped = new Map<string, readonly [number, number, boolean, boolean]>()
+  /**
+   * Every channel that had a message since this second has a record here or in #dropped: a record
+   * made without either starts from a known floor (this second, tag -1). 0: not known (the records
+   * are replicas of another authority's, a Redis store's or an owner worker's). Set by the
+   * in-memory engine, to the second it starts issuing ids in.
+   */
+  knownSince = 0
   readonly capacity: number
   /** Where every channel's buffered bytes go (lib/byte-arena.ts), or null: each message keeps its own store. */
   readonly arena: ByteArena | null
@@ -132,6 +159,18 @@ export class ChannelRegistry {
     let ch = this.#channels.get(key)
     if (ch === undefined) {
       ch = new Channel(key, this.capacity, nowSec, this.arena)
+      const dropped = this.#dropped.size > 0 ? this.#dropped.get(key) : undefined
+      if (dropped !== undefined) {
+        this.#dropped.delete(key)
+        ch.floorTime = dropped[0]
+        ch.floorTag = dropped[1]
+        ch.floorExpired = dropped[2]
+        ch.floorKnown = dropped[3]
+      } else if (this.knownSince > 0 && this.knownSince <= nowSec) {
+        // nothing was published on it since knownSince: no message above that can have been lost
+        ch.floorTime = this.knownSince
+        ch.floorKnown = true
+      }
       if (this.#deleted.size > 0) this.#after(ch)
       this.#channels.set(key, ch)
     }
@@ -164,14 +203,35 @@ export class ChannelRegistry {
 
   /** Drop the channel if it holds nothing. */
   release (ch: Channel): void {
-    if (ch.isEmpty && this.#channels.get(ch.key) === ch && (this.heldElsewhere === null || !this.heldElsewhere(ch.key))) this.#channels.delete(ch.key)
+    if (ch.isEmpty && this.#channels.get(ch.key) === ch && (this.heldElsewhere === null || !this.heldElsewhere(ch.key))) {
+      this.#channels.delete(ch.key)
+      this.#remember(ch)
+    }
+  }
+
+  /** A dropped record's floor, for the record made again (#dropped). */
+  #remember (ch: Channel): void {
+    // a record that never knew more than its creation, where nothing is known, tells nothing
+    if (!ch.floorKnown) return
+    this.#dropped.set(ch.key, [ch.floorTime, ch.floorTag, ch.floorExpired, true])
+    if (this.#dropped.size > DROPPED_CAP) {
+      const [oldest, floor] = this.#dropped.entries().next().value!
+      this.#dropped.delete(oldest)
+      // what that record knew is forgotten: a record made without one starts above its floor
+      if (this.knownSince > 0) this.knownSince = Math.max(this.knownSince, floor[0] + 1)
+    }
   }
 
   /** Drop the record; `keepIds`: this process assigns its ids, which a record made again goes on after. */
   delete (ch: Channel, keepIds = false): void {
     if (this.#channels.get(ch.key) !== ch) return
     this.#channels.delete(ch.key)
-    if (keepIds && ch.lastTime > 0) this.#deleted.set(ch.key, [ch.lastTime, ch.lastTag])
+    if (keepIds && ch.lastTime > 0) {
+      this.#deleted.set(ch.key, [ch.lastTime, ch.lastTag])
+      // a record made again later starts above what the delete took (a resume from inside it: the gap)
+      ch.setFloor(ch.lastTime, ch.lastTag, false)
+      this.#remember(ch)
+    }
   }
 
   values (): IterableIterator<Channel> { return this.#channels.values() }

@@ -8,6 +8,7 @@ import { Message, frameAlloc, type Alloc } from './message.ts'
 import { F_BATCHED, F_CATCHING_UP, F_CLOSED, F_HELD, F_REPEATS, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
 import { REFUSAL_REASONS, Stats } from './stats.ts'
 import { MemoryEngine, type Engine, type PublishResult } from './engine.ts'
+import { withGaps } from './message-id.ts'
 import { channelInfo } from './channel-info.ts'
 import { IdempotencyKeys } from './idempotency.ts'
 import type { Revocations } from './auth.ts'
@@ -190,6 +191,7 @@ export class Core {
     if (ch !== undefined && (time > ch.floorTime || (time === ch.floorTime && tag > ch.floorTag))) {
       ch.floorTime = time
       ch.floorTag = tag
+      if (tag >= 0) ch.floorKnown = true
       // what is held at or below the floor has left (the store holds none of it either); if it
       // stayed, a subscriber without a cursor would walk from it into a gap signal it did not earn
       const buffer = ch.buffer
@@ -240,6 +242,7 @@ export class Core {
     ch.lastTag = lastTag
     ch.floorTime = floorTime
     ch.floorTag = floorTag
+    ch.floorKnown = floorTag >= 0
   }
 
   #append (ch: Channel, msg: Message): Message {
@@ -442,9 +445,8 @@ export class Core {
     if (cursorTime > 0 && ch.hasGapAfter(cursorTime, sub.tagAt(bestPos))) {
       gap = sub.requested(bestPos)
       this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
-    } else if (sub.multi !== null) {
-      gap = this.#hiddenGap(sub, bestPos, bestTime)
     }
+    if (sub.multi !== null) gap = withGaps(gap, this.#hiddenGap(sub, bestPos, bestTime))
     return { msg: best, pos: bestPos, gap }
   }
 
@@ -499,9 +501,12 @@ export class Core {
   liveGap (sub: Subscriber, pos: number, msgTime: number): string | null {
     const time = sub.timeAt(pos)
     const ch = sub.channels[pos]!
-    if (time <= 0 || !ch.hasGapAfter(time, sub.tagAt(pos))) return sub.multi === null ? null : this.#hiddenGap(sub, pos, msgTime)
-    this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
-    return sub.requested(pos)
+    let gap: string | null = null
+    if (time > 0 && ch.hasGapAfter(time, sub.tagAt(pos))) {
+      this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
+      gap = sub.requested(pos)
+    }
+    return sub.multi === null ? gap : withGaps(gap, this.#hiddenGap(sub, pos, msgTime))
   }
 
   /**
@@ -511,20 +516,19 @@ export class Core {
    * from `time` on and never learns what left below its cursor.
    * The gap is signalled with this message instead (Subscriber.advance then moves that position's
    * cursor up to its floor, so it is not signalled twice). Nothing buffered is skipped: the merge
-   * serves each position's older messages first. Several positions that lost messages at once get
-   * one signal (and one count), where §11a has one per channel: the requested cursor it carries
-   * holds every position's cursor. A record's creation floor is no loss here (Subscriber.lostAt).
+   * serves each position's older messages first. One signal per position that lost messages
+   * (§11a), each bracketing its own position, joined by spaces (withGaps). A replica's creation
+   * floor is no loss here (Subscriber.lostAt).
    */
   #hiddenGap (sub: Subscriber, pos: number, time: number): string | null {
     if (time <= sub.vTime) return null
-    // one signal for every position that lost messages (advance moves them all up to their
-    // floors): its requested cursor holds each position's, and brackets the first of them
+    let gaps: string | null = null
     for (let k = 0; k < sub.channels.length; k++) {
       if (k === pos || !sub.lostAt(k)) continue
       this.stats.gap(sub.channels[k]!.floorExpired ? 'expired' : 'evicted')
-      return sub.requested(k)
+      gaps = withGaps(gaps, sub.requested(k))
     }
-    return null
+    return gaps
   }
 
   /** Mark a channel as requested (long-poll answered from the buffer). */
@@ -722,3 +726,4 @@ function warnDue (c: { since: number }): boolean {
 function onTick (core: Core): void {
   core.tick()
 }
+

@@ -88,6 +88,8 @@ export class MemoryEngine implements Engine {
 
   constructor (core: Core) {
     this.#core = core
+    // this process assigns every id from this second on: a channel without a record had none since
+    core.registry.knownSince = core.nowSec
   }
 
   publish (key: string, data: Buffer, contentType: string | null, event: string | null, idempotencyKey: string | null = null, requestFingerprint?: string): PublishResult {

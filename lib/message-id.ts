@@ -279,3 +279,16 @@ export function formatHttpDate (seconds: number): string {
   }
   return lastDate
 }
+
+/**
+ * Gap signals of one delivery, one per channel that lost messages (§11a): the requested ids joined
+ * by a space, which no id holds. Each transport writes one signal per id (gapSignals).
+ */
+export function withGaps (a: string | null, b: string | null): string | null {
+  return a === null ? b : b === null ? a : a + ' ' + b
+}
+
+/** The requested ids of a delivery's gap signals (withGaps). */
+export function gapSignals (gap: string): string[] {
+  return gap.split(' ')
+}

@@ -128,14 +128,14 @@ export class Subscriber {
   }
 
   /**
-   * Did messages of position `k` after its cursor leave the buffer (evicted, expired)? Only an
-   * explicit cursor counts, and only a floor a message set: a record's creation floor says
-   * nothing of an idle channel (one re-made for each long-poll).
+   * Did messages of position `k` after its cursor leave the buffer (evicted, expired, a restart)?
+   * Only an explicit cursor counts, and only a known floor (Channel.floorKnown): the creation
+   * floor of a replica says nothing of an idle channel (one re-made for each long-poll).
    */
   lostAt (k: number): boolean {
     const t = this.timeAt(k)
     const ch = this.channels[k]!
-    return t > 0 && ch.floorTag >= 0 && ch.hasGapAfter(t, this.tagAt(k))
+    return t > 0 && ch.floorKnown && ch.hasGapAfter(t, this.tagAt(k))
   }
 
   /** The cursor of position `pos` in canonical form, for the gap signal (§11a). */

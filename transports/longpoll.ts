@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
 import type { Channel } from '../lib/channel-registry.ts'
-import type { Cursor } from '../lib/message-id.ts'
+import { gapSignals, withGaps, type Cursor } from '../lib/message-id.ts'
 import { EXPOSE_HEADERS, VARY, randomBetween } from '../lib/http.ts'
 import { queuedCopy, type Message } from '../lib/message.ts'
 import { F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
@@ -205,7 +205,8 @@ export class LongpollTransport implements Transport {
     // one channel: the message's header block is shared by every poll it answers
     const block = sub.channels.length === 1 ? msg.longpollHeaders() : msg.longpollHeaders(id.slice(id.indexOf(':') + 1))
     if (sub.origin !== null) pushCors(extra, sub.origin)
-    if (gap !== null) extra.push('Parkline-Gap', gap)
+    // one header line per channel that lost messages (Core withGaps)
+    if (gap !== null) for (const g of gapSignals(gap)) extra.push('Parkline-Gap', g)
     this.#send(sub, 200, 'OK', block, extra, msg.data, false)
     this.core.stats.delivered[this.index]!++
   }
@@ -222,7 +223,8 @@ export class LongpollTransport implements Transport {
     for (let next = this.core.nextMessage(sub); next !== null; next = this.core.nextMessage(sub)) {
       msgs.push(next.msg)
       id = sub.advance(next.msg, next.pos)
-      if (gap === null) gap = next.gap
+      // every part's gap signals, one per channel
+      gap = withGaps(gap, next.gap)
     }
     if (msgs.length === 1) {
       this.#respond(sub, first, firstId, gap)
@@ -246,7 +248,7 @@ export class LongpollTransport implements Transport {
       'Content-Length', String(body.length)
     ]
     if (sub.origin !== null) pushCors(headers, sub.origin)
-    if (gap !== null) headers.push('Parkline-Gap', gap)
+    if (gap !== null) for (const g of gapSignals(gap)) headers.push('Parkline-Gap', g)
     this.#send(sub, 200, 'OK', '', headers, body, false)
     this.core.stats.delivered[this.index]! += msgs.length
   }

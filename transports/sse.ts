@@ -9,6 +9,7 @@ import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
 import { writeShared, type Message } from '../lib/message.ts'
+import { gapSignals } from '../lib/message-id.ts'
 import { F_GAP_EVENT, queuedAtKeepalive, type Subscriber } from '../lib/subscriber.ts'
 import { Coalescer } from './coalesce.ts'
 import { HttpStreamTransport } from './http-stream.ts'
@@ -97,9 +98,14 @@ export class SseTransport extends HttpStreamTransport {
 }
 
 /** §11a: a comment just before the message, or with `?parkline_gap=event` an event of its own. */
-function gapText (sub: Subscriber, requested: string, resumed: string): string {
-  const json = '{"requested":"' + requested + '","resumed":"' + resumed + '"}'
-  return (sub.flags & F_GAP_EVENT) !== 0 ? 'event: parkline-gap\ndata: ' + json + '\n\n' : ':parkline-gap ' + json + '\n'
+function gapText (sub: Subscriber, gap: string, resumed: string): string {
+  let out = ''
+  // one signal per channel that lost messages (Core withGaps)
+  for (const requested of gapSignals(gap)) {
+    const json = '{"requested":"' + requested + '","resumed":"' + resumed + '"}'
+    out += (sub.flags & F_GAP_EVENT) !== 0 ? 'event: parkline-gap\ndata: ' + json + '\n\n' : ':parkline-gap ' + json + '\n'
+  }
+  return out
 }
 
 function sseFrameOf (m: Message): Buffer {

@@ -369,7 +369,8 @@ export class WebSocketTransport                            {
       this.#seen.push(meta.id)
       if (this.#seen.length > 64) this.#seen.shift()
     }
-    if (meta?.gap !== undefined) this.#cb.onGap(meta.gap, meta.id)
+    // one gap event per channel that lost messages (a `gap:` line each)
+    if (meta?.gap !== undefined) for (const g of meta.gap.split(' ')) this.#cb.onGap(g, meta.id)
     this.#cb.onMessage(body, { id: meta?.id, contentType: meta?.contentType ?? (isText ? undefined : 'application/octet-stream'), event: undefined })
   }
 
@@ -739,7 +740,9 @@ export class LongPollTransport                            {
         return true
       }
       this.#lastId = id
-      if (gap !== null) this.#cb.onGap(gap, id)
+      // one gap event per channel that lost messages: a header line each, which fetch joins with `, `
+      // (an id holds commas, never a space)
+      if (gap !== null) for (const g of gap.split(', ')) this.#cb.onGap(g, id)
       if (this.#done) return true
       if (parts === null) {
         this.#cb.onMessage(body, { id, contentType: type, event: undefined })

@@ -264,6 +264,32 @@ const gapOnOther = test.macro({
   title: (_, transport: TransportName) => `${transport}: a multiplexed gap signalled with another channel's message names the channel that lost it`
 })
 
+const gapsOnBoth = test.macro({
+  async exec (t: ExecutionContext, transport: TransportName) {
+    // a restart: every record is new, so both channels may have lost messages, and ra did (a2,
+    // published before the restart and never read): one gap event per channel, each named
+    const first = await startServer(t)
+    await pub(first.base, 'ra', 'a1')
+    const b1 = await pub(first.base, 'rb', 'b1')
+    const before = subscribe(t, `${first.base}/sub/ra,rb`, { transports: [transport], lastId: '0:0' })
+    await before.waitMessages(2)
+    before.client.stop()
+    const last = before.ids[1]!
+    t.true(last.includes(b1.slice(b1.indexOf(':') + 1)), last)
+    await pub(first.base, 'ra', 'a2')
+    await first.app.close()
+    const second = await startServer(t)
+    await pub(second.base, 'rb', 'b2')
+    const rec = subscribe(t, `${second.base}/sub/ra,rb`, { transports: [transport], lastId: last })
+    await rec.waitMessages(1)
+    await rec.until(() => rec.gaps.length >= 2, 3000, 'two gap events')
+    t.deepEqual(rec.texts, ['b2'])
+    t.deepEqual(rec.gaps.slice(0, 2).map((g) => g.channel).sort(), ['ra', 'rb'])
+    t.true(rec.gaps.slice(0, 2).every((g) => g.resumed === rec.ids[0]))
+  },
+  title: (_, transport: TransportName) => `${transport}: after a restart, a multiplexed subscription gets a gap event for each channel, named`
+})
+
 const persists = test.macro({
   async exec (t: ExecutionContext, transport: TransportName) {
     const { base } = await startServer(t)
@@ -404,6 +430,7 @@ for (const transport of TRANSPORTS) {
   test(resumes, transport)
   test(gap, transport)
   test(gapOnOther, transport)
+  test(gapsOnBoth, transport)
   test(persists, transport)
 }
 

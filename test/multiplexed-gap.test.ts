@@ -1,0 +1,102 @@
+// A multiplexed subscription learns of every channel's loss, each signalled once, naming that
+// channel (docs/api.md 12.1), when it resumes over real sockets: a channel whose unread message
+// expired and whose record was dropped meanwhile, a restart of the server (every record new), and
+// a multipart long-poll answer whose parts come from two channels that both lost messages.
+import test from 'ava'
+import { SseClient, publish, rawRequest, startServer } from './helpers/server.ts'
+
+/** Every `Parkline-Gap` header line of a raw answer, in order. */
+function gapLines (raw: string): string[] {
+  const head = raw.slice(0, raw.indexOf('\r\n\r\n'))
+  return head.split('\r\n').filter((l) => /^parkline-gap:/i.test(l)).map((l) => l.slice(l.indexOf(':') + 1).trim())
+}
+
+/** The position a requested id's bracket names (`T:0,[1]` → 1). */
+function bracketAt (requested: string): number {
+  return requested.slice(requested.indexOf(':') + 1).split(',').findIndex((x) => x.startsWith('['))
+}
+
+interface Poll { status: number, body: string, gaps: string[], cursor: string }
+
+/** One long-poll from `cursor` (If-Modified-Since and If-None-Match, '' for none). */
+async function poll (port: number, path: string, cursor: string): Promise<Poll> {
+  const [lm, etag] = cursor === '' ? ['', ''] : cursor.split('|') as [string, string]
+  const extra = cursor === '' ? '' : `If-Modified-Since: ${lm}\r\nIf-None-Match: ${etag}\r\n`
+  const r = await rawRequest(port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${extra}\r\n`, 4000)
+  return { status: r.status, body: r.body, gaps: gapLines(r.raw), cursor: `${r.headers['last-modified']}|${r.headers.etag}` }
+}
+
+test('long-poll: a channel whose unread message expired with its record signals its gap when the other channel publishes next; once', async (t) => {
+  const srv = await startServer(t, { messageTimeout: 2 })
+  await publish(srv.base, 'ea', 'a1')
+  await publish(srv.base, 'eb', 'b1')
+  let cursor = ''
+  const read: string[] = []
+  for (let i = 0; i < 2; i++) {
+    const p = await poll(srv.port, '/sub/ea,eb', cursor)
+    read.push(p.body)
+    cursor = p.cursor
+  }
+  t.deepEqual(read, ['a1', 'b1'])
+  // published while the client is between polls, never read: it expires, and with it (no
+  // subscriber, nothing buffered) the channel's record; b1 expires too
+  await publish(srv.base, 'ea', 'a2')
+  // (the expiry runs on the server's second tick: bounded wait for the record to go)
+  let gone = false
+  for (let i = 0; i < 80 && !gone; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    gone = (await fetch(`${srv.base}/pub/ea`, { headers: { Accept: 'text/json' } })).status === 404
+  }
+  t.true(gone, 'the record is gone')
+  await publish(srv.base, 'eb', 'b2')
+  const next = await poll(srv.port, '/sub/ea,eb', cursor)
+  t.is(next.body, 'b2')
+  t.deepEqual(next.gaps.map(bracketAt), [0], 'one signal, naming ea: ' + next.gaps.join(' | '))
+  // and not again: the cursor the answer gave is past the loss
+  await publish(srv.base, 'ea', 'a3')
+  const after = await poll(srv.port, '/sub/ea,eb', next.cursor)
+  t.is(after.body, 'a3')
+  t.deepEqual(after.gaps, [])
+})
+
+test('SSE across a restart: both channels\' records are new, and each gets its own gap signal with the first message; a message published before the restart and never read is not lost silently', async (t) => {
+  const first = await startServer(t)
+  await publish(first.base, 'ra', 'a1')
+  await publish(first.base, 'rb', 'b1')
+  const c = await SseClient.connect(first.port, '/sub/ra,rb?last_event_id=0:0')
+  const got = await c.waitEvents(2)
+  t.deepEqual(got.map((e) => e.data), ['a1', 'b1'])
+  const last = got[1]!.id!
+  c.close()
+  await publish(first.base, 'ra', 'a2')
+  await first.app.close()
+  const second = await startServer(t)
+  await publish(second.base, 'rb', 'b2')
+  const resumed = await SseClient.connect(second.port, '/sub/ra,rb', { 'Last-Event-ID': last })
+  t.teardown(() => resumed.close())
+  const [b2] = await resumed.waitEvents(1)
+  t.is(b2!.data, 'b2')
+  const gaps = b2!.comments.filter((x) => x.startsWith(':parkline-gap ')).map((x) => JSON.parse(x.slice(':parkline-gap '.length)) as { requested: string, resumed: string })
+  t.deepEqual(gaps.map((g) => bracketAt(g.requested)).sort(), [0, 1], 'a signal for ra and one for rb: ' + JSON.stringify(b2))
+  t.true(gaps.every((g) => g.resumed === b2!.id))
+  await publish(second.base, 'ra', 'a3')
+  const [a3] = await resumed.waitEvents(2).then((e) => e.slice(1))
+  t.is(a3!.data, 'a3')
+  t.deepEqual(a3!.comments.filter((x) => x.startsWith(':parkline-gap')), [], 'once')
+})
+
+test('longpollMultipart: an answer whose parts come from two channels that both lost messages carries a Parkline-Gap for each', async (t) => {
+  const srv = await startServer(t, { longpollMultipart: true, bufferLength: 2 })
+  await publish(srv.base, 'xa', 'a1')
+  await publish(srv.base, 'xb', 'b1')
+  const p = await poll(srv.port, '/sub/xa,xb', '')
+  t.true(p.body.includes('a1') && p.body.includes('b1'))
+  // three more on each: the oldest of them leaves each buffer of two, after the cursor
+  for (const m of ['2', '3', '4']) {
+    await publish(srv.base, 'xa', 'a' + m)
+    await publish(srv.base, 'xb', 'b' + m)
+  }
+  const q = await poll(srv.port, '/sub/xa,xb', p.cursor)
+  for (const m of ['a3', 'a4', 'b3', 'b4']) t.true(q.body.includes(m), m)
+  t.deepEqual(q.gaps.map(bracketAt).sort(), [0, 1], q.gaps.join(' | '))
+})
