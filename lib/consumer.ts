@@ -20,7 +20,11 @@ export interface ParklineMessage {
   data: Buffer
   contentType: string | null
   event: string | null
-  /** The cursor after which messages were lost (evicted, expired), or null (PROTOCOL gap signal). */
+  /**
+   * The cursor after which messages were lost (evicted, expired, a restart), or null (the gap
+   * signal, docs/api.md 12.1). Several channels of a multiplexed subscription may lose messages
+   * at once: then one cursor per channel, each bracketing its channel, separated by a space.
+   */
   gap: string | null
 }
 

@@ -67,6 +67,9 @@ const MIN_TOKEN_LIFE = 1000
 
 
 
+
+
+
                                                                         
 
 
@@ -262,6 +265,10 @@ export class Parkline {
     this.#key = typeof options.persist === 'string' ? options.persist : 'parkline:' + abs.href
     this.#storage = null
     if (options.persist !== undefined && options.persist !== false) {
+      // a runtime with no localStorage at all (Node) and no storage given: persist could keep
+      // nothing, and a restarted process would read every buffered message again unawares
+      if (options.storage === undefined && !('localStorage' in g)) throw new TypeError('persist needs a storage: this runtime has no localStorage, pass options.storage (getItem, setItem, removeItem)')
+      // (a browser that denies storage, a sandboxed frame: no persistence, as without the option)
       try { this.#storage = options.storage ?? g.localStorage ?? null } catch {}
     }
     let saved                = null
@@ -564,13 +571,16 @@ export class Parkline {
         delay = backoff()
       }
     }
+    // a listener may stop() and start() again: that start's connection is the client's now, and
+    // this one schedules nothing more (it would open a second, which stop() never closes)
+    const gen = this.#generation
     if (this.connected) {
       this.connected = false
       this.#emit('disconnect', { transport: name, reason: info.reason, delay, hint: info.hint })
     }
-    if (!this.#running) return
+    if (!this.#running || gen !== this.#generation) return
     this.#emit('retry', { transport: name, reason: info.reason, delay, hint: info.hint, next: this.#order[this.#index] , failed })
-    if (!this.#running) return
+    if (!this.#running || gen !== this.#generation) return
     this.#timer = setTimeout(() => { this.#connect() }, delay)
   }
 
@@ -598,13 +608,14 @@ export class Parkline {
       return
     }
     if (!newer) this.#refresh = true
+    const gen = this.#generation
     if (this.connected) {
       this.connected = false
       this.#emit('disconnect', { transport: name, reason: info.reason, delay: 0, hint: info.hint })
     }
-    if (!this.#running) return
+    if (!this.#running || gen !== this.#generation) return
     this.#emit('retry', { transport: name, reason: info.reason, delay: 0, hint: info.hint, next: name, failed: !info.opened })
-    if (!this.#running) return
+    if (!this.#running || gen !== this.#generation) return
     this.#timer = setTimeout(() => { this.#connect() }, 0)
   }
 }

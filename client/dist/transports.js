@@ -244,6 +244,9 @@ export class WebSocketTransport                            {
     ws.onopen = () => {
       if (this.#done) return
       this.#opened = true
+      // the connect timer ends here (with keepalive 0 no silence watchdog replaces it)
+      if (this.#timer !== null) clearTimeout(this.#timer)
+      this.#timer = null
       this.#quiet()
       this.#cb.onOpen()
     }
@@ -551,6 +554,11 @@ export class EventSourceTransport                            {
   }
 
   #event (ev          )       {
+    // (a published message always has an id line: one named like a control event is a message)
+    if (ev.ownId) {
+      this.#cb.onMessage(ev.data, { id: ev.id === '' ? undefined : ev.id, contentType: undefined, event: ev.event })
+      return
+    }
     if (ev.event === 'parkline-gap') {
       try {
         const g = JSON.parse(ev.data)
@@ -722,7 +730,7 @@ export class LongPollTransport                            {
       const type = res.headers.get('Content-Type') ?? undefined
       // several messages in one answer (the server's longpollMultipart): one part each
       const boundary = multipartBoundary(type)
-      const body = type === 'application/octet-stream' || boundary !== null ? await res.arrayBuffer() : await res.text()
+      const body = mediaType(type) === 'application/octet-stream' || boundary !== null ? await res.arrayBuffer() : await res.text()
       if (this.#done) return true
       this.#markOpen()
       if (this.#done) return true
@@ -742,7 +750,8 @@ export class LongPollTransport                            {
       this.#lastId = id
       // one gap event per channel that lost messages: a header line each, which fetch joins with `, `
       // (an id holds commas, never a space)
-      if (gap !== null) for (const g of gap.split(', ')) this.#cb.onGap(g, id)
+      // (the id served first after the gap: an answer of several parts names only its last)
+      if (gap !== null) for (const g of gap.split(', ')) this.#cb.onGap(g, parts === null ? id : undefined)
       if (this.#done) return true
       if (parts === null) {
         this.#cb.onMessage(body, { id, contentType: type, event: undefined })
@@ -821,4 +830,11 @@ export const TRANSPORT_CLASSES                                                  
   websocket: WebSocketTransport,
   eventsource: EventSourceTransport,
   longpoll: LongPollTransport
+}
+
+/** A Content-Type's media type, lower case, without its parameters (`Application/Octet-Stream; x=1` → `application/octet-stream`). */
+function mediaType (type                    )                     {
+  if (type === undefined) return undefined
+  const semi = type.indexOf(';')
+  return (semi === -1 ? type : type.slice(0, semi)).trim().toLowerCase()
 }

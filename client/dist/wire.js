@@ -116,6 +116,12 @@ export function parseWsMetaBytes (bytes            )                {
 
 
 
+
+
+
+
+
+
 /**
  * Incremental text/event-stream parser (the HTML spec's algorithm): lines end in CRLF, LF or CR;
  * `data:` lines join with LF; an event is dispatched at a blank line when it has data. Comments
@@ -128,9 +134,13 @@ export class SseParser {
   /** A block that ends with no data (never dispatched), with its `event:` name if it had one. */
   onEmpty
   lastEventId
-  #buf = ''
+  /** The current line's text so far, in the chunks it came in (joined once, at its end). */
+  #pending           = []
+  /** The last chunk ended in a CR: an LF first in the next one ends no other line. */
+  #afterCR = false
   #data = ''
   #hasData = false
+  #ownId = false
   #event                     = undefined
 
   constructor (onEvent                        , onComment                         = () => {}, onRetry                       = () => {}, onEmpty                                      = () => {}) {
@@ -141,31 +151,46 @@ export class SseParser {
     this.lastEventId = ''
   }
 
+  /** Linear in the text fed, however the stream is cut (a long line is not scanned again per chunk). */
   feed (text        )       {
-    this.#buf += text
-    let start = 0
-    const buf = this.#buf
-    for (let i = 0; i < buf.length; i++) {
-      const c = buf.charCodeAt(i)
+    let i = 0
+    if (this.#afterCR) {
+      this.#afterCR = false
+      if (text.charCodeAt(0) === 10) i = 1
+    }
+    let start = i
+    for (; i < text.length; i++) {
+      const c = text.charCodeAt(i)
       if (c !== 10 && c !== 13) continue
-      // a CR at the very end may be the first half of a CRLF: wait for the next chunk
-      if (c === 13 && i === buf.length - 1) break
-      this.#line(buf.slice(start, i))
-      if (c === 13 && buf.charCodeAt(i + 1) === 10) i++
+      const piece = text.slice(start, i)
+      if (this.#pending.length === 0) {
+        this.#line(piece)
+      } else {
+        this.#pending.push(piece)
+        const line = this.#pending.join('')
+        this.#pending = []
+        this.#line(line)
+      }
+      if (c === 13) {
+        // a CR at the very end may be the first half of a CRLF
+        if (i + 1 === text.length) this.#afterCR = true
+        else if (text.charCodeAt(i + 1) === 10) i++
+      }
       start = i + 1
     }
-    this.#buf = buf.slice(start)
+    if (start < text.length) this.#pending.push(text.slice(start))
   }
 
   #line (line        )       {
     if (line === '') {
       if (this.#hasData) {
-        this.onEvent({ event: this.#event, data: this.#data, id: this.lastEventId })
+        this.onEvent({ event: this.#event, data: this.#data, id: this.lastEventId, ownId: this.#ownId })
       } else if (this.#event !== undefined) {
         this.onEmpty(this.#event)
       }
       this.#data = ''
       this.#hasData = false
+      this.#ownId = false
       this.#event = undefined
       return
     }
@@ -184,6 +209,7 @@ export class SseParser {
         break
       case 'id':
         if (!value.includes('\0')) this.lastEventId = value
+        this.#ownId = true
         break
       case 'event':
         this.#event = value

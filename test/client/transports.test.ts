@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net'
 import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
 import { Parkline, type TransportName } from '../../client/parkline.ts'
-import { Recorder, publishedId, subscribe } from '../helpers/client.ts'
+import { Recorder, publishedId, sleep, subscribe } from '../helpers/client.ts'
 import { TestProxy } from '../helpers/proxy.ts'
 import { eventually, publish, startServer } from '../helpers/server.ts'
 
@@ -508,4 +508,95 @@ test('on/off with an event the client never emits (a typo, `error`) throws a Typ
   t.throws(() => p.off('toString' as 'message', () => {}), { instanceOf: TypeError })
   t.notThrows(() => p.on('message', () => {}).off('message', () => {}))
   t.false(p.running)
+})
+
+test('websocket with keepalive 0: a working connection is kept past connectTimeout (the connect timer ends at open)', async (t) => {
+  const { base } = await startServer(t)
+  const rec = subscribe(t, `${base}/sub/k0`, { transports: ['websocket', 'eventsource'], keepalive: 0, connectTimeout: 300 })
+  await rec.waitConnected('websocket')
+  // three connect timeouts' worth: the old timer fired on the open socket and fell back
+  await sleep(1000)
+  await pub(base, 'k0', 'still here')
+  await rec.waitMessages(1)
+  t.is(rec.client.transport, 'websocket')
+  t.deepEqual(rec.retries, [], rec.log.join(' | '))
+  t.deepEqual(rec.messages.map((m) => m.meta.id !== undefined), [true])
+})
+
+for (const listener of ['disconnect', 'retry'] as const) {
+  test(`stop() and start() inside a ${listener} listener: one connection, and stop() ends it`, async (t) => {
+    const { base } = await startServer(t)
+    const ch = 'restart-' + listener
+    const subscribers = async (): Promise<number> => {
+      const r = await fetch(`${base}/pub/${ch}`, { headers: { Accept: 'text/json' } })
+      return r.status === 200 ? (await r.json() as { subscribers: number }).subscribers : 0
+    }
+    await pub(base, ch, 'm0')
+    const rec = subscribe(t, `${base}/sub/${ch}`, { transports: ['websocket'] })
+    let done = false
+    rec.client.on(listener, () => {
+      if (done) return
+      done = true
+      rec.client.stop()
+      rec.client.start()
+    })
+    await rec.waitMessages(1)
+    // the server ends the subscription (the channel is deleted): the client reconnects
+    await fetch(`${base}/pub/${ch}`, { method: 'DELETE' })
+    await rec.until(() => done)
+    await pub(base, ch, 'm1')
+    await rec.waitMessages(2)
+    t.true(await eventually(async () => await subscribers() === 1), 'one connection')
+    await sleep(300) // a second connection the client opened on its own would be counted by now
+    t.is(await subscribers(), 1, rec.log.join(' | '))
+    rec.client.stop()
+    t.true(await eventually(async () => await subscribers() === 0), 'stop() ended it')
+  })
+}
+
+test('eventsource: a message whose event name is one of the control events\' (ping, parkline-gap, parkline-overflow) is a message', async (t) => {
+  const { base } = await startServer(t)
+  for (const event of ['ping', 'parkline-gap', 'parkline-overflow', '']) {
+    await publish(base, 'names', JSON.stringify({ event }), event === '' ? {} : { 'X-EventSource-Event': event })
+  }
+  const rec = subscribe(t, `${base}/sub/names`, { transports: ['eventsource'], lastId: '0:0' })
+  await rec.waitMessages(4)
+  t.deepEqual(rec.messages.map((m) => m.meta.event), ['ping', 'parkline-gap', 'parkline-overflow', undefined])
+  t.deepEqual(rec.gaps, [])
+  // the stream was not taken as ended by an overflow: a later message arrives on it
+  await publish(base, 'names', 'after')
+  await rec.waitMessages(5)
+  t.deepEqual(rec.retries, [], rec.log.join(' | '))
+})
+
+test('longpoll: a body typed application/octet-stream with parameters comes as an ArrayBuffer, as on WebSocket', async (t) => {
+  const { base } = await startServer(t)
+  const bytes = Buffer.from([0xff, 0x00, 0xfe, 0x80])
+  await pub(base, 'bin', bytes, 'Application/Octet-Stream; x=1')
+  const rec = subscribe(t, `${base}/sub/bin`, { transports: ['longpoll'], lastId: '0:0' })
+  await rec.waitMessages(1)
+  const data = rec.messages[0]!.data
+  t.true(data instanceof ArrayBuffer, typeof data)
+  t.deepEqual(Buffer.from(data as ArrayBuffer), bytes)
+})
+
+test('persist where there is no localStorage (Node) and no storage given: a TypeError at construction, not a silent no-op', (t) => {
+  t.false('localStorage' in globalThis, 'this runtime has none')
+  t.throws(() => new Parkline('http://127.0.0.1:9/sub/p', { persist: true }), { instanceOf: TypeError, message: /persist needs a storage/ })
+  const store = new Map<string, string>()
+  t.notThrows(() => new Parkline('http://127.0.0.1:9/sub/p', { persist: true, storage: { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => { store.set(k, v) }, removeItem: (k) => { store.delete(k) } } }))
+  t.notThrows(() => new Parkline('http://127.0.0.1:9/sub/p', { persist: false }))
+})
+
+test('longpoll against longpollMultipart: a gap that comes with an answer of several parts has resumed undefined (the answer names only its last id)', async (t) => {
+  const { base } = await startServer(t, { longpollMultipart: true, bufferLength: 3 })
+  const first = await pub(base, 'mp', 'm0')
+  for (const m of ['m1', 'm2', 'm3', 'm4']) await pub(base, 'mp', m)
+  // the cursor is m0: m1 has left the buffer of three (m2, m3, m4 remain)
+  const rec = subscribe(t, `${base}/sub/mp`, { transports: ['longpoll'], lastId: first })
+  await rec.waitMessages(3)
+  t.deepEqual(rec.texts, ['m2', 'm3', 'm4'])
+  t.is(rec.gaps.length, 1)
+  t.is(rec.gaps[0]!.requested, first)
+  t.is(rec.gaps[0]!.resumed, undefined)
 })

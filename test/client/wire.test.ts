@@ -32,6 +32,8 @@ test('parseWsMeta: ws+meta.nchan and ws+meta.parkline heads (§7)', (t) => {
   t.deepEqual(parseWsMeta('id: 5:3\ncontent-type: text/plain\n\nbody'), { id: '5:3', contentType: 'text/plain', gap: undefined, length: 34 })
   t.deepEqual(parseWsMeta('id: 5:3\n\nno type'), { id: '5:3', contentType: undefined, gap: undefined, length: 9 })
   t.deepEqual(parseWsMeta('id: 5:3\ngap: 4:0\nx-future: 1\n\nb'), { id: '5:3', contentType: undefined, gap: '4:0', length: 30 })
+  // one gap line per channel that lost messages: kept joined by a space
+  t.deepEqual(parseWsMeta('id: 5:-,[3]\ngap: 4:[0],1\ngap: 4:0,[1]\n\nb'), { id: '5:-,[3]', contentType: undefined, gap: '4:[0],1 4:0,[1]', length: 39 })
   t.is(parseWsMeta('plain body'), null)
   const bytes = new Uint8Array([...new TextEncoder().encode('id: 5:[0],-\ncontent-type: application/octet-stream\n\n'), 0, 255])
   const m = parseWsMetaBytes(bytes)!
@@ -47,11 +49,12 @@ test('SseParser: the HTML algorithm, chunk boundaries anywhere', (t) => {
     let retry = 0
     const p = new SseParser((e) => events.push(e), (c) => comments.push(c), (ms) => { retry = ms })
     for (let i = 0; i < stream.length; i += size) p.feed(stream.slice(i, i + size))
+    // ownId: the block had an id line of its own (the gap event, a control event, has none)
     t.deepEqual(events, [
-      { event: undefined, data: 'a\nb', id: '1:0' },
-      { event: 'parkline-gap', data: '{}', id: '1:0' },
-      { event: undefined, data: '', id: '1:1' },
-      { event: undefined, data: 'cr', id: '1:2' }
+      { event: undefined, data: 'a\nb', id: '1:0', ownId: true },
+      { event: 'parkline-gap', data: '{}', id: '1:0', ownId: false },
+      { event: undefined, data: '', id: '1:1', ownId: true },
+      { event: undefined, data: 'cr', id: '1:2', ownId: true }
     ], `chunks of ${size}`)
     t.deepEqual(comments, [' hi', '503: 503 Service Unavailable'])
     t.is(retry, 1234)
@@ -68,4 +71,16 @@ test('retryAfterMs, channelsOf, withQuery', (t) => {
   t.deepEqual(channelsOf('/push/sub/x/y', '/push/sub/'), ['x/y'])
   t.is(withQuery('http://h/sub/a', 'last_event_id', '1:[0],-'), 'http://h/sub/a?last_event_id=1%3A%5B0%5D%2C-')
   t.is(withQuery('http://h/sub/a?x=1', 'k', 'v'), 'http://h/sub/a?x=1&k=v')
+})
+
+test('SseParser: a line cut into many chunks is the same line; CR, LF and CRLF split across chunks end one line each', (t) => {
+  const events: SseEvent[] = []
+  const p = new SseParser((e) => events.push(e))
+  const long = 'x'.repeat(100_000)
+  p.feed('id: 1:0\ndata: ')
+  for (let i = 0; i < long.length; i += 1000) p.feed(long.slice(i, i + 1000))
+  p.feed('\r')
+  p.feed('\ndata: y\r')
+  p.feed('\r')
+  t.deepEqual(events, [{ event: undefined, data: long + '\ny', id: '1:0', ownId: true }])
 })
