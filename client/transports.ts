@@ -289,9 +289,22 @@ export class WebSocketTransport implements ClientTransport {
     const ac = new AbortController()
     this.#probe = ac
     const stop = setTimeout(() => ac.abort(), Math.min(this.#ctx.probeTimeout, this.#ctx.connectTimeout))
-    this.#ctx.fetch!(this.#ctx.url, {
+    // with the cursor the handshake carried: a cursor the server refuses (400) is not a reason to
+    // fall back either, but to start over from the oldest message (badCursor: a gap event)
+    const url = this.#lastId === null ? this.#ctx.url : (withCursor(this.#ctx.url, this.#lastId) ?? this.#ctx.url)
+    this.#ctx.fetch!(url, {
       headers: withToken({ Accept: 'text/event-stream' }, this.#token), signal: ac.signal, cache: 'no-store', credentials: this.#ctx.credentials
     }).then(async (res) => {
+      if (res.status === 400) {
+        const body = await res.text().catch(() => '')
+        const bad = badRequest(res.headers, body, this.#lastId !== null)
+        if (bad === 'cursor') return closeInfo(false, `websocket: handshake refused, HTTP 400 ${body.trim()}`, { badCursor: true })
+        if (bad === 'auth') {
+          const auth = authEnd(400, res.headers, body)
+          return closeInfo(false, `websocket: handshake refused, HTTP 400 ${auth.reason}`, { clean: true, auth })
+        }
+        return info
+      }
       if (res.status === 503 || res.status === 429) {
         return closeInfo(false, `websocket: handshake refused, HTTP ${res.status}`, { refused: true, hint: retryAfterMs(res.headers.get('Retry-After')) })
       }

@@ -600,3 +600,16 @@ test('longpoll against longpollMultipart: a gap that comes with an answer of sev
   t.is(rec.gaps[0]!.requested, first)
   t.is(rec.gaps[0]!.resumed, undefined)
 })
+
+for (const transport of TRANSPORTS) {
+  test(`${transport} alone, with a cursor the server refuses (400 Message ID invalid): one gap event, the cursor starts over, the messages come`, async (t) => {
+    const { base } = await startServer(t)
+    await pub(base, 'bc', 'm1')
+    // e.g. a persisted cursor of /sub/a,b,c used on a subscription of one channel
+    const rec = subscribe(t, `${base}/sub/bc`, { transports: [transport], lastId: '1796000000:1,2,[3]' })
+    await rec.waitMessages(1)
+    t.deepEqual(rec.texts, ['m1'])
+    t.is(rec.gaps.length, 1)
+    t.is(rec.gaps[0]!.requested, '1796000000:1,2,[3]')
+  })
+}
