@@ -126,11 +126,13 @@ export class Core {
    * worker sends it to the other workers first, so their fan-outs run alongside this one).
    */
   publish (key: string, data: Buffer, contentType: string | null, event: string | null, hook: PublishHook | null = null): { msg: Message, channel: Channel, subscribers: number } {
-    const now = Date.now()
-    const sec = Math.floor(now / 1000)
+    const sec = Math.floor(Date.now() / 1000)
     if (sec > this.nowSec) this.nowSec = sec
-    const ch = this.registry.getOrCreate(key, sec)
-    ch.nextId(sec)
+    // ids take the highest second this process has seen, not the clock's: after the clock steps
+    // back, a channel's next id is not of an earlier second than another channel's last, which a
+    // multiplexed cursor in that later second would count as delivered (§2.1, §2.2)
+    const ch = this.registry.getOrCreate(key, this.nowSec)
+    ch.nextId(this.nowSec)
     // the subscribers the message went to, as Nchan counts them in its answer: a long-poll it
     // answers (and uncounts) included
     const subscribers = ch.subs.length
