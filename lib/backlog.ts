@@ -30,7 +30,7 @@ export class Backlog {
 /**
  * A drop gap a subscriber's queue still owes with no frame left to carry it (every frame of it was
  * dropped): taken, for the next message written to ride with. Null when none is owed. It goes
- * before a gap the message has of its own: its `requested` is the older of the two.
+ * before the gap signals the message has of its own (its `requested` is the older), not instead.
  */
 export function owedGap (sub: Subscriber): string | null {
   const backlog = sub.backlog

@@ -209,16 +209,24 @@ export class ChannelRegistry {
     }
   }
 
-  /** A dropped record's floor, for the record made again (#dropped). */
+  /**
+   * A dropped record's floor, for the record made again (#dropped). Only where this registry is
+   * the channels' authority (the in-memory engine, knownSince > 0): a replica's floor (Redis, a
+   * worker that does not own the channel) is the authority's to say again when it is made, and
+   * one kept here would be stale by then (messages that came and left meanwhile, unseen here).
+   */
   #remember (ch: Channel): void {
-    // a record that never knew more than its creation, where nothing is known, tells nothing
-    if (!ch.floorKnown) return
+    // a record that knew only what knownSince says of every channel tells nothing more: not kept,
+    // so churning subscribers of idle channels do not push out the floors that matter
+    if (this.knownSince === 0 || !ch.floorKnown || (ch.floorTag < 0 && ch.floorTime <= this.knownSince)) return
     this.#dropped.set(ch.key, [ch.floorTime, ch.floorTag, ch.floorExpired, true])
     if (this.#dropped.size > DROPPED_CAP) {
       const [oldest, floor] = this.#dropped.entries().next().value!
       this.#dropped.delete(oldest)
-      // what that record knew is forgotten: a record made without one starts above its floor
-      if (this.knownSince > 0) this.knownSince = Math.max(this.knownSince, floor[0] + 1)
+      // what that record knew is forgotten: a record made without one starts above its floor, so
+      // a cursor at or below it is told of a possible loss rather than none (a multiplexed idle
+      // channel's cursor included: loud, never silent)
+      this.knownSince = Math.max(this.knownSince, floor[0] + 1)
     }
   }
 

@@ -10,7 +10,7 @@ import type { Core } from '../lib/core.ts'
 import type { Grant } from '../lib/access.ts'
 import type { Channel } from '../lib/channel-registry.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
-import { formatHttpDate, formatId, type Cursor } from '../lib/message-id.ts'
+import { formatHttpDate, formatId, withGaps, type Cursor } from '../lib/message-id.ts'
 import type { Message } from '../lib/message.ts'
 import { F_BATCHED, F_CATCHING_UP, F_CLOSED, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
@@ -155,7 +155,7 @@ export abstract class HttpStreamTransport implements Transport {
       }
       const id = sub.advance(next.msg, next.pos)
       const payload = this.payload(sub, next.msg, id)
-      if (payload !== null) this.#send(sub, next.msg, payload, id, owedGap(sub) ?? next.gap)
+      if (payload !== null) this.#send(sub, next.msg, payload, id, withGaps(owedGap(sub), next.gap))
     }
   }
 
@@ -184,7 +184,8 @@ export abstract class HttpStreamTransport implements Transport {
     if (!socket.writableNeedDrain && (sub.backlog === null || sub.backlog.frames.length === 0)) {
       // a backlog left with no frames only carries a drop gap to signal on this message
       const pending = sub.backlog === null ? null : sub.backlog.gapFrom
-      const g = pending ?? gap
+      // the drop gap first (its requested id is the older), then this message's own signals
+      const g = withGaps(pending, gap)
       if (!waiting) {
         sub.backlog = null
         if (g === null && this.coalescer !== null && sub.channels.length === 1) {

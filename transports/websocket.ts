@@ -12,7 +12,7 @@ import type { Core } from '../lib/core.ts'
 import { ERRORS, type ErrorSpec } from '../lib/errors.ts'
 import { corsLines, randomBetween } from '../lib/http.ts'
 import { unpinned, writeShared, type Message } from '../lib/message.ts'
-import { formatId, type Cursor } from '../lib/message-id.ts'
+import { formatId, withGaps, type Cursor } from '../lib/message-id.ts'
 import type { Grant } from '../lib/auth.ts'
 import {
   F_BATCHED, F_CATCHING_UP, F_CLOSED, F_WS_DEFLATE, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport
@@ -236,7 +236,7 @@ export class WebSocketTransport implements Transport {
         sub.flags &= ~F_CATCHING_UP
         return
       }
-      this.#write(sub, next.msg, sub.advance(next.msg, next.pos), owedGap(sub) ?? next.gap)
+      this.#write(sub, next.msg, sub.advance(next.msg, next.pos), withGaps(owedGap(sub), next.gap))
     }
   }
 
@@ -289,7 +289,8 @@ export class WebSocketTransport implements Transport {
     if (!socket.writableNeedDrain && (sub.backlog === null || sub.backlog.frames.length === 0)) {
       // a backlog left with no frames only carries a drop gap to signal on this message
       const pending = sub.backlog === null ? null : sub.backlog.gapFrom
-      const g = pending ?? gap
+      // the drop gap first (its requested id is the older), then this message's own signals
+      const g = withGaps(pending, gap)
       if (!waiting) {
         sub.backlog = null
         if (g === null && this.#coalescer !== null && sub.channels.length === 1) {
