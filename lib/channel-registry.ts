@@ -138,10 +138,15 @@ export class ChannelRegistry {
   /**
    * Every channel that had a message since this second has a record here or in #dropped: a record
    * made without either starts from a known floor (this second, tag -1). 0: not known (the records
-   * are replicas of another authority's, a Redis store's or an owner worker's). Set by the
-   * in-memory engine, to the second it starts issuing ids in.
+   * are replicas of another authority's, a Redis store's). Set by the in-memory engine, and by a
+   * worker for the channels it owns (`owns`), to the second it starts issuing ids in.
    */
   knownSince = 0
+  /**
+   * Which channels this registry is the authority of, where not all (a worker owns some): knownSince
+   * and #dropped hold for those only; null: all of them.
+   */
+  owns: ((key: string) => boolean) | null = null
   readonly capacity: number
   /** Where every channel's buffered bytes go (lib/byte-arena.ts), or null: each message keeps its own store. */
   readonly arena: ByteArena | null
@@ -166,7 +171,7 @@ export class ChannelRegistry {
         ch.floorTag = dropped[1]
         ch.floorExpired = dropped[2]
         ch.floorKnown = dropped[3]
-      } else if (this.knownSince > 0 && this.knownSince <= nowSec) {
+      } else if (this.knownSince > 0 && this.knownSince <= nowSec && (this.owns === null || this.owns(key))) {
         // nothing was published on it since knownSince: no message above that can have been lost
         ch.floorTime = this.knownSince
         ch.floorKnown = true
@@ -219,6 +224,7 @@ export class ChannelRegistry {
     // a record that knew only what knownSince says of every channel tells nothing more: not kept,
     // so churning subscribers of idle channels do not push out the floors that matter
     if (this.knownSince === 0 || !ch.floorKnown || (ch.floorTag < 0 && ch.floorTime <= this.knownSince)) return
+    if (this.owns !== null && !this.owns(ch.key)) return
     this.#dropped.set(ch.key, [ch.floorTime, ch.floorTag, ch.floorExpired, true])
     if (this.#dropped.size > DROPPED_CAP) {
       const [oldest, floor] = this.#dropped.entries().next().value!

@@ -847,6 +847,11 @@ export class WorkerEngine implements Engine {
     // replica (its ids, its age and its info hold, as in one process), even with no message left;
     // so does a replica kept here (its floor, for a gap signal)
     core.registry.heldElsewhere = (key) => this.#remote.has(key) || this.#keptBy.has(key) || this.#lingering.has(key)
+    // this worker issues the ids of the channels it owns from this second on (forked in a later
+    // second than any incarnation before it): their records keep floors as one process's do
+    // (lib/channel-registry.ts knownSince); the others' floors are their owners' to say
+    core.registry.knownSince = core.nowSec
+    core.registry.owns = (key) => this.#owner(key) === this.#me
     this.#sendSecond()
   }
 

@@ -23,8 +23,9 @@ export interface ComposedEngine {
 
 /** Build the engine for `core` and wait until it can serve (Redis connected, worker snapshot loaded). */
 export async function createEngine (core: Core, opts: ParklineOptions, ctx: EngineContext = {}): Promise<ComposedEngine> {
-  // the records are another authority's replicas until the in-memory engine says otherwise
+  // the records are another authority's replicas until the in-memory or worker engine says otherwise
   core.registry.knownSince = 0
+  core.registry.owns = null
   const target = redisTarget(opts)
   if (target !== null) {
     const { RedisEngine } = await import('./redis-engine.ts')

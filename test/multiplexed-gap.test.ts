@@ -2,7 +2,8 @@
 // channel (docs/api.md 12.1), when it resumes over real sockets: a channel whose unread message
 // expired and whose record was dropped meanwhile, a restart of the server (every record new), and
 // a multipart long-poll answer whose parts come from two channels that both lost messages.
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
+import { serve } from './helpers/node.ts'
 import { SseClient, publish, rawRequest, startServer } from './helpers/server.ts'
 
 /** Every `Parkline-Gap` header line of a raw answer, in order. */
@@ -26,8 +27,17 @@ async function poll (port: number, path: string, cursor: string): Promise<Poll> 
   return { status: r.status, body: r.body, gaps: gapLines(r.raw), cursor: `${r.headers['last-modified']}|${r.headers.etag}` }
 }
 
-test('long-poll: a channel whose unread message expired with its record signals its gap when the other channel publishes next; once', async (t) => {
-  const srv = await startServer(t, { messageTimeout: 2 })
+const expired = test.macro({
+  async exec (t: ExecutionContext, deployment: 'one process' | '--workers 2') {
+    const srv = deployment === 'one process' ? await startServer(t, { messageTimeout: 2 }) : await serve(t, ['--workers', '2', '--message-timeout', '2'])
+    await expiredWalk(t, srv)
+  },
+  title: (_, deployment: string) => `long-poll, ${deployment}: a channel whose unread message expired with its record signals its gap when the other channel publishes next; once`
+})
+test(expired, 'one process')
+test(expired, '--workers 2')
+
+async function expiredWalk (t: ExecutionContext, srv: { base: string, port: number }): Promise<void> {
   await publish(srv.base, 'ea', 'a1')
   await publish(srv.base, 'eb', 'b1')
   let cursor = ''
@@ -57,7 +67,7 @@ test('long-poll: a channel whose unread message expired with its record signals 
   const after = await poll(srv.port, '/sub/ea,eb', next.cursor)
   t.is(after.body, 'a3')
   t.deepEqual(after.gaps, [])
-})
+}
 
 test('SSE across a restart: both channels\' records are new, and each gets its own gap signal with the first message; a message published before the restart and never read is not lost silently', async (t) => {
   const first = await startServer(t)
