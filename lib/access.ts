@@ -362,9 +362,9 @@ export function crossSite (request: Pick<PublishRequestLike, 'headers'>, allowed
  *
  * The browser's `Sec-Fetch-Site` decides where it is sent (`cross-site`: no; `same-site`,
  * `same-origin`, `none`: yes; a page cannot set it); without one of those (an older browser, a
- * WebSocket handshake, no browser),
- * an `Origin` whose host name is not the `Host`'s (ports aside: cookies are not kept per port, and
- * a proxy's `$host` has none) is another site. A listed origin always may, but `null`.
+ * WebSocket handshake, no browser), an `Origin` whose host name is not the `Host`'s (ports aside:
+ * cookies are not kept per port, and a proxy's `$host` has none) is another site. A listed origin
+ * always may, but `null`.
  */
 export function ambientCredentials (headers: IncomingHttpHeaders, allowed: readonly string[]): boolean {
   const origin = headers.origin

@@ -57,7 +57,7 @@ export function enqueue (core: Core, sub: Subscriber, before: string | null, msg
   let backlog = sub.backlog as Backlog | null
   if (backlog === null) backlog = sub.backlog = new Backlog(before ?? id)
   // a live gap rides on the first frame written; several (other channels') ride together
-  if (gap !== null) backlog.gapFrom = backlog.gapFrom === null ? gap : withGaps(backlog.gapFrom, gap)
+  backlog.gapFrom = withGaps(backlog.gapFrom, gap)
   const cap = core.opts.queueCap
   if (socket.writableLength + backlog.bytes + size > cap && (backlog.frames.length > 0 || socket.writableLength > 0)) {
     if (core.opts.queuePolicy === 'disconnect' || !canSignal) {

@@ -134,7 +134,7 @@ export class ChannelRegistry {
    * resuming past it would never learn of the loss. At most DROPPED_CAP, the oldest forgotten
    * first (knownSince moves up past what was forgotten).
    */
-  readonly #dropped = new Map<string, readonly [number, number, boolean, boolean]>()
+  readonly #dropped = new Map<string, readonly [number, number, boolean]>()
   /**
    * Every channel that had a message since this second has a record here or in #dropped: a record
    * made without either starts from a known floor (this second, tag -1). 0: not known (the records
@@ -170,7 +170,7 @@ export class ChannelRegistry {
         ch.floorTime = dropped[0]
         ch.floorTag = dropped[1]
         ch.floorExpired = dropped[2]
-        ch.floorKnown = dropped[3]
+        ch.floorKnown = true
       } else if (this.knownSince > 0 && this.knownSince <= nowSec && (this.owns === null || this.owns(key))) {
         // nothing was published on it since knownSince: no message above that can have been lost
         ch.floorTime = this.knownSince
@@ -225,7 +225,7 @@ export class ChannelRegistry {
     // so churning subscribers of idle channels do not push out the floors that matter
     if (this.knownSince === 0 || !ch.floorKnown || (ch.floorTag < 0 && ch.floorTime <= this.knownSince)) return
     if (this.owns !== null && !this.owns(ch.key)) return
-    this.#dropped.set(ch.key, [ch.floorTime, ch.floorTag, ch.floorExpired, true])
+    this.#dropped.set(ch.key, [ch.floorTime, ch.floorTag, ch.floorExpired])
     if (this.#dropped.size > DROPPED_CAP) {
       const [oldest, floor] = this.#dropped.entries().next().value!
       this.#dropped.delete(oldest)

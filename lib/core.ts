@@ -728,4 +728,3 @@ function warnDue (c: { since: number }): boolean {
 function onTick (core: Core): void {
   core.tick()
 }
-

@@ -285,7 +285,7 @@ export class Message {
   wsMeta (id: string, gap: string | null): string {
     let s = 'id: ' + id + '\n'
     if (this.contentType !== null) s += 'content-type: ' + this.contentType + '\n'
-    // one line per channel that lost messages (Core withGaps: the ids joined by a space)
+    // one line per channel that lost messages (lib/message-id.ts withGaps: the ids joined by a space)
     if (gap !== null) s += 'gap: ' + gap.replaceAll(' ', '\ngap: ') + '\n'
     return s + '\n'
   }

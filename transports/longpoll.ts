@@ -205,7 +205,7 @@ export class LongpollTransport implements Transport {
     // one channel: the message's header block is shared by every poll it answers
     const block = sub.channels.length === 1 ? msg.longpollHeaders() : msg.longpollHeaders(id.slice(id.indexOf(':') + 1))
     if (sub.origin !== null) pushCors(extra, sub.origin)
-    // one header line per channel that lost messages (Core withGaps)
+    // one header line per channel that lost messages (lib/message-id.ts withGaps)
     if (gap !== null) for (const g of gapSignals(gap)) extra.push('Parkline-Gap', g)
     this.#send(sub, 200, 'OK', block, extra, msg.data, false)
     this.core.stats.delivered[this.index]!++

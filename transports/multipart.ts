@@ -62,7 +62,7 @@ export class MultipartTransport extends HttpStreamTransport {
       const colon = id.indexOf(':')
       const date = msg !== null ? msg.lastModified : formatHttpDate(Number(id.slice(0, colon)))
       let lines = '\r\nLast-Modified: ' + date + '\r\nEtag: ' + id.slice(colon + 1) + '\r\n'
-      // one header line per channel that lost messages (Core withGaps: the ids joined by a space)
+      // one header line per channel that lost messages (lib/message-id.ts withGaps: the ids joined by a space)
       if (gap !== null) lines += 'Parkline-Gap: ' + gap.replaceAll(' ', '\r\nParkline-Gap: ') + '\r\n'
       socket.write(lines, 'latin1')
       socket.write(payload)

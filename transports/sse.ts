@@ -100,7 +100,7 @@ export class SseTransport extends HttpStreamTransport {
 /** §11a: a comment just before the message, or with `?parkline_gap=event` an event of its own. */
 function gapText (sub: Subscriber, gap: string, resumed: string): string {
   let out = ''
-  // one signal per channel that lost messages (Core withGaps)
+  // one signal per channel that lost messages (lib/message-id.ts withGaps)
   for (const requested of gapSignals(gap)) {
     const json = '{"requested":"' + requested + '","resumed":"' + resumed + '"}'
     out += (sub.flags & F_GAP_EVENT) !== 0 ? 'event: parkline-gap\ndata: ' + json + '\n\n' : ':parkline-gap ' + json + '\n'

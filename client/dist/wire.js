@@ -153,6 +153,8 @@ export class SseParser {
 
   /** Linear in the text fed, however the stream is cut (a long line is not scanned again per chunk). */
   feed (text        )       {
+    // (an empty chunk, as a stream decoder may yield, must not spend the CR's pending LF)
+    if (text.length === 0) return
     let i = 0
     if (this.#afterCR) {
       this.#afterCR = false

@@ -80,6 +80,7 @@ test('SseParser: a line cut into many chunks is the same line; CR, LF and CRLF s
   p.feed('id: 1:0\ndata: ')
   for (let i = 0; i < long.length; i += 1000) p.feed(long.slice(i, i + 1000))
   p.feed('\r')
+  p.feed('')
   p.feed('\ndata: y\r')
   p.feed('\r')
   t.deepEqual(events, [{ event: undefined, data: long + '\ny', id: '1:0', ownId: true }])
