@@ -23,6 +23,13 @@ export class Channel {
    * against a known floor (Subscriber.lostAt).
    */
   floorKnown: boolean
+  /**
+   * Where the floor is not known: seconds below which a cursor may have lost messages all the same,
+   * 0 when none (Subscriber.lostAt). A Redis node that loads a channel the store has no record of,
+   * or a record made again, knows that nothing was published on it for a message timeout before
+   * (a record lives as long as its newest message): older messages may have come and expired.
+   */
+  horizon: number
   /** Newest id issued, (0, 0) before the first publish. */
   lastTime: number
   lastTag: number
@@ -45,6 +52,7 @@ export class Channel {
     this.floorTag = -1
     this.floorExpired = false
     this.floorKnown = false
+    this.horizon = 0
     this.lastTime = 0
     this.lastTag = 0
     this.lastRequested = -1

@@ -238,13 +238,20 @@ export class Core {
   }
 
   /** Restore a channel's id state from a snapshot before its messages are applied. */
-  loadChannel (key: string, lastTime: number, lastTag: number, floorTime: number, floorTag: number): void {
+  loadChannel (key: string, lastTime: number, lastTag: number, floorTime: number, floorTag: number, horizon = 0): void {
     const ch = this.registry.getOrCreate(key, this.nowSec)
     ch.lastTime = lastTime
     ch.lastTag = lastTag
     ch.floorTime = floorTime
     ch.floorTag = floorTag
     ch.floorKnown = floorTag >= 0
+    ch.horizon = horizon
+  }
+
+  /** The authority has no record of the channel: a cursor below `horizon` (seconds) may have lost messages (Channel.horizon). */
+  setHorizon (key: string, horizon: number): void {
+    const ch = this.registry.get(key)
+    if (ch !== undefined) ch.horizon = horizon
   }
 
   #append (ch: Channel, msg: Message): Message {

@@ -1486,7 +1486,16 @@ export class RedisEngine implements Engine {
       r.gen = gen
       // held messages of a record Redis lost between the SUBSCRIBE and the LOAD are not this one's
       if (gen !== '' && r.pending.length > 0) r.pending = r.pending.filter((b) => genOf(b) === gen)
-      if (exists) core.loadChannel(key, lt, lg, num(res[3]), num(res[4]))
+      // a record lives as long as its newest message (PUBLISH's PEXPIRE): none in the store, or
+      // one made again (its floor is its creation), means nothing was published on the channel
+      // for a message timeout before, and what came earlier may have expired unseen here
+      // (Channel.horizon: a multiplexed cursor below it gets the gap signal): such a message was
+      // published a timeout or more before `since` (Redis' seconds, as ids are)
+      const timeout = Math.floor(core.opts.messageTimeout)
+      const since = !exists ? num(res[11]) : num(res[4]) < 0 ? num(res[3]) : 0
+      const horizon = timeout > 0 && since > 0 ? Math.max(0, since - timeout + 1) : 0
+      if (exists) core.loadChannel(key, lt, lg, num(res[3]), num(res[4]), horizon)
+      else core.setHorizon(key, horizon)
       r.lastTime = 0
       r.lastTag = 0
     }

@@ -197,10 +197,10 @@ return info
 /**
  * KEYS m b x; ARGV ttlMs start (`-` or `<seconds>-<tag>`, inclusive) last (`<seconds>-<tag>`, the last id the
  * caller applied, or ''). The channel record and its buffered messages after start: {exists, lt,
- * lg, ft, fg, g, tombstone, entries, bt, bg, prev} (bt '' on a record written before bases were
- * kept); prev: the newest buffered message at or below `last` as {id, published ms, body bytes},
- * or '' (the caller compares it with its own copy: a different message under an id it applied
- * means a failover lost that id and a publish took it again).
+ * lg, ft, fg, g, tombstone, entries, bt, bg, prev, sec} (bt '' on a record written before bases
+ * were kept); prev: the newest buffered message at or below `last` as {id, published ms, body
+ * bytes}, or '' (the caller compares it with its own copy: a different message under an id it
+ * applied means a failover lost that id and a publish took it again); sec: Redis' seconds now.
  */
 export const LOAD = COMMON + `
 local sec, nowms = clock()
@@ -222,7 +222,7 @@ if ARGV[3] ~= nil and ARGV[3] ~= '' then
   end
 end
 return {exists, tonumber(m[1]) or 0, tonumber(m[2]) or 0, tonumber(m[3]) or 0, tonumber(m[4]) or -1, m[5] or '',
-  redis.call('GET', KEYS[3]) or '', redis.call('XRANGE', KEYS[2], ARGV[2], '+'), m[6] or '', m[7] or '', prev}
+  redis.call('GET', KEYS[3]) or '', redis.call('XRANGE', KEYS[2], ARGV[2], '+'), m[6] or '', m[7] or '', prev, sec}
 `
 
 /**

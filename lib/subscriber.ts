@@ -130,12 +130,13 @@ export class Subscriber {
   /**
    * Did messages of position `k` after its cursor leave the buffer (evicted, expired, a restart)?
    * Only an explicit cursor counts, and only a known floor (Channel.floorKnown): the creation
-   * floor of a replica says nothing of an idle channel (one re-made for each long-poll).
+   * floor of a replica says nothing of an idle channel (one re-made for each long-poll). Without
+   * one, a cursor below the channel's horizon (Channel.horizon) may have lost messages.
    */
   lostAt (k: number): boolean {
     const t = this.timeAt(k)
     const ch = this.channels[k]!
-    return t > 0 && ch.floorKnown && ch.hasGapAfter(t, this.tagAt(k))
+    return t > 0 && (ch.floorKnown ? ch.hasGapAfter(t, this.tagAt(k)) : t < ch.horizon)
   }
 
   /** The cursor of position `pos` in canonical form, for the gap signal (§11a). */

@@ -4,6 +4,7 @@
 // a multipart long-poll answer whose parts come from two channels that both lost messages.
 import test, { type ExecutionContext } from 'ava'
 import { serve } from './helpers/node.ts'
+import { redisCommand, startRedis } from './helpers/redis.ts'
 import { SseClient, publish, rawRequest, startServer } from './helpers/server.ts'
 
 /** Every `Parkline-Gap` header line of a raw answer, in order. */
@@ -68,6 +69,62 @@ async function expiredWalk (t: ExecutionContext, srv: { base: string, port: numb
   t.is(after.body, 'a3')
   t.deepEqual(after.gaps, [])
 }
+
+test('two Redis nodes: a channel whose unread message expired, record and all, in the store signals its gap on a node that never held it when the other channel publishes next', async (t) => {
+  const redis = await startRedis(t)
+  const url = `redis://127.0.0.1:${redis.port}`
+  const args = ['--workers', '1', '--redis-url', url, '--message-timeout', '2']
+  const [one, two] = [await serve(t, args), await serve(t, args)]
+  await publish(one.base, 'ra', 'a1')
+  await publish(one.base, 'rb', 'b1')
+  let cursor = ''
+  const read: string[] = []
+  for (let i = 0; i < 2; i++) {
+    const p = await poll(one.port, '/sub/ra,rb', cursor)
+    read.push(p.body)
+    cursor = p.cursor
+  }
+  t.deepEqual(read, ['a1', 'b1'])
+  // never read: it expires, and the store's record with it (the record's ttl is the messages')
+  await publish(one.base, 'ra', 'a2')
+  let gone = false
+  for (let i = 0; i < 80 && !gone; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    gone = (await redisCommand(redis.port, 'EXISTS pk:{ra}:m')) === ':0\r\n'
+  }
+  t.true(gone, 'the store no longer holds ra')
+  await publish(one.base, 'rb', 'b2')
+  // the other node never held ra: all it can learn is that the store has no record of it
+  const next = await poll(two.port, '/sub/ra,rb', cursor)
+  t.is(next.body, 'b2')
+  // (rb's b1 expired too: rb's own signal is the conservative one for a record made again)
+  t.true(next.gaps.map(bracketAt).includes(0), 'a signal naming ra: ' + next.gaps.join(' | '))
+  // and not again: the cursor the answer gave is past the loss
+  await publish(one.base, 'ra', 'a3')
+  const after = await poll(two.port, '/sub/ra,rb', next.cursor)
+  t.is(after.body, 'a3')
+  t.deepEqual(after.gaps, [])
+})
+
+test('two Redis nodes: a channel that never published, beside one that does, gets no gap signal on a node that never held it', async (t) => {
+  const redis = await startRedis(t)
+  const url = `redis://127.0.0.1:${redis.port}`
+  const args = ['--workers', '1', '--redis-url', url, '--message-timeout', '60']
+  const [one, two] = [await serve(t, args), await serve(t, args)]
+  await publish(one.base, 'qb', 'b1')
+  const first = await poll(one.port, '/sub/qa,qb', '')
+  t.is(first.body, 'b1')
+  // a second later: the store has no record of qa, and nothing can have expired since the cursor
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  await publish(one.base, 'qb', 'b2')
+  const next = await poll(two.port, '/sub/qa,qb', first.cursor)
+  t.is(next.body, 'b2')
+  t.deepEqual(next.gaps, [])
+  await publish(one.base, 'qa', 'a1')
+  const after = await poll(two.port, '/sub/qa,qb', next.cursor)
+  t.is(after.body, 'a1')
+  t.deepEqual(after.gaps, [])
+})
 
 test('SSE across a restart: both channels\' records are new, and each gets its own gap signal with the first message; a message published before the restart and never read is not lost silently', async (t) => {
   const first = await startServer(t)
