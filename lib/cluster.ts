@@ -74,7 +74,8 @@ type Down =
 /** A buffered message in a snapshot: time, tag, data, content type, event, published at. */
 type SnapMessage = [number, number, Uint8Array, string | null, string | null, number]
 /** A channel in a snapshot: key, last id, floor, messages. */
-type SnapChannel = [string, number, number, number, number, SnapMessage[]]
+/** [key, last time, last tag, floor time, floor tag, messages, the floor is known (Channel.floorKnown)] */
+type SnapChannel = [string, number, number, number, number, SnapMessage[], boolean]
 
 /** Worker ↔ worker entries (lib/mesh.ts), applied in the order sent. */
 type Peer =
@@ -1300,13 +1301,13 @@ export class WorkerEngine implements Engine {
 
   #snapshotOf (key: string): SnapChannel {
     const ch = this.#core.registry.get(key)
-    if (ch === undefined) return [key, 0, 0, 0, -1, []]
+    if (ch === undefined) return [key, 0, 0, 0, -1, [], false]
     const msgs: SnapMessage[] = []
     for (let i = 0; i < ch.buffer.size; i++) {
       const m = ch.buffer.at(i)
       msgs.push([m.time, m.tag, m.data, m.contentType, m.event, m.publishedAt])
     }
-    return [ch.key, ch.lastTime, ch.lastTag, ch.floorTime, ch.floorTag, msgs]
+    return [ch.key, ch.lastTime, ch.lastTag, ch.floorTime, ch.floorTag, msgs, ch.floorKnown]
   }
 
   #count (from: number, key: string, delta: number): number {
@@ -1386,8 +1387,8 @@ export class WorkerEngine implements Engine {
 
   /** A channel as a snapshot (an owner's 'load', a replica's 'own') holds it. */
   #restore (snap: SnapChannel): void {
-    const [key, lastTime, lastTag, floorTime, floorTag, msgs] = snap
-    this.#core.restoreChannel(key, lastTime, lastTag, floorTime, floorTag, msgs.map((m) => [m[0], m[1], toBuffer(m[2]), m[3], m[4], m[5]] as const))
+    const [key, lastTime, lastTag, floorTime, floorTag, msgs, known] = snap
+    this.#core.restoreChannel(key, lastTime, lastTag, floorTime, floorTag, msgs.map((m) => [m[0], m[1], toBuffer(m[2]), m[3], m[4], m[5]] as const), known)
   }
 
   /** Send a resynced peer what its replicas miss (published while it had not sent its 'own'). */

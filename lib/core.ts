@@ -174,9 +174,12 @@ export class Core {
    * Fill a channel's replica from the authority's copy (a worker's first subscriber on it): the
    * buffer is replaced, nothing is fanned out (its subscribers replay it once they are counted).
    */
-  restoreChannel (key: string, lastTime: number, lastTag: number, floorTime: number, floorTag: number, msgs: ReadonlyArray<readonly [number, number, Buffer, string | null, string | null, number]>): void {
+  restoreChannel (key: string, lastTime: number, lastTag: number, floorTime: number, floorTag: number, msgs: ReadonlyArray<readonly [number, number, Buffer, string | null, string | null, number]>, floorKnown = floorTag >= 0): void {
     this.loadChannel(key, lastTime, lastTag, floorTime, floorTag)
     const ch = this.registry.get(key)!
+    // the authority's word on its floor: one it knows with no message gone yet (it knows the
+    // channel's history since then, lib/channel-registry.ts knownSince) counts here as there
+    ch.floorKnown = floorKnown
     ch.buffer.clear()
     for (const [time, tag, data, ct, ev, at] of msgs) {
       if (ch.buffer.full) ch.setFloor(ch.buffer.timeAt(0), ch.buffer.tagAt(0), false)

@@ -152,6 +152,36 @@ test('SSE across a restart: both channels\' records are new, and each gets its o
   t.deepEqual(a3!.comments.filter((x) => x.startsWith(':parkline-gap')), [], 'once')
 })
 
+test('--workers 2, SSE across a restart: each channel gets its own gap signal on either worker, the one that owns the channel that lost a message and the one that holds a copy of it', async (t) => {
+  const first = await serve(t, ['--workers', '2'])
+  await publish(first.base, 'ra', 'a1')
+  await publish(first.base, 'rb', 'b1')
+  const c = await SseClient.connect(first.port, '/sub/ra,rb?last_event_id=0:0')
+  const got = await c.waitEvents(2)
+  t.deepEqual(got.map((e) => e.data), ['a1', 'b1'])
+  const last = got[1]!.id!
+  c.close()
+  // never read, and lost with the restart
+  await publish(first.base, 'ra', 'a2')
+  first.proc.kill('SIGKILL')
+  const second = await serve(t, ['--workers', '2'])
+  await publish(second.base, 'rb', 'b2')
+  const clients = [await SseClient.connectOnWorker(second.port, '/sub/ra,rb', 0, { 'Last-Event-ID': last }), await SseClient.connectOnWorker(second.port, '/sub/ra,rb', 1, { 'Last-Event-ID': last })]
+  for (const resumed of clients) {
+    t.teardown(() => resumed.close())
+    const [b2] = await resumed.waitEvents(1)
+    t.is(b2!.data, 'b2')
+    const gaps = b2!.comments.filter((x) => x.startsWith(':parkline-gap ')).map((x) => JSON.parse(x.slice(':parkline-gap '.length)) as { requested: string })
+    t.deepEqual(gaps.map((g) => bracketAt(g.requested)).sort(), [0, 1], 'a signal for ra and one for rb: ' + JSON.stringify(b2))
+  }
+  await publish(second.base, 'ra', 'a3')
+  for (const resumed of clients) {
+    const [a3] = await resumed.waitEvents(2).then((e) => e.slice(1))
+    t.is(a3!.data, 'a3')
+    t.deepEqual(a3!.comments.filter((x) => x.startsWith(':parkline-gap')), [], 'once')
+  }
+})
+
 test('longpollMultipart: an answer whose parts come from two channels that both lost messages carries a Parkline-Gap for each', async (t) => {
   const srv = await startServer(t, { longpollMultipart: true, bufferLength: 2 })
   await publish(srv.base, 'xa', 'a1')
