@@ -126,61 +126,54 @@ test('two Redis nodes: a channel that never published, beside one that does, get
   t.deepEqual(after.gaps, [])
 })
 
-test('SSE across a restart: both channels\' records are new, and each gets its own gap signal with the first message; a message published before the restart and never read is not lost silently', async (t) => {
-  const first = await startServer(t)
-  await publish(first.base, 'ra', 'a1')
-  await publish(first.base, 'rb', 'b1')
-  const c = await SseClient.connect(first.port, '/sub/ra,rb?last_event_id=0:0')
-  const got = await c.waitEvents(2)
-  t.deepEqual(got.map((e) => e.data), ['a1', 'b1'])
-  const last = got[1]!.id!
-  c.close()
-  await publish(first.base, 'ra', 'a2')
-  await first.app.close()
-  const second = await startServer(t)
-  await publish(second.base, 'rb', 'b2')
-  const resumed = await SseClient.connect(second.port, '/sub/ra,rb', { 'Last-Event-ID': last })
-  t.teardown(() => resumed.close())
-  const [b2] = await resumed.waitEvents(1)
-  t.is(b2!.data, 'b2')
-  const gaps = b2!.comments.filter((x) => x.startsWith(':parkline-gap ')).map((x) => JSON.parse(x.slice(':parkline-gap '.length)) as { requested: string, resumed: string })
-  t.deepEqual(gaps.map((g) => bracketAt(g.requested)).sort(), [0, 1], 'a signal for ra and one for rb: ' + JSON.stringify(b2))
-  t.true(gaps.every((g) => g.resumed === b2!.id))
-  await publish(second.base, 'ra', 'a3')
-  const [a3] = await resumed.waitEvents(2).then((e) => e.slice(1))
-  t.is(a3!.data, 'a3')
-  t.deepEqual(a3!.comments.filter((x) => x.startsWith(':parkline-gap')), [], 'once')
-})
+interface Restartable { base: string, port: number, stop: () => Promise<void> }
 
-test('--workers 2, SSE across a restart: each channel gets its own gap signal on either worker, the one that owns the channel that lost a message and the one that holds a copy of it', async (t) => {
-  const first = await serve(t, ['--workers', '2'])
-  await publish(first.base, 'ra', 'a1')
-  await publish(first.base, 'rb', 'b1')
-  const c = await SseClient.connect(first.port, '/sub/ra,rb?last_event_id=0:0')
-  const got = await c.waitEvents(2)
-  t.deepEqual(got.map((e) => e.data), ['a1', 'b1'])
-  const last = got[1]!.id!
-  c.close()
-  // never read, and lost with the restart
-  await publish(first.base, 'ra', 'a2')
-  first.proc.kill('SIGKILL')
-  const second = await serve(t, ['--workers', '2'])
-  await publish(second.base, 'rb', 'b2')
-  const clients = [await SseClient.connectOnWorker(second.port, '/sub/ra,rb', 0, { 'Last-Event-ID': last }), await SseClient.connectOnWorker(second.port, '/sub/ra,rb', 1, { 'Last-Event-ID': last })]
-  for (const resumed of clients) {
-    t.teardown(() => resumed.close())
-    const [b2] = await resumed.waitEvents(1)
-    t.is(b2!.data, 'b2')
-    const gaps = b2!.comments.filter((x) => x.startsWith(':parkline-gap ')).map((x) => JSON.parse(x.slice(':parkline-gap '.length)) as { requested: string })
-    t.deepEqual(gaps.map((g) => bracketAt(g.requested)).sort(), [0, 1], 'a signal for ra and one for rb: ' + JSON.stringify(b2))
-  }
-  await publish(second.base, 'ra', 'a3')
-  for (const resumed of clients) {
-    const [a3] = await resumed.waitEvents(2).then((e) => e.slice(1))
-    t.is(a3!.data, 'a3')
-    t.deepEqual(a3!.comments.filter((x) => x.startsWith(':parkline-gap')), [], 'once')
-  }
+const restart = test.macro({
+  async exec (t: ExecutionContext, deployment: 'one process' | '--workers 2') {
+    const start = async (): Promise<Restartable> => {
+      if (deployment === 'one process') {
+        const s = await startServer(t)
+        return { base: s.base, port: s.port, stop: async () => { await s.app.close() } }
+      }
+      const s = await serve(t, ['--workers', '2'])
+      return { base: s.base, port: s.port, stop: async () => { s.proc.kill('SIGKILL') } }
+    }
+    const first = await start()
+    await publish(first.base, 'ra', 'a1')
+    await publish(first.base, 'rb', 'b1')
+    const c = await SseClient.connect(first.port, '/sub/ra,rb?last_event_id=0:0')
+    const got = await c.waitEvents(2)
+    t.deepEqual(got.map((e) => e.data), ['a1', 'b1'])
+    const last = got[1]!.id!
+    c.close()
+    // never read, and lost with the restart
+    await publish(first.base, 'ra', 'a2')
+    await first.stop()
+    const second = await start()
+    await publish(second.base, 'rb', 'b2')
+    // with workers, on each: the one that owns ra and the one that holds a copy of it
+    const clients = deployment === 'one process'
+      ? [await SseClient.connect(second.port, '/sub/ra,rb', { 'Last-Event-ID': last })]
+      : [await SseClient.connectOnWorker(second.port, '/sub/ra,rb', 0, { 'Last-Event-ID': last }), await SseClient.connectOnWorker(second.port, '/sub/ra,rb', 1, { 'Last-Event-ID': last })]
+    for (const resumed of clients) {
+      t.teardown(() => resumed.close())
+      const [b2] = await resumed.waitEvents(1)
+      t.is(b2!.data, 'b2')
+      const gaps = b2!.comments.filter((x) => x.startsWith(':parkline-gap ')).map((x) => JSON.parse(x.slice(':parkline-gap '.length)) as { requested: string, resumed: string })
+      t.deepEqual(gaps.map((g) => bracketAt(g.requested)).sort(), [0, 1], 'a signal for ra and one for rb: ' + JSON.stringify(b2))
+      t.true(gaps.every((g) => g.resumed === b2!.id))
+    }
+    await publish(second.base, 'ra', 'a3')
+    for (const resumed of clients) {
+      const [a3] = await resumed.waitEvents(2).then((e) => e.slice(1))
+      t.is(a3!.data, 'a3')
+      t.deepEqual(a3!.comments.filter((x) => x.startsWith(':parkline-gap')), [], 'once')
+    }
+  },
+  title: (_, deployment: string) => `SSE across a restart, ${deployment}: both channels' records are new, and each gets its own gap signal with the first message; a message published before the restart and never read is not lost silently`
 })
+test(restart, 'one process')
+test(restart, '--workers 2')
 
 test('longpollMultipart: an answer whose parts come from two channels that both lost messages carries a Parkline-Gap for each', async (t) => {
   const srv = await startServer(t, { longpollMultipart: true, bufferLength: 2 })
