@@ -203,6 +203,11 @@ export class Parkline {
   #timer: ReturnType<typeof setTimeout> | null = null
   #openedAt = 0
   #delivered = 0
+  /**
+   * The rest of a multipart long-poll answer a stop() cut short: its parts carry no id to resume
+   * from, so the next start() delivers them first and then resumes after the answer's id.
+   */
+  #held: { list: Array<[string | ArrayBuffer, DeliveredMeta]>, next: number, transport: TransportName } | null = null
   // access control
   #tokenSource: TokenSource | undefined
   #renewBefore: number
@@ -311,11 +316,47 @@ export class Parkline {
     this.#index = 0
     this.#attempt = 0
     this.#refresh = true
+    if (this.#held !== null) {
+      const gen = ++this.#generation
+      this.#timer = setTimeout(() => {
+        this.#timer = null
+        if (gen === this.#generation && this.#drainHeld()) this.#connect()
+      }, 0)
+      return this
+    }
     this.#connect()
     return this
   }
 
-  /** Disconnect and stay disconnected; start() resumes from lastId. */
+  /** Deliver what is held of an answer: false when a stop() came in the middle (the rest stays held). */
+  #drainHeld (): boolean {
+    const held = this.#held!
+    const gen = this.#generation
+    while (held.next < held.list.length) {
+      if (!this.#running || gen !== this.#generation) return false
+      const [data, meta] = held.list[held.next++]!
+      this.#delivered++
+      this.#deliver(data, meta, held.transport)
+    }
+    if (this.#held === held) this.#held = null
+    return true
+  }
+
+  #deliver (data: string | ArrayBuffer, meta: DeliveredMeta, transport: TransportName): void {
+    if (meta.id !== undefined) {
+      this.lastId = meta.id
+      try { this.#storage?.setItem(this.#key, meta.id) } catch {}
+    }
+    // a message without an id (a multipart answer's parts but the last, plain WebSocket frames)
+    // names no channel: on a multiplexed subscription it is not known which one sent it
+    const channel = meta.id === undefined && this.channels.length > 1 ? undefined : this.channels[activePosition(meta.id)]
+    this.#emit('message', data, { id: meta.id, contentType: meta.contentType, channel, event: meta.event, transport })
+  }
+
+  /**
+   * Disconnect and stay disconnected; start() resumes from lastId. Called in a handler in the
+   * middle of a multipart long-poll answer, it keeps the answer's other messages for start().
+   */
   stop (): this {
     if (!this.#running) return this
     this.#running = false
@@ -340,6 +381,7 @@ export class Parkline {
   /** Forget the saved cursor: the next connection starts from the oldest buffered message. */
   resetCursor (): void {
     this.lastId = null
+    this.#held = null
     try { this.#storage?.removeItem?.(this.#key) } catch {}
   }
 
@@ -505,14 +547,12 @@ export class Parkline {
       onMessage (data: string | ArrayBuffer, meta: DeliveredMeta) {
         if (!owner()) return
         self.#delivered++
-        if (meta.id !== undefined) {
-          self.lastId = meta.id
-          try { self.#storage?.setItem(self.#key, meta.id) } catch {}
-        }
-        // a message without an id (a multipart answer's parts but the last, plain WebSocket frames)
-        // names no channel: on a multiplexed subscription it is not known which one sent it
-        const channel = meta.id === undefined && self.channels.length > 1 ? undefined : self.channels[activePosition(meta.id)]
-        self.#emit('message', data, { id: meta.id, contentType: meta.contentType, channel, event: meta.event, transport: self.#currentName! })
+        self.#deliver(data, meta, self.#currentName!)
+      },
+      onMessages (list: Array<[string | ArrayBuffer, DeliveredMeta]>) {
+        if (!owner()) return
+        self.#held = { list, next: 0, transport: self.#currentName! }
+        self.#drainHeld()
       },
       onGap (requested: string, resumed: string | undefined) {
         if (!owner()) return

@@ -105,6 +105,8 @@ export interface AuthEnd {
 export interface TransportCallbacks {
   onOpen (): void
   onMessage (data: string | ArrayBuffer, meta: DeliveredMeta): void
+  /** Several messages that came together (a multipart long-poll answer), the last with the answer's id. */
+  onMessages (list: Array<[string | ArrayBuffer, DeliveredMeta]>): void
   onGap (requested: string, resumed: string | undefined): void
   /** Called exactly once per `open()`, unless `close()` was called first. */
   onClose (info: CloseInfo): void
@@ -769,12 +771,16 @@ export class LongPollTransport implements ClientTransport {
         this.#cb.onMessage(body, { id, contentType: type, event: undefined })
         return false
       }
-      // the answer's id is the last part's; the parts before it carry none (as Nchan's)
-      for (let i = 0; i < parts.length && !this.#done; i++) {
+      // the answer's id is the last part's; the parts before it carry none (as Nchan's). Handed
+      // over together: a stop() in the middle keeps the rest for the next start() (no id to
+      // resume from between them)
+      const list: Array<[string | ArrayBuffer, DeliveredMeta]> = []
+      for (let i = 0; i < parts.length; i++) {
         const p = parts[i]!
         const data = p.contentType === 'application/octet-stream' ? p.data.slice().buffer : new TextDecoder().decode(p.data)
-        this.#cb.onMessage(data, { id: i === parts.length - 1 ? id : undefined, contentType: p.contentType, event: undefined })
+        list.push([data, { id: i === parts.length - 1 ? id : undefined, contentType: p.contentType, event: undefined }])
       }
+      this.#cb.onMessages(list)
       return false
     }
     const text = await res.text().catch(() => '')

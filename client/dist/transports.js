@@ -121,6 +121,8 @@ export const TRANSPORT_NAMES                           = ['websocket', 'eventsou
 
 
 
+
+
 function closeInfo (opened         , reason        , extra                     = {})            {
   return { opened, reason, hint: null, refused: false, fallback: false, badCursor: false, clean: false, auth: null, ...extra }
 }
@@ -770,12 +772,16 @@ export class LongPollTransport                            {
         this.#cb.onMessage(body, { id, contentType: type, event: undefined })
         return false
       }
-      // the answer's id is the last part's; the parts before it carry none (as Nchan's)
-      for (let i = 0; i < parts.length && !this.#done; i++) {
+      // the answer's id is the last part's; the parts before it carry none (as Nchan's). Handed
+      // over together: a stop() in the middle keeps the rest for the next start() (no id to
+      // resume from between them)
+      const list                                               = []
+      for (let i = 0; i < parts.length; i++) {
         const p = parts[i]
         const data = p.contentType === 'application/octet-stream' ? p.data.slice().buffer : new TextDecoder().decode(p.data)
-        this.#cb.onMessage(data, { id: i === parts.length - 1 ? id : undefined, contentType: p.contentType, event: undefined })
+        list.push([data, { id: i === parts.length - 1 ? id : undefined, contentType: p.contentType, event: undefined }])
       }
+      this.#cb.onMessages(list)
       return false
     }
     const text = await res.text().catch(() => '')

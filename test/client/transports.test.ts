@@ -490,6 +490,39 @@ test('longpoll against a server with longpollMultipart: each message of a multip
   t.deepEqual(rec.messages.map((m) => m.meta.channel), ['mp', 'mp', 'mp', 'mp'])
 })
 
+const stopMidAnswer = test.macro({
+  async exec (t: ExecutionContext, restart: 'later' | 'in the same handler') {
+    const { base } = await startServer(t, { longpollMultipart: true })
+    for (const m of ['one', 'two', 'three']) await pub(base, 'ms', m)
+    const client = new Parkline(`${base}/sub/ms`, { transports: ['longpoll'], minDelay: 50 })
+    t.teardown(() => { client.stop() })
+    const got: string[] = []
+    client.on('message', (data) => {
+      got.push(data as string)
+      // the first part of the answer's three: the rest waits, and comes first when started again
+      if (got.length === 1) {
+        client.stop()
+        if (restart === 'in the same handler') client.start()
+      }
+    })
+    client.start()
+    await eventually(async () => got.length >= 1, 5000)
+    await sleep(300)
+    if (restart === 'later') {
+      t.deepEqual(got, ['one'], 'nothing after stop()')
+      client.start()
+    }
+    const four = await pub(base, 'ms', 'four')
+    await eventually(async () => got.length >= 4, 5000)
+    await sleep(200)
+    t.deepEqual(got, ['one', 'two', 'three', 'four'], 'each once, in order')
+    t.is(client.lastId, four)
+  },
+  title: (_, restart: string) => `longpoll against longpollMultipart: stop() in a handler in the middle of an answer, start() ${restart}: the rest of the answer comes next, nothing twice`
+})
+test(stopMidAnswer, 'later')
+test(stopMidAnswer, 'in the same handler')
+
 test('longpoll, multiplexed, longpollMultipart: a part that comes without an id is not named after the first channel', async (t) => {
   const { base } = await startServer(t, { longpollMultipart: true })
   await pub(base, 'mx', 'from x')
