@@ -50,6 +50,7 @@ export interface ParklineOptions {
   longpollMultipart: boolean
   corsOrigins: string[]
   maxSubscribers: number
+  maxSubscribersPerUser: number
   maxChannels: number
   drainWindow: number
   healthPath: string
@@ -141,6 +142,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'tcpNoDelay', kind: 'bool', default: true, doc: 'Stream subscribers (SSE, WebSocket, chunked, multipart): each write leaves at once (TCP_NODELAY). false lets the kernel hold a small write while the subscriber has not acknowledged the one before (Nagle): more deliveries per CPU-second when one subscriber gets messages closer together than about 40 ms, for up to the client\'s delayed-ACK time (about 40 ms on Linux) more latency.' },
   { name: 'corsOrigins', kind: 'list', default: [], doc: 'Allowed origins (scheme://host[:port], lower case, no trailing /; "*" or a wildcard stops the start); empty = every origin.' },
   { name: 'maxSubscribers', kind: 'int', default: 0, min: 0, doc: 'Subscribers per process before 503; 0 = 90% of the open-file limit (at most the limit less 64).' },
+  { name: 'maxSubscribersPerUser', kind: 'int', default: 0, min: 0, doc: 'Subscribers one token `sub` may hold per process before 429; 0 = no limit.' },
   { name: 'maxChannels', kind: 'int', default: 500000, min: 1, doc: 'Channel records per process; a publish or subscription that would create more gets 503 with Retry-After.' },
   { name: 'drainWindow', kind: 'int', default: 10, min: 0, doc: 'Seconds over which SIGTERM closes subscribers in waves; sooner once none is left and no publish came for a second.' },
   { name: 'healthPath', kind: 'string', default: '/health', embedded: '/parkline/health', doc: 'Health check for load balancers (200, or 503 while draining, the shared store is down or a worker is away); empty = off. Embedded: /parkline/health under the register prefix.' },

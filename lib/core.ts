@@ -11,7 +11,7 @@ import { MemoryEngine, type Engine, type PublishResult } from './engine.ts'
 import { withGaps } from './message-id.ts'
 import { channelInfo } from './channel-info.ts'
 import { IdempotencyKeys } from './idempotency.ts'
-import type { Revocations } from './auth.ts'
+import type { Grant, Revocations } from './auth.ts'
 import type { Access } from './access.ts'
 import type { Metrics } from './metrics.ts'
 import type { Socket } from 'node:net'
@@ -390,6 +390,8 @@ export class Core {
       countRepeated(sub.channels, 1)
     }
     this.table.add(sub)
+    const user = this.#userOf(sub.grant)
+    if (user !== null) this.#perUser.set(user, (this.#perUser.get(user) ?? 0) + 1)
     if (this.opts.subscriberTimeout > 0) sub.deadline = this.nowSec + this.opts.subscriberTimeout
     // a token's expiry is a deadline too (no timer of its own): whichever comes first
     const exp = sub.grant === null ? 0 : sub.grant.exp
@@ -417,7 +419,32 @@ export class Core {
       this.registry.release(ch)
     }
     this.table.remove(sub)
+    const user = this.#userOf(sub.grant)
+    if (user !== null) {
+      const n = this.#perUser.get(user)! - 1
+      if (n > 0) this.#perUser.set(user, n)
+      else this.#perUser.delete(user)
+    }
     this.engine.unregistered(sub)
+  }
+
+  /** Subscribers registered here per token `sub`, with maxSubscribersPerUser set (only users that hold some). */
+  readonly #perUser = new Map<string, number>()
+
+  /** The user a grant counts for under maxSubscribersPerUser, or null (no limit, no token, no `sub`). */
+  #userOf (grant: Grant | null): string | null {
+    return this.opts.maxSubscribersPerUser > 0 && grant !== null ? grant.sub : null
+  }
+
+  /**
+   * Would one more subscriber of this grant pass the user's limit (maxSubscribersPerUser)? A
+   * refusal is counted. Checked where the subscriber is admitted, in the turn that registers it.
+   */
+  overUserLimit (grant: Grant | null): boolean {
+    const user = this.#userOf(grant)
+    if (user === null || (this.#perUser.get(user) ?? 0) < this.opts.maxSubscribersPerUser) return false
+    this.stats.refusedBy[REFUSAL_REASONS.indexOf('user_limit')]!++
+    return true
   }
 
   /** Would creating the missing ones of `keys` pass the maxChannels cap? */

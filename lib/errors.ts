@@ -42,6 +42,8 @@ export const ERRORS = {
   METHOD_NOT_ALLOWED: { code: 'PKL_ERR_METHOD_NOT_ALLOWED', statusCode: 405, message: 'Method Not Allowed' },
   ORIGIN_NOT_ALLOWED: { code: 'PKL_ERR_ORIGIN_NOT_ALLOWED', statusCode: 403, message: 'Origin not allowed' },
   OVER_CAPACITY: { code: 'PKL_ERR_OVER_CAPACITY', statusCode: 503, message: 'Service Unavailable' },
+  /** The token's `sub` holds maxSubscribersPerUser subscribers in this process (lib/core.ts Core.overUserLimit). */
+  USER_LIMIT: { code: 'PKL_ERR_USER_LIMIT', statusCode: 429, message: 'Too Many Requests: this user holds its limit of subscriptions' },
   BODY_ABORTED: { code: 'PKL_ERR_BODY_ABORTED', statusCode: 400, message: 'Request body aborted' },
   NOT_LOOPBACK: { code: 'PKL_ERR_NOT_LOOPBACK', statusCode: 403, message: 'Forbidden' },
   NOT_ACCEPTABLE: { code: 'PKL_ERR_NOT_ACCEPTABLE', statusCode: 406, message: 'Not Acceptable' },

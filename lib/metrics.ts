@@ -152,7 +152,7 @@ export class Metrics {
       set({ cause: 'expired' }, s.gapsExpired)
       set({ cause: 'dropped' }, s.gapsDropped)
     })
-    counterFrom(r, 'parkline_connections_refused_total', 'New subscribers refused (503), by reason: draining, capacity (the connection limit), unavailable (the store, or with workers a channel\'s owner, away).', ['reason'], (set) => {
+    counterFrom(r, 'parkline_connections_refused_total', 'New subscribers refused, by reason: draining, capacity (the connection limit), unavailable (the store, or with workers a channel\'s owner, away), all 503; user_limit (429: the token\'s sub holds maxSubscribersPerUser).', ['reason'], (set) => {
       for (let i = 0; i < REFUSAL_REASONS.length; i++) set({ reason: REFUSAL_REASONS[i]! }, s.refusedBy[i]!)
     })
     counterFrom(r, 'parkline_auth_refusals_total', 'Requests refused by access control, by status.', ['status'], (set) => {

@@ -2,7 +2,7 @@
 // reads them when scraped.
 
 /** Why new subscribers were refused (Stats.refusedBy, parkline_connections_refused_total's `reason`). */
-export const REFUSAL_REASONS = ['draining', 'capacity', 'unavailable'] as const
+export const REFUSAL_REASONS = ['draining', 'capacity', 'unavailable', 'user_limit'] as const
 
 export class Stats {
   readonly transportNames: readonly string[]
@@ -13,9 +13,12 @@ export class Stats {
   gapsDropped = 0
   overflowDisconnect = 0
   overflowDropOldest = 0
-  /** New subscribers refused (503), by why (REFUSAL_REASONS): draining, at the connection limit, the store or an owner away. */
-  readonly refusedBy: [number, number, number] = [0, 0, 0]
-  get refused (): number { return this.refusedBy[0] + this.refusedBy[1] + this.refusedBy[2] }
+  /**
+   * New subscribers refused, by why (REFUSAL_REASONS): draining, at the connection limit, the store
+   * or an owner away (503); a user at maxSubscribersPerUser (429).
+   */
+  readonly refusedBy: [number, number, number, number] = [0, 0, 0, 0]
+  get refused (): number { return this.refusedBy[0] + this.refusedBy[1] + this.refusedBy[2] + this.refusedBy[3] }
   /** Messages dropped for slow subscribers (queuePolicy drop-oldest). */
   messagesDropped = 0
   /** Publisher, long-poll and stream connections the standalone server reads itself now (lib/raw-publish.ts). */

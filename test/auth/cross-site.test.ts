@@ -9,15 +9,10 @@ import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import test, { type ExecutionContext } from 'ava'
 import { ambientCredentials } from '../../lib/access.ts'
-import { AUTH_SERVER, mint, pubKey } from '../helpers/auth.ts'
+import { AUTH_SERVER, TRANSPORT_HEADERS, mint, pubKey, type SubscribeTransport } from '../helpers/auth.ts'
 import { parseResponse, startServer } from '../helpers/server.ts'
 
-type Transport = 'eventsource' | 'longpoll' | 'websocket'
-const TRANSPORT_HEADERS: Record<Transport, string> = {
-  eventsource: 'Accept: text/event-stream\r\n',
-  longpoll: '',
-  websocket: 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n'
-}
+type Transport = SubscribeTransport
 const OK: Record<Transport, number> = { eventsource: 200, longpoll: 200, websocket: 101 }
 
 /** One subscription's answer head and what came with it (bounded: 3 s for the head). */

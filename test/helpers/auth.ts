@@ -80,3 +80,11 @@ export async function publishNumbered (base: string, channel: string, count: num
   }
   return sent
 }
+
+/** A raw subscription request's transport headers (net.connect tests of access control). */
+export type SubscribeTransport = 'eventsource' | 'longpoll' | 'websocket'
+export const TRANSPORT_HEADERS: Record<SubscribeTransport, string> = {
+  eventsource: 'Accept: text/event-stream\r\n',
+  longpoll: '',
+  websocket: 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n'
+}
