@@ -8,7 +8,7 @@ import type { Socket } from 'node:net'
 import type { Core } from './core.ts'
 import { ERRORS, ParklineError, type ErrorSpec } from './errors.ts'
 import { unpinned, type Message } from './message.ts'
-import type { Cursor } from './message-id.ts'
+import { gapSignals, type Cursor } from './message-id.ts'
 import { F_CATCHING_UP, F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from './subscriber.ts'
 
 /** One message as a server-side consumer receives it. */
@@ -26,7 +26,11 @@ export interface ParklineMessage {
    * at once: then one cursor per channel, each bracketing its channel, separated by a space.
    */
   gap: string | null
+  /** The same signals one by one: a cursor per channel that lost messages; empty when none. */
+  gaps: readonly string[]
 }
+
+const NO_GAPS: readonly string[] = Object.freeze([])
 
 interface Waiter {
   resolve: (r: IteratorResult<ParklineMessage>) => void
@@ -190,5 +194,5 @@ function fail (e: ErrorSpec, detail = ''): ParklineError {
 function toItem (sub: Subscriber, msg: Message, pos: number, gap: string | null): ParklineMessage {
   const id = sub.advance(msg, pos)
   // the application may keep `data`: its own bytes, not a view that keeps a shared slab (lib/message.ts)
-  return { id, channel: sub.channels[pos]!.key, data: unpinned(msg.data), contentType: msg.contentType, event: msg.event, gap }
+  return { id, channel: sub.channels[pos]!.key, data: unpinned(msg.data), contentType: msg.contentType, event: msg.event, gap, gaps: gap === null ? NO_GAPS : gapSignals(gap) }
 }

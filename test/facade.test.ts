@@ -283,3 +283,32 @@ test('publish copies the caller\'s bytes: changing its array after, shared or gr
   await sse.until(() => sse.events.length >= 3)
   t.deepEqual(sse.events.map((e) => e.data), ['one\ntwo', 'six\nsix', 'ten\nten'])
 })
+
+test('subscribe: a resume whose channels lost messages gets the gap signal, each naming its channel, in gaps (and space-joined in gap)', async (t) => {
+  const srv = await startServer(t, { bufferLength: 1 })
+  const p = srv.app.parkline
+  const a1 = await p.publish('ga', 'a1')
+  await p.publish('gb', 'b1')
+  const first = p.subscribe(['ga', 'gb'])
+  const read = await take(first, 2)
+  t.deepEqual(read.map((m) => [m.data.toString(), m.gap, m.gaps]), [['a1', null, []], ['b1', null, []]])
+  const cursor = read[1]!.id
+  await first.return?.()
+  // two more on each: the one after the cursor leaves each buffer of one
+  for (const n of ['2', '3']) {
+    await p.publish('ga', 'a' + n)
+    await p.publish('gb', 'b' + n)
+  }
+  const resumed = p.subscribe(['ga', 'gb'], { lastEventId: cursor })
+  const got = await take(resumed, 2)
+  t.deepEqual(got.map((m) => m.data.toString()), ['a3', 'b3'])
+  // each names its own channel (the bracket); gap is gaps space-joined
+  t.deepEqual(got.map((m) => m.gaps.map((g) => g.slice(g.indexOf(':') + 1).split(',').findIndex((x) => x.startsWith('[')))), [[0], [1]], JSON.stringify(got))
+  for (const m of got) t.is(m.gap, m.gaps.join(' '))
+  await resumed.return?.()
+  // single channel: one
+  const one = p.subscribe('ga', { lastEventId: a1.id })
+  const [x] = await take(one, 1)
+  t.deepEqual([x!.data.toString(), x!.gaps], ['a3', [a1.id]])
+  await one.return?.()
+})
