@@ -321,6 +321,8 @@ export class Parkline {
       const gen = ++this.#generation
       this.#timer = setTimeout(() => {
         this.#timer = null
+        // (the drain this start() was called from may have finished the answer meanwhile, or
+        // resetCursor() dropped it)
         if (gen === this.#generation && this.#drainHeld()) this.#connect()
       }, 0)
       return this
@@ -329,9 +331,10 @@ export class Parkline {
     return this
   }
 
-  /** Deliver what is held of an answer: false when a stop() came in the middle (the rest stays held). */
+  /** Deliver what is held of an answer, if anything: false when a stop() came in the middle (the rest stays held). */
   #drainHeld ()          {
     const held = this.#held
+    if (held === null) return true
     const gen = this.#generation
     while (held.next < held.list.length) {
       if (!this.#running || gen !== this.#generation) return false
@@ -356,7 +359,8 @@ export class Parkline {
 
   /**
    * Disconnect and stay disconnected; start() resumes from lastId. Called in a handler in the
-   * middle of a multipart long-poll answer, it keeps the answer's other messages for start().
+   * middle of a multipart long-poll answer, it keeps the answer's other messages (in memory) for
+   * start(), which delivers them before it connects.
    */
   stop ()       {
     if (!this.#running) return this

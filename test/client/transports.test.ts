@@ -523,6 +523,37 @@ const stopMidAnswer = test.macro({
 test(stopMidAnswer, 'later')
 test(stopMidAnswer, 'in the same handler')
 
+test('longpoll against longpollMultipart: stop() and start() in the handler of an answer\'s last message, or start() then resetCursor() while an answer is held, go on polling', async (t) => {
+  const { base } = await startServer(t, { longpollMultipart: true })
+  for (const m of ['one', 'two', 'three']) await pub(base, 'mt', m)
+  const last = new Parkline(`${base}/sub/mt`, { transports: ['longpoll'], minDelay: 50 })
+  t.teardown(() => { last.stop() })
+  const got: string[] = []
+  last.on('message', (data) => {
+    got.push(data as string)
+    if (got.length === 3) { last.stop(); last.start() }
+  })
+  last.start()
+  await eventually(async () => got.length >= 3, 5000)
+  await pub(base, 'mt', 'four')
+  await eventually(async () => got.length >= 4, 5000)
+  t.deepEqual(got, ['one', 'two', 'three', 'four'])
+  // held, then start() and resetCursor() before the held rest is delivered: from the oldest again
+  const reset = new Parkline(`${base}/sub/mt`, { transports: ['longpoll'], minDelay: 50 })
+  t.teardown(() => { reset.stop() })
+  const again: string[] = []
+  reset.on('message', (data) => {
+    again.push(data as string)
+    if (again.length === 1) reset.stop()
+  })
+  reset.start()
+  await eventually(async () => again.length >= 1, 5000)
+  reset.start()
+  reset.resetCursor()
+  await eventually(async () => again.length >= 5, 5000)
+  t.deepEqual(again, ['one', 'one', 'two', 'three', 'four'])
+})
+
 test('longpoll, multiplexed, longpollMultipart: a part that comes without an id is not named after the first channel', async (t) => {
   const { base } = await startServer(t, { longpollMultipart: true })
   await pub(base, 'mx', 'from x')
