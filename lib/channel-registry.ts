@@ -4,6 +4,9 @@ import type { ByteArena } from './byte-arena.ts'
 import { MessageBuffer } from './message-buffer.ts'
 import type { Subscriber } from './subscriber.ts'
 
+/** Channel.horizonTag covering every message of Channel.horizonTime's second. */
+export const HORIZON_ALL = Number.MAX_SAFE_INTEGER
+
 /** Dropped records whose floors are kept (ChannelRegistry #dropped). */
 export const DROPPED_CAP = 65_536
 
@@ -24,12 +27,15 @@ export class Channel {
    */
   floorKnown: boolean
   /**
-   * Where the floor is not known: seconds below which a cursor may have lost messages all the same,
-   * 0 when none (Subscriber.lostAt). A Redis node that loads a channel the store has no record of,
-   * or a record made again, knows that nothing was published on it for a message timeout before
-   * (a record lives as long as its newest message): older messages may have come and expired.
+   * Where the floor is not known: the id up to which messages may have been lost all the same
+   * (Subscriber.lostAt), (0, -1) when none; a tag of HORIZON_ALL covers its whole second. A Redis
+   * node that loads a channel the store has no record of, or a record made again, knows that
+   * nothing was published on it for a message timeout before (a record lives as long as its
+   * newest message), and the last id a recent DELETE removed: older messages may have come and
+   * expired, or been deleted, unseen here.
    */
-  horizon: number
+  horizonTime: number
+  horizonTag: number
   /** Newest id issued, (0, 0) before the first publish. */
   lastTime: number
   lastTag: number
@@ -52,7 +58,8 @@ export class Channel {
     this.floorTag = -1
     this.floorExpired = false
     this.floorKnown = false
-    this.horizon = 0
+    this.horizonTime = 0
+    this.horizonTag = -1
     this.lastTime = 0
     this.lastTag = 0
     this.lastRequested = -1
@@ -96,6 +103,11 @@ export class Channel {
     this.floorTag = tag
     this.floorExpired = expired
     this.floorKnown = true
+  }
+
+  /** True when a message newer than the cursor (time, tag) may have been lost below the horizon. */
+  hasHorizonAfter (time: number, tag: number): boolean {
+    return this.horizonTime > time || (this.horizonTime === time && this.horizonTag > tag)
   }
 
   /** True when a message newer than the cursor (time, tag) has left the buffer. */

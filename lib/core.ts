@@ -241,20 +241,23 @@ export class Core {
   }
 
   /** Restore a channel's id state from a snapshot before its messages are applied. */
-  loadChannel (key: string, lastTime: number, lastTag: number, floorTime: number, floorTag: number, horizon = 0): void {
+  loadChannel (key: string, lastTime: number, lastTag: number, floorTime: number, floorTag: number, horizonTime = 0, horizonTag = -1): void {
     const ch = this.registry.getOrCreate(key, this.nowSec)
     ch.lastTime = lastTime
     ch.lastTag = lastTag
     ch.floorTime = floorTime
     ch.floorTag = floorTag
     ch.floorKnown = floorTag >= 0
-    ch.horizon = horizon
+    ch.horizonTime = horizonTime
+    ch.horizonTag = horizonTag
   }
 
-  /** The authority has no record of the channel: a cursor below `horizon` (seconds) may have lost messages (Channel.horizon). */
-  setHorizon (key: string, horizon: number): void {
+  /** The authority has no record of the channel: a cursor up to this id may have lost messages (Channel.horizonTime). */
+  setHorizon (key: string, time: number, tag: number): void {
     const ch = this.registry.get(key)
-    if (ch !== undefined) ch.horizon = horizon
+    if (ch === undefined) return
+    ch.horizonTime = time
+    ch.horizonTag = tag
   }
 
   #append (ch: Channel, msg: Message): Message {

@@ -31,6 +31,7 @@ import { createHash } from 'node:crypto'
 import { hostname } from 'node:os'
 import { createClient, createCluster, createSentinel, RESP_TYPES } from '@redis/client'
 import type { ChannelInfo } from './channel-info.ts'
+import { HORIZON_ALL } from './channel-registry.ts'
 import type { Core, ParklineLog } from './core.ts'
 import type { Engine, PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
@@ -1185,6 +1186,22 @@ export class RedisEngine implements Engine {
     return { ...this.#sum(r[0]), messages: num(r[1]), requested: num(r[2]), lastMessageId: t === 0 ? '0:0' : formatId(t, num(r[4])) }
   }
 
+  /**
+   * A multiplexed long-poll with a channel whose replica here is not loaded (or is being read
+   * again) is not answered before it is counted: that channel's messages in the store are not
+   * here yet, and a message of another channel answered first would put the cursor past them.
+   * It is answered once the replicas are filled (registered).
+   */
+  answersEarly (sub: Subscriber): boolean {
+    const chans = sub.channels
+    if (chans.length === 1) return true
+    for (let k = 0; k < chans.length; k++) {
+      const r = this.#replicas.get(chans[k]!.key)
+      if (r === undefined || r.state !== LIVE || r.busy || r.stale) return false
+    }
+    return true
+  }
+
   registered (sub: Subscriber): boolean {
     let loading = false
     for (let k = 0; k < sub.channels.length; k++) {
@@ -1415,7 +1432,7 @@ export class RedisEngine implements Engine {
     const start = live ? `${r.lastTime}-${r.lastTag + 1}` : '-'
     const last = live && r.lastTime > 0 ? `${r.lastTime}-${r.lastTag}` : ''
     const ttl = String(this.#core.opts.messageTimeout * 1000)
-    const res = await this.#call(this.#bin, 'LOAD', [channelKey(key, 'm'), channelKey(key, 'b'), channelKey(key, 'x')], [ttl, start, last]) as unknown[]
+    const res = await this.#call(this.#bin, 'LOAD', [channelKey(key, 'm'), channelKey(key, 'b'), channelKey(key, 'x'), channelKey(key, 'd')], [ttl, start, last]) as unknown[]
     if (this.#replicas.get(key) !== r) return
     const exists = num(res[0]) === 1
     const lt = num(res[1])
@@ -1490,12 +1507,20 @@ export class RedisEngine implements Engine {
       // one made again (its floor is its creation), means nothing was published on the channel
       // for a message timeout before, and what came earlier may have expired unseen here
       // (Channel.horizon: a multiplexed cursor below it gets the gap signal): such a message was
-      // published a timeout or more before `since` (Redis' seconds, as ids are)
+      // published a timeout or more before `since` (Redis' seconds, as ids are). A DELETE in the
+      // last hour (or timeout) left its last id: a cursor up to it may have lost what it removed.
       const timeout = Math.floor(core.opts.messageTimeout)
       const since = !exists ? num(res[11]) : num(res[4]) < 0 ? num(res[3]) : 0
-      const horizon = timeout > 0 && since > 0 ? Math.max(0, since - timeout + 1) : 0
-      if (exists) core.loadChannel(key, lt, lg, num(res[3]), num(res[4]), horizon)
-      else core.setHorizon(key, horizon)
+      let hTime = timeout > 0 && since > timeout ? since - timeout : 0
+      let hTag = hTime > 0 ? HORIZON_ALL : -1
+      const deleted = since > 0 ? /^(\d+) (\d+)$/.exec(str(res[12])) : null
+      if (deleted !== null) {
+        const dt = Number(deleted[1])
+        const dg = Number(deleted[2])
+        if (dt > hTime || (dt === hTime && dg > hTag)) [hTime, hTag] = [dt, dg]
+      }
+      if (exists) core.loadChannel(key, lt, lg, num(res[3]), num(res[4]), hTime, hTag)
+      else core.setHorizon(key, hTime, hTag)
       r.lastTime = 0
       r.lastTag = 0
     }

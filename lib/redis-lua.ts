@@ -11,8 +11,9 @@
 //                      d (body), c (content type, absent = none), e (event, absent = none)
 //   pk:{T}:s   hash    subscriber counts: node id -> that node's count; `~r` -> ms of the last arrival
 //   pk:{T}:x   string  tombstone: the generation a DELETE removed (recovery tells delete from wipe)
-//   pk:{T}:d   string  `<lt> <lg>`: the last id a DELETE removed, until a second past that id's second
-//                      (2 s at least): a record a publish makes again before then goes on after it
+//   pk:{T}:d   string  `<lt> <lg>`: the last id a DELETE removed, as long as the tombstone: a record a
+//                      publish makes again in that id's second or before goes on after it; a node
+//                      that loads the channel counts a cursor up to it as a loss (LOAD)
 //   pk:{T}:i:<k> string  the id an Idempotency-Key published (idempotencyWindow)
 //   pk:{T}:f:<k> string  that message's fingerprint (lib/idempotency.ts), beside it: a key of its
 //                      own, so a node of an older version reads pk:{T}:i:<k> as it always did
@@ -183,10 +184,11 @@ export const INFO = COMMON + INFO_BODY + 'return info\n'
 /** KEYS m b s x d; ARGV ttlMs pubsubChannel sharded. Info as it was, or nil. */
 export const DELETE = COMMON + INFO_BODY + `
 local g = redis.call('HGET', KEYS[1], 'g')
--- the last id, for a record made again before its second passes (PUBLISH): kept until a second
--- after that, even where the record's seconds ran ahead of this clock (a clock stepped back)
+-- the last id, for a record made again before its second passes (PUBLISH), even where the
+-- record's seconds ran ahead of this clock (a clock stepped back); and, as long as the tombstone,
+-- for a node that loads the channel (LOAD): a cursor up to it may have lost what was deleted
 if m[1] then
-  redis.call('SET', KEYS[5], m[1] .. ' ' .. (m[2] or 0), 'PX', math.max(2000, (tonumber(m[1]) + 1) * 1000 - nowms + 1000))
+  redis.call('SET', KEYS[5], m[1] .. ' ' .. (m[2] or 0), 'PX', math.max(ttl, 3600000, (tonumber(m[1]) + 1) * 1000 - nowms + 1000))
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 if g then redis.call('SET', KEYS[4], g, 'PX', math.max(ttl, 3600000)) end
@@ -195,12 +197,13 @@ return info
 `
 
 /**
- * KEYS m b x; ARGV ttlMs start (`-` or `<seconds>-<tag>`, inclusive) last (`<seconds>-<tag>`, the last id the
- * caller applied, or ''). The channel record and its buffered messages after start: {exists, lt,
- * lg, ft, fg, g, tombstone, entries, bt, bg, prev, sec} (bt '' on a record written before bases
- * were kept); prev: the newest buffered message at or below `last` as {id, published ms, body
- * bytes}, or '' (the caller compares it with its own copy: a different message under an id it
- * applied means a failover lost that id and a publish took it again); sec: Redis' seconds now.
+ * KEYS m b x d; ARGV ttlMs start (`-` or `<seconds>-<tag>`, inclusive) last (`<seconds>-<tag>`, the last id
+ * the caller applied, or ''). The channel record and its buffered messages after start: {exists,
+ * lt, lg, ft, fg, g, tombstone, entries, bt, bg, prev, sec, deleted} (bt '' on a record written
+ * before bases were kept); prev: the newest buffered message at or below `last` as {id, published
+ * ms, body bytes}, or '' (the caller compares it with its own copy: a different message under an
+ * id it applied means a failover lost that id and a publish took it again); sec: Redis' seconds
+ * now; deleted: `<lt> <lg>`, the last id a DELETE removed (pk:{T}:d), or ''.
  */
 export const LOAD = COMMON + `
 local sec, nowms = clock()
@@ -222,7 +225,8 @@ if ARGV[3] ~= nil and ARGV[3] ~= '' then
   end
 end
 return {exists, tonumber(m[1]) or 0, tonumber(m[2]) or 0, tonumber(m[3]) or 0, tonumber(m[4]) or -1, m[5] or '',
-  redis.call('GET', KEYS[3]) or '', redis.call('XRANGE', KEYS[2], ARGV[2], '+'), m[6] or '', m[7] or '', prev, sec}
+  redis.call('GET', KEYS[3]) or '', redis.call('XRANGE', KEYS[2], ARGV[2], '+'), m[6] or '', m[7] or '', prev, sec,
+  (KEYS[4] and redis.call('GET', KEYS[4])) or ''}
 `
 
 /**

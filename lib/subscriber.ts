@@ -3,7 +3,7 @@
 // ServerResponse and HTTP parser are let go once the head is written (see transports/sse.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import type { Channel } from './channel-registry.ts'
+import { HORIZON_ALL, type Channel } from './channel-registry.ts'
 import type { Message } from './message.ts'
 import { formatId, formatTags, formatVector, type Cursor } from './message-id.ts'
 import type { Backlog } from './backlog.ts'
@@ -115,6 +115,14 @@ export class Subscriber {
       for (let k = 0; k < m.times.length; k++) {
         if (k === pos || !this.lostAt(k)) continue
         const ch = this.channels[k]!
+        if (!ch.floorKnown) {
+          // a loss below the horizon: what the channel holds is all after it (a creation floor
+          // is this process's second, which may run ahead of the authority's ids)
+          m.times[k] = ch.horizonTime
+          m.tags[k] = ch.horizonTag
+          if (ch.horizonTime === msg.time && ch.horizonTag !== HORIZON_ALL) m.vTags[k] = ch.horizonTag
+          continue
+        }
         m.times[k] = ch.floorTime
         m.tags[k] = ch.floorTag
         // a floor in this very second is printed in the vector, so that a resume from this id
@@ -131,12 +139,12 @@ export class Subscriber {
    * Did messages of position `k` after its cursor leave the buffer (evicted, expired, a restart)?
    * Only an explicit cursor counts, and only a known floor (Channel.floorKnown): the creation
    * floor of a replica says nothing of an idle channel (one re-made for each long-poll). Without
-   * one, a cursor below the channel's horizon (Channel.horizon) may have lost messages.
+   * one, a cursor below the channel's horizon (Channel.horizonTime) may have lost messages.
    */
   lostAt (k: number): boolean {
     const t = this.timeAt(k)
     const ch = this.channels[k]!
-    return t > 0 && (ch.floorKnown ? ch.hasGapAfter(t, this.tagAt(k)) : t < ch.horizon)
+    return t > 0 && (ch.floorKnown ? ch.hasGapAfter(t, this.tagAt(k)) : ch.hasHorizonAfter(t, this.tagAt(k)))
   }
 
   /** The cursor of position `pos` in canonical form, for the gap signal (§11a). */

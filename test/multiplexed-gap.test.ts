@@ -5,7 +5,7 @@
 import test, { type ExecutionContext } from 'ava'
 import { serve } from './helpers/node.ts'
 import { redisCommand, startRedis } from './helpers/redis.ts'
-import { SseClient, publish, rawRequest, startServer } from './helpers/server.ts'
+import { SseClient, eventually, publish, rawRequest, startServer } from './helpers/server.ts'
 
 /** Every `Parkline-Gap` header line of a raw answer, in order. */
 function gapLines (raw: string): string[] {
@@ -105,6 +105,66 @@ test('two Redis nodes: a channel whose unread message expired, record and all, i
   t.is(after.body, 'a3')
   t.deepEqual(after.gaps, [])
 })
+
+test('Redis: a multiplexed long-poll on a node that holds one channel\'s copy but not the other\'s gets the other\'s earlier message first, not skipped', async (t) => {
+  const redis = await startRedis(t)
+  const url = `redis://127.0.0.1:${redis.port}`
+  const one = await startServer(t, { redisUrl: url })
+  const two = await startServer(t, { redisUrl: url })
+  await publish(one.base, 'xb', 'b0')
+  const first = await poll(one.port, '/sub/xa,xb', '')
+  t.is(first.body, 'b0')
+  // the second node holds xb's copy (a poll there keeps it a while), not xa's
+  t.is((await poll(two.port, '/sub/xb', '')).body, 'b0')
+  // xa's message, then xb's in a later second
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  await publish(one.base, 'xa', 'a1')
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  await publish(one.base, 'xb', 'b1')
+  await eventually(async () => (await fetch(`${two.base}/pub/xb`, { headers: { Accept: 'text/json' } })).status === 200)
+  const got: string[] = []
+  let cursor = first.cursor
+  for (let i = 0; i < 2; i++) {
+    const p = await poll(two.port, '/sub/xa,xb', cursor)
+    got.push(p.body)
+    cursor = p.cursor
+  }
+  t.deepEqual(got, ['a1', 'b1'])
+})
+
+const deleted = test.macro({
+  async exec (t: ExecutionContext, engine: 'in memory' | 'Redis') {
+    const redisUrl = engine === 'Redis' ? `redis://127.0.0.1:${(await startRedis(t)).port}` : undefined
+    const srv = await startServer(t, redisUrl === undefined ? {} : { redisUrl })
+    await publish(srv.base, 'da', 'a1')
+    await publish(srv.base, 'db', 'b1')
+    let cursor = ''
+    for (let i = 0; i < 2; i++) cursor = (await poll(srv.port, '/sub/da,db', cursor)).cursor
+    // unread, then deleted with its channel
+    await publish(srv.base, 'da', 'a2')
+    t.is((await fetch(`${srv.base}/pub/da`, { method: 'DELETE' })).status, 200)
+    // a second later, so that db's message is in a later second than the cursor's
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    await publish(srv.base, 'db', 'b2')
+    const next = await poll(srv.port, '/sub/da,db', cursor)
+    t.is(next.body, 'b2')
+    t.deepEqual(next.gaps.map(bracketAt), [0], 'one signal, naming da: ' + next.gaps.join(' | '))
+    // a client that read everything before the DELETE lost nothing
+    await publish(srv.base, 'dc', 'c1')
+    await publish(srv.base, 'dd', 'd1')
+    let read = ''
+    for (let i = 0; i < 2; i++) read = (await poll(srv.port, '/sub/dc,dd', read)).cursor
+    t.is((await fetch(`${srv.base}/pub/dc`, { method: 'DELETE' })).status, 200)
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    await publish(srv.base, 'dd', 'd2')
+    const clean = await poll(srv.port, '/sub/dc,dd', read)
+    t.is(clean.body, 'd2')
+    t.deepEqual(clean.gaps, [])
+  },
+  title: (_, engine: string) => `${engine}: a multiplexed resume after a DELETE of one of its channels signals what the DELETE took unread, and nothing when it had read all`
+})
+test(deleted, 'in memory')
+test(deleted, 'Redis')
 
 test('two Redis nodes: a channel that never published, beside one that does, gets no gap signal on a node that never held it', async (t) => {
   const redis = await startRedis(t)
