@@ -281,7 +281,7 @@ export class WebSocketTransport implements ClientTransport {
    * The handshake failed, and no WebSocket API says with which status. Ask once with fetch (the
    * same credentials, `Accept: text/event-stream`, aborted once the head and the first bytes have
    * come): a 401 or 403 there is an access-control refusal, not a reason to fall back; a server at
-   * its connection limit or shutting down (503 or 429, or the event stream's `:503:` line, §11b)
+   * its connection limit or shutting down (503 or 429, or the event stream's `:503:` or `:429:` line, §11b)
    * asks for a wait on the same transport, not before its hint; anything else (200, a timeout, a
    * network error) keeps the original verdict.
    */
@@ -311,12 +311,13 @@ export class WebSocketTransport implements ClientTransport {
         return closeInfo(false, `websocket: handshake refused, HTTP ${res.status}`, { refused: true, hint: retryAfterMs(res.headers.get('Retry-After')) })
       }
       if (res.status === 200 && res.body !== null) {
-        // Parkline writes `: hi`, `retry:` and `:503:` of a refused stream at once (§11b)
+        // Parkline writes `: hi`, `retry:` and `:503:` (or `:429:`) of a refused stream at once (§11b)
         const first = await res.body.getReader().read().catch(() => ({ value: undefined }))
         const text = first.value === undefined ? '' : new TextDecoder().decode(first.value)
-        if (/(^|\n):503:/.test(text)) {
+        const end = /(^|\n):(503|429):/.exec(text)
+        if (end !== null) {
           const retry = /(^|\n)retry: *(\d+)/.exec(text)
-          return closeInfo(false, 'websocket: handshake refused, the server is full or shutting down (:503:)', { refused: true, hint: retry === null ? null : Number(retry[2]) })
+          return closeInfo(false, `websocket: handshake refused (:${end[2]!}:)`, { refused: true, hint: retry === null ? null : Number(retry[2]) })
         }
         return info
       }
@@ -561,7 +562,8 @@ export class EventSourceTransport implements ClientTransport {
     const endStatus = this.#endStatus as number
     // `:401: token expired`, `:401: revoked`: access control ended the stream
     const auth = ended !== null && isAuthStatus(endStatus) ? { status: endStatus, error: 'invalid_token', reason: ended } : null
-    const refused = auth === null && ended !== null && (ended.startsWith('503') || ended === 'overflow')
+    // `:503:` (the server is full or draining), `:429:` (this user holds its limit of subscriptions)
+    const refused = auth === null && ended !== null && (ended.startsWith('503') || ended.startsWith('429') || ended === 'overflow')
     this.#finish(closeInfo(this.#opened, ended === null ? 'eventsource: stream ended' : `eventsource: ${ended}`, {
       hint: this.#retry, refused, fallback: !this.#opened && auth === null, clean: ended !== null, auth
     }))

@@ -172,6 +172,11 @@ export function randomBetween (min: number, max: number): number {
   return min + Math.floor(Math.random() * (max - min + 1))
 }
 
+/** Retry-After seconds of a subscription refused at maxSubscribersPerUser (Core.overUserLimit). */
+export function userLimitRetryAfter (): number {
+  return randomBetween(5, 30)
+}
+
 /** A segment that is `.` or `..` once `%2e` is decoded, as such; any other as it came. */
 function dotSegment (s: string): string {
   if (s.length < 3 || s.length > 6 || !/^(\.|%2e)+$/i.test(s)) return s

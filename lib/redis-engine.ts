@@ -363,6 +363,10 @@ export class RedisEngine implements Engine {
     }
     this.#onMessage = (msg, channel) => this.#message(msg, channel)
     this.#onControl = (msg) => { void this.#control(msg) }
+    // a channel's record stays while its copy does (until #detach): what the copy learnt when it
+    // was loaded (its floor, its horizon) is in the record, and a record made again by a live
+    // message would know only this node's second
+    core.registry.heldElsewhere = (key) => this.#replicas.has(key)
     // a dropped connection is never fatal: listen to errors, reconnect with backoff
     if (target.mode === 'standalone') {
       this.#cmd.on('error', (err: unknown) => { this.#connectError(err); this.#cmdDown() })
@@ -1506,9 +1510,10 @@ export class RedisEngine implements Engine {
       // a record lives as long as its newest message (PUBLISH's PEXPIRE): none in the store, or
       // one made again (its floor is its creation), means nothing was published on the channel
       // for a message timeout before, and what came earlier may have expired unseen here
-      // (Channel.horizon: a multiplexed cursor below it gets the gap signal): such a message was
-      // published a timeout or more before `since` (Redis' seconds, as ids are). A DELETE in the
-      // last hour (or timeout) left its last id: a cursor up to it may have lost what it removed.
+      // (Channel.horizonTime: a multiplexed cursor below it gets the gap signal): such a message
+      // was published a timeout or more before `since` (Redis' seconds, as ids are). A DELETE in
+      // the last hour (or timeout) left its last id: a cursor up to it may have lost what it
+      // removed.
       const timeout = Math.floor(core.opts.messageTimeout)
       const since = !exists ? num(res[11]) : num(res[4]) < 0 ? num(res[3]) : 0
       let hTime = timeout > 0 && since > timeout ? since - timeout : 0
@@ -1518,8 +1523,12 @@ export class RedisEngine implements Engine {
         const dt = Number(deleted[1])
         const dg = Number(deleted[2])
         if (dt > hTime || (dt === hTime && dg > hTag)) [hTime, hTag] = [dt, dg]
-      }
-      if (exists) core.loadChannel(key, lt, lg, num(res[3]), num(res[4]), hTime, hTag)
+        // the store was not wiped since that DELETE (its key would be gone with the rest): what
+        // the channel lost is all at or below the horizon, which is then its floor, known, for
+        // every subscriber (not the creation floor, which would signal a loss to one that had
+        // read everything before the DELETE)
+        core.loadChannel(key, exists ? lt : 0, exists ? lg : 0, hTime, hTag)
+      } else if (exists) core.loadChannel(key, lt, lg, num(res[3]), num(res[4]), hTime, hTag)
       else core.setHorizon(key, hTime, hTag)
       r.lastTime = 0
       r.lastTag = 0

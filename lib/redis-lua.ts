@@ -128,6 +128,10 @@ local et, eg = expire(KEYS[2], ttl, nowms)
 if et and above(et, eg, ft, fg) then ft, fg = et, eg end
 -- §2.1: strictly increasing; a clock that steps back keeps the last seconds and counts on
 if sec > lt then lt, lg = sec, 0 else lg = lg + 1 end
+-- ids ahead of this clock (a record that went on after a deleted one's, the clock behind them):
+-- the deleted id's key follows them, so a record made again after this one expires goes on after
+-- these, not from the deleted id again (it would repeat them)
+if lt > sec then redis.call('SET', KEYS[5], lt .. ' ' .. lg, 'XX', 'KEEPTTL') end
 local maxlen = tonumber(ARGV[6])
 local len = redis.call('XLEN', KEYS[2])
 if len >= maxlen then

@@ -87,11 +87,6 @@ function admitted (core: Core, access: Access, socket: Socket, reply: Reply, ids
     reply.hijack()
     return null
   }
-  // one user (the token's `sub`) may not take every connection the process admits
-  if (core.overUserLimit(grant as Grant | null)) {
-    sendError(reply.header('Retry-After', String(randomBetween(5, 30))), ERRORS.USER_LIMIT, origin)
-    return null
-  }
   // bounded: the channel records one process may hold (a multiplexed subscription creates up to 255)
   if (core.overChannelCap(ids)) {
     sendError(reply.header('Retry-After', String(randomBetween(1, 10))), ERRORS.OVER_CAPACITY, origin)

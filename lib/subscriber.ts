@@ -127,7 +127,7 @@ export class Subscriber {
         m.tags[k] = ch.floorTag
         // a floor in this very second is printed in the vector, so that a resume from this id
         // reads that position after the floor, not from the second's start (signalled again)
-        if (ch.floorTime === msg.time) m.vTags[k] = ch.floorTag
+        if (ch.floorTime === msg.time && ch.floorTag !== HORIZON_ALL) m.vTags[k] = ch.floorTag
       }
     }
     m.vTags[pos] = msg.tag

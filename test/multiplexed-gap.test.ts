@@ -154,17 +154,48 @@ const deleted = test.macro({
     await publish(srv.base, 'dd', 'd1')
     let read = ''
     for (let i = 0; i < 2; i++) read = (await poll(srv.port, '/sub/dc,dd', read)).cursor
+    const c1 = (await poll(srv.port, '/sub/dc', '')).cursor
     t.is((await fetch(`${srv.base}/pub/dc`, { method: 'DELETE' })).status, 200)
     await new Promise((resolve) => setTimeout(resolve, 1100))
     await publish(srv.base, 'dd', 'd2')
     const clean = await poll(srv.port, '/sub/dc,dd', read)
     t.is(clean.body, 'd2')
     t.deepEqual(clean.gaps, [])
+    // nor when the deleted channel itself is published again, a second later: multiplexed, or
+    // alone from its last message's id
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    await publish(srv.base, 'dc', 'c2')
+    const again = await poll(srv.port, '/sub/dc,dd', clean.cursor)
+    t.is(again.body, 'c2')
+    t.deepEqual(again.gaps, [])
+    const alone = await poll(srv.port, '/sub/dc', c1)
+    t.is(alone.body, 'c2')
+    t.deepEqual(alone.gaps, [])
   },
   title: (_, engine: string) => `${engine}: a multiplexed resume after a DELETE of one of its channels signals what the DELETE took unread, and nothing when it had read all`
 })
 test(deleted, 'in memory')
 test(deleted, 'Redis')
+
+test('two Redis nodes: after a DELETE and the channel published again a second later, a node that never held it signals nothing to a client that had read everything, alone or multiplexed', async (t) => {
+  const redis = await startRedis(t)
+  const url = `redis://127.0.0.1:${redis.port}`
+  const [one, two] = [await startServer(t, { redisUrl: url }), await startServer(t, { redisUrl: url })]
+  await publish(one.base, 'ha', 'a1')
+  await publish(one.base, 'hb', 'b1')
+  let cursor = ''
+  for (let i = 0; i < 2; i++) cursor = (await poll(one.port, '/sub/ha,hb', cursor)).cursor
+  const a1 = (await poll(one.port, '/sub/ha', '')).cursor
+  t.is((await fetch(`${one.base}/pub/ha`, { method: 'DELETE' })).status, 200)
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  await publish(one.base, 'ha', 'a2')
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  await publish(one.base, 'hb', 'b2')
+  const multiplexed = await poll(two.port, '/sub/ha,hb', cursor)
+  t.deepEqual([multiplexed.body, multiplexed.gaps], ['a2', []])
+  const alone = await poll(two.port, '/sub/ha', a1)
+  t.deepEqual([alone.body, alone.gaps], ['a2', []])
+})
 
 test('two Redis nodes: a channel that never published, beside one that does, gets no gap signal on a node that never held it', async (t) => {
   const redis = await startRedis(t)

@@ -761,3 +761,18 @@ test.serial('an event loop held up past redisCommandTimeout is not a store fault
   t.regex(await (await fetch(`${base}/status`)).text(), /redis faults: 0\n/)
   t.is((await fetch(`${base}/health`)).status, 200)
 })
+
+test('a record that went on after a DELETE\'s last id, with Redis\' clock behind it, then expired: the record made again goes on after its ids, never repeats them', async (t) => {
+  const redis = await startRedis(t)
+  const srv = await startServer(t, { redisUrl: `redis://127.0.0.1:${redis.port}`, messageTimeout: 2 })
+  const id = async (body: string): Promise<string> => (await (await fetch(`${srv.base}/pub/ib`, { method: 'POST', body, headers: { Accept: 'text/json' } })).json() as { last_message_id: string }).last_message_id
+  // what a DELETE leaves, as if Redis' clock had stepped back 100 s since (a failover to a replica
+  // whose clock is behind)
+  const ahead = Math.floor(Date.now() / 1000) + 100
+  t.is(await redisCommand(redis.port, `SET pk:{ib}:d "${ahead} 5" PX 3600000`), '+OK\r\n')
+  const first = [await id('x1'), await id('x2')]
+  t.deepEqual(first, [`${ahead}:6`, `${ahead}:7`])
+  // the record expires with its messages
+  t.true(await eventually(async () => (await redisCommand(redis.port, 'EXISTS pk:{ib}:m')) === ':0\r\n', 6000))
+  t.is(await id('x3'), `${ahead}:8`)
+})

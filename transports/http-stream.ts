@@ -9,7 +9,8 @@ import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
 import type { Grant } from '../lib/access.ts'
 import type { Channel } from '../lib/channel-registry.ts'
-import { corsLines, randomBetween } from '../lib/http.ts'
+import { corsLines, randomBetween, userLimitRetryAfter } from '../lib/http.ts'
+import { ERRORS } from '../lib/errors.ts'
 import { formatHttpDate, formatId, withGaps, type Cursor } from '../lib/message-id.ts'
 import type { Message } from '../lib/message.ts'
 import { F_BATCHED, F_CATCHING_UP, F_CLOSED, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
@@ -59,6 +60,15 @@ export abstract class HttpStreamTransport implements Transport {
     endAndLinger(this.core, socket, head, 'latin1')
   }
 
+  /** The user holds maxSubscribersPerUser subscriptions here: `429` with Retry-After, then close. */
+  protected refuseUser (socket: Socket, origin: string | null): void {
+    socket.on('error', onError)
+    const body = ERRORS.USER_LIMIT.message
+    const head = 'HTTP/1.1 429 Too Many Requests\r\nRetry-After: ' + userLimitRetryAfter() + '\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ' + body.length + '\r\n' +
+      corsLines(origin) + 'Date: ' + formatHttpDate(Math.floor(Date.now() / 1000)) + '\r\n\r\n'
+    endAndLinger(this.core, socket, head + body, 'latin1')
+  }
+
   abstract detect (req: IncomingMessage): boolean
 
   /** The head and the stream's first bytes; may set per-connection state on `sub`. */
@@ -97,6 +107,11 @@ export abstract class HttpStreamTransport implements Transport {
       core.releaseChannels(channels)
       core.countRefusal()
       this.refuseSocket(socket, origin)
+      return
+    }
+    if (core.overUserLimit(grant)) {
+      core.releaseChannels(channels)
+      this.refuseUser(socket, origin)
       return
     }
     this.#start(socket, channels, cursor, origin, flags, grant)

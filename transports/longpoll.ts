@@ -8,7 +8,8 @@ import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
 import type { Channel } from '../lib/channel-registry.ts'
 import { gapSignals, withGaps, type Cursor } from '../lib/message-id.ts'
-import { EXPOSE_HEADERS, VARY, randomBetween } from '../lib/http.ts'
+import { EXPOSE_HEADERS, VARY, randomBetween, userLimitRetryAfter } from '../lib/http.ts'
+import { ERRORS } from '../lib/errors.ts'
 import { queuedCopy, type Message } from '../lib/message.ts'
 import { F_CLOSED, Subscriber, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kRawConnection, kRawPublishers, kSubscriber } from '../lib/symbols.ts'
@@ -25,7 +26,7 @@ const F_LP_OWNED = 1 << 18
 
 type LpSocket = Socket & { [kSubscriber]?: Subscriber }
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 408: 'Request Timeout', 410: 'Gone', 503: 'Service Unavailable' }
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 408: 'Request Timeout', 410: 'Gone', 429: 'Too Many Requests', 503: 'Service Unavailable' }
 
 export class LongpollTransport implements Transport {
   readonly name = 'longpoll'
@@ -127,6 +128,12 @@ export class LongpollTransport implements Transport {
       core.countRefusal()
       core.releaseChannels(sub.channels)
       this.#status(sub, 503)
+      return true
+    }
+    // a poll that would park counts against its user's maxSubscribersPerUser
+    if (core.overUserLimit(sub.grant)) {
+      core.releaseChannels(sub.channels)
+      this.#status(sub, 429)
       return true
     }
     return false
@@ -255,14 +262,16 @@ export class LongpollTransport implements Transport {
 
   /** 408/410/503/400 answers (§5 "Status answers"). */
   #status (sub: Subscriber, status: number, reason?: string): void {
-    // 401 (token expired or revoked): RFC 6750's challenge and the reason as the body
-    const body = status === 401 ? Buffer.from(reason ?? 'Unauthorized') : null
+    // 401 (token expired or revoked): RFC 6750's challenge and the reason as the body; 429
+    // (maxSubscribersPerUser): why
+    const body = status === 401 ? Buffer.from(reason ?? 'Unauthorized') : status === 429 ? Buffer.from(ERRORS.USER_LIMIT.message) : null
     const headers = ['Vary', VARY, 'Content-Length', String(body === null ? 0 : body.length)]
-    if (body !== null) headers.push('Content-Type', 'text/plain', 'WWW-Authenticate', `Bearer error="invalid_token", error_description="${reason ?? 'Unauthorized'}"`)
+    if (status === 401) headers.push('Content-Type', 'text/plain', 'WWW-Authenticate', `Bearer error="invalid_token", error_description="${reason ?? 'Unauthorized'}"`)
+    if (status === 429) headers.push('Content-Type', 'text/plain', 'Retry-After', String(userLimitRetryAfter()))
     if (sub.vTime > 0) headers.push('Etag', sub.etag())
     if (sub.origin !== null) pushCors(headers, sub.origin)
     if (status === 503) headers.push('Retry-After', String(randomBetween(1, 10)))
-    this.#send(sub, status, STATUS_TEXT[status]!, '', headers, body, status === 503 || status === 400)
+    this.#send(sub, status, STATUS_TEXT[status]!, '', headers, body, status === 503 || status === 400 || status === 429)
   }
 }
 

@@ -7,7 +7,8 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
-import { corsLines, randomBetween } from '../lib/http.ts'
+import { corsLines, randomBetween, userLimitRetryAfter } from '../lib/http.ts'
+import { ERRORS } from '../lib/errors.ts'
 import { writeShared, type Message } from '../lib/message.ts'
 import { gapSignals } from '../lib/message-id.ts'
 import { F_GAP_EVENT, queuedAtKeepalive, type Subscriber } from '../lib/subscriber.ts'
@@ -56,6 +57,17 @@ export class SseTransport extends HttpStreamTransport {
     const { retryMin, retryMax } = this.core.opts
     const retry = retryMax === 0 ? '' : 'retry: ' + randomBetween(retryMin, retryMax) + '\n\n'
     return HEAD + corsLines(origin) + '\r\n' + HI + retry
+  }
+
+  /**
+   * At maxSubscribersPerUser: as a refusal at the connection limit (an EventSource does not
+   * reconnect after any other status), with `retry:` the Retry-After of the other transports and
+   * `:429:`.
+   */
+  protected refuseUser (socket: Socket, origin: string | null): void {
+    socket.on('error', onError)
+    const retry = 'retry: ' + userLimitRetryAfter() * 1000 + '\n\n'
+    endAndLinger(this.core, socket, HEAD + corsLines(origin) + '\r\n' + HI + retry + ':429: 429 ' + ERRORS.USER_LIMIT.message + '\n\n', 'latin1')
   }
 
   /** EXTENSION b: `200`, `: hi`, `retry:`, then `:503:` and close. */

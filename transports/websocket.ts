@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream'
 import type { Channel } from '../lib/channel-registry.ts'
 import type { Core } from '../lib/core.ts'
 import { ERRORS, type ErrorSpec } from '../lib/errors.ts'
-import { corsLines, randomBetween } from '../lib/http.ts'
+import { corsLines, randomBetween, userLimitRetryAfter } from '../lib/http.ts'
 import { unpinned, writeShared, type Message } from '../lib/message.ts'
 import { formatId, withGaps, type Cursor } from '../lib/message-id.ts'
 import type { Grant } from '../lib/auth.ts'
@@ -140,7 +140,7 @@ export class WebSocketTransport implements Transport {
 
   /** A handshake in error (`err`) or refused is answered and closed; any other upgraded. */
   #serve (socket: Socket, err: ErrorSpec | null, headers: IncomingHttpHeaders, head: Buffer, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
-    if (err !== null || this.#refuse(socket, origin)) {
+    if (err !== null || this.#refuse(socket, origin) || this.#refuseUser(socket, origin, grant)) {
       this.core.releaseChannels(channels)
       if (err !== null) rejectUpgrade(socket, err, origin)
       return
@@ -154,6 +154,13 @@ export class WebSocketTransport implements Transport {
     if (!core.refusing) return false
     core.countRefusal()
     rejectUpgrade(socket, ERRORS.OVER_CAPACITY, origin, 'Retry-After: ' + randomBetween(1, 10) + '\r\n')
+    return true
+  }
+
+  /** The user holds maxSubscribersPerUser subscriptions here: 429 with Retry-After. */
+  #refuseUser (socket: Duplex, origin: string | null, grant: Grant | null): boolean {
+    if (!this.core.overUserLimit(grant)) return false
+    rejectUpgrade(socket, ERRORS.USER_LIMIT, origin, 'Retry-After: ' + userLimitRetryAfter() + '\r\n')
     return true
   }
 

@@ -332,3 +332,22 @@ test('the token option is checked', (t) => {
   t.throws(() => new Parkline('http://127.0.0.1:1/sub/x', { token: '' }), { instanceOf: TypeError })
   t.throws(() => new Parkline('http://127.0.0.1:1/sub/x', { token: 42 as unknown as string }), { instanceOf: TypeError })
 })
+
+for (const tr of TRANSPORTS) {
+  test(`${tr}: a user at maxSubscribersPerUser is told to wait (Retry-After, or the stream's retry: and :429:), on the same transport`, async (t) => {
+    const { base } = await setup(t, { maxSubscribersPerUser: 1 })
+    const held = new AbortController()
+    t.teardown(() => held.abort())
+    const { token } = await mint(['lim'], 60, 'limited')
+    // the user's one subscription, elsewhere
+    const first = await fetch(`${base}/sub/lim`, { headers: { Authorization: 'Bearer ' + token, Accept: 'text/event-stream' }, signal: held.signal })
+    t.is(first.status, 200)
+    const rec = subscribe(t, `${base}/sub/lim`, { transports: [tr], token })
+    t.true(await eventually(() => rec.retries.length >= 1, 8000), 'a retry: ' + rec.log.join(' | '))
+    const r = rec.retries[0]!
+    t.is(r.next, tr, 'the same transport')
+    t.true(r.hint !== null && r.hint >= 5000 && r.hint <= 30000, `hint ${r.hint}`)
+    t.true(r.delay >= r.hint!, `no sooner than the hint: ${r.delay}`)
+    t.deepEqual(rec.messages, [])
+  })
+}
