@@ -21,7 +21,7 @@
 //
 // Not per channel, each used by single-key commands only: pk:nodes (zset node id -> ms until which
 // it is alive), pk:n:<node> (set: channels a node has counts in, so a dead node's counts can be
-// swept), pk:nt, pk:ctl, pk:revoked (lib/redis-engine.ts). Which nodes are alive is therefore
+// swept), pk:nt, pk:ctl, pk:revoked, pk:epoch (EPOCH; lib/redis-engine.ts). Which nodes are alive is therefore
 // decided by each node (its last heartbeat), not inside a script: the scripts return the raw
 // counts hash and the node sums the live ones.
 //
@@ -326,4 +326,18 @@ redis.call('ZADD', KEYS[1], nowms + tonumber(ARGV[2]), ARGV[1])
 local alive = 0
 if was and tonumber(was) > nowms then alive = 1 end
 return {alive, nowms, redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowms, 'LIMIT', 0, 16)}
+`
+
+/**
+ * The second from which the store has held every channel's record (pk:epoch, made by the first
+ * node that asks): a store that lost everything (a restart without persistence, FLUSHALL) lost
+ * it too, and the next node to ask makes it again, later. KEYS epoch. Returns the second.
+ */
+export const EPOCH = `
+local e = redis.call('GET', KEYS[1])
+if not e then
+  e = redis.call('TIME')[1]
+  redis.call('SET', KEYS[1], e)
+end
+return e
 `

@@ -197,6 +197,26 @@ test('two Redis nodes: after a DELETE and the channel published again a second l
   t.deepEqual([alone.body, alone.gaps], ['a2', []])
 })
 
+test('two Redis nodes: after the store lost everything (FLUSHALL), a channel\'s loss is signalled on a node that never held it when the other channel publishes next', async (t) => {
+  const redis = await startRedis(t)
+  const url = `redis://127.0.0.1:${redis.port}`
+  const [one, two] = [await startServer(t, { redisUrl: url }), await startServer(t, { redisUrl: url })]
+  await publish(one.base, 'wa', 'a1')
+  await publish(one.base, 'wb', 'b1')
+  let cursor = ''
+  for (let i = 0; i < 2; i++) cursor = (await poll(one.port, '/sub/wa,wb', cursor)).cursor
+  // never read, then lost with everything else, a second later
+  await publish(one.base, 'wa', 'a2')
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  t.is(await redisCommand(redis.port, 'FLUSHALL'), '+OK\r\n')
+  // (each node reads the store's epoch with its heartbeat: a little over the heartbeat's 2 s)
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  await publish(one.base, 'wb', 'b2')
+  const next = await poll(two.port, '/sub/wa,wb', cursor)
+  t.is(next.body, 'b2')
+  t.true(next.gaps.map(bracketAt).includes(0), 'a signal naming wa: ' + next.gaps.join(' | '))
+})
+
 test('two Redis nodes: a channel that never published, beside one that does, gets no gap signal on a node that never held it', async (t) => {
   const redis = await startRedis(t)
   const url = `redis://127.0.0.1:${redis.port}`
