@@ -260,7 +260,7 @@ export class LongpollTransport implements Transport {
     this.core.stats.delivered[this.index]! += msgs.length
   }
 
-  /** 408/410/503/400 answers (§5 "Status answers"). */
+  /** 408/410/503/400 answers (§5 "Status answers"), and 429 at maxSubscribersPerUser. */
   #status (sub: Subscriber, status: number, reason?: string): void {
     // 401 (token expired or revoked): RFC 6750's challenge and the reason as the body; 429
     // (maxSubscribersPerUser): why
