@@ -5,7 +5,7 @@
 import test, { type ExecutionContext } from 'ava'
 import { serve } from './helpers/node.ts'
 import { redisCommand, startRedis } from './helpers/redis.ts'
-import { SseClient, eventually, publish, rawRequest, startServer } from './helpers/server.ts'
+import { SseClient, eventually, publish, rawRequest, startServer, type Running } from './helpers/server.ts'
 
 /** Every `Parkline-Gap` header line of a raw answer, in order. */
 function gapLines (raw: string): string[] {
@@ -26,6 +26,27 @@ async function poll (port: number, path: string, cursor: string): Promise<Poll> 
   const extra = cursor === '' ? '' : `If-Modified-Since: ${lm}\r\nIf-None-Match: ${etag}\r\n`
   const r = await rawRequest(port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${extra}\r\n`, 4000)
   return { status: r.status, body: r.body, gaps: gapLines(r.raw), cursor: `${r.headers['last-modified']}|${r.headers.etag}` }
+}
+
+/** A real Redis and two Parkline nodes on it (in this process). */
+async function twoRedisNodes (t: ExecutionContext, options: Record<string, unknown> = {}): Promise<{ redisPort: number, one: Running, two: Running }> {
+  const redis = await startRedis(t)
+  const redisUrl = `redis://127.0.0.1:${redis.port}`
+  return { redisPort: redis.port, one: await startServer(t, { ...options, redisUrl }), two: await startServer(t, { ...options, redisUrl }) }
+}
+
+/** `<a>1` published on `a` and `<b>1` on `b`, read by two long-polls of `/sub/a,b`: what they read, and the cursor after both. */
+async function readPair (srv: { base: string, port: number }, a: string, b: string): Promise<{ read: string[], cursor: string }> {
+  await publish(srv.base, a, a[1] + '1')
+  await publish(srv.base, b, b[1] + '1')
+  let cursor = ''
+  const read: string[] = []
+  for (let i = 0; i < 2; i++) {
+    const p = await poll(srv.port, `/sub/${a},${b}`, cursor)
+    read.push(p.body)
+    cursor = p.cursor
+  }
+  return { read, cursor }
 }
 
 const expired = test.macro({
@@ -71,26 +92,15 @@ async function expiredWalk (t: ExecutionContext, srv: { base: string, port: numb
 }
 
 test('two Redis nodes: a channel whose unread message expired, record and all, in the store signals its gap on a node that never held it when the other channel publishes next', async (t) => {
-  const redis = await startRedis(t)
-  const url = `redis://127.0.0.1:${redis.port}`
-  const args = ['--workers', '1', '--redis-url', url, '--message-timeout', '2']
-  const [one, two] = [await serve(t, args), await serve(t, args)]
-  await publish(one.base, 'ra', 'a1')
-  await publish(one.base, 'rb', 'b1')
-  let cursor = ''
-  const read: string[] = []
-  for (let i = 0; i < 2; i++) {
-    const p = await poll(one.port, '/sub/ra,rb', cursor)
-    read.push(p.body)
-    cursor = p.cursor
-  }
+  const { redisPort, one, two } = await twoRedisNodes(t, { messageTimeout: 2 })
+  const { read, cursor } = await readPair(one, 'ra', 'rb')
   t.deepEqual(read, ['a1', 'b1'])
   // never read: it expires, and the store's record with it (the record's ttl is the messages')
   await publish(one.base, 'ra', 'a2')
   let gone = false
   for (let i = 0; i < 80 && !gone; i++) {
     await new Promise((resolve) => setTimeout(resolve, 100))
-    gone = (await redisCommand(redis.port, 'EXISTS pk:{ra}:m')) === ':0\r\n'
+    gone = (await redisCommand(redisPort, 'EXISTS pk:{ra}:m')) === ':0\r\n'
   }
   t.true(gone, 'the store no longer holds ra')
   await publish(one.base, 'rb', 'b2')
@@ -107,10 +117,7 @@ test('two Redis nodes: a channel whose unread message expired, record and all, i
 })
 
 test('Redis: a multiplexed long-poll on a node that holds one channel\'s copy but not the other\'s gets the other\'s earlier message first, not skipped', async (t) => {
-  const redis = await startRedis(t)
-  const url = `redis://127.0.0.1:${redis.port}`
-  const one = await startServer(t, { redisUrl: url })
-  const two = await startServer(t, { redisUrl: url })
+  const { one, two } = await twoRedisNodes(t)
   await publish(one.base, 'xb', 'b0')
   const first = await poll(one.port, '/sub/xa,xb', '')
   t.is(first.body, 'b0')
@@ -178,13 +185,8 @@ test(deleted, 'in memory')
 test(deleted, 'Redis')
 
 test('two Redis nodes: after a DELETE and the channel published again a second later, a node that never held it signals nothing to a client that had read everything, alone or multiplexed', async (t) => {
-  const redis = await startRedis(t)
-  const url = `redis://127.0.0.1:${redis.port}`
-  const [one, two] = [await startServer(t, { redisUrl: url }), await startServer(t, { redisUrl: url })]
-  await publish(one.base, 'ha', 'a1')
-  await publish(one.base, 'hb', 'b1')
-  let cursor = ''
-  for (let i = 0; i < 2; i++) cursor = (await poll(one.port, '/sub/ha,hb', cursor)).cursor
+  const { one, two } = await twoRedisNodes(t)
+  const { cursor } = await readPair(one, 'ha', 'hb')
   const a1 = (await poll(one.port, '/sub/ha', '')).cursor
   t.is((await fetch(`${one.base}/pub/ha`, { method: 'DELETE' })).status, 200)
   await new Promise((resolve) => setTimeout(resolve, 1100))
@@ -198,17 +200,12 @@ test('two Redis nodes: after a DELETE and the channel published again a second l
 })
 
 test('two Redis nodes: after the store lost everything (FLUSHALL), a channel\'s loss is signalled on a node that never held it when the other channel publishes next', async (t) => {
-  const redis = await startRedis(t)
-  const url = `redis://127.0.0.1:${redis.port}`
-  const [one, two] = [await startServer(t, { redisUrl: url }), await startServer(t, { redisUrl: url })]
-  await publish(one.base, 'wa', 'a1')
-  await publish(one.base, 'wb', 'b1')
-  let cursor = ''
-  for (let i = 0; i < 2; i++) cursor = (await poll(one.port, '/sub/wa,wb', cursor)).cursor
+  const { redisPort, one, two } = await twoRedisNodes(t)
+  const { cursor } = await readPair(one, 'wa', 'wb')
   // never read, then lost with everything else, a second later
   await publish(one.base, 'wa', 'a2')
   await new Promise((resolve) => setTimeout(resolve, 1100))
-  t.is(await redisCommand(redis.port, 'FLUSHALL'), '+OK\r\n')
+  t.is(await redisCommand(redisPort, 'FLUSHALL'), '+OK\r\n')
   // (each node reads the store's epoch with its heartbeat: a little over the heartbeat's 2 s)
   await new Promise((resolve) => setTimeout(resolve, 3000))
   await publish(one.base, 'wb', 'b2')
@@ -218,10 +215,7 @@ test('two Redis nodes: after the store lost everything (FLUSHALL), a channel\'s 
 })
 
 test('two Redis nodes: a channel that never published, beside one that does, gets no gap signal on a node that never held it', async (t) => {
-  const redis = await startRedis(t)
-  const url = `redis://127.0.0.1:${redis.port}`
-  const args = ['--workers', '1', '--redis-url', url, '--message-timeout', '60']
-  const [one, two] = [await serve(t, args), await serve(t, args)]
+  const { one, two } = await twoRedisNodes(t, { messageTimeout: 60 })
   await publish(one.base, 'qb', 'b1')
   const first = await poll(one.port, '/sub/qa,qb', '')
   t.is(first.body, 'b1')
