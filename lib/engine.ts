@@ -67,6 +67,11 @@ export interface Engine {
    * a long-poll is then counted first and answered once the engine filled them. Absent = true.
    */
   answersEarly? (sub: Subscriber): boolean
+  /**
+   * At maxChannels: drop up to `n` copies of other authorities' channels that no subscriber here
+   * holds (kept a while in case one comes back), so their records make room. Returns how many.
+   */
+  reclaim? (n: number): number
   /** A long-poll was answered from this process's replica: the authority's "last requested" moves. */
   touched? (keys: readonly string[]): void
   /**

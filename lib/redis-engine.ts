@@ -76,8 +76,8 @@ const NODE_TOTALS = 'pk:nt'
 const CONTROL = 'pk:ctl'
 /** Revocations (member: JSON [kind, value, at, until]; score: when it may be forgotten), for nodes that start later. */
 const REVOKED_KEY = 'pk:revoked'
-/** The second from which the store has held every channel's record (lib/redis-lua.ts EPOCH). */
-const EPOCH_KEY = 'pk:epoch'
+/** The second from which the store has held every channel's record (lib/redis-lua.ts HEARTBEAT): on pk:nodes' slot. */
+const EPOCH_KEY = 'pk:{pk:nodes}:epoch'
 /** A revoked user's tokens are refused this long (a token's own exp bounds a revoked jti). */
 const REVOKED_SUB_TTL = 30 * 86400
 /** How long a revoke waits for every node's count. */
@@ -251,7 +251,7 @@ export function channelKey (key: string, part: 'm' | 'b' | 's' | 'x' | 'd' | 'c'
 }
 
 const SHAS: Record<string, string> = {}
-for (const name of ['PUBLISH', 'INFO', 'DELETE', 'LOAD', 'SEED', 'FORWARD', 'REUSED', 'COUNT', 'HEARTBEAT', 'EPOCH'] as const) {
+for (const name of ['PUBLISH', 'INFO', 'DELETE', 'LOAD', 'SEED', 'FORWARD', 'REUSED', 'COUNT', 'HEARTBEAT'] as const) {
   SHAS[name] = createHash('sha1').update(LUA[name]).digest('hex')
 }
 
@@ -333,7 +333,7 @@ export class RedisEngine implements Engine {
   #dead = new Set<string>()
   /** Redis' ms clock minus ours, from the last heartbeat: publish deadlines are in Redis' time. */
   #clockOffset = 0
-  /** pk:epoch as of the last heartbeat (0 before the first): a cursor before it may have lost what a wiped store lost. */
+  /** The store's epoch as of the last heartbeat (0 before the first, or unknown): a cursor before it may have lost what a wiped store lost. */
   #storeSince = 0
   /** A command timed out or a node failed: not up until a probe finds every master answering. */
   #faulty = false
@@ -991,13 +991,13 @@ export class RedisEngine implements Engine {
 
   async #heartbeat (): Promise<void> {
     const sent = Date.now()
-    const r = await this.#call(this.#cmd, 'HEARTBEAT', [NODES_KEY], [this.nodeId, String(NODE_LIFE_MS)]) as unknown[]
+    const r = await this.#call(this.#cmd, 'HEARTBEAT', [NODES_KEY, EPOCH_KEY], [this.nodeId, String(NODE_LIFE_MS)]) as unknown[]
+    this.#storeSince = num(r[3]) || 0
     this.#clockOffset = num(r[1]) - Math.round((sent + Date.now()) / 2)
     if (num(r[0]) === 0) {
       for (const key of this.#counts.keys()) this.#dirty.add(key)
       this.#scheduleFlush()
     }
-    this.#storeSince = num(await this.#call(this.#cmd, 'EPOCH', [EPOCH_KEY], []))
     const dead = (r[2] as unknown[]).map(String).filter((d) => d !== this.nodeId)
     for (const d of dead) this.#dead.add(d)
     if (dead.length > 0 && !this.#sweeping) {
@@ -1209,6 +1209,18 @@ export class RedisEngine implements Engine {
       if (r === undefined || r.state !== LIVE || r.busy || r.stale) return false
     }
     return true
+  }
+
+  reclaim (n: number): number {
+    let freed = 0
+    for (const r of this.#replicas.values()) {
+      if (freed >= n) break
+      if (r.idleSince === 0 || r.busy || r.waiters.length > 0 || this.#core.localSubscribers(r.key) > 0) continue
+      const had = this.#core.registry.get(r.key) !== undefined
+      this.#detach(r)
+      if (had && this.#core.registry.get(r.key) === undefined) freed++
+    }
+    return freed
   }
 
   registered (sub: Subscriber): boolean {
@@ -1522,8 +1534,10 @@ export class RedisEngine implements Engine {
       const timeout = Math.floor(core.opts.messageTimeout)
       const since = !exists ? num(res[11]) : num(res[4]) < 0 ? num(res[3]) : 0
       let hTime = timeout > 0 && since > timeout ? since - timeout : 0
-      // nor of what the store held before it lost everything (its epoch, made again then)
-      if (since > 0 && this.#storeSince - 1 > hTime) hTime = this.#storeSince - 1
+      // nor of what the store held before it lost everything (its epoch, made again by the next
+      // heartbeat: a record made before that was made after the loss, and its own second bounds it)
+      const epoch = exists ? Math.min(this.#storeSince, since) : this.#storeSince
+      if (since > 0 && epoch - 1 > hTime) hTime = epoch - 1
       let hTag = hTime > 0 ? HORIZON_ALL : -1
       const deleted = since > 0 ? /^(\d+) (\d+)$/.exec(str(res[12])) : null
       if (deleted !== null) {

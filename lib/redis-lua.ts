@@ -21,7 +21,7 @@
 //
 // Not per channel, each used by single-key commands only: pk:nodes (zset node id -> ms until which
 // it is alive), pk:n:<node> (set: channels a node has counts in, so a dead node's counts can be
-// swept), pk:nt, pk:ctl, pk:revoked, pk:epoch (EPOCH; lib/redis-engine.ts). Which nodes are alive is therefore
+// swept), pk:nt, pk:ctl, pk:revoked (lib/redis-engine.ts). Which nodes are alive is therefore
 // decided by each node (its last heartbeat), not inside a script: the scripts return the raw
 // counts hash and the node sums the live ones.
 //
@@ -315,29 +315,26 @@ return n
 `
 
 /**
- * Heartbeat: KEYS nodes; ARGV node lifeMs. Marks this node alive; returns {was alive (0/1), Redis'
- * ms clock, up to 16 dead nodes}. The node sweeps the dead ones' counts (one channel's key per
- * command, so it works on a cluster) and then removes them.
+ * Heartbeat: KEYS nodes epoch; ARGV node lifeMs. Marks this node alive; returns {was alive (0/1),
+ * Redis' ms clock, up to 16 dead nodes, the store's epoch}. The node sweeps the dead ones' counts
+ * (one channel's key per command, so it works on a cluster) and then removes them. The epoch
+ * (`pk:{pk:nodes}:epoch`, on the slot of pk:nodes) is the second from which the store has held every
+ * channel's record: a store that lost everything (a restart without persistence, FLUSHALL) lost it
+ * and its nodes too, and the next heartbeat makes it again, later; "0" where nodes ran before it.
  */
 export const HEARTBEAT = COMMON + `
 local sec, nowms = clock()
+-- the store's epoch: made by the first heartbeat on an empty store; a store that already has nodes
+-- ran without one (an earlier version): its history has no known start (0)
+local e = redis.call('GET', KEYS[2])
+if not e then
+  e = redis.call('EXISTS', KEYS[1]) == 1 and '0' or tostring(sec)
+  redis.call('SET', KEYS[2], e)
+end
 local was = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], nowms + tonumber(ARGV[2]), ARGV[1])
 local alive = 0
 if was and tonumber(was) > nowms then alive = 1 end
-return {alive, nowms, redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowms, 'LIMIT', 0, 16)}
+return {alive, nowms, redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowms, 'LIMIT', 0, 16), e}
 `
 
-/**
- * The second from which the store has held every channel's record (pk:epoch, made by the first
- * node that asks): a store that lost everything (a restart without persistence, FLUSHALL) lost
- * it too, and the next node to ask makes it again, later. KEYS epoch. Returns the second.
- */
-export const EPOCH = `
-local e = redis.call('GET', KEYS[1])
-if not e then
-  e = redis.call('TIME')[1]
-  redis.call('SET', KEYS[1], e)
-end
-return e
-`

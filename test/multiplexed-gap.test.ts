@@ -51,7 +51,9 @@ async function readPair (srv: { base: string, port: number }, a: string, b: stri
 
 const expired = test.macro({
   async exec (t: ExecutionContext, deployment: 'one process' | '--workers 2') {
-    const srv = deployment === 'one process' ? await startServer(t, { messageTimeout: 2 }) : await serve(t, ['--workers', '2', '--message-timeout', '2'])
+    // (a timeout of a few seconds: the first two messages must not expire before they are read on
+    // a machine busy with other tests)
+    const srv = deployment === 'one process' ? await startServer(t, { messageTimeout: 4 }) : await serve(t, ['--workers', '2', '--message-timeout', '4'])
     await expiredWalk(t, srv)
   },
   title: (_, deployment: string) => `long-poll, ${deployment}: a channel whose unread message expired with its record signals its gap when the other channel publishes next; once`
@@ -75,7 +77,7 @@ async function expiredWalk (t: ExecutionContext, srv: { base: string, port: numb
   await publish(srv.base, 'ea', 'a2')
   // (the expiry runs on the server's second tick: bounded wait for the record to go)
   let gone = false
-  for (let i = 0; i < 80 && !gone; i++) {
+  for (let i = 0; i < 120 && !gone; i++) {
     await new Promise((resolve) => setTimeout(resolve, 100))
     gone = (await fetch(`${srv.base}/pub/ea`, { headers: { Accept: 'text/json' } })).status === 404
   }
@@ -92,13 +94,13 @@ async function expiredWalk (t: ExecutionContext, srv: { base: string, port: numb
 }
 
 test('two Redis nodes: a channel whose unread message expired, record and all, in the store signals its gap on a node that never held it when the other channel publishes next', async (t) => {
-  const { redisPort, one, two } = await twoRedisNodes(t, { messageTimeout: 2 })
+  const { redisPort, one, two } = await twoRedisNodes(t, { messageTimeout: 4 })
   const { read, cursor } = await readPair(one, 'ra', 'rb')
   t.deepEqual(read, ['a1', 'b1'])
   // never read: it expires, and the store's record with it (the record's ttl is the messages')
   await publish(one.base, 'ra', 'a2')
   let gone = false
-  for (let i = 0; i < 80 && !gone; i++) {
+  for (let i = 0; i < 120 && !gone; i++) {
     await new Promise((resolve) => setTimeout(resolve, 100))
     gone = (await redisCommand(redisPort, 'EXISTS pk:{ra}:m')) === ':0\r\n'
   }
@@ -206,12 +208,29 @@ test('two Redis nodes: after the store lost everything (FLUSHALL), a channel\'s 
   await publish(one.base, 'wa', 'a2')
   await new Promise((resolve) => setTimeout(resolve, 1100))
   t.is(await redisCommand(redisPort, 'FLUSHALL'), '+OK\r\n')
-  // (each node reads the store's epoch with its heartbeat: a little over the heartbeat's 2 s)
+  // (the next heartbeat makes the store's epoch again, and each node reads it with its own: a
+  // little over the heartbeat's 2 s)
   await new Promise((resolve) => setTimeout(resolve, 3000))
   await publish(one.base, 'wb', 'b2')
   const next = await poll(two.port, '/sub/wa,wb', cursor)
   t.is(next.body, 'b2')
   t.true(next.gaps.map(bracketAt).includes(0), 'a signal naming wa: ' + next.gaps.join(' | '))
+})
+
+test('Redis: a store that nodes ran on before the store kept an epoch (an upgrade) gets none that would count its history as lost', async (t) => {
+  const { redisPort, one } = await twoRedisNodes(t)
+  await publish(one.base, 'ua', 'a1')
+  const first = await poll(one.port, '/sub/ua,ub', '')
+  t.is(first.body, 'a1')
+  // as a store that an earlier version ran on: nodes, no epoch
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  t.is(await redisCommand(redisPort, 'DEL pk:{pk:nodes}:epoch'), ':1\r\n')
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  t.is(await redisCommand(redisPort, 'GET pk:{pk:nodes}:epoch'), '$1\r\n0\r\n')
+  const three = await startServer(t, { redisUrl: `redis://127.0.0.1:${redisPort}` })
+  await publish(one.base, 'ua', 'a2')
+  const next = await poll(three.port, '/sub/ua,ub', first.cursor)
+  t.deepEqual([next.body, next.gaps], ['a2', []])
 })
 
 test('two Redis nodes: a channel that never published, beside one that does, gets no gap signal on a node that never held it', async (t) => {

@@ -776,3 +776,18 @@ test('a record that went on after a DELETE\'s last id, with Redis\' clock behind
   t.true(await eventually(async () => (await redisCommand(redis.port, 'EXISTS pk:{ib}:m')) === ':0\r\n', 6000))
   t.is(await id('x3'), `${ahead}:8`)
 })
+
+test('maxChannels with Redis: the records of copies kept with no subscriber make room for a new channel rather than refuse it', async (t) => {
+  const redis = await startRedis(t)
+  const srv = await startServer(t, { redisUrl: `redis://127.0.0.1:${redis.port}`, maxChannels: 3 })
+  for (const c of ['m1', 'm2', 'm3']) {
+    const s = await SseClient.connect(srv.port, `/sub/${c}`)
+    t.is(s.status, 200)
+    s.close()
+  }
+  // each copy is kept a while (the node's linger); a fourth channel is admitted all the same
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const fourth = await SseClient.connect(srv.port, '/sub/m4')
+  t.teardown(() => fourth.close())
+  t.is(fourth.status, 200)
+})
