@@ -1211,3 +1211,54 @@ test.serial('a deployment on Redis and one without on the same port refuse each 
     await once(a, 'exit')
   }
 })
+
+test.serial('the owner of a channel dies while another worker waits for its buffer: the waiting subscriber is ended (:503:), and a multiplexed resume after the restart still signals what the owner lost', async (t) => {
+  const { base, port, child } = await startCluster(t)
+  // x owned by worker 0 (lost with it), y by worker 1 (kept)
+  let x = 'wx'
+  for (let i = 0; ownerOf(x, 2) !== 0; i++) x = `wx${i}`
+  let y = 'wy'
+  for (let i = 0; ownerOf(y, 2) !== 1; i++) y = `wy${i}`
+  await publish(base, x, 'x1')
+  await publish(base, y, 'y1')
+  // read on the owner of x: worker 1 holds no copy of x
+  const reader = await SseClient.connectOnWorker(port, `/sub/${x},${y}?last_event_id=0:0`, 0)
+  const read = await reader.waitEvents(2)
+  t.deepEqual(read.map((e) => e.data), ['x1', 'y1'])
+  const last = read[1]!.id!
+  reader.close()
+  // never read, and lost with the owner
+  await publish(base, x, 'x2')
+  // worker 0 stops; on worker 1 a subscriber of x waits for its buffer ('load'); then worker 0 dies
+  const w1 = await rawOnWorker(port, 1)
+  t.teardown(() => w1.socket.destroy())
+  const ownerPid = workerPid(child.pid!, 0)
+  process.kill(ownerPid, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(ownerPid, 'SIGCONT') } catch {} })
+  const start = w1.got().length
+  w1.socket.write(`GET /sub/${x} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`)
+  // nothing for it while the owner is stopped
+  t.false(await w1.wait((b) => b.length > start, 500))
+  process.kill(ownerPid, 'SIGKILL')
+  // (an EventSource is told as at the connection limit: 200, retry:, :503:)
+  t.true(await w1.wait((b) => /^:503: /m.test(b.subarray(start).toString('latin1'))), w1.got().subarray(start).toString('latin1'))
+  t.true(await eventually(() => { try { return workerPid(child.pid!, 0) !== ownerPid } catch { return false } }, 20000))
+  // until the new worker 0 serves
+  t.true(await eventually(async () => { try { (await rawOnWorker(port, 0)).socket.destroy(); return true } catch { return false } }, 20000))
+  // y published after the restart; a resume from before it, on each worker, gets x's gap signal
+  let status = 503
+  for (let i = 0; i < 50 && status !== 201 && status !== 202; i++) {
+    try { status = (await publish(base, y, 'y2', { Connection: 'close' })).status } catch {}
+    if (status !== 201 && status !== 202) await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.true(status === 201 || status === 202, String(status))
+  for (const worker of [0, 1]) {
+    const resumed = await SseClient.connectOnWorker(port, `/sub/${x},${y}`, worker, { 'Last-Event-ID': last })
+    t.teardown(() => resumed.close())
+    const [y2] = await resumed.waitEvents(1)
+    t.is(y2!.data, 'y2')
+    const gaps = y2!.comments.filter((c) => c.startsWith(':parkline-gap ')).map((c) => JSON.parse(c.slice(':parkline-gap '.length)) as { requested: string })
+    const at = gaps.map((g) => g.requested.slice(g.requested.indexOf(':') + 1).split(',').findIndex((p) => p.startsWith('[')))
+    t.true(at.includes(0), `worker ${worker}: x's loss is signalled: ${JSON.stringify(y2)}`)
+  }
+})

@@ -72,13 +72,17 @@ test('access control: the handshake is a publisher request (401 without a creden
   // a token that grants another channel: refused
   const other = await RawWs.connect(srv.port, '/pub/guarded', { Authorization: `Bearer ${await publisherToken(['elsewhere'], 60, 'jti-other')}` })
   t.is(other.status, 403)
-  // a token for 2 s: one message now, none after its exp
-  const short = await RawWs.connect(srv.port, '/pub/guarded', { Authorization: `Bearer ${await publisherToken(['guarded'], 2, 'jti-short')}` })
+  // a token for 4 s (at least 3 whole seconds, whenever in its second it is made): one message
+  // now, none once its exp has passed
+  const shortExp = Math.floor(Date.now() / 1000) + 4
+  const short = await RawWs.connect(srv.port, '/pub/guarded', { Authorization: `Bearer ${await publisherToken(['guarded'], 4, 'jti-short')}` })
   t.teardown(() => short.close())
   t.is(short.status, 101)
   short.send(OP_TEXT, 'in time')
   await short.waitMessages(1)
-  await new Promise((resolve) => setTimeout(resolve, 2100))
+  // publisherToken reads the clock after shortExp was taken: its exp is shortExp, or one more if
+  // the second turned between; by shortExp + 2 either has passed
+  await new Promise((resolve) => setTimeout(resolve, (shortExp + 2) * 1000 - Date.now()))
   short.send(OP_TEXT, 'too late')
   await short.waitClosed()
   t.deepEqual(short.closeFrame, { code: 1008, reason: 'token expired' })

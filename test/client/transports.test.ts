@@ -51,8 +51,12 @@ const multiplexed = test.macro({
     const { base } = await startServer(t)
     const rec = subscribe(t, `${base}/sub/news,alerts`, { transports: [transport] })
     await rec.waitConnected(transport)
+    // each read before the next publish: a long-poll's next request may come after both later
+    // publishes, and with the second turning after n1 a1 and n2 share one (a tie goes to news)
     await pub(base, 'news', 'n1')
+    await rec.waitMessages(1)
     await pub(base, 'alerts', 'a1')
+    await rec.waitMessages(2)
     await pub(base, 'news', 'n2')
     await rec.waitMessages(3)
     t.deepEqual(rec.texts, ['n1', 'a1', 'n2'])
