@@ -58,6 +58,7 @@ export function inertOptions (o: ParklineOptions): string[] {
   if (o.jwtIssuer !== '' || o.jwtAudience !== '') w.push('jwtIssuer/jwtAudience have no effect without a JWT key')
   if (o.tokenInQuery) w.push('tokenInQuery has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)')
   if (o.jwtLeeway !== 0) w.push('jwtLeeway has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)')
+  if (o.jwtMaxLifetime !== 0) w.push('jwtMaxLifetime has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)')
   if (o.anonymousSubscribe.length > 0) w.push('anonymousSubscribe has no effect with no credential configured: every subscriber is admitted, on every channel')
   return w
 }
@@ -143,6 +144,7 @@ function authOptions (o: ParklineOptions): AuthOptions {
     jwtIssuer: o.jwtIssuer,
     jwtAudience: o.jwtAudience,
     jwtLeeway: o.jwtLeeway,
+    jwtMaxLifetime: o.jwtMaxLifetime,
     authCookie: o.authCookie,
     tokenInQuery: o.tokenInQuery,
     anonymousSubscribe: o.anonymousSubscribe,

@@ -176,6 +176,7 @@ export interface JwtVerifierOptions {
   jwtIssuer: string
   jwtAudience: string
   jwtLeeway: number
+  jwtMaxLifetime: number
   jwks: JwksCache | null
   now: () => number
 }
@@ -199,6 +200,9 @@ export class JwtVerifier {
   #jwks: JwksCache | null
   #base: JWTVerifyOptions
   #now: () => number
+  /** jwtMaxLifetime (s): a token must carry `exp`, at most this far ahead; 0 = not checked. */
+  #maxLifetime: number
+  #leeway: number
   #getKey: (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<CryptoKey | KeyObject | Uint8Array>
 
   constructor (o: JwtVerifierOptions) {
@@ -219,6 +223,8 @@ export class JwtVerifier {
       ...(o.jwtAudience.length > 0 ? { audience: o.jwtAudience } : {})
     }
     this.#now = o.now
+    this.#maxLifetime = o.jwtMaxLifetime
+    this.#leeway = o.jwtLeeway
     // One resolver for the verifier's life (jose calls it only for an alg already allowed).
     this.#getKey = (header, token) => this.#resolveKey(header, token)
   }
@@ -238,7 +244,15 @@ export class JwtVerifier {
 
   async verify (token: string): Promise<JwtOutcome> {
     try {
-      const { payload } = await jwtVerify(token, this.#getKey, { ...this.#base, currentDate: new Date(this.#now()) })
+      const now = this.#now()
+      const { payload } = await jwtVerify(token, this.#getKey, { ...this.#base, currentDate: new Date(now) })
+      if (this.#maxLifetime > 0) {
+        // a token that never expires, or lives longer than the operator allows, is refused (a
+        // leaked one would be good until revoked); checked after the signature, so the reason
+        // says nothing of a forged token
+        if (typeof payload.exp !== 'number') return { ok: false, unavailable: false, reason: 'token without exp' }
+        if (payload.exp - Math.floor(now / 1000) > this.#maxLifetime + this.#leeway) return { ok: false, unavailable: false, reason: 'token lives too long' }
+      }
       return { ok: true, payload }
     } catch (err) {
       if (err instanceof JwksUnavailable) return { ok: false, unavailable: true, reason: 'signing keys unavailable' }

@@ -37,7 +37,7 @@ export { isLoopback }
  * given as a file path is read first (lib/access.ts).
  */
 export type AuthOptions = Pick<ParklineOptions, 'apiKey' | 'jwtSecret' | 'jwtPublicKey' | 'jwksUrl' | 'jwtIssuer' | 'jwtAudience' |
-'jwtLeeway' | 'authCookie' | 'tokenInQuery' | 'anonymousSubscribe' | 'authorizeUrl' | 'authorizePublish' | 'authorizeTimeout' |
+'jwtLeeway' | 'jwtMaxLifetime' | 'authCookie' | 'tokenInQuery' | 'anonymousSubscribe' | 'authorizeUrl' | 'authorizePublish' | 'authorizeTimeout' |
 'authorizeCacheTtl' | 'publishUpstreamUrl' | 'publisherOpen'>
 
 /** The shipped defaults, for the config table and for tests. */
@@ -49,6 +49,7 @@ export const AUTH_DEFAULTS: Readonly<AuthOptions> = Object.freeze({
   jwtIssuer: '',
   jwtAudience: '',
   jwtLeeway: 0,
+  jwtMaxLifetime: 0,
   authCookie: 'parkline_token',
   tokenInQuery: false,
   anonymousSubscribe: [],
@@ -202,6 +203,7 @@ function checkUrl (name: string, v: string): void {
  */
 export function validateAuthOptions (o: AuthOptions): string[] {
   if (!Number.isFinite(o.jwtLeeway) || o.jwtLeeway < 0 || o.jwtLeeway > 30) throw new ConfigError(`jwtLeeway must be 0..30 seconds, got ${o.jwtLeeway}`)
+  if (!Number.isSafeInteger(o.jwtMaxLifetime) || o.jwtMaxLifetime < 0) throw new ConfigError(`jwtMaxLifetime must be a whole number of seconds >= 0, got ${o.jwtMaxLifetime}`)
   if (!(o.authorizeTimeout > 0) || !Number.isFinite(o.authorizeTimeout)) throw new ConfigError(`authorizeTimeout must be > 0 seconds, got ${o.authorizeTimeout}`)
   if (!(o.authorizeCacheTtl >= 0) || !Number.isFinite(o.authorizeCacheTtl)) throw new ConfigError(`authorizeCacheTtl must be >= 0 seconds, got ${o.authorizeCacheTtl}`)
   if (o.authCookie.length === 0 || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(o.authCookie)) throw new ConfigError(`authCookie must be a cookie name, got ${JSON.stringify(o.authCookie)}`)
@@ -242,6 +244,7 @@ export function validateAuthOptions (o: AuthOptions): string[] {
       : 'authorizeUrl is asked about subscribers only: publishers stay loopback-only (authorizePublish sends them there too)')
   }
   if ((o.jwtIssuer.length > 0 || o.jwtAudience.length > 0) && !jwtConfigured(o)) throw new ConfigError('jwtIssuer/jwtAudience have no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl): set one, or leave them out')
+  if (o.jwtMaxLifetime > 0 && !jwtConfigured(o)) throw new ConfigError('jwtMaxLifetime has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl): set one, or leave it out')
   const jwks = o.jwksUrl === '' ? null : new URL(o.jwksUrl)
   if (jwks !== null && jwks.protocol === 'http:' && !isLoopback(jwks.hostname.replace(/^\[|\]$/g, '')) && jwks.hostname !== 'localhost') {
     warnings.push('jwksUrl is plain http to another host: whoever is on the path between can hand Parkline keys of their own, and mint tokens it accepts; use https')
@@ -596,6 +599,7 @@ export class Auth {
         jwtIssuer: options.jwtIssuer,
         jwtAudience: options.jwtAudience,
         jwtLeeway: options.jwtLeeway,
+        jwtMaxLifetime: options.jwtMaxLifetime,
         jwks,
         now: this.#now
       })

@@ -17,7 +17,7 @@ export const TOKEN_USAGE = 'usage: parkline token --sub ID [--subscribe PATTERNS
   '  --subscribe PATTERNS  channels it may subscribe to, comma-separated (`user.42.*,news`)\n' +
   '  --publish PATTERNS    channels it may publish on\n' +
   '  --admin               it may revoke (POST revokePath)\n' +
-  '  --ttl S               seconds until it expires (default 3600)\n' +
+  '  --ttl S               seconds until it expires (default 3600, or jwtMaxLifetime when shorter)\n' +
   '  --jti ID              its id (default a random UUID; a revocation by token names it)\n' +
   '  at least one of --subscribe, --publish, --admin; jwtSecret from the config file, PARKLINE_JWT_SECRET or --jwt-secret\n'
 
@@ -41,8 +41,11 @@ export async function mintToken (argv: string[], defaultConfig: string | undefin
   if (opts.jwtSecret === '') throw new ConfigError('token: no jwtSecret configured (PARKLINE_JWT_SECRET, --jwt-secret or the config file)')
   // the server refuses to start with a shorter one
   checkJwtSecret(opts.jwtSecret)
-  const ttl = Number(own.ttl ?? 3600)
+  const max = opts.jwtMaxLifetime
+  const ttl = Number(own.ttl ?? (max > 0 ? Math.min(3600, max) : 3600))
   if (!Number.isInteger(ttl) || ttl < 1) throw new ConfigError('token: --ttl must be a positive number of seconds')
+  // the server would refuse it: said now, not at its first use
+  if (max > 0 && ttl > max) throw new ConfigError(`token: --ttl ${ttl} is longer than jwtMaxLifetime (${max} s): the server would refuse it`)
   const list = (v: string | undefined): string[] => (v ?? '').split(',').map((s) => s.trim()).filter((s) => s.length > 0)
   if (own.sub === undefined || own.sub === '') throw new ConfigError(`token: --sub is required (the user the token is for)\n${TOKEN_USAGE}`)
   const claims = { parkline: { subscribe: list(own.subscribe), publish: list(own.publish), admin: own.admin === 'true' } }

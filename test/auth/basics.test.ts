@@ -88,6 +88,8 @@ test('validateAuthOptions: bad values throw, odd combinations warn', (t) => {
   t.deepEqual(validateAuthOptions(opts()), [])
   t.throws(() => validateAuthOptions(opts({ jwtLeeway: 31 })), { instanceOf: ConfigError, message: /jwtLeeway/ })
   t.throws(() => validateAuthOptions(opts({ jwtLeeway: -1 })), { instanceOf: ConfigError })
+  t.throws(() => validateAuthOptions(opts({ jwtSecret: 'a-test-secret-that-is-32-bytes-long!!', jwtMaxLifetime: -1 })), { instanceOf: ConfigError, message: /^jwtMaxLifetime must be/ })
+  t.throws(() => validateAuthOptions(opts({ jwtSecret: 'a-test-secret-that-is-32-bytes-long!!', jwtMaxLifetime: 1.5 })), { instanceOf: ConfigError, message: /^jwtMaxLifetime must be/ })
   t.throws(() => validateAuthOptions(opts({ authorizeTimeout: 0 })), { instanceOf: ConfigError, message: /authorizeTimeout/ })
   t.throws(() => validateAuthOptions(opts({ authorizeCacheTtl: -1 })), { instanceOf: ConfigError })
   t.throws(() => validateAuthOptions(opts({ authorizeUrl: 'ftp://x/' })), { instanceOf: ConfigError, message: /authorizeUrl/ })
@@ -101,6 +103,7 @@ test('validateAuthOptions: bad values throw, odd combinations warn', (t) => {
   // options that would restrict access but change nothing as set are refused, not warned about
   t.throws(() => validateAuthOptions(opts({ apiKey: ['k-0123456789abcdef'], authorizePublish: true })), { instanceOf: ConfigError, message: /^authorizePublish has no effect without authorizeUrl/ })
   t.throws(() => validateAuthOptions(opts({ apiKey: ['k-0123456789abcdef'], jwtIssuer: 'i' })), { instanceOf: ConfigError, message: /^jwtIssuer\/jwtAudience have no effect without a JWT key/ })
+  t.throws(() => validateAuthOptions(opts({ apiKey: ['k-0123456789abcdef'], jwtMaxLifetime: 600 })), { instanceOf: ConfigError, message: /^jwtMaxLifetime has no effect without a JWT key/ })
   t.throws(() => validateAuthOptions(opts({ apiKey: ['a-15-byte-key!!'] })), { instanceOf: ConfigError, message: /^apiKey: each key must be 16 bytes or more, one is 15/ })
   const err = t.throws(() => validateAuthOptions(opts({ apiKey: ['a-15-byte-key!!'] })))
   t.false(err.message.includes('a-15-byte-key'), 'the key is not in the message')
@@ -182,10 +185,11 @@ test('with no credential configured, access options that change nothing are name
   const { inertOptions } = await import('../../lib/access.ts')
   const { resolveOptions } = await import('../../lib/config.ts')
   t.deepEqual(inertOptions(resolveOptions({})), [])
-  t.deepEqual(inertOptions(resolveOptions({ authorizePublish: true, jwtIssuer: 'https://login.example', tokenInQuery: true, anonymousSubscribe: ['public.*'] })), [
+  t.deepEqual(inertOptions(resolveOptions({ authorizePublish: true, jwtIssuer: 'https://login.example', tokenInQuery: true, jwtMaxLifetime: 600, anonymousSubscribe: ['public.*'] })), [
     'authorizePublish has no effect without authorizeUrl',
     'jwtIssuer/jwtAudience have no effect without a JWT key',
     'tokenInQuery has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)',
+    'jwtMaxLifetime has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)',
     'anonymousSubscribe has no effect with no credential configured: every subscriber is admitted, on every channel'
   ])
 })

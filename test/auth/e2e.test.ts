@@ -453,6 +453,47 @@ test('`parkline token` mints a token the server with the same secret accepts, fo
   other.socket.destroy()
 })
 
+test('jwtMaxLifetime on a real server: a token without exp gets 401 on each transport and on publish; `parkline token` mints within it, and refuses a longer --ttl', async (t) => {
+  const srv = await startServer(t, { ...AUTH, jwtMaxLifetime: 900 })
+  const forever = await new SignJWT({ aud: 'parkline', iss: 'https://login.example', sub: 'u1', parkline: { subscribe: ['room.*'], publish: ['room.*'] } })
+    .setProtectedHeader({ alg: 'HS256' }).sign(enc.encode(SECRET))
+  for (const transport of ['eventsource', 'longpoll', 'websocket'] as const) {
+    const r = await subscribe(srv.port, transport, '/sub/room.1', { authorization: 'Bearer ' + forever })
+    t.is(r.status, 401, transport)
+    t.is(r.headers['www-authenticate'], 'Bearer error="invalid_token", error_description="token without exp"', transport)
+    r.socket.destroy()
+  }
+  const p = await fetch(`${srv.base}/pub/room.1`, { method: 'POST', body: 'x', headers: { authorization: 'Bearer ' + forever } })
+  t.is(p.status, 401)
+  await p.text()
+  // a token for an hour: refused too; one for 5 minutes (token()'s): admitted
+  t.is((await subscribe(srv.port, 'eventsource', '/sub/room.1', { authorization: 'Bearer ' + await token({ sub: 'u1', exp: now() + 3600, parkline: { subscribe: ['room.*'] } }) })).status, 401)
+  const ok = await subscribe(srv.port, 'eventsource', '/sub/room.1', { authorization: 'Bearer ' + await token({ sub: 'u1', parkline: { subscribe: ['room.*'] } }) })
+  t.is(ok.status, 200)
+  ok.socket.destroy()
+  // the CLI with the same setting: its default ttl is the cap; a longer --ttl is refused (exit 2)
+  const env = { ...process.env, PARKLINE_JWT_SECRET: SECRET, PARKLINE_JWT_AUDIENCE: 'parkline', PARKLINE_JWT_ISSUER: 'https://login.example', PARKLINE_JWT_MAX_LIFETIME: '900' }
+  const mint = async (args: string[]): Promise<{ code: number | null, out: string, err: string }> => {
+    const proc = spawn(process.execPath, ['bin/parkline.ts', 'token', '--sub', 'u1', '--subscribe', 'room.*', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    proc.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    proc.stderr.on('data', (d: Buffer) => { err += d.toString() })
+    return { code: await exitedWithOutput(proc), out, err }
+  }
+  const minted = await mint([])
+  t.is(minted.code, 0)
+  const claims = JSON.parse(Buffer.from(minted.out.trim().split('.')[1]!, 'base64url').toString()) as { exp: number, iat: number }
+  t.is(claims.exp - claims.iat, 900)
+  const viaCli = await subscribe(srv.port, 'eventsource', '/sub/room.1', { authorization: 'Bearer ' + minted.out.trim() })
+  t.is(viaCli.status, 200)
+  viaCli.socket.destroy()
+  const tooLong = await mint(['--ttl', '3600'])
+  t.is(tooLong.code, 2)
+  t.regex(tooLong.err, /--ttl 3600 is longer than jwtMaxLifetime \(900 s\)/)
+  t.is(tooLong.out, '')
+})
+
 test('`parkline token --help` prints its usage; without --sub, or granting nothing, it refuses (exit 2) and says why', async (t) => {
   const env = { ...process.env, PARKLINE_JWT_SECRET: SECRET }
   const run = async (args: string[]): Promise<{ code: number | null, out: string, err: string }> => {

@@ -102,6 +102,32 @@ test('exp, nbf and jwtLeeway', async (t) => {
   t.is(asRefusal(t, await lenient.subscriber(sub(['news'], bearer(farFuture)))).wwwAuthenticate, invalid('token not yet valid'))
 })
 
+test('jwtMaxLifetime: a token without exp, or one whose exp is further ahead, is refused; within it (and jwtLeeway) admitted', async (t) => {
+  const off = auth(t, { jwtSecret: SECRET })
+  const capped = auth(t, { jwtSecret: SECRET, jwtMaxLifetime: 600 })
+  const lenient = auth(t, { jwtSecret: SECRET, jwtMaxLifetime: 600, jwtLeeway: 30 })
+  const forever = await hs(SUB_NEWS)
+  const hour = await hs({ ...SUB_NEWS, exp: now() + 3600 })
+  const inside = await hs({ ...SUB_NEWS, exp: now() + 590 })
+  const justOver = await hs({ ...SUB_NEWS, exp: now() + 620 })
+  // off (the default): a token without exp is admitted
+  asGrant(t, await off.subscriber(sub(['news'], bearer(forever))))
+  asGrant(t, await off.subscriber(sub(['news'], bearer(hour))))
+  t.is(asRefusal(t, await capped.subscriber(sub(['news'], bearer(forever)))).wwwAuthenticate, invalid('token without exp'))
+  t.is(asRefusal(t, await capped.subscriber(sub(['news'], bearer(hour)))).wwwAuthenticate, invalid('token lives too long'))
+  t.is(asRefusal(t, await capped.subscriber(sub(['news'], bearer(justOver)))).wwwAuthenticate, invalid('token lives too long'))
+  asGrant(t, await capped.subscriber(sub(['news'], bearer(inside))))
+  asGrant(t, await lenient.subscriber(sub(['news'], bearer(justOver))))
+  // publishers the same
+  const pubForever = await hs({ parkline: { publish: ['news'] } })
+  const r = asRefusal(t, await capped.publisher({ headers: bearer(pubForever), channel: 'news', method: 'POST', uri: '/pub/news', remoteAddress: '10.1.2.3' }))
+  t.is(r.status, 401)
+  t.is(r.wwwAuthenticate, invalid('token without exp'))
+  // a forged token is refused for its signature, whatever its exp
+  const forged = await hs(SUB_NEWS, 'HS256', 'another-secret-also-32-bytes-long!!')
+  t.is(asRefusal(t, await capped.subscriber(sub(['news'], bearer(forged)))).wwwAuthenticate, invalid('bad signature'))
+})
+
 test('forged signature and wrong secret are refused', async (t) => {
   const a = auth(t, { jwtSecret: SECRET })
   const other = await hs(SUB_NEWS, 'HS256', 'another-secret-also-32-bytes-long!!')
