@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyRequest } from 'fastify'
 import type { Auth, AuthOptions, Grant, Refusal, SubscriberTransport, UpstreamPublishResult } from './auth.ts'
-import { withoutCredentials, type ParklineOptions } from './config.ts'
+import { CREDENTIALS, OPTIONS, withoutCredentials, type Credentials, type ParklineOptions } from './config.ts'
 import { oncePer } from './stats.ts'
 import { ConfigError, ERRORS } from './errors.ts'
 import { isLoopback, localClient, percentEncodeUnsafe, percentEncoded, proxied } from './http.ts'
@@ -157,6 +157,39 @@ function authOptions (o: ParklineOptions): AuthOptions {
   }
 }
 
+/** Options whose values differ between two resolutions (JSON-compared). */
+function differing (a: ParklineOptions, b: ParklineOptions, names: readonly string[]): string[] {
+  const ra = a as unknown as Record<string, unknown>
+  const rb = b as unknown as Record<string, unknown>
+  return names.filter((k) => JSON.stringify(ra[k]) !== JSON.stringify(rb[k]))
+}
+
+/**
+ * A configuration read again (SIGHUP) against the running one: throws ConfigError where the
+ * running server cannot take its credentials (CREDENTIALS: bad values, API keys or a JWT key
+ * turned on or off, access control where none was configured at start), so that nothing is
+ * applied; otherwise returns the other options that differ, which take effect at a restart.
+ */
+export async function checkReload (current: ParklineOptions, next: ParklineOptions): Promise<string[]> {
+  const others = differing(current, next, OPTIONS.map((o) => o.name).filter((k) => !(CREDENTIALS as readonly string[]).includes(k)))
+  const merged = { ...current, ...pickCredentials(next) }
+  if (!accessConfigured(current)) {
+    if (credentialConfigured(merged)) throw new ConfigError('no access control was configured at start: turning it on takes a restart')
+    return others
+  }
+  const { checkCredentialKinds, validateAuthOptions } = await import('./auth.ts')
+  checkCredentialKinds(current, merged)
+  validateAuthOptions(authOptions(merged))
+  return others
+}
+
+/** The credentials of `o`, alone. */
+export function pickCredentials (o: Credentials): Credentials {
+  const out: Record<string, unknown> = {}
+  for (const k of CREDENTIALS) out[k] = o[k]
+  return out as unknown as Credentials
+}
+
 export class Access {
   /** The decisions, when anything is configured (null: open subscribers, loopback publisher). */
   readonly auth: Auth | null
@@ -172,8 +205,12 @@ export class Access {
   /** Refusals written by this process, by status (the secure default's included). */
   readonly refusals: RefusalCounts = {}
 
+  /** The running options (the Core's): a reload writes the new credentials into them. */
+  readonly #opts: ParklineOptions
+
   private constructor (auth: Auth | null, o: ParklineOptions) {
     this.auth = auth
+    this.#opts = o
     this.#publisherOpen = o.publisherOpen
     this.#delimiter = o.multiplexDelimiter
     this.#corsOrigins = o.corsOrigins
@@ -206,6 +243,18 @@ export class Access {
     if (!credentialConfigured(o) && o.authorizeUrl === '') refuseInert(inertOptions(o))
     a.warnings = a.auth!.warnings
     return a
+  }
+
+  /**
+   * `next`'s credentials in place of the running ones (checkReload passed): requests from now on
+   * are judged by them. Returns the names that changed (a public key file's new contents count).
+   */
+  reload (next: Credentials): string[] {
+    if (this.auth === null) return []
+    const merged = { ...this.#opts, ...pickCredentials(next) }
+    const changed = this.auth.replaceCredentials(authOptions(merged))
+    Object.assign(this.#opts, pickCredentials(next))
+    return changed
   }
 
   /** Tokens carry an exp the shared timer must honour. */

@@ -25,7 +25,7 @@ import {
   type UpstreamPublishResult
 } from './auth-authorize.ts'
 import { JwksCache, JwtVerifier, parsePublicKey } from './auth-jwt.ts'
-import type { ParklineOptions } from './config.ts'
+import { CREDENTIALS, type ParklineOptions } from './config.ts'
 import { ConfigError } from './errors.ts'
 import { isLoopback, percentEncodeUnsafe } from './http.ts'
 
@@ -168,8 +168,18 @@ export const AUTH_CODES = {
 
 // ---- configuration ----------------------------------------------------------------------------
 
-function jwtConfigured (o: AuthOptions): boolean {
+function jwtConfigured (o: Pick<AuthOptions, 'jwtSecret' | 'jwtPublicKey' | 'jwksUrl'>): boolean {
   return o.jwtSecret.length > 0 || o.jwtPublicKey.length > 0 || o.jwksUrl.length > 0
+}
+
+/**
+ * What a reload may not change: whether API keys are set at all, and whether a JWT key is (which
+ * decide whether publishers need a credential and whether streams end at a token's exp).
+ */
+export function checkCredentialKinds (was: Pick<AuthOptions, 'apiKey' | 'jwtSecret' | 'jwtPublicKey' | 'jwksUrl'>, next: Pick<AuthOptions, 'apiKey' | 'jwtSecret' | 'jwtPublicKey' | 'jwksUrl'>): void {
+  const keys = (o: Pick<AuthOptions, 'apiKey'>): boolean => o.apiKey.some((k) => k.length > 0)
+  if (keys(was) !== keys(next)) throw new ConfigError(`apiKey: ${keys(was) ? 'removing every API key' : 'adding API keys where none were set'} takes a restart`)
+  if (jwtConfigured(was) !== jwtConfigured(next)) throw new ConfigError(`jwtSecret/jwtPublicKey: ${jwtConfigured(was) ? 'removing the last JWT key' : 'adding a JWT key where none was set'} takes a restart`)
 }
 
 /** True when any credential mechanism is set: an API key, a JWT key, or the authorize request. */
@@ -533,7 +543,8 @@ export function grantFromClaims (p: JWTPayload): Grant | null {
 }
 
 export class Auth {
-  readonly options: AuthOptions
+  /** Replaced whole by replaceCredentials (never changed in place). */
+  options: AuthOptions
   readonly revocations: Revocations
   readonly stats: AuthStats
   /** Warnings from validateAuthOptions, for the caller to log once. */
@@ -557,6 +568,8 @@ export class Auth {
    */
   readonly #verified = new LRUCache<string, Grant>({ max: 10_000 })
   #leeway = 0
+  /** Counts replaceCredentials: a verification begun under the old keys is not cached. */
+  #generation = 0
 
   constructor (options: AuthOptions, tuning: AuthTuning = {}) {
     this.warnings = validateAuthOptions(options)
@@ -592,18 +605,7 @@ export class Auth {
     this.#jwks = jwks
     this.#leeway = options.jwtLeeway
     this.revocations.leeway = options.jwtLeeway
-    this.#jwt = jwtConfigured(options)
-      ? new JwtVerifier({
-        jwtSecret: options.jwtSecret,
-        jwtPublicKey: options.jwtPublicKey,
-        jwtIssuer: options.jwtIssuer,
-        jwtAudience: options.jwtAudience,
-        jwtLeeway: options.jwtLeeway,
-        jwtMaxLifetime: options.jwtMaxLifetime,
-        jwks,
-        now: this.#now
-      })
-      : null
+    this.#jwt = this.#verifier(options)
     this.#authorize = options.authorizeUrl.length > 0
       ? new AuthorizeClient({
         url: options.authorizeUrl,
@@ -621,6 +623,46 @@ export class Auth {
 
   readonly #trouble: AuthTrouble | undefined
   readonly #jwks: JwksCache | null
+
+  #verifier (o: AuthOptions): JwtVerifier | null {
+    return jwtConfigured(o)
+      ? new JwtVerifier({
+        jwtSecret: o.jwtSecret,
+        jwtPublicKey: o.jwtPublicKey,
+        jwtIssuer: o.jwtIssuer,
+        jwtAudience: o.jwtAudience,
+        jwtLeeway: o.jwtLeeway,
+        jwtMaxLifetime: o.jwtMaxLifetime,
+        jwks: this.#jwks,
+        now: this.#now
+      })
+      : null
+  }
+
+  /**
+   * New credentials in place of the running ones (a SIGHUP, `app.parkline.reloadCredentials`):
+   * the API keys, the JWT secret and public key, issuer, audience, leeway and max lifetime
+   * (CREDENTIALS). What decides which checks run stays as started (checkCredentialReload refuses
+   * the rest). From the next request on only the new ones admit: the tokens verified under the old
+   * keys are forgotten, so each is verified again. Open subscriptions are not checked again (their
+   * token's exp and a revocation end them). Returns the names that changed.
+   */
+  replaceCredentials (next: AuthOptions): string[] {
+    checkCredentialKinds(this.options, next)
+    validateAuthOptions(next)
+    const changed = CREDENTIALS.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.options[k]))
+    if (changed.length === 0) return []
+    // built first: one that throws leaves the running credentials as they were
+    const jwt = this.#verifier(next)
+    this.options = next
+    this.#apiKeys = next.apiKey.filter((k) => k.length > 0).map(sha256)
+    this.#jwt = jwt
+    this.#leeway = next.jwtLeeway
+    this.revocations.leeway = next.jwtLeeway
+    this.#generation++
+    this.#verified.clear()
+    return changed
+  }
 
   /** The JWKS's state (JwksCache.up); null without jwksUrl. */
   get jwksUp (): boolean | null {
@@ -783,7 +825,16 @@ export class Auth {
       g = null
     }
     if (g === null) {
-      const out = await this.#jwt!.verify(token)
+      let generation: number
+      let out: Awaited<ReturnType<JwtVerifier['verify']>>
+      // verified again when the keys were replaced meanwhile (replaceCredentials): from then on
+      // only the new ones admit (a third replacement within one verification: refused)
+      let tries = 0
+      do {
+        if (++tries > 2) return unavailable('signing keys changed', 1)
+        generation = this.#generation
+        out = await this.#jwt!.verify(token)
+      } while (generation !== this.#generation)
       if (!out.ok) return out.unavailable ? unavailable(out.reason, 5) : invalidToken(out.reason)
       g = grantFromClaims(out.payload)
       if (g === null) return invalidToken('bad parkline claim')

@@ -10,14 +10,14 @@ import net, { type AddressInfo } from 'node:net'
 import { readFileSync } from 'node:fs'
 import pino from 'pino'
 import { Primary, WorkerLink } from './cluster.ts'
-import { OPTIONS, envName, flagName, parseCliArgs, resolveOptions, workerCount, type ParklineOptions } from './config.ts'
+import { CREDENTIALS, OPTIONS, envName, flagName, parseCliArgs, resolveOptions, workerCount, type Credentials, type ParklineOptions } from './config.ts'
 // the accept queue asked of the kernel (capped by net.core.somaxconn): a reconnect storm or a load
 // generator's ramp must not overflow Node's default of 511 and wait out SYN retries
 import { LISTEN_BACKLOG, runDoctor } from './doctor.ts'
 import { ParklineError } from './errors.ts'
 import { shippedConfig } from './paths.ts'
 import { isLoopback } from './http.ts'
-import { openAccess } from './access.ts'
+import { checkReload, openAccess, pickCredentials } from './access.ts'
 import { buildServer, installShutdown } from './server.ts'
 import { coreOf } from './plugin.ts'
 import { pastUsedSecond } from './engines.ts'
@@ -67,7 +67,9 @@ export async function main (entry: string): Promise<void> {
   const resolved = command === 'worker' ? process.env[RESOLVED_ENV] : undefined
   // (secrets among them: not inherited by anything this process starts, nor in a diagnostic report)
   delete process.env[RESOLVED_ENV]
-  const opts = resolved !== undefined ? resolveOptions(JSON.parse(resolved) as Record<string, unknown>) : resolveOptions(flags, { file, env: process.env, explicitFrom: 'command line' })
+  // the configuration as the command line, the file and the environment say now (read again at a SIGHUP)
+  const read = (): ParklineOptions => resolveOptions(flags, { file, env: process.env, explicitFrom: 'command line' })
+  const opts = resolved !== undefined ? resolveOptions(JSON.parse(resolved) as Record<string, unknown>) : read()
   const cores = availableParallelism()
   const workers = workerCount(opts, cores)
   const growth = applyHeapGrowth(opts.heapGrowth)
@@ -77,7 +79,7 @@ export async function main (entry: string): Promise<void> {
     // killed and started again within it, lib/engines.ts); a re-forked worker starts in a later
     // second than its predecessor died (lib/cluster.ts restartDelay)
     if (!onRedis(opts)) await pastUsedSecond()
-    return primary(opts, workers, gcThreads(opts, cores, workers), entry)
+    return primary(opts, workers, gcThreads(opts, cores, workers), entry, read)
   }
   // a worker of N on a shared port (SO_REUSEPORT): its link to the primary carries ids and counts
   // (or, with redisUrl, only the node-wide metrics: each worker is then a Redis node of its own)
@@ -85,12 +87,25 @@ export async function main (entry: string): Promise<void> {
   const app = await buildServer(opts, link)
   // an in-memory deployment's workers end a drain together, when the primary says (lib/cluster.ts stop)
   installShutdown(app, opts, command === 'worker', link !== undefined && !onRedis(opts) ? link : null)
+  const access = coreOf(app).access
   if (link !== undefined) {
+    // a SIGHUP is the primary's (it may reach the whole process group): the primary reads the
+    // configuration, checks it and sends each worker its credentials
+    process.on('SIGHUP', () => {})
+    link.onCredentials = (creds) => {
+      try {
+        const changed = access?.reload(creds) ?? []
+        if (changed.length > 0) app.log.info({ parkline: 'reload', changed }, `credentials reloaded: ${changed.join(', ')}`)
+      } catch (err) {
+        app.log.error({ parkline: 'reload', error: (err as Error).message }, `reload refused: ${(err as Error).message}; the running credentials stay`)
+      }
+    }
     await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG, reusePort: true } as { port: number, host: string })
     link.out.push(['listening'])
     startIdleTrim()
     return
   }
+  onReload(app.log, opts, read, async (creds) => access?.reload(creds) ?? [])
   await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG })
   // the address bound (0.0.0.0 where that is the host), not the one Fastify picks to show
   const bound = app.server.address() as AddressInfo
@@ -176,7 +191,7 @@ function redisMarked (port: number): boolean {
 }
 
 /** The primary: forks N workers (channel owners, lib/cluster.ts); SIGTERM drains them all, then exits. */
-function primary (opts: ParklineOptions, workers: number, threads: number, entry: string): void {
+function primary (opts: ParklineOptions, workers: number, threads: number, entry: string, read: () => ParklineOptions): void {
   const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
   // the workers get the options as resolved here, in their environment only: no flag (a
   // --redis-password among them) is repeated on their command lines
@@ -215,5 +230,39 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
   }
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)
-  process.on('SIGHUP', () => { log.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: stop with SIGTERM') })
+  // each worker takes the credentials and says what changed for it (a public key file's contents
+  // included); a worker forked again later starts with them
+  onReload(log, opts, read, async (creds) => {
+    const changed = CREDENTIALS.filter((k) => JSON.stringify(creds[k]) !== JSON.stringify(opts[k]))
+    seq.reloadCredentials(creds, RESOLVED_ENV, JSON.stringify({ ...opts, ...creds }))
+    return changed
+  })
+}
+
+/**
+ * SIGHUP: the configuration is read again (the same command line, config file and environment)
+ * and its credentials (CREDENTIALS: API keys, the JWT secret or public key and its checks) are
+ * taken without a restart; the options that take a restart are named, not applied. A
+ * configuration the running server cannot take is refused whole and said (docs/api.md 16.9).
+ * One reload at a time; one asked for meanwhile runs after it.
+ */
+function onReload (log: { info: (o: object, m: string) => void, warn: (o: object, m: string) => void, error: (o: object, m: string) => void }, opts: ParklineOptions, read: () => ParklineOptions, apply: (creds: Credentials) => Promise<string[]>): void {
+  let chain: Promise<void> = Promise.resolve()
+  const reload = async (): Promise<void> => {
+    let next: ParklineOptions
+    let others: string[]
+    try {
+      next = read()
+      others = await checkReload(opts, next)
+    } catch (err) {
+      log.error({ signal: 'SIGHUP', error: (err as Error).message }, `reload refused: ${(err as Error).message}; the running configuration stays`)
+      return
+    }
+    const creds = pickCredentials(next)
+    const changed = await apply(creds)
+    Object.assign(opts, creds)
+    if (others.length > 0) log.warn({ signal: 'SIGHUP', options: others }, `changed in the configuration, taken at the next restart: ${others.join(', ')}`)
+    log.info({ signal: 'SIGHUP', changed }, changed.length > 0 ? `credentials reloaded: ${changed.join(', ')}` : 'configuration read again: no credential changed')
+  }
+  process.on('SIGHUP', () => { chain = chain.then(reload, reload) })
 }

@@ -33,7 +33,7 @@ import path from 'node:path'
 import type { ChannelInfo } from './channel-info.ts'
 import { channelInfo } from './channel-info.ts'
 import type { Core } from './core.ts'
-import { DRAIN_QUIET_MS } from './config.ts'
+import { DRAIN_QUIET_MS, type Credentials } from './config.ts'
 import type { Channel } from './channel-registry.ts'
 import type { Message } from './message.ts'
 import type { Engine, PublishResult } from './engine.ts'
@@ -70,6 +70,8 @@ type Down =
   | ['mq', number]
   // a drain is over for the whole deployment (no subscriber on any worker, no publish for DRAIN_QUIET_MS)
   | ['finish']
+  // the configuration's credentials, read again by the primary (SIGHUP) and checked (lib/access.ts checkReload)
+  | ['creds', Credentials]
 
 /** A buffered message in a snapshot: time, tag, data, content type, event, published at. */
 type SnapMessage = [number, number, Uint8Array, string | null, string | null, number]
@@ -435,6 +437,15 @@ export class Primary {
     for (const w of this.workers) w.out.push(entry)
   }
 
+  /**
+   * New credentials for every worker (SIGHUP): sent to the running ones, and in `env` (the
+   * environment entry named `name` becomes `value`) for any forked again later.
+   */
+  reloadCredentials (creds: Credentials, name: string, value: string): void {
+    this.#workerEnv[name] = value
+    this.#broadcast(['creds', creds])
+  }
+
   /** Every worker listened once (the deployment serves): called once. */
   onListening: (() => void) | null = null
   /** A worker cannot start (FAILED_STARTS): the caller stops the workers and exits non-zero (the last one's exit status given). */
@@ -631,6 +642,8 @@ export class WorkerLink {
   metrics: Metrics | null = null
   /** The primary ends the deployment's drain early (lib/server.ts installShutdown, in-memory deployments). */
   onFinish: (() => void) | null = null
+  /** The primary sends credentials read again (SIGHUP; lib/cli.ts). */
+  onCredentials: ((creds: Credentials) => void) | null = null
   /** Called when the primary is gone, just before this worker exits. */
   onPrimaryGone: (() => void) | null = null
   readonly #pending = new Map<number, (v: unknown) => void>()
@@ -685,6 +698,9 @@ export class WorkerLink {
       }
       case 'finish':
         this.onFinish?.()
+        return
+      case 'creds':
+        this.onCredentials?.(e[1])
         return
       default:
         this.onEntry?.(e)

@@ -114,6 +114,13 @@ export const FINISH_GRACE_MS = 2000
 /** Subscriber transports in negotiation order (PROTOCOL.md §4.1); the registry is transports/index.ts. */
 export const TRANSPORT_NAMES = ['websocket', 'eventsource', 'chunked', 'multipart', 'longpoll'] as const
 
+/**
+ * The options a running server takes anew, without a restart (SIGHUP; embedded,
+ * `app.parkline.reloadCredentials`): the API keys and the JWT checks (lib/access.ts checkReload).
+ */
+export const CREDENTIALS = ['apiKey', 'jwtSecret', 'jwtPublicKey', 'jwtIssuer', 'jwtAudience', 'jwtLeeway', 'jwtMaxLifetime'] as const
+export type Credentials = Pick<ParklineOptions, typeof CREDENTIALS[number]>
+
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'port', kind: 'int', default: 8080, min: 0, max: 65535, doc: 'TCP port of the standalone server.' },
   { name: 'workers', kind: 'int', default: 0, min: 0, doc: 'Worker processes sharing the port (parkline serve); 0 = chosen for the host (a single process on 1 or 2 cores, one per core above), 1 = a single process.' },

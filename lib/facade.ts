@@ -4,7 +4,9 @@
 import type { ChannelInfo } from './channel-info.ts'
 import type { ConsumerTransport, ParklineMessage } from './consumer.ts'
 import type { Core } from './core.ts'
-import { ERRORS, ParklineError } from './errors.ts'
+import { checkReload } from './access.ts'
+import { CREDENTIALS, type Credentials } from './config.ts'
+import { ConfigError, ERRORS, ParklineError } from './errors.ts'
 import { validIdempotencyKey } from './idempotency.ts'
 import { requestCursor } from './http.ts'
 import { INVALID } from './message-id.ts'
@@ -60,6 +62,30 @@ export interface Parkline {
    * buffer then live, as an async iterator. Break out of the loop (or abort) to stop.
    */
   subscribe (channels: string | readonly string[], options?: SubscribeOptions): AsyncIterableIterator<ParklineMessage>
+  /**
+   * Take new credentials without a restart (what a SIGHUP does standalone): `apiKey`, `jwtSecret`,
+   * `jwtPublicKey`, `jwtIssuer`, `jwtAudience`, `jwtLeeway`, `jwtMaxLifetime`; the ones left out
+   * stay. From the next request on only these admit. Throws (PKL_ERR_CONFIG, nothing applied) for a
+   * bad value, another option, or turning API keys or JWT on or off. Resolves to the names that
+   * changed.
+   */
+  reloadCredentials (changes: Partial<Credentials>): Promise<string[]>
+}
+
+/** `changes` holds credentials only, each of its type (a host app's own code calls this). */
+function checkCredentialTypes (changes: unknown): Partial<Credentials> {
+  if (typeof changes !== 'object' || changes === null || Array.isArray(changes)) throw new ConfigError('reloadCredentials takes an object of credentials')
+  const c = changes as Record<string, unknown>
+  const other = Object.keys(c).filter((k) => !(CREDENTIALS as readonly string[]).includes(k))
+  if (other.length > 0) throw new ConfigError(`reloadCredentials takes ${CREDENTIALS.join(', ')}; not ${other.join(', ')} (a restart applies other options)`)
+  for (const [k, v] of Object.entries(c)) {
+    if (v === undefined) continue
+    const ok = k === 'apiKey'
+      ? Array.isArray(v) && v.every((x) => typeof x === 'string')
+      : k === 'jwtLeeway' || k === 'jwtMaxLifetime' ? Number.isSafeInteger(v) : typeof v === 'string'
+    if (!ok) throw new ConfigError(`reloadCredentials: ${k} must be ${k === 'apiKey' ? 'an array of strings' : k === 'jwtLeeway' || k === 'jwtMaxLifetime' ? 'an integer' : 'a string'}`)
+  }
+  return Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)) as Partial<Credentials>
 }
 
 /**
@@ -126,6 +152,11 @@ export function createFacade (core: Core, consumers: ConsumerTransport): Parklin
       const queueLimit = options.queueLimit ?? 1000
       if (!Number.isInteger(queueLimit) || queueLimit < 1) throw new ParklineError('PKL_ERR_CONFIG', 'queueLimit must be an integer >= 1', 400)
       return iterate(consumers, consumers.open(keys, cursor, queueLimit), options.signal)
+    },
+    async reloadCredentials (changes) {
+      const next = { ...core.opts, ...checkCredentialTypes(changes) }
+      await checkReload(core.opts, next)
+      return core.access?.reload(next) ?? []
     }
   }
 }

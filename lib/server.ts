@@ -283,7 +283,6 @@ export function installShutdown (app: FastifyInstance, opts: ParklineOptions, wo
   if (coordinated !== null) coordinated.onFinish = () => { if (closing) finish() }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
-  // Node's default for SIGHUP ends the process with no drain (a logrotate `kill -HUP` recipe):
-  // Parkline reopens nothing, so it is only logged
-  process.on('SIGHUP', () => { app.log.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: stop with SIGTERM') })
+  // (SIGHUP reads the configuration again: lib/cli.ts onReload; Node's default, an exit with no
+  // drain, never applies)
 }

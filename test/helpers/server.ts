@@ -180,29 +180,7 @@ export class SseClient {
    * `GET /status` names that worker (`worker: N`); the subscription then goes on that connection.
    */
   static async connectOnWorker (port: number, path: string, worker: number, headers: Record<string, string> = {}): Promise<SseClient> {
-    for (let i = 0; i < 200; i++) {
-      const socket = net.connect(port, '127.0.0.1')
-      socket.on('error', () => {})
-      await once(socket, 'connect')
-      socket.write('GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
-      let got = ''
-      const body = await new Promise<string | null>((resolve) => {
-        const onData = (d: Buffer): void => {
-          got += d.toString('latin1')
-          const end = got.indexOf('\r\n\r\n')
-          if (end === -1) return
-          const len = Number(/content-length: (\d+)/i.exec(got.slice(0, end))?.[1] ?? -1)
-          if (got.length < end + 4 + len) return
-          socket.off('data', onData)
-          resolve(got.slice(end + 4, end + 4 + len))
-        }
-        socket.on('data', onData)
-        socket.once('close', () => resolve(null))
-      })
-      if (body !== null && new RegExp(`^worker: ${worker}$`, 'm').test(body)) return SseClient.#start(socket, path, headers)
-      socket.destroy()
-    }
-    throw new Error(`no connection reached worker ${worker}`)
+    return SseClient.#start(await socketOnWorker(port, worker), path, headers)
   }
 
   static async #start (socket: net.Socket, path: string, headers: Record<string, string>): Promise<SseClient> {
@@ -392,4 +370,34 @@ export async function eventually (pred: () => Promise<boolean> | boolean, ms = 3
     if (Date.now() > deadline) return false
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
+}
+
+/**
+ * A keep-alive connection to a given worker of `--workers N`: connections are opened until one
+ * whose `GET /status` names that worker (`worker: N`); what it got so far is read.
+ */
+export async function socketOnWorker (port: number, worker: number): Promise<net.Socket> {
+  for (let i = 0; i < 200; i++) {
+    const socket = net.connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    await once(socket, 'connect')
+    socket.write('GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+    let got = ''
+    const body = await new Promise<string | null>((resolve) => {
+      const onData = (d: Buffer): void => {
+        got += d.toString('latin1')
+        const end = got.indexOf('\r\n\r\n')
+        if (end === -1) return
+        const len = Number(/content-length: (\d+)/i.exec(got.slice(0, end))?.[1] ?? -1)
+        if (got.length < end + 4 + len) return
+        socket.off('data', onData)
+        resolve(got.slice(end + 4, end + 4 + len))
+      }
+      socket.on('data', onData)
+      socket.once('close', () => resolve(null))
+    })
+    if (body !== null && new RegExp(`^worker: ${worker}$`, 'm').test(body)) return socket
+    socket.destroy()
+  }
+  throw new Error(`no connection reached worker ${worker}`)
 }
