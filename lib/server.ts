@@ -22,7 +22,17 @@ import type { Core } from './core.ts'
 /** Whole header section (request line included) before Node's parser gives up (PROTOCOL.md §10: 32 KiB, nginx's 4 × 8k). */
 export const MAX_HEADER_SECTION = 32768
 
-interface ClientError extends Error { code?: string, rawPacket?: unknown }
+interface ClientError extends Error { code?: string, rawPacket?: unknown, bytesParsed?: number }
+
+/**
+ * The packet from the start of the line Node's parser failed in: a request pipelined behind
+ * others in one packet is judged by its own line, not the first request's.
+ */
+function failedLine (err: ClientError): unknown {
+  const raw = err.rawPacket
+  if (!Buffer.isBuffer(raw) || typeof err.bytesParsed !== 'number' || err.bytesParsed <= 0) return raw
+  return raw.subarray(raw.lastIndexOf(10, Math.min(err.bytesParsed, raw.length) - 1) + 1)
+}
 
 function firstLineLength (raw: unknown): number {
   if (!Buffer.isBuffer(raw)) return 0
@@ -62,11 +72,27 @@ export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix 
     socket.destroy()
     return
   }
+  const answer = clientErrorAnswer(err, subPrefix)
+  // the answer to a request before this one on the connection is still to come (a publish being
+  // published): it goes first, then this one's, then the close; written now it would take that
+  // answer's place, and a client would publish again a message that was published
+  // (an answer whose own request is not complete is that request's: the error is in its body)
+  const pending = s._httpMessage as (ServerResponse | null | undefined)
+  if (pending !== null && pending !== undefined && !pending.writableFinished && pending.req.complete) {
+    pending.once('finish', () => { if (socket.writable) socket.end(answer) })
+    pending.once('close', () => { if (socket.writable && !pending.writableFinished) socket.destroy() })
+    return
+  }
+  socket.end(answer)
+}
+
+/** The answer to what Node's parser rejected (§10): its status, its text, Connection: close. */
+function clientErrorAnswer (err: ClientError, subPrefix: string): string {
   let e: ErrorSpec = ERRORS.BAD_REQUEST
   let allow = ''
   switch (err.code) {
     case 'HPE_INVALID_METHOD': {
-      const path = unknownMethodPath(err.rawPacket)
+      const path = unknownMethodPath(failedLine(err))
       if (path !== null) {
         e = ERRORS.METHOD_NOT_ALLOWED
         allow = 'Allow: ' + ((normalizePath(path) ?? '').startsWith(subPrefix) ? SUB_ALLOW : PUB_ALLOW) + '\r\n'
@@ -79,7 +105,7 @@ export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix 
     case 'HPE_INVALID_VERSION':
       // 505 only for a well-formed version Parkline does not speak (HTTP/9.9); a request line
       // ending in a bare LF is malformed: 400 (RFC 9112 §2.2)
-      e = wellFormedVersion(err.rawPacket) ? ERRORS.HTTP_VERSION : ERRORS.BAD_REQUEST
+      e = wellFormedVersion(failedLine(err)) ? ERRORS.HTTP_VERSION : ERRORS.BAD_REQUEST
       break
     case 'ERR_HTTP_REQUEST_TIMEOUT':
       e = ERRORS.REQUEST_TIMEOUT
@@ -87,7 +113,7 @@ export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix 
   }
   const status = e.statusCode
   const text = e.message
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n${allow}\r\n${text}`)
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\nConnection: close\r\n${allow}\r\n${text}`
 }
 
 function refuseConnect (core: Core, socket: Socket): void {

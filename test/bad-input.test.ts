@@ -4,7 +4,7 @@ import test from 'ava'
 import net from 'node:net'
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
-import { SseClient, connectReading, info, parseResponse, publish, rawRequest, startServer, type HttpAnswer } from './helpers/server.ts'
+import { SseClient, connectReading, info, parseResponse, publish, rawExchange, rawRequest, startServer, type HttpAnswer } from './helpers/server.ts'
 import Fastify from 'fastify'
 import parkline, { coreOf } from '../lib/plugin.ts'
 
@@ -334,6 +334,28 @@ test('an answer that leaves a declared body unread says Connection: close: the b
   }
   // without a body the connection stays
   t.is((await exchange(port, `GET /pub/cb HTTP/1.1\r\n${H}\r\n`)).answer.headers.connection, 'keep-alive')
+})
+
+test('a bad request pipelined behind a publish Node parses: the publish is answered first, then the bad one by its own line (400 for garbage, 405 for an unknown method), then the close', async (t) => {
+  const srv = await startServer(t)
+  // a byte past ASCII in a header value sends the publish through Node's parser (the raw path's
+  // answers are tested apart)
+  const odd = 'X-A: \xe9\r\n'
+  for (const [channel, behind, status, allow] of [
+    ['pg1', 'GARBAGE\r\n\r\n', 400, undefined],
+    ['pg2', `BREW /sub/x HTTP/1.1\r\n${H}\r\n`, 405, 'GET'],
+    ['pg3', `BREW /pub/x HTTP/1.1\r\n${H}\r\n`, 405, 'GET, POST, PUT, DELETE']
+  ] as const) {
+    const text = await rawExchange(srv.port, `POST /pub/${channel} HTTP/1.1\r\n${H}${odd}Content-Length: 1\r\n\r\nA${behind}`, { ms: 3000 })
+    const answers = text.split(/(?=HTTP\/1\.1 \d{3} )/)
+    t.is(answers.length, 2, text)
+    t.is(parseResponse(answers[0]!).status, 202, text)
+    const bad = parseResponse(answers[1]!)
+    t.is(bad.status, status, text)
+    t.is(bad.headers.allow as string | undefined, allow as string | undefined, text)
+    t.is(bad.headers.connection, 'close', text)
+    t.is((await plainInfo(srv.base, channel))?.messages, 1)
+  }
 })
 
 test('an oversize header on an unrouted path → 400 too', async (t) => {
