@@ -5,9 +5,11 @@
 //   token signed with the configured jwtSecret (lib/token-cli.ts).
 // Options: defaults < conf/parkline.json (or --config) < PARKLINE_* environment < flags.
 //
-// This file only orders the start: lib/gc-threads-start.ts runs before anything else is loaded
+// This file only orders the start: lib/early-signals.ts first (a SIGHUP while starting must not
+// end the process), then lib/gc-threads-start.ts before anything else is loaded
 // (a single server process may restart itself in place there, and must not have touched stdout
 // or stderr: importing node:http alone does), then the command itself (lib/cli.ts).
+import '../lib/early-signals.ts'
 import { fileURLToPath } from 'node:url'
 import '../lib/gc-threads-start.ts'
 

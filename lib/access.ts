@@ -126,16 +126,19 @@ export function accessConfigured (o: ParklineOptions): boolean {
   return credentialConfigured(o) || o.authorizeUrl !== '' || o.publishUpstreamUrl !== ''
 }
 
-function authOptions (o: ParklineOptions): AuthOptions {
-  let pem = o.jwtPublicKey
+/** jwtPublicKey's PEM text: the value itself, or the file it names (read now). */
+export function publicKeyText (value: string): string {
   // a path instead of the PEM text (handier in an environment variable or on the command line)
-  if (pem !== '' && !pem.includes('-----BEGIN')) {
-    try {
-      pem = readFileSync(pem, 'utf8')
-    } catch (err) {
-      throw new ConfigError(`jwtPublicKey: not a PEM key, and no file ${JSON.stringify(pem)} to read (${(err as Error).message})`)
-    }
+  if (value === '' || value.includes('-----BEGIN')) return value
+  try {
+    return readFileSync(value, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`jwtPublicKey: not a PEM key, and no file ${JSON.stringify(value)} to read (${(err as Error).message})`)
   }
+}
+
+function authOptions (o: ParklineOptions): AuthOptions {
+  const pem = publicKeyText(o.jwtPublicKey)
   return {
     apiKey: o.apiKey.filter((k) => k.length > 0),
     jwtSecret: o.jwtSecret,
@@ -254,7 +257,17 @@ export class Access {
     const merged = { ...this.#opts, ...pickCredentials(next) }
     const changed = this.auth.replaceCredentials(authOptions(merged))
     Object.assign(this.#opts, pickCredentials(next))
+    // the connections an API key taken out had opened end (a WebSocket publisher at its next message)
+    if (changed.includes('apiKey')) this.onKeysChanged?.()
     return changed
+  }
+
+  /** Set by the plugin: ends the subscribers whose API key was taken out (Core.endWithdrawn). */
+  onKeysChanged: (() => void) | null = null
+
+  /** The grant's credential is still configured (false for an API key taken out since). */
+  granted (g: Grant): boolean {
+    return this.auth === null || this.auth.keyHeld(g)
   }
 
   /** Tokens carry an exp the shared timer must honour. */

@@ -79,6 +79,8 @@ export interface Grant {
   subscribe: string[] | '*'
   publish: string[] | '*'
   admin: boolean
+  /** An API key's grant: the key's digest, so a connection it opened ends when the key is taken out (Auth.keyHeld). */
+  key?: Buffer
 }
 
 /** A refused request: write status, the headers named here, and body (text/plain unless headers says). */
@@ -505,6 +507,13 @@ function grant (kind: GrantKind, subscribe: string[] | '*', publish: string[] | 
   return { kind, sub: null, jti: null, exp: 0, iat: 0, subscribe, publish, admin }
 }
 
+/** An API key's grant, with the key's digest (Auth.keyHeld). */
+function keyGrant (digest: Buffer): Grant {
+  const g = grant('apikey', '*', '*', true)
+  g.key = digest
+  return g
+}
+
 function stringList (v: unknown): string[] | null {
   if (v === undefined) return []
   if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) return null
@@ -676,7 +685,10 @@ export class Auth {
     const cred = extractSubscriberCredential(ctx.headers, ctx.query, o.authCookie, o.tokenInQuery)
     if (cred === MALFORMED) return this.#refuse(malformedHeader())
     // The operator key (header only) is the master key: no scope check, no authorize request.
-    if (cred !== null && cred.source === 'header' && this.#isApiKey(cred.token)) return grant('apikey', '*', '*', true)
+    if (cred !== null && cred.source === 'header' && this.#apiKeys.length > 0) {
+      const d = sha256(cred.token)
+      if (this.#holdsKey(d)) return keyGrant(d)
+    }
     const anonymous = firstUncovered(ctx.channels, this.#anonymous, NONE) === null
     let g: Grant | null = null
     if (this.#jwt !== null) {
@@ -760,7 +772,10 @@ export class Auth {
     const cred = extractBearer(headers)
     if (cred === MALFORMED) return this.#refuse(malformedHeader())
     if (cred === null) return this.#refuse(unauthorized())
-    if (this.#isApiKey(cred.token)) return grant('apikey', '*', '*', true)
+    if (this.#apiKeys.length > 0) {
+      const d = sha256(cred.token)
+      if (this.#holdsKey(d)) return keyGrant(d)
+    }
     if (this.#jwt === null) return this.#refuse(invalidToken('unknown credential'))
     const r = await this.#verifyJwt(cred.token)
     return isRefusal(r) ? this.#refuse(r) : r
@@ -808,12 +823,20 @@ export class Auth {
   }
 
   #isApiKey (token: string): boolean {
+    return this.#holdsKey(sha256(token))
+  }
+
+  #holdsKey (d: Buffer): boolean {
     if (this.#apiKeys.length === 0) return false
-    const d = sha256(token)
     let ok = false
     // Every key is compared, match or not, so the time does not tell which one matched.
     for (const k of this.#apiKeys) if (timingSafeEqual(d, k)) ok = true
     return ok
+  }
+
+  /** False for an API key's grant whose key was taken out since (replaceCredentials). */
+  keyHeld (g: Grant): boolean {
+    return g.key === undefined || this.#holdsKey(g.key)
   }
 
   async #verifyJwt (token: string): Promise<Grant | Refusal> {

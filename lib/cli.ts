@@ -9,15 +9,16 @@ import { availableParallelism } from 'node:os'
 import net, { type AddressInfo } from 'node:net'
 import { readFileSync } from 'node:fs'
 import pino from 'pino'
-import { Primary, WorkerLink } from './cluster.ts'
-import { CREDENTIALS, OPTIONS, envName, flagName, parseCliArgs, resolveOptions, workerCount, type Credentials, type ParklineOptions } from './config.ts'
+import { Primary, WorkerLink, type CredentialsTaken } from './cluster.ts'
+import { takeEarlyHangups } from './early-signals.ts'
+import { OPTIONS, envName, flagName, parseCliArgs, resolveOptions, workerCount, type Credentials, type ParklineOptions } from './config.ts'
 // the accept queue asked of the kernel (capped by net.core.somaxconn): a reconnect storm or a load
 // generator's ramp must not overflow Node's default of 511 and wait out SYN retries
 import { LISTEN_BACKLOG, runDoctor } from './doctor.ts'
 import { ParklineError } from './errors.ts'
 import { shippedConfig } from './paths.ts'
 import { isLoopback } from './http.ts'
-import { checkReload, openAccess, pickCredentials } from './access.ts'
+import { checkReload, openAccess, pickCredentials, publicKeyText } from './access.ts'
 import { buildServer, installShutdown } from './server.ts'
 import { coreOf } from './plugin.ts'
 import { pastUsedSecond } from './engines.ts'
@@ -89,15 +90,17 @@ export async function main (entry: string): Promise<void> {
   installShutdown(app, opts, command === 'worker', link !== undefined && !onRedis(opts) ? link : null)
   const access = coreOf(app).access
   if (link !== undefined) {
-    // a SIGHUP is the primary's (it may reach the whole process group): the primary reads the
-    // configuration, checks it and sends each worker its credentials
-    process.on('SIGHUP', () => {})
+    // a SIGHUP is the primary's (it may reach the whole process group; lib/early-signals.ts keeps
+    // it from ending this worker): the primary reads the configuration, checks it and sends each
+    // worker its credentials, which it answers with what changed for it, or why not
     link.onCredentials = (creds) => {
       try {
         const changed = access?.reload(creds) ?? []
         if (changed.length > 0) app.log.info({ parkline: 'reload', changed }, `credentials reloaded: ${changed.join(', ')}`)
+        return changed
       } catch (err) {
         app.log.error({ parkline: 'reload', error: (err as Error).message }, `reload refused: ${(err as Error).message}; the running credentials stay`)
+        throw err
       }
     }
     await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG, reusePort: true } as { port: number, host: string })
@@ -105,7 +108,7 @@ export async function main (entry: string): Promise<void> {
     startIdleTrim()
     return
   }
-  onReload(app.log, opts, read, async (creds) => access?.reload(creds) ?? [])
+  onReload(app.log, opts, read, async (creds) => [{ worker: 0, changed: access?.reload(creds) ?? [], error: null }])
   await app.listen({ port: opts.port, host: opts.host, backlog: LISTEN_BACKLOG })
   // the address bound (0.0.0.0 where that is the host), not the one Fastify picks to show
   const bound = app.server.address() as AddressInfo
@@ -232,11 +235,7 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
   process.on('SIGINT', stop)
   // each worker takes the credentials and says what changed for it (a public key file's contents
   // included); a worker forked again later starts with them
-  onReload(log, opts, read, async (creds) => {
-    const changed = CREDENTIALS.filter((k) => JSON.stringify(creds[k]) !== JSON.stringify(opts[k]))
-    seq.reloadCredentials(creds, RESOLVED_ENV, JSON.stringify({ ...opts, ...creds }))
-    return changed
-  })
+  onReload(log, opts, read, async (creds) => await seq.reloadCredentials(creds, RESOLVED_ENV, JSON.stringify({ ...opts, ...creds })))
 }
 
 /**
@@ -246,23 +245,38 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
  * configuration the running server cannot take is refused whole and said (docs/api.md 16.9).
  * One reload at a time; one asked for meanwhile runs after it.
  */
-function onReload (log: { info: (o: object, m: string) => void, warn: (o: object, m: string) => void, error: (o: object, m: string) => void }, opts: ParklineOptions, read: () => ParklineOptions, apply: (creds: Credentials) => Promise<string[]>): void {
+function onReload (log: { info: (o: object, m: string) => void, warn: (o: object, m: string) => void, error: (o: object, m: string) => void }, opts: ParklineOptions, read: () => ParklineOptions, apply: (creds: Credentials) => Promise<CredentialsTaken[]>): void {
   let chain: Promise<void> = Promise.resolve()
   const reload = async (): Promise<void> => {
-    let next: ParklineOptions
+    let creds: Credentials
     let others: string[]
     try {
-      next = read()
-      others = await checkReload(opts, next)
+      const next = read()
+      // a key file is read once, here: what was checked is what every process takes
+      creds = { ...pickCredentials(next), jwtPublicKey: publicKeyText(next.jwtPublicKey) }
+      others = await checkReload(opts, { ...next, ...creds })
     } catch (err) {
       log.error({ signal: 'SIGHUP', error: (err as Error).message }, `reload refused: ${(err as Error).message}; the running configuration stays`)
       return
     }
-    const creds = pickCredentials(next)
-    const changed = await apply(creds)
-    Object.assign(opts, creds)
     if (others.length > 0) log.warn({ signal: 'SIGHUP', options: others }, `changed in the configuration, taken at the next restart: ${others.join(', ')}`)
-    log.info({ signal: 'SIGHUP', changed }, changed.length > 0 ? `credentials reloaded: ${changed.join(', ')}` : 'configuration read again: no credential changed')
+    const taken = await apply(creds)
+    Object.assign(opts, creds)
+    const refused = taken.filter((w) => w.error !== null)
+    const changed = [...new Set(taken.flatMap((w) => w.changed))]
+    if (refused.length > 0) {
+      log.error({ signal: 'SIGHUP', refused }, `reload refused by ${refused.length === 1 ? 'a worker' : `${refused.length} workers`}: ${refused.map((w) => `worker ${w.worker}: ${w.error!}`).join('; ')}`)
+    }
+    if (refused.length < taken.length || taken.length === 0) {
+      log.info({ signal: 'SIGHUP', changed }, changed.length > 0 ? `credentials reloaded: ${changed.join(', ')}` : 'configuration read again: no credential changed')
+    }
   }
-  process.on('SIGHUP', () => { chain = chain.then(reload, reload) })
+  const run = (): void => {
+    chain = chain.then(reload).catch((err: unknown) => {
+      log.error({ signal: 'SIGHUP', error: (err as Error).message }, `reload failed: ${(err as Error).message}`)
+    })
+  }
+  process.on('SIGHUP', run)
+  // one that came while the server was being built
+  if (takeEarlyHangups() > 0) run()
 }

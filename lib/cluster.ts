@@ -49,6 +49,9 @@ import type { Logger } from 'pino'
 
 // ---- wire format ------------------------------------------------------------------------------
 
+/** A worker's answer to new credentials (Primary.reloadCredentials). */
+export interface CredentialsTaken { worker: number, changed: string[], error: string | null }
+
 /** Worker → primary entries (structured clone, `serialization: 'advanced'`). */
 type Up =
   | ['stats', number, number, number, number, number]
@@ -60,6 +63,8 @@ type Up =
   | ['stuck', number, number]
   /** This worker listens on the shared port. */
   | ['listening']
+  /** Credentials 'creds' number N taken: the names that changed, or why they were refused. */
+  | ['credsd', number, string[], string | null]
 
 /** Primary → worker entries. */
 type Down =
@@ -70,8 +75,9 @@ type Down =
   | ['mq', number]
   // a drain is over for the whole deployment (no subscriber on any worker, no publish for DRAIN_QUIET_MS)
   | ['finish']
-  // the configuration's credentials, read again by the primary (SIGHUP) and checked (lib/access.ts checkReload)
-  | ['creds', Credentials]
+  // the configuration's credentials, read again by the primary (SIGHUP) and checked (lib/access.ts
+  // checkReload); answered 'credsd'
+  | ['creds', number, Credentials]
 
 /** A buffered message in a snapshot: time, tag, data, content type, event, published at. */
 type SnapMessage = [number, number, Uint8Array, string | null, string | null, number]
@@ -416,8 +422,10 @@ export class Primary {
     if (this.#stopping) return
     if (!slot.listening) {
       slot.failedStarts++
-      // at start-up every worker must come up; later, a worker that keeps failing to is given up on
-      if (!this.#allListened || slot.failedStarts >= FAILED_STARTS) {
+      // at start-up every worker must come up (one that exits, its configuration refused, fails the
+      // same way each time; one a signal ended, a SIGHUP to the process group before it could take
+      // one, is forked again); later, a worker that keeps failing to is given up on
+      if ((!this.#allListened && child.signalCode === null) || slot.failedStarts >= FAILED_STARTS) {
         this.#log?.error({ worker: slot.id, workerPid: child.pid, exitCode: child.exitCode, signal: child.signalCode, failedStarts: slot.failedStarts }, this.#allListened ? `worker exited ${slot.failedStarts} times in a row before it listened: stopping` : 'worker exited before it listened: stopping')
         this.onGiveUp?.(child.exitCode)
         return
@@ -439,12 +447,35 @@ export class Primary {
 
   /**
    * New credentials for every worker (SIGHUP): sent to the running ones, and in `env` (the
-   * environment entry named `name` becomes `value`) for any forked again later.
+   * environment entry named `name` becomes `value`) for any forked again later. Resolves, once each
+   * running worker answered (5 s at most), to what each said: the names that changed for it, or
+   * why it refused them (`no answer` past the wait: a worker that died meanwhile is forked again
+   * with the new environment).
    */
-  reloadCredentials (creds: Credentials, name: string, value: string): void {
+  reloadCredentials (creds: Credentials, name: string, value: string): Promise<CredentialsTaken[]> {
     this.#workerEnv[name] = value
-    this.#broadcast(['creds', creds])
+    const id = ++this.#credsSeq
+    const waiting = this.workers.filter((w) => w.child !== null)
+    return new Promise((resolve) => {
+      const answers = new Map<number, CredentialsTaken>()
+      const finish = (): void => {
+        clearTimeout(timer)
+        this.#credsWaits.delete(id)
+        resolve(waiting.map((w) => answers.get(w.id) ?? { worker: w.id, changed: [], error: 'no answer' }))
+      }
+      const timer = setTimeout(finish, 5000)
+      timer.unref()
+      this.#credsWaits.set(id, (slot, changed, error) => {
+        answers.set(slot.id, { worker: slot.id, changed, error })
+        if (waiting.every((w) => answers.has(w.id))) finish()
+      })
+      for (const w of waiting) w.out.push(['creds', id, creds])
+      if (waiting.length === 0) finish()
+    })
   }
+
+  #credsSeq = 0
+  readonly #credsWaits = new Map<number, (slot: WorkerSlot, changed: string[], error: string | null) => void>()
 
   /** Every worker listened once (the deployment serves): called once. */
   onListening: (() => void) | null = null
@@ -487,6 +518,9 @@ export class Primary {
         }
         case 'revd':
           this.#revoked1(e[1], slot, e[2])
+          break
+        case 'credsd':
+          this.#credsWaits.get(e[1])?.(slot, e[2], e[3])
           break
         case 'mq': {
           // a node-wide scrape: every live worker's metrics, then the answer to the asking one
@@ -642,8 +676,32 @@ export class WorkerLink {
   metrics: Metrics | null = null
   /** The primary ends the deployment's drain early (lib/server.ts installShutdown, in-memory deployments). */
   onFinish: (() => void) | null = null
-  /** The primary sends credentials read again (SIGHUP; lib/cli.ts). */
-  onCredentials: ((creds: Credentials) => void) | null = null
+  /**
+   * What takes the credentials the primary sends (SIGHUP; lib/cli.ts): the names that changed, or
+   * it throws. Those that come before it is set (the server still being built) wait for it.
+   */
+  set onCredentials (take: (creds: Credentials) => string[]) {
+    this.#takeCredentials = take
+    const queued = this.#credentials
+    this.#credentials = []
+    for (const [id, creds] of queued) this.#credentialsIn(id, creds)
+  }
+
+  #takeCredentials: ((creds: Credentials) => string[]) | null = null
+  #credentials: Array<[number, Credentials]> = []
+
+  #credentialsIn (id: number, creds: Credentials): void {
+    const take = this.#takeCredentials
+    if (take === null) {
+      this.#credentials.push([id, creds])
+      return
+    }
+    try {
+      this.out.push(['credsd', id, take(creds), null])
+    } catch (err) {
+      this.out.push(['credsd', id, [], (err as Error).message])
+    }
+  }
   /** Called when the primary is gone, just before this worker exits. */
   onPrimaryGone: (() => void) | null = null
   readonly #pending = new Map<number, (v: unknown) => void>()
@@ -700,7 +758,7 @@ export class WorkerLink {
         this.onFinish?.()
         return
       case 'creds':
-        this.onCredentials?.(e[1])
+        this.#credentialsIn(e[1], e[2])
         return
       default:
         this.onEntry?.(e)

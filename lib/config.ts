@@ -297,7 +297,9 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
     try {
       parsed = JSON.parse(readFileSync(opts.file, 'utf8'))
     } catch (err) {
-      throw new ConfigError(`cannot read config file ${opts.file}: ${(err as Error).message}`)
+      // without the text around the fault that V8 quotes: a config file holds secrets
+      const why = err instanceof SyntaxError ? err.message.replace(/, (?:\.\.\.)?".*"(?:\.\.\.)? is not valid JSON$/s, ' (not valid JSON)') : (err as Error).message
+      throw new ConfigError(`cannot read config file ${opts.file}: ${why}`)
     }
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`config file ${opts.file} must hold a JSON object`)
     const obj: Record<string, unknown> = {}

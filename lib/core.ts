@@ -706,19 +706,33 @@ export class Core {
       if (kind === 'sub') this.revocations.revokeSub(value, at)
       else this.revocations.revokeJti(value, until)
     }
+    // a user's tokens issued after the revocation (a fresh login) keep their streams
+    return this.#endGranted((g) => kind === 'sub' ? g.sub === value && this.#issuedBy(g.iat, at) : g.jti === value, 'revoked')
+  }
+
+  /** Ends with 401 `reason` this process's subscribers whose grant `ended` says; how many. */
+  #endGranted (ended: (g: Grant) => boolean, reason: string): number {
     const subs = this.table.subs
     let n = 0
     for (let i = subs.length - 1; i >= 0; i--) {
       if (i >= subs.length) continue
       const sub = subs[i]!
       const g = sub.grant
-      // a user's tokens issued after the revocation (a fresh login) keep their streams
-      if (g === null || (kind === 'sub' ? g.sub !== value || !this.#issuedBy(g.iat, at) : g.jti !== value)) continue
-      sub.transport.end(sub, 401, 'revoked')
+      if (g === null || !ended(g)) continue
+      sub.transport.end(sub, 401, reason)
       if (subs[i] === sub) this.unregister(sub)
       n++
     }
     return n
+  }
+
+  /**
+   * After new credentials (lib/access.ts reload): the subscribers admitted with an API key taken
+   * out end with 401 `key withdrawn`. Returns how many.
+   */
+  endWithdrawn (): number {
+    const access = this.access
+    return access === null ? 0 : this.#endGranted((g) => g.key !== undefined && !access.granted(g), 'key withdrawn')
   }
 
   /** Does a revocation of a sub at `at` cover its token stamped `iat`? (Revocations.issuedBy, its clock-skew leeway included) */

@@ -117,6 +117,7 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   core.tokenExpiry = access.checksTokens
   core.privateAnswers = access.checksSubscribers
   core.access = access
+  access.onKeysChanged = () => { core.endWithdrawn() }
   core.metrics = new Metrics(core)
   core.log = fastify.log
   const facade = createFacade(core, core.transports[core.transports.length - 1] as ConsumerTransport)

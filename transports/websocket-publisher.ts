@@ -309,6 +309,8 @@ class WsPublisher {
       const now = Math.floor(Date.now() / 1000)
       if (g.exp > 0 && now >= g.exp + this.#core.opts.jwtLeeway) return this.close(closeFrame(CLOSE_POLICY, 'token expired'))
       if (this.#core.revocations?.isRevoked(g, now) === true) return this.close(closeFrame(CLOSE_POLICY, 'revoked'))
+      // an API key taken out since the connection opened (a SIGHUP's reload)
+      if (g.key !== undefined && this.#core.access?.granted(g) === false) return this.close(closeFrame(CLOSE_POLICY, 'key withdrawn'))
     }
     // as many publishes in flight in this process as maxPublishing: try again later, as a POST's 503
     if (this.#core.publishing >= this.#core.opts.maxPublishing) return this.close(closeFrame(CLOSE_TRY_AGAIN_LATER, '503 Service Unavailable'))

@@ -1,7 +1,7 @@
 // Credentials taken without a restart: SIGHUP to `parkline serve` (one process, and a primary
 // with two workers) reads the configuration again; `app.parkline.reloadCredentials` embedded.
 // Real processes, a real config file, real requests.
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import type net from 'node:net'
@@ -11,7 +11,9 @@ import test, { type ExecutionContext } from 'ava'
 import Fastify from 'fastify'
 import { SignJWT } from 'jose'
 import { serve, type Node } from '../helpers/node.ts'
-import { SseClient, eventually, parseResponse, publish, socketOnWorker } from '../helpers/server.ts'
+import { SseClient, eventually, freePort, parseResponse, publish, socketOnWorker } from '../helpers/server.ts'
+import { RawWs } from '../helpers/websocket.ts'
+import { OP_TEXT } from '../../transports/websocket-frame.ts'
 import parkline from '../../lib/plugin.ts'
 
 const KEY1 = 'first-publisher-key-0001'
@@ -139,7 +141,7 @@ test('--workers 2: the primary reads the configuration at a SIGHUP and every wor
   }
 })
 
-test('embedded: app.parkline.reloadCredentials takes new keys and says what changed; other options and bad values throw, nothing applied', async (t) => {
+test('embedded: app.parkline.reloadCredentials takes new keys and says what changed; what a key taken out opened ends; other options and bad values throw, nothing applied', async (t) => {
   const app = Fastify()
   t.teardown(async () => { await app.close() })
   await app.register(parkline, { apiKey: [KEY1], jwtSecret: SECRET1 })
@@ -149,7 +151,26 @@ test('embedded: app.parkline.reloadCredentials takes new keys and says what chan
   t.deepEqual(await app.parkline.reloadCredentials({ apiKey: [KEY1, KEY2] }), ['apiKey'])
   t.is(await pubStatus(base, KEY1), 202)
   t.is(await pubStatus(base, KEY2), 202)
+  // opened with KEY1: a stream, and a WebSocket publisher; and a WebSocket publisher with KEY2
+  const port = (app.server.address() as net.AddressInfo).port
+  const stream = await SseClient.connect(port, '/sub/room.9', { Authorization: 'Bearer ' + KEY1 })
+  t.teardown(() => stream.close())
+  t.is(stream.status, 200)
+  const ws1 = await RawWs.connect(port, '/pub/room.9', { Authorization: 'Bearer ' + KEY1 })
+  t.teardown(() => ws1.close())
+  const ws2 = await RawWs.connect(port, '/pub/room.9', { Authorization: 'Bearer ' + KEY2 })
+  t.teardown(() => ws2.close())
+  t.is(ws1.status, 101)
+  t.is(ws2.status, 101)
   t.deepEqual(await app.parkline.reloadCredentials({ apiKey: [KEY2], jwtSecret: SECRET2 }), ['apiKey', 'jwtSecret'])
+  // KEY1 is out: its stream ends now, its publisher at its next message; KEY2's goes on
+  await stream.until(() => stream.closed)
+  t.true(stream.comments.some((c) => c.startsWith(':401:') && c.includes('key withdrawn')), JSON.stringify(stream.comments))
+  ws1.send(OP_TEXT, 'after')
+  await ws1.waitClosed()
+  t.deepEqual(ws1.closeFrame, { code: 1008, reason: 'key withdrawn' })
+  ws2.send(OP_TEXT, 'by the new key')
+  await ws2.waitMessages(1)
   t.is(await pubStatus(base, KEY1), 401)
   t.is(await pubStatus(base, await token(SECRET1)), 401)
   t.is(await pubStatus(base, await token(SECRET2)), 202)
@@ -162,3 +183,47 @@ test('embedded: app.parkline.reloadCredentials takes new keys and says what chan
   t.is(await pubStatus(base, KEY2), 202)
   t.is(await pubStatus(base, await token(SECRET2)), 202)
 })
+
+/** SIGHUP is caught by `pid` (its SigCgt mask in /proc): a handler of its own is in place. */
+function catchesHangup (pid: number): boolean {
+  try {
+    const m = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))
+    return m !== null && (BigInt('0x' + m[1]!) & 1n) === 1n
+  } catch { return false }
+}
+
+for (const workers of [1, 2]) {
+  test(`SIGHUPs while the server starts (${workers === 1 ? 'one process' : 'to the process group of a primary and its 2 workers'}) do not end it: it serves, and reads the configuration again once it can`, async (t) => {
+    const conf = configFile(t)
+    conf.write({ apiKey: [KEY1], jwtSecret: SECRET1 })
+    const port = await freePort()
+    const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--config', conf.path, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'info', '--drain-window', '0', '--workers', String(workers)], { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    let out = ''
+    proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+    proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+    t.teardown(() => { try { process.kill(-proc.pid!, 'SIGKILL') } catch {} })
+    // from the moment the process can take one (before that, Node's default would end it: the
+    // first milliseconds of any Node process), every 300 ms until it says it listens; one process
+    // first starts itself again in place with V8's thread count (lib/gc-threads-start.ts), whose
+    // first milliseconds are those of a new process
+    const cmdline = (): string => { try { return readFileSync(`/proc/${proc.pid!}/cmdline`, 'latin1') } catch { return '' } }
+    if (workers === 1) await eventually(() => cmdline().includes('--v8-pool-size='), 3000)
+    t.true(await eventually(() => catchesHangup(proc.pid!), 10000))
+    conf.write({ apiKey: [KEY2], jwtSecret: SECRET1 })
+    let sent = 0
+    const listening = workers === 1 ? /parkline listening on/ : /with 2 worker processes/
+    const deadline = Date.now() + 30000
+    while (!listening.test(out) && proc.exitCode === null && Date.now() < deadline) {
+      try { process.kill(workers === 1 ? proc.pid! : -proc.pid!, 'SIGHUP') } catch { break }
+      sent++
+      await new Promise((resolve) => setTimeout(resolve, 300))
+    }
+    t.true(listening.test(out), out.slice(-3000))
+    t.is(proc.exitCode, null)
+    t.true(sent > 0)
+    // read again for them (whether the start read the first file or the second)
+    t.true(await eventually(() => /credentials reloaded|configuration read again/.test(out), 10000), out.slice(-3000))
+    t.true(await eventually(async () => await pubStatus(`http://127.0.0.1:${port}`, KEY2) === 202, 10000))
+    t.is(await pubStatus(`http://127.0.0.1:${port}`, KEY1), 401)
+  })
+}
