@@ -72,18 +72,31 @@ export function clientErrorHandler (err: ClientError, socket: Socket, subPrefix 
     socket.destroy()
     return
   }
-  const answer = clientErrorAnswer(err, subPrefix)
-  // the answer to a request before this one on the connection is still to come (a publish being
-  // published): it goes first, then this one's, then the close; written now it would take that
-  // answer's place, and a client would publish again a message that was published
-  // (an answer whose own request is not complete is that request's: the error is in its body)
-  const pending = s._httpMessage as (ServerResponse | null | undefined)
-  if (pending !== null && pending !== undefined && !pending.writableFinished && pending.req.complete) {
-    pending.once('finish', () => { if (socket.writable) socket.end(answer) })
-    pending.once('close', () => { if (socket.writable && !pending.writableFinished) socket.destroy() })
+  // answered once: Node's parser fails again on each later chunk the client sends
+  const marked = socket as Socket & { [kParseFailed]?: true }
+  if (marked[kParseFailed] === true) return
+  marked[kParseFailed] = true
+  answerAfterPending(socket, clientErrorAnswer(err, subPrefix))
+}
+
+const kParseFailed = Symbol('parkline.parseFailed')
+
+/**
+ * The answers to requests before this one on the connection that are still to come (a publish
+ * being published, pipelined behind another) go first, in order, then `answer`, then the close:
+ * written at once it would take their place, and a client would publish again a message that was
+ * published. An answer whose own request is not complete is that request's (the error is in its
+ * body): it is not waited for.
+ */
+function answerAfterPending (socket: Socket, answer: string): void {
+  const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+  if (pending === null || pending === undefined || pending.writableFinished || !pending.req.complete) {
+    if (socket.writable) socket.end(answer)
     return
   }
-  socket.end(answer)
+  // Node hands the socket to the next queued answer as this one finishes (before this listener)
+  pending.once('finish', () => { answerAfterPending(socket, answer) })
+  pending.once('close', () => { if (!pending.writableFinished) socket.destroy() })
 }
 
 /** The answer to what Node's parser rejected (§10): its status, its text, Connection: close. */
@@ -171,10 +184,19 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
         // stream lasts.
         requestTimeout: (opts.headersTimeout + 2 * opts.authorizeTimeout + opts.bodyTimeout + 1) * 1000,
         noDelay: true,
-        ServerResponse: DrainAwareResponse
+        ServerResponse: DrainAwareResponse,
+        // Node's own 400 for an HTTP/1.1 request without Host never reaches 'request': one
+        // pipelined behind a parked poll would not be seen there (below, as Node answers it)
+        requireHostHeader: false
       }, (req, res) => {
         // behind a subscriber's request on this connection: nobody sees it (lib/pipelined.ts)
         if (droppedBehindSubscriber(req.socket, res)) return
+        // RFC 9112 §3.2, in the bytes Node's requireHostHeader answers with
+        if (req.headers.host === undefined && req.httpVersion === '1.1') {
+          res.writeHead(400, ['Connection', 'close'])
+          res.end()
+          return
+        }
         // draining: a request pipelined behind one not yet answered is not applied, since that
         // answer closes the connection and this one's could never be sent (the client sends it again)
         if (served !== null && served.draining && pendingBefore(req.socket, res)) return
@@ -188,6 +210,13 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
       // idle between requests (Node's 5 s is shorter than most proxies' and load balancers' own
       // idle timeouts: a request they send on a connection this side is closing gets them a 502)
       server.keepAliveTimeout = opts.keepAliveTimeout * 1000
+      // an Expect Node does not know gets its 417, as Node answers it, unless the request is
+      // behind a parked poll (which then gets its 400, lib/pipelined.ts)
+      server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+        if (droppedBehindSubscriber(req.socket, res)) return
+        res.writeHead(417)
+        res.end()
+      })
       // CONNECT (a proxy tunnel) is not Parkline's: a prompt 405, not a dropped connection
       server.on('connect', (_req: IncomingMessage, socket: Socket) => { refuseConnect(coreOf(app), socket) })
       return server

@@ -356,6 +356,11 @@ test('a bad request pipelined behind a publish Node parses: the publish is answe
     t.is(bad.headers.connection, 'close', text)
     t.is((await plainInfo(srv.base, channel))?.messages, 1)
   }
+  // two publishes before it, both still to be answered when it is read: both answers, in order
+  const two = await rawExchange(srv.port, `POST /pub/pg4 HTTP/1.1\r\n${H}${odd}Content-Length: 1\r\n\r\nA` +
+    `POST /pub/pg4 HTTP/1.1\r\n${H}${odd}Content-Length: 1\r\n\r\nBGARBAGE\r\n\r\n` + 'more garbage, in a later chunk'.repeat(200), { ms: 3000 })
+  t.deepEqual(two.split(/(?=HTTP\/1\.1 \d{3} )/).map((a) => parseResponse(a).status), [202, 202, 400], two)
+  t.is((await plainInfo(srv.base, 'pg4'))?.messages, 2)
 })
 
 test('an oversize header on an unrouted path → 400 too', async (t) => {

@@ -177,6 +177,23 @@ test('a request pipelined behind a parked long-poll is not applied: the poll get
   t.is((await rawRequest(srv.port, 'GET /pub/b HTTP/1.1\r\nHost: x\r\n\r\n')).status, 404, 'nothing was published')
 })
 
+test('behind a parked long-poll on Node\'s path, a request Node would answer itself (no Host, an unknown Expect) is not answered either: the poll gets 400 and the connection closes', async (t) => {
+  const srv = await startServer(t)
+  // a byte past ASCII sends the poll through Node's parser
+  for (const behind of ['GET /health HTTP/1.1\r\n\r\n', 'POST /pub/q HTTP/1.1\r\nHost: x\r\nExpect: x-unknown\r\nContent-Length: 1\r\n\r\nz']) {
+    const out = await rawExchange(srv.port, 'GET /sub/q HTTP/1.1\r\nHost: x\r\nX-A: \xe9\r\n\r\n' + behind, { ms: 2000 })
+    t.regex(out, /^HTTP\/1\.1 400 /, JSON.stringify(behind))
+    t.is((out.match(/HTTP\/1\.1 /g) ?? []).length, 1, 'only the poll is answered')
+  }
+  // alone, each gets what Node answers
+  const noHost = await rawExchange(srv.port, 'GET /health HTTP/1.1\r\n\r\n', { ms: 2000 })
+  t.regex(noHost, /^HTTP\/1\.1 400 Bad Request\r\n/)
+  t.regex(noHost, /\r\nConnection: close\r\n/)
+  t.regex(await rawExchange(srv.port, 'POST /pub/q HTTP/1.1\r\nHost: x\r\nExpect: x-unknown\r\nContent-Length: 1\r\n\r\nz', { ms: 2000 }), /^HTTP\/1\.1 417 /)
+  // HTTP/1.0 needs no Host
+  t.regex(await rawExchange(srv.port, 'GET /health HTTP/1.0\r\n\r\n', { ms: 2000 }), /^HTTP\/1\.1 200 /)
+})
+
 test('with access control, a publish pipelined behind a subscriber being admitted is not applied', async (t) => {
   const srv = await startServer(t, { apiKey: ['k-0123456789abcdef'], anonymousSubscribe: ['*'] })
   await rawExchange(srv.port, 'GET /sub/a HTTP/1.1\r\nHost: x\r\n\r\n' +
