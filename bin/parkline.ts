@@ -11,8 +11,9 @@
 // or stderr: importing node:http alone does), then the command itself (lib/cli.ts).
 import '../lib/early-signals.ts'
 import { fileURLToPath } from 'node:url'
-import '../lib/gc-threads-start.ts'
 
+// loaded once early-signals ran (a static import would be loaded, with all it imports, before)
+await import('../lib/gc-threads-start.ts')
 const { main, exitStatusOf } = await import('../lib/cli.ts')
 main(fileURLToPath(import.meta.url)).catch((err: unknown) => {
   process.stderr.write(`parkline: ${err instanceof Error ? err.message : String(err)}\n`)

@@ -130,11 +130,15 @@ export function accessConfigured (o: ParklineOptions): boolean {
 export function publicKeyText (value: string): string {
   // a path instead of the PEM text (handier in an environment variable or on the command line)
   if (value === '' || value.includes('-----BEGIN')) return value
+  let text: string
   try {
-    return readFileSync(value, 'utf8')
+    text = readFileSync(value, 'utf8')
   } catch (err) {
     throw new ConfigError(`jwtPublicKey: not a PEM key, and no file ${JSON.stringify(value)} to read (${(err as Error).message})`)
   }
+  // (what it holds is not said: the option may name the wrong file, a secret's)
+  if (!text.includes('-----BEGIN')) throw new ConfigError(`jwtPublicKey: the file ${JSON.stringify(value)} holds no PEM key`)
+  return text
 }
 
 function authOptions (o: ParklineOptions): AuthOptions {

@@ -48,6 +48,8 @@ export function exitStatusOf (err: unknown): 1 | 2 {
 
 /** The `parkline` command; `entry` is the script (bin/parkline) the primary forks its workers with. */
 export async function main (entry: string): Promise<void> {
+  // (the commands that serve nothing end on a SIGHUP, as any program: Node's default)
+  if (process.argv[2] === 'doctor' || process.argv[2] === 'token') takeEarlyHangups()
   if (process.argv[2] === 'doctor') {
     process.exitCode = await runDoctor(process.argv.slice(3), shippedConfig())
     return
@@ -243,10 +245,9 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
  * and its credentials (CREDENTIALS: API keys, the JWT secret or public key and its checks) are
  * taken without a restart; the options that take a restart are named, not applied. A
  * configuration the running server cannot take is refused whole and said (docs/api.md 16.9).
- * One reload at a time; one asked for meanwhile runs after it.
+ * One reload at a time; the SIGHUPs that come meanwhile make one more after it.
  */
 function onReload (log: { info: (o: object, m: string) => void, warn: (o: object, m: string) => void, error: (o: object, m: string) => void }, opts: ParklineOptions, read: () => ParklineOptions, apply: (creds: Credentials) => Promise<CredentialsTaken[]>): void {
-  let chain: Promise<void> = Promise.resolve()
   const reload = async (): Promise<void> => {
     let creds: Credentials
     let others: string[]
@@ -263,17 +264,35 @@ function onReload (log: { info: (o: object, m: string) => void, warn: (o: object
     const taken = await apply(creds)
     Object.assign(opts, creds)
     const refused = taken.filter((w) => w.error !== null)
+    const unanswered = taken.filter((w) => w.unanswered === true).map((w) => w.worker)
     const changed = [...new Set(taken.flatMap((w) => w.changed))]
     if (refused.length > 0) {
       log.error({ signal: 'SIGHUP', refused }, `reload refused by ${refused.length === 1 ? 'a worker' : `${refused.length} workers`}: ${refused.map((w) => `worker ${w.worker}: ${w.error!}`).join('; ')}`)
     }
-    if (refused.length < taken.length || taken.length === 0) {
+    if (unanswered.length > 0) {
+      log.warn({ signal: 'SIGHUP', workers: unanswered }, `credentials sent, not yet confirmed by worker ${unanswered.join(', ')} (a worker that is stopped or busy takes them when it reads again; its answer is logged then)`)
+    }
+    if (refused.length + unanswered.length < taken.length || taken.length === 0) {
       log.info({ signal: 'SIGHUP', changed }, changed.length > 0 ? `credentials reloaded: ${changed.join(', ')}` : 'configuration read again: no credential changed')
     }
   }
+  // one at a time; SIGHUPs that come meanwhile make one more, after it
+  let running = false
+  let again = false
   const run = (): void => {
-    chain = chain.then(reload).catch((err: unknown) => {
+    if (running) {
+      again = true
+      return
+    }
+    running = true
+    reload().catch((err: unknown) => {
       log.error({ signal: 'SIGHUP', error: (err as Error).message }, `reload failed: ${(err as Error).message}`)
+    }).finally(() => {
+      running = false
+      if (again) {
+        again = false
+        run()
+      }
     })
   }
   process.on('SIGHUP', run)

@@ -50,7 +50,7 @@ import type { Logger } from 'pino'
 // ---- wire format ------------------------------------------------------------------------------
 
 /** A worker's answer to new credentials (Primary.reloadCredentials). */
-export interface CredentialsTaken { worker: number, changed: string[], error: string | null }
+export interface CredentialsTaken { worker: number, changed: string[], error: string | null, unanswered?: true }
 
 /** Worker → primary entries (structured clone, `serialization: 'advanced'`). */
 type Up =
@@ -420,12 +420,17 @@ export class Primary {
     for (const id of [...this.#revoking.keys()]) this.#revoked1(id, slot, 0)
     for (const id of [...this.#scrapes.keys()]) this.#scraped(id, slot, [])
     if (this.#stopping) return
+    // a SIGHUP to the process group in a worker's first milliseconds, before it could take one
+    // (lib/early-signals.ts): not the worker's failure, nor a crash; it is forked again at once
+    if (child.signalCode === 'SIGHUP' && !slot.listening) {
+      this.#log?.warn({ worker: slot.id, workerPid: child.pid, signal: child.signalCode }, 'a SIGHUP ended a worker still starting; forking it again')
+      setTimeout(() => { if (!this.#stopping) this.#fork(slot) }, 100)
+      return
+    }
     if (!slot.listening) {
       slot.failedStarts++
-      // at start-up every worker must come up (one that exits, its configuration refused, fails the
-      // same way each time; one a signal ended, a SIGHUP to the process group before it could take
-      // one, is forked again); later, a worker that keeps failing to is given up on
-      if ((!this.#allListened && child.signalCode === null) || slot.failedStarts >= FAILED_STARTS) {
+      // at start-up every worker must come up; later, a worker that keeps failing to is given up on
+      if (!this.#allListened || slot.failedStarts >= FAILED_STARTS) {
         this.#log?.error({ worker: slot.id, workerPid: child.pid, exitCode: child.exitCode, signal: child.signalCode, failedStarts: slot.failedStarts }, this.#allListened ? `worker exited ${slot.failedStarts} times in a row before it listened: stopping` : 'worker exited before it listened: stopping')
         this.onGiveUp?.(child.exitCode)
         return
@@ -449,8 +454,9 @@ export class Primary {
    * New credentials for every worker (SIGHUP): sent to the running ones, and in `env` (the
    * environment entry named `name` becomes `value`) for any forked again later. Resolves, once each
    * running worker answered (5 s at most), to what each said: the names that changed for it, or
-   * why it refused them (`no answer` past the wait: a worker that died meanwhile is forked again
-   * with the new environment).
+   * why it refused them (`unanswered` past the wait: a stopped worker takes them when it reads
+   * again, and its answer is logged then; one that died meanwhile is forked again with the new
+   * environment).
    */
   reloadCredentials (creds: Credentials, name: string, value: string): Promise<CredentialsTaken[]> {
     this.#workerEnv[name] = value
@@ -461,7 +467,7 @@ export class Primary {
       const finish = (): void => {
         clearTimeout(timer)
         this.#credsWaits.delete(id)
-        resolve(waiting.map((w) => answers.get(w.id) ?? { worker: w.id, changed: [], error: 'no answer' }))
+        resolve(waiting.map((w) => answers.get(w.id) ?? { worker: w.id, changed: [], error: null, unanswered: true }))
       }
       const timer = setTimeout(finish, 5000)
       timer.unref()
@@ -519,9 +525,14 @@ export class Primary {
         case 'revd':
           this.#revoked1(e[1], slot, e[2])
           break
-        case 'credsd':
-          this.#credsWaits.get(e[1])?.(slot, e[2], e[3])
+        case 'credsd': {
+          const wait = this.#credsWaits.get(e[1])
+          if (wait !== undefined) wait(slot, e[2], e[3])
+          // past the wait (a worker stopped, or busy): said when it comes
+          else if (e[3] !== null) this.#log?.error({ worker: slot.id, error: e[3] }, `reload refused by worker ${slot.id}, late: ${e[3]}`)
+          else this.#log?.info({ worker: slot.id, changed: e[2] }, `worker ${slot.id} took the credentials, late`)
           break
+        }
         case 'mq': {
           // a node-wide scrape: every live worker's metrics, then the answer to the asking one
           const id = ++this.#scrapeSeq

@@ -1,6 +1,6 @@
 // Request-side helpers shared by the publisher and the subscriber: paths, channel ids, cursors,
 // CORS. Pure functions over strings; no Fastify here.
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import { isIP } from 'node:net'
 import { ERRORS, type ErrorSpec } from './errors.ts'
 import {
@@ -327,4 +327,16 @@ export function isLoopback (addr: string | undefined): boolean {
   if (a.startsWith('::ffff:')) return isIP(a.slice(7)) === 4 && a.startsWith('127.', 7)
   if (isIP(a) === 4) return a.startsWith('127.')
   return a === '::1' || a === '0:0:0:0:0:0:0:1'
+}
+
+/**
+ * RFC 9112 §3.2: an HTTP/1.1 request without Host gets 400 and the close, in the bytes Node's own
+ * requireHostHeader answers with, for a server that checks it itself (lib/server.ts: so that one
+ * pipelined behind a parked poll is seen). True when answered.
+ */
+export function refuseWithoutHost (req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.headers.host !== undefined || req.httpVersion !== '1.1') return false
+  res.writeHead(400, ['Connection', 'close'])
+  res.end()
+  return true
 }

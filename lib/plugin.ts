@@ -16,7 +16,7 @@ import { Core } from './core.ts'
 import { registerDemo } from './demo.ts'
 import { ERRORS } from './errors.ts'
 import { createFacade, type Parkline } from './facade.ts'
-import { localClient, originAllowed, parseChannelIds, requestOrigin, splitUrl } from './http.ts'
+import { localClient, originAllowed, parseChannelIds, refuseWithoutHost, requestOrigin, splitUrl } from './http.ts'
 import { endUnread } from './linger.ts'
 import { tunnelNotOurs } from './pipelined.ts'
 import { handlePublisher, handleRevoke } from './publisher.ts'
@@ -27,7 +27,7 @@ import { createEngine } from './engines.ts'
 import type { WorkerLink } from './cluster.ts'
 import { handleSubscriber } from './subscribe.ts'
 import { Access, crossSite } from './access.ts'
-import { kRawContentType, kUpgradeHead } from './symbols.ts'
+import { kOwnHostCheck, kRawContentType, kUpgradeHead } from './symbols.ts'
 import { TRANSPORTS } from '../transports/index.ts'
 import { wantsWebSocket } from '../transports/websocket.ts'
 import { closePublisherSockets } from '../transports/websocket-publisher.ts'
@@ -271,6 +271,8 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded, l
   // Only when the host has no checkContinue handler of its own; other paths get Node's default.
   if (server.listenerCount('checkContinue') === 0) {
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      // no 100 for a request the standalone server refuses for want of a Host (lib/server.ts)
+      if ((server as Server & { [kOwnHostCheck]?: true })[kOwnHostCheck] === true && refuseWithoutHost(req, res)) return
       const { path } = splitUrl(req.url ?? '/')
       const declared = Number(req.headers['content-length'])
       if (path !== null && path.startsWith(pubPath) && declared > opts.maxMessageSize) {

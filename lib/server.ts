@@ -4,10 +4,10 @@ import { createServer, METHODS, STATUS_CODES, type IncomingMessage, type Server,
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { DRAIN_QUIET_MS, FINISH_GRACE_MS, type ParklineOptions } from './config.ts'
-import { kRawPublishers } from './symbols.ts'
+import { kOwnHostCheck, kRawPublishers } from './symbols.ts'
 import { sweepLingering } from './linger.ts'
 import { ERRORS, type ErrorSpec } from './errors.ts'
-import { PUB_ALLOW, SUB_ALLOW, normalizePath, requestOrigin, splitUrl } from './http.ts'
+import { PUB_ALLOW, SUB_ALLOW, normalizePath, refuseWithoutHost, requestOrigin, splitUrl } from './http.ts'
 import { MAX_LINE, checkLimits, coreOf, kResolved, kWorkerLink, parkline } from './plugin.ts'
 import type { WorkerLink } from './cluster.ts'
 import { sendError } from './reply.ts'
@@ -191,12 +191,7 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
       }, (req, res) => {
         // behind a subscriber's request on this connection: nobody sees it (lib/pipelined.ts)
         if (droppedBehindSubscriber(req.socket, res)) return
-        // RFC 9112 §3.2, in the bytes Node's requireHostHeader answers with
-        if (req.headers.host === undefined && req.httpVersion === '1.1') {
-          res.writeHead(400, ['Connection', 'close'])
-          res.end()
-          return
-        }
+        if (refuseWithoutHost(req, res)) return
         // draining: a request pipelined behind one not yet answered is not applied, since that
         // answer closes the connection and this one's could never be sent (the client sends it again)
         if (served !== null && served.draining && pendingBefore(req.socket, res)) return
@@ -210,10 +205,12 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
       // idle between requests (Node's 5 s is shorter than most proxies' and load balancers' own
       // idle timeouts: a request they send on a connection this side is closing gets them a 502)
       server.keepAliveTimeout = opts.keepAliveTimeout * 1000
+      // (the checkContinue of lib/plugin.ts checks Host first too)
+      Object.defineProperty(server, kOwnHostCheck, { value: true })
       // an Expect Node does not know gets its 417, as Node answers it, unless the request is
       // behind a parked poll (which then gets its 400, lib/pipelined.ts)
       server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-        if (droppedBehindSubscriber(req.socket, res)) return
+        if (droppedBehindSubscriber(req.socket, res) || refuseWithoutHost(req, res)) return
         res.writeHead(417)
         res.end()
       })

@@ -20,3 +20,6 @@ export const kRawPublishers = Symbol('parkline.rawPublishers')
 
 /** A connection read by lib/raw-publish.ts: its state there. */
 export const kRawConnection = Symbol('parkline.rawConnection')
+
+/** On the standalone server's http.Server: it checks Host itself (requireHostHeader off, lib/server.ts). */
+export const kOwnHostCheck = Symbol('parkline.ownHostCheck')

@@ -192,6 +192,15 @@ test('behind a parked long-poll on Node\'s path, a request Node would answer its
   t.regex(await rawExchange(srv.port, 'POST /pub/q HTTP/1.1\r\nHost: x\r\nExpect: x-unknown\r\nContent-Length: 1\r\n\r\nz', { ms: 2000 }), /^HTTP\/1\.1 417 /)
   // HTTP/1.0 needs no Host
   t.regex(await rawExchange(srv.port, 'GET /health HTTP/1.0\r\n\r\n', { ms: 2000 }), /^HTTP\/1\.1 200 /)
+  // without Host, an Expect is not looked at: 400 and the close (no 100 inviting the body, no 417, no 413)
+  for (const expect of ['100-continue', 'x-unknown']) {
+    for (const length of [2, 99999999]) {
+      const out = await rawExchange(srv.port, `POST /pub/q HTTP/1.1\r\nExpect: ${expect}\r\nContent-Length: ${length}\r\n\r\n`, { ms: 1500 })
+      t.regex(out, /^HTTP\/1\.1 400 Bad Request\r\n/, `${expect}, ${length}: ${out}`)
+      t.regex(out, /\r\nConnection: close\r\n/)
+      t.is((out.match(/HTTP\/1\.1 /g) ?? []).length, 1, out)
+    }
+  }
 })
 
 test('with access control, a publish pipelined behind a subscriber being admitted is not applied', async (t) => {

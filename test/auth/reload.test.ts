@@ -131,6 +131,17 @@ test('--workers 2: the primary reads the configuration at a SIGHUP and every wor
     t.is(await pubOnWorker(t, node.port, w, KEY2), 202, `worker ${w}, new key`)
     t.is(await pubOnWorker(t, node.port, w, fresh), 202, `worker ${w}, new secret`)
   }
+  // a worker that does not read (stopped): the reload is said not confirmed by it, then taken late
+  const stopped = workerPid(node.proc.pid!, 0)
+  process.kill(stopped, 'SIGSTOP')
+  conf.write({ apiKey: [KEY1, KEY2], jwtSecret: SECRET2 })
+  await hup(t, node, /credentials sent, not yet confirmed by worker 0/)
+  t.regex(node.log(), /credentials reloaded: apiKey/)
+  process.kill(stopped, 'SIGCONT')
+  t.true(await eventually(() => /worker 0 took the credentials, late/.test(node.log()), 10000))
+  t.is(await pubOnWorker(t, node.port, 0, KEY1), 202)
+  conf.write({ apiKey: [KEY2], jwtSecret: SECRET2 })
+  await hup(t, node, /credentials reloaded: apiKey/, 3)
   // worker 1 dies and is forked again: with the credentials of the reload, not the start's
   const pid = workerPid(node.proc.pid!, 1)
   process.kill(pid, 'SIGKILL')
@@ -203,7 +214,8 @@ for (const workers of [1, 2]) {
     proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
     t.teardown(() => { try { process.kill(-proc.pid!, 'SIGKILL') } catch {} })
     // from the moment the process can take one (before that, Node's default would end it: the
-    // first milliseconds of any Node process), every 300 ms until it says it listens; one process
+    // first milliseconds of any Node process), every 300 ms until it says it listens (to the group,
+    // some reach a worker in its own first milliseconds, which ends it: it is forked again); one process
     // first starts itself again in place with V8's thread count (lib/gc-threads-start.ts), whose
     // first milliseconds are those of a new process
     const cmdline = (): string => { try { return readFileSync(`/proc/${proc.pid!}/cmdline`, 'latin1') } catch { return '' } }
@@ -227,3 +239,36 @@ for (const workers of [1, 2]) {
     t.is(await pubStatus(`http://127.0.0.1:${port}`, KEY1), 401)
   })
 }
+
+test('a jwtPublicKey file rotated: a SIGHUP takes its new key (tokens of the old one refused); a file that holds no PEM key is refused without its contents in the log', async (t) => {
+  const { generateKeyPairSync } = await import('node:crypto')
+  const { importPKCS8 } = await import('jose')
+  const dir = mkdtempSync(join(tmpdir(), 'parkline-reload-key-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const keyFile = join(dir, 'public.pem')
+  const pair = (): { pub: string, priv: string } => {
+    const k = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    return { pub: k.publicKey.export({ type: 'spki', format: 'pem' }) as string, priv: k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
+  }
+  const es = async (priv: string): Promise<string> => await new SignJWT({ sub: 'u1', exp: now() + 300, parkline: { publish: ['room.*'] } })
+    .setProtectedHeader({ alg: 'ES256' }).sign(await importPKCS8(priv, 'ES256'))
+  const first = pair()
+  writeFileSync(keyFile, first.pub)
+  const conf = configFile(t)
+  conf.write({ jwtPublicKey: keyFile })
+  const node = await serve(t, ['--config', conf.path], 'info')
+  const old = await es(first.priv)
+  t.is(await pubStatus(node.base, old), 202)
+  // the file's contents replaced by something that is not a key: refused, the key kept
+  const notAKey = 'eyJhbGciOiJIUzI1NiJ9.not-a-key-but-maybe-a-secret'
+  writeFileSync(keyFile, notAKey)
+  await hup(t, node, /reload refused: jwtPublicKey: the file \S*public\.pem\S* holds no PEM key/)
+  t.false(node.log().includes(notAKey))
+  t.is(await pubStatus(node.base, old), 202)
+  // a new key in the same file
+  const second = pair()
+  writeFileSync(keyFile, second.pub)
+  await hup(t, node, /credentials reloaded: jwtPublicKey/)
+  t.is(await pubStatus(node.base, old), 401)
+  t.is(await pubStatus(node.base, await es(second.priv)), 202)
+})
