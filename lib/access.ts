@@ -59,6 +59,7 @@ export function inertOptions (o: ParklineOptions): string[] {
   if (o.tokenInQuery) w.push('tokenInQuery has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)')
   if (o.jwtLeeway !== 0) w.push('jwtLeeway has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)')
   if (o.jwtMaxLifetime !== 0) w.push('jwtMaxLifetime has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)')
+  if (o.jwtPreviousSecret !== '') w.push('jwtPreviousSecret has no effect without jwtSecret')
   if (o.anonymousSubscribe.length > 0) w.push('anonymousSubscribe has no effect with no credential configured: every subscriber is admitted, on every channel')
   return w
 }
@@ -146,6 +147,7 @@ function authOptions (o: ParklineOptions): AuthOptions {
   return {
     apiKey: o.apiKey.filter((k) => k.length > 0),
     jwtSecret: o.jwtSecret,
+    jwtPreviousSecret: o.jwtPreviousSecret,
     jwtPublicKey: pem,
     jwksUrl: o.jwksUrl,
     jwtIssuer: o.jwtIssuer,

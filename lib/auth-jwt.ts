@@ -172,6 +172,7 @@ export class JwksCache {
 
 export interface JwtVerifierOptions {
   jwtSecret: string
+  jwtPreviousSecret: string
   jwtPublicKey: string
   jwtIssuer: string
   jwtAudience: string
@@ -195,6 +196,8 @@ export type JwtOutcome =
 export class JwtVerifier {
   readonly algorithms: string[]
   #secret: Uint8Array | null
+  /** jwtPreviousSecret: an HS token whose signature the secret refuses is tried with it. */
+  #previous: Uint8Array | null
   #publicKey: KeyObject | null
   #publicAlgs: string[]
   #jwks: JwksCache | null
@@ -207,6 +210,7 @@ export class JwtVerifier {
 
   constructor (o: JwtVerifierOptions) {
     this.#secret = o.jwtSecret.length > 0 ? new TextEncoder().encode(o.jwtSecret) : null
+    this.#previous = o.jwtPreviousSecret.length > 0 && this.#secret !== null ? new TextEncoder().encode(o.jwtPreviousSecret) : null
     const pk = o.jwtPublicKey.length > 0 ? parsePublicKey(o.jwtPublicKey) : null
     this.#publicKey = pk === null ? null : pk.key
     this.#publicAlgs = pk === null ? [] : pk.algorithms
@@ -242,10 +246,27 @@ export class JwtVerifier {
     throw Object.assign(new Error('no key for this algorithm'), { code: 'ERR_JOSE_ALG_NOT_ALLOWED' })
   }
 
+  /** With the keys; an HS token whose signature they refuse, with jwtPreviousSecret. */
+  async #verifyEither (token: string, currentDate: Date): Promise<{ payload: JWTPayload }> {
+    try {
+      return await jwtVerify(token, this.#getKey, { ...this.#base, currentDate })
+    } catch (err) {
+      if (this.#previous === null || (err as { code?: string }).code !== 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') throw err
+      try {
+        return await jwtVerify(token, this.#previous, { ...this.#base, algorithms: HMAC_ALGS, currentDate })
+      } catch (again) {
+        // signed with the previous secret, but expired (or of another issuer…): that is the answer;
+        // otherwise (not HS, or not that secret either) the first one
+        const code = (again as { code?: string }).code
+        throw code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' || code === 'ERR_JOSE_ALG_NOT_ALLOWED' ? err : again
+      }
+    }
+  }
+
   async verify (token: string): Promise<JwtOutcome> {
     try {
       const now = this.#now()
-      const { payload } = await jwtVerify(token, this.#getKey, { ...this.#base, currentDate: new Date(now) })
+      const { payload } = await this.#verifyEither(token, new Date(now))
       if (this.#maxLifetime > 0) {
         // a token that never expires, or lives longer than the operator allows, is refused (a
         // leaked one would be good until revoked); checked after the signature, so the reason

@@ -36,7 +36,7 @@ export { isLoopback }
  * The access-control options (lib/config.ts documents each), resolved by the caller; a jwtPublicKey
  * given as a file path is read first (lib/access.ts).
  */
-export type AuthOptions = Pick<ParklineOptions, 'apiKey' | 'jwtSecret' | 'jwtPublicKey' | 'jwksUrl' | 'jwtIssuer' | 'jwtAudience' |
+export type AuthOptions = Pick<ParklineOptions, 'apiKey' | 'jwtSecret' | 'jwtPreviousSecret' | 'jwtPublicKey' | 'jwksUrl' | 'jwtIssuer' | 'jwtAudience' |
 'jwtLeeway' | 'jwtMaxLifetime' | 'authCookie' | 'tokenInQuery' | 'anonymousSubscribe' | 'authorizeUrl' | 'authorizePublish' | 'authorizeTimeout' |
 'authorizeCacheTtl' | 'publishUpstreamUrl' | 'publisherOpen'>
 
@@ -44,6 +44,7 @@ export type AuthOptions = Pick<ParklineOptions, 'apiKey' | 'jwtSecret' | 'jwtPub
 export const AUTH_DEFAULTS: Readonly<AuthOptions> = Object.freeze({
   apiKey: [],
   jwtSecret: '',
+  jwtPreviousSecret: '',
   jwtPublicKey: '',
   jwksUrl: '',
   jwtIssuer: '',
@@ -190,9 +191,9 @@ export function authConfigured (o: AuthOptions): boolean {
 }
 
 /** A guessable HMAC key lets anyone mint tokens: RFC 7518 §3.2 wants at least the hash's size (also `parkline token`'s rule). */
-export function checkJwtSecret (secret: string): void {
+export function checkJwtSecret (secret: string, name = 'jwtSecret'): void {
   const n = Buffer.byteLength(secret)
-  if (n > 0 && n < 32) throw new ConfigError(`jwtSecret must be 32 bytes or more (RFC 7518 §3.2), got ${n}: make one with \`openssl rand -hex 32\``)
+  if (n > 0 && n < 32) throw new ConfigError(`${name} must be 32 bytes or more (RFC 7518 §3.2), got ${n}: make one with \`openssl rand -hex 32\``)
 }
 
 function checkUrl (name: string, v: string): void {
@@ -228,6 +229,9 @@ export function validateAuthOptions (o: AuthOptions): string[] {
     if (k.length > 0 && !TOKEN68.test(k)) throw new ConfigError('apiKey: a key may hold only letters, digits, - . _ ~ + / and = at its end, as a Bearer token does (RFC 6750 §2.1); one holds another character (in PARKLINE_API_KEY and --api-key a comma separates two keys): make one with `openssl rand -hex 24`')
   }
   checkJwtSecret(o.jwtSecret)
+  checkJwtSecret(o.jwtPreviousSecret, 'jwtPreviousSecret')
+  // the secret being rotated out, with none in its place: every HS token would still verify
+  if (o.jwtPreviousSecret !== '' && o.jwtSecret === '') throw new ConfigError('jwtPreviousSecret needs jwtSecret (the secret that replaces it): set jwtSecret, or leave jwtPreviousSecret out')
   checkUrl('jwksUrl', o.jwksUrl)
   checkUrl('authorizeUrl', o.authorizeUrl)
   checkUrl('publishUpstreamUrl', o.publishUpstreamUrl)
@@ -637,6 +641,7 @@ export class Auth {
     return jwtConfigured(o)
       ? new JwtVerifier({
         jwtSecret: o.jwtSecret,
+        jwtPreviousSecret: o.jwtPreviousSecret,
         jwtPublicKey: o.jwtPublicKey,
         jwtIssuer: o.jwtIssuer,
         jwtAudience: o.jwtAudience,

@@ -76,6 +76,7 @@ export interface ParklineOptions {
   idempotencyWindow: number
   apiKey: string[]
   jwtSecret: string
+  jwtPreviousSecret: string
   jwtPublicKey: string
   jwksUrl: string
   jwtIssuer: string
@@ -118,7 +119,7 @@ export const TRANSPORT_NAMES = ['websocket', 'eventsource', 'chunked', 'multipar
  * The options a running server takes anew, without a restart (SIGHUP; embedded,
  * `app.parkline.reloadCredentials`): the API keys and the JWT checks (lib/access.ts checkReload).
  */
-export const CREDENTIALS = ['apiKey', 'jwtSecret', 'jwtPublicKey', 'jwtIssuer', 'jwtAudience', 'jwtLeeway', 'jwtMaxLifetime'] as const
+export const CREDENTIALS = ['apiKey', 'jwtSecret', 'jwtPreviousSecret', 'jwtPublicKey', 'jwtIssuer', 'jwtAudience', 'jwtLeeway', 'jwtMaxLifetime'] as const
 export type Credentials = Pick<ParklineOptions, typeof CREDENTIALS[number]>
 
 export const OPTIONS: readonly OptionSpec[] = [
@@ -177,6 +178,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   // access control (docs/api.md "Access control"); none set: subscribers open, publisher loopback-only
   { name: 'apiKey', kind: 'list', default: [], nonEmpty: true, doc: 'Server-side publisher keys (16 bytes or more each, of a Bearer token\'s characters: letters, digits, - . _ ~ + / and = at the end), sent as `Authorization: Bearer <key>`: publish, delete, channel info and revoke on every channel.' },
   { name: 'jwtSecret', kind: 'string', default: '', doc: 'HMAC secret for HS256/384/512 tokens, 32 bytes or more (shorter stops the start); "" = off.' },
+  { name: 'jwtPreviousSecret', kind: 'string', default: '', doc: 'The HMAC secret jwtSecret replaces, during a rotation: tokens signed with it are still accepted (32 bytes or more; needs jwtSecret); "" = none.' },
   { name: 'jwtPublicKey', kind: 'string', default: '', doc: 'PEM public key (RS*, PS*, ES*, EdDSA tokens), or the path of a PEM file; "" = off.' },
   { name: 'jwksUrl', kind: 'string', default: '', doc: 'URL of a JWKS, cached; refetched for an unknown kid at most once per 10 s; "" = off.' },
   { name: 'jwtIssuer', kind: 'string', default: '', doc: 'Required token `iss`; "" = not checked.' },

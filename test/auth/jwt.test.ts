@@ -128,6 +128,20 @@ test('jwtMaxLifetime: a token without exp, or one whose exp is further ahead, is
   t.is(asRefusal(t, await capped.subscriber(sub(['news'], bearer(forged)))).wwwAuthenticate, invalid('bad signature'))
 })
 
+test('jwtPreviousSecret: HS tokens signed with it or with jwtSecret are admitted, others refused; an expired one signed with it is said expired; it needs jwtSecret', async (t) => {
+  const PREV = 'the-secret-being-rotated-out-32-bytes!!'
+  const a = auth(t, { jwtSecret: SECRET, jwtPreviousSecret: PREV })
+  asGrant(t, await a.subscriber(sub(['news'], bearer(await hs(SUB_NEWS)))))
+  asGrant(t, await a.subscriber(sub(['news'], bearer(await hs(SUB_NEWS, 'HS512', PREV)))))
+  t.is(asRefusal(t, await a.subscriber(sub(['news'], bearer(await hs(SUB_NEWS, 'HS256', 'a-third-secret-also-32-bytes-long!!!'))))).wwwAuthenticate, invalid('bad signature'))
+  t.is(asRefusal(t, await a.subscriber(sub(['news'], bearer(await hs({ ...SUB_NEWS, exp: now() - 10 }, 'HS256', PREV))))).wwwAuthenticate, invalid('token expired'))
+  // without it, the old secret's tokens are refused
+  const b = auth(t, { jwtSecret: SECRET })
+  t.is(asRefusal(t, await b.subscriber(sub(['news'], bearer(await hs(SUB_NEWS, 'HS256', PREV))))).wwwAuthenticate, invalid('bad signature'))
+  t.throws(() => new Auth(opts({ jwtPreviousSecret: PREV, apiKey: ['k-0123456789abcdef'] })), { message: /^jwtPreviousSecret needs jwtSecret/ })
+  t.throws(() => new Auth(opts({ jwtSecret: SECRET, jwtPreviousSecret: 'short' })), { message: /^jwtPreviousSecret must be 32 bytes or more/ })
+})
+
 test('forged signature and wrong secret are refused', async (t) => {
   const a = auth(t, { jwtSecret: SECRET })
   const other = await hs(SUB_NEWS, 'HS256', 'another-secret-also-32-bytes-long!!')

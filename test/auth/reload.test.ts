@@ -186,6 +186,16 @@ test('embedded: app.parkline.reloadCredentials takes new keys and says what chan
   t.is(await pubStatus(base, await token(SECRET1)), 401)
   t.is(await pubStatus(base, await token(SECRET2)), 202)
   t.deepEqual(await app.parkline.reloadCredentials({ apiKey: [KEY2] }), [])
+  // a secret rotated with an overlap: the old one as jwtPreviousSecret, then gone
+  const SECRET3 = 'third-secret-that-is-32-bytes-long!!'
+  t.deepEqual(await app.parkline.reloadCredentials({ jwtSecret: SECRET3, jwtPreviousSecret: SECRET2 }), ['jwtSecret', 'jwtPreviousSecret'])
+  const handedOut = await token(SECRET2)
+  t.is(await pubStatus(base, handedOut), 202)
+  t.is(await pubStatus(base, await token(SECRET3)), 202)
+  t.deepEqual(await app.parkline.reloadCredentials({ jwtPreviousSecret: '' }), ['jwtPreviousSecret'])
+  t.is(await pubStatus(base, handedOut), 401)
+  t.is(await pubStatus(base, await token(SECRET3)), 202)
+  t.deepEqual(await app.parkline.reloadCredentials({ jwtSecret: SECRET2 }), ['jwtSecret'])
   await t.throwsAsync(app.parkline.reloadCredentials({ messageTimeout: 5 } as never), { code: 'PKL_ERR_CONFIG', message: /not messageTimeout/ })
   await t.throwsAsync(app.parkline.reloadCredentials({ apiKey: 'one-key-as-a-string-01' } as never), { code: 'PKL_ERR_CONFIG', message: /apiKey must be an array of strings/ })
   await t.throwsAsync(app.parkline.reloadCredentials({ apiKey: [] }), { code: 'PKL_ERR_CONFIG', message: /removing every API key/ })
