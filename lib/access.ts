@@ -184,6 +184,10 @@ export async function checkReload (current: ParklineOptions, next: ParklineOptio
   const merged = { ...current, ...pickCredentials(next) }
   if (!accessConfigured(current)) {
     if (credentialConfigured(merged)) throw new ConfigError('no access control was configured at start: turning it on takes a restart')
+    // refused at start too (jwtIssuer, jwtPreviousSecret… with no key): not taken in silence, nor
+    // handed to a worker forked again later, which would refuse to start with it
+    const inert = inertOptions(merged)
+    if (inert.length > 0) throw new ConfigError(`${inert.join('; ')}: no access control was configured at start`)
     return others
   }
   const { checkCredentialKinds, validateAuthOptions } = await import('./auth.ts')

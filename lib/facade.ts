@@ -64,7 +64,8 @@ export interface Parkline {
   subscribe (channels: string | readonly string[], options?: SubscribeOptions): AsyncIterableIterator<ParklineMessage>
   /**
    * Take new credentials without a restart (what a SIGHUP does standalone): `apiKey`, `jwtSecret`,
-   * `jwtPublicKey`, `jwtIssuer`, `jwtAudience`, `jwtLeeway`, `jwtMaxLifetime`; the ones left out
+   * `jwtPreviousSecret`, `jwtPublicKey`, `jwtIssuer`, `jwtAudience`, `jwtLeeway`,
+   * `jwtMaxLifetime`; the ones left out
    * stay. From the next request on only these admit. Throws (PKL_ERR_CONFIG, nothing applied) for a
    * bad value, another option, or turning API keys or JWT on or off. Resolves to the names that
    * changed.

@@ -93,6 +93,9 @@ test('without access control at start, a SIGHUP cannot turn it on: refused, and 
   const node = await serve(t, ['--config', conf.path], 'info')
   conf.write({ apiKey: [KEY1] })
   await hup(t, node, /reload refused: no access control was configured at start: turning it on takes a restart/)
+  // nor is what would be refused at start without a key taken in silence
+  conf.write({ jwtIssuer: 'https://login.example' })
+  await hup(t, node, /reload refused: jwtIssuer\/jwtAudience have no effect without a JWT key: no access control was configured at start/)
 })
 
 /** The pid of worker `id` of the primary `primary` (its PARKLINE_WORKER_ID). */
