@@ -4,7 +4,7 @@
 import type { ChannelInfo } from './channel-info.ts'
 import type { ConsumerTransport, ParklineMessage } from './consumer.ts'
 import type { Core } from './core.ts'
-import { checkReload } from './access.ts'
+import { checkReload, publicKeyText } from './access.ts'
 import { CREDENTIALS, type Credentials } from './config.ts'
 import { ConfigError, ERRORS, ParklineError } from './errors.ts'
 import { validIdempotencyKey } from './idempotency.ts'
@@ -64,11 +64,10 @@ export interface Parkline {
   subscribe (channels: string | readonly string[], options?: SubscribeOptions): AsyncIterableIterator<ParklineMessage>
   /**
    * Take new credentials without a restart (what a SIGHUP does standalone): `apiKey`, `jwtSecret`,
-   * `jwtPreviousSecret`, `jwtPublicKey`, `jwtIssuer`, `jwtAudience`, `jwtLeeway`,
-   * `jwtMaxLifetime`; the ones left out
-   * stay. From the next request on only these admit. Throws (PKL_ERR_CONFIG, nothing applied) for a
-   * bad value, another option, or turning API keys or JWT on or off. Resolves to the names that
-   * changed.
+   * `jwtPreviousSecret`, `jwtPublicKey`, `jwtIssuer`, `jwtAudience`, `jwtLeeway`, `jwtMaxLifetime`;
+   * the ones left out stay. From the next request on only these admit. Throws (PKL_ERR_CONFIG,
+   * nothing applied) for a bad value, another option, or turning API keys or JWT on or off.
+   * Resolves to the names that changed.
    */
   reloadCredentials (changes: Partial<Credentials>): Promise<string[]>
 }
@@ -155,7 +154,10 @@ export function createFacade (core: Core, consumers: ConsumerTransport): Parklin
       return iterate(consumers, consumers.open(keys, cursor, queueLimit), options.signal)
     },
     async reloadCredentials (changes) {
-      const next = { ...core.opts, ...checkCredentialTypes(changes) }
+      const c = checkCredentialTypes(changes)
+      // a key file read once: what is checked is what is taken
+      if (c.jwtPublicKey !== undefined) c.jwtPublicKey = publicKeyText(c.jwtPublicKey)
+      const next = { ...core.opts, ...c }
       await checkReload(core.opts, next)
       return core.access?.reload(next) ?? []
     }
