@@ -119,15 +119,28 @@ async function pubOnWorker (t: ExecutionContext, port: number, worker: number, a
   return parseResponse(got).status
 }
 
-test('--workers 2: the primary reads the configuration at a SIGHUP and every worker takes the credentials, one forked again after it too', async (t) => {
+test('--workers 2: the primary reads the configuration at a SIGHUP and every worker takes the credentials (what a key taken out opened ends on each), one forked again after it too', async (t) => {
   const conf = configFile(t)
   conf.write({ apiKey: [KEY1], jwtSecret: SECRET1 })
   const node = await serve(t, ['--config', conf.path, '--workers', '2'], 'info')
   t.true(await eventually(() => /with 2 worker processes/.test(node.log()), 20000))
   for (const w of [0, 1]) t.is(await pubOnWorker(t, node.port, w, KEY1), 202, `worker ${w}`)
+  // on each worker, a stream opened with KEY1; and a WebSocket publisher with it
+  const streams = [await SseClient.connectOnWorker(node.port, '/sub/room.5', 0, { Authorization: 'Bearer ' + KEY1 }), await SseClient.connectOnWorker(node.port, '/sub/room.5', 1, { Authorization: 'Bearer ' + KEY1 })]
+  for (const c of streams) t.teardown(() => c.close())
+  const ws = await RawWs.connect(node.port, '/pub/room.5', { Authorization: 'Bearer ' + KEY1 })
+  t.teardown(() => ws.close())
+  t.is(ws.status, 101)
   conf.write({ apiKey: [KEY2], jwtSecret: SECRET2 })
   // the primary's line and each worker's
   await hup(t, node, /credentials reloaded: apiKey, jwtSecret/, 3)
+  for (const c of streams) {
+    await c.until(() => c.closed)
+    t.true(c.comments.some((x) => x.startsWith(':401:') && x.includes('key withdrawn')), JSON.stringify(c.comments))
+  }
+  ws.send(OP_TEXT, 'after')
+  await ws.waitClosed()
+  t.deepEqual(ws.closeFrame, { code: 1008, reason: 'key withdrawn' })
   const fresh = await token(SECRET2)
   for (const w of [0, 1]) {
     t.is(await pubOnWorker(t, node.port, w, KEY1), 401, `worker ${w}, old key`)
