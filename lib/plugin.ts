@@ -27,7 +27,7 @@ import { createEngine } from './engines.ts'
 import type { WorkerLink } from './cluster.ts'
 import { handleSubscriber } from './subscribe.ts'
 import { Access, crossSite } from './access.ts'
-import { kOwnHostCheck, kRawContentType, kUpgradeHead } from './symbols.ts'
+import { kContinueOwed, kOwnHostCheck, kRawContentType, kUpgradeHead } from './symbols.ts'
 import { TRANSPORTS } from '../transports/index.ts'
 import { wantsWebSocket } from '../transports/websocket.ts'
 import { closePublisherSockets } from '../transports/websocket-publisher.ts'
@@ -267,6 +267,7 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded, l
   if (opts.demo) registerDemo(child, { pub: pubPath, sub: subPath })
 
   const server = child.server
+  const revokePath = opts.revokePath === '' ? null : base + opts.revokePath
   // Expect: 100-continue: an immediate 413 when Content-Length is already over the limit (§3.1).
   // Only when the host has no checkContinue handler of its own; other paths get Node's default.
   if (server.listenerCount('checkContinue') === 0) {
@@ -287,7 +288,13 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded, l
         res.end(ERRORS.PAYLOAD_TOO_LARGE.message)
         return
       }
-      res.writeContinue()
+      // a body Parkline reads is asked for only once the request is admitted (access control,
+      // the checks before the body): one refused gets its answer and no `100 Continue`
+      if (path !== null && (path.startsWith(pubPath) || (revokePath !== null && path === revokePath))) {
+        (req as IncomingMessage & { [kContinueOwed]?: ServerResponse })[kContinueOwed] = res
+      } else {
+        res.writeContinue()
+      }
       server.emit('request', req, res)
     })
   }

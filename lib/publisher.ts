@@ -6,7 +6,7 @@ import type { Socket } from 'node:net'
 import { asPost, isRefusal, sendRefusal, type Access, type Grant, type PublishRequestLike, type Refusal } from './access.ts'
 import type { UpstreamPublishResult } from './auth.ts'
 import { droppedBehindSubscriber } from './pipelined.ts'
-import { kRawContentType } from './symbols.ts'
+import { kContinueOwed, kRawContentType } from './symbols.ts'
 import { Core } from './core.ts'
 import type { PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
@@ -35,6 +35,12 @@ function readBody (req: IncomingMessage, limit: number, timeoutMs = 0, minRate =
   if (req.complete && req.readableLength <= limit && !req.readableFlowing) {
     const body = req.read() as Buffer | null
     return body ?? EMPTY
+  }
+  // the client waits for this before it sends the body: only now, admitted (lib/plugin.ts)
+  const owed = (req as { [kContinueOwed]?: ServerResponse })[kContinueOwed]
+  if (owed !== undefined) {
+    (req as { [kContinueOwed]?: ServerResponse })[kContinueOwed] = undefined
+    if (!owed.headersSent && !owed.writableEnded) owed.writeContinue()
   }
   return new Promise((resolve) => {
     const chunks: Buffer[] = []

@@ -23,3 +23,10 @@ export const kRawConnection = Symbol('parkline.rawConnection')
 
 /** On the standalone server's http.Server: it checks Host itself (requireHostHeader off, lib/server.ts). */
 export const kOwnHostCheck = Symbol('parkline.ownHostCheck')
+
+/**
+ * On a request that sent `Expect: 100-continue` to a location whose body Parkline reads (the
+ * publisher's, revoke's): its ServerResponse, whose `100 Continue` is sent only when the body is
+ * about to be read, after access control (lib/plugin.ts, lib/publisher.ts readBody).
+ */
+export const kContinueOwed = Symbol('parkline.continueOwed')

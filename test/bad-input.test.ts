@@ -168,29 +168,55 @@ test('Expect: 100-continue with an oversize Content-Length: the 413 carries CORS
   t.is(app.answer.headers['access-control-allow-origin'], 'https://app.example')
 })
 
-test('Expect: 100-continue within the limit gets 100 Continue before the body, then the publish', async (t) => {
-  const { base, port } = await startServer(t)
+/** Send a publish head with `Expect: 100-continue`, wait for an answer, then send the body: the first answer's text, the last's status. */
+async function continueThenBody (port: number, head: string, body: string): Promise<{ interim: string, final: number }> {
   const socket = net.connect(port, '127.0.0.1')
   socket.on('error', () => {})
   await once(socket, 'connect')
   let text = ''
-  let wake: () => void = () => {}
-  socket.on('data', (d: Buffer) => { text += d.toString('latin1'); wake() })
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
   const until = async (pred: () => boolean): Promise<void> => {
     const deadline = Date.now() + 5000
-    while (!pred() && Date.now() < deadline) {
-      await new Promise<void>((resolve) => { wake = resolve; setTimeout(resolve, 100) })
-    }
+    while (!pred() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
   }
-  socket.write(`POST /pub/exp2 HTTP/1.1\r\n${H}Expect: 100-continue\r\nContent-Length: 5\r\n\r\n`)
+  socket.write(head)
   await until(() => text.includes('\r\n\r\n'))
-  t.is(text, 'HTTP/1.1 100 Continue\r\n\r\n')
-  socket.write('hello')
-  await until(() => responseEnd(text.slice(25), false) !== -1)
+  const interim = text
+  socket.write(body)
+  await until(() => responseEnd(text.slice(interim.length), false) !== -1)
   socket.destroy()
-  t.is(parseResponse(text.slice(25)).status, 202)
+  return { interim, final: parseResponse(text.slice(interim.length)).status }
+}
+
+test('Expect: 100-continue within the limit gets 100 Continue before the body, then the publish', async (t) => {
+  const { base, port } = await startServer(t)
+  const x = await continueThenBody(port, `POST /pub/exp2 HTTP/1.1\r\n${H}Expect: 100-continue\r\nContent-Length: 5\r\n\r\n`, 'hello')
+  t.is(x.interim, 'HTTP/1.1 100 Continue\r\n\r\n')
+  t.is(x.final, 202)
   const lp = await fetch(`${base}/sub/exp2`)
   t.is(await lp.text(), 'hello')
+})
+
+test('Expect: 100-continue on a publish access control refuses: its 401, no 100, the body never asked for; an admitted one gets its 100', async (t) => {
+  const key = 'k'.repeat(40)
+  const { base, port } = await startServer(t, { apiKey: [key] })
+  for (const [auth, status] of [['', 401], [`Authorization: Bearer ${'x'.repeat(40)}\r\n`, 401]] as const) {
+    const x = await exchange(port, `POST /pub/exp3 HTTP/1.1\r\n${H}${auth}Expect: 100-continue\r\nContent-Length: 5\r\n\r\n`, { waitClose: true })
+    t.regex(x.text, new RegExp(`^HTTP/1\\.1 ${status} `), auth)
+    t.false(x.text.includes('100 Continue'), auth)
+    t.is(x.answer.headers.connection, 'close')
+    t.true(x.closed)
+  }
+  // the revoke location reads a body too: refused there without a 100 as well
+  const r = await exchange(port, `POST /admin/revoke HTTP/1.1\r\n${H}Expect: 100-continue\r\nContent-Length: 11\r\n\r\n`, { waitClose: true })
+  t.regex(r.text, /^HTTP\/1\.1 401 /)
+  t.false(r.text.includes('100 Continue'))
+  // admitted: the 100, then the body, then the publish
+  const x = await continueThenBody(port, `POST /pub/exp3 HTTP/1.1\r\n${H}Authorization: Bearer ${key}\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n`, 'hello')
+  t.is(x.interim, 'HTTP/1.1 100 Continue\r\n\r\n')
+  t.is(x.final, 202)
+  const got = await fetch(`${base}/pub/exp3`, { headers: { Authorization: `Bearer ${key}`, Accept: 'application/json' } })
+  t.is(((await got.json()) as { messages: number }).messages, 1)
 })
 
 // ---- request line and header section -----------------------------------------------------------
