@@ -11,7 +11,9 @@
 // (transports/detach.ts): answering that one breaks Node's own bookkeeping (an internal assertion
 // that ends the process). So the standalone server drops such a request before anything else sees
 // it (lib/server.ts), and the publisher and subscriber handlers drop it too (embedded, where the
-// host app's other routes are its own).
+// host app's other routes are its own). Embedded, a request Node answers itself (no Host, an
+// unknown Expect) or a route of the host app answers, read behind a parked poll, is seen when the
+// poll lets go of Node's parser (transports/detach.ts releaseParser): the poll gets its 400 then.
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Subscriber } from './subscriber.ts'

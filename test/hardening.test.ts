@@ -6,7 +6,8 @@ import http from 'node:http'
 import net from 'node:net'
 import { once } from 'node:events'
 import test from 'ava'
-import { coreOf } from '../lib/plugin.ts'
+import Fastify from 'fastify'
+import parkline, { coreOf } from '../lib/plugin.ts'
 import { LINGER_MS } from '../lib/linger.ts'
 import { serve } from './helpers/node.ts'
 import { eventually, exitedWithOutput, freePort, rawExchange, rawRequest, startServer, startStandalone } from './helpers/server.ts'
@@ -201,6 +202,25 @@ test('behind a parked long-poll on Node\'s path, a request Node would answer its
       t.is((out.match(/HTTP\/1\.1 /g) ?? []).length, 1, out)
     }
   }
+})
+
+test('embedded: behind a parked long-poll, a request Node answers itself or a route of the host app answers: the poll gets 400 and the connection closes', async (t) => {
+  const app = Fastify({ logger: false })
+  await app.register(parkline, { logLevel: 'silent', publisherOpen: true })
+  app.get('/other', async () => 'other')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const port = (app.server.address() as net.AddressInfo).port
+  for (const behind of ['GET /other HTTP/1.1\r\n\r\n', 'POST /pub/q HTTP/1.1\r\nHost: x\r\nExpect: x-unknown\r\nContent-Length: 1\r\n\r\nz', 'GET /other HTTP/1.1\r\nHost: x\r\n\r\n']) {
+    const out = await rawExchange(port, 'GET /sub/q HTTP/1.1\r\nHost: x\r\n\r\n' + behind, { ms: 2000 })
+    t.regex(out, /^HTTP\/1\.1 400 /, JSON.stringify(behind))
+    t.is((out.match(/HTTP\/1\.1 /g) ?? []).length, 1, 'only the poll is answered')
+  }
+  // a poll alone still parks, and is answered by a publish
+  const poll = rawExchange(port, 'GET /sub/q2 HTTP/1.1\r\nHost: x\r\n\r\n', { ms: 3000, until: (s) => s.endsWith('hi') })
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.is((await rawRequest(port, 'POST /pub/q2 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi')).status, 201)
+  t.regex(await poll, /^HTTP\/1\.1 200 [\s\S]*hi$/)
 })
 
 test('with access control, a publish pipelined behind a subscriber being admitted is not applied', async (t) => {

@@ -34,6 +34,8 @@ const kReleased = Symbol('parkline.parserReleased')
 const kOnPartial = Symbol('parkline.onPartialRequest')
 /** The released parser held part of a next request: the socket is never read as HTTP again. */
 const kPartial = Symbol('parkline.partialRequest')
+/** On a parser a poll's detachSocket holds: the poll's own request (releaseParser). */
+const kOwnIncoming = Symbol('parkline.ownIncoming')
 
 const NODE_EVENTS = ['data', 'end', 'close', 'drain', 'error', 'timeout', 'resume', 'pause'] as const
 const protoOn = Socket.prototype.on
@@ -59,7 +61,11 @@ export function detachSocket (req: IncomingMessage, res: ServerResponse, onParti
   // response and never writes one: an answer Node gives by itself (400 without Host, 417 for an
   // Expect) or anyone else's would go into the stream, and its end would break Node's own
   // bookkeeping of the connection (an internal assertion that ends the process).
-  if (socket.parser !== undefined && socket.parser !== null) socket._httpMessage = HELD
+  if (socket.parser !== undefined && socket.parser !== null) {
+    socket._httpMessage = HELD
+    // who is told of a request behind this one must know this one from it (releaseParser)
+    if (onPartial !== undefined) (socket.parser as NodeParser & { [kOwnIncoming]?: unknown })[kOwnIncoming] = req
+  }
   return releaseSocket(socket)
 }
 
@@ -128,7 +134,7 @@ function freshEvents (): object {
   return { close: undefined, error: undefined, prefinish: undefined, finish: undefined, drain: undefined, data: undefined, end: undefined, readable: undefined }
 }
 
-function releaseParser (parser: NodeParser & { [kReleased]?: boolean }, socket: HttpSocket): void {
+function releaseParser (parser: NodeParser & { [kReleased]?: boolean, [kOwnIncoming]?: unknown }, socket: HttpSocket): void {
   if (socket._httpMessage === HELD) socket._httpMessage = null
   if (parser[kReleased] === true) return
   parser[kReleased] = true
@@ -143,7 +149,15 @@ function releaseParser (parser: NodeParser & { [kReleased]?: boolean }, socket: 
   // A fresh parser on this connection would start in the middle of that request and read the rest
   // of it (a header's value) as requests of their own: request smuggling. Node's own check for
   // "inside a message" (socketOnEnd) tells it.
-  const partial = typeof parser.finish === 'function' && parser.finish() instanceof Error
+  // A whole request read behind the poll's in the same packet, or before the poll parked, that
+  // never reached a handler of Parkline's: one Node answered itself (400 without Host, 417 for an
+  // Expect) or a route of an embedding app answered, its answer queued behind the poll's and never
+  // written. The poll is told as of a partial one (400 and close, §5): the client sees what it
+  // would for any other request there, not a poll that stays parked.
+  const own = parser[kOwnIncoming]
+  parser[kOwnIncoming] = undefined
+  const behind = own !== undefined && parser.incoming !== null && parser.incoming !== undefined && parser.incoming !== own
+  const partial = (typeof parser.finish === 'function' && parser.finish() instanceof Error) || behind
   parser.socket = null
   parser.incoming = null
   parser.onIncoming = null
