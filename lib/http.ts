@@ -147,6 +147,15 @@ export function originAllowed (origin: string | null, allowed: readonly string[]
   return origin === null || allowed.length === 0 || allowed.includes(origin)
 }
 
+/**
+ * The request's Origin where corsOrigins allows it, else null: an answer given before the origin
+ * is judged (a bad path, a limit, a 404) carries CORS headers only for a site that may read it.
+ */
+export function allowedOrigin (headers: IncomingHttpHeaders, allowed: readonly string[]): string | null {
+  const origin = requestOrigin(headers)
+  return originAllowed(origin, allowed) ? origin : null
+}
+
 /** CORS response header lines (raw `Name: value\r\n` form) for a request origin. */
 export function corsLines (origin: string | null): string {
   return origin === null ? '' : 'Access-Control-Allow-Origin: ' + origin + '\r\nAccess-Control-Allow-Credentials: true\r\n'

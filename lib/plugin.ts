@@ -16,7 +16,7 @@ import { Core } from './core.ts'
 import { registerDemo } from './demo.ts'
 import { ERRORS } from './errors.ts'
 import { createFacade, type Parkline } from './facade.ts'
-import { localClient, originAllowed, parseChannelIds, refuseWithoutHost, requestOrigin, splitUrl } from './http.ts'
+import { allowedOrigin, localClient, originAllowed, parseChannelIds, refuseWithoutHost, requestOrigin, splitUrl } from './http.ts'
 import { endUnread } from './linger.ts'
 import { tunnelNotOurs } from './pipelined.ts'
 import { handlePublisher, handleRevoke } from './publisher.ts'
@@ -148,16 +148,18 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   // the locations' paths, as the routes below are given them (the host's prefixes included)
   const locations = { pub: '', sub: '' }
   fastify.decorateRequest('parklineChannels', {
-    getter (this: FastifyRequest) { return channelsOf(this.originalUrl, locations, opts) }
+    getter (this: FastifyRequest) { return channelsOf(this.originalUrl, locations, opts, resolved === undefined) }
   })
   // fastify-plugin drops `prefix` (the decorator must reach the host): the routes get it here
   await fastify.register(routes, { prefix: prefix ?? '', core, opts, access, embedded: resolved === undefined, locations } as RoutesOptions)
 }
 
 /** request.parklineChannels: the channels a request to a location names, as its handler will read them. */
-function channelsOf (url: string, locations: { pub: string, sub: string }, opts: ParklineOptions): { location: 'subscriber' | 'publisher', channels: string[] } | null {
+function channelsOf (url: string, locations: { pub: string, sub: string }, opts: ParklineOptions, embedded: boolean): { location: 'subscriber' | 'publisher', channels: string[] } | null {
   const { path } = splitUrl(url)
   if (path === null || locations.sub === '') return null
+  // embedded, a path that normalises to another is refused (400, the route below): it names none
+  if (embedded && path !== pathOf(url)) return null
   const sub = path.startsWith(locations.sub)
   if (!sub && !path.startsWith(locations.pub)) return null
   const ids = sub
@@ -195,7 +197,7 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded, l
   if (embedded) {
     child.addHook('onRequest', async (request, reply) => {
       const limited = checkLimits(request.raw)
-      if (limited !== null) return sendError(reply.header('Connection', 'close'), limited, requestOrigin(request.headers))
+      if (limited !== null) return sendError(reply.header('Connection', 'close'), limited, allowedOrigin(request.headers, opts.corsOrigins))
     })
   }
   // One handler per location: the location is the route that matched, and the normalised path
@@ -204,6 +206,9 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded, l
     const req = request.raw
     const origin = requestOrigin(req.headers)
     // (the §10 limits were checked in onRequest: lib/server.ts's hook, or the one above)
+    // refused without CORS headers: the page of a site not listed learns nothing, credentials least
+    // of all (before any other answer, a bad path's included)
+    if (!originAllowed(origin, opts.corsOrigins)) return sendError(reply, ERRORS.ORIGIN_NOT_ALLOWED, null)
     // the URL as received: a host's rewriteUrl (or server.ts's routing escape) must not change ids
     const { path, query } = splitUrl(request.originalUrl)
     if (path === null) return sendError(reply, ERRORS.BAD_PATH, origin)
@@ -212,8 +217,6 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded, l
     // (`/rt/sub/ok/../secret`). Refused; the standalone server, with no hooks of a host, resolves
     // such a path as nginx does.
     if (embedded && path !== pathOf(request.originalUrl)) return sendError(reply, ERRORS.BAD_PATH, origin)
-    // refused without CORS headers: the page of a site not listed learns nothing, credentials least of all
-    if (!originAllowed(origin, opts.corsOrigins)) return sendError(reply, ERRORS.ORIGIN_NOT_ALLOWED, null)
     if (sub && path.startsWith(subPath)) {
       // a refused WebSocket handshake says which version it speaks (§7, RFC 6455 §4.4)
       if (websocket?.detect(req) === true) reply.header('Sec-WebSocket-Version', '13')
@@ -269,8 +272,10 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded, l
   const server = child.server
   const revokePath = opts.revokePath === '' ? null : base + opts.revokePath
   // Expect: 100-continue: an immediate 413 when Content-Length is already over the limit (§3.1).
-  // Only when the host has no checkContinue handler of its own; other paths get Node's default.
-  if (server.listenerCount('checkContinue') === 0) {
+  // Only when the host has no checkContinue handler of its own when the app is ready (one it adds
+  // after registering Parkline counts); other paths get Node's default.
+  child.addHook('onReady', async () => {
+    if (server.listenerCount('checkContinue') > 0) return
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
       // no 100 for a request the standalone server refuses for want of a Host (lib/server.ts)
       if ((server as Server & { [kOwnHostCheck]?: true })[kOwnHostCheck] === true && refuseWithoutHost(req, res)) return
@@ -297,7 +302,7 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded, l
       }
       server.emit('request', req, res)
     })
-  }
+  })
 
   // WebSocket (§7): a handshake under the subscriber prefix (or, option websocketPublish, the
   // publisher's) is routed through Fastify like any request, so the host's hooks (auth) run

@@ -10,7 +10,7 @@ import { kContinueOwed, kRawContentType } from './symbols.ts'
 import { Core } from './core.ts'
 import type { PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
-import { PUB_ALLOW, PUB_ALLOW_HEADERS, randomBetween, requestOrigin } from './http.ts'
+import { PUB_ALLOW, PUB_ALLOW_HEADERS, originAllowed, randomBetween, requestOrigin } from './http.ts'
 import { fingerprint, scopedIdempotencyKey, validIdempotencyKey } from './idempotency.ts'
 import { percentDecode } from './message-id.ts'
 import { HeadersReply, closeIfBodyUnread, sendError, withCors, type Reply } from './reply.ts'
@@ -337,6 +337,8 @@ const REVOKE_BODY_LIMIT = 4096
  */
 export async function handleRevoke (core: Core, access: Access, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const origin = requestOrigin(request.headers)
+  // a page of a site corsOrigins does not list learns nothing and changes nothing (§10)
+  if (!originAllowed(origin, core.opts.corsOrigins)) return sendError(closeIfBodyUnread(reply, request), ERRORS.ORIGIN_NOT_ALLOWED, null)
   if (request.method === 'OPTIONS') {
     reply.code(200).header('Allow', 'POST, OPTIONS').header('Content-Length', '0')
     if (origin !== null) withCors(reply, origin).header('Access-Control-Allow-Methods', 'POST, OPTIONS').header('Access-Control-Allow-Headers', 'Authorization, Content-Type')

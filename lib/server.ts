@@ -7,7 +7,7 @@ import { DRAIN_QUIET_MS, FINISH_GRACE_MS, type ParklineOptions } from './config.
 import { kOwnHostCheck, kRawPublishers } from './symbols.ts'
 import { sweepLingering } from './linger.ts'
 import { ERRORS, type ErrorSpec } from './errors.ts'
-import { PUB_ALLOW, SUB_ALLOW, normalizePath, refuseWithoutHost, requestOrigin, splitUrl } from './http.ts'
+import { PUB_ALLOW, SUB_ALLOW, allowedOrigin, normalizePath, refuseWithoutHost, splitUrl } from './http.ts'
 import { MAX_LINE, checkLimits, coreOf, kResolved, kWorkerLink, parkline } from './plugin.ts'
 import type { WorkerLink } from './cluster.ts'
 import { sendError } from './reply.ts'
@@ -259,12 +259,12 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
   }
   // a path no route serves: a short text/plain answer like Parkline's others (section 11), not
   // Fastify's JSON one (an embedding host keeps its own)
-  app.setNotFoundHandler((request, reply) => { sendError(reply, ERRORS.NOT_FOUND, requestOrigin(request.headers)) })
+  app.setNotFoundHandler((request, reply) => { sendError(reply, ERRORS.NOT_FOUND, allowedOrigin(request.headers, opts.corsOrigins)) })
   // The §10 limits and `..` above the root hold on every path, not only the plugin's locations.
   app.addHook('onRequest', async (request, reply) => {
     const limited = checkLimits(request.raw)
-    if (limited !== null) return sendError(reply.header('Connection', 'close'), limited, requestOrigin(request.headers))
-    if (splitUrl(request.originalUrl).path === null) return sendError(reply, ERRORS.BAD_PATH, requestOrigin(request.headers))
+    if (limited !== null) return sendError(reply.header('Connection', 'close'), limited, allowedOrigin(request.headers, opts.corsOrigins))
+    if (splitUrl(request.originalUrl).path === null) return sendError(reply, ERRORS.BAD_PATH, allowedOrigin(request.headers, opts.corsOrigins))
   })
   return app
 }

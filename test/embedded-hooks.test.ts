@@ -4,7 +4,7 @@ import test from 'ava'
 import net from 'node:net'
 import Fastify from 'fastify'
 import parkline from '../lib/plugin.ts'
-import { rawRequest } from './helpers/server.ts'
+import { rawExchange, rawRequest } from './helpers/server.ts'
 
 test('request.parklineChannels names the channels of every spelling of a request (escapes, %2F, a multiplexed list), so a host hook can guard one; null off Parkline\'s locations', async (t) => {
   const app = Fastify({ logger: false })
@@ -28,8 +28,50 @@ test('request.parklineChannels names the channels of every spelling of a request
   t.is((await rawRequest(port, 'POST /rt/pub/admin%2Fx HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ok\r\nContent-Length: 1\r\n\r\nx')).status, 202)
   t.is((await rawRequest(port, 'POST /rt/pub/caf%C3%A9 HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx')).status, 202)
   t.is(await get('/other'), 200)
+  // a path that normalises to another is refused 400: a hook is shown no channel for it
+  for (const path of ['/rt/sub/ok/%2e%2e/secret', '/rt/sub/ok/../secret', '/rt/pub/a/./b']) t.is(await get(path), 400, path)
   const of = (url: string): unknown => seen.find((s) => s.url === url)?.channels
+  t.is(of('/rt/sub/ok/%2e%2e/secret'), null)
+  t.is(of('/rt/pub/a/./b'), null)
   t.deepEqual(of('/rt/sub/public%2Cadmin%2Fsecret'), { location: 'subscriber', channels: ['public', 'admin/secret'] })
   t.deepEqual(of('/rt/pub/caf%C3%A9'), { location: 'publisher', channels: ['café'] })
   t.is(of('/other'), null)
+})
+
+test('embedded with the rewriteUrl of docs/api.md 14, ids whose escapes are not UTF-8 (%FF%FE) are served, each its own channel; without it Fastify refuses them', async (t) => {
+  for (const rewrite of [false, true]) {
+    const app = Fastify({
+      logger: false,
+      ...(rewrite
+        ? { rewriteUrl: (req: { url?: string }) => { const url = req.url ?? '/'; try { decodeURI(url); return url } catch { return url.replaceAll('%', '%25') } } }
+        : {})
+    })
+    await app.register(parkline, { prefix: '/rt', logLevel: 'silent', publisherOpen: true })
+    const seen: unknown[] = []
+    app.addHook('onRequest', async (request) => { seen.push(request.parklineChannels) })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    t.teardown(() => app.close())
+    const port = (app.server.address() as net.AddressInfo).port
+    const published = await rawRequest(port, 'POST /rt/pub/%FF%FE HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi')
+    t.is(published.status, rewrite ? 202 : 400)
+    if (!rewrite) continue
+    t.deepEqual(seen[0], { location: 'publisher', channels: [Buffer.from([0xff, 0xfe]).toString('utf8')] })
+    const poll = await rawRequest(port, 'GET /rt/sub/%FF%FE HTTP/1.1\r\nHost: a\r\n\r\n')
+    t.is(poll.status, 200)
+    t.is(poll.body, 'hi')
+    t.is((await rawRequest(port, 'GET /rt/pub/%FE%FF HTTP/1.1\r\nHost: a\r\n\r\n')).status, 404, 'another channel')
+  }
+})
+
+test('embedded: a checkContinue listener the host adds after registering Parkline is the only one (no 100 Continue of Parkline\'s before its answer)', async (t) => {
+  const app = Fastify({ logger: false })
+  await app.register(parkline, { prefix: '/rt', logLevel: 'silent', publisherOpen: true })
+  app.server.on('checkContinue', (_req, res) => { res.writeHead(417, { Connection: 'close' }); res.end() })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const port = (app.server.address() as net.AddressInfo).port
+  const out = await rawExchange(port, 'POST /rt/pub/c HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n', { ms: 1500 })
+  t.regex(out, /^HTTP\/1\.1 417 /)
+  t.false(out.includes('100 Continue'))
+  t.is(app.server.listenerCount('checkContinue'), 1)
 })
