@@ -219,7 +219,16 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
     const status = workerStatus === 2 ? 2 : 1
     seq.stop('SIGTERM', 5000).then(() => process.exit(status), () => process.exit(status))
   }
+  let signalled = false
   const stop = (signal: NodeJS.Signals): void => {
+    // a second signal (Ctrl-C twice, a second `systemctl kill`): the workers are killed, and the
+    // exit is at once (docs/api.md 12.4), as a lone process's
+    if (signalled) {
+      log.warn({ signal }, 'second signal: workers killed, exiting now')
+      seq.killAll()
+      process.exit(1)
+    }
+    signalled = true
     if (stopping) return
     stopping = true
     log.info({ signal, drainWindow: opts.drainWindow }, 'drain begun')

@@ -630,6 +630,15 @@ export class Primary {
    * subscriber and no publish came for DRAIN_QUIET_MS (their 'stats', each second). A worker that left
    * early on its own would take its channels from the subscribers still draining on the others.
    */
+  /** SIGKILL to every worker still running (a second stop signal: no drain waited for). */
+  killAll (): void {
+    this.#stopping = true
+    for (const w of this.workers) {
+      const child = w.child
+      if (child !== null && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    }
+  }
+
   async stop (signal: NodeJS.Signals, graceMs: number, coordinate = false): Promise<boolean> {
     this.#stopping = true
     const exits: Array<Promise<boolean>> = []

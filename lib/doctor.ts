@@ -607,7 +607,10 @@ export async function runDoctor (argv: string[], defaultConfig: string | undefin
   }
   // the running server's own cap comes from its own open-file limit, not this shell's
   const liveMax = live?.status?.['max subscribers']
-  const liveCap = liveMax === undefined ? null : liveMax * (live?.status?.worker !== undefined ? workers : 1)
+  // with worker processes, each holds its own cap: the running server's count of them (its
+  // /status says it), not this shell's --workers
+  const liveWorkers = live?.status?.worker === undefined ? 1 : live.status.workers ?? workers
+  const liveCap = liveMax === undefined ? null : liveMax * liveWorkers
   const capacity = liveCap === null ? report.capacity : Math.min(report.capacity, liveCap)
   const met = required === null || capacity >= required
   if (json) {

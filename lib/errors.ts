@@ -42,6 +42,8 @@ export const ERRORS = {
   METHOD_NOT_ALLOWED: { code: 'PKL_ERR_METHOD_NOT_ALLOWED', statusCode: 405, message: 'Method Not Allowed' },
   ORIGIN_NOT_ALLOWED: { code: 'PKL_ERR_ORIGIN_NOT_ALLOWED', statusCode: 403, message: 'Origin not allowed' },
   OVER_CAPACITY: { code: 'PKL_ERR_OVER_CAPACITY', statusCode: 503, message: 'Service Unavailable' },
+  /** A fault in a handler (lib/server.ts's error handler logs it): the client learns nothing of it. */
+  INTERNAL: { code: 'PKL_ERR_INTERNAL', statusCode: 500, message: 'Internal Server Error' },
   /** The token's `sub` holds maxSubscribersPerUser subscribers in this process (lib/core.ts Core.overUserLimit). */
   USER_LIMIT: { code: 'PKL_ERR_USER_LIMIT', statusCode: 429, message: 'Too Many Requests: this user holds its limit of subscriptions' },
   BODY_ABORTED: { code: 'PKL_ERR_BODY_ABORTED', statusCode: 400, message: 'Request body aborted' },

@@ -262,6 +262,10 @@ const REFUSAL_LOG_MS = 60_000
 const ANSWERS = ['ERR', 'WRONGTYPE', 'NOSCRIPT', 'OOM', 'NOREPLICAS', 'BUSY', 'NOPERM']
 
 /** A command that timed out or found no connection: the store is away (not a script's error). */
+function errorText (err: unknown): string {
+  return String((err as { message?: string } | null)?.message ?? err)
+}
+
 function isFault (err: unknown): boolean {
   const m = String((err as { message?: string } | null)?.message ?? '')
   return !ANSWERS.some((p) => m.startsWith(p))
@@ -373,18 +377,18 @@ export class RedisEngine implements Engine {
     core.registry.heldElsewhere = (key) => this.#replicas.has(key)
     // a dropped connection is never fatal: listen to errors, reconnect with backoff
     if (target.mode === 'standalone') {
-      this.#cmd.on('error', (err: unknown) => { this.#connectError(err); this.#cmdDown() })
-      this.#cmd.on('end', () => this.#cmdDown())
+      this.#cmd.on('error', (err: unknown) => { this.#connectError(err); this.#cmdDown(`the command connection failed: ${this.#lastConnectError}`) })
+      this.#cmd.on('end', () => this.#cmdDown('the command connection closed'))
       this.#cmd.on('ready', () => { void this.#cmdUp() })
-      this.#sub.on('error', (err: unknown) => { this.#connectError(err); this.#subDown() })
-      this.#sub.on('end', () => this.#subDown())
+      this.#sub.on('error', (err: unknown) => { this.#connectError(err); this.#subDown(`the pub/sub connection failed: ${this.#lastConnectError}`) })
+      this.#sub.on('end', () => this.#subDown('the pub/sub connection closed'))
       this.#sub.on('ready', () => { void this.#subUp() })
     } else {
       // one client for commands and (sharded) pub/sub; node-redis follows failovers and moves the
       // subscriptions itself. Any node trouble may have lost pub/sub messages: catch up afterwards.
       // (not node-disconnect: node-redis closes a master's pub/sub connection itself once its last
       // subscription there ends; not topology changes other than a new master)
-      const fault = (): void => this.#fault()
+      const fault = (): void => this.#fault(target.mode === 'cluster' ? 'a cluster node failed or reconnects' : 'a connection failed or reconnects')
       const events = target.mode === 'cluster' ? ['node-error', 'node-reconnecting'] : ['error', 'client-error', 'reconnecting']
       for (const ev of events) this.#cmd.on(ev, fault)
       this.#cmd.on(target.mode === 'cluster' ? 'node-error' : 'client-error', (err: unknown) => { this.#connectError(err) })
@@ -402,12 +406,12 @@ export class RedisEngine implements Engine {
             this.#log?.warn({ node: this.nodeId, was: master, now }, 'redis sentinel failover: the master changed')
           }
           master = now
-          this.#fault()
+          this.#fault('the sentinel master changed')
         })
       }
       // a slot moved and node-redis could not subscribe its channel on the new master: it is gone
       // from every client (subscribed again by the probe, #clusterPubSubBack)
-      if (target.mode === 'cluster') this.#cmd.on('sharded-channel-moved-error', (_err: unknown, channel: unknown) => { this.#resubscribe.add(String(channel)); this.#fault() })
+      if (target.mode === 'cluster') this.#cmd.on('sharded-channel-moved-error', (_err: unknown, channel: unknown) => { this.#resubscribe.add(String(channel)); this.#fault('a slot moved') })
     }
   }
 
@@ -540,29 +544,29 @@ export class RedisEngine implements Engine {
     const due = this.#lastExpire
     this.#lastExpire = Date.now()
     this.#expirePending(due)
-    let late = false
+    let late = 0
     for (const d of this.#deadlines) {
       if (d.at > due) break
       this.#deadlines.delete(d)
       d.reject(new CommandTimeoutError(d.ms))
-      if (d.fault) late = true
+      if (d.fault) late = d.ms
     }
     for (const d of this.#shortDeadlines) {
       if (d.at > due) continue
       this.#shortDeadlines.delete(d)
       d.reject(new CommandTimeoutError(d.ms))
-      if (d.fault) late = true
+      if (d.fault) late = d.ms
     }
-    if (late) this.#fault()
+    if (late > 0) this.#fault(`a command had no answer within ${late} ms`)
   }
 
   // ---- connection state ---------------------------------------------------------------------
 
-  #cmdDown (): void {
+  #cmdDown (cause: string): void {
     // a node serving since its last load ended (the tick had not said so yet) is up: this is a new outage
     this.#checkUp()
     if (!this.#cmd.isReady) this.#cmdReady = false
-    this.#lost()
+    this.#lost(cause)
   }
 
   /**
@@ -591,11 +595,11 @@ export class RedisEngine implements Engine {
    * errors the clients emit while reconnecting: a standalone connection dropped, a command past
    * redisCommandTimeout, a cluster or Sentinel node failing, whichever is seen first.
    */
-  #lost (): void {
+  #lost (cause: string): void {
     if (this.#state !== 'up' || this.#stopped) return
     this.#state = 'down'
     this.#faults++
-    this.#log?.warn({ node: this.nodeId, mode: this.mode }, 'redis connection lost: publishes answer 503 until it is back')
+    this.#log?.warn({ node: this.nodeId, mode: this.mode, cause }, 'redis unavailable: publishes answer 503 until it is back')
   }
 
   #checkUp (): void {
@@ -640,11 +644,11 @@ export class RedisEngine implements Engine {
     }
   }
 
-  #subDown (): void {
+  #subDown (cause: string): void {
     if (this.#sub.isReady) return
     this.#checkUp()
     this.#subReady = false
-    this.#lost()
+    this.#lost(cause)
     // messages are being lost from now on: hold what arrives until the catch-up read
     if (this.#replicas.size > 0) this.#syncPending = true
     for (const r of this.#replicas.values()) {
@@ -660,7 +664,7 @@ export class RedisEngine implements Engine {
    * A command timed out, or (cluster, sentinel) a node failed: down until a probe finds the store
    * answering everywhere; meanwhile pub/sub messages may be lost, so every replica catches up then.
    */
-  #fault (): void {
+  #fault (cause: string): void {
     if (this.#stopped) return
     this.#checkUp()
     this.#epoch++
@@ -668,7 +672,7 @@ export class RedisEngine implements Engine {
       this.#faulty = true
       // (before the first connect completed there is nothing to count or mark: just probe)
       if (this.#state !== 'never') {
-        this.#lost()
+        this.#lost(cause)
         if (this.#replicas.size > 0) this.#syncPending = true
         for (const r of this.#replicas.values()) {
           if (r.state === LIVE) r.stale = true
@@ -739,7 +743,7 @@ export class RedisEngine implements Engine {
       this.#watched.add(client)
       client.on('sharded-channel-moved', (channel) => {
         this.#moved.add(String(channel))
-        this.#fault()
+        this.#fault('a slot moved')
       })
     }
   }
@@ -879,7 +883,7 @@ export class RedisEngine implements Engine {
       return true
     } catch (err) {
       // the probe tries again (a reconnect too, standalone)
-      if (isFault(err)) this.#fault()
+      if (isFault(err)) this.#fault(`a command failed: ${errorText(err)}`)
       return false
     }
   }
@@ -982,7 +986,7 @@ export class RedisEngine implements Engine {
         return await this.#send(keys[0], ['EVAL', LUA[script], String(keys.length), ...keys, ...args], conn)
       }
     } catch (err) {
-      if (isFault(err)) this.#fault()
+      if (isFault(err)) this.#fault(`a command failed: ${errorText(err)}`)
       throw err
     } finally {
       this.#inflight--
@@ -1435,7 +1439,7 @@ export class RedisEngine implements Engine {
       // the connection went away mid-way, or the subscribe went unanswered: the probe (or the
       // reconnect) syncs again. Redis answering with an error is no fault: a live replica is read
       // again on the next tick (it stays stale), a new one when a subscriber asks for it again.
-      if (isFault(err)) this.#fault()
+      if (isFault(err)) this.#fault(`a command failed: ${errorText(err)}`)
     })
   }
 

@@ -164,7 +164,7 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
     }
   }
   const app: FastifyInstance = Fastify({
-    logger: opts.logLevel === 'silent' ? false : { level: opts.logLevel },
+    logger: opts.logLevel === 'silent' ? false : { level: opts.logLevel, serializers: { req: logRequest } },
     // a push server's requests are its subscribers: one log line each would be the hot path
     logController: new LogController({ disableRequestLogging: true }),
     serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void): Server => {
@@ -259,6 +259,14 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
   }
   // a path no route serves: a short text/plain answer like Parkline's others (section 11), not
   // Fastify's JSON one (an embedding host keeps its own)
+  // A fault in a handler is logged (request logging is off, and Fastify's own handler then logs
+  // nothing), with the request (its query left out, logRequest) and the error; the client gets a
+  // plain 500 that tells nothing of it. Fastify's 4xx (a bad URL, a body it refused) stay its own.
+  app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
+    if ((err.statusCode ?? 500) < 500) return reply.send(err)
+    request.log.error({ req: request, err }, `request failed: ${err.message}`)
+    return sendError(reply.header('Connection', 'close'), ERRORS.INTERNAL, allowedOrigin(request.headers, opts.corsOrigins))
+  })
   app.setNotFoundHandler((request, reply) => { sendError(reply, ERRORS.NOT_FOUND, allowedOrigin(request.headers, opts.corsOrigins)) })
   // The §10 limits and `..` above the root hold on every path, not only the plugin's locations.
   app.addHook('onRequest', async (request, reply) => {
@@ -270,6 +278,21 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
 }
 
 /**
+ * A request as a log line shows it (Fastify logs one with a 5xx answer): its query left out, where
+ * a subscriber's `?access_token=` (tokenInQuery) or a relay's key would be.
+ */
+export function logRequest (request: { method: string, url: string, hostname?: string, ip?: string, socket?: { remotePort?: number } }): Record<string, unknown> {
+  const q = request.url.indexOf('?')
+  return {
+    method: request.method,
+    url: q === -1 ? request.url : request.url.slice(0, q) + '?redacted',
+    host: request.hostname,
+    remoteAddress: request.ip,
+    remotePort: request.socket?.remotePort
+  }
+}
+
+/**
  * SIGTERM/SIGINT: stop accepting, drain subscribers in waves over the window, then exit. The
  * drain ends early once no subscriber is left and no publish came for DRAIN_QUIET_MS (an idle server
  * stops at once). A worker of an in-memory deployment (`coordinated`) does not decide that alone:
@@ -277,7 +300,8 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
  * primary, which sees every worker's counts, tells them all at once (WorkerLink.onFinish).
  * A second signal ends a lone process at once; a worker ignores it: under `systemctl stop` or
  * Ctrl-C the whole process group gets the signal and the primary forwards it too, and the
- * primary, not a repeated signal, ends a worker that outlives the window (SIGKILL).
+ * primary, not a repeated signal, ends its workers (SIGKILL: at its own second signal, or for one
+ * that outlives the window).
  */
 export function installShutdown (app: FastifyInstance, opts: ParklineOptions, worker = false, coordinated: { onFinish: (() => void) | null } | null = null): void {
   let closing = false
@@ -319,6 +343,7 @@ export function installShutdown (app: FastifyInstance, opts: ParklineOptions, wo
   const onSignal = (signal: NodeJS.Signals): void => {
     if (closing) {
       if (worker) return
+      app.log.warn({ signal }, 'second signal: exiting now, the drain cut short')
       process.exit(1)
     }
     closing = true

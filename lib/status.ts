@@ -29,7 +29,7 @@ export function renderStatus (core: Core): string {
   // the cap of the process that answers (maxSubscribers, or 90% of its own open-file limit)
   out += `max subscribers: ${core.maxSubscribers}\n`
   const worker = process.env.PARKLINE_WORKER_ID
-  if (worker !== undefined) out += `worker: ${worker}\n`
+  if (worker !== undefined) out += `worker: ${worker}\nworkers: ${process.env.PARKLINE_WORKER_COUNT ?? '?'}\n`
   for (let i = 0; i < core.transports.length; i++) out += `subscribers ${core.transports[i]!.name}: ${core.table.counts[i]}\n`
   const d = core.engine.deployment?.()
   if (d !== undefined && d !== null) out += `deployment subscribers: ${d.subscribers}\ndeployment nodes: ${d.nodes}\n`

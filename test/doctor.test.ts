@@ -9,6 +9,7 @@ import {
   formatReport, parseLimits, parseMeminfo, parseSockstat, parseStatus, readHostLimits, type HostLimits
 } from '../lib/doctor.ts'
 import { startServer } from './helpers/server.ts'
+import { serve } from './helpers/node.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const NODE = fileURLToPath(new URL('../node_modules/.bin/node', import.meta.url))
@@ -219,6 +220,19 @@ test('CLI: --require judges a running server by its own cap (its /status), not b
   t.regex(r.stderr, /^parkline doctor: the running server holds 50 subscribers, fewer than the 100 required \(bound by its own cap: max subscribers 50 per process in its \/status, from its open-file limit or maxSubscribers\)\n$/)
   t.regex(r.stdout, /at most 50 per process/)
   t.is((await run(['--require', '40', '--status-url', `${base}/status`])).code, 0)
+})
+
+test('CLI: --require judges a running server with workers by its own count of them (its /status), not the doctor\'s --workers', async (t) => {
+  const node = await serve(t, ['--workers', '2', '--max-subscribers', '50'])
+  const status = await (await fetch(`${node.base}/status`)).text()
+  t.regex(status, /^workers: 2$/m)
+  // the doctor's own count on this host would be another (1 on 2 cores): the server's 2 count
+  for (const workers of [[], ['--workers', '1'], ['--workers', '3']]) {
+    t.is((await run(['--require', '90', '--status-url', `${node.base}/status`, ...workers])).code, 0, workers.join(' '))
+    const over = await run(['--require', '120', '--status-url', `${node.base}/status`, ...workers])
+    t.is(over.code, 1)
+    t.regex(over.stderr, /the running server holds 100 subscribers/)
+  }
 })
 
 test('what a subscriber that never reads can pin: the kernel send buffer max plus queueCap plus the slab of its unfinished write', (t) => {

@@ -472,3 +472,28 @@ test('the start-up line names the address bound (0.0.0.0 on every interface, as 
   t.is(code, 2)
   t.regex(err, /bufferLength \(command line\) must be an integer >= 1/)
 })
+
+test('a fault in a handler is logged (at error, with its stack) and answered a plain 500; the request in that line shows no query (a token given as ?access_token= stays out of the log)', async (t) => {
+  // a real server process whose log is read: a route of the test's throws, as a fault would
+  const code = `
+    import { buildServer } from './lib/server.ts'
+    import { resolveOptions } from './lib/config.ts'
+    const app = await buildServer(resolveOptions({ port: 0, host: '127.0.0.1', logLevel: 'error', tokenInQuery: true, jwtSecret: 's'.repeat(40) }))
+    app.get('/boom', async () => { throw new Error('a fault') })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    process.stderr.write('port ' + app.server.address().port + '\\n')`
+  const proc = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { if (proc.exitCode === null) proc.kill('SIGKILL') })
+  let out = ''
+  let err = ''
+  proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  proc.stderr!.on('data', (d: Buffer) => { err += d.toString() })
+  t.true(await eventually(() => /port \d+/.test(err), 20000), err)
+  const port = Number(/port (\d+)/.exec(err)![1])
+  const answer = await rawRequest(port, 'GET /boom?access_token=eyJsecret.token.here HTTP/1.1\r\nHost: x\r\n\r\n')
+  t.is(answer.status, 500)
+  t.is(answer.body, 'Internal Server Error', 'the client learns nothing of the fault')
+  t.true(await eventually(() => out.includes('request failed: a fault'), 5000), out)
+  t.false(out.includes('eyJsecret'), out)
+  t.regex(out, /"url":"\/boom\?redacted"/)
+})

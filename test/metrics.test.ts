@@ -230,19 +230,31 @@ test('--workers 2: a worker that cannot answer a scrape (stopped) counts with it
   for (const s of subs) s.close()
 })
 
-test('Redis stopped and started: the log says lost and recovered, parkline_store_up goes 0 then 1', async (t) => {
+test('Redis stopped and started: the log says lost and recovered, and why, parkline_store_up goes 0 then 1; a hung Redis is said to be one', async (t) => {
   const redis = await startRedis(t)
-  const node = await serve(t, ['--workers', '1', '--redis-url', `redis://127.0.0.1:${redis.port}`], 'info')
+  const node = await serve(t, ['--workers', '1', '--redis-url', `redis://127.0.0.1:${redis.port}`, '--redis-command-timeout', '1000'], 'info')
   t.true(await eventually(() => node.log().includes('redis connected'), 5000))
   t.is(value((await scrape(node.base)).families, 'parkline_store_up'), 1)
   await redis.kill()
-  t.true(await eventually(() => node.log().includes('redis connection lost'), 5000))
+  t.true(await eventually(() => node.log().includes('redis unavailable'), 5000))
   t.is(value((await scrape(node.base)).families, 'parkline_store_up'), 0)
   await redis.restart()
   t.true(await eventually(() => node.log().includes('redis recovered'), 10000))
   t.true(await eventually(async () => value((await scrape(node.base)).families, 'parkline_store_up') === 1, 5000))
   const lines = logLines(t, node.log())
-  t.is(lines.filter((l) => l.msg === 'redis connection lost: publishes answer 503 until it is back').length, 1, 'one line per outage')
+  const lost = lines.filter((l) => l.msg === 'redis unavailable: publishes answer 503 until it is back')
+  t.is(lost.length, 1, 'one line per outage')
+  t.regex(String(lost[0]!.cause), /connection (failed|closed)/)
+  // alive but answering nothing (SIGSTOP): a command without an answer, not a lost connection
+  const pid = redis.proc.pid!
+  process.kill(pid, 'SIGSTOP')
+  try {
+    t.true(await eventually(() => logLines(t, node.log()).filter((l) => l.msg === lost[0]!.msg).length === 2, 15000), node.log())
+  } finally {
+    process.kill(pid, 'SIGCONT')
+  }
+  const hung = logLines(t, node.log()).filter((l) => l.msg === lost[0]!.msg)[1]!
+  t.regex(String(hung.cause), /no answer within 1000 ms/)
 })
 
 test('--workers 2 on Redis: parkline_store_up is 1 for the node, not the sum of its workers; one outage is one fault, not one per worker', async (t) => {

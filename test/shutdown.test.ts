@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import net from 'node:net'
+import { readFileSync } from 'node:fs'
 import test from 'ava'
 import { SseClient, eventually, exitedWithOutput, freePort } from './helpers/server.ts'
 
@@ -51,6 +52,31 @@ for (const workers of [[], ['--workers', '2']]) {
     t.true(head.destroyed || head.readableEnded)
     t.true(body.destroyed || body.readableEnded)
     t.regex(log(), /the close did not finish after the drain/)
+  })
+}
+
+for (const workers of [[], ['--workers', '2']]) {
+  test(`a second SIGTERM during the drain${workers.length > 0 ? ' (' + workers.join(' ') + ')' : ''}: exit 1 at once, logged, no process left`, async (t) => {
+    const { port, proc, log } = await start(t, ['--drain-window', '60', ...workers])
+    const sse = await SseClient.connect(port, '/sub/held')
+    t.teardown(() => sse.close())
+    await sse.until(() => sse.comments.includes(': hi'))
+    const pid = proc.pid!
+    const children = (): number[] => {
+      try { return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((x) => x !== '').map(Number) } catch { return [] }
+    }
+    const kids = children()
+    t.is(kids.length, workers.length > 0 ? 2 : 0)
+    proc.kill('SIGTERM')
+    t.true(await eventually(() => (log().match(/drain begun/g) ?? []).length >= 1 + kids.length, 10000), log())
+    proc.kill('SIGTERM')
+    // (bounded far below the 60 s window: a process that waits for the drain is the failure)
+    const exited = await Promise.race([exitedWithOutput(proc).then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 20000))])
+    t.true(exited, `the process waited for the drain: ${log()}`)
+    t.is(proc.exitCode, 1)
+    t.regex(log(), /second signal/)
+    const alive = (p: number): boolean => { try { process.kill(p, 0); return true } catch { return false } }
+    t.true(await eventually(() => kids.every((k) => !alive(k)), 5000), 'the workers are gone')
   })
 }
 
