@@ -40,17 +40,17 @@ export function owedGap (sub: Subscriber): string | null {
 }
 
 export const QUEUED = 0
-export const DROPPED = 1
-export const OVERFLOW = 2
+export const OVERFLOW = 1
 
 /**
  * Queue a live frame on a backed-up subscriber (§11e). A message overflows when Node's buffered
  * bytes + the backlog + its size pass queueCap and something is already queued. Policy
  * `disconnect` (or a transport that cannot signal a gap): the subscriber is unregistered and
  * OVERFLOW returned — the caller writes its notice and closes. `drop-oldest`: unsent frames are
- * dropped until the new one fits (the new one too, when Node alone holds a full cap), and the next
- * frame delivered carries a gap from the last id written. O(1), or O(dropped); nobody else is
- * touched. `gap` is a live gap (§11a) to ride on the first queued frame.
+ * dropped until the new one fits, or all of them when Node alone holds most of the cap: the new
+ * one is always queued (so a backlog holds at most a cap, or one message), and the next frame
+ * delivered carries a gap from the last id written. O(1), or O(dropped); nobody else is touched.
+ * `gap` is a live gap (§11a) to ride on the first queued frame.
  */
 export function enqueue (core: Core, sub: Subscriber, before: string | null, msg: Message, frame: Buffer, id: string, size: number, gap: string | null, canSignal: boolean): number {
   const socket = sub.socket
@@ -75,17 +75,17 @@ export function enqueue (core: Core, sub: Subscriber, before: string | null, msg
       backlog.msgs.shift()
       dropped++
     }
-    const dropNew = socket.writableLength + size > cap
-    if (dropped > 0 || dropNew) {
+    // the newest is kept whatever Node alone holds: dropping it too would leave the subscriber
+    // behind for as long as its channel stays quiet, and the drop's signal with no frame to ride on
+    if (dropped > 0) {
       core.stats.overflowDropOldest++
       core.subscriberCut('drop-oldest')
-      core.stats.messagesDropped += dropped + (dropNew ? 1 : 0)
+      core.stats.messagesDropped += dropped
       if (backlog.gapFrom === null) {
         backlog.gapFrom = backlog.lastSentId
         core.stats.gap('dropped')
       }
     }
-    if (dropNew) return DROPPED
   }
   // queued bytes stay until the client reads: none of them a view that keeps a shared slab (lib/message.ts)
   const replaced = msg.keep()

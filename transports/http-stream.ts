@@ -230,7 +230,11 @@ export abstract class HttpStreamTransport implements Transport {
     if (enqueue(this.core, sub, before, msg, payload, id, this.size(sub, payload, id), gap, this.signalsGap) === OVERFLOW) {
       // finish what is being written, drop what has not started, end the stream, close
       endAndLinger(this.core, socket, this.overflowBytes())
+      return
     }
+    // the socket took what waits under its high-water mark, so no 'drain' is coming: what was
+    // queued (drop-oldest keeps the newest whatever Node holds) goes now, with its gap
+    if (!socket.writableNeedDrain) this.flush(sub)
   }
 
   /** 'drain': everything waiting leaves in one corked write. */

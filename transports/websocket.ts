@@ -323,7 +323,10 @@ export class WebSocketTransport implements Transport {
     const before = sub.backlog !== null || !waiting ? null : beforeMulti ?? formatId(time0, tag0)
     if (enqueue(this.core, sub, before, msg, frame, id, frame.length, null, (sub.flags & F_WS_GAP) !== 0) === OVERFLOW) {
       closeWith(this.core, socket, OVERFLOW_CLOSE)
+      return
     }
+    // no 'drain' is coming (what waits went under the high-water mark): what was queued goes now
+    if (!socket.writableNeedDrain) this.flush(sub)
   }
 
   /** 'drain': everything waiting leaves in one corked write; a drop gap rides on the first frame. */

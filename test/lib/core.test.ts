@@ -4,7 +4,7 @@ import test from 'ava'
 import type { Socket } from 'node:net'
 import { resolveOptions } from '../../lib/config.ts'
 import { Core } from '../../lib/core.ts'
-import { Backlog, DROPPED, OVERFLOW, QUEUED, enqueue } from '../../lib/backlog.ts'
+import { Backlog, OVERFLOW, QUEUED, enqueue } from '../../lib/backlog.ts'
 import { defaultCursor } from '../../lib/message-id.ts'
 import type { Message } from '../../lib/message.ts'
 import { F_BATCHED, Subscriber, type SubscribeRequest, type Transport } from '../../lib/subscriber.ts'
@@ -379,7 +379,7 @@ test('revokeLocal ends a user\'s subscribers issued up to the revocation, and on
   t.true(core.revocations.isRevoked({ jti: null, sub: 'alice', iat: now + 5 }, now))
 })
 
-test('backlog: under the cap frames queue; past it `disconnect` unregisters, `drop-oldest` drops and marks a gap', (t) => {
+test('backlog: under the cap frames queue; past it `disconnect` unregisters, `drop-oldest` drops the oldest (never the newest) and marks a gap', (t) => {
   for (const policy of ['disconnect', 'drop-oldest'] as const) {
     const { core, rec } = setup({ queueCap: 100, queuePolicy: policy })
     const sub = subscribe(core, rec, ['b'])
@@ -397,9 +397,13 @@ test('backlog: under the cap frames queue; past it `disconnect` unregisters, `dr
       t.deepEqual(backlog.ids, [msgs[1]!.id], 'the oldest queued frame went')
       t.is(backlog.gapFrom, '0:0', 'the gap starts after the last id written')
       t.is(core.stats.messagesDropped, 1)
-      // a frame that cannot fit even alone (Node holds a full cap) is dropped itself
+      // Node alone holds a full cap: every older frame goes, the newest is kept (delivered once
+      // the socket drains, with the gap), never dropped itself
       sub.socket = fakeSocket(100)
-      t.is(enqueue(core, sub, null, msgs[2]!, Buffer.alloc(30), msgs[2]!.id, 30, null, true), DROPPED)
+      t.is(enqueue(core, sub, null, msgs[2]!, Buffer.alloc(30), msgs[2]!.id, 30, null, true), QUEUED)
+      t.deepEqual(backlog.ids, [msgs[2]!.id], 'only the newest is queued')
+      t.is(backlog.gapFrom, '0:0', 'the gap still starts after the last id written')
+      t.is(core.stats.messagesDropped, 2)
     }
   }
 })
