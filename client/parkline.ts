@@ -68,9 +68,9 @@ export interface ParklineClientOptions {
   connectTimeout?: number
   /**
    * A WebSocket silent (no message, no ping) this long is checked with a long-poll probe; an event
-   * stream whose server has sent two keepalives (`:`, or `event: ping`) and then falls silent this
-   * long, or twice the time between its keepalives if more (at most 4 × this), is reconnected from
-   * the last id; a long-poll with no answer this long (at least connectTimeout + 1 s) is asked
+   * stream silent this long, or twice the server's keepalive interval if more (at most 4 × this), is
+   * reconnected from the last id, where the server sends keepalives: Parkline says so in the head
+   * (`Parkline-Keepalive`), another server by two keepalives (`:`, or `event: ping`); a long-poll with no answer this long (at least connectTimeout + 1 s) is asked
    * again from the same cursor (a dead path, a proxy's read timeout).
    * 0 = never. Default 45000 (Parkline's keepalive is 25 s; nginx's proxy_read_timeout 60 s).
    */

@@ -201,6 +201,8 @@ export class WebSocketTransport implements ClientTransport {
   #lastId: string | null = null
   #token: string | null = null
   #seen: string[] = []
+  /** The cursor this connection could not carry (WebSocket alone, a vector too long for a URL). */
+  #startsOver: string | null = null
 
   constructor (ctx: TransportContext, cb: TransportCallbacks) {
     this.#ctx = ctx
@@ -214,6 +216,7 @@ export class WebSocketTransport implements ClientTransport {
   open (lastId: string | null, token: string | null = null): void {
     this.#done = false
     this.#opened = false
+    this.#startsOver = null
     this.#lastId = lastId
     this.#token = token
     this.#seen = []
@@ -227,6 +230,8 @@ export class WebSocketTransport implements ClientTransport {
         return
       }
       url = withQuery(this.#ctx.wsUrl, 'last_event_id', lastId!)
+      // which may repeat messages and cannot say what was missed: the app is told, as for a gap
+      this.#startsOver = lastId
     }
     // the one transport that cannot send a header: RFC 6750 §2.3 (the server needs tokenInQuery)
     if (token !== null) url = withQuery(url, 'access_token', token)
@@ -250,6 +255,9 @@ export class WebSocketTransport implements ClientTransport {
       this.#timer = null
       this.#quiet()
       this.#cb.onOpen()
+      const over = this.#startsOver
+      this.#startsOver = null
+      if (over !== null && !this.#done) this.#cb.onGap(over, undefined)
     }
     ws.onmessage = (ev) => {
       if (this.#done) return
@@ -552,6 +560,7 @@ export class EventSourceTransport implements ClientTransport {
           this.#pingAt = 0
           this.#cb.onOpen()
           if (this.#done) return
+          this.#keepsAlive(Number(res.headers.get('Parkline-Keepalive')))
         }
         this.#heardAt = performance.now()
         parser.feed(decoder.decode(value, { stream: true }))
@@ -595,11 +604,24 @@ export class EventSourceTransport implements ClientTransport {
 
   /**
    * The server sends keepalives, so a stream silent past `#silence` is dead (a path gone without a
-   * FIN, a proxy that stopped passing bytes): the watchdog starts with the second one, when the
-   * time between two tells the server's interval (a server on a fixed schedule may send its first
-   * one just after the open). Servers that send none (Nchan by default) are not watched: an idle
-   * channel is silent there.
+   * FIN, a proxy that stopped passing bytes): the watchdog starts at the open where the head says
+   * the interval (#keepsAlive), else with the second keepalive, when the time between two tells it
+   * (a server on a fixed schedule may send its first one just after the open). Servers that send
+   * none (Nchan by default) are not watched: an idle channel is silent there.
    */
+  /**
+   * Parkline says in the stream's head how often it sends keepalives (`Parkline-Keepalive: <s>`):
+   * watched from the open, however busy the channel (a server writing messages sends no keepalive,
+   * so a dead path under a busy channel would otherwise never be seen).
+   */
+  #keepsAlive (seconds: number): void {
+    const k = this.#ctx.keepalive
+    if (this.#done || k <= 0 || !(seconds > 0) || this.#silence !== 0) return
+    this.#silence = Math.min(4 * k, Math.max(k, 2 * seconds * 1000))
+    this.#heardAt = performance.now()
+    this.#watch(this.#silence)
+  }
+
   #keptAlive (): void {
     const k = this.#ctx.keepalive
     if (this.#done || k <= 0) return

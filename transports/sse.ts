@@ -37,10 +37,15 @@ export class SseTransport extends HttpStreamTransport {
   protected readonly signalsGap = true
   readonly #keepalive: Buffer
   readonly #overflowNotice: Buffer
+  /** `Parkline-Keepalive: <s>` (the interval): a client knows from the open that silence means a dead path. */
+  readonly #keepaliveLine: string
+  readonly #exposeLine: string
 
   constructor (core: Core, index: number) {
     super(core, index)
     this.#keepalive = core.opts.ping === 'event' ? KEEPALIVE_EVENT : KEEPALIVE_COMMENT
+    this.#keepaliveLine = core.opts.keepalive > 0 ? `Parkline-Keepalive: ${core.opts.keepalive}\r\n` : ''
+    this.#exposeLine = core.opts.keepalive > 0 ? 'Access-Control-Expose-Headers: Parkline-Keepalive\r\n' : ''
     this.#overflowNotice = Buffer.from(`event: parkline-overflow\ndata: {"policy":"disconnect","limit":${core.opts.queueCap}}\n\n`)
     this.coalescer = core.opts.coalesce ? new Coalescer(core, index, [sseFrameOf], onlyVariant) : null
   }
@@ -56,7 +61,7 @@ export class SseTransport extends HttpStreamTransport {
   #head (origin: string | null): string {
     const { retryMin, retryMax } = this.core.opts
     const retry = retryMax === 0 ? '' : 'retry: ' + randomBetween(retryMin, retryMax) + '\n\n'
-    return HEAD + corsLines(origin) + '\r\n' + HI + retry
+    return HEAD + this.#keepaliveLine + corsLines(origin) + (origin === null ? '' : this.#exposeLine) + '\r\n' + HI + retry
   }
 
   /**

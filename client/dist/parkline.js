@@ -69,8 +69,8 @@ const MIN_TOKEN_LIFE = 1000
 
 
 
+                                                                                           
 
-                                                                        
 
 
 

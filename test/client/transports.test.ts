@@ -118,6 +118,31 @@ for (const ping of ['comment', 'event'] as const) test(`eventsource: a stream wh
   t.deepEqual(rec.connects, ['eventsource', 'eventsource'])
 })
 
+test('eventsource: on a busy channel (the server never idle long enough to send a keepalive) a dead path is still left: Parkline says its keepalive interval in the head, so the watchdog runs from the open', async (t) => {
+  const { base, port } = await startServer(t, { keepalive: 2 })
+  const proxy = await TestProxy.start(port)
+  t.teardown(() => proxy.close())
+  const rec = subscribe(t, `${proxy.base}/sub/busy`, { transports: ['eventsource'], keepalive: 1500 })
+  await rec.waitConnected('eventsource')
+  const ids: string[] = []
+  // a message every 300 ms, far more often than the 2 s keepalive: the server sends none
+  for (let i = 0; i < 3; i++) {
+    ids.push(await pub(base, 'busy', `m${i}`))
+    await sleep(300)
+  }
+  await rec.waitMessages(3)
+  t.is(proxy.freezeAll(), 1)
+  // (bounded: 40 more at most, until the client is back on a new connection)
+  for (let i = 3; i < 43 && rec.connects.length < 2; i++) {
+    ids.push(await pub(base, 'busy', `m${i}`))
+    await sleep(300)
+  }
+  t.is(rec.connects.length, 2, 'reconnected')
+  await rec.waitMessages(ids.length, 20000)
+  t.deepEqual(rec.ids, ids, 'no loss, no duplicate')
+  t.regex(rec.disconnects[0]!.reason, /^eventsource: silent for \d+ ms, keepalives stopped$/)
+})
+
 test.serial('eventsource: a watchdog turn that comes far past its time (the client\'s own loop stalled) does not end a live stream', async (t) => {
   const { base, port } = await startServer(t, { keepalive: 1 })
   const proxy = await TestProxy.start(port)
@@ -353,7 +378,7 @@ const manyChannels = test.macro({
   title: (_, transport: TransportName) => `${transport}: a multiplexed subscription of 60 channels (a cursor past 128 bytes) resumes with no loss and no duplicate${transport === 'websocket' ? ' (on EventSource, which carries it)' : ''}`
 })
 
-test('websocket alone: a cursor past 128 bytes still reconnects (from the oldest message, as the server reads no such cursor)', async (t) => {
+test('websocket alone: a cursor past 128 bytes still reconnects (from the oldest message, as the server reads no such cursor), and the app is told with a gap event that the resume is not exact', async (t) => {
   const { base, port } = await startServer(t)
   const proxy = await TestProxy.start(port)
   t.teardown(() => proxy.close())
@@ -367,6 +392,10 @@ test('websocket alone: a cursor past 128 bytes still reconnects (from the oldest
   await pub(base, channels[7]!, 'after')
   await rec.until(() => rec.texts.includes('after'), 8000, 'the message published while cut off')
   t.true(rec.connects.length >= 2 && rec.connects.every((c) => c === 'websocket'), rec.log.join(' | '))
+  // the first six came again: not silently
+  t.is(rec.gaps.length, rec.connects.length - 1, rec.log.join(' | '))
+  t.is(rec.gaps[0]!.resumed, undefined)
+  t.is(rec.gaps[0]!.requested.split(',').length, 60)
 })
 
 test('longpoll: a 408 or 304 answered at once (a proxy, not the server\'s timeout) is not polled again in a loop: the pauses grow', async (t) => {
