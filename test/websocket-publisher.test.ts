@@ -59,6 +59,31 @@ test('a fragmented message is published whole; a ping gets its pong; past maxMes
   t.is((await info(srv.base, 'frag')).json!.messages, 2)
 })
 
+test('a message in very many fragments costs its size, not its fragment count: 600,000 empty continuations and a few 1-byte ones leave the heap as it was, and it is published whole', async (t) => {
+  const srv = await startServer(t)
+  const ws = await RawWs.connect(srv.port, '/pub/many')
+  t.teardown(() => ws.close())
+  ws.send(OP_TEXT, 'a', { fin: false })
+  const before = process.memoryUsage().heapUsed
+  // masked, FIN 0, continuation, empty (the mask key 0): 6 bytes each
+  const one = Buffer.from([0x00, 0x80, 0, 0, 0, 0])
+  const burst = Buffer.concat(Array.from({ length: 100_000 }, () => one))
+  for (let i = 0; i < 6; i++) {
+    ws.socket.write(burst)
+    for (let k = 0; k < 100; k++) ws.send(OP_CONTINUATION, 'x', { fin: false })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  // everything read: the end of the message comes after all of it
+  ws.send(OP_CONTINUATION, 'b')
+  await ws.waitMessages(1, 20000)
+  const grown = process.memoryUsage().heapUsed - before
+  // (kept as they came, 600,000 fragments took some 240 MB of heap; read garbage stays well under this)
+  t.log(`heap grew ${grown}`)
+  t.true(grown < 64 * 1024 * 1024, `the heap grew ${grown} bytes`)
+  const poll = await fetch(`${srv.base}/sub/many`)
+  t.is(await poll.text(), 'a' + 'x'.repeat(600) + 'b')
+})
+
 test('access control: the handshake is a publisher request (401 without a credential, no upgrade); a token that expires or is revoked closes the connection (1008) before anything more is published', async (t) => {
   const srv = await startServer(t, AUTH_SERVER)
   const refused = await RawWs.connect(srv.port, '/pub/guarded')

@@ -197,8 +197,10 @@ export function readHeader (buf: Buffer, off: number, out: FrameHeader, deflate 
     if (control) return -CLOSE_PROTOCOL_ERROR
     if (avail < 10) return NEED_MORE
     const hi = buf.readUInt32BE(off + 2)
-    if (hi > 0x1fffff) return -CLOSE_PROTOCOL_ERROR
-    length = hi * 0x100000000 + buf.readUInt32BE(off + 6)
+    // the most significant bit must be 0 (RFC 6455 §5.2); any other 63-bit length is well formed,
+    // only too big: past 2^53 it is taken as the largest exact number, which every limit refuses (1009)
+    if (hi > 0x7fffffff) return -CLOSE_PROTOCOL_ERROR
+    length = hi > 0x1fffff ? Number.MAX_SAFE_INTEGER : hi * 0x100000000 + buf.readUInt32BE(off + 6)
     size = 10
   }
   if (avail < size + 4) return NEED_MORE

@@ -139,9 +139,13 @@ class WsPublisher {
   /** When the message being read began (its first bytes), and how many of its bytes came; 0: none. */
   #started = 0
   #got = 0
-  /** A fragmented message being put together: its opcode and fragments so far. */
+  /**
+   * A fragmented message being put together: its opcode, and its bytes so far copied into one
+   * buffer that doubles as it fills (at most maxMessageSize): what a message costs is its size,
+   * however many fragments carry it (a flood of empty ones included).
+   */
   #fragOpcode = -1
-  #fragments: Buffer[] = []
+  #frag: Buffer | null = null
   #fragBytes = 0
   /** Messages read, waiting to be published in order: [opcode, payload]. */
   readonly #queue: Array<[number, Buffer]> = []
@@ -223,17 +227,19 @@ class WsPublisher {
         const code = closeCode(payload)
         // a malformed close is answered at once; a good one once what came before it is published
         if (code < 0) return this.close(closeFrame(-code))
+        // a ping that came before the close is answered before anything more (RFC 6455 §5.5.2)
+        if (ping !== null && this.#socket.writableLength <= this.#core.opts.queueCap) this.#socket.write(frame(OP_PONG, ping))
+        ping = null
         this.#clientEnded(code === 1005 ? frame(OP_CLOSE, EMPTY) : closeFrame(code))
       } else if (!h.fin) {
         if (op !== OP_CONTINUATION) this.#fragOpcode = op
-        this.#fragments.push(payload)
-        this.#fragBytes += payload.length
+        this.#addFragment(payload, max)
       } else if (op === OP_CONTINUATION) {
-        this.#fragments.push(payload)
-        const whole = Buffer.concat(this.#fragments, this.#fragBytes + payload.length)
+        this.#addFragment(payload, max)
+        const whole = this.#frag === null ? EMPTY : Buffer.from(this.#frag.subarray(0, this.#fragBytes))
         const opcode = this.#fragOpcode
         this.#fragOpcode = -1
-        this.#fragments = []
+        this.#frag = null
         this.#fragBytes = 0
         if (!this.#message(opcode, whole)) return
       } else if (!this.#message(op, payload)) return
@@ -256,6 +262,19 @@ class WsPublisher {
     if (ping !== null && this.#socket.writableLength <= this.#core.opts.queueCap) this.#socket.write(frame(OP_PONG, ping))
   }
 
+  /** A fragment's bytes, copied after the others (the read they came in is not kept). */
+  #addFragment (payload: Buffer, max: number): void {
+    if (payload.length === 0) return
+    const need = this.#fragBytes + payload.length
+    if (this.#frag === null || need > this.#frag.length) {
+      const grown = Buffer.allocUnsafe(Math.min(max, Math.max(need, 2 * (this.#frag?.length ?? 0), 4096)))
+      if (this.#frag !== null) this.#frag.copy(grown, 0, 0, this.#fragBytes)
+      this.#frag = grown
+    }
+    payload.copy(this.#frag, this.#fragBytes)
+    this.#fragBytes = need
+  }
+
   /** A whole message: queued for publishing; false once the connection was closed for it. */
   #message (opcode: number, payload: Buffer): boolean {
     if (opcode === OP_TEXT && !isUtf8(payload)) {
@@ -275,7 +294,8 @@ class WsPublisher {
     this.#ending = echo
     this.#chunks = []
     this.#have = 0
-    this.#fragments = []
+    this.#frag = null
+    this.#fragBytes = 0
     this.#fragOpcode = -1
     this.#started = 0
     this.#socket.resume()
@@ -396,7 +416,8 @@ class WsPublisher {
     this.#queue.length = 0
     this.#chunks = []
     this.#have = 0
-    this.#fragments = []
+    this.#frag = null
+    this.#fragBytes = 0
     this.#socket.resume()
     if (this.#gone) return
     endAndLinger(this.#core, this.#socket, last)

@@ -409,6 +409,8 @@ export class WebSocketTransport implements Transport {
       } else {
         const code = closeCode(payload)
         if (code < 0) return this.#fail(sub, closeFrame(-code))
+        // a ping that came before the close is answered before ours (RFC 6455 §5.5.2)
+        if (ping !== null && socket.writableLength <= this.core.opts.queueCap) writeShared(socket, frame(OP_PONG, ping))
         this.core.unregister(sub)
         sub.backlog = null
         closeWith(this.core, socket, code === 1005 ? CLOSE_EMPTY : closeFrame(code))

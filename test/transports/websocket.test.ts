@@ -569,3 +569,32 @@ test('readHeader(): incremental, and malformed headers are refused', (t) => {
   t.is(closeCode(Buffer.from([0x03, 0xe8, 0xff])), -1007)
   t.is(closeCode(Buffer.from([0x0f, 0xa1])), 4001)
 })
+
+test('a ping and a close in one read get the pong, then the close (RFC 6455 §5.5.2); a 64-bit length past 2^53 with its top bit clear is too big (1009), not malformed; subscriber and publisher alike', async (t) => {
+  const srv = await startServer(t, { publisherOpen: true })
+  const pingClose = Buffer.from([0x89, 0x82, 0, 0, 0, 0, 0x70, 0x70, 0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8])
+  for (const path of ['/sub/pc', '/pub/pc']) {
+    const ws = await RawWs.connect(srv.port, path)
+    t.teardown(() => ws.close())
+    ws.socket.write(pingClose)
+    await ws.waitClosed()
+    const ops = ws.frames.map((f) => f.opcode)
+    t.deepEqual(ops.filter((o) => o === 0xa || o === 0x8), [0xa, 0x8], `${path}: ${ops.join(',')}`)
+    t.is(ws.frames.find((f) => f.opcode === 0xa)!.payload.toString(), 'pp')
+    t.is(ws.closeFrame?.code, 1000)
+  }
+  for (const [path, op] of [['/sub/big', 0x82], ['/pub/big', 0x81]] as const) {
+    const ws = await RawWs.connect(srv.port, path)
+    t.teardown(() => ws.close())
+    // length 2^53 (0x0020_0000_0000_0000): well formed, only far too big
+    ws.socket.write(Buffer.from([op, 0xff, 0x00, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))
+    await ws.waitClosed()
+    t.is(ws.closeFrame?.code, 1009, path)
+  }
+  // the top bit set: malformed (1002)
+  const bad = await RawWs.connect(srv.port, '/pub/bad')
+  t.teardown(() => bad.close())
+  bad.socket.write(Buffer.from([0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))
+  await bad.waitClosed()
+  t.is(bad.closeFrame?.code, 1002)
+})
