@@ -270,7 +270,7 @@ test('CORS: publisher answers echo the Origin with credentials', async (t) => {
   t.is(bad.headers['access-control-allow-credentials'], 'true')
 })
 
-test('CORS: the SSE head echoes the Origin with credentials and exposes nothing', async (t) => {
+test('CORS: the SSE head echoes the Origin with credentials and exposes only Parkline-Keepalive (none with keepalive 0)', async (t) => {
   const { base, port } = await startServer(t)
   await pub(base, 'csse', 'x')
   const c = await RawSse.connect(port, '/sub/csse', { Origin: ORIGIN })
@@ -278,11 +278,18 @@ test('CORS: the SSE head echoes the Origin with credentials and exposes nothing'
   t.is(c.status, 200)
   t.is(c.headers['access-control-allow-origin'], ORIGIN)
   t.is(c.headers['access-control-allow-credentials'], 'true')
-  t.false('access-control-expose-headers' in c.headers)
+  t.is(c.headers['access-control-expose-headers'], 'Parkline-Keepalive')
+  t.is(c.headers['parkline-keepalive'], '25')
   await c.waitEvents(1)
   const plain = await RawSse.connect(port, '/sub/csse')
   t.teardown(() => plain.close())
   noCorsHeaders(t, plain.headers)
+  t.is(plain.headers['parkline-keepalive'], '25')
+  const quiet = await startServer(t, { keepalive: 0 })
+  const q = await RawSse.connect(quiet.port, '/sub/csse', { Origin: ORIGIN })
+  t.teardown(() => q.close())
+  t.false('access-control-expose-headers' in q.headers)
+  t.false('parkline-keepalive' in q.headers)
 })
 
 test('CORS: long-poll answers echo the Origin and expose Last-Modified, Etag, Content-Type, Parkline-Gap', async (t) => {
