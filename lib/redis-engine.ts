@@ -307,6 +307,12 @@ export class RedisEngine implements Engine {
   #sharded = false
   #scriptsReady = false
   #cmdReady = false
+  /**
+   * Revocations broadcast while this node was not listening (before it started, while a
+   * connection was down) may not be applied yet: not up, so no token is admitted, until they are
+   * read (#loadRevocations). A token revoked on another node is never admitted here meanwhile.
+   */
+  #revocationsBehind = true
   #subReady = false
   #recovering = 0
   /**
@@ -495,7 +501,7 @@ export class RedisEngine implements Engine {
 
   /** Both connections ready, scripts known, no fault and no catch-up running: publishes are accepted. */
   get up (): boolean {
-    return this.#cmdReady && this.#subReady && this.#scriptsReady && !this.#faulty && !this.#syncPending && this.#recovering === 0
+    return this.#cmdReady && this.#subReady && this.#scriptsReady && !this.#revocationsBehind && !this.#faulty && !this.#syncPending && this.#recovering === 0
   }
 
   /** /status, /metrics and /health (EXTENSION f). */
@@ -566,6 +572,7 @@ export class RedisEngine implements Engine {
     // a node serving since its last load ended (the tick had not said so yet) is up: this is a new outage
     this.#checkUp()
     if (!this.#cmd.isReady) this.#cmdReady = false
+    this.#revocationsBehind = true
     this.#lost(cause)
   }
 
@@ -648,6 +655,8 @@ export class RedisEngine implements Engine {
     if (this.#sub.isReady) return
     this.#checkUp()
     this.#subReady = false
+    // a revocation broadcast from now on is not heard: read from the store once back
+    this.#revocationsBehind = true
     this.#lost(cause)
     // messages are being lost from now on: hold what arrives until the catch-up read
     if (this.#replicas.size > 0) this.#syncPending = true
@@ -963,6 +972,10 @@ export class RedisEngine implements Engine {
       const [kind, value, at, until] = r as ['sub' | 'jti', string, number, number]
       if ((kind === 'sub' || kind === 'jti') && typeof value === 'string') this.#core.revokeLocal(kind, value, Number(at), Number(until))
     }
+    // (a broadcast between a read and the control channel's subscription is read again by
+    // #subUp, which reads once subscribed; a user whose ACL refuses that channel hears none, and
+    // reads at every reconnect)
+    this.#revocationsBehind = false
   }
 
   async #loadScripts (): Promise<void> {

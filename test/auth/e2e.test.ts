@@ -10,7 +10,7 @@ import test, { type ExecutionContext } from 'ava'
 import { SignJWT, base64url, type JWTPayload } from 'jose'
 import { serve, type Node } from '../helpers/node.ts'
 import { startRedis } from '../helpers/redis.ts'
-import { eventually, exitedWithOutput, parseResponse, rawRequest, startServer } from '../helpers/server.ts'
+import { eventually, exitedWithOutput, freePort, parseResponse, rawRequest, startServer } from '../helpers/server.ts'
 import { scopedIdempotencyKey } from '../../lib/idempotency.ts'
 
 const SECRET = 'e2e-secret-that-is-at-least-32-bytes!'
@@ -434,6 +434,40 @@ test('two Redis nodes: a revoke on node A ends streams on node B, and B and a la
   t.is((await subscribe(c.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + erin })).status, 401)
 })
 
+
+test('Redis: a node that starts while the store holds its writes (CLIENT PAUSE WRITE) admits no revoked token before it has read the revocations: 503 meanwhile, then 401', async (t) => {
+  t.timeout(60000)
+  const redis = await startRedis(t)
+  const url = `redis://127.0.0.1:${redis.port}`
+  const a = await startNode(t, ['--workers', '1', '--redis-url', url])
+  const erin = await token({ sub: 'erin', parkline: { subscribe: ['*'] } })
+  t.is((await revoke(a.base, { sub: 'erin' })).status, 200)
+  // the node's start-up writes (its heartbeat, the revocations' cleanup) wait 4 s; its reads and
+  // its subscription to the control channel do not
+  const cli = net.connect(redis.port, '127.0.0.1')
+  cli.on('error', () => {})
+  t.teardown(() => cli.destroy())
+  await once(cli, 'connect')
+  cli.write('*4\r\n$6\r\nCLIENT\r\n$5\r\nPAUSE\r\n$4\r\n4000\r\n$5\r\nWRITE\r\n')
+  t.is(String((await once(cli, 'data'))[0]), '+OK\r\n')
+  const pausedAt = Date.now()
+  const port = await freePort()
+  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--jwt-secret', SECRET, '--api-key', KEY, '--jwt-audience', 'parkline', '--jwt-issuer', 'https://login.example', '--workers', '1', '--redis-url', url], { stdio: 'ignore' })
+  t.teardown(() => { if (proc.exitCode === null) proc.kill('SIGKILL') })
+  const seen: number[] = []
+  // (bounded: until 3 s past the pause's end, a try every 100 ms)
+  while (Date.now() - pausedAt < 7000) {
+    // (a WebSocket handshake: refused 503 while the node is not up, 101 admitted, 401 revoked)
+    const r = await subscribe(port, 'websocket', '/sub/n', { authorization: 'Bearer ' + erin }).catch(() => null)
+    if (r !== null) {
+      if (r.status !== 0) seen.push(r.status)
+      r.socket.destroy()
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.false(seen.includes(101), `a revoked token was admitted: ${seen.join(' ')}`)
+  t.is(seen.at(-1), 401, seen.join(' '))
+})
 
 test('`parkline token` mints a token the server with the same secret accepts, for the patterns asked', async (t) => {
   const env = { ...process.env, PARKLINE_JWT_SECRET: SECRET, PARKLINE_JWT_AUDIENCE: 'parkline', PARKLINE_JWT_ISSUER: 'https://login.example' }
