@@ -1564,6 +1564,24 @@ export class WorkerEngine implements Engine {
     // (nothing more arrives from its side of the link: lib/mesh.ts closed it with this one)
     // what it sent while this worker was starting is of a worker that is gone
     if (this.#held.length > 0) this.#held = this.#held.filter((h) => h[0] !== peer)
+    // Multiplexed subscribers here with a channel of the dead worker's and one of another owner's:
+    // what it published last may not have reached this worker yet (this worker behind: a stalled
+    // loop, a full link), and its next incarnation sends that here from a replica, in seconds older
+    // than the other channels' messages the fence lets by from now on. A vector id (§3.2) could no
+    // longer say where such a subscriber is, and a resume from it would skip those in silence:
+    // they end (503, before anything more is delivered), and resume exactly once it is back
+    const ended: Subscriber[] = []
+    for (const sub of this.#core.table.subs) {
+      if ((sub.flags & F_CLOSED) !== 0 || sub.channels.length < 2) continue
+      let dead = false
+      let other = false
+      for (const ch of sub.channels) {
+        if (this.#owner(ch.key) === peer) dead = true
+        else other = true
+      }
+      if (dead && other) ended.push(sub)
+    }
+    for (const sub of ended) if ((sub.flags & F_CLOSED) === 0) sub.transport.end(sub, 503)
     // nothing more comes from the worker that died: no fence waits for it (its next incarnation's
     // first entry is its own ['t'])
     this.#fenceAt[peer] = Infinity

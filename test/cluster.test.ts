@@ -849,6 +849,66 @@ test.serial('multiplexed over three owners: a message waits while the owner of a
   t.deepEqual((await s.waitEvents(3)).map((e) => e.data), ['b0', 'b1', 'b2'])
 })
 
+test.serial('multiplexed: the owner of one channel dies while the subscriber\'s worker is behind; the subscriber is ended (503) before a later second of the other channel, and resumes from its last id with every message, never an id twice', async (t) => {
+  t.timeout(90000)
+  const { port, child } = await startCluster(t, 3)
+  // a owned by worker 1, b by worker 2; the multiplexed subscriber on worker 0; another subscriber
+  // of a on worker 2 keeps a replica the next owner takes back
+  const [a, b] = fencedPair('od')
+  const s = await SseClient.connectOnWorker(port, `/sub/${a},${b}`, 0)
+  t.teardown(() => s.close())
+  const r = await SseClient.connectOnWorker(port, `/sub/${a}`, 2)
+  t.teardown(() => r.close())
+  await s.until(() => s.comments.includes(': hi'))
+  await r.until(() => r.comments.includes(': hi'))
+  t.is(await publishOnWorker(port, a, 'a0', 2), 201)
+  t.is(await publishOnWorker(port, b, 'b0', 2), 201)
+  await s.waitEvents(2)
+  const zero = workerPid(child.pid!, 0)
+  const one = workerPid(child.pid!, 1)
+  // worker 0 behind: its links fill with large messages of a it cannot read
+  process.kill(zero, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(zero, 'SIGCONT') } catch {} })
+  const big = 'x'.repeat(60000)
+  const sent: Array<Promise<number>> = []
+  for (let k = 1; k <= 16; k++) {
+    sent.push(publishOnWorker(port, a, `a${k}|${big}`, 2).catch(() => 0))
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  await new Promise((resolve) => setTimeout(resolve, 700))
+  process.kill(one, 'SIGKILL')
+  // a later second, then a message of b (its owner is alive)
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  t.true([201, 202].includes(await publishOnWorker(port, b, 'b1', 2)))
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  process.kill(zero, 'SIGCONT')
+  await Promise.all(sent)
+  await s.until(() => s.closed || s.comments.some((c) => c.startsWith(':503:')), 20000).catch(() => {})
+  const ids = s.events.map((e) => e.id)
+  t.is(new Set(ids).size, ids.length, `an id came twice: ${ids.join(' ')}`)
+  t.true(s.comments.some((c) => c.startsWith(':503:')), 'ended with 503')
+  t.false(s.events.some((e) => e.data === 'b1'), 'b1 not delivered ahead of the older messages of a')
+  // back: a resume from the last id gets what R (a alone) got after it, and b1
+  t.true(await eventually(() => workerPids(child.pid!).length === 3, 20000))
+  const last = ids.at(-1)!
+  const seenA = s.events.filter((e) => e.data.startsWith('a')).length
+  let resumed: SseClient | null = null
+  t.true(await eventually(async () => {
+    resumed?.close()
+    resumed = await SseClient.connect(port, `/sub/${a},${b}`, { 'Last-Event-ID': last })
+    return resumed.status === 200 && !resumed.comments.some((c) => c.startsWith(':503:'))
+  }, 20000))
+  t.teardown(() => resumed?.close())
+  const again = resumed!
+  await again.until(() => again.events.some((e) => e.data === 'b1'), 20000)
+  const got = (): string[] => again.events.map((e) => e.data.split('|')[0]!).filter((d) => d.startsWith('a'))
+  // the messages of a after the last one the subscriber had, as the other subscriber of a got them
+  const rest = (): string[] => r.events.map((e) => e.data.split('|')[0]!).slice(seenA)
+  t.true(await eventually(() => rest().length > 0 && got().join() === rest().join(), 10000), `resumed ${got().join(' ')}; the other subscriber ${rest().join(' ')}`)
+  const again2 = again.events.map((e) => e.id)
+  t.is(new Set([...ids, ...again2]).size, ids.length + again2.length, 'no id twice across the resume')
+})
+
 test.serial('SIGTERM to the whole process group (systemctl stop, Ctrl-C): the workers drain, and every subscriber gets the 503 end', async (t) => {
   t.timeout(60000)
   const { port, child } = await startCluster(t, 2, 2, true)

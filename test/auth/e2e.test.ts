@@ -771,13 +771,9 @@ test('a JWKS, authorize or publisher upstream that fails is logged with its opti
   jwks.listen(0, '127.0.0.1')
   await once(jwks, 'listening')
   t.teardown(() => { jwks.close() })
-  const closed = async (): Promise<number> => {
-    const s = net.createServer().listen(0, '127.0.0.1')
-    await once(s, 'listening')
-    const p = (s.address() as net.AddressInfo).port
-    await new Promise((resolve) => s.close(resolve))
-    return p
-  }
+  // a port nothing listens on: 1 (tcpmux), never one of the ephemeral ports a server of this run
+  // may be given (a port closed here could be taken again by the very servers started below)
+  const closed = async (): Promise<number> => 1
   const jwksUrl = `http://127.0.0.1:${(jwks.address() as net.AddressInfo).port}/jwks.json`
   const authorizeUrl = `http://127.0.0.1:${await closed()}/authorize?key=a-secret-of-the-app`
   const upstreamUrl = `http://127.0.0.1:${await closed()}/upstream`
