@@ -280,6 +280,8 @@ interface WorkerSlot {
   forkedAt: number
   /** This incarnation said it listens. */
   listening: boolean
+  /** When this incarnation last reported its counts ('stats'; performance.now(), 0 before the first). */
+  statsAt: number
   /** Incarnations in a row that died before they listened. */
   failedStarts: number
   /** This incarnation's part of the last node-wide scrape (null before its first). */
@@ -295,6 +297,13 @@ const FAILED_STARTS = 5
 
 /** How often a worker reports its counts to the primary ('stats'). */
 const STATS_MS = 1000
+/**
+ * A worker that reported its counts and then sends nothing this long (its event loop stuck, the
+ * process stopped) is ended and forked again: with nothing waiting for it in user space the mesh's
+ * progress check (lib/mesh.ts) would not see it, and the multiplexed subscribers of its channels
+ * on the other workers would wait for it as long as it stays so.
+ */
+export const SILENT_MS = 10_000
 
 /** A worker that lived this long before it died was not crash-looping: its next restart waits no backoff. */
 export const STABLE_MS = 30_000
@@ -372,12 +381,36 @@ export class Primary {
   start (n: number): void {
     // workers' /status shows deployment totals, refreshed once a second
     setInterval(() => this.#broadcast(['totals', ...this.totals()]), 1000).unref()
+    setInterval(() => { this.#endSilent() }, STATS_MS).unref()
     for (let i = 0; i < n; i++) {
-      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, quickDeaths: 0, forkedAt: 0, listening: false, failedStarts: 0, metrics: null }
+      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, quickDeaths: 0, forkedAt: 0, listening: false, statsAt: 0, failedStarts: 0, metrics: null }
       slot.out = new Outbox<Down>((batch) => { if (slot.child !== null && slot.child.connected) slot.child.send(batch) })
       this.workers.push(slot)
     }
     for (const slot of this.workers) this.#fork(slot)
+  }
+
+  #silentCheckedAt = 0
+
+  /** Workers silent past SILENT_MS are ended (forked again by #onExit, as after any death). */
+  #endSilent (): void {
+    if (this.#stopping) return
+    const now = performance.now()
+    const late = this.#silentCheckedAt > 0 && now - this.#silentCheckedAt > 3 * STATS_MS
+    this.#silentCheckedAt = now
+    if (late) {
+      // this process was the one that stood still (stopped, a stalled loop, the host suspended):
+      // what the workers sent meanwhile is not read yet; they are judged from now on
+      for (const w of this.workers) if (w.statsAt > 0) w.statsAt = now
+      return
+    }
+    for (const w of this.workers) {
+      const child = w.child
+      if (child === null || child.exitCode !== null || child.signalCode !== null || w.statsAt === 0 || now - w.statsAt < SILENT_MS) continue
+      this.#log?.warn({ worker: w.id, workerPid: child.pid, silentMs: Math.round(now - w.statsAt) }, 'worker sent nothing for 10 s (its event loop stuck, or the process stopped): ending it')
+      w.statsAt = 0
+      child.kill('SIGKILL')
+    }
   }
 
   #fork (slot: WorkerSlot): void {
@@ -390,6 +423,7 @@ export class Primary {
     slot.child = child
     slot.forkedAt = performance.now()
     slot.listening = false
+    slot.statsAt = 0
     this.#log?.info({ worker: slot.id, workerPid: child.pid, restarts: slot.restarts }, slot.restarts === 0 ? 'worker forked' : 'worker forked again')
     child.on('error', onChildError)
     child.on('message', (batch: Up[]) => this.#onBatch(slot, batch))
@@ -501,6 +535,7 @@ export class Primary {
           }
           break
         case 'stats':
+          slot.statsAt = performance.now()
           slot.subscribers = e[1]
           slot.delivered = e[2]
           slot.published = e[3]

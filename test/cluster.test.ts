@@ -9,7 +9,7 @@ import test, { type ExecutionContext } from 'ava'
 import { SseClient, eventually, exitedWithOutput, freePort, info, publish } from './helpers/server.ts'
 import { serve } from './helpers/node.ts'
 import { startRedis } from './helpers/redis.ts'
-import { REPLICA_LINGER_MS, STABLE_MS, ownerOf, quickDeathsAfter, restartDelay } from '../lib/cluster.ts'
+import { REPLICA_LINGER_MS, SILENT_MS, STABLE_MS, ownerOf, quickDeathsAfter, restartDelay } from '../lib/cluster.ts'
 import { meshPath } from '../lib/mesh.ts'
 import net from 'node:net'
 import http from 'node:http'
@@ -907,6 +907,36 @@ test.serial('multiplexed: the owner of one channel dies while the subscriber\'s 
   t.true(await eventually(() => rest().length > 0 && got().join() === rest().join(), 10000), `resumed ${got().join(' ')}; the other subscriber ${rest().join(' ')}`)
   const again2 = again.events.map((e) => e.id)
   t.is(new Set([...ids, ...again2]).size, ids.length + again2.length, 'no id twice across the resume')
+})
+
+test.serial('a worker that sends the primary nothing for SILENT_MS (stopped) is ended and forked again; a primary that was the one stopped ends nobody', async (t) => {
+  t.timeout(90000)
+  const port = await freePort()
+  const { child, out } = spawnServe(t, ['--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--drain-window', '0'])
+  t.true(await eventually(() => workerPids(child.pid!).length === 2, 20000))
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 200, 20000))
+  // (its first counts reach the primary within a second)
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  const one = workerPid(child.pid!, 1)
+  process.kill(one, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(one, 'SIGCONT') } catch {} })
+  const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+  t.true(await eventually(() => !alive(one), SILENT_MS + 8000), out())
+  t.regex(out(), /worker sent nothing for 10 s/)
+  t.true(await eventually(() => { try { return workerPid(child.pid!, 1) !== one } catch { return false } }, 20000), 'forked again')
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 200, 20000))
+  // the primary stopped past SILENT_MS: once it runs again it ends no worker for the counts it has
+  // not read yet
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  const before = workerPids(child.pid!).sort()
+  const lines = (out().match(/worker sent nothing/g) ?? []).length
+  process.kill(child.pid!, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(child.pid!, 'SIGCONT') } catch {} })
+  await new Promise((resolve) => setTimeout(resolve, SILENT_MS + 2000))
+  process.kill(child.pid!, 'SIGCONT')
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  t.deepEqual(workerPids(child.pid!).sort(), before)
+  t.is((out().match(/worker sent nothing/g) ?? []).length, lines)
 })
 
 test.serial('SIGTERM to the whole process group (systemctl stop, Ctrl-C): the workers drain, and every subscriber gets the 503 end', async (t) => {
