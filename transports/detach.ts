@@ -136,6 +136,9 @@ function freshEvents (): object {
 
 function releaseParser (parser: NodeParser & { [kReleased]?: boolean, [kOwnIncoming]?: unknown }, socket: HttpSocket): void {
   if (socket._httpMessage === HELD) socket._httpMessage = null
+  // (taken off first: a parser Node took back into its pool keeps nothing of this connection's)
+  const own = parser[kOwnIncoming]
+  parser[kOwnIncoming] = undefined
   if (parser[kReleased] === true) return
   parser[kReleased] = true
   if (socket[kPendingParser] === parser) socket[kPendingParser] = null
@@ -154,8 +157,6 @@ function releaseParser (parser: NodeParser & { [kReleased]?: boolean, [kOwnIncom
   // Expect) or a route of an embedding app answered, its answer queued behind the poll's and never
   // written. The poll is told as of a partial one (400 and close, §5): the client sees what it
   // would for any other request there, not a poll that stays parked.
-  const own = parser[kOwnIncoming]
-  parser[kOwnIncoming] = undefined
   const behind = own !== undefined && parser.incoming !== null && parser.incoming !== undefined && parser.incoming !== own
   const partial = (typeof parser.finish === 'function' && parser.finish() instanceof Error) || behind
   parser.socket = null
