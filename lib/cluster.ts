@@ -658,13 +658,6 @@ export class Primary {
     return [published, stored, channels, subscribers]
   }
 
-  /**
-   * Signal every worker and wait for them to exit (SIGKILL past graceMs); true when each ended its
-   * drain itself (exit 0). An in-memory deployment
-   * (`coordinate`) ends its drain early here, for all workers at once: once no worker reports a
-   * subscriber and no publish came for DRAIN_QUIET_MS (their 'stats', each second). A worker that left
-   * early on its own would take its channels from the subscribers still draining on the others.
-   */
   /** SIGKILL to every worker still running (a second stop signal: no drain waited for). */
   killAll (): void {
     this.#stopping = true
@@ -674,6 +667,13 @@ export class Primary {
     }
   }
 
+  /**
+   * Signal every worker and wait for them to exit (SIGKILL past graceMs); true when each ended its
+   * drain itself (exit 0). An in-memory deployment
+   * (`coordinate`) ends its drain early here, for all workers at once: once no worker reports a
+   * subscriber and no publish came for DRAIN_QUIET_MS (their 'stats', each second). A worker that left
+   * early on its own would take its channels from the subscribers still draining on the others.
+   */
   async stop (signal: NodeJS.Signals, graceMs: number, coordinate = false): Promise<boolean> {
     this.#stopping = true
     const exits: Array<Promise<boolean>> = []

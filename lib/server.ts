@@ -257,8 +257,6 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
     })
     app.addHook('preClose', async () => { raw?.close() })
   }
-  // a path no route serves: a short text/plain answer like Parkline's others (section 11), not
-  // Fastify's JSON one (an embedding host keeps its own)
   // A fault in a handler is logged (request logging is off, and Fastify's own handler then logs
   // nothing), with the request (its query left out, logRequest) and the error; the client gets a
   // plain 500 that tells nothing of it. Fastify's 4xx (a bad URL, a body it refused) stay its own.
@@ -267,6 +265,8 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
     request.log.error({ req: request, err }, `request failed: ${err.message}`)
     return sendError(reply.header('Connection', 'close'), ERRORS.INTERNAL, allowedOrigin(request.headers, opts.corsOrigins))
   })
+  // a path no route serves: a short text/plain answer like Parkline's others (section 11), not
+  // Fastify's JSON one (an embedding host keeps its own)
   app.setNotFoundHandler((request, reply) => { sendError(reply, ERRORS.NOT_FOUND, allowedOrigin(request.headers, opts.corsOrigins)) })
   // The §10 limits and `..` above the root hold on every path, not only the plugin's locations.
   app.addHook('onRequest', async (request, reply) => {
@@ -278,8 +278,8 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
 }
 
 /**
- * A request as a log line shows it (Fastify logs one with a 5xx answer): its query left out, where
- * a subscriber's `?access_token=` (tokenInQuery) or a relay's key would be.
+ * A request as a log line shows it (a fault's, buildServer's error handler): its query left out,
+ * where a subscriber's `?access_token=` (tokenInQuery) or a relay's key would be.
  */
 export function logRequest (request: { method: string, url: string, hostname?: string, ip?: string, socket?: { remotePort?: number } }): Record<string, unknown> {
   const q = request.url.indexOf('?')
