@@ -457,7 +457,7 @@ export class RedisEngine implements Engine {
     // the sentinel client's client-error event carries { type, node, error }; its error event's
     // message is prefixed with the client's role and address ("Master Client (h:p): WRONGPASS …")
     const e = err !== null && typeof err === 'object' && 'error' in err ? (err as { error: unknown }).error : err
-    const m = String((e as { message?: string } | null)?.message ?? e)
+    const m = errorText(e)
     this.#lastConnectError = m
     const kind = /\b(WRONGPASS|NOAUTH|NOPERM)\b/.exec(m)?.[1]
     if (kind === undefined || this.#stopped || !this.#refusalDue(kind)) return
@@ -622,7 +622,7 @@ export class RedisEngine implements Engine {
    * other failure is the store being away: the probe and its lines tell of that.
    */
   #recoveryRefused (err: unknown): void {
-    const m = String((err as { message?: string } | null)?.message ?? err)
+    const m = errorText(err)
     const log = this.#log
     if (!/\bNOPERM\b/.test(m) || this.#stopped || log === null || !this.#refusalDue('recovery')) return
     const line = log.error ?? log.warn

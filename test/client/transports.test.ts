@@ -46,6 +46,17 @@ const receives = test.macro({
   title: (_, transport: TransportName) => `${transport}: receives in order with the publisher's ids and types`
 })
 
+test('eventsource: what a message carries there, as the README says: text, CRLF as LF, bytes that are not UTF-8 replaced, no content type', async (t) => {
+  const { base } = await startServer(t)
+  const rec = subscribe(t, `${base}/sub/fid`, { transports: ['eventsource'] })
+  await rec.waitConnected('eventsource')
+  await pub(base, 'fid', 'a\r\nb', 'text/plain')
+  await pub(base, 'fid', Buffer.from([0x61, 0xff, 0x62]), 'application/octet-stream')
+  await rec.waitMessages(2)
+  t.deepEqual(rec.texts, ['a\nb', 'a\ufffdb'])
+  t.true(rec.messages.every((m) => typeof m.data === 'string' && m.meta.contentType === undefined))
+})
+
 const multiplexed = test.macro({
   async exec (t: ExecutionContext, transport: TransportName) {
     const { base } = await startServer(t)
