@@ -7,8 +7,10 @@
 // Transports are tried in order and the client falls back at run time, not only by feature
 // detection: a WebSocket that does not open, or stays silent while a probe shows it missed a
 // message, and an event stream whose first bytes are held back by a buffering proxy, hand over to
-// the next transport, which resumes from the same id. Reconnects back off exponentially with
-// jitter and never come sooner than the server's `retry:` or `Retry-After` asks.
+// the next transport, which resumes from the same id. A subscription that fell back tries the
+// transport it fell from again later (`upgradeAfter`, doubling after each try), so one bad moment
+// does not keep it on long-poll for good. Reconnects back off exponentially with jitter and never
+// come sooner than the server's `retry:` or `Retry-After` asks.
 //
 // Access control (`token`): a string, or a function (sync or async) the client calls for a fresh
 // one. The token goes in `Authorization: Bearer` on eventsource and long-poll requests, and as
@@ -31,6 +33,9 @@ export { authChallenge, backoffDelay, parseId, retryAfterMs, SseParser, tokenExp
 
 /** Where a token comes from: the token itself, or a function giving a fresh one (may be async). */
 export type TokenSource = string | (() => string | Promise<string>)
+
+/** The longest wait between two tries of a transport the client fell back from (ms). */
+const MAX_UPGRADE_DELAY = 30 * 60_000
 
 /** A connection is up at least this long before the client renews its token (ms). */
 const MIN_UP_BEFORE_RENEW = 1000
@@ -81,6 +86,13 @@ export interface ParklineClientOptions {
   minDelay?: number
   /** Default 30000. */
   maxDelay?: number
+  /**
+   * After a fallback, try the transports ahead of the one in use again once it has carried the
+   * subscription this long (ms): the connection is closed and the first transport opened, resuming
+   * from the last id (nothing lost or repeated); where it fails again, the client falls back as
+   * before, and the next try waits twice as long (at most 30 minutes). 0 = never. Default 60000.
+   */
+  upgradeAfter?: number
   /** Send cookies cross-origin (fetch `credentials: 'include'`). */
   withCredentials?: boolean
   /**
@@ -191,7 +203,7 @@ export class Parkline {
 
   #order: readonly TransportName[]
   #ctx: TransportContext
-  #opts: { minDelay: number, maxDelay: number, connectTimeout: number, random: () => number }
+  #opts: { minDelay: number, maxDelay: number, connectTimeout: number, upgradeAfter: number, random: () => number }
   #storage: StorageLike | null
   #key: string
   #listeners: Listeners = { message: [], gap: [], connect: [], disconnect: [], transport: [], retry: [], auth: [] }
@@ -227,6 +239,14 @@ export class Parkline {
   #renewTimer: ReturnType<typeof setTimeout> | null = null
   /** Counts attempts, so a token that arrives late goes to the attempt that asked for it. */
   #generation = 0
+  // going back up after a fallback
+  /** Whether each transport can run here at all (feature detection), by name. */
+  #supported = new Map<TransportName, boolean>()
+  /** When (Date.now()) to try the transports ahead of the one in use; null: not due (none ahead). */
+  #upgradeAt: number | null = null
+  /** The wait before the next such try (ms): upgradeAfter, doubled by each try. */
+  #upgradeDelay = 0
+  #upgradeTimer: ReturnType<typeof setTimeout> | null = null
 
   constructor (url: string, options: ParklineClientOptions = {}) {
     const g = globalThis as BrowserGlobals
@@ -264,8 +284,11 @@ export class Parkline {
       minDelay: options.minDelay ?? 500,
       maxDelay: options.maxDelay ?? 30000,
       connectTimeout: this.#ctx.connectTimeout,
+      upgradeAfter: options.upgradeAfter ?? 60000,
       random: options.random ?? Math.random
     }
+    if (!(this.#opts.upgradeAfter >= 0)) throw new TypeError('upgradeAfter must be a number of ms (0: never)')
+    this.#upgradeDelay = this.#opts.upgradeAfter
     this.#key = typeof options.persist === 'string' ? options.persist : 'parkline:' + abs.href
     this.#storage = null
     if (options.persist !== undefined && options.persist !== false) {
@@ -316,6 +339,8 @@ export class Parkline {
     this.#index = 0
     this.#attempt = 0
     this.#refresh = true
+    this.#upgradeAt = null
+    this.#upgradeDelay = this.#opts.upgradeAfter
     if (this.#held !== null) {
       const gen = ++this.#generation
       this.#timer = setTimeout(() => {
@@ -368,6 +393,7 @@ export class Parkline {
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = null
     this.#clearRenew()
+    this.#clearUpgrade()
     const t = this.#current
     this.#current = null
     t?.close()
@@ -489,6 +515,7 @@ export class Parkline {
       if (!this.#running || this.#current !== t) return
       const name = this.#currentName!
       this.#current = null
+      this.#clearUpgrade()
       t.close()
       if (this.#timer !== null) clearTimeout(this.#timer)
       if (this.connected) {
@@ -503,6 +530,65 @@ export class Parkline {
       // keep the connection; when the server ends it at exp, the reconnect asks again (and backs off)
       if (this.#current === t) this.#refresh = true
     })
+  }
+
+  /** Whether a transport ahead of position `index` in the order can run here. */
+  #betterThan (index: number): boolean {
+    for (let i = 0; i < index; i++) {
+      const name = this.#order[i]!
+      let ok = this.#supported.get(name)
+      if (ok === undefined) {
+        ok = new TRANSPORT_CLASSES[name](this.#ctx, this.#callbacks()).supported()
+        this.#supported.set(name, ok)
+      }
+      if (ok) return true
+    }
+    return false
+  }
+
+  #clearUpgrade (): void {
+    if (this.#upgradeTimer !== null) clearTimeout(this.#upgradeTimer)
+    this.#upgradeTimer = null
+  }
+
+  /**
+   * A connection opened on a transport the client fell back to: try the ones ahead of it at
+   * #upgradeAt (set at the first such open, kept across reconnects and renewals so that they do not
+   * put it off).
+   */
+  #scheduleUpgrade (t: ClientTransport): void {
+    this.#clearUpgrade()
+    if (this.#opts.upgradeAfter <= 0 || !this.#betterThan(this.#index)) {
+      this.#upgradeAt = null
+      return
+    }
+    this.#upgradeAt ??= Date.now() + this.#upgradeDelay
+    this.#upgradeTimer = setTimeout(() => { this.#upgrade(t) }, Math.max(0, this.#upgradeAt - Date.now()))
+  }
+
+  /** Close the fallback's connection and open the first transport, resuming from lastId. */
+  #upgrade (t: ClientTransport): void {
+    this.#upgradeTimer = null
+    if (!this.#running || this.#current !== t) return
+    const name = this.#currentName!
+    this.#upgradeAt = null
+    this.#upgradeDelay = Math.min(MAX_UPGRADE_DELAY, 2 * this.#upgradeDelay)
+    this.#current = null
+    this.#clearRenew()
+    t.close()
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#index = 0
+    const gen = this.#generation
+    if (this.connected) {
+      this.connected = false
+      this.#emit('disconnect', { transport: name, reason: 'trying the transports ahead again', delay: 0, hint: null })
+    }
+    if (!this.#running || gen !== this.#generation) return
+    let first = 0
+    while (!this.#betterThan(first + 1)) first++
+    this.#emit('retry', { transport: name, reason: 'trying the transports ahead again', delay: 0, hint: null, next: this.#order[first]!, failed: false })
+    if (!this.#running || gen !== this.#generation) return
+    this.#connect()
   }
 
   #open (): void {
@@ -547,6 +633,7 @@ export class Parkline {
           self.#emit('transport', name, prev)
         }
         self.#emit('connect', { transport: name })
+        if (owner() && self.#current !== null) self.#scheduleUpgrade(self.#current)
       },
       onMessage (data: string | ArrayBuffer, meta: DeliveredMeta) {
         if (!owner()) return
@@ -577,6 +664,7 @@ export class Parkline {
     const name = this.#currentName!
     this.#current = null
     this.#clearRenew()
+    this.#clearUpgrade()
     if (info.auth !== null) {
       this.#authEnded(name, info, info.auth)
       return
@@ -585,6 +673,8 @@ export class Parkline {
     // protocol proves the transport works on this path; one that died at once does not
     const lasted = info.opened && (this.#delivered > 0 || (this.#openedAt > 0 && Date.now() - this.#openedAt >= this.#opts.connectTimeout))
     const worked = info.opened && !info.fallback && (info.clean || lasted)
+    // the first transport worked on this path again: a later fallback waits upgradeAfter anew
+    if (worked && !this.#betterThan(this.#index)) this.#upgradeDelay = this.#opts.upgradeAfter
     if (info.badCursor) {
       // the server refused the cursor (400): the client starts over from the oldest buffered
       // message, which may repeat some and cannot say what it missed; the app is told, as for a gap

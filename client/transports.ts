@@ -457,6 +457,8 @@ export class EventSourceTransport implements ClientTransport {
   #silence = 0
   /** The watchdog's last turn came far past its time (a frozen tab, a stalled process). */
   #late = false
+  /** This response's `Parkline-Keepalive` (seconds; NaN where the head has none). */
+  #headKeepalive = NaN
 
   constructor (ctx: TransportContext, cb: TransportCallbacks) {
     this.#ctx = ctx
@@ -495,6 +497,8 @@ export class EventSourceTransport implements ClientTransport {
     this.#retry = null
     this.#ended = null
     this.#endStatus = 0
+    this.#silence = 0
+    this.#pingAt = 0
     const res = await this.#ctx.fetch!(url, {
       headers: withToken({ Accept: 'text/event-stream', ...this.#cursor }, this.#token), signal, cache: 'no-store', credentials: this.#ctx.credentials
     })
@@ -530,6 +534,7 @@ export class EventSourceTransport implements ClientTransport {
       this.#finish(closeInfo(false, `eventsource: answered ${type === '' ? 'without a type' : type}`, { fallback: true }))
       return
     }
+    this.#headKeepalive = Number(res.headers.get('Parkline-Keepalive'))
     const parser = new SseParser(
       (ev) => { this.#event(ev) },
       (text) => {
@@ -552,19 +557,15 @@ export class EventSourceTransport implements ClientTransport {
       if (this.#done) { reader.cancel().catch(() => {}); return }
       if (done) break
       if (value !== undefined && value.length > 0) {
-        if (!this.#opened) {
-          this.#opened = true
-          if (this.#timer !== null) clearTimeout(this.#timer)
-          this.#timer = null
-          this.#silence = 0
-          this.#pingAt = 0
-          this.#cb.onOpen()
-          if (this.#done) return
-          this.#keepsAlive(Number(res.headers.get('Parkline-Keepalive')))
-        }
         this.#heardAt = performance.now()
+        // the first bytes are read before the stream counts as open: a server at its limit answers
+        // `200`, `retry:` and `:503:` (`:429:`, a `:401:`) at once, a refusal that never opened
         parser.feed(decoder.decode(value, { stream: true }))
         if (this.#done) return
+        if (!this.#opened) {
+          if (this.#ended !== null && refusesAtOpen(this.#endStatus)) break
+          if (!this.#markOpen()) return
+        }
       }
     }
     const ended = this.#ended as string | null // set by the parser callbacks
@@ -574,11 +575,25 @@ export class EventSourceTransport implements ClientTransport {
     // `:503:` (the server is full or draining), `:429:` (this user holds its limit of subscriptions)
     const refused = auth === null && ended !== null && (ended.startsWith('503') || ended.startsWith('429') || ended === 'overflow')
     this.#finish(closeInfo(this.#opened, ended === null ? 'eventsource: stream ended' : `eventsource: ${ended}`, {
-      hint: this.#retry, refused, fallback: !this.#opened && auth === null, clean: ended !== null, auth
+      hint: this.#retry, refused, fallback: !this.#opened && ended === null, clean: ended !== null, auth
     }))
   }
 
+  /** The stream is open (its first bytes, or a message): false when a listener closed it. */
+  #markOpen (): boolean {
+    if (this.#opened) return !this.#done
+    this.#opened = true
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    this.#cb.onOpen()
+    if (this.#done) return false
+    this.#keepsAlive(this.#headKeepalive)
+    return !this.#done
+  }
+
   #event (ev: SseEvent): void {
+    // a message or gap in the first bytes: open first, so `connect` comes before what it carries
+    if (ev.event !== 'ping' && !this.#markOpen()) return
     // (a published message always has an id line: one named like a control event is a message)
     if (ev.ownId) {
       this.#cb.onMessage(ev.data, { id: ev.id === '' ? undefined : ev.id, contentType: undefined, event: ev.event })
@@ -671,6 +686,11 @@ export class EventSourceTransport implements ClientTransport {
     this.#ac?.abort()
     this.#ac = null
   }
+}
+
+/** An end status in a stream's first bytes that means it was refused, not opened (§6). */
+function refusesAtOpen (status: number): boolean {
+  return status === 503 || status === 429 || isAuthStatus(status)
 }
 
 /**

@@ -8,8 +8,10 @@
 // Transports are tried in order and the client falls back at run time, not only by feature
 // detection: a WebSocket that does not open, or stays silent while a probe shows it missed a
 // message, and an event stream whose first bytes are held back by a buffering proxy, hand over to
-// the next transport, which resumes from the same id. Reconnects back off exponentially with
-// jitter and never come sooner than the server's `retry:` or `Retry-After` asks.
+// the next transport, which resumes from the same id. A subscription that fell back tries the
+// transport it fell from again later (`upgradeAfter`, doubling after each try), so one bad moment
+// does not keep it on long-poll for good. Reconnects back off exponentially with jitter and never
+// come sooner than the server's `retry:` or `Retry-After` asks.
 //
 // Access control (`token`): a string, or a function (sync or async) the client calls for a fresh
 // one. The token goes in `Authorization: Bearer` on eventsource and long-poll requests, and as
@@ -32,6 +34,9 @@ export { authChallenge, backoffDelay, parseId, retryAfterMs, SseParser, tokenExp
 
 /** Where a token comes from: the token itself, or a function giving a fresh one (may be async). */
 
+
+/** The longest wait between two tries of a transport the client fell back from (ms). */
+const MAX_UPGRADE_DELAY = 30 * 60_000
 
 /** A connection is up at least this long before the client renews its token (ms). */
 const MIN_UP_BEFORE_RENEW = 1000
@@ -70,6 +75,13 @@ const MIN_TOKEN_LIFE = 1000
 
 
                                                                                            
+
+
+
+
+
+
+
 
 
 
@@ -228,6 +240,14 @@ export class Parkline {
   #renewTimer                                       = null
   /** Counts attempts, so a token that arrives late goes to the attempt that asked for it. */
   #generation = 0
+  // going back up after a fallback
+  /** Whether each transport can run here at all (feature detection), by name. */
+  #supported = new Map                        ()
+  /** When (Date.now()) to try the transports ahead of the one in use; null: not due (none ahead). */
+  #upgradeAt                = null
+  /** The wait before the next such try (ms): upgradeAfter, doubled by each try. */
+  #upgradeDelay = 0
+  #upgradeTimer                                       = null
 
   constructor (url        , options                        = {}) {
     const g = globalThis
@@ -265,8 +285,11 @@ export class Parkline {
       minDelay: options.minDelay ?? 500,
       maxDelay: options.maxDelay ?? 30000,
       connectTimeout: this.#ctx.connectTimeout,
+      upgradeAfter: options.upgradeAfter ?? 60000,
       random: options.random ?? Math.random
     }
+    if (!(this.#opts.upgradeAfter >= 0)) throw new TypeError('upgradeAfter must be a number of ms (0: never)')
+    this.#upgradeDelay = this.#opts.upgradeAfter
     this.#key = typeof options.persist === 'string' ? options.persist : 'parkline:' + abs.href
     this.#storage = null
     if (options.persist !== undefined && options.persist !== false) {
@@ -317,6 +340,8 @@ export class Parkline {
     this.#index = 0
     this.#attempt = 0
     this.#refresh = true
+    this.#upgradeAt = null
+    this.#upgradeDelay = this.#opts.upgradeAfter
     if (this.#held !== null) {
       const gen = ++this.#generation
       this.#timer = setTimeout(() => {
@@ -369,6 +394,7 @@ export class Parkline {
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = null
     this.#clearRenew()
+    this.#clearUpgrade()
     const t = this.#current
     this.#current = null
     t?.close()
@@ -490,6 +516,7 @@ export class Parkline {
       if (!this.#running || this.#current !== t) return
       const name = this.#currentName
       this.#current = null
+      this.#clearUpgrade()
       t.close()
       if (this.#timer !== null) clearTimeout(this.#timer)
       if (this.connected) {
@@ -504,6 +531,65 @@ export class Parkline {
       // keep the connection; when the server ends it at exp, the reconnect asks again (and backs off)
       if (this.#current === t) this.#refresh = true
     })
+  }
+
+  /** Whether a transport ahead of position `index` in the order can run here. */
+  #betterThan (index        )          {
+    for (let i = 0; i < index; i++) {
+      const name = this.#order[i]
+      let ok = this.#supported.get(name)
+      if (ok === undefined) {
+        ok = new TRANSPORT_CLASSES[name](this.#ctx, this.#callbacks()).supported()
+        this.#supported.set(name, ok)
+      }
+      if (ok) return true
+    }
+    return false
+  }
+
+  #clearUpgrade ()       {
+    if (this.#upgradeTimer !== null) clearTimeout(this.#upgradeTimer)
+    this.#upgradeTimer = null
+  }
+
+  /**
+   * A connection opened on a transport the client fell back to: try the ones ahead of it at
+   * #upgradeAt (set at the first such open, kept across reconnects and renewals so that they do not
+   * put it off).
+   */
+  #scheduleUpgrade (t                 )       {
+    this.#clearUpgrade()
+    if (this.#opts.upgradeAfter <= 0 || !this.#betterThan(this.#index)) {
+      this.#upgradeAt = null
+      return
+    }
+    this.#upgradeAt ??= Date.now() + this.#upgradeDelay
+    this.#upgradeTimer = setTimeout(() => { this.#upgrade(t) }, Math.max(0, this.#upgradeAt - Date.now()))
+  }
+
+  /** Close the fallback's connection and open the first transport, resuming from lastId. */
+  #upgrade (t                 )       {
+    this.#upgradeTimer = null
+    if (!this.#running || this.#current !== t) return
+    const name = this.#currentName
+    this.#upgradeAt = null
+    this.#upgradeDelay = Math.min(MAX_UPGRADE_DELAY, 2 * this.#upgradeDelay)
+    this.#current = null
+    this.#clearRenew()
+    t.close()
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#index = 0
+    const gen = this.#generation
+    if (this.connected) {
+      this.connected = false
+      this.#emit('disconnect', { transport: name, reason: 'trying the transports ahead again', delay: 0, hint: null })
+    }
+    if (!this.#running || gen !== this.#generation) return
+    let first = 0
+    while (!this.#betterThan(first + 1)) first++
+    this.#emit('retry', { transport: name, reason: 'trying the transports ahead again', delay: 0, hint: null, next: this.#order[first] , failed: false })
+    if (!this.#running || gen !== this.#generation) return
+    this.#connect()
   }
 
   #open ()       {
@@ -548,6 +634,7 @@ export class Parkline {
           self.#emit('transport', name, prev)
         }
         self.#emit('connect', { transport: name })
+        if (owner() && self.#current !== null) self.#scheduleUpgrade(self.#current)
       },
       onMessage (data                      , meta               ) {
         if (!owner()) return
@@ -578,6 +665,7 @@ export class Parkline {
     const name = this.#currentName
     this.#current = null
     this.#clearRenew()
+    this.#clearUpgrade()
     if (info.auth !== null) {
       this.#authEnded(name, info, info.auth)
       return
@@ -586,6 +674,8 @@ export class Parkline {
     // protocol proves the transport works on this path; one that died at once does not
     const lasted = info.opened && (this.#delivered > 0 || (this.#openedAt > 0 && Date.now() - this.#openedAt >= this.#opts.connectTimeout))
     const worked = info.opened && !info.fallback && (info.clean || lasted)
+    // the first transport worked on this path again: a later fallback waits upgradeAfter anew
+    if (worked && !this.#betterThan(this.#index)) this.#upgradeDelay = this.#opts.upgradeAfter
     if (info.badCursor) {
       // the server refused the cursor (400): the client starts over from the oldest buffered
       // message, which may repeat some and cannot say what it missed; the app is told, as for a gap

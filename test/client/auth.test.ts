@@ -349,5 +349,6 @@ for (const tr of TRANSPORTS) {
     t.true(r.hint !== null && r.hint >= 5000 && r.hint <= 30000, `hint ${r.hint}`)
     t.true(r.delay >= r.hint!, `no sooner than the hint: ${r.delay}`)
     t.deepEqual(rec.messages, [])
+    t.deepEqual(rec.connects, [], 'a refusal is not a connection: ' + rec.log.join(' | '))
   })
 }

@@ -7,8 +7,8 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import test from 'ava'
 import { WebSocketServer } from 'ws'
-import { backoffDelay } from '../../client/parkline.ts'
-import { publishedId, subscribe } from '../helpers/client.ts'
+import { Parkline, backoffDelay } from '../../client/parkline.ts'
+import { publishedId, sleep, subscribe } from '../helpers/client.ts'
 import { TestProxy, type ProxyModes } from '../helpers/proxy.ts'
 import { SseClient, publish, startServer } from '../helpers/server.ts'
 
@@ -98,6 +98,70 @@ test('fallback at run time: a working websocket later blocked hands over to even
   t.deepEqual(rec.transports, ['websocket', 'eventsource'])
   // the drop of a working websocket is retried on websocket first, then the refusal falls back
   t.deepEqual(rec.retries.map((r) => [r.transport, r.next, r.failed]), [['websocket', 'websocket', false], ['websocket', 'eventsource', true]])
+})
+
+test('after a fallback the transport ahead is tried again (upgradeAfter): back on websocket once the path lets it through, nothing lost or repeated', async (t) => {
+  const { base, proxy } = await setup(t, { websocket: 'refuse' })
+  const rec = subscribe(t, `${proxy.base}/sub/up`, { transports: ALL, connectTimeout: 800, upgradeAfter: 400 })
+  await rec.waitConnected('eventsource')
+  const ids = [await pub(base, 'up', 'on eventsource')]
+  await rec.waitMessages(1)
+  proxy.modes.websocket = 'pass'
+  // messages keep coming while the client changes transport (bounded: at most 80)
+  for (let i = 0; i < 80 && rec.client.transport !== 'websocket'; i++) {
+    ids.push(await pub(base, 'up', 'm' + i))
+    await sleep(50)
+  }
+  await rec.waitConnected('websocket')
+  ids.push(await pub(base, 'up', 'on websocket'))
+  await rec.waitMessages(ids.length)
+  t.deepEqual(rec.ids, ids, 'every message once, in order, across the change')
+  t.deepEqual(rec.transports, ['eventsource', 'websocket'])
+  const up = rec.retries.filter((r) => /ahead again/.test(r.reason))
+  t.true(up.length >= 1, rec.log.join(' | '))
+  t.like(up[0], { transport: 'eventsource', next: 'websocket', delay: 0, failed: false })
+  t.is(rec.messages.at(-1)!.meta.transport, 'websocket')
+})
+
+test('an upgrade try that fails again falls back with no loss and stays there until the next try', async (t) => {
+  const { base, proxy } = await setup(t, { websocket: 'refuse' })
+  const rec = subscribe(t, `${proxy.base}/sub/up2`, { transports: ALL, connectTimeout: 800, upgradeAfter: 300 })
+  await rec.waitConnected('eventsource')
+  const ids: string[] = []
+  // publish until two tries of the websocket have failed (bounded: at most 100 messages)
+  for (let i = 0; i < 100 && rec.retries.filter((r) => /ahead again/.test(r.reason)).length < 2; i++) {
+    ids.push(await pub(base, 'up2', 'm' + i))
+    await sleep(50)
+  }
+  await rec.waitConnected('eventsource')
+  ids.push(await pub(base, 'up2', 'last'))
+  await rec.waitMessages(ids.length)
+  t.deepEqual(rec.ids, ids, 'every message once, in order')
+  t.deepEqual(rec.transports, ['eventsource'], 'never carried by the refused websocket')
+  const tries = rec.retries.filter((r) => /ahead again/.test(r.reason))
+  t.true(tries.length >= 2, rec.log.join(' | '))
+  // each try: the websocket refused, then eventsource again at once
+  for (const r of tries) t.like(r, { transport: 'eventsource', next: 'websocket', failed: false })
+  t.true(rec.retries.filter((r) => r.transport === 'websocket').every((r) => r.next === 'eventsource' && r.failed && r.delay === 0))
+  t.true(proxy.requests.filter((h) => /upgrade: websocket/i.test(h)).length >= 3, 'the first attempt and two tries')
+})
+
+test('upgradeAfter: 0 keeps a fallback for the session; a bad value is refused', async (t) => {
+  t.throws(() => new Parkline('http://127.0.0.1:1/sub/x', { upgradeAfter: -1 }), { instanceOf: TypeError })
+  t.throws(() => new Parkline('http://127.0.0.1:1/sub/x', { upgradeAfter: Number.NaN }), { instanceOf: TypeError })
+  const { base, proxy } = await setup(t, { websocket: 'refuse' })
+  const rec = subscribe(t, `${proxy.base}/sub/up0`, { transports: ALL, connectTimeout: 800, upgradeAfter: 0 })
+  await rec.waitConnected('eventsource')
+  proxy.modes.websocket = 'pass'
+  const ids: string[] = []
+  for (let i = 0; i < 10; i++) {
+    ids.push(await pub(base, 'up0', 'm' + i))
+    await sleep(50)
+  }
+  await rec.waitMessages(ids.length)
+  t.deepEqual(rec.ids, ids)
+  t.deepEqual(rec.transports, ['eventsource'])
+  t.false(rec.retries.some((r) => /ahead again/.test(r.reason)))
 })
 
 test('every transport failing: wraps to the first with exponential backoff', async (t) => {
@@ -202,6 +266,8 @@ test('eventsource at the server\'s connection limit: waits the retry: the :503: 
   t.true(r.delay >= 3210, `delay ${r.delay} respects retry: 3210`)
   t.is(r.next, 'eventsource', 'a refusal is not a reason to change transport')
   t.false(r.failed)
+  t.deepEqual(rec.connects, [], 'a refused stream never counted as connected: ' + rec.log.join(' | '))
+  t.deepEqual(rec.disconnects, [])
 })
 
 test('websocket at the server\'s connection limit: a refusal, not a reason to fall back; it waits the hint on the same transport', async (t) => {
