@@ -44,8 +44,6 @@ export class Channel {
   /** Subscribers, and for each the position of this channel in its subscription. */
   subs: Subscriber[]
   subPos: number[]
-  /** Subscribers holding this channel at two positions or more (`/sub/a,a`, §1): each has a slot per position. */
-  repeated: number
   /** `[this]`, made at first use: the `channels` of every one-channel subscriber of it (read only). */
   #alone: readonly Channel[] | null
   /** The second it is filed under for message expiry (lib/expiry.ts); 0 = not filed. */
@@ -65,7 +63,6 @@ export class Channel {
     this.lastRequested = -1
     this.subs = []
     this.subPos = []
-    this.repeated = 0
     this.#alone = null
     this.expiryAt = 0
   }

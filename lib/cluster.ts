@@ -1058,7 +1058,7 @@ export class WorkerEngine implements Engine {
 
   info (key: string): ChannelInfo | null | Promise<ChannelInfo | null> {
     const o = this.#owner(key)
-    if (o === this.#me) return this.#infoOwned(key)
+    if (o === this.#me) return this.#infoOwned(key, true)
     return this.#request<ChannelInfo | null>(o, (r) => ['info', r, key])
   }
 
@@ -1390,12 +1390,22 @@ export class WorkerEngine implements Engine {
     }
   }
 
-  #infoOwned (key: string): ChannelInfo | null {
+  /**
+   * The owner's info. `gone`: null for a record with no message and no subscriber left (its last
+   * messages expired, the tick has not released it yet: §5.4); a DELETE still answers it.
+   */
+  subscribedElsewhere (key: string): boolean {
+    return this.#remote.has(key)
+  }
+
+  #infoOwned (key: string, gone = false): ChannelInfo | null {
     const ch = this.#core.registry.get(key)
     const subscribers = this.#subscribersOf(key)
     if (ch === undefined) {
       return subscribers === 0 ? null : { messages: 0, requested: 0, subscribers, lastMessageId: '0:0' }
     }
+    this.#core.expireDue(ch)
+    if (gone && ch.buffer.size === 0 && subscribers === 0) return null
     const info = channelInfo(ch, Date.now())
     info.subscribers = subscribers
     return info
@@ -1710,7 +1720,7 @@ export class WorkerEngine implements Engine {
           this.#answer(from, e[1], this.#replayOwned(e[2], e[3], e[4], from))
           break
         case 'info':
-          this.#mesh.send(from, ['r', e[1], this.#infoOwned(e[2])])
+          this.#mesh.send(from, ['r', e[1], this.#infoOwned(e[2], true)])
           break
         case 'del':
           this.#answer(from, e[1], this.#afterPeers(this.#deleteOwned(e[2]), from))

@@ -1,11 +1,11 @@
 // The in-memory engine: channels, ids, buffers, the connection table and fan-out.
 // Transports call in through register/unregister/nextMessage; the publisher through
 // publish/deleteChannel. Nothing here knows a wire format.
-import { ChannelRegistry, type Channel } from './channel-registry.ts'
+import { ChannelRegistry, HORIZON_ALL, type Channel } from './channel-registry.ts'
 import { ConnectionTable } from './connection-table.ts'
 import { defaultSubscriberCap, type ParklineOptions } from './config.ts'
 import { Message, frameAlloc, type Alloc } from './message.ts'
-import { F_BATCHED, F_CATCHING_UP, F_CLOSED, F_HELD, F_REPEATS, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
+import { F_BATCHED, F_CATCHING_UP, F_CLOSED, F_HELD, F_TOKEN_EXP, type Subscriber, type Transport, type TransportFactory } from './subscriber.ts'
 import { REFUSAL_REASONS, Stats } from './stats.ts'
 import { MemoryEngine, type Engine, type PublishResult } from './engine.ts'
 import { withGaps } from './message-id.ts'
@@ -131,14 +131,27 @@ export class Core {
     // ids take the highest second this process has seen, not the clock's: after the clock steps
     // back, a channel's next id is not of an earlier second than another channel's last, which a
     // multiplexed cursor in that later second would count as delivered (§2.1, §2.2)
-    const ch = this.registry.getOrCreate(key, this.nowSec)
+    let ch = this.registry.getOrCreate(key, this.nowSec)
+    const now = wallNow()
+    // messages past the timeout are gone now, not at the next tick: the answer's count says so; a
+    // channel they left with no message and no subscriber (now, or at a read of its info before)
+    // is gone (§5.4), and made again here
+    if (this.#ttl > 0) this.#expireChannel(ch, this.#ttl, now)
+    if (ch.isEmpty && ch.lastTime !== 0) {
+      this.registry.release(ch)
+      const again = this.registry.getOrCreate(key, this.nowSec)
+      // a record kept for other workers' replicas of it, while nobody anywhere subscribes: made
+      // again all the same (nobody has asked for the channel since)
+      if (again === ch && this.engine.subscribedElsewhere?.(key) !== true) ch.lastRequested = -1
+      ch = again
+    }
     ch.nextId(this.nowSec)
     // the subscribers the message went to, as Nchan counts them in its answer: a long-poll it
     // answers (and uncounts) included
     const subscribers = ch.subs.length
     // counted where a publish is accepted (here, or by the worker or Redis engine), not per replica
     this.stats.published++
-    const msg = new Message(ch.lastTime, ch.lastTag, data, contentType, event, wallNow(), -1, this.#alloc)
+    const msg = new Message(ch.lastTime, ch.lastTag, data, contentType, event, now, -1, this.#alloc)
     if (hook !== null) hook.beforeFanout(ch, msg)
     this.#append(ch, msg)
     return { msg, channel: ch, subscribers }
@@ -154,6 +167,7 @@ export class Core {
     if (seen === undefined) return null
     const id = seen.id
     const ch = this.registry.get(key)
+    if (ch !== undefined) this.expireDue(ch)
     const info = ch === undefined ? { messages: 0, requested: -1, subscribers: 0, lastMessageId: id } : { ...channelInfo(ch, Date.now()), lastMessageId: id }
     if (subscribers !== null) info.subscribers = subscribers
     if (seen.fingerprint !== fingerprint) return { status: info.subscribers > 0 ? 201 : 202, info, conflict: true }
@@ -310,19 +324,28 @@ export class Core {
   #fanout (ch: Channel, msg: Message): void {
     // Backwards: answering a long-poll removes it (swap-with-last brings in an already visited one).
     // A subscriber at two positions of the channel (`/sub/a,a`) has two slots, and its removal
-    // moves a visited one below the cursor too: where the channel has such a subscriber, a slot
-    // whose cursor is this message's id already has it.
+    // moves a visited one below the cursor too: a slot whose cursor is this message's id already
+    // has it. So does a subscriber whose cursor is at or past this message's id: one that resumed
+    // here with an id another node or worker gave it first (this process applies the message
+    // later), or a cursor in the future (§4.4: the first message with a larger id).
     const subs = ch.subs
     const pos = ch.subPos
-    const repeated = ch.repeated > 0
     const held = this.held
     const fence = this.fence
+    const time = msg.time
+    const tag = msg.tag
     for (let i = subs.length - 1; i >= 0; i--) {
       if (i >= subs.length) continue
       const sub = subs[i]!
       if ((sub.flags & (F_CATCHING_UP | F_HELD)) !== 0) continue
       const p = pos[i]!
-      if (repeated && sub.timeAt(p) === msg.time && sub.tagAt(p) === msg.tag) continue
+      if (sub.multi === null) {
+        if (time < sub.time0 || (time === sub.time0 && tag <= sub.tag0)) continue
+      } else if (time === sub.multi.times[p] && tag <= sub.multi.tags[p]! && sub.multi.tags[p] !== HORIZON_ALL) {
+        // (within the cursor's second only: a position's cursor may be a horizon of this
+        // process's own clock, ahead of the authority's ids; `-` is tag -1, which no tag is below)
+        continue
+      }
       if (fence !== null && sub.multi !== null && msg.time > fence(sub, p)) {
         this.#hold(sub)
         continue
@@ -388,10 +411,6 @@ export class Core {
       sub.setSlot(k, ch.addSub(sub, k))
       ch.lastRequested = now
     }
-    if (sub.channels.length > 1 && repeats(sub.channels)) {
-      sub.flags |= F_REPEATS
-      countRepeated(sub.channels, 1)
-    }
     this.table.add(sub)
     const user = this.#userOf(sub.grant)
     if (user !== null) this.#perUser.set(user, (this.#perUser.get(user) ?? 0) + 1)
@@ -413,7 +432,6 @@ export class Core {
     sub.flags |= F_CLOSED
     if ((sub.flags & F_HELD) !== 0) this.#held.delete(sub)
     if (sub.tableIndex < 0) return
-    if ((sub.flags & F_REPEATS) !== 0) countRepeated(sub.channels, -1)
     for (let k = 0; k < sub.channels.length; k++) {
       const ch = sub.channels[k]!
       const slot = sub.slotAt(k)
@@ -667,8 +685,19 @@ export class Core {
 
   /** A channel's second came: its due messages go, and it is filed again (or released, emptied). */
   #expireFiled (ch: Channel, now: number): void {
-    if (this.#expireChannel(ch, this.#ttl, now) && ch.buffer.size === 0) this.registry.release(ch)
+    this.#expireChannel(ch, this.#ttl, now)
+    // (emptied now, or before its second by a read: expireDue, a subscriber's #pick)
+    if (ch.buffer.size === 0) this.registry.release(ch)
     else this.#fileExpiry(ch)
+  }
+
+  /**
+   * The channel's messages past the timeout go now, before its info is read (§6: expired messages
+   * are not counted), rather than at its second's tick; one they leave with no message and no
+   * subscriber is released, as the tick would (§5.4: gone).
+   */
+  expireDue (ch: Channel): void {
+    if (this.#ttl > 0 && this.#expireChannel(ch, this.#ttl, Date.now()) && ch.isEmpty) this.registry.release(ch)
   }
 
   /**
@@ -750,26 +779,6 @@ export class Core {
       const sub = subs[subs.length - 1]!
       sub.transport.end(sub, status)
       if (subs[subs.length - 1] === sub) this.unregister(sub)
-    }
-  }
-}
-
-/** Does a subscription name a channel twice? (a scan for the usual few, a Set past that) */
-function repeats (channels: readonly Channel[]): boolean {
-  if (channels.length > 16) return new Set(channels).size !== channels.length
-  for (let k = 1; k < channels.length; k++) if (channels.lastIndexOf(channels[k]!, k - 1) !== -1) return true
-  return false
-}
-
-/** Count (+1) or uncount (-1) a subscription on each channel it names more than once. */
-function countRepeated (channels: readonly Channel[], by: number): void {
-  const seen = new Set<Channel>()
-  const counted = new Set<Channel>()
-  for (const ch of channels) {
-    if (!seen.has(ch)) seen.add(ch)
-    else if (!counted.has(ch)) {
-      counted.add(ch)
-      ch.repeated += by
     }
   }
 }

@@ -72,6 +72,12 @@ export interface Engine {
    * holds (kept a while in case one comes back), so their records make room. Returns how many.
    */
   reclaim? (n: number): number
+  /**
+   * With in-memory workers, for a channel this process owns: whether subscribers on other workers
+   * hold it (a channel whose messages all expired is gone only when nobody anywhere subscribes).
+   * Absent = none elsewhere.
+   */
+  subscribedElsewhere? (key: string): boolean
   /** A long-poll was answered from this process's replica: the authority's "last requested" moves. */
   touched? (keys: readonly string[]): void
   /**
@@ -117,12 +123,17 @@ export class MemoryEngine implements Engine {
 
   info (key: string): ChannelInfo | null {
     const ch = this.#core.registry.get(key)
-    return ch === undefined ? null : channelInfo(ch, Date.now())
+    if (ch === undefined) return null
+    // its last messages expired, nobody subscribes: the channel is gone (§5.4)
+    this.#core.expireDue(ch)
+    if (ch.isEmpty) return null
+    return channelInfo(ch, Date.now())
   }
 
   delete (key: string): ChannelInfo | null {
     const ch = this.#core.registry.get(key)
     if (ch === undefined) return null
+    this.#core.expireDue(ch)
     const info = channelInfo(ch, Date.now())
     this.#core.deleteChannel(ch)
     return info

@@ -1044,15 +1044,24 @@ export class RedisEngine implements Engine {
     }
   }
 
-  /** Remove dead nodes' counts from every channel they counted in (one key per command). */
+  /** COUNT's keys: the counts, the record, the buffer (one slot). */
+  #countKeys (key: string): string[] {
+    return [channelKey(key, 's'), channelKey(key, 'm'), channelKey(key, 'b')]
+  }
+
+  #ttlArg (): string {
+    return String(this.#core.opts.messageTimeout * 1000)
+  }
+
+  /** Remove dead nodes' counts from every channel they counted in (one key per command per channel). */
   async #sweep (dead: string[]): Promise<void> {
     for (const d of dead) {
       const set = 'pk:n:' + d
       const channels = (await this.#send(set, ['SMEMBERS', set])) as string[]
       for (let i = 0; i < channels.length; i += 256) {
+        // (as the node would have, had it left: the record lives as its messages once nobody subscribes)
         await Promise.all(channels.slice(i, i + 256).map(async (c) => {
-          const s = channelKey(c, 's')
-          await this.#send(s, ['HDEL', s, d])
+          await this.#call(this.#cmd, 'COUNT', this.#countKeys(c), [d, '0', '0', String(LINGER_MS), this.#ttlArg()])
         }))
       }
       await this.#send(set, ['DEL', set])
@@ -1347,8 +1356,8 @@ export class RedisEngine implements Engine {
     const gone: string[] = []
     for (const key of keys) ((this.#counts.get(key) ?? 0) > 0 ? counted : gone).push(key)
     try {
-      await Promise.all(keys.map((key) => this.#call(this.#cmd, 'COUNT', [channelKey(key, 's')],
-        [this.nodeId, String(this.#counts.get(key) ?? 0), arrived.has(key) ? '1' : '0', String(LINGER_MS)])))
+      await Promise.all(keys.map((key) => this.#call(this.#cmd, 'COUNT', this.#countKeys(key),
+        [this.nodeId, String(this.#counts.get(key) ?? 0), arrived.has(key) ? '1' : '0', String(LINGER_MS), this.#ttlArg()])))
       // the channels this node counts in, for sweeping its counts if it dies (a key of its own)
       if (counted.length > 0) await this.#send(nodeSet, ['SADD', nodeSet, ...counted])
       if (gone.length > 0) await this.#send(nodeSet, ['SREM', nodeSet, ...gone])

@@ -111,8 +111,10 @@ local ttl = tonumber(ARGV[7])
 local m = redis.call('HMGET', KEYS[1], 'lt', 'lg', 'ft', 'fg', 'g')
 local lt, lg, ft, fg, g = tonumber(m[1]), tonumber(m[2]), m[3], m[4], m[5]
 if lt == nil then
-  -- a new channel record: created now, nothing has left it yet
+  -- a new channel record: created now, nothing has left it yet; nobody has asked for it since it
+  -- was made unless a subscriber waits (a last arrival kept for the old record is not its own)
   lt, lg, ft, fg, g = 0, 0, sec, -1, micros
+  if not anyone(counts(KEYS[3])) then redis.call('HDEL', KEYS[3], '~r') end
   local bt, bg = sec, -1
   -- made again in the second its deleted predecessor last published in (DELETE left that id in
   -- d): its ids go on after the deleted ones, which are below its floor and base (§2.1, §11a)
@@ -154,15 +156,16 @@ else
   redis.call('XADD', KEYS[2], 'MAXLEN', '=', maxlen, id, 'p', nowms, 'd', ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'lt', lt, 'lg', lg, 'ft', ft, 'fg', fg)
+local h = counts(KEYS[3])
 if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
+  -- the record lives as long as its messages, or while someone subscribes (COUNT)
+  if not anyone(h) then redis.call('PEXPIRE', KEYS[1], ttl) end
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
 if KEYS[4] ~= KEYS[1] then
   redis.call('SET', KEYS[4], lt .. ':' .. lg, 'PX', ARGV[11])
   if KEYS[6] and KEYS[6] ~= KEYS[1] then redis.call('SET', KEYS[6], ARGV[13], 'PX', ARGV[11]) end
 end
-local h = counts(KEYS[3])
 local head = string.format('m%d %d %d %d %d %s\\n', lt, lg, nowms, ctl, evl, g)
 redis.call(ARGV[9] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[8], head .. ct .. ev .. ARGV[1])
 return {h, redis.call('XLEN', KEYS[2]), requested(lastreq(h), nowms), lt, lg}
@@ -295,14 +298,19 @@ return {lt, lg}
 `
 
 /**
- * This node's count on one channel, absolute. KEYS s; ARGV node count arrived lingerMs. `arrived`
- * = 1 stamps the channel as requested now. (The node's set pk:n:<node> is kept by the node.)
+ * This node's count on one channel, absolute. KEYS s m b; ARGV node count arrived lingerMs ttlMs.
+ * `arrived` = 1 stamps the channel as requested now. While anyone subscribes, the record (its last
+ * id, its floor) stays, as the in-memory engine keeps a channel with a subscriber whose messages
+ * all expired; once nobody does, it lives as long as its messages (PUBLISH), or a timeout.
+ * The node's set pk:n:<node> is kept by the node. (m and b absent, ttlMs too: a node of an
+ * earlier version.)
  */
 export const COUNT = COMMON + `
 local n = tonumber(ARGV[2])
 if n > 0 then
   redis.call('HSET', KEYS[1], ARGV[1], n)
   redis.call('PERSIST', KEYS[1])
+  if KEYS[2] then redis.call('PERSIST', KEYS[2]) end
 else
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
@@ -310,7 +318,16 @@ if ARGV[3] == '1' then
   local sec, nowms = clock()
   redis.call('HSET', KEYS[1], '~r', nowms)
 end
-if n <= 0 and redis.call('HLEN', KEYS[1]) <= 1 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+if n <= 0 and redis.call('HLEN', KEYS[1]) <= 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  local ttl = tonumber(ARGV[5] or '0')
+  if KEYS[2] and ttl > 0 and redis.call('PTTL', KEYS[2]) == -1 then
+    -- with its messages; a record without any (FORWARD, REUSED, SEED took them, or they expired)
+    -- a whole timeout: its ids must go on after the ones it kept
+    local left = redis.call('PTTL', KEYS[3])
+    redis.call('PEXPIRE', KEYS[2], left > 0 and left or ttl)
+  end
+end
 return n
 `
 

@@ -16,7 +16,6 @@ export const F_CATCHING_UP = 2 // replaying from the buffer, paced by drain; liv
 export const F_CLOSED = 4 // removed from the table; late events are ignored
 export const F_BATCHED = 8 // has frames held in this turn's coalesced batch (transports/coalesce.ts)
 export const F_TOKEN_EXP = 16 // its deadline is its token's exp: ended with 401 `token expired`, not 408
-export const F_REPEATS = 32 // names a channel at two positions or more (`/sub/a,a`): counted in Channel.repeated
 export const F_HELD = 64 // multiplexed: a message waits for other authorities' earlier ones (Core.fence); live fan-out skips it
 // WebSocket (transports/websocket.ts); high bits, clear of the other transports' flags
 export const F_WS_META = 1 << 10 // ws+meta.nchan or ws+meta.parkline: id/content-type lines in each frame

@@ -15,19 +15,20 @@ import { RawWs } from './helpers/websocket.ts'
 const SHIPPED = readFileSync(new URL('../conf/nginx/parkline.conf', import.meta.url), 'utf8')
 
 /** nginx with the shipped file included in its `http` block; its port. */
-async function startNginx (t: ExecutionContext, parklinePort: number): Promise<number> {
+async function startNginx (t: ExecutionContext, parklinePort: number, more: number[] = []): Promise<number> {
   const bin = nginxBinary()
   if (bin === null) throw new Error(`nginx is not installed; install it with: ${APT_LINE}`)
   const port = await freePort()
   // the three lines the file marks "yours", and nothing else
   const site = SHIPPED
-    .replace(/^(\s*)server 127\.0\.0\.1:8080;(\s*# yours)/m, `$1server 127.0.0.1:${parklinePort};$2`)
+    .replace(/^(\s*)server 127\.0\.0\.1:8080;(\s*# yours.*)$/m, `$1server 127.0.0.1:${parklinePort};$2${more.map((p) => `\n$1server 127.0.0.1:${p};`).join('')}`)
     .replace(/^(\s*)listen 80;(\s*# yours)/m, `$1listen 127.0.0.1:${port};$2`)
     .replace(/^(\s*)server_name push\.example\.com;(\s*# yours)/m, '$1server_name push.example;$2')
   t.not(site.indexOf(`server 127.0.0.1:${parklinePort};`), -1, 'the upstream line is where the file says')
   t.not(site.indexOf(`listen 127.0.0.1:${port};`), -1, 'the listen line is where the file says')
   t.not(site.indexOf('server_name push.example;'), -1, 'the server_name line is where the file says')
   t.is(site.split('# yours').length, 4, 'three lines are marked yours')
+  for (const p of more) t.not(site.indexOf(`server 127.0.0.1:${p};`), -1)
   const dir = mkdtempSync(path.join(os.tmpdir(), 'parkline-nginx-'))
   writeFileSync(path.join(dir, 'parkline.conf'), site)
   writeFileSync(path.join(dir, 'nginx.conf'), `daemon off;
@@ -165,4 +166,23 @@ test('behind the shipped nginx config requests share kept-alive upstream connect
   }
   // (the start-up probes through nginx may have opened the one they all use)
   t.true(opened <= 1, `twelve requests, one after another, on at most one new upstream connection (${opened})`)
+})
+
+test('behind the shipped nginx config with two Parkline servers, a long-poll or WebSocket handshake one of them refuses 503 (full, or draining) goes to the other', async (t) => {
+  const full = await startStandalone(t, { keepalive: 1, maxSubscribers: 1 }, true)
+  const open = await startStandalone(t, { keepalive: 1 }, true)
+  const occupant = await SseClient.connect(full.port, '/sub/occupant')
+  t.teardown(() => occupant.close())
+  const proxy = await startNginx(t, full.port, [open.port])
+  // round-robin over both: without a second try every other handshake would be the full one's 503
+  for (let i = 0; i < 6; i++) {
+    const ws = await RawWs.connect(proxy, '/sub/rr', { Host: 'push.example' })
+    t.is(ws.status, 101, `websocket ${i}: ${ws.head}`)
+    ws.socket.destroy()
+  }
+  // long-polls that park: all four end up on the open server, and get its message
+  const polls = Array.from({ length: 4 }, () => get(proxy, '/sub/lp'))
+  t.true(await eventually(async () => ((await open.app.parkline.info('lp'))?.subscribers ?? 0) === 4, 5000), 'every poll parked on the server with room')
+  await open.app.parkline.publish('lp', 'm')
+  for (const p of await Promise.all(polls)) t.is(p.status, 200)
 })

@@ -9,6 +9,7 @@ import test, { type ExecutionContext } from 'ava'
 import { redisCommand, startRedis, type Redis } from './helpers/redis.ts'
 import { redisCall } from './helpers/redis-cluster.ts'
 import * as LUA from '../lib/redis-lua.ts'
+import { channelKey } from '../lib/redis-engine.ts'
 import { SseClient, eventually, freePort, info, publish, startServer } from './helpers/server.ts'
 import { steadyPublish } from './helpers/steady.ts'
 
@@ -63,6 +64,23 @@ async function subscribedAcross (t: ExecutionContext, channel: string, on: 0 | 1
   t.deepEqual((await sub.waitEvents(bodies.length)).map((e) => e.id), ids)
   return { redis, a: a!, b: b!, sub, ids }
 }
+
+test.serial('a channel record stays while anyone subscribes, then lives as its messages: once its subscriber left, and once the node that held it died (the sweep)', async (t) => {
+  const { redis, a, b, sub } = await subscribedAcross(t, 'rec', 0, ['m1'])
+  const pttl = async (channel: string): Promise<number> => Number(/^:(-?\d+)/.exec(await redisCommand(redis.port, `PTTL ${channelKey(channel, 'm')}`) ?? '')?.[1])
+  t.is(await pttl('rec'), -1, 'kept while its subscriber waits (the publish set no expiry)')
+  // a subscriber on the node that publishes, which then leaves
+  const other = await SseClient.connect(b.port, '/sub/rec2')
+  t.true(await eventually(async () => (await info(a.base, 'rec2')).json?.subscribers === 1, 5000))
+  t.is((await publish(b.base, 'rec2', 'x')).status, 201)
+  t.is(await pttl('rec2'), -1)
+  other.socket.destroy()
+  t.true(await eventually(async () => (await pttl('rec2')) > 0, 5000), 'once nobody subscribes, it expires with its messages')
+  // node A dies with its subscriber: B sweeps its count, and the record expires with its messages
+  a.proc.kill('SIGKILL')
+  sub.socket.destroy()
+  t.true(await eventually(async () => (await pttl('rec')) > 0, 20000), 'the sweep of a dead node\'s counts lets the record expire')
+})
 
 test.serial('a message published on node A reaches an SSE subscriber on node B with the same id; a cold node replays the buffer byte for byte', async (t) => {
   const { nodes: [a, b, c] } = await cluster(t, 3)
@@ -515,12 +533,12 @@ test.serial('a long-poll answered at once from a cold node is never counted; one
     signal: ac.signal
   }).catch(() => null)
   t.teardown(() => ac.abort())
-  // node B's count writes for the channel: [count, arrived] of each (COUNT: KEYS s; ARGV node
-  // count arrived linger — the only script with one key, the counts hash)
+  // node B's count writes for the channel: [count, arrived] of each (COUNT: KEYS s m b; ARGV node
+  // count arrived linger ttl — the only script whose first key is the counts hash)
   const writes = (): Array<[string, string]> => mon.lines()
     .map((l) => [...l.matchAll(/"([^"]*)"/g)].map((m) => m[1]!))
-    .filter((q) => (q[0] === 'EVALSHA' || q[0] === 'EVAL') && q[2] === '1' && q[3] === 'pk:{lpcount}:s')
-    .map((q) => [q[5]!, q[6]!])
+    .filter((q) => (q[0] === 'EVALSHA' || q[0] === 'EVAL') && q[2] === '3' && q[3] === 'pk:{lpcount}:s')
+    .map((q) => [q[7]!, q[8]!])
   t.true(await eventually(() => writes().some(([n]) => n === '1'), 5000), 'the parked poll is counted')
   const w = writes()
   const upTo = w.findIndex(([n]) => n === '1')

@@ -11,7 +11,7 @@ import { lpGet } from './helpers/conformance.ts'
 interface Topology {
   name: string
   /** Base URLs to spread requests over (workers share a port; nodes each have one). */
-  start (t: ExecutionContext): Promise<string[]>
+  start (t: ExecutionContext, extra?: string[]): Promise<string[]>
 }
 
 /** The running nodes' logs (warnings and up), for a failure's message. */
@@ -30,22 +30,22 @@ async function diagnosis (bases: string[]): Promise<string> {
 }
 
 const TOPOLOGIES: Topology[] = [
-  { name: 'one process', start: async (t) => [await serve(t, ['--workers', '1'])] },
-  { name: '--workers 2', start: async (t) => [await serve(t, ['--workers', '2'])] },
+  { name: 'one process', start: async (t, extra = []) => [await serve(t, ['--workers', '1', ...extra])] },
+  { name: '--workers 2', start: async (t, extra = []) => [await serve(t, ['--workers', '2', ...extra])] },
   {
     name: 'two Redis nodes',
-    start: async (t) => {
+    start: async (t, extra = []) => {
       const redis = await startRedis(t)
       const url = `redis://127.0.0.1:${redis.port}`
-      return [await serve(t, ['--workers', '1', '--redis-url', url]), await serve(t, ['--workers', '1', '--redis-url', url])]
+      return [await serve(t, ['--workers', '1', '--redis-url', url, ...extra]), await serve(t, ['--workers', '1', '--redis-url', url, ...extra])]
     }
   },
   {
     name: 'two Redis nodes × 2 workers',
-    start: async (t) => {
+    start: async (t, extra = []) => {
       const redis = await startRedis(t)
       const url = `redis://127.0.0.1:${redis.port}`
-      return [await serve(t, ['--workers', '2', '--redis-url', url]), await serve(t, ['--workers', '2', '--redis-url', url])]
+      return [await serve(t, ['--workers', '2', '--redis-url', url, ...extra]), await serve(t, ['--workers', '2', '--redis-url', url, ...extra])]
     }
   }
 ]
@@ -124,5 +124,58 @@ for (const topo of TOPOLOGIES) {
       t.true(s.comments.some((c) => c.startsWith(':410:')))
     }
     t.true(await eventually(async () => (await everywhere(bases, 'exact')).every((x) => x === null), 3000))
+  })
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+for (const topo of TOPOLOGIES) {
+  test.serial(`${topo.name}: an expired message is not counted from its expiry on; a channel made again has never been requested`, async (t) => {
+    logs = []
+    const bases = await topo.start(t, ['--message-timeout', '2'])
+    const a = bases[0]!
+    const b = bases[bases.length - 1]!
+    // a subscriber asks for the channel and gets its message, then leaves
+    const lp = lpGet(Number(new URL(b).port), '/sub/gone')
+    t.true(await eventually(async () => (await info(a, 'gone'))?.subscribers === 1, 10000), 'the poll is counted' + await diagnosis(bases))
+    // published early in a second, so that the second's tick comes well after the message's expiry
+    await sleep(1050 - Date.now() % 1000)
+    t.is(await publish(a, 'gone', 'm1'), 201)
+    const published = Date.now()
+    t.is((await lp.done).status, 200)
+    t.true((await everywhere(bases, 'gone', 2)).every((x) => x?.messages === 1 && x.requested >= 0))
+    // past the timeout (2 s) from the publish's answer: gone everywhere, not at the next tick
+    await sleep(published + 2150 - Date.now())
+    t.deepEqual(await everywhere(bases, 'gone', 2), new Array(bases.length * 2).fill(null), 'expired: no message, no subscriber, no channel' + await diagnosis(bases))
+    // published again: a new channel, which nobody has requested since it was made (§6: -1)
+    const r = await fetch(`${b}/pub/gone`, { method: 'POST', body: 'm2', headers: { accept: 'text/json' } })
+    t.is(r.status, 202)
+    const fresh = await r.json() as Info
+    t.is(fresh.messages, 1)
+    t.is(fresh.requested, -1, 'the old channel\'s last request is not carried over')
+  })
+}
+
+for (const topo of TOPOLOGIES) {
+  test.serial(`${topo.name}: a channel whose messages expired while a subscriber waits keeps its last id, and goes on from it`, async (t) => {
+    logs = []
+    const bases = await topo.start(t, ['--message-timeout', '2'])
+    const a = bases[0]!
+    const b = bases[bases.length - 1]!
+    const r = await fetch(`${a}/pub/wait`, { method: 'POST', body: 'm1', headers: { accept: 'text/json' } })
+    const first = (await r.json() as Info).last_message_id
+    const published = Date.now()
+    const sub = await SseClient.connect(Number(new URL(b).port), '/sub/wait', { 'Last-Event-ID': first })
+    t.teardown(() => sub.close())
+    t.true(await eventually(async () => (await everywhere(bases, 'wait', 2)).every((x) => x?.subscribers === 1), 10000), 'counted' + await diagnosis(bases))
+    await sleep(published + 2500 - Date.now())
+    // the message expired; the channel is still there (its subscriber), with its last id
+    t.deepEqual((await everywhere(bases, 'wait', 2)).map((x) => x === null ? null : [x.messages, x.subscribers, x.last_message_id]),
+      new Array(bases.length * 2).fill([0, 1, first]), 'the last id stays while the channel lives' + await diagnosis(bases))
+    const next = await fetch(`${a}/pub/wait`, { method: 'POST', body: 'm2', headers: { accept: 'text/json' } })
+    t.is(next.status, 201)
+    const [ev] = await sub.waitEvents(1)
+    t.is(ev!.data, 'm2')
+    t.deepEqual(sub.comments.filter((c) => /gap/i.test(c)), [], 'nothing was lost after the cursor: no gap signal')
   })
 }

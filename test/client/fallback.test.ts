@@ -280,6 +280,7 @@ test('websocket at the server\'s connection limit: a refusal, not a reason to fa
   t.is(r.next, 'websocket', 'no fall back: ' + rec.log.join(' | '))
   t.false(r.failed)
   t.true(r.delay >= 3210, `delay ${r.delay} respects the stream's retry: 3210`)
+  t.deepEqual(rec.connects, [], 'a refusal is not a connection')
 })
 
 test('longpoll 503 with Retry-After: the next attempt waits at least that long', async (t) => {
