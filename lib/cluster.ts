@@ -942,6 +942,7 @@ export class WorkerEngine implements Engine {
   constructor (core: Core, link: WorkerLink) {
     this.#core = core
     this.#replicaKeys = new IdempotencyKeys(core.opts.idempotencyWindow)
+    core.keyStores.push(this.#replicaKeys)
     this.#link = link
     this.#me = link.id
     this.#n = link.workers

@@ -61,6 +61,7 @@ export interface ParklineOptions {
   demo: boolean
   headersTimeout: number
   keepAliveTimeout: number
+  tcpKeepAlive: number
   bodyTimeout: number
   bodyMinRate: number
   maxPublishing: number
@@ -162,6 +163,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'demo', kind: 'bool', default: false, doc: 'Serve the demo page (subscribe, publish, live log) at /demo/ with the browser client (client/).' },
   { name: 'headersTimeout', kind: 'int', default: 60, min: 1, doc: 'Seconds a client has to send a complete header section.' },
   { name: 'keepAliveTimeout', kind: 'int', default: 75, min: 1, max: 86400, doc: 'Seconds a connection may stay idle between requests before the server closes it (nginx\'s default; a proxy or load balancer in front must close its idle connections sooner).' },
+  { name: 'tcpKeepAlive', kind: 'int', default: 60, min: 0, max: 86400, doc: 'Seconds a connection may send and receive nothing before the kernel probes its peer (TCP keepalive); a peer gone without a FIN (a parked long-poll on a quiet channel) is found and its descriptor freed. 0 = off. Standalone server only.' },
   { name: 'bodyTimeout', kind: 'int', default: 30, min: 1, doc: 'Seconds a publisher has to send its whole body; past it 408 and the connection closes.' },
   { name: 'bodyMinRate', kind: 'int', default: 1024, min: 0, doc: 'Bytes per second a publisher body must average after its first 5 s; slower gets 408 and the connection closes; 0 = off.' },
   { name: 'maxPublishing', kind: 'int', default: 256, min: 1, doc: 'Publish bodies read, or waiting on publishUpstreamUrl, the owner worker or Redis, at once per process (each at most maxMessageSize); past it 503 with Retry-After.' },

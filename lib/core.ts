@@ -43,6 +43,8 @@ export class Core {
   readonly stats: Stats
   /** Idempotency-Keys seen per channel (in-memory engine, and a worker for the channels it owns). */
   readonly idempotency: IdempotencyKeys
+  /** Every store of Idempotency-Keys in this process, swept of keys past their window each tick. */
+  readonly keyStores: IdempotencyKeys[] = []
   /** Coarse clock in whole seconds, refreshed by the shared timer and by publishes. */
   nowSec: number
   /** Subscriber limit of this process (EXTENSION b). */
@@ -102,6 +104,7 @@ export class Core {
     this.table = new ConnectionTable(transports.length)
     this.stats = new Stats(this.transports.map((t) => t.name))
     this.idempotency = new IdempotencyKeys(opts.idempotencyWindow)
+    this.keyStores.push(this.idempotency)
     this.nowSec = Math.floor(Date.now() / 1000)
     this.maxSubscribers = opts.maxSubscribers > 0 ? opts.maxSubscribers : defaultSubscriberCap(fdLimit)
     this.draining = false
@@ -650,6 +653,7 @@ export class Core {
     if (this.lingering.size > 0) sweepLingering(this.lingering, now)
     this.nowSec = Math.max(this.nowSec, Math.floor(now / 1000))
     this.registry.prune(this.nowSec)
+    for (const keys of this.keyStores) keys.sweep()
     if (this.#ttl > 0) this.#expiry.take(this.nowSec, (ch) => { this.#expireFiled(ch, now) })
     const keepalive = this.opts.keepalive
     const deadlines = this.opts.subscriberTimeout > 0 || this.draining || this.tokenExpiry

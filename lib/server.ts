@@ -184,6 +184,10 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
         // stream lasts.
         requestTimeout: (opts.headersTimeout + 2 * opts.authorizeTimeout + opts.bodyTimeout + 1) * 1000,
         noDelay: true,
+        // a peer gone without a FIN (a parked long-poll on a quiet channel, which writes nothing)
+        // is found by the kernel's probes, not held for ever: no timer of ours per connection
+        keepAlive: opts.tcpKeepAlive > 0,
+        keepAliveInitialDelay: opts.tcpKeepAlive * 1000,
         ServerResponse: DrainAwareResponse,
         // Node's own 400 for an HTTP/1.1 request without Host never reaches 'request': one
         // pipelined behind a parked poll would not be seen there (below, as Node answers it)

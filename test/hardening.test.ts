@@ -497,3 +497,29 @@ test('a fault in a handler is logged (at error, with its stack) and answered a p
   t.false(out.includes('eyJsecret'), out)
   t.regex(out, /"url":"\/boom\?redacted"/)
 })
+
+/** The kernel's timer on the server's end of a loopback connection (/proc/net/tcp `tr`): 2 = keepalive. */
+function serverTimer (serverPort: number, clientPort: number): string | undefined {
+  const hex = (p: number): string => p.toString(16).toUpperCase().padStart(4, '0')
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/)
+    if (f.length < 6 || !f[1]!.endsWith(':' + hex(serverPort)) || !f[2]!.endsWith(':' + hex(clientPort)) || f[3] !== '01') continue
+    return f[5]!.split(':')[0]
+  }
+  return undefined
+}
+
+for (const tcpKeepAlive of [60, 0]) {
+  test(`tcpKeepAlive ${tcpKeepAlive}: the kernel ${tcpKeepAlive > 0 ? 'keeps a keepalive timer on' : 'keeps no timer on'} a parked long-poll's connection (a client gone without a FIN is found)`, async (t) => {
+    const { port } = await startServer(t, { tcpKeepAlive })
+    const socket = net.connect(port, '127.0.0.1')
+    t.teardown(() => socket.destroy())
+    await once(socket, 'connect')
+    socket.write('GET /sub/quiet HTTP/1.1\r\nHost: x\r\n\r\n')
+    // (a delayed ACK shows as a timer too, for a few ms: the idle connection's is what counts)
+    const want = tcpKeepAlive > 0 ? '02' : '00'
+    t.true(await eventually(() => serverTimer(port, socket.localPort!) === want, 3000), `timer ${serverTimer(port, socket.localPort!)}`)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    t.is(serverTimer(port, socket.localPort!), want)
+  })
+}

@@ -114,11 +114,27 @@ test('with a publisher upstream that stamps each message, a retry is still a ret
   t.is(stamp, 1, 'the retry and the other message were answered from the key, without the upstream')
 })
 
+test('keys past their window leave by themselves, a few hundred a second from the oldest: a burst holds no memory once its window has passed', async (t) => {
+  const keys = new IdempotencyKeys(1)
+  for (let i = 0; i < 1200; i++) keys.set('ch' + (i % 7), 'key' + i, `1-${i}`, 'fp')
+  keys.sweep()
+  t.is(keys.size, 1200, 'nothing inside its window goes')
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  keys.set('late', 'young', '2-0', 'fp')
+  keys.sweep()
+  t.is(keys.size, 701, 'at most 500 a sweep')
+  keys.sweep()
+  keys.sweep()
+  t.is(keys.size, 1, 'the one inside its window stays')
+  t.deepEqual(keys.get('late', 'young'), { id: '2-0', fingerprint: 'fp' })
+  t.deepEqual(keys.of('ch0', ['1-0', '1-7']), [], 'the per-channel index is emptied with them')
+})
+
 test('the keys kept in memory are bounded in bytes as well as in count: long channel ids push the oldest out', (t) => {
   const keys = new IdempotencyKeys(60)
   const channel = (i: number): string => String(i).padStart(1000, 'c')
-  // ~1.1 KB an entry: 20,000 of them are over MAX_BYTES while under MAX_KEYS
-  const n = 20_000
+  // ~1.2 KB an entry: 40,000 of them are over MAX_BYTES while under MAX_KEYS
+  const n = 40_000
   t.true(n < MAX_KEYS && n * 1000 > MAX_BYTES)
   for (let i = 0; i < n; i++) keys.set(channel(i), 'k', `1-${i}`, 'fp')
   t.is(keys.get(channel(0), 'k'), undefined)
