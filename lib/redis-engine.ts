@@ -1505,7 +1505,7 @@ export class RedisEngine implements Engine {
       if (!exists) {
         // Redis lost the record (restart without persistence): give it back our last id
         if (r.lastTime > 0) {
-          const seeded = await this.#call(this.#cmd, 'SEED', [channelKey(key, 'm')], [String(r.lastTime), String(r.lastTag), ttl]) as unknown[]
+          const seeded = await this.#call(this.#cmd, 'SEED', [channelKey(key, 'm'), channelKey(key, 's')], [String(r.lastTime), String(r.lastTag), ttl]) as unknown[]
           if (this.#replicas.get(key) !== r) return
           if (num(seeded[1]) !== 1) {
             // another node's publish (or seed) made a record since LOAD read none: read that one

@@ -77,6 +77,15 @@ local function floorup(m, et, eg)
   local f = redis.call('HMGET', m, 'ft', 'fg')
   if f[1] == false or above(et, eg, f[1], f[2]) then redis.call('HSET', m, 'ft', et, 'fg', eg) end
 end
+-- the least a channel record lives while anyone subscribes (ms): past each publish and arrival,
+-- so a subscriber waiting on a quiet channel keeps its last id (the in-memory engines keep the
+-- channel), and a record only an older node counts on still expires
+local HELD_MS = 86400000
+-- the record's expiry after a publish, a seed or an arrival with the message timeout ttl (ms)
+local function holdfor(ttl, h)
+  if anyone(h) then return math.max(ttl, HELD_MS) end
+  return ttl
+end
 local function requested(req, nowms)
   if req < 0 then return -1 end
   return math.floor((nowms - req) / 1000)
@@ -158,8 +167,8 @@ end
 redis.call('HSET', KEYS[1], 'lt', lt, 'lg', lg, 'ft', ft, 'fg', fg)
 local h = counts(KEYS[3])
 if ttl > 0 then
-  -- the record lives as long as its messages, or while someone subscribes (COUNT)
-  if not anyone(h) then redis.call('PEXPIRE', KEYS[1], ttl) end
+  -- the record lives as long as its messages, or a day more while anyone subscribes (COUNT)
+  redis.call('PEXPIRE', KEYS[1], holdfor(ttl, h))
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
 if KEYS[4] ~= KEYS[1] then
@@ -239,14 +248,16 @@ return {exists, tonumber(m[1]) or 0, tonumber(m[2]) or 0, tonumber(m[3]) or 0, t
 /**
  * After Redis lost the record (a restart without persistence), a node that still holds a replica
  * seeds the last id back, so ids stay strictly increasing; what left with Redis is below the floor.
- * KEYS m; ARGV lt lg ttlMs. Returns {generation now in force, 1 if this call seeded it}: 0 when a
- * record was there (another node's publish or seed got in first; the caller reads it again).
+ * KEYS m s (s absent: a node of an earlier version); ARGV lt lg ttlMs. Returns {generation now in
+ * force, 1 if this call seeded it}: 0 when a record was there (another node's publish or seed got
+ * in first; the caller reads it again).
  */
 export const SEED = COMMON + `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local sec, nowms, micros = clock()
   redis.call('HSET', KEYS[1], 'lt', ARGV[1], 'lg', ARGV[2], 'ft', ARGV[1], 'fg', ARGV[2], 'g', micros, 'bt', ARGV[1], 'bg', ARGV[2])
-  if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+  local ttl = tonumber(ARGV[3])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], KEYS[2] and holdfor(ttl, counts(KEYS[2])) or ttl) end
   return {micros, 1}
 end
 return {redis.call('HGET', KEYS[1], 'g'), 0}
@@ -300,17 +311,18 @@ return {lt, lg}
 /**
  * This node's count on one channel, absolute. KEYS s m b; ARGV node count arrived lingerMs ttlMs.
  * `arrived` = 1 stamps the channel as requested now. While anyone subscribes, the record (its last
- * id, its floor) stays, as the in-memory engine keeps a channel with a subscriber whose messages
- * all expired; once nobody does, it lives as long as its messages (PUBLISH), or a timeout.
- * The node's set pk:n:<node> is kept by the node. (m and b absent, ttlMs too: a node of an
- * earlier version.)
+ * id, its floor) lives a day past each arrival and publish (HELD_MS), as the in-memory engine keeps
+ * a channel with a subscriber whose messages all expired; once nobody does, as long as its
+ * messages, or a message timeout where it has none. The node's set pk:n:<node> is kept by the
+ * node. (m and b absent, ttlMs too: a node of an earlier version.)
  */
 export const COUNT = COMMON + `
 local n = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[5] or '0')
 if n > 0 then
   redis.call('HSET', KEYS[1], ARGV[1], n)
   redis.call('PERSIST', KEYS[1])
-  if KEYS[2] then redis.call('PERSIST', KEYS[2]) end
+  if KEYS[2] and ttl > 0 and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], math.max(ttl, HELD_MS)) end
 else
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
@@ -320,8 +332,7 @@ if ARGV[3] == '1' then
 end
 if n <= 0 and redis.call('HLEN', KEYS[1]) <= 1 then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  local ttl = tonumber(ARGV[5] or '0')
-  if KEYS[2] and ttl > 0 and redis.call('PTTL', KEYS[2]) == -1 then
+  if KEYS[2] and ttl > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
     -- with its messages; a record without any (FORWARD, REUSED, SEED took them, or they expired)
     -- a whole timeout: its ids must go on after the ones it kept
     local left = redis.call('PTTL', KEYS[3])

@@ -21,10 +21,10 @@ async function startNode (t: ExecutionContext, redisPort: number): Promise<Parkl
   return await startNodeUrl(t, `redis://127.0.0.1:${redisPort}`)
 }
 
-async function startNodeUrl (t: ExecutionContext, url: string): Promise<ParklineNode> {
+async function startNodeUrl (t: ExecutionContext, url: string, extra: string[] = []): Promise<ParklineNode> {
   const port = await freePort()
   const proc = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1',
-    '--redis-url', url, '--log-level', 'error', '--drain-window', '0'], { stdio: ['ignore', 'ignore', 'inherit'] })
+    '--redis-url', url, '--log-level', 'error', '--drain-window', '0', ...extra], { stdio: ['ignore', 'ignore', 'inherit'] })
   t.teardown(async () => {
     if (proc.exitCode === null && proc.signalCode === null) {
       process.kill(proc.pid!, 'SIGKILL')
@@ -65,21 +65,47 @@ async function subscribedAcross (t: ExecutionContext, channel: string, on: 0 | 1
   return { redis, a: a!, b: b!, sub, ids }
 }
 
-test.serial('a channel record stays while anyone subscribes, then lives as its messages: once its subscriber left, and once the node that held it died (the sweep)', async (t) => {
+test.serial('a channel record stays while anyone subscribes (a day past each publish), then lives as its messages: once its subscriber left, and once the node that held it died (the sweep)', async (t) => {
   const { redis, a, b, sub } = await subscribedAcross(t, 'rec', 0, ['m1'])
   const pttl = async (channel: string): Promise<number> => Number(/^:(-?\d+)/.exec(await redisCommand(redis.port, `PTTL ${channelKey(channel, 'm')}`) ?? '')?.[1])
-  t.is(await pttl('rec'), -1, 'kept while its subscriber waits (the publish set no expiry)')
+  const DAY = 86400000
+  const TIMEOUT = 3600000 // messageTimeout's default
+  t.true(await pttl('rec') > DAY - 60000, 'kept a day while its subscriber waits, not the message timeout')
   // a subscriber on the node that publishes, which then leaves
   const other = await SseClient.connect(b.port, '/sub/rec2')
   t.true(await eventually(async () => (await info(a.base, 'rec2')).json?.subscribers === 1, 5000))
   t.is((await publish(b.base, 'rec2', 'x')).status, 201)
-  t.is(await pttl('rec2'), -1)
+  t.true(await pttl('rec2') > DAY - 60000)
   other.socket.destroy()
-  t.true(await eventually(async () => (await pttl('rec2')) > 0, 5000), 'once nobody subscribes, it expires with its messages')
+  t.true(await eventually(async () => { const left = await pttl('rec2'); return left > 0 && left <= TIMEOUT }, 5000), 'once nobody subscribes, it expires with its messages')
   // node A dies with its subscriber: B sweeps its count, and the record expires with its messages
   a.proc.kill('SIGKILL')
   sub.socket.destroy()
-  t.true(await eventually(async () => (await pttl('rec')) > 0, 20000), 'the sweep of a dead node\'s counts lets the record expire')
+  t.true(await eventually(async () => { const left = await pttl('rec'); return left > 0 && left <= TIMEOUT }, 20000), 'the sweep of a dead node\'s counts lets the record expire with its messages')
+})
+
+test.serial('a record a node seeds back after Redis lost it, while a subscriber waits, is not lost again at the message timeout: publishes go on in one generation', async (t) => {
+  const redis = await startRedis(t)
+  const node = await startNodeUrl(t, `redis://127.0.0.1:${redis.port}`, ['--message-timeout', '3'])
+  const sub = await SseClient.connect(node.port, '/sub/seeded')
+  t.teardown(() => sub.socket.destroy())
+  t.is((await publish(node.base, 'seeded', 'm0')).status, 201)
+  await sub.waitEvents(1)
+  await redis.kill()
+  await redis.restart()
+  const g = async (): Promise<string> => (await redisCommand(redis.port, 'HGET pk:{seeded}:m g')) ?? ''
+  // the node reads the channel again and seeds its last id back
+  t.true(await eventually(async () => (await g()).startsWith('$'), 15000), 'seeded')
+  t.true(await eventually(async () => (await fetch(`${node.base}/health`)).status === 200, 15000), 'up again')
+  const generation = await g()
+  // past the message timeout (3 s), a publish every 400 ms
+  for (let i = 1; i <= 10; i++) {
+    const r = await publish(node.base, 'seeded', `m${i}`)
+    t.is(r.status, 201, `m${i}: ${r.text}`)
+    await new Promise((resolve) => setTimeout(resolve, 400))
+  }
+  t.is(await g(), generation, 'one generation: the record never expired under its subscriber')
+  t.deepEqual((await sub.waitEvents(11)).slice(1).map((e) => e.data), Array.from({ length: 10 }, (_, i) => `m${i + 1}`))
 })
 
 test.serial('a message published on node A reaches an SSE subscriber on node B with the same id; a cold node replays the buffer byte for byte', async (t) => {
