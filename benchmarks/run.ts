@@ -27,7 +27,7 @@
 // Knobs (env): SUBSCRIBERS (10000), DURATION (10), RATE_DURATION (20), STEP_DURATION (5), WARMUP (5, and one message per channel; 0 = none),
 // ONE2ONE_RATES (1000,2000,4000,8000,16000,32000), P99_BOUND_MS (100), WORKERS (the default
 // topology's: lib/config.ts defaultWorkers, 1 on a 2-core host),
-// SCENARIOS (memory,rate,broadcast,one2one,longpoll,publish), SERVERS (parkline,parkline1,nchan,floor,nchan2; also parkline-nagle: option tcpNoDelay false),
+// SCENARIOS (memory,rate,broadcast,one2one,longpoll,publish), SERVERS (parkline,parkline1,nchan,floor,nchan2; also parkline-nagle: option tcpNoDelay false; floor2: two floor processes on one port, each publish sent to the other),
 // BROADCAST_CONCURRENCY (1), LOADGEN_PROCS (2), CONCURRENCY (connects in flight per child, 256),
 // ADDR_CONNS (sockets per source address, 5000), REPORT_MS (5000), BENCH_OUT (report path),
 // BENCH_SMOKE=1 (200 subscribers, 2 s per scenario, parkline,nchan,floor; the other knobs still win),
@@ -175,7 +175,7 @@ function boundBy (w: Window): string {
   return parts.length > 0 ? parts.join('; ') : 'no process CPU-bound'
 }
 
-const isServerProc = (label: string): boolean => label.startsWith('parkline') || label.startsWith('nginx') || label === 'floor'
+const isServerProc = (label: string): boolean => label.startsWith('parkline') || label.startsWith('nginx') || label === 'floor' || label.startsWith('floor ')
 
 /** CPU seconds the server's processes (all of them) used in the window. */
 function serverCpuSeconds (w: Window): number {
@@ -511,7 +511,7 @@ function targets (by: Map<string, ServerResult>): string[] {
   const p = by.get('parkline')
   const n = by.get('nchan')
   if (p === undefined || n === undefined || p.error !== null || n.error !== null) return []
-  const refs = (['floor', 'nchan2'] as const).map((name) => by.get(name)).filter((r): r is ServerResult => r !== undefined && r.error === null)
+  const refs = (['floor', 'floor2', 'nchan2'] as const).map((name) => by.get(name)).filter((r): r is ServerResult => r !== undefined && r.error === null)
   const one = K.workers === 1 ? p : by.get('parkline1')
   // every judged server: Parkline first, then the references
   const judged = [p, ...refs]
@@ -573,7 +573,7 @@ function targets (by: Map<string, ServerResult>): string[] {
   if (one !== undefined && one.error === null) atMost('memory, one process: bytes per idle SSE subscriber', '≤ 4,000 B', one.memory?.serverPerSub, 4000, perSub)
   if (rows.length === 0) return []
   const yn = (x: boolean | null): string => x === null ? 'n/a' : x ? 'met' : '**not met**'
-  const names = judged.map((r) => r === p ? 'Parkline' : r.name === 'floor' ? 'floor' : 'Nchan, 2nd run')
+  const names = judged.map((r) => r === p ? 'Parkline' : r.name === 'floor' ? 'floor' : r.name === 'floor2' ? 'floor ×2' : 'Nchan, 2nd run')
   const L = ['## Targets (issue 13), judged from this run', '',
     `| measure | target | Nchan | ${judged.map((r) => r === p ? 'Parkline (default topology)' : r.label).join(' | ')} | ${names.join(' | ')} |`,
     `|---|---|--:|${judged.map(() => '--:').join('|')}|${judged.map(() => '---').join('|')}|`]
@@ -582,6 +582,10 @@ function targets (by: Map<string, ServerResult>): string[] {
   if (refs.some((r) => r.name === 'floor')) {
     L.push('The floor column applies the same target to the bare node:net server (no HTTP parser, no channels, no ids): ' +
       'where the floor misses it too, no Node process reached it on this machine in this run.')
+  }
+  if (refs.some((r) => r.name === 'floor2')) {
+    L.push('The floor ×2 column applies it to two such processes sharing the port, each publish also sent to the other (the least a ' +
+      'multi-process Node server pays): where it misses too, no Node topology of one or two processes reached it on this machine in this run.')
   }
   if (refs.some((r) => r.name === 'nchan2')) {
     L.push('"Nchan, 2nd run" applies the same target to a second, fresh Nchan measured later in the same suite: ' +

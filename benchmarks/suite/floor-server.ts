@@ -15,8 +15,15 @@
 // No real ids, no expiry, 8 answers kept per long-poll channel, no backpressure handling: what
 // every real server must add costs on top.
 //
-//   node benchmarks/suite/floor-server.ts PORT [HOST]   prints "floor listening on PORT"
+// With N > 1 (the suite's `floor2`): N such processes share PORT (`reusePort`, as Parkline's
+// workers), and each publish is also sent to every other one over a Unix socket (one frame per
+// publish, the frames of a turn in one write), which delivers it to its own subscribers: the least
+// a multi-process Node server pays for a subscriber on another process. No owner, no order, no
+// answer waits for the others.
+//
+//   node benchmarks/suite/floor-server.ts PORT [HOST [INDEX N DIR]]   prints "floor listening on PORT"
 import net from 'node:net'
+import path from 'node:path'
 
 const SSE_HEAD = Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n' +
   'Cache-Control: no-cache\r\nConnection: close\r\n\r\n: hi\n\n', 'latin1')
@@ -136,7 +143,9 @@ function onData (this: FloorSocket, chunk: Buffer): void {
     }
     if (method === 'POST' || method === 'PUT') {
       const body = buf.subarray(bodyStart, pos)
-      this.write(publish(id, body) + publishLongpoll(id, body) > 0 ? R201 : R202)
+      const local = publish(id, body) + publishLongpoll(id, body)
+      if (peers.length > 0) forward(id, body)
+      this.write(local > 0 || peers.length > 0 ? R201 : R202)
     }
     else this.write(R405)
   }
@@ -165,10 +174,80 @@ function onConnection (socket: net.Socket): void {
   s.on('error', onError)
 }
 
+// the other processes (N > 1): a frame is u32 id length, u32 body length, id, body
+const peers: net.Socket[] = []
+let corked = false
+
+function uncorkPeers (): void {
+  corked = false
+  for (const p of peers) p.uncork()
+}
+
+function forward (id: string, body: Buffer): void {
+  const idBytes = Buffer.from(id, 'latin1')
+  const head = Buffer.allocUnsafe(8)
+  head.writeUInt32LE(idBytes.length, 0)
+  head.writeUInt32LE(body.length, 4)
+  const frame = Buffer.concat([head, idBytes, body])
+  if (!corked) {
+    corked = true
+    for (const p of peers) p.cork()
+    setImmediate(uncorkPeers)
+  }
+  for (const p of peers) p.write(frame)
+}
+
+function onPeerConnection (socket: net.Socket): void {
+  let pending: Buffer | null = null
+  socket.on('error', onError)
+  socket.on('data', (chunk: Buffer) => {
+    const buf = pending === null ? chunk : Buffer.concat([pending, chunk])
+    let pos = 0
+    while (buf.length - pos >= 8) {
+      const idLen = buf.readUInt32LE(pos)
+      const bodyLen = buf.readUInt32LE(pos + 4)
+      const end = pos + 8 + idLen + bodyLen
+      if (buf.length < end) break
+      const id = buf.toString('latin1', pos + 8, pos + 8 + idLen)
+      const body = buf.subarray(pos + 8 + idLen, end)
+      publish(id, body)
+      publishLongpoll(id, body)
+      pos = end
+    }
+    pending = pos === buf.length ? null : Buffer.from(buf.subarray(pos))
+  })
+}
+
+async function connectPeer (file: string): Promise<net.Socket> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      const s = net.connect(file)
+      await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('error', reject) })
+      s.on('error', onError)
+      return s
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+  throw new Error('floor: no peer at ' + file)
+}
+
 const port = Number(process.argv[2] ?? 0)
 const host = process.argv[3] ?? '127.0.0.1'
+const index = Number(process.argv[4] ?? 0)
+const count = Number(process.argv[5] ?? 1)
+const dir = process.argv[6] ?? ''
 const server = net.createServer({ noDelay: true }, onConnection)
-server.listen({ port, host, backlog: 4096 }, () => {
-  process.stdout.write(`floor listening on ${(server.address() as net.AddressInfo).port}\n`)
-})
+
+async function main (): Promise<void> {
+  if (count > 1) {
+    const mine = net.createServer(onPeerConnection)
+    await new Promise<void>((resolve) => mine.listen(path.join(dir, `floor-${index}.sock`), resolve))
+    for (let i = 0; i < count; i++) if (i !== index) peers.push(await connectPeer(path.join(dir, `floor-${i}.sock`)))
+  }
+  server.listen({ port, host, backlog: 4096, reusePort: count > 1 }, () => {
+    process.stdout.write(`floor listening on ${(server.address() as net.AddressInfo).port}\n`)
+  })
+}
+main().catch((err: unknown) => { process.stderr.write(String(err) + '\n'); process.exit(1) })
 process.on('SIGTERM', () => process.exit(0))

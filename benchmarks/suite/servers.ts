@@ -4,7 +4,7 @@
 // killed by PID in stop() or, at the latest, by killAllStarted() from the orchestrator's exit hooks.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -24,6 +24,8 @@ export const SERVER_KINDS: readonly ServerKind[] = [
   { name: 'parkline-nagle', label: 'Parkline --tcp-no-delay false' },
   { name: 'nchan', label: 'Nchan (nginx)' },
   { name: 'floor', label: 'floor (bare node:net)' },
+  // two floor processes sharing the port, each publish also sent to the other (floor-server.ts)
+  { name: 'floor2', label: 'floor, 2 processes' },
   // a second, fresh Nchan later in the same run: how far one run of each resolves (run.ts targets)
   { name: 'nchan2', label: 'Nchan (nginx), 2nd run' }
 ]
@@ -297,6 +299,40 @@ async function startFloor (kind: ServerKind, script = 'benchmarks/suite/floor-se
   }
 }
 
+/** `n` floor processes on one port, each publish sent to the others (floor-server.ts). */
+async function startFloors (kind: ServerKind, n: number, tmp: string): Promise<ServerHandle> {
+  const port = await freePort()
+  const dir = mkdtempSync(path.join(tmp, 'floor-'))
+  const children: ChildProcess[] = []
+  const ready: Array<Promise<void>> = []
+  for (let i = 0; i < n; i++) {
+    const child = spawn(NODE, ['benchmarks/suite/floor-server.ts', String(port), '127.0.0.1', String(i), String(n), dir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    startedPids.add(child.pid!)
+    children.push(child)
+    const log = capture(child)
+    ready.push(new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { reject(new Error(`floor ${i} not listening in 15 s: ${log()}`)) }, 15000)
+      child.stdout!.on('data', () => { if (log().includes('floor listening')) { clearTimeout(timer); resolve() } })
+      child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`floor ${i} exited ${code}: ${log()}`)) })
+    }))
+  }
+  const stopAll = async (): Promise<void> => { await Promise.all(children.map((c) => stopProcessTree(c, () => [], 'SIGTERM', 3000))) }
+  try {
+    await Promise.all(ready)
+    await waitReady(port, children[0]!, 15000, () => '')
+  } catch (err) {
+    await Promise.all(children.map((c) => stopProcessTree(c, () => [], 'SIGKILL', 1000)))
+    throw err
+  }
+  return {
+    kind,
+    port,
+    describe: `${n} × node benchmarks/suite/floor-server.ts ${port} 127.0.0.1 <i> ${n} <dir> (reusePort, publishes forwarded over Unix sockets)`,
+    procs: () => children.map((c, i) => ({ pid: c.pid!, label: `floor ${i}` })),
+    stop: stopAll
+  }
+}
+
 export async function startServer (name: string, opts: { workers: number, tmp: string }): Promise<ServerHandle> {
   const kind = SERVER_KINDS.find((k) => k.name === name)
   if (kind === undefined) throw new Error(`unknown server "${name}" (known: ${SERVER_KINDS.map((k) => k.name).join(', ')})`)
@@ -306,6 +342,7 @@ export async function startServer (name: string, opts: { workers: number, tmp: s
     case 'parkline-nagle': return startParkline({ ...kind, label: `Parkline --workers ${opts.workers} --tcp-no-delay false` }, opts.workers, ['--tcp-no-delay', 'false'])
     case 'nchan':
     case 'nchan2': return startNchan(kind, opts.tmp)
+    case 'floor2': return startFloors(kind, 2, opts.tmp)
     default: return startFloor(kind)
   }
 }
