@@ -34,8 +34,10 @@ export const MAX_BYTES = 32 * 1024 * 1024
  * (100,000 entries, after a full GC; the arrays lru-cache allocates up front, 4.2 MB, not counted).
  */
 const ENTRY_OVERHEAD = 200
-/** Keys past their window dropped per sweep (one a second) at most. */
+/** Keys past their window dropped per sweep (one a second) at most ... */
 const SWEEP_BUDGET = 500
+/** ... of at most this many looked at, from the least recently used end. */
+const SWEEP_SCAN = 4000
 
 /** What a key published: the message's id and fingerprint. */
 export interface Seen { id: string, fingerprint: string }
@@ -59,17 +61,20 @@ export class IdempotencyKeys {
   }
 
   /**
-   * Drop keys whose window has passed, from the least recently used end, up to SWEEP_BUDGET of
-   * them, stopping at the first still inside its window (publishes come in order, so the rest are
-   * younger but for a key read again since).
+   * Drop keys whose window has passed, up to SWEEP_BUDGET of them among the SWEEP_SCAN least
+   * recently used. Keys come in publish order, so those are the oldest, but for a key read again
+   * since (moved to the other end) and one handed on with less of its window left: such a key
+   * behind SWEEP_SCAN younger ones stays until they go (at most about one more window), and is
+   * never honoured meanwhile (every read asks for keys inside their window).
    */
   sweep (): void {
     const seen = this.#seen
     if (seen === null || seen.size === 0) return
     const stale: string[] = []
+    let scanned = 0
     for (const k of seen.rkeys()) {
-      if (stale.length >= SWEEP_BUDGET || seen.getRemainingTTL(k) > 0) break
-      stale.push(k)
+      if (stale.length >= SWEEP_BUDGET || ++scanned > SWEEP_SCAN) break
+      if (seen.getRemainingTTL(k) <= 0) stale.push(k)
     }
     for (const k of stale) seen.delete(k)
   }

@@ -330,7 +330,9 @@ if ARGV[3] == '1' then
   local sec, nowms = clock()
   redis.call('HSET', KEYS[1], '~r', nowms)
 end
-if n <= 0 and redis.call('HLEN', KEYS[1]) <= 1 then
+-- nobody left: no node's count (a re-sent count, or a swept one, comes without the ~r field, so the
+-- fields are what counts, not how many there are)
+if n <= 0 and not anyone(counts(KEYS[1])) then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   if KEYS[2] and ttl > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
     -- with its messages; a record without any (FORWARD, REUSED, SEED took them, or they expired)

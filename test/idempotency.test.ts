@@ -130,6 +130,17 @@ test('keys past their window leave by themselves, a few hundred a second from th
   t.deepEqual(keys.of('ch0', ['1-0', '1-7']), [], 'the per-channel index is emptied with them')
 })
 
+test('the sweep looks past a key still inside its window: keys handed on with less of theirs, behind it, leave too', async (t) => {
+  const keys = new IdempotencyKeys(3)
+  keys.set('a', 'long', '1-0', 'fp')
+  for (let i = 0; i < 1000; i++) keys.set('b', 'short' + i, `1-${i + 1}`, 'fp', 100)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  keys.sweep()
+  keys.sweep()
+  t.is(keys.size, 1)
+  t.deepEqual(keys.get('a', 'long'), { id: '1-0', fingerprint: 'fp' })
+})
+
 test('the keys kept in memory are bounded in bytes as well as in count: long channel ids push the oldest out', (t) => {
   const keys = new IdempotencyKeys(60)
   const channel = (i: number): string => String(i).padStart(1000, 'c')

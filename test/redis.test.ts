@@ -84,6 +84,24 @@ test.serial('a channel record stays while anyone subscribes (a day past each pub
   t.true(await eventually(async () => { const left = await pttl('rec'); return left > 0 && left <= TIMEOUT }, 20000), 'the sweep of a dead node\'s counts lets the record expire with its messages')
 })
 
+test.serial('counts written again after Redis lost them carry no arrival: one node\'s subscriber leaving does not expire the channel under another node\'s', async (t) => {
+  const { redis, nodes: [x, y] } = await cluster(t, 2)
+  const subs = [await SseClient.connect(x!.port, '/sub/resent'), await SseClient.connect(y!.port, '/sub/resent')]
+  t.teardown(() => { for (const s of subs) s.socket.destroy() })
+  t.true(await eventually(async () => (await info(x!.base, 'resent')).json?.subscribers === 2, 5000))
+  // the store loses everything: each node writes its count again (no `~r` with it)
+  t.is(await redisCommand(redis.port, 'FLUSHALL'), '+OK\r\n')
+  t.true(await eventually(async () => (await redisCommand(redis.port, 'HLEN pk:{resent}:s')) === ':2\r\n', 15000), 'both counts written again')
+  t.true(await eventually(async () => (await fetch(`${x!.base}/health`)).status === 200 && (await fetch(`${y!.base}/health`)).status === 200, 15000))
+  t.is((await publish(x!.base, 'resent', 'm')).status, 201)
+  // y's subscriber leaves; x's stays
+  subs[1]!.socket.destroy()
+  t.true(await eventually(async () => (await redisCommand(redis.port, 'HLEN pk:{resent}:s')) === ':1\r\n', 5000))
+  const ttl = async (key: string): Promise<number> => Number(/^:(-?\d+)/.exec(await redisCommand(redis.port, `PTTL ${key}`) ?? '')?.[1])
+  t.is(await ttl('pk:{resent}:s'), -1, 'the counts stay while x counts')
+  t.true(await ttl('pk:{resent}:m') > 86400000 - 60000, 'the record keeps its hold while x\'s subscriber waits')
+})
+
 test.serial('a record a node seeds back after Redis lost it, while a subscriber waits, is not lost again at the message timeout: publishes go on in one generation', async (t) => {
   const redis = await startRedis(t)
   const node = await startNodeUrl(t, `redis://127.0.0.1:${redis.port}`, ['--message-timeout', '3'])
