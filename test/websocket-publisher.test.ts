@@ -221,6 +221,30 @@ test('messages sent just before a close frame, or before the client ends its sid
   t.is((await info(srv.base, 'fin')).json!.messages, 3)
 })
 
+for (const engine of ['one process', 'workers'] as const) {
+  test(`${engine}: messages before a refused one (not UTF-8, too big) in the same read are published and answered, then the close`, async (t) => {
+    const srv = engine === 'one process'
+      ? await startServer(t, { maxMessageSize: 1000 })
+      : await serve(t, ['--workers', '2', '--max-message-size', '1000'])
+    const base = `http://127.0.0.1:${srv.port}`
+    for (const [channel, last, code] of [['notutf8', Buffer.from([0xff, 0xfe]), 1007], ['toobig', Buffer.alloc(1001, 0x61), 1009]] as const) {
+      const ws = await RawWs.connect(srv.port, `/pub/${channel}`)
+      t.teardown(() => ws.close())
+      const frames: Buffer[] = []
+      const grab = ws.socket.write.bind(ws.socket)
+      ws.socket.write = ((b: Buffer) => { frames.push(Buffer.from(b)); return true }) as typeof ws.socket.write
+      for (const m of ['a', 'b', 'c']) ws.send(OP_TEXT, m)
+      ws.send(OP_TEXT, last)
+      ws.socket.write = grab
+      ws.socket.write(Buffer.concat(frames))
+      await ws.waitClosed()
+      t.is(ws.messages.length, 3, `${channel}: each good message answered`)
+      t.is(ws.closeFrame?.code, code)
+      t.is((await info(base, channel)).json!.messages, 3, `${channel}: the good ones published, the refused one not`)
+    }
+  })
+}
+
 test('the HTTP publisher\'s limits: a message that does not arrive within bodyTimeout closes 1008 `408 Request Timeout`; no more publisher connections than maxPublishing; a 1 MiB message sent in 1 KiB pieces is published whole; the Content-Type kept as sent', async (t) => {
   const srv = await startServer(t, { bodyTimeout: 1, maxPublishing: 2 })
   const slow = await RawWs.connect(srv.port, '/pub/slow')

@@ -207,14 +207,14 @@ class WsPublisher {
       if (this.#queue.length >= QUEUE_CAP) break
       const n = readHeader(buf, off, h)
       if (n === NEED_MORE) break
-      if (n < 0) return this.close(closeFrame(-n))
+      if (n < 0) return this.#refuse(closeFrame(-n))
       const op = h.opcode
       if (op === OP_CONTINUATION ? this.#fragOpcode === -1 : op < OP_CLOSE && this.#fragOpcode !== -1) {
         // a continuation of nothing, or a new message inside a fragmented one (RFC 6455 §5.4)
-        return this.close(closeFrame(CLOSE_PROTOCOL_ERROR))
+        return this.#refuse(closeFrame(CLOSE_PROTOCOL_ERROR))
       }
       // past maxMessageSize (the fragments so far included): refused from the header alone
-      if (op < OP_CLOSE && this.#fragBytes + h.length > max) return this.close(closeFrame(CLOSE_TOO_BIG, 'Message too big'))
+      if (op < OP_CLOSE && this.#fragBytes + h.length > max) return this.#refuse(closeFrame(CLOSE_TOO_BIG, 'Message too big'))
       if (off + n + h.length > buf.length) {
         this.#need = n + h.length
         break
@@ -226,7 +226,7 @@ class WsPublisher {
       else if (op === OP_CLOSE) {
         const code = closeCode(payload)
         // a malformed close is answered at once; a good one once what came before it is published
-        if (code < 0) return this.close(closeFrame(-code))
+        if (code < 0) return this.#refuse(closeFrame(-code))
         // a ping that came before the close is answered before anything more (RFC 6455 §5.5.2)
         if (ping !== null && this.#socket.writableLength <= this.#core.opts.queueCap) this.#socket.write(frame(OP_PONG, ping))
         ping = null
@@ -278,7 +278,7 @@ class WsPublisher {
   /** A whole message: queued for publishing; false once the connection was closed for it. */
   #message (opcode: number, payload: Buffer): boolean {
     if (opcode === OP_TEXT && !isUtf8(payload)) {
-      this.close(closeFrame(CLOSE_INVALID_PAYLOAD, 'Invalid text frame (not UTF8).'))
+      this.#refuse(closeFrame(CLOSE_INVALID_PAYLOAD, 'Invalid text frame (not UTF8).'))
       return false
     }
     this.#queue.push([opcode, payload])
@@ -286,6 +286,15 @@ class WsPublisher {
     if (this.#queue.length >= QUEUE_CAP) this.#socket.pause()
     if (!this.#busy) this.#next()
     return true
+  }
+
+  /**
+   * A frame refused as it is read (malformed, too big, not UTF-8): nothing more is read, and the
+   * messages before it, whole and good, are published and answered first (docs/api.md 5.2: one at
+   * a time, in the order sent, each answered), then `last` closes the connection.
+   */
+  #refuse (last: Buffer): void {
+    this.#clientEnded(last)
   }
 
   /** The client's close frame (`echo`) or FIN (null): no more is read; what it sent is published first. */

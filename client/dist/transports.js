@@ -386,6 +386,9 @@ export class WebSocketTransport                            {
     if (isText) {
       meta = this.#ws .protocol === '' ? null : parseWsMeta(data)
       body = meta === null ? data : data.slice(meta.length)
+      // octet-stream spelled otherwise goes in a text frame (docs/api.md 8.2, as Nchan): its bytes,
+      // as long-poll gives them (they were UTF-8, so encoding the text gives them back)
+      if (meta !== null && mediaType(meta.contentType) === 'application/octet-stream') body = new TextEncoder().encode(body).buffer
     } else {
       const buf = data
       meta = this.#ws .protocol === '' ? null : parseWsMetaBytes(new Uint8Array(buf))
@@ -398,7 +401,8 @@ export class WebSocketTransport                            {
     }
     // one gap event per channel that lost messages (a `gap:` line each)
     if (meta?.gap !== undefined) for (const g of meta.gap.split(' ')) this.#cb.onGap(g, meta.id)
-    this.#cb.onMessage(body, { id: meta?.id, contentType: meta?.contentType ?? (isText ? undefined : 'application/octet-stream'), event: undefined })
+    // (with meta lines the type is theirs, none where they name none; a plain binary frame says no more than that)
+    this.#cb.onMessage(body, { id: meta?.id, contentType: meta !== null ? meta.contentType : (isText ? undefined : 'application/octet-stream'), event: undefined })
   }
 
   #finish (info           )       {
@@ -789,7 +793,9 @@ export class LongPollTransport                            {
       const type = res.headers.get('Content-Type') ?? undefined
       // several messages in one answer (the server's longpollMultipart): one part each
       const boundary = multipartBoundary(type)
-      const body = mediaType(type) === 'application/octet-stream' || boundary !== null ? await res.arrayBuffer() : await res.text()
+      // (bytes, then text only where they are UTF-8: a message is not changed on the way)
+      const raw = await res.arrayBuffer()
+      const body = mediaType(type) === 'application/octet-stream' || boundary !== null ? raw : textOrBytes(new Uint8Array(raw))
       if (this.#done) return true
       this.#markOpen()
       if (this.#done) return true
@@ -822,7 +828,7 @@ export class LongPollTransport                            {
       const list                                               = []
       for (let i = 0; i < parts.length; i++) {
         const p = parts[i]
-        const data = p.contentType === 'application/octet-stream' ? p.data.slice().buffer : new TextDecoder().decode(p.data)
+        const data = mediaType(p.contentType) === 'application/octet-stream' ? p.data.slice().buffer : textOrBytes(p.data)
         list.push([data, { id: i === parts.length - 1 ? id : undefined, contentType: p.contentType, event: undefined }])
       }
       this.#cb.onMessages(list)
@@ -896,6 +902,15 @@ export const TRANSPORT_CLASSES                                                  
 }
 
 /** A Content-Type's media type, lower case, without its parameters (`Application/Octet-Stream; x=1` → `application/octet-stream`). */
+/** A message's bytes as text where they are UTF-8, else as they are (an ArrayBuffer of their own). */
+function textOrBytes (bytes            )                       {
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes)
+  } catch {
+    return bytes.slice().buffer
+  }
+}
+
 function mediaType (type                    )                     {
   if (type === undefined) return undefined
   const semi = type.indexOf(';')

@@ -94,7 +94,8 @@ export function parseWsMeta (head        )                {
 
 /** The head of a binary frame: the bytes up to the first blank line, read as latin1 (ids are ASCII). */
 export function parseWsMetaBytes (bytes            )                {
-  const n = Math.min(bytes.length, 4096)
+  // (the head ends at the first blank line, however long its content-type line)
+  const n = bytes.length
   for (let i = 0; i + 1 < n; i++) {
     if (bytes[i] === 10 && bytes[i + 1] === 10) {
       let head = ''

@@ -534,6 +534,34 @@ test('longpoll against a server with longpollMultipart: each message of a multip
   t.deepEqual(rec.messages.map((m) => m.meta.channel), ['mp', 'mp', 'mp', 'mp'])
 })
 
+for (const multipart of [false, true]) {
+  test(`the published bytes on websocket and longpoll${multipart ? ' (longpollMultipart)' : ''}: bytes that are not UTF-8 come as an ArrayBuffer whatever the type, a BOM is kept, octet-stream in any spelling is bytes, a long content-type is read`, async (t) => {
+    const { base } = await startServer(t, { longpollMultipart: multipart })
+    const bad = Buffer.from([0x68, 0x69, 0xff, 0xfe, 0x00])
+    const sent: Array<[Buffer, string | undefined]> = [
+      [bad, 'text/plain'],
+      [bad, undefined],
+      [Buffer.from('\ufeffbom', 'utf8'), 'text/plain'],
+      [Buffer.from([1, 2, 3]), 'Application/Octet-Stream; x=1'],
+      [Buffer.from('long type'), 'text/plain; p=' + 'x'.repeat(5000)]
+    ]
+    for (const [body, type] of sent) await pub(base, 'bytes', body, type)
+    for (const transport of ['websocket', 'longpoll'] as const) {
+      const rec = subscribe(t, `${base}/sub/bytes`, { transports: [transport] })
+      await rec.waitMessages(sent.length)
+      rec.client.stop()
+      const got = rec.messages.map((m) => m.data)
+      t.true(got[0] instanceof ArrayBuffer && Buffer.from(got[0]).equals(bad), `${transport}: not UTF-8, typed text/plain`)
+      t.true(got[1] instanceof ArrayBuffer && Buffer.from(got[1]).equals(bad), `${transport}: not UTF-8, no type`)
+      t.is(rec.messages[1]!.meta.contentType, undefined, `${transport}: no type is no type`)
+      t.is(got[2], '\ufeffbom', `${transport}: the BOM is the message's`)
+      t.true(got[3] instanceof ArrayBuffer && Buffer.from(got[3]).equals(Buffer.from([1, 2, 3])), `${transport}: octet-stream in another spelling`)
+      t.is(got[4], 'long type', `${transport}: a 5,000-byte content-type`)
+      t.is(rec.messages[4]!.meta.contentType?.length, 5014)
+    }
+  })
+}
+
 const stopMidAnswer = test.macro({
   async exec (t: ExecutionContext, restart: 'later' | 'in the same handler') {
     const { base } = await startServer(t, { longpollMultipart: true })
