@@ -1391,14 +1391,15 @@ export class WorkerEngine implements Engine {
     }
   }
 
-  /**
-   * The owner's info. `gone`: null for a record with no message and no subscriber left (its last
-   * messages expired, the tick has not released it yet: §5.4); a DELETE still answers it.
-   */
+  /** (Engine.subscribedElsewhere) Subscribers on other workers hold this owned channel. */
   subscribedElsewhere (key: string): boolean {
     return this.#remote.has(key)
   }
 
+  /**
+   * The owner's info. `gone`: null for a record with no message and no subscriber left (its last
+   * messages expired, the tick has not released it yet: §5.4); a DELETE still answers it.
+   */
   #infoOwned (key: string, gone = false): ChannelInfo | null {
     const ch = this.#core.registry.get(key)
     const subscribers = this.#subscribersOf(key)

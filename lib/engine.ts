@@ -133,7 +133,9 @@ export class MemoryEngine implements Engine {
   delete (key: string): ChannelInfo | null {
     const ch = this.#core.registry.get(key)
     if (ch === undefined) return null
+    // (its last messages expired, nobody subscribes: gone already, §5.4)
     this.#core.expireDue(ch)
+    if (this.#core.registry.get(key) !== ch) return null
     const info = channelInfo(ch, Date.now())
     this.#core.deleteChannel(ch)
     return info
