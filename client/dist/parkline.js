@@ -514,19 +514,7 @@ export class Parkline {
     const got = this.#obtainToken()
     got.then(() => {
       if (!this.#running || this.#current !== t) return
-      const name = this.#currentName
-      this.#current = null
-      this.#clearUpgrade()
-      t.close()
-      if (this.#timer !== null) clearTimeout(this.#timer)
-      if (this.connected) {
-        this.connected = false
-        this.#emit('disconnect', { transport: name, reason: 'token renewal', delay: 0, hint: null })
-      }
-      if (!this.#running) return
-      this.#emit('retry', { transport: name, reason: 'token renewal', delay: 0, hint: null, next: name, failed: false })
-      if (!this.#running) return
-      this.#connect()
+      this.#reconnectNow(t, 'token renewal', this.#currentName )
     }, () => {
       // keep the connection; when the server ends it at exp, the reconnect asks again (and backs off)
       if (this.#current === t) this.#refresh = true
@@ -571,23 +559,32 @@ export class Parkline {
   #upgrade (t                 )       {
     this.#upgradeTimer = null
     if (!this.#running || this.#current !== t) return
-    const name = this.#currentName
     this.#upgradeAt = null
     this.#upgradeDelay = Math.min(MAX_UPGRADE_DELAY, 2 * this.#upgradeDelay)
+    this.#index = 0
+    let first = 0
+    while (!this.#betterThan(first + 1)) first++
+    this.#reconnectNow(t, 'trying the transports ahead again', this.#order[first] )
+  }
+
+  /**
+   * Leave a working connection on purpose (a token renewal, an upgrade): close it, tell the app
+   * (`disconnect`, `retry`), and connect at once from #index, resuming from lastId.
+   */
+  #reconnectNow (t                 , reason        , next               )       {
+    const name = this.#currentName
     this.#current = null
     this.#clearRenew()
+    this.#clearUpgrade()
     t.close()
     if (this.#timer !== null) clearTimeout(this.#timer)
-    this.#index = 0
     const gen = this.#generation
     if (this.connected) {
       this.connected = false
-      this.#emit('disconnect', { transport: name, reason: 'trying the transports ahead again', delay: 0, hint: null })
+      this.#emit('disconnect', { transport: name, reason, delay: 0, hint: null })
     }
     if (!this.#running || gen !== this.#generation) return
-    let first = 0
-    while (!this.#betterThan(first + 1)) first++
-    this.#emit('retry', { transport: name, reason: 'trying the transports ahead again', delay: 0, hint: null, next: this.#order[first] , failed: false })
+    this.#emit('retry', { transport: name, reason, delay: 0, hint: null, next, failed: false })
     if (!this.#running || gen !== this.#generation) return
     this.#connect()
   }
