@@ -69,6 +69,17 @@ const HIGH_WATER = 65536
  * this, about twice over while the held bytes are joined.
  */
 const INPUT_HIGH_WATER = 65536
+/**
+ * What one turn of the event loop spends taking requests here before it lets everything else in
+ * (ms, from the first request it takes): a connection with requests left when it is spent waits,
+ * paused, for a later turn, first come first served (RawPublishers.#deferred). libuv accepts one
+ * new connection per turn, and the turn's deliveries leave at its end, so a turn that
+ * took every pipelined publish of a thousand connections (tens of milliseconds here) left new
+ * connections waiting seconds, queued behind the flood's own, and every subscriber a turn behind
+ * (benchmarks/results/publish-flood-2026-12-05.md). One request is always taken, however long it
+ * takes (a broadcast to many subscribers).
+ */
+const TURN_BUDGET_MS = 1
 
 interface Conn {
   socket: RawSocket
@@ -93,6 +104,8 @@ interface Conn {
   eof: boolean
   /** A long-poll is being taken in pump's own loop: its answer at once does not pump again (answered). */
   pumping: boolean
+  /** In RawPublishers.#deferred, paused: its requests wait for a later turn (TURN_BUDGET_MS). */
+  deferred: boolean
   /**
    * The socket's timer is set (keepAliveTimeout, or headersTimeout for a cut head). Not before a
    * connection first waits for a request: one whose first request starts a stream never gets one,
@@ -114,6 +127,10 @@ export class RawPublishers {
   #pendingDone: Conn[] = []
   #scheduled = false
   #closing = false
+  /** When this turn took its first request here (performance.now() ms; 0: none yet), for TURN_BUDGET_MS. */
+  #turnStart = 0
+  /** Connections with requests left when a turn's budget was spent, in the order they came (#defer). */
+  #deferred: Conn[] = []
   /**
    * Connections whose first bytes have not come yet, each with its deadline (performance.now() ms): one sweep timer
    * for all of them (sweep), not a timer per socket. A socket's own setTimeout would leave each
@@ -235,7 +252,7 @@ export class RawPublishers {
   /** The first bytes of a connection: a publisher's or a long-poll's stays here, any other goes to Node. */
   first (socket: RawSocket, chunk: Buffer, deadline: number): void {
     if (!this.#closing && this.#startsPublish(chunk, false)) {
-      const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, headDeadline: deadline, eof: false, pumping: false, armed: false }
+      const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, headDeadline: deadline, eof: false, pumping: false, deferred: false, armed: false }
       socket[kRawConnection] = c
       this.#conns.add(c)
       this.#core.stats.rawConnections = this.#conns.size
@@ -274,6 +291,11 @@ export class RawPublishers {
         socket.pause()
         this.#arm(c)
         return
+      }
+      // this turn has taken its share: the rest waits for a later one, paused (runDeferred)
+      if (this.#spent()) {
+        this.#defer(c)
+        break
       }
       const buf = c.buf
       const r = parseRequest(buf, this.#opts)
@@ -333,9 +355,59 @@ export class RawPublishers {
       socket.destroySoon()
       return
     }
+    if (c.deferred) return
     if (socket.isPaused() && !c.busy && socket.writableLength <= HIGH_WATER) socket.resume()
     // waiting for its next request from here: idle past keepAliveTimeout, it goes
     if (socket[kRawConnection] === c) this.#arm(c)
+  }
+
+  /** Has this turn spent its TURN_BUDGET_MS here? The first request of a turn starts the clock. */
+  #spent (): boolean {
+    const now = performance.now()
+    if (this.#turnStart === 0) {
+      this.#turnStart = now
+      // the clock starts again at the end of the turn (flushPending)
+      this.#schedule()
+      return false
+    }
+    return now - this.#turnStart >= TURN_BUDGET_MS
+  }
+
+  /** `c` waits for a later turn, behind those already waiting; nothing more is read from it meanwhile. */
+  #defer (c: Conn): void {
+    c.socket.pause()
+    if (c.deferred) return
+    c.deferred = true
+    this.#deferred.push(c)
+    this.#schedule()
+  }
+
+  #schedule (): void {
+    if (!this.#scheduled) {
+      this.#scheduled = true
+      setImmediate(flushPending, this)
+    }
+  }
+
+  /** The connections waiting take their requests, in the order they came, while a new budget lasts. */
+  #runDeferred (): void {
+    const list = this.#deferred
+    let i = 0
+    while (i < list.length && !this.#spent()) {
+      const c = list[i++]!
+      c.deferred = false
+      // handed to Node's server or closed meanwhile: nothing to take here
+      if (c.socket[kRawConnection] !== c || c.socket.destroyed) continue
+      if (c.busy) {
+        // taken out of turn since ('drain') and now waiting on its handler, or parked: it reads as
+        // a busy connection does (a parked poll sees its client's FIN and stray bytes), and its
+        // handler's end takes what follows (answered)
+        if (c.socket.isPaused() && (c.buf === null || c.buf.length <= INPUT_HIGH_WATER)) c.socket.resume()
+        continue
+      }
+      this.pump(c)
+    }
+    list.splice(0, i)
   }
 
   /**
@@ -613,17 +685,24 @@ export class RawPublishers {
     if (c.queued) return
     c.queued = true
     this.#pending.push(c)
-    if (!this.#scheduled) {
-      this.#scheduled = true
-      setImmediate(flushPending, this)
-    }
+    this.#schedule()
   }
 
-  /** setImmediate's end of the turn (see #later): every corked connection's answers leave. */
+  /**
+   * setImmediate's end of the turn (see #later): the connections that waited for a later turn take
+   * their requests (a budget of their own), then every corked connection's answers leave.
+   */
   flushPending (): void {
+    if (this.#deferred.length > 0) {
+      this.#turnStart = 0
+      // (their answers join this flush: #later finds it scheduled still)
+      this.#runDeferred()
+    }
+    this.#turnStart = 0
     const list = this.#pending
     this.#pending = this.#pendingDone
     this.#scheduled = false
+    if (this.#deferred.length > 0) this.#schedule()
     try {
       // the deliveries this turn held leave first, whichever transport's setImmediate is queued later
       deliveriesFirst(this.#core)
@@ -710,7 +789,7 @@ export class RawPublishers {
   }
 
   timeout (c: Conn): void {
-    if (c.busy) return
+    if (c.busy || c.deferred) return
     const socket = c.socket
     this.#release(c)
     // a head not whole within headersTimeout: Node's answer (408), then closed
@@ -845,8 +924,9 @@ function onRawData (this: RawSocket, chunk: Buffer): void {
     return
   }
   c.buf = c.buf === null ? chunk : Buffer.concat([c.buf, chunk])
-  // requests pipelined behind one still being handled: read no further past a bound
-  if (c.busy) {
+  // requests pipelined behind one still being handled, or waiting for a later turn (paused, but
+  // what the stream had read comes): read no further past a bound
+  if (c.busy || c.deferred) {
     if (c.buf.length > INPUT_HIGH_WATER) this.pause()
     return
   }
