@@ -1398,7 +1398,7 @@ export class WorkerEngine implements Engine {
 
   /**
    * The owner's info. `gone`: null for a record with no message and no subscriber left (its last
-   * messages expired, the tick has not released it yet: §5.4); a DELETE still answers it.
+   * messages expired, the tick has not released it yet: §5.4).
    */
   #infoOwned (key: string, gone = false): ChannelInfo | null {
     const ch = this.#core.registry.get(key)
@@ -1415,7 +1415,10 @@ export class WorkerEngine implements Engine {
 
   #deleteOwned (key: string): ChannelInfo | null {
     this.#sentTo.length = 0
-    const info = this.#infoOwned(key)
+    // (its last messages expired, nobody subscribes: gone already, a 404 as its info, §5.4; what
+    // other workers keep of it still goes)
+    const held = this.#core.registry.get(key) !== undefined || this.#subscribersOf(key) > 0
+    const info = this.#infoOwned(key, true)
     // Remote subscribers are ended by their workers as the `d` reaches them: they count no more
     // from now on (a publish right after the DELETE answers 202, as with one process).
     this.#remote.delete(key)
@@ -1430,7 +1433,7 @@ export class WorkerEngine implements Engine {
     }
     const ch = this.#core.registry.get(key)
     if (ch !== undefined) this.#core.deleteChannel(ch)
-    if (info !== null) {
+    if (held) {
       for (let i = 0; i < this.#n; i++) {
         if (i === this.#me) continue
         this.#mesh.send(i, ['d', key])

@@ -146,7 +146,10 @@ for (const topo of TOPOLOGIES) {
     t.true((await everywhere(bases, 'gone', 2)).every((x) => x?.messages === 1 && x.requested >= 0))
     // past the timeout (2 s) from the publish's answer: gone everywhere, not at the next tick
     await sleep(published + 2150 - Date.now())
+    // nothing to delete: 404, as its info would be (asked first, before anything else reads it)
+    t.is((await fetch(`${b}/pub/gone`, { method: 'DELETE' })).status, 404)
     t.deepEqual(await everywhere(bases, 'gone', 2), new Array(bases.length * 2).fill(null), 'expired: no message, no subscriber, no channel' + await diagnosis(bases))
+    t.is((await fetch(`${a}/pub/gone`, { method: 'DELETE' })).status, 404)
     // published again: a new channel, which nobody has requested since it was made (§6: -1)
     const r = await fetch(`${b}/pub/gone`, { method: 'POST', body: 'm2', headers: { accept: 'text/json' } })
     t.is(r.status, 202)
