@@ -1356,10 +1356,13 @@ export class RedisEngine implements Engine {
     const gone: string[] = []
     for (const key of keys) ((this.#counts.get(key) ?? 0) > 0 ? counted : gone).push(key)
     try {
-      await Promise.all(keys.map((key) => this.#call(this.#cmd, 'COUNT', this.#countKeys(key),
-        [this.nodeId, String(this.#counts.get(key) ?? 0), arrived.has(key) ? '1' : '0', String(LINGER_MS), this.#ttlArg()])))
-      // the channels this node counts in, for sweeping its counts if it dies (a key of its own)
-      if (counted.length > 0) await this.#send(nodeSet, ['SADD', nodeSet, ...counted])
+      // the channels this node counts in, for sweeping its counts if it dies (a key of its own):
+      // sent before the counts, so that no count of this node is in Redis without it (a node that
+      // died between the two left a count no sweep found, and its channel's record held a day);
+      // taken out only once the counts are 0
+      const named = counted.length > 0 ? this.#send(nodeSet, ['SADD', nodeSet, ...counted]) : null
+      await Promise.all([named, ...keys.map(async (key) => await this.#call(this.#cmd, 'COUNT', this.#countKeys(key),
+        [this.nodeId, String(this.#counts.get(key) ?? 0), arrived.has(key) ? '1' : '0', String(LINGER_MS), this.#ttlArg()]))])
       if (gone.length > 0) await this.#send(nodeSet, ['SREM', nodeSet, ...gone])
     } catch {
       // not written: again after the reconnect (counts are absolute, so a repeat is harmless)

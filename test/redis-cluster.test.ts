@@ -2,11 +2,10 @@
 // (test/helpers/redis-cluster.ts): channel ids that would break a naive hash tag, publish load
 // spread over the masters, and failovers under a steady publisher with replica acknowledgements.
 // redis-server, redis-cli and redis-sentinel are required (npm test installs them).
-import { once } from 'node:events'
-import net from 'node:net'
 import test, { type ExecutionContext } from 'ava'
 import { channelKey } from '../lib/redis-engine.ts'
 import { startCluster, startReplicated, startSentinel, redisCall, redisSession, type RedisSession } from './helpers/redis-cluster.ts'
+import { monitorRedis } from './helpers/redis.ts'
 import { serve, type Node } from './helpers/node.ts'
 import { SseClient, eventually, info, publish } from './helpers/server.ts'
 import { steadyPublish, type SteadyResult } from './helpers/steady.ts'
@@ -240,14 +239,7 @@ test.serial('redisReplicaAck: a publish whose script a resumed master answers la
   t.is((await publish(node!.base, 'late', 'before')).status, 201)
   // what the master is sent (MONITOR): the WAIT's own timeout is the proof, not the wall time
   // the publish took (a loaded machine lengthens that, never the arguments)
-  const monitor = net.connect(master.port, '127.0.0.1')
-  monitor.on('error', () => {})
-  t.teardown(() => monitor.destroy())
-  await once(monitor, 'connect')
-  let seen = ''
-  monitor.on('data', (d: Buffer) => { seen += d.toString('latin1') })
-  monitor.write('MONITOR\r\n')
-  t.true(await eventually(() => seen.startsWith('+OK'), 5000))
+  const monitor = await monitorRedis(t, master.port)
   // the replica cannot acknowledge; the master hangs for 3 s of the 4 s, then runs the script
   replica.stop()
   t.teardown(() => replica.cont())
@@ -262,10 +254,10 @@ test.serial('redisReplicaAck: a publish whose script a resumed master answers la
   // the script was answered ~3 s into the publish, so the WAIT was given what was left (~4000 -
   // 3000, less its 250 ms margin: ~750); a whole one more would be 3750. The bound between leaves
   // the request 1.25 s to reach the node.
-  t.true(await eventually(() => /"WAIT" "1" "\d+"/.test(seen), 5000), 'the master was sent the WAIT')
-  const waitMs = Number(/"WAIT" "1" "(\d+)"/.exec(seen)![1])
+  t.true(await eventually(() => /"WAIT" "1" "\d+"/.test(monitor.seen()), 5000), 'the master was sent the WAIT')
+  const waitMs = Number(/"WAIT" "1" "(\d+)"/.exec(monitor.seen())![1])
   t.true(waitMs <= 2000, `the WAIT was given ${waitMs} ms, not a whole ${timeout - 250}`)
-  monitor.destroy()
+  monitor.stop()
   // the store was slow, never away: the node stays healthy, and the retry (same key) is acknowledged
   // once the replica is back, the message delivered once
   t.is((await fetch(`${node!.base}/health`)).status, 200)

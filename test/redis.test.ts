@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import net from 'node:net'
 import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
-import { redisCommand, startRedis, type Redis } from './helpers/redis.ts'
+import { monitorRedis, redisCommand, startRedis, type Redis } from './helpers/redis.ts'
 import { redisCall } from './helpers/redis-cluster.ts'
 import * as LUA from '../lib/redis-lua.ts'
 import { channelKey } from '../lib/redis-engine.ts'
@@ -82,6 +82,22 @@ test.serial('a channel record stays while anyone subscribes (a day past each pub
   a.proc.kill('SIGKILL')
   sub.socket.destroy()
   t.true(await eventually(async () => { const left = await pttl('rec'); return left > 0 && left <= TIMEOUT }, 20000), 'the sweep of a dead node\'s counts lets the record expire with its messages')
+})
+
+test.serial('a node names a channel in its own set before it counts there, so that a node that dies between the two leaves no count its sweep cannot find', async (t) => {
+  const redis = await startRedis(t)
+  const node = await startNode(t, redis.port)
+  // what Redis is sent, in the order it runs it
+  const monitor = await monitorRedis(t, redis.port)
+  const counts = `"${channelKey('named', 's')}"`
+  const sub = await SseClient.connect(node.port, '/sub/named')
+  t.teardown(() => sub.socket.destroy())
+  t.true(await eventually(() => /"SADD" "pk:n:[^"]+"[^\n]*"named"/.test(monitor.seen()) && monitor.seen().includes(counts), 5000), monitor.seen().slice(-2000))
+  const seen = monitor.seen()
+  const named = seen.search(/"SADD" "pk:n:[^"]+"[^\n]*"named"/)
+  const counted = seen.search(new RegExp(`"EVAL(SHA)?" "[^"]+" "3" ${counts.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`))
+  t.true(counted > 0, 'the count was written')
+  t.true(named < counted, 'the set names the channel before the count is written')
 })
 
 test.serial('counts written again after Redis lost them carry no arrival: one node\'s subscriber leaving does not expire the channel under another node\'s', async (t) => {

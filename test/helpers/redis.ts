@@ -24,6 +24,22 @@ export async function redisCommand (port: number, command: string): Promise<stri
   })
 }
 
+/**
+ * What the Redis on `port` is sent from now on, in the order it runs it (MONITOR), as the text
+ * read so far; the connection ends with the test.
+ */
+export async function monitorRedis (t: ExecutionContext, port: number): Promise<{ seen: () => string, stop: () => void }> {
+  const monitor = net.connect(port, '127.0.0.1')
+  monitor.on('error', () => {})
+  t.teardown(() => monitor.destroy())
+  await once(monitor, 'connect')
+  let seen = ''
+  monitor.on('data', (d: Buffer) => { seen += d.toString('latin1') })
+  monitor.write('MONITOR\r\n')
+  if (!await eventually(() => seen.startsWith('+OK'), 5000)) throw new Error('MONITOR was not answered')
+  return { seen: () => seen, stop: () => monitor.destroy() }
+}
+
 export interface Redis { port: number, proc: ChildProcess, restart: () => Promise<void>, kill: () => Promise<void> }
 
 export async function startRedis (t: ExecutionContext, port?: number): Promise<Redis> {
