@@ -71,15 +71,23 @@ const HIGH_WATER = 65536
 const INPUT_HIGH_WATER = 65536
 /**
  * What one turn of the event loop spends taking requests here before it lets everything else in
- * (ms, from the first request it takes): a connection with requests left when it is spent waits,
- * paused, for a later turn, first come first served (RawPublishers.#deferred). libuv accepts one
- * new connection per turn, and the turn's deliveries leave at its end, so a turn that
- * took every pipelined publish of a thousand connections (tens of milliseconds here) left new
- * connections waiting seconds, queued behind the flood's own, and every subscriber a turn behind
- * (benchmarks/results/publish-flood-2026-12-05.md). One request is always taken, however long it
- * takes (a broadcast to many subscribers).
+ * (ms, from the first request it takes), while connections are being accepted (in this turn or
+ * the one before): a connection with requests left when it is spent waits, not read, for a later
+ * turn, first come first served (RawPublishers.#deferred), and takes the next turn's budget first.
+ * libuv accepts one new connection per turn, and the turn's deliveries leave at its end, so a
+ * turn that took every pipelined publish of a thousand connections (tens of milliseconds here)
+ * left new connections waiting seconds, queued behind the flood's own, and every subscriber a
+ * turn behind (benchmarks/results/publish-flood-2026-12-05.md). One request is always taken,
+ * however long it takes (a broadcast to many subscribers).
  */
 const TURN_BUDGET_MS = 1
+/**
+ * The budget when neither this turn nor the one before accepted a connection (libuv accepts one
+ * per turn while any wait, so none waits then): a longer turn lets pipelined publishes share
+ * their deliveries' writes (300 pipelined publishes to 1,000 subscribers took 2-3× as long in
+ * 1 ms turns as in one turn, about 1.3× in these) and still bounds what everyone else waits.
+ */
+const TURN_BUDGET_IDLE_MS = 5
 
 interface Conn {
   socket: RawSocket
@@ -129,6 +137,9 @@ export class RawPublishers {
   #closing = false
   /** When this turn took its first request here (performance.now() ms; 0: none yet), for TURN_BUDGET_MS. */
   #turnStart = 0
+  /** Connections accepted in this turn, and whether the turn before accepted any (TURN_BUDGET_IDLE_MS). */
+  #arrivals = 0
+  #arrivedBefore = false
   /** Connections with requests left when a turn's budget was spent, in the order they came (#defer). */
   #deferred: Conn[] = []
   /**
@@ -202,6 +213,7 @@ export class RawPublishers {
 
   /** A new connection waits for its first bytes, at most headersTimeout. */
   wait (socket: RawSocket): void {
+    this.#arrivals++
     this.waiting.set(socket, this.headersMs > 0 ? performance.now() + this.headersMs : Infinity)
     this.#startSweep()
   }
@@ -297,6 +309,8 @@ export class RawPublishers {
         this.#defer(c)
         break
       }
+      // waiting for its turn, taken out of turn ('drain', its FIN) while the budget lasts
+      if (c.deferred) this.#undefer(c)
       const buf = c.buf
       const r = parseRequest(buf, this.#opts)
       // A head cut by the end of a read (a pipelined batch) waits for the next read, for at most
@@ -370,16 +384,26 @@ export class RawPublishers {
       this.#schedule()
       return false
     }
-    return now - this.#turnStart >= TURN_BUDGET_MS
+    return now - this.#turnStart >= (this.#arrivals > 0 || this.#arrivedBefore ? TURN_BUDGET_MS : TURN_BUDGET_IDLE_MS)
   }
 
-  /** `c` waits for a later turn, behind those already waiting; nothing more is read from it meanwhile. */
+  /**
+   * `c` waits for a later turn, behind those already waiting. Nothing more is read from it
+   * meanwhile, not even into its stream's buffer: what it sends, its FIN included, stays in the
+   * kernel, so that what follows (Node's server, if it is handed over) reads it as it comes.
+   */
   #defer (c: Conn): void {
-    c.socket.pause()
+    stopReading(c.socket)
     if (c.deferred) return
     c.deferred = true
     this.#deferred.push(c)
     this.#schedule()
+  }
+
+  /** `c` takes its turn (or is taken out of turn, or let go of): it reads again. */
+  #undefer (c: Conn): void {
+    c.deferred = false
+    startReading(c.socket)
   }
 
   #schedule (): void {
@@ -395,9 +419,9 @@ export class RawPublishers {
     let i = 0
     while (i < list.length && !this.#spent()) {
       const c = list[i++]!
-      c.deferred = false
-      // handed to Node's server or closed meanwhile: nothing to take here
-      if (c.socket[kRawConnection] !== c || c.socket.destroyed) continue
+      // taken out of turn since (its flag cleared), handed to Node's server or closed meanwhile
+      if (!c.deferred || c.socket[kRawConnection] !== c || c.socket.destroyed) continue
+      this.#undefer(c)
       if (c.busy) {
         // taken out of turn since ('drain') and now waiting on its handler, or parked: it reads as
         // a busy connection does (a parked poll sees its client's FIN and stray bytes), and its
@@ -598,6 +622,10 @@ export class RawPublishers {
       rejectIfParked(c.socket)
     } else if (c.eof) {
       c.socket.end()
+    } else if (c.socket.isPaused() && !c.socket.destroyed) {
+      // paused while it waited for its turn (or for its client to read): a parked poll reads on,
+      // to see its client's FIN and any stray byte (§5)
+      c.socket.resume()
     }
   }
 
@@ -690,19 +718,20 @@ export class RawPublishers {
 
   /**
    * setImmediate's end of the turn (see #later): the connections that waited for a later turn take
-   * their requests (a budget of their own), then every corked connection's answers leave.
+   * their requests (the next budget, first), then every corked connection's answers leave.
    */
   flushPending (): void {
-    if (this.#deferred.length > 0) {
-      this.#turnStart = 0
-      // (their answers join this flush: #later finds it scheduled still)
-      this.#runDeferred()
-    }
+    // the budget starts again: the connections waiting take it first (their answers join this
+    // flush: #later finds it scheduled still), what they leave is the next turn's reads'
     this.#turnStart = 0
+    this.#arrivedBefore = this.#arrivals > 0
+    this.#arrivals = 0
+    if (this.#deferred.length > 0) this.#runDeferred()
     const list = this.#pending
     this.#pending = this.#pendingDone
     this.#scheduled = false
-    if (this.#deferred.length > 0) this.#schedule()
+    // connections still waiting, or a budget begun here: the next turn's end starts it again
+    if (this.#deferred.length > 0 || this.#turnStart !== 0) this.#schedule()
     try {
       // the deliveries this turn held leave first, whichever transport's setImmediate is queued later
       deliveriesFirst(this.#core)
@@ -736,6 +765,7 @@ export class RawPublishers {
   /** Stop reading `c` here (its socket goes to Node, to a stream with its own listeners, or ends). */
   #release (c: Conn, swallow = true): void {
     const socket = c.socket
+    if (c.deferred) this.#undefer(c)
     this.#conns.delete(c)
     this.#core.stats.rawConnections = this.#conns.size
     socket[kRawConnection] = undefined
@@ -755,7 +785,9 @@ export class RawPublishers {
     socket.removeListener('error', noop)
     if (socket.destroyed) return
     if (socket.isPaused()) socket.resume()
+    const before = socket.listeners('end')
     this.#node.call(this.#server, socket)
+    halfOpenEnd(this.#server, socket, before)
     if (pending.length > 0) socket.emit('data', pending)
     if (eof && !socket.destroyed) socket.emit('end')
     if (deadline > 0 && deadline !== Infinity && !socket.destroyed && headUnfinished(socket)) {
@@ -806,6 +838,59 @@ export class RawPublishers {
 }
 
 function noop (): void {}
+
+/**
+ * A connection handed to Node's server ends as a half-open server's do (node:_http_server
+ * socketOnEnd): after its last answer, not at its client's FIN. Node's server, reading a
+ * connection from its start, stops reading while answers wait, so a FIN behind pipelined
+ * requests stays unread until they are answered; a connection handed over late (its requests
+ * held here while others took their turn) can give Node's parser its last requests and the FIN
+ * in one go, and a plain end() then lost the answers still queued. Node's 'end' listeners on
+ * `socket` (those not in `before`) run with the server half-open for that moment.
+ */
+function halfOpenEnd (server: ServerWith, socket: RawSocket, before: Function[]): void {
+  const own = socket.listeners('end').filter((fn) => !before.includes(fn)) as Array<(this: RawSocket) => void>
+  if (own.length === 0) return
+  for (const fn of own) socket.removeListener('end', fn)
+  const s = server as ServerWith & { httpAllowHalfOpen: boolean }
+  socket.on('end', function onHandedEnd (this: RawSocket) {
+    const was = s.httpAllowHalfOpen
+    s.httpAllowHalfOpen = true
+    try {
+      for (const fn of own) fn.call(this)
+    } finally {
+      s.httpAllowHalfOpen = was
+    }
+  })
+}
+
+/** A socket's libuv handle as node:net keeps it (net.Socket#_handle). */
+interface ReadingHandle { reading: boolean, readStop: () => number, readStart: () => number }
+
+/**
+ * Paused and not reading from the kernel at all. A paused net.Socket still reads into its
+ * stream's buffer up to its high-water mark, the client's FIN included: handed to Node's server
+ * later, such a buffer and its 'end' came in one tick, and Node ended the connection with the
+ * requests read from it unanswered. (node:net does this itself for a socket made with `onread`:
+ * Socket#pause, Socket#resume.)
+ */
+function stopReading (socket: RawSocket): void {
+  socket.pause()
+  const h = (socket as unknown as { _handle: ReadingHandle | null })._handle
+  if (h !== null && h.reading && !socket.destroyed) {
+    h.reading = false
+    h.readStop()
+  }
+}
+
+/** Reading from the kernel again (the stream stays paused or flowing as it was: resume() as ever). */
+function startReading (socket: RawSocket): void {
+  const h = (socket as unknown as { _handle: ReadingHandle | null })._handle
+  if (h !== null && !h.reading && !socket.destroyed) {
+    h.reading = true
+    h.readStart()
+  }
+}
 
 const EMPTY = Buffer.alloc(0)
 
