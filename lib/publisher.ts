@@ -106,6 +106,13 @@ export async function handlePublisher (core: Core, access: Access, request: Publ
   socket[kPublishing] = mine
   if (before !== undefined) await before
   try {
+    // the one before closes the connection (`Connection: close`, a refusal before its body was
+    // read): Node's parser read this one already, but its answer could never be written, so it is
+    // not applied either (a client would retry a publish it never heard of)
+    if (closingBefore(socket, (reply as { raw?: ServerResponse }).raw ?? null)) {
+      reply.hijack()
+      return undefined
+    }
     return await publisherRequest(core, access, request, reply, rawId, origin)
   } finally {
     done()
@@ -114,7 +121,19 @@ export async function handlePublisher (core: Core, access: Access, request: Publ
 }
 
 const kPublishing = Symbol('parkline.publishing')
-type PipelinedSocket = Socket & { [kPublishing]?: Promise<void> }
+type PipelinedSocket = Socket & { [kPublishing]?: Promise<void>, _httpMessage?: (ServerResponse & { _last?: boolean }) | null }
+
+/**
+ * Does an answer before `res` on `socket` end the connection? Node's own: ended after it (its
+ * `_last`, set by `Connection: close`), or ended already.
+ */
+function closingBefore (socket: PipelinedSocket, res: ServerResponse | null): boolean {
+  if (res === null) return false
+  // (`=== true`: light-my-request's socket, app.inject's, has neither)
+  if (socket.destroyed === true || socket.writableEnded === true) return true
+  const current = socket._httpMessage
+  return current != null && current !== res && current._last === true
+}
 
 /**
  * One publisher request, applied and answered. Through handlePublisher on Node's requests; called

@@ -211,6 +211,18 @@ test('requests pipelined on one connection are applied in the order sent: POST t
   sse.destroy()
 })
 
+for (const where of ['embedded', 'standalone'] as const) {
+  test(`${where}: a publish pipelined behind an answer that closes the connection is not applied (it could never be answered)`, async (t) => {
+    const srv = where === 'embedded' ? await startServer(t) : await startStandalone(t, {}, true)
+    // a channel-info GET with a body is answered before its body is read: 404, Connection: close
+    const answers = await rawExchange(srv.port, 'GET /pub/behind HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello' +
+      'POST /pub/behind HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx', { ms: 2000 })
+    t.deepEqual([...answers.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]), ['404'])
+    t.regex(answers, /connection: close/i)
+    t.is((await rawRequest(srv.port, 'GET /pub/behind HTTP/1.1\r\nHost: x\r\n\r\n')).status, 404, 'nothing was published')
+  })
+}
+
 test('a request pipelined behind a parked long-poll is not applied: the poll gets 400 and the connection closes', async (t) => {
   const srv = await startServer(t)
   const out = await rawExchange(srv.port, 'GET /sub/a HTTP/1.1\r\nHost: x\r\n\r\n' +
