@@ -133,9 +133,14 @@ export class MemoryEngine implements Engine {
   delete (key: string): ChannelInfo | null {
     const ch = this.#core.registry.get(key)
     if (ch === undefined) return null
-    // (its last messages expired, nobody subscribes: gone already, §5.4)
+    // (its last messages expired, nobody subscribes: gone already, §5.4; a record with neither
+    // that the tick has not released yet is gone too, as its info says)
     this.#core.expireDue(ch)
     if (this.#core.registry.get(key) !== ch) return null
+    if (ch.isEmpty) {
+      this.#core.deleteChannel(ch)
+      return null
+    }
     const info = channelInfo(ch, Date.now())
     this.#core.deleteChannel(ch)
     return info

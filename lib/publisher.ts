@@ -129,10 +129,12 @@ type PipelinedSocket = Socket & { [kPublishing]?: Promise<void>, _httpMessage?: 
  */
 function closingBefore (socket: PipelinedSocket, res: ServerResponse | null): boolean {
   if (res === null) return false
-  // (`=== true`: light-my-request's socket, app.inject's, has neither)
-  if (socket.destroyed === true || socket.writableEnded === true) return true
   const current = socket._httpMessage
-  return current != null && current !== res && current._last === true
+  // the connection is the first answer's: this is the first request, whatever its client does next
+  if (current === res) return false
+  // an answer before this one that ends the connection: under way, or done and the socket ended
+  // (`=== true`: light-my-request's socket, app.inject's, has neither)
+  return current != null ? current._last === true : socket.destroyed === true || socket.writableEnded === true
 }
 
 /**

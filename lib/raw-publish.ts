@@ -168,6 +168,13 @@ export class RawPublishers {
     const rp = new RawPublishers(s, node, core, opts, silent)
     s.removeListener('connection', node)
     s.prependListener('connection', onConnection)
+    // A connection Node's server reads (handed over: every one here) ends after its last answer
+    // when its client's FIN comes, as a half-open server's do (node:_http_server socketOnEnd),
+    // not at once with answers still queued. Node stops reading while answers wait only past its
+    // socket's high-water mark; a connection handed over after its requests waited for their
+    // turns could give Node's parser its last requests and the FIN at once, and a plain end()
+    // lost the answers still queued.
+    ;(s as ServerWith & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
     s[kNodeConnection] = node
     s[kRawPublishers] = rp
     return rp
@@ -388,22 +395,20 @@ export class RawPublishers {
   }
 
   /**
-   * `c` waits for a later turn, behind those already waiting. Nothing more is read from it
-   * meanwhile, not even into its stream's buffer: what it sends, its FIN included, stays in the
-   * kernel, so that what follows (Node's server, if it is handed over) reads it as it comes.
+   * `c` waits for a later turn, behind those already waiting, paused: what it sends meanwhile
+   * waits in its stream's buffer (up to its high-water mark, then in the kernel).
    */
   #defer (c: Conn): void {
-    stopReading(c.socket)
+    c.socket.pause()
     if (c.deferred) return
     c.deferred = true
     this.#deferred.push(c)
     this.#schedule()
   }
 
-  /** `c` takes its turn (or is taken out of turn, or let go of): it reads again. */
+  /** `c` takes its turn (or is taken out of turn, or let go of); whoever takes it resumes it. */
   #undefer (c: Conn): void {
     c.deferred = false
-    startReading(c.socket)
   }
 
   #schedule (): void {
@@ -785,9 +790,7 @@ export class RawPublishers {
     socket.removeListener('error', noop)
     if (socket.destroyed) return
     if (socket.isPaused()) socket.resume()
-    const before = socket.listeners('end')
     this.#node.call(this.#server, socket)
-    halfOpenEnd(this.#server, socket, before)
     if (pending.length > 0) socket.emit('data', pending)
     if (eof && !socket.destroyed) socket.emit('end')
     if (deadline > 0 && deadline !== Infinity && !socket.destroyed && headUnfinished(socket)) {
@@ -821,7 +824,14 @@ export class RawPublishers {
   }
 
   timeout (c: Conn): void {
-    if (c.busy || c.deferred) return
+    if (c.deferred) {
+      // its timer ran out while it waited for its turn: set again when it has taken it (#arm; a
+      // head still cut then gets what is left of its deadline, at least 1 ms)
+      c.armed = false
+      c.partial = false
+      return
+    }
+    if (c.busy) return
     const socket = c.socket
     this.#release(c)
     // a head not whole within headersTimeout: Node's answer (408), then closed
@@ -839,58 +849,6 @@ export class RawPublishers {
 
 function noop (): void {}
 
-/**
- * A connection handed to Node's server ends as a half-open server's do (node:_http_server
- * socketOnEnd): after its last answer, not at its client's FIN. Node's server, reading a
- * connection from its start, stops reading while answers wait, so a FIN behind pipelined
- * requests stays unread until they are answered; a connection handed over late (its requests
- * held here while others took their turn) can give Node's parser its last requests and the FIN
- * in one go, and a plain end() then lost the answers still queued. Node's 'end' listeners on
- * `socket` (those not in `before`) run with the server half-open for that moment.
- */
-function halfOpenEnd (server: ServerWith, socket: RawSocket, before: Function[]): void {
-  const own = socket.listeners('end').filter((fn) => !before.includes(fn)) as Array<(this: RawSocket) => void>
-  if (own.length === 0) return
-  for (const fn of own) socket.removeListener('end', fn)
-  const s = server as ServerWith & { httpAllowHalfOpen: boolean }
-  socket.on('end', function onHandedEnd (this: RawSocket) {
-    const was = s.httpAllowHalfOpen
-    s.httpAllowHalfOpen = true
-    try {
-      for (const fn of own) fn.call(this)
-    } finally {
-      s.httpAllowHalfOpen = was
-    }
-  })
-}
-
-/** A socket's libuv handle as node:net keeps it (net.Socket#_handle). */
-interface ReadingHandle { reading: boolean, readStop: () => number, readStart: () => number }
-
-/**
- * Paused and not reading from the kernel at all. A paused net.Socket still reads into its
- * stream's buffer up to its high-water mark, the client's FIN included: handed to Node's server
- * later, such a buffer and its 'end' came in one tick, and Node ended the connection with the
- * requests read from it unanswered. (node:net does this itself for a socket made with `onread`:
- * Socket#pause, Socket#resume.)
- */
-function stopReading (socket: RawSocket): void {
-  socket.pause()
-  const h = (socket as unknown as { _handle: ReadingHandle | null })._handle
-  if (h !== null && h.reading && !socket.destroyed) {
-    h.reading = false
-    h.readStop()
-  }
-}
-
-/** Reading from the kernel again (the stream stays paused or flowing as it was: resume() as ever). */
-function startReading (socket: RawSocket): void {
-  const h = (socket as unknown as { _handle: ReadingHandle | null })._handle
-  if (h !== null && !h.reading && !socket.destroyed) {
-    h.reading = true
-    h.readStart()
-  }
-}
 
 const EMPTY = Buffer.alloc(0)
 

@@ -1,7 +1,8 @@
 // Embedded: a host's hook that guards channels reads request.parklineChannels, the channels as
 // Parkline serves them; a URL prefix cannot guard one (percent-encoding, multiplexed lists).
 import test from 'ava'
-import net from 'node:net'
+import net, { type AddressInfo } from 'node:net'
+import { once } from 'node:events'
 import Fastify from 'fastify'
 import parkline from '../lib/plugin.ts'
 import { rawExchange, rawRequest } from './helpers/server.ts'
@@ -74,4 +75,25 @@ test('embedded: a checkContinue listener the host adds after registering Parklin
   t.regex(out, /^HTTP\/1\.1 417 /)
   t.false(out.includes('100 Continue'))
   t.is(app.server.listenerCount('checkContinue'), 1)
+})
+
+test('a publish whose client sent its FIN before the handler ran (a host hook that waits) is still applied', async (t) => {
+  const app = Fastify({ logger: false })
+  await app.register(parkline, { prefix: '/rt', logLevel: 'silent', publisherOpen: true })
+  app.addHook('onRequest', async () => { await new Promise((resolve) => setTimeout(resolve, 100)) })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const { port } = app.server.address() as AddressInfo
+  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+  socket.on('error', () => {})
+  t.teardown(() => socket.destroy())
+  await once(socket, 'connect')
+  socket.end('POST /rt/pub/fin HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none')
+  let messages = 0
+  for (let i = 0; i < 100 && messages < 1; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    const r = await fetch(`http://127.0.0.1:${port}/rt/pub/fin`, { headers: { accept: 'text/json' } })
+    if (r.status === 200) messages = (await r.json() as { messages: number }).messages
+  }
+  t.is(messages, 1, 'the publish was applied (its client half-closed before the hook let it through)')
 })

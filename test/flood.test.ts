@@ -9,10 +9,9 @@
 // made the server take had every turn taken them all (each accepted flooding connection's INFLIGHT
 // publishes, every turn).
 //
-// Then what a review of the first version found: a connection that waits for its turn must not
-// read on (its FIN among what it read), a long-poll parked after its turn must read its client,
-// and a connection handed to Node's server with pipelined requests and a FIN behind them must get
-// every answer.
+// Then what a review of the first version found: a connection handed to Node's server after its
+// requests waited for their turns, with pipelined requests and a FIN behind them, must get every
+// answer, and a long-poll parked after its turn must read its client.
 import net from 'node:net'
 import test from 'ava'
 import { serve } from './helpers/node.ts'
@@ -130,8 +129,8 @@ test('a long-poll parked right after its connection waited for a later turn stil
 test('20 connections of 1,000 pipelined publishes each, written in cuts that split heads and bodies, then a FIN: every publish answered once, in order', async (t) => {
   // Cut bodies send a connection to Node's server part-way (lib/raw-publish.ts #handOver), after
   // its requests may have waited for later turns: Node's server then read what was left and the
-  // FIN at once, and ended the connection with answers still queued (before halfOpenEnd, this
-  // failed in about half its runs). Cut positions from a fixed seed.
+  // FIN at once, and ended the connection with answers still queued (before such connections
+  // ended half-open, this failed in about half its runs). Cut positions from a fixed seed.
   const node = await serve(t, ['--workers', '1', '--buffer-length', '1010'])
   let seed = 20261205
   const random = (): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648 }

@@ -160,6 +160,20 @@ for (const topo of TOPOLOGIES) {
 }
 
 for (const topo of TOPOLOGIES) {
+  test.serial(`${topo.name}: a channel whose only subscriber left, never published to, is gone: its DELETE is 404, as its info`, async (t) => {
+    logs = []
+    const bases = await topo.start(t)
+    const a = bases[0]!
+    const b = bases[bases.length - 1]!
+    const sub = await SseClient.connect(Number(new URL(b).port), '/sub/left')
+    t.true(await eventually(async () => (await info(a, 'left'))?.subscribers === 1, 10000), 'counted' + await diagnosis(bases))
+    sub.socket.destroy()
+    t.true(await eventually(async () => (await info(a, 'left')) === null, 10000), 'gone once it left' + await diagnosis(bases))
+    t.is((await fetch(`${b}/pub/left`, { method: 'DELETE' })).status, 404)
+  })
+}
+
+for (const topo of TOPOLOGIES) {
   test.serial(`${topo.name}: a channel whose messages expired while a subscriber waits keeps its last id, and goes on from it`, async (t) => {
     logs = []
     const bases = await topo.start(t, ['--message-timeout', '2'])
