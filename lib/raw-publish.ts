@@ -316,8 +316,9 @@ export class RawPublishers {
         this.#defer(c)
         break
       }
-      // waiting for its turn, taken out of turn ('drain', its FIN) while the budget lasts
-      if (c.deferred) this.#undefer(c)
+      // waiting for its turn, taken out of turn ('drain', its FIN) while the budget lasts (its
+      // entry in #deferred is passed over)
+      c.deferred = false
       const buf = c.buf
       const r = parseRequest(buf, this.#opts)
       // A head cut by the end of a read (a pipelined batch) waits for the next read, for at most
@@ -406,11 +407,6 @@ export class RawPublishers {
     this.#schedule()
   }
 
-  /** `c` takes its turn (or is taken out of turn, or let go of); whoever takes it resumes it. */
-  #undefer (c: Conn): void {
-    c.deferred = false
-  }
-
   #schedule (): void {
     if (!this.#scheduled) {
       this.#scheduled = true
@@ -426,7 +422,7 @@ export class RawPublishers {
       const c = list[i++]!
       // taken out of turn since (its flag cleared), handed to Node's server or closed meanwhile
       if (!c.deferred || c.socket[kRawConnection] !== c || c.socket.destroyed) continue
-      this.#undefer(c)
+      c.deferred = false
       if (c.busy) {
         // taken out of turn since ('drain') and now waiting on its handler, or parked: it reads as
         // a busy connection does (a parked poll sees its client's FIN and stray bytes), and its
@@ -770,7 +766,7 @@ export class RawPublishers {
   /** Stop reading `c` here (its socket goes to Node, to a stream with its own listeners, or ends). */
   #release (c: Conn, swallow = true): void {
     const socket = c.socket
-    if (c.deferred) this.#undefer(c)
+    c.deferred = false
     this.#conns.delete(c)
     this.#core.stats.rawConnections = this.#conns.size
     socket[kRawConnection] = undefined
@@ -848,7 +844,6 @@ export class RawPublishers {
 }
 
 function noop (): void {}
-
 
 const EMPTY = Buffer.alloc(0)
 
