@@ -85,7 +85,7 @@ const TURN_BUDGET_MS = 1
  * The budget when neither this turn nor the one before accepted a connection (libuv accepts one
  * per turn while any wait, so none waits then): a longer turn lets pipelined publishes share
  * their deliveries' writes (300 pipelined publishes to 1,000 subscribers took 2-3× as long in
- * 1 ms turns as in one turn, about 1.3× in these) and still bounds what everyone else waits.
+ * 1 ms turns as in one turn, 1.1-1.6× in these) and still bounds what everyone else waits.
  */
 const TURN_BUDGET_IDLE_MS = 5
 
