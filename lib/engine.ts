@@ -137,11 +137,7 @@ export class MemoryEngine implements Engine {
     // that the tick has not released yet is gone too, as its info says)
     this.#core.expireDue(ch)
     if (this.#core.registry.get(key) !== ch) return null
-    if (ch.isEmpty) {
-      this.#core.deleteChannel(ch)
-      return null
-    }
-    const info = channelInfo(ch, Date.now())
+    const info = ch.isEmpty ? null : channelInfo(ch, Date.now())
     this.#core.deleteChannel(ch)
     return info
   }

@@ -94,7 +94,8 @@ export async function handlePublisher (core: Core, access: Access, request: Publ
   const socket = request.socket as PipelinedSocket
   // A request pipelined behind a subscriber's (a parked long-poll, a stream, one still being
   // admitted) is not applied at all, and not answered (lib/pipelined.ts)
-  if (droppedBehindSubscriber(socket, (reply as { raw?: ServerResponse }).raw ?? null)) {
+  const res = (reply as { raw?: ServerResponse }).raw ?? null
+  if (droppedBehindSubscriber(socket, res)) {
     reply.hijack()
     return undefined
   }
@@ -109,7 +110,7 @@ export async function handlePublisher (core: Core, access: Access, request: Publ
     // the one before closes the connection (`Connection: close`, a refusal before its body was
     // read): Node's parser read this one already, but its answer could never be written, so it is
     // not applied either (a client would retry a publish it never heard of)
-    if (closingBefore(socket, (reply as { raw?: ServerResponse }).raw ?? null)) {
+    if (closingBefore(socket, res)) {
       reply.hijack()
       return undefined
     }
