@@ -1,9 +1,10 @@
 // The workers' mesh (`parkline serve --workers N`): every worker listens on a Unix socket of its
 // own and dials every other one, so a publish goes from the worker that took it straight to the
 // channel's owner, and the owner's messages straight to the workers with subscribers there — the
-// primary is on no such path. Each direction is a stream of batches: one length-prefixed
-// `v8.serialize` frame per peer per event-loop turn. A worker sends on the socket it dialed and
-// reads on the ones it accepted.
+// primary is on no such path. Each direction is a stream of batches: one length-prefixed frame
+// per peer per event-loop turn (lib/mesh-codec.ts: the entries every publish makes written by
+// hand, any other by `v8.serialize`). A worker sends on the socket it dialed and reads on the
+// ones it accepted.
 //
 // The sockets are files in a directory the primary creates for its workers (mkdtemp: mode 0700,
 // so no other user can connect to them or take their names) and removes when it exits. A
@@ -16,7 +17,7 @@ import net, { type Socket } from 'node:net'
 import path from 'node:path'
 import { rmdirSync, unlinkSync } from 'node:fs'
 import { timingSafeEqual } from 'node:crypto'
-import { deserialize, serialize } from 'node:v8'
+import { decodeBatch, encodeBatch } from './mesh-codec.ts'
 import { bytesTaken } from './subscriber.ts'
 
 /** Worker `id`'s socket in the primary's private directory. */
@@ -55,7 +56,9 @@ const BACKLOG_CAP = 64 * 1024 * 1024
 const STUCK_MS = 5000
 /** Connections that have not said hello yet, at most. */
 const UNAUTH_CAP = 16
-const MAGIC = 0x504b4d31 // "PKM1"
+// "PKM2": a worker forked from newer files (a frame format of its own) and an older one cut each
+// other at hello instead of misreading each other's frames
+const MAGIC = 0x504b4d32
 const KEY_BYTES = 32
 /** magic, worker id, pid, key */
 const HELLO_BYTES = 12 + KEY_BYTES
@@ -343,7 +346,7 @@ export class Mesh<T> {
     socket.setNoDelay(true)
     let from = -1
     let head: Buffer | null = null
-    const reader = new FrameReader((value) => { this.#handler.onBatch(from, value as T[]) })
+    const reader = new FrameReader((batch) => { this.#handler.onBatch(from, batch as T[]) })
     const timer = setTimeout(() => { socket.destroy() }, HELLO_MS)
     timer.unref()
     socket.on('close', () => {
@@ -356,7 +359,10 @@ export class Mesh<T> {
       }
     })
     socket.on('data', (chunk: Buffer) => {
-      if (from >= 0) { reader.push(chunk); return }
+      if (from >= 0) {
+        if (!reader.push(chunk)) socket.destroy()
+        return
+      }
       head = head === null ? chunk : Buffer.concat([head, chunk])
       if (head.length < HELLO_BYTES) return
       clearTimeout(timer)
@@ -374,7 +380,7 @@ export class Mesh<T> {
       this.#pids[id] = head.readUInt32BE(8)
       const rest = head.subarray(HELLO_BYTES)
       head = null
-      if (rest.length > 0) reader.push(rest)
+      if (rest.length > 0 && !reader.push(rest)) socket.destroy()
     })
   }
 }
@@ -400,8 +406,8 @@ function redial<T> (mesh: Mesh<T>, link: Link<T>): void {
   mesh.redial(link)
 }
 
-function writeFrame (socket: Socket, value: unknown, done?: () => void): void {
-  const body = serialize(value)
+function writeFrame (socket: Socket, batch: readonly unknown[], done?: () => void): void {
+  const body = encodeBatch(batch)
   const head = Buffer.allocUnsafe(4)
   head.writeUInt32BE(body.length, 0)
   socket.cork()
@@ -412,27 +418,34 @@ function writeFrame (socket: Socket, value: unknown, done?: () => void): void {
 
 /** Length-prefixed frames out of a byte stream; a frame's chunks are joined once. */
 class FrameReader {
-  readonly #onFrame: (value: unknown) => void
+  readonly #onFrame: (batch: unknown[]) => void
   #chunks: Buffer[] = []
   #have = 0
   #need = -1
 
-  constructor (onFrame: (value: unknown) => void) {
+  constructor (onFrame: (batch: unknown[]) => void) {
     this.#onFrame = onFrame
   }
 
-  push (chunk: Buffer): void {
+  /** False when a frame does not parse (the connection is cut: what follows cannot be framed). */
+  push (chunk: Buffer): boolean {
     this.#chunks.push(chunk)
     this.#have += chunk.length
     for (;;) {
       if (this.#need < 0) {
-        if (this.#have < 4) return
+        if (this.#have < 4) return true
         this.#need = this.#take(4).readUInt32BE(0)
       }
-      if (this.#have < this.#need) return
+      if (this.#have < this.#need) return true
       const body = this.#take(this.#need)
       this.#need = -1
-      this.#onFrame(deserialize(body))
+      let batch: unknown[]
+      try {
+        batch = decodeBatch(body)
+      } catch {
+        return false
+      }
+      this.#onFrame(batch)
     }
   }
 

@@ -13,7 +13,7 @@ import { REPLICA_LINGER_MS, SILENT_MS, STABLE_MS, ownerOf, quickDeathsAfter, res
 import { meshPath } from '../lib/mesh.ts'
 import net from 'node:net'
 import http from 'node:http'
-import { serialize } from 'node:v8'
+import { encodeBatch } from '../lib/mesh-codec.ts'
 
 const NODE = process.execPath
 
@@ -372,12 +372,12 @@ test.serial('the mesh sockets take only this primary\'s workers: a hello without
   const { base, child } = await startCluster(t)
   let key = 'inj'
   for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `inj${i}`
-  const batch = serialize([['pub', 1, key, Buffer.from('injected '.repeat(8)), null, null, null]])
+  const batch = encodeBatch([['pub', 1, key, Buffer.from('injected '.repeat(8)), null, null, null]])
   const frame = Buffer.concat([Buffer.alloc(4), batch])
   frame.writeUInt32BE(batch.length, 0)
   const hello = (secret: Buffer): Buffer => {
     const h = Buffer.alloc(44)
-    h.writeUInt32BE(0x504b4d31, 0)
+    h.writeUInt32BE(0x504b4d32, 0)
     h.writeUInt32BE(1, 4)
     h.writeUInt32BE(process.pid, 8)
     secret.copy(h, 12)
@@ -404,6 +404,14 @@ test.serial('the mesh sockets take only this primary\'s workers: a hello without
   // the control: the key the worker was given (readable by its own user only) does publish (the
   // connection then stands in for worker 1's, until worker 1 dials again)
   const secret = Buffer.from(environ.find((e) => e.startsWith('PARKLINE_MESH_KEY='))!.slice(18), 'hex')
+  // with the key, a frame that does not parse (an entry of an unknown kind) cuts that connection
+  // only: the worker lives on and nothing is published
+  const bad = Buffer.from([0, 0, 0, 2, 0x7f, 0])
+  const pid = workerPid(child.pid!, 0)
+  t.true(await send(Buffer.concat([hello(secret), bad])))
+  t.is(workerPid(child.pid!, 0), pid)
+  // (the cut takes worker 0's own link to worker 1 down a moment: an answer may be 503 meanwhile)
+  t.true(await eventually(async () => (await info(base, key)).status === 404))
   await send(Buffer.concat([hello(secret), frame]))
   t.true(await eventually(async () => (await info(base, key)).json?.messages === 1))
   // the primary removes the directory when it exits
