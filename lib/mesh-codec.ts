@@ -99,9 +99,9 @@ class Writer {
   buf: Buffer
   pos: number
 
-  constructor (size: number) {
-    this.buf = Buffer.allocUnsafe(size)
-    this.pos = 0
+  constructor (size: number, headroom: number) {
+    this.buf = Buffer.allocUnsafe(headroom + size)
+    this.pos = headroom
   }
 
   u8 (v: number): void { this.buf[this.pos++] = v }
@@ -136,10 +136,11 @@ const strSize = (s: unknown): number => 4 + (s === null ? 0 : Buffer.byteLength(
 const INFO_FIXED = 3 * 8
 
 /**
- * The frame body of `batch`. `blobs` holds, per entry not written by hand, its serialization
- * (made while sizing, written after).
+ * The frame body of `batch`, after `headroom` bytes left for the caller (the frame's length: one
+ * Buffer, one write). `blobs` holds, per entry not written by hand, its serialization (made while
+ * sizing, written after).
  */
-export function encodeBatch (batch: readonly unknown[]): Buffer {
+export function encodeBatch (batch: readonly unknown[], headroom = 0): Buffer {
   const tags = new Uint8Array(batch.length)
   let blobs: Buffer[] | null = null
   let size = 0
@@ -172,7 +173,7 @@ export function encodeBatch (batch: readonly unknown[]): Buffer {
       }
     }
   }
-  const w = new Writer(size)
+  const w = new Writer(size, headroom)
   let b = 0
   for (let i = 0; i < batch.length; i++) {
     const e = batch[i] as unknown[]
@@ -328,7 +329,10 @@ export function decodeBatch (body: Buffer): unknown[] {
       case TAG_V8: {
         const n = r.u32()
         if (r.pos + n > body.length) throw new RangeError('mesh frame: truncated entry')
-        out.push(deserialize(body.subarray(r.pos, r.pos + n)))
+        const e: unknown = deserialize(body.subarray(r.pos, r.pos + n))
+        // every entry is an array named by its first element (lib/cluster.ts `Peer`)
+        if (!Array.isArray(e) || typeof e[0] !== 'string') throw new RangeError('mesh frame: bad entry')
+        out.push(e)
         r.pos += n
         break
       }

@@ -407,13 +407,9 @@ function redial<T> (mesh: Mesh<T>, link: Link<T>): void {
 }
 
 function writeFrame (socket: Socket, batch: readonly unknown[], done?: () => void): void {
-  const body = encodeBatch(batch)
-  const head = Buffer.allocUnsafe(4)
-  head.writeUInt32BE(body.length, 0)
-  socket.cork()
-  socket.write(head)
-  socket.write(body, done)
-  socket.uncork()
+  const frame = encodeBatch(batch, 4)
+  frame.writeUInt32BE(frame.length - 4, 0)
+  socket.write(frame, done)
 }
 
 /** Length-prefixed frames out of a byte stream; a frame's chunks are joined once. */

@@ -35,6 +35,8 @@ const batches: Record<string, unknown[]> = {
   'an answer with another field': [['r', 1, { status: 201, info, extra: 1 }], ['r', 2, { ...info, more: 'x' }]],
   'an answer of another status': [['r', 1, { status: 503, info }]],
   'a body that is not bytes': [['pub', 1, 'c', 'text', null, null, null, ''], ['m', 'c', 1, 0, null, null, null, 2]],
+  'an undefined passed for a field': [['pub', 1, 'c', body, null, null, null, undefined], ['m', 'c', 1, 0, body, null, null, 2, 'k', undefined],
+    ['r', 1, { status: 201, info, replayed: undefined }], ['pub', 2, 'c', body, undefined, null, null, '']],
   'an entry longer than known': [['pub', 1, 'c', body, null, null, null, '', 'x'], ['a', 1, 2]],
   'an empty batch': []
 }
@@ -44,7 +46,7 @@ for (const [name, batch] of Object.entries(batches)) {
     const decoded = decodeBatch(encodeBatch(batch))
     t.deepEqual(normalize(decoded), viaV8(batch))
     // bodies come back as Buffers (lib/cluster.ts toBuffer copies what it keeps)
-    for (const e of decoded as unknown[][]) for (const x of e) if (x instanceof Uint8Array) t.true(Buffer.isBuffer(x) || x.constructor === Uint8Array)
+    for (const e of decoded as unknown[][]) for (const x of e) if (x instanceof Uint8Array) t.true(Buffer.isBuffer(x))
   })
 }
 
@@ -67,4 +69,19 @@ test('mesh frames: a truncated or unknown entry throws, at every cut', (t) => {
   }
   t.throws(() => decodeBatch(Buffer.from([0x7f])))
   t.throws(() => decodeBatch(Buffer.from([3, 0, 0, 0, 0, 0, 0, 0, 0, 9])))
+  // an entry v8 carries must be an entry: an array named by a string
+  for (const v of [null, 'x', { a: 1 }, [1, 2], []]) {
+    const blob = serialize(v)
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), blob])
+    frame.writeUInt32BE(blob.length, 1)
+    t.throws(() => decodeBatch(frame))
+  }
+})
+
+test('mesh frames: headroom leaves the caller its bytes ahead of the same body', (t) => {
+  const batch = [['pub', 7, 'c', body, null, null, null, ''], ['sub', ['x'], 1], ['a', 2]]
+  const plain = encodeBatch(batch)
+  const framed = encodeBatch(batch, 4)
+  t.is(framed.length, plain.length + 4)
+  t.true(framed.subarray(4).equals(plain))
 })
