@@ -10,6 +10,9 @@
 #             strace  system calls of the server by count (strace -c -f; it slows the server)
 #             perf    the server's CPU samples by symbol and by library (perf record -e cpu-clock;
 #                     Parkline runs with --perf-basic-prof so its JIT code has names)
+#             ctx     context switches per second of the server, the load generator and the
+#                     publisher (/proc/<pid>/status): voluntary (it waited for I/O) and involuntary
+#                     (the scheduler took the core from it, e.g. for a task its write woke)
 #             (Nchan: strace and perf watch one of its two workers)
 #
 # The step runs for 20 s right after the ladder's warm-up (STEP_DURATION=20, one rate; WARMUP must
@@ -21,10 +24,10 @@
 set -euo pipefail
 server=${1:?server}; scenario=${2:?scenario}; rate=${3:?rate}; probe=${4:?probe}; secs=${5:-8}
 case $probe in
-  sched) ;;
+  sched|ctx) ;;
   strace) command -v strace >/dev/null || { echo "strace is missing: apt-get install strace" >&2; exit 2; } ;;
   perf) command -v perf >/dev/null || { echo "perf is missing: apt-get install linux-perf" >&2; exit 2; } ;;
-  *) echo "unknown probe $probe (sched, strace, perf)" >&2; exit 2 ;;
+  *) echo "unknown probe $probe (sched, ctx, strace, perf)" >&2; exit 2 ;;
 esac
 cd "$(dirname "$0")/../.."
 export PATH="$PWD/node_modules/.bin:$PATH"
@@ -78,6 +81,18 @@ case $probe in
       if (cpu >= 0.5) printf "%s %s cpu %.1f%% waiting %.1f%% runs %d (%.0f us waited each)\n", $1, $2, cpu, wait, n, (n > 0 ? ($8 - $4) / n / 1000 : 0)
     }'
     ;;
+  ctx)
+    roles="$(for p in $servers; do echo "$server:$p"; done) $(for p in $(pick 'loadgen.ts child'); do echo "loadgen:$p"; done) $(for p in $(pick 'publisher.ts child'); do echo "publisher:$p"; done)"
+    snap () {
+      for r in $roles; do p=${r#*:}
+        [ -r "/proc/$p/status" ] || continue
+        echo "${r%%:*}/$p $(awk '/^voluntary_ctxt_switches/ { v = $2 } /^nonvoluntary_ctxt_switches/ { n = $2 } END { print v, n }' "/proc/$p/status")"
+      done | sort -k1,1
+    }
+    a=$(snap); sleep "$secs"; b=$(snap)
+    echo "role/pid: context switches per second over ${secs} s (/proc/<pid>/status)"
+    join <(echo "$a") <(echo "$b") | awk -v s="$secs" '{ printf "%s voluntary %d/s involuntary %d/s\n", $1, ($4 - $2) / s, ($5 - $3) / s }'
+    ;;
   strace)
     out=$(mktemp)
     timeout -s INT "$secs" strace -c -f -o "$out" -p "$main" >/dev/null 2>&1 || true
@@ -103,3 +118,8 @@ if [ -n "$row" ]; then
 else
   echo "no latency row for the step in /tmp/step-probe-$server.md"
 fi
+# the step's server CPU per message (the ladder's row at this rate, not the warm-up's)
+fmt=$(echo "$rate" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta')
+cpu=$(grep -E "^\| [^|]+ \| (SSE|long-poll) \| $fmt \|" "/tmp/step-probe-$server.md" 2>/dev/null | grep -v warm-up | tail -1 | awk -F'|' '{ gsub(/ /, "", $11); print $11 }' || true)
+[ -n "$cpu" ] && echo "step server CPU per message (µs, utime + stime of its processes): $cpu"
+true

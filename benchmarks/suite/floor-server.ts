@@ -21,6 +21,12 @@
 // a multi-process Node server pays for a subscriber on another process. No owner, no order, no
 // answer waits for the others.
 //
+// Two knobs for experiments on what a server's shape costs (benchmarks/micro/step-probe.sh; the
+// suite never sets them): FLOOR_HOLD=1 holds a turn's SSE deliveries and publish answers to its
+// end (setImmediate: the deliveries, then the answers), as Parkline does (long-polls still answer
+// at once); FLOOR_WORK_US=<µs> spins that long in each publish before its deliveries, standing
+// in for a real server's work per message.
+//
 //   node benchmarks/suite/floor-server.ts PORT [HOST [INDEX N DIR]]   prints "floor listening on PORT"
 import net from 'node:net'
 import path from 'node:path'
@@ -97,11 +103,36 @@ function channelId (path: string): string {
   return p.slice(p.lastIndexOf('/') + 1)
 }
 
+const HOLD = process.env.FLOOR_HOLD === '1'
+const WORK_MS = Number(process.env.FLOOR_WORK_US ?? 0) / 1000
+/** FLOOR_HOLD: this turn's writes, socket then bytes, deliveries before answers. */
+const heldDeliveries: Array<net.Socket | Buffer> = []
+const heldAnswers: Array<net.Socket | Buffer> = []
+let flushQueued = false
+
+function hold (list: Array<net.Socket | Buffer>, socket: net.Socket, bytes: Buffer): void {
+  list.push(socket, bytes)
+  if (!flushQueued) {
+    flushQueued = true
+    setImmediate(flushHeld)
+  }
+}
+
+function flushHeld (): void {
+  flushQueued = false
+  for (const list of [heldDeliveries, heldAnswers]) {
+    for (let i = 0; i < list.length; i += 2) (list[i] as net.Socket).write(list[i + 1] as Buffer)
+    list.length = 0
+  }
+}
+
 function publish (id: string, body: Buffer): number {
+  if (WORK_MS > 0) for (const until = performance.now() + WORK_MS; performance.now() < until;);
   const subs = channels.get(id)
   if (subs === undefined || subs.size === 0) return 0
   const frame = Buffer.concat([DATA, body, EOM]) // serialized once, written to every subscriber
-  for (const s of subs) s.write(frame)
+  if (HOLD) for (const s of subs) hold(heldDeliveries, s, frame)
+  else for (const s of subs) s.write(frame)
   return subs.size
 }
 
@@ -145,7 +176,9 @@ function onData (this: FloorSocket, chunk: Buffer): void {
       const body = buf.subarray(bodyStart, pos)
       const local = publish(id, body) + publishLongpoll(id, body)
       if (peers.length > 0) forward(id, body)
-      this.write(local > 0 || peers.length > 0 ? R201 : R202)
+      const answer = local > 0 || peers.length > 0 ? R201 : R202
+      if (HOLD) hold(heldAnswers, this, answer)
+      else this.write(answer)
     }
     else this.write(R405)
   }
