@@ -10,9 +10,10 @@
 #             strace  system calls of the server by count (strace -c -f; it slows the server)
 #             perf    the server's CPU samples by symbol and by library (perf record -e cpu-clock;
 #                     Parkline runs with --perf-basic-prof so its JIT code has names)
-#             ctx     context switches per second of the server, the load generator and the
-#                     publisher (/proc/<pid>/status): voluntary (it waited for I/O) and involuntary
-#                     (the scheduler took the core from it, e.g. for a task its write woke)
+#             ctx     context switches per second of the main thread (the event loop) of the server's,
+#                     the load generator's and the publisher's processes (/proc/<pid>/status, the
+#                     leader thread's counts): voluntary (it waited for I/O) and involuntary (the
+#                     scheduler took the core from it, e.g. for a task its write woke)
 #             (Nchan: strace and perf watch one of its two workers)
 #
 # The step runs for 20 s right after the ladder's warm-up (STEP_DURATION=20, one rate; WARMUP must
@@ -90,7 +91,7 @@ case $probe in
       done | sort -k1,1
     }
     a=$(snap); sleep "$secs"; b=$(snap)
-    echo "role/pid: context switches per second over ${secs} s (/proc/<pid>/status)"
+    echo "role/pid: the main thread's context switches per second over ${secs} s (/proc/<pid>/status)"
     join <(echo "$a") <(echo "$b") | awk -v s="$secs" '{ printf "%s voluntary %d/s involuntary %d/s\n", $1, ($4 - $2) / s, ($5 - $3) / s }'
     ;;
   strace)
