@@ -23,14 +23,9 @@ const TAG_A = 4
 const TAG_T = 5
 const NULL_LEN = 0xffffffff
 
-/** A string UTF-8 carries unchanged (ASCII, or well formed). */
+/** A string UTF-8 carries unchanged: no lone surrogate (V8 answers a one-byte string at once). */
 function plain (s: unknown): s is string {
-  return typeof s === 'string' && (isAscii(s) || s.isWellFormed())
-}
-
-function isAscii (s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false
-  return true
+  return typeof s === 'string' && s.isWellFormed()
 }
 
 function nullable (s: unknown): boolean {
