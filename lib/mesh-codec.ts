@@ -215,12 +215,8 @@ export function encodeBatch (batch: readonly unknown[], headroom = 0): Buffer {
       case TAG_T:
         w.f64(e[1] as number)
         break
-      default: {
-        const blob = blobs![b++]!
-        w.u32(blob.length)
-        blob.copy(w.buf, w.pos)
-        w.pos += blob.length
-      }
+      default:
+        w.bin(blobs![b++]!)
     }
   }
   return w.buf
@@ -236,37 +232,33 @@ class Reader {
     this.pos = 0
   }
 
-  #need (n: number): void {
+  /** Where the next `n` bytes start; past them after. */
+  #take (n: number): number {
     if (this.pos + n > this.buf.length) throw new RangeError('mesh frame: truncated entry')
-  }
-
-  u8 (): number { this.#need(1); return this.buf[this.pos++]! }
-  u32 (): number { this.#need(4); const v = this.buf.readUInt32BE(this.pos); this.pos += 4; return v }
-  f64 (): number { this.#need(8); const v = this.buf.readDoubleBE(this.pos); this.pos += 8; return v }
-  str (): string {
-    const n = this.u32()
-    this.#need(n)
-    const s = this.buf.toString('utf8', this.pos, this.pos + n)
+    const at = this.pos
     this.pos += n
-    return s
+    return at
   }
 
+  #text (n: number): string {
+    const at = this.#take(n)
+    return this.buf.toString('utf8', at, at + n)
+  }
+
+  u8 (): number { return this.buf[this.#take(1)]! }
+  u32 (): number { return this.buf.readUInt32BE(this.#take(4)) }
+  f64 (): number { return this.buf.readDoubleBE(this.#take(8)) }
+  str (): string { return this.#text(this.u32()) }
   nstr (): string | null {
     const n = this.u32()
-    if (n === NULL_LEN) return null
-    this.#need(n)
-    const s = this.buf.toString('utf8', this.pos, this.pos + n)
-    this.pos += n
-    return s
+    return n === NULL_LEN ? null : this.#text(n)
   }
 
   /** A view of the frame, as the deserializer gives a Buffer. */
   bin (): Buffer {
     const n = this.u32()
-    this.#need(n)
-    const b = this.buf.subarray(this.pos, this.pos + n)
-    this.pos += n
-    return b
+    const at = this.#take(n)
+    return this.buf.subarray(at, at + n)
   }
 
   info (): { messages: number, requested: number, subscribers: number, lastMessageId: string } {
@@ -322,13 +314,10 @@ export function decodeBatch (body: Buffer): unknown[] {
         out.push(['t', r.f64()])
         break
       case TAG_V8: {
-        const n = r.u32()
-        if (r.pos + n > body.length) throw new RangeError('mesh frame: truncated entry')
-        const e: unknown = deserialize(body.subarray(r.pos, r.pos + n))
+        const e: unknown = deserialize(r.bin())
         // every entry is an array named by its first element (lib/cluster.ts `Peer`)
         if (!Array.isArray(e) || typeof e[0] !== 'string') throw new RangeError('mesh frame: bad entry')
         out.push(e)
-        r.pos += n
         break
       }
       default:
