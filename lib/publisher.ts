@@ -6,7 +6,7 @@ import type { Socket } from 'node:net'
 import { asPost, isRefusal, sendRefusal, type Access, type Grant, type PublishRequestLike, type Refusal } from './access.ts'
 import type { UpstreamPublishResult } from './auth.ts'
 import { droppedBehindSubscriber } from './pipelined.ts'
-import { kContinueOwed, kRawContentType } from './symbols.ts'
+import { kBodyWaitSince, kContinueOwed, kRawContentType } from './symbols.ts'
 import { Core } from './core.ts'
 import type { PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
@@ -30,6 +30,10 @@ const MIN_RATE_GRACE_MS = 5000
  * passed or the time is up (a stalled or trickling publisher holds memory and an fd otherwise).
  */
 function readBody (req: IncomingMessage, limit: number, timeoutMs = 0, minRate = 0): Promise<Buffer | typeof TOO_LARGE | typeof ABORTED | typeof TIMED_OUT> | Buffer {
+  // a body that waited on the raw path first is timed from when it began to wait there
+  const socket = req.socket as (IncomingMessage['socket'] & { [kBodyWaitSince]?: number }) | null
+  const since = socket?.[kBodyWaitSince]
+  if (since !== undefined) socket![kBodyWaitSince] = undefined
   // The usual publish: the whole body came with the head, Node's parser has it buffered already.
   // Taken as it is: no listeners, no timer, no promise.
   if (req.complete && req.readableLength <= limit && !req.readableFlowing) {
@@ -42,10 +46,14 @@ function readBody (req: IncomingMessage, limit: number, timeoutMs = 0, minRate =
     (req as { [kContinueOwed]?: ServerResponse })[kContinueOwed] = undefined
     if (!owed.headersSent && !owed.writableEnded) owed.writeContinue()
   }
+  const started = since ?? Date.now()
+  if (timeoutMs > 0 && Date.now() - started >= timeoutMs) {
+    req.pause()
+    return Promise.resolve(TIMED_OUT)
+  }
   return new Promise((resolve) => {
     const chunks: Buffer[] = []
     let size = 0
-    const started = Date.now()
     // once a second: past the deadline, or (after a grace of MIN_RATE_GRACE_MS) slower than
     // minRate bytes/s on average, the body has taken too long
     const timer = timeoutMs > 0

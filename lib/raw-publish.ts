@@ -44,13 +44,13 @@ import { HeadersReply, type Reply } from './reply.ts'
 import { formatHttpDate } from './message-id.ts'
 import { queuedCopy } from './message.ts'
 import { endUnread } from './linger.ts'
-import { kNodeConnection, kRawConnection, kRawPublishers } from './symbols.ts'
+import { kBodyWaitSince, kNodeConnection, kRawConnection, kRawPublishers } from './symbols.ts'
 
 type ConnectionListener = (socket: Socket) => void
 
 
 type ServerWith = Server & { [kNodeConnection]?: ConnectionListener, [kRawPublishers]?: RawPublishers }
-type RawSocket = Socket & { server?: ServerWith, [kRawConnection]?: Conn, [kHandedIncoming]?: IncomingCallback }
+type RawSocket = Socket & { server?: ServerWith, [kRawConnection]?: Conn, [kHandedIncoming]?: IncomingCallback, [kBodyWaitSince]?: number }
 
 /** Node's parser hands a request whose head is whole to this (node:_http_server, parserOnIncoming). */
 type IncomingCallback = (this: NodeParser, ...args: unknown[]) => unknown
@@ -69,6 +69,15 @@ const HIGH_WATER = 65536
  * this, about twice over while the held bytes are joined.
  */
 const INPUT_HIGH_WATER = 65536
+/**
+ * A publish whose body is cut by the end of a read (a client that writes its head and body apart,
+ * a pipelined batch cut inside a body) waits here this long at most for the rest, when the whole
+ * request is at most INPUT_HIGH_WATER bytes; then, or at once for a larger one, it goes to Node's
+ * server, which reads the body under bodyTimeout and bodyMinRate from there. It used to go there at
+ * once, and the connection with it for good: 1.6-1.8× the CPU a publish from then on
+ * (benchmarks/results/cut-body-2026-12-06.md).
+ */
+const BODY_WAIT_MS = 1000
 /**
  * What one turn of the event loop spends taking requests here before it lets everything else in
  * (ms, from the first request it takes), while connections are being accepted (in this turn or
@@ -102,6 +111,11 @@ interface Conn {
   closing: boolean
   /** The bytes held end in a request head cut short by the end of a read. */
   partial: boolean
+  /**
+   * The bytes held end in a publish whose body is cut short (BODY_WAIT_MS): until when it waits
+   * for the rest (performance.now() ms); 0 when not waiting.
+   */
+  bodyDeadline: number
   /**
    * When the head being read must be whole (performance.now() ms; Infinity without headersTimeout):
    * the first request's from the connection's first bytes, as Node counts it, a later one's from
@@ -271,7 +285,7 @@ export class RawPublishers {
   /** The first bytes of a connection: a publisher's or a long-poll's stays here, any other goes to Node. */
   first (socket: RawSocket, chunk: Buffer, deadline: number): void {
     if (!this.#closing && this.#startsPublish(chunk, false)) {
-      const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, headDeadline: deadline, eof: false, pumping: false, deferred: false, armed: false }
+      const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, bodyDeadline: 0, headDeadline: deadline, eof: false, pumping: false, deferred: false, armed: false }
       socket[kRawConnection] = c
       this.#conns.add(c)
       this.#core.stats.rawConnections = this.#conns.size
@@ -322,9 +336,11 @@ export class RawPublishers {
       const buf = c.buf
       const r = parseRequest(buf, this.#opts)
       // A head cut by the end of a read (a pipelined batch) waits for the next read, for at most
-      // headersTimeout; a head still cut after it, bytes that cannot become a publish, or a body
-      // still on its way go to Node's server, which has the timeouts and bounds for slow requests
-      // (headersTimeout, bodyTimeout, bodyMinRate, maxPublishing).
+      // headersTimeout; a body cut so, in a request of at most INPUT_HIGH_WATER bytes, waits for
+      // its rest at most BODY_WAIT_MS. A head still cut after that read, bytes that cannot become
+      // a publish, or a body still on its way after its wait go to Node's server, which has the
+      // timeouts and bounds for slow requests (headersTimeout, bodyTimeout, bodyMinRate,
+      // maxPublishing).
       if (r === NEED_MORE_HEAD && (!read || !c.partial) && !c.eof && this.#startsPublish(buf, true)) {
         if (!c.partial) {
           c.partial = true
@@ -337,6 +353,15 @@ export class RawPublishers {
         }
         break
       }
+      if (r === NEED_MORE_BODY && !c.eof && cutRequestBytes <= INPUT_HIGH_WATER) {
+        const now = performance.now()
+        if (c.bodyDeadline === 0) {
+          c.bodyDeadline = now + BODY_WAIT_MS
+          socket.setTimeout(BODY_WAIT_MS)
+          c.armed = true
+        }
+        if (now < c.bodyDeadline) break
+      }
       if (r === NEED_MORE_HEAD || r === NEED_MORE_BODY || r === UNSUPPORTED) {
         this.#release(c)
         this.#handOver(socket, buf, c.eof, c.headDeadline)
@@ -344,8 +369,9 @@ export class RawPublishers {
       }
       c.headDeadline = 0
       c.buf = r.end < buf.length ? buf.subarray(r.end) : null
-      if (c.partial) {
+      if (c.partial || c.bodyDeadline !== 0) {
         c.partial = false
+        c.bodyDeadline = 0
         socket.setTimeout(this.#server.keepAliveTimeout)
         c.armed = true
       }
@@ -825,13 +851,20 @@ export class RawPublishers {
       // head still cut then gets what is left of its deadline, at least 1 ms)
       c.armed = false
       c.partial = false
+      c.bodyDeadline = 0
       return
     }
     if (c.busy) return
     const socket = c.socket
     this.#release(c)
+    // a cut body's rest not here in BODY_WAIT_MS: Node's server reads it, under bodyTimeout and
+    // bodyMinRate counted from when it began to wait here
+    if (c.bodyDeadline !== 0 && c.buf !== null) {
+      socket[kBodyWaitSince] = Date.now() - (performance.now() - (c.bodyDeadline - BODY_WAIT_MS))
+      this.#handOver(socket, c.buf, c.eof)
+    }
     // a head not whole within headersTimeout: Node's answer (408), then closed
-    if (c.partial) this.silent(socket)
+    else if (c.partial) this.silent(socket)
     else socket.destroy()
   }
 
@@ -1008,6 +1041,8 @@ const RAW_LISTENERS: ReadonlyArray<readonly [string, Listener]> = [
 const NEED_MORE_HEAD = 0
 const NEED_MORE_BODY = 1
 const UNSUPPORTED = 2
+/** The bytes the request needs in all (head and body), set when parseRequest returns NEED_MORE_BODY. */
+let cutRequestBytes = 0
 
 interface RawRequest {
   method: 'POST' | 'PUT' | 'GET'
@@ -1133,7 +1168,10 @@ export function parseRequest (buf: Buffer, opts: ParklineOptions): RawRequest | 
   const origin = requestOrigin(headers)
   if (!originAllowed(origin, opts.corsOrigins)) return UNSUPPORTED
   const start = headEnd + 4
-  if (buf.length < start + length) return NEED_MORE_BODY
+  if (buf.length < start + length) {
+    cutRequestBytes = start + length
+    return NEED_MORE_BODY
+  }
   // a view of the read: the message copies it once, into a store of its own (lib/message.ts)
   const body = buf.subarray(start, start + length)
   return { method, target, path, headers, origin, body, end: start + length, close, transport }

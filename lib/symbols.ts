@@ -30,3 +30,10 @@ export const kOwnHostCheck = Symbol('parkline.ownHostCheck')
  * about to be read, after access control (lib/plugin.ts, lib/publisher.ts readBody).
  */
 export const kContinueOwed = Symbol('parkline.continueOwed')
+
+/**
+ * On a socket handed to Node's server with a publish whose body was cut on the raw path (lib/raw-publish.ts
+ * BODY_WAIT_MS): when it began to wait there (Date.now() ms), so that bodyTimeout and bodyMinRate
+ * count from then (lib/publisher.ts readBody). Taken by the first body read on that socket.
+ */
+export const kBodyWaitSince = Symbol('parkline.bodyWaitSince')

@@ -67,6 +67,32 @@ async function exchange (port: number, pieces: Array<string | Buffer>, count: nu
 }
 
 /**
+ * Writes each piece at its time (ms from the connection), then reads until an answer came and the
+ * last piece was written, or the server closed, or `ms` passed.
+ */
+async function timedExchange (port: number, pieces: Array<[number, string]>, ms = 5000): Promise<{ text: string, closed: boolean }> {
+  const socket = net.connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  let text = ''
+  let closed = false
+  let written = 0
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  socket.on('close', () => { closed = true })
+  const t0 = Date.now()
+  for (const [at, piece] of pieces) {
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, t0 + at - Date.now())))
+    socket.write(piece)
+    written++
+  }
+  await until(() => closed || (written === pieces.length && splitAnswers(text).length > 0), ms)
+  // an answer that closes: its FIN
+  if (/\r\nConnection: close\r\n/i.test(text)) await until(() => closed, 1000)
+  socket.destroy()
+  return { text, closed }
+}
+
+/**
  * Sends `data` on a connection that keeps its own side open (with `fin`, ends it after) and waits,
  * at most 3 s, for the server to end its side: the socket, what it read, and whether it ended.
  */
@@ -170,10 +196,48 @@ test.serial('a head cut by the end of a read is completed by the next; a request
   t.regex(r.raw[2]!, /queued messages: 3/)
 })
 
-test.serial('a body still on its way goes to Node\'s server (its bodyTimeout and maxPublishing hold)', async (t) => {
+test.serial('a body cut by the end of a read waits here for its rest: a head and body written apart, a pipelined batch cut in a body', async (t) => {
   const one = post('/pub/b', 'x'.repeat(40))
-  const r = await both(t, [one.slice(0, one.length - 10), one.slice(one.length - 10)], 1)
+  const two = post('/pub/b', 'y'.repeat(30))
+  const three = post('/pub/b', 'z'.repeat(20))
+  // the head alone, then the body; a body in three reads; a batch cut inside its second body
+  const pieces = [one.slice(0, one.length - 40), one.slice(one.length - 40) + two.slice(0, two.length - 20), two.slice(-20, -10), two.slice(-10) + three.slice(0, -5), three.slice(-5)]
+  const r = await both(t, pieces, 3)
+  t.is(r.raw.length, 3)
   t.deepEqual(r.raw, r.node)
+  t.regex(r.raw[2]!, /queued messages: 3/)
+  // all three read here (they used to go to Node's server, with the connection, at the first cut body)
+  t.is(coreOf(r.rawServer.app).stats.rawRequests, 3)
+  t.regex(await (await fetch(`${r.rawServer.base}/status`)).text(), /^raw publisher connections: 0$/m)
+})
+
+test.serial('a cut body whose rest is not here within a second goes to Node\'s server, which answers it, or its bodyTimeout counted from the cut', async (t) => {
+  const s2 = await serve(t, { bodyTimeout: 2 })
+  const s1 = await serve(t, { bodyTimeout: 1 })
+  const one = post('/pub/late', 'x'.repeat(40))
+  const [late, never, over] = await Promise.all([
+    // the rest 1.5 s after the head: handed over at 1 s, answered by Node's server
+    timedExchange(s2.port, [[0, one.slice(0, -10)], [1500, one.slice(-10)]]),
+    // no rest at all: Node's answer at bodyTimeout, 408, closed
+    timedExchange(s2.port, [[0, one.slice(0, -10)]]),
+    // the rest 1.5 s after the head, past a bodyTimeout of 1 s from the cut (not from the hand-over)
+    timedExchange(s1.port, [[0, one.slice(0, -10)], [1500, one.slice(-10)]])
+  ])
+  t.regex(late.text, /^HTTP\/1\.1 202 Accepted\r\n/)
+  t.regex(late.text, /queued messages: 1/)
+  t.regex(never.text, /^HTTP\/1\.1 408 /)
+  t.true(never.closed)
+  t.regex(over.text, /^HTTP\/1\.1 408 /)
+  t.true(over.closed)
+  t.is(coreOf(s2.app).stats.rawRequests, 0)
+  t.is(coreOf(s1.app).stats.rawRequests, 0)
+})
+
+test.serial('a cut body of a request over 64 KiB goes to Node\'s server at once', async (t) => {
+  const big = post('/pub/big', 'x'.repeat(70_000))
+  const r = await both(t, [big.slice(0, 1000), big.slice(1000)], 1, { maxMessageSize: 100_000 })
+  t.deepEqual(r.raw, r.node)
+  t.regex(r.raw[0]!, /^HTTP\/1\.1 202 /)
   t.is(coreOf(r.rawServer.app).stats.rawRequests, 0)
 })
 
