@@ -71,13 +71,16 @@ const HIGH_WATER = 65536
 const INPUT_HIGH_WATER = 65536
 /**
  * A publish whose body is cut by the end of a read (a client that writes its head and body apart,
- * a pipelined batch cut inside a body) waits here this long at most for the rest, when the whole
- * request is at most INPUT_HIGH_WATER bytes; then, or at once for a larger one, it goes to Node's
- * server, which reads the body under bodyTimeout and bodyMinRate from there. It used to go there at
- * once, and the connection with it for good: 1.6-1.8× the CPU a publish from then on
+ * a pipelined batch cut inside a body) waits here this long at most, and for at most
+ * BODY_WAIT_READS more reads, for the rest, when the whole request is at most MAX_HEAD bytes (no
+ * more than a cut head may hold here); then, or at once for a larger one, it goes to Node's server, which reads the body under
+ * bodyTimeout and bodyMinRate counted from when it began to wait here (kBodyWaitSince). It used to
+ * go there at once, and the connection with it for good: 1.6-1.7× the CPU a publish from then on
  * (benchmarks/results/cut-body-2026-12-06.md).
  */
 const BODY_WAIT_MS = 1000
+/** Reads a cut body may take here before it goes to Node's server (each copies what is held). */
+const BODY_WAIT_READS = 4
 /**
  * What one turn of the event loop spends taking requests here before it lets everything else in
  * (ms, from the first request it takes), while connections are being accepted (in this turn or
@@ -116,6 +119,9 @@ interface Conn {
    * for the rest (performance.now() ms); 0 when not waiting.
    */
   bodyDeadline: number
+  /** While bodyDeadline is set: the bytes the request needs in all, and the reads taken since the cut. */
+  bodyNeed: number
+  bodyReads: number
   /**
    * When the head being read must be whole (performance.now() ms; Infinity without headersTimeout):
    * the first request's from the connection's first bytes, as Node counts it, a later one's from
@@ -215,12 +221,15 @@ export class RawPublishers {
       socket.destroy()
     }
     this.#stopSweep()
-    for (const c of this.#conns) {
+    for (const c of [...this.#conns]) {
       c.closing = true
-      if (!c.busy) {
-        this.#release(c)
-        c.socket.destroy()
-      }
+      if (c.busy) continue
+      this.#release(c)
+      // a publish whose body is still coming is a request under way, which Node's server lets finish
+      if (c.bodyDeadline !== 0 && c.buf !== null) {
+        markBodyWait(c, false)
+        this.#handOver(c.socket, c.buf, c.eof)
+      } else c.socket.destroy()
     }
   }
 
@@ -285,7 +294,7 @@ export class RawPublishers {
   /** The first bytes of a connection: a publisher's or a long-poll's stays here, any other goes to Node. */
   first (socket: RawSocket, chunk: Buffer, deadline: number): void {
     if (!this.#closing && this.#startsPublish(chunk, false)) {
-      const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, bodyDeadline: 0, headDeadline: deadline, eof: false, pumping: false, deferred: false, armed: false }
+      const c: Conn = { socket, buf: chunk, busy: false, corked: false, queued: false, closing: false, partial: false, bodyDeadline: 0, bodyNeed: 0, bodyReads: 0, headDeadline: deadline, eof: false, pumping: false, deferred: false, armed: false }
       socket[kRawConnection] = c
       this.#conns.add(c)
       this.#core.stats.rawConnections = this.#conns.size
@@ -334,13 +343,14 @@ export class RawPublishers {
       // entry in #deferred is passed over)
       c.deferred = false
       const buf = c.buf
-      const r = parseRequest(buf, this.#opts)
+      // a cut body still short of its length is not parsed again
+      const r = c.bodyDeadline !== 0 && buf.length < c.bodyNeed ? NEED_MORE_BODY : parseRequest(buf, this.#opts)
       // A head cut by the end of a read (a pipelined batch) waits for the next read, for at most
-      // headersTimeout; a body cut so, in a request of at most INPUT_HIGH_WATER bytes, waits for
-      // its rest at most BODY_WAIT_MS. A head still cut after that read, bytes that cannot become
-      // a publish, or a body still on its way after its wait go to Node's server, which has the
-      // timeouts and bounds for slow requests (headersTimeout, bodyTimeout, bodyMinRate,
-      // maxPublishing).
+      // headersTimeout; a body cut so, in a request of at most MAX_HEAD bytes, waits for its rest
+      // at most BODY_WAIT_MS and BODY_WAIT_READS reads. A head still cut after that read, bytes
+      // that cannot become a publish, or a body still on its way after its wait go to Node's
+      // server, which has the timeouts and bounds for slow requests (headersTimeout, bodyTimeout,
+      // bodyMinRate, maxPublishing).
       if (r === NEED_MORE_HEAD && (!read || !c.partial) && !c.eof && this.#startsPublish(buf, true)) {
         if (!c.partial) {
           c.partial = true
@@ -353,17 +363,25 @@ export class RawPublishers {
         }
         break
       }
-      if (r === NEED_MORE_BODY && !c.eof && cutRequestBytes <= INPUT_HIGH_WATER) {
+      if (r === NEED_MORE_BODY && !c.eof) {
         const now = performance.now()
         if (c.bodyDeadline === 0) {
-          c.bodyDeadline = now + BODY_WAIT_MS
-          socket.setTimeout(BODY_WAIT_MS)
+          if (cutRequestBytes <= MAX_HEAD) {
+            c.bodyDeadline = now + BODY_WAIT_MS
+            c.bodyNeed = cutRequestBytes
+            c.bodyReads = 0
+          }
+        } else if (read) c.bodyReads++
+        if (c.bodyDeadline !== 0 && now < c.bodyDeadline && c.bodyReads <= BODY_WAIT_READS) {
+          // what is left of the wait (the socket's timer counts from the last read)
+          socket.setTimeout(Math.max(1, Math.ceil(c.bodyDeadline - now)))
           c.armed = true
+          break
         }
-        if (now < c.bodyDeadline) break
       }
       if (r === NEED_MORE_HEAD || r === NEED_MORE_BODY || r === UNSUPPORTED) {
         this.#release(c)
+        if (c.bodyDeadline !== 0) markBodyWait(c, false)
         this.#handOver(socket, buf, c.eof, c.headDeadline)
         return
       }
@@ -851,7 +869,7 @@ export class RawPublishers {
       // head still cut then gets what is left of its deadline, at least 1 ms)
       c.armed = false
       c.partial = false
-      c.bodyDeadline = 0
+      // (a cut body keeps its deadline: past it, it goes to Node's server when its turn comes)
       return
     }
     if (c.busy) return
@@ -860,7 +878,7 @@ export class RawPublishers {
     // a cut body's rest not here in BODY_WAIT_MS: Node's server reads it, under bodyTimeout and
     // bodyMinRate counted from when it began to wait here
     if (c.bodyDeadline !== 0 && c.buf !== null) {
-      socket[kBodyWaitSince] = Date.now() - (performance.now() - (c.bodyDeadline - BODY_WAIT_MS))
+      markBodyWait(c, true)
       this.#handOver(socket, c.buf, c.eof)
     }
     // a head not whole within headersTimeout: Node's answer (408), then closed
@@ -877,6 +895,16 @@ export class RawPublishers {
 }
 
 function noop (): void {}
+
+/**
+ * A cut body goes to Node's server: its bodyTimeout and bodyMinRate count from when it began to
+ * wait here (lib/publisher.ts readBody). `full`: its wait ran out (the socket's timer, which libuv
+ * times from its loop's clock and may fire a little before performance.now() says it is due).
+ */
+function markBodyWait (c: Conn, full: boolean): void {
+  const waited = performance.now() - (c.bodyDeadline - BODY_WAIT_MS)
+  c.socket[kBodyWaitSince] = Date.now() - (full ? Math.max(waited, BODY_WAIT_MS) : waited)
+}
 
 const EMPTY = Buffer.alloc(0)
 

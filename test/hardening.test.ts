@@ -31,7 +31,7 @@ test('a publisher that trickles its body gets 408 after bodyTimeout and is close
   t.regex(answer, /^HTTP\/1\.1 408 /)
   t.is((await rawRequest(srv.port, 'GET /pub/slow HTTP/1.1\r\nHost: x\r\n\r\n')).status, 404, 'nothing was published')
   // two stalled bodies fill maxPublishing: a third publish is refused at once, not queued (bodies
-  // over 64 KiB: a smaller one waits a second for its rest before Node's server reads it and counts it)
+  // over 16 KiB: a smaller one waits a second for its rest before Node's server reads it and counts it)
   const stalled = [await connect(srv.port), await connect(srv.port)]
   for (const s of stalled) s.write('POST /pub/s HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\nx')
   t.true(await eventually(() => coreOf(srv.app).publishing === 2))

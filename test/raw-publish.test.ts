@@ -215,13 +215,18 @@ test.serial('a cut body whose rest is not here within a second goes to Node\'s s
   const s2 = await serve(t, { bodyTimeout: 2 })
   const s1 = await serve(t, { bodyTimeout: 1 })
   const one = post('/pub/late', 'x'.repeat(40))
-  const [late, never, over] = await Promise.all([
+  const other = post('/pub/reads', 'x'.repeat(40))
+  const [late, never, over, trickled, reads] = await Promise.all([
     // the rest 1.5 s after the head: handed over at 1 s, answered by Node's server
     timedExchange(s2.port, [[0, one.slice(0, -10)], [1500, one.slice(-10)]]),
     // no rest at all: Node's answer at bodyTimeout, 408, closed
     timedExchange(s2.port, [[0, one.slice(0, -10)]]),
     // the rest 1.5 s after the head, past a bodyTimeout of 1 s from the cut (not from the hand-over)
-    timedExchange(s1.port, [[0, one.slice(0, -10)], [1500, one.slice(-10)]])
+    timedExchange(s1.port, [[0, one.slice(0, -10)], [1500, one.slice(-10)]]),
+    // a byte every 0.9 s does not stretch the wait (the socket's timer counts from the last read)
+    timedExchange(s1.port, [[0, one.slice(0, -10)], [900, 'x'], [1800, 'x'], [2600, one.slice(-8)]]),
+    // a byte a read: four more reads are waited for, the fifth goes to Node's server
+    timedExchange(s2.port, [[0, other.slice(0, -10)], ...Array.from({ length: 5 }, (_, i): [number, string] => [40 * (i + 1), 'x']), [400, other.slice(-5)]])
   ])
   t.regex(late.text, /^HTTP\/1\.1 202 Accepted\r\n/)
   t.regex(late.text, /queued messages: 1/)
@@ -229,12 +234,36 @@ test.serial('a cut body whose rest is not here within a second goes to Node\'s s
   t.true(never.closed)
   t.regex(over.text, /^HTTP\/1\.1 408 /)
   t.true(over.closed)
+  t.regex(trickled.text, /^HTTP\/1\.1 408 /)
+  t.true(trickled.closed)
+  t.regex(reads.text, /^HTTP\/1\.1 202 Accepted\r\n/)
+  t.regex(reads.text, /queued messages: 1/)
   t.is(coreOf(s2.app).stats.rawRequests, 0)
   t.is(coreOf(s1.app).stats.rawRequests, 0)
 })
 
-test.serial('a cut body of a request over 64 KiB goes to Node\'s server at once', async (t) => {
-  const big = post('/pub/big', 'x'.repeat(70_000))
+test.serial('a server closing while a cut body waits for its rest lets that publish finish, as Node\'s server does', async (t) => {
+  const s = await serve(t)
+  const one = post('/pub/closing', 'x'.repeat(40))
+  const socket = net.connect(s.port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  socket.write(one.slice(0, -10))
+  t.true(await until(() => coreOf(s.app).stats.rawConnections === 1))
+  const closed = s.app.close()
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  socket.write(one.slice(-10))
+  t.true(await until(() => splitAnswers(text).length === 1))
+  t.regex(text, /^HTTP\/1\.1 202 Accepted\r\n/)
+  // (the close waits for the client to leave its kept-alive connection, as on Node's path)
+  socket.destroy()
+  await closed
+})
+
+test.serial('a cut body of a request over 16 KiB goes to Node\'s server at once', async (t) => {
+  const big = post('/pub/big', 'x'.repeat(16_384))
   const r = await both(t, [big.slice(0, 1000), big.slice(1000)], 1, { maxMessageSize: 100_000 })
   t.deepEqual(r.raw, r.node)
   t.regex(r.raw[0]!, /^HTTP\/1\.1 202 /)
