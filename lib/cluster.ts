@@ -122,6 +122,12 @@ type Peer =
   | ['r', number, PublishResult | ChannelInfo | null]
   /** A channel's buffer for a new replica, with the Idempotency-Keys of its messages. */
   | ['load', SnapChannel, HeldKey[]?]
+  // to every peer
+  /**
+   * maxSubscribersPerUser: the sender's subscribers now, per token `sub` whose count changed since
+   * it last said (0: none left); first on a link, every user it holds.
+   */
+  | ['uc', Array<[string, number]>]
 
 /** The ids a snapshot buffers: the keys handed on with it are those of its messages. */
 function buffered (snap: SnapChannel): string[] {
@@ -839,6 +845,8 @@ interface PeerState {
   replicaLast: Map<string, [number, number]> | null
   /** Channels whose replica the peer keeps current with no subscriber there (REPLICA_LINGER_MS). */
   kept: Set<string>
+  /** maxSubscribersPerUser: the peer's subscribers per user, as it last said ('uc'). */
+  users: Map<string, number>
 }
 
 /** `bytes`: a publish's body, counted in the peer's publishes in flight until it is answered. */
@@ -889,6 +897,10 @@ export class WorkerEngine implements Engine {
   readonly #peers: PeerState[] = []
   /** Remote subscriptions per channel this worker owns (summed over peers). */
   readonly #remote = new Map<string, number>()
+  /** maxSubscribersPerUser: the other workers' subscribers per user (summed over peers). */
+  readonly #usersElsewhere = new Map<string, number>()
+  /** Users whose count here changed in this turn, with their count now: told to every peer at its end. */
+  #usersChanged: Map<string, number> | null = null
   /** Subscribers whose live fan-out this engine paused until they are counted (long-poll). */
   readonly #paused = new WeakSet<Subscriber>()
   /** Multiplexed subscribers waiting for more than one owner: acks still due. */
@@ -947,7 +959,7 @@ export class WorkerEngine implements Engine {
     this.#me = link.id
     this.#n = link.workers
     for (let i = 0; i < this.#n; i++) {
-      this.#peers.push({ counts: new Map(), deleted: new Map(), awaiting: [], awaitHead: 0, replicaLast: null, kept: new Set() })
+      this.#peers.push({ counts: new Map(), deleted: new Map(), awaiting: [], awaitHead: 0, replicaLast: null, kept: new Set(), users: new Map() })
       this.#away.push(false)
       this.#awayTimers.push(null)
       this.#pubInFlight.push(0)
@@ -1173,6 +1185,52 @@ export class WorkerEngine implements Engine {
       if (this.#mesh.isUp(o)) this.#mesh.send(o, this.#keptFirst(keys, -1))
       else for (const key of keys) this.#linger(key)
     }
+  }
+
+  // ---- maxSubscribersPerUser across the workers ----------------------------------------------
+  // Each worker counts its own subscribers per user (Core) and tells every other worker, at the
+  // end of the turn the count changed in ('uc'); a worker admits a subscriber while its own count
+  // and the others' last word stay under the limit. Two workers admitting the same user at the
+  // same moment may each pass it by what the other has not told yet.
+
+  /** The user's subscribers here are now `count` (Core): told to every peer at the end of the turn. */
+  usersChanged (user: string, count: number): void {
+    if (this.#usersChanged === null) {
+      this.#usersChanged = new Map()
+      setImmediate(() => { this.#tellUsers() })
+    }
+    this.#usersChanged.set(user, count)
+  }
+
+  /** The user's subscribers on the other workers, as they last said. */
+  usersElsewhere (user: string): number {
+    return this.#usersElsewhere.get(user) ?? 0
+  }
+
+  #tellUsers (): void {
+    const changed = this.#usersChanged
+    this.#usersChanged = null
+    if (changed === null || changed.size === 0) return
+    const entry: Peer = ['uc', [...changed]]
+    // (a peer that is away hears every count when its link is back: #onUp)
+    for (let i = 0; i < this.#n; i++) if (i !== this.#me && this.#mesh.isUp(i)) this.#mesh.send(i, entry)
+  }
+
+  #usersCounted (from: number, counts: Array<[string, number]>): void {
+    const p = this.#peers[from]!
+    for (const [user, n] of counts) {
+      if (typeof user !== 'string' || !Number.isInteger(n) || n < 0) continue
+      const before = p.users.get(user) ?? 0
+      if (n > 0) p.users.set(user, n)
+      else p.users.delete(user)
+      this.#userElsewhere(user, n - before)
+    }
+  }
+
+  #userElsewhere (user: string, delta: number): void {
+    const n = (this.#usersElsewhere.get(user) ?? 0) + delta
+    if (n > 0) this.#usersElsewhere.set(user, n)
+    else this.#usersElsewhere.delete(user)
   }
 
   /**
@@ -1565,6 +1623,9 @@ export class WorkerEngine implements Engine {
     }
     // first: the fence of this worker's ids (sent once a second after this)
     const out: Peer[] = [['t', Math.floor(Date.now() / 1000)]]
+    // every user's subscribers here (maxSubscribersPerUser): the peer forgot them when the link went
+    const users = [...this.#core.usersHeld()]
+    if (users.length > 0) out.push(['uc', users])
     const offered: Array<['own', SnapChannel, number, HeldKey[]?]> = []
     for (const ch of this.#core.registry.values()) {
       if (ch.subs.length === 0 || this.#owner(ch.key) !== peer) continue
@@ -1598,6 +1659,9 @@ export class WorkerEngine implements Engine {
     for (const key of [...p.kept]) this.#unkeep(p, key)
     for (const [key, n] of [...p.counts]) this.#count(peer, key, -n)
     p.counts.clear()
+    // its users' subscribers count no more (told again when the link is back)
+    for (const [user, n] of p.users) this.#userElsewhere(user, -n)
+    p.users.clear()
     // (its replicas kept here with no subscriber wait for it: #onUp offers them, and the owner
     // sends what they miss)
     p.deleted.clear()
@@ -1795,6 +1859,9 @@ export class WorkerEngine implements Engine {
             const m = core.applyMessage(e[1], e[2], e[3], toBuffer(e[4]), e[5], e[6], e[7])
             if (e[8] !== undefined) this.#replicaKeys.set(e[1], e[8], m.id, e[9] ?? '')
           }
+          break
+        case 'uc':
+          this.#usersCounted(from, e[1])
           break
         case 'load': {
           const key = e[1][0]

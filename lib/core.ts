@@ -416,7 +416,11 @@ export class Core {
     }
     this.table.add(sub)
     const user = this.#userOf(sub.grant)
-    if (user !== null) this.#perUser.set(user, (this.#perUser.get(user) ?? 0) + 1)
+    if (user !== null) {
+      const n = (this.#perUser.get(user) ?? 0) + 1
+      this.#perUser.set(user, n)
+      this.engine.usersChanged?.(user, n)
+    }
     if (this.opts.subscriberTimeout > 0) sub.deadline = this.nowSec + this.opts.subscriberTimeout
     // a token's expiry is a deadline too (no timer of its own): whichever comes first
     const exp = sub.grant === null ? 0 : sub.grant.exp
@@ -448,6 +452,7 @@ export class Core {
       const n = this.#perUser.get(user)! - 1
       if (n > 0) this.#perUser.set(user, n)
       else this.#perUser.delete(user)
+      this.engine.usersChanged?.(user, n)
     }
     this.engine.unregistered(sub)
   }
@@ -455,18 +460,25 @@ export class Core {
   /** Subscribers registered here per token `sub`, with maxSubscribersPerUser set (only users that hold some). */
   readonly #perUser = new Map<string, number>()
 
+  /** Users holding subscribers here, with how many (maxSubscribersPerUser). */
+  usersHeld (): IterableIterator<[string, number]> {
+    return this.#perUser.entries()
+  }
+
   /** The user a grant counts for under maxSubscribersPerUser, or null (no limit, no token, no `sub`). */
   #userOf (grant: Grant | null): string | null {
     return this.opts.maxSubscribersPerUser > 0 && grant !== null ? grant.sub : null
   }
 
   /**
-   * Would one more subscriber of this grant pass the user's limit (maxSubscribersPerUser)? A
-   * refusal is counted. Checked where the subscriber is admitted, in the turn that registers it.
+   * Would one more subscriber of this grant pass the user's limit (maxSubscribersPerUser), here
+   * and, with workers, on the others? A refusal is counted. Checked where the subscriber is
+   * admitted, in the turn that registers it.
    */
   overUserLimit (grant: Grant | null): boolean {
     const user = this.#userOf(grant)
-    if (user === null || (this.#perUser.get(user) ?? 0) < this.opts.maxSubscribersPerUser) return false
+    // with workers, the others' subscribers of this user too, as they last said (lib/cluster.ts)
+    if (user === null || (this.#perUser.get(user) ?? 0) + (this.engine.usersElsewhere?.(user) ?? 0) < this.opts.maxSubscribersPerUser) return false
     this.stats.refusedBy[REFUSAL_REASONS.indexOf('user_limit')]!++
     return true
   }

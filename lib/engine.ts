@@ -78,6 +78,13 @@ export interface Engine {
    * Absent = none elsewhere.
    */
   subscribedElsewhere? (key: string): boolean
+  /**
+   * With in-memory workers, maxSubscribersPerUser: the user's subscribers in this process are now
+   * `count` (the engine tells the other workers), and the user's subscribers on the other workers.
+   * Absent = this process counts alone.
+   */
+  usersChanged? (user: string, count: number): void
+  usersElsewhere? (user: string): number
   /** A long-poll was answered from this process's replica: the authority's "last requested" moves. */
   touched? (keys: readonly string[]): void
   /**

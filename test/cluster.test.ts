@@ -9,6 +9,7 @@ import test, { type ExecutionContext } from 'ava'
 import { SseClient, eventually, exitedWithOutput, freePort, info, publish } from './helpers/server.ts'
 import { serve } from './helpers/node.ts'
 import { startRedis } from './helpers/redis.ts'
+import { SECRET, mint } from './helpers/auth.ts'
 import { REPLICA_LINGER_MS, SILENT_MS, STABLE_MS, ownerOf, quickDeathsAfter, restartDelay } from '../lib/cluster.ts'
 import { meshPath } from '../lib/mesh.ts'
 import net from 'node:net'
@@ -419,6 +420,62 @@ test.serial('the mesh sockets take only this primary\'s workers: a hello without
   child.kill('SIGTERM')
   await once(child, 'exit')
   t.false(existsSync(dir))
+})
+
+/** An SSE subscription on worker `worker` with `token`: admitted (held open), refused at maxSubscribersPerUser (`:429:`, closed), or refused otherwise. */
+async function userSubscribes (port: number, path: string, worker: number, token: string): Promise<{ c: SseClient, verdict: 'admitted' | 'user_limit' | string }> {
+  const c = await SseClient.connectOnWorker(port, path, worker, { Authorization: `Bearer ${token}` })
+  // a refusal closes the stream after its `:429:` (or `:503:`); an admitted one stays open
+  await c.until(() => c.closed, 1000).catch(() => {})
+  if (c.comments.some((x) => x.includes('429 Too Many Requests'))) return { c, verdict: 'user_limit' }
+  return { c, verdict: !c.closed && c.status === 200 ? 'admitted' : `${c.status} ${c.comments.join('|')}` }
+}
+
+/** Long enough for a worker's count to reach the others (the end of its turn, one mesh write). */
+async function settle (): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, 200))
+}
+
+test.serial('maxSubscribersPerUser counts a user on every worker: past it on either, refused; a slot freed on one is free on the other; a worker that dies takes its count with it', async (t) => {
+  const { port, child } = await startCluster(t, 2, 0, false, ['--jwt-secret', SECRET, '--max-subscribers-per-user', '2'])
+  const alice = (await mint(['u*'], 120, 'alice')).token
+  const bob = (await mint(['u*'], 120, 'bob')).token
+  const held: SseClient[] = []
+  t.teardown(() => { for (const c of held) c.socket.destroy() })
+  const on = async (path: string, worker: number, token = alice): Promise<boolean> => {
+    const r = await userSubscribes(port, path, worker, token)
+    held.push(r.c)
+    await settle()
+    if (r.verdict !== 'admitted' && r.verdict !== 'user_limit') throw new Error(`${path} on worker ${worker}: ${r.verdict}`)
+    return r.verdict === 'admitted'
+  }
+  // one on each worker: both admitted
+  t.true(await on('/sub/ua', 0))
+  t.true(await on('/sub/ub', 1))
+  // a third, on either worker: refused (each worker held only one of them)
+  t.false(await on('/sub/uc', 0))
+  t.false(await on('/sub/uc', 1))
+  // another user is not disturbed
+  t.true(await on('/sub/ua', 0, bob))
+  // alice's subscription on worker 1 ends: worker 0 admits one more of hers
+  held[1]!.socket.destroy()
+  await settle()
+  t.true(await on('/sub/ud', 0))
+  t.false(await on('/sub/ue', 1))
+  // worker 0, holding both of hers, dies: worker 1 admits two, and the new worker 0 hears of them
+  const before = workerPid(child.pid!, 0)
+  process.kill(before, 'SIGKILL')
+  // (while a worker is away new subscribers get 503: until worker 0 is back, probed with another user)
+  const carol = (await mint(['u*'], 120, 'carol')).token
+  t.true(await eventually(async () => {
+    const probe = await userSubscribes(port, '/sub/uprobe', 1, carol)
+    probe.c.socket.destroy()
+    return probe.verdict === 'admitted'
+  }, 20000))
+  t.not(workerPid(child.pid!, 0), before)
+  t.true(await on('/sub/uf', 1))
+  t.true(await on('/sub/ug', 1))
+  t.false(await on('/sub/uh', 0))
 })
 
 /** `n` keep-alive connections that landed on worker `worker` (a connection's requests are answered in order, one at a time). */
