@@ -1190,8 +1190,10 @@ export class WorkerEngine implements Engine {
   // ---- maxSubscribersPerUser across the workers ----------------------------------------------
   // Each worker counts its own subscribers per user (Core) and tells every other worker, at the
   // end of the turn the count changed in ('uc'); a worker admits a subscriber while its own count
-  // and the others' last word stay under the limit. Two workers admitting the same user at the
-  // same moment may each pass it by what the other has not told yet.
+  // and the others' last word stay under the limit. Subscriptions admitted before a worker has
+  // heard the others' (a burst of concurrent requests: each waits on its token check, then all
+  // are checked against counts of before) are not seen: such a burst can still reach the limit on
+  // every worker. One authority per user (an owner worker, as channels have) would close that.
 
   /** The user's subscribers here are now `count` (Core): told to every peer at the end of the turn. */
   usersChanged (user: string, count: number): void {
@@ -1216,10 +1218,14 @@ export class WorkerEngine implements Engine {
     for (let i = 0; i < this.#n; i++) if (i !== this.#me && this.#mesh.isUp(i)) this.#mesh.send(i, entry)
   }
 
-  #usersCounted (from: number, counts: Array<[string, number]>): void {
+  #usersCounted (from: number, counts: unknown): void {
     const p = this.#peers[from]!
-    for (const [user, n] of counts) {
-      if (typeof user !== 'string' || !Number.isInteger(n) || n < 0) continue
+    if (!Array.isArray(counts)) return
+    for (const c of counts as unknown[]) {
+      // (what an authenticated peer sends is trusted, but no shape of it ends this process)
+      if (!Array.isArray(c) || typeof c[0] !== 'string' || !Number.isSafeInteger(c[1]) || c[1] < 0 || c[1] > 0x7fffffff) continue
+      const user = c[0]
+      const n = c[1] as number
       const before = p.users.get(user) ?? 0
       if (n > 0) p.users.set(user, n)
       else p.users.delete(user)

@@ -44,7 +44,7 @@ export const ERRORS = {
   OVER_CAPACITY: { code: 'PKL_ERR_OVER_CAPACITY', statusCode: 503, message: 'Service Unavailable' },
   /** A fault in a handler (lib/server.ts's error handler logs it): the client learns nothing of it. */
   INTERNAL: { code: 'PKL_ERR_INTERNAL', statusCode: 500, message: 'Internal Server Error' },
-  /** The token's `sub` holds maxSubscribersPerUser subscribers on this server, every worker (lib/core.ts Core.overUserLimit). */
+  /** The token's `sub` holds maxSubscribersPerUser subscribers here (its in-memory workers together: lib/core.ts Core.overUserLimit). */
   USER_LIMIT: { code: 'PKL_ERR_USER_LIMIT', statusCode: 429, message: 'Too Many Requests: this user holds its limit of subscriptions' },
   BODY_ABORTED: { code: 'PKL_ERR_BODY_ABORTED', statusCode: 400, message: 'Request body aborted' },
   NOT_LOOPBACK: { code: 'PKL_ERR_NOT_LOOPBACK', statusCode: 403, message: 'Forbidden' },
