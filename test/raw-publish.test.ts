@@ -226,7 +226,7 @@ test.serial('a cut body whose rest is not here within a second goes to Node\'s s
     // a byte every 0.9 s does not stretch the wait (the socket's timer counts from the last read)
     timedExchange(s1.port, [[0, one.slice(0, -10)], [900, 'x'], [1800, 'x'], [2600, one.slice(-8)]]),
     // a byte a read: four more reads are waited for, the fifth goes to Node's server
-    timedExchange(s2.port, [[0, other.slice(0, -10)], ...Array.from({ length: 5 }, (_, i): [number, string] => [40 * (i + 1), 'x']), [400, other.slice(-5)]])
+    timedExchange(s2.port, [[0, other.slice(0, -10)], ...Array.from({ length: 5 }, (_, i): [number, string] => [120 * (i + 1), 'x']), [720, other.slice(-5)]])
   ])
   t.regex(late.text, /^HTTP\/1\.1 202 Accepted\r\n/)
   t.regex(late.text, /queued messages: 1/)

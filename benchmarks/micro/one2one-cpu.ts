@@ -3,11 +3,12 @@
 // 512 B body at RATE a second (open loop, paced every millisecond, round-robin over 32 publisher
 // connections, pipelined), each to the next channel; the server's utime+stime over them
 // (/proc/<pid>/stat) per message, user and system apart, with its minor page faults and its main
-// thread's context switches (/proc/<pid>/status) per message. Every message must reach its subscriber and every publish be
-// answered 2xx, or the run throws. Subscribers and publishers are raw sockets in this process,
-// which only counts what it reads. Trees (and the floor, FLOOR=1: benchmarks/suite/floor-server.ts
-// of the first tree) alternate round by round, a fresh server each; the first fifth of the
-// messages of a run warms it up and is not counted.
+// thread's context switches (/proc/<pid>/status) per message. Every message must reach its
+// subscriber and every publish be answered 2xx, or the run throws. Subscribers and publishers are
+// raw sockets in this process, which only counts what it reads. Trees (and the floor, FLOOR=1:
+// benchmarks/suite/floor-server.ts of the first tree) alternate round by round, a fresh server
+// each; MESSAGES/5 more publishes before the measured ones warm it up (the measured ones start
+// once all of those are answered and delivered, paced from then).
 //
 //   ROOTS=/path/to/base,/path/to/new ROUNDS=5 node benchmarks/micro/one2one-cpu.ts
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -40,6 +41,16 @@ function counters (pid: number): Counters {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN)
   return { user: Number(f[11]) / 100, sys: Number(f[12]) / 100, faults: Number(f[7]), vol: field('voluntary_ctxt_switches'), invol: field('nonvoluntary_ctxt_switches') }
+}
+
+/** A counter of `needle` in a stream of chunks: one cut between two chunks is counted too. */
+function counter (needle: Buffer): (chunk: Buffer) => number {
+  let tail = Buffer.alloc(0)
+  return (chunk) => {
+    const buf = tail.length === 0 ? chunk : Buffer.concat([tail, chunk])
+    tail = Buffer.from(buf.subarray(Math.max(0, buf.length - needle.length + 1)))
+    return count(buf, needle)
+  }
 }
 
 function count (buf: Buffer, needle: Buffer): number {
@@ -75,7 +86,8 @@ async function run (pid: number, port: number): Promise<Counters> {
   const subs: net.Socket[] = []
   for (let i = 0; i < SUBSCRIBERS; i++) {
     const s = await connect(port)
-    s.on('data', (d: Buffer) => { delivered += count(d, DATA) })
+    const data = counter(DATA)
+    s.on('data', (d: Buffer) => { delivered += data(d) })
     s.write(`GET /sub/o${i} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`)
     subs.push(s)
   }
@@ -85,9 +97,11 @@ async function run (pid: number, port: number): Promise<Counters> {
   const pubs: net.Socket[] = []
   for (let i = 0; i < PUBLISHERS; i++) {
     const s = await connect(port)
+    const ok = counter(ANSWER)
+    const bad = [counter(Buffer.from('HTTP/1.1 4')), counter(Buffer.from('HTTP/1.1 5'))]
     s.on('data', (d: Buffer) => {
-      answered += count(d, ANSWER)
-      if (count(d, Buffer.from('HTTP/1.1 ')) !== count(d, ANSWER)) refused = d.toString('latin1', 0, 60)
+      answered += ok(d)
+      if (bad[0]!(d) + bad[1]!(d) > 0 && refused === '') refused = d.toString('latin1', 0, 60)
     })
     pubs.push(s)
   }
@@ -98,13 +112,19 @@ async function run (pid: number, port: number): Promise<Counters> {
   let sent = 0
   let before: Counters | null = null
   const t0 = performance.now()
+  // the schedule: `from` sends at `since`, then RATE a second (restarted after the warm-up)
+  let since = t0
+  let from = 0
   await new Promise<void>((resolve, reject) => {
     const timer = setInterval(() => {
-      const due = Math.min(total, Math.floor((performance.now() - t0) / 1000 * RATE))
+      const due = Math.min(total, from + Math.floor((performance.now() - since) / 1000 * RATE))
       while (sent < due) {
-        if (sent === warm) {
+        if (sent === warm && before === null) {
           if (answered < warm || delivered < warm) break // the warm-up's last answers first
           before = counters(pid)
+          since = performance.now()
+          from = warm
+          break
         }
         const k = sent % SUBSCRIBERS
         const p = pubs[sent % PUBLISHERS]!
@@ -129,11 +149,12 @@ async function run (pid: number, port: number): Promise<Counters> {
 }
 
 const servers = [...ROOTS.map((r) => ({ name: r, floor: false })), ...(env.FLOOR === '1' ? [{ name: `floor (${ROOTS[0]})`, floor: true }] : [])]
+const serverLog = env.SERVER_LOG === undefined ? null : openSync(env.SERVER_LOG, 'a')
 const results = new Map<string, Counters[]>(servers.map((s) => [s.name, []]))
 for (let round = 0; round < ROUNDS; round++) {
   for (const s of servers) {
     // SERVER_LOG: Parkline's stdout and stderr appended to that file (e.g. with NODE_ARGS=--trace-gc)
-    const log = env.SERVER_LOG === undefined ? 'ignore' : openSync(env.SERVER_LOG, 'a')
+    const log = s.floor || serverLog === null ? 'ignore' : serverLog
     const { child, port } = s.floor ? await startFloor(ROOTS[0]!) : await startTree(s.name, { nodeFlags: NODE_ARGS, stdio: ['ignore', log, log] })
     try {
       const c = await run(child.pid!, port)
