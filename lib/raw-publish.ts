@@ -73,10 +73,10 @@ const INPUT_HIGH_WATER = 65536
  * A publish whose body is cut by the end of a read (a client that writes its head and body apart,
  * a pipelined batch cut inside a body) waits here this long at most, and for at most
  * BODY_WAIT_READS more reads, for the rest, when the whole request is at most MAX_HEAD bytes (no
- * more than a cut head may hold here); then, or at once for a larger one, it goes to Node's server, which reads the body under
- * bodyTimeout and bodyMinRate counted from when it began to wait here (kBodyWaitSince). It used to
- * go there at once, and the connection with it for good: 1.6-1.7× the CPU a publish from then on
- * (benchmarks/results/cut-body-2026-12-06.md).
+ * more than a cut head may hold here); then, or at once for a larger one, it goes to Node's
+ * server, which reads the body under bodyTimeout and bodyMinRate counted from when it began to
+ * wait here (kBodyWaitSince). It used to go there at once, and the connection with it for good:
+ * 1.6-1.7× the CPU a publish from then on (benchmarks/results/cut-body-2026-12-06.md).
  */
 const BODY_WAIT_MS = 1000
 /** Reads a cut body may take here before it goes to Node's server (each copies what is held). */
