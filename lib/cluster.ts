@@ -122,12 +122,20 @@ type Peer =
   | ['r', number, PublishResult | ChannelInfo | null]
   /** A channel's buffer for a new replica, with the Idempotency-Keys of its messages. */
   | ['load', SnapChannel, HeldKey[]?]
-  // to every peer
+  // maxSubscribersPerUser, to the user's owner (#userOwner)
   /**
-   * maxSubscribersPerUser: the sender's subscribers now, per token `sub` whose count changed since
-   * it last said (0: none left); first on a link, every user it holds.
+   * The sender's subscribers now, per token `sub` the receiver owns whose count changed since it
+   * last said (0: none left); first on a link, every such user it holds.
    */
   | ['uc', Array<[string, number]>]
+  /**
+   * Room for one more subscriber of this user (registered at the sender, counted in its next
+   * 'uc')? Answered in turn with the 'sub' acks: an 'a', or a 'un'.
+   */
+  | ['ur', string]
+  // from a user's owner
+  /** The 'ur' answered at this place in the acks is refused: 429 (the limit), 503 (a peer's count unknown). */
+  | ['un', number]
 
 /** The ids a snapshot buffers: the keys handed on with it are those of its messages. */
 function buffered (snap: SnapChannel): string[] {
@@ -141,6 +149,14 @@ function buffered (snap: SnapChannel): string[] {
 function toBuffer (u: Uint8Array): Buffer {
   if (u.byteLength * 2 < u.buffer.byteLength) return Buffer.from(u)
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+}
+
+/** Put before a user's name to hash it for its owner (maxSubscribersPerUser): a user and a channel of one name may have different owners. */
+const USER_KEY = '\u0000user\u0000'
+
+/** The worker that counts a user's subscribers on every worker (maxSubscribersPerUser), among n. */
+export function userOwnerOf (user: string, n: number): number {
+  return ownerOf(USER_KEY + user, n)
 }
 
 /** The owner of a channel among n workers: FNV-1a of its id bytes, mod n. */
@@ -845,8 +861,10 @@ interface PeerState {
   replicaLast: Map<string, [number, number]> | null
   /** Channels whose replica the peer keeps current with no subscriber there (REPLICA_LINGER_MS). */
   kept: Set<string>
-  /** maxSubscribersPerUser: the peer's subscribers per user, as it last said ('uc'). */
+  /** maxSubscribersPerUser: the peer's subscribers per user this worker owns, as it last said ('uc'), and those granted since ('ur'). */
   users: Map<string, number>
+  /** The peer's counts arrived since its link (came back) up: its 'synced' was read. */
+  usersSynced: boolean
 }
 
 /** `bytes`: a publish's body, counted in the peer's publishes in flight until it is answered. */
@@ -897,9 +915,9 @@ export class WorkerEngine implements Engine {
   readonly #peers: PeerState[] = []
   /** Remote subscriptions per channel this worker owns (summed over peers). */
   readonly #remote = new Map<string, number>()
-  /** maxSubscribersPerUser: the other workers' subscribers per user (summed over peers). */
+  /** maxSubscribersPerUser: the other workers' subscribers per user this worker owns (summed over peers). */
   readonly #usersElsewhere = new Map<string, number>()
-  /** Users whose count here changed in this turn, with their count now: told to every peer at its end. */
+  /** Users whose count here changed in this turn, with their count now: told to their owners at its end. */
   #usersChanged: Map<string, number> | null = null
   /** Subscribers whose live fan-out this engine paused until they are counted (long-poll). */
   readonly #paused = new WeakSet<Subscriber>()
@@ -959,7 +977,7 @@ export class WorkerEngine implements Engine {
     this.#me = link.id
     this.#n = link.workers
     for (let i = 0; i < this.#n; i++) {
-      this.#peers.push({ counts: new Map(), deleted: new Map(), awaiting: [], awaitHead: 0, replicaLast: null, kept: new Set(), users: new Map() })
+      this.#peers.push({ counts: new Map(), deleted: new Map(), awaiting: [], awaitHead: 0, replicaLast: null, kept: new Set(), users: new Map(), usersSynced: false })
       this.#away.push(false)
       this.#awayTimers.push(null)
       this.#pubInFlight.push(0)
@@ -1083,23 +1101,44 @@ export class WorkerEngine implements Engine {
 
   registered (sub: Subscriber): boolean {
     const chans = sub.channels
+    // maxSubscribersPerUser: the user's owner counts it against every worker's subscribers of that
+    // user, and answers with the channels' owners (its 'a' or 'un'); here Core.overUserLimit
+    // checked this worker's own. An owner that cannot count them all now refuses (503).
+    const user = this.#core.userOf(sub.grant)
+    let uo = -1
+    if (user !== null) {
+      uo = this.#userOwner(user)
+      if (uo === this.#me) {
+        if (!this.#usersSynced()) return this.#refuseSoon(sub)
+        uo = -1
+      } else if (!this.#mesh.isUp(uo)) return this.#refuseSoon(sub)
+    }
+    let due = 0
     if (chans.length === 1) {
       const o = this.#owner(chans[0]!.key)
-      if (o === this.#me) return true
-      if (!this.#mesh.isUp(o)) return this.#refuseSoon(sub)
-      const key = chans[0]!.key
-      this.#mesh.send(o, this.#lingering.delete(key) ? ['sub', [key], 1, 1] : ['sub', [key], 1])
-      this.#peers[o]!.awaiting.push(sub)
+      if (o !== this.#me) {
+        if (!this.#mesh.isUp(o)) return this.#refuseSoon(sub)
+        const key = chans[0]!.key
+        this.#mesh.send(o, this.#lingering.delete(key) ? ['sub', [key], 1, 1] : ['sub', [key], 1])
+        this.#peers[o]!.awaiting.push(sub)
+        due = 1
+      }
     } else {
       const byOwner = this.#remoteByOwner(chans)
-      if (byOwner.size === 0) return true
       for (const o of byOwner.keys()) if (!this.#mesh.isUp(o)) return this.#refuseSoon(sub)
       for (const [o, keys] of byOwner) {
         this.#mesh.send(o, this.#lingering.size === 0 ? ['sub', keys, 1] : this.#keptFirst(keys, 1))
         this.#peers[o]!.awaiting.push(sub)
       }
-      if (byOwner.size > 1) this.#acksDue.set(sub, byOwner.size)
+      due = byOwner.size
     }
+    if (uo >= 0) {
+      this.#mesh.send(uo, ['ur', user!])
+      this.#peers[uo]!.awaiting.push(sub)
+      due++
+    }
+    if (due === 0) return true
+    if (due > 1) this.#acksDue.set(sub, due)
     // Until it is counted its replica may still be filled ('load'), and live messages after the
     // load may arrive before the ack: a parked long-poll must not take one of those before the
     // loaded buffer (it would skip a message). Live fan-out skips it until ready().
@@ -1188,14 +1227,40 @@ export class WorkerEngine implements Engine {
   }
 
   // ---- maxSubscribersPerUser across the workers ----------------------------------------------
-  // Each worker counts its own subscribers per user (Core) and tells every other worker, at the
-  // end of the turn the count changed in ('uc'); a worker admits a subscriber while its own count
-  // and the others' last word stay under the limit. Subscriptions admitted before a worker has
-  // heard the others' (a burst of concurrent requests: each waits on its token check, then all
-  // are checked against counts of before) are not seen: such a burst can still reach the limit on
-  // every worker. One authority per user (an owner worker, as channels have) would close that.
+  // Each user has an owner, a worker chosen by hash as a channel's is (#userOwner). Every worker
+  // counts its own subscribers per user (Core) and tells each user's owner, at the end of the turn
+  // the count changed in ('uc'). A subscriber admitted on another worker (its own count under the
+  // limit) is registered, then waits, as for its channels' owners, for the user's owner to say
+  // whether every worker's subscribers of that user leave room for it ('ur': an 'a' or a 'un' in
+  // the acks' order); the owner counts it at once, so a burst spread over the workers is granted
+  // only up to the limit. The owner's own subscribers are checked against the same counts in the
+  // turn that admits them. A peer whose counts have not arrived since its link came up leaves the
+  // owner unable to count: 503 then, as for a channel whose owner is away.
 
-  /** The user's subscribers here are now `count` (Core): told to every peer at the end of the turn. */
+  #userOwner (user: string): number {
+    return userOwnerOf(user, this.#n)
+  }
+
+  /** Every peer's counts of the users this worker owns are here (each sent them since its link came up). */
+  #usersSynced (): boolean {
+    for (let i = 0; i < this.#n; i++) if (i !== this.#me && !this.#peers[i]!.usersSynced) return false
+    return true
+  }
+
+  /**
+   * As a user's owner: may one more subscriber of `user` be admitted on a peer? 0 (yes), 429 (the
+   * limit), 503 (a peer's count is not known yet).
+   */
+  #userRoom (user: unknown): number {
+    const limit = this.#core.opts.maxSubscribersPerUser
+    // (what an authenticated peer sends is trusted, but no shape of it ends this process)
+    if (typeof user !== 'string') return 503
+    if (limit <= 0) return 0
+    if (!this.#usersSynced()) return 503
+    return this.#core.heldBy(user) + (this.#usersElsewhere.get(user) ?? 0) < limit ? 0 : 429
+  }
+
+  /** The user's subscribers here are now `count` (Core): told to its owner at the end of the turn. */
   usersChanged (user: string, count: number): void {
     if (this.#usersChanged === null) {
       this.#usersChanged = new Map()
@@ -1213,9 +1278,16 @@ export class WorkerEngine implements Engine {
     const changed = this.#usersChanged
     this.#usersChanged = null
     if (changed === null || changed.size === 0) return
-    const entry: Peer = ['uc', [...changed]]
-    // (a peer that is away hears every count when its link is back: #onUp)
-    for (let i = 0; i < this.#n; i++) if (i !== this.#me && this.#mesh.isUp(i)) this.#mesh.send(i, entry)
+    const byOwner = new Map<number, Array<[string, number]>>()
+    for (const c of changed) {
+      const o = this.#userOwner(c[0])
+      if (o === this.#me) continue
+      const list = byOwner.get(o)
+      if (list === undefined) byOwner.set(o, [c])
+      else list.push(c)
+    }
+    // (an owner that is away hears every count when its link is back: #onUp)
+    for (const [o, list] of byOwner) if (this.#mesh.isUp(o)) this.#mesh.send(o, ['uc', list])
   }
 
   #usersCounted (from: number, counts: unknown): void {
@@ -1629,8 +1701,10 @@ export class WorkerEngine implements Engine {
     }
     // first: the fence of this worker's ids (sent once a second after this)
     const out: Peer[] = [['t', Math.floor(Date.now() / 1000)]]
-    // every user's subscribers here (maxSubscribersPerUser): the peer forgot them when the link went
-    const users = [...this.#core.usersHeld()]
+    // the subscribers here of every user the peer owns (maxSubscribersPerUser): it forgot them
+    // when the link went
+    const users: Array<[string, number]> = []
+    for (const c of this.#core.usersHeld()) if (this.#userOwner(c[0]) === peer) users.push([c[0], c[1]])
     if (users.length > 0) out.push(['uc', users])
     const offered: Array<['own', SnapChannel, number, HeldKey[]?]> = []
     for (const ch of this.#core.registry.values()) {
@@ -1668,6 +1742,7 @@ export class WorkerEngine implements Engine {
     // its users' subscribers count no more (told again when the link is back)
     for (const [user, n] of p.users) this.#userElsewhere(user, -n)
     p.users.clear()
+    p.usersSynced = false
     // (its replicas kept here with no subscriber wait for it: #onUp offers them, and the owner
     // sends what they miss)
     p.deleted.clear()
@@ -1728,6 +1803,8 @@ export class WorkerEngine implements Engine {
       const e = batch[i]!
       if (e[0] === 'own') this.#own(from, e[1], e[2], e[3])
       else if (e[0] === 'synced') {
+        // (its 'uc' before this is held, and applied before anything asks for room)
+        this.#peers[from]!.usersSynced = true
         this.#syncWaiting.delete(from)
         this.#maybeEndSync()
       } else this.#held.push([from, e])
@@ -1846,6 +1923,7 @@ export class WorkerEngine implements Engine {
           this.#own(from, e[1], e[2], e[3])
           break
         case 'synced':
+          this.#peers[from]!.usersSynced = true
           break
         case 't': {
           // only forward (a clock stepped back does not take a fence back), except from Infinity:
@@ -1868,6 +1946,26 @@ export class WorkerEngine implements Engine {
           break
         case 'uc':
           this.#usersCounted(from, e[1])
+          break
+        case 'ur': {
+          const status = this.#userRoom(e[1])
+          if (status === 0) {
+            // counted now: the sender's next 'uc' says it (or that it left meanwhile)
+            const p = this.#peers[from]!
+            const user = e[1]
+            p.users.set(user, (p.users.get(user) ?? 0) + 1)
+            this.#userElsewhere(user, 1)
+            acks++
+            break
+          }
+          // (the acks before it go first: the peer takes answers in the order it asked)
+          if (acks > 0) this.#mesh.send(from, ['a', acks])
+          acks = 0
+          this.#mesh.send(from, ['un', status])
+          break
+        }
+        case 'un':
+          this.#userRefused(from, e[1] === 429 ? 429 : 503)
           break
         case 'load': {
           const key = e[1][0]
@@ -1924,6 +2022,20 @@ export class WorkerEngine implements Engine {
       p.awaiting = p.awaiting.slice(p.awaitHead)
       p.awaitHead = 0
     }
+  }
+
+  /** The user's owner refused the subscriber next in line for its answers ('un'). */
+  #userRefused (from: number, status: number): void {
+    const p = this.#peers[from]!
+    const sub = p.awaiting[p.awaitHead]
+    if (sub === undefined) return
+    p.awaiting[p.awaitHead++] = undefined as unknown as Subscriber
+    // (its channels' owners counted it: their acks find it ended, and unregistered() uncounts it)
+    this.#acksDue.delete(sub)
+    this.#paused.delete(sub)
+    if ((sub.flags & F_CLOSED) !== 0) return
+    if (status === 429) this.#core.endOverUserLimit(sub)
+    else sub.transport.end(sub, 503)
   }
 
   // ---- the primary ----------------------------------------------------------------------------

@@ -470,10 +470,32 @@ export class Core {
     return this.opts.maxSubscribersPerUser > 0 && grant !== null ? grant.sub : null
   }
 
+  /** The user a subscriber of this grant counts for (maxSubscribersPerUser), or null. */
+  userOf (grant: Grant | null): string | null {
+    return this.#userOf(grant)
+  }
+
+  /** The user's subscribers registered here. */
+  heldBy (user: string): number {
+    return this.#perUser.get(user) ?? 0
+  }
+
+  /**
+   * A registered subscriber refused at maxSubscribersPerUser after it was admitted (with workers,
+   * the user's owner said no): counted, and answered 429 as its admission would have been.
+   */
+  endOverUserLimit (sub: Subscriber): void {
+    this.stats.refusedBy[REFUSAL_REASONS.indexOf('user_limit')]!++
+    if (sub.transport.endOverLimit !== undefined) sub.transport.endOverLimit(sub)
+    else sub.transport.end(sub, 429)
+  }
+
   /**
    * Would one more subscriber of this grant pass the user's limit (maxSubscribersPerUser), here
    * and, with workers, on the others? A refusal is counted. Checked where the subscriber is
-   * admitted, in the turn that registers it.
+   * admitted, in the turn that registers it. With workers the others' count is known to the user's
+   * owner only (lib/cluster.ts): another worker checks its own here, and the owner's answer
+   * follows (endOverUserLimit).
    */
   overUserLimit (grant: Grant | null): boolean {
     const user = this.#userOf(grant)

@@ -80,8 +80,9 @@ export interface Engine {
   subscribedElsewhere? (key: string): boolean
   /**
    * With in-memory workers, maxSubscribersPerUser: the user's subscribers in this process are now
-   * `count` (the engine tells the other workers), and the user's subscribers on the other workers.
-   * Absent = this process counts alone.
+   * `count` (the engine tells the user's owner), and, on the user's owner, the user's subscribers
+   * on the other workers (elsewhere 0: the owner's answer follows registered()). Absent = this
+   * process counts alone.
    */
   usersChanged? (user: string, count: number): void
   usersElsewhere? (user: string): number

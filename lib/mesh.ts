@@ -56,9 +56,10 @@ const BACKLOG_CAP = 64 * 1024 * 1024
 const STUCK_MS = 5000
 /** Connections that have not said hello yet, at most. */
 const UNAUTH_CAP = 16
-// "PKM2": a worker forked from newer files (a frame format of its own) and an older one cut each
-// other at hello instead of misreading each other's frames
-const MAGIC = 0x504b4d32
+// "PKM3": a worker forked from newer files (a frame format, or entries, of its own) and an older
+// one cut each other at hello instead of misreading each other's frames (3: a user's owner
+// answers for maxSubscribersPerUser)
+const MAGIC = 0x504b4d33
 const KEY_BYTES = 32
 /** magic, worker id, pid, key */
 const HELLO_BYTES = 12 + KEY_BYTES

@@ -240,6 +240,11 @@ export interface Transport {
   /** The engine counted a subscriber deployment-wide (see Core.register): start streaming. */
   ready (sub: Subscriber): void
   /**
+   * Refused at maxSubscribersPerUser after it was registered, before ready() (Core.endOverUserLimit):
+   * the answer a refusal at admission gives. Absent: end(sub, 429).
+   */
+  endOverLimit? (sub: Subscriber): void
+  /**
    * Coalescing transports: `sub` is being unregistered while this turn's frames are held for it
    * (F_BATCHED): write them now, or uncount them when its socket is gone.
    */
@@ -252,6 +257,18 @@ export interface Transport {
 }
 
 export type TransportFactory = new (core: Core, index: number) => Transport
+
+/**
+ * Transport.endOverLimit: a subscriber refused before its head left is uncounted and its head
+ * dropped, for the refusal to take its place. False when it had started (the head is out).
+ */
+export function unstarted (core: Core, sub: Subscriber): boolean {
+  if (sub.pendingHead === null) return false
+  core.unregister(sub)
+  sub.pendingHead = null
+  sub.backlog = null
+  return true
+}
 
 /**
  * A stream's keepalive fell due with bytes still queued for its socket (§11c, §11e): no keepalive

@@ -6,11 +6,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
-import { SseClient, eventually, exitedWithOutput, freePort, info, publish } from './helpers/server.ts'
+import { SseClient, eventually, exitedWithOutput, freePort, info, publish, socketOnWorker } from './helpers/server.ts'
 import { serve } from './helpers/node.ts'
 import { startRedis } from './helpers/redis.ts'
 import { SECRET, mint } from './helpers/auth.ts'
-import { REPLICA_LINGER_MS, SILENT_MS, STABLE_MS, ownerOf, quickDeathsAfter, restartDelay } from '../lib/cluster.ts'
+import { REPLICA_LINGER_MS, SILENT_MS, STABLE_MS, ownerOf, quickDeathsAfter, restartDelay, userOwnerOf } from '../lib/cluster.ts'
 import { meshPath } from '../lib/mesh.ts'
 import net from 'node:net'
 import http from 'node:http'
@@ -378,7 +378,7 @@ test.serial('the mesh sockets take only this primary\'s workers: a hello without
   frame.writeUInt32BE(batch.length, 0)
   const hello = (secret: Buffer): Buffer => {
     const h = Buffer.alloc(44)
-    h.writeUInt32BE(0x504b4d32, 0)
+    h.writeUInt32BE(0x504b4d33, 0)
     h.writeUInt32BE(1, 4)
     h.writeUInt32BE(process.pid, 8)
     secret.copy(h, 12)
@@ -414,9 +414,10 @@ test.serial('the mesh sockets take only this primary\'s workers: a hello without
   t.is(workerPid(child.pid!, 0), pid)
   // (the cut takes worker 0's own link to worker 1 down a moment: an answer may be 503 meanwhile)
   t.true(await eventually(async () => (await info(base, key)).status === 404))
-  // entries of a known kind in shapes no worker sends ('uc': users' counts) are passed over: the
-  // worker lives on, and the good frame behind them publishes
-  const odd = encodeBatch([['uc', 5], ['uc', [null, 7, ['x', -1], ['y', 1e308], ['z'], [3, 1]]]])
+  // entries of a known kind in shapes no worker sends ('uc': users' counts; 'ur', 'un': a user's
+  // room asked and refused, with nothing waiting for it) are passed over: the worker lives on, and
+  // the good frame behind them publishes
+  const odd = encodeBatch([['uc', 5], ['uc', [null, 7, ['x', -1], ['y', 1e308], ['z'], [3, 1]]], ['ur', 5], ['ur'], ['un', 'x'], ['un']])
   const oddFrame = Buffer.concat([Buffer.alloc(4), odd])
   oddFrame.writeUInt32BE(odd.length, 0)
   await send(Buffer.concat([hello(secret), oddFrame, frame]))
@@ -484,6 +485,79 @@ test.serial('maxSubscribersPerUser counts a user on every worker: past it on eit
   t.true(await on('/sub/uf', 1))
   t.true(await on('/sub/ug', 1))
   t.true(await off('/sub/uh', 0))
+})
+
+test.serial('maxSubscribersPerUser holds against a burst spread over the workers: the user\'s owner counts every worker\'s, and grants one at a time', async (t) => {
+  const { port } = await startCluster(t, 2, 0, false, ['--jwt-secret', SECRET, '--max-subscribers-per-user', '3'])
+  const { token } = await mint(['u*'], 120, 'dave')
+  const auth = { Authorization: `Bearer ${token}` }
+  const clients: SseClient[] = []
+  t.teardown(() => { for (const c of clients) c.socket.destroy() })
+  // 12 connections on each worker, then 24 subscriptions of one user written in the same turn:
+  // each worker's own count is under the limit when it checks, and the owner's answer decides
+  const sockets = [...await connectionsOnWorker(t, port, 0, 12), ...await connectionsOnWorker(t, port, 1, 12)]
+  clients.push(...await Promise.all(sockets.map(async (s, i) => await SseClient.over(s, `/sub/uburst${i}`, auth))))
+  // a refused one closes after its 429 (SSE: `200` and `:429:`); an admitted one stays open
+  const limited = (c: SseClient): boolean => c.comments.some((x) => x.includes('429 Too Many Requests'))
+  t.true(await eventually(() => clients.every((c) => c.closed || (c.comments.includes(': hi') && !limited(c))), 10000))
+  const admitted = clients.filter((c) => !c.closed)
+  const refused = clients.filter(limited)
+  t.true(admitted.length <= 3, `${admitted.length} of 24 admitted, limit 3`)
+  t.true(admitted.length >= 1)
+  t.is(admitted.length + refused.length, 24, 'every other one refused at the limit')
+  // the burst over, the user holds exactly the limit: one more on either worker while under it is
+  // admitted, and then one on each is refused
+  for (let i = admitted.length; i < 3; i++) {
+    t.true(await eventually(async () => {
+      const r = await userSubscribes(port, `/sub/umore${i}`, i % 2, token)
+      clients.push(r.c)
+      return r.verdict === 'admitted'
+    }, 10000))
+  }
+  for (const w of [0, 1]) {
+    const r = await userSubscribes(port, '/sub/uover', w, token)
+    clients.push(r.c)
+    t.is(r.verdict, 'user_limit', `worker ${w}`)
+  }
+})
+
+/** What worker `worker` answers to `request`, up to the connection's close (at most 5 s). */
+async function answerOnWorker (port: number, worker: number, request: string): Promise<string> {
+  const s = await socketOnWorker(port, worker)
+  let got = ''
+  s.on('data', (d: Buffer) => { got += d.toString('latin1') })
+  s.write(request)
+  await Promise.race([once(s, 'close'), new Promise((resolve) => setTimeout(resolve, 5000))])
+  s.destroy()
+  return got
+}
+
+test.serial('maxSubscribersPerUser: a subscription its worker admits and the user\'s owner refuses gets the answer of a refusal at admission (SSE, WebSocket, long-poll), and nothing else', async (t) => {
+  const { port } = await startCluster(t, 2, 0, false, ['--jwt-secret', SECRET, '--max-subscribers-per-user', '1'])
+  // a user whose owner is worker 1; worker 0 holds none of its subscribers, so it admits by its
+  // own count and asks worker 1
+  let user = 'erin'
+  for (let i = 0; userOwnerOf(user, 2) !== 1; i++) user = `erin${i}`
+  const { token } = await mint(['u*'], 120, user)
+  const held = await userSubscribes(port, '/sub/uheld', 1, token)
+  t.teardown(() => { held.c.socket.destroy() })
+  t.is(held.verdict, 'admitted')
+  const late = await userSubscribes(port, '/sub/ulate', 0, token)
+  late.c.socket.destroy()
+  t.is(late.verdict, 'user_limit')
+  const ws = await answerOnWorker(port, 0, 'GET /sub/ulate HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${token}\r\n\r\n`)
+  t.regex(ws, /^HTTP\/1\.1 429 [^]*\r\nRetry-After: \d+\r\n[^]*\r\n\r\nToo Many Requests: this user holds its limit of subscriptions$/)
+  t.notRegex(ws, / 101 /)
+  const lp = await answerOnWorker(port, 0, `GET /sub/ulate HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\n\r\n`)
+  t.regex(lp, /^HTTP\/1\.1 429 [^]*\r\nRetry-After: \d+\r\n[^]*\r\n\r\nToo Many Requests: this user holds its limit of subscriptions$/)
+  // the held one ends: worker 0 is granted one (once the owner has heard)
+  held.c.socket.destroy()
+  t.true(await eventually(async () => {
+    const r = await userSubscribes(port, '/sub/unext', 0, token)
+    r.c.socket.destroy()
+    return r.verdict === 'admitted'
+  }, 10000))
 })
 
 /** `n` keep-alive connections that landed on worker `worker` (a connection's requests are answered in order, one at a time). */

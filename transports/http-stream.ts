@@ -13,7 +13,7 @@ import { corsLines, randomBetween, userLimitRetryAfter } from '../lib/http.ts'
 import { ERRORS } from '../lib/errors.ts'
 import { formatHttpDate, formatId, withGaps, type Cursor } from '../lib/message-id.ts'
 import type { Message } from '../lib/message.ts'
-import { F_BATCHED, F_CATCHING_UP, F_CLOSED, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
+import { F_BATCHED, F_CATCHING_UP, F_CLOSED, Subscriber, queuedAtKeepalive, unstarted, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
 import { kSubscriber } from '../lib/symbols.ts'
 import { detachSocket, dropListeners } from './detach.ts'
 import { OVERFLOW, enqueue, owedGap } from '../lib/backlog.ts'
@@ -134,6 +134,15 @@ export abstract class HttpStreamTransport implements Transport {
     // the client's FIN came while it was admitted (access control that waited), before these
     // listeners: ours follows, as onEnd would have sent it, and 'close' unregisters
     if (socket.readableEnded && !socket.writableEnded) socket.end()
+  }
+
+  /**
+   * Refused at maxSubscribersPerUser once registered (with workers, the user's owner said no):
+   * its head never left, so the refusal its admission would have given goes in its place.
+   */
+  endOverLimit (sub: Subscriber): void {
+    if (unstarted(this.core, sub)) this.refuseUser(sub.socket, sub.origin)
+    else this.end(sub, 429)
   }
 
   /** Counted everywhere (§3.2): the head goes out, then the replay. */

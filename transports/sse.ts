@@ -28,6 +28,7 @@ const END_LINES: Record<number, Buffer> = {
   400: Buffer.from(':400: 400 Bad Request\n\n'),
   408: Buffer.from(':408: 408 Request Timeout\n\n'),
   410: Buffer.from(':410: 410 Gone\n\n'),
+  429: Buffer.from(':429: 429 ' + ERRORS.USER_LIMIT.message + '\n\n'),
   503: Buffer.from(':503: 503 Service Unavailable\n\n')
 }
 

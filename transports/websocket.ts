@@ -15,7 +15,7 @@ import { unpinned, writeShared, type Message } from '../lib/message.ts'
 import { formatId, withGaps, type Cursor } from '../lib/message-id.ts'
 import type { Grant } from '../lib/auth.ts'
 import {
-  F_BATCHED, F_CATCHING_UP, F_CLOSED, F_WS_DEFLATE, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, queuedAtKeepalive, type SubscribeRequest, type Transport
+  F_BATCHED, F_CATCHING_UP, F_CLOSED, F_WS_DEFLATE, F_WS_GAP, F_WS_META, F_WS_PING, Subscriber, queuedAtKeepalive, unstarted, type SubscribeRequest, type Transport
 } from '../lib/subscriber.ts'
 import { kSubscriber, kUpgradeHead } from '../lib/symbols.ts'
 import { OVERFLOW, enqueue, owedGap } from '../lib/backlog.ts'
@@ -41,6 +41,7 @@ const CLOSE_EMPTY = frame(OP_CLOSE, EMPTY)
 const END_FRAMES: Record<number, Buffer> = {
   408: closeFrame(CLOSE_NORMAL, '408 Request Timeout'),
   410: closeFrame(CLOSE_GOING_AWAY, '410 Gone'),
+  429: closeFrame(CLOSE_TRY_AGAIN_LATER, '429 Too Many Requests'),
   503: closeFrame(CLOSE_GOING_AWAY, '503 Service Unavailable')
 }
 const INTERNAL_ERROR = closeFrame(CLOSE_INTERNAL_ERROR)
@@ -203,6 +204,20 @@ export class WebSocketTransport implements Transport {
     // the client's FIN came while it was admitted (access control that waited), before these
     // listeners: ours follows, as onEnd would have sent it, and 'close' unregisters
     if (socket.readableEnded && !socket.writableEnded) socket.end()
+  }
+
+  /**
+   * Refused at maxSubscribersPerUser once registered (with workers, the user's owner said no):
+   * the `101` never left, so the upgrade is refused as at admission (429).
+   */
+  endOverLimit (sub: Subscriber): void {
+    if (!unstarted(this.core, sub)) {
+      this.end(sub, 429)
+      return
+    }
+    const socket = sub.socket as WsSocket
+    socket[kPartial] = null
+    rejectUpgrade(socket, ERRORS.USER_LIMIT, sub.origin, 'Retry-After: ' + userLimitRetryAfter() + '\r\n')
   }
 
   /** Counted everywhere: the `101` goes out (§3.2: not before), then the replay. */

@@ -183,6 +183,11 @@ export class SseClient {
     return SseClient.#start(await socketOnWorker(port, worker), path, headers)
   }
 
+  /** A subscription on a socket already connected (e.g. one of socketOnWorker's). */
+  static async over (socket: net.Socket, path: string, headers: Record<string, string> = {}): Promise<SseClient> {
+    return await SseClient.#start(socket, path, headers)
+  }
+
   static async #start (socket: net.Socket, path: string, headers: Record<string, string>): Promise<SseClient> {
     const c = new SseClient(socket)
     let req = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n`
