@@ -129,10 +129,10 @@ type Peer =
    */
   | ['uc', Array<[string, number]>]
   /**
-   * Room for one more subscriber of this user (registered at the sender, counted in its next
-   * 'uc')? Answered in turn with the 'sub' acks: an 'a', or a 'un'.
+   * Room for one more subscriber of this user? The sender's subscribers of it now, this one (just
+   * registered there) included, as in a 'uc'. Answered in turn with the 'sub' acks: an 'a', or a 'un'.
    */
-  | ['ur', string]
+  | ['ur', string, number]
   // from a user's owner
   /** The 'ur' answered at this place in the acks is refused: 429 (the limit), 503 (a peer's count unknown). */
   | ['un', number]
@@ -1133,7 +1133,8 @@ export class WorkerEngine implements Engine {
       due = byOwner.size
     }
     if (uo >= 0) {
-      this.#mesh.send(uo, ['ur', user!])
+      // with this worker's count now: one that fell earlier in this turn is not told yet ('uc')
+      this.#mesh.send(uo, ['ur', user!, this.#core.heldBy(user!)])
       this.#peers[uo]!.awaiting.push(sub)
       due++
     }
@@ -1248,16 +1249,25 @@ export class WorkerEngine implements Engine {
   }
 
   /**
-   * As a user's owner: may one more subscriber of `user` be admitted on a peer? 0 (yes), 429 (the
-   * limit), 503 (a peer's count is not known yet).
+   * As a user's owner, a peer's 'ur': may the subscriber of `user` it registered be admitted, the
+   * peer now holding `count` of them with it? 0 (yes), 429 (the limit), 503 (a peer's count is
+   * not known yet). The peer's count is taken as said, without it when refused (its next 'uc'
+   * says so too).
    */
-  #userRoom (user: unknown): number {
-    const limit = this.#core.opts.maxSubscribersPerUser
+  #userRoom (from: number, user: unknown, count: unknown): number {
     // (what an authenticated peer sends is trusted, but no shape of it ends this process)
-    if (typeof user !== 'string') return 503
-    if (limit <= 0) return 0
+    if (typeof user !== 'string' || !Number.isSafeInteger(count) || (count as number) < 1 || (count as number) > 0x7fffffff) return 503
     if (!this.#usersSynced()) return 503
-    return this.#core.heldBy(user) + (this.#usersElsewhere.get(user) ?? 0) < limit ? 0 : 429
+    const limit = this.#core.opts.maxSubscribersPerUser
+    const p = this.#peers[from]!
+    const before = p.users.get(user) ?? 0
+    const others = this.#core.heldBy(user) + (this.#usersElsewhere.get(user) ?? 0) - before
+    const room = limit <= 0 || others + (count as number) <= limit
+    const n = room ? count as number : (count as number) - 1
+    if (n > 0) p.users.set(user, n)
+    else p.users.delete(user)
+    this.#userElsewhere(user, n - before)
+    return room ? 0 : 429
   }
 
   /** The user's subscribers here are now `count` (Core): told to its owner at the end of the turn. */
@@ -1803,8 +1813,9 @@ export class WorkerEngine implements Engine {
       const e = batch[i]!
       if (e[0] === 'own') this.#own(from, e[1], e[2], e[3])
       else if (e[0] === 'synced') {
-        // (its 'uc' before this is held, and applied before anything asks for room)
-        this.#peers[from]!.usersSynced = true
+        // (held too, to say the peer's counts are in where they are among every peer's held
+        // entries: a room asked before them, by another peer, is not granted)
+        this.#held.push([from, e])
         this.#syncWaiting.delete(from)
         this.#maybeEndSync()
       } else this.#held.push([from, e])
@@ -1948,13 +1959,9 @@ export class WorkerEngine implements Engine {
           this.#usersCounted(from, e[1])
           break
         case 'ur': {
-          const status = this.#userRoom(e[1])
+          // (counted now: the sender's next 'uc' says it, or that it left meanwhile)
+          const status = this.#userRoom(from, e[1], e[2])
           if (status === 0) {
-            // counted now: the sender's next 'uc' says it (or that it left meanwhile)
-            const p = this.#peers[from]!
-            const user = e[1]
-            p.users.set(user, (p.users.get(user) ?? 0) + 1)
-            this.#userElsewhere(user, 1)
             acks++
             break
           }
@@ -2004,12 +2011,23 @@ export class WorkerEngine implements Engine {
     if (fenced) core.fenceMoved()
   }
 
+  /** The subscriber next in line for the peer's answers ('a', 'un'), taken off the line. */
+  #nextAwaiting (p: PeerState): Subscriber | undefined {
+    const sub = p.awaiting[p.awaitHead]
+    if (sub === undefined) return undefined
+    p.awaiting[p.awaitHead++] = undefined as unknown as Subscriber
+    if (p.awaitHead > 1024 && p.awaitHead * 2 > p.awaiting.length) {
+      p.awaiting = p.awaiting.slice(p.awaitHead)
+      p.awaitHead = 0
+    }
+    return sub
+  }
+
   #acked (from: number, n: number): void {
     const p = this.#peers[from]!
     for (let i = 0; i < n; i++) {
-      const sub = p.awaiting[p.awaitHead]
+      const sub = this.#nextAwaiting(p)
       if (sub === undefined) break
-      p.awaiting[p.awaitHead++] = undefined as unknown as Subscriber
       const due = this.#acksDue.get(sub)
       if (due !== undefined) {
         if (due > 1) { this.#acksDue.set(sub, due - 1); continue }
@@ -2018,18 +2036,12 @@ export class WorkerEngine implements Engine {
       if (this.#paused.delete(sub)) this.#core.resumeLive(sub)
       if ((sub.flags & F_CLOSED) === 0) sub.transport.ready(sub)
     }
-    if (p.awaitHead > 1024 && p.awaitHead * 2 > p.awaiting.length) {
-      p.awaiting = p.awaiting.slice(p.awaitHead)
-      p.awaitHead = 0
-    }
   }
 
   /** The user's owner refused the subscriber next in line for its answers ('un'). */
   #userRefused (from: number, status: number): void {
-    const p = this.#peers[from]!
-    const sub = p.awaiting[p.awaitHead]
+    const sub = this.#nextAwaiting(this.#peers[from]!)
     if (sub === undefined) return
-    p.awaiting[p.awaitHead++] = undefined as unknown as Subscriber
     // (its channels' owners counted it: their acks find it ended, and unregistered() uncounts it)
     this.#acksDue.delete(sub)
     this.#paused.delete(sub)

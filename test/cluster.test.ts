@@ -417,7 +417,7 @@ test.serial('the mesh sockets take only this primary\'s workers: a hello without
   // entries of a known kind in shapes no worker sends ('uc': users' counts; 'ur', 'un': a user's
   // room asked and refused, with nothing waiting for it) are passed over: the worker lives on, and
   // the good frame behind them publishes
-  const odd = encodeBatch([['uc', 5], ['uc', [null, 7, ['x', -1], ['y', 1e308], ['z'], [3, 1]]], ['ur', 5], ['ur'], ['un', 'x'], ['un']])
+  const odd = encodeBatch([['uc', 5], ['uc', [null, 7, ['x', -1], ['y', 1e308], ['z'], [3, 1]]], ['ur', 5], ['ur'], ['ur', 'x', -1], ['ur', 'x', 1.5], ['un', 'x'], ['un']])
   const oddFrame = Buffer.concat([Buffer.alloc(4), odd])
   oddFrame.writeUInt32BE(odd.length, 0)
   await send(Buffer.concat([hello(secret), oddFrame, frame]))
@@ -519,6 +519,57 @@ test.serial('maxSubscribersPerUser holds against a burst spread over the workers
     clients.push(r.c)
     t.is(r.verdict, 'user_limit', `worker ${w}`)
   }
+})
+
+test.serial('maxSubscribersPerUser: a user\'s owner forked again grants nothing before every worker\'s count of the user is in, in whatever order the workers\' entries reach it', async (t) => {
+  const { port, child } = await startCluster(t, 3, 0, false, ['--jwt-secret', SECRET, '--max-subscribers-per-user', '1'])
+  // the user's owner A; B holds the user's one subscription; C asks for another
+  const A = 2
+  const B = 0
+  const C = 1
+  let user = 'frank'
+  for (let i = 0; userOwnerOf(user, 3) !== A; i++) user = `frank${i}`
+  // a channel C owns: nothing C's subscriber waits on but the user's owner
+  let key = 'ux'
+  for (let i = 0; ownerOf(key, 3) !== C; i++) key = `ux${i}`
+  const { token } = await mint(['u*'], 120, user)
+  const auth = { Authorization: `Bearer ${token}` }
+  const held = await userSubscribes(port, '/sub/uheld', B, token)
+  t.teardown(() => { held.c.socket.destroy() })
+  t.is(held.verdict, 'admitted')
+  // (every connection opened before B stops: one the kernel gave B would wait for it)
+  const sockets = await connectionsOnWorker(t, port, C, 80)
+  // A dies, and B stops (a long turn) before the new A has heard its count
+  const pidA = workerPid(child.pid!, A)
+  const pidB = workerPid(child.pid!, B)
+  process.kill(pidA, 'SIGKILL')
+  process.kill(pidB, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(pidB, 'SIGCONT') } catch {} })
+  // a subscription on C, under C's own count: 503 at once while C has no link to the new A; once
+  // it has one, it waits for A's word (no answer at all yet), which A holds until it has every
+  // worker's counts
+  let asked: Promise<SseClient> | null = null
+  for (const s of sockets) {
+    const pending = SseClient.over(s, `/sub/${key}`, auth)
+    const c = await Promise.race([pending, new Promise<null>((resolve) => setTimeout(resolve, 200, null))])
+    if (c === null) { asked = pending; break }
+    await c.until(() => c.closed, 1000).catch(() => {})
+    t.true(c.comments.some((x) => x.startsWith(':503:')), c.comments.join('|'))
+    await new Promise((resolve) => setTimeout(resolve, 40))
+  }
+  t.not(asked, null, 'a subscription on C waited for the new A while B was stopped')
+  // B goes on: its count reaches the new A after C's ask did; the ask is not granted
+  process.kill(pidB, 'SIGCONT')
+  const c = await asked!
+  await c.until(() => c.closed, 10000).catch(() => {})
+  t.true(c.closed && c.comments.some((x) => /^:(429|503):/.test(x)), c.comments.join('|'))
+  t.false(held.c.closed)
+  // and once B's count is in, one more on C is refused at the limit
+  t.true(await eventually(async () => {
+    const r = await userSubscribes(port, `/sub/${key}`, C, token)
+    r.c.socket.destroy()
+    return r.verdict === 'user_limit'
+  }, 10000))
 })
 
 /** What worker `worker` answers to `request`, up to the connection's close (at most 5 s). */
