@@ -1252,7 +1252,7 @@ export class WorkerEngine implements Engine {
    * As a user's owner, a peer's 'ur': may the subscriber of `user` it registered be admitted, the
    * peer now holding `count` of them with it? 0 (yes), 429 (the limit), 503 (a peer's count is
    * not known yet). The peer's count is taken as said, without it when refused (its next 'uc'
-   * says so too).
+   * says so too); a 503 leaves the peer's count as it was (nothing was added).
    */
   #userRoom (from: number, user: unknown, count: unknown): number {
     // (what an authenticated peer sends is trusted, but no shape of it ends this process)

@@ -245,13 +245,18 @@ function unTag (tag: string): string {
   return tag.replace(/%(25|7B|7D)/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)))
 }
 
+/** A user's counts (maxSubscribersPerUser): node -> its subscribers of that user (lib/redis-lua.ts USER). */
+export function userKey (user: string): string {
+  return 'pk:u:' + user
+}
+
 /** The keys of a channel (lib/redis-lua.ts). */
 export function channelKey (key: string, part: 'm' | 'b' | 's' | 'x' | 'd' | 'c' | 'i' | 'f'): string {
   return `pk:{${hashTag(key)}}:${part}`
 }
 
 const SHAS: Record<string, string> = {}
-for (const name of ['PUBLISH', 'INFO', 'DELETE', 'LOAD', 'SEED', 'FORWARD', 'REUSED', 'COUNT', 'HEARTBEAT'] as const) {
+for (const name of ['PUBLISH', 'INFO', 'DELETE', 'LOAD', 'SEED', 'FORWARD', 'REUSED', 'COUNT', 'HEARTBEAT', 'USER'] as const) {
   SHAS[name] = createHash('sha1').update(LUA[name]).digest('hex')
 }
 
@@ -294,6 +299,8 @@ export class RedisEngine implements Engine {
   #dirty = new Set<string>()
   #arrived = new Set<string>()
   #waiting: Subscriber[] = []
+  /** maxSubscribersPerUser: users whose count here changed since the last flush (written absolute, USER). */
+  #usersDirty = new Set<string>()
   #flushScheduled = false
   #flushing = false
   /** Subscribers whose F_CATCHING_UP flag the engine set (long-poll), cleared before ready(). */
@@ -1013,6 +1020,7 @@ export class RedisEngine implements Engine {
     this.#clockOffset = num(r[1]) - Math.round((sent + Date.now()) / 2)
     if (num(r[0]) === 0) {
       for (const key of this.#counts.keys()) this.#dirty.add(key)
+      for (const [user] of this.#core.usersHeld()) this.#usersDirty.add(user)
       this.#scheduleFlush()
     }
     const dead = (r[2] as unknown[]).map(String).filter((d) => d !== this.nodeId)
@@ -1065,6 +1073,13 @@ export class RedisEngine implements Engine {
         }))
       }
       await this.#send(set, ['DEL', set])
+      // its users' counts (maxSubscribersPerUser)
+      const userSet = 'pk:nu:' + d
+      const users = (await this.#send(userSet, ['SMEMBERS', userSet])) as string[]
+      for (let i = 0; i < users.length; i += 256) {
+        await Promise.all(users.slice(i, i + 256).map(async (u) => { await this.#send(userKey(u), ['HDEL', userKey(u), d]) }))
+      }
+      await this.#send(userSet, ['DEL', userSet])
       await this.#send(NODES_KEY, ['ZREM', NODES_KEY, d])
     }
   }
@@ -1343,41 +1358,92 @@ export class RedisEngine implements Engine {
   async flush (): Promise<void> {
     this.#flushScheduled = false
     if (!this.#cmdReady || !this.#scriptsReady || this.#flushing) return
-    if (this.#dirty.size === 0 && this.#waiting.length === 0) return
+    if (this.#dirty.size === 0 && this.#waiting.length === 0 && this.#usersDirty.size === 0) return
     this.#flushing = true
     const keys = [...this.#dirty]
     const arrived = this.#arrived
     const subs = this.#waiting
+    const usersDirty = this.#usersDirty
     this.#dirty = new Set()
     this.#arrived = new Set()
     this.#waiting = []
+    this.#usersDirty = new Set()
     const nodeSet = 'pk:n:' + this.nodeId
     const counted: string[] = []
     const gone: string[] = []
     for (const key of keys) ((this.#counts.get(key) ?? 0) > 0 ? counted : gone).push(key)
+    const users = this.#userAsks(subs, usersDirty)
+    const userSet = 'pk:nu:' + this.nodeId
+    const usersHeld: string[] = []
+    const usersGone: string[] = []
+    for (const [user, ask] of users) (ask.n > 0 ? usersHeld : usersGone).push(user)
+    const limit = String(this.#core.opts.maxSubscribersPerUser)
+    let granted: unknown[]
     try {
-      // the channels this node counts in, for sweeping its counts if it dies (a key of its own):
-      // sent before the counts, so that no count of this node is in Redis without it (a node that
-      // died between the two left a count no sweep found, and its channel's record held a day);
-      // taken out only once the counts are 0
+      // the channels (and users) this node counts in, for sweeping its counts if it dies (a key of
+      // its own): sent before the counts, so that no count of this node is in Redis without it (a
+      // node that died between the two left a count no sweep found, and its channel's record held
+      // a day); taken out only once the counts are 0
       const named = counted.length > 0 ? this.#send(nodeSet, ['SADD', nodeSet, ...counted]) : null
-      await Promise.all([named, ...keys.map(async (key) => await this.#call(this.#cmd, 'COUNT', this.#countKeys(key),
+      const namedUsers = usersHeld.length > 0 ? this.#send(userSet, ['SADD', userSet, ...usersHeld]) : null
+      const asked = Promise.all([...users].map(async ([user, ask]) => await this.#call(this.#cmd, 'USER', [userKey(user)],
+        [this.nodeId, String(ask.n), String(ask.subs.length), limit])))
+      await Promise.all([named, namedUsers, ...keys.map(async (key) => await this.#call(this.#cmd, 'COUNT', this.#countKeys(key),
         [this.nodeId, String(this.#counts.get(key) ?? 0), arrived.has(key) ? '1' : '0', String(LINGER_MS), this.#ttlArg()]))])
+      granted = await asked
       if (gone.length > 0) await this.#send(nodeSet, ['SREM', nodeSet, ...gone])
+      if (usersGone.length > 0) await this.#send(userSet, ['SREM', userSet, ...usersGone])
     } catch {
       // not written: again after the reconnect (counts are absolute, so a repeat is harmless)
       for (const key of keys) this.#dirty.add(key)
       for (const key of arrived) this.#arrived.add(key)
+      for (const user of users.keys()) this.#usersDirty.add(user)
       this.#waiting = subs.concat(this.#waiting)
       this.#flushing = false
       return
     }
     this.#flushing = false
+    // maxSubscribersPerUser: past the user's room on every node, the last of this flush's are refused
+    let refused: Set<Subscriber> | null = null
+    let i = 0
+    for (const ask of users.values()) {
+      const g = num(granted[i++])
+      for (let j = Math.max(0, g); j < ask.subs.length; j++) (refused ??= new Set()).add(ask.subs[j]!)
+    }
     for (const sub of subs) {
       this.#uncounted.delete(sub)
-      this.#release(sub)
+      if (refused !== null && refused.has(sub)) {
+        if ((sub.flags & F_CLOSED) !== 0) continue
+        this.#pending.delete(sub)
+        this.#flagged.delete(sub)
+        this.#core.endOverUserLimit(sub)
+      } else this.#release(sub)
     }
-    if (this.#dirty.size > 0 || this.#waiting.length > 0) this.#scheduleFlush()
+    if (this.#dirty.size > 0 || this.#waiting.length > 0 || this.#usersDirty.size > 0) this.#scheduleFlush()
+  }
+
+  /**
+   * maxSubscribersPerUser, for a flush: per user whose count here changed or who has subscribers in
+   * it, this node's count now and those subscribers (in the order they came).
+   */
+  #userAsks (subs: Subscriber[], dirty: Set<string>): Map<string, { n: number, subs: Subscriber[] }> {
+    const asks = new Map<string, { n: number, subs: Subscriber[] }>()
+    if (this.#core.opts.maxSubscribersPerUser <= 0) return asks
+    for (const user of dirty) asks.set(user, { n: this.#core.heldBy(user), subs: [] })
+    for (const sub of subs) {
+      const user = this.#core.userOf(sub.grant)
+      if (user === null) continue
+      let ask = asks.get(user)
+      if (ask === undefined) asks.set(user, ask = { n: this.#core.heldBy(user), subs: [] })
+      ask.subs.push(sub)
+    }
+    return asks
+  }
+
+  /** maxSubscribersPerUser: the user's subscribers here changed; written at the next flush (USER). */
+  usersChanged (user: string): void {
+    this.#usersDirty.add(user)
+    this.#scheduleFlush()
   }
 
   /** Counted; serve it once every channel it names has a current replica. */

@@ -368,3 +368,34 @@ if was and tonumber(was) > nowms then alive = 1 end
 return {alive, nowms, redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowms, 'LIMIT', 0, 16), e}
 `
 
+/**
+ * maxSubscribersPerUser: this node's subscribers of one user, absolute, `n` of them (`k` of those
+ * new since it last wrote, waiting for this answer). KEYS u (pk:u:<user>: node -> its count); ARGV
+ * node n k limit. Every other node's field counts, a dead one's too until its sweep (the node
+ * removes it, from its set pk:nu:<node>): never fewer than are held. Returns how many of the `k`
+ * new ones fit under `limit` (0 = no limit: all), and writes `n` less those that did not.
+ * Atomic, so concurrent subscriptions on several nodes are granted only up to the limit.
+ */
+export const USER = `
+local n = tonumber(ARGV[2])
+local k = tonumber(ARGV[3])
+local limit = tonumber(ARGV[4])
+local granted = k
+if limit > 0 and k > 0 then
+  local others = 0
+  local h = redis.call('HGETALL', KEYS[1])
+  for i = 1, #h, 2 do
+    if h[i] ~= ARGV[1] then others = others + (tonumber(h[i + 1]) or 0) end
+  end
+  if others + n > limit then granted = math.max(0, k - (others + n - limit)) end
+  n = n - (k - granted)
+end
+if n > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], n)
+  -- (kept while written to; one no node writes to any more, a day)
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return granted
+`

@@ -12,6 +12,7 @@ import * as LUA from '../lib/redis-lua.ts'
 import { channelKey } from '../lib/redis-engine.ts'
 import { SseClient, eventually, freePort, info, publish, startServer } from './helpers/server.ts'
 import { steadyPublish } from './helpers/steady.ts'
+import { SECRET, mint } from './helpers/auth.ts'
 
 const NODE = process.execPath
 
@@ -868,4 +869,66 @@ test('maxChannels with Redis: the records of copies kept with no subscriber make
   const fourth = await SseClient.connect(srv.port, '/sub/m4')
   t.teardown(() => fourth.close())
   t.is(fourth.status, 200)
+})
+
+/** An SSE subscription on `port` with `token`, settled: admitted (open, `: hi`), or closed with its refusal. */
+async function userStream (port: number, path: string, token: string): Promise<{ c: SseClient, verdict: string }> {
+  const s = net.connect(port, '127.0.0.1')
+  await once(s, 'connect')
+  const c = await SseClient.over(s, path, { Authorization: `Bearer ${token}` })
+  await c.until(() => c.closed, 500).catch(() => {})
+  if (c.comments.some((x) => x.startsWith(':429:'))) return { c, verdict: 'user_limit' }
+  return { c, verdict: !c.closed && c.comments.includes(': hi') ? 'admitted' : `${c.status} ${c.comments.join('|')}` }
+}
+
+test.serial('maxSubscribersPerUser holds across nodes sharing a Redis: a burst spread over two nodes is admitted up to the limit, and a node that dies takes its count with it', async (t) => {
+  const redis = await startRedis(t)
+  const url = `redis://127.0.0.1:${redis.port}`
+  const extra = ['--jwt-secret', SECRET, '--max-subscribers-per-user', '3']
+  const [a, b] = await Promise.all([startNodeUrl(t, url, extra), startNodeUrl(t, url, extra)])
+  const { token } = await mint(['u*'], 120, 'hank')
+  const clients: SseClient[] = []
+  t.teardown(() => { for (const c of clients) c.socket.destroy() })
+  // 12 connections on each node, then 24 subscriptions of one user written at once: each node's
+  // own count is under the limit when it checks; Redis' answer decides
+  const sockets = await Promise.all(Array.from({ length: 24 }, async (_, i) => {
+    const s = net.connect(i < 12 ? a.port : b.port, '127.0.0.1')
+    await once(s, 'connect')
+    return s
+  }))
+  clients.push(...await Promise.all(sockets.map(async (s, i) => await SseClient.over(s, `/sub/uburst${i}`, { Authorization: `Bearer ${token}` }))))
+  const limited = (c: SseClient): boolean => c.comments.some((x) => x.startsWith(':429:'))
+  t.true(await eventually(() => clients.every((c) => c.closed || (c.comments.includes(': hi') && !limited(c))), 10000))
+  const admitted = clients.filter((c) => !c.closed)
+  t.true(admitted.length <= 3, `${admitted.length} of 24 admitted, limit 3`)
+  t.true(admitted.length >= 1)
+  t.is(admitted.length + clients.filter(limited).length, 24, 'every other one refused at the limit')
+  // the burst over, the user holds exactly the limit: one more while under it is admitted (on
+  // either node), then one on each is refused
+  for (let i = admitted.length; i < 3; i++) {
+    t.true(await eventually(async () => {
+      const r = await userStream(i % 2 === 0 ? a.port : b.port, `/sub/umore${i}`, token)
+      clients.push(r.c)
+      return r.verdict === 'admitted'
+    }, 10000))
+  }
+  for (const node of [a, b]) {
+    const r = await userStream(node.port, '/sub/uover', token)
+    clients.push(r.c)
+    t.is(r.verdict, 'user_limit')
+  }
+  // node a dies: once its heartbeat lapses and b sweeps it, b admits as many as a held
+  const onA = clients.filter((c) => !c.closed && c.socket.remotePort === a.port).length
+  process.kill(a.proc.pid!, 'SIGKILL')
+  for (let i = 0; i < onA; i++) {
+    t.true(await eventually(async () => {
+      const r = await userStream(b.port, `/sub/uafter${i}`, token)
+      clients.push(r.c)
+      if (r.verdict !== 'admitted') r.c.socket.destroy()
+      return r.verdict === 'admitted'
+    }, 30000), `one of the ${onA} node a held`)
+  }
+  const over = await userStream(b.port, '/sub/uover2', token)
+  clients.push(over.c)
+  t.is(over.verdict, 'user_limit')
 })
