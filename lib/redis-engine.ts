@@ -891,8 +891,9 @@ export class RedisEngine implements Engine {
       if (this.mode === 'cluster' && this.#cluster === null) await this.#reachable()
       await this.#heartbeat()
       await this.#loadRevocations()
-      // the store may have lost our counts (restart, sweep): write them all again
+      // the store may have lost our counts (restart, sweep): write them all again, users' too
       for (const key of this.#counts.keys()) this.#dirty.add(key)
+      for (const [user] of this.#core.usersHeld()) this.#usersDirty.add(user)
       this.#scheduleFlush()
       this.#syncAll()
       this.#checkUp()
@@ -1385,10 +1386,12 @@ export class RedisEngine implements Engine {
       // node that died between the two left a count no sweep found, and its channel's record held
       // a day); taken out only once the counts are 0
       const named = counted.length > 0 ? this.#send(nodeSet, ['SADD', nodeSet, ...counted]) : null
-      const namedUsers = usersHeld.length > 0 ? this.#send(userSet, ['SADD', userSet, ...usersHeld]) : null
-      const asked = Promise.all([...users].map(async ([user, ask]) => await this.#call(this.#cmd, 'USER', [userKey(user)],
-        [this.nodeId, String(ask.n), String(ask.subs.length), limit])))
-      await Promise.all([named, namedUsers, ...keys.map(async (key) => await this.#call(this.#cmd, 'COUNT', this.#countKeys(key),
+      // (users: the set is written first, whatever shard it is on: a user's count with no entry
+      // there would never be swept, and would hold the user's slots while any node writes to it)
+      const asked = (usersHeld.length > 0 ? this.#send(userSet, ['SADD', userSet, ...usersHeld]) : Promise.resolve())
+        .then(async () => await Promise.all([...users].map(async ([user, ask]) => await this.#call(this.#cmd, 'USER', [userKey(user)],
+          [this.nodeId, String(ask.n), String(ask.subs.length), limit]))))
+      await Promise.all([named, asked, ...keys.map(async (key) => await this.#call(this.#cmd, 'COUNT', this.#countKeys(key),
         [this.nodeId, String(this.#counts.get(key) ?? 0), arrived.has(key) ? '1' : '0', String(LINGER_MS), this.#ttlArg()]))])
       granted = await asked
       if (gone.length > 0) await this.#send(nodeSet, ['SREM', nodeSet, ...gone])
@@ -1431,6 +1434,9 @@ export class RedisEngine implements Engine {
     if (this.#core.opts.maxSubscribersPerUser <= 0) return asks
     for (const user of dirty) asks.set(user, { n: this.#core.heldBy(user), subs: [] })
     for (const sub of subs) {
+      // (one gone already is no longer in the count: asked for, it could take a grant from one
+      // that is still here)
+      if ((sub.flags & F_CLOSED) !== 0) continue
       const user = this.#core.userOf(sub.grant)
       if (user === null) continue
       let ask = asks.get(user)

@@ -4,6 +4,9 @@
 // redis-server is required: without it these tests fail (install: apt-get install -y redis-server).
 import { spawn, type ChildProcess } from 'node:child_process'
 import net from 'node:net'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { once } from 'node:events'
 import test, { type ExecutionContext } from 'ava'
 import { monitorRedis, redisCommand, startRedis, type Redis } from './helpers/redis.ts'
@@ -881,14 +884,20 @@ async function userStream (port: number, path: string, token: string): Promise<{
   return { c, verdict: !c.closed && c.comments.includes(': hi') ? 'admitted' : `${c.status} ${c.comments.join('|')}` }
 }
 
-test.serial('maxSubscribersPerUser holds across nodes sharing a Redis: a burst spread over two nodes is admitted up to the limit, and a node that dies takes its count with it', async (t) => {
-  const redis = await startRedis(t)
+/** A Redis (snapshots to `dir`, if given) and two nodes on it with maxSubscribersPerUser `limit`, and a token of `user`; `held` is closed at the end. */
+async function userLimitNodes (t: ExecutionContext, limit: number, user: string, dir?: string): Promise<{ redis: Redis, a: ParklineNode, b: ParklineNode, token: string, held: SseClient[] }> {
+  const redis = await startRedis(t, undefined, dir)
   const url = `redis://127.0.0.1:${redis.port}`
-  const extra = ['--jwt-secret', SECRET, '--max-subscribers-per-user', '3']
+  const extra = ['--jwt-secret', SECRET, '--max-subscribers-per-user', String(limit)]
   const [a, b] = await Promise.all([startNodeUrl(t, url, extra), startNodeUrl(t, url, extra)])
-  const { token } = await mint(['u*'], 120, 'hank')
-  const clients: SseClient[] = []
-  t.teardown(() => { for (const c of clients) c.socket.destroy() })
+  const { token } = await mint(['u*'], 120, user)
+  const held: SseClient[] = []
+  t.teardown(() => { for (const c of held) c.socket.destroy() })
+  return { redis, a, b, token, held }
+}
+
+test.serial('maxSubscribersPerUser holds across nodes sharing a Redis: a burst spread over two nodes is admitted up to the limit, and a node that dies takes its count with it', async (t) => {
+  const { a, b, token, held: clients } = await userLimitNodes(t, 3, 'hank')
   // 12 connections on each node, then 24 subscriptions of one user written at once: each node's
   // own count is under the limit when it checks; Redis' answer decides
   const sockets = await Promise.all(Array.from({ length: 24 }, async (_, i) => {
@@ -931,4 +940,65 @@ test.serial('maxSubscribersPerUser holds across nodes sharing a Redis: a burst s
   const over = await userStream(b.port, '/sub/uover2', token)
   clients.push(over.c)
   t.is(over.verdict, 'user_limit')
+})
+
+test.serial('maxSubscribersPerUser with Redis: a node writes its users\' counts again after a reconnect, so a Redis that comes back from an older snapshot does not let another node pass the limit', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'parkline-rdb-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const { redis, a, b, token, held } = await userLimitNodes(t, 2, 'ivan', dir)
+  // a snapshot with both nodes alive and no count of the user, then the user's two on node a
+  t.is(await redisCommand(redis.port, 'SAVE'), '+OK\r\n')
+  for (const path of ['/sub/ua1', '/sub/ua2']) {
+    const r = await userStream(a.port, path, token)
+    held.push(r.c)
+    t.is(r.verdict, 'admitted')
+  }
+  // Redis dies and comes back from the snapshot: a's count is gone there until a, reconnected,
+  // writes it again (before that, a user can pass the limit: docs/configuration.md)
+  await redis.kill()
+  await redis.restart()
+  t.true(await eventually(async () => await redisCommand(redis.port, 'HLEN pk:u:ivan') === ':1\r\n', 20000), 'node a wrote its count again')
+  // node b refuses the user (503 while it reconnects; one it admitted would fail the test)
+  let passed = 0
+  t.true(await eventually(async () => {
+    const r = await userStream(b.port, '/sub/ub', token)
+    r.c.socket.destroy()
+    if (r.verdict === 'admitted') passed++
+    return r.verdict === 'user_limit'
+  }, 20000))
+  t.is(passed, 0)
+  t.true(held.every((c) => !c.closed))
+})
+
+test.serial('maxSubscribersPerUser with Redis: a subscription that left before its flush takes no grant from one that is still there', async (t) => {
+  const { redis, a, b, token, held } = await userLimitNodes(t, 2, 'judy')
+  const other = (await mint(['u*'], 120, 'karl')).token
+  // the user's two on node b
+  for (const path of ['/sub/ub1', '/sub/ub2']) {
+    const r = await userStream(b.port, path, token)
+    held.push(r.c)
+    t.is(r.verdict, 'admitted')
+  }
+  // Redis stalls with a flush of node a's in flight (another user's subscription); two of the
+  // user's then wait for a's next flush together, and the later one leaves before it
+  t.is(await redisCommand(redis.port, 'CLIENT PAUSE 700 ALL'), '+OK\r\n')
+  const connect = async (): Promise<net.Socket> => {
+    const s = net.connect(a.port, '127.0.0.1')
+    await once(s, 'connect')
+    return s
+  }
+  const [sz, s1, s2] = await Promise.all([connect(), connect(), connect()])
+  const z = SseClient.over(sz, '/sub/uz', { Authorization: `Bearer ${other}` })
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  const first = SseClient.over(s1, '/sub/ua1', { Authorization: `Bearer ${token}` })
+  void SseClient.over(s2, '/sub/ua2', { Authorization: `Bearer ${token}` }).catch(() => {})
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  s2.destroy()
+  const c1 = await first
+  held.push(c1, await z)
+  await c1.until(() => c1.closed || c1.comments.includes(': hi'), 5000).catch(() => {})
+  await c1.until(() => c1.closed, 300).catch(() => {})
+  // the user holds its two on b: the one left on a is refused
+  t.true(c1.closed && c1.comments.some((x) => x.startsWith(':429:')), c1.comments.join('|'))
+  t.true(held.slice(0, 2).every((c) => !c.closed))
 })

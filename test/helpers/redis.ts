@@ -42,12 +42,14 @@ export async function monitorRedis (t: ExecutionContext, port: number): Promise<
 
 export interface Redis { port: number, proc: ChildProcess, restart: () => Promise<void>, kill: () => Promise<void> }
 
-export async function startRedis (t: ExecutionContext, port?: number): Promise<Redis> {
+/** `dir`: where a `SAVE` writes its snapshot, read again by restart() (none: nothing survives a restart). */
+export async function startRedis (t: ExecutionContext, port?: number, dir?: string): Promise<Redis> {
   if (!redisInstalled()) throw new Error('redis-server is not installed; these tests need it: apt-get install -y redis-server')
   const p = port ?? await freePort()
   const r: Redis = { port: p, proc: null as unknown as ChildProcess, restart: async () => {}, kill: async () => {} }
   const launch = async (): Promise<void> => {
-    const proc = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    const proc = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      ...(dir === undefined ? [] : ['--dir', dir, '--dbfilename', 'snapshot.rdb'])], { stdio: 'ignore' })
     r.proc = proc
     const up = await eventually(async () => (await redisCommand(p, 'PING')) === '+PONG\r\n', 10000)
     if (!up) throw new Error(`redis-server did not start on port ${p}`)
