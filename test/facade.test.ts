@@ -302,8 +302,12 @@ test('subscribe: a resume whose channels lost messages gets the gap signal, each
   const resumed = p.subscribe(['ga', 'gb'], { lastEventId: cursor })
   const got = await take(resumed, 2)
   t.deepEqual(got.map((m) => m.data.toString()), ['a3', 'b3'])
-  // each names its own channel (the bracket); gap is gaps space-joined
-  t.deepEqual(got.map((m) => m.gaps.map((g) => g.slice(g.indexOf(':') + 1).split(',').findIndex((x) => x.startsWith('[')))), [[0], [1]], JSON.stringify(got))
+  // each loss is signalled once, naming its own channel (the bracket): ga's with a3; gb's with b3,
+  // or with a3 already where a3 is of a later second than the cursor (the id vector restarts
+  // there, and would hide gb's loss: lib/core.ts #hiddenGap); gap is gaps space-joined
+  const named = got.map((m) => m.gaps.map((g) => g.slice(g.indexOf(':') + 1).split(',').findIndex((x) => x.startsWith('['))))
+  t.true(named[0]!.includes(0), JSON.stringify(got))
+  t.deepEqual(named.flat().sort(), [0, 1], JSON.stringify(got))
   for (const m of got) t.is(m.gap, m.gaps.join(' '))
   await resumed.return?.()
   // single channel: one
