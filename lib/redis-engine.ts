@@ -1381,17 +1381,18 @@ export class RedisEngine implements Engine {
     const limit = String(this.#core.opts.maxSubscribersPerUser)
     let granted: unknown[]
     try {
-      // the channels (and users) this node counts in, for sweeping its counts if it dies (a key of
-      // its own): sent before the counts, so that no count of this node is in Redis without it (a
-      // node that died between the two left a count no sweep found, and its channel's record held
-      // a day); taken out only once the counts are 0
+      // the channels (and users) this node counts in, for sweeping its counts if it dies (keys of
+      // its own): sent before the counts, so that no count of this node is in Redis without them
+      // (a node that died between the two left a count no sweep found: its channel's record held
+      // a day, its user's slots held while any node writes there); taken out only once the counts
+      // are 0. One connection runs them in the order sent; on a cluster a set's shard is not the
+      // counts', so the sets are awaited first there.
       const named = counted.length > 0 ? this.#send(nodeSet, ['SADD', nodeSet, ...counted]) : null
-      // (users: the set is written first, whatever shard it is on: a user's count with no entry
-      // there would never be swept, and would hold the user's slots while any node writes to it)
-      const asked = (usersHeld.length > 0 ? this.#send(userSet, ['SADD', userSet, ...usersHeld]) : Promise.resolve())
-        .then(async () => await Promise.all([...users].map(async ([user, ask]) => await this.#call(this.#cmd, 'USER', [userKey(user)],
-          [this.nodeId, String(ask.n), String(ask.subs.length), limit]))))
-      await Promise.all([named, asked, ...keys.map(async (key) => await this.#call(this.#cmd, 'COUNT', this.#countKeys(key),
+      const namedUsers = usersHeld.length > 0 ? this.#send(userSet, ['SADD', userSet, ...usersHeld]) : null
+      if (this.mode === 'cluster') await Promise.all([named, namedUsers])
+      const asked = Promise.all([...users].map(async ([user, ask]) => await this.#call(this.#cmd, 'USER', [userKey(user)],
+        [this.nodeId, String(ask.n), String(ask.subs.length), limit])))
+      await Promise.all([named, namedUsers, asked, ...keys.map(async (key) => await this.#call(this.#cmd, 'COUNT', this.#countKeys(key),
         [this.nodeId, String(this.#counts.get(key) ?? 0), arrived.has(key) ? '1' : '0', String(LINGER_MS), this.#ttlArg()]))])
       granted = await asked
       if (gone.length > 0) await this.#send(nodeSet, ['SREM', nodeSet, ...gone])
