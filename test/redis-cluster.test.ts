@@ -9,6 +9,9 @@ import { monitorRedis } from './helpers/redis.ts'
 import { serve, type Node } from './helpers/node.ts'
 import { SseClient, eventually, info, publish } from './helpers/server.ts'
 import { steadyPublish, type SteadyResult } from './helpers/steady.ts'
+import { SECRET, mint } from './helpers/auth.ts'
+import net from 'node:net'
+import { once } from 'node:events'
 
 async function nodes (t: ExecutionContext, store: string[], extra: string[] = []): Promise<[Node, Node]> {
   const [a, b] = await Promise.all([serve(t, ['--workers', '1', ...store, ...extra]), serve(t, ['--workers', '1', ...store, ...extra])])
@@ -381,4 +384,41 @@ test.serial('cluster: a channel\'s slot moved to another master under publishing
   exactlyOnce(t, 'node A', got.slice(0, -1), r)
   t.is(got.at(-1)?.data, 'after')
   t.is(got.length, r.acked.length + 1)
+})
+
+test.serial('cluster: maxSubscribersPerUser holds across two nodes on a Redis Cluster, for users whose names would break a naive hash tag too', async (t) => {
+  const cluster = await startCluster(t)
+  const [a, b] = await nodes(t, ['--redis-cluster', cluster.seeds.join(',')], ['--jwt-secret', SECRET, '--max-subscribers-per-user', '2'])
+  const clients: SseClient[] = []
+  t.teardown(() => { for (const c of clients) c.socket.destroy() })
+  const open = async (port: number, path: string, token: string): Promise<SseClient> => {
+    const s = net.connect(port, '127.0.0.1')
+    await once(s, 'connect')
+    const c = await SseClient.over(s, path, { Authorization: `Bearer ${token}` })
+    clients.push(c)
+    return c
+  }
+  const settled = (c: SseClient): boolean => c.closed || (c.comments.includes(': hi') && !c.comments.some((x) => x.startsWith(':429:')))
+  for (const user of ['lena', 'mo{x}', '{}', 'nick}{']) {
+    const { token } = await mint(['u*'], 120, user)
+    // 8 at once, 4 on each node: at most the limit admitted, the rest 429
+    const burst = await Promise.all(Array.from({ length: 8 }, async (_, i) => await open(i < 4 ? a.port : b.port, `/sub/u${i}`, token)))
+    t.true(await eventually(() => burst.every(settled), 10000), user)
+    const admitted = burst.filter((c) => !c.closed).length
+    t.true(admitted >= 1 && admitted <= 2, `${user}: ${admitted} of 8 admitted, limit 2`)
+    t.is(burst.filter((c) => c.comments.some((x) => x.startsWith(':429:'))).length, 8 - admitted, user)
+    // topped up to the limit, then refused on both nodes
+    for (let i = admitted; i < 2; i++) {
+      t.true(await eventually(async () => {
+        const c = await open(b.port, `/sub/umore${i}`, token)
+        await c.until(() => settled(c), 5000).catch(() => {})
+        return !c.closed
+      }, 10000), user)
+    }
+    for (const node of [a, b]) {
+      const c = await open(node.port, '/sub/uover', token)
+      t.true(await eventually(() => settled(c), 5000))
+      t.true(c.closed && c.comments.some((x) => x.startsWith(':429:')), `${user} on ${node.port}: ${c.comments.join('|')}`)
+    }
+  }
 })
