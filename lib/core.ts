@@ -482,7 +482,8 @@ export class Core {
 
   /**
    * A registered subscriber refused at maxSubscribersPerUser after it was admitted (with workers,
-   * the user's owner said no): counted, and answered 429 as its admission would have been.
+   * the user's owner said no; with Redis, the USER script): counted, and answered 429 as its
+   * admission would have been.
    */
   endOverUserLimit (sub: Subscriber): void {
     this.stats.refusedBy[REFUSAL_REASONS.indexOf('user_limit')]!++
@@ -494,8 +495,8 @@ export class Core {
    * Would one more subscriber of this grant pass the user's limit (maxSubscribersPerUser), here
    * and, with workers, on the others? A refusal is counted. Checked where the subscriber is
    * admitted, in the turn that registers it. With workers the others' count is known to the user's
-   * owner only (lib/cluster.ts): another worker checks its own here, and the owner's answer
-   * follows (endOverUserLimit).
+   * owner only (lib/cluster.ts), with Redis to Redis (lib/redis-engine.ts): this process checks
+   * its own here, and the owner's or Redis' answer follows (endOverUserLimit).
    */
   overUserLimit (grant: Grant | null): boolean {
     const user = this.#userOf(grant)

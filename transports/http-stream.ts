@@ -137,7 +137,7 @@ export abstract class HttpStreamTransport implements Transport {
   }
 
   /**
-   * Refused at maxSubscribersPerUser once registered (with workers, the user's owner said no):
+   * Refused at maxSubscribersPerUser once registered (the user's owner worker, or Redis, said no):
    * its head never left, so the refusal its admission would have given goes in its place.
    */
   endOverLimit (sub: Subscriber): void {

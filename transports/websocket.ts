@@ -207,7 +207,7 @@ export class WebSocketTransport implements Transport {
   }
 
   /**
-   * Refused at maxSubscribersPerUser once registered (with workers, the user's owner said no):
+   * Refused at maxSubscribersPerUser once registered (the user's owner worker, or Redis, said no):
    * the `101` never left, so the upgrade is refused as at admission (429).
    */
   endOverLimit (sub: Subscriber): void {
