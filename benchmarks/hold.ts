@@ -7,7 +7,7 @@
 //                                                          65535, as conf/sysctl.d sets them)
 //
 // Knobs (env): SUBSCRIBERS (500000), HOLD (600 s), WORKERS (enough for ≤ 18,000 subscribers each),
-// PORT (18900), REPORT (10 s), OUT (results file; `-` = none), ENTRY (`build`: the compiled
+// PORT (18900), REPORT (10 s), OUT (results file; `-` = none), LOG_LEVEL (the server's, `error`), ENTRY (`build`: the compiled
 // dist/bin/parkline.js an installed package runs, built first; `source`: bin/parkline.ts).
 // The server is `parkline serve --workers W`; the load generator is benchmarks/loadgen.ts (child
 // processes of ≤ 18,000 sockets over many 127.x.y.z source addresses). Every 10 s it prints
@@ -112,7 +112,7 @@ async function main (): Promise<void> {
   }
   log(`starting ${entry.slice(ROOT.length)} with ${WORKERS} workers on 127.0.0.1:${PORT}`)
   const server = spawn(process.execPath, [entry, 'serve', '--workers', String(WORKERS), '--port', String(PORT),
-    '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0', '--max-subscribers', String(MAX_PER_CHILD + 1000)], { stdio: 'inherit' })
+    '--host', '127.0.0.1', '--log-level', env.LOG_LEVEL ?? 'error', '--drain-window', '0', '--max-subscribers', String(MAX_PER_CHILD + 1000)], { stdio: 'inherit' })
   // few sockets per source address: bind(addr, 0) searches that address's ports, so a full one is slow
   const lg = new LoadGenerator({ port: PORT, n: N, mode: 'sse', channel: 'hold', each: false, procs: Math.ceil(N / MAX_PER_CHILD), perAddr: Number(env.PER_ADDR ?? 1000), log })
   const rows: string[] = []
@@ -156,7 +156,10 @@ async function main (): Promise<void> {
     }
     // every subscriber alive: one broadcast, all N must receive it
     const before = (await lg.counts()).messages
+    // a failed POST is reported (with its cause), and what arrived is still counted
+    const pubT0 = Date.now()
     const pub = await fetch(`http://127.0.0.1:${PORT}/pub/hold`, { method: 'POST', body: Buffer.from('alive?') })
+      .then((r) => ({ status: String(r.status) }), (err: Error) => ({ status: `no answer after ${Date.now() - pubT0} ms (${String((err.cause as Error | undefined)?.message ?? err.message)})` }))
     let got = 0
     // every subscriber still connected must receive it (all N when the ramp and the hold lost none)
     const alive = ramped.established - closed
@@ -180,7 +183,7 @@ async function main (): Promise<void> {
       `- load generator PSS, held: ${gib(pssOf(lg.pids()))}`,
       `- host memory used (MemAvailable drop, kernel included): ${gib(memAvailable0 - meminfo('MemAvailable'))}; TCP sockets in use ${sock0.inuse} → ${sockstat().inuse}`
     ].join('\n')
-    ok = ramped.failed === 0 && closed === 0 && got === N && pub.status === 201
+    ok = ramped.failed === 0 && closed === 0 && got === N && pub.status === '201'
     log(summary.replaceAll('\n', '\n  '))
   } finally {
     await lg.stop().catch(() => {})
@@ -189,9 +192,13 @@ async function main (): Promise<void> {
   }
   if (OUT !== '-') {
     let commit = 'unknown'
-    try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim() } catch {}
+    try {
+      commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()
+      // a tree with changes not committed yet says so: the figures are not that commit's alone
+      if (execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '') commit += ' with changes not committed'
+    } catch {}
     writeFileSync(OUT, `# Holding ${N} SSE subscribers on one host (${date})\n\n` +
-      `- command: \`SUBSCRIBERS=${N} HOLD=${HOLD} WORKERS=${WORKERS}${ENTRY === 'build' ? '' : ` ENTRY=${ENTRY}`} node benchmarks/hold.ts\`\n` +
+      `- command: \`SUBSCRIBERS=${N} HOLD=${HOLD} WORKERS=${WORKERS}${ENTRY === 'build' ? '' : ` ENTRY=${ENTRY}`}${env.LOG_LEVEL === undefined ? '' : ` LOG_LEVEL=${env.LOG_LEVEL}`} node benchmarks/hold.ts\`\n` +
       `- server: ${entry.slice(ROOT.length)}\n` +
       `- commit ${commit}; Node ${process.version}; ${execFileSync('nproc', { encoding: 'utf8' }).trim()} cores, MemTotal ${gib(meminfo('MemTotal'))}; ${kernel} (at the start)\n` +
       `- result: ${ok ? 'PASS' : 'FAIL'}\n${summary}\n\n` +
@@ -203,6 +210,6 @@ async function main (): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  log(`hold failed: ${err instanceof Error ? err.stack : String(err)}`)
+  log(`hold failed: ${err instanceof Error ? `${err.stack ?? err.message}${err.cause === undefined ? '' : `\n  cause: ${String((err.cause as Error).stack ?? err.cause)}`}` : String(err)}`)
   process.exit(1)
 })

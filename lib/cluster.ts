@@ -41,6 +41,7 @@ import { ERRORS, ParklineError } from './errors.ts'
 import { IdempotencyKeys, fingerprint, type HeldKey } from './idempotency.ts'
 import { formatId } from './message-id.ts'
 import { Mesh } from './mesh.ts'
+import { readSched, starved, type Sched } from './proc-sched.ts'
 import { F_CLOSED, type Subscriber } from './subscriber.ts'
 import { whenQuiet } from './stats.ts'
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
@@ -304,6 +305,12 @@ interface WorkerSlot {
   listening: boolean
   /** When this incarnation last reported its counts ('stats'; performance.now(), 0 before the first). */
   statsAt: number
+  /** Its scheduling state when its silence first passed 2 reports (lib/proc-sched.ts), null while it reports. */
+  silentSched: Sched | null
+  /** Runnable at every reading of its present silence (one a second). */
+  silentRunnable: boolean
+  /** Its present silence was let pass once already (a starved worker, logged once). */
+  spared: boolean
   /** Incarnations in a row that died before they listened. */
   failedStarts: number
   /** This incarnation's part of the last node-wide scrape (null before its first). */
@@ -326,6 +333,16 @@ const STATS_MS = 1000
  * on the other workers would wait for it as long as it stays so.
  */
 export const SILENT_MS = 10_000
+
+/**
+ * A silent worker that spent at least half of its silence waiting for a core (lib/proc-sched.ts,
+ * read each second from its second silent second on) is not stuck but starved, the host having
+ * more busy processes than cores (a broadcast to a million subscribers over 56 workers on 2 cores
+ * takes each worker's turn 10 s or more of wall time): it is judged again each second and ended
+ * once it no longer waited most of its silence, or once silent this long. A stopped one (SIGSTOP)
+ * waits for nothing and is ended at SILENT_MS.
+ */
+export const SILENT_MAX_MS = 60_000
 
 /** A worker that lived this long before it died was not crash-looping: its next restart waits no backoff. */
 export const STABLE_MS = 30_000
@@ -405,7 +422,7 @@ export class Primary {
     setInterval(() => this.#broadcast(['totals', ...this.totals()]), 1000).unref()
     setInterval(() => { this.#endSilent() }, STATS_MS).unref()
     for (let i = 0; i < n; i++) {
-      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, quickDeaths: 0, forkedAt: 0, listening: false, statsAt: 0, failedStarts: 0, metrics: null }
+      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, quickDeaths: 0, forkedAt: 0, listening: false, statsAt: 0, silentSched: null, silentRunnable: false, spared: false, failedStarts: 0, metrics: null }
       slot.out = new Outbox<Down>((batch) => { if (slot.child !== null && slot.child.connected) slot.child.send(batch) })
       this.workers.push(slot)
     }
@@ -423,14 +440,36 @@ export class Primary {
     if (late) {
       // this process was the one that stood still (stopped, a stalled loop, the host suspended):
       // what the workers sent meanwhile is not read yet; they are judged from now on
-      for (const w of this.workers) if (w.statsAt > 0) w.statsAt = now
+      for (const w of this.workers) {
+        if (w.statsAt > 0) w.statsAt = now
+        w.silentSched = null
+        w.spared = false
+      }
       return
     }
     for (const w of this.workers) {
       const child = w.child
-      if (child === null || child.exitCode !== null || child.signalCode !== null || w.statsAt === 0 || now - w.statsAt < SILENT_MS) continue
-      this.#log?.warn({ worker: w.id, workerPid: child.pid, silentMs: Math.round(now - w.statsAt) }, 'worker sent nothing for 10 s (its event loop stuck, or the process stopped): ending it')
+      if (child === null || child.exitCode !== null || child.signalCode !== null || w.statsAt === 0) continue
+      const silent = now - w.statsAt
+      if (silent < 2 * STATS_MS) continue
+      // the baseline its silence is judged from, once it is late, then a reading a second
+      const sched = readSched(child.pid!, now)
+      if (w.silentSched === null) {
+        w.silentSched = sched
+        w.silentRunnable = sched?.runnable === true
+      } else w.silentRunnable &&= sched?.runnable === true
+      if (silent < SILENT_MS) continue
+      if (silent < SILENT_MAX_MS && starved(w.silentSched, sched, w.silentRunnable)) {
+        if (!w.spared) {
+          w.spared = true
+          const from = w.silentSched!
+          this.#log?.warn({ worker: w.id, workerPid: child.pid, silentMs: Math.round(silent), judgedMs: Math.round(sched!.at - from.at), onCoreMs: Math.round(sched!.runMs - from.runMs), waitedForCoreMs: Math.round(sched!.waitMs - from.waitMs), runnableThroughout: w.silentRunnable }, 'worker sent nothing for 10 s, waiting for a core most of that time (the host has more busy processes than cores): judged again each second, ended once it no longer waits for a core most of its silence, or at 60 s')
+        }
+        continue
+      }
+      this.#log?.warn({ worker: w.id, workerPid: child.pid, silentMs: Math.round(silent) }, 'worker sent nothing for 10 s (its event loop stuck, or the process stopped): ending it')
       w.statsAt = 0
+      w.silentSched = null
       child.kill('SIGKILL')
     }
   }
@@ -446,6 +485,8 @@ export class Primary {
     slot.forkedAt = performance.now()
     slot.listening = false
     slot.statsAt = 0
+    slot.silentSched = null
+    slot.spared = false
     this.#log?.info({ worker: slot.id, workerPid: child.pid, restarts: slot.restarts }, slot.restarts === 0 ? 'worker forked' : 'worker forked again')
     child.on('error', onChildError)
     child.on('message', (batch: Up[]) => this.#onBatch(slot, batch))
@@ -558,6 +599,8 @@ export class Primary {
           break
         case 'stats':
           slot.statsAt = performance.now()
+          slot.silentSched = null
+          slot.spared = false
           slot.subscribers = e[1]
           slot.delivered = e[2]
           slot.published = e[3]
