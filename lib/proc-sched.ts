@@ -47,8 +47,9 @@ export function readSched (pid: number, now: number): Sched | null {
       if (!Number.isFinite(runNs) || !Number.isFinite(waitNs)) return null
       const state = stat.charAt(stat.lastIndexOf(')') + 2)
       if (tid === String(pid)) {
-        // a kernel that keeps no such times (before 5.14, with schedstats and delay accounting
-        // off) writes zeros: a process that ran has been on a core
+        // a kernel that keeps no such times writes zeros (sched_info off: no schedstats and no
+        // delay accounting, on some versions and configurations); a worker that has run for
+        // seconds has been on a core
         if (runNs === 0) return null
         main = true
         out.stopped = state === 'T' || state === 't'
