@@ -159,7 +159,7 @@ async function main (): Promise<void> {
     // a failed POST is reported (with its cause), and what arrived is still counted
     const pubT0 = Date.now()
     const pub = await fetch(`http://127.0.0.1:${PORT}/pub/hold`, { method: 'POST', body: Buffer.from('alive?') })
-      .then((r) => ({ status: String(r.status) }), (err: Error) => ({ status: `no answer after ${Date.now() - pubT0} ms (${String((err.cause as Error | undefined)?.message ?? err.message)})` }))
+      .then((r) => ({ status: String(r.status), ms: Date.now() - pubT0 }), (err: Error) => ({ status: `no answer after ${Date.now() - pubT0} ms (${String((err.cause as Error | undefined)?.message ?? err.message)})`, ms: NaN }))
     let got = 0
     // every subscriber still connected must receive it (all N when the ramp and the hold lost none)
     const alive = ramped.established - closed
@@ -168,6 +168,8 @@ async function main (): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 100))
       got = (await lg.counts()).messages - before
     }
+    // from the POST to the last subscriber's copy, at the 100 ms the count is polled
+    const fanoutS = (Date.now() - pubT0) / 1000
     const pids = serverPids()
     const serverRss = rssOf(pids)
     const serverPss = pssOf(pids)
@@ -176,7 +178,7 @@ async function main (): Promise<void> {
       `- subscribers: ${N} SSE on one channel, ${WORKERS} Parkline workers, ${lg.opts.procs} load-generator processes`,
       `- ramp: ${ramped.established} established in ${rampS.toFixed(0)} s, ${ramped.failed} failed`,
       `- held ${HOLD} s: ${closed} closed by the server or the network during the hold`,
-      `- final broadcast: POST answered ${pub.status}; received by ${got} of ${N} subscribers (${alive} connected)`,
+      `- final broadcast: POST answered ${pub.status}${Number.isNaN(pub.ms) ? '' : ` in ${(pub.ms / 1000).toFixed(1)} s`}; received by ${got} of ${N} subscribers (${alive} connected)${got >= alive ? `, the last ${fanoutS.toFixed(1)} s after the POST` : ''}`,
       `- server all-in (PSS of the primary and every worker, baselines included): ${gib(serverPss)} held = **${Math.round(allIn)} B per subscriber**`,
       `- server PSS: ${gib(basePss)} idle → ${gib(serverPss)} held: ${Math.round((serverPss - basePss) / N)} B per subscriber, baselines excluded`,
       `- server RSS (shared pages counted in every process): ${gib(base)} idle → ${gib(serverRss)} held`,
