@@ -60,8 +60,11 @@ type Up =
   | ['revd', number, number]
   | ['mq', number]
   | ['mj', number, MetricsJson]
-  /** A peer (id, pid) stopped reading what this worker writes to it (lib/mesh.ts onStuck): end it. */
-  | ['stuck', number, number]
+  /**
+   * A peer (id, pid) took none of what this worker writes to it over a whole check (lib/mesh.ts
+   * onStuck): judged by the primary; `full` (true): its queue here is full, end it.
+   */
+  | ['stuck', number, number, boolean]
   /** This worker listens on the shared port. */
   | ['listening']
   /** Credentials 'creds' number N taken: the names that changed, or why they were refused. */
@@ -311,6 +314,8 @@ interface WorkerSlot {
   silentRunnable: boolean
   /** Its present silence was let pass once already (a starved worker, logged once). */
   spared: boolean
+  /** A peer's report that it reads no mesh link was logged in its present silence. */
+  meshReported: boolean
   /** Incarnations in a row that died before they listened. */
   failedStarts: number
   /** This incarnation's part of the last node-wide scrape (null before its first). */
@@ -422,7 +427,7 @@ export class Primary {
     setInterval(() => this.#broadcast(['totals', ...this.totals()]), 1000).unref()
     setInterval(() => { this.#endSilent() }, STATS_MS).unref()
     for (let i = 0; i < n; i++) {
-      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, quickDeaths: 0, forkedAt: 0, listening: false, statsAt: 0, silentSched: null, silentRunnable: false, spared: false, failedStarts: 0, metrics: null }
+      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, quickDeaths: 0, forkedAt: 0, listening: false, statsAt: 0, silentSched: null, silentRunnable: false, spared: false, meshReported: false, failedStarts: 0, metrics: null }
       slot.out = new Outbox<Down>((batch) => { if (slot.child !== null && slot.child.connected) slot.child.send(batch) })
       this.workers.push(slot)
     }
@@ -444,6 +449,7 @@ export class Primary {
         if (w.statsAt > 0) w.statsAt = now
         w.silentSched = null
         w.spared = false
+        w.meshReported = false
       }
       return
     }
@@ -474,6 +480,36 @@ export class Primary {
     }
   }
 
+  /**
+   * Worker `w` took none of what `by` wrote to it over a whole mesh check (lib/mesh.ts STUCK_MS),
+   * said again at each check it still takes none. A worker that reports its counts has read its
+   * links in the same turn (its reports leave after the turn's reads): such a report is older than
+   * its counts and says nothing. One that sends the primary nothing either (or has sent nothing
+   * yet, 2 s or more after it was forked) is judged by its silence (#endSilent: ended at SILENT_MS
+   * unless starved of a core). `full`: `by` can queue no more for it, so it is ended whatever it
+   * is doing (its replicas would miss what could not be queued). Its death heals every link to it
+   * (each side sees it go, then come back).
+   */
+  #meshStuck (w: WorkerSlot, child: ChildProcess, by: WorkerSlot, full: boolean): void {
+    if (this.#stopping) return
+    const now = performance.now()
+    if (!full) {
+      // never reported: its silence counts from its report's due time (a second after its fork,
+      // at most 2 s ago, so a starved one gets the whole judgement)
+      if (w.statsAt === 0 && now - w.forkedAt >= 2 * STATS_MS) w.statsAt = Math.max(w.forkedAt + STATS_MS, now - 2 * STATS_MS)
+      if (w.statsAt === 0 || now - w.statsAt < 2 * STATS_MS) return
+      if (!w.meshReported) {
+        w.meshReported = true
+        this.#log?.warn({ worker: w.id, workerPid: child.pid, reportedBy: by.id }, 'worker took nothing from a mesh link over a check and sends nothing either: judged by its silence')
+      }
+      return
+    }
+    this.#log?.warn({ worker: w.id, workerPid: child.pid, reportedBy: by.id }, 'worker took nothing from a mesh link until its queue there was full; ending it')
+    w.statsAt = 0
+    w.silentSched = null
+    child.kill('SIGKILL')
+  }
+
   #fork (slot: WorkerSlot): void {
     const child = fork(this.#script, ['worker'], {
       serialization: 'advanced',
@@ -487,6 +523,7 @@ export class Primary {
     slot.statsAt = 0
     slot.silentSched = null
     slot.spared = false
+    slot.meshReported = false
     this.#log?.info({ worker: slot.id, workerPid: child.pid, restarts: slot.restarts }, slot.restarts === 0 ? 'worker forked' : 'worker forked again')
     child.on('error', onChildError)
     child.on('message', (batch: Up[]) => this.#onBatch(slot, batch))
@@ -601,6 +638,7 @@ export class Primary {
           slot.statsAt = performance.now()
           slot.silentSched = null
           slot.spared = false
+          slot.meshReported = false
           slot.subscribers = e[1]
           slot.delivered = e[2]
           slot.published = e[3]
@@ -648,13 +686,10 @@ export class Primary {
           this.#scraped(e[1], slot, e[2])
           break
         case 'stuck': {
-          // its death heals every link to it (each side sees it go, then come back)
           const w = this.workers[e[1]]
           // only the incarnation reported (a worker forked again since is not stuck)
-          if (w?.child != null && w.child.exitCode === null && w.child.pid === e[2]) {
-            this.#log?.warn({ worker: w.id, workerPid: w.child.pid, reportedBy: slot.id }, 'worker stopped reading its mesh links; ending it')
-            w.child.kill('SIGKILL')
-          }
+          if (w?.child == null || w.child.exitCode !== null || w.child.signalCode !== null || w.child.killed || w.child.pid !== e[2]) break
+          this.#meshStuck(w, w.child, slot, e[3] === true)
           break
         }
       }
@@ -1033,7 +1068,7 @@ export class WorkerEngine implements Engine {
       onBatch: (from, batch) => { this.#onPeerBatch(from, batch) },
       onUp: (peer) => this.#onUp(peer),
       onDown: (peer) => { this.#onDown(peer) },
-      onStuck: (peer, pid) => { link.out.push(['stuck', peer, pid]) }
+      onStuck: (peer, pid, full) => { link.out.push(['stuck', peer, pid, full]) }
     })
     this.#mesh.start().then(() => {
       const t = setTimeout(() => { this.#endSync() }, SYNC_MS)

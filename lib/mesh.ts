@@ -33,11 +33,14 @@ export interface MeshHandler<T> {
   /** Peer gone (its socket closed): what was asked of it will not be answered. */
   onDown (peer: number): void
   /**
-   * Peer has taken none of the bytes written to it for STUCK_MS (stopped, swapping): the
-   * primary is asked to end it (`pid`, from its hello: not a newer incarnation), and its death
-   * heals both sides (onDown, then onUp).
+   * Peer (`pid`, from its hello: not a newer incarnation) has taken none of the bytes written to
+   * it over a whole STUCK_MS check (stopped, swapping, or only waiting for a core on a host with
+   * more busy processes than cores): said again at each check it still takes none. The primary
+   * judges it (lib/cluster.ts): a peer that sends it nothing either is judged by its silence.
+   * `full`: what must go to the peer no longer fits its queue (its replicas would miss it): it is
+   * ended whatever it is doing. Its death heals both sides (onDown, then onUp).
    */
-  onStuck (peer: number, pid: number): void
+  onStuck (peer: number, pid: number, full: boolean): void
 }
 
 /** Entries, and their bytes, queued for a peer that is away, at most (beyond: `send` answers false). */
@@ -47,13 +50,15 @@ const REDIAL_MS = 50
 /**
  * Bytes written to a peer that it has not read, at most: past this, writing pauses until the
  * socket drains (what is sent meanwhile queues, capped as for a peer that is away). A peer that
- * took none of the bytes waiting for it over a whole STUCK_MS check, or whose queue is full while
- * paused, is stuck (stopped, swapping): onStuck. So a stuck worker cannot grow another one's
- * memory without bound, nothing sent to it is dropped while it lives on, and one that is only
- * slow (busy with a large fan-out) but reads is not ended for it.
+ * took none of the bytes waiting for it over a whole STUCK_MS check is reported (onStuck) for the
+ * primary to judge, and again at each check it still takes none; one whose queue is full while
+ * paused is reported `full` and ended. So a stuck worker cannot grow another one's memory without
+ * bound, nothing sent to it is dropped while it lives on, and one that is only slow (busy with a
+ * large fan-out, or starved of a core) but reads again is not ended for it: writing resumes once
+ * it takes bytes again.
  */
 const BACKLOG_CAP = 64 * 1024 * 1024
-const STUCK_MS = 5000
+export const STUCK_MS = 5000
 /** Connections that have not said hello yet, at most. */
 const UNAUTH_CAP = 16
 // "PKM3": a worker forked from newer files (a frame format, or entries, of its own) and an older
@@ -78,8 +83,11 @@ export interface Link<T> {
   stuck: boolean
   /** Bytes the peer had taken at the last check that found bytes waiting for it (-1: none waited). */
   taken: number
-  /** onStuck was called for this connection. */
-  reported: boolean
+  /**
+   * When onStuck(full) was last called for this connection (performance.now(); 0: never): its
+   * peer is being ended, nothing more is written to it.
+   */
+  reported: number
   /** Waiting for what is in `queue` now to be handed to the kernel (Mesh.written). */
   waiting: Array<() => void>
   /**
@@ -114,7 +122,7 @@ export class Mesh<T> {
     this.#key = key
     this.#handler = handler
     for (let i = 0; i < n; i++) { this.#pids.push(0); this.#accepted.push(null) }
-    for (let i = 0; i < n; i++) this.#links.push({ id: i, socket: null, up: false, queue: [], queuedBytes: 0, scheduled: false, timer: null, stuck: false, taken: -1, reported: false, waiting: [], tail: null, epoch: 0 })
+    for (let i = 0; i < n; i++) this.#links.push({ id: i, socket: null, up: false, queue: [], queuedBytes: 0, scheduled: false, timer: null, stuck: false, taken: -1, reported: 0, waiting: [], tail: null, epoch: 0 })
   }
 
   /**
@@ -135,6 +143,7 @@ export class Mesh<T> {
         continue
       }
       const taken = bytesTaken(socket)
+      // a peer that took bytes since the last check reads (a report about it is not repeated)
       if (late || taken !== link.taken) link.taken = taken
       else (suspects ??= []).push(link)
     }
@@ -152,7 +161,7 @@ export class Mesh<T> {
         continue
       }
       const taken = bytesTaken(socket)
-      if (taken === link.taken) this.#stuck(link)
+      if (taken === link.taken) this.#stuck(link, false)
       else link.taken = taken
     }
   }
@@ -197,7 +206,7 @@ export class Mesh<T> {
     if (!link.up || link.stuck) {
       if (link.queue.length >= QUEUE_CAP || link.queuedBytes + bytes > QUEUE_BYTES_CAP) {
         // a live peer that cannot take what it must have (a message for its replica) is ended
-        if (link.stuck) this.#stuck(link)
+        if (link.stuck) this.#stuck(link, true)
         return false
       }
       link.queuedBytes += bytes
@@ -276,16 +285,30 @@ export class Mesh<T> {
     if (socket.writableLength <= BACKLOG_CAP) return
     link.stuck = true
     socket.once('drain', () => {
-      if (link.socket !== socket || link.reported) return
+      if (link.socket !== socket) return
+      // it read it all, yet what did not fit its queue was dropped and it lives (the primary
+      // ended no one: a report naming an incarnation it no longer has): the link is cut, and both
+      // sides resend what they hold of each other's channels once it is back (onDown, onUp)
+      if (link.reported > 0) {
+        socket.destroy()
+        return
+      }
+      // it read it all: writing resumes
       link.stuck = false
       this.flush(link)
     })
   }
 
-  #stuck (link: Link<T>): void {
-    if (link.reported || !link.up) return
-    link.reported = true
-    this.#handler.onStuck(link.id, this.#pids[link.id]!)
+  /** Tell the primary: a peer that took nothing over a check (judged there), or one that must be ended (`full`). */
+  #stuck (link: Link<T>, full: boolean): void {
+    if (!link.up) return
+    if (full) {
+      // once a check at most (every send past the cap lands here)
+      const now = performance.now()
+      if (link.reported > 0 && now - link.reported < STUCK_MS) return
+      link.reported = now
+    } else if (link.reported > 0) return
+    this.#handler.onStuck(link.id, this.#pids[link.id]!, full)
   }
 
   #dial (link: Link<T>): void {
@@ -300,7 +323,7 @@ export class Mesh<T> {
       link.up = true
       link.stuck = false
       link.taken = -1
-      link.reported = false
+      link.reported = 0
       link.queuedBytes = 0
       // who is calling, then what the peer must hear first, then what waited
       const hello = Buffer.allocUnsafe(HELLO_BYTES)
@@ -320,7 +343,7 @@ export class Mesh<T> {
         link.epoch++
         link.up = false
         link.stuck = false
-        link.reported = false
+        link.reported = 0
         this.#settleAll(link)
         // a link is both directions: the peer's connection to this worker goes too (nothing more
         // is read from it), so the peer sees this one go (onDown) and both resync when they are back

@@ -1142,27 +1142,41 @@ test.serial('a worker that sends the primary nothing for SILENT_MS (stopped) is 
   t.is((out().match(/worker sent nothing/g) ?? []).length, lines)
 })
 
+/**
+ * Worker `pid` (all its threads) on the first core it may run on, at the idle policy, beside one
+ * process at nice -20 that never sleeps, for `ms`: it is runnable (its report timer) but gets a
+ * core for a few ms a minute, as a worker amid a broadcast to a million subscribers on 2 cores gets
+ * too little. Resolves, once the hog is gone, with the worker given back its policy and cores.
+ */
+async function starve (t: ExecutionContext, pid: number, ms: number): Promise<{ over: Promise<void>, hog: ChildProcess }> {
+  t.is(process.getuid?.(), 0, 'needs root (a process at nice -20), as `npm test` is run (README)')
+  // the cores it may run on (a container's cpuset need not start at 0), to pin it to the first and give them back
+  const cores = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]!
+  const first = cores.split(/[-,]/)[0]!
+  const hog = spawn('taskset', ['-c', first, 'nice', '-n', '-20', process.execPath, '-e', `const end = Date.now() + ${ms}; while (Date.now() < end) {}`], { stdio: 'ignore' })
+  t.teardown(() => { if (hog.exitCode === null && hog.signalCode === null) hog.kill('SIGKILL') })
+  await once(hog, 'spawn')
+  const exited = once(hog, 'exit')
+  execFileSync('taskset', ['-a', '-p', '-c', first, String(pid)], { stdio: 'ignore' })
+  execFileSync('chrt', ['-a', '-i', '-p', '0', String(pid)], { stdio: 'ignore' })
+  const over = exited.then(() => {
+    // (a worker ended meanwhile has nothing to give back)
+    try {
+      execFileSync('chrt', ['-a', '-o', '-p', '0', String(pid)], { stdio: 'ignore' })
+      execFileSync('taskset', ['-a', '-p', '-c', cores, String(pid)], { stdio: 'ignore' })
+    } catch {}
+  })
+  return { over, hog }
+}
+
 test.serial('a worker silent for SILENT_MS because it waited for a core the whole time (a host with more busy processes than cores) is not ended; it reports and serves once it runs again', async (t) => {
   t.timeout(90000)
   const { port, child, out, one } = await twoWorkersReporting(t)
-  t.is(process.getuid?.(), 0, 'needs root (a process at nice -20), as `npm test` is run (README)')
-  // the cores it may run on (a container's cpuset need not start at 0), to pin it to the first and give them back
-  const cores = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${one}/status`, 'utf8'))![1]!
-  const first = cores.split(/[-,]/)[0]!
-  // worker 1 (all its threads) on that core at the idle policy, beside one process at nice -20
-  // that never sleeps, for SILENT_MS + 10 s: it is runnable (its report timer) but gets a core for
-  // a few ms a minute, as a worker amid a broadcast to a million subscribers on 2 cores gets too little
-  const hog = spawn('taskset', ['-c', first, 'nice', '-n', '-20', process.execPath, '-e', `const end = Date.now() + ${SILENT_MS + 10000}; while (Date.now() < end) {}`], { stdio: 'ignore' })
-  t.teardown(() => { if (hog.exitCode === null && hog.signalCode === null) hog.kill('SIGKILL') })
-  await once(hog, 'spawn')
-  execFileSync('taskset', ['-a', '-p', '-c', first, String(one)], { stdio: 'ignore' })
-  execFileSync('chrt', ['-a', '-i', '-p', '0', String(one)], { stdio: 'ignore' })
+  const { over } = await starve(t, one, SILENT_MS + 10000)
   t.true(await eventually(() => /worker sent nothing for 10 s, waiting for a core most of that time/.test(out()), SILENT_MS + 8000), out())
   t.is(workerPid(child.pid!, 1), one, 'not ended')
   t.notRegex(out(), /ending it/)
-  await once(hog, 'exit')
-  execFileSync('chrt', ['-a', '-o', '-p', '0', String(one)], { stdio: 'ignore' })
-  execFileSync('taskset', ['-a', '-p', '-c', cores, String(one)], { stdio: 'ignore' })
+  await over
   // it runs again: the same process serves a subscriber and a publish
   const s = await SseClient.connectOnWorker(port, '/sub/starved', 1)
   t.teardown(() => s.close())
@@ -1171,6 +1185,85 @@ test.serial('a worker silent for SILENT_MS because it waited for a core the whol
   await s.until(() => s.events.some((e) => e.data === 'back'))
   t.is(workerPid(child.pid!, 1), one)
   t.notRegex(out(), /ending it/)
+})
+
+test.serial('a worker starved of a core while another writes to it over the mesh is reported, judged by its silence and not ended; it gets every message once it runs again', async (t) => {
+  t.timeout(90000)
+  const { port, child, out, one } = await twoWorkersReporting(t)
+  // a channel worker 0 owns, with a subscriber on worker 1: each message goes over the mesh to it
+  let key = 'meshstarved'
+  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `meshstarved${i}`
+  const s = await SseClient.connectOnWorker(port, `/sub/${key}`, 1)
+  t.teardown(() => s.close())
+  await s.until(() => s.comments.includes(': hi'))
+  const [publisher] = await connectionsOnWorker(t, port, 0, 1)
+  let answers = ''
+  publisher!.on('data', (d: Buffer) => { answers += d.toString('latin1') })
+  const { over } = await starve(t, one, SILENT_MS + 12000)
+  // silent to the primary by now; then 4 MB for it, more than the kernel holds for a Unix socket:
+  // the rest waits in worker 0, which finds worker 1 took none of it over a whole check
+  await new Promise((resolve) => setTimeout(resolve, 2500))
+  for (let i = 0; i < 8; i++) {
+    const body = Buffer.alloc(500_000, 0x61 + i)
+    publisher!.write(Buffer.concat([Buffer.from(`POST /pub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n`), body]))
+  }
+  t.true(await eventually(() => /"worker":1,[^\n]*"reportedBy":0,[^\n]*worker took nothing from a mesh link over a check and sends nothing either/.test(out()), 15000), out())
+  t.true(await eventually(() => /waiting for a core most of that time/.test(out()), SILENT_MS + 8000), out())
+  t.is(workerPid(child.pid!, 1), one, 'not ended')
+  t.notRegex(out(), /ending it/)
+  await over
+  // it runs again: every message reaches its subscriber, in order, once each
+  await s.until(() => s.events.length >= 8, 20000)
+  t.deepEqual(s.events.map((e) => e.data.length), Array(8).fill(500_000))
+  t.deepEqual(s.events.map((e) => e.data[0]), 'abcdefgh'.split(''))
+  t.true(await eventually(() => (answers.match(/HTTP\/1\.1 201 /g) ?? []).length === 8, 10000), answers.slice(0, 200))
+  t.is(workerPid(child.pid!, 1), one)
+  t.notRegex(out(), /ending it/)
+})
+
+test.serial('a worker starved of a core whose queue on a peer fills (64 MiB written it did not read, then 64 MiB queued) is ended at once, starved or not; every publish is answered and the channel works after', async (t) => {
+  t.timeout(120000)
+  const { port, child, out, one } = await twoWorkersReporting(t)
+  // a channel worker 0 owns, with a subscriber on worker 1: each message goes over the mesh to it
+  let key = 'meshfull'
+  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `meshfull${i}`
+  const s = await SseClient.connectOnWorker(port, `/sub/${key}`, 1)
+  t.teardown(() => s.close())
+  await s.until(() => s.comments.includes(': hi'))
+  // 240 publishers of 1 MB each on the owner itself (none waits on another worker's answer)
+  const sockets = await connectionsOnWorker(t, port, 0, 240)
+  let answers = ''
+  for (const c of sockets) c.on('data', (d: Buffer) => { answers += d.toString('latin1') })
+  // starved (its silence is let pass up to 60 s), so only its queue can end it
+  const { hog } = await starve(t, one, 60000)
+  const body = Buffer.alloc(1_000_000, 0x61)
+  const head = Buffer.from(`POST /pub/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n`)
+  // in waves, so the link has paused (past the backlog cap) before the rest queues
+  for (let i = 0; i < sockets.length; i += 20) {
+    for (const c of sockets.slice(i, i + 20)) c.write(Buffer.concat([head, body]))
+    await new Promise((resolve) => setTimeout(resolve, 300))
+  }
+  t.true(await eventually(() => /"worker":1,[^\n]*"reportedBy":0,[^\n]*worker took nothing from a mesh link until its queue there was full; ending it/.test(out()), 50000), out())
+  t.notRegex(out(), /worker sent nothing for 10 s \(/)
+  // (killed, it still needs a core to exit: the hog goes)
+  hog.kill('SIGKILL')
+  const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+  t.true(await eventually(() => !alive(one), 20000), out())
+  // every publish is answered, and the channel works once worker 1 is back
+  const statuses = (): string[] => (answers.match(/HTTP\/1\.1 \d{3} /g) ?? []).map((x) => x.slice(9, 12))
+  t.true(await eventually(() => statuses().length === 240, 20000), `240 answers: ${statuses().join(',')}`)
+  t.deepEqual(statuses().filter((x) => x !== '201' && x !== '202'), [])
+  t.true(await eventually(() => { try { return workerPid(child.pid!, 1) !== one } catch { return false } }, 20000), 'forked again')
+  let again: SseClient | null = null
+  t.teardown(() => again?.close())
+  t.true(await eventually(async () => {
+    again = await SseClient.connectOnWorker(port, `/sub/${key}`, 1).catch(() => null)
+    return again !== null
+  }, 20000), 'the new worker 1 serves')
+  const sub = again!
+  await sub.until(() => sub.comments.includes(': hi'))
+  t.is((await publish(`http://127.0.0.1:${port}`, key, 'after')).status, 201)
+  await sub.until(() => sub.events.some((e) => e.data === 'after'), 20000)
 })
 
 test.serial('SIGTERM to the whole process group (systemctl stop, Ctrl-C): the workers drain, and every subscriber gets the 503 end', async (t) => {
