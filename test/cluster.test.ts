@@ -1187,15 +1187,20 @@ test.serial('a worker silent for SILENT_MS because it waited for a core the whol
   t.notRegex(out(), /ending it/)
 })
 
-test.serial('a worker starved of a core while another writes to it over the mesh is reported, judged by its silence and not ended; it gets every message once it runs again', async (t) => {
-  t.timeout(90000)
-  const { port, child, out, one } = await twoWorkersReporting(t)
-  // a channel worker 0 owns, with a subscriber on worker 1: each message goes over the mesh to it
-  let key = 'meshstarved'
-  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `meshstarved${i}`
+/** A channel worker 0 owns (its name starting with `prefix`), with a subscriber on worker 1: each message goes over the mesh to it. */
+async function replicaOnOne (t: ExecutionContext, port: number, prefix: string): Promise<{ key: string, s: SseClient }> {
+  let key = prefix
+  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `${prefix}${i}`
   const s = await SseClient.connectOnWorker(port, `/sub/${key}`, 1)
   t.teardown(() => s.close())
   await s.until(() => s.comments.includes(': hi'))
+  return { key, s }
+}
+
+test.serial('a worker starved of a core while another writes to it over the mesh is reported, judged by its silence and not ended; it gets every message once it runs again', async (t) => {
+  t.timeout(90000)
+  const { port, child, out, one } = await twoWorkersReporting(t)
+  const { key, s } = await replicaOnOne(t, port, 'meshstarved')
   const [publisher] = await connectionsOnWorker(t, port, 0, 1)
   let answers = ''
   publisher!.on('data', (d: Buffer) => { answers += d.toString('latin1') })
@@ -1224,12 +1229,7 @@ test.serial('a worker starved of a core while another writes to it over the mesh
 test.serial('a worker starved of a core whose queue on a peer fills (64 MiB written it did not read, then 64 MiB queued) is ended at once, starved or not; every publish is answered and the channel works after', async (t) => {
   t.timeout(120000)
   const { port, child, out, one } = await twoWorkersReporting(t)
-  // a channel worker 0 owns, with a subscriber on worker 1: each message goes over the mesh to it
-  let key = 'meshfull'
-  for (let i = 0; ownerOf(key, 2) !== 0; i++) key = `meshfull${i}`
-  const s = await SseClient.connectOnWorker(port, `/sub/${key}`, 1)
-  t.teardown(() => s.close())
-  await s.until(() => s.comments.includes(': hi'))
+  const { key } = await replicaOnOne(t, port, 'meshfull')
   // 240 publishers of 1 MB each on the owner itself (none waits on another worker's answer)
   const sockets = await connectionsOnWorker(t, port, 0, 240)
   let answers = ''
