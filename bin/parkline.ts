@@ -12,6 +12,14 @@
 import '../lib/early-signals.ts'
 import { fileURLToPath } from 'node:url'
 
+// the package runs on Node 22.12 or later (package.json's engines): an older Node is refused here
+// in one line, not left to fail further on (on Node 20, workers never start and say nothing of why)
+const [major = 0, minor = 0] = process.versions.node.split('.').map(Number)
+if (major < 22 || (major === 22 && minor < 12)) {
+  process.stderr.write(`parkline: Node ${process.version} is not supported: use Node 22.12 or later\n`)
+  process.exit(1)
+}
+
 // loaded once early-signals ran (a static import would be loaded, with all it imports, before)
 await import('../lib/gc-threads-start.ts')
 const { main, exitStatusOf } = await import('../lib/cli.ts')

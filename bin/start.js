@@ -10,6 +10,6 @@ if (process.features.typescript) {
 } else if (existsSync(new URL('../dist/bin/parkline.js', import.meta.url))) {
   await import('../dist/bin/parkline.js')
 } else {
-  process.stderr.write(`parkline: Node ${process.version} cannot run the TypeScript sources: use Node 22.18 or later (npm ci installs Node 24 for npm scripts), or run npm run build first\n`)
+  process.stderr.write(`parkline: Node ${process.version} cannot run the TypeScript sources: use Node 22.18 or later, or install with npm ci (not --omit=dev: it brings Node 24 for npm scripts)\n`)
   process.exit(1)
 }

@@ -475,23 +475,46 @@ export function redisCredentials (o: Pick<ParklineOptions, 'redisUrl' | 'redisCl
 export function parseCliArgs (argv: string[]): { command: string, config: string | undefined, flags: Record<string, string> } {
   const byFlag = new Map(OPTIONS.map((o) => [flagName(o.name), o.name as string]))
   byFlag.set('--redis', 'redisUrl')
-  let command = 'serve'
+  let command: string | undefined
   let config: string | undefined
   const flags: Record<string, string> = {}
+  /** The boolean flag standing alone just before (a word after it is no command but a value it cannot take). */
+  let bareBefore: string | null = null
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
-    if (!a.startsWith('--')) { command = a; continue }
+    if (!a.startsWith('--')) {
+      if (bareBefore !== null && !COMMANDS.includes(a)) throw new ParklineError('PKL_ERR_CONFIG', `${bareBefore} takes true, false, 1 or 0, not ${JSON.stringify(a)}`, 2)
+      if (command !== undefined && command !== 'help') throw new ParklineError('PKL_ERR_CONFIG', `unexpected argument ${JSON.stringify(a)} (the command is ${JSON.stringify(command)})`, 2)
+      command ??= a
+      bareBefore = null
+      continue
+    }
+    bareBefore = null
     const eq = a.indexOf('=')
     const name = eq === -1 ? a : a.slice(0, eq)
     // a boolean flag may stand alone (`--demo`): true unless an explicit true/false/1/0 follows
     const bare = eq === -1 && OPTIONS.some((o) => o.kind === 'bool' && flagName(o.name) === name) && !/^(true|false|1|0)$/i.test(argv[i + 1] ?? '')
-    const value = eq === -1 ? (bare ? 'true' : argv[++i]) : a.slice(eq + 1)
+    if (bare) bareBefore = name
+    // (the next flag is no value: `--buffer-length --host x` misses one; a value that looks like
+    // a flag is written `--name=value`)
+    const next = argv[i + 1]
+    const value = eq === -1 ? (bare ? 'true' : (next !== undefined && isFlag(next, byFlag) ? undefined : argv[++i])) : a.slice(eq + 1)
     if (name === '--help') { command = 'help'; continue }
-    if (value === undefined) throw new ParklineError('PKL_ERR_CONFIG', `${name} needs a value`, 2)
-    if (name === '--config') { config = value; continue }
     const key = byFlag.get(name)
-    if (key === undefined) throw new ParklineError('PKL_ERR_CONFIG', `unknown flag ${name}`, 2)
+    if (key === undefined && name !== '--config') throw new ParklineError('PKL_ERR_CONFIG', `unknown flag ${name}`, 2)
+    if (value === undefined) throw new ParklineError('PKL_ERR_CONFIG', `${name} needs a value`, 2)
+    if (key === undefined) { config = value; continue }
     flags[key] = value
   }
-  return { command, config, flags }
+  return { command: command ?? 'serve', config, flags }
+}
+
+/** The words parseCliArgs takes for a command (doctor and token are read before it: lib/cli.ts). */
+const COMMANDS = ['serve', 'worker', 'help']
+
+/** `arg` is one of parkline's flags (as written, or `--flag=value`). */
+function isFlag (arg: string, byFlag: Map<string, string>): boolean {
+  const eq = arg.indexOf('=')
+  const name = eq === -1 ? arg : arg.slice(0, eq)
+  return byFlag.has(name) || name === '--config' || name === '--help'
 }

@@ -18,7 +18,7 @@ const ROOT = path.resolve(import.meta.dirname, '..')
 const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm'
 const TOKEN = { 'x-token': 'ok' }
 
-interface Packed { dir: string, app: string, tarball: string, node22: string | null }
+interface Packed { dir: string, app: string, tarball: string, node22: string | null, node20: string }
 let packed: Packed | null = null
 let failure: string | null = null
 
@@ -50,7 +50,12 @@ test.before(async (t) => {
     writeFileSync(path.join(n22, 'package.json'), JSON.stringify({ name: 'node22', private: true }))
     run(NPM, ['install', '--prefer-offline', 'node@22'], n22)
     node22 = path.join(n22, 'node_modules', '.bin', 'node')
-    packed = { dir, app, tarball, node22 }
+    // and Node 20, past its end of life, which the package refuses
+    const n20 = path.join(dir, 'node20')
+    mkdirSync(n20)
+    writeFileSync(path.join(n20, 'package.json'), JSON.stringify({ name: 'node20', private: true }))
+    run(NPM, ['install', '--prefer-offline', 'node@20'], n20)
+    packed = { dir, app, tarball, node22, node20: path.join(n20, 'node_modules', '.bin', 'node') }
   } catch (err) {
     failure = (err as Error).message
   }
@@ -222,6 +227,18 @@ test.serial('installed tarball on Node 22: imports with no loader and serves all
   t.regex(app.node, /^v22\./)
   await threeTransports(t, app.port, 'node22')
   t.is(await echo(app.port, 'hi 22'), 'hi 22')
+})
+
+test.serial('the packed `parkline` command on Node 20 (below the engines range) refuses to start, in one line naming the versions it runs on', async (t) => {
+  const p = ready(t)
+  const bin = path.join(p.app, 'node_modules', 'parkline', 'dist', 'bin', 'parkline.js')
+  t.regex(spawnSync(p.node20, ['--version'], { encoding: 'utf8' }).stdout, /^v20\./)
+  for (const args of [['serve', '--port', '0', '--host', '127.0.0.1'], ['serve', '--port', '0', '--host', '127.0.0.1', '--workers', '2'], ['help']]) {
+    const r = spawnSync(p.node20, [bin, ...args], { cwd: p.app, encoding: 'utf8', timeout: 20_000 })
+    t.is(r.status, 1, `${args.join(' ')}: ${r.stderr}`)
+    t.regex(r.stderr, /^parkline: Node v20\.\d+\.\d+ is not supported: use Node 22\.12 or later\n$/)
+    t.is(r.stdout, '')
+  }
 })
 
 test.serial('the operator files ship in the package as they are in the repository (the nginx site test/nginx-proxy.test.ts runs, the systemd unit, the kernel drop-ins)', async (t) => {

@@ -82,6 +82,29 @@ test('bad values and unknown keys are clear errors', (t) => {
   t.deepEqual(resolveOptions({}, { env: { PARKLINE_REDIS_CLUSTER: 'redis://a:1, redis://b:2' } }).redisCluster, ['redis://a:1', 'redis://b:2'])
 })
 
+test('the command line: a flag missing its value, a word after a boolean flag, or a second command is named, not taken for a command', (t) => {
+  const refused = (argv: string[], message: RegExp): void => {
+    t.throws(() => parseCliArgs(argv), { message }, argv.join(' '))
+  }
+  refused(['serve', '--buffer-length', '--host', '127.0.0.1'], /^--buffer-length needs a value$/)
+  refused(['serve', '--port', '--config=x.json'], /^--port needs a value$/)
+  refused(['serve', '--buffer-length'], /^--buffer-length needs a value$/)
+  refused(['serve', '--prot'], /^unknown flag --prot$/)
+  refused(['serve', '--prot', '--port', '1'], /^unknown flag --prot$/)
+  refused(['serve', '--demo', 'maybe'], /^--demo takes true, false, 1 or 0, not "maybe"$/)
+  refused(['serve', 'extra'], /^unexpected argument "extra" \(the command is "serve"\)$/)
+  refused(['nonsense', 'serve'], /^unexpected argument "serve" \(the command is "nonsense"\)$/)
+  // what was right stays right: a command after a boolean flag, the command anywhere, a value
+  // that looks like a flag written with =, a bare flag at the end
+  t.deepEqual(parseCliArgs(['--demo', 'serve', '--port', '9000']), { command: 'serve', config: undefined, flags: { demo: 'true', port: '9000' } })
+  t.deepEqual(parseCliArgs(['--port', '9000', 'serve']), { command: 'serve', config: undefined, flags: { port: '9000' } })
+  t.deepEqual(parseCliArgs(['--api-key=--odd-but-allowed-key-0123456789']), { command: 'serve', config: undefined, flags: { apiKey: '--odd-but-allowed-key-0123456789' } })
+  t.deepEqual(parseCliArgs(['--api-key', '--not-a-flag-0123456789']), { command: 'serve', config: undefined, flags: { apiKey: '--not-a-flag-0123456789' } })
+  t.deepEqual(parseCliArgs(['serve', '--demo']), { command: 'serve', config: undefined, flags: { demo: 'true' } })
+  t.deepEqual(parseCliArgs(['help', 'serve']).command, 'help')
+  t.deepEqual(parseCliArgs(['serve', '--help']).command, 'help')
+})
+
 test('docs/configuration.md documents every option', (t) => {
   const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8')
   for (const o of OPTIONS) t.true(doc.includes('`' + o.name + '`'), `docs/configuration.md lacks ${o.name}`)
