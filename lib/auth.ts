@@ -28,9 +28,11 @@ import { JwksCache, JwtVerifier, parsePublicKey } from './auth-jwt.ts'
 import { CREDENTIALS, type ParklineOptions } from './config.ts'
 import { ConfigError } from './errors.ts'
 import { isLoopback, percentEncodeUnsafe } from './http.ts'
-
 export type { AuthStats, UpstreamPublishContext, UpstreamPublishResult }
 export { isLoopback }
+
+/** A JWS in compact form: three base64url parts (lib/auth-jwt.ts verifies it). */
+const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]*$/
 
 /**
  * The access-control options (lib/config.ts documents each), resolved by the caller; a jwtPublicKey
@@ -781,7 +783,9 @@ export class Auth {
       const d = sha256(cred.token)
       if (this.#holdsKey(d)) return keyGrant(d)
     }
-    if (this.#jwt === null) return this.#refuse(invalidToken('unknown credential'))
+    // a credential that is no JWT (three dot-separated parts) where API keys are taken too: a key
+    // that is not one of them, not a "malformed token"
+    if (this.#jwt === null || (this.#apiKeys.length > 0 && !JWT_SHAPE.test(cred.token))) return this.#refuse(invalidToken('unknown credential'))
     const r = await this.#verifyJwt(cred.token)
     return isRefusal(r) ? this.#refuse(r) : r
   }

@@ -77,6 +77,7 @@ export async function main (entry: string): Promise<void> {
   const workers = workerCount(opts, cores)
   const growth = applyHeapGrowth(opts.heapGrowth)
   if (command === 'serve' && workers > 1) {
+    if (opts.port === 0) throw new ParklineError('PKL_ERR_CONFIG', `port 0 (a port of the kernel's choosing) with ${workers} worker processes: each would be given a port of its own. Give a port, or --workers 1`, 2)
     await holdPort(opts)
     // channels' owner workers assign ids: none in the second the primary started in (a deployment
     // killed and started again within it, lib/engines.ts); a re-forked worker starts in a later
@@ -201,8 +202,6 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
   // the workers get the options as resolved here, in their environment only: no flag (a
   // --redis-password among them) is repeated on their command lines
   const seq = new Primary(entry, log, workerExecArgv(threads), { [RESOLVED_ENV]: JSON.stringify(opts) })
-  seq.start(workers)
-  startIdleTrim()
   const address = `http://${opts.host}:${opts.port}`
   warnIfOpen(log, opts)
   // once every worker listens: a port another program holds fails every worker, and says so below
@@ -244,6 +243,10 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
   }
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)
+  // (forked once a stop signal is handled: one that comes while they are forked drains those
+  // forked so far, instead of ending this process and leaving them)
+  seq.start(workers)
+  startIdleTrim()
   // each worker takes the credentials and says what changed for it (a public key file's contents
   // included); a worker forked again later starts with them
   onReload(log, opts, read, async (creds) => await seq.reloadCredentials(creds, RESOLVED_ENV, JSON.stringify({ ...opts, ...creds })))

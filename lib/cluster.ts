@@ -431,7 +431,14 @@ export class Primary {
       slot.out = new Outbox<Down>((batch) => { if (slot.child !== null && slot.child.connected) slot.child.send(batch) })
       this.workers.push(slot)
     }
-    for (const slot of this.workers) this.#fork(slot)
+    // one a turn: a stop signal, or a message from the first ones, is handled meanwhile (a stop
+    // forks no more)
+    const forkFrom = (i: number): void => {
+      if (this.#stopping || i >= this.workers.length) return
+      this.#fork(this.workers[i]!)
+      setImmediate(forkFrom, i + 1)
+    }
+    forkFrom(0)
   }
 
   #silentCheckedAt = 0

@@ -125,7 +125,7 @@ export type Credentials = Pick<ParklineOptions, typeof CREDENTIALS[number]>
 
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'port', kind: 'int', default: 8080, min: 0, max: 65535, doc: 'TCP port of the standalone server.' },
-  { name: 'workers', kind: 'int', default: 0, min: 0, doc: 'Worker processes sharing the port (parkline serve); 0 = chosen for the host (a single process on 1 or 2 cores, one per core above), 1 = a single process.' },
+  { name: 'workers', kind: 'int', default: 0, min: 0, max: 1024, doc: 'Worker processes sharing the port (parkline serve); 0 = chosen for the host (a single process on 1 or 2 cores, one per core above), 1 = a single process.' },
   { name: 'gcThreads', kind: 'int', default: 0, min: 0, max: 64, doc: 'V8 background threads (Node --v8-pool-size) per standalone server process; 0 = chosen for the host: its cores per server process less one, 1 to 4.' },
   { name: 'heapGrowth', kind: 'int', default: 200, min: 0, max: 1000, doc: 'V8 heap growing percent (Node --heap-growing-percent) per standalone server process: how far the old generation grows past its live size before the next major collection; 0 = V8\'s own choice.' },
   { name: 'host', kind: 'string', default: '0.0.0.0', doc: 'Address the standalone server listens on.' },
@@ -154,7 +154,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'maxSubscribers', kind: 'int', default: 0, min: 0, doc: 'Subscribers per process before 503; 0 = 90% of the open-file limit (at most the limit less 64).' },
   { name: 'maxSubscribersPerUser', kind: 'int', default: 0, min: 0, doc: 'Subscribers one token `sub` may hold on this server (its in-memory workers together, or every node sharing a Redis) before 429; 0 = no limit.' },
   { name: 'maxChannels', kind: 'int', default: 500000, min: 1, doc: 'Channel records per process; a publish or subscription that would create more gets 503 with Retry-After.' },
-  { name: 'drainWindow', kind: 'int', default: 10, min: 0, doc: 'Seconds over which SIGTERM closes subscribers in waves; sooner once none is left and no publish came for a second.' },
+  { name: 'drainWindow', kind: 'int', default: 10, min: 0, max: 86400, doc: 'Seconds over which SIGTERM closes subscribers in waves; sooner once none is left and no publish came for a second.' },
   { name: 'healthPath', kind: 'string', default: '/health', embedded: '/parkline/health', doc: 'Health check for load balancers (200, or 503 while draining, the shared store is down or a worker is away); empty = off. Embedded: /parkline/health under the register prefix.' },
   { name: 'statusPath', kind: 'string', default: '/status', embedded: '/parkline/status', doc: 'Plain-text status page; empty = off. Embedded: /parkline/status under the register prefix.' },
   { name: 'metricsPath', kind: 'string', default: '/metrics', embedded: '/parkline/metrics', doc: 'Prometheus metrics; empty = off. Embedded: /parkline/metrics under the register prefix.' },

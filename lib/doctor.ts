@@ -362,7 +362,8 @@ export function computeCapacity (h: HostLimits, input: DoctorInput): Report {
     key: 'memory',
     name: h.cgroupMemLimit !== null && h.cgroupMemLimit < h.memAvailable ? 'memory (cgroup limit)' : 'memory (MemAvailable)',
     value: bytes(memBudget),
-    allows: floorOrNull((memBudget - IDLE_WORKER_BYTES * w) / per.totalBytes),
+    // (none when the workers' idle memory alone is past the budget)
+    allows: floorOrNull(Math.max(0, (memBudget - IDLE_WORKER_BYTES * w) / per.totalBytes)),
     binding: false,
     note: `minus ${bytes(IDLE_WORKER_BYTES)} idle memory (PSS) x ${w} workers, / ${fmt(per.totalBytes)} B per subscriber`
   })

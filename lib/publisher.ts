@@ -399,5 +399,8 @@ export async function handleRevoke (core: Core, access: Access, request: Fastify
   } catch (err) {
     return storeUnavailable(reply, err, origin)
   }
-  return withCors(reply.code(200), origin).header('Content-Type', 'application/json').send(JSON.stringify({ revoked: sub !== null ? { sub } : { jti }, ended: ended.ended, complete: ended.complete }))
+  const revoked = sub !== null ? { sub } : { jti }
+  // an admin's act: said in the log, with who did it (an API key, or an admin token's sub)
+  request.log.info({ revoked, until, ended: ended.ended, complete: ended.complete, by: grant.kind === 'jwt' ? { sub: grant.sub, jti: grant.jti } : grant.kind }, 'revocation')
+  return withCors(reply.code(200), origin).header('Content-Type', 'application/json').send(JSON.stringify({ revoked, ended: ended.ended, complete: ended.complete }))
 }

@@ -2,6 +2,7 @@
 // set them), the plugin, and graceful shutdown.
 import { createServer, METHODS, STATUS_CODES, type IncomingMessage, type Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import { hostname } from 'node:os'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { DRAIN_QUIET_MS, FINISH_GRACE_MS, type ParklineOptions } from './config.ts'
 import { kOwnHostCheck, kRawPublishers } from './symbols.ts'
@@ -164,7 +165,8 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
     }
   }
   const app: FastifyInstance = Fastify({
-    logger: opts.logLevel === 'silent' ? false : { level: opts.logLevel, serializers: { req: logRequest } },
+    // a worker's lines say which worker, as the primary's say `role: primary`
+    logger: opts.logLevel === 'silent' ? false : { level: opts.logLevel, serializers: { req: logRequest }, ...(link !== undefined ? { base: { pid: process.pid, hostname: hostname(), role: 'worker', worker: link.id } } : {}) },
     // a push server's requests are its subscribers: one log line each would be the hot path
     logController: new LogController({ disableRequestLogging: true }),
     serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void): Server => {

@@ -17,7 +17,12 @@ const CASES: Array<[string, string[], Record<string, string>, RegExp]> = [
   ['PARKLINE_API_KEY of commas only', [], { PARKLINE_API_KEY: ',' }, /apiKey \(environment\) is empty/],
   ['an integer in exponent form', ['--buffer-length', '1e3'], {}, /bufferLength \(command line\) must be an integer/],
   ['an integer in hex', ['--buffer-length', '0x10'], {}, /bufferLength \(command line\) must be an integer/],
-  ['an integer with a space', ['--buffer-length', ' 5'], {}, /bufferLength \(command line\) must be an integer/]
+  ['an integer with a space', ['--buffer-length', ' 5'], {}, /bufferLength \(command line\) must be an integer/],
+  // a fork bomb, and a timer Node would cut to 1 ms
+  ['more than 1024 workers', ['--workers', '1000000'], {}, /workers \(command line\) must be an integer >= 0 and <= 1024, got "1000000"/],
+  ['a drain window past a day', ['--drain-window', '2200000'], {}, /drainWindow \(command line\) must be an integer >= 0 and <= 86400, got "2200000"/],
+  // (the helper's --port 0): each worker would listen on a port of its own
+  ['port 0 with workers', ['--workers', '2'], {}, /^parkline: port 0 \(a port of the kernel's choosing\) with 2 worker processes: each would be given a port of its own\. Give a port, or --workers 1$/m]
 ]
 
 for (const [name, args, env, message] of CASES) {

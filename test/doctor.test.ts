@@ -75,6 +75,13 @@ test('memory-bound: MemAvailable minus idle workers over bytes per subscriber', 
   t.true(formatReport(h, r, null).includes('no sysctl raises it'))
 })
 
+test('more workers than the memory holds idle: capacity 0, bound by memory (not left unknown)', (t) => {
+  const r = computeCapacity(host({ memAvailable: 2 * GiB }), { workers: 1000, transport: 'eventsource', maxSubscribers: 0 })
+  t.is(r.binding, 'memory')
+  t.is(r.capacity, 0)
+  t.is(r.rows.find((x) => x.key === 'memory')!.allows, 0)
+})
+
 test('a cgroup limit below MemAvailable is the memory budget', (t) => {
   const r = computeCapacity(host({ cgroupMemLimit: 1 * GiB }), { workers: 1, transport: 'eventsource', maxSubscribers: 0 })
   t.is(r.binding, 'memory')

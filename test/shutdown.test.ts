@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import net from 'node:net'
-import { readFileSync } from 'node:fs'
+import { readFileSync, readdirSync } from 'node:fs'
 import test from 'ava'
 import { SseClient, eventually, exitedWithOutput, freePort } from './helpers/server.ts'
 
@@ -79,6 +79,45 @@ for (const workers of [[], ['--workers', '2']]) {
     t.true(await eventually(() => kids.every((k) => !alive(k)), 5000), 'the workers are gone')
   })
 }
+
+test('SIGTERM while the primary is still forking its workers: the ones forked so far drain, no more are forked, the exit is 0 and no worker is left behind', async (t) => {
+  t.timeout(60000)
+  const port = await freePort()
+  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'info', '--workers', '12'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  const pid = proc.pid!
+  // its workers, wherever they are now (one left behind by a primary that died is init's child):
+  // each carries the primary's socket directory, parkline-<primary pid>-…, in its environment
+  const workers = (): number[] => {
+    const found: number[] = []
+    for (const p of readdirSync('/proc')) {
+      if (!/^\d+$/.test(p)) continue
+      try {
+        if (readFileSync(`/proc/${p}/environ`, 'latin1').split('\0').some((e) => e.startsWith('PARKLINE_MESH=') && e.includes(`/parkline-${pid}-`))) found.push(Number(p))
+      } catch {}
+    }
+    return found
+  }
+  t.teardown(() => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
+    for (const w of workers()) { try { process.kill(w, 'SIGKILL') } catch {} }
+  })
+  const children = (): number => {
+    try { return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((x) => x !== '').length } catch { return 0 }
+  }
+  // the first worker forked: the rest are being forked
+  for (const end = Date.now() + 20000; children() === 0 && Date.now() < end;) await new Promise((resolve) => setTimeout(resolve, 2))
+  t.true(children() > 0, out)
+  proc.kill('SIGTERM')
+  const exited = await Promise.race([exitedWithOutput(proc).then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 30000))])
+  t.true(exited, `the process stayed: ${out}`)
+  t.is(proc.signalCode, null, `ended by the signal itself, not by its drain: ${out}`)
+  t.is(proc.exitCode, 0, out)
+  t.regex(out, /drain begun/)
+  t.true(await eventually(() => workers().length === 0, 10000), `workers left behind: ${workers().join(' ')}`)
+})
 
 test('SIGTERM on an idle server: exit 0, about a second after the signal', async (t) => {
   const { proc, log } = await start(t, [])

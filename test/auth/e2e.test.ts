@@ -389,6 +389,22 @@ async function revoke (base: string, body: object): Promise<{ status: number, js
   return { status: r.status, json: await r.json() as { ended?: number } }
 }
 
+test('a revocation is logged (info): what was revoked, how many ended, and by whom (the API key, or an admin token\'s sub), never the credential', async (t) => {
+  const node = await serve(t, ['--jwt-secret', SECRET, '--api-key', KEY, '--workers', '1'], 'info')
+  const erin = await token({ sub: 'erin', parkline: { subscribe: ['*'] } })
+  const s = await subscribe(node.port, 'eventsource', '/sub/logged', { authorization: 'Bearer ' + erin })
+  t.is(s.status, 200)
+  t.deepEqual(await revoke(node.base, { sub: 'erin' }), { status: 200, json: { revoked: { sub: 'erin' }, ended: 1, complete: true } })
+  const admin = await token({ sub: 'ops-1', jti: 'adm-1', parkline: { admin: true } })
+  t.is((await fetch(`${node.base}/admin/revoke`, { method: 'POST', body: JSON.stringify({ jti: 'tok-9' }), headers: { authorization: 'Bearer ' + admin } })).status, 200)
+  const lines = (): Array<Record<string, unknown>> => node.log().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).filter((j) => j.msg === 'revocation')
+  t.true(await eventually(() => lines().length === 2), node.log())
+  t.like(lines()[0], { level: 30, revoked: { sub: 'erin' }, ended: 1, complete: true, by: 'apikey' })
+  t.like(lines()[1], { level: 30, revoked: { jti: 'tok-9' }, ended: 0, by: { sub: 'ops-1', jti: 'adm-1' } })
+  t.false(node.log().includes(KEY), 'the API key is not in the log')
+  t.false(node.log().includes(admin), 'the admin token is not in the log')
+})
+
 test('--workers 2: refusals, expiry, and a revoke that ends the user\'s streams on every worker', async (t) => {
   const node = await startNode(t, ['--workers', '2'])
   const forged = await subscribe(node.port, 'eventsource', '/sub/w', { authorization: 'Bearer ' + unsigned({ parkline: { subscribe: ['*'] } }) })

@@ -2,7 +2,7 @@
 // revocations. Tokens are made with jose; the unsigned and forged ones by hand.
 import test from 'ava'
 import { SignJWT, base64url, exportSPKI, generateKeyPair, type JWTPayload } from 'jose'
-import { AUTH_DEFAULTS, Auth, isRefusal, type AuthOptions, type AuthResult, type Grant, type Refusal, type SubscriberContext } from '../../lib/auth.ts'
+import { AUTH_DEFAULTS, Auth, isRefusal, type AuthOptions, type AuthResult, type Grant, type PublisherContext, type Refusal, type SubscriberContext } from '../../lib/auth.ts'
 
 const SECRET = 'a-test-secret-that-is-32-bytes-long!!'
 const enc = new TextEncoder()
@@ -73,6 +73,16 @@ test('RFC 6750 answers: no credential, invalid token, insufficient scope', async
   const bad = asRefusal(t, await a.subscriber(sub(['news'], bearer('not-a-jwt'))))
   t.is(bad.status, 401)
   t.is(bad.wwwAuthenticate, invalid('malformed token'))
+
+  // a publisher's credential where API keys are taken too: a key that is not one (no JWT shape)
+  // is an unknown credential, a JWT that does not verify a malformed or invalid token
+  const both = auth(t, { jwtSecret: SECRET, apiKey: ['k-0123456789abcdef'] })
+  const pub = (token: string): PublisherContext => ({ headers: bearer(token), channel: 'news', method: 'POST', uri: '/pub/news', remoteAddress: '127.0.0.1' })
+  t.is(asRefusal(t, await both.publisher(pub('k-not-the-key-0123456789'))).wwwAuthenticate, invalid('unknown credential'))
+  t.is(asRefusal(t, await both.publisher(pub('not-a-jwt'))).wwwAuthenticate, invalid('unknown credential'))
+  t.is(asRefusal(t, await both.publisher(pub('a.b.c'))).wwwAuthenticate, invalid('malformed token'))
+  t.true(isRefusal(await both.publisher(pub(await hs({ parkline: { publish: ['other'] } })))))
+  t.false(isRefusal(await both.publisher(pub('k-0123456789abcdef'))))
 
   const tok = await hs(SUB_NEWS)
   const scope = asRefusal(t, await a.subscriber(sub(['sports'], bearer(tok))))
