@@ -135,7 +135,10 @@ export function publicKeyText (value: string): string {
   try {
     text = readFileSync(value, 'utf8')
   } catch (err) {
-    throw new ConfigError(`jwtPublicKey: not a PEM key, and no file ${JSON.stringify(value)} to read (${(err as Error).message})`)
+    const code = (err as NodeJS.ErrnoException).code
+    throw new ConfigError(code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG'
+      ? `jwtPublicKey: not a PEM key, and no file ${JSON.stringify(value)} to read (${(err as Error).message})`
+      : `jwtPublicKey: the file ${JSON.stringify(value)} cannot be read (${(err as Error).message})`)
   }
   // (what it holds is not said: the option may name the wrong file, a secret's)
   if (!text.includes('-----BEGIN')) throw new ConfigError(`jwtPublicKey: the file ${JSON.stringify(value)} holds no PEM key`)

@@ -333,6 +333,10 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   if (!o.subPrefix.startsWith('/') || !o.subPrefix.endsWith('/')) throw new ConfigError('subPrefix must start and end with "/"')
   if (o.pubPrefix === o.subPrefix) throw new ConfigError('pubPrefix and subPrefix must differ')
   if (o.retryMax < o.retryMin) throw new ConfigError('retryMax must be >= retryMin')
+  // an address that can never be (999.1.1.1, 10.0.0) is no host name a resolver may yet know:
+  // refused here (exit 2), not failed at listen (exit 1, which a supervisor retries for ever)
+  if (/^[\d.]+$/.test(o.host) && isIP(o.host) === 0) throw new ConfigError(`host: "${o.host}" is not an IPv4 address (four numbers of 0 to 255)`)
+  if (o.host.includes(':') && isIP(o.host) === 0) throw new ConfigError(`host: "${o.host}" is not an IPv6 address`)
   for (const name of o.transports) {
     if (!(TRANSPORT_NAMES as readonly string[]).includes(name)) throw new ConfigError(`transports: unknown transport "${name}" (known: ${TRANSPORT_NAMES.join(', ')})`)
   }
@@ -425,6 +429,7 @@ function checkRedisUrl (name: string, url: string): void {
   try { u = new URL(url) } catch { throw new ConfigError(`${name}: "${masked(url)}" is not a URL`) }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new ConfigError(`${name}: "${masked(url)}" is not a redis:// or rediss:// URL`)
   if (u.hostname === '') throw new ConfigError(`${name}: "${masked(url)}" names no host`)
+  if (u.port === '0') throw new ConfigError(`${name}: "${masked(url)}": port 0 is no port to connect to`)
   if (u.pathname !== '' && u.pathname !== '/' && !/^\/\d+$/.test(u.pathname)) throw new ConfigError(`${name}: "${masked(url)}": its path must be a database number (/0), got "${u.pathname}"`)
   try {
     decodeURIComponent(u.username)

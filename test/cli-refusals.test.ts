@@ -1,6 +1,9 @@
 // What `parkline serve` refuses at start (exit 2, one line naming the option): settings that would
 // leave access unchecked while looking in force, and values docs/configuration.md does not allow.
 import { spawnSync } from 'node:child_process'
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import test from 'ava'
 
 function serve (args: string[], env: Record<string, string> = {}): { status: number | null, out: string } {
@@ -21,6 +24,10 @@ const CASES: Array<[string, string[], Record<string, string>, RegExp]> = [
   // a fork bomb, and a timer Node would cut to 1 ms
   ['more than 1024 workers', ['--workers', '1000000'], {}, /workers \(command line\) must be an integer >= 0 and <= 1024, got "1000000"/],
   ['a drain window past a day', ['--drain-window', '2200000'], {}, /drainWindow \(command line\) must be an integer >= 0 and <= 86400, got "2200000"/],
+  // an address that can never be: refused (2), not failed at listen (1, retried for ever by systemd)
+  ['a host that is no IPv4 address', ['--host', '999.1.1.1'], {}, /host: "999\.1\.1\.1" is not an IPv4 address/],
+  ['a host that is no IPv6 address', ['--host', '::1::2'], {}, /host: "::1::2" is not an IPv6 address/],
+  ['a Redis URL on port 0', ['--redis-url', 'redis://127.0.0.1:0/0'], {}, /redisUrl: "redis:\/\/127\.0\.0\.1:0\/0": port 0 is no port to connect to/],
   // (the helper's --port 0): each worker would listen on a port of its own
   ['port 0 with workers', ['--workers', '2'], {}, /^parkline: port 0 \(a port of the kernel's choosing\) with 2 worker processes: each would be given a port of its own\. Give a port, or --workers 1$/m]
 ]
@@ -32,6 +39,22 @@ for (const [name, args, env, message] of CASES) {
     t.regex(r.out, message)
   })
 }
+
+test('refused at start: a jwtPublicKey file that is there but cannot be read is said so, not "no file"', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'parkline-key-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'public.pem')
+  writeFileSync(file, '-----BEGIN PUBLIC KEY-----\n')
+  // as the user nobody, who may not read it
+  chmodSync(dir, 0o755)
+  chmodSync(file, 0o600)
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, 'bin/parkline.ts', 'serve', '--port', '0', '--host', '127.0.0.1', '--jwt-public-key', file], { encoding: 'utf8', timeout: 20000 })
+  t.is(r.status, 2, r.stdout + r.stderr)
+  t.regex(r.stderr, /jwtPublicKey: the file ".*public\.pem" cannot be read \(EACCES/)
+  const gone = serve(['--jwt-public-key', join(dir, 'absent.pem')])
+  t.is(gone.status, 2, gone.out)
+  t.regex(gone.out, /jwtPublicKey: not a PEM key, and no file ".*absent\.pem" to read \(ENOENT/)
+})
 
 test('refused at start: a URL option that is not http(s) is named without the password it holds', (t) => {
   const r = serve(['--authorize-url', 'ftp://u:AuthPwSECRET@h.example/x'])
