@@ -466,12 +466,15 @@ export class RedisEngine implements Engine {
     const e = err !== null && typeof err === 'object' && 'error' in err ? (err as { error: unknown }).error : err
     const m = errorText(e)
     this.#lastConnectError = m
-    const kind = /\b(WRONGPASS|NOAUTH|NOPERM)\b/.exec(m)?.[1]
+    // (a database number past the server's `databases` is refused at the connection's SELECT)
+    const kind = /\b(WRONGPASS|NOAUTH|NOPERM)\b/.exec(m)?.[1] ?? (/\bDB index is out of range\b/.test(m) ? 'DB' : undefined)
     if (kind === undefined || this.#stopped || !this.#refusalDue(kind)) return
     const log = this.#log
     if (log === null) return
     const line = log.error ?? log.warn
-    line.call(log, { node: this.nodeId, mode: this.mode, redisError: m }, 'redis refused Parkline\'s login or a command it needs: check redisUsername/redisPassword (or the URL\'s) and the user\'s ACL (docs/redis.md, Access)')
+    line.call(log, { node: this.nodeId, mode: this.mode, redisError: m }, kind === 'DB'
+      ? 'redis refused the database the URL names (/N): it has fewer (its `databases` setting, 16 by default)'
+      : 'redis refused Parkline\'s login or a command it needs: check redisUsername/redisPassword (or the URL\'s) and the user\'s ACL (docs/redis.md, Access)')
   }
 
   #connectAck (): void {

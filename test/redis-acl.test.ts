@@ -152,6 +152,24 @@ async function wrongPassword (t: ExecutionContext, store: string[]): Promise<voi
   t.regex(lines.find((l) => l.msg.startsWith('redis not reachable yet'))?.lastError ?? '', /WRONGPASS/)
 }
 
+test.serial('a Redis URL naming a database past the server\'s: one error line saying so, and /health stays 503', async (t) => {
+  t.timeout(60000)
+  const redis = await startRedis(t)
+  const port = await freePort()
+  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--redis-url', `redis://127.0.0.1:${redis.port}/99`], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(async () => { if (proc.exitCode === null) { proc.kill('SIGKILL'); await once(proc, 'exit') } })
+  let out = ''
+  proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  t.true(await eventually(() => out.includes('redis not reachable yet'), 20000), out)
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 503, 10000))
+  const lines = out.slice(0, out.lastIndexOf('\n')).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number, msg: string, redisError?: string })
+  const refused = lines.filter((l) => l.msg.startsWith('redis refused the database'))
+  t.is(refused.length, 1, out)
+  t.is(refused[0]!.level, 50)
+  t.regex(refused[0]!.redisError!, /DB index is out of range/)
+})
+
 test.serial('a wrong Redis password: the log says Redis refused the login and why, and /health stays 503', async (t) => {
   t.timeout(60000)
   const redis = await startRedis(t)
