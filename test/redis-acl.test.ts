@@ -132,8 +132,10 @@ test.serial('a Redis Cluster whose default user has a password, given as redis:/
   t.deepEqual(await refusals(ports), [])
 })
 
-/** Parkline started with a wrong password: one error line naming Redis's refusal, the start's warning with it, /health 503. */
-async function wrongPassword (t: ExecutionContext, store: string[]): Promise<void> {
+interface LogLine { level: number, msg: string, redisError?: string, lastError?: string }
+
+/** Parkline started on `store` that Redis will not serve: its output once it said so and /health answers 503, and its whole log lines then. */
+async function unready (t: ExecutionContext, store: string[]): Promise<{ out: string, lines: LogLine[] }> {
   const port = await freePort()
   const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', ...store], { stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(async () => { if (proc.exitCode === null) { proc.kill('SIGKILL'); await once(proc, 'exit') } })
@@ -143,7 +145,13 @@ async function wrongPassword (t: ExecutionContext, store: string[]): Promise<voi
   t.true(await eventually(() => out.includes('redis not reachable yet'), 20000), out)
   t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 503, 10000))
   // whole lines only (the last may still be arriving)
-  const lines = out.slice(0, out.lastIndexOf('\n')).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number, msg: string, redisError?: string, lastError?: string })
+  const lines = out.slice(0, out.lastIndexOf('\n')).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine)
+  return { out, lines }
+}
+
+/** Parkline started with a wrong password: one error line naming Redis's refusal, the start's warning with it, /health 503. */
+async function wrongPassword (t: ExecutionContext, store: string[]): Promise<void> {
+  const { out, lines } = await unready(t, store)
   const refused = lines.filter((l) => l.msg.startsWith('redis refused'))
   t.true(refused.length >= 1, out)
   t.is(new Set(refused.map((l) => /(WRONGPASS|NOAUTH|NOPERM)/.exec(l.redisError ?? '')?.[1])).size, refused.length, 'one line per kind, not one per retry')
@@ -155,15 +163,7 @@ async function wrongPassword (t: ExecutionContext, store: string[]): Promise<voi
 test.serial('a Redis URL naming a database past the server\'s: one error line saying so, and /health stays 503', async (t) => {
   t.timeout(60000)
   const redis = await startRedis(t)
-  const port = await freePort()
-  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--redis-url', `redis://127.0.0.1:${redis.port}/99`], { stdio: ['ignore', 'pipe', 'pipe'] })
-  t.teardown(async () => { if (proc.exitCode === null) { proc.kill('SIGKILL'); await once(proc, 'exit') } })
-  let out = ''
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
-  proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
-  t.true(await eventually(() => out.includes('redis not reachable yet'), 20000), out)
-  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 503, 10000))
-  const lines = out.slice(0, out.lastIndexOf('\n')).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number, msg: string, redisError?: string })
+  const { out, lines } = await unready(t, ['--redis-url', `redis://127.0.0.1:${redis.port}/99`])
   const refused = lines.filter((l) => l.msg.startsWith('redis refused the database'))
   t.is(refused.length, 1, out)
   t.is(refused[0]!.level, 50)
