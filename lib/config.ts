@@ -123,9 +123,12 @@ export const TRANSPORT_NAMES = ['websocket', 'eventsource', 'chunked', 'multipar
 export const CREDENTIALS = ['apiKey', 'jwtSecret', 'jwtPreviousSecret', 'jwtPublicKey', 'jwtIssuer', 'jwtAudience', 'jwtLeeway', 'jwtMaxLifetime'] as const
 export type Credentials = Pick<ParklineOptions, typeof CREDENTIALS[number]>
 
+/** Worker processes at most (`workers`): more is a fork bomb, not a deployment. */
+export const MAX_WORKERS = 1024
+
 export const OPTIONS: readonly OptionSpec[] = [
   { name: 'port', kind: 'int', default: 8080, min: 0, max: 65535, doc: 'TCP port of the standalone server.' },
-  { name: 'workers', kind: 'int', default: 0, min: 0, max: 1024, doc: 'Worker processes sharing the port (parkline serve); 0 = chosen for the host (a single process on 1 or 2 cores, one per core above), 1 = a single process.' },
+  { name: 'workers', kind: 'int', default: 0, min: 0, max: MAX_WORKERS, doc: 'Worker processes sharing the port (parkline serve); 0 = chosen for the host (a single process on 1 or 2 cores, one per core above), 1 = a single process.' },
   { name: 'gcThreads', kind: 'int', default: 0, min: 0, max: 64, doc: 'V8 background threads (Node --v8-pool-size) per standalone server process; 0 = chosen for the host: its cores per server process less one, 1 to 4.' },
   { name: 'heapGrowth', kind: 'int', default: 200, min: 0, max: 1000, doc: 'V8 heap growing percent (Node --heap-growing-percent) per standalone server process: how far the old generation grows past its live size before the next major collection; 0 = V8\'s own choice.' },
   { name: 'host', kind: 'string', default: '0.0.0.0', doc: 'Address the standalone server listens on.' },
@@ -218,7 +221,8 @@ export function defaultWorkers (cores: number): number {
 
 /** Server processes of `parkline serve` on `cores` cores (`workers`, or chosen for the host). */
 export function workerCount (opts: Pick<ParklineOptions, 'workers'>, cores: number): number {
-  return opts.workers === 0 ? defaultWorkers(cores) : opts.workers
+  // (the option's bound holds for the host's choice too)
+  return opts.workers === 0 ? Math.min(defaultWorkers(cores), MAX_WORKERS) : opts.workers
 }
 
 /** Environment variable of an option: bufferLength -> PARKLINE_BUFFER_LENGTH. */
@@ -333,9 +337,10 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   if (!o.subPrefix.startsWith('/') || !o.subPrefix.endsWith('/')) throw new ConfigError('subPrefix must start and end with "/"')
   if (o.pubPrefix === o.subPrefix) throw new ConfigError('pubPrefix and subPrefix must differ')
   if (o.retryMax < o.retryMin) throw new ConfigError('retryMax must be >= retryMin')
-  // an address that can never be (999.1.1.1, 10.0.0) is no host name a resolver may yet know:
-  // refused here (exit 2), not failed at listen (exit 1, which a supervisor retries for ever)
-  if (/^[\d.]+$/.test(o.host) && isIP(o.host) === 0) throw new ConfigError(`host: "${o.host}" is not an IPv4 address (four numbers of 0 to 255)`)
+  // four dotted numbers that are no IPv4 address (999.1.1.1) can never be: refused here (exit 2),
+  // not failed at listen (exit 1, which a supervisor retries for ever). Shorter numeric forms
+  // (0, 127.1) are the resolver's to read, as they always were
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(o.host) && isIP(o.host) === 0) throw new ConfigError(`host: "${o.host}" is not an IPv4 address (four numbers of 0 to 255)`)
   if (o.host.includes(':') && isIP(o.host) === 0) throw new ConfigError(`host: "${o.host}" is not an IPv6 address`)
   for (const name of o.transports) {
     if (!(TRANSPORT_NAMES as readonly string[]).includes(name)) throw new ConfigError(`transports: unknown transport "${name}" (known: ${TRANSPORT_NAMES.join(', ')})`)
@@ -489,7 +494,10 @@ export function parseCliArgs (argv: string[]): { command: string, config: string
     const a = argv[i]!
     if (!a.startsWith('--')) {
       if (bareBefore !== null && !COMMANDS.includes(a)) throw new ParklineError('PKL_ERR_CONFIG', `${bareBefore} takes true, false, 1 or 0, not ${JSON.stringify(a)}`, 2)
-      if (command !== undefined && command !== 'help') throw new ParklineError('PKL_ERR_CONFIG', `unexpected argument ${JSON.stringify(a)} (the command is ${JSON.stringify(command)})`, 2)
+      // help wins wherever it is (as --help), and a command said twice is one (`npm start` says
+      // serve, `npm start -- serve --port 9000` says it again)
+      if (a === 'help') command = 'help'
+      else if (command !== undefined && command !== 'help' && a !== command) throw new ParklineError('PKL_ERR_CONFIG', `unexpected argument ${JSON.stringify(a)} (the command is ${JSON.stringify(command)})`, 2)
       command ??= a
       bareBefore = null
       continue

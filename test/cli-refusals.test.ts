@@ -7,7 +7,9 @@ import { join } from 'node:path'
 import test from 'ava'
 
 function serve (args: string[], env: Record<string, string> = {}): { status: number | null, out: string } {
-  const r = spawnSync(process.execPath, ['bin/parkline.ts', 'serve', '--port', '0', '--host', '127.0.0.1', ...args], { encoding: 'utf8', timeout: 20000, env: { ...process.env, ...env } })
+  // (one process: the access checks run where the server is built, and on a host of more than 2
+  // cores the default would be workers, whose port must not be 0)
+  const r = spawnSync(process.execPath, ['bin/parkline.ts', 'serve', '--port', '0', '--host', '127.0.0.1', '--workers', '1', ...args], { encoding: 'utf8', timeout: 20000, env: { ...process.env, ...env } })
   return { status: r.status, out: r.stdout + r.stderr }
 }
 
@@ -26,6 +28,7 @@ const CASES: Array<[string, string[], Record<string, string>, RegExp]> = [
   ['a drain window past a day', ['--drain-window', '2200000'], {}, /drainWindow \(command line\) must be an integer >= 0 and <= 86400, got "2200000"/],
   // an address that can never be: refused (2), not failed at listen (1, retried for ever by systemd)
   ['a host that is no IPv4 address', ['--host', '999.1.1.1'], {}, /host: "999\.1\.1\.1" is not an IPv4 address/],
+  ['a host of four numbers, one past 255', ['--host', '127.0.0.256'], {}, /host: "127\.0\.0\.256" is not an IPv4 address/],
   ['a host that is no IPv6 address', ['--host', '::1::2'], {}, /host: "::1::2" is not an IPv6 address/],
   ['a Redis URL on port 0', ['--redis-url', 'redis://127.0.0.1:0/0'], {}, /redisUrl: "redis:\/\/127\.0\.0\.1:0\/0": port 0 is no port to connect to/],
   // (the helper's --port 0): each worker would listen on a port of its own
@@ -41,6 +44,7 @@ for (const [name, args, env, message] of CASES) {
 }
 
 test('refused at start: a jwtPublicKey file that is there but cannot be read is said so, not "no file"', (t) => {
+  t.is(process.getuid?.(), 0, 'needs root (it runs the server as nobody), as `npm test` is run (README)')
   const dir = mkdtempSync(join(tmpdir(), 'parkline-key-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const file = join(dir, 'public.pem')
@@ -48,7 +52,7 @@ test('refused at start: a jwtPublicKey file that is there but cannot be read is 
   // as the user nobody, who may not read it
   chmodSync(dir, 0o755)
   chmodSync(file, 0o600)
-  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, 'bin/parkline.ts', 'serve', '--port', '0', '--host', '127.0.0.1', '--jwt-public-key', file], { encoding: 'utf8', timeout: 20000 })
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, 'bin/parkline.ts', 'serve', '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--jwt-public-key', file], { encoding: 'utf8', timeout: 20000 })
   t.is(r.status, 2, r.stdout + r.stderr)
   t.regex(r.stderr, /jwtPublicKey: the file ".*public\.pem" cannot be read \(EACCES/)
   const gone = serve(['--jwt-public-key', join(dir, 'absent.pem')])

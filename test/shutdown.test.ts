@@ -80,10 +80,10 @@ for (const workers of [[], ['--workers', '2']]) {
   })
 }
 
-test('SIGTERM while the primary is still forking its workers: the ones forked so far drain, no more are forked, the exit is 0 and no worker is left behind', async (t) => {
+test('SIGTERM while the primary is still forking its 64 workers: the ones forked so far drain, no more are forked, the exit is 0 and no worker is left behind', async (t) => {
   t.timeout(60000)
   const port = await freePort()
-  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'info', '--workers', '12'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'info', '--workers', '64'], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
   proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
@@ -116,6 +116,10 @@ test('SIGTERM while the primary is still forking its workers: the ones forked so
   t.is(proc.signalCode, null, `ended by the signal itself, not by its drain: ${out}`)
   t.is(proc.exitCode, 0, out)
   t.regex(out, /drain begun/)
+  // (a fork takes milliseconds; 64 of them far longer than the signal took to come)
+  const forked = (out.match(/"msg":"worker forked"/g) ?? []).length
+  t.log(`${forked} of 64 forked before the stop`)
+  t.true(forked > 0 && forked < 64, `${forked} forked`)
   t.true(await eventually(() => workers().length === 0, 10000), `workers left behind: ${workers().join(' ')}`)
 })
 

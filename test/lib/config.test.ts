@@ -103,6 +103,10 @@ test('the command line: a flag missing its value, a word after a boolean flag, o
   t.deepEqual(parseCliArgs(['serve', '--demo']), { command: 'serve', config: undefined, flags: { demo: 'true' } })
   t.deepEqual(parseCliArgs(['help', 'serve']).command, 'help')
   t.deepEqual(parseCliArgs(['serve', '--help']).command, 'help')
+  // help wherever it is; the same command twice (`npm start -- serve …`: npm start says serve)
+  t.deepEqual(parseCliArgs(['serve', 'help']).command, 'help')
+  t.deepEqual(parseCliArgs(['serve', 'serve', '--port', '9000']), { command: 'serve', config: undefined, flags: { port: '9000' } })
+  refused(['serve', 'worker'], /^unexpected argument "worker" \(the command is "serve"\)$/)
 })
 
 test('docs/configuration.md documents every option', (t) => {
