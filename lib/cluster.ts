@@ -489,9 +489,9 @@ export class Primary {
 
   /**
    * Worker `w` took none of what `by` wrote to it over a whole mesh check (lib/mesh.ts STUCK_MS),
-   * said again at each check it still takes none. A worker that reports its counts has read its
-   * links in the same turn (its reports leave after the turn's reads): such a report is older than
-   * its counts and says nothing. One that sends the primary nothing either (or has sent nothing
+   * said again at each check it still takes none. A report about a worker that still reports its
+   * counts (within 2 s) is let go: its reports leave after the turn's reads, so it reads its
+   * links (what the report saw had passed). One that sends the primary nothing either (or has sent nothing
    * yet, 2 s or more after it was forked) is judged by its silence (#endSilent: ended at SILENT_MS
    * unless starved of a core). `full`: `by` can queue no more for it, so it is ended whatever it
    * is doing (its replicas would miss what could not be queued). Its death heals every link to it
