@@ -69,6 +69,11 @@ for (const workers of [[], ['--workers', '2']]) {
     t.is(kids.length, workers.length > 0 ? 2 : 0)
     proc.kill('SIGTERM')
     t.true(await eventually(() => (log().match(/drain begun/g) ?? []).length >= 1 + kids.length, 10000), log())
+    // with workers, each process's lines say which it is
+    if (workers.length > 0) {
+      t.regex(log(), /"role":"primary",[^\n]*"msg":"drain begun"/)
+      for (const w of [0, 1]) t.regex(log(), new RegExp(`"role":"worker","worker":${w},[^\\n]*"msg":"drain begun"`))
+    }
     proc.kill('SIGTERM')
     // (bounded far below the 60 s window: a process that waits for the drain is the failure)
     const exited = await Promise.race([exitedWithOutput(proc).then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 20000))])
