@@ -56,6 +56,8 @@ export interface CredentialsTaken { worker: number, changed: string[], error: st
 /** Worker → primary entries (structured clone, `serialization: 'advanced'`). */
 type Up =
   | ['stats', number, number, number, number, number]
+  /** Alive: a worker with no counts to report (Redis) says so each STATS_MS, and every worker once as it starts. */
+  | ['alive']
   | ['rev', number, 'sub' | 'jti', string, number, number]
   | ['revd', number, number]
   | ['mq', number]
@@ -306,8 +308,10 @@ interface WorkerSlot {
   forkedAt: number
   /** This incarnation said it listens. */
   listening: boolean
-  /** When this incarnation last reported its counts ('stats'; performance.now(), 0 before the first). */
+  /** When this incarnation last said it is alive ('stats' or 'alive'; performance.now(), 0 before the first). */
   statsAt: number
+  /** While it has said nothing yet (statsAt 0): when its silence started, its fork or the end of the primary's own stall. */
+  silentFrom: number
   /** Its scheduling state when its silence first passed 2 reports (lib/proc-sched.ts), null while it reports. */
   silentSched: Sched | null
   /** Runnable at every reading of its present silence (one a second). */
@@ -348,6 +352,17 @@ export const SILENT_MS = 10_000
  * waits for nothing and is ended at SILENT_MS.
  */
 export const SILENT_MAX_MS = 60_000
+
+/**
+ * A worker that has sent the primary nothing since it was forked is ended this long after its fork,
+ * unless it waited for a core most of that time (judged as SILENT_MAX_MS says): its first word
+ * (WorkerLink) leaves as soon as its modules are loaded, which on a host busy with many starting
+ * workers, or reading them from a slow disk, can take tens of seconds (56 workers from source on 2
+ * cores: 49 s until the last listened).
+ */
+export const SILENT_START_MS = 60_000
+/** A starting worker spared as starved of a core (as SILENT_MAX_MS for a silence later in its life) is ended once silent this long since its fork. */
+export const SILENT_START_MAX_MS = 300_000
 
 /** A worker that lived this long before it died was not crash-looping: its next restart waits no backoff. */
 export const STABLE_MS = 30_000
@@ -427,7 +442,7 @@ export class Primary {
     setInterval(() => this.#broadcast(['totals', ...this.totals()]), 1000).unref()
     setInterval(() => { this.#endSilent() }, STATS_MS).unref()
     for (let i = 0; i < n; i++) {
-      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, quickDeaths: 0, forkedAt: 0, listening: false, statsAt: 0, silentSched: null, silentRunnable: false, spared: false, meshReported: false, failedStarts: 0, metrics: null }
+      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, quickDeaths: 0, forkedAt: 0, listening: false, statsAt: 0, silentFrom: 0, silentSched: null, silentRunnable: false, spared: false, meshReported: false, failedStarts: 0, metrics: null }
       slot.out = new Outbox<Down>((batch) => { if (slot.child !== null && slot.child.connected) slot.child.send(batch) })
       this.workers.push(slot)
     }
@@ -454,6 +469,7 @@ export class Primary {
       // what the workers sent meanwhile is not read yet; they are judged from now on
       for (const w of this.workers) {
         if (w.statsAt > 0) w.statsAt = now
+        w.silentFrom = now
         w.silentSched = null
         w.spared = false
         w.meshReported = false
@@ -462,8 +478,12 @@ export class Primary {
     }
     for (const w of this.workers) {
       const child = w.child
-      if (child === null || child.exitCode !== null || child.signalCode !== null || w.statsAt === 0) continue
-      const silent = now - w.statsAt
+      if (child === null || child.exitCode !== null || child.signalCode !== null || child.killed) continue
+      // one that never said a word is starting (loading its modules, maybe from a slow disk or on
+      // a host busy with many starting workers): its silence counts from its fork, and is judged
+      // the same way past SILENT_START_MS
+      const starting = w.statsAt === 0
+      const silent = now - (starting ? w.silentFrom : w.statsAt)
       if (silent < 2 * STATS_MS) continue
       // the baseline its silence is judged from, once it is late, then a reading a second
       const sched = readSched(child.pid!, now)
@@ -471,16 +491,20 @@ export class Primary {
         w.silentSched = sched
         w.silentRunnable = sched?.runnable === true
       } else w.silentRunnable &&= sched?.runnable === true
-      if (silent < SILENT_MS) continue
-      if (silent < SILENT_MAX_MS && starved(w.silentSched, sched, w.silentRunnable)) {
+      if (silent < (starting ? SILENT_START_MS : SILENT_MS)) continue
+      if (silent < (starting ? SILENT_START_MAX_MS : SILENT_MAX_MS) && starved(w.silentSched, sched, w.silentRunnable)) {
         if (!w.spared) {
           w.spared = true
           const from = w.silentSched!
-          this.#log?.warn({ worker: w.id, workerPid: child.pid, silentMs: Math.round(silent), judgedMs: Math.round(sched!.at - from.at), onCoreMs: Math.round(sched!.runMs - from.runMs), waitedForCoreMs: Math.round(sched!.waitMs - from.waitMs), runnableThroughout: w.silentRunnable }, 'worker sent nothing for 10 s, waiting for a core most of that time (the host has more busy processes than cores): judged again each second, ended once it no longer waits for a core most of its silence, or at 60 s')
+          this.#log?.warn({ worker: w.id, workerPid: child.pid, silentMs: Math.round(silent), judgedMs: Math.round(sched!.at - from.at), onCoreMs: Math.round(sched!.runMs - from.runMs), waitedForCoreMs: Math.round(sched!.waitMs - from.waitMs), runnableThroughout: w.silentRunnable },
+            starting
+              ? 'worker sent nothing in the 60 s since it was forked, waiting for a core most of that time (the host has more busy processes than cores): judged again each second, ended once it no longer waits for a core most of its silence, or at 300 s'
+              : 'worker sent nothing for 10 s, waiting for a core most of that time (the host has more busy processes than cores): judged again each second, ended once it no longer waits for a core most of its silence, or at 60 s')
         }
         continue
       }
-      this.#log?.warn({ worker: w.id, workerPid: child.pid, silentMs: Math.round(silent) }, 'worker sent nothing for 10 s (its event loop stuck, or the process stopped): ending it')
+      if (starting) this.#log?.warn({ worker: w.id, workerPid: child.pid, silentMs: Math.round(silent) }, 'worker sent nothing in the 60 s since it was forked (stuck or stopped while starting): ending it')
+      else this.#log?.warn({ worker: w.id, workerPid: child.pid, silentMs: Math.round(silent) }, 'worker sent nothing for 10 s (its event loop stuck, or the process stopped): ending it')
       w.statsAt = 0
       w.silentSched = null
       child.kill('SIGKILL')
@@ -528,6 +552,7 @@ export class Primary {
     slot.forkedAt = performance.now()
     slot.listening = false
     slot.statsAt = 0
+    slot.silentFrom = slot.forkedAt
     slot.silentSched = null
     slot.spared = false
     slot.meshReported = false
@@ -630,6 +655,14 @@ export class Primary {
   onGiveUp: ((workerStatus: number | null) => void) | null = null
   #allListened = false
 
+  /** `slot`'s worker said it is alive: its silence, if any, is over. */
+  #heard (slot: WorkerSlot): void {
+    slot.statsAt = performance.now()
+    slot.silentSched = null
+    slot.spared = false
+    slot.meshReported = false
+  }
+
   #onBatch (slot: WorkerSlot, batch: Up[]): void {
     for (const e of batch) {
       switch (e[0]) {
@@ -641,11 +674,11 @@ export class Primary {
             this.onListening?.()
           }
           break
+        case 'alive':
+          this.#heard(slot)
+          break
         case 'stats':
-          slot.statsAt = performance.now()
-          slot.silentSched = null
-          slot.spared = false
-          slot.meshReported = false
+          this.#heard(slot)
           slot.subscribers = e[1]
           slot.delivered = e[2]
           slot.published = e[3]
@@ -821,7 +854,7 @@ export class Primary {
 /**
  * A worker's link to the primary: one batched send per turn out, entries dispatched in order in.
  * Answers ('r') and node-wide metrics ('mq') are handled here for every engine; the rest goes to
- * the worker engine. With Redis the link carries only metrics.
+ * the worker engine. With Redis the link carries only metrics and the worker's word that it is alive.
  */
 export class WorkerLink {
   readonly out: Outbox<Up>
@@ -866,6 +899,8 @@ export class WorkerLink {
   }
   /** Called when the primary is gone, just before this worker exits. */
   onPrimaryGone: (() => void) | null = null
+  /** The worker engine's report to the primary, each STATS_MS ('stats'); null: 'alive' is sent instead. */
+  report: (() => void) | null = null
   readonly #pending = new Map<number, (v: unknown) => void>()
   #seq = 0
 
@@ -878,6 +913,10 @@ export class WorkerLink {
     // nothing this worker starts, nor anything that reads its environment later, gets it
     delete process.env.PARKLINE_MESH_KEY
     this.out = new Outbox<Up>((batch) => { if (process.connected) process.send!(batch) })
+    // its first word at once (the primary judges a worker that never says one: SILENT_START_MS),
+    // then one each STATS_MS: the worker engine's counts, or with Redis a plain 'alive'
+    if (process.connected) process.send!([['alive']])
+    setInterval(() => { if (this.report === null) this.out.push(['alive']); else this.report() }, STATS_MS).unref()
     process.on('message', (batch: Down[]) => {
       for (const e of batch) this.#dispatch(e)
     })
@@ -1085,7 +1124,7 @@ export class WorkerEngine implements Engine {
       process.stderr.write(`parkline worker ${this.#me}: mesh socket: ${err instanceof Error ? err.message : String(err)}\n`)
       process.exit(1)
     })
-    setInterval(() => { this.#report() }, STATS_MS).unref()
+    link.report = () => { this.#report() }
     link.onPrimaryGone = () => { this.#mesh.primaryGone() }
     for (let i = 0; i < this.#n; i++) this.#fenceAt.push(i === this.#me ? Infinity : 0)
     core.fence = (sub, pos) => this.#fence(sub, pos)

@@ -10,7 +10,7 @@ import { SseClient, eventually, exitedWithOutput, freePort, info, publish, socke
 import { serve } from './helpers/node.ts'
 import { startRedis } from './helpers/redis.ts'
 import { SECRET, mint } from './helpers/auth.ts'
-import { REPLICA_LINGER_MS, SILENT_MS, STABLE_MS, ownerOf, quickDeathsAfter, restartDelay, userOwnerOf } from '../lib/cluster.ts'
+import { REPLICA_LINGER_MS, SILENT_MS, SILENT_START_MS, STABLE_MS, ownerOf, quickDeathsAfter, restartDelay, userOwnerOf } from '../lib/cluster.ts'
 import { meshPath } from '../lib/mesh.ts'
 import net from 'node:net'
 import http from 'node:http'
@@ -1142,6 +1142,58 @@ test.serial('a worker that sends the primary nothing for SILENT_MS (stopped) is 
   t.is((out().match(/worker sent nothing/g) ?? []).length, lines)
 })
 
+test.serial('with Redis too, a worker that sends the primary nothing for SILENT_MS (stopped) is ended and forked again', async (t) => {
+  t.timeout(90000)
+  const redis = await startRedis(t)
+  const port = await freePort()
+  const { child, out } = spawnServe(t, ['--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--drain-window', '0', '--redis-url', `redis://127.0.0.1:${redis.port}`])
+  t.true(await eventually(() => workerPids(child.pid!).length === 2, 20000))
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 200, 20000))
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  const one = workerPid(child.pid!, 1)
+  process.kill(one, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(one, 'SIGCONT') } catch {} })
+  const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+  t.true(await eventually(() => !alive(one), SILENT_MS + 8000), out())
+  t.regex(out(), /worker sent nothing for 10 s \(its event loop stuck/)
+  t.true(await eventually(() => { try { return workerPid(child.pid!, 1) !== one } catch { return false } }, 20000), 'forked again')
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000))
+})
+
+/** Worker `pid` of `primary` SIGKILLed: the pid of the incarnation forked in its place, found within milliseconds of its fork. */
+async function killedAndForked (t: ExecutionContext, primary: number, pid: number): Promise<number> {
+  const before = new Set(workerPids(primary))
+  process.kill(pid, 'SIGKILL')
+  let next = 0
+  const t0 = Date.now()
+  while (next === 0 && Date.now() - t0 < 20000) {
+    next = workerPids(primary).find((p) => !before.has(p)) ?? 0
+    if (next === 0) await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+  t.not(next, 0, 'forked again')
+  return next
+}
+
+test.serial('a worker stopped as it was forked, before it ever said a word, is ended SILENT_START_MS after its fork and forked again', async (t) => {
+  t.timeout(SILENT_START_MS + 40000)
+  const { port, child, out, one } = await twoWorkersReporting(t)
+  // the incarnation forked in its place, stopped at once (long before it could have said anything)
+  const next = await killedAndForked(t, child.pid!, one)
+  process.kill(next, 'SIGSTOP')
+  const stoppedAt = Date.now()
+  t.teardown(() => { try { process.kill(next, 'SIGCONT') } catch {} })
+  const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+  t.true(await eventually(() => !alive(next), SILENT_START_MS + 10000), out())
+  t.true(Date.now() - stoppedAt >= SILENT_START_MS - 1000, 'not before SILENT_START_MS')
+  t.regex(out(), /worker sent nothing in the 60 s since it was forked/)
+  // forked again: a third incarnation serves
+  t.true(await eventually(() => { try { const p = workerPid(child.pid!, 1); return p !== one && p !== next } catch { return false } }, 20000), 'forked again')
+  t.true(await eventually(async () => {
+    for (let i = 0; i < 6; i++) if ((await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status !== 200) return false
+    return true
+  }, 20000))
+})
+
 /**
  * Worker `pid` (all its threads) on the first core it may run on, at the idle policy, beside one
  * process at nice -20 that never sleeps, for `ms`: it is runnable (its report timer) but gets a
@@ -1168,6 +1220,23 @@ async function starve (t: ExecutionContext, pid: number, ms: number): Promise<{ 
   })
   return { over, hog }
 }
+
+test.serial('a worker starved of a core from its fork (a host busy with many starting workers) is not ended at SILENT_START_MS; it starts and serves once it runs', async (t) => {
+  t.timeout(SILENT_START_MS + 60000)
+  const { port, child, out, one } = await twoWorkersReporting(t)
+  const next = await killedAndForked(t, child.pid!, one)
+  const { over } = await starve(t, next, SILENT_START_MS + 12000)
+  t.true(await eventually(() => /worker sent nothing in the 60 s since it was forked, waiting for a core/.test(out()), SILENT_START_MS + 10000), out())
+  t.notRegex(out(), /since it was forked \(stuck/)
+  await over
+  // it runs again: the same process starts, and serves
+  t.true(await eventually(async () => {
+    for (let i = 0; i < 6; i++) if ((await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status !== 200) return false
+    return true
+  }, 30000))
+  t.is(workerPid(child.pid!, 1), next, 'not ended')
+  t.notRegex(out(), /ending it/)
+})
 
 test.serial('a worker silent for SILENT_MS because it waited for a core the whole time (a host with more busy processes than cores) is not ended; it reports and serves once it runs again', async (t) => {
   t.timeout(90000)
