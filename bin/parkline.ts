@@ -20,6 +20,11 @@ if (major < 22 || (major === 22 && minor < 12)) {
   process.exit(1)
 }
 
+// a worker's first word to its primary, before the rest loads: until it comes the primary judges
+// the worker as starting (lib/cluster.ts SILENT_START_MS), and loading the rest may take long on a
+// slow disk or a host busy with many starting workers
+if (process.argv[2] === 'worker' && process.send !== undefined) process.send([['alive']])
+
 // loaded once early-signals ran (a static import would be loaded, with all it imports, before)
 await import('../lib/gc-threads-start.ts')
 const { main, exitStatusOf } = await import('../lib/cli.ts')

@@ -12,7 +12,8 @@ import { oncePer } from './stats.ts'
 import { ConfigError, ERRORS } from './errors.ts'
 import { isLoopback, localClient, percentEncodeUnsafe, percentEncoded, proxied } from './http.ts'
 import { withCors, type Reply } from './reply.ts'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import path from 'node:path'
 
 /** What the publisher and subscriber read of a request: Fastify's has it, and so has the fast path's. */
 export interface RequestLike {
@@ -127,6 +128,16 @@ export function accessConfigured (o: ParklineOptions): boolean {
   return credentialConfigured(o) || o.authorizeUrl !== '' || o.publishUpstreamUrl !== ''
 }
 
+/**
+ * A jwtPublicKey value that is no PEM text looks like a file path: a name with an extension, or in
+ * a directory that exists. Only such a value is quoted in a message; another may be a key's body
+ * pasted without its PEM lines, a private JWK, a secret.
+ */
+function pathLike (value: string): boolean {
+  const dir = path.dirname(value)
+  return value.length <= 1024 && !/[\s\x00-\x1f]/.test(value) && (/\.[A-Za-z0-9]{1,8}$/.test(value) || (dir !== '.' && existsSync(dir)))
+}
+
 /** jwtPublicKey's PEM text: the value itself, or the file it names (read now). */
 export function publicKeyText (value: string): string {
   // a path instead of the PEM text (handier in an environment variable or on the command line)
@@ -135,10 +146,13 @@ export function publicKeyText (value: string): string {
   try {
     text = readFileSync(value, 'utf8')
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    throw new ConfigError(code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG'
-      ? `jwtPublicKey: not a PEM key, and no file ${JSON.stringify(value)} to read (${(err as Error).message})`
-      : `jwtPublicKey: the file ${JSON.stringify(value)} cannot be read (${(err as Error).message})`)
+    // (the error's code alone: its message repeats the value)
+    const code = (err as NodeJS.ErrnoException).code ?? 'error'
+    const missing = code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG'
+    if (!pathLike(value)) throw new ConfigError(`jwtPublicKey: not a PEM key (no -----BEGIN line), nor a file to read (${code}); the value is not shown, as it may be a secret`)
+    throw new ConfigError(missing
+      ? `jwtPublicKey: not a PEM key, and no file ${JSON.stringify(value)} to read (${code})`
+      : `jwtPublicKey: the file ${JSON.stringify(value)} cannot be read (${code})`)
   }
   // (what it holds is not said: the option may name the wrong file, a secret's)
   if (!text.includes('-----BEGIN')) throw new ConfigError(`jwtPublicKey: the file ${JSON.stringify(value)} holds no PEM key`)

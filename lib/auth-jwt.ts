@@ -1,7 +1,7 @@
 // JWT verification for lib/auth.ts, all of it done by jose: which keys, which algorithms, and a
 // JWKS cache fetched with undici. The answer is the payload or a short reason; lib/auth.ts turns
 // that into RFC 6750 answers and grants.
-import { createPublicKey, type KeyObject } from 'node:crypto'
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
 import { createLocalJWKSet, jwtVerify, type CryptoKey, type FlattenedJWSInput, type JSONWebKeySet, type JWSHeaderParameters, type JWTPayload, type JWTVerifyOptions } from 'jose'
 import { request, type Dispatcher } from 'undici'
 import { readCapped, why, type AuthStats, type AuthTrouble } from './auth-authorize.ts'
@@ -41,10 +41,28 @@ export function publicKeyAlgorithms (key: KeyObject): string[] {
   }
 }
 
-/** Parse jwtPublicKey (PEM; a private key PEM yields its public half). Throws on bad input. */
+/**
+ * Parse jwtPublicKey (PEM: a public key, or a certificate). Throws on bad input, and on a private
+ * key: node would take its public half, but the issuer's signing key has no place on a server that
+ * only verifies (whoever reads it there can mint every token the issuer's key signs).
+ */
 export function parsePublicKey (pem: string): { key: KeyObject, algorithms: string[] } {
+  if (PRIVATE_PEM.test(pem) || isPrivateKey(pem)) throw new Error('this is a private key: give Parkline only its public half (`openssl pkey -in key.pem -pubout`), and keep the private key with the issuer')
   const key = createPublicKey(pem)
   return { key, algorithms: publicKeyAlgorithms(key) }
+}
+
+/** A PEM private key block: PKCS#8 (`PRIVATE KEY`, `ENCRYPTED PRIVATE KEY`) or traditional (`RSA PRIVATE KEY`, `EC PRIVATE KEY`). */
+const PRIVATE_PEM = /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----/
+
+/** OpenSSL also reads a private key under another label (`EC PARAMETERS`, `DH PARAMETERS`). */
+function isPrivateKey (pem: string): boolean {
+  try {
+    createPrivateKey(pem)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** Thrown by the key resolver when no JWKS could be had at all: answered 503, not 401. */

@@ -27,7 +27,7 @@
 // of one process.
 import { fork, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { chmodSync, lstatSync, mkdtempSync, readdirSync, rmSync, stat } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { ChannelInfo } from './channel-info.ts'
@@ -208,10 +208,6 @@ function flush (box: { flush (): void }): void {
 
 function noop (): void {}
 
-function onChildError (): void {
-  // a send to a worker that just died; its 'exit' handles the rest
-}
-
 /**
  * Socket directories of primaries that no longer run (killed with their workers at once: nobody
  * was left to remove them), of this user only.
@@ -333,10 +329,10 @@ interface WorkerSlot {
  */
 const FAILED_STARTS = 5
 
-/** How often a worker reports its counts to the primary ('stats'). */
+/** How often a worker says it is alive to the primary: its counts ('stats'), or with Redis 'alive'. */
 const STATS_MS = 1000
 /**
- * A worker that reported its counts and then sends nothing this long (its event loop stuck, the
+ * A worker that said it is alive (its counts, or 'alive') and then sends nothing this long (its event loop stuck, the
  * process stopped) is ended and forked again: with nothing waiting for it in user space the mesh's
  * progress check (lib/mesh.ts) would not see it, and the multiplexed subscribers of its channels
  * on the other workers would wait for it as long as it stays so.
@@ -438,6 +434,10 @@ export class Primary {
   }
 
   start (n: number): void {
+    // libuv's thread pool now, while threads can be made: it starts at its first use, and a thread
+    // it cannot make then aborts the process (at the user's process limit, the first use came as a
+    // worker died, and took the primary and the deployment down with it)
+    stat(this.#meshDir, noop)
     // workers' /status shows deployment totals, refreshed once a second
     setInterval(() => this.#broadcast(['totals', ...this.totals()]), 1000).unref()
     setInterval(() => { this.#endSilent() }, STATS_MS).unref()
@@ -515,9 +515,9 @@ export class Primary {
    * Worker `w` took none of what `by` wrote to it over a whole mesh check (lib/mesh.ts STUCK_MS),
    * said again at each check it still takes none. A report about a worker that still reports its
    * counts (within 2 s) is let go: its reports leave after the turn's reads, so it reads its
-   * links (what the report saw had passed). One that sends the primary nothing either (or has sent nothing
-   * yet, 2 s or more after it was forked) is judged by its silence (#endSilent: ended at SILENT_MS
-   * unless starved of a core). `full`: `by` can queue no more for it, so it is ended whatever it
+   * links (what the report saw had passed). One that sends the primary nothing either is judged
+   * by its silence (#endSilent: ended at SILENT_MS unless starved of a core; one that has said
+   * nothing since its fork, by the start rule). `full`: `by` can queue no more for it, so it is ended whatever it
    * is doing (its replicas would miss what could not be queued). Its death heals every link to it
    * (each side sees it go, then come back).
    */
@@ -525,9 +525,7 @@ export class Primary {
     if (this.#stopping) return
     const now = performance.now()
     if (!full) {
-      // never reported: its silence counts from its report's due time (a second after its fork,
-      // at most 2 s ago, so a starved one gets the whole judgement)
-      if (w.statsAt === 0 && now - w.forkedAt >= 2 * STATS_MS) w.statsAt = Math.max(w.forkedAt + STATS_MS, now - 2 * STATS_MS)
+      // one that never said a word is starting, judged by #endSilent's start rule (SILENT_START_MS)
       if (w.statsAt === 0 || now - w.statsAt < 2 * STATS_MS) return
       if (!w.meshReported) {
         w.meshReported = true
@@ -557,7 +555,14 @@ export class Primary {
     slot.spared = false
     slot.meshReported = false
     this.#log?.info({ worker: slot.id, workerPid: child.pid, restarts: slot.restarts }, slot.restarts === 0 ? 'worker forked' : 'worker forked again')
-    child.on('error', onChildError)
+    child.on('error', (err) => {
+      // no process at all (EAGAIN at the user's process limit, ENOMEM): no 'exit' follows, so its
+      // slot would never be forked again, and a deployment still starting would never serve.
+      // (Otherwise: a send to a worker that just died, whose 'exit' handles the rest.)
+      if (child.pid !== undefined) return
+      this.#log?.error({ worker: slot.id, error: err.message }, 'worker could not be forked')
+      this.#onExit(slot, child)
+    })
     child.on('message', (batch: Up[]) => this.#onBatch(slot, batch))
     child.on('exit', () => this.#onExit(slot, child))
     slot.out.push(['hello'])
@@ -913,9 +918,8 @@ export class WorkerLink {
     // nothing this worker starts, nor anything that reads its environment later, gets it
     delete process.env.PARKLINE_MESH_KEY
     this.out = new Outbox<Up>((batch) => { if (process.connected) process.send!(batch) })
-    // its first word at once (the primary judges a worker that never says one: SILENT_START_MS),
-    // then one each STATS_MS: the worker engine's counts, or with Redis a plain 'alive'
-    if (process.connected) process.send!([['alive']])
+    // one word each STATS_MS (its first left from bin/parkline.ts, before its modules loaded):
+    // the worker engine's counts, or with Redis a plain 'alive'
     setInterval(() => { if (this.report === null) this.out.push(['alive']); else this.report() }, STATS_MS).unref()
     process.on('message', (batch: Down[]) => {
       for (const e of batch) this.#dispatch(e)

@@ -1,6 +1,7 @@
 // What `parkline serve` refuses at start (exit 2, one line naming the option): settings that would
 // leave access unchecked while looking in force, and values docs/configuration.md does not allow.
 import { spawnSync } from 'node:child_process'
+import { generateKeyPairSync } from 'node:crypto'
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -65,4 +66,25 @@ test('refused at start: a URL option that is not http(s) is named without the pa
   t.is(r.status, 2, r.out)
   t.regex(r.out, /authorizeUrl must be an http\(s\) URL/)
   t.false(r.out.includes('AuthPwSECRET'), r.out)
+})
+
+test('refused at start: a jwtPublicKey file that holds the private key, never its contents in the message', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'parkline-key-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'issuer.pem')
+  const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
+  writeFileSync(file, pem)
+  const r = serve(['--jwt-public-key', file])
+  t.is(r.status, 2, r.out)
+  t.regex(r.out, /jwtPublicKey: this is a private key: give Parkline only its public half \(`openssl pkey -in key\.pem -pubout`\)/)
+  t.false(r.out.includes(pem.split('\n')[1]!))
+})
+
+test('refused at start: a jwtPublicKey that is neither PEM text nor a path (a key body without its PEM lines) is not repeated in the message', (t) => {
+  const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
+  const body = pem.split('\n').filter((l) => l !== '' && !l.startsWith('-----')).join('')
+  const r = serve(['--jwt-public-key', body])
+  t.is(r.status, 2, r.out)
+  t.regex(r.out, /jwtPublicKey: not a PEM key \(no -----BEGIN line\), nor a file to read \(ENOENT\); the value is not shown, as it may be a secret/)
+  t.false(r.out.includes(body.slice(0, 40)))
 })

@@ -2,7 +2,7 @@
 // counts and buffers must be the same whichever worker a client lands on.
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
@@ -1221,11 +1221,48 @@ async function starve (t: ExecutionContext, pid: number, ms: number): Promise<{ 
   return { over, hog }
 }
 
-test.serial('a worker starved of a core from its fork (a host busy with many starting workers) is not ended at SILENT_START_MS; it starts and serves once it runs', async (t) => {
+/**
+ * Process `pid` (all its threads) held to 1 ms of CPU a second for `ms` by a CPU cgroup's quota, as a
+ * container's quota throttles it: runnable but almost never on a core, and the other processes of
+ * the host unaffected (a test that runs beside others for a minute must not take a core from them,
+ * as `starve`'s hog does). Resolves, once the time is over, with the process back in the root group.
+ */
+async function throttle (t: ExecutionContext, pid: number, ms: number): Promise<{ over: Promise<void> }> {
+  t.is(process.getuid?.(), 0, 'needs root (a CPU cgroup), as `npm test` is run (README)')
+  // cgroup v1's cpu controller, or v2's unified hierarchy with the cpu controller
+  const v1 = '/sys/fs/cgroup/cpu'
+  const v2 = '/sys/fs/cgroup'
+  const isV1 = existsSync(`${v1}/cpu.cfs_quota_us`)
+  if (!isV1 && !readFileSync(`${v2}/cgroup.subtree_control`, 'utf8').includes('cpu')) throw new Error('no CPU cgroup controller to throttle with')
+  const root = isV1 ? v1 : v2
+  const dir = join(root, `parkline-test-${process.pid}-${pid}`)
+  mkdirSync(dir)
+  const quota = (on: boolean): void => {
+    if (isV1) {
+      writeFileSync(join(dir, 'cpu.cfs_period_us'), '1000000')
+      writeFileSync(join(dir, 'cpu.cfs_quota_us'), on ? '1000' : '-1')
+    } else writeFileSync(join(dir, 'cpu.max'), on ? '1000 1000000' : 'max 1000000')
+  }
+  let released = false
+  const release = (): void => {
+    if (released) return
+    released = true
+    try { quota(false) } catch {}
+    try { writeFileSync(join(root, 'cgroup.procs'), String(pid)) } catch {}
+    try { rmdirSync(dir) } catch {}
+  }
+  t.teardown(release)
+  quota(true)
+  writeFileSync(join(dir, 'cgroup.procs'), String(pid))
+  const over = new Promise<void>((resolve) => setTimeout(() => { release(); resolve() }, ms))
+  return { over }
+}
+
+test.serial('a worker starved of a core from its fork (throttled by a CPU quota, as on a host busy with many starting workers) is not ended at SILENT_START_MS; it starts and serves once it runs', async (t) => {
   t.timeout(SILENT_START_MS + 60000)
   const { port, child, out, one } = await twoWorkersReporting(t)
   const next = await killedAndForked(t, child.pid!, one)
-  const { over } = await starve(t, next, SILENT_START_MS + 12000)
+  const { over } = await throttle(t, next, SILENT_START_MS + 12000)
   t.true(await eventually(() => /worker sent nothing in the 60 s since it was forked, waiting for a core/.test(out()), SILENT_START_MS + 10000), out())
   t.notRegex(out(), /since it was forked \(stuck/)
   await over
@@ -1352,6 +1389,27 @@ test.serial('SIGTERM to the whole process group (systemctl stop, Ctrl-C): the wo
   for (const [i, s] of subs.entries()) t.true(s.comments.some((c) => c.startsWith(':503:')), `subscriber ${i} got the drain's end: ${JSON.stringify(s.comments)}`)
   const [code] = await once(child, 'exit') as [number | null]
   t.is(code, 0)
+})
+
+test.serial('a worker that cannot be forked (the user\'s process limit reached): said, and tried again as a failed start; past FAILED_STARTS the primary stops, instead of serving on without it', async (t) => {
+  t.timeout(60000)
+  t.is(process.getuid?.(), 0, 'needs root (it runs the server as another user, whose process limit it lowers), as `npm test` is run (README)')
+  const port = await freePort()
+  // a user of its own: the limit counts that user's processes (root's would not be limited)
+  const child = spawn('setpriv', ['--reuid=61234', '--regid=61234', '--clear-groups', NODE, 'bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--drain-window', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  let out = ''
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  t.true(await eventually(async () => workerPids(child.pid!).length === 2 && (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000), out)
+  // (setpriv execs node: the primary is the child itself)
+  execFileSync('setpriv', ['--reuid=61234', '--regid=61234', '--clear-groups', 'prlimit', '--pid', String(child.pid), '--nproc=1:1'])
+  process.kill(workerPid(child.pid!, 1), 'SIGKILL')
+  t.is(await exitWithin(child, 30000), 1, out)
+  t.regex(out, /worker could not be forked/)
+  t.regex(out, /"error":"spawn \S+ EAGAIN"/)
+  t.regex(out, /worker exited 5 times in a row before it listened: stopping/)
+  t.deepEqual(workerPids(child.pid!), [])
 })
 
 test.serial('--workers 2 on a port another program holds: the primary says why and exits non-zero, instead of forking workers for ever', async (t) => {

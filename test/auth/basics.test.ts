@@ -1,5 +1,6 @@
 // lib/auth.ts pure parts: channel patterns, credential extraction, the loopback rule, revocations,
 // option validation.
+import { generateKeyPairSync } from 'node:crypto'
 import test from 'ava'
 import {
   AUTH_DEFAULTS, Revocations, authConfigured, cookieValue, extractBearer, extractSubscriberCredential, grantFromClaims,
@@ -192,4 +193,27 @@ test('with no credential configured, access options that change nothing are name
     'jwtMaxLifetime has no effect without a JWT key (jwtSecret, jwtPublicKey, jwksUrl)',
     'anonymousSubscribe has no effect with no credential configured: every subscriber is admitted, on every channel'
   ])
+})
+
+test('jwtPublicKey: a private key is refused (its public half is what Parkline needs), in every PEM form; the public keys are taken', (t) => {
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const ed = generateKeyPairSync('ed25519')
+  const privates = [
+    rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    rsa.privateKey.export({ type: 'pkcs1', format: 'pem' }),
+    ec.privateKey.export({ type: 'sec1', format: 'pem' }),
+    ed.privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    ec.privateKey.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'x' })
+  ] as string[]
+  t.deepEqual(privates.map((p) => /-----BEGIN ([A-Z ]+)-----/.exec(p)![1]), ['PRIVATE KEY', 'RSA PRIVATE KEY', 'EC PRIVATE KEY', 'PRIVATE KEY', 'ENCRYPTED PRIVATE KEY'])
+  for (const pem of privates) {
+    const err = t.throws(() => validateAuthOptions(opts({ jwtPublicKey: pem })), { instanceOf: ConfigError, message: /^jwtPublicKey: this is a private key: give Parkline only its public half/ })
+    // the key itself is never in the message
+    t.false(err.message.includes(pem.split('\n')[1]!))
+  }
+  // OpenSSL reads a private key under another label too: still refused
+  const relabeled = (ec.privateKey.export({ type: 'sec1', format: 'pem' }) as string).replaceAll('EC PRIVATE KEY', 'EC PARAMETERS')
+  t.throws(() => validateAuthOptions(opts({ jwtPublicKey: relabeled })), { instanceOf: ConfigError, message: /^jwtPublicKey: this is a private key/ })
+  for (const k of [rsa, ec, ed]) t.notThrows(() => validateAuthOptions(opts({ jwtPublicKey: k.publicKey.export({ type: 'spki', format: 'pem' }) as string })))
 })

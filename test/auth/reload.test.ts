@@ -268,7 +268,7 @@ for (const workers of [1, 2]) {
   })
 }
 
-test('a jwtPublicKey file rotated: a SIGHUP takes its new key (tokens of the old one refused); a file that holds no PEM key is refused without its contents in the log', async (t) => {
+test('a jwtPublicKey file rotated: a SIGHUP takes its new key (tokens of the old one refused); a file that holds no PEM key, or a private key, is refused without its contents in the log', async (t) => {
   const { generateKeyPairSync } = await import('node:crypto')
   const { importPKCS8 } = await import('jose')
   const dir = mkdtempSync(join(tmpdir(), 'parkline-reload-key-'))
@@ -292,6 +292,11 @@ test('a jwtPublicKey file rotated: a SIGHUP takes its new key (tokens of the old
   writeFileSync(keyFile, notAKey)
   await hup(t, node, /reload refused: jwtPublicKey: the file \S*public\.pem\S* holds no PEM key/)
   t.false(node.log().includes(notAKey))
+  t.is(await pubStatus(node.base, old), 202)
+  // the issuer's private key put there by mistake: refused too, never in the log
+  writeFileSync(keyFile, first.priv)
+  await hup(t, node, /reload refused: jwtPublicKey: this is a private key: give Parkline only its public half/)
+  t.false(node.log().includes(first.priv.split('\n')[1]!))
   t.is(await pubStatus(node.base, old), 202)
   // a new key in the same file
   const second = pair()
