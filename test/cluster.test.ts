@@ -555,7 +555,9 @@ test.serial('maxSubscribersPerUser: a user\'s owner forked again grants nothing 
     if (c === null) { asked = pending; break }
     await c.until(() => c.closed, 1000).catch(() => {})
     t.true(c.comments.some((x) => x.startsWith(':503:')), c.comments.join('|'))
-    await new Promise((resolve) => setTimeout(resolve, 40))
+    // (80 tries over about 8 s: the new A's start on a loaded host, and B ended by the primary
+    // only at SILENT_MS)
+    await new Promise((resolve) => setTimeout(resolve, 100))
   }
   t.not(asked, null, 'a subscription on C waited for the new A while B was stopped')
   // B goes on: its count reaches the new A after C's ask did; the ask is not granted
