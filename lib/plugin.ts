@@ -105,11 +105,16 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   const opts = resolved ?? resolveOptions(rest as Record<string, unknown>, { embedded: true })
   const files = fdLimit()
   const core = new Core(opts, [...TRANSPORTS, ConsumerTransport], files)
-  // every subscriber is a socket: an operator learns at start what the open-file limit allows
-  if (opts.maxSubscribers > defaultSubscriberCap(files)) {
-    fastify.log.warn({ parkline: 'config', maxSubscribers: opts.maxSubscribers, openFileLimit: files }, `maxSubscribers ${opts.maxSubscribers} is above 90% of this process's open-file limit (${files}), or leaves fewer than ${FD_RESERVE} descriptors for the rest: past the limit new connections fail at the socket level, publishers' and /health's too. Raise the limit (LimitNOFILE, ulimit -n) or lower maxSubscribers`)
+  // every subscriber is a socket: an operator learns at start what the open-file limit allows;
+  // with workers (each has the same limit, inherited), once, by worker 0, for all of them
+  const link = (pluginOpts as { [kWorkerLink]?: WorkerLink })[kWorkerLink]
+  const n = link?.workers ?? 1
+  if (link !== undefined && link.id !== 0) {
+    // (said by worker 0)
+  } else if (opts.maxSubscribers > defaultSubscriberCap(files)) {
+    fastify.log.warn({ parkline: 'config', maxSubscribers: opts.maxSubscribers, openFileLimit: files }, `maxSubscribers ${opts.maxSubscribers} is above 90% of ${link === undefined ? "this process's" : "each worker's"} open-file limit (${files}), or leaves fewer than ${FD_RESERVE} descriptors for the rest: past the limit new connections fail at the socket level, publishers' and /health's too. Raise the limit (LimitNOFILE, ulimit -n) or lower maxSubscribers`)
   } else if (opts.maxSubscribers === 0 && files < 65536) {
-    fastify.log.warn({ parkline: 'config', maxSubscribers: core.maxSubscribers, openFileLimit: files }, `the open-file limit (${files}) caps this process at ${core.maxSubscribers} subscribers (90% of it, leaving at least ${FD_RESERVE} for publishers and /health); raise it (LimitNOFILE, ulimit -n) for more`)
+    fastify.log.warn({ parkline: 'config', maxSubscribers: core.maxSubscribers, openFileLimit: files }, `the open-file limit (${files}) caps ${link === undefined ? 'this process' : `each of the ${n} workers`} at ${core.maxSubscribers} subscribers${link === undefined ? '' : ` (${core.maxSubscribers * n} in all)`} (90% of it, leaving at least ${FD_RESERVE} for publishers and /health); raise it (LimitNOFILE, ulimit -n) for more`)
   }
   const access = await Access.create(opts, fastify.log)
   for (const w of access.warnings) fastify.log.warn({ parkline: 'config' }, w)
@@ -126,7 +131,6 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   core.start()
   fastify.addHook('onClose', async () => { await access.close() })
   // the engine, composed in one place (lib/engines.ts) for the plugin and the CLI alike
-  const link = (pluginOpts as { [kWorkerLink]?: WorkerLink })[kWorkerLink]
   const composed = await createEngine(core, opts, { log: fastify.log, link })
   core.engine = composed.engine
   fastify.addHook('onClose', composed.stop)

@@ -433,7 +433,7 @@ test('an open-file limit that caps the subscribers, or a maxSubscribers above it
   const start = async (extra: string): Promise<string> => {
     const port = await freePort()
     // a process of its own with the limit lowered (soft and hard), as a unit without LimitNOFILE gets
-    const child = spawn('bash', ['-c', `ulimit -n 4096 && exec "${process.execPath}" bin/parkline.ts serve --port ${port} --host 127.0.0.1 --workers 1 --drain-window 0 ${extra}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn('bash', ['-c', `ulimit -n 4096 && exec "${process.execPath}" bin/parkline.ts serve --port ${port} --host 127.0.0.1 ${extra.includes('--workers') ? '' : '--workers 1 '}--drain-window 0 ${extra}`], { stdio: ['ignore', 'pipe', 'pipe'] })
     t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
     let out = ''
     child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
@@ -447,6 +447,10 @@ test('an open-file limit that caps the subscribers, or a maxSubscribers above it
   t.regex(capped, /"maxSubscribers":3686/)
   const over = await start('--max-subscribers 100000')
   t.regex(over, /maxSubscribers 100000 is above 90% of this process's open-file limit \(4096\)/)
+  // with workers, once for all of them (worker 0's), not a line per worker
+  const workers = await start('--workers 2')
+  t.is((workers.match(/the open-file limit \(4096\) caps/g) ?? []).length, 1, workers)
+  t.regex(workers, /the open-file limit \(4096\) caps each of the 2 workers at 3686 subscribers \(7372 in all\)/)
 })
 
 for (const fast of [true, false]) {
