@@ -5,7 +5,25 @@
 import test, { type ExecutionContext } from 'ava'
 import { serve } from './helpers/node.ts'
 import { redisCommand, startRedis } from './helpers/redis.ts'
-import { SseClient, eventually, publish, rawRequest, startServer, type Running } from './helpers/server.ts'
+import { SseClient, eventually, publish as publishOnce, rawRequest, startServer, type Running } from './helpers/server.ts'
+
+/**
+ * A publish, retried while it is answered 503 as a publisher does (a Redis node not up yet, or a
+ * store command past its deadline on a loaded host), for at most 20 s; anything but 2xx then
+ * throws. Unchecked, a 503 left a message out that the test went on to count as published.
+ */
+async function publish (base: string, channel: string, body: string): Promise<Awaited<ReturnType<typeof publishOnce>>> {
+  const until = Date.now() + 20000
+  for (;;) {
+    const r = await publishOnce(base, channel, body)
+    if (r.status === 503 && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      continue
+    }
+    if (r.status < 200 || r.status > 299) throw new Error(`publish ${body} to ${channel}: ${r.status} ${r.text}`)
+    return r
+  }
+}
 
 /** Every `Parkline-Gap` header line of a raw answer, in order. */
 function gapLines (raw: string): string[] {
