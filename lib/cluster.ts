@@ -332,10 +332,10 @@ const FAILED_STARTS = 5
 /** How often a worker says it is alive to the primary: its counts ('stats'), or with Redis 'alive'. */
 const STATS_MS = 1000
 /**
- * A worker that said it is alive (its counts, or 'alive') and then sends nothing this long (its event loop stuck, the
- * process stopped) is ended and forked again: with nothing waiting for it in user space the mesh's
- * progress check (lib/mesh.ts) would not see it, and the multiplexed subscribers of its channels
- * on the other workers would wait for it as long as it stays so.
+ * A worker that said it is alive (its counts, or 'alive') and then sends nothing this long (its
+ * event loop stuck, the process stopped) is ended and forked again: with nothing waiting for it
+ * in user space the mesh's progress check (lib/mesh.ts) would not see it, and the multiplexed
+ * subscribers of its channels on the other workers would wait for it as long as it stays so.
  */
 export const SILENT_MS = 10_000
 
@@ -351,10 +351,10 @@ export const SILENT_MAX_MS = 60_000
 
 /**
  * A worker that has sent the primary nothing since it was forked is ended this long after its fork,
- * unless it waited for a core most of that time (judged as SILENT_MAX_MS says): its first word
- * (WorkerLink) leaves as soon as its modules are loaded, which on a host busy with many starting
- * workers, or reading them from a slow disk, can take tens of seconds (56 workers from source on 2
- * cores: 49 s until the last listened).
+ * unless it waited for a core most of that time (judged as SILENT_MAX_MS says). Its first word
+ * leaves from bin/parkline.ts as its Node starts, before the rest of its modules load; a start on a
+ * host busy with many starting workers, or reading from a slow disk, can still take tens of seconds
+ * (56 workers from source on 2 cores: 49 s until the last listened).
  */
 export const SILENT_START_MS = 60_000
 /** A starting worker spared as starved of a core (as SILENT_MAX_MS for a silence later in its life) is ended once silent this long since its fork. */
@@ -517,8 +517,8 @@ export class Primary {
    * counts (within 2 s) is let go: its reports leave after the turn's reads, so it reads its
    * links (what the report saw had passed). One that sends the primary nothing either is judged
    * by its silence (#endSilent: ended at SILENT_MS unless starved of a core; one that has said
-   * nothing since its fork, by the start rule). `full`: `by` can queue no more for it, so it is ended whatever it
-   * is doing (its replicas would miss what could not be queued). Its death heals every link to it
+   * nothing since its fork, by the start rule). `full`: `by` can queue no more for it, so it is
+   * ended whatever it is doing (its replicas would miss what could not be queued). Its death heals every link to it
    * (each side sees it go, then come back).
    */
   #meshStuck (w: WorkerSlot, child: ChildProcess, by: WorkerSlot, full: boolean): void {
@@ -556,7 +556,7 @@ export class Primary {
     slot.meshReported = false
     this.#log?.info({ worker: slot.id, workerPid: child.pid, restarts: slot.restarts }, slot.restarts === 0 ? 'worker forked' : 'worker forked again')
     child.on('error', (err) => {
-      // no process at all (EAGAIN at the user's process limit, ENOMEM): no 'exit' follows, so its
+      // no process at all (EAGAIN at the user's process limit, EMFILE): no 'exit' follows, so its
       // slot would never be forked again, and a deployment still starting would never serve.
       // (Otherwise: a send to a worker that just died, whose 'exit' handles the rest.)
       if (child.pid !== undefined) return
