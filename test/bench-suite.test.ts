@@ -1,15 +1,15 @@
 // benchmarks/run.ts in smoke mode (BENCH_SMOKE=1: 200 subscribers, 2 s per scenario): Parkline,
-// Nchan, the floor and a second Nchan each start, and every scenario reports a positive headline
-// figure for each.
+// Nchan, the floor (one process and two: floor2) and a second Nchan each start, as a full run does,
+// and every scenario reports a positive headline figure for each.
 // Nchan is not optional: without nginx + libnginx-mod-nchan this test fails and says how to install them.
 import { existsSync, readFileSync } from 'node:fs'
 import test from 'ava'
 import { haveNchan, runBench } from './helpers/bench.ts'
 
-const SERVERS = ['parkline', 'nchan', 'floor', 'nchan2']
+const SERVERS = ['parkline', 'nchan', 'floor', 'floor2', 'nchan2']
 const SCENARIOS = ['memory', 'rate', 'broadcast', 'one2one', 'longpoll', 'publish']
 
-test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan, the floor and Nchan again', async (t) => {
+test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan, both floors and Nchan again', async (t) => {
   // generous: under a full parallel test run on 2 cores the smoke run takes far longer than alone
   t.timeout(420000)
   if (!haveNchan(t, 'the suite needs')) return
@@ -52,17 +52,19 @@ test.serial('the benchmark suite runs in smoke mode against Parkline, Nchan, the
   for (const label of ['broadcast, closed loop: deliveries/s', 'broadcast, closed loop: p99 (ms)', 'publish (autocannon): requests/s']) {
     const row = targetRows.find((l) => l.startsWith(`| ${label} |`))
     t.truthy(row, label)
-    t.regex(row!.split('|')[7]!, /^ (met|\*\*not met\*\*) $/, label)
+    t.regex(row!.split('|')[8]!, /^ (met|\*\*not met\*\*) $/, label)
   }
   t.truthy(targetRows.find((l) => l.startsWith('| memory, default topology')), 'memory target row')
-  // the second Nchan is judged by the same targets: a verdict of its own on every measured row
-  t.true(lines[at + 2]!.endsWith('| Parkline | floor | Nchan, 2nd run |'), lines[at + 2])
+  // both floors and the second Nchan are judged by the same targets: a verdict of their own on every measured row
+  t.true(lines[at + 2]!.endsWith('| Parkline | floor | floor ×2 | Nchan, 2nd run |'), lines[at + 2])
   const bp99 = targetRows.find((l) => l.startsWith('| broadcast, closed loop: p99 (ms) |'))!
-  t.regex(bp99.split('|')[6]!, /^ [\d.,]+ \([\d.]+×\) $/, 'the second Nchan has a broadcast p99 figure')
-  t.regex(bp99.split('|')[9]!, /^ (met|\*\*not met\*\*) $/, 'and a verdict')
+  t.regex(bp99.split('|')[6]!, /^ [\d.,]+ \([\d.]+×\) $/, 'the two floors have a broadcast p99 figure')
+  t.regex(bp99.split('|')[10]!, /^ (met|\*\*not met\*\*) $/, 'and a verdict')
+  t.regex(bp99.split('|')[7]!, /^ [\d.,]+ \([\d.]+×\) $/, 'the second Nchan has a broadcast p99 figure')
+  t.regex(bp99.split('|')[11]!, /^ (met|\*\*not met\*\*) $/, 'and a verdict')
   const open10 = targetRows.find((l) => l.startsWith('| broadcast, open loop 10 msgs/s ('))
   t.truthy(open10, 'open-loop 10 msgs/s target row')
-  t.regex(open10!.split('|')[7]!, /^ (met|\*\*not met\*\*) $/)
+  t.regex(open10!.split('|')[8]!, /^ (met|\*\*not met\*\*) $/)
   // each ladder's warm-up at its first rate is listed, for every server, and never judged clean;
   // it lasts WARMUP s (1) or until every channel had two messages (200 at 100/s: 4 s), whichever is longer
   const warmups = lines.filter((l) => l.includes('| SSE |') && l.includes('warm-up (4 s, every channel twice), not judged'))
