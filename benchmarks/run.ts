@@ -528,8 +528,10 @@ function targets (by: Map<string, ServerResult>): string[] {
     const met: Array<boolean | null> = []
     for (const r of judged) {
       const x = get(r)
-      cells.push(x == null ? 'n/a' : `${fmt(x)} (${ratio(x, b)}×)`)
-      met.push(x == null || b == null || capped ? null : x >= factor * b)
+      const q = ratio(x, b)
+      cells.push(x == null ? 'n/a' : q === 'n/a' ? fmt(x) : `${fmt(x)} (${q}×)`)
+      // (Nchan at 0: clean at no step of its ladder, so this run resolves nothing of the ratio)
+      met.push(x == null || b == null || b === 0 || capped ? null : x >= factor * b)
     }
     rows.push([label, `≥ ${factor === 1 ? '' : `${factor}× `}Nchan's`, b == null ? 'n/a' : fmt(b), cells, met])
   }
@@ -537,6 +539,11 @@ function targets (by: Map<string, ServerResult>): string[] {
   const p99Steps = (label: string, get: (r: ServerResult) => Ladder | null): void => {
     const ln = get(n)
     if (ln === null) return
+    // Nchan clean at no step: no rate to judge the others at
+    if (!ln.steps.some((s) => s.clean)) {
+      rows.push([label, 'p99 ≤ Nchan\'s at every rate Nchan delivers clean', 'clean at no rate', judged.map(() => 'n/a'), judged.map(() => null)])
+      return
+    }
     const worst = (r: ServerResult): [number, number] | null => {
       const l = get(r)
       if (l === null) return null
