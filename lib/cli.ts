@@ -64,12 +64,16 @@ export async function main (entry: string): Promise<void> {
   const { command, config, flags } = parseCliArgs(process.argv.slice(2))
   if (command === 'help') { process.stdout.write(usage()); return }
   if (command !== 'serve' && command !== 'worker') throw new ParklineError('PKL_ERR_CONFIG', `unknown command "${command}"\n${usage()}`, 2)
+  // a worker runs only under its primary, which gives it its options over their IPC channel
+  if (command === 'worker' && process.send === undefined) throw new ParklineError('PKL_ERR_CONFIG', 'parkline worker: run by `parkline serve --workers N`, not by hand', 2)
   const file = config ?? shippedConfig()
-  // a worker takes its primary's options as the primary resolved them at start: one forked again
-  // later must not read a config file edited (or broken, or removed) since
-  const resolved = command === 'worker' ? process.env[RESOLVED_ENV] : undefined
-  // (secrets among them: not inherited by anything this process starts, nor in a diagnostic report)
-  delete process.env[RESOLVED_ENV]
+  // a worker of N on a shared port (SO_REUSEPORT): its link to the primary carries ids and counts
+  // (or, with redisUrl, only the node-wide metrics: each worker is then a Redis node of its own)
+  const link = command === 'worker' ? new WorkerLink() : undefined
+  // a worker takes its primary's options as the primary resolved them at start, over that link (not
+  // in its environment: no limit on their size there, no secrets in anything it starts): one forked
+  // again later must not read a config file edited (or broken, or removed) since
+  const resolved = link !== undefined ? await link.options : undefined
   // the configuration as the command line, the file and the environment say now (read again at a SIGHUP)
   const read = (): ParklineOptions => resolveOptions(flags, { file, env: process.env, explicitFrom: 'command line' })
   const opts = resolved !== undefined ? resolveOptions(JSON.parse(resolved) as Record<string, unknown>) : read()
@@ -85,10 +89,8 @@ export async function main (entry: string): Promise<void> {
     if (!onRedis(opts)) await pastUsedSecond()
     return primary(opts, workers, gcThreads(opts, cores, workers), entry, read)
   }
-  // a worker of N on a shared port (SO_REUSEPORT): its link to the primary carries ids and counts
-  // (or, with redisUrl, only the node-wide metrics: each worker is then a Redis node of its own)
-  const link = command === 'worker' ? new WorkerLink() : undefined
   const app = await buildServer(opts, link)
+  link?.built()
   // an in-memory deployment's workers end a drain together, when the primary says (lib/cluster.ts stop)
   installShutdown(app, opts, command === 'worker', link !== undefined && !onRedis(opts) ? link : null)
   const access = coreOf(app).access
@@ -137,9 +139,6 @@ function warnIfOpen (log: { warn: (obj: object, msg: string) => void }, opts: Pa
 function onRedis (opts: ParklineOptions): boolean {
   return opts.redisUrl !== '' || opts.redisCluster.length > 0 || opts.redisSentinel.length > 0
 }
-
-/** The primary's resolved options, in its workers' environment (read by the server's own user only, like the mesh key). */
-const RESOLVED_ENV = 'PARKLINE_RESOLVED_OPTIONS'
 
 /**
  * The workers of one deployment share its port (SO_REUSEPORT), which would let a second `parkline
@@ -199,9 +198,9 @@ function redisMarked (port: number): boolean {
 /** The primary: forks N workers (channel owners, lib/cluster.ts); SIGTERM drains them all, then exits. */
 function primary (opts: ParklineOptions, workers: number, threads: number, entry: string, read: () => ParklineOptions): void {
   const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
-  // the workers get the options as resolved here, in their environment only: no flag (a
-  // --redis-password among them) is repeated on their command lines
-  const seq = new Primary(entry, log, workerExecArgv(threads), { [RESOLVED_ENV]: JSON.stringify(opts) })
+  // the workers get the options as resolved here, over IPC only: no flag (a --redis-password among
+  // them) is repeated on their command lines or in their environment
+  const seq = new Primary(entry, log, workerExecArgv(threads), JSON.stringify(opts))
   const address = `http://${opts.host}:${opts.port}`
   warnIfOpen(log, opts)
   // once every worker listens: a port another program holds fails every worker, and says so below
@@ -249,7 +248,7 @@ function primary (opts: ParklineOptions, workers: number, threads: number, entry
   startIdleTrim()
   // each worker takes the credentials and says what changed for it (a public key file's contents
   // included); a worker forked again later starts with them
-  onReload(log, opts, read, async (creds) => await seq.reloadCredentials(creds, RESOLVED_ENV, JSON.stringify({ ...opts, ...creds })))
+  onReload(log, opts, read, async (creds) => await seq.reloadCredentials(creds, JSON.stringify({ ...opts, ...creds })))
 }
 
 /**

@@ -33,7 +33,7 @@ import path from 'node:path'
 import type { ChannelInfo } from './channel-info.ts'
 import { channelInfo } from './channel-info.ts'
 import type { Core } from './core.ts'
-import { DRAIN_QUIET_MS, type Credentials } from './config.ts'
+import { DRAIN_QUIET_MS, OPTIONS, envName, type Credentials } from './config.ts'
 import type { Channel } from './channel-registry.ts'
 import type { Message } from './message.ts'
 import type { Engine, PublishResult } from './engine.ts'
@@ -75,6 +75,8 @@ type Up =
 /** Primary → worker entries. */
 type Down =
   | ['r', number, [number, boolean] | MetricsJson[]]
+  // the options as the primary resolved them (JSON, lib/cli.ts): a worker's first entry, before 'hello'
+  | ['opts', string]
   | ['hello']
   | ['totals', number, number, number, number]
   | ['rev', number, 'sub' | 'jti', string, number, number]
@@ -185,6 +187,11 @@ class Outbox<T> {
     this.#send = send
   }
 
+  /** What waits to be sent is dropped (it was for a process that is gone). */
+  drop (): void {
+    this.#entries = []
+  }
+
   push (entry: T): void {
     this.#entries.push(entry)
     if (!this.#scheduled) {
@@ -228,14 +235,25 @@ function removeStaleMeshDirs (tmp: string): void {
 }
 
 /**
+ * The environment a worker is forked with: the primary's, less its options' variables
+ * (PARKLINE_API_KEY, PARKLINE_REDIS_URL...). A worker takes the options as the primary resolved
+ * them, over IPC; those variables would only repeat them, secrets included, in its
+ * /proc/<pid>/environ.
+ */
+function workerEnv (): NodeJS.ProcessEnv {
+  const env = { ...process.env }
+  for (const o of OPTIONS) delete env[envName(o.name)]
+  return env
+}
+
+/**
  * A worker runs only under its primary, with the socket directory and key it was given: a
  * directory of this user, mode 0700, not a link. Anything else ends it (a hand-run
  * `parkline worker` must not listen or dial where others could).
  */
 function checkMeshDir (link: WorkerLink): void {
   let why = ''
-  // run by hand: a wrong command line (exit 2)
-  if (process.send === undefined) throw new ParklineError('PKL_ERR_CONFIG', 'parkline worker: run by `parkline serve --workers N`, not by hand', 2)
+  // (run by hand, with no IPC channel: refused before, lib/cli.ts)
   if (link.meshKey.length !== 32 || link.mesh === '') why = 'no mesh directory or key from the primary'
   else {
     try {
@@ -395,8 +413,12 @@ export class Primary {
   readonly #log: Logger | null
   #stopping = false
   readonly #script: string
-  /** Added to each worker's environment (the resolved options: lib/cli.ts). */
-  readonly #workerEnv: Record<string, string>
+  /**
+   * The options as resolved (JSON, lib/cli.ts), each worker's first entry over IPC. Not in its
+   * environment: one string there is at most 128 KiB (Linux MAX_ARG_STRLEN), which a long apiKey
+   * list passes, and a fork past it fails (E2BIG).
+   */
+  #options: string
   /** Node flags of the workers (the primary's, with V8's thread count for the host: lib/gc-threads.ts). */
   readonly #execArgv: string[] | undefined
   /** What proves a mesh peer is one of these workers (lib/mesh.ts), given to each in its environment. */
@@ -406,9 +428,9 @@ export class Primary {
   /** Totals published in the last 'totals': published only grows, even past a worker's death. */
   #publishedGone = 0
 
-  constructor (script: string, log: Logger | null = null, execArgv?: string[], workerEnv: Record<string, string> = {}) {
+  constructor (script: string, log: Logger | null = null, execArgv?: string[], options = '{}') {
     this.#script = script
-    this.#workerEnv = workerEnv
+    this.#options = options
     this.#execArgv = execArgv
     this.#log = log
     // a socket path is at most 107 bytes: a long TMPDIR would leave no worker able to listen
@@ -540,12 +562,24 @@ export class Primary {
   }
 
   #fork (slot: WorkerSlot): void {
-    const child = fork(this.#script, ['worker'], {
-      serialization: 'advanced',
-      execArgv: this.#execArgv ?? process.execArgv,
-      env: { ...process.env, ...this.#workerEnv, PARKLINE_WORKER_ID: String(slot.id), PARKLINE_WORKER_COUNT: String(this.workers.length), PARKLINE_MESH: this.#meshDir, PARKLINE_MESH_KEY: this.#meshKey },
-      stdio: 'inherit'
-    })
+    let child: ChildProcess
+    try {
+      child = fork(this.#script, ['worker'], {
+        serialization: 'advanced',
+        execArgv: this.#execArgv ?? process.execArgv,
+        env: { ...workerEnv(), PARKLINE_WORKER_ID: String(slot.id), PARKLINE_WORKER_COUNT: String(this.workers.length), PARKLINE_MESH: this.#meshDir, PARKLINE_MESH_KEY: this.#meshKey },
+        stdio: 'inherit'
+      })
+    } catch (err) {
+      // Node throws at once, instead of emitting 'error' (below), for a spawn error other than
+      // EACCES, EAGAIN, EMFILE, ENFILE and ENOENT (E2BIG, ENOMEM, ETXTBSY): uncaught, it ended the
+      // primary, and with it every worker. No process: a failed start, as below
+      slot.forkedAt = performance.now()
+      slot.listening = false
+      this.#log?.error({ worker: slot.id, error: (err as Error).message }, 'worker could not be forked')
+      this.#ended(slot, undefined, null, null)
+      return
+    }
     slot.child = child
     slot.forkedAt = performance.now()
     slot.listening = false
@@ -565,6 +599,10 @@ export class Primary {
     })
     child.on('message', (batch: Up[]) => this.#onBatch(slot, batch))
     child.on('exit', () => this.#onExit(slot, child))
+    // what was queued for the process before it (a reply, totals, credentials) is not this one's:
+    // its options are its first entry, then 'hello'
+    slot.out.drop()
+    slot.out.push(['opts', this.#options])
     slot.out.push(['hello'])
     const now = Math.floor(Date.now() / 1000)
     for (const [kind, value, at, until] of this.#revoked) {
@@ -590,11 +628,16 @@ export class Primary {
     // a revocation waiting for this worker's count gets none: it had no subscribers left
     for (const id of [...this.#revoking.keys()]) this.#revoked1(id, slot, 0)
     for (const id of [...this.#scrapes.keys()]) this.#scraped(id, slot, [])
+    this.#ended(slot, child.pid, child.exitCode, child.signalCode)
+  }
+
+  /** A worker's process is gone (or was never made: no pid): forked again, or the deployment given up on. */
+  #ended (slot: WorkerSlot, pid: number | undefined, exitCode: number | null, signal: NodeJS.Signals | null): void {
     if (this.#stopping) return
     // a SIGHUP to the process group in a worker's first milliseconds, before it could take one
     // (lib/early-signals.ts): not the worker's failure, nor a crash; it is forked again at once
-    if (child.signalCode === 'SIGHUP' && !slot.listening) {
-      this.#log?.warn({ worker: slot.id, workerPid: child.pid, signal: child.signalCode }, 'a SIGHUP ended a worker still starting; forking it again')
+    if (signal === 'SIGHUP' && !slot.listening) {
+      this.#log?.warn({ worker: slot.id, workerPid: pid, signal }, 'a SIGHUP ended a worker still starting; forking it again')
       setTimeout(() => { if (!this.#stopping) this.#fork(slot) }, 100)
       return
     }
@@ -602,8 +645,8 @@ export class Primary {
       slot.failedStarts++
       // at start-up every worker must come up; later, a worker that keeps failing to is given up on
       if (!this.#allListened || slot.failedStarts >= FAILED_STARTS) {
-        this.#log?.error({ worker: slot.id, workerPid: child.pid, exitCode: child.exitCode, signal: child.signalCode, failedStarts: slot.failedStarts }, this.#allListened ? `worker exited ${slot.failedStarts} times in a row before it listened: stopping` : 'worker exited before it listened: stopping')
-        this.onGiveUp?.(child.exitCode)
+        this.#log?.error({ worker: slot.id, workerPid: pid, exitCode, signal, failedStarts: slot.failedStarts }, this.#allListened ? `worker exited ${slot.failedStarts} times in a row before it listened: stopping` : 'worker exited before it listened: stopping')
+        this.onGiveUp?.(exitCode)
         return
       }
     }
@@ -612,7 +655,7 @@ export class Primary {
     // lived: on the monotonic clock (a wall-clock step must not make a stable worker a quick death)
     slot.quickDeaths = quickDeathsAfter(slot.quickDeaths, performance.now() - slot.forkedAt)
     const delay = restartDelay(slot.quickDeaths, now)
-    this.#log?.warn({ worker: slot.id, workerPid: child.pid, exitCode: child.exitCode, signal: child.signalCode, restarts: slot.restarts, quickDeaths: slot.quickDeaths, delayMs: delay }, 'worker died; forking it again')
+    this.#log?.warn({ worker: slot.id, workerPid: pid, exitCode, signal, restarts: slot.restarts, quickDeaths: slot.quickDeaths, delayMs: delay }, 'worker died; forking it again')
     // (not unref'd: with every worker gone, this timer is what keeps the primary alive)
     setTimeout(() => { if (!this.#stopping) this.#fork(slot) }, delay)
   }
@@ -622,15 +665,14 @@ export class Primary {
   }
 
   /**
-   * New credentials for every worker (SIGHUP): sent to the running ones, and in `env` (the
-   * environment entry named `name` becomes `value`) for any forked again later. Resolves, once each
-   * running worker answered (5 s at most), to what each said: the names that changed for it, or
-   * why it refused them (`unanswered` past the wait: a stopped worker takes them when it reads
-   * again, and its answer is logged then; one that died meanwhile is forked again with the new
-   * environment).
+   * New credentials for every worker (SIGHUP): sent to the running ones, and in `options` (the
+   * resolved options with them, JSON) to any forked again later. Resolves, once each running
+   * worker answered (5 s at most), to what each said: the names that changed for it, or why it
+   * refused them (`unanswered` past the wait: a stopped worker takes them when it reads again, and
+   * its answer is logged then; one that died meanwhile is forked again with the new options).
    */
-  reloadCredentials (creds: Credentials, name: string, value: string): Promise<CredentialsTaken[]> {
-    this.#workerEnv[name] = value
+  reloadCredentials (creds: Credentials, options: string): Promise<CredentialsTaken[]> {
+    this.#options = options
     const id = ++this.#credsSeq
     const waiting = this.workers.filter((w) => w.child !== null)
     return new Promise((resolve) => {
@@ -870,8 +912,29 @@ export class WorkerLink {
   readonly mesh: string
   /** The mesh key (32 bytes): only the workers of this primary have it. */
   readonly meshKey: Buffer
-  /** The worker engine's entries (hello, totals, rev). */
-  onEntry: ((e: Down) => void) | null = null
+  /**
+   * The worker engine's entries (hello, totals, rev). Those that come before it is set (the
+   * options are awaited, the server is being built) wait for it, in order, until built() says the
+   * server is built: a server without the worker engine (with Redis) takes none.
+   */
+  set onEntry (take: (e: Down) => void) {
+    this.#onEntry = take
+    const queued = this.#entries ?? []
+    this.#entries = null
+    for (const e of queued) take(e)
+  }
+
+  #onEntry: ((e: Down) => void) | null = null
+  #entries: Down[] | null = []
+
+  /** The server is built: entries that nothing takes are dropped from now on, not kept. */
+  built (): void {
+    this.#entries = null
+  }
+
+  /** The options as the primary resolved them (JSON): its first entry. */
+  readonly options: Promise<string>
+  #takeOptions: ((json: string) => void) | null = null
   /** This worker's metrics, for the primary's node-wide scrape. */
   metrics: Metrics | null = null
   /** The primary ends the deployment's drain early (lib/server.ts installShutdown, in-memory deployments). */
@@ -917,10 +980,8 @@ export class WorkerLink {
     this.meshKey = /^[0-9a-f]{64}$/.test(key) ? Buffer.from(key, 'hex') : Buffer.alloc(0)
     // nothing this worker starts, nor anything that reads its environment later, gets it
     delete process.env.PARKLINE_MESH_KEY
+    this.options = new Promise((resolve) => { this.#takeOptions = resolve })
     this.out = new Outbox<Up>((batch) => { if (process.connected) process.send!(batch) })
-    // one word each STATS_MS (its first left from bin/parkline.ts, before its modules loaded):
-    // the worker engine's counts, or with Redis a plain 'alive'
-    setInterval(() => { if (this.report === null) this.out.push(['alive']); else this.report() }, STATS_MS).unref()
     process.on('message', (batch: Down[]) => {
       for (const e of batch) this.#dispatch(e)
     })
@@ -965,8 +1026,18 @@ export class WorkerLink {
       case 'creds':
         this.#credentialsIn(e[1], e[2])
         return
+      case 'opts':
+        if (this.#takeOptions === null) return
+        this.#takeOptions(e[1])
+        this.#takeOptions = null
+        // one word each STATS_MS from now on (its first left from bin/parkline.ts, before its
+        // modules loaded): the worker engine's counts, or with Redis a plain 'alive'. Not before:
+        // a worker that never gets its options is silent, and the primary ends it as stuck
+        setInterval(() => { if (this.report === null) this.out.push(['alive']); else this.report() }, STATS_MS).unref()
+        return
       default:
-        this.onEntry?.(e)
+        if (this.#onEntry !== null) this.#onEntry(e)
+        else this.#entries?.push(e)
     }
   }
 }
@@ -1112,7 +1183,6 @@ export class WorkerEngine implements Engine {
     }
     this.#syncWaiting = new Set([...Array(this.#n).keys()].filter((i) => i !== this.#me))
     this.ready = new Promise((resolve) => { this.#ready = resolve })
-    link.onEntry = (e) => { this.#onPrimary(e) }
     checkMeshDir(link)
     this.#mesh = new Mesh<Peer>(this.#me, this.#n, link.mesh, link.meshKey, {
       onBatch: (from, batch) => { this.#onPeerBatch(from, batch) },
@@ -1142,6 +1212,8 @@ export class WorkerEngine implements Engine {
     core.registry.knownSince = core.nowSec
     core.registry.owns = (key) => this.#owner(key) === this.#me
     this.#sendSecond()
+    // last: the primary's entries that came while the server was built are taken now, in order
+    link.onEntry = (e) => { this.#onPrimary(e) }
   }
 
   /**

@@ -235,7 +235,7 @@ export function envName (name: string): string {
  * switches docs/api.md and the benchmarks name. Any other PARKLINE_* variable is refused at start
  * (checkEnvNames): a misspelt option would otherwise fall back to its default unseen.
  */
-const INTERNAL_ENV = new Set(['PARKLINE_WORKER_ID', 'PARKLINE_WORKER_COUNT', 'PARKLINE_MESH', 'PARKLINE_MESH_KEY', 'PARKLINE_RESOLVED_OPTIONS',
+const INTERNAL_ENV = new Set(['PARKLINE_WORKER_ID', 'PARKLINE_WORKER_COUNT', 'PARKLINE_MESH', 'PARKLINE_MESH_KEY',
   'PARKLINE_GC_RESTARTED', 'PARKLINE_NO_FAST_PATH', 'PARKLINE_NO_RAW_PUBLISH', 'PARKLINE_NO_HEAP_TRIM', 'PARKLINE_NO_DETACH', 'PARKLINE_NODE_ARGS'])
 
 function checkEnvNames (env: NodeJS.ProcessEnv): void {

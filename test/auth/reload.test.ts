@@ -168,6 +168,38 @@ test('--workers 2: the primary reads the configuration at a SIGHUP and every wor
   }
 })
 
+test('--workers 2 with 3,000 API keys (more than one environment string may hold): every worker serves, takes 1,000 more at a SIGHUP, and one forked again has them; no secret in a worker\'s environment', async (t) => {
+  const conf = configFile(t)
+  // 3,000 keys of 48 hex digits: about 150 KB of options, past Linux's 128 KiB for one string of a
+  // process's environment, where the primary once handed them (every fork failed with E2BIG)
+  const keys = (from: number, n: number): string[] => Array.from({ length: n }, (_, i) => `publisher-key-${String(from + i).padStart(34, '0')}`)
+  const start = keys(0, 3000)
+  conf.write({ apiKey: start })
+  t.true(readFileSync(conf.path).length > 128 * 1024)
+  // a secret in the primary's environment too (an option's variable)
+  const node = await serve(t, ['--config', conf.path, '--workers', '2'], 'info', { ...process.env, PARKLINE_JWT_SECRET: SECRET1 })
+  t.true(await eventually(() => /with 2 worker processes/.test(node.log()), 20000), node.log().slice(-3000))
+  for (const w of [0, 1]) {
+    t.is(await pubOnWorker(t, node.port, w, start[2999]!), 202, `worker ${w}, the last key`)
+    t.is(await pubOnWorker(t, node.port, w, keys(5000, 1)[0]!), 401, `worker ${w}, a key not given`)
+    t.is(await pubOnWorker(t, node.port, w, await token(SECRET1)), 202, `worker ${w}, the secret from the environment`)
+    // the options (secrets among them) reach a worker over IPC, not in its environment
+    const environ = readFileSync(`/proc/${workerPid(node.proc.pid!, w)}/environ`, 'latin1')
+    t.false(environ.includes('publisher-key-') || environ.includes(SECRET1) || environ.includes('PARKLINE_JWT_SECRET'), `worker ${w} environment`)
+  }
+  const more = [...start, ...keys(3000, 1000)]
+  conf.write({ apiKey: more })
+  await hup(t, node, /credentials reloaded: apiKey/, 3)
+  for (const w of [0, 1]) t.is(await pubOnWorker(t, node.port, w, more[3999]!), 202, `worker ${w}, a key of the reload`)
+  // worker 1 dies and is forked again: with the 4,000 keys of the reload
+  const pid = workerPid(node.proc.pid!, 1)
+  process.kill(pid, 'SIGKILL')
+  t.true(await eventually(() => { try { return workerPid(node.proc.pid!, 1) !== pid } catch { return false } }, 20000))
+  t.true(await eventually(async () => { try { return await pubOnWorker(t, node.port, 1, more[3999]!) === 202 } catch { return false } }, 20000), node.log().slice(-3000))
+  t.is(await pubOnWorker(t, node.port, 1, start[0]!), 202)
+  t.notRegex(node.log(), /could not be forked/)
+})
+
 test('embedded: app.parkline.reloadCredentials takes new keys and says what changed; what a key taken out opened ends; other options and bad values throw, nothing applied', async (t) => {
   const app = Fastify()
   t.teardown(async () => { await app.close() })

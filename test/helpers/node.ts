@@ -7,9 +7,9 @@ import { eventually, freePort } from './server.ts'
 
 export interface Node { base: string, port: number, proc: ChildProcess, log: () => string }
 
-export async function serve (t: ExecutionContext, args: string[], logLevel = 'error'): Promise<Node> {
+export async function serve (t: ExecutionContext, args: string[], logLevel = 'error', env: NodeJS.ProcessEnv = process.env): Promise<Node> {
   const port = await freePort()
-  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', logLevel, '--drain-window', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--log-level', logLevel, '--drain-window', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
   let out = ''
   proc.stdout!.on('data', (d: Buffer) => { out += d.toString() })
   proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
