@@ -11,11 +11,9 @@
 // once all of those are answered and delivered, paced from then).
 //
 //   ROOTS=/path/to/base,/path/to/new ROUNDS=5 node benchmarks/micro/one2one-cpu.ts
-import { spawn, type ChildProcess } from 'node:child_process'
 import { openSync, readFileSync } from 'node:fs'
 import net from 'node:net'
-import path from 'node:path'
-import { startTree, treeRoots } from './tree-server.ts'
+import { startFloor, startTree, treeRoots } from './tree-server.ts'
 
 const env = process.env
 const ROOTS = treeRoots()
@@ -64,20 +62,6 @@ async function connect (port: number): Promise<net.Socket> {
   s.setNoDelay(true)
   await new Promise<void>((resolve, reject) => { s.once('connect', resolve); s.once('error', reject) })
   return s
-}
-
-async function startFloor (root: string): Promise<{ child: ChildProcess, port: number }> {
-  const child = spawn(process.execPath, [path.join(root, 'benchmarks/suite/floor-server.ts'), '0'], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = ''
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /listening on (\d+)/.exec(out)
-      if (m !== null) resolve(Number(m[1]))
-    })
-    child.once('exit', () => reject(new Error('floor exited')))
-  })
-  return { child, port }
 }
 
 /** One run against a server: messages delivered and answered; its counters per message after the warm-up. */

@@ -8,8 +8,11 @@
 // round; a fresh server per run, warmed by N/5 subscribers that come and go first. EXTRA=<env>
 // (e.g. PARKLINE_NO_FAST_PATH=1) runs each tree a second time with that variable set.
 // TRANSPORT=chunked, multipart or websocket asks for that transport instead of EventSource.
+// FLOOR=1 (EventSource only) adds the floor of the first tree (benchmarks/suite/floor-server.ts: a
+// bare node:net server that answers the head and `: hi`, nothing else): what a connect costs a
+// Node process that does nothing but the socket's work.
 //
-//   ROOTS=/path/to/base,/path/to/new ROUNDS=5 N=10000 [TRANSPORT=eventsource|chunked|multipart|websocket] node benchmarks/micro/sse-connect.ts
+//   ROOTS=/path/to/base,/path/to/new ROUNDS=5 N=10000 [TRANSPORT=eventsource|chunked|multipart|websocket] [FLOOR=1] node benchmarks/micro/sse-connect.ts
 import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
@@ -17,7 +20,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { cpuSeconds } from '../suite/proc.ts'
 import { newObjects, snapshot, table } from './heap-diff.ts'
-import { startTree, treeRoots } from './tree-server.ts'
+import { startFloor, startTree, treeRoots } from './tree-server.ts'
 
 const env = process.env
 const ROOTS = treeRoots()
@@ -34,6 +37,8 @@ const ASK: Record<string, string> = {
 }
 const TRANSPORT = env.TRANSPORT ?? 'eventsource'
 if (ASK[TRANSPORT] === undefined) throw new Error(`TRANSPORT must be one of ${Object.keys(ASK).join(', ')}, got ${TRANSPORT}`)
+const FLOOR = env.FLOOR === '1'
+if (FLOOR && (TRANSPORT !== 'eventsource' || HEAP)) throw new Error('FLOOR=1 measures EventSource connects only, without HEAP')
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 async function start (root: string, extra: Record<string, string>, dir: string): Promise<{ child: ChildProcess, port: number }> {
@@ -59,7 +64,7 @@ async function subscribe (port: number, prefix: string, count: number): Promise<
   return sockets
 }
 
-const runs: Array<{ label: string, root: string, extra: Record<string, string> }> = []
+const runs: Array<{ label: string, root: string, extra: Record<string, string>, floor?: boolean }> = []
 for (const root of ROOTS) {
   runs.push({ label: root, root, extra: {} })
   if (EXTRA !== '') {
@@ -67,13 +72,14 @@ for (const root of ROOTS) {
     runs.push({ label: `${root} ${EXTRA}`, root, extra: { [k!]: v ?? '' } })
   }
 }
+if (FLOOR) runs.push({ label: `floor (${ROOTS[0]!})`, root: ROOTS[0]!, extra: {}, floor: true })
 const cpu = new Map<string, number[]>(runs.map((r) => [r.label, []]))
 const rate = new Map<string, number[]>(runs.map((r) => [r.label, []]))
 const heaps: string[] = []
 for (let round = 0; round < ROUNDS; round++) {
   for (const run of runs) {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'parkline-sse-connect-'))
-    const { child, port } = await start(run.root, run.extra, dir)
+    const { child, port } = run.floor === true ? await startFloor(run.root) : await start(run.root, run.extra, dir)
     let held: net.Socket[] = []
     try {
       for (const s of await subscribe(port, 'warm', Math.floor(N / 5))) s.destroy()

@@ -1,6 +1,7 @@
 // A standalone Parkline server from a tree of the source, for the micro benchmarks that compare
 // trees (publish-cpu.ts, sse-connect.ts, keyed-publish.ts): on a free loopback port, ready once it
-// accepts a connection. With the trees to compare (ROOTS) and autocannon, typed.
+// accepts a connection. With the trees to compare (ROOTS) and autocannon, typed; and the floor
+// (bare node:net) of a tree, for the benchmarks that measure it beside them (FLOOR=1).
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import { once } from 'node:events'
 import net from 'node:net'
@@ -37,4 +38,19 @@ export async function startTree (root: string, opts: { nodeFlags?: string[], env
   }
   child.kill('SIGKILL')
   throw new Error(`no server from ${root}`)
+}
+
+/** The floor (benchmarks/suite/floor-server.ts) of the tree `root`, on a port of the kernel's choosing. */
+export async function startFloor (root: string): Promise<{ child: ChildProcess, port: number }> {
+  const child = spawn(process.execPath, [path.join(root, 'benchmarks/suite/floor-server.ts'), '0'], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = ''
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString()
+      const m = /listening on (\d+)/.exec(out)
+      if (m !== null) resolve(Number(m[1]))
+    })
+    child.once('exit', () => reject(new Error('floor exited')))
+  })
+  return { child, port }
 }
