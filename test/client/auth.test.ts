@@ -53,6 +53,9 @@ async function subscribers (base: string, channel: string): Promise<number> {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** connectTimeout where a test counts the attempts and retries around an answer that may come late on a busy host. */
+const REFUSAL_WAIT = 5000
+
 const withToken = test.macro({
   async exec (t: ExecutionContext, transport: TransportName, kind: 'string' | 'function') {
     const { base, proxy } = await setup(t)
@@ -179,7 +182,11 @@ const refused = test.macro({
     let calls = 0
     const rec = subscribe(t, `${proxy.base}/sub/secret`, {
       transports: transport === 'websocket' ? TRANSPORTS : [transport],
-      token: kind === 'string' ? token : () => { calls++; return token }
+      token: kind === 'string' ? token : () => { calls++; return token },
+      // the refusal is the first answer, whenever it comes: not a connect timed out first on a
+      // host busy with other test files (the helper's 1.5 s was, in a CI run: a retry, then the
+      // auth event on the next transport; a long-poll parked that long counts as open)
+      connectTimeout: REFUSAL_WAIT
     })
     const auth = new AuthEvents(rec.client)
     const a = await auth.first()
@@ -205,7 +212,7 @@ const refused = test.macro({
 const noToken = test.macro({
   async exec (t: ExecutionContext, transport: TransportName) {
     const { proxy } = await setup(t)
-    const rec = subscribe(t, `${proxy.base}/sub/closed`, { transports: transport === 'websocket' ? TRANSPORTS : [transport] })
+    const rec = subscribe(t, `${proxy.base}/sub/closed`, { transports: transport === 'websocket' ? TRANSPORTS : [transport], connectTimeout: REFUSAL_WAIT })
     const auth = new AuthEvents(rec.client)
     const a = await auth.first()
     t.is(a.status, 401)
@@ -255,7 +262,7 @@ test('a stale token (revoked while connected) is retried once with a fresh one; 
   const m = await mint(['same'], 60)
   let calls = 0
   // an app bug: the function keeps giving the revoked token
-  const rec = subscribe(t, `${proxy.base}/sub/same`, { transports: ['eventsource'], token: () => { calls++; return m.token } })
+  const rec = subscribe(t, `${proxy.base}/sub/same`, { transports: ['eventsource'], token: () => { calls++; return m.token }, connectTimeout: REFUSAL_WAIT })
   const auth = new AuthEvents(rec.client)
   await rec.waitConnected('eventsource')
   const before = attempts(proxy, 'same')
