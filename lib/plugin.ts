@@ -109,11 +109,10 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   // with workers (each has the same limit, inherited), once, by worker 0, for all of them
   const link = (pluginOpts as { [kWorkerLink]?: WorkerLink })[kWorkerLink]
   const n = link?.workers ?? 1
-  if (link !== undefined && link.id !== 0) {
-    // (said by worker 0)
-  } else if (opts.maxSubscribers > defaultSubscriberCap(files)) {
+  const says = link === undefined || link.id === 0
+  if (says && opts.maxSubscribers > defaultSubscriberCap(files)) {
     fastify.log.warn({ parkline: 'config', maxSubscribers: opts.maxSubscribers, openFileLimit: files }, `maxSubscribers ${opts.maxSubscribers} is above 90% of ${link === undefined ? "this process's" : "each worker's"} open-file limit (${files}), or leaves fewer than ${FD_RESERVE} descriptors for the rest: past the limit new connections fail at the socket level, publishers' and /health's too. Raise the limit (LimitNOFILE, ulimit -n) or lower maxSubscribers`)
-  } else if (opts.maxSubscribers === 0 && files < 65536) {
+  } else if (says && opts.maxSubscribers === 0 && files < 65536) {
     fastify.log.warn({ parkline: 'config', maxSubscribers: core.maxSubscribers, openFileLimit: files }, `the open-file limit (${files}) caps ${link === undefined ? 'this process' : `each of the ${n} workers`} at ${core.maxSubscribers} subscribers${link === undefined ? '' : ` (${core.maxSubscribers * n} in all)`} (90% of it, leaving at least ${FD_RESERVE} for publishers and /health); raise it (LimitNOFILE, ulimit -n) for more`)
   }
   const access = await Access.create(opts, fastify.log)
