@@ -170,7 +170,7 @@ test('--workers 2: the primary reads the configuration at a SIGHUP and every wor
 
 test('--workers 2 with 3,000 API keys (more than one environment string may hold): every worker serves, takes 1,000 more at a SIGHUP, and one forked again has them; no secret in a worker\'s environment', async (t) => {
   const conf = configFile(t)
-  // 3,000 keys of 48 hex digits: about 150 KB of options, past Linux's 128 KiB for one string of a
+  // 3,000 keys of 48 characters: about 150 KB of options, past Linux's 128 KiB for one string of a
   // process's environment, where the primary once handed them (every fork failed with E2BIG)
   const keys = (from: number, n: number): string[] => Array.from({ length: n }, (_, i) => `publisher-key-${String(from + i).padStart(34, '0')}`)
   const start = keys(0, 3000)
