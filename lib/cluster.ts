@@ -36,7 +36,7 @@ import type { Core } from './core.ts'
 import { DRAIN_QUIET_MS, OPTIONS, envName, type Credentials } from './config.ts'
 import type { Channel } from './channel-registry.ts'
 import type { Message } from './message.ts'
-import type { Engine, PublishResult } from './engine.ts'
+import type { Engine, PublishResult, Totals } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
 import { IdempotencyKeys, fingerprint, type HeldKey } from './idempotency.ts'
 import { formatId } from './message-id.ts'
@@ -55,7 +55,8 @@ export interface CredentialsTaken { worker: number, changed: string[], error: st
 
 /** Worker → primary entries (structured clone, `serialization: 'advanced'`). */
 type Up =
-  | ['stats', number, number, number, number, number]
+  /** subscribers, delivered, published, stored, channels (owned), subscribers per transport (the options' order) */
+  | ['stats', number, number, number, number, number, number[]]
   /** Alive: a worker with no counts to report (Redis) says so each STATS_MS, and every worker once as it starts. */
   | ['alive']
   | ['rev', number, 'sub' | 'jti', string, number, number]
@@ -78,7 +79,8 @@ type Down =
   // the options as the primary resolved them (JSON, lib/cli.ts): a worker's first entry, before 'hello'
   | ['opts', string]
   | ['hello']
-  | ['totals', number, number, number, number]
+  /** published, stored, channels, subscribers, subscribers per transport: summed over the workers */
+  | ['totals', number, number, number, number, number[]]
   | ['rev', number, 'sub' | 'jti', string, number, number]
   | ['mq', number]
   // a drain is over for the whole deployment (no subscriber on any worker, no publish for DRAIN_QUIET_MS)
@@ -310,6 +312,8 @@ interface WorkerSlot {
   child: ChildProcess | null
   out: Outbox<Down>
   subscribers: number
+  /** Its subscribers per transport, in the options' order (every worker has the same transports). */
+  transports: number[]
   delivered: number
   /** Of the channels this worker owns: messages published, stored, channels. */
   published: number
@@ -464,7 +468,7 @@ export class Primary {
     setInterval(() => this.#broadcast(['totals', ...this.totals()]), 1000).unref()
     setInterval(() => { this.#endSilent() }, STATS_MS).unref()
     for (let i = 0; i < n; i++) {
-      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, quickDeaths: 0, forkedAt: 0, listening: false, statsAt: 0, silentFrom: 0, silentSched: null, silentRunnable: false, spared: false, meshReported: false, failedStarts: 0, metrics: null }
+      const slot: WorkerSlot = { id: i, child: null, out: null as unknown as Outbox<Down>, subscribers: 0, transports: [], delivered: 0, published: 0, stored: 0, channels: 0, restarts: 0, quickDeaths: 0, forkedAt: 0, listening: false, statsAt: 0, silentFrom: 0, silentSched: null, silentRunnable: false, spared: false, meshReported: false, failedStarts: 0, metrics: null }
       slot.out = new Outbox<Down>((batch) => { if (slot.child !== null && slot.child.connected) slot.child.send(batch) })
       this.workers.push(slot)
     }
@@ -621,6 +625,7 @@ export class Primary {
     // a scrape it answered that is still waiting for others: its part is in #gone now, not twice
     for (const p of this.#scrapes.values()) p.parts.delete(slot)
     slot.subscribers = 0
+    slot.transports = []
     this.#publishedGone += slot.published
     slot.published = 0
     slot.stored = 0
@@ -727,6 +732,7 @@ export class Primary {
         case 'stats':
           this.#heard(slot)
           slot.subscribers = e[1]
+          slot.transports = e[6]
           slot.delivered = e[2]
           slot.published = e[3]
           slot.stored = e[4]
@@ -830,19 +836,21 @@ export class Primary {
   /** Counters and histograms of worker incarnations that died, as last scraped (#onExit). */
   #gone: MetricsJson[] = []
 
-  /** Totals for a worker's /status: published, stored, channels, subscribers (summed over workers). */
-  totals (): [number, number, number, number] {
+  /** Totals for a worker's /status: published, stored, channels, subscribers, subscribers per transport (summed over workers). */
+  totals (): [number, number, number, number, number[]] {
     let published = this.#publishedGone
     let stored = 0
     let channels = 0
     let subscribers = 0
+    const transports: number[] = []
     for (const w of this.workers) {
       published += w.published
       stored += w.stored
       channels += w.channels
       subscribers += w.subscribers
+      for (let i = 0; i < w.transports.length; i++) transports[i] = (transports[i] ?? 0) + w.transports[i]!
     }
-    return [published, stored, channels, subscribers]
+    return [published, stored, channels, subscribers, transports]
   }
 
   /** SIGKILL to every worker still running (a second stop signal: no drain waited for). */
@@ -1162,7 +1170,7 @@ export class WorkerEngine implements Engine {
   readonly #away: boolean[] = []
   readonly #awayTimers: Array<NodeJS.Timeout | null> = []
   #down = 0
-  #totals: [number, number, number, number] | null = null
+  #totals: [number, number, number, number, number[]] | null = null
   #primaryReady = false
   #synced = false
   #ready: (() => void) | null = null
@@ -1593,9 +1601,9 @@ export class WorkerEngine implements Engine {
     }
   }
 
-  totals (): { published: number, stored: number, channels: number, subscribers: number } | null {
+  totals (): Totals | null {
     const t = this.#totals
-    return t === null ? null : { published: t[0], stored: t[1], channels: t[2], subscribers: t[3] }
+    return t === null ? null : { published: t[0], stored: t[1], channels: t[2], subscribers: t[3], transports: t[4] }
   }
 
   // ---- requests to other owners ---------------------------------------------------------------
@@ -2270,7 +2278,7 @@ export class WorkerEngine implements Engine {
       stored += ch.buffer.size
     }
     this.#owned = { channels, stored }
-    this.#link.out.push(['stats', core.table.size, core.stats.delivered.reduce((a, b) => a + b, 0), core.stats.published, stored, channels])
+    this.#link.out.push(['stats', core.table.size, core.stats.delivered.reduce((a, b) => a + b, 0), core.stats.published, stored, channels, [...core.table.counts]])
   }
 
   #onPrimary (e: Down): void {
@@ -2280,7 +2288,7 @@ export class WorkerEngine implements Engine {
         this.#maybeReady()
         break
       case 'totals':
-        this.#totals = [e[1], e[2], e[3], e[4]]
+        this.#totals = [e[1], e[2], e[3], e[4], e[5]]
         break
       case 'rev': {
         const n = this.#core.revokeLocal(e[2], e[3], e[4], e[5])

@@ -20,6 +20,16 @@ export interface PublishResult {
   conflict?: boolean
 }
 
+/** What /status reports for the whole host (the worker engine): the engine sums its processes' figures. */
+export interface Totals {
+  published: number
+  stored: number
+  channels: number
+  subscribers: number
+  /** Subscribers per transport, in the options' order (Core.transports). */
+  transports: number[]
+}
+
 export interface Engine {
   readonly name: string
   /**
@@ -46,8 +56,8 @@ export interface Engine {
    */
   registered (sub: Subscriber): boolean
   unregistered (sub: Subscriber): void
-  /** Totals for /status and /metrics, summed over the deployment where the engine can. */
-  totals (): { published: number, stored: number, channels: number, subscribers: number } | null
+  /** Totals for /status, summed over the host's worker processes where the engine can (null: this process's own figures stand). */
+  totals (): Totals | null
   /**
    * Revoke a user's (`sub`) or token's (`jti`) subscribers on every process and node of the
    * deployment (Core.revokeLocal everywhere); resolves to how many were ended in all.

@@ -30,7 +30,8 @@ export function renderStatus (core: Core): string {
   out += `max subscribers: ${core.maxSubscribers}\n`
   const worker = process.env.PARKLINE_WORKER_ID
   if (worker !== undefined) out += `worker: ${worker}\nworkers: ${process.env.PARKLINE_WORKER_COUNT ?? '?'}\n`
-  for (let i = 0; i < core.transports.length; i++) out += `subscribers ${core.transports[i]!.name}: ${core.table.counts[i]}\n`
+  // per transport: the host's with worker processes (summed as `subscribers` is), else this process's
+  for (let i = 0; i < core.transports.length; i++) out += `subscribers ${core.transports[i]!.name}: ${t?.transports[i] ?? core.table.counts[i]}\n`
   const d = core.engine.deployment?.()
   if (d !== undefined && d !== null) out += `deployment subscribers: ${d.subscribers}\ndeployment nodes: ${d.nodes}\n`
   out += `overflows disconnect: ${s.overflowDisconnect}\n` +

@@ -965,6 +965,29 @@ test('each channel is held by its owner, and by another worker only while that o
   late.close()
 })
 
+test('/status with workers: the per-transport lines are the whole host\'s, as `subscribers` is, whichever worker answers', async (t) => {
+  const node = await serve(t, ['--workers', '2'])
+  // two EventSource subscribers, one on each worker, and a parked long-poll on worker 0
+  const a = await SseClient.connectOnWorker(node.port, '/sub/tr-a', 0)
+  const b = await SseClient.connectOnWorker(node.port, '/sub/tr-b', 1)
+  const poll = await socketOnWorker(node.port, 0)
+  poll.write('GET /sub/tr-c HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+  t.teardown(() => { a.close(); b.close(); poll.destroy() })
+  const seen = new Set<number>()
+  t.true(await eventually(async () => {
+    const status = await (await fetch(`${node.base}/status`, { headers: { Connection: 'close' } })).text()
+    const w = Number(/^worker: (\d)$/m.exec(status)![1])
+    // the totals come once a second: until then a worker's own figures stand
+    if (!/^subscribers: 3$/m.test(status)) return false
+    t.regex(status, new RegExp(`^subscribers this worker: ${w === 0 ? 2 : 1}$`, 'm'))
+    t.regex(status, /^subscribers eventsource: 2$/m)
+    t.regex(status, /^subscribers longpoll: 1$/m)
+    t.regex(status, /^subscribers websocket: 0$/m)
+    seen.add(w)
+    return seen.size === 2
+  }, 8000))
+})
+
 test('kill -9 of the primary: the workers go with it; after a restart a client resuming with its last id gets the gap signal, not silence', async (t) => {
   const port = await freePort()
   const args = ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0']
