@@ -15,7 +15,8 @@
 // (closed loop ≥ 1.3× Nchan's deliveries/s; open loop at 10 msgs/s, p99 ≤ 0.8× Nchan's).
 // A round that fails is reported and left out; the others stand.
 //
-// Knobs (env): ROUNDS (5), SERVERS (parkline,nchan,floor; one Parkline topology per run: the
+// Knobs (env): ROUNDS (5), SERVERS (parkline,nchan,floor, and floorc where the machine has a C
+// compiler; one Parkline topology per run: the
 // report tells servers apart by label), SCENARIOS (rate,broadcast,one2one,longpoll),
 // ONE2ONE_RATES (1000,2000,4000,5000,6000,6500,7000,8000,10000,13000,16000: from 4,000 up the
 // steps are at most 1.3× apart, and 6,500 and 13,000 are 1.3× a ceiling of 5,000 and 10,000, so
@@ -28,17 +29,21 @@
 // Where the floor (bare node:net) ran, each verdict also gives the floor's figure against Nchan's,
 // and the broadcast verdicts how busy the whole machine was. The floor does nothing per message
 // but its writes: a target it misses as well is one no Node server reached on this host in these
-// rounds. That is context for the verdict, never used to turn one into "met".
+// rounds. That is context for the verdict, never used to turn one into "met". The C floor
+// (SERVERS=…,floorc; benchmarks/suite/floor.c, epoll and write(2)) goes further: a broadcast
+// target it misses as well is one no server of any language reached beside this load generator
+// on this host in these rounds.
 import { spawnSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { hasCompiler } from './suite/servers.ts'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const env = process.env
 const ROUNDS = Math.max(1, Math.floor(Number(env.ROUNDS ?? 5)))
-const SERVERS = (env.SERVERS ?? 'parkline,nchan,floor').split(',').map((s) => s.trim()).filter((s) => s !== '')
+const SERVERS = (env.SERVERS ?? (hasCompiler() ? 'parkline,nchan,floor,floorc' : 'parkline,nchan,floor')).split(',').map((s) => s.trim()).filter((s) => s !== '')
 const SCENARIOS = env.SCENARIOS ?? 'rate,broadcast,one2one,longpoll'
 const RATES = env.ONE2ONE_RATES ?? '1000,2000,4000,5000,6000,6500,7000,8000,10000,13000,16000'
 
@@ -282,6 +287,7 @@ function writeReport (rounds: Rounds, meta: Meta): void {
   const nchan = labels.find((l) => l === 'Nchan (nginx)')
   const parkline = labels.find((l) => l.startsWith('Parkline'))
   const floor = labels.find((l) => l === 'floor (bare node:net)')
+  const cfloor = labels.find((l) => l === 'floor (bare C, epoll)')
   const L: string[] = []
   L.push(`# Suite rows over ${rounds.length} rounds (${meta.date})`, '')
   L.push(`- command: ${meta.command}`)
@@ -440,6 +446,27 @@ function writeReport (rounds: Rounds, meta: Meta): void {
       judged.push(`- one-to-one ${transport}: highest clean rate (lower median) ${pc.med.toLocaleString('en-US')} vs Nchan's ${nc.med.toLocaleString('en-US')} (${ratio(pc.med, nc.med)}; target ≥ ${need}×): ${verdict}${host}`)
     }
   }
+  // What 1.3× Nchan's closed-loop deliveries/s would ask of a server's own CPU on this host: the
+  // rest of the machine's CPU per delivery (load generator, publisher, kernel work they cause) as
+  // in Nchan's windows, the whole machine busy, and the server's share what is left.
+  const cores = Number(/(\d+) cores/.exec(meta.machine)?.[1] ?? NaN)
+  const neededEfficiency = (n: { perSec: number, perCpuSec: number | null }, l: string): string | null => {
+    const v = rounds.flatMap((r) => { const x = r.servers.get(l)?.busy.get('broadcast'); return x === undefined ? [] : [x] })
+    if (n.perCpuSec === null || v.length === 0 || !Number.isFinite(cores)) return null
+    const other = (cores * median(v) / 100 - n.perSec / n.perCpuSec) / n.perSec
+    const target = 1.3 * n.perSec
+    const left = cores - target * other
+    const c = cfloor === undefined ? undefined : bMed.get(cfloor)
+    // (with the rest of the machine free, the ratio of deliveries/s would be that of deliveries
+    // per CPU-second: the C floor's is then the most any server reaches here)
+    const cSays = c?.perCpuSec == null
+      ? ''
+      : `; the C floor, nothing but epoll and write(2), did ${fmt(c.perCpuSec)} (${ratio(c.perCpuSec, n.perCpuSec)} Nchan's)` +
+        (c.perCpuSec < 1.3 * n.perCpuSec ? ', under 1.3× even were the load generator\'s CPU free' : '')
+    return `- closed-loop broadcast, what 1.3× would take here: beside Nchan the rest of the machine used ${(other * 1e6).toFixed(1)} µs of CPU per delivery ` +
+      `(${cores} cores × ${Math.round(median(v))}% busy, less Nchan's own); at ${fmt(target)} deliveries/s that leaves ${left <= 0 ? 'no CPU' : `${left.toFixed(2)} CPU-seconds a second`} to the server, ` +
+      (left <= 0 ? 'so no server reaches it' : `so it would have to deliver ${fmt(target / left)} per CPU-second (${ratio(target / left, n.perCpuSec)} Nchan's ${fmt(n.perCpuSec)})`) + cSays
+  }
   // the machine's busy share (all cores) in a scenario's window, per server: median [each round's]
   const busy = (scenario: string): string => labels.flatMap((l) => {
     const v = rounds.flatMap((r) => { const b = r.servers.get(l)?.busy.get(scenario); return b === undefined ? [] : [b] })
@@ -453,9 +480,19 @@ function writeReport (rounds: Rounds, meta: Meta): void {
       ? ''
       : `; the floor's deliveries/s ${ratio(f.perSec, n.perSec)} Nchan's` + (f.perSec < 1.3 * n.perSec && p.perSec < 1.3 * n.perSec ? ' (it misses the 1.3× too)' : '') +
         `, p99 ${ratio(f.p99, n.p99)}`
+    const c = cfloor === undefined ? undefined : bMed.get(cfloor)
+    // the C floor: epoll and one write(2) per delivery, nothing else; where it misses the ratio
+    // as well, no server of any language reached it beside this load generator on this host
+    const hostC = c === undefined
+      ? ''
+      : `; the C floor's deliveries/s ${ratio(c.perSec, n.perSec)} Nchan's` +
+        (c.perSec < 1.3 * n.perSec && p.perSec < 1.3 * n.perSec ? ' (it misses the 1.3× too: no server reached it on this host in these rounds)' : '') +
+        `, p99 ${ratio(c.p99, n.p99)}`
     const b = busy('broadcast')
-    judged.push(`- closed-loop broadcast: median deliveries/s ${ratio(p.perSec, n.perSec)} Nchan's (target ≥ 1.3×): ${p.perSec >= 1.3 * n.perSec ? 'met' : '**not met**'}; median p99 ${ratio(p.p99, n.p99)} (target ≤ 1×): ${p.p99 <= n.p99 ? 'met' : '**not met**'}${host}` +
+    judged.push(`- closed-loop broadcast: median deliveries/s ${ratio(p.perSec, n.perSec)} Nchan's (target ≥ 1.3×): ${p.perSec >= 1.3 * n.perSec ? 'met' : '**not met**'}; median p99 ${ratio(p.p99, n.p99)} (target ≤ 1×): ${p.p99 <= n.p99 ? 'met' : '**not met**'}${host}${hostC}` +
       (b === '' ? '' : `; the machine busy (all cores): ${b}`))
+    const need = neededEfficiency(n, nchan!)
+    if (need !== null) judged.push(need)
   }
   if (parkline !== undefined && nchan !== undefined && oMed.has(parkline) && oMed.has(nchan)) {
     const p = oMed.get(parkline)!
@@ -469,6 +506,7 @@ function writeReport (rounds: Rounds, meta: Meta): void {
     const b = busy('rate 10/s')
     judged.push(`- open-loop broadcast at 10 msgs/s: median p99 ${ratio(p.p99At10, n.p99At10)} Nchan's (target ≤ 0.8×): ${p.p99At10 <= 0.8 * n.p99At10 ? 'met' : '**not met**'}` +
       (f === undefined ? '' : `; the floor's ${ratio(f.p99At10, n.p99At10)}`) +
+      (cfloor === undefined || !oMed.has(cfloor) ? '' : `; the C floor's ${ratio(oMed.get(cfloor)!.p99At10, n.p99At10)}`) +
       `; each server's p99, largest round over smallest: ${oc.map((l) => `${l} ${spread(l)}`).join(', ')}` +
       (b === '' ? '' : `; the machine busy (all cores): ${b}`))
   }

@@ -29,7 +29,7 @@
 // Knobs (env): SUBSCRIBERS (10000), DURATION (10), RATE_DURATION (20), STEP_DURATION (5), WARMUP (5, and one message per channel; 0 = none),
 // ONE2ONE_RATES (1000,2000,4000,8000,10400,13520,17576,22849,29704), P99_BOUND_MS (100), WORKERS (the default
 // topology's: lib/config.ts defaultWorkers, 1 on a 2-core host),
-// SCENARIOS (memory,rate,broadcast,one2one,longpoll,publish), SERVERS (parkline,parkline1,nchan,floor,floor2,nchan2: floor2 is two floor processes on one port, each publish sent to the other; parkline1 only where the default topology is not one process; also parkline-nagle: option tcpNoDelay false),
+// SCENARIOS (memory,rate,broadcast,one2one,longpoll,publish), SERVERS (parkline,parkline1,nchan,floor,floor2,nchan2: floor2 is two floor processes on one port, each publish sent to the other; also floorc: the floor in C, epoll and write(2), built with the machine's cc; parkline1 only where the default topology is not one process; also parkline-nagle: option tcpNoDelay false),
 // BROADCAST_CONCURRENCY (1), LOADGEN_PROCS (2), CONCURRENCY (connects in flight per child, 256),
 // ADDR_CONNS (sockets per source address, 5000), REPORT_MS (5000), BENCH_OUT (report path),
 // BENCH_SMOKE=1 (200 subscribers, 2 s per scenario, parkline,nchan,floor; the other knobs still win),
@@ -43,7 +43,7 @@ import type { Histogram } from 'hdr-histogram-js'
 import { LoadGenerator, decodeHistogram, formatSummary, summarize, type Measurement, type Summary } from './loadgen.ts'
 import { PublisherProcess, type PublishJob, type PublishResult } from './publisher.ts'
 import { CpuMeter, kernelMem, loBytes, machineCpu, pssBytes, type KernelMem } from './suite/proc.ts'
-import { APT_LINE, SERVER_KINDS, killAllStarted, nchanConfig, nginxVersion, startServer, type ServerHandle } from './suite/servers.ts'
+import { APT_LINE, SERVER_KINDS, hasCompiler, killAllStarted, nchanConfig, nginxVersion, startServer, type ServerHandle } from './suite/servers.ts'
 import { PERCENTILE_TICKS, lineChart, percentileCurve } from './suite/svg.ts'
 import { defaultWorkers } from '../lib/config.ts'
 
@@ -80,9 +80,10 @@ const K = {
   rates: (env.ONE2ONE_RATES ?? (SMOKE ? '100' : '1000,2000,4000,8000,10400,13520,17576,22849,29704')).split(',').map(Number).filter((x) => x > 0),
   scenarios: (env.SCENARIOS ?? ALL_SCENARIOS.join(',')).split(',').map((s) => s.trim()).filter((s) => s.length > 0),
   // `parkline` is the default topology; `parkline1` (a single process) only where that differs
-  // (a full run has both floors, one Node process and two, and ends with a second Nchan: the
-  // targets table judges each of them by the same targets, Nchan against itself too)
-  servers: (env.SERVERS ?? (SMOKE ? 'parkline,nchan,floor' : defaultWorkers(os.availableParallelism()) === 1 && env.WORKERS === undefined ? 'parkline,nchan,floor,floor2,nchan2' : 'parkline,parkline1,nchan,floor,floor2,nchan2')).split(',').map((s) => s.trim()).filter((s) => s.length > 0),
+  // (a full run has the floors, one Node process, two, and the C floor where the machine has a C
+  // compiler, and ends with a second Nchan: the targets table judges each of them by the same
+  // targets, Nchan against itself too)
+  servers: (env.SERVERS ?? (SMOKE ? 'parkline,nchan,floor' : `${defaultWorkers(os.availableParallelism()) === 1 && env.WORKERS === undefined ? 'parkline' : 'parkline,parkline1'},nchan,floor,${hasCompiler() ? 'floorc,' : ''}floor2,nchan2`)).split(',').map((s) => s.trim()).filter((s) => s.length > 0),
   broadcastSize: 100,
   one2oneSize: 512,
   settleMs: SMOKE ? 300 : 2000,
@@ -514,7 +515,7 @@ function targets (by: Map<string, ServerResult>): string[] {
   const p = by.get('parkline')
   const n = by.get('nchan')
   if (p === undefined || n === undefined || p.error !== null || n.error !== null) return []
-  const refs = (['floor', 'floor2', 'nchan2'] as const).map((name) => by.get(name)).filter((r): r is ServerResult => r !== undefined && r.error === null)
+  const refs = (['floor', 'floorc', 'floor2', 'nchan2'] as const).map((name) => by.get(name)).filter((r): r is ServerResult => r !== undefined && r.error === null)
   const one = K.workers === 1 ? p : by.get('parkline1')
   // every judged server: Parkline first, then the references
   const judged = [p, ...refs]
@@ -583,7 +584,7 @@ function targets (by: Map<string, ServerResult>): string[] {
   if (one !== undefined && one.error === null) atMost('memory, one process: bytes per idle SSE subscriber', '≤ 4,000 B', one.memory?.serverPerSub, 4000, perSub)
   if (rows.length === 0) return []
   const yn = (x: boolean | null): string => x === null ? 'n/a' : x ? 'met' : '**not met**'
-  const names = judged.map((r) => r === p ? 'Parkline' : r.name === 'floor' ? 'floor' : r.name === 'floor2' ? 'floor ×2' : 'Nchan, 2nd run')
+  const names = judged.map((r) => r === p ? 'Parkline' : r.name === 'floor' ? 'floor' : r.name === 'floorc' ? 'C floor' : r.name === 'floor2' ? 'floor ×2' : 'Nchan, 2nd run')
   const L = ['## Targets (issue 13), judged from this run', '',
     `| measure | target | Nchan | ${judged.map((r) => r === p ? 'Parkline (default topology)' : r.label).join(' | ')} | ${names.join(' | ')} |`,
     `|---|---|--:|${judged.map(() => '--:').join('|')}|${judged.map(() => '---').join('|')}|`]
@@ -592,6 +593,10 @@ function targets (by: Map<string, ServerResult>): string[] {
   if (refs.some((r) => r.name === 'floor')) {
     L.push('The floor column applies the same target to the bare node:net server (no HTTP parser, no channels, no ids): ' +
       'where the floor misses it too, no Node process reached it on this machine in this run.')
+  }
+  if (refs.some((r) => r.name === 'floorc')) {
+    L.push('The C floor column applies it to the same traffic served by epoll and one write(2) per delivery in C (benchmarks/suite/floor.c): ' +
+      'where the C floor misses it too, no server of any language reached it beside this load generator on this machine in this run.')
   }
   if (refs.some((r) => r.name === 'floor2')) {
     L.push('The floor ×2 column applies it to two such processes sharing the port, each publish also sent to the other (the least a ' +
@@ -625,6 +630,7 @@ function report (results: ServerResult[], started: Date, wall: number, loadBefor
   }
   // the same server twice: how much of any ratio one run of each can resolve
   if (by.has('nchan') && by.has('nchan2')) ratioCols.push(['Nchan 2nd run / Nchan', 'nchan2', 'nchan'])
+  if (by.has('nchan') && by.has('floorc')) ratioCols.push(['C floor / Nchan', 'floorc', 'nchan'])
   const L: string[] = []
   L.push(`# Parkline benchmark suite (${date})`, '')
   L.push(`- command: \`${[...set, 'npm run bench'].join(' ')}\` (= \`${[...set, 'node benchmarks/run.ts'].join(' ')}\`)`)

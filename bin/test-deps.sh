@@ -2,8 +2,9 @@
 # `npm test` runs this first (pretest): the real servers the tests start themselves — Redis (the
 # Redis engine), nginx with the Nchan module (side-by-side runs, the client against Nchan),
 # Chromium (browser tests) and openssl (certificates for the TLS tests) — are installed from
-# Debian's packages when missing. As root (or with passwordless sudo) it installs them; otherwise
-# it names what is missing in one line and fails.
+# Debian's packages when missing, with a C compiler (gcc) for the benchmark suite's C floor. As
+# root (or with passwordless sudo) it installs them; otherwise it names what is missing in one line
+# and fails.
 set -uo pipefail
 
 need=()
@@ -15,6 +16,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # certificates for the Redis-over-TLS tests (test/redis-tls.test.ts)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# the benchmark suite's C floor (benchmarks/suite/floor.c; test/floor-c.test.ts builds it)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -2,7 +2,7 @@
 // N workers or a single process), Nchan (nginx + libnginx-mod-nchan, config generated in a temp
 // dir) and the floor (suite/floor-server.ts). Every process started here is recorded by PID and
 // killed by PID in stop() or, at the latest, by killAllStarted() from the orchestrator's exit hooks.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
@@ -26,6 +26,9 @@ export const SERVER_KINDS: readonly ServerKind[] = [
   { name: 'floor', label: 'floor (bare node:net)' },
   // two floor processes sharing the port, each publish also sent to the other (floor-server.ts)
   { name: 'floor2', label: 'floor, 2 processes' },
+  // the same traffic served by epoll and write(2) in C (suite/floor.c): what the host and the load
+  // generator leave to any server
+  { name: 'floorc', label: 'floor (bare C, epoll)' },
   // a second, fresh Nchan later in the same run: how far one run of each resolves (run.ts targets)
   { name: 'nchan2', label: 'Nchan (nginx), 2nd run' }
 ]
@@ -276,12 +279,13 @@ export async function startHttpFloor (): Promise<ServerHandle> {
   return await startFloor({ name: 'httpfloor', label: 'floor (bare node:http)' }, 'benchmarks/suite/http-floor.ts')
 }
 
-async function startFloor (kind: ServerKind, script = 'benchmarks/suite/floor-server.ts'): Promise<ServerHandle> {
+async function startFloor (kind: ServerKind, script = 'benchmarks/suite/floor-server.ts', tmp = ''): Promise<ServerHandle> {
   const port = await freePort()
   // FLOOR_NODE_ARGS: Node/V8 flags for the floor, as PARKLINE_NODE_ARGS for Parkline (e.g. --trace-gc)
   const nodeArgs = (process.env.FLOOR_NODE_ARGS ?? '').split(' ').filter((a) => a.length > 0)
-  const args = [...nodeArgs, script, String(port), '127.0.0.1']
-  const child = spawn(NODE, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  const command = script.endsWith('.c') ? buildC(script, tmp) : NODE
+  const args = script.endsWith('.c') ? [String(port), '127.0.0.1'] : [...nodeArgs, script, String(port), '127.0.0.1']
+  const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   startedPids.add(child.pid!)
   const log = capture(child)
   try {
@@ -293,10 +297,26 @@ async function startFloor (kind: ServerKind, script = 'benchmarks/suite/floor-se
   return {
     kind,
     port,
-    describe: `node ${args.join(' ')}`,
+    describe: command === NODE ? `node ${args.join(' ')}` : `cc -O2 ${script} && floor-c ${args.join(' ')}`,
     procs: () => [{ pid: child.pid!, label: 'floor' }],
     stop: () => stopProcessTree(child, () => [], 'SIGTERM', 3000)
   }
+}
+
+/** Whether the machine has a C compiler (`cc`): the suite's default servers take the C floor then. */
+export function hasCompiler (): boolean {
+  const r = spawnSync('cc', ['--version'], { stdio: 'ignore' })
+  return r.error === undefined && r.status === 0
+}
+
+/** Compiles a C floor into `tmp` with the machine's C compiler; its path. */
+function buildC (source: string, tmp: string): string {
+  const out = path.join(tmp, path.basename(source, '.c') + '-c')
+  const r = spawnSync('cc', ['-O2', '-o', out, path.join(ROOT, source)], { encoding: 'utf8' })
+  if (r.error !== undefined || r.status !== 0) {
+    throw new Error(`the C floor needs a C compiler (apt-get install -y gcc): cc ${r.error?.message ?? r.stderr.trim()}`)
+  }
+  return out
 }
 
 /** `n` floor processes on one port, each publish sent to the others (floor-server.ts). */
@@ -343,6 +363,7 @@ export async function startServer (name: string, opts: { workers: number, tmp: s
     case 'nchan':
     case 'nchan2': return startNchan(kind, opts.tmp)
     case 'floor2': return startFloors(kind, 2, opts.tmp)
+    case 'floorc': return startFloor(kind, 'benchmarks/suite/floor.c', opts.tmp)
     default: return startFloor(kind)
   }
 }

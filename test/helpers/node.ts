@@ -26,9 +26,12 @@ export async function serve (t: ExecutionContext, args: string[], logLevel = 'er
     }
   })
   const base = `http://127.0.0.1:${port}`
+  // a bound on start-up, not a timing: a file's tests start their nodes at once (one with
+  // --workers 2 is three processes), beside the other files', on two cores
+  const started = Date.now()
   const up = await eventually(async () => {
     try { return (await fetch(`${base}/health`)).status === 200 } catch { return false }
-  }, 20000)
-  if (!up) throw new Error(`parkline serve ${args.join(' ')} did not start: ${out}`)
+  }, 60000)
+  if (!up) throw new Error(`parkline serve ${args.join(' ')} did not start in ${Date.now() - started} ms (no 200 from /health); its output: ${out === '' ? '(none)' : out}`)
   return { base, port, proc, log: () => out }
 }
