@@ -12,7 +12,7 @@ import path from 'node:path'
 import test from 'ava'
 import { startServer, type ServerHandle } from '../benchmarks/suite/servers.ts'
 
-/** One raw connection: what it sent so far, and a wait for `n` bytes. */
+/** One raw connection: what it received so far, and a wait (5 s at most) until that satisfies a predicate. */
 async function connect (port: number): Promise<{ socket: net.Socket, got: () => string, until: (pred: (s: string) => boolean) => Promise<string> }> {
   const socket = net.connect(port, '127.0.0.1')
   await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
@@ -44,7 +44,7 @@ async function exchange (server: ServerHandle): Promise<string[]> {
   pub.socket.write('GET /pub/a HTTP/1.1\r\nHost: x\r\n\r\n')
   out.push(await pub.until((s) => s.endsWith('\r\n\r\n')))
   out.push(await post('a', 'nobody'))
-  // two SSE subscribers of one channel, a broadcast of two messages (the second a pipelined pair)
+  // two SSE subscribers of one channel, a broadcast of two messages (the second with a UTF-8 body)
   const subs = [await connect(server.port), await connect(server.port)]
   for (const s of subs) s.socket.write('GET /sub/b HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n')
   for (const s of subs) await s.until((x) => x.endsWith(': hi\n\n'))
