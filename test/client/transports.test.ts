@@ -648,10 +648,13 @@ test('on/off with an event the client never emits (a typo, `error`) throws a Typ
 
 test('websocket with keepalive 0: a working connection is kept past connectTimeout (the connect timer ends at open)', async (t) => {
   const { base } = await startServer(t)
-  const rec = subscribe(t, `${base}/sub/k0`, { transports: ['websocket', 'eventsource'], keepalive: 0, connectTimeout: 300 })
+  // the helper's 1.5 s: a shorter timeout can run out before the socket opens on a busy host (CI runs
+  // the test files side by side on 2 cores), and the client then rightly falls back to eventsource
+  const connectTimeout = 1500
+  const rec = subscribe(t, `${base}/sub/k0`, { transports: ['websocket', 'eventsource'], keepalive: 0, connectTimeout })
   await rec.waitConnected('websocket')
   // three connect timeouts' worth: the old timer fired on the open socket and fell back
-  await sleep(1000)
+  await sleep(3 * connectTimeout)
   await pub(base, 'k0', 'still here')
   await rec.waitMessages(1)
   t.is(rec.client.transport, 'websocket')
