@@ -349,3 +349,14 @@ export function refuseWithoutHost (req: IncomingMessage, res: ServerResponse): b
   res.end()
   return true
 }
+
+/**
+ * How long a keep-alive connection idle between requests stays open: the server's keepAliveTimeout
+ * plus Node's grace past it (`keepAliveTimeoutBuffer`, 1 s; a fixed 1 s on Nodes without the
+ * property), as Node's own server keeps it. Answers advertise keepAliveTimeout alone (`Keep-Alive:
+ * timeout=`), so a request a client sends just before that is read, not cut by the close. 0: none.
+ */
+export function keepAliveIdleMs (server: { keepAliveTimeout?: number, keepAliveTimeoutBuffer?: number }): number {
+  const t = server.keepAliveTimeout ?? 5000
+  return t > 0 ? t + (server.keepAliveTimeoutBuffer ?? 1000) : 0
+}

@@ -34,7 +34,7 @@ import type { Socket } from 'node:net'
 import type { PublishRequestLike } from './access.ts'
 import type { ParklineOptions } from './config.ts'
 import type { Core } from './core.ts'
-import { normalizePath, originAllowed, requestOrigin } from './http.ts'
+import { keepAliveIdleMs, normalizePath, originAllowed, requestOrigin } from './http.ts'
 import { MAX_HEADER_FIELDS, MAX_LINE } from './plugin.ts'
 import { publisherRequest } from './publisher.ts'
 import { subscribeRaw, type RawRequestLike } from './subscribe.ts'
@@ -135,7 +135,7 @@ interface Conn {
   /** In RawPublishers.#deferred, paused: its requests wait for a later turn (TURN_BUDGET_MS). */
   deferred: boolean
   /**
-   * The socket's timer is set (keepAliveTimeout, or headersTimeout for a cut head). Not before a
+   * The socket's timer is set (keepAliveIdleMs, or headersTimeout for a cut head). Not before a
    * connection first waits for a request: one whose first request starts a stream never gets one,
    * since a socket keeps its Timeout object, cleared, for life (Node's setTimeout(0) only clears it).
    */
@@ -390,7 +390,7 @@ export class RawPublishers {
       if (c.partial || c.bodyDeadline !== 0) {
         c.partial = false
         c.bodyDeadline = 0
-        socket.setTimeout(this.#server.keepAliveTimeout)
+        socket.setTimeout(keepAliveIdleMs(this.#server))
         c.armed = true
       }
       this.#core.stats.rawRequests++
@@ -423,7 +423,8 @@ export class RawPublishers {
     }
     if (c.deferred) return
     if (socket.isPaused() && !c.busy && socket.writableLength <= HIGH_WATER) socket.resume()
-    // waiting for its next request from here: idle past keepAliveTimeout, it goes
+    // waiting for its next request from here: idle past keepAliveTimeout and Node's grace after
+    // it (keepAliveIdleMs), it goes
     if (socket[kRawConnection] === c) this.#arm(c)
   }
 
@@ -521,7 +522,7 @@ export class RawPublishers {
   #arm (c: Conn): void {
     if (c.armed) return
     c.armed = true
-    c.socket.setTimeout(this.#server.keepAliveTimeout)
+    c.socket.setTimeout(keepAliveIdleMs(this.#server))
   }
 
   /**

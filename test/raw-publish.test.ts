@@ -1105,3 +1105,39 @@ test.serial('a request head handed to Node\'s parser cut keeps its deadline: 408
   t.notRegex(expect.text(), / 408 /)
   t.is(coreOf(s.app).stats.rawRequests, 0)
 })
+
+// Node keeps an idle keep-alive connection open for keepAliveTimeout and a grace after it
+// (keepAliveTimeoutBuffer, 1 s), while its answers advertise keepAliveTimeout alone: a client that
+// sends just before the advertised timeout is read, not cut off (and its publish lost, or applied
+// twice by a retry). The raw path closed at keepAliveTimeout exactly.
+for (const raw of [true, false]) {
+  test.serial(`${raw ? 'raw' : 'Node\'s'} path: an idle publisher connection stays open for Node's grace past the advertised Keep-Alive timeout, and a publish sent just after it is answered`, async (t) => {
+    const s = await serve(t, { keepAliveTimeout: 1 }, raw)
+    const accepted: net.Socket[] = []
+    s.app.server.on('connection', (c: net.Socket) => { accepted.push(c) })
+    const socket = net.connect(s.port, '127.0.0.1')
+    socket.on('error', () => {})
+    t.teardown(() => socket.destroy())
+    let text = ''
+    let closed = false
+    socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+    socket.on('close', () => { closed = true })
+    await once(socket, 'connect')
+    socket.write(post('/pub/ka', 'one'))
+    t.true(await until(() => splitAnswers(text).length === 1, 5000), text)
+    t.regex(splitAnswers(text)[0]!, /\r\nKeep-Alive: timeout=1\r\n/)
+    // the server side's idle timer: the advertised second and Node's grace
+    const grace = (s.app.server as { keepAliveTimeoutBuffer?: number }).keepAliveTimeoutBuffer ?? 1000
+    t.is(accepted.length, 1)
+    t.true(await until(() => accepted[0]!.timeout === 1000 + grace, 2000), `idle timer ${accepted[0]!.timeout} ms`)
+    // past the advertised second (and well before its grace ends): still read and answered
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    t.false(closed, 'open past the advertised timeout')
+    socket.write(post('/pub/ka', 'two'))
+    t.true(await until(() => splitAnswers(text).length === 2, 5000), text)
+    t.regex(splitAnswers(text)[1]!, /^HTTP\/1\.1 202 /)
+    // idle again: the server closes it once the timeout and its grace have passed (bounded wait)
+    t.true(await until(() => closed, 10000), 'closed when idle')
+    t.is(accepted.length, 1, 'one connection')
+  })
+}

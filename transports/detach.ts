@@ -10,6 +10,7 @@
 import type { EventEmitter } from 'node:events'
 import { Socket } from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { keepAliveIdleMs } from '../lib/http.ts'
 import { kNodeConnection } from '../lib/symbols.ts'
 
 interface NodeParser {
@@ -25,7 +26,7 @@ interface NodeParser {
   onIncoming: unknown
 }
 
-type HttpSocket = Socket & { parser?: NodeParser | null, _httpMessage?: unknown, server?: EventEmitter & { keepAliveTimeout?: number }, _handle?: { _consumed?: boolean } | null, [kPendingParser]?: NodeParser | null, [kOnPartial]?: ((socket: Socket) => void) | null, [kPartial]?: boolean }
+type HttpSocket = Socket & { parser?: NodeParser | null, _httpMessage?: unknown, server?: EventEmitter & { keepAliveTimeout?: number, keepAliveTimeoutBuffer?: number }, _handle?: { _consumed?: boolean } | null, [kPendingParser]?: NodeParser | null, [kOnPartial]?: ((socket: Socket) => void) | null, [kPartial]?: boolean }
 
 /** A released parser whose native half is not closed yet (see releaseSocket). */
 const kPendingParser = Symbol('parkline.pendingParser')
@@ -202,6 +203,6 @@ export function reattachSocket (socket: Socket): void {
   if (node !== undefined) node.call(server, socket)
   else server.emit('connection', socket)
   // Node arms its keep-alive timeout only after a response it wrote itself
-  const keepAlive = server.keepAliveTimeout ?? 5000
-  if (keepAlive > 0) socket.setTimeout(keepAlive + 1000)
+  const idle = keepAliveIdleMs(server)
+  if (idle > 0) socket.setTimeout(idle)
 }
