@@ -66,7 +66,8 @@ const HIGH_WATER = 65536
 /**
  * Requests received behind one still being handled: stop reading past this (the socket's own
  * buffer then fills, and the kernel's). What a connection can make the server hold meanwhile is
- * this, about twice over while the held bytes are joined.
+ * this (and the read that crossed it): their store is at most twice this (appendHeld), three
+ * times for the moment they move to a larger one.
  */
 const INPUT_HIGH_WATER = 65536
 /**
@@ -1015,6 +1016,39 @@ function headUnfinished (socket: RawSocket): boolean {
   return parser !== undefined && parser !== null && parser.incoming === null
 }
 
+/** Stores appendHeld allocated, and how many of their bytes are written (the rest is free room). */
+const heldStores = new WeakMap<ArrayBufferLike, number>()
+
+/**
+ * `held` and `chunk` as one Buffer. Bytes that come while a request is being handled (an access
+ * check or an upstream may take seconds) are held until it is done, up to INPUT_HIGH_WATER, each
+ * read appended to what came before: joined anew each time (Buffer.concat) that was a copy of all
+ * held bytes per read, quadratic in them, and a client sending its bytes a few at a time made the
+ * server copy gigabytes for 64 KiB. The second append on the same bytes takes a store of twice
+ * their size, and later ones fill its room: each byte is copied a bounded number of times. Room is
+ * written only past the last byte appendHeld itself wrote into a store of its own, which no view
+ * handed out (a request's body) covers.
+ */
+export function appendHeld (held: Buffer | null, chunk: Buffer): Buffer {
+  if (held === null || held.length === 0) return chunk
+  const store = held.buffer
+  const written = heldStores.get(store)
+  const end = held.byteOffset + held.length
+  const need = held.length + chunk.length
+  if (written === end && end + chunk.length <= store.byteLength) {
+    chunk.copy(Buffer.from(store, end, chunk.length))
+    heldStores.set(store, end + chunk.length)
+    return Buffer.from(store, held.byteOffset, need)
+  }
+  // the first join is exact (a head or body cut once is joined once, and may stay held a while);
+  // a join of bytes already joined doubles, so that the next ones find room
+  const out = Buffer.allocUnsafeSlow(written === undefined ? need : Math.max(need, Math.min(2 * need, 2 * INPUT_HIGH_WATER), 4096))
+  held.copy(out, 0)
+  chunk.copy(out, held.length)
+  heldStores.set(out.buffer, need)
+  return out.subarray(0, need)
+}
+
 function onRawData (this: RawSocket, chunk: Buffer): void {
   const c = this[kRawConnection]
   if (c === undefined) return
@@ -1023,7 +1057,7 @@ function onRawData (this: RawSocket, chunk: Buffer): void {
     rejectIfParked(this)
     return
   }
-  c.buf = c.buf === null ? chunk : Buffer.concat([c.buf, chunk])
+  c.buf = appendHeld(c.buf, chunk)
   // requests pipelined behind one still being handled, or waiting for a later turn (paused, but
   // what the stream had read comes): read no further past a bound
   if (c.busy || c.deferred) {
