@@ -358,5 +358,7 @@ export function refuseWithoutHost (req: IncomingMessage, res: ServerResponse): b
  */
 export function keepAliveIdleMs (server: { keepAliveTimeout?: number, keepAliveTimeoutBuffer?: number }): number {
   const t = server.keepAliveTimeout ?? 5000
-  return t > 0 ? t + (server.keepAliveTimeoutBuffer ?? 1000) : 0
+  const b = server.keepAliveTimeoutBuffer
+  // (Node takes a buffer that is not a finite number >= 0 as its default, 1000)
+  return t > 0 ? t + (typeof b === 'number' && Number.isFinite(b) && b >= 0 ? b : 1000) : 0
 }

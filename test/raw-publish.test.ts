@@ -1131,7 +1131,7 @@ for (const raw of [true, false]) {
     t.is(accepted.length, 1)
     t.true(await until(() => accepted[0]!.timeout === 1000 + grace, 2000), `idle timer ${accepted[0]!.timeout} ms`)
     // past the advertised second (and well before its grace ends): still read and answered
-    await new Promise((resolve) => setTimeout(resolve, 1100))
+    await new Promise((resolve) => setTimeout(resolve, 1050))
     t.false(closed, 'open past the advertised timeout')
     socket.write(post('/pub/ka', 'two'))
     t.true(await until(() => splitAnswers(text).length === 2, 5000), text)

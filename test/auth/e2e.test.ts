@@ -325,7 +325,7 @@ test('one process: the authorize request sees the forwarded headers, is cached, 
   t.teardown(() => { app.closeAllConnections(); app.close() })
   const url = `http://127.0.0.1:${(app.address() as net.AddressInfo).port}/auth`
   // (3 s: an authorize answered in time on a loaded host is not taken for a hanging one, whose
-  // 503 still comes before subscribe's own 5 s wait ends)
+  // 503 still comes well before subscribe's own wait for a head ends)
   const srv = await startServer(t, { authorizeUrl: url, authorizeTimeout: 3, apiKey: [KEY] })
   await publish(srv.base, 'lp', 'x')
   for (let i = 0; i < 3; i++) {

@@ -47,3 +47,21 @@ test('a Buffer appendHeld did not make is never written past its end, even where
   t.is(store.toString(), 'held....|someone else\'s')
   t.not(out.buffer, store.buffer)
 })
+
+test('appended into a store\'s room only where the Buffer ends at the last byte written there: an older, shorter view is copied', (t) => {
+  // a store of appendHeld's own with room: '0123456789' written, 4 KiB in all
+  let a = appendHeld(Buffer.from('0123'), Buffer.from('4567'))
+  a = appendHeld(a, Buffer.from('89'))
+  const body = a.subarray(2, 6)
+  // a view that ends before the store's last written byte: its room is a's bytes '6789'
+  const stale = appendHeld(a.subarray(0, 6), Buffer.from('XY'))
+  t.is(stale.toString(), '012345XY')
+  t.not(stale.buffer, a.buffer)
+  t.is(a.toString(), '0123456789')
+  // the remainder after a request (ends at the last byte written): appended in the room
+  const rest = appendHeld(a.subarray(6), Buffer.from('ab'))
+  t.is(rest.toString(), '6789ab')
+  t.is(rest.buffer, a.buffer)
+  t.is(a.toString(), '0123456789')
+  t.is(body.toString(), '2345')
+})
