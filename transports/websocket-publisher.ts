@@ -34,6 +34,8 @@ import {
 const BINARY_TYPE = 'application/octet-stream'
 /** Messages read and waiting to be published, per connection, at most; reading pauses there. */
 const QUEUE_CAP = 16
+/** Reads kept as they came for a frame known incomplete; past it, they are copied into one buffer. */
+const CHUNKS_KEPT = 16
 /** A message's bodyMinRate is held to only after this long, as a POST's (lib/publisher.ts). */
 const MIN_RATE_GRACE_MS = 5000
 const EMPTY = Buffer.alloc(0)
@@ -136,6 +138,13 @@ class WsPublisher {
   #have = 0
   /** Bytes the frame being read needs in all (0: its header is not read yet). */
   #need = 0
+  /**
+   * A frame known incomplete whose bytes came in more than CHUNKS_KEPT reads: one buffer for the
+   * frame's bytes (#gather), its first #have bytes written, each later read copied in as it comes;
+   * #chunks then holds only bytes past the frame. A Buffer kept per read cost about 200 bytes of
+   * heap each, so a frame sent a byte per read cost some 200 times its size.
+   */
+  #gathered: Buffer | null = null
   /** When the message being read began (its first bytes), and how many of its bytes came; 0: none. */
   #started = 0
   #got = 0
@@ -188,15 +197,23 @@ class WsPublisher {
   read (chunk: Buffer): void {
     if (this.#closed || this.#ending !== undefined) return
     if (chunk.length > 0) {
-      this.#chunks.push(chunk)
+      const gathered = this.#gathered
+      if (gathered !== null) {
+        // the frame's part into its buffer; what lies past the frame is kept as it came
+        const part = Math.min(Math.max(0, this.#need - this.#have), chunk.length)
+        if (part > 0) chunk.copy(this.#have + part > gathered.length ? this.#grow(this.#have + part) : gathered, this.#have, 0, part)
+        if (chunk.length > part) this.#chunks.push(part === 0 ? chunk : chunk.subarray(part))
+      } else {
+        this.#chunks.push(chunk)
+      }
       this.#have += chunk.length
       if (this.#started !== 0) this.#got += chunk.length
+      if (gathered === null && this.#have < this.#need && this.#chunks.length > CHUNKS_KEPT) this.#gather()
     }
-    // a frame known to be incomplete waits for the rest without a copy
+    // a frame known to be incomplete waits for the rest without a copy (of a few reads), or is
+    // copied in as it comes (#gathered)
     if (this.#have < this.#need || this.#have === 0 || this.#queue.length >= QUEUE_CAP) return
-    const buf = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#have)
-    this.#chunks = []
-    this.#have = 0
+    const buf = this.#takeHeld()
     this.#need = 0
     const h = header
     const max = this.#core.opts.maxMessageSize
@@ -262,6 +279,49 @@ class WsPublisher {
     if (ping !== null && this.#socket.writableLength <= this.#core.opts.queueCap) this.#socket.write(frame(OP_PONG, ping))
   }
 
+  /**
+   * The reads kept for an incomplete frame, into one buffer (see #gathered). It doubles as the
+   * bytes come, up to the frame's size: what the frame's header says is not allocated before its
+   * bytes came, and each byte is copied a bounded number of times.
+   */
+  #gather (): void {
+    const gathered = Buffer.allocUnsafe(Math.min(this.#need, Math.max(4096, 2 * this.#have)))
+    let at = 0
+    for (const c of this.#chunks) at += c.copy(gathered, at)
+    this.#gathered = gathered
+    this.#chunks = []
+  }
+
+  /** #gathered, grown to hold at least `min` bytes (at most the frame's). */
+  #grow (min: number): Buffer {
+    const old = this.#gathered!
+    const grown = Buffer.allocUnsafe(Math.min(this.#need, Math.max(min, 2 * old.length)))
+    old.copy(grown, 0, 0, Math.min(this.#have, old.length))
+    this.#gathered = grown
+    return grown
+  }
+
+  /** Everything held, as one Buffer, and nothing held any more. */
+  #takeHeld (): Buffer {
+    const gathered = this.#gathered
+    const chunks = this.#chunks
+    let buf: Buffer
+    if (gathered !== null) {
+      // (the frame's bytes; the rest, past it, in chunks)
+      const frameBytes = gathered.subarray(0, Math.min(this.#need, this.#have))
+      buf = chunks.length === 0 ? frameBytes : Buffer.concat([frameBytes, ...chunks], this.#have)
+    }
+    else buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#have)
+    this.#dropHeld()
+    return buf
+  }
+
+  #dropHeld (): void {
+    this.#chunks = []
+    this.#gathered = null
+    this.#have = 0
+  }
+
   /** A fragment's bytes, copied after the others (the read they came in is not kept). */
   #addFragment (payload: Buffer, max: number): void {
     if (payload.length === 0) return
@@ -301,8 +361,7 @@ class WsPublisher {
   #clientEnded (echo: Buffer | null): void {
     if (this.#closed || this.#ending !== undefined) return
     this.#ending = echo
-    this.#chunks = []
-    this.#have = 0
+    this.#dropHeld()
     this.#frag = null
     this.#fragBytes = 0
     this.#fragOpcode = -1
@@ -423,8 +482,7 @@ class WsPublisher {
     if (this.#closed) return
     this.#closed = true
     this.#queue.length = 0
-    this.#chunks = []
-    this.#have = 0
+    this.#dropHeld()
     this.#frag = null
     this.#fragBytes = 0
     this.#socket.resume()
