@@ -310,8 +310,9 @@ class WsPublisher {
       // (the frame's bytes; the rest, past it, in chunks)
       const frameBytes = gathered.subarray(0, Math.min(this.#need, this.#have))
       buf = chunks.length === 0 ? frameBytes : Buffer.concat([frameBytes, ...chunks], this.#have)
+    } else {
+      buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#have)
     }
-    else buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#have)
     this.#dropHeld()
     return buf
   }
