@@ -344,15 +344,6 @@ test('a client that sends faster than its messages are published: no more than 1
   t.is(asked, 400)
 })
 
-/** The bytes `ws.send` would write, not written. */
-function frameBytes (ws: RawWs, opcode: number, payload: Buffer): Buffer {
-  const write = ws.socket.write
-  const out: Buffer[] = []
-  ws.socket.write = ((b: Buffer) => { out.push(b); return true }) as typeof ws.socket.write
-  try { ws.send(opcode, payload) } finally { ws.socket.write = write }
-  return Buffer.concat(out)
-}
-
 // (serial: the heap is measured, and AVA runs serial tests before the others of the file)
 test.serial('a frame sent a byte per read is published whole, and what it holds meanwhile is about its bytes, not a Buffer per read', async (t) => {
   t.timeout(60000)
@@ -364,10 +355,10 @@ test.serial('a frame sent a byte per read is published whole, and what it holds 
   ws.socket.setNoDelay(true)
   const payload = Buffer.alloc(100_000)
   for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff
-  const first = frameBytes(ws, OP_BINARY, payload)
-  const second = frameBytes(ws, OP_TEXT, Buffer.from('after it'))
+  const first = RawWs.encode(OP_BINARY, payload)
+  const second = RawWs.encode(OP_TEXT, 'after it')
   const turn = async (): Promise<void> => { await new Promise((resolve) => setImmediate(resolve)) }
-  // 60,000 bytes a write, each read by the server before the next comes (it runs in this process)
+  // 60,000 bytes, one a write, each read by the server before the next comes (it runs in this process)
   const sent = 60_000
   for (let i = 0; i < 100; i++) { ws.socket.write(first.subarray(i, i + 1)); await turn() }
   gc()

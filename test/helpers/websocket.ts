@@ -114,6 +114,11 @@ export class RawWs {
 
   /** Send a frame; masked unless `masked: false`. */
   send (opcode: number, payload: Buffer | string = '', opts: { fin?: boolean, masked?: boolean, rsv?: number } = {}): void {
+    this.socket.write(RawWs.encode(opcode, payload, opts))
+  }
+
+  /** A client frame's bytes, as `send` writes them. */
+  static encode (opcode: number, payload: Buffer | string = '', opts: { fin?: boolean, masked?: boolean, rsv?: number } = {}): Buffer {
     const p = typeof payload === 'string' ? Buffer.from(payload) : payload
     const masked = opts.masked ?? true
     const b0 = ((opts.fin ?? true) ? 0x80 : 0) | (opts.rsv ?? 0) | opcode
@@ -131,15 +136,12 @@ export class RawWs {
       head[1] = 127
       head.writeBigUInt64BE(BigInt(p.length), 2)
     }
-    if (!masked) {
-      this.socket.write(Buffer.concat([head, p]))
-      return
-    }
+    if (!masked) return Buffer.concat([head, p])
     head[1] = head[1]! | 0x80
     const mask = randomBytes(4)
     const body = Buffer.alloc(p.length)
     for (let i = 0; i < p.length; i++) body[i] = p[i]! ^ mask[i & 3]!
-    this.socket.write(Buffer.concat([head, mask, body]))
+    return Buffer.concat([head, mask, body])
   }
 
   async until (pred: () => boolean, ms = 5000): Promise<void> {
