@@ -451,6 +451,15 @@ export class Revocations {
     return iat <= at + this.leeway
   }
 
+  /**
+   * The revocations in force at `nowSec`, as [kind, value, at] (a jti's `at` is its token's exp, 0
+   * for none; a sub's the second of its revocation): what a store that lost its copy is given again.
+   */
+  * inForce (nowSec: number): Generator<['jti' | 'sub', string, number]> {
+    for (const [jti, exp] of this.#jti) if (exp === 0 || exp > nowSec) yield ['jti', jti, exp]
+    for (const [sub, at] of this.#sub) yield ['sub', sub, at]
+  }
+
   /** Forget jti entries whose token has expired; returns how many went. */
   prune (nowSec: number): number {
     let n = 0

@@ -352,6 +352,8 @@ export class RedisEngine implements Engine {
   #clockOffset = 0
   /** The store's epoch as of the last heartbeat (0 before the first, or unknown): a cursor before it may have lost what a wiped store lost. */
   #storeSince = 0
+  /** A heartbeat has read the epoch: one that reads another after it finds the store wiped. */
+  #epochRead = false
   /** A command timed out or a node failed: not up until a probe finds every master answering. */
   #faulty = false
   #faults = 0
@@ -956,9 +958,46 @@ export class RedisEngine implements Engine {
     }
   }
 
+  /**
+   * The store lost everything (a restart without persistence, FLUSHALL: its epoch changed): the
+   * revocations this node holds are written to it again, so that a node that starts later refuses
+   * them too, and every node is told to read them again (one that started on the emptied store
+   * admitted their tokens meanwhile; reading them ends those streams). Each node that holds them
+   * does this, so the store gets them back while any node that knew them runs.
+   */
+  async #restoreRevocations (): Promise<void> {
+    const revs = this.#core.revocations
+    if (revs === null || revs.size === 0) return
+    const now = Math.floor(Date.now() / 1000)
+    let batch: string[] = []
+    let written = 0
+    const flush = async (): Promise<void> => {
+      if (batch.length > 0) await this.#send(REVOKED_KEY, ['ZADD', REVOKED_KEY, ...batch])
+      batch = []
+    }
+    for (const [kind, value, at] of revs.inForce(now)) {
+      // rows as #loadRevocations reads them: [kind, value, at, until] (a sub's `at`, a jti's exp as
+      // `until`; a jti without one, which no revoke request makes, is forgotten as a sub's is)
+      const forget = kind === 'sub' || at === 0 ? (kind === 'sub' ? at : now) + REVOKED_SUB_TTL : at
+      if (forget <= now) continue
+      batch.push(String(forget), JSON.stringify(kind === 'sub' ? [kind, value, at, 0] : [kind, value, 0, at]))
+      written++
+      if (batch.length >= 1000) await flush()
+    }
+    await flush()
+    if (written > 0) {
+      await this.#send(CONTROL, ['PUBLISH', CONTROL, JSON.stringify(['reread', this.nodeId])])
+      this.#log?.warn({ node: this.nodeId, revocations: written }, 'the redis store lost its data: the revocations this node holds were written to it again')
+    }
+  }
+
   async #control (msg: string): Promise<void> {
     let e: unknown
     try { e = JSON.parse(msg) } catch { return }
+    if (Array.isArray(e) && e.length === 2 && e[0] === 'reread') {
+      if (e[1] !== this.nodeId) await this.#loadRevocations().catch(() => {})
+      return
+    }
     if (!Array.isArray(e) || e.length !== 6) return
     const [id, origin, kind, value, at, until] = e as [string, string, 'sub' | 'jti', string, number, number]
     if (origin === this.nodeId || (kind !== 'sub' && kind !== 'jti')) return
@@ -1020,7 +1059,11 @@ export class RedisEngine implements Engine {
   async #heartbeat (): Promise<void> {
     const sent = Date.now()
     const r = await this.#call(this.#cmd, 'HEARTBEAT', [NODES_KEY, EPOCH_KEY], [this.nodeId, String(NODE_LIFE_MS)]) as unknown[]
-    this.#storeSince = num(r[3]) || 0
+    const since = num(r[3]) || 0
+    const wiped = this.#epochRead && since !== this.#storeSince
+    this.#storeSince = since
+    this.#epochRead = true
+    if (wiped) await this.#restoreRevocations()
     this.#clockOffset = num(r[1]) - Math.round((sent + Date.now()) / 2)
     if (num(r[0]) === 0) {
       for (const key of this.#counts.keys()) this.#dirty.add(key)

@@ -9,7 +9,7 @@ import net from 'node:net'
 import test, { type ExecutionContext } from 'ava'
 import { SignJWT, base64url, type JWTPayload } from 'jose'
 import { serve, type Node } from '../helpers/node.ts'
-import { startRedis } from '../helpers/redis.ts'
+import { redisCommand, startRedis } from '../helpers/redis.ts'
 import { eventually, exitedWithOutput, freePort, parseResponse, rawRequest, startServer } from '../helpers/server.ts'
 import { scopedIdempotencyKey } from '../../lib/idempotency.ts'
 
@@ -454,6 +454,42 @@ test('two Redis nodes: a revoke on node A ends streams on node B, and B and a la
   t.is((await subscribe(c.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + erin })).status, 401)
 })
 
+
+test('Redis: a store that comes back without its data (a restart without persistence, FLUSHALL) gets the revocations again from the nodes that hold them: a node that starts later refuses the tokens, and one that admitted one meanwhile ends it', async (t) => {
+  t.timeout(90000)
+  const redis = await startRedis(t)
+  const url = `redis://127.0.0.1:${redis.port}`
+  const a = await startNode(t, ['--workers', '1', '--redis-url', url])
+  const erin = await token({ sub: 'erin', parkline: { subscribe: ['*'] } })
+  const tok = await token({ sub: 'frank', jti: 'tok-77', parkline: { subscribe: ['*'] } })
+  t.is((await revoke(a.base, { sub: 'erin' })).status, 200)
+  t.is((await revoke(a.base, { jti: 'tok-77' })).status, 200)
+  const stored = async (): Promise<number> => Number(/^:(\d+)/.exec(await redisCommand(redis.port, 'ZCARD pk:revoked') ?? '')?.[1] ?? -1)
+  t.is(await stored(), 2)
+  // restarted empty (the harness's Redis keeps nothing): node A reconnects and writes them again
+  await redis.kill()
+  await redis.restart()
+  t.true(await eventually(async () => await stored() === 2, 20000), 'the revocations are in the store again')
+  const c = await startNode(t, ['--workers', '1', '--redis-url', url])
+  t.is((await subscribe(c.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + erin })).status, 401)
+  t.is((await subscribe(c.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + tok })).status, 401)
+  // wiped under running nodes (no reconnect), while A and C are stopped (SIGSTOP): node D starts
+  // on the empty store and admits erin; once they run again, they write the revocations again
+  // and tell every node to read them: D ends erin's stream
+  for (const n of [a, c]) process.kill(n.proc.pid!, 'SIGSTOP')
+  t.teardown(() => { for (const n of [a, c]) { try { process.kill(n.proc.pid!, 'SIGCONT') } catch {} } })
+  t.regex(await redisCommand(redis.port, 'FLUSHALL') ?? '', /^\+OK/)
+  const d = await startNode(t, ['--workers', '1', '--redis-url', url])
+  const s = await subscribe(d.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + erin })
+  t.is(s.status, 200, 'admitted while the store holds no revocation')
+  t.is(await stored(), 0)
+  for (const n of [a, c]) process.kill(n.proc.pid!, 'SIGCONT')
+  t.true(await Promise.race([s.closed.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 20000))]), 'the admitted revoked stream is ended')
+  t.regex(s.text(), /401: revoked/)
+  t.is(await stored(), 2)
+  t.is((await subscribe(d.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + tok })).status, 401)
+  t.is((await subscribe(d.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + erin })).status, 401)
+})
 
 test('Redis: a node that starts while the store holds its writes (CLIENT PAUSE WRITE) admits no revoked token before it has read the revocations: 503 meanwhile, then 401', async (t) => {
   t.timeout(60000)
