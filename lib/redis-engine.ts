@@ -301,6 +301,14 @@ export class RedisEngine implements Engine {
   #waiting: Subscriber[] = []
   /** maxSubscribersPerUser: users whose count here changed since the last flush (written absolute, USER). */
   #usersDirty = new Set<string>()
+  /**
+   * maxSubscribersPerUser: users whose subscribers here the store forgot (this node was swept as
+   * dead after 6 s without a heartbeat, or the store lost its data): at the next flush every one of
+   * them is asked for again as new, and those past the limit end (429). Meanwhile another node may
+   * have admitted that user's subscribers into the room the sweep freed: the deployment is brought
+   * back under the limit, not left over it for as long as both streams last.
+   */
+  #usersRejoin = new Set<string>()
   #flushScheduled = false
   #flushing = false
   /** Subscribers whose F_CATCHING_UP flag the engine set (long-poll), cleared before ready(). */
@@ -910,13 +918,29 @@ export class RedisEngine implements Engine {
     }
   }
 
+  /**
+   * The revocation channel (pk:ctl), subscribed once: node-redis subscribes it again itself after a
+   * reconnect. A node that may not subscribe to it (a Redis user allowed `&pk:*:c` alone) would
+   * never hear a revocation made on another node: where tokens are checked, it stays down
+   * (#revocationsBehind, cleared by #loadRevocations only once subscribed) and says why in an error
+   * line, and each tick tries again.
+   */
+  async #subscribeControl (): Promise<void> {
+    if (this.#controlSubscribed) return
+    this.#controlSubscribed = true
+    try {
+      await this.#sub.subscribe(CONTROL, this.#onControl)
+    } catch (err) {
+      this.#controlSubscribed = false
+      const log = this.#log
+      if (this.#core.revocations === null || this.#stopped || log === null || !this.#refusalDue('control')) return
+      ;(log.error ?? log.warn).call(log, { node: this.nodeId, mode: this.mode, redisError: errorText(err) }, 'the Redis user may not subscribe to the revocation channel pk:ctl: revocations made on other nodes would not be heard, so this node stays down (503) until it may. Allow the channels &pk:* (docs/redis.md, Access)')
+    }
+  }
+
   async #subUp (): Promise<void> {
     this.#subReady = true
-    // node-redis subscribes it again itself after a reconnect
-    if (!this.#controlSubscribed) {
-      this.#controlSubscribed = true
-      await this.#sub.subscribe(CONTROL, this.#onControl).catch(() => { this.#controlSubscribed = false })
-    }
+    await this.#subscribeControl()
     // revocations broadcast while this connection was down
     if (this.#cmdReady) await this.#loadRevocations().catch(() => {})
     this.#syncAll()
@@ -1023,9 +1047,9 @@ export class RedisEngine implements Engine {
       if ((kind === 'sub' || kind === 'jti') && typeof value === 'string') this.#core.revokeLocal(kind, value, Number(at), Number(until))
     }
     // (a broadcast between a read and the control channel's subscription is read again by
-    // #subUp, which reads once subscribed; a user whose ACL refuses that channel hears none, and
-    // reads at every reconnect)
-    this.#revocationsBehind = false
+    // #subUp, which reads once subscribed. Until then, where tokens are checked, the node is
+    // behind: a user whose ACL refuses that channel would hear no revocation, #subscribeControl)
+    this.#revocationsBehind = this.#core.revocations !== null && !this.#controlSubscribed
   }
 
   async #loadScripts (): Promise<void> {
@@ -1067,7 +1091,7 @@ export class RedisEngine implements Engine {
     this.#clockOffset = num(r[1]) - Math.round((sent + Date.now()) / 2)
     if (num(r[0]) === 0) {
       for (const key of this.#counts.keys()) this.#dirty.add(key)
-      for (const [user] of this.#core.usersHeld()) this.#usersDirty.add(user)
+      for (const [user] of this.#core.usersHeld()) this.#usersRejoin.add(user)
       this.#scheduleFlush()
     }
     const dead = (r[2] as unknown[]).map(String).filter((d) => d !== this.nodeId)
@@ -1143,6 +1167,10 @@ export class RedisEngine implements Engine {
 
   tick (): void {
     if (this.#cmdReady && !this.#faulty) this.#heartbeat().catch(() => {})
+    // the revocation channel refused before (#subscribeControl): tried again, then read
+    if (!this.#controlSubscribed && this.#subReady && this.#cmdReady && this.#core.revocations !== null) {
+      void this.#subscribeControl().then(async () => { if (this.#controlSubscribed) await this.#loadRevocations() }).catch(() => {})
+    }
     this.#watchPubSub()
     if (this.#warned.size > 0) {
       const now = Date.now()
@@ -1405,21 +1433,23 @@ export class RedisEngine implements Engine {
   async flush (): Promise<void> {
     this.#flushScheduled = false
     if (!this.#cmdReady || !this.#scriptsReady || this.#flushing) return
-    if (this.#dirty.size === 0 && this.#waiting.length === 0 && this.#usersDirty.size === 0) return
+    if (this.#dirty.size === 0 && this.#waiting.length === 0 && this.#usersDirty.size === 0 && this.#usersRejoin.size === 0) return
     this.#flushing = true
     const keys = [...this.#dirty]
     const arrived = this.#arrived
     const subs = this.#waiting
     const usersDirty = this.#usersDirty
+    const rejoin = this.#usersRejoin
     this.#dirty = new Set()
     this.#arrived = new Set()
     this.#waiting = []
     this.#usersDirty = new Set()
+    this.#usersRejoin = new Set()
     const nodeSet = 'pk:n:' + this.nodeId
     const counted: string[] = []
     const gone: string[] = []
     for (const key of keys) ((this.#counts.get(key) ?? 0) > 0 ? counted : gone).push(key)
-    const users = this.#userAsks(subs, usersDirty)
+    const users = this.#userAsks(subs, usersDirty, rejoin)
     const userSet = 'pk:nu:' + this.nodeId
     const usersHeld: string[] = []
     const usersGone: string[] = []
@@ -1448,6 +1478,7 @@ export class RedisEngine implements Engine {
       for (const key of keys) this.#dirty.add(key)
       for (const key of arrived) this.#arrived.add(key)
       for (const user of users.keys()) this.#usersDirty.add(user)
+      for (const user of rejoin) this.#usersRejoin.add(user)
       this.#waiting = subs.concat(this.#waiting)
       this.#flushing = false
       return
@@ -1458,7 +1489,13 @@ export class RedisEngine implements Engine {
     let i = 0
     for (const ask of users.values()) {
       const g = num(granted[i++])
-      for (let j = Math.max(0, g); j < ask.subs.length; j++) (refused ??= new Set()).add(ask.subs[j]!)
+      for (let j = Math.max(0, g); j < ask.subs.length; j++) {
+        const sub = ask.subs[j]!
+        // one asked for again (rejoin), served already: ended here, not in the loop over `subs`
+        if (ask.served > 0 && j < ask.served) {
+          if ((sub.flags & F_CLOSED) === 0) this.#core.endOverUserLimit(sub)
+        } else (refused ??= new Set()).add(sub)
+      }
     }
     for (const sub of subs) {
       this.#uncounted.delete(sub)
@@ -1469,17 +1506,31 @@ export class RedisEngine implements Engine {
         this.#core.endOverUserLimit(sub)
       } else this.#release(sub)
     }
-    if (this.#dirty.size > 0 || this.#waiting.length > 0 || this.#usersDirty.size > 0) this.#scheduleFlush()
+    if (this.#dirty.size > 0 || this.#waiting.length > 0 || this.#usersDirty.size > 0 || this.#usersRejoin.size > 0) this.#scheduleFlush()
   }
 
   /**
    * maxSubscribersPerUser, for a flush: per user whose count here changed or who has subscribers in
    * it, this node's count now and those subscribers (in the order they came).
    */
-  #userAsks (subs: Subscriber[], dirty: Set<string>): Map<string, { n: number, subs: Subscriber[] }> {
-    const asks = new Map<string, { n: number, subs: Subscriber[] }>()
+  #userAsks (subs: Subscriber[], dirty: Set<string>, rejoin: Set<string>): Map<string, { n: number, subs: Subscriber[], served: number }> {
+    const asks = new Map<string, { n: number, subs: Subscriber[], served: number }>()
     if (this.#core.opts.maxSubscribersPerUser <= 0) return asks
-    for (const user of dirty) asks.set(user, { n: this.#core.heldBy(user), subs: [] })
+    for (const user of dirty) asks.set(user, { n: this.#core.heldBy(user), subs: [], served: 0 })
+    if (rejoin.size > 0) {
+      // the users' subscribers served here, asked for again as new (first: the ones this flush
+      // admits come after them, and the last asked for are the first refused). One scan of the
+      // table, only when the store forgot this node.
+      for (const user of rejoin) if (!asks.has(user)) asks.set(user, { n: this.#core.heldBy(user), subs: [], served: 0 })
+      for (const sub of this.#core.table.subs) {
+        if ((sub.flags & F_CLOSED) !== 0 || this.#uncounted.has(sub)) continue
+        const user = this.#core.userOf(sub.grant)
+        if (user === null || !rejoin.has(user)) continue
+        const ask = asks.get(user)!
+        ask.subs.push(sub)
+        ask.served++
+      }
+    }
     for (const sub of subs) {
       // (one gone already is no longer in the count: asked for, it could take a grant from one
       // that is still here)
@@ -1487,7 +1538,7 @@ export class RedisEngine implements Engine {
       const user = this.#core.userOf(sub.grant)
       if (user === null) continue
       let ask = asks.get(user)
-      if (ask === undefined) asks.set(user, ask = { n: this.#core.heldBy(user), subs: [] })
+      if (ask === undefined) asks.set(user, ask = { n: this.#core.heldBy(user), subs: [], served: 0 })
       ask.subs.push(sub)
     }
     return asks

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import test, { type ExecutionContext } from 'ava'
+import { SignJWT } from 'jose'
 import { startCluster, startSentinel, redisCalls, type Resp } from './helpers/redis-cluster.ts'
 import { startRedis } from './helpers/redis.ts'
 import { serve, type Node } from './helpers/node.ts'
@@ -235,4 +236,37 @@ test.serial('a Sentinel set whose user may subscribe to pk:*:c alone: an error l
   t.is(lines.length, 1, 'one line, not one per probe')
   t.is(lines[0]!.level, 50)
   t.regex(lines[0]!.redisError ?? '', /NOPERM/)
+})
+
+test.serial('one Redis whose user may subscribe to pk:*:c alone, with tokens checked: the node stays down (503) and an error line says it would hear no revocation; once the channel is allowed it comes up, and a revocation made on another node ends its stream', async (t) => {
+  t.timeout(90000)
+  const secret = 'acl-test-jwt-secret-of-32-bytes-or-more'
+  const key = 'acl-test-api-key-0001'
+  const redis = await startRedis(t)
+  await narrowDown(t, [redis.port])
+  const auth = ['--jwt-secret', secret, '--api-key', key]
+  // node A as a user with every channel; node C as the narrowed one
+  const a = await serve(t, ['--workers', '1', '--redis-url', `redis://${PROBE[0]!}:${PROBE[1]!}@127.0.0.1:${redis.port}`, ...auth])
+  const port = await freePort()
+  const out = startLogged(t, port, ['--redis-url', `redis://parkline:${PASSWORD}@127.0.0.1:${redis.port}`, ...auth])
+  const said = (): Array<{ level: number, redisError?: string }> => out().split('\n').filter((l) => l.startsWith('{') && l.includes('revocation channel pk:ctl')).map((l) => JSON.parse(l) as { level: number, redisError?: string })
+  t.true(await eventually(() => said().length > 0, 20000), out())
+  t.is(said()[0]!.level, 50)
+  t.regex(said()[0]!.redisError ?? '', /NOPERM/)
+  const health = async (): Promise<number> => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status ?? 0
+  // (the line may come before the node listens: it waits for the store a while first)
+  t.true(await eventually(async () => await health() === 503, 20000), out())
+  // still down a few ticks later, and said once, not once per try
+  await new Promise((resolve) => setTimeout(resolve, 4500))
+  t.is(await health(), 503)
+  t.is(said().length, 1)
+  t.deepEqual(await redisCalls(redis.port, [['AUTH', PROBE[0]!, PROBE[1]!], ['ACL', 'SETUSER', 'parkline', '&pk:*']]), ['OK', 'OK'])
+  t.true(await eventually(async () => await health() === 200, 15000), out())
+  const erin = await new SignJWT({ sub: 'erin', parkline: { subscribe: ['*'] } }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(new TextEncoder().encode(secret))
+  const s = await SseClient.connect(port, '/sub/acl-ctl', { authorization: 'Bearer ' + erin })
+  t.teardown(() => s.socket.destroy())
+  t.is(s.status, 200)
+  const r = await fetch(`${a.base}/admin/revoke`, { method: 'POST', body: JSON.stringify({ sub: 'erin' }), headers: { authorization: 'Bearer ' + key } })
+  t.deepEqual(await r.json(), { revoked: { sub: 'erin' }, ended: 1, complete: true })
+  await s.waitClosed(10000)
 })

@@ -981,6 +981,42 @@ test.serial('maxSubscribersPerUser with Redis: a node writes its users\' counts 
   t.true(held.every((c) => !c.closed))
 })
 
+test.serial('maxSubscribersPerUser with Redis: a node that stalls past its heartbeat is swept, another admits the user meanwhile; back, the stalled node asks again for its subscribers and ends those past the limit (429), so the deployment is back under it', async (t) => {
+  t.timeout(90000)
+  const { redis, a, b, token, held } = await userLimitNodes(t, 1, 'lena')
+  const onA = await userStream(a.port, '/sub/ul1', token)
+  held.push(onA.c)
+  t.is(onA.verdict, 'admitted')
+  const first = await userStream(b.port, '/sub/ul2', token)
+  held.push(first.c)
+  t.is(first.verdict, 'user_limit')
+  // a stalls (SIGSTOP) past its node life (6 s): b sweeps its counts, and then admits the user
+  process.kill(a.proc.pid!, 'SIGSTOP')
+  let stopped = true
+  t.teardown(() => { if (stopped) process.kill(a.proc.pid!, 'SIGCONT') })
+  let onB: SseClient | null = null
+  t.true(await eventually(async () => {
+    const r = await userStream(b.port, '/sub/ul3', token)
+    held.push(r.c)
+    if (r.verdict === 'admitted') onB = r.c
+    else r.c.socket.destroy()
+    return onB !== null
+  }, 30000), 'b admits the user once a is swept')
+  process.kill(a.proc.pid!, 'SIGCONT')
+  stopped = false
+  // a, back, finds the store forgot it: asked for again, its subscriber does not fit and ends 429
+  t.true(await eventually(() => onA.c.closed, 15000), 'the stalled node ends the subscriber past the limit')
+  t.true(onA.c.comments.some((x) => x.startsWith(':429:')), onA.c.comments.join('|'))
+  t.false(onB!.closed)
+  t.true(await eventually(async () => await redisCommand(redis.port, 'HVALS pk:u:lena') === '*1\r\n$1\r\n1\r\n', 10000), 'the store counts one')
+  // and the limit holds on both nodes after
+  for (const node of [a, b]) {
+    const r = await userStream(node.port, '/sub/ul4', token)
+    held.push(r.c)
+    t.is(r.verdict, 'user_limit')
+  }
+})
+
 test.serial('maxSubscribersPerUser with Redis: a subscription that left before its flush takes no grant from one that is still there', async (t) => {
   const { redis, a, b, token, held } = await userLimitNodes(t, 2, 'judy')
   const other = (await mint(['u*'], 120, 'karl')).token

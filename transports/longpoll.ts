@@ -111,10 +111,16 @@ export class LongpollTransport implements Transport {
     core.register(sub)
   }
 
-  /** A new poll: answered from the buffer, or 503 while the server refuses, if it can be at once. */
+  /**
+   * A new poll: answered from the buffer, or 503 while the server refuses, if it can be at once.
+   * Not from the buffer while the engine is not up (the store away, or its revocations not read
+   * yet; a channel owner away): this copy may be stale, and a token revoked elsewhere meanwhile
+   * would be served with it. It gets the 503 that every other transport gets then.
+   */
   #answeredAtOnce (sub: Subscriber): boolean {
     const core = this.core
-    const next = core.engine.answersEarly?.(sub) === false ? null : core.nextMessage(sub)
+    const engine = core.engine
+    const next = engine.up === false || engine.answersEarly?.(sub) === false ? null : core.nextMessage(sub)
     if (next !== null) {
       core.touch(sub.channels)
       if (core.opts.longpollMultipart) this.#respondAll(sub, next.msg, sub.advance(next.msg, next.pos), next.gap)

@@ -491,6 +491,37 @@ test('Redis: a store that comes back without its data (a restart without persist
   t.is((await subscribe(d.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + erin })).status, 401)
 })
 
+test('Redis: a node cut off from the store answers a long-poll 503 even where its copy of the channel holds the message (a token revoked meanwhile on another node is not served with it), on the fast path and on Node\'s; back, it refuses the token', async (t) => {
+  t.timeout(90000)
+  const redis = await startRedis(t)
+  t.is(await redisCommand(redis.port, 'ACL SETUSER nodeb on >nodeb-password-0001 ~* &* +@all'), '+OK\r\n')
+  const a = await startNode(t, ['--workers', '1', '--redis-url', `redis://127.0.0.1:${redis.port}`])
+  const b = await startNode(t, ['--workers', '1', '--redis-url', `redis://nodeb:nodeb-password-0001@127.0.0.1:${redis.port}`])
+  const bob = await token({ sub: 'bob', parkline: { subscribe: ['*'] } })
+  t.is((await publish(a.base, 'cut', 'secret-msg-1')).status, 202)
+  // (If-Modified-Since at the epoch: from the oldest message buffered)
+  const since = { authorization: 'Bearer ' + bob, 'if-modified-since': 'Thu, 01 Jan 1970 00:00:00 GMT' }
+  const first = await subscribe(b.port, 'longpoll', '/sub/cut', since)
+  t.is(first.status, 200)
+  t.regex(first.text(), /secret-msg-1/)
+  first.socket.destroy()
+  // B's user turned off and its connections killed: B cannot reconnect
+  t.is(await redisCommand(redis.port, 'ACL SETUSER nodeb off'), '+OK\r\n')
+  t.regex(await redisCommand(redis.port, 'CLIENT KILL USER nodeb') ?? '', /^:[1-9]/)
+  t.true(await eventually(async () => (await fetch(`${b.base}/health`)).status === 503, 10000))
+  t.deepEqual((await revoke(a.base, { sub: 'bob' })).status, 200)
+  // (a `Trailer` header sends the request to Node's HTTP server instead of the raw fast path)
+  for (const extra of [{}, { trailer: 'x' }] as Array<Record<string, string>>) {
+    const r = await subscribe(b.port, 'longpoll', '/sub/cut', { ...since, ...extra })
+    t.is(r.status, 503, r.text())
+    t.notRegex(r.text(), /secret-msg-1/)
+    r.socket.destroy()
+  }
+  t.is(await redisCommand(redis.port, 'ACL SETUSER nodeb on'), '+OK\r\n')
+  t.true(await eventually(async () => (await fetch(`${b.base}/health`)).status === 200, 20000))
+  t.is((await subscribe(b.port, 'longpoll', '/sub/cut', since)).status, 401)
+})
+
 test('Redis: a node that starts while the store holds its writes (CLIENT PAUSE WRITE) admits no revoked token before it has read the revocations: 503 meanwhile, then 401', async (t) => {
   t.timeout(60000)
   const redis = await startRedis(t)
