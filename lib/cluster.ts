@@ -1000,17 +1000,31 @@ export class WorkerLink {
     })
   }
 
-  request<T> (entry: (r: number) => Up): Promise<T> {
+  /**
+   * Ask the primary; rejects after `ms` without its answer (a primary stopped or stalled: the
+   * request that waits on it gets a bounded answer, and a late answer is dropped).
+   */
+  request<T> (entry: (r: number) => Up, ms: number): Promise<T> {
     const r = ++this.#seq
-    return new Promise<T>((resolve) => {
-      this.#pending.set(r, resolve as (v: unknown) => void)
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(r)
+        const e = ERRORS.PRIMARY_UNAVAILABLE
+        reject(new ParklineError(e.code, `${e.message} within ${ms} ms`, e.statusCode))
+      }, ms)
+      timer.unref()
+      this.#pending.set(r, (v: unknown) => {
+        clearTimeout(timer)
+        resolve(v as T)
+      })
       this.out.push(entry(r))
     })
   }
 
   /** Every process's metrics as JSON (the primary's first), for Metrics.render. */
   nodeMetrics (): Promise<MetricsJson[]> {
-    return this.request<MetricsJson[]>((r) => ['mq', r])
+    // (the primary waits 2 s for the workers' parts)
+    return this.request<MetricsJson[]>((r) => ['mq', r], PRIMARY_ANSWER_MS)
   }
 
   #dispatch (e: Down): void {
@@ -1106,6 +1120,8 @@ const AWAY_MS = 5000
 const SYNC_MS = 3000
 /** A request to a peer that is up but has not answered in this long fails (a backstop). */
 const REQUEST_MS = 30_000
+/** How long a worker waits for the primary's answer to a node-wide request (a scrape; a revoke waits 5 s more). */
+const PRIMARY_ANSWER_MS = 5000
 /**
  * How long a worker keeps a replica current after its last subscriber there left (give or take the
  * 1 s sweep): a long-poll's next poll, or a client reconnecting, finds it without a 'load'.
@@ -1583,9 +1599,19 @@ export class WorkerEngine implements Engine {
     return this.#loads
   }
 
+  /**
+   * Applied here first, then through the primary to every worker (this one again, ending none).
+   * A primary that does not answer in time (stopped, stalled) leaves the others to it: this
+   * worker's own are ended, and the answer says the revocation is not complete.
+   */
   async revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }> {
-    const [ended, complete] = await this.#link.request<[number, boolean]>((r) => ['rev', r, kind, value, at, until])
-    return { ended, complete }
+    const local = this.#core.revokeLocal(kind, value, at, until)
+    try {
+      const [ended, complete] = await this.#link.request<[number, boolean]>((r) => ['rev', r, kind, value, at, until], PRIMARY_ANSWER_MS + 5000)
+      return { ended: local + ended, complete }
+    } catch {
+      return { ended: local, complete: false }
+    }
   }
 
   touched (keys: readonly string[]): void {

@@ -67,6 +67,8 @@ export const ERRORS = {
   ADMIN_DISABLED: { code: 'PKL_ERR_ADMIN_DISABLED', statusCode: 403, message: 'Forbidden: revocation needs apiKey or a JWT key' },
   AUTHORIZE_REFUSED: { code: 'PKL_ERR_AUTHORIZE_REFUSED', statusCode: 403, message: 'the authorize request refused (its status and body are passed on)' },
   AUTH_UNAVAILABLE: { code: 'PKL_ERR_AUTH_UNAVAILABLE', statusCode: 503, message: 'Service Unavailable: the authorization server did not answer' },
+  /** With workers: the primary process did not answer a worker's request in time (stopped, stalled). */
+  PRIMARY_UNAVAILABLE: { code: 'PKL_ERR_PRIMARY_UNAVAILABLE', statusCode: 503, message: 'Service Unavailable: the primary process did not answer' },
   // thrown to server-side consumers (`app.parkline.subscribe`), never written to a socket
   CONSUMER_OVERFLOW: { code: 'PKL_ERR_CONSUMER_OVERFLOW', statusCode: 503, message: 'consumer fell behind its queueLimit; resubscribe from the last id read' },
   CONSUMER_ENDED: { code: 'PKL_ERR_CONSUMER_ENDED', statusCode: 503, message: 'subscription ended by the server' },

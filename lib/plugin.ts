@@ -263,8 +263,15 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded, l
   if (opts.metricsPath !== '') {
     child.get(opts.metricsPath, { exposeHeadRoute: false }, async (request, reply) => {
       if (!operatorOnly(request)) return sendError(reply, ERRORS.NOT_LOOPBACK, null)
-      const { contentType, text } = await core.metrics!.render()
-      return reply.header('Content-Type', contentType).send(text)
+      let scrape
+      try {
+        scrape = await core.metrics!.render()
+      } catch (err) {
+        // with workers, a primary that did not answer in time (lib/cluster.ts WorkerLink.request)
+        if ((err as { code?: string }).code === ERRORS.PRIMARY_UNAVAILABLE.code) return sendError(reply, ERRORS.PRIMARY_UNAVAILABLE, null)
+        throw err
+      }
+      return reply.header('Content-Type', scrape.contentType).send(scrape.text)
     })
   }
   if (opts.revokePath !== '') {

@@ -260,7 +260,7 @@ test.serial('one Redis whose user may subscribe to pk:*:c alone, with tokens che
   await new Promise((resolve) => setTimeout(resolve, 4500))
   t.is(await health(), 503)
   t.is(said().length, 1)
-  t.deepEqual(await redisCalls(redis.port, [['AUTH', PROBE[0]!, PROBE[1]!], ['ACL', 'SETUSER', 'parkline', '&pk:*']]), ['OK', 'OK'])
+  t.deepEqual(await redisCalls(redis.port, [['AUTH', PROBE[0]!, PROBE[1]!], ['ACL', 'SETUSER', 'parkline', '&pk:*']], 5000), ['OK', 'OK'])
   t.true(await eventually(async () => await health() === 200, 15000), out())
   const erin = await new SignJWT({ sub: 'erin', parkline: { subscribe: ['*'] } }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(new TextEncoder().encode(secret))
   const s = await SseClient.connect(port, '/sub/acl-ctl', { authorization: 'Bearer ' + erin })
