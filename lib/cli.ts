@@ -87,6 +87,9 @@ export async function main (entry: string): Promise<void> {
     // killed and started again within it, lib/engines.ts); a re-forked worker starts in a later
     // second than its predecessor died (lib/cluster.ts restartDelay)
     if (!onRedis(opts)) await pastUsedSecond()
+    // a key file is read once, here, as at a SIGHUP: every worker, one forked again later included,
+    // takes the key it held at start (until a SIGHUP reads it again), not what the file holds then
+    opts.jwtPublicKey = publicKeyText(opts.jwtPublicKey)
     return primary(opts, workers, gcThreads(opts, cores, workers), entry, read)
   }
   const app = await buildServer(opts, link)

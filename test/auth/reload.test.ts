@@ -2,6 +2,7 @@
 // with two workers) reads the configuration again; `app.parkline.reloadCredentials` embedded.
 // Real processes, a real config file, real requests.
 import { execFileSync, spawn } from 'node:child_process'
+import { generateKeyPairSync } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import type net from 'node:net'
@@ -9,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 import Fastify from 'fastify'
-import { SignJWT } from 'jose'
+import { SignJWT, importPKCS8 } from 'jose'
 import { serve, type Node } from '../helpers/node.ts'
 import { SseClient, eventually, freePort, parseResponse, publish, socketOnWorker } from '../helpers/server.ts'
 import { RawWs } from '../helpers/websocket.ts'
@@ -316,18 +317,52 @@ for (const workers of [1, 2]) {
   })
 }
 
-test('a jwtPublicKey file rotated: a SIGHUP takes its new key (tokens of the old one refused); a file that holds no PEM key, or a private key, is refused without its contents in the log', async (t) => {
-  const { generateKeyPairSync } = await import('node:crypto')
-  const { importPKCS8 } = await import('jose')
+/** A file path for a public key, in a directory removed with the test. */
+function keyFileIn (t: ExecutionContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'parkline-reload-key-'))
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
-  const keyFile = join(dir, 'public.pem')
-  const pair = (): { pub: string, priv: string } => {
-    const k = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-    return { pub: k.publicKey.export({ type: 'spki', format: 'pem' }) as string, priv: k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
+  return join(dir, 'public.pem')
+}
+
+/** A P-256 key pair, PEM. */
+function pair (): { pub: string, priv: string } {
+  const k = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  return { pub: k.publicKey.export({ type: 'spki', format: 'pem' }) as string, priv: k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
+}
+
+/** An ES256 publish token for room.* signed with `priv`. */
+async function es (priv: string): Promise<string> {
+  return await new SignJWT({ sub: 'u1', exp: now() + 300, parkline: { publish: ['room.*'] } }).setProtectedHeader({ alg: 'ES256' }).sign(await importPKCS8(priv, 'ES256'))
+}
+
+test('--workers 2, a jwtPublicKey file replaced without a SIGHUP: a worker forked again keeps the key the deployment started with (every worker agrees), until a SIGHUP reads the file for all', async (t) => {
+  t.timeout(90000)
+  const keyFile = keyFileIn(t)
+  const first = pair()
+  const second = pair()
+  writeFileSync(keyFile, first.pub)
+  const node = await serve(t, ['--jwt-public-key', keyFile, '--workers', '2'], 'info')
+  t.true(await eventually(() => /with 2 worker processes/.test(node.log()), 20000))
+  const [old, next] = [await es(first.priv), await es(second.priv)]
+  for (const w of [0, 1]) t.is(await pubOnWorker(t, node.port, w, old), 202, `worker ${w}`)
+  // the file replaced, no SIGHUP; worker 1 dies and is forked again
+  writeFileSync(keyFile, second.pub)
+  const pid = workerPid(node.proc.pid!, 1)
+  process.kill(pid, 'SIGKILL')
+  t.true(await eventually(() => { try { return workerPid(node.proc.pid!, 1) !== pid } catch { return false } }, 20000), 'worker 1 forked again')
+  for (const w of [0, 1]) {
+    t.true(await eventually(async () => await pubOnWorker(t, node.port, w, old).catch(() => 0) === 202, 10000), `worker ${w} takes the start's key`)
+    t.is(await pubOnWorker(t, node.port, w, next), 401, `worker ${w} refuses the file's new key before a SIGHUP`)
   }
-  const es = async (priv: string): Promise<string> => await new SignJWT({ sub: 'u1', exp: now() + 300, parkline: { publish: ['room.*'] } })
-    .setProtectedHeader({ alg: 'ES256' }).sign(await importPKCS8(priv, 'ES256'))
+  await hup(t, node, /credentials reloaded: jwtPublicKey/)
+  for (const w of [0, 1]) {
+    t.is(await pubOnWorker(t, node.port, w, next), 202, `worker ${w} after the SIGHUP`)
+    t.is(await pubOnWorker(t, node.port, w, old), 401)
+  }
+})
+
+test('a jwtPublicKey file rotated: a SIGHUP takes its new key (tokens of the old one refused); a file that holds no PEM key, or a private key, is refused without its contents in the log', async (t) => {
+  const keyFile = keyFileIn(t)
   const first = pair()
   writeFileSync(keyFile, first.pub)
   const conf = configFile(t)
