@@ -308,7 +308,8 @@ test('subscribe: a resume whose channels lost messages gets the gap signal, each
   const named = got.map((m) => m.gaps.map((g) => g.slice(g.indexOf(':') + 1).split(',').findIndex((x) => x.startsWith('['))))
   t.true(named[0]!.includes(0), JSON.stringify(got))
   t.deepEqual(named.flat().sort(), [0, 1], JSON.stringify(got))
-  for (const m of got) t.is(m.gap, m.gaps.join(' '))
+  // (a message that carries no signal, b3 when a3 carried gb's, has gap null: CI once met that case)
+  for (const m of got) t.is(m.gap, m.gaps.length > 0 ? m.gaps.join(' ') : null)
   await resumed.return?.()
   // single channel: one
   const one = p.subscribe('ga', { lastEventId: a1.id })
