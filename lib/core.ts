@@ -342,11 +342,15 @@ export class Core {
       const sub = subs[i]!
       if ((sub.flags & (F_CATCHING_UP | F_HELD)) !== 0) continue
       const p = pos[i]!
-      if (sub.multi === null) {
+      const m = sub.multi
+      if (m === null) {
         if (time < sub.time0 || (time === sub.time0 && tag <= sub.tag0)) continue
-      } else if (time === sub.multi.times[p] && tag <= sub.multi.tags[p]! && sub.multi.tags[p] !== HORIZON_ALL) {
-        // (within the cursor's second only: a position's cursor may be a horizon of this
-        // process's own clock, ahead of the authority's ids; `-` is tag -1, which no tag is below)
+      } else if (m.tags[p] !== HORIZON_ALL && (time === m.times[p] ? tag <= m.tags[p]! : time < m.times[p]! && (m.horizon === null || !m.horizon[p]))) {
+        // at or below the position's cursor, in any second (§4.4: a cursor in the future waits
+        // for a larger id; an id of an earlier second than the vector's is one a resume has, its
+        // position printed at `-` there). Within the cursor's second only for a position whose
+        // cursor is its channel's horizon (MultiState.horizon): a second of this process's own
+        // clock, which may run ahead of the authority's ids. `-` is tag -1, which no tag is below.
         continue
       }
       if (fence !== null && sub.multi !== null && msg.time > fence(sub, p)) {

@@ -337,21 +337,26 @@ export class Message {
    * `Content-Length` and `Content-Type` if any. Built once per message and shared by every poll it
    * answers; a multiplexed subscription passes its own tag list as `etag` (not cached).
    */
-  longpollHeaders (etag?: string): string {
-    if (etag !== undefined) return this.#buildLongpollHeaders(etag)
+  /**
+   * A long-poll answer's header block: for one channel shared by every poll it answers; for several,
+   * with the id vector's tags (`etag`) and its seconds (`time`), which may be a later second than
+   * this message's (Subscriber.advance): Last-Modified and Etag must name the same id.
+   */
+  longpollHeaders (etag?: string, time = this.time): string {
+    if (etag !== undefined) return this.#buildLongpollHeaders(etag, time)
     // Kept for the message last asked, not on every message: the polls one message answers are
     // answered together (its fan-out, or a burst of re-polls), and a one-to-one message's block
     // would otherwise stay on the heap for the message's whole buffer window, promoted by every
     // young collection (benchmarks/results/longpoll-raw-2026-12-01.md).
     if (lastHeadersOf !== this) {
-      lastHeaders = this.#buildLongpollHeaders(String(this.tag))
+      lastHeaders = this.#buildLongpollHeaders(String(this.tag), this.time)
       lastHeadersOf = this
     }
     return lastHeaders
   }
 
-  #buildLongpollHeaders (etag: string): string {
-    return 'Last-Modified: ' + formatHttpDate(this.time) + '\r\nEtag: ' + etag +
+  #buildLongpollHeaders (etag: string, time: number): string {
+    return 'Last-Modified: ' + formatHttpDate(time) + '\r\nEtag: ' + etag +
       '\r\nVary: If-None-Match, If-Modified-Since\r\nContent-Length: ' + this.data.length + '\r\n' +
       (this.contentType === null ? '' : 'Content-Type: ' + this.contentType + '\r\n')
   }

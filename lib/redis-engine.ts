@@ -376,6 +376,7 @@ export class RedisEngine implements Engine {
 
   constructor (core: Core, target: RedisTarget | string, opts: RedisEngineOptions = {}) {
     this.#core = core
+    core.fence = (sub, pos) => this.#fence(sub, pos)
     if (typeof target === 'string') target = { mode: 'standalone', url: target }
     this.mode = target.mode
     this.#connectWait = opts.connectWait ?? 3000
@@ -1572,6 +1573,24 @@ export class RedisEngine implements Engine {
 
   // ---- replicas -------------------------------------------------------------------------------------
 
+  /**
+   * Core.fence: a multiplexed subscriber takes no message from `pos` while the replica of another
+   * of its channels is being read again (a recovery after a fault, a re-read: stale or busy). Its
+   * messages that arrived meanwhile are not applied yet, and one of a later second served first
+   * would put the subscriber's id past them: a long-poll's next poll would skip them, unsignalled.
+   * Held (F_HELD) until every replica it names is current (#startLoad calls fenceMoved), then
+   * served from the buffers in id order. Single-channel subscribers are never held.
+   */
+  #fence (sub: Subscriber, pos: number): number {
+    const chans = sub.channels
+    for (let k = 0; k < chans.length; k++) {
+      if (k === pos) continue
+      const r = this.#replicas.get(chans[k]!.key)
+      if (r !== undefined && r.state === LIVE && (r.stale || r.busy)) return -Infinity
+    }
+    return Infinity
+  }
+
   #syncAll (): void {
     // (every replica's re-sync starts, or waits in the load queue, counted in #recovering)
     if (!this.#cmdReady || !this.#subReady || !this.#scriptsReady) return
@@ -1629,6 +1648,8 @@ export class RedisEngine implements Engine {
       const waiters = r.waiters
       r.waiters = []
       for (const sub of waiters) this.#release(sub)
+      // multiplexed subscribers the fence held while this replica was read (#fence)
+      this.#core.fenceMoved()
     }, (err: unknown) => {
       done()
       // the connection went away mid-way, or the subscribe went unanswered: the probe (or the

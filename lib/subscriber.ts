@@ -73,7 +73,7 @@ export class Subscriber {
     this.tag0 = cursor.tags[0] ?? -1
     this.vTime = cursor.time
     this.multi = n > 1
-      ? { slots: new Array<number>(n).fill(-1), times: new Array<number>(n).fill(cursor.time), tags: cursor.tags.slice(), vTags: cursor.tags.slice(), active: Math.max(0, cursor.active) }
+      ? { slots: new Array<number>(n).fill(-1), times: new Array<number>(n).fill(cursor.time), tags: cursor.tags.slice(), vTags: cursor.tags.slice(), active: Math.max(0, cursor.active), horizon: null }
       : null
     this.tableIndex = -1
     this.lastWrite = 0
@@ -98,6 +98,7 @@ export class Subscriber {
     }
     m.times[pos] = msg.time
     m.tags[pos] = msg.tag
+    if (m.horizon !== null) m.horizon[pos] = false
     if (msg.time < this.vTime) {
       // a message of an earlier second, live after one of a later second (another authority's:
       // an owner worker, a Redis master, a clock stepped back): the id stays in the later second,
@@ -119,11 +120,13 @@ export class Subscriber {
           // is this process's second, which may run ahead of the authority's ids)
           m.times[k] = ch.horizonTime
           m.tags[k] = ch.horizonTag
+          ;(m.horizon ??= new Array<boolean>(m.times.length).fill(false))[k] = true
           if (ch.horizonTime === msg.time && ch.horizonTag !== HORIZON_ALL) m.vTags[k] = ch.horizonTag
           continue
         }
         m.times[k] = ch.floorTime
         m.tags[k] = ch.floorTag
+        if (m.horizon !== null) m.horizon[k] = false
         // a floor in this very second is printed in the vector, so that a resume from this id
         // reads that position after the floor, not from the second's start (signalled again)
         if (ch.floorTime === msg.time && ch.floorTag !== HORIZON_ALL) m.vTags[k] = ch.floorTag
@@ -193,6 +196,13 @@ export interface MultiState {
   vTags: number[]
   /** The position bracketed in the vector: the last one delivered from, else the cursor's (0 if it named none). */
   active: number
+  /**
+   * Positions whose cursor advance() moved up to their channel's horizon (a second of this
+   * process's own clock, which may run ahead of the authority's ids): a live message of an earlier
+   * second is still theirs (Core.#fanout). Null until one is. Every other cursor is an id: the
+   * client's, a message's, or a floor.
+   */
+  horizon: boolean[] | null
 }
 
 /** What the core hands a transport to serve one subscribe request. */

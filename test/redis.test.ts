@@ -907,6 +907,73 @@ async function userLimitNodes (t: ExecutionContext, limit: number, user: string,
   return { redis, a, b, token, held }
 }
 
+/** A TCP relay to Redis on `target` that the test can cut (every connection closed, new ones refused) and open again. */
+async function relay (t: ExecutionContext, target: number): Promise<{ port: number, cut: () => void, open: () => void }> {
+  let open = true
+  const socks = new Set<net.Socket>()
+  const server = net.createServer((c) => {
+    if (!open) { c.destroy(); return }
+    const u = net.connect(target, '127.0.0.1')
+    socks.add(c).add(u)
+    c.pipe(u)
+    u.pipe(c)
+    const end = (): void => { c.destroy(); u.destroy(); socks.delete(c); socks.delete(u) }
+    for (const s of [c, u]) { s.on('error', end); s.on('close', end) }
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { for (const s of socks) s.destroy(); server.close() })
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    cut: () => { open = false; for (const s of socks) s.destroy(); socks.clear() },
+    open: () => { open = true }
+  }
+}
+
+/** A long-poll on `port`; its status, headers and body, or status 0 once `ms` pass. */
+async function poll (port: number, path: string, headers: Record<string, string>, ms: number): Promise<{ status: number, headers: Headers | null, body: string }> {
+  try {
+    const r = await fetch(`http://127.0.0.1:${port}${path}`, { headers, signal: AbortSignal.timeout(ms) })
+    return { status: r.status, headers: r.headers, body: await r.text() }
+  } catch {
+    return { status: 0, headers: null, body: '' }
+  }
+}
+
+test.serial('Redis: a node cut off from the store re-reads its channels when back; a multiplexed long-poll parked there gets what arrived meanwhile in id order (an earlier second first), never a later one that would skip it', async (t) => {
+  t.timeout(60000)
+  const redis = await startRedis(t)
+  const cut = await relay(t, redis.port)
+  const a = await startNodeUrl(t, `redis://127.0.0.1:${redis.port}`)
+  const b = await startNodeUrl(t, `redis://127.0.0.1:${cut.port}`)
+  // channel x made first on B (its replica is read first when B is back), then y
+  for (const [ch, body] of [['rx', 'x0'], ['ry', 'y0']]) t.is((await publish(a.base, ch, body)).status, 202)
+  let cursor: Record<string, string> = {}
+  for (let i = 0; i < 2; i++) {
+    const r = await poll(b.port, '/sub/rx,ry', cursor, 5000)
+    t.is(r.status, 200)
+    cursor = { 'If-Modified-Since': r.headers!.get('last-modified')!, 'If-None-Match': r.headers!.get('etag')! }
+  }
+  const parked = poll(b.port, '/sub/rx,ry', cursor, 30000)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  // B cut off; y's message in one second, then x's in a later one; then B may reconnect
+  cut.cut()
+  t.true(await eventually(async () => (await fetch(`${b.base}/health`)).status === 503, 10000))
+  const early = lastId((await publish(a.base, 'ry', 'y1-earlier')).text)
+  const second = Number(early.split(':')[0])
+  while (Math.floor(Date.now() / 1000) <= second) await new Promise((resolve) => setTimeout(resolve, 20))
+  const late = lastId((await publish(a.base, 'rx', 'x1-later')).text)
+  t.true(Number(late.split(':')[0]) > second)
+  cut.open()
+  const first = await parked
+  t.is(first.status, 200)
+  t.is(first.body, 'y1-earlier', 'the earlier second first')
+  t.is(first.headers!.get('parkline-gap'), null)
+  const next = await poll(b.port, '/sub/rx,ry', { 'If-Modified-Since': first.headers!.get('last-modified')!, 'If-None-Match': first.headers!.get('etag')! }, 10000)
+  t.is(next.status, 200)
+  t.is(next.body, 'x1-later')
+})
+
 test.serial('maxSubscribersPerUser holds across nodes sharing a Redis: a burst spread over two nodes is admitted up to the limit, and a node that dies takes its count with it', async (t) => {
   const { a, b, token, held: clients } = await userLimitNodes(t, 3, 'hank')
   // 12 connections on each node, then 24 subscriptions of one user written at once: each node's

@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
 import type { Channel } from '../lib/channel-registry.ts'
-import { gapSignals, withGaps, type Cursor } from '../lib/message-id.ts'
+import { formatHttpDate, gapSignals, withGaps, type Cursor } from '../lib/message-id.ts'
 import { EXPOSE_HEADERS, VARY, randomBetween, userLimitRetryAfter } from '../lib/http.ts'
 import { ERRORS } from '../lib/errors.ts'
 import { queuedCopy, type Message } from '../lib/message.ts'
@@ -216,7 +216,8 @@ export class LongpollTransport implements Transport {
   #respond (sub: Subscriber, msg: Message, id: string, gap: string | null): void {
     const extra: string[] = []
     // one channel: the message's header block is shared by every poll it answers
-    const block = sub.channels.length === 1 ? msg.longpollHeaders() : msg.longpollHeaders(id.slice(id.indexOf(':') + 1))
+    const colon = id.indexOf(':')
+    const block = sub.channels.length === 1 ? msg.longpollHeaders() : msg.longpollHeaders(id.slice(colon + 1), Number(id.slice(0, colon)))
     if (sub.origin !== null) pushCors(extra, sub.origin)
     // one header line per channel that lost messages (lib/message-id.ts withGaps)
     if (gap !== null) for (const g of gapSignals(gap)) extra.push('Parkline-Gap', g)
@@ -252,11 +253,12 @@ export class LongpollTransport implements Transport {
     }
     chunks.push(Buffer.from('\r\n--' + b + '--\r\n', 'latin1'))
     const body = Buffer.concat(chunks)
-    const last = msgs[msgs.length - 1]!
+    // the id's own seconds (a multiplexed id may stay in a later second than its last message's)
+    const colon = id.indexOf(':')
     const headers = [
       'Content-Type', 'multipart/mixed; boundary=' + b,
-      'Last-Modified', last.lastModified,
-      'Etag', id.slice(id.indexOf(':') + 1),
+      'Last-Modified', formatHttpDate(Number(id.slice(0, colon))),
+      'Etag', id.slice(colon + 1),
       'Vary', VARY,
       'Content-Length', String(body.length)
     ]

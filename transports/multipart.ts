@@ -60,7 +60,9 @@ export class MultipartTransport extends HttpStreamTransport {
       socket.write(msg.multipartPart())
     } else {
       const colon = id.indexOf(':')
-      const date = msg !== null ? msg.lastModified : formatHttpDate(Number(id.slice(0, colon)))
+      // (a multiplexed id may stay in a later second than its message's: Subscriber.advance)
+      const time = Number(id.slice(0, colon))
+      const date = msg !== null && msg.time === time ? msg.lastModified : formatHttpDate(time)
       let lines = '\r\nLast-Modified: ' + date + '\r\nEtag: ' + id.slice(colon + 1) + '\r\n'
       // one header line per channel that lost messages (lib/message-id.ts withGaps: the ids joined by a space)
       if (gap !== null) lines += 'Parkline-Gap: ' + gap.replaceAll(' ', '\r\nParkline-Gap: ') + '\r\n'

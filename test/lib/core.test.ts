@@ -143,6 +143,8 @@ test('fan-out: a subscriber whose cursor is at or past a message\'s id (it got i
   const behind = at(['c'], sec - 1, [0])
   const multi = at(['c', 'd'], sec, [0, -1])
   const multiAll = at(['c', 'd'], sec, [-1, -1])
+  const multiLater = at(['c', 'd'], sec + 5, [0, -1])
+  const multiBehind = at(['c', 'd'], sec - 1, [0, -1])
   const got = (sub: Subscriber): string[] => rec.got.filter(([x]) => x === sub).map(([, id]) => id)
   for (const body of ['m0', 'm1', 'm2']) core.publish('c', Buffer.from(body), null, null)
   t.deepEqual(got(equal), [`${sec}:1`, `${sec}:2`])
@@ -151,6 +153,10 @@ test('fan-out: a subscriber whose cursor is at or past a message\'s id (it got i
   t.deepEqual(got(behind), [`${sec}:0`, `${sec}:1`, `${sec}:2`])
   t.deepEqual(got(multi), [`${sec}:[1],-`, `${sec}:[2],-`], 'a multiplexed position within its cursor\'s second')
   t.deepEqual(got(multiAll), [`${sec}:[0],-`, `${sec}:[1],-`, `${sec}:[2],-`], '`-`: every message of that second')
+  // a multiplexed cursor of a later second waits for a larger id too (§4.4), and one of an earlier
+  // second takes them all
+  t.deepEqual(got(multiLater), [], 'a multiplexed cursor in the future')
+  t.deepEqual(got(multiBehind), [`${sec}:[0],-`, `${sec}:[1],-`, `${sec}:[2],-`])
 })
 
 test('fan-out: a subscription naming a channel twice (`a,a`) that ends mid fan-out costs no one a duplicate or a miss', (t) => {

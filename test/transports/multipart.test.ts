@@ -334,3 +334,17 @@ test('longpollMultipart: multiplexed Etag is the last tag vector; a gap rides in
   const o = await lpGet(off.port, '/sub/one').done
   t.is(o.body.toString(), 'x')
 })
+
+test('multiplexed: a live message of an earlier second (another authority\'s, arriving late) has the id the stream resumes from, its Last-Modified naming the id\'s second, not the message\'s', async (t) => {
+  const srv = await startServer(t)
+  const core = coreOf(srv.app)
+  const c = await RawStream.multipart(srv.port, '/sub/ea,eb')
+  t.teardown(() => c.close())
+  t.true(await eventually(() => core.table.size === 1))
+  const T = core.nowSec
+  core.applyMessage('eb', T + 1, 0, Buffer.from('b'), null, null, Date.now())
+  core.applyMessage('ea', T, 5, Buffer.from('a'), null, null, Date.now())
+  await c.waitParts(2)
+  const parts = parseMultipart(c.text, c.boundary).parts
+  t.deepEqual(parts.map((p) => [p.headers['last-modified'], p.headers.etag]), [[httpDate(T + 1), '-,[0]'], [httpDate(T + 1), '[-],0']])
+})
