@@ -46,7 +46,7 @@ export interface ParklineOptions {
   websocketDeflate: boolean
   websocketPublish: boolean
   tcpNoDelay: boolean
-  transports: string[]
+  transports: Array<typeof TRANSPORT_NAMES[number]>
   longpollMultipart: boolean
   corsOrigins: string[]
   maxSubscribers: number

@@ -18,9 +18,18 @@ export function registerDemo (fastify: FastifyInstance, paths: { pub: string, su
   const scripts = new Map(SCRIPTS.map((name) => [name, readFileSync(packageFile('client/dist/' + name))]))
   // relative: under a prefix (`/rt/demo`), `/demo/` would leave it
   const dir = prefix.slice(0, -1)
-  fastify.get(dir, { exposeHeadRoute: false }, async (_request, reply) => reply.redirect(dir.slice(dir.lastIndexOf('/') + 1) + '/'))
-  fastify.get(prefix, { exposeHeadRoute: false }, async (_request, reply) =>
-    reply.header('Content-Type', 'text/html; charset=utf-8').header('Cache-Control', 'no-cache').send(page))
+  const toDir = dir.slice(dir.lastIndexOf('/') + 1) + '/'
+  // a host whose router ignores trailing slashes has one route for both (a second is a duplicate
+  // that stops its start): the page's own route sends `/demo` on to `/demo/`, where the page's
+  // relative script paths resolve
+  const config = fastify.initialConfig as { ignoreTrailingSlash?: boolean, routerOptions?: { ignoreTrailingSlash?: boolean } }
+  const oneRoute = config.ignoreTrailingSlash === true || config.routerOptions?.ignoreTrailingSlash === true
+  if (!oneRoute) fastify.get(dir, { exposeHeadRoute: false }, async (_request, reply) => reply.redirect(toDir))
+  fastify.get(prefix, { exposeHeadRoute: false }, async (request, reply) => {
+    const path = request.url.split('?', 1)[0]!
+    if (!path.endsWith('/')) return reply.redirect(toDir)
+    return reply.header('Content-Type', 'text/html; charset=utf-8').header('Cache-Control', 'no-cache').send(page)
+  })
   fastify.get(prefix + ':file', { exposeHeadRoute: false }, async (request, reply) => {
     const body = scripts.get((request.params as { file: string }).file)
     if (body === undefined) return reply.code(404).send()

@@ -123,6 +123,8 @@ export function createFacade (core: Core, consumers: ConsumerTransport): Parklin
     async publish (channel, data, options = {}) {
       const key = toKey(core, channel)
       // the caller's bytes are copied: what it does with its array after cannot change the message
+      // (anything else, from JavaScript or past a cast: a short 400, not Node's TypeError)
+      if (typeof data !== 'string' && (!ArrayBuffer.isView(data) || data instanceof DataView)) throw new ParklineError('PKL_ERR_BAD_REQUEST', `data must be a string or a Uint8Array (a Buffer), not ${data === null ? 'null' : typeof data === 'object' ? (data as object).constructor?.name ?? 'object' : typeof data}`, 400)
       const body = typeof data === 'string' ? Buffer.from(data) : Buffer.copyBytesFrom(data)
       if (body.length > core.opts.maxMessageSize) throw new ParklineError('PKL_ERR_PAYLOAD_TOO_LARGE', `message larger than maxMessageSize (${core.opts.maxMessageSize} bytes)`, 413)
       const idem = options.idempotencyKey ?? null

@@ -53,7 +53,7 @@ export const MAX_LINE = 8192
 export const MAX_HEADER_FIELDS = 1000
 
 /** Options only the standalone server uses (listening, processes, its own logger). */
-type ServerOnly = 'port' | 'host' | 'workers' | 'logLevel' | 'headersTimeout' | 'keepAliveTimeout' | 'tcpKeepAlive' | 'drainWindow'
+type ServerOnly = 'port' | 'host' | 'workers' | 'gcThreads' | 'heapGrowth' | 'logLevel' | 'headersTimeout' | 'keepAliveTimeout' | 'tcpKeepAlive' | 'drainWindow'
 
 /** Options of `app.register(parkline, options)`: Parkline's options, plus Fastify's `prefix`. */
 export interface ParklinePluginOptions extends Partial<Omit<ParklineOptions, ServerOnly>> {

@@ -260,6 +260,19 @@ test('/health answers 503 `draining` once a shutdown began: a load balancer stop
   t.is((await fetch(`${srv.base}/sub/x`, { headers: { 'If-Modified-Since': 'Thu, 01 Jan 1970 00:00:00 GMT' } })).status, 503)
 })
 
+test('publish refuses data that is neither a string nor a byte array with a short 400 (PKL_ERR_BAD_REQUEST), nothing published', async (t) => {
+  const srv = await startServer(t)
+  const p = srv.app.parkline
+  for (const [data, name] of [[null, 'null'], [{ a: 1 }, 'Object'], [42, 'number'], [new DataView(new ArrayBuffer(2)), 'DataView']] as const) {
+    const err = await t.throwsAsync(p.publish('bad-data', data as never))
+    t.is((err as { code?: string }).code, 'PKL_ERR_BAD_REQUEST')
+    t.is((err as { statusCode?: number }).statusCode, 400)
+    t.true(err!.message.endsWith(`not ${name}`), err!.message)
+  }
+  t.is((await p.info('bad-data'))?.messages ?? 0, 0)
+  t.is((await p.publish('bad-data', new Uint8Array([1, 2]))).status, 202)
+})
+
 test('publish copies the caller\'s bytes: changing its array after, shared or growable, changes no buffered message', async (t) => {
   const srv = await startServer(t)
   const p = srv.app.parkline

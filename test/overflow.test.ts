@@ -80,3 +80,30 @@ test('drop-oldest: unsent messages are dropped within the cap and the next one c
   t.true(ids.length < COUNT + 1, 'nothing was dropped')
   stalled.socket.destroy()
 })
+
+for (const transport of ['eventsource', 'websocket'] as const) {
+  test(`a burst published within one event-loop turn (coalesced, ${transport}): the stalled subscriber still holds no more than the cap and two messages (the one written, the one held), and gets parkline-overflow`, async (t) => {
+    const { port, app } = await startServer(t, { queueCap: 1024, bufferLength: 40 })
+    const socket = net.connect(port, '127.0.0.1')
+    await once(socket, 'connect')
+    let text = ''
+    socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+    const head = transport === 'eventsource' ? 'Accept: text/event-stream' : 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13'
+    socket.write(`GET /sub/burst HTTP/1.1\r\nHost: x\r\n${head}\r\n\r\n`)
+    t.true(await eventually(() => coreOf(app).table.size === 1 && text.includes('\r\n\r\n'), 10000))
+    socket.pause()
+    // 20 messages of 1 MB, each await a microtask: one turn, which the coalescer would hold whole
+    const big = 'x'.repeat(1_000_000)
+    let maxQueued = 0
+    for (let i = 0; i < 20; i++) {
+      await app.parkline.publish('burst', big)
+      maxQueued = Math.max(maxQueued, queuedBytes(coreOf(app)))
+    }
+    await new Promise((resolve) => setImmediate(resolve))
+    maxQueued = Math.max(maxQueued, queuedBytes(coreOf(app)))
+    t.true(maxQueued <= 1024 + 2 * 1_000_200, `queued ${maxQueued} bytes`)
+    t.true(coreOf(app).stats.overflowDisconnect >= 1)
+    t.true(await eventually(() => coreOf(app).table.size === 0, 10000))
+    socket.destroy()
+  })
+}

@@ -276,6 +276,10 @@ await app.parkline.delete('news')
 await app.register(parkline, { bufferLenght: 10 })
 // @ts-expect-error publish takes a channel id string
 await app.parkline.publish(42, 'x')
+// @ts-expect-error a transport that does not exist is a type error, not only a start-up one
+await app.register(parkline, { transports: ['websocet'] })
+// @ts-expect-error options only the standalone server reads are not the plugin's
+await app.register(parkline, { gcThreads: 2 })
 const client = new Client('/rt/sub/news', { transports: ['websocket', 'eventsource'] })
 client.on('message', (data: string | ArrayBuffer) => console.log(data, status, info))
 `)

@@ -44,6 +44,8 @@ export class Coalescer {
   /** A flush is writing (the spare lists are in use as the next turn's). */
   #flushing: boolean
   readonly #keepsWrites: boolean
+  /** Per slot of this turn's batches, the bytes of its messages (their data): held up to queueCap (hold). */
+  readonly #bytes: number[] = []
 
   /**
    * `keepsWrites`: a write counts as the subscriber's last (Subscriber.lastWrite, which times its
@@ -102,10 +104,19 @@ export class Coalescer {
     let i = this.#lastSlot
     if (msg !== this.#lastMsg) {
       const ch = sub.channels[0]!
-      const found = this.#slotOf(ch)
+      let found = this.#slotOf(ch)
+      if (found !== -1 && this.#bytes[found]! + msg.data.length > this.#core.opts.queueCap) {
+        // the channel's frames held this turn would pass a subscriber's queueCap: they leave now,
+        // and this message starts the channel's next batch. A socket that did not take them then
+        // queues what follows under the cap (the transport's deliver sees it waiting), so a burst
+        // published within one turn cannot hold more than queueCap and a message per subscriber
+        this.flush()
+        found = -1
+      }
       if (found === -1) {
         i = this.#add(ch)
         this.#batches.push([msg])
+        this.#bytes[i] = msg.data.length
         if (!this.#scheduled) {
           this.#scheduled = true
           setImmediate(flushCoalescer, this)
@@ -113,7 +124,10 @@ export class Coalescer {
       } else {
         i = found
         const list = this.#batches[i]!
-        if (list[list.length - 1] !== msg) list.push(msg)
+        if (list[list.length - 1] !== msg) {
+          list.push(msg)
+          this.#bytes[i]! += msg.data.length
+        }
       }
       this.#lastMsg = msg
       this.#lastSlot = i
@@ -168,6 +182,7 @@ export class Coalescer {
     }
     this.#lastMsg = null
     this.#lastSlot = -1
+    this.#bytes.length = 0
     try {
       this.#write(channels, batches, nested ? new Array<Buffer | null>(this.#framers.length).fill(null) : this.#all)
     } finally {

@@ -33,7 +33,7 @@ const enabledCache = new WeakMap<Core, readonly Transport[]>()
 export function enabledTransports (core: Core): readonly Transport[] {
   let ts = enabledCache.get(core)
   if (ts === undefined) {
-    const names = core.opts.transports
+    const names: readonly string[] = core.opts.transports
     ts = core.transports.filter((t) => names.includes(t.name))
     enabledCache.set(core, ts)
   }

@@ -45,3 +45,20 @@ test('demo embedded under a prefix, with its own subscriber prefix: the page pub
   t.is((await fetch(`${base}/rt/pub/d`, { method: 'POST', body: 'x' })).status, 202)
   t.is((await fetch(`${base}/rt/s/d`, { headers: { 'If-Modified-Since': 'Thu, 01 Jan 1970 00:00:00 GMT' } })).status, 200)
 })
+
+for (const config of [{ ignoreTrailingSlash: true }, { routerOptions: { ignoreTrailingSlash: true } }]) {
+  test(`demo embedded in a host whose router ignores trailing slashes (${JSON.stringify(config)}): the host starts, /rt/demo leads to /rt/demo/, the page is served there`, async (t) => {
+    const app = Fastify(config)
+    await app.register(parkline, { prefix: '/rt', demo: true })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    t.teardown(() => app.close())
+    const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+    const redirect = await fetch(`${base}/rt/demo`, { redirect: 'manual' })
+    t.is(redirect.status, 302)
+    t.is(new URL(redirect.headers.get('location')!, `${base}/rt/demo`).pathname, '/rt/demo/')
+    const page = await fetch(`${base}/rt/demo/`)
+    t.is(page.status, 200)
+    t.regex(await page.text(), /parkline:paths/)
+    t.is((await fetch(`${base}/rt/demo/parkline.js`)).status, 200)
+  })
+}
