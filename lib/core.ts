@@ -546,8 +546,7 @@ export class Core {
     const ch = sub.channels[bestPos]!
     const best = ch.buffer.at(this.#bestIndex)
     let gap: string | null = null
-    const cursorTime = sub.timeAt(bestPos)
-    if (cursorTime > 0 && ch.hasGapAfter(cursorTime, sub.tagAt(bestPos))) {
+    if (this.#lost(sub, bestPos)) {
       gap = sub.requested(bestPos)
       this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
     }
@@ -604,14 +603,27 @@ export class Core {
    * of the loss together with the next message to arrive. Call before `sub.advance`.
    */
   liveGap (sub: Subscriber, pos: number, msgTime: number): string | null {
-    const time = sub.timeAt(pos)
     const ch = sub.channels[pos]!
     let gap: string | null = null
-    if (time > 0 && ch.hasGapAfter(time, sub.tagAt(pos))) {
+    if (this.#lost(sub, pos)) {
       this.stats.gap(ch.floorExpired ? 'expired' : 'evicted')
       gap = sub.requested(pos)
     }
     return sub.multi === null ? gap : withGaps(gap, this.#hiddenGap(sub, pos, msgTime))
+  }
+
+  /**
+   * Did position `pos` lose messages after its cursor? One channel: its cursor is an id of that
+   * channel, and any floor above it (the record's creation included: a restart, a record made
+   * again) is a loss. A multiplexed position: as for the others (Subscriber.lostAt), a known floor,
+   * else the horizon: a replica's creation floor is no loss (a Redis record made in second C had
+   * nothing published for a message timeout before; a channel's first message after a cursor
+   * whose vector was of an earlier second is not a gap).
+   */
+  #lost (sub: Subscriber, pos: number): boolean {
+    if (sub.multi !== null) return sub.lostAt(pos)
+    const time = sub.time0
+    return time > 0 && sub.channels[pos]!.hasGapAfter(time, sub.tag0)
   }
 
   /**

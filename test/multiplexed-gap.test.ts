@@ -332,3 +332,20 @@ test('longpollMultipart: an answer whose parts come from two channels that both 
   for (const m of ['a3', 'a4', 'b3', 'b4']) t.true(q.body.includes(m), m)
   t.deepEqual(q.gaps.map(bracketAt).sort(), [0, 1], q.gaps.join(' | '))
 })
+
+test('two Redis nodes: a channel\'s first message, after a multiplexed cursor of an earlier second, carries no gap signal (nothing was published on it before: its record is new, and that is no loss), on either node', async (t) => {
+  const { one, two } = await twoRedisNodes(t)
+  await publish(one.base, 'na', 'a1')
+  const r1 = await poll(two.port, '/sub/na,nb', '')
+  t.is(r1.body, 'a1')
+  t.deepEqual(r1.gaps, [])
+  // nb's record is made in a later second than the cursor's
+  const second = Date.parse(r1.cursor.split('|')[0]!) / 1000
+  t.true(await eventually(() => Math.floor(Date.now() / 1000) > second, 3000))
+  await publish(one.base, 'nb', 'b1')
+  for (const node of [one, two]) {
+    const r2 = await poll(node.port, '/sub/na,nb', r1.cursor)
+    t.is(r2.body, 'b1')
+    t.deepEqual(r2.gaps, [], 'no gap signal: ' + r2.gaps.join(' | '))
+  }
+})
