@@ -3,7 +3,7 @@
 import { createServer, METHODS, STATUS_CODES, type IncomingMessage, type Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { hostname } from 'node:os'
-import Fastify, { LogController, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { DRAIN_QUIET_MS, FINISH_GRACE_MS, type ParklineOptions } from './config.ts'
 import { kOwnHostCheck, kRawPublishers } from './symbols.ts'
 import { sweepLingering } from './linger.ts'
@@ -146,6 +146,17 @@ function pendingBefore (socket: Socket, res: ServerResponse): boolean {
   return current !== undefined && current !== null && current !== res
 }
 
+/**
+ * Fastify's option that turns its request log lines off: a LogController (later Fastify 5 releases,
+ * where `disableRequestLogging` is deprecated), or that option where Fastify has none. Fastify is
+ * the host's (a peer dependency, any 5.x): its default export carries the class when it has one.
+ */
+function noRequestLogging (): Partial<FastifyServerOptions> {
+  const LogController = (Fastify as unknown as { LogController?: new (o: { disableRequestLogging: boolean }) => unknown }).LogController
+  if (LogController !== undefined) return { logController: new LogController({ disableRequestLogging: true }) } as Partial<FastifyServerOptions>
+  return { disableRequestLogging: true } as Partial<FastifyServerOptions>
+}
+
 export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Promise<FastifyInstance> {
   // publishes and subscribes skip Fastify once the plugin is in (lib/fast-path.ts);
   // PARKLINE_NO_FAST_PATH=1 sends them through Fastify too, for comparing the two
@@ -168,7 +179,7 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
     // a worker's lines say which worker, as the primary's say `role: primary`
     logger: opts.logLevel === 'silent' ? false : { level: opts.logLevel, serializers: { req: logRequest }, ...(link !== undefined ? { base: { pid: process.pid, hostname: hostname(), role: 'worker', worker: link.id } } : {}) },
     // a push server's requests are its subscribers: one log line each would be the hot path
-    logController: new LogController({ disableRequestLogging: true }),
+    ...noRequestLogging(),
     serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void): Server => {
       const server = createServer({
         maxHeaderSize: MAX_HEADER_SECTION,

@@ -4,7 +4,9 @@ import { readFileSync, readdirSync } from 'node:fs'
 import test from 'ava'
 
 const root = new URL('../', import.meta.url)
-const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { dependencies: Record<string, string>, devDependencies: Record<string, string> }
+const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { dependencies: Record<string, string>, peerDependencies: Record<string, string>, devDependencies: Record<string, string> }
+/** What the installed package gets: its dependencies, and Fastify as the host's (a peer: one copy, the host's, whose types Parkline's augment). */
+const runtime = { ...pkg.dependencies, ...pkg.peerDependencies }
 
 function shipped (): string[] {
   const files = ['bin/parkline.ts']
@@ -29,6 +31,8 @@ function importsOf (file: string): Set<string> {
 test('every runtime dependency is imported by shipped code, and shipped code imports no dev dependency', (t) => {
   const used = new Set<string>()
   for (const f of shipped()) for (const s of importsOf(f)) used.add(s)
-  for (const dep of Object.keys(pkg.dependencies)) t.true(used.has(dep), `dependency ${dep} is imported by no shipped file`)
-  for (const s of used) t.true(s in pkg.dependencies, `shipped code imports ${s}, which is not a runtime dependency`)
+  for (const dep of Object.keys(runtime)) t.true(used.has(dep), `dependency ${dep} is imported by no shipped file`)
+  for (const s of used) t.true(s in runtime, `shipped code imports ${s}, which is not a runtime dependency`)
+  // a peer is not also a dependency: npm would then install a copy of its own beside the host's
+  for (const peer of Object.keys(pkg.peerDependencies)) t.false(peer in pkg.dependencies || peer in pkg.devDependencies, `${peer} is a peer and also a (dev) dependency`)
 })

@@ -70,6 +70,21 @@ function ready (t: ExecutionContext): Packed {
   return packed!
 }
 
+/** The first group of `re` in what `proc` writes to stdout; an error with all it wrote at its exit, or past 20 s. */
+async function outputMatch (proc: ChildProcess, re: RegExp, what: string): Promise<string> {
+  let out = ''
+  proc.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  return await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} did not start: ${out}`)), 20_000)
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString()
+      const m = re.exec(out)
+      if (m !== null) { clearTimeout(timer); resolve(m[1]!) }
+    })
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${what} exited ${code}: ${out}`)) })
+  })
+}
+
 interface HostApp { port: number, node: string, proc: ChildProcess }
 
 async function startApp (t: ExecutionContext, p: Packed, env: Record<string, string> = {}, node = process.execPath): Promise<HostApp> {
@@ -188,17 +203,7 @@ test.serial('the README embedding example runs as written from the installed tar
   writeFileSync(path.join(p.app, 'readme.mjs'), readmeExample())
   const proc = spawn(process.execPath, ['readme.mjs'], { cwd: p.app, env: { ...process.env, PORT: '0', PUBLISH_KEY: 's3cret' }, stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { proc.kill('SIGKILL') })
-  let out = ''
-  proc.stderr.on('data', (d: Buffer) => { out += d.toString() })
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('README example did not start: ' + out)), 20_000)
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d.toString()
-      const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out)
-      if (m !== null) { clearTimeout(timer); resolve(Number(m[1])) }
-    })
-    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`README example exited ${code}: ${out}`)) })
-  })
+  const port = Number(await outputMatch(proc, /Server listening at http:\/\/127\.0\.0\.1:(\d+)/, 'README example'))
   const parklineSse = await SseClient.connect(port, '/rt/sub/orders')
   t.is(parklineSse.status, 200)
   const feed = await SseClient.connect(port, '/orders/feed')
@@ -286,6 +291,46 @@ client.on('message', (data: string | ArrayBuffer) => console.log(data, status, i
   const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
   const r = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: p.app, encoding: 'utf8' })
   t.is(r.status, 0, r.stdout + r.stderr)
+})
+
+test.serial('a host on the oldest Fastify 5 (5.0.0): Fastify is a peer, so the app has one copy, the host\'s, which Parkline\'s types augment; the three transports and `parkline serve` work on it', async (t) => {
+  t.timeout(300_000)
+  const p = ready(t)
+  const dir = path.join(p.dir, 'fastify-5.0.0')
+  mkdirSync(dir)
+  writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'old-host', private: true, type: 'module' }))
+  run(NPM, ['install', '--prefer-offline', p.tarball, 'fastify@5.0.0', '@types/node@24'], dir)
+  t.is((JSON.parse(readFileSync(path.join(dir, 'node_modules', 'fastify', 'package.json'), 'utf8')) as { version: string }).version, '5.0.0')
+  t.throws(() => readFileSync(path.join(dir, 'node_modules', 'parkline', 'node_modules', 'fastify', 'package.json')), undefined, 'no copy of Fastify of Parkline\'s own')
+  writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: { target: 'es2024', module: 'nodenext', moduleResolution: 'nodenext', strict: true, noEmit: true, skipLibCheck: true, types: ['node'] },
+    files: ['check.ts']
+  }))
+  writeFileSync(path.join(dir, 'check.ts'), `import Fastify from 'fastify'
+import parkline from 'parkline'
+const app = Fastify()
+await app.register(parkline, { prefix: '/rt', bufferLength: 10 })
+const r: { id: string } = await app.parkline.publish('news', 'hello')
+console.log(r.id)
+`)
+  const tsc = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: dir, encoding: 'utf8' })
+  t.is(tsc.status, 0, tsc.stdout + tsc.stderr)
+  writeFileSync(path.join(dir, 'app.mjs'), `import Fastify from 'fastify'
+import parkline from 'parkline'
+const app = Fastify()
+await app.register(parkline, { prefix: '/rt' })
+await app.listen({ port: 0, host: '127.0.0.1' })
+console.log(JSON.stringify({ port: app.server.address().port, node: process.version }))
+`)
+  const host = await startApp(t, { ...p, app: dir })
+  await threeTransports(t, host.port, 'old-fastify')
+  const proc = spawn(process.execPath, [path.join(dir, 'node_modules', 'parkline', 'dist', 'bin', 'parkline.js'), 'serve', '--port', '0', '--host', '127.0.0.1', '--workers', '1'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { proc.kill('SIGKILL') })
+  let err = ''
+  proc.stderr.on('data', (d: Buffer) => { err += d.toString() })
+  const address = await outputMatch(proc, /"address":"(http:[^"]+)"/, 'parkline serve')
+  t.is((await fetch(`${address}/pub/cli`, { method: 'POST', body: 'hi' })).status, 202)
+  t.notRegex(err, /FSTDEP|DeprecationWarning/, 'no deprecation warning from Fastify')
 })
 
 test.serial('the packed `parkline` command: help, doctor, and serve answering a publish', async (t) => {
