@@ -1085,10 +1085,11 @@ export class RedisEngine implements Engine {
     const sent = Date.now()
     const r = await this.#call(this.#cmd, 'HEARTBEAT', [NODES_KEY, EPOCH_KEY], [this.nodeId, String(NODE_LIFE_MS)]) as unknown[]
     const since = num(r[3]) || 0
-    const wiped = this.#epochRead && since !== this.#storeSince
+    // (the epoch is taken once the revocations are written: a write that fails is tried again at
+    // the next heartbeat, which finds the epoch changed still)
+    if (this.#epochRead && since !== this.#storeSince) await this.#restoreRevocations()
     this.#storeSince = since
     this.#epochRead = true
-    if (wiped) await this.#restoreRevocations()
     this.#clockOffset = num(r[1]) - Math.round((sent + Date.now()) / 2)
     if (num(r[0]) === 0) {
       for (const key of this.#counts.keys()) this.#dirty.add(key)
