@@ -513,6 +513,7 @@ export class RedisEngine implements Engine {
     this.#stopped = true
     if (this.#timer !== null) clearInterval(this.#timer)
     if (this.#probeTimer !== null) clearInterval(this.#probeTimer)
+    if (this.#rereadTimer !== null) clearTimeout(this.#rereadTimer)
     if (this.#cmdReady && !this.#faulty) await this.#leave().catch(() => {})
     if (this.#deadlineTimer !== null) clearInterval(this.#deadlineTimer)
     this.#cmd.destroy()
@@ -631,7 +632,10 @@ export class RedisEngine implements Engine {
   }
 
   #checkUp (): void {
-    if (!this.up || this.#state === 'up') return
+    if (!this.up) return
+    // multiplexed subscribers the fence held while the node caught up (#fence)
+    this.#core.fenceMoved()
+    if (this.#state === 'up') return
     this.#log?.info({ node: this.nodeId, mode: this.mode, sharded: this.#sharded, cluster: this.#cluster ?? undefined }, this.#state === 'never' ? 'redis connected' : 'redis recovered')
     if (this.#state === 'never') void this.#checkRecoveryChannels()
     this.#state = 'up'
@@ -933,9 +937,12 @@ export class RedisEngine implements Engine {
       await this.#sub.subscribe(CONTROL, this.#onControl)
     } catch (err) {
       this.#controlSubscribed = false
+      // a read of the revocations that ended while this was under way took it for subscribed
+      if (this.#core.revocations !== null) this.#revocationsBehind = true
+      const m = errorText(err)
       const log = this.#log
-      if (this.#core.revocations === null || this.#stopped || log === null || !this.#refusalDue('control')) return
-      ;(log.error ?? log.warn).call(log, { node: this.nodeId, mode: this.mode, redisError: errorText(err) }, 'the Redis user may not subscribe to the revocation channel pk:ctl: revocations made on other nodes would not be heard, so this node stays down (503) until it may. Allow the channels &pk:* (docs/redis.md, Access)')
+      if (!/\bNOPERM\b/.test(m) || this.#core.revocations === null || this.#stopped || log === null || !this.#refusalDue('control')) return
+      ;(log.error ?? log.warn).call(log, { node: this.nodeId, mode: this.mode, redisError: m }, 'the Redis user may not subscribe to the revocation channel pk:ctl: revocations made on other nodes would not be heard, so this node stays down (503) until it may. Allow the channels &pk:* (docs/redis.md, Access)')
     }
   }
 
@@ -990,6 +997,20 @@ export class RedisEngine implements Engine {
    * admitted their tokens meanwhile; reading them ends those streams). Each node that holds them
    * does this, so the store gets them back while any node that knew them runs.
    */
+  /** A read of the revocations asked for by other nodes' `reread`s, due shortly. */
+  #rereadTimer: NodeJS.Timeout | null = null
+  /** The store's epoch changed and #restoreRevocations has not yet succeeded since. */
+  #restoreDue = false
+  #restoring = false
+
+  /** #restoreRevocations, one at a time, while one is due (from the heartbeat and each tick). */
+  #restore (): void {
+    if (!this.#restoreDue || this.#restoring || !this.#cmdReady) return
+    this.#restoring = true
+    this.#restoreDue = false
+    this.#restoreRevocations().catch(() => { this.#restoreDue = true }).finally(() => { this.#restoring = false })
+  }
+
   async #restoreRevocations (): Promise<void> {
     const revs = this.#core.revocations
     if (revs === null || revs.size === 0) return
@@ -1020,7 +1041,14 @@ export class RedisEngine implements Engine {
     let e: unknown
     try { e = JSON.parse(msg) } catch { return }
     if (Array.isArray(e) && e.length === 2 && e[0] === 'reread') {
-      if (e[1] !== this.nodeId) await this.#loadRevocations().catch(() => {})
+      // every node that held revocations says so: one read for the lot (250 ms)
+      if (e[1] !== this.nodeId && this.#rereadTimer === null) {
+        this.#rereadTimer = setTimeout(() => {
+          this.#rereadTimer = null
+          this.#loadRevocations().catch(() => {})
+        }, 250)
+        this.#rereadTimer.unref()
+      }
       return
     }
     if (!Array.isArray(e) || e.length !== 6) return
@@ -1040,13 +1068,16 @@ export class RedisEngine implements Engine {
     const now = Math.floor(Date.now() / 1000)
     await this.#send(REVOKED_KEY, ['ZREMRANGEBYSCORE', REVOKED_KEY, '-inf', String(now)])
     const rows = (await this.#send(REVOKED_KEY, ['ZRANGEBYSCORE', REVOKED_KEY, String(now), '+inf'])) as string[]
+    const read: Array<['sub' | 'jti', string, number, number]> = []
     for (const row of rows) {
       let r: unknown
       try { r = JSON.parse(row) } catch { continue }
       if (!Array.isArray(r) || r.length !== 4) continue
       const [kind, value, at, until] = r as ['sub' | 'jti', string, number, number]
-      if ((kind === 'sub' || kind === 'jti') && typeof value === 'string') this.#core.revokeLocal(kind, value, Number(at), Number(until))
+      if ((kind === 'sub' || kind === 'jti') && typeof value === 'string') read.push([kind, value, Number(at), Number(until)])
     }
+    // recorded, and the subscribers they cover ended, in one pass over the table
+    this.#core.revokeAll(read)
     // (a broadcast between a read and the control channel's subscription is read again by
     // #subUp, which reads once subscribed. Until then, where tokens are checked, the node is
     // behind: a user whose ACL refuses that channel would hear no revocation, #subscribeControl)
@@ -1085,11 +1116,12 @@ export class RedisEngine implements Engine {
     const sent = Date.now()
     const r = await this.#call(this.#cmd, 'HEARTBEAT', [NODES_KEY, EPOCH_KEY], [this.nodeId, String(NODE_LIFE_MS)]) as unknown[]
     const since = num(r[3]) || 0
-    // (the epoch is taken once the revocations are written: a write that fails is tried again at
-    // the next heartbeat, which finds the epoch changed still)
-    if (this.#epochRead && since !== this.#storeSince) await this.#restoreRevocations()
+    // the store lost everything: its revocations are written again, apart from the heartbeat (a
+    // write that fails is tried again at each tick, and the rest of the heartbeat still runs)
+    if (this.#epochRead && since !== this.#storeSince) this.#restoreDue = true
     this.#storeSince = since
     this.#epochRead = true
+    this.#restore()
     this.#clockOffset = num(r[1]) - Math.round((sent + Date.now()) / 2)
     if (num(r[0]) === 0) {
       for (const key of this.#counts.keys()) this.#dirty.add(key)
@@ -1169,6 +1201,7 @@ export class RedisEngine implements Engine {
 
   tick (): void {
     if (this.#cmdReady && !this.#faulty) this.#heartbeat().catch(() => {})
+    this.#restore()
     // the revocation channel refused before (#subscribeControl): tried again, then read
     if (!this.#controlSubscribed && this.#subReady && this.#cmdReady && this.#core.revocations !== null) {
       void this.#subscribeControl().then(async () => { if (this.#controlSubscribed) await this.#loadRevocations() }).catch(() => {})
@@ -1575,14 +1608,17 @@ export class RedisEngine implements Engine {
   // ---- replicas -------------------------------------------------------------------------------------
 
   /**
-   * Core.fence: a multiplexed subscriber takes no message from `pos` while the replica of another
-   * of its channels is being read again (a recovery after a fault, a re-read: stale or busy). Its
-   * messages that arrived meanwhile are not applied yet, and one of a later second served first
-   * would put the subscriber's id past them: a long-poll's next poll would skip them, unsignalled.
-   * Held (F_HELD) until every replica it names is current (#startLoad calls fenceMoved), then
-   * served from the buffers in id order. Single-channel subscribers are never held.
+   * Core.fence: while the node catches up after a fault (not up: the pub/sub connection lost
+   * messages, its replicas are being read again), a multiplexed subscriber takes no message from
+   * `pos` while the replica of another of its channels is still stale or being read. That
+   * channel's messages that arrived meanwhile are not applied yet, and one of a later second
+   * served first would put the subscriber's id past them: a long-poll's next poll would skip them,
+   * unsignalled. Held (F_HELD) until the node is up again (#checkUp calls fenceMoved), then served
+   * from the buffers in id order. Single-channel subscribers are never held, and nothing is while
+   * the node is up (one lookup of `up` per multiplexed delivery).
    */
   #fence (sub: Subscriber, pos: number): number {
+    if (this.up) return Infinity
     const chans = sub.channels
     for (let k = 0; k < chans.length; k++) {
       if (k === pos) continue
@@ -1649,8 +1685,6 @@ export class RedisEngine implements Engine {
       const waiters = r.waiters
       r.waiters = []
       for (const sub of waiters) this.#release(sub)
-      // multiplexed subscribers the fence held while this replica was read (#fence)
-      this.#core.fenceMoved()
     }, (err: unknown) => {
       done()
       // the connection went away mid-way, or the subscribe went unanswered: the probe (or the

@@ -955,7 +955,8 @@ test.serial('Redis: a node cut off from the store re-reads its channels when bac
     cursor = { 'If-Modified-Since': r.headers!.get('last-modified')!, 'If-None-Match': r.headers!.get('etag')! }
   }
   const parked = poll(b.port, '/sub/rx,ry', cursor, 30000)
-  await new Promise((resolve) => setTimeout(resolve, 300))
+  // parked (counted in the store) before B is cut off
+  t.true(await eventually(async () => (await info(b.base, 'rx')).json?.subscribers === 1, 10000))
   // B cut off; y's message in one second, then x's in a later one; then B may reconnect
   cut.cut()
   t.true(await eventually(async () => (await fetch(`${b.base}/health`)).status === 503, 10000))

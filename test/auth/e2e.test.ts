@@ -756,7 +756,8 @@ test('the authorize request sees the channels the subscription uses, decoded, wi
 test('an authorize decision answers only a request the application would have seen as identical', async (t) => {
   let calls = 0
   const url = await authorizeApp(t, (req) => { calls++; return String(req.headers['x-original-uri']).includes('token=good') ? 204 : 403 })
-  const srv = await startServer(t, { authorizeUrl: url, apiKey: [KEY] })
+  // (a cache that outlives the test: CI once took over the default 5 s between the two polls)
+  const srv = await startServer(t, { authorizeUrl: url, apiKey: [KEY], authorizeCacheTtl: 120 })
   await publish(srv.base, 'room1', 'first')
   const victim = await subscribe(srv.port, 'longpoll', '/sub/room1?token=good')
   t.is(victim.status, 200)
