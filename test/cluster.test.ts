@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 import { SseClient, eventually, exitedWithOutput, freePort, info, publish, socketOnWorker } from './helpers/server.ts'
-import { serve } from './helpers/node.ts'
+import { START_MS, processTree, serve } from './helpers/node.ts'
 import { startRedis } from './helpers/redis.ts'
 import { SECRET, mint } from './helpers/auth.ts'
 import { REPLICA_LINGER_MS, SILENT_MS, SILENT_START_MS, STABLE_MS, ownerOf, quickDeathsAfter, restartDelay, userOwnerOf } from '../lib/cluster.ts'
@@ -44,7 +44,11 @@ async function exitWithin (child: ChildProcess, ms: number): Promise<number | nu
 
 async function startCluster (t: ExecutionContext, workers = 2, drainWindow = 0, detached = false, extra: string[] = []): Promise<{ base: string, port: number, child: ChildProcess }> {
   const port = await freePort()
-  const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', String(workers), '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', String(drainWindow), ...extra], { stdio: 'ignore', detached })
+  const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', String(workers), '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', String(drainWindow), ...extra], { stdio: ['ignore', 'pipe', 'pipe'], detached })
+  let out = ''
+  const keep = (d: Buffer): void => { out = (out + d.toString()).slice(-8000) }
+  child.stdout!.on('data', keep)
+  child.stderr!.on('data', keep)
   t.teardown(async () => {
     if (child.exitCode === null) {
       child.kill('SIGTERM')
@@ -64,8 +68,8 @@ async function startCluster (t: ExecutionContext, workers = 2, drainWindow = 0, 
       } catch { return false }
     }
     return true
-  }, 20000)
-  if (!up) throw new Error('cluster did not start')
+  }, START_MS)
+  if (!up) throw new Error(`cluster did not start in ${START_MS} ms; its processes:\n${processTree(child.pid!)}\nits output: ${out === '' ? '(none)' : out}`)
   return { base, port, child }
 }
 
@@ -327,7 +331,7 @@ test.serial('every worker dies: the buffers go with them; a client resuming with
   for (const pid of pids) process.kill(pid, 'SIGKILL')
   await c.waitClosed()
   t.true(await eventually(() => { const now = workerPids(child.pid!); return now.length === 2 && now.every((p) => !pids.includes(p)) }, 20000))
-  t.true(await eventually(async () => { try { return (await fetch(`${base}/health`)).ok } catch { return false } }, 20000))
+  t.true(await eventually(async () => { try { return (await fetch(`${base}/health`)).ok } catch { return false } }, START_MS))
   t.is((await publish(base, 'kd', 'while away')).status, 202)
   const again = await SseClient.connect(port, '/sub/kd', { 'Last-Event-ID': first!.id! })
   const evs = await again.waitEvents(1)
@@ -924,7 +928,7 @@ test.serial('with workers, the owner dies while another worker keeps its replica
   process.kill(before, 'SIGKILL')
   // forked again (however long that takes: the kept replica waits for its owner), and serving
   t.true(await eventually(() => { try { return workerPid(node.proc.pid!, 0) !== before } catch { return false } }, 20000))
-  t.true(await eventually(async () => { try { return (await fetch(`${node.base}/health`)).status === 200 } catch { return false } }, 20000))
+  t.true(await eventually(async () => { try { return (await fetch(`${node.base}/health`)).status === 200 } catch { return false } }, START_MS))
   // the new owner's buffer is the kept replica's: the next id follows m1, and m2 goes to the replica
   const i = await info(node.base, key)
   t.is(i.json?.messages, 2, JSON.stringify(i.json))
@@ -1004,7 +1008,7 @@ test('kill -9 of the primary: the workers go with it; after a restart a client r
   const first = spawn(process.execPath, args, { stdio: 'ignore' })
   t.teardown(() => { first.kill('SIGKILL') })
   const base = `http://127.0.0.1:${port}`
-  t.true(await eventually(async () => { try { return (await fetch(`${base}/health`)).ok } catch { return false } }, 20000))
+  t.true(await eventually(async () => { try { return (await fetch(`${base}/health`)).ok } catch { return false } }, START_MS))
   const children = readFileSync(`/proc/${first.pid}/task/${first.pid}/children`, 'utf8').trim().split(/\s+/).map(Number)
   const sse = await SseClient.connect(port, '/sub/crash')
   t.is((await fetch(`${base}/pub/crash`, { method: 'POST', body: 'one' })).status, 201)
@@ -1018,7 +1022,7 @@ test('kill -9 of the primary: the workers go with it; after a restart a client r
   // what systemd's Restart=always does: a fresh server on the same port
   const second = spawn(process.execPath, args, { stdio: 'ignore' })
   t.teardown(() => { second.kill('SIGKILL') })
-  t.true(await eventually(async () => { try { return (await fetch(`${base}/health`)).ok } catch { return false } }, 20000))
+  t.true(await eventually(async () => { try { return (await fetch(`${base}/health`)).ok } catch { return false } }, START_MS))
   const resumed = await SseClient.connect(port, '/sub/crash', { 'Last-Event-ID': last })
   t.is((await fetch(`${base}/pub/crash`, { method: 'POST', body: 'three' })).status, 201)
   const [ev] = await resumed.waitEvents(1)
@@ -1148,7 +1152,7 @@ async function twoWorkersReporting (t: ExecutionContext): Promise<{ port: number
   const port = await freePort()
   const { child, out } = spawnServe(t, ['--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--drain-window', '0'])
   t.true(await eventually(() => workerPids(child.pid!).length === 2, 20000))
-  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 200, 20000))
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 200, START_MS))
   await new Promise((resolve) => setTimeout(resolve, 1500))
   return { port, child, out, one: workerPid(child.pid!, 1) }
 }
@@ -1162,7 +1166,7 @@ test.serial('a worker that sends the primary nothing for SILENT_MS (stopped) is 
   t.true(await eventually(() => !alive(one), SILENT_MS + 8000), out())
   t.regex(out(), /worker sent nothing for 10 s/)
   t.true(await eventually(() => { try { return workerPid(child.pid!, 1) !== one } catch { return false } }, 20000), 'forked again')
-  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 200, 20000))
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 200, START_MS))
   // the primary stopped past SILENT_MS: once it runs again it ends no worker for the counts it has
   // not read yet
   await new Promise((resolve) => setTimeout(resolve, 1500))
@@ -1183,7 +1187,7 @@ test.serial('with Redis too, a worker that sends the primary nothing for SILENT_
   const port = await freePort()
   const { child, out } = spawnServe(t, ['--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'warn', '--drain-window', '0', '--redis-url', `redis://127.0.0.1:${redis.port}`])
   t.true(await eventually(() => workerPids(child.pid!).length === 2, 20000))
-  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 200, 20000))
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 200, START_MS))
   await new Promise((resolve) => setTimeout(resolve, 1500))
   const one = workerPid(child.pid!, 1)
   process.kill(one, 'SIGSTOP')
@@ -1192,7 +1196,7 @@ test.serial('with Redis too, a worker that sends the primary nothing for SILENT_
   t.true(await eventually(() => !alive(one), SILENT_MS + 8000), out())
   t.regex(out(), /worker sent nothing for 10 s \(its event loop stuck/)
   t.true(await eventually(() => { try { return workerPid(child.pid!, 1) !== one } catch { return false } }, 20000), 'forked again')
-  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000))
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, START_MS))
 })
 
 /** Worker `pid` of `primary` SIGKILLed: the pid of the incarnation forked in its place, found within milliseconds of its fork. */
@@ -1436,7 +1440,7 @@ test.serial('a worker that cannot be forked (the user\'s process limit reached):
   let out = ''
   child.stdout!.on('data', (d: Buffer) => { out += d.toString() })
   child.stderr!.on('data', (d: Buffer) => { out += d.toString() })
-  t.true(await eventually(async () => workerPids(child.pid!).length === 2 && (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000), out)
+  t.true(await eventually(async () => workerPids(child.pid!).length === 2 && (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, START_MS), out)
   // (setpriv execs node: the primary is the child itself)
   execFileSync('setpriv', ['--reuid=61234', '--regid=61234', '--clear-groups', 'prlimit', '--pid', String(child.pid), '--nproc=1:1'])
   process.kill(workerPid(child.pid!, 1), 'SIGKILL')
@@ -1473,7 +1477,7 @@ test.serial('a worker killed: /health answers 503 `worker unavailable` on the ot
     return r?.status === 503
   }, 5000), 'a load balancer sees the node refuse new subscribers')
   t.is(body, 'worker unavailable\n')
-  t.true(await eventually(async () => (await fetch(`${base}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000), '200 once the worker is back')
+  t.true(await eventually(async () => (await fetch(`${base}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, START_MS), '200 once the worker is back')
 })
 
 test('the crash-loop backoff: 100 ms more per quick death in a row, up to 5 s; a worker that lived STABLE_MS starts the count again', (t) => {
@@ -1667,7 +1671,7 @@ test.serial('with Redis, a second `serve --workers 2` on the same port joins (a 
   const args = ['bin/parkline.ts', 'serve', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '0', '--redis-url', `redis://127.0.0.1:${redis.port}`]
   const first = spawn(NODE, args, { stdio: 'ignore' })
   t.teardown(async () => { if (first.exitCode === null) { first.kill('SIGTERM'); await once(first, 'exit') } })
-  t.true(await eventually(async () => workerPids(first.pid!).length === 2 && (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000))
+  t.true(await eventually(async () => workerPids(first.pid!).length === 2 && (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, START_MS))
   const second = spawn(NODE, args, { stdio: 'ignore' })
   t.teardown(async () => { if (second.exitCode === null) { second.kill('SIGTERM'); await once(second, 'exit') } })
   t.true(await eventually(() => workerPids(second.pid!).length === 2, 20000), 'the second deployment forked its workers')
@@ -1676,7 +1680,7 @@ test.serial('with Redis, a second `serve --workers 2` on the same port joins (a 
   first.kill('SIGTERM')
   await once(first, 'exit')
   t.is(second.exitCode, null)
-  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000))
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, START_MS))
   const c = await SseClient.connect(port, '/sub/rolled', { 'Last-Event-ID': '0:0' })
   t.teardown(() => c.close())
   t.deepEqual((await c.waitEvents(1)).map((e) => e.data), ['before'])
@@ -1687,7 +1691,7 @@ for (const workers of ['1', '2']) {
     t.timeout(60000)
     const port = await freePort()
     const { child, out } = spawnServe(t, ['--workers', workers, '--port', String(port), '--host', '127.0.0.1', '--log-level', 'info', '--drain-window', '120'])
-    t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000))
+    t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, START_MS))
     // a subscriber that came and went: the table is empty again
     const s = await SseClient.connect(port, '/sub/idle')
     await s.until(() => s.comments.includes(': hi'))
@@ -1707,7 +1711,7 @@ test.serial('SIGTERM with publishers still publishing to an idle server: it serv
   const child = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1', '--log-level', 'error', '--drain-window', '120'], { stdio: 'ignore' })
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   const base = `http://127.0.0.1:${port}`
-  t.true(await eventually(async () => (await fetch(`${base}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000))
+  t.true(await eventually(async () => (await fetch(`${base}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, START_MS))
   child.kill('SIGTERM')
   const statuses: number[] = []
   for (let i = 0; i < 15; i++) {
@@ -1787,7 +1791,7 @@ test.serial('a deployment on Redis and one without on the same port refuse each 
       ...(store === 'redis' ? ['--redis-url', `redis://127.0.0.1:${redis.port}`] : [])]
     const a = spawn(NODE, ['bin/parkline.ts', 'serve', ...args(first, 'error')], { stdio: 'ignore' })
     t.teardown(async () => { if (a.exitCode === null) { a.kill('SIGTERM'); await once(a, 'exit') } })
-    t.true(await eventually(async () => workerPids(a.pid!).length === 2 && (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, 20000))
+    t.true(await eventually(async () => workerPids(a.pid!).length === 2 && (await fetch(`http://127.0.0.1:${port}/health`, { headers: { Connection: 'close' } }).catch(() => null))?.status === 200, START_MS))
     const other = first === 'memory' ? 'redis' : 'memory'
     const b = spawnServe(t, args(other, 'info'))
     t.is(await exitWithin(b.child, 30000), 1, b.out())

@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import net from 'node:net'
 import test from 'ava'
 import { eventually, freePort, publish } from './helpers/server.ts'
+import { START_MS } from './helpers/node.ts'
 
 test('ulimit -n 256: subscribers are capped below the limit (503 past it), /health and publishers still answer; past the limit itself it lives, and serves again once connections close', async (t) => {
   t.timeout(60000)
@@ -20,7 +21,7 @@ test('ulimit -n 256: subscribers are capped below the limit (503 past it), /heal
     }
   })
   const base = `http://127.0.0.1:${port}`
-  t.true(await eventually(async () => { try { return (await fetch(`${base}/health`)).status === 200 } catch { return false } }, 20000), out)
+  t.true(await eventually(async () => { try { return (await fetch(`${base}/health`)).status === 200 } catch { return false } }, START_MS), out)
   t.regex(out, /caps this process at 192 subscribers/)
   const sockets: net.Socket[] = []
   t.teardown(() => { for (const s of sockets) s.destroy() })

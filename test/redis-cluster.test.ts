@@ -6,7 +6,7 @@ import test, { type ExecutionContext } from 'ava'
 import { channelKey } from '../lib/redis-engine.ts'
 import { startCluster, startReplicated, startSentinel, redisCall, redisSession, type RedisSession } from './helpers/redis-cluster.ts'
 import { monitorRedis } from './helpers/redis.ts'
-import { serve, type Node } from './helpers/node.ts'
+import { START_MS, serve, type Node } from './helpers/node.ts'
 import { SseClient, eventually, info, publish } from './helpers/server.ts'
 import { steadyPublish, type SteadyResult } from './helpers/steady.ts'
 import { SECRET, mint } from './helpers/auth.ts'
@@ -219,7 +219,7 @@ test.serial('a cluster master stopped (SIGSTOP) for 10 s under publishing (redis
   await new Promise((resolve) => setTimeout(resolve, Math.max(0, 10000 - (Date.now() - since))))
   const went = Date.now()
   owner.cont()
-  t.true(await eventually(async () => (await fetch(`${a.base}/health`)).status === 200, 20000), '/health 200 again')
+  t.true(await eventually(async () => (await fetch(`${a.base}/health`)).status === 200, START_MS), '/health 200 again')
   const r = await pubs.done
   t.is(r.acked.length, 100)
   t.log(`publishes refused for ${r.resumeMs} ms in all; slowest answer ${r.slowest} ms; ${r.answers.filter((x) => x.status === 503).length} answers 503`)
@@ -346,7 +346,7 @@ for (const mode of ['cluster', 'sentinel'] as const) {
     t.is(String(await session.call(['CONFIG', 'SET', 'maxclients', '10000'])), 'OK')
     const r = await pubs.done
     t.is(r.acked.length, 40)
-    t.true(await eventually(async () => (await fetch(`${a.base}/health`)).status === 200, 20000), 'A up again')
+    t.true(await eventually(async () => (await fetch(`${a.base}/health`)).status === 200, START_MS), 'A up again')
     await publishAcked(t, b.base, ch, 'after')
     const got = await s.waitEvents(r.acked.length + 2, 10000).catch(() => s.events)
     exactlyOnce(t, 'node A', got.slice(1, -1), r)

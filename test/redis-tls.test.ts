@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 import { SseClient, eventually, freePort, info, publish } from './helpers/server.ts'
 import { pickPort } from './helpers/redis-cluster.ts'
+import { START_MS } from './helpers/node.ts'
 
 interface Certs { dir: string, ca: string, cert: string, key: string }
 
@@ -83,7 +84,7 @@ async function nodes (t: ExecutionContext, certs: Certs, store: string[]): Promi
       }
     })
     const base = `http://127.0.0.1:${port}`
-    t.true(await eventually(async () => (await fetch(`${base}/health`).catch(() => null))?.status === 200, 20000), `parkline ${store.join(' ')} came up`)
+    t.true(await eventually(async () => (await fetch(`${base}/health`).catch(() => null))?.status === 200, START_MS), `parkline ${store.join(' ')} came up`)
     return { base, port }
   }))
 }

@@ -16,6 +16,7 @@ import { channelKey } from '../lib/redis-engine.ts'
 import { SseClient, eventually, freePort, info, publish, startServer } from './helpers/server.ts'
 import { steadyPublish } from './helpers/steady.ts'
 import { SECRET, mint } from './helpers/auth.ts'
+import { START_MS, processTree } from './helpers/node.ts'
 
 const NODE = process.execPath
 
@@ -28,7 +29,10 @@ async function startNode (t: ExecutionContext, redisPort: number): Promise<Parkl
 async function startNodeUrl (t: ExecutionContext, url: string, extra: string[] = []): Promise<ParklineNode> {
   const port = await freePort()
   const proc = spawn(NODE, ['bin/parkline.ts', 'serve', '--workers', '1', '--port', String(port), '--host', '127.0.0.1',
-    '--redis-url', url, '--log-level', 'error', '--drain-window', '0', ...extra], { stdio: ['ignore', 'ignore', 'inherit'] })
+    '--redis-url', url, '--log-level', 'error', '--drain-window', '0', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] })
+  // its errors go to the run's output as they come, and the last of them into a failed start's message
+  let err = ''
+  proc.stderr!.on('data', (d: Buffer) => { process.stderr.write(d); err = (err + d.toString()).slice(-8000) })
   t.teardown(async () => {
     if (proc.exitCode === null && proc.signalCode === null) {
       process.kill(proc.pid!, 'SIGKILL')
@@ -36,10 +40,11 @@ async function startNodeUrl (t: ExecutionContext, url: string, extra: string[] =
     }
   })
   const base = `http://127.0.0.1:${port}`
+  const started = Date.now()
   const up = await eventually(async () => {
     try { return (await fetch(`${base}/health`)).status === 200 } catch { return false }
-  }, 20000)
-  if (!up) throw new Error('parkline node did not start')
+  }, START_MS)
+  if (!up) throw new Error(`parkline node did not start in ${Date.now() - started} ms (no 200 from /health); its processes:\n${processTree(proc.pid!)}\nits errors: ${err === '' ? '(none)' : err}`)
   return { base, port, proc }
 }
 
@@ -458,7 +463,7 @@ test.serial('Redis restarted empty and another node publishes before this node r
   t.timeout(60000)
   // A sees nothing of the restart until B has published on the new, empty Redis
   const { redis, b, sub, future, resume } = await restartWhileStopped(t, 'race')
-  t.true(await eventually(async () => (await fetch(`${b.base}/health`)).status === 200, 20000))
+  t.true(await eventually(async () => (await fetch(`${b.base}/health`)).status === 200, START_MS))
   const m2 = await publish(b.base, 'race', 'm2')
   t.is(m2.status, 202)
   t.true(Number(lastId(m2.text).split(':')[0]) < future)
@@ -487,7 +492,7 @@ test.serial('Redis restarted empty and a node that was behind seeded the channel
   resume()
   // A re-reads it and moves its ids past the last one A applied
   t.true(await eventually(async () => (await redisCommand(redis.port, 'HGET pk:{seeded}:m lt')) === `$${String(future).length}\r\n${future}\r\n`, 20000))
-  t.true(await eventually(async () => (await fetch(`${b.base}/health`)).status === 200, 20000))
+  t.true(await eventually(async () => (await fetch(`${b.base}/health`)).status === 200, START_MS))
   const m2 = await publish(b.base, 'seeded', 'm2')
   t.is(lastId(m2.text), `${future}:2`)
   const evs = await sub.waitEvents(3, 10000)

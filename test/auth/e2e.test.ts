@@ -8,7 +8,7 @@ import http from 'node:http'
 import net from 'node:net'
 import test, { type ExecutionContext } from 'ava'
 import { SignJWT, base64url, type JWTPayload } from 'jose'
-import { serve, type Node } from '../helpers/node.ts'
+import { START_MS, serve, type Node } from '../helpers/node.ts'
 import { redisCommand, startRedis } from '../helpers/redis.ts'
 import { eventually, exitedWithOutput, freePort, parseResponse, rawRequest, startServer } from '../helpers/server.ts'
 import { scopedIdempotencyKey } from '../../lib/idempotency.ts'
@@ -559,7 +559,7 @@ test('Redis: a node cut off from the store answers a long-poll 503 even where it
     r.socket.destroy()
   }
   t.true(await ok('ACL SETUSER nodeb on'))
-  t.true(await eventually(async () => (await fetch(`${b.base}/health`)).status === 200, 20000))
+  t.true(await eventually(async () => (await fetch(`${b.base}/health`)).status === 200, START_MS))
   t.is((await subscribe(b.port, 'longpoll', '/sub/cut', since)).status, 401)
 })
 
