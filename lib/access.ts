@@ -268,7 +268,7 @@ export class Access {
       log.warn({ parkline: 'auth', option: names[what], url: redactUrl(urls[what]), error: why },
         `${names[what]} failed: ${why}; ${what === 'jwks' ? 'tokens it would verify are refused (503 while no key was ever had)' : 'the requests that need it answer 503'} until it answers (this line at most once a minute)`)
     }
-    const a = new Access(new Auth(authOptions(o), { upstreamMaxBody: o.maxMessageSize, trouble }), o)
+    const a = new Access(new Auth(authOptions(o), { upstreamMaxBody: o.maxMessageSize, trouble, maxRevocations: o.maxRevocations }), o)
     // publishUpstreamUrl alone loads Auth with no credential: the inert options are refused too
     if (!credentialConfigured(o) && o.authorizeUrl === '') refuseInert(inertOptions(o))
     a.warnings = a.auth!.warnings
@@ -378,6 +378,11 @@ export class Access {
   async admin (request: FastifyRequest): Promise<Grant | Refusal> {
     if (this.auth === null) return this.#count(ADMIN_DISABLED)
     return this.#count(await this.auth.admin({ headers: request.headers, remoteAddress: request.socket.remoteAddress }))
+  }
+
+  /** `authorizeUrl` with `authorizePublish`: publishers are asked about too (a WebSocket publisher's each message, once its decision's cache lapsed). */
+  get authorizesPublishers (): boolean {
+    return this.auth !== null && this.auth.options.authorizeUrl !== '' && this.auth.options.authorizePublish
   }
 
   /** `publishUpstreamUrl` is set: publishes go to the publisher upstream request. */

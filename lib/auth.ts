@@ -387,12 +387,14 @@ export function extractSubscriberCredential (headers: IncomingHttpHeaders, query
 
 /**
  * Revoked token ids and subjects. A jti stays revoked until its token's exp (after which the token
- * is refused as expired anyway, so the entry is dropped); a token without exp stays revoked until
- * the list is full. A sub revoked at T refuses that subject's tokens issued up to T (iat ≤ T plus
- * the clock-skew leeway; a token without iat counts as issued at 0). Both maps keep insertion
- * order, so when one holds `max` entries the oldest goes: a revocation list that is too small
- * un-revokes, so size it well over the revocations a token lifetime sees. In-process only: a
- * cluster has to broadcast revocations.
+ * is refused as expired anyway, so the entry is dropped); one whose exp was not given, for good: a
+ * token without exp, or with a later exp than a guess would give, is never good again. A sub
+ * revoked at T refuses that subject's tokens issued up to T (iat ≤ T plus the clock-skew leeway; a
+ * token without iat counts as issued at 0), for good: a token issued before T may live any length.
+ * Nothing in force is ever dropped to make room: past `max` entries in force a new revocation is
+ * refused (room(): the revoke request gets 507), never made by un-revoking an older one. A
+ * revocation told by another worker or node is recorded whatever the count (it was decided where
+ * the list held the same). In-process only: a cluster has to broadcast revocations.
  */
 export class Revocations {
   #jti = new Map<string, number>()
@@ -412,19 +414,33 @@ export class Revocations {
     return this.#jti.size + this.#sub.size
   }
 
-  /** Revoke one token until `exp` (unix seconds; 0 = it never expires). */
+  /** Most entries in force (maxRevocations). */
+  get max (): number {
+    return this.#max
+  }
+
+  /**
+   * May a revocation of `value` be recorded without passing `max`? One already held may always be
+   * recorded again; otherwise expired jti entries are dropped first, then it fits or not.
+   */
+  room (kind: 'sub' | 'jti', value: string, nowSec: number): boolean {
+    if ((kind === 'sub' ? this.#sub : this.#jti).has(value)) return true
+    if (this.size < this.#max) return true
+    this.prune(nowSec)
+    return this.size < this.#max
+  }
+
+  /** Revoke one token until `exp` (unix seconds; 0 = for good). */
   revokeJti (jti: string, exp: number): void {
-    this.#jti.delete(jti)
-    this.#jti.set(jti, exp)
-    if (this.#jti.size > this.#max) this.#jti.delete(this.#jti.keys().next().value!)
+    const prev = this.#jti.get(jti)
+    // a later revocation of the same jti never shortens it
+    this.#jti.set(jti, prev === undefined ? exp : prev === 0 || exp === 0 ? 0 : Math.max(prev, exp))
   }
 
   /** Revoke every token of `sub` issued up to `atSec` (its own second included). A later revocation of the same sub wins. */
   revokeSub (sub: string, atSec: number): void {
     const prev = this.#sub.get(sub)
-    this.#sub.delete(sub)
     this.#sub.set(sub, prev !== undefined && prev > atSec ? prev : atSec)
-    if (this.#sub.size > this.#max) this.#sub.delete(this.#sub.keys().next().value!)
   }
 
   isRevoked (grant: Pick<Grant, 'jti' | 'sub' | 'iat'>, nowSec = Math.floor(Date.now() / 1000)): boolean {

@@ -405,7 +405,7 @@ export function quickDeathsAfter (quickDeaths: number, livedMs: number): number 
 export class Primary {
   readonly workers: WorkerSlot[] = []
   /** Revocations decided so far (kind, value, at, until): a re-forked worker gets them too. */
-  readonly #revoked: Array<['sub' | 'jti', string, number, number]> = []
+  readonly #revoked = new Map<string, ['sub' | 'jti', string, number, number]>()
   /** Revocations broadcast to the workers, waiting for each one's count. */
   readonly #revoking = new Map<number, { slot: WorkerSlot, r: number, waiting: Set<WorkerSlot>, total: number, timer: NodeJS.Timeout }>()
   #revSeq = 0
@@ -609,8 +609,10 @@ export class Primary {
     slot.out.push(['opts', this.#options])
     slot.out.push(['hello'])
     const now = Math.floor(Date.now() / 1000)
-    for (const [kind, value, at, until] of this.#revoked) {
-      if (kind === 'sub' || until > now) slot.out.push(['rev', 0, kind, value, at, until])
+    for (const [key, [kind, value, at, until]] of this.#revoked) {
+      // a user's, and a jti's held for good (until 0), never lapse; a jti past its token's exp is dropped
+      if (kind === 'sub' || until === 0 || until > now) slot.out.push(['rev', 0, kind, value, at, until])
+      else this.#revoked.delete(key)
     }
   }
 
@@ -741,9 +743,14 @@ export class Primary {
         case 'rev': {
           // every live worker ends its subscribers of that user or token and says how many
           const [, r, kind, value, at, until] = e
-          this.#revoked.push([kind, value, at, until])
-          // as many as a process's own revocation list keeps (lib/auth.ts Revocations)
-          if (this.#revoked.length > 100_000) this.#revoked.shift()
+          // one row per user or token, as a worker's own list merges them (lib/auth.ts Revocations):
+          // the later revocation of a user, the longer of a token's; none dropped to make room (the
+          // worker that took the request refused it past maxRevocations)
+          const key = kind + '\0' + value
+          const prev = this.#revoked.get(key)
+          if (prev === undefined) this.#revoked.set(key, [kind, value, at, until])
+          else if (kind === 'sub') prev[2] = Math.max(prev[2], at)
+          else prev[3] = prev[3] === 0 || until === 0 ? 0 : Math.max(prev[3], until)
           const id = ++this.#revSeq
           const waiting = new Set(this.workers.filter((w) => w.child !== null))
           const timer = setTimeout(() => { this.#finishRevoke(id) }, 5000)

@@ -84,6 +84,7 @@ export interface ParklineOptions {
   jwtAudience: string
   jwtLeeway: number
   jwtMaxLifetime: number
+  maxRevocations: number
   authCookie: string
   tokenInQuery: boolean
   anonymousSubscribe: string[]
@@ -190,6 +191,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'jwtAudience', kind: 'string', default: '', doc: 'Required token `aud`; "" = not checked.' },
   { name: 'jwtLeeway', kind: 'int', default: 0, min: 0, doc: 'Seconds of clock skew allowed on exp and nbf, and on iat against a revocation by sub (at most 30).' },
   { name: 'jwtMaxLifetime', kind: 'int', default: 0, min: 0, doc: 'A token must carry `exp`, at most this many seconds (plus jwtLeeway) after it is presented; others get 401. 0 = off: a token without exp is good until revoked.' },
+  { name: 'maxRevocations', kind: 'int', default: 100000, min: 1, doc: 'Most revocations (POST revokePath) held in force; a revocation past it gets 507 and the ones held stay. A revocation is held until its token\'s exp (a user\'s, and a token\'s whose exp is not given: for good).' },
   { name: 'authCookie', kind: 'string', default: 'parkline_token', doc: 'Cookie a subscriber\'s token may come in (EventSource cannot set headers); never used for publishers.' },
   { name: 'tokenInQuery', kind: 'bool', default: false, doc: 'Accept a subscriber\'s token as `?access_token=` (RFC 6750 §2.3; it then shows in logs).' },
   { name: 'anonymousSubscribe', kind: 'list', default: [], doc: 'Channel patterns (`news`, `public.*`) anyone may subscribe to without a token, when a JWT key or authorizeUrl is set.' },

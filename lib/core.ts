@@ -839,9 +839,6 @@ export class Core {
     return this.revocations === null ? iat <= at : this.revocations.issuedBy(iat, at)
   }
 
-  /** The longest a revoked jti is held when its expiry is not known (a day). */
-  static readonly REVOKED_JTI_TTL = 86400
-
   /** Cut every subscriber off now. */
   closeAll (status: number): void {
     const subs = this.table.subs

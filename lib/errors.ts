@@ -56,6 +56,7 @@ export const ERRORS = {
   BAD_IDEMPOTENCY_KEY: { code: 'PKL_ERR_BAD_IDEMPOTENCY_KEY', statusCode: 400, message: 'Bad Request: Idempotency-Key must be 1 to 255 visible ASCII characters' },
   IDEMPOTENCY_KEY_REUSED: { code: 'PKL_ERR_IDEMPOTENCY_KEY_REUSED', statusCode: 422, message: 'Unprocessable Content: Idempotency-Key already used for a different message' },
   STORE_UNAVAILABLE: { code: 'PKL_ERR_STORE_UNAVAILABLE', statusCode: 503, message: 'Store unavailable' },
+  REVOCATIONS_FULL: { code: 'PKL_ERR_REVOCATIONS_FULL', statusCode: 507, message: 'Insufficient Storage: the revocation list is full (maxRevocations); the revocations held stay in force' },
   BAD_REVOKE: { code: 'PKL_ERR_BAD_REVOKE', statusCode: 400, message: 'Bad Request: send {"sub": "…"} or {"jti": "…"} (and optionally "exp")' },
   // access control (lib/auth.ts, lib/access.ts): refusals written with RFC 6750's WWW-Authenticate
   UNAUTHORIZED: { code: 'PKL_ERR_UNAUTHORIZED', statusCode: 401, message: 'Unauthorized' },

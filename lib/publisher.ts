@@ -362,8 +362,8 @@ const REVOKE_BODY_LIMIT = 4096
 /**
  * POST revokePath (Parkline extension): `{"sub": "…"}` or `{"jti": "…"}` (with the token's `exp`
  * if known) ends every live subscriber admitted with that user or token on every worker and node
- * (401, reason `revoked`), and refuses that jti until its exp and that user's tokens issued before
- * now. Needs apiKey or an admin token in `Authorization` (never a cookie). Answers how many ended.
+ * (401, reason `revoked`), and refuses that jti until its exp (for good if not given) and that
+ * user's tokens issued before now (for good). Needs apiKey or an admin token in `Authorization` (never a cookie). Answers how many ended.
  */
 export async function handleRevoke (core: Core, access: Access, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const origin = requestOrigin(request.headers)
@@ -392,7 +392,14 @@ export async function handleRevoke (core: Core, access: Access, request: Fastify
     return sendError(reply, ERRORS.BAD_REVOKE, origin)
   }
   const now = Math.floor(Date.now() / 1000)
-  const until = typeof what.exp === 'number' && what.exp > now ? Math.floor(what.exp) : now + Core.REVOKED_JTI_TTL
+  // a jti is held until its token's exp; one whose exp is not given, for good (0): a guess would
+  // make a token that outlives it good again
+  const until = typeof what.exp === 'number' && what.exp > now ? Math.floor(what.exp) : 0
+  // past maxRevocations a new one is refused, never made by un-revoking an older one
+  if (core.revocations !== null && !core.revocations.room(sub !== null ? 'sub' : 'jti', sub ?? jti!, now)) {
+    request.log.error({ revoked: sub !== null ? { sub } : { jti }, held: core.revocations.size, maxRevocations: core.revocations.max }, 'revocation refused: the revocation list is full (maxRevocations)')
+    return sendError(reply, ERRORS.REVOCATIONS_FULL, origin)
+  }
   let ended: { ended: number, complete: boolean }
   try {
     ended = sub !== null ? await core.engine.revoke('sub', sub, now, until) : await core.engine.revoke('jti', jti!, now, until)

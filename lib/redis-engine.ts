@@ -74,12 +74,23 @@ const NODES_KEY = 'pk:nodes'
 const NODE_TOTALS = 'pk:nt'
 /** Control channel (plain pub/sub, every node): revocations. */
 const CONTROL = 'pk:ctl'
-/** Revocations (member: JSON [kind, value, at, until]; score: when it may be forgotten), for nodes that start later. */
-const REVOKED_KEY = 'pk:revoked'
+/**
+ * Revocations (member: JSON [kind, value, at, until]; score: when it may be forgotten), for nodes
+ * that start later. On the slot of pk:nodes, as the store's epoch is: a Redis Cluster master that
+ * loses them (restarted without persistence, flushed) loses the epoch with them, which the nodes'
+ * heartbeat sees, and they write the revocations back (#restoreRevocations); on a slot of their
+ * own, a master that lost them alone went unseen.
+ */
+export const REVOKED_KEY = 'pk:{pk:nodes}:revoked'
 /** The second from which the store has held every channel's record (lib/redis-lua.ts HEARTBEAT): on pk:nodes' slot. */
 const EPOCH_KEY = 'pk:{pk:nodes}:epoch'
-/** A revoked user's tokens are refused this long (a token's own exp bounds a revoked jti). */
-const REVOKED_SUB_TTL = 30 * 86400
+/**
+ * When a revocation's row in REVOKED_KEY may be forgotten (its score): a jti's at its token's exp; a
+ * user's, and a jti's whose exp was not given, never (a token issued before may live any length).
+ */
+function forgetAt (kind: 'sub' | 'jti', until: number): string {
+  return kind === 'sub' || until === 0 ? '+inf' : String(until)
+}
 /** How long a revoke waits for every node's count. */
 const REVOKE_WAIT_MS = 3000
 
@@ -969,8 +980,7 @@ export class RedisEngine implements Engine {
     const id = `${this.nodeId}:${++this.#revSeq}`
     const reply = 'pk:rv:' + id
     try {
-      const forget = kind === 'sub' ? at + REVOKED_SUB_TTL : until
-      await this.#send(REVOKED_KEY, ['ZADD', REVOKED_KEY, String(forget), JSON.stringify([kind, value, at, until])])
+      await this.#send(REVOKED_KEY, ['ZADD', REVOKED_KEY, forgetAt(kind, until), JSON.stringify([kind, value, at, until])])
       const heard = Number(await this.#send(CONTROL, ['PUBLISH', CONTROL, JSON.stringify([id, this.nodeId, kind, value, at, until])]))
       // a cluster's PUBLISH counts the receivers on the node it ran on only: wait for every live node
       const others = this.mode === 'cluster' ? 0 : heard - (this.#controlSubscribed && this.#subReady ? 1 : 0)
@@ -1023,10 +1033,8 @@ export class RedisEngine implements Engine {
     }
     for (const [kind, value, at] of revs.inForce(now)) {
       // rows as #loadRevocations reads them: [kind, value, at, until] (a sub's `at`, a jti's exp as
-      // `until`; a jti without one, which no revoke request makes, is forgotten as a sub's is)
-      const forget = kind === 'sub' || at === 0 ? (kind === 'sub' ? at : now) + REVOKED_SUB_TTL : at
-      if (forget <= now) continue
-      batch.push(String(forget), JSON.stringify(kind === 'sub' ? [kind, value, at, 0] : [kind, value, 0, at]))
+      // `until`, 0 for one held for good)
+      batch.push(forgetAt(kind, kind === 'sub' ? 0 : at), JSON.stringify(kind === 'sub' ? [kind, value, at, 0] : [kind, value, 0, at]))
       written++
       if (batch.length >= 1000) await flush()
     }
@@ -1117,8 +1125,11 @@ export class RedisEngine implements Engine {
     const r = await this.#call(this.#cmd, 'HEARTBEAT', [NODES_KEY, EPOCH_KEY], [this.nodeId, String(NODE_LIFE_MS)]) as unknown[]
     const since = num(r[3]) || 0
     // the store lost everything: its revocations are written again, apart from the heartbeat (a
-    // write that fails is tried again at each tick, and the rest of the heartbeat still runs)
-    if (this.#epochRead && since !== this.#storeSince) this.#restoreDue = true
+    // write that fails is tried again at each tick, and the rest of the heartbeat still runs).
+    // Seen by the epoch, or by the store having forgotten this node since its last heartbeat: a
+    // store wiped within the second its epoch was made makes the same epoch again (a node swept
+    // after a stall writes them too, which changes nothing)
+    if (this.#epochRead && (since !== this.#storeSince || num(r[0]) === 0)) this.#restoreDue = true
     this.#storeSince = since
     this.#epochRead = true
     this.#restore()

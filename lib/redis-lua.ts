@@ -21,7 +21,7 @@
 //
 // Not per channel, each used by single-key commands only: pk:nodes (zset node id -> ms until which
 // it is alive), pk:n:<node> (set: channels a node has counts in, so a dead node's counts can be
-// swept), pk:nt, pk:ctl, pk:revoked (lib/redis-engine.ts). Which nodes are alive is therefore
+// swept), pk:nt, pk:ctl, pk:{pk:nodes}:revoked (lib/redis-engine.ts). Which nodes are alive is therefore
 // decided by each node (its last heartbeat), not inside a script: the scripts return the raw
 // counts hash and the node sums the live ones.
 //

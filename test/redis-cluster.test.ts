@@ -3,13 +3,13 @@
 // spread over the masters, and failovers under a steady publisher with replica acknowledgements.
 // redis-server, redis-cli and redis-sentinel are required (npm test installs them).
 import test, { type ExecutionContext } from 'ava'
-import { channelKey } from '../lib/redis-engine.ts'
+import { REVOKED_KEY, channelKey } from '../lib/redis-engine.ts'
 import { startCluster, startReplicated, startSentinel, redisCall, redisSession, type RedisSession } from './helpers/redis-cluster.ts'
 import { monitorRedis } from './helpers/redis.ts'
 import { START_MS, serve, type Node } from './helpers/node.ts'
 import { SseClient, eventually, info, publish } from './helpers/server.ts'
 import { steadyPublish, type SteadyResult } from './helpers/steady.ts'
-import { SECRET, mint } from './helpers/auth.ts'
+import { API_KEY, SECRET, mint, revoke } from './helpers/auth.ts'
 import net from 'node:net'
 import { once } from 'node:events'
 
@@ -420,5 +420,28 @@ test.serial('cluster: maxSubscribersPerUser holds across two nodes on a Redis Cl
       t.true(await eventually(() => settled(c), 5000))
       t.true(c.closed && c.comments.some((x) => x.startsWith(':429:')), `${user} on ${node.port}: ${c.comments.join('|')}`)
     }
+  }
+})
+
+test.serial('cluster: the master that holds the revocations, flushed (a restart without persistence), loses the store\'s epoch with them: the nodes write them back, and a node that starts later refuses the revoked tokens', async (t) => {
+  const cluster = await startCluster(t)
+  const args = ['--redis-cluster', cluster.seeds.join(','), '--jwt-secret', SECRET, '--api-key', API_KEY]
+  const [a] = await nodes(t, args)
+  const { token } = await mint(['u*'], 300, 'erin')
+  const held = await mint(['u*'], 300, 'frank')
+  t.is((await revoke(a.base, { sub: 'erin' })).status, 200)
+  t.is((await revoke(a.base, { jti: held.jti })).status, 200)
+  const master = await cluster.masterOf(REVOKED_KEY)
+  const count = async (): Promise<number> => Number(await redisCall(master.port, ['ZCARD', REVOKED_KEY]))
+  t.is(await count(), 2)
+  // that master alone loses its data: no other master's keys change
+  t.is(await redisCall(master.port, ['FLUSHALL']), 'OK')
+  t.true(await eventually(async () => await count() === 2, 20000), 'written back')
+  const c = await serve(t, ['--workers', '1', ...args])
+  for (const tok of [token, held.token]) {
+    const r = await fetch(`${c.base}/sub/u1`, { headers: { Authorization: `Bearer ${tok}`, Accept: 'text/event-stream' } })
+    t.is(r.status, 401)
+    t.regex(r.headers.get('www-authenticate') ?? '', /token revoked/)
+    await r.body?.cancel()
   }
 })

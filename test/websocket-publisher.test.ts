@@ -134,6 +134,43 @@ test('access control: the handshake is a publisher request (401 without a creden
   t.is((JSON.parse(await final.text()) as { messages: number }).messages, 3)
 })
 
+test('authorizePublish: each message is asked about again once the decision\'s cache lapses (authorizeCacheTtl 0: at each message); a publisher the app stops allowing is closed (1008 with its status) before anything more is published, one it still allows within a cached decision is not asked', async (t) => {
+  // the app's authorize endpoint: allows until told otherwise; counts what it is asked
+  let allow = true
+  const asked: string[] = []
+  const app = http.createServer((req, res) => {
+    asked.push(`${String(req.headers['x-original-method'])} ${String(req.headers['x-channel-id'])}`)
+    res.writeHead(allow ? 200 : 403, { 'Content-Length': '0' }).end()
+  })
+  app.listen(0, '127.0.0.1')
+  await once(app, 'listening')
+  t.teardown(() => { app.close() })
+  const authorizeUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}/auth`
+  for (const ttl of [0, 120]) {
+    allow = true
+    asked.length = 0
+    const srv = await startServer(t, { authorizeUrl, authorizePublish: true, authorizeCacheTtl: ttl })
+    const ws = await RawWs.connect(srv.port, `/pub/asked${ttl}`)
+    t.teardown(() => ws.close())
+    t.is(ws.status, 101)
+    ws.send(OP_TEXT, 'allowed')
+    await ws.waitMessages(1)
+    allow = false
+    ws.send(OP_TEXT, 'after')
+    if (ttl === 0) {
+      await ws.waitClosed()
+      t.deepEqual(ws.closeFrame, { code: 1008, reason: '403 Forbidden' })
+      t.deepEqual(asked, ['POST asked0', 'POST asked0', 'POST asked0'], 'the handshake, then each message')
+    } else {
+      await ws.waitMessages(2)
+      t.deepEqual(asked, ['POST asked120'], 'the handshake\'s decision, cached, answers each message')
+    }
+    allow = true
+    const res = await fetch(`${srv.base}/pub/asked${ttl}`, { headers: { Accept: 'text/json' } })
+    t.is((JSON.parse(await res.text()) as { messages: number }).messages, ttl === 0 ? 1 : 2, 'a message the app refused is not published')
+  }
+})
+
 test('websocketPublish: false: a handshake on the publisher location is answered as a GET (channel info), nothing is upgraded', async (t) => {
   const srv = await startServer(t, { websocketPublish: false })
   const ws = await RawWs.connect(srv.port, '/pub/off')

@@ -16,7 +16,7 @@
 import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { isUtf8 } from 'node:buffer'
-import { asPost, type Access, type Grant, type PublishRequestLike } from '../lib/access.ts'
+import { asPost, isRefusal, type Access, type Grant, type PublishRequestLike } from '../lib/access.ts'
 import { infoFormat, renderInfo, type InfoFormat } from '../lib/channel-info.ts'
 import type { Core } from '../lib/core.ts'
 import { ERRORS, ParklineError } from '../lib/errors.ts'
@@ -425,6 +425,16 @@ class WsPublisher {
     const key = this.#key
     let ct = contentType
     let message = body
+    // with authorizePublish, each message is asked about as a POST of it would be: the decision
+    // cached for the handshake answers it until authorizeCacheTtl lapses (0: asked at each
+    // message), then the app is asked again, so a publisher it stops allowing is closed
+    if (this.#access.authorizesPublishers) {
+      const g = await this.#access.publisher(this.#request, key)
+      if (isRefusal(g)) {
+        this.close(closeFrame(g.status === 503 ? CLOSE_TRY_AGAIN_LATER : CLOSE_POLICY, `${g.status} ${STATUS_CODES[g.status] ?? ''}`.trim()))
+        return null
+      }
+    }
     const up = this.#access.hasUpstream ? await this.#access.upstream(this.#request, key, body) : null
     if (up !== null) {
       // 204: not published, nothing answered (as Nchan); any refusal closes, as Nchan's 403

@@ -172,14 +172,41 @@ test('revocations: a jti until its exp, a sub for tokens issued before', (t) => 
   t.true(r.isRevoked({ jti: 'forever', sub: null, iat: 0 }, 1e10))
 })
 
-test('revocations: bounded, oldest entry goes first', (t) => {
+test('revocations: nothing in force is dropped to make room; past the bound a new one is refused, an expired jti makes room, and one held may be revoked again', (t) => {
   const r = new Revocations(3)
-  for (let i = 0; i < 5; i++) r.revokeJti('j' + i, 0)
-  t.false(r.isRevoked({ jti: 'j0', sub: null, iat: 0 }, 1))
-  t.false(r.isRevoked({ jti: 'j1', sub: null, iat: 0 }, 1))
-  t.true(r.isRevoked({ jti: 'j4', sub: null, iat: 0 }, 1))
-  for (let i = 0; i < 5; i++) r.revokeSub('s' + i, 10)
-  t.is(r.size, 6)
+  t.is(r.max, 3)
+  r.revokeJti('j0', 0)
+  r.revokeJti('j1', 100)
+  t.true(r.room('sub', 's0', 50))
+  r.revokeSub('s0', 10)
+  // full: a fourth is refused, and every one held stays revoked
+  t.false(r.room('jti', 'j2', 50))
+  t.false(r.room('sub', 's1', 50))
+  t.true(r.room('jti', 'j1', 50), 'one held may be revoked again')
+  t.true(r.room('sub', 's0', 50))
+  t.true(r.isRevoked({ jti: 'j0', sub: null, iat: 0 }, 1e10), 'a jti without exp: for good')
+  t.true(r.isRevoked({ jti: null, sub: 's0', iat: 5 }, 1e10), 'a sub: for good')
+  // once j1's token has expired, its entry makes room
+  t.true(r.room('jti', 'j2', 100))
+  t.is(r.size, 2)
+  // a revocation told by another worker or node is recorded whatever the count
+  r.revokeJti('j2', 0)
+  r.revokeJti('j3', 0)
+  t.is(r.size, 4)
+  t.true(r.isRevoked({ jti: 'j3', sub: null, iat: 0 }, 1))
+})
+
+test('revocations: a jti revoked again is never revoked for less time than before', (t) => {
+  const r = new Revocations()
+  r.revokeJti('a', 300)
+  r.revokeJti('a', 200)
+  t.true(r.isRevoked({ jti: 'a', sub: null, iat: 0 }, 250))
+  r.revokeJti('a', 0)
+  r.revokeJti('a', 400)
+  t.true(r.isRevoked({ jti: 'a', sub: null, iat: 0 }, 1e10), 'for good stays for good')
+  r.revokeJti('b', 300)
+  r.revokeJti('b', 500)
+  t.true(r.isRevoked({ jti: 'b', sub: null, iat: 0 }, 450))
 })
 
 test('with no credential configured, access options that change nothing are named, and the start refuses them (every channel would be open)', async (t) => {

@@ -12,6 +12,8 @@ import { START_MS, serve, type Node } from '../helpers/node.ts'
 import { redisCommand, startRedis } from '../helpers/redis.ts'
 import { eventually, exitedWithOutput, freePort, parseResponse, rawRequest, startServer } from '../helpers/server.ts'
 import { scopedIdempotencyKey } from '../../lib/idempotency.ts'
+import { coreOf } from '../../lib/plugin.ts'
+import { REVOKED_KEY } from '../../lib/redis-engine.ts'
 
 const SECRET = 'e2e-secret-that-is-at-least-32-bytes!'
 const KEY = 'publisher-key-0001'
@@ -394,6 +396,52 @@ async function revoke (base: string, body: object): Promise<{ status: number, js
   return { status: r.status, json: await r.json() as { ended?: number } }
 }
 
+test('a revocation is held for good unless its token\'s exp is given; past maxRevocations a new one is refused (507) and every one held stays in force', async (t) => {
+  const srv = await startServer(t, { ...AUTH, maxRevocations: 2 })
+  const alice = await token({ sub: 'alice', parkline: { subscribe: ['*'] } })
+  const bob = await token({ sub: 'bob', parkline: { subscribe: ['*'] } })
+  const tok = await token({ sub: 'carol', jti: 'tok-9', parkline: { subscribe: ['*'] } })
+  t.is((await revoke(srv.base, { sub: 'alice' })).status, 200)
+  t.is((await revoke(srv.base, { jti: 'tok-9' })).status, 200)
+  // held until their tokens could no longer be good: a user's, and a jti whose exp was not given, for good
+  const later = Math.floor(Date.now() / 1000) + 400 * 86400
+  t.true(coreOf(srv.app).revocations!.isRevoked({ jti: 'tok-9', sub: null, iat: 0 }, later), 'a jti without exp, a year on')
+  t.true(coreOf(srv.app).revocations!.isRevoked({ jti: null, sub: 'alice', iat: later - 500 * 86400 }, later), 'a user\'s older tokens, a year on')
+  // full: a third is refused, and says so
+  const r = await fetch(`${srv.base}/admin/revoke`, { method: 'POST', body: JSON.stringify({ sub: 'bob' }), headers: { authorization: 'Bearer ' + KEY } })
+  t.is(r.status, 507)
+  t.regex(await r.text(), /revocation list is full/)
+  t.is((await subscribe(srv.port, 'eventsource', '/sub/full', { authorization: 'Bearer ' + bob })).status, 200, 'not revoked')
+  // the ones held are still refused, and one held may be revoked again
+  t.is((await subscribe(srv.port, 'eventsource', '/sub/full', { authorization: 'Bearer ' + alice })).status, 401)
+  t.is((await subscribe(srv.port, 'eventsource', '/sub/full', { authorization: 'Bearer ' + tok })).status, 401)
+  t.is((await revoke(srv.base, { sub: 'alice' })).status, 200)
+  // a jti revoked with its token's exp makes room once that has passed
+  t.is((await revoke(srv.base, { jti: 'tok-9', exp: Math.floor(Date.now() / 1000) + 600 })).status, 200)
+  t.true(coreOf(srv.app).revocations!.isRevoked({ jti: 'tok-9', sub: null, iat: 0 }, later), 'an exp given later never shortens a revocation held for good')
+})
+
+test('Redis: the store keeps a user\'s revocation and a jti\'s without exp for good (score +inf), a jti\'s with exp until then, and gets the same again from a node after it lost them', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, ['--workers', '1', '--redis-url', `redis://127.0.0.1:${redis.port}`])
+  const exp = Math.floor(Date.now() / 1000) + 3600
+  t.is((await revoke(a.base, { sub: 'erin' })).status, 200)
+  t.is((await revoke(a.base, { jti: 'tok-77' })).status, 200)
+  t.is((await revoke(a.base, { jti: 'tok-78', exp })).status, 200)
+  const scores = async (): Promise<Record<string, string>> => {
+    const raw = await redisCommand(redis.port, `ZRANGE ${REVOKED_KEY} 0 -1 WITHSCORES`) ?? ''
+    const items = [...raw.matchAll(/\$\d+\r\n([^\r]*)\r\n/g)].map((m) => m[1]!)
+    const out: Record<string, string> = {}
+    for (let i = 0; i + 1 < items.length; i += 2) out[(JSON.parse(items[i]!) as string[])[1]!] = items[i + 1]!
+    return out
+  }
+  t.deepEqual(await scores(), { erin: 'inf', 'tok-77': 'inf', 'tok-78': String(exp) })
+  await redis.kill()
+  await redis.restart()
+  t.true(await eventually(async () => Object.keys(await scores()).length === 3, 20000), 'written again')
+  t.deepEqual(await scores(), { erin: 'inf', 'tok-77': 'inf', 'tok-78': String(exp) })
+})
+
 test('a revocation is logged (info): what was revoked, how many ended, and by whom (the API key, or an admin token\'s sub), never the credential', async (t) => {
   const node = await serve(t, ['--jwt-secret', SECRET, '--api-key', KEY, '--workers', '1'], 'info')
   const erin = await token({ sub: 'erin', parkline: { subscribe: ['*'] } })
@@ -501,7 +549,7 @@ test('Redis: a store that comes back without its data (a restart without persist
   // (asked again while the helper's 1 s passes without an answer, on a loaded host: at most 10 s)
   const stored = async (): Promise<number> => {
     let n = -1
-    await eventually(async () => (n = Number(/^:(\d+)/.exec(await redisCommand(redis.port, 'ZCARD pk:revoked') ?? '')?.[1] ?? -1)) >= 0, 10000)
+    await eventually(async () => (n = Number(/^:(\d+)/.exec(await redisCommand(redis.port, `ZCARD ${REVOKED_KEY}`) ?? '')?.[1] ?? -1)) >= 0, 10000)
     return n
   }
   t.is(await stored(), 2)

@@ -361,6 +361,26 @@ test('--workers 2, a jwtPublicKey file replaced without a SIGHUP: a worker forke
   }
 })
 
+test('--workers 2: revocations made before a worker is forked again reach it: a user\'s (revoked twice), a token\'s without exp', async (t) => {
+  const node = await serve(t, ['--jwt-secret', SECRET1, '--api-key', KEY1, '--workers', '2'], 'info')
+  t.true(await eventually(() => /with 2 worker processes/.test(node.log()), 20000))
+  const erin = await token(SECRET1, { sub: 'erin' })
+  const frank = await token(SECRET1, { sub: 'frank', jti: 'jti-frank' })
+  const revoke = async (what: object): Promise<number> => (await fetch(`${node.base}/admin/revoke`, { method: 'POST', body: JSON.stringify(what), headers: { Authorization: `Bearer ${KEY1}` } })).status
+  t.is(await revoke({ sub: 'erin' }), 200)
+  t.is(await revoke({ sub: 'erin' }), 200)
+  t.is(await revoke({ jti: 'jti-frank' }), 200)
+  const pid = workerPid(node.proc.pid!, 1)
+  process.kill(pid, 'SIGKILL')
+  t.true(await eventually(() => { try { return workerPid(node.proc.pid!, 1) !== pid } catch { return false } }, 20000), 'worker 1 forked again')
+  const other = await token(SECRET1, { sub: 'gina' })
+  t.true(await eventually(async () => await pubOnWorker(t, node.port, 1, other).catch(() => 0) === 202, 20000), 'worker 1 serves again')
+  for (const w of [0, 1]) {
+    t.is(await pubOnWorker(t, node.port, w, erin), 401, `worker ${w}: the user's token`)
+    t.is(await pubOnWorker(t, node.port, w, frank), 401, `worker ${w}: the token revoked without exp`)
+  }
+})
+
 test('a jwtPublicKey file rotated: a SIGHUP takes its new key (tokens of the old one refused); a file that holds no PEM key, or a private key, is refused without its contents in the log', async (t) => {
   const keyFile = keyFileIn(t)
   const first = pair()
