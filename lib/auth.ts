@@ -25,7 +25,7 @@ import {
   type UpstreamPublishResult
 } from './auth-authorize.ts'
 import { JwksCache, JwtVerifier, parsePublicKey } from './auth-jwt.ts'
-import { CREDENTIALS, type ParklineOptions } from './config.ts'
+import { CREDENTIALS, MAX_LEEWAY, type ParklineOptions } from './config.ts'
 import { ConfigError } from './errors.ts'
 import { isLoopback, percentEncodeUnsafe } from './http.ts'
 export type { AuthStats, UpstreamPublishContext, UpstreamPublishResult }
@@ -217,7 +217,7 @@ function checkUrl (name: string, v: string): void {
  * earlier to fail at boot with the other options.
  */
 export function validateAuthOptions (o: AuthOptions): string[] {
-  if (!Number.isFinite(o.jwtLeeway) || o.jwtLeeway < 0 || o.jwtLeeway > 30) throw new ConfigError(`jwtLeeway must be 0..30 seconds, got ${o.jwtLeeway}`)
+  if (!Number.isFinite(o.jwtLeeway) || o.jwtLeeway < 0 || o.jwtLeeway > MAX_LEEWAY) throw new ConfigError(`jwtLeeway must be 0..${MAX_LEEWAY} seconds, got ${o.jwtLeeway}`)
   if (!Number.isSafeInteger(o.jwtMaxLifetime) || o.jwtMaxLifetime < 0) throw new ConfigError(`jwtMaxLifetime must be a whole number of seconds >= 0, got ${o.jwtMaxLifetime}`)
   if (!(o.authorizeTimeout > 0) || !Number.isFinite(o.authorizeTimeout)) throw new ConfigError(`authorizeTimeout must be > 0 seconds, got ${o.authorizeTimeout}`)
   if (!(o.authorizeCacheTtl >= 0) || !Number.isFinite(o.authorizeCacheTtl)) throw new ConfigError(`authorizeCacheTtl must be >= 0 seconds, got ${o.authorizeCacheTtl}`)
@@ -386,9 +386,10 @@ export function extractSubscriberCredential (headers: IncomingHttpHeaders, query
 // ---- revocations ------------------------------------------------------------------------------
 
 /**
- * Revoked token ids and subjects. A jti stays revoked until its token's exp (after which the token
- * is refused as expired anyway, so the entry is dropped); one whose exp was not given, for good: a
- * token without exp, or with a later exp than a guess would give, is never good again. A sub
+ * Revoked token ids and subjects. A jti stays revoked until its token's exp plus the clock-skew
+ * leeway (after which the token is refused as expired anyway, so the entry is dropped); one whose
+ * exp was not given, for good: a token without exp, or with a later exp than a guess would give,
+ * is never good again. A sub
  * revoked at T refuses that subject's tokens issued up to T (iat ≤ T plus the clock-skew leeway; a
  * token without iat counts as issued at 0), for good: a token issued before T may live any length.
  * Nothing in force is ever dropped to make room: past `max` entries in force a new revocation is
@@ -447,7 +448,7 @@ export class Revocations {
     if (grant.jti !== null) {
       const exp = this.#jti.get(grant.jti)
       if (exp !== undefined) {
-        if (exp === 0 || exp > nowSec) return true
+        if (this.#holds(exp, nowSec)) return true
         this.#jti.delete(grant.jti)
       }
     }
@@ -472,15 +473,28 @@ export class Revocations {
    * for none; a sub's the second of its revocation): what a store that lost its copy is given again.
    */
   * inForce (nowSec: number): Generator<['jti' | 'sub', string, number]> {
-    for (const [jti, exp] of this.#jti) if (exp === 0 || exp > nowSec) yield ['jti', jti, exp]
+    for (const [jti, exp] of this.#jti) if (this.#holds(exp, nowSec)) yield ['jti', jti, exp]
     for (const [sub, at] of this.#sub) yield ['sub', sub, at]
   }
 
-  /** Forget jti entries whose token has expired; returns how many went. */
+  /**
+   * A jti revoked until `exp` is still held at `nowSec`: its token is accepted until exp plus the
+   * clock-skew leeway (jwtLeeway), so it is refused as long.
+   */
+  #holds (exp: number, nowSec: number): boolean {
+    return exp === 0 || exp + this.leeway > nowSec
+  }
+
+  /** What is held for `value`: a jti's exp (0: for good), a sub's second; undefined if none. */
+  held (kind: 'sub' | 'jti', value: string): number | undefined {
+    return (kind === 'sub' ? this.#sub : this.#jti).get(value)
+  }
+
+  /** Forget jti entries whose token has expired (its leeway past); returns how many went. */
   prune (nowSec: number): number {
     let n = 0
     for (const [jti, exp] of this.#jti) {
-      if (exp !== 0 && exp <= nowSec) {
+      if (!this.#holds(exp, nowSec)) {
         this.#jti.delete(jti)
         n++
       }

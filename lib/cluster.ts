@@ -33,7 +33,7 @@ import path from 'node:path'
 import type { ChannelInfo } from './channel-info.ts'
 import { channelInfo } from './channel-info.ts'
 import type { Core } from './core.ts'
-import { DRAIN_QUIET_MS, OPTIONS, envName, type Credentials } from './config.ts'
+import { DRAIN_QUIET_MS, MAX_LEEWAY, OPTIONS, envName, type Credentials } from './config.ts'
 import type { Channel } from './channel-registry.ts'
 import type { Message } from './message.ts'
 import type { Engine, PublishResult, Totals } from './engine.ts'
@@ -609,12 +609,23 @@ export class Primary {
     slot.out.push(['opts', this.#options])
     slot.out.push(['hello'])
     const now = Math.floor(Date.now() / 1000)
-    for (const [key, [kind, value, at, until]] of this.#revoked) {
-      // a user's, and a jti's held for good (until 0), never lapse; a jti past its token's exp is dropped
-      if (kind === 'sub' || until === 0 || until > now) slot.out.push(['rev', 0, kind, value, at, until])
-      else this.#revoked.delete(key)
-    }
+    this.#pruneRevoked(now)
+    for (const [kind, value, at, until] of this.#revoked.values()) slot.out.push(['rev', 0, kind, value, at, until])
   }
+
+  /**
+   * Drops the jti revocations whose tokens can no longer be accepted (exp plus the most jwtLeeway
+   * passed); a user's, and a jti's held for good (until 0), stay.
+   */
+  #pruneRevoked (now: number): void {
+    for (const [key, [kind, , , until]] of this.#revoked) {
+      if (kind === 'jti' && until !== 0 && until + MAX_LEEWAY <= now) this.#revoked.delete(key)
+    }
+    this.#revokedPruneAt = Math.max(1024, this.#revoked.size * 2)
+  }
+
+  /** The size of #revoked at which a 'rev' prunes it next. */
+  #revokedPruneAt = 1024
 
   #onExit (slot: WorkerSlot, child: ChildProcess): void {
     if (slot.child !== child) return
@@ -751,6 +762,7 @@ export class Primary {
           if (prev === undefined) this.#revoked.set(key, [kind, value, at, until])
           else if (kind === 'sub') prev[2] = Math.max(prev[2], at)
           else prev[3] = prev[3] === 0 || until === 0 ? 0 : Math.max(prev[3], until)
+          if (this.#revoked.size >= this.#revokedPruneAt) this.#pruneRevoked(Math.floor(Date.now() / 1000))
           const id = ++this.#revSeq
           const waiting = new Set(this.workers.filter((w) => w.child !== null))
           const timer = setTimeout(() => { this.#finishRevoke(id) }, 5000)

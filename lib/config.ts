@@ -118,6 +118,13 @@ export const FINISH_GRACE_MS = 2000
 export const TRANSPORT_NAMES = ['websocket', 'eventsource', 'chunked', 'multipart', 'longpoll'] as const
 
 /**
+ * The most jwtLeeway may be: a revoked jti's token is accepted until exp plus the leeway, so a list
+ * kept outside a process (the primary's for workers forked again, Redis) keeps a jti this much past
+ * its exp, whatever leeway each process has.
+ */
+export const MAX_LEEWAY = 30
+
+/**
  * The options a running server takes anew, without a restart (SIGHUP; embedded,
  * `app.parkline.reloadCredentials`): the API keys and the JWT checks (lib/access.ts checkReload).
  */

@@ -392,9 +392,10 @@ export async function handleRevoke (core: Core, access: Access, request: Fastify
     return sendError(reply, ERRORS.BAD_REVOKE, origin)
   }
   const now = Math.floor(Date.now() / 1000)
-  // a jti is held until its token's exp; one whose exp is not given, for good (0): a guess would
-  // make a token that outlives it good again
-  const until = typeof what.exp === 'number' && what.exp > now ? Math.floor(what.exp) : 0
+  // a jti is held until its token's exp (and jwtLeeway past it: lib/auth.ts Revocations); one whose
+  // exp is not given, for good (0): a guess would make a token that outlives it good again. An exp
+  // already past is held as given (1 at least: not 0), so it lapses at once, not for good
+  const until = typeof what.exp === 'number' ? Math.max(1, Math.floor(what.exp)) : 0
   // past maxRevocations a new one is refused, never made by un-revoking an older one
   if (core.revocations !== null && !core.revocations.room(sub !== null ? 'sub' : 'jti', sub ?? jti!, now)) {
     request.log.error({ revoked: sub !== null ? { sub } : { jti }, held: core.revocations.size, maxRevocations: core.revocations.max }, 'revocation refused: the revocation list is full (maxRevocations)')
@@ -408,6 +409,6 @@ export async function handleRevoke (core: Core, access: Access, request: Fastify
   }
   const revoked = sub !== null ? { sub } : { jti }
   // an admin's act: said in the log, with who did it (an API key, or an admin token's sub)
-  request.log.info({ revoked, until, ended: ended.ended, complete: ended.complete, by: grant.kind === 'jwt' ? { sub: grant.sub, jti: grant.jti } : grant.kind }, 'revocation')
+  request.log.info({ revoked, until: sub !== null ? undefined : until, ended: ended.ended, complete: ended.complete, by: grant.kind === 'jwt' ? { sub: grant.sub, jti: grant.jti } : grant.kind }, 'revocation')
   return withCors(reply.code(200), origin).header('Content-Type', 'application/json').send(JSON.stringify({ revoked, ended: ended.ended, complete: ended.complete }))
 }

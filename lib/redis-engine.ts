@@ -32,6 +32,7 @@ import { hostname } from 'node:os'
 import { createClient, createCluster, createSentinel, RESP_TYPES } from '@redis/client'
 import type { ChannelInfo } from './channel-info.ts'
 import { HORIZON_ALL } from './channel-registry.ts'
+import { MAX_LEEWAY } from './config.ts'
 import type { Core, ParklineLog } from './core.ts'
 import type { Engine, PublishResult } from './engine.ts'
 import { ERRORS, ParklineError } from './errors.ts'
@@ -75,22 +76,26 @@ const NODE_TOTALS = 'pk:nt'
 /** Control channel (plain pub/sub, every node): revocations. */
 const CONTROL = 'pk:ctl'
 /**
- * Revocations (member: JSON [kind, value, at, until]; score: when it may be forgotten), for nodes
- * that start later. On the slot of pk:nodes, as the store's epoch is: a Redis Cluster master that
- * loses them (restarted without persistence, flushed) loses the epoch with them, which the nodes'
- * heartbeat sees, and they write the revocations back (#restoreRevocations); on a slot of their
- * own, a master that lost them alone went unseen.
+ * Revocations, for nodes that start later, one row per token or user however often it was
+ * revoked: revoked jtis (a sorted set: member the jti, score its token's exp, `+inf` for one held
+ * for good; a row is dropped MAX_LEEWAY seconds past its exp) and users (a hash: the user's sub to
+ * the second of its latest revocation, held for good). Each row is written with what the writing
+ * node holds for it after merging (lib/auth.ts Revocations: the later second, the longer exp). On
+ * the slot of pk:nodes, as the store's epoch is: a Redis Cluster master that loses them (restarted
+ * without persistence, flushed) loses the epoch with them, which the nodes' heartbeat sees, and
+ * they write them back (#restoreRevocations); on a slot of their own, a master that lost them
+ * alone went unseen.
  */
-export const REVOKED_KEY = 'pk:{pk:nodes}:revoked'
+export const REVOKED_JTI_KEY = 'pk:{pk:nodes}:revoked'
+export const REVOKED_SUB_KEY = 'pk:{pk:nodes}:revoked-sub'
+/**
+ * Where earlier builds kept them (a sorted set of JSON rows [kind, value, at, until], scored by
+ * when each may be forgotten): read with the others, so that none made before an upgrade, or by a
+ * node not yet upgraded, is lost; never written.
+ */
+export const LEGACY_REVOKED_KEY = 'pk:revoked'
 /** The second from which the store has held every channel's record (lib/redis-lua.ts HEARTBEAT): on pk:nodes' slot. */
 const EPOCH_KEY = 'pk:{pk:nodes}:epoch'
-/**
- * When a revocation's row in REVOKED_KEY may be forgotten (its score): a jti's at its token's exp; a
- * user's, and a jti's whose exp was not given, never (a token issued before may live any length).
- */
-function forgetAt (kind: 'sub' | 'jti', until: number): string {
-  return kind === 'sub' || until === 0 ? '+inf' : String(until)
-}
 /** How long a revoke waits for every node's count. */
 const REVOKE_WAIT_MS = 3000
 
@@ -209,6 +214,27 @@ function num (v: unknown): number {
   return typeof v === 'number' ? v : Number(String(v))
 }
 
+/**
+ * A sorted set's members with their scores as ZRANGEBYSCORE … WITHSCORES answers them: RESP3 (the
+ * client's default) gives [member, score] pairs with scores as numbers (`Infinity`), RESP2 a flat
+ * list with scores as strings (`inf`). Either, as [member, score].
+ */
+function scored (v: unknown): Array<[string, number]> {
+  const out: Array<[string, number]> = []
+  if (!Array.isArray(v)) return out
+  const score = (x: unknown): number => {
+    if (typeof x === 'number') return x
+    const t = str(x)
+    return t === 'inf' || t === '+inf' ? Infinity : Number(t)
+  }
+  if (v.length > 0 && Array.isArray(v[0])) {
+    for (const e of v as unknown[][]) out.push([str(e[0]), score(e[1])])
+  } else {
+    for (let i = 0; i + 1 < v.length; i += 2) out.push([str(v[i]), score(v[i + 1])])
+  }
+  return out
+}
+
 function str (v: unknown): string {
   return Buffer.isBuffer(v) ? v.toString('utf8') : String(v)
 }
@@ -267,7 +293,7 @@ export function channelKey (key: string, part: 'm' | 'b' | 's' | 'x' | 'd' | 'c'
 }
 
 const SHAS: Record<string, string> = {}
-for (const name of ['PUBLISH', 'INFO', 'DELETE', 'LOAD', 'SEED', 'FORWARD', 'REUSED', 'COUNT', 'HEARTBEAT', 'USER'] as const) {
+for (const name of ['PUBLISH', 'INFO', 'DELETE', 'LOAD', 'SEED', 'FORWARD', 'REUSED', 'COUNT', 'HEARTBEAT', 'USER', 'REVOKE'] as const) {
   SHAS[name] = createHash('sha1').update(LUA[name]).digest('hex')
 }
 
@@ -980,7 +1006,9 @@ export class RedisEngine implements Engine {
     const id = `${this.nodeId}:${++this.#revSeq}`
     const reply = 'pk:rv:' + id
     try {
-      await this.#send(REVOKED_KEY, ['ZADD', REVOKED_KEY, forgetAt(kind, until), JSON.stringify([kind, value, at, until])])
+      await this.#storeRevocation(kind, value, this.#core.revocations?.held(kind, value) ?? (kind === 'sub' ? at : until))
+      // rows are added only here: each revocation also drops the jti rows that have lapsed
+      await this.#send(REVOKED_JTI_KEY, ['ZREMRANGEBYSCORE', REVOKED_JTI_KEY, '-inf', String(at - MAX_LEEWAY)])
       const heard = Number(await this.#send(CONTROL, ['PUBLISH', CONTROL, JSON.stringify([id, this.nodeId, kind, value, at, until])]))
       // a cluster's PUBLISH counts the receivers on the node it ran on only: wait for every live node
       const others = this.mode === 'cluster' ? 0 : heard - (this.#controlSubscribed && this.#subReady ? 1 : 0)
@@ -1009,8 +1037,10 @@ export class RedisEngine implements Engine {
    */
   /** A read of the revocations asked for by other nodes' `reread`s, due shortly. */
   #rereadTimer: NodeJS.Timeout | null = null
-  /** The store's epoch changed and #restoreRevocations has not yet succeeded since. */
+  /** The store's epoch changed, or it forgot this node, and #restoreRevocations has not yet succeeded since. */
   #restoreDue = false
+  /** Which: 'forgotten' writes only where the store holds fewer revocations than this node. */
+  #restoreWhy: 'epoch' | 'forgotten' = 'epoch'
   #restoring = false
 
   /** #restoreRevocations, one at a time, while one is due (from the heartbeat and each tick). */
@@ -1018,31 +1048,39 @@ export class RedisEngine implements Engine {
     if (!this.#restoreDue || this.#restoring || !this.#cmdReady) return
     this.#restoring = true
     this.#restoreDue = false
-    this.#restoreRevocations().catch(() => { this.#restoreDue = true }).finally(() => { this.#restoring = false })
+    // one that fails is tried again in full (its rows merge with what is there)
+    this.#restoreRevocations().catch(() => { this.#restoreDue = true; this.#restoreWhy = 'epoch' }).finally(() => { this.#restoring = false })
   }
 
   async #restoreRevocations (): Promise<void> {
     const revs = this.#core.revocations
     if (revs === null || revs.size === 0) return
     const now = Math.floor(Date.now() / 1000)
-    let batch: string[] = []
-    let written = 0
-    const flush = async (): Promise<void> => {
-      if (batch.length > 0) await this.#send(REVOKED_KEY, ['ZADD', REVOKED_KEY, ...batch])
-      batch = []
+    const rows = [...revs.inForce(now)]
+    // the store forgot this node, its epoch unchanged (a stall past the heartbeat, a store back
+    // from an older snapshot, one wiped within its epoch's second): written again only where the
+    // store holds fewer revocations than this node
+    if (this.#restoreWhy === 'forgotten') {
+      const held = Number(await this.#send(REVOKED_JTI_KEY, ['ZCARD', REVOKED_JTI_KEY])) + Number(await this.#send(REVOKED_SUB_KEY, ['HLEN', REVOKED_SUB_KEY]))
+      if (held >= rows.length) return
     }
-    for (const [kind, value, at] of revs.inForce(now)) {
-      // rows as #loadRevocations reads them: [kind, value, at, until] (a sub's `at`, a jti's exp as
-      // `until`, 0 for one held for good)
-      batch.push(forgetAt(kind, kind === 'sub' ? 0 : at), JSON.stringify(kind === 'sub' ? [kind, value, at, 0] : [kind, value, 0, at]))
-      written++
-      if (batch.length >= 1000) await flush()
+    // merged with what is there (a row another node wrote since is never weakened)
+    for (let i = 0; i < rows.length; i += 100) {
+      await Promise.all(rows.slice(i, i + 100).map(async ([kind, value, at]) => await this.#storeRevocation(kind, value, at)))
     }
-    await flush()
-    if (written > 0) {
+    if (rows.length > 0) {
       await this.#send(CONTROL, ['PUBLISH', CONTROL, JSON.stringify(['reread', this.nodeId])])
-      this.#log?.warn({ node: this.nodeId, revocations: written }, 'the redis store lost its data: the revocations this node holds were written to it again')
+      this.#log?.warn({ node: this.nodeId, revocations: rows.length }, 'the redis store lost its data: the revocations this node holds were written to it again')
     }
+  }
+
+  /**
+   * One revocation's row as this node holds it now (`held`: a jti's exp, 0 for good; a user's
+   * second), merged with the row there (lib/redis-lua.ts REVOKE): two nodes revoking the same
+   * token or user at once leave the stronger.
+   */
+  async #storeRevocation (kind: 'sub' | 'jti', value: string, held: number): Promise<void> {
+    await this.#call(this.#cmd, 'REVOKE', [REVOKED_JTI_KEY, REVOKED_SUB_KEY], [kind, value, String(held)])
   }
 
   async #control (msg: string): Promise<void> {
@@ -1074,16 +1112,35 @@ export class RedisEngine implements Engine {
    */
   async #loadRevocations (): Promise<void> {
     const now = Math.floor(Date.now() / 1000)
-    await this.#send(REVOKED_KEY, ['ZREMRANGEBYSCORE', REVOKED_KEY, '-inf', String(now)])
-    const rows = (await this.#send(REVOKED_KEY, ['ZRANGEBYSCORE', REVOKED_KEY, String(now), '+inf'])) as string[]
+    // a jti row lapses MAX_LEEWAY seconds past its exp (its token is accepted until exp plus the
+    // leeway: the most any node may have)
+    const lapsed = String(now - MAX_LEEWAY)
+    await this.#send(REVOKED_JTI_KEY, ['ZREMRANGEBYSCORE', REVOKED_JTI_KEY, '-inf', lapsed])
     const read: Array<['sub' | 'jti', string, number, number]> = []
-    for (const row of rows) {
+    for (const [jti, exp] of scored(await this.#send(REVOKED_JTI_KEY, ['ZRANGEBYSCORE', REVOKED_JTI_KEY, '(' + lapsed, '+inf', 'WITHSCORES']))) {
+      read.push(['jti', jti, 0, exp === Infinity ? 0 : Math.max(1, Math.floor(exp))])
+    }
+    // (HKEYS and HMGET: a map reply would be a plain object, where a user named __proto__ is lost)
+    const users = ((await this.#send(REVOKED_SUB_KEY, ['HKEYS', REVOKED_SUB_KEY])) as unknown[]).map(str)
+    for (let i = 0; i < users.length; i += 1000) {
+      const batch = users.slice(i, i + 1000)
+      const ats = (await this.#send(REVOKED_SUB_KEY, ['HMGET', REVOKED_SUB_KEY, ...batch])) as unknown[]
+      batch.forEach((sub, j) => { if (ats[j] !== null && ats[j] !== undefined) read.push(['sub', sub, Number(str(ats[j])), 0]) })
+    }
+    // rows of earlier builds ([kind, value, at, until] in pk:revoked, a user's scored 30 days past
+    // its revocation there): read whatever their score, and moved into the rows above, merged
+    const legacy: Array<['sub' | 'jti', string, number, number]> = []
+    for (const row of (await this.#send(LEGACY_REVOKED_KEY, ['ZRANGE', LEGACY_REVOKED_KEY, '0', '-1'])) as unknown[]) {
       let r: unknown
-      try { r = JSON.parse(row) } catch { continue }
+      try { r = JSON.parse(str(row)) } catch { continue }
       if (!Array.isArray(r) || r.length !== 4) continue
       const [kind, value, at, until] = r as ['sub' | 'jti', string, number, number]
-      if ((kind === 'sub' || kind === 'jti') && typeof value === 'string') read.push([kind, value, Number(at), Number(until)])
+      if (typeof value !== 'string') continue
+      if (kind === 'sub') legacy.push([kind, value, Number(at), 0])
+      else if (kind === 'jti' && Number(until) + MAX_LEEWAY > now) legacy.push([kind, value, Number(at), Number(until)])
     }
+    for (const [kind, value, at, until] of legacy) await this.#storeRevocation(kind, value, kind === 'sub' ? at : until)
+    read.push(...legacy)
     // recorded, and the subscribers they cover ended, in one pass over the table
     this.#core.revokeAll(read)
     // (a broadcast between a read and the control channel's subscription is read again by
@@ -1128,8 +1185,15 @@ export class RedisEngine implements Engine {
     // write that fails is tried again at each tick, and the rest of the heartbeat still runs).
     // Seen by the epoch, or by the store having forgotten this node since its last heartbeat: a
     // store wiped within the second its epoch was made makes the same epoch again (a node swept
-    // after a stall writes them too, which changes nothing)
-    if (this.#epochRead && (since !== this.#storeSince || num(r[0]) === 0)) this.#restoreDue = true
+    // after a stall, or a store back from its snapshot, finds the revocations there and writes
+    // nothing: #restoreRevocations)
+    if (this.#epochRead && since !== this.#storeSince) {
+      this.#restoreDue = true
+      this.#restoreWhy = 'epoch'
+    } else if (this.#epochRead && num(r[0]) === 0 && !this.#restoreDue) {
+      this.#restoreDue = true
+      this.#restoreWhy = 'forgotten'
+    }
     this.#storeSince = since
     this.#epochRead = true
     this.#restore()

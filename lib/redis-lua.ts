@@ -21,7 +21,7 @@
 //
 // Not per channel, each used by single-key commands only: pk:nodes (zset node id -> ms until which
 // it is alive), pk:n:<node> (set: channels a node has counts in, so a dead node's counts can be
-// swept), pk:nt, pk:ctl, pk:{pk:nodes}:revoked (lib/redis-engine.ts). Which nodes are alive is therefore
+// swept), pk:nt, pk:ctl, pk:{pk:nodes}:revoked and pk:{pk:nodes}:revoked-sub (lib/redis-engine.ts). Which nodes are alive is therefore
 // decided by each node (its last heartbeat), not inside a script: the scripts return the raw
 // counts hash and the node sums the live ones.
 //
@@ -398,4 +398,26 @@ else
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
 return granted
+`
+
+/**
+ * A revocation's row (lib/redis-engine.ts REVOKED_JTI_KEY, REVOKED_SUB_KEY): KEYS jtis users; ARGV
+ * kind value held (a jti's exp, 0 for good; a user's second). Merged as each node merges its own
+ * list (lib/auth.ts Revocations): the later second, the longer exp, for good over any exp; so two
+ * nodes revoking the same token or user at once never leave the weaker row.
+ */
+export const REVOKE = `
+local held = tonumber(ARGV[3])
+if ARGV[1] == 'sub' then
+  local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[2]))
+  if cur == nil or cur < held then redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) end
+  return 1
+end
+local cur = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if held == 0 then
+  redis.call('ZADD', KEYS[1], '+inf', ARGV[2])
+elseif not cur or (cur ~= 'inf' and tonumber(cur) < held) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+end
+return 1
 `

@@ -3,7 +3,7 @@
 // spread over the masters, and failovers under a steady publisher with replica acknowledgements.
 // redis-server, redis-cli and redis-sentinel are required (npm test installs them).
 import test, { type ExecutionContext } from 'ava'
-import { REVOKED_KEY, channelKey } from '../lib/redis-engine.ts'
+import { REVOKED_JTI_KEY, REVOKED_SUB_KEY, channelKey } from '../lib/redis-engine.ts'
 import { startCluster, startReplicated, startSentinel, redisCall, redisSession, type RedisSession } from './helpers/redis-cluster.ts'
 import { monitorRedis } from './helpers/redis.ts'
 import { START_MS, serve, type Node } from './helpers/node.ts'
@@ -431,8 +431,9 @@ test.serial('cluster: the master that holds the revocations, flushed (a restart 
   const held = await mint(['u*'], 300, 'frank')
   t.is((await revoke(a.base, { sub: 'erin' })).status, 200)
   t.is((await revoke(a.base, { jti: held.jti })).status, 200)
-  const master = await cluster.masterOf(REVOKED_KEY)
-  const count = async (): Promise<number> => Number(await redisCall(master.port, ['ZCARD', REVOKED_KEY]))
+  const master = await cluster.masterOf(REVOKED_JTI_KEY)
+  t.is(master, await cluster.masterOf(REVOKED_SUB_KEY))
+  const count = async (): Promise<number> => Number(await redisCall(master.port, ['ZCARD', REVOKED_JTI_KEY])) + Number(await redisCall(master.port, ['HLEN', REVOKED_SUB_KEY]))
   t.is(await count(), 2)
   // that master alone loses its data: no other master's keys change
   t.is(await redisCall(master.port, ['FLUSHALL']), 'OK')

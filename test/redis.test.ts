@@ -12,7 +12,7 @@ import test, { type ExecutionContext } from 'ava'
 import { monitorRedis, redisCommand, startRedis, type Redis } from './helpers/redis.ts'
 import { redisCall } from './helpers/redis-cluster.ts'
 import * as LUA from '../lib/redis-lua.ts'
-import { channelKey } from '../lib/redis-engine.ts'
+import { REVOKED_JTI_KEY, REVOKED_SUB_KEY, channelKey } from '../lib/redis-engine.ts'
 import { SseClient, eventually, freePort, info, publish, startServer } from './helpers/server.ts'
 import { steadyPublish } from './helpers/steady.ts'
 import { SECRET, mint } from './helpers/auth.ts'
@@ -1121,4 +1121,20 @@ test.serial('maxSubscribersPerUser with Redis: a subscription that left before i
   // the user holds its two on b: the one left on a is refused
   t.true(c1.closed && c1.comments.some((x) => x.startsWith(':429:')), c1.comments.join('|'))
   t.true(held.slice(0, 2).every((c) => !c.closed))
+})
+
+test.serial('the revocation script keeps the stronger row: a user\'s later second, a token\'s longer exp, for good over any exp', async (t) => {
+  const redis = await startRedis(t)
+  const revoke = async (kind: string, value: string, held: number): Promise<unknown> => await redisCall(redis.port, ['EVAL', LUA.REVOKE, '2', REVOKED_JTI_KEY, REVOKED_SUB_KEY, kind, value, String(held)])
+  await revoke('sub', 'u', 200)
+  await revoke('sub', 'u', 100)
+  t.is(await redisCall(redis.port, ['HGET', REVOKED_SUB_KEY, 'u']), '200')
+  await revoke('sub', 'u', 300)
+  t.is(await redisCall(redis.port, ['HGET', REVOKED_SUB_KEY, 'u']), '300')
+  await revoke('jti', 'j', 500)
+  await revoke('jti', 'j', 400)
+  t.is(String(await redisCall(redis.port, ['ZSCORE', REVOKED_JTI_KEY, 'j'])), '500')
+  await revoke('jti', 'j', 0)
+  await revoke('jti', 'j', 900)
+  t.is(String(await redisCall(redis.port, ['ZSCORE', REVOKED_JTI_KEY, 'j'])), 'inf')
 })

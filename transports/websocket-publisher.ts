@@ -392,18 +392,48 @@ class WsPublisher {
       return
     }
     this.#busy = true
-    // the credential still holds (no timer per connection: checked as each message comes)
-    const g = this.#grant
-    if (g !== null) {
-      const now = Math.floor(Date.now() / 1000)
-      if (g.exp > 0 && now >= g.exp + this.#core.opts.jwtLeeway) return this.close(closeFrame(CLOSE_POLICY, 'token expired'))
-      if (this.#core.revocations?.isRevoked(g, now) === true) return this.close(closeFrame(CLOSE_POLICY, 'revoked'))
-      // an API key taken out since the connection opened (a SIGHUP's reload)
-      if (g.key !== undefined && this.#core.access?.granted(g) === false) return this.close(closeFrame(CLOSE_POLICY, 'key withdrawn'))
+    if (this.#credentialEnded()) return
+    const [opcode, payload] = item
+    // with authorizePublish, each message is asked about as a POST of it would be: the decision
+    // cached for the handshake answers it until authorizeCacheTtl lapses (0: asked at each
+    // message), then the app is asked again, so a publisher it stops allowing is closed. Asked
+    // before the message counts in maxPublishing, as a POST is
+    if (this.#access.authorizesPublishers) {
+      Promise.resolve(this.#access.publisher(this.#request, this.#key)).then((g) => {
+        // closed meanwhile (a shutdown, a limit, a fault; not the client's close frame or end, after
+        // which what it sent is still published): nothing more is published
+        if (this.#closed) return
+        if (isRefusal(g)) return this.close(closeFrame(g.status === 503 ? CLOSE_TRY_AGAIN_LATER : CLOSE_POLICY, `${g.status} ${STATUS_CODES[g.status] ?? ''}`.trim()))
+        // (the app may take up to authorizeTimeout: the token may have expired or been revoked since)
+        if (!this.#credentialEnded()) this.#start(opcode, payload)
+      }, (err: unknown) => { this.close(failureClose(err)) })
+      return
     }
+    this.#start(opcode, payload)
+  }
+
+  /**
+   * The connection's credential no longer holds (no timer per connection: checked as each message
+   * comes): closed `1008` with why. A token expired (with jwtLeeway) or revoked; an API key taken
+   * out since the connection opened (a SIGHUP's reload).
+   */
+  #credentialEnded (): boolean {
+    const g = this.#grant
+    if (g === null) return false
+    const now = Math.floor(Date.now() / 1000)
+    let why: string | null = null
+    if (g.exp > 0 && now >= g.exp + this.#core.opts.jwtLeeway) why = 'token expired'
+    else if (this.#core.revocations?.isRevoked(g, now) === true) why = 'revoked'
+    else if (g.key !== undefined && this.#core.access?.granted(g) === false) why = 'key withdrawn'
+    if (why === null) return false
+    this.close(closeFrame(CLOSE_POLICY, why))
+    return true
+  }
+
+  /** Publish one message (authorized), then answer it and take the next. */
+  #start (opcode: number, payload: Buffer): void {
     // as many publishes in flight in this process as maxPublishing: try again later, as a POST's 503
     if (this.#core.publishing >= this.#core.opts.maxPublishing) return this.close(closeFrame(CLOSE_TRY_AGAIN_LATER, '503 Service Unavailable'))
-    const [opcode, payload] = item
     this.#core.publishing++
     this.#publish(opcode === OP_BINARY ? BINARY_TYPE : this.#contentType, payload).then((answer) => {
       this.#core.publishing--
@@ -425,16 +455,6 @@ class WsPublisher {
     const key = this.#key
     let ct = contentType
     let message = body
-    // with authorizePublish, each message is asked about as a POST of it would be: the decision
-    // cached for the handshake answers it until authorizeCacheTtl lapses (0: asked at each
-    // message), then the app is asked again, so a publisher it stops allowing is closed
-    if (this.#access.authorizesPublishers) {
-      const g = await this.#access.publisher(this.#request, key)
-      if (isRefusal(g)) {
-        this.close(closeFrame(g.status === 503 ? CLOSE_TRY_AGAIN_LATER : CLOSE_POLICY, `${g.status} ${STATUS_CODES[g.status] ?? ''}`.trim()))
-        return null
-      }
-    }
     const up = this.#access.hasUpstream ? await this.#access.upstream(this.#request, key, body) : null
     if (up !== null) {
       // 204: not published, nothing answered (as Nchan); any refusal closes, as Nchan's 403

@@ -207,6 +207,15 @@ test('revocations: a jti revoked again is never revoked for less time than befor
   r.revokeJti('b', 300)
   r.revokeJti('b', 500)
   t.true(r.isRevoked({ jti: 'b', sub: null, iat: 0 }, 450))
+  // a token is accepted until exp plus the leeway (jwtLeeway): its revocation holds as long
+  r.leeway = 10
+  r.revokeJti('c', 300)
+  t.true(r.isRevoked({ jti: 'c', sub: null, iat: 0 }, 309))
+  t.is(r.prune(309), 0)
+  t.false(r.isRevoked({ jti: 'c', sub: null, iat: 0 }, 310))
+  t.is(r.held('jti', 'b'), 500)
+  t.is(r.held('jti', 'a'), 0)
+  t.is(r.held('sub', 'nobody'), undefined)
 })
 
 test('with no credential configured, access options that change nothing are named, and the start refuses them (every channel would be open)', async (t) => {

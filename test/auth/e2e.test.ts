@@ -13,7 +13,7 @@ import { redisCommand, startRedis } from '../helpers/redis.ts'
 import { eventually, exitedWithOutput, freePort, parseResponse, rawRequest, startServer } from '../helpers/server.ts'
 import { scopedIdempotencyKey } from '../../lib/idempotency.ts'
 import { coreOf } from '../../lib/plugin.ts'
-import { REVOKED_KEY } from '../../lib/redis-engine.ts'
+import { REVOKED_JTI_KEY, REVOKED_SUB_KEY } from '../../lib/redis-engine.ts'
 
 const SECRET = 'e2e-secret-that-is-at-least-32-bytes!'
 const KEY = 'publisher-key-0001'
@@ -421,25 +421,48 @@ test('a revocation is held for good unless its token\'s exp is given; past maxRe
   t.true(coreOf(srv.app).revocations!.isRevoked({ jti: 'tok-9', sub: null, iat: 0 }, later), 'an exp given later never shortens a revocation held for good')
 })
 
-test('Redis: the store keeps a user\'s revocation and a jti\'s without exp for good (score +inf), a jti\'s with exp until then, and gets the same again from a node after it lost them', async (t) => {
+test('Redis: the store keeps one row per user or token however often it is revoked: a user\'s and a jti\'s without exp for good (score +inf), a jti\'s with exp until then; a node that lost them writes the same again, and rows of earlier builds (pk:revoked) are read', async (t) => {
   const redis = await startRedis(t)
-  const a = await startNode(t, ['--workers', '1', '--redis-url', `redis://127.0.0.1:${redis.port}`])
+  const url = `redis://127.0.0.1:${redis.port}`
+  const a = await startNode(t, ['--workers', '1', '--redis-url', url])
   const exp = Math.floor(Date.now() / 1000) + 3600
-  t.is((await revoke(a.base, { sub: 'erin' })).status, 200)
-  t.is((await revoke(a.base, { jti: 'tok-77' })).status, 200)
-  t.is((await revoke(a.base, { jti: 'tok-78', exp })).status, 200)
-  const scores = async (): Promise<Record<string, string>> => {
-    const raw = await redisCommand(redis.port, `ZRANGE ${REVOKED_KEY} 0 -1 WITHSCORES`) ?? ''
-    const items = [...raw.matchAll(/\$\d+\r\n([^\r]*)\r\n/g)].map((m) => m[1]!)
-    const out: Record<string, string> = {}
-    for (let i = 0; i + 1 < items.length; i += 2) out[(JSON.parse(items[i]!) as string[])[1]!] = items[i + 1]!
-    return out
+  for (let i = 0; i < 3; i++) {
+    t.is((await revoke(a.base, { sub: 'erin' })).status, 200)
+    t.is((await revoke(a.base, { jti: 'tok-77' })).status, 200)
   }
-  t.deepEqual(await scores(), { erin: 'inf', 'tok-77': 'inf', 'tok-78': String(exp) })
+  t.is((await revoke(a.base, { jti: 'tok-78', exp })).status, 200)
+  t.is((await revoke(a.base, { jti: 'tok-78', exp: exp - 100 })).status, 200, 'an earlier exp does not shorten it')
+  const bulks = (raw: string | null): string[] => [...(raw ?? '').matchAll(/\$\d+\r\n([^\r]*)\r\n/g)].map((m) => m[1]!)
+  const stored = async (): Promise<{ jti: Record<string, string>, sub: string[] }> => {
+    const z = bulks(await redisCommand(redis.port, `ZRANGE ${REVOKED_JTI_KEY} 0 -1 WITHSCORES`))
+    const jti: Record<string, string> = {}
+    for (let i = 0; i + 1 < z.length; i += 2) jti[z[i]!] = z[i + 1]!
+    const h = bulks(await redisCommand(redis.port, `HGETALL ${REVOKED_SUB_KEY}`))
+    return { jti, sub: h.filter((_, i) => i % 2 === 0) }
+  }
+  const want = { jti: { 'tok-77': 'inf', 'tok-78': String(exp) }, sub: ['erin'] }
+  t.deepEqual(await stored(), want)
   await redis.kill()
   await redis.restart()
-  t.true(await eventually(async () => Object.keys(await scores()).length === 3, 20000), 'written again')
-  t.deepEqual(await scores(), { erin: 'inf', 'tok-77': 'inf', 'tok-78': String(exp) })
+  t.true(await eventually(async () => Object.keys((await stored()).jti).length === 2, 20000), 'written again')
+  t.deepEqual(await stored(), want)
+  // a row an earlier build wrote (a user's, kept 30 days there): a node that starts now refuses it
+  const at = Math.floor(Date.now() / 1000)
+  t.is(await redisCommand(redis.port, `ZADD pk:revoked ${at + 30 * 86400} ${JSON.stringify(JSON.stringify(['sub', 'olga', at, 0]))}`), ':1\r\n')
+  const b = await startNode(t, ['--workers', '1', '--redis-url', url])
+  for (const sub of ['olga', 'erin']) {
+    const tok = await token({ sub, iat: at - 10, parkline: { subscribe: ['*'] } })
+    t.is((await subscribe(b.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + tok })).status, 401, sub)
+  }
+  for (const jti of ['tok-77', 'tok-78']) {
+    const tok = await token({ sub: 'someone', jti, parkline: { subscribe: ['*'] } })
+    t.is((await subscribe(b.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + tok })).status, 401, jti)
+  }
+  const kept = await subscribe(b.port, 'eventsource', '/sub/n', { authorization: 'Bearer ' + await token({ sub: 'someone', jti: 'tok-79', parkline: { subscribe: ['*'] } }) })
+  t.is(kept.status, 200, 'a token not revoked')
+  kept.socket.destroy()
+  // the earlier build's row was moved into the rows of this one
+  t.deepEqual((await stored()).sub.sort(), ['erin', 'olga'])
 })
 
 test('a revocation is logged (info): what was revoked, how many ended, and by whom (the API key, or an admin token\'s sub), never the credential', async (t) => {
@@ -549,7 +572,8 @@ test('Redis: a store that comes back without its data (a restart without persist
   // (asked again while the helper's 1 s passes without an answer, on a loaded host: at most 10 s)
   const stored = async (): Promise<number> => {
     let n = -1
-    await eventually(async () => (n = Number(/^:(\d+)/.exec(await redisCommand(redis.port, `ZCARD ${REVOKED_KEY}`) ?? '')?.[1] ?? -1)) >= 0, 10000)
+    const count = async (cmd: string): Promise<number> => Number(/^:(\d+)/.exec(await redisCommand(redis.port, cmd) ?? '')?.[1] ?? -1)
+    await eventually(async () => { const [z, h] = [await count(`ZCARD ${REVOKED_JTI_KEY}`), await count(`HLEN ${REVOKED_SUB_KEY}`)]; n = z < 0 || h < 0 ? -1 : z + h; return n >= 0 }, 10000)
     return n
   }
   t.is(await stored(), 2)
