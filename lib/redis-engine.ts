@@ -1006,7 +1006,10 @@ export class RedisEngine implements Engine {
     const id = `${this.nodeId}:${++this.#revSeq}`
     const reply = 'pk:rv:' + id
     try {
-      await this.#storeRevocation(kind, value, this.#core.revocations?.held(kind, value) ?? (kind === 'sub' ? at : until))
+      // with redisReplicaAck, written on the publishes' connection and answered only once that many
+      // replicas have it (the WAIT below), as a publish is: a failover right after cannot lose it
+      const acked = this.#core.opts.redisReplicaAck > 0 ? this.#ack : null
+      await this.#storeRevocation(kind, value, this.#core.revocations?.held(kind, value) ?? (kind === 'sub' ? at : until), acked ?? this.#cmd)
       // rows are added only here: each revocation also drops the jti rows that have lapsed
       await this.#send(REVOKED_JTI_KEY, ['ZREMRANGEBYSCORE', REVOKED_JTI_KEY, '-inf', String(at - MAX_LEEWAY)])
       const heard = Number(await this.#send(CONTROL, ['PUBLISH', CONTROL, JSON.stringify([id, this.nodeId, kind, value, at, until])]))
@@ -1022,6 +1025,12 @@ export class RedisEngine implements Engine {
         await new Promise((resolve) => setTimeout(resolve, 20))
       }
       await this.#send(reply, ['DEL', reply])
+      if (acked !== null) {
+        // fewer replicas in time: 503 (every node heard it; the request may be sent again)
+        const need = this.#core.opts.redisReplicaAck
+        const n = num(await this.#send(REVOKED_JTI_KEY, ['WAIT', String(need), String(Math.max(1, this.#timeout - 250))], acked, false, this.#timeout))
+        if (n < need) throw new Error(`${n} of ${need} replicas acknowledged the revocation`)
+      }
       return { ended: local + counts.reduce((a, c) => a + Number(c), 0), complete: counts.length >= want }
     } catch (err) {
       throw new StoreUnavailableError(err)
@@ -1079,8 +1088,8 @@ export class RedisEngine implements Engine {
    * second), merged with the row there (lib/redis-lua.ts REVOKE): two nodes revoking the same
    * token or user at once leave the stronger.
    */
-  async #storeRevocation (kind: 'sub' | 'jti', value: string, held: number): Promise<void> {
-    await this.#call(this.#cmd, 'REVOKE', [REVOKED_JTI_KEY, REVOKED_SUB_KEY], [kind, value, String(held)])
+  async #storeRevocation (kind: 'sub' | 'jti', value: string, held: number, conn: Conn = this.#cmd): Promise<void> {
+    await this.#call(conn, 'REVOKE', [REVOKED_JTI_KEY, REVOKED_SUB_KEY], [kind, value, String(held)])
   }
 
   async #control (msg: string): Promise<void> {

@@ -272,6 +272,23 @@ test.serial('redisReplicaAck: a publish whose script a resumed master answers la
   t.deepEqual(got.map((e) => e.data), ['before', 'straddles', 'after'])
 })
 
+test.serial('redisReplicaAck: a revoke is answered 200 only once a replica has it; with none acknowledging in time, 503 (the revocation still ends the streams and may be sent again)', async (t) => {
+  const { master, replica } = await startReplicated(t)
+  const node = await serve(t, ['--workers', '1', '--redis-url', `redis://127.0.0.1:${master.port}`, '--redis-replica-ack', '1', '--redis-command-timeout', '2000', '--jwt-secret', SECRET, '--api-key', API_KEY])
+  t.is((await revoke(node.base, { sub: 'erin' })).status, 200)
+  t.is(await redisCall(replica.port, ['HEXISTS', REVOKED_SUB_KEY, 'erin']), 1, 'on the replica when answered')
+  // (issued before the revocation: one issued after it is a fresh login, kept)
+  const { token } = await mint(['u*'], 120, 'frank')
+  replica.stop()
+  t.teardown(() => replica.cont())
+  t.is((await revoke(node.base, { sub: 'frank' })).status, 503, 'no replica acknowledged it')
+  const r = await fetch(`${node.base}/sub/u1`, { headers: { Authorization: `Bearer ${token}`, Accept: 'text/event-stream' } })
+  t.is(r.status, 401, 'applied all the same')
+  await r.body?.cancel()
+  replica.cont()
+  t.true(await eventually(async () => (await revoke(node.base, { sub: 'frank' })).status === 200, 10000), 'sent again once the replica is back')
+})
+
 test.serial('node-redis closing a master\'s pub/sub connection after the last subscription there ends is not a store fault', async (t) => {
   t.timeout(90000)
   const cluster = await startCluster(t)
