@@ -96,6 +96,8 @@ export const REVOKED_SUB_KEY = 'pk:{pk:nodes}:revoked-sub'
 export const LEGACY_REVOKED_KEY = 'pk:revoked'
 /** The second from which the store has held every channel's record (lib/redis-lua.ts HEARTBEAT): on pk:nodes' slot. */
 const EPOCH_KEY = 'pk:{pk:nodes}:epoch'
+/** How often a node where tokens are checked reads the Redis eviction policy (#checkEviction). */
+const EVICTION_CHECK_MS = 10_000
 /** How long a revoke waits for every node's count. */
 const REVOKE_WAIT_MS = 3000
 
@@ -365,6 +367,14 @@ export class RedisEngine implements Engine {
    * read (#loadRevocations). A token revoked on another node is never admitted here meanwhile.
    */
   #revocationsBehind = true
+  /**
+   * Tokens are checked and the Redis holding the revocations may evict any key (`maxmemory-policy`
+   * allkeys-*): a revocation could vanish under memory pressure, and a revoked token be admitted.
+   * The node stays down (503) until the policy is one that spares keys without a TTL
+   * (noeviction, volatile-*), which it reads again every EVICTION_CHECK_MS.
+   */
+  #evictable = false
+  #evictionCheckedAt = -Infinity
   #subReady = false
   #recovering = 0
   /**
@@ -492,7 +502,8 @@ export class RedisEngine implements Engine {
     this.#lastExpire = Date.now()
     const deadline = Date.now() + this.#connectWait
     while (!this.up && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
-    if (!this.up && !this.#stopped) {
+    // (one down for its eviction policy said why in an error line)
+    if (!this.up && !this.#stopped && !this.#evictable) {
       this.#log?.warn({ node: this.nodeId, mode: this.mode, lastError: this.#lastConnectError ?? undefined }, 'redis not reachable yet: publishes and new subscribers answer 503 until it is')
     }
   }
@@ -560,7 +571,7 @@ export class RedisEngine implements Engine {
 
   /** Both connections ready, scripts known, no fault and no catch-up running: publishes are accepted. */
   get up (): boolean {
-    return this.#cmdReady && this.#subReady && this.#scriptsReady && !this.#revocationsBehind && !this.#faulty && !this.#syncPending && this.#recovering === 0
+    return this.#cmdReady && this.#subReady && this.#scriptsReady && !this.#revocationsBehind && !this.#evictable && !this.#faulty && !this.#syncPending && this.#recovering === 0
   }
 
   /** /status, /metrics and /health (EXTENSION f). */
@@ -1162,6 +1173,9 @@ export class RedisEngine implements Engine {
     const info = String(await this.#send(undefined, ['INFO', 'server']))
     const m = /redis_version:(\d+)/.exec(info)
     this.#sharded = m !== null && Number(m[1]) >= 7
+    // known before the node is up: at each (re)connect
+    this.#evictionCheckedAt = -Infinity
+    await this.#checkEviction()
     this.#scriptsReady = true
   }
 
@@ -1186,7 +1200,27 @@ export class RedisEngine implements Engine {
     }
   }
 
+  /** Reads the eviction policy of the Redis that holds the revocations (#evictable), where tokens are checked. */
+  async #checkEviction (): Promise<void> {
+    if (this.#core.revocations === null) return
+    const now = performance.now()
+    if (now - this.#evictionCheckedAt < EVICTION_CHECK_MS) return
+    this.#evictionCheckedAt = now
+    // (routed by the key: on a cluster, the master of the revocations' slot)
+    const info = str(await this.#send(REVOKED_JTI_KEY, ['INFO', 'memory']))
+    const policy = /maxmemory_policy:(\S+)/.exec(info)?.[1] ?? 'noeviction'
+    const was = this.#evictable
+    this.#evictable = policy.startsWith('allkeys')
+    if (this.#evictable) {
+      const log = this.#log
+      if (log !== null && this.#refusalDue('eviction')) (log.error ?? log.warn).call(log, { node: this.nodeId, mode: this.mode, maxmemoryPolicy: policy }, `the Redis that holds the revocations evicts any key (maxmemory-policy ${policy}): a revocation could vanish and a revoked token be admitted, so this node stays down (503) until the policy spares keys without a TTL (noeviction, volatile-*; docs/redis.md)`)
+    }
+    if (was !== this.#evictable) this.#checkUp()
+  }
+
   async #heartbeat (): Promise<void> {
+    // (a read that fails is tried again at the next heartbeat; the heartbeat itself goes on)
+    await this.#checkEviction().catch(() => { this.#evictionCheckedAt = -Infinity })
     const sent = Date.now()
     const r = await this.#call(this.#cmd, 'HEARTBEAT', [NODES_KEY, EPOCH_KEY], [this.nodeId, String(NODE_LIFE_MS)]) as unknown[]
     const since = num(r[3]) || 0

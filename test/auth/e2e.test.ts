@@ -465,6 +465,31 @@ test('Redis: the store keeps one row per user or token however often it is revok
   t.deepEqual((await stored()).sub.sort(), ['erin', 'olga'])
 })
 
+test('Redis: where tokens are checked, a Redis that may evict any key (maxmemory-policy allkeys-*) keeps the node down (503, said in an error line): a revocation could vanish; back to a policy that spares keys without a TTL (volatile-lru), it serves; one that starts on such a Redis never is up. A node that checks no token serves on', async (t) => {
+  const redis = await startRedis(t)
+  const url = `redis://127.0.0.1:${redis.port}`
+  const a = await startNode(t, ['--workers', '1', '--redis-url', url])
+  const open = await serve(t, ['--workers', '1', '--redis-url', url, '--publisher-open'])
+  const health = async (n: Node): Promise<number> => (await fetch(`${n.base}/health`, { headers: { Connection: 'close' } })).status
+  t.is(await health(a), 200)
+  t.is(await redisCommand(redis.port, 'CONFIG SET maxmemory-policy allkeys-lru'), '+OK\r\n')
+  t.true(await eventually(async () => await health(a) === 503, 20000), 'down')
+  t.true(await eventually(() => /maxmemory-policy allkeys-lru/.test(a.log()), 5000), a.log())
+  t.is(await health(open), 200, 'no token checked: nothing to lose')
+  t.is(await redisCommand(redis.port, 'CONFIG SET maxmemory-policy volatile-lru'), '+OK\r\n')
+  t.true(await eventually(async () => await health(a) === 200, 20000), 'keys without a TTL are spared: up again')
+  // a node that starts on such a Redis is never up
+  t.is(await redisCommand(redis.port, 'CONFIG SET maxmemory-policy allkeys-random'), '+OK\r\n')
+  const port = await freePort()
+  const late = spawn(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(port), '--host', '127.0.0.1', '--workers', '1', '--redis-url', url, '--jwt-secret', SECRET, '--api-key', KEY, '--log-level', 'error'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { late.kill('SIGKILL') })
+  let out = ''
+  late.stderr!.on('data', (d: Buffer) => { out += d.toString() })
+  late.stdout!.on('data', (d: Buffer) => { out += d.toString() })
+  t.true(await eventually(() => /maxmemory-policy allkeys-random/.test(out), START_MS), out)
+  t.true(await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => null))?.status === 503, START_MS), 'listens, down')
+})
+
 test('a revocation is logged (info): what was revoked, how many ended, and by whom (the API key, or an admin token\'s sub), never the credential', async (t) => {
   const node = await serve(t, ['--jwt-secret', SECRET, '--api-key', KEY, '--workers', '1'], 'info')
   const erin = await token({ sub: 'erin', parkline: { subscribe: ['*'] } })
