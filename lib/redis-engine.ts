@@ -80,7 +80,8 @@ const CONTROL = 'pk:ctl'
  * revoked: revoked jtis (a sorted set: member the jti, score its token's exp, `+inf` for one held
  * for good; a row is dropped MAX_LEEWAY seconds past its exp) and users (a hash: the user's sub to
  * the second of its latest revocation, held for good). Each row is written with what the writing
- * node holds for it after merging (lib/auth.ts Revocations: the later second, the longer exp). On
+ * node holds for it, merged again with the row there by a script (lib/redis-lua.ts REVOKE: the
+ * later second, the longer exp, as lib/auth.ts Revocations merges). On
  * the slot of pk:nodes, as the store's epoch is: a Redis Cluster master that loses them (restarted
  * without persistence, flushed) loses the epoch with them, which the nodes' heartbeat sees, and
  * they write them back (#restoreRevocations); on a slot of their own, a master that lost them
@@ -90,8 +91,9 @@ export const REVOKED_JTI_KEY = 'pk:{pk:nodes}:revoked'
 export const REVOKED_SUB_KEY = 'pk:{pk:nodes}:revoked-sub'
 /**
  * Where earlier builds kept them (a sorted set of JSON rows [kind, value, at, until], scored by
- * when each may be forgotten): read with the others, so that none made before an upgrade, or by a
- * node not yet upgraded, is lost; never written.
+ * when each may be forgotten): read at each load whatever their score, and their rows written into
+ * the keys above, so that none made before an upgrade, or by a node not yet upgraded, is lost;
+ * never written itself (a node not yet upgraded still reads it).
  */
 export const LEGACY_REVOKED_KEY = 'pk:revoked'
 /** The second from which the store has held every channel's record (lib/redis-lua.ts HEARTBEAT): on pk:nodes' slot. */
@@ -1227,9 +1229,9 @@ export class RedisEngine implements Engine {
     // the store lost everything: its revocations are written again, apart from the heartbeat (a
     // write that fails is tried again at each tick, and the rest of the heartbeat still runs).
     // Seen by the epoch, or by the store having forgotten this node since its last heartbeat: a
-    // store wiped within the second its epoch was made makes the same epoch again (a node swept
-    // after a stall, or a store back from its snapshot, finds the revocations there and writes
-    // nothing: #restoreRevocations)
+    // store wiped within the second its epoch was made makes the same epoch again. Then written
+    // only where the store holds fewer than this node (#restoreRevocations): a node swept after a
+    // stall finds them there and writes nothing; a store back from an older snapshot gets them
     if (this.#epochRead && since !== this.#storeSince) {
       this.#restoreDue = true
       this.#restoreWhy = 'epoch'
