@@ -25,7 +25,7 @@ import {
   type UpstreamPublishResult
 } from './auth-authorize.ts'
 import { JwksCache, JwtVerifier, parsePublicKey } from './auth-jwt.ts'
-import { CREDENTIALS, MAX_LEEWAY, type ParklineOptions } from './config.ts'
+import { CREDENTIALS, MAX_LEEWAY, laterUntil, type ParklineOptions } from './config.ts'
 import { ConfigError } from './errors.ts'
 import { isLoopback, percentEncodeUnsafe } from './http.ts'
 export type { AuthStats, UpstreamPublishContext, UpstreamPublishResult }
@@ -389,9 +389,9 @@ export function extractSubscriberCredential (headers: IncomingHttpHeaders, query
  * Revoked token ids and subjects. A jti stays revoked until its token's exp plus the clock-skew
  * leeway (after which the token is refused as expired anyway, so the entry is dropped); one whose
  * exp was not given, for good: a token without exp, or with a later exp than a guess would give,
- * is never good again. A sub
- * revoked at T refuses that subject's tokens issued up to T (iat ≤ T plus the clock-skew leeway; a
- * token without iat counts as issued at 0), for good: a token issued before T may live any length.
+ * is never good again. A sub revoked at T refuses that subject's tokens issued up to T (iat ≤ T
+ * plus the clock-skew leeway; a token without iat counts as issued at 0), for good: a token issued
+ * before T may live any length.
  * Nothing in force is ever dropped to make room: past `max` entries in force a new revocation is
  * refused (room(): the revoke request gets 507), never made by un-revoking an older one. A
  * revocation told by another worker or node is recorded whatever the count (it was decided where
@@ -434,8 +434,7 @@ export class Revocations {
   /** Revoke one token until `exp` (unix seconds; 0 = for good). */
   revokeJti (jti: string, exp: number): void {
     const prev = this.#jti.get(jti)
-    // a later revocation of the same jti never shortens it
-    this.#jti.set(jti, prev === undefined ? exp : prev === 0 || exp === 0 ? 0 : Math.max(prev, exp))
+    this.#jti.set(jti, prev === undefined ? exp : laterUntil(prev, exp))
   }
 
   /** Revoke every token of `sub` issued up to `atSec` (its own second included). A later revocation of the same sub wins. */

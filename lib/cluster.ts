@@ -33,7 +33,7 @@ import path from 'node:path'
 import type { ChannelInfo } from './channel-info.ts'
 import { channelInfo } from './channel-info.ts'
 import type { Core } from './core.ts'
-import { DRAIN_QUIET_MS, MAX_LEEWAY, OPTIONS, envName, type Credentials } from './config.ts'
+import { DRAIN_QUIET_MS, MAX_LEEWAY, OPTIONS, envName, laterUntil, type Credentials } from './config.ts'
 import type { Channel } from './channel-registry.ts'
 import type { Message } from './message.ts'
 import type { Engine, PublishResult, Totals } from './engine.ts'
@@ -761,7 +761,7 @@ export class Primary {
           const prev = this.#revoked.get(key)
           if (prev === undefined) this.#revoked.set(key, [kind, value, at, until])
           else if (kind === 'sub') prev[2] = Math.max(prev[2], at)
-          else prev[3] = prev[3] === 0 || until === 0 ? 0 : Math.max(prev[3], until)
+          else prev[3] = laterUntil(prev[3], until)
           if (this.#revoked.size >= this.#revokedPruneAt) this.#pruneRevoked(Math.floor(Date.now() / 1000))
           const id = ++this.#revSeq
           const waiting = new Set(this.workers.filter((w) => w.child !== null))

@@ -125,6 +125,16 @@ export const TRANSPORT_NAMES = ['websocket', 'eventsource', 'chunked', 'multipar
 export const MAX_LEEWAY = 30
 
 /**
+ * A token (jti) revoked until `prev` and again until `until` (unix seconds; 0 = for good): held the
+ * longer of the two, so that a later revocation never shortens one. The rule of every list that
+ * keeps them: a process's own (lib/auth.ts Revocations), the workers primary's (lib/cluster.ts) and
+ * Redis's (lib/redis-lua.ts REVOKE, the same rule in Lua).
+ */
+export function laterUntil (prev: number, until: number): number {
+  return prev === 0 || until === 0 ? 0 : Math.max(prev, until)
+}
+
+/**
  * The options a running server takes anew, without a restart (SIGHUP; embedded,
  * `app.parkline.reloadCredentials`): the API keys and the JWT checks (lib/access.ts checkReload).
  */
