@@ -51,6 +51,8 @@ export class Core {
   readonly maxSubscribers: number
   /** Set once SIGTERM/close() began: no new subscribers. */
   draining: boolean
+  /** Embedded: the host's app.close() has passed its onClose hooks' start; app.parkline refuses from then on. */
+  closed = false
   /** Where ids, info and counts come from (in-memory, owner workers, Redis). */
   engine: Engine
   /**

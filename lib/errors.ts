@@ -41,6 +41,12 @@ export const ERRORS = {
   SUBSCRIBER_READ_ONLY: { code: 'PKL_ERR_SUBSCRIBER_READ_ONLY', statusCode: 403, message: '' },
   METHOD_NOT_ALLOWED: { code: 'PKL_ERR_METHOD_NOT_ALLOWED', statusCode: 405, message: 'Method Not Allowed' },
   ORIGIN_NOT_ALLOWED: { code: 'PKL_ERR_ORIGIN_NOT_ALLOWED', statusCode: 403, message: 'Origin not allowed' },
+  /**
+   * Embedded: a page of another site, its origin not listed in corsOrigins, sent the user's cookies.
+   * The host's own hooks may have admitted it by them (a session cookie), and Parkline echoes any
+   * origin with credentials where corsOrigins is empty: that page would read or publish as the user.
+   */
+  CROSS_SITE_COOKIES: { code: 'PKL_ERR_CROSS_SITE_COOKIES', statusCode: 403, message: 'Forbidden: a page of another site sent cookies; list its origin in corsOrigins' },
   OVER_CAPACITY: { code: 'PKL_ERR_OVER_CAPACITY', statusCode: 503, message: 'Service Unavailable' },
   /** A fault in a handler (lib/server.ts's error handler logs it): the client learns nothing of it. */
   INTERNAL: { code: 'PKL_ERR_INTERNAL', statusCode: 500, message: 'Internal Server Error' },
@@ -73,5 +79,7 @@ export const ERRORS = {
   // thrown to server-side consumers (`app.parkline.subscribe`), never written to a socket
   CONSUMER_OVERFLOW: { code: 'PKL_ERR_CONSUMER_OVERFLOW', statusCode: 503, message: 'consumer fell behind its queueLimit; resubscribe from the last id read' },
   CONSUMER_ENDED: { code: 'PKL_ERR_CONSUMER_ENDED', statusCode: 503, message: 'subscription ended by the server' },
-  DRAINING: { code: 'PKL_ERR_DRAINING', statusCode: 503, message: 'server shutting down' }
+  DRAINING: { code: 'PKL_ERR_DRAINING', statusCode: 503, message: 'server shutting down' },
+  /** Embedded: `app.parkline` used after `app.close()`: nobody would receive what it publishes, nor end what it opens. */
+  CLOSED: { code: 'PKL_ERR_CLOSED', statusCode: 503, message: 'Parkline is closed (app.close())' }
 } as const satisfies Record<string, ErrorSpec>

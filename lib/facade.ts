@@ -114,6 +114,11 @@ function headerText (value: unknown, what: string): string | null {
   return value
 }
 
+/** After the host's app.close(): a clear error, not a publish nobody receives or an iterator that never ends. */
+function open (core: Core): void {
+  if (core.closed) throw new ParklineError(ERRORS.CLOSED.code, ERRORS.CLOSED.message, ERRORS.CLOSED.statusCode)
+}
+
 function fromKey (key: string): string {
   return Buffer.from(key, 'latin1').toString('utf8')
 }
@@ -121,6 +126,7 @@ function fromKey (key: string): string {
 export function createFacade (core: Core, consumers: ConsumerTransport): Parkline {
   return {
     async publish (channel, data, options = {}) {
+      open(core)
       const key = toKey(core, channel)
       // the caller's bytes are copied: what it does with its array after cannot change the message
       // (anything else, from JavaScript or past a cast: a short 400, not Node's TypeError)
@@ -136,12 +142,15 @@ export function createFacade (core: Core, consumers: ConsumerTransport): Parklin
       return { id: r.info.lastMessageId, status: r.status, info: r.info, replayed: r.replayed === true }
     },
     async info (channel) {
+      open(core)
       return await core.engine.info(toKey(core, channel))
     },
     async delete (channel) {
+      open(core)
       return await core.engine.delete(toKey(core, channel))
     },
     subscribe (channels, options = {}) {
+      open(core)
       const list = typeof channels === 'string' ? [channels] : [...channels]
       if (list.length === 0) throw new ParklineError('PKL_ERR_NO_CHANNEL_ID', 'subscribe needs at least one channel', 400)
       const keys = list.map((c) => toKey(core, c))

@@ -17,7 +17,7 @@ import { registerDemo } from './demo.ts'
 import { ERRORS } from './errors.ts'
 import { createFacade, type Parkline } from './facade.ts'
 import { allowedOrigin, localClient, originAllowed, parseChannelIds, refuseWithoutHost, requestOrigin, splitUrl } from './http.ts'
-import { endUnread } from './linger.ts'
+import { endUnread, sweepLingering } from './linger.ts'
 import { tunnelNotOurs } from './pipelined.ts'
 import { handlePublisher, handleRevoke } from './publisher.ts'
 import { sendError, withCors } from './reply.ts'
@@ -26,7 +26,7 @@ import { Metrics } from './metrics.ts'
 import { createEngine } from './engines.ts'
 import type { WorkerLink } from './cluster.ts'
 import { handleSubscriber } from './subscribe.ts'
-import { Access, crossSite } from './access.ts'
+import { Access, ambientCredentials, crossSite } from './access.ts'
 import { kContinueOwed, kOwnHostCheck, kRawContentType, kUpgradeHead } from './symbols.ts'
 import { TRANSPORTS } from '../transports/index.ts'
 import { wantsWebSocket } from '../transports/websocket.ts'
@@ -142,10 +142,18 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   // over (lib/linger.ts), and the server's close waits for every connection, one that never
   // reads nor closes included
   fastify.addHook('preClose', async () => {
+    // as the standalone server's drain: no new subscriber, app.parkline.subscribe() included
+    core.draining = true
     core.closeAll(503)
     closePublisherSockets(core)
+    // Fastify's forceCloseConnections: true destroys every connection at close; the streams just
+    // ended are Parkline's (Node's server no longer tracks them), lingering for a client that reads
+    // slowly or keeps its side open (up to LINGER_MS, which app.close() would wait out): theirs too
+    if (fastify.initialConfig.forceCloseConnections === true) sweepLingering(core.lingering, Infinity)
   })
+  // (onClose hooks run last-added first: this one before the engine and access control stop)
   fastify.addHook('onClose', async () => {
+    core.closed = true
     core.stop()
   })
   // the locations' paths, as the routes below are given them (the host's prefixes included)
@@ -212,6 +220,12 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded, l
     // refused without CORS headers: the page of a site not listed learns nothing, credentials least
     // of all (before any other answer, a bad path's included)
     if (!originAllowed(origin, opts.corsOrigins)) return sendError(reply, ERRORS.ORIGIN_NOT_ALLOWED, null)
+    // Embedded, the host's hooks may have admitted this request by the user's cookies (a session):
+    // from a page of another site that corsOrigins does not list, which the browser lets read the
+    // answer (every origin is echoed with credentials where corsOrigins is empty) or which may
+    // publish by a plain form POST, that is the page acting as the user. Refused, as the standalone
+    // server refuses such a page the use of its own token cookie (lib/access.ts ambientCredentials).
+    if (embedded && req.headers.cookie !== undefined && !ambientCredentials(req.headers, opts.corsOrigins)) return sendError(reply, ERRORS.CROSS_SITE_COOKIES, null)
     // the URL as received: a host's rewriteUrl (or server.ts's routing escape) must not change ids
     const { path, query } = splitUrl(request.originalUrl)
     if (path === null) return sendError(reply, ERRORS.BAD_PATH, origin)

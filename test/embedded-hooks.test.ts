@@ -97,3 +97,54 @@ test('a publish whose client sent its FIN before the handler ran (a host hook th
   }
   t.is(messages, 1, 'the publish was applied (its client half-closed before the hook let it through)')
 })
+
+test('embedded: a page of another site that sends the user\'s cookies is refused 403 on every transport and on publish, where the host\'s hook admits by a session cookie; this site, a same-site page, a listed origin and a client without Origin are admitted', async (t) => {
+  const start = async (corsOrigins: string[]): Promise<{ app: ReturnType<typeof Fastify>, port: number }> => {
+    const app = Fastify({ logger: false })
+    // the host's own auth: a session cookie, as a web app keeps its users'
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.url.startsWith('/rt/') && request.headers.cookie !== 'session=alice') return await reply.code(401).send()
+    })
+    await app.register(parkline, { prefix: '/rt', logLevel: 'silent', publisherOpen: true, corsOrigins })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    t.teardown(() => app.close())
+    return { app, port: (app.server.address() as AddressInfo).port }
+  }
+  const { app, port } = await start([])
+  await app.parkline.publish('private', 'secret')
+  const cookie = 'Cookie: session=alice\r\n'
+  const evil = 'Origin: https://evil.example\r\nSec-Fetch-Site: cross-site\r\n'
+  const poll = (extra: string, p = port): Promise<Awaited<ReturnType<typeof rawRequest>>> =>
+    rawRequest(p, `GET /rt/sub/private?last_event_id=0:0 HTTP/1.1\r\nHost: push.example\r\n${extra}\r\n`)
+  const refused = (r: Awaited<ReturnType<typeof rawRequest>>, what: string): void => {
+    t.is(r.status, 403, what)
+    t.regex(r.body, /another site sent cookies; list its origin in corsOrigins/, what)
+    t.false(r.raw.includes('secret'), what)
+    t.false('access-control-allow-origin' in r.headers, what)
+  }
+  refused(await poll(cookie + evil), 'long-poll')
+  refused(await poll(cookie + evil + 'Accept: text/event-stream\r\n'), 'EventSource')
+  // a WebSocket handshake carries an Origin and no CORS: without Sec-Fetch-Site, by the Origin's host
+  refused(await poll(cookie + 'Origin: https://evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'), 'WebSocket')
+  // a plain form POST needs no preflight: it would publish as the user
+  refused(await rawRequest(port, `POST /rt/pub/private HTTP/1.1\r\nHost: push.example\r\n${cookie}${evil}Content-Type: text/plain\r\nContent-Length: 6\r\n\r\nforged`), 'publish')
+  t.is((await app.parkline.info('private'))?.messages, 1, 'nothing published')
+  // admitted: this site's page, a same-site page, a client that is no browser page
+  for (const extra of ['Origin: http://push.example\r\n', 'Origin: https://app.example\r\nSec-Fetch-Site: same-site\r\n', 'Sec-Fetch-Site: same-origin\r\n', '']) {
+    const r = await poll(cookie + extra)
+    t.is(r.status, 200, extra)
+    t.is(r.body, 'secret', extra)
+  }
+  // without the cookie, the host's own hook judges (here: 401), not this rule
+  t.is((await poll(evil)).status, 401)
+  // an origin the operator listed may use the user's cookies
+  const listed = await start(['https://partner.example'])
+  await listed.app.parkline.publish('private', 'secret')
+  const r = await poll(cookie + 'Origin: https://partner.example\r\nSec-Fetch-Site: cross-site\r\n', listed.port)
+  t.is(r.status, 200)
+  t.is(r.headers['access-control-allow-origin'], 'https://partner.example')
+  // with a list, an origin not on it is refused whatever it sends (section 10)
+  const unlisted = await poll(cookie + evil, listed.port)
+  t.is(unlisted.status, 403)
+  t.is(unlisted.body, 'Origin not allowed')
+})

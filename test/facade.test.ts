@@ -1,6 +1,6 @@
 // `app.parkline`, the API a host app's own code uses: publish, info, delete and subscribe go
 // through the engine and agree with what HTTP publishers and subscribers see.
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import net from 'node:net'
 import { once } from 'node:events'
 import Fastify from 'fastify'
@@ -213,13 +213,11 @@ test('embedded: a prefix ending in `/`, and one inside a host plugin\'s prefix, 
   }
 })
 
-test('app.close() completes while a subscriber neither reads nor closes its side: its socket is destroyed when its linger is over', async (t) => {
-  t.timeout(60000)
-  const app = Fastify()
+/** Parkline under /rt in `app`, listening, with one SSE subscriber that keeps its side open after the server's FIN and stops reading after the head. */
+async function heldStream (t: ExecutionContext, app: ReturnType<typeof Fastify>): Promise<void> {
   await app.register(parkline, { prefix: '/rt' })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const port = (app.server.address() as { port: number }).port
-  // a client that keeps its side open after the server's FIN, and stops reading after the head
   const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
   s.on('error', () => {})
   t.teardown(() => s.destroy())
@@ -227,11 +225,44 @@ test('app.close() completes while a subscriber neither reads nor closes its side
   s.write('GET /rt/sub/held HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n')
   await once(s, 'data')
   s.pause()
+}
+
+test('app.close() completes while a subscriber neither reads nor closes its side: its socket is destroyed when its linger is over', async (t) => {
+  t.timeout(60000)
+  const app = Fastify()
+  await heldStream(t, app)
   let closed = false
   const closing = app.close().then(() => { closed = true })
   // bounded: the linger is 10 s (lib/linger.ts); a close that waited on the client would never end
   t.true(await eventually(() => closed, 30000), 'app.close() resolved')
   await closing
+})
+
+test('with Fastify\'s forceCloseConnections: true, app.close() destroys the ended streams at once instead of waiting out their linger for a client that neither reads nor closes', async (t) => {
+  t.timeout(60000)
+  const app = Fastify({ forceCloseConnections: true })
+  await heldStream(t, app)
+  const core = coreOf(app)
+  let closed = false
+  const closing = app.close().then(() => { closed = true })
+  // the linger is 10 s (lib/linger.ts): a close that waited it out has not resolved by half of it
+  t.true(await eventually(() => closed, 5000), 'app.close() resolved before the linger would be over')
+  await closing
+  t.is(core.lingering.size, 0)
+})
+
+test('app.parkline after app.close(): publish, info, delete and subscribe throw PKL_ERR_CLOSED (503), not a publish nobody receives or an iterator that never ends', async (t) => {
+  const app = Fastify()
+  await app.register(parkline, { prefix: '/rt' })
+  await app.ready()
+  await app.parkline.publish('c', 'before')
+  await app.close()
+  const closed = { instanceOf: ParklineError, code: 'PKL_ERR_CLOSED' }
+  const err = await t.throwsAsync(app.parkline.publish('c', 'after'), closed)
+  t.is(err?.statusCode, 503)
+  await t.throwsAsync(app.parkline.info('c'), closed)
+  await t.throwsAsync(app.parkline.delete('c'), closed)
+  t.throws(() => app.parkline.subscribe('c'), closed)
 })
 
 test('embedded: an upgrade listener the host adds after listen answers the upgrades Parkline does not claim, alone', async (t) => {
