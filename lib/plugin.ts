@@ -159,7 +159,12 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   // the locations' paths, as the routes below are given them (the host's prefixes included)
   const locations = { pub: '', sub: '' }
   fastify.decorateRequest('parklineChannels', {
-    getter (this: FastifyRequest) { return channelsOf(this.originalUrl, locations, opts, resolved === undefined) }
+    getter (this: FastifyRequest) {
+      // only a request routed to one of the two locations' routes: a host route under the same
+      // path (`GET /rt/pub/special`) is the host's, and Parkline never serves it
+      if ((this.routeOptions.config as { parkline?: boolean } | undefined)?.parkline !== true) return null
+      return channelsOf(this.originalUrl, locations, opts, resolved === undefined)
+    }
   })
   // fastify-plugin drops `prefix` (the decorator must reach the host): the routes get it here
   await fastify.register(routes, { prefix: prefix ?? '', core, opts, access, embedded: resolved === undefined, locations } as RoutesOptions)
@@ -242,13 +247,17 @@ async function routes (child: FastifyInstance, { core, opts, access, embedded, l
     if (!sub && path.startsWith(pubPath)) return handlePublisher(core, access, request, reply, path.slice(pubPath.length), origin)
     // dot segments that leave the location the request was routed to
     if (path.startsWith(subPath) || path.startsWith(pubPath)) return sendError(reply, ERRORS.BAD_PATH, origin)
+    // routed here but under neither location (a host's `caseSensitive: false` routes `/RT/SUB/x`
+    // here; `/rt/%70ub/x`): not served, and embedded, the host's own 404 answers it
+    if (embedded) return reply.callNotFound()
     return withCors(reply.code(404), origin).send()
   }
   // Every method the host's Fastify knows; unknown ones get 405 from the handlers (the standalone
   // server adds every method Node parses, a host app keeps its own list).
   const methods = child.supportedMethods.filter((m) => m !== 'CONNECT')
-  child.route({ method: methods, url: opts.pubPrefix + '*', exposeHeadRoute: false, handler: route(false) })
-  child.route({ method: methods, url: opts.subPrefix + '*', exposeHeadRoute: false, handler: route(true) })
+  // (config.parkline: request.parklineChannels is given for these two routes only)
+  child.route({ method: methods, url: opts.pubPrefix + '*', exposeHeadRoute: false, config: { parkline: true }, handler: route(false) })
+  child.route({ method: methods, url: opts.subPrefix + '*', exposeHeadRoute: false, config: { parkline: true }, handler: route(true) })
 
   if (opts.healthPath !== '') {
     // for load balancers: 503 whenever new subscribers would get 503 here: while draining (a

@@ -148,3 +148,28 @@ test('embedded: a page of another site that sends the user\'s cookies is refused
   t.is(unlisted.status, 403)
   t.is(unlisted.body, 'Origin not allowed')
 })
+
+test('embedded: request.parklineChannels is null on a host route under a location\'s path; a request routed to Parkline but under neither location (caseSensitive: false, an escaped location) gets the host\'s own 404', async (t) => {
+  const app = Fastify({ logger: false, routerOptions: { caseSensitive: false } })
+  const seen = new Map<string, unknown>()
+  app.addHook('onRequest', async (request) => { seen.set(request.url, request.parklineChannels) })
+  app.setNotFoundHandler(async (_request, reply) => await reply.code(404).send('host 404'))
+  await app.register(parkline, { prefix: '/rt', logLevel: 'silent', publisherOpen: true })
+  app.get('/rt/pub/special', async () => 'host route')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const port = (app.server.address() as AddressInfo).port
+  const get = async (path: string): Promise<Awaited<ReturnType<typeof rawRequest>>> => await rawRequest(port, `GET ${path} HTTP/1.1\r\nHost: a\r\n\r\n`)
+  const special = await get('/rt/pub/special')
+  t.is(special.body, 'host route')
+  t.is(seen.get('/rt/pub/special'), null)
+  for (const path of ['/RT/SUB/ch', '/rt/%70ub/x']) {
+    const r = await get(path)
+    t.is(r.status, 404, path)
+    t.is(r.body, 'host 404', path)
+    t.is(seen.get(path), null, path)
+  }
+  // Parkline's own still are
+  t.is((await get('/rt/pub/other')).status, 404)
+  t.deepEqual(seen.get('/rt/pub/other'), { location: 'publisher', channels: ['other'] })
+})
