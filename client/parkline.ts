@@ -26,7 +26,7 @@ import {
   type AuthEnd, type ClientTransport, type CloseInfo, type DeliveredMeta, type FetchLike, TRANSPORT_CLASSES,
   TRANSPORT_NAMES, type TransportCallbacks, type TransportContext, type TransportName, type WebSocketCtor
 } from './transports.ts'
-import { activePosition, backoffDelay, channelsOf, tokenExpiry } from './wire.ts'
+import { MAX_TIMER_MS, activePosition, backoffDelay, channelsOf, tokenExpiry } from './wire.ts'
 
 export { TRANSPORT_NAMES, type TransportName, type CloseInfo, type AuthEnd } from './transports.ts'
 export { authChallenge, backoffDelay, parseId, retryAfterMs, SseParser, tokenExpiry } from './wire.ts'
@@ -46,6 +46,8 @@ const MIN_UP_BEFORE_RENEW = 1000
 const EXPIRY_SLACK = 1000
 /** ... and the token had at least this long to live when the client got it (ms). */
 const MIN_TOKEN_LIFE = 1000
+/** A token function that has not settled after this long (ms) counts as failed: back off, ask again. */
+const TOKEN_TIMEOUT = 10_000
 
 /** Where the last id is kept across page loads (localStorage has this shape). */
 export interface StorageLike {
@@ -236,6 +238,8 @@ export class Parkline {
   /** The credential was obtained (or, without a token, retried) after the last auth problem and no connection has proven it yet. */
   #fresh = false
   #tokenPromise: Promise<void> | null = null
+  /** Counts the token function's calls: only the latest one's answer is taken. */
+  #tokenAsk = 0
   #renewTimer: ReturnType<typeof setTimeout> | null = null
   /** Counts attempts, so a token that arrives late goes to the attempt that asked for it. */
   #generation = 0
@@ -394,6 +398,9 @@ export class Parkline {
     this.#timer = null
     this.#clearRenew()
     this.#clearUpgrade()
+    // a token function still pending is not waited for by start(): it asks anew
+    this.#tokenPromise = null
+    this.#tokenAsk++
     const t = this.#current
     this.#current = null
     t?.close()
@@ -465,10 +472,21 @@ export class Parkline {
       return null
     }
     if (this.#tokenPromise !== null) return this.#tokenPromise
+    const ask = ++this.#tokenAsk
     const p = (async () => {
-      const token: unknown = await source()
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const late = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => { reject(new Error(`the token function did not settle in ${TOKEN_TIMEOUT / 1000} s`)) }, TOKEN_TIMEOUT)
+      })
+      let token: unknown
+      try {
+        token = await Promise.race([source(), late])
+      } finally {
+        clearTimeout(timer)
+      }
       if (typeof token !== 'string' || token === '') throw new TypeError(`the token function gave ${token === '' ? 'an empty string' : typeof token}, not a token`)
-      this.#setToken(token)
+      // (an answer asked for before a stop() or a timeout, come late: a newer ask has the say)
+      if (ask === this.#tokenAsk) this.#setToken(token)
     })()
     const shared = p.finally(() => { if (this.#tokenPromise === shared) this.#tokenPromise = null })
     this.#tokenPromise = shared
@@ -499,10 +517,16 @@ export class Parkline {
   #scheduleRenew (t: ClientTransport): void {
     this.#clearRenew()
     if (typeof this.#tokenSource !== 'function' || this.#tokenExp === null || this.#renewBefore <= 0) return
+    // a token that came with under MIN_TOKEN_LIFE to live is not renewed ahead: the server ends the
+    // connection at its exp, and #authEnded takes that as a refusal (a renewal would open another
+    // connection with the next stale token, and another, with no end)
+    if (this.#tokenExp - this.#tokenAt < MIN_TOKEN_LIFE) return
     const margin = this.#margin()
     const at = this.#tokenExp - margin - this.#opts.random() * margin
     const delay = Math.max(MIN_UP_BEFORE_RENEW, at - Date.now())
-    this.#renewTimer = setTimeout(() => { this.#renew(t) }, delay)
+    // a token good for longer than a timer can wait (about 24.8 days): look again then, not at once
+    if (delay > MAX_TIMER_MS) this.#renewTimer = setTimeout(() => { this.#renewTimer = null; if (this.#running && this.#current === t) this.#scheduleRenew(t) }, MAX_TIMER_MS)
+    else this.#renewTimer = setTimeout(() => { this.#renew(t) }, delay)
   }
 
   /** Get the fresh token while the old connection still delivers, then reconnect from lastId. */
@@ -725,9 +749,13 @@ export class Parkline {
     // a renewal brought a newer token while this connection ended: use it, nothing is decided yet
     const newer = this.#usedSerial !== this.#tokenSerial
     // a parked long-poll (not yet counted as open) that the server ended at the token's own exp
-    const ownExpiry = auth.status === 401 && this.#tokenExp !== null && now >= this.#tokenExp - EXPIRY_SLACK &&
-      this.#tokenExp - this.#tokenAt >= MIN_TOKEN_LIFE
-    if (!newer && this.#fresh && !ownExpiry) {
+    const atExp = auth.status === 401 && this.#tokenExp !== null && now >= this.#tokenExp - EXPIRY_SLACK
+    const ownExpiry = atExp && this.#tokenExp! - this.#tokenAt >= MIN_TOKEN_LIFE
+    // a token that had under MIN_TOKEN_LIFE to live when the client got it, ended at its exp: a
+    // source that hands out stale tokens, refused, whether or not a connection opened with it (or
+    // the client would reconnect at once, again and again)
+    const stale = atExp && !ownExpiry
+    if (!newer && ((this.#fresh && !ownExpiry) || stale)) {
       this.#running = false
       this.#generation++
       if (this.connected) {

@@ -391,7 +391,9 @@ export class WebSocketTransport implements ClientTransport {
     } else {
       const buf = data as ArrayBuffer
       meta = this.#ws!.protocol === '' ? null : parseWsMetaBytes(new Uint8Array(buf))
-      body = meta === null ? buf : buf.slice(meta.length)
+      // binary with meta lines: a body that is not UTF-8, or a Content-Type with a byte past ASCII
+      // (docs/api.md 8.2); a UTF-8 body is text here too, as a long-poll gives it, unless octet-stream
+      body = meta === null ? buf : mediaType(meta.contentType) === 'application/octet-stream' ? buf.slice(meta.length) : textOrBytes(new Uint8Array(buf, meta.length))
     }
     if (meta?.id !== undefined) {
       this.#lastId = meta.id
@@ -779,9 +781,13 @@ export class LongPollTransport implements ClientTransport {
   /** One poll and its answer; true when the transport is done. */
   async #poll (ac: AbortController): Promise<boolean> {
     if (!this.#opened) this.#timer = setTimeout(() => { this.#timer = null; this.#markOpen() }, this.#ctx.connectTimeout)
-    const headers = withToken(this.#lastId === null ? {} : (cursorHeaders(this.#lastId) ?? {}), this.#token)
+    const cursor = this.#lastId === null ? null : cursorHeaders(this.#lastId)
+    const headers = withToken(cursor ?? {}, this.#token)
+    // an id no header pair can carry (a saved one gone bad): the server judges it in the query, and
+    // its 400 starts the client over from the oldest message with a gap event, as on the streams
+    const url = this.#lastId !== null && cursor === null ? withCursor(this.#ctx.url, this.#lastId) ?? this.#ctx.url : this.#ctx.url
     const sent = Date.now()
-    const res = await this.#ctx.fetch!(this.#ctx.url, { headers, signal: ac.signal, cache: 'no-store', credentials: this.#ctx.credentials })
+    const res = await this.#ctx.fetch!(url, { headers, signal: ac.signal, cache: 'no-store', credentials: this.#ctx.credentials })
     this.#answered()
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = null
@@ -900,7 +906,6 @@ export const TRANSPORT_CLASSES: Record<TransportName, new (ctx: TransportContext
   longpoll: LongPollTransport
 }
 
-/** A Content-Type's media type, lower case, without its parameters (`Application/Octet-Stream; x=1` → `application/octet-stream`). */
 /** A message's bytes as text where they are UTF-8, else as they are (an ArrayBuffer of their own). */
 function textOrBytes (bytes: Uint8Array): string | ArrayBuffer {
   try {
@@ -910,6 +915,7 @@ function textOrBytes (bytes: Uint8Array): string | ArrayBuffer {
   }
 }
 
+/** A Content-Type's media type, lower case, without its parameters (`Application/Octet-Stream; x=1` → `application/octet-stream`). */
 function mediaType (type: string | undefined): string | undefined {
   if (type === undefined) return undefined
   const semi = type.indexOf(';')

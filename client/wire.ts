@@ -224,14 +224,21 @@ export class SseParser {
 }
 
 /**
+ * The longest delay a timer takes (ms, 2^31 - 1, about 24.8 days): a longer one fires at once, in
+ * Node (with a TimeoutOverflowWarning) and in browsers alike.
+ */
+export const MAX_TIMER_MS = 0x7fffffff
+
+/**
  * The delay before reconnect attempt `attempt` (0-based): exponential from `min`, capped at `max`,
  * with "equal jitter" (a uniform draw in the upper half), so a crowd that lost the server at the
- * same moment comes back spread out. A server's wish (`retry:`, `Retry-After`) is a floor.
+ * same moment comes back spread out. A server's wish (`retry:`, `Retry-After`) is a floor, up to
+ * MAX_TIMER_MS (a timer cannot wait longer).
  */
 export function backoffDelay (attempt: number, min: number, max: number, random: () => number, serverHint: number | null = null): number {
   const base = Math.min(max, min * 2 ** Math.min(attempt, 30))
   const jittered = Math.round(base / 2 + random() * base / 2)
-  return serverHint === null ? jittered : Math.max(serverHint, jittered)
+  return Math.min(MAX_TIMER_MS, serverHint === null ? jittered : Math.max(serverHint, jittered))
 }
 
 /** `Retry-After` in ms: delta-seconds or an HTTP date (RFC 9110 §10.2.3); null when absent or bad. */

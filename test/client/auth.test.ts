@@ -359,3 +359,82 @@ for (const tr of TRANSPORTS) {
     t.deepEqual(rec.connects, [], 'a refusal is not a connection: ' + rec.log.join(' | '))
   })
 }
+
+const longLived = test.macro({
+  async exec (t: ExecutionContext, transport: TransportName) {
+    const { base } = await setup(t)
+    let calls = 0
+    // past the longest timer (2^31 - 1 ms, about 24.8 days): a renewal scheduled that far fires at once
+    const rec = subscribe(t, `${base}/sub/long`, { transports: [transport], token: async () => { calls++; return (await mint(['long'], 30 * 86400)).token } })
+    await rec.waitConnected(transport)
+    await pubKey(base, 'long', 'one')
+    t.deepEqual(await rec.waitMessages(1), ['one'])
+    await sleep(1500) // a renewal storm makes hundreds of calls in this time
+    t.is(calls, 1, rec.log.slice(0, 10).join(' | '))
+    t.deepEqual(rec.connects, [transport])
+    t.deepEqual(rec.retries, [])
+  },
+  title: (_, transport: TransportName) => `${transport}: a token good for 30 days is asked for once and its connection kept, not renewed again and again`
+})
+
+const shortLived = test.macro({
+  async exec (t: ExecutionContext, transport: TransportName) {
+    const { proxy } = await setup(t)
+    let calls = 0
+    // exp in whole seconds, one ahead: under a second to live when the client gets it
+    const rec = subscribe(t, `${proxy.base}/sub/short`, {
+      transports: [transport],
+      token: async () => { calls++; return (await mint(['short'], 1)).token }
+    })
+    const auth = new AuthEvents(rec.client)
+    const a = await auth.first()
+    t.is(a.status, 401, rec.log.join(' | '))
+    t.false(rec.client.running)
+    const n = attempts(proxy, 'short')
+    await sleep(1500)
+    t.is(attempts(proxy, 'short'), n, 'nothing after the auth event')
+    t.true(calls <= 2, `${calls} token calls: ${rec.log.join(' | ')}`)
+  },
+  title: (_, transport: TransportName) => `${transport}: a token function that gives tokens with under a second to live ends in one auth event, not a reconnect loop`
+})
+
+for (const transport of TRANSPORTS) {
+  test(longLived, transport)
+  test(shortLived, transport)
+}
+
+test('a token function that never settles: stop() and start() ask it again; left alone, it counts as failed after 10 s and the client backs off and asks again', async (t) => {
+  t.timeout(60000)
+  const { base } = await setup(t)
+  let calls = 0
+  let hang = true
+  const source = async (): Promise<string> => {
+    calls++
+    if (hang) return await new Promise<string>(() => {})
+    return (await mint(['hung'])).token
+  }
+  const client = new Parkline(`${base}/sub/hung`, { transports: ['eventsource'], minDelay: 50, token: source })
+  t.teardown(() => { client.stop() })
+  const rec = new Recorder(client)
+  client.start()
+  await sleep(200)
+  t.is(calls, 1)
+  // stop() and start() while the first call hangs: start() asks again
+  client.stop()
+  hang = false
+  client.start()
+  await rec.waitConnected('eventsource')
+  t.is(calls, 2)
+  await pubKey(base, 'hung', 'a')
+  t.deepEqual(await rec.waitMessages(1), ['a'])
+  // left alone: the hanging call times out, then the client asks again and connects
+  client.stop()
+  hang = true
+  const connects = rec.connects.length
+  client.start()
+  await sleep(200)
+  hang = false
+  await rec.until(() => rec.connects.length > connects, 20000, 'a connection after the token function timed out')
+  t.true(rec.retries.some((r) => r.reason === 'token: the token function did not settle in 10 s' && r.failed), rec.log.join(' | '))
+  t.is(calls, 4)
+})

@@ -752,3 +752,35 @@ for (const transport of TRANSPORTS) {
     t.is(rec.gaps[0]!.requested, '1796000000:1,2,[3]')
   })
 }
+
+test('websocket and longpoll alike: a UTF-8 body whose Content-Type has a byte past ASCII (sent in a binary frame) comes as text, and a body that is not UTF-8 as bytes', async (t) => {
+  const { base } = await startServer(t)
+  // the type as latin1 bytes, as an HTTP publisher sends it (é is 0xE9)
+  await pub(base, 'typed', 'abc', 'text/plain; name=\u00e9')
+  await pub(base, 'typed', Buffer.from([0xff, 0xfe]), 'text/plain; name=\u00e9')
+  for (const transport of ['websocket', 'longpoll'] as const) {
+    const rec = subscribe(t, `${base}/sub/typed`, { transports: [transport], lastId: '0:0' })
+    await rec.waitMessages(2)
+    t.is(rec.messages[0]!.data, 'abc', transport)
+    t.is(rec.messages[0]!.meta.contentType, 'text/plain; name=\u00e9', transport)
+    t.true(rec.messages[1]!.data instanceof ArrayBuffer, transport)
+    t.deepEqual([...new Uint8Array(rec.messages[1]!.data as ArrayBuffer)], [0xff, 0xfe], transport)
+    rec.client.stop()
+  }
+})
+
+const badSavedCursor = test.macro({
+  async exec (t: ExecutionContext, transport: TransportName) {
+    const { base } = await startServer(t)
+    await pub(base, 'saved', 'first')
+    await pub(base, 'saved', 'second')
+    // a cursor kept from before (storage, an app's own) that is no id: the client starts over and says so
+    const rec = subscribe(t, `${base}/sub/saved`, { transports: [transport], lastId: 'abc:1' })
+    await rec.waitMessages(2)
+    t.deepEqual(rec.texts, ['first', 'second'])
+    t.is(rec.gaps.length, 1, rec.log.join(' | '))
+    t.is(rec.gaps[0]!.requested, 'abc:1')
+  },
+  title: (_, transport: TransportName) => `${transport}: a saved cursor that is no id starts over from the oldest message with a gap event, not silently`
+})
+for (const transport of TRANSPORTS) test(badSavedCursor, transport)
