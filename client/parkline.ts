@@ -574,7 +574,9 @@ export class Parkline {
       this.#upgradeAt = null
       return
     }
-    this.#upgradeAt ??= Date.now() + this.#upgradeDelay
+    // ±25 % at random: clients that fell back together (a proxy that broke WebSocket for all of
+    // them) do not all try it again in the same moment
+    this.#upgradeAt ??= Date.now() + Math.round(this.#upgradeDelay * (0.75 + 0.5 * this.#opts.random()))
     this.#upgradeTimer = setTimeout(() => { this.#upgrade(t) }, Math.max(0, this.#upgradeAt - Date.now()))
   }
 

@@ -362,3 +362,20 @@ test('a 410 answered before the poll counted as open keeps backing off: the dela
   t.deepEqual(delays, [75, 150, 300, 600], `${polls} polls`)
   t.true(rec.retries.every((r) => r.next === 'longpoll'))
 })
+
+test('upgradeAfter is spread at random (±25 %): clients that fell back together do not all try the transport ahead in the same moment', async (t) => {
+  const { proxy } = await setup(t, { websocket: 'refuse' })
+  const tried = async (random: number): Promise<number> => {
+    const rec = subscribe(t, `${proxy.base}/sub/herd${random}`, { transports: ALL, connectTimeout: 800, upgradeAfter: 800, random: () => random })
+    // (timed by the client's own events, not by when this test's polling sees them)
+    let connected = 0
+    let ahead = 0
+    rec.client.on('connect', () => { connected ||= Date.now() })
+    rec.client.on('retry', (r) => { if (/ahead again/.test(r.reason)) ahead ||= Date.now() })
+    await rec.until(() => ahead > 0, 8000, 'a try of the transport ahead')
+    return ahead - connected
+  }
+  const [early, late] = await Promise.all([tried(0), tried(0.999)])
+  // at 0.75 and about 1.25 of upgradeAfter: 400 ms apart, far more than a busy host's timer slack
+  t.true(late - early >= 200, `early ${early} ms, late ${late} ms`)
+})
