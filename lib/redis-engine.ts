@@ -1828,7 +1828,8 @@ export class RedisEngine implements Engine {
     const start = live ? `${r.lastTime}-${r.lastTag + 1}` : '-'
     const last = live && r.lastTime > 0 ? `${r.lastTime}-${r.lastTag}` : ''
     const ttl = String(this.#core.opts.messageTimeout * 1000)
-    const res = await this.#call(this.#bin, 'LOAD', [channelKey(key, 'm'), channelKey(key, 'b'), channelKey(key, 'x'), channelKey(key, 'd')], [ttl, start, last]) as unknown[]
+    // (a first load asks how many keys that Redis has evicted: see the horizon below)
+    const res = await this.#call(this.#bin, 'LOAD', [channelKey(key, 'm'), channelKey(key, 'b'), channelKey(key, 'x'), channelKey(key, 'd')], [ttl, start, last, live ? '' : '1']) as unknown[]
     if (this.#replicas.get(key) !== r) return
     const exists = num(res[0]) === 1
     const lt = num(res[1])
@@ -1913,6 +1914,19 @@ export class RedisEngine implements Engine {
       // heartbeat: a record made before that was made after the loss, and its own second bounds it)
       const epoch = exists ? Math.min(this.#storeSince, since) : this.#storeSince
       if (since > 0 && epoch - 1 > hTime) hTime = epoch - 1
+      // A Redis that has evicted keys (maxmemory under a volatile-* or allkeys-* policy) may have
+      // dropped this channel's record before its time, messages and all: the record missing, or
+      // made again, says nothing then of what came in the timeout before. Everything before its
+      // second may be lost: a multiplexed cursor there gets the gap signal, as a one-channel one
+      // does from the record's creation floor. (INFO's count is since that Redis started: once it
+      // has evicted, it is taken to evict until it restarts; a false gap costs a client a resync,
+      // a missed one a silent loss.)
+      const evicted = num(res[13])
+      if (since > 0 && evicted > 0) {
+        if (since - 1 > hTime) hTime = since - 1
+        const log = this.#log
+        if (log !== null && this.#refusalDue('evicted')) log.warn({ node: this.nodeId, mode: this.mode, evictedKeys: evicted }, 'redis has evicted keys (maxmemory): a channel whose record is missing or made again may have lost messages, so a multiplexed resume from before it gets the gap signal; give Redis the memory its channels need (docs/redis.md)')
+      }
       let hTag = hTime > 0 ? HORIZON_ALL : -1
       const deleted = since > 0 ? /^(\d+) (\d+)$/.exec(str(res[12])) : null
       if (deleted !== null) {

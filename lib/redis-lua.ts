@@ -214,12 +214,14 @@ return info
 
 /**
  * KEYS m b x d; ARGV ttlMs start (`-` or `<seconds>-<tag>`, inclusive) last (`<seconds>-<tag>`, the last id
- * the caller applied, or ''). The channel record and its buffered messages after start: {exists,
- * lt, lg, ft, fg, g, tombstone, entries, bt, bg, prev, sec, deleted} (bt '' on a record written
- * before bases were kept); prev: the newest buffered message at or below `last` as {id, published
- * ms, body bytes}, or '' (the caller compares it with its own copy: a different message under an
- * id it applied means a failover lost that id and a publish took it again); sec: Redis' seconds
- * now; deleted: `<lt> <lg>`, the last id a DELETE removed (pk:{T}:d), or ''.
+ * the caller applied, or '') evicted ('1': say how many keys this Redis has evicted). The channel
+ * record and its buffered messages after start: {exists, lt, lg, ft, fg, g, tombstone, entries, bt,
+ * bg, prev, sec, deleted, evicted} (bt '' on a record written before bases were kept); prev: the
+ * newest buffered message at or below `last` as {id, published ms, body bytes}, or '' (the caller
+ * compares it with its own copy: a different message under an id it applied means a failover lost
+ * that id and a publish took it again); sec: Redis' seconds now; deleted: `<lt> <lg>`, the last id
+ * a DELETE removed (pk:{T}:d), or ''; evicted: INFO stats' evicted_keys of the Redis that holds
+ * the record (on a cluster, its master), -1 when not asked.
  */
 export const LOAD = COMMON + `
 local sec, nowms = clock()
@@ -240,9 +242,11 @@ if ARGV[3] ~= nil and ARGV[3] ~= '' then
     prev = {e[1], p, n}
   end
 end
+local evicted = -1
+if ARGV[4] == '1' then evicted = tonumber(string.match(redis.call('INFO', 'stats'), 'evicted_keys:(%d+)')) or 0 end
 return {exists, tonumber(m[1]) or 0, tonumber(m[2]) or 0, tonumber(m[3]) or 0, tonumber(m[4]) or -1, m[5] or '',
   redis.call('GET', KEYS[3]) or '', redis.call('XRANGE', KEYS[2], ARGV[2], '+'), m[6] or '', m[7] or '', prev, sec,
-  (KEYS[4] and redis.call('GET', KEYS[4])) or ''}
+  (KEYS[4] and redis.call('GET', KEYS[4])) or '', evicted}
 `
 
 /**
