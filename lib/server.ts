@@ -176,6 +176,10 @@ export async function buildServer (opts: ParklineOptions, link?: WorkerLink): Pr
     }
   }
   const app: FastifyInstance = Fastify({
+    // Fastify gives a plugin 10 s to register; Parkline's start (its modules loaded and compiled,
+    // a Redis engine's wait for the store, up to 3 s, a past second for ids) took that and more on a
+    // busy host and exited 1 (`Plugin did not start in time`). A start that takes a minute is stuck.
+    pluginTimeout: 60_000,
     // a worker's lines say which worker, as the primary's say `role: primary`
     logger: opts.logLevel === 'silent' ? false : { level: opts.logLevel, serializers: { req: logRequest }, ...(link !== undefined ? { base: { pid: process.pid, hostname: hostname(), role: 'worker', worker: link.id } } : {}) },
     // a push server's requests are its subscribers: one log line each would be the hot path
