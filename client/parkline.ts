@@ -46,8 +46,6 @@ const MIN_UP_BEFORE_RENEW = 1000
 const EXPIRY_SLACK = 1000
 /** ... and the token had at least this long to live when the client got it (ms). */
 const MIN_TOKEN_LIFE = 1000
-/** A token function that has not settled after this long (ms) counts as failed: back off, ask again. */
-const TOKEN_TIMEOUT = 10_000
 
 /** Where the last id is kept across page loads (localStorage has this shape). */
 export interface StorageLike {
@@ -92,7 +90,8 @@ export interface ParklineClientOptions {
    * After a fallback, try the transports ahead of the one in use again once it has carried the
    * subscription this long (ms): the connection is closed and the first transport opened, resuming
    * from the last id (nothing lost or repeated); where it fails again, the client falls back as
-   * before, and the next try waits twice as long (at most 30 minutes). 0 = never. Default 60000.
+   * before, and the next try waits twice as long (at most 30 minutes). Each wait is spread ±25 %
+   * at random (at most 30 minutes still). 0 = never. Default 60000.
    */
   upgradeAfter?: number
   /** Send cookies cross-origin (fetch `credentials: 'include'`). */
@@ -105,6 +104,12 @@ export interface ParklineClientOptions {
    * client falls back to eventsource). Omit it when the token travels in a cookie.
    */
   token?: TokenSource
+  /**
+   * How long a `token` function may take (ms) before that call counts as failed: the client backs
+   * off and calls it again (an answer that comes later is not used). 0 = wait for it however long
+   * (a function that waits for the user, a login). Default 10000.
+   */
+  tokenTimeout?: number
   /**
    * Renew a JWT from the `token` function this long before its `exp` (ms; at most a quarter of the
    * token's lifetime, minus jitter of the same size). 0: never renew ahead, only after the server
@@ -205,7 +210,7 @@ export class Parkline {
 
   #order: readonly TransportName[]
   #ctx: TransportContext
-  #opts: { minDelay: number, maxDelay: number, connectTimeout: number, upgradeAfter: number, random: () => number }
+  #opts: { minDelay: number, maxDelay: number, connectTimeout: number, upgradeAfter: number, tokenTimeout: number, random: () => number }
   #storage: StorageLike | null
   #key: string
   #listeners: Listeners = { message: [], gap: [], connect: [], disconnect: [], transport: [], retry: [], auth: [] }
@@ -240,6 +245,13 @@ export class Parkline {
   #tokenPromise: Promise<void> | null = null
   /** Counts the token function's calls: only the latest one's answer is taken. */
   #tokenAsk = 0
+  /** tokenTimeout's timer for the call pending, if any (stop() clears it: nothing is left running). */
+  #tokenTimer: ReturnType<typeof setTimeout> | null = null
+
+  #clearTokenTimer (): void {
+    if (this.#tokenTimer !== null) clearTimeout(this.#tokenTimer)
+    this.#tokenTimer = null
+  }
   #renewTimer: ReturnType<typeof setTimeout> | null = null
   /** Counts attempts, so a token that arrives late goes to the attempt that asked for it. */
   #generation = 0
@@ -289,9 +301,11 @@ export class Parkline {
       maxDelay: options.maxDelay ?? 30000,
       connectTimeout: this.#ctx.connectTimeout,
       upgradeAfter: options.upgradeAfter ?? 60000,
+      tokenTimeout: options.tokenTimeout ?? 10000,
       random: options.random ?? Math.random
     }
     if (!(this.#opts.upgradeAfter >= 0)) throw new TypeError('upgradeAfter must be a number of ms (0: never)')
+    if (!(this.#opts.tokenTimeout >= 0)) throw new TypeError('tokenTimeout must be a number of ms (0: no limit)')
     this.#upgradeDelay = this.#opts.upgradeAfter
     this.#key = typeof options.persist === 'string' ? options.persist : 'parkline:' + abs.href
     this.#storage = null
@@ -401,6 +415,7 @@ export class Parkline {
     // a token function still pending is not waited for by start(): it asks anew
     this.#tokenPromise = null
     this.#tokenAsk++
+    this.#clearTokenTimer()
     const t = this.#current
     this.#current = null
     t?.close()
@@ -473,16 +488,20 @@ export class Parkline {
     }
     if (this.#tokenPromise !== null) return this.#tokenPromise
     const ask = ++this.#tokenAsk
+    const limit = this.#opts.tokenTimeout
     const p = (async () => {
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const late = new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => { reject(new Error(`the token function did not settle in ${TOKEN_TIMEOUT / 1000} s`)) }, TOKEN_TIMEOUT)
-      })
       let token: unknown
-      try {
-        token = await Promise.race([source(), late])
-      } finally {
-        clearTimeout(timer)
+      if (limit > 0) {
+        const late = new Promise<never>((_resolve, reject) => {
+          this.#tokenTimer = setTimeout(() => { reject(new Error(`the token function did not settle in ${limit / 1000} s`)) }, limit)
+        })
+        try {
+          token = await Promise.race([source(), late])
+        } finally {
+          if (ask === this.#tokenAsk) this.#clearTokenTimer()
+        }
+      } else {
+        token = await source()
       }
       if (typeof token !== 'string' || token === '') throw new TypeError(`the token function gave ${token === '' ? 'an empty string' : typeof token}, not a token`)
       // (an answer asked for before a stop() or a timeout, come late: a newer ask has the say)
@@ -576,7 +595,7 @@ export class Parkline {
     }
     // ±25 % at random: clients that fell back together (a proxy that broke WebSocket for all of
     // them) do not all try it again in the same moment
-    this.#upgradeAt ??= Date.now() + Math.round(this.#upgradeDelay * (0.75 + 0.5 * this.#opts.random()))
+    this.#upgradeAt ??= Date.now() + Math.min(MAX_UPGRADE_DELAY, Math.round(this.#upgradeDelay * (0.75 + 0.5 * this.#opts.random())))
     this.#upgradeTimer = setTimeout(() => { this.#upgrade(t) }, Math.max(0, this.#upgradeAt - Date.now()))
   }
 

@@ -165,6 +165,7 @@ export function createFacade (core: Core, consumers: ConsumerTransport): Parklin
       return iterate(consumers, consumers.open(keys, cursor, queueLimit), options.signal)
     },
     async reloadCredentials (changes) {
+      open(core)
       const c = checkCredentialTypes(changes)
       // a key file read once: what is checked is what is taken
       if (c.jwtPublicKey !== undefined) c.jwtPublicKey = publicKeyText(c.jwtPublicKey)

@@ -1814,6 +1814,24 @@ export class RedisEngine implements Engine {
     })
   }
 
+  /**
+   * A first load's count of keys its Redis has evicted (INFO stats, since that Redis started; -1:
+   * not read) at Redis' second `sec`: returns the latest second by which an eviction seen may have
+   * happened, 0 for none. A count that is not the last one read (more evictions, or another master
+   * of a cluster) was reached by `sec`; a first count above 0 says nothing of when, so `sec` too.
+   */
+  #evictionsSeen (count: number, sec: number): number {
+    if (count >= 0 && count !== this.#evictedCount) {
+      if (count > 0) this.#evictedAt = sec
+      this.#evictedCount = count
+    }
+    return this.#evictedAt
+  }
+
+  /** The evicted-key count the last first load read (-1: none yet), and #evictionsSeen's second. */
+  #evictedCount = -1
+  #evictedAt = 0
+
   async #load (r: Replica): Promise<void> {
     const key = r.key
     if (!r.subscribed) {
@@ -1914,18 +1932,18 @@ export class RedisEngine implements Engine {
       // heartbeat: a record made before that was made after the loss, and its own second bounds it)
       const epoch = exists ? Math.min(this.#storeSince, since) : this.#storeSince
       if (since > 0 && epoch - 1 > hTime) hTime = epoch - 1
-      // A Redis that has evicted keys (maxmemory under a volatile-* or allkeys-* policy) may have
-      // dropped this channel's record before its time, messages and all: the record missing, or
-      // made again, says nothing then of what came in the timeout before. Everything before its
-      // second may be lost: a multiplexed cursor there gets the gap signal, as a one-channel one
-      // does from the record's creation floor. (INFO's count is since that Redis started: once it
-      // has evicted, it is taken to evict until it restarts; a false gap costs a client a resync,
-      // a missed one a silent loss.)
-      const evicted = num(res[13])
-      if (since > 0 && evicted > 0) {
-        if (since - 1 > hTime) hTime = since - 1
+      // A Redis that evicts keys (maxmemory under a volatile-* or allkeys-* policy) may drop a
+      // record before its time, messages and all: the record missing, or made again, then says
+      // nothing of what came before the eviction. Messages up to when it was seen may be lost
+      // (#evictedAt): a multiplexed cursor there gets the gap signal, as a one-channel one does
+      // from the record's creation floor. Only while an eviction seen could have taken a message
+      // the timeout has not (an eviction before the window took only what had expired by now).
+      const lossAt = this.#evictionsSeen(num(res[13]), num(res[11]))
+      if (since > 0 && lossAt > 0 && lossAt >= (timeout > 0 ? since - timeout : 0)) {
+        const lost = Math.min(since - 1, lossAt)
+        if (lost > hTime) hTime = lost
         const log = this.#log
-        if (log !== null && this.#refusalDue('evicted')) log.warn({ node: this.nodeId, mode: this.mode, evictedKeys: evicted }, 'redis has evicted keys (maxmemory): a channel whose record is missing or made again may have lost messages, so a multiplexed resume from before it gets the gap signal; give Redis the memory its channels need (docs/redis.md)')
+        if (log !== null && this.#refusalDue('evicted')) log.warn({ node: this.nodeId, mode: this.mode, evictedKeys: this.#evictedCount }, 'redis has evicted keys (maxmemory): a channel whose record is missing or made again may have lost messages, so a multiplexed resume from before the eviction gets the gap signal; give Redis the memory its channels need (docs/redis.md)')
       }
       let hTag = hTime > 0 ? HORIZON_ALL : -1
       const deleted = since > 0 ? /^(\d+) (\d+)$/.exec(str(res[12])) : null

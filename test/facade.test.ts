@@ -251,7 +251,7 @@ test('with Fastify\'s forceCloseConnections: true, app.close() destroys the ende
   t.is(core.lingering.size, 0)
 })
 
-test('app.parkline after app.close(): publish, info, delete and subscribe throw PKL_ERR_CLOSED (503), not a publish nobody receives or an iterator that never ends', async (t) => {
+test('app.parkline after app.close(): publish, info, delete, subscribe and reloadCredentials throw PKL_ERR_CLOSED (503), not a publish nobody receives or an iterator that never ends', async (t) => {
   const app = Fastify()
   await app.register(parkline, { prefix: '/rt' })
   await app.ready()
@@ -263,6 +263,7 @@ test('app.parkline after app.close(): publish, info, delete and subscribe throw 
   await t.throwsAsync(app.parkline.info('c'), closed)
   await t.throwsAsync(app.parkline.delete('c'), closed)
   t.throws(() => app.parkline.subscribe('c'), closed)
+  await t.throwsAsync(app.parkline.reloadCredentials({}), closed)
 })
 
 test('embedded: an upgrade listener the host adds after listen answers the upgrades Parkline does not claim, alone', async (t) => {

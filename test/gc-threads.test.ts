@@ -114,12 +114,15 @@ test('a server started with an IPC channel (fork, PM2, node:cluster) keeps it: n
   t.true(child.connected)
 })
 
-test('the restart leaves a shared stdout pipe blocking, as it found it', (t) => {
-  // stdout and stderr are one pipe; the server writes to it and exits on SIGINT; then grep, on
-  // the same pipe, reads its flags
-  const script = 'exec 2>&1; node bin/parkline.ts serve --workers 1 --port 0 --host 127.0.0.1 --log-level info --drain-window 0 & pid=$!; ' +
-    'sleep 3; kill -INT $pid; wait $pid; grep ^flags /proc/self/fdinfo/1'
-  const r = spawnSync('sh', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${process.execPath.replace(/\/node$/, '')}:${process.env.PATH}` }, timeout: 30000 })
+test('the restart leaves a shared stdout pipe blocking, as it found it', async (t) => {
+  t.timeout(120000)
+  // stdout and stderr are one pipe; the server writes to it and exits on SIGINT once it listens
+  // (bounded: 60 s, a busy host's start); then grep, on the same pipe, reads its flags
+  const port = await freePort()
+  const script = `exec 2>&1; node bin/parkline.ts serve --workers 1 --port ${port} --host 127.0.0.1 --log-level info --drain-window 0 & pid=$!; ` +
+    `for i in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/${port}) 2>/dev/null && break; sleep 0.1; done; ` +
+    'kill -INT $pid; wait $pid; grep ^flags /proc/self/fdinfo/1'
+  const r = spawnSync('bash', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${process.execPath.replace(/\/node$/, '')}:${process.env.PATH}` }, timeout: 90000 })
   t.regex(r.stdout, /parkline listening/)
   const flags = /^flags:\s+(\d+)/m.exec(r.stdout)
   t.truthy(flags, r.stdout + r.stderr)

@@ -47,8 +47,6 @@ const MIN_UP_BEFORE_RENEW = 1000
 const EXPIRY_SLACK = 1000
 /** ... and the token had at least this long to live when the client got it (ms). */
 const MIN_TOKEN_LIFE = 1000
-/** A token function that has not settled after this long (ms) counts as failed: back off, ask again. */
-const TOKEN_TIMEOUT = 10_000
 
 /** Where the last id is kept across page loads (localStorage has this shape). */
 
@@ -87,6 +85,13 @@ const TOKEN_TIMEOUT = 10_000
 
 
 
+
+
+
+
+
+
+                                                                                             
 
 
 
@@ -241,6 +246,13 @@ export class Parkline {
   #tokenPromise                       = null
   /** Counts the token function's calls: only the latest one's answer is taken. */
   #tokenAsk = 0
+  /** tokenTimeout's timer for the call pending, if any (stop() clears it: nothing is left running). */
+  #tokenTimer                                       = null
+
+  #clearTokenTimer ()       {
+    if (this.#tokenTimer !== null) clearTimeout(this.#tokenTimer)
+    this.#tokenTimer = null
+  }
   #renewTimer                                       = null
   /** Counts attempts, so a token that arrives late goes to the attempt that asked for it. */
   #generation = 0
@@ -290,9 +302,11 @@ export class Parkline {
       maxDelay: options.maxDelay ?? 30000,
       connectTimeout: this.#ctx.connectTimeout,
       upgradeAfter: options.upgradeAfter ?? 60000,
+      tokenTimeout: options.tokenTimeout ?? 10000,
       random: options.random ?? Math.random
     }
     if (!(this.#opts.upgradeAfter >= 0)) throw new TypeError('upgradeAfter must be a number of ms (0: never)')
+    if (!(this.#opts.tokenTimeout >= 0)) throw new TypeError('tokenTimeout must be a number of ms (0: no limit)')
     this.#upgradeDelay = this.#opts.upgradeAfter
     this.#key = typeof options.persist === 'string' ? options.persist : 'parkline:' + abs.href
     this.#storage = null
@@ -402,6 +416,7 @@ export class Parkline {
     // a token function still pending is not waited for by start(): it asks anew
     this.#tokenPromise = null
     this.#tokenAsk++
+    this.#clearTokenTimer()
     const t = this.#current
     this.#current = null
     t?.close()
@@ -474,16 +489,20 @@ export class Parkline {
     }
     if (this.#tokenPromise !== null) return this.#tokenPromise
     const ask = ++this.#tokenAsk
+    const limit = this.#opts.tokenTimeout
     const p = (async () => {
-      let timer
-      const late = new Promise       ((_resolve, reject) => {
-        timer = setTimeout(() => { reject(new Error(`the token function did not settle in ${TOKEN_TIMEOUT / 1000} s`)) }, TOKEN_TIMEOUT)
-      })
       let token
-      try {
-        token = await Promise.race([source(), late])
-      } finally {
-        clearTimeout(timer)
+      if (limit > 0) {
+        const late = new Promise       ((_resolve, reject) => {
+          this.#tokenTimer = setTimeout(() => { reject(new Error(`the token function did not settle in ${limit / 1000} s`)) }, limit)
+        })
+        try {
+          token = await Promise.race([source(), late])
+        } finally {
+          if (ask === this.#tokenAsk) this.#clearTokenTimer()
+        }
+      } else {
+        token = await source()
       }
       if (typeof token !== 'string' || token === '') throw new TypeError(`the token function gave ${token === '' ? 'an empty string' : typeof token}, not a token`)
       // (an answer asked for before a stop() or a timeout, come late: a newer ask has the say)
@@ -577,7 +596,7 @@ export class Parkline {
     }
     // ±25 % at random: clients that fell back together (a proxy that broke WebSocket for all of
     // them) do not all try it again in the same moment
-    this.#upgradeAt ??= Date.now() + Math.round(this.#upgradeDelay * (0.75 + 0.5 * this.#opts.random()))
+    this.#upgradeAt ??= Date.now() + Math.min(MAX_UPGRADE_DELAY, Math.round(this.#upgradeDelay * (0.75 + 0.5 * this.#opts.random())))
     this.#upgradeTimer = setTimeout(() => { this.#upgrade(t) }, Math.max(0, this.#upgradeAt - Date.now()))
   }
 

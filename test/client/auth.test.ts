@@ -403,7 +403,7 @@ for (const transport of TRANSPORTS) {
   test(shortLived, transport)
 }
 
-test('a token function that never settles: stop() and start() ask it again; left alone, it counts as failed after 10 s and the client backs off and asks again', async (t) => {
+test('a token function that never settles: stop() and start() ask it again; left alone, it counts as failed after tokenTimeout and the client backs off and asks again', async (t) => {
   t.timeout(60000)
   const { base } = await setup(t)
   let calls = 0
@@ -413,7 +413,7 @@ test('a token function that never settles: stop() and start() ask it again; left
     if (hang) return await new Promise<string>(() => {})
     return (await mint(['hung'])).token
   }
-  const client = new Parkline(`${base}/sub/hung`, { transports: ['eventsource'], minDelay: 50, token: source })
+  const client = new Parkline(`${base}/sub/hung`, { transports: ['eventsource'], minDelay: 50, tokenTimeout: 1500, token: source })
   t.teardown(() => { client.stop() })
   const rec = new Recorder(client)
   client.start()
@@ -435,6 +435,20 @@ test('a token function that never settles: stop() and start() ask it again; left
   await sleep(200)
   hang = false
   await rec.until(() => rec.connects.length > connects, 20000, 'a connection after the token function timed out')
-  t.true(rec.retries.some((r) => r.reason === 'token: the token function did not settle in 10 s' && r.failed), rec.log.join(' | '))
+  t.true(rec.retries.some((r) => r.reason === 'token: the token function did not settle in 1.5 s' && r.failed), rec.log.join(' | '))
   t.is(calls, 4)
+})
+
+test('tokenTimeout 0: a token function that takes its time (a login) is waited for, called once', async (t) => {
+  const { base } = await setup(t)
+  let calls = 0
+  const rec = subscribe(t, `${base}/sub/slow`, {
+    transports: ['eventsource'],
+    tokenTimeout: 0,
+    token: async () => { calls++; await sleep(2500); return (await mint(['slow'])).token }
+  })
+  await rec.waitConnected('eventsource', 10000)
+  t.is(calls, 1)
+  t.deepEqual(rec.retries, [])
+  t.throws(() => new Parkline(`${base}/sub/x`, { tokenTimeout: -1 }), { instanceOf: TypeError, message: /tokenTimeout/ })
 })
