@@ -13,11 +13,13 @@ import '../lib/early-signals.ts'
 import { fileURLToPath } from 'node:url'
 
 // the package runs on Node 22.12 or later (package.json's engines): an older Node is refused here
-// in one line, not left to fail further on (on Node 20, workers never start and say nothing of why)
+// in one line, not left to fail further on (on Node 20, workers never start and say nothing of why),
+// with exit status 2, as a refused configuration: a supervisor's restart cannot mend it
+// (conf/systemd/parkline.service does not try again after 2)
 const [major = 0, minor = 0] = process.versions.node.split('.').map(Number)
 if (major < 22 || (major === 22 && minor < 12)) {
   process.stderr.write(`parkline: Node ${process.version} is not supported: use Node 22.12 or later\n`)
-  process.exit(1)
+  process.exit(2)
 }
 
 // a worker's first word to its primary, before the rest loads: until it comes the primary judges

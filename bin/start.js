@@ -11,5 +11,5 @@ if (process.features.typescript) {
   await import('../dist/bin/parkline.js')
 } else {
   process.stderr.write(`parkline: Node ${process.version} cannot run the TypeScript sources: use Node 22.18 or later, or install with npm ci (not --omit=dev: it brings Node 24 for npm scripts)\n`)
-  process.exit(1)
+  process.exit(2)
 }

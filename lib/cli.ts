@@ -5,7 +5,7 @@
 //   token signed with the configured jwtSecret (lib/token-cli.ts).
 // Options: defaults < conf/parkline.json (or --config) < PARKLINE_* environment < flags.
 import { gcStart } from './gc-threads-start.ts'
-import { availableParallelism } from 'node:os'
+import { availableParallelism, hostname } from 'node:os'
 import net, { type AddressInfo } from 'node:net'
 import { readFileSync } from 'node:fs'
 import pino from 'pino'
@@ -200,7 +200,7 @@ function redisMarked (port: number): boolean {
 
 /** The primary: forks N workers (channel owners, lib/cluster.ts); SIGTERM drains them all, then exits. */
 function primary (opts: ParklineOptions, workers: number, threads: number, entry: string, read: () => ParklineOptions): void {
-  const log = pino({ level: opts.logLevel, base: { pid: process.pid, role: 'primary' } })
+  const log = pino({ level: opts.logLevel, base: { pid: process.pid, hostname: hostname(), role: 'primary' } })
   // the workers get the options as resolved here, over IPC only: no flag (a --redis-password among
   // them) is repeated on their command lines or in their environment
   const seq = new Primary(entry, log, workerExecArgv(threads), JSON.stringify(opts))

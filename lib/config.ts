@@ -279,8 +279,10 @@ function coerce (spec: OptionSpec, value: unknown, from: string): unknown {
       // (an empty string is no number: `--port=` is refused, not port 0)
       // decimal digits only, as docs/configuration.md says: no `1e3`, `0x10`, ` 5` or `5.0`
       const n = typeof value === 'string' ? (/^-?[0-9]+$/.test(value) ? Number(value) : NaN) : value
-      if (typeof n !== 'number' || !Number.isInteger(n) || n < (spec.min ?? -Infinity) || n > (spec.max ?? Infinity)) {
-        const bounds = (spec.min !== undefined ? ' >= ' + spec.min : '') + (spec.min !== undefined && spec.max !== undefined ? ' and' : '') + (spec.max !== undefined ? ' <= ' + spec.max : '')
+      // (one past 2^53 is no exact number: `99999999999999999999` would be taken as 1e20)
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < (spec.min ?? -Infinity) || n > (spec.max ?? Infinity)) {
+        const max = spec.max ?? (typeof n === 'number' && Number.isInteger(n) && !Number.isSafeInteger(n) ? Number.MAX_SAFE_INTEGER : undefined)
+        const bounds = (spec.min !== undefined ? ' >= ' + spec.min : '') + (spec.min !== undefined && max !== undefined ? ' and' : '') + (max !== undefined ? ' <= ' + max : '')
         throw new ConfigError(`${spec.name} (${from}) must be an integer${bounds}, got ${JSON.stringify(value)}`)
       }
       return n

@@ -601,7 +601,6 @@ export async function runDoctor (argv: string[], defaultConfig: string | undefin
   const opts: ParklineOptions = resolveOptions(flags, { file: config, env: process.env })
   const host = readHostLimits()
   const workers = workerCount(opts, host.cores)
-  const report = computeCapacity(host, { workers, transport, maxSubscribers: opts.maxSubscribers, queueCap: opts.queueCap })
   let live: LiveStatus | null = null
   if (statusUrl !== 'off' && (statusUrl !== null || opts.statusPath !== '')) {
     live = await fetchStatus(statusUrl ?? `http://127.0.0.1:${opts.port}${opts.statusPath}`)
@@ -609,8 +608,11 @@ export async function runDoctor (argv: string[], defaultConfig: string | undefin
   // the running server's own cap comes from its own open-file limit, not this shell's
   const liveMax = live?.status?.['max subscribers']
   // with worker processes, each holds its own cap: the running server's count of them (its
-  // /status says it), not this shell's --workers
+  // /status says it), not this shell's --workers; and the host's estimate is of that count too
+  // (each process its own open-file limit, each its idle memory), unless --workers asks of another
   const liveWorkers = live?.status?.worker === undefined ? 1 : live.status.workers ?? workers
+  const estimated = liveMax === undefined || flags.workers !== undefined ? workers : liveWorkers
+  const report = computeCapacity(host, { workers: estimated, transport, maxSubscribers: opts.maxSubscribers, queueCap: opts.queueCap })
   const liveCap = liveMax === undefined ? null : liveMax * liveWorkers
   const capacity = liveCap === null ? report.capacity : Math.min(report.capacity, liveCap)
   const met = required === null || capacity >= required

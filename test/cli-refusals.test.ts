@@ -24,6 +24,8 @@ const CASES: Array<[string, string[], Record<string, string>, RegExp]> = [
   ['an integer in exponent form', ['--buffer-length', '1e3'], {}, /bufferLength \(command line\) must be an integer/],
   ['an integer in hex', ['--buffer-length', '0x10'], {}, /bufferLength \(command line\) must be an integer/],
   ['an integer with a space', ['--buffer-length', ' 5'], {}, /bufferLength \(command line\) must be an integer/],
+  // 2^53 and past: no exact number (taken as 1e20 before)
+  ['an integer past 2^53', [], { PARKLINE_BUFFER_LENGTH: '99999999999999999999' }, /bufferLength \(environment\) must be an integer >= 1 and <= 9007199254740991, got "99999999999999999999"/],
   // a fork bomb, and a timer Node would cut to 1 ms
   ['more than 1024 workers', ['--workers', '1000000'], {}, /workers \(command line\) must be an integer >= 0 and <= 1024, got "1000000"/],
   ['a drain window past a day', ['--drain-window', '2200000'], {}, /drainWindow \(command line\) must be an integer >= 0 and <= 86400, got "2200000"/],

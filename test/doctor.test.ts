@@ -242,6 +242,25 @@ test('CLI: --require judges a running server with workers by its own count of th
   }
 })
 
+test('CLI: --require judges a running server with workers by the host\'s estimate for its count of them too, not one process\'s', async (t) => {
+  // the server's cap per worker is its open-file limit's (no maxSubscribers): the host's estimate
+  // for one process is about that, and it must not bind a server of two
+  const one = JSON.parse((await run(['--json', '--workers', '1', '--status-url', 'off'])).stdout) as { capacity: number }
+  const two = JSON.parse((await run(['--json', '--workers', '2', '--status-url', 'off'])).stdout) as { capacity: number }
+  t.true(two.capacity > one.capacity, `one process ${one.capacity}, two ${two.capacity}`)
+  const node = await serve(t, ['--workers', '2'])
+  const status = await (await fetch(`${node.base}/status`)).text()
+  t.regex(status, /^workers: 2$/m)
+  const perWorker = Number(/^max subscribers: (\d+)$/m.exec(status)![1])
+  const need = Math.min(two.capacity, perWorker * 2)
+  t.true(need > one.capacity, `need ${need}, one process ${one.capacity}`)
+  const r = await run(['--json', '--require', String(need), '--status-url', `${node.base}/status`])
+  t.is(r.code, 0, r.stderr)
+  t.is((JSON.parse(r.stdout) as { workers: number }).workers, 2)
+  // --workers still asks of another count
+  t.is((await run(['--require', String(need), '--status-url', `${node.base}/status`, '--workers', '1'])).code, 1)
+})
+
 test('what a subscriber that never reads can pin: the kernel send buffer max plus queueCap plus the slab of its unfinished write', (t) => {
   const wide = computeCapacity(host({ tcpWmem: [4096, 16384, 4194304] }), { workers: 1, transport: 'eventsource', maxSubscribers: 0, queueCap: 65536 })
   t.is(STALLED_SLAB, Math.max(8192, Buffer.poolSize))

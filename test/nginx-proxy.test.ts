@@ -146,6 +146,10 @@ test('behind the shipped nginx config the publisher stays loopback-only: a reque
   const keyed = await setup(t, { apiKey: [key] })
   t.is((await post(keyed.proxy, '/pub/p', 'x')).status, 401, 'with an apiKey, no key is refused through nginx too')
   t.is((await post(keyed.proxy, '/pub/p', 'x', `Authorization: Bearer ${key}\r\n`)).status, 202, 'the key admits a publisher through nginx')
+  // the revoke path passes nginx, its credential judged by Parkline
+  const revoke = (headers: string): Promise<HttpAnswer> => rawRequest(keyed.proxy, `POST /admin/revoke HTTP/1.1\r\nHost: push.example\r\nContent-Type: application/json\r\nContent-Length: 11\r\n${headers}\r\n{"sub":"u"}`, 8000)
+  t.is((await revoke('')).status, 401, 'a revoke without the key is refused through nginx')
+  t.is((await revoke(`Authorization: Bearer ${key}\r\n`)).status, 200, 'the key revokes through nginx')
 })
 
 test('behind the shipped nginx config a too large publish gets Parkline\'s own 413, not nginx\'s page', async (t) => {

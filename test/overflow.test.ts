@@ -81,6 +81,31 @@ test('drop-oldest: unsent messages are dropped within the cap and the next one c
   stalled.socket.destroy()
 })
 
+test('drop-oldest, multiplexed SSE: queued frames leave whole, in order, the gap signal on the next one', async (t) => {
+  const { base, port, app } = await startServer(t, { queueCap: CAP, queuePolicy: 'drop-oldest', bufferLength: COUNT })
+  const stalled = await stalledSubscriber(port, 'dm,other')
+  const body = 'y'.repeat(SIZE)
+  for (let i = 0; i < COUNT; i++) await publish(base, 'dm', `${i}:${body}`)
+  t.true(coreOf(app).stats.gapsDropped >= 1)
+  stalled.socket.resume()
+  // the newest event whole
+  const newest = `data: ${COUNT - 1}:${body}\n\n`
+  const deadline = Date.now() + 20000
+  while (!stalled.text().includes(newest) && Date.now() < deadline) await Promise.race([once(stalled.socket, 'data'), new Promise((resolve) => setTimeout(resolve, 500))])
+  t.true(stalled.text().includes(newest), 'the newest message was delivered')
+  const text = stalled.text()
+  const gap = /:parkline-gap \{"requested":"([^"]+)","resumed":"([^"]+)"\}\nid: ([^\n]+)\n/.exec(text)
+  t.truthy(gap, 'no gap signal')
+  t.is(gap![2], gap![3])
+  // every event whole: its multiplexed id line, then its data line
+  const events = [...text.matchAll(/(?<=\n)id: (\d+:[^\n]*\[\d+\][^\n]*)\ndata: (\d+):y+\n\n/g)]
+  t.true(events.length > 1 && events.length < COUNT, `${events.length} events`)
+  t.is(events.length, text.split('\ndata: ').length - 1, 'an event that is not whole')
+  const numbers = events.map((m) => Number(m[2]))
+  for (let i = 1; i < numbers.length; i++) t.true(numbers[i]! > numbers[i - 1]!)
+  stalled.socket.destroy()
+})
+
 for (const transport of ['eventsource', 'websocket'] as const) {
   test(`a burst published within one event-loop turn (coalesced, ${transport}): the stalled subscriber still holds no more than the cap and two messages (the one written, the one held), and gets parkline-overflow`, async (t) => {
     const { port, app } = await startServer(t, { queueCap: 1024, bufferLength: 40 })
@@ -107,3 +132,23 @@ for (const transport of ['eventsource', 'websocket'] as const) {
     socket.destroy()
   })
 }
+
+test('multiplexed SSE subscribers that never read share the message\'s bytes: no copy of a 1 MiB message each, replayed or live', async (t) => {
+  // a child with --expose-gc (test/helpers/mux-pin-child.ts): 60 such subscribers, the Buffer
+  // memory they added. Each once kept a copy of a message (its id line and data joined), ~60 MiB.
+  const run = async (kind: string): Promise<{ held: boolean, written: boolean, addedMiB: number }> => {
+    const { spawn } = await import('node:child_process')
+    const proc = spawn(process.execPath, ['--expose-gc', 'test/helpers/mux-pin-child.ts', kind], { stdio: ['ignore', 'pipe', 'inherit'] })
+    t.teardown(() => { proc.kill('SIGKILL') })
+    let out = ''
+    proc.stdout.on('data', (d: Buffer) => { out += d.toString() })
+    await once(proc, 'exit')
+    return JSON.parse(out.trim()) as { held: boolean, written: boolean, addedMiB: number }
+  }
+  for (const kind of ['single', 'multi', 'live']) {
+    const r = await run(kind)
+    t.true(r.held && r.written, `${kind}: ${JSON.stringify(r)}`)
+    // a copy each would be 60 MiB; one copy for all of them (Node's queuedCopy) and the sockets' own buffers are a few
+    t.true(r.addedMiB < 15, `${kind}: ${JSON.stringify(r)}`)
+  }
+})

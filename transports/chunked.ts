@@ -74,7 +74,7 @@ export class ChunkedTransport extends HttpStreamTransport {
     return msg.data.length === 0 ? null : msg.chunk()
   }
 
-  protected size (_sub: Subscriber, payload: Buffer, _id: string): number {
+  protected size (_sub: Subscriber, _msg: Message, payload: Buffer, _id: string): number {
     return payload.length
   }
 

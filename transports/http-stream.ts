@@ -82,10 +82,18 @@ export abstract class HttpStreamTransport implements Transport {
   protected abstract payload (sub: Subscriber, msg: Message, id: string): Buffer | null
 
   /** Bytes one queued message takes on this subscriber's wire: payload plus per-connection framing. */
-  protected abstract size (sub: Subscriber, payload: Buffer, id: string): number
+  protected abstract size (sub: Subscriber, msg: Message, payload: Buffer, id: string): number
 
-  /** Write one message: the per-subscriber framing around the shared payload. */
+  /**
+   * Write one message: the per-subscriber framing around the shared payload. `msg` is null for a
+   * frame from the backlog (flush): `payload` is then what `queued` gave.
+   */
   protected abstract write (sub: Subscriber, msg: Message | null, payload: Buffer, id: string, gap: string | null): void
+
+  /** What the backlog keeps of a message (a frame `write` is given with no message): the payload. */
+  protected queued (_sub: Subscriber, _msg: Message, payload: Buffer, _id: string): Buffer {
+    return payload
+  }
 
   serve (sr: SubscribeRequest): void {
     this.#serve(detachSocket(sr.req, sr.res), sr.channels, sr.cursor, sr.origin, sr.flags, sr.grant)
@@ -226,7 +234,7 @@ export abstract class HttpStreamTransport implements Transport {
       if ((sub.flags & F_BATCHED) !== 0) this.releaseHeld(sub)
       payload = this.payload(sub, msg, id)
       if (payload === null) return
-      if (socket.writableLength + this.size(sub, payload, id) <= this.core.opts.queueCap) {
+      if (socket.writableLength + this.size(sub, msg, payload, id) <= this.core.opts.queueCap) {
         sub.backlog = null
         this.#send(sub, msg, payload, id, g)
         return
@@ -236,7 +244,7 @@ export abstract class HttpStreamTransport implements Transport {
       if (payload === null) return
     }
     const before = sub.backlog !== null || !waiting ? null : beforeMulti ?? formatId(time0, tag0)
-    if (enqueue(this.core, sub, before, msg, payload, id, this.size(sub, payload, id), gap, this.signalsGap) === OVERFLOW) {
+    if (enqueue(this.core, sub, before, msg, this.queued(sub, msg, payload, id), id, this.size(sub, msg, payload, id), gap, this.signalsGap) === OVERFLOW) {
       // finish what is being written, drop what has not started, end the stream, close
       endAndLinger(this.core, socket, this.overflowBytes())
       return

@@ -49,7 +49,7 @@ export class MultipartTransport extends HttpStreamTransport {
     return msg.multipartBody()
   }
 
-  protected size (sub: Subscriber, payload: Buffer, id: string): number {
+  protected size (sub: Subscriber, _msg: Message, payload: Buffer, id: string): number {
     return ID_LINES + (id.length - id.indexOf(':') - 1) + payload.length + sub.boundary!.length
   }
 

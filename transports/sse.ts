@@ -9,7 +9,7 @@ import type { Socket } from 'node:net'
 import type { Core } from '../lib/core.ts'
 import { corsLines, randomBetween, userLimitRetryAfter } from '../lib/http.ts'
 import { ERRORS } from '../lib/errors.ts'
-import { writeShared, type Message } from '../lib/message.ts'
+import { queuedCopy, writeShared, type Message } from '../lib/message.ts'
 import { gapSignals } from '../lib/message-id.ts'
 import { F_GAP_EVENT, queuedAtKeepalive, type Subscriber } from '../lib/subscriber.ts'
 import { Coalescer } from './coalesce.ts'
@@ -83,17 +83,35 @@ export class SseTransport extends HttpStreamTransport {
     endAndLinger(this.core, socket, this.#head(origin) + END_LINES[503]!.toString('latin1'), 'latin1')
   }
 
-  protected payload (sub: Subscriber, msg: Message, id: string): Buffer {
-    return sub.channels.length === 1 ? msg.sseFrame() : Buffer.concat([Buffer.from(msg.sseHead(id), 'latin1'), msg.sseData()])
+  // A multiplexed subscription prints its own id line before the shared `data:` lines: written
+  // together (one writev), never copied into a frame of its own, which a client that does not read
+  // would keep (a 1 MiB message in each such subscriber's socket). Only its backlog, bounded by
+  // queueCap, keeps whole frames.
+  protected payload (sub: Subscriber, msg: Message, _id: string): Buffer {
+    return sub.channels.length === 1 ? msg.sseFrame() : msg.sseData()
   }
 
-  protected size (_sub: Subscriber, payload: Buffer, _id: string): number {
-    return payload.length
+  protected size (sub: Subscriber, msg: Message, payload: Buffer, id: string): number {
+    return sub.channels.length === 1 ? payload.length : msg.sseHead(id).length + payload.length
   }
 
-  protected write (sub: Subscriber, _msg: Message | null, payload: Buffer, id: string, gap: string | null): void {
-    if (gap !== null) sub.socket.write(gapText(sub, gap, id), 'latin1')
-    writeShared(sub.socket, payload)
+  protected queued (sub: Subscriber, msg: Message, payload: Buffer, id: string): Buffer {
+    return sub.channels.length === 1 ? payload : Buffer.concat([Buffer.from(msg.sseHead(id), 'latin1'), payload])
+  }
+
+  protected write (sub: Subscriber, msg: Message | null, payload: Buffer, id: string, gap: string | null): void {
+    const socket = sub.socket
+    if (msg === null || sub.channels.length === 1) {
+      if (gap !== null) socket.write(gapText(sub, gap, id), 'latin1')
+      writeShared(socket, payload)
+      return
+    }
+    // (as writeShared: bytes that wait behind others get a store of their own, one for all sockets)
+    const data = socket.writableLength > 0 && socket.writableCorked === 0 ? queuedCopy(payload) : payload
+    socket.cork()
+    socket.write(gap === null ? msg.sseHead(id) : gapText(sub, gap, id) + msg.sseHead(id), 'latin1')
+    socket.write(data)
+    socket.uncork()
   }
 
   protected endBytes (status: number, reason?: string): Buffer {
