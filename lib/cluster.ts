@@ -44,6 +44,7 @@ import { Mesh } from './mesh.ts'
 import { readSched, starved, type Sched } from './proc-sched.ts'
 import { F_CLOSED, type Subscriber } from './subscriber.ts'
 import { whenQuiet } from './stats.ts'
+import { appendRevocation, loadRevocations } from './revocation-file.ts'
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Metrics, MetricsJson } from './metrics.ts'
 import type { Logger } from 'pino'
@@ -75,7 +76,7 @@ type Up =
 
 /** Primary → worker entries. */
 type Down =
-  | ['r', number, [number, boolean] | MetricsJson[]]
+  | ['r', number, [number, boolean, boolean] | MetricsJson[]]
   // the options as the primary resolved them (JSON, lib/cli.ts): a worker's first entry, before 'hello'
   | ['opts', string]
   | ['hello']
@@ -406,8 +407,10 @@ export class Primary {
   readonly workers: WorkerSlot[] = []
   /** Revocations decided so far (kind, value, at, until): a re-forked worker gets them too. */
   readonly #revoked = new Map<string, ['sub' | 'jti', string, number, number]>()
-  /** Revocations broadcast to the workers, waiting for each one's count. */
-  readonly #revoking = new Map<number, { slot: WorkerSlot, r: number, waiting: Set<WorkerSlot>, total: number, timer: NodeJS.Timeout }>()
+  /** Revocations broadcast to the workers, waiting for each one's count; `saved`: written to revocationsFile (or none is set). */
+  readonly #revoking = new Map<number, { slot: WorkerSlot, r: number, waiting: Set<WorkerSlot>, total: number, timer: NodeJS.Timeout, saved: boolean }>()
+  /** revocationsFile ('' = none): each revocation appended before it is answered. */
+  readonly #revocationsFile: string
   #revSeq = 0
   /** Node-wide scrapes waiting for every worker's metrics. */
   readonly #scrapes = new Map<number, { slot: WorkerSlot, r: number, waiting: Set<WorkerSlot>, parts: Map<WorkerSlot, MetricsJson>, timer: NodeJS.Timeout }>()
@@ -435,6 +438,11 @@ export class Primary {
   constructor (script: string, log: Logger | null = null, execArgv?: string[], options = '{}') {
     this.#script = script
     this.#options = options
+    // the revocations kept across restarts: every worker it forks gets them (a file that holds
+    // anything else stops the start, lib/revocation-file.ts)
+    const file = (JSON.parse(options) as { revocationsFile?: string }).revocationsFile ?? ''
+    this.#revocationsFile = file
+    if (file !== '') for (const row of loadRevocations(file, Math.floor(Date.now() / 1000))) this.#revoked.set(row[0] + '\0' + row[1], row)
     this.#execArgv = execArgv
     this.#log = log
     // a socket path is at most 107 bytes: a long TMPDIR would leave no worker able to listen
@@ -763,11 +771,21 @@ export class Primary {
           else if (kind === 'sub') prev[2] = Math.max(prev[2], at)
           else prev[3] = laterUntil(prev[3], until)
           if (this.#revoked.size >= this.#revokedPruneAt) this.#pruneRevoked(Math.floor(Date.now() / 1000))
+          let saved = true
+          if (this.#revocationsFile !== '') {
+            try {
+              appendRevocation(this.#revocationsFile, [kind, value, at, until])
+            } catch (err) {
+              // in force on every worker all the same; the answer says it was not kept
+              saved = false
+              this.#log?.error({ revoked: { [kind]: value }, error: (err as Error).message }, 'revocation in force but not saved: revocationsFile could not be written, so a restart would forget it')
+            }
+          }
           const id = ++this.#revSeq
           const waiting = new Set(this.workers.filter((w) => w.child !== null))
           const timer = setTimeout(() => { this.#finishRevoke(id) }, 5000)
           timer.unref()
-          this.#revoking.set(id, { slot, r, waiting, total: 0, timer })
+          this.#revoking.set(id, { slot, r, waiting, total: 0, timer, saved })
           for (const w of waiting) w.out.push(['rev', id, kind, value, at, until])
           if (waiting.size === 0) this.#finishRevoke(id)
           break
@@ -821,7 +839,7 @@ export class Primary {
     this.#revoking.delete(id)
     clearTimeout(p.timer)
     // workers that did not answer in time are waited for no longer: the count is then partial
-    p.slot.out.push(['r', p.r, [p.total, p.waiting.size === 0]])
+    p.slot.out.push(['r', p.r, [p.total, p.waiting.size === 0, p.saved]])
   }
 
   #scraped (id: number, slot: WorkerSlot, json: MetricsJson): void {
@@ -1625,12 +1643,15 @@ export class WorkerEngine implements Engine {
    */
   async revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }> {
     const local = this.#core.revokeLocal(kind, value, at, until)
+    let answer: [number, boolean, boolean]
     try {
-      const [ended, complete] = await this.#link.request<[number, boolean]>((r) => ['rev', r, kind, value, at, until], PRIMARY_ANSWER_MS + 5000)
-      return { ended: local + ended, complete }
+      answer = await this.#link.request<[number, boolean, boolean]>((r) => ['rev', r, kind, value, at, until], PRIMARY_ANSWER_MS + 5000)
     } catch {
       return { ended: local, complete: false }
     }
+    // the primary could not write revocationsFile (it logged why)
+    if (!answer[2]) throw new ParklineError(ERRORS.REVOCATION_NOT_SAVED.code, 'revocationsFile: not written by the primary', ERRORS.REVOCATION_NOT_SAVED.statusCode)
+    return { ended: local + answer[0], complete: answer[1] }
   }
 
   touched (keys: readonly string[]): void {

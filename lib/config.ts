@@ -95,6 +95,7 @@ export interface ParklineOptions {
   publishUpstreamUrl: string
   publisherOpen: boolean
   revokePath: string
+  revocationsFile: string
 }
 
 /** A drain ends early only after this long without a publish: a node publishers still use serves them out the window (lib/server.ts). */
@@ -218,7 +219,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'authorizeCacheTtl', kind: 'int', default: 5, min: 0, doc: 'Seconds an authorize decision is reused for the same channels and credentials; 0 = ask every time.' },
   { name: 'publishUpstreamUrl', kind: 'string', default: '', doc: 'Nchan\'s publisher upstream request: each message is POSTed here first; 200 publishes its answer, 204 drops, 304 publishes unchanged; "" = off.' },
   { name: 'publisherOpen', kind: 'bool', default: false, doc: 'With neither apiKey nor a JWT key (nor authorizePublish), let any client publish (Nchan\'s open publisher); false = loopback clients only, not through a proxy.' },
-  { name: 'revokePath', kind: 'string', default: '/admin/revoke', embedded: '/parkline/revoke', doc: 'POST {"sub"} or {"jti"} here (apiKey or an admin token) ends those subscribers everywhere; "" = off. Embedded: /parkline/revoke under the register prefix.' }
+  { name: 'revokePath', kind: 'string', default: '/admin/revoke', embedded: '/parkline/revoke', doc: 'POST {"sub"} or {"jti"} here (apiKey or an admin token) ends those subscribers everywhere; "" = off. Embedded: /parkline/revoke under the register prefix.' },
+  { name: 'revocationsFile', kind: 'string', default: '', doc: 'File that keeps the revocations across restarts where Redis does not (no redisUrl): read at start, a line appended before each revocation is answered. "" = held in memory: a restart forgets them.' }
 ]
 
 /**
@@ -396,6 +398,7 @@ export function resolveOptions (explicit: Partial<Record<string, unknown>> = {},
   if (o.multiplexDelimiter.length > 1 || !/^[!-~]?$/.test(o.multiplexDelimiter)) throw new ConfigError(`multiplexDelimiter must be one printable ASCII character or empty, got ${JSON.stringify(o.multiplexDelimiter)}`)
   const stores = [o.redisUrl !== '' && 'redisUrl', o.redisCluster.length > 0 && 'redisCluster', o.redisSentinel.length > 0 && 'redisSentinel'].filter((x) => x !== false)
   if (stores.length > 1) throw new ConfigError(`set only one of redisUrl, redisCluster, redisSentinel (got ${stores.join(' and ')})`)
+  if (stores.length > 0 && o.revocationsFile !== '') throw new ConfigError(`revocationsFile has no effect with ${stores[0]}: the revocations are kept in Redis`)
   for (const s of o.redisSentinel) {
     const m = /^(?:rediss?:\/\/)?[^:/@\s]+:(\d+)$/.exec(s)
     // (credentials go in redisUsername/redisPassword; one written here is not shown, nor what

@@ -6,6 +6,7 @@ import { channelInfo, type ChannelInfo } from './channel-info.ts'
 import type { Core } from './core.ts'
 import type { Subscriber } from './subscriber.ts'
 import { fingerprint } from './idempotency.ts'
+import { saveRevocation } from './revocation-file.ts'
 
 export interface PublishResult {
   /** 201 when the channel had a subscriber anywhere in the deployment, else 202. */
@@ -171,6 +172,10 @@ export class MemoryEngine implements Engine {
   }
 
   async revoke (kind: 'sub' | 'jti', value: string, at: number, until: number): Promise<{ ended: number, complete: boolean }> {
-    return { ended: this.#core.revokeLocal(kind, value, at, until), complete: true }
+    const ended = this.#core.revokeLocal(kind, value, at, until)
+    // in force from here; kept across a restart once on disk (lib/revocation-file.ts)
+    const file = this.#core.opts.revocationsFile
+    if (file !== '') saveRevocation(file, [kind, value, at, until])
+    return { ended, complete: true }
   }
 }

@@ -62,6 +62,7 @@ export const ERRORS = {
   BAD_IDEMPOTENCY_KEY: { code: 'PKL_ERR_BAD_IDEMPOTENCY_KEY', statusCode: 400, message: 'Bad Request: Idempotency-Key must be 1 to 255 visible ASCII characters' },
   IDEMPOTENCY_KEY_REUSED: { code: 'PKL_ERR_IDEMPOTENCY_KEY_REUSED', statusCode: 422, message: 'Unprocessable Content: Idempotency-Key already used for a different message' },
   STORE_UNAVAILABLE: { code: 'PKL_ERR_STORE_UNAVAILABLE', statusCode: 503, message: 'Store unavailable' },
+  REVOCATION_NOT_SAVED: { code: 'PKL_ERR_REVOCATION_NOT_SAVED', statusCode: 500, message: 'Internal Server Error: the revocation is in force, but revocationsFile could not be written (a restart would forget it); send it again' },
   REVOCATIONS_FULL: { code: 'PKL_ERR_REVOCATIONS_FULL', statusCode: 507, message: 'Insufficient Storage: the revocation list is full (maxRevocations); the revocations held stay in force' },
   BAD_REVOKE: { code: 'PKL_ERR_BAD_REVOKE', statusCode: 400, message: 'Bad Request: send {"sub": "…"} or {"jti": "…"} (and optionally "exp")' },
   // access control (lib/auth.ts, lib/access.ts): refusals written with RFC 6750's WWW-Authenticate

@@ -26,6 +26,7 @@ import { Metrics } from './metrics.ts'
 import { createEngine } from './engines.ts'
 import type { WorkerLink } from './cluster.ts'
 import { handleSubscriber } from './subscribe.ts'
+import { loadRevocations } from './revocation-file.ts'
 import { Access, ambientCredentials, crossSite } from './access.ts'
 import { kContinueOwed, kOwnHostCheck, kRawContentType, kUpgradeHead } from './symbols.ts'
 import { TRANSPORTS } from '../transports/index.ts'
@@ -118,6 +119,13 @@ async function parklinePlugin (fastify: FastifyInstance, pluginOpts: ParklinePlu
   const access = await Access.create(opts, fastify.log)
   for (const w of access.warnings) fastify.log.warn({ parkline: 'config' }, w)
   core.revocations = access.auth?.revocations ?? null
+  // the revocations kept across restarts (a worker gets them from its primary, which read them)
+  if (opts.revocationsFile !== '' && link === undefined && core.revocations !== null) {
+    for (const [kind, value, at, until] of loadRevocations(opts.revocationsFile, Math.floor(Date.now() / 1000))) {
+      if (kind === 'sub') core.revocations.revokeSub(value, at)
+      else core.revocations.revokeJti(value, until)
+    }
+  }
   core.tokenExpiry = access.checksTokens
   core.privateAnswers = access.checksSubscribers
   core.access = access

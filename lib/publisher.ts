@@ -405,6 +405,10 @@ export async function handleRevoke (core: Core, access: Access, request: Fastify
   try {
     ended = sub !== null ? await core.engine.revoke('sub', sub, now, until) : await core.engine.revoke('jti', jti!, now, until)
   } catch (err) {
+    if (err instanceof ParklineError && err.code === ERRORS.REVOCATION_NOT_SAVED.code) {
+      request.log.error({ revoked: sub !== null ? { sub } : { jti }, error: err.message }, 'revocation in force but not saved: revocationsFile could not be written, so a restart would forget it')
+      return sendError(reply, ERRORS.REVOCATION_NOT_SAVED, origin)
+    }
     return storeUnavailable(reply, err, origin)
   }
   const revoked = sub !== null ? { sub } : { jti }

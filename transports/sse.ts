@@ -22,6 +22,8 @@ const HEAD = 'HTTP/1.1 200 OK\r\n' +
   'X-Accel-Buffering: no\r\n' +
   'Connection: close\r\n'
 const HI = ': hi\n\n'
+/** Largest body a multiplexed subscriber's frame copies (see SseTransport.payload): a 4 KiB kernel buffer's worth. */
+const MULTI_COPY_MAX = 4096
 const KEEPALIVE_COMMENT = Buffer.from(':\n\n')
 const KEEPALIVE_EVENT = Buffer.from('event: ping\n\n')
 const END_LINES: Record<number, Buffer> = {
@@ -83,25 +85,27 @@ export class SseTransport extends HttpStreamTransport {
     endAndLinger(this.core, socket, this.#head(origin) + END_LINES[503]!.toString('latin1'), 'latin1')
   }
 
-  // A multiplexed subscription prints its own id line before the shared `data:` lines: written
-  // together (one writev), never copied into a frame of its own, which a client that does not read
-  // would keep (a 1 MiB message in each such subscriber's socket). Only its backlog, bounded by
-  // queueCap, keeps whole frames.
-  protected payload (sub: Subscriber, msg: Message, _id: string): Buffer {
-    return sub.channels.length === 1 ? msg.sseFrame() : msg.sseData()
+  // A multiplexed subscription prints its own id line before the `data:` lines. A small message is
+  // copied with it into one frame (one write; at most MULTI_COPY_MAX a subscriber, which a client
+  // that does not read may keep); a larger one is written as its id line and the shared `data:`
+  // lines together (one writev), never copied: a copy each would be kept by every such client (a
+  // 1 MiB message in each one's socket). A backlog (bounded by queueCap) keeps whole frames.
+  protected payload (sub: Subscriber, msg: Message, id: string): Buffer {
+    if (sub.channels.length === 1) return msg.sseFrame()
+    return msg.bodyLength <= MULTI_COPY_MAX ? Buffer.concat([Buffer.from(msg.sseHead(id), 'latin1'), msg.sseData()]) : msg.sseData()
   }
 
   protected size (sub: Subscriber, msg: Message, payload: Buffer, id: string): number {
-    return sub.channels.length === 1 ? payload.length : msg.sseHead(id).length + payload.length
+    return sub.channels.length === 1 || msg.bodyLength <= MULTI_COPY_MAX ? payload.length : msg.sseHead(id).length + payload.length
   }
 
   protected queued (sub: Subscriber, msg: Message, payload: Buffer, id: string): Buffer {
-    return sub.channels.length === 1 ? payload : Buffer.concat([Buffer.from(msg.sseHead(id), 'latin1'), payload])
+    return sub.channels.length === 1 || msg.bodyLength <= MULTI_COPY_MAX ? payload : Buffer.concat([Buffer.from(msg.sseHead(id), 'latin1'), payload])
   }
 
   protected write (sub: Subscriber, msg: Message | null, payload: Buffer, id: string, gap: string | null): void {
     const socket = sub.socket
-    if (msg === null || sub.channels.length === 1) {
+    if (msg === null || sub.channels.length === 1 || msg.bodyLength <= MULTI_COPY_MAX) {
       if (gap !== null) socket.write(gapText(sub, gap, id), 'latin1')
       writeShared(socket, payload)
       return

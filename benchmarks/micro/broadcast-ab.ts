@@ -1,9 +1,12 @@
 // Broadcast deliveries/s against a running server, SSE or WebSocket, one client process:
 // N subscribers on one channel (source addresses 127.0.0.2–5), a closed-loop publisher with K
 // requests in flight, D seconds; every delivery is counted (SSE: each `id: ` line; WebSocket: each
-// server frame, parsed).
+// server frame, parsed). SUB is the subscribers' path (default /sub/b; /sub/b,x for a multiplexed
+// subscription, published on b all the same); with SERVER_PID, the server's CPU time over the run
+// (/proc/<pid>/stat, that process alone) and its µs per delivery.
 //
-//   PORT=8080 MODE=sse|ws N=5000 K=8 D=5 node benchmarks/micro/broadcast-ab.ts
+//   PORT=8080 MODE=sse|ws N=5000 K=8 D=5 [SUB=/sub/b,x] [BODY=<bytes, 100>] [SERVER_PID=<pid>] node benchmarks/micro/broadcast-ab.ts
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import { Pool } from 'undici'
 
@@ -12,13 +15,23 @@ const N = Number(process.env.N ?? 5000)
 const K = Number(process.env.K ?? 8)
 const D = Number(process.env.D ?? 5)
 const MODE = process.env.MODE === 'ws' ? 'ws' : 'sse'
+const SUB = process.env.SUB ?? '/sub/b'
+const SERVER_PID = process.env.SERVER_PID
+/** The server's user + system CPU seconds (clock ticks of 1/100 s). */
+function serverCpu (): number {
+  if (SERVER_PID === undefined) return 0
+  const stat = readFileSync(`/proc/${SERVER_PID}/stat`, 'utf8')
+  // the fields after the command's closing parenthesis: utime and stime are the 12th and 13th
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) / 100
+}
 const ID = Buffer.from('id: ')
 let received = 0
 let connected = 0
 
 const request = MODE === 'sse'
-  ? Buffer.from('GET /sub/b HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n')
-  : Buffer.from('GET /sub/b HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+  ? Buffer.from(`GET ${SUB} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`)
+  : Buffer.from(`GET ${SUB} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
     'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
 
 /** Count complete server frames in a WebSocket byte stream; returns the unparsed tail. */
@@ -67,10 +80,11 @@ for (let i = 0; i < N; i++) {
 }
 while (connected < N) await new Promise((resolve) => setTimeout(resolve, 100))
 const pool = new Pool(`http://127.0.0.1:${port}`, { connections: K })
-const body = 'x'.repeat(100)
+const body = 'x'.repeat(Number(process.env.BODY ?? 100))
 let stop = false
 let published = 0
 const t0 = Date.now()
+const cpu0 = serverCpu()
 received = 0
 async function loop (): Promise<void> {
   while (!stop) {
@@ -85,5 +99,6 @@ stop = true
 await Promise.all(loops)
 const elapsed = (Date.now() - t0) / 1000
 await new Promise((resolve) => setTimeout(resolve, 1000))
-console.log(JSON.stringify({ mode: MODE, N, K, published, pubPerSec: Math.round(published / elapsed), deliveriesPerSec: Math.round(received / elapsed), expected: published * N, received }))
+const cpu = serverCpu() - cpu0
+console.log(JSON.stringify({ mode: MODE, sub: SUB, body: body.length, N, K, published, pubPerSec: Math.round(published / elapsed), deliveriesPerSec: Math.round(received / elapsed), expected: published * N, received, ...(SERVER_PID === undefined ? {} : { serverCpuSec: cpu, serverUsPerDelivery: received === 0 ? null : Math.round(cpu / received * 1e8) / 100 }) }))
 process.exit(0)

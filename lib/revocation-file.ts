@@ -1,0 +1,95 @@
+// revocationsFile (docs/api.md 16.5): the revocations of a deployment without Redis, kept across
+// restarts. One JSON line per revocation, [kind, value, at, until] as Core.revokeLocal takes them,
+// appended (and flushed to disk) before the revoke request is answered; read at start by the
+// process that holds the list (the single process, or the workers' primary, which gives it to each
+// worker it forks), merged as the lists in memory merge them (lib/config.ts laterUntil), the
+// lapsed ones dropped, and written back whole (a new file renamed over the old). A file that holds
+// anything but revocations stops the start: a server must not come up having forgotten one.
+import { closeSync, fdatasyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import { MAX_LEEWAY, laterUntil } from './config.ts'
+import { ConfigError, ERRORS, ParklineError } from './errors.ts'
+
+export type RevocationRow = ['sub' | 'jti', string, number, number]
+
+/**
+ * The revocations in force in `file` at `nowSec` (none if there is no such file), one row per user
+ * or token; the file is rewritten to hold just those. A last line cut short (a process that died
+ * while appending it, before its request was answered) is dropped; any other line that is not a
+ * revocation is a ConfigError.
+ */
+export function loadRevocations (file: string, nowSec: number): RevocationRow[] {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+    throw new ConfigError(`revocationsFile: cannot read "${file}": ${(err as Error).message}`)
+  }
+  const lines = text.split('\n')
+  const merged = new Map<string, RevocationRow>()
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!
+    if (line === '') continue
+    const row = parseRow(line)
+    if (row === null) {
+      // (the last line, with no newline after it: an append that did not finish)
+      if (i === lines.length - 1) break
+      throw new ConfigError(`revocationsFile: line ${i + 1} of "${file}" is not a revocation; mend or remove it (a server that forgot a revocation would admit its token again)`)
+    }
+    const [kind, value, at, until] = row
+    const key = kind + '\0' + value
+    const prev = merged.get(key)
+    if (prev === undefined) merged.set(key, row)
+    else if (kind === 'sub') prev[2] = Math.max(prev[2], at)
+    else prev[3] = laterUntil(prev[3], until)
+  }
+  // a token's revocation lapses once the token can no longer be accepted (its exp plus the most
+  // jwtLeeway); a user's, and a token's held for good (until 0), stay
+  const rows = [...merged.values()].filter(([kind, , , until]) => kind === 'sub' || until === 0 || until + MAX_LEEWAY > nowSec)
+  const tmp = `${file}.${process.pid}.tmp`
+  try {
+    writeDurably(tmp, 'w', rows.map((r) => JSON.stringify(r) + '\n').join(''))
+    renameSync(tmp, file)
+  } catch (err) {
+    throw new ConfigError(`revocationsFile: cannot write "${file}": ${(err as Error).message}`)
+  }
+  return rows
+}
+
+/** Append one revocation, on disk when this returns (throws where it could not be written). */
+export function appendRevocation (file: string, row: RevocationRow): void {
+  writeDurably(file, 'a', JSON.stringify(row) + '\n')
+}
+
+/** appendRevocation, its failure a PKL_ERR_REVOCATION_NOT_SAVED (500) for the revoke request's answer. */
+export function saveRevocation (file: string, row: RevocationRow): void {
+  try {
+    appendRevocation(file, row)
+  } catch (err) {
+    throw new ParklineError(ERRORS.REVOCATION_NOT_SAVED.code, `revocationsFile "${file}": ${(err as Error).message}`, ERRORS.REVOCATION_NOT_SAVED.statusCode)
+  }
+}
+
+function writeDurably (file: string, flags: 'a' | 'w', text: string): void {
+  const fd = openSync(file, flags, 0o600)
+  try {
+    writeSync(fd, text)
+    fdatasyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+function parseRow (line: string): RevocationRow | null {
+  let v: unknown
+  try {
+    v = JSON.parse(line)
+  } catch {
+    return null
+  }
+  if (!Array.isArray(v) || v.length !== 4) return null
+  const [kind, value, at, until] = v as unknown[]
+  if ((kind !== 'sub' && kind !== 'jti') || typeof value !== 'string' || value === '') return null
+  if (!Number.isSafeInteger(at) || !Number.isSafeInteger(until) || (at as number) < 0 || (until as number) < 0) return null
+  return [kind, value, at as number, until as number]
+}
