@@ -1647,6 +1647,9 @@ export class WorkerEngine implements Engine {
     try {
       answer = await this.#link.request<[number, boolean, boolean]>((r) => ['rev', r, kind, value, at, until], PRIMARY_ANSWER_MS + 5000)
     } catch {
+      // the primary keeps revocationsFile: without its answer the revocation is not known to be
+      // on disk (in force here all the same, and everywhere once the primary has it)
+      if (this.#core.opts.revocationsFile !== '') throw new ParklineError(ERRORS.REVOCATION_NOT_SAVED.code, 'revocationsFile: the primary did not answer', ERRORS.REVOCATION_NOT_SAVED.statusCode)
       return { ended: local, complete: false }
     }
     // the primary could not write revocationsFile (it logged why)

@@ -388,7 +388,8 @@ export async function handleRevoke (core: Core, access: Access, request: Fastify
   }
   const sub = typeof what?.sub === 'string' && what.sub.length > 0 ? what.sub : null
   const jti = typeof what?.jti === 'string' && what.jti.length > 0 ? what.jti : null
-  if ((sub === null) === (jti === null) || (what.exp !== undefined && typeof what.exp !== 'number')) {
+  // (an exp is a unix second: one past 2^53, or not finite, is no second a token can carry)
+  if ((sub === null) === (jti === null) || (what.exp !== undefined && (typeof what.exp !== 'number' || !Number.isSafeInteger(Math.floor(what.exp))))) {
     return sendError(reply, ERRORS.BAD_REVOKE, origin)
   }
   const now = Math.floor(Date.now() / 1000)

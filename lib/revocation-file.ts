@@ -4,8 +4,9 @@
 // process that holds the list (the single process, or the workers' primary, which gives it to each
 // worker it forks), merged as the lists in memory merge them (lib/config.ts laterUntil), the
 // lapsed ones dropped, and written back whole (a new file renamed over the old). A file that holds
-// anything but revocations stops the start: a server must not come up having forgotten one.
-import { closeSync, fdatasyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+// anything but revocations stops the start: a server must not come up having forgotten one. One
+// server (its workers included) to a file: another's start would rewrite it under this one.
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs'
 import { MAX_LEEWAY, laterUntil } from './config.ts'
 import { ConfigError, ERRORS, ParklineError } from './errors.ts'
 
@@ -18,12 +19,13 @@ export type RevocationRow = ['sub' | 'jti', string, number, number]
  * revocation is a ConfigError.
  */
 export function loadRevocations (file: string, nowSec: number): RevocationRow[] {
-  let text: string
+  let text = ''
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
-    throw new ConfigError(`revocationsFile: cannot read "${file}": ${(err as Error).message}`)
+    // none yet: made below, so that a path the server cannot write fails the start, not the
+    // first revocation
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new ConfigError(`revocationsFile: cannot read "${file}": ${(err as Error).message}`)
   }
   const lines = text.split('\n')
   const merged = new Map<string, RevocationRow>()
@@ -48,7 +50,10 @@ export function loadRevocations (file: string, nowSec: number): RevocationRow[] 
   const rows = [...merged.values()].filter(([kind, , , until]) => kind === 'sub' || until === 0 || until + MAX_LEEWAY > nowSec)
   const tmp = `${file}.${process.pid}.tmp`
   try {
-    writeDurably(tmp, 'w', rows.map((r) => JSON.stringify(r) + '\n').join(''))
+    // (one left by an earlier process of this pid goes; 'wx' then makes a new file, never
+    // following a link someone put there)
+    rmSync(tmp, { force: true })
+    writeDurably(tmp, 'wx', rows.map((r) => JSON.stringify(r) + '\n').join(''))
     renameSync(tmp, file)
   } catch (err) {
     throw new ConfigError(`revocationsFile: cannot write "${file}": ${(err as Error).message}`)
@@ -70,11 +75,21 @@ export function saveRevocation (file: string, row: RevocationRow): void {
   }
 }
 
-function writeDurably (file: string, flags: 'a' | 'w', text: string): void {
+/**
+ * All of `text` written and on disk, or an error. A write the disk took only in part (full, a
+ * quota) goes on with the rest; one that fails midway is cut back off the file, so that no half
+ * line stays between whole ones.
+ */
+function writeDurably (file: string, flags: 'a' | 'wx', text: string): void {
   const fd = openSync(file, flags, 0o600)
+  const start = fstatSync(fd).size
   try {
-    writeSync(fd, text)
+    const bytes = Buffer.from(text, 'utf8')
+    for (let off = 0; off < bytes.length;) off += writeSync(fd, bytes, off)
     fdatasyncSync(fd)
+  } catch (err) {
+    try { ftruncateSync(fd, start) } catch {}
+    throw err
   } finally {
     closeSync(fd)
   }

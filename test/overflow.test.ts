@@ -152,3 +152,29 @@ test('multiplexed SSE subscribers that never read share the message\'s bytes: no
     t.true(r.addedMiB < 15, `${kind}: ${JSON.stringify(r)}`)
   }
 })
+
+test('multiplexed SSE, bodies over 4 KiB (written uncopied): a resume past evicted messages gets the gap comment, then each event whole', async (t) => {
+  const { base, port } = await startServer(t, { bufferLength: 3 })
+  const body = 'z'.repeat(8192)
+  const first = await stalledSubscriber(port, 'g,h')
+  first.socket.resume()
+  await publish(base, 'g', `0:${body}`)
+  const deadline = Date.now() + 10000
+  while (!first.text().includes(`0:${body}\n\n`) && Date.now() < deadline) await Promise.race([once(first.socket, 'data'), new Promise((resolve) => setTimeout(resolve, 200))])
+  const cursor = /\nid: ([^\n]+)\ndata: 0:/.exec(first.text())![1]!
+  first.socket.destroy()
+  for (let i = 1; i <= 5; i++) await publish(base, 'g', `${i}:${body}`)
+  // messages 1 and 2 left the buffer (3 kept): the resume is told, then gets 3, 4 and 5
+  const socket = net.connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1') })
+  socket.write(`GET /sub/g,h HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nLast-Event-ID: ${cursor}\r\n\r\n`)
+  const end = Date.now() + 10000
+  while (!text.includes(`5:${body}\n\n`) && Date.now() < end) await Promise.race([once(socket, 'data'), new Promise((resolve) => setTimeout(resolve, 200))])
+  socket.destroy()
+  const events = [...text.matchAll(/(?<=\n)id: ([^\n]+)\ndata: (\d):z{8192}\n\n/g)]
+  t.deepEqual(events.map((m) => m[2]), ['3', '4', '5'])
+  t.regex(text, new RegExp(`\\n:parkline-gap \\{"requested":"${cursor.replace(/[[\]]/g, '\\$&')}","resumed":"${events[0]![1]!.replace(/[[\]]/g, '\\$&')}"\\}\\nid: `))
+  t.is(text.split('\ndata: ').length - 1, 3, 'no other data line')
+})

@@ -22,7 +22,7 @@ const HEAD = 'HTTP/1.1 200 OK\r\n' +
   'X-Accel-Buffering: no\r\n' +
   'Connection: close\r\n'
 const HI = ': hi\n\n'
-/** Largest body a multiplexed subscriber's frame copies (see SseTransport.payload): a 4 KiB kernel buffer's worth. */
+/** Largest `data:` lines a multiplexed subscriber's frame copies (see SseTransport.payload): a 4 KiB kernel buffer's worth. */
 const MULTI_COPY_MAX = 4096
 const KEEPALIVE_COMMENT = Buffer.from(':\n\n')
 const KEEPALIVE_EVENT = Buffer.from('event: ping\n\n')
@@ -43,6 +43,10 @@ export class SseTransport extends HttpStreamTransport {
   /** `Parkline-Keepalive: <s>` (the interval): a client knows from the open that silence means a dead path. */
   readonly #keepaliveLine: string
   readonly #exposeLine: string
+  /** The last multiplexed frame made (payload): its message and id, for the next subscriber's. */
+  #multiMsg: Message | null = null
+  #multiId = ''
+  #multiFrame: Buffer = Buffer.alloc(0)
 
   constructor (core: Core, index: number) {
     super(core, index)
@@ -92,20 +96,28 @@ export class SseTransport extends HttpStreamTransport {
   // 1 MiB message in each one's socket). A backlog (bounded by queueCap) keeps whole frames.
   protected payload (sub: Subscriber, msg: Message, id: string): Buffer {
     if (sub.channels.length === 1) return msg.sseFrame()
-    return msg.bodyLength <= MULTI_COPY_MAX ? Buffer.concat([Buffer.from(msg.sseHead(id), 'latin1'), msg.sseData()]) : msg.sseData()
+    if (msg.sseData().length > MULTI_COPY_MAX) return msg.sseData()
+    // subscribers of the same channels, at the same place, print the same id (a broadcast's): the
+    // frame made for the one before is theirs too, one Buffer for the run of them
+    if (msg === this.#multiMsg && id === this.#multiId) return this.#multiFrame
+    const frame = Buffer.concat([Buffer.from(msg.sseHead(id), 'latin1'), msg.sseData()])
+    this.#multiMsg = msg
+    this.#multiId = id
+    this.#multiFrame = frame
+    return frame
   }
 
   protected size (sub: Subscriber, msg: Message, payload: Buffer, id: string): number {
-    return sub.channels.length === 1 || msg.bodyLength <= MULTI_COPY_MAX ? payload.length : msg.sseHead(id).length + payload.length
+    return sub.channels.length === 1 || msg.sseData().length <= MULTI_COPY_MAX ? payload.length : msg.sseHead(id).length + payload.length
   }
 
   protected queued (sub: Subscriber, msg: Message, payload: Buffer, id: string): Buffer {
-    return sub.channels.length === 1 || msg.bodyLength <= MULTI_COPY_MAX ? payload : Buffer.concat([Buffer.from(msg.sseHead(id), 'latin1'), payload])
+    return sub.channels.length === 1 || msg.sseData().length <= MULTI_COPY_MAX ? payload : Buffer.concat([Buffer.from(msg.sseHead(id), 'latin1'), payload])
   }
 
   protected write (sub: Subscriber, msg: Message | null, payload: Buffer, id: string, gap: string | null): void {
     const socket = sub.socket
-    if (msg === null || sub.channels.length === 1 || msg.bodyLength <= MULTI_COPY_MAX) {
+    if (msg === null || sub.channels.length === 1 || msg.sseData().length <= MULTI_COPY_MAX) {
       if (gap !== null) socket.write(gapText(sub, gap, id), 'latin1')
       writeShared(socket, payload)
       return

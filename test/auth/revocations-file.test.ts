@@ -38,9 +38,13 @@ async function revoke (node: Node, body: object): Promise<Response> {
   return await fetch(`${node.base}/admin/revoke`, { method: 'POST', body: JSON.stringify(body), headers: { authorization: 'Bearer ' + KEY } })
 }
 
-async function stop (node: Node): Promise<void> {
-  node.proc.kill('SIGTERM')
+/** kill -9, the workers first: nothing is written at a drain, what was answered is on disk already. */
+async function kill (node: Node): Promise<void> {
+  spawnSync('pkill', ['-KILL', '-P', String(node.proc.pid)])
+  node.proc.kill('SIGKILL')
   if (node.proc.exitCode === null && node.proc.signalCode === null) await once(node.proc, 'exit')
+  // its workers gone too: the port is the next server's alone
+  while (spawnSync('pgrep', ['-P', String(node.proc.pid)]).status === 0) await new Promise((resolve) => setTimeout(resolve, 50))
 }
 
 test('the file: merged per user or token, lapsed tokens dropped, written back whole; a torn last line dropped, any other bad line refused', (t) => {
@@ -78,9 +82,12 @@ for (const workers of ['1', '2']) {
     for (const tok of [byJti, bySub, other]) t.is(await publishWith(a, tok), 202)
     t.is((await revoke(a, { jti: 'tok-a' })).status, 200)
     t.is((await revoke(a, { sub: 'dave' })).status, 200)
+    // an exp that is no second a token carries is refused, not written
+    t.is((await revoke(a, { jti: 'tok-x', exp: 1e300 })).status, 400)
+    t.is(readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').length, 2, 'both on disk when answered')
     t.is(await publishWith(a, byJti), 401)
     t.is(await publishWith(a, bySub), 401)
-    await stop(a)
+    await kill(a)
     const b = await serve(t, args)
     t.is(await publishWith(b, byJti), 401, 'the token revoked by its jti, after the restart')
     t.is(await publishWith(b, bySub), 401, 'the user revoked, after the restart')
@@ -88,7 +95,7 @@ for (const workers of ['1', '2']) {
     // a user's token issued after the revocation is good
     await new Promise((resolve) => setTimeout(resolve, 1100))
     t.is(await publishWith(b, await token({ sub: 'dave' })), 202)
-    await stop(b)
+    await kill(b)
   })
 }
 
@@ -101,6 +108,10 @@ test('a file that holds anything but revocations stops the start (exit status 2)
     t.is(r.status, 2, `--workers ${workers}: ${r.stdout}${r.stderr}`)
     t.regex(r.stderr, /revocationsFile: line 2 of ".*" is not a revocation/)
   }
+  // a path the server cannot write: refused at start, not at the first revocation
+  const nowhere = spawnSync(process.execPath, ['bin/parkline.ts', 'serve', '--port', String(await freePort()), '--host', '127.0.0.1', '--jwt-secret', SECRET, '--revocations-file', path.join(dir, 'no-such-folder', 'revoked.jsonl')], { encoding: 'utf8', timeout: 30_000 })
+  t.is(nowhere.status, 2, nowhere.stderr)
+  t.regex(nowhere.stderr, /revocationsFile: cannot write/)
   const redis = spawnSync(process.execPath, ['bin/parkline.ts', 'serve', '--port', '0', '--redis-url', 'redis://127.0.0.1:6379', '--revocations-file', file], { encoding: 'utf8', timeout: 30_000 })
   t.is(redis.status, 2)
   t.regex(redis.stderr, /revocationsFile has no effect with redisUrl/)
@@ -124,3 +135,17 @@ for (const workers of ['1', '2']) {
     t.regex(node.log(), /revocation in force but not saved/)
   })
 }
+
+test('--workers 2: a revocation the primary does not answer for in time is answered 500, not known to be on disk', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'revoked.jsonl')
+  const node = await serve(t, ['--workers', '2', '--jwt-secret', SECRET, '--api-key', KEY, '--revocations-file', file], 'error')
+  const tok = await token({ sub: 'gina', jti: 'tok-g' })
+  t.is(await publishWith(node, tok), 202)
+  node.proc.kill('SIGSTOP')
+  t.teardown(() => { node.proc.kill('SIGCONT') })
+  const r = await revoke(node, { jti: 'tok-g' })
+  node.proc.kill('SIGCONT')
+  t.is(r.status, 500)
+  t.regex(await r.text(), /revocationsFile could not be written/)
+})
