@@ -6,7 +6,8 @@
 // lapsed ones dropped, and written back whole (a new file renamed over the old). A file that holds
 // anything but revocations stops the start: a server must not come up having forgotten one. One
 // server (its workers included) to a file: another's start would rewrite it under this one.
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs'
+import path from 'node:path'
 import { MAX_LEEWAY, laterUntil } from './config.ts'
 import { ConfigError, ERRORS, ParklineError } from './errors.ts'
 
@@ -14,9 +15,9 @@ export type RevocationRow = ['sub' | 'jti', string, number, number]
 
 /**
  * The revocations in force in `file` at `nowSec` (none if there is no such file), one row per user
- * or token; the file is rewritten to hold just those. A last line cut short (a process that died
- * while appending it, before its request was answered) is dropped; any other line that is not a
- * revocation is a ConfigError.
+ * or token; the file is rewritten to hold just those (made, if there was none). A last line cut
+ * short (no JSON: a process that died while appending it, before its request was answered) is
+ * dropped; any other line that is not a revocation is a ConfigError.
  */
 export function loadRevocations (file: string, nowSec: number): RevocationRow[] {
   let text = ''
@@ -33,9 +34,9 @@ export function loadRevocations (file: string, nowSec: number): RevocationRow[] 
     const line = lines[i]!
     if (line === '') continue
     const row = parseRow(line)
-    if (row === null) {
-      // (the last line, with no newline after it: an append that did not finish)
-      if (i === lines.length - 1) break
+    if (row === null || row === TORN) {
+      // (the last line, with no newline after it, and no JSON: an append that did not finish)
+      if (row === TORN && i === lines.length - 1) break
       throw new ConfigError(`revocationsFile: line ${i + 1} of "${file}" is not a revocation; mend or remove it (a server that forgot a revocation would admit its token again)`)
     }
     const [kind, value, at, until] = row
@@ -55,8 +56,15 @@ export function loadRevocations (file: string, nowSec: number): RevocationRow[] 
     rmSync(tmp, { force: true })
     writeDurably(tmp, 'wx', rows.map((r) => JSON.stringify(r) + '\n').join(''))
     renameSync(tmp, file)
+    // the new name on disk too, before a revocation appended to it is answered
+    const dir = openSync(path.dirname(file), 'r')
+    try { fsyncSync(dir) } finally { closeSync(dir) }
   } catch (err) {
-    throw new ConfigError(`revocationsFile: cannot write "${file}": ${(err as Error).message}`)
+    try { rmSync(tmp, { force: true }) } catch {}
+    const message = `revocationsFile: cannot write "${file}": ${(err as Error).message}`
+    // a path that cannot be written is the configuration's; a full or failing disk may pass (a
+    // supervisor tries again: exit status 1, not 2)
+    throw PATH_ERRORS.has((err as NodeJS.ErrnoException).code ?? '') ? new ConfigError(message) : new Error(message)
   }
   return rows
 }
@@ -95,12 +103,18 @@ function writeDurably (file: string, flags: 'a' | 'wx', text: string): void {
   }
 }
 
-function parseRow (line: string): RevocationRow | null {
+/** parseRow's answer for a line that is no JSON at all (an append cut short may be only that). */
+const TORN = 0
+
+/** Errors of a path the server cannot write, whatever the disk (the start is refused, exit status 2). */
+const PATH_ERRORS = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'EACCES', 'EPERM', 'EROFS', 'ELOOP', 'ENAMETOOLONG', 'EEXIST'])
+
+function parseRow (line: string): RevocationRow | null | typeof TORN {
   let v: unknown
   try {
     v = JSON.parse(line)
   } catch {
-    return null
+    return TORN
   }
   if (!Array.isArray(v) || v.length !== 4) return null
   const [kind, value, at, until] = v as unknown[]

@@ -68,6 +68,9 @@ test('the file: merged per user or token, lapsed tokens dropped, written back wh
   const err = t.throws(() => loadRevocations(file, 1000))
   t.true(err instanceof ConfigError)
   t.regex(err!.message, /line 2 .* is not a revocation/)
+  // a last line that is whole JSON but no revocation was not cut short: refused, not dropped
+  writeFileSync(file, '["sub","carol",700,0]\n["sub","x",1.5,0]')
+  t.throws(() => loadRevocations(file, 1000), { message: /line 2 .* is not a revocation/ })
 })
 
 for (const workers of ['1', '2']) {
