@@ -33,7 +33,7 @@ import path from 'node:path'
 import type { ChannelInfo } from './channel-info.ts'
 import { channelInfo } from './channel-info.ts'
 import type { Core } from './core.ts'
-import { DRAIN_QUIET_MS, MAX_LEEWAY, OPTIONS, envName, laterUntil, type Credentials } from './config.ts'
+import { DRAIN_QUIET_MS, OPTIONS, envName, type Credentials } from './config.ts'
 import type { Channel } from './channel-registry.ts'
 import type { Message } from './message.ts'
 import type { Engine, PublishResult, Totals } from './engine.ts'
@@ -44,7 +44,7 @@ import { Mesh } from './mesh.ts'
 import { readSched, starved, type Sched } from './proc-sched.ts'
 import { F_CLOSED, type Subscriber } from './subscriber.ts'
 import { whenQuiet } from './stats.ts'
-import { appendRevocation, loadRevocations } from './revocation-file.ts'
+import { appendRevocation, loadRevocations, mergeRevocation, revocationLapsed, type RevocationRow } from './revocation-file.ts'
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Metrics, MetricsJson } from './metrics.ts'
 import type { Logger } from 'pino'
@@ -406,7 +406,7 @@ export function quickDeathsAfter (quickDeaths: number, livedMs: number): number 
 export class Primary {
   readonly workers: WorkerSlot[] = []
   /** Revocations decided so far (kind, value, at, until): a re-forked worker gets them too. */
-  readonly #revoked = new Map<string, ['sub' | 'jti', string, number, number]>()
+  readonly #revoked = new Map<string, RevocationRow>()
   /** Revocations broadcast to the workers, waiting for each one's count; `saved`: written to revocationsFile (or none is set). */
   readonly #revoking = new Map<number, { slot: WorkerSlot, r: number, waiting: Set<WorkerSlot>, total: number, timer: NodeJS.Timeout, saved: boolean }>()
   /** revocationsFile ('' = none): each revocation appended before it is answered. */
@@ -442,7 +442,7 @@ export class Primary {
     // anything else stops the start, lib/revocation-file.ts)
     const file = (JSON.parse(options) as { revocationsFile?: string }).revocationsFile ?? ''
     this.#revocationsFile = file
-    if (file !== '') for (const row of loadRevocations(file, Math.floor(Date.now() / 1000))) this.#revoked.set(row[0] + '\0' + row[1], row)
+    if (file !== '') for (const row of loadRevocations(file, Math.floor(Date.now() / 1000))) mergeRevocation(this.#revoked, row)
     this.#execArgv = execArgv
     this.#log = log
     // a socket path is at most 107 bytes: a long TMPDIR would leave no worker able to listen
@@ -626,9 +626,7 @@ export class Primary {
    * passed); a user's, and a jti's held for good (until 0), stay.
    */
   #pruneRevoked (now: number): void {
-    for (const [key, [kind, , , until]] of this.#revoked) {
-      if (kind === 'jti' && until !== 0 && until + MAX_LEEWAY <= now) this.#revoked.delete(key)
-    }
+    for (const [key, row] of this.#revoked) if (revocationLapsed(row, now)) this.#revoked.delete(key)
     this.#revokedPruneAt = Math.max(1024, this.#revoked.size * 2)
   }
 
@@ -762,14 +760,9 @@ export class Primary {
         case 'rev': {
           // every live worker ends its subscribers of that user or token and says how many
           const [, r, kind, value, at, until] = e
-          // one row per user or token, as a worker's own list merges them (lib/auth.ts Revocations):
-          // the later revocation of a user, the longer of a token's; none dropped to make room (the
-          // worker that took the request refused it past maxRevocations)
-          const key = kind + '\0' + value
-          const prev = this.#revoked.get(key)
-          if (prev === undefined) this.#revoked.set(key, [kind, value, at, until])
-          else if (kind === 'sub') prev[2] = Math.max(prev[2], at)
-          else prev[3] = laterUntil(prev[3], until)
+          // one row per user or token, as a worker's own list merges them; none dropped to make
+          // room (the worker that took the request refused it past maxRevocations)
+          mergeRevocation(this.#revoked, [kind, value, at, until])
           if (this.#revoked.size >= this.#revokedPruneAt) this.#pruneRevoked(Math.floor(Date.now() / 1000))
           let saved = true
           if (this.#revocationsFile !== '') {

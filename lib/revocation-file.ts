@@ -39,16 +39,9 @@ export function loadRevocations (file: string, nowSec: number): RevocationRow[] 
       if (row === TORN && i === lines.length - 1) break
       throw new ConfigError(`revocationsFile: line ${i + 1} of "${file}" is not a revocation; mend or remove it (a server that forgot a revocation would admit its token again)`)
     }
-    const [kind, value, at, until] = row
-    const key = kind + '\0' + value
-    const prev = merged.get(key)
-    if (prev === undefined) merged.set(key, row)
-    else if (kind === 'sub') prev[2] = Math.max(prev[2], at)
-    else prev[3] = laterUntil(prev[3], until)
+    mergeRevocation(merged, row)
   }
-  // a token's revocation lapses once the token can no longer be accepted (its exp plus the most
-  // jwtLeeway); a user's, and a token's held for good (until 0), stay
-  const rows = [...merged.values()].filter(([kind, , , until]) => kind === 'sub' || until === 0 || until + MAX_LEEWAY > nowSec)
+  const rows = [...merged.values()].filter((r) => !revocationLapsed(r, nowSec))
   const tmp = `${file}.${process.pid}.tmp`
   try {
     // (one left by an earlier process of this pid goes; 'wx' then makes a new file, never
@@ -67,6 +60,27 @@ export function loadRevocations (file: string, nowSec: number): RevocationRow[] 
     throw PATH_ERRORS.has((err as NodeJS.ErrnoException).code ?? '') ? new ConfigError(message) : new Error(message)
   }
   return rows
+}
+
+/**
+ * Record `row` in a list of one row per user or token (a primary's, a file's), as a process's own
+ * list merges them (lib/auth.ts Revocations): the later revocation of a user, the longer of a
+ * token's (laterUntil); a new row is `row` itself.
+ */
+export function mergeRevocation (list: Map<string, RevocationRow>, row: RevocationRow): void {
+  const key = row[0] + '\0' + row[1]
+  const prev = list.get(key)
+  if (prev === undefined) list.set(key, row)
+  else if (row[0] === 'sub') prev[2] = Math.max(prev[2], row[2])
+  else prev[3] = laterUntil(prev[3], row[3])
+}
+
+/**
+ * A token's revocation lapses once the token can no longer be accepted (its exp plus the most
+ * jwtLeeway); a user's, and a token's held for good (until 0), never do.
+ */
+export function revocationLapsed (row: RevocationRow, nowSec: number): boolean {
+  return row[0] === 'jti' && row[3] !== 0 && row[3] + MAX_LEEWAY <= nowSec
 }
 
 /** Append one revocation, on disk when this returns (throws where it could not be written). */
