@@ -90,8 +90,8 @@ export class SseTransport extends HttpStreamTransport {
   }
 
   // A multiplexed subscription prints its own id line before the `data:` lines. A small message is
-  // copied with it into one frame (one write; at most MULTI_COPY_MAX a subscriber, which a client
-  // that does not read may keep); a larger one is written as its id line and the shared `data:`
+  // copied with it into one frame (one write; at most MULTI_COPY_MAX, shared by the subscribers
+  // printing the same id, which a client that does not read may keep); a larger one is written as its id line and the shared `data:`
   // lines together (one writev), never copied: a copy each would be kept by every such client (a
   // 1 MiB message in each one's socket). A backlog (bounded by queueCap) keeps whole frames.
   protected payload (sub: Subscriber, msg: Message, id: string): Buffer {
@@ -107,17 +107,22 @@ export class SseTransport extends HttpStreamTransport {
     return frame
   }
 
+  /** Is the payload of `msg` for `sub` its whole frame (single-channel, or copied with its id line), not the shared `data:` lines alone? */
+  #whole (sub: Subscriber, msg: Message): boolean {
+    return sub.channels.length === 1 || msg.sseData().length <= MULTI_COPY_MAX
+  }
+
   protected size (sub: Subscriber, msg: Message, payload: Buffer, id: string): number {
-    return sub.channels.length === 1 || msg.sseData().length <= MULTI_COPY_MAX ? payload.length : msg.sseHead(id).length + payload.length
+    return this.#whole(sub, msg) ? payload.length : msg.sseHead(id).length + payload.length
   }
 
   protected queued (sub: Subscriber, msg: Message, payload: Buffer, id: string): Buffer {
-    return sub.channels.length === 1 || msg.sseData().length <= MULTI_COPY_MAX ? payload : Buffer.concat([Buffer.from(msg.sseHead(id), 'latin1'), payload])
+    return this.#whole(sub, msg) ? payload : Buffer.concat([Buffer.from(msg.sseHead(id), 'latin1'), payload])
   }
 
   protected write (sub: Subscriber, msg: Message | null, payload: Buffer, id: string, gap: string | null): void {
     const socket = sub.socket
-    if (msg === null || sub.channels.length === 1 || msg.sseData().length <= MULTI_COPY_MAX) {
+    if (msg === null || this.#whole(sub, msg)) {
       if (gap !== null) socket.write(gapText(sub, gap, id), 'latin1')
       writeShared(socket, payload)
       return
