@@ -9,6 +9,8 @@ export interface Reply {
   header (key: string, value: string): Reply
   send (payload?: Buffer | string): Reply
   hijack (): Reply
+  /** Fastify's: the headers set so far (the host app's hooks'); absent on the standalone fast path's replies. */
+  getHeaders? (): Record<string, unknown>
 }
 
 export function withCors<R extends Reply> (reply: R, origin: string | null): R {

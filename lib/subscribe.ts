@@ -10,6 +10,7 @@ import { kAdmitting } from './symbols.ts'
 type AdmittingSocket = Socket & { [kAdmitting]?: number }
 import type { Core } from './core.ts'
 import { ERRORS, type ErrorSpec } from './errors.ts'
+import { hostHeaderBlock } from './host-headers.ts'
 import { SUB_ALLOW, SUB_ALLOW_HEADERS, parseChannelIds, queryParam, randomBetween, requestCursor } from './http.ts'
 import { INVALID, type Cursor } from './message-id.ts'
 import { closeIfBodyUnread, sendError, withCors, type Reply } from './reply.ts'
@@ -161,7 +162,8 @@ export async function handleSubscriber (core: Core, access: Access, request: Req
   const flags = admitted(core, access, req.socket, reply, ids, query, origin, grant)
   if (flags === null) return reply
   // (admitted: not a refusal)
-  transport.serve({ req, res: reply.raw, channels: core.channelsFor(ids), cursor, origin, flags, grant: grant as Grant | null })
+  const host = reply.getHeaders === undefined ? '' : hostHeaderBlock(reply.getHeaders())
+  transport.serve({ req, res: reply.raw, channels: core.channelsFor(ids), cursor, origin, flags, grant: grant as Grant | null, host })
   return undefined
 }
 

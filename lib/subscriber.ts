@@ -215,6 +215,8 @@ export interface SubscribeRequest {
   flags: number
   /** What admitted it (access control), kept on the Subscriber for expiry and revocation. */
   grant: Grant | null
+  /** Embedded: the host app's header lines for the answer (lib/host-headers.ts), '' where none. */
+  host: string
 }
 
 /**

@@ -4,8 +4,10 @@ import test from 'ava'
 import net, { type AddressInfo } from 'node:net'
 import { once } from 'node:events'
 import Fastify from 'fastify'
+import helmet from '@fastify/helmet'
 import parkline from '../lib/plugin.ts'
 import { rawExchange, rawRequest } from './helpers/server.ts'
+import { TRANSPORT_HEADERS } from './helpers/auth.ts'
 
 test('request.parklineChannels names the channels of every spelling of a request (escapes, %2F, a multiplexed list), so a host hook can guard one; null off Parkline\'s locations', async (t) => {
   const app = Fastify({ logger: false })
@@ -172,4 +174,65 @@ test('embedded: request.parklineChannels is null on a host route under a locatio
   // Parkline's own still are
   t.is((await get('/rt/pub/other')).status, 404)
   t.deepEqual(seen.get('/rt/pub/other'), { location: 'publisher', channels: ['other'] })
+})
+
+test('embedded: the headers the host\'s hooks set (@fastify/helmet\'s, a request id, cookies, one set on reply.raw) are on every subscriber answer Parkline writes itself — a stream\'s head, a long-poll\'s answer at once and parked, the WebSocket 101 — Parkline\'s own headers stay its own, and a value Node would refuse is left out', async (t) => {
+  const app = Fastify({ logger: false })
+  await app.register(helmet, { global: true })
+  await app.register(parkline, { prefix: '/rt', logLevel: 'silent', publisherOpen: true })
+  let n = 0
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('X-Request-Id', `r${++n}`)
+    reply.header('Set-Cookie', ['a=1; Path=/', 'b=2; Path=/'])
+    // Parkline's on its answers: these stay Parkline's
+    reply.header('Content-Type', 'text/html')
+    reply.header('Cache-Control', 'public, max-age=600')
+    reply.header('Access-Control-Allow-Origin', '*')
+    // Node would refuse to write it (Fastify's own answers, a publish's, fail with 500): left out,
+    // not written as a second header line
+    if (request.url.startsWith('/rt/sub/')) reply.header('X-Split', 'a\r\nX-Injected: 1')
+  })
+  app.addHook('preHandler', async (_request, reply) => { reply.raw.setHeader('X-Raw', 'raw') })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const port = (app.server.address() as AddressInfo).port
+  const headOf = (text: string): string => text.slice(0, text.indexOf('\r\n\r\n') + 2)
+  const hasHeadEnd = (s: string): boolean => s.includes('\r\n\r\n')
+  const check = (what: string, head: string, status: RegExp, type: RegExp | null): void => {
+    t.regex(head, status, what)
+    t.regex(head, /\r\nX-Request-Id: r\d+\r\n/i, what)
+    t.regex(head, /\r\nSet-Cookie: a=1; Path=\/\r\n/i, what)
+    t.regex(head, /\r\nSet-Cookie: b=2; Path=\/\r\n/i, what)
+    t.regex(head, /\r\nX-Raw: raw\r\n/i, what)
+    // @fastify/helmet's
+    t.regex(head, /\r\nX-Content-Type-Options: nosniff\r\n/i, what)
+    t.regex(head, /\r\nStrict-Transport-Security: max-age=\d+/i, what)
+    t.regex(head, /\r\nContent-Security-Policy: /i, what)
+    t.notRegex(head, /text\/html|max-age=600|Allow-Origin: \*/i, what)
+    t.notRegex(head, /X-Split|X-Injected/i, what)
+    if (type !== null) t.regex(head, type, what)
+    t.is(head.match(/\r\nContent-Type: /gi)?.length ?? 0, type === null ? 0 : 1, what)
+  }
+  const sse = await rawExchange(port, 'GET /rt/sub/h1 HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n', { until: (s) => s.includes(': hi'), ms: 3000 })
+  check('EventSource', headOf(sse), /^HTTP\/1\.1 200 OK\r\n/, /\r\nContent-Type: text\/event-stream/i)
+  t.true(sse.includes('\r\n\r\n: hi\n\n'), 'the stream begins after the head')
+  const chunked = await rawExchange(port, 'GET /rt/sub/h1 HTTP/1.1\r\nHost: a\r\nTE: chunked\r\n\r\n', { until: hasHeadEnd, ms: 3000 })
+  check('chunked', headOf(chunked), /^HTTP\/1\.1 200 OK\r\n/, null)
+  const multipart = await rawExchange(port, 'GET /rt/sub/h1 HTTP/1.1\r\nHost: a\r\nAccept: multipart/mixed\r\n\r\n', { until: hasHeadEnd, ms: 3000 })
+  check('multipart', headOf(multipart), /^HTTP\/1\.1 200 OK\r\n/, /\r\nContent-Type: multipart\/mixed/i)
+  const ws = await rawExchange(port, `GET /rt/sub/h1 HTTP/1.1\r\nHost: a\r\n${TRANSPORT_HEADERS.websocket}\r\n`, { until: hasHeadEnd, ms: 3000 })
+  check('WebSocket', headOf(ws), /^HTTP\/1\.1 101 Switching Protocols\r\n/, null)
+  // a long-poll parked, then answered by a publish
+  const parked = rawRequest(port, 'GET /rt/sub/h2 HTTP/1.1\r\nHost: a\r\n\r\n', 5000)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.is((await rawRequest(port, 'POST /rt/pub/h2 HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello')).status, 201)
+  const p = await parked
+  t.is(p.status, 200)
+  t.is(p.body, 'hello')
+  check('long-poll, parked', headOf(p.raw), /^HTTP\/1\.1 200 OK\r\n/, /\r\nContent-Type: text\/plain/i)
+  // answered at once from the buffer
+  const now = await rawRequest(port, 'GET /rt/sub/h2 HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\nIf-None-Match: 0\r\n\r\n')
+  t.is(now.status, 200)
+  t.is(now.body, 'hello')
+  check('long-poll, at once', headOf(now.raw), /^HTTP\/1\.1 200 OK\r\n/, /\r\nContent-Type: text\/plain/i)
 })

@@ -11,6 +11,7 @@ import type { Grant } from '../lib/access.ts'
 import type { Channel } from '../lib/channel-registry.ts'
 import { corsLines, randomBetween, userLimitRetryAfter } from '../lib/http.ts'
 import { ERRORS } from '../lib/errors.ts'
+import { withHeaderLines } from '../lib/host-headers.ts'
 import { formatHttpDate, formatId, withGaps, type Cursor } from '../lib/message-id.ts'
 import type { Message } from '../lib/message.ts'
 import { F_BATCHED, F_CATCHING_UP, F_CLOSED, Subscriber, queuedAtKeepalive, unstarted, type SubscribeRequest, type Transport } from '../lib/subscriber.ts'
@@ -96,7 +97,7 @@ export abstract class HttpStreamTransport implements Transport {
   }
 
   serve (sr: SubscribeRequest): void {
-    this.#serve(detachSocket(sr.req, sr.res), sr.channels, sr.cursor, sr.origin, sr.flags, sr.grant)
+    this.#serve(detachSocket(sr.req, sr.res), sr.channels, sr.cursor, sr.origin, sr.flags, sr.grant, sr.host)
   }
 
   /**
@@ -106,10 +107,10 @@ export abstract class HttpStreamTransport implements Transport {
    */
   serveSocket (socket: Socket, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
     dropListeners(socket)
-    this.#serve(socket, channels, cursor, origin, flags, grant)
+    this.#serve(socket, channels, cursor, origin, flags, grant, '')
   }
 
-  #serve (socket: Socket, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
+  #serve (socket: Socket, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null, host: string): void {
     const core = this.core
     if (core.refusing) {
       core.releaseChannels(channels)
@@ -122,11 +123,11 @@ export abstract class HttpStreamTransport implements Transport {
       this.refuseUser(socket, origin)
       return
     }
-    this.#start(socket, channels, cursor, origin, flags, grant)
+    this.#start(socket, channels, cursor, origin, flags, grant, host)
   }
 
-  /** The stream begins on a socket that is the caller's alone (detached, or read raw). */
-  #start (socket: StreamSocket, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
+  /** The stream begins on a socket that is the caller's alone (detached, or read raw); `host`: the host app's header lines (embedded). */
+  #start (socket: StreamSocket, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null, host: string): void {
     const sub = new Subscriber(this, socket, null, channels, cursor, origin, flags | F_CATCHING_UP)
     sub.grant = grant
     socket[kSubscriber] = sub
@@ -137,7 +138,7 @@ export abstract class HttpStreamTransport implements Transport {
     socket.on('drain', onDrain)
     // (option tcpNoDelay: false leaves small writes to Nagle, for fewer packets)
     socket.setNoDelay(this.core.opts.tcpNoDelay)
-    sub.pendingHead = this.open(sub, origin)
+    sub.pendingHead = withHeaderLines(this.open(sub, origin), host)
     if (this.core.register(sub)) this.ready(sub)
     // the client's FIN came while it was admitted (access control that waited), before these
     // listeners: ours follows, as onEnd would have sent it, and 'close' unregisters

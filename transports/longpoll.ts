@@ -24,7 +24,10 @@ const F_LP_CLOSE = 1 << 17
 /** Read by lib/raw-publish.ts, not Node: its answer is written there, which reads on (pollAnswer). */
 const F_LP_OWNED = 1 << 18
 
-type LpSocket = Socket & { [kSubscriber]?: Subscriber }
+/** Embedded: the host app's header lines for this connection's poll (lib/host-headers.ts), set by each poll served through Fastify. */
+const kHostHead = Symbol('parkline.hostHead')
+
+type LpSocket = Socket & { [kSubscriber]?: Subscriber, [kHostHead]?: string }
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 408: 'Request Timeout', 410: 'Gone', 429: 'Too Many Requests', 503: 'Service Unavailable' }
 
@@ -47,6 +50,9 @@ export class LongpollTransport implements Transport {
     const core = this.core
     const sub = new Subscriber(this, sr.req.socket, sr.res, sr.channels, sr.cursor, sr.origin, sr.flags)
     sub.grant = sr.grant
+    // (the connection's previous poll may have had other host headers: each poll sets its own)
+    const hostSocket = sub.socket as LpSocket
+    if (sr.host !== '' || hostSocket[kHostHead] !== undefined) hostSocket[kHostHead] = sr.host
     if (this.#answeredAtOnce(sub)) return
     const req = sr.req
     const socket = sub.socket as LpSocket
@@ -176,6 +182,9 @@ export class LongpollTransport implements Transport {
     if (res !== null) {
       if (res.headersSent) return
       if (block.length > 0) headers = blockToList(block).concat(headers)
+      // embedded: the host app's headers
+      const host = (sub.socket as LpSocket)[kHostHead]
+      if (host !== undefined && host !== '') headers = headers.concat(blockToList(host))
       if (close) headers.push('Connection', 'close')
       res.writeHead(status, reason, headers)
       // Node's response may queue it (a socket with unread bytes, an earlier pipelined answer): bytes of its own
@@ -196,6 +205,10 @@ export class LongpollTransport implements Transport {
       pollAnswer(socket, head, body, close)
       return
     }
+    // a poll released from Node's objects (embedded, or the standalone server's Fastify path): the
+    // host app's headers (a raw poll of the standalone server, above, has none)
+    const host = (socket as LpSocket)[kHostHead]
+    if (host !== undefined) head += host
     head += close ? 'Connection: close\r\n\r\n' : 'Connection: keep-alive\r\n\r\n'
     // a socket that still holds bytes its client has not read gets bytes of their own (lib/message.ts)
     const out = body !== null && socket.writableLength > 0 ? queuedCopy(body) : body

@@ -125,7 +125,7 @@ export class WebSocketTransport implements Transport {
     // RFC 6455 §4.1: the handshake is an HTTP/1.1 request; an HTTP/1.0 one is no upgrade
     const err = sr.req.httpVersionMinor < 1 || sr.req.httpVersionMajor !== 1 ? ERRORS.BAD_REQUEST : handshakeError(sr.req.headers)
     const head = (sr.req as IncomingMessage & { [kUpgradeHead]?: Buffer })[kUpgradeHead] ?? EMPTY
-    this.#serve(socket, err, sr.req.headers, head, sr.channels, sr.cursor, sr.origin, sr.flags, sr.grant)
+    this.#serve(socket, err, sr.req.headers, head, sr.channels, sr.cursor, sr.origin, sr.flags, sr.grant, sr.host)
   }
 
   /**
@@ -136,17 +136,17 @@ export class WebSocketTransport implements Transport {
    */
   serveSocket (socket: Socket, headers: IncomingHttpHeaders, head: Buffer, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
     dropListeners(socket)
-    this.#serve(socket, handshakeError(headers), headers, head, channels, cursor, origin, flags, grant)
+    this.#serve(socket, handshakeError(headers), headers, head, channels, cursor, origin, flags, grant, '')
   }
 
   /** A handshake in error (`err`) or refused is answered and closed; any other upgraded. */
-  #serve (socket: Socket, err: ErrorSpec | null, headers: IncomingHttpHeaders, head: Buffer, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
+  #serve (socket: Socket, err: ErrorSpec | null, headers: IncomingHttpHeaders, head: Buffer, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null, host: string): void {
     if (err !== null || this.#refuse(socket, origin) || this.#refuseUser(socket, origin, grant)) {
       this.core.releaseChannels(channels)
       if (err !== null) rejectUpgrade(socket, err, origin)
       return
     }
-    this.#start(socket, headers, head, channels, cursor, origin, flags, grant)
+    this.#start(socket, headers, head, channels, cursor, origin, flags, grant, host)
   }
 
   /** Shutdown, the connection limit (EXTENSION b) or the store away: 503 with a jittered Retry-After. */
@@ -165,7 +165,7 @@ export class WebSocketTransport implements Transport {
     return true
   }
 
-  #start (socket: WsSocket, headers: IncomingHttpHeaders, head: Buffer, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null): void {
+  #start (socket: WsSocket, headers: IncomingHttpHeaders, head: Buffer, channels: readonly Channel[], cursor: Cursor, origin: string | null, flags: number, grant: Grant | null, host: string): void {
     // a client must wait for the 101 (RFC 6455 §4.1): more than a close handshake sent with the
     // handshake is not held (as after it, onData), and such a client is dropped
     if (head.length > MAX_CONTROL_FRAME * 2) {
@@ -186,7 +186,7 @@ export class WebSocketTransport implements Transport {
       f |= F_WS_DEFLATE
       h += 'Sec-WebSocket-Extensions: ' + deflate + '\r\n'
     }
-    h += corsLines(origin) + '\r\n'
+    h += corsLines(origin) + host + '\r\n'
     const sub = new Subscriber(this, socket, null, channels, cursor, origin, f)
     sub.grant = grant
     socket[kSubscriber] = sub
