@@ -182,9 +182,12 @@ export class LongpollTransport implements Transport {
     if (res !== null) {
       if (res.headersSent) return
       if (block.length > 0) headers = blockToList(block).concat(headers)
-      // embedded: the host app's headers
+      // embedded: the host app's headers, as on an answer written raw; what a hook set on the
+      // response itself (reply.raw.setHeader) is among them where it is not Parkline's, so the
+      // response keeps nothing of its own that Node would merge in (a Content-Type, a Cache-Control)
       const host = (sub.socket as LpSocket)[kHostHead]
       if (host !== undefined && host !== '') headers = headers.concat(blockToList(host))
+      for (const name of res.getHeaderNames()) res.removeHeader(name)
       if (close) headers.push('Connection', 'close')
       res.writeHead(status, reason, headers)
       // Node's response may queue it (a socket with unread bytes, an earlier pipelined answer): bytes of its own
