@@ -268,10 +268,19 @@ export function withQuery (url: string, name: string, value: string): string {
   return withRawQuery(url, name, encodeURIComponent(value))
 }
 
+/**
+ * `url` (less its fragment) with `name=<encoded>` in place of any `name` parameter it had: a server
+ * reads a parameter's first occurrence, so a cursor or token the URL was given would otherwise win
+ * over every newer one (a resume from the URL's `last_event_id` again: messages twice).
+ */
 function withRawQuery (url: string, name: string, encoded: string): string {
   const hash = url.indexOf('#')
   const base = hash === -1 ? url : url.slice(0, hash)
-  return base + (base.includes('?') ? '&' : '?') + name + '=' + encoded
+  const q = base.indexOf('?')
+  if (q === -1) return base + '?' + name + '=' + encoded
+  const kept = base.slice(q + 1).split('&').filter((p) => p !== '' && p !== name && !p.startsWith(name + '='))
+  kept.push(name + '=' + encoded)
+  return base.slice(0, q + 1) + kept.join('&')
 }
 
 /**

@@ -784,3 +784,22 @@ const badSavedCursor = test.macro({
   title: (_, transport: TransportName) => `${transport}: a saved cursor that is no id starts over from the oldest message with a gap event, not silently`
 })
 for (const transport of TRANSPORTS) test(badSavedCursor, transport)
+
+for (const transport of TRANSPORTS) {
+  test(`${transport}: a URL that names a cursor (?last_event_id=) starts there, and a resume goes on from the last message received, not from the URL's cursor again`, async (t) => {
+    const { base } = await startServer(t)
+    const one = await pub(base, 'uq', 'one')
+    await pub(base, 'uq', 'two')
+    const client = new Parkline(`${base}/sub/uq?x=1&last_event_id=${one}`, { minDelay: 50, transports: [transport] })
+    const rec = new Recorder(client)
+    t.teardown(() => client.stop())
+    client.start()
+    await rec.waitMessages(1)
+    client.stop()
+    await pub(base, 'uq', 'three')
+    client.start()
+    await rec.waitMessages(2)
+    await sleep(300)
+    t.deepEqual(rec.texts, ['two', 'three'])
+  })
+}

@@ -2,7 +2,7 @@
 import test from 'ava'
 import {
   activePosition, channelsOf, cursorHeaders, longpollId, parseId, parseWsMeta, parseWsMetaBytes, retryAfterMs, SseParser,
-  type SseEvent, withQuery
+  type SseEvent, withCursor, withQuery
 } from '../../client/wire.ts'
 
 test('parseId: single and multiplexed ids (§2)', (t) => {
@@ -71,6 +71,10 @@ test('retryAfterMs, channelsOf, withQuery', (t) => {
   t.deepEqual(channelsOf('/push/sub/x/y', '/push/sub/'), ['x/y'])
   t.is(withQuery('http://h/sub/a', 'last_event_id', '1:[0],-'), 'http://h/sub/a?last_event_id=1%3A%5B0%5D%2C-')
   t.is(withQuery('http://h/sub/a?x=1', 'k', 'v'), 'http://h/sub/a?x=1&k=v')
+  // a parameter of that name the URL had is replaced (a server reads the first), others kept
+  t.is(withQuery('http://h/sub/a?last_event_id=1:0&x=1&last_event_id=2:0#f', 'last_event_id', '3:0'), 'http://h/sub/a?x=1&last_event_id=3%3A0')
+  t.is(withQuery('http://h/sub/a?access_token=old&last_event_id_x=1&access_token', 'access_token', 'new'), 'http://h/sub/a?last_event_id_x=1&access_token=new')
+  t.is(withCursor('http://h/sub/a?last_event_id=1:0', '2:0'), 'http://h/sub/a?last_event_id=2:0')
 })
 
 test('SseParser: a line cut into many chunks is the same line; CR, LF and CRLF split across chunks end one line each', (t) => {
