@@ -379,3 +379,18 @@ test('upgradeAfter is spread at random (±25 %): clients that fell back together
   // at 0.75 and about 1.25 of upgradeAfter: 1,000 ms apart, far more than a busy host's timer slack
   t.true(late - early >= 500, `early ${early} ms, late ${late} ms`)
 })
+
+test('websocket behind a proxy that drops Sec-WebSocket-Protocol (the server upgrades to plain WebSocket, frames with no ids): the client fails the handshake, as browsers do, and falls back to eventsource, every message once with its id', async (t) => {
+  const { base, proxy } = await setup(t, { websocket: 'strip' })
+  const ids = [await pub(base, 's', 'before')]
+  const rec = subscribe(t, `${proxy.base}/sub/s`, { transports: ALL })
+  await rec.waitConnected('eventsource')
+  ids.push(await pub(base, 's', 'after'))
+  await rec.waitMessages(2)
+  t.deepEqual(rec.ids, ids)
+  t.deepEqual(rec.transports, ['eventsource'])
+  t.true(proxy.requests.some((h) => /upgrade: websocket/i.test(h) && /sec-websocket-protocol: ws\+meta/i.test(h)), 'the client asked for its subprotocols')
+  t.true(proxy.responses.some((h) => /^HTTP\/1\.1 101 /.test(h) && !/sec-websocket-protocol/i.test(h)), 'the server upgraded with none')
+  const r = rec.retries.find((x) => x.transport === 'websocket')!
+  t.like(r, { next: 'eventsource', failed: true })
+})

@@ -1,6 +1,7 @@
 // A small TCP proxy (node:net) in front of a test server, to put clients behind the networks they
 // meet in the wild: it can refuse WebSocket upgrades (502), black-hole them (never answer), mute
-// them (pass the 101, then swallow every frame), freeze open connections (a dead path), pass
+// them (pass the 101, then swallow every frame), strip their subprotocol (the server upgrades to
+// plain WebSocket: frames with no ids), freeze open connections (a dead path), pass
 // answers at a slow link's rate, hold back event-stream responses like a
 // buffering reverse proxy, and drop every connection at once. It reads just enough HTTP/1.1 to
 // see request heads (Content-Length bodies are skipped) and records the request and response
@@ -8,7 +9,7 @@
 import net from 'node:net'
 import { once } from 'node:events'
 
-export type WebSocketMode = 'pass' | 'refuse' | 'blackhole' | 'mute'
+export type WebSocketMode = 'pass' | 'refuse' | 'blackhole' | 'mute' | 'strip'
 export type EventStreamMode = 'pass' | 'buffer'
 
 export interface ProxyModes {
@@ -149,7 +150,8 @@ export class TestProxy {
         if (isWs && this.modes.websocket === 'mute') mute = true
         if (isSse && this.modes.eventsource === 'buffer') buffering = true
         expectHead++
-        upstream.write(head)
+        // a proxy that does not know the header drops it: the server picks no subprotocol
+        upstream.write(isWs && this.modes.websocket === 'strip' ? head.replace(/\r\nsec-websocket-protocol:[^\r]*/i, '') : head)
         if (isWs) { raw = true; if (inBuf.length > 0) upstream.write(inBuf); inBuf = Buffer.alloc(0); return }
         const cl = /\r\ncontent-length: *(\d+)/.exec(lower)
         if (cl !== null) bodyLeft = Number(cl[1])
