@@ -26,7 +26,7 @@ import {
   type AuthEnd, type ClientTransport, type CloseInfo, type DeliveredMeta, type FetchLike, TRANSPORT_CLASSES,
   TRANSPORT_NAMES, type TransportCallbacks, type TransportContext, type TransportName, type WebSocketCtor
 } from './transports.ts'
-import { MAX_TIMER_MS, activePosition, backoffDelay, channelsOf, tokenExpiry } from './wire.ts'
+import { MAX_TIMER_MS, activePosition, backoffDelay, channelsOf, queryOf, tokenExpiry, withoutQuery } from './wire.ts'
 
 export { TRANSPORT_NAMES, type TransportName, type CloseInfo, type AuthEnd } from './transports.ts'
 export { authChallenge, backoffDelay, parseId, retryAfterMs, SseParser, tokenExpiry } from './wire.ts'
@@ -82,9 +82,9 @@ export interface ParklineClientOptions {
   keepalive?: number
   /** How long the probe may wait for an answer. Default 3000. */
   probeTimeout?: number
-  /** First reconnect delay (ms); doubles per failed attempt up to maxDelay, with jitter. Default 500. */
+  /** First reconnect delay (ms, at least 1); doubles per failed attempt up to maxDelay, with jitter. Default 500. */
   minDelay?: number
-  /** Default 30000. */
+  /** Longest reconnect delay (ms, at least minDelay). Default 30000. */
   maxDelay?: number
   /**
    * After a fallback, try the transports ahead of the one in use again once it has carried the
@@ -304,6 +304,9 @@ export class Parkline {
       tokenTimeout: options.tokenTimeout ?? 10000,
       random: options.random ?? Math.random
     }
+    // 0 would reconnect in a tight loop, every attempt at once (the backoff doubles minDelay)
+    if (!(this.#opts.minDelay >= 1)) throw new TypeError('minDelay must be a number of ms, at least 1')
+    if (!(this.#opts.maxDelay >= this.#opts.minDelay)) throw new TypeError('maxDelay must be a number of ms, at least minDelay')
     if (!(this.#opts.upgradeAfter >= 0)) throw new TypeError('upgradeAfter must be a number of ms (0: never)')
     if (!(this.#opts.tokenTimeout >= 0)) throw new TypeError('tokenTimeout must be a number of ms (0: no limit)')
     this.#upgradeDelay = this.#opts.upgradeAfter
@@ -434,6 +437,9 @@ export class Parkline {
   resetCursor (): void {
     this.lastId = null
     this.#held = null
+    // a cursor the URL was given (`?last_event_id=`) goes too: the next connection would start there
+    this.#ctx.url = withoutQuery(this.#ctx.url, 'last_event_id')
+    this.#ctx.wsUrl = withoutQuery(this.#ctx.wsUrl, 'last_event_id')
     try { this.#storage?.removeItem?.(this.#key) } catch {}
   }
 
@@ -720,7 +726,8 @@ export class Parkline {
     if (info.badCursor) {
       // the server refused the cursor (400): the client starts over from the oldest buffered
       // message, which may repeat some and cannot say what it missed; the app is told, as for a gap
-      const requested = this.lastId
+      // (the URL's own cursor, where the client had none)
+      const requested = this.lastId ?? queryOf(this.#ctx.url, 'last_event_id')
       this.resetCursor()
       if (requested !== null) this.#emit('gap', { requested, resumed: undefined, channel: this.channels.length > 1 ? undefined : this.channels[0], transport: name })
     }

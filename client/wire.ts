@@ -263,7 +263,7 @@ export function channelsOf (pathname: string, prefix: string, delimiter = ','): 
   })
 }
 
-/** `url` with `name=value` added to its query. */
+/** `url` with `name=value` in its query, in place of any `name` it had (withRawQuery). */
 export function withQuery (url: string, name: string, value: string): string {
   return withRawQuery(url, name, encodeURIComponent(value))
 }
@@ -274,13 +274,43 @@ export function withQuery (url: string, name: string, value: string): string {
  * over every newer one (a resume from the URL's `last_event_id` again: messages twice).
  */
 function withRawQuery (url: string, name: string, encoded: string): string {
+  const base = withoutQuery(url, name)
+  return base + (base.includes('?') ? '&' : '?') + name + '=' + encoded
+}
+
+/** Does `url`'s query hold a `name` parameter (as a server reads names: exact, undecoded)? */
+export function hasQuery (url: string, name: string): boolean {
+  return queryParts(url).some((p) => p === name || p.startsWith(name + '='))
+}
+
+/** The value of `url`'s first `name` parameter (percent-decoded where it can be), or null. */
+export function queryOf (url: string, name: string): string | null {
+  const part = queryParts(url).find((p) => p === name || p.startsWith(name + '='))
+  if (part === undefined) return null
+  const raw = part.slice(name.length + 1)
+  try {
+    return decodeURIComponent(raw)
+  } catch {
+    return raw
+  }
+}
+
+/** The `&`-separated parts of `url`'s query (its fragment left out). */
+function queryParts (url: string): string[] {
   const hash = url.indexOf('#')
   const base = hash === -1 ? url : url.slice(0, hash)
   const q = base.indexOf('?')
-  if (q === -1) return base + '?' + name + '=' + encoded
+  return q === -1 ? [] : base.slice(q + 1).split('&')
+}
+
+/** `url` less its fragment and every `name` parameter of its query (a `?` left with nothing after it goes too). */
+export function withoutQuery (url: string, name: string): string {
+  const hash = url.indexOf('#')
+  const base = hash === -1 ? url : url.slice(0, hash)
+  const q = base.indexOf('?')
+  if (q === -1) return base
   const kept = base.slice(q + 1).split('&').filter((p) => p !== '' && p !== name && !p.startsWith(name + '='))
-  kept.push(name + '=' + encoded)
-  return base.slice(0, q + 1) + kept.join('&')
+  return kept.length === 0 ? base.slice(0, q) : base.slice(0, q + 1) + kept.join('&')
 }
 
 /**

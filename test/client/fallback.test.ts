@@ -146,6 +146,13 @@ test('an upgrade try that fails again falls back with no loss and stays there un
   t.true(proxy.requests.filter((h) => /upgrade: websocket/i.test(h)).length >= 3, 'the first attempt and two tries')
 })
 
+test('minDelay 0 (a reconnect loop with no wait) and a maxDelay below minDelay are refused', (t) => {
+  t.throws(() => new Parkline('http://127.0.0.1:1/sub/x', { minDelay: 0 }), { instanceOf: TypeError, message: /minDelay/ })
+  t.throws(() => new Parkline('http://127.0.0.1:1/sub/x', { minDelay: Number.NaN }), { instanceOf: TypeError, message: /minDelay/ })
+  t.throws(() => new Parkline('http://127.0.0.1:1/sub/x', { minDelay: 1000, maxDelay: 500 }), { instanceOf: TypeError, message: /maxDelay/ })
+  t.notThrows(() => new Parkline('http://127.0.0.1:1/sub/x', { minDelay: 1, maxDelay: 1 }))
+})
+
 test('upgradeAfter: 0 keeps a fallback for the session; a bad value is refused', async (t) => {
   t.throws(() => new Parkline('http://127.0.0.1:1/sub/x', { upgradeAfter: -1 }), { instanceOf: TypeError })
   t.throws(() => new Parkline('http://127.0.0.1:1/sub/x', { upgradeAfter: Number.NaN }), { instanceOf: TypeError })

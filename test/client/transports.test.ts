@@ -803,3 +803,21 @@ for (const transport of TRANSPORTS) {
     t.deepEqual(rec.texts, ['two', 'three'])
   })
 }
+
+for (const transport of TRANSPORTS) {
+  test(`${transport}: a URL whose cursor the server refuses (400) starts over without it, once, and the app is told with a gap event`, async (t) => {
+    const { base } = await startServer(t)
+    await pub(base, 'ub', 'one')
+    const client = new Parkline(`${base}/sub/ub?last_event_id=a:b:c&x=1`, { minDelay: 50, transports: [transport] })
+    const rec = new Recorder(client)
+    t.teardown(() => client.stop())
+    client.start()
+    await rec.waitMessages(1)
+    await pub(base, 'ub', 'two')
+    await rec.waitMessages(2)
+    t.deepEqual(rec.texts, ['one', 'two'])
+    t.true(rec.retries.filter((r) => /400/.test(r.reason)).length <= 1, rec.log.join('\n'))
+    t.is(rec.gaps.length, 1)
+    t.like(rec.gaps[0], { requested: 'a:b:c', resumed: undefined })
+  })
+}

@@ -2,7 +2,7 @@
 import test from 'ava'
 import {
   activePosition, channelsOf, cursorHeaders, longpollId, parseId, parseWsMeta, parseWsMetaBytes, retryAfterMs, SseParser,
-  type SseEvent, withCursor, withQuery
+  type SseEvent, hasQuery, queryOf, withCursor, withoutQuery, withQuery
 } from '../../client/wire.ts'
 
 test('parseId: single and multiplexed ids (§2)', (t) => {
@@ -75,6 +75,13 @@ test('retryAfterMs, channelsOf, withQuery', (t) => {
   t.is(withQuery('http://h/sub/a?last_event_id=1:0&x=1&last_event_id=2:0#f', 'last_event_id', '3:0'), 'http://h/sub/a?x=1&last_event_id=3%3A0')
   t.is(withQuery('http://h/sub/a?access_token=old&last_event_id_x=1&access_token', 'access_token', 'new'), 'http://h/sub/a?last_event_id_x=1&access_token=new')
   t.is(withCursor('http://h/sub/a?last_event_id=1:0', '2:0'), 'http://h/sub/a?last_event_id=2:0')
+  t.is(withoutQuery('http://h/sub/a?last_event_id=1:0', 'last_event_id'), 'http://h/sub/a')
+  t.is(withoutQuery('http://h/sub/a?x=1&last_event_id=1:0&last_event_idx=2#f', 'last_event_id'), 'http://h/sub/a?x=1&last_event_idx=2')
+  t.true(hasQuery('http://h/sub/a?x=1&last_event_id', 'last_event_id'))
+  t.false(hasQuery('http://h/sub/a?last_event_idx=1#last_event_id=2', 'last_event_id'))
+  t.is(queryOf('http://h/sub/a?last_event_id=1%3A0&last_event_id=2:0', 'last_event_id'), '1:0')
+  t.is(queryOf('http://h/sub/a?x=%E0', 'x'), '%E0')
+  t.is(queryOf('http://h/sub/a', 'x'), null)
 })
 
 test('SseParser: a line cut into many chunks is the same line; CR, LF and CRLF split across chunks end one line each', (t) => {
