@@ -812,6 +812,12 @@ export class LongPollTransport implements ClientTransport {
         this.#finish(closeInfo(this.#opened, 'longpoll: an answer without a readable id (Last-Modified and Etag)', { fallback: true }))
         return true
       }
+      if (id === this.#lastId) {
+        // the server never answers a cursor with its own message: a cache on the path (one that
+        // ignores `no-cache`) served the last answer again, and would at every poll
+        this.#finish(closeInfo(this.#opened, `longpoll: the answer repeats the message of the cursor sent (${id}): a cache on the path?`, { fallback: true }))
+        return true
+      }
       const gap = res.headers.get('Parkline-Gap')
       const parts = boundary === null ? null : multipartParts(new Uint8Array(body as ArrayBuffer), boundary)
       if (boundary !== null && parts === null) {

@@ -448,12 +448,15 @@ test('longpoll: a short subscriber timeout (408 in under a second) is polled aga
   t.deepEqual(rec.retries, [], 'the same poll loop, not a reconnection')
 })
 
-test('longpoll: an answer without a readable id is not delivered again and again: the transport fails over with backoff', async (t) => {
-  // a proxy that strips Etag and Last-Modified, as a server here: every poll gets the same message
+/**
+ * A server answering every poll with the same message and `headers`, a long-poll client on it for
+ * 1.5 s (backoff 200–400 ms), stopped: its recorder and how many polls came.
+ */
+async function sameAnswerEveryPoll (t: ExecutionContext, headers: Record<string, string>): Promise<{ rec: Recorder, polls: number }> {
   let polls = 0
   const server = http.createServer((_req, res) => {
     polls++
-    res.writeHead(200, { 'Content-Type': 'text/plain' })
+    res.writeHead(200, { 'Content-Type': 'text/plain', ...headers })
     res.end('same')
   })
   server.listen(0, '127.0.0.1')
@@ -462,9 +465,23 @@ test('longpoll: an answer without a readable id is not delivered again and again
   const rec = subscribe(t, `http://127.0.0.1:${(server.address() as AddressInfo).port}/sub/x`, { transports: ['longpoll'], minDelay: 200, maxDelay: 400 })
   await new Promise((resolve) => setTimeout(resolve, 1500))
   rec.client.stop()
+  return { rec, polls }
+}
+
+test('longpoll: an answer without a readable id is not delivered again and again: the transport fails over with backoff', async (t) => {
+  // a proxy that strips Etag and Last-Modified, as a server here: every poll gets the same message
+  const { rec, polls } = await sameAnswerEveryPoll(t, {})
   t.is(rec.messages.length, 0, 'nothing delivered without an id to resume from')
   t.true(polls <= 10, `${polls} polls in 1.5 s`)
   t.true(rec.retries.length >= 1 && rec.retries.every((r) => r.delay >= 100), rec.log.join(' | '))
+})
+
+test('longpoll: an answer that repeats the message of the cursor sent (a cache on the path serving the last answer again) is not delivered again: the transport fails over with backoff', async (t) => {
+  // a cache that ignores no-cache, as a server here: every poll gets the same answer, its id too
+  const { rec, polls } = await sameAnswerEveryPoll(t, { 'Last-Modified': 'Thu, 01 Jan 2026 00:00:00 GMT', Etag: '0' })
+  t.deepEqual(rec.texts, ['same'], 'delivered once')
+  t.true(polls <= 10, `${polls} polls in 1.5 s`)
+  t.true(rec.retries.length >= 1 && rec.retries.every((r) => r.delay >= 100 && /repeats the message/.test(r.reason)), rec.log.join(' | '))
 })
 
 for (const transport of TRANSPORTS) {
