@@ -13,7 +13,7 @@
 // headers on a WebSocket; the server must allow it with `tokenInQuery`). 401 and 403 are reported
 // as `auth` in CloseInfo, never as a reason to fall back: another transport would be refused too.
 import {
-  MAX_QUERY_CURSOR, type SseEvent, SseParser, authChallenge, cursorHeaders, hasQuery, longpollId, multipartBoundary, multipartParts, parseId, parseWsMeta, parseWsMetaBytes, retryAfterMs, withCursor, withQuery
+  MAX_QUERY_CURSOR, type SseEvent, SseParser, authChallenge, cursorHeaders, longpollId, multipartBoundary, multipartParts, parseId, parseWsMeta, parseWsMetaBytes, retryAfterMs, sendsCursor, withCursor, withQuery
 } from './wire.ts'
 
 export type TransportName = 'websocket' | 'eventsource' | 'longpoll'
@@ -307,7 +307,7 @@ export class WebSocketTransport implements ClientTransport {
     }).then(async (res) => {
       if (res.status === 400) {
         const body = await res.text().catch(() => '')
-        const bad = badRequest(res.headers, body, this.#lastId !== null || hasQuery(this.#ctx.wsUrl, 'last_event_id'))
+        const bad = badRequest(res.headers, body, sendsCursor(this.#ctx.wsUrl, this.#lastId))
         if (bad === 'cursor') return closeInfo(false, `websocket: handshake refused, HTTP 400 ${body.trim()}`, { badCursor: true })
         if (bad === 'auth') {
           const auth = authEnd(400, res.headers, body)
@@ -483,7 +483,7 @@ export class EventSourceTransport implements ClientTransport {
     let url = withQuery(this.#ctx.url, 'parkline_gap', 'event')
     this.#cursor = null
     // (a cursor the URL was given counts: a 400 for it is a cursor the server cannot read)
-    this.#sentCursor = lastId !== null || hasQuery(this.#ctx.url, 'last_event_id')
+    this.#sentCursor = sendsCursor(this.#ctx.url, lastId)
     if (lastId !== null) {
       const resumed = withCursor(url, lastId)
       // past what a server reads from the query (a vector of many channels): If-Modified-Since and
@@ -871,7 +871,7 @@ export class LongPollTransport implements ClientTransport {
       return false
     }
     const hint = retryAfterMs(res.headers.get('Retry-After'))
-    const bad = status === 400 ? badRequest(res.headers, text, this.#lastId !== null || hasQuery(this.#ctx.url, 'last_event_id')) : null
+    const bad = status === 400 ? badRequest(res.headers, text, sendsCursor(this.#ctx.url, this.#lastId)) : null
     if (bad === 'auth') {
       const auth = authEnd(400, res.headers, text)
       this.#finish(closeInfo(this.#opened, `longpoll: HTTP 400 ${auth.reason}`, { clean: true, auth }))

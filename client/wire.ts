@@ -278,14 +278,19 @@ function withRawQuery (url: string, name: string, encoded: string): string {
   return base + (base.includes('?') ? '&' : '?') + name + '=' + encoded
 }
 
-/** Does `url`'s query hold a `name` parameter (as a server reads names: exact, undecoded)? */
+/** Is `part` (of a query) a `name` parameter, as a server reads names: exact, undecoded? */
+function isParam (part: string, name: string): boolean {
+  return part === name || part.startsWith(name + '=')
+}
+
+/** Does `url`'s query hold a `name` parameter? */
 export function hasQuery (url: string, name: string): boolean {
-  return queryParts(url).some((p) => p === name || p.startsWith(name + '='))
+  return splitQuery(url).parts.some((p) => isParam(p, name))
 }
 
 /** The value of `url`'s first `name` parameter (percent-decoded where it can be), or null. */
 export function queryOf (url: string, name: string): string | null {
-  const part = queryParts(url).find((p) => p === name || p.startsWith(name + '='))
+  const part = splitQuery(url).parts.find((p) => isParam(p, name))
   if (part === undefined) return null
   const raw = part.slice(name.length + 1)
   try {
@@ -295,22 +300,24 @@ export function queryOf (url: string, name: string): string | null {
   }
 }
 
-/** The `&`-separated parts of `url`'s query (its fragment left out). */
-function queryParts (url: string): string[] {
+/** `url` less its fragment, as the part before its query and the `&`-separated parts of the query. */
+function splitQuery (url: string): { path: string, parts: string[] } {
   const hash = url.indexOf('#')
   const base = hash === -1 ? url : url.slice(0, hash)
   const q = base.indexOf('?')
-  return q === -1 ? [] : base.slice(q + 1).split('&')
+  return q === -1 ? { path: base, parts: [] } : { path: base.slice(0, q), parts: base.slice(q + 1).split('&') }
 }
 
 /** `url` less its fragment and every `name` parameter of its query (a `?` left with nothing after it goes too). */
 export function withoutQuery (url: string, name: string): string {
-  const hash = url.indexOf('#')
-  const base = hash === -1 ? url : url.slice(0, hash)
-  const q = base.indexOf('?')
-  if (q === -1) return base
-  const kept = base.slice(q + 1).split('&').filter((p) => p !== '' && p !== name && !p.startsWith(name + '='))
-  return kept.length === 0 ? base.slice(0, q) : base.slice(0, q + 1) + kept.join('&')
+  const { path, parts } = splitQuery(url)
+  const kept = parts.filter((p) => p !== '' && !isParam(p, name))
+  return kept.length === 0 ? path : path + '?' + kept.join('&')
+}
+
+/** Does a request to `url` with the client's cursor `lastId` carry a cursor (its own, or one the URL was given)? */
+export function sendsCursor (url: string, lastId: string | null): boolean {
+  return lastId !== null || hasQuery(url, 'last_event_id')
 }
 
 /**
